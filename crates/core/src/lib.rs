@@ -1,0 +1,21 @@
+//! mailorder-core: the plumbing every mailorder program shares.
+//!
+//! - [`exit`]: the one table of exit codes and the rule for passing a child's status up;
+//! - [`root`]: where the installation lives (`/var/mailorder`, or `MAILORDER_ROOT` for
+//!   programs that are not set-id);
+//! - [`control`]: one-setting-per-file control files under `ROOT/control`;
+//! - [`logger`]: the stderr logger (`prog: level: message`), no timestamps;
+//! - [`privs`]: the one audited uid/gid switch;
+//! - [`ucspi`]: the connection's addresses from the UCSPI environment or the socket.
+//!
+//! It must not parse mail or speak a protocol: that lives in the `*-proto` crates.
+
+pub mod control;
+pub mod exit;
+pub mod logger;
+pub mod privs;
+pub mod root;
+pub mod sys;
+pub mod ucspi;
+
+pub use exit::Exit;

@@ -1,0 +1,1 @@
+//! mailorder-tests: the end-to-end harness. Tests live in `tests/e2e.rs`.
