@@ -1,0 +1,1 @@
+//! checkpassword interface over the embedded file directory

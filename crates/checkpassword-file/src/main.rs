@@ -1,0 +1,3 @@
+//! checkpassword-file
+
+fn main() {}

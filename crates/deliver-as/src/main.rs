@@ -1,0 +1,3 @@
+//! deliver-as
+
+fn main() {}

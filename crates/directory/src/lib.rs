@@ -1,0 +1,1 @@
+//! The directory layer: users, aliases, domains, passwords (file back-end)

@@ -1,0 +1,1 @@
+//! The scheduler: watches the queue, runs deliveries, retries, bounces

@@ -1,0 +1,3 @@
+//! dispatch
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! listen
+
+fn main() {}

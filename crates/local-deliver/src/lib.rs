@@ -1,0 +1,1 @@
+//! Delivers one message to one local recipient

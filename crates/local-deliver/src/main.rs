@@ -1,0 +1,3 @@
+//! local-deliver
+
+fn main() {}

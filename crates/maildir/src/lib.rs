@@ -1,0 +1,1 @@
+//! Maildir++ delivery, unique names, maildirsize quota, listing

@@ -1,0 +1,1 @@
+//! Queue tools: list, stat, show

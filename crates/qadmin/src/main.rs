@@ -1,0 +1,3 @@
+//! qadmin
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! Removes finished queue files on the scheduler's behalf, as the queue uid

@@ -1,0 +1,3 @@
+//! queue-clean
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! On-disk queue layout, text0 envelope codec, message state files

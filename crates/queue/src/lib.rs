@@ -1,0 +1,1 @@
+//! The only writer of new mail into the queue (qmail-queue contract)

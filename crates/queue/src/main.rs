@@ -1,0 +1,3 @@
+//! queue
+
+fn main() {}

@@ -1,0 +1,3 @@
+//! sendmail
+
+fn main() {}

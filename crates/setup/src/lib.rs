@@ -1,0 +1,1 @@
+//! Creates a mailorder tree: directories, control files, certificate, demo user

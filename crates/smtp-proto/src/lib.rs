@@ -1,0 +1,1 @@
+//! SMTP commands, replies and DATA/BDAT framing; no I/O

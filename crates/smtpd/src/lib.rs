@@ -1,0 +1,1 @@
+//! ESMTP receiver under tcpserver or systemd Accept=yes

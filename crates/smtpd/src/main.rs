@@ -1,0 +1,3 @@
+//! smtpd
+
+fn main() {}
