@@ -1,1 +1,181 @@
-//! A small tcpserver: accept on an address, run a program per connection with UCSPI env
+//! listen: a small tcpserver for `make run` and machines without ucspi-tcp.
+//!
+//! Binds one TCP address, accepts connections and runs a program per connection with the
+//! socket on fd 0 and fd 1 and the UCSPI environment set (`PROTO`, `TCPLOCALIP`,
+//! `TCPLOCALPORT`, `TCPREMOTEIP`, `TCPREMOTEPORT`), as tcpserver does, so the servers have
+//! one code path under listen, tcpserver and systemd `Accept=yes`. It never reads the
+//! connection itself.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::OwnedFd;
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+
+/// What to run and how.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to bind.
+    pub addr: SocketAddr,
+    /// Most connections served at once; further ones wait in the backlog.
+    pub limit: usize,
+    /// Extra environment `VAR=VALUE` for every connection.
+    pub env: Vec<(String, String)>,
+    /// The program and its arguments.
+    pub argv: Vec<String>,
+}
+
+/// A usage error: the message to print.
+#[derive(Debug, thiserror::Error)]
+#[error("usage: listen [-c LIMIT] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}")]
+pub struct Usage(pub String);
+
+/// Parse `listen [-c LIMIT] [-e VAR=VALUE]… HOST PORT PROGRAM [ARG…]`.
+pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
+    let mut limit = 40;
+    let mut env = Vec::new();
+    let mut i = 0;
+    while i < args.len() && args[i].starts_with('-') {
+        let opt = args[i].as_str();
+        let val = args.get(i + 1).ok_or_else(|| Usage(format!("{opt} needs a value")))?;
+        match opt {
+            "-c" => limit = val.parse().map_err(|_| Usage(format!("bad limit {val}")))?,
+            "-e" => {
+                let (k, v) = val.split_once('=').ok_or_else(|| Usage(format!("bad -e {val}")))?;
+                env.push((k.to_owned(), v.to_owned()));
+            }
+            _ => return Err(Usage(format!("unknown option {opt}"))),
+        }
+        i += 2;
+    }
+    let rest = &args[i..];
+    if rest.len() < 3 {
+        return Err(Usage("missing arguments".to_owned()));
+    }
+    let host = rest[0].trim_start_matches('[').trim_end_matches(']');
+    let port: u16 = rest[1].parse().map_err(|_| Usage(format!("bad port {}", rest[1])))?;
+    let ip = host.parse().map_err(|_| Usage(format!("bad address {host}")))?;
+    if limit == 0 {
+        return Err(Usage("limit must be at least 1".to_owned()));
+    }
+    Ok(Config { addr: SocketAddr::new(ip, port), limit, env, argv: rest[2..].to_vec() })
+}
+
+/// Bind and serve forever; returns only on a fatal error.
+pub fn serve(cfg: &Config) -> io::Result<()> {
+    let listener = TcpListener::bind(cfg.addr)?;
+    let bound = listener.local_addr()?;
+    log::info!("listening on {bound} for {}", cfg.argv[0]);
+    if cfg.addr.port() == 0 {
+        // The caller asked for any free port: tell it which one (tests bind port 0).
+        use std::io::Write;
+        let mut out = io::stdout().lock();
+        writeln!(out, "{}", bound.port())?;
+        out.flush()?;
+    }
+    let running = Arc::new((Mutex::new(0usize), Condvar::new()));
+    loop {
+        {
+            let (lock, cvar) = &*running;
+            let mut n = lock.lock().map_err(|_| io::Error::other("lock poisoned"))?;
+            while *n >= cfg.limit {
+                n = cvar.wait(n).map_err(|_| io::Error::other("lock poisoned"))?;
+            }
+        }
+        let (stream, remote) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("accept failed: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                continue;
+            }
+        };
+        match spawn(cfg, stream, remote) {
+            Ok(mut child) => {
+                let running = Arc::clone(&running);
+                {
+                    let (lock, _) = &*running;
+                    if let Ok(mut n) = lock.lock() {
+                        *n += 1;
+                    }
+                }
+                std::thread::spawn(move || {
+                    let _ = child.wait();
+                    let (lock, cvar) = &*running;
+                    if let Ok(mut n) = lock.lock() {
+                        *n -= 1;
+                    }
+                    cvar.notify_one();
+                });
+            }
+            Err(e) => log::warn!("cannot run {}: {e}", cfg.argv[0]),
+        }
+    }
+}
+
+fn spawn(cfg: &Config, stream: TcpStream, remote: SocketAddr) -> io::Result<std::process::Child> {
+    let local = stream.local_addr()?;
+    let fd_out: OwnedFd = stream.try_clone()?.into();
+    let fd_in: OwnedFd = stream.into();
+    let mut cmd = Command::new(&cfg.argv[0]);
+    cmd.args(&cfg.argv[1..])
+        .stdin(Stdio::from(fd_in))
+        .stdout(Stdio::from(fd_out))
+        .env("PROTO", if remote.is_ipv6() { "TCP6" } else { "TCP" })
+        .env("TCPLOCALIP", local.ip().to_string())
+        .env("TCPLOCALPORT", local.port().to_string())
+        .env("TCPREMOTEIP", remote.ip().to_string())
+        .env("TCPREMOTEPORT", remote.port().to_string())
+        .env_remove("TCPREMOTEHOST")
+        .env_remove("TCPREMOTEINFO")
+        .env_remove("TCPLOCALHOST");
+    for (k, v) in &cfg.env {
+        cmd.env(k, v);
+    }
+    cmd.spawn()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_owned()).collect()
+    }
+
+    #[test]
+    fn parses_options_and_program() {
+        let c = parse_args(&s(&["-c", "5", "-e", "SMTPS=1", "127.0.0.1", "2465", "smtpd", "x"])).unwrap();
+        assert_eq!(c.limit, 5);
+        assert_eq!(c.env, vec![("SMTPS".to_owned(), "1".to_owned())]);
+        assert_eq!(c.addr, "127.0.0.1:2465".parse().unwrap());
+        assert_eq!(c.argv, s(&["smtpd", "x"]));
+        assert!(parse_args(&s(&["::1", "25"])).is_err());
+        assert!(parse_args(&s(&["-x", "1", "::1", "25", "p"])).is_err());
+        assert_eq!(parse_args(&s(&["[::1]", "25", "p"])).unwrap().addr, "[::1]:25".parse().unwrap());
+    }
+
+    #[test]
+    fn runs_program_with_ucspi_env() {
+        use std::io::Read;
+        let cfg = Config {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            limit: 1,
+            env: vec![("EXTRA".into(), "yes".into())],
+            argv: s(&["sh", "-c", "echo $PROTO $TCPREMOTEIP $EXTRA"]),
+        };
+        let l = TcpListener::bind(cfg.addr).unwrap();
+        let addr = l.local_addr().unwrap();
+        let client = std::thread::spawn(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut out = String::new();
+            c.read_to_string(&mut out).unwrap();
+            out
+        });
+        let (stream, remote) = l.accept().unwrap();
+        let mut child = spawn(&cfg, stream, remote).unwrap();
+        child.wait().unwrap();
+        assert_eq!(client.join().unwrap(), "TCP 127.0.0.1 yes\n");
+    }
+}

@@ -1,3 +1,17 @@
-//! listen
+//! listen: accept TCP connections and run a program per connection (see CONTRACT.md).
 
-fn main() {}
+fn main() {
+    mailorder_core::logger::init("listen", 111);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cfg = match mailorder_listen::parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            mailorder_core::exit::exit(100);
+        }
+    };
+    if let Err(e) = mailorder_listen::serve(&cfg) {
+        log::error!("cannot listen on {}: {e}", cfg.addr);
+        mailorder_core::exit::exit(111);
+    }
+}

@@ -1,0 +1,47 @@
+# mailorder — a thin wrapper over cargo (STYLE §2).
+#   make run    build and start the whole system on loopback, state under ./run
+#   make test   install what the tests need (as root), build, run every test
+#   make check  fmt, clippy, test
+#   make install PREFIX=/var/mailorder   (root) users, directories, set-id programs
+#   make bench  the benchmarks (BENCHMARKS.md)
+
+CARGO ?= cargo
+PREFIX ?= /var/mailorder
+BIN_DIR := $(CURDIR)/target/debug
+PROGRAMS := smtpd queue queue-clean dispatch deliver-as local-deliver checkpassword-file \
+	sendmail qadmin listen setup
+
+.PHONY: all build run test test-deps check fmt lint install bench clean
+
+all: build
+
+build:
+	$(CARGO) build --workspace --bins
+
+run: build
+	MAILORDER_BIN_DIR=$(BIN_DIR) sh scripts/run $(CURDIR)/run
+
+test-deps:
+	sh scripts/install-test-deps
+
+test: test-deps build
+	MAILORDER_BIN_DIR=$(BIN_DIR) $(CARGO) test --workspace
+
+fmt:
+	$(CARGO) fmt --all
+
+lint:
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+check: lint test
+
+install:
+	$(CARGO) build --workspace --bins --release
+	sh scripts/install $(PREFIX) $(CURDIR)/target/release
+
+bench:
+	sh scripts/bench
+
+clean:
+	$(CARGO) clean
