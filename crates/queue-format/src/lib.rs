@@ -1,1 +1,20 @@
-//! On-disk queue layout, text0 envelope codec, message state files
+//! mailorder-queue-format: the on-disk queue shared by `queue`, `dispatch`, `queue-clean`
+//! and `qadmin` (docs/ARCHITECTURE.md "The queue on disk").
+//!
+//! - [`envelope`]: the text0 envelope (`F<sender>\0T<rcpt>\0…\0`), encoder and a limited,
+//!   incremental reader;
+//! - [`layout`]: [`Queue`], the paths of `mess/`, `intd/`, `todo/`, `state/` and the
+//!   trigger FIFO, queue ids, listings and [`fsync_dir`];
+//! - [`state`]: dispatch's per-message state file `state/ID` (`V1`, text, one line per
+//!   field) and the per-recipient status transitions.
+//!
+//! It performs no delivery and spawns nothing; the only I/O is reading and writing queue
+//! files that the caller names.
+
+pub mod envelope;
+pub mod layout;
+pub mod state;
+
+pub use envelope::{Envelope, EnvelopeError, encode, read_envelope};
+pub use layout::{Queue, fsync_dir, valid_id};
+pub use state::{Outcome, Policy, RcptState, State, StateError, Status};

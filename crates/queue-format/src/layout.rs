@@ -1,0 +1,201 @@
+//! Paths of the queue (docs/ARCHITECTURE.md "The queue on disk"), queue ids and listings.
+//!
+//! ```text
+//! queue/intd/ID   envelope being written
+//! queue/mess/ID   message: queue's Received line + the message as given
+//! queue/todo/ID   envelope, complete and durable: the message is accepted
+//! queue/state/ID  dispatch's record of the message
+//! queue/lock/trigger  FIFO: queue writes one byte after each message
+//! ```
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The queue directory and the paths inside it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queue {
+    /// `ROOT/queue`.
+    pub root: PathBuf,
+}
+
+/// Whether `id` is a well-formed queue id: 1–64 characters, digits and dots only, starting
+/// with a digit (so never `.`, `..` or a temporary file). Ids come from file names and
+/// argv; nothing else may be joined to a queue path.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id.as_bytes()[0].is_ascii_digit()
+        && id.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// `fsync` a directory, so that a rename or unlink in it is durable.
+pub fn fsync_dir(path: &Path) -> io::Result<()> {
+    File::open(path)?.sync_all()
+}
+
+impl Queue {
+    /// The queue rooted at `root` (normally `mailorder_core::root::queue_dir()`).
+    pub fn new(root: impl Into<PathBuf>) -> Queue {
+        Queue { root: root.into() }
+    }
+
+    /// `queue/mess`.
+    pub fn mess_dir(&self) -> PathBuf {
+        self.root.join("mess")
+    }
+    /// `queue/intd`.
+    pub fn intd_dir(&self) -> PathBuf {
+        self.root.join("intd")
+    }
+    /// `queue/todo`.
+    pub fn todo_dir(&self) -> PathBuf {
+        self.root.join("todo")
+    }
+    /// `queue/state`.
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join("state")
+    }
+    /// `queue/lock`.
+    pub fn lock_dir(&self) -> PathBuf {
+        self.root.join("lock")
+    }
+    /// `queue/mess/ID`.
+    pub fn mess(&self, id: &str) -> PathBuf {
+        self.mess_dir().join(id)
+    }
+    /// `queue/intd/ID`.
+    pub fn intd(&self, id: &str) -> PathBuf {
+        self.intd_dir().join(id)
+    }
+    /// `queue/todo/ID`.
+    pub fn todo(&self, id: &str) -> PathBuf {
+        self.todo_dir().join(id)
+    }
+    /// `queue/state/ID`.
+    pub fn state(&self, id: &str) -> PathBuf {
+        self.state_dir().join(id)
+    }
+    /// The temporary file `State::store` writes before renaming to `state/ID`.
+    pub fn state_tmp(&self, id: &str) -> PathBuf {
+        self.state_dir().join(format!(".tmp.{id}"))
+    }
+    /// `queue/lock/trigger`, the FIFO that wakes dispatch.
+    pub fn trigger(&self) -> PathBuf {
+        self.lock_dir().join("trigger")
+    }
+
+    /// A new id `SECONDS.MICROS.PID`. Unique together with `O_EXCL` on `mess/ID`.
+    pub fn new_id() -> String {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        format!(
+            "{}.{:06}.{}",
+            now.as_secs(),
+            now.subsec_micros(),
+            std::process::id()
+        )
+    }
+
+    /// The valid ids in `dir`, sorted (oldest first, as ids start with the time).
+    pub fn list(dir: &Path) -> io::Result<Vec<String>> {
+        let mut ids = Vec::new();
+        for ent in std::fs::read_dir(dir)? {
+            let ent = ent?;
+            if let Some(name) = ent.file_name().to_str()
+                && valid_id(name)
+            {
+                ids.push(name.to_owned());
+            }
+        }
+        ids.sort_by_key(|a| id_key(a));
+        Ok(ids)
+    }
+
+    /// Ids in `todo/`: accepted messages dispatch has not taken yet.
+    pub fn list_todo(&self) -> io::Result<Vec<String>> {
+        Queue::list(&self.todo_dir())
+    }
+
+    /// Ids in `state/`: messages dispatch is working on.
+    pub fn list_state(&self) -> io::Result<Vec<String>> {
+        Queue::list(&self.state_dir())
+    }
+
+    /// Ids in `mess/`.
+    pub fn list_mess(&self) -> io::Result<Vec<String>> {
+        Queue::list(&self.mess_dir())
+    }
+
+    /// Ids in `intd/`.
+    pub fn list_intd(&self) -> io::Result<Vec<String>> {
+        Queue::list(&self.intd_dir())
+    }
+
+    /// Create the directories (not the FIFO's owner or modes: that is `setup`'s job).
+    /// For tests and `make run`.
+    pub fn create_dirs(&self) -> io::Result<()> {
+        for d in [
+            self.mess_dir(),
+            self.intd_dir(),
+            self.todo_dir(),
+            self.state_dir(),
+            self.lock_dir(),
+        ] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sort key: the numeric parts of an id.
+fn id_key(id: &str) -> Vec<u64> {
+    id.split('.')
+        .map(|p| p.parse().unwrap_or(u64::MAX))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids() {
+        let id = Queue::new_id();
+        assert!(valid_id(&id), "{id}");
+        assert_eq!(id.split('.').count(), 3);
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "1/2",
+            "a1",
+            ".1",
+            "1 2",
+            &"1".repeat(65),
+        ] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+        for good in ["1", "1.2.3", "1700000000.000001.42"] {
+            assert!(valid_id(good));
+        }
+    }
+
+    #[test]
+    fn listing_skips_other_names() {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_dirs().unwrap();
+        for n in ["10.1.1", "9.1.1", ".tmp.9.1.1", "junk"] {
+            std::fs::write(q.state_dir().join(n), "").unwrap();
+        }
+        assert_eq!(q.list_state().unwrap(), vec!["9.1.1", "10.1.1"]);
+        assert!(q.list_todo().unwrap().is_empty());
+        assert_eq!(q.trigger(), d.path().join("lock/trigger"));
+        assert_eq!(q.mess("1.2.3"), d.path().join("mess/1.2.3"));
+        fsync_dir(&q.state_dir()).unwrap();
+    }
+}
