@@ -1,1 +1,848 @@
-//! The directory layer: users, aliases, domains, passwords (file back-end)
+//! mailorder-directory: who is hosted here — domains, users, aliases, passwords — read
+//! from the embedded file back-end (docs/ARCHITECTURE.md, "Directory").
+//!
+//! `ROOT/directory/` holds three text files (`#` starts a comment, blank lines are ignored):
+//!
+//! - `domains`: `domain [local|relay]`;
+//! - `users`: `address key=value…` with keys `uid gid home maildir quota aliases forward
+//!   local status`;
+//! - `passwd`: `address:hash` ([`hash`] lists the schemes). Only [`Directory::verify_password`]
+//!   and [`Directory::read_passwd`] read it, on demand, so processes that only resolve
+//!   recipients never need read access to it.
+//!
+//! Principal types: [`Directory`] (the parsed `domains` + `users`), [`Resolved`] (what an
+//! address is to us), [`User`], [`Passwd`], [`DirError`].
+//!
+//! Addresses are matched case-insensitively; a recipient `local+ext@domain` belongs to
+//! `local@domain` (delimiters from `control/recipientdelimiter`). A local part that could
+//! name a path or route (`%`, `!`, `@`, `/`, quotes, bad dots) never resolves to a user.
+//!
+//! This crate does no writes, no privilege changes and no network I/O: it reads files.
+
+pub mod hash;
+
+use mailorder_core::Exit;
+use mailorder_core::control::{Control, ControlError};
+use std::collections::HashMap;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// How a domain is handled here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DomainKind {
+    /// Hosted here: its addresses are users or aliases in `users`.
+    Local,
+    /// Accepted for relaying to another host (backup MX).
+    Relay,
+}
+
+/// Whether an account may receive and log in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Normal.
+    Active,
+    /// Kept, but logins fail; delivery policy is the caller's.
+    Disabled,
+}
+
+/// One hosted mailbox (a line of `users`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// Canonical `local@domain`, lower case.
+    pub address: String,
+    /// Owner uid of the mailbox (`uid=`, else `control/vmailuid`, else the running uid).
+    pub uid: u32,
+    /// Owner gid of the mailbox (`gid=`, else `control/vmailgid`, else the running gid).
+    pub gid: u32,
+    /// Home directory; default `ROOT/mail/DOMAIN/LOCAL`.
+    pub home: PathBuf,
+    /// The Maildir; default `HOME/Maildir/`.
+    pub maildir: PathBuf,
+    /// Maildir++ quota definition, e.g. `100000000S,1000C`.
+    pub quota: Option<String>,
+    /// Addresses to forward to.
+    pub forward: Vec<String>,
+    /// Deliver into the Maildir (`local=yes`, the default); `false`: forward only.
+    pub local: bool,
+    /// `status=`.
+    pub status: Status,
+}
+
+/// What an address is to this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// A hosted address (primary or alias); `ext` is the part after the recipient
+    /// delimiter, lower case (`Some("")` for `local+@domain`).
+    User {
+        /// The mailbox.
+        user: User,
+        /// The extension, if the address carried one.
+        ext: Option<String>,
+    },
+    /// The domain is hosted here (local) but no such address: 550 5.1.1.
+    Unknown,
+    /// The domain is listed with kind `relay` (backup MX).
+    Relay,
+    /// Not our domain.
+    Remote,
+}
+
+/// Why the directory could not be read. Every variant is temporary: a broken directory
+/// must defer mail, never bounce it.
+#[derive(Debug, thiserror::Error)]
+pub enum DirError {
+    /// A directory file exists but cannot be read.
+    #[error("cannot read {path}: {source} (#4.3.0)")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A directory file has a line we do not understand.
+    #[error("{path} line {line}: {msg} (#4.3.5)")]
+    Syntax {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// What is wrong.
+        msg: String,
+    },
+    /// A control file (`vmailuid`, `vmailgid`, `recipientdelimiter`) is unusable.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+}
+
+impl DirError {
+    /// The exit class: always temporary.
+    pub fn class(&self) -> Exit {
+        Exit::Temp
+    }
+}
+
+/// Split an address at the last `@` into (local, domain). `None` when there is no `@`.
+pub fn split_address(addr: &str) -> Option<(&str, &str)> {
+    addr.rfind('@').map(|i| (&addr[..i], &addr[i + 1..]))
+}
+
+/// Whether `local` is safe to treat as a mailbox name: non-empty, no `%`, `!`, `@`, `/`,
+/// quote, backslash, white space or control character, and no leading, trailing or double dot.
+pub fn is_safe_local(local: &str) -> bool {
+    !local.is_empty()
+        && !local.starts_with('.')
+        && !local.ends_with('.')
+        && !local.contains("..")
+        && !local.chars().any(|c| {
+            matches!(c, '%' | '!' | '@' | '/' | '"' | '\'' | '\\' | '`')
+                || c.is_whitespace()
+                || c.is_control()
+        })
+}
+
+/// Whether `domain` looks like a domain name we could host: non-empty, no `/`, no white
+/// space or control characters, no leading/trailing/double dot.
+fn is_safe_domain(domain: &str) -> bool {
+    !domain.is_empty()
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !domain.contains("..")
+        && !domain
+            .chars()
+            .any(|c| matches!(c, '/' | '@' | '\\') || c.is_whitespace() || c.is_control())
+}
+
+/// Lower-case a domain and drop one trailing dot (`example.org.` is `example.org`).
+fn norm_domain(domain: &str) -> String {
+    domain
+        .strip_suffix('.')
+        .unwrap_or(domain)
+        .to_ascii_lowercase()
+}
+
+/// The parsed `domains` and `users` files plus the control settings they depend on.
+#[derive(Debug, Clone)]
+pub struct Directory {
+    root: PathBuf,
+    domains: HashMap<String, DomainKind>,
+    users: Vec<User>,
+    /// primary address or alias → index into `users`.
+    index: HashMap<String, usize>,
+    delimiters: Vec<char>,
+}
+
+/// Defaults that `users` lines fall back on.
+struct Defaults {
+    root: PathBuf,
+    uid: u32,
+    gid: u32,
+}
+
+impl Directory {
+    /// Open the directory of this installation (`mailorder_core::root::root()`).
+    pub fn open() -> Result<Directory, DirError> {
+        Directory::open_at(&mailorder_core::root::root())
+    }
+
+    /// Open `root/directory/{domains,users}` with control files from `root/control`.
+    /// Missing files mean an empty directory.
+    pub fn open_at(root: &Path) -> Result<Directory, DirError> {
+        let control = Control::new(root.join("control"));
+        let (_, euid, _, egid) = mailorder_core::sys::ids();
+        let uid = control_id(&control, "vmailuid", euid)?;
+        let gid = control_id(&control, "vmailgid", egid)?;
+        let delimiters: Vec<char> = control
+            .string("recipientdelimiter", "+")?
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let dir = root.join("directory");
+        let defaults = Defaults {
+            root: root.to_owned(),
+            uid,
+            gid,
+        };
+        let domains_path = dir.join("domains");
+        let domains = match read_optional(&domains_path)? {
+            Some(text) => parse_domains(&text, &domains_path)?,
+            None => HashMap::new(),
+        };
+        let users_path = dir.join("users");
+        let users = match read_optional(&users_path)? {
+            Some(text) => parse_users(&text, &users_path, &defaults)?,
+            None => Vec::new(),
+        };
+        Directory::build(root, domains, users, delimiters, &users_path)
+    }
+
+    fn build(
+        root: &Path,
+        mut domains: HashMap<String, DomainKind>,
+        users: Vec<(User, Vec<String>, usize)>,
+        delimiters: Vec<char>,
+        users_path: &Path,
+    ) -> Result<Directory, DirError> {
+        let mut index = HashMap::new();
+        let mut list = Vec::with_capacity(users.len());
+        for (i, (user, aliases, line)) in users.into_iter().enumerate() {
+            for name in std::iter::once(user.address.clone()).chain(aliases) {
+                if let Some((_, d)) = split_address(&name) {
+                    // A domain that has users is hosted even when `domains` does not say so.
+                    domains.entry(d.to_owned()).or_insert(DomainKind::Local);
+                }
+                if index.insert(name.clone(), i).is_some() {
+                    return Err(DirError::Syntax {
+                        path: users_path.to_owned(),
+                        line,
+                        msg: format!("address {name} defined twice"),
+                    });
+                }
+            }
+            list.push(user);
+        }
+        Ok(Directory {
+            root: root.to_owned(),
+            domains,
+            users: list,
+            index,
+            delimiters,
+        })
+    }
+
+    /// The installation root this directory was read from.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// All users, in file order.
+    pub fn users(&self) -> &[User] {
+        &self.users
+    }
+
+    /// The recipient delimiters in force.
+    pub fn delimiters(&self) -> &[char] {
+        &self.delimiters
+    }
+
+    /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
+    pub fn domain(&self, domain: &str) -> Option<DomainKind> {
+        self.domains.get(&norm_domain(domain)).copied()
+    }
+
+    /// The user whose primary address or alias is exactly `address` (no delimiter
+    /// handling). Case-insensitive.
+    pub fn lookup(&self, address: &str) -> Option<&User> {
+        let (local, domain) = split_address(address)?;
+        let key = format!("{}@{}", local.to_lowercase(), norm_domain(domain));
+        self.index.get(&key).and_then(|&i| self.users.get(i))
+    }
+
+    /// What `address` is to this host. An address without `@` is [`Resolved::Remote`]:
+    /// callers qualify bare names before asking.
+    pub fn resolve(&self, address: &str) -> Result<Resolved, DirError> {
+        let Some((local, domain)) = split_address(address) else {
+            return Ok(Resolved::Remote);
+        };
+        let domain = norm_domain(domain);
+        match self.domains.get(&domain) {
+            None => return Ok(Resolved::Remote),
+            Some(DomainKind::Relay) => return Ok(Resolved::Relay),
+            Some(DomainKind::Local) => {}
+        }
+        if !is_safe_local(local) {
+            return Ok(Resolved::Unknown);
+        }
+        let local = local.to_lowercase();
+        if let Some(&i) = self.index.get(&format!("{local}@{domain}"))
+            && let Some(user) = self.users.get(i)
+        {
+            return Ok(Resolved::User {
+                user: user.clone(),
+                ext: None,
+            });
+        }
+        // Try each delimiter position from the left: `a-b+c` with delimiters `+-` tries
+        // `a` (ext `b+c`), then `a-b` (ext `c`).
+        for (pos, c) in local.char_indices() {
+            if !self.delimiters.contains(&c) || pos == 0 {
+                continue;
+            }
+            let base = &local[..pos];
+            if base.ends_with('.') {
+                continue;
+            }
+            if let Some(&i) = self.index.get(&format!("{base}@{domain}"))
+                && let Some(user) = self.users.get(i)
+            {
+                return Ok(Resolved::User {
+                    user: user.clone(),
+                    ext: Some(local[pos + c.len_utf8()..].to_owned()),
+                });
+            }
+        }
+        Ok(Resolved::Unknown)
+    }
+
+    /// Read `directory/passwd` now (a missing file is an empty one). Lets a privileged
+    /// caller read it first and verify later with fewer privileges.
+    pub fn read_passwd(&self) -> Result<Passwd, DirError> {
+        let path = self.root.join("directory").join("passwd");
+        match read_optional(&path)? {
+            Some(text) => Passwd::parse(&text, &path),
+            None => Ok(Passwd::default()),
+        }
+    }
+
+    /// Check a login. `Ok(None)` for an unknown login, a wrong or empty password, a
+    /// disabled account, or a login without a `passwd` line. The login is the primary
+    /// address or an alias, case-insensitive (no delimiter extensions).
+    pub fn verify_password(&self, login: &str, password: &[u8]) -> Result<Option<User>, DirError> {
+        Ok(self.read_passwd()?.verify(self, login, password))
+    }
+}
+
+/// The `passwd` file in memory: canonical address → stored hash.
+#[derive(Debug, Clone, Default)]
+pub struct Passwd {
+    hashes: HashMap<String, String>,
+}
+
+/// A SHA-512-crypt hash of a random string: checked when the login is unknown so that the
+/// time taken does not tell whether an address exists.
+const DUMMY_HASH: &str = "$6$dummydummydummy$fOEOrmvkc8ajTLGLX83WXwHs0Q/0lemIcypcuGkCsOFT5RBxn2LWBenc3F0Khkz3iR2sMh49V3GDo36lto5jC0";
+
+impl Passwd {
+    /// Parse `address:hash` lines.
+    pub fn parse(text: &str, path: &Path) -> Result<Passwd, DirError> {
+        let mut hashes = HashMap::new();
+        for (n, line) in meaningful_lines(text) {
+            let syntax = |msg: &str| DirError::Syntax {
+                path: path.to_owned(),
+                line: n,
+                msg: msg.to_owned(),
+            };
+            let (addr, hash) = line
+                .split_once(':')
+                .ok_or_else(|| syntax("expected address:hash"))?;
+            let addr = canonical_address(addr.trim()).ok_or_else(|| syntax("bad address"))?;
+            if hashes.insert(addr, hash.trim().to_owned()).is_some() {
+                return Err(syntax("address listed twice"));
+            }
+        }
+        Ok(Passwd { hashes })
+    }
+
+    /// Check `login`/`password` against this file and `dir` (see
+    /// [`Directory::verify_password`]).
+    pub fn verify(&self, dir: &Directory, login: &str, password: &[u8]) -> Option<User> {
+        let user = dir.lookup(login.trim());
+        let stored = user.and_then(|u| self.hashes.get(&u.address));
+        match (user, stored) {
+            (Some(u), Some(h)) => {
+                let ok = hash::verify(h, password);
+                (ok && u.status == Status::Active && !password.is_empty()).then(|| u.clone())
+            }
+            _ => {
+                let _ = hash::verify(DUMMY_HASH, password);
+                None
+            }
+        }
+    }
+}
+
+fn control_id(control: &Control, name: &str, default: u32) -> Result<u32, DirError> {
+    match control.line(name)? {
+        None => Ok(default),
+        Some(v) => v.parse().map_err(|_| {
+            DirError::Control(ControlError::Value {
+                path: control.path(name),
+                value: v,
+            })
+        }),
+    }
+}
+
+fn read_optional(path: &Path) -> Result<Option<String>, DirError> {
+    match std::fs::read(path) {
+        Ok(b) => String::from_utf8(b)
+            .map(Some)
+            .map_err(|_| DirError::Syntax {
+                path: path.to_owned(),
+                line: 0,
+                msg: "not UTF-8".to_owned(),
+            }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(DirError::Read {
+            path: path.to_owned(),
+            source,
+        }),
+    }
+}
+
+/// (1-based line number, line without comment and surrounding blanks) for non-empty lines.
+fn meaningful_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+    text.lines().enumerate().filter_map(|(i, l)| {
+        let l = l.split_once('#').map_or(l, |(a, _)| a).trim();
+        (!l.is_empty()).then_some((i + 1, l))
+    })
+}
+
+/// `local@domain` lower-cased, if it is a safe, complete address.
+fn canonical_address(addr: &str) -> Option<String> {
+    let (local, domain) = split_address(addr)?;
+    (is_safe_local(local) && is_safe_domain(domain))
+        .then(|| format!("{}@{}", local.to_lowercase(), domain.to_ascii_lowercase()))
+}
+
+fn parse_domains(text: &str, path: &Path) -> Result<HashMap<String, DomainKind>, DirError> {
+    let mut out = HashMap::new();
+    for (n, line) in meaningful_lines(text) {
+        let syntax = |msg: String| DirError::Syntax {
+            path: path.to_owned(),
+            line: n,
+            msg,
+        };
+        let mut words = line.split_whitespace();
+        let domain = words.next().map(norm_domain).unwrap_or_default();
+        if !is_safe_domain(&domain) {
+            return Err(syntax(format!("bad domain {domain:?}")));
+        }
+        let kind = match words.next().map(str::to_ascii_lowercase).as_deref() {
+            None | Some("local") => DomainKind::Local,
+            Some("relay") => DomainKind::Relay,
+            Some(k) => return Err(syntax(format!("unknown kind {k:?} (local or relay)"))),
+        };
+        if let Some(extra) = words.next() {
+            return Err(syntax(format!("unexpected {extra:?}")));
+        }
+        if out.insert(domain.clone(), kind).is_some() {
+            return Err(syntax(format!("domain {domain} listed twice")));
+        }
+    }
+    Ok(out)
+}
+
+/// Parse `users`: each user with its aliases and line number.
+fn parse_users(
+    text: &str,
+    path: &Path,
+    d: &Defaults,
+) -> Result<Vec<(User, Vec<String>, usize)>, DirError> {
+    let mut out = Vec::new();
+    for (n, line) in meaningful_lines(text) {
+        let syntax = |msg: String| DirError::Syntax {
+            path: path.to_owned(),
+            line: n,
+            msg,
+        };
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or_default();
+        let address =
+            canonical_address(first).ok_or_else(|| syntax(format!("bad address {first:?}")))?;
+        let (local, domain) = split_address(&address).unwrap_or_default();
+        let mut user = User {
+            uid: d.uid,
+            gid: d.gid,
+            home: d.root.join("mail").join(domain).join(local),
+            maildir: PathBuf::new(),
+            quota: None,
+            forward: Vec::new(),
+            local: true,
+            status: Status::Active,
+            address: address.clone(),
+        };
+        let mut maildir = None;
+        let mut aliases = Vec::new();
+        for word in words {
+            let (key, value) = word
+                .split_once('=')
+                .ok_or_else(|| syntax(format!("expected key=value, got {word:?}")))?;
+            let number = |v: &str| {
+                v.parse::<u32>()
+                    .map_err(|_| syntax(format!("{key}: not a number: {v:?}")))
+            };
+            let list = |v: &str| -> Result<Vec<String>, DirError> {
+                v.split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(|a| {
+                        canonical_address(a)
+                            .ok_or_else(|| syntax(format!("{key}: bad address {a:?}")))
+                    })
+                    .collect()
+            };
+            let abs = |v: &str| {
+                let p = PathBuf::from(v);
+                if p.is_absolute() && !v.split('/').any(|c| c == "..") {
+                    Ok(p)
+                } else {
+                    Err(syntax(format!("{key}: not an absolute path: {v:?}")))
+                }
+            };
+            match key {
+                "uid" => user.uid = number(value)?,
+                "gid" => user.gid = number(value)?,
+                "home" => user.home = abs(value)?,
+                "maildir" => maildir = Some(abs(value)?),
+                "quota" => user.quota = (!value.is_empty()).then(|| value.to_owned()),
+                "aliases" => aliases = list(value)?,
+                "forward" => user.forward = list(value)?,
+                "local" => {
+                    user.local = match value.to_ascii_lowercase().as_str() {
+                        "yes" => true,
+                        "no" => false,
+                        _ => {
+                            return Err(syntax(format!("local: expected yes or no, got {value:?}")));
+                        }
+                    }
+                }
+                "status" => {
+                    user.status = match value.to_ascii_lowercase().as_str() {
+                        "active" => Status::Active,
+                        "disabled" => Status::Disabled,
+                        _ => {
+                            return Err(syntax(format!(
+                                "status: expected active or disabled, got {value:?}"
+                            )));
+                        }
+                    }
+                }
+                _ => return Err(syntax(format!("unknown key {key:?}"))),
+            }
+        }
+        user.maildir = maildir.unwrap_or_else(|| user.home.join("Maildir/"));
+        out.push((user, aliases, n));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree(domains: Option<&str>, users: Option<&str>, passwd: Option<&str>) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("directory");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        for (name, text) in [("domains", domains), ("users", users), ("passwd", passwd)] {
+            if let Some(text) = text {
+                std::fs::write(d.join(name), text).unwrap();
+            }
+        }
+        t
+    }
+
+    const DOMAINS: &str = "# hosted\nexample.org\nExample.NET local\nbackup.test relay # mx2\n";
+    const USERS: &str = "\
+alice@example.org uid=1001 gid=1002 quota=100000000S,1000C aliases=postmaster@example.org,Ali@example.net
+bob@Example.ORG home=/srv/bob maildir=/srv/bob/Mail/ forward=x@y.test,z@w.test local=no
+carol@example.org status=disabled
+john-doe@example.org
+";
+
+    fn user_of(r: Resolved) -> (User, Option<String>) {
+        match r {
+            Resolved::User { user, ext } => (user, ext),
+            other => panic!("not a user: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn split_address_at_last_at() {
+        assert_eq!(split_address("a@b@c"), Some(("a@b", "c")));
+        assert_eq!(split_address("a@b"), Some(("a", "b")));
+        assert_eq!(split_address("@b"), Some(("", "b")));
+        assert_eq!(split_address("ab"), None);
+    }
+
+    #[test]
+    fn parses_users_with_defaults() {
+        let t = tree(Some(DOMAINS), Some(USERS), None);
+        std::fs::write(t.path().join("control/vmailuid"), "5000\n").unwrap();
+        std::fs::write(t.path().join("control/vmailgid"), "5001\n").unwrap();
+        let dir = Directory::open_at(t.path()).unwrap();
+        assert_eq!(dir.users().len(), 4);
+        let alice = dir.lookup("ALICE@example.org").unwrap();
+        assert_eq!((alice.uid, alice.gid), (1001, 1002));
+        assert_eq!(alice.home, t.path().join("mail/example.org/alice"));
+        assert_eq!(
+            alice.maildir,
+            t.path().join("mail/example.org/alice/Maildir/")
+        );
+        assert!(alice.maildir.to_string_lossy().ends_with("/Maildir/"));
+        assert_eq!(alice.quota.as_deref(), Some("100000000S,1000C"));
+        assert!(alice.local);
+        let bob = dir.lookup("bob@example.org").unwrap();
+        assert_eq!(bob.address, "bob@example.org");
+        assert_eq!((bob.uid, bob.gid), (5000, 5001));
+        assert_eq!(bob.home, PathBuf::from("/srv/bob"));
+        assert_eq!(bob.maildir, PathBuf::from("/srv/bob/Mail/"));
+        assert_eq!(bob.forward, vec!["x@y.test", "z@w.test"]);
+        assert!(!bob.local);
+        assert_eq!(
+            dir.lookup("carol@example.org").unwrap().status,
+            Status::Disabled
+        );
+    }
+
+    #[test]
+    fn running_ids_are_the_last_default() {
+        let t = tree(None, Some("a@x.test\n"), None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        let (_, euid, _, egid) = mailorder_core::sys::ids();
+        let a = dir.lookup("a@x.test").unwrap();
+        assert_eq!((a.uid, a.gid), (euid, egid));
+    }
+
+    #[test]
+    fn domains_and_kinds() {
+        let t = tree(Some(DOMAINS), Some(USERS), None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        assert_eq!(dir.domain("EXAMPLE.org"), Some(DomainKind::Local));
+        assert_eq!(dir.domain("example.net."), Some(DomainKind::Local));
+        assert_eq!(dir.domain("backup.test"), Some(DomainKind::Relay));
+        assert_eq!(dir.domain("other.test"), None);
+        assert_eq!(dir.resolve("anyone@backup.test").unwrap(), Resolved::Relay);
+        assert_eq!(dir.resolve("anyone@other.test").unwrap(), Resolved::Remote);
+        assert_eq!(
+            dir.resolve("nobody@example.org").unwrap(),
+            Resolved::Unknown
+        );
+        assert_eq!(dir.resolve("no-at-sign").unwrap(), Resolved::Remote);
+    }
+
+    #[test]
+    fn missing_files_are_empty_and_users_imply_domains() {
+        let t = tree(None, None, None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        assert_eq!(dir.resolve("a@example.org").unwrap(), Resolved::Remote);
+        assert_eq!(dir.verify_password("a@example.org", b"x").unwrap(), None);
+        let t = tree(None, Some(USERS), None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        assert_eq!(dir.domain("example.org"), Some(DomainKind::Local));
+        assert_eq!(
+            dir.domain("example.net"),
+            Some(DomainKind::Local),
+            "alias domain"
+        );
+        assert_eq!(dir.resolve("zed@example.org").unwrap(), Resolved::Unknown);
+        // No root at all.
+        let dir = Directory::open_at(Path::new("/nonexistent/mailorder-root")).unwrap();
+        assert!(dir.users().is_empty());
+    }
+
+    #[test]
+    fn resolves_aliases_case_and_delimiters() {
+        let t = tree(Some(DOMAINS), Some(USERS), None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        let (u, ext) = user_of(dir.resolve("Alice@EXAMPLE.ORG").unwrap());
+        assert_eq!((u.address.as_str(), ext), ("alice@example.org", None));
+        let (u, ext) = user_of(dir.resolve("PostMaster@example.org").unwrap());
+        assert_eq!((u.address.as_str(), ext), ("alice@example.org", None));
+        let (u, ext) = user_of(dir.resolve("ali@example.net").unwrap());
+        assert_eq!((u.address.as_str(), ext), ("alice@example.org", None));
+        let (u, ext) = user_of(dir.resolve("alice+Lists@example.org").unwrap());
+        assert_eq!(u.address, "alice@example.org");
+        assert_eq!(ext.as_deref(), Some("lists"));
+        let (_, ext) = user_of(dir.resolve("alice+@example.org").unwrap());
+        assert_eq!(ext.as_deref(), Some(""));
+        let (u, ext) = user_of(dir.resolve("postmaster+x@example.org").unwrap());
+        assert_eq!(
+            (u.address.as_str(), ext.as_deref()),
+            ("alice@example.org", Some("x"))
+        );
+        // `-` is not a delimiter by default.
+        assert_eq!(
+            dir.resolve("alice-x@example.org").unwrap(),
+            Resolved::Unknown
+        );
+        let (u, _) = user_of(dir.resolve("john-doe@example.org").unwrap());
+        assert_eq!(u.address, "john-doe@example.org");
+        // A delimiter alone is not a user.
+        assert_eq!(dir.resolve("+x@example.org").unwrap(), Resolved::Unknown);
+    }
+
+    #[test]
+    fn several_delimiters() {
+        let t = tree(Some(DOMAINS), Some(USERS), None);
+        std::fs::write(t.path().join("control/recipientdelimiter"), "+-\n").unwrap();
+        let dir = Directory::open_at(t.path()).unwrap();
+        assert_eq!(dir.delimiters(), &['+', '-']);
+        let (u, ext) = user_of(dir.resolve("alice-x@example.org").unwrap());
+        assert_eq!(
+            (u.address.as_str(), ext.as_deref()),
+            ("alice@example.org", Some("x"))
+        );
+        let (u, ext) = user_of(dir.resolve("alice+a-b@example.org").unwrap());
+        assert_eq!(
+            (u.address.as_str(), ext.as_deref()),
+            ("alice@example.org", Some("a-b"))
+        );
+        let (u, ext) = user_of(dir.resolve("john-doe+tag@example.org").unwrap());
+        assert_eq!(
+            (u.address.as_str(), ext.as_deref()),
+            ("john-doe@example.org", Some("tag"))
+        );
+        let (u, ext) = user_of(dir.resolve("john-doe@example.org").unwrap());
+        assert_eq!((u.address.as_str(), ext), ("john-doe@example.org", None));
+    }
+
+    #[test]
+    fn dangerous_local_parts_are_unknown() {
+        let t = tree(Some(DOMAINS), Some(USERS), None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        for a in [
+            "alice%x@example.org",
+            "x!alice@example.org",
+            "alice@x@example.org",
+            "../alice@example.org",
+            "alice/..@example.org",
+            "\"alice\"@example.org",
+            "'alice'@example.org",
+            ".alice@example.org",
+            "alice.@example.org",
+            "al..ice@example.org",
+            "alice+../x@example.org",
+            "alice+a/b@example.org",
+            "@example.org",
+            "ali ce@example.org",
+        ] {
+            assert_eq!(dir.resolve(a).unwrap(), Resolved::Unknown, "{a}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_are_temporary() {
+        for (domains, users) in [
+            (Some("example.org bogus\n"), None),
+            (Some("example.org\nexample.org\n"), None),
+            (None, Some("not-an-address uid=1\n")),
+            (None, Some("a@x.test uid=abc\n")),
+            (None, Some("a@x.test colour=blue\n")),
+            (None, Some("a@x.test home=relative/path\n")),
+            (None, Some("a@x.test home=/srv/../etc\n")),
+            (None, Some("a@x.test local=maybe\n")),
+            (None, Some("a@x.test status=gone\n")),
+            (None, Some("a@x.test aliases=b@x.test\nb@x.test\n")),
+            (None, Some("a@x.test\nA@X.test\n")),
+            (None, Some("a@x.test noequals\n")),
+        ] {
+            let t = tree(domains, users, None);
+            let e = Directory::open_at(t.path()).unwrap_err();
+            assert_eq!(e.class(), Exit::Temp, "{e}");
+            assert!(matches!(e, DirError::Syntax { .. }), "{e}");
+        }
+        let t = tree(None, None, None);
+        std::fs::write(t.path().join("control/vmailuid"), "nobody\n").unwrap();
+        let e = Directory::open_at(t.path()).unwrap_err();
+        assert!(matches!(e, DirError::Control(_)), "{e}");
+    }
+
+    #[test]
+    fn unreadable_file_is_a_read_error() {
+        let t = tree(None, None, None);
+        std::fs::create_dir(t.path().join("directory/users")).unwrap();
+        let e = Directory::open_at(t.path()).unwrap_err();
+        assert!(matches!(e, DirError::Read { .. }), "{e}");
+        assert_eq!(e.class(), Exit::Temp);
+    }
+
+    #[test]
+    fn passwords() {
+        let crypt = hash::sha512_crypt(b"bobpw");
+        let passwd = format!(
+            "# logins\nalice@example.org:{{PLAIN}}alicepw\nBob@example.org: {crypt}\ncarol@example.org:{{PLAIN}}carolpw\njohn-doe@example.org:{{PLAIN}}\nghost@example.org:{{PLAIN}}ghostpw\n"
+        );
+        let t = tree(Some(DOMAINS), Some(USERS), Some(&passwd));
+        let dir = Directory::open_at(t.path()).unwrap();
+        let ok = |l: &str, p: &[u8]| dir.verify_password(l, p).unwrap().map(|u| u.address);
+        assert_eq!(
+            ok("alice@example.org", b"alicepw").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(
+            ok("ALICE@Example.Org", b"alicepw").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(
+            ok("postmaster@example.org", b"alicepw").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(ok("alice@example.org", b"wrong"), None);
+        assert_eq!(
+            ok("alice+x@example.org", b"alicepw"),
+            None,
+            "no extensions at login"
+        );
+        assert_eq!(
+            ok("bob@example.org", b"bobpw").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(ok("carol@example.org", b"carolpw"), None, "disabled");
+        assert_eq!(ok("john-doe@example.org", b""), None, "empty password");
+        assert_eq!(ok("ghost@example.org", b"ghostpw"), None, "no users line");
+        assert_eq!(ok("nobody@example.org", b"x"), None);
+        assert_eq!(ok("alice", b"alicepw"), None);
+    }
+
+    #[test]
+    fn bad_passwd_file_is_temporary() {
+        let t = tree(Some(DOMAINS), Some(USERS), Some("alice@example.org\n"));
+        let dir = Directory::open_at(t.path()).unwrap();
+        let e = dir.verify_password("alice@example.org", b"x").unwrap_err();
+        assert_eq!(e.class(), Exit::Temp);
+        std::fs::write(
+            t.path().join("directory/passwd"),
+            "a@example.org:{PLAIN}x\nA@example.org:{PLAIN}y\n",
+        )
+        .unwrap();
+        assert!(dir.verify_password("alice@example.org", b"x").is_err());
+    }
+
+    #[test]
+    fn dummy_hash_is_well_formed() {
+        // It must cost as much as a real SHA-crypt check, so it has to parse.
+        assert!(DUMMY_HASH.starts_with("$6$"));
+        assert!(sha_crypt::PasswordHashRef::new(DUMMY_HASH).is_ok());
+    }
+}
