@@ -1,1 +1,559 @@
-//! Maildir++ delivery, unique names, maildirsize quota, listing
+//! mailorder-maildir: Maildir and Maildir++ storage (CONVENTIONS §4, §5).
+//!
+//! - [`Maildir`]: open or create a Maildir (`tmp/`, `new/`, `cur/`, mode 0700), create
+//!   Maildir++ folders (`.Name` + `maildirfolder`), deliver a message the safe way
+//!   (`tmp/` → check every write → `fsync` → `close` → `link` into `new/` → `unlink` →
+//!   `fsync(new/)`), list messages for pop3d/imapd ([`Maildir::scan`]), move `new/` to
+//!   `cur/` and change flags;
+//! - [`name`]: unique names `time.MusecPpid_n.host`, the `,S=`/`,W=` size tags and the
+//!   `:2,FLAGS` info, as pure string functions;
+//! - [`quota`]: the Maildir++ `maildirsize` file: definition, usage, recalculation, check.
+//!
+//! Messages are stored as given (the queue stores LF line endings); `,S=` is the stored
+//! size and `,W=` the size with CRLF line endings, which IMAP and POP3 report.
+//!
+//! This crate knows nothing about users, headers or delivery instructions: that is
+//! local-deliver's job. It never reads a message's contents except to copy it.
+
+pub mod name;
+pub mod quota;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use mailorder_core::Exit;
+
+/// What went wrong, with the path and operation.
+#[derive(Debug, thiserror::Error)]
+pub enum MaildirError {
+    /// A system call failed.
+    #[error("{op} {path}: {source}{}", errno_hint(source))]
+    Io {
+        /// What was being done (`open`, `write`, `fsync`, `link`, …).
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// errno.
+        source: io::Error,
+    },
+    /// The directory is not a Maildir (no `tmp/`, `new/` or `cur/`).
+    #[error("{0} is not a Maildir (#4.2.1)")]
+    NotMaildir(PathBuf),
+    /// A folder name that is not allowed.
+    #[error("bad folder name {0:?} (#5.2.0)")]
+    BadFolderName(String),
+    /// A message name that is not allowed or not found.
+    #[error("bad message name {0:?} (#5.2.0)")]
+    BadMessageName(String),
+    /// No free unique name after several tries.
+    #[error("cannot find a unique name in {0} (#4.3.0)")]
+    NoUniqueName(PathBuf),
+}
+
+fn errno_hint(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc_enospc) if libc_enospc == nix::libc::ENOSPC => " (disk full #4.3.0)",
+        Some(edquot) if edquot == nix::libc::EDQUOT => " (over disk quota #4.2.2)",
+        _ => " (#4.3.0)",
+    }
+}
+
+impl MaildirError {
+    /// Wrap an I/O error.
+    pub fn io(op: &'static str, path: &Path, source: io::Error) -> MaildirError {
+        MaildirError::Io {
+            op,
+            path: path.to_owned(),
+            source,
+        }
+    }
+
+    /// The outcome class: everything is temporary (ENOSPC, EDQUOT, a missing Maildir)
+    /// except a bad name, which no retry will fix.
+    pub fn class(&self) -> Exit {
+        match self {
+            MaildirError::BadFolderName(_) | MaildirError::BadMessageName(_) => Exit::Perm,
+            _ => Exit::Temp,
+        }
+    }
+}
+
+/// Which subdirectory a message is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sub {
+    /// `new/`: not yet seen by a reader.
+    New,
+    /// `cur/`: seen, may carry flags.
+    Cur,
+}
+
+impl Sub {
+    /// The directory name.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Sub::New => "new",
+            Sub::Cur => "cur",
+        }
+    }
+}
+
+/// One message, as listed by [`Maildir::scan`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// `new` or `cur`.
+    pub dir: Sub,
+    /// The full file name.
+    pub name: String,
+    /// The unique part (before size tags and info): stable across flag changes.
+    pub base: String,
+    /// Stored size: from `,S=`, else `stat()`.
+    pub size: u64,
+    /// Flags from `:2,` (ASCII order), empty when none.
+    pub flags: String,
+}
+
+/// A Maildir (or Maildir++ folder) at a path.
+#[derive(Debug, Clone)]
+pub struct Maildir {
+    path: PathBuf,
+}
+
+/// Check a Maildir++ folder name: not empty, no `/`, no leading `.`, no `..`, no NUL or
+/// control characters. (The hierarchy separator `.` is allowed inside: `Lists.rust`.)
+pub fn valid_folder_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && !name.contains("..")
+        && !name.contains('/')
+        && !name.chars().any(char::is_control)
+}
+
+fn mkdir(path: &Path) -> Result<(), MaildirError> {
+    match fs::DirBuilder::new().mode(0o700).create(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+        Err(e) => Err(MaildirError::io("mkdir", path, e)),
+    }
+}
+
+fn fsync_dir(path: &Path) -> Result<(), MaildirError> {
+    let d = fs::File::open(path).map_err(|e| MaildirError::io("open", path, e))?;
+    d.sync_all().map_err(|e| MaildirError::io("fsync", path, e))
+}
+
+impl Maildir {
+    /// Open an existing Maildir: `tmp/`, `new/` and `cur/` must be directories.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Maildir, MaildirError> {
+        let path = path.into();
+        for sub in ["tmp", "new", "cur"] {
+            match fs::metadata(path.join(sub)) {
+                Ok(m) if m.is_dir() => {}
+                Ok(_) => return Err(MaildirError::NotMaildir(path)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(MaildirError::NotMaildir(path));
+                }
+                Err(e) => return Err(MaildirError::io("stat", &path.join(sub), e)),
+            }
+        }
+        Ok(Maildir { path })
+    }
+
+    /// Create a Maildir (and missing parents), every directory mode 0700; an existing one
+    /// is completed and opened.
+    pub fn create(path: impl Into<PathBuf>) -> Result<Maildir, MaildirError> {
+        let path = path.into();
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .recursive(true)
+            .create(&path)
+            .map_err(|e| MaildirError::io("mkdir", &path, e))?;
+        for sub in ["tmp", "new", "cur"] {
+            mkdir(&path.join(sub))?;
+        }
+        Maildir::open(path)
+    }
+
+    /// Create (or open) the Maildir++ folder `name` under this Maildir: `.name/` with
+    /// `tmp/new/cur` and an empty `maildirfolder` file.
+    pub fn create_folder(&self, name: &str) -> Result<Maildir, MaildirError> {
+        if !valid_folder_name(name) {
+            return Err(MaildirError::BadFolderName(name.to_owned()));
+        }
+        let path = self.path.join(format!(".{name}"));
+        mkdir(&path)?;
+        for sub in ["tmp", "new", "cur"] {
+            mkdir(&path.join(sub))?;
+        }
+        let mf = path.join("maildirfolder");
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&mf)
+            .map_err(|e| MaildirError::io("create", &mf, e))?;
+        Maildir::open(path)
+    }
+
+    /// The Maildir's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Deliver the bytes of `reader` to `new/`; returns the path of the new file, named
+    /// `UNIQUE,S=<size>,W=<size with CRLF>`.
+    ///
+    /// Steps (CONVENTIONS §4): create `tmp/UNIQUE` with `O_EXCL` (mode 0600), copy checking
+    /// every write, `fsync`, `close` (checked), `link` to `new/…`, `unlink` the tmp file,
+    /// `fsync(new/)`. Delivery is complete only when this returns `Ok`.
+    pub fn deliver<R: Read>(&self, mut reader: R) -> Result<PathBuf, MaildirError> {
+        let (unique, tmp, file) = self.create_tmp()?;
+        let result = write_synced(file, &mut reader, &tmp).and_then(|(size, wsize)| {
+            let new = self
+                .path
+                .join("new")
+                .join(name::with_sizes(&unique, size, wsize));
+            fs::hard_link(&tmp, &new).map_err(|e| MaildirError::io("link", &new, e))?;
+            Ok(new)
+        });
+        // The tmp file goes in every case: after a failure it is garbage, after the
+        // link it is a second name of the delivered message.
+        let unlinked = fs::remove_file(&tmp);
+        let new = result?;
+        unlinked.map_err(|e| MaildirError::io("unlink", &tmp, e))?;
+        fsync_dir(&self.path.join("new"))?;
+        Ok(new)
+    }
+
+    fn create_tmp(&self) -> Result<(String, PathBuf, fs::File), MaildirError> {
+        let tmpdir = self.path.join("tmp");
+        for attempt in 0..5 {
+            let unique = name::unique();
+            let tmp = tmpdir.join(&unique);
+            match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&tmp)
+            {
+                Ok(f) => return Ok((unique, tmp, f)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    // Another process had the same name: qmail sleeps 2 s and retries.
+                    std::thread::sleep(std::time::Duration::from_millis(100 << attempt));
+                }
+                Err(e) => return Err(MaildirError::io("create", &tmp, e)),
+            }
+        }
+        Err(MaildirError::NoUniqueName(self.path.clone()))
+    }
+
+    /// List the messages in `new/` and `cur/`, sorted by directory and name. Hidden
+    /// names are skipped; a file that vanishes while listing is skipped.
+    pub fn scan(&self) -> Result<Vec<Entry>, MaildirError> {
+        let mut out = Vec::new();
+        for sub in [Sub::New, Sub::Cur] {
+            let dir = self.path.join(sub.dir());
+            let rd = fs::read_dir(&dir).map_err(|e| MaildirError::io("readdir", &dir, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| MaildirError::io("readdir", &dir, e))?;
+                let Ok(fname) = ent.file_name().into_string() else {
+                    continue;
+                };
+                if !name::is_message_name(&fname) {
+                    continue;
+                }
+                let size = match name::size_tag(&fname) {
+                    Some(s) => s,
+                    None => match ent.metadata() {
+                        Ok(m) if m.is_file() => m.len(),
+                        _ => continue,
+                    },
+                };
+                let (base, flags) = name::split_info(&fname);
+                out.push(Entry {
+                    dir: sub,
+                    base: name::unique_part(base).to_owned(),
+                    flags: flags.map(name::normalize_flags).unwrap_or_default(),
+                    size,
+                    name: fname,
+                });
+            }
+        }
+        out.sort_by(|a, b| (a.dir, &a.name).cmp(&(b.dir, &b.name)));
+        Ok(out)
+    }
+
+    /// Move `new/NAME` to `cur/NAME:2,` (no flags); returns the new file name.
+    pub fn move_new_to_cur(&self, name: &str) -> Result<String, MaildirError> {
+        self.rename_msg(Sub::New, name, "")
+    }
+
+    /// Set the flags of `cur/NAME` (or `new/NAME`, which moves it to `cur/`); returns the
+    /// new file name. The base name is kept unchanged.
+    pub fn set_flags(&self, dir: Sub, name: &str, flags: &str) -> Result<String, MaildirError> {
+        self.rename_msg(dir, name, flags)
+    }
+
+    fn rename_msg(&self, dir: Sub, fname: &str, flags: &str) -> Result<String, MaildirError> {
+        if !name::is_message_name(fname) {
+            return Err(MaildirError::BadMessageName(fname.to_owned()));
+        }
+        let (base, _) = name::split_info(fname);
+        let to_name = name::with_flags(base, flags);
+        let from = self.path.join(dir.dir()).join(fname);
+        let to = self.path.join("cur").join(&to_name);
+        if from != to {
+            fs::rename(&from, &to).map_err(|e| MaildirError::io("rename", &from, e))?;
+        }
+        Ok(to_name)
+    }
+}
+
+/// Copy `reader` into `file`, checking every write, then `fsync` and a checked `close`.
+/// Returns (bytes written, bytes with bare LF counted as CRLF).
+fn write_synced<R: Read>(
+    mut file: fs::File,
+    reader: &mut R,
+    path: &Path,
+) -> Result<(u64, u64), MaildirError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let (mut size, mut bare_lf) = (0u64, 0u64);
+    let mut prev = 0u8;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(MaildirError::io("read message", path, e)),
+        };
+        let chunk = &buf[..n];
+        file.write_all(chunk)
+            .map_err(|e| MaildirError::io("write", path, e))?;
+        for &b in chunk {
+            if b == b'\n' && prev != b'\r' {
+                bare_lf += 1;
+            }
+            prev = b;
+        }
+        size += n as u64;
+    }
+    file.sync_all()
+        .map_err(|e| MaildirError::io("fsync", path, e))?;
+    nix::unistd::close(file).map_err(|e| MaildirError::io("close", path, e.into()))?;
+    Ok((size, size + bare_lf))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn create_open_and_folders() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("a/b/Maildir");
+        assert!(matches!(
+            Maildir::open(&root),
+            Err(MaildirError::NotMaildir(_))
+        ));
+        let md = Maildir::create(&root).unwrap();
+        for sub in ["tmp", "new", "cur"] {
+            assert_eq!(mode(&root.join(sub)), 0o700);
+        }
+        assert_eq!(mode(&root), 0o700);
+        Maildir::create(&root).unwrap();
+        Maildir::open(&root).unwrap();
+        let f = md.create_folder("Lists.rust").unwrap();
+        assert_eq!(f.path(), root.join(".Lists.rust"));
+        assert!(root.join(".Lists.rust/maildirfolder").is_file());
+        assert_eq!(
+            fs::metadata(root.join(".Lists.rust/maildirfolder"))
+                .unwrap()
+                .len(),
+            0
+        );
+        md.create_folder("Lists.rust").unwrap();
+        for bad in ["", ".x", "..", "a..b", "a/b", "a\0b", "a\nb", "x."] {
+            let e = md.create_folder(bad).unwrap_err();
+            assert!(matches!(e, MaildirError::BadFolderName(_)), "{bad:?}");
+            assert_eq!(e.class(), Exit::Perm);
+        }
+        assert!(valid_folder_name("Sent"));
+        assert!(valid_folder_name("Résumé"));
+    }
+
+    #[test]
+    fn deliver_sizes_and_contents() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("Maildir")).unwrap();
+        let msg = b"Subject: hi\n\nline 1\r\nline 2\n";
+        let p = md.deliver(&msg[..]).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), msg);
+        assert_eq!(p.parent().unwrap(), md.path().join("new"));
+        let fname = p.file_name().unwrap().to_str().unwrap();
+        assert_eq!(name::size_tag(fname), Some(msg.len() as u64));
+        // Four LFs, one already preceded by CR.
+        assert_eq!(name::wsize_tag(fname), Some(msg.len() as u64 + 3));
+        assert!(fname.contains(",S=") && !fname.contains(':'));
+        assert_eq!(mode(&p), 0o600);
+        assert_eq!(fs::read_dir(md.path().join("tmp")).unwrap().count(), 0);
+        // Chained readers (headers + body), empty messages.
+        let p2 = md
+            .deliver(io::Read::chain(&b"Return-Path: <>\n"[..], &msg[..]))
+            .unwrap();
+        assert_eq!(fs::read(&p2).unwrap().len(), msg.len() + 16);
+        let p3 = md.deliver(&b""[..]).unwrap();
+        assert!(p3.to_str().unwrap().ends_with(",S=0,W=0"));
+        assert_ne!(p, p2);
+    }
+
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("boom"))
+        }
+    }
+
+    #[test]
+    fn failed_read_leaves_nothing() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("M")).unwrap();
+        let e = md.deliver(Failing).unwrap_err();
+        assert_eq!(e.class(), Exit::Temp);
+        assert!(e.to_string().contains("#4.3.0"), "{e}");
+        assert!(md.scan().unwrap().is_empty());
+        assert_eq!(fs::read_dir(md.path().join("tmp")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn enospc_is_temporary_with_text() {
+        let e = MaildirError::io(
+            "write",
+            Path::new("/x"),
+            io::Error::from_raw_os_error(nix::libc::ENOSPC),
+        );
+        assert_eq!(e.class(), Exit::Temp);
+        assert!(e.to_string().contains("disk full"), "{e}");
+        let e = MaildirError::io(
+            "write",
+            Path::new("/x"),
+            io::Error::from_raw_os_error(nix::libc::EDQUOT),
+        );
+        assert!(e.to_string().contains("#4.2.2"), "{e}");
+    }
+
+    #[test]
+    fn write_to_dev_full_fails() {
+        let Ok(f) = fs::OpenOptions::new().write(true).open("/dev/full") else {
+            eprintln!("no /dev/full: skipped");
+            return;
+        };
+        let e = write_synced(f, &mut &b"x"[..], Path::new("/dev/full")).unwrap_err();
+        assert_eq!(e.class(), Exit::Temp);
+        assert!(e.to_string().contains("disk full"), "{e}");
+    }
+
+    #[test]
+    fn scan_move_and_flags() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("M")).unwrap();
+        let p = md.deliver(&b"abc\n"[..]).unwrap();
+        let fname = p.file_name().unwrap().to_str().unwrap().to_owned();
+        fs::write(md.path().join("cur/1.M1P1.h:2,SF"), "hello").unwrap();
+        fs::write(md.path().join("new/.hidden"), "x").unwrap();
+        let list = md.scan().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].dir, Sub::New);
+        assert_eq!(list[0].size, 4);
+        assert_eq!(list[0].flags, "");
+        assert_eq!(list[0].base, name::unique_part(&fname));
+        assert_eq!(list[1].dir, Sub::Cur);
+        assert_eq!(list[1].size, 5);
+        assert_eq!(list[1].flags, "FS");
+        assert_eq!(list[1].base, "1.M1P1.h");
+
+        let moved = md.move_new_to_cur(&fname).unwrap();
+        assert_eq!(moved, format!("{fname}:2,"));
+        assert!(md.path().join("cur").join(&moved).is_file());
+        let flagged = md.set_flags(Sub::Cur, &moved, "TSR").unwrap();
+        assert_eq!(flagged, format!("{fname}:2,RST"));
+        let list = md.scan().unwrap();
+        assert!(list.iter().all(|e| e.dir == Sub::Cur));
+        assert!(list.iter().any(|e| e.flags == "RST" && e.size == 4));
+        assert!(matches!(
+            md.move_new_to_cur("../x"),
+            Err(MaildirError::BadMessageName(_))
+        ));
+        assert!(md.move_new_to_cur("nonexistent").is_err());
+    }
+
+    #[test]
+    fn quota_load_check_add_recalc() {
+        use quota::{Check, Quota, QuotaDef};
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("M")).unwrap();
+        md.deliver(&[b'x'; 100][..]).unwrap();
+        let trash = md.create_folder("Trash").unwrap();
+        trash.deliver(&[b'x'; 5000][..]).unwrap();
+        let sent = md.create_folder("Sent").unwrap();
+        sent.deliver(&[b'x'; 50][..]).unwrap();
+        fs::write(md.path().join("cur/1.M1P1.h:2,S"), [b'y'; 7]).unwrap();
+
+        let def = QuotaDef::parse("300S,10C").unwrap();
+        let mut q = Quota::load(md.path(), def).unwrap();
+        assert_eq!(
+            q.usage,
+            quota::Usage {
+                bytes: 157,
+                count: 3
+            }
+        );
+        let text = fs::read_to_string(md.path().join("maildirsize")).unwrap();
+        assert_eq!(text, "300S,10C\n157 3\n");
+        assert_eq!(q.check(143), Check::Ok);
+        assert_eq!(q.check(144), Check::OverQuota);
+        q.add(100).unwrap();
+        let text = fs::read_to_string(md.path().join("maildirsize")).unwrap();
+        assert_eq!(text, "300S,10C\n157 3\n100 1\n");
+        let q2 = Quota::load(md.path(), def).unwrap();
+        assert_eq!(
+            q2.usage,
+            quota::Usage {
+                bytes: 257,
+                count: 4
+            }
+        );
+        // A different definition forces a recount (the 100 was never delivered).
+        let q3 = Quota::load(md.path(), QuotaDef::parse("1000S").unwrap()).unwrap();
+        assert_eq!(q3.usage.bytes, 157);
+        let text = fs::read_to_string(md.path().join("maildirsize")).unwrap();
+        assert_eq!(text, "1000S\n157 3\n");
+        // A file at the size limit is recounted.
+        let mut big = String::from("1000S\n");
+        while big.len() < 5120 {
+            big.push_str("1 1\n");
+        }
+        fs::write(md.path().join("maildirsize"), big).unwrap();
+        let q4 = Quota::load(md.path(), QuotaDef::parse("1000S").unwrap()).unwrap();
+        assert_eq!(q4.usage.bytes, 157);
+        // Over quota with several lines: recount, which finds the truth.
+        fs::write(md.path().join("maildirsize"), "1000S\n900 1\n900 1\n").unwrap();
+        let q5 = Quota::load(md.path(), QuotaDef::parse("1000S").unwrap()).unwrap();
+        assert_eq!(q5.usage.bytes, 157);
+        // Over quota with one fresh line: trusted.
+        fs::write(md.path().join("maildirsize"), "1000S\n1900 1\n").unwrap();
+        let q6 = Quota::load(md.path(), QuotaDef::parse("1000S").unwrap()).unwrap();
+        assert_eq!(q6.check(1), Check::OverQuota);
+        assert_eq!(fs::read_dir(md.path().join("tmp")).unwrap().count(), 0);
+        // append_line without a file does nothing.
+        fs::remove_file(md.path().join("maildirsize")).unwrap();
+        assert!(!quota::append_line(md.path(), 5, 1).unwrap());
+    }
+}
