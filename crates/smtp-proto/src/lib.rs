@@ -1,1 +1,26 @@
-//! SMTP commands, replies and DATA/BDAT framing; no I/O
+//! mailorder-smtp-proto: the SMTP server side's grammar, with no I/O.
+//!
+//! - [`command`]: one command line → [`Command`] (RFC 5321 §4.1.1), including
+//!   MAIL/RCPT paths (§4.1.2: quoted local parts, source routes stripped, `<>`) and the
+//!   ESMTP parameters mailorder knows (`SIZE`, `BODY`, `SMTPUTF8`, `AUTH`), keeping the
+//!   unknown ones so the server can refuse them;
+//! - [`line`]: [`LineSplitter`], incremental, enforcing the 512-octet command line limit
+//!   (§4.5.3.1.4) and reporting NUL bytes;
+//! - [`data`]: [`DataDecoder`] (dot-unstuffing, CRLF → LF, ends only at CRLF.CRLF, flags
+//!   bare CR / bare LF, NUL and over-long lines: the SMTP smuggling defences) and
+//!   [`BdatDecoder`] (RFC 3030 chunks);
+//! - [`reply`]: [`Reply`] formatting, multi-line, with RFC 3463 enhanced codes.
+//!
+//! Every decoder is incremental: feeding input whole or in chunks of any size gives the
+//! same result. This crate must not do I/O, log, or depend on anything.
+#![forbid(unsafe_code)]
+
+pub mod command;
+pub mod data;
+pub mod line;
+pub mod reply;
+
+pub use command::{Address, Body, Command, MailParams, ParseError, Path};
+pub use data::{BdatDecoder, DataDecoder, DataFlags, MAX_TEXT_LINE};
+pub use line::{LineEvent, LineSplitter, MAX_COMMAND_LINE};
+pub use reply::Reply;
