@@ -45,3 +45,73 @@ pub fn clear_cloexec(fd: RawFd) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Take ownership of the inherited descriptor `fd` (fd 3 for checkpassword), or `None` when
+/// it is not open. Call it once per descriptor, early in `main`, before anything else in the
+/// process could have claimed that number.
+pub fn take_fd(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 || !fd_is_open(fd) {
+        return None;
+    }
+    // SAFETY: `fd` is open, was inherited from the parent, and by this function's contract
+    // nothing else in the process owns it; the OwnedFd becomes its only owner.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
+/// Arrange for the child that `cmd` spawns to have `fd` (open in the parent) as descriptor
+/// `target`, without close-on-exec — e.g. a pipe on fd 3 for a checkpassword program. The
+/// parent must keep `fd` open until the child is spawned.
+pub fn child_fd(cmd: &mut std::process::Command, fd: RawFd, target: RawFd) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only dup2/fcntl, which are
+    // async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(move || {
+            if fd == target {
+                let flags = libc::fcntl(fd, libc::F_GETFD);
+                if flags == -1 || libc::fcntl(fd, libc::F_SETFD, flags & !libc::FD_CLOEXEC) == -1 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(fd, target) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    #[test]
+    fn child_fd_puts_a_pipe_on_fd_3() {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "cat <&3"])
+            .stdout(std::process::Stdio::piped());
+        child_fd(&mut cmd, r.as_raw_fd(), 3);
+        let mut child = cmd.spawn().unwrap();
+        drop(r);
+        w.write_all(b"on fd 3").unwrap();
+        drop(w);
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "on fd 3");
+    }
+
+    #[test]
+    fn take_fd_refuses_closed_descriptors() {
+        assert!(take_fd(-1).is_none());
+        assert!(take_fd(1_000_000).is_none());
+    }
+}
