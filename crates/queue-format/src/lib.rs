@@ -1,6 +1,7 @@
 //! mailorder-queue-format: the on-disk queue shared by `queue`, `dispatch`, `queue-clean`
 //! and `qadmin` (docs/ARCHITECTURE.md "The queue on disk").
 //!
+//! - [`date`]: RFC 5322 dates for `Received:` and bounce headers;
 //! - [`envelope`]: the text0 envelope (`F<sender>\0T<rcpt>\0…\0`), encoder and a limited,
 //!   incremental reader;
 //! - [`layout`]: [`Queue`], the paths of `mess/`, `intd/`, `todo/`, `state/` and the
@@ -11,6 +12,7 @@
 //! It performs no delivery and spawns nothing; the only I/O is reading and writing queue
 //! files that the caller names.
 
+pub mod date;
 pub mod envelope;
 pub mod layout;
 pub mod state;

@@ -1,1 +1,462 @@
-//! The only writer of new mail into the queue (qmail-queue contract)
+//! The only writer of new mail into the queue: qmail-queue's contract (CONVENTIONS §8).
+//!
+//! [`run`] reads the message (fd 0) to EOF into `mess/ID` behind a `Received:` line, then
+//! the text0 envelope (fd 1) into `intd/ID`, fsyncs both and their directories, and
+//! accepts the message with the single atomic `rename(intd/ID, todo/ID)` + `fsync(todo/)`
+//! (docs/ARCHITECTURE.md "The queue on disk"). Before that rename nothing is visible to
+//! dispatch; on any failure before it, `mess/ID` and `intd/ID` are removed.
+//!
+//! Every failure is a [`QueueError`] whose [`QueueError::code`] is the qmail-queue exit code.
+//! It must not deliver, interpret the message, or trust the environment for paths.
+
+use mailorder_core::Exit;
+use mailorder_core::exit::queue as code;
+use mailorder_queue_format::envelope::{self, EnvelopeError, MAX_ENVELOPE};
+use mailorder_queue_format::{Queue, date, fsync_dir};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Default for `control/timeoutqueue`: qmail-queue's 86400 s alarm.
+pub const DEFAULT_TIMEOUT: u64 = 86_400;
+
+/// Why the message was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueError {
+    /// `ROOT` is missing.
+    #[error("cannot reach the mailorder root {0}")]
+    Home(PathBuf),
+    /// `ROOT/queue` is missing.
+    #[error("cannot reach the queue directory {0}")]
+    QueueDir(PathBuf),
+    /// `mess/` problem (not a write error).
+    #[error("queue/mess: {0}")]
+    Mess(io::Error),
+    /// `intd/` problem (not a write error).
+    #[error("queue/intd: {0}")]
+    Intd(io::Error),
+    /// `todo/` problem.
+    #[error("queue/todo: {0}")]
+    Todo(io::Error),
+    /// Write or fsync failed (disk full, quota, I/O error).
+    #[error("write error: {0}")]
+    Write(io::Error),
+    /// Reading the message failed.
+    #[error("cannot read message: {0}")]
+    Read(io::Error),
+    /// The envelope is unreadable, malformed or too large.
+    #[error("{0}")]
+    Envelope(#[from] EnvelopeError),
+    /// A control file is unreadable.
+    #[error("{0}")]
+    Config(#[from] mailorder_core::control::ControlError),
+    /// Out of memory.
+    #[error("out of memory")]
+    NoMem,
+}
+
+impl QueueError {
+    /// The qmail-queue exit code.
+    pub fn code(&self) -> u8 {
+        match self {
+            QueueError::Home(_) => code::HOME,
+            QueueError::QueueDir(_) => code::QUEUE_DIR,
+            QueueError::Mess(_) => code::MESS_DIR,
+            QueueError::Intd(_) => code::INTD_DIR,
+            QueueError::Todo(_) => code::TODO_DIR,
+            QueueError::Write(_) => code::WRITE,
+            QueueError::Read(_) => code::READ,
+            QueueError::Envelope(e) => e.queue_code(),
+            QueueError::Config(_) => code::CONFIG,
+            QueueError::NoMem => code::NOMEM,
+        }
+    }
+
+    /// Permanent for 11–40, temporary otherwise.
+    pub fn class(&self) -> Exit {
+        if code::is_permanent(self.code()) {
+            Exit::Perm
+        } else {
+            Exit::Temp
+        }
+    }
+}
+
+/// Whether an errno means "the write failed" (53) rather than "the directory is wrong".
+fn is_write_error(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOSPC | libc::EDQUOT | libc::EIO | libc::EFBIG | libc::EROFS)
+    )
+}
+
+/// Classify an error of an operation on a directory: write errors are 53, the rest `dir`.
+fn dir_err(dir: fn(io::Error) -> QueueError) -> impl Fn(io::Error) -> QueueError {
+    move |e| {
+        if e.kind() == io::ErrorKind::OutOfMemory {
+            QueueError::NoMem
+        } else if is_write_error(&e) {
+            QueueError::Write(e)
+        } else {
+            dir(e)
+        }
+    }
+}
+
+/// What [`run`] needs to know.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `ROOT` (only checked for existence: 61).
+    pub root: PathBuf,
+    /// `ROOT/queue`.
+    pub queue: Queue,
+    /// Seconds allowed for the whole run before exiting 52.
+    pub timeout: u64,
+    /// The invoking (real) uid, for the `Received:` line.
+    pub uid: u32,
+    /// Upper bound on the envelope's size.
+    pub max_envelope: usize,
+}
+
+impl Config {
+    /// The installation's configuration: compile-time root (or `MAILORDER_ROOT` when not
+    /// set-id), `control/timeoutqueue`, the real uid.
+    pub fn from_system() -> Result<Config, QueueError> {
+        let root = mailorder_core::root::root();
+        let timeout = mailorder_core::control::Control::new(root.join("control"))
+            .number("timeoutqueue", DEFAULT_TIMEOUT)?;
+        Ok(Config {
+            queue: Queue::new(root.join("queue")),
+            root,
+            timeout,
+            uid: mailorder_core::sys::ids().0,
+            max_envelope: MAX_ENVELOPE,
+        })
+    }
+}
+
+/// Files to remove if the run fails or times out before the message is accepted.
+#[derive(Default)]
+struct Pending {
+    files: Vec<PathBuf>,
+    accepting: bool,
+}
+
+fn cleanup(p: &mut Pending) {
+    for f in p.files.drain(..) {
+        let _ = std::fs::remove_file(f);
+    }
+}
+
+/// The watchdog: after `secs`, remove what is half-written and exit 52, unless the message
+/// is being accepted already.
+fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>) {
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(secs));
+        let mut p = match pending.lock() {
+            Ok(p) => p,
+            Err(e) => e.into_inner(),
+        };
+        if !p.accepting {
+            cleanup(&mut p);
+            log::error!("timeout after {secs} s (#4.4.2)");
+            mailorder_core::exit::exit(code::TIMEOUT);
+        }
+    });
+}
+
+/// Queue one message: `message` read to EOF, then `envelope`. Returns the new id.
+pub fn run(cfg: &Config, message: impl Read, envelope: impl Read) -> Result<String, QueueError> {
+    let pending = Arc::new(Mutex::new(Pending::default()));
+    watchdog(cfg.timeout, Arc::clone(&pending));
+    let res = queue_message(cfg, message, envelope, &pending);
+    if res.is_err() {
+        let mut p = match pending.lock() {
+            Ok(p) => p,
+            Err(e) => e.into_inner(),
+        };
+        cleanup(&mut p);
+    }
+    res
+}
+
+fn remember(pending: &Mutex<Pending>, path: &Path) {
+    if let Ok(mut p) = pending.lock() {
+        p.files.push(path.to_owned());
+    }
+}
+
+/// Create `path` exclusively, mode 0640 (group mosend reads it; the directories are
+/// set-gid mosend so the group is inherited).
+fn create_excl(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o640)
+        .open(path)
+}
+
+fn queue_message(
+    cfg: &Config,
+    mut message: impl Read,
+    envelope: impl Read,
+    pending: &Mutex<Pending>,
+) -> Result<String, QueueError> {
+    if !cfg.root.is_dir() {
+        return Err(QueueError::Home(cfg.root.clone()));
+    }
+    if !cfg.queue.root.is_dir() {
+        return Err(QueueError::QueueDir(cfg.queue.root.clone()));
+    }
+    let q = &cfg.queue;
+
+    // Step 1: mess/ID, O_EXCL; retry with a fresh id on a collision.
+    let mut attempt = 0;
+    let (id, mess) = loop {
+        let id = Queue::new_id();
+        let path = q.mess(&id);
+        match create_excl(&path) {
+            Ok(f) => {
+                remember(pending, &path);
+                break (id, f);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 20 => {
+                attempt += 1;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(dir_err(QueueError::Mess)(e)),
+        }
+    };
+    let mut w = BufWriter::with_capacity(64 * 1024, mess);
+    writeln!(
+        w,
+        "Received: (mailorder-queue invoked by uid {}); {}",
+        cfg.uid,
+        date::now()
+    )
+    .map_err(QueueError::Write)?;
+    copy(&mut message, &mut w)?;
+    let mess = w
+        .into_inner()
+        .map_err(|e| QueueError::Write(e.into_error()))?;
+    mess.sync_all().map_err(QueueError::Write)?;
+    drop(mess);
+
+    // Step 2: the envelope into intd/ID.
+    let env = envelope::read_envelope(envelope, cfg.max_envelope)?;
+    let intd = q.intd(&id);
+    let mut f = create_excl(&intd).map_err(dir_err(QueueError::Intd))?;
+    remember(pending, &intd);
+    f.write_all(&envelope::encode(&env))
+        .map_err(QueueError::Write)?;
+    f.sync_all().map_err(QueueError::Write)?;
+    drop(f);
+    fsync_dir(&q.mess_dir()).map_err(dir_err(QueueError::Mess))?;
+    fsync_dir(&q.intd_dir()).map_err(dir_err(QueueError::Intd))?;
+
+    // Step 3: the single atomic step. The watchdog may no longer interfere.
+    {
+        let mut p = match pending.lock() {
+            Ok(p) => p,
+            Err(e) => e.into_inner(),
+        };
+        p.accepting = true;
+    }
+    std::fs::rename(&intd, q.todo(&id)).map_err(dir_err(QueueError::Todo))?;
+    // From here the message is visible to dispatch: never remove it. If the fsync fails the
+    // caller sees 66 and may retry: a duplicate is better than a loss.
+    if let Ok(mut p) = pending.lock() {
+        p.files.clear();
+    }
+    fsync_dir(&q.todo_dir()).map_err(dir_err(QueueError::Todo))?;
+
+    // Step 4: wake dispatch.
+    trigger(&q.trigger());
+    Ok(id)
+}
+
+/// Copy the message; read errors are 54, write errors 53.
+fn copy(r: &mut impl Read, w: &mut impl Write) -> Result<(), QueueError> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(QueueError::Read(e)),
+        };
+        w.write_all(&buf[..n]).map_err(QueueError::Write)?;
+    }
+}
+
+/// Write one byte to the trigger FIFO without blocking; a missing reader (ENXIO), a
+/// missing FIFO (ENOENT) or a full pipe (EAGAIN) is fine: dispatch scans todo/ anyway.
+pub fn trigger(path: &Path) {
+    let f = OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    match f {
+        Ok(mut f) => {
+            if let Err(e) = f.write(b"t") {
+                log::debug!("trigger: {e}");
+            }
+        }
+        Err(e) => log::debug!("trigger: {e}"),
+    }
+}
+
+/// Reads the envelope from fd 1, which the caller opened for reading (qmail-queue's
+/// contract), through a borrowed descriptor.
+pub struct Fd1;
+
+impl Read for Fd1 {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::fd::AsFd;
+        let out = io::stdout();
+        nix::unistd::read(out.as_fd(), buf).map_err(io::Error::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Config) {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path().join("queue"));
+        q.create_dirs().unwrap();
+        let cfg = Config {
+            root: d.path().to_owned(),
+            queue: q,
+            timeout: 3600,
+            uid: 42,
+            max_envelope: MAX_ENVELOPE,
+        };
+        (d, cfg)
+    }
+
+    fn empty(q: &Queue) -> bool {
+        q.list_mess().unwrap().is_empty()
+            && q.list_intd().unwrap().is_empty()
+            && q.list_todo().unwrap().is_empty()
+    }
+
+    #[test]
+    fn queues_a_message() {
+        let (_d, cfg) = setup();
+        let id = run(&cfg, &b"Subject: hi\n\nbody\n"[..], &b"Fa@b\0Tc@d\0\0"[..]).unwrap();
+        let q = &cfg.queue;
+        let mess = std::fs::read_to_string(q.mess(&id)).unwrap();
+        assert!(mess.starts_with("Received: (mailorder-queue invoked by uid 42); "));
+        assert!(mess.ends_with("+0000\nSubject: hi\n\nbody\n"), "{mess}");
+        assert_eq!(std::fs::read(q.todo(&id)).unwrap(), b"Fa@b\0Tc@d\0\0");
+        assert!(q.list_intd().unwrap().is_empty());
+    }
+
+    #[test]
+    fn failures_leave_nothing() {
+        let cases: [(&[u8], u8); 4] = [
+            (b"Fa@b\0Tc@d\0", 54),
+            (b"Xa@b\0\0", 91),
+            (b"", 54),
+            (b"Fa@b\0Tc@d\0Ye\0\0", 91),
+        ];
+        for (env, want) in cases {
+            let (_d, cfg) = setup();
+            let e = run(&cfg, &b"x\n"[..], env).unwrap_err();
+            assert_eq!(e.code(), want, "{env:?}");
+            assert!(empty(&cfg.queue));
+        }
+        let (_d, cfg) = setup();
+        let long = format!("Fa\0T{}\0\0", "x".repeat(1001));
+        let e = run(&cfg, &b"x\n"[..], long.as_bytes()).unwrap_err();
+        assert_eq!((e.code(), e.class()), (11, Exit::Perm));
+        assert!(empty(&cfg.queue));
+    }
+
+    /// Crash safety: whatever step fails, todo/ never names a message whose mess/ is not
+    /// complete, and a failure removes what it wrote.
+    #[test]
+    fn todo_only_after_complete_mess() {
+        let (_d, cfg) = setup();
+        std::fs::remove_dir(cfg.queue.todo_dir()).unwrap();
+        let e = run(&cfg, &b"x\n"[..], &b"Fa\0Tb\0\0"[..]).unwrap_err();
+        assert_eq!(e.code(), 66);
+        assert!(cfg.queue.list_mess().unwrap().is_empty());
+        assert!(cfg.queue.list_intd().unwrap().is_empty());
+
+        let (_d, cfg) = setup();
+        std::fs::remove_dir(cfg.queue.intd_dir()).unwrap();
+        assert_eq!(
+            run(&cfg, &b"x\n"[..], &b"Fa\0Tb\0\0"[..])
+                .unwrap_err()
+                .code(),
+            65
+        );
+        assert!(cfg.queue.list_mess().unwrap().is_empty());
+
+        let (_d, cfg) = setup();
+        std::fs::remove_dir(cfg.queue.mess_dir()).unwrap();
+        assert_eq!(
+            run(&cfg, &b"x\n"[..], &b"Fa\0Tb\0\0"[..])
+                .unwrap_err()
+                .code(),
+            64
+        );
+
+        // A read error in the middle of the message: 54, nothing left.
+        struct Broken(bool);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 {
+                    return Err(io::Error::other("boom"));
+                }
+                self.0 = true;
+                buf[0] = b'x';
+                Ok(1)
+            }
+        }
+        let (_d, cfg) = setup();
+        assert_eq!(
+            run(&cfg, Broken(false), &b"Fa\0Tb\0\0"[..])
+                .unwrap_err()
+                .code(),
+            54
+        );
+        assert!(empty(&cfg.queue));
+    }
+
+    #[test]
+    fn missing_dirs() {
+        let (d, mut cfg) = setup();
+        cfg.queue = Queue::new(d.path().join("nope"));
+        assert_eq!(run(&cfg, &b""[..], &b"F\0\0"[..]).unwrap_err().code(), 62);
+        cfg.root = d.path().join("nothing");
+        assert_eq!(run(&cfg, &b""[..], &b"F\0\0"[..]).unwrap_err().code(), 61);
+    }
+
+    #[test]
+    fn error_classes() {
+        let enospc = io::Error::from_raw_os_error(libc::ENOSPC);
+        assert_eq!(dir_err(QueueError::Mess)(enospc).code(), 53);
+        let eacces = io::Error::from_raw_os_error(libc::EACCES);
+        assert_eq!(dir_err(QueueError::Mess)(eacces).code(), 64);
+        assert_eq!(QueueError::Write(io::Error::other("x")).class(), Exit::Temp);
+    }
+
+    #[test]
+    fn trigger_without_reader_is_fine() {
+        let (_d, cfg) = setup();
+        trigger(&cfg.queue.trigger());
+        nix::unistd::mkfifo(
+            &cfg.queue.trigger(),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        trigger(&cfg.queue.trigger());
+    }
+}

@@ -1,3 +1,27 @@
-//! queue
+//! queue: qmail-queue's contract. Message on fd 0, envelope on fd 1; exit code only.
 
-fn main() {}
+use mailorder_core::exit::{exit, queue as code};
+use mailorder_queue::{Config, Fd1, run};
+
+fn main() {
+    mailorder_core::logger::init("queue", code::BUG);
+    // Files are created 0640 whatever the caller's umask.
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
+    let cfg = match Config::from_system() {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            exit(e.code())
+        }
+    };
+    match run(&cfg, std::io::stdin().lock(), Fd1) {
+        Ok(id) => {
+            log::debug!("queued id={id} uid={}", cfg.uid);
+            exit(code::OK)
+        }
+        Err(e) => {
+            log::warn!("not queued: {e} code={}", e.code());
+            exit(e.code())
+        }
+    }
+}
