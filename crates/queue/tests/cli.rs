@@ -1,4 +1,5 @@
 //! The `queue` binary: fds, exit codes, files.
+#![allow(clippy::unwrap_used, reason = "test code")]
 
 use std::io::Write;
 use std::process::{Command, Stdio};
