@@ -1,1 +1,233 @@
-//! Creates a mailorder tree: directories, control files, certificate, demo user
+//! setup: lays out a mailorder tree, idempotently.
+//!
+//! Creates the queue, control, directory, ssl and mail directories, the trigger FIFO, a
+//! self-signed certificate when none exists, and (with `--demo`) the domain `example.test`
+//! with the user `demo@example.test` and a random password kept in `ROOT/demo.password`.
+//! With `--owners` (as root, for `make install`) it gives every directory the owner and
+//! mode that docs/ARCHITECTURE.md lists. Running it again changes nothing that exists: the
+//! data, the certificate and the password are kept.
+
+use anyhow::{Context, Result, bail};
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// What to do.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The tree to lay out.
+    pub root: PathBuf,
+    /// Add the demo domain and user.
+    pub demo: bool,
+    /// Set owners and modes for a privilege-separated install (root only).
+    pub owners: bool,
+    /// Host name for `control/me` and the certificate, when `control/me` does not exist.
+    pub me: Option<String>,
+}
+
+/// Lay out the tree.
+pub fn run(o: &Options) -> Result<()> {
+    let r = &o.root;
+    for d in [
+        "control",
+        "directory",
+        "ssl",
+        "mail",
+        "queue",
+        "queue/intd",
+        "queue/mess",
+        "queue/todo",
+        "queue/state",
+        "queue/lock",
+    ] {
+        mkdir(&r.join(d), 0o755)?;
+    }
+    let trigger = r.join("queue/lock/trigger");
+    if !trigger.exists() {
+        nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
+            .with_context(|| format!("mkfifo {}", trigger.display()))?;
+    }
+    let me = match fs::read_to_string(r.join("control/me")) {
+        Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
+        _ => {
+            let me = o.me.clone().unwrap_or_else(|| "localhost".to_owned());
+            write_new(&r.join("control/me"), format!("{me}\n").as_bytes(), 0o644)?;
+            me
+        }
+    };
+    let (cert, key) = (r.join("ssl/cert.pem"), r.join("ssl/key.pem"));
+    if !cert.exists() || !key.exists() {
+        let names = vec![me.clone(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+        let ck = rcgen::generate_simple_self_signed(names).context("generating certificate")?;
+        write_new(&key, ck.signing_key.serialize_pem().as_bytes(), 0o600)?;
+        write_new(&cert, ck.cert.pem().as_bytes(), 0o644)?;
+    }
+    for f in ["domains", "users"] {
+        touch(&r.join("directory").join(f), 0o644)?;
+    }
+    touch(&r.join("directory/passwd"), 0o600)?;
+    if o.demo {
+        demo(r)?;
+    }
+    if o.owners {
+        owners(r)?;
+    }
+    Ok(())
+}
+
+fn demo(r: &Path) -> Result<()> {
+    let domains = r.join("directory/domains");
+    if !has_line_starting(&domains, "example.test")? {
+        append(&domains, "example.test local\n")?;
+    }
+    let users = r.join("directory/users");
+    if !has_line_starting(&users, "demo@example.test")? {
+        append(
+            &users,
+            "demo@example.test aliases=postmaster@example.test\n",
+        )?;
+    }
+    let pwfile = r.join("demo.password");
+    if !pwfile.exists() {
+        let pw = random_password()?;
+        write_new(&pwfile, format!("{pw}\n").as_bytes(), 0o600)?;
+    }
+    let passwd = r.join("directory/passwd");
+    if !has_line_starting(&passwd, "demo@example.test:")? {
+        let pw = fs::read_to_string(&pwfile)?;
+        let hash = mailorder_directory::hash::ssha512(pw.trim().as_bytes());
+        append(&passwd, &format!("demo@example.test:{hash}\n"))?;
+    }
+    Ok(())
+}
+
+fn owners(r: &Path) -> Result<()> {
+    if nix::unistd::geteuid().as_raw() != 0 {
+        bail!("--owners needs root");
+    }
+    let id = |name: &str| -> Result<(u32, u32)> {
+        let (u, g, _) =
+            mailorder_core::privs::account(name).with_context(|| format!("account {name}"))?;
+        Ok((u, g))
+    };
+    let grp = |name: &str| -> Result<u32> {
+        nix::unistd::Group::from_name(name)?
+            .map(|g| g.gid.as_raw())
+            .with_context(|| format!("group {name}"))
+    };
+    let (q, _) = id("moqueue")?;
+    let (s, sg) = id("mosend")?;
+    let (v, vg) = id("movmail")?;
+    let smtpd_gid = grp("mosmtpd")?;
+    let set = |p: &str, uid: u32, gid: u32, mode: u32| -> Result<()> {
+        let path = r.join(p);
+        nix::unistd::chown(
+            &path,
+            Some(nix::unistd::Uid::from_raw(uid)),
+            Some(nix::unistd::Gid::from_raw(gid)),
+        )
+        .with_context(|| format!("chown {}", path.display()))?;
+        fs::set_permissions(&path, fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))
+    };
+    set("queue", q, sg, 0o750)?;
+    set("queue/intd", q, sg, 0o700)?;
+    set("queue/mess", q, sg, 0o750)?;
+    set("queue/todo", q, sg, 0o750)?;
+    set("queue/state", s, sg, 0o700)?;
+    set("queue/lock", q, sg, 0o750)?;
+    // queue (euid moqueue) writes the trigger, dispatch (group mosend) opens it read-write.
+    set("queue/lock/trigger", q, sg, 0o660)?;
+    // Only checkpassword-file, set-uid root, reads the hashes.
+    set("directory/passwd", 0, 0, 0o600)?;
+    // smtpd (mosmtpd) reads the TLS key.
+    set("ssl/key.pem", 0, smtpd_gid, 0o640)?;
+    set("mail", v, vg, 0o750)?;
+    Ok(())
+}
+
+fn mkdir(p: &Path, mode: u32) -> Result<()> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(p)
+        .with_context(|| format!("mkdir {}", p.display()))
+}
+
+fn write_new(p: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(p)
+        .with_context(|| format!("create {}", p.display()))?;
+    f.write_all(data)?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn touch(p: &Path, mode: u32) -> Result<()> {
+    if !p.exists() {
+        write_new(p, b"", mode)?;
+    }
+    Ok(())
+}
+
+fn append(p: &Path, line: &str) -> Result<()> {
+    let mut f = fs::OpenOptions::new().append(true).create(true).open(p)?;
+    f.write_all(line.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+fn has_line_starting(p: &Path, prefix: &str) -> Result<bool> {
+    match fs::read_to_string(p) {
+        Ok(s) => Ok(s.lines().any(|l| l.trim_start().starts_with(prefix))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn random_password() -> Result<String> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 16];
+    fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lays_out_and_keeps_data() {
+        let d = tempfile::tempdir().unwrap();
+        let o = Options {
+            root: d.path().to_owned(),
+            demo: true,
+            ..Default::default()
+        };
+        run(&o).unwrap();
+        let pw = fs::read_to_string(d.path().join("demo.password")).unwrap();
+        let cert = fs::read(d.path().join("ssl/cert.pem")).unwrap();
+        assert!(d.path().join("queue/lock/trigger").exists());
+        run(&o).unwrap();
+        assert_eq!(
+            fs::read_to_string(d.path().join("demo.password")).unwrap(),
+            pw
+        );
+        assert_eq!(fs::read(d.path().join("ssl/cert.pem")).unwrap(), cert);
+        let users = fs::read_to_string(d.path().join("directory/users")).unwrap();
+        assert_eq!(users.matches("demo@example.test").count(), 1);
+        let passwd = fs::read_to_string(d.path().join("directory/passwd")).unwrap();
+        let hash = passwd.trim().split_once(':').unwrap().1;
+        assert!(mailorder_directory::hash::verify(
+            hash,
+            pw.trim().as_bytes()
+        ));
+    }
+}

@@ -1,3 +1,25 @@
-//! setup
+//! setup: lay out a mailorder tree (see CONTRACT.md).
 
-fn main() {}
+fn main() {
+    mailorder_core::logger::init("setup", 111);
+    let mut o = mailorder_setup::Options::default();
+    let mut root = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--demo" => o.demo = true,
+            "--owners" => o.owners = true,
+            "--me" => o.me = args.next(),
+            _ if a.starts_with('-') || root.is_some() => {
+                log::error!("usage: setup [--demo] [--owners] [--me HOST] ROOT");
+                mailorder_core::exit::exit(100);
+            }
+            _ => root = Some(a),
+        }
+    }
+    o.root = root.map_or_else(mailorder_core::root::root, Into::into);
+    if let Err(e) = mailorder_setup::run(&o) {
+        log::error!("{e:#}");
+        mailorder_core::exit::exit(111);
+    }
+}

@@ -1,0 +1,13 @@
+//! End-to-end tests: the real programs, real clients (swaks, Python's smtplib), real
+//! launchers (listen, tcpserver, systemd-socket-activate, supervise). One test binary.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "tests stop loudly on a failed step"
+)]
+
+mod faults;
+mod launchers;
+mod queue;
+mod smtp;

@@ -1,0 +1,162 @@
+//! The queue, the scheduler, sendmail and the queue tools.
+
+use mailorder_tests::{Tree, python};
+use std::io::Write;
+use std::process::Stdio;
+
+fn sendmail(t: &Tree, args: &[&str], msg: &str) -> std::process::Output {
+    let mut c = t
+        .cmd("sendmail")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
+    c.wait_with_output().unwrap()
+}
+
+#[test]
+fn sendmail_t_and_arguments() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    let out = sendmail(
+        &t,
+        &["-t", "-i", "-f", "demo@example.test"],
+        "To: demo@example.test\nBcc: demo@example.test\nSubject: cron\n\nline\n.\nafter dot\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = sendmail(
+        &t,
+        &["-oi", "-FCronDaemon", "demo@example.test"],
+        "Subject: argv\n\nhello\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let m = t.wait_messages("demo", 2, 20);
+    let all: String = m
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        all.contains("line\n.\nafter dot\n"),
+        "-i keeps a lone dot: {all}"
+    );
+    assert!(!all.contains("Bcc:"), "Bcc removed: {all}");
+    assert!(all.contains("Subject: argv"));
+    let out = sendmail(&t, &[], "Subject: nobody\n\n");
+    assert!(!out.status.success(), "no recipients fails");
+}
+
+#[test]
+fn remote_recipients_are_held_and_listed() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    let out = sendmail(
+        &t,
+        &["-f", "demo@example.test", "friend@remote.test"],
+        "Subject: far\n\nhi\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut id = String::new();
+    for _ in 0..100 {
+        let l = t.cmd("qadmin").arg("list").output().unwrap();
+        assert!(l.status.success(), "{}", String::from_utf8_lossy(&l.stderr));
+        let text = String::from_utf8_lossy(&l.stdout).to_string();
+        if let Some(line) = text.lines().find(|l| l.contains("demo@example.test")) {
+            id = line.split('\t').next().unwrap().to_owned();
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!id.is_empty(), "qadmin list shows the message");
+    let show = t.cmd("qadmin").args(["show", &id]).output().unwrap();
+    assert!(show.status.success());
+    assert!(String::from_utf8_lossy(&show.stdout).contains("friend@remote.test"));
+    let stat = t.cmd("qadmin").arg("stat").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&stat.stdout).contains("messages 1"),
+        "{}",
+        String::from_utf8_lossy(&stat.stdout)
+    );
+    assert_eq!(
+        t.cmd("qadmin")
+            .args(["show", "1.2.3"])
+            .output()
+            .unwrap()
+            .status
+            .code(),
+        Some(1)
+    );
+    // Held, not bounced: nothing comes back to the sender.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    assert!(t.messages("demo").is_empty());
+}
+
+#[test]
+fn permanent_failure_bounces_as_dsn_and_bounce_of_bounce_goes_to_postmaster() {
+    let mut t = Tree::new();
+    let home = t.root.join("homes/fails");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::write(
+        home.join(".qmail"),
+        "|echo 'this mailbox refuses everything (#5.2.1)'; exit 100\n",
+    )
+    .unwrap();
+    t.add_user(
+        "fails@example.test",
+        &format!("home={}", home.display()),
+        "x",
+    );
+    t.start_dispatch();
+    let out = sendmail(
+        &t,
+        &["-f", "demo@example.test", "fails@example.test"],
+        "Subject: doomed\nMessage-ID: <doomed@example.test>\n\nbody\n",
+    );
+    assert!(out.status.success());
+    let m = t.wait_messages("demo", 1, 30);
+    let script = r#"
+import email, sys
+m = email.message_from_binary_file(open(sys.argv[1], "rb"))
+assert m.get_content_type() == "multipart/report", m.get_content_type()
+assert m.get_param("report-type") == "delivery-status"
+parts = m.get_payload()
+ds = [p for p in parts if p.get_content_type() == "message/delivery-status"][0]
+blocks = ds.get_payload()
+rcpt = blocks[1]
+assert rcpt["Action"].strip() == "failed", rcpt["Action"]
+assert rcpt["Status"].strip().startswith("5."), rcpt["Status"]
+assert "fails@example.test" in rcpt["Final-Recipient"]
+assert any(p.get_content_type() in ("text/rfc822-headers", "message/rfc822") for p in parts)
+print("ok")
+"#;
+    let out = python(script, &[m[0].to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&m[0]).unwrap()
+    );
+    // A bounce that cannot be delivered goes to the postmaster, never back to <>.
+    let out = sendmail(
+        &t,
+        &["-f", "", "fails@example.test"],
+        "Subject: bounce-ish\n\nbody\n",
+    );
+    assert!(out.status.success());
+    let m = t.wait_messages("demo", 2, 30);
+    assert_eq!(m.len(), 2, "double bounce to postmaster (an alias of demo)");
+}
