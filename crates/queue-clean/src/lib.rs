@@ -1,1 +1,219 @@
-//! Removes finished queue files on the scheduler's behalf, as the queue uid
+//! queue-clean: removes queue files owned by the queue uid on dispatch's behalf.
+//!
+//! dispatch (uid mosend) cannot unlink in `todo/` and `mess/` (owned by moqueue); it runs
+//! this set-uid moqueue helper once as a long-lived child and writes one command per line:
+//!
+//! - `todo ID`: unlink `todo/ID` (dispatch has written `state/ID`), fsync `todo/`;
+//! - `mess ID`: unlink `mess/ID` (the message is finished), fsync `mess/`; refused while
+//!   `todo/ID` exists, so a message that was never taken cannot be removed;
+//! - `clean`: unlink `intd/ID` files older than 36 hours (the remains of a crashed
+//!   `queue`; `queue` gives up after 24 hours), fsync `intd/`.
+//!
+//! Each line is answered with `ok` or `error TEXT`. A missing file is `ok`: the command
+//! may be repeated after a crash. It must do nothing else: no other paths, no other
+//! operations.
+
+use mailorder_core::Exit;
+use mailorder_queue_format::{Queue, fsync_dir, valid_id};
+use std::io::{self, BufRead, Read, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+/// Age after which an `intd/` file is garbage.
+pub const ORPHAN_AGE: Duration = Duration::from_secs(36 * 3600);
+
+/// Longest command line accepted.
+const MAX_LINE: u64 = 200;
+
+/// Why a command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CleanError {
+    /// Not `todo ID`, `mess ID` or `clean`.
+    #[error("unknown command")]
+    Unknown,
+    /// The id is not a queue id.
+    #[error("bad id")]
+    BadId,
+    /// `mess ID` while `todo/ID` exists.
+    #[error("todo/{0} still exists")]
+    StillQueued(String),
+    /// unlink/fsync failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// Operation.
+        op: &'static str,
+        /// Path.
+        path: String,
+        /// errno.
+        source: io::Error,
+    },
+}
+
+impl CleanError {
+    /// Always temporary for the caller: the file stays, dispatch retries later.
+    pub fn class(&self) -> Exit {
+        Exit::Temp
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CleanError {
+    let path = path.display().to_string();
+    move |source| CleanError::Io { op, path, source }
+}
+
+/// Unlink `path` (missing is fine) and fsync `dir`.
+fn unlink(path: &Path, dir: &Path) -> Result<(), CleanError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("unlink", path)(e)),
+    }
+    fsync_dir(dir).map_err(io_err("fsync", dir))
+}
+
+/// Run one command line.
+pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> {
+    let mut words = line.split(' ');
+    let (cmd, id) = (words.next(), words.next());
+    if words.next().is_some() {
+        return Err(CleanError::Unknown);
+    }
+    match (cmd, id) {
+        (Some("todo"), Some(id)) => {
+            if !valid_id(id) {
+                return Err(CleanError::BadId);
+            }
+            unlink(&q.todo(id), &q.todo_dir())
+        }
+        (Some("mess"), Some(id)) => {
+            if !valid_id(id) {
+                return Err(CleanError::BadId);
+            }
+            if q.todo(id).symlink_metadata().is_ok() {
+                return Err(CleanError::StillQueued(id.to_owned()));
+            }
+            unlink(&q.mess(id), &q.mess_dir())
+        }
+        (Some("clean"), None) => {
+            let dir = q.intd_dir();
+            for id in Queue::list(&dir).map_err(io_err("list", &dir))? {
+                let p = q.intd(&id);
+                let old = p
+                    .symlink_metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age > ORPHAN_AGE);
+                if old {
+                    log::info!("removing stale intd/{id}");
+                    match std::fs::remove_file(&p) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(io_err("unlink", &p)(e)),
+                    }
+                }
+            }
+            fsync_dir(&dir).map_err(io_err("fsync", &dir))
+        }
+        _ => Err(CleanError::Unknown),
+    }
+}
+
+/// Serve commands from `input` until EOF, one answer line per command, flushed at once.
+/// An output error ends the loop (dispatch went away).
+pub fn serve(q: &Queue, mut input: impl BufRead, mut output: impl Write) -> io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = Read::take(&mut input, MAX_LINE).read_until(b'\n', &mut line)?;
+        if n == 0 {
+            return Ok(());
+        }
+        let answer = if line.last() != Some(&b'\n') {
+            if n as u64 == MAX_LINE {
+                // Skip the rest of an overlong line.
+                let mut rest = Vec::new();
+                input.read_until(b'\n', &mut rest)?;
+            }
+            "error line too long or unterminated".to_owned()
+        } else {
+            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
+            match handle(q, text.trim_end_matches('\r'), SystemTime::now()) {
+                Ok(()) => "ok".to_owned(),
+                Err(e) => {
+                    log::warn!("{}: {e}", text.escape_debug());
+                    format!("error {e}")
+                }
+            }
+        };
+        output.write_all(answer.as_bytes())?;
+        output.write_all(b"\n")?;
+        output.flush()?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, Queue) {
+        let d = tempfile::tempdir().unwrap();
+        let q = Queue::new(d.path());
+        q.create_dirs().unwrap();
+        (d, q)
+    }
+
+    #[test]
+    fn commands() {
+        let (_d, q) = setup();
+        std::fs::write(q.todo("1.2.3"), "x").unwrap();
+        std::fs::write(q.mess("1.2.3"), "x").unwrap();
+        std::fs::write(q.mess("4.5.6"), "x").unwrap();
+        let input = b"mess 1.2.3\ntodo 1.2.3\nmess 1.2.3\ntodo 1.2.3\nmess ../x\nrm 1\ntodo\nclean\nmess 4.5.6 x\nmess 4.5.6";
+        let mut out = Vec::new();
+        serve(&q, &input[..], &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(
+            lines,
+            [
+                "error todo/1.2.3 still exists",
+                "ok",
+                "ok",
+                "ok",
+                "error bad id",
+                "error unknown command",
+                "error unknown command",
+                "ok",
+                "error unknown command",
+                "error line too long or unterminated",
+            ]
+        );
+        assert!(!q.todo("1.2.3").exists() && !q.mess("1.2.3").exists());
+        assert!(q.mess("4.5.6").exists());
+    }
+
+    #[test]
+    fn long_line_is_skipped() {
+        let (_d, q) = setup();
+        let mut input = "x".repeat(500).into_bytes();
+        input.extend_from_slice(b"\nclean\n");
+        let mut out = Vec::new();
+        serve(&q, &input[..], &mut out).unwrap();
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "error line too long or unterminated\nok\n"
+        );
+    }
+
+    #[test]
+    fn clean_removes_only_old_intd() {
+        let (_d, q) = setup();
+        std::fs::write(q.intd("1.1.1"), "x").unwrap();
+        let now = SystemTime::now();
+        handle(&q, "clean", now).unwrap();
+        assert!(q.intd("1.1.1").exists());
+        handle(&q, "clean", now + ORPHAN_AGE + Duration::from_secs(60)).unwrap();
+        assert!(!q.intd("1.1.1").exists());
+    }
+}

@@ -1,3 +1,23 @@
-//! queue-clean
+//! queue-clean: unlink todo/ and mess/ files for dispatch, one command per line on stdin.
 
-fn main() {}
+use mailorder_core::Exit;
+use mailorder_core::exit::exit;
+use mailorder_queue_format::Queue;
+
+fn main() {
+    mailorder_core::logger::init("queue-clean", Exit::Temp.code());
+    if std::env::args_os().len() > 1 {
+        log::error!("usage: queue-clean (no arguments)");
+        exit(Exit::Perm.code());
+    }
+    let q = Queue::new(mailorder_core::root::queue_dir());
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    match mailorder_queue_clean::serve(&q, stdin, stdout) {
+        Ok(()) => exit(Exit::Ok.code()),
+        Err(e) => {
+            log::error!("{e} (#4.3.0)");
+            exit(Exit::Temp.code())
+        }
+    }
+}
