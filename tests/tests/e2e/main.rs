@@ -9,5 +9,6 @@
 
 mod faults;
 mod launchers;
+mod privs;
 mod queue;
 mod smtp;
