@@ -1,1 +1,632 @@
-//! Delivers one message to one local recipient
+//! local-deliver: deliver one message to one local recipient, in the manner of
+//! qmail-local (CONTRACT.md is the interface).
+//!
+//! [`run`] takes the resolved recipient, the envelope sender and the (seekable) message
+//! file, checks for loops, finds the `.qmail` instructions (or the default: the user's
+//! Maildir and `forward=` addresses), and carries them out in order: Maildir deliveries
+//! through `mailorder-maildir` (with the Maildir++ quota), programs through `sh -c`,
+//! forwards last, through `ROOT/bin/queue`, and only if everything else succeeded.
+//! The result is an [`Outcome`]: an exit class and one line of human text with an
+//! RFC 3463 code.
+//!
+//! It does not look at anything in the message but the header fields needed for the loop
+//! check, and never parses a program's output beyond keeping its first line.
+
+pub mod dotqmail;
+pub mod header;
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use dotqmail::Instruction;
+use mailorder_core::Exit;
+use mailorder_core::control::Control;
+use mailorder_directory::{DirError, Resolved, Status, User};
+use mailorder_maildir::quota::{self, Check, Quota, QuotaDef};
+use mailorder_maildir::{Maildir, MaildirError};
+
+/// Default for `control/maxhops`.
+pub const DEFAULT_MAXHOPS: u64 = 100;
+/// Default for `control/quotagrace`, seconds: three days.
+pub const DEFAULT_QUOTAGRACE: u64 = 3 * 86400;
+
+/// Everything a delivery needs besides the recipient and the message.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Envelope sender (may be empty: the null sender).
+    pub sender: String,
+    /// Envelope recipient, as given.
+    pub recipient: String,
+    /// The installation root (`ROOT`): Maildirs under `ROOT/mail` may be created.
+    pub root: PathBuf,
+    /// Control files.
+    pub control: Control,
+    /// `MAILORDER_QUEUE_AGE`: how long the message has been queued, seconds.
+    pub queue_age: Option<u64>,
+    /// The queue program used for forwards.
+    pub queue: PathBuf,
+}
+
+/// The result: exit class and one line of text for the scheduler's log and bounces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// 0 / 99 / 100 / 111.
+    pub exit: Exit,
+    /// Human-readable, with an RFC 3463 code.
+    pub text: String,
+}
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliverError {
+    /// The directory has no such address.
+    #[error("no such user (#5.1.1)")]
+    NoSuchUser,
+    /// The address is not hosted here.
+    #[error("not a local address (#5.1.2)")]
+    NotLocal,
+    /// The account is disabled.
+    #[error("mailbox disabled (#5.2.1)")]
+    Disabled,
+    /// No `.qmail` file for an extension address.
+    #[error("no such address (#5.1.1)")]
+    NoSuchAddress,
+    /// An identical Delivered-To line is present.
+    #[error("mail loop: message already delivered to {0} (#5.4.6)")]
+    Loop(String),
+    /// Too many Received/Delivered-To fields.
+    #[error("too many hops ({0}), probably a mail loop (#5.4.6)")]
+    TooManyHops(u64),
+    /// The directory could not be read.
+    #[error(transparent)]
+    Directory(#[from] DirError),
+    /// A control file could not be read.
+    #[error(transparent)]
+    Control(#[from] mailorder_core::control::ControlError),
+    /// Running with the wrong uid for the mailbox.
+    #[error("running as uid {running}, but the mailbox belongs to uid {owner} (#4.3.0)")]
+    WrongUid {
+        /// euid.
+        running: u32,
+        /// `user.uid`.
+        owner: u32,
+    },
+    /// HOME is writable by others or sticky.
+    #[error("home directory {0} is group/world-writable or sticky (#4.7.0)")]
+    UnsafeHome(PathBuf),
+    /// A `.qmail` file is world-writable.
+    #[error("{0} is world-writable (#4.7.0)")]
+    UnsafeDotQmail(PathBuf),
+    /// An executable `.qmail` asked for something other than forwarding.
+    #[error("{0} is executable: only forwards are allowed (#4.7.0)")]
+    ForwardOnly(PathBuf),
+    /// A `.qmail` line is bad.
+    #[error(transparent)]
+    Line(#[from] dotqmail::LineError),
+    /// mbox delivery is not implemented.
+    #[error("mbox delivery to {0} not supported (#4.3.5)")]
+    Mbox(String),
+    /// A Maildir does not exist (and is not ours to create).
+    #[error("Maildir {0} does not exist (#4.2.1)")]
+    NoMaildir(PathBuf),
+    /// Bad quota definition.
+    #[error(transparent)]
+    BadQuota(#[from] quota::BadQuota),
+    /// Over quota, not yet for long.
+    #[error("mailbox full (#4.2.2)")]
+    OverQuota,
+    /// Over quota for longer than `control/quotagrace`.
+    #[error("mailbox full (#5.2.2)")]
+    OverQuotaBounce,
+    /// A Maildir operation failed.
+    #[error(transparent)]
+    Maildir(#[from] MaildirError),
+    /// A program failed.
+    #[error("{text}")]
+    Program {
+        /// Classified exit code.
+        class: Exit,
+        /// Its output or a description, with a code.
+        text: String,
+    },
+    /// The queue refused or failed a forward.
+    #[error("forward failed: {text}")]
+    Forward {
+        /// Classified queue exit code.
+        class: Exit,
+        /// Text.
+        text: String,
+    },
+    /// Any other I/O problem.
+    #[error("{op} {path}: {source} (#4.3.0)")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// errno.
+        source: io::Error,
+    },
+}
+
+impl DeliverError {
+    /// The exit class.
+    pub fn class(&self) -> Exit {
+        use DeliverError::*;
+        match self {
+            NoSuchUser | NotLocal | Disabled | NoSuchAddress | Loop(_) | TooManyHops(_)
+            | OverQuotaBounce => Exit::Perm,
+            Line(dotqmail::LineError::BadForward(_)) => Exit::Perm,
+            Maildir(e) => e.class(),
+            Program { class, .. } | Forward { class, .. } => *class,
+            _ => Exit::Temp,
+        }
+    }
+}
+
+fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> DeliverError + use<> {
+    let path = path.to_owned();
+    move |source| DeliverError::Io { op, path, source }
+}
+
+/// Deliver the message in `msg` (read from offset 0, so it must be seekable) for the
+/// recipient the directory resolved.
+pub fn run(cfg: &Config, resolved: Result<Resolved, DirError>, msg: &mut File) -> Outcome {
+    let result = resolved.map_err(DeliverError::from).and_then(|r| match r {
+        Resolved::User { user, ext } => deliver(cfg, &user, ext.as_deref(), msg),
+        Resolved::Unknown => Err(DeliverError::NoSuchUser),
+        Resolved::Relay | Resolved::Remote => Err(DeliverError::NotLocal),
+    });
+    match result {
+        Ok(o) => o,
+        Err(e) => {
+            let exit = match e.class() {
+                Exit::Ok | Exit::Stop => Exit::Temp,
+                c => c,
+            };
+            let level = if exit == Exit::Perm {
+                log::Level::Info
+            } else {
+                log::Level::Warn
+            };
+            log::log!(
+                level,
+                "failed rcpt={} class={} {e}",
+                cfg.recipient,
+                exit.code()
+            );
+            Outcome {
+                exit,
+                text: one_line(&e.to_string()),
+            }
+        }
+    }
+}
+
+/// Keep a text to one printable line of at most 400 characters.
+fn one_line(s: &str) -> String {
+    s.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" / ")
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .take(400)
+        .collect()
+}
+
+/// Per-delivery values shared by the instructions.
+struct Ctx<'a> {
+    cfg: &'a Config,
+    user: &'a User,
+    home: PathBuf,
+    dtline: String,
+    rpline: String,
+    size: u64,
+    ext: Option<String>,
+    default_part: Option<String>,
+}
+
+fn deliver(
+    cfg: &Config,
+    user: &User,
+    ext: Option<&str>,
+    msg: &mut File,
+) -> Result<Outcome, DeliverError> {
+    if user.status == Status::Disabled {
+        return Err(DeliverError::Disabled);
+    }
+    let (_, euid, _, _) = mailorder_core::sys::ids();
+    if euid != user.uid || euid == 0 {
+        return Err(DeliverError::WrongUid {
+            running: euid,
+            owner: user.uid,
+        });
+    }
+    let ext = ext.filter(|e| !e.is_empty());
+    let dt_addr = match ext {
+        Some(_) => cfg.recipient.to_lowercase(),
+        None => user.address.clone(),
+    };
+    let stdin = Path::new("stdin");
+    msg.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek (message must be a file)", stdin))?;
+    let hops = header::scan(BufReader::new(&*msg), &dt_addr).map_err(io_err("read", stdin))?;
+    if hops.looped {
+        return Err(DeliverError::Loop(dt_addr));
+    }
+    let maxhops = cfg.control.number("maxhops", DEFAULT_MAXHOPS)?;
+    if hops.count > maxhops {
+        return Err(DeliverError::TooManyHops(hops.count));
+    }
+    let len = msg.metadata().map_err(io_err("stat", stdin))?.len();
+    let dtline = format!("Delivered-To: {dt_addr}\n");
+    let rpline = format!("Return-Path: <{}>\n", cfg.sender);
+    let size = len + dtline.len() as u64 + rpline.len() as u64;
+
+    let home = user.home.clone();
+    check_home(cfg, &home)?;
+
+    let mut ctx = Ctx {
+        cfg,
+        user,
+        home,
+        dtline,
+        rpline,
+        size,
+        ext: ext.map(dotqmail::file_ext),
+        default_part: None,
+    };
+    let instructions = instructions(&mut ctx)?;
+    execute(&ctx, &instructions, msg)
+}
+
+/// HOME must exist (created, 0700, for virtual users under `ROOT/mail`) and be neither
+/// group/world-writable nor sticky.
+fn check_home(cfg: &Config, home: &Path) -> Result<(), DeliverError> {
+    let meta = match fs::metadata(home) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && under_mail_root(cfg, home) => {
+            fs::DirBuilder::new()
+                .mode(0o700)
+                .recursive(true)
+                .create(home)
+                .map_err(io_err("mkdir", home))?;
+            log::info!("created home {}", home.display());
+            fs::metadata(home).map_err(io_err("stat", home))?
+        }
+        Err(e) => return Err(io_err("stat home", home)(e)),
+    };
+    if meta.permissions().mode() & 0o1022 != 0 {
+        return Err(DeliverError::UnsafeHome(home.to_owned()));
+    }
+    Ok(())
+}
+
+fn under_mail_root(cfg: &Config, path: &Path) -> bool {
+    let mail = cfg.root.join("mail");
+    path.starts_with(&mail)
+        && path != mail
+        && !path
+            .components()
+            .any(|c| c == std::path::Component::ParentDir)
+}
+
+/// The delivery instructions: from the applicable `.qmail` file, or the default.
+fn instructions(ctx: &mut Ctx) -> Result<Vec<Instruction>, DeliverError> {
+    let names = match &ctx.ext {
+        None => vec![(".qmail".to_owned(), None)],
+        Some(e) => dotqmail::candidates(e),
+    };
+    for (name, default_part) in names {
+        let path = ctx.home.join(&name);
+        let text = match fs::read(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io_err("read", &path)(e)),
+        };
+        let mode = fs::metadata(&path).map_err(io_err("stat", &path))?.mode();
+        if mode & 0o002 != 0 {
+            return Err(DeliverError::UnsafeDotQmail(path));
+        }
+        ctx.default_part = default_part;
+        if text.is_empty() {
+            return Ok(default_instructions(ctx.user));
+        }
+        let domain = mailorder_directory::split_address(&ctx.user.address)
+            .map(|(_, d)| d)
+            .unwrap_or_default();
+        let list = dotqmail::parse(&String::from_utf8_lossy(&text), domain)?;
+        if mode & 0o111 != 0 && list.iter().any(|i| !matches!(i, Instruction::Forward(_))) {
+            return Err(DeliverError::ForwardOnly(path));
+        }
+        log::debug!("using {}", path.display());
+        return Ok(list);
+    }
+    match ctx.ext {
+        Some(_) => Err(DeliverError::NoSuchAddress),
+        None => Ok(default_instructions(ctx.user)),
+    }
+}
+
+/// No `.qmail`: the Maildir if `user.local` (or if there is nowhere to forward to), then
+/// the `forward=` addresses.
+fn default_instructions(user: &User) -> Vec<Instruction> {
+    let mut out = Vec::new();
+    if user.local || user.forward.is_empty() {
+        let mut md = user.maildir.to_string_lossy().into_owned();
+        if !md.ends_with('/') {
+            md.push('/');
+        }
+        out.push(Instruction::Maildir(md));
+    }
+    out.extend(user.forward.iter().cloned().map(Instruction::Forward));
+    out
+}
+
+fn execute(
+    ctx: &Ctx,
+    instructions: &[Instruction],
+    msg: &mut File,
+) -> Result<Outcome, DeliverError> {
+    let (mut files, mut programs) = (0, 0);
+    let mut forwards = Vec::new();
+    let mut stopped = false;
+    for ins in instructions {
+        match ins {
+            Instruction::Forward(a) => forwards.push(a.clone()),
+            Instruction::Mbox(p) => return Err(DeliverError::Mbox(p.clone())),
+            Instruction::Maildir(p) => {
+                let path = deliver_maildir(ctx, p, msg)?;
+                log::info!(
+                    "delivered rcpt={} maildir={}",
+                    ctx.cfg.recipient,
+                    path.display()
+                );
+                files += 1;
+            }
+            Instruction::Program(cmd) => {
+                programs += 1;
+                if run_program(ctx, cmd, msg)? == Exit::Stop {
+                    log::info!("program asked to stop rcpt={}", ctx.cfg.recipient);
+                    stopped = true;
+                    break;
+                }
+            }
+        }
+    }
+    if !forwards.is_empty() {
+        forward(ctx, &forwards, msg)?;
+        log::info!(
+            "forwarded rcpt={} to={}",
+            ctx.cfg.recipient,
+            forwards.join(",")
+        );
+    }
+    let text = if files + programs + forwards.len() == 0 {
+        "delivered nowhere: no delivery instructions (#2.0.0)".to_owned()
+    } else {
+        format!(
+            "delivered: {files} maildir, {programs} program, {} forward{} (#2.0.0)",
+            forwards.len(),
+            if stopped {
+                ", stopped by a program"
+            } else {
+                ""
+            }
+        )
+    };
+    Ok(Outcome {
+        exit: if stopped { Exit::Stop } else { Exit::Ok },
+        text,
+    })
+}
+
+fn deliver_maildir(ctx: &Ctx, line: &str, msg: &mut File) -> Result<PathBuf, DeliverError> {
+    let path = match line.strip_prefix("./") {
+        Some(rel) => ctx.home.join(rel),
+        None => PathBuf::from(line),
+    };
+    let md = match Maildir::open(&path) {
+        Ok(md) => md,
+        Err(MaildirError::NotMaildir(_))
+            if under_mail_root(ctx.cfg, &path) && under_mail_root(ctx.cfg, &ctx.home) =>
+        {
+            log::info!("creating Maildir {}", path.display());
+            Maildir::create(&path)?
+        }
+        Err(MaildirError::NotMaildir(p)) => return Err(DeliverError::NoMaildir(p)),
+        Err(e) => return Err(e.into()),
+    };
+    let mut q = match &ctx.user.quota {
+        Some(def) => {
+            let def = QuotaDef::parse(def)?;
+            let q = Quota::load(md.path(), def)?;
+            if q.check(ctx.size) == Check::OverQuota {
+                let grace = ctx.cfg.control.number("quotagrace", DEFAULT_QUOTAGRACE)?;
+                return Err(match ctx.cfg.queue_age {
+                    Some(age) if age >= grace => DeliverError::OverQuotaBounce,
+                    _ => DeliverError::OverQuota,
+                });
+            }
+            Some(q)
+        }
+        None => None,
+    };
+    msg.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", Path::new("stdin")))?;
+    let headers = format!("{}{}", ctx.rpline, ctx.dtline);
+    let delivered = md.deliver(io::Cursor::new(headers.into_bytes()).chain(&*msg))?;
+    // The message is delivered: a failure to record its size only makes the usage stale
+    // until the next recalculation, so it is logged, not reported.
+    let size = mailorder_maildir::name::size_tag(&delivered.to_string_lossy()).unwrap_or(ctx.size);
+    let recorded = match q.as_mut() {
+        Some(q) => q.add(size),
+        None => quota::append_line(md.path(), i64::try_from(size).unwrap_or(i64::MAX), 1).map(drop),
+    };
+    if let Err(e) = recorded {
+        log::warn!("cannot update maildirsize: {e}");
+    }
+    Ok(delivered)
+}
+
+/// The environment of a `|command` (CONVENTIONS §7). Values are attacker-controlled.
+fn program_env(ctx: &Ctx) -> Vec<(String, String)> {
+    let rcpt = &ctx.cfg.recipient;
+    let (local, host) = mailorder_directory::split_address(rcpt).unwrap_or((rcpt, ""));
+    let mut env = vec![
+        ("SENDER", ctx.cfg.sender.clone()),
+        ("NEWSENDER", ctx.cfg.sender.clone()),
+        ("RECIPIENT", rcpt.clone()),
+        ("USER", ctx.user.address.clone()),
+        ("HOME", ctx.home.to_string_lossy().into_owned()),
+        ("HOST", host.to_owned()),
+        ("LOCAL", local.to_owned()),
+        ("EXT", ctx.ext.clone().unwrap_or_default()),
+        ("DTLINE", ctx.dtline.clone()),
+        ("RPLINE", ctx.rpline.clone()),
+    ];
+    let ext = ctx.ext.clone().unwrap_or_default();
+    for (i, part) in dotqmail::ext_parts(&ext).into_iter().enumerate() {
+        env.push((["EXT2", "EXT3", "EXT4"][i], part.unwrap_or("").to_owned()));
+    }
+    for (i, part) in dotqmail::host_parts(host).into_iter().enumerate() {
+        env.push((
+            ["HOST2", "HOST3", "HOST4"][i],
+            part.unwrap_or("").to_owned(),
+        ));
+    }
+    if let Some(d) = &ctx.default_part {
+        env.push(("DEFAULT", d.clone()));
+    }
+    env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+/// Run `sh -c cmd` in HOME with the message (without our two lines) on stdin. Returns
+/// Ok(Exit::Ok) or Ok(Exit::Stop); failures are errors.
+fn run_program(ctx: &Ctx, cmd: &str, msg: &mut File) -> Result<Exit, DeliverError> {
+    let stdin = Path::new("stdin");
+    msg.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", stdin))?;
+    let input = msg.try_clone().map_err(io_err("dup", stdin))?;
+    let sh = Path::new("/bin/sh");
+    let mut child = Command::new(sh)
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(&ctx.home)
+        .envs(program_env(ctx))
+        .stdin(Stdio::from(input))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(io_err("spawn", sh))?;
+    // Keep the first 1000 bytes of output for the result text; drain the rest so the
+    // program never blocks on a full pipe.
+    let mut output = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = (&mut out).take(1000).read_to_end(&mut output);
+        let _ = io::copy(&mut out, &mut io::sink());
+    }
+    let status = child.wait().map_err(io_err("wait", sh))?;
+    let code = mailorder_core::exit::pass_up(status);
+    let class = if status.signal_killed() {
+        Exit::Temp
+    } else {
+        Exit::from_delivery_code(i32::from(code))
+    };
+    match class {
+        Exit::Ok | Exit::Stop => Ok(class),
+        _ => {
+            let said = one_line(&String::from_utf8_lossy(&output));
+            let mut text = if said.is_empty() {
+                format!("program exited {code}")
+            } else {
+                said
+            };
+            if !text.contains("(#") {
+                text.push_str(if class == Exit::Perm {
+                    " (#5.2.0)"
+                } else {
+                    " (#4.2.0)"
+                });
+            }
+            Err(DeliverError::Program { class, text })
+        }
+    }
+}
+
+trait SignalKilled {
+    fn signal_killed(&self) -> bool;
+}
+
+impl SignalKilled for std::process::ExitStatus {
+    fn signal_killed(&self) -> bool {
+        use std::os::unix::process::ExitStatusExt;
+        self.signal().is_some()
+    }
+}
+
+/// The text0 envelope for a forward: `F<sender>\0` `T<addr>\0`… `\0`.
+pub fn forward_envelope(sender: &str, to: &[String]) -> Vec<u8> {
+    let mut env = Vec::new();
+    env.push(b'F');
+    env.extend_from_slice(sender.as_bytes());
+    env.push(0);
+    for a in to {
+        env.push(b'T');
+        env.extend_from_slice(a.as_bytes());
+        env.push(0);
+    }
+    env.push(0);
+    env
+}
+
+/// Hand the message (with our Delivered-To line, so loops are caught) to the queue.
+fn forward(ctx: &Ctx, to: &[String], msg: &mut File) -> Result<(), DeliverError> {
+    let queue = &ctx.cfg.queue;
+    let stdin_path = Path::new("stdin");
+    msg.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", stdin_path))?;
+    let pipe_err = |e: nix::Error| io_err("pipe", queue)(io::Error::from(e));
+    let (env_read, env_write): (OwnedFd, OwnedFd) = nix::unistd::pipe().map_err(pipe_err)?;
+    let mut child = Command::new(queue)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::from(env_read))
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(io_err("spawn", queue))?;
+    let envelope = forward_envelope(&ctx.cfg.sender, to);
+    // The envelope goes through its own thread so neither pipe can block the other.
+    let writer = std::thread::spawn(move || File::from(env_write).write_all(&envelope));
+    let wrote = match child.stdin.take() {
+        Some(mut stdin) => stdin
+            .write_all(ctx.dtline.as_bytes())
+            .and_then(|()| io::copy(&mut &*msg, &mut stdin).map(drop)),
+        None => Err(io::Error::other("no pipe to the queue")),
+    };
+    let status = child.wait().map_err(io_err("wait", queue))?;
+    let env_wrote = writer
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("envelope writer panicked")));
+    let code = mailorder_core::exit::pass_up(status);
+    if code == 0 {
+        // The queue exits 0 only after reading everything.
+        wrote.and(env_wrote).map_err(io_err("write to", queue))?;
+        return Ok(());
+    }
+    let text = format!(
+        "{} (queue exit {code})",
+        mailorder_core::exit::queue::describe(code)
+    );
+    let class = if mailorder_core::exit::queue::is_permanent(code) {
+        Exit::Perm
+    } else {
+        Exit::Temp
+    };
+    Err(DeliverError::Forward { class, text })
+}

@@ -1,3 +1,45 @@
-//! local-deliver
+//! local-deliver SENDER RECIPIENT: deliver the message on fd 0 to one local recipient.
 
-fn main() {}
+use std::fs::File;
+use std::os::fd::AsFd;
+
+use local_deliver::{Config, Outcome, run};
+use mailorder_core::{Exit, exit, root};
+
+fn main() {
+    mailorder_core::logger::init("local-deliver", 111);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let outcome = match args.as_slice() {
+        [sender, recipient] => deliver(sender, recipient),
+        _ => Outcome {
+            exit: Exit::Perm,
+            text: "usage: local-deliver SENDER RECIPIENT (#5.3.5)".to_owned(),
+        },
+    };
+    println!("{}", outcome.text);
+    exit::exit(outcome.exit.code());
+}
+
+fn deliver(sender: &str, recipient: &str) -> Outcome {
+    let cfg = Config {
+        sender: sender.to_owned(),
+        recipient: recipient.to_owned(),
+        root: root::root(),
+        control: mailorder_core::control::Control::default(),
+        queue_age: std::env::var("MAILORDER_QUEUE_AGE")
+            .ok()
+            .and_then(|v| v.parse().ok()),
+        queue: root::program("queue"),
+    };
+    let mut msg = match std::io::stdin().as_fd().try_clone_to_owned() {
+        Ok(fd) => File::from(fd),
+        Err(e) => {
+            return Outcome {
+                exit: Exit::Temp,
+                text: format!("cannot use fd 0: {e} (#4.3.0)"),
+            };
+        }
+    };
+    let resolved = mailorder_directory::Directory::open().and_then(|d| d.resolve(recipient));
+    run(&cfg, resolved, &mut msg)
+}
