@@ -117,6 +117,17 @@ pub mod sysexits {
     pub const TEMPFAIL: u8 = 75;
 }
 
+/// The checkpassword interface's exit codes (CONVENTIONS §3); on success the program
+/// execs its argument instead of exiting.
+pub mod checkpassword {
+    /// Login or password unacceptable (also an unknown login: no difference is shown).
+    pub const BAD: u8 = 1;
+    /// Misuse: no program to run, fd 3 missing, malformed data on fd 3.
+    pub const MISUSE: u8 = 2;
+    /// Temporary problem: directory unreadable, cannot switch uid, cannot run the program.
+    pub const TEMP: u8 = 111;
+}
+
 /// Pass a child's status up by the written rule (STYLE §4): killed by signal n → 128+n;
 /// exit code ≥ 128 → 128; otherwise the same code.
 pub fn pass_up(status: ExitStatus) -> u8 {
