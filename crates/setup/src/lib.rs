@@ -133,8 +133,9 @@ fn owners(r: &Path) -> Result<()> {
     };
     set("queue", q, sg, 0o750)?;
     set("queue/intd", q, sg, 0o700)?;
-    set("queue/mess", q, sg, 0o750)?;
-    set("queue/todo", q, sg, 0o750)?;
+    // set-gid: files created by queue (running with the caller's gid) get group mosend.
+    set("queue/mess", q, sg, 0o2750)?;
+    set("queue/todo", q, sg, 0o2750)?;
     set("queue/state", s, sg, 0o700)?;
     set("queue/lock", q, sg, 0o750)?;
     // queue (euid moqueue) writes the trigger, dispatch (group mosend) opens it read-write.

@@ -7,6 +7,7 @@
     reason = "tests stop loudly on a failed step"
 )]
 
+mod contracts;
 mod faults;
 mod launchers;
 mod privs;
