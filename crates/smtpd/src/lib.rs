@@ -1,1 +1,49 @@
-//! ESMTP receiver under tcpserver or systemd Accept=yes
+//! mailorder-smtpd: the ESMTP receiver, one process per connection on fd 0/1 (UCSPI).
+//!
+//! - [`Config`]: control files, environment and peer, loaded once before the greeting;
+//! - [`Session`]: the protocol over any `Read`/`Write` pair (fd 0/1 in production,
+//!   in-memory buffers in tests): EHLO, MAIL, RCPT (directory lookup, relay policy), DATA
+//!   and BDAT streamed into the queue program, STARTTLS, AUTH PLAIN/LOGIN through a
+//!   checkpassword program;
+//! - [`FdReader`]/[`FdWriter`]: unbuffered fd 0/1 with the read timeout.
+//!
+//! Protocol grammar lives in mailorder-smtp-proto; this crate never writes to the queue
+//! directly (the queue program does) and never logs message bodies or passwords.
+//! See CONTRACT.md for the whole interface.
+
+mod auth;
+pub mod config;
+pub mod io;
+mod queue;
+pub mod session;
+
+pub use config::{Cidr, Config, ConfigError};
+pub use io::{FdReader, FdWriter};
+pub use session::{Session, SessionError};
+
+use std::io::{Read, Write};
+
+/// Run one session; returns the process exit code: 0 after QUIT or client EOF, 111 on
+/// timeout, too many errors or a connection failure.
+pub fn run<R: Read, W: Write>(cfg: Config, reader: R, writer: W) -> u8 {
+    match Session::new(cfg, reader, writer).run() {
+        Ok(()) => 0,
+        Err(e) => e.class().code(),
+    }
+}
+
+/// The configuration could not be loaded: greet with `421 4.3.0` and return 111.
+pub fn refuse<W: Write>(mut writer: W, err: &ConfigError) -> u8 {
+    log::error!("{err}");
+    let _ = writer.write_all(
+        mailorder_smtp_proto::Reply::new(
+            421,
+            "4.3.0",
+            "temporary configuration problem, try again later",
+        )
+        .to_wire()
+        .as_bytes(),
+    );
+    let _ = writer.flush();
+    mailorder_core::Exit::Temp.code()
+}

@@ -1,3 +1,22 @@
-//! smtpd
+//! smtpd: ESMTP receiver on fd 0/1 (see CONTRACT.md).
 
-fn main() {}
+use mailorder_core::control::Control;
+use mailorder_core::exit::exit;
+use mailorder_core::ucspi::Peer;
+use mailorder_smtpd::{Config, FdReader, FdWriter};
+
+fn main() {
+    mailorder_core::logger::init("smtpd", 111);
+    let env = |k: &str| std::env::var(k).ok();
+    let peer = Peer::from_process();
+    let cfg = match Config::load(&Control::default(), &env, peer) {
+        Ok(c) => c,
+        Err(e) => exit(mailorder_smtpd::refuse(FdWriter(std::io::stdout()), &e)),
+    };
+    let reader = FdReader::new(std::io::stdin(), cfg.timeout);
+    exit(mailorder_smtpd::run(
+        cfg,
+        reader,
+        FdWriter(std::io::stdout()),
+    ))
+}

@@ -1,0 +1,234 @@
+//! smtpd's configuration: control files, environment, the peer.
+
+use mailorder_core::control::{Control, ControlError};
+use mailorder_core::ucspi::Peer;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Everything a session needs to know before the greeting.
+#[derive(Clone)]
+pub struct Config {
+    /// `control/me`: our host name.
+    pub me: String,
+    /// Largest message in octets; 0 = unlimited (`DATABYTES`, `control/databytes`).
+    pub databytes: u64,
+    /// `control/maxrcpt`.
+    pub maxrcpt: usize,
+    /// `control/timeoutsmtpd`: seconds per read.
+    pub timeout: Duration,
+    /// `control/maxerrors`.
+    pub maxerrors: u32,
+    /// `control/maxhops`.
+    pub maxhops: u32,
+    /// `control/clientnets`.
+    pub clientnets: Vec<Cidr>,
+    /// Server TLS configuration, when `control/tlscert` and `tlskey` load.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// `control/checkpassword`.
+    pub checkpassword: PathBuf,
+    /// `control/authplain` = 1: AUTH allowed without TLS from anywhere.
+    pub authplain: bool,
+    /// `RELAYCLIENT`: `Some` (possibly empty) = relaying allowed; appended to recipients.
+    pub relayclient: Option<String>,
+    /// `SMTPS`: TLS from the first byte.
+    pub smtps: bool,
+    /// `SUBMISSION`: AUTH required before MAIL.
+    pub submission: bool,
+    /// The queue program (`MAILORDER_QUEUE` or `ROOT/bin/queue`).
+    pub queue: PathBuf,
+    /// The client.
+    pub peer: Peer,
+    /// The directory root (`ROOT`).
+    pub root: PathBuf,
+    /// Delay before a 535 reply (tests shorten it).
+    pub auth_fail_delay: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("me", &self.me)
+            .field("databytes", &self.databytes)
+            .field("tls", &self.tls.is_some())
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the configuration could not be loaded: always temporary (421 4.3.0, exit 111).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A control file is unreadable or has a bad value.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// A value in the environment is bad.
+    #[error("bad value in environment variable {0} (#4.3.5)")]
+    Env(&'static str),
+    /// `SMTPS` is set but no certificate could be loaded.
+    #[error("SMTPS set but TLS is not configured: {0} (#4.3.0)")]
+    NoTls(String),
+}
+
+impl Config {
+    /// Load from control files under `control`, the environment through `env`, and `peer`.
+    pub fn load(
+        control: &Control,
+        env: &dyn Fn(&str) -> Option<String>,
+        peer: Peer,
+    ) -> Result<Config, ConfigError> {
+        let root = mailorder_core::root::root();
+        let me = match control.line("me")? {
+            Some(me) => me,
+            None => nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".to_owned()),
+        };
+        let mut databytes = control.number("databytes", 36_700_160)?;
+        if let Some(v) = env("DATABYTES") {
+            databytes = v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Env("DATABYTES"))?;
+        }
+        let mut clientnets = Vec::new();
+        for line in control.list("clientnets")? {
+            clientnets.push(Cidr::parse(&line).ok_or_else(|| ControlError::Value {
+                path: control.path("clientnets"),
+                value: line.clone(),
+            })?);
+        }
+        let cert = control
+            .line("tlscert")?
+            .map_or_else(|| root.join("ssl/cert.pem"), PathBuf::from);
+        let key = control
+            .line("tlskey")?
+            .map_or_else(|| root.join("ssl/key.pem"), PathBuf::from);
+        let smtps = env("SMTPS").is_some();
+        let tls = if cert.exists() {
+            match mailorder_tls::server_config(&cert, &key) {
+                Ok(c) => Some(c),
+                Err(e) if smtps => return Err(ConfigError::NoTls(e.to_string())),
+                Err(e) => {
+                    log::warn!("STARTTLS disabled: {e}");
+                    None
+                }
+            }
+        } else if smtps {
+            return Err(ConfigError::NoTls(format!("{} missing", cert.display())));
+        } else {
+            None
+        };
+        let checkpassword = control.line("checkpassword")?.map_or_else(
+            || mailorder_core::root::program("checkpassword-file"),
+            PathBuf::from,
+        );
+        let queue = env("MAILORDER_QUEUE")
+            .filter(|q| !q.is_empty())
+            .map_or_else(|| mailorder_core::root::program("queue"), PathBuf::from);
+        Ok(Config {
+            me,
+            databytes,
+            maxrcpt: usize::try_from(control.number("maxrcpt", 100)?).unwrap_or(usize::MAX),
+            timeout: Duration::from_secs(control.number("timeoutsmtpd", 300)?.max(1)),
+            maxerrors: u32::try_from(control.number("maxerrors", 10)?).unwrap_or(u32::MAX),
+            maxhops: u32::try_from(control.number("maxhops", 100)?).unwrap_or(u32::MAX),
+            clientnets,
+            tls,
+            checkpassword,
+            authplain: control.line("authplain")?.as_deref() == Some("1"),
+            relayclient: env("RELAYCLIENT"),
+            smtps,
+            submission: env("SUBMISSION").is_some(),
+            queue,
+            peer,
+            root,
+            auth_fail_delay: Duration::from_secs(1),
+        })
+    }
+
+    /// Whether the client's address is in `clientnets`.
+    pub fn in_clientnets(&self) -> bool {
+        self.peer
+            .remote_ip
+            .is_some_and(|ip| self.clientnets.iter().any(|c| c.contains(ip)))
+    }
+}
+
+/// An address block: `192.0.2.0/24`, `2001:db8::/32`, or a single address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Cidr {
+    /// Parse `ADDR[/LEN]`.
+    pub fn parse(s: &str) -> Option<Cidr> {
+        let (a, l) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = a.trim().parse().ok()?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match l {
+            Some(l) => l.trim().parse().ok().filter(|&n| n <= max)?,
+            None => max,
+        };
+        Some(Cidr { addr, len })
+    }
+
+    /// Whether `ip` is inside the block (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(
+                u128::from(n.to_bits()) << 96,
+                u128::from(a.to_bits()) << 96,
+                self.len,
+            ),
+            (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(n.to_bits(), a.to_bits(), self.len),
+            _ => false,
+        }
+    }
+}
+
+fn prefix_eq(a: u128, b: u128, len: u8) -> bool {
+    if len == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - u32::from(len));
+    a & mask == b & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr() {
+        let c = Cidr::parse("192.0.2.0/24").unwrap();
+        assert!(c.contains("192.0.2.77".parse().unwrap()));
+        assert!(c.contains("::ffff:192.0.2.1".parse().unwrap()));
+        assert!(!c.contains("192.0.3.1".parse().unwrap()));
+        assert!(!c.contains("2001:db8::1".parse().unwrap()));
+        let c = Cidr::parse("2001:db8::/32").unwrap();
+        assert!(c.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!c.contains("2001:db9::1".parse().unwrap()));
+        let c = Cidr::parse("10.1.2.3").unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("10.1.2.4".parse().unwrap()));
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Cidr::parse("10.0.0.0/33").is_none());
+        assert!(Cidr::parse("nonsense").is_none());
+    }
+}
