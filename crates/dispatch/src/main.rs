@@ -1,3 +1,22 @@
-//! dispatch
+//! dispatch: the scheduler, in the foreground under supervise, logging to stderr.
 
-fn main() {}
+use mailorder_core::Exit;
+use mailorder_core::exit::exit;
+
+fn main() {
+    mailorder_core::logger::init("dispatch", Exit::Temp.code());
+    if std::env::args_os().len() > 1 {
+        log::error!("usage: dispatch (no arguments)");
+        exit(Exit::Perm.code());
+    }
+    // Before any thread exists, so the signal thread alone receives them.
+    let res = mailorder_dispatch::block_signals()
+        .and_then(|set| mailorder_dispatch::Dispatch::new()?.run(set));
+    match res {
+        Ok(()) => exit(Exit::Ok.code()),
+        Err(e) => {
+            log::error!("{e}");
+            exit(e.class().code())
+        }
+    }
+}

@@ -1,0 +1,276 @@
+//! The pure part of the scheduler: what a delivery result, a directory answer or a
+//! finished message means. No I/O.
+
+use mailorder_core::Exit;
+use mailorder_directory::Resolved;
+use mailorder_queue_format::state::{Outcome, State, Status};
+
+/// The `#@[]` envelope sender of double bounces (qmail's convention).
+pub const DOUBLE_BOUNCE_SENDER: &str = "#@[]";
+
+/// Settings from control files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// `control/me`: this host's name.
+    pub me: String,
+    /// `control/concurrencylocal`: local deliveries at once.
+    pub concurrency: usize,
+    /// `control/queuelifetime`: seconds a temporary failure is retried.
+    pub lifetime: u64,
+    /// `control/maxbackoff`: longest pause between attempts, seconds.
+    pub max_backoff: u64,
+    /// `control/doublebounceto`: where double bounces go (`@me` appended without `@`).
+    pub doublebounceto: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            me: "localhost".into(),
+            concurrency: 10,
+            lifetime: 604_800,
+            max_backoff: 3600,
+            doublebounceto: "postmaster".into(),
+        }
+    }
+}
+
+impl Settings {
+    /// The retry policy.
+    pub fn policy(&self) -> mailorder_queue_format::Policy {
+        mailorder_queue_format::Policy {
+            lifetime: self.lifetime,
+            max_backoff: self.max_backoff,
+        }
+    }
+
+    /// The double-bounce recipient, qualified with `me`.
+    pub fn doublebounce_address(&self) -> String {
+        if self.doublebounceto.contains('@') {
+            self.doublebounceto.clone()
+        } else {
+            format!("{}@{}", self.doublebounceto, self.me)
+        }
+    }
+}
+
+/// The status a new recipient starts in: remote and relay domains are held (until remote
+/// delivery exists), everything else is pending local delivery. A directory error means
+/// pending: it is decided again at delivery time.
+pub fn initial_status(resolved: &Result<Resolved, impl std::fmt::Display>) -> Status {
+    match resolved {
+        Ok(Resolved::Remote | Resolved::Relay) => Status::Held,
+        _ => Status::Pending,
+    }
+}
+
+/// What to do for one due recipient after asking the directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Run `local-deliver SENDER RECIPIENT` as ourselves.
+    Direct,
+    /// Run `deliver-as UID GID SENDER RECIPIENT`.
+    As {
+        /// Owner uid.
+        uid: u32,
+        /// Owner gid.
+        gid: u32,
+    },
+    /// No delivery: this outcome now.
+    Settle(Outcome),
+    /// No longer local (directory changed): hold for remote delivery.
+    Hold,
+}
+
+/// Decide how to deliver to a recipient, given the directory's answer and our own ids.
+pub fn action(resolved: Result<Resolved, impl std::fmt::Display>, own: (u32, u32)) -> Action {
+    match resolved {
+        Ok(Resolved::User { user, .. }) => {
+            if (user.uid, user.gid) == own {
+                Action::Direct
+            } else {
+                Action::As {
+                    uid: user.uid,
+                    gid: user.gid,
+                }
+            }
+        }
+        Ok(Resolved::Unknown) => Action::Settle(Outcome::Permanent(
+            "Sorry, no mailbox here by that name. (#5.1.1)".into(),
+        )),
+        Ok(Resolved::Remote | Resolved::Relay) => Action::Hold,
+        Err(e) => Action::Settle(Outcome::Temporary(e.to_string())),
+    }
+}
+
+/// Turn a delivery program's exit status (after `pass_up`) and its text into an outcome.
+pub fn outcome(code: Option<u8>, text: &str) -> Outcome {
+    let text = text.trim().to_owned();
+    let Some(code) = code else {
+        return Outcome::Temporary(if text.is_empty() {
+            "delivery program could not be run (#4.3.0)".into()
+        } else {
+            text
+        });
+    };
+    match Exit::from_delivery_code(i32::from(code)) {
+        Exit::Ok | Exit::Stop => Outcome::Delivered(text),
+        Exit::Perm => Outcome::Permanent(if text.is_empty() {
+            format!("delivery failed permanently, exit {code} (#5.0.0)")
+        } else {
+            text
+        }),
+        Exit::Temp => Outcome::Temporary(if text.is_empty() {
+            format!("delivery failed temporarily, exit {code} (#4.0.0)")
+        } else {
+            text
+        }),
+    }
+}
+
+/// Where a message's bounce goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BounceTo {
+    /// An ordinary bounce to the sender, envelope sender `<>`.
+    Sender(String),
+    /// A double bounce (the sender was `<>`), envelope sender `#@[]`.
+    Double(String),
+    /// The sender is `#@[]`: log and drop.
+    Drop,
+}
+
+/// Never bounce a bounce: `<>` → double bounce to the postmaster, `#@[]` → drop.
+pub fn bounce_to(st: &State, settings: &Settings) -> BounceTo {
+    match st.sender.as_str() {
+        "" => BounceTo::Double(settings.doublebounce_address()),
+        DOUBLE_BOUNCE_SENDER => BounceTo::Drop,
+        s => BounceTo::Sender(s.to_owned()),
+    }
+}
+
+/// The enhanced status code for a failed recipient: the last `(#5.x.x)` in the text, or
+/// `5.0.0` (a `#4.x.x` code in a final failure is reported as `5.x.x`).
+pub fn status_code(text: &str) -> String {
+    let mut best = None;
+    let mut rest = text;
+    while let Some(i) = rest.find("(#") {
+        let after = &rest[i + 2..];
+        if let Some(end) = after.find(')') {
+            let code = &after[..end];
+            let parts: Vec<&str> = code.split('.').collect();
+            if parts.len() == 3
+                && matches!(parts[0], "2" | "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.bytes().all(|b| b.is_ascii_digit()))
+            {
+                best = Some(format!("5.{}.{}", parts[1], parts[2]));
+            }
+        }
+        rest = after;
+    }
+    best.unwrap_or_else(|| "5.0.0".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailorder_directory::{Status as UStatus, User};
+    use mailorder_queue_format::Envelope;
+
+    fn user(uid: u32, gid: u32) -> Resolved {
+        Resolved::User {
+            user: User {
+                address: "a@b".into(),
+                uid,
+                gid,
+                home: "/h".into(),
+                maildir: "/h/Maildir/".into(),
+                quota: None,
+                forward: vec![],
+                local: true,
+                status: UStatus::Active,
+            },
+            ext: None,
+        }
+    }
+
+    type R = Result<Resolved, String>;
+
+    #[test]
+    fn actions() {
+        assert_eq!(action(R::Ok(user(5, 6)), (5, 6)), Action::Direct);
+        assert_eq!(
+            action(R::Ok(user(5, 6)), (5, 7)),
+            Action::As { uid: 5, gid: 6 }
+        );
+        assert!(matches!(
+            action(R::Ok(Resolved::Unknown), (1, 1)),
+            Action::Settle(Outcome::Permanent(_))
+        ));
+        assert_eq!(action(R::Ok(Resolved::Remote), (1, 1)), Action::Hold);
+        assert_eq!(action(R::Ok(Resolved::Relay), (1, 1)), Action::Hold);
+        assert!(matches!(
+            action(R::Err("dir broken (#4.3.0)".into()), (1, 1)),
+            Action::Settle(Outcome::Temporary(_))
+        ));
+        assert_eq!(initial_status(&R::Ok(Resolved::Remote)), Status::Held);
+        assert_eq!(initial_status(&R::Ok(Resolved::Unknown)), Status::Pending);
+        assert_eq!(initial_status(&R::Err("x".into())), Status::Pending);
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(outcome(Some(0), "ok\n"), Outcome::Delivered("ok".into()));
+        assert_eq!(outcome(Some(99), ""), Outcome::Delivered("".into()));
+        assert!(
+            matches!(outcome(Some(100), "no (#5.1.1)"), Outcome::Permanent(t) if t == "no (#5.1.1)")
+        );
+        assert!(matches!(outcome(Some(64), ""), Outcome::Permanent(_)));
+        assert!(matches!(outcome(Some(111), ""), Outcome::Temporary(_)));
+        assert!(matches!(outcome(Some(137), ""), Outcome::Temporary(_)));
+        assert!(matches!(outcome(None, ""), Outcome::Temporary(_)));
+    }
+
+    #[test]
+    fn status_codes() {
+        assert_eq!(status_code("no such user (#5.1.1)"), "5.1.1");
+        assert_eq!(
+            status_code("a (#4.2.2) / retry time exceeded (#5.4.7)"),
+            "5.4.7"
+        );
+        assert_eq!(status_code("over quota (#4.2.2)"), "5.2.2");
+        assert_eq!(status_code("weird (#x.1.1) (#5.1)"), "5.0.0");
+        assert_eq!(status_code(""), "5.0.0");
+    }
+
+    #[test]
+    fn bounce_targets() {
+        let s = Settings {
+            me: "mx.test".into(),
+            ..Settings::default()
+        };
+        let mut st = State::new(
+            "1.1.1",
+            &Envelope {
+                sender: "a@b".into(),
+                recipients: vec!["c@d".into()],
+            },
+            0,
+        );
+        assert_eq!(bounce_to(&st, &s), BounceTo::Sender("a@b".into()));
+        st.sender = String::new();
+        assert_eq!(
+            bounce_to(&st, &s),
+            BounceTo::Double("postmaster@mx.test".into())
+        );
+        st.sender = DOUBLE_BOUNCE_SENDER.into();
+        assert_eq!(bounce_to(&st, &s), BounceTo::Drop);
+        let s2 = Settings {
+            doublebounceto: "ops@x.y".into(),
+            ..s
+        };
+        st.sender = String::new();
+        assert_eq!(bounce_to(&st, &s2), BounceTo::Double("ops@x.y".into()));
+    }
+}

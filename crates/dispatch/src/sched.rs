@@ -1,0 +1,800 @@
+//! The running scheduler: threads report into one channel; the main loop owns every
+//! [`State`] and is the only writer of `state/`.
+//!
+//! - one thread per delivery child: reads its stdout (the result text), waits, reports;
+//! - one thread reads the trigger FIFO (opened `O_RDWR`, so it never sees EOF);
+//! - one thread waits for TERM/INT (stop) and HUP/ALRM (flush) with `sigwait`;
+//! - the main loop: `recv_timeout` until the next retry is due.
+
+use crate::bounce;
+use crate::plan::{self, Action, BounceTo, Settings};
+use mailorder_core::control::{Control, ControlError};
+use mailorder_core::root;
+use mailorder_directory::{DirError, Directory};
+use mailorder_queue_format::envelope::{self, MAX_ENVELOPE};
+use mailorder_queue_format::state::{Outcome, State, Status};
+use mailorder_queue_format::{Envelope, Queue, date};
+use std::collections::{BTreeMap, HashSet};
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::time::Duration;
+
+/// Age after which a `mess/` file without `todo/` or `state/` is garbage.
+pub const ORPHAN_AGE: u64 = 36 * 3600;
+/// How long TERM waits for running deliveries.
+pub const STOP_GRACE: u64 = 60;
+/// Safety-net rescan of `todo/` (in case the trigger FIFO is missing).
+const RESCAN: u64 = 60;
+/// Orphan cleanup interval.
+const ORPHAN_SCAN: u64 = 3600;
+/// Longest result text read from a delivery program.
+const MAX_RESULT: usize = 1000;
+
+/// Why dispatch could not run at all.
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    /// A control file is unreadable or bad.
+    #[error("{0}")]
+    Control(#[from] ControlError),
+    /// The queue cannot be listed.
+    #[error("cannot read queue directory {path}: {source} (#4.3.0)")]
+    Queue {
+        /// The directory.
+        path: PathBuf,
+        /// errno.
+        source: io::Error,
+    },
+    /// Signal setup failed.
+    #[error("signal setup: {0} (#4.3.0)")]
+    Signals(nix::Error),
+}
+
+impl DispatchError {
+    /// Always temporary: supervise restarts dispatch.
+    pub fn class(&self) -> mailorder_core::Exit {
+        mailorder_core::Exit::Temp
+    }
+}
+
+/// Read the settings from control files.
+pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
+    let d = Settings::default();
+    let concurrency = c.number("concurrencylocal", d.concurrency as u64)?;
+    Ok(Settings {
+        me: c.string("me", &d.me)?,
+        concurrency: usize::try_from(concurrency.clamp(1, 1000)).unwrap_or(10),
+        lifetime: c.number("queuelifetime", d.lifetime)?,
+        max_backoff: c.number("maxbackoff", d.max_backoff)?.max(1),
+        doublebounceto: c.string("doublebounceto", &d.doublebounceto)?,
+    })
+}
+
+enum Event {
+    Trigger,
+    Stop,
+    Flush,
+    Done {
+        id: String,
+        idx: usize,
+        code: Option<u8>,
+        text: String,
+    },
+}
+
+/// The long-lived queue-clean child.
+struct Cleaner {
+    program: PathBuf,
+    child: Option<(Child, ChildStdin, BufReader<ChildStdout>)>,
+}
+
+impl Cleaner {
+    fn spawn(&mut self) -> io::Result<()> {
+        let mut child = Command::new(&self.program)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let (Some(i), Some(o)) = (child.stdin.take(), child.stdout.take()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(io::Error::other("no pipes to queue-clean"));
+        };
+        self.child = Some((child, i, BufReader::new(o)));
+        Ok(())
+    }
+
+    /// Run one command; `Err` is temporary (the caller retries later).
+    fn cmd(&mut self, line: &str) -> Result<(), String> {
+        if self.child.is_none() {
+            self.spawn()
+                .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+        }
+        let res = match &mut self.child {
+            Some((_, i, o)) => {
+                let mut answer = String::new();
+                match writeln!(i, "{line}")
+                    .and_then(|()| i.flush())
+                    .and_then(|()| o.read_line(&mut answer))
+                {
+                    Ok(0) => Err(None),
+                    Ok(_) => Ok(answer),
+                    Err(e) => Err(Some(e)),
+                }
+            }
+            None => return Err("queue-clean not running".into()),
+        };
+        match res {
+            Ok(a) if a.trim_end() == "ok" => Ok(()),
+            Ok(a) => Err(a.trim_end().to_owned()),
+            Err(e) => {
+                if let Some((mut c, _, _)) = self.child.take() {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                Err(format!("queue-clean died: {e:?}"))
+            }
+        }
+    }
+}
+
+/// The scheduler.
+pub struct Dispatch {
+    queue: Queue,
+    control: Control,
+    settings: Settings,
+    own: (u32, u32),
+    msgs: BTreeMap<String, State>,
+    running: HashSet<(String, usize)>,
+    cleaner: Cleaner,
+    tx: Sender<Event>,
+    rx: Receiver<Event>,
+    stop_at: Option<u64>,
+    last_rescan: u64,
+    last_orphans: u64,
+}
+
+fn lock_or_log<T>(r: Result<T, impl std::fmt::Display>, what: &str) -> Option<T> {
+    match r {
+        Ok(v) => Some(v),
+        Err(e) => {
+            log::warn!("{what}: {e}");
+            None
+        }
+    }
+}
+
+impl Dispatch {
+    /// A scheduler for this installation (root from `mailorder_core::root`).
+    pub fn new() -> Result<Dispatch, DispatchError> {
+        let control = Control::default();
+        let settings = load_settings(&control)?;
+        let (_, euid, _, egid) = mailorder_core::sys::ids();
+        let (tx, rx) = mpsc::channel();
+        Ok(Dispatch {
+            queue: Queue::new(root::queue_dir()),
+            control,
+            settings,
+            own: (euid, egid),
+            msgs: BTreeMap::new(),
+            running: HashSet::new(),
+            cleaner: Cleaner {
+                program: root::program("queue-clean"),
+                child: None,
+            },
+            tx,
+            rx,
+            stop_at: None,
+            last_rescan: 0,
+            last_orphans: 0,
+        })
+    }
+
+    /// Run until TERM. Signals must be blocked by the caller's [`block_signals`] first.
+    pub fn run(mut self, signals: nix::sys::signal::SigSet) -> Result<(), DispatchError> {
+        self.start_threads(signals);
+        if let Err(e) = self.cleaner.cmd("clean") {
+            log::warn!("queue-clean: {e}");
+        }
+        self.resume()?;
+        self.scan_todo();
+        log::info!(
+            "started messages={} concurrencylocal={}",
+            self.msgs.len(),
+            self.settings.concurrency
+        );
+        loop {
+            let now = date::unix_now();
+            if self.stop_at.is_none() {
+                self.start_deliveries(now);
+                self.settle_all(now);
+                if now >= self.last_rescan + RESCAN {
+                    self.scan_todo();
+                }
+                if now >= self.last_orphans + ORPHAN_SCAN {
+                    self.orphans(now);
+                }
+            }
+            if let Some(t) = self.stop_at {
+                if self.running.is_empty() {
+                    log::info!("stopped");
+                    return Ok(());
+                }
+                if now >= t {
+                    log::warn!("stopping with {} deliveries running", self.running.len());
+                    return Ok(());
+                }
+            }
+            let wait = self.next_wait(now);
+            match self.rx.recv_timeout(Duration::from_secs(wait)) {
+                Ok(Event::Trigger) => {
+                    if self.stop_at.is_none() {
+                        self.scan_todo();
+                    }
+                }
+                Ok(Event::Stop) => {
+                    log::info!("stopping: waiting for {} deliveries", self.running.len());
+                    self.stop_at.get_or_insert(now + STOP_GRACE);
+                }
+                Ok(Event::Flush) => self.flush(now),
+                Ok(Event::Done {
+                    id,
+                    idx,
+                    code,
+                    text,
+                }) => self.done(&id, idx, code, &text),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+        }
+    }
+
+    fn start_threads(&self, signals: nix::sys::signal::SigSet) {
+        let tx = self.tx.clone();
+        std::thread::spawn(move || {
+            use nix::sys::signal::Signal;
+            loop {
+                let ev = match signals.wait() {
+                    Ok(Signal::SIGTERM | Signal::SIGINT) => Event::Stop,
+                    Ok(_) => Event::Flush,
+                    Err(_) => continue,
+                };
+                if tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        });
+        let tx = self.tx.clone();
+        let fifo = self.queue.trigger();
+        std::thread::spawn(move || {
+            if !fifo.exists() {
+                let mode = nix::sys::stat::Mode::from_bits_truncate(0o620);
+                if let Err(e) = nix::unistd::mkfifo(&fifo, mode) {
+                    log::warn!("cannot create {}: {e}", fifo.display());
+                }
+            }
+            let mut f = match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!(
+                        "cannot open trigger {}: {e}; scanning every {RESCAN} s",
+                        fifo.display()
+                    );
+                    return;
+                }
+            };
+            let mut buf = [0u8; 256];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) => std::thread::sleep(Duration::from_secs(1)),
+                    Ok(_) => {
+                        if tx.send(Event::Trigger).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("trigger: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Load every `state/ID` (restart).
+    fn resume(&mut self) -> Result<(), DispatchError> {
+        let ids = self
+            .queue
+            .list_state()
+            .map_err(|source| DispatchError::Queue {
+                path: self.queue.state_dir(),
+                source,
+            })?;
+        for id in ids {
+            match State::load(&self.queue.state(&id)) {
+                Ok(st) => {
+                    self.msgs.insert(id, st);
+                }
+                Err(e) => log::error!("id={id}: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Take every message in `todo/`.
+    fn scan_todo(&mut self) {
+        self.last_rescan = date::unix_now();
+        let ids = match self.queue.list_todo() {
+            Ok(ids) => ids,
+            Err(e) => {
+                log::warn!("cannot list {}: {e}", self.queue.todo_dir().display());
+                return;
+            }
+        };
+        if ids.is_empty() {
+            return;
+        }
+        let dir = Directory::open();
+        if let Err(e) = &dir {
+            log::warn!("directory: {e}");
+        }
+        for id in ids {
+            self.intake(&id, dir.as_ref().ok());
+        }
+    }
+
+    /// A new message: todo/ID → state/ID → queue-clean `todo ID`. An existing state wins.
+    fn intake(&mut self, id: &str, dir: Option<&Directory>) {
+        if !self.msgs.contains_key(id) {
+            if self.queue.state(id).exists() {
+                match State::load(&self.queue.state(id)) {
+                    Ok(st) => {
+                        self.msgs.insert(id.to_owned(), st);
+                    }
+                    Err(e) => {
+                        log::error!("id={id}: {e}");
+                        return;
+                    }
+                }
+            } else {
+                let env = match File::open(self.queue.todo(id))
+                    .map_err(envelope::EnvelopeError::from)
+                    .and_then(|f| envelope::read_envelope(f, MAX_ENVELOPE))
+                {
+                    Ok(env) => env,
+                    Err(e) => {
+                        log::error!("id={id}: todo: {e}");
+                        return;
+                    }
+                };
+                let mut st = State::new(id, &env, date::unix_now());
+                for r in &mut st.recipients {
+                    let res: Result<_, DirError> = match dir {
+                        Some(d) => d.resolve(&r.address),
+                        None => Ok(mailorder_directory::Resolved::Unknown),
+                    };
+                    r.status = plan::initial_status(&res);
+                    if r.status == Status::Held {
+                        r.result = "held for remote delivery".into();
+                    }
+                }
+                if let Err(e) = State::store(&self.queue, &st) {
+                    log::error!("id={id}: {e}");
+                    return;
+                }
+                log::info!(
+                    "new id={id} sender=<{}> recipients={} held={}",
+                    st.sender,
+                    st.recipients.len(),
+                    st.recipients
+                        .iter()
+                        .filter(|r| r.status == Status::Held)
+                        .count()
+                );
+                self.msgs.insert(id.to_owned(), st);
+            }
+        }
+        if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
+            log::warn!("id={id}: cannot remove todo: {e}");
+        }
+    }
+
+    /// Start due deliveries up to the concurrency limit.
+    fn start_deliveries(&mut self, now: u64) {
+        if self.running.len() >= self.settings.concurrency {
+            return;
+        }
+        let mut dir: Option<Result<Directory, DirError>> = None;
+        let ids: Vec<String> = self.msgs.keys().cloned().collect();
+        for id in ids {
+            let Some(st) = self.msgs.get(&id) else {
+                continue;
+            };
+            let due: Vec<usize> = st
+                .due(now)
+                .into_iter()
+                .filter(|&i| !self.running.contains(&(id.clone(), i)))
+                .collect();
+            let mut changed = false;
+            for idx in due {
+                if self.running.len() >= self.settings.concurrency {
+                    break;
+                }
+                let d = dir.get_or_insert_with(Directory::open);
+                let Some(st) = self.msgs.get(&id) else {
+                    break;
+                };
+                let rcpt = st.recipients[idx].address.clone();
+                let resolved = match d {
+                    Ok(d) => d.resolve(&rcpt),
+                    Err(e) => Err(DirError::Syntax {
+                        path: PathBuf::from("directory"),
+                        line: 0,
+                        msg: e.to_string(),
+                    }),
+                };
+                let sender = st.sender.clone();
+                let age = now.saturating_sub(st.arrival);
+                let spawned = match plan::action(resolved, self.own) {
+                    Action::Direct => {
+                        self.spawn(&id, idx, "local-deliver", vec![sender, rcpt.clone()], age)
+                    }
+                    Action::As { uid, gid } => self.spawn(
+                        &id,
+                        idx,
+                        "deliver-as",
+                        vec![uid.to_string(), gid.to_string(), sender, rcpt.clone()],
+                        age,
+                    ),
+                    Action::Settle(o) => Err(o),
+                    Action::Hold => {
+                        if let Some(st) = self.msgs.get_mut(&id) {
+                            st.recipients[idx].status = Status::Held;
+                            st.recipients[idx].result = "held for remote delivery".into();
+                        }
+                        changed = true;
+                        Ok(())
+                    }
+                };
+                if let Err(o) = spawned {
+                    self.record(&id, idx, o);
+                    changed = true;
+                }
+            }
+            if changed && let Some(st) = self.msgs.get(&id) {
+                lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+            }
+        }
+    }
+
+    /// Spawn one delivery; `Err` is the outcome to record when it cannot even start.
+    fn spawn(
+        &mut self,
+        id: &str,
+        idx: usize,
+        prog: &str,
+        args: Vec<String>,
+        age: u64,
+    ) -> Result<(), Outcome> {
+        let mess = File::open(self.queue.mess(id))
+            .map_err(|e| Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)")))?;
+        let (r, w) = io::pipe()
+            .map_err(|e| Outcome::Temporary(format!("cannot make a pipe: {e} (#4.3.0)")))?;
+        let program = root::program(prog);
+        let child = {
+            let mut cmd = Command::new(&program);
+            cmd.args(&args)
+                .stdin(mess)
+                .stdout(w)
+                .env("MAILORDER_QUEUE_AGE", age.to_string());
+            cmd.spawn()
+        };
+        let mut child = child.map_err(|e| {
+            Outcome::Temporary(format!("cannot run {}: {e} (#4.3.0)", program.display()))
+        })?;
+        log::info!(
+            "starting id={id} rcpt=<{}> program={prog} pid={}",
+            args.last().map_or("", String::as_str),
+            child.id()
+        );
+        self.running.insert((id.to_owned(), idx));
+        let tx = self.tx.clone();
+        let id = id.to_owned();
+        std::thread::spawn(move || {
+            let text = read_result(r);
+            let code = child.wait().ok().map(mailorder_core::exit::pass_up);
+            let _ = tx.send(Event::Done {
+                id,
+                idx,
+                code,
+                text,
+            });
+        });
+        Ok(())
+    }
+
+    fn record(&mut self, id: &str, idx: usize, o: Outcome) {
+        let now = date::unix_now();
+        let policy = self.settings.policy();
+        if let Some(st) = self.msgs.get_mut(id) {
+            let rcpt = st
+                .recipients
+                .get(idx)
+                .map(|r| r.address.clone())
+                .unwrap_or_default();
+            st.record(idx, o, now, policy);
+            if let Some(r) = st.recipients.get(idx) {
+                log::info!(
+                    "delivery id={id} rcpt=<{rcpt}> status={} tries={} result={:?}",
+                    r.status.as_str(),
+                    r.tries,
+                    r.result
+                );
+            }
+        }
+    }
+
+    fn done(&mut self, id: &str, idx: usize, code: Option<u8>, text: &str) {
+        self.running.remove(&(id.to_owned(), idx));
+        self.record(id, idx, plan::outcome(code, text));
+        if let Some(st) = self.msgs.get(id) {
+            lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+        }
+        self.settle(id, date::unix_now());
+    }
+
+    fn settle_all(&mut self, now: u64) {
+        let ids: Vec<String> = self.msgs.keys().cloned().collect();
+        for id in ids {
+            self.settle(&id, now);
+        }
+    }
+
+    /// Bounce if due; remove the message when every recipient is final.
+    fn settle(&mut self, id: &str, now: u64) {
+        let Some(st) = self.msgs.get(id) else {
+            return;
+        };
+        if self.running.iter().any(|(i, _)| i == id) {
+            return;
+        }
+        if st.needs_bounce() && st.bounce_next <= now {
+            let to = plan::bounce_to(st, &self.settings);
+            let result = match &to {
+                BounceTo::Drop => {
+                    log::warn!("id={id}: dropping a failed double bounce");
+                    Ok(())
+                }
+                _ => self.inject_bounce(st, &to, now),
+            };
+            let policy = self.settings.policy();
+            let Some(st) = self.msgs.get_mut(id) else {
+                return;
+            };
+            match result {
+                Ok(()) => st.mark_bounced(),
+                Err((true, e)) => {
+                    log::error!("id={id}: bounce refused permanently, dropping it: {e}");
+                    st.mark_bounced();
+                }
+                Err((false, e)) => {
+                    log::warn!("id={id}: bounce deferred: {e}");
+                    st.bounce_deferred(now, policy);
+                }
+            }
+            lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+        }
+        let Some(st) = self.msgs.get(id) else {
+            return;
+        };
+        if st.is_done() {
+            if let Err(e) = State::remove(&self.queue, id) {
+                log::warn!("id={id}: {e}");
+                return;
+            }
+            if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
+                log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
+            }
+            log::info!("end id={id}");
+            self.msgs.remove(id);
+        }
+    }
+
+    /// Compose and queue a bounce. `Err((permanent, text))`.
+    fn inject_bounce(&self, st: &State, to: &BounceTo, now: u64) -> Result<(), (bool, String)> {
+        let mut original = Vec::new();
+        if let Ok(f) = File::open(self.queue.mess(&st.id)) {
+            let _ = f
+                .take(bounce::MAX_HEADERS as u64 + 2)
+                .read_to_end(&mut original);
+        }
+        let Some((env, msg)) = bounce::compose(st, to, &self.settings, &original, now) else {
+            return Ok(());
+        };
+        let code = inject(&root::program("queue"), &env, &msg).map_err(|e| (false, e))?;
+        match code {
+            0 => {
+                log::info!(
+                    "bounce id={} to=<{}> sender=<{}>",
+                    st.id,
+                    env.recipients.join(","),
+                    env.sender
+                );
+                Ok(())
+            }
+            c => Err((
+                mailorder_core::exit::queue::is_permanent(c),
+                format!(
+                    "queue exited {c}: {}",
+                    mailorder_core::exit::queue::describe(c)
+                ),
+            )),
+        }
+    }
+
+    fn flush(&mut self, now: u64) {
+        log::info!("flush: retrying everything now");
+        match load_settings(&self.control) {
+            Ok(s) => self.settings = s,
+            Err(e) => log::warn!("keeping old settings: {e}"),
+        }
+        for st in self.msgs.values_mut() {
+            st.flush(now);
+        }
+        self.scan_todo();
+    }
+
+    /// Remove mess/ files older than 36 h that neither todo/ nor state/ names, and old
+    /// intd/ files (queue-clean `clean`).
+    fn orphans(&mut self, now: u64) {
+        self.last_orphans = now;
+        if let Err(e) = self.cleaner.cmd("clean") {
+            log::warn!("queue-clean clean: {e}");
+        }
+        let Ok(ids) = self.queue.list_mess() else {
+            return;
+        };
+        for id in ids {
+            if self.msgs.contains_key(&id)
+                || self.queue.todo(&id).exists()
+                || self.queue.state(&id).exists()
+            {
+                continue;
+            }
+            let old = std::fs::metadata(self.queue.mess(&id))
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|a| a.as_secs() > ORPHAN_AGE);
+            if old {
+                log::info!("removing orphan mess/{id}");
+                if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
+                    log::warn!("id={id}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Seconds until something is due (at most [`RESCAN`]).
+    fn next_wait(&self, now: u64) -> u64 {
+        if self.stop_at.is_some() {
+            return 1;
+        }
+        let mut next = now + RESCAN;
+        for st in self.msgs.values() {
+            for (i, r) in st.recipients.iter().enumerate() {
+                if r.status == Status::Pending
+                    && self.running.len() < self.settings.concurrency
+                    && !self.running.contains(&(st.id.clone(), i))
+                {
+                    next = next.min(r.next);
+                }
+            }
+            if st.needs_bounce() {
+                next = next.min(st.bounce_next);
+            }
+        }
+        next.saturating_sub(now).clamp(1, RESCAN)
+    }
+}
+
+/// The first line of a delivery program's output (at most 1000 bytes); the rest is read
+/// and discarded so the program never blocks on a full pipe.
+fn read_result(mut r: impl Read) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = MAX_RESULT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&kept);
+    text.lines().next().unwrap_or("").trim().to_owned()
+}
+
+/// Run `queue` with `msg` on fd 0 and `env` on fd 1; its exit code (pass-up rule).
+pub fn inject(queue: &std::path::Path, env: &Envelope, msg: &[u8]) -> Result<u8, String> {
+    let (er, mut ew) = io::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let mut child = {
+        let mut cmd = Command::new(queue);
+        cmd.stdin(Stdio::piped()).stdout(er);
+        cmd.spawn()
+            .map_err(|e| format!("cannot run {}: {e}", queue.display()))?
+    };
+    let mut stdin = child.stdin.take();
+    let wrote = stdin
+        .as_mut()
+        .map_or(Ok(()), |s| s.write_all(msg))
+        .map_err(|e| format!("writing message: {e}"));
+    drop(stdin);
+    let wrote_env = ew
+        .write_all(&envelope::encode(env))
+        .map_err(|e| format!("writing envelope: {e}"));
+    drop(ew);
+    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
+    let code = mailorder_core::exit::pass_up(status);
+    if code == 0 {
+        wrote?;
+        wrote_env?;
+    }
+    Ok(code)
+}
+
+/// Block the signals dispatch handles, in the calling (main) thread before any other
+/// thread starts, so that only the signal thread's `sigwait` receives them. Children get
+/// a clean mask from std's spawn.
+pub fn block_signals() -> Result<nix::sys::signal::SigSet, DispatchError> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut set = SigSet::empty();
+    for s in [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGHUP,
+        Signal::SIGALRM,
+    ] {
+        set.add(s);
+    }
+    set.thread_block().map_err(DispatchError::Signals)?;
+    Ok(set)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn result_text() {
+        assert_eq!(
+            read_result(&b"did it (#2.0.0)\nmore\n"[..]),
+            "did it (#2.0.0)"
+        );
+        assert_eq!(read_result(&b""[..]), "");
+        let long = "x".repeat(5000);
+        assert_eq!(read_result(long.as_bytes()).len(), MAX_RESULT);
+    }
+
+    #[test]
+    fn settings_from_control() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Control::new(d.path());
+        assert_eq!(load_settings(&c).unwrap(), Settings::default());
+        std::fs::write(d.path().join("concurrencylocal"), "0\n").unwrap();
+        std::fs::write(d.path().join("me"), "mx.test\n").unwrap();
+        let s = load_settings(&c).unwrap();
+        assert_eq!((s.concurrency, s.me.as_str()), (1, "mx.test"));
+        std::fs::write(d.path().join("queuelifetime"), "soon\n").unwrap();
+        assert!(load_settings(&c).is_err());
+    }
+}
