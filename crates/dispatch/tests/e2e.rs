@@ -1,0 +1,327 @@
+//! dispatch with the real `queue` and `queue-clean` binaries and a fake `local-deliver`
+//! shell script, in a temporary root. Build the siblings first:
+//! `cargo build -p mailorder-queue -p mailorder-queue-clean -p mailorder-deliver-as`.
+#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FAKE: &str = r#"#!/bin/sh
+# fake local-deliver SENDER RECIPIENT
+out="$MAILORDER_ROOT/out"
+case "$2" in
+  bad@*) echo "no mailbox here by that name (#5.1.1)"; exit 100 ;;
+  temp@*)
+    if [ ! -e "$MAILORDER_ROOT/tempok" ]; then echo "try again later (#4.2.1)"; exit 111; fi ;;
+esac
+f="$out/$2.$$"
+{ echo "SENDER=$1"; grep SigBlk /proc/$$/status; echo; cat; } > "$f.tmp" && mv "$f.tmp" "$f"
+echo "delivered to $2 (#2.0.0)"
+exit 0
+"#;
+
+fn bin(name: &str) -> PathBuf {
+    let dir = Path::new(env!("CARGO_BIN_EXE_dispatch")).parent().unwrap();
+    let p = dir.join(name);
+    assert!(
+        p.exists(),
+        "{} missing: run cargo build -p mailorder-queue -p mailorder-queue-clean",
+        p.display()
+    );
+    p
+}
+
+struct Tree {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let dir = tempfile::tempdir().unwrap();
+        let r = dir.path();
+        for s in ["mess", "intd", "todo", "state", "lock"] {
+            std::fs::create_dir_all(r.join("queue").join(s)).unwrap();
+        }
+        for s in ["control", "directory", "out", "bin"] {
+            std::fs::create_dir_all(r.join(s)).unwrap();
+        }
+        std::fs::write(r.join("control/me"), "mx.test\n").unwrap();
+        std::fs::write(r.join("control/maxbackoff"), "1\n").unwrap();
+        std::fs::write(
+            r.join("directory/domains"),
+            "x.test\nmx.test\nrelay.test relay\n",
+        )
+        .unwrap();
+        std::fs::write(
+            r.join("directory/users"),
+            "alice@x.test\ngood@x.test\ntemp@x.test\nbad@x.test\npostmaster@mx.test\n",
+        )
+        .unwrap();
+        let b = r.join("bin");
+        for p in ["queue", "queue-clean"] {
+            std::os::unix::fs::symlink(bin(p), b.join(p)).unwrap();
+        }
+        let ld = b.join("local-deliver");
+        std::fs::write(&ld, FAKE).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&ld, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Tree { bin: b, dir }
+    }
+
+    fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn dispatch(&self) -> Child {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root().join("dispatch.log"))
+            .unwrap();
+        Command::new(env!("CARGO_BIN_EXE_dispatch"))
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("MAILORDER_ROOT", self.root())
+            .env("MAILORDER_BIN_DIR", &self.bin)
+            .env("MAILORDER_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap()
+    }
+
+    fn queue(&self, sender: &str, rcpts: &[&str], msg: &str) {
+        let (r, mut w) = std::io::pipe().unwrap();
+        let mut child = Command::new(self.bin.join("queue"))
+            .env_clear()
+            .env("MAILORDER_ROOT", self.root())
+            .stdin(Stdio::piped())
+            .stdout(r)
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(msg.as_bytes())
+            .unwrap();
+        let mut env = format!("F{sender}\0");
+        for r in rcpts {
+            env.push_str(&format!("T{r}\0"));
+        }
+        env.push('\0');
+        w.write_all(env.as_bytes()).unwrap();
+        drop(w);
+        assert!(child.wait().unwrap().success());
+    }
+
+    /// Delivered files for `rcpt`.
+    fn delivered(&self, rcpt: &str) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(self.root().join("out"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&format!("{rcpt}.")) && !n.ends_with(".tmp")
+            })
+            .map(|e| std::fs::read_to_string(e.path()).unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    fn count(&self, sub: &str) -> usize {
+        std::fs::read_dir(self.root().join("queue").join(sub))
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| !e.file_name().to_string_lossy().starts_with('.'))
+            })
+            .count()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.root().join("dispatch.log")).unwrap_or_default()
+    }
+
+    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
+        let t = Instant::now();
+        while !f() {
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "timed out waiting for {what}\n--- log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn stop(mut c: Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let st = c.wait().unwrap();
+    assert_eq!(st.code(), Some(0));
+}
+
+#[test]
+fn delivery_retry_bounce_hold() {
+    let t = Tree::new();
+    let d = t.dispatch();
+    t.queue(
+        "alice@x.test",
+        &[
+            "good@x.test",
+            "bad@x.test",
+            "nobody@x.test",
+            "temp@x.test",
+            "far@remote.test",
+            "back@relay.test",
+        ],
+        "Subject: hello\nMessage-ID: <m1@x.test>\n\nbody text\n",
+    );
+    t.wait_for("delivery to good", || t.delivered("good@x.test").len() == 1);
+    let got = &t.delivered("good@x.test")[0];
+    assert!(
+        got.starts_with("SENDER=alice@x.test\nSigBlk:\t0000000000000000\n"),
+        "{got}"
+    );
+    assert!(got.contains("Received: (mailorder-queue invoked by uid "));
+    assert!(got.ends_with("Subject: hello\nMessage-ID: <m1@x.test>\n\nbody text\n"));
+    // temp@ keeps failing: retried (back-off 1 s), and no bounce while it is pending.
+    t.wait_for("retries", || {
+        t.log().matches("rcpt=<temp@x.test> status=pending").count() >= 2
+    });
+    assert!(t.delivered("alice@x.test").is_empty());
+    std::fs::write(t.root().join("tempok"), "").unwrap();
+    t.wait_for("temp delivered", || t.delivered("temp@x.test").len() == 1);
+    t.wait_for("bounce", || t.delivered("alice@x.test").len() == 1);
+    let b = &t.delivered("alice@x.test")[0];
+    assert!(
+        b.starts_with("SENDER=\n"),
+        "bounce envelope sender must be empty: {b}"
+    );
+    for want in [
+        "From: MAILER-DAEMON@mx.test\n",
+        "Content-Type: multipart/report; report-type=delivery-status;",
+        "Content-Type: message/delivery-status\n\nReporting-MTA: dns; mx.test\nArrival-Date: ",
+        "Final-Recipient: rfc822; bad@x.test\nAction: failed\nStatus: 5.1.1\n",
+        "Final-Recipient: rfc822; nobody@x.test\nAction: failed\nStatus: 5.1.1\n",
+        "Content-Type: text/rfc822-headers\n\nReceived: (mailorder-queue",
+        "Subject: hello\nMessage-ID: <m1@x.test>\n\n--mailorder-",
+    ] {
+        assert!(b.contains(want), "missing {want:?} in\n{b}");
+    }
+    assert!(!b.contains("good@x.test") && !b.contains("body text"));
+    assert!(!b.contains("far@remote.test"));
+    check_with_python(b);
+    // The remote and relay recipients are held: the message stays, nothing else does.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(t.count("state"), 1);
+    assert_eq!(t.count("mess"), 1);
+    assert_eq!(t.count("todo"), 0);
+    let state = std::fs::read_dir(t.root().join("queue/state"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .next()
+        .unwrap();
+    assert!(state.contains("rcpt\theld\t0\t"), "{state}");
+    assert!(state.contains("far@remote.test") && state.contains("back@relay.test"));
+    assert!(state.contains("rcpt\tdelivered\t1\t"));
+    assert!(state.contains("rcpt\tbounced\t1\t"));
+    stop(d);
+}
+
+/// Parse the DSN with Python's email package, when Python is there.
+fn check_with_python(delivered: &str) {
+    let msg = delivered.split_once("\n\n").map_or("", |x| x.1);
+    let script = r#"
+import sys, email
+m = email.message_from_string(sys.stdin.read())
+assert m.get_content_type() == "multipart/report", m.get_content_type()
+assert m.get_param("report-type") == "delivery-status"
+parts = m.get_payload()
+assert [p.get_content_type() for p in parts] == ["text/plain", "message/delivery-status", "text/rfc822-headers"], [p.get_content_type() for p in parts]
+blocks = parts[1].get_payload()
+assert blocks[0]["Reporting-MTA"] == "dns; mx.test"
+assert sorted(b["Final-Recipient"] for b in blocks[1:]) == ["rfc822; bad@x.test", "rfc822; nobody@x.test"]
+assert all(b["Action"] == "failed" and b["Status"] == "5.1.1" for b in blocks[1:])
+print("ok")
+"#;
+    let Ok(mut c) = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("python3 not found: DSN structure checked by string matching only");
+        return;
+    };
+    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "ok\n",
+        "python DSN check failed"
+    );
+}
+
+#[test]
+fn double_bounce_and_drop() {
+    let t = Tree::new();
+    let d = t.dispatch();
+    t.queue("", &["bad@x.test"], "Subject: a bounce\n\nx\n");
+    t.wait_for("double bounce", || {
+        t.delivered("postmaster@mx.test").len() == 1
+    });
+    let b = &t.delivered("postmaster@mx.test")[0];
+    assert!(b.starts_with("SENDER=#@[]\n"), "{b}");
+    assert!(b.contains("double bounce"));
+    assert!(b.contains("Final-Recipient: rfc822; bad@x.test"));
+    t.queue("#@[]", &["bad@x.test"], "Subject: a double bounce\n\nx\n");
+    t.wait_for("drop", || {
+        t.log().contains("dropping a failed double bounce")
+    });
+    t.wait_for("empty queue", || {
+        t.count("state") + t.count("mess") + t.count("todo") == 0
+    });
+    assert_eq!(t.delivered("postmaster@mx.test").len(), 1);
+    stop(d);
+}
+
+#[test]
+fn kill_9_loses_nothing() {
+    let t = Tree::new();
+    let mut d = t.dispatch();
+    t.queue(
+        "alice@x.test",
+        &["temp@x.test", "good@x.test"],
+        "Subject: one\n\n1\n",
+    );
+    t.wait_for("first attempt", || {
+        t.log().contains("rcpt=<temp@x.test> status=pending")
+    });
+    d.kill().unwrap();
+    d.wait().unwrap();
+    // Accepted while dispatch is down: no reader on the trigger.
+    t.queue("alice@x.test", &["good@x.test"], "Subject: two\n\n2\n");
+    assert_eq!(t.count("todo"), 1);
+    std::fs::write(t.root().join("tempok"), "").unwrap();
+    let d = t.dispatch();
+    t.wait_for("both delivered", || {
+        t.delivered("temp@x.test").len() == 1 && t.delivered("good@x.test").len() == 2
+    });
+    t.wait_for("empty queue", || {
+        t.count("state") + t.count("mess") + t.count("todo") == 0
+    });
+    assert!(t.delivered("alice@x.test").is_empty(), "no bounce expected");
+    stop(d);
+}
