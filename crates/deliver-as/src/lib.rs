@@ -83,20 +83,27 @@ pub fn parse(args: &[OsString]) -> Result<Request, AsError> {
     })
 }
 
-/// The environment for local-deliver: `MAILORDER_LOG` always, `MAILORDER_ROOT` and
-/// `MAILORDER_BIN_DIR` only when `setid` is false.
+/// The environment for local-deliver: `MAILORDER_LOG` and `MAILORDER_QUEUE_AGE` (only
+/// if it is a decimal number) always, `MAILORDER_ROOT` and `MAILORDER_BIN_DIR` only when
+/// `setid` is false.
 pub fn child_env(
     setid: bool,
     get: impl Fn(&str) -> Option<OsString>,
 ) -> Vec<(&'static str, OsString)> {
     let names: &[&'static str] = if setid {
-        &["MAILORDER_LOG"]
+        &["MAILORDER_LOG", "MAILORDER_QUEUE_AGE"]
     } else {
-        &["MAILORDER_LOG", "MAILORDER_ROOT", "MAILORDER_BIN_DIR"]
+        &[
+            "MAILORDER_LOG",
+            "MAILORDER_QUEUE_AGE",
+            "MAILORDER_ROOT",
+            "MAILORDER_BIN_DIR",
+        ]
     };
     names
         .iter()
         .filter_map(|n| get(n).map(|v| (*n, v)))
+        .filter(|(n, v)| *n != "MAILORDER_QUEUE_AGE" || number(v).is_some())
         .collect()
 }
 
@@ -170,6 +177,17 @@ mod tests {
         assert_eq!(
             names(child_env(false, get)),
             ["MAILORDER_LOG", "MAILORDER_ROOT", "MAILORDER_BIN_DIR"]
+        );
+        let age = |k: &str| {
+            Some(OsString::from(if k == "MAILORDER_QUEUE_AGE" {
+                "42"
+            } else {
+                "v"
+            }))
+        };
+        assert_eq!(
+            names(child_env(true, age)),
+            ["MAILORDER_LOG", "MAILORDER_QUEUE_AGE"]
         );
         assert!(child_env(false, |_| None).is_empty());
     }
