@@ -169,14 +169,19 @@ impl<R: Read, W: Write> Session<R, W> {
             abort_tx(tx);
         }
         let _ = self.flush();
-        self.conn.close();
-        match result {
+        let result = match result {
             Ok(()) | Err(End::Done) => Ok(()),
             Err(End::Fail(e)) => {
+                if matches!(e, SessionError::Timeout) {
+                    self.reply(421, "4.4.2", &format!("{} timeout, closing", self.cfg.me));
+                    let _ = self.flush();
+                }
                 log::info!("end ip={} reason={}", self.cfg.peer.remote_ip_text(), e);
                 Err(e)
             }
-        }
+        };
+        self.conn.close();
+        result
     }
 
     fn run_inner(&mut self) -> Step {
@@ -940,3 +945,7 @@ fn sanitize_helo(h: &str) -> String {
         s
     }
 }
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
