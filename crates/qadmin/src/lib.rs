@@ -1,1 +1,469 @@
-//! Queue tools: list, stat, show
+//! qadmin: read-only queue tools — `list`, `stat`, `show ID`.
+//!
+//! A message is in the queue when `todo/ID` (accepted, not yet taken by dispatch) or
+//! `state/ID` (dispatch's per-recipient record) exists; when both exist `state/ID` wins, as
+//! it does for dispatch. `mess/ID` gives the size. Files that vanish while being read
+//! (dispatch finished the message) are skipped; a file that cannot be parsed is shown with
+//! sender `?` and a warning, so one bad file does not hide the rest of the queue.
+//!
+//! Everything here reads through mailorder-queue-format and writes plain text to a generic
+//! `Write`; it never changes the queue.
+
+use mailorder_core::Exit;
+use mailorder_queue_format::{Queue, State, Status, read_envelope, valid_id};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+/// The command line.
+#[derive(Debug, clap::Parser)]
+#[command(name = "qadmin", about = "Look at the mailorder queue", version)]
+pub struct Cli {
+    /// What to show.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Subcommand)]
+pub enum Command {
+    /// One line per message: ID SIZE AGE-SECONDS SENDER NRCPTS-PENDING (tab-separated).
+    List,
+    /// Totals: messages, todo, recipients-pending, oldest-seconds.
+    Stat,
+    /// The envelope and per-recipient status of one message.
+    Show {
+        /// The queue id (SECONDS.MICROS.PID).
+        id: String,
+    },
+}
+
+/// Why the queue could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum QError {
+    /// A queue directory or file could not be read.
+    #[error("cannot read {path}: {source} (#4.3.0)")]
+    Read {
+        /// The path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Writing the output failed.
+    #[error("cannot write output: {0}")]
+    Write(#[from] io::Error),
+}
+
+impl QError {
+    /// Always temporary (111).
+    pub fn class(&self) -> Exit {
+        Exit::Temp
+    }
+}
+
+/// Where a message is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// `todo/ID`: accepted, not yet taken by dispatch.
+    Todo,
+    /// `state/ID`: dispatch is working on it.
+    State,
+}
+
+impl Stage {
+    fn as_str(self) -> &'static str {
+        match self {
+            Stage::Todo => "todo",
+            Stage::State => "state",
+        }
+    }
+}
+
+/// Per-recipient line for `show`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rcpt {
+    /// Address.
+    pub address: String,
+    /// Status word (`pending`, `held`, `delivered`, `failed`, `bounced`).
+    pub status: String,
+    /// Attempts so far.
+    pub tries: u32,
+    /// Next attempt, unix seconds.
+    pub next: u64,
+    /// Last result text.
+    pub result: String,
+    /// Whether more will happen to it (not delivered/bounced).
+    pub pending: bool,
+}
+
+/// One queued message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The queue id.
+    pub id: String,
+    /// Size of `mess/ID` in bytes (0 when missing).
+    pub size: u64,
+    /// Arrival, unix seconds (dispatch's, else the id's seconds).
+    pub arrival: u64,
+    /// Envelope sender (empty: null sender); `None` when the file could not be parsed.
+    pub sender: Option<String>,
+    /// Where it is.
+    pub stage: Stage,
+    /// The recipients.
+    pub rcpts: Vec<Rcpt>,
+}
+
+impl Entry {
+    /// Recipients still to be handled.
+    pub fn pending(&self) -> usize {
+        self.rcpts.iter().filter(|r| r.pending).count()
+    }
+
+    /// Seconds since arrival.
+    pub fn age(&self, now: u64) -> u64 {
+        now.saturating_sub(self.arrival)
+    }
+
+    /// The sender as printed: `<>` for the null sender, `?` when unknown.
+    pub fn sender_text(&self) -> &str {
+        match self.sender.as_deref() {
+            None => "?",
+            Some("") => "<>",
+            Some(s) => s,
+        }
+    }
+}
+
+fn read_err(path: &Path) -> impl FnOnce(io::Error) -> QError + '_ {
+    move |source| QError::Read {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// The seconds part of an id.
+fn id_seconds(id: &str) -> u64 {
+    id.split('.')
+        .next()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Read one message; `Ok(None)` when it is not (or no longer) queued.
+pub fn load(queue: &Queue, id: &str) -> Result<Option<Entry>, QError> {
+    if !valid_id(id) {
+        return Ok(None);
+    }
+    let mess = queue.mess(id);
+    let size = match std::fs::metadata(&mess) {
+        Ok(m) => m.len(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(read_err(&mess)(e)),
+    };
+    let state_path = queue.state(id);
+    match std::fs::read(&state_path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let mut e = Entry {
+                id: id.to_owned(),
+                size,
+                arrival: id_seconds(id),
+                sender: None,
+                stage: Stage::State,
+                rcpts: Vec::new(),
+            };
+            match State::parse(id, &text, &state_path) {
+                Ok(st) => {
+                    e.arrival = st.arrival;
+                    e.sender = Some(st.sender);
+                    e.rcpts = st
+                        .recipients
+                        .into_iter()
+                        .map(|r| Rcpt {
+                            pending: !r.status.is_final(),
+                            address: r.address,
+                            status: r.status.as_str().to_owned(),
+                            tries: r.tries,
+                            next: r.next,
+                            result: r.result,
+                        })
+                        .collect();
+                }
+                Err(err) => log::warn!("{err}"),
+            }
+            return Ok(Some(e));
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(read_err(&state_path)(e)),
+    }
+    let todo_path = queue.todo(id);
+    let file = match std::fs::File::open(&todo_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(read_err(&todo_path)(e)),
+    };
+    let arrival = id_seconds(id);
+    let mut e = Entry {
+        id: id.to_owned(),
+        size,
+        arrival,
+        sender: None,
+        stage: Stage::Todo,
+        rcpts: Vec::new(),
+    };
+    match read_envelope(file, mailorder_queue_format::envelope::MAX_ENVELOPE) {
+        Ok(env) => {
+            e.sender = Some(env.sender);
+            e.rcpts = env
+                .recipients
+                .into_iter()
+                .map(|address| Rcpt {
+                    address,
+                    status: Status::Pending.as_str().to_owned(),
+                    tries: 0,
+                    next: arrival,
+                    result: String::new(),
+                    pending: true,
+                })
+                .collect();
+        }
+        Err(err) => log::warn!("{}: {err}", todo_path.display()),
+    }
+    Ok(Some(e))
+}
+
+/// Every queued message, oldest id first.
+pub fn scan(queue: &Queue) -> Result<Vec<Entry>, QError> {
+    let state = Queue::list(&queue.state_dir()).map_err(read_err(&queue.state_dir()))?;
+    let todo = Queue::list(&queue.todo_dir()).map_err(read_err(&queue.todo_dir()))?;
+    let mut ids: Vec<String> = state;
+    for id in todo {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids.sort_by_key(|id| {
+        id.split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    });
+    let mut out = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(e) = load(queue, &id)? {
+            out.push(e);
+        }
+    }
+    Ok(out)
+}
+
+/// `list`: `ID\tSIZE\tAGE\tSENDER\tPENDING` per message.
+pub fn list<W: Write>(queue: &Queue, now: u64, out: &mut W) -> Result<(), QError> {
+    for e in scan(queue)? {
+        writeln!(
+            out,
+            "{}\t{}\t{}\t{}\t{}",
+            e.id,
+            e.size,
+            e.age(now),
+            e.sender_text(),
+            e.pending()
+        )?;
+    }
+    Ok(())
+}
+
+/// `stat`: four `name N` lines.
+pub fn stat<W: Write>(queue: &Queue, now: u64, out: &mut W) -> Result<(), QError> {
+    let all = scan(queue)?;
+    let todo = Queue::list(&queue.todo_dir())
+        .map_err(read_err(&queue.todo_dir()))?
+        .len();
+    let pending: usize = all.iter().map(Entry::pending).sum();
+    let oldest = all.iter().map(|e| e.age(now)).max().unwrap_or(0);
+    writeln!(out, "messages {}", all.len())?;
+    writeln!(out, "todo {todo}")?;
+    writeln!(out, "recipients-pending {pending}")?;
+    writeln!(out, "oldest-seconds {oldest}")?;
+    Ok(())
+}
+
+/// `show ID`: `key\tvalue` lines, then one `rcpt` line per recipient. `Ok(false)` when
+/// there is no such message.
+pub fn show<W: Write>(queue: &Queue, id: &str, now: u64, out: &mut W) -> Result<bool, QError> {
+    let Some(e) = load(queue, id)? else {
+        return Ok(false);
+    };
+    writeln!(out, "id\t{}", e.id)?;
+    writeln!(out, "stage\t{}", e.stage.as_str())?;
+    writeln!(out, "size\t{}", e.size)?;
+    writeln!(out, "arrival\t{}", e.arrival)?;
+    writeln!(out, "age\t{}", e.age(now))?;
+    writeln!(out, "sender\t{}", e.sender_text())?;
+    for r in &e.rcpts {
+        writeln!(
+            out,
+            "rcpt\t{}\t{}\t{}\t{}\t{}",
+            r.status, r.tries, r.next, r.address, r.result
+        )?;
+    }
+    Ok(true)
+}
+
+/// Run `cmd` and return the exit code: 0, 1 (no such message), 111.
+pub fn run<W: Write>(cmd: &Command, queue: &Queue, out: &mut W) -> u8 {
+    let now = mailorder_queue_format::date::unix_now();
+    let r = match cmd {
+        Command::List => list(queue, now, out).map(|()| true),
+        Command::Stat => stat(queue, now, out).map(|()| true),
+        Command::Show { id } => show(queue, id, now, out),
+    };
+    let r = r.and_then(|found| out.flush().map(|()| found).map_err(QError::from));
+    match r {
+        Ok(true) => 0,
+        Ok(false) => {
+            if let Command::Show { id } = cmd {
+                log::error!("no such message {}", mailorder_core::ucspi::safe_name(id));
+            }
+            1
+        }
+        Err(e) => {
+            log::error!("{e}");
+            e.class().code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailorder_queue_format::{Envelope, encode};
+
+    fn queue() -> (tempfile::TempDir, Queue) {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::new(t.path().join("queue"));
+        q.create_dirs().unwrap();
+        (t, q)
+    }
+
+    fn put_todo(q: &Queue, id: &str, sender: &str, rcpts: &[&str], body: &str) {
+        let env = Envelope {
+            sender: sender.to_owned(),
+            recipients: rcpts.iter().map(|r| (*r).to_owned()).collect(),
+        };
+        std::fs::write(q.mess(id), body).unwrap();
+        std::fs::write(q.todo(id), encode(&env)).unwrap();
+    }
+
+    fn text(f: impl FnOnce(&mut Vec<u8>) -> Result<(), QError>) -> String {
+        let mut v = Vec::new();
+        f(&mut v).unwrap();
+        String::from_utf8(v).unwrap()
+    }
+
+    fn sample() -> (tempfile::TempDir, Queue) {
+        let (t, q) = queue();
+        put_todo(
+            &q,
+            "1000.000001.10",
+            "a@x.test",
+            &["b@y.test", "c@y.test"],
+            "hello\n",
+        );
+        put_todo(&q, "990.000001.11", "", &["postmaster@x.test"], "bounce!\n");
+        // Taken by dispatch: state wins over the leftover todo file.
+        let id = "995.000002.12";
+        put_todo(&q, id, "old@x.test", &["d@y.test", "e@y.test"], "12345");
+        let env = Envelope {
+            sender: "s@x.test".into(),
+            recipients: vec!["d@y.test".into(), "e@y.test".into(), "f@y.test".into()],
+        };
+        let mut st = State::new(id, &env, 996);
+        st.recipients[0].status = Status::Delivered;
+        st.recipients[1].status = Status::Pending;
+        st.recipients[1].tries = 2;
+        st.recipients[1].result = "mailbox busy (#4.2.1)".into();
+        st.recipients[2].status = Status::Held;
+        State::store(&q, &st).unwrap();
+        (t, q)
+    }
+
+    #[test]
+    fn list_lines() {
+        let (_t, q) = sample();
+        let out = text(|w| list(&q, 1100, w));
+        assert_eq!(
+            out,
+            "990.000001.11\t8\t110\t<>\t1\n\
+             995.000002.12\t5\t104\ts@x.test\t2\n\
+             1000.000001.10\t6\t100\ta@x.test\t2\n"
+        );
+    }
+
+    #[test]
+    fn stat_lines() {
+        let (_t, q) = sample();
+        assert_eq!(
+            text(|w| stat(&q, 1100, w)),
+            "messages 3\ntodo 3\nrecipients-pending 5\noldest-seconds 110\n"
+        );
+        let (_t, q) = queue();
+        assert_eq!(
+            text(|w| stat(&q, 1100, w)),
+            "messages 0\ntodo 0\nrecipients-pending 0\noldest-seconds 0\n"
+        );
+    }
+
+    #[test]
+    fn show_message() {
+        let (_t, q) = sample();
+        let mut v = Vec::new();
+        assert!(show(&q, "995.000002.12", 1000, &mut v).unwrap());
+        assert_eq!(
+            String::from_utf8(v).unwrap(),
+            "id\t995.000002.12\nstage\tstate\nsize\t5\narrival\t996\nage\t4\nsender\ts@x.test\n\
+             rcpt\tdelivered\t0\t996\td@y.test\t\n\
+             rcpt\tpending\t2\t996\te@y.test\tmailbox busy (#4.2.1)\n\
+             rcpt\theld\t0\t996\tf@y.test\t\n"
+        );
+        let mut v = Vec::new();
+        assert!(show(&q, "1000.000001.10", 1000, &mut v).unwrap());
+        let s = String::from_utf8(v).unwrap();
+        assert!(
+            s.contains("stage\ttodo\n") && s.contains("rcpt\tpending\t0\t1000\tc@y.test\t\n"),
+            "{s}"
+        );
+        for id in ["1.2.3", "../etc/passwd", "", "abc"] {
+            assert!(!show(&q, id, 1000, &mut Vec::new()).unwrap(), "{id}");
+        }
+        assert_eq!(
+            run(&Command::Show { id: "7.7.7".into() }, &q, &mut Vec::new()),
+            1
+        );
+        assert_eq!(run(&Command::List, &q, &mut Vec::new()), 0);
+    }
+
+    #[test]
+    fn corrupt_files_are_listed_not_fatal() {
+        let (_t, q) = queue();
+        std::fs::write(q.todo("5.1.1"), b"Xbad\0").unwrap();
+        std::fs::write(q.state("6.1.1"), b"V9\n").unwrap();
+        let out = text(|w| list(&q, 10, w));
+        assert_eq!(out, "5.1.1\t0\t5\t?\t0\n6.1.1\t0\t4\t?\t0\n");
+    }
+
+    #[test]
+    fn unreadable_queue_is_111() {
+        let t = tempfile::tempdir().unwrap();
+        let q = Queue::new(t.path().join("missing"));
+        assert_eq!(run(&Command::Stat, &q, &mut Vec::new()), 111);
+        assert_eq!(run(&Command::List, &q, &mut Vec::new()), 111);
+    }
+
+    #[test]
+    fn cli_parses() {
+        use clap::Parser;
+        let c = Cli::try_parse_from(["qadmin", "show", "1.2.3"]).unwrap();
+        assert_eq!(c.command, Command::Show { id: "1.2.3".into() });
+        assert!(Cli::try_parse_from(["qadmin"]).is_err());
+        assert!(Cli::try_parse_from(["qadmin", "list", "x"]).is_err());
+    }
+}

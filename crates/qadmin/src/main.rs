@@ -1,3 +1,24 @@
-//! qadmin
+//! qadmin: look at the queue (CONTRACT.md).
 
-fn main() {}
+use clap::Parser;
+
+fn main() {
+    mailorder_core::logger::init("qadmin", 111);
+    let cli = match mailorder_qadmin::Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() {
+                mailorder_core::Exit::Perm.code()
+            } else {
+                0
+            };
+            let _ = e.print();
+            mailorder_core::exit::exit(code)
+        }
+    };
+    let queue = mailorder_queue_format::Queue::new(mailorder_core::root::queue_dir());
+    let mut out = std::io::stdout().lock();
+    let code = mailorder_qadmin::run(&cli.command, &queue, &mut out);
+    drop(out);
+    mailorder_core::exit::exit(code)
+}
