@@ -72,6 +72,59 @@ pub fn run(o: &Options) -> Result<()> {
     }
     if o.owners {
         owners(r)?;
+    } else if nix::unistd::geteuid().is_root() {
+        unprivileged_mail(r)?;
+    }
+    Ok(())
+}
+
+/// A private tree laid out by root (`make run` or the tests as root): mail is never
+/// delivered as root, so virtual mailboxes belong to `nobody` unless `control/vmailuid`
+/// says otherwise, and the tree must be traversable for that uid.
+fn unprivileged_mail(r: &Path) -> Result<()> {
+    let (uid, gid) = match nix::unistd::User::from_name("nobody")? {
+        Some(u) => (u.uid.as_raw(), u.gid.as_raw()),
+        None => (65534, 65534),
+    };
+    write_if_missing(&r.join("control/vmailuid"), &uid.to_string())?;
+    write_if_missing(&r.join("control/vmailgid"), &gid.to_string())?;
+    let vuid: u32 = fs::read_to_string(r.join("control/vmailuid"))?
+        .trim()
+        .parse()
+        .context("control/vmailuid")?;
+    let vgid: u32 = fs::read_to_string(r.join("control/vmailgid"))?
+        .trim()
+        .parse()
+        .context("control/vmailgid")?;
+    let mail = r.join("mail");
+    let md = fs::metadata(&mail)?;
+    use std::os::unix::fs::MetadataExt;
+    if md.uid() == 0 {
+        nix::unistd::chown(
+            &mail,
+            Some(nix::unistd::Uid::from_raw(vuid)),
+            Some(nix::unistd::Gid::from_raw(vgid)),
+        )
+        .with_context(|| format!("chown {}", mail.display()))?;
+    }
+    // Every parent must be traversable by that uid (a tempdir is 0700).
+    let mut p = Some(r);
+    while let Some(dir) = p {
+        let m = fs::metadata(dir)?;
+        if m.uid() == 0 && m.permissions().mode() & 0o001 == 0 {
+            fs::set_permissions(
+                dir,
+                fs::Permissions::from_mode(m.permissions().mode() | 0o011),
+            )?;
+        }
+        p = dir.parent();
+    }
+    Ok(())
+}
+
+fn write_if_missing(p: &Path, value: &str) -> Result<()> {
+    if !p.exists() {
+        write_new(p, format!("{value}\n").as_bytes(), 0o644)?;
     }
     Ok(())
 }
@@ -132,10 +185,11 @@ fn owners(r: &Path) -> Result<()> {
             .with_context(|| format!("chmod {}", path.display()))
     };
     set("queue", q, sg, 0o750)?;
-    set("queue/intd", q, sg, 0o700)?;
+    // set-gid: the envelope is renamed from intd/ into todo/ and keeps its group, mosend.
+    set("queue/intd", q, sg, 0o2700)?;
     // set-gid: files created by queue (running with the caller's gid) get group mosend.
     set("queue/mess", q, sg, 0o2750)?;
-    set("queue/todo", q, sg, 0o2750)?;
+    set("queue/todo", q, sg, 0o750)?;
     set("queue/state", s, sg, 0o700)?;
     set("queue/lock", q, sg, 0o750)?;
     // queue (euid moqueue) writes the trigger, dispatch (group mosend) opens it read-write.
@@ -145,6 +199,8 @@ fn owners(r: &Path) -> Result<()> {
     // smtpd (mosmtpd) reads the TLS key.
     set("ssl/key.pem", 0, smtpd_gid, 0o640)?;
     set("mail", v, vg, 0o750)?;
+    write_if_missing(&r.join("control/vmailuid"), &v.to_string())?;
+    write_if_missing(&r.join("control/vmailgid"), &vg.to_string())?;
     Ok(())
 }
 
