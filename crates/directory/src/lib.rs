@@ -531,7 +531,9 @@ fn parse_users(
                         "yes" => true,
                         "no" => false,
                         _ => {
-                            return Err(syntax(format!("local: expected yes or no, got {value:?}")));
+                            return Err(syntax(format!(
+                                "local: expected yes or no, got {value:?}"
+                            )));
                         }
                     }
                 }
