@@ -85,8 +85,11 @@ fn smtpd_under_systemd_socket_activate() {
     let port = free_port();
     let mut c = Command::new("systemd-socket-activate");
     c.args(["-a", "--inetd", "-l", &format!("127.0.0.1:{port}")])
-        .arg(format!("-E=MAILORDER_ROOT={}", t.root.display()))
-        .arg(format!("-E=MAILORDER_BIN_DIR={}", bin_dir().display()))
+        .arg(format!("--setenv=MAILORDER_ROOT={}", t.root.display()))
+        .arg(format!(
+            "--setenv=MAILORDER_BIN_DIR={}",
+            bin_dir().display()
+        ))
         .arg(bin("smtpd"))
         .stderr(Stdio::null());
     t.keep(c.spawn().unwrap());

@@ -108,6 +108,7 @@ fn remote_recipients_are_held_and_listed() {
 #[test]
 fn permanent_failure_bounces_as_dsn_and_bounce_of_bounce_goes_to_postmaster() {
     let mut t = Tree::new();
+    t.control("doublebounceto", "postmaster@example.test");
     let home = t.root.join("homes/fails");
     std::fs::create_dir_all(&home).unwrap();
     std::fs::write(
