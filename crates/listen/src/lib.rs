@@ -37,11 +37,15 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
         let opt = args[i].as_str();
-        let val = args.get(i + 1).ok_or_else(|| Usage(format!("{opt} needs a value")))?;
+        let val = args
+            .get(i + 1)
+            .ok_or_else(|| Usage(format!("{opt} needs a value")))?;
         match opt {
             "-c" => limit = val.parse().map_err(|_| Usage(format!("bad limit {val}")))?,
             "-e" => {
-                let (k, v) = val.split_once('=').ok_or_else(|| Usage(format!("bad -e {val}")))?;
+                let (k, v) = val
+                    .split_once('=')
+                    .ok_or_else(|| Usage(format!("bad -e {val}")))?;
                 env.push((k.to_owned(), v.to_owned()));
             }
             _ => return Err(Usage(format!("unknown option {opt}"))),
@@ -53,12 +57,21 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
         return Err(Usage("missing arguments".to_owned()));
     }
     let host = rest[0].trim_start_matches('[').trim_end_matches(']');
-    let port: u16 = rest[1].parse().map_err(|_| Usage(format!("bad port {}", rest[1])))?;
-    let ip = host.parse().map_err(|_| Usage(format!("bad address {host}")))?;
+    let port: u16 = rest[1]
+        .parse()
+        .map_err(|_| Usage(format!("bad port {}", rest[1])))?;
+    let ip = host
+        .parse()
+        .map_err(|_| Usage(format!("bad address {host}")))?;
     if limit == 0 {
         return Err(Usage("limit must be at least 1".to_owned()));
     }
-    Ok(Config { addr: SocketAddr::new(ip, port), limit, env, argv: rest[2..].to_vec() })
+    Ok(Config {
+        addr: SocketAddr::new(ip, port),
+        limit,
+        env,
+        argv: rest[2..].to_vec(),
+    })
 }
 
 /// Bind and serve forever; returns only on a fatal error.
@@ -79,7 +92,9 @@ pub fn serve(cfg: &Config) -> io::Result<()> {
             let (lock, cvar) = &*running;
             let mut n = lock.lock().map_err(|_| io::Error::other("lock poisoned"))?;
             while *n >= cfg.limit {
-                n = cvar.wait(n).map_err(|_| io::Error::other("lock poisoned"))?;
+                n = cvar
+                    .wait(n)
+                    .map_err(|_| io::Error::other("lock poisoned"))?;
             }
         }
         let (stream, remote) = match listener.accept() {
@@ -146,14 +161,27 @@ mod tests {
 
     #[test]
     fn parses_options_and_program() {
-        let c = parse_args(&s(&["-c", "5", "-e", "SMTPS=1", "127.0.0.1", "2465", "smtpd", "x"])).unwrap();
+        let c = parse_args(&s(&[
+            "-c",
+            "5",
+            "-e",
+            "SMTPS=1",
+            "127.0.0.1",
+            "2465",
+            "smtpd",
+            "x",
+        ]))
+        .unwrap();
         assert_eq!(c.limit, 5);
         assert_eq!(c.env, vec![("SMTPS".to_owned(), "1".to_owned())]);
         assert_eq!(c.addr, "127.0.0.1:2465".parse().unwrap());
         assert_eq!(c.argv, s(&["smtpd", "x"]));
         assert!(parse_args(&s(&["::1", "25"])).is_err());
         assert!(parse_args(&s(&["-x", "1", "::1", "25", "p"])).is_err());
-        assert_eq!(parse_args(&s(&["[::1]", "25", "p"])).unwrap().addr, "[::1]:25".parse().unwrap());
+        assert_eq!(
+            parse_args(&s(&["[::1]", "25", "p"])).unwrap().addr,
+            "[::1]:25".parse().unwrap()
+        );
     }
 
     #[test]
