@@ -5,7 +5,7 @@ BENCH_BIN_DIR (mailorder programs), BENCH_COUNT (2000), BENCH_SESSIONS ("1 10 50
 BENCH_POSTFIX (1/0), BENCH_TMP (/var/tmp), BENCH_NEWCONN (1: add a run at 10 sessions
 with one connection per message), BENCH_FSYNC_SECONDS (3), BENCH_CONNECTS (200),
 BENCH_IDLE (20 idle connections for the memory figure), BENCH_OUT (report file,
-target/bench/report.md).
+target/bench/report.md), BENCH_SMTP_SOURCE (path, or "none" for the Python stand-in).
 
 What it measures, for each system and each session count, with the same smtp-source
 command line: (a) seconds until smtp-source exits (all COUNT messages accepted), (b) seconds
@@ -19,6 +19,7 @@ import datetime
 import os
 import pwd
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -42,9 +43,11 @@ FSYNC_SECONDS = float(os.environ.get("BENCH_FSYNC_SECONDS", "3"))
 CONNECTS = int(os.environ.get("BENCH_CONNECTS", "200"))
 IDLE = int(os.environ.get("BENCH_IDLE", "20"))
 OUT = os.environ.get("BENCH_OUT") or os.path.join(REPO, "target", "bench", "report.md")
-SMTP_SOURCE = shutil.which("smtp-source") or (
+SMTP_SOURCE = os.environ.get("BENCH_SMTP_SOURCE") or shutil.which("smtp-source") or (
     "/usr/sbin/smtp-source" if os.access("/usr/sbin/smtp-source", os.X_OK) else None
 )
+if SMTP_SOURCE == "none":  # force the Python stand-in (testing the fallback)
+    SMTP_SOURCE = None
 SENDER = "from@example.test"
 RCPT = "demo@example.test"
 LENGTH = 4096
@@ -58,8 +61,8 @@ def log(msg):
 
 
 def record(argv, env=None):
-    prefix = " ".join(f"{k}={v}" for k, v in (env or {}).items())
-    COMMANDS.append((prefix + " " if prefix else "") + " ".join(argv))
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in (env or {}).items())
+    COMMANDS.append((prefix + " " if prefix else "") + shlex.join(argv))
 
 
 def run(argv, **kw):
@@ -128,17 +131,20 @@ class Mailorder:
         subprocess.run(argv, check=True, env=self.env)
         self.dlog = open(os.path.join(self.root, "dispatch.log"), "w")
         argv = [f"{BIN}/dispatch"]
-        record(argv + ["&"], envdesc)
+        record(argv, envdesc)
+        COMMANDS[-1] += " &"
         self.procs.append(subprocess.Popen(argv, env=self.env, stderr=self.dlog))
         self.slog = open(os.path.join(self.root, "smtpd.log"), "w")
         argv = [f"{BIN}/listen", "-c", "100", "127.0.0.1", "0", f"{BIN}/smtpd"]
-        record(argv + ["&   # port 0: listen prints the port it got"], envdesc)
+        record(argv, envdesc)
+        COMMANDS[-1] += " &   # port 0: listen prints the port it got"
         listen = subprocess.Popen(
             argv, env=self.env, stdout=subprocess.PIPE, stderr=self.slog, text=True
         )
         self.procs.append(listen)
         self.port = int(listen.stdout.readline().strip())
         wait_port(self.port)
+        COMMANDS.append(f"# mailorder's smtpd: 127.0.0.1:{self.port}")
 
     def stop(self):
         for p in reversed(self.procs):
@@ -151,7 +157,9 @@ class Mailorder:
         return (
             f"programs from `{BIN}`; `listen -c 100`; control files: "
             + ", ".join(f"`{f}`={open(os.path.join(ctl, f)).read().strip()}" for f in files)
-            + " (everything else default: concurrencylocal 10); logs at level info to files"
+            + " (everything else default: concurrencylocal 10); logs at level info to files; "
+            + ("all programs run as root (no set-id install), local-deliver as `nobody` "
+               "through deliver-as" if os.getuid() == 0 else f"all programs run as uid {os.getuid()}")
         )
 
 
@@ -234,6 +242,7 @@ class Postfix:
             except (OSError, ValueError):
                 time.sleep(0.1)
         wait_port(self.port)
+        COMMANDS.append(f"# Postfix's smtpd: 127.0.0.1:{self.port}")
 
     def stop(self):
         subprocess.run(["postfix", "-c", self.etc, "stop"], stdout=subprocess.DEVNULL,
@@ -268,8 +277,11 @@ def load(system, sessions, count, keep=True, note=True):
     before = count_new(new)
     timeout = max(120.0, count * 0.1)
     argv = source_argv(system.port, sessions, count, keep)
-    if note:
+    if note and SMTP_SOURCE:
         record(argv)
+    elif note:
+        COMMANDS.append(f"# smtpprobe.load(port={system.port}, sessions={sessions}, "
+                        f"count={count}, length={LENGTH}, keep={keep})  (smtp-source stand-in)")
     res = {"accept": None, "deliver": None, "delivered": 0, "error": None}
     t0 = time.monotonic()
     if SMTP_SOURCE:
@@ -346,7 +358,7 @@ def main():
     results = {}
     extra = {}
     try:
-        log(f"fsync rate in {base} ({FSYNC_SECONDS:.0f} s per writer count)")
+        log(f"fsync rate in {base} ({FSYNC_SECONDS:g} s per writer count)")
         COMMANDS.append(
             f"python3 scripts/bench.d/fsyncrate.py {base} {FSYNC_SECONDS:g} 1 16"
             "   # (called as a module)"
@@ -435,6 +447,7 @@ def make_report(info, systems, results, extra, runs):
     hdr += "Postfix accept msg/s | ratio | " if pf else ""
     hdr += "mailorder in Maildir msg/s (s) | "
     hdr += "Postfix in Maildir msg/s (s) | ratio |" if pf else ""
+    hdr = hdr.rstrip()
     L.append(hdr)
     L.append("|" + "---|" * (hdr.count("|") - 1))
     for sessions, keep in runs:
@@ -447,7 +460,7 @@ def make_report(info, systems, results, extra, runs):
         row += f"{cell_deliver(mo)} | "
         if pf:
             row += f"{cell_deliver(p)} | {ratio(mo and mo['deliver'], p and p['deliver'])} |"
-        L.append(row)
+        L.append(row.rstrip())
     errs = [(k, r) for k, r in results.items() if r["error"]]
     if errs:
         L.append("")
