@@ -343,8 +343,8 @@ def machine():
         "kernel": sh("uname -r"),
         "cpu": cpu,
         "fs": sh(f"df -T {TMP} | tail -1 | awk '{{print $2\" on \"$1}}'"),
-        "commit": sh(f"git -C {REPO} rev-parse --short HEAD"),
-        "dirty": sh(f"git -C {REPO} status --porcelain --untracked-files=no") != "",
+        "commit": sh(f"git -c safe.directory={REPO} -C {REPO} rev-parse --short HEAD"),
+        "dirty": sh(f"git -c safe.directory={REPO} -C {REPO} status --porcelain --untracked-files=no") != "",
         "rustc": sh("rustc --version"),
     }
 
