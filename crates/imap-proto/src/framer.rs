@@ -1,0 +1,304 @@
+//! Command framing: turns the client's byte stream into whole commands, literals included
+//! (RFC 3501 §2.2, §4.3; LITERAL+ RFC 7888). Limits are checked when a literal is
+//! announced, before any memory is taken for it.
+
+/// What the framer found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// A whole command (without the final CRLF), literals inline as on the wire.
+    Command(Vec<u8>),
+    /// A synchronizing literal was announced and accepted: send `+ ` now.
+    Continue,
+    /// The line was longer than the limit; it was discarded. `fatal` when the stream
+    /// cannot be trusted any more (the discarded line announced a non-synchronizing
+    /// literal whose bytes would follow).
+    TooLong {
+        /// The tag, if one could be read.
+        tag: Option<String>,
+        /// Close the connection.
+        fatal: bool,
+    },
+    /// An announced literal exceeds the limit. A synchronizing one was refused before the
+    /// client sent it (the command is dropped, the stream stays in sync); a
+    /// non-synchronizing one is `fatal`: its bytes are on the way.
+    LiteralTooBig {
+        /// The tag, if one could be read.
+        tag: Option<String>,
+        /// Close the connection.
+        fatal: bool,
+    },
+}
+
+/// The framing state.
+#[derive(Debug)]
+pub struct Framer {
+    buf: Vec<u8>,
+    cmd: Vec<u8>,
+    literal_left: usize,
+    skipping: bool,
+    skip_tail: Vec<u8>,
+    skip_head: Vec<u8>,
+    max_line: usize,
+    max_command: usize,
+}
+
+/// If `line` (without CRLF) ends with `{N}` or `{N+}`, the literal's size and whether it is
+/// synchronizing. A size that does not fit is `u64::MAX`.
+pub fn literal_announce(line: &[u8]) -> Option<(u64, bool)> {
+    let l = line.strip_suffix(b"}")?;
+    let (l, sync) = match l.strip_suffix(b"+") {
+        Some(l) => (l, false),
+        None => (l, true),
+    };
+    let open = l.iter().rposition(|&b| b == b'{')?;
+    let digits = &l[open + 1..];
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = if digits.len() > 19 {
+        u64::MAX
+    } else {
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(u64::MAX)
+    };
+    Some((n, sync))
+}
+
+fn tag_of(b: &[u8]) -> Option<String> {
+    let end = b.iter().position(|&c| c == b' ').unwrap_or(b.len()).min(64);
+    let t = &b[..end];
+    if !t.is_empty()
+        && t.iter()
+            .all(|&c| c.is_ascii_graphic() && !b"(){%*\"\\+".contains(&c))
+    {
+        Some(String::from_utf8_lossy(t).into_owned())
+    } else {
+        None
+    }
+}
+
+impl Framer {
+    /// A framer with a line limit (bytes outside literals) and a command limit (all
+    /// lines and literals of one command together).
+    pub fn new(max_line: usize, max_command: usize) -> Framer {
+        Framer {
+            buf: Vec::new(),
+            cmd: Vec::new(),
+            literal_left: 0,
+            skipping: false,
+            skip_tail: Vec::new(),
+            skip_head: Vec::new(),
+            max_line,
+            max_command,
+        }
+    }
+
+    /// Add bytes read from the client.
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// Take whatever is buffered and not yet framed (STARTTLS discards it).
+    pub fn discard(&mut self) -> usize {
+        let n = self.buf.len();
+        self.buf.clear();
+        n
+    }
+
+    /// Whether bytes are buffered.
+    pub fn has_buffered(&self) -> bool {
+        !self.buf.is_empty()
+    }
+
+    /// Whether a command is half-read (inside a literal or after one).
+    pub fn in_command(&self) -> bool {
+        !self.cmd.is_empty() || self.literal_left > 0
+    }
+
+    /// The next frame, or `None` when more input is needed.
+    pub fn next_frame(&mut self) -> Option<Frame> {
+        loop {
+            if self.literal_left > 0 {
+                if self.buf.is_empty() {
+                    return None;
+                }
+                let n = self.literal_left.min(self.buf.len());
+                self.cmd.extend(self.buf.drain(..n));
+                self.literal_left -= n;
+                continue;
+            }
+            if self.skipping {
+                match self.buf.iter().position(|&b| b == b'\n') {
+                    None => {
+                        let keep = self.buf.len().min(32);
+                        let tail = self.buf.split_off(self.buf.len() - keep);
+                        self.skip_tail.extend_from_slice(&tail);
+                        let n = self.skip_tail.len();
+                        if n > 32 {
+                            self.skip_tail.drain(..n - 32);
+                        }
+                        self.buf.clear();
+                        return None;
+                    }
+                    Some(i) => {
+                        self.skip_tail.extend_from_slice(&self.buf[..i]);
+                        self.buf.drain(..=i);
+                        self.skipping = false;
+                        let mut tail = std::mem::take(&mut self.skip_tail);
+                        if tail.last() == Some(&b'\r') {
+                            tail.pop();
+                        }
+                        let fatal = matches!(literal_announce(&tail), Some((_, false)));
+                        let tag = tag_of(&std::mem::take(&mut self.skip_head));
+                        self.cmd.clear();
+                        return Some(Frame::TooLong { tag, fatal });
+                    }
+                }
+            }
+            let Some(i) = self.buf.iter().position(|&b| b == b'\n') else {
+                if self.buf.len() > self.max_line {
+                    self.skip_head = if self.cmd.is_empty() {
+                        self.buf[..self.buf.len().min(64)].to_vec()
+                    } else {
+                        self.cmd[..self.cmd.len().min(64)].to_vec()
+                    };
+                    let keep = self.buf.len().min(32);
+                    self.skip_tail = self.buf[self.buf.len() - keep..].to_vec();
+                    self.buf.clear();
+                    self.skipping = true;
+                    continue;
+                }
+                return None;
+            };
+            if i > self.max_line {
+                self.skip_head = if self.cmd.is_empty() {
+                    self.buf[..i.min(64)].to_vec()
+                } else {
+                    self.cmd[..self.cmd.len().min(64)].to_vec()
+                };
+                self.skipping = true;
+                continue;
+            }
+            let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            let ann = literal_announce(&line);
+            self.cmd.extend_from_slice(&line);
+            if let Some((n, sync)) = ann {
+                let total = (self.cmd.len() as u64).saturating_add(n);
+                if total > self.max_command as u64 {
+                    let tag = tag_of(&self.cmd);
+                    self.cmd.clear();
+                    return Some(Frame::LiteralTooBig { tag, fatal: !sync });
+                }
+                self.cmd.extend_from_slice(b"\r\n");
+                self.literal_left = n as usize;
+                if sync {
+                    return Some(Frame::Continue);
+                }
+                continue;
+            }
+            return Some(Frame::Command(std::mem::take(&mut self.cmd)));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(input: &[u8], chunk: usize) -> Vec<Frame> {
+        let mut f = Framer::new(100, 1000);
+        let mut out = Vec::new();
+        for c in input.chunks(chunk.max(1)) {
+            f.push(c);
+            while let Some(fr) = f.next_frame() {
+                out.push(fr);
+            }
+        }
+        out
+    }
+
+    fn all_chunkings(input: &[u8], want: &[Frame]) {
+        let mut c = 1;
+        while c <= 512 {
+            assert_eq!(frames(input, c), want, "chunk {c}");
+            c *= 2;
+        }
+        assert_eq!(frames(input, input.len()), want);
+    }
+
+    #[test]
+    fn lines_and_literals() {
+        all_chunkings(
+            b"a NOOP\r\nb LOGIN {3}\r\nabc {2+}\r\nxy\r\nc LOGOUT\n",
+            &[
+                Frame::Command(b"a NOOP".to_vec()),
+                Frame::Continue,
+                Frame::Command(b"b LOGIN {3}\r\nabc {2+}\r\nxy".to_vec()),
+                Frame::Command(b"c LOGOUT".to_vec()),
+            ],
+        );
+    }
+
+    #[test]
+    fn huge_literal_refused_before_allocating() {
+        all_chunkings(
+            b"a APPEND x {99999999999999999999}\r\nb NOOP\r\n",
+            &[
+                Frame::LiteralTooBig {
+                    tag: Some("a".into()),
+                    fatal: false,
+                },
+                Frame::Command(b"b NOOP".to_vec()),
+            ],
+        );
+        all_chunkings(
+            b"a APPEND x {5000+}\r\n",
+            &[Frame::LiteralTooBig {
+                tag: Some("a".into()),
+                fatal: true,
+            }],
+        );
+    }
+
+    #[test]
+    fn long_lines() {
+        let mut long = b"t1 NOOP ".to_vec();
+        long.extend(std::iter::repeat_n(b'x', 300));
+        let mut a = long.clone();
+        a.extend_from_slice(b"\r\nt2 NOOP\r\n");
+        all_chunkings(
+            &a,
+            &[
+                Frame::TooLong {
+                    tag: Some("t1".into()),
+                    fatal: false,
+                },
+                Frame::Command(b"t2 NOOP".to_vec()),
+            ],
+        );
+        let mut b = long;
+        b.extend_from_slice(b" {10+}\r\n");
+        all_chunkings(
+            &b,
+            &[Frame::TooLong {
+                tag: Some("t1".into()),
+                fatal: true,
+            }],
+        );
+    }
+
+    #[test]
+    fn announces() {
+        assert_eq!(literal_announce(b"a {12}"), Some((12, true)));
+        assert_eq!(literal_announce(b"a {12+}"), Some((12, false)));
+        assert_eq!(literal_announce(b"a {}"), None);
+        assert_eq!(literal_announce(b"a {1x}"), None);
+        assert_eq!(literal_announce(b"a 12}"), None);
+    }
+}
