@@ -20,7 +20,7 @@ pub mod seqset;
 /// Encode bytes as an IMAP string for a response: quoted when short and safe, else a
 /// literal `{N}\r\n…`.
 pub fn quote(b: &[u8]) -> Vec<u8> {
-    let safe = b.len() < 1024 && b.iter().all(|&c| c >= 0x20 && c < 0x7f);
+    let safe = b.len() < 1024 && b.iter().all(|&c| (0x20..0x7f).contains(&c));
     if safe {
         let mut out = Vec::with_capacity(b.len() + 2);
         out.push(b'"');

@@ -102,7 +102,7 @@ pub fn decode(s: &str) -> Result<String, BadUtf7> {
         if bits != 0 || nbits >= 6 {
             return Err(BadUtf7("bad padding"));
         }
-        if bytes.len() % 2 != 0 {
+        if !bytes.len().is_multiple_of(2) {
             return Err(BadUtf7("odd number of bytes"));
         }
         for p in bytes.chunks(2) {
