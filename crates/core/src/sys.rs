@@ -81,6 +81,22 @@ pub fn child_fd(cmd: &mut std::process::Command, fd: RawFd, target: RawFd) {
     }
 }
 
+/// Duplicate `fd` onto the lowest free descriptor at or above `min`, close-on-exec (so that
+/// fixed child descriptor numbers, e.g. tlswrap's 5/6/7, cannot collide with the source).
+pub fn dup_at_least(
+    fd: std::os::fd::BorrowedFd<'_>,
+    min: RawFd,
+) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor and touches nothing else.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `new` was just created by fcntl and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

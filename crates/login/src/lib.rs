@@ -1,0 +1,590 @@
+//! mailorder-login: what the pre-auth front ends of the login chain (pop3d-login, later
+//! imapd-login) share; protocol-neutral (docs/ARCHITECTURE.md, "The login chain").
+//!
+//! - [`Policy`]: `control/maxauthfailures`, `control/authfaildelay`, `control/plaintextauth`,
+//!   `control/timeoutlogin`; [`Policy::plaintext_allowed`] decides whether a password may be
+//!   sent in the clear (after TLS always, from loopback by default);
+//! - [`Failures`]: counts failed logins, sleeps a growing delay, says when to hang up;
+//! - [`Checkpassword`]: runs `CHECKPASSWORD PROG…` with `login\0password\0timestamp\0` on
+//!   fd 3 and `SERVICE` set, with the client connection on fd 0/1, and classifies the
+//!   outcome ([`Outcome`]): the authenticated server ran, bad login, misuse, temporary;
+//! - [`StartTls`]: the STARTTLS/STLS hand-off to `tlswrap -n` through `TLSCTLFD`;
+//! - [`In`]: fd 0 read one octet at a time with a timeout, so nothing the client pipelined
+//!   after a command is ever consumed by the front end (it stays in the socket for the
+//!   authenticated server, or for the TLS handshake after STARTTLS);
+//! - [`sasl_plain`], [`valid_login`], [`loggable`]: SASL PLAIN decoding, refusing login
+//!   names that could name a path, and log-safe names. Passwords are never logged.
+//!
+//! It knows no protocol syntax: replies are the front end's business.
+
+use mailorder_core::control::{Control, ControlError};
+use mailorder_core::exit::checkpassword;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::time::Duration;
+
+/// Why a front end cannot go on.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// A control file is unreadable or bad.
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    /// The checkpassword program could not be started or waited for.
+    #[error("cannot run checkpassword program {prog}: {source} (#4.3.0)")]
+    Spawn {
+        /// The program.
+        prog: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The TLS hand-off with tlswrap failed.
+    #[error("STARTTLS hand-off failed: {0} (#4.3.0)")]
+    StartTls(io::Error),
+    /// The client connection failed or timed out.
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl LoginError {
+    /// Every failure of the front end is temporary.
+    pub fn class(&self) -> mailorder_core::Exit {
+        mailorder_core::Exit::Temp
+    }
+}
+
+/// When plain-text passwords (USER/PASS, LOGIN, AUTH PLAIN) are accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plaintext {
+    /// Only over TLS.
+    Tls,
+    /// Over TLS, or from a loopback address (the default).
+    Loopback,
+    /// Always (not recommended).
+    Always,
+}
+
+/// The front end's settings.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    /// `control/maxauthfailures` (default 3): the connection closes after this many failed
+    /// logins.
+    pub max_failures: u32,
+    /// `control/authfaildelay` in milliseconds (default 2000): the n-th failure waits n times
+    /// this before the reply.
+    pub fail_delay: Duration,
+    /// `control/plaintextauth`: `tls`, `loopback` (default) or `always`.
+    pub plaintext: Plaintext,
+    /// `control/timeoutlogin` in seconds (default 60): per read before login.
+    pub timeout: Duration,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            max_failures: 3,
+            fail_delay: Duration::from_millis(2000),
+            plaintext: Plaintext::Loopback,
+            timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Policy {
+    /// Read the control files (missing ones mean the defaults).
+    pub fn load(control: &Control) -> Result<Policy, ControlError> {
+        let plaintext = match control.line("plaintextauth")?.as_deref() {
+            None | Some("loopback") => Plaintext::Loopback,
+            Some("tls") => Plaintext::Tls,
+            Some("always") => Plaintext::Always,
+            Some(v) => {
+                return Err(ControlError::Value {
+                    path: control.path("plaintextauth"),
+                    value: v.to_owned(),
+                });
+            }
+        };
+        Ok(Policy {
+            max_failures: u32::try_from(control.number("maxauthfailures", 3)?)
+                .unwrap_or(u32::MAX)
+                .max(1),
+            fail_delay: Duration::from_millis(control.number("authfaildelay", 2000)?),
+            plaintext,
+            timeout: Duration::from_secs(control.number("timeoutlogin", 60)?.max(1)),
+        })
+    }
+
+    /// Whether a plain-text password may be sent now.
+    pub fn plaintext_allowed(&self, tls: bool, loopback: bool) -> bool {
+        tls || match self.plaintext {
+            Plaintext::Tls => false,
+            Plaintext::Loopback => loopback,
+            Plaintext::Always => true,
+        }
+    }
+}
+
+/// Counts failed logins of one connection.
+#[derive(Debug, Clone)]
+pub struct Failures {
+    count: u32,
+    max: u32,
+    delay: Duration,
+}
+
+impl Failures {
+    /// Per [`Policy`].
+    pub fn new(policy: &Policy) -> Failures {
+        Failures {
+            count: 0,
+            max: policy.max_failures,
+            delay: policy.fail_delay,
+        }
+    }
+
+    /// The failures so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Record a failure, log it (who and from where, never the password), sleep; returns
+    /// whether the connection must now be closed.
+    pub fn fail(&mut self, service: &str, login: &[u8], ip: &str) -> bool {
+        self.count = self.count.saturating_add(1);
+        let cut = self.count >= self.max;
+        log::warn!(
+            "login failed service={service} user={} ip={ip} failures={}{}",
+            loggable(login),
+            self.count,
+            if cut { " closing" } else { "" }
+        );
+        std::thread::sleep(self.delay.saturating_mul(self.count));
+        cut
+    }
+}
+
+/// A login name fit for a log line: printable ASCII only, at most 100 characters.
+pub fn loggable(login: &[u8]) -> String {
+    String::from_utf8_lossy(login)
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(100)
+        .collect()
+}
+
+/// Whether `login` may be passed to the checkpassword program: 1–255 octets of UTF-8
+/// without control characters, `/`, or `..` (it must not be able to name a path).
+pub fn valid_login(login: &[u8]) -> bool {
+    let Ok(s) = std::str::from_utf8(login) else {
+        return false;
+    };
+    !s.is_empty()
+        && s.len() <= 255
+        && !s.contains('/')
+        && !s.contains("..")
+        && !s.starts_with('.')
+        && !s.chars().any(|c| c.is_control())
+}
+
+/// A decoded SASL PLAIN response (RFC 4616): the authentication identity and password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlainCreds {
+    /// authcid.
+    pub login: Vec<u8>,
+    /// The password. Never logged.
+    pub password: Vec<u8>,
+}
+
+/// Decode a base64 SASL PLAIN response `[authzid]\0authcid\0passwd`. An authzid other than
+/// empty or the authcid (proxy login) is refused.
+pub fn sasl_plain(b64: &str) -> Option<PlainCreds> {
+    use base64::Engine;
+    let raw = if b64 == "=" {
+        Vec::new()
+    } else {
+        base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .ok()?
+    };
+    let mut parts = raw.split(|b| *b == 0);
+    let authz = parts.next()?;
+    let login = parts.next()?;
+    let password = parts.next()?;
+    if parts.next().is_some() || login.is_empty() || (!authz.is_empty() && authz != login) {
+        return None;
+    }
+    Some(PlainCreds {
+        login: login.to_vec(),
+        password: password.to_vec(),
+    })
+}
+
+/// What running the checkpassword program gave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The login was good and the authenticated server ran and ended with this status
+    /// (it talked to the client itself; the front end just exits).
+    Served(u8),
+    /// Exit 1 (also 3, Dovecot's "unknown user"): login or password unacceptable.
+    Bad,
+    /// Exit 2: misuse.
+    Misuse,
+    /// Exit 111: temporary problem (the directory is down), or the server could not start
+    /// before saying anything.
+    Temp,
+}
+
+impl Outcome {
+    /// Classify an exit status (STYLE §4 rule for signals and codes ≥ 128).
+    pub fn from_code(code: u8) -> Outcome {
+        match code {
+            1 | 3 => Outcome::Bad,
+            checkpassword::MISUSE => Outcome::Misuse,
+            checkpassword::TEMP => Outcome::Temp,
+            c => Outcome::Served(c),
+        }
+    }
+}
+
+/// The checkpassword program and what follows it: `CHECKPASSWORD PROG [ARG…]`.
+#[derive(Debug, Clone)]
+pub struct Checkpassword {
+    /// argv: the checkpassword program first.
+    pub argv: Vec<OsString>,
+    /// `SERVICE` for it: `pop3`, `imap`.
+    pub service: &'static str,
+}
+
+impl Checkpassword {
+    /// Run it with fd 0/1 inherited, `login\0password\0timestamp\0` on fd 3, `SERVICE` and
+    /// `extra_env` set, `TLSCTLFD` removed; wait for it.
+    pub fn run(
+        &self,
+        login: &[u8],
+        password: &[u8],
+        timestamp: &[u8],
+        extra_env: &[(String, String)],
+    ) -> Result<Outcome, LoginError> {
+        let Some((prog, args)) = self.argv.split_first() else {
+            return Ok(Outcome::Misuse);
+        };
+        let spawn_err = |source| LoginError::Spawn {
+            prog: prog.to_string_lossy().into_owned(),
+            source,
+        };
+        let (r, mut w) = io::pipe().map_err(spawn_err)?;
+        // The read end must not sit on fd 3 already in this process (it cannot: 0-2 are
+        // open and tlswrap's 5/6/7 are taken), but go through a high number to be sure.
+        let r = mailorder_core::sys::dup_at_least(r.as_fd(), 10).map_err(spawn_err)?;
+        let mut cmd = std::process::Command::new(prog);
+        cmd.args(args)
+            .env("SERVICE", self.service)
+            .env_remove("TLSCTLFD");
+        for (k, v) in extra_env {
+            cmd.env(k, v);
+        }
+        mailorder_core::sys::child_fd(&mut cmd, r.as_raw_fd(), 3);
+        let mut child = cmd.spawn().map_err(spawn_err)?;
+        drop(r);
+        let mut data = Vec::with_capacity(login.len() + password.len() + timestamp.len() + 3);
+        for part in [login, password, timestamp] {
+            data.extend_from_slice(part);
+            data.push(0);
+        }
+        // A checkpassword program may exit without reading: EPIPE is not our failure.
+        let _ = w.write_all(&data);
+        drop(w);
+        let status = child.wait().map_err(spawn_err)?;
+        Ok(Outcome::from_code(mailorder_core::exit::pass_up(status)))
+    }
+}
+
+/// The STARTTLS hand-off with `tlswrap -n` (docs/ARCHITECTURE.md, "TLS"): fd `TLSCTLFD`
+/// (a socket to tlswrap), fd 6 and fd 7 (the plaintext pipes).
+#[derive(Debug)]
+pub struct StartTls {
+    ctl: OwnedFd,
+    rd: OwnedFd,
+    wr: OwnedFd,
+}
+
+/// What tlswrap reports after a successful handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsParams {
+    /// e.g. `TLSv1.3`.
+    pub version: String,
+    /// e.g. `TLS13_AES_256_GCM_SHA384`.
+    pub cipher: String,
+}
+
+impl TlsParams {
+    /// `TLS=1`, `TLSVERSION`, `TLSCIPHER` for the programs that follow.
+    pub fn env(&self) -> Vec<(String, String)> {
+        vec![
+            ("TLS".to_owned(), "1".to_owned()),
+            ("TLSVERSION".to_owned(), self.version.clone()),
+            ("TLSCIPHER".to_owned(), self.cipher.clone()),
+        ]
+    }
+}
+
+impl StartTls {
+    /// Take the descriptors when `TLSCTLFD` names an open one and fds 6 and 7 are open;
+    /// call early in `main`. They are made close-on-exec, so neither checkpassword nor the
+    /// authenticated server inherits them.
+    pub fn from_env(tlsctlfd: Option<&str>) -> Option<StartTls> {
+        let n: i32 = tlsctlfd?.trim().parse().ok()?;
+        if !(3..=1000).contains(&n) || n == 6 || n == 7 {
+            return None;
+        }
+        let ctl = mailorder_core::sys::take_fd(n)?;
+        let rd = mailorder_core::sys::take_fd(6)?;
+        let wr = mailorder_core::sys::take_fd(7)?;
+        for fd in [&ctl, &rd, &wr] {
+            let _ = nix::fcntl::fcntl(
+                fd,
+                nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+            );
+        }
+        Some(StartTls { ctl, rd, wr })
+    }
+
+    /// Switch: call after the "begin TLS" reply was written and with nothing of the
+    /// client's buffered. Asks tlswrap for the handshake, waits for its result, then puts
+    /// the plaintext pipes on fd 0/1.
+    pub fn start(self) -> Result<TlsParams, LoginError> {
+        let mut ctl = std::fs::File::from(self.ctl);
+        ctl.write_all(b"Y").map_err(LoginError::StartTls)?;
+        let mut reply = Vec::new();
+        let mut byte = [0u8; 1];
+        while reply.len() < 200 {
+            match ctl.read(&mut byte) {
+                Ok(0) => break,
+                Ok(_) if byte[0] == b'\n' => break,
+                Ok(_) => reply.push(byte[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(LoginError::StartTls(e)),
+            }
+        }
+        let reply = String::from_utf8_lossy(&reply).into_owned();
+        let mut words = reply.split(' ');
+        if words.next() != Some("ok") {
+            return Err(LoginError::StartTls(io::Error::other(format!(
+                "handshake failed: {}",
+                loggable(reply.as_bytes())
+            ))));
+        }
+        let params = TlsParams {
+            version: words
+                .next()
+                .map(|s| loggable(s.as_bytes()))
+                .unwrap_or_default(),
+            cipher: words
+                .next()
+                .map(|s| loggable(s.as_bytes()))
+                .unwrap_or_default(),
+        };
+        nix::unistd::dup2_stdin(&self.rd).map_err(|e| LoginError::StartTls(e.into()))?;
+        nix::unistd::dup2_stdout(&self.wr).map_err(|e| LoginError::StartTls(e.into()))?;
+        Ok(params)
+    }
+}
+
+/// fd 0 (or any fd) read one octet per `read` with a timeout per read, so that nothing is
+/// read ahead of the current command.
+#[derive(Debug)]
+pub struct In<F: AsFd> {
+    fd: F,
+    timeout: Duration,
+}
+
+impl<F: AsFd> In<F> {
+    /// Read `fd` with `timeout` per read.
+    pub fn new(fd: F, timeout: Duration) -> Self {
+        In { fd, timeout }
+    }
+}
+
+impl<F: AsFd> Read for In<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        let ms = PollTimeout::try_from(self.timeout).unwrap_or(PollTimeout::MAX);
+        loop {
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        loop {
+            match nix::unistd::read(self.fd.as_fd(), &mut buf[..1]) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// fd 1 written without buffering.
+#[derive(Debug)]
+pub struct Out<F: AsFd>(pub F);
+
+impl<F: AsFd> Write for Out<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match nix::unistd::write(self.0.as_fd(), buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// An APOP/CRAM style challenge `<pid.seconds.micros@host>` (RFC 1939 §7).
+pub fn challenge(host: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let host = mailorder_core::ucspi::safe_name(host);
+    format!(
+        "<{}.{}.{}@{}>",
+        std::process::id(),
+        now.as_secs(),
+        now.subsec_micros(),
+        if host.is_empty() { "localhost" } else { &host }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_from_control() {
+        let d = tempfile::tempdir().unwrap();
+        let c = Control::new(d.path());
+        let p = Policy::load(&c).unwrap();
+        assert_eq!(p.max_failures, 3);
+        assert_eq!(p.plaintext, Plaintext::Loopback);
+        assert!(p.plaintext_allowed(false, true));
+        assert!(!p.plaintext_allowed(false, false));
+        assert!(p.plaintext_allowed(true, false));
+        std::fs::write(d.path().join("plaintextauth"), "tls\n").unwrap();
+        std::fs::write(d.path().join("maxauthfailures"), "5\n").unwrap();
+        let p = Policy::load(&c).unwrap();
+        assert!(!p.plaintext_allowed(false, true));
+        assert_eq!(p.max_failures, 5);
+        std::fs::write(d.path().join("plaintextauth"), "sometimes\n").unwrap();
+        assert!(Policy::load(&c).is_err());
+        std::fs::write(d.path().join("plaintextauth"), "always\n").unwrap();
+        assert!(Policy::load(&c).unwrap().plaintext_allowed(false, false));
+    }
+
+    #[test]
+    fn failures_count_and_cut() {
+        let p = Policy {
+            max_failures: 2,
+            fail_delay: Duration::ZERO,
+            ..Policy::default()
+        };
+        let mut f = Failures::new(&p);
+        assert!(!f.fail("pop3", b"a", "192.0.2.1"));
+        assert!(f.fail("pop3", b"a", "192.0.2.1"));
+        assert_eq!(f.count(), 2);
+    }
+
+    #[test]
+    fn logins() {
+        assert!(valid_login(b"demo@example.test"));
+        for bad in [
+            &b"../etc"[..],
+            b"a/b",
+            b"a\0b",
+            b"",
+            b"a..b",
+            b".x",
+            b"\xff",
+            b"a\rb",
+        ] {
+            assert!(!valid_login(bad), "{bad:?}");
+        }
+        assert_eq!(loggable(b"a b\r\n\xffc"), "abc");
+    }
+
+    #[test]
+    fn plain() {
+        // "\0alice\0pw"
+        assert_eq!(
+            sasl_plain("AGFsaWNlAHB3"),
+            Some(PlainCreds {
+                login: b"alice".to_vec(),
+                password: b"pw".to_vec()
+            })
+        );
+        // "alice\0alice\0pw"
+        assert!(sasl_plain("YWxpY2UAYWxpY2UAcHc=").is_some());
+        // "bob\0alice\0pw": proxy login refused
+        assert_eq!(sasl_plain("Ym9iAGFsaWNlAHB3"), None);
+        assert_eq!(sasl_plain("not base64!"), None);
+        assert_eq!(sasl_plain("="), None);
+        // "alice\0pw": no second NUL
+        assert_eq!(sasl_plain("YWxpY2UAcHc="), None);
+    }
+
+    #[test]
+    fn outcomes() {
+        assert_eq!(Outcome::from_code(1), Outcome::Bad);
+        assert_eq!(Outcome::from_code(2), Outcome::Misuse);
+        assert_eq!(Outcome::from_code(111), Outcome::Temp);
+        assert_eq!(Outcome::from_code(0), Outcome::Served(0));
+        assert_eq!(Outcome::from_code(100), Outcome::Served(100));
+    }
+
+    #[test]
+    fn checkpassword_gets_fd3_and_service() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out");
+        let script = format!(
+            "cat <&3 | tr '\\0' '|' > {0}; echo \" $SERVICE $X\" >> {0}; exit 1",
+            out.display()
+        );
+        let cp = Checkpassword {
+            argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            service: "pop3",
+        };
+        let r = cp
+            .run(b"u", b"p", b"<1.2@h>", &[("X".to_owned(), "y".to_owned())])
+            .unwrap();
+        assert_eq!(r, Outcome::Bad);
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "u|p|<1.2@h>| pop3 y\n"
+        );
+        let cp = Checkpassword {
+            argv: vec!["/bin/sh".into(), "-c".into(), "exit 111".into()],
+            service: "pop3",
+        };
+        assert_eq!(cp.run(b"u", b"p", b"", &[]).unwrap(), Outcome::Temp);
+    }
+
+    #[test]
+    fn challenges() {
+        let c = challenge("mx.example.test");
+        assert!(
+            c.starts_with('<') && c.ends_with("@mx.example.test>"),
+            "{c}"
+        );
+    }
+}
