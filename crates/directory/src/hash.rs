@@ -9,6 +9,7 @@
 //! | `{SSHA512}b64` | the same with SHA-512 |
 //! | `{CRYPT}$6$…`, `{CRYPT}$5$…`, bare `$6$…` / `$5$…` | SHA-crypt (glibc `crypt(3)`, `openssl passwd -6`) |
 //! | `{SHA512-CRYPT}$6$…`, `{SHA256-CRYPT}$5$…` | Dovecot's names for the same |
+//! | `{ARGON2}$argon2id$…`, bare `$argon2i$…`/`$argon2id$…` | Argon2 PHC string (OpenLDAP `argon2` module) |
 //! | `{PLAIN}text` | clear text, for tests only |
 //!
 //! Digests are compared in constant time. An empty password never matches anything, and an
@@ -29,12 +30,14 @@ pub fn verify(stored: &str, password: &[u8]) -> bool {
     let stored = stored.trim();
     let (scheme, value) = split_scheme(stored);
     match scheme.as_deref() {
+        None if value.starts_with("$argon2") => argon2_verify(value, password),
         Some("SSHA") => salted::<Sha1>(value, password),
         Some("SSHA256") => salted::<Sha256>(value, password),
         Some("SSHA512") => salted::<Sha512>(value, password),
         Some("CRYPT") | Some("SHA512-CRYPT") | Some("SHA256-CRYPT") | None => {
             crypt(value, password)
         }
+        Some("ARGON2") => argon2_verify(value, password),
         Some("PLAIN") | Some("CLEARTEXT") | Some("CLEAR") => {
             bool::from(value.as_bytes().ct_eq(password))
         }
@@ -88,6 +91,34 @@ fn salted<D: Digest>(value: &str, password: &[u8]) -> bool {
     h.update(password);
     h.update(salt);
     bool::from(h.finalize().as_slice().ct_eq(digest))
+}
+
+fn argon2_verify(value: &str, password: &[u8]) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier};
+    let Ok(h) = PasswordHash::new(value.trim()) else {
+        return false;
+    };
+    argon2::Argon2::default()
+        .verify_password(password, &h)
+        .is_ok()
+}
+
+/// A new `{ARGON2}` hash (Argon2id, the crate's default parameters, random 16-byte salt),
+/// as OpenLDAP's `argon2` password module stores it.
+pub fn argon2(password: &[u8]) -> String {
+    use argon2::password_hash::{PasswordHasher, SaltString};
+    let salt = random_salt::<16>();
+    let hashed = SaltString::encode_b64(&salt).ok().and_then(|s| {
+        argon2::Argon2::default()
+            .hash_password(password, &s)
+            .ok()
+            .map(|h| h.to_string())
+    });
+    match hashed {
+        Some(h) => format!("{{ARGON2}}{h}"),
+        // Unreachable with a 16-byte salt; fall back to a scheme that cannot fail.
+        None => ssha512(password),
+    }
 }
 
 fn crypt(value: &str, password: &[u8]) -> bool {
@@ -208,6 +239,22 @@ mod tests {
         assert!(!verify("secret", b"secret"), "bare text is not a scheme");
         assert!(!verify("", b"x"));
         assert!(!verify("$1$salt$hash", b"x"));
+    }
+
+    #[test]
+    fn argon2_hashes() {
+        // From the argon2 reference implementation's CLI:
+        // `echo -n password | argon2 somesalt -id -t 2 -m 16 -p 1 -e`.
+        let reference = "$argon2id$v=19$m=65536,t=2,p=1$c29tZXNhbHQ$CTFhFdXPJO1aFaMaO6Mm5c8y7cJHAph8ArZWb2GRPPc";
+        assert!(verify(reference, b"password"));
+        assert!(verify(&format!("{{ARGON2}}{reference}"), b"password"));
+        assert!(!verify(reference, b"passwore"));
+        let h = argon2(b"pw1");
+        assert!(h.starts_with("{ARGON2}$argon2id$"), "{h}");
+        assert!(verify(&h, b"pw1"));
+        assert!(!verify(&h, b"pw2"));
+        assert!(!verify(&h, b""));
+        assert!(!verify("{ARGON2}garbage", b"pw1"));
     }
 
     #[test]

@@ -17,9 +17,18 @@
 //! `local@domain` (delimiters from `control/recipientdelimiter`). A local part that could
 //! name a path or route (`%`, `!`, `@`, `/`, quotes, bad dots) never resolves to a user.
 //!
-//! This crate does no writes, no privilege changes and no network I/O: it reads files.
+//! The same API answers from LDAP when `control/ldapservers` exists ([`ldap`]: an OpenLDAP
+//! master and replicas, schema in `etc/ldap/`). Methods that hand out references into the
+//! parsed files ([`Directory::lookup`], [`Directory::users`]) see only the file back-end;
+//! [`Directory::find_user`], [`Directory::list_users`] and [`Directory::verify_login`] work
+//! with both.
+//!
+//! This crate does no privilege changes. Reading never writes; [`admin`] holds the writes
+//! that `useradm` makes (file edits, LDAP adds/modifies on the master).
 
+pub mod admin;
 pub mod hash;
+pub mod ldap;
 
 use mailorder_core::Exit;
 use mailorder_core::control::{Control, ControlError};
@@ -28,7 +37,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 /// How a domain is handled here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum DomainKind {
     /// Hosted here: its addresses are users or aliases in `users`.
     Local,
@@ -109,9 +118,17 @@ pub enum DirError {
         /// What is wrong.
         msg: String,
     },
-    /// A control file (`vmailuid`, `vmailgid`, `recipientdelimiter`) is unusable.
+    /// A control file (`vmailuid`, `vmailgid`, `recipientdelimiter`, `ldap*`) is unusable.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// The LDAP directory did not answer, or answered with something unusable.
+    #[error("directory server {server}: {msg} (#4.3.0)")]
+    Ldap {
+        /// The server URI (or entry DN for bad data).
+        server: String,
+        /// What happened.
+        msg: String,
+    },
 }
 
 impl DirError {
@@ -142,7 +159,7 @@ pub fn is_safe_local(local: &str) -> bool {
 
 /// Whether `domain` looks like a domain name we could host: non-empty, no `/`, no white
 /// space or control characters, no leading/trailing/double dot.
-fn is_safe_domain(domain: &str) -> bool {
+pub(crate) fn is_safe_domain(domain: &str) -> bool {
     !domain.is_empty()
         && !domain.starts_with('.')
         && !domain.ends_with('.')
@@ -153,7 +170,7 @@ fn is_safe_domain(domain: &str) -> bool {
 }
 
 /// Lower-case a domain and drop one trailing dot (`example.org.` is `example.org`).
-fn norm_domain(domain: &str) -> String {
+pub(crate) fn norm_domain(domain: &str) -> String {
     domain
         .strip_suffix('.')
         .unwrap_or(domain)
@@ -169,6 +186,8 @@ pub struct Directory {
     /// primary address or alias → index into `users`.
     index: HashMap<String, usize>,
     delimiters: Vec<char>,
+    /// The LDAP back-end, when `control/ldapservers` names servers.
+    ldap: Option<std::sync::Arc<ldap::Ldap>>,
 }
 
 /// Defaults that `users` lines fall back on.
@@ -196,6 +215,25 @@ impl Directory {
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
+        if let Some(cfg) = ldap::Config::load(&control)? {
+            let l = ldap::Ldap::new(
+                cfg,
+                ldap::Defaults {
+                    root: root.to_owned(),
+                    uid,
+                    gid,
+                },
+            );
+            let domains = l.domains()?;
+            return Ok(Directory {
+                root: root.to_owned(),
+                domains,
+                users: Vec::new(),
+                index: HashMap::new(),
+                delimiters,
+                ldap: Some(std::sync::Arc::new(l)),
+            });
+        }
         let dir = root.join("directory");
         let defaults = Defaults {
             root: root.to_owned(),
@@ -246,7 +284,75 @@ impl Directory {
             users: list,
             index,
             delimiters,
+            ldap: None,
         })
+    }
+
+    /// Whether this directory is served by LDAP.
+    pub fn is_ldap(&self) -> bool {
+        self.ldap.is_some()
+    }
+
+    /// The LDAP settings, when served by LDAP.
+    pub fn ldap_config(&self) -> Option<&ldap::Config> {
+        self.ldap.as_ref().map(|l| &l.cfg)
+    }
+
+    /// The user whose primary address or alias is exactly `address`, from either back-end.
+    pub fn find_user(&self, address: &str) -> Result<Option<User>, DirError> {
+        match &self.ldap {
+            None => Ok(self.lookup(address).cloned()),
+            Some(l) => Ok(l.entry_for(address, false)?.map(|e| e.user)),
+        }
+    }
+
+    /// The full LDAP entry for `address` (primary or alias), `None` with the file back-end.
+    pub fn find_entry(&self, address: &str) -> Result<Option<ldap::Entry>, DirError> {
+        match &self.ldap {
+            None => Ok(None),
+            Some(l) => l.entry_for(address, false),
+        }
+    }
+
+    /// Users whose primary address is in `domain`, sorted, from either back-end.
+    pub fn list_users(&self, domain: &str) -> Result<Vec<User>, DirError> {
+        match &self.ldap {
+            None => {
+                let d = norm_domain(domain);
+                let mut v: Vec<User> = self
+                    .users
+                    .iter()
+                    .filter(|u| split_address(&u.address).is_some_and(|(_, ud)| ud == d))
+                    .cloned()
+                    .collect();
+                v.sort_by(|a, b| a.address.cmp(&b.address));
+                Ok(v)
+            }
+            Some(l) => Ok(l.list(domain)?.into_iter().map(|e| e.user).collect()),
+        }
+    }
+
+    /// All hosted domains and their kinds, sorted.
+    pub fn domains(&self) -> Vec<(String, DomainKind)> {
+        let mut v: Vec<(String, DomainKind)> =
+            self.domains.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort();
+        v
+    }
+
+    /// Check a login for `service` (`pop3`, `imap`, `smtp`; LDAP honours per-service
+    /// `accountStatus` values `nopop`, `noimap`, `nosmtp`). `Ok(None)` for a bad login; an
+    /// error only when the directory cannot answer (temporary).
+    pub fn verify_login(
+        &self,
+        login: &str,
+        password: &[u8],
+        service: Option<&str>,
+    ) -> Result<Option<User>, DirError> {
+        match &self.ldap {
+            None => self.verify_password(login, password),
+            Some(l) => Ok(l.verify(login, password, service)?.map(|e| e.user)),
+        }
     }
 
     /// The installation root this directory was read from.
@@ -289,10 +395,21 @@ impl Directory {
             Some(DomainKind::Relay) => return Ok(Resolved::Relay),
             Some(DomainKind::Local) => {}
         }
-        if !is_safe_local(local) {
+        if !is_safe_local(local) || address.len() > ldap::MAX_NAME {
             return Ok(Resolved::Unknown);
         }
         let local = local.to_lowercase();
+        if let Some(l) = &self.ldap {
+            let cands = ldap::candidates(&local, &domain, &self.delimiters);
+            let names: Vec<String> = cands.iter().map(|(n, _)| n.clone()).collect();
+            let found = l.find(&names, false)?;
+            for (name, ext) in cands {
+                if let Some(e) = ldap::pick(found.clone(), &name) {
+                    return Ok(Resolved::User { user: e.user, ext });
+                }
+            }
+            return Ok(Resolved::Unknown);
+        }
         if let Some(&i) = self.index.get(&format!("{local}@{domain}"))
             && let Some(user) = self.users.get(i)
         {
@@ -337,6 +454,9 @@ impl Directory {
     /// disabled account, or a login without a `passwd` line. The login is the primary
     /// address or an alias, case-insensitive (no delimiter extensions).
     pub fn verify_password(&self, login: &str, password: &[u8]) -> Result<Option<User>, DirError> {
+        if let Some(l) = &self.ldap {
+            return Ok(l.verify(login, password, None)?.map(|e| e.user));
+        }
         Ok(self.read_passwd()?.verify(self, login, password))
     }
 }
@@ -349,7 +469,7 @@ pub struct Passwd {
 
 /// A SHA-512-crypt hash of a random string: checked when the login is unknown so that the
 /// time taken does not tell whether an address exists.
-const DUMMY_HASH: &str = "$6$dummydummydummy$fOEOrmvkc8ajTLGLX83WXwHs0Q/0lemIcypcuGkCsOFT5RBxn2LWBenc3F0Khkz3iR2sMh49V3GDo36lto5jC0";
+pub(crate) const DUMMY_HASH: &str = "$6$dummydummydummy$fOEOrmvkc8ajTLGLX83WXwHs0Q/0lemIcypcuGkCsOFT5RBxn2LWBenc3F0Khkz3iR2sMh49V3GDo36lto5jC0";
 
 impl Passwd {
     /// Parse `address:hash` lines.
@@ -428,7 +548,7 @@ fn meaningful_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
 }
 
 /// `local@domain` lower-cased, if it is a safe, complete address.
-fn canonical_address(addr: &str) -> Option<String> {
+pub(crate) fn canonical_address(addr: &str) -> Option<String> {
     let (local, domain) = split_address(addr)?;
     (is_safe_local(local) && is_safe_domain(domain))
         .then(|| format!("{}@{}", local.to_lowercase(), domain.to_ascii_lowercase()))

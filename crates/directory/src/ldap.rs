@@ -1,0 +1,885 @@
+//! The LDAP back-end (issue 6): the same questions as the file back-end, answered by an
+//! OpenLDAP master and its replicas (schema in `etc/ldap/`).
+//!
+//! Configuration (control files, one value per line):
+//!
+//! | file | meaning | default |
+//! |---|---|---|
+//! | `ldapservers` | URIs (`ldap://`, `ldaps://`), tried in order: replicas first | — (absent: file back-end) |
+//! | `ldapmaster` | URI that takes writes (`useradm`) | the last line of `ldapservers` |
+//! | `ldapbase` | search base | required |
+//! | `ldapbinddn` / `ldappassword` | DN and password for lookups | anonymous |
+//! | `ldapadmindn` / `ldapadminpassword` | DN and password for writes | `ldapbinddn` / `ldappassword` |
+//! | `ldaptimeout` | seconds per connect and per operation | 5 |
+//! | `ldapstarttls` | `yes`: StartTLS on `ldap://` URIs | no |
+//! | `ldapcacert` | PEM file of CA certificates for TLS | the system store |
+//! | `ldapauth` | `hash`: verify `userPassword`; `bind`: bind as the user | `hash` |
+//!
+//! A server that does not connect or answer within the timeout is skipped and the next one
+//! tried; when none answers, every question fails with [`DirError::Ldap`] (temporary), never
+//! with "no such user". Every filter value goes through [`escape_filter`] (RFC 4515 §3).
+//!
+//! Entries: users are `objectClass=mailorderUser` (primary `mail`, `mailAlternateAddress`,
+//! `mailForwardingAddress`, `deliveryMode`, `mailQuotaSize`, `mailQuotaCount`,
+//! `mailMessageStore`, `homeDirectory`, `uidNumber`, `gidNumber`, `accountStatus`,
+//! `userPassword`); domains are `objectClass=mailorderDomain` (`mailDomain`,
+//! `mailDomainKind`).
+
+use crate::{DirError, DomainKind, Status, User, hash, is_safe_domain, is_safe_local};
+use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
+use mailorder_core::control::{Control, ControlError};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Longest login or address we send to a server; longer ones are refused unasked.
+pub const MAX_NAME: usize = 320;
+
+/// The attributes read for a user.
+pub const USER_ATTRS: &[&str] = &[
+    "mail",
+    "mailAlternateAddress",
+    "mailForwardingAddress",
+    "deliveryMode",
+    "mailQuotaSize",
+    "mailQuotaCount",
+    "mailMessageStore",
+    "homeDirectory",
+    "uidNumber",
+    "gidNumber",
+    "accountStatus",
+    "mailReplyText",
+    "mailHost",
+    "cn",
+];
+
+/// Escape a value for an LDAP search filter (RFC 4515 §3): `*`, `(`, `)`, `\`, NUL and every
+/// byte outside printable ASCII become `\XX`.
+pub fn escape_filter(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if matches!(b, b'*' | b'(' | b')' | b'\\') || !(0x20..0x7f).contains(&b) {
+            out.push_str(&format!("\\{b:02x}"));
+        } else {
+            out.push(b as char);
+        }
+    }
+    out
+}
+
+/// Escape a value for use in a DN's RDN (RFC 4514 §2.4).
+pub fn escape_dn(value: &str) -> String {
+    ldap3::dn_escape(value).into_owned()
+}
+
+/// Settings read from the control files.
+#[derive(Clone)]
+pub struct Config {
+    /// Servers in the order they are tried.
+    pub servers: Vec<String>,
+    /// The server for writes.
+    pub master: String,
+    /// Search base.
+    pub base: String,
+    /// Lookup bind (DN, password); `None`: anonymous.
+    pub bind: Option<(String, String)>,
+    /// Write bind (DN, password).
+    pub admin: Option<(String, String)>,
+    /// Connect and operation timeout.
+    pub timeout: Duration,
+    /// StartTLS on `ldap://`.
+    pub starttls: bool,
+    /// Custom TLS configuration (from `ldapcacert`).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Verify passwords by binding as the user.
+    pub auth_bind: bool,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // No passwords in debug output.
+        f.debug_struct("Config")
+            .field("servers", &self.servers)
+            .field("master", &self.master)
+            .field("base", &self.base)
+            .field("timeout", &self.timeout)
+            .field("starttls", &self.starttls)
+            .field("auth_bind", &self.auth_bind)
+            .finish()
+    }
+}
+
+fn cerr(e: ControlError) -> DirError {
+    DirError::Control(e)
+}
+
+fn bad_value(control: &Control, name: &str, value: &str) -> DirError {
+    DirError::Control(ControlError::Value {
+        path: control.path(name),
+        value: value.to_owned(),
+    })
+}
+
+impl Config {
+    /// Read the settings. `Ok(None)` when `ldapservers` is absent or empty (file back-end).
+    pub fn load(control: &Control) -> Result<Option<Config>, DirError> {
+        let servers: Vec<String> = control
+            .lines("ldapservers")
+            .map_err(cerr)?
+            .unwrap_or_default()
+            .into_iter()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect();
+        let Some(last) = servers.last().cloned() else {
+            return Ok(None);
+        };
+        for s in &servers {
+            if !(s.starts_with("ldap://") || s.starts_with("ldaps://")) {
+                return Err(bad_value(control, "ldapservers", s));
+            }
+        }
+        let master = control.line("ldapmaster").map_err(cerr)?.unwrap_or(last);
+        let base = control
+            .line("ldapbase")
+            .map_err(cerr)?
+            .ok_or_else(|| bad_value(control, "ldapbase", "(missing)"))?;
+        let pair = |dn: &str, pw: &str| -> Result<Option<(String, String)>, DirError> {
+            match control.line(dn).map_err(cerr)? {
+                None => Ok(None),
+                Some(d) => {
+                    // The password file keeps its exact first line (spaces included).
+                    let p = match std::fs::read(control.path(pw)) {
+                        Ok(b) => String::from_utf8_lossy(&b)
+                            .lines()
+                            .next()
+                            .unwrap_or_default()
+                            .to_owned(),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                        Err(source) => {
+                            return Err(DirError::Read {
+                                path: control.path(pw),
+                                source,
+                            });
+                        }
+                    };
+                    Ok(Some((d, p)))
+                }
+            }
+        };
+        let bind = pair("ldapbinddn", "ldappassword")?;
+        let admin = pair("ldapadmindn", "ldapadminpassword")?.or_else(|| bind.clone());
+        let secs = match control.line("ldaptimeout").map_err(cerr)? {
+            None => 5,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(bad_value(control, "ldaptimeout", &v)),
+            },
+        };
+        let yes = |name: &str| -> Result<bool, DirError> {
+            match control.line(name).map_err(cerr)?.as_deref() {
+                None => Ok(false),
+                Some(v) if v.eq_ignore_ascii_case("yes") => Ok(true),
+                Some(v) if v.eq_ignore_ascii_case("no") => Ok(false),
+                Some(v) => Err(bad_value(control, name, v)),
+            }
+        };
+        let starttls = yes("ldapstarttls")?;
+        let auth_bind = match control.line("ldapauth").map_err(cerr)?.as_deref() {
+            None | Some("hash") => false,
+            Some("bind") => true,
+            Some(v) => return Err(bad_value(control, "ldapauth", v)),
+        };
+        let tls = match control.line("ldapcacert").map_err(cerr)? {
+            None => None,
+            Some(path) => Some(tls_config(Path::new(&path))?),
+        };
+        Ok(Some(Config {
+            servers,
+            master,
+            base,
+            bind,
+            admin,
+            timeout: Duration::from_secs(secs),
+            starttls,
+            tls,
+            auth_bind,
+        }))
+    }
+}
+
+fn tls_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, DirError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject as _;
+    let bad = |msg: String| DirError::Ldap {
+        server: path.display().to_string(),
+        msg,
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    let certs = CertificateDer::pem_file_iter(path).map_err(|e| bad(format!("{e}")))?;
+    for c in certs {
+        let c = c.map_err(|e| bad(format!("{e}")))?;
+        roots.add(c).map_err(|e| bad(format!("{e}")))?;
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(format!("{e}")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(cfg))
+}
+
+/// Defaults for fields an entry leaves out.
+#[derive(Debug, Clone)]
+pub(crate) struct Defaults {
+    pub root: PathBuf,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A user entry as read, with what [`User`] cannot carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The entry's DN.
+    pub dn: String,
+    /// The mailbox.
+    pub user: User,
+    /// `mailAlternateAddress` values, canonical.
+    pub aliases: Vec<String>,
+    /// `accountStatus` values, lower case (`active`, `disabled`, `nopop`, `noimap`, `nosmtp`).
+    pub account_status: Vec<String>,
+    /// `deliveryMode` values, lower case.
+    pub delivery_mode: Vec<String>,
+    /// `mailReplyText`.
+    pub reply_text: Option<String>,
+    /// `cn`.
+    pub name: Option<String>,
+    /// `userPassword` values, if read.
+    pub passwords: Vec<String>,
+}
+
+impl Entry {
+    /// Whether the account may log in to `service` (`pop3`, `imap`, `smtp`, …).
+    pub fn may_login(&self, service: Option<&str>) -> bool {
+        if self.user.status != Status::Active {
+            return false;
+        }
+        let deny = match service.map(str::to_ascii_lowercase).as_deref() {
+            Some("pop3") | Some("pop") => "nopop",
+            Some("imap") => "noimap",
+            Some("smtp") | Some("submission") => "nosmtp",
+            _ => return true,
+        };
+        !self.account_status.iter().any(|s| s == deny)
+    }
+}
+
+fn canonical(addr: &str) -> Option<String> {
+    crate::canonical_address(addr.trim())
+}
+
+/// Turn a search entry into an [`Entry`]. Bad data in an entry is a temporary error, as a
+/// bad line of `users` is: someone must fix the directory, mail waits.
+pub(crate) fn entry_to_user(
+    dn: &str,
+    attrs: &HashMap<String, Vec<String>>,
+    d: &Defaults,
+) -> Result<Entry, DirError> {
+    let bad = |msg: String| DirError::Ldap {
+        server: dn.to_owned(),
+        msg,
+    };
+    let lower: HashMap<String, &Vec<String>> = attrs
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let all = |k: &str| -> Vec<String> { lower.get(k).map(|v| v.to_vec()).unwrap_or_default() };
+    let one = |k: &str| -> Option<String> {
+        lower
+            .get(k)
+            .and_then(|v| v.first())
+            .map(|s| s.trim().to_owned())
+    };
+    let mail = one("mail").ok_or_else(|| bad("no mail attribute".to_owned()))?;
+    let address = canonical(&mail).ok_or_else(|| bad(format!("bad mail {mail:?}")))?;
+    let (local, domain) = crate::split_address(&address).unwrap_or_default();
+    let number = |k: &str, default: u32| -> Result<u32, DirError> {
+        match one(k) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| bad(format!("{k}: not a number: {v:?}"))),
+        }
+    };
+    let abs = |k: &str| -> Result<Option<PathBuf>, DirError> {
+        match one(k) {
+            None => Ok(None),
+            Some(v) if v.starts_with('/') && !v.split('/').any(|c| c == "..") => {
+                Ok(Some(PathBuf::from(v)))
+            }
+            Some(v) => Err(bad(format!("{k}: not an absolute path: {v:?}"))),
+        }
+    };
+    let list = |k: &str| -> Result<Vec<String>, DirError> {
+        all(k)
+            .iter()
+            .map(|a| canonical(a).ok_or_else(|| bad(format!("{k}: bad address {a:?}"))))
+            .collect()
+    };
+    let home =
+        abs("homedirectory")?.unwrap_or_else(|| d.root.join("mail").join(domain).join(local));
+    let maildir = abs("mailmessagestore")?.unwrap_or_else(|| home.join("Maildir/"));
+    let size = one("mailquotasize");
+    let count = one("mailquotacount");
+    for (k, v) in [("mailQuotaSize", &size), ("mailQuotaCount", &count)] {
+        if let Some(v) = v
+            && v.parse::<u64>().is_err()
+        {
+            return Err(bad(format!("{k}: not a number: {v:?}")));
+        }
+    }
+    let quota = match (size, count) {
+        (None, None) => None,
+        (Some(s), None) => Some(format!("{s}S")),
+        (None, Some(c)) => Some(format!("{c}C")),
+        (Some(s), Some(c)) => Some(format!("{s}S,{c}C")),
+    };
+    let lc = |k: &str| -> Vec<String> {
+        all(k)
+            .iter()
+            .map(|s| s.trim().to_ascii_lowercase())
+            .collect()
+    };
+    let account_status = lc("accountstatus");
+    let delivery_mode = lc("deliverymode");
+    let status = if account_status
+        .iter()
+        .any(|s| s == "disabled" || s == "deleted" || s == "noaccess")
+    {
+        Status::Disabled
+    } else {
+        Status::Active
+    };
+    let local_delivery = !delivery_mode
+        .iter()
+        .any(|m| m == "forwardonly" || m == "nolocal");
+    let user = User {
+        address: address.clone(),
+        uid: number("uidnumber", d.uid)?,
+        gid: number("gidnumber", d.gid)?,
+        home,
+        maildir,
+        quota,
+        forward: list("mailforwardingaddress")?,
+        local: local_delivery,
+        status,
+    };
+    Ok(Entry {
+        dn: dn.to_owned(),
+        user,
+        aliases: list("mailalternateaddress")?,
+        account_status,
+        delivery_mode,
+        reply_text: one("mailreplytext"),
+        name: one("cn"),
+        passwords: all("userpassword"),
+    })
+}
+
+/// A connection pool of one: the server that answered last, reused until it fails.
+pub(crate) struct Ldap {
+    pub cfg: Config,
+    pub defaults: Defaults,
+    conn: Mutex<Option<(usize, LdapConn)>>,
+}
+
+impl std::fmt::Debug for Ldap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ldap").field("cfg", &self.cfg).finish()
+    }
+}
+
+/// Is this error the server's answer (so another server would say the same), rather than a
+/// transport failure?
+fn is_answer(e: &LdapError) -> bool {
+    matches!(e, LdapError::LdapResult { .. } | LdapError::FilterParsing)
+}
+
+fn connect(
+    cfg: &Config,
+    url: &str,
+    bind: Option<&(String, String)>,
+) -> Result<LdapConn, LdapError> {
+    let mut settings = LdapConnSettings::new()
+        .set_conn_timeout(cfg.timeout)
+        .set_starttls(cfg.starttls && url.starts_with("ldap://"));
+    if let Some(tls) = &cfg.tls {
+        settings = settings.set_config(tls.clone());
+    }
+    let mut conn = LdapConn::with_settings(settings, url)?;
+    if let Some((dn, pw)) = bind {
+        conn.with_timeout(cfg.timeout)
+            .simple_bind(dn, pw)?
+            .success()?;
+    }
+    Ok(conn)
+}
+
+impl Ldap {
+    pub(crate) fn new(cfg: Config, defaults: Defaults) -> Ldap {
+        Ldap {
+            cfg,
+            defaults,
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// Run `op` on the first server that answers: the cached one, then each in order.
+    pub(crate) fn with_conn<T>(
+        &self,
+        mut op: impl FnMut(&mut LdapConn, Duration) -> Result<T, LdapError>,
+    ) -> Result<T, DirError> {
+        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last = String::from("no server");
+        let mut last_server = String::new();
+        if let Some((i, conn)) = guard.as_mut() {
+            match op(conn, self.cfg.timeout) {
+                Ok(t) => return Ok(t),
+                Err(e) if is_answer(&e) => {
+                    return Err(DirError::Ldap {
+                        server: self.cfg.servers[*i].clone(),
+                        msg: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    log::warn!("ldap server={} error={e}", self.cfg.servers[*i]);
+                    *guard = None;
+                }
+            }
+        }
+        for (i, url) in self.cfg.servers.iter().enumerate() {
+            let mut conn = match connect(&self.cfg, url, self.cfg.bind.as_ref()) {
+                Ok(c) => c,
+                Err(e) => {
+                    log::warn!("ldap server={url} error={e}");
+                    last = e.to_string();
+                    last_server = url.clone();
+                    continue;
+                }
+            };
+            match op(&mut conn, self.cfg.timeout) {
+                Ok(t) => {
+                    *guard = Some((i, conn));
+                    return Ok(t);
+                }
+                Err(e) if is_answer(&e) => {
+                    *guard = Some((i, conn));
+                    return Err(DirError::Ldap {
+                        server: url.clone(),
+                        msg: e.to_string(),
+                    });
+                }
+                Err(e) => {
+                    log::warn!("ldap server={url} error={e}");
+                    last = e.to_string();
+                    last_server = url.clone();
+                }
+            }
+        }
+        Err(DirError::Ldap {
+            server: last_server,
+            msg: format!("no directory server answered: {last}"),
+        })
+    }
+
+    /// Subtree search under the base; "no such object" is an empty answer.
+    pub(crate) fn search(
+        &self,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, DirError> {
+        let base = self.cfg.base.clone();
+        self.with_conn(|c, t| {
+            let res = c
+                .with_timeout(t)
+                .search(&base, Scope::Subtree, filter, attrs)?;
+            if res.1.rc == 32 {
+                return Ok(Vec::new());
+            }
+            let (entries, _) = res.success()?;
+            Ok(entries.into_iter().map(SearchEntry::construct).collect())
+        })
+    }
+
+    /// All domains: `mailDomain` → kind.
+    pub(crate) fn domains(&self) -> Result<HashMap<String, DomainKind>, DirError> {
+        let mut out = HashMap::new();
+        for e in self.search(
+            "(objectClass=mailorderDomain)",
+            &["mailDomain", "mailDomainKind"],
+        )? {
+            let lower: HashMap<String, Vec<String>> = e
+                .attrs
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            let Some(name) = lower.get("maildomain").and_then(|v| v.first()) else {
+                continue;
+            };
+            let name = crate::norm_domain(name.trim());
+            if !is_safe_domain(&name) {
+                log::warn!("ldap: ignoring bad domain {name:?} dn={}", e.dn);
+                continue;
+            }
+            let kind = match lower
+                .get("maildomainkind")
+                .and_then(|v| v.first())
+                .map(|s| s.to_ascii_lowercase())
+                .as_deref()
+            {
+                Some("relay") => DomainKind::Relay,
+                _ => DomainKind::Local,
+            };
+            out.insert(name, kind);
+        }
+        Ok(out)
+    }
+
+    /// The user entries whose `mail` or `mailAlternateAddress` is one of `names` (each
+    /// already canonical). With `password`, `userPassword` is read too.
+    pub(crate) fn find(&self, names: &[String], password: bool) -> Result<Vec<Entry>, DirError> {
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut filter = String::from("(&(objectClass=mailorderUser)(|");
+        for n in names {
+            let v = escape_filter(n);
+            filter.push_str(&format!("(mail={v})(mailAlternateAddress={v})"));
+        }
+        filter.push_str("))");
+        let mut attrs: Vec<&str> = USER_ATTRS.to_vec();
+        if password {
+            attrs.push("userPassword");
+        }
+        self.search(&filter, &attrs)?
+            .iter()
+            .map(|e| entry_to_user(&e.dn, &e.attrs, &self.defaults))
+            .collect()
+    }
+
+    /// The entry for a login name (primary address or alias), with its passwords.
+    pub(crate) fn entry_for(&self, name: &str, password: bool) -> Result<Option<Entry>, DirError> {
+        if name.len() > MAX_NAME {
+            return Ok(None);
+        }
+        let Some(addr) = canonical(name) else {
+            return Ok(None);
+        };
+        let found = self.find(std::slice::from_ref(&addr), password)?;
+        Ok(pick(found, &addr))
+    }
+
+    /// Check a login: stored hash, or bind as the user.
+    pub(crate) fn verify(
+        &self,
+        login: &str,
+        password: &[u8],
+        service: Option<&str>,
+    ) -> Result<Option<Entry>, DirError> {
+        let login = login.trim();
+        if password.is_empty()
+            || login.len() > MAX_NAME
+            || login.contains('\0')
+            || canonical(login).is_none()
+        {
+            let _ = hash::verify(crate::DUMMY_HASH, b"x");
+            return Ok(None);
+        }
+        let Some(entry) = self.entry_for(login, !self.cfg.auth_bind)? else {
+            let _ = hash::verify(crate::DUMMY_HASH, password);
+            return Ok(None);
+        };
+        let ok = if !self.cfg.auth_bind && !entry.passwords.is_empty() {
+            entry.passwords.iter().any(|h| hash::verify(h, password))
+        } else {
+            self.bind_as(&entry.dn, password)?
+        };
+        Ok((ok && entry.may_login(service)).then_some(entry))
+    }
+
+    /// Bind as `dn` with `password` on a fresh connection: `Ok(false)` for invalid
+    /// credentials, an error when no server answers.
+    fn bind_as(&self, dn: &str, password: &[u8]) -> Result<bool, DirError> {
+        // An empty simple bind is an anonymous bind (RFC 4513 §5.1.2): never try it.
+        let Ok(pw) = std::str::from_utf8(password) else {
+            return Ok(false);
+        };
+        if pw.is_empty() {
+            return Ok(false);
+        }
+        let mut last = String::new();
+        for url in &self.cfg.servers {
+            match connect(&self.cfg, url, None) {
+                Ok(mut c) => match c.with_timeout(self.cfg.timeout).simple_bind(dn, pw) {
+                    Ok(r) if r.rc == 0 => {
+                        let _ = c.unbind();
+                        return Ok(true);
+                    }
+                    Ok(r) if r.rc == 49 => return Ok(false),
+                    Ok(r) => last = format!("bind rc={} {}", r.rc, r.text),
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => last = e.to_string(),
+            }
+        }
+        Err(DirError::Ldap {
+            server: self.cfg.servers.join(" "),
+            msg: format!("no directory server answered: {last}"),
+        })
+    }
+
+    /// Users whose primary address is in `domain`.
+    pub(crate) fn list(&self, domain: &str) -> Result<Vec<Entry>, DirError> {
+        let filter = format!(
+            "(&(objectClass=mailorderUser)(mail=*@{}))",
+            escape_filter(&crate::norm_domain(domain))
+        );
+        let mut out: Vec<Entry> = self
+            .search(&filter, USER_ATTRS)?
+            .iter()
+            .map(|e| entry_to_user(&e.dn, &e.attrs, &self.defaults))
+            .collect::<Result<_, _>>()?;
+        out.sort_by(|a, b| a.user.address.cmp(&b.user.address));
+        Ok(out)
+    }
+}
+
+/// The entry among `found` that `addr` names (primary first, then alias).
+pub(crate) fn pick(found: Vec<Entry>, addr: &str) -> Option<Entry> {
+    let mut alias = None;
+    for e in found {
+        if e.user.address == addr {
+            return Some(e);
+        }
+        if alias.is_none() && e.aliases.iter().any(|a| a == addr) {
+            alias = Some(e);
+        }
+    }
+    alias
+}
+
+/// The names to ask for `local@domain`: the whole local part, then each base before a
+/// delimiter (as the file back-end tries them), with their extensions.
+pub(crate) fn candidates(
+    local: &str,
+    domain: &str,
+    delimiters: &[char],
+) -> Vec<(String, Option<String>)> {
+    let mut out = vec![(format!("{local}@{domain}"), None)];
+    for (pos, c) in local.char_indices() {
+        if pos == 0 || !delimiters.contains(&c) {
+            continue;
+        }
+        let base = &local[..pos];
+        if base.ends_with('.') || !is_safe_local(base) {
+            continue;
+        }
+        out.push((
+            format!("{base}@{domain}"),
+            Some(local[pos + c.len_utf8()..].to_owned()),
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filter_escaping_rfc4515() {
+        assert_eq!(escape_filter("alice@example.test"), "alice@example.test");
+        assert_eq!(escape_filter("*"), "\\2a");
+        assert_eq!(escape_filter("a(b)c"), "a\\28b\\29c");
+        assert_eq!(escape_filter("\\"), "\\5c");
+        assert_eq!(escape_filter("a\0b"), "a\\00b");
+        assert_eq!(
+            escape_filter("*)(uid=*))(|(uid=*"),
+            "\\2a\\29\\28uid=\\2a\\29\\29\\28|\\28uid=\\2a"
+        );
+        assert_eq!(escape_filter("é"), "\\c3\\a9");
+        assert_eq!(escape_filter("\n"), "\\0a");
+        // Nothing that is special survives.
+        for s in ["*", "(", ")", "\\", "\0", "x*y(z)\\\0"] {
+            let e = escape_filter(s);
+            assert!(!e.contains(['*', '(', ')', '\0']), "{e}");
+            assert!(
+                e.split('\\')
+                    .skip(1)
+                    .all(|h| h.len() >= 2 && h[..2].chars().all(|c| c.is_ascii_hexdigit())),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn dn_escaping() {
+        assert_eq!(escape_dn("a,b"), "a\\2cb");
+        assert_eq!(escape_dn("alice@example.test"), "alice@example.test");
+    }
+
+    fn defaults() -> Defaults {
+        Defaults {
+            root: PathBuf::from("/var/mailorder"),
+            uid: 500,
+            gid: 501,
+        }
+    }
+
+    fn attrs(pairs: &[(&str, &[&str])]) -> HashMap<String, Vec<String>> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
+            .collect()
+    }
+
+    #[test]
+    fn entry_mapping_full() {
+        let a = attrs(&[
+            ("mail", &["Alice@Example.TEST"]),
+            (
+                "mailAlternateAddress",
+                &["postmaster@example.test", "Ali@example.net"],
+            ),
+            ("mailForwardingAddress", &["x@y.test"]),
+            ("deliveryMode", &["forwardOnly"]),
+            ("mailQuotaSize", &["100000000"]),
+            ("mailQuotaCount", &["1000"]),
+            ("homeDirectory", &["/srv/alice"]),
+            ("uidNumber", &["1001"]),
+            ("gidNumber", &["1002"]),
+            ("accountStatus", &["active", "noPOP"]),
+            ("userPassword", &["{SSHA}xyz"]),
+            ("cn", &["Alice Liddell"]),
+        ]);
+        let e = entry_to_user("mail=alice@example.test,ou=people,dc=x", &a, &defaults()).unwrap();
+        assert_eq!(e.user.address, "alice@example.test");
+        assert_eq!((e.user.uid, e.user.gid), (1001, 1002));
+        assert_eq!(e.user.home, PathBuf::from("/srv/alice"));
+        assert_eq!(e.user.maildir, PathBuf::from("/srv/alice/Maildir/"));
+        assert_eq!(e.user.quota.as_deref(), Some("100000000S,1000C"));
+        assert_eq!(e.user.forward, vec!["x@y.test"]);
+        assert!(!e.user.local);
+        assert_eq!(e.user.status, Status::Active);
+        assert_eq!(
+            e.aliases,
+            vec!["postmaster@example.test", "ali@example.net"]
+        );
+        assert_eq!(e.passwords, vec!["{SSHA}xyz"]);
+        assert_eq!(e.name.as_deref(), Some("Alice Liddell"));
+        assert!(e.may_login(Some("imap")));
+        assert!(!e.may_login(Some("pop3")));
+        assert!(e.may_login(None));
+    }
+
+    #[test]
+    fn entry_mapping_defaults_and_errors() {
+        let e = entry_to_user(
+            "dn",
+            &attrs(&[("mail", &["bob@example.test"])]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!((e.user.uid, e.user.gid), (500, 501));
+        assert_eq!(
+            e.user.home,
+            PathBuf::from("/var/mailorder/mail/example.test/bob")
+        );
+        assert_eq!(
+            e.user.maildir,
+            PathBuf::from("/var/mailorder/mail/example.test/bob/Maildir/")
+        );
+        assert_eq!(e.user.quota, None);
+        assert!(e.user.local);
+        let e = entry_to_user(
+            "dn",
+            &attrs(&[
+                ("mail", &["c@example.test"]),
+                ("accountStatus", &["disabled"]),
+                ("mailQuotaCount", &["5"]),
+                ("mailMessageStore", &["/m/c/"]),
+            ]),
+            &defaults(),
+        )
+        .unwrap();
+        assert_eq!(e.user.status, Status::Disabled);
+        assert!(!e.may_login(None));
+        assert_eq!(e.user.quota.as_deref(), Some("5C"));
+        assert_eq!(e.user.maildir, PathBuf::from("/m/c/"));
+        for bad in [
+            attrs(&[]),
+            attrs(&[("mail", &["no-at-sign"])]),
+            attrs(&[("mail", &["../x@example.test"])]),
+            attrs(&[("mail", &["a@example.test"]), ("uidNumber", &["root"])]),
+            attrs(&[
+                ("mail", &["a@example.test"]),
+                ("homeDirectory", &["rel/path"]),
+            ]),
+            attrs(&[
+                ("mail", &["a@example.test"]),
+                ("homeDirectory", &["/srv/../etc"]),
+            ]),
+            attrs(&[("mail", &["a@example.test"]), ("mailQuotaSize", &["lots"])]),
+            attrs(&[
+                ("mail", &["a@example.test"]),
+                ("mailForwardingAddress", &["nobody"]),
+            ]),
+        ] {
+            let err = entry_to_user("dn", &bad, &defaults()).unwrap_err();
+            assert_eq!(err.class(), mailorder_core::Exit::Temp);
+        }
+    }
+
+    #[test]
+    fn candidate_names() {
+        let c = candidates("a-b+c", "d.test", &['+', '-']);
+        assert_eq!(
+            c,
+            vec![
+                ("a-b+c@d.test".to_owned(), None),
+                ("a@d.test".to_owned(), Some("b+c".to_owned())),
+                ("a-b@d.test".to_owned(), Some("c".to_owned())),
+            ]
+        );
+        assert_eq!(candidates("+x", "d", &['+']).len(), 1);
+    }
+
+    #[test]
+    fn all_servers_down_is_temporary_and_bounded() {
+        // Port 1 on loopback refuses at once; 192.0.2.1 (TEST-NET) never answers.
+        let cfg = Config {
+            servers: vec!["ldap://127.0.0.1:1".into(), "ldap://192.0.2.1:389".into()],
+            master: "ldap://127.0.0.1:1".into(),
+            base: "dc=x".into(),
+            bind: None,
+            admin: None,
+            timeout: Duration::from_secs(1),
+            starttls: false,
+            tls: None,
+            auth_bind: false,
+        };
+        let l = Ldap::new(cfg, defaults());
+        let t = std::time::Instant::now();
+        let e = l.entry_for("a@example.test", false).unwrap_err();
+        assert_eq!(e.class(), mailorder_core::Exit::Temp);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        let e = l.verify("a@example.test", b"pw", None).unwrap_err();
+        assert_eq!(e.class(), mailorder_core::Exit::Temp);
+        // Refused before asking anyone.
+        assert_eq!(l.verify("a@example.test", b"", None).unwrap(), None);
+        assert_eq!(l.verify(&"a".repeat(400), b"pw", None).unwrap(), None);
+        assert_eq!(l.verify("a\0@example.test", b"pw", None).unwrap(), None);
+    }
+}
