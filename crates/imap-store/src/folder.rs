@@ -1,0 +1,869 @@
+//! One folder: the UID index over a Maildir.
+
+use crate::StoreError;
+use mailorder_maildir::{Maildir, Sub, name};
+use nix::fcntl::{Flock, FlockArg};
+use std::collections::HashMap;
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+const INDEX: &str = "mailorder-index";
+const LOCK: &str = "mailorder-index.lock";
+const MAGIC: &str = "mailorder-imap-index 1";
+const KEYWORDS: &str = "dovecot-keywords";
+
+/// One message as the index knows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Msg {
+    /// Its UID.
+    pub uid: u32,
+    /// Its MODSEQ (CONDSTORE).
+    pub modseq: u64,
+    /// Internal date, Unix seconds (the file's mtime when first seen).
+    pub internal: i64,
+    /// RFC 822 size (CRLF line endings).
+    pub size: u64,
+    /// `new` or `cur`.
+    pub sub: Sub,
+    /// The current file name (flags included).
+    pub file: String,
+    /// Maildir flag letters in ASCII order (`DFPRST`, keyword letters `a`–`z`).
+    pub flags: String,
+}
+
+impl Msg {
+    /// The unique part of the file name (stable across flag changes).
+    pub fn base(&self) -> &str {
+        name::unique_part(name::split_info(&self.file).0)
+    }
+}
+
+/// A folder's state after a sync.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    /// UIDVALIDITY.
+    pub uidvalidity: u32,
+    /// UIDNEXT.
+    pub uidnext: u32,
+    /// HIGHESTMODSEQ.
+    pub highestmodseq: u64,
+    /// The messages in UID order.
+    pub msgs: Vec<Msg>,
+}
+
+/// One folder (a Maildir) and its index.
+#[derive(Debug)]
+pub struct Folder {
+    dir: PathBuf,
+    seen: Option<(Stamp, State)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Stamp {
+    new: (i64, i64),
+    cur: (i64, i64),
+    index: (u64, i64, i64, u64),
+}
+
+fn mtime(m: &fs::Metadata) -> (i64, i64) {
+    (m.mtime(), m.mtime_nsec())
+}
+
+/// Write `data` to `path` via a temporary file and `rename`, `fsync`ing the file when
+/// `durable`.
+pub(crate) fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
+    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
+    let res = (|| {
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        if durable {
+            f.sync_data()?;
+        }
+        fs::rename(&tmp, path)
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_file(&tmp);
+        return Err(StoreError::io("write", path, e));
+    }
+    Ok(())
+}
+
+fn now_secs() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn parse_index(text: &str) -> Option<State> {
+    let mut lines = text.lines();
+    let head = lines.next()?;
+    let rest = head.strip_prefix(MAGIC)?;
+    let mut h = rest.split_whitespace();
+    let uidvalidity: u32 = h.next()?.parse().ok()?;
+    let uidnext: u32 = h.next()?.parse().ok()?;
+    let highestmodseq: u64 = h.next()?.parse().ok()?;
+    let mut msgs = Vec::new();
+    let mut last = 0u32;
+    for line in lines {
+        if let Some(n) = line.strip_prefix("end ") {
+            let n: usize = n.parse().ok()?;
+            if n != msgs.len() || uidvalidity == 0 {
+                return None;
+            }
+            return Some(State {
+                uidvalidity,
+                uidnext,
+                highestmodseq,
+                msgs,
+            });
+        }
+        let mut f = line.splitn(6, ' ');
+        let uid: u32 = f.next()?.parse().ok()?;
+        let modseq: u64 = f.next()?.parse().ok()?;
+        let internal: i64 = f.next()?.parse().ok()?;
+        let size: u64 = f.next()?.parse().ok()?;
+        let flags = f.next()?;
+        let path = f.next()?;
+        let (sub, file) = if let Some(n) = path.strip_prefix("new/") {
+            (Sub::New, n)
+        } else {
+            (Sub::Cur, path.strip_prefix("cur/")?)
+        };
+        if uid <= last || uid >= uidnext || modseq > highestmodseq {
+            return None;
+        }
+        last = uid;
+        msgs.push(Msg {
+            uid,
+            modseq,
+            internal,
+            size,
+            sub,
+            file: file.to_owned(),
+            flags: if flags == "-" {
+                String::new()
+            } else {
+                flags.to_owned()
+            },
+        });
+    }
+    None
+}
+
+fn render_index(s: &State) -> String {
+    let mut out = format!(
+        "{MAGIC} {} {} {}\n",
+        s.uidvalidity, s.uidnext, s.highestmodseq
+    );
+    for m in &s.msgs {
+        out.push_str(&format!(
+            "{} {} {} {} {} {}/{}\n",
+            m.uid,
+            m.modseq,
+            m.internal,
+            m.size,
+            if m.flags.is_empty() { "-" } else { &m.flags },
+            m.sub.dir(),
+            m.file
+        ));
+    }
+    out.push_str(&format!("end {}\n", s.msgs.len()));
+    out
+}
+
+/// The size of a file with bare LFs counted as CRLF.
+fn crlf_size(path: &Path) -> io::Result<u64> {
+    let mut f = open_nofollow(path)?;
+    let mut buf = vec![0u8; 65536];
+    let (mut n, mut prev) = (0u64, 0u8);
+    loop {
+        let r = f.read(&mut buf)?;
+        if r == 0 {
+            return Ok(n);
+        }
+        for &b in &buf[..r] {
+            if b == b'\n' && prev != b'\r' {
+                n += 1;
+            }
+            n += 1;
+            prev = b;
+        }
+    }
+}
+
+/// Open a message file for reading without following a symlink.
+pub fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+}
+
+impl Folder {
+    pub(crate) fn new(dir: PathBuf) -> Folder {
+        Folder { dir, seen: None }
+    }
+
+    /// The folder's Maildir directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The path of a message.
+    pub fn msg_path(&self, m: &Msg) -> PathBuf {
+        self.dir.join(m.sub.dir()).join(&m.file)
+    }
+
+    /// Read a message's bytes (as stored: LF line endings, usually). `None` when the file
+    /// has gone (expunged by another session).
+    pub fn read(&self, m: &Msg) -> Result<Option<Vec<u8>>, StoreError> {
+        let p = self.msg_path(m);
+        let mut f = match open_nofollow(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                // It may have been renamed (flags changed elsewhere): look it up by base.
+                return match self.find_base(m.base())? {
+                    Some(p) => Ok(open_nofollow(&p).ok().and_then(|mut f| {
+                        let mut v = Vec::new();
+                        f.read_to_end(&mut v).ok().map(|_| v)
+                    })),
+                    None => Ok(None),
+                };
+            }
+            Err(e) => return Err(StoreError::io("open", &p, e)),
+        };
+        if !f.metadata().map(|m| m.is_file()).unwrap_or(false) {
+            return Ok(None);
+        }
+        let mut v = Vec::new();
+        f.read_to_end(&mut v)
+            .map_err(|e| StoreError::io("read", &p, e))?;
+        Ok(Some(v))
+    }
+
+    fn find_base(&self, base: &str) -> Result<Option<PathBuf>, StoreError> {
+        for sub in ["cur", "new"] {
+            let d = self.dir.join(sub);
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                if let Ok(f) = e.file_name().into_string()
+                    && name::unique_part(name::split_info(&f).0) == base
+                {
+                    return Ok(Some(e.path()));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    fn stamp(&self) -> Result<Stamp, StoreError> {
+        let md = |p: PathBuf| fs::metadata(&p).map_err(|e| StoreError::io("stat", &p, e));
+        let new = md(self.dir.join("new"))?;
+        let cur = md(self.dir.join("cur"))?;
+        let idx = match fs::metadata(self.dir.join(INDEX)) {
+            Ok(m) => (m.ino(), m.mtime(), m.mtime_nsec(), m.len()),
+            Err(_) => (0, 0, 0, 0),
+        };
+        Ok(Stamp {
+            new: mtime(&new),
+            cur: mtime(&cur),
+            index: idx,
+        })
+    }
+
+    fn lock(&self) -> Result<Flock<fs::File>, StoreError> {
+        let p = self.dir.join(LOCK);
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(|e| StoreError::io("open", &p, e))?;
+        Flock::lock(f, FlockArg::LockExclusive)
+            .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
+    }
+
+    fn load_index(&self) -> Option<State> {
+        let text = fs::read(self.dir.join(INDEX)).ok()?;
+        parse_index(std::str::from_utf8(&text).ok()?)
+    }
+
+    /// Bring the index up to date with the Maildir and return the folder's state:
+    /// vanished files are dropped, new files get the next UIDs (in name order), flag
+    /// changes made by anyone get a new MODSEQ. Cheap when nothing changed (three
+    /// `stat`s).
+    pub fn sync(&mut self) -> Result<State, StoreError> {
+        let before = self.stamp()?;
+        if let Some((st, state)) = &self.seen
+            && *st == before
+        {
+            return Ok(state.clone());
+        }
+        let _lock = self.lock()?;
+        let mut state = match self.load_index() {
+            Some(s) => s,
+            None => {
+                if self.dir.join(INDEX).exists() {
+                    log::warn!("index {} torn or unreadable: rebuilt", self.dir.display());
+                }
+                let old = self.seen.as_ref().map_or(0, |(_, s)| s.uidvalidity);
+                let uv = u32::try_from(now_secs())
+                    .unwrap_or(1)
+                    .max(old.saturating_add(1));
+                State {
+                    uidvalidity: uv,
+                    uidnext: 1,
+                    highestmodseq: 1,
+                    msgs: Vec::new(),
+                }
+            }
+        };
+        let changed = self.merge(&mut state)?;
+        if changed || !self.dir.join(INDEX).exists() {
+            write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
+            self.remove_stale_caches(state.uidvalidity);
+        }
+        let after = self.stamp()?;
+        self.seen = Some((after, state.clone()));
+        Ok(state)
+    }
+
+    fn merge(&self, state: &mut State) -> Result<bool, StoreError> {
+        let md = Maildir::open(&self.dir)?;
+        let entries = md.scan()?;
+        let mut by_base: HashMap<String, mailorder_maildir::Entry> =
+            HashMap::with_capacity(entries.len());
+        for e in entries {
+            if e.name.contains('\n') || e.name.contains(' ') && e.name.ends_with(' ') {
+                continue;
+            }
+            by_base.insert(e.base.clone(), e);
+        }
+        let mut changed = false;
+        let mut hms = state.highestmodseq;
+        let mut kept = Vec::with_capacity(state.msgs.len());
+        for mut m in std::mem::take(&mut state.msgs) {
+            match by_base.remove(m.base()) {
+                None => {
+                    changed = true;
+                    hms += 1;
+                }
+                Some(e) => {
+                    if e.name != m.file || e.dir != m.sub {
+                        changed = true;
+                        if e.flags != m.flags {
+                            hms += 1;
+                            m.modseq = hms;
+                            m.flags = e.flags.clone();
+                        }
+                        m.file = e.name;
+                        m.sub = e.dir;
+                    }
+                    kept.push(m);
+                }
+            }
+        }
+        let mut fresh: Vec<mailorder_maildir::Entry> = by_base.into_values().collect();
+        fresh.sort_by(|a, b| a.base.cmp(&b.base));
+        for e in fresh {
+            let path = self.dir.join(e.dir.dir()).join(&e.name);
+            let meta = match fs::symlink_metadata(&path) {
+                Ok(m) if m.is_file() => m,
+                _ => continue,
+            };
+            let size = match name::wsize_tag(&e.name) {
+                Some(w) => w,
+                None => match crlf_size(&path) {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+            };
+            if state.uidnext == u32::MAX {
+                log::error!("UID space exhausted in {}", self.dir.display());
+                break;
+            }
+            hms += 1;
+            changed = true;
+            kept.push(Msg {
+                uid: state.uidnext,
+                modseq: hms,
+                internal: meta.mtime(),
+                size,
+                sub: e.dir,
+                file: e.name,
+                flags: e.flags,
+            });
+            state.uidnext += 1;
+        }
+        state.msgs = kept;
+        state.highestmodseq = hms;
+        Ok(changed)
+    }
+
+    fn remove_stale_caches(&self, uidvalidity: u32) {
+        let keep = format!("mailorder-cache.{uidvalidity}");
+        if let Ok(rd) = fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                if let Ok(f) = e.file_name().into_string()
+                    && f.starts_with("mailorder-cache.")
+                    && f != keep
+                {
+                    let _ = fs::remove_file(e.path());
+                }
+            }
+        }
+    }
+
+    /// Replace the flags of message `m` (Maildir letters); returns the new file name, or
+    /// `None` when the message has gone. Call [`Folder::sync`] afterwards for the MODSEQ.
+    pub fn set_flags(&mut self, m: &Msg, flags: &str) -> Result<Option<String>, StoreError> {
+        let md = Maildir::open(&self.dir)?;
+        match md.set_flags(m.sub, &m.file, flags) {
+            Ok(n) => Ok(Some(n)),
+            Err(mailorder_maildir::MaildirError::Io { source, .. })
+                if source.kind() == io::ErrorKind::NotFound =>
+            {
+                match self.find_base(m.base())? {
+                    Some(p) => {
+                        let f = p
+                            .file_name()
+                            .and_then(|f| f.to_str())
+                            .unwrap_or_default()
+                            .to_owned();
+                        let sub = if p.parent().is_some_and(|d| d.ends_with("new")) {
+                            Sub::New
+                        } else {
+                            Sub::Cur
+                        };
+                        Ok(Some(md.set_flags(sub, &f, flags)?))
+                    }
+                    None => Ok(None),
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Move every message still in `new/` to `cur/` (a read-write SELECT does this).
+    pub fn take_new(&mut self, state: &State) -> Result<(), StoreError> {
+        let md = Maildir::open(&self.dir)?;
+        for m in state.msgs.iter().filter(|m| m.sub == Sub::New) {
+            let _ = md.move_new_to_cur(&m.file);
+        }
+        Ok(())
+    }
+
+    /// Remove message `m` (EXPUNGE). A file already gone is not an error.
+    pub fn remove(&mut self, m: &Msg) -> Result<(), StoreError> {
+        let p = self.msg_path(m);
+        match fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                if let Some(p) = self.find_base(m.base())? {
+                    let _ = fs::remove_file(p);
+                }
+                Ok(())
+            }
+            Err(e) => Err(StoreError::io("unlink", &p, e)),
+        }
+    }
+
+    /// Add a message (APPEND, COPY): `data` is stored with LF line endings, with `flags`
+    /// (Maildir letters) and the internal date `internal` (Unix seconds) as mtime.
+    /// Returns (UIDVALIDITY, UID).
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        flags: &str,
+        internal: Option<i64>,
+    ) -> Result<(u32, u32), StoreError> {
+        let lf: Vec<u8>;
+        let body: &[u8] = if memchr_crlf(data) {
+            lf = crlf_to_lf(data);
+            &lf
+        } else {
+            data
+        };
+        let md = Maildir::open(&self.dir)?;
+        let path = md.deliver(body)?;
+        let mut path = path;
+        let fname = path
+            .file_name()
+            .and_then(|f| f.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        if !flags.is_empty() {
+            let n = md.set_flags(Sub::New, &fname, flags)?;
+            path = self.dir.join("cur").join(n);
+        }
+        if let Some(t) = internal {
+            let when = if t >= 0 {
+                UNIX_EPOCH + Duration::from_secs(t as u64)
+            } else {
+                UNIX_EPOCH
+            };
+            if let Ok(f) = fs::OpenOptions::new().write(true).open(&path) {
+                let _ = f.set_modified(when);
+            }
+        }
+        let base = name::unique_part(&fname).to_owned();
+        let st = self.sync()?;
+        let uid = st
+            .msgs
+            .iter()
+            .rev()
+            .find(|m| m.base() == base)
+            .map_or(0, |m| m.uid);
+        Ok((st.uidvalidity, uid))
+    }
+
+    /// Take UIDs from outside (a migration keeps the old server's UIDs): set UIDVALIDITY
+    /// and UIDNEXT and give each message whose unique name is listed its UID. Messages
+    /// not listed get UIDs from `uidnext` on at the next sync. UIDs must be unique and
+    /// below `uidnext`.
+    pub fn import(
+        &mut self,
+        uidvalidity: u32,
+        uidnext: u32,
+        uids: &[(String, u32)],
+    ) -> Result<State, StoreError> {
+        if uidvalidity == 0 {
+            return Err(StoreError::Cannot("UIDVALIDITY must not be 0"));
+        }
+        let mut wanted: HashMap<&str, u32> = HashMap::new();
+        let mut used = std::collections::HashSet::new();
+        for (b, u) in uids {
+            if *u == 0 || *u >= uidnext || !used.insert(*u) {
+                return Err(StoreError::Cannot("bad or duplicate UID"));
+            }
+            wanted.insert(name::unique_part(name::split_info(b).0), *u);
+        }
+        {
+            let _lock = self.lock()?;
+            let md = Maildir::open(&self.dir)?;
+            let mut msgs = Vec::new();
+            for e in md.scan()? {
+                if let Some(&uid) = wanted.get(e.base.as_str()) {
+                    let path = self.dir.join(e.dir.dir()).join(&e.name);
+                    let Ok(meta) = fs::symlink_metadata(&path) else {
+                        continue;
+                    };
+                    let size = match name::wsize_tag(&e.name) {
+                        Some(w) => w,
+                        None => crlf_size(&path).unwrap_or(e.size),
+                    };
+                    msgs.push(Msg {
+                        uid,
+                        modseq: 1,
+                        internal: meta.mtime(),
+                        size,
+                        sub: e.dir,
+                        file: e.name,
+                        flags: e.flags,
+                    });
+                }
+            }
+            msgs.sort_by_key(|m| m.uid);
+            let state = State {
+                uidvalidity,
+                uidnext,
+                highestmodseq: 1,
+                msgs,
+            };
+            write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
+        }
+        self.seen = None;
+        self.sync()
+    }
+
+    /// The keyword names, by letter index (`a` = 0), from `dovecot-keywords`.
+    pub fn keywords(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        if let Ok(t) = fs::read_to_string(self.dir.join(KEYWORDS)) {
+            for l in t.lines() {
+                if let Some((i, k)) = l.split_once(' ')
+                    && let Ok(i) = i.parse::<usize>()
+                    && i < 26
+                {
+                    if out.len() <= i {
+                        out.resize(i + 1, String::new());
+                    }
+                    out[i] = k.to_owned();
+                }
+            }
+        }
+        out
+    }
+
+    /// The letter for keyword `k`, adding it to `dovecot-keywords` when `create` and a
+    /// letter is free.
+    pub fn keyword_letter(&mut self, k: &str, create: bool) -> Result<Option<char>, StoreError> {
+        let mut kw = self.keywords();
+        if let Some(i) = kw.iter().position(|x| x.eq_ignore_ascii_case(k)) {
+            return Ok(Some(char::from(b'a' + i as u8)));
+        }
+        if !create {
+            return Ok(None);
+        }
+        let _lock = self.lock()?;
+        kw = self.keywords();
+        if let Some(i) = kw.iter().position(|x| x.eq_ignore_ascii_case(k)) {
+            return Ok(Some(char::from(b'a' + i as u8)));
+        }
+        let i = match kw.iter().position(String::is_empty) {
+            Some(i) => i,
+            None if kw.len() < 26 => {
+                kw.push(String::new());
+                kw.len() - 1
+            }
+            None => return Ok(None),
+        };
+        kw[i] = k.to_owned();
+        let text: String = kw
+            .iter()
+            .enumerate()
+            .filter(|(_, k)| !k.is_empty())
+            .map(|(i, k)| format!("{i} {k}\n"))
+            .collect();
+        write_atomic(&self.dir.join(KEYWORDS), text.as_bytes(), false)?;
+        Ok(Some(char::from(b'a' + i as u8)))
+    }
+
+    fn cache_path(&self, uidvalidity: u32) -> PathBuf {
+        self.dir.join(format!("mailorder-cache.{uidvalidity}"))
+    }
+
+    /// The FETCH cache: UID → (ENVELOPE, BODYSTRUCTURE, BODY) as rendered. Lines that do
+    /// not parse (a torn write) are ignored.
+    pub fn cache_load(&self, uidvalidity: u32) -> HashMap<u32, [String; 3]> {
+        let mut out = HashMap::new();
+        let Ok(bytes) = fs::read(self.cache_path(uidvalidity)) else {
+            return out;
+        };
+        for line in bytes.split(|&b| b == b'\n') {
+            let Ok(line) = std::str::from_utf8(line) else {
+                continue;
+            };
+            let mut f = line.split('\t');
+            let (Some(u), Some(a), Some(b), Some(c), None) =
+                (f.next(), f.next(), f.next(), f.next(), f.next())
+            else {
+                continue;
+            };
+            let Ok(u) = u.parse() else { continue };
+            let (Some(a), Some(b), Some(c)) = (unescape(a), unescape(b), unescape(c)) else {
+                continue;
+            };
+            out.insert(u, [a, b, c]);
+        }
+        out
+    }
+
+    /// Append cache entries (one `write` with `O_APPEND`).
+    pub fn cache_add(&self, uidvalidity: u32, entries: &[(u32, [String; 3])]) {
+        if entries.is_empty() {
+            return;
+        }
+        let mut text = String::new();
+        for (u, [a, b, c]) in entries {
+            text.push_str(&format!(
+                "{u}\t{}\t{}\t{}\n",
+                escape(a),
+                escape(b),
+                escape(c)
+            ));
+        }
+        if let Ok(mut f) = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(self.cache_path(uidvalidity))
+        {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\r', "\\r")
+}
+
+fn unescape(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\\' {
+            match it.next()? {
+                '\\' => out.push('\\'),
+                't' => out.push('\t'),
+                'n' => out.push('\n'),
+                'r' => out.push('\r'),
+                _ => return None,
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    Some(out)
+}
+
+fn memchr_crlf(d: &[u8]) -> bool {
+    d.windows(2).any(|w| w == b"\r\n")
+}
+
+fn crlf_to_lf(d: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(d.len());
+    let mut i = 0;
+    while i < d.len() {
+        if d[i] == b'\r' && d.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        out.push(d[i]);
+        i += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+
+    fn setup() -> (tempfile::TempDir, Store) {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(d.path().join("Maildir")).unwrap();
+        (d, s)
+    }
+
+    #[test]
+    fn uids_are_stable_and_new_mail_gets_new_ones() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        md.deliver(&b"Subject: b\n\ny\n"[..]).unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        assert_eq!(st.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(st.uidnext, 3);
+        assert_eq!(st.msgs[0].size, 17);
+        // Flags changed on disk by someone else: new MODSEQ.
+        let hms = st.highestmodseq;
+        md.set_flags(Sub::New, &st.msgs[0].file, "S").unwrap();
+        let mut f2 = s.folder("INBOX").unwrap();
+        let st2 = f2.sync().unwrap();
+        assert_eq!(st2.uidvalidity, st.uidvalidity);
+        assert_eq!(st2.msgs[0].flags, "S");
+        assert!(st2.msgs[0].modseq > hms);
+        // Expunge from one session, a delivery: seen by the other.
+        f2.remove(&st2.msgs[0]).unwrap();
+        md.deliver(&b"Subject: c\n\nz\n"[..]).unwrap();
+        let st3 = f.sync().unwrap();
+        assert_eq!(st3.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [2, 3]);
+    }
+
+    #[test]
+    fn torn_or_deleted_index_is_rebuilt_with_new_uidvalidity() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"a\n"[..]).unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        let idx = s.root().join(INDEX);
+        let text = fs::read_to_string(&idx).unwrap();
+        fs::write(&idx, &text[..text.len() - 4]).unwrap();
+        let st2 = f.sync().unwrap();
+        assert!(st2.uidvalidity > st.uidvalidity);
+        assert_eq!(st2.msgs.len(), 1);
+        fs::remove_file(&idx).unwrap();
+        let st3 = f.sync().unwrap();
+        assert!(st3.uidvalidity > st2.uidvalidity);
+        fs::write(&idx, "garbage").unwrap();
+        let mut g = s.folder("INBOX").unwrap();
+        assert_eq!(g.sync().unwrap().msgs.len(), 1);
+    }
+
+    #[test]
+    fn import_keeps_given_uids() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        let a = md.deliver(&b"a\n"[..]).unwrap();
+        let b = md.deliver(&b"b\n"[..]).unwrap();
+        let name = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_owned();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f
+            .import(12345, 100, &[(name(&a), 17), (name(&b), 42)])
+            .unwrap();
+        assert_eq!(st.uidvalidity, 12345);
+        assert_eq!(st.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [17, 42]);
+        md.deliver(&b"c\n"[..]).unwrap();
+        let st = f.sync().unwrap();
+        assert_eq!(st.msgs.last().unwrap().uid, 100);
+        assert!(f.import(0, 5, &[]).is_err());
+        assert!(f.import(1, 5, &[(name(&a), 7)]).is_err());
+    }
+
+    #[test]
+    fn append_flags_keywords_and_cache() {
+        let (_d, s) = setup();
+        let mut f = s.folder("INBOX").unwrap();
+        let l = f.keyword_letter("$Junk", true).unwrap().unwrap();
+        assert_eq!(l, 'a');
+        assert_eq!(f.keyword_letter("$junk", false).unwrap(), Some('a'));
+        assert_eq!(f.keyword_letter("Work", true).unwrap(), Some('b'));
+        let (uv, uid) = f
+            .append(b"Subject: x\r\n\r\nhi\r\n", "Sa", Some(1_000_000_000))
+            .unwrap();
+        assert_eq!(uid, 1);
+        let st = f.sync().unwrap();
+        assert_eq!(st.uidvalidity, uv);
+        let m = &st.msgs[0];
+        assert_eq!(m.flags, "Sa");
+        assert_eq!(m.internal, 1_000_000_000);
+        assert_eq!(m.size, 18);
+        assert_eq!(f.read(m).unwrap().unwrap(), b"Subject: x\n\nhi\n");
+        f.cache_add(uv, &[(1, ["(a\tb)".into(), "x\ny".into(), "z\\".into()])]);
+        let c = f.cache_load(uv);
+        assert_eq!(c[&1][0], "(a\tb)");
+        assert_eq!(c[&1][1], "x\ny");
+        assert_eq!(c[&1][2], "z\\");
+        let n = f.set_flags(m, "F").unwrap().unwrap();
+        let st2 = f.sync().unwrap();
+        assert_eq!(st2.msgs[0].file, n);
+        assert!(st2.msgs[0].modseq > m.modseq);
+        f.remove(&st2.msgs[0]).unwrap();
+        assert!(f.read(&st2.msgs[0]).unwrap().is_none());
+        assert!(f.sync().unwrap().msgs.is_empty());
+    }
+
+    #[test]
+    fn symlinked_message_is_not_read() {
+        let (d, s) = setup();
+        fs::write(d.path().join("secret"), "secret").unwrap();
+        std::os::unix::fs::symlink(d.path().join("secret"), s.root().join("new/123.M1P1.x,S=6"))
+            .unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        assert!(
+            st.msgs.is_empty()
+                || f.read(&st.msgs[0]).is_err()
+                || f.read(&st.msgs[0]).unwrap().is_none()
+        );
+    }
+}
