@@ -14,6 +14,8 @@
 
 pub mod dotqmail;
 pub mod header;
+#[cfg(test)]
+mod tests;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
@@ -49,6 +51,8 @@ pub struct Config {
     pub queue_age: Option<u64>,
     /// The queue program used for forwards.
     pub queue: PathBuf,
+    /// The effective uid this process runs as: it must be the mailbox owner's, never 0.
+    pub euid: u32,
 }
 
 /// The result: exit class and one line of text for the scheduler's log and bounces.
@@ -241,7 +245,7 @@ fn deliver(
     if user.status == Status::Disabled {
         return Err(DeliverError::Disabled);
     }
-    let (_, euid, _, _) = mailorder_core::sys::ids();
+    let euid = cfg.euid;
     if euid != user.uid || euid == 0 {
         return Err(DeliverError::WrongUid {
             running: euid,
@@ -593,7 +597,8 @@ fn forward(ctx: &Ctx, to: &[String], msg: &mut File) -> Result<(), DeliverError>
     msg.seek(SeekFrom::Start(0))
         .map_err(io_err("seek", stdin_path))?;
     let pipe_err = |e: nix::Error| io_err("pipe", queue)(io::Error::from(e));
-    let (env_read, env_write): (OwnedFd, OwnedFd) = nix::unistd::pipe().map_err(pipe_err)?;
+    let (env_read, env_write): (OwnedFd, OwnedFd) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
     let mut child = Command::new(queue)
         .stdin(Stdio::piped())
         .stdout(Stdio::from(env_read))

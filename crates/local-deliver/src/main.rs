@@ -30,6 +30,7 @@ fn deliver(sender: &str, recipient: &str) -> Outcome {
             .ok()
             .and_then(|v| v.parse().ok()),
         queue: root::program("queue"),
+        euid: mailorder_core::sys::ids().1,
     };
     let mut msg = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),
