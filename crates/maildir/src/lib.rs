@@ -414,6 +414,36 @@ mod tests {
         assert_ne!(p, p2);
     }
 
+    /// Hands out one byte per read.
+    struct OneByte<'a>(&'a [u8]);
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let Some((&b, rest)) = self.0.split_first() else {
+                return Ok(0);
+            };
+            if buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = b;
+            self.0 = rest;
+            Ok(1)
+        }
+    }
+
+    #[test]
+    fn sizes_do_not_depend_on_read_sizes() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("M")).unwrap();
+        let msg = b"a\r\nb\nc\r\n\n";
+        let p = md.deliver(OneByte(msg)).unwrap();
+        assert!(
+            p.to_str().unwrap().ends_with(",S=9,W=11"),
+            "{}",
+            p.display()
+        );
+        assert_eq!(fs::read(&p).unwrap(), msg);
+    }
+
     struct Failing;
     impl Read for Failing {
         fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
@@ -552,6 +582,15 @@ mod tests {
         let q6 = Quota::load(md.path(), QuotaDef::parse("1000S").unwrap()).unwrap();
         assert_eq!(q6.check(1), Check::OverQuota);
         assert_eq!(fs::read_dir(md.path().join("tmp")).unwrap().count(), 0);
+        // A folder's quota is its parent's.
+        let mut qf = Quota::load(sent.path(), QuotaDef::parse("1000S").unwrap()).unwrap();
+        assert!(!sent.path().join("maildirsize").exists());
+        qf.add(1).unwrap();
+        assert!(
+            fs::read_to_string(md.path().join("maildirsize"))
+                .unwrap()
+                .ends_with("\n1 1\n")
+        );
         // append_line without a file does nothing.
         fs::remove_file(md.path().join("maildirsize")).unwrap();
         assert!(!quota::append_line(md.path(), 5, 1).unwrap());

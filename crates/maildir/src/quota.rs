@@ -158,7 +158,12 @@ pub struct Quota {
 impl Quota {
     /// Read `root/maildirsize`, recalculating it when the rules say so or when its
     /// definition is not `def`.
+    ///
+    /// `root` may be a Maildir++ folder (it has a `maildirfolder` file): the quota then
+    /// is its parent's.
     pub fn load(root: &Path, def: QuotaDef) -> Result<Quota, MaildirError> {
+        let root = quota_root(root);
+        let root = root.as_path();
         let path = root.join(FILE);
         let (file, len, age) = match fs::read(&path) {
             Ok(bytes) => {
@@ -218,8 +223,9 @@ impl Quota {
 
 /// Append `"<bytes> <count>\n"` to `root/maildirsize` in one write, if the file exists.
 /// Returns whether it existed.
+/// A Maildir++ folder is resolved to its parent.
 pub fn append_line(root: &Path, bytes: i64, count: i64) -> Result<bool, MaildirError> {
-    let path = root.join(FILE);
+    let path = quota_root(root).join(FILE);
     let mut f = match fs::OpenOptions::new().append(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -232,6 +238,15 @@ pub fn append_line(root: &Path, bytes: i64, count: i64) -> Result<bool, MaildirE
 
 fn append(root: &Path, size: u64) -> Result<(), MaildirError> {
     append_line(root, i64::try_from(size).unwrap_or(i64::MAX), 1).map(drop)
+}
+
+/// Where `maildirsize` lives for the Maildir at `path`: the parent of a Maildir++ folder
+/// (marked by `maildirfolder`), else `path` itself.
+pub fn quota_root(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(parent) if path.join("maildirfolder").exists() => parent.to_owned(),
+        _ => path.to_owned(),
+    }
 }
 
 /// The directories counted: `new` and `cur` of the root and of every folder but Trash.
