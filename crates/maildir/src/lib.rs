@@ -9,6 +9,9 @@
 //!   `:2,FLAGS` info, as pure string functions;
 //! - [`quota`]: the Maildir++ `maildirsize` file: definition, usage, recalculation, check.
 //!
+//! Not done: the 24-hour delivery timer of the Maildir spec (a stuck `write` is left to
+//! the caller's supervision), NFS-specific tricks.
+//!
 //! Messages are stored as given (the queue stores LF line endings); `,S=` is the stored
 //! size and `,W=` the size with CRLF line endings, which IMAP and POP3 report.
 //!
@@ -79,6 +82,9 @@ impl MaildirError {
         }
     }
 }
+
+/// How long a reader leaves a file in `tmp/` alone: 36 hours.
+pub const TMP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
 
 /// Which subdirectory a message is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -286,6 +292,33 @@ impl Maildir {
         Ok(out)
     }
 
+    /// Remove files in `tmp/` not accessed for `max_age` (readers use [`TMP_MAX_AGE`],
+    /// 36 hours: CONVENTIONS §4). Returns how many were removed; a file that vanishes
+    /// meanwhile is not an error.
+    pub fn clean_tmp(&self, max_age: std::time::Duration) -> Result<usize, MaildirError> {
+        let dir = self.path.join("tmp");
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let rd = fs::read_dir(&dir).map_err(|e| MaildirError::io("readdir", &dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| MaildirError::io("readdir", &dir, e))?;
+            let Ok(meta) = ent.metadata() else { continue };
+            let old = meta
+                .accessed()
+                .ok()
+                .and_then(|a| now.duration_since(a).ok())
+                .is_some_and(|age| age > max_age);
+            if meta.is_file() && old {
+                match fs::remove_file(ent.path()) {
+                    Ok(()) => removed += 1,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(MaildirError::io("unlink", &ent.path(), e)),
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Move `new/NAME` to `cur/NAME:2,` (no flags); returns the new file name.
     pub fn move_new_to_cur(&self, name: &str) -> Result<String, MaildirError> {
         self.rename_msg(Sub::New, name, "")
@@ -442,6 +475,22 @@ mod tests {
             p.display()
         );
         assert_eq!(fs::read(&p).unwrap(), msg);
+    }
+
+    #[test]
+    fn clean_tmp_removes_only_old_files() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("M")).unwrap();
+        let old = md.path().join("tmp/old");
+        fs::write(&old, "x").unwrap();
+        fs::write(md.path().join("tmp/fresh"), "x").unwrap();
+        let f = fs::File::options().write(true).open(&old).unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(37 * 3600);
+        f.set_times(fs::FileTimes::new().set_accessed(past).set_modified(past))
+            .unwrap();
+        assert_eq!(md.clean_tmp(TMP_MAX_AGE).unwrap(), 1);
+        assert!(!old.exists());
+        assert!(md.path().join("tmp/fresh").exists());
     }
 
     struct Failing;
