@@ -8,8 +8,9 @@
 //! | `ldapservers` | URIs (`ldap://`, `ldaps://`), tried in order: replicas first | — (absent: file back-end) |
 //! | `ldapmaster` | URI that takes writes (`useradm`) | the last line of `ldapservers` |
 //! | `ldapbase` | search base | required |
-//! | `ldapbinddn` / `ldappassword` | DN and password for lookups | anonymous |
-//! | `ldapadmindn` / `ldapadminpassword` | DN and password for writes | `ldapbinddn` / `ldappassword` |
+//! | `ldapbinddn` / `ldappassword` | DN and password for lookups (smtpd, dispatch, local-deliver: readable by the mail uids) | anonymous |
+//! | `ldapauthdn` / `ldapauthpassword` | DN and password that may read `userPassword` (checkpassword-ldap, as root: 0600 root) | the lookup bind |
+//! | `ldapadmindn` / `ldapadminpassword` | DN and password for writes (useradm, root) | the lookup bind |
 //! | `ldaptimeout` | seconds per connect and per operation | 5 |
 //! | `ldapstarttls` | `yes`: StartTLS on `ldap://` URIs | no |
 //! | `ldapcacert` | PEM file of CA certificates for TLS | the system store |
@@ -84,7 +85,9 @@ pub struct Config {
     pub base: String,
     /// Lookup bind (DN, password); `None`: anonymous.
     pub bind: Option<(String, String)>,
-    /// Write bind (DN, password).
+    /// Password-reading bind (DN, password), when its password file was readable.
+    pub auth: Option<(String, String)>,
+    /// Write bind (DN, password), when its password file was readable.
     pub admin: Option<(String, String)>,
     /// Connect and operation timeout.
     pub timeout: Duration,
@@ -145,7 +148,12 @@ impl Config {
             .line("ldapbase")
             .map_err(cerr)?
             .ok_or_else(|| bad_value(control, "ldapbase", "(missing)"))?;
-        let pair = |dn: &str, pw: &str| -> Result<Option<(String, String)>, DirError> {
+        // `lenient`: a password file we may not read means "not for us" (the auth and admin
+        // secrets are readable by root only; smtpd and local-deliver open the same config).
+        let pair = |dn: &str,
+                    pw: &str,
+                    lenient: bool|
+         -> Result<Option<(String, String)>, DirError> {
             match control.line(dn).map_err(cerr)? {
                 None => Ok(None),
                 Some(d) => {
@@ -157,6 +165,9 @@ impl Config {
                             .unwrap_or_default()
                             .to_owned(),
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+                        Err(e) if lenient && e.kind() == std::io::ErrorKind::PermissionDenied => {
+                            return Ok(None);
+                        }
                         Err(source) => {
                             return Err(DirError::Read {
                                 path: control.path(pw),
@@ -168,8 +179,9 @@ impl Config {
                 }
             }
         };
-        let bind = pair("ldapbinddn", "ldappassword")?;
-        let admin = pair("ldapadmindn", "ldapadminpassword")?.or_else(|| bind.clone());
+        let bind = pair("ldapbinddn", "ldappassword", false)?;
+        let auth = pair("ldapauthdn", "ldapauthpassword", true)?;
+        let admin = pair("ldapadmindn", "ldapadminpassword", true)?.or_else(|| bind.clone());
         let secs = match control.line("ldaptimeout").map_err(cerr)? {
             None => 5,
             Some(v) => match v.parse::<u64>() {
@@ -200,6 +212,7 @@ impl Config {
             master,
             base,
             bind,
+            auth,
             admin,
             timeout: Duration::from_secs(secs),
             starttls,
@@ -392,7 +405,8 @@ pub(crate) fn entry_to_user(
 pub(crate) struct Ldap {
     pub cfg: Config,
     pub defaults: Defaults,
-    conn: Mutex<Option<(usize, LdapConn)>>,
+    /// Cached connections: [lookup bind, auth bind].
+    conn: Mutex<[Option<(usize, LdapConn)>; 2]>,
 }
 
 impl std::fmt::Debug for Ldap {
@@ -432,16 +446,23 @@ impl Ldap {
         Ldap {
             cfg,
             defaults,
-            conn: Mutex::new(None),
+            conn: Mutex::new([None, None]),
         }
     }
 
     /// Run `op` on the first server that answers: the cached one, then each in order.
-    pub(crate) fn with_conn<T>(
+    /// With the lookup bind, or (`auth`) the password-reading bind.
+    fn with_conn_as<T>(
         &self,
+        auth: bool,
         mut op: impl FnMut(&mut LdapConn, Duration) -> Result<T, LdapError>,
     ) -> Result<T, DirError> {
-        let mut guard = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let (slot, bind) = match (&self.cfg.auth, auth) {
+            (Some(a), true) => (1, Some(a)),
+            _ => (0, self.cfg.bind.as_ref()),
+        };
+        let mut all = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let guard = &mut all[slot];
         let mut last = String::from("no server");
         let mut last_server = String::new();
         if let Some((i, conn)) = guard.as_mut() {
@@ -460,7 +481,7 @@ impl Ldap {
             }
         }
         for (i, url) in self.cfg.servers.iter().enumerate() {
-            let mut conn = match connect(&self.cfg, url, self.cfg.bind.as_ref()) {
+            let mut conn = match connect(&self.cfg, url, bind) {
                 Ok(c) => c,
                 Err(e) => {
                     log::warn!("ldap server={url} error={e}");
@@ -500,8 +521,17 @@ impl Ldap {
         filter: &str,
         attrs: &[&str],
     ) -> Result<Vec<SearchEntry>, DirError> {
+        self.search_as(false, filter, attrs)
+    }
+
+    fn search_as(
+        &self,
+        auth: bool,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, DirError> {
         let base = self.cfg.base.clone();
-        self.with_conn(|c, t| {
+        self.with_conn_as(auth, |c, t| {
             let res = c
                 .with_timeout(t)
                 .search(&base, Scope::Subtree, filter, attrs)?;
@@ -563,7 +593,7 @@ impl Ldap {
         if password {
             attrs.push("userPassword");
         }
-        self.search(&filter, &attrs)?
+        self.search_as(password, &filter, &attrs)?
             .iter()
             .map(|e| entry_to_user(&e.dn, &e.attrs, &self.defaults))
             .collect()
@@ -864,6 +894,7 @@ mod tests {
             master: "ldap://127.0.0.1:1".into(),
             base: "dc=x".into(),
             bind: None,
+            auth: None,
             admin: None,
             timeout: Duration::from_secs(1),
             starttls: false,

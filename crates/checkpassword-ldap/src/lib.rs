@@ -1,0 +1,53 @@
+//! checkpassword-ldap: the checkpassword interface (CONVENTIONS §3) over the LDAP directory
+//! (`mailorder-directory`'s LDAP back-end, configured by `control/ldap*`).
+//!
+//! The interface (fd 3, privileges, exec) is `mailorder-checkpassword`, shared with
+//! checkpassword-file. This crate is the LDAP back-end: the directory is opened while
+//! privileged (so `control/ldapauthpassword`, 0600 root, can be read), the login is checked
+//! with the caller's effective ids by the stored hash (`{SSHA}`, `{SSHA512}`, `{CRYPT}`,
+//! `{ARGON2}`, …) or by binding as the user (`control/ldapauth` = `bind`), honouring
+//! `accountStatus` for `SERVICE`.
+
+use mailorder_checkpassword::{Backend, Checker};
+pub use mailorder_checkpassword::{CpError, Env, Request};
+use mailorder_directory::{DirError, Directory};
+use std::ffi::OsString;
+
+/// The LDAP back-end.
+pub struct LdapBackend;
+
+impl Backend for LdapBackend {
+    fn open(&self) -> Result<Checker, DirError> {
+        let dir = Directory::open()?;
+        if !dir.is_ldap() {
+            return Err(DirError::Ldap {
+                server: "control/ldapservers".to_owned(),
+                msg: "missing or empty: no LDAP directory configured".to_owned(),
+            });
+        }
+        Ok(Box::new(move |req: &Request, service: Option<&str>| {
+            // A login that is not UTF-8 cannot name an entry: a bad login, not an error.
+            let Ok(login) = std::str::from_utf8(&req.login) else {
+                return Ok(None);
+            };
+            dir.verify_login(login, &req.password, service)
+        }))
+    }
+}
+
+/// The whole program. Returns the exit code on failure; on success it does not return
+/// (the process becomes `args[0]`).
+pub fn run(args: &[OsString], env: &Env) -> u8 {
+    mailorder_checkpassword::run("checkpassword-ldap", &LdapBackend, args, env)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mailorder_core::exit::checkpassword::MISUSE;
+
+    #[test]
+    fn no_program_is_misuse() {
+        assert_eq!(run(&[], &Env::default()), MISUSE);
+    }
+}
