@@ -390,18 +390,33 @@ impl StartTls {
     }
 }
 
-/// fd 0 (or any fd) read one octet per `read` with a timeout per read, so that nothing is
-/// read ahead of the current command.
+/// fd 0 (or any fd) with a timeout per read. Made with [`In::new`] it reads one octet per
+/// `read`, so that nothing is read ahead of the current command (the front ends); with
+/// [`In::buffered`] it fills the caller's buffer (the authenticated servers).
 #[derive(Debug)]
 pub struct In<F: AsFd> {
     fd: F,
     timeout: Duration,
+    one: bool,
 }
 
 impl<F: AsFd> In<F> {
-    /// Read `fd` with `timeout` per read.
+    /// Read `fd` one octet at a time with `timeout` per read.
     pub fn new(fd: F, timeout: Duration) -> Self {
-        In { fd, timeout }
+        In {
+            fd,
+            timeout,
+            one: true,
+        }
+    }
+
+    /// Read `fd` as much as is there, with `timeout` per read.
+    pub fn buffered(fd: F, timeout: Duration) -> Self {
+        In {
+            fd,
+            timeout,
+            one: false,
+        }
     }
 }
 
@@ -421,8 +436,9 @@ impl<F: AsFd> Read for In<F> {
                 Err(e) => return Err(e.into()),
             }
         }
+        let n = if self.one { 1 } else { buf.len() };
         loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf[..1]) {
+            match nix::unistd::read(self.fd.as_fd(), &mut buf[..n]) {
                 Ok(n) => return Ok(n),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(nix::errno::Errno::ECONNRESET) => return Ok(0),

@@ -1,0 +1,531 @@
+//! pop3d: the POP3 TRANSACTION and UPDATE states (RFC 1939 §5–6, RFC 2449) over one
+//! Maildir, run as the user after the login chain (CONTRACT.md).
+//!
+//! - [`Mailbox`]: the session's snapshot: takes the lock (`pop3d.lock` in the Maildir,
+//!   `flock` through `std::fs::File::try_lock`), moves `new/` to `cur/` as qmail-pop3d does,
+//!   lists `cur/`; message numbers never change until QUIT; UIDLs are the Maildir unique
+//!   names; messages renamed by another reader are found again by their unique name, and
+//!   vanished ones answer `-ERR`;
+//! - [`run`]: the session over any `Read`/`Write`: pipelined commands, CRLF and dot-stuffing
+//!   on output (mailorder-pop3-proto), deletions applied only at QUIT, `maildirsize` updated.
+
+use mailorder_maildir::{Maildir, MaildirError, Sub, name, quota};
+use mailorder_pop3_proto::{self as proto, Command, Encoder, Line, Lines, ParseError};
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The lock file in the Maildir.
+pub const LOCK_FILE: &str = "pop3d.lock";
+
+/// Why pop3d cannot serve the Maildir.
+#[derive(Debug, thiserror::Error)]
+pub enum Pop3dError {
+    /// The Maildir could not be opened or listed.
+    #[error(transparent)]
+    Maildir(#[from] MaildirError),
+    /// The lock file could not be created or locked.
+    #[error("cannot lock {path}: {source} (#4.3.0)")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// Another session holds the lock.
+    #[error("maildrop {0} is locked by another session (#4.2.0)")]
+    InUse(PathBuf),
+    /// A control file is bad.
+    #[error(transparent)]
+    Control(#[from] mailorder_core::control::ControlError),
+    /// Refusing to serve mail as root.
+    #[error("refusing to run as root (#4.3.0)")]
+    Root,
+}
+
+impl Pop3dError {
+    /// Everything is temporary.
+    pub fn class(&self) -> mailorder_core::Exit {
+        mailorder_core::Exit::Temp
+    }
+}
+
+/// One message of the snapshot.
+#[derive(Debug, Clone)]
+struct Msg {
+    /// The current file name in `cur/`.
+    name: String,
+    /// The unique name: the UIDL.
+    base: String,
+    /// Stored size (for maildirsize).
+    stored: u64,
+    /// Size with CRLF line ends (`,W=`, else the stored size).
+    size: u64,
+    deleted: bool,
+}
+
+/// The session's view of the Maildir.
+#[derive(Debug)]
+pub struct Mailbox {
+    md: Maildir,
+    msgs: Vec<Msg>,
+    _lock: File,
+}
+
+fn is_not_found(e: &MaildirError) -> bool {
+    matches!(e, MaildirError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+}
+
+impl Mailbox {
+    /// Lock the Maildir, move `new/` to `cur/`, take the snapshot.
+    pub fn open(path: &Path) -> Result<Mailbox, Pop3dError> {
+        let md = Maildir::open(path)?;
+        let lock_path = path.join(LOCK_FILE);
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|source| Pop3dError::Lock {
+                path: lock_path.clone(),
+                source,
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(Pop3dError::InUse(path.to_owned()));
+            }
+            Err(std::fs::TryLockError::Error(source)) => {
+                return Err(Pop3dError::Lock {
+                    path: lock_path,
+                    source,
+                });
+            }
+        }
+        for e in md.scan()? {
+            if e.dir == Sub::New {
+                match md.move_new_to_cur(&e.name) {
+                    Ok(_) => {}
+                    // Taken by another reader meanwhile: it is wherever that one put it.
+                    Err(err) if is_not_found(&err) => {}
+                    Err(err) => return Err(err.into()),
+                }
+            }
+        }
+        let msgs = md
+            .scan()?
+            .into_iter()
+            .filter(|e| e.dir == Sub::Cur)
+            .map(|e| Msg {
+                size: name::wsize_tag(&e.name).unwrap_or(e.size),
+                stored: e.size,
+                base: e.base,
+                name: e.name,
+                deleted: false,
+            })
+            .collect();
+        Ok(Mailbox {
+            md,
+            msgs,
+            _lock: lock,
+        })
+    }
+
+    /// (count, octets) of the messages not marked deleted.
+    pub fn stat(&self) -> (usize, u64) {
+        self.msgs
+            .iter()
+            .filter(|m| !m.deleted)
+            .fold((0, 0), |(n, s), m| (n + 1, s + m.size))
+    }
+
+    fn get(&self, n: u32) -> Option<usize> {
+        let i = usize::try_from(n).ok()?.checked_sub(1)?;
+        self.msgs.get(i).filter(|m| !m.deleted).map(|_| i)
+    }
+
+    /// Open message `i` (0-based), finding it again by its unique name if another reader
+    /// renamed it (flags); `None` when it is gone.
+    fn open_msg(&mut self, i: usize) -> io::Result<Option<File>> {
+        let cur = self.md.path().join("cur");
+        match File::open(cur.join(&self.msgs[i].name)) {
+            Ok(f) => return Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let Some(found) = self.relocate(i)? else {
+            return Ok(None);
+        };
+        self.msgs[i].name = found;
+        match File::open(cur.join(&self.msgs[i].name)) {
+            Ok(f) => Ok(Some(f)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn relocate(&self, i: usize) -> io::Result<Option<String>> {
+        let base = &self.msgs[i].base;
+        for ent in std::fs::read_dir(self.md.path().join("cur"))? {
+            let ent = ent?;
+            let Ok(fname) = ent.file_name().into_string() else {
+                continue;
+            };
+            let (b, _) = name::split_info(&fname);
+            if name::unique_part(b) == base {
+                return Ok(Some(fname));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The UPDATE state: remove the messages marked deleted and record them in
+    /// `maildirsize`. Returns the number that could not be removed.
+    pub fn update(&mut self) -> usize {
+        let (mut bytes, mut count, mut failed) = (0u64, 0i64, 0usize);
+        let cur = self.md.path().join("cur");
+        for i in 0..self.msgs.len() {
+            if !self.msgs[i].deleted {
+                continue;
+            }
+            let mut r = std::fs::remove_file(cur.join(&self.msgs[i].name));
+            if matches!(&r, Err(e) if e.kind() == io::ErrorKind::NotFound) {
+                r = match self.relocate(i) {
+                    Ok(Some(n)) => std::fs::remove_file(cur.join(n)),
+                    Ok(None) => continue, // already gone: nothing to count
+                    Err(e) => Err(e),
+                };
+            }
+            match r {
+                Ok(()) => {
+                    bytes += self.msgs[i].stored;
+                    count += 1;
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    log::error!("cannot delete {}: {e}", self.msgs[i].name);
+                    failed += 1;
+                }
+            }
+        }
+        if count > 0 {
+            let b = i64::try_from(bytes).unwrap_or(i64::MAX);
+            if let Err(e) = quota::append_line(self.md.path(), -b, -count) {
+                log::warn!("{e}");
+            }
+        }
+        failed
+    }
+}
+
+/// Settings of one session.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The user (`USER`), for logs.
+    pub user: String,
+    /// The client's address, for logs.
+    pub ip: String,
+}
+
+struct Session<R: Read, W: Write> {
+    mb: Mailbox,
+    r: R,
+    w: BufWriter<W>,
+    lines: Lines,
+    cfg: Config,
+}
+
+/// The CAPA list in the TRANSACTION state.
+const CAPA: &[u8] = b"+OK capability list follows\r\nTOP\r\nUIDL\r\nRESP-CODES\r\nPIPELINING\r\nIMPLEMENTATION mailorder\r\n.\r\n";
+
+impl<R: Read, W: Write> Session<R, W> {
+    fn line(&mut self) -> io::Result<Option<Line>> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(l) = self.lines.next_line() {
+                return Ok(Some(l));
+            }
+            // Everything answered so far goes out before waiting for more commands.
+            self.w.flush()?;
+            match self.r.read(&mut buf) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.lines.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn no_such(&mut self) -> io::Result<()> {
+        self.w.write_all(&proto::err(None, "no such message"))
+    }
+
+    fn send_msg(&mut self, n: u32, top: Option<u32>) -> io::Result<()> {
+        let Some(i) = self.mb.get(n) else {
+            return self.no_such();
+        };
+        let mut f = match self.mb.open_msg(i) {
+            Ok(Some(f)) => f,
+            Ok(None) => {
+                return self.w.write_all(&proto::err(
+                    None,
+                    &format!("message {n} was removed by another program"),
+                ));
+            }
+            Err(e) => {
+                log::error!("cannot open message {}: {e}", self.mb.msgs[i].name);
+                return self
+                    .w
+                    .write_all(&proto::err(Some("SYS/TEMP"), "cannot read message"));
+            }
+        };
+        let mut enc = match top {
+            Some(t) => Encoder::top(u64::from(t)),
+            None => Encoder::new(),
+        };
+        // Read the first block before answering +OK, so that a read error is an -ERR.
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut out = Vec::with_capacity(80 * 1024);
+        let mut first = true;
+        loop {
+            let got = match f.read(&mut buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if first => {
+                    log::error!("cannot read message {}: {e}", self.mb.msgs[i].name);
+                    return self
+                        .w
+                        .write_all(&proto::err(Some("SYS/TEMP"), "cannot read message"));
+                }
+                // Midway: the response cannot be taken back; end the connection.
+                Err(e) => return Err(e),
+            };
+            if first {
+                first = false;
+                self.w
+                    .write_all(&proto::ok(&format!("{} octets", self.mb.msgs[i].size)))?;
+            }
+            if got == 0 {
+                break;
+            }
+            enc.encode(&buf[..got], &mut out);
+            self.w.write_all(&out)?;
+            out.clear();
+            if enc.is_done() {
+                break;
+            }
+        }
+        enc.finish(&mut out);
+        self.w.write_all(&out)
+    }
+
+    fn list(&mut self, n: Option<u32>, uidl: bool) -> io::Result<()> {
+        let item = |i: usize, m: &Msg| {
+            if uidl {
+                format!("{} {}", i + 1, m.base)
+            } else {
+                format!("{} {}", i + 1, m.size)
+            }
+        };
+        match n {
+            Some(n) => match self.mb.get(n) {
+                Some(i) => {
+                    let text = item(i, &self.mb.msgs[i]);
+                    self.w.write_all(&proto::ok(&text))
+                }
+                None => self.no_such(),
+            },
+            None => {
+                let (count, size) = self.mb.stat();
+                let mut out = proto::ok(&format!("{count} messages ({size} octets)"));
+                for (i, m) in self.mb.msgs.iter().enumerate() {
+                    if !m.deleted {
+                        out.extend_from_slice(item(i, m).as_bytes());
+                        out.extend_from_slice(b"\r\n");
+                    }
+                }
+                out.extend_from_slice(proto::END);
+                self.w.write_all(&out)
+            }
+        }
+    }
+
+    fn run(&mut self) -> io::Result<u8> {
+        let (count, size) = self.mb.stat();
+        self.w
+            .write_all(&proto::ok(&format!("{count} messages ({size} octets)")))?;
+        let mut errors = 0u32;
+        loop {
+            let parsed = match self.line()? {
+                None => {
+                    log::info!(
+                        "connection closed without QUIT user={} ip={}",
+                        self.cfg.user,
+                        self.cfg.ip
+                    );
+                    return Ok(0);
+                }
+                Some(Line::TooLong) => Err(ParseError::TooLong),
+                Some(Line::Ok(l)) => proto::parse(&l),
+            };
+            let cmd = match parsed {
+                Ok(c) => c,
+                Err(e) => {
+                    errors += 1;
+                    let text = match e {
+                        ParseError::TooLong => "line too long".to_owned(),
+                        e => e.to_string(),
+                    };
+                    self.w.write_all(&proto::err(None, &text))?;
+                    if errors >= 50 {
+                        self.w
+                            .write_all(&proto::err(None, "too many errors, closing"))?;
+                        self.w.flush()?;
+                        return Ok(0);
+                    }
+                    continue;
+                }
+            };
+            match cmd {
+                Command::Stat => {
+                    let (n, s) = self.mb.stat();
+                    self.w.write_all(&proto::ok(&format!("{n} {s}")))?;
+                }
+                Command::List(n) => self.list(n, false)?,
+                Command::Uidl(n) => self.list(n, true)?,
+                Command::Retr(n) => self.send_msg(n, None)?,
+                Command::Top(n, l) => self.send_msg(n, Some(l))?,
+                Command::Dele(n) => match self.mb.get(n) {
+                    Some(i) => {
+                        self.mb.msgs[i].deleted = true;
+                        self.w
+                            .write_all(&proto::ok(&format!("message {n} deleted")))?;
+                    }
+                    None => self.no_such()?,
+                },
+                Command::Rset => {
+                    for m in &mut self.mb.msgs {
+                        m.deleted = false;
+                    }
+                    let (n, s) = self.mb.stat();
+                    self.w
+                        .write_all(&proto::ok(&format!("{n} messages ({s} octets)")))?;
+                }
+                Command::Noop => self.w.write_all(&proto::ok(""))?,
+                Command::Capa => self.w.write_all(CAPA)?,
+                Command::Quit => {
+                    let deleted = self.mb.msgs.iter().filter(|m| m.deleted).count();
+                    let failed = self.mb.update();
+                    log::info!(
+                        "quit user={} ip={} deleted={} failed={failed}",
+                        self.cfg.user,
+                        self.cfg.ip,
+                        deleted - failed
+                    );
+                    if failed > 0 {
+                        self.w.write_all(&proto::err(
+                            Some("SYS/TEMP"),
+                            "some deleted messages not removed",
+                        ))?;
+                    } else {
+                        self.w.write_all(&proto::ok("bye"))?;
+                    }
+                    self.w.flush()?;
+                    return Ok(0);
+                }
+                Command::User(_)
+                | Command::Pass(_)
+                | Command::Apop { .. }
+                | Command::Auth { .. }
+                | Command::Stls => {
+                    errors += 1;
+                    self.w.write_all(&proto::err(None, "already logged in"))?;
+                }
+            }
+        }
+    }
+}
+
+/// Serve an opened mailbox on `r`/`w`; returns the exit code (0; the session has spoken).
+pub fn run<R: Read, W: Write>(mb: Mailbox, cfg: Config, r: R, w: W) -> u8 {
+    let mut s = Session {
+        mb,
+        r,
+        w: BufWriter::with_capacity(64 * 1024, w),
+        lines: Lines::default(),
+        cfg,
+    };
+    match s.run() {
+        Ok(c) => c,
+        Err(e) => {
+            if e.kind() == io::ErrorKind::TimedOut {
+                let _ = s.w.write_all(&proto::err(None, "timeout, closing"));
+                let _ = s.w.flush();
+            }
+            log::info!("connection: {e} user={} ip={}", s.cfg.user, s.cfg.ip);
+            0
+        }
+    }
+}
+
+/// Open the mailbox and answer a refusal: `Err(code)` when the session must end (the
+/// client has been told, if it could be).
+pub fn open<W: Write>(maildir: &Path, w: &mut W) -> Result<Mailbox, u8> {
+    match Mailbox::open(maildir) {
+        Ok(mb) => Ok(mb),
+        Err(Pop3dError::InUse(p)) => {
+            log::info!("maildrop in use: {}", p.display());
+            let _ = w.write_all(&proto::err(
+                Some("IN-USE"),
+                "maildrop is locked by another session",
+            ));
+            let _ = w.flush();
+            Err(100)
+        }
+        Err(e) => {
+            // Nothing said yet: 111 lets the front end answer -ERR [SYS/TEMP].
+            log::error!("{e}");
+            Err(111)
+        }
+    }
+}
+
+/// The process: checks, control files, fd 0/1, then [`run`].
+pub fn serve(maildir: PathBuf, user: String) -> u8 {
+    if mailorder_core::sys::ids().1 == 0 {
+        log::error!("{}", Pop3dError::Root);
+        return 111;
+    }
+    let control = mailorder_core::control::Control::default();
+    let timeout = match control.number("timeoutpop3d", 600) {
+        Ok(t) => Duration::from_secs(t.max(1)),
+        Err(e) => {
+            log::error!("{e}");
+            return 111;
+        }
+    };
+    let peer = mailorder_core::ucspi::Peer::from_process();
+    let mut out = mailorder_login::Out(std::io::stdout());
+    let mb = match open(&maildir, &mut out) {
+        Ok(mb) => mb,
+        Err(code) => return code,
+    };
+    log::info!(
+        "login user={} ip={} messages={}",
+        user,
+        peer.remote_ip_text(),
+        mb.msgs.len()
+    );
+    let cfg = Config {
+        user,
+        ip: peer.remote_ip_text(),
+    };
+    let reader = mailorder_login::In::buffered(std::io::stdin(), timeout);
+    run(mb, cfg, reader, out)
+}
+
+#[cfg(test)]
+mod tests;

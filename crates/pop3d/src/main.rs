@@ -1,0 +1,12 @@
+//! pop3d: the authenticated POP3 server (see CONTRACT.md).
+
+use mailorder_core::exit::exit;
+
+fn main() {
+    mailorder_core::logger::init("pop3d", 111);
+    let maildir = std::env::var_os("MAILDIR")
+        .filter(|m| !m.is_empty())
+        .map_or_else(|| std::path::PathBuf::from("./Maildir"), Into::into);
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    exit(mailorder_pop3d::serve(maildir, user))
+}

@@ -1,0 +1,197 @@
+use super::*;
+
+fn maildir(msgs: &[&[u8]]) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("Maildir");
+    let md = Maildir::create(&p).unwrap();
+    for m in msgs {
+        md.deliver(*m).unwrap();
+        // distinct, ordered unique names
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    (t, p)
+}
+
+fn cfg() -> Config {
+    Config {
+        user: "u@x.test".into(),
+        ip: "127.0.0.1".into(),
+    }
+}
+
+fn session(p: &Path, input: &[u8]) -> String {
+    let mb = Mailbox::open(p).unwrap();
+    let mut out = Vec::new();
+    assert_eq!(run(mb, cfg(), input, &mut out), 0);
+    String::from_utf8(out).unwrap()
+}
+
+fn files(p: &Path, sub: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(p.join(sub))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+const M1: &[u8] = b"Subject: one\n\nhello\n.dot line\n";
+const M2: &[u8] = b"Subject: two\nX: y\n\nl1\nl2\nl3\n";
+
+#[test]
+fn pipelined_session_and_update() {
+    let (_t, p) = maildir(&[M1, M2]);
+    std::fs::write(p.join("maildirsize"), "0S,0C\n61 2\n").unwrap();
+    let out = session(
+        &p,
+        b"STAT\r\nLIST\r\nUIDL\r\nRETR 1\r\nTOP 2 1\r\nDELE 1\r\nDELE 1\r\nSTAT\r\nLIST 1\r\nRSET\r\nDELE 2\r\nQUIT\r\n",
+    );
+    let names = files(&p, "cur");
+    assert_eq!(files(&p, "new").len(), 0);
+    assert_eq!(names.len(), 1, "message 2 deleted at QUIT");
+    let base1 = name::unique_part(name::split_info(&names[0]).0).to_owned();
+    let l: Vec<&str> = out.split("\r\n").collect();
+    assert_eq!(l[0], "+OK 2 messages (68 octets)");
+    assert_eq!(l[1], "+OK 2 68");
+    assert_eq!(
+        &l[2..6],
+        &["+OK 2 messages (68 octets)", "1 34", "2 34", "."]
+    );
+    assert_eq!(l[6], "+OK 2 messages (68 octets)");
+    assert_eq!(l[7], format!("1 {base1}"));
+    assert!(l[8].starts_with("2 "));
+    assert_eq!(
+        &l[10..16],
+        &[
+            "+OK 34 octets",
+            "Subject: one",
+            "",
+            "hello",
+            "..dot line",
+            "."
+        ]
+    );
+    assert_eq!(
+        &l[16..22],
+        &["+OK 34 octets", "Subject: two", "X: y", "", "l1", "."]
+    );
+    assert_eq!(
+        &l[22..],
+        &[
+            "+OK message 1 deleted",
+            "-ERR no such message",
+            "+OK 1 34",
+            "-ERR no such message",
+            "+OK 2 messages (68 octets)",
+            "+OK message 2 deleted",
+            "+OK bye",
+            ""
+        ]
+    );
+    let size = std::fs::read_to_string(p.join("maildirsize")).unwrap();
+    assert_eq!(size, "0S,0C\n61 2\n-28 -1\n");
+}
+
+#[test]
+fn uidl_stable_across_sessions_and_no_quit_no_delete() {
+    let (_t, p) = maildir(&[M1, M2]);
+    let a = session(&p, b"UIDL\r\nDELE 1\r\n");
+    assert_eq!(files(&p, "cur").len(), 2, "no QUIT, nothing deleted");
+    let b = session(&p, b"UIDL\r\nQUIT\r\n");
+    let uidl = |s: &str| {
+        s.split("\r\n")
+            .skip(1)
+            .take(3)
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(uidl(&a), uidl(&b));
+}
+
+#[test]
+fn second_session_is_refused() {
+    let (_t, p) = maildir(&[M1]);
+    let _first = Mailbox::open(&p).unwrap();
+    assert!(matches!(Mailbox::open(&p), Err(Pop3dError::InUse(_))));
+    let mut out = Vec::new();
+    assert_eq!(open(&p, &mut out).unwrap_err(), 100);
+    assert!(String::from_utf8(out).unwrap().starts_with("-ERR [IN-USE]"));
+    drop(_first);
+    assert!(Mailbox::open(&p).is_ok());
+}
+
+#[test]
+fn missing_maildir_is_temporary_and_silent() {
+    let t = tempfile::tempdir().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(open(&t.path().join("nope"), &mut out).unwrap_err(), 111);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn messages_vanishing_renamed_or_added_mid_session() {
+    let (_t, p) = maildir(&[M1, M2, M1]);
+    let mb = Mailbox::open(&p).unwrap();
+    let cur = files(&p, "cur");
+    // Another program deletes message 1, flags message 2, and a delivery adds one.
+    std::fs::remove_file(p.join("cur").join(&cur[0])).unwrap();
+    let (b2, _) = name::split_info(&cur[1]);
+    std::fs::rename(
+        p.join("cur").join(&cur[1]),
+        p.join("cur").join(format!("{b2}:2,S")),
+    )
+    .unwrap();
+    Maildir::open(&p).unwrap().deliver(M2).unwrap();
+    let mut out = Vec::new();
+    run(
+        mb,
+        cfg(),
+        &b"STAT\r\nRETR 1\r\nTOP 2 0\r\nLIST 4\r\nDELE 1\r\nDELE 2\r\nQUIT\r\n"[..],
+        &mut out,
+    );
+    let out = String::from_utf8(out).unwrap();
+    let l: Vec<&str> = out.split("\r\n").collect();
+    assert_eq!(l[1], "+OK 3 102");
+    assert_eq!(l[2], "-ERR message 1 was removed by another program");
+    assert_eq!(
+        &l[3..8],
+        &["+OK 34 octets", "Subject: two", "X: y", "", "."]
+    );
+    assert_eq!(l[8], "-ERR no such message");
+    assert_eq!(l[11], "+OK bye");
+    // Message 2 (renamed) was deleted; 3 stays; the new one is still in new/.
+    assert_eq!(files(&p, "cur").len(), 1);
+    assert_eq!(files(&p, "new").len(), 1);
+}
+
+#[test]
+fn bad_input_and_wrong_state() {
+    let (_t, p) = maildir(&[M1]);
+    let mut input = b"XYZZY\r\nUSER a\r\nRETR x\r\nRETR 0\r\nRETR 9\r\nNOOP \0\r\n".to_vec();
+    input.extend_from_slice(&[b'x'; 5000]);
+    input.extend_from_slice(b"\r\nCAPA\r\nNOOP\r\nQUIT\r\n");
+    let out = session(&p, &input);
+    let l: Vec<&str> = out.split("\r\n").collect();
+    assert_eq!(
+        &l[1..],
+        &[
+            "-ERR unknown command",
+            "-ERR already logged in",
+            "-ERR syntax: a message number",
+            "-ERR no such message",
+            "-ERR no such message",
+            "-ERR control character in command",
+            "-ERR line too long",
+            "+OK capability list follows",
+            "TOP",
+            "UIDL",
+            "RESP-CODES",
+            "PIPELINING",
+            "IMPLEMENTATION mailorder",
+            ".",
+            "+OK",
+            "+OK bye",
+            ""
+        ]
+    );
+}
