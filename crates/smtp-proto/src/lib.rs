@@ -9,17 +9,21 @@
 //! - [`data`]: [`DataDecoder`] (dot-unstuffing, CRLF → LF, ends only at CRLF.CRLF, flags
 //!   bare CR / bare LF, NUL and over-long lines: the SMTP smuggling defences) and
 //!   [`BdatDecoder`] (RFC 3030 chunks);
+//! - [`client`]: the client side: [`ReplyReader`] (bounded, sanitised server replies) and
+//!   [`Capabilities`] (EHLO keywords), for remote-send;
 //! - [`reply`]: [`Reply`] formatting, multi-line, with RFC 3463 enhanced codes.
 //!
 //! Every decoder is incremental: feeding input whole or in chunks of any size gives the
 //! same result. This crate must not do I/O, log, or depend on anything.
 #![forbid(unsafe_code)]
 
+pub mod client;
 pub mod command;
 pub mod data;
 pub mod line;
 pub mod reply;
 
+pub use client::{Capabilities, ReplyError, ReplyReader};
 pub use command::{Address, Body, Command, MailParams, ParseError, Path};
 pub use data::{BdatDecoder, DataDecoder, DataFlags, MAX_TEXT_LINE};
 pub use line::{LineEvent, LineSplitter, MAX_COMMAND_LINE};

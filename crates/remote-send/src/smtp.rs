@@ -1,0 +1,617 @@
+//! The ESMTP client: one message to one set of hosts (RFC 5321), with PIPELINING (RFC 2920),
+//! SIZE (RFC 1870), 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), STARTTLS (RFC 3207) and
+//! AUTH PLAIN (RFC 4954) to a smarthost.
+//!
+//! Hosts are tried in order until one accepts the session (greeting, EHLO, TLS and AUTH as
+//! required); from then on that host's answers are final for this attempt. Every read has a
+//! deadline (a peer trickling bytes cannot hold a reply open), every reply is bounded and
+//! sanitised by [`mailorder_smtp_proto::ReplyReader`].
+
+use crate::dns::Target;
+use crate::route::TlsPolicy;
+use mailorder_smtp_proto::{Capabilities, Reply, ReplyReader};
+use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// One recipient's (or the whole message's) result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Res {
+    /// Accepted by the remote host.
+    Accepted(String),
+    /// Refused permanently.
+    Perm(String),
+    /// Failed temporarily.
+    Temp(String),
+}
+
+/// What the session needs besides the hosts.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Our name for EHLO.
+    pub helo: String,
+    /// The port to connect to.
+    pub port: u16,
+    /// Connect timeout.
+    pub timeout_connect: Duration,
+    /// Timeout for each reply and each write.
+    pub timeout_remote: Duration,
+    /// The TLS policy.
+    pub tls: TlsPolicy,
+    /// AUTH PLAIN credentials.
+    pub auth: Option<(String, String)>,
+}
+
+/// The message and its envelope.
+pub struct Job<'a> {
+    /// Envelope sender (empty: `<>`).
+    pub sender: &'a str,
+    /// Envelope recipients.
+    pub rcpts: &'a [String],
+    /// The message, LF line endings, rewindable.
+    pub message: &'a mut dyn ReadSeek,
+    /// Its size on the wire (CRLF line endings), for SIZE=.
+    pub size: u64,
+    /// Whether it has 8-bit bytes (BODY=8BITMIME).
+    pub eight_bit: bool,
+}
+
+/// `Read + Seek`.
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek> ReadSeek for T {}
+
+/// Size on the wire and 8-bit-ness of a message read from `r` (rewound afterwards).
+pub fn measure(r: &mut dyn ReadSeek) -> io::Result<(u64, bool)> {
+    r.seek(SeekFrom::Start(0))?;
+    let mut buf = [0u8; 65536];
+    let (mut size, mut eight) = (0u64, false);
+    loop {
+        let n = match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        let b = &buf[..n];
+        size += n as u64 + memchr_count(b'\n', b);
+        eight |= b.iter().any(|&c| c >= 0x80);
+    }
+    r.seek(SeekFrom::Start(0))?;
+    Ok((size, eight))
+}
+
+fn memchr_count(c: u8, b: &[u8]) -> u64 {
+    b.iter().filter(|&&x| x == c).count() as u64
+}
+
+enum Conn {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Conn {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Conn::Plain(s) => s,
+            Conn::Tls(t) => &t.sock,
+        }
+    }
+}
+
+impl Read for Conn {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.read(buf),
+            Conn::Tls(t) => t.read(buf),
+        }
+    }
+}
+
+impl Write for Conn {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Conn::Plain(s) => s.write(buf),
+            Conn::Tls(t) => t.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Conn::Plain(s) => s.flush(),
+            Conn::Tls(t) => t.flush(),
+        }
+    }
+}
+
+/// Why a session step failed: the text is for the report.
+enum Step {
+    /// The peer answered this reply (the phase is in the text).
+    Reply(Reply, &'static str),
+    /// I/O error, timeout, malformed reply: temporary.
+    Broken(String),
+}
+
+struct Session {
+    conn: Option<Conn>,
+    reader: ReplyReader,
+    timeout: Duration,
+    who: String,
+    tls: Option<String>,
+}
+
+/// The text of a reply on one line: `550 5.1.1 a / b`.
+pub fn reply_text(r: &Reply) -> String {
+    let mut s = format!("{}", r.code);
+    if !r.enhanced.is_empty() {
+        s.push(' ');
+        s.push_str(&r.enhanced);
+    }
+    for (i, l) in r.lines.iter().enumerate() {
+        s.push_str(if i == 0 { " " } else { " / " });
+        s.push_str(l);
+    }
+    crate::clean(&s, 800)
+}
+
+impl Session {
+    fn conn(&mut self) -> io::Result<&mut Conn> {
+        self.conn
+            .as_mut()
+            .ok_or_else(|| io::Error::other("connection closed"))
+    }
+
+    fn read_reply(&mut self, phase: &str) -> Result<Reply, String> {
+        let deadline = Instant::now() + self.timeout;
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(r) = self.reader.next_reply() {
+                return r.map_err(|e| format!("{}: {e} during {phase} (#4.4.2)", self.who));
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(format!("{} timed out during {phase} (#4.4.2)", self.who));
+            }
+            let who = self.who.clone();
+            let conn = self.conn().map_err(|e| format!("{who}: {e} (#4.4.2)"))?;
+            let _ = conn.tcp().set_read_timeout(Some(left));
+            match conn.read(&mut buf) {
+                Ok(0) => {
+                    return Err(format!(
+                        "{who} closed the connection during {phase} (#4.4.2)"
+                    ));
+                }
+                Ok(n) => self.reader.push(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    return Err(format!("{who} timed out during {phase} (#4.4.2)"));
+                }
+                Err(e) => return Err(format!("{who}: {e} during {phase} (#4.4.2)")),
+            }
+        }
+    }
+
+    fn send(&mut self, data: &[u8], phase: &str) -> Result<(), String> {
+        let who = self.who.clone();
+        let t = self.timeout;
+        let conn = self.conn().map_err(|e| format!("{who}: {e} (#4.4.2)"))?;
+        let _ = conn.tcp().set_write_timeout(Some(t));
+        conn.write_all(data)
+            .and_then(|()| conn.flush())
+            .map_err(|e| format!("{who}: {e} while sending {phase} (#4.4.2)"))
+    }
+
+    fn cmd(&mut self, line: &str, phase: &'static str) -> Result<Reply, Step> {
+        self.send(format!("{line}\r\n").as_bytes(), phase)
+            .map_err(Step::Broken)?;
+        self.read_reply(phase).map_err(Step::Broken)
+    }
+
+    fn quit(&mut self) {
+        let saved = self.timeout;
+        self.timeout = Duration::from_secs(1).min(saved);
+        if self.send(b"QUIT\r\n", "QUIT").is_ok() {
+            let _ = self.read_reply("QUIT");
+        }
+        self.timeout = saved;
+        if let Some(Conn::Tls(mut t)) = self.conn.take() {
+            t.conn.send_close_notify();
+            let _ = t.conn.complete_io(&mut t.sock);
+        }
+    }
+}
+
+/// How one host attempt ended.
+enum Attempt {
+    /// The host took the session: these results are final.
+    Done(Vec<Res>),
+    /// Try the next host; this is the failure to report if none is left.
+    Next(Res),
+    /// Retry this host without STARTTLS (opportunistic TLS failed).
+    NoTls(Res),
+}
+
+/// Deliver `job` to the first of `targets` that takes it; one result per recipient.
+pub fn deliver(targets: &[Target], job: &mut Job<'_>, s: &Settings) -> Vec<Res> {
+    let mut last = Res::Temp("no host to try (#4.4.1)".into());
+    for t in targets {
+        let mut try_tls = true;
+        loop {
+            match attempt(t, job, s, try_tls) {
+                Attempt::Done(r) => return r,
+                Attempt::Next(r) => {
+                    last = r;
+                    break;
+                }
+                Attempt::NoTls(r) if try_tls && s.tls == TlsPolicy::Opportunistic => {
+                    log::warn!("{}; retrying without TLS", res_text(&r));
+                    try_tls = false;
+                }
+                Attempt::NoTls(r) => {
+                    last = r;
+                    break;
+                }
+            }
+        }
+    }
+    vec![last; job.rcpts.len()]
+}
+
+fn res_text(r: &Res) -> &str {
+    match r {
+        Res::Accepted(t) | Res::Perm(t) | Res::Temp(t) => t,
+    }
+}
+
+fn by_code(r: &Reply, who: &str, phase: &str) -> Res {
+    let text = format!("{who} said: {} (in reply to {phase})", reply_text(r));
+    if r.code >= 500 {
+        Res::Perm(text)
+    } else {
+        Res::Temp(text)
+    }
+}
+
+fn attempt(t: &Target, job: &mut Job<'_>, s: &Settings, try_tls: bool) -> Attempt {
+    let who = format!("{}[{}]", t.name, t.ip);
+    let addr = SocketAddr::new(t.ip, s.port);
+    let tcp = match TcpStream::connect_timeout(&addr, s.timeout_connect) {
+        Ok(c) => c,
+        Err(e) => {
+            return Attempt::Next(Res::Temp(format!(
+                "connection to {who}:{} failed: {e} (#4.4.1)",
+                s.port
+            )));
+        }
+    };
+    let _ = tcp.set_nodelay(true);
+    let mut ss = Session {
+        conn: Some(Conn::Plain(tcp)),
+        reader: ReplyReader::new(),
+        timeout: s.timeout_remote,
+        who: who.clone(),
+        tls: None,
+    };
+    let setup = open(&mut ss, t, s, try_tls);
+    let caps = match setup {
+        Ok(c) => c,
+        Err(a) => {
+            ss.quit();
+            return a;
+        }
+    };
+    let res = transaction(&mut ss, &caps, job);
+    ss.quit();
+    Attempt::Done(res)
+}
+
+/// Greeting, EHLO, STARTTLS, AUTH: the host's capabilities, or how to go on.
+fn open(
+    ss: &mut Session,
+    t: &Target,
+    s: &Settings,
+    try_tls: bool,
+) -> Result<Capabilities, Attempt> {
+    let who = ss.who.clone();
+    let next_step = |st: Step| match st {
+        Step::Reply(r, phase) => Attempt::Next(by_code(&r, &who, phase)),
+        Step::Broken(e) => Attempt::Next(Res::Temp(e)),
+    };
+    let greeting = ss
+        .read_reply("greeting")
+        .map_err(|e| Attempt::Next(Res::Temp(e)))?;
+    if greeting.code / 100 != 2 {
+        return Err(next_step(Step::Reply(greeting, "the greeting")));
+    }
+    let mut caps = ehlo(ss, &s.helo).map_err(next_step)?;
+    let required = s.tls != TlsPolicy::Opportunistic;
+    if caps.starttls && (try_tls || required) {
+        let r = ss.cmd("STARTTLS", "STARTTLS").map_err(next_step)?;
+        if r.code != 220 {
+            if required {
+                return Err(next_step(Step::Reply(r, "STARTTLS")));
+            }
+            // Opportunistic: go on in plaintext on this connection.
+        } else {
+            if ss.reader.pending() {
+                return Err(Attempt::Next(Res::Temp(format!(
+                    "{who} sent data after its STARTTLS reply (#4.7.0)"
+                ))));
+            }
+            let config =
+                crate::tls::client_config(&s.tls).map_err(|f| Attempt::Next(f.into_res()))?;
+            let name = match rustls::pki_types::ServerName::try_from(t.name.clone()) {
+                Ok(n) => n,
+                Err(_) => rustls::pki_types::ServerName::IpAddress(t.ip.into()),
+            };
+            let Some(Conn::Plain(tcp)) = ss.conn.take() else {
+                return Err(Attempt::Next(Res::Temp(format!(
+                    "{who}: no connection (#4.4.2)"
+                ))));
+            };
+            let conn = rustls::ClientConnection::new(Arc::clone(&config), name).map_err(|e| {
+                Attempt::Next(Res::Temp(format!("TLS setup for {who}: {e} (#4.7.5)")))
+            })?;
+            let mut stream = rustls::StreamOwned::new(conn, tcp);
+            let _ = stream.sock.set_read_timeout(Some(s.timeout_remote));
+            let _ = stream.sock.set_write_timeout(Some(s.timeout_remote));
+            let hs = handshake(&mut stream);
+            if let Err(e) = hs {
+                let r = Res::Temp(format!("TLS handshake with {who} failed: {e} (#4.7.5)"));
+                return Err(if required {
+                    Attempt::Next(r)
+                } else {
+                    Attempt::NoTls(r)
+                });
+            }
+            let info = format!(
+                "{} {}",
+                stream
+                    .conn
+                    .protocol_version()
+                    .map_or("TLS".into(), |v| format!("{v:?}")),
+                stream
+                    .conn
+                    .negotiated_cipher_suite()
+                    .map_or("unknown".into(), |c| format!("{:?}", c.suite()))
+            );
+            let verified = if required { "verified" } else { "not verified" };
+            log::info!("tls host={who} {info} certificate={verified}");
+            ss.tls = Some(format!("{info}, certificate {verified}"));
+            ss.conn = Some(Conn::Tls(Box::new(stream)));
+            caps = ehlo(ss, &s.helo).map_err(next_step)?;
+        }
+    } else if required {
+        return Err(Attempt::Next(Res::Temp(format!(
+            "{who} does not offer STARTTLS, which the route requires (#4.7.5)"
+        ))));
+    }
+    if let Some((user, pass)) = &s.auth {
+        if ss.tls.is_none() {
+            return Err(Attempt::Next(Res::Temp(format!(
+                "refusing to send the password to {who} without TLS (#4.7.5)"
+            ))));
+        }
+        if !caps.auth.iter().any(|m| m == "PLAIN") {
+            return Err(Attempt::Next(Res::Temp(format!(
+                "{who} does not offer AUTH PLAIN (#4.7.8)"
+            ))));
+        }
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0{pass}"));
+        let r = ss
+            .cmd(&format!("AUTH PLAIN {token}"), "AUTH")
+            .map_err(next_step)?;
+        if r.code != 235 {
+            // A refused login is our configuration's fault: never bounce for it.
+            return Err(Attempt::Next(Res::Temp(format!(
+                "{who} refused our login: {} (#4.7.8)",
+                reply_text(&r)
+            ))));
+        }
+    }
+    Ok(caps)
+}
+
+fn handshake(s: &mut rustls::StreamOwned<rustls::ClientConnection, TcpStream>) -> io::Result<()> {
+    while s.conn.is_handshaking() {
+        s.conn.complete_io(&mut s.sock)?;
+    }
+    Ok(())
+}
+
+fn ehlo(ss: &mut Session, helo: &str) -> Result<Capabilities, Step> {
+    let r = ss.cmd(&format!("EHLO {helo}"), "EHLO")?;
+    if r.code / 100 == 2 {
+        return Ok(Capabilities::from_ehlo(&r));
+    }
+    let r = ss.cmd(&format!("HELO {helo}"), "HELO")?;
+    if r.code / 100 == 2 {
+        return Ok(Capabilities::default());
+    }
+    Err(Step::Reply(r, "HELO"))
+}
+
+fn needs_utf8(job: &Job<'_>) -> bool {
+    !job.sender.is_ascii() || job.rcpts.iter().any(|r| !r.is_ascii())
+}
+
+/// MAIL, RCPT…, DATA and the message, on a session that is open.
+fn transaction(ss: &mut Session, caps: &Capabilities, job: &mut Job<'_>) -> Vec<Res> {
+    let who = ss.who.clone();
+    let n = job.rcpts.len();
+    let all = |r: Res| vec![r; n];
+    if let Some(max) = caps.size
+        && max > 0
+        && job.size > max
+    {
+        return all(Res::Perm(format!(
+            "Sorry, the message ({} bytes) is larger than {who} accepts ({max} bytes). (#5.3.4)",
+            job.size
+        )));
+    }
+    let utf8 = needs_utf8(job);
+    if utf8 && !caps.smtputf8 {
+        return all(Res::Perm(format!(
+            "Sorry, the addresses need SMTPUTF8, which {who} does not offer. (#5.6.7)"
+        )));
+    }
+    let mut mail = format!("MAIL FROM:<{}>", job.sender);
+    if caps.size.is_some() {
+        mail.push_str(&format!(" SIZE={}", job.size));
+    }
+    if job.eight_bit && caps.eightbitmime {
+        mail.push_str(" BODY=8BITMIME");
+    }
+    if utf8 {
+        mail.push_str(" SMTPUTF8");
+    }
+    let rcpt_lines: Vec<String> = job.rcpts.iter().map(|r| format!("RCPT TO:<{r}>")).collect();
+    let broken = |e: String| vec![Res::Temp(e); n];
+
+    let mut results: Vec<Option<Res>> = vec![None; n];
+    let data_reply;
+    if caps.pipelining {
+        let mut batch = format!("{mail}\r\n");
+        for l in &rcpt_lines {
+            batch.push_str(l);
+            batch.push_str("\r\n");
+        }
+        batch.push_str("DATA\r\n");
+        if let Err(e) = ss.send(batch.as_bytes(), "MAIL/RCPT/DATA") {
+            return broken(e);
+        }
+        let m = match ss.read_reply("MAIL") {
+            Ok(r) => r,
+            Err(e) => return broken(e),
+        };
+        for slot in results.iter_mut() {
+            match ss.read_reply("RCPT") {
+                Ok(r) if r.code / 100 == 2 => {}
+                Ok(r) => *slot = Some(by_code(&r, &who, "RCPT TO")),
+                Err(e) => return broken(e),
+            }
+        }
+        data_reply = match ss.read_reply("DATA") {
+            Ok(r) => r,
+            Err(e) => return broken(e),
+        };
+        if m.code / 100 != 2 {
+            if data_reply.code == 354 {
+                let _ = ss.send(b".\r\n", "end of data");
+                let _ = ss.read_reply("end of data");
+            }
+            return all(by_code(&m, &who, "MAIL FROM"));
+        }
+    } else {
+        match ss.cmd(&mail, "MAIL") {
+            Ok(r) if r.code / 100 == 2 => {}
+            Ok(r) => return all(by_code(&r, &who, "MAIL FROM")),
+            Err(Step::Broken(e)) => return broken(e),
+            Err(Step::Reply(r, p)) => return all(by_code(&r, &who, p)),
+        }
+        for (i, l) in rcpt_lines.iter().enumerate() {
+            match ss.cmd(l, "RCPT") {
+                Ok(r) if r.code / 100 == 2 => {}
+                Ok(r) => results[i] = Some(by_code(&r, &who, "RCPT TO")),
+                Err(Step::Broken(e)) => return broken(e),
+                Err(Step::Reply(r, p)) => results[i] = Some(by_code(&r, &who, p)),
+            }
+        }
+        if results.iter().all(Option::is_some) {
+            return results.into_iter().flatten().collect();
+        }
+        data_reply = match ss.cmd("DATA", "DATA") {
+            Ok(r) => r,
+            Err(Step::Broken(e)) => return broken(e),
+            Err(Step::Reply(r, _)) => r,
+        };
+    }
+    let accepted = results.iter().filter(|r| r.is_none()).count();
+    let finish = |results: Vec<Option<Res>>, r: Res| -> Vec<Res> {
+        results
+            .into_iter()
+            .map(|x| x.unwrap_or_else(|| r.clone()))
+            .collect()
+    };
+    if data_reply.code != 354 {
+        return finish(results, by_code(&data_reply, &who, "DATA"));
+    }
+    if accepted == 0 {
+        let _ = ss.send(b".\r\n", "end of data");
+        let _ = ss.read_reply("end of data");
+        return results.into_iter().flatten().collect();
+    }
+    if let Err(e) = send_body(ss, job.message) {
+        return finish(results, Res::Temp(e));
+    }
+    match ss.read_reply("end of data") {
+        Ok(r) if r.code / 100 == 2 => {
+            let tls = ss
+                .tls
+                .as_ref()
+                .map_or_else(|| "no TLS".to_owned(), Clone::clone);
+            finish(
+                results,
+                Res::Accepted(format!(
+                    "{who} accepted the message ({tls}): {}",
+                    reply_text(&r)
+                )),
+            )
+        }
+        Ok(r) => finish(results, by_code(&r, &who, "end of data")),
+        Err(e) => finish(results, Res::Temp(e)),
+    }
+}
+
+/// The message with CRLF line ends and dot-stuffing (RFC 5321 §4.5.2), then `.`.
+fn send_body(ss: &mut Session, message: &mut dyn ReadSeek) -> Result<(), String> {
+    let who = ss.who.clone();
+    message
+        .seek(SeekFrom::Start(0))
+        .map_err(|e| format!("cannot read the message: {e} (#4.3.0)"))?;
+    let mut r = BufReader::with_capacity(65536, message);
+    let mut out: Vec<u8> = Vec::with_capacity(70000);
+    let mut at_line_start = true;
+    loop {
+        let chunk = match r.fill_buf() {
+            Ok([]) => break,
+            Ok(c) => c,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read the message: {e} (#4.3.0)")),
+        };
+        let len = chunk.len();
+        for &b in chunk {
+            if at_line_start && b == b'.' {
+                out.push(b'.');
+            }
+            if b == b'\n' {
+                if out.last() != Some(&b'\r') {
+                    out.push(b'\r');
+                }
+                out.push(b'\n');
+                at_line_start = true;
+            } else {
+                out.push(b);
+                at_line_start = false;
+            }
+        }
+        r.consume(len);
+        if out.len() >= 65536 {
+            ss.send(&out, "the message")?;
+            out.clear();
+        }
+    }
+    if !at_line_start {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(b".\r\n");
+    ss.send(&out, "the message").map_err(|e| {
+        log::warn!("{who}: {e}");
+        e
+    })
+}
