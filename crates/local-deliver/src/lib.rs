@@ -352,9 +352,12 @@ fn instructions(ctx: &mut Ctx) -> Result<Vec<Instruction>, DeliverError> {
         log::debug!("using {}", path.display());
         return Ok(list);
     }
+    // An extension with no file of its own: qmail bounces it, but only a user who has set up
+    // `.qmail` files has asked for that. A user without any (every virtual user by default)
+    // gets `user+anything` delivered like the plain address, as Postfix and Dovecot do.
     match ctx.ext {
-        Some(_) => Err(DeliverError::NoSuchAddress),
-        None => Ok(default_instructions(ctx.user)),
+        Some(_) if ctx.home.join(".qmail").exists() => Err(DeliverError::NoSuchAddress),
+        _ => Ok(default_instructions(ctx.user)),
     }
 }
 

@@ -376,6 +376,10 @@ fn extension_lookup_and_default() {
         fs::read_to_string(t.home().join("ext")).unwrap(),
         "list-rust rust rust\n"
     );
+    // No `.qmail` at all: plus-addressing delivers like the bare address.
+    assert_eq!(t.run_ext(Some("other"), MSG).exit, Exit::Ok);
+    // With a `.qmail`, qmail's rule: an extension without a file of its own bounces.
+    t.dotqmail(".qmail", "./Maildir/\n", 0o644);
     let o = t.run_ext(Some("other"), MSG);
     assert_eq!(
         (o.exit, o.text.as_str()),
