@@ -7,7 +7,8 @@
 
 CARGO ?= cargo
 PREFIX ?= /var/mailorder
-BIN_DIR := $(CURDIR)/target/debug
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+BIN_DIR := $(TARGET_DIR)/debug
 PROGRAMS := smtpd queue queue-clean dispatch deliver-as local-deliver checkpassword-file \
 	sendmail qadmin listen setup
 
@@ -38,7 +39,7 @@ check: lint test
 
 install:
 	$(CARGO) build --workspace --bins --release
-	sh scripts/install $(PREFIX) $(CURDIR)/target/release
+	sh scripts/install $(PREFIX) $(TARGET_DIR)/release
 
 bench:
 	sh scripts/bench
