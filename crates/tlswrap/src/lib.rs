@@ -1,0 +1,427 @@
+//! tlswrap: the TLS process of the login chain (docs/ARCHITECTURE.md, "TLS"; CONTRACT.md).
+//!
+//! It holds the key and the TLS session and relays plaintext to and from the program it
+//! runs through pipes, so the program (and everything it execs later: checkpassword, the
+//! user's server) never sees the key and survives every exec with TLS intact.
+//!
+//! - implicit TLS (`tlswrap PROG…`): [`handshake`] on fd 0/1, then PROG on pipes, [`relay`];
+//! - STARTTLS (`tlswrap -n PROG…`): PROG on the socket itself with the control socket on
+//!   fd 5 (`TLSCTLFD=5`) and the future plaintext pipes on fd 6 (read) and fd 7 (write).
+//!   When PROG writes `Y` to fd 5, tlswrap does the handshake on the socket, answers
+//!   `ok VERSION CIPHER\n` (or `no\n`) on fd 5, and relays.
+//!
+//! It parses no mail protocol.
+
+use rustls::ServerConnection;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::unix::net::UnixStream;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The descriptor numbers PROG gets with `-n`.
+pub const CTL_FD: i32 = 5;
+/// Read end of the plaintext pipe from the client (PROG puts it on fd 0 after the switch).
+pub const RD_FD: i32 = 6;
+/// Write end of the plaintext pipe to the client (PROG puts it on fd 1).
+pub const WR_FD: i32 = 7;
+
+/// A descriptor read or written with plain `read(2)`/`write(2)` (no buffering, so nothing
+/// is read ahead of the TLS records), with an optional timeout per read.
+struct Fd<'a> {
+    fd: BorrowedFd<'a>,
+    timeout: Option<Duration>,
+}
+
+impl Read for Fd<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if let Some(t) = self.timeout {
+            let ms = PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX);
+            loop {
+                let mut fds = [PollFd::new(self.fd, PollFlags::POLLIN)];
+                match poll(&mut fds, ms) {
+                    Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "timeout")),
+                    Ok(_) => break,
+                    Err(nix::errno::Errno::EINTR) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        loop {
+            match nix::unistd::read(self.fd, buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+impl Write for Fd<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        loop {
+            match nix::unistd::write(self.fd, buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn flush_tls(conn: &mut ServerConnection, out: BorrowedFd<'_>) -> io::Result<()> {
+    let mut w = Fd {
+        fd: out,
+        timeout: None,
+    };
+    while conn.wants_write() {
+        conn.write_tls(&mut w)?;
+    }
+    Ok(())
+}
+
+/// Complete the server handshake on `net_in`/`net_out`, `timeout` per read.
+pub fn handshake(
+    conn: &mut ServerConnection,
+    net_in: BorrowedFd<'_>,
+    net_out: BorrowedFd<'_>,
+    timeout: Duration,
+) -> io::Result<()> {
+    let mut r = Fd {
+        fd: net_in,
+        timeout: Some(timeout),
+    };
+    while conn.is_handshaking() {
+        flush_tls(conn, net_out)?;
+        if conn.is_handshaking() && conn.wants_read() {
+            if conn.read_tls(&mut r)? == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "EOF during TLS handshake",
+                ));
+            }
+            if let Err(e) = conn.process_new_packets() {
+                let _ = flush_tls(conn, net_out);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+        }
+    }
+    flush_tls(conn, net_out)
+}
+
+/// The negotiated version and cipher suite, as `TLSVERSION`/`TLSCIPHER` carry them.
+pub fn params(conn: &ServerConnection) -> (String, String) {
+    let version = match conn.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2".to_owned(),
+        Some(v) => format!("{v:?}"),
+        None => "unknown".to_owned(),
+    };
+    let cipher = conn.negotiated_cipher_suite().map_or_else(
+        || "unknown".to_owned(),
+        |s| {
+            let s = s.suite();
+            s.as_str().map_or_else(|| format!("{s:?}"), str::to_owned)
+        },
+    );
+    (version, cipher)
+}
+
+/// Relay between the TLS session on `net_in`/`net_out` and the program's pipes until the
+/// program closes its output. The client's EOF (or close_notify) closes the program's
+/// input. Writes to the pipe go in pieces of at most `PIPE_BUF` when it is writable, so
+/// a program busy writing can never deadlock with tlswrap.
+pub fn relay(
+    conn: &mut ServerConnection,
+    net_in: BorrowedFd<'_>,
+    net_out: BorrowedFd<'_>,
+    to_prog: io::PipeWriter,
+    mut from_prog: io::PipeReader,
+) -> io::Result<()> {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    let mut to_prog = Some(to_prog);
+    let mut pending: Vec<u8> = Vec::new();
+    let mut net_eof = false;
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut net_r = Fd {
+        fd: net_in,
+        timeout: None,
+    };
+    loop {
+        flush_tls(conn, net_out)?;
+        if net_eof && pending.is_empty() {
+            to_prog = None;
+        }
+        let want_net = !net_eof && pending.len() < 256 * 1024;
+        let (mut net_ready, mut out_ready, mut in_ready) = (false, false, false);
+        {
+            let mut fds = Vec::with_capacity(3);
+            let mut idx = [usize::MAX; 3];
+            if want_net {
+                idx[0] = fds.len();
+                fds.push(PollFd::new(net_in, PollFlags::POLLIN));
+            }
+            idx[1] = fds.len();
+            fds.push(PollFd::new(from_prog.as_fd(), PollFlags::POLLIN));
+            if let Some(t) = &to_prog
+                && !pending.is_empty()
+            {
+                idx[2] = fds.len();
+                fds.push(PollFd::new(t.as_fd(), PollFlags::POLLOUT));
+            }
+            match poll(&mut fds, PollTimeout::NONE) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e.into()),
+            }
+            let ready =
+                |i: usize| i != usize::MAX && fds[i].revents().is_some_and(|r| !r.is_empty());
+            net_ready = net_ready || ready(idx[0]);
+            out_ready = out_ready || ready(idx[1]);
+            in_ready = in_ready || ready(idx[2]);
+        }
+        if net_ready {
+            match conn.read_tls(&mut net_r) {
+                Ok(0) | Err(_) => net_eof = true,
+                Ok(_) => {}
+            }
+            if let Err(e) = conn.process_new_packets() {
+                let _ = flush_tls(conn, net_out);
+                return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+            }
+            loop {
+                match conn.reader().read(&mut buf) {
+                    Ok(0) => {
+                        net_eof = true;
+                        break;
+                    }
+                    Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(_) => {
+                        net_eof = true;
+                        break;
+                    }
+                }
+            }
+        }
+        if in_ready && let Some(t) = to_prog.as_mut() {
+            let n = pending.len().min(4096);
+            match t.write(&pending[..n]) {
+                Ok(w) => {
+                    pending.drain(..w);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    // The program stopped reading: drop the client's input.
+                    to_prog = None;
+                    pending.clear();
+                }
+            }
+        }
+        if out_ready {
+            let n = loop {
+                match from_prog.read(&mut buf) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    r => break r.unwrap_or(0),
+                }
+            };
+            if n == 0 {
+                conn.send_close_notify();
+                let _ = flush_tls(conn, net_out);
+                return Ok(());
+            }
+            conn.writer().write_all(&buf[..n])?;
+        }
+    }
+}
+
+fn load(
+    control: &mailorder_core::control::Control,
+) -> Result<(Arc<rustls::ServerConfig>, Duration), String> {
+    let root = mailorder_core::root::root();
+    let cert = control
+        .line("tlscert")
+        .map_err(|e| e.to_string())?
+        .map_or_else(|| root.join("ssl/cert.pem"), Into::into);
+    let key = control
+        .line("tlskey")
+        .map_err(|e| e.to_string())?
+        .map_or_else(|| root.join("ssl/key.pem"), Into::into);
+    let timeout = control
+        .number("timeoutlogin", 60)
+        .map_err(|e| e.to_string())?;
+    let cfg = mailorder_tls::server_config(&cert, &key).map_err(|e| e.to_string())?;
+    Ok((cfg, Duration::from_secs(timeout.max(1))))
+}
+
+fn wait(mut child: std::process::Child) -> u8 {
+    match child.wait() {
+        Ok(s) => mailorder_core::exit::pass_up(s),
+        Err(e) => {
+            log::error!("cannot wait for the program: {e}");
+            111
+        }
+    }
+}
+
+fn ip() -> String {
+    mailorder_core::ucspi::Peer::from_process().remote_ip_text()
+}
+
+/// The whole program; returns the exit code (the program's, passed up, when it ran).
+pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
+    let Some((p, args)) = prog.split_first() else {
+        return 100;
+    };
+    let control = mailorder_core::control::Control::default();
+    let stdin = io::stdin();
+    let stdout = io::stdout();
+    let (net_in, net_out) = (stdin.as_fd(), stdout.as_fd());
+    let loaded = load(&control);
+    if starttls {
+        return match loaded {
+            Ok((cfg, timeout)) => run_starttls(cfg, timeout, p, args, net_in, net_out),
+            Err(e) => {
+                // No TLS: the program runs without TLSCTLFD and offers no STLS.
+                log::warn!("STLS disabled: {e}");
+                match Command::new(p).args(args).env_remove("TLSCTLFD").spawn() {
+                    Ok(c) => wait(c),
+                    Err(e) => {
+                        log::error!("cannot run {}: {e}", p.to_string_lossy());
+                        111
+                    }
+                }
+            }
+        };
+    }
+    let (cfg, timeout) = match loaded {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("{e}");
+            return 111;
+        }
+    };
+    let mut conn = match ServerConnection::new(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("TLS: {e}");
+            return 111;
+        }
+    };
+    if let Err(e) = handshake(&mut conn, net_in, net_out, timeout) {
+        log::info!("TLS handshake failed: {e} ip={}", ip());
+        return 0;
+    }
+    let (version, cipher) = params(&conn);
+    log::debug!("TLS ip={} version={version} cipher={cipher}", ip());
+    let spawned = (|| {
+        let (a_r, a_w) = io::pipe()?;
+        let (b_r, b_w) = io::pipe()?;
+        let child = Command::new(p)
+            .args(args)
+            .env("TLS", "1")
+            .env("TLSVERSION", &version)
+            .env("TLSCIPHER", &cipher)
+            .env_remove("TLSCTLFD")
+            .stdin(Stdio::from(a_r))
+            .stdout(Stdio::from(b_w))
+            .spawn()?;
+        Ok::<_, io::Error>((child, a_w, b_r))
+    })();
+    let (child, a_w, b_r) = match spawned {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("cannot run {}: {e}", p.to_string_lossy());
+            return 111;
+        }
+    };
+    if let Err(e) = relay(&mut conn, net_in, net_out, a_w, b_r) {
+        log::info!("relay: {e} ip={}", ip());
+    }
+    wait(child)
+}
+
+fn run_starttls(
+    cfg: Arc<rustls::ServerConfig>,
+    timeout: Duration,
+    p: &OsString,
+    args: &[OsString],
+    net_in: BorrowedFd<'_>,
+    net_out: BorrowedFd<'_>,
+) -> u8 {
+    let spawned = (|| {
+        let (ctl, ctl_child) = UnixStream::pair()?;
+        let (a_r, a_w) = io::pipe()?;
+        let (b_r, b_w) = io::pipe()?;
+        // Above the target numbers, so no dup2 in the child clobbers another source.
+        let ctl_child = mailorder_core::sys::dup_at_least(ctl_child.as_fd(), 10)?;
+        let a_r = mailorder_core::sys::dup_at_least(a_r.as_fd(), 10)?;
+        let b_w = mailorder_core::sys::dup_at_least(b_w.as_fd(), 10)?;
+        let mut cmd = Command::new(p);
+        cmd.args(args).env("TLSCTLFD", CTL_FD.to_string());
+        mailorder_core::sys::child_fd(&mut cmd, ctl_child.as_raw_fd(), CTL_FD);
+        mailorder_core::sys::child_fd(&mut cmd, a_r.as_raw_fd(), RD_FD);
+        mailorder_core::sys::child_fd(&mut cmd, b_w.as_raw_fd(), WR_FD);
+        let child = cmd.spawn()?;
+        drop((ctl_child, a_r, b_w));
+        ctl.set_read_timeout(None)?;
+        Ok::<_, io::Error>((child, ctl, a_w, b_r))
+    })();
+    let (child, mut ctl, a_w, b_r) = match spawned {
+        Ok(x) => x,
+        Err(e) => {
+            log::error!("cannot run {}: {e}", p.to_string_lossy());
+            return 111;
+        }
+    };
+    let mut byte = [0u8; 1];
+    let asked = loop {
+        match ctl.read(&mut byte) {
+            Ok(1) => break byte[0] == b'Y',
+            Ok(_) => break false,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break false,
+        }
+    };
+    if !asked {
+        // The program ended (or handed on) without STARTTLS.
+        drop((ctl, a_w, b_r));
+        return wait(child);
+    }
+    let mut conn = match ServerConnection::new(cfg) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("TLS: {e}");
+            let _ = ctl.write_all(b"no\n");
+            drop(ctl);
+            return wait(child);
+        }
+    };
+    if let Err(e) = handshake(&mut conn, net_in, net_out, timeout) {
+        log::info!("STARTTLS handshake failed: {e} ip={}", ip());
+        let _ = ctl.write_all(b"no\n");
+        drop((ctl, a_w, b_r));
+        return wait(child);
+    }
+    let (version, cipher) = params(&conn);
+    if ctl
+        .write_all(format!("ok {version} {cipher}\n").as_bytes())
+        .is_err()
+    {
+        drop((ctl, a_w, b_r));
+        return wait(child);
+    }
+    drop(ctl);
+    if let Err(e) = relay(&mut conn, net_in, net_out, a_w, b_r) {
+        log::info!("relay: {e} ip={}", ip());
+    }
+    wait(child)
+}

@@ -1,0 +1,17 @@
+//! tlswrap: TLS in its own process for the login chain (see CONTRACT.md).
+
+use mailorder_core::exit::exit;
+
+fn main() {
+    mailorder_core::logger::init("tlswrap", 111);
+    let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    let (starttls, prog) = match args.split_first() {
+        Some((first, rest)) if first == "-n" => (true, rest),
+        _ => (false, &args[..]),
+    };
+    if prog.is_empty() {
+        log::error!("usage: tlswrap [-n] PROG [ARG...]");
+        exit(100);
+    }
+    exit(mailorder_tlswrap::run(starttls, prog))
+}
