@@ -1,1 +1,1050 @@
-//! Writes for `useradm`: placeholder.
+//! Writes to the directory, for `useradm`: one [`Account`] model over both back-ends.
+//!
+//! [`Store::open`] picks the back-end as [`crate::Directory::open_at`] does
+//! (`control/ldapservers` present → LDAP, else the files). The LDAP store writes to
+//! `control/ldapmaster` (default: the last line of `ldapservers`) bound as
+//! `control/ldapadmindn`; a replica's referral or an unreachable master is a clear,
+//! temporary error. The file store edits `directory/{users,passwd,domains}` in memory and
+//! [`Store::commit`] replaces each changed file atomically (temporary file, fsync, rename),
+//! keeping comments, other lines and the file's mode.
+//!
+//! Principal types: [`Store`], [`Account`], [`AdminError`]. Nothing here checks who may
+//! write: that is the file modes and the LDAP ACLs.
+
+use crate::ldap::{self, escape_dn, escape_filter};
+use crate::{DirError, DomainKind, canonical_address, is_safe_domain, norm_domain, split_address};
+use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
+use mailorder_core::Exit;
+use mailorder_core::control::Control;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Bad input: an invalid address, value or combination (permanent).
+    #[error("{0} (#5.1.3)")]
+    Invalid(String),
+    /// The user or domain does not exist (permanent).
+    #[error("{0}: no such entry (#5.1.1)")]
+    NotFound(String),
+    /// The address is already taken (permanent).
+    #[error("{0}: already exists (#5.1.0)")]
+    Exists(String),
+    /// The directory cannot be read.
+    #[error(transparent)]
+    Dir(#[from] DirError),
+    /// The LDAP master did not take the write (down, referral, refused).
+    #[error("LDAP master {server}: {msg} (#4.3.0)")]
+    Ldap {
+        /// The master's URI.
+        server: String,
+        /// What happened.
+        msg: String,
+    },
+    /// A directory file could not be written.
+    #[error("cannot write {path}: {source} (#4.3.0)")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+impl AdminError {
+    /// Permanent for bad input, temporary for everything the directory did.
+    pub fn class(&self) -> Exit {
+        match self {
+            AdminError::Invalid(_) | AdminError::NotFound(_) | AdminError::Exists(_) => Exit::Perm,
+            _ => Exit::Temp,
+        }
+    }
+}
+
+/// One mailbox as `useradm` sees it, on either back-end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Account {
+    /// Canonical primary address.
+    pub address: String,
+    /// Display name (`cn`; LDAP only).
+    pub name: Option<String>,
+    /// Stored password hash (`{SSHA512}…`).
+    pub password: Option<String>,
+    /// Owner uid (`uidNumber` / `uid=`).
+    pub uid: Option<u32>,
+    /// Owner gid.
+    pub gid: Option<u32>,
+    /// Home directory (absolute).
+    pub home: Option<String>,
+    /// Maildir (absolute).
+    pub maildir: Option<String>,
+    /// Quota in bytes.
+    pub quota_size: Option<u64>,
+    /// Quota in messages.
+    pub quota_count: Option<u64>,
+    /// Aliases, canonical.
+    pub aliases: Vec<String>,
+    /// Forwarding addresses, canonical.
+    pub forward: Vec<String>,
+    /// Forward only: no local delivery.
+    pub forward_only: bool,
+    /// Disabled account.
+    pub disabled: bool,
+    /// Extra `accountStatus` values (`nopop`, `noimap`, `nosmtp`; LDAP only).
+    pub restrictions: Vec<String>,
+}
+
+/// Check and canonicalize an address given on the command line or in an import.
+pub fn valid_address(addr: &str) -> Result<String, AdminError> {
+    if addr.len() > ldap::MAX_NAME {
+        return Err(AdminError::Invalid(format!(
+            "address too long ({} bytes)",
+            addr.len()
+        )));
+    }
+    canonical_address(addr.trim())
+        .ok_or_else(|| AdminError::Invalid(format!("bad address {addr:?}")))
+}
+
+/// Check and canonicalize a domain.
+pub fn valid_domain(domain: &str) -> Result<String, AdminError> {
+    let d = norm_domain(domain.trim());
+    if is_safe_domain(&d) && d.len() <= 253 && d.contains('.') || d == "localhost" {
+        Ok(d)
+    } else {
+        Err(AdminError::Invalid(format!("bad domain {domain:?}")))
+    }
+}
+
+impl Account {
+    /// Check the fields that end up in files or paths.
+    pub fn validate(&self) -> Result<(), AdminError> {
+        valid_address(&self.address)?;
+        for p in [&self.home, &self.maildir].into_iter().flatten() {
+            if !p.starts_with('/')
+                || p.split('/').any(|c| c == "..")
+                || p.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(AdminError::Invalid(format!(
+                    "not a clean absolute path: {p:?}"
+                )));
+            }
+        }
+        for a in self.aliases.iter().chain(&self.forward) {
+            valid_address(a)?;
+        }
+        if let Some(n) = &self.name
+            && n.chars().any(|c| c.is_control())
+        {
+            return Err(AdminError::Invalid(
+                "name has control characters".to_owned(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn quota(&self) -> Option<String> {
+        match (self.quota_size, self.quota_count) {
+            (None, None) => None,
+            (Some(s), None) => Some(format!("{s}S")),
+            (None, Some(c)) => Some(format!("{c}C")),
+            (Some(s), Some(c)) => Some(format!("{s}S,{c}C")),
+        }
+    }
+}
+
+/// The directory being written.
+pub enum Store {
+    /// `ROOT/directory/*`.
+    File(FileStore),
+    /// The LDAP master.
+    Ldap(Box<LdapStore>),
+}
+
+impl Store {
+    /// Open the store of installation `root`.
+    pub fn open(root: &Path) -> Result<Store, AdminError> {
+        let control = Control::new(root.join("control"));
+        match ldap::Config::load(&control)? {
+            Some(cfg) => Ok(Store::Ldap(Box::new(LdapStore::connect(cfg)?))),
+            None => Ok(Store::File(FileStore::load(root)?)),
+        }
+    }
+
+    /// `ldap` or `file`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Store::File(_) => "file",
+            Store::Ldap(_) => "ldap",
+        }
+    }
+
+    /// The account whose primary address is `addr`.
+    pub fn get(&mut self, addr: &str) -> Result<Option<Account>, AdminError> {
+        match self {
+            Store::File(f) => Ok(f.get(addr)),
+            Store::Ldap(l) => l.get(addr),
+        }
+    }
+
+    /// The primary address that owns `addr` as primary or alias.
+    pub fn owner_of(&mut self, addr: &str) -> Result<Option<String>, AdminError> {
+        match self {
+            Store::File(f) => Ok(f.owner_of(addr)),
+            Store::Ldap(l) => l.owner_of(addr),
+        }
+    }
+
+    /// Create (`create`) or replace an account.
+    pub fn put(&mut self, acct: &Account, create: bool) -> Result<(), AdminError> {
+        acct.validate()?;
+        match self {
+            Store::File(f) => {
+                f.put(acct);
+                Ok(())
+            }
+            Store::Ldap(l) => l.put(acct, create),
+        }
+    }
+
+    /// Delete an account; `false` when there was none.
+    pub fn delete(&mut self, addr: &str) -> Result<bool, AdminError> {
+        match self {
+            Store::File(f) => Ok(f.delete(addr)),
+            Store::Ldap(l) => l.delete(addr),
+        }
+    }
+
+    /// All domains.
+    pub fn domains(&mut self) -> Result<Vec<(String, DomainKind)>, AdminError> {
+        match self {
+            Store::File(f) => Ok(f.domains.iter().map(|(d, k)| (d.clone(), *k)).collect()),
+            Store::Ldap(l) => l.domains(),
+        }
+    }
+
+    /// Add a domain; `false` when it was there already with that kind.
+    pub fn add_domain(&mut self, domain: &str, kind: DomainKind) -> Result<bool, AdminError> {
+        let d = valid_domain(domain)?;
+        match self {
+            Store::File(f) => Ok(f.add_domain(&d, kind)),
+            Store::Ldap(l) => l.add_domain(&d, kind),
+        }
+    }
+
+    /// Accounts whose primary address is in `domain`, sorted.
+    pub fn list(&mut self, domain: &str) -> Result<Vec<Account>, AdminError> {
+        let d = valid_domain(domain)?;
+        let mut v = match self {
+            Store::File(f) => f.list(&d),
+            Store::Ldap(l) => l.list(&d)?,
+        };
+        v.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(v)
+    }
+
+    /// Make the changes durable (files); LDAP writes are immediate.
+    pub fn commit(&mut self) -> Result<(), AdminError> {
+        match self {
+            Store::File(f) => f.commit(),
+            Store::Ldap(_) => Ok(()),
+        }
+    }
+}
+
+// ---------------------------------------------------------------- files
+
+enum Line {
+    Raw(String),
+    User(String, Vec<(String, String)>),
+}
+
+/// The three directory files, held in memory while `useradm` edits them.
+pub struct FileStore {
+    dir: PathBuf,
+    users: Vec<Line>,
+    passwd: Vec<Line>,
+    domains: BTreeMap<String, DomainKind>,
+    domain_lines: Vec<String>,
+    dirty: [bool; 3],
+}
+
+fn read_text(path: &Path) -> Result<String, AdminError> {
+    match std::fs::read_to_string(path) {
+        Ok(t) => Ok(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(source) => Err(AdminError::Dir(DirError::Read {
+            path: path.to_owned(),
+            source,
+        })),
+    }
+}
+
+impl FileStore {
+    fn load(root: &Path) -> Result<FileStore, AdminError> {
+        // Parse with the reader first: refuse to edit files it would refuse to read.
+        let dir = crate::Directory::open_at(root)?;
+        dir.read_passwd()?;
+        let d = root.join("directory");
+        let users = read_text(&d.join("users"))?
+            .lines()
+            .map(|l| {
+                let body = l.split_once('#').map_or(l, |(a, _)| a).trim();
+                let mut words = body.split_whitespace();
+                match words.next().and_then(canonical_address) {
+                    Some(addr) => Line::User(
+                        addr,
+                        words
+                            .filter_map(|w| {
+                                w.split_once('=').map(|(k, v)| (k.to_owned(), v.to_owned()))
+                            })
+                            .collect(),
+                    ),
+                    None => Line::Raw(l.to_owned()),
+                }
+            })
+            .collect();
+        let passwd = read_text(&d.join("passwd"))?
+            .lines()
+            .map(|l| match l.split_once(':') {
+                Some((a, h)) if !l.trim_start().starts_with('#') => {
+                    match canonical_address(a.trim()) {
+                        Some(addr) => Line::User(addr, vec![(String::new(), h.trim().to_owned())]),
+                        None => Line::Raw(l.to_owned()),
+                    }
+                }
+                _ => Line::Raw(l.to_owned()),
+            })
+            .collect();
+        let domain_lines: Vec<String> = read_text(&d.join("domains"))?
+            .lines()
+            .map(str::to_owned)
+            .collect();
+        Ok(FileStore {
+            dir: d,
+            users,
+            passwd,
+            domains: dir.domains.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            domain_lines,
+            dirty: [false; 3],
+        })
+    }
+
+    fn fields(&self, addr: &str) -> Option<&Vec<(String, String)>> {
+        self.users.iter().find_map(|l| match l {
+            Line::User(a, f) if a == addr => Some(f),
+            _ => None,
+        })
+    }
+
+    fn get(&self, addr: &str) -> Option<Account> {
+        let addr = canonical_address(addr)?;
+        let fields = self.fields(&addr)?;
+        let mut a = Account {
+            address: addr.clone(),
+            ..Account::default()
+        };
+        let list = |v: &str| {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        for (k, v) in fields {
+            match k.as_str() {
+                "uid" => a.uid = v.parse().ok(),
+                "gid" => a.gid = v.parse().ok(),
+                "home" => a.home = Some(v.clone()),
+                "maildir" => a.maildir = Some(v.clone()),
+                "quota" => {
+                    for part in v.split(',') {
+                        if let Some(n) = part.strip_suffix('S') {
+                            a.quota_size = n.parse().ok();
+                        } else if let Some(n) = part.strip_suffix('C') {
+                            a.quota_count = n.parse().ok();
+                        }
+                    }
+                }
+                "aliases" => a.aliases = list(v),
+                "forward" => a.forward = list(v),
+                "local" => a.forward_only = v.eq_ignore_ascii_case("no"),
+                "status" => a.disabled = v.eq_ignore_ascii_case("disabled"),
+                _ => {}
+            }
+        }
+        a.password = self.passwd.iter().find_map(|l| match l {
+            Line::User(x, f) if *x == addr => f.first().map(|(_, h)| h.clone()),
+            _ => None,
+        });
+        Some(a)
+    }
+
+    fn owner_of(&self, addr: &str) -> Option<String> {
+        let addr = canonical_address(addr)?;
+        self.users.iter().find_map(|l| match l {
+            Line::User(a, f)
+                if *a == addr
+                    || f.iter().any(|(k, v)| {
+                        k == "aliases" && v.split(',').any(|x| x.eq_ignore_ascii_case(&addr))
+                    }) =>
+            {
+                Some(a.clone())
+            }
+            _ => None,
+        })
+    }
+
+    fn put(&mut self, acct: &Account) {
+        let mut f: Vec<(String, String)> = Vec::new();
+        let mut push = |k: &str, v: Option<String>| {
+            if let Some(v) = v {
+                f.push((k.to_owned(), v));
+            }
+        };
+        push("uid", acct.uid.map(|n| n.to_string()));
+        push("gid", acct.gid.map(|n| n.to_string()));
+        push("home", acct.home.clone());
+        push("maildir", acct.maildir.clone());
+        push("quota", acct.quota());
+        push(
+            "aliases",
+            (!acct.aliases.is_empty()).then(|| acct.aliases.join(",")),
+        );
+        push(
+            "forward",
+            (!acct.forward.is_empty()).then(|| acct.forward.join(",")),
+        );
+        push("local", acct.forward_only.then(|| "no".to_owned()));
+        push("status", acct.disabled.then(|| "disabled".to_owned()));
+        let line = Line::User(acct.address.clone(), f);
+        match self
+            .users
+            .iter_mut()
+            .find(|l| matches!(l, Line::User(a, _) if *a == acct.address))
+        {
+            Some(l) => *l = line,
+            None => self.users.push(line),
+        }
+        self.dirty[0] = true;
+        let pw = acct.password.clone();
+        let pos = self
+            .passwd
+            .iter()
+            .position(|l| matches!(l, Line::User(a, _) if *a == acct.address));
+        match (pos, pw) {
+            (Some(i), Some(h)) => {
+                self.passwd[i] = Line::User(acct.address.clone(), vec![(String::new(), h)])
+            }
+            (Some(i), None) => {
+                self.passwd.remove(i);
+            }
+            (None, Some(h)) => self
+                .passwd
+                .push(Line::User(acct.address.clone(), vec![(String::new(), h)])),
+            (None, None) => {}
+        }
+        self.dirty[1] = true;
+    }
+
+    fn delete(&mut self, addr: &str) -> bool {
+        let Some(addr) = canonical_address(addr) else {
+            return false;
+        };
+        let before = self.users.len();
+        self.users
+            .retain(|l| !matches!(l, Line::User(a, _) if *a == addr));
+        self.passwd
+            .retain(|l| !matches!(l, Line::User(a, _) if *a == addr));
+        self.dirty = [true, true, self.dirty[2]];
+        before != self.users.len()
+    }
+
+    fn add_domain(&mut self, d: &str, kind: DomainKind) -> bool {
+        if self.domains.get(d) == Some(&kind) {
+            return false;
+        }
+        let explicit = self.domain_lines.iter().position(|l| {
+            l.split_once('#')
+                .map_or(l.as_str(), |(a, _)| a)
+                .split_whitespace()
+                .next()
+                .map(norm_domain)
+                .as_deref()
+                == Some(d)
+        });
+        let line = match kind {
+            DomainKind::Local => d.to_owned(),
+            DomainKind::Relay => format!("{d} relay"),
+        };
+        match explicit {
+            Some(i) => self.domain_lines[i] = line,
+            None => self.domain_lines.push(line),
+        }
+        self.domains.insert(d.to_owned(), kind);
+        self.dirty[2] = true;
+        true
+    }
+
+    fn list(&self, d: &str) -> Vec<Account> {
+        self.users
+            .iter()
+            .filter_map(|l| match l {
+                Line::User(a, _) if split_address(a).is_some_and(|(_, ad)| ad == d) => self.get(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn commit(&mut self) -> Result<(), AdminError> {
+        let users: String = self
+            .users
+            .iter()
+            .map(|l| match l {
+                Line::Raw(s) => format!("{s}\n"),
+                Line::User(a, f) => {
+                    let mut s = a.clone();
+                    for (k, v) in f {
+                        s.push_str(&format!(" {k}={v}"));
+                    }
+                    s + "\n"
+                }
+            })
+            .collect();
+        let passwd: String = self
+            .passwd
+            .iter()
+            .map(|l| match l {
+                Line::Raw(s) => format!("{s}\n"),
+                Line::User(a, f) => {
+                    format!("{a}:{}\n", f.first().map(|(_, h)| h.as_str()).unwrap_or(""))
+                }
+            })
+            .collect();
+        let domains: String = self.domain_lines.iter().map(|l| format!("{l}\n")).collect();
+        for (i, (name, text, mode)) in [
+            ("users", users, 0o644),
+            ("passwd", passwd, 0o600),
+            ("domains", domains, 0o644),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            if self.dirty[i] {
+                replace_file(&self.dir.join(name), text.as_bytes(), mode)?;
+            }
+        }
+        self.dirty = [false; 3];
+        Ok(())
+    }
+}
+
+/// Write `path` atomically: a temporary file beside it (same mode and owner as the old file,
+/// else `mode`), fsync, rename, fsync the directory.
+fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), AdminError> {
+    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    let werr = |source| AdminError::Write {
+        path: path.to_owned(),
+        source,
+    };
+    let old = std::fs::metadata(path).ok();
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(werr)?;
+    let tmp = dir.join(format!(
+        ".{}.useradm.{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(data)?;
+        if let Some(m) = &old {
+            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
+            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+        } else {
+            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        }
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)?;
+        std::fs::File::open(dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(werr)
+}
+
+// ---------------------------------------------------------------- LDAP
+
+/// A connection to the LDAP master, bound as the admin DN.
+pub struct LdapStore {
+    cfg: ldap::Config,
+    conn: LdapConn,
+}
+
+const PEOPLE: &str = "ou=people";
+const DOMAINS: &str = "ou=domains";
+
+impl LdapStore {
+    fn err(&self, e: impl std::fmt::Display) -> AdminError {
+        AdminError::Ldap {
+            server: self.cfg.master.clone(),
+            msg: e.to_string(),
+        }
+    }
+
+    fn connect(cfg: ldap::Config) -> Result<LdapStore, AdminError> {
+        let fail = |msg: String| AdminError::Ldap {
+            server: cfg.master.clone(),
+            msg,
+        };
+        let mut settings = LdapConnSettings::new()
+            .set_conn_timeout(cfg.timeout)
+            .set_starttls(cfg.starttls && cfg.master.starts_with("ldap://"));
+        if let Some(tls) = &cfg.tls {
+            settings = settings.set_config(tls.clone());
+        }
+        let mut conn = LdapConn::with_settings(settings, &cfg.master)
+            .map_err(|e| fail(format!("unreachable: {e}")))?;
+        if let Some((dn, pw)) = &cfg.admin {
+            let r = conn
+                .with_timeout(cfg.timeout)
+                .simple_bind(dn, pw)
+                .map_err(|e| fail(format!("bind: {e}")))?;
+            if r.rc != 0 {
+                return Err(fail(format!(
+                    "bind as {dn} refused: rc={} {}",
+                    r.rc, r.text
+                )));
+            }
+        }
+        Ok(LdapStore { cfg, conn })
+    }
+
+    /// Check an LDAP write result: a referral means we reached a replica.
+    fn check(
+        &self,
+        r: Result<ldap3::LdapResult, LdapError>,
+        what: &str,
+    ) -> Result<u32, AdminError> {
+        let r = r.map_err(|e| self.err(format!("{what}: {e}")))?;
+        match r.rc {
+            0 => Ok(0),
+            10 => Err(self.err(format!(
+                "{what}: read-only replica, refers to {}",
+                r.refs.join(" ")
+            ))),
+            rc => Ok(rc),
+        }
+    }
+
+    fn search(&mut self, filter: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, AdminError> {
+        let base = self.cfg.base.clone();
+        let t = self.cfg.timeout;
+        let r = self
+            .conn
+            .with_timeout(t)
+            .search(&base, Scope::Subtree, filter, attrs);
+        let r = r.map_err(|e| self.err(format!("search: {e}")))?;
+        if r.1.rc == 32 {
+            return Ok(Vec::new());
+        }
+        let (entries, _) = r.success().map_err(|e| self.err(format!("search: {e}")))?;
+        Ok(entries.into_iter().map(SearchEntry::construct).collect())
+    }
+
+    fn entry(&mut self, addr: &str) -> Result<Option<(String, Account)>, AdminError> {
+        let addr = valid_address(addr)?;
+        let filter = format!(
+            "(&(objectClass=mailorderUser)(mail={}))",
+            escape_filter(&addr)
+        );
+        let mut attrs = ldap::USER_ATTRS.to_vec();
+        attrs.push("userPassword");
+        let found = self.search(&filter, &attrs)?;
+        Ok(found
+            .into_iter()
+            .next()
+            .map(|e| (e.dn.clone(), to_account(&e))))
+    }
+
+    fn get(&mut self, addr: &str) -> Result<Option<Account>, AdminError> {
+        Ok(self.entry(addr)?.map(|(_, a)| a))
+    }
+
+    fn owner_of(&mut self, addr: &str) -> Result<Option<String>, AdminError> {
+        let addr = valid_address(addr)?;
+        let v = escape_filter(&addr);
+        let found = self.search(
+            &format!("(&(objectClass=mailorderUser)(|(mail={v})(mailAlternateAddress={v})))"),
+            &["mail"],
+        )?;
+        Ok(found
+            .into_iter()
+            .next()
+            .and_then(|e| first(&e, "mail"))
+            .map(|m| m.to_ascii_lowercase()))
+    }
+
+    fn ensure_ou(&mut self, ou: &str) -> Result<(), AdminError> {
+        let dn = format!("{ou},{}", self.cfg.base);
+        let name = ou.trim_start_matches("ou=");
+        let t = self.cfg.timeout;
+        let attrs = vec![
+            ("objectClass", set(&["organizationalUnit"])),
+            ("ou", set(&[name])),
+        ];
+        let r = self.conn.with_timeout(t).add(&dn, attrs);
+        match self.check(r, "add ou")? {
+            0 | 68 => Ok(()),
+            rc => Err(self.err(format!("add {dn}: rc={rc}"))),
+        }
+    }
+
+    fn attrs(acct: &Account) -> Vec<(String, HashSet<String>)> {
+        let local = split_address(&acct.address)
+            .map(|(l, _)| l.to_owned())
+            .unwrap_or_default();
+        let name = acct.name.clone().unwrap_or_else(|| local.clone());
+        let sn = name.split_whitespace().last().unwrap_or(&local).to_owned();
+        let mut v: Vec<(String, HashSet<String>)> = Vec::new();
+        let mut put =
+            |k: &str, vals: Vec<String>| v.push((k.to_owned(), vals.into_iter().collect()));
+        put("cn", vec![name.clone()]);
+        put("sn", vec![sn]);
+        put("mail", vec![acct.address.clone()]);
+        put("userPassword", acct.password.iter().cloned().collect());
+        put(
+            "uidNumber",
+            acct.uid.iter().map(|n| n.to_string()).collect(),
+        );
+        put(
+            "gidNumber",
+            acct.gid.iter().map(|n| n.to_string()).collect(),
+        );
+        put("homeDirectory", acct.home.iter().cloned().collect());
+        put("mailMessageStore", acct.maildir.iter().cloned().collect());
+        put(
+            "mailQuotaSize",
+            acct.quota_size.iter().map(|n| n.to_string()).collect(),
+        );
+        put(
+            "mailQuotaCount",
+            acct.quota_count.iter().map(|n| n.to_string()).collect(),
+        );
+        put("mailAlternateAddress", acct.aliases.clone());
+        put("mailForwardingAddress", acct.forward.clone());
+        put(
+            "deliveryMode",
+            if acct.forward_only {
+                vec!["forwardonly".to_owned()]
+            } else {
+                Vec::new()
+            },
+        );
+        let mut status = vec![if acct.disabled { "disabled" } else { "active" }.to_owned()];
+        status.extend(acct.restrictions.iter().cloned());
+        put("accountStatus", status);
+        v
+    }
+
+    fn put(&mut self, acct: &Account, create: bool) -> Result<(), AdminError> {
+        let t = self.cfg.timeout;
+        if create {
+            self.ensure_ou(PEOPLE)?;
+            let dn = format!(
+                "mail={},{PEOPLE},{}",
+                escape_dn(&acct.address),
+                self.cfg.base
+            );
+            let mut attrs: Vec<(String, HashSet<String>)> = Self::attrs(acct)
+                .into_iter()
+                .filter(|(_, v)| !v.is_empty())
+                .collect();
+            attrs.push((
+                "objectClass".to_owned(),
+                set(&["inetOrgPerson", "mailorderUser"])
+                    .into_iter()
+                    .map(str::to_owned)
+                    .collect(),
+            ));
+            let r = self.conn.with_timeout(t).add(&dn, attrs);
+            return match self.check(r, "add")? {
+                0 => Ok(()),
+                68 => Err(AdminError::Exists(acct.address.clone())),
+                rc => Err(self.err(format!("add {dn}: rc={rc}"))),
+            };
+        }
+        let Some((dn, _)) = self.entry(&acct.address)? else {
+            return Err(AdminError::NotFound(acct.address.clone()));
+        };
+        let mods: Vec<Mod<String>> = Self::attrs(acct)
+            .into_iter()
+            .filter(|(k, _)| k != "mail")
+            .map(|(k, v)| Mod::Replace(k, v))
+            .collect();
+        let r = self.conn.with_timeout(t).modify(&dn, mods);
+        match self.check(r, "modify")? {
+            0 => Ok(()),
+            rc => Err(self.err(format!("modify {dn}: rc={rc}"))),
+        }
+    }
+
+    fn delete(&mut self, addr: &str) -> Result<bool, AdminError> {
+        let Some((dn, _)) = self.entry(addr)? else {
+            return Ok(false);
+        };
+        let t = self.cfg.timeout;
+        let r = self.conn.with_timeout(t).delete(&dn);
+        match self.check(r, "delete")? {
+            0 => Ok(true),
+            32 => Ok(false),
+            rc => Err(self.err(format!("delete {dn}: rc={rc}"))),
+        }
+    }
+
+    fn domains(&mut self) -> Result<Vec<(String, DomainKind)>, AdminError> {
+        let found = self.search(
+            "(objectClass=mailorderDomain)",
+            &["mailDomain", "mailDomainKind"],
+        )?;
+        let mut v: Vec<(String, DomainKind)> = found
+            .iter()
+            .filter_map(|e| {
+                let d = norm_domain(&first(e, "mailDomain")?);
+                let k = match first(e, "mailDomainKind")
+                    .map(|s| s.to_ascii_lowercase())
+                    .as_deref()
+                {
+                    Some("relay") => DomainKind::Relay,
+                    _ => DomainKind::Local,
+                };
+                Some((d, k))
+            })
+            .collect();
+        v.sort();
+        Ok(v)
+    }
+
+    fn add_domain(&mut self, d: &str, kind: DomainKind) -> Result<bool, AdminError> {
+        let kind_s = match kind {
+            DomainKind::Local => "local",
+            DomainKind::Relay => "relay",
+        };
+        let t = self.cfg.timeout;
+        let found = self.search(
+            &format!(
+                "(&(objectClass=mailorderDomain)(mailDomain={}))",
+                escape_filter(d)
+            ),
+            &["mailDomainKind"],
+        )?;
+        if let Some(e) = found.first() {
+            let cur = first(e, "mailDomainKind").unwrap_or_else(|| "local".to_owned());
+            if cur.eq_ignore_ascii_case(kind_s) {
+                return Ok(false);
+            }
+            let dn = e.dn.clone();
+            let r = self
+                .conn
+                .with_timeout(t)
+                .modify(&dn, vec![Mod::Replace("mailDomainKind", set(&[kind_s]))]);
+            return match self.check(r, "modify domain")? {
+                0 => Ok(true),
+                rc => Err(self.err(format!("modify {dn}: rc={rc}"))),
+            };
+        }
+        self.ensure_ou(DOMAINS)?;
+        let dn = format!("mailDomain={},{DOMAINS},{}", escape_dn(d), self.cfg.base);
+        let attrs = vec![
+            ("objectClass", set(&["mailorderDomain"])),
+            ("mailDomain", set(&[d])),
+            ("mailDomainKind", set(&[kind_s])),
+        ];
+        let r = self.conn.with_timeout(t).add(&dn, attrs);
+        match self.check(r, "add domain")? {
+            0 => Ok(true),
+            68 => Ok(false),
+            rc => Err(self.err(format!("add {dn}: rc={rc}"))),
+        }
+    }
+
+    fn list(&mut self, d: &str) -> Result<Vec<Account>, AdminError> {
+        let filter = format!(
+            "(&(objectClass=mailorderUser)(mail=*@{}))",
+            escape_filter(d)
+        );
+        let mut attrs = ldap::USER_ATTRS.to_vec();
+        attrs.push("userPassword");
+        Ok(self
+            .search(&filter, &attrs)?
+            .iter()
+            .map(to_account)
+            .collect())
+    }
+}
+
+fn set<'a>(v: &[&'a str]) -> HashSet<&'a str> {
+    v.iter().copied().collect()
+}
+
+fn first(e: &SearchEntry, k: &str) -> Option<String> {
+    e.attrs
+        .iter()
+        .find(|(a, _)| a.eq_ignore_ascii_case(k))
+        .and_then(|(_, v)| v.first().cloned())
+}
+
+fn to_account(e: &SearchEntry) -> Account {
+    let lower: HashMap<String, &Vec<String>> = e
+        .attrs
+        .iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    let all = |k: &str| lower.get(k).map(|v| v.to_vec()).unwrap_or_default();
+    let one = |k: &str| lower.get(k).and_then(|v| v.first().cloned());
+    let lc = |k: &str| {
+        all(k)
+            .iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+    };
+    let status = lc("accountstatus");
+    Account {
+        address: one("mail")
+            .map(|m| m.to_ascii_lowercase())
+            .unwrap_or_default(),
+        name: one("cn"),
+        password: one("userpassword"),
+        uid: one("uidnumber").and_then(|v| v.parse().ok()),
+        gid: one("gidnumber").and_then(|v| v.parse().ok()),
+        home: one("homedirectory"),
+        maildir: one("mailmessagestore"),
+        quota_size: one("mailquotasize").and_then(|v| v.parse().ok()),
+        quota_count: one("mailquotacount").and_then(|v| v.parse().ok()),
+        aliases: lc("mailalternateaddress"),
+        forward: lc("mailforwardingaddress"),
+        forward_only: lc("deliverymode")
+            .iter()
+            .any(|m| m == "forwardonly" || m == "nolocal"),
+        disabled: status
+            .iter()
+            .any(|s| s == "disabled" || s == "deleted" || s == "noaccess"),
+        restrictions: status
+            .into_iter()
+            .filter(|s| s.starts_with("no") && s != "noaccess")
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("directory")).unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        std::fs::write(t.path().join("directory/domains"), "# ours\nexample.test\n").unwrap();
+        std::fs::write(
+            t.path().join("directory/users"),
+            "# people\nalice@example.test aliases=al@example.test quota=100S,5C # boss\n",
+        )
+        .unwrap();
+        std::fs::write(
+            t.path().join("directory/passwd"),
+            "alice@example.test:{PLAIN}pw\n",
+        )
+        .unwrap();
+        t
+    }
+
+    #[test]
+    fn file_store_round_trip() {
+        let t = tree();
+        let mut s = Store::open(t.path()).unwrap();
+        assert_eq!(s.kind(), "file");
+        let a = s.get("ALICE@example.test").unwrap().unwrap();
+        assert_eq!(a.aliases, vec!["al@example.test"]);
+        assert_eq!((a.quota_size, a.quota_count), (Some(100), Some(5)));
+        assert_eq!(a.password.as_deref(), Some("{PLAIN}pw"));
+        assert_eq!(
+            s.owner_of("al@example.test").unwrap().as_deref(),
+            Some("alice@example.test")
+        );
+        let b = Account {
+            address: "bob@example.test".into(),
+            password: Some(crate::hash::ssha512(b"bobpw")),
+            forward: vec!["x@y.test".into()],
+            forward_only: true,
+            ..Account::default()
+        };
+        s.put(&b, true).unwrap();
+        let mut a2 = a.clone();
+        a2.disabled = true;
+        s.put(&a2, false).unwrap();
+        assert!(s.add_domain("Example.NET", DomainKind::Relay).unwrap());
+        assert!(!s.add_domain("example.net", DomainKind::Relay).unwrap());
+        s.commit().unwrap();
+        let users = std::fs::read_to_string(t.path().join("directory/users")).unwrap();
+        assert!(users.starts_with("# people\n"), "{users}");
+        let dir = crate::Directory::open_at(t.path()).unwrap();
+        assert_eq!(
+            dir.lookup("bob@example.test").unwrap().forward,
+            vec!["x@y.test"]
+        );
+        assert!(!dir.lookup("bob@example.test").unwrap().local);
+        assert_eq!(
+            dir.lookup("al@example.test").unwrap().status,
+            crate::Status::Disabled
+        );
+        assert_eq!(dir.domain("example.net"), Some(DomainKind::Relay));
+        assert!(
+            dir.verify_password("bob@example.test", b"bobpw")
+                .unwrap()
+                .is_some()
+        );
+        let mut s = Store::open(t.path()).unwrap();
+        assert_eq!(s.list("example.test").unwrap().len(), 2);
+        assert!(s.delete("bob@example.test").unwrap());
+        assert!(!s.delete("bob@example.test").unwrap());
+        s.commit().unwrap();
+        let dir = crate::Directory::open_at(t.path()).unwrap();
+        assert!(dir.lookup("bob@example.test").is_none());
+        assert!(
+            dir.verify_password("bob@example.test", b"bobpw")
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn validation() {
+        for bad in [
+            "",
+            "a",
+            "a@",
+            "@b",
+            "a b@c.test",
+            "../x@c.test",
+            "x@c/d",
+            &format!("{}@x.test", "a".repeat(400)),
+        ] {
+            assert_eq!(valid_address(bad).unwrap_err().class(), Exit::Perm, "{bad}");
+        }
+        assert_eq!(valid_address("A@B.test").unwrap(), "a@b.test");
+        let a = Account {
+            address: "a@b.test".into(),
+            home: Some("/srv/../etc".into()),
+            ..Account::default()
+        };
+        assert!(a.validate().is_err());
+        assert!(valid_domain("exa mple.test").is_err());
+        assert!(valid_domain("nodot").is_err());
+    }
+}
