@@ -13,7 +13,7 @@ use mailorder_checkpassword::{Backend, Checker};
 pub use mailorder_checkpassword::{
     CpError, Env, MAX_INPUT, Request, parse_request, read_request, user_env,
 };
-use mailorder_directory::{DirError, Directory, Passwd, User};
+use mailorder_directory::{DirError, Directory, Passwd, Status, User};
 use std::ffi::OsString;
 
 /// The user, if `req` is a valid login. A login that is not UTF-8 is a bad login.
@@ -22,15 +22,71 @@ pub fn check(dir: &Directory, passwd: &Passwd, req: &Request) -> Option<User> {
     passwd.verify(dir, login, &req.password)
 }
 
+/// APOP (RFC 1939 §7), used when the request carries a timestamp: the password field is
+/// the digest, lower-case hex of MD5(timestamp ‖ password). Only `{PLAIN}` entries (tests)
+/// can be checked this way; a user with any real hash fails APOP, as does an inactive one.
+/// `passwd_text` is the text of `directory/passwd`.
+pub fn check_apop(dir: &Directory, passwd_text: &str, req: &Request) -> Option<User> {
+    use md5::Digest;
+    use subtle::ConstantTimeEq;
+    let login = std::str::from_utf8(&req.login).ok()?;
+    let user = dir.lookup(login.trim())?;
+    let secret = plain_secret(passwd_text, &user.address);
+    let mut h = md5::Md5::new();
+    h.update(&req.timestamp);
+    h.update(secret.as_deref().unwrap_or(b"\0no APOP secret"));
+    let want: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let ok: bool = want
+        .as_bytes()
+        .ct_eq(&req.password.to_ascii_lowercase())
+        .into();
+    (ok && secret.is_some() && user.status == Status::Active).then(|| user.clone())
+}
+
+/// The clear-text password of `address` when its `passwd` entry is `{PLAIN}`.
+fn plain_secret(passwd_text: &str, address: &str) -> Option<Vec<u8>> {
+    for line in passwd_text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((a, h)) = line.split_once(':') else {
+            continue;
+        };
+        if a.trim().eq_ignore_ascii_case(address) {
+            let h = h.trim();
+            return match h.get(..7) {
+                Some(p) if p.eq_ignore_ascii_case("{PLAIN}") => Some(h[7..].as_bytes().to_vec()),
+                _ => None,
+            };
+        }
+    }
+    None
+}
+
 /// The file back-end: `users` and `passwd` are read while privileged (`passwd` is readable
-/// by root and moauth only), the hash is checked afterwards.
+/// by root and moauth only), the hash is checked afterwards. A request with a timestamp and
+/// a password of 32 hex digits is tried as APOP ([`check_apop`]) first, then as a password
+/// (front ends such as qmail-popup send the timestamp with every login).
 pub struct FileBackend;
 
 impl Backend for FileBackend {
     fn open(&self) -> Result<Checker, DirError> {
         let dir = Directory::open()?;
         let passwd = dir.read_passwd()?;
+        let path = dir.root().join("directory/passwd");
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+            Err(source) => return Err(DirError::Read { path, source }),
+        };
         Ok(Box::new(move |req: &Request, _service: Option<&str>| {
+            let apop = !req.timestamp.is_empty()
+                && req.password.len() == 32
+                && req.password.iter().all(u8::is_ascii_hexdigit);
+            if apop && let Some(u) = check_apop(&dir, &text, req) {
+                return Ok(Some(u));
+            }
             Ok(check(&dir, &passwd, req))
         }))
     }
@@ -63,6 +119,39 @@ mod tests {
         .unwrap();
         let dir = Directory::open_at(t.path()).unwrap();
         (t, dir)
+    }
+
+    #[test]
+    fn apop_for_plain_entries_only() {
+        let (t, dir) = dir();
+        let path = t.path().join("directory/passwd");
+        std::fs::write(
+            &path,
+            "alice@x.test:{PLAIN}tanstaaf\nbob@x.test:{PLAIN}secret\ncarol@x.test:{SSHA}abc\n",
+        )
+        .unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let req = |l: &[u8], d: &[u8]| Request {
+            login: l.to_vec(),
+            password: d.to_vec(),
+            timestamp: b"<1896.697170952@dbc.mtview.ca.us>".to_vec(),
+        };
+        // RFC 1939 §7's example.
+        let digest = b"c4c9334bac560ecc979e58001b3e22fb";
+        let ok = |l: &[u8], d: &[u8]| check_apop(&dir, &text, &req(l, d)).map(|u| u.address);
+        assert_eq!(ok(b"alice@x.test", digest).as_deref(), Some("alice@x.test"));
+        assert_eq!(
+            ok(b"AL@x.test", b"C4C9334BAC560ECC979E58001B3E22FB").as_deref(),
+            Some("alice@x.test")
+        );
+        assert_eq!(
+            ok(b"alice@x.test", b"c4c9334bac560ecc979e58001b3e22fc"),
+            None
+        );
+        assert_eq!(ok(b"alice@x.test", b"tanstaaf"), None);
+        assert_eq!(ok(b"nobody@x.test", digest), None);
+        // bob is disabled.
+        assert_eq!(ok(b"bob@x.test", digest), None);
     }
 
     #[test]
