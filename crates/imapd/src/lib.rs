@@ -1,0 +1,153 @@
+//! imapd: the authenticated IMAP4rev1 server (RFC 3501) for one user on the user's
+//! Maildir++, over any byte stream (fd 0/1 in production, pipes in tests).
+//!
+//! - [`Config`]: the Maildir, the user, limits; [`run`]: greet (`* PREAUTH`, or the tagged
+//!   `OK` of the LOGIN that imapd-login accepted), then serve commands until LOGOUT, EOF
+//!   or the autologout timeout;
+//! - [`session`]: the command handlers; [`mime`]: BODYSTRUCTURE, ENVELOPE and sections.
+//!
+//! Storage lives in mailorder-imap-store, the wire format in mailorder-imap-proto. This
+//! crate never authenticates anybody: it runs as the user, after the login chain.
+
+pub mod mime;
+pub mod session;
+
+use mailorder_core::Exit;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The server's settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The user's Maildir (INBOX).
+    pub maildir: PathBuf,
+    /// The user, for logs and the greeting.
+    pub user: String,
+    /// The tag of the LOGIN/AUTHENTICATE that the front end accepted (`IMAPLOGINTAG`);
+    /// `None` greets `* PREAUTH`.
+    pub login_tag: Option<String>,
+    /// The largest message APPEND accepts (APPENDLIMIT), bytes.
+    pub max_message: usize,
+    /// The longest command line, bytes.
+    pub max_line: usize,
+    /// How often IDLE looks for changes.
+    pub idle_poll: Duration,
+    /// Autologout: the connection closes after this long without a command.
+    pub timeout: Duration,
+    /// Whether the connection is under TLS (`TLS=1`), for logs.
+    pub tls: bool,
+}
+
+impl Config {
+    /// Defaults for `maildir` and `user`.
+    pub fn new(maildir: PathBuf, user: String) -> Config {
+        Config {
+            maildir,
+            user,
+            login_tag: None,
+            max_message: 50 * 1024 * 1024,
+            max_line: 64 * 1024,
+            idle_poll: Duration::from_millis(500),
+            timeout: Duration::from_secs(30 * 60),
+            tls: false,
+        }
+    }
+}
+
+/// Why the session ended badly.
+#[derive(Debug, thiserror::Error)]
+pub enum ImapError {
+    /// The client connection failed.
+    #[error("connection: {0}")]
+    Io(#[from] io::Error),
+    /// The mail store could not be opened.
+    #[error("mail store: {0}")]
+    Store(#[from] mailorder_imap_store::StoreError),
+}
+
+impl ImapError {
+    /// Every failure is temporary.
+    pub fn class(&self) -> Exit {
+        Exit::Temp
+    }
+}
+
+/// Input from the client as chunks, read by a thread so that IDLE and the autologout can
+/// wait with a timeout on any `Read`.
+pub struct Input {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+}
+
+/// What [`Input::recv`] found.
+pub enum Got {
+    /// Bytes.
+    Data(Vec<u8>),
+    /// End of input.
+    Eof,
+    /// Nothing within the time.
+    Timeout,
+}
+
+impl Input {
+    /// Start reading `r` on a thread.
+    pub fn spawn<R: Read + Send + 'static>(mut r: R) -> Input {
+        let (tx, rx) = mpsc::sync_channel(4);
+        std::thread::spawn(move || {
+            let mut buf = vec![0u8; 65536];
+            loop {
+                match r.read(&mut buf) {
+                    Ok(0) => {
+                        let _ = tx.send(Ok(Vec::new()));
+                        return;
+                    }
+                    Ok(n) => {
+                        if tx.send(Ok(buf[..n].to_vec())).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        Input { rx }
+    }
+
+    /// Wait up to `t` for input.
+    pub fn recv(&self, t: Duration) -> io::Result<Got> {
+        match self.rx.recv_timeout(t) {
+            Ok(Ok(d)) if d.is_empty() => Ok(Got::Eof),
+            Ok(Ok(d)) => Ok(Got::Data(d)),
+            Ok(Err(e)) => Err(e),
+            Err(mpsc::RecvTimeoutError::Timeout) => Ok(Got::Timeout),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Ok(Got::Eof),
+        }
+    }
+}
+
+/// Serve one connection: `input` from the client, `output` to it.
+pub fn run<R: Read + Send + 'static, W: Write>(
+    cfg: &Config,
+    input: R,
+    output: W,
+) -> Result<(), ImapError> {
+    let store = mailorder_imap_store::Store::open(&cfg.maildir)?;
+    if let Err(e) = store.ensure_special() {
+        log::warn!("cannot create the special folders: {e}");
+    }
+    let mut s = session::Session::new(cfg.clone(), store, output);
+    s.serve(Input::spawn(input))
+}
+
+/// Whether `t` is a valid IMAP tag (the front end's `IMAPLOGINTAG` is checked again).
+pub fn valid_tag(t: &str) -> bool {
+    !t.is_empty()
+        && t.len() <= 64
+        && t.bytes()
+            .all(|c| c.is_ascii_graphic() && !b"(){%*\"\\+]".contains(&c))
+}

@@ -1,0 +1,38 @@
+//! imapd: the authenticated IMAP server, run as the user (by checkpassword, or directly
+//! for PREAUTH). See CONTRACT.md.
+
+use mailorder_core::{control::Control, exit};
+use std::path::PathBuf;
+
+fn main() {
+    mailorder_core::logger::init("imapd", 111);
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(maildir) = env("MAILDIR")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join("Maildir")))
+    else {
+        log::error!("neither MAILDIR nor HOME is set (#4.3.5)");
+        exit::exit(111);
+    };
+    let mut cfg = imapd::Config::new(maildir, env("USER").unwrap_or_else(|| "unknown".into()));
+    cfg.login_tag = env("IMAPLOGINTAG").filter(|t| imapd::valid_tag(t));
+    cfg.tls = env("TLS").as_deref() == Some("1");
+    let control = Control::default();
+    let num = |name: &str, default: u64| match control.number(name, default) {
+        Ok(v) => v,
+        Err(e) => {
+            log::error!("{e}");
+            exit::exit(111);
+        }
+    };
+    cfg.max_message =
+        usize::try_from(num("imapappendlimit", 50 * 1024 * 1024)).unwrap_or(usize::MAX);
+    cfg.timeout = std::time::Duration::from_secs(num("timeoutimap", 1800));
+    match imapd::run(&cfg, std::io::stdin(), std::io::stdout()) {
+        Ok(()) => exit::exit(0),
+        Err(e) => {
+            log::warn!("{e} user={}", cfg.user);
+            exit::exit(e.class().code());
+        }
+    }
+}

@@ -1,0 +1,1597 @@
+//! The IMAP session: one command at a time, responses buffered and flushed per command.
+
+use crate::mime;
+use crate::{Config, Got, ImapError, Input};
+use mailorder_imap_proto::framer::{Frame, Framer};
+use mailorder_imap_proto::parse::{
+    Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
+    parse_flags, parse_search,
+};
+use mailorder_imap_proto::seqset::{SeqSet, compact};
+use mailorder_imap_proto::{astring, date, mutf7};
+use mailorder_imap_store::{Folder, Msg, Store, StoreError};
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::Instant;
+
+/// The capabilities after login; every one is implemented and tested.
+pub fn capabilities(cfg: &Config) -> String {
+    format!(
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN SPECIAL-USE CONDSTORE ESEARCH STATUS=SIZE QUOTA APPENDLIMIT={}",
+        cfg.max_message
+    )
+}
+
+const SYSTEM_FLAGS: [(char, &str); 6] = [
+    ('D', "\\Draft"),
+    ('F', "\\Flagged"),
+    ('P', "$Forwarded"),
+    ('R', "\\Answered"),
+    ('S', "\\Seen"),
+    ('T', "\\Deleted"),
+];
+
+struct Selected {
+    name: String,
+    folder: Folder,
+    readonly: bool,
+    view: Vec<Msg>,
+    uidvalidity: u32,
+    uidnext: u32,
+    keywords: Vec<String>,
+    cache: Option<HashMap<u32, [String; 3]>>,
+    cache_new: Vec<(u32, [String; 3])>,
+}
+
+/// Outcome of a handler: the tagged reply.
+enum Reply {
+    Ok(String),
+    No(String),
+    Bad(String),
+    Logout,
+}
+
+type R = Result<Reply, ImapError>;
+
+fn ok(s: impl Into<String>) -> R {
+    Ok(Reply::Ok(s.into()))
+}
+fn no(s: impl Into<String>) -> R {
+    Ok(Reply::No(s.into()))
+}
+fn bad(s: impl Into<String>) -> R {
+    Ok(Reply::Bad(s.into()))
+}
+
+fn store_no(e: &StoreError) -> Reply {
+    match e {
+        StoreError::NoMailbox => Reply::No("[NONEXISTENT] Mailbox does not exist".into()),
+        StoreError::Exists => Reply::No("[ALREADYEXISTS] Mailbox already exists".into()),
+        StoreError::BadName(w) => Reply::No(format!("[CANNOT] Invalid mailbox name: {w}")),
+        StoreError::Cannot(w) => Reply::No(format!("[CANNOT] {w}")),
+        e => {
+            log::error!("store: {e}");
+            Reply::No("[UNAVAILABLE] Temporary server failure, try again later".into())
+        }
+    }
+}
+
+/// The session.
+pub struct Session<W: Write> {
+    cfg: Config,
+    store: Store,
+    out: W,
+    buf: Vec<u8>,
+    sel: Option<Selected>,
+    condstore: bool,
+    cur_tag: String,
+}
+
+/// Wildcard match of an IMAP LIST pattern (`*` anything, `%` anything but `/`), linear
+/// in time (no backtracking explosion).
+pub fn list_match(pat: &str, name: &str) -> bool {
+    let (p, n): (Vec<char>, Vec<char>) = (pat.chars().collect(), name.chars().collect());
+    let mut dp = vec![false; n.len() + 1];
+    dp[0] = true;
+    for &pc in &p {
+        let mut next = vec![false; n.len() + 1];
+        match pc {
+            '*' | '%' => {
+                let mut any = false;
+                for j in 0..=n.len() {
+                    if dp[j] {
+                        any = true;
+                    }
+                    next[j] = any;
+                    if pc == '%' && j < n.len() && n[j] == '/' {
+                        any = false;
+                    }
+                }
+                for j in 0..=n.len() {
+                    next[j] = dp[j] || (j > 0 && next[j - 1] && (pc == '*' || n[j - 1] != '/'));
+                }
+            }
+            c => {
+                for j in 1..=n.len() {
+                    next[j] = dp[j - 1] && n[j - 1] == c;
+                }
+            }
+        }
+        dp = next;
+    }
+    dp[n.len()]
+}
+
+impl<W: Write> Session<W> {
+    /// A session for `cfg` on `store`, writing to `out`.
+    pub fn new(cfg: Config, store: Store, out: W) -> Session<W> {
+        Session {
+            cfg,
+            store,
+            out,
+            buf: Vec::new(),
+            sel: None,
+            condstore: false,
+            cur_tag: String::new(),
+        }
+    }
+
+    fn line(&mut self, s: &str) {
+        self.buf.extend_from_slice(s.as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+    }
+
+    fn flush(&mut self) -> Result<(), ImapError> {
+        if !self.buf.is_empty() {
+            self.out.write_all(&self.buf)?;
+            self.buf.clear();
+        }
+        self.out.flush()?;
+        Ok(())
+    }
+
+    /// Greet, then serve until LOGOUT or EOF.
+    pub fn serve(&mut self, input: Input) -> Result<(), ImapError> {
+        let caps = capabilities(&self.cfg);
+        match self.cfg.login_tag.clone() {
+            Some(tag) => self.line(&format!("{tag} OK [CAPABILITY {caps}] Logged in")),
+            None => self.line(&format!(
+                "* PREAUTH [CAPABILITY {caps}] mailorder IMAP ready, logged in as {}",
+                self.cfg.user.replace(['\r', '\n'], "")
+            )),
+        }
+        self.flush()?;
+        log::info!("login user={} tls={}", self.cfg.user, self.cfg.tls);
+        let mut fr = Framer::new(self.cfg.max_line, self.cfg.max_message + self.cfg.max_line);
+        let mut last = Instant::now();
+        loop {
+            while let Some(frame) = fr.next_frame() {
+                last = Instant::now();
+                match frame {
+                    Frame::Continue => {
+                        self.line("+ OK");
+                        self.flush()?;
+                    }
+                    Frame::TooLong { tag, fatal } => {
+                        self.tagged_bad(tag, "Command line too long");
+                        if fatal {
+                            return self.bye("Command line too long");
+                        }
+                        self.flush()?;
+                    }
+                    Frame::LiteralTooBig { tag, fatal } => {
+                        let t = tag.unwrap_or_else(|| "*".into());
+                        if fatal {
+                            self.line(&format!("{t} NO [TOOBIG] Literal too big"));
+                            return self.bye("Literal too big");
+                        }
+                        self.line(&format!("{t} NO [TOOBIG] Literal too big"));
+                        self.flush()?;
+                    }
+                    Frame::Command(bytes) => {
+                        let done = self.command(&bytes, &input, &mut fr)?;
+                        self.flush()?;
+                        if done {
+                            return Ok(());
+                        }
+                    }
+                }
+            }
+            let left = self.cfg.timeout.saturating_sub(last.elapsed());
+            if left.is_zero() {
+                return self.bye("Autologout");
+            }
+            match input.recv(left)? {
+                Got::Data(d) => fr.push(&d),
+                Got::Eof => return Ok(()),
+                Got::Timeout => {}
+            }
+        }
+    }
+
+    fn bye(&mut self, why: &str) -> Result<(), ImapError> {
+        self.line(&format!("* BYE {why}"));
+        self.flush()
+    }
+
+    fn tagged_bad(&mut self, tag: Option<String>, text: &str) {
+        let t = tag.unwrap_or_else(|| "*".into());
+        self.line(&format!("{t} BAD {text}"));
+    }
+
+    /// Handle one command; `true` ends the session.
+    fn command(&mut self, bytes: &[u8], input: &Input, fr: &mut Framer) -> Result<bool, ImapError> {
+        let cmd = match parse_command(bytes) {
+            Ok(c) => c,
+            Err(e) => {
+                self.tagged_bad(e.tag, &format!("Syntax error: {}", e.text));
+                return Ok(false);
+            }
+        };
+        let tag = cmd.tag.clone();
+        self.cur_tag = tag.clone();
+        let reply = match cmd.name.as_str() {
+            "IDLE" => self.idle(&cmd, input, fr)?,
+            _ => self.dispatch(&cmd)?,
+        };
+        let (status, text) = match reply {
+            Reply::Ok(t) => ("OK", t),
+            Reply::No(t) => ("NO", t),
+            Reply::Bad(t) => ("BAD", t),
+            Reply::Logout => {
+                self.line("* BYE Logging out");
+                self.line(&format!("{tag} OK Logout completed"));
+                return Ok(true);
+            }
+        };
+        // Untagged updates after every command that may carry them (RFC 3501 §7).
+        let quiet = matches!(cmd.name.as_str(), "FETCH" | "STORE" | "SEARCH");
+        if self.sel.is_some()
+            && !matches!(
+                cmd.name.as_str(),
+                "SELECT" | "EXAMINE" | "CLOSE" | "UNSELECT" | "LOGOUT"
+            )
+        {
+            self.updates(!quiet)?;
+        }
+        self.line(&format!("{tag} {status} {text}"));
+        Ok(false)
+    }
+
+    fn dispatch(&mut self, cmd: &Command) -> R {
+        let a = &cmd.args;
+        let nargs = |n: usize| a.len() == n;
+        match cmd.name.as_str() {
+            "CAPABILITY" => {
+                let c = capabilities(&self.cfg);
+                self.line(&format!("* CAPABILITY {c}"));
+                ok("Capability completed")
+            }
+            "NOOP" | "CHECK" => ok(format!("{} completed", cmd.name)),
+            "LOGOUT" => Ok(Reply::Logout),
+            "ID" => {
+                self.line("* ID (\"name\" \"mailorder\")");
+                ok("ID completed")
+            }
+            "NAMESPACE" => {
+                self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
+                ok("Namespace completed")
+            }
+            "ENABLE" => {
+                let mut en = Vec::new();
+                for t in a {
+                    if t.atom_upper().as_deref() == Some("CONDSTORE") {
+                        self.condstore = true;
+                        en.push("CONDSTORE");
+                    }
+                }
+                let l = format!("* ENABLED {}", en.join(" "));
+                self.line(l.trim_end());
+                ok("Enabled")
+            }
+            "LOGIN" | "AUTHENTICATE" => bad("Already logged in"),
+            "STARTTLS" => bad("Already logged in"),
+            "SELECT" | "EXAMINE" if !a.is_empty() => self.select(cmd),
+            "CREATE" if nargs(1) => self.mailbox_op(cmd, |s, n| s.create(n), "Create completed"),
+            "DELETE" if nargs(1) => {
+                let name = self.mbox_arg(&a[0])?;
+                if let Some(sel) = &self.sel
+                    && name.as_deref().ok() == Some(sel.name.as_str())
+                {
+                    return no("[INUSE] Mailbox is selected");
+                }
+                self.mailbox_op(cmd, |s, n| s.delete(n), "Delete completed")
+            }
+            "RENAME" if nargs(2) => {
+                let from = match self.mbox_arg(&a[0])? {
+                    Ok(n) => n,
+                    Err(r) => return Ok(r),
+                };
+                let to = match self.mbox_arg(&a[1])? {
+                    Ok(n) => n,
+                    Err(r) => return Ok(r),
+                };
+                match self.store.rename(&from, &to) {
+                    Ok(()) => ok("Rename completed"),
+                    Err(e) => Ok(store_no(&e)),
+                }
+            }
+            "SUBSCRIBE" | "UNSUBSCRIBE" if nargs(1) => {
+                let on = cmd.name == "SUBSCRIBE";
+                self.mailbox_op(cmd, move |s, n| s.subscribe(n, on), "Subscription changed")
+            }
+            "LIST" | "LSUB" if a.len() >= 2 => self.list(cmd),
+            "STATUS" if nargs(2) => self.status(cmd),
+            "APPEND" if a.len() >= 2 => self.append(cmd),
+            "GETQUOTAROOT" if nargs(1) => {
+                let n = match self.mbox_arg(&a[0])? {
+                    Ok(n) => n,
+                    Err(r) => return Ok(r),
+                };
+                self.line(&format!("* QUOTAROOT {} \"\"", astring(&n)));
+                self.quota_line();
+                ok("Getquotaroot completed")
+            }
+            "GETQUOTA" if nargs(1) => {
+                if a[0].astring() != Some(b"") {
+                    return no("[NONEXISTENT] No such quota root");
+                }
+                self.quota_line();
+                ok("Getquota completed")
+            }
+            "SETQUOTA" => no("[NOPERM] Quota is set by the administrator"),
+            _ if self.sel.is_none()
+                && matches!(
+                    cmd.name.as_str(),
+                    "CLOSE"
+                        | "UNSELECT"
+                        | "EXPUNGE"
+                        | "SEARCH"
+                        | "FETCH"
+                        | "STORE"
+                        | "COPY"
+                        | "MOVE"
+                        | "UID"
+                ) =>
+            {
+                bad("No mailbox selected")
+            }
+            "CLOSE" | "UNSELECT" if a.is_empty() => {
+                if cmd.name == "CLOSE" {
+                    self.expunge_deleted(None)?;
+                }
+                self.sel = None;
+                ok(format!("{} completed", cmd.name))
+            }
+            "EXPUNGE" if a.is_empty() => self.expunge(None),
+            "SEARCH" => self.search(&cmd.args, false),
+            "FETCH" if a.len() >= 2 => self.fetch(&a[0], &a[1..], false),
+            "STORE" if a.len() >= 3 => self.store_cmd(&a[0], &a[1..], false),
+            "COPY" | "MOVE" if nargs(2) => self.copy(&a[0], &a[1], false, cmd.name == "MOVE"),
+            "UID" if !a.is_empty() => {
+                let sub = a[0].atom_upper().unwrap_or_default();
+                let r = &a[1..];
+                match sub.as_str() {
+                    "FETCH" if r.len() >= 2 => self.fetch(&r[0], &r[1..], true),
+                    "STORE" if r.len() >= 3 => self.store_cmd(&r[0], &r[1..], true),
+                    "SEARCH" => self.search(r, true),
+                    "COPY" | "MOVE" if r.len() == 2 => self.copy(&r[0], &r[1], true, sub == "MOVE"),
+                    "EXPUNGE" if r.len() == 1 => {
+                        let set = match seqset_arg(&r[0]) {
+                            Ok(s) => s,
+                            Err(e) => return bad(e),
+                        };
+                        self.expunge(Some(set))
+                    }
+                    _ => bad("Unknown or malformed UID command"),
+                }
+            }
+            "CREATE" | "DELETE" | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" | "LIST" | "LSUB"
+            | "STATUS" | "APPEND" | "SELECT" | "EXAMINE" | "FETCH" | "STORE" | "COPY" | "MOVE"
+            | "CLOSE" | "UNSELECT" | "EXPUNGE" | "GETQUOTA" | "GETQUOTAROOT" => {
+                bad("Wrong number of arguments")
+            }
+            _ => bad("Unknown command"),
+        }
+    }
+
+    fn quota_line(&mut self) {
+        if let Some((def, usage)) = self.store.quota() {
+            let mut parts = Vec::new();
+            if let Some(b) = def.bytes {
+                parts.push(format!(
+                    "STORAGE {} {}",
+                    usage.bytes.max(0) / 1024,
+                    b / 1024
+                ));
+            }
+            if let Some(c) = def.count {
+                parts.push(format!("MESSAGE {} {}", usage.count.max(0), c));
+            }
+            self.line(&format!("* QUOTA \"\" ({})", parts.join(" ")));
+        } else {
+            self.line("* QUOTA \"\" ()");
+        }
+    }
+
+    /// A mailbox name argument, decoded to the IMAP (mUTF-7) form; INBOX normalised.
+    fn mbox_arg(&self, t: &Tok) -> Result<Result<String, Reply>, ImapError> {
+        let Some(n) = t.text() else {
+            return Ok(Err(Reply::Bad("Mailbox name must be a string".into())));
+        };
+        if n.eq_ignore_ascii_case("INBOX") {
+            return Ok(Ok("INBOX".into()));
+        }
+        if let Err(e) = mutf7::decode(&n) {
+            return Ok(Err(Reply::Bad(e.to_string())));
+        }
+        Ok(Ok(n))
+    }
+
+    fn mailbox_op(
+        &mut self,
+        cmd: &Command,
+        f: impl FnOnce(&Store, &str) -> Result<(), StoreError>,
+        done: &str,
+    ) -> R {
+        let n = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        match f(&self.store, &n) {
+            Ok(()) => ok(done),
+            Err(e) => Ok(store_no(&e)),
+        }
+    }
+
+    fn flags_text(letters: &str, keywords: &[String]) -> String {
+        let mut v: Vec<String> = Vec::new();
+        for c in letters.chars() {
+            if let Some((_, f)) = SYSTEM_FLAGS.iter().find(|(l, _)| *l == c) {
+                v.push((*f).to_owned());
+            } else if c.is_ascii_lowercase()
+                && let Some(k) = keywords
+                    .get((c as u8 - b'a') as usize)
+                    .filter(|k| !k.is_empty())
+            {
+                v.push(k.clone());
+            }
+        }
+        format!("({})", v.join(" "))
+    }
+
+    fn flag_list(keywords: &[String]) -> String {
+        let mut v: Vec<String> = [
+            "\\Answered",
+            "\\Flagged",
+            "\\Deleted",
+            "\\Seen",
+            "\\Draft",
+            "$Forwarded",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+        v.extend(keywords.iter().filter(|k| !k.is_empty()).cloned());
+        v.join(" ")
+    }
+
+    fn select(&mut self, cmd: &Command) -> R {
+        self.sel = None;
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        if let Some(Tok::List(p)) = cmd.args.get(1) {
+            for t in p {
+                if t.atom_upper().as_deref() == Some("CONDSTORE") {
+                    self.condstore = true;
+                } else {
+                    return bad("Unknown SELECT parameter");
+                }
+            }
+        }
+        let mut folder = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let readonly = cmd.name == "EXAMINE";
+        let mut st = match folder.sync() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        if !readonly && st.msgs.iter().any(|m| m.sub == mailorder_maildir::Sub::New) {
+            let _ = folder.take_new(&st);
+            if let Ok(s) = folder.sync() {
+                st = s;
+            }
+        }
+        let keywords = folder.keywords();
+        let fl = Self::flag_list(&keywords);
+        self.line(&format!("* FLAGS ({fl})"));
+        if readonly {
+            self.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.line(&format!("* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted"));
+        }
+        self.line(&format!("* {} EXISTS", st.msgs.len()));
+        self.line("* 0 RECENT");
+        if let Some(i) = st.msgs.iter().position(|m| !m.flags.contains('S')) {
+            self.line(&format!("* OK [UNSEEN {}] First unseen", i + 1));
+        }
+        self.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", st.uidvalidity));
+        self.line(&format!("* OK [UIDNEXT {}] Predicted next UID", st.uidnext));
+        self.line(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest",
+            st.highestmodseq
+        ));
+        self.sel = Some(Selected {
+            name,
+            folder,
+            readonly,
+            view: st.msgs,
+            uidvalidity: st.uidvalidity,
+            uidnext: st.uidnext,
+            keywords,
+            cache: None,
+            cache_new: Vec::new(),
+        });
+        ok(format!(
+            "[{}] {} completed",
+            if readonly { "READ-ONLY" } else { "READ-WRITE" },
+            cmd.name
+        ))
+    }
+
+    /// Report what changed in the selected folder since the session last looked:
+    /// EXPUNGE (when allowed), flag changes, EXISTS.
+    fn updates(&mut self, allow_expunge: bool) -> Result<(), ImapError> {
+        let condstore = self.condstore;
+        let Some(sel) = self.sel.as_mut() else {
+            return Ok(());
+        };
+        let st = match sel.folder.sync() {
+            Ok(s) => s,
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // The folder was deleted by another session.
+                self.sel = None;
+                self.line("* BYE [UNAVAILABLE] Selected mailbox was deleted");
+                return Ok(());
+            }
+            Err(e) => {
+                log::warn!("sync: {e}");
+                return Ok(());
+            }
+        };
+        if st.uidvalidity != sel.uidvalidity {
+            self.sel = None;
+            self.line("* BYE [UNAVAILABLE] UIDVALIDITY changed, please reconnect");
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
+        if allow_expunge {
+            let mut i = sel.view.len();
+            while i > 0 {
+                i -= 1;
+                if !now.contains_key(&sel.view[i].uid) {
+                    sel.view.remove(i);
+                    lines.push(format!("* {} EXPUNGE", i + 1));
+                }
+            }
+        }
+        let kw = sel.folder.keywords();
+        let kw_changed = kw != sel.keywords;
+        if kw_changed {
+            sel.keywords = kw;
+            lines.push(format!("* FLAGS ({})", Self::flag_list(&sel.keywords)));
+        }
+        for (i, m) in sel.view.iter_mut().enumerate() {
+            if let Some(n) = now.get(&m.uid) {
+                if n.flags != m.flags {
+                    let ms = if condstore {
+                        format!(" MODSEQ ({})", n.modseq)
+                    } else {
+                        String::new()
+                    };
+                    lines.push(format!(
+                        "* {} FETCH (UID {} FLAGS {}{ms})",
+                        i + 1,
+                        m.uid,
+                        Self::flags_text(&n.flags, &sel.keywords)
+                    ));
+                }
+                *m = (*n).clone();
+            }
+        }
+        let last = sel.view.last().map_or(0, |m| m.uid);
+        let before = sel.view.len();
+        sel.view
+            .extend(st.msgs.iter().filter(|m| m.uid > last).cloned());
+        if sel.view.len() != before {
+            lines.push(format!("* {} EXISTS", sel.view.len()));
+            lines.push("* 0 RECENT".into());
+        }
+        sel.uidnext = st.uidnext;
+        for l in lines {
+            self.line(&l);
+        }
+        Ok(())
+    }
+
+    fn list(&mut self, cmd: &Command) -> R {
+        let lsub = cmd.name == "LSUB";
+        let mut args: &[Tok] = &cmd.args;
+        let mut only_special = false;
+        if !lsub && let Some(Tok::List(sel)) = args.first() {
+            for t in sel {
+                match t.atom_upper().as_deref() {
+                    Some("SPECIAL-USE") => only_special = true,
+                    _ => return bad("Unsupported LIST selection option"),
+                }
+            }
+            args = &args[1..];
+        }
+        if args.len() < 2 {
+            return bad("Wrong number of arguments");
+        }
+        let (Some(reference), Some(pat)) = (args[0].text(), args[1].text()) else {
+            return bad("Bad LIST arguments");
+        };
+        if args.len() > 2 {
+            // RETURN (SPECIAL-USE) / (CHILDREN): what we send anyway.
+            let ok_ret = matches!(&args[2], Tok::Atom(r) if r.eq_ignore_ascii_case("RETURN"))
+                && matches!(args.get(3), Some(Tok::List(_)))
+                && args.len() == 4;
+            if !ok_ret {
+                return bad("Bad LIST arguments");
+            }
+        }
+        if pat.is_empty() {
+            if !lsub {
+                self.line("* LIST (\\Noselect) \"/\" \"\"");
+            }
+            return ok("List completed");
+        }
+        if pat.len() > 512 || reference.len() > 512 {
+            return bad("Pattern too long");
+        }
+        let full = format!("{reference}{pat}");
+        let entries = match self.store.list() {
+            Ok(l) => l,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let subs = if lsub {
+            match self.store.subscriptions() {
+                Ok(s) => Some(s),
+                Err(e) => return Ok(store_no(&e)),
+            }
+        } else {
+            None
+        };
+        for e in entries {
+            let m = list_match(&full, &e.name)
+                || (e.name == "INBOX" && list_match(&full.to_ascii_uppercase(), "INBOX"));
+            if !m {
+                continue;
+            }
+            if let Some(s) = &subs
+                && !s.contains(&e.name)
+            {
+                continue;
+            }
+            if only_special && e.special.is_none() {
+                continue;
+            }
+            let mut attrs: Vec<&str> = Vec::new();
+            if !e.exists {
+                attrs.push("\\Noselect");
+            }
+            attrs.push(if e.children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+            if let Some(s) = e.special {
+                attrs.push(s);
+            }
+            self.line(&format!(
+                "* {} ({}) \"/\" {}",
+                cmd.name,
+                attrs.join(" "),
+                astring(&e.name)
+            ));
+        }
+        ok(format!("{} completed", cmd.name))
+    }
+
+    fn status(&mut self, cmd: &Command) -> R {
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let Tok::List(items) = &cmd.args[1] else {
+            return bad("STATUS items must be a list");
+        };
+        let mut folder = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let st = match folder.sync() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut out = Vec::new();
+        for it in items {
+            let i = it.atom_upper().unwrap_or_default();
+            let v = match i.as_str() {
+                "MESSAGES" => st.msgs.len() as u64,
+                "RECENT" => 0,
+                "UIDNEXT" => u64::from(st.uidnext),
+                "UIDVALIDITY" => u64::from(st.uidvalidity),
+                "UNSEEN" => st.msgs.iter().filter(|m| !m.flags.contains('S')).count() as u64,
+                "HIGHESTMODSEQ" => st.highestmodseq,
+                "SIZE" => st.msgs.iter().map(|m| m.size).sum(),
+                _ => return bad(format!("Unknown STATUS item {i}")),
+            };
+            out.push(format!("{i} {v}"));
+        }
+        self.line(&format!("* STATUS {} ({})", astring(&name), out.join(" ")));
+        ok("Status completed")
+    }
+
+    /// Maildir letters for IMAP flags, creating keyword letters in `folder` as needed.
+    fn letters(folder: &mut Folder, flags: &[String], create: bool) -> Result<String, StoreError> {
+        let mut out = String::new();
+        for f in flags {
+            if let Some((c, _)) = SYSTEM_FLAGS.iter().find(|(_, n)| n.eq_ignore_ascii_case(f)) {
+                out.push(*c);
+            } else if f.starts_with('\\') {
+                // \Recent and unknown system flags are not stored.
+            } else if let Some(c) = folder.keyword_letter(f, create)? {
+                out.push(c);
+            }
+        }
+        Ok(mailorder_maildir::name::normalize_flags(&out))
+    }
+
+    fn append(&mut self, cmd: &Command) -> R {
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let mut rest = &cmd.args[1..];
+        let mut flags = Vec::new();
+        if let Some(t @ Tok::List(_)) = rest.first() {
+            flags = match parse_flags(t) {
+                Ok(f) => f,
+                Err(e) => return bad(e),
+            };
+            rest = &rest[1..];
+        }
+        let mut internal = None;
+        if rest.len() == 2 {
+            let Some(d) = rest[0].text() else {
+                return bad("Bad date");
+            };
+            match date::parse_date_time(&d) {
+                Some((t, _)) => internal = Some(t),
+                None => return bad("Bad date-time"),
+            }
+            rest = &rest[1..];
+        }
+        let [Tok::Str(data)] = rest else {
+            return bad("Missing message literal");
+        };
+        if data.len() > self.cfg.max_message {
+            return no("[TOOBIG] Message too large");
+        }
+        let mut folder = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
+            Err(e) => return Ok(store_no(&e)),
+        };
+        if let Some((def, usage)) = self.store.quota()
+            && def.exceeded_by(usage, data.len() as u64, 1)
+        {
+            return no("[OVERQUOTA] Quota exceeded");
+        }
+        let letters = match Self::letters(&mut folder, &flags, true) {
+            Ok(l) => l,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        match folder.append(data, &letters, internal) {
+            Ok((uv, uid)) => {
+                let _ =
+                    mailorder_maildir::quota::append_line(self.store.root(), data.len() as i64, 1);
+                ok(format!("[APPENDUID {uv} {uid}] Append completed"))
+            }
+            Err(e) => Ok(store_no(&e)),
+        }
+    }
+
+    /// The (sequence number, message) pairs a set names.
+    fn targets(&self, set: &SeqSet, uid: bool) -> Result<Vec<(usize, Msg)>, String> {
+        let Some(sel) = &self.sel else {
+            return Err("No mailbox selected".into());
+        };
+        if uid {
+            let max = sel.view.last().map_or(0, |m| m.uid);
+            let ranges = set.ranges(max);
+            Ok(sel
+                .view
+                .iter()
+                .enumerate()
+                .filter(|(_, m)| ranges.iter().any(|&(a, b)| (a..=b).contains(&m.uid)))
+                .map(|(i, m)| (i + 1, m.clone()))
+                .collect())
+        } else {
+            let max = sel.view.len() as u32;
+            let ranges = set.ranges(max);
+            if ranges.iter().any(|&(_, b)| b > max || b == 0) {
+                return Err("Invalid message sequence number".into());
+            }
+            let mut out: Vec<(usize, Msg)> = Vec::new();
+            let mut seen = vec![false; sel.view.len()];
+            for (a, b) in ranges {
+                for n in a..=b {
+                    let i = (n - 1) as usize;
+                    if !seen[i] {
+                        seen[i] = true;
+                    }
+                }
+            }
+            for (i, s) in seen.iter().enumerate() {
+                if *s {
+                    out.push((i + 1, sel.view[i].clone()));
+                }
+            }
+            Ok(out)
+        }
+    }
+
+    fn fetch(&mut self, set: &Tok, items: &[Tok], uid: bool) -> R {
+        let set = match seqset_arg(set) {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
+        let mut atts = match parse_fetch(&items[0]) {
+            Ok(a) => a,
+            Err(e) => return bad(e),
+        };
+        let mut changedsince = None;
+        if let Some(Tok::List(m)) = items.get(1) {
+            match (
+                m.first().and_then(Tok::atom_upper).as_deref(),
+                m.get(1).and_then(Tok::number),
+            ) {
+                (Some("CHANGEDSINCE"), Some(n)) => {
+                    changedsince = Some(n);
+                    self.condstore = true;
+                    atts.push(FetchAtt::ModSeq);
+                }
+                _ => return bad("Bad FETCH modifier"),
+            }
+        } else if items.len() > 1 {
+            return bad("Bad FETCH arguments");
+        }
+        if atts.contains(&FetchAtt::ModSeq) {
+            self.condstore = true;
+        }
+        if uid && !atts.contains(&FetchAtt::Uid) {
+            atts.insert(0, FetchAtt::Uid);
+        }
+        let targets = match self.targets(&set, uid) {
+            Ok(t) => t,
+            Err(e) => return bad(e),
+        };
+        let mut gone = false;
+        for (seq, m) in targets {
+            if changedsince.is_some_and(|c| m.modseq <= c) {
+                continue;
+            }
+            match self.fetch_one(seq, &m, &atts)? {
+                true => {}
+                false => gone = true,
+            }
+        }
+        if let Some(sel) = self.sel.as_mut()
+            && !sel.cache_new.is_empty()
+        {
+            let new = std::mem::take(&mut sel.cache_new);
+            sel.folder.cache_add(sel.uidvalidity, &new);
+        }
+        if gone {
+            return no("[EXPUNGEISSUED] Some messages were expunged");
+        }
+        ok("Fetch completed")
+    }
+
+    /// One FETCH response; `false` when the message has gone.
+    fn fetch_one(&mut self, seq: usize, m: &Msg, atts: &[FetchAtt]) -> Result<bool, ImapError> {
+        let Some(sel) = self.sel.as_mut() else {
+            return Ok(true);
+        };
+        let needs_data = atts.iter().any(|a| {
+            matches!(
+                a,
+                FetchAtt::Section { .. }
+                    | FetchAtt::Rfc822
+                    | FetchAtt::Rfc822Header
+                    | FetchAtt::Rfc822Text
+            )
+        });
+        let needs_struct = atts.iter().any(|a| {
+            matches!(
+                a,
+                FetchAtt::Envelope | FetchAtt::Body | FetchAtt::BodyStructure
+            )
+        });
+        if needs_struct && sel.cache.is_none() {
+            sel.cache = Some(sel.folder.cache_load(sel.uidvalidity));
+        }
+        let cached = sel.cache.as_ref().and_then(|c| c.get(&m.uid)).cloned();
+        let mut data: Option<Vec<u8>> = None;
+        if needs_data || (needs_struct && cached.is_none()) {
+            match sel.folder.read(m) {
+                Ok(Some(d)) => data = Some(mime::to_crlf(d)),
+                Ok(None) => return Ok(false),
+                Err(e) => {
+                    log::warn!("read: {e}");
+                    return Ok(false);
+                }
+            }
+        }
+        let parsed = data.as_ref().map(|d| mime::parse(d));
+        let structs = match (&cached, &data, &parsed) {
+            (Some(c), _, _) => Some(c.clone()),
+            (None, Some(d), Some(p)) if needs_struct => {
+                let mut env = Vec::new();
+                mime::envelope(d, p, &mut env);
+                let mut bs = Vec::new();
+                p.structure(d, true, &mut bs);
+                let mut b = Vec::new();
+                p.structure(d, false, &mut b);
+                let v = [
+                    String::from_utf8_lossy(&env).into_owned(),
+                    String::from_utf8_lossy(&bs).into_owned(),
+                    String::from_utf8_lossy(&b).into_owned(),
+                ];
+                if let Some(c) = sel.cache.as_mut() {
+                    c.insert(m.uid, v.clone());
+                }
+                sel.cache_new.push((m.uid, v.clone()));
+                Some(v)
+            }
+            _ => None,
+        };
+        let mut set_seen = false;
+        let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
+        let mut first = true;
+        let mut flags_sent = false;
+        for a in atts {
+            if !first {
+                out.push(b' ');
+            }
+            first = false;
+            match a {
+                FetchAtt::Uid => out.extend(format!("UID {}", m.uid).as_bytes()),
+                FetchAtt::Flags => {
+                    flags_sent = true;
+                    out.extend(b"FLAGS ");
+                    out.extend(Self::flags_text(&m.flags, &sel.keywords).as_bytes());
+                }
+                FetchAtt::ModSeq => out.extend(format!("MODSEQ ({})", m.modseq).as_bytes()),
+                FetchAtt::InternalDate => {
+                    out.extend(
+                        format!("INTERNALDATE \"{}\"", date::format_date_time(m.internal, 0))
+                            .as_bytes(),
+                    );
+                }
+                FetchAtt::Rfc822Size => out.extend(format!("RFC822.SIZE {}", m.size).as_bytes()),
+                FetchAtt::Envelope => {
+                    out.extend(b"ENVELOPE ");
+                    out.extend(structs.as_ref().map_or("NIL", |s| s[0].as_str()).as_bytes());
+                }
+                FetchAtt::BodyStructure => {
+                    out.extend(b"BODYSTRUCTURE ");
+                    out.extend(structs.as_ref().map_or("NIL", |s| s[1].as_str()).as_bytes());
+                }
+                FetchAtt::Body => {
+                    out.extend(b"BODY ");
+                    out.extend(structs.as_ref().map_or("NIL", |s| s[2].as_str()).as_bytes());
+                }
+                FetchAtt::Rfc822 | FetchAtt::Rfc822Header | FetchAtt::Rfc822Text => {
+                    let (Some(d), Some(p)) = (&data, &parsed) else {
+                        continue;
+                    };
+                    let (name, bytes) = match a {
+                        FetchAtt::Rfc822 => ("RFC822", &d[..]),
+                        FetchAtt::Rfc822Header => ("RFC822.HEADER", &d[p.header.clone()]),
+                        _ => ("RFC822.TEXT", &d[p.body.clone()]),
+                    };
+                    if !matches!(a, FetchAtt::Rfc822Header) {
+                        set_seen = true;
+                    }
+                    out.extend(format!("{name} {{{}}}\r\n", bytes.len()).as_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                FetchAtt::Section {
+                    peek,
+                    section,
+                    partial,
+                } => {
+                    let (Some(d), Some(p)) = (&data, &parsed) else {
+                        continue;
+                    };
+                    if !peek {
+                        set_seen = true;
+                    }
+                    let content: Vec<u8> = match p.find(&section.part) {
+                        None => Vec::new(),
+                        Some(part) => {
+                            let msg = if section.part.is_empty() {
+                                Some(p)
+                            } else {
+                                part.message.as_deref()
+                            };
+                            match &section.text {
+                                SectionText::Full if section.part.is_empty() => d.clone(),
+                                SectionText::Full => d[part.body.clone()].to_vec(),
+                                SectionText::Mime => d[part.header.clone()].to_vec(),
+                                SectionText::Header => msg
+                                    .map(|x| d[x.header.clone()].to_vec())
+                                    .unwrap_or_default(),
+                                SectionText::Text => {
+                                    msg.map(|x| d[x.body.clone()].to_vec()).unwrap_or_default()
+                                }
+                                SectionText::Fields { not, fields } => msg
+                                    .map(|x| {
+                                        mime::header_fields(&d[x.header.clone()], fields, *not)
+                                    })
+                                    .unwrap_or_default(),
+                            }
+                        }
+                    };
+                    let (bytes, origin) = match partial {
+                        Some((o, c)) => {
+                            let o = (*o as usize).min(content.len());
+                            let e = o.saturating_add(*c as usize).min(content.len());
+                            (&content[o..e], Some(o))
+                        }
+                        None => (&content[..], None),
+                    };
+                    out.extend(format!("BODY[{}]", section.render()).as_bytes());
+                    if let Some(o) = origin {
+                        out.extend(format!("<{o}>").as_bytes());
+                    }
+                    out.extend(format!(" {{{}}}\r\n", bytes.len()).as_bytes());
+                    out.extend_from_slice(bytes);
+                }
+            }
+        }
+        if set_seen && !sel.readonly && !m.flags.contains('S') {
+            let nf = mailorder_maildir::name::normalize_flags(&format!("{}S", m.flags));
+            if let Ok(Some(_)) = sel.folder.set_flags(m, &nf) {
+                if let Ok(st) = sel.folder.sync()
+                    && let Some(n) = st.msgs.iter().find(|x| x.uid == m.uid)
+                    && let Some(v) = sel.view.iter_mut().find(|x| x.uid == m.uid)
+                {
+                    *v = n.clone();
+                }
+                if !flags_sent {
+                    out.extend(b" FLAGS ");
+                    out.extend(Self::flags_text(&nf, &sel.keywords).as_bytes());
+                }
+            }
+        }
+        out.extend(b")\r\n");
+        self.buf.extend(out);
+        Ok(true)
+    }
+
+    fn store_cmd(&mut self, set: &Tok, args: &[Tok], uid: bool) -> R {
+        let set = match seqset_arg(set) {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
+        let mut args = args;
+        let mut unchanged = None;
+        if let Some(Tok::List(m)) = args.first() {
+            match (
+                m.first().and_then(Tok::atom_upper).as_deref(),
+                m.get(1).and_then(Tok::number),
+            ) {
+                (Some("UNCHANGEDSINCE"), Some(n)) => {
+                    unchanged = Some(n);
+                    self.condstore = true;
+                }
+                _ => return bad("Bad STORE modifier"),
+            }
+            args = &args[1..];
+        }
+        if args.len() < 2 {
+            return bad("Bad STORE arguments");
+        }
+        let Some(op) = args[0].atom_upper() else {
+            return bad("Bad STORE item");
+        };
+        let (mode, silent) = match op.as_str() {
+            "FLAGS" => ('=', false),
+            "FLAGS.SILENT" => ('=', true),
+            "+FLAGS" => ('+', false),
+            "+FLAGS.SILENT" => ('+', true),
+            "-FLAGS" => ('-', false),
+            "-FLAGS.SILENT" => ('-', true),
+            _ => return bad("Bad STORE item"),
+        };
+        let flags = if args.len() == 2 {
+            parse_flags(&args[1])
+        } else {
+            parse_flags(&Tok::List(args[1..].to_vec()))
+        };
+        let flags = match flags {
+            Ok(f) => f,
+            Err(e) => return bad(e),
+        };
+        let targets = match self.targets(&set, uid) {
+            Ok(t) => t,
+            Err(e) => return bad(e),
+        };
+        let condstore = self.condstore;
+        let Some(sel) = self.sel.as_mut() else {
+            return bad("No mailbox selected");
+        };
+        if sel.readonly {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        let letters = match Self::letters(&mut sel.folder, &flags, mode != '-') {
+            Ok(l) => l,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut failed: Vec<u32> = Vec::new();
+        let mut touched = Vec::new();
+        for (seq, m) in &targets {
+            if unchanged.is_some_and(|u| m.modseq > u) {
+                failed.push(if uid { m.uid } else { *seq as u32 });
+                continue;
+            }
+            let nf = match mode {
+                '=' => letters.clone(),
+                '+' => mailorder_maildir::name::normalize_flags(&format!("{}{letters}", m.flags)),
+                _ => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
+            };
+            if nf != m.flags {
+                match sel.folder.set_flags(m, &nf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => continue,
+                    Err(e) => return Ok(store_no(&e)),
+                }
+            }
+            touched.push((*seq, m.uid));
+        }
+        let st = match sel.folder.sync() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        sel.keywords = sel.folder.keywords();
+        let mut lines = Vec::new();
+        for (seq, u) in touched {
+            let Some(n) = st.msgs.iter().find(|x| x.uid == u) else {
+                continue;
+            };
+            if let Some(v) = sel.view.iter_mut().find(|x| x.uid == u) {
+                *v = n.clone();
+            }
+            if !silent || unchanged.is_some() {
+                let mut items = Vec::new();
+                if uid {
+                    items.push(format!("UID {u}"));
+                }
+                if !silent {
+                    items.push(format!(
+                        "FLAGS {}",
+                        Self::flags_text(&n.flags, &sel.keywords)
+                    ));
+                }
+                if condstore {
+                    items.push(format!("MODSEQ ({})", n.modseq));
+                }
+                lines.push(format!("* {seq} FETCH ({})", items.join(" ")));
+            }
+        }
+        for l in lines {
+            self.line(&l);
+        }
+        if !failed.is_empty() {
+            return ok(format!(
+                "[MODIFIED {}] Conditional STORE failed",
+                compact(&failed)
+            ));
+        }
+        ok("Store completed")
+    }
+
+    fn copy(&mut self, set: &Tok, dest: &Tok, uid: bool, is_move: bool) -> R {
+        let set = match seqset_arg(set) {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
+        let name = match self.mbox_arg(dest)? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let targets = match self.targets(&set, uid) {
+            Ok(t) => t,
+            Err(e) => return bad(e),
+        };
+        let mut dst = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let Some(sel) = self.sel.as_mut() else {
+            return bad("No mailbox selected");
+        };
+        if is_move && sel.readonly {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        let (mut src_uids, mut dst_uids) = (Vec::new(), Vec::new());
+        let mut dst_uv = 0;
+        for (_, m) in &targets {
+            let Ok(Some(data)) = sel.folder.read(m) else {
+                continue;
+            };
+            let names: Vec<String> = m
+                .flags
+                .chars()
+                .filter(|c| c.is_ascii_lowercase())
+                .filter_map(|c| sel.keywords.get((c as u8 - b'a') as usize).cloned())
+                .collect();
+            let mut letters: String = m.flags.chars().filter(|c| c.is_ascii_uppercase()).collect();
+            for k in names {
+                if let Ok(Some(c)) = dst.keyword_letter(&k, true) {
+                    letters.push(c);
+                }
+            }
+            match dst.append(
+                &data,
+                &mailorder_maildir::name::normalize_flags(&letters),
+                Some(m.internal),
+            ) {
+                Ok((uv, u)) => {
+                    dst_uv = uv;
+                    src_uids.push(m.uid);
+                    dst_uids.push(u);
+                }
+                Err(e) => return Ok(store_no(&e)),
+            }
+        }
+        let code = if src_uids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {dst_uv} {} {}] ",
+                compact(&src_uids),
+                join_uids(&dst_uids)
+            )
+        };
+        if !is_move {
+            return ok(format!("{code}Copy completed"));
+        }
+        for (_, m) in &targets {
+            if src_uids.contains(&m.uid) {
+                let _ = sel.folder.remove(m);
+            }
+        }
+        if !code.is_empty() {
+            self.line(&format!("* OK {}", code.trim_end()));
+        }
+        ok("Move completed")
+    }
+
+    fn expunge_deleted(&mut self, only: Option<&SeqSet>) -> Result<(), ImapError> {
+        let Some(sel) = self.sel.as_mut() else {
+            return Ok(());
+        };
+        if sel.readonly {
+            return Ok(());
+        }
+        let max = sel.view.last().map_or(0, |m| m.uid);
+        for m in &sel.view {
+            if m.flags.contains('T')
+                && only.is_none_or(|s| s.contains(m.uid, max))
+                && let Err(e) = sel.folder.remove(m)
+            {
+                log::warn!("expunge: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn expunge(&mut self, only: Option<SeqSet>) -> R {
+        if self.sel.as_ref().is_some_and(|s| s.readonly) {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        self.expunge_deleted(only.as_ref())?;
+        ok("Expunge completed")
+    }
+
+    fn search(&mut self, args: &[Tok], uid: bool) -> R {
+        let mut args = args;
+        let mut ret: Option<Vec<String>> = None;
+        if args.first().and_then(Tok::atom_upper).as_deref() == Some("RETURN") {
+            let Some(Tok::List(r)) = args.get(1) else {
+                return bad("Bad RETURN options");
+            };
+            let mut v = Vec::new();
+            for t in r {
+                match t.atom_upper().as_deref() {
+                    Some(o @ ("MIN" | "MAX" | "ALL" | "COUNT")) => v.push(o.to_owned()),
+                    _ => return bad("Unsupported RETURN option"),
+                }
+            }
+            if v.is_empty() {
+                v.push("ALL".into());
+            }
+            ret = Some(v);
+            args = &args[2..];
+        }
+        if args.first().and_then(Tok::atom_upper).as_deref() == Some("CHARSET") {
+            let cs = args
+                .get(1)
+                .and_then(Tok::text)
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            if cs != "UTF-8" && cs != "US-ASCII" {
+                return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            }
+            args = args.get(2..).unwrap_or(&[]);
+        }
+        let key = match parse_search(args) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
+        };
+        if uses_modseq(&key) {
+            self.condstore = true;
+        }
+        let Some(sel) = self.sel.as_mut() else {
+            return bad("No mailbox selected");
+        };
+        let count = sel.view.len() as u32;
+        let maxuid = sel.view.last().map_or(0, |m| m.uid);
+        let mut hits: Vec<(u32, u64)> = Vec::new();
+        for (i, m) in sel.view.iter().enumerate() {
+            let mut ctx = Ctx {
+                folder: &sel.folder,
+                m,
+                seq: i as u32 + 1,
+                count,
+                maxuid,
+                keywords: &sel.keywords,
+                data: None,
+            };
+            if eval(&key, &mut ctx) {
+                hits.push((if uid { m.uid } else { i as u32 + 1 }, m.modseq));
+            }
+        }
+        let maxmod = hits.iter().map(|h| h.1).max();
+        let nums: Vec<u32> = hits.iter().map(|h| h.0).collect();
+        let modseq_part = if uses_modseq(&key) {
+            maxmod.map(|m| format!(" (MODSEQ {m})")).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        match ret {
+            None => {
+                let list: Vec<String> = nums.iter().map(u32::to_string).collect();
+                let sp = if list.is_empty() { "" } else { " " };
+                self.line(&format!("* SEARCH{sp}{}{modseq_part}", list.join(" ")));
+            }
+            Some(opts) => {
+                let mut parts = Vec::new();
+                for o in &opts {
+                    match o.as_str() {
+                        "MIN" => {
+                            if let Some(v) = nums.iter().min() {
+                                parts.push(format!("MIN {v}"));
+                            }
+                        }
+                        "MAX" => {
+                            if let Some(v) = nums.iter().max() {
+                                parts.push(format!("MAX {v}"));
+                            }
+                        }
+                        "COUNT" => parts.push(format!("COUNT {}", nums.len())),
+                        _ => {
+                            if !nums.is_empty() {
+                                let mut s = nums.clone();
+                                s.sort_unstable();
+                                parts.push(format!("ALL {}", compact(&s)));
+                            }
+                        }
+                    }
+                }
+                self.esearch_line(uid, &parts);
+            }
+        }
+        ok("Search completed")
+    }
+
+    fn esearch_line(&mut self, uid: bool, parts: &[String]) {
+        // The tag is filled in by the caller's reply; RFC 4731 wants it here, so the
+        // current tag is kept in `cur_tag`.
+        let tag = self.cur_tag.clone();
+        let mut l = format!("* ESEARCH (TAG {})", quote_tag(&tag));
+        if uid {
+            l.push_str(" UID");
+        }
+        for p in parts {
+            l.push(' ');
+            l.push_str(p);
+        }
+        self.line(&l);
+    }
+
+    fn idle(&mut self, cmd: &Command, input: &Input, fr: &mut Framer) -> R {
+        if !cmd.args.is_empty() {
+            return bad("IDLE takes no arguments");
+        }
+        self.line("+ idling");
+        self.flush()?;
+        let start = Instant::now();
+        loop {
+            if let Some(f) = fr.next_frame() {
+                return match f {
+                    Frame::Command(b) if b.eq_ignore_ascii_case(b"DONE") => ok("IDLE terminated"),
+                    _ => bad("Expected DONE"),
+                };
+            }
+            if start.elapsed() > self.cfg.timeout {
+                self.bye("Autologout")?;
+                return Ok(Reply::Logout);
+            }
+            match input.recv(self.cfg.idle_poll)? {
+                Got::Data(d) => fr.push(&d),
+                Got::Eof => return Ok(Reply::Logout),
+                Got::Timeout => {
+                    self.updates(true)?;
+                    self.flush()?;
+                }
+            }
+        }
+    }
+}
+
+fn quote_tag(t: &str) -> String {
+    mailorder_imap_proto::quote_str(t)
+}
+
+fn join_uids(v: &[u32]) -> String {
+    let mut s = v.to_vec();
+    s.sort_unstable();
+    if s == v {
+        compact(v)
+    } else {
+        v.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+    }
+}
+
+fn seqset_arg(t: &Tok) -> Result<SeqSet, String> {
+    match t {
+        Tok::Atom(a) => SeqSet::parse(a).map_err(|e| e.to_string()),
+        _ => Err("Invalid message sequence set".into()),
+    }
+}
+
+fn uses_modseq(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::And(v) => v.iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(a) => uses_modseq(a),
+        _ => false,
+    }
+}
+
+struct Ctx<'a> {
+    folder: &'a Folder,
+    m: &'a Msg,
+    seq: u32,
+    count: u32,
+    maxuid: u32,
+    keywords: &'a [String],
+    data: Option<Option<Vec<u8>>>,
+}
+
+impl Ctx<'_> {
+    fn data(&mut self) -> Option<&[u8]> {
+        if self.data.is_none() {
+            self.data = Some(self.folder.read(self.m).ok().flatten().map(mime::to_crlf));
+        }
+        self.data.as_ref().and_then(|d| d.as_deref())
+    }
+}
+
+fn contains_ci(hay: &[u8], needle: &str) -> bool {
+    let n = needle.to_lowercase();
+    let n = n.as_bytes();
+    if n.is_empty() {
+        return true;
+    }
+    let h = String::from_utf8_lossy(hay).to_lowercase();
+    memfind(h.as_bytes(), n)
+}
+
+fn memfind(h: &[u8], n: &[u8]) -> bool {
+    h.windows(n.len()).any(|w| w == n)
+}
+
+fn day_cmp(cmp: DateCmp, t: i64, day: i64) -> bool {
+    let d = t.div_euclid(86400);
+    match cmp {
+        DateCmp::Before => d < day,
+        DateCmp::On => d == day,
+        DateCmp::Since => d >= day,
+    }
+}
+
+fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
+    let has = |c: &Ctx<'_>, f: &str| -> bool {
+        if let Some((l, _)) = SYSTEM_FLAGS.iter().find(|(_, n)| n.eq_ignore_ascii_case(f)) {
+            return c.m.flags.contains(*l);
+        }
+        c.keywords
+            .iter()
+            .position(|k| k.eq_ignore_ascii_case(f))
+            .is_some_and(|i| c.m.flags.contains(char::from(b'a' + i as u8)))
+    };
+    match k {
+        SearchKey::And(v) => v.iter().all(|k| eval(k, c)),
+        SearchKey::Or(a, b) => eval(a, c) || eval(b, c),
+        SearchKey::Not(a) => !eval(a, c),
+        SearchKey::All => true,
+        SearchKey::Flag(f) => has(c, f),
+        SearchKey::NoFlag(f) => !has(c, f),
+        SearchKey::New => false,
+        SearchKey::Old => true,
+        SearchKey::Recent => false,
+        SearchKey::Larger(n) => c.m.size > *n,
+        SearchKey::Smaller(n) => c.m.size < *n,
+        SearchKey::ModSeq(n) => c.m.modseq >= *n,
+        SearchKey::Seq(s) => s.contains(c.seq, c.count),
+        SearchKey::Uid(s) => s.contains(c.m.uid, c.maxuid),
+        SearchKey::Date(cmp, day) => day_cmp(*cmp, c.m.internal, *day),
+        SearchKey::SentDate(cmp, day) => {
+            let Some(d) = c.data() else { return false };
+            let p = mime::parse(d);
+            let Some(v) = mime::header_value(&d[p.header.clone()], "Date") else {
+                return false;
+            };
+            date::parse_rfc5322(&String::from_utf8_lossy(&v))
+                .is_some_and(|t| day_cmp(*cmp, t, *day))
+        }
+        SearchKey::Header(name, s) => {
+            let Some(d) = c.data() else { return false };
+            let end = d
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(d.len(), |i| i + 4);
+            let Ok((hs, _)) = mailparse::parse_headers(&d[..end]) else {
+                return false;
+            };
+            hs.iter()
+                .filter(|h| h.get_key_ref().eq_ignore_ascii_case(name))
+                .any(|h| contains_ci(h.get_value().as_bytes(), s))
+        }
+        SearchKey::Body(s) => {
+            let Some(d) = c.data() else { return false };
+            let end = d
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(d.len(), |i| i + 4);
+            contains_ci(&d[end..], s)
+        }
+        SearchKey::Text(s) => c.data().is_some_and(|d| contains_ci(d, s)),
+    }
+}
