@@ -79,9 +79,18 @@ fn is_not_found(e: &MaildirError) -> bool {
 }
 
 impl Mailbox {
-    /// Lock the Maildir, move `new/` to `cur/`, take the snapshot.
+    /// Lock the Maildir (creating it when the path does not exist), move `new/` to `cur/`,
+    /// take the snapshot.
     pub fn open(path: &Path) -> Result<Mailbox, Pop3dError> {
-        let md = Maildir::open(path)?;
+        // A user who never received mail has no Maildir yet: make an empty one, as Dovecot
+        // does (local-deliver would create the same on the first delivery).
+        let md = if std::fs::symlink_metadata(path)
+            .is_err_and(|e| e.kind() == io::ErrorKind::NotFound)
+        {
+            Maildir::create(path)?
+        } else {
+            Maildir::open(path)?
+        };
         let lock_path = path.join(LOCK_FILE);
         let lock = OpenOptions::new()
             .write(true)

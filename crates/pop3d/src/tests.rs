@@ -121,11 +121,21 @@ fn second_session_is_refused() {
 }
 
 #[test]
-fn missing_maildir_is_temporary_and_silent() {
+fn broken_maildir_is_temporary_and_silent() {
     let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("half")).unwrap();
     let mut out = Vec::new();
-    assert_eq!(open(&t.path().join("nope"), &mut out).unwrap_err(), 111);
+    assert_eq!(open(&t.path().join("half"), &mut out).unwrap_err(), 111);
     assert!(out.is_empty());
+}
+
+#[test]
+fn missing_maildir_is_created_empty() {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path().join("Maildir");
+    let out = session(&p, b"STAT\r\nQUIT\r\n");
+    assert_eq!(out, "+OK 0 messages (0 octets)\r\n+OK 0 0\r\n+OK bye\r\n");
+    assert!(p.join("cur").is_dir());
 }
 
 #[test]
