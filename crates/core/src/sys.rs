@@ -97,6 +97,26 @@ pub fn dup_at_least(
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
 
+/// Make the child that `cmd` spawns start with an empty signal mask. A process that blocks
+/// signals to `sigwait` for them (dispatch) would otherwise pass the blocked set on through
+/// fork and exec, and its children could not be stopped with TERM.
+pub fn child_clear_sigmask(cmd: &mut std::process::Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: the closure runs between fork and exec and calls only sigemptyset and
+    // sigprocmask, which are async-signal-safe; it allocates nothing and touches no locks.
+    unsafe {
+        cmd.pre_exec(|| {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+            if libc::sigemptyset(set.as_mut_ptr()) == -1
+                || libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) == -1
+            {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

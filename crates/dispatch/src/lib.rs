@@ -10,7 +10,7 @@
 //!
 //! Everything it knows is rebuilt from the queue at start, so `kill -9` loses nothing.
 //! It must not write `mess/` or `todo/` itself (queue-clean's uid owns them) and never
-//! delivers remote mail (remote recipients are held).
+//! talks SMTP itself: remote recipients go to `remote-send`, one run per message and domain.
 
 pub mod bounce;
 pub mod plan;

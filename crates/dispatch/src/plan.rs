@@ -15,6 +15,12 @@ pub struct Settings {
     pub me: String,
     /// `control/concurrencylocal`: local deliveries at once.
     pub concurrency: usize,
+    /// `control/concurrencyremote`: remote-send processes at once.
+    pub concurrency_remote: usize,
+    /// `control/concurrencydomain`: remote-send processes at once for one domain.
+    pub concurrency_domain: usize,
+    /// `control/warntime`: seconds after arrival when a delay warning is sent (0: never).
+    pub warn_time: u64,
     /// `control/queuelifetime`: seconds a temporary failure is retried.
     pub lifetime: u64,
     /// `control/maxbackoff`: longest pause between attempts, seconds.
@@ -28,6 +34,9 @@ impl Default for Settings {
         Settings {
             me: "localhost".into(),
             concurrency: 10,
+            concurrency_remote: 20,
+            concurrency_domain: 5,
+            warn_time: 4 * 3600,
             lifetime: 604_800,
             max_backoff: 3600,
             doublebounceto: "postmaster".into(),
@@ -54,14 +63,62 @@ impl Settings {
     }
 }
 
-/// The status a new recipient starts in: remote and relay domains are held (until remote
-/// delivery exists), everything else is pending local delivery. A directory error means
-/// pending: it is decided again at delivery time.
-pub fn initial_status(resolved: &Result<Resolved, impl std::fmt::Display>) -> Status {
-    match resolved {
-        Ok(Resolved::Remote | Resolved::Relay) => Status::Held,
-        _ => Status::Pending,
+/// The status a new recipient starts in: always pending (local or remote delivery is
+/// decided at delivery time). `held` only survives in state files written before remote
+/// delivery existed; [`release_held`] turns those into pending.
+pub fn initial_status(_resolved: &Result<Resolved, impl std::fmt::Display>) -> Status {
+    Status::Pending
+}
+
+/// Turn `held` recipients (state files from before remote delivery) into pending ones due
+/// at `now`. Whether anything changed.
+pub fn release_held(st: &mut State, now: u64) -> bool {
+    let mut changed = false;
+    for r in &mut st.recipients {
+        if r.status == Status::Held {
+            r.status = Status::Pending;
+            r.next = now;
+            changed = true;
+        }
     }
+    changed
+}
+
+/// The domain of an address (after the last `@`), lower case; empty when there is none.
+pub fn domain_of(addr: &str) -> String {
+    addr.rsplit_once('@')
+        .map_or(String::new(), |(_, d)| d.to_ascii_lowercase())
+}
+
+/// remote-send's report (qmail-remote's format): one text0 record per recipient, `r`
+/// accepted, `h` permanent, `s` temporary, then `K`/`Z`/`D` for the message. Recipients
+/// without a record (remote-send died, or its output is garbage) are temporary failures.
+pub fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
+    let mut res = Vec::with_capacity(n);
+    for rec in out.split(|&b| b == 0) {
+        if res.len() == n {
+            break;
+        }
+        let Some((&tag, text)) = rec.split_first() else {
+            break;
+        };
+        let text = String::from_utf8_lossy(text).trim().to_owned();
+        res.push(match tag {
+            b'r' => Outcome::Delivered(text),
+            b'h' => Outcome::Permanent(text),
+            b's' => Outcome::Temporary(text),
+            _ => break,
+        });
+    }
+    let why = match code {
+        Some(0) => "remote-send gave no result for this recipient (#4.3.0)".to_owned(),
+        Some(c) => format!("remote-send failed with status {c} (#4.3.0)"),
+        None => "remote-send could not be run (#4.3.0)".to_owned(),
+    };
+    while res.len() < n {
+        res.push(Outcome::Temporary(why.clone()));
+    }
+    res
 }
 
 /// What to do for one due recipient after asking the directory.
@@ -78,8 +135,8 @@ pub enum Action {
     },
     /// No delivery: this outcome now.
     Settle(Outcome),
-    /// No longer local (directory changed): hold for remote delivery.
-    Hold,
+    /// Not hosted here (remote or relay domain): remote-send.
+    Remote,
 }
 
 /// Decide how to deliver to a recipient, given the directory's answer and our own ids.
@@ -98,7 +155,7 @@ pub fn action(resolved: Result<Resolved, impl std::fmt::Display>, own: (u32, u32
         Ok(Resolved::Unknown) => Action::Settle(Outcome::Permanent(
             "Sorry, no mailbox here by that name. (#5.1.1)".into(),
         )),
-        Ok(Resolved::Remote | Resolved::Relay) => Action::Hold,
+        Ok(Resolved::Remote | Resolved::Relay) => Action::Remote,
         Err(e) => Action::Settle(Outcome::Temporary(e.to_string())),
     }
 }
@@ -208,13 +265,13 @@ mod tests {
             action(R::Ok(Resolved::Unknown), (1, 1)),
             Action::Settle(Outcome::Permanent(_))
         ));
-        assert_eq!(action(R::Ok(Resolved::Remote), (1, 1)), Action::Hold);
-        assert_eq!(action(R::Ok(Resolved::Relay), (1, 1)), Action::Hold);
+        assert_eq!(action(R::Ok(Resolved::Remote), (1, 1)), Action::Remote);
+        assert_eq!(action(R::Ok(Resolved::Relay), (1, 1)), Action::Remote);
         assert!(matches!(
             action(R::Err("dir broken (#4.3.0)".into()), (1, 1)),
             Action::Settle(Outcome::Temporary(_))
         ));
-        assert_eq!(initial_status(&R::Ok(Resolved::Remote)), Status::Held);
+        assert_eq!(initial_status(&R::Ok(Resolved::Remote)), Status::Pending);
         assert_eq!(initial_status(&R::Ok(Resolved::Unknown)), Status::Pending);
         assert_eq!(initial_status(&R::Err("x".into())), Status::Pending);
     }
@@ -230,6 +287,30 @@ mod tests {
         assert!(matches!(outcome(Some(111), ""), Outcome::Temporary(_)));
         assert!(matches!(outcome(Some(137), ""), Outcome::Temporary(_)));
         assert!(matches!(outcome(None, ""), Outcome::Temporary(_)));
+    }
+
+    #[test]
+    fn remote_reports() {
+        let o = remote_outcomes(b"rok 250\0hno (#5.1.1)\0stry later\0K1 of 3\0", 3, Some(0));
+        assert_eq!(
+            o,
+            vec![
+                Outcome::Delivered("ok 250".into()),
+                Outcome::Permanent("no (#5.1.1)".into()),
+                Outcome::Temporary("try later".into())
+            ]
+        );
+        let o = remote_outcomes(b"rok\0", 3, Some(137));
+        assert_eq!(o[0], Outcome::Delivered("ok".into()));
+        assert!(matches!(&o[1], Outcome::Temporary(t) if t.contains("137")));
+        assert!(matches!(&o[2], Outcome::Temporary(_)));
+        assert!(
+            remote_outcomes(b"xgarbage\0", 1, Some(0))
+                .iter()
+                .all(|o| matches!(o, Outcome::Temporary(_)))
+        );
+        assert_eq!(domain_of("a@B.Test"), "b.test");
+        assert_eq!(domain_of("postmaster"), "");
     }
 
     #[test]

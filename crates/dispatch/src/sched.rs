@@ -14,7 +14,7 @@ use mailorder_directory::{DirError, Directory};
 use mailorder_queue_format::envelope::{self, MAX_ENVELOPE};
 use mailorder_queue_format::state::{Outcome, State, Status};
 use mailorder_queue_format::{Envelope, Queue, date};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -32,6 +32,8 @@ const RESCAN: u64 = 60;
 const ORPHAN_SCAN: u64 = 3600;
 /// Longest result text read from a delivery program.
 const MAX_RESULT: usize = 1000;
+/// Longest report read from remote-send (a record of ≤ 1001 bytes per recipient).
+const MAX_REMOTE_REPORT: u64 = 4 * 1024 * 1024;
 
 /// Why dispatch could not run at all.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +65,14 @@ impl DispatchError {
 pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
     let d = Settings::default();
     let concurrency = c.number("concurrencylocal", d.concurrency as u64)?;
+    let remote = c.number("concurrencyremote", d.concurrency_remote as u64)?;
+    let per_domain = c.number("concurrencydomain", d.concurrency_domain as u64)?;
     Ok(Settings {
         me: c.string("me", &d.me)?,
         concurrency: usize::try_from(concurrency.clamp(1, 1000)).unwrap_or(10),
+        concurrency_remote: usize::try_from(remote.clamp(1, 1000)).unwrap_or(20),
+        concurrency_domain: usize::try_from(per_domain.clamp(1, 1000)).unwrap_or(5),
+        warn_time: c.number("warntime", d.warn_time)?,
         lifetime: c.number("queuelifetime", d.lifetime)?,
         max_backoff: c.number("maxbackoff", d.max_backoff)?.max(1),
         doublebounceto: c.string("doublebounceto", &d.doublebounceto)?,
@@ -82,6 +89,14 @@ enum Event {
         code: Option<u8>,
         text: String,
     },
+    RemoteDone {
+        id: String,
+        idxs: Vec<usize>,
+        domain: String,
+        code: Option<u8>,
+        out: Vec<u8>,
+    },
+    Ctl(String),
 }
 
 /// The long-lived queue-clean child.
@@ -92,10 +107,9 @@ struct Cleaner {
 
 impl Cleaner {
     fn spawn(&mut self) -> io::Result<()> {
-        let mut child = Command::new(&self.program)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()?;
+        let mut cmd = Command::new(&self.program);
+        mailorder_core::sys::child_clear_sigmask(&mut cmd);
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let (Some(i), Some(o)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
             let _ = child.wait();
@@ -147,6 +161,9 @@ pub struct Dispatch {
     own: (u32, u32),
     msgs: BTreeMap<String, State>,
     running: HashSet<(String, usize)>,
+    local_jobs: usize,
+    remote_jobs: usize,
+    domain_jobs: HashMap<String, usize>,
     cleaner: Cleaner,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -179,6 +196,9 @@ impl Dispatch {
             own: (euid, egid),
             msgs: BTreeMap::new(),
             running: HashSet::new(),
+            local_jobs: 0,
+            remote_jobs: 0,
+            domain_jobs: HashMap::new(),
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
                 child: None,
@@ -200,9 +220,11 @@ impl Dispatch {
         self.resume()?;
         self.scan_todo();
         log::info!(
-            "started messages={} concurrencylocal={}",
+            "started messages={} concurrencylocal={} concurrencyremote={} concurrencydomain={}",
             self.msgs.len(),
-            self.settings.concurrency
+            self.settings.concurrency,
+            self.settings.concurrency_remote,
+            self.settings.concurrency_domain
         );
         loop {
             let now = date::unix_now();
@@ -244,6 +266,14 @@ impl Dispatch {
                     code,
                     text,
                 }) => self.done(&id, idx, code, &text),
+                Ok(Event::RemoteDone {
+                    id,
+                    idxs,
+                    domain,
+                    code,
+                    out,
+                }) => self.remote_done(&id, &idxs, &domain, code, &out),
+                Ok(Event::Ctl(line)) => self.control_request(&line, now),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
@@ -251,6 +281,7 @@ impl Dispatch {
     }
 
     fn start_threads(&self, signals: nix::sys::signal::SigSet) {
+        self.start_ctl_thread();
         let tx = self.tx.clone();
         std::thread::spawn(move || {
             use nix::sys::signal::Signal;
@@ -307,6 +338,52 @@ impl Dispatch {
         });
     }
 
+    /// Read requests from `queue/lock/ctl` (created 0600 if missing; opened read-write so
+    /// it never sees EOF).
+    fn start_ctl_thread(&self) {
+        let tx = self.tx.clone();
+        let fifo = ctl_path(&self.queue);
+        std::thread::spawn(move || {
+            if !fifo.exists() {
+                let mode = nix::sys::stat::Mode::from_bits_truncate(0o600);
+                if let Err(e) = nix::unistd::mkfifo(&fifo, mode) {
+                    log::warn!("cannot create {}: {e}", fifo.display());
+                    return;
+                }
+            }
+            let f = match std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&fifo)
+            {
+                Ok(f) => f,
+                Err(e) => {
+                    log::warn!("cannot open {}: {e}; no qadmin requests", fifo.display());
+                    return;
+                }
+            };
+            let mut r = BufReader::new(f);
+            let mut line = Vec::new();
+            loop {
+                line.clear();
+                match (&mut r).take(512).read_until(b'\n', &mut line) {
+                    Ok(0) => std::thread::sleep(Duration::from_secs(1)),
+                    Ok(_) => {
+                        let text = String::from_utf8_lossy(&line).trim().to_owned();
+                        if !text.is_empty() && tx.send(Event::Ctl(text)).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        log::warn!("ctl: {e}");
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
     /// Load every `state/ID` (restart).
     fn resume(&mut self) -> Result<(), DispatchError> {
         let ids = self
@@ -318,7 +395,10 @@ impl Dispatch {
             })?;
         for id in ids {
             match State::load(&self.queue.state(&id)) {
-                Ok(st) => {
+                Ok(mut st) => {
+                    if plan::release_held(&mut st, date::unix_now()) {
+                        lock_or_log(State::store(&self.queue, &st), &format!("id={id}"));
+                    }
                     self.msgs.insert(id, st);
                 }
                 Err(e) => log::error!("id={id}: {e}"),
@@ -380,22 +460,15 @@ impl Dispatch {
                         None => Ok(mailorder_directory::Resolved::Unknown),
                     };
                     r.status = plan::initial_status(&res);
-                    if r.status == Status::Held {
-                        r.result = "held for remote delivery".into();
-                    }
                 }
                 if let Err(e) = State::store(&self.queue, &st) {
                     log::error!("id={id}: {e}");
                     return;
                 }
                 log::info!(
-                    "new id={id} sender=<{}> recipients={} held={}",
+                    "new id={id} sender=<{}> recipients={}",
                     st.sender,
                     st.recipients.len(),
-                    st.recipients
-                        .iter()
-                        .filter(|r| r.status == Status::Held)
-                        .count()
                 );
                 self.msgs.insert(id.to_owned(), st);
             }
@@ -405,14 +478,21 @@ impl Dispatch {
         }
     }
 
-    /// Start due deliveries up to the concurrency limit.
+    /// Start due deliveries up to the concurrency limits: local ones one recipient at a
+    /// time, remote ones one remote-send per message and domain, carrying every due
+    /// recipient of that domain.
     fn start_deliveries(&mut self, now: u64) {
-        if self.running.len() >= self.settings.concurrency {
+        let local_full = |d: &Dispatch| d.local_jobs >= d.settings.concurrency;
+        let remote_full = |d: &Dispatch| d.remote_jobs >= d.settings.concurrency_remote;
+        if local_full(self) && remote_full(self) {
             return;
         }
         let mut dir: Option<Result<Directory, DirError>> = None;
         let ids: Vec<String> = self.msgs.keys().cloned().collect();
         for id in ids {
+            if local_full(self) && remote_full(self) {
+                break;
+            }
             let Some(st) = self.msgs.get(&id) else {
                 continue;
             };
@@ -422,10 +502,8 @@ impl Dispatch {
                 .filter(|&i| !self.running.contains(&(id.clone(), i)))
                 .collect();
             let mut changed = false;
+            let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             for idx in due {
-                if self.running.len() >= self.settings.concurrency {
-                    break;
-                }
                 let d = dir.get_or_insert_with(Directory::open);
                 let Some(st) = self.msgs.get(&id) else {
                     break;
@@ -439,9 +517,13 @@ impl Dispatch {
                         msg: e.to_string(),
                     }),
                 };
+                let action = plan::action(resolved, self.own);
+                if !matches!(action, Action::Remote | Action::Settle(_)) && local_full(self) {
+                    continue;
+                }
                 let sender = st.sender.clone();
                 let age = now.saturating_sub(st.arrival);
-                let spawned = match plan::action(resolved, self.own) {
+                let spawned = match action {
                     Action::Direct => {
                         self.spawn(&id, idx, "local-deliver", vec![sender, rcpt.clone()], age)
                     }
@@ -453,12 +535,8 @@ impl Dispatch {
                         age,
                     ),
                     Action::Settle(o) => Err(o),
-                    Action::Hold => {
-                        if let Some(st) = self.msgs.get_mut(&id) {
-                            st.recipients[idx].status = Status::Held;
-                            st.recipients[idx].result = "held for remote delivery".into();
-                        }
-                        changed = true;
+                    Action::Remote => {
+                        remote.entry(plan::domain_of(&rcpt)).or_default().push(idx);
                         Ok(())
                     }
                 };
@@ -467,10 +545,112 @@ impl Dispatch {
                     changed = true;
                 }
             }
+            for (domain, idxs) in remote {
+                if remote_full(self)
+                    || self.domain_jobs.get(&domain).copied().unwrap_or(0)
+                        >= self.settings.concurrency_domain
+                {
+                    continue;
+                }
+                if let Err(o) = self.spawn_remote(&id, &domain, &idxs) {
+                    for idx in idxs {
+                        self.record(&id, idx, o.clone());
+                    }
+                    changed = true;
+                }
+            }
             if changed && let Some(st) = self.msgs.get(&id) {
                 lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
             }
         }
+    }
+
+    /// Spawn `remote-send DOMAIN SENDER RCPT…` for recipients `idxs` of message `id`.
+    fn spawn_remote(&mut self, id: &str, domain: &str, idxs: &[usize]) -> Result<(), Outcome> {
+        let Some(st) = self.msgs.get(id) else {
+            return Ok(());
+        };
+        // The double-bounce sender is an internal marker: on the wire it is <>.
+        let sender = if st.sender == plan::DOUBLE_BOUNCE_SENDER {
+            String::new()
+        } else {
+            st.sender.clone()
+        };
+        let rcpts: Vec<String> = idxs
+            .iter()
+            .filter_map(|&i| st.recipients.get(i).map(|r| r.address.clone()))
+            .collect();
+        let mess = File::open(self.queue.mess(id))
+            .map_err(|e| Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)")))?;
+        let program = root::program("remote-send");
+        let mut cmd = Command::new(&program);
+        mailorder_core::sys::child_clear_sigmask(&mut cmd);
+        let mut child = cmd
+            .arg(domain)
+            .arg(&sender)
+            .args(&rcpts)
+            .stdin(mess)
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                Outcome::Temporary(format!("cannot run {}: {e} (#4.3.0)", program.display()))
+            })?;
+        log::info!(
+            "starting id={id} domain={domain} recipients={} program=remote-send pid={}",
+            rcpts.len(),
+            child.id()
+        );
+        for &i in idxs {
+            self.running.insert((id.to_owned(), i));
+        }
+        self.remote_jobs += 1;
+        *self.domain_jobs.entry(domain.to_owned()).or_default() += 1;
+        let tx = self.tx.clone();
+        let (id, domain, idxs) = (id.to_owned(), domain.to_owned(), idxs.to_vec());
+        let stdout = child.stdout.take();
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            if let Some(o) = stdout {
+                let _ = o.take(MAX_REMOTE_REPORT).read_to_end(&mut out);
+            }
+            let code = child.wait().ok().map(mailorder_core::exit::pass_up);
+            let _ = tx.send(Event::RemoteDone {
+                id,
+                idxs,
+                domain,
+                code,
+                out,
+            });
+        });
+        Ok(())
+    }
+
+    fn remote_done(
+        &mut self,
+        id: &str,
+        idxs: &[usize],
+        domain: &str,
+        code: Option<u8>,
+        out: &[u8],
+    ) {
+        self.remote_jobs = self.remote_jobs.saturating_sub(1);
+        if let Some(n) = self.domain_jobs.get_mut(domain) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.domain_jobs.remove(domain);
+            }
+        }
+        for &i in idxs {
+            self.running.remove(&(id.to_owned(), i));
+        }
+        let outcomes = plan::remote_outcomes(out, idxs.len(), code);
+        for (&i, o) in idxs.iter().zip(outcomes) {
+            self.record(id, i, o);
+        }
+        if let Some(st) = self.msgs.get(id) {
+            lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+        }
+        self.settle(id, date::unix_now());
     }
 
     /// Spawn one delivery; `Err` is the outcome to record when it cannot even start.
@@ -489,6 +669,7 @@ impl Dispatch {
         let program = root::program(prog);
         let child = {
             let mut cmd = Command::new(&program);
+            mailorder_core::sys::child_clear_sigmask(&mut cmd);
             cmd.args(&args)
                 .stdin(mess)
                 .stdout(w)
@@ -504,6 +685,7 @@ impl Dispatch {
             child.id()
         );
         self.running.insert((id.to_owned(), idx));
+        self.local_jobs += 1;
         let tx = self.tx.clone();
         let id = id.to_owned();
         std::thread::spawn(move || {
@@ -542,6 +724,7 @@ impl Dispatch {
 
     fn done(&mut self, id: &str, idx: usize, code: Option<u8>, text: &str) {
         self.running.remove(&(id.to_owned(), idx));
+        self.local_jobs = self.local_jobs.saturating_sub(1);
         self.record(id, idx, plan::outcome(code, text));
         if let Some(st) = self.msgs.get(id) {
             lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
@@ -650,6 +833,53 @@ impl Dispatch {
         self.scan_todo();
     }
 
+    /// A request from `queue/lock/ctl` (qadmin): `flush`, `flush DOMAIN`, `retry ID`,
+    /// `remove ID`.
+    fn control_request(&mut self, line: &str, now: u64) {
+        let mut words = line.split_ascii_whitespace();
+        match (words.next(), words.next(), words.next()) {
+            (Some("flush"), None, None) => self.flush(now),
+            (Some("flush"), Some(domain), None) => {
+                let domain = domain.to_ascii_lowercase();
+                let mut n = 0;
+                for st in self.msgs.values_mut() {
+                    for r in &mut st.recipients {
+                        if r.status == Status::Pending && plan::domain_of(&r.address) == domain {
+                            r.next = now;
+                            n += 1;
+                        }
+                    }
+                }
+                log::info!("flush domain={domain} recipients={n}");
+            }
+            (Some("retry"), Some(id), None) => match self.msgs.get_mut(id) {
+                Some(st) => {
+                    st.flush(now);
+                    log::info!("retry id={id}");
+                }
+                None => log::warn!("retry: no message {id:?}"),
+            },
+            (Some("remove"), Some(id), None) => {
+                if !self.msgs.contains_key(id) {
+                    log::warn!("remove: no message {id:?}");
+                } else if self.running.iter().any(|(i, _)| i == id) {
+                    log::warn!("remove id={id}: deliveries running, not removed");
+                } else {
+                    if let Err(e) = State::remove(&self.queue, id) {
+                        log::warn!("remove id={id}: {e}");
+                        return;
+                    }
+                    if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
+                        log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
+                    }
+                    self.msgs.remove(id);
+                    log::info!("removed id={id} (by request, no bounce)");
+                }
+            }
+            _ => log::warn!("control: unknown request {:?}", clean_line(line)),
+        }
+    }
+
     /// Remove mess/ files older than 36 h that neither todo/ nor state/ names, and old
     /// intd/ files (queue-clean `clean`).
     fn orphans(&mut self, now: u64) {
@@ -689,10 +919,7 @@ impl Dispatch {
         let mut next = now + RESCAN;
         for st in self.msgs.values() {
             for (i, r) in st.recipients.iter().enumerate() {
-                if r.status == Status::Pending
-                    && self.running.len() < self.settings.concurrency
-                    && !self.running.contains(&(st.id.clone(), i))
-                {
+                if r.status == Status::Pending && !self.running.contains(&(st.id.clone(), i)) {
                     next = next.min(r.next);
                 }
             }
@@ -724,11 +951,24 @@ fn read_result(mut r: impl Read) -> String {
     text.lines().next().unwrap_or("").trim().to_owned()
 }
 
+fn clean_line(s: &str) -> String {
+    s.chars()
+        .take(100)
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
+/// `queue/lock/ctl`: the FIFO where qadmin writes requests, one line each.
+pub fn ctl_path(queue: &Queue) -> PathBuf {
+    queue.lock_dir().join("ctl")
+}
+
 /// Run `queue` with `msg` on fd 0 and `env` on fd 1; its exit code (pass-up rule).
 pub fn inject(queue: &std::path::Path, env: &Envelope, msg: &[u8]) -> Result<u8, String> {
     let (er, mut ew) = io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let mut child = {
         let mut cmd = Command::new(queue);
+        mailorder_core::sys::child_clear_sigmask(&mut cmd);
         cmd.stdin(Stdio::piped()).stdout(er);
         cmd.spawn()
             .map_err(|e| format!("cannot run {}: {e}", queue.display()))?
@@ -753,8 +993,8 @@ pub fn inject(queue: &std::path::Path, env: &Envelope, msg: &[u8]) -> Result<u8,
 }
 
 /// Block the signals dispatch handles, in the calling (main) thread before any other
-/// thread starts, so that only the signal thread's `sigwait` receives them. Children get
-/// a clean mask from std's spawn.
+/// thread starts, so that only the signal thread's `sigwait` receives them. Children are
+/// given an empty mask (`mailorder_core::sys::child_clear_sigmask`): std's spawn keeps it.
 pub fn block_signals() -> Result<nix::sys::signal::SigSet, DispatchError> {
     use nix::sys::signal::{SigSet, Signal};
     let mut set = SigSet::empty();
