@@ -1,0 +1,577 @@
+//! imapd-login: the IMAP not-authenticated state (RFC 3501 §6.1–6.2: CAPABILITY, NOOP,
+//! LOGOUT, ID, STARTTLS, LOGIN, AUTHENTICATE PLAIN with SASL-IR), run unprivileged on the
+//! network connection; then the checkpassword program with `SERVICE=imap`, which runs the
+//! authenticated server (imapd) as the user (docs/ARCHITECTURE.md, "The login chain").
+//!
+//! [`run`] is the session over any `Read`/`Write` and a [`Backend`], unit-tested with
+//! fakes; [`serve`] is the process glue. The connection is read one octet at a time, so
+//! whatever the client pipelined after its login stays in the socket for imapd, and after
+//! STARTTLS for the handshake (plaintext never crosses into TLS).
+
+use mailorder_core::control::Control;
+use mailorder_imap_proto::framer::{Frame, Framer};
+use mailorder_imap_proto::parse::{Tok, parse_command};
+use mailorder_login::{
+    Checkpassword, Failures, In, LoginError, Out, Outcome, Policy, StartTls, TlsParams,
+};
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+
+/// The `SERVICE` passed to the checkpassword program.
+pub const SERVICE: &str = "imap";
+
+/// Bad commands tolerated before the connection is closed.
+pub const MAX_ERRORS: u32 = 10;
+
+/// The longest command before login (bytes, literals included).
+pub const MAX_COMMAND: usize = 8192;
+
+/// What the session needs from the outside world.
+pub trait Backend {
+    /// Run the checkpassword program (and with it imapd).
+    fn login(
+        &mut self,
+        login: &[u8],
+        password: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Outcome, LoginError>;
+    /// Whether STARTTLS can be offered (running under `tlswrap -n`).
+    fn can_starttls(&self) -> bool;
+    /// Hand the connection to tlswrap; the tagged OK has been sent.
+    fn start_tls(&mut self) -> Result<TlsParams, LoginError>;
+}
+
+/// The real backend.
+pub struct Chain {
+    /// The checkpassword program and imapd after it.
+    pub cp: Checkpassword,
+    /// tlswrap's descriptors, when running under `tlswrap -n`.
+    pub stls: Option<StartTls>,
+}
+
+impl Backend for Chain {
+    fn login(
+        &mut self,
+        login: &[u8],
+        password: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Outcome, LoginError> {
+        self.cp.run(login, password, b"", env)
+    }
+
+    fn can_starttls(&self) -> bool {
+        self.stls.is_some()
+    }
+
+    fn start_tls(&mut self) -> Result<TlsParams, LoginError> {
+        match self.stls.take() {
+            Some(s) => s.start(),
+            None => Err(LoginError::StartTls(io::Error::other(
+                "not under tlswrap -n",
+            ))),
+        }
+    }
+}
+
+/// Settings of one session.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Failures, delays, plain-text policy, timeout.
+    pub policy: Policy,
+    /// Whether the connection is already under TLS (`TLS=1` from tlswrap).
+    pub tls: bool,
+    /// Whether the client is on a loopback address.
+    pub loopback: bool,
+    /// The client's address, for logs.
+    pub ip: String,
+}
+
+struct Session<'a, R: Read, W: Write, B: Backend> {
+    cfg: Config,
+    r: R,
+    w: W,
+    backend: &'a mut B,
+    framer: Framer,
+    failures: Failures,
+    env: Vec<(String, String)>,
+}
+
+enum Next {
+    Go,
+    Exit(u8),
+}
+
+impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
+    fn send(&mut self, s: &str) -> io::Result<()> {
+        self.w.write_all(s.as_bytes())?;
+        self.w.write_all(b"\r\n")?;
+        self.w.flush()
+    }
+
+    /// The next frame, reading one octet at a time; `None` at EOF.
+    fn frame(&mut self) -> io::Result<Option<Frame>> {
+        let mut b = [0u8; 1];
+        loop {
+            if let Some(f) = self.framer.next_frame() {
+                return Ok(Some(f));
+            }
+            match self.r.read(&mut b) {
+                Ok(0) => return Ok(None),
+                Ok(_) => self.framer.push(&b),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    fn plaintext_ok(&self) -> bool {
+        self.cfg
+            .policy
+            .plaintext_allowed(self.cfg.tls, self.cfg.loopback)
+    }
+
+    fn capability(&self) -> String {
+        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID");
+        if !self.cfg.tls && self.backend.can_starttls() {
+            c.push_str(" STARTTLS");
+        }
+        if self.plaintext_ok() {
+            c.push_str(" AUTH=PLAIN");
+        } else {
+            c.push_str(" LOGINDISABLED");
+        }
+        c
+    }
+
+    fn login(&mut self, tag: &str, login: &[u8], password: &[u8]) -> io::Result<Next> {
+        if !self.plaintext_ok() {
+            self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))?;
+            return Ok(Next::Go);
+        }
+        if !mailorder_login::valid_login(login) {
+            return self.failed(tag, login);
+        }
+        let mut env = self.env.clone();
+        env.push(("IMAPLOGINTAG".into(), tag.to_owned()));
+        match self.backend.login(login, password, &env) {
+            Ok(Outcome::Served(code)) => {
+                log::info!(
+                    "login user={} ip={} tls={}",
+                    mailorder_login::loggable(login),
+                    self.cfg.ip,
+                    u8::from(self.cfg.tls)
+                );
+                Ok(Next::Exit(code))
+            }
+            Ok(Outcome::Bad) => self.failed(tag, login),
+            Ok(Outcome::Misuse | Outcome::Temp) => {
+                self.send(&format!(
+                    "{tag} NO [UNAVAILABLE] Temporary authentication failure"
+                ))?;
+                Ok(Next::Go)
+            }
+            Err(e) => {
+                log::error!("{e}");
+                self.send(&format!(
+                    "{tag} NO [UNAVAILABLE] Temporary authentication failure"
+                ))?;
+                Ok(Next::Go)
+            }
+        }
+    }
+
+    fn failed(&mut self, tag: &str, login: &[u8]) -> io::Result<Next> {
+        let ip = self.cfg.ip.clone();
+        let cut = self.failures.fail(SERVICE, login, &ip);
+        self.send(&format!(
+            "{tag} NO [AUTHENTICATIONFAILED] Authentication failed"
+        ))?;
+        if cut {
+            self.send("* BYE Too many authentication failures")?;
+            return Ok(Next::Exit(0));
+        }
+        Ok(Next::Go)
+    }
+
+    fn run(&mut self) -> io::Result<u8> {
+        let caps = self.capability();
+        self.send(&format!("* OK [CAPABILITY {caps}] mailorder IMAP ready"))?;
+        let mut errors = 0u32;
+        loop {
+            if errors >= MAX_ERRORS {
+                self.send("* BYE Too many errors")?;
+                return Ok(0);
+            }
+            let Some(frame) = self.frame()? else {
+                return Ok(0);
+            };
+            let bytes = match frame {
+                Frame::Continue => {
+                    self.send("+ OK")?;
+                    continue;
+                }
+                Frame::TooLong { tag, fatal } | Frame::LiteralTooBig { tag, fatal } => {
+                    errors += 1;
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    self.send(&format!("{t} BAD Command too long"))?;
+                    if fatal {
+                        self.send("* BYE Command too long")?;
+                        return Ok(0);
+                    }
+                    continue;
+                }
+                Frame::Command(b) => b,
+            };
+            let cmd = match parse_command(&bytes) {
+                Ok(c) => c,
+                Err(e) => {
+                    errors += 1;
+                    let t = e.tag.unwrap_or_else(|| "*".into());
+                    self.send(&format!("{t} BAD Syntax error: {}", e.text))?;
+                    continue;
+                }
+            };
+            let tag = cmd.tag.as_str();
+            let next = match (cmd.name.as_str(), cmd.args.as_slice()) {
+                ("CAPABILITY", []) => {
+                    let c = self.capability();
+                    self.send(&format!("* CAPABILITY {c}"))?;
+                    self.send(&format!("{tag} OK Capability completed"))?;
+                    Next::Go
+                }
+                ("NOOP", []) => {
+                    self.send(&format!("{tag} OK NOOP completed"))?;
+                    Next::Go
+                }
+                ("LOGOUT", []) => {
+                    self.send("* BYE Logging out")?;
+                    self.send(&format!("{tag} OK Logout completed"))?;
+                    Next::Exit(0)
+                }
+                ("ID", [_]) => {
+                    self.send("* ID (\"name\" \"mailorder\")")?;
+                    self.send(&format!("{tag} OK ID completed"))?;
+                    Next::Go
+                }
+                ("STARTTLS", []) => {
+                    if self.cfg.tls || !self.backend.can_starttls() {
+                        errors += 1;
+                        self.send(&format!("{tag} BAD STARTTLS not available"))?;
+                        Next::Go
+                    } else {
+                        self.send(&format!("{tag} OK Begin TLS negotiation now"))?;
+                        let dropped = self.framer.discard();
+                        if dropped > 0 {
+                            log::warn!(
+                                "discarded {dropped} octets pipelined after STARTTLS ip={}",
+                                self.cfg.ip
+                            );
+                        }
+                        match self.backend.start_tls() {
+                            Ok(p) => {
+                                self.cfg.tls = true;
+                                self.env = p.env();
+                                Next::Go
+                            }
+                            Err(e) => {
+                                log::warn!("{e} ip={}", self.cfg.ip);
+                                Next::Exit(0)
+                            }
+                        }
+                    }
+                }
+                ("LOGIN", [u, p]) => match (u.astring(), p.astring()) {
+                    (Some(u), Some(p)) => {
+                        let (u, p) = (u.to_vec(), p.to_vec());
+                        self.login(tag, &u, &p)?
+                    }
+                    _ => {
+                        errors += 1;
+                        self.send(&format!("{tag} BAD LOGIN needs two strings"))?;
+                        Next::Go
+                    }
+                },
+                ("AUTHENTICATE", [mech, rest @ ..]) if rest.len() <= 1 => {
+                    let tag = tag.to_owned();
+                    self.authenticate(&tag, mech, rest.first())?
+                }
+                (
+                    "SELECT" | "EXAMINE" | "LIST" | "LSUB" | "STATUS" | "CREATE" | "DELETE"
+                    | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" | "APPEND" | "FETCH" | "STORE"
+                    | "SEARCH" | "UID" | "IDLE" | "NAMESPACE" | "ENABLE",
+                    _,
+                ) => {
+                    errors += 1;
+                    self.send(&format!("{tag} BAD Log in first"))?;
+                    Next::Go
+                }
+                _ => {
+                    errors += 1;
+                    self.send(&format!("{tag} BAD Unknown command or wrong arguments"))?;
+                    Next::Go
+                }
+            };
+            if let Next::Exit(c) = next {
+                return Ok(c);
+            }
+        }
+    }
+
+    fn authenticate(&mut self, tag: &str, mech: &Tok, initial: Option<&Tok>) -> io::Result<Next> {
+        if mech.atom_upper().as_deref() != Some("PLAIN") {
+            self.send(&format!("{tag} NO [CANNOT] Unsupported mechanism"))?;
+            return Ok(Next::Go);
+        }
+        if !self.plaintext_ok() {
+            self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))?;
+            return Ok(Next::Go);
+        }
+        let resp: Vec<u8> = match initial {
+            Some(t) => match t.astring() {
+                Some(b) => b.to_vec(),
+                None => {
+                    self.send(&format!("{tag} BAD Bad initial response"))?;
+                    return Ok(Next::Go);
+                }
+            },
+            None => {
+                self.send("+ ")?;
+                match self.frame()? {
+                    Some(Frame::Command(b)) => b,
+                    None => return Ok(Next::Exit(0)),
+                    Some(_) => {
+                        self.send(&format!("{tag} BAD Bad response"))?;
+                        return Ok(Next::Go);
+                    }
+                }
+            }
+        };
+        if resp == b"*" {
+            self.send(&format!("{tag} BAD Authentication cancelled"))?;
+            return Ok(Next::Go);
+        }
+        let Some(creds) = std::str::from_utf8(&resp)
+            .ok()
+            .and_then(mailorder_login::sasl_plain)
+        else {
+            self.send(&format!("{tag} BAD Invalid SASL PLAIN response"))?;
+            return Ok(Next::Go);
+        };
+        self.login(tag, &creds.login, &creds.password)
+    }
+}
+
+/// Run the not-authenticated state on `r`/`w`; returns the exit code.
+pub fn run<R: Read, W: Write, B: Backend>(cfg: Config, r: R, w: W, backend: &mut B) -> u8 {
+    let ip = cfg.ip.clone();
+    let mut s = Session {
+        failures: Failures::new(&cfg.policy),
+        cfg,
+        r,
+        w,
+        backend,
+        framer: Framer::new(MAX_COMMAND, MAX_COMMAND),
+        env: Vec::new(),
+    };
+    match s.run() {
+        Ok(c) => c,
+        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+            let _ = s.send("* BYE Autologout, idle for too long");
+            log::info!("timeout ip={ip}");
+            0
+        }
+        Err(e) => {
+            log::info!("connection: {e} ip={ip}");
+            0
+        }
+    }
+}
+
+/// The process: control files, the peer, fd 0/1, then [`run`].
+pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
+    let control = Control::default();
+    let peer = mailorder_core::ucspi::Peer::from_process();
+    let mut out = Out(std::io::stdout());
+    let policy = match Policy::load(&control) {
+        Ok(p) => p,
+        Err(e) => {
+            log::error!("{e}");
+            let _ = out.write_all(b"* BYE [UNAVAILABLE] Configuration error\r\n");
+            return 111;
+        }
+    };
+    let cfg = Config {
+        tls: std::env::var("TLS").is_ok_and(|v| v == "1"),
+        loopback: peer.is_loopback(),
+        ip: peer.remote_ip_text(),
+        policy,
+    };
+    let reader = In::new(std::io::stdin(), cfg.policy.timeout);
+    let mut chain = Chain {
+        cp: Checkpassword {
+            argv,
+            service: SERVICE,
+        },
+        stls,
+    };
+    run(cfg, reader, out, &mut chain)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "tests")]
+    use super::*;
+    use std::time::Duration;
+
+    type Calls = Vec<(Vec<u8>, Vec<(String, String)>)>;
+
+    struct Fake {
+        good: (&'static [u8], &'static [u8]),
+        calls: Calls,
+        stls: bool,
+        started: bool,
+    }
+
+    impl Backend for Fake {
+        fn login(
+            &mut self,
+            l: &[u8],
+            p: &[u8],
+            env: &[(String, String)],
+        ) -> Result<Outcome, LoginError> {
+            self.calls.push((l.to_vec(), env.to_vec()));
+            Ok(if (l, p) == self.good {
+                Outcome::Served(0)
+            } else {
+                Outcome::Bad
+            })
+        }
+        fn can_starttls(&self) -> bool {
+            self.stls
+        }
+        fn start_tls(&mut self) -> Result<TlsParams, LoginError> {
+            self.started = true;
+            Ok(TlsParams {
+                version: "TLSv1.3".into(),
+                cipher: "X".into(),
+            })
+        }
+    }
+
+    fn cfg(loopback: bool) -> Config {
+        let policy = Policy {
+            fail_delay: Duration::ZERO,
+            ..Policy::default()
+        };
+        Config {
+            policy,
+            tls: false,
+            loopback,
+            ip: "127.0.0.1".into(),
+        }
+    }
+
+    fn session(input: &[u8], loopback: bool, stls: bool) -> (String, Fake, u8) {
+        let mut f = Fake {
+            good: (b"demo@example.test", b"pw"),
+            calls: vec![],
+            stls,
+            started: false,
+        };
+        let mut out = Vec::new();
+        let code = run(cfg(loopback), input, &mut out, &mut f);
+        (String::from_utf8(out).unwrap(), f, code)
+    }
+
+    #[test]
+    fn login_runs_checkpassword_with_the_tag() {
+        let (out, f, code) = session(
+            b"a CAPABILITY\r\nb LOGIN demo@example.test {2}\r\npw\r\n",
+            true,
+            false,
+        );
+        assert!(
+            out.starts_with("* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN]"),
+            "{out}"
+        );
+        assert!(out.contains("+ OK\r\n"));
+        assert_eq!(code, 0);
+        assert_eq!(f.calls.len(), 1);
+        assert!(f.calls[0].1.contains(&("IMAPLOGINTAG".into(), "b".into())));
+    }
+
+    #[test]
+    fn bad_logins_are_counted_and_cut() {
+        let (out, f, _) = session(
+            b"a LOGIN x y\r\nb LOGIN x y\r\nc LOGIN x y\r\nd LOGIN x y\r\n",
+            true,
+            false,
+        );
+        assert_eq!(f.calls.len(), 3);
+        assert!(out.contains("c NO [AUTHENTICATIONFAILED]"));
+        assert!(out.contains("* BYE Too many"));
+        assert!(!out.contains("d NO"));
+    }
+
+    #[test]
+    fn sasl_plain_with_and_without_initial_response() {
+        // "\0demo@example.test\0pw"
+        let ir = "AGRlbW9AZXhhbXBsZS50ZXN0AHB3";
+        let (out, f, _) = session(
+            format!("a AUTHENTICATE PLAIN {ir}\r\n").as_bytes(),
+            true,
+            false,
+        );
+        assert_eq!(f.calls.len(), 1, "{out}");
+        let (out, f, _) = session(
+            format!("a AUTHENTICATE PLAIN\r\n{ir}\r\n").as_bytes(),
+            true,
+            false,
+        );
+        assert!(out.contains("+ \r\n"));
+        assert_eq!(f.calls.len(), 1);
+        let (out, f, _) = session(b"a AUTHENTICATE PLAIN\r\n*\r\n", true, false);
+        assert!(out.contains("a BAD Authentication cancelled"));
+        assert!(f.calls.is_empty());
+        let (out, _, _) = session(b"a AUTHENTICATE CRAM-MD5\r\n", true, false);
+        assert!(out.contains("a NO"));
+    }
+
+    #[test]
+    fn plaintext_needs_tls_off_loopback() {
+        let (out, f, _) = session(b"a LOGIN demo@example.test pw\r\n", false, true);
+        assert!(out.contains("LOGINDISABLED"));
+        assert!(out.contains("STARTTLS"));
+        assert!(out.contains("a NO [PRIVACYREQUIRED]"));
+        assert!(f.calls.is_empty());
+        let (out, f, _) = session(
+            b"a STARTTLS\r\nb CAPABILITY\r\nc LOGIN demo@example.test pw\r\n",
+            false,
+            true,
+        );
+        assert!(f.started);
+        assert!(out.contains("a OK Begin TLS"));
+        assert!(
+            out.contains("* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN\r\n"),
+            "{out}"
+        );
+        assert_eq!(f.calls.len(), 1);
+        assert!(f.calls[0].1.contains(&("TLS".into(), "1".into())));
+    }
+
+    #[test]
+    fn bad_input() {
+        let (out, f, _) = session(
+            b"a LOGIN x {99999}\r\nb SELECT INBOX\r\n\"\r\nc LOGIN a \"x\0\"\r\n",
+            true,
+            false,
+        );
+        assert!(out.contains("a BAD Command too long"), "{out}");
+        assert!(out.contains("b BAD Log in first"));
+        assert!(out.contains("* BAD"));
+        assert!(out.contains("c BAD Syntax error"));
+        assert!(f.calls.is_empty());
+        let (out, _, _) = session(b"a LOGIN x {99999+}\r\n", true, false);
+        assert!(out.contains("* BYE"));
+    }
+}

@@ -1,0 +1,15 @@
+//! imapd-login: the pre-auth IMAP front end (see CONTRACT.md).
+
+use mailorder_core::exit::exit;
+
+fn main() {
+    mailorder_core::logger::init("imapd-login", 111);
+    // Take tlswrap's descriptors before anything could open a file on those numbers.
+    let stls = mailorder_login::StartTls::from_env(std::env::var("TLSCTLFD").ok().as_deref());
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if argv.len() < 2 {
+        log::error!("usage: imapd-login CHECKPASSWORD PROG [ARG...]");
+        exit(100);
+    }
+    exit(mailorder_imapd_login::serve(argv, stls))
+}
