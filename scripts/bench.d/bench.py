@@ -33,7 +33,8 @@ import fsyncrate  # noqa: E402
 import smtpprobe  # noqa: E402
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".."))
-BIN = os.environ.get("BENCH_BIN_DIR") or os.path.join(REPO, "target", "release")
+TARGET = os.environ.get("CARGO_TARGET_DIR") or os.path.join(REPO, "target")
+BIN = os.environ.get("BENCH_BIN_DIR") or os.path.join(TARGET, "release")
 COUNT = int(os.environ.get("BENCH_COUNT", "2000"))
 SESSIONS = [int(s) for s in os.environ.get("BENCH_SESSIONS", "1 10 50").split()]
 WITH_POSTFIX = os.environ.get("BENCH_POSTFIX", "1") == "1"
@@ -42,7 +43,7 @@ TMP = os.environ.get("BENCH_TMP", "/var/tmp")
 FSYNC_SECONDS = float(os.environ.get("BENCH_FSYNC_SECONDS", "3"))
 CONNECTS = int(os.environ.get("BENCH_CONNECTS", "200"))
 IDLE = int(os.environ.get("BENCH_IDLE", "20"))
-OUT = os.environ.get("BENCH_OUT") or os.path.join(REPO, "target", "bench", "report.md")
+OUT = os.environ.get("BENCH_OUT") or os.path.join(TARGET, "bench", "report.md")
 SMTP_SOURCE = os.environ.get("BENCH_SMTP_SOURCE") or shutil.which("smtp-source") or (
     "/usr/sbin/smtp-source" if os.access("/usr/sbin/smtp-source", os.X_OK) else None
 )
