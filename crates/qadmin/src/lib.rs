@@ -1,4 +1,5 @@
-//! qadmin: read-only queue tools — `list`, `stat`, `show ID`.
+//! qadmin: queue tools — `list`, `stat`, `show ID` (read-only), and requests to dispatch:
+//! `retry ID`, `remove ID`, `flush [DOMAIN]`.
 //!
 //! A message is in the queue when `todo/ID` (accepted, not yet taken by dispatch) or
 //! `state/ID` (dispatch's per-recipient record) exists; when both exist `state/ID` wins, as
@@ -7,7 +8,9 @@
 //! sender `?` and a warning, so one bad file does not hide the rest of the queue.
 //!
 //! Everything here reads through mailorder-queue-format and writes plain text to a generic
-//! `Write`; it never changes the queue.
+//! `Write`; it never changes the queue itself. Requests are one line written to the FIFO
+//! `queue/lock/ctl`, which dispatch reads (dispatch is the only writer of `state/`); they are
+//! asynchronous: qadmin returns once dispatch has the request.
 
 use mailorder_core::Exit;
 use mailorder_queue_format::{Queue, State, Status, read_envelope, valid_id};
@@ -35,6 +38,21 @@ pub enum Command {
         /// The queue id (SECONDS.MICROS.PID).
         id: String,
     },
+    /// Ask dispatch to retry every pending recipient of one message now.
+    Retry {
+        /// The queue id.
+        id: String,
+    },
+    /// Ask dispatch to remove one message from the queue, without a bounce.
+    Remove {
+        /// The queue id.
+        id: String,
+    },
+    /// Ask dispatch to retry now: every pending recipient in DOMAIN, or everything.
+    Flush {
+        /// The recipient domain (e.g. a backup-MX domain whose primary is back).
+        domain: Option<String>,
+    },
 }
 
 /// Why the queue could not be read.
@@ -51,12 +69,26 @@ pub enum QError {
     /// Writing the output failed.
     #[error("cannot write output: {0}")]
     Write(#[from] io::Error),
+    /// The request could not be handed to dispatch.
+    #[error("cannot reach dispatch through {path}: {why} (#4.3.0)")]
+    Request {
+        /// The FIFO.
+        path: PathBuf,
+        /// Why (dispatch not running, permissions).
+        why: String,
+    },
+    /// The argument is not acceptable.
+    #[error("bad argument {0:?}")]
+    Usage(String),
 }
 
 impl QError {
     /// Always temporary (111).
     pub fn class(&self) -> Exit {
-        Exit::Temp
+        match self {
+            QError::Usage(_) => Exit::Perm,
+            _ => Exit::Temp,
+        }
     }
 }
 
@@ -308,19 +340,81 @@ pub fn show<W: Write>(queue: &Queue, id: &str, now: u64, out: &mut W) -> Result<
     Ok(true)
 }
 
-/// Run `cmd` and return the exit code: 0, 1 (no such message), 111.
+/// `queue/lock/ctl`, where dispatch reads requests.
+pub fn ctl_path(queue: &Queue) -> PathBuf {
+    queue.lock_dir().join("ctl")
+}
+
+/// Write one request line to dispatch. Opening without blocking: no reader (dispatch not
+/// running) is an error, not a hang.
+pub fn request(queue: &Queue, line: &str) -> Result<(), QError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = ctl_path(queue);
+    let err = |why: String| QError::Request {
+        path: path.clone(),
+        why,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc_nonblock())
+        .open(&path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(c) if c == nix::errno::Errno::ENXIO as i32 => {
+                err("dispatch is not running".into())
+            }
+            _ if e.kind() == io::ErrorKind::NotFound => err("dispatch is not running".into()),
+            _ => err(e.to_string()),
+        })?;
+    // One write of less than PIPE_BUF bytes: atomic, never mixed with another request.
+    f.write_all(format!("{line}\n").as_bytes())
+        .map_err(|e| err(e.to_string()))
+}
+
+/// `O_NONBLOCK` (the same value on every Linux architecture mailorder builds for).
+fn libc_nonblock() -> i32 {
+    nix::fcntl::OFlag::O_NONBLOCK.bits()
+}
+
+fn check_domain(d: &str) -> Result<String, QError> {
+    let ok = !d.is_empty()
+        && d.len() <= 255
+        && d.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '-' | '_'));
+    if ok {
+        Ok(d.to_lowercase())
+    } else {
+        Err(QError::Usage(mailorder_core::ucspi::safe_name(d)))
+    }
+}
+
+/// Hand a request about message `id` to dispatch; `Ok(false)`: no such message.
+fn id_request(queue: &Queue, verb: &str, id: &str) -> Result<bool, QError> {
+    if !valid_id(id) || load(queue, id)?.is_none() {
+        return Ok(false);
+    }
+    request(queue, &format!("{verb} {id}"))?;
+    Ok(true)
+}
+
+/// Run `cmd` and return the exit code: 0, 1 (no such message), 100 (bad argument), 111.
 pub fn run<W: Write>(cmd: &Command, queue: &Queue, out: &mut W) -> u8 {
     let now = mailorder_queue_format::date::unix_now();
     let r = match cmd {
         Command::List => list(queue, now, out).map(|()| true),
         Command::Stat => stat(queue, now, out).map(|()| true),
         Command::Show { id } => show(queue, id, now, out),
+        Command::Retry { id } => id_request(queue, "retry", id),
+        Command::Remove { id } => id_request(queue, "remove", id),
+        Command::Flush { domain: None } => request(queue, "flush").map(|()| true),
+        Command::Flush { domain: Some(d) } => {
+            check_domain(d).and_then(|d| request(queue, &format!("flush {d}")).map(|()| true))
+        }
     };
     let r = r.and_then(|found| out.flush().map(|()| found).map_err(QError::from));
     match r {
         Ok(true) => 0,
         Ok(false) => {
-            if let Command::Show { id } = cmd {
+            if let Command::Show { id } | Command::Retry { id } | Command::Remove { id } = cmd {
                 log::error!("no such message {}", mailorder_core::ucspi::safe_name(id));
             }
             1
@@ -456,6 +550,46 @@ mod tests {
         let q = Queue::new(t.path().join("missing"));
         assert_eq!(run(&Command::Stat, &q, &mut Vec::new()), 111);
         assert_eq!(run(&Command::List, &q, &mut Vec::new()), 111);
+    }
+
+    #[test]
+    fn requests_reach_the_fifo_or_fail_cleanly() {
+        let (_d, q) = sample();
+        std::fs::create_dir_all(q.lock_dir()).unwrap();
+        // No FIFO, then a FIFO without a reader: dispatch is not running (111).
+        let mut out = Vec::new();
+        assert_eq!(run(&Command::Flush { domain: None }, &q, &mut out), 111);
+        nix::unistd::mkfifo(
+            &ctl_path(&q),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert_eq!(run(&Command::Flush { domain: None }, &q, &mut out), 111);
+        let reader = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(ctl_path(&q))
+            .unwrap();
+        let flush = Command::Flush {
+            domain: Some("Backup.TEST".into()),
+        };
+        assert_eq!(run(&flush, &q, &mut out), 0);
+        let bad = Command::Flush {
+            domain: Some("x\ny".into()),
+        };
+        assert_eq!(run(&bad, &q, &mut out), 100);
+        let id = scan(&q).unwrap()[0].id.clone();
+        assert_eq!(run(&Command::Retry { id: id.clone() }, &q, &mut out), 0);
+        assert_eq!(
+            run(&Command::Remove { id: "9.9.9".into() }, &q, &mut out),
+            1
+        );
+        let mut got = vec![0u8; 100];
+        let n = std::io::Read::read(&mut &reader, &mut got).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&got[..n]),
+            format!("flush backup.test\nretry {id}\n")
+        );
     }
 
     #[test]
