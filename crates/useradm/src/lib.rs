@@ -1,0 +1,515 @@
+//! useradm: the admin CLI over mailorder-directory's [`Store`] — the same commands against
+//! the file directory and against LDAP (writes go to the master).
+//!
+//! [`run`] takes the parsed [`Cli`], the root, stdin (passwords) and stdout (the report),
+//! and returns the exit code: 0 done (also "nothing to change"), 100 permanent (usage, bad
+//! input, no such user, already exists, bad import records), 111 temporary (directory
+//! unreachable or unwritable: try again). [`import`] holds the CSV import.
+
+pub mod import;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use mailorder_core::Exit;
+use mailorder_directory::DomainKind;
+use mailorder_directory::admin::{Account, AdminError, Store, valid_address};
+use mailorder_directory::hash;
+use std::io::{BufRead, Write};
+use std::path::Path;
+
+/// Command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "useradm",
+    about = "Manage mailorder users, aliases and domains (file or LDAP directory)"
+)]
+pub struct Cli {
+    /// Show what would change; write nothing.
+    #[arg(short = 'n', long, global = true)]
+    pub dry_run: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub cmd: Cmd,
+}
+
+/// Password hash schemes useradm writes.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Scheme {
+    /// `{SSHA512}` (default; OpenLDAP pw-sha2 and the file directory).
+    #[default]
+    Ssha512,
+    /// `{CRYPT}$6$` SHA-512-crypt.
+    Crypt,
+    /// `{ARGON2}` Argon2id.
+    Argon2,
+}
+
+impl Scheme {
+    /// Hash `pw` with this scheme.
+    pub fn hash(self, pw: &[u8]) -> String {
+        match self {
+            Scheme::Ssha512 => hash::ssha512(pw),
+            Scheme::Crypt => format!("{{CRYPT}}{}", hash::sha512_crypt(pw)),
+            Scheme::Argon2 => hash::argon2(pw),
+        }
+    }
+}
+
+/// Fields settable by `add` and `modify`.
+#[derive(Debug, Args, Default)]
+pub struct Fields {
+    /// Display name (LDAP `cn`).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Read the password from the first line of stdin and store its hash.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Hash scheme for --password-stdin.
+    #[arg(long, value_enum, default_value = "ssha512")]
+    pub scheme: Scheme,
+    /// Quota in bytes (0 removes it).
+    #[arg(long)]
+    pub quota_size: Option<u64>,
+    /// Quota in messages (0 removes it).
+    #[arg(long)]
+    pub quota_count: Option<u64>,
+    /// Forwarding address (repeatable; replaces the list).
+    #[arg(long)]
+    pub forward: Vec<String>,
+    /// Remove all forwarding addresses.
+    #[arg(long)]
+    pub no_forward: bool,
+    /// Forward only: no local delivery.
+    #[arg(long)]
+    pub forward_only: bool,
+    /// Deliver locally again (undoes --forward-only).
+    #[arg(long, conflicts_with = "forward_only")]
+    pub local: bool,
+    /// Owner uid of the mailbox.
+    #[arg(long)]
+    pub uid: Option<u32>,
+    /// Owner gid of the mailbox.
+    #[arg(long)]
+    pub gid: Option<u32>,
+    /// Home directory (absolute).
+    #[arg(long)]
+    pub home: Option<String>,
+    /// Maildir (absolute).
+    #[arg(long)]
+    pub maildir: Option<String>,
+    /// Per-service restriction (LDAP accountStatus): nopop, noimap, nosmtp (repeatable;
+    /// replaces the list; `none` clears it).
+    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "none"])]
+    pub restrict: Vec<String>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Cmd {
+    /// Add a user.
+    Add {
+        /// Primary address.
+        address: String,
+        /// Alias (repeatable).
+        #[arg(long)]
+        alias: Vec<String>,
+        /// Create the account disabled.
+        #[arg(long)]
+        disabled: bool,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Change fields of a user.
+    Modify {
+        /// Primary address.
+        address: String,
+        #[command(flatten)]
+        fields: Fields,
+    },
+    /// Disable an account (no logins; mail refused).
+    Disable {
+        /// Primary address.
+        address: String,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Primary address.
+        address: String,
+    },
+    /// Delete a user (the Maildir stays on disk).
+    Delete {
+        /// Primary address.
+        address: String,
+    },
+    /// Set a password, read from the first line of stdin.
+    Passwd {
+        /// Primary address.
+        address: String,
+        /// Hash scheme.
+        #[arg(long, value_enum, default_value = "ssha512")]
+        scheme: Scheme,
+    },
+    /// Add or remove an alias.
+    Alias {
+        /// add or remove.
+        #[arg(value_parser = ["add", "remove"])]
+        action: String,
+        /// Primary address.
+        address: String,
+        /// The alias.
+        alias: String,
+    },
+    /// Add or list domains.
+    Domain {
+        /// add or list.
+        #[arg(value_parser = ["add", "list"])]
+        action: String,
+        /// The domain (for add).
+        domain: Option<String>,
+        /// Accept for relaying only (backup MX).
+        #[arg(long)]
+        relay: bool,
+    },
+    /// List the users of a domain.
+    List {
+        /// The domain.
+        domain: String,
+    },
+    /// Show one user.
+    Show {
+        /// Primary address.
+        address: String,
+    },
+    /// Import users from a CSV export (see CONTRACT.md); idempotent.
+    Import {
+        /// The CSV file (`-` for stdin).
+        file: String,
+        /// Hash scheme for plain-text passwords.
+        #[arg(long, value_enum, default_value = "ssha512")]
+        scheme: Scheme,
+    },
+}
+
+/// Run the command; returns the exit code.
+pub fn run(cli: &Cli, root: &Path, input: &mut dyn BufRead, out: &mut dyn Write) -> u8 {
+    match run_inner(cli, root, input, out) {
+        Ok(code) => code,
+        Err(e) => {
+            log::error!("{e}");
+            e.class().code()
+        }
+    }
+}
+
+fn read_password(input: &mut dyn BufRead) -> Result<Vec<u8>, AdminError> {
+    let mut line = Vec::new();
+    input
+        .read_until(b'\n', &mut line)
+        .map_err(|e| AdminError::Invalid(format!("cannot read the password: {e}")))?;
+    while line.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        line.pop();
+    }
+    if line.is_empty() {
+        return Err(AdminError::Invalid("empty password refused".to_owned()));
+    }
+    Ok(line)
+}
+
+fn apply(acct: &mut Account, f: &Fields, input: &mut dyn BufRead) -> Result<(), AdminError> {
+    if let Some(n) = &f.name {
+        acct.name = Some(n.clone());
+    }
+    if f.password_stdin {
+        acct.password = Some(f.scheme.hash(&read_password(input)?));
+    }
+    if let Some(n) = f.quota_size {
+        acct.quota_size = (n > 0).then_some(n);
+    }
+    if let Some(n) = f.quota_count {
+        acct.quota_count = (n > 0).then_some(n);
+    }
+    if f.no_forward {
+        acct.forward.clear();
+    }
+    if !f.forward.is_empty() {
+        acct.forward = f
+            .forward
+            .iter()
+            .map(|a| valid_address(a))
+            .collect::<Result<_, _>>()?;
+    }
+    if f.forward_only {
+        acct.forward_only = true;
+    }
+    if f.local {
+        acct.forward_only = false;
+    }
+    if acct.forward_only && acct.forward.is_empty() {
+        return Err(AdminError::Invalid(
+            "forward-only needs a forwarding address".to_owned(),
+        ));
+    }
+    if f.uid.is_some() {
+        acct.uid = f.uid;
+    }
+    if f.gid.is_some() {
+        acct.gid = f.gid;
+    }
+    if f.home.is_some() {
+        acct.home = f.home.clone();
+    }
+    if f.maildir.is_some() {
+        acct.maildir = f.maildir.clone();
+    }
+    if !f.restrict.is_empty() {
+        acct.restrictions = f
+            .restrict
+            .iter()
+            .filter(|r| *r != "none")
+            .cloned()
+            .collect();
+    }
+    acct.validate()
+}
+
+/// Refuse `addr` as a new primary or alias of `owner` when someone else has it.
+fn check_free(store: &mut Store, addr: &str, owner: &str) -> Result<(), AdminError> {
+    match store.owner_of(addr)? {
+        Some(o) if o != owner => Err(AdminError::Exists(format!("{addr} (belongs to {o})"))),
+        _ => Ok(()),
+    }
+}
+
+fn write(store: &mut Store, dry: bool, acct: &Account, create: bool) -> Result<(), AdminError> {
+    if dry {
+        acct.validate()
+    } else {
+        store.put(acct, create)?;
+        store.commit()
+    }
+}
+
+fn get(store: &mut Store, address: &str) -> Result<Account, AdminError> {
+    let a = valid_address(address)?;
+    store.get(&a)?.ok_or(AdminError::NotFound(a))
+}
+
+fn run_inner(
+    cli: &Cli,
+    root: &Path,
+    input: &mut dyn BufRead,
+    out: &mut dyn Write,
+) -> Result<u8, AdminError> {
+    let dry = cli.dry_run;
+    let would = if dry { "would " } else { "" };
+    let mut store = Store::open(root)?;
+    let say = |out: &mut dyn Write, s: String| {
+        let _ = writeln!(out, "{s}");
+    };
+    match &cli.cmd {
+        Cmd::Add {
+            address,
+            alias,
+            disabled,
+            fields,
+        } => {
+            let addr = valid_address(address)?;
+            if let Some(o) = store.owner_of(&addr)? {
+                return Err(AdminError::Exists(if o == addr {
+                    addr
+                } else {
+                    format!("{addr} (alias of {o})")
+                }));
+            }
+            let mut acct = Account {
+                address: addr.clone(),
+                disabled: *disabled,
+                ..Account::default()
+            };
+            for a in alias {
+                let a = valid_address(a)?;
+                check_free(&mut store, &a, &addr)?;
+                if a == addr {
+                    return Err(AdminError::Invalid(format!("{a} is the primary address")));
+                }
+                if !acct.aliases.contains(&a) {
+                    acct.aliases.push(a);
+                }
+            }
+            apply(&mut acct, fields, input)?;
+            write(&mut store, dry, &acct, true)?;
+            say(out, format!("{would}add {addr} ({})", store.kind()));
+        }
+        Cmd::Modify { address, fields } => {
+            let mut acct = get(&mut store, address)?;
+            let before = acct.clone();
+            apply(&mut acct, fields, input)?;
+            if acct == before {
+                say(out, format!("unchanged {}", acct.address));
+            } else {
+                write(&mut store, dry, &acct, false)?;
+                say(out, format!("{would}modify {}", acct.address));
+            }
+        }
+        Cmd::Disable { address } | Cmd::Enable { address } => {
+            let disable = matches!(cli.cmd, Cmd::Disable { .. });
+            let mut acct = get(&mut store, address)?;
+            if acct.disabled == disable {
+                say(out, format!("unchanged {}", acct.address));
+            } else {
+                acct.disabled = disable;
+                write(&mut store, dry, &acct, false)?;
+                let verb = if disable { "disable" } else { "enable" };
+                say(out, format!("{would}{verb} {}", acct.address));
+            }
+        }
+        Cmd::Delete { address } => {
+            let acct = get(&mut store, address)?;
+            if !dry {
+                store.delete(&acct.address)?;
+                store.commit()?;
+            }
+            say(out, format!("{would}delete {}", acct.address));
+        }
+        Cmd::Passwd { address, scheme } => {
+            let mut acct = get(&mut store, address)?;
+            acct.password = Some(scheme.hash(&read_password(input)?));
+            write(&mut store, dry, &acct, false)?;
+            say(out, format!("{would}set password {}", acct.address));
+        }
+        Cmd::Alias {
+            action,
+            address,
+            alias,
+        } => {
+            let mut acct = get(&mut store, address)?;
+            let a = valid_address(alias)?;
+            let changed = if action == "add" {
+                check_free(&mut store, &a, &acct.address)?;
+                if a == acct.address {
+                    return Err(AdminError::Invalid(format!("{a} is the primary address")));
+                }
+                let new = !acct.aliases.contains(&a);
+                if new {
+                    acct.aliases.push(a.clone());
+                }
+                new
+            } else {
+                let n = acct.aliases.len();
+                acct.aliases.retain(|x| *x != a);
+                n != acct.aliases.len()
+            };
+            if changed {
+                write(&mut store, dry, &acct, false)?;
+                say(out, format!("{would}{action} alias {a} {}", acct.address));
+            } else {
+                say(out, format!("unchanged {}", acct.address));
+            }
+        }
+        Cmd::Domain {
+            action,
+            domain,
+            relay,
+        } => {
+            if action == "list" {
+                for (d, k) in store.domains()? {
+                    say(out, format!("{d}\t{}", kind_name(k)));
+                }
+            } else {
+                let d = domain
+                    .as_deref()
+                    .ok_or_else(|| AdminError::Invalid("domain add: which domain?".to_owned()))?;
+                let kind = if *relay {
+                    DomainKind::Relay
+                } else {
+                    DomainKind::Local
+                };
+                let d = mailorder_directory::admin::valid_domain(d)?;
+                let known = store
+                    .domains()?
+                    .into_iter()
+                    .any(|(x, k)| x == d && k == kind);
+                if known {
+                    say(out, format!("unchanged {d}"));
+                } else {
+                    if !dry {
+                        store.add_domain(&d, kind)?;
+                        store.commit()?;
+                    }
+                    say(out, format!("{would}add domain {d} {}", kind_name(kind)));
+                }
+            }
+        }
+        Cmd::List { domain } => {
+            for a in store.list(domain)? {
+                say(out, summary(&a));
+            }
+        }
+        Cmd::Show { address } => {
+            let a = get(&mut store, address)?;
+            say(out, summary(&a));
+        }
+        Cmd::Import { file, scheme } => {
+            let text = if file == "-" {
+                let mut s = String::new();
+                input
+                    .read_to_string(&mut s)
+                    .map_err(|e| AdminError::Invalid(format!("stdin: {e}")))?;
+                s
+            } else {
+                std::fs::read_to_string(file)
+                    .map_err(|e| AdminError::Invalid(format!("{file}: {e}")))?
+            };
+            let report = import::import(&mut store, &text, *scheme, dry, out)?;
+            say(out, report.summary(dry));
+            return Ok(if report.bad.is_empty() {
+                0
+            } else {
+                Exit::Perm.code()
+            });
+        }
+    }
+    Ok(0)
+}
+
+fn kind_name(k: DomainKind) -> &'static str {
+    match k {
+        DomainKind::Local => "local",
+        DomainKind::Relay => "relay",
+    }
+}
+
+/// One line describing an account: address and key=value fields (no password).
+pub fn summary(a: &Account) -> String {
+    let mut s = a.address.clone();
+    let mut f = |k: &str, v: String| s.push_str(&format!("\t{k}={v}"));
+    f(
+        "status",
+        if a.disabled { "disabled" } else { "active" }.to_owned(),
+    );
+    if let Some(n) = &a.name {
+        f("name", n.replace(['\t', '\n'], " "));
+    }
+    if !a.aliases.is_empty() {
+        f("aliases", a.aliases.join(","));
+    }
+    if !a.forward.is_empty() {
+        f("forward", a.forward.join(","));
+    }
+    if a.forward_only {
+        f("local", "no".to_owned());
+    }
+    if let Some(q) = a.quota_size {
+        f("quota_size", q.to_string());
+    }
+    if let Some(q) = a.quota_count {
+        f("quota_count", q.to_string());
+    }
+    if !a.restrictions.is_empty() {
+        f("restrict", a.restrictions.join(","));
+    }
+    f(
+        "password",
+        if a.password.is_some() { "set" } else { "none" }.to_owned(),
+    );
+    s
+}

@@ -1,0 +1,20 @@
+//! useradm: user administration for the file and LDAP directories (CONTRACT.md).
+
+use clap::Parser as _;
+
+fn main() {
+    mailorder_core::logger::init("useradm", 111);
+    let cli = match mailorder_useradm::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            let code = if e.use_stderr() { 100 } else { 0 };
+            mailorder_core::exit::exit(code)
+        }
+    };
+    let root = mailorder_core::root::root();
+    let mut out = std::io::stdout().lock();
+    let mut input = std::io::stdin().lock();
+    let code = mailorder_useradm::run(&cli, &root, &mut input, &mut out);
+    mailorder_core::exit::exit(code)
+}
