@@ -230,6 +230,15 @@ impl<W: Write> Session<W> {
         };
         let tag = cmd.tag.clone();
         self.cur_tag = tag.clone();
+        let quiet = matches!(cmd.name.as_str(), "FETCH" | "STORE" | "SEARCH");
+        let selecting = matches!(
+            cmd.name.as_str(),
+            "SELECT" | "EXAMINE" | "CLOSE" | "UNSELECT" | "LOGOUT"
+        );
+        if self.sel.is_some() && !quiet && !selecting {
+            // Expunges are allowed now: the command sees what the other sessions did.
+            self.updates(true)?;
+        }
         let reply = match cmd.name.as_str() {
             "IDLE" => self.idle(&cmd, input, fr)?,
             _ => self.dispatch(&cmd)?,
@@ -245,7 +254,6 @@ impl<W: Write> Session<W> {
             }
         };
         // Untagged updates after every command that may carry them (RFC 3501 §7).
-        let quiet = matches!(cmd.name.as_str(), "FETCH" | "STORE" | "SEARCH");
         if self.sel.is_some()
             && !matches!(
                 cmd.name.as_str(),
