@@ -9,7 +9,11 @@
 
 mod contracts;
 mod faults;
+mod imap;
 mod launchers;
+mod ldap;
+mod pop3;
 mod privs;
 mod queue;
+mod remote;
 mod smtp;
