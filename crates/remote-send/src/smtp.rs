@@ -268,7 +268,17 @@ fn res_text(r: &Res) -> &str {
 }
 
 fn by_code(r: &Reply, who: &str, phase: &str) -> Res {
-    let text = format!("{who} said: {} (in reply to {phase})", reply_text(r));
+    // The RFC 3463 code for bounces and logs: the peer's own, else the class's generic one.
+    let class = if r.code >= 500 { '5' } else { '4' };
+    let enhanced = if r.enhanced.starts_with(class) {
+        r.enhanced.clone()
+    } else {
+        format!("{class}.0.0")
+    };
+    let text = format!(
+        "{who} said: {} (in reply to {phase}) (#{enhanced})",
+        reply_text(r)
+    );
     if r.code >= 500 {
         Res::Perm(text)
     } else {

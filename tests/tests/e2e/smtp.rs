@@ -57,6 +57,9 @@ fn smtplib_plain_to_maildir() {
 #[test]
 fn submission_starttls_auth_and_smtps() {
     let mut t = Tree::new();
+    // Remote delivery exists now (issue 3): a DNS server that does not answer keeps the
+    // remote recipient deferred in the queue instead of bounced by the real DNS's NXDOMAIN.
+    t.control("dnsserver", "127.0.0.1:9");
     t.start_dispatch();
     let pw = t.demo_password();
     let sub = t.start_smtpd(&[("SUBMISSION", "1")]);
