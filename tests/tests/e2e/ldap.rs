@@ -43,10 +43,22 @@ fn ssha(pw: &str) -> String {
 struct Slapd {
     dir: PathBuf,
     port: u16,
+    /// The `ldaps://` port, when started with a certificate.
+    tls_port: Option<u16>,
 }
 
 impl Slapd {
     fn new(parent: &Path, name: &str, provider: Option<u16>) -> Slapd {
+        Slapd::with_tls(parent, name, provider, None)
+    }
+
+    /// `tls`: (certificate chain, key) PEM files for LDAPS and StartTLS.
+    fn with_tls(
+        parent: &Path,
+        name: &str,
+        provider: Option<u16>,
+        tls: Option<(&Path, &Path)>,
+    ) -> Slapd {
         let dir = parent.join(name);
         std::fs::create_dir_all(dir.join("conf")).unwrap();
         std::fs::create_dir_all(dir.join("db")).unwrap();
@@ -68,8 +80,16 @@ impl Slapd {
                 String::new(),
             ),
         };
+        let tls_lines = match tls {
+            Some((cert, key)) => format!(
+                "olcTLSCertificateFile: {}\nolcTLSCertificateKeyFile: {}\n",
+                cert.display(),
+                key.display()
+            ),
+            None => String::new(),
+        };
         let config = format!(
-            "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {d}/slapd.pid\n\n\
+            "dn: cn=config\nobjectClass: olcGlobal\ncn: config\nolcPidFile: {d}/slapd.pid\n{tls_lines}\n\
 dn: cn=module{{0}},cn=config\nobjectClass: olcModuleList\ncn: module{{0}}\nolcModulePath: /usr/lib/ldap\n{modules}\n\
 dn: cn=schema,cn=config\nobjectClass: olcSchemaConfig\ncn: schema\n\n\
 include: file:///etc/ldap/schema/core.ldif\n\ninclude: file:///etc/ldap/schema/cosine.ldif\n\n\
@@ -108,6 +128,7 @@ olcAccess: to * by * read\n{sync}{overlay}",
         let mut s = Slapd {
             dir,
             port: free_port(),
+            tls_port: tls.map(|_| free_port()),
         };
         s.start();
         s
@@ -120,11 +141,15 @@ olcAccess: to * by * read\n{sync}{overlay}",
     fn start(&mut self) {
         let end = Instant::now() + Duration::from_secs(10);
         loop {
+            let mut urls = self.url();
+            if let Some(p) = self.tls_port {
+                urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+            }
             let st = Command::new("slapd")
                 .arg("-F")
                 .arg(self.dir.join("conf"))
                 .arg("-h")
-                .arg(self.url())
+                .arg(urls)
                 .status()
                 .unwrap();
             if st.success() {
@@ -694,5 +719,81 @@ fn ldap_import_3500_users() {
     assert_eq!(
         out.lines().last().unwrap(),
         "added=0 updated=0 unchanged=3500 domains=0 bad=5"
+    );
+}
+
+/// A test CA and a server certificate for 127.0.0.1 (openssl): (ca.pem, chain.pem, key.pem).
+fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
+    let sh = format!(
+        "set -e; cd {d}
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 -subj /CN=mailorder-test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=127.0.0.1 2>/dev/null
+printf 'subjectAltName=IP:127.0.0.1\\nbasicConstraints=CA:FALSE\\nextendedKeyUsage=serverAuth\\n' > ext
+openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 -extfile ext 2>/dev/null
+chmod 644 srv.key",
+        d = dir.display()
+    );
+    run_ok(Command::new("sh").arg("-c").arg(sh));
+    (dir.join("ca.pem"), dir.join("srv.pem"), dir.join("srv.key"))
+}
+
+#[test]
+fn ldap_over_tls() {
+    let name = "ldap_over_tls";
+    if !is_root() {
+        return skip(name, "needs root to run slapd from a private directory");
+    }
+    for c in ["slapd", "slapadd", "slappasswd", "openssl"] {
+        if !have(c) {
+            return skip(
+                name,
+                &format!("{c} not installed (scripts/install-test-deps)"),
+            );
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("mailorder-ldap")
+        .tempdir()
+        .unwrap();
+    let (ca, cert, key) = make_certs(tmp.path());
+    let master = Slapd::with_tls(tmp.path(), "master", None, Some((&cert, &key)));
+    let t = Tree::new();
+    configure(&t, &[&master], &master);
+    std::fs::write(t.root.join("directory/users"), "").unwrap();
+    let ldaps = format!("ldaps://127.0.0.1:{}/", master.tls_port.unwrap());
+
+    // LDAPS with our CA.
+    t.control("ldapservers", &ldaps);
+    t.control("ldapcacert", ca.to_str().unwrap());
+    let (code, env) = checkpassword(&t, b"alice@example.test", b"alicepw", "imap");
+    assert_eq!(code, 0, "ldaps: {env}");
+    assert_eq!(
+        checkpassword(&t, b"alice@example.test", b"bad", "imap").0,
+        1
+    );
+    let (code, out, err) = useradm(&t, &["list", "example.test"], "");
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("alice@example.test"), "{out}");
+
+    // StartTLS on ldap://.
+    t.control("ldapservers", &master.url());
+    t.control("ldapstarttls", "yes");
+    assert_eq!(
+        checkpassword(&t, b"alice@example.test", b"alicepw", "imap").0,
+        0,
+        "starttls"
+    );
+
+    // A certificate we cannot verify (system store only): a temporary failure, not a login.
+    std::fs::remove_file(t.root.join("control/ldapcacert")).unwrap();
+    assert_eq!(
+        checkpassword(&t, b"alice@example.test", b"alicepw", "imap").0,
+        111
+    );
+    t.control("ldapservers", &ldaps);
+    t.control("ldapstarttls", "no");
+    assert_eq!(
+        checkpassword(&t, b"alice@example.test", b"alicepw", "imap").0,
+        111
     );
 }
