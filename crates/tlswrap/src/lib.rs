@@ -276,6 +276,28 @@ fn ip() -> String {
     mailorder_core::ucspi::Peer::from_process().remote_ip_text()
 }
 
+/// Under a launcher that sets no UCSPI variables (systemd `Accept=yes` without
+/// `REMOTE_ADDR`), pass the socket's addresses on as `TCPREMOTEIP`/`TCPLOCALIP`/ports:
+/// after tlswrap, PROG's fd 0 may be a pipe and could not find them itself.
+fn peer_env(cmd: &mut Command) {
+    if std::env::var_os("TCPREMOTEIP").is_some() {
+        return;
+    }
+    let p = mailorder_core::ucspi::Peer::from_process();
+    if let Some(ip) = p.remote_ip {
+        cmd.env("TCPREMOTEIP", ip.to_string());
+    }
+    if let Some(port) = p.remote_port {
+        cmd.env("TCPREMOTEPORT", port.to_string());
+    }
+    if let Some(ip) = p.local_ip {
+        cmd.env("TCPLOCALIP", ip.to_string());
+    }
+    if let Some(port) = p.local_port {
+        cmd.env("TCPLOCALPORT", port.to_string());
+    }
+}
+
 /// The whole program; returns the exit code (the program's, passed up, when it ran).
 pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let Some((p, args)) = prog.split_first() else {
@@ -325,15 +347,16 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let spawned = (|| {
         let (a_r, a_w) = io::pipe()?;
         let (b_r, b_w) = io::pipe()?;
-        let child = Command::new(p)
-            .args(args)
+        let mut cmd = Command::new(p);
+        cmd.args(args)
             .env("TLS", "1")
             .env("TLSVERSION", &version)
             .env("TLSCIPHER", &cipher)
             .env_remove("TLSCTLFD")
             .stdin(Stdio::from(a_r))
-            .stdout(Stdio::from(b_w))
-            .spawn()?;
+            .stdout(Stdio::from(b_w));
+        peer_env(&mut cmd);
+        let child = cmd.spawn()?;
         Ok::<_, io::Error>((child, a_w, b_r))
     })();
     let (child, a_w, b_r) = match spawned {
@@ -367,6 +390,7 @@ fn run_starttls(
         let b_w = mailorder_core::sys::dup_at_least(b_w.as_fd(), 10)?;
         let mut cmd = Command::new(p);
         cmd.args(args).env("TLSCTLFD", CTL_FD.to_string());
+        peer_env(&mut cmd);
         mailorder_core::sys::child_fd(&mut cmd, ctl_child.as_raw_fd(), CTL_FD);
         mailorder_core::sys::child_fd(&mut cmd, a_r.as_raw_fd(), RD_FD);
         mailorder_core::sys::child_fd(&mut cmd, b_w.as_raw_fd(), WR_FD);
@@ -424,4 +448,110 @@ fn run_starttls(
         log::info!("relay: {e} ip={}", ip());
     }
     wait(child)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    fn server_config(dir: &std::path::Path) -> (Arc<rustls::ServerConfig>, rustls::RootCertStore) {
+        let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, ck.cert.pem()).unwrap();
+        std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(ck.cert.der().clone()).unwrap();
+        (mailorder_tls::server_config(&cert, &key).unwrap(), roots)
+    }
+
+    fn client(
+        roots: rustls::RootCertStore,
+        sock: UnixStream,
+    ) -> rustls::StreamOwned<rustls::ClientConnection, UnixStream> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cc = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let conn =
+            rustls::ClientConnection::new(Arc::new(cc), "localhost".try_into().unwrap()).unwrap();
+        rustls::StreamOwned::new(conn, sock)
+    }
+
+    #[test]
+    fn handshake_then_relay_to_a_program_and_back() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, roots) = server_config(d.path());
+        let (server_sock, client_sock) = UnixStream::pair().unwrap();
+        // The "program": upper-cases what it reads, line by line, until EOF.
+        let (prog_in_r, prog_in_w) = io::pipe().unwrap();
+        let (prog_out_r, mut prog_out_w) = io::pipe().unwrap();
+        let prog = std::thread::spawn(move || {
+            let mut r = io::BufReader::new(prog_in_r);
+            let mut line = String::new();
+            while io::BufRead::read_line(&mut r, &mut line).unwrap() > 0 {
+                prog_out_w
+                    .write_all(line.to_uppercase().as_bytes())
+                    .unwrap();
+                line.clear();
+            }
+            // Then a big answer, more than any pipe holds.
+            prog_out_w.write_all(&vec![b'x'; 300_000]).unwrap();
+        });
+        let server = std::thread::spawn(move || {
+            let mut conn = ServerConnection::new(cfg).unwrap();
+            handshake(
+                &mut conn,
+                server_sock.as_fd(),
+                server_sock.as_fd(),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            let p = params(&conn);
+            relay(
+                &mut conn,
+                server_sock.as_fd(),
+                server_sock.as_fd(),
+                prog_in_w,
+                prog_out_r,
+            )
+            .unwrap();
+            p
+        });
+        let mut c = client(roots, client_sock);
+        c.write_all(b"hello\r\nworld\r\n").unwrap();
+        c.flush().unwrap();
+        let mut got = [0u8; 14];
+        c.read_exact(&mut got).unwrap();
+        assert_eq!(&got, b"HELLO\r\nWORLD\r\n");
+        c.conn.send_close_notify();
+        c.flush().unwrap();
+        let mut rest = Vec::new();
+        let _ = c.read_to_end(&mut rest);
+        assert_eq!(rest.len(), 300_000);
+        prog.join().unwrap();
+        let (version, cipher) = server.join().unwrap();
+        assert_eq!(version, "TLSv1.3");
+        assert!(cipher.starts_with("TLS13_"));
+    }
+
+    #[test]
+    fn garbage_instead_of_a_handshake_fails() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, _) = server_config(d.path());
+        let (server_sock, mut client_sock) = UnixStream::pair().unwrap();
+        client_sock.write_all(b"USER demo\r\nPASS x\r\n").unwrap();
+        let mut conn = ServerConnection::new(cfg).unwrap();
+        let e = handshake(
+            &mut conn,
+            server_sock.as_fd(),
+            server_sock.as_fd(),
+            Duration::from_secs(5),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
+    }
 }

@@ -303,34 +303,27 @@ fn mpop_or_fetchmail_downloads_and_deletes() {
     assert_eq!(t.messages("demo").len(), 0, "deleted on the server");
 }
 
-#[test]
-fn chain_under_tcpserver() {
-    if !have("tcpserver") || !have("python3") {
-        return skip("chain_under_tcpserver", "tcpserver or python3 missing");
-    }
-    let mut t = tree();
-    send_mail(&mut t, "demo", 1);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
-        .port();
-    let mut c = Command::new("tcpserver");
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("MAILORDER_ROOT", &t.root)
-        .env("MAILORDER_BIN_DIR", bin_dir())
-        .args(["-q", "-R", "-H", "-l", "localhost", "127.0.0.1"])
-        .arg(port.to_string())
+        .port()
+}
+
+/// The chain after a launcher: plain and STLS logins with poplib.
+fn chain_under(mut t: Tree, launcher: Command, port: u16) {
+    let mut launcher = launcher;
+    launcher
         .arg(bin("tlswrap"))
         .arg("-n")
         .arg(bin("pop3d-login"))
         .arg(bin("checkpassword-file"))
         .arg(bin("pop3d"));
-    t.keep(c.spawn().unwrap());
+    t.keep(launcher.spawn().unwrap());
     let end = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "tcpserver does not listen");
+        assert!(Instant::now() < end, "the launcher does not listen");
         std::thread::sleep(Duration::from_millis(50));
     }
     let script = r#"
@@ -352,6 +345,48 @@ for tls in (False, True):
     );
     assert!(stdout.contains("stat False 1 "), "{stdout}");
     assert!(stdout.contains("stat True 1 "), "{stdout}");
+}
+
+#[test]
+fn chain_under_tcpserver() {
+    if !have("tcpserver") || !have("python3") {
+        return skip("chain_under_tcpserver", "tcpserver or python3 missing");
+    }
+    let mut t = tree();
+    send_mail(&mut t, "demo", 1);
+    let port = free_port();
+    let mut c = Command::new("tcpserver");
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("MAILORDER_ROOT", &t.root)
+        .env("MAILORDER_BIN_DIR", bin_dir())
+        .args(["-q", "-R", "-H", "-l", "localhost", "127.0.0.1"])
+        .arg(port.to_string());
+    chain_under(t, c, port);
+}
+
+#[test]
+fn chain_under_systemd_socket_activate() {
+    if !have("systemd-socket-activate") || !have("python3") {
+        return skip(
+            "chain_under_systemd_socket_activate",
+            "systemd-socket-activate or python3 missing",
+        );
+    }
+    let mut t = tree();
+    send_mail(&mut t, "demo", 1);
+    let port = free_port();
+    let mut c = Command::new("systemd-socket-activate");
+    c.env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["-a", "--inetd", "-l", &format!("127.0.0.1:{port}")])
+        .arg(format!("--setenv=MAILORDER_ROOT={}", t.root.display()))
+        .arg(format!(
+            "--setenv=MAILORDER_BIN_DIR={}",
+            bin_dir().display()
+        ))
+        .stderr(Stdio::null());
+    chain_under(t, c, port);
 }
 
 #[test]
