@@ -14,6 +14,7 @@ const INDEX: &str = "mailorder-index";
 const LOCK: &str = "mailorder-index.lock";
 const MAGIC: &str = "mailorder-imap-index 1";
 const KEYWORDS: &str = "dovecot-keywords";
+const LAST_UV: &str = "mailorder-uidvalidity";
 
 /// One message as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +296,26 @@ impl Folder {
             .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
     }
 
+    fn last_uidvalidity(&self) -> u32 {
+        let kept = fs::read_to_string(self.dir.join(LAST_UV))
+            .ok()
+            .and_then(|t| t.trim().parse().ok())
+            .unwrap_or(0);
+        let torn = fs::read(self.dir.join(INDEX))
+            .ok()
+            .and_then(|b| {
+                let line = b.split(|&c| c == b'\n').next()?.to_vec();
+                let line = String::from_utf8(line).ok()?;
+                line.strip_prefix(MAGIC)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0);
+        kept.max(torn)
+    }
+
     fn load_index(&self) -> Option<State> {
         let text = fs::read(self.dir.join(INDEX)).ok()?;
         parse_index(std::str::from_utf8(&text).ok()?)
@@ -318,10 +339,14 @@ impl Folder {
                 if self.dir.join(INDEX).exists() {
                     log::warn!("index {} torn or unreadable: rebuilt", self.dir.display());
                 }
-                let old = self.seen.as_ref().map_or(0, |(_, s)| s.uidvalidity);
+                // Never hand out a UIDVALIDITY that was used before: the last one is
+                // kept beside the index, and may still be in a torn index's first line.
+                let seen = self.seen.as_ref().map_or(0, |(_, s)| s.uidvalidity);
+                let old = seen.max(self.last_uidvalidity());
                 let uv = u32::try_from(now_secs())
                     .unwrap_or(1)
                     .max(old.saturating_add(1));
+                write_atomic(&self.dir.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
                 State {
                     uidvalidity: uv,
                     uidnext: 1,
@@ -583,6 +608,11 @@ impl Folder {
                 msgs,
             };
             write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
+            write_atomic(
+                &self.dir.join(LAST_UV),
+                format!("{uidvalidity}\n").as_bytes(),
+                true,
+            )?;
         }
         self.seen = None;
         self.sync()
@@ -796,7 +826,13 @@ mod tests {
         assert!(st3.uidvalidity > st2.uidvalidity);
         fs::write(&idx, "garbage").unwrap();
         let mut g = s.folder("INBOX").unwrap();
-        assert_eq!(g.sync().unwrap().msgs.len(), 1);
+        let st4 = g.sync().unwrap();
+        assert_eq!(st4.msgs.len(), 1);
+        assert!(st4.uidvalidity > st3.uidvalidity);
+        // A fresh session (no memory of the old UIDVALIDITY) after a delete.
+        fs::remove_file(&idx).unwrap();
+        let st5 = s.folder("INBOX").unwrap().sync().unwrap();
+        assert!(st5.uidvalidity > st4.uidvalidity);
     }
 
     #[test]

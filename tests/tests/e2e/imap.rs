@@ -1,0 +1,655 @@
+//! IMAP: imapd and imapd-login through the real chain (listen → tlswrap → imapd-login →
+//! checkpassword-file → imapd), with Python's imaplib, raw sockets and mbsync.
+
+use mailorder_tests::{Tree, bin, have, is_root, python, skip};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+/// Start the login chain under `listen` on a free port: STARTTLS (`tlswrap -n`) or
+/// implicit TLS.
+fn start_imap(t: &mut Tree, implicit_tls: bool) -> u16 {
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1").arg("0").arg(bin("tlswrap"));
+    if !implicit_tls {
+        c.arg("-n");
+    }
+    let mut child = c
+        .arg(bin("imapd-login"))
+        .arg(bin("checkpassword-file"))
+        .arg(bin("imapd"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("listen");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    t.keep(child);
+    line.trim().parse().expect("listen printed no port")
+}
+
+fn run_py(script: &str, args: &[&str]) -> String {
+    let out = python(script, args);
+    let so = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "python failed:\n{so}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    so
+}
+
+const FULL_PY: &str = r##"import imaplib, sys, ssl, re
+port, pw = int(sys.argv[1]), sys.argv[2]
+M = imaplib.IMAP4("127.0.0.1", port)
+assert "AUTH=PLAIN" in M.capabilities and "SASL-IR" in M.capabilities, M.capabilities
+typ, d = M.login("demo@example.test", pw)
+assert typ == "OK" and b"Logged in" in d[0], d
+caps = M.capability()[1][0].decode().split()
+for c in ["IMAP4rev1", "LITERAL+", "IDLE", "NAMESPACE", "UIDPLUS", "MOVE", "UNSELECT", "ENABLE", "ID",
+          "CHILDREN", "SPECIAL-USE", "CONDSTORE", "ESEARCH", "STATUS=SIZE", "QUOTA"]:
+    assert c in caps, (c, caps)
+assert any(c.startswith("APPENDLIMIT=") for c in caps)
+def isbad(f, *a):
+    try:
+        f(*a)
+        return False
+    except M.error as e:
+        return "BAD" in str(e)
+def cmd(name, *args):
+    typ, d = M._simple_command(name, *args)
+    return typ, d, M.untagged_responses
+# ID, NAMESPACE, ENABLE
+typ, d = M.xatom("ID", "NIL"); assert typ == "OK", d
+assert M.untagged_responses.pop("ID")[0] == b'("name" "mailorder")'
+typ, d = M.namespace(); assert d == [b'(("" "/")) NIL NIL'], d
+typ, d = M.xatom("ENABLE", "CONDSTORE"); assert typ == "OK"
+assert M.untagged_responses.pop("ENABLED") == [b"CONDSTORE"]
+# LIST with SPECIAL-USE and CHILDREN
+typ, d = M.list()
+ls = [x.decode() for x in d]
+assert '(\\HasNoChildren) "/" INBOX' in ls, ls
+for n, a in [("Sent", "\\Sent"), ("Drafts", "\\Drafts"), ("Trash", "\\Trash"), ("Junk", "\\Junk"), ("Archive", "\\Archive")]:
+    assert '(\\HasNoChildren %s) "/" %s' % (a, n) in ls, (n, ls)
+assert M.create("Lists/rust")[0] == "OK"
+assert M.create("Lists/rust")[0] == "NO"
+assert M.create("R&AOk-sum&AOk-")[0] == "OK"
+ls = [x.decode() for x in M.list('""', "Lists*")[1]]
+assert ls == ['(\\Noselect \\HasChildren) "/" Lists', '(\\HasNoChildren) "/" Lists/rust'], ls
+ls = [x.decode() for x in M.list('""', "%")[1]]
+assert not any("Lists/rust" in x for x in ls), ls
+ls = [x.decode() for x in M.list('""', "R*")[1]]
+assert ls == ['(\\HasNoChildren) "/" R&AOk-sum&AOk-'], ls
+assert M.rename("R&AOk-sum&AOk-", "Old")[0] == "OK"
+assert M.delete("Old")[0] == "OK"
+assert M.delete("Old")[0] == "NO"
+assert M.subscribe("Lists/rust")[0] == "OK"
+assert b'(\\HasNoChildren) "/" Lists/rust' in M.lsub()[1]
+assert M.unsubscribe("Lists/rust")[0] == "OK"
+assert b'(\\HasNoChildren) "/" Lists/rust' not in M.lsub()[1]
+# APPEND with flags and date; UIDPLUS
+msg1 = b"From: Bob <bob@example.test>\r\nTo: demo@example.test\r\nSubject: first apple\r\nDate: Tue, 1 Jul 2003 10:52:37 +0200\r\nMessage-ID: <1@x>\r\n\r\nHello world\r\n"
+msg2 = (b"From: Carol <carol@example.test>\r\nTo: demo@example.test\r\nSubject: second\r\nMIME-Version: 1.0\r\n"
+        b"Content-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nbanana text\r\n"
+        b"--b1\r\nContent-Type: application/octet-stream; name=\"a.bin\"\r\nContent-Disposition: attachment; filename=\"a.bin\"\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--b1--\r\n")
+typ, d = M.append("INBOX", "(\\Seen $Work)", '"17-Jul-1996 02:44:25 -0700"', msg1)
+assert typ == "OK" and re.match(rb"\[APPENDUID \d+ 1\]", d[0]), d
+typ, d = M.append("INBOX", None, None, msg2)
+assert re.match(rb"\[APPENDUID \d+ 2\]", d[0]), d
+assert M.append("Nope", None, None, msg1)[1][0].startswith(b"[TRYCREATE]")
+# STATUS with SIZE and HIGHESTMODSEQ
+typ, d = M.status("INBOX", "(MESSAGES UNSEEN UIDNEXT SIZE HIGHESTMODSEQ)")
+m = re.match(rb'INBOX \(MESSAGES 2 UNSEEN 1 UIDNEXT 3 SIZE (\d+) HIGHESTMODSEQ (\d+)\)', d[0])
+assert m and int(m.group(1)) == len(msg1) + len(msg2), d
+# SELECT
+typ, d = M.select("INBOX")
+assert d == [b"2"], d
+assert M.untagged_responses["FLAGS"][0].decode().find("$Work") > 0
+assert b"[READ-WRITE]" in M.untagged_responses["OK"][-1] or M.untagged_responses.get("READ-WRITE") is not None
+# FETCH
+typ, d = M.fetch("1", "(UID FLAGS INTERNALDATE RFC822.SIZE ENVELOPE)")
+s = d[0].decode()
+assert 'UID 1 ' in s and 'FLAGS (\\Seen $Work)' in s and 'INTERNALDATE "17-Jul-1996 09:44:25 +0000"' in s, s
+assert 'RFC822.SIZE %d' % len(msg1) in s, s
+assert 'ENVELOPE ("Tue, 1 Jul 2003 10:52:37 +0200" "first apple" (("Bob" NIL "bob" "example.test"))' in s, s
+typ, d = M.fetch("2", "(BODYSTRUCTURE)")
+s = d[0].decode()
+assert '("TEXT" "PLAIN" ("CHARSET" "utf-8") NIL NIL "7BIT" 11 1' in s, s
+assert '("APPLICATION" "OCTET-STREAM" ("NAME" "a.bin") NIL NIL "BASE64" 4 NIL ("ATTACHMENT" ("FILENAME" "a.bin")) NIL NIL) "MIXED"' in s, s
+typ, d = M.fetch("2", "(BODY.PEEK[1] BODY.PEEK[2.MIME] BODY.PEEK[HEADER.FIELDS (Subject)] BODY.PEEK[]<0.4>)")
+assert d[0][1] == b"banana text", d
+assert d[1][1].startswith(b"Content-Type: application/octet-stream"), d
+assert d[2][1] == b"Subject: second\r\n\r\n", d
+assert d[3][0].endswith(b"BODY[]<0> {4}") and d[3][1] == b"From", d
+typ, d = M.fetch("2", "(FLAGS)"); assert b"\\Seen" not in d[0], d
+typ, d = M.fetch("2", "(BODY[TEXT])")
+assert b"FLAGS (\\Seen)" in d[-1] or b"\\Seen" in b"".join(x if isinstance(x, bytes) else x[0] for x in d), d
+typ, d = M.fetch("1", "(RFC822)"); assert d[0][1] == msg1, d
+assert isbad(M.fetch, "9", "FLAGS")
+# SEARCH and ESEARCH, CONDSTORE
+assert M.search(None, "FROM", "bob") == ("OK", [b"1"])
+assert M.search(None, "BODY", "banana") == ("OK", [b"2"])
+assert M.search(None, "TEXT", "APPLE") == ("OK", [b"1"])
+assert M.search(None, "KEYWORD", "$Work") == ("OK", [b"1"])
+assert M.search(None, "OR", "SUBJECT", "second", "LARGER", "100000") == ("OK", [b"2"])
+assert M.search(None, "SENTSINCE", "1-Jul-2003", "SENTBEFORE", "2-Jul-2003") == ("OK", [b"1"])
+assert M.search(None, "BEFORE", "1-Jan-2000") == ("OK", [b"1"])
+assert M.uid("SEARCH", "UID", "2:*") == ("OK", [b"2"])
+typ, d = M.uid("SEARCH", "RETURN", "(MIN MAX COUNT ALL)", "ALL")
+assert typ == "OK"
+es = M.untagged_responses.pop("ESEARCH")[0].decode()
+assert re.match(r'\(TAG "\w+"\) UID MIN 1 MAX 2 COUNT 2 ALL 1:2$', es), es
+typ, d = M.fetch("1:2", "(MODSEQ)")
+ms = [int(re.search(rb"MODSEQ \((\d+)\)", x).group(1)) for x in d]
+typ, d = M.store("1", "+FLAGS", "(\\Flagged)")
+assert b"FLAGS (\\Flagged \\Seen $Work) MODSEQ" in d[0], d
+typ, d = M.uid("FETCH", "1:*", "(FLAGS)", "(CHANGEDSINCE %d)" % max(ms))
+assert len([x for x in d if x]) == 1 and b"UID 1" in d[0], d
+typ, d = M.search(None, "MODSEQ", str(max(ms) + 1)); assert d[0].startswith(b"1 (MODSEQ"), d
+typ, d = M._simple_command("STORE", "1", "(UNCHANGEDSINCE 1)", "+FLAGS", "(\\Answered)")
+assert typ == "OK" and M.untagged_responses.pop("OK", [b""])[-1] is not None
+typ, d = M._get_tagged_response(M._command("NOOP")) and ("OK", None) or ("?", None)
+# STORE -FLAGS, .SILENT
+typ, d = M.store("1", "-FLAGS.SILENT", "(\\Flagged)")
+assert typ == "OK"
+typ, d = M.fetch("1", "FLAGS"); assert b"\\Flagged" not in d[0], d
+# COPY, MOVE with COPYUID
+typ, d = M.copy("1:2", "Lists/rust")
+assert re.match(rb"\[COPYUID \d+ 1:2 1:2\]", d[0]), d
+assert M.copy("1", "Nope")[1][0].startswith(b"[TRYCREATE]")
+typ, d = M._simple_command("MOVE", "1", "Archive")
+assert typ == "OK", d
+assert re.search(rb"\[COPYUID \d+ 1 1\]", b" ".join(M.untagged_responses.pop("OK", []))), M.untagged_responses
+assert M.untagged_responses.pop("EXPUNGE") == [b"1"]
+typ, d = M.status("Archive", "(MESSAGES)"); assert d == [b'Archive (MESSAGES 1)'], d
+# EXPUNGE, UID EXPUNGE
+typ, d = M.store("1", "+FLAGS", "(\\Deleted)")
+typ, d = M.uid("EXPUNGE", "1"); assert typ == "OK"
+assert M.select("INBOX")[1] == [b"1"]
+typ, d = M.expunge(); assert d == [b"1"], d
+assert M.select("INBOX")[1] == [b"0"]
+# UNSELECT, CLOSE, EXAMINE, CHECK
+typ, d = M.select("Lists/rust", readonly=True); assert d == [b"2"]
+assert M.store("1", "+FLAGS", "(\\Deleted)")[0] == "NO"
+assert M._simple_command("UNSELECT")[0] == "OK"
+M.select("Lists/rust"); M.store("1", "+FLAGS", "(\\Deleted)")
+assert M.check()[0] == "OK"
+assert M.close()[0] == "OK"
+assert M.status("Lists/rust", "(MESSAGES)")[1] == [b'Lists/rust (MESSAGES 1)']
+# QUOTA
+typ, d = M.getquotaroot("INBOX"); assert typ == "OK", d
+# bad input
+assert isbad(M.create, "../escape") or M.create("../escape")[0] == "NO"
+assert M.create("a.b")[0] == "NO"
+assert isbad(M.create, "&Jjo")
+assert isbad(M.select, "..") or M.select("..")[0] == "NO"
+print(M.logout()[0])
+print("ALL OK")
+"##;
+
+/// imaplib: every command and every advertised capability, with the exact responses.
+#[test]
+fn imaplib_every_command_and_capability() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(FULL_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("ALL OK"), "{out}");
+}
+
+const TLS_PY: &str = r#"
+import imaplib, ssl, sys
+port, mode, pw = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+if mode == "ssl":
+    M = imaplib.IMAP4_SSL("127.0.0.1", port, ssl_context=ctx)
+    assert "STARTTLS" not in M.capabilities, M.capabilities
+else:
+    M = imaplib.IMAP4("127.0.0.1", port)
+    assert "STARTTLS" in M.capabilities, M.capabilities
+    M.starttls(ssl_context=ctx)
+    assert "STARTTLS" not in M.capabilities, M.capabilities
+try:
+    M.login("demo@example.test", "wrong")
+    raise SystemExit("bad password accepted")
+except M.error as e:
+    assert "AUTHENTICATIONFAILED" in str(e), e
+M.authenticate("PLAIN", lambda _: b"\0demo@example.test\0" + pw.encode())
+assert M.select("INBOX")[0] == "OK"
+M.logout()
+print("TLS OK", mode)
+"#;
+
+/// STARTTLS (143-style) and implicit TLS (993-style), SASL PLAIN.
+#[test]
+fn starttls_and_implicit_tls() {
+    let mut t = Tree::new();
+    let p = start_imap(&mut t, false);
+    let out = run_py(TLS_PY, &[&p.to_string(), "starttls", &t.demo_password()]);
+    assert!(out.contains("TLS OK starttls"), "{out}");
+    let p = start_imap(&mut t, true);
+    let out = run_py(TLS_PY, &[&p.to_string(), "ssl", &t.demo_password()]);
+    assert!(out.contains("TLS OK ssl"), "{out}");
+}
+
+const IDLE_PY: &str = r##"import socket, sys, time, smtplib
+iport, sport, pw = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+s = socket.create_connection(("127.0.0.1", iport), timeout=20)
+f = s.makefile("rb")
+def line():
+    l = f.readline()
+    assert l, "EOF"
+    return l.decode().rstrip("\r\n")
+def until(tag):
+    out = []
+    while True:
+        l = line(); out.append(l)
+        if l.startswith(tag + " "): return out
+line()
+s.sendall(b"a LOGIN demo@example.test " + pw.encode() + b"\r\n"); until("a")
+s.sendall(b"b SELECT INBOX\r\n"); r = until("b"); assert "* 0 EXISTS" in r, r
+s.sendall(b"c IDLE\r\n"); assert line().startswith("+ ")
+t0 = time.time()
+m = smtplib.SMTP("127.0.0.1", sport, timeout=20)
+m.sendmail("x@example.test", ["demo@example.test"], "From: x@example.test\r\nSubject: idle test\r\n\r\nhi\r\n")
+m.quit()
+l = line()
+assert l == "* 1 EXISTS", l
+print("exists after %.2f s" % (time.time() - t0))
+s.sendall(b"DONE\r\n"); r = until("c"); assert r[-1] == "c OK IDLE terminated", r
+s.sendall(b"d FETCH 1 (BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\n"); r = until("d")
+assert "Subject: idle test" in r, r
+s.sendall(b"e LOGOUT\r\n"); until("e")
+print("IDLE OK")
+"##;
+
+/// A client in IDLE sees mail that arrives through smtpd within a second or so.
+#[test]
+fn idle_sees_mail_arriving_through_smtpd() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    let sport = t.start_smtpd(&[]);
+    let iport = start_imap(&mut t, false);
+    let out = run_py(
+        IDLE_PY,
+        &[&iport.to_string(), &sport.to_string(), &t.demo_password()],
+    );
+    assert!(out.contains("IDLE OK"), "{out}");
+}
+
+const CONC_PY: &str = r##"# Two sessions on one folder: flags, expunges and deliveries stay consistent.
+import socket, sys, re
+port, pw, maildir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+class C:
+    def __init__(self):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=20)
+        self.f = self.s.makefile("rb"); self.n = 0
+        self.f.readline()
+        self.cmd("LOGIN demo@example.test " + pw)
+    def cmd(self, c):
+        self.n += 1; tag = "t%d" % self.n
+        self.s.sendall(("%s %s\r\n" % (tag, c)).encode())
+        out = []
+        while True:
+            l = self.f.readline().decode().rstrip("\r\n")
+            assert l, "EOF"
+            if l.startswith(tag + " "):
+                assert l.startswith(tag + " OK"), (c, l, out)
+                return out
+            out.append(l)
+import subprocess, os, time
+def deliver(i):
+    d = os.path.join(maildir, "tmp", "d%d" % i)
+    open(d, "w").write("Subject: m%d\n\nbody\n" % i)
+    os.rename(d, os.path.join(maildir, "new", "%d.M%dP1.test,S=20" % (1700000000 + i, i)))
+a, b = C(), C()
+for i in range(5): deliver(i)
+ra = a.cmd("SELECT INBOX"); rb = b.cmd("SELECT INBOX")
+assert "* 5 EXISTS" in ra and "* 5 EXISTS" in rb
+uv = [l for l in ra if "UIDVALIDITY" in l]; assert uv == [l for l in rb if "UIDVALIDITY" in l]
+a.cmd("STORE 1:2 +FLAGS.SILENT (\\Deleted)")
+r = b.cmd("NOOP")
+assert "* 1 FETCH (UID 1 FLAGS (\\Deleted))" in r and "* 2 FETCH (UID 2 FLAGS (\\Deleted))" in r, r
+b.cmd("STORE 3 +FLAGS.SILENT (\\Flagged)")
+deliver(5); deliver(6)
+r = a.cmd("EXPUNGE")
+def expunged_1_2(r):
+    return "* 2 EXPUNGE" in r and "* 1 EXPUNGE" in r and r.index("* 2 EXPUNGE") < r.index("* 1 EXPUNGE")
+assert expunged_1_2(r), r
+assert any("(UID 3 FLAGS (\\Flagged))" in l for l in r), r
+assert "* 7 EXISTS" in r or "* 5 EXISTS" in r, r
+r = b.cmd("NOOP")
+assert expunged_1_2(r) and ("* 5 EXISTS" in r or "* 7 EXISTS" in r), r
+r = b.cmd("UID FETCH 1:* (FLAGS)")
+uids = [int(re.search(r"UID (\d+)", l).group(1)) for l in r if "FETCH" in l]
+assert uids == [3, 4, 5, 6, 7], r
+r = b.cmd("NOOP")
+r2 = b.cmd("FETCH 1:* (UID)")
+assert len([l for l in r2 if "FETCH" in l]) == 5, r2
+# b expunges what a sees
+b.cmd("UID STORE 4 +FLAGS (\\Deleted)")
+b.cmd("UID EXPUNGE 4")
+r = a.cmd("UID SEARCH ALL")
+assert "* SEARCH 3 5 6 7" in r, r
+# message file removed behind both sessions' backs, between SEARCH and FETCH
+for sub in ("cur", "new"):
+    for n in os.listdir(os.path.join(maildir, sub)):
+        if n.startswith("1700000002."):
+            os.unlink(os.path.join(maildir, sub, n))
+a.s.sendall(b"x FETCH 1:* (BODY.PEEK[])\r\n")
+out = []
+while True:
+    l = a.f.readline().decode().rstrip("\r\n")
+    out.append(l)
+    if l.startswith("x "): break
+assert out[-1].startswith("x NO [EXPUNGEISSUED]") or out[-1].startswith("x OK"), out
+r = a.cmd("NOOP"); assert "* 1 EXPUNGE" in r, r
+# index deleted while idle: still correct (new UIDVALIDITY ends the session politely)
+a.cmd("LOGOUT"); b.cmd("LOGOUT")
+print("CONC OK")
+"##;
+
+/// Two sessions on one folder change flags and expunge while messages arrive; a message
+/// file vanishing between SEARCH and FETCH.
+#[test]
+fn two_clients_flags_expunges_deliveries() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let md = t.maildir("demo");
+    let out = run_py(
+        CONC_PY,
+        &[&port.to_string(), &t.demo_password(), md.to_str().unwrap()],
+    );
+    assert!(out.contains("CONC OK"), "{out}");
+}
+
+/// A raw IMAP connection for the bad-input tests.
+struct Raw {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Raw {
+    fn connect(port: u16) -> Raw {
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut r = Raw {
+            r: BufReader::new(s.try_clone().unwrap()),
+            w: s,
+        };
+        let g = r.line();
+        assert!(g.starts_with("* OK"), "{g}");
+        r
+    }
+    fn line(&mut self) -> String {
+        let mut l = String::new();
+        self.r.read_line(&mut l).unwrap();
+        l.trim_end().to_owned()
+    }
+    fn send(&mut self, b: &[u8]) {
+        self.w.write_all(b).unwrap();
+    }
+    /// Send a command and read up to its tagged reply; all lines.
+    fn cmd(&mut self, tag: &str, rest: &[u8]) -> Vec<String> {
+        self.send(&[tag.as_bytes(), b" ", rest, b"\r\n"].concat());
+        self.until(tag)
+    }
+    fn until(&mut self, tag: &str) -> Vec<String> {
+        let mut v = Vec::new();
+        loop {
+            let l = self.line();
+            assert!(!l.is_empty(), "EOF waiting for {tag}: {v:?}");
+            let done = l.starts_with(&format!("{tag} "));
+            v.push(l);
+            if done {
+                return v;
+            }
+        }
+    }
+}
+
+fn last(v: &[String]) -> &str {
+    v.last().map(String::as_str).unwrap_or("")
+}
+
+/// Bad input from the issue, each one answered with BAD/NO (or a close) and no crash.
+#[test]
+fn bad_input_is_refused() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let pw = t.demo_password();
+    // Before login: a huge literal is refused before it is sent; the stream stays in sync.
+    let mut c = Raw::connect(port);
+    let r = c.cmd("a", b"LOGIN demo {999999999999}");
+    assert!(last(&r).starts_with("a BAD"), "{r:?}");
+    let r = c.cmd("b", b"SELECT INBOX");
+    assert_eq!(last(&r), "b BAD Log in first");
+    c.send(format!("c LOGIN demo@example.test {{{}}}\r\n", pw.len()).as_bytes());
+    assert_eq!(c.line(), "+ OK");
+    c.send(format!("{pw}\r\n").as_bytes());
+    let r = c.until("c");
+    assert!(last(&r).starts_with("c OK [CAPABILITY"), "{r:?}");
+    // Authenticated: the limits and the parsers.
+    let r = c.cmd("d", b"APPEND INBOX {999999999999}");
+    assert!(last(&r).starts_with("d NO [TOOBIG]"), "{r:?}");
+    let r = c.cmd("e", b"SELECT INBOX");
+    assert!(last(&r).starts_with("e OK [READ-WRITE]"), "{r:?}");
+    for (tag, cmd, want) in [
+        ("f1", &b"FETCH *:1 FLAGS"[..], "BAD"),
+        ("f2", b"FETCH 4294967296 FLAGS", "BAD"),
+        ("f3", b"UID FETCH 0 FLAGS", "BAD"),
+        ("f4", b"NOOP \"a\0b\"", "BAD"),
+        (
+            "f5",
+            b"SEARCH ((((((((((((((((((((ALL))))))))))))))))))))",
+            "BAD",
+        ),
+        ("f6", b"LIST \"\" \"&Jjo\"", "OK"),
+        ("f7", b"CREATE \"&Jjo\"", "BAD"),
+        ("f8", b"CREATE \"../../etc\"", "NO"),
+        ("f9", b"CREATE \".hidden\"", "NO"),
+        ("fa", b"CREATE \"a/../b\"", "NO"),
+        ("fb", b"SELECT \"../../../../etc\"", "NO"),
+        ("fc", b"RENAME Sent \"../x\"", "NO"),
+        ("fd", b"FETCH 1 (BODY[HEADER.FIELDS ()])", "BAD"),
+        ("fe", b"STORE 1 +FLAGS (\\)", "BAD"),
+        ("ff", b"FOO", "BAD"),
+    ] {
+        let r = c.cmd(tag, cmd);
+        assert!(
+            last(&r).starts_with(&format!("{tag} {want}")),
+            "{}: {r:?}",
+            String::from_utf8_lossy(cmd)
+        );
+    }
+    // An over-long line is refused and the session goes on.
+    let mut long = b"g NOOP ".to_vec();
+    long.extend(std::iter::repeat_n(b'x', 70_000));
+    long.extend_from_slice(b"\r\n");
+    c.send(&long);
+    let r = c.until("g");
+    assert!(last(&r).starts_with("g BAD"), "{r:?}");
+    let r = c.cmd("h", b"NOOP");
+    assert_eq!(last(&r), "h OK NOOP completed");
+    // A symlink planted as a folder is not a folder, and its target is never touched.
+    let md = t.maildir("demo");
+    std::os::unix::fs::symlink("/etc", md.join(".evil")).unwrap();
+    let r = c.cmd("i", b"SELECT evil");
+    assert!(last(&r).starts_with("i NO"), "{r:?}");
+    let r = c.cmd("j", b"LIST \"\" *");
+    assert!(!r.iter().any(|l| l.contains("evil")), "{r:?}");
+    // A non-synchronizing literal over the limit ends the connection.
+    c.send(b"k APPEND INBOX {999999999999+}\r\n");
+    let mut rest = String::new();
+    let _ = c.r.read_to_string(&mut rest);
+    assert!(rest.contains("* BYE"), "{rest}");
+    // STARTTLS with pipelined plaintext: the plaintext never runs as a command.
+    let mut c = Raw::connect(port);
+    c.send(b"a STARTTLS\r\nb LOGIN demo@example.test x\r\n");
+    let l = c.line();
+    assert_eq!(l, "a OK Begin TLS negotiation now");
+    let mut rest = String::new();
+    let _ = c.r.read_to_string(&mut rest);
+    assert!(!rest.contains("b "), "{rest}");
+}
+
+/// The index deleted or truncated between sessions: rebuilt, a new UIDVALIDITY, no crash.
+#[test]
+fn torn_index_is_rebuilt() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let pw = t.demo_password();
+    let mut c = Raw::connect(port);
+    c.cmd("a", format!("LOGIN demo@example.test {pw}").as_bytes());
+    c.send(b"b APPEND INBOX {11+}\r\nSubject: x\n\r\n");
+    c.until("b");
+    let r = c.cmd("c", b"STATUS INBOX (MESSAGES UIDVALIDITY)");
+    let uv1 = r[0].clone();
+    let idx = t.maildir("demo").join("mailorder-index");
+    let text = std::fs::read(&idx).unwrap();
+    std::fs::write(&idx, &text[..text.len() / 2]).unwrap();
+    let r = c.cmd("d", b"STATUS INBOX (MESSAGES UIDVALIDITY)");
+    assert!(r[0].contains("MESSAGES 1"), "{r:?}");
+    assert_ne!(r[0], uv1);
+    std::fs::remove_file(&idx).unwrap();
+    let r = c.cmd("e", b"SELECT INBOX");
+    assert!(r.contains(&"* 1 EXISTS".to_owned()), "{r:?}");
+    c.cmd("f", b"LOGOUT");
+}
+
+/// As root: imapd runs as the mailbox owner, never as root.
+#[test]
+fn imapd_runs_as_the_user() {
+    if !is_root() {
+        skip("imapd_runs_as_the_user", "not root");
+        return;
+    }
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let mut c = Raw::connect(port);
+    let r = c.cmd(
+        "a",
+        format!("LOGIN demo@example.test {}", t.demo_password()).as_bytes(),
+    );
+    assert!(last(&r).starts_with("a OK"), "{r:?}");
+    c.cmd("b", b"CREATE Probe");
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::metadata(t.maildir("demo").join(".Probe")).unwrap();
+    assert_ne!(m.uid(), 0, "folder created as root");
+    c.cmd("c", b"LOGOUT");
+}
+
+/// mbsync (isync) pulls the account and pushes a new message and a flag change back,
+/// through STARTTLS with the tree's certificate.
+#[test]
+fn mbsync_pull_and_push() {
+    if !have("mbsync") {
+        skip("mbsync_pull_and_push", "mbsync not installed");
+        return;
+    }
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let pw = t.demo_password();
+    // Two messages on the server, one in Sent.
+    let mut c = Raw::connect(port);
+    c.cmd("a", format!("LOGIN demo@example.test {pw}").as_bytes());
+    c.send(b"b APPEND INBOX (\\Seen) {20+}\r\nSubject: one\r\n\r\nbody\r\n\r\n");
+    c.until("b");
+    c.send(b"c APPEND Sent {20+}\r\nSubject: two\r\n\r\nbody\r\n\r\n");
+    c.until("c");
+    c.cmd("d", b"LOGOUT");
+    let dir = t.root.join("mbsync");
+    let local = dir.join("local");
+    std::fs::create_dir_all(&local).unwrap();
+    let cfg = dir.join("mbsyncrc");
+    std::fs::write(
+        &cfg,
+        format!(
+            "IMAPAccount acc\nHost 127.0.0.1\nPort {port}\nUser demo@example.test\nPass {pw}\n\
+             SSLType STARTTLS\nCertificateFile {cert}\n\n\
+             IMAPStore remote\nAccount acc\n\n\
+             MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+             Channel ch\nFar :remote:\nNear :local:\nPatterns *\nCreate Both\nExpunge Both\nSyncState *\nSync All\n",
+            cert = t.root.join("ssl/cert.pem").display(),
+            l = local.display()
+        ),
+    )
+    .unwrap();
+    let sync = || {
+        let out = Command::new("mbsync")
+            .arg("-c")
+            .arg(&cfg)
+            .arg("-a")
+            .env("HOME", &dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mbsync: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sync();
+    let count = |p: &std::path::Path| {
+        ["new", "cur"]
+            .iter()
+            .map(|s| std::fs::read_dir(p.join(s)).map(|r| r.count()).unwrap_or(0))
+            .sum::<usize>()
+    };
+    assert_eq!(count(&local.join("INBOX")), 1);
+    assert_eq!(count(&local.join("Sent")), 1);
+    let seen: Vec<String> = std::fs::read_dir(local.join("INBOX/cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(seen[0].ends_with(":2,S"), "{seen:?}");
+    // Push: a new local message in Drafts, and a flag on the INBOX one.
+    std::fs::create_dir_all(local.join("Drafts/cur")).unwrap();
+    std::fs::write(
+        local.join("Drafts/cur/1700000000.M1P1.local:2,D"),
+        "Subject: draft\n\nx\n",
+    )
+    .unwrap();
+    let old = local.join("INBOX/cur").join(&seen[0]);
+    std::fs::rename(&old, old.with_file_name(format!("{}F", seen[0]))).unwrap();
+    sync();
+    let mut c = Raw::connect(port);
+    c.cmd("a", format!("LOGIN demo@example.test {pw}").as_bytes());
+    let r = c.cmd("b", b"STATUS Drafts (MESSAGES)");
+    assert_eq!(r[0], "* STATUS Drafts (MESSAGES 1)", "{r:?}");
+    c.cmd("c", b"SELECT INBOX");
+    let r = c.cmd("d", b"FETCH 1 FLAGS");
+    assert!(
+        r[0].contains("\\Flagged") && r[0].contains("\\Seen"),
+        "{r:?}"
+    );
+    c.cmd("e", b"LOGOUT");
+}
+
+/// PREAUTH: imapd started directly on a pipe (mbsync Tunnel, imaplib IMAP4_stream).
+#[test]
+fn preauth_on_a_pipe() {
+    let t = Tree::new();
+    let md = t.root.join("preauth/Maildir");
+    let cmdline = format!(
+        "env -i MAILORDER_ROOT={} MAILDIR={} USER=me {}",
+        t.root.display(),
+        md.display(),
+        bin("imapd").display()
+    );
+    let out = run_py(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4_stream(sys.argv[1])
+assert M.state == "AUTH" and M.welcome.startswith(b"* PREAUTH"), M.welcome
+assert M.select("Sent")[0] == "OK"
+M.logout()
+print("PREAUTH OK")
+"#,
+        &[&cmdline],
+    );
+    assert!(out.contains("PREAUTH OK"), "{out}");
+    assert!(md.join(".Trash/maildirfolder").exists());
+}
