@@ -134,6 +134,119 @@ pub fn compose(
     ))
 }
 
+/// Compose a delay warning (RFC 3464 `Action: delayed`) to the sender of `st` for the
+/// recipients `idxs`, still being retried. `None` for the null and double-bounce senders:
+/// bounces are never warned about.
+pub fn compose_delay(
+    st: &State,
+    idxs: &[usize],
+    settings: &Settings,
+    original: &[u8],
+    now: u64,
+) -> Option<(Envelope, Vec<u8>)> {
+    if st.sender.is_empty() || st.sender == DOUBLE_BOUNCE_SENDER || idxs.is_empty() {
+        return None;
+    }
+    let me = ascii(&settings.me);
+    let boundary = format!("mailorder-delay-{}-{}", st.id, now);
+    let until = st.arrival.saturating_add(settings.lifetime);
+    let rcpts: Vec<_> = idxs.iter().filter_map(|&i| st.recipients.get(i)).collect();
+    let mut m = String::new();
+    m.push_str(&format!(
+        "From: MAILER-DAEMON@{me}
+"
+    ));
+    m.push_str(&format!(
+        "To: {}
+",
+        ascii(&st.sender)
+    ));
+    m.push_str(
+        "Subject: delivery delayed (warning only, no action needed)
+",
+    );
+    m.push_str(&format!(
+        "Date: {}
+",
+        date::rfc5322(now)
+    ));
+    m.push_str(&format!(
+        "Message-ID: <{}.{}.delay@{me}>
+",
+        st.id, now
+    ));
+    m.push_str(
+        "Auto-Submitted: auto-replied
+",
+    );
+    m.push_str(
+        "MIME-Version: 1.0
+",
+    );
+    m.push_str(&format!(
+        "Content-Type: multipart/report; report-type=delivery-status;\n\tboundary=\"{boundary}\"\n\n"
+    ));
+    m.push_str("This is a MIME-formatted delivery status notification.\n\n");
+    m.push_str(&format!(
+        "--{boundary}\nContent-Type: text/plain; charset=utf-8\n\n"
+    ));
+    m.push_str(&format!(
+        "Hi. This is the mailorder delivery program at {me}.\n\
+         Your message has not been delivered to the following addresses yet.\n\
+         This is only a warning: I will keep trying until {}.\n\n",
+        date::rfc5322(until)
+    ));
+    for r in &rcpts {
+        m.push_str(&format!("<{}>:\n{}\n\n", r.address, r.result));
+    }
+    m.push_str(&format!(
+        "--{boundary}\nContent-Type: message/delivery-status\n\n"
+    ));
+    m.push_str(&format!("Reporting-MTA: dns; {me}\n"));
+    m.push_str(&format!("Arrival-Date: {}\n", date::rfc5322(st.arrival)));
+    for r in &rcpts {
+        let code = status_code(&r.result);
+        m.push('\n');
+        m.push_str(&format!("Final-Recipient: rfc822; {}\n", ascii(&r.address)));
+        m.push_str("Action: delayed\n");
+        m.push_str(&format!("Status: 4{}\n", &code[1..]));
+        m.push_str(&format!(
+            "Diagnostic-Code: x-mailorder; {}\n",
+            ascii(&r.result)
+        ));
+        m.push_str(&format!("Last-Attempt-Date: {}\n", date::rfc5322(now)));
+        m.push_str(&format!("Will-Retry-Until: {}\n", date::rfc5322(until)));
+    }
+    m.push('\n');
+    m.push_str(&format!(
+        "--{boundary}\nContent-Type: text/rfc822-headers\n\n"
+    ));
+    let mut out = m.into_bytes();
+    let headers = header_block(original);
+    out.extend_from_slice(headers);
+    if !headers.is_empty() && !headers.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+    Some((
+        Envelope {
+            sender: String::new(),
+            recipients: vec![st.sender.clone()],
+        },
+        out,
+    ))
+}
+
+/// Whether a temporary failure now, for a recipient whose previous attempt (if any) ended
+/// at `previous`, crosses `arrival + warn_time` (0: never warn): the delay warning is due.
+pub fn delay_warning_due(arrival: u64, warn_time: u64, previous: Option<u64>, now: u64) -> bool {
+    if warn_time == 0 {
+        return false;
+    }
+    let at = arrival.saturating_add(warn_time);
+    now >= at && previous.is_none_or(|p| p < at)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +274,37 @@ mod tests {
             p,
         );
         st
+    }
+
+    #[test]
+    fn delay_warnings() {
+        let s = Settings {
+            me: "mx.test".into(),
+            ..Settings::default()
+        };
+        let mut st = State::new(
+            "1.2.3",
+            &Envelope {
+                sender: "a@b.test".into(),
+                recipients: vec!["c@d.test".into(), "e@f.test".into()],
+            },
+            1000,
+        );
+        st.recipients[1].result = "mx said: 451 4.3.2 busy (#4.3.2)".into();
+        let (env, msg) = compose_delay(&st, &[1], &s, b"Subject: hi\n\nbody\n", 5000).unwrap();
+        assert_eq!(env.sender, "");
+        assert_eq!(env.recipients, vec!["a@b.test".to_string()]);
+        let m = String::from_utf8(msg).unwrap();
+        assert!(m.contains("Final-Recipient: rfc822; e@f.test\nAction: delayed\nStatus: 4.3.2\n"));
+        assert!(m.contains("Will-Retry-Until: "));
+        assert!(!m.contains("c@d.test") && !m.contains("body"));
+        st.sender = String::new();
+        assert!(compose_delay(&st, &[1], &s, b"", 5000).is_none());
+        assert!(delay_warning_due(1000, 100, None, 1100));
+        assert!(delay_warning_due(1000, 100, Some(1050), 1200));
+        assert!(!delay_warning_due(1000, 100, Some(1100), 1200));
+        assert!(!delay_warning_due(1000, 100, Some(1000), 1050));
+        assert!(!delay_warning_due(1000, 0, None, 9000));
     }
 
     #[test]

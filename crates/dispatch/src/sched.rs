@@ -644,8 +644,14 @@ impl Dispatch {
             self.running.remove(&(id.to_owned(), i));
         }
         let outcomes = plan::remote_outcomes(out, idxs.len(), code);
+        let mut warn = Vec::new();
         for (&i, o) in idxs.iter().zip(outcomes) {
-            self.record(id, i, o);
+            if self.record(id, i, o) {
+                warn.push(i);
+            }
+        }
+        if !warn.is_empty() {
+            self.warn_delay(id, &warn);
         }
         if let Some(st) = self.msgs.get(id) {
             lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
@@ -701,16 +707,31 @@ impl Dispatch {
         Ok(())
     }
 
-    fn record(&mut self, id: &str, idx: usize, o: Outcome) {
+    /// Record an outcome; whether a delay warning is due for this recipient.
+    fn record(&mut self, id: &str, idx: usize, o: Outcome) -> bool {
         let now = date::unix_now();
         let policy = self.settings.policy();
+        let warn_time = self.settings.warn_time;
+        let mut warn = false;
         if let Some(st) = self.msgs.get_mut(id) {
             let rcpt = st
                 .recipients
                 .get(idx)
                 .map(|r| r.address.clone())
                 .unwrap_or_default();
+            if let Some(r) = st.recipients.get(idx)
+                && matches!(o, Outcome::Temporary(_))
+            {
+                // The previous attempt ended at next − backoff(tries) (see State::record).
+                let previous =
+                    (r.tries > 0).then(|| r.next.saturating_sub(policy.backoff(r.tries)));
+                warn = bounce::delay_warning_due(st.arrival, warn_time, previous, now);
+            }
             st.record(idx, o, now, policy);
+            warn &= st
+                .recipients
+                .get(idx)
+                .is_some_and(|r| r.status == Status::Pending);
             if let Some(r) = st.recipients.get(idx) {
                 log::info!(
                     "delivery id={id} rcpt=<{rcpt}> status={} tries={} result={:?}",
@@ -720,12 +741,38 @@ impl Dispatch {
                 );
             }
         }
+        warn
+    }
+
+    /// Queue a delay warning (RFC 3464 "delayed") to the sender for recipients `idxs`.
+    fn warn_delay(&self, id: &str, idxs: &[usize]) {
+        let Some(st) = self.msgs.get(id) else {
+            return;
+        };
+        let mut original = Vec::new();
+        if let Ok(f) = File::open(self.queue.mess(id)) {
+            let _ = f
+                .take(bounce::MAX_HEADERS as u64 + 2)
+                .read_to_end(&mut original);
+        }
+        let now = date::unix_now();
+        let Some((env, msg)) = bounce::compose_delay(st, idxs, &self.settings, &original, now)
+        else {
+            return;
+        };
+        match inject(&root::program("queue"), &env, &msg) {
+            Ok(0) => log::info!("delay warning id={id} to=<{}>", st.sender),
+            Ok(c) => log::warn!("id={id}: delay warning not queued: queue exited {c}"),
+            Err(e) => log::warn!("id={id}: delay warning not queued: {e}"),
+        }
     }
 
     fn done(&mut self, id: &str, idx: usize, code: Option<u8>, text: &str) {
         self.running.remove(&(id.to_owned(), idx));
         self.local_jobs = self.local_jobs.saturating_sub(1);
-        self.record(id, idx, plan::outcome(code, text));
+        if self.record(id, idx, plan::outcome(code, text)) {
+            self.warn_delay(id, &[idx]);
+        }
         if let Some(st) = self.msgs.get(id) {
             lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
         }

@@ -326,6 +326,52 @@ fn remote_5xx_bounces_once_as_dsn() {
     wait_for("queue empty", 10, || qadmin(&t, &["list"]).is_empty());
 }
 
+/// See: issue #3. A delay warning (RFC 3464 "delayed") after `warntime`, once, while the
+/// message keeps being retried.
+#[test]
+fn delay_warning_once_after_warntime() {
+    if !have("smtp-sink") {
+        return skip("delay_warning_once_after_warntime", "smtp-sink missing");
+    }
+    let dir = scratch();
+    let port = free_port();
+    let mut t = Tree::new();
+    t.control("smtproutes", &format!("sink.test:[127.0.0.1]:{port}"));
+    t.control("warntime", "1");
+    t.control("maxbackoff", "1");
+    let _soft = Sink::start(dir.path(), port, &["-r", "RCPT"]);
+    t.start_dispatch();
+    inject(&t, &["late@sink.test"], "slow going");
+    let m = t.wait_messages("demo", 1, 30);
+    let text = body_of(&m[0]);
+    assert!(text.contains("Action: delayed"), "{text}");
+    assert!(text.contains("Status: 4.3.0"), "{text}");
+    assert!(text.contains("Will-Retry-Until: "), "{text}");
+    let script = r#"
+import email, sys
+m = email.message_from_string(sys.stdin.read().split('\n\n', 0)[0])
+assert m.get_content_type() == 'multipart/report'
+ds = [p for p in m.get_payload() if p.get_content_type() == 'message/delivery-status'][0]
+print(ds.get_payload()[1]['Action'])
+"#;
+    let mut c = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = c.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "delayed");
+    // More attempts, no second warning; the message is still queued.
+    wait_for("more attempts", 30, || {
+        shown(&t).contains("rcpt\tpending\t4\t")
+    });
+    assert_eq!(t.messages("demo").len(), 1, "one warning only");
+    assert_eq!(qadmin(&t, &["list"]).lines().count(), 1);
+}
+
 /// See: issue #3. A peer that accepts the connection and then says nothing, or trickles
 /// bytes: remote-send times out, the message stays queued.
 #[test]
