@@ -9,6 +9,7 @@
 //!   fd 3 and `SERVICE` set, with the client connection on fd 0/1, and classifies the
 //!   outcome ([`Outcome`]): the authenticated server ran, bad login, misuse, temporary;
 //! - [`StartTls`]: the STARTTLS/STLS hand-off to `tlswrap -n` through `TLSCTLFD`;
+//! - [`Out`], [`OutTimed`]: fd 1 unbuffered, the latter with a timeout per write;
 //! - [`In`]: fd 0 read one octet at a time with a timeout, so nothing the client pipelined
 //!   after a command is ever consumed by the front end (it stays in the socket for the
 //!   authenticated server, or for the TLS handshake after STARTTLS);
@@ -456,6 +457,48 @@ impl<F: AsFd> Write for Out<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         loop {
             match nix::unistd::write(self.0.as_fd(), buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// fd 1 (or any fd) written without buffering, each write waiting at most `timeout` for
+/// the peer to take data (STYLE §5: every network write has a timeout).
+#[derive(Debug)]
+pub struct OutTimed<F: AsFd> {
+    fd: F,
+    timeout: Duration,
+}
+
+impl<F: AsFd> OutTimed<F> {
+    /// Write `fd`, waiting at most `timeout` per write.
+    pub fn new(fd: F, timeout: Duration) -> Self {
+        OutTimed { fd, timeout }
+    }
+}
+
+impl<F: AsFd> Write for OutTimed<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let ms = PollTimeout::try_from(self.timeout).unwrap_or(PollTimeout::MAX);
+        loop {
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLOUT)];
+            match poll(&mut fds, ms) {
+                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "write timeout")),
+                Ok(_) => break,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        loop {
+            match nix::unistd::write(self.fd.as_fd(), buf) {
                 Ok(n) => return Ok(n),
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => return Err(e.into()),

@@ -7,7 +7,7 @@
 
 use mailorder_core::control::Control;
 use mailorder_login::{
-    Checkpassword, Failures, In, LoginError, Out, Outcome, Policy, StartTls, TlsParams,
+    Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls, TlsParams,
 };
 use mailorder_pop3_proto::{self as proto, Command, Line, Lines, ParseError};
 use std::ffi::OsString;
@@ -394,15 +394,16 @@ pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
         };
         Ok((p, me))
     });
-    let mut out = Out(std::io::stdout());
     let (policy, me) = match loaded {
         Ok(x) => x,
         Err(e) => {
             log::error!("{e}");
-            let _ = out.write_all(&proto::err(Some("SYS/TEMP"), "configuration error"));
+            let _ = Out(std::io::stdout())
+                .write_all(&proto::err(Some("SYS/TEMP"), "configuration error"));
             return 111;
         }
     };
+    let out = OutTimed::new(std::io::stdout(), policy.timeout);
     let cfg = Config {
         me,
         tls: std::env::var("TLS").is_ok_and(|v| v == "1"),

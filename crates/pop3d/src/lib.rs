@@ -517,7 +517,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
         }
     };
     let peer = mailorder_core::ucspi::Peer::from_process();
-    let mut out = mailorder_login::Out(std::io::stdout());
+    let mut out = mailorder_login::OutTimed::new(std::io::stdout(), timeout);
     let mb = match open(&maildir, &mut out) {
         Ok(mb) => mb,
         Err(code) => return code,

@@ -154,12 +154,13 @@ print("plain stat", n, size)
 uids = lambda p: [l.split()[1] for l in p.uidl()[1]]
 uidl1 = uids(p)
 resp, lines, octets = p.retr(1)
-assert b"Subject: message 0" in lines, lines
+# (dispatch delivers concurrently: the order of the three is not fixed)
+assert any(l.startswith(b"Subject: message ") for l in lines), lines
 assert b".leading dot" in lines, lines
 assert lines[-1] == b"last line", lines
 resp, lines, octets = p.top(2, 0)
 assert lines[-1] == b"", lines
-assert b"Subject: message 1" in lines
+assert any(l.startswith(b"Subject: message ") for l in lines), lines
 p.quit()
 
 # STLS
@@ -583,7 +584,7 @@ fn messages_deleted_or_added_during_a_session() {
     );
     assert!(p.cmd("RETR 3").ends_with(" octets"));
     let body = p.body();
-    assert!(body.iter().any(|l| l == "Subject: message 2"), "{body:?}");
+    assert!(body.iter().any(|l| l.starts_with("Subject: message ")), "{body:?}");
     assert_eq!(p.cmd("UIDL").split(' ').nth(1), Some("3"));
     assert_eq!(p.body(), uidls, "numbering unchanged until QUIT");
     assert_eq!(p.cmd("DELE 1"), "+OK message 1 deleted");
