@@ -318,15 +318,15 @@ fn send(port: u16, to: &str, subject: &str) {
     s.cmd("QUIT");
 }
 
-/// Start `listen 127.0.0.1 0 pop3d-login checkpassword-ldap pop3d`; returns the port.
-fn start_pop3(t: &mut Tree) -> u16 {
+/// Start `listen 127.0.0.1 0 LOGIN checkpassword-ldap SERVER`; returns the port.
+fn start_login(t: &mut Tree, login: &str, server: &str) -> u16 {
     let mut child = t
         .cmd("listen")
         .arg("127.0.0.1")
         .arg("0")
-        .arg(bin("pop3d-login"))
+        .arg(bin(login))
         .arg(bin("checkpassword-ldap"))
-        .arg(bin("pop3d"))
+        .arg(bin(server))
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -364,6 +364,45 @@ fn pop3_login(port: u16, user: &str, pw: &str) -> (String, String) {
     };
     let _ = w.write_all(b"QUIT\r\n");
     (pass, stat)
+}
+
+/// `a LOGIN user pw`, then `b SELECT INBOX` when logged in: (LOGIN reply, SELECT's EXISTS line).
+fn imap_login(port: u16, user: &str, pw: &str) -> (String, String) {
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    let mut w = s;
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    assert!(line.starts_with("* OK"), "{line}");
+    // Tagged reply of `tag`, and the untagged lines before it.
+    let mut until = |tag: &str| -> (String, Vec<String>) {
+        let mut untagged = Vec::new();
+        loop {
+            let mut l = String::new();
+            if r.read_line(&mut l).unwrap() == 0 {
+                return (String::new(), untagged);
+            }
+            if l.starts_with(&format!("{tag} ")) {
+                return (l, untagged);
+            }
+            untagged.push(l);
+        }
+    };
+    w.write_all(format!("a LOGIN \"{user}\" \"{pw}\"\r\n").as_bytes())
+        .unwrap();
+    let (login, _) = until("a");
+    let mut exists = String::new();
+    if login.starts_with("a OK") {
+        w.write_all(b"b SELECT INBOX\r\n").unwrap();
+        let (_, lines) = until("b");
+        exists = lines
+            .into_iter()
+            .find(|l| l.contains("EXISTS"))
+            .unwrap_or_default();
+    }
+    let _ = w.write_all(b"c LOGOUT\r\n");
+    (login, exists)
 }
 
 #[test]
@@ -484,7 +523,7 @@ fn ldap_master_replica_failover() {
     // POP3 through pop3d-login → checkpassword-ldap → pop3d.
     let have_pop3 = bin("pop3d-login").exists() && bin("pop3d").exists();
     let pop3 = if have_pop3 {
-        Some(start_pop3(&mut t))
+        Some(start_login(&mut t, "pop3d-login", "pop3d"))
     } else {
         None
     };
@@ -498,6 +537,26 @@ fn ldap_master_replica_failover() {
         assert!(pass.starts_with("-ERR"), "disabled: {pass}");
     } else {
         skip(name, "pop3d-login/pop3d not built: POP3 part skipped");
+    }
+    // IMAP through imapd-login → checkpassword-ldap → imapd.
+    let have_imap = bin("imapd-login").exists() && bin("imapd").exists();
+    let imap = if have_imap {
+        Some(start_login(&mut t, "imapd-login", "imapd"))
+    } else {
+        None
+    };
+    if let Some(p) = imap {
+        let (login, exists) = imap_login(p, "alice@example.test", "alicepw");
+        assert!(login.starts_with("a OK"), "{login}");
+        assert!(exists.starts_with("* 2 EXISTS"), "{exists}");
+        let (login, _) = imap_login(p, "dave@example.test", "davepw");
+        assert!(login.starts_with("a OK"), "IMAP allowed for dave: {login}");
+        let (login, _) = imap_login(p, "carol@example.test", "carolpw");
+        assert!(login.starts_with("a NO"), "disabled: {login}");
+        let (login, _) = imap_login(p, "*", "alicepw");
+        assert!(login.starts_with("a NO"), "injection: {login}");
+    } else {
+        skip(name, "imapd-login/imapd not built: IMAP part skipped");
     }
 
     // useradm writes go to the master and show on the replica; {ARGON2} works.
@@ -546,6 +605,10 @@ fn ldap_master_replica_failover() {
         let (pass, _) = pop3_login(p, "alice@example.test", "alicepw");
         assert!(pass.starts_with("+OK"), "{pass}");
     }
+    if let Some(p) = imap {
+        let (login, _) = imap_login(p, "alice@example.test", "alicepw");
+        assert!(login.starts_with("a OK"), "{login}");
+    }
 
     // Every server down, one of them hanging (accepts, never answers): temporary failures
     // within a bounded time; mail waits.
@@ -571,6 +634,10 @@ fn ldap_master_replica_failover() {
     if let Some(p) = pop3 {
         let (pass, _) = pop3_login(p, "alice@example.test", "alicepw");
         assert!(pass.starts_with("-ERR [SYS/TEMP]"), "{pass}");
+    }
+    if let Some(p) = imap {
+        let (login, _) = imap_login(p, "alice@example.test", "alicepw");
+        assert!(login.starts_with("a NO [UNAVAILABLE]"), "{login}");
     }
     let st = t.queue(
         b"Subject: while down\n\nqueued while LDAP was down\n",
