@@ -43,6 +43,12 @@ pub fn run(o: &Options) -> Result<()> {
     ] {
         mkdir(&r.join(d), 0o755)?;
     }
+    // The ctl FIFO carries qadmin's requests (retry, remove, flush) to dispatch.
+    let ctl = r.join("queue/lock/ctl");
+    if !ctl.exists() {
+        nix::unistd::mkfifo(&ctl, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .with_context(|| format!("mkfifo {}", ctl.display()))?;
+    }
     let trigger = r.join("queue/lock/trigger");
     if !trigger.exists() {
         nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -194,6 +200,13 @@ fn owners(r: &Path) -> Result<()> {
     set("queue/lock", q, sg, 0o750)?;
     // queue (euid moqueue) writes the trigger, dispatch (group mosend) opens it read-write.
     set("queue/lock/trigger", q, sg, 0o660)?;
+    // dispatch reads qadmin's requests; root and mosend (qadmin) write them.
+    set("queue/lock/ctl", s, sg, 0o600)?;
+    // Only remote-send (set-uid moremote) reads the smarthost secrets.
+    if r.join("control/smtpauth").exists() {
+        let (m, _) = id("moremote")?;
+        set("control/smtpauth", m, 0, 0o600)?;
+    }
     // Only checkpassword-file, set-uid root, reads the hashes.
     set("directory/passwd", 0, 0, 0o600)?;
     // smtpd (mosmtpd) reads the TLS key.
