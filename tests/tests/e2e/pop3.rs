@@ -584,7 +584,10 @@ fn messages_deleted_or_added_during_a_session() {
     );
     assert!(p.cmd("RETR 3").ends_with(" octets"));
     let body = p.body();
-    assert!(body.iter().any(|l| l.starts_with("Subject: message ")), "{body:?}");
+    assert!(
+        body.iter().any(|l| l.starts_with("Subject: message ")),
+        "{body:?}"
+    );
     assert_eq!(p.cmd("UIDL").split(' ').nth(1), Some("3"));
     assert_eq!(p.body(), uidls, "numbering unchanged until QUIT");
     assert_eq!(p.cmd("DELE 1"), "+OK message 1 deleted");
@@ -679,4 +682,76 @@ fn as_root_pop3d_runs_as_the_user_and_cannot_read_others() {
         "-ERR [SYS/TEMP] temporary failure, try again later"
     );
     assert_eq!(count(), 1, "other's mail untouched");
+}
+
+// STYLE §8's full-path test: SMTP in → queue → local-deliver → POP3, everything from USER to
+// QUIT in one packet: what the client pipelined after PASS must reach pop3d.
+#[test]
+fn full_path_with_everything_pipelined() {
+    let mut t = tree();
+    send_mail(&mut t, "demo", 2);
+    let (port, _) = start_pop3(&mut t, true);
+    let (mut p, _) = Pop::connect(port);
+    p.send(
+        format!(
+            "USER demo@example.test\r\nPASS {}\r\nSTAT\r\nRETR 1\r\nDELE 1\r\nRSET\r\nDELE 2\r\nLIST\r\nQUIT\r\n",
+            t.demo_password()
+        )
+        .as_bytes(),
+    );
+    assert_eq!(p.line(), "+OK send PASS");
+    assert!(p.line().starts_with("+OK 2 messages"));
+    assert!(p.line().starts_with("+OK 2 "));
+    assert!(p.line().ends_with(" octets"));
+    let body = p.body();
+    assert!(
+        body.contains(&"..leading dot".to_owned()),
+        "dot-stuffed on the wire: {body:?}"
+    );
+    assert_eq!(p.line(), "+OK message 1 deleted");
+    assert!(p.line().starts_with("+OK 2 messages"));
+    assert_eq!(p.line(), "+OK message 2 deleted");
+    assert!(p.line().starts_with("+OK 1 messages"));
+    assert_eq!(p.body().len(), 1);
+    assert_eq!(p.line(), "+OK bye");
+    assert_eq!(p.line(), "<EOF>");
+    assert_eq!(t.messages("demo").len(), 1);
+}
+
+#[test]
+fn plaintext_refused_before_tls_when_configured() {
+    let mut t = tree();
+    t.control("plaintextauth", "tls");
+    let (port, _) = start_pop3(&mut t, true);
+    let (mut p, _) = Pop::connect(port);
+    assert_eq!(p.cmd("CAPA"), "+OK capability list follows");
+    let capa = p.body();
+    assert!(capa.contains(&"STLS".to_owned()), "{capa:?}");
+    assert!(!capa.contains(&"USER".to_owned()), "{capa:?}");
+    assert_eq!(
+        p.cmd("USER demo@example.test"),
+        "-ERR plain-text login requires TLS (STLS)"
+    );
+    assert_eq!(
+        p.cmd("AUTH PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AHg="),
+        "-ERR plain-text authentication requires TLS (STLS)"
+    );
+    assert_eq!(p.cmd("QUIT"), "+OK bye");
+    // After STLS the same login works.
+    let script = r#"
+import poplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=20)
+p.stls(ctx)
+p.user("demo@example.test"); p.pass_(sys.argv[2])
+print("stat", *p.stat())
+p.quit()
+"#;
+    let out = python(script, &[&port.to_string(), &t.demo_password()]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("stat 0 0"),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
