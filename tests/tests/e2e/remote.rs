@@ -715,6 +715,107 @@ fn starttls_to_our_smtpd_opportunistic_and_verified() {
     assert_eq!(count(&bob), 1);
 }
 
+/// See: issue #3. Opportunistic STARTTLS (any certificate) and AUTH PLAIN to a smarthost
+/// (our own smtpd under SUBMISSION, verified TLS, credentials from control/smtpauth).
+#[test]
+fn opportunistic_tls_and_auth_to_a_smarthost() {
+    let mut peer = Tree::new();
+    peer.directory_add("domains", "plain.test");
+    peer.directory_add("users", "carol@plain.test");
+    peer.directory_add("domains", "far.test");
+    peer.directory_add("users", "dave@far.test");
+    peer.start_dispatch();
+    let open_port = peer.start_smtpd(&[]);
+    let sub_port = peer.start_smtpd(&[("SUBMISSION", "1")]);
+    let count = |p: &Path| std::fs::read_dir(p).map(|r| r.count()).unwrap_or(0);
+    let carol = peer.root.join("mail/plain.test/carol/Maildir/new");
+    let dave = peer.root.join("mail/far.test/dave/Maildir/new");
+
+    let mut t = Tree::new();
+    t.control(
+        "smtproutes",
+        &format!(
+            "plain.test:[127.0.0.1]:{open_port}\n:[127.0.0.1]:{sub_port} auth tlsca={}",
+            peer.root.join("ssl/cert.pem").display()
+        ),
+    );
+    t.control(
+        "smtpauth",
+        &format!("[127.0.0.1]:demo@example.test:{}", peer.demo_password()),
+    );
+    t.start_dispatch();
+    inject(&t, &["carol@plain.test"], "opportunistic");
+    wait_for("opportunistic TLS delivery", 30, || count(&carol) == 1);
+    let text: String = std::fs::read_dir(&carol)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(text.contains("ESMTPS"), "{text}");
+    inject(&t, &["dave@far.test"], "through the smarthost");
+    wait_for("smarthost delivery", 30, || count(&dave) == 1);
+    let text: String = std::fs::read_dir(&dave)
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(text.contains("ESMTPSA"), "authenticated over TLS: {text}");
+    // A wrong password is a temporary failure, never a bounce.
+    t.control("smtpauth", "[127.0.0.1]:demo@example.test:wrong");
+    inject(&t, &["dave@far.test"], "bad login");
+    wait_for("refused login", 30, || shown(&t).contains("#4.7.8"));
+    assert!(t.messages("demo").is_empty());
+}
+
+/// See: issue #3. Implicit MX (no MX records: the domain's own address) over IPv6.
+#[test]
+fn implicit_mx_over_ipv6() {
+    if !have("dnsmasq") || !have("smtp-sink") {
+        return skip("implicit_mx_over_ipv6", "dnsmasq or smtp-sink missing");
+    }
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        return skip("implicit_mx_over_ipv6", "no IPv6 loopback");
+    }
+    let dir = scratch();
+    let dns = Dns::start(
+        dir.path(),
+        &[
+            "--local=/v6.test/".into(),
+            "--host-record=v6.test,::1".into(),
+        ],
+    );
+    let port = free_port();
+    let dump = dir.path().join("sink6");
+    std::fs::create_dir_all(&dump).unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    let mut c = Command::new("smtp-sink");
+    if is_root() {
+        c.args(["-u", "nobody"]);
+    }
+    let mut sink = c
+        .args(["-6", "-d"])
+        .arg(format!("{}/%s.", dump.display()))
+        .arg(format!("[::1]:{port}"))
+        .arg("10")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for("sink on ::1", 20, || {
+        TcpStream::connect(("::1", port)).is_ok()
+    });
+    let mut t = Tree::new();
+    t.control("dnsserver", &format!("127.0.0.1:{}", dns.port));
+    t.control("smtpport", &port.to_string());
+    t.start_dispatch();
+    inject(&t, &["six@v6.test"], "over ipv6");
+    wait_for("delivery over IPv6", 30, || {
+        std::fs::read_dir(&dump).map(|r| r.count()).unwrap_or(0) == 1
+    });
+    stop(&mut sink);
+}
+
 /// See: issue #3. kill -9 of remote-send and of dispatch during a remote run: every message
 /// delivered at least once, none lost. 200 messages rather than 1,000 to keep CI time
 /// reasonable; the mechanism does not depend on the count.
