@@ -14,8 +14,10 @@ pub const MAX_DEPTH: usize = 16;
 pub enum Tok {
     /// An atom (also NIL, numbers, sequence sets, flags, fetch items).
     Atom(String),
-    /// A quoted string or a literal.
+    /// A quoted string.
     Str(Vec<u8>),
+    /// A literal (`{N}`, `{N+}`, `~{N}`).
+    Lit(Vec<u8>),
     /// A parenthesized list.
     List(Vec<Tok>),
 }
@@ -25,7 +27,7 @@ impl Tok {
     pub fn astring(&self) -> Option<&[u8]> {
         match self {
             Tok::Atom(a) => Some(a.as_bytes()),
-            Tok::Str(s) => Some(s),
+            Tok::Str(s) | Tok::Lit(s) => Some(s),
             Tok::List(_) => None,
         }
     }
@@ -124,10 +126,10 @@ impl Lexer<'_> {
                     out.push(Tok::List(self.tokens(depth + 1)?));
                 }
                 Some(b'"') => out.push(Tok::Str(self.quoted()?)),
-                Some(b'{') => out.push(Tok::Str(self.literal()?)),
+                Some(b'{') => out.push(Tok::Lit(self.literal()?)),
                 Some(b'~') if self.b.get(self.i + 1) == Some(&b'{') => {
                     self.i += 1;
-                    out.push(Tok::Str(self.literal()?));
+                    out.push(Tok::Lit(self.literal()?));
                 }
                 Some(_) => out.push(Tok::Atom(self.atom()?)),
             }
@@ -497,7 +499,7 @@ pub fn parse_fetch(tok: &Tok) -> Result<Vec<FetchAtt>, String> {
             }
             Ok(out)
         }
-        Tok::Str(_) => Err("bad fetch item".into()),
+        Tok::Str(_) | Tok::Lit(_) => Err("bad fetch item".into()),
     }
 }
 
@@ -580,7 +582,7 @@ fn search_key(toks: &[Tok], i: &mut usize, depth: usize) -> Result<SearchKey, St
             }
             return Ok(SearchKey::And(v));
         }
-        Tok::Str(_) => return Err("unexpected string in search".into()),
+        Tok::Str(_) | Tok::Lit(_) => return Err("unexpected string in search".into()),
         Tok::Atom(a) => a.to_ascii_uppercase(),
     };
     let flag = |f: &str| Ok(SearchKey::Flag(f.into()));
@@ -708,7 +710,7 @@ mod tests {
         assert_eq!(c.name, "LOGIN");
         assert_eq!(
             c.args,
-            vec![Tok::Str(b"us\"er".to_vec()), Tok::Str(b"pw!".to_vec())]
+            vec![Tok::Str(b"us\"er".to_vec()), Tok::Lit(b"pw!".to_vec())]
         );
         let c = parse_command(b"x UID FETCH 1:* (FLAGS BODY.PEEK[HEADER.FIELDS (From To)]<0.10>)")
             .unwrap();
@@ -854,7 +856,7 @@ mod tests {
             assert_eq!(cmds.len(), 2, "chunk {c}");
             assert_eq!(
                 cmds[0].args,
-                vec![Tok::Str(b"user".to_vec()), Tok::Str(b"pass".to_vec())]
+                vec![Tok::Lit(b"user".to_vec()), Tok::Lit(b"pass".to_vec())]
             );
             c *= 2;
         }

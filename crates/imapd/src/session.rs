@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN SPECIAL-USE CONDSTORE ESEARCH STATUS=SIZE QUOTA APPENDLIMIT={}",
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE MULTIAPPEND ESEARCH STATUS=SIZE QUOTA APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -85,6 +85,7 @@ pub struct Session<W: Write> {
     sel: Option<Selected>,
     condstore: bool,
     cur_tag: String,
+    closing: bool,
 }
 
 /// Wildcard match of an IMAP LIST pattern (`*` anything, `%` anything but `/`), linear
@@ -133,6 +134,7 @@ impl<W: Write> Session<W> {
             sel: None,
             condstore: false,
             cur_tag: String::new(),
+            closing: false,
         }
     }
 
@@ -191,7 +193,7 @@ impl<W: Write> Session<W> {
                     Frame::Command(bytes) => {
                         let done = self.command(&bytes, &input, &mut fr)?;
                         self.flush()?;
-                        if done {
+                        if done || self.closing {
                             return Ok(());
                         }
                     }
@@ -563,6 +565,7 @@ impl<W: Write> Session<W> {
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // The folder was deleted by another session.
                 self.sel = None;
+                self.closing = true;
                 self.line("* BYE [UNAVAILABLE] Selected mailbox was deleted");
                 return Ok(());
             }
@@ -573,6 +576,7 @@ impl<W: Write> Session<W> {
         };
         if st.uidvalidity != sel.uidvalidity {
             self.sel = None;
+            self.closing = true;
             self.line("* BYE [UNAVAILABLE] UIDVALIDITY changed, please reconnect");
             return Ok(());
         }
@@ -630,69 +634,117 @@ impl<W: Write> Session<W> {
     fn list(&mut self, cmd: &Command) -> R {
         let lsub = cmd.name == "LSUB";
         let mut args: &[Tok] = &cmd.args;
-        let mut only_special = false;
-        if !lsub && let Some(Tok::List(sel)) = args.first() {
-            for t in sel {
+        // LIST-EXTENDED (RFC 5258): selection options, several patterns, RETURN options.
+        let (mut sel_special, mut sel_subscribed, mut recursive) = (false, false, false);
+        if !lsub && let Some(Tok::List(opts)) = args.first() {
+            for t in opts {
                 match t.atom_upper().as_deref() {
-                    Some("SPECIAL-USE") => only_special = true,
+                    Some("SPECIAL-USE") => sel_special = true,
+                    Some("SUBSCRIBED") => sel_subscribed = true,
+                    Some("RECURSIVEMATCH") => recursive = true,
+                    Some("REMOTE") => {}
                     _ => return bad("Unsupported LIST selection option"),
                 }
+            }
+            if recursive && !sel_subscribed && !sel_special {
+                return bad("RECURSIVEMATCH needs another selection option");
             }
             args = &args[1..];
         }
         if args.len() < 2 {
             return bad("Wrong number of arguments");
         }
-        let (Some(reference), Some(pat)) = (args[0].text(), args[1].text()) else {
-            return bad("Bad LIST arguments");
+        let Some(reference) = args[0].text() else {
+            return bad("Bad LIST reference");
         };
+        let patterns: Vec<String> = match &args[1] {
+            Tok::List(ps) if !lsub => {
+                let v: Option<Vec<String>> = ps.iter().map(Tok::text).collect();
+                match v {
+                    Some(v) if !v.is_empty() => v,
+                    _ => return bad("Bad LIST patterns"),
+                }
+            }
+            t => match t.text() {
+                Some(p) => vec![p],
+                None => return bad("Bad LIST pattern"),
+            },
+        };
+        let (mut ret_subscribed, mut ret_status) = (sel_subscribed, None);
         if args.len() > 2 {
-            // RETURN (SPECIAL-USE) / (CHILDREN): what we send anyway.
-            let ok_ret = matches!(&args[2], Tok::Atom(r) if r.eq_ignore_ascii_case("RETURN"))
-                && matches!(args.get(3), Some(Tok::List(_)))
-                && args.len() == 4;
-            if !ok_ret {
+            let ok_ret = !lsub
+                && args.len() == 4
+                && matches!(&args[2], Tok::Atom(r) if r.eq_ignore_ascii_case("RETURN"));
+            let Some(Tok::List(opts)) = args.get(3).filter(|_| ok_ret) else {
                 return bad("Bad LIST arguments");
+            };
+            let mut i = 0;
+            while i < opts.len() {
+                match opts[i].atom_upper().as_deref() {
+                    Some("SUBSCRIBED") => ret_subscribed = true,
+                    Some("CHILDREN" | "SPECIAL-USE") => {}
+                    Some("STATUS") => match opts.get(i + 1) {
+                        Some(Tok::List(items)) => {
+                            ret_status = Some(items.clone());
+                            i += 1;
+                        }
+                        _ => return bad("STATUS needs a list of items"),
+                    },
+                    _ => return bad("Unsupported LIST return option"),
+                }
+                i += 1;
             }
         }
-        if pat.is_empty() {
+        if patterns.len() == 1 && patterns[0].is_empty() {
             if !lsub {
                 self.line("* LIST (\\Noselect) \"/\" \"\"");
             }
             return ok("List completed");
         }
-        if pat.len() > 512 || reference.len() > 512 {
+        if patterns.iter().any(|p| p.len() > 512) || reference.len() > 512 || patterns.len() > 64 {
             return bad("Pattern too long");
         }
-        let full = format!("{reference}{pat}");
+        let fulls: Vec<String> = patterns.iter().map(|p| format!("{reference}{p}")).collect();
+        let matches = |name: &str| {
+            fulls.iter().any(|f| {
+                list_match(f, name)
+                    || (name == "INBOX" && list_match(&f.to_ascii_uppercase(), "INBOX"))
+            })
+        };
         let entries = match self.store.list() {
             Ok(l) => l,
             Err(e) => return Ok(store_no(&e)),
         };
-        let subs = if lsub {
-            match self.store.subscriptions() {
-                Ok(s) => Some(s),
-                Err(e) => return Ok(store_no(&e)),
-            }
-        } else {
-            None
+        let subs = match self.store.subscriptions() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
         };
-        for e in entries {
-            let m = list_match(&full, &e.name)
-                || (e.name == "INBOX" && list_match(&full.to_ascii_uppercase(), "INBOX"));
-            if !m {
+        let mut lines: Vec<(String, String)> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for e in &entries {
+            let subscribed = subs.contains(&e.name);
+            let mut childinfo = false;
+            if (lsub || sel_subscribed) && !subscribed {
+                // RECURSIVEMATCH: a parent whose child is subscribed is listed with
+                // CHILDINFO; LSUB lists it as \Noselect.
+                let pre = format!("{}/", e.name);
+                let child_sub = subs
+                    .iter()
+                    .any(|s| s.starts_with(&pre) && !(lsub && matches(s)));
+                if !(child_sub && (recursive || lsub)) {
+                    continue;
+                }
+                childinfo = !lsub;
+            }
+            if sel_special && e.special.is_none() {
                 continue;
             }
-            if let Some(s) = &subs
-                && !s.contains(&e.name)
-            {
+            if !matches(&e.name) {
                 continue;
             }
-            if only_special && e.special.is_none() {
-                continue;
-            }
+            seen.push(e.name.clone());
             let mut attrs: Vec<&str> = Vec::new();
-            if !e.exists {
+            if !e.exists || (lsub && !subscribed) {
                 attrs.push("\\Noselect");
             }
             attrs.push(if e.children {
@@ -703,32 +755,59 @@ impl<W: Write> Session<W> {
             if let Some(s) = e.special {
                 attrs.push(s);
             }
-            self.line(&format!(
-                "* {} ({}) \"/\" {}",
-                cmd.name,
-                attrs.join(" "),
-                astring(&e.name)
+            if ret_subscribed && subscribed && !lsub {
+                attrs.push("\\Subscribed");
+            }
+            let ext = if childinfo {
+                " (\"CHILDINFO\" (\"SUBSCRIBED\"))"
+            } else {
+                ""
+            };
+            lines.push((
+                e.name.clone(),
+                format!(
+                    "* {} ({}) \"/\" {}{ext}",
+                    cmd.name,
+                    attrs.join(" "),
+                    astring(&e.name)
+                ),
             ));
+        }
+        if lsub || sel_subscribed {
+            // Subscribed names that do not exist (any more).
+            for s in &subs {
+                if !seen.contains(s)
+                    && !entries.iter().any(|e| &e.name == s)
+                    && matches(s)
+                    && !sel_special
+                {
+                    let attrs = if lsub {
+                        "\\Noselect"
+                    } else {
+                        "\\NonExistent \\Subscribed"
+                    };
+                    lines.push((
+                        String::new(),
+                        format!("* {} ({attrs}) \"/\" {}", cmd.name, astring(s)),
+                    ));
+                }
+            }
+        }
+        for (name, l) in lines {
+            self.line(&l);
+            if let (Some(items), false) = (&ret_status, name.is_empty())
+                && let Ok(st) = self.status_line(&name, items)
+            {
+                self.line(&st);
+            }
         }
         ok(format!("{} completed", cmd.name))
     }
 
-    fn status(&mut self, cmd: &Command) -> R {
-        let name = match self.mbox_arg(&cmd.args[0])? {
-            Ok(n) => n,
-            Err(r) => return Ok(r),
-        };
-        let Tok::List(items) = &cmd.args[1] else {
-            return bad("STATUS items must be a list");
-        };
-        let mut folder = match self.store.folder(&name) {
-            Ok(f) => f,
-            Err(e) => return Ok(store_no(&e)),
-        };
-        let st = match folder.sync() {
-            Ok(s) => s,
-            Err(e) => return Ok(store_no(&e)),
-        };
+    /// `* STATUS name (…)` for `items`, or the reply to send instead.
+    fn status_line(&mut self, name: &str, items: &[Tok]) -> Result<String, Reply> {
+        let mut folder = self.store.folder(name).map_err(|e| store_no(&e))?;
+        let st = folder.sync().map_err(|e| store_no(&e))?;
         let mut out = Vec::new();
         for it in items {
             let i = it.atom_upper().unwrap_or_default();
@@ -740,12 +819,28 @@ impl<W: Write> Session<W> {
                 "UNSEEN" => st.msgs.iter().filter(|m| !m.flags.contains('S')).count() as u64,
                 "HIGHESTMODSEQ" => st.highestmodseq,
                 "SIZE" => st.msgs.iter().map(|m| m.size).sum(),
-                _ => return bad(format!("Unknown STATUS item {i}")),
+                _ => return Err(Reply::Bad(format!("Unknown STATUS item {i}"))),
             };
             out.push(format!("{i} {v}"));
         }
-        self.line(&format!("* STATUS {} ({})", astring(&name), out.join(" ")));
-        ok("Status completed")
+        Ok(format!("* STATUS {} ({})", astring(name), out.join(" ")))
+    }
+
+    fn status(&mut self, cmd: &Command) -> R {
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let Tok::List(items) = &cmd.args[1] else {
+            return bad("STATUS items must be a list");
+        };
+        match self.status_line(&name, items) {
+            Ok(l) => {
+                self.line(&l);
+                ok("Status completed")
+            }
+            Err(r) => Ok(r),
+        }
     }
 
     /// Maildir letters for IMAP flags, creating keyword letters in `folder` as needed.
@@ -763,59 +858,85 @@ impl<W: Write> Session<W> {
         Ok(mailorder_maildir::name::normalize_flags(&out))
     }
 
+    /// APPEND, with MULTIAPPEND (RFC 3502): every message is stored or none is.
     fn append(&mut self, cmd: &Command) -> R {
         let name = match self.mbox_arg(&cmd.args[0])? {
             Ok(n) => n,
             Err(r) => return Ok(r),
         };
         let mut rest = &cmd.args[1..];
-        let mut flags = Vec::new();
-        if let Some(t @ Tok::List(_)) = rest.first() {
-            flags = match parse_flags(t) {
-                Ok(f) => f,
-                Err(e) => return bad(e),
-            };
-            rest = &rest[1..];
-        }
-        let mut internal = None;
-        if rest.len() == 2 {
-            let Some(d) = rest[0].text() else {
-                return bad("Bad date");
-            };
-            match date::parse_date_time(&d) {
-                Some((t, _)) => internal = Some(t),
-                None => return bad("Bad date-time"),
+        let mut msgs: Vec<(Vec<String>, Option<i64>, &[u8])> = Vec::new();
+        while !rest.is_empty() {
+            let mut flags = Vec::new();
+            if let Some(t @ Tok::List(_)) = rest.first() {
+                flags = match parse_flags(t) {
+                    Ok(f) => f,
+                    Err(e) => return bad(e),
+                };
+                rest = &rest[1..];
             }
+            let mut internal = None;
+            // A date-time is a quoted string before the literal.
+            if let (Some(Tok::Str(d)), Some(Tok::Lit(_))) = (rest.first(), rest.get(1)) {
+                match std::str::from_utf8(d).ok().and_then(date::parse_date_time) {
+                    Some((t, _)) => internal = Some(t),
+                    None => return bad("Bad date-time"),
+                }
+                rest = &rest[1..];
+            }
+            let Some(Tok::Lit(data)) = rest.first() else {
+                return bad("Missing message literal");
+            };
+            if data.len() > self.cfg.max_message {
+                return no("[TOOBIG] Message too large");
+            }
+            msgs.push((flags, internal, data));
             rest = &rest[1..];
         }
-        let [Tok::Str(data)] = rest else {
+        if msgs.is_empty() {
             return bad("Missing message literal");
-        };
-        if data.len() > self.cfg.max_message {
-            return no("[TOOBIG] Message too large");
         }
         let mut folder = match self.store.folder(&name) {
             Ok(f) => f,
             Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
             Err(e) => return Ok(store_no(&e)),
         };
+        let total: u64 = msgs.iter().map(|m| m.2.len() as u64).sum();
         if let Some((def, usage)) = self.store.quota()
-            && def.exceeded_by(usage, data.len() as u64, 1)
+            && def.exceeded_by(usage, total, msgs.len() as u64)
         {
             return no("[OVERQUOTA] Quota exceeded");
         }
-        let letters = match Self::letters(&mut folder, &flags, true) {
-            Ok(l) => l,
-            Err(e) => return Ok(store_no(&e)),
-        };
-        match folder.append(data, &letters, internal) {
-            Ok((uv, uid)) => {
-                let _ =
-                    mailorder_maildir::quota::append_line(self.store.root(), data.len() as i64, 1);
-                ok(format!("[APPENDUID {uv} {uid}] Append completed"))
+        let mut done: Vec<u32> = Vec::new();
+        let mut uv = 0;
+        for (flags, internal, data) in &msgs {
+            let res = Self::letters(&mut folder, flags, true)
+                .and_then(|l| folder.append(data, &l, *internal));
+            match res {
+                Ok((v, uid)) => {
+                    uv = v;
+                    done.push(uid);
+                    let _ = mailorder_maildir::quota::append_line(
+                        self.store.root(),
+                        data.len() as i64,
+                        1,
+                    );
+                }
+                Err(e) => {
+                    // All or nothing: take back what was stored.
+                    if let Ok(st) = folder.sync() {
+                        for m in st.msgs.iter().filter(|m| done.contains(&m.uid)) {
+                            let _ = folder.remove(m);
+                        }
+                    }
+                    return Ok(store_no(&e));
+                }
             }
-            Err(e) => Ok(store_no(&e)),
         }
+        ok(format!(
+            "[APPENDUID {uv} {}] Append completed",
+            join_uids(&done)
+        ))
     }
 
     /// The (sequence number, message) pairs a set names.
@@ -1465,6 +1586,9 @@ impl<W: Write> Session<W> {
                 Got::Timeout => {
                     self.updates(true)?;
                     self.flush()?;
+                    if self.closing {
+                        return no("[UNAVAILABLE] Mailbox gone");
+                    }
                 }
             }
         }

@@ -653,3 +653,72 @@ print("PREAUTH OK")
     assert!(out.contains("PREAUTH OK"), "{out}");
     assert!(md.join(".Trash/maildirfolder").exists());
 }
+
+fn login(port: u16, pw: &str) -> Raw {
+    let mut c = Raw::connect(port);
+    let r = c.cmd("l", format!("LOGIN demo@example.test {pw}").as_bytes());
+    assert!(last(&r).starts_with("l OK"), "{r:?}");
+    c
+}
+
+/// LIST-EXTENDED (selection and return options, several patterns), LIST-STATUS,
+/// MULTIAPPEND (all or nothing).
+#[test]
+fn list_extended_list_status_multiappend() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let mut c = login(port, &t.demo_password());
+    c.cmd("a", b"CREATE Lists/rust");
+    c.cmd("b", b"SUBSCRIBE Lists/rust");
+    c.cmd("c", b"SUBSCRIBE Gone");
+    let r = c.cmd("d", b"LIST (SUBSCRIBED RECURSIVEMATCH) \"\" \"%\"");
+    assert!(
+        r.contains(
+            &"* LIST (\\Noselect \\HasChildren) \"/\" Lists (\"CHILDINFO\" (\"SUBSCRIBED\"))"
+                .to_owned()
+        ),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"* LIST (\\NonExistent \\Subscribed) \"/\" Gone".to_owned()),
+        "{r:?}"
+    );
+    assert!(
+        r.contains(&"* LIST (\\HasNoChildren \\Sent \\Subscribed) \"/\" Sent".to_owned()),
+        "{r:?}"
+    );
+    let r = c.cmd("e", b"LIST (SPECIAL-USE) \"\" *");
+    assert_eq!(r.len(), 6, "{r:?}");
+    let r = c.cmd(
+        "f",
+        b"LIST \"\" (Sent \"Lists/*\") RETURN (SUBSCRIBED CHILDREN STATUS (MESSAGES UIDNEXT SIZE))",
+    );
+    assert_eq!(
+        r,
+        [
+            "* LIST (\\HasNoChildren \\Subscribed) \"/\" Lists/rust",
+            "* STATUS Lists/rust (MESSAGES 0 UIDNEXT 1 SIZE 0)",
+            "* LIST (\\HasNoChildren \\Sent \\Subscribed) \"/\" Sent",
+            "* STATUS Sent (MESSAGES 0 UIDNEXT 1 SIZE 0)",
+            "f OK LIST completed"
+        ]
+    );
+    let r = c.cmd("g", b"LIST (RECURSIVEMATCH) \"\" *");
+    assert!(last(&r).starts_with("g BAD"), "{r:?}");
+    // MULTIAPPEND: three messages in one command, UIDs in APPENDUID.
+    c.send(b"h APPEND Sent (\\Seen) {8+}\r\nA: 1\r\n\r\n {8+}\r\nA: 2\r\n\r\n \"01-Jan-2020 00:00:00 +0000\" {8+}\r\nA: 3\r\n\r\n\r\n");
+    let r = c.until("h");
+    assert!(
+        last(&r).starts_with("h OK [APPENDUID ") && last(&r).contains(" 1:3]"),
+        "{r:?}"
+    );
+    let r = c.cmd("i", b"STATUS Sent (MESSAGES UNSEEN)");
+    assert_eq!(r[0], "* STATUS Sent (MESSAGES 3 UNSEEN 2)");
+    // A bad group refuses the whole command.
+    c.send(b"j APPEND Sent {8+}\r\nA: 4\r\n\r\n \"no date\" {8+}\r\nA: 5\r\n\r\n\r\n");
+    let r = c.until("j");
+    assert!(last(&r).starts_with("j BAD"), "{r:?}");
+    let r = c.cmd("k", b"STATUS Sent (MESSAGES)");
+    assert_eq!(r[0], "* STATUS Sent (MESSAGES 3)");
+    c.cmd("z", b"LOGOUT");
+}
