@@ -18,7 +18,8 @@ pub struct LdapBackend;
 
 impl Backend for LdapBackend {
     fn open(&self) -> Result<Checker, DirError> {
-        let dir = Directory::open()?;
+        // Logins need no domain list: one connection and search fewer.
+        let dir = Directory::open_for_login()?;
         if !dir.is_ldap() {
             return Err(DirError::Ldap {
                 server: "control/ldapservers".to_owned(),

@@ -206,6 +206,23 @@ impl Directory {
     /// Open `root/directory/{domains,users}` with control files from `root/control`.
     /// Missing files mean an empty directory.
     pub fn open_at(root: &Path) -> Result<Directory, DirError> {
+        Directory::open_inner(root, true)
+    }
+
+    /// Open for checking logins only ([`Directory::verify_login`], [`Directory::find_user`]):
+    /// the LDAP back-end then skips reading the domain list (one connection and search
+    /// fewer per login), so [`Directory::domain`] and [`Directory::resolve`] know no
+    /// domains. The file back-end is opened as by [`Directory::open_at`].
+    pub fn open_for_login_at(root: &Path) -> Result<Directory, DirError> {
+        Directory::open_inner(root, false)
+    }
+
+    /// [`Directory::open_for_login_at`] for this installation.
+    pub fn open_for_login() -> Result<Directory, DirError> {
+        Directory::open_for_login_at(&mailorder_core::root::root())
+    }
+
+    fn open_inner(root: &Path, domains: bool) -> Result<Directory, DirError> {
         let control = Control::new(root.join("control"));
         let (_, euid, _, egid) = mailorder_core::sys::ids();
         let uid = control_id(&control, "vmailuid", euid)?;
@@ -224,7 +241,11 @@ impl Directory {
                     gid,
                 },
             );
-            let domains = l.domains()?;
+            let domains = if domains {
+                l.domains()?
+            } else {
+                HashMap::new()
+            };
             return Ok(Directory {
                 root: root.to_owned(),
                 domains,
