@@ -417,8 +417,16 @@ impl std::fmt::Debug for Ldap {
 
 /// Is this error the server's answer (so another server would say the same), rather than a
 /// transport failure?
+///
+/// Result codes that say "this server cannot answer now" — referral (10), busy (51),
+/// unavailable (52), unwilling to perform (53), other (80) — count as failures of that
+/// server: the next one is asked.
 fn is_answer(e: &LdapError) -> bool {
-    matches!(e, LdapError::LdapResult { .. } | LdapError::FilterParsing)
+    match e {
+        LdapError::LdapResult { result } => !matches!(result.rc, 10 | 51 | 52 | 53 | 80),
+        LdapError::FilterParsing => true,
+        _ => false,
+    }
 }
 
 fn connect(
@@ -870,6 +878,25 @@ mod tests {
             let err = entry_to_user("dn", &bad, &defaults()).unwrap_err();
             assert_eq!(err.class(), mailorder_core::Exit::Temp);
         }
+    }
+
+    #[test]
+    fn which_errors_try_the_next_server() {
+        let rc = |rc| LdapError::LdapResult {
+            result: ldap3::LdapResult {
+                rc,
+                matched: String::new(),
+                text: String::new(),
+                refs: Vec::new(),
+                ctrls: Vec::new(),
+            },
+        };
+        assert!(is_answer(&rc(32)), "no such object is an answer");
+        assert!(is_answer(&rc(50)), "insufficient access is an answer");
+        for next in [10, 51, 52, 53, 80] {
+            assert!(!is_answer(&rc(next)), "{next}");
+        }
+        assert!(!is_answer(&LdapError::EndOfStream));
     }
 
     #[test]
