@@ -513,3 +513,157 @@ pub fn summary(a: &Account) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tree() -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("directory")).unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        std::fs::write(t.path().join("directory/domains"), "example.test\n").unwrap();
+        t
+    }
+
+    fn go(t: &tempfile::TempDir, args: &[&str], stdin: &str) -> (u8, String) {
+        let cli =
+            Cli::try_parse_from(std::iter::once("useradm").chain(args.iter().copied())).unwrap();
+        let mut out = Vec::new();
+        let code = run(&cli, t.path(), &mut stdin.as_bytes(), &mut out);
+        (code, String::from_utf8(out).unwrap())
+    }
+
+    #[test]
+    fn file_directory_commands_and_exit_codes() {
+        let t = tree();
+        let dir = || mailorder_directory::Directory::open_at(t.path()).unwrap();
+        assert_eq!(
+            go(
+                &t,
+                &["-n", "add", "a@example.test", "--password-stdin"],
+                "pw\n"
+            ),
+            (0, "would add a@example.test (file)\n".to_owned())
+        );
+        assert!(dir().lookup("a@example.test").is_none(), "dry run wrote");
+        let (code, _) = go(
+            &t,
+            &[
+                "add",
+                "A@Example.test",
+                "--alias",
+                "b@example.test",
+                "--password-stdin",
+            ],
+            "pw\n",
+        );
+        assert_eq!(code, 0);
+        assert!(
+            dir()
+                .verify_password("b@example.test", b"pw")
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(go(&t, &["add", "a@example.test"], "").0, 100, "exists");
+        assert_eq!(go(&t, &["add", "b@example.test"], "").0, 100, "alias taken");
+        assert_eq!(go(&t, &["add", "c d@example.test"], "").0, 100, "invalid");
+        assert_eq!(
+            go(&t, &["add", "e@example.test", "--password-stdin"], "\n").0,
+            100,
+            "empty password"
+        );
+        assert_eq!(go(&t, &["disable", "nobody@example.test"], "").0, 100);
+        assert_eq!(
+            go(&t, &["disable", "a@example.test"], ""),
+            (0, "disable a@example.test\n".to_owned())
+        );
+        assert_eq!(
+            go(&t, &["disable", "a@example.test"], ""),
+            (0, "unchanged a@example.test\n".to_owned())
+        );
+        assert!(
+            dir()
+                .verify_password("a@example.test", b"pw")
+                .unwrap()
+                .is_none()
+        );
+        assert_eq!(go(&t, &["enable", "a@example.test"], "").0, 0);
+        assert_eq!(
+            go(
+                &t,
+                &["passwd", "a@example.test", "--scheme", "crypt"],
+                "new\n"
+            )
+            .0,
+            0
+        );
+        assert!(
+            dir()
+                .verify_password("a@example.test", b"new")
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            go(&t, &["modify", "a@example.test", "--forward-only"], "").0,
+            100,
+            "needs a forward"
+        );
+        assert_eq!(
+            go(
+                &t,
+                &[
+                    "modify",
+                    "a@example.test",
+                    "--forward",
+                    "x@y.test",
+                    "--forward-only",
+                    "--quota-size",
+                    "100"
+                ],
+                ""
+            )
+            .0,
+            0
+        );
+        let u = dir().lookup("a@example.test").cloned().unwrap();
+        assert_eq!(
+            (u.local, u.forward.clone(), u.quota.clone()),
+            (false, vec!["x@y.test".to_owned()], Some("100S".to_owned()))
+        );
+        assert_eq!(
+            go(
+                &t,
+                &["alias", "add", "a@example.test", "c@example.test"],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            go(
+                &t,
+                &["alias", "remove", "a@example.test", "b@example.test"],
+                ""
+            )
+            .0,
+            0
+        );
+        assert!(dir().lookup("b@example.test").is_none());
+        assert_eq!(go(&t, &["domain", "add", "relay.test", "--relay"], "").0, 0);
+        assert_eq!(dir().domain("relay.test"), Some(DomainKind::Relay));
+        let (code, out) = go(&t, &["list", "example.test"], "");
+        assert_eq!(code, 0);
+        assert!(out.starts_with("a@example.test\tstatus=active\taliases=c@example.test\tforward=x@y.test\tlocal=no\tquota_size=100\tpassword=set"), "{out}");
+        assert_eq!(go(&t, &["delete", "a@example.test"], "").0, 0);
+        assert!(dir().lookup("a@example.test").is_none());
+        assert_eq!(go(&t, &["delete", "a@example.test"], "").0, 100);
+    }
+
+    #[test]
+    fn unreadable_directory_is_temporary() {
+        let t = tree();
+        std::fs::create_dir(t.path().join("directory/users")).unwrap();
+        assert_eq!(go(&t, &["list", "example.test"], "").0, 111);
+    }
+}
