@@ -653,9 +653,7 @@ impl Dispatch {
         if !warn.is_empty() {
             self.warn_delay(id, &warn);
         }
-        if let Some(st) = self.msgs.get(id) {
-            lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
-        }
+        self.store_unless_done(id);
         self.settle(id, date::unix_now());
     }
 
@@ -773,10 +771,19 @@ impl Dispatch {
         if self.record(id, idx, plan::outcome(code, text)) {
             self.warn_delay(id, &[idx]);
         }
-        if let Some(st) = self.msgs.get(id) {
+        self.store_unless_done(id);
+        self.settle(id, date::unix_now());
+    }
+
+    /// Write `state/ID` after a result, except when every recipient is now final: then
+    /// `settle` unlinks it at once, and the write (two fsyncs) would only be undone. A crash
+    /// in between redelivers (at-least-once), it never loses.
+    fn store_unless_done(&self, id: &str) {
+        if let Some(st) = self.msgs.get(id)
+            && !st.is_done()
+        {
             lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
         }
-        self.settle(id, date::unix_now());
     }
 
     fn settle_all(&mut self, now: u64) {
