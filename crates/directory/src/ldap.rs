@@ -609,7 +609,8 @@ impl Ldap {
 
     /// The entry for a login name (primary address or alias), with its passwords.
     pub(crate) fn entry_for(&self, name: &str, password: bool) -> Result<Option<Entry>, DirError> {
-        if name.len() > MAX_NAME {
+        // IA5 attributes cannot hold non-ASCII names.
+        if name.len() > MAX_NAME || !name.is_ascii() {
             return Ok(None);
         }
         let Some(addr) = canonical(name) else {

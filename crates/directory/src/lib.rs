@@ -421,6 +421,11 @@ impl Directory {
         }
         let local = local.to_lowercase();
         if let Some(l) = &self.ldap {
+            // `mail` and `mailAlternateAddress` are IA5 strings: a non-ASCII address
+            // (SMTPUTF8) cannot be stored, so it is nobody.
+            if !local.is_ascii() {
+                return Ok(Resolved::Unknown);
+            }
             let cands = ldap::candidates(&local, &domain, &self.delimiters);
             let names: Vec<String> = cands.iter().map(|(n, _)| n.clone()).collect();
             let found = l.find(&names, false)?;
