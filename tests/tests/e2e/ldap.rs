@@ -467,6 +467,27 @@ fn ldap_master_replica_failover() {
     t.wait_messages("alice", 1, 30);
     send(port, "postmaster@example.test", "alias");
     t.wait_messages("alice", 2, 30);
+    // Forward-only (deliveryMode forwardonly, mailForwardingAddress): nothing stored here,
+    // local-deliver forwards. (As root the test tree's `queue` is not set-uid, so the
+    // forward itself cannot be queued by the mailbox uid: we check that the forward was what
+    // local-deliver did — the message then waits, it is not bounced.)
+    send(port, "bob@example.test", "forward me");
+    wait_for("the forward of bob's message", 30, || {
+        std::fs::read_dir(t.root.join("queue/state"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .any(|e| {
+                std::fs::read_to_string(e.path()).is_ok_and(|s| {
+                    s.lines().any(|l| {
+                        l.starts_with("rcpt\t")
+                            && l.contains("bob@example.test")
+                            && l.contains("forward")
+                    })
+                })
+            })
+    });
+    assert!(t.messages("bob").is_empty(), "forward-only stores nothing");
 
     // checkpassword-ldap: hashes ({SSHA} alice, {CRYPT} dave), service status, injection.
     let (code, env) = checkpassword(&t, b"alice@example.test", b"alicepw", "pop3");
