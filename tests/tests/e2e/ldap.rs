@@ -884,4 +884,42 @@ fn ldap_over_tls() {
         checkpassword(&t, b"alice@example.test", b"alicepw", "imap").0,
         111
     );
+
+    // Verification by binding as the user (control/ldapauth = bind), and by bind when the
+    // lookup DN cannot see userPassword (no auth DN configured). Empty passwords are never
+    // sent as a bind (that would be an anonymous bind, RFC 4513 §5.1.2, and succeed).
+    t.control("ldapservers", &master.url());
+    for setup in ["bind", "no-auth-dn"] {
+        if setup == "bind" {
+            t.control("ldapauth", "bind");
+        } else {
+            t.control("ldapauth", "hash");
+            std::fs::remove_file(t.root.join("control/ldapauthdn")).unwrap();
+        }
+        let cp = |l: &[u8], p: &[u8], svc: &str| checkpassword(&t, l, p, svc).0;
+        assert_eq!(cp(b"alice@example.test", b"alicepw", "imap"), 0, "{setup}");
+        assert_eq!(
+            cp(b"alice@example.net", b"alicepw", "imap"),
+            0,
+            "{setup}: alias"
+        );
+        assert_eq!(cp(b"alice@example.test", b"wrong", "imap"), 1, "{setup}");
+        assert_eq!(cp(b"alice@example.test", b"", "imap"), 1, "{setup}: empty");
+        assert_eq!(
+            cp(b"bob@example.test", b"", "imap"),
+            1,
+            "{setup}: no password"
+        );
+        assert_eq!(
+            cp(b"bob@example.test", b"x", "imap"),
+            1,
+            "{setup}: no password"
+        );
+        assert_eq!(
+            cp(b"carol@example.test", b"carolpw", "imap"),
+            1,
+            "{setup}: disabled"
+        );
+        assert_eq!(cp(b"*", b"alicepw", "imap"), 1, "{setup}: injection");
+    }
 }
