@@ -251,6 +251,35 @@ impl Folder {
         Ok(Some(v))
     }
 
+    /// Read only the header of a message (up to and including the empty line), as
+    /// stored. `None` when the file has gone.
+    pub fn read_header(&self, m: &Msg) -> Result<Option<Vec<u8>>, StoreError> {
+        let p = self.msg_path(m);
+        let mut f = match open_nofollow(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(self.read(m)?.map(|d| header_part(&d).to_vec()));
+            }
+            Err(e) => return Err(StoreError::io("open", &p, e)),
+        };
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let n = f
+                .read(&mut buf)
+                .map_err(|e| StoreError::io("read", &p, e))?;
+            if n == 0 {
+                return Ok(Some(out));
+            }
+            let from = out.len().saturating_sub(3);
+            out.extend_from_slice(&buf[..n]);
+            if let Some(i) = find_blank(&out[from..]) {
+                out.truncate(from + i);
+                return Ok(Some(out));
+            }
+        }
+    }
+
     fn find_base(&self, base: &str) -> Result<Option<PathBuf>, StoreError> {
         for sub in ["cur", "new"] {
             let d = self.dir.join(sub);
@@ -401,7 +430,7 @@ impl Folder {
             }
         }
         let mut fresh: Vec<mailorder_maildir::Entry> = by_base.into_values().collect();
-        fresh.sort_by(|a, b| a.base.cmp(&b.base));
+        fresh.sort_by(|a, b| delivery_order(&a.base).cmp(&delivery_order(&b.base)));
         for e in fresh {
             let path = self.dir.join(e.dir.dir()).join(&e.name);
             let meta = match fs::symlink_metadata(&path) {
@@ -505,15 +534,15 @@ impl Folder {
         }
     }
 
-    /// Add a message (APPEND, COPY): `data` is stored with LF line endings, with `flags`
-    /// (Maildir letters) and the internal date `internal` (Unix seconds) as mtime.
-    /// Returns (UIDVALIDITY, UID).
-    pub fn append(
+    /// Store a message without syncing (APPEND, COPY): `data` is stored with LF line
+    /// endings, with `flags` (Maildir letters) and the internal date `internal` (Unix
+    /// seconds) as mtime. Returns its unique name; [`Folder::uids_of`] gives the UID.
+    pub fn add(
         &mut self,
         data: &[u8],
         flags: &str,
         internal: Option<i64>,
-    ) -> Result<(u32, u32), StoreError> {
+    ) -> Result<String, StoreError> {
         let lf: Vec<u8>;
         let body: &[u8] = if memchr_crlf(data) {
             lf = crlf_to_lf(data);
@@ -543,15 +572,34 @@ impl Folder {
                 let _ = f.set_modified(when);
             }
         }
-        let base = name::unique_part(&fname).to_owned();
+        Ok(name::unique_part(&fname).to_owned())
+    }
+
+    /// Add a message and give it its UID at once: [`Folder::add`] then
+    /// [`Folder::uids_of`]. Returns (UIDVALIDITY, UID).
+    pub fn append(
+        &mut self,
+        data: &[u8],
+        flags: &str,
+        internal: Option<i64>,
+    ) -> Result<(u32, u32), StoreError> {
+        let base = self.add(data, flags, internal)?;
+        let (uv, uids) = self.uids_of(&[base])?;
+        Ok((uv, uids.first().copied().unwrap_or(0)))
+    }
+
+    /// Sync, then the UIDs of the messages with unique names `bases` (0 for one that has
+    /// gone), with the UIDVALIDITY.
+    pub fn uids_of(&mut self, bases: &[String]) -> Result<(u32, Vec<u32>), StoreError> {
         let st = self.sync()?;
-        let uid = st
-            .msgs
-            .iter()
-            .rev()
-            .find(|m| m.base() == base)
-            .map_or(0, |m| m.uid);
-        Ok((st.uidvalidity, uid))
+        let by: HashMap<&str, u32> = st.msgs.iter().map(|m| (m.base(), m.uid)).collect();
+        Ok((
+            st.uidvalidity,
+            bases
+                .iter()
+                .map(|b| by.get(b.as_str()).copied().unwrap_or(0))
+                .collect(),
+        ))
     }
 
     /// Take UIDs from outside (a migration keeps the old server's UIDs): set UIDVALIDITY
@@ -727,6 +775,29 @@ impl Folder {
     }
 }
 
+/// The order in which messages get UIDs: by the delivery time in the unique name
+/// (`SECONDS.M<usec>P<pid>_<n>`), numerically, then by name.
+fn delivery_order(base: &str) -> (u64, u64, u64, &str) {
+    let mut parts = base.splitn(3, '.');
+    let secs = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(u64::MAX);
+    let id = parts.next().unwrap_or("");
+    let num_after = |key: char| -> u64 {
+        id.find(key)
+            .map(|i| {
+                id[i + 1..]
+                    .chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+            })
+            .and_then(|d| d.parse().ok())
+            .unwrap_or(0)
+    };
+    (secs, num_after('M'), num_after('_'), base)
+}
+
 fn escape(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('\t', "\\t")
@@ -751,6 +822,32 @@ fn unescape(s: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// The end (exclusive) of the empty line that ends a header, LF or CRLF.
+fn find_blank(d: &[u8]) -> Option<usize> {
+    if d.starts_with(b"\n") {
+        return Some(1);
+    }
+    if d.starts_with(b"\r\n") {
+        return Some(2);
+    }
+    let mut i = 0;
+    while let Some(p) = d[i..].iter().position(|&c| c == b'\n') {
+        let at = i + p;
+        match d.get(at + 1..) {
+            Some([b'\n', ..]) => return Some(at + 2),
+            Some([b'\r', b'\n', ..]) => return Some(at + 3),
+            _ => {}
+        }
+        i = at + 1;
+    }
+    None
+}
+
+/// The header of a message (all of it when there is no empty line).
+pub fn header_part(d: &[u8]) -> &[u8] {
+    &d[..find_blank(d).unwrap_or(d.len())]
 }
 
 fn memchr_crlf(d: &[u8]) -> bool {
@@ -874,6 +971,13 @@ mod tests {
         assert_eq!(m.internal, 1_000_000_000);
         assert_eq!(m.size, 18);
         assert_eq!(f.read(m).unwrap().unwrap(), b"Subject: x\n\nhi\n");
+        assert_eq!(f.read_header(m).unwrap().unwrap(), b"Subject: x\n\n");
+        assert_eq!(header_part(b"A: b\r\n\r\nx"), b"A: b\r\n\r\n");
+        assert_eq!(header_part(b"no blank line"), b"no blank line");
+        assert!(
+            delivery_order("1795899222.M31P1_2.x") < delivery_order("1795899222.M205884P1_0.x")
+        );
+        assert!(delivery_order("1.M5P1_2.x") < delivery_order("1.M5P1_10.x"));
         f.cache_add(uv, &[(1, ["(a\tb)".into(), "x\ny".into(), "z\\".into()])]);
         let c = f.cache_load(uv);
         assert_eq!(c[&1][0], "(a\tb)");

@@ -25,12 +25,34 @@ pub struct Part {
     pub message: Option<Box<Part>>,
 }
 
-/// Unfolded raw value of header `name` in `header` (encoded words kept).
+/// Unfolded raw value of the first header field `name` in `header` (encoded words kept).
+/// A plain scan of the lines: no allocation but the value.
 pub fn header_value(header: &[u8], name: &str) -> Option<Vec<u8>> {
-    let (hs, _) = mailparse::parse_headers(header).ok()?;
-    hs.iter()
-        .find(|h| h.get_key_ref().eq_ignore_ascii_case(name))
-        .map(|h| unfold(h.get_value_raw()))
+    let n = name.as_bytes();
+    let mut lines = header.split_inclusive(|&c| c == b'\n').peekable();
+    while let Some(line) = lines.next() {
+        if line == b"\r\n" || line == b"\n" {
+            return None;
+        }
+        let hit = line.len() > n.len()
+            && line[..n.len()].eq_ignore_ascii_case(n)
+            && line[n.len()..].iter().find(|c| **c != b' ' && **c != b'\t') == Some(&b':');
+        if !hit {
+            continue;
+        }
+        let colon = n.len() + line[n.len()..].iter().position(|&c| c == b':').unwrap_or(0);
+        let mut v = line[colon + 1..].to_vec();
+        while let Some(next) = lines.peek() {
+            if next.first().is_some_and(|&c| c == b' ' || c == b'\t') {
+                v.extend_from_slice(next);
+                lines.next();
+            } else {
+                break;
+            }
+        }
+        return Some(unfold(&v));
+    }
+    None
 }
 
 fn unfold(v: &[u8]) -> Vec<u8> {
@@ -52,10 +74,7 @@ fn find(h: &[u8], needle: &[u8], from: usize) -> Option<usize> {
     if needle.is_empty() || from > h.len() {
         return None;
     }
-    h[from..]
-        .windows(needle.len())
-        .position(|w| w == needle)
-        .map(|p| p + from)
+    memchr::memmem::find(&h[from..], needle).map(|p| p + from)
 }
 
 /// Parse the part in `m[range]`; `digest` makes the default type message/rfc822.
@@ -184,11 +203,8 @@ impl Part {
     }
 
     fn lines(&self, m: &[u8]) -> usize {
-        m[self.body.clone()]
-            .windows(2)
-            .filter(|w| w == b"\r\n")
-            .count()
-            + usize::from(!m[self.body.clone()].ends_with(b"\n") && !self.body.is_empty())
+        let b = &m[self.body.clone()];
+        memchr::memchr_iter(b'\n', b).count() + usize::from(!b.ends_with(b"\n") && !b.is_empty())
     }
 
     fn hv(&self, m: &[u8], name: &str) -> Option<Vec<u8>> {
@@ -431,23 +447,22 @@ pub fn envelope(m: &[u8], p: &Part, out: &mut Vec<u8>) {
 
 /// Convert bare LF to CRLF.
 pub fn to_crlf(d: Vec<u8>) -> Vec<u8> {
-    let bare = d
-        .iter()
-        .enumerate()
-        .filter(|&(i, &c)| c == b'\n' && (i == 0 || d[i - 1] != b'\r'))
+    let bare = memchr::memchr_iter(b'\n', &d)
+        .filter(|&i| i == 0 || d[i - 1] != b'\r')
         .count();
     if bare == 0 {
         return d;
     }
     let mut out = Vec::with_capacity(d.len() + bare);
-    let mut prev = 0u8;
-    for c in d {
-        if c == b'\n' && prev != b'\r' {
-            out.push(b'\r');
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', &d) {
+        if i == 0 || d[i - 1] != b'\r' {
+            out.extend_from_slice(&d[start..i]);
+            out.extend_from_slice(b"\r\n");
+            start = i + 1;
         }
-        out.push(c);
-        prev = c;
     }
+    out.extend_from_slice(&d[start..]);
     out
 }
 

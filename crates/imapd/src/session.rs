@@ -907,15 +907,13 @@ impl<W: Write> Session<W> {
         {
             return no("[OVERQUOTA] Quota exceeded");
         }
-        let mut done: Vec<u32> = Vec::new();
-        let mut uv = 0;
+        let mut bases: Vec<String> = Vec::new();
         for (flags, internal, data) in &msgs {
             let res = Self::letters(&mut folder, flags, true)
-                .and_then(|l| folder.append(data, &l, *internal));
+                .and_then(|l| folder.add(data, &l, *internal));
             match res {
-                Ok((v, uid)) => {
-                    uv = v;
-                    done.push(uid);
+                Ok(base) => {
+                    bases.push(base);
                     let _ = mailorder_maildir::quota::append_line(
                         self.store.root(),
                         data.len() as i64,
@@ -924,8 +922,10 @@ impl<W: Write> Session<W> {
                 }
                 Err(e) => {
                     // All or nothing: take back what was stored.
-                    if let Ok(st) = folder.sync() {
-                        for m in st.msgs.iter().filter(|m| done.contains(&m.uid)) {
+                    if let Ok((_, uids)) = folder.uids_of(&bases)
+                        && let Ok(st) = folder.sync()
+                    {
+                        for m in st.msgs.iter().filter(|m| uids.contains(&m.uid)) {
                             let _ = folder.remove(m);
                         }
                     }
@@ -933,10 +933,13 @@ impl<W: Write> Session<W> {
                 }
             }
         }
-        ok(format!(
-            "[APPENDUID {uv} {}] Append completed",
-            join_uids(&done)
-        ))
+        match folder.uids_of(&bases) {
+            Ok((uv, uids)) => ok(format!(
+                "[APPENDUID {uv} {}] Append completed",
+                join_uids(&uids)
+            )),
+            Err(e) => Ok(store_no(&e)),
+        }
     }
 
     /// The (sequence number, message) pairs a set names.
@@ -946,12 +949,25 @@ impl<W: Write> Session<W> {
         };
         if uid {
             let max = sel.view.last().map_or(0, |m| m.uid);
-            let ranges = set.ranges(max);
+            let mut ranges = set.ranges(max);
+            ranges.sort_unstable();
+            // Merge, so that one binary search per message decides (no ranges × messages).
+            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+            for (a, b) in ranges {
+                match merged.last_mut() {
+                    Some(l) if a <= l.1.saturating_add(1) => l.1 = l.1.max(b),
+                    _ => merged.push((a, b)),
+                }
+            }
+            let inside = |u: u32| {
+                let i = merged.partition_point(|&(a, _)| a <= u);
+                i > 0 && u <= merged[i - 1].1
+            };
             Ok(sel
                 .view
                 .iter()
                 .enumerate()
-                .filter(|(_, m)| ranges.iter().any(|&(a, b)| (a..=b).contains(&m.uid)))
+                .filter(|(_, m)| inside(m.uid))
                 .map(|(i, m)| (i + 1, m.clone()))
                 .collect())
         } else {
@@ -1201,12 +1217,14 @@ impl<W: Write> Session<W> {
         }
         if set_seen && !sel.readonly && !m.flags.contains('S') {
             let nf = mailorder_maildir::name::normalize_flags(&format!("{}S", m.flags));
-            if let Ok(Some(_)) = sel.folder.set_flags(m, &nf) {
-                if let Ok(st) = sel.folder.sync()
-                    && let Some(n) = st.msgs.iter().find(|x| x.uid == m.uid)
-                    && let Some(v) = sel.view.iter_mut().find(|x| x.uid == m.uid)
-                {
-                    *v = n.clone();
+            if let Ok(Some(file)) = sel.folder.set_flags(m, &nf) {
+                // The view follows at once; MODSEQ comes with the next sync (one per
+                // command, not one per message).
+                if let Ok(i) = sel.view.binary_search_by_key(&m.uid, |x| x.uid) {
+                    let v = &mut sel.view[i];
+                    v.flags = nf.clone();
+                    v.file = file;
+                    v.sub = mailorder_maildir::Sub::Cur;
                 }
                 if !flags_sent {
                     out.extend(b" FLAGS ");
@@ -1304,13 +1322,14 @@ impl<W: Write> Session<W> {
             Err(e) => return Ok(store_no(&e)),
         };
         sel.keywords = sel.folder.keywords();
+        let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
         let mut lines = Vec::new();
         for (seq, u) in touched {
-            let Some(n) = st.msgs.iter().find(|x| x.uid == u) else {
+            let Some(n) = now.get(&u) else {
                 continue;
             };
-            if let Some(v) = sel.view.iter_mut().find(|x| x.uid == u) {
-                *v = n.clone();
+            if let Ok(i) = sel.view.binary_search_by_key(&u, |x| x.uid) {
+                sel.view[i] = (*n).clone();
             }
             if !silent || unchanged.is_some() {
                 let mut items = Vec::new();
@@ -1365,8 +1384,9 @@ impl<W: Write> Session<W> {
         if is_move && sel.readonly {
             return no("[READ-ONLY] Mailbox is read-only");
         }
-        let (mut src_uids, mut dst_uids) = (Vec::new(), Vec::new());
-        let mut dst_uv = 0;
+        let mut src_uids = Vec::new();
+        let mut bases: Vec<String> = Vec::new();
+        let (dst_uv, dst_uids);
         for (_, m) in &targets {
             let Ok(Some(data)) = sel.folder.read(m) else {
                 continue;
@@ -1383,18 +1403,24 @@ impl<W: Write> Session<W> {
                     letters.push(c);
                 }
             }
-            match dst.append(
+            match dst.add(
                 &data,
                 &mailorder_maildir::name::normalize_flags(&letters),
                 Some(m.internal),
             ) {
-                Ok((uv, u)) => {
-                    dst_uv = uv;
+                Ok(base) => {
                     src_uids.push(m.uid);
-                    dst_uids.push(u);
+                    bases.push(base);
                 }
                 Err(e) => return Ok(store_no(&e)),
             }
+        }
+        match dst.uids_of(&bases) {
+            Ok((uv, u)) => {
+                dst_uv = uv;
+                dst_uids = u;
+            }
+            Err(e) => return Ok(store_no(&e)),
         }
         let code = if src_uids.is_empty() {
             String::new()
@@ -1637,6 +1663,13 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
+    fn header(&mut self) -> Option<Vec<u8>> {
+        if let Some(Some(d)) = &self.data {
+            return Some(mailorder_imap_store::header_part(d).to_vec());
+        }
+        self.folder.read_header(self.m).ok().flatten()
+    }
+
     fn data(&mut self) -> Option<&[u8]> {
         if self.data.is_none() {
             self.data = Some(self.folder.read(self.m).ok().flatten().map(mime::to_crlf));
@@ -1645,18 +1678,36 @@ impl Ctx<'_> {
     }
 }
 
+/// Case-insensitive substring search: ASCII without allocating, else via lowercase text.
 fn contains_ci(hay: &[u8], needle: &str) -> bool {
-    let n = needle.to_lowercase();
-    let n = n.as_bytes();
-    if n.is_empty() {
+    if needle.is_empty() {
         return true;
     }
+    if needle.is_ascii() {
+        let n = needle.as_bytes();
+        let first = n[0].to_ascii_lowercase();
+        let firsts = [first, first.to_ascii_uppercase()];
+        let mut i = 0;
+        while i + n.len() <= hay.len() {
+            match hay[i..=hay.len() - n.len()]
+                .iter()
+                .position(|c| *c == firsts[0] || *c == firsts[1])
+            {
+                None => return false,
+                Some(p) => {
+                    let at = i + p;
+                    if hay[at..at + n.len()].eq_ignore_ascii_case(n) {
+                        return true;
+                    }
+                    i = at + 1;
+                }
+            }
+        }
+        return false;
+    }
+    let n = needle.to_lowercase();
     let h = String::from_utf8_lossy(hay).to_lowercase();
-    memfind(h.as_bytes(), n)
-}
-
-fn memfind(h: &[u8], n: &[u8]) -> bool {
-    h.windows(n.len()).any(|w| w == n)
+    h.contains(&n)
 }
 
 fn day_cmp(cmp: DateCmp, t: i64, day: i64) -> bool {
@@ -1695,21 +1746,16 @@ fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
         SearchKey::Uid(s) => s.contains(c.m.uid, c.maxuid),
         SearchKey::Date(cmp, day) => day_cmp(*cmp, c.m.internal, *day),
         SearchKey::SentDate(cmp, day) => {
-            let Some(d) = c.data() else { return false };
-            let p = mime::parse(d);
-            let Some(v) = mime::header_value(&d[p.header.clone()], "Date") else {
+            let Some(h) = c.header() else { return false };
+            let Some(v) = mime::header_value(&h, "Date") else {
                 return false;
             };
             date::parse_rfc5322(&String::from_utf8_lossy(&v))
                 .is_some_and(|t| day_cmp(*cmp, t, *day))
         }
         SearchKey::Header(name, s) => {
-            let Some(d) = c.data() else { return false };
-            let end = d
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map_or(d.len(), |i| i + 4);
-            let Ok((hs, _)) = mailparse::parse_headers(&d[..end]) else {
+            let Some(h) = c.header() else { return false };
+            let Ok((hs, _)) = mailparse::parse_headers(&h) else {
                 return false;
             };
             hs.iter()
