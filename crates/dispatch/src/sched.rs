@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::time::Duration;
 
@@ -99,10 +99,14 @@ enum Event {
     Ctl(String),
 }
 
-/// The long-lived queue-clean child.
+/// The long-lived queue-clean child, driven without waiting: commands are written down the
+/// pipe and the answers are read by a thread that logs the failures. dispatch's main loop
+/// never waits for queue-clean's unlink and fsync; order is kept (one pipe), so `mess ID`
+/// still comes after `todo ID`. A failed command leaves a file behind that the next scan
+/// (`todo/`: the existing state wins) or the orphan sweep (`mess/`) removes.
 struct Cleaner {
     program: PathBuf,
-    child: Option<(Child, ChildStdin, BufReader<ChildStdout>)>,
+    child: Option<(Child, ChildStdin)>,
 }
 
 impl Cleaner {
@@ -115,41 +119,43 @@ impl Cleaner {
             let _ = child.wait();
             return Err(io::Error::other("no pipes to queue-clean"));
         };
-        self.child = Some((child, i, BufReader::new(o)));
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(o);
+            let mut answer = String::new();
+            loop {
+                answer.clear();
+                match lines.read_line(&mut answer) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) if answer.trim_end() == "ok" => {}
+                    Ok(_) => log::warn!("queue-clean: {}", clean_line(answer.trim_end())),
+                }
+            }
+        });
+        self.child = Some((child, i));
         Ok(())
     }
 
-    /// Run one command; `Err` is temporary (the caller retries later).
+    /// Hand one command to queue-clean (restarting it once if it died); `Err` when it
+    /// cannot even be written.
     fn cmd(&mut self, line: &str) -> Result<(), String> {
-        if self.child.is_none() {
-            self.spawn()
-                .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
-        }
-        let res = match &mut self.child {
-            Some((_, i, o)) => {
-                let mut answer = String::new();
-                match writeln!(i, "{line}")
-                    .and_then(|()| i.flush())
-                    .and_then(|()| o.read_line(&mut answer))
-                {
-                    Ok(0) => Err(None),
-                    Ok(_) => Ok(answer),
-                    Err(e) => Err(Some(e)),
+        for _ in 0..2 {
+            if self.child.is_none() {
+                self.spawn()
+                    .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+            }
+            if let Some((_, i)) = &mut self.child {
+                match writeln!(i, "{line}").and_then(|()| i.flush()) {
+                    Ok(()) => return Ok(()),
+                    Err(_) => {
+                        if let Some((mut c, _)) = self.child.take() {
+                            let _ = c.kill();
+                            let _ = c.wait();
+                        }
+                    }
                 }
             }
-            None => return Err("queue-clean not running".into()),
-        };
-        match res {
-            Ok(a) if a.trim_end() == "ok" => Ok(()),
-            Ok(a) => Err(a.trim_end().to_owned()),
-            Err(e) => {
-                if let Some((mut c, _, _)) = self.child.take() {
-                    let _ = c.kill();
-                    let _ = c.wait();
-                }
-                Err(format!("queue-clean died: {e:?}"))
-            }
         }
+        Err("queue-clean died".into())
     }
 }
 
@@ -164,6 +170,8 @@ pub struct Dispatch {
     local_jobs: usize,
     remote_jobs: usize,
     domain_jobs: HashMap<String, usize>,
+    /// Messages to remove (qadmin `remove`) once their running deliveries end.
+    remove_requested: HashSet<String>,
     cleaner: Cleaner,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -199,6 +207,7 @@ impl Dispatch {
             local_jobs: 0,
             remote_jobs: 0,
             domain_jobs: HashMap::new(),
+            remove_requested: HashSet::new(),
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
                 child: None,
@@ -801,6 +810,10 @@ impl Dispatch {
         if self.running.iter().any(|(i, _)| i == id) {
             return;
         }
+        if self.remove_requested.contains(id) {
+            self.remove_now(id);
+            return;
+        }
         if st.needs_bounce() && st.bounce_next <= now {
             let to = plan::bounce_to(st, &self.settings);
             let result = match &to {
@@ -917,21 +930,28 @@ impl Dispatch {
                 if !self.msgs.contains_key(id) {
                     log::warn!("remove: no message {id:?}");
                 } else if self.running.iter().any(|(i, _)| i == id) {
-                    log::warn!("remove id={id}: deliveries running, not removed");
+                    log::info!("remove id={id}: after the running deliveries");
+                    self.remove_requested.insert(id.to_owned());
                 } else {
-                    if let Err(e) = State::remove(&self.queue, id) {
-                        log::warn!("remove id={id}: {e}");
-                        return;
-                    }
-                    if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
-                        log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
-                    }
-                    self.msgs.remove(id);
-                    log::info!("removed id={id} (by request, no bounce)");
+                    self.remove_now(id);
                 }
             }
             _ => log::warn!("control: unknown request {:?}", clean_line(line)),
         }
+    }
+
+    /// Remove a message by request: no bounce, no further delivery.
+    fn remove_now(&mut self, id: &str) {
+        self.remove_requested.remove(id);
+        if let Err(e) = State::remove(&self.queue, id) {
+            log::warn!("remove id={id}: {e}");
+            return;
+        }
+        if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
+            log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
+        }
+        self.msgs.remove(id);
+        log::info!("removed id={id} (by request, no bounce)");
     }
 
     /// Remove mess/ files older than 36 h that neither todo/ nor state/ names, and old
