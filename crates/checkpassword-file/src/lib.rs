@@ -56,7 +56,7 @@ fn plain_secret(passwd_text: &str, address: &str) -> Option<Vec<u8>> {
         if a.trim().eq_ignore_ascii_case(address) {
             let h = h.trim();
             return match h.get(..7) {
-                Some(p) if p.eq_ignore_ascii_case("{PLAIN}") => Some(h[7..].as_bytes().to_vec()),
+                Some(p) if p.eq_ignore_ascii_case("{PLAIN}") => Some(h.as_bytes()[7..].to_vec()),
                 _ => None,
             };
         }
