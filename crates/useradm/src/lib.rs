@@ -214,7 +214,18 @@ fn read_password(input: &mut dyn BufRead) -> Result<Vec<u8>, AdminError> {
     Ok(line)
 }
 
-fn apply(acct: &mut Account, f: &Fields, input: &mut dyn BufRead) -> Result<(), AdminError> {
+fn apply(
+    acct: &mut Account,
+    f: &Fields,
+    ldap: bool,
+    input: &mut dyn BufRead,
+) -> Result<(), AdminError> {
+    if !ldap && (f.name.is_some() || !f.restrict.is_empty()) {
+        return Err(AdminError::Invalid(
+            "--name and --restrict need the LDAP directory (the files have no such field)"
+                .to_owned(),
+        ));
+    }
     if let Some(n) = &f.name {
         acct.name = Some(n.clone());
     }
@@ -335,14 +346,16 @@ fn run_inner(
                     acct.aliases.push(a);
                 }
             }
-            apply(&mut acct, fields, input)?;
+            let ldap = store.kind() == "ldap";
+            apply(&mut acct, fields, ldap, input)?;
             write(&mut store, dry, &acct, true)?;
             say(out, format!("{would}add {addr} ({})", store.kind()));
         }
         Cmd::Modify { address, fields } => {
             let mut acct = get(&mut store, address)?;
             let before = acct.clone();
-            apply(&mut acct, fields, input)?;
+            let ldap = store.kind() == "ldap";
+            apply(&mut acct, fields, ldap, input)?;
             if acct == before {
                 say(out, format!("unchanged {}", acct.address));
             } else {
@@ -568,6 +581,11 @@ mod tests {
         assert_eq!(go(&t, &["add", "a@example.test"], "").0, 100, "exists");
         assert_eq!(go(&t, &["add", "b@example.test"], "").0, 100, "alias taken");
         assert_eq!(go(&t, &["add", "c d@example.test"], "").0, 100, "invalid");
+        assert_eq!(
+            go(&t, &["add", "n@example.test", "--name", "N"], "").0,
+            100,
+            "LDAP only"
+        );
         assert_eq!(
             go(&t, &["add", "e@example.test", "--password-stdin"], "\n").0,
             100,
