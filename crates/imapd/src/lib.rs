@@ -11,6 +11,7 @@
 
 pub mod mime;
 pub mod session;
+pub mod sort;
 
 use mailorder_core::Exit;
 use std::io::{self, Read, Write};

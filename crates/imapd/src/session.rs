@@ -1,7 +1,7 @@
 //! The IMAP session: one command at a time, responses buffered and flushed per command.
 
-use crate::mime;
 use crate::{Config, Got, ImapError, Input};
+use crate::{mime, sort};
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{
     Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE MULTIAPPEND ESEARCH STATUS=SIZE QUOTA APPENDLIMIT={}",
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE MULTIAPPEND ESEARCH SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -232,7 +232,10 @@ impl<W: Write> Session<W> {
         };
         let tag = cmd.tag.clone();
         self.cur_tag = tag.clone();
-        let quiet = matches!(cmd.name.as_str(), "FETCH" | "STORE" | "SEARCH");
+        let quiet = matches!(
+            cmd.name.as_str(),
+            "FETCH" | "STORE" | "SEARCH" | "SORT" | "THREAD"
+        );
         let selecting = matches!(
             cmd.name.as_str(),
             "SELECT" | "EXAMINE" | "CLOSE" | "UNSELECT" | "LOGOUT"
@@ -362,6 +365,8 @@ impl<W: Write> Session<W> {
                         | "COPY"
                         | "MOVE"
                         | "UID"
+                        | "SORT"
+                        | "THREAD"
                 ) =>
             {
                 bad("No mailbox selected")
@@ -375,6 +380,8 @@ impl<W: Write> Session<W> {
             }
             "EXPUNGE" if a.is_empty() => self.expunge(None),
             "SEARCH" => self.search(&cmd.args, false),
+            "SORT" => self.sort_cmd(&cmd.args, false),
+            "THREAD" => self.thread_cmd(&cmd.args, false),
             "FETCH" if a.len() >= 2 => self.fetch(&a[0], &a[1..], false),
             "STORE" if a.len() >= 3 => self.store_cmd(&a[0], &a[1..], false),
             "COPY" | "MOVE" if nargs(2) => self.copy(&a[0], &a[1], false, cmd.name == "MOVE"),
@@ -385,6 +392,8 @@ impl<W: Write> Session<W> {
                     "FETCH" if r.len() >= 2 => self.fetch(&r[0], &r[1..], true),
                     "STORE" if r.len() >= 3 => self.store_cmd(&r[0], &r[1..], true),
                     "SEARCH" => self.search(r, true),
+                    "SORT" => self.sort_cmd(r, true),
+                    "THREAD" => self.thread_cmd(r, true),
                     "COPY" | "MOVE" if r.len() == 2 => self.copy(&r[0], &r[1], true, sub == "MOVE"),
                     "EXPUNGE" if r.len() == 1 => {
                         let set = match seqset_arg(&r[0]) {
@@ -1510,26 +1519,16 @@ impl<W: Write> Session<W> {
         if uses_modseq(&key) {
             self.condstore = true;
         }
-        let Some(sel) = self.sel.as_mut() else {
-            return bad("No mailbox selected");
-        };
-        let count = sel.view.len() as u32;
-        let maxuid = sel.view.last().map_or(0, |m| m.uid);
-        let mut hits: Vec<(u32, u64)> = Vec::new();
-        for (i, m) in sel.view.iter().enumerate() {
-            let mut ctx = Ctx {
-                folder: &sel.folder,
-                m,
-                seq: i as u32 + 1,
-                count,
-                maxuid,
-                keywords: &sel.keywords,
-                data: None,
-            };
-            if eval(&key, &mut ctx) {
-                hits.push((if uid { m.uid } else { i as u32 + 1 }, m.modseq));
-            }
-        }
+        let hits: Vec<(u32, u64)> = self
+            .matches(&key)
+            .into_iter()
+            .map(|i| {
+                self.sel.as_ref().map_or((0, 0), |sel| {
+                    let m = &sel.view[i];
+                    (if uid { m.uid } else { i as u32 + 1 }, m.modseq)
+                })
+            })
+            .collect();
         let maxmod = hits.iter().map(|h| h.1).max();
         let nums: Vec<u32> = hits.iter().map(|h| h.0).collect();
         let modseq_part = if uses_modseq(&key) {
@@ -1571,6 +1570,139 @@ impl<W: Write> Session<W> {
             }
         }
         ok("Search completed")
+    }
+
+    /// Indexes into the view of the messages that match `key`.
+    fn matches(&self, key: &SearchKey) -> Vec<usize> {
+        let Some(sel) = self.sel.as_ref() else {
+            return Vec::new();
+        };
+        let count = sel.view.len() as u32;
+        let maxuid = sel.view.last().map_or(0, |m| m.uid);
+        let mut out = Vec::new();
+        for (i, m) in sel.view.iter().enumerate() {
+            let mut ctx = Ctx {
+                folder: &sel.folder,
+                m,
+                seq: i as u32 + 1,
+                count,
+                maxuid,
+                keywords: &sel.keywords,
+                data: None,
+            };
+            if eval(key, &mut ctx) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// What SORT and THREAD need of the matching messages (header reads only).
+    fn sort_infos(&self, idx: &[usize], uid: bool) -> Vec<sort::Info> {
+        let Some(sel) = self.sel.as_ref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let m = &sel.view[i];
+            let h = sel.folder.read_header(m).ok().flatten().unwrap_or_default();
+            let hs = mailparse::parse_headers(&h)
+                .map(|x| x.0)
+                .unwrap_or_default();
+            let get = |n: &str| {
+                hs.iter()
+                    .find(|x| x.get_key_ref().eq_ignore_ascii_case(n))
+                    .map(|x| x.get_value())
+            };
+            let (subject, reply) = sort::base_subject(&get("Subject").unwrap_or_default());
+            let date = get("Date")
+                .and_then(|d| date::parse_rfc5322(&d))
+                .unwrap_or(m.internal);
+            let refs = match get("References").map(|r| sort::msgids(&r)) {
+                Some(r) if !r.is_empty() => r,
+                _ => get("In-Reply-To")
+                    .map(|r| sort::msgids(&r).into_iter().take(1).collect())
+                    .unwrap_or_default(),
+            };
+            out.push(sort::Info {
+                num: if uid { m.uid } else { i as u32 + 1 },
+                seq: i as u32 + 1,
+                arrival: m.internal,
+                date,
+                size: m.size,
+                subject,
+                reply,
+                from: sort::first_mailbox(&get("From").unwrap_or_default()),
+                to: sort::first_mailbox(&get("To").unwrap_or_default()),
+                cc: sort::first_mailbox(&get("Cc").unwrap_or_default()),
+                msgid: get("Message-ID").and_then(|v| sort::msgids(&v).into_iter().next()),
+                refs,
+            });
+        }
+        out
+    }
+
+    /// SORT (RFC 5256): `SORT (criteria) charset keys…`.
+    fn sort_cmd(&mut self, args: &[Tok], uid: bool) -> R {
+        let Some(Tok::List(crit)) = args.first() else {
+            return bad("SORT needs a criteria list");
+        };
+        let names: Option<Vec<String>> = crit.iter().map(Tok::atom_upper).collect();
+        let keys = match names.map(|n| sort::parse_criteria(&n)) {
+            Some(Ok(k)) => k,
+            Some(Err(e)) => return bad(e),
+            None => return bad("Bad sort criteria"),
+        };
+        let cs = args
+            .get(1)
+            .and_then(Tok::text)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if cs != "UTF-8" && cs != "US-ASCII" {
+            return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        }
+        let key = match parse_search(args.get(2..).unwrap_or(&[])) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
+        };
+        let idx = self.matches(&key);
+        let infos = self.sort_infos(&idx, uid);
+        let nums = sort::sort(infos, &keys);
+        let list: Vec<String> = nums.iter().map(u32::to_string).collect();
+        let sp = if list.is_empty() { "" } else { " " };
+        self.line(&format!("* SORT{sp}{}", list.join(" ")));
+        ok("Sort completed")
+    }
+
+    /// THREAD (RFC 5256): `THREAD REFERENCES|ORDEREDSUBJECT charset keys…`.
+    fn thread_cmd(&mut self, args: &[Tok], uid: bool) -> R {
+        let alg = args.first().and_then(Tok::atom_upper).unwrap_or_default();
+        if alg != "REFERENCES" && alg != "ORDEREDSUBJECT" {
+            return bad("Unknown threading algorithm");
+        }
+        let cs = args
+            .get(1)
+            .and_then(Tok::text)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if cs != "UTF-8" && cs != "US-ASCII" {
+            return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+        }
+        let key = match parse_search(args.get(2..).unwrap_or(&[])) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
+        };
+        let idx = self.matches(&key);
+        let infos = self.sort_infos(&idx, uid);
+        let threads = if alg == "REFERENCES" {
+            sort::references(infos)
+        } else {
+            sort::ordered_subject(infos)
+        };
+        let t = sort::render(&threads);
+        let sp = if t.is_empty() { "" } else { " " };
+        self.line(&format!("* THREAD{sp}{t}"));
+        ok("Thread completed")
     }
 
     fn esearch_line(&mut self, uid: bool, parts: &[String]) {

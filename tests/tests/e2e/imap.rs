@@ -722,3 +722,40 @@ fn list_extended_list_status_multiappend() {
     assert_eq!(r[0], "* STATUS Sent (MESSAGES 3)");
     c.cmd("z", b"LOGOUT");
 }
+
+const SORT_PY: &str = r#"
+import imaplib, sys
+port, pw = int(sys.argv[1]), sys.argv[2]
+M = imaplib.IMAP4("127.0.0.1", port)
+M.login("demo@example.test", pw)
+caps = M.capability()[1][0].decode().split()
+for c in ["SORT", "THREAD=REFERENCES", "THREAD=ORDEREDSUBJECT"]:
+    assert c in caps, caps
+def msg(subj, mid, date, refs=""):
+    return ("Subject: %s\r\nMessage-ID: <%s>\r\nDate: %s\r\nFrom: %s@x\r\n%s\r\nbody\r\n" % (
+        subj, mid, date, mid, ("References: %s\r\n" % refs) if refs else "")).encode()
+M.append("INBOX", None, None, msg("hello", "a@x", "1 Jan 2020 10:00:00 +0000"))
+M.append("INBOX", None, None, msg("Re: hello", "b@x", "2 Jan 2020 10:00:00 +0000", "<a@x>"))
+M.append("INBOX", None, None, msg("apple", "c@x", "3 Jan 2020 10:00:00 +0000"))
+M.append("INBOX", None, None, msg("Fwd: Re: hello", "d@x", "4 Jan 2020 10:00:00 +0000", "<a@x> <b@x>"))
+M.select()
+assert M.sort("(SUBJECT REVERSE DATE)", "UTF-8", "ALL") == ("OK", [b"3 4 2 1"])
+assert M.sort("(REVERSE FROM)", "UTF-8", "ALL") == ("OK", [b"4 3 2 1"])
+assert M.sort("(SIZE)", "UTF-8", "SUBJECT", "apple") == ("OK", [b"3"])
+assert M.uid("SORT", "(ARRIVAL)", "UTF-8", "SUBJECT", "hello") == ("OK", [b"1 2 4"])
+assert M.uid("THREAD", "REFERENCES", "UTF-8", "ALL") == ("OK", [b"(1 2 4)(3)"])
+assert M.thread("ORDEREDSUBJECT", "UTF-8", "ALL") == ("OK", [b"(1 (2)(4))(3)"])
+typ, d = M.sort("(DATE)", "KOI8-R", "ALL")
+assert typ == "NO" and d[0].startswith(b"[BADCHARSET"), (typ, d)
+M.logout()
+print("SORT OK")
+"#;
+
+/// SORT, THREAD=REFERENCES, THREAD=ORDEREDSUBJECT (RFC 5256).
+#[test]
+fn sort_and_thread() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(SORT_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("SORT OK"), "{out}");
+}
