@@ -130,29 +130,43 @@ olcAccess: to * by * read\n{sync}{overlay}",
             port: free_port(),
             tls_port: tls.map(|_| free_port()),
         };
-        s.start();
-        s
+        // free_port() releases the port before slapd binds it: another test may take it in
+        // between, so a failed first start tries new ports.
+        for _ in 0..5 {
+            if s.try_start() {
+                return s;
+            }
+            s.port = free_port();
+            s.tls_port = s.tls_port.map(|_| free_port());
+        }
+        panic!("slapd did not start in {}", s.dir.display());
     }
 
     fn url(&self) -> String {
         format!("ldap://127.0.0.1:{}/", self.port)
     }
 
+    fn try_start(&self) -> bool {
+        let mut urls = self.url();
+        if let Some(p) = self.tls_port {
+            urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
+        }
+        Command::new("slapd")
+            .arg("-F")
+            .arg(self.dir.join("conf"))
+            .arg("-h")
+            .arg(urls)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    }
+
+    /// Restart on the same ports (clients are configured with them).
     fn start(&mut self) {
         let end = Instant::now() + Duration::from_secs(10);
         loop {
-            let mut urls = self.url();
-            if let Some(p) = self.tls_port {
-                urls.push_str(&format!(" ldaps://127.0.0.1:{p}/"));
-            }
-            let st = Command::new("slapd")
-                .arg("-F")
-                .arg(self.dir.join("conf"))
-                .arg("-h")
-                .arg(urls)
-                .status()
-                .unwrap();
-            if st.success() {
+            if self.try_start() {
                 return;
             }
             // The port may still be held by the previous instance: retry briefly.
