@@ -53,7 +53,16 @@ pub struct State {
     pub highestmodseq: u64,
     /// The messages in UID order.
     pub msgs: Vec<Msg>,
+    /// Expunged UIDs with the MODSEQ of their expunge, oldest first (QRESYNC), at most
+    /// [`MAX_VANISHED`].
+    pub vanished: Vec<(u32, u64)>,
+    /// Expunges with a MODSEQ up to this one were forgotten: a client that knows an older
+    /// MODSEQ gets every UID that does not exist.
+    pub vanished_floor: u64,
 }
+
+/// How many expunged UIDs the index remembers.
+pub const MAX_VANISHED: usize = 10_000;
 
 /// One folder (a Maildir) and its index.
 #[derive(Debug)]
@@ -112,7 +121,12 @@ fn parse_index(text: &str) -> Option<State> {
     let uidvalidity: u32 = h.next()?.parse().ok()?;
     let uidnext: u32 = h.next()?.parse().ok()?;
     let highestmodseq: u64 = h.next()?.parse().ok()?;
+    let vanished_floor: u64 = match h.next() {
+        Some(f) => f.parse().ok()?,
+        None => 0,
+    };
     let mut msgs = Vec::new();
+    let mut vanished = Vec::new();
     let mut last = 0u32;
     for line in lines {
         if let Some(n) = line.strip_prefix("end ") {
@@ -125,7 +139,14 @@ fn parse_index(text: &str) -> Option<State> {
                 uidnext,
                 highestmodseq,
                 msgs,
+                vanished,
+                vanished_floor,
             });
+        }
+        if let Some(x) = line.strip_prefix("x ") {
+            let (u, m) = x.split_once(' ')?;
+            vanished.push((u.parse().ok()?, m.parse().ok()?));
+            continue;
         }
         let mut f = line.splitn(6, ' ');
         let uid: u32 = f.next()?.parse().ok()?;
@@ -162,9 +183,12 @@ fn parse_index(text: &str) -> Option<State> {
 
 fn render_index(s: &State) -> String {
     let mut out = format!(
-        "{MAGIC} {} {} {}\n",
-        s.uidvalidity, s.uidnext, s.highestmodseq
+        "{MAGIC} {} {} {} {}\n",
+        s.uidvalidity, s.uidnext, s.highestmodseq, s.vanished_floor
     );
+    for (u, m) in &s.vanished {
+        out.push_str(&format!("x {u} {m}\n"));
+    }
     for m in &s.msgs {
         out.push_str(&format!(
             "{} {} {} {} {} {}/{}\n",
@@ -381,6 +405,8 @@ impl Folder {
                     uidnext: 1,
                     highestmodseq: 1,
                     msgs: Vec::new(),
+                    vanished: Vec::new(),
+                    vanished_floor: 0,
                 }
             }
         };
@@ -413,6 +439,7 @@ impl Folder {
                 None => {
                     changed = true;
                     hms += 1;
+                    state.vanished.push((m.uid, hms));
                 }
                 Some(e) => {
                     if e.name != m.file || e.dir != m.sub {
@@ -463,6 +490,11 @@ impl Folder {
         }
         state.msgs = kept;
         state.highestmodseq = hms;
+        if state.vanished.len() > MAX_VANISHED {
+            let cut = state.vanished.len() - MAX_VANISHED;
+            state.vanished_floor = state.vanished[cut - 1].1;
+            state.vanished.drain(..cut);
+        }
         Ok(changed)
     }
 
@@ -654,6 +686,8 @@ impl Folder {
                 uidnext,
                 highestmodseq: 1,
                 msgs,
+                vanished: Vec::new(),
+                vanished_floor: 0,
             };
             write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
             write_atomic(
@@ -903,6 +937,12 @@ mod tests {
         md.deliver(&b"Subject: c\n\nz\n"[..]).unwrap();
         let st3 = f.sync().unwrap();
         assert_eq!(st3.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [2, 3]);
+        assert_eq!(st3.vanished.len(), 1);
+        assert_eq!(st3.vanished[0].0, 1);
+        assert!(st3.vanished[0].1 > st2.highestmodseq);
+        // The tombstones survive a reload from disk.
+        let st4 = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(st4.vanished, st3.vanished);
     }
 
     #[test]

@@ -21,7 +21,7 @@
 mod folder;
 mod names;
 
-pub use folder::{Folder, Msg, State, header_part};
+pub use folder::{Folder, MAX_VANISHED, Msg, State, header_part};
 pub use names::{SPECIAL, valid_imap_name};
 
 use mailorder_core::Exit;

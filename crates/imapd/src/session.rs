@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE MULTIAPPEND ESEARCH SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA APPENDLIMIT={}",
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -84,6 +84,7 @@ pub struct Session<W: Write> {
     buf: Vec<u8>,
     sel: Option<Selected>,
     condstore: bool,
+    qresync: bool,
     cur_tag: String,
     closing: bool,
 }
@@ -133,6 +134,7 @@ impl<W: Write> Session<W> {
             buf: Vec::new(),
             sel: None,
             condstore: false,
+            qresync: false,
             cur_tag: String::new(),
             closing: false,
         }
@@ -293,9 +295,17 @@ impl<W: Write> Session<W> {
             "ENABLE" => {
                 let mut en = Vec::new();
                 for t in a {
-                    if t.atom_upper().as_deref() == Some("CONDSTORE") {
-                        self.condstore = true;
-                        en.push("CONDSTORE");
+                    match t.atom_upper().as_deref() {
+                        Some("CONDSTORE") => {
+                            self.condstore = true;
+                            en.push("CONDSTORE");
+                        }
+                        Some("QRESYNC") => {
+                            self.condstore = true;
+                            self.qresync = true;
+                            en.push("QRESYNC");
+                        }
+                        _ => {}
                     }
                 }
                 let l = format!("* ENABLED {}", en.join(" "));
@@ -496,18 +506,48 @@ impl<W: Write> Session<W> {
     }
 
     fn select(&mut self, cmd: &Command) -> R {
-        self.sel = None;
+        if self.sel.take().is_some() && self.qresync {
+            self.line("* OK [CLOSED] Previous mailbox closed");
+        }
         let name = match self.mbox_arg(&cmd.args[0])? {
             Ok(n) => n,
             Err(r) => return Ok(r),
         };
+        // (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162).
+        let mut resync: Option<(u32, u64, Option<SeqSet>)> = None;
         if let Some(Tok::List(p)) = cmd.args.get(1) {
-            for t in p {
-                if t.atom_upper().as_deref() == Some("CONDSTORE") {
-                    self.condstore = true;
-                } else {
-                    return bad("Unknown SELECT parameter");
+            let mut i = 0;
+            while i < p.len() {
+                match p[i].atom_upper().as_deref() {
+                    Some("CONDSTORE") => self.condstore = true,
+                    Some("QRESYNC") if self.qresync => {
+                        let Some(Tok::List(q)) = p.get(i + 1) else {
+                            return bad("QRESYNC needs parameters");
+                        };
+                        let uv = q
+                            .first()
+                            .and_then(Tok::number)
+                            .and_then(|n| u32::try_from(n).ok());
+                        let ms = q.get(1).and_then(Tok::number);
+                        let known = match q.get(2) {
+                            Some(Tok::Atom(a)) => match SeqSet::parse(a) {
+                                Ok(s) => Some(s),
+                                Err(e) => return bad(e.to_string()),
+                            },
+                            Some(Tok::List(_)) | None => None,
+                            _ => return bad("Bad known-uids"),
+                        };
+                        match (uv, ms) {
+                            (Some(uv), Some(ms)) if uv > 0 && ms > 0 => {
+                                resync = Some((uv, ms, known))
+                            }
+                            _ => return bad("Bad QRESYNC parameters"),
+                        }
+                        i += 1;
+                    }
+                    _ => return bad("Unknown SELECT parameter"),
                 }
+                i += 1;
             }
         }
         let mut folder = match self.store.folder(&name) {
@@ -544,6 +584,25 @@ impl<W: Write> Session<W> {
             "* OK [HIGHESTMODSEQ {}] Highest",
             st.highestmodseq
         ));
+        if let Some((uv, ms, known)) = resync
+            && uv == st.uidvalidity
+        {
+            let gone = vanished_since(&st, ms, known.as_ref());
+            if !gone.is_empty() {
+                self.line(&format!("* VANISHED (EARLIER) {gone}"));
+            }
+            for (i, m) in st.msgs.iter().enumerate() {
+                if m.modseq > ms {
+                    self.line(&format!(
+                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                        i + 1,
+                        m.uid,
+                        Self::flags_text(&m.flags, &keywords),
+                        m.modseq
+                    ));
+                }
+            }
+        }
         self.sel = Some(Selected {
             name,
             folder,
@@ -566,6 +625,7 @@ impl<W: Write> Session<W> {
     /// EXPUNGE (when allowed), flag changes, EXISTS.
     fn updates(&mut self, allow_expunge: bool) -> Result<(), ImapError> {
         let condstore = self.condstore;
+        let qresync = self.qresync;
         let Some(sel) = self.sel.as_mut() else {
             return Ok(());
         };
@@ -592,13 +652,20 @@ impl<W: Write> Session<W> {
         let mut lines = Vec::new();
         let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
         if allow_expunge {
+            let mut gone = Vec::new();
             let mut i = sel.view.len();
             while i > 0 {
                 i -= 1;
                 if !now.contains_key(&sel.view[i].uid) {
-                    sel.view.remove(i);
-                    lines.push(format!("* {} EXPUNGE", i + 1));
+                    gone.push(sel.view.remove(i).uid);
+                    if !qresync {
+                        lines.push(format!("* {} EXPUNGE", i + 1));
+                    }
                 }
+            }
+            if qresync && !gone.is_empty() {
+                gone.sort_unstable();
+                lines.push(format!("* VANISHED {}", compact(&gone)));
             }
         }
         let kw = sel.folder.keywords();
@@ -1014,17 +1081,29 @@ impl<W: Write> Session<W> {
             Err(e) => return bad(e),
         };
         let mut changedsince = None;
+        let mut want_vanished = false;
         if let Some(Tok::List(m)) = items.get(1) {
-            match (
-                m.first().and_then(Tok::atom_upper).as_deref(),
-                m.get(1).and_then(Tok::number),
-            ) {
-                (Some("CHANGEDSINCE"), Some(n)) => {
-                    changedsince = Some(n);
-                    self.condstore = true;
-                    atts.push(FetchAtt::ModSeq);
+            let mut i = 0;
+            while i < m.len() {
+                match (
+                    m[i].atom_upper().as_deref(),
+                    m.get(i + 1).and_then(Tok::number),
+                ) {
+                    (Some("CHANGEDSINCE"), Some(n)) => {
+                        changedsince = Some(n);
+                        self.condstore = true;
+                        atts.push(FetchAtt::ModSeq);
+                        i += 2;
+                    }
+                    (Some("VANISHED"), _) if uid && self.qresync => {
+                        want_vanished = true;
+                        i += 1;
+                    }
+                    _ => return bad("Bad FETCH modifier"),
                 }
-                _ => return bad("Bad FETCH modifier"),
+            }
+            if want_vanished && changedsince.is_none() {
+                return bad("VANISHED needs CHANGEDSINCE");
             }
         } else if items.len() > 1 {
             return bad("Bad FETCH arguments");
@@ -1039,6 +1118,15 @@ impl<W: Write> Session<W> {
             Ok(t) => t,
             Err(e) => return bad(e),
         };
+        if want_vanished
+            && let (Some(since), Some(sel)) = (changedsince, self.sel.as_mut())
+            && let Ok(st) = sel.folder.sync()
+        {
+            let gone = vanished_since(&st, since, Some(&set));
+            if !gone.is_empty() {
+                self.line(&format!("* VANISHED (EARLIER) {gone}"));
+            }
+        }
         let mut gone = false;
         for (seq, m) in targets {
             if changedsince.is_some_and(|c| m.modseq <= c) {
@@ -1751,6 +1839,48 @@ impl<W: Write> Session<W> {
             }
         }
     }
+}
+
+/// The UIDs expunged after MODSEQ `since` (within `known` when given), as a set; when
+/// the index no longer remembers that far back, every UID below UIDNEXT that does not
+/// exist (RFC 7162 §3.2.5.2 allows reporting more).
+fn vanished_since(st: &mailorder_imap_store::State, since: u64, known: Option<&SeqSet>) -> String {
+    let max = st.uidnext.saturating_sub(1);
+    if since >= st.vanished_floor {
+        let mut v: Vec<u32> = st
+            .vanished
+            .iter()
+            .filter(|(u, m)| *m > since && known.is_none_or(|k| k.contains(*u, max)))
+            .map(|(u, _)| *u)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        return compact(&v);
+    }
+    let ranges = known.map_or_else(|| vec![(1, max)], |k| k.ranges(max));
+    let mut out: Vec<String> = Vec::new();
+    for (lo, hi) in ranges {
+        let mut next = lo;
+        let start = st.msgs.partition_point(|m| m.uid < lo);
+        for m in st.msgs[start..].iter().take_while(|m| m.uid <= hi) {
+            if m.uid > next {
+                out.push(if m.uid - 1 == next {
+                    next.to_string()
+                } else {
+                    format!("{next}:{}", m.uid - 1)
+                });
+            }
+            next = m.uid.saturating_add(1);
+        }
+        if next <= hi && hi > 0 {
+            out.push(if next == hi {
+                next.to_string()
+            } else {
+                format!("{next}:{hi}")
+            });
+        }
+    }
+    out.join(",")
 }
 
 fn quote_tag(t: &str) -> String {

