@@ -862,3 +862,69 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! A cheap stand-in for a fuzz target: random and mutated inputs through the framer,
+    //! the tokenizer and every typed parser must never panic or loop.
+    use super::*;
+    use crate::framer::{Frame, Framer};
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    const SEEDS: &[&[u8]] = &[
+        b"a FETCH 1:*,3 (FLAGS BODY.PEEK[1.2.HEADER.FIELDS (From To)]<0.10> ENVELOPE)\r\n",
+        b"b SEARCH OR (FROM \"x\" NOT SEEN) UID 1:4 SINCE 1-Jan-2020 HEADER X-A {3}\r\nabc\r\n",
+        b"c STORE 2 +FLAGS.SILENT (\\Seen $Junk)\r\nd APPEND INBOX (\\Seen) \"01-Jan-2020 00:00:00 +0000\" {5+}\r\nhello\r\n",
+        b"e LIST (SUBSCRIBED) \"\" (\"*\" %) RETURN (STATUS (MESSAGES))\r\n",
+    ];
+
+    #[test]
+    fn random_inputs_never_panic() {
+        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let alphabet = b"(){}[]<>\"\\ \r\n*%:,.0123456789+~-aAzZ";
+        for round in 0..20_000 {
+            let mut input = SEEDS[round % SEEDS.len()].to_vec();
+            for _ in 0..(rng.next() % 8) {
+                let pos = (rng.next() as usize) % (input.len() + 1);
+                match rng.next() % 3 {
+                    0 if pos < input.len() => {
+                        input.remove(pos);
+                    }
+                    1 => input.insert(pos, alphabet[(rng.next() as usize) % alphabet.len()]),
+                    _ if pos < input.len() => input[pos] = rng.next() as u8,
+                    _ => {}
+                }
+            }
+            let mut f = Framer::new(256, 1024);
+            let chunk = 1 + (rng.next() as usize) % 16;
+            for c in input.chunks(chunk) {
+                f.push(c);
+                while let Some(fr) = f.next_frame() {
+                    if let Frame::Command(b) = fr
+                        && let Ok(cmd) = parse_command(&b)
+                    {
+                        let _ = parse_search(&cmd.args);
+                        for t in &cmd.args {
+                            let _ = parse_fetch(t);
+                            let _ = parse_flags(t);
+                            if let Some(s) = t.text() {
+                                let _ = crate::seqset::SeqSet::parse(&s);
+                                let _ = crate::mutf7::decode(&s);
+                                let _ = crate::date::parse_date_time(&s);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
