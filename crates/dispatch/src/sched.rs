@@ -433,58 +433,75 @@ impl Dispatch {
         if let Err(e) = &dir {
             log::warn!("directory: {e}");
         }
+        let mut fresh = Vec::new();
         for id in ids {
-            self.intake(&id, dir.as_ref().ok());
+            if let Some(st) = self.intake(&id, dir.as_ref().ok()) {
+                fresh.push(st);
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        // Every new state file is written and fsynced, then state/ is fsynced once for the
+        // whole batch; only then are the todo/ files given up.
+        if let Err(e) = store_batch(&self.queue, &fresh) {
+            log::error!("{e}");
+            return;
+        }
+        for st in fresh {
+            let id = st.id.clone();
+            log::info!(
+                "new id={id} sender=<{}> recipients={}",
+                st.sender,
+                st.recipients.len(),
+            );
+            self.msgs.insert(id.clone(), st);
+            if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
+                log::warn!("id={id}: cannot remove todo: {e}");
+            }
         }
     }
 
-    /// A new message: todo/ID → state/ID → queue-clean `todo ID`. An existing state wins.
-    fn intake(&mut self, id: &str, dir: Option<&Directory>) {
-        if !self.msgs.contains_key(id) {
-            if self.queue.state(id).exists() {
-                match State::load(&self.queue.state(id)) {
-                    Ok(st) => {
-                        self.msgs.insert(id.to_owned(), st);
-                    }
-                    Err(e) => {
-                        log::error!("id={id}: {e}");
-                        return;
-                    }
+    /// A message in todo/: an existing state wins (loaded, todo/ID given up); otherwise the
+    /// new state to store (the caller stores a batch, then gives up the todo/ files).
+    fn intake(&mut self, id: &str, dir: Option<&Directory>) -> Option<State> {
+        if !self.msgs.contains_key(id) && !self.queue.state(id).exists() {
+            let env = match File::open(self.queue.todo(id))
+                .map_err(envelope::EnvelopeError::from)
+                .and_then(|f| envelope::read_envelope(f, MAX_ENVELOPE))
+            {
+                Ok(env) => env,
+                Err(e) => {
+                    log::error!("id={id}: todo: {e}");
+                    return None;
                 }
-            } else {
-                let env = match File::open(self.queue.todo(id))
-                    .map_err(envelope::EnvelopeError::from)
-                    .and_then(|f| envelope::read_envelope(f, MAX_ENVELOPE))
-                {
-                    Ok(env) => env,
-                    Err(e) => {
-                        log::error!("id={id}: todo: {e}");
-                        return;
-                    }
+            };
+            let mut st = State::new(id, &env, date::unix_now());
+            for r in &mut st.recipients {
+                let res: Result<_, DirError> = match dir {
+                    Some(d) => d.resolve(&r.address),
+                    None => Ok(mailorder_directory::Resolved::Unknown),
                 };
-                let mut st = State::new(id, &env, date::unix_now());
-                for r in &mut st.recipients {
-                    let res: Result<_, DirError> = match dir {
-                        Some(d) => d.resolve(&r.address),
-                        None => Ok(mailorder_directory::Resolved::Unknown),
-                    };
-                    r.status = plan::initial_status(&res);
+                r.status = plan::initial_status(&res);
+            }
+            return Some(st);
+        }
+        if !self.msgs.contains_key(id) {
+            match State::load(&self.queue.state(id)) {
+                Ok(mut st) => {
+                    plan::release_held(&mut st, date::unix_now());
+                    self.msgs.insert(id.to_owned(), st);
                 }
-                if let Err(e) = State::store(&self.queue, &st) {
+                Err(e) => {
                     log::error!("id={id}: {e}");
-                    return;
+                    return None;
                 }
-                log::info!(
-                    "new id={id} sender=<{}> recipients={}",
-                    st.sender,
-                    st.recipients.len(),
-                );
-                self.msgs.insert(id.to_owned(), st);
             }
         }
         if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
             log::warn!("id={id}: cannot remove todo: {e}");
         }
+        None
     }
 
     /// Start due deliveries up to the concurrency limits: local ones one recipient at a
@@ -1030,6 +1047,29 @@ fn clean_line(s: &str) -> String {
         .take(100)
         .map(|c| if c.is_control() { '?' } else { c })
         .collect()
+}
+
+/// Write new state files as [`State::store`] does (temporary file, fsync, rename), with one
+/// fsync of `state/` for the whole batch.
+fn store_batch(queue: &Queue, states: &[State]) -> Result<(), String> {
+    for st in states {
+        let tmp = queue.state_tmp(&st.id);
+        let res = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .and_then(|mut f| {
+                f.write_all(st.encode().as_bytes())?;
+                f.sync_all()
+            })
+            .and_then(|()| std::fs::rename(&tmp, queue.state(&st.id)));
+        if let Err(e) = res {
+            return Err(format!("id={}: cannot write state: {e} (#4.3.0)", st.id));
+        }
+    }
+    mailorder_queue_format::fsync_dir(&queue.state_dir())
+        .map_err(|e| format!("fsync {}: {e} (#4.3.0)", queue.state_dir().display()))
 }
 
 /// `queue/lock/ctl`: the FIFO where qadmin writes requests, one line each.
