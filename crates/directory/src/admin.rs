@@ -168,7 +168,11 @@ impl Store {
     pub fn open(root: &Path) -> Result<Store, AdminError> {
         let control = Control::new(root.join("control"));
         match ldap::Config::load(&control)? {
-            Some(cfg) => Ok(Store::Ldap(Box::new(LdapStore::connect(cfg)?))),
+            Some(mut cfg) => {
+                cfg.admin = ldap::bind_pair(&control, "ldapadmindn", "ldapadminpassword", false)?
+                    .or_else(|| cfg.bind.clone());
+                Ok(Store::Ldap(Box::new(LdapStore::connect(cfg)?)))
+            }
             None => Ok(Store::File(FileStore::load(root)?)),
         }
     }

@@ -87,7 +87,8 @@ pub struct Config {
     pub bind: Option<(String, String)>,
     /// Password-reading bind (DN, password), when its password file was readable.
     pub auth: Option<(String, String)>,
-    /// Write bind (DN, password), when its password file was readable.
+    /// Write bind (DN, password): filled in by the admin store only
+    /// (`ldapadmindn`/`ldapadminpassword`, else the lookup bind).
     pub admin: Option<(String, String)>,
     /// Connect and operation timeout.
     pub timeout: Duration,
@@ -148,40 +149,8 @@ impl Config {
             .line("ldapbase")
             .map_err(cerr)?
             .ok_or_else(|| bad_value(control, "ldapbase", "(missing)"))?;
-        // `lenient`: a password file we may not read means "not for us" (the auth and admin
-        // secrets are readable by root only; smtpd and local-deliver open the same config).
-        let pair = |dn: &str,
-                    pw: &str,
-                    lenient: bool|
-         -> Result<Option<(String, String)>, DirError> {
-            match control.line(dn).map_err(cerr)? {
-                None => Ok(None),
-                Some(d) => {
-                    // The password file keeps its exact first line (spaces included).
-                    let p = match std::fs::read(control.path(pw)) {
-                        Ok(b) => String::from_utf8_lossy(&b)
-                            .lines()
-                            .next()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-                        Err(e) if lenient && e.kind() == std::io::ErrorKind::PermissionDenied => {
-                            return Ok(None);
-                        }
-                        Err(source) => {
-                            return Err(DirError::Read {
-                                path: control.path(pw),
-                                source,
-                            });
-                        }
-                    };
-                    Ok(Some((d, p)))
-                }
-            }
-        };
-        let bind = pair("ldapbinddn", "ldappassword", false)?;
-        let auth = pair("ldapauthdn", "ldapauthpassword", true)?;
-        let admin = pair("ldapadmindn", "ldapadminpassword", true)?.or_else(|| bind.clone());
+        let bind = bind_pair(control, "ldapbinddn", "ldappassword", false)?;
+        let auth = bind_pair(control, "ldapauthdn", "ldapauthpassword", true)?;
         let secs = match control.line("ldaptimeout").map_err(cerr)? {
             None => 5,
             Some(v) => match v.parse::<u64>() {
@@ -213,13 +182,46 @@ impl Config {
             base,
             bind,
             auth,
-            admin,
+            // Read by `admin` only (useradm): no other program holds the write secret.
+            admin: None,
             timeout: Duration::from_secs(secs),
             starttls,
             tls,
             auth_bind,
         }))
     }
+}
+
+/// A bind DN and its password file. `lenient`: a password file we may not read means "not
+/// for us" (the auth and admin secrets are readable by root only; smtpd and local-deliver
+/// open the same configuration). The password is the file's exact first line.
+pub(crate) fn bind_pair(
+    control: &Control,
+    dn: &str,
+    pw: &str,
+    lenient: bool,
+) -> Result<Option<(String, String)>, DirError> {
+    let Some(d) = control.line(dn).map_err(cerr)? else {
+        return Ok(None);
+    };
+    let p = match std::fs::read(control.path(pw)) {
+        Ok(b) => String::from_utf8_lossy(&b)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) if lenient && e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return Ok(None);
+        }
+        Err(source) => {
+            return Err(DirError::Read {
+                path: control.path(pw),
+                source,
+            });
+        }
+    };
+    Ok(Some((d, p)))
 }
 
 fn tls_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, DirError> {
