@@ -113,6 +113,19 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
         )
         .with_context(|| format!("chown {}", mail.display()))?;
     }
+    // local-deliver (as that uid) runs `queue` to forward; without the set-id install the
+    // queue runs as that uid too, so it must be able to write the queue.
+    for d in ["queue/intd", "queue/mess", "queue/todo"] {
+        let p = r.join(d);
+        if fs::metadata(&p)?.uid() == 0 {
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(vuid)),
+                Some(nix::unistd::Gid::from_raw(vgid)),
+            )
+            .with_context(|| format!("chown {}", p.display()))?;
+        }
+    }
     // Every parent must be traversable by that uid (a tempdir is 0700).
     let mut p = Some(r);
     while let Some(dir) = p {
