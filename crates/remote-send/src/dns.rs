@@ -30,6 +30,26 @@ pub trait Resolve {
     fn ips(&self, host: &str) -> Result<Vec<IpAddr>, DnsFail>;
 }
 
+/// At most this many addresses are tried in one run (a hostile DNS answer with hundreds of
+/// MX hosts must not keep remote-send connecting for hours).
+pub const MAX_TARGETS: usize = 10;
+
+/// A cheap shuffle (no secret involved: only load spreading), seeded by time and pid.
+fn shuffle<T>(v: &mut [T]) {
+    let mut x = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()).rotate_left(32)
+        | 1;
+    for i in (1..v.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let j = (x % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+}
+
 /// One host to try.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -88,6 +108,8 @@ pub fn targets(r: &dyn Resolve, domain: &str, me: &[String]) -> Result<Vec<Targe
     } else {
         mxs
     };
+    // RFC 5321 §5.1: equal preferences in random order (spreads the load), then sorted.
+    shuffle(&mut hosts);
     hosts.sort_by_key(|(p, _)| *p);
     if let Some(mine) = hosts.iter().find(|(_, h)| is_me(h, me)).map(|(p, _)| *p) {
         hosts.retain(|(p, _)| *p < mine);
@@ -111,6 +133,7 @@ pub fn targets(r: &dyn Resolve, domain: &str, me: &[String]) -> Result<Vec<Targe
             Err(_) => {}
         }
     }
+    out.truncate(MAX_TARGETS);
     if out.is_empty() {
         return Err(match temp {
             Some(e) => Failure::Temp(format!(
@@ -372,6 +395,23 @@ mod tests {
             names(&targets(&f, "bücher.test", &me).unwrap()),
             vec![("xn--bcher-kva.test".into(), ip("127.0.0.5"))]
         );
+    }
+
+    #[test]
+    fn bounded_and_ordered() {
+        let mut f = Fake::default();
+        let many: Vec<(u16, String)> = (0..50).map(|i| (i % 3, format!("h{i}.test"))).collect();
+        for (_, h) in &many {
+            f.ips.insert(h.clone(), Ok(vec![ip("127.0.0.1")]));
+        }
+        f.mx.insert("many.test".into(), Ok(many));
+        let t = targets(&f, "many.test", &[]).unwrap();
+        assert_eq!(t.len(), MAX_TARGETS);
+        // All of preference 0 come first: h0, h3, h6, …
+        for x in &t {
+            let n: usize = x.name[1..x.name.find('.').unwrap()].parse().unwrap();
+            assert_eq!(n % 3, 0, "{}", x.name);
+        }
     }
 
     #[test]
