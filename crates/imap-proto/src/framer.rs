@@ -107,6 +107,11 @@ impl Framer {
         n
     }
 
+    /// Take the bytes buffered and not yet framed (COMPRESS: they were sent compressed).
+    pub fn take_buffered(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
     /// Whether bytes are buffered.
     pub fn has_buffered(&self) -> bool {
         !self.buf.is_empty()

@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA APPENDLIMIT={}",
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -87,7 +87,13 @@ pub struct Session<W: Write> {
     qresync: bool,
     cur_tag: String,
     closing: bool,
+    /// COMPRESS=DEFLATE (RFC 4978): the compressors, once active.
+    zout: Option<flate2::write::DeflateEncoder<Vec<u8>>>,
+    zin: Option<(flate2::Decompress, Vec<u8>)>,
 }
+
+/// The most inflated input handed to the framer at once.
+const INFLATE_STEP: usize = 64 * 1024;
 
 /// Wildcard match of an IMAP LIST pattern (`*` anything, `%` anything but `/`), linear
 /// in time (no backtracking explosion).
@@ -137,6 +143,8 @@ impl<W: Write> Session<W> {
             qresync: false,
             cur_tag: String::new(),
             closing: false,
+            zout: None,
+            zin: None,
         }
     }
 
@@ -147,10 +155,86 @@ impl<W: Write> Session<W> {
 
     fn flush(&mut self) -> Result<(), ImapError> {
         if !self.buf.is_empty() {
-            self.out.write_all(&self.buf)?;
+            match self.zout.as_mut() {
+                Some(z) => {
+                    z.write_all(&self.buf)?;
+                    // A sync flush: everything so far is decodable by the client now.
+                    z.flush()?;
+                    let bytes = std::mem::take(z.get_mut());
+                    self.out.write_all(&bytes)?;
+                }
+                None => self.out.write_all(&self.buf)?,
+            }
             self.buf.clear();
         }
         self.out.flush()?;
+        Ok(())
+    }
+
+    /// The next input for the framer: inflated (in steps of at most [`INFLATE_STEP`], so a
+    /// small compressed burst cannot blow up in memory) once COMPRESS is active.
+    fn recv(&mut self, input: &Input, t: std::time::Duration) -> Result<Got, ImapError> {
+        if let Some(piece) = self.inflate_step()? {
+            return Ok(Got::Data(piece));
+        }
+        let got = input.recv(t)?;
+        match (got, self.zin.as_mut()) {
+            (Got::Data(d), Some((_, pending))) => {
+                pending.extend_from_slice(&d);
+                Ok(match self.inflate_step()? {
+                    Some(p) => Got::Data(p),
+                    None => Got::Timeout,
+                })
+            }
+            (g, _) => Ok(g),
+        }
+    }
+
+    fn inflate_step(&mut self) -> Result<Option<Vec<u8>>, ImapError> {
+        let Some((z, pending)) = self.zin.as_mut() else {
+            return Ok(None);
+        };
+        // Even with no input left the inflater may hold output that did not fit the
+        // last step.
+        let mut out = Vec::with_capacity(INFLATE_STEP);
+        let before = z.total_in();
+        z.decompress_vec(pending, &mut out, flate2::FlushDecompress::Sync)
+            .map_err(|e| ImapError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))?;
+        let used = usize::try_from(z.total_in() - before).unwrap_or(pending.len());
+        pending.drain(..used.min(pending.len()));
+        if out.is_empty() {
+            if used == 0 {
+                // Not a whole deflate block yet: wait for more.
+                return Ok(None);
+            }
+            return self.inflate_step();
+        }
+        Ok(Some(out))
+    }
+
+    /// COMPRESS DEFLATE: reply in clear, then both directions compressed.
+    fn compress(&mut self, cmd: &Command, fr: &mut Framer) -> Result<(), ImapError> {
+        let tag = &cmd.tag;
+        if self.zout.is_some() {
+            self.line(&format!("{tag} NO [COMPRESSIONACTIVE] Already compressed"));
+            return Ok(());
+        }
+        match cmd.args.as_slice() {
+            [t] if t.atom_upper().as_deref() == Some("DEFLATE") => {}
+            _ => {
+                self.line(&format!("{tag} BAD Only COMPRESS DEFLATE"));
+                return Ok(());
+            }
+        }
+        self.line(&format!("{tag} OK DEFLATE active"));
+        self.flush()?;
+        self.zout = Some(flate2::write::DeflateEncoder::new(
+            Vec::new(),
+            flate2::Compression::fast(),
+        ));
+        // Whatever the client sent after the command was already compressed.
+        let early = fr.take_buffered();
+        self.zin = Some((flate2::Decompress::new(false), early));
         Ok(())
     }
 
@@ -205,7 +289,7 @@ impl<W: Write> Session<W> {
             if left.is_zero() {
                 return self.bye("Autologout");
             }
-            match input.recv(left)? {
+            match self.recv(&input, left)? {
                 Got::Data(d) => fr.push(&d),
                 Got::Eof => return Ok(()),
                 Got::Timeout => {}
@@ -245,6 +329,10 @@ impl<W: Write> Session<W> {
         if self.sel.is_some() && !quiet && !selecting {
             // Expunges are allowed now: the command sees what the other sessions did.
             self.updates(true)?;
+        }
+        if cmd.name == "COMPRESS" {
+            self.compress(&cmd, fr)?;
+            return Ok(false);
         }
         let reply = match cmd.name.as_str() {
             "IDLE" => self.idle(&cmd, input, fr)?,
@@ -1826,7 +1914,8 @@ impl<W: Write> Session<W> {
                 self.bye("Autologout")?;
                 return Ok(Reply::Logout);
             }
-            match input.recv(self.cfg.idle_poll)? {
+            let poll = self.cfg.idle_poll;
+            match self.recv(input, poll)? {
                 Got::Data(d) => fr.push(&d),
                 Got::Eof => return Ok(Reply::Logout),
                 Got::Timeout => {

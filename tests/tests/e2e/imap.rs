@@ -804,3 +804,67 @@ fn qresync() {
     let out = run_py(QRESYNC_PY, &[&port.to_string(), &t.demo_password()]);
     assert!(out.contains("QRESYNC OK"), "{out}");
 }
+
+const COMPRESS_PY: &str = r##"import socket, sys, zlib
+if len(sys.argv) > 2:
+    s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+    pw = sys.argv[2]
+else:
+    import subprocess
+    raise SystemExit("usage")
+f = s.makefile("rb")
+def line(): return f.readline().decode().rstrip("\r\n")
+line()
+s.sendall(b"a LOGIN demo@example.test %s\r\n" % pw.encode())
+while not line().startswith("a "): pass
+s.sendall(b"b COMPRESS DEFLATE\r\n")
+l = line(); assert l == "b OK DEFLATE active", l
+co = zlib.compressobj(6, zlib.DEFLATED, -15)
+de = zlib.decompressobj(-15)
+def send(b):
+    s.sendall(co.compress(b) + co.flush(zlib.Z_SYNC_FLUSH))
+buf = b""
+def zline():
+    global buf
+    while b"\r\n" not in buf:
+        d = s.recv(65536)
+        assert d, "EOF"
+        buf += de.decompress(d)
+    l, buf = buf.split(b"\r\n", 1)
+    return l.decode()
+def cmd(tag, c):
+    send(b"%s %s\r\n" % (tag, c))
+    out = []
+    while True:
+        l = zline(); out.append(l)
+        if l.startswith(tag.decode() + " "): return out
+r = cmd(b"c", b"SELECT INBOX"); assert r[-1].startswith("c OK"), r
+big = b"Subject: z\r\n\r\n" + b"compressible line\r\n" * 5000
+send(b"d APPEND INBOX {%d+}\r\n" % len(big) + big + b"\r\n")
+r = []
+while True:
+    l = zline(); r.append(l)
+    if l.startswith("d "): break
+assert r[-1].startswith("d OK [APPENDUID"), r
+send(b"e FETCH 1 (BODY.PEEK[])\r\n")
+first = zline(); assert first.startswith("* 1 FETCH (BODY[] {%d}" % len(big)), first
+n = len(big)
+while len(buf) < n + 3:
+    buf += de.decompress(s.recv(65536))
+body, buf = buf[:n], buf[n:]
+assert body == big
+while not zline().startswith("e OK"): pass
+r = cmd(b"f", b"COMPRESS DEFLATE"); assert r[-1].startswith("f NO [COMPRESSIONACTIVE]"), r
+r = cmd(b"g", b"LOGOUT"); assert r[-1].startswith("g OK"), r
+print("COMPRESS OK")
+"##;
+
+/// COMPRESS=DEFLATE (RFC 4978): both directions compressed after the tagged OK; a large
+/// LITERAL+ APPEND and a large FETCH through it.
+#[test]
+fn compress_deflate() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(COMPRESS_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("COMPRESS OK"), "{out}");
+}
