@@ -291,6 +291,52 @@ fn remote_4xx_then_accept_is_delivered_once() {
     assert!(t.messages("demo").is_empty(), "no bounce");
 }
 
+/// See: issue #3. The queue tools from a script: `qadmin list | awk`, `retry ID` (an attempt
+/// now, not in a minute), `remove ID` (gone, no bounce).
+#[test]
+fn qadmin_retry_and_remove_from_a_script() {
+    if !have("smtp-sink") {
+        return skip("qadmin_retry_and_remove_from_a_script", "smtp-sink missing");
+    }
+    let dir = scratch();
+    let port = free_port();
+    let mut t = Tree::new();
+    t.control("smtproutes", &format!("sink.test:[127.0.0.1]:{port}"));
+    let _soft = Sink::start(dir.path(), port, &["-r", "RCPT"]);
+    t.start_dispatch();
+    inject(&t, &["later@sink.test"], "retry me");
+    wait_for("first deferral", 20, || {
+        shown(&t).contains("rcpt\tpending\t1\t")
+    });
+    let script = format!(
+        "{q} list | awk -F'\\t' '$5 > 0 {{print $1}}' | xargs -n1 {q} retry",
+        q = mailorder_tests::bin("qadmin").display()
+    );
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(&script)
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("MAILORDER_ROOT", &t.root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_for("second attempt now", 20, || {
+        shown(&t).contains("rcpt\tpending\t2\t")
+    });
+    let id = qadmin(&t, &["list"]).split('\t').next().unwrap().to_owned();
+    qadmin(&t, &["remove", &id]);
+    wait_for("removed", 20, || qadmin(&t, &["list"]).is_empty());
+    assert_eq!(t.queue_entries("mess"), 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        t.messages("demo").is_empty(),
+        "no bounce for a removed message"
+    );
+    let o = t.cmd("qadmin").args(["retry", "1.2.3"]).output().unwrap();
+    assert_eq!(o.status.code(), Some(1));
+}
+
 /// See: issue #3. A peer that answers 5xx: one bounce, a delivery-status report.
 #[test]
 fn remote_5xx_bounces_once_as_dsn() {
