@@ -152,6 +152,11 @@ fn deliver_inner(
     rcpts: &[String],
     message: &mut dyn smtp::ReadSeek,
 ) -> Result<Vec<Res>, Failure> {
+    if domain.is_empty() || domain.starts_with('.') || domain.contains(['/', ' ', '\0']) {
+        return Err(Failure::Perm(format!(
+            "Sorry, {domain:?} is not a domain I can send to. (#5.1.2)"
+        )));
+    }
     let route = route::find(&cfg.routes, domain)
         .map_err(|e| Failure::Temp(e.to_string()))?
         .unwrap_or(route::Route {

@@ -198,6 +198,11 @@ fn size_limit_is_respected_and_dns_failures_classified() {
         matches!(&res[0], Res::Perm(t) if t.contains("5.3.4")),
         "{res:?}"
     );
+    let res = run_one(1, "", &["postmaster"], b"x\n");
+    assert!(
+        matches!(&res[0], Res::Perm(t) if t.contains("5.1.2")),
+        "{res:?}"
+    );
     let res = run_one(1, "servfail.test", &["x@servfail.test"], b"x\n");
     assert!(
         matches!(&res[0], Res::Temp(t) if t.contains("SERVFAIL")),
