@@ -544,6 +544,8 @@ pub enum SearchKey {
     Uid(SeqSet),
     /// MODSEQ n (CONDSTORE).
     ModSeq(u64),
+    /// `$`: the saved search result (SEARCHRES, RFC 5182).
+    Saved,
 }
 
 /// How a date is compared.
@@ -634,6 +636,7 @@ fn search_key(toks: &[Tok], i: &mut usize, depth: usize) -> Result<SearchKey, St
             SeqSet::parse(&arg()?).map_err(|e| e.to_string())?,
         )),
         "NOT" => Ok(SearchKey::Not(Box::new(search_key(toks, i, depth + 1)?))),
+        "$" => Ok(SearchKey::Saved),
         "OR" => {
             let x = search_key(toks, i, depth + 1)?;
             let y = search_key(toks, i, depth + 1)?;

@@ -7,7 +7,7 @@ use mailorder_imap_proto::parse::{
     Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
     parse_flags, parse_search,
 };
-use mailorder_imap_proto::seqset::{SeqSet, compact};
+use mailorder_imap_proto::seqset::{SeqNum, SeqSet, compact};
 use mailorder_imap_proto::{astring, date, mutf7};
 use mailorder_imap_store::{Folder, Msg, Store, StoreError};
 use std::collections::HashMap;
@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE APPENDLIMIT={}",
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SEARCHRES SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -90,6 +90,8 @@ pub struct Session<W: Write> {
     /// COMPRESS=DEFLATE (RFC 4978): the compressors, once active.
     zout: Option<flate2::write::DeflateEncoder<Vec<u8>>>,
     zin: Option<(flate2::Decompress, Vec<u8>)>,
+    /// SEARCHRES: the saved result `$`, as UIDs in ascending order.
+    saved: Vec<u32>,
 }
 
 /// The most inflated input handed to the framer at once.
@@ -145,6 +147,7 @@ impl<W: Write> Session<W> {
             closing: false,
             zout: None,
             zin: None,
+            saved: Vec::new(),
         }
     }
 
@@ -494,7 +497,7 @@ impl<W: Write> Session<W> {
                     "THREAD" => self.thread_cmd(r, true),
                     "COPY" | "MOVE" if r.len() == 2 => self.copy(&r[0], &r[1], true, sub == "MOVE"),
                     "EXPUNGE" if r.len() == 1 => {
-                        let set = match seqset_arg(&r[0]) {
+                        let set = match self.set_arg(&r[0], true) {
                             Ok(s) => s,
                             Err(e) => return bad(e),
                         };
@@ -594,6 +597,7 @@ impl<W: Write> Session<W> {
     }
 
     fn select(&mut self, cmd: &Command) -> R {
+        self.saved.clear();
         if self.sel.take().is_some() && self.qresync {
             self.line("* OK [CLOSED] Previous mailbox closed");
         }
@@ -1159,8 +1163,31 @@ impl<W: Write> Session<W> {
         }
     }
 
+    /// A sequence set argument; `$` is the saved search result (SEARCHRES), as UIDs or
+    /// as the sequence numbers of those UIDs still in the view.
+    fn set_arg(&self, t: &Tok, uid: bool) -> Result<SeqSet, String> {
+        if !matches!(t, Tok::Atom(a) if a == "$") {
+            return seqset_arg(t);
+        }
+        let nums: Vec<u32> = match (&self.sel, uid) {
+            (Some(_), true) => self.saved.clone(),
+            (Some(sel), false) => self
+                .saved
+                .iter()
+                .filter_map(|u| sel.view.binary_search_by_key(u, |m| m.uid).ok())
+                .map(|i| i as u32 + 1)
+                .collect(),
+            (None, _) => Vec::new(),
+        };
+        Ok(SeqSet(
+            nums.into_iter()
+                .map(|n| (SeqNum::Num(n), SeqNum::Num(n)))
+                .collect(),
+        ))
+    }
+
     fn fetch(&mut self, set: &Tok, items: &[Tok], uid: bool) -> R {
-        let set = match seqset_arg(set) {
+        let set = match self.set_arg(set, uid) {
             Ok(s) => s,
             Err(e) => return bad(e),
         };
@@ -1423,7 +1450,7 @@ impl<W: Write> Session<W> {
     }
 
     fn store_cmd(&mut self, set: &Tok, args: &[Tok], uid: bool) -> R {
-        let set = match seqset_arg(set) {
+        let set = match self.set_arg(set, uid) {
             Ok(s) => s,
             Err(e) => return bad(e),
         };
@@ -1546,7 +1573,7 @@ impl<W: Write> Session<W> {
     }
 
     fn copy(&mut self, set: &Tok, dest: &Tok, uid: bool, is_move: bool) -> R {
-        let set = match seqset_arg(set) {
+        let set = match self.set_arg(set, uid) {
             Ok(s) => s,
             Err(e) => return bad(e),
         };
@@ -1667,12 +1694,16 @@ impl<W: Write> Session<W> {
             let mut v = Vec::new();
             for t in r {
                 match t.atom_upper().as_deref() {
-                    Some(o @ ("MIN" | "MAX" | "ALL" | "COUNT")) => v.push(o.to_owned()),
+                    Some(o @ ("MIN" | "MAX" | "ALL" | "COUNT" | "SAVE")) => v.push(o.to_owned()),
                     _ => return bad("Unsupported RETURN option"),
                 }
             }
             if v.is_empty() {
                 v.push("ALL".into());
+            }
+            if v.iter().any(|o| o == "SAVE") {
+                // A failing SEARCH leaves `$` empty (RFC 5182 §2.1).
+                self.saved.clear();
             }
             ret = Some(v);
             args = &args[2..];
@@ -1695,8 +1726,13 @@ impl<W: Write> Session<W> {
         if uses_modseq(&key) {
             self.condstore = true;
         }
-        let hits: Vec<(u32, u64)> = self
-            .matches(&key)
+        let idx = self.matches(&key);
+        if ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "SAVE"))
+            && let Some(sel) = &self.sel
+        {
+            self.saved = idx.iter().map(|&i| sel.view[i].uid).collect();
+        }
+        let hits: Vec<(u32, u64)> = idx
             .into_iter()
             .map(|i| {
                 self.sel.as_ref().map_or((0, 0), |sel| {
@@ -1718,6 +1754,7 @@ impl<W: Write> Session<W> {
                 let sp = if list.is_empty() { "" } else { " " };
                 self.line(&format!("* SEARCH{sp}{}{modseq_part}", list.join(" ")));
             }
+            Some(opts) if opts.len() == 1 && opts[0] == "SAVE" => {}
             Some(opts) => {
                 let mut parts = Vec::new();
                 for o in &opts {
@@ -1733,6 +1770,7 @@ impl<W: Write> Session<W> {
                             }
                         }
                         "COUNT" => parts.push(format!("COUNT {}", nums.len())),
+                        "SAVE" => {}
                         _ => {
                             if !nums.is_empty() {
                                 let mut s = nums.clone();
@@ -1764,6 +1802,7 @@ impl<W: Write> Session<W> {
                 count,
                 maxuid,
                 keywords: &sel.keywords,
+                saved: &self.saved,
                 data: None,
             };
             if eval(key, &mut ctx) {
@@ -2010,6 +2049,7 @@ struct Ctx<'a> {
     count: u32,
     maxuid: u32,
     keywords: &'a [String],
+    saved: &'a [u32],
     data: Option<Option<Vec<u8>>>,
 }
 
@@ -2093,6 +2133,7 @@ fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
         SearchKey::Larger(n) => c.m.size > *n,
         SearchKey::Smaller(n) => c.m.size < *n,
         SearchKey::ModSeq(n) => c.m.modseq >= *n,
+        SearchKey::Saved => c.saved.binary_search(&c.m.uid).is_ok(),
         SearchKey::Seq(s) => s.contains(c.seq, c.count),
         SearchKey::Uid(s) => s.contains(c.m.uid, c.maxuid),
         SearchKey::Date(cmp, day) => day_cmp(*cmp, c.m.internal, *day),

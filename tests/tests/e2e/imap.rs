@@ -868,3 +868,39 @@ fn compress_deflate() {
     let out = run_py(COMPRESS_PY, &[&port.to_string(), &t.demo_password()]);
     assert!(out.contains("COMPRESS OK"), "{out}");
 }
+
+const SEARCHRES_PY: &str = r##"import imaplib, sys
+if len(sys.argv) > 1:
+    M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1])); M.login("demo@example.test", sys.argv[2])
+else:
+    M = imaplib.IMAP4_stream("MAILDIR=/tmp/x/Maildir /work/main/target/debug/imapd 2>/dev/null")
+assert "SEARCHRES" in M.capability()[1][0].decode().split()
+for i in range(5):
+    M.append("INBOX", None, None, b"Subject: %s\r\n\r\nx\r\n" % (b"keep" if i % 2 else b"drop"))
+M.select()
+typ, d = M._simple_command("SEARCH", "RETURN", "(SAVE)", "SUBJECT", "keep")
+assert typ == "OK" and "ESEARCH" not in M.untagged_responses and "SEARCH" not in M.untagged_responses, M.untagged_responses
+typ, d = M.fetch("$", "(UID)"); assert [x.split()[0] for x in d] == [b"2", b"4"], d
+typ, d = M.uid("FETCH", "$", "(FLAGS)"); assert len(d) == 2, d
+typ, d = M.search(None, "$"); assert d == [b"2 4"], d
+typ, d = M.search(None, "NOT", "$"); assert d == [b"1 3 5"], d
+M.store("$", "+FLAGS", "(\\Flagged)")
+assert M.search(None, "FLAGGED") == ("OK", [b"2 4"])
+typ, d = M._simple_command("UID", "SEARCH", "RETURN", "(SAVE COUNT)", "SUBJECT", "drop")
+assert M.untagged_responses.pop("ESEARCH")[0].endswith(b"UID COUNT 3"), d
+assert M.copy("$", "Trash")[0] == "OK"
+assert M.status("Trash", "(MESSAGES)")[1] == [b"Trash (MESSAGES 3)"]
+M.select()
+assert M.fetch("$", "(UID)") == ("OK", [None])
+M.logout()
+print("SEARCHRES OK")
+"##;
+
+/// SEARCHRES (RFC 5182): `SEARCH RETURN (SAVE)` and `$` in FETCH, STORE, COPY and SEARCH.
+#[test]
+fn searchres() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(SEARCHRES_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("SEARCHRES OK"), "{out}");
+}
