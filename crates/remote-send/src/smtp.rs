@@ -343,7 +343,12 @@ fn open(
         let r = ss.cmd("STARTTLS", "STARTTLS").map_err(next_step)?;
         if r.code != 220 {
             if required {
-                return Err(next_step(Step::Reply(r, "STARTTLS")));
+                // The route requires TLS: a refusal is the peer's or our configuration's
+                // problem, never a reason to bounce.
+                return Err(Attempt::Next(Res::Temp(format!(
+                    "{who} refused STARTTLS, which the route requires: {} (#4.7.5)",
+                    reply_text(&r)
+                ))));
             }
             // Opportunistic: go on in plaintext on this connection.
         } else {
