@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SEARCHRES SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE APPENDLIMIT={}",
+        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SEARCHRES SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE UTF8=ACCEPT APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -92,6 +92,8 @@ pub struct Session<W: Write> {
     zin: Option<(flate2::Decompress, Vec<u8>)>,
     /// SEARCHRES: the saved result `$`, as UIDs in ascending order.
     saved: Vec<u32>,
+    /// UTF8=ACCEPT enabled: mailbox names are UTF-8 on the wire (RFC 6855).
+    utf8: bool,
 }
 
 /// The most inflated input handed to the framer at once.
@@ -148,6 +150,7 @@ impl<W: Write> Session<W> {
             zout: None,
             zin: None,
             saved: Vec::new(),
+            utf8: false,
         }
     }
 
@@ -396,6 +399,10 @@ impl<W: Write> Session<W> {
                             self.qresync = true;
                             en.push("QRESYNC");
                         }
+                        Some("UTF8=ACCEPT") => {
+                            self.utf8 = true;
+                            en.push("UTF8=ACCEPT");
+                        }
                         _ => {}
                     }
                 }
@@ -442,7 +449,8 @@ impl<W: Write> Session<W> {
                     Ok(n) => n,
                     Err(r) => return Ok(r),
                 };
-                self.line(&format!("* QUOTAROOT {} \"\"", astring(&n)));
+                let out = self.name_out(&n);
+                self.line(&format!("* QUOTAROOT {out} \"\""));
                 self.quota_line();
                 ok("Getquotaroot completed")
             }
@@ -542,10 +550,28 @@ impl<W: Write> Session<W> {
         if n.eq_ignore_ascii_case("INBOX") {
             return Ok(Ok("INBOX".into()));
         }
+        if self.utf8 {
+            // UTF8=ACCEPT: the name is UTF-8; on disk it stays modified UTF-7.
+            return Ok(Ok(mutf7::encode(&n)));
+        }
         if let Err(e) = mutf7::decode(&n) {
             return Ok(Err(Reply::Bad(e.to_string())));
         }
         Ok(Ok(n))
+    }
+
+    /// A mailbox name for a response: modified UTF-7, or UTF-8 after UTF8=ACCEPT.
+    fn name_out(&self, n: &str) -> String {
+        if self.utf8
+            && let Ok(u) = mutf7::decode(n)
+            && !u.is_ascii()
+        {
+            return format!("\"{}\"", u.replace('\\', "\\\\").replace('"', "\\\""));
+        }
+        if self.utf8 {
+            return astring(&mutf7::decode(n).unwrap_or_else(|_| n.to_owned()));
+        }
+        astring(n)
     }
 
     fn mailbox_op(
@@ -872,7 +898,17 @@ impl<W: Write> Session<W> {
         if patterns.iter().any(|p| p.len() > 512) || reference.len() > 512 || patterns.len() > 64 {
             return bad("Pattern too long");
         }
-        let fulls: Vec<String> = patterns.iter().map(|p| format!("{reference}{p}")).collect();
+        let enc = |x: &str| {
+            if self.utf8 {
+                mutf7::encode(x)
+            } else {
+                x.to_owned()
+            }
+        };
+        let fulls: Vec<String> = patterns
+            .iter()
+            .map(|p| format!("{}{}", enc(&reference), enc(p)))
+            .collect();
         let matches = |name: &str| {
             fulls.iter().any(|f| {
                 list_match(f, name)
@@ -937,7 +973,7 @@ impl<W: Write> Session<W> {
                     "* {} ({}) \"/\" {}{ext}",
                     cmd.name,
                     attrs.join(" "),
-                    astring(&e.name)
+                    self.name_out(&e.name)
                 ),
             ));
         }
@@ -956,7 +992,7 @@ impl<W: Write> Session<W> {
                     };
                     lines.push((
                         String::new(),
-                        format!("* {} ({attrs}) \"/\" {}", cmd.name, astring(s)),
+                        format!("* {} ({attrs}) \"/\" {}", cmd.name, self.name_out(s)),
                     ));
                 }
             }
@@ -991,7 +1027,11 @@ impl<W: Write> Session<W> {
             };
             out.push(format!("{i} {v}"));
         }
-        Ok(format!("* STATUS {} ({})", astring(name), out.join(" ")))
+        Ok(format!(
+            "* STATUS {} ({})",
+            self.name_out(name),
+            out.join(" ")
+        ))
     }
 
     fn status(&mut self, cmd: &Command) -> R {
@@ -1052,8 +1092,19 @@ impl<W: Write> Session<W> {
                 }
                 rest = &rest[1..];
             }
-            let Some(Tok::Lit(data)) = rest.first() else {
-                return bad("Missing message literal");
+            let data: &[u8] = match rest {
+                [Tok::Lit(d), ..] => d,
+                // UTF8=ACCEPT: `UTF8 (~{n}…)`.
+                [Tok::Atom(a), Tok::List(l), ..] if self.utf8 && a.eq_ignore_ascii_case("UTF8") => {
+                    match l.as_slice() {
+                        [Tok::Lit(d)] => {
+                            rest = &rest[1..];
+                            d
+                        }
+                        _ => return bad("Bad UTF8 message"),
+                    }
+                }
+                _ => return bad("Missing message literal"),
             };
             if data.len() > self.cfg.max_message {
                 return no("[TOOBIG] Message too large");

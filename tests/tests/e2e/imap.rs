@@ -904,3 +904,39 @@ fn searchres() {
     let out = run_py(SEARCHRES_PY, &[&port.to_string(), &t.demo_password()]);
     assert!(out.contains("SEARCHRES OK"), "{out}");
 }
+
+const UTF8_PY: &str = r##"import imaplib, sys, os
+if len(sys.argv) > 1:
+    M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1])); M.login("demo@example.test", sys.argv[2])
+else:
+    M = imaplib.IMAP4_stream("MAILDIR=/tmp/x/Maildir /work/main/target/debug/imapd 2>/dev/null")
+M.capabilities = tuple(M.capability()[1][0].decode().upper().split())
+assert "UTF8=ACCEPT" in M.capabilities and "ENABLE" in M.capabilities, M.capabilities
+assert M.create("R&AOk-sum&AOk-")[0] == "OK"
+typ, d = M.enable("UTF8=ACCEPT"); assert typ == "OK", d
+ls = M.list('""', '"R*"')[1]
+assert ls == ['(\\HasNoChildren) "/" "Résumé"'.encode()], ls
+assert M.create('"Café & Co"')[0] == "OK"
+ls = M.list('""', '"Caf*"')[1]
+assert ls == ['(\\HasNoChildren) "/" "Café & Co"'.encode()], ls
+assert M.select('"Résumé"')[0] == "OK"
+M.append('"Café & Co"', None, None, "Subject: café\r\n\r\nx\r\n".encode())
+assert M.status('"Café & Co"', "(MESSAGES)")[1] == ['"Café & Co" (MESSAGES 1)'.encode()]
+M.logout()
+print("UTF8 OK")
+"##;
+
+/// UTF8=ACCEPT (RFC 6855): UTF-8 mailbox names on the wire, modified UTF-7 on disk, and
+/// APPEND of a UTF-8 message.
+#[test]
+fn utf8_accept() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(UTF8_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("UTF8 OK"), "{out}");
+    assert!(
+        t.maildir("demo")
+            .join(".Caf&AOk- &- Co/maildirfolder")
+            .exists()
+    );
+}
