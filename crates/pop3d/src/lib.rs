@@ -9,7 +9,7 @@
 //! - [`run`]: the session over any `Read`/`Write`: pipelined commands, CRLF and dot-stuffing
 //!   on output (mailorder-pop3-proto), deletions applied only at QUIT, `maildirsize` updated.
 
-use mailorder_maildir::{Maildir, MaildirError, Sub, name, quota};
+use mailorder_maildir::{Maildir, MaildirError, name, quota};
 use mailorder_pop3_proto::{self as proto, Command, Encoder, Line, Lines, ParseError};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -66,6 +66,40 @@ struct Msg {
     deleted: bool,
 }
 
+/// The messages in `cur/`, sorted by name (the delivery order of unique names). Hidden
+/// names are skipped, and so is a file that vanishes while listing.
+fn list_cur(path: &Path) -> Result<Vec<Msg>, MaildirError> {
+    let cur = path.join("cur");
+    let rd = std::fs::read_dir(&cur).map_err(|e| MaildirError::io("readdir", &cur, e))?;
+    let mut msgs = Vec::new();
+    for ent in rd {
+        let ent = ent.map_err(|e| MaildirError::io("readdir", &cur, e))?;
+        let Ok(fname) = ent.file_name().into_string() else {
+            continue;
+        };
+        if !name::is_message_name(&fname) {
+            continue;
+        }
+        let stored = match name::size_tag(&fname) {
+            Some(s) => s,
+            None => match ent.metadata() {
+                Ok(m) if m.is_file() => m.len(),
+                _ => continue,
+            },
+        };
+        let (base, _) = name::split_info(&fname);
+        msgs.push(Msg {
+            size: name::wsize_tag(&fname).unwrap_or(stored),
+            stored,
+            base: name::unique_part(base).to_owned(),
+            name: fname,
+            deleted: false,
+        });
+    }
+    msgs.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(msgs)
+}
+
 /// The session's view of the Maildir.
 #[derive(Debug)]
 pub struct Mailbox {
@@ -114,28 +148,27 @@ impl Mailbox {
                 });
             }
         }
-        for e in md.scan()? {
-            if e.dir == Sub::New {
-                match md.move_new_to_cur(&e.name) {
-                    Ok(_) => {}
-                    // Taken by another reader meanwhile: it is wherever that one put it.
-                    Err(err) if is_not_found(&err) => {}
-                    Err(err) => return Err(err.into()),
-                }
+        // new/ → cur/ (qmail-pop3d does the same), then one listing of cur/: a login costs
+        // one readdir of each directory, whatever the size of the mailbox.
+        let new_dir = path.join("new");
+        let rd =
+            std::fs::read_dir(&new_dir).map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
+        for ent in rd {
+            let ent = ent.map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
+            let Ok(fname) = ent.file_name().into_string() else {
+                continue;
+            };
+            if !name::is_message_name(&fname) {
+                continue;
+            }
+            match md.move_new_to_cur(&fname) {
+                Ok(_) => {}
+                // Taken by another reader meanwhile: it is wherever that one put it.
+                Err(err) if is_not_found(&err) => {}
+                Err(err) => return Err(err.into()),
             }
         }
-        let msgs = md
-            .scan()?
-            .into_iter()
-            .filter(|e| e.dir == Sub::Cur)
-            .map(|e| Msg {
-                size: name::wsize_tag(&e.name).unwrap_or(e.size),
-                stored: e.size,
-                base: e.base,
-                name: e.name,
-                deleted: false,
-            })
-            .collect();
+        let msgs = list_cur(path)?;
         Ok(Mailbox {
             md,
             msgs,
