@@ -940,3 +940,27 @@ fn utf8_accept() {
             .exists()
     );
 }
+
+/// A folder deleted by another session: the session that had it selected is told and
+/// closed, nothing crashes; the other session's view of INBOX is unaffected.
+#[test]
+fn folder_deleted_by_another_session() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let pw = t.demo_password();
+    let mut a = login(port, &pw);
+    let mut b = login(port, &pw);
+    a.cmd("a1", b"CREATE Doomed");
+    let r = a.cmd("a2", b"SELECT Doomed");
+    assert!(last(&r).starts_with("a2 OK"), "{r:?}");
+    let r = b.cmd("b1", b"DELETE Doomed");
+    assert_eq!(last(&r), "b1 OK Delete completed");
+    a.send(b"a3 NOOP\r\n");
+    let mut rest = String::new();
+    let _ = a.r.read_to_string(&mut rest);
+    assert!(rest.contains("* BYE [UNAVAILABLE]"), "{rest}");
+    let r = b.cmd("b2", b"SELECT INBOX");
+    assert!(last(&r).starts_with("b2 OK"), "{r:?}");
+    let r = b.cmd("b3", b"STATUS Doomed (MESSAGES)");
+    assert!(last(&r).starts_with("b3 NO [NONEXISTENT]"), "{r:?}");
+}
