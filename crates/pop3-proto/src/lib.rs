@@ -386,14 +386,15 @@ impl Encoder {
                     out.extend_from_slice(body);
                     self.pending_cr = cr;
                     self.at_start = false;
-                    if data.iter().any(|b| *b != b'\r') {
+                    // Only the header needs to know about empty lines (its end).
+                    if !self.in_body && data.iter().any(|b| *b != b'\r') {
                         self.line_empty = false;
                     }
                     return;
                 }
                 Some(i) => {
                     let line = &data[..i];
-                    if line.iter().any(|b| *b != b'\r') {
+                    if !self.in_body && line.iter().any(|b| *b != b'\r') {
                         self.line_empty = false;
                     }
                     match line.strip_suffix(b"\r") {
