@@ -339,6 +339,17 @@ pub enum FetchAtt {
     Uid,
     /// MODSEQ (CONDSTORE).
     ModSeq,
+    /// BINARY[part]<partial> or BINARY.PEEK[…] (RFC 3516): the part decoded.
+    Binary {
+        /// `.PEEK`.
+        peek: bool,
+        /// Part numbers (empty: the whole message).
+        part: Vec<u32>,
+        /// `<origin.count>`.
+        partial: Option<(u32, u32)>,
+    },
+    /// BINARY.SIZE[part].
+    BinarySize(Vec<u32>),
     /// BODY[section]<partial> or BODY.PEEK[…].
     Section {
         /// `.PEEK`: do not set \Seen.
@@ -444,6 +455,33 @@ fn parse_fetch_item(a: &str) -> Result<Vec<FetchAtt>, String> {
     if let Some(s) = simple {
         return Ok(s);
     }
+    for (prefix, kind) in [("BINARY.PEEK[", 1), ("BINARY.SIZE[", 2), ("BINARY[", 0)] {
+        if let Some(r) = up.strip_prefix(prefix) {
+            let close = r.find(']').ok_or("missing ]")?;
+            let spec = &r[..close];
+            let mut part = Vec::new();
+            if !spec.is_empty() {
+                for n in spec.split('.') {
+                    let n: u32 = n.parse().map_err(|_| "bad part number")?;
+                    if n == 0 || part.len() >= 32 {
+                        return Err("bad part number".into());
+                    }
+                    part.push(n);
+                }
+            }
+            let tail = &r[close + 1..];
+            let partial = parse_partial(tail)?;
+            return Ok(vec![match kind {
+                2 if partial.is_none() => FetchAtt::BinarySize(part),
+                2 => return Err("BINARY.SIZE takes no partial".into()),
+                k => FetchAtt::Binary {
+                    peek: k == 1,
+                    part,
+                    partial,
+                },
+            }]);
+        }
+    }
     let (peek, rest) = if let Some(r) = up.strip_prefix("BODY.PEEK[") {
         (true, r)
     } else if let Some(r) = up.strip_prefix("BODY[") {
@@ -453,27 +491,29 @@ fn parse_fetch_item(a: &str) -> Result<Vec<FetchAtt>, String> {
     };
     let close = rest.rfind(']').ok_or("missing ]")?;
     let section = parse_section(&rest[..close])?;
-    let tail = &rest[close + 1..];
-    let partial = if tail.is_empty() {
-        None
-    } else {
-        let p = tail
-            .strip_prefix('<')
-            .and_then(|t| t.strip_suffix('>'))
-            .ok_or("bad partial")?;
-        let (o, c) = p.split_once('.').ok_or("bad partial")?;
-        let o: u32 = o.parse().map_err(|_| "bad partial origin")?;
-        let c: u32 = c.parse().map_err(|_| "bad partial count")?;
-        if c == 0 {
-            return Err("bad partial count".into());
-        }
-        Some((o, c))
-    };
+    let partial = parse_partial(&rest[close + 1..])?;
     Ok(vec![FetchAtt::Section {
         peek,
         section,
         partial,
     }])
+}
+
+fn parse_partial(tail: &str) -> Result<Option<(u32, u32)>, String> {
+    if tail.is_empty() {
+        return Ok(None);
+    }
+    let p = tail
+        .strip_prefix('<')
+        .and_then(|t| t.strip_suffix('>'))
+        .ok_or("bad partial")?;
+    let (o, c) = p.split_once('.').ok_or("bad partial")?;
+    let o: u32 = o.parse().map_err(|_| "bad partial origin")?;
+    let c: u32 = c.parse().map_err(|_| "bad partial count")?;
+    if c == 0 {
+        return Err("bad partial count".into());
+    }
+    Ok(Some((o, c)))
 }
 
 /// Parse the FETCH items (one token: an item, a macro or a list of items).
@@ -783,6 +823,29 @@ mod tests {
         assert!(
             matches!(&f[0], FetchAtt::Section { section, .. } if section.part == vec![3] && section.text == SectionText::Full)
         );
+        assert_eq!(
+            parse_fetch(&atom("BINARY.PEEK[1.2]<0.5>")).unwrap(),
+            vec![FetchAtt::Binary {
+                peek: true,
+                part: vec![1, 2],
+                partial: Some((0, 5))
+            }]
+        );
+        assert_eq!(
+            parse_fetch(&atom("BINARY.SIZE[3]")).unwrap(),
+            vec![FetchAtt::BinarySize(vec![3])]
+        );
+        assert_eq!(
+            parse_fetch(&atom("binary[]")).unwrap(),
+            vec![FetchAtt::Binary {
+                peek: false,
+                part: vec![],
+                partial: None
+            }]
+        );
+        for bad in ["BINARY[1.TEXT]", "BINARY.SIZE[1]<0.1>", "BINARY[0]"] {
+            assert!(parse_fetch(&atom(bad)).is_err(), "{bad}");
+        }
         for bad in [
             "BODY[0]",
             "BODY[FOO]",

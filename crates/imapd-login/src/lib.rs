@@ -131,7 +131,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
     }
 
     fn capability(&self) -> String {
-        let mut c = String::from("IMAP4rev1 LITERAL+ SASL-IR ID");
+        let mut c = String::from("IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID");
         if !self.cfg.tls && self.backend.can_starttls() {
             c.push_str(" STARTTLS");
         }
@@ -491,7 +491,7 @@ mod tests {
             false,
         );
         assert!(
-            out.starts_with("* OK [CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN]"),
+            out.starts_with("* OK [CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID AUTH=PLAIN]"),
             "{out}"
         );
         assert!(out.contains("+ OK\r\n"));
@@ -552,7 +552,7 @@ mod tests {
         assert!(f.started);
         assert!(out.contains("a OK Begin TLS"));
         assert!(
-            out.contains("* CAPABILITY IMAP4rev1 LITERAL+ SASL-IR ID AUTH=PLAIN\r\n"),
+            out.contains("* CAPABILITY IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID AUTH=PLAIN\r\n"),
             "{out}"
         );
         assert_eq!(f.calls.len(), 1);

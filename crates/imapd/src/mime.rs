@@ -445,6 +445,77 @@ pub fn envelope(m: &[u8], p: &Part, out: &mut Vec<u8>) {
     out.push(b')');
 }
 
+/// A part's content with its Content-Transfer-Encoding undone (BINARY, RFC 3516), or
+/// `None` for an encoding that is not known.
+pub fn decoded(m: &[u8], p: &Part) -> Option<Vec<u8>> {
+    let body = &m[p.body.clone()];
+    let cte = header_value(&m[p.header.clone()], "Content-Transfer-Encoding")
+        .map(|v| String::from_utf8_lossy(&v).trim().to_ascii_lowercase())
+        .unwrap_or_else(|| "7bit".into());
+    match cte.as_str() {
+        "7bit" | "8bit" | "binary" => Some(body.to_vec()),
+        "base64" => Some(base64_lenient(body)),
+        "quoted-printable" => Some(qp(body)),
+        _ => None,
+    }
+}
+
+/// Base64 without complaints: characters outside the alphabet are skipped, decoding
+/// stops at `=`.
+fn base64_lenient(b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(b.len() * 3 / 4);
+    let (mut acc, mut n) = (0u32, 0u32);
+    for &c in b {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => continue,
+        };
+        acc = (acc << 6) | u32::from(v);
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push((acc >> n) as u8);
+            acc &= (1 << n) - 1;
+        }
+    }
+    out
+}
+
+/// Quoted-printable (RFC 2045 §6.7): `=XX` and soft line breaks.
+fn qp(b: &[u8]) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16);
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'=' {
+            if b.get(i + 1..i + 3) == Some(b"\r\n") {
+                i += 3;
+                continue;
+            }
+            if b.get(i + 1) == Some(&b'\n') {
+                i += 2;
+                continue;
+            }
+            if let (Some(h), Some(l)) = (
+                b.get(i + 1).and_then(|&c| hex(c)),
+                b.get(i + 2).and_then(|&c| hex(c)),
+            ) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
 /// Convert bare LF to CRLF.
 pub fn to_crlf(d: Vec<u8>) -> Vec<u8> {
     let bare = memchr::memchr_iter(b'\n', &d)
@@ -535,6 +606,18 @@ mod tests {
         let f = header_fields(&m[p.header.clone()], &["FROM".into()], true);
         assert_eq!(f, b"Subject: x\r\n\r\n");
         assert_eq!(to_crlf(b"a\nb\r\n".to_vec()), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn transfer_encodings_are_undone() {
+        let m = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Transfer-Encoding: base64\r\n\r\nAAEC\r\nAw==\r\n--b\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9 =\r\nlong\r\n--b\r\nContent-Transfer-Encoding: x-uuencode\r\n\r\nbegin\r\n--b--\r\n";
+        let p = parse(m);
+        assert_eq!(decoded(m, p.find(&[1]).unwrap()).unwrap(), [0, 1, 2, 3]);
+        assert_eq!(
+            decoded(m, p.find(&[2]).unwrap()).unwrap(),
+            "café long".as_bytes()
+        );
+        assert!(decoded(m, p.find(&[3]).unwrap()).is_none());
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::time::Instant;
 /// The capabilities after login; every one is implemented and tested.
 pub fn capabilities(cfg: &Config) -> String {
     format!(
-        "IMAP4rev1 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SEARCHRES SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE UTF8=ACCEPT APPENDLIMIT={}",
+        "IMAP4rev1 IMAP4rev2 LITERAL+ IDLE NAMESPACE UIDPLUS MOVE UNSELECT ENABLE ID CHILDREN LIST-EXTENDED LIST-STATUS SPECIAL-USE CONDSTORE QRESYNC MULTIAPPEND ESEARCH SEARCHRES SORT THREAD=REFERENCES THREAD=ORDEREDSUBJECT STATUS=SIZE QUOTA COMPRESS=DEFLATE UTF8=ACCEPT BINARY APPENDLIMIT={}",
         cfg.max_message
     )
 }
@@ -94,6 +94,11 @@ pub struct Session<W: Write> {
     saved: Vec<u32>,
     /// UTF8=ACCEPT enabled: mailbox names are UTF-8 on the wire (RFC 6855).
     utf8: bool,
+    /// A BINARY fetch met an unknown Content-Transfer-Encoding (tagged NO [UNKNOWN-CTE]).
+    unknown_cte: bool,
+    /// IMAP4rev2 enabled (RFC 9051): no RECENT, ESEARCH for SEARCH, UTF-8 names, LIST in
+    /// SELECT.
+    rev2: bool,
 }
 
 /// The most inflated input handed to the framer at once.
@@ -151,6 +156,8 @@ impl<W: Write> Session<W> {
             zin: None,
             saved: Vec::new(),
             utf8: false,
+            unknown_cte: false,
+            rev2: false,
         }
     }
 
@@ -403,6 +410,11 @@ impl<W: Write> Session<W> {
                             self.utf8 = true;
                             en.push("UTF8=ACCEPT");
                         }
+                        Some("IMAP4REV2") => {
+                            self.rev2 = true;
+                            self.utf8 = true;
+                            en.push("IMAP4rev2");
+                        }
                         _ => {}
                     }
                 }
@@ -624,7 +636,7 @@ impl<W: Write> Session<W> {
 
     fn select(&mut self, cmd: &Command) -> R {
         self.saved.clear();
-        if self.sel.take().is_some() && self.qresync {
+        if self.sel.take().is_some() && (self.qresync || self.rev2) {
             self.line("* OK [CLOSED] Previous mailbox closed");
         }
         let name = match self.mbox_arg(&cmd.args[0])? {
@@ -692,9 +704,15 @@ impl<W: Write> Session<W> {
             self.line(&format!("* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted"));
         }
         self.line(&format!("* {} EXISTS", st.msgs.len()));
-        self.line("* 0 RECENT");
-        if let Some(i) = st.msgs.iter().position(|m| !m.flags.contains('S')) {
-            self.line(&format!("* OK [UNSEEN {}] First unseen", i + 1));
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the LIST response for the mailbox, no RECENT, no UNSEEN.
+            let n = self.name_out(&name);
+            self.line(&format!("* LIST () \"/\" {n}"));
+        } else {
+            self.line("* 0 RECENT");
+            if let Some(i) = st.msgs.iter().position(|m| !m.flags.contains('S')) {
+                self.line(&format!("* OK [UNSEEN {}] First unseen", i + 1));
+            }
         }
         self.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", st.uidvalidity));
         self.line(&format!("* OK [UIDNEXT {}] Predicted next UID", st.uidnext));
@@ -744,6 +762,7 @@ impl<W: Write> Session<W> {
     fn updates(&mut self, allow_expunge: bool) -> Result<(), ImapError> {
         let condstore = self.condstore;
         let qresync = self.qresync;
+        let rev2 = self.rev2;
         let Some(sel) = self.sel.as_mut() else {
             return Ok(());
         };
@@ -816,7 +835,9 @@ impl<W: Write> Session<W> {
             .extend(st.msgs.iter().filter(|m| m.uid > last).cloned());
         if sel.view.len() != before {
             lines.push(format!("* {} EXISTS", sel.view.len()));
-            lines.push("* 0 RECENT".into());
+            if !rev2 {
+                lines.push("* 0 RECENT".into());
+            }
         }
         sel.uidnext = st.uidnext;
         for l in lines {
@@ -1018,6 +1039,7 @@ impl<W: Write> Session<W> {
             let v = match i.as_str() {
                 "MESSAGES" => st.msgs.len() as u64,
                 "RECENT" => 0,
+                "DELETED" => st.msgs.iter().filter(|m| m.flags.contains('T')).count() as u64,
                 "UIDNEXT" => u64::from(st.uidnext),
                 "UIDVALIDITY" => u64::from(st.uidvalidity),
                 "UNSEEN" => st.msgs.iter().filter(|m| !m.flags.contains('S')).count() as u64,
@@ -1309,6 +1331,9 @@ impl<W: Write> Session<W> {
             let new = std::mem::take(&mut sel.cache_new);
             sel.folder.cache_add(sel.uidvalidity, &new);
         }
+        if std::mem::take(&mut self.unknown_cte) {
+            return no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
+        }
         if gone {
             return no("[EXPUNGEISSUED] Some messages were expunged");
         }
@@ -1324,6 +1349,8 @@ impl<W: Write> Session<W> {
             matches!(
                 a,
                 FetchAtt::Section { .. }
+                    | FetchAtt::Binary { .. }
+                    | FetchAtt::BinarySize(_)
                     | FetchAtt::Rfc822
                     | FetchAtt::Rfc822Header
                     | FetchAtt::Rfc822Text
@@ -1374,6 +1401,7 @@ impl<W: Write> Session<W> {
             _ => None,
         };
         let mut set_seen = false;
+        let mut unknown_cte = false;
         let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
         let mut first = true;
         let mut flags_sent = false;
@@ -1423,6 +1451,64 @@ impl<W: Write> Session<W> {
                     }
                     out.extend(format!("{name} {{{}}}\r\n", bytes.len()).as_bytes());
                     out.extend_from_slice(bytes);
+                }
+                FetchAtt::Binary {
+                    peek,
+                    part,
+                    partial,
+                } => {
+                    let (Some(d), Some(p)) = (&data, &parsed) else {
+                        continue;
+                    };
+                    if !peek {
+                        set_seen = true;
+                    }
+                    let content = if part.is_empty() {
+                        Some(d.clone())
+                    } else {
+                        p.find(part).and_then(|x| mime::decoded(d, x))
+                    };
+                    let Some(content) = content else {
+                        unknown_cte = true;
+                        out.extend(format!("BINARY[{}] NIL", join_part(part)).as_bytes());
+                        continue;
+                    };
+                    let (bytes, origin) = match partial {
+                        Some((o, c)) => {
+                            let o = (*o as usize).min(content.len());
+                            let e = o.saturating_add(*c as usize).min(content.len());
+                            (&content[o..e], Some(o))
+                        }
+                        None => (&content[..], None),
+                    };
+                    out.extend(format!("BINARY[{}]", join_part(part)).as_bytes());
+                    if let Some(o) = origin {
+                        out.extend(format!("<{o}>").as_bytes());
+                    }
+                    let tilde = if bytes.contains(&0) { "~" } else { "" };
+                    out.extend(format!(" {tilde}{{{}}}\r\n", bytes.len()).as_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                FetchAtt::BinarySize(part) => {
+                    let (Some(d), Some(p)) = (&data, &parsed) else {
+                        continue;
+                    };
+                    let n = if part.is_empty() {
+                        Some(d.len())
+                    } else {
+                        p.find(part)
+                            .and_then(|x| mime::decoded(d, x))
+                            .map(|c| c.len())
+                    };
+                    match n {
+                        Some(n) => {
+                            out.extend(format!("BINARY.SIZE[{}] {n}", join_part(part)).as_bytes())
+                        }
+                        None => {
+                            unknown_cte = true;
+                            out.extend(format!("BINARY.SIZE[{}] NIL", join_part(part)).as_bytes());
+                        }
+                    }
                 }
                 FetchAtt::Section {
                     peek,
@@ -1497,6 +1583,7 @@ impl<W: Write> Session<W> {
         }
         out.extend(b")\r\n");
         self.buf.extend(out);
+        self.unknown_cte |= unknown_cte;
         Ok(true)
     }
 
@@ -1799,6 +1886,11 @@ impl<W: Write> Session<W> {
         } else {
             String::new()
         };
+        // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+        let ret = match ret {
+            None if self.rev2 => Some(vec!["ALL".to_owned()]),
+            r => r,
+        };
         match ret {
             None => {
                 let list: Vec<String> = nums.iter().map(u32::to_string).collect();
@@ -2060,6 +2152,10 @@ fn vanished_since(st: &mailorder_imap_store::State, since: u64, known: Option<&S
         }
     }
     out.join(",")
+}
+
+fn join_part(p: &[u32]) -> String {
+    p.iter().map(u32::to_string).collect::<Vec<_>>().join(".")
 }
 
 fn quote_tag(t: &str) -> String {

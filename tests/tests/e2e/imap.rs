@@ -964,3 +964,56 @@ fn folder_deleted_by_another_session() {
     let r = b.cmd("b3", b"STATUS Doomed (MESSAGES)");
     assert!(last(&r).starts_with("b3 NO [NONEXISTENT]"), "{r:?}");
 }
+
+const REV2_PY: &str = r##"import socket, sys, re
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=20)
+f = s.makefile("rb")
+def line(): return f.readline().decode("utf-8").rstrip("\r\n")
+def cmd(tag, c):
+    s.sendall(tag.encode() + b" " + (c if isinstance(c, bytes) else c.encode()) + b"\r\n")
+    out = []
+    while True:
+        l = line(); out.append(l)
+        if l.startswith(tag + " "): return out
+g = line(); assert "IMAP4rev2" in g, g
+r = cmd("a", "LOGIN demo@example.test " + sys.argv[2]); assert "IMAP4rev2" in r[-1] and "BINARY" in r[-1], r
+r = cmd("b", "ENABLE IMAP4rev2"); assert r[0] == "* ENABLED IMAP4rev2", r
+msg = b"Subject: bin\r\nContent-Type: multipart/mixed; boundary=x\r\n\r\n--x\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: base64\r\n\r\nAAECAw==\r\n--x\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\ncaf=C3=A9\r\n--x\r\nContent-Transfer-Encoding: x-custom\r\n\r\n???\r\n--x--\r\n"
+s.sendall(b"c APPEND INBOX ~{%d+}\r\n" % len(msg) + msg + b"\r\n")
+r = []
+while True:
+    l = line(); r.append(l)
+    if l.startswith("c "): break
+assert r[-1].startswith("c OK [APPENDUID"), r
+r = cmd("d", "CREATE Résumé"); assert r[-1].startswith("d OK"), r
+r = cmd("e", "SELECT INBOX")
+assert "* 0 RECENT" not in r and not any("UNSEEN" in x for x in r), r
+assert '* LIST () "/" INBOX' in r, r
+r = cmd("f", "SEARCH ALL"); assert r[0] == '* ESEARCH (TAG "f") ALL 1', r
+r = cmd("g", "UID SEARCH SUBJECT nomatch"); assert r[0] == '* ESEARCH (TAG "g") UID', r
+s.sendall(b"h FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1] BINARY.PEEK[2])\r\n")
+hdr = f.readline()
+assert hdr.startswith(b"* 1 FETCH (BINARY.SIZE[1] 4 BINARY[1] ~{4}\r\n"), hdr
+data = f.read(4); assert data == b"\x00\x01\x02\x03", data
+rest = f.readline(); assert rest.startswith(b" BINARY[2] {5}"), rest
+data = f.read(5); assert data.decode() == "café", data
+tail = f.readline(); assert tail == b")\r\n", tail
+assert line() == "h OK Fetch completed"
+r = cmd("i", "FETCH 1 (BINARY.PEEK[3])"); assert r[-1].startswith("i NO [UNKNOWN-CTE]"), r
+r = cmd("j", "LIST \"\" \"R*\""); assert r[0] == '* LIST (\\HasNoChildren) "/" "Résumé"', r
+r = cmd("k", "STATUS INBOX (MESSAGES DELETED SIZE)"); assert re.match(r"\* STATUS INBOX \(MESSAGES 1 DELETED 0 SIZE \d+\)", r[0]), r
+r = cmd("l", "SELECT Résumé"); assert r[0] == "* OK [CLOSED] Previous mailbox closed", r
+r = cmd("z", "LOGOUT")
+print("REV2 OK")
+"##;
+
+/// IMAP4rev2 (RFC 9051) after ENABLE: no RECENT/UNSEEN, LIST in SELECT, ESEARCH for
+/// SEARCH, UTF-8 names, STATUS DELETED, [CLOSED]; BINARY (RFC 3516): decoded parts,
+/// literal8 for NULs, BINARY.SIZE, UNKNOWN-CTE; APPEND with a literal8.
+#[test]
+fn imap4rev2_and_binary() {
+    let mut t = Tree::new();
+    let port = start_imap(&mut t, false);
+    let out = run_py(REV2_PY, &[&port.to_string(), &t.demo_password()]);
+    assert!(out.contains("REV2 OK"), "{out}");
+}
