@@ -12,23 +12,47 @@ use std::time::{Duration, Instant};
 /// Start the chain under `listen` on a free port; `starttls`: `tlswrap -n` (110-style),
 /// else implicit TLS (995-style). Its log goes to the returned file.
 fn start_pop3(t: &mut Tree, starttls: bool) -> (u16, PathBuf) {
+    start_pop3_under(t, starttls, false)
+}
+
+/// The same under `listen` or, with `tcpserver`, under ucspi-tcp's tcpserver.
+fn start_pop3_under(t: &mut Tree, starttls: bool, tcpserver: bool) -> (u16, PathBuf) {
     let log = t.root.join(format!(
         "pop3-{}.log",
         if starttls { "stls" } else { "ssl" }
     ));
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1").arg("0").arg(bin("tlswrap"));
-    if starttls {
-        c.arg("-n");
+    let chain = |c: &mut Command| {
+        c.arg(bin("tlswrap"));
+        if starttls {
+            c.arg("-n");
+        }
+        c.arg(bin("pop3d-login"))
+            .arg(bin("checkpassword-file"))
+            .arg(bin("pop3d"))
+            .stderr(std::fs::File::create(&log).unwrap());
+    };
+    if tcpserver {
+        let port = free_port();
+        let mut c = Command::new("tcpserver");
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("MAILORDER_ROOT", &t.root)
+            .env("MAILORDER_BIN_DIR", bin_dir())
+            .args(["-R", "-H", "-l", "localhost", "127.0.0.1"])
+            .arg(port.to_string());
+        chain(&mut c);
+        t.keep(c.spawn().unwrap());
+        let end = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < end, "tcpserver does not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        return (port, log);
     }
-    let mut child = c
-        .arg(bin("pop3d-login"))
-        .arg(bin("checkpassword-file"))
-        .arg(bin("pop3d"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1").arg("0");
+    chain(&mut c);
+    let mut child = c.stdout(Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -198,11 +222,26 @@ fn poplib_plain_stls_pop3s_apop() {
     if !have("python3") {
         return skip("poplib_plain_stls_pop3s_apop", "python3 missing");
     }
+    poplib_suite(false);
+}
+
+#[test]
+fn poplib_plain_stls_pop3s_apop_under_tcpserver() {
+    if !have("python3") || !have("tcpserver") {
+        return skip(
+            "poplib_plain_stls_pop3s_apop_under_tcpserver",
+            "python3 or tcpserver missing",
+        );
+    }
+    poplib_suite(true);
+}
+
+fn poplib_suite(tcpserver: bool) {
     let mut t = tree();
     t.add_user("apop@example.test", "", "tanstaaf");
     send_mail(&mut t, "demo", 3);
-    let (port, log) = start_pop3(&mut t, true);
-    let (sport, _) = start_pop3(&mut t, false);
+    let (port, log) = start_pop3_under(&mut t, true, tcpserver);
+    let (sport, _) = start_pop3_under(&mut t, false, tcpserver);
     let pw = t.demo_password();
     let out = python(
         POPLIB_PY,
@@ -233,9 +272,24 @@ fn poplib_plain_stls_pop3s_apop() {
 
 #[test]
 fn mpop_or_fetchmail_downloads_and_deletes() {
+    client_download(false);
+}
+
+#[test]
+fn mpop_or_fetchmail_downloads_and_deletes_under_tcpserver() {
+    if !have("tcpserver") {
+        return skip(
+            "mpop_or_fetchmail_downloads_and_deletes_under_tcpserver",
+            "tcpserver missing",
+        );
+    }
+    client_download(true);
+}
+
+fn client_download(tcpserver: bool) {
     let mut t = tree();
     send_mail(&mut t, "demo", 3);
-    let (port, log) = start_pop3(&mut t, true);
+    let (port, log) = start_pop3_under(&mut t, true, tcpserver);
     let pw = t.demo_password();
     let dir = t.root.join("client");
     std::fs::create_dir_all(&dir).unwrap();
