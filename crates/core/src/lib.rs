@@ -5,6 +5,7 @@
 //!   programs that are not set-id);
 //! - [`control`]: one-setting-per-file control files under `ROOT/control`;
 //! - [`logger`]: the stderr logger (`prog: level: message`), no timestamps;
+//! - [`fdio`]: fd reads and writes with timeouts, unbuffered;
 //! - [`privs`]: the one audited uid/gid switch;
 //! - [`ucspi`]: the connection's addresses from the UCSPI environment or the socket.
 //!
@@ -12,6 +13,7 @@
 
 pub mod control;
 pub mod exit;
+pub mod fdio;
 pub mod logger;
 pub mod privs;
 pub mod root;

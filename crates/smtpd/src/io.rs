@@ -2,69 +2,13 @@
 
 use mailorder_tls::{TlsInfo, TlsStream};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
 use std::sync::Arc;
-use std::time::Duration;
 
-/// Reads fd 0 without buffering (so nothing is hidden from `poll`), failing with
-/// `ErrorKind::TimedOut` when nothing arrives within the timeout.
-#[derive(Debug)]
-pub struct FdReader<F: AsFd> {
-    fd: F,
-    timeout: Duration,
-}
+/// fd 0 read with the command timeout, unbuffered (mailorder-core's `In::buffered`).
+pub type FdReader<F> = mailorder_core::fdio::In<F>;
 
-impl<F: AsFd> FdReader<F> {
-    /// Read `fd` with `timeout` per read.
-    pub fn new(fd: F, timeout: Duration) -> Self {
-        FdReader { fd, timeout }
-    }
-}
-
-impl<F: AsFd> Read for FdReader<F> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        let ms = PollTimeout::try_from(self.timeout).unwrap_or(PollTimeout::MAX);
-        loop {
-            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, ms) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout")),
-                Ok(_) => break,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        loop {
-            match nix::unistd::read(self.fd.as_fd(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                // A reset connection is just the client going away.
-                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-}
-
-/// Writes fd 1 without buffering (the session buffers replies itself).
-#[derive(Debug)]
-pub struct FdWriter<F: AsFd>(pub F);
-
-impl<F: AsFd> Write for FdWriter<F> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::write(self.0.as_fd(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
+/// fd 1 written unbuffered (the session buffers replies itself).
+pub use mailorder_core::fdio::Out as FdWriter;
 
 /// The client connection, before or after STARTTLS.
 pub(crate) enum Conn<R: Read, W: Write> {

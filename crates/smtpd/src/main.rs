@@ -13,7 +13,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => exit(mailorder_smtpd::refuse(FdWriter(std::io::stdout()), &e)),
     };
-    let reader = FdReader::new(std::io::stdin(), cfg.timeout);
+    let reader = FdReader::buffered(std::io::stdin(), cfg.timeout);
     exit(mailorder_smtpd::run(
         cfg,
         reader,
