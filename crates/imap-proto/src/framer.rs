@@ -40,6 +40,7 @@ pub struct Framer {
     skip_head: Vec<u8>,
     max_line: usize,
     max_command: usize,
+    max_literal: u64,
 }
 
 /// If `line` (without CRLF) ends with `{N}` or `{N+}`, the literal's size and whether it is
@@ -92,7 +93,14 @@ impl Framer {
             skip_head: Vec::new(),
             max_line,
             max_command,
+            max_literal: u64::MAX,
         }
+    }
+
+    /// Also refuse any single literal larger than `n` (APPENDLIMIT).
+    pub fn with_max_literal(mut self, n: u64) -> Framer {
+        self.max_literal = n;
+        self
     }
 
     /// Add bytes read from the client.
@@ -195,7 +203,7 @@ impl Framer {
             self.cmd.extend_from_slice(&line);
             if let Some((n, sync)) = ann {
                 let total = (self.cmd.len() as u64).saturating_add(n);
-                if total > self.max_command as u64 {
+                if total > self.max_command as u64 || n > self.max_literal {
                     let tag = tag_of(&self.cmd);
                     self.cmd.clear();
                     return Some(Frame::LiteralTooBig { tag, fatal: !sync });
@@ -269,6 +277,20 @@ mod tests {
                 fatal: true,
             }],
         );
+    }
+
+    #[test]
+    fn literal_limit() {
+        let mut f = Framer::new(100, 1000).with_max_literal(10);
+        f.push(b"a APPEND x {11}\r\nb APPEND x {10}\r\n");
+        assert_eq!(
+            f.next_frame(),
+            Some(Frame::LiteralTooBig {
+                tag: Some("a".into()),
+                fatal: false
+            })
+        );
+        assert_eq!(f.next_frame(), Some(Frame::Continue));
     }
 
     #[test]

@@ -263,7 +263,11 @@ impl<W: Write> Session<W> {
         }
         self.flush()?;
         log::info!("login user={} tls={}", self.cfg.user, self.cfg.tls);
-        let mut fr = Framer::new(self.cfg.max_line, self.cfg.max_message + self.cfg.max_line);
+        let mut fr = Framer::new(
+            self.cfg.max_line,
+            self.cfg.max_message.saturating_add(self.cfg.max_line),
+        )
+        .with_max_literal(self.cfg.max_message as u64);
         let mut last = Instant::now();
         loop {
             while let Some(frame) = fr.next_frame() {

@@ -1017,3 +1017,44 @@ fn imap4rev2_and_binary() {
     let out = run_py(REV2_PY, &[&port.to_string(), &t.demo_password()]);
     assert!(out.contains("REV2 OK"), "{out}");
 }
+
+/// QUOTA (RFC 2087/9208) from the Maildir++ `maildirsize`, APPENDLIMIT, OVERQUOTA.
+#[test]
+fn quota_and_appendlimit() {
+    let mut t = Tree::new();
+    t.control("imapappendlimit", "1000");
+    let port = start_imap(&mut t, false);
+    let mut c = login(port, &t.demo_password());
+    let r = c.cmd("a", b"CAPABILITY");
+    assert!(
+        r[0].contains(" QUOTA ") && r[0].contains(" APPENDLIMIT=1000"),
+        "{r:?}"
+    );
+    let r = c.cmd("b", b"GETQUOTAROOT INBOX");
+    assert_eq!(
+        r[..2],
+        ["* QUOTAROOT INBOX \"\"", "* QUOTA \"\" ()"],
+        "{r:?}"
+    );
+    std::fs::write(t.maildir("demo").join("maildirsize"), "10240S,1C\n").unwrap();
+    // Written by the test (maybe as root): imapd, as the user, must be able to append.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(
+        t.maildir("demo").join("maildirsize"),
+        std::fs::Permissions::from_mode(0o666),
+    )
+    .unwrap();
+    let r = c.cmd("c", b"GETQUOTA \"\"");
+    assert_eq!(r[0], "* QUOTA \"\" (STORAGE 0 10 MESSAGE 0 1)", "{r:?}");
+    c.send(b"d APPEND INBOX {13+}\r\nSubject: \r\n\r\n\r\n");
+    let r = c.until("d");
+    assert!(last(&r).starts_with("d OK [APPENDUID"), "{r:?}");
+    c.send(b"e APPEND INBOX {13+}\r\nSubject: \r\n\r\n\r\n");
+    let r = c.until("e");
+    assert!(last(&r).starts_with("e NO [OVERQUOTA]"), "{r:?}");
+    let r = c.cmd("f", b"APPEND INBOX {2000}");
+    assert!(last(&r).starts_with("f NO [TOOBIG]"), "{r:?}");
+    let r = c.cmd("g", b"SETQUOTA \"\" (STORAGE 1)");
+    assert!(last(&r).starts_with("g NO"), "{r:?}");
+    c.cmd("z", b"LOGOUT");
+}
