@@ -876,20 +876,25 @@ fn kill_9_during_a_remote_run_loses_nothing() {
     const N: usize = 200;
     let dir = scratch();
     let port = free_port();
-    let sink = Sink::start(dir.path(), port, &[]);
+    // The sink waits a second before answering DATA, so remote-send runs are caught alive.
+    let sink = Sink::start(dir.path(), port, &["-w", "1"]);
     let mut t = Tree::new();
     t.control("smtproutes", &format!("sink.test:[127.0.0.1]:{port}"));
     t.control("maxbackoff", "1");
+    t.control("concurrencydomain", "20");
+    let mut killed = 0;
     let mut d = t.start_dispatch();
     for i in 0..N {
         inject(&t, &["u@sink.test"], &format!("message-number-{i:05}-end"));
         if i % 40 == 20 {
-            // kill -9 a running remote-send, then dispatch itself, and restart.
-            kill_children_named(d, "remote-send");
+            // kill -9 the running remote-sends, then dispatch itself, and restart.
+            std::thread::sleep(Duration::from_millis(300));
+            killed += kill_children_named(d, "remote-send");
             t.kill(d);
             d = t.start_dispatch();
         }
     }
+    assert!(killed > 0, "no remote-send was caught running");
     wait_for("every message delivered", 120, || {
         let got: String = sink.messages().concat();
         (0..N).all(|i| got.contains(&format!("message-number-{i:05}-end")))
@@ -897,9 +902,10 @@ fn kill_9_during_a_remote_run_loses_nothing() {
     wait_for("queue empty", 60, || qadmin(&t, &["list"]).is_empty());
 }
 
-fn kill_children_named(parent: u32, name: &str) {
+fn kill_children_named(parent: u32, name: &str) -> usize {
+    let mut n = 0;
     let Ok(rd) = std::fs::read_dir("/proc") else {
-        return;
+        return 0;
     };
     for e in rd.filter_map(Result::ok) {
         let p = e.path();
@@ -914,7 +920,15 @@ fn kill_children_named(parent: u32, name: &str) {
             .and_then(|x| x.parse().ok())
             .unwrap_or(0);
         if ppid == parent && comm.ends_with(&format!("({name}")) {
-            let _ = Command::new("kill").arg("-9").arg(e.file_name()).status();
+            if Command::new("kill")
+                .arg("-9")
+                .arg(e.file_name())
+                .status()
+                .is_ok_and(|s| s.success())
+            {
+                n += 1;
+            }
         }
     }
+    n
 }
