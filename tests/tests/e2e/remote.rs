@@ -919,15 +919,15 @@ fn kill_children_named(parent: u32, name: &str) -> usize {
             .nth(1)
             .and_then(|x| x.parse().ok())
             .unwrap_or(0);
-        if ppid == parent && comm.ends_with(&format!("({name}")) {
-            if Command::new("kill")
+        if ppid == parent
+            && comm.ends_with(&format!("({name}"))
+            && Command::new("kill")
                 .arg("-9")
                 .arg(e.file_name())
                 .status()
                 .is_ok_and(|s| s.success())
-            {
-                n += 1;
-            }
+        {
+            n += 1;
         }
     }
     n
