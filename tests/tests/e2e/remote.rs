@@ -326,8 +326,9 @@ fn qadmin_retry_and_remove_from_a_script() {
     });
     let id = qadmin(&t, &["list"]).split('\t').next().unwrap().to_owned();
     qadmin(&t, &["remove", &id]);
-    wait_for("removed", 20, || qadmin(&t, &["list"]).is_empty());
-    assert_eq!(t.queue_entries("mess"), 0);
+    wait_for("removed", 20, || {
+        qadmin(&t, &["list"]).is_empty() && t.queue_entries("mess") == 0
+    });
     std::thread::sleep(Duration::from_millis(500));
     assert!(
         t.messages("demo").is_empty(),
