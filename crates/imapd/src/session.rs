@@ -1381,7 +1381,27 @@ impl<W: Write> Session<W> {
                 }
             }
         }
-        let parsed = data.as_ref().map(|d| mime::parse(d));
+        // The MIME structure only when something needs it (not for BODY[] or RFC822).
+        let needs_parse = (needs_struct && cached.is_none())
+            || atts.iter().any(|a| match a {
+                FetchAtt::Section { section, .. } => {
+                    !section.part.is_empty() || section.text != SectionText::Full
+                }
+                FetchAtt::Binary { part, .. } | FetchAtt::BinarySize(part) => !part.is_empty(),
+                FetchAtt::Rfc822Header | FetchAtt::Rfc822Text => true,
+                _ => false,
+            });
+        let whole = |d: &Vec<u8>| mime::Part {
+            header: 0..0,
+            body: 0..d.len(),
+            ctype: (String::new(), String::new()),
+            params: Vec::new(),
+            children: Vec::new(),
+            message: None,
+        };
+        let parsed = data
+            .as_ref()
+            .map(|d| if needs_parse { mime::parse(d) } else { whole(d) });
         let structs = match (&cached, &data, &parsed) {
             (Some(c), _, _) => Some(c.clone()),
             (None, Some(d), Some(p)) if needs_struct => {
