@@ -420,7 +420,13 @@ def make_report(info, systems, results, extra, runs):
     L = []
     L.append(f"### Run of {info['date']}")
     L.append("")
-    L.append(f"- commit `{info['commit']}`" + (" (with uncommitted changes)" if info["dirty"] else ""))
+    built = os.environ.get("BENCH_COMMIT")
+    if built and built != info["commit"]:
+        L.append(f"- commit `{built}` when the build started, `{info['commit']}` when the "
+                 "measuring began" + (" (with uncommitted changes)" if info["dirty"] else ""))
+    else:
+        L.append(f"- commit `{info['commit']}`"
+                 + (" (with uncommitted changes)" if info["dirty"] else ""))
     L.append(f"- machine: `nproc` = {info['nproc']}, {info['cpu']}, kernel {info['kernel']}, "
              f"filesystem {info['fs']}; load average at start {' '.join(info['load_start'])}, "
              f"at end {' '.join(info['load_end'])}")
