@@ -53,6 +53,10 @@ pub fn run(o: &Options) -> Result<()> {
     if !trigger.exists() {
         nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
             .with_context(|| format!("mkfifo {}", trigger.display()))?;
+        // mkfifo's mode passes through the umask; whoever runs `queue` must be able to
+        // write it (as qmail's lock/trigger, a wake-up is harmless). `--owners` narrows it.
+        fs::set_permissions(&trigger, fs::Permissions::from_mode(0o622))
+            .with_context(|| format!("chmod {}", trigger.display()))?;
     }
     let me = match fs::read_to_string(r.join("control/me")) {
         Ok(s) if !s.trim().is_empty() => s.trim().to_owned(),
