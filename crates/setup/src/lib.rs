@@ -195,7 +195,7 @@ fn owners(r: &Path) -> Result<()> {
     let (q, _) = id("moqueue")?;
     let (s, sg) = id("mosend")?;
     let (v, vg) = id("movmail")?;
-    let smtpd_gid = grp("mosmtpd")?;
+    let tls_gid = grp("motls")?;
     let set = |p: &str, uid: u32, gid: u32, mode: u32| -> Result<()> {
         let path = r.join(p);
         nix::unistd::chown(
@@ -226,8 +226,8 @@ fn owners(r: &Path) -> Result<()> {
     }
     // Only checkpassword-file, set-uid root, reads the hashes.
     set("directory/passwd", 0, 0, 0o600)?;
-    // smtpd (mosmtpd) reads the TLS key.
-    set("ssl/key.pem", 0, smtpd_gid, 0o640)?;
+    // smtpd (mosmtpd) and tlswrap (mologin) read the TLS key: group motls.
+    set("ssl/key.pem", 0, tls_gid, 0o640)?;
     set("mail", v, vg, 0o750)?;
     write_if_missing(&r.join("control/vmailuid"), &v.to_string())?;
     write_if_missing(&r.join("control/vmailgid"), &vg.to_string())?;
