@@ -69,6 +69,7 @@ pub const MAX_VANISHED: usize = 10_000;
 pub struct Folder {
     dir: PathBuf,
     seen: Option<(Stamp, State)>,
+    generation: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,7 +236,11 @@ pub fn open_nofollow(path: &Path) -> io::Result<fs::File> {
 
 impl Folder {
     pub(crate) fn new(dir: PathBuf) -> Folder {
-        Folder { dir, seen: None }
+        Folder {
+            dir,
+            seen: None,
+            generation: 0,
+        }
     }
 
     /// The folder's Maildir directory.
@@ -379,11 +384,24 @@ impl Folder {
     /// changes made by anyone get a new MODSEQ. Cheap when nothing changed (three
     /// `stat`s).
     pub fn sync(&mut self) -> Result<State, StoreError> {
+        match self.sync_changed()? {
+            Some(st) => Ok(st),
+            None => Ok(self
+                .seen
+                .as_ref()
+                .map(|(_, s)| s.clone())
+                .unwrap_or_default()),
+        }
+    }
+
+    /// Like [`Folder::sync`], but `None` when nothing changed since this `Folder` last
+    /// looked (three `stat`s, no copy of the state): the per-command check of a session.
+    pub fn sync_changed(&mut self) -> Result<Option<State>, StoreError> {
         let before = self.stamp()?;
-        if let Some((st, state)) = &self.seen
+        if let Some((st, _)) = &self.seen
             && *st == before
         {
-            return Ok(state.clone());
+            return Ok(None);
         }
         let _lock = self.lock()?;
         let mut state = match self.load_index() {
@@ -417,7 +435,19 @@ impl Folder {
         }
         let after = self.stamp()?;
         self.seen = Some((after, state.clone()));
-        Ok(state)
+        self.generation += 1;
+        Ok(Some(state))
+    }
+
+    /// Counts the syncs that looked at the disk: a session compares it with the one it
+    /// last reported to know whether anything may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The state of the last sync, without looking at the disk.
+    pub fn state(&self) -> Option<&State> {
+        self.seen.as_ref().map(|(_, s)| s)
     }
 
     fn merge(&self, state: &mut State) -> Result<bool, StoreError> {

@@ -8,7 +8,10 @@
 //!   `mailorder-index` keeps UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and, per message, its UID,
 //!   MODSEQ, internal date, RFC 822 size (CRLF) and file name. It is written via a
 //!   temporary file and `rename`, under an `flock` on `mailorder-index.lock`; a torn or
-//!   unreadable index is never trusted: it is rebuilt with a new UIDVALIDITY.
+//!   unreadable index is never trusted: it is rebuilt with a new UIDVALIDITY, never one
+//!   used before (the last one is kept in `mailorder-uidvalidity`). The index also keeps
+//!   the last [`MAX_VANISHED`] expunged UIDs with their MODSEQ (QRESYNC). UIDs go to new
+//!   messages in delivery order (the time in the unique name).
 //!   [`Folder::import`] takes UIDs and UIDVALIDITY from outside (migrations).
 //!   Keywords use Dovecot's `dovecot-keywords` (letters `a`–`z` in the file name).
 //!   A FETCH cache (`mailorder-cache.UIDVALIDITY`) keeps rendered ENVELOPE and

@@ -41,6 +41,8 @@ struct Selected {
     keywords: Vec<String>,
     cache: Option<HashMap<u32, [String; 3]>>,
     cache_new: Vec<(u32, [String; 3])>,
+    /// The folder's sync generation last reported to the client.
+    generation: u64,
 }
 
 /// Outcome of a handler: the tagged reply.
@@ -743,7 +745,9 @@ impl<W: Write> Session<W> {
                 }
             }
         }
+        let generation = folder.generation();
         self.sel = Some(Selected {
+            generation,
             name,
             folder,
             readonly,
@@ -770,8 +774,10 @@ impl<W: Write> Session<W> {
         let Some(sel) = self.sel.as_mut() else {
             return Ok(());
         };
-        let st = match sel.folder.sync() {
-            Ok(s) => s,
+        let st = match sel.folder.sync_changed() {
+            // Nothing changed since the session last reported: the common case, O(1).
+            Ok(_) if sel.folder.generation() == sel.generation => return Ok(()),
+            Ok(_) => sel.folder.state().cloned().unwrap_or_default(),
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // The folder was deleted by another session.
                 self.sel = None;
@@ -792,6 +798,10 @@ impl<W: Write> Session<W> {
         }
         let mut lines = Vec::new();
         let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
+        // Expunges that may not be reported now keep the check open for the next time.
+        if allow_expunge || sel.view.iter().all(|m| now.contains_key(&m.uid)) {
+            sel.generation = sel.folder.generation();
+        }
         if allow_expunge {
             let mut gone = Vec::new();
             let mut i = sel.view.len();
@@ -1187,57 +1197,45 @@ impl<W: Write> Session<W> {
         }
     }
 
-    /// The (sequence number, message) pairs a set names.
+    /// The (sequence number, message) pairs a set names, in order, each once. Costs
+    /// O(ranges · log n + result), never O(n) for a small set.
     fn targets(&self, set: &SeqSet, uid: bool) -> Result<Vec<(usize, Msg)>, String> {
         let Some(sel) = &self.sel else {
             return Err("No mailbox selected".into());
         };
-        if uid {
-            let max = sel.view.last().map_or(0, |m| m.uid);
-            let mut ranges = set.ranges(max);
-            ranges.sort_unstable();
-            // Merge, so that one binary search per message decides (no ranges × messages).
-            let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
-            for (a, b) in ranges {
-                match merged.last_mut() {
-                    Some(l) if a <= l.1.saturating_add(1) => l.1 = l.1.max(b),
-                    _ => merged.push((a, b)),
-                }
-            }
-            let inside = |u: u32| {
-                let i = merged.partition_point(|&(a, _)| a <= u);
-                i > 0 && u <= merged[i - 1].1
-            };
-            Ok(sel
-                .view
-                .iter()
-                .enumerate()
-                .filter(|(_, m)| inside(m.uid))
-                .map(|(i, m)| (i + 1, m.clone()))
-                .collect())
+        let max = if uid {
+            sel.view.last().map_or(0, |m| m.uid)
         } else {
-            let max = sel.view.len() as u32;
-            let ranges = set.ranges(max);
-            if ranges.iter().any(|&(_, b)| b > max || b == 0) {
-                return Err("Invalid message sequence number".into());
-            }
-            let mut out: Vec<(usize, Msg)> = Vec::new();
-            let mut seen = vec![false; sel.view.len()];
-            for (a, b) in ranges {
-                for n in a..=b {
-                    let i = (n - 1) as usize;
-                    if !seen[i] {
-                        seen[i] = true;
-                    }
-                }
-            }
-            for (i, s) in seen.iter().enumerate() {
-                if *s {
-                    out.push((i + 1, sel.view[i].clone()));
-                }
-            }
-            Ok(out)
+            sel.view.len() as u32
+        };
+        let mut ranges = set.ranges(max);
+        if !uid && ranges.iter().any(|&(_, b)| b > max || b == 0) {
+            return Err("Invalid message sequence number".into());
         }
+        ranges.sort_unstable();
+        let mut merged: Vec<(u32, u32)> = Vec::with_capacity(ranges.len());
+        for (a, b) in ranges {
+            match merged.last_mut() {
+                Some(l) if a <= l.1.saturating_add(1) => l.1 = l.1.max(b),
+                _ => merged.push((a, b)),
+            }
+        }
+        let mut out: Vec<(usize, Msg)> = Vec::new();
+        for (lo, hi) in merged {
+            // Index range of the view that the range covers.
+            let (from, to) = if uid {
+                (
+                    sel.view.partition_point(|m| m.uid < lo),
+                    sel.view.partition_point(|m| m.uid <= hi),
+                )
+            } else {
+                ((lo - 1) as usize, hi as usize)
+            };
+            for i in from..to.min(sel.view.len()) {
+                out.push((i + 1, sel.view[i].clone()));
+            }
+        }
+        Ok(out)
     }
 
     /// A sequence set argument; `$` is the saved search result (SEARCHRES), as UIDs or
@@ -1399,9 +1397,13 @@ impl<W: Write> Session<W> {
             children: Vec::new(),
             message: None,
         };
-        let parsed = data
-            .as_ref()
-            .map(|d| if needs_parse { mime::parse(d) } else { whole(d) });
+        let parsed = data.as_ref().map(|d| {
+            if needs_parse {
+                mime::parse(d)
+            } else {
+                whole(d)
+            }
+        });
         let structs = match (&cached, &data, &parsed) {
             (Some(c), _, _) => Some(c.clone()),
             (None, Some(d), Some(p)) if needs_struct => {
