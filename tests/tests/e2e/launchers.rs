@@ -118,7 +118,8 @@ fn supervise_services_with_multilog() {
     let port = free_port();
     // The shipped run scripts, pointed at this tree through their env/ directories.
     let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../supervise");
-    for svc in ["dispatch", "smtpd"] {
+    let pop3_port = free_port();
+    for svc in ["dispatch", "smtpd", "pop3"] {
         let d = scan.join(svc);
         std::fs::create_dir_all(d.join("log")).unwrap();
         std::fs::create_dir_all(d.join("env")).unwrap();
@@ -131,7 +132,10 @@ fn supervise_services_with_multilog() {
         for (k, v) in [
             ("MAILORDER_ROOT", t.root.display().to_string()),
             ("MAILORDER_BIN_DIR", bin_dir().display().to_string()),
-            ("PORT", port.to_string()),
+            (
+                "PORT",
+                if svc == "pop3" { pop3_port } else { port }.to_string(),
+            ),
             ("IP", "127.0.0.1".to_owned()),
             ("MAILORDER_USER", String::new()),
         ] {
@@ -155,7 +159,7 @@ fn supervise_services_with_multilog() {
     struct Down(std::path::PathBuf);
     impl Drop for Down {
         fn drop(&mut self) {
-            for svc in ["dispatch", "smtpd"] {
+            for svc in ["dispatch", "smtpd", "pop3"] {
                 let d = self.0.join(svc);
                 let _ = Command::new("svc")
                     .arg("-dx")
@@ -175,6 +179,22 @@ fn supervise_services_with_multilog() {
         deliver_one(&mut s, &format!("supervised {i}"));
     }
     t.wait_messages("demo", 30, 60);
+    // The pop3 service: the login chain with STLS, under supervise.
+    connect_retry(pop3_port);
+    let script = r#"
+import poplib, ssl, sys
+p = poplib.POP3("127.0.0.1", int(sys.argv[1]), timeout=20)
+p.stls(context=ssl._create_unverified_context())
+p.user("demo@example.test"); p.pass_(sys.argv[2])
+print(p.stat()[0]); p.quit()
+"#;
+    let out = mailorder_tests::python(script, &[&pop3_port.to_string(), &t.demo_password()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "30");
     t.kill(svscan_pid);
     // multilog wrote timestamped lines and rotated at 4096 bytes.
     let main = scan.join("smtpd/log/main");
