@@ -103,6 +103,9 @@ pub struct Session<W: Write> {
     rev2: bool,
 }
 
+/// Output buffered before it is written in the middle of a long FETCH.
+const OUT_CHUNK: usize = 256 * 1024;
+
 /// The most inflated input handed to the framer at once.
 const INFLATE_STEP: usize = 64 * 1024;
 
@@ -1326,12 +1329,19 @@ impl<W: Write> Session<W> {
                 true => {}
                 false => gone = true,
             }
+            // Stream large answers: memory stays bounded by one message, not the set.
+            if self.buf.len() > OUT_CHUNK {
+                self.flush()?;
+            }
         }
-        if let Some(sel) = self.sel.as_mut()
-            && !sel.cache_new.is_empty()
-        {
-            let new = std::mem::take(&mut sel.cache_new);
-            sel.folder.cache_add(sel.uidvalidity, &new);
+        if let Some(sel) = self.sel.as_mut() {
+            if !sel.cache_new.is_empty() {
+                let new = std::mem::take(&mut sel.cache_new);
+                sel.folder.cache_add(sel.uidvalidity, &new);
+            }
+            // The cache is read again by the next FETCH that needs it: a session does not
+            // keep every message's ENVELOPE and BODYSTRUCTURE in memory between commands.
+            sel.cache = None;
         }
         if std::mem::take(&mut self.unknown_cte) {
             return no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
