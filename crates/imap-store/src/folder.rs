@@ -5,7 +5,7 @@ use mailorder_maildir::{Maildir, Sub, name};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -795,22 +795,41 @@ impl Folder {
             return out;
         };
         for line in bytes.split(|&b| b == b'\n') {
-            let Ok(line) = std::str::from_utf8(line) else {
-                continue;
-            };
-            let mut f = line.split('\t');
-            let (Some(u), Some(a), Some(b), Some(c), None) =
-                (f.next(), f.next(), f.next(), f.next(), f.next())
-            else {
-                continue;
-            };
-            let Ok(u) = u.parse() else { continue };
-            let (Some(a), Some(b), Some(c)) = (unescape(a), unescape(b), unescape(c)) else {
-                continue;
-            };
-            out.insert(u, [a, b, c]);
+            if let Some((u, v)) = cache_line(line) {
+                out.insert(u, v);
+            }
         }
         out
+    }
+
+    /// Read the FETCH cache in UID order without holding it in memory (it is written in
+    /// ascending UID order by the FETCHes that fill it).
+    pub fn cache_reader(&self, uidvalidity: u32) -> CacheReader {
+        CacheReader {
+            lines: fs::File::open(self.cache_path(uidvalidity))
+                .ok()
+                .map(|f| io::BufReader::new(f).split(b'\n')),
+            pending: None,
+            last: 0,
+            unsorted: false,
+        }
+    }
+
+    /// Rewrite the cache sorted by UID (after a reader found it out of order).
+    pub fn cache_compact(&self, uidvalidity: u32) {
+        let map = self.cache_load(uidvalidity);
+        let mut v: Vec<(u32, [String; 3])> = map.into_iter().collect();
+        v.sort_by_key(|e| e.0);
+        let mut text = String::new();
+        for (u, [a, b, c]) in &v {
+            text.push_str(&format!(
+                "{u}\t{}\t{}\t{}\n",
+                escape(a),
+                escape(b),
+                escape(c)
+            ));
+        }
+        let _ = write_atomic(&self.cache_path(uidvalidity), text.as_bytes(), false);
     }
 
     /// Append cache entries (one `write` with `O_APPEND`).
@@ -860,6 +879,57 @@ fn delivery_order(base: &str) -> (u64, u64, u64, &str) {
             .unwrap_or(0)
     };
     (secs, num_after('M'), num_after('_'), base)
+}
+
+fn cache_line(line: &[u8]) -> Option<(u32, [String; 3])> {
+    let line = std::str::from_utf8(line).ok()?;
+    let mut f = line.split('\t');
+    let (Some(u), Some(a), Some(b), Some(c), None) =
+        (f.next(), f.next(), f.next(), f.next(), f.next())
+    else {
+        return None;
+    };
+    Some((u.parse().ok()?, [unescape(a)?, unescape(b)?, unescape(c)?]))
+}
+
+/// A sequential reader of the FETCH cache: ask for UIDs in ascending order.
+pub struct CacheReader {
+    lines: Option<io::Split<io::BufReader<fs::File>>>,
+    pending: Option<(u32, [String; 3])>,
+    last: u32,
+    unsorted: bool,
+}
+
+impl CacheReader {
+    /// The entry for `uid`, if the cache has it. Once the file turns out not to be in
+    /// UID order, [`CacheReader::unsorted`] says so and nothing more is returned.
+    pub fn get(&mut self, uid: u32) -> Option<[String; 3]> {
+        loop {
+            if self.unsorted {
+                return None;
+            }
+            match &self.pending {
+                Some((u, _)) if *u == uid => return self.pending.take().map(|p| p.1),
+                Some((u, _)) if *u > uid => return None,
+                _ => {}
+            }
+            let line = self.lines.as_mut()?.next()?.ok()?;
+            let Some((u, v)) = cache_line(&line) else {
+                continue;
+            };
+            if u < self.last {
+                self.unsorted = true;
+                return None;
+            }
+            self.last = u;
+            self.pending = Some((u, v));
+        }
+    }
+
+    /// Whether the file was found out of UID order.
+    pub fn unsorted(&self) -> bool {
+        self.unsorted
+    }
 }
 
 fn escape(s: &str) -> String {
@@ -1049,6 +1119,19 @@ mod tests {
         );
         assert!(delivery_order("1.M5P1_2.x") < delivery_order("1.M5P1_10.x"));
         f.cache_add(uv, &[(1, ["(a\tb)".into(), "x\ny".into(), "z\\".into()])]);
+        f.cache_add(uv, &[(3, ["e".into(), "b".into(), "c".into()])]);
+        let mut r = f.cache_reader(uv);
+        assert_eq!(r.get(1).unwrap()[1], "x\ny");
+        assert!(r.get(2).is_none());
+        assert_eq!(r.get(3).unwrap()[0], "e");
+        assert!(r.get(4).is_none());
+        f.cache_add(uv, &[(2, ["two".into(), "b".into(), "c".into()])]);
+        let mut r = f.cache_reader(uv);
+        assert!(r.get(1).is_some() && r.get(2).is_none() && r.get(3).is_some());
+        assert!(r.get(4).is_none() && r.unsorted());
+        f.cache_compact(uv);
+        let mut r = f.cache_reader(uv);
+        assert!(r.get(1).is_some() && r.get(2).is_some() && r.get(3).is_some() && !r.unsorted());
         let c = f.cache_load(uv);
         assert_eq!(c[&1][0], "(a\tb)");
         assert_eq!(c[&1][1], "x\ny");

@@ -24,7 +24,7 @@
 mod folder;
 mod names;
 
-pub use folder::{Folder, MAX_VANISHED, Msg, State, header_part};
+pub use folder::{CacheReader, Folder, MAX_VANISHED, Msg, State, header_part};
 pub use names::{SPECIAL, valid_imap_name};
 
 use mailorder_core::Exit;

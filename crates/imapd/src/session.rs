@@ -39,7 +39,11 @@ struct Selected {
     uidvalidity: u32,
     uidnext: u32,
     keywords: Vec<String>,
+    /// The FETCH cache while a FETCH runs: read in UID order, or (when the file is out of
+    /// order) loaded whole; dropped after each command.
     cache: Option<HashMap<u32, [String; 3]>>,
+    reader: Option<mailorder_imap_store::CacheReader>,
+    compact: bool,
     cache_new: Vec<(u32, [String; 3])>,
     /// The folder's sync generation last reported to the client.
     generation: u64,
@@ -759,6 +763,8 @@ impl<W: Write> Session<W> {
             uidnext: st.uidnext,
             keywords,
             cache: None,
+            reader: None,
+            compact: false,
             cache_new: Vec::new(),
         });
         ok(format!(
@@ -1333,6 +1339,12 @@ impl<W: Write> Session<W> {
             if self.buf.len() > OUT_CHUNK {
                 self.flush()?;
             }
+            if let Some(sel) = self.sel.as_mut()
+                && sel.cache_new.len() >= 256
+            {
+                let new = std::mem::take(&mut sel.cache_new);
+                sel.folder.cache_add(sel.uidvalidity, &new);
+            }
         }
         if let Some(sel) = self.sel.as_mut() {
             if !sel.cache_new.is_empty() {
@@ -1342,6 +1354,10 @@ impl<W: Write> Session<W> {
             // The cache is read again by the next FETCH that needs it: a session does not
             // keep every message's ENVELOPE and BODYSTRUCTURE in memory between commands.
             sel.cache = None;
+            sel.reader = None;
+            if std::mem::take(&mut sel.compact) {
+                sel.folder.cache_compact(sel.uidvalidity);
+            }
         }
         if std::mem::take(&mut self.unknown_cte) {
             return no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
@@ -1374,10 +1390,28 @@ impl<W: Write> Session<W> {
                 FetchAtt::Envelope | FetchAtt::Body | FetchAtt::BodyStructure
             )
         });
-        if needs_struct && sel.cache.is_none() {
-            sel.cache = Some(sel.folder.cache_load(sel.uidvalidity));
-        }
-        let cached = sel.cache.as_ref().and_then(|c| c.get(&m.uid)).cloned();
+        let cached = if !needs_struct {
+            None
+        } else if let Some(c) = sel.cache.as_ref() {
+            c.get(&m.uid).cloned()
+        } else {
+            let uv = sel.uidvalidity;
+            let reader = sel
+                .reader
+                .get_or_insert_with(|| sel.folder.cache_reader(uv));
+            match reader.get(m.uid) {
+                Some(v) => Some(v),
+                None if reader.unsorted() => {
+                    // Out of UID order: load it whole for this command, sort it after.
+                    let c = sel.folder.cache_load(uv);
+                    let v = c.get(&m.uid).cloned();
+                    sel.cache = Some(c);
+                    sel.compact = true;
+                    v
+                }
+                None => None,
+            }
+        };
         let mut data: Option<Vec<u8>> = None;
         if needs_data || (needs_struct && cached.is_none()) {
             match sel.folder.read(m) {
