@@ -59,6 +59,9 @@ pub struct State {
     /// Expunges with a MODSEQ up to this one were forgotten: a client that knows an older
     /// MODSEQ gets every UID that does not exist.
     pub vanished_floor: u64,
+    /// The mtimes of `new/` and `cur/` (seconds, nanoseconds) the index was made from:
+    /// when they still hold, the next sync need not read the directories.
+    pub dirs: Option<[(i64, i64); 2]>,
 }
 
 /// How many expunged UIDs the index remembers.
@@ -77,6 +80,15 @@ struct Stamp {
     new: (i64, i64),
     cur: (i64, i64),
     index: (u64, i64, i64, u64),
+}
+
+impl Stamp {
+    /// Whether the directories last changed long enough ago (2 s) that a change in the
+    /// same clock tick cannot hide behind an unchanged mtime.
+    fn settled(&self) -> bool {
+        let newest = self.new.0.max(self.cur.0).max(self.index.1);
+        now_secs() - newest >= 2
+    }
 }
 
 fn mtime(m: &fs::Metadata) -> (i64, i64) {
@@ -126,6 +138,10 @@ fn parse_index(text: &str) -> Option<State> {
         Some(f) => f.parse().ok()?,
         None => 0,
     };
+    let dirs = h.next().and_then(|d| {
+        let v: Vec<i64> = d.split(['.', ',']).filter_map(|x| x.parse().ok()).collect();
+        (v.len() == 4).then(|| [(v[0], v[1]), (v[2], v[3])])
+    });
     let mut msgs = Vec::new();
     let mut vanished = Vec::new();
     let mut last = 0u32;
@@ -142,6 +158,7 @@ fn parse_index(text: &str) -> Option<State> {
                 msgs,
                 vanished,
                 vanished_floor,
+                dirs,
             });
         }
         if let Some(x) = line.strip_prefix("x ") {
@@ -184,9 +201,13 @@ fn parse_index(text: &str) -> Option<State> {
 
 fn render_index(s: &State) -> String {
     let mut out = format!(
-        "{MAGIC} {} {} {} {}\n",
+        "{MAGIC} {} {} {} {}",
         s.uidvalidity, s.uidnext, s.highestmodseq, s.vanished_floor
     );
+    if let Some([(a, b), (c, d)]) = s.dirs {
+        out.push_str(&format!(" {a}.{b},{c}.{d}"));
+    }
+    out.push('\n');
     for (u, m) in &s.vanished {
         out.push_str(&format!("x {u} {m}\n"));
     }
@@ -400,6 +421,7 @@ impl Folder {
         let before = self.stamp()?;
         if let Some((st, _)) = &self.seen
             && *st == before
+            && before.settled()
         {
             return Ok(None);
         }
@@ -425,11 +447,23 @@ impl Folder {
                     msgs: Vec::new(),
                     vanished: Vec::new(),
                     vanished_floor: 0,
+                    dirs: None,
                 }
             }
         };
-        let changed = self.merge(&mut state)?;
-        if changed || !self.dir.join(INDEX).exists() {
+        // The directories need reading only when they changed since the index was made
+        // (and a change within the clock's granularity is never trusted as "none").
+        let dirs_now = [before.new, before.cur];
+        let scan = state.dirs != Some(dirs_now) || !before.settled();
+        let changed = scan && self.merge(&mut state)?;
+        let record = if before.settled() {
+            Some(dirs_now)
+        } else {
+            None
+        };
+        let dirs_changed = state.dirs != record;
+        state.dirs = record;
+        if changed || dirs_changed || !self.dir.join(INDEX).exists() {
             write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
             self.remove_stale_caches(state.uidvalidity);
         }
@@ -718,6 +752,7 @@ impl Folder {
                 msgs,
                 vanished: Vec::new(),
                 vanished_floor: 0,
+                dirs: None,
             };
             write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
             write_atomic(

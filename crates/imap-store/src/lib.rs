@@ -11,7 +11,9 @@
 //!   unreadable index is never trusted: it is rebuilt with a new UIDVALIDITY, never one
 //!   used before (the last one is kept in `mailorder-uidvalidity`). The index also keeps
 //!   the last [`MAX_VANISHED`] expunged UIDs with their MODSEQ (QRESYNC). UIDs go to new
-//!   messages in delivery order (the time in the unique name).
+//!   messages in delivery order (the time in the unique name). The index records the
+//!   mtimes of `new/` and `cur/` it was made from: while they hold (and are older than
+//!   the 2 s a same-tick change could hide in), a sync reads neither directory.
 //!   [`Folder::import`] takes UIDs and UIDVALIDITY from outside (migrations).
 //!   Keywords use Dovecot's `dovecot-keywords` (letters `a`–`z` in the file name).
 //!   A FETCH cache (`mailorder-cache.UIDVALIDITY`) keeps rendered ENVELOPE and
