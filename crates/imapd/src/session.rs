@@ -1591,29 +1591,36 @@ impl<W: Write> Session<W> {
                     if !peek {
                         set_seen = true;
                     }
-                    let content: Vec<u8> = match p.find(&section.part) {
-                        None => Vec::new(),
+                    use std::borrow::Cow;
+                    let empty: &[u8] = &[];
+                    let content: Cow<[u8]> = match p.find(&section.part) {
+                        None => Cow::Borrowed(empty),
                         Some(part) => {
                             let msg = if section.part.is_empty() {
                                 Some(p)
                             } else {
                                 part.message.as_deref()
                             };
+                            let slice = |r: std::ops::Range<usize>| Cow::Borrowed(&d[r]);
                             match &section.text {
-                                SectionText::Full if section.part.is_empty() => d.clone(),
-                                SectionText::Full => d[part.body.clone()].to_vec(),
-                                SectionText::Mime => d[part.header.clone()].to_vec(),
-                                SectionText::Header => msg
-                                    .map(|x| d[x.header.clone()].to_vec())
-                                    .unwrap_or_default(),
-                                SectionText::Text => {
-                                    msg.map(|x| d[x.body.clone()].to_vec()).unwrap_or_default()
+                                SectionText::Full if section.part.is_empty() => slice(0..d.len()),
+                                SectionText::Full => slice(part.body.clone()),
+                                SectionText::Mime => slice(part.header.clone()),
+                                SectionText::Header => {
+                                    msg.map_or(Cow::Borrowed(empty), |x| slice(x.header.clone()))
                                 }
-                                SectionText::Fields { not, fields } => msg
-                                    .map(|x| {
-                                        mime::header_fields(&d[x.header.clone()], fields, *not)
+                                SectionText::Text => {
+                                    msg.map_or(Cow::Borrowed(empty), |x| slice(x.body.clone()))
+                                }
+                                SectionText::Fields { not, fields } => {
+                                    msg.map_or(Cow::Borrowed(empty), |x| {
+                                        Cow::Owned(mime::header_fields(
+                                            &d[x.header.clone()],
+                                            fields,
+                                            *not,
+                                        ))
                                     })
-                                    .unwrap_or_default(),
+                                }
                             }
                         }
                     };
