@@ -152,3 +152,60 @@ pub fn valid_tag(t: &str) -> bool {
         && t.bytes()
             .all(|c| c.is_ascii_graphic() && !b"(){%*\"\\+]".contains(&c))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(input: &[u8]) -> String {
+        let d = tempfile::tempdir().unwrap();
+        let mut cfg = Config::new(d.path().join("Maildir"), "u".into());
+        cfg.max_message = 100;
+        let mut out = Vec::new();
+        run(&cfg, std::io::Cursor::new(input.to_vec()), &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn preauth_session_from_a_script() {
+        let out = session(
+            b"a APPEND INBOX (\\Seen) {14+}\r\nSubject: x\r\n\r\n\r\nb SELECT INBOX\r\nc FETCH 1 (FLAGS BODY.PEEK[HEADER.FIELDS (SUBJECT)])\r\nd LOGOUT\r\ne NOOP\r\n",
+        );
+        assert!(out.starts_with("* PREAUTH [CAPABILITY IMAP4rev1 "), "{out}");
+        assert!(out.contains("a OK [APPENDUID "), "{out}");
+        assert!(out.contains("* 1 EXISTS\r\n"), "{out}");
+        assert!(
+            out.contains("* 1 FETCH (FLAGS (\\Seen) BODY[HEADER.FIELDS (SUBJECT)] {14}\r\nSubject: x\r\n\r\n)\r\n"),
+            "{out}"
+        );
+        assert!(
+            out.ends_with("* BYE Logging out\r\nd OK Logout completed\r\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn limits_and_bad_input() {
+        let out = session(b"a APPEND INBOX {101}\r\nb NOOP\r\nc FETCH 1 FLAGS\r\nd SELECT \"..\"\r\ne APPEND INBOX {101+}\r\n");
+        assert!(out.contains("a NO [TOOBIG]"), "{out}");
+        assert!(out.contains("b OK NOOP completed"), "{out}");
+        assert!(out.contains("c BAD No mailbox selected"), "{out}");
+        assert!(
+            out.contains("d NO [CANNOT]") || out.contains("d BAD"),
+            "{out}"
+        );
+        assert!(out.ends_with("* BYE Literal too big\r\n"), "{out}");
+    }
+
+    #[test]
+    fn list_patterns() {
+        use session::list_match;
+        assert!(list_match("*", "a/b/c"));
+        assert!(list_match("%", "a") && !list_match("%", "a/b"));
+        assert!(list_match("a/%", "a/b") && !list_match("a/%", "a/b/c"));
+        assert!(list_match("*b*", "a/b/c") && !list_match("x*", "a"));
+        // Many wildcards stay linear.
+        let p = "*".repeat(200) + "x";
+        assert!(!list_match(&p, &"a".repeat(200)));
+    }
+}
