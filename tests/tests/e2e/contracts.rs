@@ -29,6 +29,10 @@ const CODES: &[(&str, &[u8])] = &[
     ("deliver-as", &[111]),
     ("listen", &[100, 111]),
     ("setup", &[0, 100, 111]),
+    ("qadmin", &[0, 1, 100, 111]),
+    ("useradm", &[0, 100, 111]),
+    ("remote-send", &[0, 100]),
+    ("checkpassword-ldap", &[1, 2, 111]),
 ];
 
 #[test]
