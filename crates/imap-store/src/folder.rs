@@ -428,6 +428,16 @@ impl Folder {
         let _lock = self.lock()?;
         let mut state = match self.load_index() {
             Some(s) => s,
+            None if !self.dir.join(INDEX).exists()
+                && !self.dir.join(LAST_UV).exists()
+                && let Some((uv, next, uids)) = self.foreign_uids() =>
+            {
+                // A folder coming from Dovecot or Courier: keep its UIDs.
+                let wanted: HashMap<&str, u32> =
+                    uids.iter().map(|(b, u)| (b.as_str(), *u)).collect();
+                write_atomic(&self.dir.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
+                self.state_with_uids(uv, next, &wanted)?
+            }
             None => {
                 if self.dir.join(INDEX).exists() {
                     log::warn!("index {} torn or unreadable: rebuilt", self.dir.display());
@@ -721,39 +731,7 @@ impl Folder {
         }
         {
             let _lock = self.lock()?;
-            let md = Maildir::open(&self.dir)?;
-            let mut msgs = Vec::new();
-            for e in md.scan()? {
-                if let Some(&uid) = wanted.get(e.base.as_str()) {
-                    let path = self.dir.join(e.dir.dir()).join(&e.name);
-                    let Ok(meta) = fs::symlink_metadata(&path) else {
-                        continue;
-                    };
-                    let size = match name::wsize_tag(&e.name) {
-                        Some(w) => w,
-                        None => crlf_size(&path).unwrap_or(e.size),
-                    };
-                    msgs.push(Msg {
-                        uid,
-                        modseq: 1,
-                        internal: meta.mtime(),
-                        size,
-                        sub: e.dir,
-                        file: e.name,
-                        flags: e.flags,
-                    });
-                }
-            }
-            msgs.sort_by_key(|m| m.uid);
-            let state = State {
-                uidvalidity,
-                uidnext,
-                highestmodseq: 1,
-                msgs,
-                vanished: Vec::new(),
-                vanished_floor: 0,
-                dirs: None,
-            };
+            let state = self.state_with_uids(uidvalidity, uidnext, &wanted)?;
             write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
             write_atomic(
                 &self.dir.join(LAST_UV),
@@ -763,6 +741,103 @@ impl Folder {
         }
         self.seen = None;
         self.sync()
+    }
+
+    /// A state holding the messages whose unique names `wanted` lists, with those UIDs
+    /// (the others are left for the next merge to number).
+    fn state_with_uids(
+        &self,
+        uidvalidity: u32,
+        uidnext: u32,
+        wanted: &HashMap<&str, u32>,
+    ) -> Result<State, StoreError> {
+        let md = Maildir::open(&self.dir)?;
+        let mut msgs = Vec::new();
+        for e in md.scan()? {
+            if let Some(&uid) = wanted.get(e.base.as_str()) {
+                let path = self.dir.join(e.dir.dir()).join(&e.name);
+                let Ok(meta) = fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                let size = match name::wsize_tag(&e.name) {
+                    Some(w) => w,
+                    None => crlf_size(&path).unwrap_or(e.size),
+                };
+                msgs.push(Msg {
+                    uid,
+                    modseq: 1,
+                    internal: meta.mtime(),
+                    size,
+                    sub: e.dir,
+                    file: e.name,
+                    flags: e.flags,
+                });
+            }
+        }
+        msgs.sort_by_key(|m| m.uid);
+        msgs.dedup_by_key(|m| m.uid);
+        Ok(State {
+            uidvalidity,
+            uidnext,
+            highestmodseq: 1,
+            msgs,
+            vanished: Vec::new(),
+            vanished_floor: 0,
+            dirs: None,
+        })
+    }
+
+    /// UIDs left by Dovecot (`dovecot-uidlist`, versions 1 and 3) or Courier
+    /// (`courierimapuiddb`) in a folder this store has never indexed: (UIDVALIDITY,
+    /// UIDNEXT, unique name → UID). A file that does not parse is ignored.
+    fn foreign_uids(&self) -> Option<ForeignUids> {
+        let parse = |text: &str| -> Option<ForeignUids> {
+            let mut lines = text.lines();
+            let head: Vec<&str> = lines.next()?.split_whitespace().collect();
+            let (uv, next) = match head.first().copied() {
+                // Dovecot v3: `3 V<uidvalidity> N<nextuid> …`.
+                Some("3") => {
+                    let get = |k: char| {
+                        head.iter()
+                            .find_map(|f| f.strip_prefix(k))
+                            .and_then(|v| v.parse::<u32>().ok())
+                    };
+                    (get('V')?, get('N')?)
+                }
+                // Dovecot v1 and Courier: `1 <uidvalidity> <nextuid>`.
+                Some("1") => (head.get(1)?.parse().ok()?, head.get(2)?.parse().ok()?),
+                _ => return None,
+            };
+            let mut uids = Vec::new();
+            for l in lines {
+                let Some((uid, rest)) = l.split_once(' ') else {
+                    continue;
+                };
+                let Ok(uid) = uid.parse::<u32>() else {
+                    continue;
+                };
+                // v3 puts the name after ` :`, v1 and Courier after the UID.
+                let name = match rest.rfind(" :").map(|i| &rest[i + 2..]) {
+                    Some(n) => n,
+                    None => rest.strip_prefix(':').unwrap_or(rest),
+                };
+                let base = name::unique_part(name::split_info(name.trim()).0);
+                if uid > 0 && uid < next && !base.is_empty() {
+                    uids.push((base.to_owned(), uid));
+                }
+            }
+            (uv > 0).then_some((uv, next, uids))
+        };
+        ["dovecot-uidlist", "courierimapuiddb"]
+            .iter()
+            .find_map(|f| {
+                let text = fs::read_to_string(self.dir.join(f)).ok()?;
+                let r = parse(&text);
+                if r.is_some() {
+                    log::info!("UIDs taken over from {}", self.dir.join(f).display());
+                }
+                r
+            })
     }
 
     /// The keyword names, by letter index (`a` = 0), from `dovecot-keywords`.
@@ -926,6 +1001,9 @@ fn cache_line(line: &[u8]) -> Option<(u32, [String; 3])> {
     };
     Some((u.parse().ok()?, [unescape(a)?, unescape(b)?, unescape(c)?]))
 }
+
+/// UIDVALIDITY, UIDNEXT and (unique name, UID) pairs found in another server's files.
+type ForeignUids = (u32, u32, Vec<(String, u32)>);
 
 /// A sequential reader of the FETCH cache: ask for UIDs in ascending order.
 pub struct CacheReader {
@@ -1178,6 +1256,51 @@ mod tests {
         f.remove(&st2.msgs[0]).unwrap();
         assert!(f.read(&st2.msgs[0]).unwrap().is_none());
         assert!(f.sync().unwrap().msgs.is_empty());
+    }
+
+    #[test]
+    fn dovecot_and_courier_uids_are_kept() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        let a = md.deliver(&b"a\n"[..]).unwrap();
+        let b = md.deliver(&b"b\n"[..]).unwrap();
+        let c = md.deliver(&b"c\n"[..]).unwrap();
+        let base =
+            |p: &PathBuf| name::unique_part(p.file_name().unwrap().to_str().unwrap()).to_owned();
+        fs::write(
+            s.root().join("dovecot-uidlist"),
+            format!(
+                "3 V1234 N50 Gabc\n7 :{}\n9 W28 :{},S=2:2,S\n",
+                base(&a),
+                base(&b)
+            ),
+        )
+        .unwrap();
+        let st = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(st.uidvalidity, 1234);
+        assert_eq!(
+            st.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(),
+            [7, 9, 50]
+        );
+        assert_eq!(st.msgs[2].base(), base(&c));
+        // Once indexed here, the foreign file is not read again.
+        fs::write(s.root().join("dovecot-uidlist"), "3 V999 N2\n").unwrap();
+        assert_eq!(s.folder("INBOX").unwrap().sync().unwrap().uidvalidity, 1234);
+        // Courier's format.
+        let f = s.root().join(".Sent");
+        Maildir::open(s.root())
+            .unwrap()
+            .create_folder("Sent")
+            .unwrap();
+        let sm = Maildir::open(&f).unwrap();
+        let x = sm.deliver(&b"x\n"[..]).unwrap();
+        fs::write(
+            f.join("courierimapuiddb"),
+            format!("1 77 5\n3 {}\n", base(&x)),
+        )
+        .unwrap();
+        let st = s.folder("Sent").unwrap().sync().unwrap();
+        assert_eq!((st.uidvalidity, st.msgs[0].uid, st.uidnext), (77, 3, 5));
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //!   messages in delivery order (the time in the unique name). The index records the
 //!   mtimes of `new/` and `cur/` it was made from: while they hold (and are older than
 //!   the 2 s a same-tick change could hide in), a sync reads neither directory.
-//!   [`Folder::import`] takes UIDs and UIDVALIDITY from outside (migrations).
+//!   [`Folder::import`] takes UIDs and UIDVALIDITY from outside (migrations); a folder
+//!   never indexed here takes them from Dovecot's `dovecot-uidlist` (v1, v3) or Courier's
+//!   `courierimapuiddb` when present, so clients keep their caches across a move.
 //!   Keywords use Dovecot's `dovecot-keywords` (letters `a`–`z` in the file name).
 //!   A FETCH cache (`mailorder-cache.UIDVALIDITY`) keeps rendered ENVELOPE and
 //!   BODYSTRUCTURE per UID.

@@ -1058,3 +1058,79 @@ fn quota_and_appendlimit() {
     assert!(last(&r).starts_with("g NO"), "{r:?}");
     c.cmd("z", b"LOGOUT");
 }
+
+const DOVECOT_PY: &str = r#"
+import imaplib, sys, re
+dovecot, ours = sys.argv[1], sys.argv[2]
+M = imaplib.IMAP4_stream(dovecot)
+for i in range(4):
+    M.append("INBOX", "(\\Seen $Work)" if i % 2 else None, None, b"Subject: dv %d\r\n\r\nhello\r\n" % i)
+M.create("Lists/rust")
+M.select()
+M.store("2", "+FLAGS", "(\\Deleted)")
+M.expunge()
+theirs = M.uid("FETCH", "1:*", "(FLAGS)")[1]
+uv = M.status("INBOX", "(UIDVALIDITY UIDNEXT)")[1][0]
+M.logout()
+M = imaplib.IMAP4_stream(ours)
+items = lambda b: sorted(re.findall(rb"(UIDVALIDITY|UIDNEXT) (\d+)", b))
+mine_uv = M.status("INBOX", "(UIDVALIDITY UIDNEXT)")[1][0]
+assert items(mine_uv) == items(uv), (uv, mine_uv)
+M.select()
+mine = M.uid("FETCH", "1:*", "(FLAGS)")[1]
+clean = lambda v: [re.sub(rb" ?\\Recent", b"", x).replace(b"( ", b"(") for x in v]
+assert clean(mine) == clean(theirs), (mine, theirs)
+assert b'"/" Lists/rust' in b" ".join(M.list()[1])
+M.logout()
+print("DOVECOT OK")
+"#;
+
+/// A Maildir written by Dovecot keeps its UIDVALIDITY, UIDs, flags and keywords when
+/// imapd takes it over (dovecot-uidlist, dovecot-keywords, `.A.B` folders).
+#[test]
+fn takes_over_a_dovecot_maildir() {
+    if !std::path::Path::new("/usr/lib/dovecot/imap").exists() {
+        skip("takes_over_a_dovecot_maildir", "dovecot not installed");
+        return;
+    }
+    let t = Tree::new();
+    let home = t.root.join("dovecot-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let conf = home.join("dovecot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "mail_location = maildir:{}/Maildir\nlog_path = /dev/null\nssl = no\nfirst_valid_uid = 1\n\
+             namespace inbox {{\n  inbox = yes\n  separator = /\n}}\n",
+            home.display()
+        ),
+    )
+    .unwrap();
+    // Dovecot refuses to run as root: as root, both servers run as nobody.
+    let (prefix, user) = if is_root() {
+        Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(&home)
+            .status()
+            .unwrap();
+        (
+            "setpriv --reuid=65534 --regid=65534 --clear-groups ",
+            "nobody",
+        )
+    } else {
+        ("", "me")
+    };
+    let dovecot = format!(
+        "{prefix}env -i HOME={h} USER={user} /usr/lib/dovecot/imap -c {c}",
+        h = home.display(),
+        c = conf.display()
+    );
+    let ours = format!(
+        "{prefix}env -i MAILORDER_ROOT={r} MAILDIR={h}/Maildir USER={user} {b}",
+        r = t.root.display(),
+        h = home.display(),
+        b = bin("imapd").display()
+    );
+    let out = run_py(DOVECOT_PY, &[&dovecot, &ours]);
+    assert!(out.contains("DOVECOT OK"), "{out}");
+}
