@@ -145,6 +145,20 @@ pub fn run<R: Read + Send + 'static, W: Write>(
     s.serve(Input::spawn(input))
 }
 
+/// Prepare fd 1 when it is a TCP socket: no Nagle delay (responses are written whole,
+/// one write per command, and Nagle would only hold each tail behind the client's
+/// delayed ACK), and a send timeout, so a client that stops reading cannot hold the
+/// process for ever. On a pipe (under tlswrap, PREAUTH) nothing happens.
+pub fn tune_output(fd: &impl std::os::fd::AsFd, write_timeout: Duration) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(fd, sockopt::TcpNoDelay, &true);
+    let tv = nix::sys::time::TimeVal::new(
+        i64::try_from(write_timeout.as_secs()).unwrap_or(i64::MAX),
+        0,
+    );
+    let _ = setsockopt(fd, sockopt::SendTimeout, &tv);
+}
+
 /// Whether `t` is a valid IMAP tag (the front end's `IMAPLOGINTAG` is checked again).
 pub fn valid_tag(t: &str) -> bool {
     !t.is_empty()

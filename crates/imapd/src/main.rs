@@ -28,12 +28,9 @@ fn main() {
     cfg.max_message =
         usize::try_from(num("imapappendlimit", 50 * 1024 * 1024)).unwrap_or(usize::MAX);
     cfg.timeout = std::time::Duration::from_secs(num("timeoutimap", 1800));
-    // Responses are written whole, one write per command: Nagle would only delay the
-    // tail of each behind the client's delayed ACK. Not a socket (a pipe): no matter.
-    let _ = nix::sys::socket::setsockopt(
+    imapd::tune_output(
         &std::io::stdout(),
-        nix::sys::socket::sockopt::TcpNoDelay,
-        &true,
+        std::time::Duration::from_secs(num("timeoutimapwrite", 600)),
     );
     match imapd::run(&cfg, std::io::stdin(), std::io::stdout()) {
         Ok(()) => exit::exit(0),
