@@ -1134,3 +1134,76 @@ fn takes_over_a_dovecot_maildir() {
     let out = run_py(DOVECOT_PY, &[&dovecot, &ours]);
     assert!(out.contains("DOVECOT OK"), "{out}");
 }
+
+/// imapd-login on its own: SASL-IR, ID before login, LOGINDISABLED and PRIVACYREQUIRED
+/// when plain text is refused, failed logins counted and cut.
+#[test]
+fn login_front_end() {
+    let mut t = Tree::new();
+    t.control("authfaildelay", "10");
+    let port = start_imap(&mut t, false);
+    let pw = t.demo_password();
+    let plain = |user: &str, pass: &str| {
+        let raw = format!("\0{user}\0{pass}");
+        // base64 without a crate: the test harness only has std.
+        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let b = raw.as_bytes();
+        let mut out = String::new();
+        for c in b.chunks(3) {
+            let n = (u32::from(c[0]) << 16)
+                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+                | u32::from(*c.get(2).unwrap_or(&0));
+            for i in 0..4 {
+                if i <= c.len() {
+                    out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    };
+    let mut c = Raw::connect(port);
+    let r = c.cmd("a", b"ID (\"name\" \"test\")");
+    assert_eq!(r, ["* ID (\"name\" \"mailorder\")", "a OK ID completed"]);
+    let r = c.cmd(
+        "b",
+        format!("AUTHENTICATE PLAIN {}", plain("demo@example.test", &pw)).as_bytes(),
+    );
+    assert!(
+        last(&r).starts_with("b OK [CAPABILITY IMAP4rev1"),
+        "SASL-IR: {r:?}"
+    );
+    c.cmd("c", b"LOGOUT");
+    // Failed logins: counted, then the connection is cut (maxauthfailures, default 3).
+    let mut c = Raw::connect(port);
+    for tag in ["d1", "d2"] {
+        let r = c.cmd(tag, b"LOGIN demo@example.test wrong");
+        assert!(
+            last(&r).starts_with(&format!("{tag} NO [AUTHENTICATIONFAILED]")),
+            "{r:?}"
+        );
+    }
+    c.send(b"d3 LOGIN demo@example.test wrong\r\n");
+    let mut rest = String::new();
+    let _ = c.r.read_to_string(&mut rest);
+    assert!(
+        rest.contains("d3 NO [AUTHENTICATIONFAILED]") && rest.contains("* BYE"),
+        "{rest}"
+    );
+    // Plain text refused without TLS.
+    t.control("plaintextauth", "tls");
+    let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut c = Raw {
+        r: BufReader::new(s.try_clone().unwrap()),
+        w: s,
+    };
+    let g = c.line();
+    assert!(
+        g.contains("LOGINDISABLED") && g.contains("STARTTLS") && !g.contains("AUTH=PLAIN"),
+        "{g}"
+    );
+    let r = c.cmd("e", format!("LOGIN demo@example.test {pw}").as_bytes());
+    assert!(last(&r).starts_with("e NO [PRIVACYREQUIRED]"), "{r:?}");
+}
