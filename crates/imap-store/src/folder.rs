@@ -681,6 +681,47 @@ impl Folder {
         Ok(name::unique_part(&fname).to_owned())
     }
 
+    /// Add a copy of the message file `src` (another folder of the same Maildir++) by a
+    /// hard link under a new unique name, with `flags` (Maildir letters): COPY without
+    /// copying bytes, as Dovecot does (message files are never changed in place). `None`
+    /// when linking is not possible (another file system, a symlink, permissions): the
+    /// caller copies instead.
+    pub fn add_link(&mut self, src: &Path, flags: &str) -> Result<Option<String>, StoreError> {
+        let Ok(meta) = fs::symlink_metadata(src) else {
+            return Ok(None);
+        };
+        if !meta.is_file() {
+            return Ok(None);
+        }
+        let src_name = src.file_name().and_then(|f| f.to_str()).unwrap_or_default();
+        let size = name::size_tag(src_name).unwrap_or(meta.len());
+        let wsize = match name::wsize_tag(src_name) {
+            Some(w) => w,
+            None => crlf_size(src).map_err(|e| StoreError::io("read", src, e))?,
+        };
+        let unique = name::unique();
+        let base = name::with_sizes(&unique, size, wsize);
+        let dst = if flags.is_empty() {
+            self.dir.join("new").join(&base)
+        } else {
+            self.dir.join("cur").join(name::with_flags(&base, flags))
+        };
+        match fs::hard_link(src, &dst) {
+            Ok(()) => {
+                if let Some(d) = dst.parent()
+                    && let Ok(f) = fs::File::open(d)
+                {
+                    f.sync_all().map_err(|e| StoreError::io("fsync", d, e))?;
+                }
+                Ok(Some(unique))
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(StoreError::io("link", &dst, e))
+            }
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Add a message and give it its UID at once: [`Folder::add`] then
     /// [`Folder::uids_of`]. Returns (UIDVALIDITY, UID).
     pub fn append(
@@ -1221,6 +1262,19 @@ mod tests {
         assert_eq!(st.uidvalidity, uv);
         let m = &st.msgs[0];
         assert_eq!(m.flags, "Sa");
+        // A hard-linked copy into another folder.
+        let sent = s.root().join(".Sent");
+        Maildir::open(s.root())
+            .unwrap()
+            .create_folder("Sent")
+            .unwrap();
+        let mut g = s.folder("Sent").unwrap();
+        let b = g.add_link(&f.msg_path(m), "S").unwrap().unwrap();
+        let gs = g.sync().unwrap();
+        assert_eq!(gs.msgs[0].base(), b);
+        assert_eq!(gs.msgs[0].size, m.size);
+        assert_eq!(g.read(&gs.msgs[0]).unwrap(), f.read(m).unwrap());
+        assert!(sent.join("cur").read_dir().unwrap().count() == 1);
         assert_eq!(m.internal, 1_000_000_000);
         assert_eq!(m.size, 18);
         assert_eq!(f.read(m).unwrap().unwrap(), b"Subject: x\n\nhi\n");

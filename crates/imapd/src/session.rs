@@ -1814,10 +1814,8 @@ impl<W: Write> Session<W> {
         let mut src_uids = Vec::new();
         let mut bases: Vec<String> = Vec::new();
         let (dst_uv, dst_uids);
+        let (mut bytes, mut count) = (0i64, 0i64);
         for (_, m) in &targets {
-            let Ok(Some(data)) = sel.folder.read(m) else {
-                continue;
-            };
             let names: Vec<String> = m
                 .flags
                 .chars()
@@ -1830,17 +1828,42 @@ impl<W: Write> Session<W> {
                     letters.push(c);
                 }
             }
-            match dst.add(
-                &data,
-                &mailorder_maildir::name::normalize_flags(&letters),
-                Some(m.internal),
-            ) {
+            let letters = mailorder_maildir::name::normalize_flags(&letters);
+            // A hard link when possible (same file system): no bytes copied.
+            let src = sel.folder.msg_path(m);
+            let stored = mailorder_maildir::name::size_tag(&m.file)
+                .or_else(|| std::fs::metadata(&src).ok().map(|x| x.len()))
+                .unwrap_or(m.size);
+            let added = match dst.add_link(&src, &letters) {
+                Ok(Some(base)) => Ok(base),
+                Ok(None) | Err(_) => match sel.folder.read(m) {
+                    Ok(Some(data)) => dst.add(&data, &letters, Some(m.internal)),
+                    Ok(None) => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            match added {
                 Ok(base) => {
                     src_uids.push(m.uid);
                     bases.push(base);
+                    bytes += i64::try_from(stored).unwrap_or(0);
+                    count += 1;
                 }
                 Err(e) => return Ok(store_no(&e)),
             }
+        }
+        // Maildir++ quota: Trash is not counted; a MOVE takes the messages off the source.
+        let trash = |n: &str| n.eq_ignore_ascii_case("Trash");
+        let root = self.store.root().to_owned();
+        let mut delta = (0, 0);
+        if !trash(&name) {
+            delta = (bytes, count);
+        }
+        if is_move && !trash(&sel.name) {
+            delta = (delta.0 - bytes, delta.1 - count);
+        }
+        if delta != (0, 0) {
+            let _ = mailorder_maildir::quota::append_line(&root, delta.0, delta.1);
         }
         match dst.uids_of(&bases) {
             Ok((uv, u)) => {
@@ -1880,13 +1903,23 @@ impl<W: Write> Session<W> {
             return Ok(());
         }
         let max = sel.view.last().map_or(0, |m| m.uid);
+        let (mut bytes, mut count) = (0i64, 0i64);
         for m in &sel.view {
-            if m.flags.contains('T')
-                && only.is_none_or(|s| s.contains(m.uid, max))
-                && let Err(e) = sel.folder.remove(m)
-            {
-                log::warn!("expunge: {e}");
+            if !m.flags.contains('T') || !only.is_none_or(|s| s.contains(m.uid, max)) {
+                continue;
             }
+            let stored = mailorder_maildir::name::size_tag(&m.file).unwrap_or(m.size);
+            match sel.folder.remove(m) {
+                Ok(()) => {
+                    bytes += i64::try_from(stored).unwrap_or(0);
+                    count += 1;
+                }
+                Err(e) => log::warn!("expunge: {e}"),
+            }
+        }
+        // Maildir++ quota (Trash is not counted).
+        if count > 0 && !sel.name.eq_ignore_ascii_case("Trash") {
+            let _ = mailorder_maildir::quota::append_line(self.store.root(), -bytes, -count);
         }
         Ok(())
     }

@@ -1052,6 +1052,15 @@ fn quota_and_appendlimit() {
     c.send(b"e APPEND INBOX {13+}\r\nSubject: \r\n\r\n\r\n");
     let r = c.until("e");
     assert!(last(&r).starts_with("e NO [OVERQUOTA]"), "{r:?}");
+    // EXPUNGE gives the quota back; COPY to Trash does not count.
+    c.cmd("e1", b"SELECT INBOX");
+    c.cmd("e2", b"COPY 1 Trash");
+    c.cmd("e3", b"STORE 1 +FLAGS.SILENT (\\Deleted)");
+    c.cmd("e4", b"EXPUNGE");
+    let r = c.cmd("e5", b"GETQUOTA \"\"");
+    assert_eq!(r[0], "* QUOTA \"\" (STORAGE 0 10 MESSAGE 0 1)", "{r:?}");
+    let r = c.cmd("e6", b"STATUS Trash (MESSAGES)");
+    assert_eq!(r[0], "* STATUS Trash (MESSAGES 1)", "{r:?}");
     let r = c.cmd("f", b"APPEND INBOX {2000}");
     assert!(last(&r).starts_with("f NO [TOOBIG]"), "{r:?}");
     let r = c.cmd("g", b"SETQUOTA \"\" (STORAGE 1)");
