@@ -9,6 +9,10 @@ use crate::seqset::SeqSet;
 /// Deepest list nesting accepted.
 pub const MAX_DEPTH: usize = 16;
 
+/// Deepest SEARCH key nesting accepted (`OR a OR b OR c …` nests one level per `OR`,
+/// and clients send long chains).
+pub const MAX_SEARCH_DEPTH: usize = 64;
+
 /// A token of a command.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tok {
@@ -600,7 +604,7 @@ pub enum DateCmp {
 }
 
 fn search_key(toks: &[Tok], i: &mut usize, depth: usize) -> Result<SearchKey, String> {
-    if depth > MAX_DEPTH {
+    if depth > MAX_SEARCH_DEPTH {
         return Err("search keys nested too deeply".into());
     }
     let tok = toks.get(*i).ok_or("missing search key")?;
@@ -890,6 +894,9 @@ mod tests {
         let deep = format!("t SEARCH {}", "NOT ".repeat(100) + "ALL");
         let c = parse_command(deep.as_bytes()).unwrap();
         assert!(parse_search(&c.args).is_err());
+        let chain = format!("t SEARCH {}UID 1", "OR UID 2 ".repeat(50));
+        let c = parse_command(chain.as_bytes()).unwrap();
+        assert!(parse_search(&c.args).is_ok());
     }
 
     #[test]
