@@ -47,6 +47,9 @@ struct Selected {
     cache_new: Vec<(u32, [String; 3])>,
     /// The folder's sync generation last reported to the client.
     generation: u64,
+    /// \Recent (IMAP4rev1): the messages this session was the first to see, i.e. found
+    /// in `new/` (and moved to `cur/` when read-write). Empty under IMAP4rev2.
+    recent: std::collections::HashSet<u32>,
 }
 
 /// Outcome of a handler: the tagged reply.
@@ -615,8 +618,11 @@ impl<W: Write> Session<W> {
         }
     }
 
-    fn flags_text(letters: &str, keywords: &[String]) -> String {
+    fn flags_text(letters: &str, keywords: &[String], recent: bool) -> String {
         let mut v: Vec<String> = Vec::new();
+        if recent {
+            v.push("\\Recent".into());
+        }
         for c in letters.chars() {
             if let Some((_, f)) = SYSTEM_FLAGS.iter().find(|(l, _)| *l == c) {
                 v.push((*f).to_owned());
@@ -702,6 +708,15 @@ impl<W: Write> Session<W> {
             Ok(s) => s,
             Err(e) => return Ok(store_no(&e)),
         };
+        let recent: std::collections::HashSet<u32> = if self.rev2 {
+            Default::default()
+        } else {
+            st.msgs
+                .iter()
+                .filter(|m| m.sub == mailorder_maildir::Sub::New)
+                .map(|m| m.uid)
+                .collect()
+        };
         if !readonly && st.msgs.iter().any(|m| m.sub == mailorder_maildir::Sub::New) {
             let _ = folder.take_new(&st);
             if let Ok(s) = folder.sync() {
@@ -722,7 +737,7 @@ impl<W: Write> Session<W> {
             let n = self.name_out(&name);
             self.line(&format!("* LIST () \"/\" {n}"));
         } else {
-            self.line("* 0 RECENT");
+            self.line(&format!("* {} RECENT", recent.len()));
             if let Some(i) = st.msgs.iter().position(|m| !m.flags.contains('S')) {
                 self.line(&format!("* OK [UNSEEN {}] First unseen", i + 1));
             }
@@ -746,7 +761,7 @@ impl<W: Write> Session<W> {
                         "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))",
                         i + 1,
                         m.uid,
-                        Self::flags_text(&m.flags, &keywords),
+                        Self::flags_text(&m.flags, &keywords, recent.contains(&m.uid)),
                         m.modseq
                     ));
                 }
@@ -754,6 +769,7 @@ impl<W: Write> Session<W> {
         }
         let generation = folder.generation();
         self.sel = Some(Selected {
+            recent,
             generation,
             name,
             folder,
@@ -817,7 +833,9 @@ impl<W: Write> Session<W> {
             while i > 0 {
                 i -= 1;
                 if !now.contains_key(&sel.view[i].uid) {
-                    gone.push(sel.view.remove(i).uid);
+                    let uid = sel.view.remove(i).uid;
+                    sel.recent.remove(&uid);
+                    gone.push(uid);
                     if !qresync {
                         lines.push(format!("* {} EXPUNGE", i + 1));
                     }
@@ -846,7 +864,7 @@ impl<W: Write> Session<W> {
                         "* {} FETCH (UID {} FLAGS {}{ms})",
                         i + 1,
                         m.uid,
-                        Self::flags_text(&n.flags, &sel.keywords)
+                        Self::flags_text(&n.flags, &sel.keywords, sel.recent.contains(&m.uid))
                     ));
                 }
                 *m = (*n).clone();
@@ -857,9 +875,26 @@ impl<W: Write> Session<W> {
         sel.view
             .extend(st.msgs.iter().filter(|m| m.uid > last).cloned());
         if sel.view.len() != before {
+            if !rev2 {
+                // Still in new/: nobody saw them before this session (which takes them
+                // to cur/ when it may write).
+                let fresh: Vec<u32> = sel.view[before..]
+                    .iter()
+                    .filter(|m| m.sub == mailorder_maildir::Sub::New)
+                    .map(|m| m.uid)
+                    .collect();
+                sel.recent.extend(fresh.iter().copied());
+                if !sel.readonly && !fresh.is_empty() {
+                    let part = mailorder_imap_store::State {
+                        msgs: sel.view[before..].to_vec(),
+                        ..Default::default()
+                    };
+                    let _ = sel.folder.take_new(&part);
+                }
+            }
             lines.push(format!("* {} EXISTS", sel.view.len()));
             if !rev2 {
-                lines.push("* 0 RECENT".into());
+                lines.push(format!("* {} RECENT", sel.recent.len()));
             }
         }
         sel.uidnext = st.uidnext;
@@ -1061,7 +1096,11 @@ impl<W: Write> Session<W> {
             let i = it.atom_upper().unwrap_or_default();
             let v = match i.as_str() {
                 "MESSAGES" => st.msgs.len() as u64,
-                "RECENT" => 0,
+                "RECENT" => st
+                    .msgs
+                    .iter()
+                    .filter(|m| m.sub == mailorder_maildir::Sub::New)
+                    .count() as u64,
                 "DELETED" => st.msgs.iter().filter(|m| m.flags.contains('T')).count() as u64,
                 "UIDNEXT" => u64::from(st.uidnext),
                 "UIDVALIDITY" => u64::from(st.uidvalidity),
@@ -1485,7 +1524,10 @@ impl<W: Write> Session<W> {
                 FetchAtt::Flags => {
                     flags_sent = true;
                     out.extend(b"FLAGS ");
-                    out.extend(Self::flags_text(&m.flags, &sel.keywords).as_bytes());
+                    out.extend(
+                        Self::flags_text(&m.flags, &sel.keywords, sel.recent.contains(&m.uid))
+                            .as_bytes(),
+                    );
                 }
                 FetchAtt::ModSeq => out.extend(format!("MODSEQ ({})", m.modseq).as_bytes()),
                 FetchAtt::InternalDate => {
@@ -1654,7 +1696,10 @@ impl<W: Write> Session<W> {
                 }
                 if !flags_sent {
                     out.extend(b" FLAGS ");
-                    out.extend(Self::flags_text(&nf, &sel.keywords).as_bytes());
+                    out.extend(
+                        Self::flags_text(&nf, &sel.keywords, sel.recent.contains(&m.uid))
+                            .as_bytes(),
+                    );
                 }
             }
         }
@@ -1766,7 +1811,7 @@ impl<W: Write> Session<W> {
                 if !silent {
                     items.push(format!(
                         "FLAGS {}",
-                        Self::flags_text(&n.flags, &sel.keywords)
+                        Self::flags_text(&n.flags, &sel.keywords, sel.recent.contains(&u))
                     ));
                 }
                 if condstore {
@@ -2056,6 +2101,7 @@ impl<W: Write> Session<W> {
                 maxuid,
                 keywords: &sel.keywords,
                 saved: &self.saved,
+                recent: &sel.recent,
                 data: None,
             };
             if eval(key, &mut ctx) {
@@ -2307,6 +2353,7 @@ struct Ctx<'a> {
     maxuid: u32,
     keywords: &'a [String],
     saved: &'a [u32],
+    recent: &'a std::collections::HashSet<u32>,
     data: Option<Option<Vec<u8>>>,
 }
 
@@ -2384,9 +2431,9 @@ fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
         SearchKey::All => true,
         SearchKey::Flag(f) => has(c, f),
         SearchKey::NoFlag(f) => !has(c, f),
-        SearchKey::New => false,
-        SearchKey::Old => true,
-        SearchKey::Recent => false,
+        SearchKey::New => c.recent.contains(&c.m.uid) && !c.m.flags.contains('S'),
+        SearchKey::Old => !c.recent.contains(&c.m.uid),
+        SearchKey::Recent => c.recent.contains(&c.m.uid),
         SearchKey::Larger(n) => c.m.size > *n,
         SearchKey::Smaller(n) => c.m.size < *n,
         SearchKey::ModSeq(n) => c.m.modseq >= *n,
