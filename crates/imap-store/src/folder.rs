@@ -531,7 +531,10 @@ impl Folder {
             }
         }
         let mut fresh: Vec<mailorder_maildir::Entry> = by_base.into_values().collect();
-        fresh.sort_by(|a, b| delivery_order(&a.base).cmp(&delivery_order(&b.base)));
+        fresh.sort_by_cached_key(|e| {
+            let (s, u, n, _) = delivery_order(&e.base);
+            (s, u, n, e.base.clone())
+        });
         for e in fresh {
             let path = self.dir.join(e.dir.dir()).join(&e.name);
             let meta = match fs::symlink_metadata(&path) {
