@@ -17,8 +17,10 @@ use mailorder_directory::{DirError, Directory, Passwd, Status, User};
 use std::ffi::OsString;
 
 /// The user, if `req` is a valid login. A login that is not UTF-8 is a bad login.
-pub fn check(dir: &Directory, passwd: &Passwd, req: &Request) -> Option<User> {
-    let login = std::str::from_utf8(&req.login).ok()?;
+pub fn check(dir: &Directory, passwd: &Passwd, req: &Request) -> Result<Option<User>, DirError> {
+    let Ok(login) = std::str::from_utf8(&req.login) else {
+        return Ok(None);
+    };
     passwd.verify(dir, login, &req.password)
 }
 
@@ -30,7 +32,8 @@ pub fn check_apop(dir: &Directory, passwd_text: &str, req: &Request) -> Option<U
     use md5::Digest;
     use subtle::ConstantTimeEq;
     let login = std::str::from_utf8(&req.login).ok()?;
-    let user = dir.lookup(login.trim())?;
+    // A directory error falls through to the ordinary check, which reports it.
+    let user = dir.lookup(login.trim()).ok().flatten()?;
     let secret = plain_secret(passwd_text, &user.address);
     let mut h = md5::Md5::new();
     h.update(&req.timestamp);
@@ -87,7 +90,7 @@ impl Backend for FileBackend {
             if apop && let Some(u) = check_apop(&dir, &text, req) {
                 return Ok(Some(u));
             }
-            Ok(check(&dir, &passwd, req))
+            check(&dir, &passwd, req)
         }))
     }
 }
@@ -163,7 +166,7 @@ mod tests {
             password: p.to_vec(),
             timestamp: Vec::new(),
         };
-        let ok = |l: &[u8], p: &[u8]| check(&dir, &passwd, &req(l, p)).map(|u| u.address);
+        let ok = |l: &[u8], p: &[u8]| check(&dir, &passwd, &req(l, p)).unwrap().map(|u| u.address);
         assert_eq!(
             ok(b"alice@x.test", b"secret").as_deref(),
             Some("alice@x.test")
@@ -179,8 +182,8 @@ mod tests {
     #[test]
     fn env_for_the_program() {
         let (_t, dir) = dir();
-        let u = dir.lookup("alice@x.test").unwrap();
-        let env = user_env(u);
+        let u = dir.lookup("alice@x.test").unwrap().unwrap();
+        let env = user_env(&u);
         let get = |k: &str| env.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
         assert_eq!(get("USER").unwrap(), "alice@x.test");
         assert_eq!(get("HOME").unwrap(), u.home.as_os_str());

@@ -539,6 +539,13 @@ impl FileStore {
                 replace_file(&self.dir.join(name), text.as_bytes(), mode)?;
             }
         }
+        // Keep a compiled index in step with the text it was made from.
+        if self.dirty[0]
+            && self.dir.join("users.cdb").exists()
+            && let Some(root) = self.dir.parent()
+        {
+            crate::Directory::compile(root)?;
+        }
         self.dirty = [false; 3];
         Ok(())
     }
@@ -999,12 +1006,12 @@ mod tests {
         assert!(users.starts_with("# people\n"), "{users}");
         let dir = crate::Directory::open_at(t.path()).unwrap();
         assert_eq!(
-            dir.lookup("bob@example.test").unwrap().forward,
+            dir.lookup("bob@example.test").unwrap().unwrap().forward,
             vec!["x@y.test"]
         );
-        assert!(!dir.lookup("bob@example.test").unwrap().local);
+        assert!(!dir.lookup("bob@example.test").unwrap().unwrap().local);
         assert_eq!(
-            dir.lookup("al@example.test").unwrap().status,
+            dir.lookup("al@example.test").unwrap().unwrap().status,
             crate::Status::Disabled
         );
         assert_eq!(dir.domain("example.net"), Some(DomainKind::Relay));
@@ -1019,7 +1026,7 @@ mod tests {
         assert!(!s.delete("bob@example.test").unwrap());
         s.commit().unwrap();
         let dir = crate::Directory::open_at(t.path()).unwrap();
-        assert!(dir.lookup("bob@example.test").is_none());
+        assert!(dir.lookup("bob@example.test").unwrap().is_none());
         assert!(
             dir.verify_password("bob@example.test", b"bobpw")
                 .unwrap()

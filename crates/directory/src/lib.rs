@@ -188,9 +188,33 @@ pub struct Directory {
     delimiters: Vec<char>,
     /// The LDAP back-end, when `control/ldapservers` names servers.
     ldap: Option<std::sync::Arc<ldap::Ldap>>,
+    /// The compiled index `directory/users.cdb`, used instead of parsing `users` when it is
+    /// at least as new as `users` ([`Directory::compile`]).
+    cdb: Option<std::sync::Arc<Compiled>>,
 }
 
+/// An open `users.cdb` and what a single line needs to become a [`User`].
+struct Compiled {
+    cdb: cdb2::CDB,
+    path: PathBuf,
+    defaults: Defaults,
+}
+
+impl std::fmt::Debug for Compiled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Compiled")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+/// Key prefixes in `users.cdb`: an address (primary or alias) → its `users` line; a domain
+/// that has users → empty.
+const CDB_ADDRESS: &[u8] = b"=";
+const CDB_DOMAIN: &[u8] = b"%";
+
 /// Defaults that `users` lines fall back on.
+#[derive(Debug, Clone)]
 struct Defaults {
     root: PathBuf,
     uid: u32,
@@ -253,6 +277,7 @@ impl Directory {
                 index: HashMap::new(),
                 delimiters,
                 ldap: Some(std::sync::Arc::new(l)),
+                cdb: None,
             });
         }
         let dir = root.join("directory");
@@ -267,11 +292,88 @@ impl Directory {
             None => HashMap::new(),
         };
         let users_path = dir.join("users");
+        if let Some(cdb) = Compiled::open_if_fresh(&dir, &users_path, &defaults)? {
+            return Ok(Directory {
+                root: root.to_owned(),
+                domains,
+                users: Vec::new(),
+                index: HashMap::new(),
+                delimiters,
+                ldap: None,
+                cdb: Some(std::sync::Arc::new(cdb)),
+            });
+        }
         let users = match read_optional(&users_path)? {
             Some(text) => parse_users(&text, &users_path, &defaults)?,
             None => Vec::new(),
         };
         Directory::build(root, domains, users, delimiters, &users_path)
+    }
+
+    /// Compile `root/directory/users` into `users.cdb` (written beside it under a temporary
+    /// name, then renamed): every process then finds an address with one hashed lookup
+    /// instead of parsing the whole file. The text stays the source: a `users` newer than
+    /// the index makes every program ignore the index until it is compiled again. Returns
+    /// the number of users.
+    pub fn compile(root: &Path) -> Result<usize, DirError> {
+        let control = Control::new(root.join("control"));
+        let (_, euid, _, egid) = mailorder_core::sys::ids();
+        let defaults = Defaults {
+            root: root.to_owned(),
+            uid: control_id(&control, "vmailuid", euid)?,
+            gid: control_id(&control, "vmailgid", egid)?,
+        };
+        let path = root.join("directory/users");
+        let text = read_optional(&path)?.unwrap_or_default();
+        // Parse the whole file first: a syntax error or a duplicate leaves the old index.
+        let users = parse_users(&text, &path, &defaults)?;
+        Directory::build(root, HashMap::new(), users, Vec::new(), &path)?;
+        let out = root.join("directory/users.cdb");
+        let io = |source: std::io::Error| DirError::Read {
+            path: out.clone(),
+            source,
+        };
+        let mut w = cdb2::CDBWriter::create(&out).map_err(io)?;
+        let mut n = 0;
+        let mut domains = std::collections::BTreeSet::new();
+        for (lineno, line) in meaningful_lines(&text) {
+            let parsed = parse_users(line, &path, &defaults).map_err(|e| match e {
+                DirError::Syntax { path, msg, .. } => DirError::Syntax {
+                    path,
+                    line: lineno,
+                    msg,
+                },
+                e => e,
+            })?;
+            for (user, aliases, _) in parsed {
+                n += 1;
+                for name in std::iter::once(user.address.clone()).chain(aliases) {
+                    if let Some((_, d)) = split_address(&name) {
+                        domains.insert(d.to_owned());
+                    }
+                    w.add(&[CDB_ADDRESS, name.as_bytes()].concat(), line.as_bytes())
+                        .map_err(io)?;
+                }
+            }
+        }
+        for d in domains {
+            w.add(&[CDB_DOMAIN, d.as_bytes()].concat(), b"")
+                .map_err(io)?;
+        }
+        w.finish().map_err(io)?;
+        Ok(n)
+    }
+
+    /// The user whose primary address or alias is exactly `key` (already lower-cased).
+    fn user_by_key(&self, key: &str) -> Result<Option<User>, DirError> {
+        if let Some(c) = &self.cdb {
+            return c.user(key);
+        }
+        Ok(self
+            .index
+            .get(key)
+            .and_then(|&i| self.users.get(i))
+            .cloned())
     }
 
     fn build(
@@ -306,6 +408,7 @@ impl Directory {
             index,
             delimiters,
             ldap: None,
+            cdb: None,
         })
     }
 
@@ -322,7 +425,7 @@ impl Directory {
     /// The user whose primary address or alias is exactly `address`, from either back-end.
     pub fn find_user(&self, address: &str) -> Result<Option<User>, DirError> {
         match &self.ldap {
-            None => Ok(self.lookup(address).cloned()),
+            None => self.lookup(address),
             Some(l) => Ok(l.entry_for(address, false)?.map(|e| e.user)),
         }
     }
@@ -393,15 +496,24 @@ impl Directory {
 
     /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
     pub fn domain(&self, domain: &str) -> Option<DomainKind> {
-        self.domains.get(&norm_domain(domain)).copied()
+        let domain = norm_domain(domain);
+        if let Some(k) = self.domains.get(&domain) {
+            return Some(*k);
+        }
+        // A domain that has users is hosted even when `domains` does not say so.
+        self.cdb
+            .as_ref()
+            .filter(|c| c.has_domain(&domain))
+            .map(|_| DomainKind::Local)
     }
 
     /// The user whose primary address or alias is exactly `address` (no delimiter
     /// handling). Case-insensitive.
-    pub fn lookup(&self, address: &str) -> Option<&User> {
-        let (local, domain) = split_address(address)?;
-        let key = format!("{}@{}", local.to_lowercase(), norm_domain(domain));
-        self.index.get(&key).and_then(|&i| self.users.get(i))
+    pub fn lookup(&self, address: &str) -> Result<Option<User>, DirError> {
+        let Some((local, domain)) = split_address(address) else {
+            return Ok(None);
+        };
+        self.user_by_key(&format!("{}@{}", local.to_lowercase(), norm_domain(domain)))
     }
 
     /// What `address` is to this host. An address without `@` is [`Resolved::Remote`]:
@@ -411,7 +523,7 @@ impl Directory {
             return Ok(Resolved::Remote);
         };
         let domain = norm_domain(domain);
-        match self.domains.get(&domain) {
+        match self.domain(&domain) {
             None => return Ok(Resolved::Remote),
             Some(DomainKind::Relay) => return Ok(Resolved::Relay),
             Some(DomainKind::Local) => {}
@@ -436,13 +548,8 @@ impl Directory {
             }
             return Ok(Resolved::Unknown);
         }
-        if let Some(&i) = self.index.get(&format!("{local}@{domain}"))
-            && let Some(user) = self.users.get(i)
-        {
-            return Ok(Resolved::User {
-                user: user.clone(),
-                ext: None,
-            });
+        if let Some(user) = self.user_by_key(&format!("{local}@{domain}"))? {
+            return Ok(Resolved::User { user, ext: None });
         }
         // Try each delimiter position from the left: `a-b+c` with delimiters `+-` tries
         // `a` (ext `b+c`), then `a-b` (ext `c`).
@@ -454,11 +561,9 @@ impl Directory {
             if base.ends_with('.') {
                 continue;
             }
-            if let Some(&i) = self.index.get(&format!("{base}@{domain}"))
-                && let Some(user) = self.users.get(i)
-            {
+            if let Some(user) = self.user_by_key(&format!("{base}@{domain}"))? {
                 return Ok(Resolved::User {
-                    user: user.clone(),
+                    user,
                     ext: Some(local[pos + c.len_utf8()..].to_owned()),
                 });
             }
@@ -483,7 +588,7 @@ impl Directory {
         if let Some(l) = &self.ldap {
             return Ok(l.verify(login, password, None)?.map(|e| e.user));
         }
-        Ok(self.read_passwd()?.verify(self, login, password))
+        self.read_passwd()?.verify(self, login, password)
     }
 }
 
@@ -520,19 +625,26 @@ impl Passwd {
 
     /// Check `login`/`password` against this file and `dir` (see
     /// [`Directory::verify_password`]).
-    pub fn verify(&self, dir: &Directory, login: &str, password: &[u8]) -> Option<User> {
-        let user = dir.lookup(login.trim());
-        let stored = user.and_then(|u| self.hashes.get(&u.address));
-        match (user, stored) {
+    /// A directory that cannot be read (a broken compiled index) is an error, not a bad
+    /// login.
+    pub fn verify(
+        &self,
+        dir: &Directory,
+        login: &str,
+        password: &[u8],
+    ) -> Result<Option<User>, DirError> {
+        let user = dir.lookup(login.trim())?;
+        let stored = user.as_ref().and_then(|u| self.hashes.get(&u.address));
+        Ok(match (user, stored) {
             (Some(u), Some(h)) => {
                 let ok = hash::verify(h, password);
-                (ok && u.status == Status::Active && !password.is_empty()).then(|| u.clone())
+                (ok && u.status == Status::Active && !password.is_empty()).then_some(u)
             }
             _ => {
                 let _ = hash::verify(DUMMY_HASH, password);
                 None
             }
-        }
+        })
     }
 }
 
@@ -606,6 +718,68 @@ fn parse_domains(text: &str, path: &Path) -> Result<HashMap<String, DomainKind>,
         }
     }
     Ok(out)
+}
+
+impl Compiled {
+    /// `dir/users.cdb` when it exists and is not older than `users`.
+    fn open_if_fresh(
+        dir: &Path,
+        users: &Path,
+        defaults: &Defaults,
+    ) -> Result<Option<Compiled>, DirError> {
+        let path = dir.join("users.cdb");
+        let io = |p: &Path| {
+            let p = p.to_owned();
+            move |source| DirError::Read { path: p, source }
+        };
+        let cdb_time = match std::fs::metadata(&path) {
+            Ok(m) => m.modified().map_err(io(&path))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io(&path)(e)),
+        };
+        match std::fs::metadata(users) {
+            Ok(m) if m.modified().map_err(io(users))? > cdb_time => {
+                log::warn!(
+                    "{} is older than {}: not used (run `useradm compile`)",
+                    path.display(),
+                    users.display()
+                );
+                return Ok(None);
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(users)(e)),
+        }
+        let cdb = cdb2::CDB::open(&path).map_err(io(&path))?;
+        Ok(Some(Compiled {
+            cdb,
+            path,
+            defaults: defaults.clone(),
+        }))
+    }
+
+    fn user(&self, key: &str) -> Result<Option<User>, DirError> {
+        let line = match self.cdb.get(&[CDB_ADDRESS, key.as_bytes()].concat()) {
+            None => return Ok(None),
+            Some(Ok(v)) => v,
+            Some(Err(source)) => {
+                return Err(DirError::Read {
+                    path: self.path.clone(),
+                    source,
+                });
+            }
+        };
+        let text = String::from_utf8_lossy(&line);
+        let mut parsed = parse_users(&text, &self.path, &self.defaults)?;
+        Ok(parsed.pop().map(|(u, _, _)| u))
+    }
+
+    fn has_domain(&self, domain: &str) -> bool {
+        matches!(
+            self.cdb.get(&[CDB_DOMAIN, domain.as_bytes()].concat()),
+            Some(Ok(_))
+        )
+    }
 }
 
 /// Parse `users`: each user with its aliases and line number.
@@ -728,6 +902,67 @@ carol@example.org status=disabled
 john-doe@example.org
 ";
 
+    #[test]
+    fn compiled_index_answers_like_the_text_and_yields_to_a_newer_text() {
+        let t = tree(Some(DOMAINS), Some(USERS), None);
+        let text = Directory::open_at(t.path()).unwrap();
+        assert_eq!(Directory::compile(t.path()).unwrap(), 4);
+        let users = t.path().join("directory/users");
+        let cdb = t.path().join("directory/users.cdb");
+        // Make the text unparsable but older than the index: only the index is read.
+        let before = std::fs::metadata(&cdb).unwrap().modified().unwrap();
+        std::fs::write(&users, "this is not a users line=\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&users)
+            .unwrap()
+            .set_modified(before - std::time::Duration::from_secs(10))
+            .unwrap();
+        let idx = Directory::open_at(t.path()).unwrap();
+        for a in [
+            "alice@example.org",
+            "ALI@example.net",
+            "postmaster@example.org",
+            "alice+list@example.org",
+            "bob@example.org",
+            "carol@example.org",
+            "john-doe@example.org",
+            "nobody@example.org",
+            "x@backup.test",
+            "x@elsewhere.test",
+        ] {
+            assert_eq!(
+                format!("{:?}", idx.resolve(a).unwrap()),
+                format!("{:?}", text.resolve(a).unwrap()),
+                "{a}"
+            );
+        }
+        assert_eq!(
+            idx.lookup("Ali@Example.NET").unwrap().unwrap().address,
+            "alice@example.org"
+        );
+        // A domain known only from its users is hosted, through the index too.
+        let t2 = tree(None, Some("u@implied.test\n"), None);
+        Directory::compile(t2.path()).unwrap();
+        assert_eq!(
+            Directory::open_at(t2.path())
+                .unwrap()
+                .domain("implied.test"),
+            Some(DomainKind::Local)
+        );
+        // A text newer than the index wins (and here fails to parse: a temporary error).
+        std::fs::File::options()
+            .write(true)
+            .open(&users)
+            .unwrap()
+            .set_modified(before + std::time::Duration::from_secs(10))
+            .unwrap();
+        assert!(Directory::open_at(t.path()).is_err());
+        // A bad text never replaces a good index.
+        assert!(Directory::compile(t.path()).is_err());
+        assert!(cdb.exists());
+    }
+
     fn user_of(r: Resolved) -> (User, Option<String>) {
         match r {
             Resolved::User { user, ext } => (user, ext),
@@ -750,7 +985,7 @@ john-doe@example.org
         std::fs::write(t.path().join("control/vmailgid"), "5001\n").unwrap();
         let dir = Directory::open_at(t.path()).unwrap();
         assert_eq!(dir.users().len(), 4);
-        let alice = dir.lookup("ALICE@example.org").unwrap();
+        let alice = dir.lookup("ALICE@example.org").unwrap().unwrap();
         assert_eq!((alice.uid, alice.gid), (1001, 1002));
         assert_eq!(alice.home, t.path().join("mail/example.org/alice"));
         assert_eq!(
@@ -760,7 +995,7 @@ john-doe@example.org
         assert!(alice.maildir.to_string_lossy().ends_with("/Maildir/"));
         assert_eq!(alice.quota.as_deref(), Some("100000000S,1000C"));
         assert!(alice.local);
-        let bob = dir.lookup("bob@example.org").unwrap();
+        let bob = dir.lookup("bob@example.org").unwrap().unwrap();
         assert_eq!(bob.address, "bob@example.org");
         assert_eq!((bob.uid, bob.gid), (5000, 5001));
         assert_eq!(bob.home, PathBuf::from("/srv/bob"));
@@ -768,7 +1003,7 @@ john-doe@example.org
         assert_eq!(bob.forward, vec!["x@y.test", "z@w.test"]);
         assert!(!bob.local);
         assert_eq!(
-            dir.lookup("carol@example.org").unwrap().status,
+            dir.lookup("carol@example.org").unwrap().unwrap().status,
             Status::Disabled
         );
     }
@@ -778,7 +1013,7 @@ john-doe@example.org
         let t = tree(None, Some("a@x.test\n"), None);
         let dir = Directory::open_at(t.path()).unwrap();
         let (_, euid, _, egid) = mailorder_core::sys::ids();
-        let a = dir.lookup("a@x.test").unwrap();
+        let a = dir.lookup("a@x.test").unwrap().unwrap();
         assert_eq!((a.uid, a.gid), (euid, egid));
     }
 

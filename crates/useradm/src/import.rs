@@ -408,7 +408,7 @@ eve@x.test,Eve,bob@x.test,,,
         let dir = mailorder_directory::Directory::open_at(t.path()).unwrap();
         assert!(dir.verify_password("a@y.test", b"annpw").unwrap().is_some());
         assert_eq!(
-            dir.lookup("ann@x.test").unwrap().quota.as_deref(),
+            dir.lookup("ann@x.test").unwrap().unwrap().quota.as_deref(),
             Some("1000S")
         );
         // Again: nothing changes, the same records are bad.

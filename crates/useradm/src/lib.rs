@@ -179,6 +179,9 @@ pub enum Cmd {
         /// Primary address.
         address: String,
     },
+    /// Compile `directory/users` into the index `directory/users.cdb` (file directory only);
+    /// once it exists, every change made with useradm compiles it again.
+    Compile,
     /// Import users from a CSV export (see CONTRACT.md); idempotent.
     Import {
         /// The CSV file (`-` for stdin).
@@ -461,6 +464,19 @@ fn run_inner(
             let a = get(&mut store, address)?;
             say(out, summary(&a));
         }
+        Cmd::Compile => {
+            if store.kind() != "file" {
+                return Err(AdminError::Invalid(
+                    "compile: only the file directory has an index".to_owned(),
+                ));
+            }
+            if dry {
+                say(out, "would compile directory/users".to_owned());
+            } else {
+                let n = mailorder_directory::Directory::compile(root)?;
+                say(out, format!("compiled {n} users into directory/users.cdb"));
+            }
+        }
         Cmd::Import { file, scheme } => {
             let text = if file == "-" {
                 let mut s = String::new();
@@ -548,6 +564,28 @@ mod tests {
     }
 
     #[test]
+    fn compile_and_keep_the_index_in_step() {
+        let t = tree();
+        assert_eq!(go(&t, &["add", "a@example.test"], "").0, 0);
+        let (code, out) = go(&t, &["compile"], "");
+        assert_eq!(
+            (code, out.as_str()),
+            (0, "compiled 1 users into directory/users.cdb\n")
+        );
+        let cdb = t.path().join("directory/users.cdb");
+        let before = std::fs::read(&cdb).unwrap();
+        // A change through useradm compiles the index again, so it never goes stale.
+        assert_eq!(go(&t, &["add", "b@example.test"], "").0, 0);
+        assert_ne!(std::fs::read(&cdb).unwrap(), before);
+        let dir = mailorder_directory::Directory::open_at(t.path()).unwrap();
+        assert!(dir.lookup("b@example.test").unwrap().is_some());
+        assert!(
+            dir.users().is_empty(),
+            "served from the index, not the text"
+        );
+    }
+
+    #[test]
     fn file_directory_commands_and_exit_codes() {
         let t = tree();
         let dir = || mailorder_directory::Directory::open_at(t.path()).unwrap();
@@ -559,7 +597,10 @@ mod tests {
             ),
             (0, "would add a@example.test (file)\n".to_owned())
         );
-        assert!(dir().lookup("a@example.test").is_none(), "dry run wrote");
+        assert!(
+            dir().lookup("a@example.test").unwrap().is_none(),
+            "dry run wrote"
+        );
         let (code, _) = go(
             &t,
             &[
@@ -644,7 +685,7 @@ mod tests {
             .0,
             0
         );
-        let u = dir().lookup("a@example.test").cloned().unwrap();
+        let u = dir().lookup("a@example.test").unwrap().unwrap();
         assert_eq!(
             (u.local, u.forward.clone(), u.quota.clone()),
             (false, vec!["x@y.test".to_owned()], Some("100S".to_owned()))
@@ -667,14 +708,14 @@ mod tests {
             .0,
             0
         );
-        assert!(dir().lookup("b@example.test").is_none());
+        assert!(dir().lookup("b@example.test").unwrap().is_none());
         assert_eq!(go(&t, &["domain", "add", "relay.test", "--relay"], "").0, 0);
         assert_eq!(dir().domain("relay.test"), Some(DomainKind::Relay));
         let (code, out) = go(&t, &["list", "example.test"], "");
         assert_eq!(code, 0);
         assert!(out.starts_with("a@example.test\tstatus=active\taliases=c@example.test\tforward=x@y.test\tlocal=no\tquota_size=100\tpassword=set"), "{out}");
         assert_eq!(go(&t, &["delete", "a@example.test"], "").0, 0);
-        assert!(dir().lookup("a@example.test").is_none());
+        assert!(dir().lookup("a@example.test").unwrap().is_none());
         assert_eq!(go(&t, &["delete", "a@example.test"], "").0, 100);
     }
 
