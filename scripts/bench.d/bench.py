@@ -406,12 +406,25 @@ def main():
                 s.stop()
             except Exception as e:  # noqa: BLE001 - keep stopping the others
                 log(f"stopping {s.name}: {e}")
+        keep_logs(base)
         shutil.rmtree(base, ignore_errors=True)
     os.makedirs(os.path.dirname(OUT), exist_ok=True)
     with open(OUT, "w") as f:
         f.write(report)
     print(report)
     log(f"report written to {OUT}")
+
+
+def keep_logs(base):
+    """Copy the systems' logs out of the tree before it is removed (target/bench/logs/)."""
+    dest = os.path.join(os.path.dirname(OUT), "logs")
+    shutil.rmtree(dest, ignore_errors=True)
+    os.makedirs(dest, exist_ok=True)
+    for rel in ("mailorder/dispatch.log", "mailorder/smtpd.log", "postfix/maillog"):
+        src = os.path.join(base, rel)
+        if os.path.exists(src):
+            shutil.copy(src, os.path.join(dest, rel.replace("/", "-")))
+    log(f"logs kept in {dest}")
 
 
 def make_report(info, systems, results, extra, runs):
