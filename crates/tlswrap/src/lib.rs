@@ -155,6 +155,10 @@ pub fn relay(
         fd: net_in,
         timeout: None,
     };
+    // What the client sent together with its last handshake message (a TLS 1.3 client may
+    // put its first command in the same segment as its Finished) is already decrypted and
+    // waiting in rustls: take it now, the socket will not signal it again.
+    drain_plaintext(conn, &mut pending, &mut net_eof, &mut buf);
     loop {
         flush_tls(conn, net_out)?;
         if net_eof && pending.is_empty() {
@@ -197,20 +201,7 @@ pub fn relay(
                 let _ = flush_tls(conn, net_out);
                 return Err(io::Error::new(io::ErrorKind::InvalidData, e));
             }
-            loop {
-                match conn.reader().read(&mut buf) {
-                    Ok(0) => {
-                        net_eof = true;
-                        break;
-                    }
-                    Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(_) => {
-                        net_eof = true;
-                        break;
-                    }
-                }
-            }
+            drain_plaintext(conn, &mut pending, &mut net_eof, &mut buf);
         }
         if in_ready && let Some(t) = to_prog.as_mut() {
             let n = pending.len().min(4096);
@@ -239,6 +230,29 @@ pub fn relay(
                 return Ok(());
             }
             conn.writer().write_all(&buf[..n])?;
+        }
+    }
+}
+
+/// Move the plaintext rustls holds into `pending`; a closed or broken session sets `eof`.
+fn drain_plaintext(
+    conn: &mut ServerConnection,
+    pending: &mut Vec<u8>,
+    eof: &mut bool,
+    buf: &mut [u8],
+) {
+    loop {
+        match conn.reader().read(buf) {
+            Ok(0) => {
+                *eof = true;
+                return;
+            }
+            Ok(n) => pending.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+            Err(_) => {
+                *eof = true;
+                return;
+            }
         }
     }
 }
@@ -521,17 +535,28 @@ mod tests {
             .unwrap();
             p
         });
-        let mut c = client(roots, client_sock);
-        c.write_all(b"hello\r\nworld\r\n").unwrap();
-        c.flush().unwrap();
-        let mut got = [0u8; 14];
-        c.read_exact(&mut got).unwrap();
-        assert_eq!(&got, b"HELLO\r\nWORLD\r\n");
-        c.conn.send_close_notify();
-        c.flush().unwrap();
-        let mut rest = Vec::new();
-        let _ = c.read_to_end(&mut rest);
-        assert_eq!(rest.len(), 300_000);
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let client_side = std::thread::spawn(move || {
+            let mut c = client(roots, client_sock);
+            // Queued before the handshake: rustls sends it in the same flight as the
+            // client's Finished, so the server has it decrypted before relay() starts
+            // (a hang here once: the relay waited on the socket for data it already had).
+            c.conn.writer().write_all(b"hello\r\nworld\r\n").unwrap();
+            c.flush().unwrap();
+            let mut got = [0u8; 14];
+            c.read_exact(&mut got).unwrap();
+            assert_eq!(&got, b"HELLO\r\nWORLD\r\n");
+            c.conn.send_close_notify();
+            c.flush().unwrap();
+            let mut rest = Vec::new();
+            let _ = c.read_to_end(&mut rest);
+            assert_eq!(rest.len(), 300_000);
+            let _ = done_tx.send(());
+        });
+        done_rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the relay hung");
+        client_side.join().unwrap();
         prog.join().unwrap();
         let (version, cipher) = server.join().unwrap();
         assert_eq!(version, "TLSv1.3");
