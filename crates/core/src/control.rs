@@ -94,6 +94,20 @@ impl Control {
         }
     }
 
+    /// This host's name for greetings, `Received:` lines, bounces and loop checks:
+    /// `control/me`, else the system's host name, else `localhost`. One rule for every
+    /// program, so smtpd, dispatch and remote-send never disagree about who "we" are.
+    pub fn me(&self) -> Result<String, ControlError> {
+        if let Some(me) = self.line("me")? {
+            return Ok(me);
+        }
+        Ok(nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "localhost".to_owned()))
+    }
+
     /// `name` as a list of lines (empty when missing).
     pub fn list(&self, name: &str) -> Result<Vec<String>, ControlError> {
         Ok(self.lines(name)?.unwrap_or_default())

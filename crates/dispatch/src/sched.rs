@@ -68,7 +68,7 @@ pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
     let remote = c.number("concurrencyremote", d.concurrency_remote as u64)?;
     let per_domain = c.number("concurrencydomain", d.concurrency_domain as u64)?;
     Ok(Settings {
-        me: c.string("me", &d.me)?,
+        me: c.me()?,
         concurrency: usize::try_from(concurrency.clamp(1, 1000)).unwrap_or(10),
         concurrency_remote: usize::try_from(remote.clamp(1, 1000)).unwrap_or(20),
         concurrency_domain: usize::try_from(per_domain.clamp(1, 1000)).unwrap_or(5),
@@ -1143,7 +1143,13 @@ mod tests {
     fn settings_from_control() {
         let d = tempfile::tempdir().unwrap();
         let c = Control::new(d.path());
-        assert_eq!(load_settings(&c).unwrap(), Settings::default());
+        assert_eq!(
+            load_settings(&c).unwrap(),
+            Settings {
+                me: c.me().unwrap(),
+                ..Settings::default()
+            }
+        );
         std::fs::write(d.path().join("concurrencylocal"), "0\n").unwrap();
         std::fs::write(d.path().join("me"), "mx.test\n").unwrap();
         let s = load_settings(&c).unwrap();

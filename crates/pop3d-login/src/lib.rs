@@ -385,13 +385,7 @@ pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
     let control = Control::default();
     let peer = mailorder_core::ucspi::Peer::from_process();
     let loaded = Policy::load(&control).and_then(|p| {
-        let me = match control.line("me")? {
-            Some(me) => me,
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".to_owned()),
-        };
+        let me = control.me()?;
         Ok((p, me))
     });
     let (policy, me) = match loaded {

@@ -89,7 +89,7 @@ pub struct Config {
 impl Config {
     /// Read the control files.
     pub fn load(c: &Control) -> Result<Config, Failure> {
-        let me = c.string("me", "localhost")?;
+        let me = c.me()?;
         let helo = c.string("helohost", &me)?;
         let mut names = vec![me, helo.clone()];
         names.extend(c.list("mxnames")?);

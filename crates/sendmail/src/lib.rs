@@ -103,17 +103,7 @@ impl Context {
         control: &Control,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Context, SendError> {
-        let host = || {
-            nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".to_owned())
-        };
-        let me = match control.line("me")? {
-            Some(me) => me,
-            None => host(),
-        };
+        let me = control.me()?;
         let default_domain = control.line("defaultdomain")?.unwrap_or_else(|| me.clone());
         let passwd_name = || {
             nix::unistd::User::from_uid(nix::unistd::getuid())

@@ -79,13 +79,7 @@ impl Config {
         peer: Peer,
     ) -> Result<Config, ConfigError> {
         let root = mailorder_core::root::root();
-        let me = match control.line("me")? {
-            Some(me) => me,
-            None => nix::unistd::gethostname()
-                .ok()
-                .and_then(|h| h.into_string().ok())
-                .unwrap_or_else(|| "localhost".to_owned()),
-        };
+        let me = control.me()?;
         let mut databytes = control.number("databytes", 36_700_160)?;
         if let Some(v) = env("DATABYTES") {
             databytes = v
