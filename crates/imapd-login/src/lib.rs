@@ -12,7 +12,7 @@ use mailorder_core::control::Control;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command};
 use mailorder_login::{
-    Checkpassword, Failures, In, LoginError, Out, Outcome, Policy, StartTls, TlsParams,
+    Chain, Checkpassword, Failures, In, LoginError, Out, Outcome, Policy, StartTls, TlsParams,
 };
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -41,14 +41,6 @@ pub trait Backend {
     fn start_tls(&mut self) -> Result<TlsParams, LoginError>;
 }
 
-/// The real backend.
-pub struct Chain {
-    /// The checkpassword program and imapd after it.
-    pub cp: Checkpassword,
-    /// tlswrap's descriptors, when running under `tlswrap -n`.
-    pub stls: Option<StartTls>,
-}
-
 impl Backend for Chain {
     fn login(
         &mut self,
@@ -60,16 +52,11 @@ impl Backend for Chain {
     }
 
     fn can_starttls(&self) -> bool {
-        self.stls.is_some()
+        self.tls_offered()
     }
 
     fn start_tls(&mut self) -> Result<TlsParams, LoginError> {
-        match self.stls.take() {
-            Some(s) => s.start(),
-            None => Err(LoginError::StartTls(io::Error::other(
-                "not under tlswrap -n",
-            ))),
-        }
+        self.begin_tls()
     }
 }
 

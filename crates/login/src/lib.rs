@@ -393,6 +393,33 @@ impl StartTls {
 
 pub use mailorder_core::fdio::{In, Out, OutTimed};
 
+/// What a front end hands the connection to: the checkpassword program (and with it the
+/// authenticated server), and tlswrap's descriptors when running under `tlswrap -n`.
+/// pop3d-login and imapd-login implement their session's back end over it.
+pub struct Chain {
+    /// The checkpassword program and the server after it.
+    pub cp: Checkpassword,
+    /// tlswrap's descriptors, when running under `tlswrap -n`.
+    pub stls: Option<StartTls>,
+}
+
+impl Chain {
+    /// Whether STARTTLS/STLS can be offered (running under `tlswrap -n`, not yet used).
+    pub fn tls_offered(&self) -> bool {
+        self.stls.is_some()
+    }
+
+    /// Hand the connection to tlswrap (the "begin TLS" reply has been sent).
+    pub fn begin_tls(&mut self) -> Result<TlsParams, LoginError> {
+        match self.stls.take() {
+            Some(s) => s.start(),
+            None => Err(LoginError::StartTls(io::Error::other(
+                "not under tlswrap -n",
+            ))),
+        }
+    }
+}
+
 /// An APOP/CRAM style challenge `<pid.seconds.micros@host>` (RFC 1939 §7).
 pub fn challenge(host: &str) -> String {
     let now = std::time::SystemTime::now()

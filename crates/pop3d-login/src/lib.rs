@@ -7,7 +7,8 @@
 
 use mailorder_core::control::Control;
 use mailorder_login::{
-    Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls, TlsParams,
+    Chain, Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls,
+    TlsParams,
 };
 use mailorder_pop3_proto::{self as proto, Command, Line, Lines, ParseError};
 use std::ffi::OsString;
@@ -35,14 +36,6 @@ pub trait Backend {
     fn start_tls(&mut self) -> Result<TlsParams, LoginError>;
 }
 
-/// The real backend: checkpassword through [`Checkpassword`], STLS through [`StartTls`].
-pub struct Chain {
-    /// The checkpassword program and the server after it.
-    pub cp: Checkpassword,
-    /// tlswrap's descriptors, when running under `tlswrap -n`.
-    pub stls: Option<StartTls>,
-}
-
 impl Backend for Chain {
     fn login(
         &mut self,
@@ -55,16 +48,11 @@ impl Backend for Chain {
     }
 
     fn can_stls(&self) -> bool {
-        self.stls.is_some()
+        self.tls_offered()
     }
 
     fn start_tls(&mut self) -> Result<TlsParams, LoginError> {
-        match self.stls.take() {
-            Some(s) => s.start(),
-            None => Err(LoginError::StartTls(io::Error::other(
-                "not under tlswrap -n",
-            ))),
-        }
+        self.begin_tls()
     }
 }
 
