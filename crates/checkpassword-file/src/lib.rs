@@ -83,14 +83,16 @@ impl Backend for FileBackend {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(DirError::Read { path, source }),
         };
-        Ok(Box::new(move |req: &Request, _service: Option<&str>| {
+        Ok(Box::new(move |req: &Request, service: Option<&str>| {
             let apop = !req.timestamp.is_empty()
                 && req.password.len() == 32
                 && req.password.iter().all(u8::is_ascii_hexdigit);
-            if apop && let Some(u) = check_apop(&dir, &text, req) {
-                return Ok(Some(u));
-            }
-            check(&dir, &passwd, req)
+            let user = match apop.then(|| check_apop(&dir, &text, req)).flatten() {
+                Some(u) => Some(u),
+                None => check(&dir, &passwd, req)?,
+            };
+            // `status=nopop|noimap|nosmtp` bars the account from that SERVICE only.
+            Ok(user.filter(|u| u.may_login(service)))
         }))
     }
 }

@@ -161,3 +161,22 @@ fn program_that_cannot_run_exits_111() {
     );
     assert_eq!(out.status.code(), Some(111));
 }
+
+// See: issue #4 — SERVICE lets the directory bar an account from one service.
+#[test]
+fn status_nopop_bars_pop3_only() {
+    let t = tree();
+    let d = t.dir.path().join("directory");
+    let users = std::fs::read_to_string(d.join("users")).unwrap();
+    std::fs::write(
+        d.join("users"),
+        users.replace("bob@x.test uid=", "bob@x.test status=nopop uid="),
+    )
+    .unwrap();
+    // run() sets SERVICE=pop3: refused as a bad login, not as an error.
+    let out = run(t.dir.path(), Some(b"bob@x.test\0bobpw\0\0"), &["true"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(t.dir.path(), Some(b"alice@x.test\0secret\0\0"), &["true"]);
+    assert_eq!(out.status.code(), Some(0));
+    let _ = t.uid;
+}

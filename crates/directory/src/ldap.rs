@@ -390,6 +390,8 @@ pub(crate) fn entry_to_user(
         forward: list("mailforwardingaddress")?,
         local: local_delivery,
         status,
+        // LDAP keeps per-service status in accountStatus (Entry::may_login).
+        denied: Vec::new(),
     };
     Ok(Entry {
         dn: dn.to_owned(),

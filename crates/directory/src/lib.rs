@@ -75,6 +75,26 @@ pub struct User {
     pub local: bool,
     /// `status=`.
     pub status: Status,
+    /// Services this account may not log in to (`pop3`, `imap`, `smtp`), from `status=`
+    /// values `nopop`, `noimap`, `nosmtp` (as qmail-ldap's accountStatus).
+    pub denied: Vec<String>,
+}
+
+impl User {
+    /// Whether the account may log in to `service` (the checkpassword `SERVICE`): active and
+    /// not barred from that service.
+    pub fn may_login(&self, service: Option<&str>) -> bool {
+        if self.status != Status::Active {
+            return false;
+        }
+        let service = match service.map(str::to_ascii_lowercase).as_deref() {
+            Some("pop3" | "pop") => "pop3",
+            Some("imap" | "imap4") => "imap",
+            Some("smtp" | "submission") => "smtp",
+            _ => return true,
+        };
+        !self.denied.iter().any(|d| d == service)
+    }
 }
 
 /// What an address is to this host.
@@ -474,7 +494,9 @@ impl Directory {
         service: Option<&str>,
     ) -> Result<Option<User>, DirError> {
         match &self.ldap {
-            None => self.verify_password(login, password),
+            None => Ok(self
+                .verify_password(login, password)?
+                .filter(|u| u.may_login(service))),
             Some(l) => Ok(l.verify(login, password, service)?.map(|e| e.user)),
         }
     }
@@ -809,6 +831,7 @@ fn parse_users(
             forward: Vec::new(),
             local: true,
             status: Status::Active,
+            denied: Vec::new(),
             address: address.clone(),
         };
         let mut maildir = None;
@@ -858,13 +881,18 @@ fn parse_users(
                     }
                 }
                 "status" => {
-                    user.status = match value.to_ascii_lowercase().as_str() {
-                        "active" => Status::Active,
-                        "disabled" => Status::Disabled,
-                        _ => {
-                            return Err(syntax(format!(
-                                "status: expected active or disabled, got {value:?}"
-                            )));
+                    for v in value.to_ascii_lowercase().split(',') {
+                        match v {
+                            "active" => user.status = Status::Active,
+                            "disabled" => user.status = Status::Disabled,
+                            "nopop" => user.denied.push("pop3".to_owned()),
+                            "noimap" => user.denied.push("imap".to_owned()),
+                            "nosmtp" => user.denied.push("smtp".to_owned()),
+                            _ => {
+                                return Err(syntax(format!(
+                                    "status: expected active, disabled, nopop, noimap or nosmtp, got {value:?}"
+                                )));
+                            }
                         }
                     }
                 }
@@ -901,6 +929,34 @@ bob@Example.ORG home=/srv/bob maildir=/srv/bob/Mail/ forward=x@y.test,z@w.test l
 carol@example.org status=disabled
 john-doe@example.org
 ";
+
+    #[test]
+    fn per_service_status() {
+        let t = tree(
+            None,
+            Some("a@x.test status=nopop,noimap\nb@x.test status=disabled\nc@x.test\n"),
+            None,
+        );
+        let dir = Directory::open_at(t.path()).unwrap();
+        let a = dir.lookup("a@x.test").unwrap().unwrap();
+        assert!(!a.may_login(Some("pop3")) && !a.may_login(Some("IMAP")));
+        assert!(a.may_login(Some("smtp")) && a.may_login(None));
+        assert!(
+            !dir.lookup("b@x.test")
+                .unwrap()
+                .unwrap()
+                .may_login(Some("smtp"))
+        );
+        assert!(
+            dir.lookup("c@x.test")
+                .unwrap()
+                .unwrap()
+                .may_login(Some("pop3"))
+        );
+        assert!(
+            Directory::open_at(tree(None, Some("d@x.test status=nopope\n"), None).path()).is_err()
+        );
+    }
 
     #[test]
     fn compiled_index_answers_like_the_text_and_yields_to_a_newer_text() {

@@ -247,6 +247,7 @@ mod tests {
                 forward: vec![],
                 local: true,
                 status: UStatus::Active,
+                denied: Vec::new(),
             },
             ext: None,
         }

@@ -30,6 +30,7 @@ impl T {
             forward: vec![],
             local: true,
             status: Status::Active,
+            denied: Vec::new(),
         };
         let cfg = Config {
             sender: "alice@example.org".into(),
