@@ -93,23 +93,25 @@ impl Tree {
         self.dir.path()
     }
 
-    fn dispatch(&self) -> Child {
+    fn dispatch(&self) -> Running {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.root().join("dispatch.log"))
             .unwrap();
-        Command::new(env!("CARGO_BIN_EXE_dispatch"))
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("MAILORDER_ROOT", self.root())
-            .env("MAILORDER_BIN_DIR", &self.bin)
-            .env("MAILORDER_LOG", "debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap()
+        Running(
+            Command::new(env!("CARGO_BIN_EXE_dispatch"))
+                .env_clear()
+                .env("PATH", "/usr/bin:/bin")
+                .env("MAILORDER_ROOT", self.root())
+                .env("MAILORDER_BIN_DIR", &self.bin)
+                .env("MAILORDER_LOG", "debug")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .unwrap(),
+        )
     }
 
     fn queue(&self, sender: &str, rcpts: &[&str], msg: &str) {
@@ -179,13 +181,23 @@ impl Tree {
     }
 }
 
-fn stop(mut c: Child) {
+/// A running dispatch, killed when dropped: a failing test leaves no scheduler behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn stop(mut c: Running) {
     nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(c.id() as i32),
+        nix::unistd::Pid::from_raw(c.0.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
     )
     .unwrap();
-    let st = c.wait().unwrap();
+    let st = c.0.wait().unwrap();
     assert_eq!(st.code(), Some(0));
 }
 
@@ -379,8 +391,8 @@ fn kill_9_loses_nothing() {
     t.wait_for("first attempt", || {
         t.log().contains("rcpt=<temp@x.test> status=pending")
     });
-    d.kill().unwrap();
-    d.wait().unwrap();
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
     // Accepted while dispatch is down: no reader on the trigger.
     t.queue("alice@x.test", &["good@x.test"], "Subject: two\n\n2\n");
     assert_eq!(t.count("todo"), 1);
