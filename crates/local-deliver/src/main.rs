@@ -6,6 +6,8 @@ use std::os::fd::AsFd;
 use local_deliver::{Config, Outcome, run};
 use mailorder_core::{Exit, exit, root};
 
+use std::io::Write;
+
 fn main() {
     mailorder_core::logger::init("local-deliver", 111);
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -16,7 +18,9 @@ fn main() {
             text: "usage: local-deliver SENDER RECIPIENT (#5.3.5)".to_owned(),
         },
     };
-    println!("{}", outcome.text);
+    // The scheduler may be gone (killed): the exit code still says what happened, so a
+    // report that cannot be written is not a reason to panic.
+    let _ = writeln!(std::io::stdout(), "{}", outcome.text);
     exit::exit(outcome.exit.code());
 }
 
