@@ -115,16 +115,7 @@ pub fn compose(
     m.push('\n');
 
     // Part 3: the original headers.
-    m.push_str(&format!(
-        "--{boundary}\nContent-Type: text/rfc822-headers\n\n"
-    ));
-    let mut out = m.into_bytes();
-    let headers = header_block(original);
-    out.extend_from_slice(headers);
-    if !headers.is_empty() && !headers.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+    let out = with_original_headers(m, &boundary, original);
     Some((
         Envelope {
             sender: env_sender,
@@ -218,16 +209,7 @@ pub fn compose_delay(
         m.push_str(&format!("Will-Retry-Until: {}\n", date::rfc5322(until)));
     }
     m.push('\n');
-    m.push_str(&format!(
-        "--{boundary}\nContent-Type: text/rfc822-headers\n\n"
-    ));
-    let mut out = m.into_bytes();
-    let headers = header_block(original);
-    out.extend_from_slice(headers);
-    if !headers.is_empty() && !headers.ends_with(b"\n") {
-        out.push(b'\n');
-    }
-    out.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+    let out = with_original_headers(m, &boundary, original);
     Some((
         Envelope {
             sender: String::new(),
@@ -245,6 +227,22 @@ pub fn delay_warning_due(arrival: u64, warn_time: u64, previous: Option<u64>, no
     }
     let at = arrival.saturating_add(warn_time);
     now >= at && previous.is_none_or(|p| p < at)
+}
+
+/// Close a report: the original message's header block as the text/rfc822-headers part
+/// (RFC 3462), then the closing boundary.
+fn with_original_headers(mut m: String, boundary: &str, original: &[u8]) -> Vec<u8> {
+    m.push_str(&format!(
+        "--{boundary}\nContent-Type: text/rfc822-headers\n\n"
+    ));
+    let mut out = m.into_bytes();
+    let headers = header_block(original);
+    out.extend_from_slice(headers);
+    if !headers.is_empty() && !headers.ends_with(b"\n") {
+        out.push(b'\n');
+    }
+    out.extend_from_slice(format!("\n--{boundary}--\n").as_bytes());
+    out
 }
 
 #[cfg(test)]
