@@ -16,6 +16,7 @@
 //! the caller decides what a domain-less address means). UTF-8 in addresses is accepted
 //! and reported by [`Address::is_ascii`], so the server can require `SMTPUTF8`.
 
+use crate::dsn::{self, Notify, Ret};
 use std::fmt;
 
 /// Longest local part (RFC 5321 §4.5.3.1.1).
@@ -126,6 +127,14 @@ pub struct MailParams {
     pub smtputf8: bool,
     /// `AUTH=` (RFC 4954 §5), xtext as given.
     pub auth: Option<String>,
+    /// `RET=` (RFC 3461 §4.3; MAIL only, which the server checks).
+    pub ret: Option<Ret>,
+    /// `ENVID=` (RFC 3461 §4.4; MAIL only), xtext as given.
+    pub envid: Option<String>,
+    /// `NOTIFY=` (RFC 3461 §4.1; RCPT only).
+    pub notify: Option<Notify>,
+    /// `ORCPT=` (RFC 3461 §4.2; RCPT only), `addr-type;xtext` as given.
+    pub orcpt: Option<String>,
     /// Parameters this parser does not know, keyword upper-cased: the server refuses them.
     pub unknown: Vec<(String, Option<String>)>,
 }
@@ -434,7 +443,20 @@ fn parse_params(s: &str) -> Result<MailParams, ParseError> {
             }
             ("SMTPUTF8", None) => p.smtputf8 = true,
             ("AUTH", Some(v)) if !v.is_empty() => p.auth = Some(v.to_owned()),
-            ("SIZE" | "BODY" | "SMTPUTF8" | "AUTH", _) => return Err(bad()),
+            // RFC 3461 §4: a DSN parameter given twice is an error, as is a bad value.
+            ("RET", Some(v)) if p.ret.is_none() => p.ret = Some(Ret::parse(v).ok_or_else(bad)?),
+            ("ENVID", Some(v)) if p.envid.is_none() && dsn::valid_envid(v) => {
+                p.envid = Some(v.to_owned());
+            }
+            ("NOTIFY", Some(v)) if p.notify.is_none() => {
+                p.notify = Some(Notify::parse(v).ok_or_else(bad)?);
+            }
+            ("ORCPT", Some(v)) if p.orcpt.is_none() && dsn::valid_orcpt(v) => {
+                p.orcpt = Some(v.to_owned());
+            }
+            ("SIZE" | "BODY" | "SMTPUTF8" | "AUTH" | "RET" | "ENVID" | "NOTIFY" | "ORCPT", _) => {
+                return Err(bad());
+            }
             _ => p.unknown.push((key, value.map(str::to_owned))),
         }
     }
@@ -612,7 +634,7 @@ mod tests {
 
     #[test]
     fn params() {
-        let line = b"MAIL FROM:<a@b> SIZE=1000 BODY=8bitmime SMTPUTF8 AUTH=<> X-FOO=1 RET";
+        let line = b"MAIL FROM:<a@b> SIZE=1000 BODY=8bitmime SMTPUTF8 AUTH=<> X-FOO=1 XYZ";
         let Ok(Command::Mail(_, p)) = parse(line) else {
             panic!("parse failed")
         };
@@ -622,7 +644,7 @@ mod tests {
         assert_eq!(p.auth.as_deref(), Some("<>"));
         assert_eq!(
             p.unknown,
-            vec![("X-FOO".into(), Some("1".into())), ("RET".into(), None)]
+            vec![("X-FOO".into(), Some("1".into())), ("XYZ".into(), None)]
         );
         let Ok(Command::Mail(_, p)) = parse(b"MAIL FROM:<> BODY=7BIT SIZE=99999999999999999999999")
         else {
@@ -646,6 +668,58 @@ mod tests {
         let Ok(Command::Rcpt(_, p)) = parse(b"RCPT TO:<a@b> NOTIFY=NEVER") else {
             panic!("parse failed")
         };
-        assert_eq!(p.unknown, vec![("NOTIFY".into(), Some("NEVER".into()))]);
+        assert_eq!(p.notify, Some(Notify::default()));
+        assert!(p.unknown.is_empty());
+    }
+
+    #[test]
+    fn dsn_params() {
+        let Ok(Command::Mail(_, p)) = parse(b"MAIL FROM:<a@b> ret=hdrs ENVID=abc+2Bdef SIZE=5")
+        else {
+            panic!("parse failed")
+        };
+        assert_eq!(p.ret, Some(Ret::Hdrs));
+        assert_eq!(p.envid.as_deref(), Some("abc+2Bdef"));
+        assert_eq!(p.size, Some(5));
+        let Ok(Command::Rcpt(_, p)) =
+            parse(b"RCPT TO:<a@b> NOTIFY=success,FAILURE orcpt=rfc822;a+2Bb@c")
+        else {
+            panic!("parse failed")
+        };
+        assert_eq!(
+            p.notify,
+            Some(Notify {
+                success: true,
+                failure: true,
+                delay: false
+            })
+        );
+        assert_eq!(p.orcpt.as_deref(), Some("rfc822;a+2Bb@c"));
+        // The parser accepts them on either command; the server decides where they belong.
+        let Ok(Command::Rcpt(_, p)) = parse(b"RCPT TO:<a@b> RET=FULL") else {
+            panic!("parse failed")
+        };
+        assert_eq!(p.ret, Some(Ret::Full));
+        let long = format!("MAIL FROM:<> ENVID={}", "a".repeat(101));
+        for line in [
+            "MAIL FROM:<> RET=ALL",
+            "MAIL FROM:<> RET",
+            "MAIL FROM:<> RET=FULL RET=FULL",
+            "MAIL FROM:<> ENVID=",
+            "MAIL FROM:<> ENVID=a=b",
+            "MAIL FROM:<> ENVID=a ENVID=b",
+            long.as_str(),
+            "RCPT TO:<a@b> NOTIFY=",
+            "RCPT TO:<a@b> NOTIFY=NEVER,SUCCESS",
+            "RCPT TO:<a@b> NOTIFY=SUCCESS NOTIFY=DELAY",
+            "RCPT TO:<a@b> ORCPT=bob@x",
+            "RCPT TO:<a@b> ORCPT=rfc822;+zz",
+            "RCPT TO:<a@b> ORCPT",
+        ] {
+            assert!(
+                matches!(parse(line.as_bytes()), Err(ParseError::Param(_))),
+                "{line}"
+            );
+        }
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! - [`command`]: one command line → [`Command`] (RFC 5321 §4.1.1), including
 //!   MAIL/RCPT paths (§4.1.2: quoted local parts, source routes stripped, `<>`) and the
-//!   ESMTP parameters mailorder knows (`SIZE`, `BODY`, `SMTPUTF8`, `AUTH`), keeping the
+//!   ESMTP parameters mailorder knows (`SIZE`, `BODY`, `SMTPUTF8`, `AUTH`, and DSN's
+//!   `RET`, `ENVID`, `NOTIFY`, `ORCPT`), keeping the
 //!   unknown ones so the server can refuse them;
 //! - [`line`]: [`LineSplitter`], incremental, enforcing the 512-octet command line limit
 //!   (§4.5.3.1.4) and reporting NUL bytes;
+//! - [`dsn`]: RFC 3461 DSN parameters (`RET`, `ENVID`, `NOTIFY`, `ORCPT`) and xtext;
 //! - [`data`]: [`DataDecoder`] (dot-unstuffing, CRLF → LF, ends only at CRLF.CRLF, flags
 //!   bare CR / bare LF, NUL and over-long lines: the SMTP smuggling defences) and
 //!   [`BdatDecoder`] (RFC 3030 chunks);
@@ -20,6 +22,7 @@
 pub mod client;
 pub mod command;
 pub mod data;
+pub mod dsn;
 pub mod line;
 pub mod reply;
 
