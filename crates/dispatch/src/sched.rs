@@ -172,6 +172,13 @@ pub struct Dispatch {
     domain_jobs: HashMap<String, usize>,
     /// Messages to remove (qadmin `remove`) once their running deliveries end.
     remove_requested: HashSet<String>,
+    /// Messages whose only durable record is still `todo/ID` (no `state/ID` written yet).
+    unstored: HashSet<String>,
+    /// Messages whose state changed since it was last written.
+    dirty: HashSet<String>,
+    /// Messages ended whose `todo/ID` may still be there until queue-clean removes it;
+    /// pruned by each scan of `todo/`.
+    ended: HashSet<String>,
     cleaner: Cleaner,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -208,6 +215,9 @@ impl Dispatch {
             remote_jobs: 0,
             domain_jobs: HashMap::new(),
             remove_requested: HashSet::new(),
+            unstored: HashSet::new(),
+            dirty: HashSet::new(),
+            ended: HashSet::new(),
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
                 child: None,
@@ -247,6 +257,7 @@ impl Dispatch {
                     self.orphans(now);
                 }
             }
+            self.store_dirty();
             if let Some(t) = self.stop_at {
                 if self.running.is_empty() {
                     log::info!("stopped");
@@ -259,33 +270,46 @@ impl Dispatch {
             }
             let wait = self.next_wait(now);
             match self.rx.recv_timeout(Duration::from_secs(wait)) {
-                Ok(Event::Trigger) => {
-                    if self.stop_at.is_none() {
-                        self.scan_todo();
+                Ok(ev) => {
+                    // Take every event that is already there before starting deliveries
+                    // and writing states: a burst of results costs one batch of writes.
+                    self.handle(ev, now);
+                    while let Ok(ev) = self.rx.try_recv() {
+                        self.handle(ev, now);
                     }
                 }
-                Ok(Event::Stop) => {
-                    log::info!("stopping: waiting for {} deliveries", self.running.len());
-                    self.stop_at.get_or_insert(now + STOP_GRACE);
-                }
-                Ok(Event::Flush) => self.flush(now),
-                Ok(Event::Done {
-                    id,
-                    idx,
-                    code,
-                    text,
-                }) => self.done(&id, idx, code, &text),
-                Ok(Event::RemoteDone {
-                    id,
-                    idxs,
-                    domain,
-                    code,
-                    out,
-                }) => self.remote_done(&id, &idxs, &domain, code, &out),
-                Ok(Event::Ctl(line)) => self.control_request(&line, now),
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
+        }
+    }
+
+    fn handle(&mut self, ev: Event, now: u64) {
+        match ev {
+            Event::Trigger => {
+                if self.stop_at.is_none() {
+                    self.scan_todo();
+                }
+            }
+            Event::Stop => {
+                log::info!("stopping: waiting for {} deliveries", self.running.len());
+                self.stop_at.get_or_insert(now + STOP_GRACE);
+            }
+            Event::Flush => self.flush(now),
+            Event::Done {
+                id,
+                idx,
+                code,
+                text,
+            } => self.done(&id, idx, code, &text),
+            Event::RemoteDone {
+                id,
+                idxs,
+                domain,
+                code,
+                out,
+            } => self.remote_done(&id, &idxs, &domain, code, &out),
+            Event::Ctl(line) => self.control_request(&line, now),
         }
     }
 
@@ -403,6 +427,16 @@ impl Dispatch {
                 source,
             })?;
         for id in ids {
+            if !self.queue.mess(&id).exists() {
+                // The end of this message (unlinks without fsync) was cut short by a crash.
+                log::info!("id={id}: state/ without mess/: finished before a restart");
+                if let Err(e) = std::fs::remove_file(self.queue.state(&id))
+                    && e.kind() != io::ErrorKind::NotFound
+                {
+                    log::warn!("id={id}: cannot remove state: {e}");
+                }
+                continue;
+            }
             match State::load(&self.queue.state(&id)) {
                 Ok(mut st) => {
                     if plan::release_held(&mut st, date::unix_now()) {
@@ -426,6 +460,7 @@ impl Dispatch {
                 return;
             }
         };
+        self.ended.retain(|id| ids.contains(id));
         if ids.is_empty() {
             return;
         }
@@ -433,38 +468,35 @@ impl Dispatch {
         if let Err(e) = &dir {
             log::warn!("directory: {e}");
         }
-        let mut fresh = Vec::new();
         for id in ids {
             if let Some(st) = self.intake(&id, dir.as_ref().ok()) {
-                fresh.push(st);
-            }
-        }
-        if fresh.is_empty() {
-            return;
-        }
-        // Every new state file is written and fsynced, then state/ is fsynced once for the
-        // whole batch; only then are the todo/ files given up.
-        if let Err(e) = store_batch(&self.queue, &fresh) {
-            log::error!("{e}");
-            return;
-        }
-        for st in fresh {
-            let id = st.id.clone();
-            log::info!(
-                "new id={id} sender=<{}> recipients={}",
-                st.sender,
-                st.recipients.len(),
-            );
-            self.msgs.insert(id.clone(), st);
-            if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
-                log::warn!("id={id}: cannot remove todo: {e}");
+                log::info!(
+                    "new id={id} sender=<{}> recipients={}",
+                    st.sender,
+                    st.recipients.len(),
+                );
+                // todo/ID stays the durable record until a result must be kept: a message
+                // delivered at the first try never gets a state file.
+                self.unstored.insert(id.clone());
+                self.msgs.insert(id, st);
             }
         }
     }
 
     /// A message in todo/: an existing state wins (loaded, todo/ID given up); otherwise the
-    /// new state to store (the caller stores a batch, then gives up the todo/ files).
+    /// new in-memory state, kept only by todo/ID until [`Self::store_dirty`] writes it.
     fn intake(&mut self, id: &str, dir: Option<&Directory>) -> Option<State> {
+        if self.unstored.contains(id) || self.ended.contains(id) {
+            return None;
+        }
+        if !self.msgs.contains_key(id) && !self.queue.mess(id).exists() {
+            // The end of this message (unlinks without fsync) was cut short by a crash.
+            log::info!("id={id}: todo/ without mess/: finished before a restart");
+            if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
+                log::warn!("id={id}: cannot remove todo: {e}");
+            }
+            return None;
+        }
         if !self.msgs.contains_key(id) && !self.queue.state(id).exists() {
             let env = match File::open(self.queue.todo(id))
                 .map_err(envelope::EnvelopeError::from)
@@ -585,8 +617,8 @@ impl Dispatch {
                     changed = true;
                 }
             }
-            if changed && let Some(st) = self.msgs.get(&id) {
-                lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+            if changed {
+                self.dirty.insert(id.clone());
             }
         }
     }
@@ -801,15 +833,70 @@ impl Dispatch {
         self.settle(id, date::unix_now());
     }
 
-    /// Write `state/ID` after a result, except when every recipient is now final: then
-    /// `settle` unlinks it at once, and the write (two fsyncs) would only be undone. A crash
-    /// in between redelivers (at-least-once), it never loses.
-    fn store_unless_done(&self, id: &str) {
-        if let Some(st) = self.msgs.get(id)
-            && !st.is_done()
-        {
-            lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+    /// Note that `state/ID` must be written after a result. [`Self::store_dirty`] writes it
+    /// before dispatch waits again, unless every recipient is final by then: `settle` ends
+    /// the message at once, and the write (two fsyncs) would only be undone. A crash in
+    /// between redelivers (at-least-once), it never loses.
+    fn store_unless_done(&mut self, id: &str) {
+        self.dirty.insert(id.to_owned());
+    }
+
+    /// Write every changed state that is not finished: the files one by one (each
+    /// fsynced), then one fsync of `state/`; only then give up the `todo/` files of the
+    /// messages stored for the first time. On failure they stay dirty and are tried again.
+    fn store_dirty(&mut self) {
+        if self.dirty.is_empty() {
+            return;
         }
+        let ids: Vec<String> = self.dirty.drain().collect();
+        let states: Vec<State> = ids
+            .iter()
+            .filter_map(|id| self.msgs.get(id))
+            .filter(|st| !st.is_done())
+            .cloned()
+            .collect();
+        if states.is_empty() {
+            return;
+        }
+        if let Err(e) = store_batch(&self.queue, &states) {
+            log::error!("{e}");
+            self.dirty.extend(states.into_iter().map(|st| st.id));
+            return;
+        }
+        for st in states {
+            if self.unstored.remove(&st.id)
+                && let Err(e) = self.cleaner.cmd(&format!("todo {}", st.id))
+            {
+                log::warn!("id={}: cannot remove todo: {e}", st.id);
+            }
+        }
+    }
+
+    /// Forget message `id` and have its files removed without fsync: `todo/ID` (while it
+    /// was the only record) or `state/ID`, then `mess/ID`. A crash before the unlinks reach
+    /// the disk leaves a `todo/` or `state/` file without `mess/`, which the next start
+    /// treats as finished. `ended` keeps `todo/ID` from being taken again before
+    /// queue-clean has removed it.
+    fn forget(&mut self, id: &str) -> Result<(), String> {
+        if self.unstored.contains(id) {
+            self.cleaner
+                .cmd(&format!("todo {id}"))
+                .map_err(|e| format!("cannot remove todo: {e}"))?;
+            self.unstored.remove(id);
+        } else {
+            match std::fs::remove_file(self.queue.state(id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("cannot remove state: {e} (#4.3.0)")),
+            }
+        }
+        self.ended.insert(id.to_owned());
+        self.dirty.remove(id);
+        self.msgs.remove(id);
+        if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
+            log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
+        }
+        Ok(())
     }
 
     fn settle_all(&mut self, now: u64) {
@@ -855,21 +942,17 @@ impl Dispatch {
                     st.bounce_deferred(now, policy);
                 }
             }
-            lock_or_log(State::store(&self.queue, st), &format!("id={id}"));
+            self.dirty.insert(id.to_owned());
         }
         let Some(st) = self.msgs.get(id) else {
             return;
         };
         if st.is_done() {
-            if let Err(e) = State::remove(&self.queue, id) {
+            if let Err(e) = self.forget(id) {
                 log::warn!("id={id}: {e}");
                 return;
             }
-            if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
-                log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
-            }
             log::info!("end id={id}");
-            self.msgs.remove(id);
         }
     }
 
@@ -960,14 +1043,10 @@ impl Dispatch {
     /// Remove a message by request: no bounce, no further delivery.
     fn remove_now(&mut self, id: &str) {
         self.remove_requested.remove(id);
-        if let Err(e) = State::remove(&self.queue, id) {
+        if let Err(e) = self.forget(id) {
             log::warn!("remove id={id}: {e}");
             return;
         }
-        if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
-            log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
-        }
-        self.msgs.remove(id);
         log::info!("removed id={id} (by request, no bounce)");
     }
 

@@ -3,14 +3,18 @@
 //! dispatch (uid mosend) cannot unlink in `todo/` and `mess/` (owned by moqueue); it runs
 //! this set-uid moqueue helper once as a long-lived child and writes one command per line:
 //!
-//! - `todo ID`: unlink `todo/ID` (dispatch has written `state/ID`), fsync `todo/`;
-//! - `mess ID`: unlink `mess/ID` (the message is finished), fsync `mess/`; refused while
-//!   `todo/ID` exists, so a message that was never taken cannot be removed;
+//! - `todo ID`: unlink `todo/ID` (dispatch has written `state/ID`, or the message is
+//!   finished);
+//! - `mess ID`: unlink `mess/ID` (the message is finished); refused while `todo/ID`
+//!   exists, so a message that was never taken cannot be removed;
 //! - `clean`: unlink `intd/ID` files older than 36 hours (the remains of a crashed
 //!   `queue`; `queue` gives up after 24 hours), fsync `intd/`.
 //!
 //! Each line is answered with `ok` or `error TEXT`. A missing file is `ok`: the command
-//! may be repeated after a crash. It must do nothing else: no other paths, no other
+//! may be repeated after a crash. The `todo` and `mess` unlinks are not fsynced: an
+//! unlink lost in a crash brings a file back, which dispatch then treats as finished
+//! (`todo/` or `state/` without `mess/`) or as a message to deliver again (at-least-once),
+//! or the orphan sweep removes (`mess/` alone); it never loses mail. It must do nothing else: no other paths, no other
 //! operations.
 
 use mailorder_core::Exit;
@@ -61,14 +65,13 @@ fn io_err(op: &'static str, path: &Path) -> impl FnOnce(io::Error) -> CleanError
     move |source| CleanError::Io { op, path, source }
 }
 
-/// Unlink `path` (missing is fine) and fsync `dir`.
-fn unlink(path: &Path, dir: &Path) -> Result<(), CleanError> {
+/// Unlink `path` (missing is fine), without fsync (see the module documentation).
+fn unlink(path: &Path) -> Result<(), CleanError> {
     match std::fs::remove_file(path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_err("unlink", path)(e)),
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(io_err("unlink", path)(e)),
     }
-    fsync_dir(dir).map_err(io_err("fsync", dir))
 }
 
 /// Run one command line.
@@ -83,7 +86,7 @@ pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> 
             if !valid_id(id) {
                 return Err(CleanError::BadId);
             }
-            unlink(&q.todo(id), &q.todo_dir())
+            unlink(&q.todo(id))
         }
         (Some("mess"), Some(id)) => {
             if !valid_id(id) {
@@ -92,7 +95,7 @@ pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> 
             if q.todo(id).symlink_metadata().is_ok() {
                 return Err(CleanError::StillQueued(id.to_owned()));
             }
-            unlink(&q.mess(id), &q.mess_dir())
+            unlink(&q.mess(id))
         }
         (Some("clean"), None) => {
             let dir = q.intd_dir();
