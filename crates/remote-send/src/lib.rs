@@ -5,10 +5,11 @@
 //!   (`control/smtpauth`);
 //! - [`dns`]: MX / implicit MX / null MX, IDN, own-MX pruning and mail loops;
 //! - [`smtp`]: the ESMTP client over TCP, with STARTTLS ([`tls`]);
-//! - this module: control files → [`Config`], the run, and the report on stdout: one
-//!   text0 record per recipient (`r` accepted, `h` permanent, `s` temporary), then one for
-//!   the message (`K` accepted by at least one recipient's host, `Z` temporary, `D`
-//!   permanent).
+//! - this module: the arguments ([`Args`], with the DSN options), control files →
+//!   [`Config`], the run, and the report on stdout: one text0 record per recipient (`r`
+//!   accepted, `u` accepted by a host without DSN for a recipient that asked for a success
+//!   report, `h` permanent, `s` temporary), then one for the message (`K` accepted by at
+//!   least one recipient's host, `Z` temporary, `D` permanent).
 //!
 //! It never exits non-zero after it has started: every failure becomes a record. It never
 //! writes the queue and knows nothing of dispatch's state.
@@ -19,7 +20,8 @@ pub mod smtp;
 pub mod tls;
 
 use mailorder_core::control::{Control, ControlError};
-use smtp::Res;
+use mailorder_smtp_proto::dsn;
+use smtp::{Dsn, RcptDsn, Res};
 use std::io::{self, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -129,6 +131,87 @@ pub fn domain_of(addr: &str) -> &str {
     addr.rsplit_once('@').map_or("", |(_, d)| d)
 }
 
+/// The command line: `[-R FULL|HDRS] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]…`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Args {
+    /// The destination domain.
+    pub domain: String,
+    /// The envelope sender (empty for `<>`).
+    pub sender: String,
+    /// The recipients.
+    pub rcpts: Vec<String>,
+    /// DSN parameters: `-R`, `-V`, and one entry per recipient (`-N`, `-O`).
+    pub dsn: Dsn,
+}
+
+impl Args {
+    /// Parse argv (without the program name). Options before DOMAIN apply to the message,
+    /// `-N`/`-O` to the next recipient only. Values are as stored in the queue (xtext kept
+    /// encoded) and validated with `smtp_proto::dsn`. `Err` is the usage message.
+    pub fn parse(args: &[String]) -> Result<Args, String> {
+        let mut a = Args::default();
+        let mut it = args.iter();
+        let value = |it: &mut std::slice::Iter<'_, String>, opt: &str| {
+            it.next()
+                .cloned()
+                .ok_or_else(|| format!("option {opt} needs a value"))
+        };
+        let domain = loop {
+            match it.next().map(String::as_str) {
+                Some("-R") => {
+                    let v = value(&mut it, "-R")?;
+                    let r = dsn::Ret::parse(&v).ok_or_else(|| format!("bad -R value {v:?}"))?;
+                    a.dsn.ret = Some(r.as_str().to_owned());
+                }
+                Some("-V") => {
+                    let v = value(&mut it, "-V")?;
+                    if !dsn::valid_envid(&v) {
+                        return Err(format!("bad -V value {v:?}"));
+                    }
+                    a.dsn.envid = Some(v);
+                }
+                Some(d) => break d.to_owned(),
+                None => return Err("missing DOMAIN".into()),
+            }
+        };
+        a.domain = domain;
+        let sender = it.next().ok_or("missing SENDER")?;
+        a.sender = if sender == "<>" {
+            String::new()
+        } else {
+            sender.clone()
+        };
+        let mut next = RcptDsn::default();
+        while let Some(w) = it.next() {
+            match w.as_str() {
+                "-N" => {
+                    let v = value(&mut it, "-N")?;
+                    let n = dsn::Notify::parse(&v).ok_or_else(|| format!("bad -N value {v:?}"))?;
+                    next.notify = Some(n.as_param());
+                }
+                "-O" => {
+                    let v = value(&mut it, "-O")?;
+                    if !dsn::valid_orcpt(&v) {
+                        return Err(format!("bad -O value {v:?}"));
+                    }
+                    next.orcpt = Some(v);
+                }
+                r => {
+                    a.rcpts.push(r.to_owned());
+                    a.dsn.rcpts.push(std::mem::take(&mut next));
+                }
+            }
+        }
+        if next != RcptDsn::default() {
+            return Err("-N/-O without a recipient after it".into());
+        }
+        if a.rcpts.is_empty() {
+            return Err("missing RCPT".into());
+        }
+        Ok(a)
+    }
+}
+
 /// Deliver `message` from `sender` to `rcpts` (all in `domain`). One result per recipient.
 pub fn deliver(
     cfg: &Config,
@@ -136,9 +219,10 @@ pub fn deliver(
     domain: &str,
     sender: &str,
     rcpts: &[String],
+    dsn: &Dsn,
     message: &mut dyn smtp::ReadSeek,
 ) -> Vec<Res> {
-    match deliver_inner(cfg, resolver, domain, sender, rcpts, message) {
+    match deliver_inner(cfg, resolver, domain, sender, rcpts, dsn, message) {
         Ok(r) => r,
         Err(f) => vec![f.into_res(); rcpts.len()],
     }
@@ -150,6 +234,7 @@ fn deliver_inner(
     domain: &str,
     sender: &str,
     rcpts: &[String],
+    dsn: &Dsn,
     message: &mut dyn smtp::ReadSeek,
 ) -> Result<Vec<Res>, Failure> {
     if domain.is_empty() || domain.starts_with('.') || domain.contains(['/', ' ', '\0']) {
@@ -204,6 +289,7 @@ fn deliver_inner(
     let mut job = smtp::Job {
         sender,
         rcpts,
+        dsn,
         message,
         size,
         eight_bit,
@@ -217,6 +303,7 @@ pub fn report<W: Write>(out: &mut W, results: &[Res]) -> io::Result<()> {
     for r in results {
         let (tag, text) = match r {
             Res::Accepted(t) => (b'r', t),
+            Res::Relayed(t) => (b'u', t),
             Res::Perm(t) => (b'h', t),
             Res::Temp(t) => (b's', t),
         };
@@ -226,7 +313,7 @@ pub fn report<W: Write>(out: &mut W, results: &[Res]) -> io::Result<()> {
     }
     let accepted = results
         .iter()
-        .filter(|r| matches!(r, Res::Accepted(_)))
+        .filter(|r| matches!(r, Res::Accepted(_) | Res::Relayed(_)))
         .count();
     let temp = results.iter().filter(|r| matches!(r, Res::Temp(_))).count();
     let (tag, text) = if accepted > 0 {
@@ -252,22 +339,22 @@ pub fn report<W: Write>(out: &mut W, results: &[Res]) -> io::Result<()> {
     out.flush()
 }
 
-/// The whole program after argv: `remote-send DOMAIN SENDER RCPT…` with the message on
+/// The whole program after argv (parsed by [`Args::parse`]) with the message on
 /// `message`. The report goes to `out`.
 pub fn run<W: Write>(
     control: &Control,
-    domain: &str,
-    sender: &str,
-    rcpts: &[String],
+    args: &Args,
     message: &mut dyn smtp::ReadSeek,
     out: &mut W,
 ) -> io::Result<()> {
+    let (domain, rcpts) = (&args.domain, &args.rcpts);
     let results = match Config::load(control) {
         Ok(cfg) => {
-            let r = deliver(&cfg, None, domain, sender, rcpts, message);
+            let r = deliver(&cfg, None, domain, &args.sender, rcpts, &args.dsn, message);
             for (rcpt, res) in rcpts.iter().zip(&r) {
                 let (s, t) = match res {
                     Res::Accepted(t) => ("accepted", t),
+                    Res::Relayed(t) => ("accepted-without-dsn", t),
                     Res::Perm(t) => ("failed", t),
                     Res::Temp(t) => ("deferred", t),
                 };

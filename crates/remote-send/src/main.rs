@@ -1,4 +1,5 @@
-//! remote-send DOMAIN SENDER RCPT…: deliver the message on fd 0 (CONTRACT.md).
+//! remote-send [-R RET] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]…: deliver
+//! the message on fd 0 (CONTRACT.md).
 
 use mailorder_core::Exit;
 use mailorder_core::exit::exit;
@@ -7,14 +8,14 @@ use std::io::{Read, Seek};
 fn main() {
     mailorder_core::logger::init("remote-send", Exit::Temp.code());
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.len() < 3 {
-        log::error!("usage: remote-send DOMAIN SENDER RCPT...");
-        exit(Exit::Perm.code());
-    }
-    let sender = if args[1] == "<>" {
-        ""
-    } else {
-        args[1].as_str()
+    let args = match mailorder_remote_send::Args::parse(&args) {
+        Ok(a) => a,
+        Err(e) => {
+            log::error!(
+                "{e}; usage: remote-send [-R FULL|HDRS] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]..."
+            );
+            exit(Exit::Perm.code());
+        }
     };
     let mut file = mailorder_core::sys::take_fd(0).map(std::fs::File::from);
     let mut mem = std::io::Cursor::new(Vec::new());
@@ -30,7 +31,7 @@ fn main() {
     };
     let control = mailorder_core::control::Control::default();
     let mut out = std::io::stdout().lock();
-    let res = mailorder_remote_send::run(&control, &args[0], sender, &args[2..], message, &mut out);
+    let res = mailorder_remote_send::run(&control, &args, message, &mut out);
     if let Err(e) = res {
         log::error!("cannot write the report: {e}");
     }

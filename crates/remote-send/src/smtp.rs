@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 pub enum Res {
     /// Accepted by the remote host.
     Accepted(String),
+    /// Accepted by a host that does not offer DSN, for a recipient whose NOTIFY asks for
+    /// SUCCESS: the sender is owed a "relayed" report (RFC 3461 §5.2.2).
+    Relayed(String),
     /// Refused permanently.
     Perm(String),
     /// Failed temporarily.
@@ -43,12 +46,77 @@ pub struct Settings {
     pub auth: Option<(String, String)>,
 }
 
+/// DSN parameters (RFC 3461) as stored in the queue: xtext kept encoded, validated by the
+/// caller. Sent only to a host whose EHLO offers `DSN`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dsn {
+    /// `RET=` for MAIL (`FULL` or `HDRS`).
+    pub ret: Option<String>,
+    /// `ENVID=` for MAIL (xtext).
+    pub envid: Option<String>,
+    /// Per recipient (empty, or one per recipient): `NOTIFY=` and `ORCPT=` for its RCPT.
+    pub rcpts: Vec<RcptDsn>,
+}
+
+/// One recipient's DSN parameters.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptDsn {
+    /// `NOTIFY=`: `NEVER` or a comma list of `SUCCESS`, `FAILURE`, `DELAY`.
+    pub notify: Option<String>,
+    /// `ORCPT=`: `addr-type;xtext`.
+    pub orcpt: Option<String>,
+}
+
+impl RcptDsn {
+    /// Whether NOTIFY asks for a success report.
+    pub fn wants_success(&self) -> bool {
+        self.notify.as_deref().is_some_and(|n| {
+            n.split(',')
+                .any(|w| w.trim().eq_ignore_ascii_case("SUCCESS"))
+        })
+    }
+}
+
+impl Dsn {
+    /// Recipient `i`'s parameters (none when absent).
+    pub fn rcpt(&self, i: usize) -> RcptDsn {
+        self.rcpts.get(i).cloned().unwrap_or_default()
+    }
+
+    /// The MAIL parameters, with a leading space each.
+    pub fn mail_params(&self) -> String {
+        let mut s = String::new();
+        if let Some(r) = &self.ret {
+            s.push_str(&format!(" RET={r}"));
+        }
+        if let Some(e) = &self.envid {
+            s.push_str(&format!(" ENVID={e}"));
+        }
+        s
+    }
+
+    /// Recipient `i`'s RCPT parameters, with a leading space each.
+    pub fn rcpt_params(&self, i: usize) -> String {
+        let r = self.rcpt(i);
+        let mut s = String::new();
+        if let Some(n) = &r.notify {
+            s.push_str(&format!(" NOTIFY={n}"));
+        }
+        if let Some(o) = &r.orcpt {
+            s.push_str(&format!(" ORCPT={o}"));
+        }
+        s
+    }
+}
+
 /// The message and its envelope.
 pub struct Job<'a> {
     /// Envelope sender (empty: `<>`).
     pub sender: &'a str,
     /// Envelope recipients.
     pub rcpts: &'a [String],
+    /// DSN parameters.
+    pub dsn: &'a Dsn,
     /// The message, LF line endings, rewindable.
     pub message: &'a mut dyn ReadSeek,
     /// Its size on the wire (CRLF line endings), for SIZE=.
@@ -263,7 +331,7 @@ pub fn deliver(targets: &[Target], job: &mut Job<'_>, s: &Settings) -> Vec<Res> 
 
 fn res_text(r: &Res) -> &str {
     match r {
-        Res::Accepted(t) | Res::Perm(t) | Res::Temp(t) => t,
+        Res::Accepted(t) | Res::Relayed(t) | Res::Perm(t) | Res::Temp(t) => t,
     }
 }
 
@@ -485,7 +553,22 @@ fn transaction(ss: &mut Session, caps: &Capabilities, job: &mut Job<'_>) -> Vec<
     if utf8 {
         mail.push_str(" SMTPUTF8");
     }
-    let rcpt_lines: Vec<String> = job.rcpts.iter().map(|r| format!("RCPT TO:<{r}>")).collect();
+    if caps.dsn {
+        mail.push_str(&job.dsn.mail_params());
+    }
+    let rcpt_lines: Vec<String> = job
+        .rcpts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let params = if caps.dsn {
+                job.dsn.rcpt_params(i)
+            } else {
+                String::new()
+            };
+            format!("RCPT TO:<{r}>{params}")
+        })
+        .collect();
     let broken = |e: String| vec![Res::Temp(e); n];
 
     let mut results: Vec<Option<Res>> = vec![None; n];
@@ -570,13 +653,19 @@ fn transaction(ss: &mut Session, caps: &Capabilities, job: &mut Job<'_>) -> Vec<
                 .tls
                 .as_ref()
                 .map_or_else(|| "no TLS".to_owned(), Clone::clone);
-            finish(
-                results,
-                Res::Accepted(format!(
-                    "{who} accepted the message ({tls}): {}",
-                    reply_text(&r)
-                )),
-            )
+            let text = format!("{who} accepted the message ({tls}): {}", reply_text(&r));
+            results
+                .into_iter()
+                .enumerate()
+                .map(|(i, x)| match x {
+                    Some(x) => x,
+                    // Without DSN at the peer our SUCCESS request ends here (RFC 3461 §4.1).
+                    None if !caps.dsn && job.dsn.rcpt(i).wants_success() => {
+                        Res::Relayed(format!("{text} (the host does not support DSN)"))
+                    }
+                    None => Res::Accepted(text.clone()),
+                })
+                .collect()
         }
         Ok(r) => finish(results, by_code(&r, &who, "end of data")),
         Err(e) => finish(results, Res::Temp(e)),

@@ -52,6 +52,10 @@ fn cfg(port: u16) -> Config {
 }
 
 fn run_one(port: u16, domain: &str, rcpts: &[&str], msg: &[u8]) -> Vec<Res> {
+    run_dsn(port, domain, rcpts, &Dsn::default(), msg)
+}
+
+fn run_dsn(port: u16, domain: &str, rcpts: &[&str], dsn: &Dsn, msg: &[u8]) -> Vec<Res> {
     let rcpts: Vec<String> = rcpts.iter().map(|s| (*s).to_owned()).collect();
     let mut m = Cursor::new(msg.to_vec());
     deliver(
@@ -60,8 +64,152 @@ fn run_one(port: u16, domain: &str, rcpts: &[&str], msg: &[u8]) -> Vec<Res> {
         domain,
         "a@me.test",
         &rcpts,
+        dsn,
         &mut m,
     )
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| (*s).to_owned()).collect()
+}
+
+#[test]
+fn arguments_with_dsn_options() {
+    let a = Args::parse(&strings(&["b.test", "<>", "x@b.test"])).unwrap();
+    assert_eq!(
+        (a.domain.as_str(), a.sender.as_str(), a.rcpts.clone()),
+        ("b.test", "", strings(&["x@b.test"]))
+    );
+    assert_eq!(a.dsn.ret, None);
+    assert_eq!(a.dsn.rcpts, vec![RcptDsn::default()]);
+    let a = Args::parse(&strings(&[
+        "-R",
+        "hdrs",
+        "-V",
+        "abc+2Bdef",
+        "b.test",
+        "a@me.test",
+        "-N",
+        "success,failure",
+        "-O",
+        "rfc822;x+2By@b.test",
+        "x@b.test",
+        "y@b.test",
+        "-N",
+        "NEVER",
+        "z@b.test",
+    ]))
+    .unwrap();
+    assert_eq!(a.sender, "a@me.test");
+    assert_eq!(a.rcpts, strings(&["x@b.test", "y@b.test", "z@b.test"]));
+    assert_eq!(a.dsn.mail_params(), " RET=HDRS ENVID=abc+2Bdef");
+    assert_eq!(
+        a.dsn.rcpt_params(0),
+        " NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x+2By@b.test"
+    );
+    assert_eq!(a.dsn.rcpt_params(1), "");
+    assert_eq!(a.dsn.rcpt_params(2), " NOTIFY=NEVER");
+    assert!(a.dsn.rcpt(0).wants_success() && !a.dsn.rcpt(2).wants_success());
+    for bad in [
+        &["b.test", "a@b"][..],
+        &["b.test"],
+        &[],
+        &["-R", "most", "b.test", "a@b", "x@b"],
+        &["-R"],
+        &["-V", "a b", "b.test", "a@b", "x@b"],
+        &["-V", "a+zz", "b.test", "a@b", "x@b"],
+        &["b.test", "a@b", "-N", "never,success", "x@b"],
+        &["b.test", "a@b", "-N", "", "x@b"],
+        &["b.test", "a@b", "-O", "x@b", "x@b"],
+        &["b.test", "a@b", "x@b", "-N", "success"],
+        &["b.test", "a@b", "x@b", "-O"],
+    ] {
+        assert!(Args::parse(&strings(bad)).is_err(), "{bad:?}");
+    }
+}
+
+/// A server that offers `ehlo` and accepts everything; the lines it received.
+fn accept_all(ehlo: &'static str, rcpts: usize) -> (u16, std::sync::mpsc::Receiver<Vec<String>>) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let port = serve(move |r, w| {
+        w.write_all(b"220 mx ESMTP\r\n").unwrap();
+        assert!(line(r).starts_with("EHLO "));
+        w.write_all(ehlo.as_bytes()).unwrap();
+        let mut got = Vec::new();
+        for _ in 0..rcpts + 2 {
+            got.push(line(r));
+        }
+        let mut answer = "250 ok\r\n".repeat(rcpts + 1);
+        answer.push_str("354 go\r\n");
+        w.write_all(answer.as_bytes()).unwrap();
+        while line(r) != "." {}
+        w.write_all(b"250 2.0.0 queued\r\n").unwrap();
+        let _ = line(r);
+        let _ = w.write_all(b"221 bye\r\n");
+        tx.send(got).unwrap();
+    });
+    (port, rx)
+}
+
+fn sample_dsn() -> Dsn {
+    Dsn {
+        ret: Some("FULL".into()),
+        envid: Some("abc+2Bdef".into()),
+        rcpts: vec![
+            RcptDsn {
+                notify: Some("SUCCESS,FAILURE".into()),
+                orcpt: Some("rfc822;x@b.test".into()),
+            },
+            RcptDsn::default(),
+        ],
+    }
+}
+
+#[test]
+fn dsn_parameters_go_to_a_host_that_offers_dsn() {
+    let (port, rx) = accept_all("250-mx\r\n250-PIPELINING\r\n250 DSN\r\n", 2);
+    let res = run_dsn(
+        port,
+        "b.test",
+        &["x@b.test", "y@b.test"],
+        &sample_dsn(),
+        b"x\n",
+    );
+    assert!(res.iter().all(|r| matches!(r, Res::Accepted(_))), "{res:?}");
+    let got = rx.recv().unwrap();
+    assert_eq!(got[0], "MAIL FROM:<a@me.test> RET=FULL ENVID=abc+2Bdef");
+    assert_eq!(
+        got[1],
+        "RCPT TO:<x@b.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;x@b.test"
+    );
+    assert_eq!(got[2], "RCPT TO:<y@b.test>");
+}
+
+#[test]
+fn a_host_without_dsn_gets_no_parameters_and_success_requests_become_relayed() {
+    let (port, rx) = accept_all("250-mx\r\n250 PIPELINING\r\n", 2);
+    let res = run_dsn(
+        port,
+        "b.test",
+        &["x@b.test", "y@b.test"],
+        &sample_dsn(),
+        b"x\n",
+    );
+    assert!(
+        matches!(&res[0], Res::Relayed(t) if t.contains("does not support DSN")),
+        "{res:?}"
+    );
+    assert!(matches!(&res[1], Res::Accepted(_)), "{res:?}");
+    let got = rx.recv().unwrap();
+    assert_eq!(got[0], "MAIL FROM:<a@me.test>");
+    assert_eq!(got[1], "RCPT TO:<x@b.test>");
+    assert_eq!(got[2], "RCPT TO:<y@b.test>");
+    let mut out = Vec::new();
+    report(&mut out, &res).unwrap();
+    let recs: Vec<&[u8]> = out.split(|&b| b == 0).collect();
+    assert_eq!(recs[0][0], b'u');
+    assert_eq!(recs[1][0], b'r');
+    assert_eq!(recs[2], b"K2 of 2 recipients accepted");
 }
 
 #[test]
