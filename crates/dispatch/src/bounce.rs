@@ -120,6 +120,7 @@ pub fn compose(
         Envelope {
             sender: env_sender,
             recipients: vec![rcpt],
+            ..Default::default()
         },
         out,
     ))
@@ -214,6 +215,7 @@ pub fn compose_delay(
         Envelope {
             sender: String::new(),
             recipients: vec![st.sender.clone()],
+            ..Default::default()
         },
         out,
     ))
@@ -257,6 +259,7 @@ mod tests {
             &Envelope {
                 sender: sender.into(),
                 recipients: vec!["ok@x.test".into(), "bad@x.test".into()],
+                ..Default::default()
             },
             1_700_000_000,
         );
@@ -285,6 +288,7 @@ mod tests {
             &Envelope {
                 sender: "a@b.test".into(),
                 recipients: vec!["c@d.test".into(), "e@f.test".into()],
+                ..Default::default()
             },
             1000,
         );

@@ -337,6 +337,7 @@ mod tests {
             &Envelope {
                 sender: "a@b".into(),
                 recipients: vec!["c@d".into()],
+                ..Default::default()
             },
             0,
         );

@@ -442,6 +442,7 @@ mod tests {
         let env = Envelope {
             sender: sender.to_owned(),
             recipients: rcpts.iter().map(|r| (*r).to_owned()).collect(),
+            ..Default::default()
         };
         std::fs::write(q.mess(id), body).unwrap();
         std::fs::write(q.todo(id), encode(&env)).unwrap();
@@ -469,6 +470,7 @@ mod tests {
         let env = Envelope {
             sender: "s@x.test".into(),
             recipients: vec!["d@y.test".into(), "e@y.test".into(), "f@y.test".into()],
+            ..Default::default()
         };
         let mut st = State::new(id, &env, 996);
         st.recipients[0].status = Status::Delivered;

@@ -1,8 +1,24 @@
 //! The text0 envelope of qmail-queue (CONVENTIONS §8): `F<sender>\0`, one `T<rcpt>\0` per
 //! recipient, then an extra `\0`. The null sender is `F\0`.
+//!
+//! Two optional records carry the DSN parameters of RFC 3461 (a caller that sends only
+//! `F`/`T` keeps working):
+//!
+//! ```text
+//! F<sender>\0
+//! [E<mail params>\0]   only directly after F: "RET=HDRS ENVID=xyz" (either or both)
+//! T<rcpt>\0
+//! [N<rcpt params>\0]   only directly after its T: "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob@x"
+//! \0
+//! ```
+//!
+//! Parameters are space separated `KEY=VALUE`, keys upper case, values checked with
+//! [`mailorder_smtp_proto::dsn`]; anything else is [`EnvelopeError::Format`].
 
 use mailorder_core::Exit;
 use mailorder_core::exit::queue as qcode;
+use mailorder_smtp_proto::dsn;
+pub use mailorder_smtp_proto::dsn::{Notify, Ret};
 use std::io::{self, BufRead, BufReader, Read};
 
 /// Longest accepted address, in bytes (sender or recipient).
@@ -11,13 +27,120 @@ pub const MAX_ADDRESS: usize = 1000;
 /// Default limit on a whole envelope, in bytes.
 pub const MAX_ENVELOPE: usize = 1 << 20;
 
-/// Sender and recipients of one message.
+/// Sender and recipients of one message, with the DSN parameters (RFC 3461).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Envelope {
     /// Envelope sender; empty for the null sender `<>`.
     pub sender: String,
     /// Envelope recipients, in order.
     pub recipients: Vec<String>,
+    /// `RET=` of MAIL.
+    pub ret: Option<Ret>,
+    /// `ENVID=` of MAIL, xtext as given by the client.
+    pub envid: Option<String>,
+    /// Per recipient DSN parameters: empty, or exactly one per recipient.
+    pub dsn: Vec<RcptDsn>,
+}
+
+/// The DSN parameters of one RCPT.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RcptDsn {
+    /// `NOTIFY=`; `None`: absent (the RFC's default, FAILURE and DELAY).
+    pub notify: Option<Notify>,
+    /// `ORCPT=` as given (`addr-type;xtext`).
+    pub orcpt: Option<String>,
+}
+
+impl RcptDsn {
+    /// Whether there is nothing to say (no `N` record).
+    pub fn is_empty(&self) -> bool {
+        self.notify.is_none() && self.orcpt.is_none()
+    }
+
+    /// The `N` record's text: `NOTIFY=… ORCPT=…` (only what is set).
+    pub fn to_param(&self) -> String {
+        let mut w = Vec::new();
+        if let Some(n) = self.notify {
+            w.push(format!("NOTIFY={}", n.as_param()));
+        }
+        if let Some(o) = &self.orcpt {
+            w.push(format!("ORCPT={o}"));
+        }
+        w.join(" ")
+    }
+
+    /// Parse an `N` record's text.
+    pub fn parse(s: &str) -> Result<RcptDsn, EnvelopeError> {
+        let mut d = RcptDsn::default();
+        for (k, v) in params(s)? {
+            match k {
+                "NOTIFY" if d.notify.is_none() => {
+                    d.notify = Some(Notify::parse(v).ok_or(EnvelopeError::Format("bad NOTIFY"))?);
+                }
+                "ORCPT" if d.orcpt.is_none() && dsn::valid_orcpt(v) => {
+                    d.orcpt = Some(v.to_owned());
+                }
+                _ => return Err(EnvelopeError::Format("bad N record")),
+            }
+        }
+        Ok(d)
+    }
+}
+
+/// Split `KEY=VALUE KEY=VALUE`; an empty record or word is a format error.
+fn params(s: &str) -> Result<Vec<(&str, &str)>, EnvelopeError> {
+    let bad = EnvelopeError::Format("bad DSN parameter record");
+    if s.is_empty() {
+        return Err(bad);
+    }
+    s.split(' ')
+        .map(|w| {
+            w.split_once('=')
+                .ok_or(EnvelopeError::Format("bad DSN parameter record"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|v| {
+            if v.iter().any(|(k, _)| k.is_empty()) {
+                Err(bad)
+            } else {
+                Ok(v)
+            }
+        })
+}
+
+impl Envelope {
+    /// The DSN parameters of recipient `i` (the default when absent).
+    pub fn rcpt_dsn(&self, i: usize) -> RcptDsn {
+        self.dsn.get(i).cloned().unwrap_or_default()
+    }
+
+    /// The `E` record's text: `RET=… ENVID=…` (only what is set; empty: no record).
+    pub fn mail_param(&self) -> String {
+        let mut w = Vec::new();
+        if let Some(r) = self.ret {
+            w.push(format!("RET={}", r.as_str()));
+        }
+        if let Some(e) = &self.envid {
+            w.push(format!("ENVID={e}"));
+        }
+        w.join(" ")
+    }
+
+    /// Set `ret`/`envid` from an `E` record's text.
+    fn parse_mail_param(&mut self, s: &str) -> Result<(), EnvelopeError> {
+        for (k, v) in params(s)? {
+            match k {
+                "RET" if self.ret.is_none() => {
+                    self.ret = Some(Ret::parse(v).ok_or(EnvelopeError::Format("bad RET"))?);
+                }
+                "ENVID" if self.envid.is_none() && dsn::valid_envid(v) => {
+                    self.envid = Some(v.to_owned());
+                }
+                _ => return Err(EnvelopeError::Format("bad E record")),
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Why an envelope could not be read.
@@ -60,18 +183,28 @@ impl EnvelopeError {
     }
 }
 
-/// Encode `env` as text0.
+/// Encode `env` as text0, with `E`/`N` records only where there is something to say
+/// (an envelope without DSN parameters is plain qmail text0).
 pub fn encode(env: &Envelope) -> Vec<u8> {
     let mut out = Vec::with_capacity(
         env.sender.len() + 3 + env.recipients.iter().map(|r| r.len() + 2).sum::<usize>(),
     );
-    out.push(b'F');
-    out.extend_from_slice(env.sender.as_bytes());
-    out.push(0);
-    for r in &env.recipients {
-        out.push(b'T');
-        out.extend_from_slice(r.as_bytes());
+    let mut record = |tag: u8, text: &str| {
+        out.push(tag);
+        out.extend_from_slice(text.as_bytes());
         out.push(0);
+    };
+    record(b'F', &env.sender);
+    let e = env.mail_param();
+    if !e.is_empty() {
+        record(b'E', &e);
+    }
+    for (i, r) in env.recipients.iter().enumerate() {
+        record(b'T', r);
+        let d = env.rcpt_dsn(i);
+        if !d.is_empty() {
+            record(b'N', &d.to_param());
+        }
     }
     out.push(0);
     out
@@ -91,6 +224,8 @@ pub fn read_envelope(r: impl Read, max_bytes: usize) -> Result<Envelope, Envelop
     let mut field = Vec::new();
     let mut env = Envelope::default();
     let mut first = true;
+    // The previous record's tag: E may follow only F, N only T.
+    let mut prev = 0u8;
     loop {
         field.clear();
         read_field(&mut r, &mut field, &mut total, max_bytes)?;
@@ -98,8 +233,31 @@ pub fn read_envelope(r: impl Read, max_bytes: usize) -> Result<Envelope, Envelop
             if first {
                 return Err(EnvelopeError::Format("missing sender"));
             }
+            if !env.dsn.is_empty() {
+                env.dsn.resize(env.recipients.len(), RcptDsn::default());
+            }
             return Ok(env);
         };
+        match (tag, prev) {
+            (b'E', b'F') | (b'N', b'T') => {
+                let text =
+                    std::str::from_utf8(addr).map_err(|_| EnvelopeError::Format("not UTF-8"))?;
+                if tag == b'E' {
+                    env.parse_mail_param(text)?;
+                } else {
+                    let d = RcptDsn::parse(text)?;
+                    env.dsn.resize(env.recipients.len(), RcptDsn::default());
+                    if let Some(last) = env.dsn.last_mut() {
+                        *last = d;
+                    }
+                }
+                prev = tag;
+                continue;
+            }
+            (b'E' | b'N', _) => return Err(EnvelopeError::Format("misplaced E or N record")),
+            _ => {}
+        }
+        prev = tag;
         let expected = if first { b'F' } else { b'T' };
         if tag != expected {
             return Err(EnvelopeError::Format(if first {
@@ -192,7 +350,80 @@ mod tests {
         Envelope {
             sender: s.into(),
             recipients: r.iter().map(|x| (*x).to_owned()).collect(),
+            ..Default::default()
         }
+    }
+
+    fn dsn_env() -> Envelope {
+        let mut e = env("a@b", &["c@d", "e@f", "g@h"]);
+        e.ret = Some(Ret::Hdrs);
+        e.envid = Some("x+2By".into());
+        e.dsn = vec![
+            RcptDsn {
+                notify: Notify::parse("SUCCESS,FAILURE"),
+                orcpt: Some("rfc822;c+2Bz@d".into()),
+            },
+            RcptDsn::default(),
+            RcptDsn {
+                notify: Notify::parse("NEVER"),
+                orcpt: None,
+            },
+        ];
+        e
+    }
+
+    #[test]
+    fn dsn_records() {
+        let e = dsn_env();
+        let text = encode(&e);
+        assert_eq!(
+            text,
+            b"Fa@b\0ERET=HDRS ENVID=x+2By\0Tc@d\0NNOTIFY=SUCCESS,FAILURE ORCPT=rfc822;c+2Bz@d\0\
+              Te@f\0Tg@h\0NNOTIFY=NEVER\0\0"
+        );
+        for got in each_chunking(&text, MAX_ENVELOPE) {
+            assert_eq!(got.unwrap(), e);
+        }
+        assert_eq!(e.rcpt_dsn(1), RcptDsn::default());
+        assert_eq!(e.rcpt_dsn(9), RcptDsn::default());
+        // N on an early recipient only: the list is filled up to one per recipient.
+        let e = read_envelope(&b"F\0Ta\0NORCPT=rfc822;a\0Tb\0\0"[..], 100).unwrap();
+        assert_eq!(e.dsn.len(), 2);
+        assert_eq!(e.rcpt_dsn(0).orcpt.as_deref(), Some("rfc822;a"));
+        // Only ENVID, only RET.
+        let e = read_envelope(&b"F\0EENVID=q\0Ta\0\0"[..], 100).unwrap();
+        assert_eq!(
+            (e.ret, e.envid.as_deref(), e.dsn.len()),
+            (None, Some("q"), 0)
+        );
+        let e = read_envelope(&b"F\0Eret=x\0\0"[..], 100);
+        assert!(matches!(e, Err(EnvelopeError::Format(_))));
+        for bad in [
+            &b"F\0Ta\0ERET=FULL\0\0"[..],
+            b"F\0NNOTIFY=NEVER\0Ta\0\0",
+            b"F\0ERET=FULL\0ERET=FULL\0\0",
+            b"F\0Ta\0NNOTIFY=NEVER\0NNOTIFY=NEVER\0\0",
+            b"F\0E\0\0",
+            b"F\0ERET=FULL \0\0",
+            b"F\0ERET=FULL RET=HDRS\0\0",
+            b"F\0ERET=ALL\0\0",
+            b"F\0EENVID=a=b\0\0",
+            b"F\0ENOTIFY=NEVER\0\0",
+            b"F\0Ta\0NRET=FULL\0\0",
+            b"F\0Ta\0NNOTIFY=NEVER,DELAY\0\0",
+            b"F\0Ta\0NORCPT=a b\0\0",
+            b"F\0Ta\0NORCPT=nosemicolon\0\0",
+            b"F\0Ta\0NFOO=1\0\0",
+        ] {
+            for got in each_chunking(bad, MAX_ENVELOPE) {
+                assert!(got.unwrap_err().starts_with("Format"), "{bad:?}");
+            }
+        }
+        // Without DSN parameters the text is plain qmail text0.
+        assert_eq!(encode(&env("a", &["b"])), b"Fa\0Tb\0\0");
+        let mut e = env("a", &["b"]);
+        e.dsn = vec![RcptDsn::default()];
+        assert_eq!(encode(&e), b"Fa\0Tb\0\0");
     }
 
     #[test]

@@ -17,6 +17,6 @@ pub mod envelope;
 pub mod layout;
 pub mod state;
 
-pub use envelope::{Envelope, EnvelopeError, encode, read_envelope};
+pub use envelope::{Envelope, EnvelopeError, Notify, RcptDsn, Ret, encode, read_envelope};
 pub use layout::{Queue, fsync_dir, valid_id};
 pub use state::{Outcome, Policy, RcptState, State, StateError, Status};

@@ -8,8 +8,13 @@
 //! sender<TAB>alice@example.org          (empty for the null sender)
 //! arrival<TAB>1700000000                (unix seconds)
 //! bounce<TAB>TRIES<TAB>NEXT             (bounce injection attempts and next try time)
+//! dsn<TAB>RET<TAB>ENVID                 (optional: RFC 3461 RET and ENVID, each may be empty)
 //! rcpt<TAB>STATUS<TAB>TRIES<TAB>NEXT<TAB>ADDRESS<TAB>LAST RESULT TEXT
+//! rdsn<TAB>NOTIFY<TAB>ORCPT             (optional, directly after its rcpt line)
 //! ```
+//!
+//! The `dsn` and `rdsn` lines are written only when there is something to say, so a file for
+//! a message without DSN parameters is what it was before they existed.
 //!
 //! STATUS is `pending` (local delivery to do), `held` (remote: waiting for remote delivery),
 //! `delivered`, `failed` (permanently; a bounce is due) or `bounced` (the bounce was queued,
@@ -19,9 +24,10 @@
 //! [`State::store`] is atomic: `state/.tmp.ID`, `fsync`, `rename` to `state/ID`, `fsync`
 //! of `state/`.
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Notify, Ret};
 use crate::layout::{Queue, fsync_dir, valid_id};
 use mailorder_core::Exit;
+use mailorder_smtp_proto::dsn;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -86,6 +92,10 @@ pub struct RcptState {
     pub next: u64,
     /// The last delivery result text (one line).
     pub result: String,
+    /// `NOTIFY=` given for this recipient (RFC 3461 §4.1); `None`: absent.
+    pub notify: Option<Notify>,
+    /// `ORCPT=` as given (`addr-type;xtext`).
+    pub orcpt: Option<String>,
 }
 
 /// The outcome of one delivery attempt.
@@ -129,6 +139,10 @@ pub struct State {
     pub bounce_tries: u32,
     /// Unix time of the next bounce attempt.
     pub bounce_next: u64,
+    /// `RET=` of the message (RFC 3461 §4.3).
+    pub ret: Option<Ret>,
+    /// `ENVID=` of the message, xtext as given.
+    pub envid: Option<String>,
     /// Per recipient, in envelope order.
     pub recipients: Vec<RcptState>,
 }
@@ -189,15 +203,23 @@ impl State {
             arrival: now,
             bounce_tries: 0,
             bounce_next: 0,
+            ret: env.ret,
+            envid: env.envid.clone(),
             recipients: env
                 .recipients
                 .iter()
-                .map(|r| RcptState {
-                    address: r.clone(),
-                    status: Status::Pending,
-                    tries: 0,
-                    next: now,
-                    result: String::new(),
+                .enumerate()
+                .map(|(i, r)| {
+                    let d = env.rcpt_dsn(i);
+                    RcptState {
+                        address: r.clone(),
+                        status: Status::Pending,
+                        tries: 0,
+                        next: now,
+                        result: String::new(),
+                        notify: d.notify,
+                        orcpt: d.orcpt,
+                    }
                 })
                 .collect(),
         }
@@ -209,6 +231,13 @@ impl State {
             "V1\nsender\t{}\narrival\t{}\nbounce\t{}\t{}\n",
             self.sender, self.arrival, self.bounce_tries, self.bounce_next
         );
+        if self.ret.is_some() || self.envid.is_some() {
+            s.push_str(&format!(
+                "dsn\t{}\t{}\n",
+                self.ret.map_or("", Ret::as_str),
+                self.envid.as_deref().unwrap_or_default()
+            ));
+        }
         for r in &self.recipients {
             s.push_str(&format!(
                 "rcpt\t{}\t{}\t{}\t{}\t{}\n",
@@ -218,6 +247,13 @@ impl State {
                 r.address,
                 clean_text(&r.result)
             ));
+            if r.notify.is_some() || r.orcpt.is_some() {
+                s.push_str(&format!(
+                    "rdsn\t{}\t{}\n",
+                    r.notify.map(|n| n.as_param()).unwrap_or_default(),
+                    r.orcpt.as_deref().unwrap_or_default()
+                ));
+            }
         }
         s
     }
@@ -243,6 +279,8 @@ impl State {
             arrival: 0,
             bounce_tries: 0,
             bounce_next: 0,
+            ret: None,
+            envid: None,
             recipients: Vec::new(),
         };
         let (mut seen_sender, mut seen_arrival) = (false, false);
@@ -270,7 +308,35 @@ impl State {
                         tries: u32::try_from(num(tries)?).map_err(|_| bad(n, "tries"))?,
                         next: num(next)?,
                         result: (*result).to_owned(),
+                        notify: None,
+                        orcpt: None,
                     });
+                }
+                ["dsn", ret, envid] => {
+                    st.ret = match *ret {
+                        "" => None,
+                        r => Some(Ret::parse(r).ok_or_else(|| bad(n, "bad RET"))?),
+                    };
+                    st.envid = match *envid {
+                        "" => None,
+                        e if dsn::valid_envid(e) => Some(e.to_owned()),
+                        _ => return Err(bad(n, "bad ENVID")),
+                    };
+                }
+                ["rdsn", notify, orcpt] => {
+                    let r = st
+                        .recipients
+                        .last_mut()
+                        .ok_or_else(|| bad(n, "rdsn before any rcpt"))?;
+                    r.notify = match *notify {
+                        "" => None,
+                        v => Some(Notify::parse(v).ok_or_else(|| bad(n, "bad NOTIFY"))?),
+                    };
+                    r.orcpt = match *orcpt {
+                        "" => None,
+                        o if dsn::valid_orcpt(o) => Some(o.to_owned()),
+                        _ => return Err(bad(n, "bad ORCPT")),
+                    };
                 }
                 [""] => {}
                 _ => return Err(bad(n, "unknown record")),
@@ -451,8 +517,84 @@ mod tests {
         let env = Envelope {
             sender: "a@b".into(),
             recipients: vec!["c@d".into(), "e f@g".into(), "h@i".into()],
+            ..Default::default()
         };
         State::new("1.2.3", &env, 100)
+    }
+
+    #[test]
+    fn dsn_roundtrip() {
+        let env = Envelope {
+            sender: "a@b".into(),
+            recipients: vec!["c@d".into(), "e@f".into(), "g@h".into()],
+            ret: Some(Ret::Full),
+            envid: Some("id+2B1".into()),
+            dsn: vec![
+                crate::RcptDsn {
+                    notify: Notify::parse("SUCCESS,DELAY"),
+                    orcpt: Some("rfc822;c@d".into()),
+                },
+                crate::RcptDsn::default(),
+                crate::RcptDsn {
+                    notify: None,
+                    orcpt: Some("rfc822;x+2By@h".into()),
+                },
+            ],
+        };
+        let st = State::new("1.2.3", &env, 100);
+        assert_eq!(st.ret, Some(Ret::Full));
+        assert_eq!(st.recipients[0].notify, Notify::parse("SUCCESS,DELAY"));
+        assert_eq!(st.recipients[2].orcpt.as_deref(), Some("rfc822;x+2By@h"));
+        let text = st.encode();
+        assert_eq!(
+            text,
+            "V1\nsender\ta@b\narrival\t100\nbounce\t0\t0\ndsn\tFULL\tid+2B1\n\
+             rcpt\tpending\t0\t100\tc@d\t\nrdsn\tSUCCESS,DELAY\trfc822;c@d\n\
+             rcpt\tpending\t0\t100\te@f\t\n\
+             rcpt\tpending\t0\t100\tg@h\t\nrdsn\t\trfc822;x+2By@h\n"
+        );
+        assert_eq!(State::parse("1.2.3", &text, Path::new("x")).unwrap(), st);
+        // Only an ENVID; only a NOTIFY=NEVER.
+        let mut st2 = sample();
+        st2.envid = Some("e".into());
+        st2.recipients[1].notify = Notify::parse("NEVER");
+        let text = st2.encode();
+        assert!(text.contains("\ndsn\t\te\n"), "{text}");
+        assert!(text.contains("\te f@g\t\nrdsn\tNEVER\t\nrcpt\t"), "{text}");
+        assert_eq!(State::parse("1.2.3", &text, Path::new("x")).unwrap(), st2);
+    }
+
+    #[test]
+    fn no_dsn_is_unchanged() {
+        let st = sample();
+        assert_eq!(
+            st.encode(),
+            "V1\nsender\ta@b\narrival\t100\nbounce\t0\t0\n\
+             rcpt\tpending\t0\t100\tc@d\t\n\
+             rcpt\tpending\t0\t100\te f@g\t\n\
+             rcpt\tpending\t0\t100\th@i\t\n"
+        );
+    }
+
+    #[test]
+    fn dsn_parse_errors() {
+        let p = Path::new("x");
+        let head = "V1\nsender\t\narrival\t1\n";
+        for bad in [
+            "rdsn\tNEVER\t\n",
+            "dsn\tALL\t\n",
+            "dsn\tFULL\ta=b\n",
+            "dsn\tFULL\n",
+            "rcpt\tpending\t0\t0\ta\t\nrdsn\tSOMETIMES\t\n",
+            "rcpt\tpending\t0\t0\ta\t\nrdsn\t\tnosemicolon\n",
+            "rcpt\tpending\t0\t0\ta\t\nrdsn\tNEVER\n",
+        ] {
+            let text = format!("{head}{bad}");
+            assert!(
+                matches!(State::parse("1", &text, p), Err(StateError::Format { .. })),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

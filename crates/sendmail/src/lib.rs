@@ -304,6 +304,7 @@ pub fn submit<R: BufRead>(
     let env = Envelope {
         sender: sender(opts, ctx)?,
         recipients: recipients(opts, &header, ctx)?,
+        ..Default::default()
     };
     let head = prepare(opts, &header, &env.sender, ctx);
     let spawn_err = |source| SendError::Spawn {

@@ -713,6 +713,7 @@ impl<R: Read, W: Write> Session<R, W> {
                     &mailorder_queue_format::envelope::Envelope {
                         sender: tx.sender.clone(),
                         recipients: tx.rcpts.clone(),
+                        ..Default::default()
                     },
                 );
                 match job.commit(&envelope) {
