@@ -179,6 +179,8 @@ pub struct Dispatch {
     /// Messages ended whose `todo/ID` may still be there until queue-clean removes it;
     /// pruned by each scan of `todo/`.
     ended: HashSet<String>,
+    /// Per message and recipient, whether its last resolution was remote delivery.
+    kinds: HashMap<String, Vec<Option<bool>>>,
     cleaner: Cleaner,
     tx: Sender<Event>,
     rx: Receiver<Event>,
@@ -218,6 +220,7 @@ impl Dispatch {
             unstored: HashSet::new(),
             dirty: HashSet::new(),
             ended: HashSet::new(),
+            kinds: HashMap::new(),
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
                 child: None,
@@ -562,6 +565,13 @@ impl Dispatch {
             let mut changed = false;
             let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
             for idx in due {
+                // What the last resolution said (true: remote): while that kind of
+                // delivery is at its limit, skip the recipient without asking the directory.
+                match self.kinds.get(&id).and_then(|k| k.get(idx)).copied().flatten() {
+                    Some(true) if remote_full(self) => continue,
+                    Some(false) if local_full(self) => continue,
+                    _ => {}
+                }
                 let d = dir.get_or_insert_with(Directory::open);
                 let Some(st) = self.msgs.get(&id) else {
                     break;
@@ -576,6 +586,11 @@ impl Dispatch {
                     }),
                 };
                 let action = plan::action(resolved, self.own);
+                let n = st.recipients.len();
+                let kinds = self.kinds.entry(id.clone()).or_insert_with(|| vec![None; n]);
+                if let Some(k) = kinds.get_mut(idx) {
+                    *k = Some(matches!(action, Action::Remote));
+                }
                 if !matches!(action, Action::Remote | Action::Settle(_)) && local_full(self) {
                     continue;
                 }
@@ -891,6 +906,7 @@ impl Dispatch {
             }
         }
         self.ended.insert(id.to_owned());
+        self.kinds.remove(id);
         self.dirty.remove(id);
         self.msgs.remove(id);
         if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
@@ -900,7 +916,16 @@ impl Dispatch {
     }
 
     fn settle_all(&mut self, now: u64) {
-        let ids: Vec<String> = self.msgs.keys().cloned().collect();
+        let ids: Vec<String> = self
+            .msgs
+            .values()
+            .filter(|st| {
+                (st.needs_bounce() && st.bounce_next <= now)
+                    || st.is_done()
+                    || self.remove_requested.contains(&st.id)
+            })
+            .map(|st| st.id.clone())
+            .collect();
         for id in ids {
             self.settle(&id, now);
         }
@@ -1087,9 +1112,14 @@ impl Dispatch {
             return 1;
         }
         let mut next = now + RESCAN;
+        let busy: HashSet<&str> = self.running.iter().map(|(id, _)| id.as_str()).collect();
         for st in self.msgs.values() {
+            let busy = busy.contains(st.id.as_str());
             for (i, r) in st.recipients.iter().enumerate() {
-                if r.status == Status::Pending && !self.running.contains(&(st.id.clone(), i)) {
+                if r.status == Status::Pending
+                    && r.next < next
+                    && !(busy && self.running.contains(&(st.id.clone(), i)))
+                {
                     next = next.min(r.next);
                 }
             }
