@@ -358,12 +358,39 @@ mod tests {
     }
 
     #[test]
+    fn keeps_dsn_records() {
+        let (_d, cfg) = setup();
+        let env: &[u8] = b"Fa@b\0ERET=HDRS ENVID=x+2By\0Tc@d\0NNOTIFY=SUCCESS,FAILURE \
+            ORCPT=rfc822;c@d\0Te@f\0\0";
+        let id = run(&cfg, &b"x\n"[..], env).unwrap();
+        assert_eq!(std::fs::read(cfg.queue.todo(&id)).unwrap(), env);
+        // Bad values are format errors; good lower-case values are stored upper case.
+        let (_d, cfg) = setup();
+        let id = run(&cfg, &b"x\n"[..], &b"F\0Eret=x\0\0"[..]);
+        assert_eq!(id.unwrap_err().code(), 91);
+        let id = run(&cfg, &b"x\n"[..], &b"F\0ERET=hdrs\0Ta\0Nnotify=x\0\0"[..]);
+        assert_eq!(id.unwrap_err().code(), 91);
+        let id = run(
+            &cfg,
+            &b"x\n"[..],
+            &b"F\0ERET=hdrs\0Ta\0NNOTIFY=never\0\0"[..],
+        )
+        .unwrap();
+        assert_eq!(
+            std::fs::read(cfg.queue.todo(&id)).unwrap(),
+            b"F\0ERET=HDRS\0Ta\0NNOTIFY=NEVER\0\0"
+        );
+    }
+
+    #[test]
     fn failures_leave_nothing() {
-        let cases: [(&[u8], u8); 4] = [
+        let cases: [(&[u8], u8); 6] = [
             (b"Fa@b\0Tc@d\0", 54),
             (b"Xa@b\0\0", 91),
             (b"", 54),
             (b"Fa@b\0Tc@d\0Ye\0\0", 91),
+            (b"Fa@b\0Tc@d\0ERET=FULL\0\0", 91),
+            (b"Fa@b\0Tc@d\0NORCPT=bad\0\0", 91),
         ];
         for (env, want) in cases {
             let (_d, cfg) = setup();
