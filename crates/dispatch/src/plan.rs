@@ -91,9 +91,19 @@ pub fn domain_of(addr: &str) -> String {
 }
 
 /// remote-send's report (qmail-remote's format): one text0 record per recipient, `r`
-/// accepted, `h` permanent, `s` temporary, then `K`/`Z`/`D` for the message. Recipients
-/// without a record (remote-send died, or its output is garbage) are temporary failures.
+/// accepted, `u` accepted by a host without DSN (the recipient asked for a success report),
+/// `h` permanent, `s` temporary, then `K`/`Z`/`D` for the message. Recipients without a
+/// record (remote-send died, or its output is garbage) are temporary failures.
 pub fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
+    remote_results(out, n, code)
+        .into_iter()
+        .map(|(o, _)| o)
+        .collect()
+}
+
+/// As [`remote_outcomes`], each with whether it was `u`: delivered to a host without DSN,
+/// so that the sender's SUCCESS request is answered here with a "relayed" report.
+pub fn remote_results(out: &[u8], n: usize, code: Option<u8>) -> Vec<(Outcome, bool)> {
     let mut res = Vec::with_capacity(n);
     for rec in out.split(|&b| b == 0) {
         if res.len() == n {
@@ -104,9 +114,10 @@ pub fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
         };
         let text = String::from_utf8_lossy(text).trim().to_owned();
         res.push(match tag {
-            b'r' => Outcome::Delivered(text),
-            b'h' => Outcome::Permanent(text),
-            b's' => Outcome::Temporary(text),
+            b'r' => (Outcome::Delivered(text), false),
+            b'u' => (Outcome::Delivered(text), true),
+            b'h' => (Outcome::Permanent(text), false),
+            b's' => (Outcome::Temporary(text), false),
             _ => break,
         });
     }
@@ -116,9 +127,33 @@ pub fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
         None => "remote-send could not be run (#4.3.0)".to_owned(),
     };
     while res.len() < n {
-        res.push(Outcome::Temporary(why.clone()));
+        res.push((Outcome::Temporary(why.clone()), false));
     }
     res
+}
+
+/// remote-send's DSN options for one run: `-R RET -V ENVID` for the message, then per
+/// recipient `-N NOTIFY -O ORCPT` (only what was given) before its address. The values are
+/// as stored (xtext kept encoded).
+pub fn remote_args(st: &State, idxs: &[usize]) -> (Vec<String>, Vec<String>) {
+    let mut msg = Vec::new();
+    if let Some(r) = st.ret {
+        msg.extend(["-R".to_owned(), r.as_str().to_owned()]);
+    }
+    if let Some(e) = &st.envid {
+        msg.extend(["-V".to_owned(), e.clone()]);
+    }
+    let mut rcpts = Vec::new();
+    for r in idxs.iter().filter_map(|&i| st.recipients.get(i)) {
+        if let Some(n) = r.notify {
+            rcpts.extend(["-N".to_owned(), n.as_param()]);
+        }
+        if let Some(o) = &r.orcpt {
+            rcpts.extend(["-O".to_owned(), o.clone()]);
+        }
+        rcpts.push(r.address.clone());
+    }
+    (msg, rcpts)
 }
 
 /// What to do for one due recipient after asking the directory.
@@ -310,8 +345,55 @@ mod tests {
                 .iter()
                 .all(|o| matches!(o, Outcome::Temporary(_)))
         );
+        let o = remote_results(b"uok 250\0rok\0K2 of 2\0", 2, Some(0));
+        assert_eq!(
+            o,
+            vec![
+                (Outcome::Delivered("ok 250".into()), true),
+                (Outcome::Delivered("ok".into()), false)
+            ]
+        );
         assert_eq!(domain_of("a@B.Test"), "b.test");
         assert_eq!(domain_of("postmaster"), "");
+    }
+
+    #[test]
+    fn remote_send_arguments() {
+        use mailorder_queue_format::{Notify, Ret};
+        let mut st = State::new(
+            "1.1.1",
+            &Envelope {
+                sender: "a@b".into(),
+                recipients: vec!["c@d".into(), "e@d".into(), "f@d".into()],
+                ..Default::default()
+            },
+            0,
+        );
+        assert_eq!(
+            remote_args(&st, &[0, 2]),
+            (vec![], vec!["c@d".to_string(), "f@d".to_string()])
+        );
+        st.ret = Some(Ret::Full);
+        st.envid = Some("x+2By".into());
+        st.recipients[0].notify = Notify::parse("success,failure");
+        st.recipients[0].orcpt = Some("rfc822;C@d".into());
+        st.recipients[2].notify = Notify::parse("NEVER");
+        let (m, r) = remote_args(&st, &[0, 1, 2]);
+        assert_eq!(m, ["-R", "FULL", "-V", "x+2By"]);
+        assert_eq!(
+            r,
+            [
+                "-N",
+                "SUCCESS,FAILURE",
+                "-O",
+                "rfc822;C@d",
+                "c@d",
+                "e@d",
+                "-N",
+                "NEVER",
+                "f@d"
+            ]
+        );
     }
 
     #[test]

@@ -567,7 +567,13 @@ impl Dispatch {
             for idx in due {
                 // What the last resolution said (true: remote): while that kind of
                 // delivery is at its limit, skip the recipient without asking the directory.
-                match self.kinds.get(&id).and_then(|k| k.get(idx)).copied().flatten() {
+                match self
+                    .kinds
+                    .get(&id)
+                    .and_then(|k| k.get(idx))
+                    .copied()
+                    .flatten()
+                {
                     Some(true) if remote_full(self) => continue,
                     Some(false) if local_full(self) => continue,
                     _ => {}
@@ -587,7 +593,10 @@ impl Dispatch {
                 };
                 let action = plan::action(resolved, self.own);
                 let n = st.recipients.len();
-                let kinds = self.kinds.entry(id.clone()).or_insert_with(|| vec![None; n]);
+                let kinds = self
+                    .kinds
+                    .entry(id.clone())
+                    .or_insert_with(|| vec![None; n]);
                 if let Some(k) = kinds.get_mut(idx) {
                     *k = Some(matches!(action, Action::Remote));
                 }
@@ -638,7 +647,8 @@ impl Dispatch {
         }
     }
 
-    /// Spawn `remote-send DOMAIN SENDER RCPT…` for recipients `idxs` of message `id`.
+    /// Spawn `remote-send [-R RET] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]…`
+    /// for recipients `idxs` of message `id`.
     fn spawn_remote(&mut self, id: &str, domain: &str, idxs: &[usize]) -> Result<(), Outcome> {
         let Some(st) = self.msgs.get(id) else {
             return Ok(());
@@ -649,19 +659,17 @@ impl Dispatch {
         } else {
             st.sender.clone()
         };
-        let rcpts: Vec<String> = idxs
-            .iter()
-            .filter_map(|&i| st.recipients.get(i).map(|r| r.address.clone()))
-            .collect();
+        let (dsn_args, rcpt_args) = plan::remote_args(st, idxs);
         let mess = File::open(self.queue.mess(id))
             .map_err(|e| Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)")))?;
         let program = root::program("remote-send");
         let mut cmd = Command::new(&program);
         mailorder_core::sys::child_clear_sigmask(&mut cmd);
         let mut child = cmd
+            .args(&dsn_args)
             .arg(domain)
             .arg(&sender)
-            .args(&rcpts)
+            .args(&rcpt_args)
             .stdin(mess)
             .stdout(Stdio::piped())
             .spawn()
@@ -670,7 +678,7 @@ impl Dispatch {
             })?;
         log::info!(
             "starting id={id} domain={domain} recipients={} program=remote-send pid={}",
-            rcpts.len(),
+            idxs.len(),
             child.id()
         );
         for &i in idxs {
@@ -716,15 +724,22 @@ impl Dispatch {
         for &i in idxs {
             self.running.remove(&(id.to_owned(), i));
         }
-        let outcomes = plan::remote_outcomes(out, idxs.len(), code);
+        let results = plan::remote_results(out, idxs.len(), code);
         let mut warn = Vec::new();
-        for (&i, o) in idxs.iter().zip(outcomes) {
+        let mut relayed = Vec::new();
+        for (&i, (o, to_non_dsn)) in idxs.iter().zip(results) {
+            if to_non_dsn {
+                relayed.push((i, true));
+            }
             if self.record(id, i, o) {
                 warn.push(i);
             }
         }
         if !warn.is_empty() {
             self.warn_delay(id, &warn);
+        }
+        if !relayed.is_empty() {
+            self.report_success(id, &relayed);
         }
         self.store_unless_done(id);
         self.settle(id, date::unix_now());
@@ -838,11 +853,58 @@ impl Dispatch {
         }
     }
 
+    /// Queue a success report (RFC 3464 "delivered" / "relayed", RFC 3461 NOTIFY=SUCCESS) to
+    /// the sender for those of `idxs` (index, relayed to a host without DSN) that asked for
+    /// one. Called right after the result is recorded, before the state is written: a crash
+    /// in between can send it twice, never lose it.
+    fn report_success(&self, id: &str, idxs: &[(usize, bool)]) {
+        let Some(st) = self.msgs.get(id) else {
+            return;
+        };
+        let wanted: Vec<(usize, bool)> = idxs
+            .iter()
+            .copied()
+            .filter(|&(i, _)| {
+                st.recipients
+                    .get(i)
+                    .is_some_and(|r| mailorder_smtp_proto::dsn::wants_success(r.notify))
+            })
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        let mut original = Vec::new();
+        if let Ok(f) = File::open(self.queue.mess(id)) {
+            let _ = f
+                .take(bounce::MAX_HEADERS as u64 + 2)
+                .read_to_end(&mut original);
+        }
+        let now = date::unix_now();
+        let Some((env, msg)) = bounce::compose_success(st, &wanted, &self.settings, &original, now)
+        else {
+            return;
+        };
+        match inject(&root::program("queue"), &env, &msg) {
+            Ok(0) => log::info!(
+                "success report id={id} to=<{}> recipients={}",
+                st.sender,
+                wanted.len()
+            ),
+            Ok(c) => log::warn!("id={id}: success report not queued: queue exited {c}"),
+            Err(e) => log::warn!("id={id}: success report not queued: {e}"),
+        }
+    }
+
     fn done(&mut self, id: &str, idx: usize, code: Option<u8>, text: &str) {
         self.running.remove(&(id.to_owned(), idx));
         self.local_jobs = self.local_jobs.saturating_sub(1);
-        if self.record(id, idx, plan::outcome(code, text)) {
+        let outcome = plan::outcome(code, text);
+        let delivered = matches!(outcome, Outcome::Delivered(_));
+        if self.record(id, idx, outcome) {
             self.warn_delay(id, &[idx]);
+        }
+        if delivered {
+            self.report_success(id, &[(idx, false)]);
         }
         self.store_unless_done(id);
         self.settle(id, date::unix_now());
@@ -983,10 +1045,20 @@ impl Dispatch {
 
     /// Compose and queue a bounce. `Err((permanent, text))`.
     fn inject_bounce(&self, st: &State, to: &BounceTo, now: u64) -> Result<(), (bool, String)> {
+        // NOTIFY without FAILURE (RFC 3461 §4.1): that recipient's failure is not reported.
+        for i in bounce::suppressed(st) {
+            let r = &st.recipients[i];
+            log::info!(
+                "bounce suppressed id={} rcpt=<{}> notify={}",
+                st.id,
+                r.address,
+                r.notify.map(|n| n.as_param()).unwrap_or_default()
+            );
+        }
         let mut original = Vec::new();
         if let Ok(f) = File::open(self.queue.mess(&st.id)) {
             let _ = f
-                .take(bounce::MAX_HEADERS as u64 + 2)
+                .take(bounce::original_limit(st))
                 .read_to_end(&mut original);
         }
         let Some((env, msg)) = bounce::compose(st, to, &self.settings, &original, now) else {
