@@ -180,6 +180,11 @@ pub mod xtext {
     }
 }
 
+/// How much longer than RFC 5321's 512 octets a command line may be once DSN is offered:
+/// ORCPT and NOTIFY add up to 500 characters to RCPT, ENVID and RET up to 100 to MAIL
+/// (RFC 3461 §4).
+pub const LINE_EXTRA: usize = 500;
+
 /// Longest `ENVID` value (RFC 3461 §4.4).
 pub const MAX_ENVID: usize = 100;
 /// Longest `ORCPT` value (RFC 3461 §4.2).

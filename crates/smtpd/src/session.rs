@@ -1,10 +1,11 @@
-//! The SMTP session state machine (RFC 5321, 1870, 2920, 3030, 3207, 4954, 6152, 6531).
+//! The SMTP session state machine (RFC 5321, 1870, 2920, 3030, 3207, 3461, 4954, 6152, 6531).
 
 use crate::config::Config;
 use crate::io::Conn;
 use crate::queue::QueueJob;
 use base64::Engine as _;
 use mailorder_directory::{Directory, Resolved, Status};
+use mailorder_queue_format::envelope::{RcptDsn, Ret};
 use mailorder_smtp_proto::command::parse;
 use mailorder_smtp_proto::{
     Address, BdatDecoder, Body, Command, DataDecoder, DataFlags, LineEvent, LineSplitter,
@@ -62,6 +63,11 @@ struct Transaction {
     sender: String,
     smtputf8: bool,
     rcpts: Vec<String>,
+    /// DSN `RET=` and `ENVID=` of MAIL (RFC 3461).
+    ret: Option<Ret>,
+    envid: Option<String>,
+    /// DSN `NOTIFY=`/`ORCPT=` of each accepted RCPT, parallel to `rcpts`.
+    dsn: Vec<RcptDsn>,
     /// The message being received by BDAT.
     bdat: Option<(MessageBody, BdatDecoder)>,
     /// A BDAT chunk failed: refuse the rest of this message.
@@ -152,7 +158,10 @@ impl<R: Read, W: Write> Session<R, W> {
             cfg,
             conn: Conn::Plain(reader, writer),
             out: Vec::new(),
-            lines: LineSplitter::default(),
+            // RFC 3461 §4: DSN parameters lengthen MAIL/RCPT beyond 512 octets.
+            lines: LineSplitter::new(
+                mailorder_smtp_proto::MAX_COMMAND_LINE + mailorder_smtp_proto::dsn::LINE_EXTRA,
+            ),
             helo: None,
             esmtp: false,
             auth_user: None,
@@ -321,7 +330,10 @@ impl<R: Read, W: Write> Session<R, W> {
             ParseError::Address(s) => {
                 self.error(501, "5.1.3", &format!("bad recipient address: {s}"))
             }
-            ParseError::Param(p) => self.error(501, "5.5.4", &format!("bad parameter {p}")),
+            ParseError::Param(p) => {
+                let text = format!("bad parameter {p}{}", param_hint(p));
+                self.error(501, "5.5.4", &text)
+            }
         }
     }
 
@@ -350,7 +362,13 @@ impl<R: Read, W: Write> Session<R, W> {
         } else {
             "SIZE".to_owned()
         });
-        for k in ["8BITMIME", "ENHANCEDSTATUSCODES", "SMTPUTF8", "CHUNKING"] {
+        for k in [
+            "8BITMIME",
+            "ENHANCEDSTATUSCODES",
+            "SMTPUTF8",
+            "CHUNKING",
+            "DSN",
+        ] {
             lines.push(k.to_owned());
         }
         if self.cfg.tls.is_some() && !self.conn.is_tls() {
@@ -379,6 +397,15 @@ impl<R: Read, W: Write> Session<R, W> {
         }
         if params.body == Some(Body::BinaryMime) {
             return self.error(555, "5.5.4", "BINARYMIME not supported");
+        }
+        // RFC 3461 §4: NOTIFY and ORCPT belong to RCPT.
+        for (given, k) in [
+            (params.notify.is_some(), "NOTIFY"),
+            (params.orcpt.is_some(), "ORCPT"),
+        ] {
+            if given {
+                return self.error(555, "5.5.4", &format!("{k} parameter not allowed in MAIL"));
+            }
         }
         let sender = match path {
             Path::Null => String::new(),
@@ -411,6 +438,9 @@ impl<R: Read, W: Write> Session<R, W> {
             sender,
             smtputf8: params.smtputf8,
             rcpts: Vec::new(),
+            ret: params.ret,
+            envid: params.envid,
+            dsn: Vec::new(),
             bdat: None,
             bdat_failed: false,
         });
@@ -441,7 +471,25 @@ impl<R: Read, W: Write> Session<R, W> {
             let k = k.clone();
             return self.error(555, "5.5.4", &format!("unsupported parameter {k}"));
         }
-        if params != MailParams::default() {
+        // RFC 3461 §4: RET and ENVID belong to MAIL.
+        for (given, k) in [
+            (params.ret.is_some(), "RET"),
+            (params.envid.is_some(), "ENVID"),
+        ] {
+            if given {
+                return self.error(555, "5.5.4", &format!("{k} parameter not allowed in RCPT"));
+            }
+        }
+        let dsn = RcptDsn {
+            notify: params.notify,
+            orcpt: params.orcpt.clone(),
+        };
+        let rest = MailParams {
+            notify: None,
+            orcpt: None,
+            ..params
+        };
+        if rest != MailParams::default() {
             return self.error(555, "5.5.4", "parameter not allowed in RCPT");
         }
         let Path::Mailbox(mut a) = path else {
@@ -514,6 +562,7 @@ impl<R: Read, W: Write> Session<R, W> {
             }
             if let Some(tx) = &mut self.tx {
                 tx.rcpts.push(stored);
+                tx.dsn.push(dsn);
             }
             self.reply(250, "2.1.5", "recipient ok");
         }
@@ -713,7 +762,9 @@ impl<R: Read, W: Write> Session<R, W> {
                     &mailorder_queue_format::envelope::Envelope {
                         sender: tx.sender.clone(),
                         recipients: tx.rcpts.clone(),
-                        ..Default::default()
+                        ret: tx.ret,
+                        envid: tx.envid.clone(),
+                        dsn: tx.dsn.clone(),
                     },
                 );
                 match job.commit(&envelope) {
@@ -944,6 +995,22 @@ fn sanitize_helo(h: &str) -> String {
         "unknown".to_owned()
     } else {
         s
+    }
+}
+
+/// What a refused parameter should look like (the DSN ones of RFC 3461 §4), for the 501 text.
+fn param_hint(word: &str) -> &'static str {
+    let key = word
+        .split('=')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_uppercase();
+    match key.as_str() {
+        "RET" => ": RET=FULL or RET=HDRS, once",
+        "ENVID" => ": ENVID is xtext of 1 to 100 characters, once",
+        "NOTIFY" => ": NOTIFY=NEVER or a list of SUCCESS,FAILURE,DELAY, once",
+        "ORCPT" => ": ORCPT is addr-type;xtext of at most 500 characters, once",
+        _ => "",
     }
 }
 

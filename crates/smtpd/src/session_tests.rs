@@ -140,6 +140,7 @@ fn accepts_a_message() {
         "ENHANCEDSTATUSCODES",
         "SMTPUTF8",
         "CHUNKING",
+        "DSN",
     ] {
         assert!(r[1].contains(k), "{k}");
     }
@@ -176,7 +177,9 @@ fn recipients() {
         ("RCPT TO:<nodomain>", "501 5.1.3"),
         ("RCPT TO:<a..b@x>", "501 5.1.3"),
         ("RCPT TO:<ü@example.test>", "553 5.6.7"),
-        ("RCPT TO:<x@remote.test> NOTIFY=NEVER", "555 5.5.4"),
+        ("RCPT TO:<bob@example.test> X-FOO=1", "555 5.5.4"),
+        ("RCPT TO:<bob@example.test> SIZE=1", "555 5.5.4"),
+        ("RCPT TO:<bob@example.test> NOTIFY=NEVER", "250 2.1.5"),
         ("RCPT TO:<@hop.test:bob@example.test>", "250 2.1.5"),
     ];
     for (cmd, want) in &cases {
@@ -317,7 +320,7 @@ fn queue_exit_codes() {
 #[test]
 fn limits_and_order() {
     let mut e = Env::new();
-    let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(600));
+    let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(1010));
     let (r, _) = e.run(long.as_bytes());
     assert_eq!(r[1], "500 5.5.2 line too long");
     assert_eq!(r[2], "250 2.0.0 ok");
@@ -542,4 +545,170 @@ fn smtps_speaks_tls_from_the_first_byte() {
     tls.write_all(b"QUIT\r\n").unwrap();
     assert!(read_reply(&mut tls).starts_with("221"));
     assert!(t.join().unwrap().is_ok());
+}
+
+#[test]
+fn dsn_parameters_reach_the_envelope() {
+    let e = Env::new();
+    let input = "EHLO c\r\nMAIL FROM:<a@remote.test> RET=hdrs ENVID=abc+2Bdef\r\n\
+                 RCPT TO:<bob@example.test> NOTIFY=success,failure ORCPT=rfc822;bob+2Bx@example.test\r\n\
+                 RCPT TO:<postmaster@example.test>\r\n\
+                 RCPT TO:<BOB@example.test> NOTIFY=NEVER\r\n\
+                 DATA\r\nhi\r\n.\r\nQUIT\r\n";
+    let (r, _) = e.run(input.as_bytes());
+    assert_eq!(
+        codes(&r),
+        [
+            "220", "250", "250", "250", "250", "250", "354", "250", "221"
+        ],
+        "{r:?}"
+    );
+    assert!(
+        r[1].contains("\n250-DSN\n") || r[1].ends_with("250 DSN"),
+        "{}",
+        r[1]
+    );
+    assert_eq!(
+        e.out("env").unwrap(),
+        b"Fa@remote.test\0ERET=HDRS ENVID=abc+2Bdef\0\
+          Tbob@example.test\0NNOTIFY=SUCCESS,FAILURE ORCPT=rfc822;bob+2Bx@example.test\0\
+          Tpostmaster@example.test\0\
+          TBOB@example.test\0NNOTIFY=NEVER\0\0"
+    );
+}
+
+#[test]
+fn dsn_parameters_are_cleared_by_rset_and_new_mail() {
+    let e = Env::new();
+    let input = "EHLO c\r\nMAIL FROM:<a@remote.test> RET=FULL ENVID=x\r\n\
+                 RCPT TO:<bob@example.test> NOTIFY=NEVER\r\nRSET\r\n\
+                 MAIL FROM:<a@remote.test>\r\nRCPT TO:<bob@example.test>\r\n\
+                 DATA\r\nhi\r\n.\r\n\
+                 MAIL FROM:<a@remote.test> ENVID=y\r\nRCPT TO:<bob@example.test>\r\n\
+                 DATA\r\nhi\r\n.\r\nQUIT\r\n";
+    let (r, _) = e.run(input.as_bytes());
+    assert!(r.iter().all(|l| !l.starts_with('5')), "{r:?}");
+    assert_eq!(e.queued(), 2);
+    assert_eq!(
+        e.out("env").unwrap(),
+        b"Fa@remote.test\0EENVID=y\0Tbob@example.test\0\0"
+    );
+}
+
+#[test]
+fn dsn_parameter_errors() {
+    let e = Env::new();
+    let mail = "EHLO c\r\nMAIL FROM:<a@remote.test>\r\n";
+    let long_envid = format!("ENVID={}", "a".repeat(101));
+    let long_orcpt = format!("ORCPT=rfc822;{}", "a".repeat(494));
+    let cases: Vec<(String, &str, &str)> = vec![
+        // (command after EHLO + MAIL, reply, text it must contain)
+        (
+            "RCPT TO:<bob@example.test> RET=FULL".into(),
+            "555 5.5.4",
+            "RET parameter not allowed in RCPT",
+        ),
+        (
+            "RCPT TO:<bob@example.test> ENVID=x".into(),
+            "555 5.5.4",
+            "ENVID parameter not allowed in RCPT",
+        ),
+        (
+            "RCPT TO:<bob@example.test> NOTIFY=SOMETIMES".into(),
+            "501 5.5.4",
+            "NOTIFY=NEVER or a list",
+        ),
+        (
+            "RCPT TO:<bob@example.test> NOTIFY=NEVER,SUCCESS".into(),
+            "501 5.5.4",
+            "bad parameter NOTIFY=",
+        ),
+        (
+            "RCPT TO:<bob@example.test> NOTIFY=DELAY NOTIFY=DELAY".into(),
+            "501 5.5.4",
+            "once",
+        ),
+        (
+            "RCPT TO:<bob@example.test> ORCPT=bob@example.test".into(),
+            "501 5.5.4",
+            "ORCPT is addr-type;xtext",
+        ),
+        (
+            format!("RCPT TO:<bob@example.test> {long_orcpt}"),
+            "501 5.5.4",
+            "ORCPT",
+        ),
+        (
+            "RCPT TO:<bob@example.test> ORCPT=rfc822;a+zz".into(),
+            "501 5.5.4",
+            "ORCPT",
+        ),
+    ];
+    for (cmd, code, text) in &cases {
+        let (r, _) = e.run(format!("{mail}{cmd}\r\n").as_bytes());
+        assert!(r[3].starts_with(code), "{cmd}: {:?}", r[3]);
+        assert!(r[3].contains(text), "{cmd}: {:?}", r[3]);
+    }
+    let cases: Vec<(String, &str, &str)> = vec![
+        (
+            "MAIL FROM:<a@remote.test> NOTIFY=NEVER".into(),
+            "555 5.5.4",
+            "NOTIFY parameter not allowed in MAIL",
+        ),
+        (
+            "MAIL FROM:<a@remote.test> ORCPT=rfc822;a".into(),
+            "555 5.5.4",
+            "ORCPT parameter not allowed in MAIL",
+        ),
+        (
+            "MAIL FROM:<a@remote.test> RET=ALL".into(),
+            "501 5.5.4",
+            "RET=FULL or RET=HDRS",
+        ),
+        (
+            "MAIL FROM:<a@remote.test> RET=FULL RET=HDRS".into(),
+            "501 5.5.4",
+            "once",
+        ),
+        (
+            "MAIL FROM:<a@remote.test> ENVID=a=b".into(),
+            "501 5.5.4",
+            "ENVID is xtext",
+        ),
+        (
+            format!("MAIL FROM:<a@remote.test> {long_envid}"),
+            "501 5.5.4",
+            "ENVID",
+        ),
+    ];
+    for (cmd, code, text) in &cases {
+        let (r, _) = e.run(format!("EHLO c\r\n{cmd}\r\n").as_bytes());
+        assert!(r[2].starts_with(code), "{cmd}: {:?}", r[2]);
+        assert!(r[2].contains(text), "{cmd}: {:?}", r[2]);
+    }
+    // RFC 3461 §4: the longest DSN parameters fit in the longer command line.
+    let max_orcpt = format!("ORCPT=rfc822;{}", "a".repeat(493));
+    let (r, _) = e.run(
+        format!(
+            "{mail}RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE,DELAY {max_orcpt}\r\n\
+             MAIL FROM:<> RET=HDRS ENVID={}\r\n",
+            "e".repeat(100)
+        )
+        .as_bytes(),
+    );
+    assert!(r[3].starts_with("250 2.1.5"), "{:?}", r[3]);
+    assert!(r[4].starts_with("503 5.5.1"), "{:?}", r[4]);
+    // A refused RCPT leaves nothing behind: the transaction goes on without it.
+    let (r, _) = e.run(
+        format!(
+            "{mail}RCPT TO:<bob@example.test> NOTIFY=BAD\r\nRCPT TO:<bob@example.test>\r\n\
+             DATA\r\nhi\r\n.\r\n"
+        )
+        .as_bytes(),
+    );
+    assert_eq!(codes(&r), ["220", "250", "250", "501", "250", "354", "250"]);
+    assert_eq!(
+        e.out("env").unwrap(),
+        b"Fa@remote.test\0Tbob@example.test\0\0"
+    );
 }
