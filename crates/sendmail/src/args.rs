@@ -4,6 +4,7 @@
 //! `-FCronDaemon`) or in the next word (`-f user`, `-F "Name"`). `--` ends the options; so
 //! does the first word that does not start with `-` (POSIX getopt, no permutation).
 
+use mailorder_smtp_proto::dsn::{self, Notify, Ret};
 use std::fmt;
 
 /// What to do.
@@ -34,6 +35,12 @@ pub struct Options {
     pub full_name: Option<String>,
     /// Recipients from the command line, each possibly an address list.
     pub recipients: Vec<String>,
+    /// `-N`: DSN `NOTIFY` for every recipient (RFC 3461 §4.1).
+    pub notify: Option<Notify>,
+    /// `-R`: DSN `RET`.
+    pub ret: Option<Ret>,
+    /// `-V`: DSN `ENVID`, already xtext-encoded.
+    pub envid: Option<String>,
     /// Options that were accepted and ignored, for the debug log.
     pub ignored: Vec<String>,
 }
@@ -67,6 +74,9 @@ pub fn parse(argv0: &str, args: &[String]) -> Result<Options, Usage> {
         sender: None,
         full_name: None,
         recipients: Vec::new(),
+        notify: None,
+        ret: None,
+        envid: None,
         ignored: Vec::new(),
     };
     let mut i = 0;
@@ -145,8 +155,32 @@ fn apply_with_arg(o: &mut Options, c: char, arg: String) -> Result<(), Usage> {
                 o.ignored.push(format!("-o{arg}"));
             }
         }
-        // -B body type, -N/-R/-V DSN, -C/-X (never honoured: config and log-file
-        // injection), -h hop count, -L tag, -p protocol, -e error mode, -A, -O, -d.
+        // DSN (RFC 3461), as Sendmail 8: -N never|success,failure,delay, -R full|hdrs,
+        // -V envid (plain text; we xtext-encode it).
+        'N' => {
+            o.notify = Some(Notify::parse(&arg).ok_or_else(|| {
+                Usage(format!(
+                    "bad -N {arg:?}: never, or a list of success,failure,delay"
+                ))
+            })?);
+        }
+        'R' => {
+            o.ret = Some(
+                Ret::parse(&arg).ok_or_else(|| Usage(format!("bad -R {arg:?}: full or hdrs")))?,
+            );
+        }
+        'V' => {
+            let x = dsn::xtext::encode(&arg);
+            if !dsn::valid_envid(&x) {
+                return Err(Usage(format!(
+                    "bad -V {arg:?}: 1 to {} characters once xtext-encoded",
+                    dsn::MAX_ENVID
+                )));
+            }
+            o.envid = Some(x);
+        }
+        // -B body type, -C/-X (never honoured: config and log-file injection), -h hop
+        // count, -L tag, -p protocol, -e error mode, -A, -O, -d.
         _ => o.ignored.push(format!("-{c} {arg}")),
     }
     Ok(())
@@ -283,12 +317,6 @@ mod tests {
             "a=b",
             "-B",
             "7BIT",
-            "-N",
-            "never",
-            "-R",
-            "hdrs",
-            "-V",
-            "id1",
             "-v",
             "-h",
             "5",
@@ -329,6 +357,47 @@ mod tests {
         assert_eq!(o.recipients, ["-i"]);
         let o = ok(&["-", "x"]);
         assert_eq!(o.recipients, ["-", "x"]);
+    }
+
+    #[test]
+    fn dsn_options() {
+        let o = ok(&[
+            "-N",
+            "success,DELAY",
+            "-Rhdrs",
+            "-V",
+            "id 1+x=y",
+            "a@b.test",
+        ]);
+        assert_eq!(
+            o.notify,
+            Some(Notify {
+                success: true,
+                failure: false,
+                delay: true
+            })
+        );
+        assert_eq!(o.ret, Some(Ret::Hdrs));
+        assert_eq!(o.envid.as_deref(), Some("id+201+2Bx+3Dy"));
+        assert_eq!(o.recipients, ["a@b.test"]);
+        assert!(o.ignored.is_empty());
+        let o = ok(&["-Nnever", "-R", "FULL"]);
+        assert_eq!(o.notify, Some(Notify::default()));
+        assert_eq!(o.ret, Some(Ret::Full));
+        let o = ok(&["a@b.test"]);
+        assert_eq!((o.notify, o.ret, o.envid), (None, None, None));
+        assert!(ok(&["-V", &"v".repeat(100)]).envid.is_some());
+        for bad in [
+            &["-N", "sometimes"][..],
+            &["-N", "never,success"],
+            &["-N", ""],
+            &["-R", "all"],
+            &["-V", ""],
+            &["-V", &"v".repeat(101)],
+            &["-V", &"+".repeat(34)],
+        ] {
+            assert!(p("sendmail", bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ pub mod message;
 
 use mailorder_core::control::{Control, ControlError};
 use mailorder_core::exit::sysexits;
-use mailorder_queue_format::envelope::{Envelope, encode, valid_address};
+use mailorder_queue_format::envelope::{Envelope, RcptDsn, encode, valid_address};
 use message::{Header, InputError, Lines};
 use std::io::{self, BufRead, Write};
 use std::process::{Command, Stdio};
@@ -304,7 +304,23 @@ pub fn submit<R: BufRead>(
     let env = Envelope {
         sender: sender(opts, ctx)?,
         recipients: recipients(opts, &header, ctx)?,
-        ..Default::default()
+        ret: opts.ret,
+        envid: opts.envid.clone(),
+        dsn: Vec::new(),
+    };
+    // `-N` applies to every recipient (`-t` ones included).
+    let env = match opts.notify {
+        Some(n) => Envelope {
+            dsn: vec![
+                RcptDsn {
+                    notify: Some(n),
+                    orcpt: None
+                };
+                env.recipients.len()
+            ],
+            ..env
+        },
+        None => env,
     };
     let head = prepare(opts, &header, &env.sender, ctx);
     let spawn_err = |source| SendError::Spawn {
@@ -619,6 +635,36 @@ mod tests {
         assert!(!mess.contains("Bcc") && !mess.contains('\r'));
         let env = std::fs::read(d.path().join("env")).unwrap();
         assert_eq!(env, b"Fme@x.test\0Ta@x.test\0Tb@x.test\0\0");
+    }
+
+    #[test]
+    fn submit_passes_dsn_options() {
+        let d = tempfile::tempdir().unwrap();
+        let q = fake_queue(d.path(), 0);
+        let input = &b"To: a@x.test\n\nhello\n"[..];
+        let o = opts(&[
+            "-t",
+            "-f",
+            "me@x.test",
+            "-N",
+            "success,failure",
+            "-R",
+            "hdrs",
+        ]);
+        let o = args::Options {
+            recipients: vec!["c@x.test".into()],
+            ..o
+        };
+        submit(&o, &ctx(), input, &q).unwrap();
+        let env = std::fs::read(d.path().join("env")).unwrap();
+        assert_eq!(
+            env,
+            b"Fme@x.test\0ERET=HDRS\0Tc@x.test\0NNOTIFY=SUCCESS,FAILURE\0\
+              Ta@x.test\0NNOTIFY=SUCCESS,FAILURE\0\0"
+        );
+        submit(&opts(&["-V", "my id", "b@x.test"]), &ctx(), input, &q).unwrap();
+        let env = std::fs::read(d.path().join("env")).unwrap();
+        assert_eq!(env, b"Fjoe@example.org\0EENVID=my+20id\0Tb@x.test\0\0");
     }
 
     #[test]
