@@ -13,7 +13,7 @@
 //! asynchronous: qadmin returns once dispatch has the request.
 
 use mailorder_core::Exit;
-use mailorder_queue_format::{Queue, State, Status, read_envelope, valid_id};
+use mailorder_queue_format::{Notify, Queue, Ret, State, Status, read_envelope, valid_id};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
@@ -125,6 +125,10 @@ pub struct Rcpt {
     pub result: String,
     /// Whether more will happen to it (not delivered/bounced).
     pub pending: bool,
+    /// DSN `NOTIFY=` (RFC 3461), when given.
+    pub notify: Option<Notify>,
+    /// DSN `ORCPT=`, as given (`addr-type;xtext`).
+    pub orcpt: Option<String>,
 }
 
 /// One queued message.
@@ -142,6 +146,10 @@ pub struct Entry {
     pub stage: Stage,
     /// The recipients.
     pub rcpts: Vec<Rcpt>,
+    /// DSN `RET=`, when given.
+    pub ret: Option<Ret>,
+    /// DSN `ENVID=`, xtext as given.
+    pub envid: Option<String>,
 }
 
 impl Entry {
@@ -202,11 +210,15 @@ pub fn load(queue: &Queue, id: &str) -> Result<Option<Entry>, QError> {
                 sender: None,
                 stage: Stage::State,
                 rcpts: Vec::new(),
+                ret: None,
+                envid: None,
             };
             match State::parse(id, &text, &state_path) {
                 Ok(st) => {
                     e.arrival = st.arrival;
                     e.sender = Some(st.sender);
+                    e.ret = st.ret;
+                    e.envid = st.envid;
                     e.rcpts = st
                         .recipients
                         .into_iter()
@@ -217,6 +229,8 @@ pub fn load(queue: &Queue, id: &str) -> Result<Option<Entry>, QError> {
                             tries: r.tries,
                             next: r.next,
                             result: r.result,
+                            notify: r.notify,
+                            orcpt: r.orcpt,
                         })
                         .collect();
                 }
@@ -241,22 +255,32 @@ pub fn load(queue: &Queue, id: &str) -> Result<Option<Entry>, QError> {
         sender: None,
         stage: Stage::Todo,
         rcpts: Vec::new(),
+        ret: None,
+        envid: None,
     };
     match read_envelope(file, mailorder_queue_format::envelope::MAX_ENVELOPE) {
         Ok(env) => {
-            e.sender = Some(env.sender);
             e.rcpts = env
                 .recipients
-                .into_iter()
-                .map(|address| Rcpt {
-                    address,
-                    status: Status::Pending.as_str().to_owned(),
-                    tries: 0,
-                    next: arrival,
-                    result: String::new(),
-                    pending: true,
+                .iter()
+                .enumerate()
+                .map(|(i, address)| {
+                    let d = env.rcpt_dsn(i);
+                    Rcpt {
+                        address: address.clone(),
+                        status: Status::Pending.as_str().to_owned(),
+                        tries: 0,
+                        next: arrival,
+                        result: String::new(),
+                        pending: true,
+                        notify: d.notify,
+                        orcpt: d.orcpt,
+                    }
                 })
                 .collect();
+            e.sender = Some(env.sender);
+            e.ret = env.ret;
+            e.envid = env.envid;
         }
         Err(err) => log::warn!("{}: {err}", todo_path.display()),
     }
@@ -330,12 +354,27 @@ pub fn show<W: Write>(queue: &Queue, id: &str, now: u64, out: &mut W) -> Result<
     writeln!(out, "arrival\t{}", e.arrival)?;
     writeln!(out, "age\t{}", e.age(now))?;
     writeln!(out, "sender\t{}", e.sender_text())?;
+    // DSN (RFC 3461) lines only when there is something to say: the rest stays as it was.
+    if let Some(r) = e.ret {
+        writeln!(out, "ret\t{}", r.as_str())?;
+    }
+    if let Some(v) = &e.envid {
+        writeln!(out, "envid\t{v}")?;
+    }
     for r in &e.rcpts {
         writeln!(
             out,
             "rcpt\t{}\t{}\t{}\t{}\t{}",
             r.status, r.tries, r.next, r.address, r.result
         )?;
+        if r.notify.is_some() || r.orcpt.is_some() {
+            writeln!(
+                out,
+                "rdsn\t{}\t{}",
+                r.notify.map(|n| n.as_param()).unwrap_or_default(),
+                r.orcpt.as_deref().unwrap_or_default()
+            )?;
+        }
     }
     Ok(true)
 }
@@ -535,6 +574,59 @@ mod tests {
             1
         );
         assert_eq!(run(&Command::List, &q, &mut Vec::new()), 0);
+    }
+
+    #[test]
+    fn show_dsn_values() {
+        let (_t, q) = queue();
+        let env = Envelope {
+            sender: "a@x.test".into(),
+            recipients: vec!["b@y.test".into(), "c@y.test".into()],
+            ret: Some(Ret::Full),
+            envid: Some("abc+2Bdef".into()),
+            dsn: vec![
+                mailorder_queue_format::RcptDsn {
+                    notify: Notify::parse("SUCCESS,DELAY"),
+                    orcpt: Some("rfc822;b@y.test".into()),
+                },
+                mailorder_queue_format::RcptDsn::default(),
+            ],
+        };
+        std::fs::write(q.mess("1000.000001.10"), "x").unwrap();
+        std::fs::write(q.todo("1000.000001.10"), encode(&env)).unwrap();
+        let want = "id\t1000.000001.10\nstage\tSTAGE\nsize\t1\narrival\t1000\nage\t0\n\
+                    sender\ta@x.test\nret\tFULL\nenvid\tabc+2Bdef\n\
+                    rcpt\tpending\t0\t1000\tb@y.test\t\n\
+                    rdsn\tSUCCESS,DELAY\trfc822;b@y.test\n\
+                    rcpt\tpending\t0\t1000\tc@y.test\t\n";
+        let got = text(|w| show(&q, "1000.000001.10", 1000, w).map(|_| ()));
+        assert_eq!(got, want.replace("STAGE", "todo"));
+        // The same from dispatch's state file.
+        State::store(&q, &State::new("1000.000001.10", &env, 1000)).unwrap();
+        let got = text(|w| show(&q, "1000.000001.10", 1000, w).map(|_| ()));
+        assert_eq!(got, want.replace("STAGE", "state"));
+        // Only NOTIFY=NEVER on the second recipient, nothing for the message.
+        let env = Envelope {
+            ret: None,
+            envid: None,
+            dsn: vec![
+                mailorder_queue_format::RcptDsn::default(),
+                mailorder_queue_format::RcptDsn {
+                    notify: Notify::parse("NEVER"),
+                    orcpt: None,
+                },
+            ],
+            ..env
+        };
+        State::store(&q, &State::new("1000.000001.10", &env, 1000)).unwrap();
+        let got = text(|w| show(&q, "1000.000001.10", 1000, w).map(|_| ()));
+        assert!(
+            got.ends_with(
+                "sender\ta@x.test\nrcpt\tpending\t0\t1000\tb@y.test\t\n\
+                 rcpt\tpending\t0\t1000\tc@y.test\t\nrdsn\tNEVER\t\n"
+            ),
+            "{got}"
+        );
     }
 
     #[test]
