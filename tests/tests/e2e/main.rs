@@ -8,6 +8,7 @@
 )]
 
 mod contracts;
+mod dsn;
 mod faults;
 mod imap;
 mod launchers;

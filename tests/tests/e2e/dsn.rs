@@ -1,0 +1,483 @@
+//! Delivery status notifications (RFC 3461 / 3464, issue 3): DSN parameters taken by smtpd
+//! from a real client (Python's smtplib), carried by the queue, honoured by dispatch
+//! (NOTIFY decides which reports are sent, RET=FULL returns the message, ENVID and ORCPT
+//! come back in the report) and passed on by remote-send to Postfix's smtp-sink, with and
+//! without DSN announced. Every report is parsed with Python's `email` package.
+
+use mailorder_tests::{Smtp, Tree, expect_code, have, is_root, python, skip};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+// ---------------------------------------------------------------- helpers
+
+fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        assert!(Instant::now() < end, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Queue a message from demo@example.test with the real `queue`. `mail` is the `E` record
+/// (RFC 3461 MAIL parameters, empty for none); each recipient comes with its `N` record.
+fn inject(t: &Tree, mail: &str, rcpts: &[(&str, &str)], body: &str) {
+    let mut env = b"Fdemo@example.test\0".to_vec();
+    if !mail.is_empty() {
+        env.extend_from_slice(format!("E{mail}\0").as_bytes());
+    }
+    for (r, params) in rcpts {
+        env.extend_from_slice(format!("T{r}\0").as_bytes());
+        if !params.is_empty() {
+            env.extend_from_slice(format!("N{params}\0").as_bytes());
+        }
+    }
+    env.push(0);
+    let msg = format!("From: demo@example.test\nSubject: dsn test\n\n{body}\n");
+    assert!(t.queue(msg.as_bytes(), &env).success(), "queue refused");
+}
+
+fn shown(t: &Tree) -> String {
+    let mut s = String::new();
+    let o = t.cmd("qadmin").arg("list").output().unwrap();
+    for line in String::from_utf8_lossy(&o.stdout).lines() {
+        if let Some(id) = line.split('\t').next() {
+            let o = t.cmd("qadmin").args(["show", id]).output().unwrap();
+            s.push_str(&String::from_utf8_lossy(&o.stdout));
+        }
+    }
+    s
+}
+
+/// Wait until the queue holds no message at all (every report already delivered).
+fn wait_queue_empty(t: &Tree, secs: u64) {
+    wait_for("an empty queue", secs, || {
+        t.queue_entries("mess") == 0 && t.queue_entries("todo") == 0
+    });
+    // A last look after dispatch had the time to act on anything left.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(t.queue_entries("mess"), 0);
+}
+
+/// The messages of demo@example.test that are delivery reports.
+fn reports(t: &Tree) -> Vec<String> {
+    t.messages("demo")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .filter(|m| m.contains("multipart/report"))
+        .collect()
+}
+
+/// A report as Python's `email` package reads it, one `key=value` line each:
+/// `type`, `report-type`, `parts`, `msg.FIELD` (per-message DSN fields), `rcptN.FIELD`,
+/// and for the returned message `returned.subject` / `returned.body` or `returned.headers`.
+fn parse_report(text: &str) -> String {
+    const SCRIPT: &str = r#"
+import email, sys
+m = email.message_from_string(open(sys.argv[1]).read())
+print("type=" + m.get_content_type())
+print("report-type=" + str(m.get_param("report-type")))
+parts = m.get_payload()
+print("parts=" + ",".join(p.get_content_type() for p in parts))
+ds = [p for p in parts if p.get_content_type() == "message/delivery-status"][0]
+blocks = ds.get_payload()
+for k, v in blocks[0].items():
+    print("msg.%s=%s" % (k, v))
+for i, b in enumerate(blocks[1:]):
+    for k, v in b.items():
+        print("rcpt%d.%s=%s" % (i, k, v))
+for p in parts:
+    if p.get_content_type() == "message/rfc822":
+        inner = p.get_payload()[0]
+        print("returned.subject=" + str(inner["Subject"]))
+        print("returned.body=" + inner.get_payload().replace("\n", "|"))
+    if p.get_content_type() == "text/rfc822-headers":
+        print("returned.headers=" + p.get_payload().replace("\n", "|"))
+"#;
+    let f = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(f.path(), text).unwrap();
+    let o = python(SCRIPT, &[&f.path().display().to_string()]);
+    assert!(
+        o.status.success(),
+        "python email: {}\n{text}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+#[track_caller]
+fn has(parsed: &str, line: &str) {
+    assert!(
+        parsed.lines().any(|l| l == line),
+        "no line {line:?} in:\n{parsed}"
+    );
+}
+
+/// Postfix's smtp-sink on a free port, dumping each transaction (with its `X-Mail-Args:` and
+/// `X-Rcpt-Args:` lines) into a directory; stopped on drop, also when an assertion fails.
+struct Sink {
+    child: Child,
+    dump: PathBuf,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Sink {
+    fn start(opts: &[&str]) -> Sink {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::Builder::new()
+            .prefix("mailorder-dsn")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let dump = dir.path().join("sink");
+        std::fs::create_dir_all(&dump).unwrap();
+        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let port = free_port();
+        let mut c = Command::new("smtp-sink");
+        if is_root() {
+            c.args(["-u", "nobody"]);
+        }
+        let child = c
+            .args(opts)
+            .arg("-d")
+            .arg(format!("{}/%s.", dump.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("50")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink");
+        let mut s = Sink {
+            child,
+            dump,
+            port,
+            _dir: dir,
+        };
+        let end = Instant::now() + Duration::from_secs(20);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > end {
+                let _ = s.child.kill();
+                panic!("smtp-sink did not listen on {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        s
+    }
+
+    fn messages(&self) -> Vec<String> {
+        dump_files(&self.dump)
+    }
+}
+
+fn dump_files(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| std::fs::read(e.path()).ok())
+                .map(|b| String::from_utf8_lossy(&b).to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------- tests
+
+/// See: issue #3. smtpd announces DSN, refuses bad values (501) and parameters on the wrong
+/// command (555); smtplib's RET/ENVID/NOTIFY/ORCPT reach dispatch, which answers
+/// NOTIFY=SUCCESS for a local delivery with an RFC 3464 "delivered" report carrying the
+/// decoded ENVID and ORCPT, from <>.
+#[test]
+fn smtplib_notify_success_gets_a_delivered_report() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let (mut c, greeting) = Smtp::connect(port);
+    expect_code(&greeting, "220");
+    let ehlo = c.cmd("EHLO client.example");
+    assert!(ehlo.lines().any(|l| l.get(4..) == Some("DSN")), "{ehlo}");
+    expect_code(&c.cmd("MAIL FROM:<demo@example.test> RET=MOST"), "501");
+    expect_code(
+        &c.cmd("MAIL FROM:<demo@example.test> NOTIFY=SUCCESS"),
+        "555",
+    );
+    expect_code(&c.cmd("MAIL FROM:<demo@example.test> ENVID=a+zz"), "501");
+    expect_code(&c.cmd("MAIL FROM:<demo@example.test> RET=FULL"), "250");
+    expect_code(
+        &c.cmd("RCPT TO:<demo@example.test> NOTIFY=NEVER,SUCCESS"),
+        "501",
+    );
+    expect_code(
+        &c.cmd("RCPT TO:<demo@example.test> ORCPT=nosemicolon"),
+        "501",
+    );
+    expect_code(&c.cmd("RCPT TO:<demo@example.test> RET=HDRS"), "555");
+    expect_code(&c.cmd("QUIT"), "221");
+
+    const SEND: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=20)
+s.ehlo("client.example")
+assert s.has_extn("dsn"), s.esmtp_features
+msg = "From: demo@example.test\r\nTo: demo@example.test\r\nSubject: tell me\r\n\r\nsecret body\r\n"
+r = s.sendmail("demo@example.test", ["demo@example.test"], msg,
+               mail_options=["RET=HDRS", "ENVID=abc+2Bdef"],
+               rcpt_options=["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;Demo+2Bdsn@example.test"])
+print("refused", r)
+s.quit()
+"#;
+    let o = python(SEND, &[&port.to_string()]);
+    assert!(
+        o.status.success(),
+        "smtplib: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    // The message itself and the report.
+    t.wait_messages("demo", 2, 30);
+    wait_queue_empty(&t, 20);
+    assert_eq!(
+        t.messages("demo").len(),
+        2,
+        "one report only (none for the report)"
+    );
+    let r = reports(&t);
+    assert_eq!(r.len(), 1);
+    assert!(r[0].starts_with("Return-Path: <>\n"), "{}", r[0]);
+    let p = parse_report(&r[0]);
+    has(&p, "type=multipart/report");
+    has(&p, "report-type=delivery-status");
+    has(
+        &p,
+        "parts=text/plain,message/delivery-status,text/rfc822-headers",
+    );
+    has(&p, "msg.Original-Envelope-Id=abc+def");
+    has(&p, "msg.Reporting-MTA=dns; mx.example.test");
+    has(&p, "rcpt0.Original-Recipient=rfc822; Demo+dsn@example.test");
+    has(&p, "rcpt0.Final-Recipient=rfc822; demo@example.test");
+    has(&p, "rcpt0.Action=delivered");
+    has(&p, "rcpt0.Status=2.0.0");
+    assert!(p.contains("returned.headers=") && p.contains("Subject: tell me"));
+    assert!(!p.contains("secret body"), "headers only: {p}");
+}
+
+/// See: issue #3. An unknown local user with NOTIFY=NEVER: no bounce at all (the other
+/// recipient of the same message is delivered).
+#[test]
+fn notify_never_suppresses_the_bounce() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    inject(
+        &t,
+        "",
+        &[
+            ("nobody-here@example.test", "NOTIFY=NEVER"),
+            ("demo@example.test", ""),
+        ],
+        "quiet failure",
+    );
+    t.wait_messages("demo", 1, 20);
+    wait_queue_empty(&t, 20);
+    assert_eq!(t.messages("demo").len(), 1, "the message, no bounce");
+    assert!(reports(&t).is_empty());
+}
+
+/// See: issue #3. NOTIFY=FAILURE with RET=FULL: the bounce returns the whole message as
+/// message/rfc822, with Original-Envelope-Id and Original-Recipient xtext-decoded.
+#[test]
+fn ret_full_bounce_returns_the_whole_message() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    inject(
+        &t,
+        "RET=FULL ENVID=env+2B1",
+        &[(
+            "nobody-here@example.test",
+            "NOTIFY=FAILURE ORCPT=rfc822;Nobody+2Bx@example.test",
+        )],
+        "the secret body line",
+    );
+    t.wait_messages("demo", 1, 20);
+    wait_queue_empty(&t, 20);
+    let r = reports(&t);
+    assert_eq!(r.len(), 1, "one bounce");
+    let p = parse_report(&r[0]);
+    has(
+        &p,
+        "parts=text/plain,message/delivery-status,message/rfc822",
+    );
+    has(&p, "msg.Original-Envelope-Id=env+1");
+    has(&p, "rcpt0.Original-Recipient=rfc822; Nobody+x@example.test");
+    has(&p, "rcpt0.Final-Recipient=rfc822; nobody-here@example.test");
+    has(&p, "rcpt0.Action=failed");
+    has(&p, "rcpt0.Status=5.1.1");
+    has(&p, "returned.subject=dsn test");
+    assert!(p.contains("returned.body=the secret body line|"), "{p}");
+}
+
+/// See: issue #3. Relaying to a peer that announces DSN (smtp-sink): MAIL carries RET and
+/// ENVID, RCPT carries NOTIFY and ORCPT, as given; the peer reports success itself, so
+/// no report comes from us.
+#[test]
+fn relay_passes_dsn_parameters_to_a_dsn_peer() {
+    if !have("smtp-sink") {
+        return skip(
+            "relay_passes_dsn_parameters_to_a_dsn_peer",
+            "smtp-sink missing",
+        );
+    }
+    let sink = Sink::start(&[]);
+    let mut t = Tree::new();
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.start_dispatch();
+    inject(
+        &t,
+        "RET=HDRS ENVID=abc+2Bdef",
+        &[
+            (
+                "user@sink.test",
+                "NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;User+2Bx@sink.test",
+            ),
+            ("plain@sink.test", ""),
+        ],
+        "relayed with dsn",
+    );
+    wait_for("the sink's copy", 30, || !sink.messages().is_empty());
+    wait_queue_empty(&t, 20);
+    let m = sink.messages();
+    assert_eq!(m.len(), 1, "one transaction");
+    let m = &m[0];
+    // SIZE= may come first (smtp-sink announces SIZE).
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("X-Mail-Args: <demo@example.test> ")
+                && l.ends_with(" RET=HDRS ENVID=abc+2Bdef")),
+        "{m}"
+    );
+    assert!(
+        m.lines().any(|l| l
+            == "X-Rcpt-Args: <user@sink.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;User+2Bx@sink.test"),
+        "{m}"
+    );
+    assert!(
+        m.lines().any(|l| l == "X-Rcpt-Args: <plain@sink.test>"),
+        "{m}"
+    );
+    assert!(m.contains("relayed with dsn"));
+    assert!(
+        t.messages("demo").is_empty(),
+        "the DSN peer reports, not us"
+    );
+}
+
+/// See: issue #3. Relaying to a peer without DSN (smtp-sink -N): nothing DSN is sent, and
+/// NOTIFY=SUCCESS is answered by us with a "relayed" report (the recipient without SUCCESS
+/// is not in it).
+#[test]
+fn relay_to_a_peer_without_dsn_gives_a_relayed_report() {
+    if !have("smtp-sink") {
+        return skip(
+            "relay_to_a_peer_without_dsn_gives_a_relayed_report",
+            "smtp-sink missing",
+        );
+    }
+    let sink = Sink::start(&["-N"]);
+    let mut t = Tree::new();
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.start_dispatch();
+    inject(
+        &t,
+        "ENVID=q1",
+        &[
+            (
+                "user@sink.test",
+                "NOTIFY=SUCCESS ORCPT=rfc822;user@sink.test",
+            ),
+            ("plain@sink.test", ""),
+        ],
+        "to an old host",
+    );
+    wait_for("the sink's copy", 30, || !sink.messages().is_empty());
+    t.wait_messages("demo", 1, 30);
+    wait_queue_empty(&t, 20);
+    let m = &sink.messages()[0];
+    let args: Vec<&str> = m.lines().filter(|l| l.starts_with("X-")).collect();
+    assert!(
+        args.iter()
+            .any(|l| l.starts_with("X-Mail-Args: <demo@example.test>")),
+        "{m}"
+    );
+    assert!(
+        args.iter()
+            .all(|l| !l.contains("NOTIFY=") && !l.contains("ENVID=") && !l.contains("ORCPT=")),
+        "no DSN parameters to a host without DSN: {args:?}"
+    );
+    let r = reports(&t);
+    assert_eq!(r.len(), 1, "one report");
+    assert!(r[0].contains("does not support delivery status notifications"));
+    let p = parse_report(&r[0]);
+    has(&p, "msg.Original-Envelope-Id=q1");
+    has(&p, "rcpt0.Final-Recipient=rfc822; user@sink.test");
+    has(&p, "rcpt0.Action=relayed");
+    has(&p, "rcpt0.Status=2.0.0");
+    assert!(!p.contains("plain@sink.test"), "{p}");
+}
+
+/// See: issue #3. Delay warnings follow NOTIFY: of two recipients deferred by the peer, only
+/// the one with DELAY is warned about; the one with NOTIFY=FAILURE is not.
+#[test]
+fn delay_warning_only_for_notify_delay() {
+    if !have("smtp-sink") {
+        return skip("delay_warning_only_for_notify_delay", "smtp-sink missing");
+    }
+    let sink = Sink::start(&["-r", "RCPT"]);
+    let mut t = Tree::new();
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.control("warntime", "1");
+    t.control("maxbackoff", "1");
+    t.start_dispatch();
+    inject(
+        &t,
+        "",
+        &[
+            ("quiet@sink.test", "NOTIFY=FAILURE"),
+            ("tellme@sink.test", "NOTIFY=DELAY"),
+        ],
+        "slow going",
+    );
+    t.wait_messages("demo", 1, 30);
+    wait_for("more attempts", 30, || {
+        shown(&t).contains("rcpt\tpending\t4\t")
+    });
+    assert_eq!(t.messages("demo").len(), 1, "one warning only");
+    let r = reports(&t);
+    let p = parse_report(&r[0]);
+    has(&p, "rcpt0.Final-Recipient=rfc822; tellme@sink.test");
+    has(&p, "rcpt0.Action=delayed");
+    assert!(!p.contains("quiet@sink.test"), "{p}");
+    assert!(sink.messages().is_empty());
+}
