@@ -387,7 +387,7 @@ pub fn run(argv0: &str, args: &[String]) -> u8 {
                 SendError::Usage(_) => {
                     log::error!("{e}");
                     log::error!(
-                        "usage: sendmail [-t] [-i] [-f sender] [-F name] [-bm|-bs|-bp|-bi] [--] [recipient ...]"
+                        "usage: sendmail [-t] [-i] [-f sender] [-F name] [-N dsn] [-R ret] [-V envid] [-bm|-bs|-bp|-bi] [--] [recipient ...]"
                     );
                 }
                 _ => log::error!("{e}"),
