@@ -10,11 +10,13 @@
 //! (RFC 3461 §4.1) asks for that kind; without `NOTIFY`, failures and delays are reported,
 //! successes are not.
 //!
-//! RFC 3461 §6.3 wants the DSN to carry the `ENVID` and `ORCPT` values the sender gave;
-//! those travel as xtext only because SMTP parameters cannot carry arbitrary text, and the
-//! report fields (RFC 3464 §2.2.1 `envelope-id = *text`, §2.3.1 `generic-address = *text`)
-//! hold the text itself: both are xtext-decoded here (non-ASCII and control characters
-//! shown as `?`, as every field we write).
+//! RFC 3461 §6.3 (a) and (d): with `ENVID` the report MUST have `Original-Envelope-Id`,
+//! with `ORCPT` the recipient's block MUST have `Original-Recipient` (and without it MUST
+//! NOT). Both values travel as xtext only because SMTP parameters cannot carry arbitrary
+//! text; the report fields (RFC 3464 §2.2.1 `envelope-id = *text`, §2.3.1
+//! `generic-address = *text`) hold the text itself, so both are xtext-decoded here
+//! (`ENVID=QQ+2B314159` → `Original-Envelope-Id: QQ+314159`), with non-ASCII and control
+//! characters shown as `?`, as in every field we write.
 
 use crate::plan::{BounceTo, DOUBLE_BOUNCE_SENDER, Settings, status_code};
 use mailorder_queue_format::state::{RcptState, State, Status};
