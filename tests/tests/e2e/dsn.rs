@@ -481,3 +481,48 @@ fn delay_warning_only_for_notify_delay() {
     assert!(!p.contains("quiet@sink.test"), "{p}");
     assert!(sink.messages().is_empty());
 }
+
+/// See: issue #3. A remote 5xx for two recipients of a RET=FULL message: the bounce lists
+/// only the one whose NOTIFY has FAILURE and returns the whole message.
+#[test]
+fn remote_failure_bounce_follows_notify_and_ret() {
+    if !have("smtp-sink") {
+        return skip(
+            "remote_failure_bounce_follows_notify_and_ret",
+            "smtp-sink missing",
+        );
+    }
+    let sink = Sink::start(&["-f", "RCPT"]);
+    let mut t = Tree::new();
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.start_dispatch();
+    inject(
+        &t,
+        "RET=FULL",
+        &[
+            ("never@sink.test", "NOTIFY=NEVER"),
+            ("failure@sink.test", "NOTIFY=FAILURE,DELAY"),
+        ],
+        "full body back",
+    );
+    t.wait_messages("demo", 1, 30);
+    wait_queue_empty(&t, 20);
+    let r = reports(&t);
+    assert_eq!(r.len(), 1, "one bounce");
+    let p = parse_report(&r[0]);
+    has(
+        &p,
+        "parts=text/plain,message/delivery-status,message/rfc822",
+    );
+    has(&p, "rcpt0.Final-Recipient=rfc822; failure@sink.test");
+    has(&p, "rcpt0.Action=failed");
+    assert!(
+        !p.contains("never@sink.test") && !p.contains("rcpt1."),
+        "{p}"
+    );
+    assert!(p.contains("returned.body=full body back|"), "{p}");
+    assert!(sink.messages().is_empty());
+}
