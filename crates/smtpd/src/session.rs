@@ -158,7 +158,8 @@ impl<R: Read, W: Write> Session<R, W> {
             cfg,
             conn: Conn::Plain(reader, writer),
             out: Vec::new(),
-            // RFC 3461 §4: DSN parameters lengthen MAIL/RCPT beyond 512 octets.
+            // RFC 3461 §4: DSN parameters lengthen MAIL/RCPT beyond 512 octets; other
+            // commands are held to 512 by `over_limit`.
             lines: LineSplitter::new(
                 mailorder_smtp_proto::MAX_COMMAND_LINE + mailorder_smtp_proto::dsn::LINE_EXTRA,
             ),
@@ -209,6 +210,9 @@ impl<R: Read, W: Write> Session<R, W> {
             match event {
                 LineEvent::TooLong => self.error(500, "5.5.2", "line too long")?,
                 LineEvent::Nul => self.error(500, "5.5.2", "NUL character in command")?,
+                LineEvent::Line(line) if over_limit(&line) => {
+                    self.error(500, "5.5.2", "line too long")?;
+                }
                 LineEvent::Line(line) => self.command(&line)?,
             }
         }
@@ -996,6 +1000,16 @@ fn sanitize_helo(h: &str) -> String {
     } else {
         s
     }
+}
+
+/// Whether a command line (without CRLF) is longer than allowed: 512 octets with the CRLF
+/// (RFC 5321 §4.5.3.1.4), except MAIL and RCPT, which DSN parameters may lengthen (RFC 3461
+/// §4); the splitter enforces their limit.
+fn over_limit(line: &[u8]) -> bool {
+    let verb = line.get(..4).unwrap_or_default();
+    line.len() + 2 > mailorder_smtp_proto::MAX_COMMAND_LINE
+        && !verb.eq_ignore_ascii_case(b"MAIL")
+        && !verb.eq_ignore_ascii_case(b"RCPT")
 }
 
 /// What a refused parameter should look like (the DSN ones of RFC 3461 §4), for the 501 text.

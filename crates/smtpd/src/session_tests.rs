@@ -320,10 +320,19 @@ fn queue_exit_codes() {
 #[test]
 fn limits_and_order() {
     let mut e = Env::new();
-    let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(1010));
-    let (r, _) = e.run(long.as_bytes());
+    for n in [1010, 506] {
+        let long = format!("NOOP {}\r\nNOOP\r\n", "x".repeat(n));
+        let (r, _) = e.run(long.as_bytes());
+        assert_eq!(r[1], "500 5.5.2 line too long", "{n}");
+        assert_eq!(r[2], "250 2.0.0 ok");
+    }
+    let (r, _) = e.run(format!("NOOP {}\r\n", "x".repeat(505)).as_bytes());
+    assert_eq!(r[1], "250 2.0.0 ok");
+    // MAIL and RCPT may be longer (DSN parameters, RFC 3461 §4), up to 1012 octets.
+    let (r, _) = e.run(format!("MAIL FROM:<> X={}\r\n", "x".repeat(995)).as_bytes());
+    assert!(r[1].starts_with("503"), "{}", r[1]);
+    let (r, _) = e.run(format!("MAIL FROM:<> X={}\r\n", "x".repeat(996)).as_bytes());
     assert_eq!(r[1], "500 5.5.2 line too long");
-    assert_eq!(r[2], "250 2.0.0 ok");
     let (r, _) = e.run(b"NO\0OP\r\nFOO\r\nMAIL FROM:<>\r\nHELO c\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nVRFY x\r\nHELP\r\n");
     assert_eq!(
         codes(&r),
