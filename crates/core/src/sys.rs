@@ -97,24 +97,57 @@ pub fn dup_at_least(
     Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(new) })
 }
 
-/// Make the child that `cmd` spawns start with an empty signal mask. A process that blocks
-/// signals to `sigwait` for them (dispatch) would otherwise pass the blocked set on through
-/// fork and exec, and its children could not be stopped with TERM.
-pub fn child_clear_sigmask(cmd: &mut std::process::Command) {
-    use std::os::unix::process::CommandExt;
-    // SAFETY: the closure runs between fork and exec and calls only sigemptyset and
-    // sigprocmask, which are async-signal-safe; it allocates nothing and touches no locks.
+/// The write end of the pipe that [`signal_pipe`]'s handler writes to (-1: none yet).
+static SIGNAL_PIPE: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
+extern "C" fn on_signal(sig: libc::c_int) {
+    let fd = SIGNAL_PIPE.load(std::sync::atomic::Ordering::Relaxed);
+    if fd < 0 {
+        return;
+    }
+    // SAFETY: only async-signal-safe calls (write; errno saved and restored around it).
     unsafe {
-        cmd.pre_exec(|| {
-            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
-            if libc::sigemptyset(set.as_mut_ptr()) == -1
-                || libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut()) == -1
-            {
+        let errno = libc::__errno_location();
+        let saved = *errno;
+        let byte = sig as u8;
+        libc::write(fd, (&raw const byte).cast(), 1);
+        *errno = saved;
+    }
+}
+
+/// The self-pipe trick: install a handler for each of `signals` that writes the signal's
+/// number as one byte to a pipe, and return the pipe's read end. Nothing is blocked, so
+/// the children this process spawns start with an empty signal mask and, after exec,
+/// default dispositions — and std may spawn them with `posix_spawn` (vfork) instead of
+/// fork. The write end is non-blocking: when the pipe is full a signal is dropped, which
+/// is harmless for requests that only say "stop" or "look again". Call once.
+pub fn signal_pipe(signals: &[libc::c_int]) -> std::io::Result<std::fs::File> {
+    use std::os::fd::FromRawFd;
+    let mut fds = [-1; 2];
+    // SAFETY: pipe2 writes two descriptors into the array it is given.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: fds[0] is a new descriptor that nothing else owns.
+    let read = unsafe { std::fs::File::from_raw_fd(fds[0]) };
+    // SAFETY: fds[1] is ours; O_NONBLOCK so the handler can never block.
+    if unsafe { libc::fcntl(fds[1], libc::F_SETFL, libc::O_NONBLOCK) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    SIGNAL_PIPE.store(fds[1], std::sync::atomic::Ordering::Relaxed);
+    for &sig in signals {
+        // SAFETY: a zeroed sigaction is valid; the handler is async-signal-safe (above).
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+            sa.sa_flags = libc::SA_RESTART;
+            libc::sigemptyset(&mut sa.sa_mask);
+            if libc::sigaction(sig, &sa, std::ptr::null_mut()) == -1 {
                 return Err(std::io::Error::last_os_error());
             }
-            Ok(())
-        });
+        }
     }
+    Ok(read)
 }
 
 #[cfg(test)]
@@ -122,6 +155,22 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
+
+    #[test]
+    fn signal_pipe_reports_signals_and_children_get_an_empty_mask() {
+        let mut r = signal_pipe(&[libc::SIGUSR2]).unwrap();
+        // SAFETY: raising a signal we have a handler for.
+        assert_eq!(unsafe { libc::raise(libc::SIGUSR2) }, 0);
+        let mut b = [0u8; 1];
+        r.read_exact(&mut b).unwrap();
+        assert_eq!(b[0] as libc::c_int, libc::SIGUSR2);
+        let out = std::process::Command::new("grep")
+            .args(["SigBlk", "/proc/self/status"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.trim_end().ends_with(":\t0000000000000000"), "{text}");
+    }
 
     #[test]
     fn child_fd_puts_a_pipe_on_fd_3() {

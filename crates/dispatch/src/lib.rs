@@ -17,4 +17,4 @@ pub mod plan;
 pub mod sched;
 
 pub use plan::Settings;
-pub use sched::{Dispatch, DispatchError, block_signals};
+pub use sched::{Dispatch, DispatchError, catch_signals};

@@ -9,8 +9,7 @@ fn main() {
         log::error!("usage: dispatch (no arguments)");
         exit(Exit::Perm.code());
     }
-    // Before any thread exists, so the signal thread alone receives them.
-    let res = mailorder_dispatch::block_signals()
+    let res = mailorder_dispatch::catch_signals()
         .and_then(|set| mailorder_dispatch::Dispatch::new()?.run(set));
     match res {
         Ok(()) => exit(Exit::Ok.code()),

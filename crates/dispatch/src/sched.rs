@@ -3,7 +3,7 @@
 //!
 //! - one thread per delivery child: reads its stdout (the result text), waits, reports;
 //! - one thread reads the trigger FIFO (opened `O_RDWR`, so it never sees EOF);
-//! - one thread waits for TERM/INT (stop) and HUP/ALRM (flush) with `sigwait`;
+//! - one thread reads the signal pipe: TERM/INT (stop) and HUP/ALRM (flush);
 //! - the main loop: `recv_timeout` until the next retry is due.
 
 use crate::bounce;
@@ -51,7 +51,7 @@ pub enum DispatchError {
     },
     /// Signal setup failed.
     #[error("signal setup: {0} (#4.3.0)")]
-    Signals(nix::Error),
+    Signals(io::Error),
 }
 
 impl DispatchError {
@@ -112,7 +112,6 @@ struct Cleaner {
 impl Cleaner {
     fn spawn(&mut self) -> io::Result<()> {
         let mut cmd = Command::new(&self.program);
-        mailorder_core::sys::child_clear_sigmask(&mut cmd);
         let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
         let (Some(i), Some(o)) = (child.stdin.take(), child.stdout.take()) else {
             let _ = child.kill();
@@ -233,8 +232,8 @@ impl Dispatch {
         })
     }
 
-    /// Run until TERM. Signals must be blocked by the caller's [`block_signals`] first.
-    pub fn run(mut self, signals: nix::sys::signal::SigSet) -> Result<(), DispatchError> {
+    /// Run until TERM; `signals` is the read end of [`catch_signals`]'s pipe.
+    pub fn run(mut self, signals: File) -> Result<(), DispatchError> {
         self.start_threads(signals);
         if let Err(e) = self.cleaner.cmd("clean") {
             log::warn!("queue-clean: {e}");
@@ -316,19 +315,31 @@ impl Dispatch {
         }
     }
 
-    fn start_threads(&self, signals: nix::sys::signal::SigSet) {
+    fn start_threads(&self, mut signals: File) {
         self.start_ctl_thread();
         let tx = self.tx.clone();
         std::thread::spawn(move || {
-            use nix::sys::signal::Signal;
+            let mut buf = [0u8; 64];
             loop {
-                let ev = match signals.wait() {
-                    Ok(Signal::SIGTERM | Signal::SIGINT) => Event::Stop,
-                    Ok(_) => Event::Flush,
-                    Err(_) => continue,
+                let n = match signals.read(&mut buf) {
+                    Ok(0) => return,
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::error!("signal pipe: {e}");
+                        return;
+                    }
                 };
-                if tx.send(ev).is_err() {
-                    return;
+                for &sig in &buf[..n] {
+                    let sig = libc::c_int::from(sig);
+                    let ev = if sig == libc::SIGTERM || sig == libc::SIGINT {
+                        Event::Stop
+                    } else {
+                        Event::Flush
+                    };
+                    if tx.send(ev).is_err() {
+                        return;
+                    }
                 }
             }
         });
@@ -664,7 +675,6 @@ impl Dispatch {
             .map_err(|e| Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)")))?;
         let program = root::program("remote-send");
         let mut cmd = Command::new(&program);
-        mailorder_core::sys::child_clear_sigmask(&mut cmd);
         let mut child = cmd
             .args(&dsn_args)
             .arg(domain)
@@ -761,7 +771,6 @@ impl Dispatch {
         let program = root::program(prog);
         let child = {
             let mut cmd = Command::new(&program);
-            mailorder_core::sys::child_clear_sigmask(&mut cmd);
             cmd.args(&args)
                 .stdin(mess)
                 .stdout(w)
@@ -1263,7 +1272,6 @@ pub fn inject(queue: &std::path::Path, env: &Envelope, msg: &[u8]) -> Result<u8,
     let (er, mut ew) = io::pipe().map_err(|e| format!("pipe: {e}"))?;
     let mut child = {
         let mut cmd = Command::new(queue);
-        mailorder_core::sys::child_clear_sigmask(&mut cmd);
         cmd.stdin(Stdio::piped()).stdout(er);
         cmd.spawn()
             .map_err(|e| format!("cannot run {}: {e}", queue.display()))?
@@ -1287,22 +1295,12 @@ pub fn inject(queue: &std::path::Path, env: &Envelope, msg: &[u8]) -> Result<u8,
     Ok(code)
 }
 
-/// Block the signals dispatch handles, in the calling (main) thread before any other
-/// thread starts, so that only the signal thread's `sigwait` receives them. Children are
-/// given an empty mask (`mailorder_core::sys::child_clear_sigmask`): std's spawn keeps it.
-pub fn block_signals() -> Result<nix::sys::signal::SigSet, DispatchError> {
-    use nix::sys::signal::{SigSet, Signal};
-    let mut set = SigSet::empty();
-    for s in [
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-        Signal::SIGALRM,
-    ] {
-        set.add(s);
-    }
-    set.thread_block().map_err(DispatchError::Signals)?;
-    Ok(set)
+/// Catch TERM, INT (stop) and HUP, ALRM (flush) through a self-pipe
+/// (`mailorder_core::sys::signal_pipe`): nothing is blocked, so children start with an
+/// empty signal mask and std can spawn them without fork's page-table copy.
+pub fn catch_signals() -> Result<File, DispatchError> {
+    mailorder_core::sys::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGALRM])
+        .map_err(DispatchError::Signals)
 }
 
 #[cfg(test)]
