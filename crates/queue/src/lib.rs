@@ -1,7 +1,7 @@
 //! The only writer of new mail into the queue: qmail-queue's contract (CONVENTIONS §8).
 //!
 //! [`run`] reads the message (fd 0) to EOF into `mess/ID` behind a `Received:` line, then
-//! the text0 envelope (fd 1) into `intd/ID`, fsyncs both and their directories, and
+//! the text0 envelope (fd 1) into `intd/ID`, fsyncs both files and `mess/`, and
 //! accepts the message with the single atomic `rename(intd/ID, todo/ID)` + `fsync(todo/)`
 //! (docs/ARCHITECTURE.md "The queue on disk"). Before that rename nothing is visible to
 //! dispatch; on any failure before it, `mess/ID` and `intd/ID` are removed.
@@ -254,8 +254,9 @@ fn queue_message(
         .map_err(QueueError::Write)?;
     f.sync_all().map_err(QueueError::Write)?;
     drop(f);
+    // mess/ID's name must be durable before todo/ID can be. intd/ is not fsynced: the
+    // file only passes through it, and the rename below is made durable by fsync(todo/).
     fsync_dir(&q.mess_dir()).map_err(dir_err(QueueError::Mess))?;
-    fsync_dir(&q.intd_dir()).map_err(dir_err(QueueError::Intd))?;
 
     // Step 3: the single atomic step. The watchdog may no longer interfere.
     {
