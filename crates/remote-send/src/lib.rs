@@ -1,15 +1,19 @@
-//! remote-send: deliver one message to the hosts of one domain, as the remote uid
+//! remote-send: deliver one message, or several over one session, to the hosts of one domain, as the remote uid
 //! (`moremote`), and report to the scheduler in qmail-remote's format (STYLE §4).
 //!
 //! - [`route`]: static routes (`control/smtproutes`) and smarthost secrets
 //!   (`control/smtpauth`);
 //! - [`dns`]: MX / implicit MX / null MX, IDN, own-MX pruning and mail loops;
 //! - [`smtp`]: the ESMTP client over TCP, with STARTTLS ([`tls`]);
-//! - this module: the arguments ([`Args`], with the DSN options), control files →
-//!   [`Config`], the run, and the report on stdout: one text0 record per recipient (`r`
+//! - this module: the arguments ([`Batch`] of one or more [`Args`], with the DSN
+//!   options), the framed messages on fd 0 ([`read_frame`]), control files → [`Config`],
+//!   the run ([`deliver_batch`]: the messages one after the other over as few sessions as
+//!   possible), and the report on stdout, per message: one text0 record per recipient (`r`
 //!   accepted, `u` accepted by a host without DSN for a recipient that asked for a success
 //!   report, `h` permanent, `s` temporary), then one for the message (`K` accepted by at
 //!   least one recipient's host, `Z` temporary, `D` permanent).
+//!
+//! With several messages the report is that sequence repeated, message by message.
 //!
 //! It never exits non-zero after it has started: every failure becomes a record. It never
 //! writes the queue and knows nothing of dispatch's state.
@@ -22,7 +26,7 @@ pub mod tls;
 use mailorder_core::control::{Control, ControlError};
 use mailorder_smtp_proto::dsn;
 use smtp::{Dsn, RcptDsn, Res};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -145,10 +149,17 @@ pub struct Args {
 }
 
 impl Args {
-    /// Parse argv (without the program name). Options before DOMAIN apply to the message,
-    /// `-N`/`-O` to the next recipient only. Values are as stored in the queue (xtext kept
-    /// encoded) and validated with `smtp_proto::dsn`. `Err` is the usage message.
+    /// Parse argv (without the program name) for one message. Options before DOMAIN apply
+    /// to the message, `-N`/`-O` to the next recipient only. Values are as stored in the
+    /// queue (xtext kept encoded) and validated with `smtp_proto::dsn`. `Err` is the usage
+    /// message.
     pub fn parse(args: &[String]) -> Result<Args, String> {
+        Args::segment(args, true)
+    }
+
+    /// One message's arguments: `[-R RET] [-V ENVID] [DOMAIN] SENDER [[-N] [-O] RCPT]…`,
+    /// DOMAIN only when `with_domain`.
+    fn segment(args: &[String], with_domain: bool) -> Result<Args, String> {
         let mut a = Args::default();
         let mut it = args.iter();
         let value = |it: &mut std::slice::Iter<'_, String>, opt: &str| {
@@ -156,7 +167,7 @@ impl Args {
                 .cloned()
                 .ok_or_else(|| format!("option {opt} needs a value"))
         };
-        let domain = loop {
+        let first = loop {
             match it.next().map(String::as_str) {
                 Some("-R") => {
                     let v = value(&mut it, "-R")?;
@@ -171,15 +182,20 @@ impl Args {
                     a.dsn.envid = Some(v);
                 }
                 Some(d) => break d.to_owned(),
-                None => return Err("missing DOMAIN".into()),
+                None if with_domain => return Err("missing DOMAIN".into()),
+                None => return Err("missing SENDER".into()),
             }
         };
-        a.domain = domain;
-        let sender = it.next().ok_or("missing SENDER")?;
+        let sender = if with_domain {
+            a.domain = first;
+            it.next().ok_or("missing SENDER")?.clone()
+        } else {
+            first
+        };
         a.sender = if sender == "<>" {
             String::new()
         } else {
-            sender.clone()
+            sender
         };
         let mut next = RcptDsn::default();
         while let Some(w) = it.next() {
@@ -212,6 +228,80 @@ impl Args {
     }
 }
 
+/// The whole command line: one or more messages for one domain, separated by lone `+`
+/// arguments: `[-R] [-V] DOMAIN SENDER [[-N] [-O] RCPT]… [+ [-R] [-V] SENDER [[-N] [-O]
+/// RCPT]…]…`. Every message's `domain` is the run's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Batch {
+    /// The destination domain.
+    pub domain: String,
+    /// The messages in argument order (at least one).
+    pub messages: Vec<Args>,
+}
+
+impl Batch {
+    /// Parse argv (without the program name); `Err` is the usage message.
+    pub fn parse(args: &[String]) -> Result<Batch, String> {
+        let mut segments = args.split(|a| a == "+");
+        let first = Args::segment(segments.next().unwrap_or(&[]), true)?;
+        let domain = first.domain.clone();
+        let mut messages = vec![first];
+        for (i, seg) in segments.enumerate() {
+            let mut m = Args::segment(seg, false).map_err(|e| format!("message {}: {e}", i + 2))?;
+            m.domain.clone_from(&domain);
+            messages.push(m);
+        }
+        Ok(Batch { domain, messages })
+    }
+}
+
+/// Where the messages come from (fd 0).
+pub enum Input<'a> {
+    /// The only message, rewindable (a regular file, or a pipe read into memory).
+    One(&'a mut dyn smtp::ReadSeek),
+    /// Several messages, each framed as `LENGTH\n` and LENGTH bytes ([`read_frame`]).
+    Frames(&'a mut dyn io::BufRead),
+}
+
+/// Longest `LENGTH` line of a frame, without its newline.
+const MAX_LENGTH_DIGITS: usize = 20;
+
+/// One framed message: `LENGTH\n` (decimal digits) and exactly LENGTH bytes. `Err` for a
+/// missing, malformed or short frame (the text is for the report).
+pub fn read_frame(r: &mut dyn io::BufRead) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    (&mut *r)
+        .take(MAX_LENGTH_DIGITS as u64 + 1)
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("cannot read the message: {e} (#4.3.0)"))?;
+    if line.is_empty() {
+        return Err("no message on the input (#4.3.0)".into());
+    }
+    let digits = line.strip_suffix(b"\n").unwrap_or(&[]);
+    let len = if !digits.is_empty() && digits.iter().all(u8::is_ascii_digit) {
+        std::str::from_utf8(digits)
+            .ok()
+            .and_then(|d| d.parse::<u64>().ok())
+    } else {
+        None
+    };
+    let Some(len) = len else {
+        return Err("malformed message frame on the input (#4.3.0)".into());
+    };
+    let mut msg = Vec::with_capacity(usize::try_from(len.min(1 << 20)).unwrap_or(0));
+    (&mut *r)
+        .take(len)
+        .read_to_end(&mut msg)
+        .map_err(|e| format!("cannot read the message: {e} (#4.3.0)"))?;
+    if msg.len() as u64 != len {
+        return Err(format!(
+            "short message on the input ({} of {len} bytes) (#4.3.0)",
+            msg.len()
+        ));
+    }
+    Ok(msg)
+}
+
 /// Deliver `message` from `sender` to `rcpts` (all in `domain`). One result per recipient.
 pub fn deliver(
     cfg: &Config,
@@ -222,21 +312,21 @@ pub fn deliver(
     dsn: &Dsn,
     message: &mut dyn smtp::ReadSeek,
 ) -> Vec<Res> {
-    match deliver_inner(cfg, resolver, domain, sender, rcpts, dsn, message) {
-        Ok(r) => r,
+    match prepare(cfg, resolver, domain) {
+        Ok((targets, settings)) => {
+            let mut client = smtp::Client::new(&targets, &settings);
+            send_one(&mut client, sender, rcpts, dsn, message)
+        }
         Err(f) => vec![f.into_res(); rcpts.len()],
     }
 }
 
-fn deliver_inner(
+/// Where mail for `domain` goes and how: the hosts to try and the session settings.
+fn prepare(
     cfg: &Config,
     resolver: Option<&dyn dns::Resolve>,
     domain: &str,
-    sender: &str,
-    rcpts: &[String],
-    dsn: &Dsn,
-    message: &mut dyn smtp::ReadSeek,
-) -> Result<Vec<Res>, Failure> {
+) -> Result<(Vec<dns::Target>, smtp::Settings), Failure> {
     if domain.is_empty() || domain.starts_with('.') || domain.contains(['/', ' ', '\0']) {
         return Err(Failure::Perm(format!(
             "Sorry, {domain:?} is not a domain I can send to. (#5.1.2)"
@@ -284,8 +374,23 @@ fn deliver_inner(
         tls: route.tls.clone(),
         auth,
     };
-    let (size, eight_bit) = smtp::measure(message)
-        .map_err(|e| Failure::Temp(format!("cannot read the message: {e} (#4.3.0)")))?;
+    Ok((targets, settings))
+}
+
+/// One message over `client` (its session, or a new one).
+fn send_one(
+    client: &mut smtp::Client<'_>,
+    sender: &str,
+    rcpts: &[String],
+    dsn: &Dsn,
+    message: &mut dyn smtp::ReadSeek,
+) -> Vec<Res> {
+    let (size, eight_bit) = match smtp::measure(message) {
+        Ok(m) => m,
+        Err(e) => {
+            return vec![Res::Temp(format!("cannot read the message: {e} (#4.3.0)")); rcpts.len()];
+        }
+    };
     let mut job = smtp::Job {
         sender,
         rcpts,
@@ -294,7 +399,70 @@ fn deliver_inner(
         size,
         eight_bit,
     };
-    Ok(smtp::deliver(&targets, &mut job, &settings))
+    client.send(&mut job)
+}
+
+/// Deliver every message of `batch`, taking each from `input` just before it is sent, over
+/// as few sessions as possible; each message's report goes to `out` as soon as it is known
+/// (its recipients' records, then its `K`/`Z`/`D`). A broken frame fails that message and
+/// every later one temporarily, and no further input is read.
+pub fn deliver_batch<W: Write>(
+    cfg: &Config,
+    resolver: Option<&dyn dns::Resolve>,
+    batch: &Batch,
+    input: Input<'_>,
+    out: &mut W,
+) -> io::Result<()> {
+    let prepared = prepare(cfg, resolver, &batch.domain);
+    let mut client = prepared
+        .as_ref()
+        .ok()
+        .map(|(targets, settings)| smtp::Client::new(targets, settings));
+    let mut input = input;
+    let mut bad_input: Option<String> = None;
+    for (k, m) in batch.messages.iter().enumerate() {
+        let n = m.rcpts.len();
+        let results = match (&prepared, client.as_mut(), &bad_input) {
+            (Err(f), _, _) => vec![f.clone().into_res(); n],
+            (_, _, Some(e)) => vec![Res::Temp(e.clone()); n],
+            (Ok(_), None, None) => vec![Res::Temp("no session (#4.3.0)".into()); n],
+            (Ok(_), Some(c), None) => {
+                let msg = match &mut input {
+                    Input::One(msg) if k == 0 => Ok(None),
+                    Input::One(_) => Err("no message on the input (#4.3.0)".to_owned()),
+                    Input::Frames(r) => read_frame(&mut **r).map(Some),
+                };
+                match msg {
+                    Ok(Some(bytes)) => {
+                        let mut msg = io::Cursor::new(bytes);
+                        send_one(c, &m.sender, &m.rcpts, &m.dsn, &mut msg)
+                    }
+                    Ok(None) => match &mut input {
+                        Input::One(msg) => send_one(c, &m.sender, &m.rcpts, &m.dsn, &mut **msg),
+                        Input::Frames(_) => vec![Res::Temp("no message (#4.3.0)".into()); n],
+                    },
+                    Err(e) => {
+                        log::warn!("message {}: {e}", k + 1);
+                        bad_input = Some(e.clone());
+                        vec![Res::Temp(e); n]
+                    }
+                }
+            }
+        };
+        log_results(&batch.domain, &m.rcpts, &results);
+        report(out, &results)?;
+    }
+    if let Some(c) = &client
+        && batch.messages.len() > 1
+    {
+        log::info!(
+            "domain={} messages={} sessions={}",
+            batch.domain,
+            batch.messages.len(),
+            c.sessions()
+        );
+    }
+    Ok(())
 }
 
 /// Write the report: one record per recipient, then the message record.
@@ -339,32 +507,65 @@ pub fn report<W: Write>(out: &mut W, results: &[Res]) -> io::Result<()> {
     out.flush()
 }
 
-/// The whole program after argv (parsed by [`Args::parse`]) with the message on
-/// `message`. The report goes to `out`.
+fn log_results(domain: &str, rcpts: &[String], results: &[Res]) {
+    for (rcpt, res) in rcpts.iter().zip(results) {
+        let (s, t) = match res {
+            Res::Accepted(t) => ("accepted", t),
+            Res::Relayed(t) => ("accepted-without-dsn", t),
+            Res::Perm(t) => ("failed", t),
+            Res::Temp(t) => ("deferred", t),
+        };
+        log::info!("{s} domain={domain} rcpt=<{rcpt}> result={t:?}");
+    }
+}
+
+/// The whole program after argv (parsed by [`Batch::parse`]) with the messages on
+/// `input`. The report goes to `out`.
 pub fn run<W: Write>(
     control: &Control,
-    args: &Args,
-    message: &mut dyn smtp::ReadSeek,
+    batch: &Batch,
+    input: Input<'_>,
     out: &mut W,
 ) -> io::Result<()> {
-    let (domain, rcpts) = (&args.domain, &args.rcpts);
-    let results = match Config::load(control) {
-        Ok(cfg) => {
-            let r = deliver(&cfg, None, domain, &args.sender, rcpts, &args.dsn, message);
-            for (rcpt, res) in rcpts.iter().zip(&r) {
-                let (s, t) = match res {
-                    Res::Accepted(t) => ("accepted", t),
-                    Res::Relayed(t) => ("accepted-without-dsn", t),
-                    Res::Perm(t) => ("failed", t),
-                    Res::Temp(t) => ("deferred", t),
-                };
-                log::info!("{s} domain={domain} rcpt=<{rcpt}> result={t:?}");
+    match Config::load(control) {
+        Ok(cfg) => deliver_batch(&cfg, None, batch, input, out),
+        Err(f) => {
+            for m in &batch.messages {
+                report(out, &vec![f.clone().into_res(); m.rcpts.len()])?;
             }
-            r
+            Ok(())
         }
-        Err(f) => vec![f.into_res(); rcpts.len()],
+    }
+}
+
+/// [`run`] with fd 0 as given: one message is rewound for each host (a pipe is read into
+/// memory first), several are read as frames.
+pub fn run_fd0<W: Write>(
+    control: &Control,
+    batch: &Batch,
+    fd0: Option<std::fs::File>,
+    out: &mut W,
+) -> io::Result<()> {
+    use std::io::Seek;
+    let mut mem = io::Cursor::new(Vec::new());
+    let Some(mut file) = fd0 else {
+        let input = if batch.messages.len() > 1 {
+            Input::Frames(&mut mem)
+        } else {
+            Input::One(&mut mem)
+        };
+        return run(control, batch, input, out);
     };
-    report(out, &results)
+    if batch.messages.len() > 1 {
+        let mut frames = io::BufReader::with_capacity(65536, file);
+        return run(control, batch, Input::Frames(&mut frames), out);
+    }
+    if file.rewind().is_ok() {
+        return run(control, batch, Input::One(&mut file), out);
+    }
+    // A pipe: keep the message in memory so that it can be sent again.
+    let _ = file.read_to_end(mem.get_mut());
+    run(control, batch, Input::One(&mut mem), out)
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! AUTH PLAIN (RFC 4954) to a smarthost.
 //!
 //! Hosts are tried in order until one accepts the session (greeting, EHLO, TLS and AUTH as
-//! required); from then on that host's answers are final for this attempt. Every read has a
+//! required); from then on that host's answers are final for this attempt. A [`Client`]
+//! keeps the session open for the next message (`MAIL FROM` again, after `RSET` when a
+//! transaction was left open) until it breaks, times out or the peer answers 421. Every read has a
 //! deadline (a peer trickling bytes cannot hold a reply open), every reply is bounded and
 //! sanitised by [`mailorder_smtp_proto::ReplyReader`].
 
@@ -205,6 +207,14 @@ struct Session {
     timeout: Duration,
     who: String,
     tls: Option<String>,
+    /// An I/O error, a timeout or a malformed reply: the session cannot go on.
+    broken: bool,
+    /// The peer answered 421: it is closing the session.
+    closing: bool,
+    /// A transaction was started (MAIL sent) and not ended by the end-of-data reply.
+    in_txn: bool,
+    /// Replies below 400 since [`Session::mark`] (the current message's).
+    good: usize,
 }
 
 /// The text of a reply on one line: `550 5.1.1 a / b`.
@@ -222,6 +232,41 @@ pub fn reply_text(r: &Reply) -> String {
 }
 
 impl Session {
+    fn new(conn: Conn, timeout: Duration, who: String) -> Session {
+        Session {
+            conn: Some(conn),
+            reader: ReplyReader::new(),
+            timeout,
+            who,
+            tls: None,
+            broken: false,
+            closing: false,
+            in_txn: false,
+            good: 0,
+        }
+    }
+
+    /// Start counting the replies of a new message.
+    fn mark(&mut self) {
+        self.good = 0;
+    }
+
+    /// After a message: `RSET` when its transaction is still open (refused recipients, a
+    /// refused DATA), so that the next message starts clean (RFC 5321 §4.1.1.5).
+    fn end_message(&mut self) {
+        if self.usable() && self.in_txn {
+            match self.cmd("RSET", "RSET") {
+                Ok(r) if r.code / 100 == 2 => self.in_txn = false,
+                _ => self.broken = true,
+            }
+        }
+    }
+
+    /// Whether the next message may use this session.
+    fn usable(&self) -> bool {
+        !self.broken && !self.closing && self.conn.is_some()
+    }
+
     fn conn(&mut self) -> io::Result<&mut Conn> {
         self.conn
             .as_mut()
@@ -229,6 +274,17 @@ impl Session {
     }
 
     fn read_reply(&mut self, phase: &str) -> Result<Reply, String> {
+        let r = self.read_reply_inner(phase);
+        match &r {
+            Ok(reply) if reply.code == 421 => self.closing = true,
+            Ok(reply) if reply.code < 400 => self.good += 1,
+            Ok(_) => {}
+            Err(_) => self.broken = true,
+        }
+        r
+    }
+
+    fn read_reply_inner(&mut self, phase: &str) -> Result<Reply, String> {
         let deadline = Instant::now() + self.timeout;
         let mut buf = [0u8; 4096];
         loop {
@@ -268,9 +324,14 @@ impl Session {
         let t = self.timeout;
         let conn = self.conn().map_err(|e| format!("{who}: {e} (#4.4.2)"))?;
         let _ = conn.tcp().set_write_timeout(Some(t));
-        conn.write_all(data)
+        let r = conn
+            .write_all(data)
             .and_then(|()| conn.flush())
-            .map_err(|e| format!("{who}: {e} while sending {phase} (#4.4.2)"))
+            .map_err(|e| format!("{who}: {e} while sending {phase} (#4.4.2)"));
+        if r.is_err() {
+            self.broken = true;
+        }
+        r
     }
 
     fn cmd(&mut self, line: &str, phase: &'static str) -> Result<Reply, Step> {
@@ -295,8 +356,9 @@ impl Session {
 
 /// How one host attempt ended.
 enum Attempt {
-    /// The host took the session: these results are final.
-    Done(Vec<Res>),
+    /// The host took the session: these results are final; the session, if it can carry
+    /// another message.
+    Done(Vec<Res>, Option<Box<(Session, Capabilities)>>),
     /// Try the next host; this is the failure to report if none is left.
     Next(Res),
     /// Retry this host without STARTTLS (opportunistic TLS failed).
@@ -305,28 +367,101 @@ enum Attempt {
 
 /// Deliver `job` to the first of `targets` that takes it; one result per recipient.
 pub fn deliver(targets: &[Target], job: &mut Job<'_>, s: &Settings) -> Vec<Res> {
-    let mut last = Res::Temp("no host to try (#4.4.1)".into());
-    for t in targets {
-        let mut try_tls = true;
-        loop {
-            match attempt(t, job, s, try_tls) {
-                Attempt::Done(r) => return r,
-                Attempt::Next(r) => {
-                    last = r;
-                    break;
-                }
-                Attempt::NoTls(r) if try_tls && s.tls == TlsPolicy::Opportunistic => {
-                    log::warn!("{}; retrying without TLS", res_text(&r));
-                    try_tls = false;
-                }
-                Attempt::NoTls(r) => {
-                    last = r;
-                    break;
+    Client::new(targets, s).send(job)
+}
+
+/// Several messages for the same hosts over as few sessions as possible: the first
+/// message opens a session as [`deliver`] does, the next ones reuse it. A session that
+/// breaks, times out or gets a 421 is closed; the next message opens a new one (the hosts
+/// are tried again from the first). A reused session that fails before the peer accepted
+/// anything of the message (the peer closed it while idle) is replaced at once and the
+/// message tried once more on the new one: nothing of it was accepted, so it cannot arrive
+/// twice. `QUIT` when the client is dropped.
+pub struct Client<'a> {
+    targets: &'a [Target],
+    settings: &'a Settings,
+    open: Option<Box<(Session, Capabilities)>>,
+    sessions: usize,
+}
+
+impl<'a> Client<'a> {
+    /// A client with no session yet.
+    pub fn new(targets: &'a [Target], settings: &'a Settings) -> Client<'a> {
+        Client {
+            targets,
+            settings,
+            open: None,
+            sessions: 0,
+        }
+    }
+
+    /// Sessions opened so far.
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Deliver one message; one result per recipient.
+    pub fn send(&mut self, job: &mut Job<'_>) -> Vec<Res> {
+        if let Some(mut open) = self.open.take() {
+            let (ss, caps) = &mut *open;
+            ss.mark();
+            let res = transaction(ss, caps, job);
+            ss.end_message();
+            if ss.usable() {
+                self.open = Some(open);
+                return res;
+            }
+            let stale = ss.good == 0;
+            ss.quit();
+            if !stale {
+                return res;
+            }
+            log::info!(
+                "{} closed the session between messages ({}); opening a new one",
+                ss.who,
+                res.first().map_or("", res_text)
+            );
+        }
+        self.fresh(job)
+    }
+
+    fn fresh(&mut self, job: &mut Job<'_>) -> Vec<Res> {
+        let s = self.settings;
+        let mut last = Res::Temp("no host to try (#4.4.1)".into());
+        for t in self.targets {
+            let mut try_tls = true;
+            loop {
+                match attempt(t, job, s, try_tls) {
+                    Attempt::Done(r, open) => {
+                        self.sessions += 1;
+                        self.open = open;
+                        return r;
+                    }
+                    Attempt::Next(r) => {
+                        last = r;
+                        break;
+                    }
+                    Attempt::NoTls(r) if try_tls && s.tls == TlsPolicy::Opportunistic => {
+                        log::warn!("{}; retrying without TLS", res_text(&r));
+                        try_tls = false;
+                    }
+                    Attempt::NoTls(r) => {
+                        last = r;
+                        break;
+                    }
                 }
             }
         }
+        vec![last; job.rcpts.len()]
     }
-    vec![last; job.rcpts.len()]
+}
+
+impl Drop for Client<'_> {
+    fn drop(&mut self) {
+        if let Some(mut open) = self.open.take() {
+            open.0.quit();
+        }
+    }
 }
 
 fn res_text(r: &Res) -> &str {
@@ -367,13 +502,7 @@ fn attempt(t: &Target, job: &mut Job<'_>, s: &Settings, try_tls: bool) -> Attemp
         }
     };
     let _ = tcp.set_nodelay(true);
-    let mut ss = Session {
-        conn: Some(Conn::Plain(tcp)),
-        reader: ReplyReader::new(),
-        timeout: s.timeout_remote,
-        who: who.clone(),
-        tls: None,
-    };
+    let mut ss = Session::new(Conn::Plain(tcp), s.timeout_remote, who.clone());
     let setup = open(&mut ss, t, s, try_tls);
     let caps = match setup {
         Ok(c) => c,
@@ -382,9 +511,14 @@ fn attempt(t: &Target, job: &mut Job<'_>, s: &Settings, try_tls: bool) -> Attemp
             return a;
         }
     };
+    ss.mark();
     let res = transaction(&mut ss, &caps, job);
+    ss.end_message();
+    if ss.usable() {
+        return Attempt::Done(res, Some(Box::new((ss, caps))));
+    }
     ss.quit();
-    Attempt::Done(res)
+    Attempt::Done(res, None)
 }
 
 /// Greeting, EHLO, STARTTLS, AUTH: the host's capabilities, or how to go on.
@@ -573,6 +707,7 @@ fn transaction(ss: &mut Session, caps: &Capabilities, job: &mut Job<'_>) -> Vec<
 
     let mut results: Vec<Option<Res>> = vec![None; n];
     let data_reply;
+    ss.in_txn = true;
     if caps.pipelining {
         let mut batch = format!("{mail}\r\n");
         for l in &rcpt_lines {
@@ -647,7 +782,11 @@ fn transaction(ss: &mut Session, caps: &Capabilities, job: &mut Job<'_>) -> Vec<
     if let Err(e) = send_body(ss, job.message) {
         return finish(results, Res::Temp(e));
     }
-    match ss.read_reply("end of data") {
+    let end = ss.read_reply("end of data");
+    if end.is_ok() {
+        ss.in_txn = false;
+    }
+    match end {
         Ok(r) if r.code / 100 == 2 => {
             let tls = ss
                 .tls

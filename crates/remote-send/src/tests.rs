@@ -374,3 +374,375 @@ fn size_limit_is_respected_and_dns_failures_classified() {
     report(&mut out, &res).unwrap();
     assert!(out.starts_with(b"s") && out.ends_with(b"Z1 of 1 recipients failed temporarily\0"));
 }
+
+#[test]
+fn batch_arguments_split_at_plus() {
+    let b = Batch::parse(&strings(&["b.test", "a@me.test", "x@b.test"])).unwrap();
+    assert_eq!((b.domain.as_str(), b.messages.len()), ("b.test", 1));
+    assert_eq!(
+        b.messages[0],
+        Args::parse(&strings(&["b.test", "a@me.test", "x@b.test"])).unwrap()
+    );
+    let b = Batch::parse(&strings(&[
+        "-R",
+        "FULL",
+        "b.test",
+        "a@me.test",
+        "-N",
+        "never",
+        "x@b.test",
+        "y@b.test",
+        "+",
+        "-V",
+        "id+2B1",
+        "<>",
+        "z@b.test",
+        "+",
+        "",
+        "-O",
+        "rfc822;w@b.test",
+        "w@b.test",
+    ]))
+    .unwrap();
+    assert_eq!(b.domain, "b.test");
+    assert_eq!(b.messages.len(), 3);
+    let m = &b.messages;
+    assert_eq!(m[0].dsn.ret.as_deref(), Some("FULL"));
+    assert_eq!(m[0].rcpts, strings(&["x@b.test", "y@b.test"]));
+    assert_eq!(m[0].dsn.rcpt_params(0), " NOTIFY=NEVER");
+    assert_eq!((m[1].sender.as_str(), m[1].domain.as_str()), ("", "b.test"));
+    assert_eq!(
+        (m[1].dsn.ret.clone(), m[1].dsn.envid.as_deref()),
+        (None, Some("id+2B1"))
+    );
+    assert_eq!(m[1].rcpts, strings(&["z@b.test"]));
+    assert_eq!(m[2].sender, "");
+    assert_eq!(m[2].dsn.rcpt_params(0), " ORCPT=rfc822;w@b.test");
+    for bad in [
+        &["b.test", "a@b", "x@b", "+"][..],
+        &["b.test", "a@b", "x@b", "+", "c@d"],
+        &["b.test", "a@b", "x@b", "+", "-R", "no", "c@d", "x@b"],
+        &["b.test", "a@b", "+", "c@d", "x@b"],
+        &["+", "b.test", "a@b", "x@b"],
+        &["b.test", "a@b", "x@b", "+", "+", "c@d", "x@b"],
+    ] {
+        assert!(Batch::parse(&strings(bad)).is_err(), "{bad:?}");
+    }
+}
+
+/// A reader that hands out at most `n` bytes per read.
+struct Chunks<'a>(&'a [u8], usize);
+
+impl Read for Chunks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.1.min(buf.len()).min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
+#[test]
+fn frames_whole_and_in_chunks() {
+    let input = b"3\nabc0\n11\nline\n.dot\n\n2\nxy";
+    for chunk in [usize::MAX, 1, 2, 4, 8, 16] {
+        let mut r = BufReader::with_capacity(chunk.min(64), Chunks(input, chunk));
+        assert_eq!(read_frame(&mut r).unwrap(), b"abc", "chunk {chunk}");
+        assert_eq!(read_frame(&mut r).unwrap(), b"", "chunk {chunk}");
+        assert_eq!(
+            read_frame(&mut r).unwrap(),
+            b"line\n.dot\n\n",
+            "chunk {chunk}"
+        );
+        assert_eq!(read_frame(&mut r).unwrap(), b"xy", "chunk {chunk}");
+        assert!(read_frame(&mut r).unwrap_err().contains("no message"));
+    }
+    for (bad, why) in [
+        (&b"5\nabc"[..], "short"),
+        (b"", "no message"),
+        (b"x\nabc", "malformed"),
+        (b"\nabc", "malformed"),
+        (b"-1\n", "malformed"),
+        (b" 3\nabc", "malformed"),
+        (b"3", "malformed"),
+        (b"123456789012345678901234567890\n", "malformed"),
+        (b"99999999999999999999\nabc", "malformed"),
+    ] {
+        for chunk in [usize::MAX, 1, 2, 4] {
+            let mut r = BufReader::with_capacity(chunk.min(64), Chunks(bad, chunk));
+            let e = read_frame(&mut r).unwrap_err();
+            assert!(e.contains(why) && e.contains("#4.3.0"), "{bad:?}: {e}");
+        }
+    }
+}
+
+/// What a [`sink`] saw: the commands of each connection.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>;
+
+/// A small pipelining SMTP server on every connection: refuses recipients starting with
+/// `bad` (550), `DATA` without recipients (554); `drop_after` messages accepted on a
+/// connection, it closes that connection without a word; a message containing `say421`
+/// gets 421 at its end of data.
+fn sink(drop_after: usize) -> (u16, Seen) {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen: Seen = Default::default();
+    let seen2 = seen.clone();
+    std::thread::spawn(move || {
+        for s in l.incoming() {
+            let Ok(s) = s else { return };
+            let seen = seen2.clone();
+            let conn = {
+                let mut v = seen.lock().unwrap();
+                v.push(Vec::new());
+                v.len() - 1
+            };
+            std::thread::spawn(move || {
+                let mut w = s.try_clone().unwrap();
+                let mut r = BufReader::new(s);
+                let _ = w.write_all(b"220 sink ESMTP\r\n");
+                let (mut rcpts, mut accepted) = (0, 0);
+                loop {
+                    let mut l = String::new();
+                    if r.read_line(&mut l).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let l = l.trim_end().to_owned();
+                    seen.lock().unwrap()[conn].push(l.clone());
+                    let answer: &[u8] = if l.starts_with("EHLO") {
+                        b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                    } else if l.starts_with("MAIL") || l == "RSET" {
+                        rcpts = 0;
+                        b"250 ok\r\n"
+                    } else if l.starts_with("RCPT TO:<bad") {
+                        b"550 5.1.1 no\r\n"
+                    } else if l.starts_with("RCPT") {
+                        rcpts += 1;
+                        b"250 ok\r\n"
+                    } else if l == "DATA" && rcpts == 0 {
+                        b"554 5.5.1 no valid recipients\r\n"
+                    } else if l == "DATA" {
+                        let _ = w.write_all(b"354 go\r\n");
+                        let mut body = String::new();
+                        loop {
+                            let mut b = String::new();
+                            if r.read_line(&mut b).unwrap_or(0) == 0 {
+                                return;
+                            }
+                            if b == ".\r\n" {
+                                break;
+                            }
+                            body.push_str(&b);
+                        }
+                        seen.lock().unwrap()[conn].push(format!("BODY {}", body.trim_end()));
+                        if body.contains("say421") {
+                            let _ = w.write_all(b"421 4.3.2 shutting down\r\n");
+                            return;
+                        }
+                        accepted += 1;
+                        let _ = w.write_all(b"250 2.0.0 queued\r\n");
+                        if accepted == drop_after {
+                            return;
+                        }
+                        continue;
+                    } else if l == "QUIT" {
+                        let _ = w.write_all(b"221 bye\r\n");
+                        return;
+                    } else {
+                        b"500 what\r\n"
+                    };
+                    let _ = w.write_all(answer);
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn batch_of(msgs: &[&[&str]]) -> Batch {
+    let mut args = vec!["b.test".to_owned()];
+    for (i, m) in msgs.iter().enumerate() {
+        if i > 0 {
+            args.push("+".into());
+        }
+        args.extend(m.iter().map(|s| (*s).to_owned()));
+    }
+    Batch::parse(&args).unwrap()
+}
+
+fn frames(bodies: &[&str]) -> Vec<u8> {
+    let mut v = Vec::new();
+    for b in bodies {
+        v.extend_from_slice(format!("{}\n{b}", b.len()).as_bytes());
+    }
+    v
+}
+
+/// The report split into (tag, text) records.
+fn records(out: &[u8]) -> Vec<(char, String)> {
+    out.split(|&b| b == 0)
+        .filter(|r| !r.is_empty())
+        .map(|r| (r[0] as char, String::from_utf8_lossy(&r[1..]).into_owned()))
+        .collect()
+}
+
+fn tags(out: &[u8]) -> String {
+    records(out).iter().map(|(t, _)| *t).collect()
+}
+
+#[test]
+fn several_messages_share_one_session_with_rset_after_refusals() {
+    let (port, seen) = sink(0);
+    let batch = batch_of(&[
+        &["a@me.test", "x@b.test"],
+        &["a@me.test", "bad1@b.test", "bad2@b.test"],
+        &["<>", "y@b.test", "bad3@b.test"],
+        &["a@me.test", "z@b.test"],
+    ]);
+    let mut input = Cursor::new(frames(&["one\n", "two\n", "three\n", "four\n.five\n"]));
+    let mut out = Vec::new();
+    deliver_batch(
+        &cfg(port),
+        Some(&Local),
+        &batch,
+        Input::Frames(&mut input),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(tags(&out), "rKhhDrhKrK", "{:?}", records(&out));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1, "one connection: {seen:?}");
+    let c = &seen[0];
+    let mails: Vec<&String> = c.iter().filter(|l| l.starts_with("MAIL")).collect();
+    assert_eq!(mails.len(), 4, "{c:?}");
+    assert_eq!(
+        c.iter()
+            .filter(|l| l.as_str() == "EHLO localhost" || l.starts_with("EHLO"))
+            .count(),
+        1
+    );
+    // The refused message is followed by RSET before the next MAIL.
+    let i = c
+        .iter()
+        .position(|l| l.starts_with("RCPT TO:<bad2"))
+        .unwrap();
+    assert_eq!(c[i + 1], "DATA");
+    assert_eq!(c[i + 2], "RSET");
+    assert_eq!(c[i + 3], "MAIL FROM:<>");
+    let bodies: Vec<&String> = c.iter().filter(|l| l.starts_with("BODY")).collect();
+    assert_eq!(
+        bodies,
+        ["BODY one", "BODY three", "BODY four\r\n..five"],
+        "{c:?}"
+    );
+    assert_eq!(c.last().unwrap(), "QUIT");
+}
+
+#[test]
+fn a_dropped_or_closing_session_is_replaced_and_nothing_is_sent_twice() {
+    // The peer drops the connection after each second message: the third message meets a
+    // dead session, which is replaced before anything of it was accepted.
+    let (port, seen) = sink(2);
+    let batch = batch_of(&[
+        &["a@me.test", "x1@b.test"],
+        &["a@me.test", "x2@b.test"],
+        &["a@me.test", "x3@b.test"],
+        &["a@me.test", "x4@b.test"],
+        &["a@me.test", "x5@b.test"],
+    ]);
+    let mut input = Cursor::new(frames(&["m1\n", "m2\n", "m3\n", "m4\n", "m5\n"]));
+    let mut out = Vec::new();
+    deliver_batch(
+        &cfg(port),
+        Some(&Local),
+        &batch,
+        Input::Frames(&mut input),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(tags(&out), "rKrKrKrKrK", "{:?}", records(&out));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    let bodies: Vec<String> = seen
+        .iter()
+        .flatten()
+        .filter(|l| l.starts_with("BODY"))
+        .cloned()
+        .collect();
+    assert_eq!(
+        bodies,
+        ["BODY m1", "BODY m2", "BODY m3", "BODY m4", "BODY m5"]
+    );
+    drop(seen);
+
+    // 421 at the end of data: that message is deferred (as today), the next one gets a
+    // new session.
+    let (port, seen) = sink(0);
+    let batch = batch_of(&[
+        &["a@me.test", "x1@b.test"],
+        &["a@me.test", "x2@b.test"],
+        &["a@me.test", "x3@b.test"],
+    ]);
+    let mut input = Cursor::new(frames(&["m1\n", "say421\n", "m3\n"]));
+    let mut out = Vec::new();
+    deliver_batch(
+        &cfg(port),
+        Some(&Local),
+        &batch,
+        Input::Frames(&mut input),
+        &mut out,
+    )
+    .unwrap();
+    let recs = records(&out);
+    assert_eq!(tags(&out), "rKsZrK", "{recs:?}");
+    assert!(recs[2].1.contains("421"), "{recs:?}");
+    assert_eq!(seen.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn a_broken_frame_fails_the_rest_temporarily() {
+    let (port, seen) = sink(0);
+    let batch = batch_of(&[
+        &["a@me.test", "x1@b.test"],
+        &["a@me.test", "x2@b.test", "y2@b.test"],
+        &["a@me.test", "x3@b.test"],
+    ]);
+    let mut data = frames(&["m1\n"]);
+    data.extend_from_slice(b"100\nonly a part");
+    let mut input = Cursor::new(data);
+    let mut out = Vec::new();
+    deliver_batch(
+        &cfg(port),
+        Some(&Local),
+        &batch,
+        Input::Frames(&mut input),
+        &mut out,
+    )
+    .unwrap();
+    let recs = records(&out);
+    assert_eq!(tags(&out), "rKssZsZ", "{recs:?}");
+    assert!(recs[2].1.contains("short message"), "{recs:?}");
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].iter().filter(|l| l.starts_with("BODY")).count(), 1);
+    // A whole-run failure (DNS) reports every message.
+    let batch = Batch::parse(&strings(&[
+        "servfail.test",
+        "a@me.test",
+        "x@servfail.test",
+        "+",
+        "a@me.test",
+        "y@servfail.test",
+    ]))
+    .unwrap();
+    let mut out = Vec::new();
+    deliver_batch(
+        &cfg(1),
+        Some(&Local),
+        &batch,
+        Input::Frames(&mut Cursor::new(Vec::new())),
+        &mut out,
+    )
+    .unwrap();
+    assert_eq!(tags(&out), "sZsZ");
+}
