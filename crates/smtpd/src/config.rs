@@ -7,6 +7,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// `control/timeoutsmtpd` when absent: 300 seconds per read and per write. Also bounds
+/// the `421` written when the configuration cannot be loaded.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Everything a session needs to know before the greeting.
 #[derive(Clone)]
 pub struct Config {
@@ -16,7 +20,7 @@ pub struct Config {
     pub databytes: u64,
     /// `control/maxrcpt`.
     pub maxrcpt: usize,
-    /// `control/timeoutsmtpd`: seconds per read.
+    /// `control/timeoutsmtpd`: seconds per read and per write.
     pub timeout: Duration,
     /// `control/maxerrors`.
     pub maxerrors: u32,
@@ -126,7 +130,11 @@ impl Config {
             me,
             databytes,
             maxrcpt: usize::try_from(control.number("maxrcpt", 100)?).unwrap_or(usize::MAX),
-            timeout: Duration::from_secs(control.number("timeoutsmtpd", 300)?.max(1)),
+            timeout: Duration::from_secs(
+                control
+                    .number("timeoutsmtpd", DEFAULT_TIMEOUT.as_secs())?
+                    .max(1),
+            ),
             maxerrors: u32::try_from(control.number("maxerrors", 10)?).unwrap_or(u32::MAX),
             maxhops: u32::try_from(control.number("maxhops", 100)?).unwrap_or(u32::MAX),
             clientnets,

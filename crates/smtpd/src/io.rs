@@ -1,14 +1,58 @@
-//! The connection: fd 0/1 with a read timeout, plain or TLS.
+//! The connection: fd 0/1 with a read and a write timeout, plain or TLS.
 
 use mailorder_tls::{TlsInfo, TlsStream};
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// fd 0 read with the command timeout, unbuffered (mailorder-core's `In::buffered`).
 pub type FdReader<F> = mailorder_core::fdio::In<F>;
 
-/// fd 1 written unbuffered (the session buffers replies itself).
-pub use mailorder_core::fdio::Out as FdWriter;
+/// fd 1 written unbuffered (the session buffers replies itself), each write waiting at
+/// most the command timeout for the client to take data (mailorder-core's `OutTimed`).
+/// A timed-out write is an `ErrorKind::TimedOut` error carrying [`WriteTimeout`], so the
+/// session can tell it from a read timeout, also through TLS (rustls passes the
+/// writer's errors through).
+#[derive(Debug)]
+pub struct FdWriter<F: AsFd>(mailorder_core::fdio::OutTimed<F>);
+
+impl<F: AsFd> FdWriter<F> {
+    /// Write `fd`, waiting at most `timeout` per write.
+    pub fn new(fd: F, timeout: Duration) -> Self {
+        FdWriter(mailorder_core::fdio::OutTimed::new(fd, timeout))
+    }
+}
+
+impl<F: AsFd> Write for FdWriter<F> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.write(buf).map_err(|e| {
+            if e.kind() == io::ErrorKind::TimedOut {
+                io::Error::new(io::ErrorKind::TimedOut, WriteTimeout)
+            } else {
+                e
+            }
+        })
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The error inside a timed-out write of [`FdWriter`].
+#[derive(Debug, thiserror::Error)]
+#[error("write timeout")]
+pub struct WriteTimeout;
+
+/// Whether `e` is a timed-out write (of [`FdWriter`]).
+pub fn is_write_timeout(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut && e.get_ref().is_some_and(|i| i.is::<WriteTimeout>())
+}
+
+/// Plaintext handed to rustls per write: its outgoing buffer is limited (64 KiB by
+/// default), so a long batch of pipelined replies goes out in pieces, each flushed.
+const TLS_CHUNK: usize = 16384;
 
 /// The client connection, before or after STARTTLS.
 pub(crate) enum Conn<R: Read, W: Write> {
@@ -56,8 +100,11 @@ impl<R: Read, W: Write> Conn<R, W> {
                 w.flush()
             }
             Conn::Tls(t) => {
-                t.write_all(buf)?;
-                t.flush()
+                for chunk in buf.chunks(TLS_CHUNK) {
+                    t.write_all(chunk)?;
+                    t.flush()?;
+                }
+                Ok(())
             }
             Conn::Gone => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
         }

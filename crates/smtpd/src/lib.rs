@@ -5,7 +5,8 @@
 //!   in-memory buffers in tests): EHLO, MAIL, RCPT (directory lookup, relay policy), DATA
 //!   and BDAT streamed into the queue program, STARTTLS, AUTH PLAIN/LOGIN through a
 //!   checkpassword program;
-//! - [`FdReader`]/[`FdWriter`]: unbuffered fd 0/1 with the read timeout.
+//! - [`FdReader`]/[`FdWriter`]: unbuffered fd 0/1, each read and write bounded by
+//!   `timeoutsmtpd`.
 //!
 //! Protocol grammar lives in mailorder-smtp-proto; this crate never writes to the queue
 //! directly (the queue program does) and never logs message bodies or passwords.
@@ -24,7 +25,7 @@ pub use session::{Session, SessionError};
 use std::io::{Read, Write};
 
 /// Run one session; returns the process exit code: 0 after QUIT or client EOF, 111 on
-/// timeout, too many errors or a connection failure.
+/// a read or write timeout, too many errors or a connection failure.
 pub fn run<R: Read, W: Write>(cfg: Config, reader: R, writer: W) -> u8 {
     match Session::new(cfg, reader, writer).run() {
         Ok(()) => 0,

@@ -11,12 +11,12 @@ fn main() {
     let peer = Peer::from_process();
     let cfg = match Config::load(&Control::default(), &env, peer) {
         Ok(c) => c,
-        Err(e) => exit(mailorder_smtpd::refuse(FdWriter(std::io::stdout()), &e)),
+        Err(e) => exit(mailorder_smtpd::refuse(
+            FdWriter::new(std::io::stdout(), mailorder_smtpd::config::DEFAULT_TIMEOUT),
+            &e,
+        )),
     };
     let reader = FdReader::buffered(std::io::stdin(), cfg.timeout);
-    exit(mailorder_smtpd::run(
-        cfg,
-        reader,
-        FdWriter(std::io::stdout()),
-    ))
+    let writer = FdWriter::new(std::io::stdout(), cfg.timeout);
+    exit(mailorder_smtpd::run(cfg, reader, writer))
 }

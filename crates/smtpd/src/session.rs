@@ -19,6 +19,9 @@ pub enum SessionError {
     /// No input within `timeoutsmtpd`.
     #[error("timeout reading from client (#4.4.2)")]
     Timeout,
+    /// The client took no output within `timeoutsmtpd` (it stopped reading).
+    #[error("timeout writing to client (#4.4.2)")]
+    WriteTimeout,
     /// The client made `maxerrors` mistakes.
     #[error("too many errors (#4.7.0)")]
     TooManyErrors,
@@ -43,7 +46,9 @@ enum End {
 
 impl From<io::Error> for End {
     fn from(e: io::Error) -> End {
-        if matches!(
+        if crate::io::is_write_timeout(&e) {
+            End::Fail(SessionError::WriteTimeout)
+        } else if matches!(
             e.kind(),
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
         ) {
@@ -178,7 +183,14 @@ impl<R: Read, W: Write> Session<R, W> {
         if let Some(tx) = self.tx.take() {
             abort_tx(tx);
         }
-        let _ = self.flush();
+        // The client stopped reading: nothing more can be sent (no reply, no TLS
+        // close_notify), each attempt would only wait out the timeout again.
+        let stuck = matches!(result, Err(End::Fail(SessionError::WriteTimeout)));
+        if stuck {
+            self.out.clear();
+        } else {
+            let _ = self.flush();
+        }
         let result = match result {
             Ok(()) | Err(End::Done) => Ok(()),
             Err(End::Fail(e)) => {
@@ -190,7 +202,9 @@ impl<R: Read, W: Write> Session<R, W> {
                 Err(e)
             }
         };
-        self.conn.close();
+        if !stuck {
+            self.conn.close();
+        }
         result
     }
 
@@ -844,6 +858,9 @@ impl<R: Read, W: Write> Session<R, W> {
             );
         }
         if let Err(e) = self.conn.start_tls(tls) {
+            if crate::io::is_write_timeout(&e) {
+                return Err(End::from(e));
+            }
             log::warn!(
                 "TLS handshake failed ip={} err={e}",
                 self.cfg.peer.remote_ip_text()

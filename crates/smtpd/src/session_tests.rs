@@ -721,3 +721,95 @@ fn dsn_parameter_errors() {
         b"Fa@remote.test\0Tbob@example.test\0\0"
     );
 }
+
+/// A client that pipelines NOOPs and never reads the replies: with a 1-second timeout the
+/// session ends with `WriteTimeout` once its replies fill the socket, instead of blocking
+/// in `write` forever, and sends nothing more.
+#[test]
+fn write_timeout_when_the_client_never_reads() {
+    use crate::io::{FdReader, FdWriter};
+    use std::io::Write as _;
+    use std::os::unix::net::UnixStream;
+    let mut e = Env::new();
+    e.cfg.timeout = Duration::from_secs(1);
+    let (server, mut client) = UnixStream::pair().unwrap();
+    let cfg = e.cfg.clone();
+    let t = std::thread::spawn(move || {
+        let start = std::time::Instant::now();
+        let r = FdReader::buffered(server.try_clone().unwrap(), cfg.timeout);
+        let w = FdWriter::new(server, cfg.timeout);
+        let res = Session::new(cfg, r, w).run();
+        (res, start.elapsed())
+    });
+    // The flood: the writes stop once the session stops reading (EPIPE when it is gone).
+    client
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let noops = b"NOOP\r\n".repeat(10_000);
+    let writer = client.try_clone().unwrap();
+    let flood = std::thread::spawn(move || {
+        let mut writer = writer;
+        for _ in 0..100 {
+            if writer.write_all(&noops).is_err() {
+                break;
+            }
+        }
+    });
+    let (res, took) = t.join().unwrap();
+    assert!(matches!(res, Err(SessionError::WriteTimeout)), "{res:?}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    flood.join().unwrap();
+    // What did arrive is whole replies to NOOPs, no 421 after the timeout.
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    let text = String::from_utf8(got).unwrap();
+    assert!(text.starts_with("220 "), "{}", &text[..40.min(text.len())]);
+    assert!(!text.contains("421"));
+}
+
+/// The same through TLS (SMTPS): the timed writer sits under rustls.
+#[test]
+fn write_timeout_under_tls() {
+    use crate::io::{FdReader, FdWriter};
+    use std::io::Write as _;
+    use std::os::unix::net::UnixStream;
+    let mut e = Env::new();
+    let roots = tls_setup(&mut e);
+    e.cfg.smtps = true;
+    e.cfg.timeout = Duration::from_secs(1);
+    let (server, client) = UnixStream::pair().unwrap();
+    let cfg = e.cfg.clone();
+    let t = std::thread::spawn(move || {
+        let r = FdReader::buffered(server.try_clone().unwrap(), cfg.timeout);
+        let w = FdWriter::new(server, cfg.timeout);
+        let start = std::time::Instant::now();
+        let res = Session::new(cfg, r, w).run();
+        (res, start.elapsed())
+    });
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cc = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let conn =
+        rustls::ClientConnection::new(Arc::new(cc), "mx.example.test".try_into().unwrap()).unwrap();
+    client
+        .set_write_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, client);
+    assert!(read_reply(&mut tls).starts_with("220 mx.example.test"));
+    let noops = b"NOOP\r\n".repeat(10_000);
+    for _ in 0..100 {
+        if tls.write_all(&noops).is_err() {
+            break;
+        }
+    }
+    let (res, took) = t.join().unwrap();
+    assert!(matches!(res, Err(SessionError::WriteTimeout)), "{res:?}");
+    // The session started before the handshake: allow for it and the flood.
+    assert!(took < Duration::from_secs(20), "{took:?}");
+}
