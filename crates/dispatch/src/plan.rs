@@ -19,6 +19,8 @@ pub struct Settings {
     pub concurrency_remote: usize,
     /// `control/concurrencydomain`: remote-send processes at once for one domain.
     pub concurrency_domain: usize,
+    /// `control/remotebatch`: at most this many messages per remote-send run.
+    pub remote_batch: usize,
     /// `control/warntime`: seconds after arrival when a delay warning is sent (0: never).
     pub warn_time: u64,
     /// `control/queuelifetime`: seconds a temporary failure is retried.
@@ -36,6 +38,7 @@ impl Default for Settings {
             concurrency: 10,
             concurrency_remote: 20,
             concurrency_domain: 5,
+            remote_batch: 20,
             warn_time: 4 * 3600,
             lifetime: 604_800,
             max_backoff: 3600,
@@ -104,32 +107,105 @@ pub fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
 /// As [`remote_outcomes`], each with whether it was `u`: delivered to a host without DSN,
 /// so that the sender's SUCCESS request is answered here with a "relayed" report.
 pub fn remote_results(out: &[u8], n: usize, code: Option<u8>) -> Vec<(Outcome, bool)> {
-    let mut res = Vec::with_capacity(n);
-    for rec in out.split(|&b| b == 0) {
-        if res.len() == n {
-            break;
-        }
-        let Some((&tag, text)) = rec.split_first() else {
-            break;
-        };
-        let text = String::from_utf8_lossy(text).trim().to_owned();
-        res.push(match tag {
-            b'r' => (Outcome::Delivered(text), false),
-            b'u' => (Outcome::Delivered(text), true),
-            b'h' => (Outcome::Permanent(text), false),
-            b's' => (Outcome::Temporary(text), false),
-            _ => break,
-        });
-    }
+    remote_batch_results(out, &[n], code)
+        .pop()
+        .unwrap_or_default()
+}
+
+/// The report of a run with several messages, `counts[k]` recipients for message k: that
+/// format repeated, message by message. Split into one list per message. A recipient's
+/// record counts even when its message's `K`/`Z`/`D` is missing (each record is final);
+/// a missing record, a record cut off without its NUL, or anything after a malformed one or
+/// a missing message record, is a temporary failure.
+pub fn remote_batch_results(
+    out: &[u8],
+    counts: &[usize],
+    code: Option<u8>,
+) -> Vec<Vec<(Outcome, bool)>> {
     let why = match code {
         Some(0) => "remote-send gave no result for this recipient (#4.3.0)".to_owned(),
         Some(c) => format!("remote-send failed with status {c} (#4.3.0)"),
         None => "remote-send could not be run (#4.3.0)".to_owned(),
     };
-    while res.len() < n {
-        res.push((Outcome::Temporary(why.clone()), false));
+    // Only whole records (ended by NUL): a cut-off last one is not trusted.
+    let whole = out
+        .iter()
+        .rposition(|&b| b == 0)
+        .map_or(&out[..0], |p| &out[..p]);
+    let mut recs = whole.split(|&b| b == 0).filter(|_| !whole.is_empty());
+    let mut good = true;
+    let mut all = Vec::with_capacity(counts.len());
+    for &n in counts {
+        let mut res = Vec::with_capacity(n);
+        while good && res.len() < n {
+            let rec = recs.next().and_then(|r| r.split_first());
+            let Some((&tag, text)) = rec else {
+                good = false;
+                break;
+            };
+            let text = String::from_utf8_lossy(text).trim().to_owned();
+            res.push(match tag {
+                b'r' => (Outcome::Delivered(text), false),
+                b'u' => (Outcome::Delivered(text), true),
+                b'h' => (Outcome::Permanent(text), false),
+                b's' => (Outcome::Temporary(text), false),
+                _ => {
+                    good = false;
+                    break;
+                }
+            });
+        }
+        if good
+            && !matches!(
+                recs.next().and_then(|r| r.first()),
+                Some(b'K' | b'Z' | b'D')
+            )
+        {
+            good = false;
+        }
+        while res.len() < n {
+            res.push((Outcome::Temporary(why.clone()), false));
+        }
+        all.push(res);
     }
-    res
+    all
+}
+
+/// Whether a message may follow a `+` in a remote-send run: its sender is not exactly
+/// `-R` or `-V`, which remote-send would take for an option there.
+pub fn batchable(st: &State) -> bool {
+    !matches!(st.sender.as_str(), "-R" | "-V")
+}
+
+/// How many messages one run for a domain carries: at most `max`, and no more than
+/// spreads `due` messages over `free` runs (so one run does not take them all while other
+/// slots stay idle). At least 1.
+pub fn batch_size(due: usize, free: usize, max: usize) -> usize {
+    due.div_ceil(free.max(1)).clamp(1, max.max(1))
+}
+
+/// remote-send's whole argument list for one run: for each message (after a `+` from the
+/// second on) its DSN options, DOMAIN (first message only), its SENDER (empty for `<>` and
+/// for the double-bounce sender `#@[]`, an internal marker) and its recipients `idxs`.
+pub fn remote_argv(domain: &str, msgs: &[(&State, &[usize])]) -> Vec<String> {
+    let mut argv = Vec::new();
+    for (k, (st, idxs)) in msgs.iter().enumerate() {
+        if k > 0 {
+            argv.push("+".to_owned());
+        }
+        let (dsn, rcpts) = remote_args(st, idxs);
+        argv.extend(dsn);
+        if k == 0 {
+            argv.push(domain.to_owned());
+        }
+        argv.push(if st.sender == DOUBLE_BOUNCE_SENDER {
+            String::new()
+        } else {
+            st.sender.clone()
+        });
+        argv.extend(rcpts);
+    }
+    argv
 }
 
 /// remote-send's DSN options for one run: `-R RET -V ENVID` for the message, then per
@@ -355,6 +431,85 @@ mod tests {
         );
         assert_eq!(domain_of("a@B.Test"), "b.test");
         assert_eq!(domain_of("postmaster"), "");
+    }
+
+    #[test]
+    fn batch_reports_split_per_message() {
+        let out = b"rok1\0K1 of 1\0hno\0stry\0Z1 of 2\0uok3\0K1 of 1\0";
+        let r = remote_batch_results(out, &[1, 2, 1], Some(0));
+        assert_eq!(
+            r,
+            vec![
+                vec![(Outcome::Delivered("ok1".into()), false)],
+                vec![
+                    (Outcome::Permanent("no".into()), false),
+                    (Outcome::Temporary("try".into()), false)
+                ],
+                vec![(Outcome::Delivered("ok3".into()), true)],
+            ]
+        );
+        // Killed in the middle of the second message: its first record stands, the rest
+        // (and the third message) are temporary.
+        let r = remote_batch_results(b"rok1\0K1 of 1\0rok2\0", &[1, 2, 1], Some(137));
+        assert_eq!(r[0], vec![(Outcome::Delivered("ok1".into()), false)]);
+        assert_eq!(r[1][0], (Outcome::Delivered("ok2".into()), false));
+        assert!(matches!(&r[1][1].0, Outcome::Temporary(t) if t.contains("137")));
+        assert!(matches!(&r[2][0].0, Outcome::Temporary(_)));
+        // A missing message record stops the parse: later records are not trusted.
+        let r = remote_batch_results(b"rok1\0rok2\0K1\0", &[1, 1], Some(0));
+        assert_eq!(r[0], vec![(Outcome::Delivered("ok1".into()), false)]);
+        assert!(matches!(&r[1][0].0, Outcome::Temporary(t) if t.contains("no result")));
+        let r = remote_batch_results(b"rok1\0Kx\0xbad\0K\0", &[1, 1], Some(0));
+        assert!(matches!(&r[1][0].0, Outcome::Temporary(_)));
+        let r = remote_batch_results(b"", &[2, 1], None);
+        assert!(
+            r.iter()
+                .flatten()
+                .all(|(o, _)| matches!(o, Outcome::Temporary(t) if t.contains("could not be run")))
+        );
+        assert_eq!(r.iter().map(Vec::len).collect::<Vec<_>>(), [2, 1]);
+        // In chunks: every prefix of a report is a valid partial result.
+        let full = remote_batch_results(out, &[1, 2, 1], Some(0));
+        for cut in 0..out.len() {
+            let r = remote_batch_results(&out[..cut], &[1, 2, 1], Some(0));
+            for (got, want) in r.iter().flatten().zip(full.iter().flatten()) {
+                assert!(
+                    got == want || matches!(got.0, Outcome::Temporary(_)),
+                    "{cut}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn batch_arguments_and_sizes() {
+        use mailorder_queue_format::{Notify, Ret};
+        let env = |s: &str| Envelope {
+            sender: s.into(),
+            recipients: vec!["c@d".into(), "e@d".into()],
+            ..Default::default()
+        };
+        let mut a = State::new("1.1.1", &env("a@b"), 0);
+        a.ret = Some(Ret::Hdrs);
+        a.recipients[1].notify = Notify::parse("never");
+        let b = State::new("1.1.2", &env(DOUBLE_BOUNCE_SENDER), 0);
+        let mut c = State::new("1.1.3", &env(""), 0);
+        c.envid = Some("x".into());
+        let argv = remote_argv("d", &[(&a, &[0, 1]), (&b, &[1]), (&c, &[0])]);
+        assert_eq!(
+            argv,
+            [
+                "-R", "HDRS", "d", "a@b", "c@d", "-N", "NEVER", "e@d", "+", "", "e@d", "+", "-V",
+                "x", "", "c@d"
+            ]
+        );
+        assert_eq!(remote_argv("d", &[(&b, &[0])]), ["d", "", "c@d"]);
+        assert!(batchable(&a) && !batchable(&State::new("1", &env("-R"), 0)));
+        assert_eq!(batch_size(1000, 20, 20), 20);
+        assert_eq!(batch_size(30, 1, 10), 10);
+        assert_eq!(batch_size(30, 20, 10), 2);
+        assert_eq!(batch_size(3, 5, 20), 1);
+        assert_eq!(batch_size(0, 0, 0), 1);
     }
 
     #[test]

@@ -67,11 +67,13 @@ pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
     let concurrency = c.number("concurrencylocal", d.concurrency as u64)?;
     let remote = c.number("concurrencyremote", d.concurrency_remote as u64)?;
     let per_domain = c.number("concurrencydomain", d.concurrency_domain as u64)?;
+    let batch = c.number("remotebatch", d.remote_batch as u64)?;
     Ok(Settings {
         me: c.me()?,
         concurrency: usize::try_from(concurrency.clamp(1, 1000)).unwrap_or(10),
         concurrency_remote: usize::try_from(remote.clamp(1, 1000)).unwrap_or(20),
         concurrency_domain: usize::try_from(per_domain.clamp(1, 1000)).unwrap_or(5),
+        remote_batch: usize::try_from(batch.clamp(1, 1000)).unwrap_or(20),
         warn_time: c.number("warntime", d.warn_time)?,
         lifetime: c.number("queuelifetime", d.lifetime)?,
         max_backoff: c.number("maxbackoff", d.max_backoff)?.max(1),
@@ -89,9 +91,9 @@ enum Event {
         code: Option<u8>,
         text: String,
     },
+    /// One remote-send run: per message, its id and the recipients it carried.
     RemoteDone {
-        id: String,
-        idxs: Vec<usize>,
+        jobs: Vec<(String, Vec<usize>)>,
         domain: String,
         code: Option<u8>,
         out: Vec<u8>,
@@ -241,11 +243,12 @@ impl Dispatch {
         self.resume()?;
         self.scan_todo();
         log::info!(
-            "started messages={} concurrencylocal={} concurrencyremote={} concurrencydomain={}",
+            "started messages={} concurrencylocal={} concurrencyremote={} concurrencydomain={} remotebatch={}",
             self.msgs.len(),
             self.settings.concurrency,
             self.settings.concurrency_remote,
-            self.settings.concurrency_domain
+            self.settings.concurrency_domain,
+            self.settings.remote_batch
         );
         loop {
             let now = date::unix_now();
@@ -305,12 +308,11 @@ impl Dispatch {
                 text,
             } => self.done(&id, idx, code, &text),
             Event::RemoteDone {
-                id,
-                idxs,
+                jobs,
                 domain,
                 code,
                 out,
-            } => self.remote_done(&id, &idxs, &domain, code, &out),
+            } => self.remote_done(&jobs, &domain, code, &out),
             Event::Ctl(line) => self.control_request(&line, now),
         }
     }
@@ -551,18 +553,27 @@ impl Dispatch {
     }
 
     /// Start due deliveries up to the concurrency limits: local ones one recipient at a
-    /// time, remote ones one remote-send per message and domain, carrying every due
-    /// recipient of that domain.
+    /// time; remote ones gathered per domain (every due recipient of a message in that
+    /// domain, messages oldest first, at most as many as the free runs can carry) and
+    /// started as runs of up to `remotebatch` messages each ([`plan::batch_size`]).
     fn start_deliveries(&mut self, now: u64) {
         let local_full = |d: &Dispatch| d.local_jobs >= d.settings.concurrency;
-        let remote_full = |d: &Dispatch| d.remote_jobs >= d.settings.concurrency_remote;
-        if local_full(self) && remote_full(self) {
+        let free_remote = self
+            .settings
+            .concurrency_remote
+            .saturating_sub(self.remote_jobs);
+        // Messages gathered for remote runs, and how many the free runs can carry.
+        let remote_cap = free_remote.saturating_mul(self.settings.remote_batch);
+        let mut gathered: BTreeMap<String, Vec<(String, Vec<usize>)>> = BTreeMap::new();
+        let mut n_gathered = 0usize;
+        if local_full(self) && free_remote == 0 {
             return;
         }
         let mut dir: Option<Result<Directory, DirError>> = None;
         let ids: Vec<String> = self.msgs.keys().cloned().collect();
         for id in ids {
-            if local_full(self) && remote_full(self) {
+            let remote_full = n_gathered >= remote_cap;
+            if local_full(self) && remote_full {
                 break;
             }
             let Some(st) = self.msgs.get(&id) else {
@@ -585,7 +596,7 @@ impl Dispatch {
                     .copied()
                     .flatten()
                 {
-                    Some(true) if remote_full(self) => continue,
+                    Some(true) if remote_full => continue,
                     Some(false) if local_full(self) => continue,
                     _ => {}
                 }
@@ -639,75 +650,153 @@ impl Dispatch {
                 }
             }
             for (domain, idxs) in remote {
-                if remote_full(self)
-                    || self.domain_jobs.get(&domain).copied().unwrap_or(0)
-                        >= self.settings.concurrency_domain
-                {
-                    continue;
-                }
-                if let Err(o) = self.spawn_remote(&id, &domain, &idxs) {
-                    for idx in idxs {
-                        self.record(&id, idx, o.clone());
-                    }
-                    changed = true;
+                // At most what this domain's free runs can carry.
+                let free = self
+                    .settings
+                    .concurrency_domain
+                    .saturating_sub(self.domain_jobs.get(&domain).copied().unwrap_or(0));
+                let msgs = gathered.entry(domain).or_default();
+                if n_gathered < remote_cap && msgs.len() < free * self.settings.remote_batch {
+                    msgs.push((id.clone(), idxs));
+                    n_gathered += 1;
                 }
             }
             if changed {
                 self.dirty.insert(id.clone());
             }
         }
+        for (domain, msgs) in gathered {
+            self.start_remote_runs(&domain, msgs);
+        }
     }
 
-    /// Spawn `remote-send [-R RET] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]…`
-    /// for recipients `idxs` of message `id`.
-    fn spawn_remote(&mut self, id: &str, domain: &str, idxs: &[usize]) -> Result<(), Outcome> {
-        let Some(st) = self.msgs.get(id) else {
+    /// Start runs for `msgs` (gathered for `domain`, oldest first) while slots are free.
+    fn start_remote_runs(&mut self, domain: &str, msgs: Vec<(String, Vec<usize>)>) {
+        let free = |d: &Dispatch| {
+            let domain_free = d
+                .settings
+                .concurrency_domain
+                .saturating_sub(d.domain_jobs.get(domain).copied().unwrap_or(0));
+            domain_free.min(d.settings.concurrency_remote.saturating_sub(d.remote_jobs))
+        };
+        let size = plan::batch_size(msgs.len(), free(self), self.settings.remote_batch);
+        let mut msgs = msgs.into_iter().peekable();
+        while free(self) > 0 && msgs.peek().is_some() {
+            let mut batch: Vec<(String, Vec<usize>)> = Vec::new();
+            while batch.len() < size {
+                let Some((id, _)) = msgs.peek() else { break };
+                let alone = !self.msgs.get(id).is_none_or(plan::batchable);
+                if alone && !batch.is_empty() {
+                    break;
+                }
+                batch.extend(msgs.next());
+                if alone {
+                    break;
+                }
+            }
+            if let Err((o, failed)) = self.spawn_remote(domain, batch) {
+                for (id, idxs) in failed {
+                    for idx in idxs {
+                        self.record(&id, idx, o.clone());
+                    }
+                    self.dirty.insert(id);
+                }
+            }
+        }
+    }
+
+    /// Spawn `remote-send` for `domain` with the recipients `idxs` of each message of
+    /// `batch` ([`plan::remote_argv`]). One message: fd 0 = `mess/ID`; several: fd 0 = a
+    /// pipe that a thread fills with the frames (`LENGTH\n` + `mess/ID`). `Err`: the outcome
+    /// for the messages that were not started, and which.
+    #[allow(clippy::type_complexity)]
+    fn spawn_remote(
+        &mut self,
+        domain: &str,
+        batch: Vec<(String, Vec<usize>)>,
+    ) -> Result<(), (Outcome, Vec<(String, Vec<usize>)>)> {
+        let mut jobs = Vec::with_capacity(batch.len());
+        for (id, idxs) in batch {
+            if !self.msgs.contains_key(&id) {
+                continue;
+            }
+            // A message file that is gone fails alone, not the whole run.
+            if let Err(e) = std::fs::metadata(self.queue.mess(&id)) {
+                let o = Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)"));
+                for &idx in &idxs {
+                    self.record(&id, idx, o.clone());
+                }
+                self.dirty.insert(id);
+                continue;
+            }
+            jobs.push((id, idxs));
+        }
+        if jobs.is_empty() {
             return Ok(());
+        }
+        let argv = {
+            let msgs: Vec<(&State, &[usize])> = jobs
+                .iter()
+                .filter_map(|(id, idxs)| self.msgs.get(id).map(|st| (st, idxs.as_slice())))
+                .collect();
+            plan::remote_argv(domain, &msgs)
         };
-        // The double-bounce sender is an internal marker: on the wire it is <>.
-        let sender = if st.sender == plan::DOUBLE_BOUNCE_SENDER {
-            String::new()
+        let stdin = if jobs.len() == 1 {
+            match File::open(self.queue.mess(&jobs[0].0)) {
+                Ok(f) => Stdio::from(f),
+                Err(e) => {
+                    let o = Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)"));
+                    return Err((o, jobs));
+                }
+            }
         } else {
-            st.sender.clone()
+            Stdio::piped()
         };
-        let (dsn_args, rcpt_args) = plan::remote_args(st, idxs);
-        let mess = File::open(self.queue.mess(id))
-            .map_err(|e| Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)")))?;
         let program = root::program("remote-send");
-        let mut cmd = Command::new(&program);
-        let mut child = cmd
-            .args(&dsn_args)
-            .arg(domain)
-            .arg(&sender)
-            .args(&rcpt_args)
-            .stdin(mess)
+        let spawned = Command::new(&program)
+            .args(&argv)
+            .stdin(stdin)
             .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                Outcome::Temporary(format!("cannot run {}: {e} (#4.3.0)", program.display()))
-            })?;
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                let o =
+                    Outcome::Temporary(format!("cannot run {}: {e} (#4.3.0)", program.display()));
+                return Err((o, jobs));
+            }
+        };
+        let ids: Vec<&str> = jobs.iter().map(|(id, _)| id.as_str()).collect();
+        let rcpts: usize = jobs.iter().map(|(_, idxs)| idxs.len()).sum();
         log::info!(
-            "starting id={id} domain={domain} recipients={} program=remote-send pid={}",
-            idxs.len(),
+            "starting id={} domain={domain} messages={} recipients={rcpts} program=remote-send pid={}",
+            ids.join(","),
+            jobs.len(),
             child.id()
         );
-        for &i in idxs {
-            self.running.insert((id.to_owned(), i));
+        for (id, idxs) in &jobs {
+            for &i in idxs {
+                self.running.insert((id.clone(), i));
+            }
         }
         self.remote_jobs += 1;
         *self.domain_jobs.entry(domain.to_owned()).or_default() += 1;
+        if let Some(pipe) = child.stdin.take() {
+            let files: Vec<PathBuf> = jobs.iter().map(|(id, _)| self.queue.mess(id)).collect();
+            std::thread::spawn(move || write_frames(pipe, &files));
+        }
+        let limit = MAX_REMOTE_REPORT.max((rcpts + jobs.len()) as u64 * 1100);
         let tx = self.tx.clone();
-        let (id, domain, idxs) = (id.to_owned(), domain.to_owned(), idxs.to_vec());
+        let domain = domain.to_owned();
         let stdout = child.stdout.take();
         std::thread::spawn(move || {
             let mut out = Vec::new();
             if let Some(o) = stdout {
-                let _ = o.take(MAX_REMOTE_REPORT).read_to_end(&mut out);
+                let _ = o.take(limit).read_to_end(&mut out);
             }
             let code = child.wait().ok().map(mailorder_core::exit::pass_up);
             let _ = tx.send(Event::RemoteDone {
-                id,
-                idxs,
+                jobs,
                 domain,
                 code,
                 out,
@@ -718,8 +807,7 @@ impl Dispatch {
 
     fn remote_done(
         &mut self,
-        id: &str,
-        idxs: &[usize],
+        jobs: &[(String, Vec<usize>)],
         domain: &str,
         code: Option<u8>,
         out: &[u8],
@@ -731,28 +819,33 @@ impl Dispatch {
                 self.domain_jobs.remove(domain);
             }
         }
-        for &i in idxs {
-            self.running.remove(&(id.to_owned(), i));
-        }
-        let results = plan::remote_results(out, idxs.len(), code);
-        let mut warn = Vec::new();
-        let mut relayed = Vec::new();
-        for (&i, (o, to_non_dsn)) in idxs.iter().zip(results) {
-            if to_non_dsn {
-                relayed.push((i, true));
-            }
-            if self.record(id, i, o) {
-                warn.push(i);
+        for (id, idxs) in jobs {
+            for &i in idxs {
+                self.running.remove(&(id.clone(), i));
             }
         }
-        if !warn.is_empty() {
-            self.warn_delay(id, &warn);
+        let counts: Vec<usize> = jobs.iter().map(|(_, idxs)| idxs.len()).collect();
+        let results = plan::remote_batch_results(out, &counts, code);
+        for ((id, idxs), results) in jobs.iter().zip(results) {
+            let mut warn = Vec::new();
+            let mut relayed = Vec::new();
+            for (&i, (o, to_non_dsn)) in idxs.iter().zip(results) {
+                if to_non_dsn {
+                    relayed.push((i, true));
+                }
+                if self.record(id, i, o) {
+                    warn.push(i);
+                }
+            }
+            if !warn.is_empty() {
+                self.warn_delay(id, &warn);
+            }
+            if !relayed.is_empty() {
+                self.report_success(id, &relayed);
+            }
+            self.store_unless_done(id);
+            self.settle(id, date::unix_now());
         }
-        if !relayed.is_empty() {
-            self.report_success(id, &relayed);
-        }
-        self.store_unless_done(id);
-        self.settle(id, date::unix_now());
     }
 
     /// Spawn one delivery; `Err` is the outcome to record when it cannot even start.
@@ -1210,6 +1303,36 @@ impl Dispatch {
         }
         next.saturating_sub(now).clamp(1, RESCAN)
     }
+}
+
+/// Feed remote-send the messages of a run as frames: `LENGTH\n` and the bytes of each
+/// file, in order. A write error (EPIPE: remote-send died or gave up) ends quietly; a file
+/// that cannot be read ends the stream, and remote-send fails that message and the later
+/// ones temporarily.
+fn write_frames(pipe: impl Write, files: &[PathBuf]) {
+    let mut w = io::BufWriter::with_capacity(65536, pipe);
+    for path in files {
+        let file = File::open(path).and_then(|f| f.metadata().map(|m| (f, m.len())));
+        let (file, len) = match file {
+            Ok(x) => x,
+            Err(e) => {
+                log::warn!("cannot read {}: {e}", path.display());
+                return;
+            }
+        };
+        if writeln!(w, "{len}").is_err() {
+            return;
+        }
+        match io::copy(&mut file.take(len), &mut w) {
+            Ok(n) if n == len => {}
+            Ok(_) => {
+                log::warn!("{} changed while being sent", path.display());
+                return;
+            }
+            Err(_) => return,
+        }
+    }
+    let _ = w.flush();
 }
 
 /// The first line of a delivery program's output (at most 1000 bytes); the rest is read
