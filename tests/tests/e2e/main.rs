@@ -18,3 +18,4 @@ mod privs;
 mod queue;
 mod remote;
 mod smtp;
+mod smtpd_timeouts;
