@@ -939,3 +939,186 @@ fn kill_children_named(parent: u32, name: &str) -> usize {
     }
     n
 }
+
+/// Start dispatch with its log (and remote-send's, inherited) in `log`.
+fn start_dispatch_logged(t: &mut Tree, log: &Path) -> u32 {
+    let f = std::fs::File::create(log).unwrap();
+    let child = t
+        .cmd("dispatch")
+        .stdout(Stdio::null())
+        .stderr(f)
+        .spawn()
+        .expect("dispatch");
+    t.keep(child)
+}
+
+/// The message numbers `message-number-N-end` in `texts`, each with how often it was seen.
+fn numbers_seen<'a>(
+    texts: impl Iterator<Item = &'a str>,
+) -> std::collections::BTreeMap<usize, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for t in texts {
+        for rest in t.split("message-number-").skip(1) {
+            if let Some(n) = rest.split_once("-end").and_then(|(n, _)| n.parse().ok()) {
+                *seen.entry(n).or_insert(0) += 1;
+            }
+        }
+    }
+    seen
+}
+
+/// See: issue #3 (performance). Several messages over one remote-send run and one SMTP
+/// session: 30 messages to one domain with `remotebatch` 10 and concurrency 1 take 3 runs
+/// (at most 4) and as many sessions, and every message arrives exactly once.
+#[test]
+fn remote_batches_several_messages_over_one_session() {
+    if !have("smtp-sink") {
+        return skip(
+            "remote_batches_several_messages_over_one_session",
+            "smtp-sink missing",
+        );
+    }
+    const N: usize = 30;
+    let dir = scratch();
+    let port = free_port();
+    let sink = Sink::start(dir.path(), port, &[]);
+    let mut t = Tree::new();
+    t.control("smtproutes", &format!("sink.test:[127.0.0.1]:{port}"));
+    t.control("remotebatch", "10");
+    t.control("concurrencyremote", "1");
+    t.control("concurrencydomain", "1");
+    for i in 0..N {
+        inject(&t, &["u@sink.test"], &format!("message-number-{i:05}-end"));
+    }
+    let log = dir.path().join("dispatch.log");
+    start_dispatch_logged(&mut t, &log);
+    wait_for("every message delivered", 60, || {
+        numbers_seen(sink.messages().iter().map(String::as_str)).len() == N
+    });
+    wait_for("queue empty", 20, || qadmin(&t, &["list"]).is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = numbers_seen(sink.messages().iter().map(String::as_str));
+    assert!(
+        (0..N).all(|i| seen.get(&i) == Some(&1)),
+        "each message exactly once: {seen:?}"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    let runs: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("program=remote-send"))
+        .collect();
+    assert!((1..=4).contains(&runs.len()), "remote-send runs: {runs:#?}");
+    assert!(runs.iter().any(|l| l.contains("messages=10")), "{runs:#?}");
+    let sessions: usize = text
+        .lines()
+        .filter_map(|l| l.split_once(" sessions=").map(|(_, n)| n.trim()))
+        .filter_map(|n| n.parse::<usize>().ok())
+        .sum();
+    assert!((1..=4).contains(&sessions), "sessions: {sessions}\n{text}");
+}
+
+/// See: issue #3 (performance). The peer drops the connection in the middle of a batch:
+/// once without answering a message's end of data (that message is retried later), once
+/// at the next MAIL of a reused session (replaced at once). Nothing is lost and no message
+/// the peer accepted arrives twice.
+#[test]
+fn remote_batch_survives_a_dropped_session() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::{Arc, Mutex};
+    const N: usize = 24;
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepted: Arc<Mutex<Vec<String>>> = Arc::default();
+    let conns = Arc::new(AtomicUsize::new(0));
+    {
+        let (accepted, conns) = (accepted.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for s in l.incoming() {
+                let Ok(mut w) = s else { return };
+                let conn = conns.fetch_add(1, Ordering::SeqCst);
+                let accepted = accepted.clone();
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(w.try_clone().unwrap());
+                    let _ = w.write_all(b"220 peer ESMTP\r\n");
+                    let (mut mails, mut done) = (0, 0);
+                    loop {
+                        let mut line = String::new();
+                        if r.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        let cmd = line.trim_end().to_ascii_uppercase();
+                        let answer: &[u8] = if cmd.starts_with("EHLO") {
+                            b"250-peer\r\n250-PIPELINING\r\n250 8BITMIME\r\n"
+                        } else if cmd.starts_with("MAIL") {
+                            mails += 1;
+                            // Connection 1: gone at its third MAIL, as if closed while idle.
+                            if conn == 1 && mails == 3 {
+                                return;
+                            }
+                            b"250 ok\r\n"
+                        } else if cmd == "DATA" {
+                            let _ = w.write_all(b"354 go\r\n");
+                            let mut body = String::new();
+                            loop {
+                                let mut b = String::new();
+                                if r.read_line(&mut b).unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if b == ".\r\n" {
+                                    break;
+                                }
+                                body.push_str(&b);
+                            }
+                            done += 1;
+                            // Connection 0: gone before answering its fifth message.
+                            if conn == 0 && done == 5 {
+                                return;
+                            }
+                            accepted.lock().unwrap().push(body);
+                            b"250 2.0.0 queued\r\n"
+                        } else if cmd == "QUIT" {
+                            let _ = w.write_all(b"221 bye\r\n");
+                            return;
+                        } else {
+                            b"250 ok\r\n"
+                        };
+                        if w.write_all(answer).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+    }
+    let dir = scratch();
+    let mut t = Tree::new();
+    t.control("smtproutes", &format!("peer.test:[127.0.0.1]:{port}"));
+    t.control("remotebatch", "12");
+    t.control("concurrencyremote", "1");
+    t.control("concurrencydomain", "1");
+    t.control("maxbackoff", "1");
+    for i in 0..N {
+        inject(&t, &["u@peer.test"], &format!("message-number-{i:05}-end"));
+    }
+    let log = dir.path().join("dispatch.log");
+    start_dispatch_logged(&mut t, &log);
+    let count = || {
+        let a = accepted.lock().unwrap();
+        numbers_seen(a.iter().map(String::as_str))
+    };
+    wait_for("every message accepted", 60, || count().len() == N);
+    wait_for("queue empty", 30, || qadmin(&t, &["list"]).is_empty());
+    std::thread::sleep(Duration::from_millis(500));
+    let seen = count();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        (0..N).all(|i| seen.get(&i) == Some(&1)),
+        "each accepted exactly once: {seen:?}\n{text}"
+    );
+    assert!(conns.load(Ordering::SeqCst) >= 3, "{text}");
+    assert!(
+        text.contains("closed the session between messages"),
+        "the idle-closed session was replaced within the run:\n{text}"
+    );
+    assert!(t.messages("demo").is_empty(), "no bounce");
+}
