@@ -251,8 +251,8 @@ impl Session {
         self.good = 0;
     }
 
-    /// After a message: `RSET` when its transaction is still open (refused recipients, a
-    /// refused DATA), so that the next message starts clean (RFC 5321 §4.1.1.5).
+    /// Before the next message: `RSET` when the last transaction is still open (refused
+    /// recipients, a refused DATA), so that the next one starts clean (RFC 5321 §4.1.1.5).
     fn end_message(&mut self) {
         if self.usable() && self.in_txn {
             match self.cmd("RSET", "RSET") {
@@ -405,22 +405,36 @@ impl<'a> Client<'a> {
         if let Some(mut open) = self.open.take() {
             let (ss, caps) = &mut *open;
             ss.mark();
-            let res = transaction(ss, caps, job);
+            // RSET only now that another message follows: a peer that never answers it
+            // cannot delay the report of the message before.
             ss.end_message();
-            if ss.usable() {
+            let res = if ss.usable() {
+                ss.mark();
+                Some(transaction(ss, caps, job))
+            } else {
+                None
+            };
+            if let Some(res) = &res
+                && ss.usable()
+            {
+                let res = res.clone();
                 self.open = Some(open);
                 return res;
             }
+            // Replaced at once when nothing of this message was accepted (a peer that
+            // closed the idle session, or refused RSET).
             let stale = ss.good == 0;
             ss.quit();
-            if !stale {
-                return res;
+            match res {
+                Some(res) if !stale => return res,
+                res => log::info!(
+                    "{} closed the session between messages ({}); opening a new one",
+                    ss.who,
+                    res.as_ref()
+                        .and_then(|r| r.first())
+                        .map_or("RSET failed", res_text)
+                ),
             }
-            log::info!(
-                "{} closed the session between messages ({}); opening a new one",
-                ss.who,
-                res.first().map_or("", res_text)
-            );
         }
         self.fresh(job)
     }
@@ -513,7 +527,6 @@ fn attempt(t: &Target, job: &mut Job<'_>, s: &Settings, try_tls: bool) -> Attemp
     };
     ss.mark();
     let res = transaction(&mut ss, &caps, job);
-    ss.end_message();
     if ss.usable() {
         return Attempt::Done(res, Some(Box::new((ss, caps))));
     }
