@@ -67,10 +67,36 @@ pub fn literal_announce(line: &[u8]) -> Option<(u64, bool)> {
     Some((n, sync))
 }
 
+/// How much of a discarded line's start is kept to find its tag.
+const HEAD: usize = 64;
+/// How much of a discarded line's end is kept to see a literal announcement, and how much
+/// of it is looked at: the same bytes whatever the chunking (one CR more is kept).
+const TAIL: usize = 64;
+const TAIL_LOOK: usize = 32;
+
+/// Whether a discarded line (its last bytes, CR removed) announced a non-synchronizing
+/// literal, whose bytes will follow. Only the last [`TAIL_LOOK`] bytes are looked at; when
+/// they are all digits before `+}` (the `{` cut off, as by zero padding), it is assumed.
+fn announces_nonsync(tail: &[u8]) -> bool {
+    let tail = &tail[tail.len().saturating_sub(TAIL_LOOK)..];
+    match literal_announce(tail) {
+        Some((_, sync)) => !sync,
+        None => {
+            tail.len() == TAIL_LOOK
+                && tail
+                    .strip_suffix(b"+}")
+                    .is_some_and(|d| d.iter().all(u8::is_ascii_digit))
+        }
+    }
+}
+
+/// The tag at the start of `b`: known only once the space after it is seen (the start of
+/// a discarded line may be cut short), and at most 64 bytes as `parse_command` wants.
 fn tag_of(b: &[u8]) -> Option<String> {
-    let end = b.iter().position(|&c| c == b' ').unwrap_or(b.len()).min(64);
+    let end = b.iter().position(|&c| c == b' ')?;
     let t = &b[..end];
     if !t.is_empty()
+        && t.len() <= 64
         && t.iter()
             .all(|&c| c.is_ascii_graphic() && !b"(){%*\"\\+".contains(&c))
     {
@@ -130,6 +156,13 @@ impl Framer {
         !self.cmd.is_empty() || self.literal_left > 0
     }
 
+    /// How much of an over-long line (`len` bytes seen, more than `max_line`) is kept to
+    /// find its tag: never more than was certainly seen when the line was found too long,
+    /// so the tag reported does not depend on how the input was chunked.
+    fn head_len(&self, len: usize) -> usize {
+        len.min(HEAD).min(self.max_line.saturating_add(1))
+    }
+
     /// The next frame, or `None` when more input is needed.
     pub fn next_frame(&mut self) -> Option<Frame> {
         loop {
@@ -145,12 +178,12 @@ impl Framer {
             if self.skipping {
                 match self.buf.iter().position(|&b| b == b'\n') {
                     None => {
-                        let keep = self.buf.len().min(32);
+                        let keep = self.buf.len().min(TAIL);
                         let tail = self.buf.split_off(self.buf.len() - keep);
                         self.skip_tail.extend_from_slice(&tail);
                         let n = self.skip_tail.len();
-                        if n > 32 {
-                            self.skip_tail.drain(..n - 32);
+                        if n > TAIL {
+                            self.skip_tail.drain(..n - TAIL);
                         }
                         self.buf.clear();
                         return None;
@@ -163,7 +196,7 @@ impl Framer {
                         if tail.last() == Some(&b'\r') {
                             tail.pop();
                         }
-                        let fatal = matches!(literal_announce(&tail), Some((_, false)));
+                        let fatal = announces_nonsync(&tail);
                         let tag = tag_of(&std::mem::take(&mut self.skip_head));
                         self.cmd.clear();
                         return Some(Frame::TooLong { tag, fatal });
@@ -172,12 +205,13 @@ impl Framer {
             }
             let Some(i) = self.buf.iter().position(|&b| b == b'\n') else {
                 if self.buf.len() > self.max_line {
+                    // The same head as below: the line is longer than max_line either way.
                     self.skip_head = if self.cmd.is_empty() {
-                        self.buf[..self.buf.len().min(64)].to_vec()
+                        self.buf[..self.head_len(self.buf.len())].to_vec()
                     } else {
-                        self.cmd[..self.cmd.len().min(64)].to_vec()
+                        self.cmd[..self.cmd.len().min(HEAD)].to_vec()
                     };
-                    let keep = self.buf.len().min(32);
+                    let keep = self.buf.len().min(TAIL);
                     self.skip_tail = self.buf[self.buf.len() - keep..].to_vec();
                     self.buf.clear();
                     self.skipping = true;
@@ -187,9 +221,9 @@ impl Framer {
             };
             if i > self.max_line {
                 self.skip_head = if self.cmd.is_empty() {
-                    self.buf[..i.min(64)].to_vec()
+                    self.buf[..self.head_len(i)].to_vec()
                 } else {
-                    self.cmd[..self.cmd.len().min(64)].to_vec()
+                    self.cmd[..self.cmd.len().min(HEAD)].to_vec()
                 };
                 self.skipping = true;
                 continue;
@@ -318,6 +352,57 @@ mod tests {
                 fatal: true,
             }],
         );
+    }
+
+    fn frames_with(input: &[u8], chunk: usize, max_line: usize) -> Vec<Frame> {
+        let mut f = Framer::new(max_line, 1000);
+        let mut out = Vec::new();
+        for c in input.chunks(chunk.max(1)) {
+            f.push(c);
+            while let Some(fr) = f.next_frame() {
+                out.push(fr);
+            }
+        }
+        out
+    }
+
+    // Found by fuzz/ (imap_command): with a line limit under 64 the tag of an over-long
+    // line depended on where the input was cut.
+    #[test]
+    fn long_line_tag_whatever_the_chunking() {
+        let input = b";;;;;;;;;;;;;\0\x05\nP\nP\n\n(";
+        let want = frames_with(input, input.len(), 8);
+        assert_eq!(
+            want[0],
+            Frame::TooLong {
+                tag: None,
+                fatal: false
+            }
+        );
+        for c in 1..input.len() {
+            assert_eq!(frames_with(input, c, 8), want, "chunk {c}");
+        }
+    }
+
+    // A too-long line that ends in a zero-padded non-synchronizing literal: its bytes
+    // follow and must not be read as commands, whatever the chunking.
+    #[test]
+    fn long_line_padded_literal_is_fatal() {
+        let mut input = b"t1 APPEND x ".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100));
+        input.extend_from_slice(b" {");
+        input.extend(std::iter::repeat_n(b'0', 40));
+        input.extend_from_slice(b"5+}\r\nt2 NOOP\r\n");
+        for c in [1, 2, 3, 7, 64, input.len()] {
+            assert_eq!(
+                frames_with(&input, c, 100)[0],
+                Frame::TooLong {
+                    tag: Some("t1".into()),
+                    fatal: true
+                },
+                "chunk {c}"
+            );
+        }
     }
 
     #[test]
