@@ -1,7 +1,9 @@
 # mailorder — a thin wrapper over cargo (STYLE §2).
 #   make run    build and start the whole system on loopback, state under ./run
 #   make test   install what the tests need (as root), build, run every test
-#   make check  fmt, clippy, test
+#   make check  fmt, clippy, test, cargo deny (licenses, bans, sources, advisories)
+#   make deny   cargo deny check alone (needs: cargo install cargo-deny --locked)
+#   make fuzz   every fuzz/ target for FUZZ_SECONDS each (cargo-fuzz, nightly; not in check)
 #   make install PREFIX=/var/mailorder   (root) users, directories, set-id programs
 #   make bench  the benchmarks (BENCHMARKS.md)
 
@@ -12,7 +14,7 @@ BIN_DIR := $(TARGET_DIR)/debug
 PROGRAMS := smtpd queue queue-clean dispatch deliver-as local-deliver checkpassword-file \
 	sendmail qadmin listen setup
 
-.PHONY: all build run test test-deps check fmt lint install bench clean
+.PHONY: all build run test test-deps check fmt lint deny fuzz install bench clean
 
 all: build
 
@@ -35,7 +37,26 @@ lint:
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-check: lint test
+check: lint test deny
+
+deny:
+	@$(CARGO) deny --version >/dev/null 2>&1 || { \
+	    echo "make deny: cargo-deny is not installed; install it with:" >&2; \
+	    echo "    cargo install cargo-deny --locked" >&2; exit 1; }
+	$(CARGO) deny check $(DENY_CHECKS)
+
+# cargo-fuzz needs nightly rustc (-Z flags); -s none: the fuzzed crates forbid unsafe code.
+FUZZ_CARGO ?= cargo +nightly
+FUZZ_SECONDS ?= 60
+fuzz:
+	@$(FUZZ_CARGO) fuzz --version >/dev/null 2>&1 || { \
+	    echo "make fuzz: needs cargo-fuzz and a nightly toolchain:" >&2; \
+	    echo "    cargo install cargo-fuzz --locked && rustup toolchain install nightly" >&2; exit 1; }
+	cd fuzz && for t in $(or $(FUZZ_TARGETS),$$($(FUZZ_CARGO) fuzz list)); do \
+	    echo "== fuzz $$t ($(FUZZ_SECONDS)s)"; \
+	    mkdir -p corpus/$$t seeds/$$t; \
+	    $(FUZZ_CARGO) fuzz run -s none $$t corpus/$$t seeds/$$t -- -max_total_time=$(FUZZ_SECONDS) || exit 1; \
+	done
 
 install:
 	$(CARGO) build --workspace --bins --release
