@@ -1442,6 +1442,26 @@ mod tests {
     }
 
     #[test]
+    fn frames_for_remote_send() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b, c) = (d.path().join("a"), d.path().join("b"), d.path().join("c"));
+        std::fs::write(&a, "Subject: a\n\nline\n").unwrap();
+        std::fs::write(&b, "").unwrap();
+        std::fs::write(&c, "x\n.\n").unwrap();
+        let mut out = Vec::new();
+        write_frames(&mut out, &[a.clone(), b.clone(), c]);
+        assert_eq!(out, b"17\nSubject: a\n\nline\n0\n4\nx\n.\n");
+        // A file that cannot be read ends the stream after the frames before it.
+        let mut out = Vec::new();
+        write_frames(&mut out, &[a, d.path().join("gone"), b]);
+        assert_eq!(out, b"17\nSubject: a\n\nline\n");
+        // A closed pipe ends it quietly.
+        let (r, w) = io::pipe().unwrap();
+        drop(r);
+        write_frames(w, &[d.path().join("c")]);
+    }
+
+    #[test]
     fn settings_from_control() {
         let d = tempfile::tempdir().unwrap();
         let c = Control::new(d.path());
@@ -1454,8 +1474,10 @@ mod tests {
         );
         std::fs::write(d.path().join("concurrencylocal"), "0\n").unwrap();
         std::fs::write(d.path().join("me"), "mx.test\n").unwrap();
+        std::fs::write(d.path().join("remotebatch"), "5000\n").unwrap();
         let s = load_settings(&c).unwrap();
         assert_eq!((s.concurrency, s.me.as_str()), (1, "mx.test"));
+        assert_eq!(s.remote_batch, 1000);
         std::fs::write(d.path().join("queuelifetime"), "soon\n").unwrap();
         assert!(load_settings(&c).is_err());
     }
