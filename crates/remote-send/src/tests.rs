@@ -746,3 +746,26 @@ fn a_broken_frame_fails_the_rest_temporarily() {
     .unwrap();
     assert_eq!(tags(&out), "sZsZ");
 }
+
+#[test]
+fn no_rset_after_the_last_message() {
+    // A refused MAIL on the only message: QUIT follows, no RSET (a peer silent after the
+    // refusal cannot hold up the report).
+    let (tx, rx) = std::sync::mpsc::channel();
+    let port = serve(move |r, w| {
+        w.write_all(b"220 mx\r\n").unwrap();
+        let _ = line(r);
+        w.write_all(b"250 mx\r\n").unwrap();
+        let _ = line(r);
+        w.write_all(b"553 5.1.8 bad sender\r\n").unwrap();
+        tx.send(line(r)).unwrap();
+    });
+    let t0 = std::time::Instant::now();
+    let res = run_one(port, "b.test", &["x@b.test"], b"x\n");
+    assert!(
+        matches!(&res[0], Res::Perm(t) if t.contains("5.1.8")),
+        "{res:?}"
+    );
+    assert_eq!(rx.recv().unwrap(), "QUIT");
+    assert!(t0.elapsed() < Duration::from_secs(2));
+}
