@@ -239,7 +239,7 @@ pub fn parse_command(line: &[u8]) -> Result<Command, SyntaxError> {
         && tag.len() <= 64
         && tag
             .iter()
-            .all(|&c| is_atom_char(c) && !b"%*+]\\".contains(&c));
+            .all(|&c| c.is_ascii() && is_atom_char(c) && !b"%*+]\\".contains(&c));
     if !tag_ok {
         return Err(SyntaxError {
             tag: None,
@@ -748,6 +748,20 @@ mod tests {
 
     fn atom(s: &str) -> Tok {
         Tok::Atom(s.into())
+    }
+
+    // Found by fuzz/ (imap_command): 8-bit bytes were accepted in a tag (RFC 3501 §9: a tag
+    // is ASTRING-CHARs, which are 7-bit) and turned into U+FFFD, so the tagged reply
+    // carried a different, longer tag than the client sent.
+    #[test]
+    fn tag_is_seven_bit() {
+        let e = parse_command(b"\xfe\xfe NOOP").unwrap_err();
+        assert_eq!(e.tag, None);
+        let long = [0xfe_u8; 64];
+        let mut line = long.to_vec();
+        line.extend_from_slice(b" NOOP");
+        assert_eq!(parse_command(&line).unwrap_err().tag, None);
+        assert_eq!(parse_command(b"a~1 NOOP").unwrap().tag, "a~1");
     }
 
     #[test]
