@@ -44,7 +44,10 @@ fn typed(args: &[Tok]) {
                 }
             }
             if let Ok(name) = mutf7::decode(&text) {
-                assert_eq!(mutf7::decode(&mutf7::encode(&name)).as_deref(), Ok(name.as_str()));
+                assert_eq!(
+                    mutf7::decode(&mutf7::encode(&name)).as_deref(),
+                    Ok(name.as_str())
+                );
             }
             assert_eq!(
                 mutf7::decode(&mutf7::encode(&text)).as_deref(),
@@ -74,10 +77,19 @@ fuzz_target!(|input: &[u8]| {
         whole,
         frames(&chunks(data, *seed, 200), max_line, max_command, max_lit)
     );
-    assert_eq!(whole, frames(&chunks(data, 0, 1), max_line, max_command, max_lit));
+    assert_eq!(
+        whole,
+        frames(&chunks(data, 0, 1), max_line, max_command, max_lit)
+    );
     for f in &whole {
         let Frame::Command(c) = f else { continue };
-        assert!(c.len() <= max_command + 2 * 64, "{} > {max_command}", c.len());
+        // max_command is checked at each literal announcement; the line after the last
+        // literal (at most max_line) comes on top.
+        assert!(
+            c.len() <= max_command + 2 + max_line,
+            "{} > {max_command}",
+            c.len()
+        );
         let Ok(cmd) = parse_command(c) else { continue };
         assert!(!cmd.tag.is_empty() && cmd.tag.len() <= 64);
         assert!(cmd.args.iter().map(tok_bytes).sum::<usize>() <= c.len());

@@ -55,7 +55,11 @@ fn reference(data: &[u8]) -> Vec<u8> {
             None => (rest, rest.len()),
         };
         let complete = end > line.len();
-        let line = if complete { line.strip_suffix(b"\r").unwrap_or(line) } else { line };
+        let line = if complete {
+            line.strip_suffix(b"\r").unwrap_or(line)
+        } else {
+            line
+        };
         if line.first() == Some(&b'.') {
             out.push(b'.');
         }

@@ -42,9 +42,15 @@ fuzz_target!(|input: &[u8]| {
     let whole = read_envelope(data, usize::MAX);
     assert_eq!(
         kind(&whole),
-        kind(&read_envelope(Pieces(chunks(data, seed, 64), 0), usize::MAX))
+        kind(&read_envelope(
+            Pieces(chunks(data, seed, 64), 0),
+            usize::MAX
+        ))
     );
-    assert_eq!(kind(&whole), kind(&read_envelope(Pieces(chunks(data, 0, 1), 0), usize::MAX)));
+    assert_eq!(
+        kind(&whole),
+        kind(&read_envelope(Pieces(chunks(data, 0, 1), 0), usize::MAX))
+    );
     // A limit only ever turns a result into "too large" (or, read in other pieces, "too long").
     let limit = usize::from(seed) * 8;
     let limited = read_envelope(data, limit);

@@ -14,7 +14,10 @@ fuzz_target!(|input: &[u8]| {
         // "+HH" is three bytes for one; a lossy U+FFFD (3 bytes) needs a "+HH".
         assert!(d.len() <= s.len(), "{s:?} -> {d:?}");
         if d.is_ascii() {
-            assert_eq!(xtext::decode(&xtext::encode(d)).as_deref(), Some(d.as_str()));
+            assert_eq!(
+                xtext::decode(&xtext::encode(d)).as_deref(),
+                Some(d.as_str())
+            );
         }
     }
     let e = xtext::encode(s);
