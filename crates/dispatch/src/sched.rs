@@ -937,22 +937,21 @@ impl Dispatch {
         let Some(st) = self.msgs.get(id) else {
             return;
         };
+        let original = self.original(id, bounce::MAX_HEADERS as u64 + 2);
+        let now = date::unix_now();
+        if let Some((env, msg)) = bounce::compose_delay(st, idxs, &self.settings, &original, now) {
+            notice(id, "delay warning", &st.sender, idxs.len(), &env, &msg);
+        }
+    }
+
+    /// The first `limit` bytes of message `id` (empty when it cannot be read: the report
+    /// then says less, it is still sent).
+    fn original(&self, id: &str, limit: u64) -> Vec<u8> {
         let mut original = Vec::new();
         if let Ok(f) = File::open(self.queue.mess(id)) {
-            let _ = f
-                .take(bounce::MAX_HEADERS as u64 + 2)
-                .read_to_end(&mut original);
+            let _ = f.take(limit).read_to_end(&mut original);
         }
-        let now = date::unix_now();
-        let Some((env, msg)) = bounce::compose_delay(st, idxs, &self.settings, &original, now)
-        else {
-            return;
-        };
-        match inject(&root::program("queue"), &env, &msg) {
-            Ok(0) => log::info!("delay warning id={id} to=<{}>", st.sender),
-            Ok(c) => log::warn!("id={id}: delay warning not queued: queue exited {c}"),
-            Err(e) => log::warn!("id={id}: delay warning not queued: {e}"),
-        }
+        original
     }
 
     /// Queue a success report (RFC 3464 "delivered" / "relayed", RFC 3461 NOTIFY=SUCCESS) to
@@ -975,25 +974,12 @@ impl Dispatch {
         if wanted.is_empty() {
             return;
         }
-        let mut original = Vec::new();
-        if let Ok(f) = File::open(self.queue.mess(id)) {
-            let _ = f
-                .take(bounce::MAX_HEADERS as u64 + 2)
-                .read_to_end(&mut original);
-        }
+        let original = self.original(id, bounce::MAX_HEADERS as u64 + 2);
         let now = date::unix_now();
-        let Some((env, msg)) = bounce::compose_success(st, &wanted, &self.settings, &original, now)
-        else {
-            return;
-        };
-        match inject(&root::program("queue"), &env, &msg) {
-            Ok(0) => log::info!(
-                "success report id={id} to=<{}> recipients={}",
-                st.sender,
-                wanted.len()
-            ),
-            Ok(c) => log::warn!("id={id}: success report not queued: queue exited {c}"),
-            Err(e) => log::warn!("id={id}: success report not queued: {e}"),
+        if let Some((env, msg)) =
+            bounce::compose_success(st, &wanted, &self.settings, &original, now)
+        {
+            notice(id, "success report", &st.sender, wanted.len(), &env, &msg);
         }
     }
 
@@ -1157,12 +1143,7 @@ impl Dispatch {
                 r.notify.map(|n| n.as_param()).unwrap_or_default()
             );
         }
-        let mut original = Vec::new();
-        if let Ok(f) = File::open(self.queue.mess(&st.id)) {
-            let _ = f
-                .take(bounce::original_limit(st))
-                .read_to_end(&mut original);
-        }
+        let original = self.original(&st.id, bounce::original_limit(st));
         let Some((env, msg)) = bounce::compose(st, to, &self.settings, &original, now) else {
             return Ok(());
         };
@@ -1383,6 +1364,15 @@ fn store_batch(queue: &Queue, states: &[State]) -> Result<(), String> {
     }
     mailorder_queue_format::fsync_dir(&queue.state_dir())
         .map_err(|e| format!("fsync {}: {e} (#4.3.0)", queue.state_dir().display()))
+}
+
+/// Queue a notice that may be lost (a delay warning, a success report) and log how it went.
+fn notice(id: &str, what: &str, to: &str, recipients: usize, env: &Envelope, msg: &[u8]) {
+    match inject(&root::program("queue"), env, msg) {
+        Ok(0) => log::info!("{what} id={id} to=<{to}> recipients={recipients}"),
+        Ok(c) => log::warn!("id={id}: {what} not queued: queue exited {c}"),
+        Err(e) => log::warn!("id={id}: {what} not queued: {e}"),
+    }
 }
 
 /// `queue/lock/ctl`: the FIFO where qadmin writes requests, one line each.
