@@ -34,6 +34,14 @@ fn check(line: &[u8]) {
         // What smtpd accepts, queue must be able to store (no control characters).
         assert!(valid_address(&a.to_string()), "{a:?}");
         assert_eq!(a.is_ascii(), a.to_string().is_ascii());
+        // An unquoted address reads back from its envelope form.
+        if !a.quoted {
+            let again = command::parse(format!("RCPT TO:<{a}>").as_bytes());
+            match again {
+                Ok(Command::Rcpt(Path::Mailbox(b), _)) => assert_eq!(&b, a),
+                other => panic!("{a:?} does not read back: {other:?}"),
+            }
+        }
     }
     if let Some(e) = &p.envid {
         assert!(dsn::valid_envid(e));
