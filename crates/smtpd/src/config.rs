@@ -28,8 +28,12 @@ pub struct Config {
     pub maxhops: u32,
     /// `control/clientnets`.
     pub clientnets: Vec<Cidr>,
-    /// Server TLS configuration, when `control/tlscert` and `tlskey` load.
+    /// Server TLS configuration, already loaded (always under `SMTPS`).
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// Certificate and key files found but not loaded yet: STARTTLS is offered and the
+    /// files are loaded at the first STARTTLS, so a plaintext session (most of them)
+    /// never pays for parsing the key before its greeting.
+    pub tls_files: Option<(PathBuf, PathBuf)>,
     /// `control/checkpassword`.
     pub checkpassword: PathBuf,
     /// `control/authplain` = 1: AUTH allowed without TLS from anywhere.
@@ -56,6 +60,7 @@ impl std::fmt::Debug for Config {
             .field("me", &self.me)
             .field("databytes", &self.databytes)
             .field("tls", &self.tls.is_some())
+            .field("tls_files", &self.tls_files)
             .field("peer", &self.peer)
             .finish_non_exhaustive()
     }
@@ -105,19 +110,19 @@ impl Config {
             .line("tlskey")?
             .map_or_else(|| root.join("ssl/key.pem"), PathBuf::from);
         let smtps = env("SMTPS").is_some();
-        let tls = if cert.exists() {
-            match mailorder_tls::server_config(&cert, &key) {
-                Ok(c) => Some(c),
-                Err(e) if smtps => return Err(ConfigError::NoTls(e.to_string())),
-                Err(e) => {
-                    log::warn!("STARTTLS disabled: {e}");
-                    None
-                }
+        // Under SMTPS the handshake comes first: load now. Otherwise only check that the
+        // certificate exists (to offer STARTTLS); it is loaded when a client asks.
+        let (tls, tls_files) = if smtps {
+            if !cert.exists() {
+                return Err(ConfigError::NoTls(format!("{} missing", cert.display())));
             }
-        } else if smtps {
-            return Err(ConfigError::NoTls(format!("{} missing", cert.display())));
+            let c = mailorder_tls::server_config(&cert, &key)
+                .map_err(|e| ConfigError::NoTls(e.to_string()))?;
+            (Some(c), None)
+        } else if cert.exists() {
+            (None, Some((cert, key)))
         } else {
-            None
+            (None, None)
         };
         let checkpassword = control.line("checkpassword")?.map_or_else(
             || mailorder_core::root::program("checkpassword-file"),
@@ -139,6 +144,7 @@ impl Config {
             maxhops: u32::try_from(control.number("maxhops", 100)?).unwrap_or(u32::MAX),
             clientnets,
             tls,
+            tls_files,
             checkpassword,
             authplain: control.line("authplain")?.as_deref() == Some("1"),
             relayclient: env("RELAYCLIENT"),

@@ -12,6 +12,7 @@ use mailorder_smtp_proto::{
     MailParams, ParseError, Path, Reply,
 };
 use std::io::{self, Read, Write};
+use std::sync::Arc;
 
 /// Why a session ended other than by QUIT or the client closing.
 #[derive(Debug, thiserror::Error)]
@@ -389,7 +390,7 @@ impl<R: Read, W: Write> Session<R, W> {
         ] {
             lines.push(k.to_owned());
         }
-        if self.cfg.tls.is_some() && !self.conn.is_tls() {
+        if (self.cfg.tls.is_some() || self.cfg.tls_files.is_some()) && !self.conn.is_tls() {
             lines.push("STARTTLS".to_owned());
         }
         if self.auth_allowed() && self.auth_user.is_none() {
@@ -838,13 +839,37 @@ impl<R: Read, W: Write> Session<R, W> {
         )
     }
 
+    /// The server TLS configuration, loading the certificate and key at the first
+    /// STARTTLS. A certificate that does not load is logged and STARTTLS is no longer
+    /// offered in this session.
+    fn load_tls(&mut self) -> Option<Arc<rustls::ServerConfig>> {
+        if let Some(tls) = &self.cfg.tls {
+            return Some(Arc::clone(tls));
+        }
+        let (cert, key) = self.cfg.tls_files.take()?;
+        match mailorder_tls::server_config(&cert, &key) {
+            Ok(c) => {
+                self.cfg.tls = Some(Arc::clone(&c));
+                Some(c)
+            }
+            Err(e) => {
+                log::warn!("STARTTLS disabled: {e}");
+                None
+            }
+        }
+    }
+
     fn starttls(&mut self) -> Step {
-        let Some(tls) = self.cfg.tls.clone() else {
+        if self.cfg.tls.is_none() && self.cfg.tls_files.is_none() {
             return self.error(502, "5.5.1", "STARTTLS not available");
-        };
+        }
         if self.conn.is_tls() {
             return self.error(503, "5.5.1", "TLS already active");
         }
+        let Some(tls) = self.load_tls() else {
+            self.reply(454, "4.7.0", "TLS not available due to temporary reason");
+            return Ok(());
+        };
         self.reply(220, "2.0.0", "ready to start TLS");
         self.flush()?;
         // RFC 3207 §4.2 / CVE-2011-0411: plaintext sent after STARTTLS is discarded,

@@ -62,6 +62,7 @@ impl Env {
             maxhops: 100,
             clientnets: Vec::new(),
             tls: None,
+            tls_files: None,
             checkpassword: cp,
             authplain: false,
             relayclient: None,
@@ -443,7 +444,8 @@ fn tls_setup(e: &mut Env) -> rustls::RootCertStore {
     let key = e.dir.path().join("key.pem");
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
-    e.cfg.tls = Some(mailorder_tls::server_config(&cert, &key).unwrap());
+    // As Config::load leaves it without SMTPS: the files are loaded at STARTTLS.
+    e.cfg.tls_files = Some((cert, key));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).unwrap();
     roots
@@ -468,6 +470,23 @@ fn read_reply(s: &mut impl Read) -> String {
             }
         }
     }
+}
+
+#[test]
+fn starttls_with_a_bad_certificate_is_temporary() {
+    let mut e = Env::new();
+    let cert = e.dir.path().join("cert.pem");
+    let key = e.dir.path().join("key.pem");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    std::fs::write(&key, "not a key\n").unwrap();
+    e.cfg.tls_files = Some((cert, key));
+    let (r, res) = e.run(b"EHLO c\r\nSTARTTLS\r\nEHLO c\r\nSTARTTLS\r\nQUIT\r\n");
+    assert!(res.is_ok());
+    assert!(r[1].contains("STARTTLS"), "{r:?}");
+    assert!(r[2].starts_with("454 4.7.0"), "{r:?}");
+    assert!(!r[3].contains("STARTTLS"), "not offered again: {r:?}");
+    assert!(r[4].starts_with("502 5.5.1"), "{r:?}");
+    assert!(r[5].starts_with("221"), "{r:?}");
 }
 
 #[test]
@@ -534,6 +553,8 @@ fn smtps_speaks_tls_from_the_first_byte() {
     use std::os::unix::net::UnixStream;
     let mut e = Env::new();
     let roots = tls_setup(&mut e);
+    let (cert, key) = e.cfg.tls_files.take().unwrap();
+    e.cfg.tls = Some(mailorder_tls::server_config(&cert, &key).unwrap());
     e.cfg.smtps = true;
     let (server, client) = UnixStream::pair().unwrap();
     let cfg = e.cfg.clone();
@@ -778,6 +799,8 @@ fn write_timeout_under_tls() {
     use std::os::unix::net::UnixStream;
     let mut e = Env::new();
     let roots = tls_setup(&mut e);
+    let (cert, key) = e.cfg.tls_files.take().unwrap();
+    e.cfg.tls = Some(mailorder_tls::server_config(&cert, &key).unwrap());
     e.cfg.smtps = true;
     e.cfg.timeout = Duration::from_secs(1);
     let (server, client) = UnixStream::pair().unwrap();
