@@ -120,7 +120,15 @@ impl Config {
                 .map_err(|e| ConfigError::NoTls(e.to_string()))?;
             (Some(c), None)
         } else if cert.exists() {
-            (None, Some((cert, key)))
+            // Opening the key (not parsing it) catches the usual mistake, a key smtpd's
+            // user may not read, before STARTTLS is offered.
+            match std::fs::File::open(&key) {
+                Ok(_) => (None, Some((cert, key))),
+                Err(e) => {
+                    log::warn!("STARTTLS disabled: {}: {e}", key.display());
+                    (None, None)
+                }
+            }
         } else {
             (None, None)
         };
@@ -217,6 +225,51 @@ fn prefix_eq(a: u128, b: u128, len: u8) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A control directory whose `tlscert`/`tlskey` name files in the same temp dir.
+    fn tls_control(cert: &str, key: Option<&str>) -> (tempfile::TempDir, Control) {
+        let d = tempfile::tempdir().unwrap();
+        let ctl = d.path().join("control");
+        std::fs::create_dir(&ctl).unwrap();
+        std::fs::write(ctl.join("me"), "mx.example.test\n").unwrap();
+        let (c, k) = (d.path().join("cert.pem"), d.path().join("key.pem"));
+        std::fs::write(&c, cert).unwrap();
+        if let Some(key) = key {
+            std::fs::write(&k, key).unwrap();
+        }
+        std::fs::write(ctl.join("tlscert"), format!("{}\n", c.display())).unwrap();
+        std::fs::write(ctl.join("tlskey"), format!("{}\n", k.display())).unwrap();
+        (d, Control::new(ctl))
+    }
+
+    #[test]
+    fn tls_is_loaded_at_starttls_unless_smtps() {
+        let ck = rcgen::generate_simple_self_signed(vec!["mx.example.test".to_owned()]).unwrap();
+        let (_d, ctl) = tls_control(&ck.cert.pem(), Some(&ck.signing_key.serialize_pem()));
+        let plain = Config::load(&ctl, &|_| None, Peer::default()).unwrap();
+        assert!(plain.tls.is_none(), "not parsed before the greeting");
+        assert!(plain.tls_files.is_some(), "but offered");
+        let smtps = |k: &str| (k == "SMTPS").then(|| "1".to_owned());
+        let c = Config::load(&ctl, &smtps, Peer::default()).unwrap();
+        assert!(c.tls.is_some() && c.tls_files.is_none());
+        // An unreadable (here: missing) key: not offered; fatal only under SMTPS.
+        let (_d, ctl) = tls_control(&ck.cert.pem(), None);
+        let c = Config::load(&ctl, &|_| None, Peer::default()).unwrap();
+        assert!(c.tls.is_none() && c.tls_files.is_none());
+        assert!(matches!(
+            Config::load(&ctl, &smtps, Peer::default()),
+            Err(ConfigError::NoTls(_))
+        ));
+        // A bad certificate is found at the first STARTTLS, or at once under SMTPS.
+        let (_d, ctl) = tls_control("junk\n", Some("junk\n"));
+        assert!(
+            Config::load(&ctl, &|_| None, Peer::default())
+                .unwrap()
+                .tls_files
+                .is_some()
+        );
+        assert!(Config::load(&ctl, &smtps, Peer::default()).is_err());
+    }
 
     #[test]
     fn cidr() {
