@@ -180,6 +180,8 @@ pub struct Dispatch {
     /// Messages ended whose `todo/ID` may still be there until queue-clean removes it;
     /// pruned by each scan of `todo/`.
     ended: HashSet<String>,
+    /// A trigger byte came: scan `todo/` once the waiting events are taken.
+    scan_due: bool,
     /// Per message and recipient, whether its last resolution was remote delivery.
     kinds: HashMap<String, Vec<Option<bool>>>,
     cleaner: Cleaner,
@@ -221,6 +223,7 @@ impl Dispatch {
             unstored: HashSet::new(),
             dirty: HashSet::new(),
             ended: HashSet::new(),
+            scan_due: false,
             kinds: HashMap::new(),
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
@@ -282,6 +285,10 @@ impl Dispatch {
                     while let Ok(ev) = self.rx.try_recv() {
                         self.handle(ev, now);
                     }
+                    // However many trigger bytes came, one scan of todo/ takes them all.
+                    if std::mem::take(&mut self.scan_due) && self.stop_at.is_none() {
+                        self.scan_todo();
+                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
@@ -291,11 +298,7 @@ impl Dispatch {
 
     fn handle(&mut self, ev: Event, now: u64) {
         match ev {
-            Event::Trigger => {
-                if self.stop_at.is_none() {
-                    self.scan_todo();
-                }
-            }
+            Event::Trigger => self.scan_due = true,
             Event::Stop => {
                 log::info!("stopping: waiting for {} deliveries", self.running.len());
                 self.stop_at.get_or_insert(now + STOP_GRACE);
@@ -476,7 +479,15 @@ impl Dispatch {
                 return;
             }
         };
-        self.ended.retain(|id| ids.contains(id));
+        let listed: HashSet<&str> = ids.iter().map(String::as_str).collect();
+        self.ended.retain(|id| listed.contains(id.as_str()));
+        // Messages whose record todo/ID still is, and ended ones, are skipped before
+        // anything is read (a stored message's leftover todo/ID still goes to intake,
+        // which has it removed).
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|id| !self.unstored.contains(id) && !self.ended.contains(id))
+            .collect();
         if ids.is_empty() {
             return;
         }

@@ -407,3 +407,47 @@ fn kill_9_loses_nothing() {
     assert!(t.delivered("alice@x.test").is_empty(), "no bounce expected");
     stop(d);
 }
+
+/// Leftovers of a crash at the end of a message or between writing `state/ID` and removing
+/// `todo/ID` (the unlinks are not fsynced): a `todo/ID` beside a `state/ID` is removed and
+/// the message is delivered once; a `todo/` or `state/` file without `mess/` is taken as
+/// finished and removed without a delivery.
+#[test]
+fn crash_leftovers_are_cleaned_at_start() {
+    let t = Tree::new();
+    let mut d = t.dispatch();
+    t.queue("alice@x.test", &["temp@x.test"], "Subject: one\n\n1\n");
+    t.wait_for("state written after the temporary failure", || {
+        t.count("state") == 1 && t.count("todo") == 0
+    });
+    d.0.kill().unwrap();
+    d.0.wait().unwrap();
+    let q = t.root().join("queue");
+    let id = std::fs::read_dir(q.join("state"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .find(|n| !n.starts_with('.'))
+        .unwrap();
+    // The todo/ID that a crash brought back beside the state.
+    std::fs::write(q.join("todo").join(&id), "Falice@x.test\0Ttemp@x.test\0\0").unwrap();
+    // Ends cut short: no mess/ for these.
+    std::fs::write(q.join("todo/1.1.1"), "Falice@x.test\0Tgood@x.test\0\0").unwrap();
+    let state = std::fs::read_to_string(q.join("state").join(&id)).unwrap();
+    std::fs::write(
+        q.join("state/2.2.2"),
+        state.replace("temp@x.test", "good@x.test"),
+    )
+    .unwrap();
+    std::fs::write(t.root().join("tempok"), "").unwrap();
+    let d = t.dispatch();
+    t.wait_for("delivered", || t.delivered("temp@x.test").len() == 1);
+    t.wait_for("empty queue", || {
+        t.count("state") + t.count("mess") + t.count("todo") == 0
+    });
+    assert!(
+        t.delivered("good@x.test").is_empty(),
+        "finished messages delivered again"
+    );
+    assert_eq!(t.delivered("temp@x.test").len(), 1);
+    stop(d);
+}
