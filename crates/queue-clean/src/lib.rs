@@ -122,37 +122,104 @@ pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> 
     }
 }
 
-/// Serve commands from `input` until EOF, one answer line per command, flushed at once.
-/// An output error ends the loop (dispatch went away).
-pub fn serve(q: &Queue, mut input: impl BufRead, mut output: impl Write) -> io::Result<()> {
-    let mut line = Vec::new();
-    loop {
-        line.clear();
-        let n = Read::take(&mut input, MAX_LINE).read_until(b'\n', &mut line)?;
-        if n == 0 {
-            return Ok(());
-        }
-        let answer = if line.last() != Some(&b'\n') {
-            if n as u64 == MAX_LINE {
-                // Skip the rest of an overlong line.
-                let mut rest = Vec::new();
-                input.read_until(b'\n', &mut rest)?;
-            }
-            "error line too long or unterminated".to_owned()
-        } else {
-            let text = String::from_utf8_lossy(&line[..line.len() - 1]).into_owned();
-            match handle(q, text.trim_end_matches('\r'), SystemTime::now()) {
-                Ok(()) => "ok".to_owned(),
-                Err(e) => {
-                    log::warn!("{}: {e}", text.escape_debug());
-                    format!("error {e}")
+/// Commands run at once by [`serve`]: an unlink waits on the disk (with online discard,
+/// half a millisecond or more), and dispatch sends two per finished message.
+pub const WORKERS: usize = 8;
+
+/// Serve commands from `input` until EOF, one answer line per command, flushed at once,
+/// with [`WORKERS`] commands running at once. An output error ends the loop (dispatch
+/// went away).
+pub fn serve(q: &Queue, input: impl BufRead, output: impl Write + Send) -> io::Result<()> {
+    serve_with(q, input, output, WORKERS)
+}
+
+/// [`serve`] with `workers` threads. Commands naming the same id always go to the same
+/// worker, in the order given (`todo ID` before `mess ID` stays so); answers to commands
+/// for different ids may come in another order. With one worker the answers are in
+/// command order.
+pub fn serve_with(
+    q: &Queue,
+    mut input: impl BufRead,
+    output: impl Write + Send,
+    workers: usize,
+) -> io::Result<()> {
+    let output = std::sync::Mutex::new(output);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let answer = |text: &str| -> io::Result<()> {
+        let mut out = output
+            .lock()
+            .map_err(|_| io::Error::other("answer writer poisoned"))?;
+        out.write_all(text.as_bytes())?;
+        out.write_all(b"\n")?;
+        out.flush()
+    };
+    std::thread::scope(|scope| -> io::Result<()> {
+        let mut queues = Vec::new();
+        for _ in 0..workers.max(1) {
+            // A command line, or `Err(answer)` for a line that is not one.
+            let (tx, rx) = std::sync::mpsc::channel::<Result<String, &'static str>>();
+            queues.push(tx);
+            let (answer, failed) = (&answer, &failed);
+            scope.spawn(move || {
+                for job in rx {
+                    let reply = match job.map(|text| (handle(q, &text, SystemTime::now()), text)) {
+                        Err(reply) => reply.to_owned(),
+                        Ok((Ok(()), _)) => "ok".to_owned(),
+                        Ok((Err(e), text)) => {
+                            log::warn!("{}: {e}", text.escape_debug());
+                            format!("error {e}")
+                        }
+                    };
+                    if answer(&reply).is_err() {
+                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
+            });
+        }
+        let mut line = Vec::new();
+        loop {
+            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(io::Error::other("cannot write answers"));
             }
-        };
-        output.write_all(answer.as_bytes())?;
-        output.write_all(b"\n")?;
-        output.flush()?;
+            line.clear();
+            let n = Read::take(&mut input, MAX_LINE).read_until(b'\n', &mut line)?;
+            if n == 0 {
+                return Ok(());
+            }
+            let job = if line.last() != Some(&b'\n') {
+                if n as u64 == MAX_LINE {
+                    // Skip the rest of an overlong line.
+                    let mut rest = Vec::new();
+                    input.read_until(b'\n', &mut rest)?;
+                }
+                Err("error line too long or unterminated")
+            } else {
+                Ok(String::from_utf8_lossy(&line[..line.len() - 1])
+                    .trim_end_matches('\r')
+                    .to_owned())
+            };
+            let worker = job
+                .as_ref()
+                .map_or(0, |text| worker_for(text, queues.len()));
+            if queues[worker].send(job).is_err() {
+                return Err(io::Error::other("queue-clean worker gone"));
+            }
+        }
+    })?;
+    if failed.load(std::sync::atomic::Ordering::Relaxed) {
+        return Err(io::Error::other("cannot write answers"));
     }
+    Ok(())
+}
+
+/// The worker for a command: by its id (the second word), so that the commands for one
+/// message run in order.
+fn worker_for(text: &str, workers: usize) -> usize {
+    let id = text.split(' ').nth(1).unwrap_or("");
+    let h = id.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
+    h % workers.max(1)
 }
 
 #[cfg(test)]
@@ -174,7 +241,7 @@ mod tests {
         std::fs::write(q.mess("4.5.6"), "x").unwrap();
         let input = b"mess 1.2.3\ntodo 1.2.3\nmess 1.2.3\ntodo 1.2.3\nmess ../x\nrm 1\ntodo\nclean\nmess 4.5.6 x\nmess 4.5.6";
         let mut out = Vec::new();
-        serve(&q, &input[..], &mut out).unwrap();
+        serve_with(&q, &input[..], &mut out, 1).unwrap();
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(
@@ -202,11 +269,28 @@ mod tests {
         let mut input = "x".repeat(500).into_bytes();
         input.extend_from_slice(b"\nclean\n");
         let mut out = Vec::new();
-        serve(&q, &input[..], &mut out).unwrap();
+        serve_with(&q, &input[..], &mut out, 1).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
             "error line too long or unterminated\nok\n"
         );
+    }
+
+    #[test]
+    fn workers_keep_the_order_of_one_id() {
+        let (_d, q) = setup();
+        let mut input = String::new();
+        for i in 0..200 {
+            std::fs::write(q.todo(&format!("1.{i}.1")), "x").unwrap();
+            std::fs::write(q.mess(&format!("1.{i}.1")), "x").unwrap();
+            input.push_str(&format!("todo 1.{i}.1\nmess 1.{i}.1\n"));
+        }
+        let mut out = Vec::new();
+        serve(&q, input.as_bytes(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.lines().count(), 400);
+        assert!(out.lines().all(|l| l == "ok"), "{out}");
+        assert!(q.list_todo().unwrap().is_empty() && q.list_mess().unwrap().is_empty());
     }
 
     #[test]

@@ -12,8 +12,7 @@ fn main() {
     }
     let q = Queue::new(mailorder_core::root::queue_dir());
     let stdin = std::io::stdin().lock();
-    let stdout = std::io::stdout().lock();
-    match mailorder_queue_clean::serve(&q, stdin, stdout) {
+    match mailorder_queue_clean::serve(&q, stdin, std::io::stdout()) {
         Ok(()) => exit(Exit::Ok.code()),
         Err(e) => {
             log::error!("{e} (#4.3.0)");
