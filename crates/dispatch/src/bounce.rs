@@ -359,14 +359,7 @@ pub fn compose_delay(
         now,
     }
     .render();
-    Some((
-        Envelope {
-            sender: String::new(),
-            recipients: vec![st.sender.clone()],
-            ..Default::default()
-        },
-        msg,
-    ))
+    Some(to_sender(st, msg))
 }
 
 /// Compose a success report to the sender of `st` for those of the recipients `idxs`
@@ -422,14 +415,7 @@ pub fn compose_success(
         now,
     }
     .render();
-    Some((
-        Envelope {
-            sender: String::new(),
-            recipients: vec![st.sender.clone()],
-            ..Default::default()
-        },
-        msg,
-    ))
+    Some(to_sender(st, msg))
 }
 
 /// Whether a temporary failure now, for a recipient whose previous attempt (if any) ended
@@ -440,6 +426,18 @@ pub fn delay_warning_due(arrival: u64, warn_time: u64, previous: Option<u64>, no
     }
     let at = arrival.saturating_add(warn_time);
     now >= at && previous.is_none_or(|p| p < at)
+}
+
+/// A report for the message's sender, with the null reverse-path `<>` (RFC 5321 §4.5.5).
+fn to_sender(st: &State, msg: Vec<u8>) -> (Envelope, Vec<u8>) {
+    (
+        Envelope {
+            sender: String::new(),
+            recipients: vec![st.sender.clone()],
+            ..Default::default()
+        },
+        msg,
+    )
 }
 
 #[cfg(test)]
