@@ -4,7 +4,8 @@
 //! [`run`] takes the resolved recipient, the envelope sender and the (seekable) message
 //! file, checks for loops, finds the `.qmail` instructions (or the default: the user's
 //! Maildir and `forward=` addresses), and carries them out in order: Maildir deliveries
-//! through `mailorder-maildir` (with the Maildir++ quota), programs through `sh -c`,
+//! through `mailorder-maildir` (with the Maildir++ quota), programs through `sh -c` (in
+//! their own process group, killed after `control/timeoutprogram` seconds),
 //! forwards last, through `ROOT/bin/queue`, and only if everything else succeeded.
 //! The result is an [`Outcome`]: an exit class and one line of human text with an
 //! RFC 3463 code.
@@ -21,8 +22,11 @@ use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use dotqmail::Instruction;
 use mailorder_core::Exit;
@@ -30,11 +34,16 @@ use mailorder_core::control::Control;
 use mailorder_directory::{DirError, Resolved, Status, User};
 use mailorder_maildir::quota::{self, Check, Quota, QuotaDef};
 use mailorder_maildir::{Maildir, MaildirError};
+use nix::sys::signal::{Signal, killpg};
+use nix::sys::wait::{Id, WaitPidFlag, waitid};
+use nix::unistd::Pid;
 
 /// Default for `control/maxhops`.
 pub const DEFAULT_MAXHOPS: u64 = 100;
 /// Default for `control/quotagrace`, seconds: three days.
 pub const DEFAULT_QUOTAGRACE: u64 = 3 * 86400;
+/// Default for `control/timeoutprogram`, seconds (Postfix's `command_time_limit`).
+pub const DEFAULT_TIMEOUTPROGRAM: u64 = 1000;
 
 /// Everything a delivery needs besides the recipient and the message.
 #[derive(Debug, Clone)]
@@ -514,14 +523,21 @@ fn program_env(ctx: &Ctx) -> Vec<(String, String)> {
     env.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
 }
 
-/// Run `sh -c cmd` in HOME with the message (without our two lines) on stdin. Returns
-/// Ok(Exit::Ok) or Ok(Exit::Stop); failures are errors.
+/// Run `sh -c cmd` in HOME, in a process group of its own, with the message (without our
+/// two lines) on stdin. Returns Ok(Exit::Ok) or Ok(Exit::Stop); failures are errors. After
+/// `control/timeoutprogram` seconds the whole group is killed: a temporary failure.
 fn run_program(ctx: &Ctx, cmd: &str, msg: &mut File) -> Result<Exit, DeliverError> {
+    let limit = ctx
+        .cfg
+        .control
+        .number("timeoutprogram", DEFAULT_TIMEOUTPROGRAM)?
+        .max(1);
     let stdin = Path::new("stdin");
     msg.seek(SeekFrom::Start(0))
         .map_err(io_err("seek", stdin))?;
     let input = msg.try_clone().map_err(io_err("dup", stdin))?;
     let sh = Path::new("/bin/sh");
+    let started = Instant::now();
     let mut child = Command::new(sh)
         .arg("-c")
         .arg(cmd)
@@ -530,15 +546,27 @@ fn run_program(ctx: &Ctx, cmd: &str, msg: &mut File) -> Result<Exit, DeliverErro
         .stdin(Stdio::from(input))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
+        .process_group(0)
         .spawn()
         .map_err(io_err("spawn", sh))?;
-    // Keep the first 1000 bytes of output for the result text; drain the rest so the
-    // program never blocks on a full pipe.
-    let mut output = Vec::new();
-    if let Some(mut out) = child.stdout.take() {
-        let _ = (&mut out).take(1000).read_to_end(&mut output);
-        let _ = io::copy(&mut out, &mut io::sink());
-    }
+    let finished = watch(&mut child, Duration::from_secs(limit), started);
+    let output = match finished {
+        Some(output) => output,
+        None => {
+            kill_group(&child);
+            // SIGKILL cannot be ignored: the shell is reaped at once.
+            let _ = child.wait();
+            log::warn!(
+                "program timed out after {limit}s rcpt={} pid={}",
+                ctx.cfg.recipient,
+                child.id()
+            );
+            return Err(DeliverError::Program {
+                class: Exit::Temp,
+                text: format!("program timed out after {limit} seconds (#4.3.0)"),
+            });
+        }
+    };
     let status = child.wait().map_err(io_err("wait", sh))?;
     let code = mailorder_core::exit::pass_up(status);
     let class = if status.signal_killed() {
@@ -564,6 +592,65 @@ fn run_program(ctx: &Ctx, cmd: &str, msg: &mut File) -> Result<Exit, DeliverErro
             }
             Err(DeliverError::Program { class, text })
         }
+    }
+}
+
+/// What the helper threads of [`watch`] report.
+enum Event {
+    /// The program's stdout reached end of file: its first 1000 bytes.
+    Output(Vec<u8>),
+    /// The program has exited (it is a zombie, not yet reaped).
+    Exited,
+}
+
+/// Wait, until `started + limit`, for the program's stdout to reach end of file and for
+/// the program to exit. Returns the first 1000 bytes of its output, or None when the time
+/// ran out. The child is never reaped here, so its pid (the process group id) stays
+/// taken until the caller has killed the group and waited for it.
+fn watch(child: &mut std::process::Child, limit: Duration, started: Instant) -> Option<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    let mut pending = 1;
+    if let Some(mut out) = child.stdout.take() {
+        pending += 1;
+        let tx = tx.clone();
+        // Keep the first 1000 bytes for the result text; drain the rest so the program
+        // never blocks on a full pipe.
+        std::thread::spawn(move || {
+            let mut output = Vec::new();
+            let _ = (&mut out).take(1000).read_to_end(&mut output);
+            let _ = io::copy(&mut out, &mut io::sink());
+            let _ = tx.send(Event::Output(output));
+        });
+    }
+    let pid = Pid::from_raw(i32::try_from(child.id()).unwrap_or(i32::MAX));
+    std::thread::spawn(move || {
+        // WNOWAIT: only wait for the exit; std's `Child::wait` reaps it later.
+        let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOWAIT;
+        while waitid(Id::Pid(pid), flags) == Err(nix::errno::Errno::EINTR) {}
+        let _ = tx.send(Event::Exited);
+    });
+    let deadline = started + limit;
+    let mut output = Vec::new();
+    while pending > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::Output(o)) => output = o,
+            Ok(Event::Exited) => {}
+            Err(mpsc::RecvTimeoutError::Timeout) => return None,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        pending -= 1;
+    }
+    Some(output)
+}
+
+/// SIGKILL the program's process group (its pid: it was started with `process_group(0)`).
+fn kill_group(child: &std::process::Child) {
+    let Ok(pgid) = i32::try_from(child.id()) else {
+        return;
+    };
+    if let Err(e) = killpg(Pid::from_raw(pgid), Signal::SIGKILL) {
+        log::warn!("cannot kill process group {pgid}: {e}");
     }
 }
 

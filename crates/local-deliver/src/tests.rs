@@ -474,3 +474,99 @@ fn message_must_be_seekable() {
     assert_eq!(o.exit, Exit::Temp, "{}", o.text);
     assert!(o.text.contains("seek"), "{}", o.text);
 }
+
+/// Whether a process is still running (a zombie waiting for its parent counts as gone).
+fn running(pid: &str) -> bool {
+    match fs::read_to_string(format!("/proc/{}/stat", pid.trim())) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+fn wait_gone(pid: &str) -> bool {
+    for _ in 0..100 {
+        if !running(pid) {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn hung_program_times_out_as_temporary() {
+    let t = T::new();
+    fs::write(t.root.join("control/timeoutprogram"), "1\n").unwrap();
+    t.dotqmail(".qmail", "|sleep 30\n./Maildir/\n", 0o644);
+    let start = std::time::Instant::now();
+    let o = t.run(MSG);
+    let took = start.elapsed();
+    assert_eq!(
+        (o.exit, o.text.as_str()),
+        (Exit::Temp, "program timed out after 1 seconds (#4.3.0)")
+    );
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert!(t.delivered().is_empty(), "later lines must not run");
+}
+
+#[test]
+fn timeout_kills_the_whole_process_group() {
+    let t = T::new();
+    fs::write(t.root.join("control/timeoutprogram"), "1\n").unwrap();
+    // The shell ignores SIGTERM, starts a child that also sleeps (and ignores SIGTERM),
+    // writes both pids and loops forever.
+    t.dotqmail(
+        ".qmail",
+        "|trap '' TERM; sleep 30 & echo $! > child.pid; echo $$ > shell.pid; while :; do sleep 1; done\n",
+        0o644,
+    );
+    let start = std::time::Instant::now();
+    let o = t.run(MSG);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(o.exit, Exit::Temp, "{}", o.text);
+    assert_eq!(o.text, "program timed out after 1 seconds (#4.3.0)");
+    for f in ["child.pid", "shell.pid"] {
+        let pid = fs::read_to_string(t.home().join(f)).unwrap();
+        assert!(!pid.trim().is_empty(), "{f}");
+        assert!(wait_gone(&pid), "{f} {} survived", pid.trim());
+    }
+}
+
+#[test]
+fn timeout_counts_a_background_child_holding_stdout() {
+    // The program itself exits 0 at once, but a child it left behind keeps its stdout
+    // open: the delivery is not finished until that ends, so the limit applies to it too.
+    let t = T::new();
+    fs::write(t.root.join("control/timeoutprogram"), "0\n").unwrap(); // taken as 1
+    t.dotqmail(".qmail", "|sleep 30 & echo $! > child.pid; exit 0\n", 0o644);
+    let start = std::time::Instant::now();
+    let o = t.run(MSG);
+    assert!(start.elapsed() < std::time::Duration::from_secs(5));
+    assert_eq!(
+        (o.exit, o.text.as_str()),
+        (Exit::Temp, "program timed out after 1 seconds (#4.3.0)")
+    );
+    let pid = fs::read_to_string(t.home().join("child.pid")).unwrap();
+    assert!(wait_gone(&pid), "child {} survived", pid.trim());
+}
+
+#[test]
+fn fast_programs_are_not_limited() {
+    let t = T::new();
+    fs::write(t.root.join("control/timeoutprogram"), "1\n").unwrap();
+    t.dotqmail(".qmail", "|cat > got; echo ok\n./Maildir/\n", 0o644);
+    let o = t.run(MSG);
+    assert_eq!(o.exit, Exit::Ok, "{}", o.text);
+    assert_eq!(fs::read_to_string(t.home().join("got")).unwrap(), MSG);
+    assert_eq!(t.delivered().len(), 1);
+    fs::write(t.root.join("control/timeoutprogram"), "soon\n").unwrap();
+    assert_eq!(
+        t.run(MSG).exit,
+        Exit::Temp,
+        "a bad control file is temporary"
+    );
+}
