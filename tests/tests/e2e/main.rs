@@ -15,6 +15,7 @@ mod launchers;
 mod ldap;
 mod pop3;
 mod privs;
+mod program_timeout;
 mod queue;
 mod remote;
 mod smtp;
