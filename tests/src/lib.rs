@@ -355,3 +355,81 @@ impl Smtp {
 pub fn expect_code(reply: &str, code: &str) {
     assert!(reply.starts_with(code), "expected {code}, got {reply:?}");
 }
+
+/// A loopback port that is free for both TCP and UDP (dnsmasq uses both).
+pub fn free_port() -> u16 {
+    loop {
+        let t = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let p = t.local_addr().expect("local address").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", p)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// Wait (at most 20 s) until something listens on 127.0.0.1:`port`.
+pub fn wait_port(port: u16) {
+    let end = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < end, "nothing listens on 127.0.0.1:{port}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Postfix's `smtp-sink` on 127.0.0.1:`port` (as `nobody` when root), dumping each
+/// transaction into `DIR/sink/` (`-d`: the dump has `X-Mail-Args`, `X-Rcpt-Args` headers);
+/// `opts` are extra smtp-sink options (`-r RCPT` to answer 4xx, `-N` to hide DSN, …).
+/// Killed when dropped.
+pub struct SmtpSink {
+    child: Child,
+    dump: PathBuf,
+    /// The port it listens on.
+    pub port: u16,
+}
+
+impl SmtpSink {
+    /// Start it and wait until it listens.
+    pub fn start(dir: &Path, port: u16, opts: &[&str]) -> SmtpSink {
+        use std::os::unix::fs::PermissionsExt;
+        let dump = dir.join("sink");
+        std::fs::create_dir_all(&dump).expect("sink dump directory");
+        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777))
+            .expect("sink dump directory mode");
+        let mut c = Command::new("smtp-sink");
+        if is_root() {
+            c.args(["-u", "nobody"]);
+        }
+        let child = c
+            .args(opts)
+            .arg("-d")
+            .arg(format!("{}/%s.", dump.display()))
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("50")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp-sink");
+        let sink = SmtpSink { child, dump, port };
+        wait_port(port);
+        sink
+    }
+
+    /// The captured transactions, one string each.
+    pub fn messages(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dump)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read(e.path()).ok())
+                    .map(|b| String::from_utf8_lossy(&b).to_string())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

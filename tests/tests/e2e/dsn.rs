@@ -4,10 +4,7 @@
 //! come back in the report) and passed on by remote-send to Postfix's smtp-sink, with and
 //! without DSN announced. Every report is parsed with Python's `email` package.
 
-use mailorder_tests::{Smtp, Tree, expect_code, have, is_root, python, skip};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use mailorder_tests::{Smtp, SmtpSink, Tree, expect_code, free_port, have, python, skip};
 use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
@@ -18,14 +15,6 @@ fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// Queue a message from demo@example.test with the real `queue`. `mail` is the `E` record
@@ -122,11 +111,9 @@ fn has(parsed: &str, line: &str) {
     );
 }
 
-/// Postfix's smtp-sink on a free port, dumping each transaction (with its `X-Mail-Args:` and
-/// `X-Rcpt-Args:` lines) into a directory; stopped on drop, also when an assertion fails.
+/// smtp-sink (the harness's [`SmtpSink`]) on a free port, with its own scratch directory.
 struct Sink {
-    child: Child,
-    dump: PathBuf,
+    sink: SmtpSink,
     port: u16,
     _dir: tempfile::TempDir,
 }
@@ -139,61 +126,16 @@ impl Sink {
             .tempdir()
             .unwrap();
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let dump = dir.path().join("sink");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let port = free_port();
-        let mut c = Command::new("smtp-sink");
-        if is_root() {
-            c.args(["-u", "nobody"]);
-        }
-        let child = c
-            .args(opts)
-            .arg("-d")
-            .arg(format!("{}/%s.", dump.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("50")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("smtp-sink");
-        let mut s = Sink {
-            child,
-            dump,
-            port,
+        let sink = SmtpSink::start(dir.path(), free_port(), opts);
+        Sink {
+            port: sink.port,
+            sink,
             _dir: dir,
-        };
-        let end = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if Instant::now() > end {
-                let _ = s.child.kill();
-                panic!("smtp-sink did not listen on {port}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
         }
-        s
     }
 
     fn messages(&self) -> Vec<String> {
-        dump_files(&self.dump)
-    }
-}
-
-fn dump_files(dir: &Path) -> Vec<String> {
-    std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.filter_map(Result::ok)
-                .filter_map(|e| std::fs::read(e.path()).ok())
-                .map(|b| String::from_utf8_lossy(&b).to_string())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.sink.messages()
     }
 }
 

@@ -1,18 +1,9 @@
 //! smtpd under the real launchers (tcpserver, systemd-socket-activate) and the supervise/
 //! services under daemontools with multilog.
 
-use mailorder_tests::{Smtp, Tree, bin, bin_dir, expect_code, have, skip};
-use std::net::TcpListener;
+use mailorder_tests::{Smtp, Tree, bin, bin_dir, expect_code, free_port, have, skip};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn connect_retry(port: u16) -> (Smtp, String) {
     let end = Instant::now() + Duration::from_secs(10);

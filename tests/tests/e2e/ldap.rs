@@ -6,7 +6,7 @@
 //! slapd runs as root on free loopback ports from a private temporary directory, with the
 //! shipped schema (etc/ldap/mailorder.ldif) and sample data (etc/ldap/sample.ldif).
 
-use mailorder_tests::{Smtp, Tree, bin, have, is_root, skip};
+use mailorder_tests::{Smtp, Tree, bin, free_port, have, is_root, skip};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -21,14 +21,6 @@ fn etc_ldap(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../etc/ldap")
         .join(file)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn ssha(pw: &str) -> String {

@@ -2,7 +2,9 @@
 //! real `listen` and tcpserver, with Python's poplib (plain, STLS, POP3S, APOP), mpop or
 //! fetchmail, and raw sessions for every "bad input and faults" item of issue 4.
 
-use mailorder_tests::{Smtp, Tree, bin, bin_dir, expect_code, have, is_root, python, skip};
+use mailorder_tests::{
+    Smtp, Tree, bin, bin_dir, expect_code, free_port, have, is_root, python, skip,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -356,14 +358,6 @@ fn client_download(tcpserver: bool) {
         "dot-unstuffed by the client: {got}"
     );
     assert_eq!(t.messages("demo").len(), 0, "deleted on the server");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The chain after a launcher: plain and STLS logins with poplib.

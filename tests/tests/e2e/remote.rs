@@ -3,7 +3,8 @@
 //! dnsmasq serving MX/A records, and small scripted peers for the hostile cases.
 //! Every "Bad input and faults" item of the issue is one test here.
 
-use mailorder_tests::{Tree, have, is_root, python, skip};
+use mailorder_tests::SmtpSink as Sink;
+use mailorder_tests::{Tree, free_port, have, is_root, python, skip, wait_port};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -12,29 +13,12 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
 
-fn free_port() -> u16 {
-    // A port free for both TCP and UDP (dnsmasq uses both).
-    loop {
-        let t = TcpListener::bind("127.0.0.1:0").unwrap();
-        let p = t.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", p)).is_ok() {
-            return p;
-        }
-    }
-}
-
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let end = Instant::now() + Duration::from_secs(secs);
     while !f() {
         assert!(Instant::now() < end, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(100));
     }
-}
-
-fn wait_port(port: u16) {
-    wait_for(&format!("port {port}"), 20, || {
-        TcpStream::connect(("127.0.0.1", port)).is_ok()
-    });
 }
 
 /// Kill a child we started and reap it.
@@ -87,53 +71,6 @@ fn shown(t: &Tree) -> String {
         }
     }
     s
-}
-
-/// Postfix's smtp-sink on `port`, dumping each transaction into `dump/`.
-struct Sink {
-    child: Child,
-    dump: PathBuf,
-}
-
-impl Sink {
-    fn start(dir: &Path, port: u16, opts: &[&str]) -> Sink {
-        use std::os::unix::fs::PermissionsExt;
-        let dump = dir.join("sink");
-        std::fs::create_dir_all(&dump).unwrap();
-        std::fs::set_permissions(&dump, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let mut c = Command::new("smtp-sink");
-        if is_root() {
-            c.args(["-u", "nobody"]);
-        }
-        c.args(opts)
-            .arg("-d")
-            .arg(format!("{}/%s.", dump.display()))
-            .arg(format!("127.0.0.1:{port}"))
-            .arg("50")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = c.spawn().expect("smtp-sink");
-        wait_port(port);
-        Sink { child, dump }
-    }
-
-    /// The captured transactions.
-    fn messages(&self) -> Vec<String> {
-        std::fs::read_dir(&self.dump)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| std::fs::read(e.path()).ok())
-                    .map(|b| String::from_utf8_lossy(&b).to_string())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        stop(&mut self.child);
-    }
 }
 
 /// dnsmasq on a high loopback port serving `args` (PEERS.md).
