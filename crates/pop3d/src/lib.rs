@@ -3,12 +3,17 @@
 //!
 //! - [`Mailbox`]: the session's snapshot: takes the lock (`pop3d.lock` in the Maildir,
 //!   `flock` through `std::fs::File::try_lock`), moves `new/` to `cur/` as qmail-pop3d does,
-//!   lists `cur/`; message numbers never change until QUIT; UIDLs are the Maildir unique
+//!   lists `cur/` (or reads the login index, [`INDEX_FILE`], when `cur/` is unchanged);
+//!   message numbers never change until QUIT; UIDLs are the Maildir unique
 //!   names; messages renamed by another reader are found again by their unique name, and
 //!   vanished ones answer `-ERR`;
 //! - [`run`]: the session over any `Read`/`Write`: pipelined commands, CRLF and dot-stuffing
 //!   on output (mailorder-pop3-proto), deletions applied only at QUIT, `maildirsize` updated.
 
+mod index;
+
+pub use index::INDEX_FILE;
+use index::{Index, Key};
 use mailorder_maildir::{Maildir, MaildirError, name, quota};
 use mailorder_pop3_proto::{self as proto, Command, Encoder, Line, Lines, ParseError};
 use std::fs::{File, OpenOptions};
@@ -66,6 +71,19 @@ struct Msg {
     deleted: bool,
 }
 
+impl Msg {
+    fn new(fname: String, stored: u64) -> Msg {
+        let (base, _) = name::split_info(&fname);
+        Msg {
+            size: name::wsize_tag(&fname).unwrap_or(stored),
+            stored,
+            base: name::unique_part(base).to_owned(),
+            name: fname,
+            deleted: false,
+        }
+    }
+}
+
 /// The messages in `cur/`, sorted by name (the delivery order of unique names). Hidden
 /// names are skipped, and so is a file that vanishes while listing.
 fn list_cur(path: &Path) -> Result<Vec<Msg>, MaildirError> {
@@ -87,16 +105,9 @@ fn list_cur(path: &Path) -> Result<Vec<Msg>, MaildirError> {
                 _ => continue,
             },
         };
-        let (base, _) = name::split_info(&fname);
-        msgs.push(Msg {
-            size: name::wsize_tag(&fname).unwrap_or(stored),
-            stored,
-            base: name::unique_part(base).to_owned(),
-            name: fname,
-            deleted: false,
-        });
+        msgs.push(Msg::new(fname, stored));
     }
-    msgs.sort_by(|a, b| a.name.cmp(&b.name));
+    msgs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
     Ok(msgs)
 }
 
@@ -105,6 +116,8 @@ fn list_cur(path: &Path) -> Result<Vec<Msg>, MaildirError> {
 pub struct Mailbox {
     md: Maildir,
     msgs: Vec<Msg>,
+    /// The login index, until [`Mailbox::ready`] turns it into `msgs`.
+    pending: Option<Index>,
     _lock: File,
 }
 
@@ -148,36 +161,113 @@ impl Mailbox {
                 });
             }
         }
-        // new/ → cur/ (qmail-pop3d does the same), then one listing of cur/: a login costs
-        // one readdir of each directory, whatever the size of the mailbox.
-        let new_dir = path.join("new");
-        let rd =
-            std::fs::read_dir(&new_dir).map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
-        for ent in rd {
-            let ent = ent.map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
-            let Ok(fname) = ent.file_name().into_string() else {
-                continue;
-            };
-            if !name::is_message_name(&fname) {
-                continue;
+        // new/ → cur/ (qmail-pop3d does the same), then the listing of cur/: from the
+        // login index when cur/ has not changed since it was written (index.rs), else one
+        // readdir; new/ is not read when it is unchanged since it was found empty.
+        let index = Index::load(path).unwrap_or_default();
+        let stat = |sub: &str| {
+            let p = path.join(sub);
+            std::fs::metadata(&p)
+                .map(|m| Key::of(&m))
+                .map_err(|e| MaildirError::io("stat", &p, e))
+        };
+        let now = index::now();
+        let new_key = stat("new")?;
+        let mut new_empty = None;
+        if index.new != Some(new_key) {
+            let new_dir = path.join("new");
+            let rd = std::fs::read_dir(&new_dir)
+                .map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
+            let mut moved = 0usize;
+            for ent in rd {
+                let ent = ent.map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
+                let Ok(fname) = ent.file_name().into_string() else {
+                    continue;
+                };
+                if !name::is_message_name(&fname) {
+                    continue;
+                }
+                moved += 1;
+                match md.move_new_to_cur(&fname) {
+                    Ok(_) => {}
+                    // Taken by another reader meanwhile: it is wherever that one put it.
+                    Err(err) if is_not_found(&err) => {}
+                    Err(err) => return Err(err.into()),
+                }
             }
-            match md.move_new_to_cur(&fname) {
-                Ok(_) => {}
-                // Taken by another reader meanwhile: it is wherever that one put it.
-                Err(err) if is_not_found(&err) => {}
-                Err(err) => return Err(err.into()),
+            if moved == 0 && new_key.settled(now) {
+                new_empty = Some(new_key);
             }
         }
+        let cur_key = stat("cur")?;
+        if index.cur == Some(cur_key) {
+            let index = match new_empty {
+                Some(k) if index.new != Some(k) => {
+                    let mut ix = index;
+                    ix.new = Some(k);
+                    Self::store(path, &ix);
+                    ix
+                }
+                _ => index,
+            };
+            return Ok(Mailbox {
+                md,
+                msgs: Vec::new(),
+                pending: Some(index),
+                _lock: lock,
+            });
+        }
         let msgs = list_cur(path)?;
+        if cur_key.settled(now) {
+            let entries: Vec<(u64, &str)> =
+                msgs.iter().map(|m| (m.stored, m.name.as_str())).collect();
+            let totals = msgs.iter().fold((0, 0), |(n, s), m| (n + 1, s + m.size));
+            if let Some(ix) = Index::new(new_empty, Some(cur_key), totals, &entries) {
+                Self::store(path, &ix);
+            }
+        }
         Ok(Mailbox {
             md,
             msgs,
+            pending: None,
             _lock: lock,
         })
     }
 
+    /// Turn the login index's entries into the message list (after the login answer).
+    /// Damaged entries: the directory is listed instead.
+    fn ready(&mut self) -> Result<(), MaildirError> {
+        let Some(ix) = self.pending.take() else {
+            return Ok(());
+        };
+        self.msgs = match ix.entries() {
+            Some(e) => e
+                .into_iter()
+                .map(|(stored, f)| Msg::new(f, stored))
+                .collect(),
+            None => {
+                log::warn!(
+                    "damaged {}: listing cur/",
+                    self.md.path().join(INDEX_FILE).display()
+                );
+                list_cur(self.md.path())?
+            }
+        };
+        Ok(())
+    }
+
+    /// Write the login index; a failure only costs the next login a readdir.
+    fn store(path: &Path, ix: &Index) {
+        if let Err(e) = ix.store(path) {
+            log::warn!("cannot write {}: {e}", path.join(INDEX_FILE).display());
+        }
+    }
+
     /// (count, octets) of the messages not marked deleted.
     pub fn stat(&self) -> (usize, u64) {
+        if let Some(ix) = &self.pending {
+            return ix.totals;
+        }
         self.msgs
             .iter()
             .filter(|m| !m.deleted)
@@ -399,6 +489,11 @@ impl<R: Read, W: Write> Session<R, W> {
         let (count, size) = self.mb.stat();
         self.w
             .write_all(&proto::ok(&format!("{count} messages ({size} octets)")))?;
+        if self.mb.pending.is_some() {
+            // The answer goes first; the list is built while the client reads it.
+            self.w.flush()?;
+            self.mb.ready().map_err(io::Error::other)?;
+        }
         let mut errors = 0u32;
         loop {
             let parsed = match self.line()? {
@@ -559,7 +654,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
         "login user={} ip={} messages={}",
         user,
         peer.remote_ip_text(),
-        mb.msgs.len()
+        mb.stat().0
     );
     let cfg = Config {
         user,

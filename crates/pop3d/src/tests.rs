@@ -205,3 +205,48 @@ fn bad_input_and_wrong_state() {
         ]
     );
 }
+
+/// Set the times of `p/sub` to `secs` seconds ago, so that its key counts as settled.
+fn age(p: &Path, sub: &str, secs: u64) {
+    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+    let d = File::open(p.join(sub)).unwrap();
+    d.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
+        .unwrap();
+}
+
+#[test]
+fn login_index_is_used_only_while_the_directories_are_unchanged() {
+    let (_t, p) = maildir(&[M1, M2]);
+    let first = session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n");
+    // new/ and cur/ just changed (the moves): no index for so fresh a key.
+    assert!(!p.join(INDEX_FILE).exists());
+    age(&p, "cur", 10);
+    age(&p, "new", 10);
+    // ctime cannot be set back: the key is only settled once ctime is old too.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
+    let text = std::fs::read_to_string(p.join(INDEX_FILE)).unwrap();
+    assert!(text.contains("\ntotal 2 "), "{text}");
+    assert!(
+        !text.contains("\nnew -\n"),
+        "new/ recorded as empty: {text}"
+    );
+    // Served from the index, pipelined after the answer: the same session.
+    let mb = Mailbox::open(&p).unwrap();
+    assert!(mb.pending.is_some());
+    drop(mb);
+    assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
+    // A damaged body with a valid header: the directory is listed instead.
+    let text = std::fs::read_to_string(p.join(INDEX_FILE)).unwrap();
+    let head: String = text.split_inclusive('\n').take(4).collect();
+    std::fs::write(p.join(INDEX_FILE), format!("{head}x y\n")).unwrap();
+    assert!(Mailbox::open(&p).unwrap().pending.is_some());
+    assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
+    // A delivery changes new/: it is read, the message moved, cur/ listed again.
+    Maildir::open(&p)
+        .unwrap()
+        .deliver(&b"Subject: three\n\nx\n"[..])
+        .unwrap();
+    let third = session(&p, b"STAT\r\nQUIT\r\n");
+    assert!(third.starts_with("+OK 3 messages"), "{third}");
+}
