@@ -10,8 +10,8 @@
 //! session lock, to a temporary file renamed over the old one; a file that does not parse,
 //! or names that are not message names, make pop3d list the directory as before.
 
-use std::fs::{self, Metadata, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File, Metadata, OpenOptions};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -19,6 +19,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// The index file in the Maildir.
 pub const INDEX_FILE: &str = "pop3d.index";
 const TMP_FILE: &str = "pop3d.index.tmp";
+/// Bytes read at login: the header (four short lines) and the first entries.
+const HEAD_READ: usize = 4096;
 const MAGIC: &str = "mailorder-pop3d-index 1";
 /// Seconds a directory's times must lie in the past before a key may be recorded.
 pub const SETTLED: i64 = 2;
@@ -75,7 +77,7 @@ pub fn now() -> i64 {
 
 /// One recorded listing. The entries are kept as text until [`Index::entries`] is called,
 /// so that the login answer (count and octets, from the header) need not wait for them.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default)]
 pub struct Index {
     /// The key of `new/` when it was found without messages, if recorded.
     pub new: Option<Key>,
@@ -83,8 +85,11 @@ pub struct Index {
     pub cur: Option<Key>,
     /// Number of messages and their octets with CRLF line ends (the STAT answer).
     pub totals: (usize, u64),
-    /// The listing: one `STORED-SIZE NAME` line per message, in name order.
-    body: String,
+    /// The listing: one `STORED-SIZE NAME` line per message, in name order (what has
+    /// been read of it so far).
+    body: Vec<u8>,
+    /// The index file, positioned after `body`, when the rest has not been read yet.
+    rest: Option<File>,
 }
 
 impl Index {
@@ -96,57 +101,67 @@ impl Index {
         totals: (usize, u64),
         entries: &[(u64, &str)],
     ) -> Option<Index> {
-        let mut body = String::with_capacity(entries.len() * 64);
+        let mut body = Vec::with_capacity(entries.len() * 64);
         for (size, name) in entries {
             if name.contains('\n') {
                 return None;
             }
-            body.push_str(&size.to_string());
-            body.push(' ');
-            body.push_str(name);
-            body.push('\n');
+            body.extend_from_slice(size.to_string().as_bytes());
+            body.push(b' ');
+            body.extend_from_slice(name.as_bytes());
+            body.push(b'\n');
         }
         Some(Index {
             new,
             cur,
             totals,
             body,
+            rest: None,
         })
     }
 
-    /// Parse an index file's header; `None` when it is not one.
-    pub fn parse(mut text: String) -> Option<Index> {
-        let mut lines = text.splitn(5, '\n');
-        if lines.next()? != MAGIC {
+    /// Parse the start of an index file (at least its header); `None` when it is not one.
+    pub fn parse(mut text: Vec<u8>) -> Option<Index> {
+        let mut head = 0;
+        let mut lines = Vec::with_capacity(4);
+        for _ in 0..4 {
+            let end = head + text[head..].iter().position(|&b| b == b'\n')?;
+            lines.push(std::str::from_utf8(&text[head..end]).ok()?);
+            head = end + 1;
+        }
+        if lines[0] != MAGIC {
             return None;
         }
-        let key = |l: Option<&str>, tag: &str| -> Option<Option<Key>> {
-            let rest = l?.strip_prefix(tag)?;
+        let key = |l: &str, tag: &str| -> Option<Option<Key>> {
+            let rest = l.strip_prefix(tag)?;
             if rest == "-" {
                 Some(None)
             } else {
                 Key::parse(rest).map(Some)
             }
         };
-        let new = key(lines.next(), "new ")?;
-        let cur = key(lines.next(), "cur ")?;
-        let (count, octets) = lines.next()?.strip_prefix("total ")?.split_once(' ')?;
+        let new = key(lines[1], "new ")?;
+        let cur = key(lines[2], "cur ")?;
+        let (count, octets) = lines[3].strip_prefix("total ")?.split_once(' ')?;
         let totals = (count.parse().ok()?, octets.parse().ok()?);
-        let head = text.len() - lines.next()?.len();
         text.drain(..head);
         Some(Index {
             new,
             cur,
             totals,
             body: text,
+            rest: None,
         })
     }
 
-    /// The entries, `(stored size, file name)`; `None` when the body is damaged (a bad
-    /// line, a name that is not a message name, or not as many as the header says).
-    pub fn entries(&self) -> Option<Vec<(u64, String)>> {
+    /// The entries, `(stored size, file name)`, reading the rest of the file first;
+    /// `None` when the body is damaged (unreadable, a bad line, a name that is not a
+    /// message name, or not as many as the header says).
+    pub fn entries(&mut self) -> Option<Vec<(u64, String)>> {
+        self.read_all().ok()?;
+        let body = std::str::from_utf8(&self.body).ok()?;
         let mut out = Vec::with_capacity(self.totals.0);
-        for l in self.body.split_terminator('\n') {
+        for l in body.split_terminator('\n') {
             let (size, name) = l.split_once(' ')?;
             if !mailorder_maildir::name::is_message_name(name) {
                 return None;
@@ -154,6 +169,14 @@ impl Index {
             out.push((size.parse().ok()?, name.to_owned()));
         }
         (out.len() == self.totals.0).then_some(out)
+    }
+
+    /// Read the rest of the file (see [`Index::load`]).
+    pub fn read_all(&mut self) -> io::Result<()> {
+        if let Some(mut f) = self.rest.take() {
+            f.read_to_end(&mut self.body)?;
+        }
+        Ok(())
     }
 
     /// The file's bytes.
@@ -168,17 +191,35 @@ impl Index {
         );
         let mut out = Vec::with_capacity(head.len() + self.body.len());
         out.extend_from_slice(head.as_bytes());
-        out.extend_from_slice(self.body.as_bytes());
+        out.extend_from_slice(&self.body);
         out
     }
 
-    /// Read the index of the Maildir at `md`; `None` when absent or unreadable.
+    /// Read the header of the index of the Maildir at `md` (the rest waits for
+    /// [`Index::entries`]); `None` when absent, unreadable or not an index.
     pub fn load(md: &Path) -> Option<Index> {
-        Index::parse(fs::read_to_string(md.join(INDEX_FILE)).ok()?)
+        let mut f = File::open(md.join(INDEX_FILE)).ok()?;
+        let mut start = vec![0u8; HEAD_READ];
+        let mut n = 0;
+        while n < start.len() {
+            match f.read(&mut start[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
+        }
+        start.truncate(n);
+        let mut ix = Index::parse(start)?;
+        ix.rest = Some(f);
+        Some(ix)
     }
 
     /// Replace the index of the Maildir at `md` (temporary file, then rename).
     pub fn store(&self, md: &Path) -> io::Result<()> {
+        if self.rest.is_some() {
+            return Err(io::Error::other("index not read to the end"));
+        }
         let bytes = self.render();
         let tmp = md.join(TMP_FILE);
         let mut f = OpenOptions::new()
@@ -200,24 +241,59 @@ mod tests {
     #[test]
     fn round_trip_and_rejects() {
         let entries = [(10, "1.M1P1.h,S=10:2,"), (7, "2.M2P2.h")];
-        let ix = Index::new(None, Some(Key([1, 2, 3, 4, 5, 6])), (2, 19), &entries).unwrap();
+        let key = Some(Key([1, 2, 3, 4, 5, 6]));
+        let ix = Index::new(None, key, (2, 19), &entries).unwrap();
         let text = String::from_utf8(ix.render()).unwrap();
-        let back = Index::parse(text.clone()).unwrap();
-        assert_eq!(back, ix);
-        assert_eq!(
-            back.entries().unwrap(),
-            entries.map(|(s, n)| (s, n.to_owned())).to_vec()
-        );
-        assert!(Index::parse(String::new()).is_none());
-        assert!(Index::parse("other\nnew -\ncur -\ntotal 0 0\n".into()).is_none());
-        let empty = Index::parse(format!("{MAGIC}\nnew -\ncur -\ntotal 0 0\n")).unwrap();
+        let parse = |t: &str| Index::parse(t.as_bytes().to_vec());
+        let mut back = parse(&text).unwrap();
+        assert_eq!((back.new, back.cur, back.totals), (None, key, (2, 19)));
+        assert_eq!(back.render(), ix.render());
+        let want: Vec<(u64, String)> = entries.iter().map(|&(s, n)| (s, n.to_owned())).collect();
+        assert_eq!(back.entries().unwrap(), want);
+        assert!(parse("").is_none());
+        assert!(parse("other\nnew -\ncur -\ntotal 0 0\n").is_none());
+        assert!(parse(&format!("{MAGIC}\nnew -\ncur -\n")).is_none());
+        let mut empty = parse(&format!("{MAGIC}\nnew -\ncur -\ntotal 0 0\n")).unwrap();
         assert_eq!(empty.entries(), Some(vec![]));
-        let bad = Index::parse(text.replace("2.M2P2.h", "../x")).unwrap();
-        assert!(bad.entries().is_none());
-        let short = Index::parse(text.replace("total 2", "total 3")).unwrap();
-        assert!(short.entries().is_none());
-        assert!(Index::parse(text.replace("cur 1 2 3 4 5 6", "cur 1 2 3")).is_none());
+        assert!(
+            parse(&text.replace("2.M2P2.h", "../x"))
+                .unwrap()
+                .entries()
+                .is_none()
+        );
+        assert!(
+            parse(&text.replace("total 2", "total 3"))
+                .unwrap()
+                .entries()
+                .is_none()
+        );
+        assert!(parse(&text.replace("cur 1 2 3 4 5 6", "cur 1 2 3")).is_none());
         assert!(Index::new(None, None, (1, 1), &[(1, "a\nb")]).is_none());
+    }
+
+    #[test]
+    fn store_and_load_a_large_index() {
+        let t = tempfile::tempdir().unwrap();
+        let names: Vec<String> = (0..1000)
+            .map(|i| format!("{i:06}.M1P1.h,S={i}:2,"))
+            .collect();
+        let entries: Vec<(u64, &str)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (i as u64, n.as_str()))
+            .collect();
+        let ix = Index::new(None, None, (1000, 7), &entries).unwrap();
+        ix.store(t.path()).unwrap();
+        let mut back = Index::load(t.path()).unwrap();
+        assert!(
+            back.body.len() < HEAD_READ,
+            "only the start is read at login"
+        );
+        assert_eq!(back.totals, (1000, 7));
+        let got = back.entries().unwrap();
+        assert_eq!(got.len(), 1000);
+        assert_eq!(got[999], (999, names[999].clone()));
+        assert!(Index::load(&t.path().join("none")).is_none());
     }
 
     #[test]

@@ -205,7 +205,11 @@ impl Mailbox {
                 Some(k) if index.new != Some(k) => {
                     let mut ix = index;
                     ix.new = Some(k);
-                    Self::store(path, &ix);
+                    // Rare (new/ settled empty since the index was written): the whole
+                    // index is read now to be written again.
+                    if ix.read_all().is_ok() {
+                        Self::store(path, &ix);
+                    }
                     ix
                 }
                 _ => index,
@@ -237,7 +241,7 @@ impl Mailbox {
     /// Turn the login index's entries into the message list (after the login answer).
     /// Damaged entries: the directory is listed instead.
     fn ready(&mut self) -> Result<(), MaildirError> {
-        let Some(ix) = self.pending.take() else {
+        let Some(mut ix) = self.pending.take() else {
             return Ok(());
         };
         self.msgs = match ix.entries() {

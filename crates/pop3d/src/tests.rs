@@ -236,6 +236,16 @@ fn login_index_is_used_only_while_the_directories_are_unchanged() {
     assert!(mb.pending.is_some());
     drop(mb);
     assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
+    // new/ changes but stays empty, cur/ does not: the index is rewritten whole.
+    age(&p, "new", 20);
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
+    let again = std::fs::read_to_string(p.join(INDEX_FILE)).unwrap();
+    assert_ne!(again, text);
+    assert_eq!(
+        again.split('\n').skip(2).collect::<Vec<_>>(),
+        text.split('\n').skip(2).collect::<Vec<_>>()
+    );
     // A damaged body with a valid header: the directory is listed instead.
     let text = std::fs::read_to_string(p.join(INDEX_FILE)).unwrap();
     let head: String = text.split_inclusive('\n').take(4).collect();
