@@ -157,7 +157,13 @@ impl Index {
     /// The entries, `(stored size, file name)`, reading the rest of the file first;
     /// `None` when the body is damaged (unreadable, a bad line, a name that is not a
     /// message name, or not as many as the header says).
+    #[cfg(test)]
     pub fn entries(&mut self) -> Option<Vec<(u64, String)>> {
+        self.map_entries(|size, name| (size, name.to_owned()))
+    }
+
+    /// The entries through `f` (see [`Index::entries`]), without an intermediate list.
+    pub fn map_entries<T>(&mut self, mut f: impl FnMut(u64, &str) -> T) -> Option<Vec<T>> {
         self.read_all().ok()?;
         let body = std::str::from_utf8(&self.body).ok()?;
         let mut out = Vec::with_capacity(self.totals.0);
@@ -166,7 +172,7 @@ impl Index {
             if !mailorder_maildir::name::is_message_name(name) {
                 return None;
             }
-            out.push((size.parse().ok()?, name.to_owned()));
+            out.push(f(size.parse().ok()?, name));
         }
         (out.len() == self.totals.0).then_some(out)
     }

@@ -244,11 +244,10 @@ impl Mailbox {
         let Some(mut ix) = self.pending.take() else {
             return Ok(());
         };
-        self.msgs = match ix.entries() {
-            Some(e) => e
-                .into_iter()
-                .map(|(stored, f)| Msg::new(f, stored))
-                .collect(),
+        let msgs = ix.map_entries(|stored, f| Msg::new(f.to_owned(), stored));
+        drop(ix);
+        self.msgs = match msgs {
+            Some(m) => m,
             None => {
                 log::warn!(
                     "damaged {}: listing cur/",
