@@ -492,11 +492,6 @@ impl<R: Read, W: Write> Session<R, W> {
         let (count, size) = self.mb.stat();
         self.w
             .write_all(&proto::ok(&format!("{count} messages ({size} octets)")))?;
-        if self.mb.pending.is_some() {
-            // The answer goes first; the list is built while the client reads it.
-            self.w.flush()?;
-            self.mb.ready().map_err(io::Error::other)?;
-        }
         let mut errors = 0u32;
         loop {
             let parsed = match self.line()? {
@@ -529,6 +524,18 @@ impl<R: Read, W: Write> Session<R, W> {
                     continue;
                 }
             };
+            if matches!(
+                cmd,
+                Command::List(_)
+                    | Command::Uidl(_)
+                    | Command::Retr(_)
+                    | Command::Top(..)
+                    | Command::Dele(_)
+            ) {
+                // Logged in from the index: the list is built when first needed (STAT,
+                // RSET, NOOP, CAPA and QUIT answer without it: nothing can be marked yet).
+                self.mb.ready().map_err(io::Error::other)?;
+            }
             match cmd {
                 Command::Stat => {
                     let (n, s) = self.mb.stat();

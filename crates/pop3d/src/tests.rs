@@ -236,6 +236,14 @@ fn login_index_is_used_only_while_the_directories_are_unchanged() {
     assert!(mb.pending.is_some());
     drop(mb);
     assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
+    // Without a command that needs the list, it is never built; STAT and RSET agree.
+    let quick = session(&p, b"STAT\r\nRSET\r\nNOOP\r\nQUIT\r\n");
+    let ok1 = first.split("\r\n").next().unwrap();
+    let octets = ok1.split('(').nth(1).unwrap().split(' ').next().unwrap();
+    assert_eq!(
+        quick,
+        format!("{ok1}\r\n+OK 2 {octets}\r\n{ok1}\r\n+OK\r\n+OK bye\r\n")
+    );
     // new/ changes but stays empty, cur/ does not: the index is rewritten whole.
     age(&p, "new", 20);
     std::thread::sleep(std::time::Duration::from_millis(2100));
