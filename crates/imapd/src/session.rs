@@ -2156,6 +2156,22 @@ impl<W: Write> Session<W> {
         out
     }
 
+    /// What SORT and THREAD share (RFC 5256): the charset (`args[1]`) and the search keys
+    /// after it; the matching messages' sort information, or the reply that refuses them.
+    fn charset_and_keys(&self, args: &[Tok], uid: bool) -> Result<Vec<sort::Info>, R> {
+        let cs = args
+            .get(1)
+            .and_then(Tok::text)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if cs != "UTF-8" && cs != "US-ASCII" {
+            return Err(no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
+        }
+        let key = parse_search(args.get(2..).unwrap_or(&[])).map_err(bad)?;
+        let idx = self.matches(&key);
+        Ok(self.sort_infos(&idx, uid))
+    }
+
     /// SORT (RFC 5256): `SORT (criteria) charset keys…`.
     fn sort_cmd(&mut self, args: &[Tok], uid: bool) -> R {
         let Some(Tok::List(crit)) = args.first() else {
@@ -2167,20 +2183,10 @@ impl<W: Write> Session<W> {
             Some(Err(e)) => return bad(e),
             None => return bad("Bad sort criteria"),
         };
-        let cs = args
-            .get(1)
-            .and_then(Tok::text)
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if cs != "UTF-8" && cs != "US-ASCII" {
-            return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-        }
-        let key = match parse_search(args.get(2..).unwrap_or(&[])) {
-            Ok(k) => k,
-            Err(e) => return bad(e),
+        let infos = match self.charset_and_keys(args, uid) {
+            Ok(infos) => infos,
+            Err(r) => return r,
         };
-        let idx = self.matches(&key);
-        let infos = self.sort_infos(&idx, uid);
         let nums = sort::sort(infos, &keys);
         let list: Vec<String> = nums.iter().map(u32::to_string).collect();
         let sp = if list.is_empty() { "" } else { " " };
@@ -2194,20 +2200,10 @@ impl<W: Write> Session<W> {
         if alg != "REFERENCES" && alg != "ORDEREDSUBJECT" {
             return bad("Unknown threading algorithm");
         }
-        let cs = args
-            .get(1)
-            .and_then(Tok::text)
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if cs != "UTF-8" && cs != "US-ASCII" {
-            return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-        }
-        let key = match parse_search(args.get(2..).unwrap_or(&[])) {
-            Ok(k) => k,
-            Err(e) => return bad(e),
+        let infos = match self.charset_and_keys(args, uid) {
+            Ok(infos) => infos,
+            Err(r) => return r,
         };
-        let idx = self.matches(&key);
-        let infos = self.sort_infos(&idx, uid);
         let threads = if alg == "REFERENCES" {
             sort::references(infos)
         } else {
