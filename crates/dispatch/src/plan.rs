@@ -93,27 +93,11 @@ pub fn domain_of(addr: &str) -> String {
         .map_or(String::new(), |(_, d)| d.to_ascii_lowercase())
 }
 
-/// remote-send's report (qmail-remote's format): one text0 record per recipient, `r`
-/// accepted, `u` accepted by a host without DSN (the recipient asked for a success report),
-/// `h` permanent, `s` temporary, then `K`/`Z`/`D` for the message. Recipients without a
-/// record (remote-send died, or its output is garbage) are temporary failures.
-pub fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
-    remote_results(out, n, code)
-        .into_iter()
-        .map(|(o, _)| o)
-        .collect()
-}
-
-/// As [`remote_outcomes`], each with whether it was `u`: delivered to a host without DSN,
-/// so that the sender's SUCCESS request is answered here with a "relayed" report.
-pub fn remote_results(out: &[u8], n: usize, code: Option<u8>) -> Vec<(Outcome, bool)> {
-    remote_batch_results(out, &[n], code)
-        .pop()
-        .unwrap_or_default()
-}
-
-/// The report of a run with several messages, `counts[k]` recipients for message k: that
-/// format repeated, message by message. Split into one list per message. A recipient's
+/// remote-send's report (qmail-remote's format): one text0 record per recipient (`r`
+/// accepted, `u` accepted by a host without DSN — the recipient asked for a success report,
+/// which is then answered here with a "relayed" one —, `h` permanent, `s` temporary), then
+/// `K`/`Z`/`D` for the message; with several messages (`counts[k]` recipients for message
+/// k) that format repeated, message by message. Split into one list per message. A recipient's
 /// record counts even when its message's `K`/`Z`/`D` is missing (each record is final);
 /// a missing record, a record cut off without its NUL, or anything after a malformed one or
 /// a missing message record, is a temporary failure.
@@ -399,6 +383,20 @@ mod tests {
         assert!(matches!(outcome(Some(111), ""), Outcome::Temporary(_)));
         assert!(matches!(outcome(Some(137), ""), Outcome::Temporary(_)));
         assert!(matches!(outcome(None, ""), Outcome::Temporary(_)));
+    }
+
+    /// One message's outcomes.
+    fn remote_outcomes(out: &[u8], n: usize, code: Option<u8>) -> Vec<Outcome> {
+        remote_results(out, n, code)
+            .into_iter()
+            .map(|(o, _)| o)
+            .collect()
+    }
+
+    fn remote_results(out: &[u8], n: usize, code: Option<u8>) -> Vec<(Outcome, bool)> {
+        remote_batch_results(out, &[n], code)
+            .pop()
+            .unwrap_or_default()
     }
 
     #[test]
