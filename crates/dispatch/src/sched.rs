@@ -608,6 +608,24 @@ impl Dispatch {
                     .flatten()
                 {
                     Some(true) if remote_full => continue,
+                    Some(true) => {
+                        // Its domain's runs are all busy or already gathered full.
+                        let domain = self
+                            .msgs
+                            .get(&id)
+                            .and_then(|st| st.recipients.get(idx))
+                            .map(|r| plan::domain_of(&r.address))
+                            .unwrap_or_default();
+                        let busy = self.domain_jobs.get(&domain).copied().unwrap_or(0);
+                        let room = self
+                            .settings
+                            .concurrency_domain
+                            .saturating_sub(busy)
+                            .saturating_mul(self.settings.remote_batch);
+                        if gathered.get(&domain).map_or(0, Vec::len) >= room {
+                            continue;
+                        }
+                    }
                     Some(false) if local_full(self) => continue,
                     _ => {}
                 }
