@@ -349,28 +349,31 @@ impl Dispatch {
             }
         });
         let tx = self.tx.clone();
+        // The FIFO is opened here, before run() scans todo/ for the first time: a message
+        // queued between that scan and a later open would find no reader, and its trigger
+        // byte would be lost until the next rescan.
         let fifo = self.queue.trigger();
-        std::thread::spawn(move || {
-            if !fifo.exists() {
-                let mode = nix::sys::stat::Mode::from_bits_truncate(0o620);
-                if let Err(e) = nix::unistd::mkfifo(&fifo, mode) {
-                    log::warn!("cannot create {}: {e}", fifo.display());
-                }
+        if !fifo.exists() {
+            let mode = nix::sys::stat::Mode::from_bits_truncate(0o620);
+            if let Err(e) = nix::unistd::mkfifo(&fifo, mode) {
+                log::warn!("cannot create {}: {e}", fifo.display());
             }
-            let mut f = match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(&fifo)
-            {
-                Ok(f) => f,
-                Err(e) => {
-                    log::warn!(
-                        "cannot open trigger {}: {e}; scanning every {RESCAN} s",
-                        fifo.display()
-                    );
-                    return;
-                }
-            };
+        }
+        let mut f = match std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&fifo)
+        {
+            Ok(f) => f,
+            Err(e) => {
+                log::warn!(
+                    "cannot open trigger {}: {e}; scanning every {RESCAN} s",
+                    fifo.display()
+                );
+                return;
+            }
+        };
+        std::thread::spawn(move || {
             let mut buf = [0u8; 256];
             loop {
                 match f.read(&mut buf) {
