@@ -1,5 +1,6 @@
 //! The one audited privilege switch (STYLE §7): supplementary groups, then gid, then uid,
-//! then a check that root cannot be regained.
+//! then a check that root cannot be regained. Also the two guards every network-facing
+//! program calls first: [`refuse_root`] and [`no_new_privs`].
 
 use nix::unistd::{Gid, Uid, User, setgid, setgroups, setuid};
 
@@ -49,6 +50,52 @@ pub fn drop_to(uid: u32, gid: u32, extra: &[u32]) -> Result<(), PrivError> {
         return Err(PrivError::NotDropped);
     }
     Ok(())
+}
+
+/// Become the system account `name` as `login(1)` would: all its supplementary groups
+/// from the group database (initgroups), its primary gid, its uid. A launcher that binds as
+/// root and then serves as `name` (`listen -u`) uses it; `setuidgid` and `tcpserver -u -g`
+/// keep only the primary group. Refuses an account with uid 0.
+pub fn become_user(name: &str) -> Result<(), PrivError> {
+    let user = match User::from_name(name) {
+        Ok(Some(u)) => u,
+        _ => return Err(PrivError::NoUser(name.to_owned())),
+    };
+    let (uid, gid) = (user.uid.as_raw(), user.gid.as_raw());
+    if uid == 0 {
+        return Err(PrivError::Root);
+    }
+    let err = |source| PrivError::Switch { uid, gid, source };
+    let cname = std::ffi::CString::new(name).map_err(|_| PrivError::NoUser(name.to_owned()))?;
+    nix::unistd::initgroups(&cname, user.gid).map_err(err)?;
+    setgid(user.gid).map_err(err)?;
+    setuid(user.uid).map_err(err)?;
+    if setuid(Uid::from_raw(0)).is_ok() {
+        return Err(PrivError::NotDropped);
+    }
+    Ok(())
+}
+
+/// Refuse to run as root (DESIGN invariant 2: no root where input is parsed). Every
+/// program that reads network input or message content calls it first in `main`: it
+/// logs one line and exits 111 when the real or effective uid is 0.
+pub fn refuse_root(prog: &str) {
+    let (ruid, euid, _, _) = crate::sys::ids();
+    if ruid == 0 || euid == 0 {
+        log::error!(
+            "{prog} reads network input and does not run as root: start it under its own uid (#4.3.0)"
+        );
+        crate::exit::exit(111);
+    }
+}
+
+/// Set no-new-privileges (`prctl(PR_SET_NO_NEW_PRIVS)`): from now on no exec can gain
+/// privileges through set-id bits or file capabilities. Called first in `main` by every
+/// program that never execs a set-id one. A failure is logged, not fatal (an old kernel).
+pub fn no_new_privs() {
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        log::warn!("cannot set no-new-privileges: {e}");
+    }
 }
 
 /// Look up a system account: (uid, gid, home).

@@ -23,16 +23,20 @@ pub struct Config {
     pub env: Vec<(String, String)>,
     /// The program and its arguments.
     pub argv: Vec<String>,
+    /// `-u USER`: after binding, become this system account (all its groups) before
+    /// accepting anything.
+    pub user: Option<String>,
 }
 
 /// A usage error: the message to print.
 #[derive(Debug, thiserror::Error)]
-#[error("usage: listen [-c LIMIT] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}")]
+#[error("usage: listen [-u USER] [-c LIMIT] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}")]
 pub struct Usage(pub String);
 
-/// Parse `listen [-c LIMIT] [-e VAR=VALUE]… HOST PORT PROGRAM [ARG…]`.
+/// Parse `listen [-u USER] [-c LIMIT] [-e VAR=VALUE]… HOST PORT PROGRAM [ARG…]`.
 pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
     let mut limit = 40;
+    let mut user = None;
     let mut env = Vec::new();
     let mut i = 0;
     while i < args.len() && args[i].starts_with('-') {
@@ -41,6 +45,7 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
             .get(i + 1)
             .ok_or_else(|| Usage(format!("{opt} needs a value")))?;
         match opt {
+            "-u" => user = Some(val.clone()),
             "-c" => limit = val.parse().map_err(|_| Usage(format!("bad limit {val}")))?,
             "-e" => {
                 let (k, v) = val
@@ -71,6 +76,7 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
         limit,
         env,
         argv: rest[2..].to_vec(),
+        user,
     })
 }
 
@@ -78,6 +84,10 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
 pub fn serve(cfg: &Config) -> io::Result<()> {
     let listener = TcpListener::bind(cfg.addr)?;
     let bound = listener.local_addr()?;
+    // Bind first (a port below 1024 needs root), then drop for good before accepting.
+    if let Some(user) = &cfg.user {
+        mailorder_core::privs::become_user(user).map_err(io::Error::other)?;
+    }
     log::info!("listening on {bound} for {}", cfg.argv[0]);
     if cfg.addr.port() == 0 {
         // The caller asked for any free port: tell it which one (tests bind port 0).
@@ -176,6 +186,9 @@ mod tests {
         assert_eq!(c.env, vec![("SMTPS".to_owned(), "1".to_owned())]);
         assert_eq!(c.addr, "127.0.0.1:2465".parse().unwrap());
         assert_eq!(c.argv, s(&["smtpd", "x"]));
+        assert_eq!(c.user, None);
+        let c = parse_args(&s(&["-u", "mosmtpd", "0.0.0.0", "25", "smtpd"])).unwrap();
+        assert_eq!(c.user.as_deref(), Some("mosmtpd"));
         assert!(parse_args(&s(&["::1", "25"])).is_err());
         assert!(parse_args(&s(&["-x", "1", "::1", "25", "p"])).is_err());
         assert_eq!(
@@ -192,6 +205,7 @@ mod tests {
             limit: 1,
             env: vec![("EXTRA".into(), "yes".into())],
             argv: s(&["sh", "-c", "echo $PROTO $TCPREMOTEIP $EXTRA"]),
+            user: None,
         };
         let l = TcpListener::bind(cfg.addr).unwrap();
         let addr = l.local_addr().unwrap();

@@ -213,3 +213,68 @@ print(p.stat()[0]); p.quit()
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// `listen -u USER` binds as root, then serves as USER with all of USER's groups.
+// See: issue #10
+#[test]
+fn listen_u_binds_then_drops_with_all_groups() {
+    if !mailorder_tests::is_root() {
+        if std::env::var_os("CI").is_some() {
+            panic!("listen -u needs root, and CI runs as root");
+        }
+        return skip("listen_u_binds_then_drops_with_all_groups", "needs root");
+    }
+    let id = |args: &[&str]| -> String {
+        let o = Command::new("id").args(args).output().unwrap();
+        assert!(o.status.success(), "id {args:?}");
+        String::from_utf8_lossy(&o.stdout).trim().to_owned()
+    };
+    let (uid, gid) = (id(&["-u", "nobody"]), id(&["-g", "nobody"]));
+    let mut groups: Vec<String> = id(&["-G", "nobody"])
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect();
+    groups.sort();
+    let mut l = Command::new(bin("listen"))
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .args(["-u", "nobody", "127.0.0.1", "0", "sh", "-c"])
+        .arg("grep -E '^(Uid|Gid|Groups|CapEff):' /proc/self/status")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(l.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let port: u16 = line.trim().parse().unwrap();
+    let listen_status = std::fs::read_to_string(format!("/proc/{}/status", l.id())).unwrap();
+    let mut out = String::new();
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    std::io::Read::read_to_string(&mut c, &mut out).unwrap();
+    let _ = l.kill();
+    let _ = l.wait();
+    for status in [listen_status.as_str(), out.as_str()] {
+        let field = |name: &str| -> Vec<String> {
+            let mut v: Vec<String> = status
+                .lines()
+                .find(|x| x.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {status}"))
+                .split_whitespace()
+                .skip(1)
+                .map(str::to_owned)
+                .collect();
+            if name == "Groups:" {
+                v.sort();
+            }
+            v
+        };
+        assert_eq!(field("Uid:"), vec![uid.clone(); 4], "{status}");
+        assert_eq!(field("Gid:"), vec![gid.clone(); 4], "{status}");
+        assert_eq!(field("Groups:"), groups, "{status}");
+        assert_eq!(field("CapEff:"), vec!["0000000000000000"], "{status}");
+    }
+}
