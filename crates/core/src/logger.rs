@@ -29,12 +29,14 @@ impl Log for StderrLogger {
             Level::Trace => "trace",
         };
         let line = format!("{}: {}: {}", self.prog, level, record.args());
-        let line: String = line
+        let mut line: String = line
             .chars()
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
-        let mut err = std::io::stderr().lock();
-        let _ = writeln!(err, "{line}");
+        line.push('\n');
+        // One write(2) per line (stderr is unbuffered, and `writeln!` would write the text
+        // and the newline separately): programs sharing one log pipe never join lines.
+        let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
@@ -54,7 +56,10 @@ pub fn init(prog: &'static str, panic_code: u8) {
     let _ = log::set_boxed_logger(Box::new(StderrLogger { prog }));
     log::set_max_level(level);
     std::panic::set_hook(Box::new(move |info| {
-        let _ = writeln!(std::io::stderr(), "{prog}: fatal: internal error: {info}");
+        let line = format!("{prog}: fatal: internal error: {info}")
+            .replace(|c: char| c.is_control(), "?")
+            + "\n";
+        let _ = std::io::stderr().write_all(line.as_bytes());
         crate::exit::exit(panic_code);
     }));
 }
