@@ -52,6 +52,10 @@ pub enum DispatchError {
     /// Signal setup failed.
     #[error("signal setup: {0} (#4.3.0)")]
     Signals(io::Error),
+    /// `queue/lock/dispatch` is held by another dispatch (or cannot be taken): two
+    /// schedulers on one queue would deliver every message twice.
+    #[error("{0}")]
+    Lock(#[from] mailorder_queue_format::LockError),
 }
 
 impl DispatchError {
@@ -162,6 +166,8 @@ impl Cleaner {
 
 /// The scheduler.
 pub struct Dispatch {
+    /// `queue/lock/dispatch`, flock'ed for the life of the process.
+    _alone: File,
     queue: Queue,
     control: Control,
     settings: Settings,
@@ -205,12 +211,16 @@ fn lock_or_log<T>(r: Result<T, impl std::fmt::Display>, what: &str) -> Option<T>
 impl Dispatch {
     /// A scheduler for this installation (root from `mailorder_core::root`).
     pub fn new() -> Result<Dispatch, DispatchError> {
+        let queue = Queue::new(root::queue_dir());
+        // First of all: one dispatch per queue.
+        let alone = queue.lock_alone("dispatch")?;
         let control = Control::default();
         let settings = load_settings(&control)?;
         let (_, euid, _, egid) = mailorder_core::sys::ids();
         let (tx, rx) = mpsc::channel();
         Ok(Dispatch {
-            queue: Queue::new(root::queue_dir()),
+            _alone: alone,
+            queue,
             control,
             settings,
             own: (euid, egid),

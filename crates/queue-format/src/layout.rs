@@ -35,6 +35,27 @@ pub fn fsync_dir(path: &Path) -> io::Result<()> {
     File::open(path)?.sync_all()
 }
 
+/// Why [`Queue::lock_alone`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Another process holds the lock: this program must not run beside it.
+    #[error("another process (pid {pid}) holds {path}: already running on this queue")]
+    Held {
+        /// The lock file.
+        path: PathBuf,
+        /// The holder's pid as it wrote it (may be empty).
+        pid: String,
+    },
+    /// The lock file cannot be opened or locked.
+    #[error("cannot lock {path}: {source} (#4.3.0)")]
+    Io {
+        /// The lock file.
+        path: PathBuf,
+        /// errno.
+        source: io::Error,
+    },
+}
+
 impl Queue {
     /// The queue rooted at `root` (normally `mailorder_core::root::queue_dir()`).
     pub fn new(root: impl Into<PathBuf>) -> Queue {
@@ -84,6 +105,47 @@ impl Queue {
     /// `queue/lock/trigger`, the FIFO that wakes dispatch.
     pub fn trigger(&self) -> PathBuf {
         self.lock_dir().join("trigger")
+    }
+
+    /// Take the lock `queue/lock/NAME` for as long as the returned file stays open: a
+    /// program that must be alone on this queue (dispatch) calls it first. The file is
+    /// created 0600 if missing (`setup` creates it owned by the program's uid), locked
+    /// with `flock(LOCK_EX|LOCK_NB)` and then holds the holder's pid, so a refusal can
+    /// name it. The kernel drops the lock when the process ends, `kill -9` included.
+    pub fn lock_alone(&self, name: &str) -> Result<File, LockError> {
+        use std::io::{Read, Seek, Write};
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.lock_dir().join(name);
+        let io_err = |source| LockError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io_err)?;
+        match f.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                let mut pid = String::new();
+                let _ = f.read_to_string(&mut pid);
+                return Err(LockError::Held {
+                    path,
+                    pid: pid.trim().to_owned(),
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+        }
+        // The pid is only for the message above; the lock is the flock, not the text.
+        f.set_len(0)
+            .and_then(|()| f.rewind())
+            .and_then(|()| writeln!(f, "{}", std::process::id()))
+            .map_err(io_err)?;
+        Ok(f)
     }
 
     /// A new id `SECONDS.MICROS.PID`. Unique together with `O_EXCL` on `mess/ID`.
@@ -162,6 +224,21 @@ fn id_key(id: &str) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lock_alone_refuses_a_second_holder_until_the_first_is_gone() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("lock")).unwrap();
+        let q = Queue::new(d.path());
+        let first = q.lock_alone("dispatch").unwrap();
+        // flock belongs to the open file description: a second open conflicts even here.
+        match q.lock_alone("dispatch") {
+            Err(LockError::Held { pid, .. }) => assert_eq!(pid, std::process::id().to_string()),
+            other => panic!("{other:?}"),
+        }
+        drop(first);
+        q.lock_alone("dispatch").unwrap();
+    }
 
     #[test]
     fn ids() {

@@ -18,5 +18,5 @@ pub mod layout;
 pub mod state;
 
 pub use envelope::{Envelope, EnvelopeError, Notify, RcptDsn, Ret, encode, read_envelope};
-pub use layout::{Queue, fsync_dir, valid_id};
+pub use layout::{LockError, Queue, fsync_dir, valid_id};
 pub use state::{Outcome, Policy, RcptState, State, StateError, Status};

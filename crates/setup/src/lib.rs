@@ -49,6 +49,11 @@ pub fn run(o: &Options) -> Result<()> {
         nix::unistd::mkfifo(&ctl, nix::sys::stat::Mode::from_bits_truncate(0o600))
             .with_context(|| format!("mkfifo {}", ctl.display()))?;
     }
+    // One dispatch per queue: it flocks this file for its lifetime (dispatch's CONTRACT).
+    let alone = r.join("queue/lock/dispatch");
+    if !alone.exists() {
+        write_new(&alone, b"", 0o600)?;
+    }
     let trigger = r.join("queue/lock/trigger");
     if !trigger.exists() {
         nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
@@ -219,6 +224,8 @@ fn owners(r: &Path) -> Result<()> {
     set("queue/lock/trigger", q, sg, 0o660)?;
     // dispatch reads qadmin's requests; root and mosend (qadmin) write them.
     set("queue/lock/ctl", s, sg, 0o600)?;
+    // dispatch's lock, held for its lifetime: one dispatch per queue.
+    set("queue/lock/dispatch", s, sg, 0o600)?;
     // Only remote-send (set-uid moremote) reads the smarthost secrets.
     if r.join("control/smtpauth").exists() {
         let (m, _) = id("moremote")?;

@@ -164,3 +164,49 @@ print("ok")
     let m = t.wait_messages("demo", 2, 30);
     assert_eq!(m.len(), 2, "double bounce to postmaster (an alias of demo)");
 }
+
+// See: issue #10 (item 5: one scheduler per queue)
+#[test]
+fn a_second_dispatch_on_one_queue_refuses_and_takes_over_after_kill_9() {
+    let mut t = Tree::new();
+    let first = t.start_dispatch();
+    let lock = t.root.join("queue/lock/dispatch");
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::fs::read_to_string(&lock).unwrap_or_default().trim() != first.to_string() {
+        assert!(
+            std::time::Instant::now() < end,
+            "dispatch never took its lock"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = t
+        .cmd("dispatch")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(111), "{err}");
+    assert!(
+        err.contains("already running on this queue") && err.contains(&format!("pid {first}")),
+        "{err}"
+    );
+    // The refused one touched nothing: the first still delivers.
+    assert!(
+        t.queue(b"Subject: one\n\nx\n", b"Fa@b\0Tdemo@example.test\0\0")
+            .success()
+    );
+    t.wait_messages("demo", 1, 30);
+    // kill -9 leaves no stale lock: the next dispatch runs and delivers.
+    t.kill(first);
+    let second = t.start_dispatch();
+    assert!(
+        t.queue(b"Subject: two\n\nx\n", b"Fa@b\0Tdemo@example.test\0\0")
+            .success()
+    );
+    t.wait_messages("demo", 2, 30);
+    assert_eq!(
+        std::fs::read_to_string(&lock).unwrap().trim(),
+        second.to_string()
+    );
+}
