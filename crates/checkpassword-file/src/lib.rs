@@ -5,12 +5,12 @@
 //! it against `ROOT/directory/{users,passwd}`, and on success sets `USER`, `HOME`, `MAILDIR`,
 //! `SHELL`, switches to the user's uid/gid when running as root, and execs `prog`.
 //!
-//! The interface itself (fd 3, privileges, exec) is `mailorder-checkpassword`, shared with
+//! The interface itself (fd 3, privileges, exec) is `mailorder-checkpassword-common`, shared with
 //! checkpassword-ldap; this crate is the file back-end: [`check`] is pure over the parsed
 //! directory, so it is unit-tested.
 
-use mailorder_checkpassword::{Backend, Checker};
-pub use mailorder_checkpassword::{
+use mailorder_checkpassword_common::{Backend, Checker};
+pub use mailorder_checkpassword_common::{
     CpError, Env, MAX_INPUT, Request, parse_request, read_request, user_env,
 };
 use mailorder_directory::{DirError, Directory, Passwd, Status, User};
@@ -100,7 +100,7 @@ impl Backend for FileBackend {
 /// The whole program. Returns the exit code on failure; on success it does not return
 /// (the process becomes `args[0]`).
 pub fn run(args: &[OsString], env: &Env) -> u8 {
-    mailorder_checkpassword::run("checkpassword-file", &FileBackend, args, env)
+    mailorder_checkpassword_common::run("checkpassword-file", &FileBackend, args, env)
 }
 
 #[cfg(test)]

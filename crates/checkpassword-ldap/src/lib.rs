@@ -1,15 +1,15 @@
 //! checkpassword-ldap: the checkpassword interface (CONVENTIONS §3) over the LDAP directory
 //! (`mailorder-directory`'s LDAP back-end, configured by `control/ldap*`).
 //!
-//! The interface (fd 3, privileges, exec) is `mailorder-checkpassword`, shared with
+//! The interface (fd 3, privileges, exec) is `mailorder-checkpassword-common`, shared with
 //! checkpassword-file. This crate is the LDAP back-end: the directory is opened while
 //! privileged (so `control/ldapauthpassword`, 0600 root, can be read), the login is checked
 //! with the caller's effective ids by the stored hash (`{SSHA}`, `{SSHA512}`, `{CRYPT}`,
 //! `{ARGON2}`, …) or by binding as the user (`control/ldapauth` = `bind`), honouring
 //! `accountStatus` for `SERVICE`.
 
-use mailorder_checkpassword::{Backend, Checker};
-pub use mailorder_checkpassword::{CpError, Env, Request};
+use mailorder_checkpassword_common::{Backend, Checker};
+pub use mailorder_checkpassword_common::{CpError, Env, Request};
 use mailorder_directory::{DirError, Directory};
 use std::ffi::OsString;
 
@@ -39,7 +39,7 @@ impl Backend for LdapBackend {
 /// The whole program. Returns the exit code on failure; on success it does not return
 /// (the process becomes `args[0]`).
 pub fn run(args: &[OsString], env: &Env) -> u8 {
-    mailorder_checkpassword::run("checkpassword-ldap", &LdapBackend, args, env)
+    mailorder_checkpassword_common::run("checkpassword-ldap", &LdapBackend, args, env)
 }
 
 #[cfg(test)]

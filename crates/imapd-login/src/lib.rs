@@ -11,7 +11,7 @@
 use mailorder_core::control::Control;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command};
-use mailorder_login::{
+use mailorder_login_common::{
     Chain, Checkpassword, Failures, In, LoginError, Out, Outcome, Policy, StartTls, TlsParams,
 };
 use std::ffi::OsString;
@@ -135,7 +135,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))?;
             return Ok(Next::Go);
         }
-        if !mailorder_login::valid_login(login) {
+        if !mailorder_login_common::valid_login(login) {
             return self.failed(tag, login);
         }
         let mut env = self.env.clone();
@@ -144,7 +144,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             Ok(Outcome::Served(code)) => {
                 log::info!(
                     "login user={} ip={} tls={}",
-                    mailorder_login::loggable(login),
+                    mailorder_login_common::loggable(login),
                     self.cfg.ip,
                     u8::from(self.cfg.tls)
                 );
@@ -339,7 +339,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
         }
         let Some(creds) = std::str::from_utf8(&resp)
             .ok()
-            .and_then(mailorder_login::sasl_plain)
+            .and_then(mailorder_login_common::sasl_plain)
         else {
             self.send(&format!("{tag} BAD Invalid SASL PLAIN response"))?;
             return Ok(Next::Go);

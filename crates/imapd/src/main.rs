@@ -14,8 +14,9 @@ fn main() {
         log::error!("neither MAILDIR nor HOME is set (#4.3.5)");
         exit::exit(111);
     };
-    let mut cfg = imapd::Config::new(maildir, env("USER").unwrap_or_else(|| "unknown".into()));
-    cfg.login_tag = env("IMAPLOGINTAG").filter(|t| imapd::valid_tag(t));
+    let mut cfg =
+        mailorder_imapd::Config::new(maildir, env("USER").unwrap_or_else(|| "unknown".into()));
+    cfg.login_tag = env("IMAPLOGINTAG").filter(|t| mailorder_imapd::valid_tag(t));
     cfg.tls = env("TLS").as_deref() == Some("1");
     let control = Control::default();
     let num = |name: &str, default: u64| match control.number(name, default) {
@@ -28,11 +29,11 @@ fn main() {
     cfg.max_message =
         usize::try_from(num("imapappendlimit", 50 * 1024 * 1024)).unwrap_or(usize::MAX);
     cfg.timeout = std::time::Duration::from_secs(num("timeoutimap", 1800));
-    imapd::tune_output(
+    mailorder_imapd::tune_output(
         &std::io::stdout(),
         std::time::Duration::from_secs(num("timeoutimapwrite", 600)),
     );
-    match imapd::run(&cfg, std::io::stdin(), std::io::stdout()) {
+    match mailorder_imapd::run(&cfg, std::io::stdin(), std::io::stdout()) {
         Ok(()) => exit::exit(0),
         Err(e) => {
             log::warn!("{e} user={}", cfg.user);

@@ -6,7 +6,7 @@
 //! and the STLS hand-off), so it is unit-tested with fakes; [`serve`] is the process glue.
 
 use mailorder_core::control::Control;
-use mailorder_login::{
+use mailorder_login_common::{
     Chain, Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls,
     TlsParams,
 };
@@ -128,10 +128,10 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
     }
 
     fn authenticate(&mut self, login: &[u8], password: &[u8], stamp: &[u8]) -> io::Result<Next> {
-        if !mailorder_login::valid_login(login) {
+        if !mailorder_login_common::valid_login(login) {
             log::warn!(
                 "refused user name user={} ip={}",
-                mailorder_login::loggable(login),
+                mailorder_login_common::loggable(login),
                 self.cfg.ip
             );
             return self.failed(login);
@@ -146,7 +146,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             Ok(Outcome::Temp) => {
                 log::warn!(
                     "temporary authentication failure user={} ip={}",
-                    mailorder_login::loggable(login),
+                    mailorder_login_common::loggable(login),
                     self.cfg.ip
                 );
                 self.send(&proto::err(
@@ -219,7 +219,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             self.send(&proto::err(None, "authentication cancelled"))?;
             return Ok(Next::Go);
         }
-        match mailorder_login::sasl_plain(&response) {
+        match mailorder_login_common::sasl_plain(&response) {
             Some(c) => self.authenticate(&c.login, &c.password, b""),
             None => {
                 self.send(&proto::err(None, "malformed SASL PLAIN response"))?;
@@ -229,7 +229,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
     }
 
     fn run(&mut self) -> io::Result<u8> {
-        let stamp = mailorder_login::challenge(&self.cfg.me);
+        let stamp = mailorder_login_common::challenge(&self.cfg.me);
         self.send(&proto::ok(&format!("POP3 server ready {stamp}")))?;
         let mut user: Option<String> = None;
         let mut errors = 0u32;

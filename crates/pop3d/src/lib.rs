@@ -655,7 +655,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
         }
     };
     let peer = mailorder_core::ucspi::Peer::from_process();
-    let mut out = mailorder_login::OutTimed::new(std::io::stdout(), timeout);
+    let mut out = mailorder_login_common::OutTimed::new(std::io::stdout(), timeout);
     let mb = match open(&maildir, &mut out) {
         Ok(mb) => mb,
         Err(code) => return code,
@@ -670,7 +670,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
         user,
         ip: peer.remote_ip_text(),
     };
-    let reader = mailorder_login::In::buffered(std::io::stdin(), timeout);
+    let reader = mailorder_login_common::In::buffered(std::io::stdin(), timeout);
     run(mb, cfg, reader, out)
 }
 

@@ -116,7 +116,7 @@ impl Config {
             if !cert.exists() {
                 return Err(ConfigError::NoTls(format!("{} missing", cert.display())));
             }
-            let c = mailorder_tls::server_config(&cert, &key)
+            let c = mailorder_tls_common::server_config(&cert, &key)
                 .map_err(|e| ConfigError::NoTls(e.to_string()))?;
             (Some(c), None)
         } else if cert.exists() {

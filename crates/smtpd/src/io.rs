@@ -1,6 +1,6 @@
 //! The connection: fd 0/1 with a read and a write timeout, plain or TLS.
 
-use mailorder_tls::{TlsInfo, TlsStream};
+use mailorder_tls_common::{TlsInfo, TlsStream};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
 use std::sync::Arc;

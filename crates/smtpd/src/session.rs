@@ -847,7 +847,7 @@ impl<R: Read, W: Write> Session<R, W> {
             return Some(Arc::clone(tls));
         }
         let (cert, key) = self.cfg.tls_files.take()?;
-        match mailorder_tls::server_config(&cert, &key) {
+        match mailorder_tls_common::server_config(&cert, &key) {
             Ok(c) => {
                 self.cfg.tls = Some(Arc::clone(&c));
                 Some(c)

@@ -554,7 +554,7 @@ fn smtps_speaks_tls_from_the_first_byte() {
     let mut e = Env::new();
     let roots = tls_setup(&mut e);
     let (cert, key) = e.cfg.tls_files.take().unwrap();
-    e.cfg.tls = Some(mailorder_tls::server_config(&cert, &key).unwrap());
+    e.cfg.tls = Some(mailorder_tls_common::server_config(&cert, &key).unwrap());
     e.cfg.smtps = true;
     let (server, client) = UnixStream::pair().unwrap();
     let cfg = e.cfg.clone();
@@ -800,7 +800,7 @@ fn write_timeout_under_tls() {
     let mut e = Env::new();
     let roots = tls_setup(&mut e);
     let (cert, key) = e.cfg.tls_files.take().unwrap();
-    e.cfg.tls = Some(mailorder_tls::server_config(&cert, &key).unwrap());
+    e.cfg.tls = Some(mailorder_tls_common::server_config(&cert, &key).unwrap());
     e.cfg.smtps = true;
     e.cfg.timeout = Duration::from_secs(1);
     let (server, client) = UnixStream::pair().unwrap();

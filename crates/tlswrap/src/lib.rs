@@ -272,7 +272,7 @@ fn load(
     let timeout = control
         .number("timeoutlogin", 60)
         .map_err(|e| e.to_string())?;
-    let cfg = mailorder_tls::server_config(&cert, &key).map_err(|e| e.to_string())?;
+    let cfg = mailorder_tls_common::server_config(&cert, &key).map_err(|e| e.to_string())?;
     Ok((cfg, Duration::from_secs(timeout.max(1))))
 }
 
@@ -477,7 +477,10 @@ mod tests {
         std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
         let mut roots = rustls::RootCertStore::empty();
         roots.add(ck.cert.der().clone()).unwrap();
-        (mailorder_tls::server_config(&cert, &key).unwrap(), roots)
+        (
+            mailorder_tls_common::server_config(&cert, &key).unwrap(),
+            roots,
+        )
     }
 
     fn client(

@@ -1,4 +1,4 @@
-//! mailorder-login: what the pre-auth front ends of the login chain (pop3d-login, later
+//! mailorder-login-common: what the pre-auth front ends of the login chain (pop3d-login, later
 //! imapd-login) share; protocol-neutral (docs/ARCHITECTURE.md, "The login chain").
 //!
 //! - [`Policy`]: `control/maxauthfailures`, `control/authfaildelay`, `control/plaintextauth`,

@@ -1,4 +1,4 @@
-//! mailorder-tls: TLS for mailorder's servers, with rustls (ring provider).
+//! mailorder-tls-common: TLS for mailorder's servers, with rustls (ring provider).
 //!
 //! - [`server_config`]: certificate chain and key from PEM files → a shared
 //!   `rustls::ServerConfig`;
