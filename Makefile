@@ -11,8 +11,6 @@ CARGO ?= cargo
 PREFIX ?= /var/mailorder
 TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 BIN_DIR := $(TARGET_DIR)/debug
-PROGRAMS := smtpd queue queue-clean dispatch deliver-as local-deliver checkpassword-file \
-	sendmail qadmin listen setup
 
 .PHONY: all build run test test-deps check fmt lint deny fuzz install bench clean
 
