@@ -11,6 +11,7 @@ use crate::plan::{self, Action, BounceTo, Settings};
 use mailorder_core::control::{Control, ControlError};
 use mailorder_core::root;
 use mailorder_directory::{DirError, Directory};
+use mailorder_queue_client::{Client, QueueError};
 use mailorder_queue_format::envelope::{self, MAX_ENVELOPE};
 use mailorder_queue_format::state::{Outcome, State, Status};
 use mailorder_queue_format::{Envelope, Queue, date};
@@ -1189,25 +1190,14 @@ impl Dispatch {
         let Some((env, msg)) = bounce::compose(st, to, &self.settings, &original, now) else {
             return Ok(());
         };
-        let code = inject(&root::program("queue"), &env, &msg).map_err(|e| (false, e))?;
-        match code {
-            0 => {
-                log::info!(
-                    "bounce id={} to=<{}> sender=<{}>",
-                    st.id,
-                    env.recipients.join(","),
-                    env.sender
-                );
-                Ok(())
-            }
-            c => Err((
-                mailorder_core::exit::queue::is_permanent(c),
-                format!(
-                    "queue exited {c}: {}",
-                    mailorder_core::exit::queue::describe(c)
-                ),
-            )),
-        }
+        inject(&env, &msg).map_err(|e| (e.is_permanent(), e.to_string()))?;
+        log::info!(
+            "bounce id={} to=<{}> sender=<{}>",
+            st.id,
+            env.recipients.join(","),
+            env.sender
+        );
+        Ok(())
     }
 
     fn flush(&mut self, now: u64) {
@@ -1410,9 +1400,8 @@ fn store_batch(queue: &Queue, states: &[State]) -> Result<(), String> {
 
 /// Queue a notice that may be lost (a delay warning, a success report) and log how it went.
 fn notice(id: &str, what: &str, to: &str, recipients: usize, env: &Envelope, msg: &[u8]) {
-    match inject(&root::program("queue"), env, msg) {
-        Ok(0) => log::info!("{what} id={id} to=<{to}> recipients={recipients}"),
-        Ok(c) => log::warn!("id={id}: {what} not queued: queue exited {c}"),
+    match inject(env, msg) {
+        Ok(()) => log::info!("{what} id={id} to=<{to}> recipients={recipients}"),
         Err(e) => log::warn!("id={id}: {what} not queued: {e}"),
     }
 }
@@ -1422,32 +1411,9 @@ pub fn ctl_path(queue: &Queue) -> PathBuf {
     queue.lock_dir().join("ctl")
 }
 
-/// Run `queue` with `msg` on fd 0 and `env` on fd 1; its exit code (pass-up rule).
-pub fn inject(queue: &std::path::Path, env: &Envelope, msg: &[u8]) -> Result<u8, String> {
-    let (er, mut ew) = io::pipe().map_err(|e| format!("pipe: {e}"))?;
-    let mut child = {
-        let mut cmd = Command::new(queue);
-        cmd.stdin(Stdio::piped()).stdout(er);
-        cmd.spawn()
-            .map_err(|e| format!("cannot run {}: {e}", queue.display()))?
-    };
-    let mut stdin = child.stdin.take();
-    let wrote = stdin
-        .as_mut()
-        .map_or(Ok(()), |s| s.write_all(msg))
-        .map_err(|e| format!("writing message: {e}"));
-    drop(stdin);
-    let wrote_env = ew
-        .write_all(&envelope::encode(env))
-        .map_err(|e| format!("writing envelope: {e}"));
-    drop(ew);
-    let status = child.wait().map_err(|e| format!("wait: {e}"))?;
-    let code = mailorder_core::exit::pass_up(status);
-    if code == 0 {
-        wrote?;
-        wrote_env?;
-    }
-    Ok(code)
+/// Queue `msg` with `env` through the one queue client (mailorder-queue-client).
+pub fn inject(env: &Envelope, msg: &[u8]) -> Result<(), QueueError> {
+    Client::new(root::program("queue")).submit(msg, &envelope::encode(env))
 }
 
 /// Catch TERM, INT (stop) and HUP, ALRM (flush) through a self-pipe

@@ -19,8 +19,7 @@ pub mod header;
 mod tests;
 
 use std::fs::{self, File};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
-use std::os::fd::OwnedFd;
+use std::io::{self, BufReader, Read, Seek, SeekFrom};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -680,48 +679,17 @@ pub fn forward_envelope(sender: &str, to: &[String]) -> Vec<u8> {
     env
 }
 
-/// Hand the message (with our Delivered-To line, so loops are caught) to the queue.
+/// Hand the message (with our Delivered-To line, so loops are caught) to the queue,
+/// through the one queue client (mailorder-queue-client): its rule and its exit-code table.
 fn forward(ctx: &Ctx, to: &[String], msg: &mut File) -> Result<(), DeliverError> {
-    let queue = &ctx.cfg.queue;
-    let stdin_path = Path::new("stdin");
     msg.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", stdin_path))?;
-    let pipe_err = |e: nix::Error| io_err("pipe", queue)(io::Error::from(e));
-    let (env_read, env_write): (OwnedFd, OwnedFd) =
-        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(pipe_err)?;
-    let mut child = Command::new(queue)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::from(env_read))
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(io_err("spawn", queue))?;
+        .map_err(io_err("seek", Path::new("stdin")))?;
     let envelope = forward_envelope(&ctx.cfg.sender, to);
-    // The envelope goes through its own thread so neither pipe can block the other.
-    let writer = std::thread::spawn(move || File::from(env_write).write_all(&envelope));
-    let wrote = match child.stdin.take() {
-        Some(mut stdin) => stdin
-            .write_all(ctx.dtline.as_bytes())
-            .and_then(|()| io::copy(&mut &*msg, &mut stdin).map(drop)),
-        None => Err(io::Error::other("no pipe to the queue")),
-    };
-    let status = child.wait().map_err(io_err("wait", queue))?;
-    let env_wrote = writer
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("envelope writer panicked")));
-    let code = mailorder_core::exit::pass_up(status);
-    if code == 0 {
-        // The queue exits 0 only after reading everything.
-        wrote.and(env_wrote).map_err(io_err("write to", queue))?;
-        return Ok(());
-    }
-    let text = format!(
-        "{} (queue exit {code})",
-        mailorder_core::exit::queue::describe(code)
-    );
-    let class = if mailorder_core::exit::queue::is_permanent(code) {
-        Exit::Perm
-    } else {
-        Exit::Temp
-    };
-    Err(DeliverError::Forward { class, text })
+    let message = ctx.dtline.as_bytes().chain(&mut *msg);
+    mailorder_queue_client::Client::new(&ctx.cfg.queue)
+        .submit(message, &envelope)
+        .map_err(|e| DeliverError::Forward {
+            class: e.class(),
+            text: e.to_string(),
+        })
 }

@@ -2,6 +2,7 @@
 
 use super::*;
 use mailorder_directory::{Resolved, Status, User};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 
 const UID: u32 = 4242;

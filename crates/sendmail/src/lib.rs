@@ -18,7 +18,7 @@ use mailorder_core::exit::sysexits;
 use mailorder_queue_format::envelope::{Envelope, RcptDsn, encode, valid_address};
 use message::{Header, InputError, Lines};
 use std::io::{self, BufRead, Write};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 /// Why sendmail failed.
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ pub enum SendError {
     /// A control file is unreadable.
     #[error(transparent)]
     Control(#[from] ControlError),
-    /// The queue (or smtpd, qadmin) could not be started.
+    /// smtpd or qadmin (for `-bs`, `-bp`) could not be run.
     #[error("cannot run {prog}: {source} (#4.3.0)")]
     Spawn {
         /// The program.
@@ -46,12 +46,10 @@ pub enum SendError {
         /// Why.
         source: io::Error,
     },
-    /// The queue refused the message.
-    #[error("queue: {} (code {code})", mailorder_core::exit::queue::describe(*code))]
-    Queue {
-        /// The queue's exit code.
-        code: u8,
-    },
+    /// The queue refused the message, failed, or could not be run (mailorder-queue-client's
+    /// one rule and exit-code table).
+    #[error("queue: {0}")]
+    Queue(#[from] mailorder_queue_client::QueueError),
 }
 
 impl SendError {
@@ -64,10 +62,8 @@ impl SendError {
             SendError::Input(InputError::HeaderTooLarge) => sysexits::DATAERR,
             SendError::NoRecipients | SendError::BadAddress(_) => sysexits::DATAERR,
             SendError::Control(_) | SendError::Spawn { .. } => sysexits::TEMPFAIL,
-            SendError::Queue { code } if mailorder_core::exit::queue::is_permanent(*code) => {
-                sysexits::DATAERR
-            }
-            SendError::Queue { .. } => sysexits::TEMPFAIL,
+            SendError::Queue(e) if e.is_permanent() => sysexits::DATAERR,
+            SendError::Queue(_) => sysexits::TEMPFAIL,
         }
     }
 
@@ -323,35 +319,23 @@ pub fn submit<R: BufRead>(
         None => env,
     };
     let head = prepare(opts, &header, &env.sender, ctx);
-    let spawn_err = |source| SendError::Spawn {
-        prog: queue.display().to_string(),
-        source,
-    };
-    let (env_r, mut env_w) = io::pipe().map_err(spawn_err)?;
-    let mut child = Command::new(queue)
-        .stdin(Stdio::piped())
-        .stdout(env_r)
-        .spawn()
-        .map_err(spawn_err)?;
-    let written = (|| -> Result<(), SendError> {
-        let Some(stdin) = child.stdin.take() else {
-            return Err(InputError::Write(io::Error::other("no pipe to the queue")).into());
-        };
-        let mut w = io::BufWriter::new(stdin);
-        w.write_all(&head).map_err(InputError::Write)?;
-        message::copy_body(&mut lines, &mut w)?;
-        w.flush().map_err(InputError::Write)?;
-        drop(w);
-        env_w.write_all(&encode(&env)).map_err(InputError::Write)?;
-        Ok(())
-    })();
-    drop(env_w);
-    let status = child.wait().map_err(spawn_err)?;
-    match mailorder_core::exit::pass_up(status) {
-        0 => written.map(|()| env),
-        // The queue's verdict explains a broken pipe better than the pipe does.
-        code => Err(SendError::Queue { code }),
+    let mut client = mailorder_queue_client::Client::new(queue);
+    let mut sub = client.start()?;
+    // The submission never fails a write (it remembers it for the verdict), so an error
+    // here is a read error: abort, nothing is queued.
+    let mut w = io::BufWriter::new(&mut sub);
+    let read = w
+        .write_all(&head)
+        .map_err(InputError::Write)
+        .and_then(|()| message::copy_body(&mut lines, &mut w))
+        .and_then(|_| w.flush().map_err(InputError::Write));
+    drop(w);
+    if let Err(e) = read {
+        client.abort(sub);
+        return Err(e.into());
     }
+    client.commit(sub, &encode(&env))?;
+    Ok(env)
 }
 
 /// Exec `prog` (for `-bs`/`-bp`); returns only on failure.

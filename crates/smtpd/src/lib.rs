@@ -9,13 +9,12 @@
 //!   `timeoutsmtpd`.
 //!
 //! Protocol grammar lives in mailorder-smtp-proto; this crate never writes to the queue
-//! directly (the queue program does) and never logs message bodies or passwords.
+//! directly (the queue program does, reached through mailorder-queue-client) and never logs message bodies or passwords.
 //! See CONTRACT.md for the whole interface.
 
 mod auth;
 pub mod config;
 pub mod io;
-mod queue;
 pub mod session;
 
 pub use config::{Cidr, Config, ConfigError};

@@ -2,9 +2,9 @@
 
 use crate::config::Config;
 use crate::io::Conn;
-use crate::queue::QueueJob;
 use base64::Engine as _;
 use mailorder_directory::{Directory, Resolved, Status};
+use mailorder_queue_client::{Client, Submission};
 use mailorder_queue_format::envelope::{RcptDsn, Ret};
 use mailorder_smtp_proto::command::parse;
 use mailorder_smtp_proto::{
@@ -119,7 +119,7 @@ impl HopCounter {
 
 /// A message on its way into the queue program.
 struct MessageBody {
-    job: Result<QueueJob, String>,
+    job: Result<Submission, String>,
     hops: HopCounter,
     too_big: bool,
     size: u64,
@@ -136,7 +136,7 @@ impl MessageBody {
             return;
         }
         if let Ok(job) = &mut self.job {
-            job.write(data);
+            job.write_data(data);
         }
     }
 }
@@ -153,6 +153,7 @@ pub struct Session<R: Read, W: Write> {
     tx: Option<Transaction>,
     errors: u32,
     dir: Option<Directory>,
+    queue: Client,
 }
 
 const READ_CHUNK: usize = 16384;
@@ -160,6 +161,7 @@ const READ_CHUNK: usize = 16384;
 impl<R: Read, W: Write> Session<R, W> {
     /// A session with `cfg` over `reader`/`writer` (fd 0 and fd 1).
     pub fn new(cfg: Config, reader: R, writer: W) -> Self {
+        let cfg_queue = cfg.queue.clone();
         Session {
             cfg,
             conn: Conn::Plain(reader, writer),
@@ -175,15 +177,14 @@ impl<R: Read, W: Write> Session<R, W> {
             tx: None,
             errors: 0,
             dir: None,
+            queue: Client::new(&cfg_queue),
         }
     }
 
     /// Run the session to its end. `Ok` after QUIT or when the client closes.
     pub fn run(mut self) -> Result<(), SessionError> {
         let result = self.run_inner();
-        if let Some(tx) = self.tx.take() {
-            abort_tx(tx);
-        }
+        self.reset_tx();
         // The client stopped reading: nothing more can be sent (no reply, no TLS
         // close_notify), each attempt would only wait out the timeout again.
         let stuck = matches!(result, Err(End::Fail(SessionError::WriteTimeout)));
@@ -356,9 +357,13 @@ impl<R: Read, W: Write> Session<R, W> {
         }
     }
 
+    /// Drop the transaction; a message it was writing (BDAT) is aborted: nothing queued.
     fn reset_tx(&mut self) {
-        if let Some(tx) = self.tx.take() {
-            abort_tx(tx);
+        if let Some(tx) = self.tx.take()
+            && let Some((body, _)) = tx.bdat
+            && let Ok(job) = body.job
+        {
+            self.queue.abort(job);
         }
     }
 
@@ -607,8 +612,8 @@ impl<R: Read, W: Write> Session<R, W> {
     }
 
     fn start_body(&mut self) -> MessageBody {
-        let job = QueueJob::start(&self.cfg.queue).map_err(|e| {
-            log::error!("cannot run {}: {e}", self.cfg.queue.display());
+        let job = self.queue.start().map_err(|e| {
+            log::error!("{e}");
             e.to_string()
         });
         let mut body = MessageBody {
@@ -618,7 +623,7 @@ impl<R: Read, W: Write> Session<R, W> {
             size: 0,
         };
         if let Ok(job) = &mut body.job {
-            job.write(self.received().as_bytes());
+            job.write_data(self.received().as_bytes());
         }
         body
     }
@@ -654,7 +659,7 @@ impl<R: Read, W: Write> Session<R, W> {
                 Ok(i) => i,
                 Err(e) => {
                     if let Ok(job) = body.job {
-                        job.abort();
+                        self.queue.abort(job);
                     }
                     return Err(e);
                 }
@@ -707,7 +712,7 @@ impl<R: Read, W: Write> Session<R, W> {
                     if let Some(body) = body
                         && let Ok(job) = body.job
                     {
-                        job.abort();
+                        self.queue.abort(job);
                     }
                     return Err(e);
                 }
@@ -744,7 +749,7 @@ impl<R: Read, W: Write> Session<R, W> {
     fn finish_message(&mut self, body: MessageBody, flags: DataFlags) {
         let Some(tx) = self.tx.take() else {
             if let Ok(job) = body.job {
-                job.abort();
+                self.queue.abort(job);
             }
             return;
         };
@@ -768,7 +773,7 @@ impl<R: Read, W: Write> Session<R, W> {
         let (reply, result) = match (refusal, body.job) {
             (Some((code, esc, text)), job) => {
                 if let Ok(job) = job {
-                    job.abort();
+                    self.queue.abort(job);
                 }
                 (Reply::new(code, esc, text), text.to_owned())
             }
@@ -786,21 +791,16 @@ impl<R: Read, W: Write> Session<R, W> {
                         dsn: tx.dsn.clone(),
                     },
                 );
-                match job.commit(&envelope) {
-                    Ok(0) => (Reply::new(250, "2.0.0", "ok"), "queued".to_owned()),
-                    Ok(code) => {
-                        let text = mailorder_core::exit::queue::describe(code);
-                        let r = if mailorder_core::exit::queue::is_permanent(code) {
-                            Reply::new(554, "5.3.0", text)
+                match self.queue.commit(job, &envelope) {
+                    Ok(()) => (Reply::new(250, "2.0.0", "ok"), "queued".to_owned()),
+                    Err(e) => {
+                        let r = if e.is_permanent() {
+                            Reply::new(554, "5.3.0", e.text())
                         } else {
-                            Reply::new(451, "4.3.0", text)
+                            Reply::new(451, "4.3.0", e.text())
                         };
-                        (r, format!("queue exit {code}: {text}"))
+                        (r, e.to_string())
                     }
-                    Err(e) => (
-                        Reply::new(451, "4.3.0", "queue failure, try again later"),
-                        format!("queue wait failed: {e}"),
-                    ),
                 }
             }
         };
@@ -1014,14 +1014,6 @@ fn decode_b64(s: &[u8]) -> Result<Vec<u8>, Refusal> {
     base64::engine::general_purpose::STANDARD
         .decode(s)
         .map_err(|_| (501, "5.5.2", "bad base64"))
-}
-
-fn abort_tx(tx: Transaction) {
-    if let Some((body, _)) = tx.bdat
-        && let Ok(job) = body.job
-    {
-        job.abort();
-    }
 }
 
 /// Address forms that route through the named host to somewhere else (`%` hack, UUCP
