@@ -5,25 +5,52 @@
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-/// fd 0 (or any fd) with a timeout per read. Made with [`In::new`] it reads one octet per
-/// `read`, so that nothing is read ahead of the current command (the front ends); with
-/// [`In::buffered`] it fills the caller's buffer (the authenticated servers).
+/// Turn off Nagle's algorithm on `fd` when it is a TCP socket (fd 0 or 1 from tcpserver,
+/// `listen` or systemd): each response goes out in one write, and Nagle would only hold a
+/// small write behind the client's delayed ACK (40 ms on Linux). On anything else (a pipe,
+/// a UNIX socket: ENOTSOCK, EOPNOTSUPP) nothing happens.
+pub fn tcp_nodelay(fd: &impl AsFd) {
+    use nix::sys::socket::{setsockopt, sockopt};
+    let _ = setsockopt(fd, sockopt::TcpNoDelay, &true);
+}
+
+/// How [`In`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// As much as fits the caller's buffer.
+    Buffered,
+    /// Never past the first LF: a socket is peeked (`MSG_PEEK`) and only up to its first
+    /// LF is read; anything else is read one octet per call.
+    Line,
+    /// One octet per call (the socket could not be peeked).
+    One,
+}
+
+/// fd 0 (or any fd) with a timeout per read and optionally a total deadline. Made with
+/// [`In::new`] it never reads past the end of the current line, so that nothing is read
+/// ahead of the current command (the front ends: what follows belongs to the program they
+/// exec, or to TLS after STARTTLS); with [`In::buffered`] it fills the caller's buffer (the
+/// authenticated servers).
 #[derive(Debug)]
 pub struct In<F: AsFd> {
     fd: F,
     timeout: Duration,
-    one: bool,
+    mode: Mode,
+    deadline: Option<Instant>,
 }
 
 impl<F: AsFd> In<F> {
-    /// Read `fd` one octet at a time with `timeout` per read.
+    /// Read `fd` never past a line end (LF), with `timeout` per read: on a socket the
+    /// pending octets are peeked and read up to the first LF in one call, on a pipe one
+    /// octet at a time.
     pub fn new(fd: F, timeout: Duration) -> Self {
         In {
             fd,
             timeout,
-            one: true,
+            mode: Mode::Line,
+            deadline: None,
         }
     }
 
@@ -32,7 +59,56 @@ impl<F: AsFd> In<F> {
         In {
             fd,
             timeout,
-            one: false,
+            mode: Mode::Buffered,
+            deadline: None,
+        }
+    }
+
+    /// Also fail every read after `at` with `TimedOut` (a total deadline for a phase of
+    /// the session, whatever the client's pace).
+    pub fn with_deadline(mut self, at: Instant) -> Self {
+        self.deadline = Some(at);
+        self
+    }
+
+    /// How long the next read may wait.
+    fn wait(&self) -> io::Result<Duration> {
+        match self.deadline {
+            None => Ok(self.timeout),
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                Ok(left.min(self.timeout))
+            }
+        }
+    }
+
+    /// In [`Mode::Line`]: how much may be read now, seen by peeking at the socket;
+    /// `None` when the descriptor is no socket (the mode falls back to one octet).
+    fn peek_line(&mut self, buf: &mut [u8]) -> io::Result<Option<usize>> {
+        use nix::errno::Errno;
+        use nix::sys::socket::{MsgFlags, recv};
+        use std::os::fd::AsRawFd;
+        loop {
+            match recv(self.fd.as_fd().as_raw_fd(), buf, MsgFlags::MSG_PEEK) {
+                Ok(0) => return Ok(Some(1)),
+                Ok(n) => {
+                    let upto = buf[..n]
+                        .iter()
+                        .position(|&b| b == b'\n')
+                        .map_or(n, |i| i + 1);
+                    return Ok(Some(upto));
+                }
+                Err(Errno::EINTR) => {}
+                Err(Errno::ENOTSOCK) => {
+                    self.mode = Mode::One;
+                    return Ok(None);
+                }
+                Err(Errno::ECONNRESET) => return Ok(Some(1)),
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 }
@@ -43,7 +119,7 @@ impl<F: AsFd> Read for In<F> {
         if buf.is_empty() {
             return Ok(0);
         }
-        let ms = PollTimeout::try_from(self.timeout).unwrap_or(PollTimeout::MAX);
+        let ms = PollTimeout::try_from(self.wait()?).unwrap_or(PollTimeout::MAX);
         loop {
             let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, ms) {
@@ -53,7 +129,11 @@ impl<F: AsFd> Read for In<F> {
                 Err(e) => return Err(e.into()),
             }
         }
-        let n = if self.one { 1 } else { buf.len() };
+        let n = match self.mode {
+            Mode::Buffered => buf.len(),
+            Mode::One => 1,
+            Mode::Line => self.peek_line(buf)?.unwrap_or(1),
+        };
         loop {
             match nix::unistd::read(self.fd.as_fd(), &mut buf[..n]) {
                 Ok(n) => return Ok(n),
@@ -169,6 +249,54 @@ mod tests {
         let err = out.write_all(&vec![b'x'; 4 << 20]).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    }
+
+    #[test]
+    fn in_reads_a_socket_line_by_line_and_a_pipe_by_octets() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        b.write_all(b"a1 NOOP\r\na2 LOGIN x y\r\nrest").unwrap();
+        let mut r = In::new(a, Duration::from_secs(5));
+        let mut buf = [0u8; 4096];
+        let n = r.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"a1 NOOP\r\n");
+        let n = r.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"a2 LOGIN x y\r\n");
+        let n = r.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"rest");
+        drop(b);
+        assert_eq!(r.read(&mut buf).unwrap(), 0);
+        let (pr, pw) = std::io::pipe().unwrap();
+        (&pw).write_all(b"ab\n").unwrap();
+        let mut r = In::new(pr, Duration::from_secs(5));
+        assert_eq!(r.read(&mut buf).unwrap(), 1);
+        assert_eq!(r.read(&mut buf).unwrap(), 1);
+    }
+
+    /// A client that sends an octet now and then still meets the deadline.
+    #[test]
+    fn in_deadline_is_total() {
+        let (a, mut b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let t = Instant::now();
+        let mut r =
+            In::new(a, Duration::from_secs(10)).with_deadline(t + Duration::from_millis(600));
+        let h = std::thread::spawn(move || {
+            for _ in 0..20 {
+                if b.write_all(b"x").is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let mut buf = [0u8; 16];
+        let err = loop {
+            if let Err(e) = r.read(&mut buf).map(|n| assert!(n <= buf.len())) {
+                break e;
+            }
+        };
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        drop(r);
+        h.join().unwrap();
     }
 
     #[test]

@@ -9,15 +9,18 @@ pub enum Frame {
     Command(Vec<u8>),
     /// A synchronizing literal was announced and accepted: send `+ ` now.
     Continue,
-    /// The line was longer than the limit; it was discarded. `fatal` when the stream
-    /// cannot be trusted any more (the discarded line announced a non-synchronizing
-    /// literal whose bytes would follow).
+    /// The line has just passed the limit: answer now (RFC 9051 §7.1.5 BAD), not when
+    /// its end finally comes (a client may send megabytes without a line end). The rest
+    /// of the line is discarded up to its LF; then [`Frame::Desync`] follows if it
+    /// announced a non-synchronizing literal.
     TooLong {
         /// The tag, if one could be read.
         tag: Option<String>,
-        /// Close the connection.
-        fatal: bool,
     },
+    /// The over-long line just discarded ended in a non-synchronizing literal
+    /// announcement: its octets follow and cannot be told from commands, so the stream
+    /// cannot be trusted any more. Close the connection.
+    Desync,
     /// An announced literal exceeds the limit. A synchronizing one was refused before the
     /// client sent it (the command is dropped, the stream stays in sync); a
     /// non-synchronizing one is `fatal`: its bytes are on the way.
@@ -196,10 +199,11 @@ impl Framer {
                         if tail.last() == Some(&b'\r') {
                             tail.pop();
                         }
-                        let fatal = announces_nonsync(&tail);
-                        let tag = tag_of(&std::mem::take(&mut self.skip_head));
                         self.cmd.clear();
-                        return Some(Frame::TooLong { tag, fatal });
+                        if announces_nonsync(&tail) {
+                            return Some(Frame::Desync);
+                        }
+                        continue;
                     }
                 }
             }
@@ -215,7 +219,8 @@ impl Framer {
                     self.skip_tail = self.buf[self.buf.len() - keep..].to_vec();
                     self.buf.clear();
                     self.skipping = true;
-                    continue;
+                    let tag = tag_of(&std::mem::take(&mut self.skip_head));
+                    return Some(Frame::TooLong { tag });
                 }
                 return None;
             };
@@ -226,7 +231,8 @@ impl Framer {
                     self.cmd[..self.cmd.len().min(HEAD)].to_vec()
                 };
                 self.skipping = true;
-                continue;
+                let tag = tag_of(&std::mem::take(&mut self.skip_head));
+                return Some(Frame::TooLong { tag });
             }
             let mut line: Vec<u8> = self.buf.drain(..=i).collect();
             line.pop();
@@ -338,7 +344,6 @@ mod tests {
             &[
                 Frame::TooLong {
                     tag: Some("t1".into()),
-                    fatal: false,
                 },
                 Frame::Command(b"t2 NOOP".to_vec()),
             ],
@@ -347,10 +352,12 @@ mod tests {
         b.extend_from_slice(b" {10+}\r\n");
         all_chunkings(
             &b,
-            &[Frame::TooLong {
-                tag: Some("t1".into()),
-                fatal: true,
-            }],
+            &[
+                Frame::TooLong {
+                    tag: Some("t1".into()),
+                },
+                Frame::Desync,
+            ],
         );
     }
 
@@ -372,13 +379,7 @@ mod tests {
     fn long_line_tag_whatever_the_chunking() {
         let input = b";;;;;;;;;;;;;\0\x05\nP\nP\n\n(";
         let want = frames_with(input, input.len(), 8);
-        assert_eq!(
-            want[0],
-            Frame::TooLong {
-                tag: None,
-                fatal: false
-            }
-        );
+        assert_eq!(want[0], Frame::TooLong { tag: None });
         for c in 1..input.len() {
             assert_eq!(frames_with(input, c, 8), want, "chunk {c}");
         }
@@ -395,14 +396,43 @@ mod tests {
         input.extend_from_slice(b"5+}\r\nt2 NOOP\r\n");
         for c in [1, 2, 3, 7, 64, input.len()] {
             assert_eq!(
-                frames_with(&input, c, 100)[0],
-                Frame::TooLong {
-                    tag: Some("t1".into()),
-                    fatal: true
-                },
+                frames_with(&input, c, 100)[..2],
+                [
+                    Frame::TooLong {
+                        tag: Some("t1".into()),
+                    },
+                    Frame::Desync
+                ],
                 "chunk {c}"
             );
         }
+    }
+
+    #[test]
+    fn endless_line_is_answered_before_its_end() {
+        // See: issue #10 (item 4): megabytes without CRLF are answered once the limit passes.
+        let mut f = Framer::new(100, 1000);
+        f.push(b"t1 NOOP ");
+        assert_eq!(f.next_frame(), None);
+        for _ in 0..1000 {
+            f.push(&[b'x'; 1000]);
+            if let Some(fr) = f.next_frame() {
+                assert_eq!(
+                    fr,
+                    Frame::TooLong {
+                        tag: Some("t1".into())
+                    }
+                );
+                // Nothing more until the line ends, and nothing is kept.
+                f.push(&[b'x'; 100_000]);
+                assert_eq!(f.next_frame(), None);
+                assert!(!f.has_buffered());
+                f.push(b"\r\nt2 NOOP\r\n");
+                assert_eq!(f.next_frame(), Some(Frame::Command(b"t2 NOOP".to_vec())));
+                return;
+            }
+        }
+        panic!("no answer before the line ended");
     }
 
     #[test]

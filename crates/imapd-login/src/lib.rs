@@ -4,15 +4,18 @@
 //! authenticated server (imapd) as the user (docs/ARCHITECTURE.md, "The login chain").
 //!
 //! [`run`] is the session over any `Read`/`Write` and a [`Backend`], unit-tested with
-//! fakes; [`serve`] is the process glue. The connection is read one octet at a time, so
-//! whatever the client pipelined after its login stays in the socket for imapd, and after
-//! STARTTLS for the handshake (plaintext never crosses into TLS).
+//! fakes; [`serve`] is the process glue. The connection is never read past the end of the
+//! current line (a socket is peeked, then read up to its first LF; a pipe one octet at a
+//! time), so whatever the client pipelined after its login stays in the socket for imapd,
+//! and after STARTTLS for the handshake (plaintext never crosses into TLS). Each response
+//! leaves in one write, just before the next read or hand-off.
 
 use mailorder_core::control::Control;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command};
 use mailorder_login_common::{
-    Chain, Checkpassword, Failures, In, LoginError, Out, Outcome, Policy, StartTls, TlsParams,
+    Chain, Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls,
+    TlsParams,
 };
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -81,6 +84,9 @@ struct Session<'a, R: Read, W: Write, B: Backend> {
     framer: Framer,
     failures: Failures,
     env: Vec<(String, String)>,
+    /// Response lines not yet written: everything answering one command goes out in one
+    /// write (with Nagle on, a second small write waits for the client's delayed ACK).
+    out: Vec<u8>,
 }
 
 enum Next {
@@ -89,22 +95,35 @@ enum Next {
 }
 
 impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
+    /// Queue a response line; [`Session::flush`] writes the queue.
     fn send(&mut self, s: &str) -> io::Result<()> {
-        self.w.write_all(s.as_bytes())?;
-        self.w.write_all(b"\r\n")?;
+        self.out.extend_from_slice(s.as_bytes());
+        self.out.extend_from_slice(b"\r\n");
+        Ok(())
+    }
+
+    /// Write the queued lines in one write.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.w.write_all(&out)?;
         self.w.flush()
     }
 
-    /// The next frame, reading one octet at a time; `None` at EOF.
+    /// The next frame (queued responses written first); `None` at EOF. The reader
+    /// never returns octets past a line end, see the crate documentation.
     fn frame(&mut self) -> io::Result<Option<Frame>> {
-        let mut b = [0u8; 1];
+        let mut b = [0u8; 4096];
         loop {
             if let Some(f) = self.framer.next_frame() {
                 return Ok(Some(f));
             }
+            self.flush()?;
             match self.r.read(&mut b) {
                 Ok(0) => return Ok(None),
-                Ok(_) => self.framer.push(&b),
+                Ok(n) => self.framer.push(&b[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -140,6 +159,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
         }
         let mut env = self.env.clone();
         env.push(("IMAPLOGINTAG".into(), tag.to_owned()));
+        self.flush()?;
         match self.backend.login(login, password, &env) {
             Ok(Outcome::Served(code)) => {
                 log::info!(
@@ -197,7 +217,17 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                     self.send("+ OK")?;
                     continue;
                 }
-                Frame::TooLong { tag, fatal } | Frame::LiteralTooBig { tag, fatal } => {
+                Frame::TooLong { tag } => {
+                    errors += 1;
+                    let t = tag.unwrap_or_else(|| "*".into());
+                    self.send(&format!("{t} BAD Command too long"))?;
+                    continue;
+                }
+                Frame::Desync => {
+                    self.send("* BYE Command too long")?;
+                    return Ok(0);
+                }
+                Frame::LiteralTooBig { tag, fatal } => {
                     errors += 1;
                     let t = tag.unwrap_or_else(|| "*".into());
                     self.send(&format!("{t} BAD Command too long"))?;
@@ -247,6 +277,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                         Next::Go
                     } else {
                         self.send(&format!("{tag} OK Begin TLS negotiation now"))?;
+                        self.flush()?;
                         let dropped = self.framer.discard();
                         if dropped > 0 {
                             log::warn!(
@@ -359,41 +390,49 @@ pub fn run<R: Read, W: Write, B: Backend>(cfg: Config, r: R, w: W, backend: &mut
         backend,
         framer: Framer::new(MAX_COMMAND, MAX_COMMAND),
         env: Vec::new(),
+        out: Vec::new(),
     };
-    match s.run() {
+    let code = match s.run() {
         Ok(c) => c,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            let _ = s.send("* BYE Autologout, idle for too long");
-            log::info!("timeout ip={ip}");
+            let _ = s.send("* BYE Autologout, too slow");
+            log::info!("timeout ip={ip}: {e}");
             0
         }
         Err(e) => {
             log::info!("connection: {e} ip={ip}");
             0
         }
-    }
+    };
+    let _ = s.flush();
+    code
 }
 
 /// The process: control files, the peer, fd 0/1, then [`run`].
 pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
     let control = Control::default();
+    let start = std::time::Instant::now();
     let peer = mailorder_core::ucspi::Peer::from_process();
-    let mut out = Out(std::io::stdout());
+    mailorder_core::fdio::tcp_nodelay(&std::io::stdin());
+    mailorder_core::fdio::tcp_nodelay(&std::io::stdout());
     let policy = match Policy::load(&control) {
         Ok(p) => p,
         Err(e) => {
             log::error!("{e}");
-            let _ = out.write_all(b"* BYE [UNAVAILABLE] Configuration error\r\n");
+            let _ =
+                Out(std::io::stdout()).write_all(b"* BYE [UNAVAILABLE] Configuration error\r\n");
             return 111;
         }
     };
+    let out = OutTimed::new(std::io::stdout(), policy.timeout);
     let cfg = Config {
         tls: std::env::var("TLS").is_ok_and(|v| v == "1"),
         loopback: peer.is_loopback(),
         ip: peer.remote_ip_text(),
         policy,
     };
-    let reader = In::new(std::io::stdin(), cfg.policy.timeout);
+    let reader =
+        In::new(std::io::stdin(), cfg.policy.timeout).with_deadline(start + cfg.policy.deadline);
     let mut chain = Chain {
         cp: Checkpassword {
             argv,
@@ -458,6 +497,23 @@ mod tests {
         }
     }
 
+    /// Reads as `In` does in production: never past a line end.
+    struct LineReader<'a>(&'a [u8]);
+
+    impl Read for LineReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            let upto = self
+                .0
+                .iter()
+                .position(|&b| b == b'\n')
+                .map_or(self.0.len(), |i| i + 1);
+            let n = upto.min(buf.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
     fn session(input: &[u8], loopback: bool, stls: bool) -> (String, Fake, u8) {
         let mut f = Fake {
             good: (b"demo@example.test", b"pw"),
@@ -466,7 +522,7 @@ mod tests {
             started: false,
         };
         let mut out = Vec::new();
-        let code = run(cfg(loopback), input, &mut out, &mut f);
+        let code = run(cfg(loopback), LineReader(input), &mut out, &mut f);
         (String::from_utf8(out).unwrap(), f, code)
     }
 
@@ -544,6 +600,47 @@ mod tests {
         );
         assert_eq!(f.calls.len(), 1);
         assert!(f.calls[0].1.contains(&("TLS".into(), "1".into())));
+    }
+
+    /// Records each write separately.
+    #[derive(Default)]
+    struct Writes(Vec<Vec<u8>>);
+
+    impl Write for &mut Writes {
+        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+            self.0.push(b.to_vec());
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    // See: issue #12: the untagged and tagged lines of an answer leave in one write.
+    #[test]
+    fn one_write_per_answer() {
+        let mut f = Fake {
+            good: (b"x", b"y"),
+            calls: vec![],
+            stls: false,
+            started: false,
+        };
+        let mut w = Writes::default();
+        let input = LineReader(b"a CAPABILITY\r\nb LOGOUT\r\n");
+        run(cfg(true), input, &mut w, &mut f);
+        assert_eq!(w.0.len(), 3, "{:?}", w.0);
+        let cap = String::from_utf8(w.0[1].clone()).unwrap();
+        assert!(cap.starts_with("* CAPABILITY ") && cap.ends_with("a OK Capability completed\r\n"));
+    }
+
+    // See: issue #10 (item 4): a line without end is answered once it passes the limit.
+    #[test]
+    fn endless_line_answered_before_its_end() {
+        let mut input = b"a LOGIN ".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 100_000));
+        let (out, f, _) = session(&input, true, false);
+        assert!(out.contains("a BAD Command too long"), "{out}");
+        assert!(f.calls.is_empty());
     }
 
     #[test]

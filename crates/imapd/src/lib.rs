@@ -151,7 +151,7 @@ pub fn run<R: Read + Send + 'static, W: Write>(
 /// process for ever. On a pipe (under tlswrap, PREAUTH) nothing happens.
 pub fn tune_output(fd: &impl std::os::fd::AsFd, write_timeout: Duration) {
     use nix::sys::socket::{setsockopt, sockopt};
-    let _ = setsockopt(fd, sockopt::TcpNoDelay, &true);
+    mailorder_core::fdio::tcp_nodelay(fd);
     let tv = nix::sys::time::TimeVal::new(
         i64::try_from(write_timeout.as_secs()).unwrap_or(i64::MAX),
         0,

@@ -62,6 +62,11 @@ enum Reply {
 
 type R = Result<Reply, ImapError>;
 
+/// BAD answers in a row after which the session ends (`* BYE Too many invalid
+/// commands`): a client that only sends garbage is cut off, one that makes a mistake now
+/// and then is not (issue #10, item 4; Dovecot's limit is the same 20).
+pub const MAX_BAD_RUN: u32 = 20;
+
 fn ok(s: impl Into<String>) -> R {
     Ok(Reply::Ok(s.into()))
 }
@@ -108,6 +113,8 @@ pub struct Session<W: Write> {
     /// IMAP4rev2 enabled (RFC 9051): no RECENT, ESEARCH for SEARCH, UTF-8 names, LIST in
     /// SELECT.
     rev2: bool,
+    /// BAD answers since the last command that was not refused as BAD.
+    bad_run: u32,
 }
 
 /// Output buffered before it is written in the middle of a long FETCH.
@@ -170,6 +177,7 @@ impl<W: Write> Session<W> {
             utf8: false,
             unknown_cte: false,
             rev2: false,
+            bad_run: 0,
         }
     }
 
@@ -289,13 +297,14 @@ impl<W: Write> Session<W> {
                         self.line("+ OK");
                         self.flush()?;
                     }
-                    Frame::TooLong { tag, fatal } => {
+                    Frame::TooLong { tag } => {
                         self.tagged_bad(tag, "Command line too long");
-                        if fatal {
-                            return self.bye("Command line too long");
+                        if self.bad_run >= MAX_BAD_RUN {
+                            return self.bye("Too many invalid commands");
                         }
                         self.flush()?;
                     }
+                    Frame::Desync => return self.bye("Command line too long"),
                     Frame::LiteralTooBig { tag, fatal } => {
                         let t = tag.unwrap_or_else(|| "*".into());
                         if fatal {
@@ -307,6 +316,9 @@ impl<W: Write> Session<W> {
                     }
                     Frame::Command(bytes) => {
                         let done = self.command(&bytes, &input, &mut fr)?;
+                        if self.bad_run >= MAX_BAD_RUN {
+                            return self.bye("Too many invalid commands");
+                        }
                         self.flush()?;
                         if done || self.closing {
                             return Ok(());
@@ -332,6 +344,7 @@ impl<W: Write> Session<W> {
     }
 
     fn tagged_bad(&mut self, tag: Option<String>, text: &str) {
+        self.bad_run += 1;
         let t = tag.unwrap_or_else(|| "*".into());
         self.line(&format!("{t} BAD {text}"));
     }
@@ -370,7 +383,10 @@ impl<W: Write> Session<W> {
         let (status, text) = match reply {
             Reply::Ok(t) => ("OK", t),
             Reply::No(t) => ("NO", t),
-            Reply::Bad(t) => ("BAD", t),
+            Reply::Bad(t) => {
+                self.bad_run += 1;
+                ("BAD", t)
+            }
             Reply::Logout => {
                 self.line("* BYE Logging out");
                 self.line(&format!("{tag} OK Logout completed"));
@@ -385,6 +401,9 @@ impl<W: Write> Session<W> {
             )
         {
             self.updates(!quiet)?;
+        }
+        if status != "BAD" {
+            self.bad_run = 0;
         }
         self.line(&format!("{tag} {status} {text}"));
         Ok(false)

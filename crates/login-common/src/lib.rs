@@ -78,6 +78,10 @@ pub struct Policy {
     pub plaintext: Plaintext,
     /// `control/timeoutlogin` in seconds (default 60): per read before login.
     pub timeout: Duration,
+    /// `control/deadlinelogin` in seconds (default 120): the whole not-authenticated
+    /// phase, from the connection to the login, however the client paces its octets
+    /// (issue #10, item 3: slow clients must not hold the door).
+    pub deadline: Duration,
 }
 
 impl Default for Policy {
@@ -87,6 +91,7 @@ impl Default for Policy {
             fail_delay: Duration::from_millis(2000),
             plaintext: Plaintext::Loopback,
             timeout: Duration::from_secs(60),
+            deadline: Duration::from_secs(120),
         }
     }
 }
@@ -112,6 +117,7 @@ impl Policy {
             fail_delay: Duration::from_millis(control.number("authfaildelay", 2000)?),
             plaintext,
             timeout: Duration::from_secs(control.number("timeoutlogin", 60)?.max(1)),
+            deadline: Duration::from_secs(control.number("deadlinelogin", 120)?.max(1)),
         })
     }
 
@@ -445,13 +451,16 @@ mod tests {
         let c = Control::new(d.path());
         let p = Policy::load(&c).unwrap();
         assert_eq!(p.max_failures, 3);
+        assert_eq!(p.deadline, Duration::from_secs(120));
         assert_eq!(p.plaintext, Plaintext::Loopback);
         assert!(p.plaintext_allowed(false, true));
         assert!(!p.plaintext_allowed(false, false));
         assert!(p.plaintext_allowed(true, false));
         std::fs::write(d.path().join("plaintextauth"), "tls\n").unwrap();
         std::fs::write(d.path().join("maxauthfailures"), "5\n").unwrap();
+        std::fs::write(d.path().join("deadlinelogin"), "7\n").unwrap();
         let p = Policy::load(&c).unwrap();
+        assert_eq!(p.deadline, Duration::from_secs(7));
         assert!(!p.plaintext_allowed(false, true));
         assert_eq!(p.max_failures, 5);
         std::fs::write(d.path().join("plaintextauth"), "sometimes\n").unwrap();

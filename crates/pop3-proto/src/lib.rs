@@ -71,28 +71,40 @@ impl Lines {
         self.discarding = false;
     }
 
-    /// The next complete line, if any.
+    /// The next complete line, if any. An over-long line is reported as soon as it passes
+    /// the limit, not when its end comes (a client may send megabytes without one); its
+    /// rest is then dropped up to the line end.
     pub fn next_line(&mut self) -> Option<Line> {
-        match self.buf.iter().position(|b| *b == b'\n') {
-            Some(i) => {
-                let mut line: Vec<u8> = self.buf.drain(..=i).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
+        loop {
+            match self.buf.iter().position(|b| *b == b'\n') {
+                Some(i) => {
+                    let mut line: Vec<u8> = self.buf.drain(..=i).collect();
+                    if std::mem::take(&mut self.discarding) {
+                        continue;
+                    }
                     line.pop();
+                    if line.last() == Some(&b'\r') {
+                        line.pop();
+                    }
+                    return Some(if line.len() > self.max {
+                        Line::TooLong
+                    } else {
+                        Line::Ok(line)
+                    });
                 }
-                if std::mem::take(&mut self.discarding) || line.len() > self.max {
-                    Some(Line::TooLong)
-                } else {
-                    Some(Line::Ok(line))
+                None => {
+                    if self.discarding {
+                        self.buf.clear();
+                        return None;
+                    }
+                    // Keep one octet more than the limit to see a CR before the LF.
+                    if self.buf.len() > self.max + 1 {
+                        self.discarding = true;
+                        self.buf.clear();
+                        return Some(Line::TooLong);
+                    }
+                    return None;
                 }
-            }
-            None => {
-                // Keep one octet more than the limit to see a CR before the LF.
-                if self.buf.len() > self.max + 1 {
-                    self.discarding = true;
-                    self.buf.clear();
-                }
-                None
             }
         }
     }
@@ -474,6 +486,24 @@ mod tests {
             }
         }
         out
+    }
+
+    // See: issue #10 (item 4): megabytes without a line end are answered once the limit
+    // passes, and nothing of them is kept.
+    #[test]
+    fn endless_line_reported_before_its_end() {
+        let mut l = Lines::new(20);
+        l.push(b"USER ");
+        assert_eq!(l.next_line(), None);
+        l.push(&[b'x'; 4096]);
+        assert_eq!(l.next_line(), Some(Line::TooLong));
+        for _ in 0..100 {
+            l.push(&[b'x'; 4096]);
+            assert_eq!(l.next_line(), None);
+            assert!(!l.has_buffered());
+        }
+        l.push(b"xx\r\nQUIT\r\n");
+        assert_eq!(l.next_line(), Some(Line::Ok(b"QUIT".to_vec())));
     }
 
     #[test]

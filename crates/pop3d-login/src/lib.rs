@@ -79,6 +79,9 @@ struct Session<'a, R: Read, W: Write, B: Backend> {
     lines: Lines,
     failures: Failures,
     env: Vec<(String, String)>,
+    /// Responses not yet written: each answer leaves in one write, just before the next
+    /// read or hand-off (with Nagle on, a second small write waits for a delayed ACK).
+    out: Vec<u8>,
 }
 
 enum Next {
@@ -87,21 +90,36 @@ enum Next {
 }
 
 impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
+    /// Queue a response; [`Session::flush`] writes the queue.
     fn send(&mut self, data: &[u8]) -> io::Result<()> {
-        self.w.write_all(data)?;
+        self.out.extend_from_slice(data);
+        Ok(())
+    }
+
+    /// Write the queued responses in one write.
+    fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        self.w.write_all(&out)?;
         self.w.flush()
     }
 
-    /// The next line; `None` at EOF.
+    /// The next line (queued responses written first); `None` at EOF. The reader never
+    /// returns octets past a line end (a socket is peeked, a pipe read by octets), so
+    /// what the client pipelined after its login stays for pop3d, and after STLS for the
+    /// handshake.
     fn line(&mut self) -> io::Result<Option<Line>> {
-        let mut b = [0u8; 1];
+        let mut b = [0u8; 4096];
         loop {
             if let Some(l) = self.lines.next_line() {
                 return Ok(Some(l));
             }
+            self.flush()?;
             match self.r.read(&mut b) {
                 Ok(0) => return Ok(None),
-                Ok(_) => self.lines.push(&b),
+                Ok(n) => self.lines.push(&b[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -137,6 +155,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             return self.failed(login);
         }
         let env = self.env.clone();
+        self.flush()?;
         match self.backend.login(login, password, stamp, &env) {
             Ok(Outcome::Served(code)) => {
                 log::debug!("session ended status={code} ip={}", self.cfg.ip);
@@ -271,6 +290,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                         self.send(&proto::err(None, "STLS not available"))?;
                     } else {
                         self.send(&proto::ok("begin TLS negotiation"))?;
+                        self.flush()?;
                         // RFC 2595 §4 and docs/ARCHITECTURE.md: nothing sent before the
                         // handshake may be acted on afterwards.
                         self.lines.clear();
@@ -353,25 +373,31 @@ pub fn run<R: Read, W: Write, B: Backend>(cfg: Config, r: R, w: W, backend: &mut
         backend,
         lines: Lines::default(),
         env: Vec::new(),
+        out: Vec::new(),
     };
-    match s.run() {
+    let code = match s.run() {
         Ok(c) => c,
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             let _ = s.send(&proto::err(None, "timeout, closing"));
-            log::info!("timeout ip={ip}");
+            log::info!("timeout ip={ip}: {e}");
             0
         }
         Err(e) => {
             log::info!("connection: {e} ip={ip}");
             0
         }
-    }
+    };
+    let _ = s.flush();
+    code
 }
 
 /// The process: control files, the peer, fd 0/1, then [`run`].
 pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
     let control = Control::default();
+    let start = std::time::Instant::now();
     let peer = mailorder_core::ucspi::Peer::from_process();
+    mailorder_core::fdio::tcp_nodelay(&std::io::stdin());
+    mailorder_core::fdio::tcp_nodelay(&std::io::stdout());
     let loaded = Policy::load(&control).and_then(|p| {
         let me = control.me()?;
         Ok((p, me))
@@ -393,7 +419,8 @@ pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
         ip: peer.remote_ip_text(),
         policy,
     };
-    let reader = In::new(std::io::stdin(), cfg.policy.timeout);
+    let reader =
+        In::new(std::io::stdin(), cfg.policy.timeout).with_deadline(start + cfg.policy.deadline);
     let mut chain = Chain {
         cp: Checkpassword {
             argv,

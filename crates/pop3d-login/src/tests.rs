@@ -56,9 +56,26 @@ fn cfg(loopback: bool) -> Config {
     }
 }
 
+/// Reads as `In` does in production: never past a line end.
+struct LineReader<'a>(&'a [u8]);
+
+impl Read for LineReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let upto = self
+            .0
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(self.0.len(), |i| i + 1);
+        let n = upto.min(buf.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0 = &self.0[n..];
+        Ok(n)
+    }
+}
+
 fn session(cfg: Config, input: &[u8], fake: &mut Fake) -> (u8, Vec<String>) {
     let mut out = Vec::new();
-    let code = run(cfg, input, &mut out, fake);
+    let code = run(cfg, LineReader(input), &mut out, fake);
     let text = String::from_utf8(out).unwrap();
     assert!(text.ends_with("\r\n") || text.is_empty());
     (code, text.split("\r\n").map(str::to_owned).collect())
@@ -201,4 +218,39 @@ fn stls_unavailable_without_tlswrap() {
     let mut f = Fake::default();
     let (_, out) = session(cfg(true), b"STLS\r\nQUIT\r\n", &mut f);
     assert_eq!(out[1], "-ERR STLS not available");
+}
+
+/// Records each write separately.
+#[derive(Default)]
+struct Writes(Vec<Vec<u8>>);
+
+impl Write for &mut Writes {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.push(b.to_vec());
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+// See: issue #12: each answer leaves in one write (a multi-line CAPA too).
+#[test]
+fn one_write_per_answer() {
+    let mut f = Fake::default();
+    let mut w = Writes::default();
+    run(cfg(true), LineReader(b"CAPA\r\nQUIT\r\n"), &mut w, &mut f);
+    assert_eq!(w.0.len(), 3, "{:?}", w.0);
+    let capa = String::from_utf8(w.0[1].clone()).unwrap();
+    assert!(capa.starts_with("+OK capability") && capa.ends_with("\r\n.\r\n"));
+}
+
+// See: issue #10 (item 4): a line without end is answered once it passes the limit.
+#[test]
+fn endless_line_answered_before_its_end() {
+    let mut f = Fake::default();
+    let mut input = b"USER ".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 100_000));
+    let (_, out) = session(cfg(true), &input, &mut f);
+    assert_eq!(out[1], "-ERR line too long", "{out:?}");
 }

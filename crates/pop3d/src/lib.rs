@@ -655,6 +655,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
         }
     };
     let peer = mailorder_core::ucspi::Peer::from_process();
+    mailorder_core::fdio::tcp_nodelay(&std::io::stdout());
     let mut out = mailorder_login_common::OutTimed::new(std::io::stdout(), timeout);
     let mb = match open(&maildir, &mut out) {
         Ok(mb) => mb,

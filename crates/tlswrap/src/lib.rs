@@ -77,15 +77,22 @@ impl Write for Fd<'_> {
     }
 }
 
+/// Write every TLS record rustls holds in one write: rustls hands them over one record
+/// per `write` call, and several small writes on a socket with Nagle on would leave the
+/// later ones waiting for the client's delayed ACK.
 fn flush_tls(conn: &mut ServerConnection, out: BorrowedFd<'_>) -> io::Result<()> {
-    let mut w = Fd {
+    let mut records = Vec::new();
+    while conn.wants_write() {
+        conn.write_tls(&mut records)?;
+    }
+    if records.is_empty() {
+        return Ok(());
+    }
+    Fd {
         fd: out,
         timeout: None,
-    };
-    while conn.wants_write() {
-        conn.write_tls(&mut w)?;
     }
-    Ok(())
+    .write_all(&records)
 }
 
 /// Complete the server handshake on `net_in`/`net_out`, `timeout` per read.
@@ -321,6 +328,8 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let stdin = io::stdin();
     let stdout = io::stdout();
     let (net_in, net_out) = (stdin.as_fd(), stdout.as_fd());
+    mailorder_core::fdio::tcp_nodelay(&net_in);
+    mailorder_core::fdio::tcp_nodelay(&net_out);
     let loaded = load(&control);
     if starttls {
         return match loaded {

@@ -10,6 +10,7 @@
 mod contracts;
 mod dsn;
 mod faults;
+mod frontends;
 mod imap;
 mod launchers;
 mod ldap;
