@@ -9,6 +9,9 @@ fn main() {
     mailorder_core::logger::init("smtpd", 111);
     let env = |k: &str| std::env::var(k).ok();
     let peer = Peer::from_process();
+    // Replies are written whole (a multi-line one in one write); Nagle would only hold
+    // a reply behind the client's delayed ACK (issue #12).
+    mailorder_core::fdio::tcp_nodelay(&std::io::stdout());
     let cfg = match Config::load(&Control::default(), &env, peer) {
         Ok(c) => c,
         Err(e) => exit(mailorder_smtpd::refuse(
