@@ -61,9 +61,125 @@ pub fn is_root() -> bool {
         .unwrap_or(false)
 }
 
-/// Say loudly that a test is skipped, and why.
+/// Whether a test may skip when its peer (slapd, Postfix, Dovecot, dnsmasq…), tool (swaks,
+/// python3, tcpserver…) or privilege is missing. It may not under CI (`CI` set to anything
+/// but empty, `0` or `false`) nor whenever the tests run as root, as CI does: there every
+/// peer is installed (`scripts/install-test-deps`), so a missing one is a broken run.
+pub fn may_skip() -> bool {
+    let ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
+    !ci && !is_root()
+}
+
+/// Skip a test whose peer, tool or privilege is missing: say so loudly on stderr, or, when
+/// skipping is not allowed ([`may_skip`]: under CI and as root), fail the test.
+///
+/// Every skip path of the suite goes through here (`return skip(…)`), never through a bare
+/// `return`, so that no test turns green by not running.
+#[track_caller]
 pub fn skip(test: &str, why: &str) {
+    assert!(
+        may_skip(),
+        "{test}: {why}: a test may not skip under CI or as root (install the peers with \
+         scripts/install-test-deps)"
+    );
     eprintln!("SKIPPED: {test}: {why}");
+}
+
+/// Poll `f` every 100 ms until it holds; panic naming `what` after `secs` seconds.
+#[track_caller]
+pub fn wait_for(what: &str, secs: u64, f: impl FnMut() -> bool) {
+    wait_for_or(what, secs, f, String::new);
+}
+
+/// [`wait_for`], adding `context()` (a log, say) to the panic message on a time-out.
+#[track_caller]
+pub fn wait_for_or(
+    what: &str,
+    secs: u64,
+    mut f: impl FnMut() -> bool,
+    context: impl FnOnce() -> String,
+) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while !f() {
+        if Instant::now() >= end {
+            panic!("timed out after {secs} s waiting for {what}\n{}", context());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A text0 envelope as `queue` reads it on fd 1 (queue CONTRACT.md): `F`sender, then
+/// `T`recipient for each, then the terminating empty record.
+pub fn envelope(sender: &str, rcpts: &[&str]) -> Vec<u8> {
+    let rcpts: Vec<(&str, &str)> = rcpts.iter().map(|r| (*r, "")).collect();
+    envelope_dsn(sender, "", &rcpts)
+}
+
+/// [`envelope`] with RFC 3461 parameters: `E`mail-params after the sender when not empty,
+/// and after each `T`recipient its `N`params when not empty.
+pub fn envelope_dsn(sender: &str, mail: &str, rcpts: &[(&str, &str)]) -> Vec<u8> {
+    let mut env = format!("F{sender}\0").into_bytes();
+    if !mail.is_empty() {
+        env.extend_from_slice(format!("E{mail}\0").as_bytes());
+    }
+    for (r, params) in rcpts {
+        env.extend_from_slice(format!("T{r}\0").as_bytes());
+        if !params.is_empty() {
+            env.extend_from_slice(format!("N{params}\0").as_bytes());
+        }
+    }
+    env.push(0);
+    env
+}
+
+/// Run `c` with `input` on its stdin and its stdout and stderr captured.
+pub fn output_with_input(c: &mut Command, input: &[u8]) -> Output {
+    let mut child = c
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", c.get_program()));
+    // The program may exit without reading all of it: its status says what happened.
+    let _ = child.stdin.take().expect("stdin").write_all(input);
+    child.wait_with_output().expect("wait")
+}
+
+/// Send SIGTERM to process `pid` (with kill(1), which keeps unsafe code out of the tests).
+pub fn terminate(pid: u32) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(pid.to_string())
+        .status();
+}
+
+/// Kill a child the test started (SIGKILL) and reap it.
+pub fn stop(c: &mut Child) {
+    let _ = c.kill();
+    let _ = c.wait();
+}
+
+/// A child process killed and reaped when dropped, so that a failing test leaves nothing
+/// running behind.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
+}
+
+/// A scratch directory (mode 0755) that daemons dropping to `nobody` or `postfix` can
+/// reach; removed when dropped.
+pub fn scratch() -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let d = tempfile::Builder::new()
+        .prefix("mailorder-scratch")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755))
+        .expect("scratch directory mode");
+    d
 }
 
 /// A private mailorder root with the demo user, and the processes started in it.
@@ -193,6 +309,13 @@ impl Tree {
             .unwrap_or(0)
     }
 
+    /// Queue `message` from `sender` to `rcpts` with the real `queue`; panics if refused.
+    #[track_caller]
+    pub fn inject(&self, sender: &str, rcpts: &[&str], message: &str) {
+        let st = self.queue(message.as_bytes(), &envelope(sender, rcpts));
+        assert!(st.success(), "queue refused the message: {st}");
+    }
+
     /// Run the real `queue` with `message` on fd 0 and `envelope` (text0) on fd 1.
     pub fn queue(&self, message: &[u8], envelope: &[u8]) -> std::process::ExitStatus {
         let (r, mut w) = std::io::pipe().expect("pipe");
@@ -235,19 +358,34 @@ impl Tree {
         for (k, v) in env {
             c.arg("-e").arg(format!("{k}={v}"));
         }
-        let mut child = c
-            .arg("127.0.0.1")
-            .arg("0")
-            .arg(bin("smtpd"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("listen");
+        c.arg("127.0.0.1").arg("0").arg(bin("smtpd"));
+        self.start_listen(c).0
+    }
+
+    /// Start `c`, a `listen 127.0.0.1 0 …` command, keep it until the tree is dropped, and
+    /// return the port it printed and its pid.
+    pub fn start_listen(&mut self, mut c: Command) -> (u16, u32) {
+        let mut child = c.stdout(Stdio::piped()).spawn().expect("listen");
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("port");
-        self.children.push(child);
-        line.trim().parse().expect("listen printed no port")
+        let pid = self.keep(child);
+        (line.trim().parse().expect("listen printed no port"), pid)
+    }
+
+    /// `tcpserver OPTS -R -H -l localhost 127.0.0.1 PORT` (ucspi-tcp) with a clean
+    /// environment pointing at this tree; the caller adds the program and its arguments.
+    pub fn tcpserver(&self, opts: &[&str], port: u16) -> Command {
+        let mut c = Command::new("tcpserver");
+        c.env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("MAILORDER_ROOT", &self.root)
+            .env("MAILORDER_BIN_DIR", bin_dir())
+            .args(opts)
+            .args(["-R", "-H", "-l", "localhost", "127.0.0.1"])
+            .arg(port.to_string());
+        c
     }
 
     /// Stop process `pid` that this tree started (SIGKILL) and forget it.
@@ -262,11 +400,8 @@ impl Tree {
 
 impl Drop for Tree {
     fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
+        for c in &self.children {
+            terminate(c.id());
         }
         let end = Instant::now() + Duration::from_secs(3);
         for c in &mut self.children {
@@ -290,6 +425,11 @@ pub fn python(script: &str, args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("python3")
+}
+
+/// Run a Python 3 script with `input` on its stdin; returns its output.
+pub fn python_stdin(script: &str, input: &[u8]) -> Output {
+    output_with_input(Command::new("python3").arg("-c").arg(script), input)
 }
 
 /// A raw SMTP client for the tests that must send exactly the bytes they mean.
@@ -385,9 +525,18 @@ pub struct SmtpSink {
     dump: PathBuf,
     /// The port it listens on.
     pub port: u16,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl SmtpSink {
+    /// Start it on a free port with its own [`scratch`] directory (removed when dropped).
+    pub fn start_private(opts: &[&str]) -> SmtpSink {
+        let dir = scratch();
+        let mut sink = SmtpSink::start(dir.path(), free_port(), opts);
+        sink._dir = Some(dir);
+        sink
+    }
+
     /// Start it and wait until it listens.
     pub fn start(dir: &Path, port: u16, opts: &[&str]) -> SmtpSink {
         use std::os::unix::fs::PermissionsExt;
@@ -409,7 +558,12 @@ impl SmtpSink {
             .stderr(Stdio::null())
             .spawn()
             .expect("smtp-sink");
-        let sink = SmtpSink { child, dump, port };
+        let sink = SmtpSink {
+            child,
+            dump,
+            port,
+            _dir: None,
+        };
         wait_port(port);
         sink
     }
@@ -429,7 +583,6 @@ impl SmtpSink {
 
 impl Drop for SmtpSink {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
