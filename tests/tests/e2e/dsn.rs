@@ -4,33 +4,16 @@
 //! come back in the report) and passed on by remote-send to Postfix's smtp-sink, with and
 //! without DSN announced. Every report is parsed with Python's `email` package.
 
-use mailorder_tests::{Smtp, SmtpSink, Tree, expect_code, free_port, have, python, skip};
-use std::time::{Duration, Instant};
+use mailorder_tests::SmtpSink as Sink;
+use mailorder_tests::{Smtp, Tree, envelope_dsn, expect_code, have, python, skip, wait_for};
+use std::time::Duration;
 
 // ---------------------------------------------------------------- helpers
-
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 /// Queue a message from demo@example.test with the real `queue`. `mail` is the `E` record
 /// (RFC 3461 MAIL parameters, empty for none); each recipient comes with its `N` record.
 fn inject(t: &Tree, mail: &str, rcpts: &[(&str, &str)], body: &str) {
-    let mut env = b"Fdemo@example.test\0".to_vec();
-    if !mail.is_empty() {
-        env.extend_from_slice(format!("E{mail}\0").as_bytes());
-    }
-    for (r, params) in rcpts {
-        env.extend_from_slice(format!("T{r}\0").as_bytes());
-        if !params.is_empty() {
-            env.extend_from_slice(format!("N{params}\0").as_bytes());
-        }
-    }
-    env.push(0);
+    let env = envelope_dsn("demo@example.test", mail, rcpts);
     let msg = format!("From: demo@example.test\nSubject: dsn test\n\n{body}\n");
     assert!(t.queue(msg.as_bytes(), &env).success(), "queue refused");
 }
@@ -109,34 +92,6 @@ fn has(parsed: &str, line: &str) {
         parsed.lines().any(|l| l == line),
         "no line {line:?} in:\n{parsed}"
     );
-}
-
-/// smtp-sink (the harness's [`SmtpSink`]) on a free port, with its own scratch directory.
-struct Sink {
-    sink: SmtpSink,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Sink {
-    fn start(opts: &[&str]) -> Sink {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::Builder::new()
-            .prefix("mailorder-dsn")
-            .tempdir()
-            .unwrap();
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-        let sink = SmtpSink::start(dir.path(), free_port(), opts);
-        Sink {
-            port: sink.port,
-            sink,
-            _dir: dir,
-        }
-    }
-
-    fn messages(&self) -> Vec<String> {
-        self.sink.messages()
-    }
 }
 
 // ---------------------------------------------------------------- tests
@@ -283,7 +238,7 @@ fn relay_passes_dsn_parameters_to_a_dsn_peer() {
             "smtp-sink missing",
         );
     }
-    let sink = Sink::start(&[]);
+    let sink = Sink::start_private(&[]);
     let mut t = Tree::new();
     t.control(
         "smtproutes",
@@ -341,7 +296,7 @@ fn relay_to_a_peer_without_dsn_gives_a_relayed_report() {
             "smtp-sink missing",
         );
     }
-    let sink = Sink::start(&["-N"]);
+    let sink = Sink::start_private(&["-N"]);
     let mut t = Tree::new();
     t.control(
         "smtproutes",
@@ -393,7 +348,7 @@ fn delay_warning_only_for_notify_delay() {
     if !have("smtp-sink") {
         return skip("delay_warning_only_for_notify_delay", "smtp-sink missing");
     }
-    let sink = Sink::start(&["-r", "RCPT"]);
+    let sink = Sink::start_private(&["-r", "RCPT"]);
     let mut t = Tree::new();
     t.control(
         "smtproutes",
@@ -434,7 +389,7 @@ fn remote_failure_bounce_follows_notify_and_ret() {
             "smtp-sink missing",
         );
     }
-    let sink = Sink::start(&["-f", "RCPT"]);
+    let sink = Sink::start_private(&["-f", "RCPT"]);
     let mut t = Tree::new();
     t.control(
         "smtproutes",

@@ -1,6 +1,6 @@
 //! Faults: kill -9 in the middle of a run, disk full while queueing.
 
-use mailorder_tests::{Smtp, Tree, expect_code, is_root, skip};
+use mailorder_tests::{Smtp, Tree, envelope, expect_code, is_root, skip};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -8,7 +8,7 @@ fn inject(t: &Tree, n: usize, rcpt: &str) {
     for i in 0..n {
         let st = t.queue(
             format!("Subject: n\nX-Seq: {i}\n\nbody {i}\n").as_bytes(),
-            format!("Fdemo@example.test\0T{rcpt}\0\0").as_bytes(),
+            &envelope("demo@example.test", &[rcpt]),
         );
         assert!(st.success(), "queue failed at {i}: {st}");
     }

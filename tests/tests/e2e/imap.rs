@@ -4,7 +4,7 @@
 use mailorder_tests::{Tree, bin, have, is_root, python, skip};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 /// Start the login chain under `listen` on a free port: STARTTLS (`tlswrap -n`) or
@@ -15,19 +15,10 @@ fn start_imap(t: &mut Tree, implicit_tls: bool) -> u16 {
     if !implicit_tls {
         c.arg("-n");
     }
-    let mut child = c
-        .arg(bin("imapd-login"))
+    c.arg(bin("imapd-login"))
         .arg(bin("checkpassword-file"))
-        .arg(bin("imapd"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    t.keep(child);
-    line.trim().parse().expect("listen printed no port")
+        .arg(bin("imapd"));
+    t.start_listen(c).0
 }
 
 fn run_py(script: &str, args: &[&str]) -> String {

@@ -6,7 +6,9 @@
 //! slapd runs as root on free loopback ports from a private temporary directory, with the
 //! shipped schema (etc/ldap/mailorder.ldif) and sample data (etc/ldap/sample.ldif).
 
-use mailorder_tests::{Smtp, Tree, bin, free_port, have, is_root, skip};
+use mailorder_tests::{
+    Smtp, Tree, bin, free_port, have, is_root, output_with_input, skip, wait_for,
+};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -220,14 +222,6 @@ fn ldapsearch(port: u16, filter: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Point tree `t` at the servers (replicas first) and write the credentials.
 fn configure(t: &Tree, servers: &[&Slapd], master: &Slapd) {
     let list: Vec<String> = servers.iter().map(|s| s.url()).collect();
@@ -277,21 +271,7 @@ fn checkpassword(t: &Tree, login: &[u8], pw: &[u8], service: &str) -> (i32, Stri
 }
 
 fn useradm(t: &Tree, args: &[&str], stdin: &str) -> (i32, String, String) {
-    let mut child = t
-        .cmd("useradm")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = output_with_input(t.cmd("useradm").args(args), stdin.as_bytes());
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -326,22 +306,13 @@ fn send(port: u16, to: &str, subject: &str) {
 
 /// Start `listen 127.0.0.1 0 LOGIN checkpassword-ldap SERVER`; returns the port.
 fn start_login(t: &mut Tree, login: &str, server: &str) -> u16 {
-    let mut child = t
-        .cmd("listen")
-        .arg("127.0.0.1")
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
         .arg("0")
         .arg(bin(login))
         .arg(bin("checkpassword-ldap"))
-        .arg(bin(server))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    t.keep(child);
-    line.trim().parse().unwrap()
+        .arg(bin(server));
+    t.start_listen(c).0
 }
 
 /// USER/PASS then STAT; returns the PASS reply and the STAT reply (if logged in).

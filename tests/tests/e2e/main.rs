@@ -7,7 +7,9 @@
     reason = "tests stop loudly on a failed step"
 )]
 
+mod checkpassword_file;
 mod contracts;
+mod dispatch_scripted;
 mod dsn;
 mod faults;
 mod frontends;
@@ -18,6 +20,7 @@ mod pop3;
 mod privs;
 mod program_timeout;
 mod queue;
+mod queue_exit;
 mod remote;
 mod smtp;
 mod smtpd_timeouts;

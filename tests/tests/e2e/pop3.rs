@@ -3,7 +3,7 @@
 //! fetchmail, and raw sessions for every "bad input and faults" item of issue 4.
 
 use mailorder_tests::{
-    Smtp, Tree, bin, bin_dir, expect_code, free_port, have, is_root, python, skip,
+    Smtp, Tree, bin, bin_dir, expect_code, free_port, have, is_root, python, skip, wait_port,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -35,32 +35,16 @@ fn start_pop3_under(t: &mut Tree, starttls: bool, tcpserver: bool) -> (u16, Path
     };
     if tcpserver {
         let port = free_port();
-        let mut c = Command::new("tcpserver");
-        c.env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .env("MAILORDER_ROOT", &t.root)
-            .env("MAILORDER_BIN_DIR", bin_dir())
-            .args(["-R", "-H", "-l", "localhost", "127.0.0.1"])
-            .arg(port.to_string());
+        let mut c = t.tcpserver(&[], port);
         chain(&mut c);
         t.keep(c.spawn().unwrap());
-        let end = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < end, "tcpserver does not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        wait_port(port);
         return (port, log);
     }
     let mut c = t.cmd("listen");
     c.arg("127.0.0.1").arg("0");
     chain(&mut c);
-    let mut child = c.stdout(Stdio::piped()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    t.keep(child);
-    (line.trim().parse().expect("listen printed no port"), log)
+    (t.start_listen(c).0, log)
 }
 
 /// A tree with fast failure delays.
@@ -404,13 +388,7 @@ fn chain_under_tcpserver() {
     let mut t = tree();
     send_mail(&mut t, "demo", 1);
     let port = free_port();
-    let mut c = Command::new("tcpserver");
-    c.env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .env("MAILORDER_ROOT", &t.root)
-        .env("MAILORDER_BIN_DIR", bin_dir())
-        .args(["-q", "-R", "-H", "-l", "localhost", "127.0.0.1"])
-        .arg(port.to_string());
+    let c = t.tcpserver(&["-q"], port);
     chain_under(t, c, port);
 }
 

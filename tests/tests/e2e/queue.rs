@@ -1,20 +1,10 @@
 //! The queue, the scheduler, sendmail and the queue tools.
 
-use mailorder_tests::{Tree, python};
-use std::io::Write;
+use mailorder_tests::{Tree, output_with_input, python};
 use std::process::Stdio;
 
 fn sendmail(t: &Tree, args: &[&str], msg: &str) -> std::process::Output {
-    let mut c = t
-        .cmd("sendmail")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
-    c.wait_with_output().unwrap()
+    output_with_input(t.cmd("sendmail").args(args), msg.as_bytes())
 }
 
 #[test]

@@ -4,7 +4,9 @@
 //! Every "Bad input and faults" item of the issue is one test here.
 
 use mailorder_tests::SmtpSink as Sink;
-use mailorder_tests::{Tree, free_port, have, is_root, python, skip, wait_port};
+use mailorder_tests::{
+    Tree, free_port, have, is_root, python_stdin, scratch, skip, stop, wait_for, wait_port,
+};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -13,42 +15,10 @@ use std::time::{Duration, Instant};
 
 // ---------------------------------------------------------------- helpers
 
-fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while !f() {
-        assert!(Instant::now() < end, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Kill a child we started and reap it.
-fn stop(c: &mut Child) {
-    let _ = c.kill();
-    let _ = c.wait();
-}
-
-/// A scratch directory that daemons dropping to `nobody`/`postfix` can reach.
-fn scratch() -> tempfile::TempDir {
-    use std::os::unix::fs::PermissionsExt;
-    let d = tempfile::Builder::new()
-        .prefix("mailorder-remote")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    d
-}
-
 /// Queue a message from demo@example.test to `rcpts` with the real `queue`.
 fn inject(t: &Tree, rcpts: &[&str], body: &str) {
-    let mut env = b"Fdemo@example.test\0".to_vec();
-    for r in rcpts {
-        env.push(b'T');
-        env.extend_from_slice(r.as_bytes());
-        env.push(0);
-    }
-    env.push(0);
     let msg = format!("From: demo@example.test\nSubject: remote test\n\n{body}\n");
-    assert!(t.queue(msg.as_bytes(), &env).success());
+    t.inject("demo@example.test", rcpts, &msg);
 }
 
 fn qadmin(t: &Tree, args: &[&str]) -> String {
@@ -171,16 +141,7 @@ blocks = ds.get_payload()
 per = blocks[1:]
 print(';'.join(b['Status'] + '=' + b['Action'] for b in per))
 "#;
-    let mut c = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
-    let o = c.wait_with_output().unwrap();
+    let o = python_stdin(script, msg.as_bytes());
     assert!(
         o.status.success(),
         "python: {}",
@@ -188,7 +149,6 @@ print(';'.join(b['Status'] + '=' + b['Action'] for b in per))
     );
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains(&format!("{want_status}=failed")), "{out}");
-    let _ = python; // the harness helper is for scripts with arguments
 }
 
 fn body_of(p: &Path) -> String {

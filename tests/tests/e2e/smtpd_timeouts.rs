@@ -60,20 +60,11 @@ fn start_smtpd_logged(t: &mut Tree, env: &[(&str, &str)], log: &Path) -> (u16, u
     for (k, v) in env {
         c.arg("-e").arg(format!("{k}={v}"));
     }
-    let mut child = c
-        .arg("127.0.0.1")
+    c.arg("127.0.0.1")
         .arg("0")
         .arg(bin("smtpd"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let pid = t.keep(child);
-    (line.trim().parse().expect("listen printed no port"), pid)
+        .stderr(std::fs::File::create(log).unwrap());
+    t.start_listen(c)
 }
 
 /// The pids whose parent is `ppid` (from /proc/PID/stat).

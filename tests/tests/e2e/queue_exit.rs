@@ -1,6 +1,6 @@
-//! The `queue` binary: fds, exit codes, files.
-#![allow(clippy::unwrap_used, reason = "test code")]
+//! The `queue` binary alone in a bare queue tree: fds, exit codes, files.
 
+use mailorder_tests::bin;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
@@ -16,7 +16,7 @@ fn tree() -> tempfile::TempDir {
 /// Run queue with `msg` on fd 0 and `env` on fd 1; `hold` keeps fd 0 open (timeout test).
 fn queue(root: &std::path::Path, msg: &[u8], env: &[u8], hold: bool) -> i32 {
     let (r, mut w) = std::io::pipe().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_queue"))
+    let mut child = Command::new(bin("queue"))
         .env_clear()
         .env("MAILORDER_ROOT", root)
         .env("MAILORDER_LOG", "off")
@@ -49,7 +49,12 @@ fn count(root: &std::path::Path, sub: &str) -> usize {
 fn queued_with_trigger() {
     let d = tree();
     let fifo = d.path().join("queue/lock/trigger");
-    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    let made = Command::new("mkfifo")
+        .args(["-m", "600"])
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", fifo.display());
     // A reader that never reads, opened non-blocking like dispatch's O_RDWR.
     let reader = std::fs::OpenOptions::new()
         .read(true)

@@ -1,12 +1,13 @@
-//! dispatch with the real `queue` and `queue-clean` binaries and a fake `local-deliver`
-//! shell script, in a temporary root. Build the siblings first:
-//! `cargo build -p mailorder-queue -p mailorder-queue-clean -p mailorder-deliver-as`.
-#![allow(clippy::unwrap_used, clippy::expect_used, reason = "test code")]
+//! dispatch with the real `queue` and `queue-clean` binaries and scripted `local-deliver`
+//! and `remote-send` (shell scripts that record what they were given), in a bare temporary
+//! root: the scheduler's own decisions (retries, bounces, one run per domain, qadmin
+//! requests, crash leftovers) without the rest of the system.
 
+use mailorder_tests::{Guard, bin, envelope, python_stdin, terminate, wait_for_or};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 const FAKE: &str = r#"#!/bin/sh
 # fake local-deliver SENDER RECIPIENT
@@ -37,17 +38,6 @@ for r in "$@"; do
 done
 printf 'Kdone\0'
 "#;
-
-fn bin(name: &str) -> PathBuf {
-    let dir = Path::new(env!("CARGO_BIN_EXE_dispatch")).parent().unwrap();
-    let p = dir.join(name);
-    assert!(
-        p.exists(),
-        "{} missing: run cargo build -p mailorder-queue -p mailorder-queue-clean",
-        p.display()
-    );
-    p
-}
 
 struct Tree {
     dir: tempfile::TempDir,
@@ -93,14 +83,14 @@ impl Tree {
         self.dir.path()
     }
 
-    fn dispatch(&self) -> Running {
+    fn dispatch(&self) -> Guard {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.root().join("dispatch.log"))
             .unwrap();
-        Running(
-            Command::new(env!("CARGO_BIN_EXE_dispatch"))
+        Guard(
+            Command::new(bin("dispatch"))
                 .env_clear()
                 .env("PATH", "/usr/bin:/bin")
                 .env("MAILORDER_ROOT", self.root())
@@ -129,12 +119,7 @@ impl Tree {
             .unwrap()
             .write_all(msg.as_bytes())
             .unwrap();
-        let mut env = format!("F{sender}\0");
-        for r in rcpts {
-            env.push_str(&format!("T{r}\0"));
-        }
-        env.push('\0');
-        w.write_all(env.as_bytes()).unwrap();
+        w.write_all(&envelope(sender, rcpts)).unwrap();
         drop(w);
         assert!(child.wait().unwrap().success());
     }
@@ -168,35 +153,14 @@ impl Tree {
         std::fs::read_to_string(self.root().join("dispatch.log")).unwrap_or_default()
     }
 
-    fn wait_for(&self, what: &str, mut f: impl FnMut() -> bool) {
-        let t = Instant::now();
-        while !f() {
-            assert!(
-                t.elapsed() < Duration::from_secs(30),
-                "timed out waiting for {what}\n--- log:\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+    fn wait_for(&self, what: &str, f: impl FnMut() -> bool) {
+        wait_for_or(what, 30, f, || format!("--- log:\n{}", self.log()));
     }
 }
 
-/// A running dispatch, killed when dropped: a failing test leaves no scheduler behind.
-struct Running(Child);
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn stop(mut c: Running) {
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(c.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+/// SIGTERM to a running dispatch: it must end with exit 0.
+fn stop(mut c: Guard) {
+    terminate(c.0.id());
     let st = c.0.wait().unwrap();
     assert_eq!(st.code(), Some(0));
 }
@@ -321,7 +285,7 @@ fn one_remote_send_per_domain_and_requests() {
     stop(d);
 }
 
-/// Parse the DSN with Python's email package, when Python is there.
+/// Parse the DSN with Python's email package.
 fn check_with_python(delivered: &str) {
     let msg = delivered.split_once("\n\n").map_or("", |x| x.1);
     let script = r#"
@@ -337,22 +301,12 @@ assert sorted(b["Final-Recipient"] for b in blocks[1:]) == ["rfc822; bad@x.test"
 assert all(b["Action"] == "failed" and b["Status"] == "5.1.1" for b in blocks[1:])
 print("ok")
 "#;
-    let Ok(mut c) = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("python3 not found: DSN structure checked by string matching only");
-        return;
-    };
-    c.stdin.take().unwrap().write_all(msg.as_bytes()).unwrap();
-    let out = c.wait_with_output().unwrap();
+    let out = python_stdin(script, msg.as_bytes());
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
         "ok\n",
-        "python DSN check failed"
+        "python DSN check failed: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

@@ -1,6 +1,6 @@
-//! Runs the built `checkpassword-file` with data on fd 3.
-#![allow(clippy::unwrap_used, reason = "test helpers: a failure should panic")]
+//! `checkpassword-file` alone, with data on fd 3, over a bare directory tree.
 
+use mailorder_tests::bin;
 use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
@@ -43,7 +43,7 @@ fn tree() -> Tree {
 }
 
 fn run(root: &Path, fd3: Option<&[u8]>, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_checkpassword-file"));
+    let mut cmd = Command::new(bin("checkpassword-file"));
     cmd.env_clear()
         .env("MAILORDER_ROOT", root)
         .env("PATH", "/usr/bin:/bin")
