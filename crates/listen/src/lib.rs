@@ -6,8 +6,9 @@
 //! one code path under listen, tcpserver and systemd `Accept=yes`. It never reads the
 //! connection itself.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -17,8 +18,11 @@ use std::sync::{Arc, Condvar, Mutex};
 pub struct Config {
     /// Address to bind.
     pub addr: SocketAddr,
-    /// Most connections served at once; further ones wait in the backlog.
+    /// `-c`: most connections served at once; further ones wait in the backlog.
     pub limit: usize,
+    /// `-C`: most connections served at once for one client address; a further one from
+    /// that address is closed at once (systemd's MaxConnectionsPerSource).
+    pub per_source: usize,
     /// Extra environment `VAR=VALUE` for every connection.
     pub env: Vec<(String, String)>,
     /// The program and its arguments.
@@ -30,12 +34,21 @@ pub struct Config {
 
 /// A usage error: the message to print.
 #[derive(Debug, thiserror::Error)]
-#[error("usage: listen [-u USER] [-c LIMIT] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}")]
+#[error(
+    "usage: listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}"
+)]
 pub struct Usage(pub String);
 
-/// Parse `listen [-u USER] [-c LIMIT] [-e VAR=VALUE]… HOST PORT PROGRAM [ARG…]`.
+/// `-c` when not given: connections at once, sized for a site of a few thousand users.
+pub const DEFAULT_LIMIT: usize = 1000;
+/// `-C` when not given: connections at once from one address (Postfix's
+/// smtpd_client_connection_count_limit).
+pub const DEFAULT_PER_SOURCE: usize = 50;
+
+/// Parse `listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-e VAR=VALUE]… HOST PORT PROGRAM [ARG…]`.
 pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
-    let mut limit = 40;
+    let mut limit = DEFAULT_LIMIT;
+    let mut per_source = DEFAULT_PER_SOURCE;
     let mut user = None;
     let mut env = Vec::new();
     let mut i = 0;
@@ -47,6 +60,11 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
         match opt {
             "-u" => user = Some(val.clone()),
             "-c" => limit = val.parse().map_err(|_| Usage(format!("bad limit {val}")))?,
+            "-C" => {
+                per_source = val
+                    .parse()
+                    .map_err(|_| Usage(format!("bad per-source limit {val}")))?;
+            }
             "-e" => {
                 let (k, v) = val
                     .split_once('=')
@@ -68,12 +86,13 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
     let ip = host
         .parse()
         .map_err(|_| Usage(format!("bad address {host}")))?;
-    if limit == 0 {
-        return Err(Usage("limit must be at least 1".to_owned()));
+    if limit == 0 || per_source == 0 {
+        return Err(Usage("limits must be at least 1".to_owned()));
     }
     Ok(Config {
         addr: SocketAddr::new(ip, port),
         limit,
+        per_source,
         env,
         argv: rest[2..].to_vec(),
         user,
@@ -96,15 +115,14 @@ pub fn serve(cfg: &Config) -> io::Result<()> {
         writeln!(out, "{}", bound.port())?;
         out.flush()?;
     }
-    let running = Arc::new((Mutex::new(0usize), Condvar::new()));
+    let running = Arc::new((Mutex::new(Running::default()), Condvar::new()));
+    let lost = || io::Error::other("lock poisoned");
     loop {
         {
             let (lock, cvar) = &*running;
-            let mut n = lock.lock().map_err(|_| io::Error::other("lock poisoned"))?;
-            while *n >= cfg.limit {
-                n = cvar
-                    .wait(n)
-                    .map_err(|_| io::Error::other("lock poisoned"))?;
+            let mut r = lock.lock().map_err(|_| lost())?;
+            while r.total >= cfg.limit {
+                r = cvar.wait(r).map_err(|_| lost())?;
             }
         }
         let (stream, remote) = match listener.accept() {
@@ -116,27 +134,72 @@ pub fn serve(cfg: &Config) -> io::Result<()> {
                 continue;
             }
         };
+        let ip = source(remote.ip());
+        {
+            let (lock, _) = &*running;
+            let mut r = lock.lock().map_err(|_| lost())?;
+            if r.per.get(&ip).copied().unwrap_or(0) >= cfg.per_source {
+                drop(r);
+                // Closed unread: one address cannot take every slot (slow-drip clients).
+                log::warn!(
+                    "per-source limit {} reached ip={ip}: closed",
+                    cfg.per_source
+                );
+                drop(stream);
+                continue;
+            }
+            r.total += 1;
+            *r.per.entry(ip).or_insert(0) += 1;
+        }
         match spawn(cfg, stream, remote) {
             Ok(mut child) => {
                 let running = Arc::clone(&running);
-                {
-                    let (lock, _) = &*running;
-                    if let Ok(mut n) = lock.lock() {
-                        *n += 1;
-                    }
+                // A small stack: one waiting thread per connection, up to the limit.
+                let waiter = std::thread::Builder::new()
+                    .stack_size(64 * 1024)
+                    .spawn(move || {
+                        let _ = child.wait();
+                        release(&running, ip);
+                    });
+                if let Err(e) = waiter {
+                    log::warn!("cannot start a waiter thread: {e}");
                 }
-                std::thread::spawn(move || {
-                    let _ = child.wait();
-                    let (lock, cvar) = &*running;
-                    if let Ok(mut n) = lock.lock() {
-                        *n -= 1;
-                    }
-                    cvar.notify_one();
-                });
             }
-            Err(e) => log::warn!("cannot run {}: {e}", cfg.argv[0]),
+            Err(e) => {
+                log::warn!("cannot run {}: {e}", cfg.argv[0]);
+                release(&running, ip);
+            }
         }
     }
+}
+
+/// The connections being served, in all and per client address.
+#[derive(Debug, Default)]
+struct Running {
+    total: usize,
+    per: HashMap<IpAddr, usize>,
+}
+
+/// The address a per-source limit counts: an IPv4-mapped IPv6 address as IPv4.
+fn source(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn release(running: &(Mutex<Running>, Condvar), ip: IpAddr) {
+    let (lock, cvar) = running;
+    if let Ok(mut r) = lock.lock() {
+        r.total = r.total.saturating_sub(1);
+        if let Some(n) = r.per.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                r.per.remove(&ip);
+            }
+        }
+    }
+    cvar.notify_one();
 }
 
 fn spawn(cfg: &Config, stream: TcpStream, remote: SocketAddr) -> io::Result<std::process::Child> {
@@ -183,12 +246,17 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(c.limit, 5);
+        assert_eq!(c.per_source, DEFAULT_PER_SOURCE);
         assert_eq!(c.env, vec![("SMTPS".to_owned(), "1".to_owned())]);
         assert_eq!(c.addr, "127.0.0.1:2465".parse().unwrap());
         assert_eq!(c.argv, s(&["smtpd", "x"]));
         assert_eq!(c.user, None);
         let c = parse_args(&s(&["-u", "mosmtpd", "0.0.0.0", "25", "smtpd"])).unwrap();
         assert_eq!(c.user.as_deref(), Some("mosmtpd"));
+        assert_eq!(c.limit, DEFAULT_LIMIT);
+        let c = parse_args(&s(&["-C", "3", "::1", "25", "p"])).unwrap();
+        assert_eq!(c.per_source, 3);
+        assert!(parse_args(&s(&["-C", "0", "::1", "25", "p"])).is_err());
         assert!(parse_args(&s(&["::1", "25"])).is_err());
         assert!(parse_args(&s(&["-x", "1", "::1", "25", "p"])).is_err());
         assert_eq!(
@@ -203,6 +271,7 @@ mod tests {
         let cfg = Config {
             addr: "127.0.0.1:0".parse().unwrap(),
             limit: 1,
+            per_source: 1,
             env: vec![("EXTRA".into(), "yes".into())],
             argv: s(&["sh", "-c", "echo $PROTO $TCPREMOTEIP $EXTRA"]),
             user: None,
