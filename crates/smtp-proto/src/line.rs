@@ -61,6 +61,13 @@ impl LineSplitter {
         !self.buf.is_empty()
     }
 
+    /// Whether the splitter is discarding the rest of an over-long line whose LF has not
+    /// come yet (after [`LineEvent::TooLong`] for a line still open): a server may close
+    /// the connection at once instead of reading on until a CRLF.
+    pub fn discarding(&self) -> bool {
+        self.discarding
+    }
+
     /// Take every buffered byte (for the DATA/BDAT decoders, or to DISCARD plaintext
     /// after STARTTLS).
     pub fn take_buffered(&mut self) -> Vec<u8> {

@@ -22,8 +22,23 @@ pub struct Config {
     pub maxrcpt: usize,
     /// `control/timeoutsmtpd`: seconds per read and per write.
     pub timeout: Duration,
+    /// `control/timeoutsmtpdcommands`: total time from the greeting (or the end of the last
+    /// transaction) to an accepted MAIL; 0 = none.
+    pub timeout_commands: Duration,
+    /// `control/timeoutsmtpdtransaction`: total time from MAIL to the reply to the
+    /// message (or RSET); 0 = none.
+    pub timeout_transaction: Duration,
+    /// The deadline of the current phase, shared with the reader (`FdReader::with_deadline`).
+    pub deadline: crate::io::Deadline,
     /// `control/maxerrors`.
     pub maxerrors: u32,
+    /// `control/rcptsoftlimit`: refused recipients after which every further refusal is
+    /// delayed (the n-th over the limit by n × `rcpt_delay`).
+    pub rcpt_soft: u32,
+    /// `control/rcpthardlimit`: refused recipients at which the session is closed.
+    pub rcpt_hard: u32,
+    /// `control/rcpterrordelay` (milliseconds): the step of the growing delay.
+    pub rcpt_delay: Duration,
     /// `control/maxhops`.
     pub maxhops: u32,
     /// `control/clientnets`.
@@ -148,7 +163,17 @@ impl Config {
                     .number("timeoutsmtpd", DEFAULT_TIMEOUT.as_secs())?
                     .max(1),
             ),
+            timeout_commands: Duration::from_secs(control.number("timeoutsmtpdcommands", 300)?),
+            timeout_transaction: Duration::from_secs(
+                control.number("timeoutsmtpdtransaction", 1200)?,
+            ),
+            deadline: crate::io::Deadline::default(),
             maxerrors: u32::try_from(control.number("maxerrors", 10)?).unwrap_or(u32::MAX),
+            rcpt_soft: u32::try_from(control.number("rcptsoftlimit", 10)?).unwrap_or(u32::MAX),
+            rcpt_hard: u32::try_from(control.number("rcpthardlimit", 20)?)
+                .unwrap_or(u32::MAX)
+                .max(1),
+            rcpt_delay: Duration::from_millis(control.number("rcpterrordelay", 1000)?),
             maxhops: u32::try_from(control.number("maxhops", 100)?).unwrap_or(u32::MAX),
             clientnets,
             tls,

@@ -3,11 +3,104 @@
 use mailorder_tls_common::{TlsInfo, TlsStream};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
-/// fd 0 read with the command timeout, unbuffered (mailorder-core's `In::buffered`).
-pub type FdReader<F> = mailorder_core::fdio::In<F>;
+/// The total deadline of the current phase of a session (before MAIL, or one
+/// transaction), shared by the session, which moves it, and [`FdReader`], which never
+/// waits past it. `None`: only the per-read timeout applies.
+#[derive(Debug, Clone, Default)]
+pub struct Deadline(Arc<Mutex<Option<Instant>>>);
+
+impl Deadline {
+    /// Set (or clear) the deadline.
+    pub fn set(&self, at: Option<Instant>) {
+        if let Ok(mut d) = self.0.lock() {
+            *d = at;
+        }
+    }
+
+    /// The deadline, if any.
+    pub fn get(&self) -> Option<Instant> {
+        self.0.lock().ok().and_then(|d| *d)
+    }
+}
+
+/// The error inside a read refused because the phase's [`Deadline`] has passed.
+#[derive(Debug, thiserror::Error)]
+#[error("time limit exceeded")]
+pub struct DeadlineExceeded;
+
+/// Whether `e` is a read refused by the [`Deadline`].
+pub fn is_deadline(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::TimedOut && e.get_ref().is_some_and(|i| i.is::<DeadlineExceeded>())
+}
+
+/// fd 0 read unbuffered (as much as is there per read, nothing read ahead of the
+/// kernel), each read waiting at most the command timeout and never past the session's
+/// [`Deadline`]: a client that sends a byte every few seconds is cut off when its phase's
+/// total time is up, not only when it falls silent.
+#[derive(Debug)]
+pub struct FdReader<F: AsFd> {
+    fd: F,
+    timeout: Duration,
+    deadline: Deadline,
+}
+
+impl<F: AsFd> FdReader<F> {
+    /// Read `fd` with `timeout` per read (and no deadline until one is attached).
+    pub fn buffered(fd: F, timeout: Duration) -> Self {
+        FdReader {
+            fd,
+            timeout,
+            deadline: Deadline::default(),
+        }
+    }
+
+    /// Also stop at `deadline` (the session moves it: `Config::deadline`).
+    pub fn with_deadline(mut self, deadline: Deadline) -> Self {
+        self.deadline = deadline;
+        self
+    }
+}
+
+impl<F: AsFd> Read for FdReader<F> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let mut wait = self.timeout;
+            if let Some(at) = self.deadline.get() {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, DeadlineExceeded));
+                }
+                wait = wait.min(left);
+            }
+            let ms = PollTimeout::try_from(wait).unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                // The per-read timeout, or the deadline (checked again above).
+                Ok(0) if wait == self.timeout => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "read timeout"));
+                }
+                Ok(0) | Err(nix::errno::Errno::EINTR) => {}
+                Ok(_) => break,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        loop {
+            match nix::unistd::read(self.fd.as_fd(), buf) {
+                Ok(n) => return Ok(n),
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
 
 /// fd 1 written unbuffered (the session buffers replies itself), each write waiting at
 /// most the command timeout for the client to take data (mailorder-core's `OutTimed`).

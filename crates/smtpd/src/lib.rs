@@ -18,7 +18,7 @@ pub mod io;
 pub mod session;
 
 pub use config::{Cidr, Config, ConfigError};
-pub use io::{FdReader, FdWriter};
+pub use io::{Deadline, FdReader, FdWriter};
 pub use session::{Session, SessionError};
 
 use std::io::{Read, Write};

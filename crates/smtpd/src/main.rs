@@ -19,7 +19,8 @@ fn main() {
             &e,
         )),
     };
-    let reader = FdReader::buffered(std::io::stdin(), cfg.timeout);
+    let reader =
+        FdReader::buffered(std::io::stdin(), cfg.timeout).with_deadline(cfg.deadline.clone());
     let writer = FdWriter::new(std::io::stdout(), cfg.timeout);
     exit(mailorder_smtpd::run(cfg, reader, writer))
 }

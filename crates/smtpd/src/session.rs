@@ -26,6 +26,15 @@ pub enum SessionError {
     /// The client made `maxerrors` mistakes.
     #[error("too many errors (#4.7.0)")]
     TooManyErrors,
+    /// `rcpthardlimit` recipients were refused (unknown user, relay denied).
+    #[error("too many refused recipients (#4.7.0)")]
+    TooManyRefusals,
+    /// The phase's total time (`timeoutsmtpdcommands`, `timeoutsmtpdtransaction`) is up.
+    #[error("time limit exceeded (#4.4.2)")]
+    Deadline,
+    /// A command line went past the limit without its CRLF.
+    #[error("command line too long (#5.5.2)")]
+    LineTooLong,
     /// Reading or writing the connection failed, or the TLS handshake failed.
     #[error("connection error: {0} (#4.4.2)")]
     Io(#[from] io::Error),
@@ -49,6 +58,8 @@ impl From<io::Error> for End {
     fn from(e: io::Error) -> End {
         if crate::io::is_write_timeout(&e) {
             End::Fail(SessionError::WriteTimeout)
+        } else if crate::io::is_deadline(&e) {
+            End::Fail(SessionError::Deadline)
         } else if matches!(
             e.kind(),
             io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
@@ -152,6 +163,9 @@ pub struct Session<R: Read, W: Write> {
     auth_user: Option<String>,
     tx: Option<Transaction>,
     errors: u32,
+    /// Recipients refused in this session (unknown, relay denied): `rcptsoftlimit`,
+    /// `rcpthardlimit`.
+    refusals: u32,
     dir: Option<Directory>,
     queue: Client,
 }
@@ -176,6 +190,7 @@ impl<R: Read, W: Write> Session<R, W> {
             auth_user: None,
             tx: None,
             errors: 0,
+            refusals: 0,
             dir: None,
             queue: Client::new(&cfg_queue),
         }
@@ -196,6 +211,11 @@ impl<R: Read, W: Write> Session<R, W> {
         let result = match result {
             Ok(()) | Err(End::Done) => Ok(()),
             Err(End::Fail(e)) => {
+                if matches!(e, SessionError::Deadline) {
+                    let me = self.cfg.me.clone();
+                    self.reply(421, "4.4.2", &format!("{me} time limit exceeded, closing"));
+                    let _ = self.flush();
+                }
                 if matches!(e, SessionError::Timeout) {
                     self.reply(421, "4.4.2", &format!("{} timeout, closing", self.cfg.me));
                     let _ = self.flush();
@@ -210,7 +230,20 @@ impl<R: Read, W: Write> Session<R, W> {
         result
     }
 
+    /// Start a phase: before MAIL (`transaction` false: the greeting, after a message or
+    /// RSET) or a transaction (MAIL accepted). Each has its own total time.
+    fn phase(&mut self, transaction: bool) {
+        let limit = if transaction {
+            self.cfg.timeout_transaction
+        } else {
+            self.cfg.timeout_commands
+        };
+        let at = (!limit.is_zero()).then(|| std::time::Instant::now() + limit);
+        self.cfg.deadline.set(at);
+    }
+
     fn run_inner(&mut self) -> Step {
+        self.phase(false);
         if self.cfg.smtps {
             let Some(tls) = self.cfg.tls.clone() else {
                 return Err(End::Fail(SessionError::Io(io::Error::other(
@@ -224,6 +257,13 @@ impl<R: Read, W: Write> Session<R, W> {
         loop {
             let event = self.next_event()?;
             match event {
+                // Over the limit with no end in sight: answer now and hang up, instead of
+                // reading megabytes while waiting for a CRLF.
+                LineEvent::TooLong if self.lines.discarding() => {
+                    self.reply(500, "5.5.2", "line too long, closing");
+                    self.flush()?;
+                    return Err(End::Fail(SessionError::LineTooLong));
+                }
                 LineEvent::TooLong => self.error(500, "5.5.2", "line too long")?,
                 LineEvent::Nul => self.error(500, "5.5.2", "NUL character in command")?,
                 LineEvent::Line(line) if over_limit(&line) => {
@@ -248,6 +288,15 @@ impl<R: Read, W: Write> Session<R, W> {
     /// Flush pending replies, then read some input. EOF ends the session.
     fn fill(&mut self) -> Step<Vec<u8>> {
         self.flush()?;
+        // FdReader stops at the deadline too; this covers pipelined input already there.
+        if self
+            .cfg
+            .deadline
+            .get()
+            .is_some_and(|at| std::time::Instant::now() >= at)
+        {
+            return Err(End::Fail(SessionError::Deadline));
+        }
         let mut buf = vec![0u8; READ_CHUNK];
         let n = self.conn.read(&mut buf)?;
         if n == 0 {
@@ -284,6 +333,37 @@ impl<R: Read, W: Write> Session<R, W> {
             );
             self.flush()?;
             return Err(End::Fail(SessionError::TooManyErrors));
+        }
+        self.reply(code, esc, text);
+        Ok(())
+    }
+
+    /// A refused recipient (unknown user, relay denied), counted apart from `maxerrors`
+    /// (Postfix's smtpd_soft_error_limit / smtpd_hard_error_limit): past `rcptsoftlimit`
+    /// the n-th refusal over it waits n × `rcpterrordelay` before its reply, so guessing
+    /// addresses gets slower and slower; at `rcpthardlimit` the session is closed.
+    fn refuse_rcpt(&mut self, code: u16, esc: &str, text: &str) -> Step {
+        self.refusals += 1;
+        if self.refusals >= self.cfg.rcpt_hard {
+            log::info!(
+                "too many refused recipients ip={} refused={}",
+                self.cfg.peer.remote_ip_text(),
+                self.refusals
+            );
+            self.reply(code, esc, text);
+            let me = self.cfg.me.clone();
+            self.reply(
+                421,
+                "4.7.0",
+                &format!("{me} too many refused recipients, closing"),
+            );
+            self.flush()?;
+            return Err(End::Fail(SessionError::TooManyRefusals));
+        }
+        if self.refusals > self.cfg.rcpt_soft {
+            // Send what is pending first: the delay is for this reply, not the earlier ones.
+            self.flush()?;
+            std::thread::sleep(self.cfg.rcpt_delay * (self.refusals - self.cfg.rcpt_soft));
         }
         self.reply(code, esc, text);
         Ok(())
@@ -358,7 +438,11 @@ impl<R: Read, W: Write> Session<R, W> {
     }
 
     /// Drop the transaction; a message it was writing (BDAT) is aborted: nothing queued.
+    /// The next phase (before MAIL) starts.
     fn reset_tx(&mut self) {
+        if self.tx.is_some() {
+            self.phase(false);
+        }
         if let Some(tx) = self.tx.take()
             && let Some((body, _)) = tx.bdat
             && let Ok(job) = body.job
@@ -458,6 +542,7 @@ impl<R: Read, W: Write> Session<R, W> {
             );
             return Ok(());
         }
+        self.phase(true);
         self.tx = Some(Transaction {
             sender,
             smtputf8: params.smtputf8,
@@ -554,18 +639,16 @@ impl<R: Read, W: Write> Session<R, W> {
                 if user.status == Status::Active {
                     true
                 } else {
-                    self.reply(550, "5.1.1", "no such user here");
-                    return Ok(());
+                    return self.refuse_rcpt(550, "5.1.1", "no such user here");
                 }
             }
             Ok(Resolved::Unknown) if is_postmaster => true,
             Ok(Resolved::Unknown) => {
-                self.reply(550, "5.1.1", "no such user here");
-                return Ok(());
+                return self.refuse_rcpt(550, "5.1.1", "no such user here");
             }
             Ok(Resolved::Relay | Resolved::Remote) => {
                 if address_trick(&a) {
-                    return self.error(553, "5.7.1", "address tricks not allowed for relay");
+                    return self.refuse_rcpt(553, "5.7.1", "address tricks not allowed for relay");
                 }
                 let relay_domain = matches!(
                     self.dir.as_ref().map(|d| d.resolve(&addr)),
@@ -574,8 +657,7 @@ impl<R: Read, W: Write> Session<R, W> {
                 if relay_domain || self.relay_allowed() {
                     true
                 } else {
-                    self.reply(554, "5.7.1", "relay access denied");
-                    return Ok(());
+                    return self.refuse_rcpt(554, "5.7.1", "relay access denied");
                 }
             }
         };
@@ -747,6 +829,7 @@ impl<R: Read, W: Write> Session<R, W> {
 
     /// The end of DATA or the last BDAT: refuse or commit, reply, log, reset.
     fn finish_message(&mut self, body: MessageBody, flags: DataFlags) {
+        self.phase(false);
         let Some(tx) = self.tx.take() else {
             if let Ok(job) = body.job {
                 self.queue.abort(job);

@@ -58,7 +58,13 @@ impl Env {
             databytes: 36_700_160,
             maxrcpt: 100,
             timeout: Duration::from_secs(300),
+            timeout_commands: Duration::from_secs(300),
+            timeout_transaction: Duration::from_secs(1200),
+            deadline: crate::io::Deadline::default(),
             maxerrors: 10,
+            rcpt_soft: 10,
+            rcpt_hard: 20,
+            rcpt_delay: Duration::from_millis(1),
             maxhops: 100,
             clientnets: Vec::new(),
             tls: None,
@@ -364,6 +370,92 @@ fn limits_and_order() {
     .run();
     assert!(matches!(res, Err(SessionError::Timeout)));
     assert!(replies(&out)[2].starts_with("421 4.4.2"));
+}
+
+// See: issue #10 (item 4: RCPT refusals counted, slowed down, then closed)
+#[test]
+fn refused_recipients_slow_down_after_the_soft_limit_and_close_at_the_hard_one() {
+    let mut e = Env::new();
+    e.cfg.rcpt_soft = 2;
+    e.cfg.rcpt_hard = 5;
+    e.cfg.rcpt_delay = Duration::from_millis(100);
+    let mut input = String::from("EHLO c\r\nMAIL FROM:<a@remote.test>\r\n");
+    for i in 0..4 {
+        input.push_str(&format!("RCPT TO:<nobody{i}@example.test>\r\n"));
+    }
+    input.push_str("RCPT TO:<x@elsewhere.test>\r\nRCPT TO:<bob@example.test>\r\n");
+    let t = std::time::Instant::now();
+    let (r, res) = e.run(input.as_bytes());
+    // Refusals 3 and 4 wait 1 and 2 steps (300 ms); the 5th (relay denied) closes.
+    assert!(
+        t.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        codes(&r),
+        [
+            "220", "250", "250", "550", "550", "550", "550", "554", "421"
+        ]
+    );
+    assert!(r[8].contains("too many refused recipients"), "{}", r[8]);
+    assert!(matches!(res, Err(SessionError::TooManyRefusals)));
+    // Refusals are not bad commands: they do not count toward maxerrors.
+    e.cfg.maxerrors = 2;
+    e.cfg.rcpt_delay = Duration::from_millis(1);
+    let (r, res) = e.run(
+        b"EHLO c\r\nMAIL FROM:<>\r\nRCPT TO:<n1@example.test>\r\nRCPT TO:<n2@example.test>\r\nRCPT TO:<bob@example.test>\r\nQUIT\r\n",
+    );
+    assert_eq!(codes(&r), ["220", "250", "250", "550", "550", "250", "221"]);
+    assert!(res.is_ok());
+}
+
+// See: issue #10 (item 4: an endless command line is answered at once)
+#[test]
+fn a_command_line_without_end_is_answered_and_closed_at_the_limit() {
+    let e = Env::new();
+    // 64 KiB and no CRLF: the session answers and ends without waiting for more.
+    let mut input = b"EHLO c\r\nNOOP ".to_vec();
+    input.extend(std::iter::repeat_n(b'x', 65536));
+    let (r, res) = e.run(&input);
+    assert_eq!(codes(&r), ["220", "250", "500"]);
+    assert!(r[2].contains("line too long"), "{}", r[2]);
+    assert!(matches!(res, Err(SessionError::LineTooLong)));
+}
+
+// See: issue #10 (item 3: a total time before MAIL and per transaction)
+#[test]
+fn slow_drip_is_cut_off_by_the_phase_deadline() {
+    struct Drip(Vec<u8>, usize);
+    impl Read for Drip {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            std::thread::sleep(Duration::from_millis(20));
+            if self.1 >= self.0.len() || buf.is_empty() {
+                return Ok(0);
+            }
+            buf[0] = self.0[self.1];
+            self.1 += 1;
+            Ok(1)
+        }
+    }
+    let mut e = Env::new();
+    e.cfg.timeout_commands = Duration::from_millis(300);
+    let noops = "NOOP\r\n".repeat(100).into_bytes();
+    let mut out = Vec::new();
+    let t = std::time::Instant::now();
+    let res = Session::new(e.cfg.clone(), Drip(noops, 0), &mut out).run();
+    assert!(matches!(res, Err(SessionError::Deadline)), "{res:?}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    let r = replies(&out);
+    assert!(r.last().unwrap().starts_with("421 4.4.2"), "{r:?}");
+    // A transaction has its own limit: MAIL starts it, the message's reply ends it.
+    e.cfg.timeout_commands = Duration::from_secs(300);
+    e.cfg.timeout_transaction = Duration::from_millis(300);
+    let mut input = b"EHLO c\r\nMAIL FROM:<>\r\n".to_vec();
+    input.extend("RCPT TO:<bob@example.test>\r\n".repeat(40).into_bytes());
+    let mut out = Vec::new();
+    let res = Session::new(e.cfg.clone(), Drip(input, 0), &mut out).run();
+    assert!(matches!(res, Err(SessionError::Deadline)), "{res:?}");
 }
 
 #[test]

@@ -22,5 +22,6 @@ mod program_timeout;
 mod queue;
 mod queue_exit;
 mod remote;
+mod slow_clients;
 mod smtp;
 mod smtpd_timeouts;
