@@ -1,5 +1,7 @@
 //! mailorder-core: the plumbing every mailorder program shares.
 //!
+//! - [`atomic`]: the one write-temp-fsync-rename ([`atomic::write_atomic`]) and
+//!   [`atomic::fsync_dir`];
 //! - [`exit`]: the one table of exit codes and the rule for passing a child's status up;
 //! - [`root`]: where the installation lives (`/var/mailorder`, or `MAILORDER_ROOT` for
 //!   programs that are not set-id);
@@ -11,6 +13,7 @@
 //!
 //! It must not parse mail or speak a protocol: that lives in the `*-proto` crates.
 
+pub mod atomic;
 pub mod control;
 pub mod exit;
 pub mod fdio;
