@@ -146,8 +146,7 @@ fn mkdir(path: &Path) -> Result<(), MaildirError> {
 }
 
 fn fsync_dir(path: &Path) -> Result<(), MaildirError> {
-    let d = fs::File::open(path).map_err(|e| MaildirError::io("open", path, e))?;
-    d.sync_all().map_err(|e| MaildirError::io("fsync", path, e))
+    mailorder_core::atomic::fsync_dir(path).map_err(|e| MaildirError::io("fsync", path, e))
 }
 
 impl Maildir {

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use crate::MaildirError;
+use mailorder_core::atomic::{Durability, Options, write_atomic};
 
 /// The file name, in the Maildir root.
 pub const FILE: &str = "maildirsize";
@@ -319,12 +320,9 @@ pub fn recalc(root: &Path, def: &QuotaDef) -> Result<Usage, MaildirError> {
             .join("tmp")
             .join(format!("{}.maildirsize", crate::name::unique()));
         let text = format!("{def}\n{} {}\n", usage.bytes, usage.count);
-        fs::write(&tmp, text).map_err(|e| MaildirError::io("write", &tmp, e))?;
-        let path = root.join(FILE);
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(MaildirError::io("rename", &path, e));
-        }
+        let opts = Options::new(Durability::Atomic).tmp(&tmp);
+        write_atomic(&root.join(FILE), text.as_bytes(), &opts)
+            .map_err(|e| MaildirError::io(e.op, &e.path, e.source))?;
         if mtimes(&dirs) == before {
             return Ok(usage);
         }
