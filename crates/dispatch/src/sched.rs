@@ -1375,27 +1375,10 @@ fn clean_line(s: &str) -> String {
         .collect()
 }
 
-/// Write new state files as [`State::store`] does (temporary file, fsync, rename), with one
-/// fsync of `state/` for the whole batch.
+/// Write new state files with one fsync of `state/` for the whole batch
+/// ([`State::store_batch`]).
 fn store_batch(queue: &Queue, states: &[State]) -> Result<(), String> {
-    for st in states {
-        let tmp = queue.state_tmp(&st.id);
-        let res = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .and_then(|mut f| {
-                f.write_all(st.encode().as_bytes())?;
-                f.sync_all()
-            })
-            .and_then(|()| std::fs::rename(&tmp, queue.state(&st.id)));
-        if let Err(e) = res {
-            return Err(format!("id={}: cannot write state: {e} (#4.3.0)", st.id));
-        }
-    }
-    mailorder_queue_format::fsync_dir(&queue.state_dir())
-        .map_err(|e| format!("fsync {}: {e} (#4.3.0)", queue.state_dir().display()))
+    State::store_batch(queue, states).map_err(|e| e.to_string())
 }
 
 /// Queue a notice that may be lost (a delay warning, a success report) and log how it went.

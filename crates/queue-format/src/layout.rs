@@ -30,10 +30,9 @@ pub fn valid_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_digit() || b == b'.')
 }
 
-/// `fsync` a directory, so that a rename or unlink in it is durable.
-pub fn fsync_dir(path: &Path) -> io::Result<()> {
-    File::open(path)?.sync_all()
-}
+/// `fsync` a directory, so that a rename or unlink in it is durable (core's, re-exported
+/// here because every queue writer needs it).
+pub use mailorder_core::atomic::fsync_dir;
 
 /// Why [`Queue::lock_alone`] failed.
 #[derive(Debug, thiserror::Error)]

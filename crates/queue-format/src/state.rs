@@ -22,13 +22,14 @@
 //! reader refuses them); result texts have them replaced by `?`.
 //!
 //! [`State::store`] is atomic: `state/.tmp.ID`, `fsync`, `rename` to `state/ID`, `fsync`
-//! of `state/`.
+//! of `state/` (core's `write_atomic`); [`State::store_batch`] shares that last `fsync`.
 
 use crate::envelope::{Envelope, Notify, Ret};
 use crate::layout::{Queue, fsync_dir, valid_id};
 use mailorder_core::Exit;
+use mailorder_core::atomic::{AtomicError, Durability, Options, write_atomic};
 use mailorder_smtp_proto::dsn;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 
 /// The longest result text kept per recipient.
@@ -173,6 +174,16 @@ pub enum StateError {
     /// The id is not a queue id.
     #[error("bad queue id {0:?} (#4.3.0)")]
     BadId(String),
+}
+
+impl From<AtomicError> for StateError {
+    fn from(e: AtomicError) -> StateError {
+        StateError::Io {
+            path: e.path,
+            op: e.op,
+            source: e.source,
+        }
+    }
 }
 
 impl StateError {
@@ -370,28 +381,25 @@ impl State {
 
     /// Write `state/ID` atomically and durably.
     pub fn store(queue: &Queue, st: &State) -> Result<(), StateError> {
-        if !valid_id(&st.id) {
-            return Err(StateError::BadId(st.id.clone()));
+        State::store_batch(queue, std::slice::from_ref(st))
+    }
+
+    /// Write several `state/ID` files atomically and durably, with one `fsync` of `state/`
+    /// for all of them (each file is `fsync`ed before its rename).
+    pub fn store_batch(queue: &Queue, states: &[State]) -> Result<(), StateError> {
+        for st in states {
+            if !valid_id(&st.id) {
+                return Err(StateError::BadId(st.id.clone()));
+            }
+            let tmp = queue.state_tmp(&st.id);
+            let opts = Options::new(Durability::File).tmp(&tmp);
+            write_atomic(&queue.state(&st.id), st.encode().as_bytes(), &opts)?;
         }
-        let tmp = queue.state_tmp(&st.id);
-        let io = |op, path: &Path| {
-            let path = path.to_owned();
-            move |source| StateError::Io { path, op, source }
-        };
-        {
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .open(&tmp)
-                .map_err(io("create", &tmp))?;
-            f.write_all(st.encode().as_bytes())
-                .map_err(io("write", &tmp))?;
-            f.sync_all().map_err(io("fsync", &tmp))?;
-        }
-        let dst = queue.state(&st.id);
-        std::fs::rename(&tmp, &dst).map_err(io("rename", &dst))?;
-        fsync_dir(&queue.state_dir()).map_err(io("fsync", &queue.state_dir()))
+        fsync_dir(&queue.state_dir()).map_err(|source| StateError::Io {
+            path: queue.state_dir(),
+            op: "fsync",
+            source,
+        })
     }
 
     /// Remove `state/ID` durably (a missing file is fine).
