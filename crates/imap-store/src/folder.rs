@@ -1,6 +1,7 @@
 //! One folder: the UID index over a Maildir.
 
 use crate::StoreError;
+use mailorder_core::atomic::{self, Durability, Options};
 use mailorder_maildir::{Maildir, Sub, name};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
@@ -95,28 +96,15 @@ fn mtime(m: &fs::Metadata) -> (i64, i64) {
     (m.mtime(), m.mtime_nsec())
 }
 
-/// Write `data` to `path` via a temporary file and `rename`, `fsync`ing the file when
-/// `durable`.
+/// Replace `path` with `data` (core's `write_atomic`), `fsync`ing the file when `durable`.
 pub(crate) fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<(), StoreError> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let res = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        if durable {
-            f.sync_data()?;
-        }
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = res {
-        let _ = fs::remove_file(&tmp);
-        return Err(StoreError::io("write", path, e));
-    }
-    Ok(())
+    let durability = if durable {
+        Durability::File
+    } else {
+        Durability::Atomic
+    };
+    atomic::write_atomic(path, data, &Options::new(durability))
+        .map_err(|e| StoreError::io(e.op, &e.path, e.source))
 }
 
 fn now_secs() -> i64 {
@@ -711,10 +699,8 @@ impl Folder {
         };
         match fs::hard_link(src, &dst) {
             Ok(()) => {
-                if let Some(d) = dst.parent()
-                    && let Ok(f) = fs::File::open(d)
-                {
-                    f.sync_all().map_err(|e| StoreError::io("fsync", d, e))?;
+                if let Some(d) = dst.parent() {
+                    atomic::fsync_dir(d).map_err(|e| StoreError::io("fsync", d, e))?;
                 }
                 Ok(Some(unique))
             }
