@@ -17,7 +17,6 @@ use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use mailorder_core::Exit;
 use mailorder_core::control::Control;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 /// Why a write did not happen.
@@ -551,15 +550,14 @@ impl FileStore {
     }
 }
 
-/// Write `path` atomically: a temporary file beside it (same mode and owner as the old file,
-/// else `mode`), fsync, rename, fsync the directory.
+/// Write `path` atomically and durably (core's `write_atomic`): a temporary file beside it
+/// with the same mode and owner as the old file, else `mode`.
 fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), AdminError> {
-    use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+    use mailorder_core::atomic::{Durability, Options, write_atomic};
     let werr = |source| AdminError::Write {
         path: path.to_owned(),
         source,
     };
-    let old = std::fs::metadata(path).ok();
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(werr)?;
     let tmp = dir.join(format!(
@@ -567,27 +565,11 @@ fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), AdminError> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("x"),
         std::process::id()
     ));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        if let Some(m) = &old {
-            let _ = std::os::unix::fs::fchown(&f, Some(m.uid()), Some(m.gid()));
-            f.set_permissions(std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
-        } else {
-            f.set_permissions(std::fs::Permissions::from_mode(mode))?;
-        }
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        std::fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result.map_err(werr)
+    let opts = Options::new(Durability::Durable)
+        .mode(mode)
+        .keep_owner()
+        .tmp(&tmp);
+    write_atomic(path, data, &opts).map_err(|e| werr(e.into()))
 }
 
 // ---------------------------------------------------------------- LDAP
