@@ -10,9 +10,10 @@
 //! session lock, to a temporary file renamed over the old one; a file that does not parse,
 //! or names that are not message names, make pop3d list the directory as before.
 
-use std::fs::{self, File, Metadata, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use mailorder_core::atomic::{Durability, Options, write_atomic};
+use std::fs::{File, Metadata};
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -221,22 +222,15 @@ impl Index {
         Some(ix)
     }
 
-    /// Replace the index of the Maildir at `md` (temporary file, then rename).
+    /// Replace the index of the Maildir at `md` (core's `write_atomic`, no `fsync`: it is a
+    /// cache, rebuilt from the Maildir when missing or stale).
     pub fn store(&self, md: &Path) -> io::Result<()> {
         if self.rest.is_some() {
             return Err(io::Error::other("index not read to the end"));
         }
-        let bytes = self.render();
         let tmp = md.join(TMP_FILE);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&bytes)?;
-        drop(f);
-        fs::rename(&tmp, md.join(INDEX_FILE))
+        let opts = Options::new(Durability::Atomic).tmp(&tmp);
+        write_atomic(&md.join(INDEX_FILE), &self.render(), &opts).map_err(io::Error::from)
     }
 }
 
