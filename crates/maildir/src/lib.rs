@@ -7,7 +7,9 @@
 //!   `cur/` and change flags;
 //! - [`name`]: unique names `time.MusecPpid_n.host`, the `,S=`/`,W=` size tags and the
 //!   `:2,FLAGS` info, as pure string functions;
-//! - [`quota`]: the Maildir++ `maildirsize` file: definition, usage, recalculation, check.
+//! - [`quota`]: the Maildir++ `maildirsize` file: definition, usage, recalculation, check;
+//! - [`stamp`]: whether a directory is unchanged since a listing and settled enough for
+//!   that to be trusted (pop3d's and imap-store's indexes).
 //!
 //! Not done: the 24-hour delivery timer of the Maildir spec (a stuck `write` is left to
 //! the caller's supervision), NFS-specific tricks.
@@ -20,6 +22,7 @@
 
 pub mod name;
 pub mod quota;
+pub mod stamp;
 
 use std::fs;
 use std::io::{self, Read, Write};
