@@ -5,17 +5,15 @@
 //!
 //! Safety of the key: any entry added, removed or renamed in a directory sets its mtime and
 //! ctime to "now". An index is only written for a key whose times are at least
-//! [`SETTLED`] old, so a later change always produces a different key, whatever the
-//! granularity of the file system's clock. The index is written by pop3d only, under the
+//! `SETTLED` old (the maildir crate's `stamp`), so a later change always produces a
+//! different key, whatever the granularity of the file system's clock. The index is written by pop3d only, under the
 //! session lock, to a temporary file renamed over the old one; a file that does not parse,
 //! or names that are not message names, make pop3d list the directory as before.
 
 use mailorder_core::atomic::{Durability, Options, write_atomic};
-use std::fs::{File, Metadata};
+use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The index file in the Maildir.
 pub const INDEX_FILE: &str = "pop3d.index";
@@ -23,58 +21,8 @@ const TMP_FILE: &str = "pop3d.index.tmp";
 /// Bytes read at login: the header (four short lines) and the first entries.
 const HEAD_READ: usize = 4096;
 const MAGIC: &str = "mailorder-pop3d-index 1";
-/// Seconds a directory's times must lie in the past before a key may be recorded.
-pub const SETTLED: i64 = 2;
-
-/// What identifies one state of a directory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Key([i64; 6]);
-
-impl Key {
-    /// The key of `m`.
-    pub fn of(m: &Metadata) -> Key {
-        // dev and ino fit i64 on Linux; a wrap would only make the key differ.
-        Key([
-            m.dev() as i64,
-            m.ino() as i64,
-            m.mtime(),
-            m.mtime_nsec(),
-            m.ctime(),
-            m.ctime_nsec(),
-        ])
-    }
-
-    /// Whether both times are at least [`SETTLED`] seconds before `now` (seconds since the
-    /// epoch).
-    pub fn settled(&self, now: i64) -> bool {
-        self.0[2] <= now - SETTLED && self.0[4] <= now - SETTLED
-    }
-
-    fn text(&self) -> String {
-        self.0
-            .iter()
-            .map(i64::to_string)
-            .collect::<Vec<_>>()
-            .join(" ")
-    }
-
-    fn parse(s: &str) -> Option<Key> {
-        let mut k = [0i64; 6];
-        let mut it = s.split(' ');
-        for v in &mut k {
-            *v = it.next()?.parse().ok()?;
-        }
-        it.next().is_none().then_some(Key(k))
-    }
-}
-
-/// Seconds since the epoch now.
-pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
-}
+/// A directory's state, as the maildir crate stamps it; [`now`] is its clock.
+pub use mailorder_maildir::stamp::{DirStamp as Key, now};
 
 /// One recorded listing. The entries are kept as text until [`Index::entries`] is called,
 /// so that the login answer (count and octets, from the header) need not wait for them.
@@ -241,7 +189,7 @@ mod tests {
     #[test]
     fn round_trip_and_rejects() {
         let entries = [(10, "1.M1P1.h,S=10:2,"), (7, "2.M2P2.h")];
-        let key = Some(Key([1, 2, 3, 4, 5, 6]));
+        let key = Some(Key::from_fields([1, 2, 3, 4, 5, 6]));
         let ix = Index::new(None, key, (2, 19), &entries).unwrap();
         let text = String::from_utf8(ix.render()).unwrap();
         let parse = |t: &str| Index::parse(t.as_bytes().to_vec());
@@ -294,12 +242,5 @@ mod tests {
         assert_eq!(got.len(), 1000);
         assert_eq!(got[999], (999, names[999].clone()));
         assert!(Index::load(&t.path().join("none")).is_none());
-    }
-
-    #[test]
-    fn settled_keys() {
-        let k = Key([0, 0, 100, 0, 101, 0]);
-        assert!(k.settled(103));
-        assert!(!k.settled(102));
     }
 }
