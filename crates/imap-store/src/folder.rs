@@ -2,6 +2,7 @@
 
 use crate::StoreError;
 use mailorder_core::atomic::{self, Durability, Options};
+use mailorder_maildir::stamp::{self, DirStamp};
 use mailorder_maildir::{Maildir, Sub, name};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
@@ -9,7 +10,7 @@ use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 const INDEX: &str = "mailorder-index";
 const LOCK: &str = "mailorder-index.lock";
@@ -78,22 +79,19 @@ pub struct Folder {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Stamp {
-    new: (i64, i64),
-    cur: (i64, i64),
+    new: DirStamp,
+    cur: DirStamp,
     index: (u64, i64, i64, u64),
 }
 
 impl Stamp {
-    /// Whether the directories last changed long enough ago (2 s) that a change in the
-    /// same clock tick cannot hide behind an unchanged mtime.
+    /// Whether the directories last changed long enough ago that a change in the same
+    /// clock tick cannot hide behind unchanged times (the maildir crate's `stamp`).
     /// (The index needs no such care: every write is a new inode, which the stamp holds.)
     fn settled(&self) -> bool {
-        now_secs() - self.new.0.max(self.cur.0) >= 2
+        let now = stamp::now();
+        self.new.settled(now) && self.cur.settled(now)
     }
-}
-
-fn mtime(m: &fs::Metadata) -> (i64, i64) {
-    (m.mtime(), m.mtime_nsec())
 }
 
 /// Replace `path` with `data` (core's `write_atomic`), `fsync`ing the file when `durable`.
@@ -105,13 +103,6 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()
     };
     atomic::write_atomic(path, data, &Options::new(durability))
         .map_err(|e| StoreError::io(e.op, &e.path, e.source))
-}
-
-fn now_secs() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn parse_index(text: &str) -> Option<State> {
@@ -334,7 +325,7 @@ impl Folder {
     }
 
     fn stamp(&self) -> Result<Stamp, StoreError> {
-        let md = |p: PathBuf| fs::metadata(&p).map_err(|e| StoreError::io("stat", &p, e));
+        let md = |p: PathBuf| DirStamp::read(&p).map_err(|e| StoreError::io("stat", &p, e));
         let new = md(self.dir.join("new"))?;
         let cur = md(self.dir.join("cur"))?;
         let idx = match fs::metadata(self.dir.join(INDEX)) {
@@ -342,8 +333,8 @@ impl Folder {
             Err(_) => (0, 0, 0, 0),
         };
         Ok(Stamp {
-            new: mtime(&new),
-            cur: mtime(&cur),
+            new,
+            cur,
             index: idx,
         })
     }
@@ -434,7 +425,7 @@ impl Folder {
                 // kept beside the index, and may still be in a torn index's first line.
                 let seen = self.seen.as_ref().map_or(0, |(_, s)| s.uidvalidity);
                 let old = seen.max(self.last_uidvalidity());
-                let uv = u32::try_from(now_secs())
+                let uv = u32::try_from(stamp::now())
                     .unwrap_or(1)
                     .max(old.saturating_add(1));
                 write_atomic(&self.dir.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
@@ -451,7 +442,7 @@ impl Folder {
         };
         // The directories need reading only when they changed since the index was made
         // (and a change within the clock's granularity is never trusted as "none").
-        let dirs_now = [before.new, before.cur];
+        let dirs_now = [before.new.mtime(), before.cur.mtime()];
         let scan = state.dirs != Some(dirs_now) || !before.settled();
         let changed = scan && self.merge(&mut state)?;
         let record = if before.settled() {
