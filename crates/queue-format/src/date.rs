@@ -1,6 +1,10 @@
 //! RFC 5322 §3.3 dates for the header lines the queue programs write (`Received:` by
 //! `queue`, `Date:` and `Arrival-Date:` in bounces). Always UTC (`+0000`); no I/O.
 
+// The one civil-date conversion is imap-proto's: *-proto crates take no dependencies, so
+// the copy both may use has to live in one of them.
+use mailorder_imap_proto::date::civil_from_days;
+
 const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
 const MONTHS: [&str; 12] = [
     "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
@@ -10,7 +14,7 @@ const MONTHS: [&str; 12] = [
 pub fn rfc5322(secs: u64) -> String {
     let days = secs / 86400;
     let rem = secs % 86400;
-    let (y, m, d) = civil_from_days(days);
+    let (y, m, d) = civil_from_days(i64::try_from(days).unwrap_or(i64::MAX));
     format!(
         "{}, {} {} {} {:02}:{:02}:{:02} +0000",
         DAYS[(days % 7) as usize],
@@ -34,20 +38,6 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-/// Howard Hinnant's days-to-civil algorithm for days since 1970-01-01.
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 #[cfg(test)]
