@@ -282,7 +282,11 @@ fn deliver(
     let size = len + dtline.len() as u64 + rpline.len() as u64;
 
     let home = user.home.clone();
-    check_home(cfg, &home)?;
+    // A forward-only user (`local=no`, LDAP deliveryMode forwardOnly) stores nothing here:
+    // no home is created for them (issue 19); one that exists is still checked and its
+    // `.qmail` files honoured.
+    let forward_only = !user.local && !user.forward.is_empty();
+    check_home(cfg, &home, !forward_only)?;
 
     let mut ctx = Ctx {
         cfg,
@@ -298,11 +302,15 @@ fn deliver(
     execute(&ctx, &instructions, msg)
 }
 
-/// HOME must exist (created, 0700, for virtual users under `ROOT/mail`) and be neither
-/// group/world-writable nor sticky.
-fn check_home(cfg: &Config, home: &Path) -> Result<(), DeliverError> {
+/// HOME must exist (created, 0700, for virtual users under `ROOT/mail`, unless `create` is
+/// false: then a missing home is left missing) and be neither group/world-writable nor
+/// sticky.
+fn check_home(cfg: &Config, home: &Path, create: bool) -> Result<(), DeliverError> {
     let meta = match fs::metadata(home) {
         Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !create && under_mail_root(cfg, home) => {
+            return Ok(());
+        }
         Err(e) if e.kind() == io::ErrorKind::NotFound && under_mail_root(cfg, home) => {
             fs::DirBuilder::new()
                 .mode(0o700)

@@ -355,6 +355,11 @@ fn default_forward_only_user() {
         fs::read(t.root.join("q.env")).unwrap(),
         b"Falice@example.org\0Tx@example.net\0\0"
     );
+    // See: issue #19
+    assert!(
+        !t.home().exists(),
+        "no home is created for a forward-only user"
+    );
     // local and forward: both.
     t.user.local = true;
     assert_eq!(t.run(MSG).exit, Exit::Ok);
