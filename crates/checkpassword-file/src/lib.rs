@@ -99,8 +99,37 @@ impl Backend for FileBackend {
 
 /// The whole program. Returns the exit code on failure; on success it does not return
 /// (the process becomes `args[0]`).
+///
+/// In an installation that uses LDAP (`control/ldapservers` names a server: the one switch,
+/// [`mailorder_directory::ldap_configured`]) it execs `checkpassword-ldap` with the same
+/// arguments before reading anything, fd 3 untouched, so every launcher that names
+/// checkpassword-file (smtpd's default, the login chains) follows the switch. It does so
+/// while still privileged, by the installed path (`ROOT/bin`; `MAILORDER_BIN_DIR` is ignored
+/// when set-id), never a path from the caller.
 pub fn run(args: &[OsString], env: &Env) -> u8 {
+    if !args.is_empty() {
+        match mailorder_directory::ldap_configured(&mailorder_core::root::root()) {
+            Ok(false) => {}
+            Ok(true) => return hand_over(args),
+            Err(e) => {
+                log::error!("{e}");
+                return mailorder_core::exit::checkpassword::TEMP;
+            }
+        }
+    }
     mailorder_checkpassword_common::run("checkpassword-file", &FileBackend, args, env)
+}
+
+/// Exec checkpassword-ldap with `args`; returns only when that fails (temporary).
+fn hand_over(args: &[OsString]) -> u8 {
+    use std::os::unix::process::CommandExt;
+    let prog = mailorder_core::root::program("checkpassword-ldap");
+    let source = std::process::Command::new(&prog).args(args).exec();
+    log::error!(
+        "LDAP directory configured (control/ldapservers), cannot run {}: {source} (#4.3.0)",
+        prog.display()
+    );
+    mailorder_core::exit::checkpassword::TEMP
 }
 
 #[cfg(test)]

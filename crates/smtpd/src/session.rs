@@ -1075,7 +1075,9 @@ impl<R: Read, W: Write> Session<R, W> {
                 self.auth_user = Some(login);
                 self.reply(235, "2.7.0", "authentication successful");
             }
-            Ok(1 | 2) => {
+            // 1 is "bad login". 2 (misuse) and everything else say the program could not
+            // judge: a missing or wrong checkpassword is temporary, never 535 (issue 19).
+            Ok(1) => {
                 log::info!("auth failed ip={ip} user={login}");
                 std::thread::sleep(self.cfg.auth_fail_delay);
                 self.error(535, "5.7.8", "authentication failed")?;

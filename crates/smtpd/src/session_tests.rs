@@ -46,7 +46,7 @@ impl Env {
         std::fs::write(
             &cp,
             "#!/bin/sh\ndata=$(tr '\\0' ':' <&3)\necho \"$SERVICE\" > \"$(dirname \"$0\")/out/service\"\n\
-             case \"$data\" in\n  'bob@example.test:secret::') exec \"$@\" ;;\n  tmp:*) exit 111 ;;\n  *) exit 1 ;;\nesac\n",
+             case \"$data\" in\n  'bob@example.test:secret::') exec \"$@\" ;;\n  tmp:*) exit 111 ;;\n  misuse:*) exit 2 ;;\n  *) exit 1 ;;\nesac\n",
         )
         .unwrap();
         for p in [&queue, &cp] {
@@ -513,6 +513,16 @@ fn auth() {
     let tmp = plain(b"\0tmp\0x");
     let (r, _) = e.run(format!("EHLO c\r\nAUTH PLAIN {tmp}\r\n").as_bytes());
     assert!(r[2].starts_with("454 4.7.0"));
+    // See: issue #19 — a checkpassword that cannot judge (misuse, or missing) is
+    // temporary, never 535.
+    let misuse = plain(b"\0misuse\0x");
+    let (r, _) = e.run(format!("EHLO c\r\nAUTH PLAIN {misuse}\r\n").as_bytes());
+    assert!(r[2].starts_with("454 4.7.0"), "{r:?}");
+    let real = e.cfg.checkpassword.clone();
+    e.cfg.checkpassword = real.with_file_name("no-such-checkpassword");
+    let (r, _) = e.run(format!("EHLO c\r\nAUTH PLAIN {good}\r\n").as_bytes());
+    assert!(r[2].starts_with("454 4.7.0"), "{r:?}");
+    e.cfg.checkpassword = real;
     let (r, _) = e.run(
         b"EHLO c\r\nAUTH PLAIN\r\n*\r\nAUTH LOGIN\r\n*\r\nAUTH CRAM-MD5\r\nAUTH PLAIN !!!\r\n",
     );
