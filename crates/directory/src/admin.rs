@@ -176,6 +176,33 @@ impl Store {
         }
     }
 
+    /// Open the store of installation `root` for reading only (`useradm show`, `list`,
+    /// `domain list`): with LDAP, the servers are asked in order with fail-over, as every
+    /// lookup does, so reads work with the master down. Commands that write read from
+    /// [`Store::open`]'s master instead, so they never act on a replica's stale copy.
+    pub fn open_read(root: &Path) -> Result<Store, AdminError> {
+        let control = Control::new(root.join("control"));
+        match ldap::Config::load(&control)? {
+            Some(cfg) => {
+                let (_, euid, _, egid) = mailorder_core::sys::ids();
+                let reader = ldap::Ldap::new(
+                    cfg.clone(),
+                    ldap::Defaults {
+                        root: root.to_owned(),
+                        uid: euid,
+                        gid: egid,
+                    },
+                );
+                Ok(Store::Ldap(Box::new(LdapStore {
+                    cfg,
+                    conn: None,
+                    reader: Some(reader),
+                })))
+            }
+            None => Ok(Store::File(FileStore::load(root)?)),
+        }
+    }
+
     /// `ldap` or `file`.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -574,10 +601,14 @@ fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<(), AdminError> {
 
 // ---------------------------------------------------------------- LDAP
 
-/// A connection to the LDAP master, bound as the admin DN.
+/// A connection to the LDAP master, bound as the admin DN; or, for a store opened with
+/// [`Store::open_read`], the lookup client that asks the servers in order (replicas first).
 pub struct LdapStore {
     cfg: ldap::Config,
-    conn: LdapConn,
+    /// The master, bound as the admin DN (`None`: read-only store).
+    conn: Option<LdapConn>,
+    /// Read-only store: searches go to the servers in order, bound as `ldapauthdn`.
+    reader: Option<ldap::Ldap>,
 }
 
 const PEOPLE: &str = "ou=people";
@@ -616,7 +647,19 @@ impl LdapStore {
                 )));
             }
         }
-        Ok(LdapStore { cfg, conn })
+        Ok(LdapStore {
+            cfg,
+            conn: Some(conn),
+            reader: None,
+        })
+    }
+
+    fn master(&mut self) -> Result<&mut LdapConn, AdminError> {
+        let server = self.cfg.master.clone();
+        self.conn.as_mut().ok_or(AdminError::Ldap {
+            server,
+            msg: "store opened for reading only".to_owned(),
+        })
     }
 
     /// Check an LDAP write result: a referral means we reached a replica.
@@ -637,10 +680,13 @@ impl LdapStore {
     }
 
     fn search(&mut self, filter: &str, attrs: &[&str]) -> Result<Vec<SearchEntry>, AdminError> {
+        if let Some(reader) = &self.reader {
+            return Ok(reader.search_paged_as(true, filter, attrs)?);
+        }
         let base = self.cfg.base.clone();
         let t = self.cfg.timeout;
         let r = self
-            .conn
+            .master()?
             .with_timeout(t)
             .search(&base, Scope::Subtree, filter, attrs);
         let r = r.map_err(|e| self.err(format!("search: {e}")))?;
@@ -692,7 +738,7 @@ impl LdapStore {
             ("objectClass", set(&["organizationalUnit"])),
             ("ou", set(&[name])),
         ];
-        let r = self.conn.with_timeout(t).add(&dn, attrs);
+        let r = self.master()?.with_timeout(t).add(&dn, attrs);
         match self.check(r, "add ou")? {
             0 | 68 => Ok(()),
             rc => Err(self.err(format!("add {dn}: rc={rc}"))),
@@ -766,7 +812,7 @@ impl LdapStore {
                     .map(str::to_owned)
                     .collect(),
             ));
-            let r = self.conn.with_timeout(t).add(&dn, attrs);
+            let r = self.master()?.with_timeout(t).add(&dn, attrs);
             return match self.check(r, "add")? {
                 0 => Ok(()),
                 68 => Err(AdminError::Exists(acct.address.clone())),
@@ -781,7 +827,7 @@ impl LdapStore {
             .filter(|(k, _)| k != "mail")
             .map(|(k, v)| Mod::Replace(k, v))
             .collect();
-        let r = self.conn.with_timeout(t).modify(&dn, mods);
+        let r = self.master()?.with_timeout(t).modify(&dn, mods);
         match self.check(r, "modify")? {
             0 => Ok(()),
             rc => Err(self.err(format!("modify {dn}: rc={rc}"))),
@@ -793,7 +839,7 @@ impl LdapStore {
             return Ok(false);
         };
         let t = self.cfg.timeout;
-        let r = self.conn.with_timeout(t).delete(&dn);
+        let r = self.master()?.with_timeout(t).delete(&dn);
         match self.check(r, "delete")? {
             0 => Ok(true),
             32 => Ok(false),
@@ -844,7 +890,7 @@ impl LdapStore {
             }
             let dn = e.dn.clone();
             let r = self
-                .conn
+                .master()?
                 .with_timeout(t)
                 .modify(&dn, vec![Mod::Replace("mailDomainKind", set(&[kind_s]))]);
             return match self.check(r, "modify domain")? {
@@ -859,7 +905,7 @@ impl LdapStore {
             ("mailDomain", set(&[d])),
             ("mailDomainKind", set(&[kind_s])),
         ];
-        let r = self.conn.with_timeout(t).add(&dn, attrs);
+        let r = self.master()?.with_timeout(t).add(&dn, attrs);
         match self.check(r, "add domain")? {
             0 => Ok(true),
             68 => Ok(false),

@@ -15,10 +15,16 @@
 //! | `ldapstarttls` | `yes`: StartTLS on `ldap://` URIs | no |
 //! | `ldapcacert` | PEM file of CA certificates for TLS | the system store |
 //! | `ldapauth` | `hash`: verify `userPassword`; `bind`: bind as the user | `hash` |
+//! | `ldapretry` | seconds a server that failed is left out before it is asked again | 30 |
 //!
 //! A server that does not connect or answer within the timeout is skipped and the next one
 //! tried; when none answers, every question fails with [`DirError::Ldap`] (temporary), never
-//! with "no such user". Every filter value goes through [`escape_filter`] (RFC 4515 §3).
+//! with "no such user". A server that failed is remembered as down for `ldapretry` seconds
+//! by the whole process (every [`crate::Directory`] it opens, so across SMTP sessions of a
+//! long-lived smtpd too): a hanging server costs one timeout per `ldapretry`, not one per
+//! lookup. While every server is remembered as down, only those that failed fast (connection
+//! refused) are asked again; one that cost a timeout is not asked until its time is up.
+//! Every filter value goes through [`escape_filter`] (RFC 4515 §3).
 //!
 //! Entries: users are `objectClass=mailorderUser` (primary `mail`, `mailAlternateAddress`,
 //! `mailForwardingAddress`, `deliveryMode`, `mailQuotaSize`, `mailQuotaCount`,
@@ -32,7 +38,7 @@ use mailorder_core::control::{Control, ControlError};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Longest login or address we send to a server; longer ones are refused unasked.
 pub const MAX_NAME: usize = 320;
@@ -98,6 +104,8 @@ pub struct Config {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Verify passwords by binding as the user.
     pub auth_bind: bool,
+    /// How long a server that failed is left out (`ldapretry`).
+    pub retry: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -158,6 +166,13 @@ impl Config {
                 _ => return Err(bad_value(control, "ldaptimeout", &v)),
             },
         };
+        let retry = match control.line("ldapretry").map_err(cerr)? {
+            None => 30,
+            Some(v) => match v.parse::<u64>() {
+                Ok(n) => n,
+                _ => return Err(bad_value(control, "ldapretry", &v)),
+            },
+        };
         let yes = |name: &str| -> Result<bool, DirError> {
             match control.line(name).map_err(cerr)?.as_deref() {
                 None => Ok(false),
@@ -188,6 +203,7 @@ impl Config {
             starttls,
             tls,
             auth_bind,
+            retry: Duration::from_secs(retry),
         }))
     }
 }
@@ -405,6 +421,65 @@ pub(crate) fn entry_to_user(
     })
 }
 
+/// Servers that failed recently: (URI, until when they are left out, whether the failure
+/// was slow). Process-wide on purpose: a long-lived smtpd opens a directory per session,
+/// local-deliver and dispatch one per message, and each would otherwise pay a hanging
+/// server's timeout again.
+static DOWN: Mutex<Vec<(String, Instant, bool)>> = Mutex::new(Vec::new());
+
+/// A failure that took this long is "slow": it cost a timeout, not a refused connection.
+const SLOW: Duration = Duration::from_millis(500);
+
+/// The servers to ask, in order: those not remembered as down; when every one is, those
+/// whose failure was fast (a refused connection costs nothing to try again, and so a
+/// server that restarted is used at once), never one that cost a timeout.
+fn order(servers: &[String]) -> Vec<usize> {
+    let now = Instant::now();
+    let mut down = DOWN.lock().unwrap_or_else(|p| p.into_inner());
+    down.retain(|(_, until, _)| *until > now);
+    let state = |u: &String| {
+        down.iter()
+            .find(|(d, _, _)| d == u)
+            .map(|(_, _, slow)| *slow)
+    };
+    let up: Vec<usize> = (0..servers.len())
+        .filter(|&i| state(&servers[i]).is_none())
+        .collect();
+    if !up.is_empty() {
+        return up;
+    }
+    (0..servers.len())
+        .filter(|&i| state(&servers[i]) == Some(false))
+        .collect()
+}
+
+/// Remember `url`, which failed after trying since `started`, as down for `hold`.
+fn mark_down(url: &str, hold: Duration, started: Instant) {
+    let slow = started.elapsed() >= SLOW;
+    let mut down = DOWN.lock().unwrap_or_else(|p| p.into_inner());
+    down.retain(|(u, _, _)| u != url);
+    if let Some(until) = Instant::now().checked_add(hold) {
+        down.push((url.to_owned(), until, slow));
+    }
+}
+
+/// The error when every server failed or is remembered as down.
+fn none_answered(cfg: &Config, last_server: String, last: String) -> DirError {
+    if last_server.is_empty() {
+        return DirError::Ldap {
+            server: cfg.servers.join(" "),
+            msg: format!(
+                "no directory server answered: each timed out within the last {} s (control/ldapretry)",
+                cfg.retry.as_secs()
+            ),
+        };
+    }
+    DirError::Ldap {
+        server: last_server,
+        msg: format!("no directory server answered: {last}"),
+    }
+}
+
 /// A connection pool of one: the server that answered last, reused until it fails.
 pub(crate) struct Ldap {
     pub cfg: Config,
@@ -475,9 +550,10 @@ impl Ldap {
         };
         let mut all = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let guard = &mut all[slot];
-        let mut last = String::from("no server");
+        let mut last = String::new();
         let mut last_server = String::new();
         if let Some((i, conn)) = guard.as_mut() {
+            let started = Instant::now();
             match op(conn, self.cfg.timeout) {
                 Ok(t) => return Ok(t),
                 Err(e) if is_answer(&e) => {
@@ -488,15 +564,19 @@ impl Ldap {
                 }
                 Err(e) => {
                     log::warn!("ldap server={} error={e}", self.cfg.servers[*i]);
+                    mark_down(&self.cfg.servers[*i], self.cfg.retry, started);
                     *guard = None;
                 }
             }
         }
-        for (i, url) in self.cfg.servers.iter().enumerate() {
+        for i in order(&self.cfg.servers) {
+            let url = &self.cfg.servers[i];
+            let started = Instant::now();
             let mut conn = match connect(&self.cfg, url, bind) {
                 Ok(c) => c,
                 Err(e) => {
                     log::warn!("ldap server={url} error={e}");
+                    mark_down(url, self.cfg.retry, started);
                     last = e.to_string();
                     last_server = url.clone();
                     continue;
@@ -516,27 +596,18 @@ impl Ldap {
                 }
                 Err(e) => {
                     log::warn!("ldap server={url} error={e}");
+                    mark_down(url, self.cfg.retry, started);
                     last = e.to_string();
                     last_server = url.clone();
                 }
             }
         }
-        Err(DirError::Ldap {
-            server: last_server,
-            msg: format!("no directory server answered: {last}"),
-        })
+        Err(none_answered(&self.cfg, last_server, last))
     }
 
-    /// Subtree search under the base; "no such object" is an empty answer.
-    pub(crate) fn search(
-        &self,
-        filter: &str,
-        attrs: &[&str],
-    ) -> Result<Vec<SearchEntry>, DirError> {
-        self.search_as(false, filter, attrs)
-    }
-
-    fn search_as(
+    /// Subtree search under the base (with the password-reading bind when `auth` and it
+    /// is configured); "no such object" is an empty answer.
+    pub(crate) fn search_as(
         &self,
         auth: bool,
         filter: &str,
@@ -555,10 +626,47 @@ impl Ldap {
         })
     }
 
+    /// [`Ldap::search_as`] for searches that may find many entries (a domain's users, every
+    /// domain): fetched in pages (RFC 2696, 500 a page), so a server's size limit for
+    /// non-root binds (OpenLDAP's default is 500) does not cut the answer short.
+    pub(crate) fn search_paged_as(
+        &self,
+        auth: bool,
+        filter: &str,
+        attrs: &[&str],
+    ) -> Result<Vec<SearchEntry>, DirError> {
+        use ldap3::adapters::{Adapter, EntriesOnly, PagedResults};
+        let base = self.cfg.base.clone();
+        self.with_conn_as(auth, |c, t| {
+            let adapters: Vec<Box<dyn Adapter<&str, Vec<&str>>>> = vec![
+                Box::new(EntriesOnly::new()),
+                Box::new(PagedResults::new(500)),
+            ];
+            let mut stream = c.with_timeout(t).streaming_search_with(
+                adapters,
+                &base,
+                Scope::Subtree,
+                filter,
+                attrs.to_vec(),
+            )?;
+            let mut out = Vec::new();
+            while let Some(e) = stream.next()? {
+                out.push(SearchEntry::construct(e));
+            }
+            let res = stream.result();
+            if res.rc == 32 {
+                return Ok(Vec::new());
+            }
+            res.success()?;
+            Ok(out)
+        })
+    }
+
     /// All domains: `mailDomain` → kind.
     pub(crate) fn domains(&self) -> Result<HashMap<String, DomainKind>, DirError> {
         let mut out = HashMap::new();
-        for e in self.search(
+        for e in self.search_paged_as(
+            false,
             "(objectClass=mailorderDomain)",
             &["mailDomain", "mailDomainKind"],
         )? {
@@ -662,8 +770,10 @@ impl Ldap {
         if pw.is_empty() {
             return Ok(false);
         }
-        let mut last = String::new();
-        for url in &self.cfg.servers {
+        let (mut last, mut last_server) = (String::new(), String::new());
+        for i in order(&self.cfg.servers) {
+            let url = &self.cfg.servers[i];
+            let started = Instant::now();
             match connect(&self.cfg, url, None) {
                 Ok(mut c) => match c.with_timeout(self.cfg.timeout).simple_bind(dn, pw) {
                     Ok(r) if r.rc == 0 => {
@@ -676,11 +786,10 @@ impl Ldap {
                 },
                 Err(e) => last = e.to_string(),
             }
+            mark_down(url, self.cfg.retry, started);
+            last_server = url.clone();
         }
-        Err(DirError::Ldap {
-            server: self.cfg.servers.join(" "),
-            msg: format!("no directory server answered: {last}"),
-        })
+        Err(none_answered(&self.cfg, last_server, last))
     }
 
     /// Users whose primary address is in `domain`.
@@ -690,7 +799,7 @@ impl Ldap {
             escape_filter(&crate::norm_domain(domain))
         );
         let mut out: Vec<Entry> = self
-            .search(&filter, USER_ATTRS)?
+            .search_paged_as(false, &filter, USER_ATTRS)?
             .iter()
             .map(|e| entry_to_user(&e.dn, &e.attrs, &self.defaults))
             .collect::<Result<_, _>>()?;
@@ -932,6 +1041,7 @@ mod tests {
             starttls: false,
             tls: None,
             auth_bind: false,
+            retry: Duration::from_secs(30),
         };
         let l = Ldap::new(cfg, defaults());
         let t = std::time::Instant::now();

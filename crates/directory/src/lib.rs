@@ -141,6 +141,10 @@ pub enum DirError {
     /// A control file (`vmailuid`, `vmailgid`, `recipientdelimiter`, `ldap*`) is unusable.
     #[error(transparent)]
     Control(#[from] ControlError),
+    /// A copy of an earlier error's text, for callers that report one failure to open the
+    /// directory for several questions (the error itself is not `Clone`).
+    #[error("{0}")]
+    Again(String),
     /// The LDAP directory did not answer, or answered with something unusable.
     #[error("directory server {server}: {msg} (#4.3.0)")]
     Ldap {
@@ -158,35 +162,70 @@ impl DirError {
     }
 }
 
+/// Which back-end installation `root` uses: `true` (LDAP) when `control/ldapservers` names
+/// at least one server, `false` (the files) when it is absent or empty. This one file is
+/// the switch every program follows (issue 19): smtpd's RCPT checks, dispatch,
+/// local-deliver, useradm, and the checkpassword programs (checkpassword-file hands an LDAP
+/// installation's logins to checkpassword-ldap). An unreadable file is an error
+/// (temporary), never a silent choice.
+pub fn ldap_configured(root: &Path) -> Result<bool, DirError> {
+    let control = Control::new(root.join("control"));
+    Ok(control
+        .lines("ldapservers")?
+        .unwrap_or_default()
+        .iter()
+        .any(|l| !l.trim().is_empty()))
+}
+
 /// Split an address at the last `@` into (local, domain). `None` when there is no `@`.
 pub fn split_address(addr: &str) -> Option<(&str, &str)> {
     addr.rfind('@').map(|i| (&addr[..i], &addr[i + 1..]))
 }
 
-/// Whether `local` is safe to treat as a mailbox name: non-empty, no `%`, `!`, `@`, `/`,
-/// quote, backslash, white space or control character, and no leading, trailing or double dot.
+/// The one address grammar for hosted mailboxes (issue 19), used wherever an address
+/// becomes or names a mailbox: `useradm` and its CSV import refuse at creation what it
+/// refuses, the file and LDAP back-ends refuse to read it, and [`Directory::resolve`] (so
+/// smtpd at RCPT) treats an address outside it as nobody.
+///
+/// A local part is an RFC 5321 §4.1.2 `Dot-string` (atoms of `atext`, single dots, no
+/// leading or trailing dot; UTF-8 letters as RFC 6531 allows) of at most 64 octets
+/// (§4.5.3.1.1), without the characters that route or name paths: `%` and `!` (source
+/// routes), `/`, `'`, `` ` `` and `\`. So every hosted address can be written unquoted
+/// in SMTP, and nothing that needs quoting (`,`, `(`, `)`, `<`, `>`, `;`, `:`, `"`, space)
+/// can be created: `x,ou=evil@example.org` and `a)(b@example.org` are refused.
 pub fn is_safe_local(local: &str) -> bool {
-    !local.is_empty()
-        && !local.starts_with('.')
-        && !local.ends_with('.')
-        && !local.contains("..")
-        && !local.chars().any(|c| {
-            matches!(c, '%' | '!' | '@' | '/' | '"' | '\'' | '\\' | '`')
-                || c.is_whitespace()
-                || c.is_control()
-        })
+    local.len() <= 64
+        && local
+            .split('.')
+            .all(|atom| !atom.is_empty() && atom.chars().all(is_local_char))
 }
 
-/// Whether `domain` looks like a domain name we could host: non-empty, no `/`, no white
-/// space or control characters, no leading/trailing/double dot.
-pub(crate) fn is_safe_domain(domain: &str) -> bool {
-    !domain.is_empty()
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !domain.contains("..")
-        && !domain
-            .chars()
-            .any(|c| matches!(c, '/' | '@' | '\\') || c.is_whitespace() || c.is_control())
+/// `atext` (RFC 5321 §4.1.2, RFC 6531 §3.3) minus the routing and path characters.
+fn is_local_char(c: char) -> bool {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            '#' | '$' | '&' | '*' | '+' | '-' | '=' | '?' | '^' | '_' | '{' | '|' | '}' | '~'
+        )
+        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+}
+
+/// The domain half of the grammar ([`is_safe_local`]): RFC 5321 §4.1.2 `Domain` — labels of
+/// letters, digits and `-` (UTF-8 letters for IDNs), not starting or ending with `-`, at
+/// most 63 octets each and 253 in all; no address literals (no mailbox is hosted on one).
+pub fn is_safe_domain(domain: &str) -> bool {
+    domain.len() <= 253
+        && domain.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| {
+                    c.is_ascii_alphanumeric()
+                        || c == '-'
+                        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
+                })
+        })
 }
 
 /// Lower-case a domain and drop one trailing dot (`example.org.` is `example.org`).
@@ -684,13 +723,10 @@ fn control_id(control: &Control, name: &str, default: u32) -> Result<u32, DirErr
 
 fn read_optional(path: &Path) -> Result<Option<String>, DirError> {
     match std::fs::read(path) {
-        Ok(b) => String::from_utf8(b)
-            .map(Some)
-            .map_err(|_| DirError::Syntax {
-                path: path.to_owned(),
-                line: 0,
-                msg: "not UTF-8".to_owned(),
-            }),
+        Ok(b) => String::from_utf8(b).map(Some).map_err(|_| DirError::Read {
+            path: path.to_owned(),
+            source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
+        }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(source) => Err(DirError::Read {
             path: path.to_owned(),
@@ -707,8 +743,9 @@ fn meaningful_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
     })
 }
 
-/// `local@domain` lower-cased, if it is a safe, complete address.
-pub(crate) fn canonical_address(addr: &str) -> Option<String> {
+/// `local@domain` lower-cased, if it is a complete address in the mailbox grammar
+/// ([`is_safe_local`], [`is_safe_domain`]).
+pub fn canonical_address(addr: &str) -> Option<String> {
     let (local, domain) = split_address(addr)?;
     (is_safe_local(local) && is_safe_domain(domain))
         .then(|| format!("{}@{}", local.to_lowercase(), domain.to_ascii_lowercase()))
@@ -1023,6 +1060,60 @@ john-doe@example.org
         match r {
             Resolved::User { user, ext } => (user, ext),
             other => panic!("not a user: {other:?}"),
+        }
+    }
+
+    // See: issue #19
+    #[test]
+    fn one_grammar_every_hosted_address_is_an_unquoted_smtp_mailbox() {
+        use mailorder_smtp_proto::command::{Command, Path as SmtpPath, parse};
+        let refused = [
+            "x,ou=evil@alpha.test",
+            "a)(b@alpha.test",
+            "a(b@alpha.test",
+            "a<b>@alpha.test",
+            "a;b@alpha.test",
+            "a:b@alpha.test",
+            "\"a b\"@alpha.test",
+            "a b@alpha.test",
+            "a%b@alpha.test",
+            "a!b@alpha.test",
+            "a/b@alpha.test",
+            "a'b@alpha.test",
+            ".a@alpha.test",
+            "a.@alpha.test",
+            "a..b@alpha.test",
+            "@alpha.test",
+            "a@alpha.test)(mail=*",
+            "a@*",
+            "a@-x.test",
+            "a@x-.test",
+            "a@x..test",
+            "a@[127.0.0.1]",
+            "a@x_y.test",
+        ];
+        for a in refused {
+            assert_eq!(canonical_address(a), None, "{a}");
+        }
+        let long = format!("{}@alpha.test", "a".repeat(65));
+        assert_eq!(canonical_address(&long), None);
+        let accepted = [
+            "alice@alpha.test",
+            "a.b-c_d+e@alpha.test",
+            "a{b}|c~d#e$f&g=h?i^j*k@alpha.test",
+            "j\u{fc}rgen@b\u{fc}cher.test",
+            "x@localhost",
+        ];
+        for a in accepted {
+            let c = canonical_address(a).unwrap_or_else(|| panic!("{a}"));
+            // What the directory accepts, SMTP carries unquoted.
+            let Ok(Command::Rcpt(SmtpPath::Mailbox(m), _)) =
+                parse(format!("RCPT TO:<{c}>").as_bytes())
+            else {
+                panic!("smtp refuses {c}");
+            };
+            assert!(!m.quoted, "{c}");
+            assert_eq!(format!("{}@{}", m.local, m.domain), c);
         }
     }
 

@@ -650,11 +650,7 @@ impl Dispatch {
                 let rcpt = st.recipients[idx].address.clone();
                 let resolved = match d {
                     Ok(d) => d.resolve(&rcpt),
-                    Err(e) => Err(DirError::Syntax {
-                        path: PathBuf::from("directory"),
-                        line: 0,
-                        msg: e.to_string(),
-                    }),
+                    Err(e) => Err(DirError::Again(e.to_string())),
                 };
                 let action = plan::action(resolved, self.own);
                 let n = st.recipients.len();

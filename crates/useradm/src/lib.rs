@@ -315,7 +315,18 @@ fn run_inner(
 ) -> Result<u8, AdminError> {
     let dry = cli.dry_run;
     let would = if dry { "would " } else { "" };
-    let mut store = Store::open(root)?;
+    // Reads go to the servers in order (replicas first), as every lookup does; only
+    // commands that write need the master (issue 19).
+    let read_only = match &cli.cmd {
+        Cmd::Show { .. } | Cmd::List { .. } => true,
+        Cmd::Domain { action, .. } => action == "list",
+        _ => false,
+    };
+    let mut store = if read_only {
+        Store::open_read(root)?
+    } else {
+        Store::open(root)?
+    };
     let say = |out: &mut dyn Write, s: String| {
         let _ = writeln!(out, "{s}");
     };
