@@ -1,0 +1,9 @@
+//! runas USER PROGRAM [ARG...]: become USER with all its groups, exec PROGRAM (CONTRACT.md).
+
+fn main() {
+    mailorder_core::logger::init("runas", mailorder_core::Exit::Temp.code());
+    let args: Vec<_> = std::env::args_os().skip(1).collect();
+    let err = mailorder_runas::run(&args);
+    log::error!("{err}");
+    mailorder_core::exit::exit(err.class().code())
+}
