@@ -114,8 +114,23 @@ pub fn run(req: &Request) -> AsError {
     // looks set-id.
     let setid = mailorder_core::sys::is_setid();
     let program = mailorder_core::root::program("local-deliver");
-    let env = child_env(setid, |k| std::env::var_os(k));
-    if let Err(e) = mailorder_core::privs::drop_to(req.uid, req.gid, &[]) {
+    let mut env = child_env(setid, |k| std::env::var_os(k));
+    if setid {
+        // The tree this set-id program is installed in (mailorder-core::root), which the
+        // mailbox owner's local-deliver, not set-id, would not find by itself.
+        env.push((
+            "MAILORDER_ROOT",
+            mailorder_core::root::root().into_os_string(),
+        ));
+    }
+    // local-deliver reads directory/users, readable by group modir (docs/ARCHITECTURE.md).
+    let extra: Vec<u32> = nix::unistd::Group::from_name("modir")
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+        .into_iter()
+        .collect();
+    if let Err(e) = mailorder_core::privs::drop_to(req.uid, req.gid, &extra) {
         return e.into();
     }
     let source = std::process::Command::new(&program)

@@ -56,11 +56,11 @@ pub fn run(o: &Options) -> Result<()> {
     }
     let trigger = r.join("queue/lock/trigger");
     if !trigger.exists() {
-        nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o622))
+        nix::unistd::mkfifo(&trigger, nix::sys::stat::Mode::from_bits_truncate(0o620))
             .with_context(|| format!("mkfifo {}", trigger.display()))?;
-        // mkfifo's mode passes through the umask; whoever runs `queue` must be able to
-        // write it (as qmail's lock/trigger, a wake-up is harmless). `--owners` narrows it.
-        fs::set_permissions(&trigger, fs::Permissions::from_mode(0o622))
+        // Never world-writable: `queue` writes it as the tree's owner (a private tree) or
+        // as moqueue (`--owners`: moqueue:mosend 0660, dispatch opens it through its group).
+        fs::set_permissions(&trigger, fs::Permissions::from_mode(0o620))
             .with_context(|| format!("chmod {}", trigger.display()))?;
     }
     let me = match fs::read_to_string(r.join("control/me")) {
@@ -73,7 +73,7 @@ pub fn run(o: &Options) -> Result<()> {
     };
     let (cert, key) = (r.join("ssl/cert.pem"), r.join("ssl/key.pem"));
     if !cert.exists() || !key.exists() {
-        let names = vec![me.clone(), "localhost".to_owned(), "127.0.0.1".to_owned()];
+        let names = cert_names(r, &me)?;
         let ck = rcgen::generate_simple_self_signed(names).context("generating certificate")?;
         write_new(&key, ck.signing_key.serialize_pem().as_bytes(), 0o600)?;
         write_new(&cert, ck.cert.pem().as_bytes(), 0o644)?;
@@ -124,7 +124,12 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
     }
     // local-deliver (as that uid) runs `queue` to forward; without the set-id install the
     // queue runs as that uid too, so it must be able to write the queue.
-    for d in ["queue/intd", "queue/mess", "queue/todo"] {
+    for d in [
+        "queue/intd",
+        "queue/mess",
+        "queue/todo",
+        "queue/lock/trigger",
+    ] {
         let p = r.join(d);
         if fs::metadata(&p)?.uid() == 0 {
             nix::unistd::chown(
@@ -135,7 +140,13 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
             .with_context(|| format!("chown {}", p.display()))?;
         }
     }
-    // Every parent must be traversable by that uid (a tempdir is 0700).
+    traversable(r)
+}
+
+/// Every root-owned parent of a tree laid out by root must be traversable (search only) by
+/// the uids the programs run as (a tempdir is 0700, `/root` too when `make run` starts there).
+fn traversable(r: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
     let mut p = Some(r);
     while let Some(dir) = p {
         let m = fs::metadata(dir)?;
@@ -143,11 +154,38 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
             fs::set_permissions(
                 dir,
                 fs::Permissions::from_mode(m.permissions().mode() | 0o011),
-            )?;
+            )
+            .with_context(|| format!("chmod {}", dir.display()))?;
         }
         p = dir.parent();
     }
     Ok(())
+}
+
+/// The names the self-signed certificate covers: `me`, every name in `control/tlsnames`
+/// (one per line: the other host names the site is reached by, e.g. `mail.DOMAIN` for each
+/// virtual domain; `#` starts a comment), `localhost` and `127.0.0.1`, each once.
+fn cert_names(r: &Path, me: &str) -> Result<Vec<String>> {
+    let mut names = vec![me.to_owned()];
+    match fs::read_to_string(r.join("control/tlsnames")) {
+        Ok(text) => names.extend(
+            text.lines()
+                .map(|l| {
+                    l.split('#')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .to_ascii_lowercase()
+                })
+                .filter(|l| !l.is_empty()),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).context("control/tlsnames"),
+    }
+    names.extend(["localhost".to_owned(), "127.0.0.1".to_owned()]);
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    Ok(names)
 }
 
 fn write_if_missing(p: &Path, value: &str) -> Result<()> {
@@ -201,6 +239,7 @@ fn owners(r: &Path) -> Result<()> {
     let (s, sg) = id("mosend")?;
     let (v, vg) = id("movmail")?;
     let tls_gid = grp("motls")?;
+    let dir_gid = grp("modir")?;
     let set = |p: &str, uid: u32, gid: u32, mode: u32| -> Result<()> {
         let path = r.join(p);
         nix::unistd::chown(
@@ -235,10 +274,18 @@ fn owners(r: &Path) -> Result<()> {
     set("directory/passwd", 0, 0, 0o600)?;
     // smtpd (mosmtpd) and tlswrap (mologin) read the TLS key: group motls.
     set("ssl/key.pem", 0, tls_gid, 0o640)?;
+    // Who exists, aliases and forwards: only smtpd, dispatch and local-deliver read them
+    // (group modir); the domain list is public (it is in the MX records anyway).
+    set("directory/users", 0, dir_gid, 0o640)?;
+    if r.join("directory/users.cdb").exists() {
+        set("directory/users.cdb", 0, dir_gid, 0o640)?;
+    }
+    set("directory/domains", 0, 0, 0o644)?;
+    set("directory", 0, 0, 0o755)?;
     set("mail", v, vg, 0o750)?;
     write_if_missing(&r.join("control/vmailuid"), &v.to_string())?;
     write_if_missing(&r.join("control/vmailgid"), &vg.to_string())?;
-    Ok(())
+    traversable(r)
 }
 
 fn mkdir(p: &Path, mode: u32) -> Result<()> {
@@ -296,6 +343,31 @@ fn random_password() -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn certificate_names_come_from_control() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir_all(d.path().join("control")).unwrap();
+        assert_eq!(
+            cert_names(d.path(), "mx.example.org").unwrap(),
+            vec!["mx.example.org", "localhost", "127.0.0.1"]
+        );
+        fs::write(
+            d.path().join("control/tlsnames"),
+            "# one per line\nMail.Example.COM\n\nmx.example.org\nmail.example.net # second domain\n",
+        )
+        .unwrap();
+        assert_eq!(
+            cert_names(d.path(), "mx.example.org").unwrap(),
+            vec![
+                "mx.example.org",
+                "mail.example.com",
+                "mail.example.net",
+                "localhost",
+                "127.0.0.1"
+            ]
+        );
+    }
 
     #[test]
     fn lays_out_and_keeps_data() {
