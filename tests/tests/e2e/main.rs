@@ -9,6 +9,7 @@
 
 mod checkpassword_file;
 mod contracts;
+mod deploy;
 mod dispatch_scripted;
 mod dsn;
 mod faults;

@@ -1,13 +1,13 @@
 //! Privilege separation, proven as root (CI runs as root): `make install`'s layout, the uid
-//! of each running program, who can write the queue, who owns the Maildir.
+//! of each running program, who can write the queue, who owns the Maildir. The install goes
+//! into a temporary prefix, never into the real /var/mailorder.
+// See: issue #18
 
 use mailorder_tests::{Smtp, bin_dir, expect_code, have, is_root, skip};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-const ROOT: &str = "/var/mailorder";
 
 fn uid_of(name: &str) -> u32 {
     let out = Command::new("id").args(["-u", name]).output().unwrap();
@@ -77,40 +77,48 @@ fn installed_programs_run_under_their_own_uids() {
         );
     }
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let prefix = tempfile::Builder::new()
+        .prefix("mailorder-privs")
+        .tempdir()
+        .unwrap();
+    let root_dir = prefix.path().join("mailorder");
+    let root_string = root_dir.display().to_string();
+    let root = root_string.as_str();
     let st = Command::new("sh")
         .arg(repo.join("scripts/install"))
-        .arg(ROOT)
+        .arg(root)
         .arg(bin_dir())
         .current_dir(&repo)
+        .stdout(Stdio::null())
         .status()
         .unwrap();
     assert!(st.success(), "scripts/install");
-    let dir = Path::new(ROOT).join("directory");
+    let dir = root_dir.join("directory");
     let domains = std::fs::read_to_string(dir.join("domains")).unwrap();
-    if !domains.contains("uidtest.example") {
-        std::fs::write(dir.join("domains"), format!("{domains}uidtest.example\n")).unwrap();
-        let users = std::fs::read_to_string(dir.join("users")).unwrap();
-        std::fs::write(
-            dir.join("users"),
-            format!("{users}u1@uidtest.example\nu2@uidtest.example\n"),
-        )
-        .unwrap();
-    }
+    std::fs::write(dir.join("domains"), format!("{domains}uidtest.example\n")).unwrap();
+    let users = std::fs::read_to_string(dir.join("users")).unwrap();
+    std::fs::write(
+        dir.join("users"),
+        format!("{users}u1@uidtest.example\nu2@uidtest.example\n"),
+    )
+    .unwrap();
     let mut procs = Procs(Vec::new());
-    let bin = |p: &str| format!("{ROOT}/bin/{p}");
+    let bin = |p: &str| format!("{root}/bin/{p}");
     procs.0.push(
-        Command::new("setuidgid")
+        Command::new(bin("runas"))
             .arg("mosend")
             .arg(bin("dispatch"))
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
+            .env("MAILORDER_ROOT", root)
             .spawn()
             .unwrap(),
     );
     let mut listen = Command::new(bin("listen"))
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
-        .args(["127.0.0.1", "0", "setuidgid", "mosmtpd", &bin("smtpd")])
+        .env("MAILORDER_ROOT", root)
+        .args(["-u", "mosmtpd", "127.0.0.1", "0", &bin("smtpd")])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -149,7 +157,7 @@ fn installed_programs_run_under_their_own_uids() {
     expect_code(&c.reply(), "250");
     c.cmd("QUIT");
 
-    let new = Path::new(ROOT).join("mail/uidtest.example/u1/Maildir/new");
+    let new = root_dir.join("mail/uidtest.example/u1/Maildir/new");
     let end = Instant::now() + Duration::from_secs(20);
     let file = loop {
         let f = std::fs::read_dir(&new)
@@ -174,7 +182,7 @@ fn installed_programs_run_under_their_own_uids() {
 
     // Only the queue uid can write the queue.
     for dir in ["queue/todo", "queue/mess", "queue/intd"] {
-        let d = format!("{ROOT}/{dir}");
+        let d = format!("{root}/{dir}");
         for user in ["mosmtpd", "mosend", "movmail", "nobody"] {
             assert!(!can_write_as(user, &d), "{user} must not write {d}");
         }
