@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 fn main() {
     mailorder_core::logger::init("imapd", 111);
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let Some(maildir) = env("MAILDIR")
         .map(PathBuf::from)

@@ -4,6 +4,8 @@ use mailorder_core::exit::exit;
 
 fn main() {
     mailorder_core::logger::init("pop3d", 111);
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     let maildir = std::env::var_os("MAILDIR")
         .filter(|m| !m.is_empty())
         .map_or_else(|| std::path::PathBuf::from("./Maildir"), Into::into);

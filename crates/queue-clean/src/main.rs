@@ -6,6 +6,8 @@ use mailorder_queue_format::Queue;
 
 fn main() {
     mailorder_core::logger::init("queue-clean", Exit::Temp.code());
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     if std::env::args_os().len() > 1 {
         log::error!("usage: queue-clean (no arguments)");
         exit(Exit::Perm.code());

@@ -5,6 +5,8 @@ use mailorder_queue::{Config, Fd1, run};
 
 fn main() {
     mailorder_core::logger::init("queue", code::BUG);
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     // Files are created 0640 whatever the caller's umask.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
     let cfg = match Config::from_system() {

@@ -132,6 +132,7 @@ struct Proc {
     groups: BTreeSet<String>,
     cap_eff: String,
     cap_prm: String,
+    no_new_privs: String,
 }
 
 /// Every process whose executable lies in `bin`.
@@ -165,6 +166,7 @@ fn procs_in(bin: &Path) -> Vec<Proc> {
             groups: field("Groups:").into_iter().collect(),
             cap_eff: field("CapEff:").concat(),
             cap_prm: field("CapPrm:").concat(),
+            no_new_privs: field("NoNewPrivs:").concat(),
         });
     }
     v
@@ -203,6 +205,13 @@ fn check_procs(bin: &Path) -> Vec<String> {
             // when seen here, which the uid check above proves.
             continue;
         };
+        if ["pop3d", "imapd", "queue", "queue-clean", "remote-send"].contains(&p.name.as_str()) {
+            assert_eq!(
+                p.no_new_privs, "1",
+                "{} never execs a set-id program: {p:?}",
+                p.name
+            );
+        }
         let euid = &p.uids[1];
         assert!(
             users.iter().any(|u| &id_of(&["-u", u]) == euid),
