@@ -100,6 +100,13 @@ pub fn format_date_time(secs: i64, offset: i32) -> String {
 /// Parse an RFC 5322 `Date:` value leniently (`Tue, 1 Jul 2003 10:52:37 +0200`, obsolete
 /// zone names as +0000) to Unix seconds.
 pub fn parse_rfc5322(s: &str) -> Option<i64> {
+    parse_rfc5322_zoned(s).map(|(local, off)| local - i64::from(off))
+}
+
+/// An RFC 5322 date as written: the seconds of its wall-clock time (as if its zone were
+/// UTC) and its zone offset in seconds. SENTBEFORE/SENTON/SENTSINCE compare the date in
+/// the header's own zone (RFC 3501 §6.4.4: "disregarding time and timezone").
+pub fn parse_rfc5322_zoned(s: &str) -> Option<(i64, i32)> {
     let s = match s.find(',') {
         Some(i) => &s[i + 1..],
         None => s,
@@ -122,7 +129,10 @@ pub fn parse_rfc5322(s: &str) -> Option<i64> {
     if !(1..=31).contains(&d) {
         return None;
     }
-    Some(days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + se - i64::from(off))
+    Some((
+        days_from_civil(y, m, d) * 86400 + h * 3600 + mi * 60 + se,
+        off,
+    ))
 }
 
 #[cfg(test)]
@@ -138,6 +148,10 @@ mod tests {
         let (t, off) = parse_date_time("17-Jul-1996 02:44:25 -0700").unwrap();
         assert_eq!(format_date_time(t, off), "17-Jul-1996 02:44:25 -0700");
         assert_eq!(format_date_time(0, 0), "01-Jan-1970 00:00:00 +0000");
+        assert_eq!(
+            parse_rfc5322_zoned("Mon, 07 Dec 2026 23:30:00 -0500").map(|(l, o)| (l % 86400, o)),
+            Some((23 * 3600 + 30 * 60, -5 * 3600))
+        );
         assert_eq!(
             parse_rfc5322("Tue, 1 Jul 2003 10:52:37 +0200"),
             Some(days_from_civil(2003, 7, 1) * 86400 + 8 * 3600 + 52 * 60 + 37)

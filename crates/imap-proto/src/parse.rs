@@ -197,10 +197,17 @@ impl Lexer<'_> {
         let start = self.i;
         while let Some(&c) = self.b.get(self.i) {
             if c == b'[' {
+                // A section (`BODY[HEADER.FIELDS (A B)]`) runs to its `]`, spaces and all;
+                // a `[` never closed is an ordinary ATOM-CHAR (RFC 3501 §9: only `]` is a
+                // resp-special), as in the mailbox name `a[b`.
+                let open = self.i;
                 let mut depth = 0usize;
                 loop {
                     match self.b.get(self.i) {
-                        None => return self.err("unclosed ["),
+                        None => {
+                            self.i = open + 1;
+                            break;
+                        }
                         Some(b'[') => depth += 1,
                         Some(b']') => {
                             depth -= 1;
@@ -790,6 +797,20 @@ mod tests {
         assert_eq!(c.args[2], Tok::List(vec![atom("\\Seen"), atom("$Junk")]));
     }
 
+    // See: issue #12: a mailbox name with every atom-special allowed in an atom is one
+    // atom (the unclosed `[` included), so SELECT answers NO, not BAD.
+    #[test]
+    fn unclosed_bracket_is_an_atom_char() {
+        let c = parse_command(b"t SELECT !#$&'+,-.0123456789:;<=>?@^_`|[}").unwrap();
+        assert_eq!(
+            c.args,
+            [Tok::Atom("!#$&'+,-.0123456789:;<=>?@^_`|[}".into())]
+        );
+        let c = parse_command(b"t FETCH 1 BODY[HEADER").unwrap();
+        assert_eq!(c.args.len(), 2);
+        assert!(parse_fetch(&c.args[1]).is_err());
+    }
+
     #[test]
     fn bad_commands() {
         for bad in [
@@ -799,7 +820,6 @@ mod tests {
             b"t NOOP (a",
             b"t NOOP a)",
             b"t NOOP {5}\r\nab",
-            b"t NOOP BODY[HEADER",
         ] {
             let e = parse_command(bad).unwrap_err();
             assert_eq!(e.tag.as_deref(), Some("t"), "{bad:?}");

@@ -17,6 +17,7 @@ const LOCK: &str = "mailorder-index.lock";
 const MAGIC: &str = "mailorder-imap-index 1";
 const KEYWORDS: &str = "dovecot-keywords";
 const LAST_UV: &str = "mailorder-uidvalidity";
+const RECENT: &str = "mailorder-recent";
 
 /// One message as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -354,11 +355,26 @@ impl Folder {
             .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
     }
 
+    /// The Maildir root when this is a folder (`.Name`), whose `mailorder-uidvalidity`
+    /// holds the last UIDVALIDITY given to any folder: a folder deleted and created
+    /// again (its own file gone with it) still gets a new one (RFC 3501 §2.3.1.1).
+    fn root_dir(&self) -> Option<&Path> {
+        let name = self.dir.file_name()?.to_str()?;
+        if name.starts_with('.') {
+            self.dir.parent()
+        } else {
+            None
+        }
+    }
+
     fn last_uidvalidity(&self) -> u32 {
-        let kept = fs::read_to_string(self.dir.join(LAST_UV))
-            .ok()
-            .and_then(|t| t.trim().parse().ok())
-            .unwrap_or(0);
+        let read = |d: &Path| -> u32 {
+            fs::read_to_string(d.join(LAST_UV))
+                .ok()
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0)
+        };
+        let kept = read(&self.dir).max(self.root_dir().map_or(0, read));
         let torn = fs::read(self.dir.join(INDEX))
             .ok()
             .and_then(|b| {
@@ -415,6 +431,9 @@ impl Folder {
                 let wanted: HashMap<&str, u32> =
                     uids.iter().map(|(b, u)| (b.as_str(), *u)).collect();
                 write_atomic(&self.dir.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
+                if let Some(root) = self.root_dir() {
+                    write_atomic(&root.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
+                }
                 self.state_with_uids(uv, next, &wanted)?
             }
             None => {
@@ -429,6 +448,9 @@ impl Folder {
                     .unwrap_or(1)
                     .max(old.saturating_add(1));
                 write_atomic(&self.dir.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
+                if let Some(root) = self.root_dir() {
+                    write_atomic(&root.join(LAST_UV), format!("{uv}\n").as_bytes(), true)?;
+                }
                 State {
                     uidvalidity: uv,
                     uidnext: 1,
@@ -598,6 +620,38 @@ impl Folder {
         }
     }
 
+    /// \Recent (IMAP4rev1, RFC 3501 §2.3.2): the first UID that no read-write session has
+    /// been told about yet, kept in `mailorder-recent` (`UIDVALIDITY FLOOR`) as Dovecot
+    /// keeps its first_recent_uid. UIDs of `state` at or above the returned floor are
+    /// recent to the caller; with `claim` (a read-write session) the floor moves to
+    /// `state.uidnext` under the folder lock, so each message is recent in exactly one
+    /// read-write session, whether it came by delivery, APPEND or COPY. Without the file
+    /// (a folder from before it, or from Dovecot) the floor is the lowest UID in `new/`.
+    pub fn claim_recent(&mut self, state: &State, claim: bool) -> Result<u32, StoreError> {
+        let _lock = self.lock()?;
+        let p = self.dir.join(RECENT);
+        let kept = fs::read_to_string(&p).ok().and_then(|t| {
+            let mut it = t.split_whitespace();
+            let uv: u32 = it.next()?.parse().ok()?;
+            let floor: u32 = it.next()?.parse().ok()?;
+            (uv == state.uidvalidity).then_some(floor)
+        });
+        let floor = kept.unwrap_or_else(|| {
+            state
+                .msgs
+                .iter()
+                .filter(|m| m.sub == Sub::New)
+                .map(|m| m.uid)
+                .min()
+                .unwrap_or(state.uidnext)
+        });
+        if claim && (floor < state.uidnext || kept.is_none()) {
+            let text = format!("{} {}\n", state.uidvalidity, state.uidnext.max(floor));
+            write_atomic(&p, text.as_bytes(), false)?;
+        }
+        Ok(floor)
+    }
+
     /// Move every message still in `new/` to `cur/` (a read-write SELECT does this).
     pub fn take_new(&mut self, state: &State) -> Result<(), StoreError> {
         let md = Maildir::open(&self.dir)?;
@@ -647,7 +701,26 @@ impl Folder {
             .unwrap_or_default()
             .to_owned();
         if !flags.is_empty() {
-            let n = md.set_flags(Sub::New, &fname, flags)?;
+            let n = match md.set_flags(Sub::New, &fname, flags) {
+                Ok(n) => n,
+                // Another session synced in between and took it from new/ to cur/ (as
+                // a read-write SELECT does): set the flags where it is now.
+                Err(_) if !self.dir.join("new").join(&fname).exists() => {
+                    let unique = name::unique_part(&fname);
+                    let now = self
+                        .find_base(unique)?
+                        .and_then(|p| p.file_name()?.to_str().map(str::to_owned))
+                        .ok_or_else(|| {
+                            StoreError::io(
+                                "rename",
+                                &path,
+                                io::Error::from(io::ErrorKind::NotFound),
+                            )
+                        })?;
+                    md.set_flags(Sub::Cur, &now, flags)?
+                }
+                Err(e) => return Err(e.into()),
+            };
             path = self.dir.join("cur").join(n);
         }
         if let Some(t) = internal {

@@ -178,7 +178,7 @@ impl Store {
             if disk.is_empty() || disk.starts_with('.') {
                 continue;
             }
-            let name = disk.replace('.', "/");
+            let name = names::imap_name(disk);
             if valid_imap_name(&name).is_err() || !Store::is_folder(&ent.path()) {
                 continue;
             }
@@ -253,7 +253,8 @@ impl Store {
         ));
         fs::rename(&p, &gone).map_err(|e| StoreError::io("rename", &p, e))?;
         fs::remove_dir_all(&gone).map_err(|e| StoreError::io("remove", &gone, e))?;
-        let _ = self.subscribe(name, false);
+        // The subscription stays (RFC 3501 §6.3.6: a server MUST NOT remove a name from
+        // the subscription list on its own); LIST (SUBSCRIBED) shows it \NonExistent.
         Ok(())
     }
 
@@ -424,7 +425,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(d.path().join("Maildir")).unwrap();
         for bad in [
-            "..", "../x", "a/../b", ".x", "a.b", "a//b", "/a", "a/", "", "&", "a\0b", "x\ny",
+            "..", "../x", "a/../b", ".x", "a/.b", "a//b", "/a", "a/", "", "&", "a\0b", "x\ny",
             "~root",
         ] {
             assert!(
@@ -435,6 +436,10 @@ mod tests {
             );
         }
         assert!(s.path_of("..").is_err());
+        // See: issue #12: a `.` inside a name is escaped on disk, not refused.
+        s.create("a.b").unwrap();
+        assert!(d.path().join("Maildir/.a\\2eb").is_dir());
+        assert!(s.list().unwrap().iter().any(|e| e.name == "a.b"));
         // A symlink planted as a folder is not a folder.
         std::os::unix::fs::symlink("/tmp", d.path().join("Maildir/.evil")).unwrap();
         assert!(matches!(s.folder("evil"), Err(StoreError::NoMailbox)));

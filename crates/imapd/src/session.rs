@@ -602,7 +602,10 @@ impl<W: Write> Session<W> {
             return Ok(Ok(mutf7::encode(&n)));
         }
         if let Err(e) = mutf7::decode(&n) {
-            return Ok(Err(Reply::Bad(e.to_string())));
+            // A well-formed command naming a mailbox that cannot exist: NO, not BAD.
+            return Ok(Err(Reply::No(format!(
+                "[CANNOT] Invalid mailbox name: {e}"
+            ))));
         }
         Ok(Ok(n))
     }
@@ -730,9 +733,13 @@ impl<W: Write> Session<W> {
         let recent: std::collections::HashSet<u32> = if self.rev2 {
             Default::default()
         } else {
+            let floor = match folder.claim_recent(&st, !readonly) {
+                Ok(f) => f,
+                Err(e) => return Ok(store_no(&e)),
+            };
             st.msgs
                 .iter()
-                .filter(|m| m.sub == mailorder_maildir::Sub::New)
+                .filter(|m| m.uid >= floor)
                 .map(|m| m.uid)
                 .collect()
         };
@@ -895,15 +902,25 @@ impl<W: Write> Session<W> {
             .extend(st.msgs.iter().filter(|m| m.uid > last).cloned());
         if sel.view.len() != before {
             if !rev2 {
-                // Still in new/: nobody saw them before this session (which takes them
-                // to cur/ when it may write).
-                let fresh: Vec<u32> = sel.view[before..]
+                // Recent to this session: the ones no read-write session was told about
+                // (claimed now when this one may write); those still in new/ go to cur/.
+                let floor = match sel.folder.claim_recent(&st, !sel.readonly) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        log::warn!("recent: {e}");
+                        u32::MAX
+                    }
+                };
+                sel.recent.extend(
+                    sel.view[before..]
+                        .iter()
+                        .map(|m| m.uid)
+                        .filter(|&u| u >= floor),
+                );
+                let in_new = sel.view[before..]
                     .iter()
-                    .filter(|m| m.sub == mailorder_maildir::Sub::New)
-                    .map(|m| m.uid)
-                    .collect();
-                sel.recent.extend(fresh.iter().copied());
-                if !sel.readonly && !fresh.is_empty() {
+                    .any(|m| m.sub == mailorder_maildir::Sub::New);
+                if !sel.readonly && in_new {
                     let part = mailorder_imap_store::State {
                         msgs: sel.view[before..].to_vec(),
                         ..Default::default()
@@ -1421,7 +1438,9 @@ impl<W: Write> Session<W> {
             return no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
         }
         if gone {
-            return no("[EXPUNGEISSUED] Some messages were expunged");
+            // Another session expunged some of them: the client gets what still exists
+            // and an OK (as Dovecot answers); the EXPUNGE follows when it may be sent.
+            return ok("Fetch completed (some messages were expunged meanwhile)");
         }
         ok("Fetch completed")
     }
@@ -2097,6 +2116,32 @@ impl<W: Write> Session<W> {
                         }
                     }
                 }
+                // RFC 7162 §3.1.5: with a MODSEQ criterion the answer carries MODSEQ: the
+                // highest of the messages returned (of the MIN/MAX ones when neither
+                // ALL nor COUNT was asked for).
+                if uses_modseq(&key) && !hits.is_empty() {
+                    let whole = opts.iter().any(|o| o == "ALL" || o == "COUNT");
+                    let m = if whole {
+                        maxmod
+                    } else {
+                        let pick = |f: fn(u32, u32) -> bool| {
+                            hits.iter()
+                                .copied()
+                                .reduce(|a, b| if f(b.0, a.0) { b } else { a })
+                        };
+                        let mut v = Vec::new();
+                        if opts.iter().any(|o| o == "MIN") {
+                            v.extend(pick(|b, a| b < a));
+                        }
+                        if opts.iter().any(|o| o == "MAX") {
+                            v.extend(pick(|b, a| b > a));
+                        }
+                        v.iter().map(|h| h.1).max()
+                    };
+                    if let Some(m) = m {
+                        parts.push(format!("MODSEQ {m}"));
+                    }
+                }
                 self.esearch_line(uid, &parts);
             }
         }
@@ -2461,8 +2506,8 @@ fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
             let Some(v) = mime::header_value(&h, "Date") else {
                 return false;
             };
-            date::parse_rfc5322(&String::from_utf8_lossy(&v))
-                .is_some_and(|t| day_cmp(*cmp, t, *day))
+            date::parse_rfc5322_zoned(&String::from_utf8_lossy(&v))
+                .is_some_and(|(local, _)| day_cmp(*cmp, local, *day))
         }
         SearchKey::Header(name, s) => {
             let Some(h) = c.header() else { return false };

@@ -15,6 +15,8 @@ mod dsn;
 mod faults;
 mod frontends;
 mod imap;
+mod imap_conformance;
+mod imap_stress;
 mod launchers;
 mod ldap;
 mod pop3;
