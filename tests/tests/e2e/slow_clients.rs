@@ -163,3 +163,82 @@ fn smtpd_ends_a_dripping_session_at_its_deadline() {
     assert!(got.starts_with("421 4.4.2"), "{got:?}");
     assert!(got.contains("time limit exceeded"), "{got:?}");
 }
+
+/// `listen 127.0.0.1 0 tlswrap -n FRONT checkpassword-file SERVER` with listen's default
+/// limits; returns the port.
+fn start_login_chain(t: &mut Tree, front: &str, server: &str) -> u16 {
+    let mut child = t
+        .cmd("listen")
+        .args(["127.0.0.1", "0"])
+        .arg(bin("tlswrap"))
+        .arg("-n")
+        .arg(bin(front))
+        .arg(bin("checkpassword-file"))
+        .arg(bin(server))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("listen");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    t.keep(child);
+    line.trim().parse().expect("port")
+}
+
+/// Send `cmd` (when not empty) and read one line.
+fn say(r: &mut BufReader<std::net::TcpStream>, cmd: &str) -> String {
+    if !cmd.is_empty() {
+        r.get_mut()
+            .write_all(format!("{cmd}\r\n").as_bytes())
+            .expect("send");
+    }
+    let mut l = String::new();
+    r.read_line(&mut l).expect("read");
+    l
+}
+
+// See: issue #10 (item 3): with 40 slow drippers from 127.0.0.2 on each port, a client
+// from 127.0.0.1 logs in over POP3 and selects INBOX over IMAP, each within 3 s.
+#[test]
+fn forty_slow_drippers_do_not_keep_pop3_and_imap_clients_out() {
+    let mut t = Tree::new();
+    let pw = t.demo_password();
+    let pop3 = start_login_chain(&mut t, "pop3d-login", "pop3d");
+    let imap = start_login_chain(&mut t, "imapd-login", "imapd");
+    let d1 = Drip::start(pop3, 40, "127.0.0.2");
+    let d2 = Drip::start(imap, 40, "127.0.0.2");
+    assert_eq!((d1.greeted, d1.closed), (40, 0));
+    assert_eq!((d2.greeted, d2.closed), (40, 0));
+    let connect = |port: u16| {
+        let s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        BufReader::new(s)
+    };
+    let start = Instant::now();
+    let mut p = connect(pop3);
+    assert!(say(&mut p, "").starts_with("+OK"));
+    assert!(say(&mut p, "USER demo@example.test").starts_with("+OK"));
+    let l = say(&mut p, &format!("PASS {pw}"));
+    assert!(l.starts_with("+OK"), "{l}");
+    assert!(say(&mut p, "STAT").starts_with("+OK"));
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "POP3 took {took:?}");
+    let start = Instant::now();
+    let mut i = connect(imap);
+    assert!(say(&mut i, "").starts_with("* OK"));
+    let l = say(&mut i, &format!("a LOGIN demo@example.test {pw}"));
+    assert!(l.starts_with("a OK"), "{l}");
+    i.get_mut().write_all(b"b SELECT INBOX\r\n").unwrap();
+    loop {
+        let l = say(&mut i, "");
+        assert!(!l.is_empty(), "EOF before SELECT completed");
+        if l.starts_with("b ") {
+            assert!(l.starts_with("b OK"), "{l}");
+            break;
+        }
+    }
+    let took = start.elapsed();
+    assert!(took < Duration::from_secs(3), "IMAP took {took:?}");
+    drop((d1, d2));
+}
