@@ -85,7 +85,7 @@ pub fn refuse_root(prog: &str) {
         log::error!(
             "{prog} reads network input and does not run as root: start it under its own uid (#4.3.0)"
         );
-        crate::exit::exit(111);
+        crate::exit::exit(crate::Exit::Temp.code());
     }
 }
 
