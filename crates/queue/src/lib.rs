@@ -9,6 +9,26 @@
 //! Every failure is a [`QueueError`] whose [`QueueError::code`] is the qmail-queue exit code.
 //! It must not deliver, interpret the message, or trust the environment for paths.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::exit::queue::OK,
+    mailorder_core::exit::queue::ADDR_TOO_LONG,
+    mailorder_core::exit::queue::NOMEM,
+    mailorder_core::exit::queue::TIMEOUT,
+    mailorder_core::exit::queue::WRITE,
+    mailorder_core::exit::queue::READ,
+    mailorder_core::exit::queue::CONFIG,
+    mailorder_core::exit::queue::HOME,
+    mailorder_core::exit::queue::QUEUE_DIR,
+    mailorder_core::exit::queue::MESS_DIR,
+    mailorder_core::exit::queue::INTD_DIR,
+    mailorder_core::exit::queue::TODO_DIR,
+    mailorder_core::exit::queue::BUG,
+    mailorder_core::exit::queue::ENVELOPE,
+];
+
 use mailorder_core::Exit;
 use mailorder_core::exit::queue as code;
 use mailorder_queue_format::envelope::{self, EnvelopeError, MAX_ENVELOPE};
@@ -113,8 +133,11 @@ pub struct Config {
     pub root: PathBuf,
     /// `ROOT/queue`.
     pub queue: Queue,
-    /// Seconds allowed for the whole run before exiting 52.
+    /// Seconds allowed for the whole run before [`Config::on_timeout`].
     pub timeout: u64,
+    /// What ends the process when `timeout` passes (half-written files already removed):
+    /// the binary exits 52 through core's table.
+    pub on_timeout: fn() -> !,
     /// The invoking (real) uid, for the `Received:` line.
     pub uid: u32,
     /// Upper bound on the envelope's size.
@@ -123,8 +146,8 @@ pub struct Config {
 
 impl Config {
     /// The installation's configuration: compile-time root (or `MAILORDER_ROOT` when not
-    /// set-id), `control/timeoutqueue`, the real uid.
-    pub fn from_system() -> Result<Config, QueueError> {
+    /// set-id), `control/timeoutqueue`, the real uid; `on_timeout` as given.
+    pub fn from_system(on_timeout: fn() -> !) -> Result<Config, QueueError> {
         let root = mailorder_core::root::root();
         let timeout = mailorder_core::control::Control::new(root.join("control"))
             .number("timeoutqueue", DEFAULT_TIMEOUT)?;
@@ -132,6 +155,7 @@ impl Config {
             queue: Queue::new(root.join("queue")),
             root,
             timeout,
+            on_timeout,
             uid: mailorder_core::sys::ids().0,
             max_envelope: MAX_ENVELOPE,
         })
@@ -151,9 +175,10 @@ fn cleanup(p: &mut Pending) {
     }
 }
 
-/// The watchdog: after `secs`, remove what is half-written and exit 52, unless the message
-/// is being accepted already.
-fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>) {
+/// The watchdog: after `secs`, remove what is half-written and call `expired` (the binary's
+/// exit 52), unless the message is being accepted already. The library never ends the
+/// process itself: the main thread may be blocked reading fd 0, so the binary says how.
+fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>, expired: fn() -> !) {
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(secs));
         let mut p = match pending.lock() {
@@ -163,7 +188,7 @@ fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>) {
         if !p.accepting {
             cleanup(&mut p);
             log::error!("timeout after {secs} s (#4.4.2)");
-            mailorder_core::exit::exit(code::TIMEOUT);
+            expired();
         }
     });
 }
@@ -171,7 +196,7 @@ fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>) {
 /// Queue one message: `message` read to EOF, then `envelope`. Returns the new id.
 pub fn run(cfg: &Config, message: impl Read, envelope: impl Read) -> Result<String, QueueError> {
     let pending = Arc::new(Mutex::new(Pending::default()));
-    watchdog(cfg.timeout, Arc::clone(&pending));
+    watchdog(cfg.timeout, Arc::clone(&pending), cfg.on_timeout);
     let res = queue_message(cfg, message, envelope, &pending);
     if res.is_err() {
         let mut p = match pending.lock() {
@@ -334,6 +359,7 @@ mod tests {
             root: d.path().to_owned(),
             queue: q,
             timeout: 3600,
+            on_timeout: || -> ! { unreachable!("no unit test runs for an hour") },
             uid: 42,
             max_envelope: MAX_ENVELOPE,
         };

@@ -9,7 +9,7 @@ fn main() {
     mailorder_core::privs::no_new_privs();
     // Files are created 0640 whatever the caller's umask.
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o027));
-    let cfg = match Config::from_system() {
+    let cfg = match Config::from_system(|| -> ! { exit(code::TIMEOUT) }) {
         Ok(c) => c,
         Err(e) => {
             log::error!("{e}");
