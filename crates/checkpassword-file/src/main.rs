@@ -1,7 +1,7 @@
 //! checkpassword-file: the checkpassword interface over the file directory (CONTRACT.md).
 
 fn main() {
-    mailorder_core::logger::init("checkpassword-file", 111);
+    mailorder_core::logger::init("checkpassword-file", mailorder_core::Exit::Temp.code());
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let env = mailorder_checkpassword_file::Env::from_process();
     mailorder_core::exit::exit(mailorder_checkpassword_file::run(&args, &env))

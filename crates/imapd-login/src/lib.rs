@@ -10,6 +10,15 @@
 //! and after STARTTLS for the handshake (plaintext never crosses into TLS). Each response
 //! leaves in one write, just before the next read or hand-off.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 use mailorder_core::control::Control;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command};
@@ -421,7 +430,7 @@ pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
             log::error!("{e}");
             let _ =
                 Out(std::io::stdout()).write_all(b"* BYE [UNAVAILABLE] Configuration error\r\n");
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     let out = OutTimed::new(std::io::stdout(), policy.timeout);

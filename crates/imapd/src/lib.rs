@@ -9,6 +9,14 @@
 //! Storage lives in mailorder-imap-store, the wire format in mailorder-imap-proto. This
 //! crate never authenticates anybody: it runs as the user, after the login chain.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 pub mod mime;
 pub mod session;
 pub mod sort;

@@ -5,7 +5,7 @@ use mailorder_core::{control::Control, exit};
 use std::path::PathBuf;
 
 fn main() {
-    mailorder_core::logger::init("imapd", 111);
+    mailorder_core::logger::init("imapd", mailorder_core::Exit::Temp.code());
     // It never execs a set-id program: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -14,7 +14,7 @@ fn main() {
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join("Maildir")))
     else {
         log::error!("neither MAILDIR nor HOME is set (#4.3.5)");
-        exit::exit(111);
+        exit::exit(mailorder_core::Exit::Temp.code());
     };
     let mut cfg =
         mailorder_imapd::Config::new(maildir, env("USER").unwrap_or_else(|| "unknown".into()));
@@ -25,7 +25,7 @@ fn main() {
         Ok(v) => v,
         Err(e) => {
             log::error!("{e}");
-            exit::exit(111);
+            exit::exit(mailorder_core::Exit::Temp.code());
         }
     };
     cfg.max_message =
@@ -36,7 +36,7 @@ fn main() {
         std::time::Duration::from_secs(num("timeoutimapwrite", 600)),
     );
     match mailorder_imapd::run(&cfg, std::io::stdin(), std::io::stdout()) {
-        Ok(()) => exit::exit(0),
+        Ok(()) => exit::exit(mailorder_core::Exit::Ok.code()),
         Err(e) => {
             log::warn!("{e} user={}", cfg.user);
             exit::exit(e.class().code());

@@ -6,6 +6,14 @@
 //! one code path under listen, tcpserver and systemd `Accept=yes`. It never reads the
 //! connection itself.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};

@@ -9,7 +9,7 @@ use mailorder_core::{Exit, exit, root};
 use std::io::Write;
 
 fn main() {
-    mailorder_core::logger::init("local-deliver", 111);
+    mailorder_core::logger::init("local-deliver", mailorder_core::Exit::Temp.code());
     let args: Vec<String> = std::env::args().skip(1).collect();
     let outcome = match args.as_slice() {
         [sender, recipient] => deliver(sender, recipient),

@@ -5,6 +5,15 @@
 //! [`run`] is the session over any `Read`/`Write` and a [`Backend`] (the checkpassword run
 //! and the STLS hand-off), so it is unit-tested with fakes; [`serve`] is the process glue.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 use mailorder_core::control::Control;
 use mailorder_login_common::{
     Chain, Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls,
@@ -408,7 +417,7 @@ pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
             log::error!("{e}");
             let _ = Out(std::io::stdout())
                 .write_all(&proto::err(Some("SYS/TEMP"), "configuration error"));
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     let out = OutTimed::new(std::io::stdout(), policy.timeout);

@@ -3,14 +3,14 @@
 use mailorder_core::exit::exit;
 
 fn main() {
-    mailorder_core::logger::init("pop3d-login", 111);
+    mailorder_core::logger::init("pop3d-login", mailorder_core::Exit::Temp.code());
     // Take tlswrap's descriptors before anything could open a file on those numbers.
     let stls =
         mailorder_login_common::StartTls::from_env(std::env::var("TLSCTLFD").ok().as_deref());
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.len() < 2 {
         log::error!("usage: pop3d-login CHECKPASSWORD PROG [ARG...]");
-        exit(100);
+        exit(mailorder_core::Exit::Perm.code());
     }
     exit(mailorder_pop3d_login::serve(argv, stls))
 }

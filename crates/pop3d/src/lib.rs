@@ -10,6 +10,14 @@
 //! - [`run`]: the session over any `Read`/`Write`: pipelined commands, CRLF and dot-stuffing
 //!   on output (mailorder-pop3-proto), deletions applied only at QUIT, `maildirsize` updated.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 mod index;
 
 pub use index::INDEX_FILE;
@@ -644,14 +652,14 @@ pub fn open<W: Write>(maildir: &Path, w: &mut W) -> Result<Mailbox, u8> {
 pub fn serve(maildir: PathBuf, user: String) -> u8 {
     if mailorder_core::sys::ids().1 == 0 {
         log::error!("{}", Pop3dError::Root);
-        return 111;
+        return mailorder_core::Exit::Temp.code();
     }
     let control = mailorder_core::control::Control::default();
     let timeout = match control.number("timeoutpop3d", 600) {
         Ok(t) => Duration::from_secs(t.max(1)),
         Err(e) => {
             log::error!("{e}");
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     let peer = mailorder_core::ucspi::Peer::from_process();

@@ -3,7 +3,7 @@
 use mailorder_core::exit::exit;
 
 fn main() {
-    mailorder_core::logger::init("pop3d", 111);
+    mailorder_core::logger::init("pop3d", mailorder_core::Exit::Temp.code());
     // It never execs a set-id program: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     let maildir = std::env::var_os("MAILDIR")

@@ -12,6 +12,16 @@
 //! `queue/lock/ctl`, which dispatch reads (dispatch is the only writer of `state/`); they are
 //! asynchronous: qadmin returns once dispatch has the request.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::exit::tools::NOT_FOUND,
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 use mailorder_core::Exit;
 use mailorder_queue_format::{Notify, Queue, Ret, State, Status, read_envelope, valid_id};
 use std::io::{self, Write};
@@ -451,12 +461,12 @@ pub fn run<W: Write>(cmd: &Command, queue: &Queue, out: &mut W) -> u8 {
     };
     let r = r.and_then(|found| out.flush().map(|()| found).map_err(QError::from));
     match r {
-        Ok(true) => 0,
+        Ok(true) => mailorder_core::Exit::Ok.code(),
         Ok(false) => {
             if let Command::Show { id } | Command::Retry { id } | Command::Remove { id } = cmd {
                 log::error!("no such message {}", mailorder_core::ucspi::safe_name(id));
             }
-            1
+            mailorder_core::exit::tools::NOT_FOUND
         }
         Err(e) => {
             log::error!("{e}");

@@ -3,14 +3,14 @@
 use clap::Parser;
 
 fn main() {
-    mailorder_core::logger::init("qadmin", 111);
+    mailorder_core::logger::init("qadmin", mailorder_core::Exit::Temp.code());
     let cli = match mailorder_qadmin::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
             let code = if e.use_stderr() {
                 mailorder_core::Exit::Perm.code()
             } else {
-                0
+                mailorder_core::Exit::Ok.code()
             };
             let _ = e.print();
             mailorder_core::exit::exit(code)

@@ -10,6 +10,17 @@
 //!
 //! Exit codes are sysexits(3) (`mailorder_core::exit::sysexits`).
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::exit::sysexits::USAGE,
+    mailorder_core::exit::sysexits::DATAERR,
+    mailorder_core::exit::sysexits::IOERR,
+    mailorder_core::exit::sysexits::TEMPFAIL,
+];
+
 pub mod args;
 pub mod message;
 

@@ -1,7 +1,7 @@
 //! setup: lay out a mailorder tree (see CONTRACT.md).
 
 fn main() {
-    mailorder_core::logger::init("setup", 111);
+    mailorder_core::logger::init("setup", mailorder_core::Exit::Temp.code());
     let mut o = mailorder_setup::Options::default();
     let mut root = None;
     let mut args = std::env::args().skip(1);
@@ -12,7 +12,7 @@ fn main() {
             "--me" => o.me = args.next(),
             _ if a.starts_with('-') || root.is_some() => {
                 log::error!("usage: setup [--demo] [--owners] [--me HOST] ROOT");
-                mailorder_core::exit::exit(100);
+                mailorder_core::exit::exit(mailorder_core::Exit::Perm.code());
             }
             _ => root = Some(a),
         }
@@ -20,6 +20,6 @@ fn main() {
     o.root = root.map_or_else(mailorder_core::root::root, Into::into);
     if let Err(e) = mailorder_setup::run(&o) {
         log::error!("{e:#}");
-        mailorder_core::exit::exit(111);
+        mailorder_core::exit::exit(mailorder_core::Exit::Temp.code());
     }
 }

@@ -6,7 +6,7 @@ use mailorder_core::ucspi::Peer;
 use mailorder_smtpd::{Config, FdReader, FdWriter};
 
 fn main() {
-    mailorder_core::logger::init("smtpd", 111);
+    mailorder_core::logger::init("smtpd", mailorder_core::Exit::Temp.code());
     let env = |k: &str| std::env::var(k).ok();
     let peer = Peer::from_process();
     // Replies are written whole (a multi-line one in one write); Nagle would only hold

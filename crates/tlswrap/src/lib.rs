@@ -12,6 +12,15 @@
 //!
 //! It parses no mail protocol.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 use rustls::ServerConnection;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
@@ -322,7 +331,7 @@ fn peer_env(cmd: &mut Command) {
 /// The whole program; returns the exit code (the program's, passed up, when it ran).
 pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let Some((p, args)) = prog.split_first() else {
-        return 100;
+        return mailorder_core::Exit::Perm.code();
     };
     let control = mailorder_core::control::Control::default();
     let stdin = io::stdin();
@@ -351,19 +360,19 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
         Ok(x) => x,
         Err(e) => {
             log::error!("{e}");
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     let mut conn = match ServerConnection::new(cfg) {
         Ok(c) => c,
         Err(e) => {
             log::error!("TLS: {e}");
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     if let Err(e) = handshake(&mut conn, net_in, net_out, timeout) {
         log::info!("TLS handshake failed: {e} ip={}", ip());
-        return 0;
+        return mailorder_core::Exit::Ok.code();
     }
     let (version, cipher) = params(&conn);
     log::debug!("TLS ip={} version={version} cipher={cipher}", ip());
@@ -386,7 +395,7 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
         Ok(x) => x,
         Err(e) => {
             log::error!("cannot run {}: {e}", p.to_string_lossy());
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     if let Err(e) = relay(&mut conn, net_in, net_out, a_w, b_r) {
@@ -426,7 +435,7 @@ fn run_starttls(
         Ok(x) => x,
         Err(e) => {
             log::error!("cannot run {}: {e}", p.to_string_lossy());
-            return 111;
+            return mailorder_core::Exit::Temp.code();
         }
     };
     let mut byte = [0u8; 1];

@@ -3,7 +3,7 @@
 use mailorder_core::exit::exit;
 
 fn main() {
-    mailorder_core::logger::init("tlswrap", 111);
+    mailorder_core::logger::init("tlswrap", mailorder_core::Exit::Temp.code());
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let (starttls, prog) = match args.split_first() {
         Some((first, rest)) if first == "-n" => (true, rest),
@@ -11,7 +11,7 @@ fn main() {
     };
     if prog.is_empty() {
         log::error!("usage: tlswrap [-n] PROG [ARG...]");
-        exit(100);
+        exit(mailorder_core::Exit::Perm.code());
     }
     exit(mailorder_tlswrap::run(starttls, prog))
 }

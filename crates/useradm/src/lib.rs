@@ -6,6 +6,15 @@
 //! input, no such user, already exists, bad import records), 111 temporary (directory
 //! unreachable or unwritable: try again). [`import`] holds the CSV import.
 
+/// Every status this program exits with, from mailorder-core's exit table; each is in its
+/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
+/// (after an exec, or passing a child's status up) may also end with that one's status.
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
 pub mod import;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -508,7 +517,7 @@ fn run_inner(
             });
         }
     }
-    Ok(0)
+    Ok(mailorder_core::Exit::Ok.code())
 }
 
 fn kind_name(k: DomainKind) -> &'static str {

@@ -3,12 +3,16 @@
 use clap::Parser as _;
 
 fn main() {
-    mailorder_core::logger::init("useradm", 111);
+    mailorder_core::logger::init("useradm", mailorder_core::Exit::Temp.code());
     let cli = match mailorder_useradm::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            let code = if e.use_stderr() { 100 } else { 0 };
+            let code = if e.use_stderr() {
+                mailorder_core::Exit::Perm.code()
+            } else {
+                mailorder_core::Exit::Ok.code()
+            };
             mailorder_core::exit::exit(code)
         }
     };
