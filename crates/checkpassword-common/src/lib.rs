@@ -11,6 +11,8 @@
 //! user; exec. [`read_request`] is pure over `Read`, so it is unit-tested; [`run`] is the
 //! process glue. This crate links no LDAP client: the directory does.
 
+#![warn(missing_docs)]
+
 use mailorder_core::exit::checkpassword::{BAD, MISUSE, TEMP};
 use mailorder_directory::{DirError, User};
 use std::ffi::OsString;

@@ -13,6 +13,8 @@
 //!
 //! It must not parse mail or speak a protocol: that lives in the `*-proto` crates.
 
+#![warn(missing_docs)]
+
 pub mod atomic;
 pub mod control;
 pub mod exit;

@@ -26,6 +26,8 @@
 //! This crate does no privilege changes. Reading never writes; [`admin`] holds the writes
 //! that `useradm` makes (file edits, LDAP adds/modifies on the master).
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod hash;
 pub mod ldap;

@@ -9,6 +9,8 @@
 //! - [`quote`], [`astring`], [`nstring`]: encoding strings in responses.
 //!
 //! It must not do I/O, touch storage or log.
+
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod date;

@@ -25,6 +25,8 @@
 //! inside the Maildir: folder directories that are symlinks are not folders, and
 //! messages are opened with `O_NOFOLLOW`.
 
+#![warn(missing_docs)]
+
 mod folder;
 mod names;
 

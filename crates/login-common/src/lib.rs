@@ -18,6 +18,8 @@
 //!
 //! It knows no protocol syntax: replies are the front end's business.
 
+#![warn(missing_docs)]
+
 use mailorder_core::control::{Control, ControlError};
 use mailorder_core::exit::checkpassword;
 use std::ffi::OsString;

@@ -20,6 +20,8 @@
 //! This crate knows nothing about users, headers or delivery instructions: that is
 //! local-deliver's job. It never reads a message's contents except to copy it.
 
+#![warn(missing_docs)]
+
 pub mod name;
 pub mod quota;
 pub mod stamp;

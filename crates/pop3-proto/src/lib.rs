@@ -11,6 +11,8 @@
 //!   and the terminating `.` line from [`Encoder::finish`].
 //!
 //! No I/O, no dependencies, no logging, no storage: pop3d-login and pop3d do those.
+
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 /// Longest command line accepted, without the line end. RFC 2449 §4 limits commands to 255

@@ -23,6 +23,8 @@
 //!
 //! It must not parse or change the message, and it spawns nothing but the queue program.
 
+#![warn(missing_docs)]
+
 use mailorder_core::Exit;
 use mailorder_core::exit::queue;
 use std::io::{self, PipeWriter, Write};

@@ -12,6 +12,8 @@
 //! It performs no delivery and spawns nothing; the only I/O is reading and writing queue
 //! files that the caller names.
 
+#![warn(missing_docs)]
+
 pub mod date;
 pub mod envelope;
 pub mod layout;

@@ -17,6 +17,8 @@
 //!
 //! Every decoder is incremental: feeding input whole or in chunks of any size gives the
 //! same result. This crate must not do I/O, log, or depend on anything.
+
+#![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
 pub mod client;

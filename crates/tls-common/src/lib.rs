@@ -11,6 +11,8 @@
 //! `[[bin]]` here that pumps a [`TlsStream`] to and from pipes; it is not built yet.
 //! This crate does no logging of secrets and knows nothing about the protocols above it.
 
+#![warn(missing_docs)]
+
 use mailorder_core::Exit;
 use rustls::ServerConnection;
 use rustls::pki_types::pem::PemObject;
