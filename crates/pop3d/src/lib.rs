@@ -664,7 +664,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
     };
     let peer = mailorder_core::ucspi::Peer::from_process();
     mailorder_core::fdio::tcp_nodelay(&std::io::stdout());
-    let mut out = mailorder_login_common::OutTimed::new(std::io::stdout(), timeout);
+    let mut out = mailorder_core::fdio::OutTimed::new(std::io::stdout(), timeout);
     let mb = match open(&maildir, &mut out) {
         Ok(mb) => mb,
         Err(code) => return code,
@@ -679,7 +679,7 @@ pub fn serve(maildir: PathBuf, user: String) -> u8 {
         user,
         ip: peer.remote_ip_text(),
     };
-    let reader = mailorder_login_common::In::buffered(std::io::stdin(), timeout);
+    let reader = mailorder_core::fdio::In::buffered(std::io::stdin(), timeout);
     run(mb, cfg, reader, out)
 }
 
