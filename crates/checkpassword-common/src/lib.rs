@@ -1,4 +1,4 @@
-//! mailorder-checkpassword-common: the checkpassword interface (CONVENTIONS §3) shared by
+//! mailorder-checkpassword-common: the checkpassword interface (docs/CONVENTIONS.md §3) shared by
 //! `checkpassword-file` and `checkpassword-ldap`; only the back-end differs.
 //!
 //! `checkpassword-X prog [args…]` reads `login\0password\0timestamp\0` from fd 3, asks its

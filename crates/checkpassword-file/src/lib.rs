@@ -1,4 +1,4 @@
-//! checkpassword-file: the checkpassword interface (CONVENTIONS §3) over the embedded file
+//! checkpassword-file: the checkpassword interface (docs/CONVENTIONS.md §3) over the embedded file
 //! directory (`mailorder-directory`).
 //!
 //! `checkpassword-file prog [args…]` reads `login\0password\0timestamp\0` from fd 3, checks

@@ -1,4 +1,4 @@
-//! checkpassword-ldap: the checkpassword interface (CONVENTIONS §3) over the LDAP directory
+//! checkpassword-ldap: the checkpassword interface (docs/CONVENTIONS.md §3) over the LDAP directory
 //! (`mailorder-directory`'s LDAP back-end, configured by `control/ldap*`).
 //!
 //! The interface (fd 3, privileges, exec) is `mailorder-checkpassword-common`, shared with

@@ -6,8 +6,8 @@
 //! (`fsync` of the file) and the rename itself did after it (`fsync` of the directory).
 //! [`Durability`] says how much of that a caller needs; [`fsync_dir`] is the directory half
 //! alone, for a caller that renames or unlinks several files and syncs their directory once
-//! (DESIGN.md invariant 1: "file, then directory; several messages may share a directory
-//! fsync").
+//! (file, then directory; several files may share one directory fsync, as the queue's do:
+//! docs/ARCHITECTURE.md, "The queue on disk").
 //!
 //! Used for the queue's `state/ID` files, the directory's admin writes, imap-store's and
 //! pop3d's indexes and Maildir++'s `maildirsize`.

@@ -41,7 +41,7 @@ impl Exit {
     }
 }
 
-/// qmail-queue's exit codes, kept by `queue` (CONVENTIONS §8).
+/// qmail-queue's exit codes, kept by `queue` (docs/CONVENTIONS.md §8).
 pub mod queue {
     /// Queued: the message is durable.
     pub const OK: u8 = 0;
@@ -99,7 +99,7 @@ pub mod queue {
     }
 }
 
-/// sysexits(3) codes used by `sendmail` (CONVENTIONS §9).
+/// sysexits(3) codes used by `sendmail` (docs/CONVENTIONS.md §9).
 pub mod sysexits {
     /// Bad usage.
     pub const USAGE: u8 = 64;
@@ -117,7 +117,7 @@ pub mod sysexits {
     pub const TEMPFAIL: u8 = 75;
 }
 
-/// The checkpassword interface's exit codes (CONVENTIONS §3); on success the program
+/// The checkpassword interface's exit codes (docs/CONVENTIONS.md §3); on success the program
 /// execs its argument instead of exiting.
 pub mod checkpassword {
     /// Login or password unacceptable (also an unknown login: no difference is shown).

@@ -1,5 +1,5 @@
 //! The connection's addresses, one code path for tcpserver, systemd `Accept=yes` and
-//! `sendmail -bs` (CONVENTIONS §1): the UCSPI variables win (they are the operator's
+//! `sendmail -bs` (docs/CONVENTIONS.md §1): the UCSPI variables win (they are the operator's
 //! override); otherwise `getpeername`/`getsockname` on fd 0; otherwise unknown.
 //!
 //! `TCPREMOTEHOST` and `TCPREMOTEINFO` are attacker-controlled: [`Peer::remote_host`] keeps

@@ -1,4 +1,4 @@
-//! mailorder-imap-store: the IMAP view of a user's Maildir++ (CONVENTIONS §4–§6).
+//! mailorder-imap-store: the IMAP view of a user's Maildir++ (docs/CONVENTIONS.md §4–§6).
 //!
 //! - [`Store`]: the user's Maildir (INBOX) and its folders `.A.B` (IMAP `A/B`, names in
 //!   modified UTF-7 on disk as stock Dovecot does), each with a `maildirfolder` file;

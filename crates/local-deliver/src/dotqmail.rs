@@ -1,4 +1,4 @@
-//! `.qmail` delivery instructions (CONVENTIONS §7, dot-qmail(5)): which file applies to an
+//! `.qmail` delivery instructions (docs/CONVENTIONS.md §7, dot-qmail(5)): which file applies to an
 //! extension, and what its lines say. Pure functions, no I/O.
 
 /// One delivery instruction.

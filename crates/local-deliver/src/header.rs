@@ -1,5 +1,5 @@
 //! The loop check: scan the message header for `Delivered-To:` lines equal to ours and
-//! count `Received:` + `Delivered-To:` fields (CONVENTIONS §7, qmail-local).
+//! count `Received:` + `Delivered-To:` fields (docs/CONVENTIONS.md §7, qmail-local).
 
 use std::io::{self, BufRead};
 

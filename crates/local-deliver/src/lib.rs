@@ -508,7 +508,7 @@ fn deliver_maildir(ctx: &Ctx, line: &str, msg: &mut File) -> Result<PathBuf, Del
     Ok(delivered)
 }
 
-/// The environment of a `|command` (CONVENTIONS §7). Values are attacker-controlled.
+/// The environment of a `|command` (docs/CONVENTIONS.md §7). Values are attacker-controlled.
 fn program_env(ctx: &Ctx) -> Vec<(String, String)> {
     let rcpt = &ctx.cfg.recipient;
     let (local, host) = mailorder_directory::split_address(rcpt).unwrap_or((rcpt, ""));

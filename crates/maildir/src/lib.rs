@@ -1,4 +1,4 @@
-//! mailorder-maildir: Maildir and Maildir++ storage (CONVENTIONS §4, §5).
+//! mailorder-maildir: Maildir and Maildir++ storage (docs/CONVENTIONS.md §4, §5).
 //!
 //! - [`Maildir`]: open or create a Maildir (`tmp/`, `new/`, `cur/`, mode 0700), create
 //!   Maildir++ folders (`.Name` + `maildirfolder`), deliver a message the safe way
@@ -216,7 +216,7 @@ impl Maildir {
     /// Deliver the bytes of `reader` to `new/`; returns the path of the new file, named
     /// `UNIQUE,S=<size>,W=<size with CRLF>`.
     ///
-    /// Steps (CONVENTIONS §4): create `tmp/UNIQUE` with `O_EXCL` (mode 0600), copy checking
+    /// Steps (docs/CONVENTIONS.md §4): create `tmp/UNIQUE` with `O_EXCL` (mode 0600), copy checking
     /// every write, `fsync`, `close` (checked), `link` to `new/…`, `unlink` the tmp file,
     /// `fsync(new/)`. Delivery is complete only when this returns `Ok`.
     pub fn deliver<R: Read>(&self, mut reader: R) -> Result<PathBuf, MaildirError> {
@@ -297,7 +297,7 @@ impl Maildir {
     }
 
     /// Remove files in `tmp/` not accessed for `max_age` (readers use [`TMP_MAX_AGE`],
-    /// 36 hours: CONVENTIONS §4). Returns how many were removed; a file that vanishes
+    /// 36 hours: docs/CONVENTIONS.md §4). Returns how many were removed; a file that vanishes
     /// meanwhile is not an error.
     pub fn clean_tmp(&self, max_age: std::time::Duration) -> Result<usize, MaildirError> {
         let dir = self.path.join("tmp");

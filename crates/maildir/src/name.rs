@@ -1,4 +1,4 @@
-//! Maildir file names (CONVENTIONS §4, §5): unique names, the `,S=`/`,W=` size tags and
+//! Maildir file names (docs/CONVENTIONS.md §4, §5): unique names, the `,S=`/`,W=` size tags and
 //! the `:2,FLAGS` info. Pure string functions, no I/O.
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,4 +1,4 @@
-//! Maildir++ quota: the `maildirsize` file (CONVENTIONS §5, Courier's
+//! Maildir++ quota: the `maildirsize` file (docs/CONVENTIONS.md §5, Courier's
 //! README.maildirquota).
 //!
 //! Line 1 is the definition (`10000000S,1000C`); every further line is `<bytes> <count>`

@@ -1,4 +1,4 @@
-//! The text0 envelope of qmail-queue (CONVENTIONS §8): `F<sender>\0`, one `T<rcpt>\0` per
+//! The text0 envelope of qmail-queue (docs/CONVENTIONS.md §8): `F<sender>\0`, one `T<rcpt>\0` per
 //! recipient, then an extra `\0`. The null sender is `F\0`.
 //!
 //! Two optional records carry the DSN parameters of RFC 3461 (a caller that sends only

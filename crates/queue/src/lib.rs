@@ -1,4 +1,4 @@
-//! The only writer of new mail into the queue: qmail-queue's contract (CONVENTIONS §8).
+//! The only writer of new mail into the queue: qmail-queue's contract (docs/CONVENTIONS.md §8).
 //!
 //! [`run`] reads the message (fd 0) to EOF into `mess/ID` behind a `Received:` line, then
 //! the text0 envelope (fd 1) into `intd/ID`, fsyncs both files and `mess/`, and

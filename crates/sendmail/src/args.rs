@@ -1,4 +1,4 @@
-//! The sendmail command line (CONVENTIONS §9): a hand-written getopt-style parser.
+//! The sendmail command line (docs/CONVENTIONS.md §9): a hand-written getopt-style parser.
 //!
 //! Options may be clustered (`-ti`), take their argument attached (`-fuser`, `-oi`,
 //! `-FCronDaemon`) or in the next word (`-f user`, `-F "Name"`). `--` ends the options; so

@@ -1,4 +1,4 @@
-//! sendmail: the sendmail-compatible command line (CONVENTIONS §9) in front of `queue`.
+//! sendmail: the sendmail-compatible command line (docs/CONVENTIONS.md §9) in front of `queue`.
 //!
 //! - [`args`]: the hand-written getopt-style parser;
 //! - [`message`]: stdin handling (CRLF → LF, lone-dot rule, header section, address lists);

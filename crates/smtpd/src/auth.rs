@@ -1,4 +1,4 @@
-//! Running the checkpassword program (CONVENTIONS §3) for AUTH.
+//! Running the checkpassword program (docs/CONVENTIONS.md §3) for AUTH.
 
 use std::io::{self, Write};
 use std::os::fd::AsRawFd;
