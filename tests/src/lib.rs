@@ -352,9 +352,11 @@ impl Tree {
         pid
     }
 
-    /// Start `smtpd` under the real `listen` on a free loopback port, with extra env.
+    /// Start `smtpd` under the real `listen` on a free loopback port, with extra env, the
+    /// way `make run` does: a pool of long-lived smtpd (`-p 100`).
     pub fn start_smtpd(&mut self, env: &[(&str, &str)]) -> u16 {
         let mut c = self.cmd("listen");
+        c.args(["-p", "100"]);
         for (k, v) in env {
             c.arg("-e").arg(format!("{k}={v}"));
         }

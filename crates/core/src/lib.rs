@@ -8,6 +8,7 @@
 //! - [`control`]: one-setting-per-file control files under `ROOT/control`;
 //! - [`logger`]: the stderr logger (`prog: level: message`), no timestamps;
 //! - [`fdio`]: fd reads and writes with timeouts, unbuffered;
+//! - [`handoff`]: passing accepted connections from `listen` to pooled servers;
 //! - [`privs`]: the one audited uid/gid switch;
 //! - [`ucspi`]: the connection's addresses from the UCSPI environment or the socket.
 //!
@@ -19,6 +20,7 @@ pub mod atomic;
 pub mod control;
 pub mod exit;
 pub mod fdio;
+pub mod handoff;
 pub mod logger;
 pub mod privs;
 pub mod root;

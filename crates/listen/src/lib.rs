@@ -20,6 +20,9 @@ use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+mod pool;
 
 /// What to run and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,11 @@ pub struct Config {
     /// `-C`: most connections served at once for one client address; a further one from
     /// that address is closed at once (systemd's MaxConnectionsPerSource).
     pub per_source: usize,
+    /// `-p MAXUSE`: serve through a pool of long-lived processes, each taking up to
+    /// MAXUSE connections one after another (0: a process per connection).
+    pub pool: usize,
+    /// `-i IDLE`: seconds a pooled process may wait for a connection before it is retired.
+    pub idle: Duration,
     /// Extra environment `VAR=VALUE` for every connection.
     pub env: Vec<(String, String)>,
     /// The program and its arguments.
@@ -43,7 +51,7 @@ pub struct Config {
 /// A usage error: the message to print.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "usage: listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}"
+    "usage: listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-p MAXUSE [-i IDLE]] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}"
 )]
 pub struct Usage(pub String);
 
@@ -53,9 +61,15 @@ pub const DEFAULT_LIMIT: usize = 1000;
 /// smtpd_client_connection_count_limit).
 pub const DEFAULT_PER_SOURCE: usize = 50;
 
-/// Parse `listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-e VAR=VALUE]… HOST PORT PROGRAM [ARG…]`.
+/// `-i` when not given: seconds an idle pooled process is kept (Postfix's max_idle is 100).
+pub const DEFAULT_IDLE: u64 = 60;
+
+/// Parse `listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-p MAXUSE [-i IDLE]] [-e VAR=VALUE]…
+/// HOST PORT PROGRAM [ARG…]`.
 pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
     let mut limit = DEFAULT_LIMIT;
+    let mut pool = 0;
+    let mut idle = DEFAULT_IDLE;
     let mut per_source = DEFAULT_PER_SOURCE;
     let mut user = None;
     let mut env = Vec::new();
@@ -68,6 +82,16 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
         match opt {
             "-u" => user = Some(val.clone()),
             "-c" => limit = val.parse().map_err(|_| Usage(format!("bad limit {val}")))?,
+            "-p" => {
+                pool = val
+                    .parse()
+                    .map_err(|_| Usage(format!("bad maxuse {val}")))?
+            }
+            "-i" => {
+                idle = val
+                    .parse()
+                    .map_err(|_| Usage(format!("bad idle time {val}")))?
+            }
             "-C" => {
                 per_source = val
                     .parse()
@@ -101,6 +125,8 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
         addr: SocketAddr::new(ip, port),
         limit,
         per_source,
+        pool,
+        idle: Duration::from_secs(idle),
         env,
         argv: rest[2..].to_vec(),
         user,
@@ -122,6 +148,9 @@ pub fn serve(cfg: &Config) -> io::Result<()> {
         let mut out = io::stdout().lock();
         writeln!(out, "{}", bound.port())?;
         out.flush()?;
+    }
+    if cfg.pool > 0 {
+        return pool::serve(cfg, &listener);
     }
     let running = Arc::new((Mutex::new(Running::default()), Condvar::new()));
     let lost = || io::Error::other("lock poisoned");
@@ -280,6 +309,8 @@ mod tests {
             addr: "127.0.0.1:0".parse().unwrap(),
             limit: 1,
             per_source: 1,
+            pool: 0,
+            idle: Duration::from_secs(DEFAULT_IDLE),
             env: vec![("EXTRA".into(), "yes".into())],
             argv: s(&["sh", "-c", "echo $PROTO $TCPREMOTEIP $EXTRA"]),
             user: None,

@@ -1,4 +1,5 @@
-//! mailorder-smtpd: the ESMTP receiver, one process per connection on fd 0/1 (UCSPI).
+//! mailorder-smtpd: the ESMTP receiver, one process per connection on fd 0/1 (UCSPI), or
+//! a pooled process serving connections handed over by `listen` one after another.
 //!
 //! - [`Config`]: control files, environment and peer, loaded once before the greeting;
 //! - [`Session`]: the protocol over any `Read`/`Write` pair (fd 0/1 in production,
@@ -6,7 +7,9 @@
 //!   and BDAT streamed into the queue program, STARTTLS, AUTH PLAIN/LOGIN through a
 //!   checkpassword program;
 //! - [`FdReader`]/[`FdWriter`]: unbuffered fd 0/1, each read and write bounded by
-//!   `timeoutsmtpd`.
+//!   `timeoutsmtpd`;
+//! - [`pool`]: the pooled mode under `listen -p`: many connections, one after another,
+//!   each handed over with its own environment.
 //!
 //! Protocol grammar lives in mailorder-smtp-proto; this crate never writes to the queue
 //! directly (the queue program does, reached through mailorder-queue-client) and never logs message bodies or passwords.
@@ -23,6 +26,7 @@ pub const EXIT_CODES: &[u8] = &[
 mod auth;
 pub mod config;
 pub mod io;
+pub mod pool;
 pub mod session;
 
 pub use config::{Cidr, Config, ConfigError};

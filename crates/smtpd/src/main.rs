@@ -7,6 +7,14 @@ use mailorder_smtpd::{Config, FdReader, FdWriter};
 
 fn main() {
     mailorder_core::logger::init("smtpd", mailorder_core::Exit::Temp.code());
+    // Under `listen -p`: a pooled process, connections come over the hand-off socket.
+    if let Some(fd) = std::env::var(mailorder_core::handoff::POOL_FD_VAR)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        && let Some(sock) = mailorder_core::sys::take_fd(fd)
+    {
+        exit(mailorder_smtpd::pool::serve(&sock));
+    }
     let env = |k: &str| std::env::var(k).ok();
     let peer = Peer::from_process();
     // Replies are written whole (a multi-line one in one write); Nagle would only hold

@@ -196,8 +196,21 @@ impl<R: Read, W: Write> Session<R, W> {
         }
     }
 
+    /// Use `queue` (a hand-off kept open across sessions by a pooled smtpd) instead of
+    /// a new client for `cfg.queue`.
+    pub fn with_queue(mut self, queue: Client) -> Self {
+        self.queue = queue;
+        self
+    }
+
     /// Run the session to its end. `Ok` after QUIT or when the client closes.
-    pub fn run(mut self) -> Result<(), SessionError> {
+    pub fn run(self) -> Result<(), SessionError> {
+        self.run_keep().0
+    }
+
+    /// [`Session::run`], giving back the queue client for the next session. Nothing else
+    /// of the session survives it.
+    pub fn run_keep(mut self) -> (Result<(), SessionError>, Client) {
         let result = self.run_inner();
         self.reset_tx();
         // The client stopped reading: nothing more can be sent (no reply, no TLS
@@ -227,7 +240,7 @@ impl<R: Read, W: Write> Session<R, W> {
         if !stuck {
             self.conn.close();
         }
-        result
+        (result, self.queue)
     }
 
     /// Start a phase: before MAIL (`transaction` false: the greeting, after a message or

@@ -19,6 +19,7 @@ mod imap_conformance;
 mod imap_stress;
 mod launchers;
 mod ldap;
+mod pool;
 mod pop3;
 mod privs;
 mod program_timeout;

@@ -1,0 +1,136 @@
+//! smtpd pooled under `listen -p` (issue #11): connections are served one after another by
+//! the same process, and nothing of one reaches the next.
+
+use mailorder_tests::{Tree, bin, python};
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+
+/// `listen -c LIMIT -p MAXUSE … smtpd` on a free port: (port, listen's pid).
+pub fn start_pooled(t: &mut Tree, limit: &str, maxuse: &str, extra: &[&str]) -> (u16, u32) {
+    let mut child = t
+        .cmd("listen")
+        .args(["-c", limit, "-p", maxuse])
+        .args(extra)
+        .args(["127.0.0.1", "0"])
+        .arg(bin("smtpd"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("listen");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("port");
+    let pid = t.keep(child);
+    (line.trim().parse().expect("port"), pid)
+}
+
+/// The pids of `pid`'s children.
+pub fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// Connection A: STARTTLS, AUTH, a transaction left open with a relayed recipient, then
+/// the socket dropped. Connection B, from another address, in the same process: it must
+/// find a fresh session.
+const TWO_PY: &str = r#"
+import smtplib, socket, ssl, sys
+port, pw = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+a = smtplib.SMTP("127.0.0.1", port, local_hostname="a.test")
+a.starttls(context=ctx); a.ehlo("a.test")
+a.login("demo@example.test", pw)
+print("A-mail", a.docmd("MAIL FROM:<demo@example.test>")[0])
+print("A-relay", a.docmd("RCPT TO:<someone@remote.test>")[0])
+a.sock.shutdown(socket.SHUT_RDWR); a.sock.close()
+b = smtplib.SMTP("127.0.0.1", port, local_hostname="b.test", source_address=("127.0.0.2", 0))
+code, ehlo = b.ehlo("b.test")
+feats = ehlo.decode().upper()
+print("B-starttls", "STARTTLS" in feats)
+print("B-auth", "AUTH" in feats)
+print("B-rcpt-first", b.docmd("RCPT TO:<demo@example.test>")[0])
+print("B-mail", b.docmd("MAIL FROM:<x@b.test>")[0])
+print("B-relay", b.docmd("RCPT TO:<someone@remote.test>")[0])
+print("B-rcpt", b.docmd("RCPT TO:<demo@example.test>")[0])
+code, _ = b.data(b"Subject: from b\r\n\r\nhello\r\n")
+print("B-data", code)
+b.quit()
+"#;
+
+// See: issue #11 (pooled smtpd: nothing of one connection reaches the next)
+#[test]
+fn a_pooled_smtpd_serves_the_next_connection_with_nothing_of_the_last() {
+    let mut t = Tree::new();
+    let pw = t.demo_password();
+    // One slot: both connections go to the same process.
+    let (port, listen) = start_pooled(&mut t, "1", "100", &[]);
+    let out = python(TWO_PY, &[&port.to_string(), &pw]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: std::collections::HashMap<&str, &str> =
+        text.lines().filter_map(|l| l.split_once(' ')).collect();
+    // A was authenticated (relaying allowed) in TLS, in the middle of a transaction.
+    assert_eq!(got["A-mail"], "250", "{text}");
+    assert_eq!(got["A-relay"], "250", "{text}");
+    // B: no TLS, no AUTH, no envelope, no relaying inherited.
+    assert_eq!(got["B-starttls"], "True", "{text}");
+    assert_eq!(got["B-auth"], "True", "{text}");
+    assert_eq!(got["B-rcpt-first"], "503", "{text}");
+    assert_eq!(got["B-mail"], "250", "{text}");
+    assert_eq!(got["B-relay"], "554", "{text}");
+    assert_eq!(got["B-rcpt"], "250", "{text}");
+    assert_eq!(got["B-data"], "250", "{text}");
+    // One process served both.
+    let kids = children(listen);
+    assert_eq!(kids.len(), 1, "{kids:?}");
+    // B's message carries B's address, plain ESMTP, and only B's envelope.
+    let mess = t.root.join("queue/mess");
+    let files: Vec<_> = std::fs::read_dir(&mess).unwrap().flatten().collect();
+    assert_eq!(files.len(), 1, "only B's message is queued");
+    let m = std::fs::read_to_string(files[0].path()).unwrap();
+    assert!(m.contains("[127.0.0.2]"), "{m}");
+    assert!(m.contains("with ESMTP;"), "no TLS, no AUTH marks: {m}");
+    assert!(!m.contains("127.0.0.1"), "{m}");
+    let todo = t.root.join("queue/todo").join(files[0].file_name());
+    let env = std::fs::read(todo).unwrap();
+    assert_eq!(env, b"Fx@b.test\0Tdemo@example.test\0\0");
+}
+
+// See: issue #11 (the pool grows to the limit, retires after maxuse and when idle)
+#[test]
+fn the_pool_retires_servers_after_maxuse_and_idle_time() {
+    let mut t = Tree::new();
+    let (port, listen) = start_pooled(&mut t, "5", "2", &["-i", "2"]);
+    let one = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.ehlo("x"); s.quit()
+"#;
+    let p = port.to_string();
+    assert!(python(one, &[&p]).status.success());
+    let first = children(listen);
+    assert_eq!(first.len(), 1, "{first:?}");
+    assert!(python(one, &[&p]).status.success());
+    // Two uses: retired.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children(listen).contains(&first[0]) {
+        assert!(std::time::Instant::now() < end, "not retired after maxuse");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(python(one, &[&p]).status.success());
+    let second = children(listen);
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(second[0], first[0]);
+    // Idle for 2 s: retired, and the pool is empty.
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    while !children(listen).is_empty() {
+        assert!(std::time::Instant::now() < end, "idle server not retired");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
