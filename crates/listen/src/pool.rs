@@ -180,7 +180,8 @@ fn start(cfg: &Config, shared: &Shared) -> io::Result<(u64, Arc<OwnedFd>)> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .env(handoff::POOL_FD_VAR, "3");
-    // Per-connection variables travel with each connection, never in the process.
+    // Per-connection variables travel with each connection, never in the process; the
+    // rest of listen's environment is inherited as in the per-connection mode.
     for v in [
         "PROTO",
         "TCPLOCALIP",
@@ -190,7 +191,6 @@ fn start(cfg: &Config, shared: &Shared) -> io::Result<(u64, Arc<OwnedFd>)> {
         "TCPREMOTEPORT",
         "TCPREMOTEHOST",
         "TCPREMOTEINFO",
-        "RELAYCLIENT",
     ] {
         cmd.env_remove(v);
     }

@@ -6,9 +6,10 @@
 //! connection's own environment (the hand-off message) and the control files read again;
 //! AUTH state, the envelope, TLS, RELAYCLIENT and the peer live in the session, which ends
 //! with its connection. Only the queue hand-off (`mailorder_queue_client::Client`) is
-//! kept, and it carries no connection state. From the process environment only the
-//! `MAILORDER_*` variables (root, queue program, log level) are read; a variable such as
-//! `RELAYCLIENT` or `SMTPS` counts only when the connection's message carries it.
+//! kept, and it carries no connection state. The connection's variables come from its
+//! hand-off message; the process environment (fixed for the process's life, the same for
+//! every connection: `SMTPS` from a run script, `MAILORDER_*`) is consulted only for
+//! variables that do not describe a connection (never `PROTO`, `TCP*`, `REMOTE_*`).
 
 use crate::config::{Config, DEFAULT_TIMEOUT};
 use crate::io::{FdReader, FdWriter};
@@ -46,12 +47,20 @@ pub fn serve(sock: &OwnedFd) -> u8 {
     }
 }
 
+/// Variables that describe one connection: never taken from the process environment.
+fn per_connection(k: &str) -> bool {
+    k == "PROTO" || k.starts_with("TCP") || k == "REMOTE_ADDR" || k == "REMOTE_PORT"
+}
+
 /// One connection: its own environment, its own configuration and session.
 fn serve_one(conn: OwnedFd, vars: Vec<(String, String)>, queue: Option<Client>) -> Option<Client> {
     let vars: HashMap<String, String> = vars.into_iter().collect();
+    // The connection's own variables first; the process environment (the operator's, the
+    // same for every connection: SMTPS, SUBMISSION, DATABYTES, MAILORDER_*) only for what
+    // is not about one connection, so no address or port can come from anywhere else.
     let env = |k: &str| {
         vars.get(k).cloned().or_else(|| {
-            k.starts_with("MAILORDER_")
+            (!per_connection(k))
                 .then(|| std::env::var(k).ok())
                 .flatten()
         })
