@@ -993,7 +993,7 @@ impl Folder {
 
     /// The FETCH cache: UID → (ENVELOPE, BODYSTRUCTURE, BODY) as rendered. Lines that do
     /// not parse (a torn write) are ignored.
-    pub fn cache_load(&self, uidvalidity: u32) -> HashMap<u32, [String; 3]> {
+    pub fn cache_load(&self, uidvalidity: u32) -> HashMap<u32, Rendered> {
         let mut out = HashMap::new();
         let Ok(bytes) = fs::read(self.cache_path(uidvalidity)) else {
             return out;
@@ -1022,34 +1022,18 @@ impl Folder {
     /// Rewrite the cache sorted by UID (after a reader found it out of order).
     pub fn cache_compact(&self, uidvalidity: u32) {
         let map = self.cache_load(uidvalidity);
-        let mut v: Vec<(u32, [String; 3])> = map.into_iter().collect();
+        let mut v: Vec<(u32, Rendered)> = map.into_iter().collect();
         v.sort_by_key(|e| e.0);
-        let mut text = String::new();
-        for (u, [a, b, c]) in &v {
-            text.push_str(&format!(
-                "{u}\t{}\t{}\t{}\n",
-                escape(a),
-                escape(b),
-                escape(c)
-            ));
-        }
+        let text: String = v.iter().map(|(u, r)| r.line(*u)).collect();
         let _ = write_atomic(&self.cache_path(uidvalidity), text.as_bytes(), false);
     }
 
     /// Append cache entries (one `write` with `O_APPEND`).
-    pub fn cache_add(&self, uidvalidity: u32, entries: &[(u32, [String; 3])]) {
+    pub fn cache_add(&self, uidvalidity: u32, entries: &[(u32, Rendered)]) {
         if entries.is_empty() {
             return;
         }
-        let mut text = String::new();
-        for (u, [a, b, c]) in entries {
-            text.push_str(&format!(
-                "{u}\t{}\t{}\t{}\n",
-                escape(a),
-                escape(b),
-                escape(c)
-            ));
-        }
+        let text: String = entries.iter().map(|(u, r)| r.line(*u)).collect();
         if let Ok(mut f) = fs::OpenOptions::new()
             .append(true)
             .create(true)
@@ -1085,7 +1069,7 @@ fn delivery_order(base: &str) -> (u64, u64, u64, &str) {
     (secs, num_after('M'), num_after('_'), base)
 }
 
-fn cache_line(line: &[u8]) -> Option<(u32, [String; 3])> {
+fn cache_line(line: &[u8]) -> Option<(u32, Rendered)> {
     let line = std::str::from_utf8(line).ok()?;
     let mut f = line.split('\t');
     let (Some(u), Some(a), Some(b), Some(c), None) =
@@ -1093,16 +1077,46 @@ fn cache_line(line: &[u8]) -> Option<(u32, [String; 3])> {
     else {
         return None;
     };
-    Some((u.parse().ok()?, [unescape(a)?, unescape(b)?, unescape(c)?]))
+    Some((
+        u.parse().ok()?,
+        Rendered {
+            envelope: unescape(a)?,
+            bodystructure: unescape(b)?,
+            body: unescape(c)?,
+        },
+    ))
 }
 
 /// UIDVALIDITY, UIDNEXT and (unique name, UID) pairs found in another server's files.
 type ForeignUids = (u32, u32, Vec<(String, u32)>);
 
+/// One message's entry in the FETCH cache: the answers that need the MIME structure, as
+/// rendered on the wire (one line `UID\tENVELOPE\tBODYSTRUCTURE\tBODY` in the file).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Rendered {
+    /// `ENVELOPE` (RFC 3501 §7.4.2).
+    pub envelope: String,
+    /// `BODYSTRUCTURE`, with the extension data.
+    pub bodystructure: String,
+    /// `BODY`: the structure without extension data.
+    pub body: String,
+}
+
+impl Rendered {
+    fn line(&self, uid: u32) -> String {
+        format!(
+            "{uid}\t{}\t{}\t{}\n",
+            escape(&self.envelope),
+            escape(&self.bodystructure),
+            escape(&self.body)
+        )
+    }
+}
+
 /// A sequential reader of the FETCH cache: ask for UIDs in ascending order.
 pub struct CacheReader {
     lines: Option<io::Split<io::BufReader<fs::File>>>,
-    pending: Option<(u32, [String; 3])>,
+    pending: Option<(u32, Rendered)>,
     last: u32,
     unsorted: bool,
 }
@@ -1110,7 +1124,7 @@ pub struct CacheReader {
 impl CacheReader {
     /// The entry for `uid`, if the cache has it. Once the file turns out not to be in
     /// UID order, [`CacheReader::unsorted`] says so and nothing more is returned.
-    pub fn get(&mut self, uid: u32) -> Option<[String; 3]> {
+    pub fn get(&mut self, uid: u32) -> Option<Rendered> {
         loop {
             if self.unsorted {
                 return None;
@@ -1338,14 +1352,19 @@ mod tests {
             delivery_order("1795899222.M31P1_2.x") < delivery_order("1795899222.M205884P1_0.x")
         );
         assert!(delivery_order("1.M5P1_2.x") < delivery_order("1.M5P1_10.x"));
-        f.cache_add(uv, &[(1, ["(a\tb)".into(), "x\ny".into(), "z\\".into()])]);
-        f.cache_add(uv, &[(3, ["e".into(), "b".into(), "c".into()])]);
+        let r3 = |a: &str, b: &str, c: &str| Rendered {
+            envelope: a.into(),
+            bodystructure: b.into(),
+            body: c.into(),
+        };
+        f.cache_add(uv, &[(1, r3("(a\tb)", "x\ny", "z\\"))]);
+        f.cache_add(uv, &[(3, r3("e", "b", "c"))]);
         let mut r = f.cache_reader(uv);
-        assert_eq!(r.get(1).unwrap()[1], "x\ny");
+        assert_eq!(r.get(1).unwrap().bodystructure, "x\ny");
         assert!(r.get(2).is_none());
-        assert_eq!(r.get(3).unwrap()[0], "e");
+        assert_eq!(r.get(3).unwrap().envelope, "e");
         assert!(r.get(4).is_none());
-        f.cache_add(uv, &[(2, ["two".into(), "b".into(), "c".into()])]);
+        f.cache_add(uv, &[(2, r3("two", "b", "c"))]);
         let mut r = f.cache_reader(uv);
         assert!(r.get(1).is_some() && r.get(2).is_none() && r.get(3).is_some());
         assert!(r.get(4).is_none() && r.unsorted());
@@ -1353,9 +1372,7 @@ mod tests {
         let mut r = f.cache_reader(uv);
         assert!(r.get(1).is_some() && r.get(2).is_some() && r.get(3).is_some() && !r.unsorted());
         let c = f.cache_load(uv);
-        assert_eq!(c[&1][0], "(a\tb)");
-        assert_eq!(c[&1][1], "x\ny");
-        assert_eq!(c[&1][2], "z\\");
+        assert_eq!(c[&1], r3("(a\tb)", "x\ny", "z\\"));
         let n = f.set_flags(m, "F").unwrap().unwrap();
         let st2 = f.sync().unwrap();
         assert_eq!(st2.msgs[0].file, n);

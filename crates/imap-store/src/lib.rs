@@ -30,7 +30,7 @@
 mod folder;
 mod names;
 
-pub use folder::{CacheReader, Folder, MAX_VANISHED, Msg, State, header_part};
+pub use folder::{CacheReader, Folder, MAX_VANISHED, Msg, Rendered, State, header_part};
 pub use names::{SPECIAL, valid_imap_name};
 
 use mailorder_core::Exit;

@@ -9,7 +9,7 @@ use mailorder_imap_proto::parse::{
 };
 use mailorder_imap_proto::seqset::{SeqNum, SeqSet, compact};
 use mailorder_imap_proto::{astring, date, mutf7};
-use mailorder_imap_store::{Folder, Msg, Store, StoreError};
+use mailorder_imap_store::{Folder, Msg, Rendered, Store, StoreError};
 use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
@@ -41,10 +41,10 @@ struct Selected {
     keywords: Vec<String>,
     /// The FETCH cache while a FETCH runs: read in UID order, or (when the file is out of
     /// order) loaded whole; dropped after each command.
-    cache: Option<HashMap<u32, [String; 3]>>,
+    cache: Option<HashMap<u32, Rendered>>,
     reader: Option<mailorder_imap_store::CacheReader>,
     compact: bool,
-    cache_new: Vec<(u32, [String; 3])>,
+    cache_new: Vec<(u32, Rendered)>,
     /// The folder's sync generation last reported to the client.
     generation: u64,
     /// \Recent (IMAP4rev1): the messages this session was the first to see, i.e. found
@@ -1534,11 +1534,11 @@ impl<W: Write> Session<W> {
                 p.structure(d, true, &mut bs);
                 let mut b = Vec::new();
                 p.structure(d, false, &mut b);
-                let v = [
-                    String::from_utf8_lossy(&env).into_owned(),
-                    String::from_utf8_lossy(&bs).into_owned(),
-                    String::from_utf8_lossy(&b).into_owned(),
-                ];
+                let v = Rendered {
+                    envelope: String::from_utf8_lossy(&env).into_owned(),
+                    bodystructure: String::from_utf8_lossy(&bs).into_owned(),
+                    body: String::from_utf8_lossy(&b).into_owned(),
+                };
                 if let Some(c) = sel.cache.as_mut() {
                     c.insert(m.uid, v.clone());
                 }
@@ -1577,15 +1577,30 @@ impl<W: Write> Session<W> {
                 FetchAtt::Rfc822Size => out.extend(format!("RFC822.SIZE {}", m.size).as_bytes()),
                 FetchAtt::Envelope => {
                     out.extend(b"ENVELOPE ");
-                    out.extend(structs.as_ref().map_or("NIL", |s| s[0].as_str()).as_bytes());
+                    out.extend(
+                        structs
+                            .as_ref()
+                            .map_or("NIL", |s| s.envelope.as_str())
+                            .as_bytes(),
+                    );
                 }
                 FetchAtt::BodyStructure => {
                     out.extend(b"BODYSTRUCTURE ");
-                    out.extend(structs.as_ref().map_or("NIL", |s| s[1].as_str()).as_bytes());
+                    out.extend(
+                        structs
+                            .as_ref()
+                            .map_or("NIL", |s| s.bodystructure.as_str())
+                            .as_bytes(),
+                    );
                 }
                 FetchAtt::Body => {
                     out.extend(b"BODY ");
-                    out.extend(structs.as_ref().map_or("NIL", |s| s[2].as_str()).as_bytes());
+                    out.extend(
+                        structs
+                            .as_ref()
+                            .map_or("NIL", |s| s.body.as_str())
+                            .as_bytes(),
+                    );
                 }
                 FetchAtt::Rfc822 | FetchAtt::Rfc822Header | FetchAtt::Rfc822Text => {
                     let (Some(d), Some(p)) = (&data, &parsed) else {
