@@ -41,7 +41,8 @@ pub struct Config {
     pub max_message: usize,
     /// The longest command line, bytes.
     pub max_line: usize,
-    /// How often IDLE looks for changes.
+    /// How often IDLE looks for changes when the folder cannot be watched with inotify
+    /// (with inotify, only as a safety net: every 30 s).
     pub idle_poll: Duration,
     /// Autologout: the connection closes after this long without a command.
     pub timeout: Duration,
@@ -83,10 +84,31 @@ impl ImapError {
     }
 }
 
+/// What the reader thread (or a folder watcher) sends.
+enum Event {
+    Data(io::Result<Vec<u8>>),
+    /// Something changed in the watched folder ([`Input::watch`]).
+    Wake,
+}
+
 /// Input from the client as chunks, read by a thread so that IDLE and the autologout can
-/// wait with a timeout on any `Read`.
+/// wait with a timeout on any `Read`; during IDLE also the folder's changes
+/// ([`Input::watch`]), so the wait ends when either comes.
 pub struct Input {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: mpsc::Receiver<Event>,
+    tx: mpsc::SyncSender<Event>,
+}
+
+/// A folder watched with inotify while it lives ([`Input::watch`]); dropping it stops
+/// the watcher thread (within its poll interval).
+pub struct Watch {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What [`Input::recv`] found.
@@ -103,39 +125,83 @@ impl Input {
     /// Start reading `r` on a thread.
     pub fn spawn<R: Read + Send + 'static>(mut r: R) -> Input {
         let (tx, rx) = mpsc::sync_channel(4);
+        let reader_tx = tx.clone();
         std::thread::spawn(move || {
+            let tx = reader_tx;
             let mut buf = vec![0u8; 65536];
             loop {
                 match r.read(&mut buf) {
                     Ok(0) => {
-                        let _ = tx.send(Ok(Vec::new()));
+                        let _ = tx.send(Event::Data(Ok(Vec::new())));
                         return;
                     }
                     Ok(n) => {
-                        if tx.send(Ok(buf[..n].to_vec())).is_err() {
+                        if tx.send(Event::Data(Ok(buf[..n].to_vec()))).is_err() {
                             return;
                         }
                     }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        let _ = tx.send(Err(e));
+                        let _ = tx.send(Event::Data(Err(e)));
                         return;
                     }
                 }
             }
         });
-        Input { rx }
+        Input { rx, tx }
     }
 
-    /// Wait up to `t` for input.
+    /// Wait up to `t` for input; a change in a watched folder ends the wait early, as a
+    /// [`Got::Timeout`] (the caller then looks for changes).
     pub fn recv(&self, t: Duration) -> io::Result<Got> {
         match self.rx.recv_timeout(t) {
-            Ok(Ok(d)) if d.is_empty() => Ok(Got::Eof),
-            Ok(Ok(d)) => Ok(Got::Data(d)),
-            Ok(Err(e)) => Err(e),
-            Err(mpsc::RecvTimeoutError::Timeout) => Ok(Got::Timeout),
+            Ok(Event::Data(Ok(d))) if d.is_empty() => Ok(Got::Eof),
+            Ok(Event::Data(Ok(d))) => Ok(Got::Data(d)),
+            Ok(Event::Data(Err(e))) => Err(e),
+            Ok(Event::Wake) | Err(mpsc::RecvTimeoutError::Timeout) => Ok(Got::Timeout),
             Err(mpsc::RecvTimeoutError::Disconnected) => Ok(Got::Eof),
         }
+    }
+
+    /// Watch `dirs` (a folder, its `new/` and `cur/`) with inotify: any entry created,
+    /// removed or renamed there (a delivery, another session's flag change, expunge or
+    /// index write) wakes [`Input::recv`]. `None` when inotify is not available (the
+    /// caller polls instead), e.g. out of watches.
+    pub fn watch(&self, dirs: &[&std::path::Path]) -> Option<Watch> {
+        use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC).ok()?;
+        let mask = AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_CLOSE_WRITE;
+        for d in dirs {
+            ino.add_watch(*d, mask).ok()?;
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (flag, tx) = (stop.clone(), self.tx.clone());
+        std::thread::spawn(move || {
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            use std::os::fd::AsFd;
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut fds = [PollFd::new(ino.as_fd(), PollFlags::POLLIN)];
+                match poll(&mut fds, PollTimeout::from(200u8)) {
+                    Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+                    Ok(_) => {}
+                    Err(_) => return,
+                }
+                // Drain the burst (a delivery is several events), then one wake.
+                while matches!(ino.read_events(), Ok(v) if !v.is_empty()) {}
+                if flag.load(std::sync::atomic::Ordering::Relaxed) {
+                    return;
+                }
+                match tx.try_send(Event::Wake) {
+                    Ok(()) | Err(mpsc::TrySendError::Full(_)) => {}
+                    Err(mpsc::TrySendError::Disconnected(_)) => return,
+                }
+            }
+        });
+        Some(Watch { stop })
     }
 }
 
@@ -217,6 +283,29 @@ mod tests {
             "{out}"
         );
         assert!(out.ends_with("* BYE Literal too big\r\n"), "{out}");
+    }
+
+    // See: issue #12: IDLE waits on inotify, not a 0.5 s poll: a file appearing in a
+    // watched folder ends a long wait at once.
+    #[test]
+    fn watch_wakes_a_long_wait() {
+        let d = tempfile::tempdir().unwrap();
+        let (r, _w) = std::io::pipe().unwrap();
+        let input = Input::spawn(r);
+        let watch = input.watch(&[d.path()]).expect("inotify");
+        let t = std::time::Instant::now();
+        let p = d.path().to_owned();
+        let h = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            std::fs::write(p.join("x"), b"x").unwrap();
+        });
+        assert!(matches!(
+            input.recv(Duration::from_secs(60)).unwrap(),
+            Got::Timeout
+        ));
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+        h.join().unwrap();
+        drop(watch);
     }
 
     #[test]

@@ -2316,6 +2316,18 @@ impl<W: Write> Session<W> {
         self.line("+ idling");
         self.flush()?;
         let start = Instant::now();
+        // Changes wake the wait at once through inotify (new/ for deliveries, cur/ for
+        // other sessions' flags and expunges, the folder for its index); a slow poll
+        // stays as a safety net (inotify misses changes made on other NFS clients).
+        let watch = self.sel.as_ref().and_then(|sel| {
+            let d = sel.folder.dir();
+            input.watch(&[d, &d.join("new"), &d.join("cur")])
+        });
+        let poll = if watch.is_some() {
+            self.cfg.idle_poll.max(std::time::Duration::from_secs(30))
+        } else {
+            self.cfg.idle_poll
+        };
         loop {
             if let Some(f) = fr.next_frame() {
                 return match f {
@@ -2327,7 +2339,6 @@ impl<W: Write> Session<W> {
                 self.bye("Autologout")?;
                 return Ok(Reply::Logout);
             }
-            let poll = self.cfg.idle_poll;
             match self.recv(input, poll)? {
                 Got::Data(d) => fr.push(&d),
                 Got::Eof => return Ok(Reply::Logout),
