@@ -149,14 +149,8 @@ impl Env {
     }
 }
 
-/// A login name fit for a log line: printable ASCII only, at most 100 characters.
-pub fn loggable(login: &[u8]) -> String {
-    String::from_utf8_lossy(login)
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(100)
-        .collect()
-}
+/// A login name fit for a log line (core's, shared with the login front ends).
+pub use mailorder_core::logger::loggable;
 
 /// Checks a login once the back-end is open (see [`Backend`]).
 pub type Checker = Box<dyn FnOnce(&Request, Option<&str>) -> Result<Option<User>, DirError>>;

@@ -42,6 +42,16 @@ impl Log for StderrLogger {
     fn flush(&self) {}
 }
 
+/// An attacker-supplied name (a login, a server's reply) fit for a log line: printable
+/// ASCII only, at most 100 characters; the logs never carry control characters from it.
+pub fn loggable(name: &[u8]) -> String {
+    String::from_utf8_lossy(name)
+        .chars()
+        .filter(|c| c.is_ascii_graphic())
+        .take(100)
+        .collect()
+}
+
 /// Install the logger and the panic hook for program `prog`; `panic_code` is the exit
 /// status after a panic (111, or 81 for `queue`).
 pub fn init(prog: &'static str, panic_code: u8) {

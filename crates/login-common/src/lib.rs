@@ -172,14 +172,8 @@ impl Failures {
     }
 }
 
-/// A login name fit for a log line: printable ASCII only, at most 100 characters.
-pub fn loggable(login: &[u8]) -> String {
-    String::from_utf8_lossy(login)
-        .chars()
-        .filter(|c| c.is_ascii_graphic())
-        .take(100)
-        .collect()
-}
+/// A login name fit for a log line (core's, shared with checkpassword).
+pub use mailorder_core::logger::loggable;
 
 /// Whether `login` may be passed to the checkpassword program: 1–255 octets of UTF-8
 /// without control characters, `/`, or `..` (it must not be able to name a path).
