@@ -9,9 +9,7 @@
 //! checkpassword-ldap; this crate is the file back-end: [`check`] is pure over the parsed
 //! directory, so it is unit-tested.
 
-/// Every status this program exits with, from mailorder-core's exit table; each is in its
-/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
-/// (after an exec, or passing a child's status up) may also end with that one's status.
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
 pub const EXIT_CODES: &[u8] = &[
     mailorder_core::exit::checkpassword::BAD,
     mailorder_core::exit::checkpassword::MISUSE,

@@ -2,6 +2,12 @@
 //!
 //! Delivery and chain programs use [`Exit::Ok`], [`Exit::Stop`], [`Exit::Perm`] and
 //! [`Exit::Temp`]. `queue` keeps qmail-queue's numbering ([`queue`]).
+//!
+//! **EXIT_CODES.** Each program crate exports `pub const EXIT_CODES: &[u8]`, every status
+//! its program exits with, built from the names here; the contracts test
+//! (tests/tests/e2e/contracts.rs) checks that each one is in the program's CONTRACT.md,
+//! EXIT CODES. A program that runs another one (after an exec, or passing a child's status
+//! up by [`pass_up`]) may also end with that one's status.
 
 use std::process::ExitStatus;
 

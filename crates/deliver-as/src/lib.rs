@@ -6,9 +6,7 @@
 //! set-id, `MAILORDER_ROOT` / `MAILORDER_BIN_DIR` for tests). It never runs anything as
 //! uid 0 or gid 0.
 
-/// Every status this program exits with, from mailorder-core's exit table; each is in its
-/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
-/// (after an exec, or passing a child's status up) may also end with that one's status.
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
 pub const EXIT_CODES: &[u8] = &[
     mailorder_core::Exit::Perm.code(),
     mailorder_core::Exit::Temp.code(),

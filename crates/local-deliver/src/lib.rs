@@ -13,9 +13,7 @@
 //! It does not look at anything in the message but the header fields needed for the loop
 //! check, and never parses a program's output beyond keeping its first line.
 
-/// Every status this program exits with, from mailorder-core's exit table; each is in its
-/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
-/// (after an exec, or passing a child's status up) may also end with that one's status.
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
 pub const EXIT_CODES: &[u8] = &[
     mailorder_core::Exit::Ok.code(),
     mailorder_core::Exit::Stop.code(),

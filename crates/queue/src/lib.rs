@@ -9,9 +9,7 @@
 //! Every failure is a [`QueueError`] whose [`QueueError::code`] is the qmail-queue exit code.
 //! It must not deliver, interpret the message, or trust the environment for paths.
 
-/// Every status this program exits with, from mailorder-core's exit table; each is in its
-/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
-/// (after an exec, or passing a child's status up) may also end with that one's status.
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
 pub const EXIT_CODES: &[u8] = &[
     mailorder_core::exit::queue::OK,
     mailorder_core::exit::queue::ADDR_TOO_LONG,

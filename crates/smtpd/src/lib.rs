@@ -15,9 +15,7 @@
 //! directly (the queue program does, reached through mailorder-queue-client) and never logs message bodies or passwords.
 //! See CONTRACT.md for the whole interface.
 
-/// Every status this program exits with, from mailorder-core's exit table; each is in its
-/// CONTRACT.md, EXIT CODES (the contracts test checks). A program that runs another one
-/// (after an exec, or passing a child's status up) may also end with that one's status.
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
 pub const EXIT_CODES: &[u8] = &[
     mailorder_core::Exit::Ok.code(),
     mailorder_core::Exit::Temp.code(),
