@@ -11,25 +11,16 @@ use std::time::{Duration, Instant};
 
 /// `listen 127.0.0.1 0 tlswrap -n FRONT checkpassword-file SERVER`; returns the port.
 fn start(t: &mut Tree, front: &str, server: &str) -> u16 {
-    let mut child = t
-        .cmd("listen")
-        .arg("127.0.0.1")
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
         .arg("0")
         .arg(bin("tlswrap"))
         .arg("-n")
         .arg(bin(front))
         .arg(bin("checkpassword-file"))
         .arg(bin(server))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    t.keep(child);
-    line.trim().parse().expect("listen printed no port")
+        .stderr(Stdio::null());
+    t.start_listen(c).0
 }
 
 struct Conn {

@@ -5,26 +5,15 @@
 //! LIST-EXTENDED, UIDVALIDITY after DELETE/CREATE, STORE then FETCH.
 
 use mailorder_tests::{Tree, bin, python};
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
 
 fn start(t: &mut Tree) -> u16 {
-    let mut child = t
-        .cmd("listen")
-        .arg("127.0.0.1")
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
         .arg("0")
         .arg(bin("imapd-login"))
         .arg(bin("checkpassword-file"))
-        .arg(bin("imapd"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    t.keep(child);
-    line.trim().parse().expect("listen printed no port")
+        .arg(bin("imapd"));
+    t.start_listen(c).0
 }
 
 /// Common start of every script: `conn()` logs in, `cmd(M, name, args)` runs a command

@@ -10,28 +10,18 @@ use mailorder_tests::{Tree, bin};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn start(t: &mut Tree) -> u16 {
-    let mut child = t
-        .cmd("listen")
-        .arg("127.0.0.1")
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
         .arg("0")
         .arg(bin("imapd-login"))
         .arg(bin("checkpassword-file"))
         .arg(bin("imapd"))
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(t.root.join("imap.log")).unwrap())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    t.keep(child);
-    line.trim().parse().expect("listen printed no port")
+        .stderr(std::fs::File::create(t.root.join("imap.log")).unwrap());
+    t.start_listen(c).0
 }
 
 /// A tiny deterministic generator (no crate needed).

@@ -119,19 +119,10 @@ fn forty_slow_drippers_from_one_address_do_not_keep_another_client_out() {
 #[test]
 fn listen_closes_connections_over_the_per_address_limit() {
     let mut t = Tree::new();
-    let mut child = t
-        .cmd("listen")
-        .args(["-c", "8", "-C", "5", "127.0.0.1", "0"])
-        .arg(bin("smtpd"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    t.keep(child);
-    let port: u16 = line.trim().parse().expect("port");
+    let mut c = t.cmd("listen");
+    c.args(["-c", "8", "-C", "5", "127.0.0.1", "0"])
+        .arg(bin("smtpd"));
+    let port = t.start_listen(c).0;
     let drip = Drip::start(port, 8, "127.0.0.2");
     assert_eq!((drip.greeted, drip.closed), (5, 3));
     // Another address still gets in (5 of 8 slots are taken).
@@ -167,23 +158,14 @@ fn smtpd_ends_a_dripping_session_at_its_deadline() {
 /// `listen 127.0.0.1 0 tlswrap -n FRONT checkpassword-file SERVER` with listen's default
 /// limits; returns the port.
 fn start_login_chain(t: &mut Tree, front: &str, server: &str) -> u16 {
-    let mut child = t
-        .cmd("listen")
-        .args(["127.0.0.1", "0"])
+    let mut c = t.cmd("listen");
+    c.args(["127.0.0.1", "0"])
         .arg(bin("tlswrap"))
         .arg("-n")
         .arg(bin(front))
         .arg(bin("checkpassword-file"))
-        .arg(bin(server))
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("listen");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("port");
-    t.keep(child);
-    line.trim().parse().expect("port")
+        .arg(bin(server));
+    t.start_listen(c).0
 }
 
 /// Send `cmd` (when not empty) and read one line.
