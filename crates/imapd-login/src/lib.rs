@@ -214,10 +214,10 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
         loop {
             if errors >= MAX_ERRORS {
                 self.send("* BYE Too many errors")?;
-                return Ok(0);
+                return Ok(mailorder_core::Exit::Ok.code());
             }
             let Some(frame) = self.frame()? else {
-                return Ok(0);
+                return Ok(mailorder_core::Exit::Ok.code());
             };
             let bytes = match frame {
                 Frame::Continue => {
@@ -232,7 +232,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                 }
                 Frame::Desync => {
                     self.send("* BYE Command too long")?;
-                    return Ok(0);
+                    return Ok(mailorder_core::Exit::Ok.code());
                 }
                 Frame::LiteralTooBig { tag, fatal } => {
                     errors += 1;
@@ -240,7 +240,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                     self.send(&format!("{t} BAD Command too long"))?;
                     if fatal {
                         self.send("* BYE Command too long")?;
-                        return Ok(0);
+                        return Ok(mailorder_core::Exit::Ok.code());
                     }
                     continue;
                 }
@@ -404,11 +404,11 @@ pub fn run<R: Read, W: Write, B: Backend>(cfg: Config, r: R, w: W, backend: &mut
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             let _ = s.send("* BYE Autologout, too slow");
             log::info!("timeout ip={ip}: {e}");
-            0
+            mailorder_core::Exit::Ok.code()
         }
         Err(e) => {
             log::info!("connection: {e} ip={ip}");
-            0
+            mailorder_core::Exit::Ok.code()
         }
     };
     let _ = s.flush();

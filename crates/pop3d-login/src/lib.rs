@@ -261,7 +261,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
         let mut errors = 0u32;
         loop {
             let line = match self.line()? {
-                None => return Ok(0),
+                None => return Ok(mailorder_core::Exit::Ok.code()),
                 Some(Line::TooLong) => Err(ParseError::TooLong),
                 Some(Line::Ok(l)) => proto::parse(&l),
             };
@@ -271,7 +271,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                     errors += 1;
                     if errors >= MAX_ERRORS {
                         self.send(&proto::err(None, "too many errors, closing"))?;
-                        return Ok(0);
+                        return Ok(mailorder_core::Exit::Ok.code());
                     }
                     let text = match e {
                         ParseError::TooLong => "line too long".to_owned(),
@@ -315,7 +315,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                             }
                             Err(e) => {
                                 log::warn!("{e} ip={}", self.cfg.ip);
-                                return Ok(0);
+                                return Ok(mailorder_core::Exit::Ok.code());
                             }
                         }
                     }
@@ -387,11 +387,11 @@ pub fn run<R: Read, W: Write, B: Backend>(cfg: Config, r: R, w: W, backend: &mut
         Err(e) if e.kind() == io::ErrorKind::TimedOut => {
             let _ = s.send(&proto::err(None, "timeout, closing"));
             log::info!("timeout ip={ip}: {e}");
-            0
+            mailorder_core::Exit::Ok.code()
         }
         Err(e) => {
             log::info!("connection: {e} ip={ip}");
-            0
+            mailorder_core::Exit::Ok.code()
         }
     };
     let _ = s.flush();

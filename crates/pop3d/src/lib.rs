@@ -507,7 +507,7 @@ impl<R: Read, W: Write> Session<R, W> {
                         self.cfg.user,
                         self.cfg.ip
                     );
-                    return Ok(0);
+                    return Ok(mailorder_core::Exit::Ok.code());
                 }
                 Some(Line::TooLong) => Err(ParseError::TooLong),
                 Some(Line::Ok(l)) => proto::parse(&l),
@@ -525,7 +525,7 @@ impl<R: Read, W: Write> Session<R, W> {
                         self.w
                             .write_all(&proto::err(None, "too many errors, closing"))?;
                         self.w.flush()?;
-                        return Ok(0);
+                        return Ok(mailorder_core::Exit::Ok.code());
                     }
                     continue;
                 }
@@ -587,7 +587,7 @@ impl<R: Read, W: Write> Session<R, W> {
                         self.w.write_all(&proto::ok("bye"))?;
                     }
                     self.w.flush()?;
-                    return Ok(0);
+                    return Ok(mailorder_core::Exit::Ok.code());
                 }
                 Command::User(_)
                 | Command::Pass(_)
@@ -619,7 +619,7 @@ pub fn run<R: Read, W: Write>(mb: Mailbox, cfg: Config, r: R, w: W) -> u8 {
                 let _ = s.w.flush();
             }
             log::info!("connection: {e} user={} ip={}", s.cfg.user, s.cfg.ip);
-            0
+            mailorder_core::Exit::Ok.code()
         }
     }
 }

@@ -374,7 +374,7 @@ pub fn smtp_command(env: impl Fn(&str) -> Option<String>) -> Command {
 /// The whole program. `args` excludes argv[0].
 pub fn run(argv0: &str, args: &[String]) -> u8 {
     match run_inner(argv0, args) {
-        Ok(()) => 0,
+        Ok(()) => mailorder_core::Exit::Ok.code(),
         Err(e) => {
             match &e {
                 SendError::Usage(_) => {

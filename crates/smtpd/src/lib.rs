@@ -37,7 +37,7 @@ use std::io::{Read, Write};
 /// a read or write timeout, too many errors or a connection failure.
 pub fn run<R: Read, W: Write>(cfg: Config, reader: R, writer: W) -> u8 {
     match Session::new(cfg, reader, writer).run() {
-        Ok(()) => 0,
+        Ok(()) => mailorder_core::Exit::Ok.code(),
         Err(e) => e.class().code(),
     }
 }
