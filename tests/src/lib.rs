@@ -182,6 +182,45 @@ pub fn scratch() -> tempfile::TempDir {
     d
 }
 
+/// The uid and gid a [`Tree`]'s programs run as when the tests run as root (`nobody`);
+/// `None` otherwise (they run as the test's own user).
+pub fn tree_user() -> Option<(u32, u32)> {
+    if !is_root() {
+        return None;
+    }
+    let id = |flag: &str| -> u32 {
+        let o = Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .expect("id");
+        String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .expect("nobody's ids")
+    };
+    Some((id("-u"), id("-g")))
+}
+
+/// Make `c` run as [`tree_user`] when the tests run as root (a launcher started by the
+/// test itself, e.g. systemd-socket-activate on a high port, whose programs refuse root).
+pub fn as_tree_user(c: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = tree_user() {
+        c.uid(uid).gid(gid);
+    }
+    c
+}
+
+/// chown -R, not following symbolic links.
+fn chown_tree(p: &Path, uid: u32, gid: u32) {
+    let _ = std::os::unix::fs::lchown(p, Some(uid), Some(gid));
+    if std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()) {
+        for e in std::fs::read_dir(p).expect("tree").flatten() {
+            chown_tree(&e.path(), uid, gid);
+        }
+    }
+}
+
 /// A private mailorder root with the demo user, and the processes started in it.
 pub struct Tree {
     _dir: tempfile::TempDir,
@@ -210,7 +249,7 @@ impl Tree {
             children: Vec::new(),
         };
         let out = t
-            .cmd("setup")
+            .cmd_as_caller("setup")
             .args(["--demo", "--me", "mx.example.test"])
             .arg(&t.root)
             .output()
@@ -220,10 +259,20 @@ impl Tree {
             "setup failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some((uid, gid)) = tree_user() {
+            // Laid out by root, run by nobody: everything below the root is nobody's, the
+            // root directory itself stays root's (a set-id copy in ROOT/bin serves it).
+            for e in std::fs::read_dir(&t.root).expect("tree").flatten() {
+                chown_tree(&e.path(), uid, gid);
+            }
+        }
         t
     }
 
-    /// A command for program `prog` with a clean environment pointing at this tree.
+    /// A command for program `prog` with a clean environment pointing at this tree. When
+    /// the tests run as root, it runs as [`tree_user`] (`nobody`): mailorder's servers
+    /// refuse root, and every program of a private tree runs as one unprivileged uid —
+    /// except the admin tools (setup, useradm, qadmin), which an admin runs as root.
     pub fn cmd(&self, prog: &str) -> Command {
         let mut c = Command::new(bin(prog));
         c.env_clear()
@@ -233,7 +282,36 @@ impl Tree {
             )
             .env("MAILORDER_ROOT", &self.root)
             .env("MAILORDER_BIN_DIR", bin_dir());
+        if !["setup", "useradm", "qadmin"].contains(&prog) {
+            as_tree_user(&mut c);
+        }
         c
+    }
+
+    /// A command for program `prog` that keeps the test's own uid (root, for the tests of
+    /// uid switching; the tree's programs run as [`tree_user`] otherwise).
+    pub fn cmd_as_caller(&self, prog: &str) -> Command {
+        let mut c = Command::new(bin(prog));
+        c.env_clear()
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
+            .env("MAILORDER_ROOT", &self.root)
+            .env("MAILORDER_BIN_DIR", bin_dir());
+        c
+    }
+
+    /// As root: a copy of program `prog` in `ROOT/bin`, set-uid root, as an installation
+    /// has checkpassword-file (it serves this tree: mailorder-core::root). Returns its path.
+    pub fn setuid_root_copy(&self, prog: &str) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.root.join("bin");
+        std::fs::create_dir_all(&dir).expect("ROOT/bin");
+        let p = dir.join(prog);
+        std::fs::copy(bin(prog), &p).expect("copy");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o4755)).expect("chmod");
+        p
     }
 
     /// Write control file `name`.
@@ -383,8 +461,11 @@ impl Tree {
         c.env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("MAILORDER_ROOT", &self.root)
-            .env("MAILORDER_BIN_DIR", bin_dir())
-            .args(opts)
+            .env("MAILORDER_BIN_DIR", bin_dir());
+        if let Some((uid, gid)) = tree_user() {
+            c.args(["-u", &uid.to_string(), "-g", &gid.to_string()]);
+        }
+        c.args(opts)
             .args(["-R", "-H", "-l", "localhost", "127.0.0.1"])
             .arg(port.to_string());
         c

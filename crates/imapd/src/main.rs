@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 fn main() {
     mailorder_core::logger::init("imapd", mailorder_core::Exit::Temp.code());
+    // It reads network input: never as root (DESIGN invariant 2).
+    mailorder_core::privs::refuse_root("imapd");
     // It never execs a set-id program: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());

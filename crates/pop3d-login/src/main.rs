@@ -4,6 +4,8 @@ use mailorder_core::exit::exit;
 
 fn main() {
     mailorder_core::logger::init("pop3d-login", mailorder_core::Exit::Temp.code());
+    // It reads network input: never as root (DESIGN invariant 2).
+    mailorder_core::privs::refuse_root("pop3d-login");
     // Take tlswrap's descriptors before anything could open a file on those numbers.
     let stls =
         mailorder_login_common::StartTls::from_env(std::env::var("TLSCTLFD").ok().as_deref());

@@ -4,6 +4,8 @@ use mailorder_core::exit::exit;
 
 fn main() {
     mailorder_core::logger::init("pop3d", mailorder_core::Exit::Temp.code());
+    // It reads network input: never as root (DESIGN invariant 2).
+    mailorder_core::privs::refuse_root("pop3d");
     // It never execs a set-id program: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     let maildir = std::env::var_os("MAILDIR")

@@ -7,6 +7,8 @@ use mailorder_core::exit::exit;
 
 fn main() {
     mailorder_core::logger::init("remote-send", Exit::Temp.code());
+    // It reads network input: never as root (DESIGN invariant 2).
+    mailorder_core::privs::refuse_root("remote-send");
     // It never execs a set-id program: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     let args: Vec<String> = std::env::args().skip(1).collect();

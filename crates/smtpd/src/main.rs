@@ -7,6 +7,8 @@ use mailorder_smtpd::{Config, FdReader, FdWriter};
 
 fn main() {
     mailorder_core::logger::init("smtpd", mailorder_core::Exit::Temp.code());
+    // It reads network input, pooled or not: never as root (DESIGN invariant 2).
+    mailorder_core::privs::refuse_root("smtpd");
     // Under `listen -p`: a pooled process, connections come over the hand-off socket.
     if let Some(fd) = std::env::var(mailorder_core::handoff::POOL_FD_VAR)
         .ok()

@@ -4,6 +4,8 @@ use mailorder_core::exit::exit;
 
 fn main() {
     mailorder_core::logger::init("tlswrap", mailorder_core::Exit::Temp.code());
+    // It reads network input: never as root (DESIGN invariant 2).
+    mailorder_core::privs::refuse_root("tlswrap");
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     let (starttls, prog) = match args.split_first() {
         Some((first, rest)) if first == "-n" => (true, rest),

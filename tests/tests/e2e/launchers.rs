@@ -70,6 +70,7 @@ fn smtpd_under_systemd_socket_activate() {
         ))
         .arg(bin("smtpd"))
         .stderr(Stdio::null());
+    mailorder_tests::as_tree_user(&mut c);
     t.keep(c.spawn().unwrap());
     let (mut s, g) = connect_retry(port);
     expect_code(&g, "220");

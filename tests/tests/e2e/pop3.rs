@@ -23,13 +23,20 @@ fn start_pop3_under(t: &mut Tree, starttls: bool, tcpserver: bool) -> (u16, Path
         "pop3-{}.log",
         if starttls { "stls" } else { "ssl" }
     ));
+    // As root, checkpassword-file is set-uid root as in an installation: the login chain
+    // runs as nobody and only checkpassword switches to the user.
+    let checkpassword = if is_root() {
+        t.setuid_root_copy("checkpassword-file")
+    } else {
+        bin("checkpassword-file")
+    };
     let chain = |c: &mut Command| {
         c.arg(bin("tlswrap"));
         if starttls {
             c.arg("-n");
         }
         c.arg(bin("pop3d-login"))
-            .arg(bin("checkpassword-file"))
+            .arg(&checkpassword)
             .arg(bin("pop3d"))
             .stderr(std::fs::File::create(&log).unwrap());
     };
@@ -413,6 +420,7 @@ fn chain_under_systemd_socket_activate() {
             bin_dir().display()
         ))
         .stderr(Stdio::null());
+    mailorder_tests::as_tree_user(&mut c);
     chain_under(t, c, port);
 }
 
