@@ -288,6 +288,14 @@ impl Tree {
         c
     }
 
+    /// Give `path` and everything below it to [`tree_user`] (when the tests run as root),
+    /// after the test made it as root (a fresh mount, a directory it laid out itself).
+    pub fn give_to_tree_user(&self, path: &Path) {
+        if let Some((uid, gid)) = tree_user() {
+            chown_tree(path, uid, gid);
+        }
+    }
+
     /// A command for program `prog` that keeps the test's own uid (root, for the tests of
     /// uid switching; the tree's programs run as [`tree_user`] otherwise).
     pub fn cmd_as_caller(&self, prog: &str) -> Command {

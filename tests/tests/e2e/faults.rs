@@ -95,6 +95,8 @@ fn disk_full_while_queueing_is_temporary() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Laid out by root on the new mount: the tree's programs run as the tree's user.
+    t.give_to_tree_user(&q);
     t.start_dispatch();
     let port = t.start_smtpd(&[]);
     let (mut c, _) = Smtp::connect(port);
