@@ -1,4 +1,4 @@
-# mailorder — a thin wrapper over cargo (STYLE §2).
+# mailorder — a thin wrapper over cargo.
 #   make run    build and start the whole system on loopback, state under ./run
 #   make test   install what the tests need (as root), build, run every test
 #   make check  fmt, clippy, test, cargo deny (licenses, bans, sources, advisories)

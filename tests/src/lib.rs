@@ -1,4 +1,4 @@
-//! mailorder-tests: the end-to-end harness (STYLE §8).
+//! mailorder-tests: the end-to-end harness.
 //!
 //! Each test gets a fresh [`Tree`]: a temporary mailorder root laid out by the real `setup`
 //! program, with the demo domain and user. Programs come from `MAILORDER_BIN_DIR` (set by

@@ -1,4 +1,4 @@
-//! Control files: one setting per file, one value per line, under `ROOT/control` (STYLE §7).
+//! Control files: one setting per file, one value per line, under `ROOT/control`.
 //!
 //! A missing file means the documented default; an unreadable one is an error the caller
 //! must treat as temporary. Blank lines and lines starting with `#` are ignored; surrounding

@@ -1,4 +1,4 @@
-//! Exit codes: the single table (STYLE §4) and the rule for passing a child's status up.
+//! Exit codes: the single table every program exits through, and the rule for passing a child's status up.
 //!
 //! Delivery and chain programs use [`Exit::Ok`], [`Exit::Stop`], [`Exit::Perm`] and
 //! [`Exit::Temp`]. `queue` keeps qmail-queue's numbering ([`queue`]).
@@ -140,7 +140,7 @@ pub mod tools {
     pub const NOT_FOUND: u8 = 1;
 }
 
-/// Pass a child's status up by the written rule (STYLE §4): killed by signal n → 128+n;
+/// Pass a child's status up by the one written rule: killed by signal n → 128+n;
 /// exit code ≥ 128 → 128; otherwise the same code.
 pub fn pass_up(status: ExitStatus) -> u8 {
     use std::os::unix::process::ExitStatusExt;

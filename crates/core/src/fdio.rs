@@ -1,7 +1,7 @@
 //! Unbuffered reads and writes on a descriptor with a timeout per call, for the servers
 //! that speak on fd 0/1 (smtpd, the login front ends, pop3d, imapd). Unbuffered so that
 //! nothing is read ahead of what the protocol has consumed (STARTTLS injection) and `poll`
-//! sees every pending byte; a timeout is `ErrorKind::TimedOut` (STYLE §5).
+//! sees every pending byte; a timeout is `ErrorKind::TimedOut`.
 
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
@@ -166,7 +166,7 @@ impl<F: AsFd> Write for Out<F> {
 }
 
 /// fd 1 (or any fd) written without buffering, each write waiting at most `timeout` for
-/// the peer to take data (STYLE §5: every network write has a timeout).
+/// the peer to take data (every network write has a timeout).
 #[derive(Debug)]
 pub struct OutTimed<F: AsFd> {
     fd: F,

@@ -1,4 +1,4 @@
-//! The one audited privilege switch (STYLE §7): supplementary groups, then gid, then uid,
+//! The one audited privilege switch: supplementary groups, then gid, then uid,
 //! then a check that root cannot be regained. Also the two guards every network-facing
 //! program calls first: [`refuse_root`] and [`no_new_privs`].
 

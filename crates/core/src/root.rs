@@ -1,7 +1,7 @@
 //! Where the installation lives.
 //!
 //! The root is the compile-time constant [`DEFAULT_ROOT`]. `MAILORDER_ROOT` overrides it only
-//! when the real and effective ids agree (STYLE §7), so a set-id program (`queue`) cannot be
+//! when the real and effective ids agree, so a set-id program (`queue`) cannot be
 //! pointed at a tree of the caller's choosing.
 //!
 //! A set-id program uses the tree it is installed in instead: `ROOT/bin/PROG` serves `ROOT`

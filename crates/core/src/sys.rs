@@ -5,7 +5,7 @@
 use std::os::fd::RawFd;
 
 /// Whether this process runs set-id (real and effective ids differ), in which case the
-/// environment must not redirect it (STYLE §7).
+/// environment must not redirect it.
 pub fn is_setid() -> bool {
     let (ruid, euid, rgid, egid) = ids();
     ruid != euid || rgid != egid

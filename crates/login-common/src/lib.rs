@@ -238,7 +238,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Classify an exit status (STYLE §4 rule for signals and codes ≥ 128).
+    /// Classify an exit status (`mailorder_core::exit::pass_up`'s rule for signals and codes ≥ 128).
     pub fn from_code(code: u8) -> Outcome {
         match code {
             1 | 3 => Outcome::Bad,

@@ -1,5 +1,5 @@
 //! remote-send: deliver one message, or several over one session, to the hosts of one domain, as the remote uid
-//! (`moremote`), and report to the scheduler in qmail-remote's format (STYLE §4).
+//! (`moremote`), and report to the scheduler in qmail-remote's format (CONTRACT.md, OUTPUT FORMAT).
 //!
 //! - [`route`]: static routes (`control/smtproutes`) and smarthost secrets
 //!   (`control/smtpauth`);

@@ -1,4 +1,4 @@
-//! Every program has its man page, with the sections STYLE §4 asks for, in order, and every
+//! Every program has its man page, with the sections below (NAME … SEE ALSO), in order, and every
 //! exit code its crate declares (`EXIT_CODES`, from mailorder-core's table) appears in its
 //! EXIT CODES section.
 

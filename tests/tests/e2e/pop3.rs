@@ -718,7 +718,7 @@ fn as_root_pop3d_runs_as_the_user_and_cannot_read_others() {
     assert_eq!(count(), 1, "other's mail untouched");
 }
 
-// STYLE §8's full-path test: SMTP in → queue → local-deliver → POP3, everything from USER to
+// The full-path test: SMTP in → queue → local-deliver → POP3, everything from USER to
 // QUIT in one packet: what the client pipelined after PASS must reach pop3d.
 #[test]
 fn full_path_with_everything_pipelined() {

@@ -1,4 +1,4 @@
-//! smtpd's write timeout (STYLE §5): a client that pipelines a flood of NOOPs and never
+//! smtpd's write timeout: a client that pipelines a flood of NOOPs and never
 //! reads the replies, with a tiny receive buffer, must not hold smtpd: the real smtpd,
 //! under the real `listen`, exits within `timeoutsmtpd` plus a few seconds, plaintext and
 //! SMTPS, and logs one line naming the client.
