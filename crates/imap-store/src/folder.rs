@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, UNIX_EPOCH};
 
 const INDEX: &str = "mailorder-index";
+const LOG: &str = "mailorder-index.log";
+const LOG_MAGIC: &str = "mailorder-imap-log 1";
 const LOCK: &str = "mailorder-index.lock";
 const MAGIC: &str = "mailorder-imap-index 1";
 const KEYWORDS: &str = "dovecot-keywords";
@@ -76,6 +78,8 @@ pub struct Folder {
     dir: PathBuf,
     seen: Option<(Stamp, State)>,
     generation: u64,
+    /// How much of the change log the state in `seen` has applied.
+    log_off: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,6 +87,8 @@ struct Stamp {
     new: DirStamp,
     cur: DirStamp,
     index: (u64, i64, i64, u64),
+    /// The change log's inode, mtime and length (it grows in place).
+    log: (u64, i64, i64, u64),
 }
 
 impl Stamp {
@@ -118,10 +124,7 @@ fn parse_index(text: &str) -> Option<State> {
         Some(f) => f.parse().ok()?,
         None => 0,
     };
-    let dirs = h.next().and_then(|d| {
-        let v: Vec<i64> = d.split(['.', ',']).filter_map(|x| x.parse().ok()).collect();
-        (v.len() == 4).then(|| [(v[0], v[1]), (v[2], v[3])])
-    });
+    let dirs = h.next().and_then(parse_dirs);
     let mut msgs = Vec::new();
     let mut vanished = Vec::new();
     let mut last = 0u32;
@@ -146,62 +149,201 @@ fn parse_index(text: &str) -> Option<State> {
             vanished.push((u.parse().ok()?, m.parse().ok()?));
             continue;
         }
-        let mut f = line.splitn(6, ' ');
-        let uid: u32 = f.next()?.parse().ok()?;
-        let modseq: u64 = f.next()?.parse().ok()?;
-        let internal: i64 = f.next()?.parse().ok()?;
-        let size: u64 = f.next()?.parse().ok()?;
-        let flags = f.next()?;
-        let path = f.next()?;
-        let (sub, file) = if let Some(n) = path.strip_prefix("new/") {
-            (Sub::New, n)
-        } else {
-            (Sub::Cur, path.strip_prefix("cur/")?)
-        };
-        if uid <= last || uid >= uidnext || modseq > highestmodseq {
+        let m = parse_msg(line)?;
+        if m.uid <= last || m.uid >= uidnext || m.modseq > highestmodseq {
             return None;
         }
-        last = uid;
-        msgs.push(Msg {
-            uid,
-            modseq,
-            internal,
-            size,
-            sub,
-            file: file.to_owned(),
-            flags: if flags == "-" {
-                String::new()
-            } else {
-                flags.to_owned()
-            },
-        });
+        last = m.uid;
+        msgs.push(m);
     }
     None
 }
 
-fn render_index(s: &State) -> String {
+/// One message line of the index (and of a `+` record of the log):
+/// `UID MODSEQ INTERNAL SIZE FLAGS new|cur/FILE`.
+fn parse_msg(line: &str) -> Option<Msg> {
+    let mut f = line.splitn(6, ' ');
+    let uid: u32 = f.next()?.parse().ok()?;
+    let modseq: u64 = f.next()?.parse().ok()?;
+    let internal: i64 = f.next()?.parse().ok()?;
+    let size: u64 = f.next()?.parse().ok()?;
+    let flags = f.next()?;
+    let path = f.next()?;
+    let (sub, file) = if let Some(n) = path.strip_prefix("new/") {
+        (Sub::New, n)
+    } else {
+        (Sub::Cur, path.strip_prefix("cur/")?)
+    };
+    Some(Msg {
+        uid,
+        modseq,
+        internal,
+        size,
+        sub,
+        file: file.to_owned(),
+        flags: if flags == "-" {
+            String::new()
+        } else {
+            flags.to_owned()
+        },
+    })
+}
+
+fn render_msg(m: &Msg) -> String {
+    format!(
+        "{} {} {} {} {} {}/{}",
+        m.uid,
+        m.modseq,
+        m.internal,
+        m.size,
+        if m.flags.is_empty() { "-" } else { &m.flags },
+        m.sub.dir(),
+        m.file
+    )
+}
+
+fn render_header(s: &State) -> String {
     let mut out = format!(
-        "{MAGIC} {} {} {} {}",
+        "{} {} {} {}",
         s.uidvalidity, s.uidnext, s.highestmodseq, s.vanished_floor
     );
     if let Some([(a, b), (c, d)]) = s.dirs {
         out.push_str(&format!(" {a}.{b},{c}.{d}"));
     }
-    out.push('\n');
+    out
+}
+
+fn parse_dirs(d: &str) -> Option<[(i64, i64); 2]> {
+    let v: Vec<i64> = d.split(['.', ',']).filter_map(|x| x.parse().ok()).collect();
+    (v.len() == 4).then(|| [(v[0], v[1]), (v[2], v[3])])
+}
+
+/// Keep at most [`MAX_VANISHED`] expunged UIDs; the floor rises past the ones dropped.
+fn trim_vanished(state: &mut State) {
+    if state.vanished.len() > MAX_VANISHED {
+        let cut = state.vanished.len() - MAX_VANISHED;
+        state.vanished_floor = state.vanished[cut - 1].1;
+        state.vanished.drain(..cut);
+    }
+}
+
+/// The log may grow to this plus half the snapshot's size before the next change
+/// rewrites the snapshot whole (compaction).
+const LOG_MIN: u64 = 64 * 1024;
+
+/// One batch of the log: the changes, the new header, the commit line.
+fn render_batch(changes: &[Change], state: &State) -> String {
+    let mut out = String::new();
+    for c in changes {
+        match c {
+            Change::Put(m) => {
+                out.push_str("+ ");
+                out.push_str(&render_msg(m));
+                out.push('\n');
+            }
+            Change::Gone(u, m) => out.push_str(&format!("- {u} {m}\n")),
+        }
+    }
+    out.push_str(&format!("h {}\n", render_header_rest(state)));
+    out.push_str(&format!("c {}\n", state.msgs.len()));
+    out
+}
+
+/// The header without UIDVALIDITY (it never changes within a log).
+fn render_header_rest(s: &State) -> String {
+    let mut out = format!("{} {} {}", s.uidnext, s.highestmodseq, s.vanished_floor);
+    if let Some([(a, b), (c, d)]) = s.dirs {
+        out.push_str(&format!(" {a}.{b},{c}.{d}"));
+    }
+    out
+}
+
+/// One change to the index, as appended to the log (docs in [`Folder::sync_changed`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Change {
+    /// A message added, or changed (flags, file name): `+ MSG-LINE`.
+    Put(Msg),
+    /// A message expunged at MODSEQ: `- UID MODSEQ`.
+    Gone(u32, u64),
+}
+
+/// Apply complete batches of log `text` (from just after its first line, or from a
+/// batch boundary) to `state`; returns the length of `text` that was applied (a torn
+/// batch at the end, from a crash, is left out).
+fn replay(state: &mut State, text: &str) -> usize {
+    let mut batch: Vec<Change> = Vec::new();
+    // UIDNEXT, HIGHESTMODSEQ, the vanished floor, the directories' mtimes.
+    type Header = (u32, u64, u64, Option<[(i64, i64); 2]>);
+    let mut header: Option<Header> = None;
+    let mut done = 0;
+    let mut pos = 0;
+    for line in text.split_inclusive('\n') {
+        pos += line.len();
+        let Some(l) = line.strip_suffix('\n') else {
+            break;
+        };
+        if let Some(m) = l.strip_prefix("+ ").and_then(parse_msg) {
+            batch.push(Change::Put(m));
+        } else if let Some(x) = l.strip_prefix("- ") {
+            let Some((u, m)) = x.split_once(' ') else {
+                break;
+            };
+            let (Ok(u), Ok(m)) = (u.parse(), m.parse()) else {
+                break;
+            };
+            batch.push(Change::Gone(u, m));
+        } else if let Some(h) = l.strip_prefix("h ") {
+            let mut f = h.split_whitespace();
+            let (Some(Ok(next)), Some(Ok(hms)), Some(Ok(floor))) = (
+                f.next().map(str::parse),
+                f.next().map(str::parse),
+                f.next().map(str::parse),
+            ) else {
+                break;
+            };
+            header = Some((next, hms, floor, f.next().and_then(parse_dirs)));
+        } else if l.strip_prefix("c ").is_some() {
+            for c in batch.drain(..) {
+                apply(state, c);
+            }
+            if let Some((next, hms, floor, dirs)) = header.take() {
+                state.uidnext = state.uidnext.max(next);
+                state.highestmodseq = state.highestmodseq.max(hms);
+                state.vanished_floor = state.vanished_floor.max(floor);
+                state.dirs = dirs;
+            }
+            trim_vanished(state);
+            done = pos;
+        } else {
+            break;
+        }
+    }
+    done
+}
+
+fn apply(state: &mut State, c: Change) {
+    match c {
+        Change::Put(m) => match state.msgs.binary_search_by_key(&m.uid, |x| x.uid) {
+            Ok(i) => state.msgs[i] = m,
+            Err(i) => state.msgs.insert(i, m),
+        },
+        Change::Gone(uid, modseq) => {
+            if let Ok(i) = state.msgs.binary_search_by_key(&uid, |x| x.uid) {
+                state.msgs.remove(i);
+            }
+            state.vanished.push((uid, modseq));
+        }
+    }
+}
+
+fn render_index(s: &State) -> String {
+    let mut out = format!("{MAGIC} {}\n", render_header(s));
     for (u, m) in &s.vanished {
         out.push_str(&format!("x {u} {m}\n"));
     }
     for m in &s.msgs {
-        out.push_str(&format!(
-            "{} {} {} {} {} {}/{}\n",
-            m.uid,
-            m.modseq,
-            m.internal,
-            m.size,
-            if m.flags.is_empty() { "-" } else { &m.flags },
-            m.sub.dir(),
-            m.file
-        ));
+        out.push_str(&render_msg(m));
+        out.push('\n');
     }
     out.push_str(&format!("end {}\n", s.msgs.len()));
     out
@@ -241,6 +383,7 @@ impl Folder {
             dir,
             seen: None,
             generation: 0,
+            log_off: 0,
         }
     }
 
@@ -329,14 +472,15 @@ impl Folder {
         let md = |p: PathBuf| DirStamp::read(&p).map_err(|e| StoreError::io("stat", &p, e));
         let new = md(self.dir.join("new"))?;
         let cur = md(self.dir.join("cur"))?;
-        let idx = match fs::metadata(self.dir.join(INDEX)) {
+        let meta = |name: &str| match fs::metadata(self.dir.join(name)) {
             Ok(m) => (m.ino(), m.mtime(), m.mtime_nsec(), m.len()),
             Err(_) => (0, 0, 0, 0),
         };
         Ok(Stamp {
             new,
             cur,
-            index: idx,
+            index: meta(INDEX),
+            log: meta(LOG),
         })
     }
 
@@ -421,8 +565,41 @@ impl Folder {
             return Ok(None);
         }
         let _lock = self.lock()?;
-        let mut state = match self.load_index() {
-            Some(s) => s,
+        let under = self.stamp()?;
+        // The state: the last one this Folder saw plus what the log gained since, when the
+        // snapshot is still the same file and the log the same, grown; else the snapshot
+        // read again and the whole log applied to it.
+        let incremental = match &self.seen {
+            Some((st, _)) => {
+                st.index == under.index
+                    && under.index.0 != 0
+                    && (st.log.0 == under.log.0 || self.log_off == 0)
+                    && under.log.3 >= self.log_off
+            }
+            None => false,
+        };
+        let mut loaded = None;
+        if incremental && let Some((_, s)) = &self.seen {
+            let mut s = s.clone();
+            if let Ok(off) = self.replay_log(&mut s, self.log_off) {
+                loaded = Some((s, off));
+            }
+        }
+        if loaded.is_none()
+            && let Some(mut s) = self.load_index()
+        {
+            let off = self.replay_log(&mut s, 0)?;
+            loaded = Some((s, off));
+        }
+        // Whether the state is the snapshot on disk plus the log up to `log_off`, so that
+        // a change may be appended to the log.
+        let snapshot_ok = loaded.is_some();
+        let mut log_off = 0u64;
+        let mut state = match loaded {
+            Some((s, off)) => {
+                log_off = off;
+                s
+            }
             None if !self.dir.join(INDEX).exists()
                 && !self.dir.join(LAST_UV).exists()
                 && let Some((uv, next, uids)) = self.foreign_uids() =>
@@ -462,11 +639,16 @@ impl Folder {
                 }
             }
         };
+        let base_hms = state.highestmodseq;
         // The directories need reading only when they changed since the index was made
         // (and a change within the clock's granularity is never trusted as "none").
         let dirs_now = [before.new.mtime(), before.cur.mtime()];
         let scan = state.dirs != Some(dirs_now) || !before.settled();
-        let changed = scan && self.merge(&mut state)?;
+        let changes = if scan {
+            self.merge(&mut state)?
+        } else {
+            Vec::new()
+        };
         let record = if before.settled() {
             Some(dirs_now)
         } else {
@@ -474,12 +656,29 @@ impl Folder {
         };
         let dirs_changed = state.dirs != record;
         state.dirs = record;
-        if changed || dirs_changed || !self.dir.join(INDEX).exists() {
-            write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
-            self.remove_stale_caches(state.uidvalidity);
+        if !changes.is_empty() || dirs_changed || !self.dir.join(INDEX).exists() {
+            let batch = render_batch(&changes, &state);
+            let snapshot_len = under.index.3;
+            if !snapshot_ok
+                || !self.dir.join(INDEX).exists()
+                || log_off + batch.len() as u64 > LOG_MIN + snapshot_len / 2
+            {
+                // Compaction: the whole index once, then an empty log.
+                write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
+                match fs::remove_file(self.dir.join(LOG)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(StoreError::io("unlink", &self.dir.join(LOG), e)),
+                }
+                log_off = 0;
+                self.remove_stale_caches(state.uidvalidity);
+            } else {
+                log_off = self.append_log(log_off, base_hms, state.uidvalidity, &batch)?;
+            }
         }
         let after = self.stamp()?;
         self.seen = Some((after, state.clone()));
+        self.log_off = log_off;
         self.generation += 1;
         Ok(Some(state))
     }
@@ -495,7 +694,7 @@ impl Folder {
         self.seen.as_ref().map(|(_, s)| s)
     }
 
-    fn merge(&self, state: &mut State) -> Result<bool, StoreError> {
+    fn merge(&self, state: &mut State) -> Result<Vec<Change>, StoreError> {
         let md = Maildir::open(&self.dir)?;
         let entries = md.scan()?;
         let mut by_base: HashMap<String, mailorder_maildir::Entry> =
@@ -506,19 +705,18 @@ impl Folder {
             }
             by_base.insert(e.base.clone(), e);
         }
-        let mut changed = false;
+        let mut changes = Vec::new();
         let mut hms = state.highestmodseq;
         let mut kept = Vec::with_capacity(state.msgs.len());
         for mut m in std::mem::take(&mut state.msgs) {
             match by_base.remove(m.base()) {
                 None => {
-                    changed = true;
                     hms += 1;
                     state.vanished.push((m.uid, hms));
+                    changes.push(Change::Gone(m.uid, hms));
                 }
                 Some(e) => {
                     if e.name != m.file || e.dir != m.sub {
-                        changed = true;
                         if e.flags != m.flags {
                             hms += 1;
                             m.modseq = hms;
@@ -526,6 +724,7 @@ impl Folder {
                         }
                         m.file = e.name;
                         m.sub = e.dir;
+                        changes.push(Change::Put(m.clone()));
                     }
                     kept.push(m);
                 }
@@ -554,8 +753,7 @@ impl Folder {
                 break;
             }
             hms += 1;
-            changed = true;
-            kept.push(Msg {
+            let m = Msg {
                 uid: state.uidnext,
                 modseq: hms,
                 internal: meta.mtime(),
@@ -563,17 +761,88 @@ impl Folder {
                 sub: e.dir,
                 file: e.name,
                 flags: e.flags,
-            });
+            };
+            changes.push(Change::Put(m.clone()));
+            kept.push(m);
             state.uidnext += 1;
         }
         state.msgs = kept;
         state.highestmodseq = hms;
-        if state.vanished.len() > MAX_VANISHED {
-            let cut = state.vanished.len() - MAX_VANISHED;
-            state.vanished_floor = state.vanished[cut - 1].1;
-            state.vanished.drain(..cut);
+        trim_vanished(state);
+        Ok(changes)
+    }
+
+    /// Apply the change log from byte `from` (0: the whole log, whose first line must
+    /// name this snapshot) to `state`. Returns the offset just after the last complete
+    /// batch; 0 when there is no log or it is left from an older snapshot (after a crash
+    /// during compaction: ignored, and cut when the next change is appended).
+    fn replay_log(&self, state: &mut State, from: u64) -> Result<u64, StoreError> {
+        use std::io::Seek;
+        let p = self.dir.join(LOG);
+        let mut f = match open_nofollow(&p) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound && from == 0 => return Ok(0),
+            Err(e) => return Err(StoreError::io("open", &p, e)),
+        };
+        let mut bytes = Vec::new();
+        f.seek(io::SeekFrom::Start(from))
+            .and_then(|_| f.read_to_end(&mut bytes))
+            .map_err(|e| StoreError::io("read", &p, e))?;
+        // A torn batch may end inside a UTF-8 sequence: only whole lines count anyway.
+        let text = match std::str::from_utf8(&bytes) {
+            Ok(t) => t,
+            Err(e) => std::str::from_utf8(&bytes[..e.valid_up_to()]).unwrap_or_default(),
+        };
+        let mut body = text;
+        let mut off = from;
+        if from == 0 {
+            let want = format!(
+                "{LOG_MAGIC} {} {}\n",
+                state.uidvalidity, state.highestmodseq
+            );
+            match body.strip_prefix(want.as_str()) {
+                Some(rest) => {
+                    body = rest;
+                    off = want.len() as u64;
+                }
+                None => return Ok(0),
+            }
         }
-        Ok(changed)
+        Ok(off + replay(state, body) as u64)
+    }
+
+    /// Append one batch to the change log (started with its first line when `off` is 0;
+    /// a torn batch after `off`, from a crash, is cut off first), `fdatasync` it; returns
+    /// the new end.
+    fn append_log(
+        &self,
+        off: u64,
+        base_hms: u64,
+        uidvalidity: u32,
+        batch: &str,
+    ) -> Result<u64, StoreError> {
+        let p = self.dir.join(LOG);
+        let err = |op, e| StoreError::io(op, &p, e);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(|e| err("open", e))?;
+        let mut text = String::new();
+        if off == 0 {
+            text.push_str(&format!("{LOG_MAGIC} {uidvalidity} {base_hms}\n"));
+        }
+        text.push_str(batch);
+        f.set_len(off).map_err(|e| err("truncate", e))?;
+        use std::io::Seek;
+        f.seek(io::SeekFrom::Start(off))
+            .map_err(|e| err("seek", e))?;
+        f.write_all(text.as_bytes()).map_err(|e| err("write", e))?;
+        f.sync_data().map_err(|e| err("fdatasync", e))?;
+        Ok(off + text.len() as u64)
     }
 
     fn remove_stale_caches(&self, uidvalidity: u32) {
@@ -827,6 +1096,7 @@ impl Folder {
             let _lock = self.lock()?;
             let state = self.state_with_uids(uidvalidity, uidnext, &wanted)?;
             write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
+            let _ = fs::remove_file(self.dir.join(LOG));
             write_atomic(
                 &self.dir.join(LAST_UV),
                 format!("{uidvalidity}\n").as_bytes(),
@@ -834,6 +1104,7 @@ impl Folder {
             )?;
         }
         self.seen = None;
+        self.log_off = 0;
         self.sync()
     }
 
@@ -1264,6 +1535,64 @@ mod tests {
         // The tombstones survive a reload from disk.
         let st4 = s.folder("INBOX").unwrap().sync().unwrap();
         assert_eq!(st4.vanished, st3.vanished);
+    }
+
+    // See: issue #12: the index is not rewritten whole on every change: changes are
+    // appended to a log, which a torn tail does not spoil, and compacted now and then.
+    #[test]
+    fn changes_go_to_the_log_and_are_compacted() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        for i in 0..3 {
+            md.deliver(format!("Subject: {i}\n\nx\n").as_bytes())
+                .unwrap();
+        }
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        let idx = s.root().join(INDEX);
+        let ino = fs::metadata(&idx).unwrap().ino();
+        let same = |a: &State, b: &State| {
+            assert_eq!(
+                (&a.msgs, a.uidnext, a.highestmodseq, &a.vanished),
+                (&b.msgs, b.uidnext, b.highestmodseq, &b.vanished)
+            );
+        };
+        let mut last = st.clone();
+        for flags in ["S", "F", "FS", ""] {
+            f.set_flags(&last.msgs[0], flags).unwrap();
+            last = f.sync().unwrap();
+        }
+        f.remove(&last.msgs[1]).unwrap();
+        md.deliver(&b"Subject: new\n\ny\n"[..]).unwrap();
+        last = f.sync().unwrap();
+        assert_eq!(fs::metadata(&idx).unwrap().ino(), ino, "index rewritten");
+        assert!(s.root().join(LOG).exists());
+        same(&s.folder("INBOX").unwrap().sync().unwrap(), &last);
+        // A torn batch at the end (a crash mid-append) is ignored, then cut off.
+        let mut lf = fs::OpenOptions::new()
+            .append(true)
+            .open(s.root().join(LOG))
+            .unwrap();
+        lf.write_all(b"+ 99 1 1 1 - cur/x\n- 3").unwrap();
+        same(&s.folder("INBOX").unwrap().sync().unwrap(), &last);
+        let mut g = s.folder("INBOX").unwrap();
+        g.sync().unwrap();
+        g.set_flags(&last.msgs[0], "R").unwrap();
+        last = g.sync().unwrap();
+        same(&f.sync().unwrap(), &last);
+        same(&s.folder("INBOX").unwrap().sync().unwrap(), &last);
+        // Enough changes compact the log into a new index.
+        let mut n = 0;
+        while fs::metadata(&idx).unwrap().ino() == ino {
+            n += 1;
+            assert!(n < 5000, "never compacted");
+            let flags = if n % 2 == 0 { "S" } else { "F" };
+            g.set_flags(&last.msgs[0], flags).unwrap();
+            last = g.sync().unwrap();
+        }
+        assert!(!s.root().join(LOG).exists());
+        same(&f.sync().unwrap(), &last);
+        same(&s.folder("INBOX").unwrap().sync().unwrap(), &last);
     }
 
     #[test]

@@ -6,8 +6,16 @@
 //!   the special folders (Sent, Drafts, Trash, Junk, Archive).
 //! - [`Folder`]: one folder's messages with persistent UIDs: the index file
 //!   `mailorder-index` keeps UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and, per message, its UID,
-//!   MODSEQ, internal date, RFC 822 size (CRLF) and file name. It is written via a
-//!   temporary file and `rename`, under an `flock` on `mailorder-index.lock`; a torn or
+//!   MODSEQ, internal date, RFC 822 size (CRLF) and file name. Changes are not written
+//!   into it: each changing sync appends one batch to `mailorder-index.log` (`+ MSG`
+//!   added or changed, `- UID MODSEQ` expunged, `h …` the new header, `c N` the commit),
+//!   `fdatasync`ed; a session reads only the log's new tail, and a batch torn by a crash
+//!   is ignored and cut off. When the log outgrows 64 KiB plus half the index, the next
+//!   change writes the index whole (via a temporary file and `rename`) and removes the
+//!   log (compaction, as Dovecot's transaction log). The log's first line names the
+//!   index's UIDVALIDITY and HIGHESTMODSEQ, so a log left from before a compaction is
+//!   never applied to the new index. All of it under an `flock` on
+//!   `mailorder-index.lock`; a torn or
 //!   unreadable index is never trusted: it is rebuilt with a new UIDVALIDITY, never one
 //!   used before (the last one is kept in `mailorder-uidvalidity`). The index also keeps
 //!   the last [`MAX_VANISHED`] expunged UIDs with their MODSEQ (QRESYNC). UIDs go to new
