@@ -83,3 +83,25 @@ fn every_program_has_a_complete_contract() {
     }
     assert_eq!(checked, CODES.len(), "programs found vs programs listed");
 }
+
+/// Every library crate (no `main.rs`) documents its public items: its lib.rs turns on
+/// `missing_docs`, which clippy's `-D warnings` makes an error.
+#[test]
+fn every_library_warns_on_missing_docs() {
+    let crates = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let mut libraries = 0;
+    for e in std::fs::read_dir(&crates).unwrap().filter_map(Result::ok) {
+        let dir = e.path();
+        if dir.join("src/main.rs").exists() || !dir.join("src/lib.rs").exists() {
+            continue;
+        }
+        let text = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        assert!(
+            text.contains("#![warn(missing_docs)]"),
+            "{}: a library crate's lib.rs says #![warn(missing_docs)]",
+            dir.display()
+        );
+        libraries += 1;
+    }
+    assert!(libraries >= 10, "only {libraries} library crates found");
+}
