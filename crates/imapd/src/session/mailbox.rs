@@ -1,0 +1,350 @@
+//! Mailbox commands: LIST/LSUB (LIST-EXTENDED, LIST-STATUS), STATUS, APPEND.
+
+use super::*;
+
+impl<W: Write> Session<W> {
+    pub(super) fn list(&mut self, cmd: &Command) -> R {
+        let lsub = cmd.name == "LSUB";
+        let mut args: &[Tok] = &cmd.args;
+        // LIST-EXTENDED (RFC 5258): selection options, several patterns, RETURN options.
+        let (mut sel_special, mut sel_subscribed, mut recursive) = (false, false, false);
+        if !lsub && let Some(Tok::List(opts)) = args.first() {
+            for t in opts {
+                match t.atom_upper().as_deref() {
+                    Some("SPECIAL-USE") => sel_special = true,
+                    Some("SUBSCRIBED") => sel_subscribed = true,
+                    Some("RECURSIVEMATCH") => recursive = true,
+                    Some("REMOTE") => {}
+                    _ => return bad("Unsupported LIST selection option"),
+                }
+            }
+            if recursive && !sel_subscribed && !sel_special {
+                return bad("RECURSIVEMATCH needs another selection option");
+            }
+            args = &args[1..];
+        }
+        if args.len() < 2 {
+            return bad("Wrong number of arguments");
+        }
+        let Some(reference) = args[0].text() else {
+            return bad("Bad LIST reference");
+        };
+        let patterns: Vec<String> = match &args[1] {
+            Tok::List(ps) if !lsub => {
+                let v: Option<Vec<String>> = ps.iter().map(Tok::text).collect();
+                match v {
+                    Some(v) if !v.is_empty() => v,
+                    _ => return bad("Bad LIST patterns"),
+                }
+            }
+            t => match t.text() {
+                Some(p) => vec![p],
+                None => return bad("Bad LIST pattern"),
+            },
+        };
+        let (mut ret_subscribed, mut ret_status) = (sel_subscribed, None);
+        if args.len() > 2 {
+            let ok_ret = !lsub
+                && args.len() == 4
+                && matches!(&args[2], Tok::Atom(r) if r.eq_ignore_ascii_case("RETURN"));
+            let Some(Tok::List(opts)) = args.get(3).filter(|_| ok_ret) else {
+                return bad("Bad LIST arguments");
+            };
+            let mut i = 0;
+            while i < opts.len() {
+                match opts[i].atom_upper().as_deref() {
+                    Some("SUBSCRIBED") => ret_subscribed = true,
+                    Some("CHILDREN" | "SPECIAL-USE") => {}
+                    Some("STATUS") => match opts.get(i + 1) {
+                        Some(Tok::List(items)) => {
+                            ret_status = Some(items.clone());
+                            i += 1;
+                        }
+                        _ => return bad("STATUS needs a list of items"),
+                    },
+                    _ => return bad("Unsupported LIST return option"),
+                }
+                i += 1;
+            }
+        }
+        if patterns.len() == 1 && patterns[0].is_empty() {
+            if !lsub {
+                self.line("* LIST (\\Noselect) \"/\" \"\"");
+            }
+            return ok("List completed");
+        }
+        if patterns.iter().any(|p| p.len() > 512) || reference.len() > 512 || patterns.len() > 64 {
+            return bad("Pattern too long");
+        }
+        let enc = |x: &str| {
+            if self.utf8 {
+                mutf7::encode(x)
+            } else {
+                x.to_owned()
+            }
+        };
+        let fulls: Vec<String> = patterns
+            .iter()
+            .map(|p| format!("{}{}", enc(&reference), enc(p)))
+            .collect();
+        let matches = |name: &str| {
+            fulls.iter().any(|f| {
+                list_match(f, name)
+                    || (name == "INBOX" && list_match(&f.to_ascii_uppercase(), "INBOX"))
+            })
+        };
+        let entries = match self.store.list() {
+            Ok(l) => l,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let subs = match self.store.subscriptions() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut lines: Vec<(String, String)> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for e in &entries {
+            let subscribed = subs.contains(&e.name);
+            let mut childinfo = false;
+            if (lsub || sel_subscribed) && !subscribed {
+                // RECURSIVEMATCH: a parent whose child is subscribed is listed with
+                // CHILDINFO; LSUB lists it as \Noselect.
+                let pre = format!("{}/", e.name);
+                let child_sub = subs
+                    .iter()
+                    .any(|s| s.starts_with(&pre) && !(lsub && matches(s)));
+                if !(child_sub && (recursive || lsub)) {
+                    continue;
+                }
+                childinfo = !lsub;
+            }
+            if sel_special && e.special.is_none() {
+                continue;
+            }
+            if !matches(&e.name) {
+                continue;
+            }
+            seen.push(e.name.clone());
+            let mut attrs: Vec<&str> = Vec::new();
+            if !e.exists || (lsub && !subscribed) {
+                attrs.push("\\Noselect");
+            }
+            attrs.push(if e.children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+            if let Some(s) = e.special {
+                attrs.push(s);
+            }
+            if ret_subscribed && subscribed && !lsub {
+                attrs.push("\\Subscribed");
+            }
+            let ext = if childinfo {
+                " (\"CHILDINFO\" (\"SUBSCRIBED\"))"
+            } else {
+                ""
+            };
+            lines.push((
+                e.name.clone(),
+                format!(
+                    "* {} ({}) \"/\" {}{ext}",
+                    cmd.name,
+                    attrs.join(" "),
+                    self.name_out(&e.name)
+                ),
+            ));
+        }
+        if lsub || sel_subscribed {
+            // Subscribed names that do not exist (any more).
+            for s in &subs {
+                if !seen.contains(s)
+                    && !entries.iter().any(|e| &e.name == s)
+                    && matches(s)
+                    && !sel_special
+                {
+                    let attrs = if lsub {
+                        "\\Noselect"
+                    } else {
+                        "\\NonExistent \\Subscribed"
+                    };
+                    lines.push((
+                        String::new(),
+                        format!("* {} ({attrs}) \"/\" {}", cmd.name, self.name_out(s)),
+                    ));
+                }
+            }
+        }
+        for (name, l) in lines {
+            self.line(&l);
+            if let (Some(items), false) = (&ret_status, name.is_empty())
+                && let Ok(st) = self.status_line(&name, items)
+            {
+                self.line(&st);
+            }
+        }
+        ok(format!("{} completed", cmd.name))
+    }
+
+    /// `* STATUS name (…)` for `items`, or the reply to send instead.
+    pub(super) fn status_line(&mut self, name: &str, items: &[Tok]) -> Result<String, Reply> {
+        let mut folder = self.store.folder(name).map_err(|e| store_no(&e))?;
+        let st = folder.sync().map_err(|e| store_no(&e))?;
+        let mut out = Vec::new();
+        for it in items {
+            let i = it.atom_upper().unwrap_or_default();
+            let v = match i.as_str() {
+                "MESSAGES" => st.msgs.len() as u64,
+                "RECENT" => st
+                    .msgs
+                    .iter()
+                    .filter(|m| m.sub == mailorder_maildir::Sub::New)
+                    .count() as u64,
+                "DELETED" => st.msgs.iter().filter(|m| m.flags.contains('T')).count() as u64,
+                "UIDNEXT" => u64::from(st.uidnext),
+                "UIDVALIDITY" => u64::from(st.uidvalidity),
+                "UNSEEN" => st.msgs.iter().filter(|m| !m.flags.contains('S')).count() as u64,
+                "HIGHESTMODSEQ" => st.highestmodseq,
+                "SIZE" => st.msgs.iter().map(|m| m.size).sum(),
+                _ => return Err(Reply::Bad(format!("Unknown STATUS item {i}"))),
+            };
+            out.push(format!("{i} {v}"));
+        }
+        Ok(format!(
+            "* STATUS {} ({})",
+            self.name_out(name),
+            out.join(" ")
+        ))
+    }
+
+    pub(super) fn status(&mut self, cmd: &Command) -> R {
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let Tok::List(items) = &cmd.args[1] else {
+            return bad("STATUS items must be a list");
+        };
+        match self.status_line(&name, items) {
+            Ok(l) => {
+                self.line(&l);
+                ok("Status completed")
+            }
+            Err(r) => Ok(r),
+        }
+    }
+
+    /// Maildir letters for IMAP flags, creating keyword letters in `folder` as needed.
+    pub(super) fn letters(
+        folder: &mut Folder,
+        flags: &[String],
+        create: bool,
+    ) -> Result<String, StoreError> {
+        let mut out = String::new();
+        for f in flags {
+            if let Some((c, _)) = SYSTEM_FLAGS.iter().find(|(_, n)| n.eq_ignore_ascii_case(f)) {
+                out.push(*c);
+            } else if f.starts_with('\\') {
+                // \Recent and unknown system flags are not stored.
+            } else if let Some(c) = folder.keyword_letter(f, create)? {
+                out.push(c);
+            }
+        }
+        Ok(mailorder_maildir::name::normalize_flags(&out))
+    }
+
+    /// APPEND, with MULTIAPPEND (RFC 3502): every message is stored or none is.
+    pub(super) fn append(&mut self, cmd: &Command) -> R {
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let mut rest = &cmd.args[1..];
+        let mut msgs: Vec<(Vec<String>, Option<i64>, &[u8])> = Vec::new();
+        while !rest.is_empty() {
+            let mut flags = Vec::new();
+            if let Some(t @ Tok::List(_)) = rest.first() {
+                flags = match parse_flags(t) {
+                    Ok(f) => f,
+                    Err(e) => return bad(e),
+                };
+                rest = &rest[1..];
+            }
+            let mut internal = None;
+            // A date-time is a quoted string before the literal.
+            if let (Some(Tok::Str(d)), Some(Tok::Lit(_))) = (rest.first(), rest.get(1)) {
+                match std::str::from_utf8(d).ok().and_then(date::parse_date_time) {
+                    Some((t, _)) => internal = Some(t),
+                    None => return bad("Bad date-time"),
+                }
+                rest = &rest[1..];
+            }
+            let data: &[u8] = match rest {
+                [Tok::Lit(d), ..] => d,
+                // UTF8=ACCEPT: `UTF8 (~{n}…)`.
+                [Tok::Atom(a), Tok::List(l), ..] if self.utf8 && a.eq_ignore_ascii_case("UTF8") => {
+                    match l.as_slice() {
+                        [Tok::Lit(d)] => {
+                            rest = &rest[1..];
+                            d
+                        }
+                        _ => return bad("Bad UTF8 message"),
+                    }
+                }
+                _ => return bad("Missing message literal"),
+            };
+            if data.len() > self.cfg.max_message {
+                return no("[TOOBIG] Message too large");
+            }
+            msgs.push((flags, internal, data));
+            rest = &rest[1..];
+        }
+        if msgs.is_empty() {
+            return bad("Missing message literal");
+        }
+        let mut folder = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let total: u64 = msgs.iter().map(|m| m.2.len() as u64).sum();
+        if let Some((def, usage)) = self.store.quota()
+            && def.exceeded_by(usage, total, msgs.len() as u64)
+        {
+            return no("[OVERQUOTA] Quota exceeded");
+        }
+        let mut bases: Vec<String> = Vec::new();
+        for (flags, internal, data) in &msgs {
+            let res = Self::letters(&mut folder, flags, true)
+                .and_then(|l| folder.add(data, &l, *internal));
+            match res {
+                Ok(base) => {
+                    bases.push(base);
+                    let _ = mailorder_maildir::quota::append_line(
+                        self.store.root(),
+                        data.len() as i64,
+                        1,
+                    );
+                }
+                Err(e) => {
+                    // All or nothing: take back what was stored.
+                    if let Ok((_, uids)) = folder.uids_of(&bases)
+                        && let Ok(st) = folder.sync()
+                    {
+                        for m in st.msgs.iter().filter(|m| uids.contains(&m.uid)) {
+                            let _ = folder.remove(m);
+                        }
+                    }
+                    return Ok(store_no(&e));
+                }
+            }
+        }
+        match folder.uids_of(&bases) {
+            Ok((uv, uids)) => ok(format!(
+                "[APPENDUID {uv} {}] Append completed",
+                join_uids(&uids)
+            )),
+            Err(e) => Ok(store_no(&e)),
+        }
+    }
+}

@@ -1,0 +1,420 @@
+//! SEARCH (ESEARCH, SEARCHRES, CONDSTORE), SORT and THREAD, and the evaluation of
+//! search keys against a message.
+
+use super::*;
+
+impl<W: Write> Session<W> {
+    pub(super) fn search(&mut self, args: &[Tok], uid: bool) -> R {
+        let mut args = args;
+        let mut ret: Option<Vec<String>> = None;
+        if args.first().and_then(Tok::atom_upper).as_deref() == Some("RETURN") {
+            let Some(Tok::List(r)) = args.get(1) else {
+                return bad("Bad RETURN options");
+            };
+            let mut v = Vec::new();
+            for t in r {
+                match t.atom_upper().as_deref() {
+                    Some(o @ ("MIN" | "MAX" | "ALL" | "COUNT" | "SAVE")) => v.push(o.to_owned()),
+                    _ => return bad("Unsupported RETURN option"),
+                }
+            }
+            if v.is_empty() {
+                v.push("ALL".into());
+            }
+            if v.iter().any(|o| o == "SAVE") {
+                // A failing SEARCH leaves `$` empty (RFC 5182 §2.1).
+                self.saved.clear();
+            }
+            ret = Some(v);
+            args = &args[2..];
+        }
+        if args.first().and_then(Tok::atom_upper).as_deref() == Some("CHARSET") {
+            let cs = args
+                .get(1)
+                .and_then(Tok::text)
+                .unwrap_or_default()
+                .to_ascii_uppercase();
+            if cs != "UTF-8" && cs != "US-ASCII" {
+                return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
+            }
+            args = args.get(2..).unwrap_or(&[]);
+        }
+        let key = match parse_search(args) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
+        };
+        if uses_modseq(&key) {
+            self.condstore = true;
+        }
+        let idx = self.matches(&key);
+        if ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "SAVE"))
+            && let Some(sel) = &self.sel
+        {
+            self.saved = idx.iter().map(|&i| sel.view[i].uid).collect();
+        }
+        let hits: Vec<(u32, u64)> = idx
+            .into_iter()
+            .map(|i| {
+                self.sel.as_ref().map_or((0, 0), |sel| {
+                    let m = &sel.view[i];
+                    (if uid { m.uid } else { i as u32 + 1 }, m.modseq)
+                })
+            })
+            .collect();
+        let maxmod = hits.iter().map(|h| h.1).max();
+        let nums: Vec<u32> = hits.iter().map(|h| h.0).collect();
+        let modseq_part = if uses_modseq(&key) {
+            maxmod.map(|m| format!(" (MODSEQ {m})")).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
+        let ret = match ret {
+            None if self.rev2 => Some(vec!["ALL".to_owned()]),
+            r => r,
+        };
+        match ret {
+            None => {
+                let list: Vec<String> = nums.iter().map(u32::to_string).collect();
+                let sp = if list.is_empty() { "" } else { " " };
+                self.line(&format!("* SEARCH{sp}{}{modseq_part}", list.join(" ")));
+            }
+            Some(opts) if opts.len() == 1 && opts[0] == "SAVE" => {}
+            Some(opts) => {
+                let mut parts = Vec::new();
+                for o in &opts {
+                    match o.as_str() {
+                        "MIN" => {
+                            if let Some(v) = nums.iter().min() {
+                                parts.push(format!("MIN {v}"));
+                            }
+                        }
+                        "MAX" => {
+                            if let Some(v) = nums.iter().max() {
+                                parts.push(format!("MAX {v}"));
+                            }
+                        }
+                        "COUNT" => parts.push(format!("COUNT {}", nums.len())),
+                        "SAVE" => {}
+                        _ => {
+                            if !nums.is_empty() {
+                                let mut s = nums.clone();
+                                s.sort_unstable();
+                                parts.push(format!("ALL {}", compact(&s)));
+                            }
+                        }
+                    }
+                }
+                // RFC 7162 §3.1.5: with a MODSEQ criterion the answer carries MODSEQ: the
+                // highest of the messages returned (of the MIN/MAX ones when neither
+                // ALL nor COUNT was asked for).
+                if uses_modseq(&key) && !hits.is_empty() {
+                    let whole = opts.iter().any(|o| o == "ALL" || o == "COUNT");
+                    let m = if whole {
+                        maxmod
+                    } else {
+                        let pick = |f: fn(u32, u32) -> bool| {
+                            hits.iter()
+                                .copied()
+                                .reduce(|a, b| if f(b.0, a.0) { b } else { a })
+                        };
+                        let mut v = Vec::new();
+                        if opts.iter().any(|o| o == "MIN") {
+                            v.extend(pick(|b, a| b < a));
+                        }
+                        if opts.iter().any(|o| o == "MAX") {
+                            v.extend(pick(|b, a| b > a));
+                        }
+                        v.iter().map(|h| h.1).max()
+                    };
+                    if let Some(m) = m {
+                        parts.push(format!("MODSEQ {m}"));
+                    }
+                }
+                self.esearch_line(uid, &parts);
+            }
+        }
+        ok("Search completed")
+    }
+
+    /// Indexes into the view of the messages that match `key`.
+    pub(super) fn matches(&self, key: &SearchKey) -> Vec<usize> {
+        let Some(sel) = self.sel.as_ref() else {
+            return Vec::new();
+        };
+        let count = sel.view.len() as u32;
+        let maxuid = sel.view.last().map_or(0, |m| m.uid);
+        let mut out = Vec::new();
+        for (i, m) in sel.view.iter().enumerate() {
+            let mut ctx = Ctx {
+                folder: &sel.folder,
+                m,
+                seq: i as u32 + 1,
+                count,
+                maxuid,
+                keywords: &sel.keywords,
+                saved: &self.saved,
+                recent: &sel.recent,
+                data: None,
+            };
+            if eval(key, &mut ctx) {
+                out.push(i);
+            }
+        }
+        out
+    }
+
+    /// What SORT and THREAD need of the matching messages (header reads only).
+    pub(super) fn sort_infos(&self, idx: &[usize], uid: bool) -> Vec<sort::Info> {
+        let Some(sel) = self.sel.as_ref() else {
+            return Vec::new();
+        };
+        let mut out = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let m = &sel.view[i];
+            let h = sel.folder.read_header(m).ok().flatten().unwrap_or_default();
+            let hs = mailparse::parse_headers(&h)
+                .map(|x| x.0)
+                .unwrap_or_default();
+            let get = |n: &str| {
+                hs.iter()
+                    .find(|x| x.get_key_ref().eq_ignore_ascii_case(n))
+                    .map(|x| x.get_value())
+            };
+            let (subject, reply) = sort::base_subject(&get("Subject").unwrap_or_default());
+            let date = get("Date")
+                .and_then(|d| date::parse_rfc5322(&d))
+                .unwrap_or(m.internal);
+            let refs = match get("References").map(|r| sort::msgids(&r)) {
+                Some(r) if !r.is_empty() => r,
+                _ => get("In-Reply-To")
+                    .map(|r| sort::msgids(&r).into_iter().take(1).collect())
+                    .unwrap_or_default(),
+            };
+            out.push(sort::Info {
+                num: if uid { m.uid } else { i as u32 + 1 },
+                seq: i as u32 + 1,
+                arrival: m.internal,
+                date,
+                size: m.size,
+                subject,
+                reply,
+                from: sort::first_mailbox(&get("From").unwrap_or_default()),
+                to: sort::first_mailbox(&get("To").unwrap_or_default()),
+                cc: sort::first_mailbox(&get("Cc").unwrap_or_default()),
+                msgid: get("Message-ID").and_then(|v| sort::msgids(&v).into_iter().next()),
+                refs,
+            });
+        }
+        out
+    }
+
+    /// What SORT and THREAD share (RFC 5256): the charset (`args[1]`) and the search keys
+    /// after it; the matching messages' sort information, or the reply that refuses them.
+    pub(super) fn charset_and_keys(&self, args: &[Tok], uid: bool) -> Result<Vec<sort::Info>, R> {
+        let cs = args
+            .get(1)
+            .and_then(Tok::text)
+            .unwrap_or_default()
+            .to_ascii_uppercase();
+        if cs != "UTF-8" && cs != "US-ASCII" {
+            return Err(no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
+        }
+        let key = parse_search(args.get(2..).unwrap_or(&[])).map_err(bad)?;
+        let idx = self.matches(&key);
+        Ok(self.sort_infos(&idx, uid))
+    }
+
+    /// SORT (RFC 5256): `SORT (criteria) charset keys…`.
+    pub(super) fn sort_cmd(&mut self, args: &[Tok], uid: bool) -> R {
+        let Some(Tok::List(crit)) = args.first() else {
+            return bad("SORT needs a criteria list");
+        };
+        let names: Option<Vec<String>> = crit.iter().map(Tok::atom_upper).collect();
+        let keys = match names.map(|n| sort::parse_criteria(&n)) {
+            Some(Ok(k)) => k,
+            Some(Err(e)) => return bad(e),
+            None => return bad("Bad sort criteria"),
+        };
+        let infos = match self.charset_and_keys(args, uid) {
+            Ok(infos) => infos,
+            Err(r) => return r,
+        };
+        let nums = sort::sort(infos, &keys);
+        let list: Vec<String> = nums.iter().map(u32::to_string).collect();
+        let sp = if list.is_empty() { "" } else { " " };
+        self.line(&format!("* SORT{sp}{}", list.join(" ")));
+        ok("Sort completed")
+    }
+
+    /// THREAD (RFC 5256): `THREAD REFERENCES|ORDEREDSUBJECT charset keys…`.
+    pub(super) fn thread_cmd(&mut self, args: &[Tok], uid: bool) -> R {
+        let alg = args.first().and_then(Tok::atom_upper).unwrap_or_default();
+        if alg != "REFERENCES" && alg != "ORDEREDSUBJECT" {
+            return bad("Unknown threading algorithm");
+        }
+        let infos = match self.charset_and_keys(args, uid) {
+            Ok(infos) => infos,
+            Err(r) => return r,
+        };
+        let threads = if alg == "REFERENCES" {
+            sort::references(infos)
+        } else {
+            sort::ordered_subject(infos)
+        };
+        let t = sort::render(&threads);
+        let sp = if t.is_empty() { "" } else { " " };
+        self.line(&format!("* THREAD{sp}{t}"));
+        ok("Thread completed")
+    }
+
+    pub(super) fn esearch_line(&mut self, uid: bool, parts: &[String]) {
+        // The tag is filled in by the caller's reply; RFC 4731 wants it here, so the
+        // current tag is kept in `cur_tag`.
+        let tag = self.cur_tag.clone();
+        let mut l = format!("* ESEARCH (TAG {})", quote_tag(&tag));
+        if uid {
+            l.push_str(" UID");
+        }
+        for p in parts {
+            l.push(' ');
+            l.push_str(p);
+        }
+        self.line(&l);
+    }
+}
+
+pub(super) fn uses_modseq(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::ModSeq(_) => true,
+        SearchKey::And(v) => v.iter().any(uses_modseq),
+        SearchKey::Or(a, b) => uses_modseq(a) || uses_modseq(b),
+        SearchKey::Not(a) => uses_modseq(a),
+        _ => false,
+    }
+}
+
+pub(super) struct Ctx<'a> {
+    pub(super) folder: &'a Folder,
+    pub(super) m: &'a Msg,
+    pub(super) seq: u32,
+    pub(super) count: u32,
+    pub(super) maxuid: u32,
+    pub(super) keywords: &'a [String],
+    pub(super) saved: &'a [u32],
+    pub(super) recent: &'a std::collections::HashSet<u32>,
+    pub(super) data: Option<Option<Vec<u8>>>,
+}
+
+impl Ctx<'_> {
+    pub(super) fn header(&mut self) -> Option<Vec<u8>> {
+        if let Some(Some(d)) = &self.data {
+            return Some(mailorder_imap_store::header_part(d).to_vec());
+        }
+        self.folder.read_header(self.m).ok().flatten()
+    }
+
+    pub(super) fn data(&mut self) -> Option<&[u8]> {
+        if self.data.is_none() {
+            self.data = Some(self.folder.read(self.m).ok().flatten().map(mime::to_crlf));
+        }
+        self.data.as_ref().and_then(|d| d.as_deref())
+    }
+}
+
+/// Case-insensitive substring search: ASCII without allocating, else via lowercase text.
+pub(super) fn contains_ci(hay: &[u8], needle: &str) -> bool {
+    if needle.is_empty() {
+        return true;
+    }
+    if needle.is_ascii() {
+        let n = needle.as_bytes();
+        let first = n[0].to_ascii_lowercase();
+        let firsts = [first, first.to_ascii_uppercase()];
+        let mut i = 0;
+        while i + n.len() <= hay.len() {
+            match hay[i..=hay.len() - n.len()]
+                .iter()
+                .position(|c| *c == firsts[0] || *c == firsts[1])
+            {
+                None => return false,
+                Some(p) => {
+                    let at = i + p;
+                    if hay[at..at + n.len()].eq_ignore_ascii_case(n) {
+                        return true;
+                    }
+                    i = at + 1;
+                }
+            }
+        }
+        return false;
+    }
+    let n = needle.to_lowercase();
+    let h = String::from_utf8_lossy(hay).to_lowercase();
+    h.contains(&n)
+}
+
+pub(super) fn day_cmp(cmp: DateCmp, t: i64, day: i64) -> bool {
+    let d = t.div_euclid(86400);
+    match cmp {
+        DateCmp::Before => d < day,
+        DateCmp::On => d == day,
+        DateCmp::Since => d >= day,
+    }
+}
+
+pub(super) fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
+    let has = |c: &Ctx<'_>, f: &str| -> bool {
+        if let Some((l, _)) = SYSTEM_FLAGS.iter().find(|(_, n)| n.eq_ignore_ascii_case(f)) {
+            return c.m.flags.contains(*l);
+        }
+        c.keywords
+            .iter()
+            .position(|k| k.eq_ignore_ascii_case(f))
+            .is_some_and(|i| c.m.flags.contains(char::from(b'a' + i as u8)))
+    };
+    match k {
+        SearchKey::And(v) => v.iter().all(|k| eval(k, c)),
+        SearchKey::Or(a, b) => eval(a, c) || eval(b, c),
+        SearchKey::Not(a) => !eval(a, c),
+        SearchKey::All => true,
+        SearchKey::Flag(f) => has(c, f),
+        SearchKey::NoFlag(f) => !has(c, f),
+        SearchKey::New => c.recent.contains(&c.m.uid) && !c.m.flags.contains('S'),
+        SearchKey::Old => !c.recent.contains(&c.m.uid),
+        SearchKey::Recent => c.recent.contains(&c.m.uid),
+        SearchKey::Larger(n) => c.m.size > *n,
+        SearchKey::Smaller(n) => c.m.size < *n,
+        SearchKey::ModSeq(n) => c.m.modseq >= *n,
+        SearchKey::Saved => c.saved.binary_search(&c.m.uid).is_ok(),
+        SearchKey::Seq(s) => s.contains(c.seq, c.count),
+        SearchKey::Uid(s) => s.contains(c.m.uid, c.maxuid),
+        SearchKey::Date(cmp, day) => day_cmp(*cmp, c.m.internal, *day),
+        SearchKey::SentDate(cmp, day) => {
+            let Some(h) = c.header() else { return false };
+            let Some(v) = mime::header_value(&h, "Date") else {
+                return false;
+            };
+            date::parse_rfc5322_zoned(&String::from_utf8_lossy(&v))
+                .is_some_and(|(local, _)| day_cmp(*cmp, local, *day))
+        }
+        SearchKey::Header(name, s) => {
+            let Some(h) = c.header() else { return false };
+            let Ok((hs, _)) = mailparse::parse_headers(&h) else {
+                return false;
+            };
+            hs.iter()
+                .filter(|h| h.get_key_ref().eq_ignore_ascii_case(name))
+                .any(|h| contains_ci(h.get_value().as_bytes(), s))
+        }
+        SearchKey::Body(s) => {
+            let Some(d) = c.data() else { return false };
+            let end = d
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map_or(d.len(), |i| i + 4);
+            contains_ci(&d[end..], s)
+        }
+        SearchKey::Text(s) => c.data().is_some_and(|d| contains_ci(d, s)),
+    }
+}

@@ -1,0 +1,317 @@
+//! The selected mailbox: SELECT/EXAMINE and the untagged updates (EXISTS, EXPUNGE,
+//! FETCH FLAGS, RECENT, VANISHED) that follow other sessions' changes.
+
+use super::*;
+
+impl<W: Write> Session<W> {
+    pub(super) fn select(&mut self, cmd: &Command) -> R {
+        self.saved.clear();
+        if self.sel.take().is_some() && (self.qresync || self.rev2) {
+            self.line("* OK [CLOSED] Previous mailbox closed");
+        }
+        let name = match self.mbox_arg(&cmd.args[0])? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        // (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162).
+        let mut resync: Option<(u32, u64, Option<SeqSet>)> = None;
+        if let Some(Tok::List(p)) = cmd.args.get(1) {
+            let mut i = 0;
+            while i < p.len() {
+                match p[i].atom_upper().as_deref() {
+                    Some("CONDSTORE") => self.condstore = true,
+                    Some("QRESYNC") if self.qresync => {
+                        let Some(Tok::List(q)) = p.get(i + 1) else {
+                            return bad("QRESYNC needs parameters");
+                        };
+                        let uv = q
+                            .first()
+                            .and_then(Tok::number)
+                            .and_then(|n| u32::try_from(n).ok());
+                        let ms = q.get(1).and_then(Tok::number);
+                        let known = match q.get(2) {
+                            Some(Tok::Atom(a)) => match SeqSet::parse(a) {
+                                Ok(s) => Some(s),
+                                Err(e) => return bad(e.to_string()),
+                            },
+                            Some(Tok::List(_)) | None => None,
+                            _ => return bad("Bad known-uids"),
+                        };
+                        match (uv, ms) {
+                            (Some(uv), Some(ms)) if uv > 0 && ms > 0 => {
+                                resync = Some((uv, ms, known))
+                            }
+                            _ => return bad("Bad QRESYNC parameters"),
+                        }
+                        i += 1;
+                    }
+                    _ => return bad("Unknown SELECT parameter"),
+                }
+                i += 1;
+            }
+        }
+        let mut folder = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let readonly = cmd.name == "EXAMINE";
+        let mut st = match folder.sync() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let recent: std::collections::HashSet<u32> = if self.rev2 {
+            Default::default()
+        } else {
+            let floor = match folder.claim_recent(&st, !readonly) {
+                Ok(f) => f,
+                Err(e) => return Ok(store_no(&e)),
+            };
+            st.msgs
+                .iter()
+                .filter(|m| m.uid >= floor)
+                .map(|m| m.uid)
+                .collect()
+        };
+        if !readonly && st.msgs.iter().any(|m| m.sub == mailorder_maildir::Sub::New) {
+            let _ = folder.take_new(&st);
+            if let Ok(s) = folder.sync() {
+                st = s;
+            }
+        }
+        let keywords = folder.keywords();
+        let fl = Self::flag_list(&keywords);
+        self.line(&format!("* FLAGS ({fl})"));
+        if readonly {
+            self.line("* OK [PERMANENTFLAGS ()] Read-only mailbox");
+        } else {
+            self.line(&format!("* OK [PERMANENTFLAGS ({fl} \\*)] Flags permitted"));
+        }
+        self.line(&format!("* {} EXISTS", st.msgs.len()));
+        if self.rev2 {
+            // RFC 9051 §6.3.2: the LIST response for the mailbox, no RECENT, no UNSEEN.
+            let n = self.name_out(&name);
+            self.line(&format!("* LIST () \"/\" {n}"));
+        } else {
+            self.line(&format!("* {} RECENT", recent.len()));
+            if let Some(i) = st.msgs.iter().position(|m| !m.flags.contains('S')) {
+                self.line(&format!("* OK [UNSEEN {}] First unseen", i + 1));
+            }
+        }
+        self.line(&format!("* OK [UIDVALIDITY {}] UIDs valid", st.uidvalidity));
+        self.line(&format!("* OK [UIDNEXT {}] Predicted next UID", st.uidnext));
+        self.line(&format!(
+            "* OK [HIGHESTMODSEQ {}] Highest",
+            st.highestmodseq
+        ));
+        if let Some((uv, ms, known)) = resync
+            && uv == st.uidvalidity
+        {
+            let gone = vanished_since(&st, ms, known.as_ref());
+            if !gone.is_empty() {
+                self.line(&format!("* VANISHED (EARLIER) {gone}"));
+            }
+            for (i, m) in st.msgs.iter().enumerate() {
+                if m.modseq > ms {
+                    self.line(&format!(
+                        "* {} FETCH (UID {} FLAGS {} MODSEQ ({}))",
+                        i + 1,
+                        m.uid,
+                        Self::flags_text(&m.flags, &keywords, recent.contains(&m.uid)),
+                        m.modseq
+                    ));
+                }
+            }
+        }
+        let generation = folder.generation();
+        self.sel = Some(Selected {
+            recent,
+            generation,
+            name,
+            folder,
+            readonly,
+            view: st.msgs,
+            uidvalidity: st.uidvalidity,
+            uidnext: st.uidnext,
+            keywords,
+            cache: None,
+            reader: None,
+            compact: false,
+            cache_new: Vec::new(),
+        });
+        ok(format!(
+            "[{}] {} completed",
+            if readonly { "READ-ONLY" } else { "READ-WRITE" },
+            cmd.name
+        ))
+    }
+
+    /// Report what changed in the selected folder since the session last looked:
+    /// EXPUNGE (when allowed), flag changes, EXISTS.
+    pub(super) fn updates(&mut self, allow_expunge: bool) -> Result<(), ImapError> {
+        let condstore = self.condstore;
+        let qresync = self.qresync;
+        let rev2 = self.rev2;
+        let Some(sel) = self.sel.as_mut() else {
+            return Ok(());
+        };
+        let st = match sel.folder.sync_changed() {
+            // Nothing changed since the session last reported: the common case, O(1).
+            Ok(_) if sel.folder.generation() == sel.generation => return Ok(()),
+            Ok(_) => sel.folder.state().cloned().unwrap_or_default(),
+            Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                // The folder was deleted by another session.
+                self.sel = None;
+                self.closing = true;
+                self.line("* BYE [UNAVAILABLE] Selected mailbox was deleted");
+                return Ok(());
+            }
+            Err(e) => {
+                log::warn!("sync: {e}");
+                return Ok(());
+            }
+        };
+        if st.uidvalidity != sel.uidvalidity {
+            self.sel = None;
+            self.closing = true;
+            self.line("* BYE [UNAVAILABLE] UIDVALIDITY changed, please reconnect");
+            return Ok(());
+        }
+        let mut lines = Vec::new();
+        let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
+        // Expunges that may not be reported now keep the check open for the next time.
+        if allow_expunge || sel.view.iter().all(|m| now.contains_key(&m.uid)) {
+            sel.generation = sel.folder.generation();
+        }
+        if allow_expunge {
+            let mut gone = Vec::new();
+            let mut i = sel.view.len();
+            while i > 0 {
+                i -= 1;
+                if !now.contains_key(&sel.view[i].uid) {
+                    let uid = sel.view.remove(i).uid;
+                    sel.recent.remove(&uid);
+                    gone.push(uid);
+                    if !qresync {
+                        lines.push(format!("* {} EXPUNGE", i + 1));
+                    }
+                }
+            }
+            if qresync && !gone.is_empty() {
+                gone.sort_unstable();
+                lines.push(format!("* VANISHED {}", compact(&gone)));
+            }
+        }
+        let kw = sel.folder.keywords();
+        let kw_changed = kw != sel.keywords;
+        if kw_changed {
+            sel.keywords = kw;
+            lines.push(format!("* FLAGS ({})", Self::flag_list(&sel.keywords)));
+        }
+        for (i, m) in sel.view.iter_mut().enumerate() {
+            if let Some(n) = now.get(&m.uid) {
+                if n.flags != m.flags {
+                    let ms = if condstore {
+                        format!(" MODSEQ ({})", n.modseq)
+                    } else {
+                        String::new()
+                    };
+                    lines.push(format!(
+                        "* {} FETCH (UID {} FLAGS {}{ms})",
+                        i + 1,
+                        m.uid,
+                        Self::flags_text(&n.flags, &sel.keywords, sel.recent.contains(&m.uid))
+                    ));
+                }
+                *m = (*n).clone();
+            }
+        }
+        let last = sel.view.last().map_or(0, |m| m.uid);
+        let before = sel.view.len();
+        sel.view
+            .extend(st.msgs.iter().filter(|m| m.uid > last).cloned());
+        if sel.view.len() != before {
+            if !rev2 {
+                // Recent to this session: the ones no read-write session was told about
+                // (claimed now when this one may write); those still in new/ go to cur/.
+                let floor = match sel.folder.claim_recent(&st, !sel.readonly) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        log::warn!("recent: {e}");
+                        u32::MAX
+                    }
+                };
+                sel.recent.extend(
+                    sel.view[before..]
+                        .iter()
+                        .map(|m| m.uid)
+                        .filter(|&u| u >= floor),
+                );
+                let in_new = sel.view[before..]
+                    .iter()
+                    .any(|m| m.sub == mailorder_maildir::Sub::New);
+                if !sel.readonly && in_new {
+                    let part = mailorder_imap_store::State {
+                        msgs: sel.view[before..].to_vec(),
+                        ..Default::default()
+                    };
+                    let _ = sel.folder.take_new(&part);
+                }
+            }
+            lines.push(format!("* {} EXISTS", sel.view.len()));
+            if !rev2 {
+                lines.push(format!("* {} RECENT", sel.recent.len()));
+            }
+        }
+        sel.uidnext = st.uidnext;
+        for l in lines {
+            self.line(&l);
+        }
+        Ok(())
+    }
+}
+
+/// The UIDs expunged after MODSEQ `since` (within `known` when given), as a set; when
+/// the index no longer remembers that far back, every UID below UIDNEXT that does not
+/// exist (RFC 7162 §3.2.5.2 allows reporting more).
+pub(super) fn vanished_since(
+    st: &mailorder_imap_store::State,
+    since: u64,
+    known: Option<&SeqSet>,
+) -> String {
+    let max = st.uidnext.saturating_sub(1);
+    if since >= st.vanished_floor {
+        let mut v: Vec<u32> = st
+            .vanished
+            .iter()
+            .filter(|(u, m)| *m > since && known.is_none_or(|k| k.contains(*u, max)))
+            .map(|(u, _)| *u)
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        return compact(&v);
+    }
+    let ranges = known.map_or_else(|| vec![(1, max)], |k| k.ranges(max));
+    let mut out: Vec<String> = Vec::new();
+    for (lo, hi) in ranges {
+        let mut next = lo;
+        let start = st.msgs.partition_point(|m| m.uid < lo);
+        for m in st.msgs[start..].iter().take_while(|m| m.uid <= hi) {
+            if m.uid > next {
+                out.push(if m.uid - 1 == next {
+                    next.to_string()
+                } else {
+                    format!("{next}:{}", m.uid - 1)
+                });
+            }
+            next = m.uid.saturating_add(1);
+        }
+        if next <= hi && hi > 0 {
+            out.push(if next == hi {
+                next.to_string()
+            } else {
+                format!("{next}:{hi}")
+            });
+        }
+    }
+    out.join(",")
+}

@@ -1,0 +1,273 @@
+//! STORE, COPY, MOVE and EXPUNGE.
+
+use super::*;
+
+impl<W: Write> Session<W> {
+    pub(super) fn store_cmd(&mut self, set: &Tok, args: &[Tok], uid: bool) -> R {
+        let set = match self.set_arg(set, uid) {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
+        let mut args = args;
+        let mut unchanged = None;
+        if let Some(Tok::List(m)) = args.first() {
+            match (
+                m.first().and_then(Tok::atom_upper).as_deref(),
+                m.get(1).and_then(Tok::number),
+            ) {
+                (Some("UNCHANGEDSINCE"), Some(n)) => {
+                    unchanged = Some(n);
+                    self.condstore = true;
+                }
+                _ => return bad("Bad STORE modifier"),
+            }
+            args = &args[1..];
+        }
+        if args.len() < 2 {
+            return bad("Bad STORE arguments");
+        }
+        let Some(op) = args[0].atom_upper() else {
+            return bad("Bad STORE item");
+        };
+        let (mode, silent) = match op.as_str() {
+            "FLAGS" => ('=', false),
+            "FLAGS.SILENT" => ('=', true),
+            "+FLAGS" => ('+', false),
+            "+FLAGS.SILENT" => ('+', true),
+            "-FLAGS" => ('-', false),
+            "-FLAGS.SILENT" => ('-', true),
+            _ => return bad("Bad STORE item"),
+        };
+        let flags = if args.len() == 2 {
+            parse_flags(&args[1])
+        } else {
+            parse_flags(&Tok::List(args[1..].to_vec()))
+        };
+        let flags = match flags {
+            Ok(f) => f,
+            Err(e) => return bad(e),
+        };
+        let targets = match self.targets(&set, uid) {
+            Ok(t) => t,
+            Err(e) => return bad(e),
+        };
+        let condstore = self.condstore;
+        let Some(sel) = self.sel.as_mut() else {
+            return bad("No mailbox selected");
+        };
+        if sel.readonly {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        let letters = match Self::letters(&mut sel.folder, &flags, mode != '-') {
+            Ok(l) => l,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let mut failed: Vec<u32> = Vec::new();
+        let mut touched = Vec::new();
+        for (seq, m) in &targets {
+            if unchanged.is_some_and(|u| m.modseq > u) {
+                failed.push(if uid { m.uid } else { *seq as u32 });
+                continue;
+            }
+            let nf = match mode {
+                '=' => letters.clone(),
+                '+' => mailorder_maildir::name::normalize_flags(&format!("{}{letters}", m.flags)),
+                _ => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
+            };
+            if nf != m.flags {
+                match sel.folder.set_flags(m, &nf) {
+                    Ok(Some(_)) => {}
+                    Ok(None) => continue,
+                    Err(e) => return Ok(store_no(&e)),
+                }
+            }
+            touched.push((*seq, m.uid));
+        }
+        let st = match sel.folder.sync() {
+            Ok(s) => s,
+            Err(e) => return Ok(store_no(&e)),
+        };
+        sel.keywords = sel.folder.keywords();
+        let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
+        let mut lines = Vec::new();
+        for (seq, u) in touched {
+            let Some(n) = now.get(&u) else {
+                continue;
+            };
+            if let Ok(i) = sel.view.binary_search_by_key(&u, |x| x.uid) {
+                sel.view[i] = (*n).clone();
+            }
+            if !silent || unchanged.is_some() {
+                let mut items = Vec::new();
+                if uid {
+                    items.push(format!("UID {u}"));
+                }
+                if !silent {
+                    items.push(format!(
+                        "FLAGS {}",
+                        Self::flags_text(&n.flags, &sel.keywords, sel.recent.contains(&u))
+                    ));
+                }
+                if condstore {
+                    items.push(format!("MODSEQ ({})", n.modseq));
+                }
+                lines.push(format!("* {seq} FETCH ({})", items.join(" ")));
+            }
+        }
+        for l in lines {
+            self.line(&l);
+        }
+        if !failed.is_empty() {
+            return ok(format!(
+                "[MODIFIED {}] Conditional STORE failed",
+                compact(&failed)
+            ));
+        }
+        ok("Store completed")
+    }
+
+    pub(super) fn copy(&mut self, set: &Tok, dest: &Tok, uid: bool, is_move: bool) -> R {
+        let set = match self.set_arg(set, uid) {
+            Ok(s) => s,
+            Err(e) => return bad(e),
+        };
+        let name = match self.mbox_arg(dest)? {
+            Ok(n) => n,
+            Err(r) => return Ok(r),
+        };
+        let targets = match self.targets(&set, uid) {
+            Ok(t) => t,
+            Err(e) => return bad(e),
+        };
+        let mut dst = match self.store.folder(&name) {
+            Ok(f) => f,
+            Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
+            Err(e) => return Ok(store_no(&e)),
+        };
+        let Some(sel) = self.sel.as_mut() else {
+            return bad("No mailbox selected");
+        };
+        if is_move && sel.readonly {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        let mut src_uids = Vec::new();
+        let mut bases: Vec<String> = Vec::new();
+        let (dst_uv, dst_uids);
+        let (mut bytes, mut count) = (0i64, 0i64);
+        for (_, m) in &targets {
+            let names: Vec<String> = m
+                .flags
+                .chars()
+                .filter(|c| c.is_ascii_lowercase())
+                .filter_map(|c| sel.keywords.get((c as u8 - b'a') as usize).cloned())
+                .collect();
+            let mut letters: String = m.flags.chars().filter(|c| c.is_ascii_uppercase()).collect();
+            for k in names {
+                if let Ok(Some(c)) = dst.keyword_letter(&k, true) {
+                    letters.push(c);
+                }
+            }
+            let letters = mailorder_maildir::name::normalize_flags(&letters);
+            // A hard link when possible (same file system): no bytes copied.
+            let src = sel.folder.msg_path(m);
+            let stored = mailorder_maildir::name::size_tag(&m.file)
+                .or_else(|| std::fs::metadata(&src).ok().map(|x| x.len()))
+                .unwrap_or(m.size);
+            let added = match dst.add_link(&src, &letters) {
+                Ok(Some(base)) => Ok(base),
+                Ok(None) | Err(_) => match sel.folder.read(m) {
+                    Ok(Some(data)) => dst.add(&data, &letters, Some(m.internal)),
+                    Ok(None) => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            match added {
+                Ok(base) => {
+                    src_uids.push(m.uid);
+                    bases.push(base);
+                    bytes += i64::try_from(stored).unwrap_or(0);
+                    count += 1;
+                }
+                Err(e) => return Ok(store_no(&e)),
+            }
+        }
+        // Maildir++ quota: Trash is not counted; a MOVE takes the messages off the source.
+        let trash = |n: &str| n.eq_ignore_ascii_case("Trash");
+        let root = self.store.root().to_owned();
+        let mut delta = (0, 0);
+        if !trash(&name) {
+            delta = (bytes, count);
+        }
+        if is_move && !trash(&sel.name) {
+            delta = (delta.0 - bytes, delta.1 - count);
+        }
+        if delta != (0, 0) {
+            let _ = mailorder_maildir::quota::append_line(&root, delta.0, delta.1);
+        }
+        match dst.uids_of(&bases) {
+            Ok((uv, u)) => {
+                dst_uv = uv;
+                dst_uids = u;
+            }
+            Err(e) => return Ok(store_no(&e)),
+        }
+        let code = if src_uids.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "[COPYUID {dst_uv} {} {}] ",
+                compact(&src_uids),
+                join_uids(&dst_uids)
+            )
+        };
+        if !is_move {
+            return ok(format!("{code}Copy completed"));
+        }
+        for (_, m) in &targets {
+            if src_uids.contains(&m.uid) {
+                let _ = sel.folder.remove(m);
+            }
+        }
+        if !code.is_empty() {
+            self.line(&format!("* OK {}", code.trim_end()));
+        }
+        ok("Move completed")
+    }
+
+    pub(super) fn expunge_deleted(&mut self, only: Option<&SeqSet>) -> Result<(), ImapError> {
+        let Some(sel) = self.sel.as_mut() else {
+            return Ok(());
+        };
+        if sel.readonly {
+            return Ok(());
+        }
+        let max = sel.view.last().map_or(0, |m| m.uid);
+        let (mut bytes, mut count) = (0i64, 0i64);
+        for m in &sel.view {
+            if !m.flags.contains('T') || !only.is_none_or(|s| s.contains(m.uid, max)) {
+                continue;
+            }
+            let stored = mailorder_maildir::name::size_tag(&m.file).unwrap_or(m.size);
+            match sel.folder.remove(m) {
+                Ok(()) => {
+                    bytes += i64::try_from(stored).unwrap_or(0);
+                    count += 1;
+                }
+                Err(e) => log::warn!("expunge: {e}"),
+            }
+        }
+        // Maildir++ quota (Trash is not counted).
+        if count > 0 && !sel.name.eq_ignore_ascii_case("Trash") {
+            let _ = mailorder_maildir::quota::append_line(self.store.root(), -bytes, -count);
+        }
+        Ok(())
+    }
+
+    pub(super) fn expunge(&mut self, only: Option<SeqSet>) -> R {
+        if self.sel.as_ref().is_some_and(|s| s.readonly) {
+            return no("[READ-ONLY] Mailbox is read-only");
+        }
+        self.expunge_deleted(only.as_ref())?;
+        ok("Expunge completed")
+    }
+}
