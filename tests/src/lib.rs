@@ -274,14 +274,7 @@ impl Tree {
     /// refuse root, and every program of a private tree runs as one unprivileged uid —
     /// except the admin tools (setup, useradm, qadmin), which an admin runs as root.
     pub fn cmd(&self, prog: &str) -> Command {
-        let mut c = Command::new(bin(prog));
-        c.env_clear()
-            .env(
-                "PATH",
-                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
-            )
-            .env("MAILORDER_ROOT", &self.root)
-            .env("MAILORDER_BIN_DIR", bin_dir());
+        let mut c = self.cmd_as_caller(prog);
         if !["setup", "useradm", "qadmin"].contains(&prog) {
             as_tree_user(&mut c);
         }
