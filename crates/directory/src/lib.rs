@@ -422,6 +422,14 @@ impl Directory {
                 .map_err(io)?;
         }
         w.finish().map_err(io)?;
+        // The index says what `users` says: the same owner, group and mode (root:modir
+        // 0640 in an installation), never the umask's world-readable default.
+        if let Ok(m) = std::fs::metadata(&path) {
+            use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+            let _ = std::os::unix::fs::chown(&out, Some(m.uid()), Some(m.gid()));
+            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(m.mode() & 0o777))
+                .map_err(io)?;
+        }
         Ok(n)
     }
 

@@ -662,6 +662,23 @@ fn runbook_deploying_as_written() {
             .to_string(),
         gid_of_group("modir")
     );
+    // The compiled index is as private as the text it is made from.
+    sh(
+        "useradm compile",
+        dir.path(),
+        &[
+            ("MAILORDER_ROOT", prefix.display().to_string()),
+            ("PATH", format!("{}/bin:/usr/bin:/bin", prefix.display())),
+        ],
+    );
+    assert_eq!(mode("directory/users.cdb"), 0o640);
+    assert_eq!(
+        std::fs::metadata(prefix.join("directory/users.cdb"))
+            .unwrap()
+            .gid()
+            .to_string(),
+        gid_of_group("modir")
+    );
 }
 
 /// Install into a temporary prefix (as `make install PREFIX=…` does) with one user.
