@@ -4,6 +4,8 @@ use clap::Parser;
 
 fn main() {
     mailorder_core::logger::init("qadmin", mailorder_core::Exit::Temp.code());
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     let cli = match mailorder_qadmin::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -2,6 +2,8 @@
 
 fn main() {
     mailorder_core::logger::init("setup", mailorder_core::Exit::Temp.code());
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     let mut o = mailorder_setup::Options::default();
     let mut root = None;
     let mut args = std::env::args().skip(1);

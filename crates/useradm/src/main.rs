@@ -4,6 +4,8 @@ use clap::Parser as _;
 
 fn main() {
     mailorder_core::logger::init("useradm", mailorder_core::Exit::Temp.code());
+    // It never execs a set-id program: no exec may gain privileges from here on.
+    mailorder_core::privs::no_new_privs();
     let cli = match mailorder_useradm::Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {

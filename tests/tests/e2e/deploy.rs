@@ -756,6 +756,27 @@ fn systemd_units_verify_rate_and_serve() {
         out.status.success() && said.trim().is_empty(),
         "verify:\n{said}"
     );
+    // The listen address, set as README "Deploying" says: a drop-in that clears the shipped
+    // ListenStream= and names one address (verify reads it through SYSTEMD_UNIT_PATH).
+    let dropin = units.join("mailorder-smtpd.socket.d");
+    std::fs::create_dir(&dropin).unwrap();
+    std::fs::write(
+        dropin.join("listen.conf"),
+        "[Socket]\nListenStream=\nListenStream=192.0.2.25:25\n",
+    )
+    .unwrap();
+    let out = Command::new("systemd-analyze")
+        .args(["verify", "--man=no", "mailorder-smtpd.socket"])
+        .env("SYSTEMD_UNIT_PATH", format!("{}:", units.display()))
+        .current_dir(&units)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "drop-in:\n{said}"
+    );
+    std::fs::remove_dir_all(&dropin).unwrap();
     for f in files.iter().filter(|f| f.ends_with(".service")) {
         let out = Command::new("systemd-analyze")
             .args(["security", "--offline=yes", "--no-pager"])
@@ -938,4 +959,30 @@ fn readme_tcpserver_lines_give_tls_and_auth() {
         assert!(Instant::now() < end, "not delivered");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// core's logger writes each line with one write(2), text and newline together, so
+/// programs sharing one log pipe never join or split lines (issue 18 item 3).
+#[test]
+fn log_lines_leave_in_one_write() {
+    if !have("strace") {
+        return skip("log_lines_leave_in_one_write", "strace is not installed");
+    }
+    let dir = tempdir();
+    let trace = dir.path().join("trace");
+    let out = Command::new("strace")
+        .args(["-f", "-s", "4096", "-e", "trace=write", "-o"])
+        .arg(&trace)
+        .arg(mailorder_tests::bin("listen"))
+        .args(["-x", "1", "127.0.0.1", "0", "true"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let writes: Vec<&str> = text.lines().filter(|l| l.contains("write(2,")).collect();
+    assert_eq!(writes.len(), 1, "{text}");
+    assert!(
+        writes[0].contains("listen: error: usage:") && writes[0].contains("\\n\","),
+        "{text}"
+    );
 }
