@@ -593,9 +593,15 @@ pub fn free_port() -> u16 {
 
 /// Wait (at most 20 s) until something listens on 127.0.0.1:`port`.
 pub fn wait_port(port: u16) {
-    let end = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < end, "nothing listens on 127.0.0.1:{port}");
+    wait_listening("127.0.0.1", port, 20);
+}
+
+/// Wait (at most `secs`) until something listens on `ip`:`port`.
+#[track_caller]
+pub fn wait_listening(ip: &str, port: u16, secs: u64) {
+    let end = Instant::now() + Duration::from_secs(secs);
+    while TcpStream::connect((ip, port)).is_err() {
+        assert!(Instant::now() < end, "nothing listens on {ip}:{port}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -7,7 +7,7 @@
 // See: issue #10
 // See: issue #18
 
-use mailorder_tests::{bin_dir, have, is_root, skip};
+use mailorder_tests::{bin_dir, have, is_root, scratch, skip, wait_listening};
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::MetadataExt;
@@ -51,28 +51,6 @@ fn private_ip() -> String {
         (x >> 8) % 250,
         2 + (x >> 16) % 250
     )
-}
-
-fn wait_listening(ip: &str, port: u16, secs: u64) {
-    let end = Instant::now() + Duration::from_secs(secs);
-    while std::net::TcpStream::connect((ip, port)).is_err() {
-        assert!(Instant::now() < end, "nothing listens on {ip}:{port}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A temporary directory, root-owned and traversable, for trees the accounts must reach.
-fn tempdir() -> tempfile::TempDir {
-    let d = tempfile::Builder::new()
-        .prefix("mailorder-deploy")
-        .tempdir()
-        .unwrap();
-    std::fs::set_permissions(
-        d.path(),
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
-    d
 }
 
 /// A process group started by the test, stopped (TERM, then KILL) when dropped.
@@ -356,7 +334,7 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
     if !need_root(name, &["swaks", "openssl", "python3"]) {
         return;
     }
-    let dir = tempdir();
+    let dir = scratch();
     let root = dir.path().join("run");
     let ip = private_ip();
     let mut c = Command::new("sh");
@@ -533,7 +511,7 @@ fn runbook_deploying_as_written() {
     ) {
         return;
     }
-    let dir = tempdir();
+    let dir = scratch();
     let prefix = dir.path().join("mailorder");
     let scan = dir.path().join("service");
     std::fs::create_dir(&scan).unwrap();
@@ -731,7 +709,7 @@ fn systemd_units_verify_rate_and_serve() {
     ) {
         return;
     }
-    let dir = tempdir();
+    let dir = scratch();
     let prefix = install_with_alice(dir.path());
     let units = prefix.join("systemd");
     let mut files: Vec<String> = std::fs::read_dir(&units)
@@ -905,7 +883,7 @@ fn readme_tcpserver_lines_give_tls_and_auth() {
     if !need_root(name, &["tcpserver", "tcprules", "swaks"]) {
         return;
     }
-    let dir = tempdir();
+    let dir = scratch();
     let prefix = install_with_alice(dir.path());
     let ip = private_ip();
     let blocks = readme_blocks("**tcpserver**");
