@@ -946,7 +946,7 @@ fn log_lines_leave_in_one_write() {
     if !have("strace") {
         return skip("log_lines_leave_in_one_write", "strace is not installed");
     }
-    let dir = tempdir();
+    let dir = scratch();
     let trace = dir.path().join("trace");
     let out = Command::new("strace")
         .args(["-f", "-s", "4096", "-e", "trace=write", "-o"])
