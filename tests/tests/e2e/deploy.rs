@@ -328,6 +328,20 @@ for i in (i143, i993): i.logout()
 print("done", flush=True)
 "#;
 
+/// Python: log in over POP3 with STLS, POP3S, IMAP with STARTTLS and IMAPS (ports in
+/// argv[2..6]) as alice; prints one ` ok` per login.
+const LOGIN_PY: &str = r#"
+import sys, ssl, poplib, imaplib
+ip = sys.argv[1]; p110, p995, p143, p993 = map(int, sys.argv[2:6])
+ctx = ssl._create_unverified_context(); u, pw = "alice@example.org", "correct horse battery"
+p = poplib.POP3(ip, p110, timeout=30); p.stls(context=ctx); p.user(u); p.pass_(pw); p.stat(); p.quit(); print("pop3 ok")
+p = poplib.POP3_SSL(ip, p995, timeout=30, context=ctx); p.user(u); p.pass_(pw); p.stat(); p.quit(); print("pop3s ok")
+m = imaplib.IMAP4(ip, p143, timeout=30); m.starttls(ssl_context=ctx); m.login(u, pw)
+assert m.select()[0] == "OK"; m.logout(); print("imap ok")
+m = imaplib.IMAP4_SSL(ip, p993, ssl_context=ctx, timeout=30); m.login(u, pw)
+assert m.select()[0] == "OK"; m.logout(); print("imaps ok")
+"#;
+
 #[test]
 fn make_run_as_root_runs_each_program_under_its_own_uid() {
     let name = "make_run_as_root_runs_each_program_under_its_own_uid";
@@ -791,6 +805,8 @@ fn systemd_units_verify_rate_and_serve() {
         ("submission", 10587),
         ("smtps", 10465),
         ("pop3", 10110),
+        ("pop3s", 10995),
+        ("imap", 10143),
         ("imaps", 10993),
     ] {
         let unit =
@@ -840,25 +856,14 @@ fn systemd_units_verify_rate_and_serve() {
         t.contains("235 2.7.0") && t.contains("250 2.0.0"),
         "smtps:\n{t}"
     );
-    let script = r#"
-import sys, ssl, poplib, imaplib
-ip = sys.argv[1]; ctx = ssl._create_unverified_context()
-p = poplib.POP3(ip, 10110, timeout=30); p.stls(context=ctx)
-p.user("alice@example.org"); p.pass_("correct horse battery"); print("pop3", p.stat()[0]); p.quit()
-m = imaplib.IMAP4_SSL(ip, 10993, ssl_context=ctx, timeout=30)
-m.login("alice@example.org", "correct horse battery"); print("imaps", m.select()[0]); m.logout()
-"#;
-    let out = mailorder_tests::python(script, &[&ip]);
+    let out = mailorder_tests::python(LOGIN_PY, &[&ip, "10110", "10995", "10143", "10993"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
         "{text}{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(
-        text.contains("pop3 ") && text.contains("imaps OK"),
-        "{text}"
-    );
+    assert_eq!(text.matches(" ok").count(), 4, "{text}");
     // No tcprules under systemd: client networks relay through control/clientnets.
     let t = swaks("10025 --to someone@elsewhere.example --quit-after RCPT");
     assert!(
@@ -902,8 +907,9 @@ fn readme_tcpserver_lines_give_tls_and_auth() {
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let _g = Group::start(&mut c);
-    wait_listening(&ip, 25, 30);
-    wait_listening(&ip, 587, 30);
+    for port in [25, 587, 465, 110, 995, 143, 993] {
+        wait_listening(&ip, port, 30);
+    }
     let run = |args: &str| -> String {
         let out = Command::new("sh")
             .arg("-c")
@@ -920,6 +926,18 @@ fn readme_tcpserver_lines_give_tls_and_auth() {
         "587 --tls --auth-user alice@example.org --auth-password 'correct horse battery' --to alice@example.org",
     );
     assert!(t.contains("235 2.7.0") && t.contains("250 2.0.0"), "{t}");
+    let t = run(
+        "465 --tlsc --auth-user alice@example.org --auth-password 'correct horse battery' --to alice@example.org",
+    );
+    assert!(t.contains("235 2.7.0") && t.contains("250 2.0.0"), "{t}");
+    let out = mailorder_tests::python(LOGIN_PY, &[&ip, "110", "995", "143", "993"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches(" ok").count(), 4, "{text}");
     let t = run("25 --tls --to someone@elsewhere.example --quit-after RCPT");
     assert!(
         t.contains("<~  220") || t.contains("<-  220 2.0.0 ready"),
@@ -932,9 +950,20 @@ fn readme_tcpserver_lines_give_tls_and_auth() {
     let names = check_procs(&prefix.join("bin"));
     assert!(names.iter().any(|n| n == "dispatch"), "{names:?}");
     let end = Instant::now() + Duration::from_secs(30);
-    let new = prefix.join("mail/example.org/alice/Maildir/new");
-    while std::fs::read_dir(&new).map(|r| r.count()).unwrap_or(0) == 0 {
-        assert!(Instant::now() < end, "not delivered");
+    let md = prefix.join("mail/example.org/alice/Maildir");
+    let count = || -> usize {
+        ["new", "cur"]
+            .iter()
+            .map(|d| {
+                std::fs::read_dir(md.join(d))
+                    .map(|r| r.count())
+                    .unwrap_or(0)
+            })
+            .sum()
+    };
+    // Through 587 and 465 (IMAP's SELECT may have moved them to cur/).
+    while count() < 2 {
+        assert!(Instant::now() < end, "{} of 2 delivered", count());
         std::thread::sleep(Duration::from_millis(100));
     }
 }
