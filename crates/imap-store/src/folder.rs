@@ -18,6 +18,58 @@ const LOG_MAGIC: &str = "mailorder-imap-log 1";
 const LOCK: &str = "mailorder-index.lock";
 const MAGIC: &str = "mailorder-imap-index 1";
 const KEYWORDS: &str = "dovecot-keywords";
+/// Keywords past Dovecot's 26 letters: `ID NAME` lines, IDs from 26 on.
+const MORE_KEYWORDS: &str = "mailorder-keywords";
+/// The most keywords a folder holds (26 as letters, the rest in the index only).
+pub const MAX_KEYWORDS: usize = 1024;
+
+/// The flag character of keyword `i`: `a`–`z` (the Maildir letters, in the file name) for
+/// the first 26; past those a character from U+0100 on, kept in the index only, as
+/// Dovecot keeps keywords past 26 in its index.
+pub fn keyword_char(i: usize) -> Option<char> {
+    if i < 26 {
+        Some(char::from(b'a' + i as u8))
+    } else if i < MAX_KEYWORDS {
+        char::from_u32(0x100 + i as u32)
+    } else {
+        None
+    }
+}
+
+/// The keyword index of flag character `c` (the inverse of [`keyword_char`]).
+pub fn keyword_index(c: char) -> Option<usize> {
+    if c.is_ascii_lowercase() {
+        Some((c as u8 - b'a') as usize)
+    } else {
+        let i = (c as u32).checked_sub(0x100)? as usize;
+        (26..MAX_KEYWORDS).contains(&i).then_some(i)
+    }
+}
+
+/// Flags in canonical order: the Maildir letters sorted, then the index-only keyword
+/// characters sorted; duplicates and anything else dropped.
+pub fn normalize_flags(flags: &str) -> String {
+    let mut letters: Vec<char> = flags.chars().filter(char::is_ascii_alphabetic).collect();
+    letters.sort_unstable();
+    letters.dedup();
+    let mut more: Vec<char> = flags
+        .chars()
+        .filter(|&c| !c.is_ascii() && keyword_index(c).is_some())
+        .collect();
+    more.sort_unstable();
+    more.dedup();
+    letters.into_iter().chain(more).collect()
+}
+
+/// The part of `flags` that lives in the file name (the ASCII letters).
+fn file_flags(flags: &str) -> String {
+    flags.chars().filter(char::is_ascii_alphabetic).collect()
+}
+
+/// The part of `flags` kept in the index only.
+fn index_flags(flags: &str) -> String {
+    flags.chars().filter(|c| !c.is_ascii()).collect()
+}
 const LAST_UV: &str = "mailorder-uidvalidity";
 const RECENT: &str = "mailorder-recent";
 
@@ -80,6 +132,8 @@ pub struct Folder {
     generation: u64,
     /// How much of the change log the state in `seen` has applied.
     log_off: u64,
+    /// Index-only keyword characters to record at the next sync, by unique name.
+    pending: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -384,6 +438,7 @@ impl Folder {
             seen: None,
             generation: 0,
             log_off: 0,
+            pending: HashMap::new(),
         }
     }
 
@@ -561,6 +616,7 @@ impl Folder {
         if let Some((st, _)) = &self.seen
             && *st == before
             && before.settled()
+            && self.pending.is_empty()
         {
             return Ok(None);
         }
@@ -644,11 +700,22 @@ impl Folder {
         // (and a change within the clock's granularity is never trusted as "none").
         let dirs_now = [before.new.mtime(), before.cur.mtime()];
         let scan = state.dirs != Some(dirs_now) || !before.settled();
-        let changes = if scan {
+        let mut changes = if scan {
             self.merge(&mut state)?
         } else {
             Vec::new()
         };
+        // Keywords past the 26 letters: set in the index itself, with a new MODSEQ.
+        for (base, more) in std::mem::take(&mut self.pending) {
+            if let Some(m) = state.msgs.iter_mut().find(|m| m.base() == base)
+                && index_flags(&m.flags) != more
+            {
+                state.highestmodseq += 1;
+                m.modseq = state.highestmodseq;
+                m.flags = normalize_flags(&format!("{}{more}", file_flags(&m.flags)));
+                changes.push(Change::Put(m.clone()));
+            }
+        }
         let record = if before.settled() {
             Some(dirs_now)
         } else {
@@ -717,10 +784,11 @@ impl Folder {
                 }
                 Some(e) => {
                     if e.name != m.file || e.dir != m.sub {
-                        if e.flags != m.flags {
+                        if e.flags != file_flags(&m.flags) {
                             hms += 1;
                             m.modseq = hms;
-                            m.flags = e.flags.clone();
+                            m.flags =
+                                normalize_flags(&format!("{}{}", e.flags, index_flags(&m.flags)));
                         }
                         m.file = e.name;
                         m.sub = e.dir;
@@ -862,6 +930,14 @@ impl Folder {
     /// Replace the flags of message `m` (Maildir letters); returns the new file name, or
     /// `None` when the message has gone. Call [`Folder::sync`] afterwards for the MODSEQ.
     pub fn set_flags(&mut self, m: &Msg, flags: &str) -> Result<Option<String>, StoreError> {
+        let more = index_flags(flags);
+        if more != index_flags(&m.flags) {
+            self.pending.insert(m.base().to_owned(), more);
+        }
+        let flags = &file_flags(flags);
+        if *flags == file_flags(&m.flags) {
+            return Ok(Some(m.file.clone()));
+        }
         let md = Maildir::open(&self.dir)?;
         match md.set_flags(m.sub, &m.file, flags) {
             Ok(n) => Ok(Some(n)),
@@ -954,6 +1030,8 @@ impl Folder {
         flags: &str,
         internal: Option<i64>,
     ) -> Result<String, StoreError> {
+        let more = index_flags(flags);
+        let flags = &file_flags(flags);
         let lf: Vec<u8>;
         let body: &[u8] = if memchr_crlf(data) {
             lf = crlf_to_lf(data);
@@ -1002,7 +1080,11 @@ impl Folder {
                 let _ = f.set_modified(when);
             }
         }
-        Ok(name::unique_part(&fname).to_owned())
+        let unique = name::unique_part(&fname).to_owned();
+        if !more.is_empty() {
+            self.pending.insert(unique.clone(), more);
+        }
+        Ok(unique)
     }
 
     /// Add a copy of the message file `src` (another folder of the same Maildir++) by a
@@ -1011,6 +1093,8 @@ impl Folder {
     /// when linking is not possible (another file system, a symlink, permissions): the
     /// caller copies instead.
     pub fn add_link(&mut self, src: &Path, flags: &str) -> Result<Option<String>, StoreError> {
+        let more = index_flags(flags);
+        let flags = &file_flags(flags);
         let Ok(meta) = fs::symlink_metadata(src) else {
             return Ok(None);
         };
@@ -1034,6 +1118,9 @@ impl Folder {
             Ok(()) => {
                 if let Some(d) = dst.parent() {
                     atomic::fsync_dir(d).map_err(|e| StoreError::io("fsync", d, e))?;
+                }
+                if !more.is_empty() {
+                    self.pending.insert(unique.clone(), more);
                 }
                 Ok(Some(unique))
             }
@@ -1208,11 +1295,14 @@ impl Folder {
     /// The keyword names, by letter index (`a` = 0), from `dovecot-keywords`.
     pub fn keywords(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
-        if let Ok(t) = fs::read_to_string(self.dir.join(KEYWORDS)) {
+        for (file, ids) in [(KEYWORDS, 0..26), (MORE_KEYWORDS, 26..MAX_KEYWORDS)] {
+            let Ok(t) = fs::read_to_string(self.dir.join(file)) else {
+                continue;
+            };
             for l in t.lines() {
                 if let Some((i, k)) = l.split_once(' ')
                     && let Ok(i) = i.parse::<usize>()
-                    && i < 26
+                    && ids.contains(&i)
                 {
                     if out.len() <= i {
                         out.resize(i + 1, String::new());
@@ -1229,7 +1319,7 @@ impl Folder {
     pub fn keyword_letter(&mut self, k: &str, create: bool) -> Result<Option<char>, StoreError> {
         let mut kw = self.keywords();
         if let Some(i) = kw.iter().position(|x| x.eq_ignore_ascii_case(k)) {
-            return Ok(Some(char::from(b'a' + i as u8)));
+            return Ok(keyword_char(i));
         }
         if !create {
             return Ok(None);
@@ -1237,25 +1327,31 @@ impl Folder {
         let _lock = self.lock()?;
         kw = self.keywords();
         if let Some(i) = kw.iter().position(|x| x.eq_ignore_ascii_case(k)) {
-            return Ok(Some(char::from(b'a' + i as u8)));
+            return Ok(keyword_char(i));
         }
         let i = match kw.iter().position(String::is_empty) {
             Some(i) => i,
-            None if kw.len() < 26 => {
+            None if kw.len() < MAX_KEYWORDS => {
                 kw.push(String::new());
                 kw.len() - 1
             }
             None => return Ok(None),
         };
         kw[i] = k.to_owned();
+        // The first 26 in Dovecot's file (letters in file names), the rest in ours.
+        let (file, ids) = if i < 26 {
+            (KEYWORDS, 0..26)
+        } else {
+            (MORE_KEYWORDS, 26..MAX_KEYWORDS)
+        };
         let text: String = kw
             .iter()
             .enumerate()
-            .filter(|(_, k)| !k.is_empty())
-            .map(|(i, k)| format!("{i} {k}\n"))
+            .filter(|(j, k)| ids.contains(j) && !k.is_empty())
+            .map(|(j, k)| format!("{j} {k}\n"))
             .collect();
-        write_atomic(&self.dir.join(KEYWORDS), text.as_bytes(), false)?;
-        Ok(Some(char::from(b'a' + i as u8)))
+        write_atomic(&self.dir.join(file), text.as_bytes(), false)?;
+        Ok(keyword_char(i))
     }
 
     fn cache_path(&self, uidvalidity: u32) -> PathBuf {
@@ -1593,6 +1689,54 @@ mod tests {
         assert!(!s.root().join(LOG).exists());
         same(&f.sync().unwrap(), &last);
         same(&s.folder("INBOX").unwrap().sync().unwrap(), &last);
+    }
+
+    // See: issue #12: keywords must not stop at 26 per folder.
+    #[test]
+    fn keywords_past_26_live_in_the_index() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: k\n\nx\n"[..]).unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        let mut flags = String::from("S");
+        for i in 0..30 {
+            let c = f.keyword_letter(&format!("kw{i}"), true).unwrap().unwrap();
+            assert_eq!(keyword_index(c), Some(i));
+            flags.push(c);
+        }
+        let flags = normalize_flags(&flags);
+        f.set_flags(&st.msgs[0], &flags).unwrap();
+        let st2 = f.sync().unwrap();
+        assert_eq!(st2.msgs[0].flags, flags);
+        assert!(st2.msgs[0].modseq > st.msgs[0].modseq);
+        // The file name carries the 26 letters only; another session sees all 30.
+        assert!(
+            st2.msgs[0].file.ends_with(":2,Sabcdefghijklmnopqrstuvwxyz"),
+            "{}",
+            st2.msgs[0].file
+        );
+        let mut g = s.folder("INBOX").unwrap();
+        assert_eq!(g.sync().unwrap().msgs[0].flags, flags);
+        assert_eq!(g.keywords().len(), 30);
+        assert_eq!(g.keywords()[29], "kw29");
+        // Only an index-only keyword removed: a new MODSEQ, seen by the other session.
+        let less: String = flags
+            .chars()
+            .filter(|&c| keyword_index(c) != Some(29))
+            .collect();
+        f.set_flags(&st2.msgs[0], &less).unwrap();
+        let st3 = f.sync().unwrap();
+        assert_eq!(st3.msgs[0].flags, less);
+        assert!(st3.msgs[0].modseq > st2.msgs[0].modseq);
+        assert_eq!(g.sync().unwrap().msgs[0].flags, less);
+        // A letter changed on disk by someone else keeps the index-only ones.
+        md.set_flags(Sub::Cur, &st3.msgs[0].file, "F").unwrap();
+        let st4 = g.sync().unwrap();
+        assert!(
+            st4.msgs[0].flags.starts_with("F")
+                && st4.msgs[0].flags.contains(keyword_char(26).unwrap())
+        );
     }
 
     #[test]

@@ -25,7 +25,9 @@
 //!   [`Folder::import`] takes UIDs and UIDVALIDITY from outside (migrations); a folder
 //!   never indexed here takes them from Dovecot's `dovecot-uidlist` (v1, v3) or Courier's
 //!   `courierimapuiddb` when present, so clients keep their caches across a move.
-//!   Keywords use Dovecot's `dovecot-keywords` (letters `a`–`z` in the file name).
+//!   Keywords use Dovecot's `dovecot-keywords` (letters `a`–`z` in the file name); past
+//!   26 a folder's keywords are named in `mailorder-keywords` and kept in the index only
+//!   (flag characters from U+0100 on: [`keyword_char`]).
 //!   A FETCH cache (`mailorder-cache.UIDVALIDITY`) keeps rendered ENVELOPE and
 //!   BODYSTRUCTURE per UID.
 //!
@@ -38,7 +40,10 @@
 mod folder;
 mod names;
 
-pub use folder::{CacheReader, Folder, MAX_VANISHED, Msg, Rendered, State, header_part};
+pub use folder::{
+    CacheReader, Folder, MAX_KEYWORDS, MAX_VANISHED, Msg, Rendered, State, header_part,
+    keyword_char, keyword_index, normalize_flags,
+};
 pub use names::{SPECIAL, valid_imap_name};
 
 use mailorder_core::Exit;

@@ -464,7 +464,7 @@ impl<W: Write> Session<W> {
             }
         }
         if set_seen && !sel.readonly && !m.flags.contains('S') {
-            let nf = mailorder_maildir::name::normalize_flags(&format!("{}S", m.flags));
+            let nf = mailorder_imap_store::normalize_flags(&format!("{}S", m.flags));
             if let Ok(Some(file)) = sel.folder.set_flags(m, &nf) {
                 // The view follows at once; MODSEQ comes with the next sync (one per
                 // command, not one per message).

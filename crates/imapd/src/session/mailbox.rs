@@ -250,7 +250,7 @@ impl<W: Write> Session<W> {
                 out.push(c);
             }
         }
-        Ok(mailorder_maildir::name::normalize_flags(&out))
+        Ok(mailorder_imap_store::normalize_flags(&out))
     }
 
     /// APPEND, with MULTIAPPEND (RFC 3502): every message is stored or none is.

@@ -597,10 +597,9 @@ impl<W: Write> Session<W> {
         for c in letters.chars() {
             if let Some((_, f)) = SYSTEM_FLAGS.iter().find(|(l, _)| *l == c) {
                 v.push((*f).to_owned());
-            } else if c.is_ascii_lowercase()
-                && let Some(k) = keywords
-                    .get((c as u8 - b'a') as usize)
-                    .filter(|k| !k.is_empty())
+            } else if let Some(k) = mailorder_imap_store::keyword_index(c)
+                .and_then(|i| keywords.get(i))
+                .filter(|k| !k.is_empty())
             {
                 v.push(k.clone());
             }
@@ -781,6 +780,37 @@ mod tests {
             "{out}"
         );
         assert!(out.contains("* STATUS a.b (MESSAGES 1 UIDNEXT 2)"), "{out}");
+    }
+
+    // See: issue #12: keywords must not stop at 26 per folder.
+    #[test]
+    fn thirty_keywords() {
+        let kws: Vec<String> = (0..30).map(|i| format!("kw{i}")).collect();
+        let script = format!(
+            "a SELECT INBOX\r\nb STORE 1 +FLAGS ({})\r\nc FETCH 1 FLAGS\r\nd SEARCH KEYWORD kw29\r\ne COPY 1 Archive\r\nf SELECT Archive\r\ng FETCH 1 FLAGS\r\nh STORE 1 -FLAGS (kw28)\r\n",
+            kws.join(" ")
+        );
+        let out = transcript(&[A], script.as_bytes());
+        let all = format!("\\Recent {}", kws.join(" "));
+        assert!(out.contains(&format!("* 1 FETCH (FLAGS ({all}))")), "{out}");
+        assert!(out.contains("* SEARCH 1\r\nd OK"), "{out}");
+        assert!(out.contains("kw0 kw1 kw2"), "{out}");
+        let g = out
+            .split("g OK")
+            .next()
+            .unwrap()
+            .rsplit("* 1 FETCH")
+            .next()
+            .unwrap();
+        assert!(g.contains("kw29") && g.contains("kw26"), "{out}");
+        let h = out
+            .split("h OK")
+            .next()
+            .unwrap()
+            .rsplit("* 1 FETCH")
+            .next()
+            .unwrap();
+        assert!(h.contains("kw29") && !h.contains("kw28"), "{out}");
     }
 
     #[test]

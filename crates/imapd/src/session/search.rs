@@ -371,7 +371,8 @@ pub(super) fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
         c.keywords
             .iter()
             .position(|k| k.eq_ignore_ascii_case(f))
-            .is_some_and(|i| c.m.flags.contains(char::from(b'a' + i as u8)))
+            .and_then(mailorder_imap_store::keyword_char)
+            .is_some_and(|ch| c.m.flags.contains(ch))
     };
     match k {
         SearchKey::And(v) => v.iter().all(|k| eval(k, c)),

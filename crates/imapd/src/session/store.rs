@@ -71,7 +71,7 @@ impl<W: Write> Session<W> {
             }
             let nf = match mode {
                 '=' => letters.clone(),
-                '+' => mailorder_maildir::name::normalize_flags(&format!("{}{letters}", m.flags)),
+                '+' => mailorder_imap_store::normalize_flags(&format!("{}{letters}", m.flags)),
                 _ => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
             };
             if nf != m.flags {
@@ -158,8 +158,8 @@ impl<W: Write> Session<W> {
             let names: Vec<String> = m
                 .flags
                 .chars()
-                .filter(|c| c.is_ascii_lowercase())
-                .filter_map(|c| sel.keywords.get((c as u8 - b'a') as usize).cloned())
+                .filter_map(mailorder_imap_store::keyword_index)
+                .filter_map(|i| sel.keywords.get(i).cloned())
                 .collect();
             let mut letters: String = m.flags.chars().filter(|c| c.is_ascii_uppercase()).collect();
             for k in names {
@@ -167,7 +167,7 @@ impl<W: Write> Session<W> {
                     letters.push(c);
                 }
             }
-            let letters = mailorder_maildir::name::normalize_flags(&letters);
+            let letters = mailorder_imap_store::normalize_flags(&letters);
             // A hard link when possible (same file system): no bytes copied.
             let src = sel.folder.msg_path(m);
             let stored = mailorder_maildir::name::size_tag(&m.file)
