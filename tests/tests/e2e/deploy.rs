@@ -654,6 +654,43 @@ fn runbook_deploying_as_written() {
             .to_string(),
         gid_of_group("modir")
     );
+    // The shipped log service rotates: 1.2 MB through a copy of smtpd's log/run (as root:
+    // multilog as molog, in a main/ it makes for molog) leaves current plus a rotated file.
+    let logdir = dir.path().join("logcheck");
+    std::fs::create_dir(&logdir).unwrap();
+    std::fs::copy(prefix.join("service/smtpd/log/run"), logdir.join("run")).unwrap();
+    let mut ml = Command::new("sh")
+        .arg("./run")
+        .current_dir(&logdir)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut w = ml.stdin.take().unwrap();
+        let line = format!("smtpd: info: {}\n", "x".repeat(99));
+        for _ in 0..12_000 {
+            w.write_all(line.as_bytes()).unwrap();
+        }
+    }
+    assert!(ml.wait().unwrap().success(), "multilog");
+    let rotated: Vec<String> = std::fs::read_dir(logdir.join("main"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    assert!(
+        rotated
+            .iter()
+            .any(|n| n.starts_with('@') && n.ends_with(".s")),
+        "{rotated:?}"
+    );
+    assert!(rotated.iter().any(|n| n == "current"), "{rotated:?}");
+    for n in &rotated {
+        let md = std::fs::metadata(logdir.join("main").join(n)).unwrap();
+        assert_eq!(md.uid().to_string(), molog, "{n} belongs to molog");
+    }
     // The compiled index is as private as the text it is made from.
     sh(
         "useradm compile",
