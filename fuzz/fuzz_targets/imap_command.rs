@@ -6,6 +6,7 @@ use libfuzzer_sys::fuzz_target;
 use mailorder_fuzz::chunks;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command, parse_fetch, parse_flags, parse_search};
+use mailorder_imap_proto::request::{Verb, parse_store, request};
 use mailorder_imap_proto::seqset::SeqSet;
 use mailorder_imap_proto::{date, mutf7};
 
@@ -92,6 +93,12 @@ fuzz_target!(|input: &[u8]| {
         );
         let Ok(cmd) = parse_command(c) else { continue };
         assert!(!cmd.tag.is_empty() && cmd.tag.len() <= 64);
+        if let Ok(r) = request(&cmd) {
+            assert_ne!(r.verb, Verb::Uid);
+            assert_eq!(Verb::parse(r.verb.name()), Some(r.verb));
+            let _ = parse_store(&r.args);
+            let _ = parse_store(r.args.get(1..).unwrap_or_default());
+        }
         assert!(cmd.args.iter().map(tok_bytes).sum::<usize>() <= c.len());
         typed(&cmd.args);
     }

@@ -3,6 +3,8 @@
 //! - [`framer`]: bytes → whole commands with their literals, limits checked when a
 //!   literal is announced (before any memory is taken);
 //! - [`parse`]: tag, command name and tokens; typed FETCH items, SEARCH keys and flags;
+//! - [`request`]: the one table of command names and their states ([`request::Verb`]),
+//!   the `UID` prefix folded in, typed STORE arguments;
 //! - [`seqset`]: sequence sets (`1:4,*`), strict about 0 and 2³²;
 //! - [`mutf7`]: modified UTF-7 mailbox names;
 //! - [`date`]: IMAP dates and RFC 5322 `Date:` values;
@@ -17,6 +19,7 @@ pub mod date;
 pub mod framer;
 pub mod mutf7;
 pub mod parse;
+pub mod request;
 pub mod seqset;
 
 /// Encode bytes as an IMAP string for a response: quoted when short and safe, else a

@@ -20,6 +20,7 @@ pub const EXIT_CODES: &[u8] = &[
 use mailorder_core::control::Control;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command};
+use mailorder_imap_proto::request::Verb;
 use mailorder_login_common::{
     Chain, Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls,
     TlsParams,
@@ -320,12 +321,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                     let tag = tag.to_owned();
                     self.authenticate(&tag, mech, rest.first())?
                 }
-                (
-                    "SELECT" | "EXAMINE" | "LIST" | "LSUB" | "STATUS" | "CREATE" | "DELETE"
-                    | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" | "APPEND" | "FETCH" | "STORE"
-                    | "SEARCH" | "UID" | "IDLE" | "NAMESPACE" | "ENABLE",
-                    _,
-                ) => {
+                (name, _) if Verb::parse(name).is_some_and(Verb::needs_login) => {
                     errors += 1;
                     self.send(&format!("{tag} BAD Log in first"))?;
                     Next::Go

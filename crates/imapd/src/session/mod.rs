@@ -23,6 +23,7 @@ use mailorder_imap_proto::parse::{
     Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
     parse_flags, parse_search,
 };
+use mailorder_imap_proto::request::{StoreMode, Verb, parse_store};
 use mailorder_imap_proto::seqset::{SeqNum, SeqSet, compact};
 use mailorder_imap_proto::{astring, date, mutf7};
 use mailorder_imap_store::{Folder, Msg, Rendered, Store, StoreError};
@@ -309,14 +310,9 @@ impl<W: Write> Session<W> {
         };
         let tag = cmd.tag.clone();
         self.cur_tag = tag.clone();
-        let quiet = matches!(
-            cmd.name.as_str(),
-            "FETCH" | "STORE" | "SEARCH" | "SORT" | "THREAD"
-        );
-        let selecting = matches!(
-            cmd.name.as_str(),
-            "SELECT" | "EXAMINE" | "CLOSE" | "UNSELECT" | "LOGOUT"
-        );
+        let verb = Verb::parse(&cmd.name);
+        let quiet = verb.is_some_and(Verb::no_expunge);
+        let selecting = verb.is_some_and(Verb::reselects);
         if self.sel.is_some() && !quiet && !selecting {
             // Expunges are allowed now: the command sees what the other sessions did.
             self.updates(true)?;
@@ -343,12 +339,7 @@ impl<W: Write> Session<W> {
             }
         };
         // Untagged updates after every command that may carry them (RFC 3501 §7).
-        if self.sel.is_some()
-            && !matches!(
-                cmd.name.as_str(),
-                "SELECT" | "EXAMINE" | "CLOSE" | "UNSELECT" | "LOGOUT"
-            )
-        {
+        if self.sel.is_some() && !selecting {
             self.updates(!quiet)?;
         }
         if status != "BAD" {
@@ -458,22 +449,7 @@ impl<W: Write> Session<W> {
                 ok("Getquota completed")
             }
             "SETQUOTA" => no("[NOPERM] Quota is set by the administrator"),
-            _ if self.sel.is_none()
-                && matches!(
-                    cmd.name.as_str(),
-                    "CLOSE"
-                        | "UNSELECT"
-                        | "EXPUNGE"
-                        | "SEARCH"
-                        | "FETCH"
-                        | "STORE"
-                        | "COPY"
-                        | "MOVE"
-                        | "UID"
-                        | "SORT"
-                        | "THREAD"
-                ) =>
-            {
+            name if self.sel.is_none() && Verb::parse(name).is_some_and(Verb::needs_selected) => {
                 bad("No mailbox selected")
             }
             "CLOSE" | "UNSELECT" if a.is_empty() => {

@@ -1,6 +1,7 @@
 //! STORE, COPY, MOVE and EXPUNGE.
 
 use super::*;
+use mailorder_imap_proto::request::StoreArgs;
 
 impl<W: Write> Session<W> {
     pub(super) fn store_cmd(&mut self, set: &Tok, args: &[Tok], uid: bool) -> R {
@@ -8,45 +9,18 @@ impl<W: Write> Session<W> {
             Ok(s) => s,
             Err(e) => return bad(e),
         };
-        let mut args = args;
-        let mut unchanged = None;
-        if let Some(Tok::List(m)) = args.first() {
-            match (
-                m.first().and_then(Tok::atom_upper).as_deref(),
-                m.get(1).and_then(Tok::number),
-            ) {
-                (Some("UNCHANGEDSINCE"), Some(n)) => {
-                    unchanged = Some(n);
-                    self.condstore = true;
-                }
-                _ => return bad("Bad STORE modifier"),
-            }
-            args = &args[1..];
-        }
-        if args.len() < 2 {
-            return bad("Bad STORE arguments");
-        }
-        let Some(op) = args[0].atom_upper() else {
-            return bad("Bad STORE item");
-        };
-        let (mode, silent) = match op.as_str() {
-            "FLAGS" => ('=', false),
-            "FLAGS.SILENT" => ('=', true),
-            "+FLAGS" => ('+', false),
-            "+FLAGS.SILENT" => ('+', true),
-            "-FLAGS" => ('-', false),
-            "-FLAGS.SILENT" => ('-', true),
-            _ => return bad("Bad STORE item"),
-        };
-        let flags = if args.len() == 2 {
-            parse_flags(&args[1])
-        } else {
-            parse_flags(&Tok::List(args[1..].to_vec()))
-        };
-        let flags = match flags {
-            Ok(f) => f,
+        let StoreArgs {
+            mode,
+            silent,
+            flags,
+            unchanged_since: unchanged,
+        } = match parse_store(args) {
+            Ok(a) => a,
             Err(e) => return bad(e),
         };
+        if unchanged.is_some() {
+            self.condstore = true;
+        }
         let targets = match self.targets(&set, uid) {
             Ok(t) => t,
             Err(e) => return bad(e),
@@ -58,7 +32,7 @@ impl<W: Write> Session<W> {
         if sel.readonly {
             return no("[READ-ONLY] Mailbox is read-only");
         }
-        let letters = match Self::letters(&mut sel.folder, &flags, mode != '-') {
+        let letters = match Self::letters(&mut sel.folder, &flags, mode != StoreMode::Remove) {
             Ok(l) => l,
             Err(e) => return Ok(store_no(&e)),
         };
@@ -70,9 +44,11 @@ impl<W: Write> Session<W> {
                 continue;
             }
             let nf = match mode {
-                '=' => letters.clone(),
-                '+' => mailorder_imap_store::normalize_flags(&format!("{}{letters}", m.flags)),
-                _ => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
+                StoreMode::Set => letters.clone(),
+                StoreMode::Add => {
+                    mailorder_imap_store::normalize_flags(&format!("{}{letters}", m.flags))
+                }
+                StoreMode::Remove => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
             };
             if nf != m.flags {
                 match sel.folder.set_flags(m, &nf) {

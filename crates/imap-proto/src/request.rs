@@ -1,0 +1,407 @@
+//! Typed requests: the one table of IMAP command names with the state each belongs to
+//! (RFC 3501 §6, RFC 9051 §6), the `UID` prefix folded in, and typed arguments where they
+//! have a grammar of their own (STORE: RFC 3501 §6.4.6, RFC 7162 §3.1.3).
+//!
+//! The login front end and the authenticated server both classify commands through
+//! [`Verb`], so their lists cannot disagree.
+
+use crate::parse::{Command, Tok, parse_flags};
+
+/// An IMAP command name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Verb {
+    /// CAPABILITY.
+    Capability,
+    /// NOOP.
+    Noop,
+    /// LOGOUT.
+    Logout,
+    /// ID (RFC 2971).
+    Id,
+    /// STARTTLS.
+    StartTls,
+    /// LOGIN.
+    Login,
+    /// AUTHENTICATE.
+    Authenticate,
+    /// ENABLE (RFC 5161).
+    Enable,
+    /// NAMESPACE (RFC 2342).
+    Namespace,
+    /// SELECT.
+    Select,
+    /// EXAMINE.
+    Examine,
+    /// CREATE.
+    Create,
+    /// DELETE.
+    Delete,
+    /// RENAME.
+    Rename,
+    /// SUBSCRIBE.
+    Subscribe,
+    /// UNSUBSCRIBE.
+    Unsubscribe,
+    /// LIST.
+    List,
+    /// LSUB.
+    Lsub,
+    /// STATUS.
+    Status,
+    /// APPEND.
+    Append,
+    /// IDLE (RFC 2177).
+    Idle,
+    /// COMPRESS (RFC 4978).
+    Compress,
+    /// GETQUOTA (RFC 9208).
+    GetQuota,
+    /// GETQUOTAROOT.
+    GetQuotaRoot,
+    /// SETQUOTA.
+    SetQuota,
+    /// CHECK.
+    Check,
+    /// CLOSE.
+    Close,
+    /// UNSELECT (RFC 3691).
+    Unselect,
+    /// EXPUNGE.
+    Expunge,
+    /// SEARCH.
+    Search,
+    /// SORT (RFC 5256).
+    Sort,
+    /// THREAD (RFC 5256).
+    Thread,
+    /// FETCH.
+    Fetch,
+    /// STORE.
+    Store,
+    /// COPY.
+    Copy,
+    /// MOVE (RFC 6851).
+    Move,
+    /// The `UID` prefix (only in [`Command`]; a [`Request`] folds it in).
+    Uid,
+}
+
+/// Every verb with its name on the wire.
+const NAMES: [(Verb, &str); 37] = [
+    (Verb::Capability, "CAPABILITY"),
+    (Verb::Noop, "NOOP"),
+    (Verb::Logout, "LOGOUT"),
+    (Verb::Id, "ID"),
+    (Verb::StartTls, "STARTTLS"),
+    (Verb::Login, "LOGIN"),
+    (Verb::Authenticate, "AUTHENTICATE"),
+    (Verb::Enable, "ENABLE"),
+    (Verb::Namespace, "NAMESPACE"),
+    (Verb::Select, "SELECT"),
+    (Verb::Examine, "EXAMINE"),
+    (Verb::Create, "CREATE"),
+    (Verb::Delete, "DELETE"),
+    (Verb::Rename, "RENAME"),
+    (Verb::Subscribe, "SUBSCRIBE"),
+    (Verb::Unsubscribe, "UNSUBSCRIBE"),
+    (Verb::List, "LIST"),
+    (Verb::Lsub, "LSUB"),
+    (Verb::Status, "STATUS"),
+    (Verb::Append, "APPEND"),
+    (Verb::Idle, "IDLE"),
+    (Verb::Compress, "COMPRESS"),
+    (Verb::GetQuota, "GETQUOTA"),
+    (Verb::GetQuotaRoot, "GETQUOTAROOT"),
+    (Verb::SetQuota, "SETQUOTA"),
+    (Verb::Check, "CHECK"),
+    (Verb::Close, "CLOSE"),
+    (Verb::Unselect, "UNSELECT"),
+    (Verb::Expunge, "EXPUNGE"),
+    (Verb::Search, "SEARCH"),
+    (Verb::Sort, "SORT"),
+    (Verb::Thread, "THREAD"),
+    (Verb::Fetch, "FETCH"),
+    (Verb::Store, "STORE"),
+    (Verb::Copy, "COPY"),
+    (Verb::Move, "MOVE"),
+    (Verb::Uid, "UID"),
+];
+
+impl Verb {
+    /// The verb of an (uppercased) command name.
+    pub fn parse(name: &str) -> Option<Verb> {
+        NAMES
+            .iter()
+            .find(|(_, n)| n.eq_ignore_ascii_case(name))
+            .map(|(v, _)| *v)
+    }
+
+    /// Its name on the wire.
+    pub fn name(self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(v, _)| *v == self)
+            .map_or("", |(_, n)| n)
+    }
+
+    /// Valid in any state (RFC 3501 §6.1).
+    pub fn any_state(self) -> bool {
+        matches!(
+            self,
+            Verb::Capability | Verb::Noop | Verb::Logout | Verb::Id
+        )
+    }
+
+    /// Valid only before login (RFC 3501 §6.2).
+    pub fn not_authenticated(self) -> bool {
+        matches!(self, Verb::StartTls | Verb::Login | Verb::Authenticate)
+    }
+
+    /// Valid only in the selected state (RFC 3501 §6.4).
+    pub fn needs_selected(self) -> bool {
+        matches!(
+            self,
+            Verb::Check
+                | Verb::Close
+                | Verb::Unselect
+                | Verb::Expunge
+                | Verb::Search
+                | Verb::Sort
+                | Verb::Thread
+                | Verb::Fetch
+                | Verb::Store
+                | Verb::Copy
+                | Verb::Move
+                | Verb::Uid
+        )
+    }
+
+    /// Needs a login first: everything but the any-state and not-authenticated ones.
+    pub fn needs_login(self) -> bool {
+        !self.any_state() && !self.not_authenticated()
+    }
+
+    /// May not be followed by untagged EXPUNGE (RFC 3501 §7.4.1: not during FETCH,
+    /// STORE, SEARCH; nor SORT and THREAD, which answer with sequence numbers too).
+    pub fn no_expunge(self) -> bool {
+        matches!(
+            self,
+            Verb::Fetch | Verb::Store | Verb::Search | Verb::Sort | Verb::Thread
+        )
+    }
+
+    /// Changes or leaves the selected mailbox (no updates for the old one follow).
+    pub fn reselects(self) -> bool {
+        matches!(
+            self,
+            Verb::Select | Verb::Examine | Verb::Close | Verb::Unselect | Verb::Logout
+        )
+    }
+}
+
+/// How STORE changes the flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreMode {
+    /// `FLAGS`: replace.
+    Set,
+    /// `+FLAGS`: add.
+    Add,
+    /// `-FLAGS`: remove.
+    Remove,
+}
+
+/// The arguments of STORE after the sequence set:
+/// `[(UNCHANGEDSINCE n)] [+|-]FLAGS[.SILENT] (flag…)` (RFC 3501 §6.4.6, RFC 7162 §3.1.3).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreArgs {
+    /// Replace, add or remove.
+    pub mode: StoreMode,
+    /// `.SILENT`: no FETCH responses for the change itself.
+    pub silent: bool,
+    /// The flags, as given (system flags with their backslash).
+    pub flags: Vec<String>,
+    /// CONDSTORE's UNCHANGEDSINCE.
+    pub unchanged_since: Option<u64>,
+}
+
+/// Parse the STORE arguments after the sequence set. The flags may be a list or bare
+/// atoms (RFC 3501's `flag-list / (flag *(SP flag))`).
+pub fn parse_store(args: &[Tok]) -> Result<StoreArgs, String> {
+    let mut args = args;
+    let mut unchanged_since = None;
+    if let Some(Tok::List(m)) = args.first() {
+        match (
+            m.first().and_then(Tok::atom_upper).as_deref(),
+            m.get(1).and_then(Tok::number),
+            m.len(),
+        ) {
+            (Some("UNCHANGEDSINCE"), Some(n), 2) => unchanged_since = Some(n),
+            _ => return Err("Bad STORE modifier".into()),
+        }
+        args = &args[1..];
+    }
+    if args.len() < 2 {
+        return Err("Bad STORE arguments".into());
+    }
+    let op = args[0].atom_upper().ok_or("Bad STORE item")?;
+    let (mode, silent) = match op.as_str() {
+        "FLAGS" => (StoreMode::Set, false),
+        "FLAGS.SILENT" => (StoreMode::Set, true),
+        "+FLAGS" => (StoreMode::Add, false),
+        "+FLAGS.SILENT" => (StoreMode::Add, true),
+        "-FLAGS" => (StoreMode::Remove, false),
+        "-FLAGS.SILENT" => (StoreMode::Remove, true),
+        _ => return Err("Bad STORE item".into()),
+    };
+    let flags = if args.len() == 2 {
+        parse_flags(&args[1])?
+    } else {
+        parse_flags(&Tok::List(args[1..].to_vec()))?
+    };
+    Ok(StoreArgs {
+        mode,
+        silent,
+        flags,
+        unchanged_since,
+    })
+}
+
+/// A command with its verb known and the `UID` prefix folded in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// The tag.
+    pub tag: String,
+    /// The command (never [`Verb::Uid`]).
+    pub verb: Verb,
+    /// Whether it came as `UID FETCH`, `UID STORE`, … (numbers are UIDs).
+    pub uid: bool,
+    /// The arguments after the command name (after the `UID` prefix's command).
+    pub args: Vec<Tok>,
+}
+
+/// Why a command is not a [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RequestError {
+    /// Not an IMAP command this server knows.
+    Unknown,
+    /// `UID` without a command, or with one that takes no UIDs.
+    BadUid,
+}
+
+/// Classify a parsed command: its verb, the `UID` prefix folded in (`UID FETCH`,
+/// `STORE`, `COPY`, `MOVE`, `SEARCH`, `SORT`, `THREAD`, `EXPUNGE`).
+pub fn request(cmd: &Command) -> Result<Request, RequestError> {
+    let verb = Verb::parse(&cmd.name).ok_or(RequestError::Unknown)?;
+    if verb != Verb::Uid {
+        return Ok(Request {
+            tag: cmd.tag.clone(),
+            verb,
+            uid: false,
+            args: cmd.args.clone(),
+        });
+    }
+    let (first, rest) = cmd.args.split_first().ok_or(RequestError::BadUid)?;
+    let sub = first
+        .atom_upper()
+        .as_deref()
+        .and_then(Verb::parse)
+        .ok_or(RequestError::BadUid)?;
+    match sub {
+        Verb::Fetch
+        | Verb::Store
+        | Verb::Copy
+        | Verb::Move
+        | Verb::Search
+        | Verb::Sort
+        | Verb::Thread
+        | Verb::Expunge => Ok(Request {
+            tag: cmd.tag.clone(),
+            verb: sub,
+            uid: true,
+            args: rest.to_vec(),
+        }),
+        _ => Err(RequestError::BadUid),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::parse::parse_command;
+
+    #[test]
+    fn verbs_round_trip_and_states() {
+        for (v, n) in NAMES {
+            assert_eq!(Verb::parse(n), Some(v));
+            assert_eq!(Verb::parse(&n.to_lowercase()), Some(v));
+            assert_eq!(v.name(), n);
+            // Each verb belongs to exactly one of: any state, before login, after.
+            assert!(
+                u8::from(v.any_state())
+                    + u8::from(v.not_authenticated())
+                    + u8::from(v.needs_login())
+                    == 1
+            );
+            assert!(!v.needs_selected() || v.needs_login());
+        }
+        assert_eq!(Verb::parse("XYZZY"), None);
+    }
+
+    #[test]
+    fn uid_prefix_is_folded_in() {
+        let r = request(&parse_command(b"a UID FETCH 1:* FLAGS").unwrap()).unwrap();
+        assert_eq!((r.verb, r.uid, r.args.len()), (Verb::Fetch, true, 2));
+        let r = request(&parse_command(b"a uid expunge 4").unwrap()).unwrap();
+        assert_eq!((r.verb, r.uid), (Verb::Expunge, true));
+        for bad in [
+            &b"a UID"[..],
+            b"a UID NOOP",
+            b"a UID LOGIN x y",
+            b"a UID (x)",
+        ] {
+            assert_eq!(
+                request(&parse_command(bad).unwrap()),
+                Err(RequestError::BadUid),
+                "{bad:?}"
+            );
+        }
+        assert_eq!(
+            request(&parse_command(b"a FOO").unwrap()),
+            Err(RequestError::Unknown)
+        );
+    }
+
+    #[test]
+    fn store_arguments() {
+        let args = |s: &[u8]| parse_command(s).unwrap().args[1..].to_vec();
+        assert_eq!(
+            parse_store(&args(b"a STORE 1 +FLAGS.SILENT (\\Seen $Junk)")),
+            Ok(StoreArgs {
+                mode: StoreMode::Add,
+                silent: true,
+                flags: vec!["\\Seen".into(), "$Junk".into()],
+                unchanged_since: None,
+            })
+        );
+        assert_eq!(
+            parse_store(&args(
+                b"a STORE 1 (UNCHANGEDSINCE 12) FLAGS \\Deleted \\Seen"
+            )),
+            Ok(StoreArgs {
+                mode: StoreMode::Set,
+                silent: false,
+                flags: vec!["\\Deleted".into(), "\\Seen".into()],
+                unchanged_since: Some(12),
+            })
+        );
+        for bad in [
+            &b"a STORE 1 FLAGS"[..],
+            b"a STORE 1 XFLAGS (\\Seen)",
+            b"a STORE 1 (UNCHANGEDSINCE) FLAGS (\\Seen)",
+            b"a STORE 1 (FOO 1) FLAGS (\\Seen)",
+            b"a STORE 1 -FLAGS (\\)",
+        ] {
+            assert!(parse_store(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+}
