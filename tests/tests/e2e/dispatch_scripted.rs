@@ -352,12 +352,29 @@ fn kill_9_loses_nothing() {
     assert_eq!(t.count("todo"), 1);
     std::fs::write(t.root().join("tempok"), "").unwrap();
     let d = t.dispatch();
+    // See: issue #17 (flaky when the kill came after good@'s first delivery ended but
+    // before dispatch recorded it). Delivery is at-least-once: that delivery may be done
+    // again after the restart; what must hold is that nothing is lost.
+    let has = |rcpt: &str, subject: &str| -> usize {
+        let want = format!("Subject: {subject}");
+        t.delivered(rcpt)
+            .iter()
+            .filter(|m| m.contains(&want))
+            .count()
+    };
     t.wait_for("both delivered", || {
-        t.delivered("temp@x.test").len() == 1 && t.delivered("good@x.test").len() == 2
+        has("temp@x.test", "one") == 1
+            && has("good@x.test", "one") >= 1
+            && has("good@x.test", "two") == 1
     });
     t.wait_for("empty queue", || {
         t.count("state") + t.count("mess") + t.count("todo") == 0
     });
+    assert!(
+        has("good@x.test", "one") <= 2,
+        "at most one duplicate after the crash"
+    );
+    assert_eq!(has("good@x.test", "two"), 1);
     assert!(t.delivered("alice@x.test").is_empty(), "no bounce expected");
     stop(d);
 }
