@@ -18,8 +18,14 @@
 //! [`Client::commit`], which gives the verdict above. Nothing is queued without an
 //! envelope, so [`Client::abort`] (or dropping the submission) queues nothing.
 //!
-//! The client owns the hand-off, so the long-lived framed mode (many messages over one
-//! channel, each acknowledged once durable) plugs in here without touching the callers.
+//! Two forms of the hand-off, one rule: [`Client::new`] runs the program once per message
+//! (sendmail, dispatch, local-deliver, and any qmail-queue filter); [`Client::framed`] keeps
+//! one `PROG framed` (queue's framed mode, its CONTRACT) for every message of the client:
+//! frames `m LEN\n DATA` for the message, `e LEN\n ENVELOPE` to commit, `a0\n` to abort,
+//! one answer line (the exit code) per commit, given only once the message is durable.
+//! A framed process that dies is started again at the next message. A content filter
+//! (issue 13) that speaks the framed protocol on both sides can sit in this hand-off
+//! without a process start per message: the client names it instead of `queue`.
 //!
 //! It must not parse or change the message, and it spawns nothing but the queue program.
 
@@ -27,9 +33,9 @@
 
 use mailorder_core::Exit;
 use mailorder_core::exit::queue;
-use std::io::{self, PipeWriter, Write};
+use std::io::{self, BufRead, PipeWriter, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 /// Why a message was not queued.
 #[derive(Debug, thiserror::Error)]
@@ -95,27 +101,103 @@ impl QueueError {
     }
 }
 
-/// The hand-off to one queue program.
-#[derive(Debug, Clone)]
+/// The hand-off to one queue program: a process per message (the qmail-queue contract),
+/// or one long-lived `PROG framed` taking every message of this client ([`Client::framed`]).
+#[derive(Debug)]
 pub struct Client {
     prog: PathBuf,
+    framed: bool,
+    /// The running `PROG framed`, between messages.
+    conn: Option<Framed>,
+}
+
+/// A running `queue framed`: frames into its fd 0, one answer line per message from its fd 1.
+#[derive(Debug)]
+struct Framed {
+    child: Child,
+    to: Option<io::BufWriter<ChildStdin>>,
+    from: io::BufReader<ChildStdout>,
+}
+
+impl Framed {
+    fn frame(&mut self, tag: u8, data: &[u8]) -> io::Result<()> {
+        let to = self
+            .to
+            .as_mut()
+            .ok_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        writeln!(to, "{}{}", tag as char, data.len())?;
+        to.write_all(data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.to.as_mut() {
+            Some(t) => t.flush(),
+            None => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+        }
+    }
+
+    /// The answer to the last `e`: the queue's code, or `None` when it is gone.
+    fn answer(&mut self) -> Option<u8> {
+        let mut line = String::new();
+        match self.from.read_line(&mut line) {
+            Ok(n) if n > 0 => line.trim().parse().ok(),
+            _ => None,
+        }
+    }
+
+    /// Close its input and wait: its status by the pass-up rule.
+    fn end(mut self) -> Option<u8> {
+        self.to = None;
+        self.child.wait().ok().map(mailorder_core::exit::pass_up)
+    }
+}
+
+impl Drop for Framed {
+    /// End of file between messages ends `queue framed` (inside a message it removes the
+    /// half-written files); reap it.
+    fn drop(&mut self) {
+        self.to = None;
+        let _ = self.child.wait();
+    }
 }
 
 /// One message on its way to the queue. Write the message into it (`Write`, or
 /// [`Submission::write_data`]), then give it back to [`Client::commit`] with the envelope.
 #[derive(Debug)]
 pub struct Submission {
-    child: Child,
-    message: Option<ChildStdin>,
-    envelope: Option<PipeWriter>,
+    inner: Option<Inner>,
     write_failed: bool,
+}
+
+#[derive(Debug)]
+enum Inner {
+    OneShot {
+        child: Child,
+        message: Option<ChildStdin>,
+        envelope: Option<PipeWriter>,
+    },
+    Framed(Framed),
 }
 
 impl Client {
     /// A client for the queue program `prog` (normally `ROOT/bin/queue`; smtpd takes
-    /// `MAILORDER_QUEUE` when set).
+    /// `MAILORDER_QUEUE` when set), one process per message.
     pub fn new(prog: impl Into<PathBuf>) -> Client {
-        Client { prog: prog.into() }
+        Client {
+            prog: prog.into(),
+            framed: false,
+            conn: None,
+        }
+    }
+
+    /// A client that keeps one `PROG framed` for all its messages (`queue`'s framed mode:
+    /// each message answered once durable). Started at the first message, started again
+    /// after it died; the process ends when the client is dropped.
+    pub fn framed(prog: impl Into<PathBuf>) -> Client {
+        Client {
+            framed: true,
+            ..Client::new(prog)
+        }
     }
 
     /// The program this client runs.
@@ -123,53 +205,132 @@ impl Client {
         &self.prog
     }
 
-    /// Start a message: run the queue program with a pipe on its fd 0 (message) and fd 1
-    /// (envelope). Its fd 2 is ours (the log).
-    pub fn start(&mut self) -> Result<Submission, QueueError> {
-        let start_err = |source| QueueError::Start {
+    /// Whether this client keeps one framed queue process ([`Client::framed`]).
+    pub fn is_framed(&self) -> bool {
+        self.framed
+    }
+
+    fn start_err(&self) -> impl Fn(io::Error) -> QueueError + '_ {
+        |source| QueueError::Start {
             prog: self.prog.clone(),
             source,
-        };
-        let (env_r, env_w) = io::pipe().map_err(start_err)?;
+        }
+    }
+
+    /// Start a message: run the queue program with a pipe on its fd 0 (message) and fd 1
+    /// (envelope), or take the framed one. Its fd 2 is ours (the log).
+    pub fn start(&mut self) -> Result<Submission, QueueError> {
+        if self.framed {
+            let conn = match self.conn.take() {
+                Some(c) => c,
+                None => {
+                    let mut child = Command::new(&self.prog)
+                        .arg("framed")
+                        .stdin(Stdio::piped())
+                        .stdout(Stdio::piped())
+                        .spawn()
+                        .map_err(self.start_err())?;
+                    let (Some(to), Some(from)) = (child.stdin.take(), child.stdout.take()) else {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        return Err(self.start_err()(io::Error::other("no pipes")));
+                    };
+                    Framed {
+                        child,
+                        to: Some(io::BufWriter::with_capacity(64 * 1024, to)),
+                        from: io::BufReader::new(from),
+                    }
+                }
+            };
+            return Ok(Submission {
+                inner: Some(Inner::Framed(conn)),
+                write_failed: false,
+            });
+        }
+        let (env_r, env_w) = io::pipe().map_err(self.start_err())?;
         let mut child = Command::new(&self.prog)
             .stdin(Stdio::piped())
             .stdout(Stdio::from(env_r))
             .spawn()
-            .map_err(start_err)?;
+            .map_err(self.start_err())?;
         let message = child.stdin.take();
         Ok(Submission {
-            child,
             write_failed: message.is_none(),
-            message,
-            envelope: Some(env_w),
+            inner: Some(Inner::OneShot {
+                child,
+                message,
+                envelope: Some(env_w),
+            }),
         })
     }
 
     /// Close the message, write `envelope` (text0, `mailorder_queue_format::encode`),
-    /// wait for the verdict. `Ok` only when the queue exited 0 **and** everything was
-    /// written (the rule in the crate doc).
+    /// wait for the verdict. `Ok` only when the queue said 0 (exit 0, or framed: the
+    /// answer `0`) **and** everything was written (the rule in the crate doc).
     pub fn commit(&mut self, mut sub: Submission, envelope: &[u8]) -> Result<(), QueueError> {
-        sub.message = None;
-        let env_ok = match sub.envelope.take() {
-            Some(mut e) => e.write_all(envelope).is_ok(),
-            None => false,
-        };
-        let status = sub.child.wait().map_err(|source| QueueError::Wait {
-            prog: self.prog.clone(),
-            source,
-        })?;
-        match mailorder_core::exit::pass_up(status) {
-            0 if sub.write_failed || !env_ok => Err(QueueError::Exit { code: queue::WRITE }),
+        let verdict = |code: u8, complete: bool| match code {
+            0 if !complete => Err(QueueError::Exit { code: queue::WRITE }),
             0 => Ok(()),
             code => Err(QueueError::Exit { code }),
+        };
+        match sub.inner.take() {
+            Some(Inner::OneShot {
+                mut child,
+                message,
+                envelope: env_pipe,
+            }) => {
+                drop(message);
+                let env_ok = match env_pipe {
+                    Some(mut e) => e.write_all(envelope).is_ok(),
+                    None => false,
+                };
+                let status = child.wait().map_err(|source| QueueError::Wait {
+                    prog: self.prog.clone(),
+                    source,
+                })?;
+                verdict(
+                    mailorder_core::exit::pass_up(status),
+                    !sub.write_failed && env_ok,
+                )
+            }
+            Some(Inner::Framed(mut conn)) => {
+                let sent = conn.frame(b'e', envelope).and_then(|()| conn.flush());
+                match conn.answer() {
+                    Some(code) => {
+                        // Still talking: keep it for the next message.
+                        self.conn = Some(conn);
+                        verdict(code, !sub.write_failed && sent.is_ok())
+                    }
+                    // Gone without an answer: its exit status says why; an exit 0 here
+                    // is no acknowledgement (possibly queued: a duplicate, never a loss).
+                    None => verdict(conn.end().unwrap_or(queue::BUG), false),
+                }
+            }
+            None => Err(QueueError::Exit { code: queue::BUG }),
         }
     }
 
-    /// Give up on a message: close both pipes without an envelope, so nothing is queued.
+    /// Give up on a message: nothing is queued (one-shot: both pipes closed without an
+    /// envelope; framed: an `a` frame, or the process ended if that fails).
     pub fn abort(&mut self, mut sub: Submission) {
-        sub.message = None;
-        sub.envelope = None;
-        let _ = sub.child.wait();
+        match sub.inner.take() {
+            Some(Inner::OneShot {
+                mut child,
+                message,
+                envelope,
+            }) => {
+                // Both pipes closed first: no envelope, nothing queued; then reap.
+                drop(message);
+                drop(envelope);
+                let _ = child.wait();
+            }
+            Some(Inner::Framed(mut conn)) => {
+                // Kept only if the abort reached it; otherwise dropped (and reaped).
+                let sent = conn.frame(b'a', b"").and_then(|()| conn.flush());
+                self.conn = sent.is_ok().then_some(conn);
+            }
+            None => {}
+        }
     }
 
     /// The whole hand-off for a message already in memory (or readable): start, copy
@@ -196,13 +357,18 @@ impl Submission {
         if self.write_failed || data.is_empty() {
             return;
         }
-        let ok = match self.message.as_mut() {
-            Some(m) => m.write_all(data).is_ok(),
-            None => false,
+        let ok = match self.inner.as_mut() {
+            Some(Inner::OneShot {
+                message: Some(m), ..
+            }) => m.write_all(data).is_ok(),
+            Some(Inner::Framed(conn)) => conn.frame(b'm', data).is_ok(),
+            _ => false,
         };
         if !ok {
             self.write_failed = true;
-            self.message = None;
+            if let Some(Inner::OneShot { message, .. }) = self.inner.as_mut() {
+                *message = None;
+            }
         }
     }
 
@@ -224,11 +390,20 @@ impl Write for Submission {
 }
 
 impl Drop for Submission {
-    /// A submission dropped without commit queues nothing; reap the child.
+    /// A submission dropped without commit queues nothing: one-shot, its pipes close
+    /// without an envelope; framed, the process sees end of file inside the message and
+    /// removes it. Either way the child is reaped.
     fn drop(&mut self) {
-        self.message = None;
-        self.envelope = None;
-        let _ = self.child.wait();
+        if let Some(Inner::OneShot {
+            mut child,
+            message,
+            envelope,
+        }) = self.inner.take()
+        {
+            drop(message);
+            drop(envelope);
+            let _ = child.wait();
+        }
     }
 }
 

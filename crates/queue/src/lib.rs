@@ -160,11 +160,31 @@ impl Config {
     }
 }
 
+pub mod framed;
+
+pub use framed::run_framed;
+
 /// Files to remove if the run fails or times out before the message is accepted.
-#[derive(Default)]
-struct Pending {
+#[derive(Debug, Default)]
+pub(crate) struct Pending {
     files: Vec<PathBuf>,
     accepting: bool,
+}
+
+/// Where `queue_message` records its files and the moment of acceptance: the one-shot
+/// mode's `Mutex<Pending>`, or the framed mode's shared per-message record.
+pub(crate) trait PendingSink {
+    fn with(&self, f: &mut dyn FnMut(&mut Pending));
+}
+
+impl PendingSink for Mutex<Pending> {
+    fn with(&self, f: &mut dyn FnMut(&mut Pending)) {
+        let mut p = match self.lock() {
+            Ok(p) => p,
+            Err(e) => e.into_inner(),
+        };
+        f(&mut p);
+    }
 }
 
 fn cleanup(p: &mut Pending) {
@@ -195,7 +215,7 @@ fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>, expired: fn() -> !) {
 pub fn run(cfg: &Config, message: impl Read, envelope: impl Read) -> Result<String, QueueError> {
     let pending = Arc::new(Mutex::new(Pending::default()));
     watchdog(cfg.timeout, Arc::clone(&pending), cfg.on_timeout);
-    let res = queue_message(cfg, message, envelope, &pending);
+    let res = queue_message(cfg, message, envelope, &*pending);
     if res.is_err() {
         let mut p = match pending.lock() {
             Ok(p) => p,
@@ -206,10 +226,8 @@ pub fn run(cfg: &Config, message: impl Read, envelope: impl Read) -> Result<Stri
     res
 }
 
-fn remember(pending: &Mutex<Pending>, path: &Path) {
-    if let Ok(mut p) = pending.lock() {
-        p.files.push(path.to_owned());
-    }
+fn remember(pending: &impl PendingSink, path: &Path) {
+    pending.with(&mut |p| p.files.push(path.to_owned()));
 }
 
 /// Create `path` exclusively, mode 0640 (group mosend reads it; the directories are
@@ -226,7 +244,7 @@ fn queue_message(
     cfg: &Config,
     mut message: impl Read,
     envelope: impl Read,
-    pending: &Mutex<Pending>,
+    pending: &impl PendingSink,
 ) -> Result<String, QueueError> {
     if !cfg.root.is_dir() {
         return Err(QueueError::Home(cfg.root.clone()));
@@ -282,19 +300,11 @@ fn queue_message(
     fsync_dir(&q.mess_dir()).map_err(dir_err(QueueError::Mess))?;
 
     // Step 3: the single atomic step. The watchdog may no longer interfere.
-    {
-        let mut p = match pending.lock() {
-            Ok(p) => p,
-            Err(e) => e.into_inner(),
-        };
-        p.accepting = true;
-    }
+    pending.with(&mut |p| p.accepting = true);
     std::fs::rename(&intd, q.todo(&id)).map_err(dir_err(QueueError::Todo))?;
     // From here the message is visible to dispatch: never remove it. If the fsync fails the
     // caller sees 66 and may retry: a duplicate is better than a loss.
-    if let Ok(mut p) = pending.lock() {
-        p.files.clear();
-    }
+    pending.with(&mut |p| p.files.clear());
     fsync_dir(&q.todo_dir()).map_err(dir_err(QueueError::Todo))?;
 
     // Step 4: wake dispatch.
@@ -362,6 +372,66 @@ mod tests {
             max_envelope: MAX_ENVELOPE,
         };
         (d, cfg)
+    }
+
+    fn frame(tag: char, data: &[u8]) -> Vec<u8> {
+        let mut v = format!("{tag}{}\n", data.len()).into_bytes();
+        v.extend_from_slice(data);
+        v
+    }
+
+    // See: issue #11 (queue framed: many messages, each answered once durable)
+    #[test]
+    fn framed_queues_many_answers_each_and_aborts_leave_nothing() {
+        let (_d, cfg) = setup();
+        let mut input = Vec::new();
+        // 1: two pieces, queued.
+        input.extend(frame('m', b"Subject: one\n\n"));
+        input.extend(frame('m', b"body\n"));
+        input.extend(frame('e', b"Fa@b\0Tc@d\0\0"));
+        // 2: aborted: nothing, no answer.
+        input.extend(frame('m', b"half"));
+        input.extend(frame('a', b""));
+        // 3: bad envelope: answered 91, and the stream goes on.
+        input.extend(frame('m', b"x"));
+        input.extend(frame('e', b"Xbad\0\0"));
+        // 4: an empty message, queued.
+        input.extend(frame('e', b"F\0Tc@d\0\0"));
+        let mut out = Vec::new();
+        let n = run_framed(&cfg, &input[..], &mut out).unwrap();
+        assert_eq!(n, 2);
+        assert_eq!(String::from_utf8(out).unwrap(), "0\n91\n0\n");
+        let todo = cfg.queue.list_todo().unwrap();
+        assert_eq!(todo.len(), 2);
+        assert_eq!(cfg.queue.list_mess().unwrap().len(), 2);
+        assert!(
+            std::fs::read_dir(cfg.queue.intd_dir())
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        let m = std::fs::read_to_string(cfg.queue.mess(&todo[0])).unwrap();
+        assert!(m.ends_with("Subject: one\n\nbody\n"), "{m}");
+        assert_eq!(
+            std::fs::read(cfg.queue.todo(&todo[0])).unwrap(),
+            b"Fa@b\0Tc@d\0\0"
+        );
+    }
+
+    #[test]
+    fn framed_end_of_file_inside_a_message_is_an_error_and_leaves_nothing() {
+        let (_d, cfg) = setup();
+        for input in [
+            frame('m', b"Subject: cut\n\n"),
+            b"m10\nshort".to_vec(),
+            b"z1\nx".to_vec(),
+            b"m99999999999\n".to_vec(),
+        ] {
+            let mut out = Vec::new();
+            assert!(run_framed(&cfg, &input[..], &mut out).is_err());
+            assert!(out.is_empty());
+            assert!(empty(&cfg.queue));
+        }
     }
 
     fn empty(q: &Queue) -> bool {

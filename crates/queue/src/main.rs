@@ -1,7 +1,7 @@
 //! queue: qmail-queue's contract. Message on fd 0, envelope on fd 1; exit code only.
 
 use mailorder_core::exit::{exit, queue as code};
-use mailorder_queue::{Config, Fd1, run};
+use mailorder_queue::{Config, Fd1, run, run_framed};
 
 fn main() {
     mailorder_core::logger::init("queue", code::BUG);
@@ -16,6 +16,20 @@ fn main() {
             exit(e.code())
         }
     };
+    // `queue framed`: many messages over fd 0 (frames) and fd 1 (one answer each).
+    if std::env::args_os().nth(1).is_some_and(|a| a == "framed") {
+        let input = std::io::BufReader::with_capacity(64 * 1024, std::io::stdin().lock());
+        match run_framed(&cfg, input, std::io::stdout().lock()) {
+            Ok(n) => {
+                log::debug!("framed: {n} messages queued");
+                exit(code::OK)
+            }
+            Err(e) => {
+                log::warn!("{e}");
+                exit(code::READ)
+            }
+        }
+    }
     match run(&cfg, std::io::stdin().lock(), Fd1) {
         Ok(id) => {
             log::debug!("queued id={id} uid={}", cfg.uid);

@@ -61,6 +61,9 @@ pub struct Config {
     pub submission: bool,
     /// The queue program (`MAILORDER_QUEUE` or `ROOT/bin/queue`).
     pub queue: PathBuf,
+    /// Whether to keep one `queue framed` for all messages (the installation's own queue);
+    /// a `MAILORDER_QUEUE` program gets the qmail-queue contract, one run per message.
+    pub queue_framed: bool,
     /// The client.
     pub peer: Peer,
     /// The directory root (`ROOT`).
@@ -151,9 +154,9 @@ impl Config {
             || mailorder_core::root::program("checkpassword-file"),
             PathBuf::from,
         );
-        let queue = env("MAILORDER_QUEUE")
-            .filter(|q| !q.is_empty())
-            .map_or_else(|| mailorder_core::root::program("queue"), PathBuf::from);
+        let queue_env = env("MAILORDER_QUEUE").filter(|q| !q.is_empty());
+        let queue_framed = queue_env.is_none();
+        let queue = queue_env.map_or_else(|| mailorder_core::root::program("queue"), PathBuf::from);
         Ok(Config {
             me,
             databytes,
@@ -184,6 +187,7 @@ impl Config {
             smtps,
             submission: env("SUBMISSION").is_some(),
             queue,
+            queue_framed,
             peer,
             root,
             auth_fail_delay: Duration::from_secs(1),

@@ -80,7 +80,7 @@ fn serve_one(conn: OwnedFd, vars: Vec<(String, String)>, queue: Option<Client>) 
     };
     // A changed MAILORDER_QUEUE cannot happen (the process environment is fixed), but the
     // kept client must be for the program this configuration names.
-    let queue = queue.filter(|q| q.program() == cfg.queue);
+    let queue = queue.filter(|q| q.program() == cfg.queue && q.is_framed() == cfg.queue_framed);
     let reader = FdReader::buffered(read_fd, cfg.timeout).with_deadline(cfg.deadline.clone());
     let writer = FdWriter::new(conn, cfg.timeout);
     let mut session = Session::new(cfg, reader, writer);

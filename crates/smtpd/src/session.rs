@@ -175,7 +175,11 @@ const READ_CHUNK: usize = 16384;
 impl<R: Read, W: Write> Session<R, W> {
     /// A session with `cfg` over `reader`/`writer` (fd 0 and fd 1).
     pub fn new(cfg: Config, reader: R, writer: W) -> Self {
-        let cfg_queue = cfg.queue.clone();
+        let queue = if cfg.queue_framed {
+            Client::framed(&cfg.queue)
+        } else {
+            Client::new(&cfg.queue)
+        };
         Session {
             cfg,
             conn: Conn::Plain(reader, writer),
@@ -192,7 +196,7 @@ impl<R: Read, W: Write> Session<R, W> {
             errors: 0,
             refusals: 0,
             dir: None,
-            queue: Client::new(&cfg_queue),
+            queue,
         }
     }
 

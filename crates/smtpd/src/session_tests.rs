@@ -75,6 +75,7 @@ impl Env {
             smtps: false,
             submission: false,
             queue,
+            queue_framed: false,
             peer: Peer {
                 remote_ip: Some("192.0.2.9".parse().unwrap()),
                 remote_host: Some("client.example".into()),

@@ -123,3 +123,181 @@ fn disk_full_while_queueing_is_temporary() {
     expect_code(&c.reply(), "250");
     t.wait_messages("demo", 1, 20);
 }
+
+/// Send N messages to demo@example.test over CONC parallel SMTP sessions (each reused for
+/// up to 20 messages), retrying a message until it gets its 250; prints the sequence
+/// number of every message that got 250, one per line.
+const MANY_PY: &str = r#"
+import smtplib, sys, threading, time
+port, n, conc = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+lock = threading.Lock()
+state = {"next": 0}
+accepted = []
+def worker():
+    s, used = None, 0
+    while True:
+        with lock:
+            if state["next"] >= n:
+                break
+            i = state["next"]; state["next"] += 1
+        msg = "Subject: kill9\r\nX-Seq: %d\r\n\r\nbody %d\r\n" % (i, i)
+        for attempt in range(200):
+            try:
+                if s is None or used >= 20:
+                    if s is not None:
+                        try: s.quit()
+                        except Exception: pass
+                    s, used = smtplib.SMTP("127.0.0.1", port, timeout=30), 0
+                    s.ehlo("k.test")
+                s.sendmail("a@k.test", ["demo@example.test"], msg)
+                used += 1
+                with lock:
+                    accepted.append(i)
+                break
+            except Exception:
+                try: s.close()
+                except Exception: pass
+                s = None
+                time.sleep(0.02)
+    if s is not None:
+        try: s.quit()
+        except Exception: pass
+ts = [threading.Thread(target=worker) for _ in range(conc)]
+for t in ts: t.start()
+for t in ts: t.join()
+for i in accepted: print(i)
+"#;
+
+/// Every descendant of `pid` as (pid, comm).
+fn descendants(pid: u32) -> Vec<(u32, String)> {
+    let mut out = Vec::new();
+    let mut todo = vec![pid];
+    while let Some(p) = todo.pop() {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{p}/task")) else {
+            continue;
+        };
+        for t in tasks.flatten() {
+            let kids = std::fs::read_to_string(t.path().join("children")).unwrap_or_default();
+            for k in kids
+                .split_whitespace()
+                .filter_map(|k| k.parse::<u32>().ok())
+            {
+                let comm = std::fs::read_to_string(format!("/proc/{k}/comm")).unwrap_or_default();
+                out.push((k, comm.trim().to_owned()));
+                todo.push(k);
+            }
+        }
+    }
+    out
+}
+
+/// A small pseudo-random generator, so a failing run can be repeated from its seed.
+fn next_rand(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+/// Keep killing (-9), at random moments, random long-lived workers among the descendants
+/// of `roots` whose name is in `names`, until `stop` is set. Returns the kills by name.
+fn killer(
+    roots: Vec<u32>,
+    names: &'static [&'static str],
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    seed: u64,
+) -> std::thread::JoinHandle<std::collections::BTreeMap<String, usize>> {
+    std::thread::spawn(move || {
+        let mut x = seed | 1;
+        let mut kills = std::collections::BTreeMap::new();
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(20 + next_rand(&mut x) % 150));
+            let all: Vec<(u32, String)> = roots
+                .iter()
+                .flat_map(|r| descendants(*r))
+                .filter(|(_, c)| names.contains(&c.as_str()))
+                .collect();
+            if all.is_empty() {
+                continue;
+            }
+            let (victim, name) = &all[(next_rand(&mut x) as usize) % all.len()];
+            let _ = Command::new("kill")
+                .args(["-9", &victim.to_string()])
+                .status();
+            *kills.entry(name.clone()).or_insert(0) += 1;
+        }
+        kills
+    })
+}
+
+/// The X-Seq numbers found in demo's Maildir.
+fn delivered_seqs(t: &Tree) -> std::collections::BTreeSet<usize> {
+    let mut seen = std::collections::BTreeSet::new();
+    for p in t.messages("demo") {
+        let text = std::fs::read_to_string(&p).unwrap_or_default();
+        if let Some(l) = text.lines().find(|l| l.starts_with("X-Seq: "))
+            && let Ok(n) = l[7..].trim().parse::<usize>()
+        {
+            seen.insert(n);
+        }
+    }
+    seen
+}
+
+// See: issue #11 (kill -9 of every long-lived worker: nothing accepted is lost)
+#[test]
+fn kill9_of_pooled_smtpd_and_framed_queue_during_1000_messages_loses_nothing_accepted() {
+    const N: usize = 1000;
+    let mut t = Tree::new();
+    let dispatch = t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let listen = descendants(std::process::id())
+        .into_iter()
+        .find(|(_, c)| c == "listen")
+        .map(|(p, _)| p)
+        .expect("listen");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(7);
+    eprintln!("kill9 seed {seed}");
+    let k = killer(
+        vec![listen, dispatch],
+        &["smtpd", "queue"],
+        std::sync::Arc::clone(&stop),
+        seed,
+    );
+    let out = mailorder_tests::python(MANY_PY, &[&port.to_string(), &N.to_string(), "8"]);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let kills = k.join().unwrap();
+    eprintln!("kills: {kills:?}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let accepted: std::collections::BTreeSet<usize> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(
+        accepted.len() >= N * 9 / 10,
+        "only {} accepted",
+        accepted.len()
+    );
+    assert!(!kills.is_empty(), "nothing was killed");
+    let end = Instant::now() + Duration::from_secs(300);
+    loop {
+        let seen = delivered_seqs(&t);
+        let missing: Vec<_> = accepted.difference(&seen).take(10).collect();
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < end,
+            "accepted but never delivered (first 10): {missing:?}; kills {kills:?}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
