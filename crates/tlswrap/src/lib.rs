@@ -26,7 +26,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The descriptor numbers PROG gets with `-n`.
 pub const CTL_FD: i32 = 5;
@@ -40,12 +40,24 @@ pub const WR_FD: i32 = 7;
 struct Fd<'a> {
     fd: BorrowedFd<'a>,
     timeout: Option<Duration>,
+    /// No read after this (a total deadline for the handshake).
+    deadline: Option<Instant>,
 }
 
 impl Read for Fd<'_> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-        if let Some(t) = self.timeout {
+        let t = match (self.timeout, self.deadline) {
+            (t, None) => t,
+            (t, Some(at)) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"));
+                }
+                Some(t.map_or(left, |t| t.min(left)))
+            }
+        };
+        if let Some(t) = t {
             let ms = PollTimeout::try_from(t).unwrap_or(PollTimeout::MAX);
             loop {
                 let mut fds = [PollFd::new(self.fd, PollFlags::POLLIN)];
@@ -98,20 +110,24 @@ fn flush_tls(conn: &mut ServerConnection, out: BorrowedFd<'_>) -> io::Result<()>
     Fd {
         fd: out,
         timeout: None,
+        deadline: None,
     }
     .write_all(&records)
 }
 
-/// Complete the server handshake on `net_in`/`net_out`, `timeout` per read.
+/// Complete the server handshake on `net_in`/`net_out`, `timeout` per read and no read
+/// after `deadline` (a client that sends its handshake an octet at a time is cut off).
 pub fn handshake(
     conn: &mut ServerConnection,
     net_in: BorrowedFd<'_>,
     net_out: BorrowedFd<'_>,
     timeout: Duration,
+    deadline: Instant,
 ) -> io::Result<()> {
     let mut r = Fd {
         fd: net_in,
         timeout: Some(timeout),
+        deadline: Some(deadline),
     };
     while conn.is_handshaking() {
         flush_tls(conn, net_out)?;
@@ -168,6 +184,7 @@ pub fn relay(
     let mut net_r = Fd {
         fd: net_in,
         timeout: None,
+        deadline: None,
     };
     // What the client sent together with its last handshake message (a TLS 1.3 client may
     // put its first command in the same segment as its Finished) is already decrypted and
@@ -273,7 +290,7 @@ fn drain_plaintext(
 
 fn load(
     control: &mailorder_core::control::Control,
-) -> Result<(Arc<rustls::ServerConfig>, Duration), String> {
+) -> Result<(Arc<rustls::ServerConfig>, Duration, Duration), String> {
     let root = mailorder_core::root::root();
     let cert = control
         .line("tlscert")
@@ -286,8 +303,17 @@ fn load(
     let timeout = control
         .number("timeoutlogin", 60)
         .map_err(|e| e.to_string())?;
+    // The whole pre-login phase, the handshake included (issue #10 item 3), as the login
+    // front ends count it.
+    let deadline = control
+        .number("deadlinelogin", 120)
+        .map_err(|e| e.to_string())?;
     let cfg = mailorder_tls_common::server_config(&cert, &key).map_err(|e| e.to_string())?;
-    Ok((cfg, Duration::from_secs(timeout.max(1))))
+    Ok((
+        cfg,
+        Duration::from_secs(timeout.max(1)),
+        Duration::from_secs(deadline.max(1)),
+    ))
 }
 
 fn wait(mut child: std::process::Child) -> u8 {
@@ -331,6 +357,7 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let Some((p, args)) = prog.split_first() else {
         return mailorder_core::Exit::Perm.code();
     };
+    let start = Instant::now();
     let control = mailorder_core::control::Control::default();
     let stdin = io::stdin();
     let stdout = io::stdout();
@@ -340,7 +367,10 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let loaded = load(&control);
     if starttls {
         return match loaded {
-            Ok((cfg, timeout)) => run_starttls(cfg, timeout, p, args, net_in, net_out),
+            Ok((cfg, timeout, deadline)) => {
+                let deadline = start + deadline;
+                run_starttls(cfg, (timeout, deadline), p, args, net_in, net_out)
+            }
             Err(e) => {
                 // No TLS: the program runs without TLSCTLFD and offers no STLS.
                 log::warn!("STLS disabled: {e}");
@@ -354,7 +384,7 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
             }
         };
     }
-    let (cfg, timeout) = match loaded {
+    let (cfg, timeout, deadline) = match loaded {
         Ok(x) => x,
         Err(e) => {
             log::error!("{e}");
@@ -368,7 +398,7 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
             return mailorder_core::Exit::Temp.code();
         }
     };
-    if let Err(e) = handshake(&mut conn, net_in, net_out, timeout) {
+    if let Err(e) = handshake(&mut conn, net_in, net_out, timeout, start + deadline) {
         log::info!("TLS handshake failed: {e} ip={}", ip());
         return mailorder_core::Exit::Ok.code();
     }
@@ -404,7 +434,7 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
 
 fn run_starttls(
     cfg: Arc<rustls::ServerConfig>,
-    timeout: Duration,
+    (timeout, deadline): (Duration, Instant),
     p: &OsString,
     args: &[OsString],
     net_in: BorrowedFd<'_>,
@@ -459,7 +489,7 @@ fn run_starttls(
             return wait(child);
         }
     };
-    if let Err(e) = handshake(&mut conn, net_in, net_out, timeout) {
+    if let Err(e) = handshake(&mut conn, net_in, net_out, timeout, deadline) {
         log::info!("STARTTLS handshake failed: {e} ip={}", ip());
         let _ = ctl.write_all(b"no\n");
         drop((ctl, a_w, b_r));
@@ -541,6 +571,7 @@ mod tests {
                 server_sock.as_fd(),
                 server_sock.as_fd(),
                 Duration::from_secs(10),
+                Instant::now() + Duration::from_secs(60),
             )
             .unwrap();
             let p = params(&conn);
@@ -583,6 +614,41 @@ mod tests {
     }
 
     #[test]
+    // See: issue #10 (item 3): the handshake has a total deadline, not only a timeout per
+    // read: a client that sends its ClientHello an octet at a time is cut off.
+    fn dripped_handshake_meets_the_deadline() {
+        let d = tempfile::tempdir().unwrap();
+        let (cfg, _) = server_config(d.path());
+        let (server_sock, mut client_sock) = UnixStream::pair().unwrap();
+        let h = std::thread::spawn(move || {
+            // A handshake record of 512 octets announced, then one octet at a time.
+            if client_sock.write_all(b"\x16\x03\x01\x02\x00").is_err() {
+                return;
+            }
+            for _ in 0..100 {
+                std::thread::sleep(Duration::from_millis(100));
+                if client_sock.write_all(b"\x01").is_err() {
+                    return;
+                }
+            }
+        });
+        let mut conn = ServerConnection::new(cfg).unwrap();
+        let t = Instant::now();
+        let e = handshake(
+            &mut conn,
+            server_sock.as_fd(),
+            server_sock.as_fd(),
+            Duration::from_secs(10),
+            t + Duration::from_millis(700),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+        drop(server_sock);
+        h.join().unwrap();
+    }
+
+    #[test]
     fn garbage_instead_of_a_handshake_fails() {
         let d = tempfile::tempdir().unwrap();
         let (cfg, _) = server_config(d.path());
@@ -594,6 +660,7 @@ mod tests {
             server_sock.as_fd(),
             server_sock.as_fd(),
             Duration::from_secs(5),
+            Instant::now() + Duration::from_secs(60),
         )
         .unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{e}");
