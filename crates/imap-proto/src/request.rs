@@ -1,11 +1,14 @@
 //! Typed requests: the one table of IMAP command names with the state each belongs to
 //! (RFC 3501 §6, RFC 9051 §6), the `UID` prefix folded in, and typed arguments where they
-//! have a grammar of their own (STORE: RFC 3501 §6.4.6, RFC 7162 §3.1.3).
+//! have a grammar of their own: STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3), the SELECT
+//! parameters and the FETCH modifiers (RFC 7162). FETCH items and SEARCH keys are typed
+//! in [`crate::parse`].
 //!
 //! The login front end and the authenticated server both classify commands through
 //! [`Verb`], so their lists cannot disagree.
 
 use crate::parse::{Command, Tok, parse_flags};
+use crate::seqset::SeqSet;
 
 /// An IMAP command name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -266,6 +269,112 @@ pub fn parse_store(args: &[Tok]) -> Result<StoreArgs, String> {
     })
 }
 
+/// QRESYNC's SELECT parameter (RFC 7162 §3.2.5): what the client knows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    /// The UIDVALIDITY the client knows (not 0).
+    pub uidvalidity: u32,
+    /// The MODSEQ it has seen everything up to (not 0).
+    pub modseq: u64,
+    /// The UIDs it knows, when it said.
+    pub known_uids: Option<SeqSet>,
+}
+
+/// SELECT/EXAMINE parameters: `(CONDSTORE)`, `(QRESYNC (uv modseq [known-uids]
+/// [seq-match]))` (RFC 7162 §3.1.8, §3.2.5).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SelectParams {
+    /// CONDSTORE was given.
+    pub condstore: bool,
+    /// QRESYNC was given (the server accepts it only after ENABLE QRESYNC).
+    pub qresync: Option<Qresync>,
+}
+
+/// Parse SELECT/EXAMINE's optional parameter list (the token after the name).
+pub fn parse_select_params(tok: Option<&Tok>) -> Result<SelectParams, String> {
+    let mut out = SelectParams::default();
+    let p = match tok {
+        None => return Ok(out),
+        Some(Tok::List(p)) => p,
+        Some(_) => return Err("Unknown SELECT parameter".into()),
+    };
+    let mut i = 0;
+    while i < p.len() {
+        match p[i].atom_upper().as_deref() {
+            Some("CONDSTORE") => out.condstore = true,
+            Some("QRESYNC") => {
+                let Some(Tok::List(q)) = p.get(i + 1) else {
+                    return Err("QRESYNC needs parameters".into());
+                };
+                let uv = q
+                    .first()
+                    .and_then(Tok::number)
+                    .and_then(|n| u32::try_from(n).ok());
+                let ms = q.get(1).and_then(Tok::number);
+                let known_uids = match q.get(2) {
+                    Some(Tok::Atom(a)) => Some(SeqSet::parse(a).map_err(|e| e.to_string())?),
+                    Some(Tok::List(_)) | None => None,
+                    _ => return Err("Bad known-uids".into()),
+                };
+                match (uv, ms) {
+                    (Some(uidvalidity), Some(modseq)) if uidvalidity > 0 && modseq > 0 => {
+                        out.qresync = Some(Qresync {
+                            uidvalidity,
+                            modseq,
+                            known_uids,
+                        });
+                    }
+                    _ => return Err("Bad QRESYNC parameters".into()),
+                }
+                i += 1;
+            }
+            _ => return Err("Unknown SELECT parameter".into()),
+        }
+        i += 1;
+    }
+    Ok(out)
+}
+
+/// FETCH modifiers: `(CHANGEDSINCE n [VANISHED])` (RFC 7162 §3.1.4, §3.2.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FetchMods {
+    /// Only messages whose MODSEQ is above this.
+    pub changed_since: Option<u64>,
+    /// VANISHED (UID FETCH under QRESYNC): report expunged UIDs too.
+    pub vanished: bool,
+}
+
+/// Parse FETCH's optional modifier list (the token after the items).
+pub fn parse_fetch_mods(tok: Option<&Tok>) -> Result<FetchMods, String> {
+    let mut out = FetchMods::default();
+    let m = match tok {
+        None => return Ok(out),
+        Some(Tok::List(m)) => m,
+        Some(_) => return Err("Bad FETCH arguments".into()),
+    };
+    let mut i = 0;
+    while i < m.len() {
+        match (
+            m[i].atom_upper().as_deref(),
+            m.get(i + 1).and_then(Tok::number),
+        ) {
+            (Some("CHANGEDSINCE"), Some(n)) => {
+                out.changed_since = Some(n);
+                i += 2;
+            }
+            (Some("VANISHED"), _) => {
+                out.vanished = true;
+                i += 1;
+            }
+            _ => return Err("Bad FETCH modifier".into()),
+        }
+    }
+    if out.vanished && out.changed_since.is_none() {
+        return Err("VANISHED needs CHANGEDSINCE".into());
+    }
+    Ok(out)
+}
+
 /// A command with its verb known and the `UID` prefix folded in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -369,6 +478,45 @@ mod tests {
             request(&parse_command(b"a FOO").unwrap()),
             Err(RequestError::Unknown)
         );
+    }
+
+    #[test]
+    fn select_and_fetch_modifiers() {
+        let args = |s: &[u8]| parse_command(s).unwrap().args;
+        let a = args(b"a SELECT INBOX (QRESYNC (67890007 20050715194045000 41,43:211))");
+        let p = parse_select_params(a.get(1)).unwrap();
+        let q = p.qresync.unwrap();
+        assert_eq!((q.uidvalidity, q.modseq), (67890007, 20050715194045000));
+        assert!(q.known_uids.is_some() && !p.condstore);
+        let a = args(b"a SELECT INBOX (CONDSTORE)");
+        assert!(parse_select_params(a.get(1)).unwrap().condstore);
+        assert_eq!(parse_select_params(None), Ok(SelectParams::default()));
+        for bad in [
+            &b"a SELECT INBOX (FOO)"[..],
+            b"a SELECT INBOX (QRESYNC)",
+            b"a SELECT INBOX (QRESYNC (0 1))",
+            b"a SELECT INBOX (QRESYNC (1 0))",
+            b"a SELECT INBOX (QRESYNC (1 1 x))",
+            b"a SELECT INBOX CONDSTORE",
+        ] {
+            assert!(parse_select_params(args(bad).get(1)).is_err(), "{bad:?}");
+        }
+        let a = args(b"a FETCH 1 FLAGS (CHANGEDSINCE 12 VANISHED)");
+        assert_eq!(
+            parse_fetch_mods(a.get(2)),
+            Ok(FetchMods {
+                changed_since: Some(12),
+                vanished: true
+            })
+        );
+        for bad in [
+            &b"a FETCH 1 FLAGS (VANISHED)"[..],
+            b"a FETCH 1 FLAGS (CHANGEDSINCE)",
+            b"a FETCH 1 FLAGS (FOO 1)",
+            b"a FETCH 1 FLAGS FOO",
+        ] {
+            assert!(parse_fetch_mods(args(bad).get(2)).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -76,33 +76,20 @@ impl<W: Write> Session<W> {
             Ok(a) => a,
             Err(e) => return bad(e),
         };
-        let mut changedsince = None;
-        let mut want_vanished = false;
-        if let Some(Tok::List(m)) = items.get(1) {
-            let mut i = 0;
-            while i < m.len() {
-                match (
-                    m[i].atom_upper().as_deref(),
-                    m.get(i + 1).and_then(Tok::number),
-                ) {
-                    (Some("CHANGEDSINCE"), Some(n)) => {
-                        changedsince = Some(n);
-                        self.condstore = true;
-                        atts.push(FetchAtt::ModSeq);
-                        i += 2;
-                    }
-                    (Some("VANISHED"), _) if uid && self.qresync => {
-                        want_vanished = true;
-                        i += 1;
-                    }
-                    _ => return bad("Bad FETCH modifier"),
-                }
-            }
-            if want_vanished && changedsince.is_none() {
-                return bad("VANISHED needs CHANGEDSINCE");
-            }
-        } else if items.len() > 1 {
+        if items.len() > 2 {
             return bad("Bad FETCH arguments");
+        }
+        let mods = match parse_fetch_mods(items.get(1)) {
+            Ok(m) => m,
+            Err(e) => return bad(e),
+        };
+        if mods.vanished && !(uid && self.qresync) {
+            return bad("Bad FETCH modifier");
+        }
+        let (changedsince, want_vanished) = (mods.changed_since, mods.vanished);
+        if changedsince.is_some() {
+            self.condstore = true;
+            atts.push(FetchAtt::ModSeq);
         }
         if atts.contains(&FetchAtt::ModSeq) {
             self.condstore = true;

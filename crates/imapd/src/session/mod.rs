@@ -23,7 +23,9 @@ use mailorder_imap_proto::parse::{
     Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
     parse_flags, parse_search,
 };
-use mailorder_imap_proto::request::{StoreMode, Verb, parse_store};
+use mailorder_imap_proto::request::{
+    StoreMode, Verb, parse_fetch_mods, parse_select_params, parse_store,
+};
 use mailorder_imap_proto::seqset::{SeqNum, SeqSet, compact};
 use mailorder_imap_proto::{astring, date, mutf7};
 use mailorder_imap_store::{Folder, Msg, Rendered, Store, StoreError};

@@ -14,42 +14,22 @@ impl<W: Write> Session<W> {
             Err(r) => return Ok(r),
         };
         // (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162).
-        let mut resync: Option<(u32, u64, Option<SeqSet>)> = None;
-        if let Some(Tok::List(p)) = cmd.args.get(1) {
-            let mut i = 0;
-            while i < p.len() {
-                match p[i].atom_upper().as_deref() {
-                    Some("CONDSTORE") => self.condstore = true,
-                    Some("QRESYNC") if self.qresync => {
-                        let Some(Tok::List(q)) = p.get(i + 1) else {
-                            return bad("QRESYNC needs parameters");
-                        };
-                        let uv = q
-                            .first()
-                            .and_then(Tok::number)
-                            .and_then(|n| u32::try_from(n).ok());
-                        let ms = q.get(1).and_then(Tok::number);
-                        let known = match q.get(2) {
-                            Some(Tok::Atom(a)) => match SeqSet::parse(a) {
-                                Ok(s) => Some(s),
-                                Err(e) => return bad(e.to_string()),
-                            },
-                            Some(Tok::List(_)) | None => None,
-                            _ => return bad("Bad known-uids"),
-                        };
-                        match (uv, ms) {
-                            (Some(uv), Some(ms)) if uv > 0 && ms > 0 => {
-                                resync = Some((uv, ms, known))
-                            }
-                            _ => return bad("Bad QRESYNC parameters"),
-                        }
-                        i += 1;
-                    }
-                    _ => return bad("Unknown SELECT parameter"),
-                }
-                i += 1;
-            }
+        if cmd.args.len() > 2 {
+            return bad("Unknown SELECT parameter");
         }
+        let params = match parse_select_params(cmd.args.get(1)) {
+            Ok(p) => p,
+            Err(e) => return bad(e),
+        };
+        if params.condstore {
+            self.condstore = true;
+        }
+        if params.qresync.is_some() && !self.qresync {
+            return bad("Unknown SELECT parameter");
+        }
+        let resync = params
+            .qresync
+            .map(|q| (q.uidvalidity, q.modseq, q.known_uids));
         let mut folder = match self.store.folder(&name) {
             Ok(f) => f,
             Err(e) => return Ok(store_no(&e)),
