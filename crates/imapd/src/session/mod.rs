@@ -24,7 +24,7 @@ use mailorder_imap_proto::parse::{
     parse_flags, parse_search,
 };
 use mailorder_imap_proto::request::{
-    StoreMode, Verb, parse_fetch_mods, parse_select_params, parse_store,
+    RequestError, StoreMode, Verb, parse_fetch_mods, parse_select_params, parse_store, request,
 };
 use mailorder_imap_proto::seqset::{SeqNum, SeqSet, compact};
 use mailorder_imap_proto::{astring, date, mutf7};
@@ -352,25 +352,30 @@ impl<W: Write> Session<W> {
     }
 
     fn dispatch(&mut self, cmd: &Command) -> R {
-        let a = &cmd.args;
+        let req = match request(cmd) {
+            Ok(r) => r,
+            Err(RequestError::Unknown) => return bad("Unknown command"),
+            Err(RequestError::BadUid) => return bad("Unknown or malformed UID command"),
+        };
+        let (a, uid) = (&req.args, req.uid);
         let nargs = |n: usize| a.len() == n;
-        match cmd.name.as_str() {
-            "CAPABILITY" => {
+        match req.verb {
+            Verb::Capability => {
                 let c = capabilities(&self.cfg);
                 self.line(&format!("* CAPABILITY {c}"));
                 ok("Capability completed")
             }
-            "NOOP" | "CHECK" => ok(format!("{} completed", cmd.name)),
-            "LOGOUT" => Ok(Reply::Logout),
-            "ID" => {
+            Verb::Noop | Verb::Check => ok(format!("{} completed", cmd.name)),
+            Verb::Logout => Ok(Reply::Logout),
+            Verb::Id => {
                 self.line("* ID (\"name\" \"mailorder\")");
                 ok("ID completed")
             }
-            "NAMESPACE" => {
+            Verb::Namespace => {
                 self.line("* NAMESPACE ((\"\" \"/\")) NIL NIL");
                 ok("Namespace completed")
             }
-            "ENABLE" => {
+            Verb::Enable => {
                 let mut en = Vec::new();
                 for t in a {
                     match t.atom_upper().as_deref() {
@@ -399,11 +404,12 @@ impl<W: Write> Session<W> {
                 self.line(l.trim_end());
                 ok("Enabled")
             }
-            "LOGIN" | "AUTHENTICATE" => bad("Already logged in"),
-            "STARTTLS" => bad("Already logged in"),
-            "SELECT" | "EXAMINE" if !a.is_empty() => self.select(cmd),
-            "CREATE" if nargs(1) => self.mailbox_op(cmd, |s, n| s.create(n), "Create completed"),
-            "DELETE" if nargs(1) => {
+            Verb::Login | Verb::Authenticate | Verb::StartTls => bad("Already logged in"),
+            Verb::Select | Verb::Examine if !a.is_empty() => self.select(cmd),
+            Verb::Create if nargs(1) => {
+                self.mailbox_op(cmd, |s, n| s.create(n), "Create completed")
+            }
+            Verb::Delete if nargs(1) => {
                 let name = self.mbox_arg(&a[0])?;
                 if let Some(sel) = &self.sel
                     && name.as_deref().ok() == Some(sel.name.as_str())
@@ -412,7 +418,7 @@ impl<W: Write> Session<W> {
                 }
                 self.mailbox_op(cmd, |s, n| s.delete(n), "Delete completed")
             }
-            "RENAME" if nargs(2) => {
+            Verb::Rename if nargs(2) => {
                 let from = match self.mbox_arg(&a[0])? {
                     Ok(n) => n,
                     Err(r) => return Ok(r),
@@ -426,14 +432,14 @@ impl<W: Write> Session<W> {
                     Err(e) => Ok(store_no(&e)),
                 }
             }
-            "SUBSCRIBE" | "UNSUBSCRIBE" if nargs(1) => {
-                let on = cmd.name == "SUBSCRIBE";
+            Verb::Subscribe | Verb::Unsubscribe if nargs(1) => {
+                let on = req.verb == Verb::Subscribe;
                 self.mailbox_op(cmd, move |s, n| s.subscribe(n, on), "Subscription changed")
             }
-            "LIST" | "LSUB" if a.len() >= 2 => self.list(cmd),
-            "STATUS" if nargs(2) => self.status(cmd),
-            "APPEND" if a.len() >= 2 => self.append(cmd),
-            "GETQUOTAROOT" if nargs(1) => {
+            Verb::List | Verb::Lsub if a.len() >= 2 => self.list(cmd),
+            Verb::Status if nargs(2) => self.status(cmd),
+            Verb::Append if a.len() >= 2 => self.append(cmd),
+            Verb::GetQuotaRoot if nargs(1) => {
                 let n = match self.mbox_arg(&a[0])? {
                     Ok(n) => n,
                     Err(r) => return Ok(r),
@@ -443,57 +449,39 @@ impl<W: Write> Session<W> {
                 self.quota_line();
                 ok("Getquotaroot completed")
             }
-            "GETQUOTA" if nargs(1) => {
+            Verb::GetQuota if nargs(1) => {
                 if a[0].astring() != Some(b"") {
                     return no("[NONEXISTENT] No such quota root");
                 }
                 self.quota_line();
                 ok("Getquota completed")
             }
-            "SETQUOTA" => no("[NOPERM] Quota is set by the administrator"),
-            name if self.sel.is_none() && Verb::parse(name).is_some_and(Verb::needs_selected) => {
-                bad("No mailbox selected")
-            }
-            "CLOSE" | "UNSELECT" if a.is_empty() => {
-                if cmd.name == "CLOSE" {
+            Verb::SetQuota => no("[NOPERM] Quota is set by the administrator"),
+            v if self.sel.is_none() && v.needs_selected() => bad("No mailbox selected"),
+            Verb::Close | Verb::Unselect if a.is_empty() => {
+                if req.verb == Verb::Close {
                     self.expunge_deleted(None)?;
                 }
                 self.sel = None;
                 ok(format!("{} completed", cmd.name))
             }
-            "EXPUNGE" if a.is_empty() => self.expunge(None),
-            "SEARCH" => self.search(&cmd.args, false),
-            "SORT" => self.sort_cmd(&cmd.args, false),
-            "THREAD" => self.thread_cmd(&cmd.args, false),
-            "FETCH" if a.len() >= 2 => self.fetch(&a[0], &a[1..], false),
-            "STORE" if a.len() >= 3 => self.store_cmd(&a[0], &a[1..], false),
-            "COPY" | "MOVE" if nargs(2) => self.copy(&a[0], &a[1], false, cmd.name == "MOVE"),
-            "UID" if !a.is_empty() => {
-                let sub = a[0].atom_upper().unwrap_or_default();
-                let r = &a[1..];
-                match sub.as_str() {
-                    "FETCH" if r.len() >= 2 => self.fetch(&r[0], &r[1..], true),
-                    "STORE" if r.len() >= 3 => self.store_cmd(&r[0], &r[1..], true),
-                    "SEARCH" => self.search(r, true),
-                    "SORT" => self.sort_cmd(r, true),
-                    "THREAD" => self.thread_cmd(r, true),
-                    "COPY" | "MOVE" if r.len() == 2 => self.copy(&r[0], &r[1], true, sub == "MOVE"),
-                    "EXPUNGE" if r.len() == 1 => {
-                        let set = match self.set_arg(&r[0], true) {
-                            Ok(s) => s,
-                            Err(e) => return bad(e),
-                        };
-                        self.expunge(Some(set))
-                    }
-                    _ => bad("Unknown or malformed UID command"),
-                }
+            Verb::Expunge if uid && nargs(1) => {
+                let set = match self.set_arg(&a[0], true) {
+                    Ok(s) => s,
+                    Err(e) => return bad(e),
+                };
+                self.expunge(Some(set))
             }
-            "CREATE" | "DELETE" | "RENAME" | "SUBSCRIBE" | "UNSUBSCRIBE" | "LIST" | "LSUB"
-            | "STATUS" | "APPEND" | "SELECT" | "EXAMINE" | "FETCH" | "STORE" | "COPY" | "MOVE"
-            | "CLOSE" | "UNSELECT" | "EXPUNGE" | "GETQUOTA" | "GETQUOTAROOT" => {
-                bad("Wrong number of arguments")
+            Verb::Expunge if !uid && a.is_empty() => self.expunge(None),
+            Verb::Search => self.search(a, uid),
+            Verb::Sort => self.sort_cmd(a, uid),
+            Verb::Thread => self.thread_cmd(a, uid),
+            Verb::Fetch if a.len() >= 2 => self.fetch(&a[0], &a[1..], uid),
+            Verb::Store if a.len() >= 3 => self.store_cmd(&a[0], &a[1..], uid),
+            Verb::Copy | Verb::Move if nargs(2) => {
+                self.copy(&a[0], &a[1], uid, req.verb == Verb::Move)
             }
-            _ => bad("Unknown command"),
+            _ => bad("Wrong number of arguments"),
         }
     }
 
