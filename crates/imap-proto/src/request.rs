@@ -1,7 +1,7 @@
 //! Typed requests: the one table of IMAP command names with the state each belongs to
 //! (RFC 3501 §6, RFC 9051 §6), the `UID` prefix folded in, and typed arguments where they
 //! have a grammar of their own: STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3), the SELECT
-//! parameters and the FETCH modifiers (RFC 7162). FETCH items and SEARCH keys are typed
+//! parameters and the FETCH modifiers (RFC 7162), LIST (RFC 5258, RFC 5819). FETCH items and SEARCH keys are typed
 //! in [`crate::parse`].
 //!
 //! The login front end and the authenticated server both classify commands through
@@ -375,6 +375,94 @@ pub fn parse_fetch_mods(tok: Option<&Tok>) -> Result<FetchMods, String> {
     Ok(out)
 }
 
+/// LIST and LSUB arguments, with LIST-EXTENDED (RFC 5258) and LIST-STATUS (RFC 5819).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListArgs {
+    /// Selection option SPECIAL-USE (RFC 6154).
+    pub special_use: bool,
+    /// Selection option SUBSCRIBED.
+    pub subscribed: bool,
+    /// Selection option RECURSIVEMATCH.
+    pub recursive: bool,
+    /// The reference name.
+    pub reference: String,
+    /// The patterns (one for LSUB and plain LIST).
+    pub patterns: Vec<String>,
+    /// Return option SUBSCRIBED (also implied by the selection option).
+    pub ret_subscribed: bool,
+    /// Return option STATUS with its items.
+    pub ret_status: Option<Vec<Tok>>,
+}
+
+/// Parse LIST (`lsub` false) or LSUB arguments.
+pub fn parse_list(args: &[Tok], lsub: bool) -> Result<ListArgs, String> {
+    let mut args = args;
+    let (mut special_use, mut subscribed, mut recursive) = (false, false, false);
+    if !lsub && let Some(Tok::List(opts)) = args.first() {
+        for t in opts {
+            match t.atom_upper().as_deref() {
+                Some("SPECIAL-USE") => special_use = true,
+                Some("SUBSCRIBED") => subscribed = true,
+                Some("RECURSIVEMATCH") => recursive = true,
+                Some("REMOTE") => {}
+                _ => return Err("Unsupported LIST selection option".into()),
+            }
+        }
+        if recursive && !subscribed && !special_use {
+            return Err("RECURSIVEMATCH needs another selection option".into());
+        }
+        args = &args[1..];
+    }
+    if args.len() < 2 {
+        return Err("Wrong number of arguments".into());
+    }
+    let reference = args[0].text().ok_or("Bad LIST reference")?;
+    let patterns: Vec<String> = match &args[1] {
+        Tok::List(ps) if !lsub => {
+            let v: Option<Vec<String>> = ps.iter().map(Tok::text).collect();
+            match v {
+                Some(v) if !v.is_empty() => v,
+                _ => return Err("Bad LIST patterns".into()),
+            }
+        }
+        t => vec![t.text().ok_or("Bad LIST pattern")?],
+    };
+    let (mut ret_subscribed, mut ret_status) = (subscribed, None);
+    if args.len() > 2 {
+        let ok_ret = !lsub
+            && args.len() == 4
+            && matches!(&args[2], Tok::Atom(r) if r.eq_ignore_ascii_case("RETURN"));
+        let Some(Tok::List(opts)) = args.get(3).filter(|_| ok_ret) else {
+            return Err("Bad LIST arguments".into());
+        };
+        let mut i = 0;
+        while i < opts.len() {
+            match opts[i].atom_upper().as_deref() {
+                Some("SUBSCRIBED") => ret_subscribed = true,
+                Some("CHILDREN" | "SPECIAL-USE") => {}
+                Some("STATUS") => match opts.get(i + 1) {
+                    Some(Tok::List(items)) => {
+                        ret_status = Some(items.clone());
+                        i += 1;
+                    }
+                    _ => return Err("STATUS needs a list of items".into()),
+                },
+                _ => return Err("Unsupported LIST return option".into()),
+            }
+            i += 1;
+        }
+    }
+    Ok(ListArgs {
+        special_use,
+        subscribed,
+        recursive,
+        reference,
+        patterns,
+        ret_subscribed,
+        ret_status,
+    })
+}
+
 /// A command with its verb known and the `UID` prefix folded in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -516,6 +604,32 @@ mod tests {
             b"a FETCH 1 FLAGS FOO",
         ] {
             assert!(parse_fetch_mods(args(bad).get(2)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn list_arguments() {
+        let args = |s: &[u8]| parse_command(s).unwrap().args;
+        let l = parse_list(
+            &args(b"a LIST (SUBSCRIBED RECURSIVEMATCH) \"\" (\"%\" \"a/*\") RETURN (CHILDREN STATUS (MESSAGES))"),
+            false,
+        )
+        .unwrap();
+        assert!(l.subscribed && l.recursive && !l.special_use && l.ret_subscribed);
+        assert_eq!(l.patterns, ["%", "a/*"]);
+        assert_eq!(l.ret_status.map(|v| v.len()), Some(1));
+        let l = parse_list(&args(b"a LSUB \"\" *"), true).unwrap();
+        assert_eq!((l.reference.as_str(), l.patterns.len()), ("", 1));
+        for (bad, lsub) in [
+            (&b"a LIST (RECURSIVEMATCH) \"\" *"[..], false),
+            (b"a LIST (FOO) \"\" *", false),
+            (b"a LIST \"\"", false),
+            (b"a LIST \"\" * RETURN", false),
+            (b"a LIST \"\" * RETURN (FOO)", false),
+            (b"a LSUB \"\" (a b)", true),
+            (b"a LIST \"\" ()", false),
+        ] {
+            assert!(parse_list(&args(bad), lsub).is_err(), "{bad:?}");
         }
     }
 

@@ -1,72 +1,24 @@
 //! Mailbox commands: LIST/LSUB (LIST-EXTENDED, LIST-STATUS), STATUS, APPEND.
 
 use super::*;
+use mailorder_imap_proto::request::{ListArgs, parse_list};
 
 impl<W: Write> Session<W> {
     pub(super) fn list(&mut self, cmd: &Command) -> R {
         let lsub = cmd.name == "LSUB";
-        let mut args: &[Tok] = &cmd.args;
         // LIST-EXTENDED (RFC 5258): selection options, several patterns, RETURN options.
-        let (mut sel_special, mut sel_subscribed, mut recursive) = (false, false, false);
-        if !lsub && let Some(Tok::List(opts)) = args.first() {
-            for t in opts {
-                match t.atom_upper().as_deref() {
-                    Some("SPECIAL-USE") => sel_special = true,
-                    Some("SUBSCRIBED") => sel_subscribed = true,
-                    Some("RECURSIVEMATCH") => recursive = true,
-                    Some("REMOTE") => {}
-                    _ => return bad("Unsupported LIST selection option"),
-                }
-            }
-            if recursive && !sel_subscribed && !sel_special {
-                return bad("RECURSIVEMATCH needs another selection option");
-            }
-            args = &args[1..];
-        }
-        if args.len() < 2 {
-            return bad("Wrong number of arguments");
-        }
-        let Some(reference) = args[0].text() else {
-            return bad("Bad LIST reference");
+        let ListArgs {
+            special_use: sel_special,
+            subscribed: sel_subscribed,
+            recursive,
+            reference,
+            patterns,
+            ret_subscribed,
+            ret_status,
+        } = match parse_list(&cmd.args, lsub) {
+            Ok(l) => l,
+            Err(e) => return bad(e),
         };
-        let patterns: Vec<String> = match &args[1] {
-            Tok::List(ps) if !lsub => {
-                let v: Option<Vec<String>> = ps.iter().map(Tok::text).collect();
-                match v {
-                    Some(v) if !v.is_empty() => v,
-                    _ => return bad("Bad LIST patterns"),
-                }
-            }
-            t => match t.text() {
-                Some(p) => vec![p],
-                None => return bad("Bad LIST pattern"),
-            },
-        };
-        let (mut ret_subscribed, mut ret_status) = (sel_subscribed, None);
-        if args.len() > 2 {
-            let ok_ret = !lsub
-                && args.len() == 4
-                && matches!(&args[2], Tok::Atom(r) if r.eq_ignore_ascii_case("RETURN"));
-            let Some(Tok::List(opts)) = args.get(3).filter(|_| ok_ret) else {
-                return bad("Bad LIST arguments");
-            };
-            let mut i = 0;
-            while i < opts.len() {
-                match opts[i].atom_upper().as_deref() {
-                    Some("SUBSCRIBED") => ret_subscribed = true,
-                    Some("CHILDREN" | "SPECIAL-USE") => {}
-                    Some("STATUS") => match opts.get(i + 1) {
-                        Some(Tok::List(items)) => {
-                            ret_status = Some(items.clone());
-                            i += 1;
-                        }
-                        _ => return bad("STATUS needs a list of items"),
-                    },
-                    _ => return bad("Unsupported LIST return option"),
-                }
-                i += 1;
-            }
-        }
         if patterns.len() == 1 && patterns[0].is_empty() {
             if !lsub {
                 self.line("* LIST (\\Noselect) \"/\" \"\"");
