@@ -1,7 +1,8 @@
 //! Typed requests: the one table of IMAP command names with the state each belongs to
 //! (RFC 3501 §6, RFC 9051 §6), the `UID` prefix folded in, and typed arguments where they
 //! have a grammar of their own: STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3), the SELECT
-//! parameters and the FETCH modifiers (RFC 7162), LIST (RFC 5258, RFC 5819). FETCH items and SEARCH keys are typed
+//! parameters and the FETCH modifiers (RFC 7162), LIST (RFC 5258, RFC 5819), SEARCH's
+//! RETURN options (RFC 4731, RFC 5182). FETCH items and SEARCH keys are typed
 //! in [`crate::parse`].
 //!
 //! The login front end and the authenticated server both classify commands through
@@ -463,6 +464,54 @@ pub fn parse_list(args: &[Tok], lsub: bool) -> Result<ListArgs, String> {
     })
 }
 
+/// ESEARCH result options: `RETURN (MIN MAX ALL COUNT SAVE)` (RFC 4731, RFC 5182).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SearchReturn {
+    /// MIN.
+    pub min: bool,
+    /// MAX.
+    pub max: bool,
+    /// ALL (also what an empty `RETURN ()` means).
+    pub all: bool,
+    /// COUNT.
+    pub count: bool,
+    /// SAVE (SEARCHRES: the result becomes `$`).
+    pub save: bool,
+}
+
+impl SearchReturn {
+    /// Only SAVE was asked for: no ESEARCH response at all (RFC 5182 §2.1).
+    pub fn only_save(&self) -> bool {
+        self.save && !self.min && !self.max && !self.all && !self.count
+    }
+}
+
+/// Split SEARCH's `RETURN (…)` off its arguments: the options (`None` without RETURN) and
+/// the arguments after them.
+pub fn parse_search_return(args: &[Tok]) -> Result<(Option<SearchReturn>, &[Tok]), String> {
+    if args.first().and_then(Tok::atom_upper).as_deref() != Some("RETURN") {
+        return Ok((None, args));
+    }
+    let Some(Tok::List(r)) = args.get(1) else {
+        return Err("Bad RETURN options".into());
+    };
+    let mut out = SearchReturn::default();
+    for t in r {
+        match t.atom_upper().as_deref() {
+            Some("MIN") => out.min = true,
+            Some("MAX") => out.max = true,
+            Some("ALL") => out.all = true,
+            Some("COUNT") => out.count = true,
+            Some("SAVE") => out.save = true,
+            _ => return Err("Unsupported RETURN option".into()),
+        }
+    }
+    if r.is_empty() {
+        out.all = true;
+    }
+    Ok((Some(out), &args[2..]))
+}
+
 /// A command with its verb known and the `UID` prefix folded in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -630,6 +679,25 @@ mod tests {
             (b"a LIST \"\" ()", false),
         ] {
             assert!(parse_list(&args(bad), lsub).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn search_return_options() {
+        let args = |s: &[u8]| parse_command(s).unwrap().args;
+        let a = args(b"a SEARCH RETURN (MIN COUNT SAVE) ALL");
+        let (r, rest) = parse_search_return(&a).unwrap();
+        let r = r.unwrap();
+        assert!(r.min && r.count && r.save && !r.max && !r.all && !r.only_save());
+        assert_eq!(rest.len(), 1);
+        let a = args(b"a SEARCH RETURN () ALL");
+        assert!(parse_search_return(&a).unwrap().0.unwrap().all);
+        let a = args(b"a SEARCH RETURN (SAVE) ALL");
+        assert!(parse_search_return(&a).unwrap().0.unwrap().only_save());
+        let a = args(b"a SEARCH ALL");
+        assert_eq!(parse_search_return(&a).unwrap(), (None, &a[..]));
+        for bad in [&b"a SEARCH RETURN ALL"[..], b"a SEARCH RETURN (FOO) ALL"] {
+            assert!(parse_search_return(&args(bad)).is_err(), "{bad:?}");
         }
     }
 

@@ -2,31 +2,17 @@
 //! search keys against a message.
 
 use super::*;
+use mailorder_imap_proto::request::{SearchReturn, parse_search_return};
 
 impl<W: Write> Session<W> {
     pub(super) fn search(&mut self, args: &[Tok], uid: bool) -> R {
-        let mut args = args;
-        let mut ret: Option<Vec<String>> = None;
-        if args.first().and_then(Tok::atom_upper).as_deref() == Some("RETURN") {
-            let Some(Tok::List(r)) = args.get(1) else {
-                return bad("Bad RETURN options");
-            };
-            let mut v = Vec::new();
-            for t in r {
-                match t.atom_upper().as_deref() {
-                    Some(o @ ("MIN" | "MAX" | "ALL" | "COUNT" | "SAVE")) => v.push(o.to_owned()),
-                    _ => return bad("Unsupported RETURN option"),
-                }
-            }
-            if v.is_empty() {
-                v.push("ALL".into());
-            }
-            if v.iter().any(|o| o == "SAVE") {
-                // A failing SEARCH leaves `$` empty (RFC 5182 §2.1).
-                self.saved.clear();
-            }
-            ret = Some(v);
-            args = &args[2..];
+        let (ret, mut args) = match parse_search_return(args) {
+            Ok(r) => r,
+            Err(e) => return bad(e),
+        };
+        if ret.is_some_and(|r| r.save) {
+            // A failing SEARCH leaves `$` empty (RFC 5182 §2.1).
+            self.saved.clear();
         }
         if args.first().and_then(Tok::atom_upper).as_deref() == Some("CHARSET") {
             let cs = args
@@ -47,7 +33,7 @@ impl<W: Write> Session<W> {
             self.condstore = true;
         }
         let idx = self.matches(&key);
-        if ret.as_ref().is_some_and(|r| r.iter().any(|o| o == "SAVE"))
+        if ret.is_some_and(|r| r.save)
             && let Some(sel) = &self.sel
         {
             self.saved = idx.iter().map(|&i| sel.view[i].uid).collect();
@@ -70,7 +56,10 @@ impl<W: Write> Session<W> {
         };
         // IMAP4rev2 answers every SEARCH with ESEARCH (RFC 9051 §6.4.4).
         let ret = match ret {
-            None if self.rev2 => Some(vec!["ALL".to_owned()]),
+            None if self.rev2 => Some(SearchReturn {
+                all: true,
+                ..SearchReturn::default()
+            }),
             r => r,
         };
         match ret {
@@ -79,37 +68,32 @@ impl<W: Write> Session<W> {
                 let sp = if list.is_empty() { "" } else { " " };
                 self.line(&format!("* SEARCH{sp}{}{modseq_part}", list.join(" ")));
             }
-            Some(opts) if opts.len() == 1 && opts[0] == "SAVE" => {}
+            Some(opts) if opts.only_save() => {}
             Some(opts) => {
                 let mut parts = Vec::new();
-                for o in &opts {
-                    match o.as_str() {
-                        "MIN" => {
-                            if let Some(v) = nums.iter().min() {
-                                parts.push(format!("MIN {v}"));
-                            }
-                        }
-                        "MAX" => {
-                            if let Some(v) = nums.iter().max() {
-                                parts.push(format!("MAX {v}"));
-                            }
-                        }
-                        "COUNT" => parts.push(format!("COUNT {}", nums.len())),
-                        "SAVE" => {}
-                        _ => {
-                            if !nums.is_empty() {
-                                let mut s = nums.clone();
-                                s.sort_unstable();
-                                parts.push(format!("ALL {}", compact(&s)));
-                            }
-                        }
-                    }
+                if opts.min
+                    && let Some(v) = nums.iter().min()
+                {
+                    parts.push(format!("MIN {v}"));
+                }
+                if opts.max
+                    && let Some(v) = nums.iter().max()
+                {
+                    parts.push(format!("MAX {v}"));
+                }
+                if opts.count {
+                    parts.push(format!("COUNT {}", nums.len()));
+                }
+                if opts.all && !nums.is_empty() {
+                    let mut s = nums.clone();
+                    s.sort_unstable();
+                    parts.push(format!("ALL {}", compact(&s)));
                 }
                 // RFC 7162 §3.1.5: with a MODSEQ criterion the answer carries MODSEQ: the
                 // highest of the messages returned (of the MIN/MAX ones when neither
                 // ALL nor COUNT was asked for).
                 if uses_modseq(&key) && !hits.is_empty() {
-                    let whole = opts.iter().any(|o| o == "ALL" || o == "COUNT");
+                    let whole = opts.all || opts.count;
                     let m = if whole {
                         maxmod
                     } else {
@@ -119,10 +103,10 @@ impl<W: Write> Session<W> {
                                 .reduce(|a, b| if f(b.0, a.0) { b } else { a })
                         };
                         let mut v = Vec::new();
-                        if opts.iter().any(|o| o == "MIN") {
+                        if opts.min {
                             v.extend(pick(|b, a| b < a));
                         }
-                        if opts.iter().any(|o| o == "MAX") {
+                        if opts.max {
                             v.extend(pick(|b, a| b > a));
                         }
                         v.iter().map(|h| h.1).max()
