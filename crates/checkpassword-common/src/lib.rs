@@ -18,6 +18,10 @@ use mailorder_directory::{DirError, User};
 use std::ffi::OsString;
 use std::io::{self, Read};
 
+/// A failed login (exit 1) takes at least this long from reading the request, whatever
+/// failed, so the time does not tell an unknown login from a wrong password (issue 10).
+pub const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// At most this many bytes are read from fd 3 (the interface's limit).
 pub const MAX_INPUT: usize = 512;
 
@@ -206,6 +210,7 @@ fn run_inner(
         nix::unistd::seteuid(nix::unistd::Uid::from_raw(ruid)).map_err(CpError::Euid)?;
     }
     let req = read_request(std::fs::File::from(fd3))?;
+    let started = std::time::Instant::now();
     let user = checker(&req, service_env)?;
     if lowered {
         nix::unistd::seteuid(nix::unistd::Uid::from_raw(0)).map_err(CpError::Euid)?;
@@ -213,6 +218,10 @@ fn run_inner(
     }
 
     let Some(user) = user else {
+        // Equal work is done for every kind of bad login (the directory's hash::check); the
+        // floor also hides what work cannot make equal: a user's hash slower than the
+        // default (Argon2), an LDAP round trip more or less.
+        std::thread::sleep(FAILURE_FLOOR.saturating_sub(started.elapsed()));
         log::info!(
             "login failed user={} service={service} ip={ip}",
             loggable(&req.login)

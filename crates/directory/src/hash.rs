@@ -14,10 +14,27 @@
 //!
 //! Digests are compared in constant time. An empty password never matches anything, and an
 //! unknown scheme never matches.
+//!
+//! **The default scheme** ([`default_hash`], what `useradm`, its import and `setup` write) is
+//! `{CRYPT}$6$rounds=100000$…`: SHA-512-crypt with 100,000 rounds (20 × crypt(3)'s default
+//! 5,000). OpenLDAP verifies it (`{CRYPT}` through crypt(3)), Dovecot too (`{CRYPT}`,
+//! `{SHA512-CRYPT}`), and glibc/libxcrypt, `openssl passwd -6` and `mkpasswd` read it. It
+//! costs about 20 ms of one CPU per check on the project's 2-core test VM (1 ms per 5,000
+//! rounds), which bounds offline guessing of a stolen `passwd` file or LDAP dump while a
+//! host still checks about 50 logins per second per core. `{ARGON2}` (Argon2id, memory-hard,
+//! about 70 ms here) can be chosen per user.
+//!
+//! **Login checks** go through [`check`]: every failed check computes one hash of the
+//! default scheme and cost — the user's own when it is stored that way, else a dummy
+//! ([`DUMMY_HASH`]) — so an unknown login, a wrong password and a user with an old, cheaper
+//! hash (`{SSHA512}`, `$6$` with 5,000 rounds) cost the same, and the time taken does not
+//! tell which addresses exist; checkpassword adds a floor on top (its
+//! `FAILURE_FLOOR`). Older hashes keep working; a password change writes the default
+//! scheme.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use sha_crypt::{PasswordHashRef, PasswordHasher as _, PasswordVerifier as _, ShaCrypt};
+use sha_crypt::{PasswordHashRef, PasswordVerifier as _, ShaCrypt};
 use sha1::Sha1;
 use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
@@ -56,16 +73,81 @@ pub fn ssha512(password: &[u8]) -> String {
     format!("{{SSHA512}}{}", STANDARD.encode(raw))
 }
 
-/// A new SHA-512-crypt hash (`$6$…`, 5000 rounds, random salt), as `crypt(3)` and
-/// `openssl passwd -6` write it. Stored as is (bare) or after `{CRYPT}`.
+/// Rounds of the default scheme (SHA-512-crypt).
+pub const DEFAULT_ROUNDS: u32 = 100_000;
+
+/// A SHA-512-crypt hash of a random string with the default scheme's rounds: checked when
+/// a login has no stored hash of the default cost (unknown, no password line, an older
+/// cheaper hash, LDAP bind mode), so every check costs the same.
+pub const DUMMY_HASH: &str = "$6$rounds=100000$mailorderdummy00$eLwqhyXdQcK6B1iWf3OITHwCOkgedxe.vwO3qsxV/I3LY7NHWm2wi5Sps0xWTRZufzdVIyayJDpl0EYYEItm/1";
+
+/// A new hash in the default scheme: `{CRYPT}` + [`sha512_crypt`].
+pub fn default_hash(password: &[u8]) -> String {
+    format!("{{CRYPT}}{}", sha512_crypt(password))
+}
+
+/// A new SHA-512-crypt hash (`$6$rounds=100000$…`, random salt), as `crypt(3)` and
+/// `openssl passwd -6 -R 100000` write it. Stored as is (bare) or after `{CRYPT}`.
 pub fn sha512_crypt(password: &[u8]) -> String {
     // 12 random bytes become the 16 salt characters SHA-crypt uses at most.
     let salt = random_salt::<12>();
-    match ShaCrypt::SHA512.hash_password_with_salt(password, &salt) {
-        Ok(h) => h.to_string(),
+    let hashed = sha_crypt::Params::new(DEFAULT_ROUNDS).ok().and_then(|p| {
+        use sha_crypt::CustomizedPasswordHasher as _;
+        ShaCrypt::SHA512
+            .hash_password_customized(password, &salt, None, None, p)
+            .ok()
+    });
+    match hashed {
+        Some(h) => h.to_string(),
         // Unreachable with these fixed parameters; fall back to a scheme that cannot fail.
-        Err(_) => ssha512(password),
+        None => ssha512(password),
     }
+}
+
+/// Whether `stored` costs at least the default scheme to check: SHA-512-crypt with at
+/// least [`DEFAULT_ROUNDS`] rounds, or Argon2.
+pub fn is_default_cost(stored: &str) -> bool {
+    let (scheme, value) = split_scheme(stored.trim());
+    match scheme.as_deref() {
+        Some("ARGON2") => true,
+        None if value.starts_with("$argon2") => true,
+        Some("CRYPT") | Some("SHA512-CRYPT") | None => value
+            .strip_prefix("$6$rounds=")
+            .and_then(|r| r.split('$').next())
+            .and_then(|r| r.parse::<u32>().ok())
+            .is_some_and(|r| r >= DEFAULT_ROUNDS),
+        _ => false,
+    }
+}
+
+/// The login check: whether `password` matches `stored` (`None`: no such user or no
+/// stored hash). A failure always costs one hash of the default scheme and cost — `stored`
+/// itself when [`is_default_cost`], else [`DUMMY_HASH`] in addition — so it takes the same
+/// time whether or not the user exists and whatever older scheme their hash uses. (A
+/// success with an older hash is not padded: it tells nothing a success does not.)
+pub fn check(stored: Option<&str>, password: &[u8]) -> bool {
+    match stored {
+        Some(h) if is_default_cost(h) => verify(h, password),
+        Some(h) => {
+            let ok = verify(h, password);
+            if !ok {
+                pad(password);
+            }
+            ok
+        }
+        None => {
+            pad(password);
+            false
+        }
+    }
+}
+
+/// One check of the default cost whose answer is thrown away (unknown users, bind mode).
+pub fn pad(password: &[u8]) {
+    // An empty password is refused before any hashing, for real users too; hash a
+    // non-empty one so the cost is the same either way.
+    let pw: &[u8] = if password.is_empty() { b"x" } else { password };
+    let _ = std::hint::black_box(verify(DUMMY_HASH, pw));
 }
 
 /// `{SCHEME}value` → (Some("SCHEME" upper-cased), value); anything else → (None, all).
@@ -230,6 +312,43 @@ mod tests {
             .collect()
     }
 
+    // See: issue #10
+    #[test]
+    fn dummy_has_the_default_cost_and_check_pads_cheap_hashes() {
+        assert!(is_default_cost(DUMMY_HASH));
+        assert!(PasswordHashRef::new(DUMMY_HASH).is_ok());
+        assert!(!verify(DUMMY_HASH, b"x"));
+        for cheap in [OPENSSL_6, DREPPER_6_ROUNDS, "{SSHA}abc", "{PLAIN}x"] {
+            assert!(!is_default_cost(cheap), "{cheap}");
+        }
+        assert!(check(Some("{PLAIN}secret"), b"secret"));
+        assert!(!check(Some("{PLAIN}secret"), b"wrong"));
+        assert!(!check(None, b"secret"));
+        let h = default_hash(b"pw");
+        assert!(check(Some(&h), b"pw") && !check(Some(&h), b"pW"));
+        // The time of an unknown login is the time of a known one (same work).
+        let time = |f: &dyn Fn()| {
+            let t = std::time::Instant::now();
+            f();
+            t.elapsed()
+        };
+        let unknown = time(&|| {
+            check(None, b"guess");
+        });
+        let known = time(&|| {
+            check(Some(&h), b"guess");
+        });
+        let legacy = time(&|| {
+            check(Some("{SSHA512}abcd"), b"guess");
+        });
+        for t in [known, legacy] {
+            assert!(
+                t * 3 > unknown && unknown * 3 > t,
+                "{unknown:?} {known:?} {legacy:?}"
+            );
+        }
+    }
+
     #[test]
     fn plain_and_unknown() {
         assert!(verify("{PLAIN}secret", b"secret"));
@@ -264,7 +383,9 @@ mod tests {
         assert!(verify(&a, b"pw1"));
         assert!(!verify(&a, b"pw2"));
         let b = sha512_crypt(b"pw1");
-        assert!(b.starts_with("$6$"), "{b}");
+        assert!(b.starts_with("$6$rounds=100000$"), "{b}");
+        assert!(is_default_cost(&b) && is_default_cost(&default_hash(b"x")));
+        assert!(default_hash(b"pw1").starts_with("{CRYPT}$6$rounds=100000$"));
         assert!(verify(&b, b"pw1"));
         assert!(verify(&format!("{{CRYPT}}{b}"), b"pw1"));
         assert!(!verify(&b, b"pw2"));

@@ -745,17 +745,28 @@ impl Ldap {
             || login.contains('\0')
             || canonical(login).is_none()
         {
-            let _ = hash::verify(crate::DUMMY_HASH, b"x");
+            hash::pad(password);
             return Ok(None);
         }
+        // Every failing path computes one hash of the default scheme and cost (hash::check): an
+        // unknown login, a wrong password, an older cheaper hash and bind mode (where the
+        // server checks) take the same time here.
         let Some(entry) = self.entry_for(login, !self.cfg.auth_bind)? else {
-            let _ = hash::verify(crate::DUMMY_HASH, password);
+            hash::pad(password);
             return Ok(None);
         };
         let ok = if !self.cfg.auth_bind && !entry.passwords.is_empty() {
-            entry.passwords.iter().any(|h| hash::verify(h, password))
+            let ok = entry.passwords.iter().any(|h| hash::verify(h, password));
+            if !ok && !entry.passwords.iter().any(|h| hash::is_default_cost(h)) {
+                hash::pad(password);
+            }
+            ok
         } else {
-            self.bind_as(&entry.dn, password)?
+            let ok = self.bind_as(&entry.dn, password)?;
+            if !ok {
+                hash::pad(password);
+            }
+            ok
         };
         Ok((ok && entry.may_login(service)).then_some(entry))
     }

@@ -222,7 +222,7 @@ fn demo(r: &Path) -> Result<()> {
     let passwd = r.join("directory/passwd");
     if !has_line_starting(&passwd, "demo@example.test:")? {
         let pw = fs::read_to_string(&pwfile)?;
-        let hash = mailorder_directory::hash::ssha512(pw.trim().as_bytes());
+        let hash = mailorder_directory::hash::default_hash(pw.trim().as_bytes());
         append(&passwd, &format!("demo@example.test:{hash}\n"))?;
     }
     Ok(())

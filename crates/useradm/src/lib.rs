@@ -41,11 +41,12 @@ pub struct Cli {
 /// Password hash schemes useradm writes.
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
 pub enum Scheme {
-    /// `{SSHA512}` (default; OpenLDAP pw-sha2 and the file directory).
+    /// `{CRYPT}$6$rounds=100000$` SHA-512-crypt (default: OpenLDAP, Dovecot and the file
+    /// directory verify it; slow on purpose, see the directory's `hash` module).
     #[default]
-    Ssha512,
-    /// `{CRYPT}$6$` SHA-512-crypt.
     Crypt,
+    /// `{SSHA512}` (fast salted SHA-512, OpenLDAP pw-sha2): only for compatibility.
+    Ssha512,
     /// `{ARGON2}` Argon2id.
     Argon2,
 }
@@ -55,7 +56,7 @@ impl Scheme {
     pub fn hash(self, pw: &[u8]) -> String {
         match self {
             Scheme::Ssha512 => hash::ssha512(pw),
-            Scheme::Crypt => format!("{{CRYPT}}{}", hash::sha512_crypt(pw)),
+            Scheme::Crypt => hash::default_hash(pw),
             Scheme::Argon2 => hash::argon2(pw),
         }
     }
@@ -71,7 +72,7 @@ pub struct Fields {
     #[arg(long)]
     pub password_stdin: bool,
     /// Hash scheme for --password-stdin.
-    #[arg(long, value_enum, default_value = "ssha512")]
+    #[arg(long, value_enum, default_value = "crypt")]
     pub scheme: Scheme,
     /// Quota in bytes (0 removes it).
     #[arg(long)]
@@ -152,7 +153,7 @@ pub enum Cmd {
         /// Primary address.
         address: String,
         /// Hash scheme.
-        #[arg(long, value_enum, default_value = "ssha512")]
+        #[arg(long, value_enum, default_value = "crypt")]
         scheme: Scheme,
     },
     /// Add or remove an alias.
@@ -194,7 +195,7 @@ pub enum Cmd {
         /// The CSV file (`-` for stdin).
         file: String,
         /// Hash scheme for plain-text passwords.
-        #[arg(long, value_enum, default_value = "ssha512")]
+        #[arg(long, value_enum, default_value = "crypt")]
         scheme: Scheme,
     },
 }

@@ -947,7 +947,10 @@ fn ldap_import_3500_users() {
     std::fs::write(&file, &csv).unwrap();
 
     let start = Instant::now();
-    let (code, out, err) = useradm(&t, &["import", file.to_str().unwrap()], "");
+    // The fast compatibility scheme: this test is about the import, and 3,500 hashes of
+    // the slow default (about 20 ms each) would only make it slower.
+    let import = ["import", file.to_str().unwrap(), "--scheme", "ssha512"];
+    let (code, out, err) = useradm(&t, &import, "");
     let took = start.elapsed();
     assert_eq!(code, 100, "bad records make it exit 100: {err}");
     let last = out.lines().last().unwrap();
@@ -1000,7 +1003,7 @@ fn ldap_import_3500_users() {
         );
     }
     // Idempotent: a second run changes nothing.
-    let (code, out, _) = useradm(&t, &["import", file.to_str().unwrap()], "");
+    let (code, out, _) = useradm(&t, &import, "");
     assert_eq!(code, 100);
     assert_eq!(
         out.lines().last().unwrap(),
@@ -1119,5 +1122,59 @@ fn ldap_over_tls() {
             "{setup}: disabled"
         );
         assert_eq!(cp(b"*", b"alicepw", "imap"), 1, "{setup}: injection");
+    }
+}
+
+/// Issue 10 item 2 on LDAP: an unknown login and a wrong password take the same time, in
+/// hash mode (a user with the default `{CRYPT}` hash, one with an old `{SSHA}`) and in bind
+/// mode, on SMTP AUTH (hash mode), POP3 and IMAP.
+// See: issue #10
+#[test]
+fn ldap_login_failures_take_the_same_time() {
+    use crate::login_timing::{compare, imap_fail, pop3_fail, smtp_fail, start_login};
+    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
+        assert!(have(c), "{c} not installed (scripts/install-test-deps)");
+    }
+    assert!(
+        is_root(),
+        "needs root to run slapd from a private directory"
+    );
+    let tmp = tempfile::Builder::new()
+        .prefix("mailorder-ldap")
+        .tempdir()
+        .unwrap();
+    let master = Slapd::new(tmp.path(), "master", None);
+    let mut t = Tree::new();
+    configure(&t, &[&master], &master);
+    t.control("authfaildelay", "0");
+    let (code, out, err) = useradm(
+        &t,
+        &["add", "zoe@example.test", "--password-stdin"],
+        "zoepw\n",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let smtp = t.start_smtpd(&[]);
+    let pop3 = start_login(&mut t, "pop3d-login", "checkpassword-ldap", "pop3d");
+    let imap = start_login(&mut t, "imapd-login", "checkpassword-ldap", "imapd");
+    let unknown = |i: usize| format!("nobody{i}@example.test");
+    for mode in ["hash", "bind"] {
+        t.control("ldapauth", mode);
+        let mut protocols: Vec<(&str, crate::login_timing::FailFn, u16)> =
+            vec![("POP3", pop3_fail, pop3), ("IMAP", imap_fail, imap)];
+        if mode == "hash" {
+            protocols.insert(0, ("SMTP AUTH", smtp_fail, smtp));
+        }
+        for (what, f, port) in protocols {
+            compare(
+                &format!("{what} (LDAP, {mode} mode)"),
+                &[
+                    ("unknown", &|i| f(port, &unknown(i), "guess")),
+                    ("wrong-password", &|_| f(port, "zoe@example.test", "guess")),
+                    ("wrong-password-old-hash", &|_| {
+                        f(port, "alice@example.test", "guess")
+                    }),
+                ],
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ mod imap_conformance;
 mod imap_stress;
 mod launchers;
 mod ldap;
+mod login_timing;
 mod pool;
 mod pop3;
 mod privs;
