@@ -672,6 +672,9 @@ fn ldap_master_replica_failover() {
 
     // A server is back (the replica, master still down): the message is delivered.
     replica.start();
+    wait_for("the replica to answer again", 20, || {
+        ldapsearch(replica.port, "(mail=alice@example.test)").contains("dn:")
+    });
     // ALRM: retry now rather than after the back-off (dispatch's CONTRACT.md).
     let _ = Command::new("kill")
         .args(["-ALRM", &dispatch.to_string()])
