@@ -14,7 +14,7 @@
 #![warn(missing_docs)]
 
 use mailorder_core::exit::checkpassword::{BAD, MISUSE, TEMP};
-use mailorder_directory::{DirError, User};
+use mailorder_directory_file::{DirError, User};
 use std::ffi::OsString;
 use std::io::{self, Read};
 

@@ -20,7 +20,8 @@ use mailorder_checkpassword_common::{Backend, Checker};
 pub use mailorder_checkpassword_common::{
     CpError, Env, MAX_INPUT, Request, parse_request, read_request, user_env,
 };
-use mailorder_directory::{DirError, Directory, Passwd, Status, User};
+use mailorder_directory_file::{DirError, Directory, Status, User};
+use mailorder_directory_hash::Passwd;
 use std::ffi::OsString;
 
 /// The user, if `req` is a valid login. A login that is not UTF-8 is a bad login.
@@ -83,7 +84,7 @@ pub struct FileBackend;
 impl Backend for FileBackend {
     fn open(&self) -> Result<Checker, DirError> {
         let dir = Directory::open()?;
-        let passwd = dir.read_passwd()?;
+        let passwd = Passwd::read(&dir)?;
         let path = dir.root().join("directory/passwd");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
@@ -108,14 +109,14 @@ impl Backend for FileBackend {
 /// (the process becomes `args[0]`).
 ///
 /// In an installation that uses LDAP (`control/ldapservers` names a server: the one switch,
-/// [`mailorder_directory::ldap_configured`]) it execs `checkpassword-ldap` with the same
+/// [`mailorder_directory_file::ldap_configured`]) it execs `checkpassword-ldap` with the same
 /// arguments before reading anything, fd 3 untouched, so every launcher that names
 /// checkpassword-file (smtpd's default, the login chains) follows the switch. It does so
 /// while still privileged, by the installed path (`ROOT/bin`; `MAILORDER_BIN_DIR` is ignored
 /// when set-id), never a path from the caller.
 pub fn run(args: &[OsString], env: &Env) -> u8 {
     if !args.is_empty() {
-        match mailorder_directory::ldap_configured(&mailorder_core::root::root()) {
+        match mailorder_directory_file::ldap_configured(&mailorder_core::root::root()) {
             Ok(false) => {}
             Ok(true) => return hand_over(args),
             Err(e) => {
@@ -198,7 +199,7 @@ mod tests {
     #[test]
     fn checks_logins() {
         let (_t, dir) = dir();
-        let passwd = dir.read_passwd().unwrap();
+        let passwd = Passwd::read(&dir).unwrap();
         let req = |l: &[u8], p: &[u8]| Request {
             login: l.to_vec(),
             password: p.to_vec(),

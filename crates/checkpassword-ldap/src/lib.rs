@@ -1,5 +1,6 @@
 //! checkpassword-ldap: the checkpassword interface (docs/CONVENTIONS.md §3) over the LDAP directory
-//! (`mailorder-directory`'s LDAP back-end, configured by `control/ldap*`).
+//! (mailorder-directory-ldap, configured by `control/ldap*`; hashes checked with
+//! mailorder-directory-hash).
 //!
 //! The interface (fd 3, privileges, exec) is `mailorder-checkpassword-common`, shared with
 //! checkpassword-file. This crate is the LDAP back-end: the directory is opened while
@@ -17,8 +18,51 @@ pub const EXIT_CODES: &[u8] = &[
 
 use mailorder_checkpassword_common::{Backend, Checker};
 pub use mailorder_checkpassword_common::{CpError, Env, Request};
-use mailorder_directory::{DirError, Directory};
+use mailorder_directory_file::{DirError, MAX_NAME, User, canonical_address};
+use mailorder_directory_hash as hash;
+use mailorder_directory_ldap::{Ldap, LdapDirectory};
 use std::ffi::OsString;
+
+/// Check a login against LDAP: the stored `userPassword` hashes, or (`ldapauth` = `bind`,
+/// or an entry without one) a bind as the user. `Ok(None)` for every bad login; an error
+/// only when no server answers. Every failing path computes one hash of the default
+/// scheme and cost (mailorder-directory-hash's `check`/`pad`), so an unknown login, a
+/// wrong password, an older cheaper hash and bind mode (where the server checks) take the
+/// same time here.
+pub fn verify(
+    ldap: &Ldap,
+    login: &str,
+    password: &[u8],
+    service: Option<&str>,
+) -> Result<Option<User>, DirError> {
+    let login = login.trim();
+    if password.is_empty()
+        || login.len() > MAX_NAME
+        || login.contains('\0')
+        || canonical_address(login).is_none()
+    {
+        hash::pad(password);
+        return Ok(None);
+    }
+    let Some(entry) = ldap.entry_for(login, !ldap.cfg.auth_bind)? else {
+        hash::pad(password);
+        return Ok(None);
+    };
+    let ok = if !ldap.cfg.auth_bind && !entry.passwords.is_empty() {
+        let ok = entry.passwords.iter().any(|h| hash::verify(h, password));
+        if !ok && !entry.passwords.iter().any(|h| hash::is_default_cost(h)) {
+            hash::pad(password);
+        }
+        ok
+    } else {
+        let ok = ldap.bind_as(&entry.dn, password)?;
+        if !ok {
+            hash::pad(password);
+        }
+        ok
+    };
+    Ok((ok && entry.may_login(service)).then_some(entry.user))
+}
 
 /// The LDAP back-end.
 pub struct LdapBackend;
@@ -26,19 +70,19 @@ pub struct LdapBackend;
 impl Backend for LdapBackend {
     fn open(&self) -> Result<Checker, DirError> {
         // Logins need no domain list: one connection and search fewer.
-        let dir = Directory::open_for_login()?;
-        if !dir.is_ldap() {
+        let Some(dir) = LdapDirectory::open_at(&mailorder_core::root::root(), false)? else {
             return Err(DirError::Ldap {
                 server: "control/ldapservers".to_owned(),
                 msg: "missing or empty: no LDAP directory configured".to_owned(),
             });
-        }
+        };
         Ok(Box::new(move |req: &Request, service: Option<&str>| {
             // A login that is not UTF-8 cannot name an entry: a bad login, not an error.
             let Ok(login) = std::str::from_utf8(&req.login) else {
+                hash::pad(&req.password);
                 return Ok(None);
             };
-            dir.verify_login(login, &req.password, service)
+            verify(dir.client(), login, &req.password, service)
         }))
     }
 }

@@ -1,285 +1,38 @@
-//! mailorder-directory: who is hosted here — domains, users, aliases, passwords — read
-//! from the embedded file back-end (docs/ARCHITECTURE.md, "Directory").
+//! mailorder-directory: the one directory handle for the programs that resolve recipients
+//! (smtpd at RCPT, dispatch, local-deliver) — [`Directory`], an enum over the two back-ends,
+//! chosen by the one switch: `control/ldapservers` naming a server selects LDAP
+//! ([`ldap_configured`]), else the embedded files (docs/ARCHITECTURE.md, "Directory").
 //!
-//! `ROOT/directory/` holds three text files (`#` starts a comment, blank lines are ignored):
+//! The back-ends are their own crates (issue 17), so each program links only what it uses:
+//! mailorder-directory-file (types, address grammar, files and the compiled index; no LDAP
+//! client, no hashing — all that set-uid checkpassword-file links besides the hashes),
+//! mailorder-directory-ldap (ldap3 and its tokio runtime), mailorder-directory-hash
+//! (password schemes: checkpassword-*, useradm, setup), mailorder-directory-admin (writes:
+//! useradm). This crate links the file and LDAP back-ends and nothing that hashes or writes.
 //!
-//! - `domains`: `domain [local|relay]`;
-//! - `users`: `address key=value…` with keys `uid gid home maildir quota aliases forward
-//!   local status`;
-//! - `passwd`: `address:hash` ([`hash`] lists the schemes). Only [`Directory::verify_password`]
-//!   and [`Directory::read_passwd`] read it, on demand, so processes that only resolve
-//!   recipients never need read access to it.
+//! Every method works on both back-ends; none hands out the file back-end's internals, so
+//! no caller quietly sees only the files under LDAP. The types are re-exported from
+//! mailorder-directory-file.
 //!
-//! Principal types: [`Directory`] (the parsed `domains` + `users`), [`Resolved`] (what an
-//! address is to us), [`User`], [`Passwd`], [`DirError`].
-//!
-//! Addresses are matched case-insensitively; a recipient `local+ext@domain` belongs to
-//! `local@domain` (delimiters from `control/recipientdelimiter`). A local part that could
-//! name a path or route (`%`, `!`, `@`, `/`, quotes, bad dots) never resolves to a user.
-//!
-//! The same API answers from LDAP when `control/ldapservers` exists ([`ldap`]: an OpenLDAP
-//! master and replicas, schema in `etc/ldap/`). Methods that hand out references into the
-//! parsed files ([`Directory::lookup`], [`Directory::users`]) see only the file back-end;
-//! [`Directory::find_user`], [`Directory::list_users`] and [`Directory::verify_login`] work
-//! with both.
-//!
-//! This crate does no privilege changes. Reading never writes; [`admin`] holds the writes
-//! that `useradm` makes (file edits, LDAP adds/modifies on the master).
+//! Principal types: [`Directory`], [`Resolved`], [`User`], [`DirError`].
 
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod hash;
-pub mod ldap;
+use mailorder_directory_file::Directory as Files;
+pub use mailorder_directory_file::{
+    DirError, DomainKind, MAX_NAME, Resolved, Status, User, canonical_address, is_safe_domain,
+    is_safe_local, ldap_configured, split_address,
+};
+use mailorder_directory_ldap::LdapDirectory;
+use std::path::Path;
 
-use mailorder_core::Exit;
-use mailorder_core::control::{Control, ControlError};
-use std::collections::HashMap;
-use std::io;
-use std::path::{Path, PathBuf};
-
-/// How a domain is handled here.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum DomainKind {
-    /// Hosted here: its addresses are users or aliases in `users`.
-    Local,
-    /// Accepted for relaying to another host (backup MX).
-    Relay,
-}
-
-/// Whether an account may receive and log in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Status {
-    /// Normal.
-    Active,
-    /// Kept, but logins fail; delivery policy is the caller's.
-    Disabled,
-}
-
-/// One hosted mailbox (a line of `users`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct User {
-    /// Canonical `local@domain`, lower case.
-    pub address: String,
-    /// Owner uid of the mailbox (`uid=`, else `control/vmailuid`, else the running uid).
-    pub uid: u32,
-    /// Owner gid of the mailbox (`gid=`, else `control/vmailgid`, else the running gid).
-    pub gid: u32,
-    /// Home directory; default `ROOT/mail/DOMAIN/LOCAL`.
-    pub home: PathBuf,
-    /// The Maildir; default `HOME/Maildir/`.
-    pub maildir: PathBuf,
-    /// Maildir++ quota definition, e.g. `100000000S,1000C`.
-    pub quota: Option<String>,
-    /// Addresses to forward to.
-    pub forward: Vec<String>,
-    /// Deliver into the Maildir (`local=yes`, the default); `false`: forward only.
-    pub local: bool,
-    /// `status=`.
-    pub status: Status,
-    /// Services this account may not log in to (`pop3`, `imap`, `smtp`), from `status=`
-    /// values `nopop`, `noimap`, `nosmtp` (as qmail-ldap's accountStatus).
-    pub denied: Vec<String>,
-}
-
-impl User {
-    /// Whether the account may log in to `service` (the checkpassword `SERVICE`): active and
-    /// not barred from that service.
-    pub fn may_login(&self, service: Option<&str>) -> bool {
-        if self.status != Status::Active {
-            return false;
-        }
-        let service = match service.map(str::to_ascii_lowercase).as_deref() {
-            Some("pop3" | "pop") => "pop3",
-            Some("imap" | "imap4") => "imap",
-            Some("smtp" | "submission") => "smtp",
-            _ => return true,
-        };
-        !self.denied.iter().any(|d| d == service)
-    }
-}
-
-/// What an address is to this host.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resolved {
-    /// A hosted address (primary or alias); `ext` is the part after the recipient
-    /// delimiter, lower case (`Some("")` for `local+@domain`).
-    User {
-        /// The mailbox.
-        user: User,
-        /// The extension, if the address carried one.
-        ext: Option<String>,
-    },
-    /// The domain is hosted here (local) but no such address: 550 5.1.1.
-    Unknown,
-    /// The domain is listed with kind `relay` (backup MX).
-    Relay,
-    /// Not our domain.
-    Remote,
-}
-
-/// Why the directory could not be read. Every variant is temporary: a broken directory
-/// must defer mail, never bounce it.
-#[derive(Debug, thiserror::Error)]
-pub enum DirError {
-    /// A directory file exists but cannot be read.
-    #[error("cannot read {path}: {source} (#4.3.0)")]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: io::Error,
-    },
-    /// A directory file has a line we do not understand.
-    #[error("{path} line {line}: {msg} (#4.3.5)")]
-    Syntax {
-        /// The file.
-        path: PathBuf,
-        /// 1-based line number.
-        line: usize,
-        /// What is wrong.
-        msg: String,
-    },
-    /// A control file (`vmailuid`, `vmailgid`, `recipientdelimiter`, `ldap*`) is unusable.
-    #[error(transparent)]
-    Control(#[from] ControlError),
-    /// A copy of an earlier error's text, for callers that report one failure to open the
-    /// directory for several questions (the error itself is not `Clone`).
-    #[error("{0}")]
-    Again(String),
-    /// The LDAP directory did not answer, or answered with something unusable.
-    #[error("directory server {server}: {msg} (#4.3.0)")]
-    Ldap {
-        /// The server URI (or entry DN for bad data).
-        server: String,
-        /// What happened.
-        msg: String,
-    },
-}
-
-impl DirError {
-    /// The exit class: always temporary.
-    pub fn class(&self) -> Exit {
-        Exit::Temp
-    }
-}
-
-/// Which back-end installation `root` uses: `true` (LDAP) when `control/ldapservers` names
-/// at least one server, `false` (the files) when it is absent or empty. This one file is
-/// the switch every program follows (issue 19): smtpd's RCPT checks, dispatch,
-/// local-deliver, useradm, and the checkpassword programs (checkpassword-file hands an LDAP
-/// installation's logins to checkpassword-ldap). An unreadable file is an error
-/// (temporary), never a silent choice.
-pub fn ldap_configured(root: &Path) -> Result<bool, DirError> {
-    let control = Control::new(root.join("control"));
-    Ok(control
-        .lines("ldapservers")?
-        .unwrap_or_default()
-        .iter()
-        .any(|l| !l.trim().is_empty()))
-}
-
-/// Split an address at the last `@` into (local, domain). `None` when there is no `@`.
-pub fn split_address(addr: &str) -> Option<(&str, &str)> {
-    addr.rfind('@').map(|i| (&addr[..i], &addr[i + 1..]))
-}
-
-/// The one address grammar for hosted mailboxes (issue 19), used wherever an address
-/// becomes or names a mailbox: `useradm` and its CSV import refuse at creation what it
-/// refuses, the file and LDAP back-ends refuse to read it, and [`Directory::resolve`] (so
-/// smtpd at RCPT) treats an address outside it as nobody.
-///
-/// A local part is an RFC 5321 §4.1.2 `Dot-string` (atoms of `atext`, single dots, no
-/// leading or trailing dot; UTF-8 letters as RFC 6531 allows) of at most 64 octets
-/// (§4.5.3.1.1), without the characters that route or name paths: `%` and `!` (source
-/// routes), `/`, `'`, `` ` `` and `\`. So every hosted address can be written unquoted
-/// in SMTP, and nothing that needs quoting (`,`, `(`, `)`, `<`, `>`, `;`, `:`, `"`, space)
-/// can be created: `x,ou=evil@example.org` and `a)(b@example.org` are refused.
-pub fn is_safe_local(local: &str) -> bool {
-    local.len() <= 64
-        && local
-            .split('.')
-            .all(|atom| !atom.is_empty() && atom.chars().all(is_local_char))
-}
-
-/// `atext` (RFC 5321 §4.1.2, RFC 6531 §3.3) minus the routing and path characters.
-fn is_local_char(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || matches!(
-            c,
-            '#' | '$' | '&' | '*' | '+' | '-' | '=' | '?' | '^' | '_' | '{' | '|' | '}' | '~'
-        )
-        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
-}
-
-/// The domain half of the grammar ([`is_safe_local`]): RFC 5321 §4.1.2 `Domain` — labels of
-/// letters, digits and `-` (UTF-8 letters for IDNs), not starting or ending with `-`, at
-/// most 63 octets each and 253 in all; no address literals (no mailbox is hosted on one).
-pub fn is_safe_domain(domain: &str) -> bool {
-    domain.len() <= 253
-        && domain.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| {
-                    c.is_ascii_alphanumeric()
-                        || c == '-'
-                        || (!c.is_ascii() && !c.is_control() && !c.is_whitespace())
-                })
-        })
-}
-
-/// Lower-case a domain and drop one trailing dot (`example.org.` is `example.org`).
-pub(crate) fn norm_domain(domain: &str) -> String {
-    domain
-        .strip_suffix('.')
-        .unwrap_or(domain)
-        .to_ascii_lowercase()
-}
-
-/// The parsed `domains` and `users` files plus the control settings they depend on.
-#[derive(Debug, Clone)]
-pub struct Directory {
-    root: PathBuf,
-    domains: HashMap<String, DomainKind>,
-    users: Vec<User>,
-    /// primary address or alias → index into `users`.
-    index: HashMap<String, usize>,
-    delimiters: Vec<char>,
-    /// The LDAP back-end, when `control/ldapservers` names servers.
-    ldap: Option<std::sync::Arc<ldap::Ldap>>,
-    /// The compiled index `directory/users.cdb`, used instead of parsing `users` when it is
-    /// at least as new as `users` ([`Directory::compile`]).
-    cdb: Option<std::sync::Arc<Compiled>>,
-}
-
-/// An open `users.cdb` and what a single line needs to become a [`User`].
-struct Compiled {
-    cdb: cdb2::CDB,
-    path: PathBuf,
-    defaults: Defaults,
-}
-
-impl std::fmt::Debug for Compiled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Compiled")
-            .field("path", &self.path)
-            .finish()
-    }
-}
-
-/// Key prefixes in `users.cdb`: an address (primary or alias) → its `users` line; a domain
-/// that has users → empty.
-const CDB_ADDRESS: &[u8] = b"=";
-const CDB_DOMAIN: &[u8] = b"%";
-
-/// Defaults that `users` lines fall back on.
-#[derive(Debug, Clone)]
-struct Defaults {
-    root: PathBuf,
-    uid: u32,
-    gid: u32,
+/// The directory of one installation, on whichever back-end it uses.
+#[derive(Debug)]
+pub enum Directory {
+    /// `ROOT/directory/` (or its compiled index).
+    Files(Files),
+    /// The LDAP servers of `control/ldapservers`.
+    Ldap(Box<LdapDirectory>),
 }
 
 impl Directory {
@@ -288,1086 +41,134 @@ impl Directory {
         Directory::open_at(&mailorder_core::root::root())
     }
 
-    /// Open `root/directory/{domains,users}` with control files from `root/control`.
-    /// Missing files mean an empty directory.
+    /// Open installation `root`'s directory: LDAP when `control/ldapservers` names a server
+    /// (the hosted domains are read now), else the files. Errors are temporary.
     pub fn open_at(root: &Path) -> Result<Directory, DirError> {
-        Directory::open_inner(root, true)
-    }
-
-    /// Open for checking logins only ([`Directory::verify_login`], [`Directory::find_user`]):
-    /// the LDAP back-end then skips reading the domain list (one connection and search
-    /// fewer per login), so [`Directory::domain`] and [`Directory::resolve`] know no
-    /// domains. The file back-end is opened as by [`Directory::open_at`].
-    pub fn open_for_login_at(root: &Path) -> Result<Directory, DirError> {
-        Directory::open_inner(root, false)
-    }
-
-    /// [`Directory::open_for_login_at`] for this installation.
-    pub fn open_for_login() -> Result<Directory, DirError> {
-        Directory::open_for_login_at(&mailorder_core::root::root())
-    }
-
-    fn open_inner(root: &Path, domains: bool) -> Result<Directory, DirError> {
-        let control = Control::new(root.join("control"));
-        let (_, euid, _, egid) = mailorder_core::sys::ids();
-        let uid = control_id(&control, "vmailuid", euid)?;
-        let gid = control_id(&control, "vmailgid", egid)?;
-        let delimiters: Vec<char> = control
-            .string("recipientdelimiter", "+")?
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        if let Some(cfg) = ldap::Config::load(&control)? {
-            let l = ldap::Ldap::new(
-                cfg,
-                ldap::Defaults {
-                    root: root.to_owned(),
-                    uid,
-                    gid,
-                },
-            );
-            let domains = if domains {
-                l.domains()?
-            } else {
-                HashMap::new()
-            };
-            return Ok(Directory {
-                root: root.to_owned(),
-                domains,
-                users: Vec::new(),
-                index: HashMap::new(),
-                delimiters,
-                ldap: Some(std::sync::Arc::new(l)),
-                cdb: None,
-            });
+        match LdapDirectory::open_at(root, true)? {
+            Some(l) => Ok(Directory::Ldap(Box::new(l))),
+            None => Ok(Directory::Files(Files::open_at(root)?)),
         }
-        let dir = root.join("directory");
-        let defaults = Defaults {
-            root: root.to_owned(),
-            uid,
-            gid,
-        };
-        let domains_path = dir.join("domains");
-        let domains = match read_optional(&domains_path)? {
-            Some(text) => parse_domains(&text, &domains_path)?,
-            None => HashMap::new(),
-        };
-        let users_path = dir.join("users");
-        if let Some(cdb) = Compiled::open_if_fresh(&dir, &users_path, &defaults)? {
-            return Ok(Directory {
-                root: root.to_owned(),
-                domains,
-                users: Vec::new(),
-                index: HashMap::new(),
-                delimiters,
-                ldap: None,
-                cdb: Some(std::sync::Arc::new(cdb)),
-            });
-        }
-        let users = match read_optional(&users_path)? {
-            Some(text) => parse_users(&text, &users_path, &defaults)?,
-            None => Vec::new(),
-        };
-        Directory::build(root, domains, users, delimiters, &users_path)
-    }
-
-    /// Compile `root/directory/users` into `users.cdb` (written beside it under a temporary
-    /// name, then renamed): every process then finds an address with one hashed lookup
-    /// instead of parsing the whole file. The text stays the source: a `users` newer than
-    /// the index makes every program ignore the index until it is compiled again. Returns
-    /// the number of users.
-    pub fn compile(root: &Path) -> Result<usize, DirError> {
-        let control = Control::new(root.join("control"));
-        let (_, euid, _, egid) = mailorder_core::sys::ids();
-        let defaults = Defaults {
-            root: root.to_owned(),
-            uid: control_id(&control, "vmailuid", euid)?,
-            gid: control_id(&control, "vmailgid", egid)?,
-        };
-        let path = root.join("directory/users");
-        let text = read_optional(&path)?.unwrap_or_default();
-        // Parse the whole file first: a syntax error or a duplicate leaves the old index.
-        let users = parse_users(&text, &path, &defaults)?;
-        Directory::build(root, HashMap::new(), users, Vec::new(), &path)?;
-        let out = root.join("directory/users.cdb");
-        let io = |source: std::io::Error| DirError::Read {
-            path: out.clone(),
-            source,
-        };
-        let mut w = cdb2::CDBWriter::create(&out).map_err(io)?;
-        let mut n = 0;
-        let mut domains = std::collections::BTreeSet::new();
-        for (lineno, line) in meaningful_lines(&text) {
-            let parsed = parse_users(line, &path, &defaults).map_err(|e| match e {
-                DirError::Syntax { path, msg, .. } => DirError::Syntax {
-                    path,
-                    line: lineno,
-                    msg,
-                },
-                e => e,
-            })?;
-            for (user, aliases, _) in parsed {
-                n += 1;
-                for name in std::iter::once(user.address.clone()).chain(aliases) {
-                    if let Some((_, d)) = split_address(&name) {
-                        domains.insert(d.to_owned());
-                    }
-                    w.add(&[CDB_ADDRESS, name.as_bytes()].concat(), line.as_bytes())
-                        .map_err(io)?;
-                }
-            }
-        }
-        for d in domains {
-            w.add(&[CDB_DOMAIN, d.as_bytes()].concat(), b"")
-                .map_err(io)?;
-        }
-        w.finish().map_err(io)?;
-        // The index says what `users` says: the same owner, group and mode (root:modir
-        // 0640 in an installation), never the umask's world-readable default.
-        if let Ok(m) = std::fs::metadata(&path) {
-            use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
-            let _ = std::os::unix::fs::chown(&out, Some(m.uid()), Some(m.gid()));
-            std::fs::set_permissions(&out, std::fs::Permissions::from_mode(m.mode() & 0o777))
-                .map_err(io)?;
-        }
-        Ok(n)
-    }
-
-    /// The user whose primary address or alias is exactly `key` (already lower-cased).
-    fn user_by_key(&self, key: &str) -> Result<Option<User>, DirError> {
-        if let Some(c) = &self.cdb {
-            return c.user(key);
-        }
-        Ok(self
-            .index
-            .get(key)
-            .and_then(|&i| self.users.get(i))
-            .cloned())
-    }
-
-    fn build(
-        root: &Path,
-        mut domains: HashMap<String, DomainKind>,
-        users: Vec<(User, Vec<String>, usize)>,
-        delimiters: Vec<char>,
-        users_path: &Path,
-    ) -> Result<Directory, DirError> {
-        let mut index = HashMap::new();
-        let mut list = Vec::with_capacity(users.len());
-        for (i, (user, aliases, line)) in users.into_iter().enumerate() {
-            for name in std::iter::once(user.address.clone()).chain(aliases) {
-                if let Some((_, d)) = split_address(&name) {
-                    // A domain that has users is hosted even when `domains` does not say so.
-                    domains.entry(d.to_owned()).or_insert(DomainKind::Local);
-                }
-                if index.insert(name.clone(), i).is_some() {
-                    return Err(DirError::Syntax {
-                        path: users_path.to_owned(),
-                        line,
-                        msg: format!("address {name} defined twice"),
-                    });
-                }
-            }
-            list.push(user);
-        }
-        Ok(Directory {
-            root: root.to_owned(),
-            domains,
-            users: list,
-            index,
-            delimiters,
-            ldap: None,
-            cdb: None,
-        })
     }
 
     /// Whether this directory is served by LDAP.
     pub fn is_ldap(&self) -> bool {
-        self.ldap.is_some()
-    }
-
-    /// The LDAP settings, when served by LDAP.
-    pub fn ldap_config(&self) -> Option<&ldap::Config> {
-        self.ldap.as_ref().map(|l| &l.cfg)
-    }
-
-    /// The user whose primary address or alias is exactly `address`, from either back-end.
-    pub fn find_user(&self, address: &str) -> Result<Option<User>, DirError> {
-        match &self.ldap {
-            None => self.lookup(address),
-            Some(l) => Ok(l.entry_for(address, false)?.map(|e| e.user)),
-        }
-    }
-
-    /// The full LDAP entry for `address` (primary or alias), `None` with the file back-end.
-    pub fn find_entry(&self, address: &str) -> Result<Option<ldap::Entry>, DirError> {
-        match &self.ldap {
-            None => Ok(None),
-            Some(l) => l.entry_for(address, false),
-        }
-    }
-
-    /// Users whose primary address is in `domain`, sorted, from either back-end.
-    pub fn list_users(&self, domain: &str) -> Result<Vec<User>, DirError> {
-        match &self.ldap {
-            None => {
-                let d = norm_domain(domain);
-                let mut v: Vec<User> = self
-                    .users
-                    .iter()
-                    .filter(|u| split_address(&u.address).is_some_and(|(_, ud)| ud == d))
-                    .cloned()
-                    .collect();
-                v.sort_by(|a, b| a.address.cmp(&b.address));
-                Ok(v)
-            }
-            Some(l) => Ok(l.list(domain)?.into_iter().map(|e| e.user).collect()),
-        }
-    }
-
-    /// All hosted domains and their kinds, sorted.
-    pub fn domains(&self) -> Vec<(String, DomainKind)> {
-        let mut v: Vec<(String, DomainKind)> =
-            self.domains.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        v.sort();
-        v
-    }
-
-    /// Check a login for `service` (`pop3`, `imap`, `smtp`; LDAP honours per-service
-    /// `accountStatus` values `nopop`, `noimap`, `nosmtp`). `Ok(None)` for a bad login; an
-    /// error only when the directory cannot answer (temporary).
-    pub fn verify_login(
-        &self,
-        login: &str,
-        password: &[u8],
-        service: Option<&str>,
-    ) -> Result<Option<User>, DirError> {
-        match &self.ldap {
-            None => Ok(self
-                .verify_password(login, password)?
-                .filter(|u| u.may_login(service))),
-            Some(l) => Ok(l.verify(login, password, service)?.map(|e| e.user)),
-        }
-    }
-
-    /// The installation root this directory was read from.
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
-    /// All users, in file order.
-    pub fn users(&self) -> &[User] {
-        &self.users
-    }
-
-    /// The recipient delimiters in force.
-    pub fn delimiters(&self) -> &[char] {
-        &self.delimiters
-    }
-
-    /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
-    pub fn domain(&self, domain: &str) -> Option<DomainKind> {
-        let domain = norm_domain(domain);
-        if let Some(k) = self.domains.get(&domain) {
-            return Some(*k);
-        }
-        // A domain that has users is hosted even when `domains` does not say so.
-        self.cdb
-            .as_ref()
-            .filter(|c| c.has_domain(&domain))
-            .map(|_| DomainKind::Local)
-    }
-
-    /// The user whose primary address or alias is exactly `address` (no delimiter
-    /// handling). Case-insensitive.
-    pub fn lookup(&self, address: &str) -> Result<Option<User>, DirError> {
-        let Some((local, domain)) = split_address(address) else {
-            return Ok(None);
-        };
-        self.user_by_key(&format!("{}@{}", local.to_lowercase(), norm_domain(domain)))
+        matches!(self, Directory::Ldap(_))
     }
 
     /// What `address` is to this host. An address without `@` is [`Resolved::Remote`]:
     /// callers qualify bare names before asking.
     pub fn resolve(&self, address: &str) -> Result<Resolved, DirError> {
-        let Some((local, domain)) = split_address(address) else {
-            return Ok(Resolved::Remote);
-        };
-        let domain = norm_domain(domain);
-        match self.domain(&domain) {
-            None => return Ok(Resolved::Remote),
-            Some(DomainKind::Relay) => return Ok(Resolved::Relay),
-            Some(DomainKind::Local) => {}
-        }
-        if !is_safe_local(local) || address.len() > ldap::MAX_NAME {
-            return Ok(Resolved::Unknown);
-        }
-        let local = local.to_lowercase();
-        if let Some(l) = &self.ldap {
-            // `mail` and `mailAlternateAddress` are IA5 strings: a non-ASCII address
-            // (SMTPUTF8) cannot be stored, so it is nobody.
-            if !local.is_ascii() {
-                return Ok(Resolved::Unknown);
-            }
-            let cands = ldap::candidates(&local, &domain, &self.delimiters);
-            let names: Vec<String> = cands.iter().map(|(n, _)| n.clone()).collect();
-            let found = l.find(&names, false)?;
-            for (name, ext) in cands {
-                if let Some(e) = ldap::pick(found.clone(), &name) {
-                    return Ok(Resolved::User { user: e.user, ext });
-                }
-            }
-            return Ok(Resolved::Unknown);
-        }
-        if let Some(user) = self.user_by_key(&format!("{local}@{domain}"))? {
-            return Ok(Resolved::User { user, ext: None });
-        }
-        // Try each delimiter position from the left: `a-b+c` with delimiters `+-` tries
-        // `a` (ext `b+c`), then `a-b` (ext `c`).
-        for (pos, c) in local.char_indices() {
-            if !self.delimiters.contains(&c) || pos == 0 {
-                continue;
-            }
-            let base = &local[..pos];
-            if base.ends_with('.') {
-                continue;
-            }
-            if let Some(user) = self.user_by_key(&format!("{base}@{domain}"))? {
-                return Ok(Resolved::User {
-                    user,
-                    ext: Some(local[pos + c.len_utf8()..].to_owned()),
-                });
-            }
-        }
-        Ok(Resolved::Unknown)
-    }
-
-    /// Read `directory/passwd` now (a missing file is an empty one). Lets a privileged
-    /// caller read it first and verify later with fewer privileges.
-    pub fn read_passwd(&self) -> Result<Passwd, DirError> {
-        let path = self.root.join("directory").join("passwd");
-        match read_optional(&path)? {
-            Some(text) => Passwd::parse(&text, &path),
-            None => Ok(Passwd::default()),
+        match self {
+            Directory::Files(f) => f.resolve(address),
+            Directory::Ldap(l) => l.resolve(address),
         }
     }
 
-    /// Check a login. `Ok(None)` for an unknown login, a wrong or empty password, a
-    /// disabled account, or a login without a `passwd` line. The login is the primary
-    /// address or an alias, case-insensitive (no delimiter extensions).
-    pub fn verify_password(&self, login: &str, password: &[u8]) -> Result<Option<User>, DirError> {
-        if let Some(l) = &self.ldap {
-            return Ok(l.verify(login, password, None)?.map(|e| e.user));
-        }
-        self.read_passwd()?.verify(self, login, password)
-    }
-}
-
-/// The `passwd` file in memory: canonical address → stored hash.
-#[derive(Debug, Clone, Default)]
-pub struct Passwd {
-    hashes: HashMap<String, String>,
-}
-
-impl Passwd {
-    /// Parse `address:hash` lines.
-    pub fn parse(text: &str, path: &Path) -> Result<Passwd, DirError> {
-        let mut hashes = HashMap::new();
-        for (n, line) in meaningful_lines(text) {
-            let syntax = |msg: &str| DirError::Syntax {
-                path: path.to_owned(),
-                line: n,
-                msg: msg.to_owned(),
-            };
-            let (addr, hash) = line
-                .split_once(':')
-                .ok_or_else(|| syntax("expected address:hash"))?;
-            let addr = canonical_address(addr.trim()).ok_or_else(|| syntax("bad address"))?;
-            if hashes.insert(addr, hash.trim().to_owned()).is_some() {
-                return Err(syntax("address listed twice"));
-            }
-        }
-        Ok(Passwd { hashes })
-    }
-
-    /// Check `login`/`password` against this file and `dir` (see
-    /// [`Directory::verify_password`]).
-    /// A directory that cannot be read (a broken compiled index) is an error, not a bad
-    /// login.
-    pub fn verify(
-        &self,
-        dir: &Directory,
-        login: &str,
-        password: &[u8],
-    ) -> Result<Option<User>, DirError> {
-        let user = dir.lookup(login.trim())?;
-        let stored = user.as_ref().and_then(|u| self.hashes.get(&u.address));
-        // One check of the default cost whatever the case (hash::check): an unknown login,
-        // a user without a password line and a wrong password take the same time.
-        let ok = hash::check(stored.map(String::as_str), password);
-        Ok(user.filter(|u| {
-            ok && stored.is_some() && u.status == Status::Active && !password.is_empty()
-        }))
-    }
-}
-
-fn control_id(control: &Control, name: &str, default: u32) -> Result<u32, DirError> {
-    match control.line(name)? {
-        None => Ok(default),
-        Some(v) => v.parse().map_err(|_| {
-            DirError::Control(ControlError::Value {
-                path: control.path(name),
-                value: v,
-            })
-        }),
-    }
-}
-
-fn read_optional(path: &Path) -> Result<Option<String>, DirError> {
-    match std::fs::read(path) {
-        Ok(b) => String::from_utf8(b).map(Some).map_err(|_| DirError::Read {
-            path: path.to_owned(),
-            source: io::Error::new(io::ErrorKind::InvalidData, "not UTF-8"),
-        }),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(DirError::Read {
-            path: path.to_owned(),
-            source,
-        }),
-    }
-}
-
-/// (1-based line number, line without comment and surrounding blanks) for non-empty lines.
-fn meaningful_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
-    text.lines().enumerate().filter_map(|(i, l)| {
-        let l = l.split_once('#').map_or(l, |(a, _)| a).trim();
-        (!l.is_empty()).then_some((i + 1, l))
-    })
-}
-
-/// `local@domain` lower-cased, if it is a complete address in the mailbox grammar
-/// ([`is_safe_local`], [`is_safe_domain`]).
-pub fn canonical_address(addr: &str) -> Option<String> {
-    let (local, domain) = split_address(addr)?;
-    (is_safe_local(local) && is_safe_domain(domain))
-        .then(|| format!("{}@{}", local.to_lowercase(), domain.to_ascii_lowercase()))
-}
-
-fn parse_domains(text: &str, path: &Path) -> Result<HashMap<String, DomainKind>, DirError> {
-    let mut out = HashMap::new();
-    for (n, line) in meaningful_lines(text) {
-        let syntax = |msg: String| DirError::Syntax {
-            path: path.to_owned(),
-            line: n,
-            msg,
-        };
-        let mut words = line.split_whitespace();
-        let domain = words.next().map(norm_domain).unwrap_or_default();
-        if !is_safe_domain(&domain) {
-            return Err(syntax(format!("bad domain {domain:?}")));
-        }
-        let kind = match words.next().map(str::to_ascii_lowercase).as_deref() {
-            None | Some("local") => DomainKind::Local,
-            Some("relay") => DomainKind::Relay,
-            Some(k) => return Err(syntax(format!("unknown kind {k:?} (local or relay)"))),
-        };
-        if let Some(extra) = words.next() {
-            return Err(syntax(format!("unexpected {extra:?}")));
-        }
-        if out.insert(domain.clone(), kind).is_some() {
-            return Err(syntax(format!("domain {domain} listed twice")));
+    /// The user whose primary address or alias is exactly `address` (no delimiter
+    /// handling). Case-insensitive.
+    pub fn lookup(&self, address: &str) -> Result<Option<User>, DirError> {
+        match self {
+            Directory::Files(f) => f.lookup(address),
+            Directory::Ldap(l) => l.find_user(address),
         }
     }
-    Ok(out)
-}
 
-impl Compiled {
-    /// `dir/users.cdb` when it exists and is not older than `users`.
-    fn open_if_fresh(
-        dir: &Path,
-        users: &Path,
-        defaults: &Defaults,
-    ) -> Result<Option<Compiled>, DirError> {
-        let path = dir.join("users.cdb");
-        let io = |p: &Path| {
-            let p = p.to_owned();
-            move |source| DirError::Read { path: p, source }
-        };
-        let cdb_time = match std::fs::metadata(&path) {
-            Ok(m) => m.modified().map_err(io(&path))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io(&path)(e)),
-        };
-        match std::fs::metadata(users) {
-            Ok(m) if m.modified().map_err(io(users))? > cdb_time => {
-                log::warn!(
-                    "{} is older than {}: not used (run `useradm compile`)",
-                    path.display(),
-                    users.display()
-                );
-                return Ok(None);
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(io(users)(e)),
+    /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
+    pub fn domain(&self, domain: &str) -> Option<DomainKind> {
+        match self {
+            Directory::Files(f) => f.domain(domain),
+            Directory::Ldap(l) => l.domain(domain),
         }
-        let cdb = cdb2::CDB::open(&path).map_err(io(&path))?;
-        Ok(Some(Compiled {
-            cdb,
-            path,
-            defaults: defaults.clone(),
-        }))
     }
 
-    fn user(&self, key: &str) -> Result<Option<User>, DirError> {
-        let line = match self.cdb.get(&[CDB_ADDRESS, key.as_bytes()].concat()) {
-            None => return Ok(None),
-            Some(Ok(v)) => v,
-            Some(Err(source)) => {
-                return Err(DirError::Read {
-                    path: self.path.clone(),
-                    source,
-                });
-            }
-        };
-        let text = String::from_utf8_lossy(&line);
-        let mut parsed = parse_users(&text, &self.path, &self.defaults)?;
-        Ok(parsed.pop().map(|(u, _, _)| u))
+    /// All hosted domains and their kinds, sorted.
+    pub fn domains(&self) -> Vec<(String, DomainKind)> {
+        match self {
+            Directory::Files(f) => f.domains(),
+            Directory::Ldap(l) => l.domains(),
+        }
     }
 
-    fn has_domain(&self, domain: &str) -> bool {
-        matches!(
-            self.cdb.get(&[CDB_DOMAIN, domain.as_bytes()].concat()),
-            Some(Ok(_))
-        )
+    /// Users whose primary address is in `domain`, sorted.
+    pub fn list_users(&self, domain: &str) -> Result<Vec<User>, DirError> {
+        match self {
+            Directory::Files(f) => f.list_users(domain),
+            Directory::Ldap(l) => l.list_users(domain),
+        }
     }
-}
 
-/// Parse `users`: each user with its aliases and line number.
-fn parse_users(
-    text: &str,
-    path: &Path,
-    d: &Defaults,
-) -> Result<Vec<(User, Vec<String>, usize)>, DirError> {
-    let mut out = Vec::new();
-    for (n, line) in meaningful_lines(text) {
-        let syntax = |msg: String| DirError::Syntax {
-            path: path.to_owned(),
-            line: n,
-            msg,
-        };
-        let mut words = line.split_whitespace();
-        let first = words.next().unwrap_or_default();
-        let address =
-            canonical_address(first).ok_or_else(|| syntax(format!("bad address {first:?}")))?;
-        let (local, domain) = split_address(&address).unwrap_or_default();
-        let mut user = User {
-            uid: d.uid,
-            gid: d.gid,
-            home: d.root.join("mail").join(domain).join(local),
-            maildir: PathBuf::new(),
-            quota: None,
-            forward: Vec::new(),
-            local: true,
-            status: Status::Active,
-            denied: Vec::new(),
-            address: address.clone(),
-        };
-        let mut maildir = None;
-        let mut aliases = Vec::new();
-        for word in words {
-            let (key, value) = word
-                .split_once('=')
-                .ok_or_else(|| syntax(format!("expected key=value, got {word:?}")))?;
-            let number = |v: &str| {
-                v.parse::<u32>()
-                    .map_err(|_| syntax(format!("{key}: not a number: {v:?}")))
-            };
-            let list = |v: &str| -> Result<Vec<String>, DirError> {
-                v.split(',')
-                    .filter(|a| !a.is_empty())
-                    .map(|a| {
-                        canonical_address(a)
-                            .ok_or_else(|| syntax(format!("{key}: bad address {a:?}")))
-                    })
-                    .collect()
-            };
-            let abs = |v: &str| {
-                let p = PathBuf::from(v);
-                if p.is_absolute() && !v.split('/').any(|c| c == "..") {
-                    Ok(p)
-                } else {
-                    Err(syntax(format!("{key}: not an absolute path: {v:?}")))
-                }
-            };
-            match key {
-                "uid" => user.uid = number(value)?,
-                "gid" => user.gid = number(value)?,
-                "home" => user.home = abs(value)?,
-                "maildir" => maildir = Some(abs(value)?),
-                "quota" => user.quota = (!value.is_empty()).then(|| value.to_owned()),
-                "aliases" => aliases = list(value)?,
-                "forward" => user.forward = list(value)?,
-                "local" => {
-                    user.local = match value.to_ascii_lowercase().as_str() {
-                        "yes" => true,
-                        "no" => false,
-                        _ => {
-                            return Err(syntax(format!(
-                                "local: expected yes or no, got {value:?}"
-                            )));
-                        }
+    /// The recipient delimiters in force.
+    pub fn delimiters(&self) -> &[char] {
+        match self {
+            Directory::Files(f) => f.delimiters(),
+            Directory::Ldap(l) => l.delimiters(),
+        }
+    }
+
+    /// The installation root.
+    pub fn root(&self) -> &Path {
+        match self {
+            Directory::Files(f) => f.root(),
+            Directory::Ldap(l) => l.root(),
+        }
+    }
+
+    /// The first hosted postmaster: `postmaster@DOMAIN` of the first local domain (in
+    /// sorted order) where it is a user or an alias; `None` when there is none. For a
+    /// bare `RCPT TO:<postmaster>` (RFC 5321 §4.5.1).
+    pub fn postmaster(&self) -> Result<Option<String>, DirError> {
+        match self {
+            Directory::Ldap(l) => l.postmaster(),
+            Directory::Files(f) => {
+                for (d, kind) in f.domains() {
+                    let a = format!("postmaster@{d}");
+                    if kind == DomainKind::Local && f.lookup(&a)?.is_some() {
+                        return Ok(Some(a));
                     }
                 }
-                "status" => {
-                    for v in value.to_ascii_lowercase().split(',') {
-                        match v {
-                            "active" => user.status = Status::Active,
-                            "disabled" => user.status = Status::Disabled,
-                            "nopop" => user.denied.push("pop3".to_owned()),
-                            "noimap" => user.denied.push("imap".to_owned()),
-                            "nosmtp" => user.denied.push("smtp".to_owned()),
-                            _ => {
-                                return Err(syntax(format!(
-                                    "status: expected active, disabled, nopop, noimap or nosmtp, got {value:?}"
-                                )));
-                            }
-                        }
-                    }
-                }
-                _ => return Err(syntax(format!("unknown key {key:?}"))),
+                // Domains known only through the compiled index are not listed: fall back
+                // to the users in file order.
+                Ok(f.users()
+                    .iter()
+                    .find(|u| u.address.starts_with("postmaster@"))
+                    .map(|u| u.address.clone()))
             }
         }
-        user.maildir = maildir.unwrap_or_else(|| user.home.join("Maildir/"));
-        out.push((user, aliases, n));
     }
-    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn tree(domains: Option<&str>, users: Option<&str>, passwd: Option<&str>) -> tempfile::TempDir {
+    #[test]
+    fn the_switch_and_the_postmaster() {
         let t = tempfile::tempdir().unwrap();
-        let d = t.path().join("directory");
-        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(t.path().join("directory")).unwrap();
         std::fs::create_dir_all(t.path().join("control")).unwrap();
-        for (name, text) in [("domains", domains), ("users", users), ("passwd", passwd)] {
-            if let Some(text) = text {
-                std::fs::write(d.join(name), text).unwrap();
-            }
-        }
-        t
-    }
-
-    const DOMAINS: &str = "# hosted\nexample.org\nExample.NET local\nbackup.test relay # mx2\n";
-    const USERS: &str = "\
-alice@example.org uid=1001 gid=1002 quota=100000000S,1000C aliases=postmaster@example.org,Ali@example.net
-bob@Example.ORG home=/srv/bob maildir=/srv/bob/Mail/ forward=x@y.test,z@w.test local=no
-carol@example.org status=disabled
-john-doe@example.org
-";
-
-    #[test]
-    fn per_service_status() {
-        let t = tree(
-            None,
-            Some("a@x.test status=nopop,noimap\nb@x.test status=disabled\nc@x.test\n"),
-            None,
-        );
-        let dir = Directory::open_at(t.path()).unwrap();
-        let a = dir.lookup("a@x.test").unwrap().unwrap();
-        assert!(!a.may_login(Some("pop3")) && !a.may_login(Some("IMAP")));
-        assert!(a.may_login(Some("smtp")) && a.may_login(None));
-        assert!(
-            !dir.lookup("b@x.test")
-                .unwrap()
-                .unwrap()
-                .may_login(Some("smtp"))
-        );
-        assert!(
-            dir.lookup("c@x.test")
-                .unwrap()
-                .unwrap()
-                .may_login(Some("pop3"))
-        );
-        assert!(
-            Directory::open_at(tree(None, Some("d@x.test status=nopope\n"), None).path()).is_err()
-        );
-    }
-
-    #[test]
-    fn compiled_index_answers_like_the_text_and_yields_to_a_newer_text() {
-        let t = tree(Some(DOMAINS), Some(USERS), None);
-        let text = Directory::open_at(t.path()).unwrap();
-        assert_eq!(Directory::compile(t.path()).unwrap(), 4);
-        let users = t.path().join("directory/users");
-        let cdb = t.path().join("directory/users.cdb");
-        // Make the text unparsable but older than the index: only the index is read.
-        let before = std::fs::metadata(&cdb).unwrap().modified().unwrap();
-        std::fs::write(&users, "this is not a users line=\n").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&users)
-            .unwrap()
-            .set_modified(before - std::time::Duration::from_secs(10))
-            .unwrap();
-        let idx = Directory::open_at(t.path()).unwrap();
-        for a in [
-            "alice@example.org",
-            "ALI@example.net",
-            "postmaster@example.org",
-            "alice+list@example.org",
-            "bob@example.org",
-            "carol@example.org",
-            "john-doe@example.org",
-            "nobody@example.org",
-            "x@backup.test",
-            "x@elsewhere.test",
-        ] {
-            assert_eq!(
-                format!("{:?}", idx.resolve(a).unwrap()),
-                format!("{:?}", text.resolve(a).unwrap()),
-                "{a}"
-            );
-        }
-        assert_eq!(
-            idx.lookup("Ali@Example.NET").unwrap().unwrap().address,
-            "alice@example.org"
-        );
-        // A domain known only from its users is hosted, through the index too.
-        let t2 = tree(None, Some("u@implied.test\n"), None);
-        Directory::compile(t2.path()).unwrap();
-        assert_eq!(
-            Directory::open_at(t2.path())
-                .unwrap()
-                .domain("implied.test"),
-            Some(DomainKind::Local)
-        );
-        // A text newer than the index wins (and here fails to parse: a temporary error).
-        std::fs::File::options()
-            .write(true)
-            .open(&users)
-            .unwrap()
-            .set_modified(before + std::time::Duration::from_secs(10))
-            .unwrap();
-        assert!(Directory::open_at(t.path()).is_err());
-        // A bad text never replaces a good index.
-        assert!(Directory::compile(t.path()).is_err());
-        assert!(cdb.exists());
-    }
-
-    fn user_of(r: Resolved) -> (User, Option<String>) {
-        match r {
-            Resolved::User { user, ext } => (user, ext),
-            other => panic!("not a user: {other:?}"),
-        }
-    }
-
-    // See: issue #19
-    #[test]
-    fn one_grammar_every_hosted_address_is_an_unquoted_smtp_mailbox() {
-        use mailorder_smtp_proto::command::{Command, Path as SmtpPath, parse};
-        let refused = [
-            "x,ou=evil@alpha.test",
-            "a)(b@alpha.test",
-            "a(b@alpha.test",
-            "a<b>@alpha.test",
-            "a;b@alpha.test",
-            "a:b@alpha.test",
-            "\"a b\"@alpha.test",
-            "a b@alpha.test",
-            "a%b@alpha.test",
-            "a!b@alpha.test",
-            "a/b@alpha.test",
-            "a'b@alpha.test",
-            ".a@alpha.test",
-            "a.@alpha.test",
-            "a..b@alpha.test",
-            "@alpha.test",
-            "a@alpha.test)(mail=*",
-            "a@*",
-            "a@-x.test",
-            "a@x-.test",
-            "a@x..test",
-            "a@[127.0.0.1]",
-            "a@x_y.test",
-        ];
-        for a in refused {
-            assert_eq!(canonical_address(a), None, "{a}");
-        }
-        let long = format!("{}@alpha.test", "a".repeat(65));
-        assert_eq!(canonical_address(&long), None);
-        let accepted = [
-            "alice@alpha.test",
-            "a.b-c_d+e@alpha.test",
-            "a{b}|c~d#e$f&g=h?i^j*k@alpha.test",
-            "j\u{fc}rgen@b\u{fc}cher.test",
-            "x@localhost",
-        ];
-        for a in accepted {
-            let c = canonical_address(a).unwrap_or_else(|| panic!("{a}"));
-            // What the directory accepts, SMTP carries unquoted.
-            let Ok(Command::Rcpt(SmtpPath::Mailbox(m), _)) =
-                parse(format!("RCPT TO:<{c}>").as_bytes())
-            else {
-                panic!("smtp refuses {c}");
-            };
-            assert!(!m.quoted, "{c}");
-            assert_eq!(format!("{}@{}", m.local, m.domain), c);
-        }
-    }
-
-    #[test]
-    fn split_address_at_last_at() {
-        assert_eq!(split_address("a@b@c"), Some(("a@b", "c")));
-        assert_eq!(split_address("a@b"), Some(("a", "b")));
-        assert_eq!(split_address("@b"), Some(("", "b")));
-        assert_eq!(split_address("ab"), None);
-    }
-
-    #[test]
-    fn parses_users_with_defaults() {
-        let t = tree(Some(DOMAINS), Some(USERS), None);
-        std::fs::write(t.path().join("control/vmailuid"), "5000\n").unwrap();
-        std::fs::write(t.path().join("control/vmailgid"), "5001\n").unwrap();
-        let dir = Directory::open_at(t.path()).unwrap();
-        assert_eq!(dir.users().len(), 4);
-        let alice = dir.lookup("ALICE@example.org").unwrap().unwrap();
-        assert_eq!((alice.uid, alice.gid), (1001, 1002));
-        assert_eq!(alice.home, t.path().join("mail/example.org/alice"));
-        assert_eq!(
-            alice.maildir,
-            t.path().join("mail/example.org/alice/Maildir/")
-        );
-        assert!(alice.maildir.to_string_lossy().ends_with("/Maildir/"));
-        assert_eq!(alice.quota.as_deref(), Some("100000000S,1000C"));
-        assert!(alice.local);
-        let bob = dir.lookup("bob@example.org").unwrap().unwrap();
-        assert_eq!(bob.address, "bob@example.org");
-        assert_eq!((bob.uid, bob.gid), (5000, 5001));
-        assert_eq!(bob.home, PathBuf::from("/srv/bob"));
-        assert_eq!(bob.maildir, PathBuf::from("/srv/bob/Mail/"));
-        assert_eq!(bob.forward, vec!["x@y.test", "z@w.test"]);
-        assert!(!bob.local);
-        assert_eq!(
-            dir.lookup("carol@example.org").unwrap().unwrap().status,
-            Status::Disabled
-        );
-    }
-
-    #[test]
-    fn running_ids_are_the_last_default() {
-        let t = tree(None, Some("a@x.test\n"), None);
-        let dir = Directory::open_at(t.path()).unwrap();
-        let (_, euid, _, egid) = mailorder_core::sys::ids();
-        let a = dir.lookup("a@x.test").unwrap().unwrap();
-        assert_eq!((a.uid, a.gid), (euid, egid));
-    }
-
-    #[test]
-    fn domains_and_kinds() {
-        let t = tree(Some(DOMAINS), Some(USERS), None);
-        let dir = Directory::open_at(t.path()).unwrap();
-        assert_eq!(dir.domain("EXAMPLE.org"), Some(DomainKind::Local));
-        assert_eq!(dir.domain("example.net."), Some(DomainKind::Local));
-        assert_eq!(dir.domain("backup.test"), Some(DomainKind::Relay));
-        assert_eq!(dir.domain("other.test"), None);
-        assert_eq!(dir.resolve("anyone@backup.test").unwrap(), Resolved::Relay);
-        assert_eq!(dir.resolve("anyone@other.test").unwrap(), Resolved::Remote);
-        assert_eq!(
-            dir.resolve("nobody@example.org").unwrap(),
-            Resolved::Unknown
-        );
-        assert_eq!(dir.resolve("no-at-sign").unwrap(), Resolved::Remote);
-    }
-
-    #[test]
-    fn missing_files_are_empty_and_users_imply_domains() {
-        let t = tree(None, None, None);
-        let dir = Directory::open_at(t.path()).unwrap();
-        assert_eq!(dir.resolve("a@example.org").unwrap(), Resolved::Remote);
-        assert_eq!(dir.verify_password("a@example.org", b"x").unwrap(), None);
-        let t = tree(None, Some(USERS), None);
-        let dir = Directory::open_at(t.path()).unwrap();
-        assert_eq!(dir.domain("example.org"), Some(DomainKind::Local));
-        assert_eq!(
-            dir.domain("example.net"),
-            Some(DomainKind::Local),
-            "alias domain"
-        );
-        assert_eq!(dir.resolve("zed@example.org").unwrap(), Resolved::Unknown);
-        // No root at all.
-        let dir = Directory::open_at(Path::new("/nonexistent/mailorder-root")).unwrap();
-        assert!(dir.users().is_empty());
-    }
-
-    #[test]
-    fn resolves_aliases_case_and_delimiters() {
-        let t = tree(Some(DOMAINS), Some(USERS), None);
-        let dir = Directory::open_at(t.path()).unwrap();
-        let (u, ext) = user_of(dir.resolve("Alice@EXAMPLE.ORG").unwrap());
-        assert_eq!((u.address.as_str(), ext), ("alice@example.org", None));
-        let (u, ext) = user_of(dir.resolve("PostMaster@example.org").unwrap());
-        assert_eq!((u.address.as_str(), ext), ("alice@example.org", None));
-        let (u, ext) = user_of(dir.resolve("ali@example.net").unwrap());
-        assert_eq!((u.address.as_str(), ext), ("alice@example.org", None));
-        let (u, ext) = user_of(dir.resolve("alice+Lists@example.org").unwrap());
-        assert_eq!(u.address, "alice@example.org");
-        assert_eq!(ext.as_deref(), Some("lists"));
-        let (_, ext) = user_of(dir.resolve("alice+@example.org").unwrap());
-        assert_eq!(ext.as_deref(), Some(""));
-        let (u, ext) = user_of(dir.resolve("postmaster+x@example.org").unwrap());
-        assert_eq!(
-            (u.address.as_str(), ext.as_deref()),
-            ("alice@example.org", Some("x"))
-        );
-        // `-` is not a delimiter by default.
-        assert_eq!(
-            dir.resolve("alice-x@example.org").unwrap(),
-            Resolved::Unknown
-        );
-        let (u, _) = user_of(dir.resolve("john-doe@example.org").unwrap());
-        assert_eq!(u.address, "john-doe@example.org");
-        // A delimiter alone is not a user.
-        assert_eq!(dir.resolve("+x@example.org").unwrap(), Resolved::Unknown);
-    }
-
-    #[test]
-    fn several_delimiters() {
-        let t = tree(Some(DOMAINS), Some(USERS), None);
-        std::fs::write(t.path().join("control/recipientdelimiter"), "+-\n").unwrap();
-        let dir = Directory::open_at(t.path()).unwrap();
-        assert_eq!(dir.delimiters(), &['+', '-']);
-        let (u, ext) = user_of(dir.resolve("alice-x@example.org").unwrap());
-        assert_eq!(
-            (u.address.as_str(), ext.as_deref()),
-            ("alice@example.org", Some("x"))
-        );
-        let (u, ext) = user_of(dir.resolve("alice+a-b@example.org").unwrap());
-        assert_eq!(
-            (u.address.as_str(), ext.as_deref()),
-            ("alice@example.org", Some("a-b"))
-        );
-        let (u, ext) = user_of(dir.resolve("john-doe+tag@example.org").unwrap());
-        assert_eq!(
-            (u.address.as_str(), ext.as_deref()),
-            ("john-doe@example.org", Some("tag"))
-        );
-        let (u, ext) = user_of(dir.resolve("john-doe@example.org").unwrap());
-        assert_eq!((u.address.as_str(), ext), ("john-doe@example.org", None));
-    }
-
-    #[test]
-    fn dangerous_local_parts_are_unknown() {
-        let t = tree(Some(DOMAINS), Some(USERS), None);
-        let dir = Directory::open_at(t.path()).unwrap();
-        for a in [
-            "alice%x@example.org",
-            "x!alice@example.org",
-            "alice@x@example.org",
-            "../alice@example.org",
-            "alice/..@example.org",
-            "\"alice\"@example.org",
-            "'alice'@example.org",
-            ".alice@example.org",
-            "alice.@example.org",
-            "al..ice@example.org",
-            "alice+../x@example.org",
-            "alice+a/b@example.org",
-            "@example.org",
-            "ali ce@example.org",
-        ] {
-            assert_eq!(dir.resolve(a).unwrap(), Resolved::Unknown, "{a}");
-        }
-    }
-
-    #[test]
-    fn syntax_errors_are_temporary() {
-        for (domains, users) in [
-            (Some("example.org bogus\n"), None),
-            (Some("example.org\nexample.org\n"), None),
-            (None, Some("not-an-address uid=1\n")),
-            (None, Some("a@x.test uid=abc\n")),
-            (None, Some("a@x.test colour=blue\n")),
-            (None, Some("a@x.test home=relative/path\n")),
-            (None, Some("a@x.test home=/srv/../etc\n")),
-            (None, Some("a@x.test local=maybe\n")),
-            (None, Some("a@x.test status=gone\n")),
-            (None, Some("a@x.test aliases=b@x.test\nb@x.test\n")),
-            (None, Some("a@x.test\nA@X.test\n")),
-            (None, Some("a@x.test noequals\n")),
-        ] {
-            let t = tree(domains, users, None);
-            let e = Directory::open_at(t.path()).unwrap_err();
-            assert_eq!(e.class(), Exit::Temp, "{e}");
-            assert!(matches!(e, DirError::Syntax { .. }), "{e}");
-        }
-        let t = tree(None, None, None);
-        std::fs::write(t.path().join("control/vmailuid"), "nobody\n").unwrap();
-        let e = Directory::open_at(t.path()).unwrap_err();
-        assert!(matches!(e, DirError::Control(_)), "{e}");
-    }
-
-    #[test]
-    fn unreadable_file_is_a_read_error() {
-        let t = tree(None, None, None);
-        std::fs::create_dir(t.path().join("directory/users")).unwrap();
-        let e = Directory::open_at(t.path()).unwrap_err();
-        assert!(matches!(e, DirError::Read { .. }), "{e}");
-        assert_eq!(e.class(), Exit::Temp);
-    }
-
-    #[test]
-    fn passwords() {
-        let crypt = hash::sha512_crypt(b"bobpw");
-        let passwd = format!(
-            "# logins\nalice@example.org:{{PLAIN}}alicepw\nBob@example.org: {crypt}\ncarol@example.org:{{PLAIN}}carolpw\njohn-doe@example.org:{{PLAIN}}\nghost@example.org:{{PLAIN}}ghostpw\n"
-        );
-        let t = tree(Some(DOMAINS), Some(USERS), Some(&passwd));
-        let dir = Directory::open_at(t.path()).unwrap();
-        let ok = |l: &str, p: &[u8]| dir.verify_password(l, p).unwrap().map(|u| u.address);
-        assert_eq!(
-            ok("alice@example.org", b"alicepw").as_deref(),
-            Some("alice@example.org")
-        );
-        assert_eq!(
-            ok("ALICE@Example.Org", b"alicepw").as_deref(),
-            Some("alice@example.org")
-        );
-        assert_eq!(
-            ok("postmaster@example.org", b"alicepw").as_deref(),
-            Some("alice@example.org")
-        );
-        assert_eq!(ok("alice@example.org", b"wrong"), None);
-        assert_eq!(
-            ok("alice+x@example.org", b"alicepw"),
-            None,
-            "no extensions at login"
-        );
-        assert_eq!(
-            ok("bob@example.org", b"bobpw").as_deref(),
-            Some("bob@example.org")
-        );
-        assert_eq!(ok("carol@example.org", b"carolpw"), None, "disabled");
-        assert_eq!(ok("john-doe@example.org", b""), None, "empty password");
-        assert_eq!(ok("ghost@example.org", b"ghostpw"), None, "no users line");
-        assert_eq!(ok("nobody@example.org", b"x"), None);
-        assert_eq!(ok("alice", b"alicepw"), None);
-    }
-
-    #[test]
-    fn bad_passwd_file_is_temporary() {
-        let t = tree(Some(DOMAINS), Some(USERS), Some("alice@example.org\n"));
-        let dir = Directory::open_at(t.path()).unwrap();
-        let e = dir.verify_password("alice@example.org", b"x").unwrap_err();
-        assert_eq!(e.class(), Exit::Temp);
         std::fs::write(
-            t.path().join("directory/passwd"),
-            "a@example.org:{PLAIN}x\nA@example.org:{PLAIN}y\n",
+            t.path().join("directory/users"),
+            "a@b.test aliases=postmaster@b.test\nz@a.test\n",
         )
         .unwrap();
-        assert!(dir.verify_password("alice@example.org", b"x").is_err());
+        let d = Directory::open_at(t.path()).unwrap();
+        assert!(!d.is_ldap());
+        assert_eq!(
+            d.postmaster().unwrap().as_deref(),
+            Some("postmaster@b.test")
+        );
+        assert!(matches!(
+            d.resolve("postmaster@b.test").unwrap(),
+            Resolved::User { .. }
+        ));
+        // ldapservers selects LDAP: nothing answers on port 1, a temporary error.
+        std::fs::write(
+            t.path().join("control/ldapservers"),
+            "ldap://127.0.0.1:1/\n",
+        )
+        .unwrap();
+        std::fs::write(t.path().join("control/ldapbase"), "dc=x\n").unwrap();
+        let e = Directory::open_at(t.path()).unwrap_err();
+        assert_eq!(e.class(), mailorder_core::Exit::Temp);
     }
 }

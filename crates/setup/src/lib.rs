@@ -222,7 +222,7 @@ fn demo(r: &Path) -> Result<()> {
     let passwd = r.join("directory/passwd");
     if !has_line_starting(&passwd, "demo@example.test:")? {
         let pw = fs::read_to_string(&pwfile)?;
-        let hash = mailorder_directory::hash::default_hash(pw.trim().as_bytes());
+        let hash = mailorder_directory_hash::default_hash(pw.trim().as_bytes());
         append(&passwd, &format!("demo@example.test:{hash}\n"))?;
     }
     Ok(())
@@ -398,9 +398,6 @@ mod tests {
         assert_eq!(users.matches("demo@example.test").count(), 1);
         let passwd = fs::read_to_string(d.path().join("directory/passwd")).unwrap();
         let hash = passwd.trim().split_once(':').unwrap().1;
-        assert!(mailorder_directory::hash::verify(
-            hash,
-            pw.trim().as_bytes()
-        ));
+        assert!(mailorder_directory_hash::verify(hash, pw.trim().as_bytes()));
     }
 }

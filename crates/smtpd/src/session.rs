@@ -694,12 +694,11 @@ impl<R: Read, W: Write> Session<R, W> {
 
     /// `postmaster` without a domain: the first hosted postmaster, else postmaster@me.
     fn postmaster(&mut self) -> Address {
-        let found = self.directory().ok().and_then(|d| {
-            d.users()
-                .iter()
-                .find(|u| u.address.starts_with("postmaster@"))
-                .map(|u| u.address.clone())
-        });
+        // Both back-ends answer (issue 17: not only the files' user list).
+        let found = self
+            .directory()
+            .ok()
+            .and_then(|d| d.postmaster().ok().flatten());
         let domain = found
             .and_then(|a| a.split_once('@').map(|(_, d)| d.to_owned()))
             .unwrap_or_else(|| self.cfg.me.clone());

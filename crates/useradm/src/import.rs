@@ -10,8 +10,8 @@
 //! `disabled`).
 
 use crate::Scheme;
-use mailorder_directory::DomainKind;
-use mailorder_directory::admin::{Account, AdminError, Store, valid_address, valid_domain};
+use mailorder_directory_admin::{Account, AdminError, Store, valid_address, valid_domain};
+use mailorder_directory_file::DomainKind;
 use std::collections::{BTreeSet, HashMap};
 use std::io::Write;
 
@@ -303,7 +303,7 @@ pub fn import(
             let same = acct
                 .password
                 .as_deref()
-                .is_some_and(|h| mailorder_directory::hash::verify(h, p.as_bytes()));
+                .is_some_and(|h| mailorder_directory_hash::verify(h, p.as_bytes()));
             if !same {
                 acct.password = Some(scheme.hash(p.as_bytes()));
             }
@@ -405,8 +405,12 @@ eve@x.test,Eve,bob@x.test,,,
             "{text}"
         );
         assert_eq!(r.domains, 1, "y.test is new; x.test is implied by users");
-        let dir = mailorder_directory::Directory::open_at(t.path()).unwrap();
-        assert!(dir.verify_password("a@y.test", b"annpw").unwrap().is_some());
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        assert!(
+            mailorder_directory_hash::verify_login(&dir, "a@y.test", b"annpw", None)
+                .unwrap()
+                .is_some()
+        );
         assert_eq!(
             dir.lookup("ann@x.test").unwrap().unwrap().quota.as_deref(),
             Some("1000S")

@@ -17,9 +17,9 @@ pub mod import;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use mailorder_core::Exit;
-use mailorder_directory::DomainKind;
-use mailorder_directory::admin::{Account, AdminError, Store, valid_address};
-use mailorder_directory::hash;
+use mailorder_directory_admin::{Account, AdminError, Store, valid_address};
+use mailorder_directory_file::DomainKind;
+use mailorder_directory_hash as hash;
 use std::io::{BufRead, Write};
 use std::path::Path;
 
@@ -458,7 +458,7 @@ fn run_inner(
                 } else {
                     DomainKind::Local
                 };
-                let d = mailorder_directory::admin::valid_domain(d)?;
+                let d = mailorder_directory_admin::valid_domain(d)?;
                 let known = store
                     .domains()?
                     .into_iter()
@@ -492,7 +492,7 @@ fn run_inner(
             if dry {
                 say(out, "would compile directory/users".to_owned());
             } else {
-                let n = mailorder_directory::Directory::compile(root)?;
+                let n = mailorder_directory_file::Directory::compile(root)?;
                 say(out, format!("compiled {n} users into directory/users.cdb"));
             }
         }
@@ -596,7 +596,7 @@ mod tests {
         // A change through useradm compiles the index again, so it never goes stale.
         assert_eq!(go(&t, &["add", "b@example.test"], "").0, 0);
         assert_ne!(std::fs::read(&cdb).unwrap(), before);
-        let dir = mailorder_directory::Directory::open_at(t.path()).unwrap();
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
         assert!(dir.lookup("b@example.test").unwrap().is_some());
         assert!(
             dir.users().is_empty(),
@@ -607,7 +607,7 @@ mod tests {
     #[test]
     fn file_directory_commands_and_exit_codes() {
         let t = tree();
-        let dir = || mailorder_directory::Directory::open_at(t.path()).unwrap();
+        let dir = || mailorder_directory_file::Directory::open_at(t.path()).unwrap();
         assert_eq!(
             go(
                 &t,
@@ -633,8 +633,7 @@ mod tests {
         );
         assert_eq!(code, 0);
         assert!(
-            dir()
-                .verify_password("b@example.test", b"pw")
+            mailorder_directory_hash::verify_login(&dir(), "b@example.test", b"pw", None)
                 .unwrap()
                 .is_some()
         );
@@ -661,8 +660,7 @@ mod tests {
             (0, "unchanged a@example.test\n".to_owned())
         );
         assert!(
-            dir()
-                .verify_password("a@example.test", b"pw")
+            mailorder_directory_hash::verify_login(&dir(), "a@example.test", b"pw", None)
                 .unwrap()
                 .is_none()
         );
@@ -677,8 +675,7 @@ mod tests {
             0
         );
         assert!(
-            dir()
-                .verify_password("a@example.test", b"new")
+            mailorder_directory_hash::verify_login(&dir(), "a@example.test", b"new", None)
                 .unwrap()
                 .is_some()
         );

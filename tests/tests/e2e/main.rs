@@ -9,6 +9,7 @@
 
 mod checkpassword_file;
 mod contracts;
+mod crate_deps;
 mod deploy;
 mod dispatch_scripted;
 mod dsn;

@@ -1,7 +1,10 @@
-//! Writes to the directory, for `useradm`: one [`Account`] model over both back-ends.
+//! mailorder-directory-admin: writes to the directory, for `useradm` — one [`Account`]
+//! model over both back-ends. Its own crate (issue 17): no program that reads mail or
+//! logins links the writer.
 //!
-//! [`Store::open`] picks the back-end as [`crate::Directory::open_at`] does
-//! (`control/ldapservers` present → LDAP, else the files). The LDAP store writes to
+//! [`Store::open`] picks the back-end by the one switch
+//! (mailorder_directory_file::ldap_configured: `control/ldapservers` → LDAP, else the
+//! files). The LDAP store writes to
 //! `control/ldapmaster` (default: the last line of `ldapservers`) bound as
 //! `control/ldapadmindn`; a replica's referral or an unreachable master is a clear,
 //! temporary error. The file store edits `directory/{users,passwd,domains}` in memory and
@@ -11,11 +14,15 @@
 //! Principal types: [`Store`], [`Account`], [`AdminError`]. Nothing here checks who may
 //! write: that is the file modes and the LDAP ACLs.
 
-use crate::ldap::{self, escape_dn, escape_filter};
-use crate::{DirError, DomainKind, canonical_address, is_safe_domain, norm_domain, split_address};
+#![warn(missing_docs)]
+
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use mailorder_core::Exit;
 use mailorder_core::control::Control;
+use mailorder_directory_file::{
+    DirError, DomainKind, canonical_address, is_safe_domain, norm_domain, split_address,
+};
+use mailorder_directory_ldap::{self as ldap, escape_dn, escape_filter};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
@@ -184,15 +191,7 @@ impl Store {
         let control = Control::new(root.join("control"));
         match ldap::Config::load(&control)? {
             Some(cfg) => {
-                let (_, euid, _, egid) = mailorder_core::sys::ids();
-                let reader = ldap::Ldap::new(
-                    cfg.clone(),
-                    ldap::Defaults {
-                        root: root.to_owned(),
-                        uid: euid,
-                        gid: egid,
-                    },
-                );
+                let reader = ldap::Ldap::new(cfg.clone(), ldap::Defaults::load(root)?);
                 Ok(Store::Ldap(Box::new(LdapStore {
                     cfg,
                     conn: None,
@@ -315,8 +314,8 @@ fn read_text(path: &Path) -> Result<String, AdminError> {
 impl FileStore {
     fn load(root: &Path) -> Result<FileStore, AdminError> {
         // Parse with the reader first: refuse to edit files it would refuse to read.
-        let dir = crate::Directory::open_at(root)?;
-        dir.read_passwd()?;
+        let dir = mailorder_directory_file::Directory::open_at(root)?;
+        mailorder_directory_hash::Passwd::read(&dir)?;
         let d = root.join("directory");
         let users = read_text(&d.join("users"))?
             .lines()
@@ -356,7 +355,7 @@ impl FileStore {
             dir: d,
             users,
             passwd,
-            domains: dir.domains.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            domains: dir.domains().into_iter().collect(),
             domain_lines,
             dirty: [false; 3],
         })
@@ -570,7 +569,7 @@ impl FileStore {
             && self.dir.join("users.cdb").exists()
             && let Some(root) = self.dir.parent()
         {
-            crate::Directory::compile(root)?;
+            mailorder_directory_file::Directory::compile(root)?;
         }
         self.dirty = [false; 3];
         Ok(())
@@ -1018,7 +1017,7 @@ mod tests {
         );
         let b = Account {
             address: "bob@example.test".into(),
-            password: Some(crate::hash::ssha512(b"bobpw")),
+            password: Some(mailorder_directory_hash::ssha512(b"bobpw")),
             forward: vec!["x@y.test".into()],
             forward_only: true,
             ..Account::default()
@@ -1032,7 +1031,7 @@ mod tests {
         s.commit().unwrap();
         let users = std::fs::read_to_string(t.path().join("directory/users")).unwrap();
         assert!(users.starts_with("# people\n"), "{users}");
-        let dir = crate::Directory::open_at(t.path()).unwrap();
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
         assert_eq!(
             dir.lookup("bob@example.test").unwrap().unwrap().forward,
             vec!["x@y.test"]
@@ -1040,11 +1039,11 @@ mod tests {
         assert!(!dir.lookup("bob@example.test").unwrap().unwrap().local);
         assert_eq!(
             dir.lookup("al@example.test").unwrap().unwrap().status,
-            crate::Status::Disabled
+            mailorder_directory_file::Status::Disabled
         );
         assert_eq!(dir.domain("example.net"), Some(DomainKind::Relay));
         assert!(
-            dir.verify_password("bob@example.test", b"bobpw")
+            mailorder_directory_hash::verify_login(&dir, "bob@example.test", b"bobpw", None)
                 .unwrap()
                 .is_some()
         );
@@ -1053,10 +1052,10 @@ mod tests {
         assert!(s.delete("bob@example.test").unwrap());
         assert!(!s.delete("bob@example.test").unwrap());
         s.commit().unwrap();
-        let dir = crate::Directory::open_at(t.path()).unwrap();
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
         assert!(dir.lookup("bob@example.test").unwrap().is_none());
         assert!(
-            dir.verify_password("bob@example.test", b"bobpw")
+            mailorder_directory_hash::verify_login(&dir, "bob@example.test", b"bobpw", None)
                 .unwrap()
                 .is_none()
         );

@@ -1,5 +1,12 @@
-//! The LDAP back-end (issue 6): the same questions as the file back-end, answered by an
-//! OpenLDAP master and its replicas (schema in `etc/ldap/`).
+//! mailorder-directory-ldap: the LDAP back-end (issue 6) — the same questions as the file
+//! back-end, answered by an OpenLDAP master and its replicas (schema in `etc/ldap/`).
+//! [`LdapDirectory`] is what the programs ask (through mailorder-directory's enum);
+//! [`Ldap`] is the client underneath (connection, fail-over, searches, binds), which
+//! checkpassword-ldap and the admin writer use directly.
+//!
+//! Its own crate (issue 17): only the programs that may have to ask LDAP link ldap3 and the
+//! tokio runtime inside it; checkpassword-file does not. This crate hashes no passwords:
+//! checkpassword-ldap checks `userPassword` with mailorder-directory-hash.
 //!
 //! Configuration (control files, one value per line):
 //!
@@ -20,7 +27,7 @@
 //! A server that does not connect or answer within the timeout is skipped and the next one
 //! tried; when none answers, every question fails with [`DirError::Ldap`] (temporary), never
 //! with "no such user". A server that failed is remembered as down for `ldapretry` seconds
-//! by the whole process (every [`crate::Directory`] it opens, so across SMTP sessions of a
+//! by the whole process (every [`LdapDirectory`] it opens, so across SMTP sessions of a
 //! long-lived smtpd too): a hanging server costs one timeout per `ldapretry`, not one per
 //! lookup. While every server is remembered as down, only those that failed fast (connection
 //! refused) are asked again; one that cost a timeout is not asked until its time is up.
@@ -32,16 +39,19 @@
 //! `userPassword`); domains are `objectClass=mailorderDomain` (`mailDomain`,
 //! `mailDomainKind`).
 
-use crate::{DirError, DomainKind, Status, User, hash, is_safe_domain, is_safe_local};
+#![warn(missing_docs)]
+
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
 use mailorder_core::control::{Control, ControlError};
+pub use mailorder_directory_file::{Defaults, MAX_NAME};
+use mailorder_directory_file::{
+    DirError, DomainKind, Resolved, Status, User, canonical_address, is_safe_domain, is_safe_local,
+    norm_domain, split_address,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-/// Longest login or address we send to a server; longer ones are refused unasked.
-pub const MAX_NAME: usize = 320;
 
 /// The attributes read for a user.
 pub const USER_ATTRS: &[&str] = &[
@@ -211,7 +221,7 @@ impl Config {
 /// A bind DN and its password file. `lenient`: a password file we may not read means "not
 /// for us" (the auth and admin secrets are readable by root only; smtpd and local-deliver
 /// open the same configuration). The password is the file's exact first line.
-pub(crate) fn bind_pair(
+pub fn bind_pair(
     control: &Control,
     dn: &str,
     pw: &str,
@@ -262,14 +272,6 @@ fn tls_config(path: &Path) -> Result<Arc<rustls::ClientConfig>, DirError> {
     Ok(Arc::new(cfg))
 }
 
-/// Defaults for fields an entry leaves out.
-#[derive(Debug, Clone)]
-pub(crate) struct Defaults {
-    pub root: PathBuf,
-    pub uid: u32,
-    pub gid: u32,
-}
-
 /// A user entry as read, with what [`User`] cannot carry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -308,12 +310,12 @@ impl Entry {
 }
 
 fn canonical(addr: &str) -> Option<String> {
-    crate::canonical_address(addr.trim())
+    canonical_address(addr.trim())
 }
 
 /// Turn a search entry into an [`Entry`]. Bad data in an entry is a temporary error, as a
 /// bad line of `users` is: someone must fix the directory, mail waits.
-pub(crate) fn entry_to_user(
+pub fn entry_to_user(
     dn: &str,
     attrs: &HashMap<String, Vec<String>>,
     d: &Defaults,
@@ -335,7 +337,7 @@ pub(crate) fn entry_to_user(
     };
     let mail = one("mail").ok_or_else(|| bad("no mail attribute".to_owned()))?;
     let address = canonical(&mail).ok_or_else(|| bad(format!("bad mail {mail:?}")))?;
-    let (local, domain) = crate::split_address(&address).unwrap_or_default();
+    let (local, domain) = split_address(&address).unwrap_or_default();
     let number = |k: &str, default: u32| -> Result<u32, DirError> {
         match one(k) {
             None => Ok(default),
@@ -481,8 +483,10 @@ fn none_answered(cfg: &Config, last_server: String, last: String) -> DirError {
 }
 
 /// A connection pool of one: the server that answered last, reused until it fails.
-pub(crate) struct Ldap {
+pub struct Ldap {
+    /// The settings.
     pub cfg: Config,
+    /// Defaults for fields an entry leaves out.
     pub defaults: Defaults,
     /// Cached connections: [lookup bind, auth bind].
     conn: Mutex<[Option<(usize, LdapConn)>; 2]>,
@@ -529,7 +533,8 @@ fn connect(
 }
 
 impl Ldap {
-    pub(crate) fn new(cfg: Config, defaults: Defaults) -> Ldap {
+    /// A client for `cfg`; it connects on the first question.
+    pub fn new(cfg: Config, defaults: Defaults) -> Ldap {
         Ldap {
             cfg,
             defaults,
@@ -607,7 +612,7 @@ impl Ldap {
 
     /// Subtree search under the base (with the password-reading bind when `auth` and it
     /// is configured); "no such object" is an empty answer.
-    pub(crate) fn search_as(
+    pub fn search_as(
         &self,
         auth: bool,
         filter: &str,
@@ -629,7 +634,7 @@ impl Ldap {
     /// [`Ldap::search_as`] for searches that may find many entries (a domain's users, every
     /// domain): fetched in pages (RFC 2696, 500 a page), so a server's size limit for
     /// non-root binds (OpenLDAP's default is 500) does not cut the answer short.
-    pub(crate) fn search_paged_as(
+    pub fn search_paged_as(
         &self,
         auth: bool,
         filter: &str,
@@ -663,7 +668,7 @@ impl Ldap {
     }
 
     /// All domains: `mailDomain` → kind.
-    pub(crate) fn domains(&self) -> Result<HashMap<String, DomainKind>, DirError> {
+    pub fn domains(&self) -> Result<HashMap<String, DomainKind>, DirError> {
         let mut out = HashMap::new();
         for e in self.search_paged_as(
             false,
@@ -678,7 +683,7 @@ impl Ldap {
             let Some(name) = lower.get("maildomain").and_then(|v| v.first()) else {
                 continue;
             };
-            let name = crate::norm_domain(name.trim());
+            let name = norm_domain(name.trim());
             if !is_safe_domain(&name) {
                 log::warn!("ldap: ignoring bad domain {name:?} dn={}", e.dn);
                 continue;
@@ -699,7 +704,7 @@ impl Ldap {
 
     /// The user entries whose `mail` or `mailAlternateAddress` is one of `names` (each
     /// already canonical). With `password`, `userPassword` is read too.
-    pub(crate) fn find(&self, names: &[String], password: bool) -> Result<Vec<Entry>, DirError> {
+    pub fn find(&self, names: &[String], password: bool) -> Result<Vec<Entry>, DirError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -720,7 +725,7 @@ impl Ldap {
     }
 
     /// The entry for a login name (primary address or alias), with its passwords.
-    pub(crate) fn entry_for(&self, name: &str, password: bool) -> Result<Option<Entry>, DirError> {
+    pub fn entry_for(&self, name: &str, password: bool) -> Result<Option<Entry>, DirError> {
         // IA5 attributes cannot hold non-ASCII names.
         if name.len() > MAX_NAME || !name.is_ascii() {
             return Ok(None);
@@ -732,48 +737,9 @@ impl Ldap {
         Ok(pick(found, &addr))
     }
 
-    /// Check a login: stored hash, or bind as the user.
-    pub(crate) fn verify(
-        &self,
-        login: &str,
-        password: &[u8],
-        service: Option<&str>,
-    ) -> Result<Option<Entry>, DirError> {
-        let login = login.trim();
-        if password.is_empty()
-            || login.len() > MAX_NAME
-            || login.contains('\0')
-            || canonical(login).is_none()
-        {
-            hash::pad(password);
-            return Ok(None);
-        }
-        // Every failing path computes one hash of the default scheme and cost (hash::check): an
-        // unknown login, a wrong password, an older cheaper hash and bind mode (where the
-        // server checks) take the same time here.
-        let Some(entry) = self.entry_for(login, !self.cfg.auth_bind)? else {
-            hash::pad(password);
-            return Ok(None);
-        };
-        let ok = if !self.cfg.auth_bind && !entry.passwords.is_empty() {
-            let ok = entry.passwords.iter().any(|h| hash::verify(h, password));
-            if !ok && !entry.passwords.iter().any(|h| hash::is_default_cost(h)) {
-                hash::pad(password);
-            }
-            ok
-        } else {
-            let ok = self.bind_as(&entry.dn, password)?;
-            if !ok {
-                hash::pad(password);
-            }
-            ok
-        };
-        Ok((ok && entry.may_login(service)).then_some(entry))
-    }
-
     /// Bind as `dn` with `password` on a fresh connection: `Ok(false)` for invalid
     /// credentials, an error when no server answers.
-    fn bind_as(&self, dn: &str, password: &[u8]) -> Result<bool, DirError> {
+    pub fn bind_as(&self, dn: &str, password: &[u8]) -> Result<bool, DirError> {
         // An empty simple bind is an anonymous bind (RFC 4513 §5.1.2): never try it.
         let Ok(pw) = std::str::from_utf8(password) else {
             return Ok(false);
@@ -804,10 +770,10 @@ impl Ldap {
     }
 
     /// Users whose primary address is in `domain`.
-    pub(crate) fn list(&self, domain: &str) -> Result<Vec<Entry>, DirError> {
+    pub fn list(&self, domain: &str) -> Result<Vec<Entry>, DirError> {
         let filter = format!(
             "(&(objectClass=mailorderUser)(mail=*@{}))",
-            escape_filter(&crate::norm_domain(domain))
+            escape_filter(&norm_domain(domain))
         );
         let mut out: Vec<Entry> = self
             .search_paged_as(false, &filter, USER_ATTRS)?
@@ -820,7 +786,7 @@ impl Ldap {
 }
 
 /// The entry among `found` that `addr` names (primary first, then alias).
-pub(crate) fn pick(found: Vec<Entry>, addr: &str) -> Option<Entry> {
+pub fn pick(found: Vec<Entry>, addr: &str) -> Option<Entry> {
     let mut alias = None;
     for e in found {
         if e.user.address == addr {
@@ -835,11 +801,7 @@ pub(crate) fn pick(found: Vec<Entry>, addr: &str) -> Option<Entry> {
 
 /// The names to ask for `local@domain`: the whole local part, then each base before a
 /// delimiter (as the file back-end tries them), with their extensions.
-pub(crate) fn candidates(
-    local: &str,
-    domain: &str,
-    delimiters: &[char],
-) -> Vec<(String, Option<String>)> {
+pub fn candidates(local: &str, domain: &str, delimiters: &[char]) -> Vec<(String, Option<String>)> {
     let mut out = vec![(format!("{local}@{domain}"), None)];
     for (pos, c) in local.char_indices() {
         if pos == 0 || !delimiters.contains(&c) {
@@ -855,6 +817,131 @@ pub(crate) fn candidates(
         ));
     }
     out
+}
+
+/// The LDAP directory of one installation: the client, the hosted domains (read when
+/// opened), the recipient delimiters. Answers what the file back-end's `Directory` answers.
+#[derive(Debug)]
+pub struct LdapDirectory {
+    root: PathBuf,
+    ldap: Ldap,
+    domains: HashMap<String, DomainKind>,
+    delimiters: Vec<char>,
+}
+
+impl LdapDirectory {
+    /// Open installation `root`'s LDAP directory: `Ok(None)` when `control/ldapservers`
+    /// names no server. With `domains`, the domain list is read now (one search); without,
+    /// (logins) no domain is known.
+    pub fn open_at(root: &Path, domains: bool) -> Result<Option<LdapDirectory>, DirError> {
+        let control = Control::new(root.join("control"));
+        let Some(cfg) = Config::load(&control)? else {
+            return Ok(None);
+        };
+        let ldap = Ldap::new(cfg, Defaults::load(root)?);
+        let domains = if domains {
+            ldap.domains()?
+        } else {
+            HashMap::new()
+        };
+        Ok(Some(LdapDirectory {
+            root: root.to_owned(),
+            ldap,
+            domains,
+            delimiters: mailorder_directory_file::delimiters(root)?,
+        }))
+    }
+
+    /// The client.
+    pub fn client(&self) -> &Ldap {
+        &self.ldap
+    }
+
+    /// The installation root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The recipient delimiters in force.
+    pub fn delimiters(&self) -> &[char] {
+        &self.delimiters
+    }
+
+    /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
+    pub fn domain(&self, domain: &str) -> Option<DomainKind> {
+        self.domains.get(&norm_domain(domain)).copied()
+    }
+
+    /// All hosted domains and their kinds, sorted.
+    pub fn domains(&self) -> Vec<(String, DomainKind)> {
+        let mut v: Vec<(String, DomainKind)> =
+            self.domains.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        v.sort();
+        v
+    }
+
+    /// The user whose primary address or alias is exactly `address`.
+    pub fn find_user(&self, address: &str) -> Result<Option<User>, DirError> {
+        Ok(self.ldap.entry_for(address, false)?.map(|e| e.user))
+    }
+
+    /// The full entry for `address` (primary or alias).
+    pub fn find_entry(&self, address: &str) -> Result<Option<Entry>, DirError> {
+        self.ldap.entry_for(address, false)
+    }
+
+    /// Users whose primary address is in `domain`, sorted.
+    pub fn list_users(&self, domain: &str) -> Result<Vec<User>, DirError> {
+        Ok(self
+            .ldap
+            .list(domain)?
+            .into_iter()
+            .map(|e| e.user)
+            .collect())
+    }
+
+    /// What `address` is to this host, as the file back-end answers it: domain kind,
+    /// then the address, then each base before a recipient delimiter.
+    pub fn resolve(&self, address: &str) -> Result<Resolved, DirError> {
+        let Some((local, domain)) = split_address(address) else {
+            return Ok(Resolved::Remote);
+        };
+        let domain = norm_domain(domain);
+        match self.domain(&domain) {
+            None => return Ok(Resolved::Remote),
+            Some(DomainKind::Relay) => return Ok(Resolved::Relay),
+            Some(DomainKind::Local) => {}
+        }
+        // `mail` and `mailAlternateAddress` are IA5 strings: a non-ASCII address (SMTPUTF8)
+        // cannot be stored, so it is nobody.
+        if !is_safe_local(local) || address.len() > MAX_NAME || !local.is_ascii() {
+            return Ok(Resolved::Unknown);
+        }
+        let local = local.to_lowercase();
+        let cands = candidates(&local, &domain, &self.delimiters);
+        let names: Vec<String> = cands.iter().map(|(n, _)| n.clone()).collect();
+        let found = self.ldap.find(&names, false)?;
+        for (name, ext) in cands {
+            if let Some(e) = pick(found.clone(), &name) {
+                return Ok(Resolved::User { user: e.user, ext });
+            }
+        }
+        Ok(Resolved::Unknown)
+    }
+
+    /// The first hosted `postmaster@DOMAIN` (domains in order) that is a user or alias.
+    pub fn postmaster(&self) -> Result<Option<String>, DirError> {
+        for (d, kind) in self.domains() {
+            if kind != DomainKind::Local {
+                continue;
+            }
+            let a = format!("postmaster@{d}");
+            if self.find_user(&a)?.is_some() {
+                return Ok(Some(a));
+            }
+        }
+        Ok(None)
+    }
 }
 
 #[cfg(test)]
@@ -1059,11 +1146,11 @@ mod tests {
         let e = l.entry_for("a@example.test", false).unwrap_err();
         assert_eq!(e.class(), mailorder_core::Exit::Temp);
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
-        let e = l.verify("a@example.test", b"pw", None).unwrap_err();
+        let e = l.bind_as("mail=a@example.test,dc=x", b"pw").unwrap_err();
         assert_eq!(e.class(), mailorder_core::Exit::Temp);
         // Refused before asking anyone.
-        assert_eq!(l.verify("a@example.test", b"", None).unwrap(), None);
-        assert_eq!(l.verify(&"a".repeat(400), b"pw", None).unwrap(), None);
-        assert_eq!(l.verify("a\0@example.test", b"pw", None).unwrap(), None);
+        assert!(!l.bind_as("mail=a@example.test,dc=x", b"").unwrap());
+        assert_eq!(l.entry_for(&"a".repeat(400), true).unwrap(), None);
+        assert_eq!(l.entry_for("a\0@example.test", true).unwrap(), None);
     }
 }

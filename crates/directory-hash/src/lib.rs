@@ -1,4 +1,9 @@
-//! Password hashes as stored in `directory/passwd`.
+//! mailorder-directory-hash: password hashes as stored in `directory/passwd` and LDAP
+//! `userPassword`, and the file directory's `passwd` ([`Passwd`], [`verify_login`]).
+//!
+//! Its own crate (issue 17) so that only the programs that check passwords
+//! (checkpassword-file, checkpassword-ldap) and write them (useradm, setup) link the
+//! hashing code (SHA-crypt, Argon2); the programs that only resolve recipients do not.
 //!
 //! Schemes (the prefix is matched case-insensitively):
 //!
@@ -31,6 +36,8 @@
 //! tell which addresses exist; checkpassword adds a floor on top (its
 //! `FAILURE_FLOOR`). Older hashes keep working; a password change writes the default
 //! scheme.
+
+#![warn(missing_docs)]
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -239,9 +246,87 @@ fn random_salt<const N: usize>() -> [u8; N] {
     salt
 }
 
+use mailorder_directory_file::{
+    DirError, Directory, Status, User, canonical_address, meaningful_lines, read_optional,
+};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// The `passwd` file in memory: canonical address → stored hash.
+#[derive(Debug, Clone, Default)]
+pub struct Passwd {
+    hashes: HashMap<String, String>,
+}
+
+impl Passwd {
+    /// Read `directory/passwd` of `dir`'s installation now (a missing file is an empty
+    /// one). Lets a privileged caller read it first and verify later with fewer privileges.
+    pub fn read(dir: &Directory) -> Result<Passwd, DirError> {
+        let path = dir.root().join("directory").join("passwd");
+        match read_optional(&path)? {
+            Some(text) => Passwd::parse(&text, &path),
+            None => Ok(Passwd::default()),
+        }
+    }
+
+    /// Parse `address:hash` lines.
+    pub fn parse(text: &str, path: &Path) -> Result<Passwd, DirError> {
+        let mut hashes = HashMap::new();
+        for (n, line) in meaningful_lines(text) {
+            let syntax = |msg: &str| DirError::Syntax {
+                path: path.to_owned(),
+                line: n,
+                msg: msg.to_owned(),
+            };
+            let (addr, hash) = line
+                .split_once(':')
+                .ok_or_else(|| syntax("expected address:hash"))?;
+            let addr = canonical_address(addr.trim()).ok_or_else(|| syntax("bad address"))?;
+            if hashes.insert(addr, hash.trim().to_owned()).is_some() {
+                return Err(syntax("address listed twice"));
+            }
+        }
+        Ok(Passwd { hashes })
+    }
+
+    /// Check a login. `Ok(None)` for an unknown login, a wrong or empty password, a
+    /// disabled account, or a login without a `passwd` line. The login is the primary
+    /// address or an alias, case-insensitive (no delimiter extensions). A directory that
+    /// cannot be read (a broken compiled index) is an error, not a bad login.
+    pub fn verify(
+        &self,
+        dir: &Directory,
+        login: &str,
+        password: &[u8],
+    ) -> Result<Option<User>, DirError> {
+        let user = dir.lookup(login.trim())?;
+        let stored = user.as_ref().and_then(|u| self.hashes.get(&u.address));
+        // One check of the default cost whatever the case (check): an unknown login, a
+        // user without a password line and a wrong password take the same time.
+        let ok = check(stored.map(String::as_str), password);
+        Ok(user.filter(|u| {
+            ok && stored.is_some() && u.status == Status::Active && !password.is_empty()
+        }))
+    }
+}
+
+/// Check a login against the file directory for `service` (`pop3`, `imap`, `smtp`; a
+/// user's `status=nopop|noimap|nosmtp` bars that one): reads `passwd` now.
+pub fn verify_login(
+    dir: &Directory,
+    login: &str,
+    password: &[u8],
+    service: Option<&str>,
+) -> Result<Option<User>, DirError> {
+    Ok(Passwd::read(dir)?
+        .verify(dir, login, password)?
+        .filter(|u| u.may_login(service)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use mailorder_core::Exit;
 
     // Generated with `openssl passwd -6 -salt saltsalt secret` and
     // `openssl passwd -5 -salt saltsalt secret`.
@@ -390,5 +475,88 @@ mod tests {
         assert!(verify(&format!("{{CRYPT}}{b}"), b"pw1"));
         assert!(!verify(&b, b"pw2"));
         assert_ne!(sha512_crypt(b"pw1"), b, "salts differ");
+    }
+
+    fn tree(domains: Option<&str>, users: Option<&str>, passwd: Option<&str>) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("directory");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        for (name, text) in [("domains", domains), ("users", users), ("passwd", passwd)] {
+            if let Some(text) = text {
+                std::fs::write(d.join(name), text).unwrap();
+            }
+        }
+        t
+    }
+
+    const DOMAINS: &str = "# hosted\nexample.org\nExample.NET local\nbackup.test relay # mx2\n";
+    const USERS: &str = "\
+alice@example.org uid=1001 gid=1002 quota=100000000S,1000C aliases=postmaster@example.org,Ali@example.net
+bob@Example.ORG home=/srv/bob maildir=/srv/bob/Mail/ forward=x@y.test,z@w.test local=no
+carol@example.org status=disabled
+john-doe@example.org
+";
+
+    #[test]
+    fn no_passwd_file_means_nobody_logs_in() {
+        let t = tree(None, Some(USERS), None);
+        let dir = Directory::open_at(t.path()).unwrap();
+        assert_eq!(
+            verify_login(&dir, "alice@example.org", b"x", None).unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn passwords() {
+        let crypt = sha512_crypt(b"bobpw");
+        let passwd = format!(
+            "# logins\nalice@example.org:{{PLAIN}}alicepw\nBob@example.org: {crypt}\ncarol@example.org:{{PLAIN}}carolpw\njohn-doe@example.org:{{PLAIN}}\nghost@example.org:{{PLAIN}}ghostpw\n"
+        );
+        let t = tree(Some(DOMAINS), Some(USERS), Some(&passwd));
+        let dir = Directory::open_at(t.path()).unwrap();
+        let ok = |l: &str, p: &[u8]| verify_login(&dir, l, p, None).unwrap().map(|u| u.address);
+        assert_eq!(
+            ok("alice@example.org", b"alicepw").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(
+            ok("ALICE@Example.Org", b"alicepw").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(
+            ok("postmaster@example.org", b"alicepw").as_deref(),
+            Some("alice@example.org")
+        );
+        assert_eq!(ok("alice@example.org", b"wrong"), None);
+        assert_eq!(
+            ok("alice+x@example.org", b"alicepw"),
+            None,
+            "no extensions at login"
+        );
+        assert_eq!(
+            ok("bob@example.org", b"bobpw").as_deref(),
+            Some("bob@example.org")
+        );
+        assert_eq!(ok("carol@example.org", b"carolpw"), None, "disabled");
+        assert_eq!(ok("john-doe@example.org", b""), None, "empty password");
+        assert_eq!(ok("ghost@example.org", b"ghostpw"), None, "no users line");
+        assert_eq!(ok("nobody@example.org", b"x"), None);
+        assert_eq!(ok("alice", b"alicepw"), None);
+    }
+
+    #[test]
+    fn bad_passwd_file_is_temporary() {
+        let t = tree(Some(DOMAINS), Some(USERS), Some("alice@example.org\n"));
+        let dir = Directory::open_at(t.path()).unwrap();
+        let e = verify_login(&dir, "alice@example.org", b"x", None).unwrap_err();
+        assert_eq!(e.class(), Exit::Temp);
+        std::fs::write(
+            t.path().join("directory/passwd"),
+            "a@example.org:{PLAIN}x\nA@example.org:{PLAIN}y\n",
+        )
+        .unwrap();
+        assert!(verify_login(&dir, "alice@example.org", b"x", None).is_err());
     }
 }
