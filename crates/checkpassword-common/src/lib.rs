@@ -20,7 +20,7 @@ use std::io::{self, Read};
 
 /// A failed login (exit 1) takes at least this long from reading the request, whatever
 /// failed, so the time does not tell an unknown login from a wrong password (issue 10).
-pub const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(100);
+pub const FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
 
 /// At most this many bytes are read from fd 3 (the interface's limit).
 pub const MAX_INPUT: usize = 512;
