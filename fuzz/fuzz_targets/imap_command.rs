@@ -7,8 +7,8 @@ use mailorder_fuzz::chunks;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command, parse_fetch, parse_flags, parse_search};
 use mailorder_imap_proto::request::{
-    Verb, parse_fetch_mods, parse_list, parse_search_return, parse_select_params, parse_store,
-    request,
+    Verb, parse_append, parse_fetch_mods, parse_list, parse_search_return, parse_select_params,
+    parse_store, request,
 };
 use mailorder_imap_proto::seqset::SeqSet;
 use mailorder_imap_proto::{date, mutf7};
@@ -105,6 +105,7 @@ fuzz_target!(|input: &[u8]| {
             let _ = parse_fetch_mods(r.args.get(2));
             let _ = parse_list(&r.args, r.verb == Verb::Lsub);
             let _ = parse_search_return(&r.args);
+            let _ = parse_append(r.args.get(1..).unwrap_or_default(), true);
         }
         assert!(cmd.args.iter().map(tok_bytes).sum::<usize>() <= c.len());
         typed(&cmd.args);

@@ -2,7 +2,7 @@
 //! (RFC 3501 §6, RFC 9051 §6), the `UID` prefix folded in, and typed arguments where they
 //! have a grammar of their own: STORE (RFC 3501 §6.4.6, RFC 7162 §3.1.3), the SELECT
 //! parameters and the FETCH modifiers (RFC 7162), LIST (RFC 5258, RFC 5819), SEARCH's
-//! RETURN options (RFC 4731, RFC 5182). FETCH items and SEARCH keys are typed
+//! RETURN options (RFC 4731, RFC 5182), APPEND (RFC 3502, RFC 6855). FETCH items and SEARCH keys are typed
 //! in [`crate::parse`].
 //!
 //! The login front end and the authenticated server both classify commands through
@@ -512,6 +512,65 @@ pub fn parse_search_return(args: &[Tok]) -> Result<(Option<SearchReturn>, &[Tok]
     Ok((Some(out), &args[2..]))
 }
 
+/// One message of APPEND (RFC 3501 §6.3.11; MULTIAPPEND RFC 3502 gives several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppendMsg<'a> {
+    /// The flags, as given.
+    pub flags: Vec<String>,
+    /// The internal date (Unix seconds), when given.
+    pub internal: Option<i64>,
+    /// The message, from its literal.
+    pub data: &'a [u8],
+}
+
+/// Parse APPEND's arguments after the mailbox name: one or more
+/// `[(flags)] ["date-time"] literal`, the literal also as `UTF8 (~{n}…)` when `utf8`
+/// (UTF8=ACCEPT, RFC 6855 §4) is on.
+pub fn parse_append(args: &[Tok], utf8: bool) -> Result<Vec<AppendMsg<'_>>, String> {
+    let mut rest = args;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let mut flags = Vec::new();
+        if let Some(t @ Tok::List(_)) = rest.first() {
+            flags = parse_flags(t)?;
+            rest = &rest[1..];
+        }
+        let mut internal = None;
+        // A date-time is a quoted string before the literal.
+        if let (Some(Tok::Str(d)), Some(Tok::Lit(_) | Tok::Atom(_))) = (rest.first(), rest.get(1)) {
+            let (t, _) = std::str::from_utf8(d)
+                .ok()
+                .and_then(crate::date::parse_date_time)
+                .ok_or("Bad date-time")?;
+            internal = Some(t);
+            rest = &rest[1..];
+        }
+        let data: &[u8] = match rest {
+            [Tok::Lit(d), ..] => d,
+            [Tok::Atom(a), Tok::List(l), ..] if utf8 && a.eq_ignore_ascii_case("UTF8") => {
+                match l.as_slice() {
+                    [Tok::Lit(d)] => {
+                        rest = &rest[1..];
+                        d
+                    }
+                    _ => return Err("Bad UTF8 message".into()),
+                }
+            }
+            _ => return Err("Missing message literal".into()),
+        };
+        out.push(AppendMsg {
+            flags,
+            internal,
+            data,
+        });
+        rest = &rest[1..];
+    }
+    if out.is_empty() {
+        return Err("Missing message literal".into());
+    }
+    Ok(out)
+}
+
 /// A command with its verb known and the `UID` prefix folded in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -698,6 +757,29 @@ mod tests {
         assert_eq!(parse_search_return(&a).unwrap(), (None, &a[..]));
         for bad in [&b"a SEARCH RETURN ALL"[..], b"a SEARCH RETURN (FOO) ALL"] {
             assert!(parse_search_return(&args(bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn append_arguments() {
+        let args = |s: &[u8]| parse_command(s).unwrap().args[1..].to_vec();
+        let a = args(b"a APPEND INBOX (\\Seen) \"17-Jul-1996 02:44:25 -0700\" {2}\r\nhi {1+}\r\nx");
+        let m = parse_append(&a, false).unwrap();
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].flags, ["\\Seen"]);
+        assert_eq!(m[0].internal, Some(837_596_665));
+        assert_eq!((m[0].data, m[1].data), (&b"hi"[..], &b"x"[..]));
+        let a = args(b"a APPEND INBOX UTF8 ({2+}\r\nhi)");
+        assert!(parse_append(&a, false).is_err());
+        assert_eq!(parse_append(&a, true).unwrap()[0].data, b"hi");
+        for bad in [
+            &b"a APPEND INBOX"[..],
+            b"a APPEND INBOX (\\Seen)",
+            b"a APPEND INBOX \"yesterday\" {1+}\r\nx",
+            b"a APPEND INBOX (\\) {1+}\r\nx",
+            b"a APPEND INBOX hello",
+        ] {
+            assert!(parse_append(&args(bad), true).is_err(), "{bad:?}");
         }
     }
 

@@ -1,7 +1,7 @@
 //! Mailbox commands: LIST/LSUB (LIST-EXTENDED, LIST-STATUS), STATUS, APPEND.
 
 use super::*;
-use mailorder_imap_proto::request::{ListArgs, parse_list};
+use mailorder_imap_proto::request::{ListArgs, parse_append, parse_list};
 
 impl<W: Write> Session<W> {
     pub(super) fn list(&mut self, cmd: &Command) -> R {
@@ -147,11 +147,11 @@ impl<W: Write> Session<W> {
             let i = it.atom_upper().unwrap_or_default();
             let v = match i.as_str() {
                 "MESSAGES" => st.msgs.len() as u64,
-                "RECENT" => st
-                    .msgs
-                    .iter()
-                    .filter(|m| m.sub == mailorder_maildir::Sub::New)
-                    .count() as u64,
+                // Recent: not yet claimed by a read-write session (no claim here).
+                "RECENT" => {
+                    let floor = folder.claim_recent(&st, false).map_err(|e| store_no(&e))?;
+                    st.msgs.iter().filter(|m| m.uid >= floor).count() as u64
+                }
                 "DELETED" => st.msgs.iter().filter(|m| m.flags.contains('T')).count() as u64,
                 "UIDNEXT" => u64::from(st.uidnext),
                 "UIDVALIDITY" => u64::from(st.uidvalidity),
@@ -211,48 +211,16 @@ impl<W: Write> Session<W> {
             Ok(n) => n,
             Err(r) => return Ok(r),
         };
-        let mut rest = &cmd.args[1..];
-        let mut msgs: Vec<(Vec<String>, Option<i64>, &[u8])> = Vec::new();
-        while !rest.is_empty() {
-            let mut flags = Vec::new();
-            if let Some(t @ Tok::List(_)) = rest.first() {
-                flags = match parse_flags(t) {
-                    Ok(f) => f,
-                    Err(e) => return bad(e),
-                };
-                rest = &rest[1..];
-            }
-            let mut internal = None;
-            // A date-time is a quoted string before the literal.
-            if let (Some(Tok::Str(d)), Some(Tok::Lit(_))) = (rest.first(), rest.get(1)) {
-                match std::str::from_utf8(d).ok().and_then(date::parse_date_time) {
-                    Some((t, _)) => internal = Some(t),
-                    None => return bad("Bad date-time"),
-                }
-                rest = &rest[1..];
-            }
-            let data: &[u8] = match rest {
-                [Tok::Lit(d), ..] => d,
-                // UTF8=ACCEPT: `UTF8 (~{n}…)`.
-                [Tok::Atom(a), Tok::List(l), ..] if self.utf8 && a.eq_ignore_ascii_case("UTF8") => {
-                    match l.as_slice() {
-                        [Tok::Lit(d)] => {
-                            rest = &rest[1..];
-                            d
-                        }
-                        _ => return bad("Bad UTF8 message"),
-                    }
-                }
-                _ => return bad("Missing message literal"),
+        let msgs: Vec<(Vec<String>, Option<i64>, &[u8])> =
+            match parse_append(&cmd.args[1..], self.utf8) {
+                Ok(v) => v
+                    .into_iter()
+                    .map(|m| (m.flags, m.internal, m.data))
+                    .collect(),
+                Err(e) => return bad(e),
             };
-            if data.len() > self.cfg.max_message {
-                return no("[TOOBIG] Message too large");
-            }
-            msgs.push((flags, internal, data));
-            rest = &rest[1..];
-        }
-        if msgs.is_empty() {
-            return bad("Missing message literal");
+        if msgs.iter().any(|m| m.2.len() > self.cfg.max_message) {
+            return no("[TOOBIG] Message too large");
         }
         let mut folder = match self.store.folder(&name) {
             Ok(f) => f,

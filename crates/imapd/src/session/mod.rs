@@ -21,7 +21,7 @@ use crate::{mime, sort};
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{
     Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
-    parse_flags, parse_search,
+    parse_search,
 };
 use mailorder_imap_proto::request::{
     RequestError, StoreMode, Verb, parse_fetch_mods, parse_select_params, parse_store, request,
