@@ -23,7 +23,7 @@ use mailorder_directory_file::{
     DirError, DomainKind, canonical_address, is_safe_domain, norm_domain, split_address,
 };
 use mailorder_directory_ldap::{self as ldap, escape_dn, escape_filter};
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 /// Why a write did not happen.
@@ -177,9 +177,43 @@ impl Store {
             Some(mut cfg) => {
                 cfg.admin = ldap::bind_pair(&control, "ldapadmindn", "ldapadminpassword", false)?
                     .or_else(|| cfg.bind.clone());
-                Ok(Store::Ldap(Box::new(LdapStore::connect(cfg)?)))
+                let mut store = LdapStore::connect(cfg)?;
+                store.pool = UidPool::load(root)?;
+                Ok(Store::Ldap(Box::new(store)))
             }
             None => Ok(Store::File(FileStore::load(root)?)),
+        }
+    }
+
+    fn pool(&mut self) -> Option<&mut UidPool> {
+        match self {
+            Store::File(f) => f.pool.as_mut(),
+            Store::Ldap(l) => l.pool.as_mut(),
+        }
+    }
+
+    /// Every uid an account names (`uid=` / `uidNumber`).
+    fn used_uids(&mut self) -> Result<BTreeSet<u32>, AdminError> {
+        match self {
+            Store::File(f) => Ok(f
+                .users
+                .iter()
+                .filter_map(|l| match l {
+                    Line::User(_, fields) => fields
+                        .iter()
+                        .find(|(k, _)| k == "uid")
+                        .and_then(|(_, v)| v.parse().ok()),
+                    Line::Raw(_) => None,
+                })
+                .collect()),
+            Store::Ldap(l) => Ok(l
+                .search(
+                    "(&(objectClass=mailorderUser)(uidNumber=*))",
+                    &["uidNumber"],
+                )?
+                .iter()
+                .filter_map(|e| first(e, "uidNumber").and_then(|v| v.parse().ok()))
+                .collect()),
         }
     }
 
@@ -196,6 +230,7 @@ impl Store {
                     cfg,
                     conn: None,
                     reader: Some(reader),
+                    pool: None,
                 })))
             }
             None => Ok(Store::File(FileStore::load(root)?)),
@@ -227,15 +262,32 @@ impl Store {
     }
 
     /// Create (`create`) or replace an account.
+    ///
+    /// With per-mailbox uids (`control/vmailuidrange`, issue 10 item 6), a new account
+    /// without a uid gets the lowest uid of the range that no account uses, and, when
+    /// running as root, its home is created owned by that uid (mode 0700, the directories
+    /// above it searchable by the vmail group), since local-deliver, running as the new
+    /// uid, could not create it in a directory another uid owns.
     pub fn put(&mut self, acct: &Account, create: bool) -> Result<(), AdminError> {
         acct.validate()?;
-        match self {
-            Store::File(f) => {
-                f.put(acct);
-                Ok(())
+        let mut acct = acct.clone();
+        let mut home = None;
+        if create && acct.uid.is_none() && self.pool().is_some() {
+            let used = self.used_uids()?;
+            if let Some(pool) = self.pool() {
+                let uid = pool.next(&used)?;
+                acct.uid = Some(uid);
+                home = Some(pool.clone());
             }
-            Store::Ldap(l) => l.put(acct, create),
         }
+        match self {
+            Store::File(f) => f.put(&acct),
+            Store::Ldap(l) => l.put(&acct, create)?,
+        }
+        if let Some(pool) = home {
+            pool.make_home(&acct)?;
+        }
+        Ok(())
     }
 
     /// Delete an account; `false` when there was none.
@@ -283,6 +335,122 @@ impl Store {
     }
 }
 
+// ---------------------------------------------------------------- uids
+
+/// Per-mailbox uids (issue 10 item 6): `control/vmailuidrange` = `FIRST-LAST`.
+#[derive(Debug, Clone)]
+struct UidPool {
+    first: u32,
+    last: u32,
+    /// Issued by this store and not yet visible in `used` (several adds in one import).
+    issued: BTreeSet<u32>,
+    root: PathBuf,
+    /// The shared vmail uid and gid (`control/vmailuid`, `vmailgid`).
+    vuid: u32,
+    gid: u32,
+}
+
+impl UidPool {
+    /// `None` when `control/vmailuidrange` is absent: every mailbox has the shared uid.
+    fn load(root: &Path) -> Result<Option<UidPool>, AdminError> {
+        let control = Control::new(root.join("control"));
+        let Some(v) = control.line("vmailuidrange").map_err(DirError::from)? else {
+            return Ok(None);
+        };
+        let bad = || {
+            AdminError::Dir(DirError::Control(
+                mailorder_core::control::ControlError::Value {
+                    path: control.path("vmailuidrange"),
+                    value: v.clone(),
+                },
+            ))
+        };
+        let (a, b) = v.split_once('-').ok_or_else(bad)?;
+        let (first, last): (u32, u32) = (
+            a.trim().parse().map_err(|_| bad())?,
+            b.trim().parse().map_err(|_| bad())?,
+        );
+        if first == 0 || first > last {
+            return Err(bad());
+        }
+        Ok(Some(UidPool {
+            first,
+            last,
+            issued: BTreeSet::new(),
+            root: root.to_owned(),
+            vuid: mailorder_directory_file::Defaults::load(root)?.uid,
+            gid: mailorder_directory_file::Defaults::load(root)?.gid,
+        }))
+    }
+
+    /// The lowest uid of the range that neither `used` nor an earlier call holds.
+    fn next(&mut self, used: &BTreeSet<u32>) -> Result<u32, AdminError> {
+        let uid = (self.first..=self.last)
+            .find(|u| !used.contains(u) && !self.issued.contains(u))
+            .ok_or_else(|| {
+                AdminError::Invalid(format!(
+                    "no free uid left in control/vmailuidrange {}-{}",
+                    self.first, self.last
+                ))
+            })?;
+        self.issued.insert(uid);
+        Ok(uid)
+    }
+
+    /// Create the account's home owned by its uid, mode 0700 (as root only; otherwise
+    /// nothing). Under `ROOT/mail`, the directories above it (`mail`, `mail/DOMAIN`) are
+    /// made if missing as the shared vmail uid and group, mode 0750, and given group
+    /// search permission if they lack it: every mailbox uid has the vmail group, so each
+    /// can reach its own home and list no other.
+    fn make_home(&self, acct: &Account) -> Result<(), AdminError> {
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        let (_, euid, _, _) = mailorder_core::sys::ids();
+        let (Some(uid), true) = (acct.uid, euid == 0) else {
+            return Ok(());
+        };
+        let werr = |path: &Path| {
+            let path = path.to_owned();
+            move |source| AdminError::Write { path, source }
+        };
+        let (local, domain) = split_address(&acct.address).unwrap_or_default();
+        let mail = self.root.join("mail");
+        let home = match &acct.home {
+            Some(h) => PathBuf::from(h),
+            None => mail.join(domain).join(local),
+        };
+        if home.parent() == Some(mail.join(domain).as_path()) {
+            for dir in [mail.clone(), mail.join(domain)] {
+                match std::fs::DirBuilder::new().mode(0o750).create(&dir) {
+                    Ok(()) => std::os::unix::fs::chown(&dir, Some(self.vuid), Some(self.gid))
+                        .map_err(werr(&dir))?,
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(werr(&dir)(e)),
+                }
+                let mode = std::fs::metadata(&dir)
+                    .map_err(werr(&dir))?
+                    .permissions()
+                    .mode();
+                if mode & 0o010 == 0 {
+                    std::fs::set_permissions(
+                        &dir,
+                        std::fs::Permissions::from_mode((mode | 0o010) & 0o7777),
+                    )
+                    .map_err(werr(&dir))?;
+                }
+            }
+        } else if let Some(parent) = home.parent() {
+            std::fs::create_dir_all(parent).map_err(werr(parent))?;
+        }
+        match std::fs::DirBuilder::new().mode(0o700).create(&home) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Ok(()),
+            Err(e) => return Err(werr(&home)(e)),
+        }
+        let gid = acct.gid.unwrap_or(self.gid);
+        std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(werr(&home))
+    }
+}
+
 // ---------------------------------------------------------------- files
 
 enum Line {
@@ -292,6 +460,7 @@ enum Line {
 
 /// The three directory files, held in memory while `useradm` edits them.
 pub struct FileStore {
+    pool: Option<UidPool>,
     dir: PathBuf,
     users: Vec<Line>,
     passwd: Vec<Line>,
@@ -352,6 +521,7 @@ impl FileStore {
             .map(str::to_owned)
             .collect();
         Ok(FileStore {
+            pool: UidPool::load(root)?,
             dir: d,
             users,
             passwd,
@@ -608,6 +778,8 @@ pub struct LdapStore {
     conn: Option<LdapConn>,
     /// Read-only store: searches go to the servers in order, bound as `ldapauthdn`.
     reader: Option<ldap::Ldap>,
+    /// Per-mailbox uids, when configured.
+    pool: Option<UidPool>,
 }
 
 const PEOPLE: &str = "ou=people";
@@ -650,6 +822,7 @@ impl LdapStore {
             cfg,
             conn: Some(conn),
             reader: None,
+            pool: None,
         })
     }
 
@@ -1000,6 +1173,47 @@ mod tests {
         )
         .unwrap();
         t
+    }
+
+    // See: issue #10 (item 6)
+    #[test]
+    fn per_mailbox_uids_from_the_range() {
+        let t = tree();
+        let new = |a: &str| Account {
+            address: a.to_owned(),
+            ..Account::default()
+        };
+        // Without a range: no uid is written (the shared uid stays the default).
+        let mut s = Store::open(t.path()).unwrap();
+        s.put(&new("x@example.test"), true).unwrap();
+        s.commit().unwrap();
+        assert_eq!(s.get("x@example.test").unwrap().unwrap().uid, None);
+        std::fs::write(t.path().join("control/vmailuidrange"), "70001-70003\n").unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        s.put(&new("a@example.test"), true).unwrap();
+        s.put(&new("b@example.test"), true).unwrap();
+        let mut explicit = new("c@example.test");
+        explicit.uid = Some(70003);
+        s.put(&explicit, true).unwrap();
+        assert!(
+            s.put(&new("d@example.test"), true).is_err(),
+            "range exhausted"
+        );
+        s.commit().unwrap();
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        let uid = |a: &str| dir.lookup(a).unwrap().unwrap().uid;
+        assert_eq!(
+            (
+                uid("a@example.test"),
+                uid("b@example.test"),
+                uid("c@example.test")
+            ),
+            (70001, 70002, 70003)
+        );
+        for bad in ["0-5", "9-3", "x-y", "12"] {
+            std::fs::write(t.path().join("control/vmailuidrange"), bad).unwrap();
+            assert!(Store::open(t.path()).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -813,6 +813,22 @@ fn ldap_one_switch_replica_reads_grammar_down_servers() {
         rcpt(port, odd).starts_with("250")
     });
 
+    // Issue 10 item 6 on LDAP: with a uid range, useradm gives a new mailbox its own
+    // uidNumber.
+    // See: issue #10
+    t.control("vmailuidrange", "70001-70100");
+    let (code, out, err) = useradm(&t, &["add", "own@example.test"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    std::fs::remove_file(t.root.join("control/vmailuidrange")).unwrap();
+    let found = Command::new("ldapsearch")
+        .args(["-x", "-H", &master.url(), "-b", BASE, "-LLL"])
+        .arg("(mail=own@example.test)")
+        .arg("uidNumber")
+        .output()
+        .unwrap();
+    let found = String::from_utf8_lossy(&found.stdout);
+    assert!(found.contains("uidNumber: 70001"), "{found}");
+
     // 2. Master down: useradm's reads come from the replica; writes still need the master.
     master.stop();
     let (code, out, err) = useradm(&t, &["show", "alice@example.test"], "");

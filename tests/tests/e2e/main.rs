@@ -21,6 +21,7 @@ mod imap_stress;
 mod launchers;
 mod ldap;
 mod login_timing;
+mod mailbox_uids;
 mod pool;
 mod pop3;
 mod privs;
