@@ -34,8 +34,9 @@ pub const SERVICE: &str = "imap";
 /// Bad commands tolerated before the connection is closed.
 pub const MAX_ERRORS: u32 = 10;
 
-/// The longest command before login (bytes, literals included).
-pub const MAX_COMMAND: usize = 8192;
+/// The longest command before login (bytes, literals included): room for an ID with
+/// RFC 2971's maximum, 30 field-value pairs with values of 1024 octets.
+pub const MAX_COMMAND: usize = 40 * 1024;
 
 /// What the session needs from the outside world.
 pub trait Backend {
@@ -644,6 +645,19 @@ mod tests {
         let (out, f, _) = session(&input, true, false);
         assert!(out.contains("a BAD Command too long"), "{out}");
         assert!(f.calls.is_empty());
+    }
+
+    // See: issue #12: ID with long values (RFC 2971: up to 30 pairs, values up to 1024
+    // octets) was refused "Command too long", then the connection dropped.
+    #[test]
+    fn id_with_the_largest_values() {
+        let pairs: Vec<String> = (0..30)
+            .map(|i| format!("\"field{i:02}\" \"{}\"", "v".repeat(1024)))
+            .collect();
+        let input = format!("a ID ({})\r\nb NOOP\r\n", pairs.join(" "));
+        let (out, _, _) = session(input.as_bytes(), true, false);
+        assert!(out.contains("a OK ID completed"), "{out}");
+        assert!(out.contains("b OK"), "{out}");
     }
 
     #[test]
