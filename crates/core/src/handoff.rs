@@ -1,6 +1,8 @@
 //! Handing accepted connections to pooled servers (issue #11): `listen` accepts, then
 //! passes each connection over a `SOCK_SEQPACKET` socket pair to an idle server process
-//! of its pool, which serves it and asks for the next.
+//! of its pool, which serves it and asks for the next. dispatch uses the same channel to
+//! feed its long-lived local delivery workers: the descriptor is then the message file,
+//! the variables the envelope, and the answer the delivery's result.
 //!
 //! One message per connection, launcher → server: the connection's descriptor as
 //! `SCM_RIGHTS` and, as data, the connection's environment as text0 `NAME=VALUE\0…` (the
@@ -123,32 +125,49 @@ pub fn recv_conn(sock: BorrowedFd<'_>) -> io::Result<Option<(OwnedFd, ConnEnv)>>
     }
 }
 
-/// Tell the launcher this server is ready for the next connection.
-pub fn send_ready(sock: BorrowedFd<'_>) -> io::Result<()> {
+/// Send one answer message (at most [`MAX_ENV`] octets, not empty) back to the launcher.
+pub fn send_msg(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
+    if data.is_empty() || data.len() > MAX_ENV {
+        return Err(io::Error::other("bad answer length"));
+    }
     let n = sendmsg::<()>(
         sock.as_raw_fd(),
-        &[IoSlice::new(b"R")],
+        &[IoSlice::new(data)],
         &[],
         MsgFlags::MSG_NOSIGNAL,
         None,
     )?;
-    if n == 1 {
+    if n == data.len() {
         Ok(())
     } else {
-        Err(io::Error::other("short ready message"))
+        Err(io::Error::other("short answer message"))
     }
+}
+
+/// The next answer message, or `None` when the other end is gone (end of file, an error).
+pub fn recv_msg(sock: BorrowedFd<'_>) -> Option<Vec<u8>> {
+    let mut b = vec![0u8; MAX_ENV];
+    loop {
+        match nix::sys::socket::recv(sock.as_raw_fd(), &mut b, MsgFlags::empty()) {
+            Ok(0) => return None,
+            Ok(n) => {
+                b.truncate(n);
+                return Some(b);
+            }
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+/// Tell the launcher this server is ready for the next connection.
+pub fn send_ready(sock: BorrowedFd<'_>) -> io::Result<()> {
+    send_msg(sock, b"R")
 }
 
 /// Wait for the server's next `R`: `false` when it is gone (end of file or an error).
 pub fn recv_ready(sock: BorrowedFd<'_>) -> bool {
-    let mut b = [0u8; 16];
-    loop {
-        match nix::sys::socket::recv(sock.as_raw_fd(), &mut b, MsgFlags::empty()) {
-            Ok(n) => return n > 0 && b[0] == b'R',
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(_) => return false,
-        }
-    }
+    recv_msg(sock).is_some_and(|m| m.first() == Some(&b'R'))
 }
 
 /// Retire a server: shut the socket down both ways, so the server's next wait for a

@@ -1,5 +1,6 @@
 //! deliver-as: the set-uid root launcher that becomes a mailbox owner and execs
-//! `ROOT/bin/local-deliver SENDER RECIPIENT`.
+//! `ROOT/bin/local-deliver SENDER RECIPIENT`, or, given only `UID GID`, a long-lived
+//! `local-deliver` worker for that owner (its hand-off descriptor passed through).
 //!
 //! It parses only the two numbers; sender and recipient are passed through as opaque
 //! arguments. The environment is cleared except `MAILORDER_LOG` (and, only when not
@@ -27,13 +28,15 @@ pub struct Request {
     pub sender: OsString,
     /// Envelope recipient, passed through.
     pub recipient: OsString,
+    /// `UID GID` alone: a long-lived worker (no sender or recipient).
+    pub worker: bool,
 }
 
 /// Why nothing was run.
 #[derive(Debug, thiserror::Error)]
 pub enum AsError {
     /// Wrong number of arguments or a uid/gid that is not a decimal number.
-    #[error("usage: deliver-as UID GID SENDER RECIPIENT")]
+    #[error("usage: deliver-as UID GID [SENDER RECIPIENT]")]
     Usage,
     /// uid or gid 0.
     #[error("refusing to deliver as uid/gid 0 (#4.3.0)")]
@@ -70,10 +73,13 @@ fn number(s: &OsStr) -> Option<u32> {
     s.parse().ok()
 }
 
-/// Parse `UID GID SENDER RECIPIENT` (argv without argv\[0\]).
+/// Parse `UID GID SENDER RECIPIENT`, or `UID GID` for a worker (argv without argv\[0\]).
 pub fn parse(args: &[OsString]) -> Result<Request, AsError> {
-    let [uid, gid, sender, recipient] = args else {
-        return Err(AsError::Usage);
+    let empty = OsString::new();
+    let (uid, gid, sender, recipient, worker) = match args {
+        [uid, gid, sender, recipient] => (uid, gid, sender, recipient, false),
+        [uid, gid] => (uid, gid, &empty, &empty, true),
+        _ => return Err(AsError::Usage),
     };
     let (Some(uid), Some(gid)) = (number(uid), number(gid)) else {
         return Err(AsError::Usage);
@@ -86,11 +92,12 @@ pub fn parse(args: &[OsString]) -> Result<Request, AsError> {
         gid,
         sender: sender.clone(),
         recipient: recipient.clone(),
+        worker,
     })
 }
 
-/// The environment for local-deliver: `MAILORDER_LOG` and `MAILORDER_QUEUE_AGE` (only
-/// if it is a decimal number) always, `MAILORDER_ROOT` and `MAILORDER_BIN_DIR` only when
+/// The environment for local-deliver: `MAILORDER_LOG`, `MAILORDER_QUEUE_AGE` and
+/// `MAILORDER_POOLFD` (only if a decimal number) always, `MAILORDER_ROOT` and `MAILORDER_BIN_DIR` only when
 /// `setid` is false.
 pub fn child_env(
     setid: bool,
@@ -108,8 +115,11 @@ pub fn child_env(
     };
     names
         .iter()
+        .chain(&[mailorder_core::handoff::POOL_FD_VAR])
         .filter_map(|n| get(n).map(|v| (*n, v)))
-        .filter(|(n, v)| *n != "MAILORDER_QUEUE_AGE" || number(v).is_some())
+        .filter(|(n, v)| {
+            !matches!(*n, "MAILORDER_QUEUE_AGE" | "MAILORDER_POOLFD") || number(v).is_some()
+        })
         .collect()
 }
 
@@ -139,12 +149,11 @@ pub fn run(req: &Request) -> AsError {
     if let Err(e) = mailorder_core::privs::drop_to(req.uid, req.gid, &extra) {
         return e.into();
     }
-    let source = std::process::Command::new(&program)
-        .arg(&req.sender)
-        .arg(&req.recipient)
-        .env_clear()
-        .envs(env)
-        .exec();
+    let mut cmd = std::process::Command::new(&program);
+    if !req.worker {
+        cmd.arg(&req.sender).arg(&req.recipient);
+    }
+    let source = cmd.env_clear().envs(env).exec();
     AsError::Exec {
         path: program,
         source,
@@ -166,8 +175,11 @@ mod tests {
             (r.uid, r.gid, r.sender.as_os_str(), r.recipient.as_os_str()),
             (1001, 100, OsStr::new(""), OsStr::new("a@b"))
         );
+        let w = parse(&args(&["1001", "100"])).unwrap();
+        assert!(w.worker);
         for bad in [
             &["1", "2", "s"][..],
+            &["1"],
             &["1", "2", "s", "r", "x"],
             &["-1", "2", "s", "r"],
             &["+1", "2", "s", "r"],

@@ -29,6 +29,9 @@ pub struct Settings {
     pub max_backoff: u64,
     /// `control/doublebounceto`: where double bounces go (`@me` appended without `@`).
     pub doublebounceto: String,
+    /// `control/localworkers`: `1` (default) long-lived delivery workers per mailbox
+    /// owner; `0` a `local-deliver` process per delivery.
+    pub local_workers: bool,
 }
 
 impl Default for Settings {
@@ -43,6 +46,7 @@ impl Default for Settings {
             lifetime: 604_800,
             max_backoff: 3600,
             doublebounceto: "postmaster".into(),
+            local_workers: true,
         }
     }
 }

@@ -31,7 +31,7 @@ pub const STOP_GRACE: u64 = 60;
 const RESCAN: u64 = 60;
 /// Orphan cleanup interval.
 const ORPHAN_SCAN: u64 = 3600;
-/// Longest result text read from a delivery program.
+/// Longest result text taken from a delivery program or worker.
 const MAX_RESULT: usize = 1000;
 /// Longest report read from remote-send (a record of ≤ 1001 bytes per recipient).
 const MAX_REMOTE_REPORT: u64 = 4 * 1024 * 1024;
@@ -83,6 +83,7 @@ pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
         lifetime: c.number("queuelifetime", d.lifetime)?,
         max_backoff: c.number("maxbackoff", d.max_backoff)?.max(1),
         doublebounceto: c.string("doublebounceto", &d.doublebounceto)?,
+        local_workers: c.number("localworkers", 1)? != 0,
     })
 }
 
@@ -90,12 +91,6 @@ enum Event {
     Trigger,
     Stop,
     Flush,
-    Done {
-        id: String,
-        idx: usize,
-        code: Option<u8>,
-        text: String,
-    },
     /// One remote-send run: per message, its id and the recipients it carried.
     RemoteDone {
         jobs: Vec<(String, Vec<usize>)>,
@@ -104,6 +99,34 @@ enum Event {
         out: Vec<u8>,
     },
     Ctl(String),
+    /// A one-shot local delivery ended (`control/localworkers` 0).
+    Done {
+        id: String,
+        idx: usize,
+        code: Option<u8>,
+        text: String,
+    },
+    /// A local delivery worker answered (`Some`: `CODE TEXT`) or is gone (`None`).
+    WorkerDone {
+        wid: u64,
+        answer: Option<Vec<u8>>,
+    },
+}
+
+/// Deliveries a local worker makes before it is retired (Postfix's max_use).
+const WORKER_MAXUSE: usize = 100;
+/// Seconds a local worker may stay idle before it is retired.
+const WORKER_IDLE: u64 = 60;
+
+/// A long-lived `local-deliver` for one mailbox owner (`None`: dispatch's own uid, run
+/// directly; otherwise started through `deliver-as UID GID`), fed over a hand-off socket.
+struct LocalWorker {
+    sock: std::sync::Arc<std::os::fd::OwnedFd>,
+    owner: Option<(u32, u32)>,
+    uses: usize,
+    /// The delivery it is making.
+    busy: Option<(String, usize)>,
+    idle_since: u64,
 }
 
 /// The long-lived queue-clean child, driven without waiting: commands are written down the
@@ -192,6 +215,9 @@ pub struct Dispatch {
     /// Per message and recipient, whether its last resolution was remote delivery.
     kinds: HashMap<String, Vec<Option<bool>>>,
     cleaner: Cleaner,
+    /// Long-lived local delivery workers, by id.
+    workers: HashMap<u64, LocalWorker>,
+    next_worker: u64,
     tx: Sender<Event>,
     rx: Receiver<Event>,
     stop_at: Option<u64>,
@@ -240,6 +266,8 @@ impl Dispatch {
                 program: root::program("queue-clean"),
                 child: None,
             },
+            workers: HashMap::new(),
+            next_worker: 0,
             tx,
             rx,
             stop_at: None,
@@ -267,6 +295,7 @@ impl Dispatch {
         loop {
             let now = date::unix_now();
             if self.stop_at.is_none() {
+                self.retire_idle_workers(now);
                 self.start_deliveries(now);
                 self.settle_all(now);
                 if now >= self.last_rescan + RESCAN {
@@ -315,12 +344,6 @@ impl Dispatch {
                 self.stop_at.get_or_insert(now + STOP_GRACE);
             }
             Event::Flush => self.flush(now),
-            Event::Done {
-                id,
-                idx,
-                code,
-                text,
-            } => self.done(&id, idx, code, &text),
             Event::RemoteDone {
                 jobs,
                 domain,
@@ -328,7 +351,165 @@ impl Dispatch {
                 out,
             } => self.remote_done(&jobs, &domain, code, &out),
             Event::Ctl(line) => self.control_request(&line, now),
+            Event::WorkerDone { wid, answer } => self.worker_done(wid, answer, now),
+            Event::Done {
+                id,
+                idx,
+                code,
+                text,
+            } => self.done(&id, idx, code, &text),
         }
+    }
+
+    /// A worker's answer (or its end): the delivery's result, and the worker idle again,
+    /// retired after `WORKER_MAXUSE`, or forgotten when gone. A worker gone in the middle
+    /// of a delivery is a temporary failure: retried, delivered at least once.
+    fn worker_done(&mut self, wid: u64, answer: Option<Vec<u8>>, now: u64) {
+        let Some(w) = self.workers.get_mut(&wid) else {
+            return;
+        };
+        let job = w.busy.take();
+        let (code, text) = match &answer {
+            Some(a) => parse_answer(a),
+            None => (
+                None,
+                "delivery worker ended without a result (#4.3.0)".to_owned(),
+            ),
+        };
+        if answer.is_none() || w.uses >= WORKER_MAXUSE {
+            if let Some(w) = self.workers.remove(&wid) {
+                mailorder_core::handoff::retire(std::os::fd::AsFd::as_fd(&*w.sock));
+            }
+        } else {
+            w.idle_since = now;
+        }
+        if let Some((id, idx)) = job {
+            self.done(&id, idx, code, &text);
+        }
+    }
+
+    /// Retire the workers idle longer than `WORKER_IDLE` (their sockets shut down: they
+    /// read end of file and exit).
+    fn retire_idle_workers(&mut self, now: u64) {
+        let old: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.busy.is_none() && now >= w.idle_since + WORKER_IDLE)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in old {
+            if let Some(w) = self.workers.remove(&id) {
+                mailorder_core::handoff::retire(std::os::fd::AsFd::as_fd(&*w.sock));
+            }
+        }
+    }
+
+    /// Start a worker for `owner` and the thread that reads its answers.
+    fn start_worker(&mut self, owner: Option<(u32, u32)>) -> io::Result<u64> {
+        use std::os::fd::AsRawFd;
+        let (ours, theirs) = mailorder_core::handoff::pair()?;
+        let (prog, args) = match owner {
+            None => ("local-deliver", Vec::new()),
+            Some((u, g)) => ("deliver-as", vec![u.to_string(), g.to_string()]),
+        };
+        let mut cmd = Command::new(root::program(prog));
+        cmd.args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .env(mailorder_core::handoff::POOL_FD_VAR, "3");
+        mailorder_core::sys::child_fd(&mut cmd, theirs.as_raw_fd(), 3);
+        let mut child = cmd.spawn()?;
+        drop(theirs);
+        self.next_worker += 1;
+        let wid = self.next_worker;
+        let sock = std::sync::Arc::new(ours);
+        log::info!(
+            "worker started program={prog} owner={owner:?} pid={}",
+            child.id()
+        );
+        let (tx, reader) = (self.tx.clone(), std::sync::Arc::clone(&sock));
+        std::thread::spawn(move || {
+            loop {
+                let answer = mailorder_core::handoff::recv_msg(std::os::fd::AsFd::as_fd(&*reader));
+                let gone = answer.is_none();
+                if tx.send(Event::WorkerDone { wid, answer }).is_err() || gone {
+                    break;
+                }
+            }
+            let _ = child.wait();
+        });
+        self.workers.insert(
+            wid,
+            LocalWorker {
+                sock,
+                owner,
+                uses: 0,
+                busy: None,
+                idle_since: date::unix_now(),
+            },
+        );
+        Ok(wid)
+    }
+
+    /// One local delivery through an idle worker of `owner` (started if there is none):
+    /// `mess/ID` as the descriptor, sender, recipient and queue age as variables.
+    fn deliver_local(
+        &mut self,
+        id: &str,
+        idx: usize,
+        owner: Option<(u32, u32)>,
+        sender: String,
+        rcpt: String,
+        age: u64,
+    ) -> Result<(), Outcome> {
+        let mess = File::open(self.queue.mess(id))
+            .map_err(|e| Outcome::Temporary(format!("cannot open message: {e} (#4.3.0)")))?;
+        let env = vec![
+            ("S".to_owned(), sender),
+            ("R".to_owned(), rcpt.clone()),
+            ("A".to_owned(), age.to_string()),
+        ];
+        for _ in 0..2 {
+            let idle = self
+                .workers
+                .iter()
+                .filter(|(_, w)| w.owner == owner && w.busy.is_none())
+                .map(|(id, _)| *id)
+                .max();
+            let wid = match idle {
+                Some(w) => w,
+                None => self.start_worker(owner).map_err(|e| {
+                    Outcome::Temporary(format!("cannot start a delivery worker: {e} (#4.3.0)"))
+                })?,
+            };
+            let Some(w) = self.workers.get_mut(&wid) else {
+                continue;
+            };
+            let sent = mailorder_core::handoff::send_conn(
+                std::os::fd::AsFd::as_fd(&*w.sock),
+                std::os::fd::AsFd::as_fd(&mess),
+                &env,
+            );
+            match sent {
+                Ok(()) => {
+                    w.busy = Some((id.to_owned(), idx));
+                    w.uses += 1;
+                    log::info!("starting id={id} rcpt=<{rcpt}> worker={wid}");
+                    self.running.insert((id.to_owned(), idx));
+                    self.local_jobs += 1;
+                    return Ok(());
+                }
+                Err(e) => {
+                    log::warn!("delivery worker {wid} gone: {e}");
+                    if let Some(w) = self.workers.remove(&wid) {
+                        mailorder_core::handoff::retire(std::os::fd::AsFd::as_fd(&*w.sock));
+                    }
+                }
+            }
+        }
+        Err(Outcome::Temporary(
+            "cannot hand the message to a delivery worker (#4.3.0)".to_owned(),
+        ))
     }
 
     fn start_threads(&self, mut signals: File) {
@@ -666,7 +847,14 @@ impl Dispatch {
                 }
                 let sender = st.sender.clone();
                 let age = now.saturating_sub(st.arrival);
+                let workers = self.settings.local_workers;
                 let spawned = match action {
+                    Action::Direct if workers => {
+                        self.deliver_local(&id, idx, None, sender, rcpt.clone(), age)
+                    }
+                    Action::As { uid, gid } if workers => {
+                        self.deliver_local(&id, idx, Some((uid, gid)), sender, rcpt.clone(), age)
+                    }
                     Action::Direct => {
                         self.spawn(&id, idx, "local-deliver", vec![sender, rcpt.clone()], age)
                     }
@@ -887,7 +1075,8 @@ impl Dispatch {
         }
     }
 
-    /// Spawn one delivery; `Err` is the outcome to record when it cannot even start.
+    /// Spawn one delivery (`control/localworkers` 0); `Err` is the outcome to record when
+    /// it cannot even start.
     fn spawn(
         &mut self,
         id: &str,
@@ -1344,26 +1533,6 @@ fn write_frames(pipe: impl Write, files: &[PathBuf]) {
     let _ = w.flush();
 }
 
-/// The first line of a delivery program's output (at most 1000 bytes); the rest is read
-/// and discarded so the program never blocks on a full pipe.
-fn read_result(mut r: impl Read) -> String {
-    let mut kept = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match r.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => {
-                let room = MAX_RESULT.saturating_sub(kept.len());
-                kept.extend_from_slice(&buf[..n.min(room)]);
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(_) => break,
-        }
-    }
-    let text = String::from_utf8_lossy(&kept);
-    text.lines().next().unwrap_or("").trim().to_owned()
-}
-
 fn clean_line(s: &str) -> String {
     s.chars()
         .take(100)
@@ -1395,6 +1564,35 @@ pub fn inject(env: &Envelope, msg: &[u8]) -> Result<(), QueueError> {
     Client::new(root::program("queue")).submit(msg, &envelope::encode(env))
 }
 
+/// The first line of a delivery program's output (at most 1000 bytes); the rest is read
+/// and discarded so the program never blocks on a full pipe.
+fn read_result(mut r: impl Read) -> String {
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                let room = MAX_RESULT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&kept);
+    text.lines().next().unwrap_or("").trim().to_owned()
+}
+
+/// A worker's answer `CODE TEXT`: the exit code the one-shot run would have had (`None`
+/// if it is not a number: temporary) and the result line, at most `MAX_RESULT` characters.
+fn parse_answer(a: &[u8]) -> (Option<u8>, String) {
+    let a = String::from_utf8_lossy(a);
+    let (c, t) = a.split_once(' ').unwrap_or((&a, ""));
+    let t: String = t.trim().chars().take(MAX_RESULT).collect();
+    (c.parse::<u8>().ok(), t)
+}
+
 /// Catch TERM, INT (stop) and HUP, ALRM (flush) through a self-pipe
 /// (`mailorder_core::sys::signal_pipe`): nothing is blocked, so children start with an
 /// empty signal mask and std can spawn them without fork's page-table copy.
@@ -1416,6 +1614,18 @@ mod tests {
         assert_eq!(read_result(&b""[..]), "");
         let long = "x".repeat(5000);
         assert_eq!(read_result(long.as_bytes()).len(), MAX_RESULT);
+    }
+
+    #[test]
+    fn worker_answers() {
+        assert_eq!(
+            parse_answer(b"0 did it (#2.0.0)"),
+            (Some(0), "did it (#2.0.0)".to_owned())
+        );
+        assert_eq!(parse_answer(b"111 "), (Some(111), String::new()));
+        assert_eq!(parse_answer(b"x"), (None, String::new()));
+        let long = format!("100 {}", "x".repeat(5000));
+        assert_eq!(parse_answer(long.as_bytes()).1.len(), MAX_RESULT);
     }
 
     #[test]

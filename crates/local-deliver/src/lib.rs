@@ -25,6 +25,7 @@ pub mod dotqmail;
 pub mod header;
 #[cfg(test)]
 mod tests;
+pub mod worker;
 
 use std::fs::{self, File};
 use std::io::{self, BufReader, Read, Seek, SeekFrom};

@@ -11,6 +11,15 @@ use std::io::Write;
 fn main() {
     mailorder_core::logger::init("local-deliver", mailorder_core::Exit::Temp.code());
     let args: Vec<String> = std::env::args().skip(1).collect();
+    // Long-lived for one mailbox owner, fed by dispatch (worker.rs).
+    if args.is_empty()
+        && let Some(fd) = std::env::var(mailorder_core::handoff::POOL_FD_VAR)
+            .ok()
+            .and_then(|v| v.parse().ok())
+        && let Some(sock) = mailorder_core::sys::take_fd(fd)
+    {
+        exit::exit(local_deliver::worker::serve(&sock));
+    }
     let outcome = match args.as_slice() {
         [sender, recipient] => deliver(sender, recipient),
         _ => Outcome {

@@ -56,6 +56,8 @@ impl Tree {
         }
         std::fs::write(r.join("control/me"), "mx.test\n").unwrap();
         std::fs::write(r.join("control/maxbackoff"), "1\n").unwrap();
+        // The scripted local-deliver is a one-shot program: a process per delivery.
+        std::fs::write(r.join("control/localworkers"), "0\n").unwrap();
         std::fs::write(
             r.join("directory/domains"),
             "x.test\nmx.test\nrelay.test relay\n",

@@ -246,9 +246,11 @@ fn delivered_seqs(t: &Tree) -> std::collections::BTreeSet<usize> {
 
 // See: issue #11 (kill -9 of every long-lived worker: nothing accepted is lost)
 #[test]
-fn kill9_of_pooled_smtpd_and_framed_queue_during_1000_messages_loses_nothing_accepted() {
+fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepted() {
     const N: usize = 1000;
     let mut t = Tree::new();
+    // A delivery cut short by a kill is retried after a second, not a minute.
+    t.control("maxbackoff", "1");
     let dispatch = t.start_dispatch();
     let port = t.start_smtpd(&[]);
     let listen = descendants(std::process::id())
@@ -264,7 +266,7 @@ fn kill9_of_pooled_smtpd_and_framed_queue_during_1000_messages_loses_nothing_acc
     eprintln!("kill9 seed {seed}");
     let k = killer(
         vec![listen, dispatch],
-        &["smtpd", "queue"],
+        &["smtpd", "queue", "local-deliver"],
         std::sync::Arc::clone(&stop),
         seed,
     );

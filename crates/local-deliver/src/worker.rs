@@ -1,0 +1,64 @@
+//! The long-lived mode (issue #11): started by dispatch (through deliver-as for another
+//! uid) with a hand-off socket on the descriptor named by `MAILORDER_POOLFD`, it delivers
+//! one message after another for its one mailbox owner, each exactly as a run of its own:
+//! the message file arrives as a descriptor (`mailorder_core::handoff`), with the
+//! variables `S` (sender), `R` (recipient) and `A` (queue age, seconds); the answer is one
+//! message `CODE TEXT` (the exit code and the result line the one-shot mode would give).
+//! End of file on the socket (dispatch retired it, or is gone) ends it with exit 0.
+//!
+//! A worker killed in the middle of a message is the case of a killed one-shot run: no
+//! answer, dispatch retries, the message is delivered at least once.
+
+use crate::{Config, Outcome, run};
+use mailorder_core::{Exit, root};
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Serve deliveries from `sock` until end of file; the exit code.
+pub fn serve(sock: &OwnedFd) -> u8 {
+    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
+    // Inherited without close-on-exec; a |program must never hold it.
+    if let Err(e) = fcntl(sock, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)) {
+        log::error!("worker socket: {e}");
+        return Exit::Temp.code();
+    }
+    loop {
+        let (fd, vars) = match mailorder_core::handoff::recv_conn(sock.as_fd()) {
+            Ok(Some(r)) => r,
+            Ok(None) => return Exit::Ok.code(),
+            Err(e) => {
+                log::error!("worker socket: {e}");
+                return Exit::Temp.code();
+            }
+        };
+        let o = deliver_one(fd, vars.into_iter().collect());
+        let answer = format!("{} {}", o.exit.code(), o.text);
+        if let Err(e) = mailorder_core::handoff::send_msg(sock.as_fd(), answer.as_bytes()) {
+            // dispatch is gone: the delivery is done; it will be retried (at least once).
+            log::info!("worker: scheduler gone: {e}");
+            return Exit::Ok.code();
+        }
+    }
+}
+
+fn deliver_one(fd: OwnedFd, vars: HashMap<String, String>) -> Outcome {
+    let (Some(sender), Some(recipient)) = (vars.get("S"), vars.get("R")) else {
+        return Outcome {
+            exit: Exit::Temp,
+            text: "worker request without sender or recipient (#4.3.5)".to_owned(),
+        };
+    };
+    let cfg = Config {
+        sender: sender.clone(),
+        recipient: recipient.clone(),
+        root: root::root(),
+        control: mailorder_core::control::Control::default(),
+        queue_age: vars.get("A").and_then(|v| v.parse().ok()),
+        queue: root::program("queue"),
+        euid: mailorder_core::sys::ids().1,
+    };
+    let mut msg = File::from(fd);
+    let resolved = mailorder_directory::Directory::open().and_then(|d| d.resolve(&cfg.recipient));
+    run(&cfg, resolved, &mut msg)
+}
