@@ -8,7 +8,7 @@
 //!
 //! - `domains`: `domain [local|relay]`;
 //! - `users`: `address key=value…` with keys `uid gid home maildir quota aliases forward
-//!   local status`;
+//!   local status reply` (`reply=`: the autoresponder text, [`pct_encode`]d);
 //! - `passwd`: `address:hash`, read only by mailorder-directory-hash (checkpassword-file),
 //!   so processes that only resolve recipients never need read access to it.
 //!
@@ -77,6 +77,46 @@ pub struct User {
     /// Services this account may not log in to (`pop3`, `imap`, `smtp`), from `status=`
     /// values `nopop`, `noimap`, `nosmtp` (as qmail-ldap's accountStatus).
     pub denied: Vec<String>,
+    /// The autoresponder, when it is switched on: its text as stored (`reply=`,
+    /// percent-encoded in `users`; LDAP `mailReplyText` with `deliveryMode: reply`). The
+    /// text may start with `Subject:`, `Start:` and `End:` lines (local-deliver's
+    /// autoreply module reads them). With `local=no` and no forward: reply only.
+    pub reply: Option<String>,
+}
+
+/// Encode a value for one `key=value` word of `users`: `%`, white space, control
+/// characters and `#` become `%XX` (UTF-8 bytes); everything else stays as it is.
+pub fn pct_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '%' || c == '#' || c.is_whitespace() || c.is_control() {
+            let mut buf = [0u8; 4];
+            for b in c.encode_utf8(&mut buf).bytes() {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Decode [`pct_encode`]; `None` for a bad escape or bytes that are not UTF-8.
+pub fn pct_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 impl User {
@@ -98,6 +138,10 @@ impl User {
 
 /// What an address is to this host.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one value per lookup, moved once; boxing would touch every caller for nothing"
+)]
 pub enum Resolved {
     /// A hosted address (primary or alias); `ext` is the part after the recipient
     /// delimiter, lower case (`Some("")` for `local+@domain`).
@@ -715,6 +759,7 @@ fn parse_users(
             local: true,
             status: Status::Active,
             denied: Vec::new(),
+            reply: None,
             address: address.clone(),
         };
         let mut maildir = None;
@@ -752,6 +797,11 @@ fn parse_users(
                 "quota" => user.quota = (!value.is_empty()).then(|| value.to_owned()),
                 "aliases" => aliases = list(value)?,
                 "forward" => user.forward = list(value)?,
+                "reply" => {
+                    let text = pct_decode(value)
+                        .ok_or_else(|| syntax(format!("reply: bad %-encoding in {value:?}")))?;
+                    user.reply = (!text.trim().is_empty()).then_some(text);
+                }
                 "local" => {
                     user.local = match value.to_ascii_lowercase().as_str() {
                         "yes" => true,
@@ -961,6 +1011,33 @@ john-doe@example.org
             assert!(!m.quoted, "{c}");
             assert_eq!(format!("{}@{}", m.local, m.domain), c);
         }
+    }
+
+    // See: issue #14
+    #[test]
+    fn reply_text_is_percent_encoded_in_users() {
+        let text = "Subject: Weg # 100%\n\nBin weg,\tzurück am 6.\n";
+        let enc = pct_encode(text);
+        assert!(
+            !enc.contains(char::is_whitespace) && !enc.contains('#'),
+            "{enc}"
+        );
+        assert_eq!(pct_decode(&enc).as_deref(), Some(text));
+        assert_eq!(pct_decode("%4"), None);
+        assert_eq!(pct_decode("%ff"), None);
+        let t = tree(
+            None,
+            Some(&format!("a@x.test reply={enc}\nb@x.test\n")),
+            None,
+        );
+        let d = Directory::open_at(t.path()).unwrap();
+        assert_eq!(
+            d.lookup("a@x.test").unwrap().unwrap().reply.as_deref(),
+            Some(text)
+        );
+        assert_eq!(d.lookup("b@x.test").unwrap().unwrap().reply, None);
+        let t = tree(None, Some("a@x.test reply=%zz\n"), None);
+        assert!(Directory::open_at(t.path()).is_err());
     }
 
     #[test]

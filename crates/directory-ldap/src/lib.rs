@@ -410,6 +410,9 @@ pub fn entry_to_user(
         status,
         // LDAP keeps per-service status in accountStatus (Entry::may_login).
         denied: Vec::new(),
+        // The autoresponder answers only when deliveryMode says `reply` (qmail-ldap).
+        reply: one("mailreplytext")
+            .filter(|t| !t.is_empty() && delivery_mode.iter().any(|m| m == "reply")),
     };
     Ok(Entry {
         dn: dn.to_owned(),
@@ -993,6 +996,23 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.iter().map(|s| s.to_string()).collect()))
             .collect()
+    }
+
+    // See: issue #14
+    #[test]
+    fn the_reply_text_counts_only_with_delivery_mode_reply() {
+        let on = attrs(&[
+            ("mail", &["a@example.test"]),
+            ("deliveryMode", &["Reply"]),
+            ("mailReplyText", &["Away.\n"]),
+        ]);
+        let e = entry_to_user("mail=a@example.test,dc=x", &on, &defaults()).unwrap();
+        assert_eq!(e.user.reply.as_deref(), Some("Away."));
+        assert!(e.user.local);
+        let off = attrs(&[("mail", &["a@example.test"]), ("mailReplyText", &["Away."])]);
+        let e = entry_to_user("mail=a@example.test,dc=x", &off, &defaults()).unwrap();
+        assert_eq!(e.user.reply, None);
+        assert_eq!(e.reply_text.as_deref(), Some("Away."));
     }
 
     #[test]

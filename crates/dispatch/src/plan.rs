@@ -347,6 +347,7 @@ mod tests {
                 local: true,
                 status: UStatus::Active,
                 denied: Vec::new(),
+                reply: None,
             },
             ext: None,
         }

@@ -21,6 +21,7 @@ pub const EXIT_CODES: &[u8] = &[
     mailorder_core::Exit::Temp.code(),
 ];
 
+pub mod autoreply;
 pub mod dotqmail;
 pub mod header;
 #[cfg(test)]
@@ -295,7 +296,8 @@ fn deliver(
     // no home is created for them (issue 19); one that exists is still checked and its
     // `.qmail` files honoured.
     let forward_only = !user.local && !user.forward.is_empty();
-    check_home(cfg, &home, !forward_only)?;
+    // The autoresponder remembers its replies in HOME, so it needs one.
+    check_home(cfg, &home, !forward_only || user.reply.is_some())?;
 
     let mut ctx = Ctx {
         cfg,
@@ -308,7 +310,104 @@ fn deliver(
         default_part: None,
     };
     let instructions = instructions(&mut ctx)?;
-    execute(&ctx, &instructions, msg)
+    let outcome = execute(&ctx, &instructions, msg)?;
+    if user.reply.is_some() {
+        reply(&ctx, msg, instructions.is_empty())?;
+    }
+    Ok(outcome)
+}
+
+/// Run the autoresponder for this delivery (module `autoreply`). A failure to send is a
+/// delivery failure only when the reply is all the user asked for (reply only); otherwise
+/// the message is already delivered, and failing now would deliver it twice: logged.
+fn reply(ctx: &Ctx, msg: &mut File, only: bool) -> Result<(), DeliverError> {
+    let Some(text) = &ctx.user.reply else {
+        return Ok(());
+    };
+    match autoreply_send(ctx, text, msg) {
+        Ok(()) => Ok(()),
+        Err(e) if only => Err(e),
+        Err(e) => {
+            log::warn!(
+                "autoreply failed rcpt={} sender={} {e}",
+                ctx.cfg.recipient,
+                mailorder_core::logger::loggable(ctx.cfg.sender.as_bytes())
+            );
+            Ok(())
+        }
+    }
+}
+
+fn autoreply_send(ctx: &Ctx, text: &str, msg: &mut File) -> Result<(), DeliverError> {
+    let cfg = ctx.cfg;
+    let settings = autoreply::parse_settings(text);
+    let now = mailorder_queue_format::date::unix_now();
+    let today = i64::try_from(now / 86400).unwrap_or(i64::MAX);
+    let stdin = Path::new("stdin");
+    let skip = |why: autoreply::Skip| {
+        log::info!(
+            "autoreply skipped rcpt={} sender={} reason={}",
+            cfg.recipient,
+            mailorder_core::logger::loggable(cfg.sender.as_bytes()),
+            why.word()
+        );
+        Ok(())
+    };
+    if !settings.active_on(today) {
+        return skip(autoreply::Skip::OutsideDates);
+    }
+    msg.seek(SeekFrom::Start(0))
+        .map_err(io_err("seek", stdin))?;
+    let header = autoreply::Header::read(&mut *msg).map_err(io_err("read", stdin))?;
+    let mut me = vec![ctx.user.address.clone(), cfg.recipient.to_ascii_lowercase()];
+    me.dedup();
+    if let Err(why) = autoreply::check(&cfg.sender, &header, &me) {
+        return skip(why);
+    }
+    let days = cfg
+        .control
+        .number("autoreplydays", autoreply::DEFAULT_DAYS)?
+        .max(1);
+    let memory_path = ctx.home.join(autoreply::MEMORY_FILE);
+    let mut memory = autoreply::Memory::load(&ctx.home).map_err(io_err("read", &memory_path))?;
+    if memory.recent(&cfg.sender, today, days) {
+        return skip(autoreply::Skip::Recently);
+    }
+    let me_host = cfg.control.me()?;
+    let unique = format!("{}.{}", std::process::id(), now_micros());
+    let r = autoreply::Reply {
+        from: &ctx.user.address,
+        to: &cfg.sender,
+        me: &me_host,
+        now,
+        unique: &unique,
+    };
+    let message = autoreply::build(&r, &settings, &header);
+    // RFC 3834 §3.3: the null envelope sender, so the reply never bounces or loops.
+    let envelope = forward_envelope("", std::slice::from_ref(&cfg.sender));
+    mailorder_queue_client::Client::new(&cfg.queue)
+        .submit(&message[..], &envelope)
+        .map_err(|e| DeliverError::Forward {
+            class: e.class(),
+            text: e.to_string(),
+        })?;
+    log::info!(
+        "autoreply sent rcpt={} to={}",
+        cfg.recipient,
+        mailorder_core::logger::loggable(cfg.sender.as_bytes())
+    );
+    // Sent: a memory that cannot be written costs at most a second reply later.
+    if let Err(e) = memory.record(&cfg.sender, today, days) {
+        log::warn!("cannot write {}: {e}", memory_path.display());
+    }
+    Ok(())
+}
+
+fn now_micros() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_micros())
+        .unwrap_or(0)
 }
 
 /// HOME must exist (created, 0700, for virtual users under `ROOT/mail`, unless `create` is
@@ -386,11 +485,12 @@ fn instructions(ctx: &mut Ctx) -> Result<Vec<Instruction>, DeliverError> {
     }
 }
 
-/// No `.qmail`: the Maildir if `user.local` (or if there is nowhere to forward to), then
-/// the `forward=` addresses.
+/// No `.qmail`: the Maildir if `user.local` (or if there is nowhere to forward to and no
+/// autoresponder: `local=no` with only a reply text is reply-only), then the `forward=`
+/// addresses.
 fn default_instructions(user: &User) -> Vec<Instruction> {
     let mut out = Vec::new();
-    if user.local || user.forward.is_empty() {
+    if user.local || (user.forward.is_empty() && user.reply.is_none()) {
         let mut md = user.maildir.to_string_lossy().into_owned();
         if !md.ends_with('/') {
             md.push('/');

@@ -32,6 +32,7 @@ impl T {
             local: true,
             status: Status::Active,
             denied: Vec::new(),
+            reply: None,
         };
         let cfg = Config {
             sender: "alice@example.org".into(),

@@ -29,6 +29,7 @@ mod program_timeout;
 mod queue;
 mod queue_exit;
 mod remote;
+mod rules;
 mod slow_clients;
 mod smtp;
 mod smtpd_timeouts;
