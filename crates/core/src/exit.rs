@@ -75,6 +75,8 @@ pub mod queue {
     pub const INTD_DIR: u8 = 65;
     /// queue/todo problem.
     pub const TODO_DIR: u8 = 66;
+    /// The server (a content filter) temporarily refuses the message: its scanner is down.
+    pub const TEMP_REFUSED: u8 = 71;
     /// Internal bug.
     pub const BUG: u8 = 81;
     /// Envelope format error.
@@ -97,6 +99,7 @@ pub mod queue {
             READ => "cannot read message or envelope (#4.3.0)",
             CONFIG => "cannot read a control file (#4.3.5)",
             HOME | QUEUE_DIR | MESS_DIR | INTD_DIR | TODO_DIR => "queue directory problem (#4.3.0)",
+            TEMP_REFUSED => "message temporarily refused, try again later (#4.7.1)",
             BUG => "internal queue bug (#4.3.0)",
             ENVELOPE => "envelope format error (#4.3.0)",
             c if is_permanent(c) => "message refused (#5.3.0)",

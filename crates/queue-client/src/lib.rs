@@ -27,13 +27,18 @@
 //! (issue 13) that speaks the framed protocol on both sides can sit in this hand-off
 //! without a process start per message: the client names it instead of `queue`.
 //!
+//! A framed filter may follow a non-zero code with an enhanced status code and a text
+//! (`31 5.7.1 virus found: NAME`, grammar in `mailorder_filter_proto::answer`): the caller
+//! gets [`QueueError::Refused`] and can put them in its SMTP reply.
+//!
 //! It must not parse or change the message, and it spawns nothing but the queue program.
 
 #![warn(missing_docs)]
 
 use mailorder_core::Exit;
 use mailorder_core::exit::queue;
-use std::io::{self, BufRead, PipeWriter, Write};
+use mailorder_filter_proto::answer::Answer;
+use std::io::{self, BufRead, PipeWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
@@ -63,6 +68,17 @@ pub enum QueueError {
         /// The qmail-queue exit code.
         code: u8,
     },
+    /// A framed content filter (issue 13) refused the message with its own reason: the
+    /// code's class decides 5xx or 4xx, the enhanced code and text go into the reply.
+    #[error("{text} (#{esc}) (filter exit {code})")]
+    Refused {
+        /// The qmail-queue exit code (31 permanent, 71 temporary…).
+        code: u8,
+        /// The RFC 3463 enhanced status code (`5.7.1`).
+        esc: String,
+        /// Printable text, one line (`mailorder_filter_proto::answer`).
+        text: String,
+    },
 }
 
 impl QueueError {
@@ -70,7 +86,7 @@ impl QueueError {
     /// program never ran to an answer).
     pub fn code(&self) -> u8 {
         match self {
-            QueueError::Exit { code } => *code,
+            QueueError::Exit { code } | QueueError::Refused { code, .. } => *code,
             QueueError::Start { .. } | QueueError::Wait { .. } => queue::BUG,
         }
     }
@@ -78,7 +94,16 @@ impl QueueError {
     /// Whether the refusal is permanent (exit codes 11–40): the message must not be
     /// offered again as it is. Everything else is temporary.
     pub fn is_permanent(&self) -> bool {
-        matches!(self, QueueError::Exit { code } if queue::is_permanent(*code))
+        matches!(self, QueueError::Exit { code } | QueueError::Refused { code, .. }
+            if queue::is_permanent(*code))
+    }
+
+    /// The enhanced status code a filter gave with its refusal ([`QueueError::Refused`]).
+    pub fn enhanced(&self) -> Option<&str> {
+        match self {
+            QueueError::Refused { esc, .. } => Some(esc),
+            _ => None,
+        }
     }
 
     /// The delivery-style class: [`Exit::Perm`] or [`Exit::Temp`].
@@ -91,9 +116,10 @@ impl QueueError {
     }
 
     /// The short human text with its RFC 3463 code, fit for an SMTP reply or a bounce.
-    pub fn text(&self) -> &'static str {
+    pub fn text(&self) -> &str {
         match self {
             QueueError::Exit { code } => queue::describe(*code),
+            QueueError::Refused { text, .. } => text,
             QueueError::Start { .. } | QueueError::Wait { .. } => {
                 "cannot run the queue, try again later (#4.3.0)"
             }
@@ -136,11 +162,12 @@ impl Framed {
         }
     }
 
-    /// The answer to the last `e`: the queue's code, or `None` when it is gone.
-    fn answer(&mut self) -> Option<u8> {
-        let mut line = String::new();
-        match self.from.read_line(&mut line) {
-            Ok(n) if n > 0 => line.trim().parse().ok(),
+    /// The answer to the last `e`: the queue's code (a filter may add a reason), or
+    /// `None` when it is gone. At most 512 octets are read: a longer line is no answer.
+    fn answer(&mut self) -> Option<Answer> {
+        let mut line = Vec::new();
+        match self.from.by_ref().take(512).read_until(b'\n', &mut line) {
+            Ok(n) if n > 0 && line.ends_with(b"\n") => Answer::parse(&line),
             _ => None,
         }
     }
@@ -296,7 +323,14 @@ impl Client {
             Some(Inner::Framed(mut conn)) => {
                 let sent = conn.frame(b'e', envelope).and_then(|()| conn.flush());
                 match conn.answer() {
-                    Some(code) => {
+                    Some(Answer {
+                        code,
+                        reason: Some((esc, text)),
+                    }) if code != 0 => {
+                        self.conn = Some(conn);
+                        Err(QueueError::Refused { code, esc, text })
+                    }
+                    Some(Answer { code, .. }) => {
                         // Still talking: keep it for the next message.
                         self.conn = Some(conn);
                         verdict(code, !sub.write_failed && sent.is_ok())

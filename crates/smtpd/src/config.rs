@@ -156,7 +156,13 @@ impl Config {
         );
         let queue_env = env("MAILORDER_QUEUE").filter(|q| !q.is_empty());
         let queue_framed = queue_env.is_none();
-        let queue = queue_env.map_or_else(|| mailorder_core::root::program("queue"), PathBuf::from);
+        // control/filter = 1: the content filter (issue 13) takes the queue's place in the
+        // framed hand-off; without it no filter process exists at all.
+        let filter = control.line("filter")?.is_some_and(|v| v != "0");
+        let queue = queue_env.map_or_else(
+            || mailorder_core::root::program(if filter { "filter" } else { "queue" }),
+            PathBuf::from,
+        );
         Ok(Config {
             me,
             databytes,

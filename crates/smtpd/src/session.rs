@@ -893,10 +893,10 @@ impl<R: Read, W: Write> Session<R, W> {
                 match self.queue.commit(job, &envelope) {
                     Ok(()) => (Reply::new(250, "2.0.0", "ok"), "queued".to_owned()),
                     Err(e) => {
-                        let r = if e.is_permanent() {
-                            Reply::new(554, "5.3.0", e.text())
-                        } else {
-                            Reply::new(451, "4.3.0", e.text())
+                        // A content filter's refusal carries its own enhanced code.
+                        let r = match (e.is_permanent(), e.enhanced()) {
+                            (true, esc) => Reply::new(554, esc.unwrap_or("5.3.0"), e.text()),
+                            (false, esc) => Reply::new(451, esc.unwrap_or("4.3.0"), e.text()),
                         };
                         (r, e.to_string())
                     }
