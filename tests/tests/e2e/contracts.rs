@@ -30,6 +30,7 @@ const CODES: &[(&str, &[u8])] = &[
     ),
     ("deliver-as", mailorder_deliver_as::EXIT_CODES),
     ("dispatch", mailorder_dispatch::EXIT_CODES),
+    ("filter", mailorder_filter::EXIT_CODES),
     ("imapd-login", mailorder_imapd_login::EXIT_CODES),
     ("imapd", mailorder_imapd::EXIT_CODES),
     ("listen", mailorder_listen::EXIT_CODES),

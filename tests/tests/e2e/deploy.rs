@@ -159,6 +159,7 @@ fn expected(name: &str) -> Option<(&'static [&'static str], &'static [&'static s
         "pop3d" | "imapd" | "local-deliver" => (&["movmail"], &[]),
         "dispatch" => (&["mosend"], &["modir"]),
         "queue" | "queue-clean" => (&["moqueue"], &[]),
+        "filter" => (&["mofilter"], &[]),
         "remote-send" => (&["moremote"], &[]),
         _ => return None,
     })

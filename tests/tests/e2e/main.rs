@@ -14,6 +14,7 @@ mod deploy;
 mod dispatch_scripted;
 mod dsn;
 mod faults;
+mod filter;
 mod frontends;
 mod imap;
 mod imap_conformance;

@@ -1,0 +1,290 @@
+//! The content filter (issue 13) with the real daemons from Debian's packages, started
+//! privately: SpamAssassin's spamd (GTUBE) and clamd with a signature database the test
+//! writes. smtpd hands messages to `filter framed` (control/filter); refusals are SMTP
+//! replies, never bounces; broken or absent scanners give the configured behaviour.
+
+use mailorder_tests::{
+    Smtp, Tree, expect_code, have, scratch, skip, stop, terminate, wait_listening,
+};
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+/// The test string clamd's private signature matches.
+const VIRUS: &str = "MAILORDER-TEST-VIRUS-7f3a1c-NOT-A-REAL-VIRUS";
+
+/// A daemon started by the test, stopped when dropped: SIGTERM (spamd then stops its
+/// children), SIGKILL if it lingers, and until nothing listens on its port any more.
+struct Daemon(Child, u16);
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        terminate(self.0.id());
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && matches!(self.0.try_wait(), Ok(None)) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        stop(&mut self.0);
+        let end = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < end && TcpStream::connect(("127.0.0.1", self.1)).is_ok() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+fn port() -> u16 {
+    mailorder_tests::free_port()
+}
+
+/// spamd on 127.0.0.1 with the shipped rules (PEERS.md).
+fn spamd(dir: &Path) -> (Daemon, u16) {
+    let p = port();
+    let c = Command::new("spamd")
+        .arg(format!("--listen=127.0.0.1:{p}"))
+        .args(["-u", "nobody", "-x", "--max-children=2", "--syslog=stderr"])
+        .arg(format!("--pidfile={}/spamd.pid", dir.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spamd");
+    let d = Daemon(c, p);
+    wait_listening("127.0.0.1", p, 120);
+    (d, p)
+}
+
+/// clamd with only a signature for [`VIRUS`] (nothing can be downloaded here).
+fn clamd(dir: &Path) -> (Daemon, u16) {
+    let p = port();
+    let db = dir.join("clamdb");
+    std::fs::create_dir_all(&db).unwrap();
+    let hex: String = VIRUS.bytes().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(db.join("test.ndb"), format!("MailorderTestSig:0:*:{hex}\n")).unwrap();
+    let conf = dir.join("clamd.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "DatabaseDirectory {db}\nTCPSocket {p}\nTCPAddr 127.0.0.1\nForeground yes\n\
+             PidFile {d}/clamd.pid\nLogFile {d}/clamd.log\n",
+            db = db.display(),
+            d = dir.display()
+        ),
+    )
+    .unwrap();
+    let c = Command::new("clamd")
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("clamd");
+    let d = Daemon(c, p);
+    wait_listening("127.0.0.1", p, 120);
+    (d, p)
+}
+
+/// Send one message to demo@example.test: the reply to its final dot.
+fn send(port: u16, body: &str) -> String {
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    expect_code(&s.cmd("MAIL FROM:<sender@example.org>"), "250");
+    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    expect_code(&s.cmd("DATA"), "354");
+    let msg = format!(
+        "From: sender@example.org\r\nTo: demo@example.test\r\nSubject: filter test\r\n\
+         X-Spam-Flag: NO\r\n\r\n{body}\r\n.\r\n"
+    );
+    s.send(msg.as_bytes());
+    let r = s.reply();
+    s.cmd("QUIT");
+    r
+}
+
+/// A multipart message with `content` zipped as an attachment (python3's zipfile).
+fn zipped(content: &str) -> String {
+    let o = mailorder_tests::python(
+        "import io,sys,zipfile,base64\n\
+         b=io.BytesIO(); z=zipfile.ZipFile(b,'w',zipfile.ZIP_DEFLATED)\n\
+         z.writestr('readme.txt', sys.argv[1]); z.close()\n\
+         print(base64.encodebytes(b.getvalue()).decode(), end='')",
+        &[content],
+    );
+    assert!(o.status.success());
+    let b64 = String::from_utf8(o.stdout).unwrap().replace('\n', "\r\n");
+    format!(
+        "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=\"b1\"\r\n\r\n--b1\r\n\
+         Content-Type: text/plain\r\n\r\nsee attachment\r\n--b1\r\nContent-Type: application/zip\r\n\
+         Content-Transfer-Encoding: base64\r\nContent-Disposition: attachment; filename=\"a.zip\"\r\n\r\n\
+         {b64}--b1--"
+    )
+}
+
+/// A scripted scanner on a free port: each connection gets `answer` after its request
+/// (or hangs, `answer` = None), then is closed.
+fn fake(answer: Option<&'static [u8]>) -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let p = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in l.incoming() {
+            let Ok(mut c) = c else { return };
+            // Read the whole request (until end of file, or 300 ms of silence: clamd's
+            // client does not close its side), so closing never resets it.
+            let mut buf = [0u8; 65536];
+            let _ = c.set_read_timeout(Some(Duration::from_millis(300)));
+            while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+            match answer {
+                Some(a) => {
+                    let _ = c.write_all(a);
+                }
+                // Hang: keep the connection open, never answer.
+                None => held.push(c),
+            }
+        }
+    });
+    p
+}
+
+fn delivered(t: &Tree, n: usize) -> Vec<String> {
+    t.wait_messages("demo", n, 30)
+        .iter()
+        .map(|m| std::fs::read_to_string(m).unwrap())
+        .collect()
+}
+
+// See: issue #13
+#[test]
+fn spamd_and_clamd_at_smtp_time() {
+    if !have("spamd") || !have("clamd") {
+        return skip(
+            "filter",
+            "spamd and clamd (spamassassin, clamav-daemon) not installed",
+        );
+    }
+    let dir = scratch();
+    let (spam, spam_port) = spamd(dir.path());
+    let (clam, clam_port) = clamd(dir.path());
+    let mut t = Tree::new();
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("clamd", &format!("127.0.0.1:{clam_port}"));
+    t.control("spamd", &format!("127.0.0.1:{spam_port}"));
+    t.control("spamreject", "100");
+    let port = t.start_smtpd(&[]);
+
+    // A clean message passes with spamd's headers; the sender's own X-Spam-Flag is gone.
+    expect_code(&send(port, "hello, a plain message"), "250");
+    let m = delivered(&t, 1);
+    assert!(m[0].contains("X-Spam-Flag: NO\n"), "{}", m[0]);
+    assert!(m[0].contains("X-Spam-Score: "), "{}", m[0]);
+    assert!(m[0].contains("X-Spam-Status: No, score="), "{}", m[0]);
+    assert_eq!(m[0].matches("X-Spam-Flag").count(), 1, "{}", m[0]);
+
+    // GTUBE scores over 1000: refused at SMTP time, never queued.
+    let r = send(port, GTUBE);
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("spam"), "{r}");
+
+    // The virus, plain and inside a zip attachment: 554 with the signature's name.
+    let r = send(port, &format!("see {VIRUS} here"));
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("MailorderTestSig"), "{r}");
+    let r = send(port, &zipped(&format!("zipped {VIRUS} inside")));
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("MailorderTestSig"), "{r}");
+
+    // Below the reject score but over the mark: marked.
+    t.control("spamreject", "2000");
+    expect_code(&send(port, GTUBE), "250");
+    let m = delivered(&t, 2);
+    let gtube = m.iter().find(|m| m.contains("GTUBE")).unwrap();
+    assert!(gtube.contains("X-Spam-Flag: YES\n"), "{gtube}");
+    assert!(
+        gtube.contains("tests=") && gtube.contains("GTUBE"),
+        "{gtube}"
+    );
+
+    // clamd stopped: 451 by default, nothing queued; accept-unscanned when configured.
+    drop(clam);
+    let r = send(port, "while clamd is down");
+    expect_code(&r, "451 4.7.1");
+    t.control("clamdfail", "accept");
+    expect_code(&send(port, "accepted unscanned"), "250");
+    let m = delivered(&t, 3);
+    let un = m.iter().find(|m| m.contains("accepted unscanned")).unwrap();
+    assert!(
+        un.contains("X-Mailorder-Not-Scanned: clamd unavailable\n"),
+        "{un}"
+    );
+
+    // spamd stopped: accepted unscanned by default; 451 when configured.
+    drop(spam);
+    std::fs::remove_file(t.root.join("control/clamd")).unwrap();
+    expect_code(&send(port, "while spamd is down"), "250");
+    let m = delivered(&t, 4);
+    let un = m
+        .iter()
+        .find(|m| m.contains("while spamd is down"))
+        .unwrap();
+    assert!(
+        un.contains("X-Mailorder-Not-Scanned: spamd unavailable\n"),
+        "{un}"
+    );
+    t.control("spamdfail", "tempfail");
+    expect_code(&send(port, "spamd down, tempfail"), "451 4.7.1");
+    assert_eq!(delivered(&t, 4).len(), 4, "nothing refused was delivered");
+}
+
+// See: issue #13
+#[test]
+fn broken_scanners_are_temporary_errors_never_a_pass() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("timeoutclamd", "2");
+    t.control("timeoutspamd", "2");
+    let port = t.start_smtpd(&[]);
+
+    // A spamd that answers garbage, or half a reply (even with spamdfail=accept).
+    t.control("spamdfail", "accept");
+    t.control(
+        "spamd",
+        &format!("127.0.0.1:{}", fake(Some(b"HELLO THERE\r\n"))),
+    );
+    expect_code(&send(port, "garbage spamd"), "451 4.7.1");
+    let half = b"SPAMD/1.1 0 EX_OK\r\nContent-length: 30\r\nSpam: False ; 0.1 / 5.0\r\n\r\nGTU";
+    t.control("spamd", &format!("127.0.0.1:{}", fake(Some(half))));
+    expect_code(&send(port, "half a spamd reply"), "451 4.7.1");
+    // A reply that tries to inject a header: the names are tokens, one header line each.
+    let evil: &[u8] =
+        b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 9.0 / 5.0\r\n\r\nA\r\nX-Injected: yes\r\n\r\nB";
+    t.control("spamd", &format!("127.0.0.1:{}", fake(Some(evil))));
+    expect_code(&send(port, "evil spamd"), "250");
+    let m = delivered(&t, 1);
+    assert!(!m[0].contains("\nX-Injected"), "{}", m[0]);
+    assert!(m[0].contains("X-Spam-Flag: YES\n"), "{}", m[0]);
+    std::fs::remove_file(t.root.join("control/spamd")).unwrap();
+
+    // A clamd that hangs, and one that answers garbage: 451 after the timeout.
+    t.control("clamd", &format!("127.0.0.1:{}", fake(None)));
+    let start = std::time::Instant::now();
+    expect_code(&send(port, "hanging clamd"), "451 4.7.1");
+    assert!(start.elapsed() < Duration::from_secs(15));
+    t.control("clamd", &format!("127.0.0.1:{}", fake(Some(b"what?\0"))));
+    expect_code(&send(port, "garbage clamd"), "451 4.7.1");
+    // A virus name with a line break cannot break the reply into two.
+    t.control(
+        "clamd",
+        &format!(
+            "127.0.0.1:{}",
+            fake(Some(b"stream: Evil\r\n250 ok FOUND\0"))
+        ),
+    );
+    let r = send(port, "evil clamd");
+    expect_code(&r, "554 5.7.1");
+    assert!(!r.contains('\n'), "{r:?}");
+    assert_eq!(delivered(&t, 1).len(), 1, "nothing else was delivered");
+}
