@@ -118,9 +118,21 @@ fn forty_slow_drippers_from_one_address_do_not_keep_another_client_out() {
 // See: issue #10 (item 3: per-address connection limit in listen)
 #[test]
 fn listen_closes_connections_over_the_per_address_limit() {
+    per_address_limit(&[]);
+}
+
+// See: issue #11 (the smtpd pool counts connections the same way)
+#[test]
+fn the_smtpd_pool_closes_connections_over_the_per_address_limit() {
+    per_address_limit(&["-p", "100"]);
+}
+
+fn per_address_limit(extra: &[&str]) {
     let mut t = Tree::new();
     let mut c = t.cmd("listen");
-    c.args(["-c", "8", "-C", "5", "127.0.0.1", "0"])
+    c.args(["-c", "8", "-C", "5"])
+        .args(extra)
+        .args(["127.0.0.1", "0"])
         .arg(bin("smtpd"));
     let port = t.start_listen(c).0;
     let drip = Drip::start(port, 8, "127.0.0.2");
