@@ -47,6 +47,8 @@ const CODES: &[(&str, &[u8])] = &[
     ("smtpd", mailorder_smtpd::EXIT_CODES),
     ("tlswrap", mailorder_tlswrap::EXIT_CODES),
     ("useradm", mailorder_useradm::EXIT_CODES),
+    ("webd", mailorder_webd::EXIT_CODES),
+    ("webd-dirwrite", mailorder_webd_dirwrite::EXIT_CODES),
 ];
 
 #[test]

@@ -161,6 +161,7 @@ fn expected(name: &str) -> Option<(&'static [&'static str], &'static [&'static s
         "queue" | "queue-clean" => (&["moqueue"], &[]),
         "filter" => (&["mofilter"], &[]),
         "remote-send" => (&["moremote"], &[]),
+        "webd" => (&["moweb"], &["moauth", "motls", "modir"]),
         _ => return None,
     })
 }
@@ -369,7 +370,7 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
         assert!(out.read_line(&mut line).unwrap() > 0, "scripts/run ended");
     }
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-    for port in [2525, 2587, 2465, 2110, 2995, 2143, 2993] {
+    for port in [2525, 2587, 2465, 2110, 2995, 2143, 2993, 2443] {
         wait_listening(&ip, port, 30);
     }
     let bin = root.join("bin");
@@ -434,6 +435,7 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
         "tlswrap",
         "pop3d-login",
         "imapd-login",
+        "webd",
     ] {
         assert!(before.iter().any(|n| n == p), "{p} not running: {before:?}");
     }

@@ -34,3 +34,4 @@ mod rules;
 mod slow_clients;
 mod smtp;
 mod smtpd_timeouts;
+mod web;

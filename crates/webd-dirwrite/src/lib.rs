@@ -1,0 +1,272 @@
+//! webd-dirwrite: the web console's one way into the directory (CONTRACT.md).
+//!
+//! webd runs as its own uid and may not write the directory. For the few changes the web
+//! pages make it runs this program (set-uid root, 4750 root:moweb in an installation) and
+//! writes one fixed request on its stdin: text0 fields `COMMAND\0ADDRESS\0VALUE\0`.
+//! [`parse`] accepts exactly the commands in [`Request`], each address through the
+//! directory's one address grammar ([`valid_address`]); [`apply`] makes the change through
+//! [`Store`] (the file directory or the LDAP master) and commits it. Nothing else is
+//! possible: no admin CLI, no options, no paths from the request.
+
+use mailorder_core::Exit;
+use mailorder_directory_admin::{Account, AdminError, Store, valid_address};
+use std::io::Read;
+use std::path::Path;
+
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
+pub const EXIT_CODES: &[u8] = &[
+    mailorder_core::Exit::Ok.code(),
+    mailorder_core::Exit::Perm.code(),
+    mailorder_core::Exit::Temp.code(),
+];
+
+/// The largest request read from stdin.
+pub const MAX_REQUEST: usize = 8192;
+
+/// The longest password accepted (the web page's policy is stricter).
+pub const MAX_PASSWORD: usize = 1024;
+
+/// One accepted request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    /// `password\0ADDR\0NEWPASSWORD\0`: store the hash of the new password.
+    Password(String, Vec<u8>),
+    /// `forward\0ADDR\0A,B\0`: replace the forwarding addresses (empty: none; local
+    /// delivery is kept).
+    Forward(String, Vec<String>),
+    /// `add\0ADDR\0PASSWORD\0`: a new user in an existing domain, with this password.
+    Add(String, Vec<u8>),
+    /// `disable\0ADDR\0yes|no\0`: disable or enable an account.
+    Disable(String, bool),
+    /// `quota\0ADDR\0BYTES\0`: the quota in bytes (0: none).
+    Quota(String, u64),
+}
+
+impl Request {
+    /// The address the request is about (for the log).
+    pub fn address(&self) -> &str {
+        match self {
+            Request::Password(a, _)
+            | Request::Forward(a, _)
+            | Request::Add(a, _)
+            | Request::Disable(a, _)
+            | Request::Quota(a, _) => a,
+        }
+    }
+
+    /// The command name (for the log).
+    pub fn command(&self) -> &'static str {
+        match self {
+            Request::Password(..) => "password",
+            Request::Forward(..) => "forward",
+            Request::Add(..) => "add",
+            Request::Disable(..) => "disable",
+            Request::Quota(..) => "quota",
+        }
+    }
+}
+
+fn invalid(s: &str) -> AdminError {
+    AdminError::Invalid(s.to_owned())
+}
+
+fn password(v: &[u8]) -> Result<Vec<u8>, AdminError> {
+    if v.is_empty() || v.len() > MAX_PASSWORD || v.iter().any(|b| *b < 0x20 || *b == 0x7f) {
+        return Err(invalid(
+            "password empty, too long or with control characters",
+        ));
+    }
+    Ok(v.to_vec())
+}
+
+/// Parse one request: exactly three NUL-terminated fields.
+pub fn parse(data: &[u8]) -> Result<Request, AdminError> {
+    let Some(body) = data.strip_suffix(&[0]) else {
+        return Err(invalid("request not NUL-terminated"));
+    };
+    let fields: Vec<&[u8]> = body.split(|b| *b == 0).collect();
+    let [cmd, addr, value] = fields.as_slice() else {
+        return Err(invalid("request needs exactly three fields"));
+    };
+    let addr = std::str::from_utf8(addr).map_err(|_| invalid("address not UTF-8"))?;
+    let addr = valid_address(addr)?;
+    let text = || std::str::from_utf8(value).map_err(|_| invalid("value not UTF-8"));
+    match *cmd {
+        b"password" => Ok(Request::Password(addr, password(value)?)),
+        b"add" => Ok(Request::Add(addr, password(value)?)),
+        b"forward" => {
+            let list = text()?
+                .split([',', '\n', ' '])
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(valid_address)
+                .collect::<Result<Vec<_>, _>>()?;
+            if list.len() > 20 {
+                return Err(invalid("at most 20 forwarding addresses"));
+            }
+            if list.contains(&addr) {
+                return Err(invalid("an address cannot forward to itself"));
+            }
+            Ok(Request::Forward(addr, list))
+        }
+        b"disable" => match *value {
+            b"yes" => Ok(Request::Disable(addr, true)),
+            b"no" => Ok(Request::Disable(addr, false)),
+            _ => Err(invalid("disable takes yes or no")),
+        },
+        b"quota" => text()?
+            .parse()
+            .map(|n| Request::Quota(addr, n))
+            .map_err(|_| invalid("quota is a number of bytes")),
+        _ => Err(invalid("unknown command")),
+    }
+}
+
+/// Read one request from `input` (at most [`MAX_REQUEST`] bytes).
+pub fn read<R: Read>(input: R) -> Result<Request, AdminError> {
+    let mut data = Vec::new();
+    input
+        .take(MAX_REQUEST as u64 + 1)
+        .read_to_end(&mut data)
+        .map_err(|e| invalid(&format!("cannot read the request: {e}")))?;
+    if data.len() > MAX_REQUEST {
+        return Err(invalid("request too long"));
+    }
+    parse(&data)
+}
+
+/// Make the change in the directory of installation `root`.
+pub fn apply(root: &Path, req: &Request) -> Result<(), AdminError> {
+    let mut store = Store::open(root)?;
+    let addr = req.address().to_owned();
+    let get = |store: &mut Store| -> Result<Account, AdminError> {
+        store
+            .get(&addr)?
+            .ok_or_else(|| AdminError::NotFound(addr.clone()))
+    };
+    match req {
+        Request::Add(a, pw) => {
+            if store.owner_of(a)?.is_some() {
+                return Err(AdminError::Exists(a.clone()));
+            }
+            let domain = a.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+            if !store.domains()?.iter().any(|(d, _)| d == domain) {
+                return Err(AdminError::NotFound(format!("domain {domain}")));
+            }
+            let acct = Account {
+                address: a.clone(),
+                password: Some(mailorder_directory_hash::default_hash(pw)),
+                ..Account::default()
+            };
+            store.put(&acct, true)?;
+        }
+        Request::Password(_, pw) => {
+            let mut acct = get(&mut store)?;
+            acct.password = Some(mailorder_directory_hash::default_hash(pw));
+            store.put(&acct, false)?;
+        }
+        Request::Forward(_, list) => {
+            let mut acct = get(&mut store)?;
+            acct.forward = list.clone();
+            if acct.forward.is_empty() {
+                acct.forward_only = false;
+            }
+            store.put(&acct, false)?;
+        }
+        Request::Disable(_, d) => {
+            let mut acct = get(&mut store)?;
+            acct.disabled = *d;
+            store.put(&acct, false)?;
+        }
+        Request::Quota(_, n) => {
+            let mut acct = get(&mut store)?;
+            acct.quota_size = (*n > 0).then_some(*n);
+            store.put(&acct, false)?;
+        }
+    }
+    store.commit()
+}
+
+/// Read, apply, log; returns the exit code.
+pub fn run<R: Read>(root: &Path, input: R) -> u8 {
+    let result = read(input).and_then(|req| {
+        apply(root, &req)?;
+        log::info!("{} done address={}", req.command(), req.address());
+        Ok(())
+    });
+    match result {
+        Ok(()) => Exit::Ok.code(),
+        Err(e) => {
+            log::error!("{e}");
+            e.class().code()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn only_the_fixed_requests_parse() {
+        assert_eq!(
+            parse(b"password\0A@Example.test\0secret pw\0").unwrap(),
+            Request::Password("a@example.test".into(), b"secret pw".to_vec())
+        );
+        assert_eq!(
+            parse(b"forward\0a@example.test\0b@x.test, c@y.test\0").unwrap(),
+            Request::Forward(
+                "a@example.test".into(),
+                vec!["b@x.test".into(), "c@y.test".into()]
+            )
+        );
+        assert_eq!(
+            parse(b"quota\0a@example.test\x001000\0").unwrap(),
+            Request::Quota("a@example.test".into(), 1000)
+        );
+        for bad in [
+            &b"password\0a@example.test\0pw"[..],
+            b"password\0a@example.test\0\0",
+            b"password\0../etc@example.test\0pw\0",
+            b"password\0a@example.test\0pw\0extra\0",
+            b"delete\0a@example.test\0x\0",
+            b"forward\0a@example.test\0a@example.test\0",
+            b"forward\0a@example.test\0not an address\0",
+            b"disable\0a@example.test\0maybe\0",
+            b"password\0a@example.test\0p\nw\0",
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn changes_reach_the_file_directory() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("directory");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        std::fs::write(d.join("domains"), "example.test\n").unwrap();
+        std::fs::write(d.join("users"), "a@example.test\n").unwrap();
+        std::fs::write(d.join("passwd"), "a@example.test:{PLAIN}old\n").unwrap();
+        assert_eq!(
+            run(t.path(), &b"password\0a@example.test\0new pass\0"[..]),
+            0
+        );
+        let p = std::fs::read_to_string(d.join("passwd")).unwrap();
+        assert!(!p.contains("{PLAIN}old"), "{p}");
+        assert_eq!(
+            run(t.path(), &b"forward\0a@example.test\0b@x.test\0"[..]),
+            0
+        );
+        assert!(
+            std::fs::read_to_string(d.join("users"))
+                .unwrap()
+                .contains("forward=b@x.test")
+        );
+        assert_eq!(run(t.path(), &b"add\0n@example.test\0pw pw pw\0"[..]), 0);
+        assert_eq!(run(t.path(), &b"add\0n@example.test\0pw pw pw\0"[..]), 100);
+        assert_eq!(run(t.path(), &b"add\0n@other.test\0pw pw pw\0"[..]), 100);
+        assert_eq!(run(t.path(), &b"password\0z@example.test\0pw\0"[..]), 100);
+    }
+}

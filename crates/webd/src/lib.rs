@@ -1,0 +1,941 @@
+//! webd: the web console (CONTRACT.md) — HTTPS on loopback, the self-service page for
+//! users, under its own uid.
+//!
+//! One thread per connection, blocking std I/O, TLS through mailorder-tls-common (the same
+//! rustls setup as tlswrap), one request per connection (`Connection: close`). The
+//! request grammar is in [`http`] (no I/O), the password policy and login limiter in
+//! [`policy`], the pages in [`pages`]. webd writes nothing of the directory or the
+//! queue itself: logins go through the checkpassword program (`checkpassword-file true`,
+//! as every login does), directory changes through `webd-dirwrite` (a fixed request on
+//! its stdin).
+
+pub mod http;
+pub mod pages;
+pub mod policy;
+
+use http::{Framer, Request};
+use mailorder_core::control::Control;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
+pub const EXIT_CODES: &[u8] = &[mailorder_core::Exit::Temp.code()];
+
+/// The session cookie: `__Host-` pins it to this origin, path `/`, Secure.
+pub const SESSION_COOKIE: &str = "__Host-mosession";
+/// The pre-login cookie that the login forms' CSRF token is bound to.
+pub const PRELOGIN_COOKIE: &str = "__Host-mopre";
+
+/// What webd reads at start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The installation root.
+    pub root: PathBuf,
+    /// `control/webaddr`: where the pages are served.
+    pub addr: String,
+    /// `ssl/cert.pem`, `ssl/key.pem`.
+    pub cert: PathBuf,
+    /// The key.
+    pub key: PathBuf,
+    /// `control/webtimeout`: seconds per connection.
+    pub timeout: Duration,
+    /// `control/websessionlife`: seconds a session lives without use.
+    pub session_life: Duration,
+    /// `control/webloginlimit`: failed logins per address (and 4 times that per client
+    /// address) in 15 minutes before further attempts are refused.
+    pub login_limit: usize,
+}
+
+impl Config {
+    /// Read the control files of installation `root`.
+    pub fn load(root: &Path) -> Result<Config, mailorder_core::control::ControlError> {
+        let c = Control::new(root.join("control"));
+        Ok(Config {
+            root: root.to_owned(),
+            addr: c.string("webaddr", "127.0.0.1:8443")?,
+            cert: root.join("ssl/cert.pem"),
+            key: root.join("ssl/key.pem"),
+            timeout: Duration::from_secs(c.number("webtimeout", 30)?),
+            session_life: Duration::from_secs(c.number("websessionlife", 1800)?),
+            login_limit: usize::try_from(c.number("webloginlimit", 5)?).unwrap_or(5),
+        })
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone)]
+pub struct Session {
+    /// The canonical address.
+    pub address: String,
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
+    /// Last use.
+    pub seen: Instant,
+}
+
+/// How a login is checked: (address, password, client) → result.
+pub type Checker = Box<dyn Fn(&str, &str, &str) -> LoginResult + Send + Sync>;
+/// How a directory change is made: one webd-dirwrite request.
+pub type Writer = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+/// The forwarding addresses of a user.
+pub type Reader = Box<dyn Fn(&str) -> Option<Vec<String>> + Send + Sync>;
+
+/// The shared state of the server.
+pub struct State {
+    sessions: HashMap<String, Session>,
+    by_address: policy::Limiter,
+    by_client: policy::Limiter,
+}
+
+/// The server: configuration, TLS and state.
+pub struct App {
+    /// The configuration.
+    pub cfg: Config,
+    state: Mutex<State>,
+    /// Overridable for tests: how a login is checked.
+    pub checker: Checker,
+    /// Overridable for tests: how a directory change is made.
+    pub writer: Writer,
+    /// Overridable for tests: the forwarding addresses of a user.
+    pub reader: Reader,
+}
+
+/// What a login check gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginResult {
+    /// Good; the canonical address.
+    Good(String),
+    /// Wrong address or password.
+    Bad,
+    /// The directory is unreachable: try again later.
+    Temp,
+}
+
+/// Random bytes as lower-case hex.
+pub fn token(n: usize) -> String {
+    let mut b = vec![0u8; n];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness means no safe session: make that loud rather than weak.
+        log::error!("no randomness from the kernel (#4.3.0)");
+        mailorder_core::exit::exit(mailorder_core::Exit::Temp.code());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Compare without an early exit (tokens).
+pub fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+/// The checkpassword program of `root`, run as `CHECKPASSWORD true` with `SERVICE=web`.
+pub fn checkpassword(address: &str, password: &str, client: &str) -> LoginResult {
+    use mailorder_login_common::{Checkpassword, Outcome};
+    if !mailorder_login_common::valid_login(address.as_bytes()) {
+        return LoginResult::Bad;
+    }
+    let cp = Checkpassword {
+        argv: vec![
+            mailorder_core::root::program("checkpassword-file").into(),
+            "true".into(),
+        ],
+        service: "web",
+    };
+    let env = [("TCPREMOTEIP".to_owned(), client.to_owned())];
+    match cp.run(address.as_bytes(), password.as_bytes(), b"", &env) {
+        Ok(Outcome::Served(0)) => {
+            let canon = mailorder_directory_admin::valid_address(address)
+                .unwrap_or_else(|_| address.to_owned());
+            // The primary address when the login was an alias.
+            let primary =
+                mailorder_directory_admin::Store::open_read(&mailorder_core::root::root())
+                    .ok()
+                    .and_then(|mut s| s.owner_of(&canon).ok().flatten())
+                    .unwrap_or(canon);
+            LoginResult::Good(primary)
+        }
+        Ok(Outcome::Bad) | Ok(Outcome::Misuse) => LoginResult::Bad,
+        Ok(_) => LoginResult::Temp,
+        Err(e) => {
+            log::error!("{e}");
+            LoginResult::Temp
+        }
+    }
+}
+
+/// Run `webd-dirwrite` with `request` on its stdin.
+pub fn dirwrite(request: &[u8]) -> Result<(), String> {
+    let prog = mailorder_core::root::program("webd-dirwrite");
+    let mut child = std::process::Command::new(&prog)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
+    if let Some(mut i) = child.stdin.take() {
+        let _ = i.write_all(request);
+    }
+    let st = child.wait().map_err(|e| e.to_string())?;
+    match st.code() {
+        Some(0) => Ok(()),
+        Some(100) => Err("the directory refused the change".to_owned()),
+        _ => Err("the directory is not available; try again later".to_owned()),
+    }
+}
+
+/// The forwarding addresses of `address` in the directory (read access: group modir).
+pub fn read_forward(address: &str) -> Option<Vec<String>> {
+    let mut s = mailorder_directory_admin::Store::open_read(&mailorder_core::root::root()).ok()?;
+    s.get(address).ok().flatten().map(|a| a.forward)
+}
+
+/// An HTTP response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status.
+    pub status: u16,
+    /// Extra headers.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    /// An HTML page.
+    pub fn html(status: u16, body: String) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+            body: body.into_bytes(),
+        }
+    }
+
+    /// A 303 redirect to `to` (a local path).
+    pub fn redirect(to: &str) -> Response {
+        Response {
+            status: 303,
+            headers: vec![("Location".into(), to.into())],
+            body: Vec::new(),
+        }
+    }
+
+    /// Plain text.
+    pub fn text(status: u16, body: &str) -> Response {
+        Response {
+            status,
+            headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// Add a header.
+    pub fn with(mut self, name: &str, value: &str) -> Response {
+        self.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The bytes on the wire, with the security headers every answer carries.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let reason = match self.status {
+            200 => "OK",
+            303 => "See Other",
+            400 => "Bad Request",
+            403 => "Forbidden",
+            404 => "Not Found",
+            405 => "Method Not Allowed",
+            411 => "Length Required",
+            413 => "Content Too Large",
+            429 => "Too Many Requests",
+            431 => "Request Header Fields Too Large",
+            503 => "Service Unavailable",
+            _ => "Status",
+        };
+        let mut h = format!("HTTP/1.1 {} {reason}\r\n", self.status);
+        for (n, v) in &self.headers {
+            h.push_str(&format!("{n}: {v}\r\n"));
+        }
+        h.push_str(concat!(
+            "Content-Security-Policy: default-src 'none'; script-src 'self'; style-src 'self'; ",
+            "img-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; ",
+            "frame-ancestors 'none'\r\n",
+            "X-Frame-Options: DENY\r\n",
+            "X-Content-Type-Options: nosniff\r\n",
+            "Referrer-Policy: same-origin\r\n",
+            "Strict-Transport-Security: max-age=31536000\r\n",
+            "Cache-Control: no-store\r\n",
+            "Cross-Origin-Opener-Policy: same-origin\r\n",
+            "Connection: close\r\n",
+        ));
+        h.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
+        let mut v = h.into_bytes();
+        v.extend_from_slice(&self.body);
+        v
+    }
+}
+
+fn session_cookie(id: &str, life: Duration) -> String {
+    format!(
+        "{SESSION_COOKIE}={id}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        life.as_secs()
+    )
+}
+
+fn clear_cookie(name: &str) -> String {
+    format!("{name}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+impl App {
+    /// The server with the real checkpassword, directory writer and reader.
+    pub fn new(cfg: Config) -> App {
+        let limit = cfg.login_limit.max(1);
+        App {
+            state: Mutex::new(State {
+                sessions: HashMap::new(),
+                by_address: policy::Limiter::new(limit, Duration::from_secs(900)),
+                by_client: policy::Limiter::new(limit * 4, Duration::from_secs(900)),
+            }),
+            cfg,
+            checker: Box::new(checkpassword),
+            writer: Box::new(dirwrite),
+            reader: Box::new(read_forward),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic in another thread while holding the lock leaves plain data behind.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The session a request carries, if live (its use time is refreshed).
+    pub fn session(&self, req: &Request) -> Option<(String, Session)> {
+        let id = req.cookie(SESSION_COOKIE)?;
+        let mut st = self.state();
+        let life = self.cfg.session_life;
+        let now = Instant::now();
+        st.sessions.retain(|_, s| now.duration_since(s.seen) < life);
+        let s = st.sessions.get_mut(&id)?;
+        s.seen = now;
+        Some((id, s.clone()))
+    }
+
+    /// A request whose `Origin` (when sent) is not this server's is a cross-site one.
+    fn cross_site(req: &Request) -> bool {
+        match (req.header("origin"), req.header("host")) {
+            (Some(o), Some(h)) => o
+                .strip_prefix("https://")
+                .is_none_or(|rest| !rest.eq_ignore_ascii_case(h)),
+            (Some(_), None) => true,
+            _ => req
+                .header("sec-fetch-site")
+                .is_some_and(|s| s == "cross-site"),
+        }
+    }
+
+    /// Answer one request from client address `client`.
+    pub fn handle(&self, req: &Request, client: &str) -> Response {
+        let get = req.method == "GET" || req.method == "HEAD";
+        if !get && req.method != "POST" {
+            return Response::text(405, "method not allowed\n").with("Allow", "GET, HEAD, POST");
+        }
+        if !get && Self::cross_site(req) {
+            log::warn!("cross-site request refused path={} ip={client}", req.path);
+            return Response::text(403, "cross-site request refused\n");
+        }
+        match (get, req.path.as_str()) {
+            (true, "/static/style.css") => Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/css; charset=utf-8".into())],
+                body: pages::STYLE.as_bytes().to_vec(),
+            },
+            (true, "/") => match self.session(req) {
+                Some(_) => Response::redirect("/account"),
+                None => Response::redirect("/login"),
+            },
+            (true, "/login") => self.login_page(None, 200),
+            (false, "/login") => self.login(req, client),
+            (true, "/account") => match self.session(req) {
+                Some((_, s)) => self.account_page(&s, req, None, 200),
+                None => Response::redirect("/login"),
+            },
+            (false, "/account/password") => {
+                self.with_session(req, client, |s, f| self.change_password(s, f, req, client))
+            }
+            (false, "/account/forward") => {
+                self.with_session(req, client, |s, f| self.set_forward(s, f, req, client))
+            }
+            (false, "/logout") => self.with_session(req, client, |s, _| {
+                self.state().sessions.retain(|_, x| x.csrf != s.csrf);
+                log::info!("logout address={} ip={client}", s.address);
+                Response::redirect("/login").with("Set-Cookie", &clear_cookie(SESSION_COOKIE))
+            }),
+            _ => Response::html(404, pages::page("Not found", "<p>No such page.</p>", None)),
+        }
+    }
+
+    /// A state change: a live session and its CSRF token, or 403.
+    fn with_session(
+        &self,
+        req: &Request,
+        client: &str,
+        f: impl FnOnce(&Session, &[(String, String)]) -> Response,
+    ) -> Response {
+        let Some((_, s)) = self.session(req) else {
+            log::warn!(
+                "state change without a session refused path={} ip={client}",
+                req.path
+            );
+            return Response::html(
+                403,
+                pages::page(
+                    "Not logged in",
+                    "<p>Your session has ended. <a href=\"/login\">Log in</a> again.</p>",
+                    None,
+                ),
+            );
+        };
+        let form = req.form();
+        if !http::field(&form, "csrf").is_some_and(|t| same(t, &s.csrf)) {
+            log::warn!(
+                "bad CSRF token refused path={} address={} ip={client}",
+                req.path,
+                s.address
+            );
+            return Response::html(
+                403,
+                pages::page(
+                    "Refused",
+                    "<p>The form was stale or forged. <a href=\"/account\">Reload</a> the page.</p>",
+                    None,
+                ),
+            );
+        }
+        f(&s, &form)
+    }
+
+    fn login_page(&self, error: Option<&str>, status: u16) -> Response {
+        let pre = token(16);
+        Response::html(status, pages::login(&pre, error)).with(
+            "Set-Cookie",
+            &format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict"),
+        )
+    }
+
+    fn login(&self, req: &Request, client: &str) -> Response {
+        let form = req.form();
+        let pre_ok = match (req.cookie(PRELOGIN_COOKIE), http::field(&form, "csrf")) {
+            (Some(c), Some(f)) => !c.is_empty() && same(&c, f),
+            _ => false,
+        };
+        if !pre_ok {
+            log::warn!("login without its CSRF token refused ip={client}");
+            return self.login_page(Some("The form was stale. Please try again."), 403);
+        }
+        let address = http::field(&form, "address")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        let password = http::field(&form, "password").unwrap_or_default();
+        if address.is_empty() || password.is_empty() || address.len() > 255 || password.len() > 1024
+        {
+            return self.login_page(Some("Enter your address and password."), 400);
+        }
+        let now = Instant::now();
+        {
+            let mut st = self.state();
+            if st.by_address.blocked(&address, now) || st.by_client.blocked(client, now) {
+                log::warn!(
+                    "login refused: too many failures address={} ip={client}",
+                    mailorder_core::logger::loggable(address.as_bytes())
+                );
+                return self.login_page(
+                    Some("Too many failed attempts. Wait 15 minutes and try again."),
+                    429,
+                );
+            }
+        }
+        match (self.checker)(&address, password, client) {
+            LoginResult::Good(primary) => {
+                let id = token(32);
+                let s = Session {
+                    address: primary.clone(),
+                    csrf: token(32),
+                    seen: now,
+                };
+                self.state().sessions.insert(id.clone(), s);
+                log::info!("login ok address={primary} ip={client}");
+                Response::redirect("/account")
+                    .with("Set-Cookie", &session_cookie(&id, self.cfg.session_life))
+                    .with("Set-Cookie", &clear_cookie(PRELOGIN_COOKIE))
+            }
+            LoginResult::Bad => {
+                let mut st = self.state();
+                st.by_address.fail(&address, now);
+                st.by_client.fail(client, now);
+                drop(st);
+                log::warn!(
+                    "login failed address={} ip={client}",
+                    mailorder_core::logger::loggable(address.as_bytes())
+                );
+                self.login_page(Some("Wrong address or password."), 403)
+            }
+            LoginResult::Temp => self.login_page(
+                Some("The directory is not available; try again later."),
+                503,
+            ),
+        }
+    }
+
+    fn account_page(
+        &self,
+        s: &Session,
+        req: &Request,
+        note: Option<Result<&str, &str>>,
+        status: u16,
+    ) -> Response {
+        let forward = (self.reader)(&s.address).unwrap_or_default();
+        let note = note.or(match req.query.as_str() {
+            "done=password" => Some(Ok("Your password was changed.")),
+            "done=forward" => Some(Ok("Your forwarding was saved.")),
+            _ => None,
+        });
+        Response::html(status, pages::account(&s.address, &s.csrf, &forward, note))
+    }
+
+    fn change_password(
+        &self,
+        s: &Session,
+        form: &[(String, String)],
+        req: &Request,
+        client: &str,
+    ) -> Response {
+        let new = http::field(form, "new").unwrap_or_default();
+        let again = http::field(form, "again").unwrap_or_default();
+        if new != again {
+            return self.account_page(s, req, Some(Err("The two new passwords differ.")), 400);
+        }
+        if let Err(why) = policy::check(&s.address, new) {
+            return self.account_page(s, req, Some(Err(why)), 400);
+        }
+        let mut r = b"password\0".to_vec();
+        for f in [s.address.as_bytes(), new.as_bytes()] {
+            r.extend_from_slice(f);
+            r.push(0);
+        }
+        match (self.writer)(&r) {
+            Ok(()) => {
+                log::info!("password changed address={} ip={client}", s.address);
+                Response::redirect("/account?done=password")
+            }
+            Err(e) => {
+                log::error!(
+                    "password change failed address={} ip={client}: {e}",
+                    s.address
+                );
+                self.account_page(
+                    s,
+                    req,
+                    Some(Err("The password could not be changed; try again later.")),
+                    503,
+                )
+            }
+        }
+    }
+
+    fn set_forward(
+        &self,
+        s: &Session,
+        form: &[(String, String)],
+        req: &Request,
+        client: &str,
+    ) -> Response {
+        let raw = http::field(form, "forward").unwrap_or_default();
+        let mut list = Vec::new();
+        for a in raw
+            .split([',', '\n', '\r', ' '])
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+        {
+            match mailorder_directory_admin::valid_address(a) {
+                Ok(a) if a != s.address => list.push(a),
+                _ => return self.account_page(s, req, Some(Err("Forwarding: enter valid addresses other than your own, separated by commas.")), 400),
+            }
+        }
+        if list.len() > 20 {
+            return self.account_page(s, req, Some(Err("Forwarding: at most 20 addresses.")), 400);
+        }
+        let mut r = b"forward\0".to_vec();
+        for f in [s.address.as_bytes(), list.join(",").as_bytes()] {
+            r.extend_from_slice(f);
+            r.push(0);
+        }
+        match (self.writer)(&r) {
+            Ok(()) => {
+                log::info!(
+                    "forwarding set address={} count={} ip={client}",
+                    s.address,
+                    list.len()
+                );
+                Response::redirect("/account?done=forward")
+            }
+            Err(e) => {
+                log::error!(
+                    "forwarding change failed address={} ip={client}: {e}",
+                    s.address
+                );
+                self.account_page(
+                    s,
+                    req,
+                    Some(Err("The forwarding could not be saved; try again later.")),
+                    503,
+                )
+            }
+        }
+    }
+}
+
+/// Serve one connection: TLS handshake, one request, one answer.
+fn connection(app: &App, tls: Arc<rustls::ServerConfig>, stream: TcpStream) -> std::io::Result<()> {
+    let client = stream
+        .peer_addr()
+        .map(|a| a.ip().to_string())
+        .unwrap_or_default();
+    stream.set_read_timeout(Some(app.cfg.timeout))?;
+    stream.set_write_timeout(Some(app.cfg.timeout))?;
+    let _ = stream.set_nodelay(true);
+    let deadline = Instant::now() + app.cfg.timeout;
+    let mut tls = mailorder_tls_common::TlsStream::new(tls, stream.try_clone()?, stream)?;
+    tls.handshake()?;
+    let mut framer = Framer::new();
+    let mut buf = [0u8; 8192];
+    let resp = loop {
+        if Instant::now() > deadline {
+            return Ok(());
+        }
+        let n = tls.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        match framer.push(&buf[..n]) {
+            Ok(Some(req)) => {
+                let mut r = app.handle(&req, &client);
+                if req.method == "HEAD" {
+                    r.body.clear();
+                }
+                break r;
+            }
+            Ok(None) => {}
+            Err(e) => break Response::text(e.status(), &format!("{e}\n")),
+        }
+    };
+    tls.write_all(&resp.to_bytes())?;
+    tls.flush()?;
+    let _ = tls.close();
+    Ok(())
+}
+
+/// The most connections served at once; more wait in the kernel's backlog.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// Accept and serve forever.
+pub fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
+    let active = Arc::new(AtomicUsize::new(0));
+    loop {
+        let (stream, _) = match listener.accept() {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                std::thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        while active.load(Ordering::SeqCst) >= MAX_CONNECTIONS {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // Each connection reads the certificate anew, as tlswrap does: a renewed one is
+        // taken without a restart.
+        let tls = match mailorder_tls_common::server_config(&app.cfg.cert, &app.cfg.key) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("{e}");
+                continue;
+            }
+        };
+        active.fetch_add(1, Ordering::SeqCst);
+        let (app, active) = (app.clone(), active.clone());
+        std::thread::spawn(move || {
+            if let Err(e) = connection(&app, tls, stream) {
+                log::debug!("connection: {e}");
+            }
+            active.fetch_sub(1, Ordering::SeqCst);
+        });
+    }
+}
+
+/// Load the configuration of `root`, bind, serve. Returns only on a start-up failure.
+pub fn run(root: &Path) -> u8 {
+    let cfg = match Config::load(root) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            return mailorder_core::Exit::Temp.code();
+        }
+    };
+    if let Err(e) = mailorder_tls_common::server_config(&cfg.cert, &cfg.key) {
+        log::error!("{e}");
+        return mailorder_core::Exit::Temp.code();
+    }
+    let listener = match TcpListener::bind(&cfg.addr) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("cannot listen on {}: {e} (#4.3.0)", cfg.addr);
+            return mailorder_core::Exit::Temp.code();
+        }
+    };
+    let local = listener
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    log::info!("listening url=https://{local}/");
+    let app = Arc::new(App::new(cfg));
+    if let Err(e) = serve(app, listener) {
+        log::error!("{e}");
+    }
+    mailorder_core::Exit::Temp.code()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn app(writes: Arc<Mutex<Vec<Vec<u8>>>>) -> App {
+        let cfg = Config {
+            root: PathBuf::from("/nonexistent"),
+            addr: String::new(),
+            cert: PathBuf::new(),
+            key: PathBuf::new(),
+            timeout: Duration::from_secs(5),
+            session_life: Duration::from_secs(60),
+            login_limit: 3,
+        };
+        let mut a = App::new(cfg);
+        a.checker = Box::new(|addr, pw, _| {
+            if addr == "a@example.test" && pw == "right" {
+                LoginResult::Good(addr.to_owned())
+            } else {
+                LoginResult::Bad
+            }
+        });
+        a.writer = Box::new(move |r| {
+            writes.lock().unwrap().push(r.to_vec());
+            Ok(())
+        });
+        a.reader = Box::new(|_| Some(vec!["x@y.test".into()]));
+        a
+    }
+
+    fn req(method: &str, path: &str, cookie: &str, body: &str) -> Request {
+        let raw = format!(
+            "{method} {path} HTTP/1.1\r\nHost: h\r\nCookie: {cookie}\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        Framer::new().push(raw.as_bytes()).unwrap().unwrap()
+    }
+
+    fn cookie_of(r: &Response, name: &str) -> String {
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == "Set-Cookie")
+            .find_map(|(_, v)| v.strip_prefix(&format!("{name}=")))
+            .map(|v| v.split(';').next().unwrap().to_owned())
+            .unwrap()
+    }
+
+    fn login(a: &App, pw: &str) -> Response {
+        let page = a.handle(&req("GET", "/login", "", ""), "1.2.3.4");
+        let pre = cookie_of(&page, PRELOGIN_COOKIE);
+        a.handle(
+            &req(
+                "POST",
+                "/login",
+                &format!("{PRELOGIN_COOKIE}={pre}"),
+                &format!("csrf={pre}&address=a%40example.test&password={pw}"),
+            ),
+            "1.2.3.4",
+        )
+    }
+
+    #[test]
+    fn login_csrf_sessions_and_changes() {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let a = app(writes.clone());
+        // Login without the pre-login token: refused.
+        let r = a.handle(
+            &req(
+                "POST",
+                "/login",
+                "",
+                "address=a%40example.test&password=right",
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 403);
+        let r = login(&a, "right");
+        assert_eq!(r.status, 303);
+        let sid = cookie_of(&r, SESSION_COOKIE);
+        let set = r
+            .headers
+            .iter()
+            .find(|(n, v)| n == "Set-Cookie" && v.starts_with(SESSION_COOKIE))
+            .unwrap();
+        for attr in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set.1.contains(attr), "{set:?}");
+        }
+        let ck = format!("{SESSION_COOKIE}={sid}");
+        let page = a.handle(&req("GET", "/account", &ck, ""), "1.2.3.4");
+        assert_eq!(page.status, 200);
+        let html = String::from_utf8(page.body.clone()).unwrap();
+        assert!(html.contains("x@y.test"));
+        let csrf = a.session(&req("GET", "/", &ck, "")).unwrap().1.csrf;
+        // No token, a wrong token, a forged session: refused, nothing written.
+        for (c, body) in [
+            (
+                ck.clone(),
+                "new=violet+tram+42+sings&again=violet+tram+42+sings".to_owned(),
+            ),
+            (
+                ck.clone(),
+                format!(
+                    "csrf={}&new=violet+tram+42+sings&again=violet+tram+42+sings",
+                    "0".repeat(64)
+                ),
+            ),
+            (
+                format!("{SESSION_COOKIE}={}", "f".repeat(64)),
+                format!("csrf={csrf}&new=violet+tram+42+sings&again=violet+tram+42+sings"),
+            ),
+        ] {
+            assert_eq!(
+                a.handle(&req("POST", "/account/password", &c, &body), "1.2.3.4")
+                    .status,
+                403
+            );
+        }
+        assert!(writes.lock().unwrap().is_empty());
+        // Cross-site origin: refused even with the right token.
+        let mut x = req(
+            "POST",
+            "/account/password",
+            &ck,
+            &format!("csrf={csrf}&new=violet+tram+42+sings&again=violet+tram+42+sings"),
+        );
+        x.headers
+            .push(("origin".into(), "https://evil.test".into()));
+        assert_eq!(a.handle(&x, "1.2.3.4").status, 403);
+        // The policy.
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/password",
+                &ck,
+                &format!("csrf={csrf}&new=password123&again=password123"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 400);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/password",
+                &ck,
+                &format!("csrf={csrf}&new=violet+tram+42+sings&again=violet+tram+42+sing"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 400);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/password",
+                &ck,
+                &format!("csrf={csrf}&new=violet+tram+42+sings&again=violet+tram+42+sings"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 303);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/forward",
+                &ck,
+                &format!("csrf={csrf}&forward=b%40x.test%2C+c%40y.test"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 303);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/forward",
+                &ck,
+                &format!("csrf={csrf}&forward=..%2F..%2Fetc"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 400);
+        assert_eq!(
+            *writes.lock().unwrap(),
+            vec![
+                b"password\0a@example.test\0violet tram 42 sings\0".to_vec(),
+                b"forward\0a@example.test\0b@x.test,c@y.test\0".to_vec()
+            ]
+        );
+        // Logout ends the session.
+        assert_eq!(
+            a.handle(
+                &req("POST", "/logout", &ck, &format!("csrf={csrf}")),
+                "1.2.3.4"
+            )
+            .status,
+            303
+        );
+        assert_eq!(
+            a.handle(&req("GET", "/account", &ck, ""), "1.2.3.4").status,
+            303
+        );
+    }
+
+    #[test]
+    fn failed_logins_are_limited() {
+        let a = app(Arc::new(Mutex::new(Vec::new())));
+        for _ in 0..3 {
+            assert_eq!(login(&a, "wrong").status, 403);
+        }
+        assert_eq!(
+            login(&a, "right").status,
+            429,
+            "blocked even with the right password"
+        );
+    }
+
+    #[test]
+    fn headers_on_every_answer() {
+        let a = app(Arc::new(Mutex::new(Vec::new())));
+        let b = String::from_utf8(a.handle(&req("GET", "/login", "", ""), "1").to_bytes()).unwrap();
+        assert!(b.contains("frame-ancestors 'none'"));
+        assert!(b.contains("script-src 'self'"));
+        assert!(!b.contains("unsafe-inline"));
+        assert!(!b.contains("<script>"));
+        assert!(b.contains("X-Content-Type-Options: nosniff"));
+    }
+}

@@ -1,0 +1,276 @@
+//! The web console (webd) in a real browser: Debian's chromium driven by chromedriver
+//! through Python's selenium; the pages' effects checked with real mail clients.
+//! Screenshots are kept under `target/test-artifacts/web/`.
+
+use mailorder_tests::*;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Where the screenshots go: beside the binaries' target directory.
+fn artifacts(name: &str) -> PathBuf {
+    let d = bin_dir()
+        .parent()
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+        .join("test-artifacts/web")
+        .join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).expect("artifacts dir");
+    d
+}
+
+/// Debian's Python, where python3-selenium and python3-prometheus-client are installed
+/// (a `python3` earlier in PATH, pyenv's say, does not see them).
+const DEBIAN_PYTHON: &str = "/usr/bin/python3";
+
+/// The browser and its driver, or a skip (a failure under CI and as root).
+fn browser_ready(test: &str) -> bool {
+    for (what, ok) in [
+        (
+            "chromium",
+            std::path::Path::new("/usr/bin/chromium").exists(),
+        ),
+        (
+            "chromedriver",
+            std::path::Path::new("/usr/bin/chromedriver").exists(),
+        ),
+        (
+            "python3-selenium",
+            Command::new(DEBIAN_PYTHON)
+                .args(["-c", "import selenium"])
+                .status()
+                .is_ok_and(|s| s.success()),
+        ),
+    ] {
+        if !ok {
+            skip(test, &format!("{what} missing (scripts/install-test-deps)"));
+            return false;
+        }
+    }
+    true
+}
+
+/// Start webd on a free port; returns (port, log path). As root it runs as `nobody`
+/// with the set-uid checkpassword-file of the tree (as an installation has it) and the
+/// directory writer beside it in ROOT/bin.
+pub fn start_webd(t: &mut Tree) -> (u16, PathBuf) {
+    let bindir = t.root.join("bin");
+    std::fs::create_dir_all(&bindir).unwrap();
+    if is_root() {
+        t.setuid_root_copy("checkpassword-file");
+    } else {
+        std::fs::copy(bin("checkpassword-file"), bindir.join("checkpassword-file")).unwrap();
+    }
+    std::fs::copy(bin("webd-dirwrite"), bindir.join("webd-dirwrite")).unwrap();
+    let port = free_port();
+    t.control("webaddr", &format!("127.0.0.1:{port}"));
+    let log = t.root.join("webd.log");
+    let mut c = t.cmd("webd");
+    c.env("MAILORDER_BIN_DIR", &bindir)
+        .stderr(std::fs::File::create(&log).unwrap());
+    t.keep(c.spawn().expect("webd"));
+    wait_listening("127.0.0.1", port, 30);
+    (port, log)
+}
+
+/// The POP3S login chain under listen; returns its port.
+fn start_pop3s(t: &mut Tree) -> u16 {
+    let checkpassword = if is_root() {
+        t.setuid_root_copy("checkpassword-file")
+    } else {
+        bin("checkpassword-file")
+    };
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
+        .arg("0")
+        .arg(bin("tlswrap"))
+        .arg(bin("pop3d-login"))
+        .arg(&checkpassword)
+        .arg(bin("pop3d"))
+        .stderr(std::fs::File::create(t.root.join("pop3.log")).unwrap());
+    t.start_listen(c).0
+}
+
+const SELF_SERVICE_PY: &str = r##"
+import sys, os, ssl, tempfile, http.client, poplib, urllib.parse
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, shots, addr, old, new, popport = sys.argv[1:7]
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run",
+          "--ignore-certificate-errors", "--window-size=1100,900",
+          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
+    opts.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+d.set_page_load_timeout(60)
+
+def note_has(text):
+    # A click returns before the next page may be in: wait for the note to say it.
+    def ok(drv):
+        try:
+            return text in drv.find_element(By.ID, "note").text
+        except Exception:
+            return False
+    try:
+        WebDriverWait(d, 30, poll_frequency=0.1).until(ok)
+    except Exception:
+        raise AssertionError("no note saying %r in %s" % (text, d.page_source))
+    return True
+
+def url_ends(path):
+    try:
+        WebDriverWait(d, 30, poll_frequency=0.1).until(lambda drv: drv.current_url.endswith(path))
+    except Exception:
+        raise AssertionError("not at %s: %s" % (path, d.current_url))
+    return True
+
+def shot(name):
+    d.save_screenshot(os.path.join(shots, name + ".png"))
+
+def post_raw(path, body, cookie, origin=None):
+    c = http.client.HTTPSConnection(url.split("//")[1].rstrip("/"), timeout=30,
+                                    context=ssl._create_unverified_context())
+    h = {"Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie}
+    if origin:
+        h["Origin"] = origin
+    c.request("POST", path, body=body, headers=h)
+    r = c.getresponse()
+    return r.status, r.read().decode()
+
+try:
+    d.get(url + "login")
+    assert "Log in" in d.title, d.title
+    shot("01-login")
+    # A wrong password: refused, said plainly.
+    d.find_element(By.ID, "address").send_keys(addr)
+    d.find_element(By.ID, "password").send_keys("not the password")
+    d.find_element(By.ID, "login-submit").click()
+    assert note_has("Wrong address or password")
+    print("wrong password refused")
+    d.find_element(By.ID, "address").send_keys(addr)
+    d.find_element(By.ID, "password").send_keys(old)
+    d.find_element(By.ID, "login-submit").click()
+    assert url_ends("/account")
+    print("logged in")
+    cookie = {c["name"]: c for c in d.get_cookies()}["__Host-mosession"]
+    assert cookie["httpOnly"] and cookie["secure"] and cookie["sameSite"] == "Strict", cookie
+    sess = "__Host-mosession=" + cookie["value"]
+    csrf = d.find_element(By.CSS_SELECTOR, "#password-form input[name=csrf]").get_attribute("value")
+    # A weak password: refused by the policy.
+    d.find_element(By.ID, "new").send_keys("password123")
+    d.find_element(By.ID, "again").send_keys("password123")
+    d.find_element(By.ID, "password-submit").click()
+    assert note_has("too common")
+    print("weak password refused")
+    # CSRF and forged sessions: refused.
+    body = urllib.parse.urlencode({"new": "forged pass 9 word", "again": "forged pass 9 word"})
+    st, _ = post_raw("/account/password", body, sess)
+    assert st == 403, st
+    st, _ = post_raw("/account/password", body + "&csrf=" + "0" * 64, sess)
+    assert st == 403, st
+    st, _ = post_raw("/account/password", body + "&csrf=" + csrf, "__Host-mosession=" + "f" * 64)
+    assert st == 403, st
+    st, _ = post_raw("/account/password", body + "&csrf=" + csrf, sess, origin="https://evil.example")
+    assert st == 403, st
+    print("csrf and forged sessions refused")
+    d.find_element(By.ID, "new").send_keys(new)
+    d.find_element(By.ID, "again").send_keys(new)
+    shot("02-account")
+    d.find_element(By.ID, "password-submit").click()
+    assert note_has("was changed")
+    shot("03-changed")
+    print("password changed")
+    fw = d.find_element(By.ID, "forward")
+    fw.clear()
+    fw.send_keys("elsewhere@example.org")
+    d.find_element(By.ID, "forward-submit").click()
+    assert note_has("forwarding was saved")
+    assert "elsewhere@example.org" in d.find_element(By.ID, "forward").get_attribute("value")
+    print("forwarding saved")
+    d.find_element(By.CSS_SELECTOR, "header button").click()
+    assert url_ends("/login")
+    d.get(url + "account")
+    assert d.current_url.endswith("/login"), d.current_url
+    print("logged out")
+finally:
+    d.quit()
+
+ctx = ssl._create_unverified_context()
+p = poplib.POP3_SSL("127.0.0.1", int(popport), context=ctx, timeout=30)
+p.user(addr)
+p.pass_(new)
+print("pop3 new password ok", p.stat()[0])
+p.quit()
+p = poplib.POP3_SSL("127.0.0.1", int(popport), context=ctx, timeout=30)
+p.user(addr)
+try:
+    p.pass_(old)
+    print("pop3 OLD PASSWORD STILL WORKS")
+except poplib.error_proto:
+    print("pop3 old password refused")
+print("done")
+"##;
+
+// See: issue #15
+#[test]
+fn self_service_password_and_forwarding_in_a_browser() {
+    if !browser_ready("web::self_service_password_and_forwarding_in_a_browser") {
+        return;
+    }
+    let mut t = Tree::new();
+    t.control("authfaildelay", "100");
+    let (port, log) = start_webd(&mut t);
+    let pop = start_pop3s(&mut t);
+    let shots = artifacts("self-service");
+    let old = t.demo_password();
+    let new = "violet tram 42 sings";
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(SELF_SERVICE_PY)
+        .args([
+            &format!("https://127.0.0.1:{port}/"),
+            shots.to_str().unwrap(),
+            "demo@example.test",
+            &old,
+            new,
+            &pop.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let weblog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}\nwebd log:\n{weblog}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "wrong password refused",
+        "logged in",
+        "weak password refused",
+        "csrf and forged sessions refused",
+        "password changed",
+        "forwarding saved",
+        "logged out",
+        "pop3 new password ok",
+        "pop3 old password refused",
+        "done",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
+    }
+    let users = std::fs::read_to_string(t.root.join("directory/users")).unwrap();
+    assert!(users.contains("forward=elsewhere@example.org"), "{users}");
+    assert!(
+        !weblog.contains(new) && !weblog.contains(&old),
+        "a password in the log"
+    );
+    assert!(
+        weblog.contains("password changed address=demo@example.test"),
+        "{weblog}"
+    );
+    assert!(shots.join("03-changed.png").exists());
+}
