@@ -120,6 +120,12 @@ pub fn pct_decode(s: &str) -> Option<String> {
 }
 
 impl User {
+    /// Whether spam the content filter marked (`X-Spam-Flag: YES`) is filed into the
+    /// user's Junk folder: yes unless `status=nojunk` (LDAP: `accountStatus: nojunk`).
+    pub fn filing_junk(&self) -> bool {
+        !self.denied.iter().any(|d| d == "junk")
+    }
+
     /// Whether the account may log in to `service` (the checkpassword `SERVICE`): active and
     /// not barred from that service.
     pub fn may_login(&self, service: Option<&str>) -> bool {
@@ -821,9 +827,11 @@ fn parse_users(
                             "nopop" => user.denied.push("pop3".to_owned()),
                             "noimap" => user.denied.push("imap".to_owned()),
                             "nosmtp" => user.denied.push("smtp".to_owned()),
+                            // Spam is not filed into Junk (issue 13).
+                            "nojunk" => user.denied.push("junk".to_owned()),
                             _ => {
                                 return Err(syntax(format!(
-                                    "status: expected active, disabled, nopop, noimap or nosmtp, got {value:?}"
+                                    "status: expected active, disabled, nopop, noimap, nosmtp or nojunk, got {value:?}"
                                 )));
                             }
                         }

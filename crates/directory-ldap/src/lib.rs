@@ -408,8 +408,13 @@ pub fn entry_to_user(
         forward: list("mailforwardingaddress")?,
         local: local_delivery,
         status,
-        // LDAP keeps per-service status in accountStatus (Entry::may_login).
-        denied: Vec::new(),
+        // LDAP keeps per-service status in accountStatus (Entry::may_login); `nojunk`
+        // (no filing of spam into Junk, issue 13) is carried like the file's.
+        denied: account_status
+            .iter()
+            .filter(|s| *s == "nojunk")
+            .map(|_| "junk".to_owned())
+            .collect(),
         // The autoresponder answers only when deliveryMode says `reply` (qmail-ldap).
         reply: one("mailreplytext")
             .filter(|t| !t.is_empty() && delivery_mode.iter().any(|m| m == "reply")),

@@ -10,12 +10,16 @@ pub struct Hops {
     pub count: u64,
     /// An identical `Delivered-To:` (case-insensitive, white space trimmed) is present.
     pub looped: bool,
+    /// The first `X-Spam-Flag:` says `YES`: the content filter (issue 13) marked it spam.
+    /// Only the first counts: the filter puts its own first and removes the sender's.
+    pub spam: bool,
 }
 
 /// Scan header fields up to the first empty line (or EOF). `delivered_to` is the address
 /// this delivery would add. Lines may end in LF or CRLF; continuation lines are skipped.
 pub fn scan<R: BufRead>(mut r: R, delivered_to: &str) -> io::Result<Hops> {
     let mut hops = Hops::default();
+    let mut spam_seen = false;
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -46,6 +50,11 @@ pub fn scan<R: BufRead>(mut r: R, delivered_to: &str) -> io::Result<Hops> {
             if value.trim().eq_ignore_ascii_case(delivered_to) {
                 hops.looped = true;
             }
+        } else if name.eq_ignore_ascii_case(b"x-spam-flag") && !spam_seen {
+            spam_seen = true;
+            hops.spam = String::from_utf8_lossy(&body[colon + 1..])
+                .trim()
+                .eq_ignore_ascii_case("yes");
         }
     }
     Ok(hops)
@@ -86,6 +95,7 @@ mod tests {
             let want = Hops {
                 count: *count,
                 looped: *looped,
+                spam: false,
             };
             assert_eq!(scan(text.as_bytes(), me).unwrap(), want, "{text:?}");
             for n in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
@@ -93,6 +103,16 @@ mod tests {
                 assert_eq!(scan(r, me).unwrap(), want, "{text:?} chunks of {n}");
             }
         }
+    }
+
+    // See: issue #13
+    #[test]
+    fn the_first_spam_flag_counts() {
+        let spam = |t: &str| scan(t.as_bytes(), "a@b").unwrap().spam;
+        assert!(spam("X-Spam-Flag: YES\nX-Spam-Flag: NO\n\n"));
+        assert!(spam("x-spam-flag:yes\r\n\r\n"));
+        assert!(!spam("X-Spam-Flag: NO\nX-Spam-Flag: YES\n\n"));
+        assert!(!spam("Subject: x\n\nX-Spam-Flag: YES\n"));
     }
 
     #[test]

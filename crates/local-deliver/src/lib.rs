@@ -252,6 +252,9 @@ struct Ctx<'a> {
     size: u64,
     ext: Option<String>,
     default_part: Option<String>,
+    /// Marked spam by the content filter (`X-Spam-Flag: YES`): the user's own Maildir
+    /// delivery goes into its Junk folder (issue 13).
+    spam: bool,
 }
 
 fn deliver(
@@ -308,6 +311,7 @@ fn deliver(
         size,
         ext: ext.map(dotqmail::file_ext),
         default_part: None,
+        spam: hops.spam,
     };
     let instructions = instructions(&mut ctx)?;
     let outcome = execute(&ctx, &instructions, msg)?;
@@ -593,7 +597,15 @@ fn deliver_maildir(ctx: &Ctx, line: &str, msg: &mut File) -> Result<PathBuf, Del
     msg.seek(SeekFrom::Start(0))
         .map_err(io_err("seek", Path::new("stdin")))?;
     let headers = format!("{}{}", ctx.rpline, ctx.dtline);
-    let delivered = md.deliver(io::Cursor::new(headers.into_bytes()).chain(&*msg))?;
+    // Spam into the user's own Maildir goes to its Junk folder (created if missing; IMAP
+    // shows it as \Junk), unless the user said `status=nojunk`. The quota stays the
+    // Maildir's (Maildir++: folders count toward the parent's maildirsize).
+    let junk =
+        (ctx.spam && ctx.user.filing_junk() && path.components().eq(ctx.user.maildir.components()))
+            .then(|| md.create_folder("Junk"))
+            .transpose()?;
+    let target = junk.as_ref().unwrap_or(&md);
+    let delivered = target.deliver(io::Cursor::new(headers.into_bytes()).chain(&*msg))?;
     // The message is delivered: a failure to record its size only makes the usage stale
     // until the next recalculation, so it is logged, not reported.
     let size = mailorder_maildir::name::size_tag(&delivered.to_string_lossy()).unwrap_or(ctx.size);

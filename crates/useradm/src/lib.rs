@@ -104,9 +104,9 @@ pub struct Fields {
     /// Maildir (absolute).
     #[arg(long)]
     pub maildir: Option<String>,
-    /// Per-service restriction (LDAP accountStatus): nopop, noimap, nosmtp (repeatable;
-    /// replaces the list; `none` clears it).
-    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "none"])]
+    /// Per-service restriction (LDAP accountStatus): nopop, noimap, nosmtp, nojunk (spam
+    /// not filed into Junk) (repeatable; replaces the list; `none` clears it).
+    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "none"])]
     pub restrict: Vec<String>,
 }
 

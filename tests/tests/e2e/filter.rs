@@ -196,16 +196,37 @@ fn spamd_and_clamd_at_smtp_time() {
     expect_code(&r, "554 5.7.1");
     assert!(r.contains("MailorderTestSig"), "{r}");
 
-    // Below the reject score but over the mark: marked.
+    // Below the reject score but over the mark: marked, and filed into Junk (created).
     t.control("spamreject", "2000");
     expect_code(&send(port, GTUBE), "250");
-    let m = delivered(&t, 2);
-    let gtube = m.iter().find(|m| m.contains("GTUBE")).unwrap();
+    let junk = t.maildir("demo").join(".Junk");
+    let found = || {
+        std::fs::read_dir(junk.join("new"))
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    mailorder_tests::wait_for("the marked message in Junk", 30, || found().len() == 1);
+    let gtube = std::fs::read_to_string(&found()[0]).unwrap();
+    assert!(junk.join("maildirfolder").exists());
     assert!(gtube.contains("X-Spam-Flag: YES\n"), "{gtube}");
     assert!(
         gtube.contains("tests=") && gtube.contains("GTUBE"),
         "{gtube}"
     );
+    // The user turned filing off (status=nojunk): marked, but in the inbox.
+    let users = t.root.join("directory/users");
+    let text = std::fs::read_to_string(&users).unwrap();
+    let text = text.replace(
+        "demo@example.test aliases=",
+        "demo@example.test status=nojunk aliases=",
+    );
+    assert!(text.contains("status=nojunk"), "{text}");
+    std::fs::write(&users, text).unwrap();
+    expect_code(&send(port, GTUBE), "250");
+    let m = delivered(&t, 2);
+    let inbox = m.iter().find(|m| m.contains("GTUBE")).unwrap();
+    assert!(inbox.contains("X-Spam-Flag: YES\n"), "{inbox}");
+    assert_eq!(found().len(), 1);
 
     // clamd stopped: 451 by default, nothing queued; accept-unscanned when configured.
     drop(clam);
@@ -263,9 +284,17 @@ fn broken_scanners_are_temporary_errors_never_a_pass() {
         b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 9.0 / 5.0\r\n\r\nA\r\nX-Injected: yes\r\n\r\nB";
     t.control("spamd", &format!("127.0.0.1:{}", fake(Some(evil))));
     expect_code(&send(port, "evil spamd"), "250");
-    let m = delivered(&t, 1);
-    assert!(!m[0].contains("\nX-Injected"), "{}", m[0]);
-    assert!(m[0].contains("X-Spam-Flag: YES\n"), "{}", m[0]);
+    // Marked spam: filed into Junk.
+    let junk = t.maildir("demo").join(".Junk/new");
+    let found = || {
+        std::fs::read_dir(&junk)
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    mailorder_tests::wait_for("the marked message in Junk", 30, || found().len() == 1);
+    let m = std::fs::read_to_string(&found()[0]).unwrap();
+    assert!(!m.contains("\nX-Injected"), "{m}");
+    assert!(m.contains("X-Spam-Flag: YES\n"), "{m}");
     std::fs::remove_file(t.root.join("control/spamd")).unwrap();
 
     // A clamd that hangs, and one that answers garbage: 451 after the timeout.
@@ -286,5 +315,6 @@ fn broken_scanners_are_temporary_errors_never_a_pass() {
     let r = send(port, "evil clamd");
     expect_code(&r, "554 5.7.1");
     assert!(!r.contains('\n'), "{r:?}");
-    assert_eq!(delivered(&t, 1).len(), 1, "nothing else was delivered");
+    assert_eq!(found().len(), 1, "nothing else was delivered");
+    assert_eq!(t.messages("demo").len(), 0, "nothing else was delivered");
 }
