@@ -1372,9 +1372,10 @@ impl Dispatch {
             );
         }
         let original = self.original(&st.id, bounce::original_limit(st));
-        let Some((env, msg)) = bounce::compose(st, to, &self.settings, &original, now) else {
+        let Some((mut env, msg)) = bounce::compose(st, to, &self.settings, &original, now) else {
             return Ok(());
         };
+        unwrap_srs(&self.control, &mut env.recipients);
         inject(&env, &msg).map_err(|e| (e.is_permanent(), e.to_string()))?;
         log::info!(
             "bounce id={} to=<{}> sender=<{}>",
@@ -1599,6 +1600,28 @@ fn parse_answer(a: &[u8]) -> (Option<u8>, String) {
 pub fn catch_signals() -> Result<File, DispatchError> {
     mailorder_core::sys::signal_pipe(&[libc::SIGTERM, libc::SIGINT, libc::SIGHUP, libc::SIGALRM])
         .map_err(DispatchError::Signals)
+}
+
+/// A bounce to one of our own SRS addresses (the sender of a message local-deliver
+/// forwarded, issue 14) goes straight to the address it stands for: valid with our
+/// secret and not expired. Anything else stays as it is.
+fn unwrap_srs(control: &Control, rcpts: &mut [String]) {
+    let srs = match mailorder_srs::Srs::from_control(control) {
+        Ok(Some(s)) => s,
+        Ok(None) => return,
+        Err(e) => {
+            log::warn!("srs: {e}");
+            return;
+        }
+    };
+    for r in rcpts.iter_mut() {
+        if let Ok(Some(to)) = srs.reverse(r, mailorder_srs::today())
+            && mailorder_queue_format::envelope::valid_address(&to)
+        {
+            log::info!("srs bounce to=<{r}> now=<{to}>");
+            *r = to;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ pub const EXIT_CODES: &[u8] = &[
 pub mod autoreply;
 pub mod dotqmail;
 pub mod header;
+mod srs;
 #[cfg(test)]
 mod tests;
 pub mod worker;
@@ -109,6 +110,9 @@ pub enum DeliverError {
     /// A control file could not be read.
     #[error(transparent)]
     Control(#[from] mailorder_core::control::ControlError),
+    /// The SRS settings cannot be used (temporary: forwards wait until they are fixed).
+    #[error(transparent)]
+    Srs(#[from] mailorder_srs::SrsError),
     /// Running with the wrong uid for the mailbox.
     #[error("running as uid {running}, but the mailbox belongs to uid {owner} (#4.3.0)")]
     WrongUid {
@@ -811,14 +815,18 @@ pub fn forward_envelope(sender: &str, to: &[String]) -> Vec<u8> {
 /// Hand the message (with our Delivered-To line, so loops are caught) to the queue,
 /// through the one queue client (mailorder-queue-client): its rule and its exit-code table.
 fn forward(ctx: &Ctx, to: &[String], msg: &mut File) -> Result<(), DeliverError> {
-    msg.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", Path::new("stdin")))?;
-    let envelope = forward_envelope(&ctx.cfg.sender, to);
-    let message = ctx.dtline.as_bytes().chain(&mut *msg);
-    mailorder_queue_client::Client::new(&ctx.cfg.queue)
-        .submit(message, &envelope)
-        .map_err(|e| DeliverError::Forward {
-            class: e.class(),
-            text: e.to_string(),
-        })
+    // One submission per envelope sender: remote targets get the SRS sender (module srs).
+    for (sender, targets) in srs::groups(ctx, to)? {
+        msg.seek(SeekFrom::Start(0))
+            .map_err(io_err("seek", Path::new("stdin")))?;
+        let envelope = forward_envelope(&sender, &targets);
+        let message = ctx.dtline.as_bytes().chain(&mut *msg);
+        mailorder_queue_client::Client::new(&ctx.cfg.queue)
+            .submit(message, &envelope)
+            .map_err(|e| DeliverError::Forward {
+                class: e.class(),
+                text: e.to_string(),
+            })?;
+    }
+    Ok(())
 }

@@ -26,6 +26,7 @@ pub mod config;
 pub mod io;
 pub mod pool;
 pub mod session;
+mod srs;
 
 pub use config::{Cidr, Config, ConfigError};
 pub use io::{Deadline, FdReader, FdWriter};

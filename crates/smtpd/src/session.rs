@@ -638,6 +638,34 @@ impl<R: Read, W: Write> Session<R, W> {
         if !mailorder_queue_format::envelope::valid_address(&addr) {
             return self.error(501, "5.1.3", "bad recipient address");
         }
+        // A bounce to one of our SRS addresses goes back to the original sender (issue 14).
+        let root = self.cfg.root.clone();
+        let verdict = crate::srs::check(&root, self.directory().ok(), &a.local, &a.domain);
+        match verdict {
+            crate::srs::Verdict::NotSrs => {}
+            crate::srs::Verdict::Route(to) => {
+                log::info!(
+                    "srs rcpt ip={} rcpt={} to={}",
+                    self.cfg.peer.remote_ip_text(),
+                    mailorder_core::logger::loggable(addr.as_bytes()),
+                    mailorder_core::logger::loggable(to.as_bytes())
+                );
+                if let Some(tx) = &mut self.tx {
+                    tx.rcpts.push(to);
+                    tx.dsn.push(dsn);
+                }
+                self.reply(250, "2.1.5", "recipient ok");
+                return Ok(());
+            }
+            crate::srs::Verdict::Refuse(why) => {
+                return self.refuse_rcpt(550, "5.1.1", why.trim_end_matches(" (#5.1.1)"));
+            }
+            crate::srs::Verdict::Temp(why) => {
+                log::warn!("srs error ip={} err={why}", self.cfg.peer.remote_ip_text());
+                self.reply(451, "4.3.0", "temporary failure, try again later");
+                return Ok(());
+            }
+        }
         let is_postmaster = a.local.eq_ignore_ascii_case("postmaster");
         let resolved = match self.directory() {
             Ok(d) => d.resolve(&addr).map_err(|e| e.to_string()),

@@ -1,8 +1,13 @@
 //! Per-user delivery rules (issue 14), end to end: smtpd → queue → dispatch → local-deliver
 //! → queue → dispatch → remote-send → Postfix's smtp-sink.
 
+use mailorder_srs::Srs;
 use mailorder_tests::SmtpSink as Sink;
-use mailorder_tests::{Smtp, Tree, expect_code, have, skip, wait_for};
+use mailorder_tests::{
+    Smtp, Tree, expect_code, free_port, have, is_root, scratch, skip, wait_for, wait_port,
+};
+use std::path::{Path, PathBuf};
+use std::process::Command;
 
 /// Send one message through smtpd.
 fn send(port: u16, sender: &str, rcpt: &str, message: &str) {
@@ -159,4 +164,269 @@ fn reply_only_answers_and_stores_nothing() {
     assert!(m.contains("Subject: Auto: are you there"), "{m}");
     assert!(m.contains("This address is no longer read."), "{m}");
     assert!(t.messages("gone").is_empty(), "reply only: nothing stored");
+}
+
+/// A private Postfix (PEERS.md) on `port` for `pf.test`: `keep@pf.test` has a Maildir under
+/// `dir/postfix/vmail`; any other recipient is accepted and then bounced by Postfix itself
+/// (`smtpd_reject_unlisted_recipient = no`), and mail for `example.test` (the bounces) goes
+/// to our smtpd on `ours`.
+struct Postfix {
+    dir: PathBuf,
+}
+
+impl Postfix {
+    fn start(dir: &Path, port: u16, ours: u16) -> Postfix {
+        let pdir = dir.join("postfix");
+        for d in ["etc", "queue", "data", "vmail"] {
+            std::fs::create_dir_all(pdir.join(d)).unwrap();
+        }
+        let etc = pdir.join("etc");
+        let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
+        let master: String = master
+            .lines()
+            .map(|l| {
+                if l.starts_with("smtp ") && l.contains("inet") {
+                    format!("127.0.0.1:{port} inet n - n - - smtpd")
+                } else {
+                    l.to_owned()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(etc.join("master.cf"), master + "\n").unwrap();
+        let uid = String::from_utf8(
+            Command::new("id")
+                .args(["-u", "nobody"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim()
+        .to_owned();
+        std::fs::write(etc.join("vmaps"), "keep@pf.test box/Maildir/\n").unwrap();
+        std::fs::write(
+            etc.join("transport"),
+            format!("example.test smtp:[127.0.0.1]:{ours}\n"),
+        )
+        .unwrap();
+        let main = format!(
+            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {d}\n\
+             inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmaillog_file = {p}/maillog\n\
+             maillog_file_prefixes = {p}\nmyhostname = mx.pf.test\nmydestination =\n\
+             virtual_mailbox_domains = pf.test\nvirtual_mailbox_base = {v}\n\
+             virtual_mailbox_maps = texthash:{e}/vmaps\nvirtual_uid_maps = static:{uid}\n\
+             virtual_gid_maps = static:65534\nsmtpd_banner = mx.pf.test ESMTP\n\
+             smtpd_reject_unlisted_recipient = no\n\
+             transport_maps = texthash:{e}/transport\n\
+             mynetworks = 127.0.0.0/8\nsmtp_dns_support_level = disabled\n",
+            q = pdir.join("queue").display(),
+            d = pdir.join("data").display(),
+            p = pdir.display(),
+            v = pdir.join("vmail").display(),
+            e = etc.display(),
+        );
+        std::fs::write(etc.join("main.cf"), main).unwrap();
+        let chown = |p: &Path, who: &str| {
+            let _ = Command::new("chown").arg("-R").arg(who).arg(p).status();
+        };
+        chown(&pdir.join("data"), "postfix");
+        chown(&pdir.join("vmail"), "nobody");
+        let _ = Command::new("postconf")
+            .arg("-c")
+            .arg(&etc)
+            .args(["-F", "*/*/chroot = n"])
+            .status();
+        let o = Command::new("postfix")
+            .arg("-c")
+            .arg(&etc)
+            .arg("start")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "postfix start: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let p = Postfix { dir: pdir };
+        wait_port(port);
+        p
+    }
+
+    fn delivered(&self) -> Vec<String> {
+        let new = self.dir.join("vmail/box/Maildir/new");
+        std::fs::read_dir(new)
+            .map(|rd| {
+                rd.filter_map(Result::ok)
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.join("etc"))
+            .arg("stop")
+            .output();
+        let pid = self.dir.join("queue/pid/master.pid");
+        wait_for("postfix to stop", 20, || {
+            std::fs::read_to_string(&pid).map_or(true, |p| {
+                !Path::new(&format!("/proc/{}", p.trim())).exists()
+            })
+        });
+    }
+}
+
+const SECRET: &str = "an SRS secret for the tests only";
+
+/// See: issue #14. Forwarding to a remote domain rewrites the envelope sender to SRS: the
+/// copy reaches Postfix with an SRS0 Return-Path of ours (and the user keeps a copy); a
+/// bounce Postfix itself sends to that SRS address comes back through our smtpd to the
+/// original sender; a forged or expired SRS address is refused at RCPT.
+#[test]
+fn srs_forward_reaches_postfix_and_its_bounce_returns_to_the_sender() {
+    if !is_root() || !have("postfix") || !have("smtp-sink") {
+        return skip(
+            "srs_forward_reaches_postfix_and_its_bounce_returns_to_the_sender",
+            "needs root, postfix and smtp-sink",
+        );
+    }
+    let dir = scratch();
+    let mut t = Tree::new();
+    let sink = Sink::start_private(&[]);
+    let pf_port = free_port();
+    t.control(
+        "smtproutes",
+        &format!(
+            "sink.test:[127.0.0.1]:{}\npf.test:[127.0.0.1]:{pf_port}",
+            sink.port
+        ),
+    );
+    t.control("srssecret", SECRET);
+    t.add_user(
+        "fwd@example.test",
+        "forward=keep@pf.test,gone@pf.test",
+        "pw",
+    );
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let pf = Postfix::start(dir.path(), pf_port, port);
+
+    send(
+        port,
+        "alice@sink.test",
+        "fwd@example.test",
+        "From: alice@sink.test\nTo: fwd@example.test\nSubject: please forward\n\nsrs body\n",
+    );
+    // Keep a copy: the user's Maildir has it too.
+    t.wait_messages("fwd", 1, 60);
+    wait_for("Postfix's copy", 90, || !pf.delivered().is_empty());
+    let copy = &pf.delivered()[0];
+    let rp = copy
+        .lines()
+        .find(|l| l.starts_with("Return-Path:"))
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        rp.starts_with("Return-Path: <SRS0=") && rp.ends_with("=sink.test=alice@example.test>"),
+        "{rp}\n{copy}"
+    );
+    assert!(copy.contains("srs body"));
+    assert!(copy.contains("Delivered-To: fwd@example.test"), "{copy}");
+    // Postfix bounces gone@pf.test to the SRS address: our smtpd routes it to alice.
+    wait_for("the bounce at the original sender", 120, || {
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+    });
+    let bounce = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+        .unwrap();
+    assert!(
+        bounce.lines().any(|l| l.starts_with("X-Mail-Args: <>")),
+        "{bounce}"
+    );
+    assert!(bounce.contains("gone@pf.test"), "{bounce}");
+    assert!(
+        bounce.contains("mx.pf.test") || bounce.contains("MAILER-DAEMON"),
+        "{bounce}"
+    );
+    let _ = pf.log();
+
+    // Forged and expired SRS addresses: 550 at RCPT; the valid one is accepted.
+    let srs = mailorder_srs::Srs::new(&[SECRET], mailorder_srs::DEFAULT_MAX_AGE, None);
+    let today = mailorder_srs::today();
+    let valid = srs.forward("bob@sink.test", "example.test", today);
+    let expired = srs.forward("bob@sink.test", "example.test", today - 30);
+    let forged = Srs::new(&["somebody else's secret!!"], 21, None).forward(
+        "bob@sink.test",
+        "example.test",
+        today,
+    );
+    let (mut c, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&c.cmd("EHLO client.pf.test"), "250");
+    expect_code(&c.cmd("MAIL FROM:<>"), "250");
+    let r = c.cmd(&format!("RCPT TO:<{forged}>"));
+    expect_code(&r, "550");
+    let r = c.cmd(&format!("RCPT TO:<{expired}>"));
+    expect_code(&r, "550");
+    assert!(r.contains("expired"), "{r}");
+    expect_code(
+        &c.cmd("RCPT TO:<SRS0=AAAAAA=AA=sink.test=bob@example.test>"),
+        "550",
+    );
+    expect_code(&c.cmd(&format!("RCPT TO:<{valid}>")), "250");
+    expect_code(&c.cmd("QUIT"), "221");
+}
+
+/// See: issue #14. A forward refused by the remote host (5xx at RCPT): our own bounce goes
+/// to the SRS sender, which dispatch unwraps, so it reaches the original sender.
+#[test]
+fn our_own_bounce_of_a_forward_reaches_the_original_sender() {
+    if !have("smtp-sink") {
+        return skip(
+            "our_own_bounce_of_a_forward_reaches_the_original_sender",
+            "smtp-sink missing",
+        );
+    }
+    let mut t = Tree::new();
+    let sink = Sink::start_private(&[]);
+    let hard = Sink::start_private(&["-f", "RCPT"]);
+    t.control(
+        "smtproutes",
+        &format!(
+            "sink.test:[127.0.0.1]:{}\nhard.test:[127.0.0.1]:{}",
+            sink.port, hard.port
+        ),
+    );
+    t.control("srssecret", SECRET);
+    t.add_user("fwd@example.test", "forward=x@hard.test local=no", "pw");
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    send(
+        port,
+        "alice@sink.test",
+        "fwd@example.test",
+        "To: fwd@example.test\nSubject: to be refused\n\nx\n",
+    );
+    wait_for("the bounce at alice", 60, || {
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+    });
+    let m = sink.messages();
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].contains("x@hard.test"), "{}", m[0]);
+    assert!(t.messages("fwd").is_empty(), "forward only");
 }
