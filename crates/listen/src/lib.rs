@@ -37,6 +37,8 @@ pub struct Config {
     pub pool: usize,
     /// `-i IDLE`: seconds a pooled process may wait for a connection before it is retired.
     pub idle: Duration,
+    /// `-s SPARE`: pooled processes kept started and idle (never more than `-c` in all).
+    pub spare: usize,
     /// Extra environment `VAR=VALUE` for every connection.
     pub env: Vec<(String, String)>,
     /// The program and its arguments.
@@ -49,7 +51,7 @@ pub struct Config {
 /// A usage error: the message to print.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "usage: listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-p MAXUSE [-i IDLE]] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}"
+    "usage: listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-p MAXUSE [-i IDLE] [-s SPARE]] [-e VAR=VALUE]... HOST PORT PROGRAM [ARG...]: {0}"
 )]
 pub struct Usage(pub String);
 
@@ -61,6 +63,8 @@ pub const DEFAULT_PER_SOURCE: usize = 50;
 
 /// `-i` when not given: seconds an idle pooled process is kept (Postfix's max_idle is 100).
 pub const DEFAULT_IDLE: u64 = 60;
+/// `-s` when not given: pooled processes kept started and idle.
+pub const DEFAULT_SPARE: usize = 2;
 
 /// Parse `listen [-u USER] [-c LIMIT] [-C PERSOURCE] [-p MAXUSE [-i IDLE]] [-e VAR=VALUE]…
 /// HOST PORT PROGRAM [ARG…]`.
@@ -68,6 +72,7 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
     let mut limit = DEFAULT_LIMIT;
     let mut pool = 0;
     let mut idle = DEFAULT_IDLE;
+    let mut spare = DEFAULT_SPARE;
     let mut per_source = DEFAULT_PER_SOURCE;
     let mut user = None;
     let mut env = Vec::new();
@@ -89,6 +94,11 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
                 idle = val
                     .parse()
                     .map_err(|_| Usage(format!("bad idle time {val}")))?
+            }
+            "-s" => {
+                spare = val
+                    .parse()
+                    .map_err(|_| Usage(format!("bad spare count {val}")))?;
             }
             "-C" => {
                 per_source = val
@@ -125,6 +135,7 @@ pub fn parse_args(args: &[String]) -> Result<Config, Usage> {
         per_source,
         pool,
         idle: Duration::from_secs(idle),
+        spare,
         env,
         argv: rest[2..].to_vec(),
         user,
@@ -291,6 +302,8 @@ mod tests {
         assert_eq!(c.limit, DEFAULT_LIMIT);
         let c = parse_args(&s(&["-C", "3", "::1", "25", "p"])).unwrap();
         assert_eq!(c.per_source, 3);
+        let c = parse_args(&s(&["-p", "100", "-s", "4", "-i", "9", "::1", "25", "p"])).unwrap();
+        assert_eq!((c.pool, c.spare, c.idle), (100, 4, Duration::from_secs(9)));
         assert!(parse_args(&s(&["-C", "0", "::1", "25", "p"])).is_err());
         assert!(parse_args(&s(&["::1", "25"])).is_err());
         assert!(parse_args(&s(&["-x", "1", "::1", "25", "p"])).is_err());
@@ -309,6 +322,7 @@ mod tests {
             per_source: 1,
             pool: 0,
             idle: Duration::from_secs(DEFAULT_IDLE),
+            spare: 0,
             env: vec![("EXTRA".into(), "yes".into())],
             argv: s(&["sh", "-c", "echo $PROTO $TCPREMOTEIP $EXTRA"]),
             user: None,

@@ -65,6 +65,7 @@ pub(crate) fn serve(cfg: &Config, listener: &TcpListener) -> io::Result<()> {
             }
             retire_idle(&mut st, cfg);
         }
+        prestart(cfg, &shared)?;
         // Wake up now and then to retire idle servers even when no client comes.
         if !readable(listener, 1000)? {
             continue;
@@ -255,12 +256,42 @@ fn start(cfg: &Config, shared: &Shared) -> io::Result<(u64, Arc<OwnedFd>)> {
     Ok((id, sock))
 }
 
-/// Retire the servers idle longer than `-i`.
+/// Keep `-s` servers started and idle (never more servers than `-c`), so a connection
+/// rarely waits for a process to start.
+fn prestart(cfg: &Config, shared: &Shared) -> io::Result<()> {
+    let need = {
+        let (lock, _) = &**shared;
+        let st = lock.lock().map_err(|_| lost())?;
+        cfg.spare
+            .saturating_sub(st.idle.len())
+            .min(cfg.limit.saturating_sub(st.servers.len()))
+    };
+    for _ in 0..need {
+        match start(cfg, shared) {
+            Ok((id, _)) => {
+                let (lock, _) = &**shared;
+                lock.lock()
+                    .map_err(|_| lost())?
+                    .idle
+                    .push((id, Instant::now()));
+            }
+            Err(e) => {
+                log::warn!("cannot run {}: {e}", cfg.argv[0]);
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Retire the servers idle longer than `-i`, keeping the `-s` most recently used.
 fn retire_idle(st: &mut State, cfg: &Config) {
     let now = Instant::now();
     let mut keep = Vec::with_capacity(st.idle.len());
-    for (id, since) in std::mem::take(&mut st.idle) {
-        if now.duration_since(since) >= cfg.idle {
+    // Oldest first; the last `-s` ones stay whatever their age.
+    let spare_from = st.idle.len().saturating_sub(cfg.spare);
+    for (i, (id, since)) in std::mem::take(&mut st.idle).into_iter().enumerate() {
+        if i < spare_from && now.duration_since(since) >= cfg.idle {
             if let Some(s) = st.servers.remove(&id) {
                 handoff::retire(s.sock.as_fd());
             }

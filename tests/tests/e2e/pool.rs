@@ -60,6 +60,21 @@ print("B-data", code)
 b.quit()
 "#;
 
+// See: issue #11 (spare processes are started before any connection and kept)
+#[test]
+fn the_pool_keeps_spare_processes_started() {
+    let mut t = Tree::new();
+    let (_port, listen) = start_pooled(&mut t, "10", "100", &["-s", "3", "-i", "1"]);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while children(listen).len() < 3 {
+        assert!(std::time::Instant::now() < end, "{:?}", children(listen));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    // Idle far longer than -i: the spares stay.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(children(listen).len(), 3);
+}
+
 // See: issue #11 (pooled smtpd: nothing of one connection reaches the next)
 #[test]
 fn a_pooled_smtpd_serves_the_next_connection_with_nothing_of_the_last() {
@@ -107,7 +122,8 @@ fn a_pooled_smtpd_serves_the_next_connection_with_nothing_of_the_last() {
 #[test]
 fn the_pool_retires_servers_after_maxuse_and_idle_time() {
     let mut t = Tree::new();
-    let (port, listen) = start_pooled(&mut t, "5", "2", &["-i", "2"]);
+    // No spare processes: the pool is exactly what the connections made it.
+    let (port, listen) = start_pooled(&mut t, "5", "2", &["-i", "2", "-s", "0"]);
     let one = r#"
 import smtplib, sys
 s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.ehlo("x"); s.quit()
