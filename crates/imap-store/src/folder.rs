@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
 const INDEX: &str = "mailorder-index";
@@ -86,10 +87,12 @@ pub struct Msg {
     pub size: u64,
     /// `new` or `cur`.
     pub sub: Sub,
-    /// The current file name (flags included).
-    pub file: String,
-    /// Maildir flag letters in ASCII order (`DFPRST`, keyword letters `a`–`z`).
-    pub flags: String,
+    /// The current file name (flags included). Shared, not copied, when a state is
+    /// cloned (a session holds its view beside the folder's state: 100,000 messages).
+    pub file: Arc<str>,
+    /// Maildir flag letters in ASCII order (`DFPRST`, keyword letters `a`–`z`); the
+    /// same flags share one allocation when the index is read.
+    pub flags: Arc<str>,
 }
 
 impl Msg {
@@ -182,6 +185,7 @@ fn parse_index(text: &str) -> Option<State> {
     let mut msgs = Vec::new();
     let mut vanished = Vec::new();
     let mut last = 0u32;
+    let mut flag_set = Vec::new();
     for line in lines {
         if let Some(n) = line.strip_prefix("end ") {
             let n: usize = n.parse().ok()?;
@@ -203,7 +207,7 @@ fn parse_index(text: &str) -> Option<State> {
             vanished.push((u.parse().ok()?, m.parse().ok()?));
             continue;
         }
-        let m = parse_msg(line)?;
+        let m = parse_msg_in(line, &mut flag_set)?;
         if m.uid <= last || m.uid >= uidnext || m.modseq > highestmodseq {
             return None;
         }
@@ -216,6 +220,12 @@ fn parse_index(text: &str) -> Option<State> {
 /// One message line of the index (and of a `+` record of the log):
 /// `UID MODSEQ INTERNAL SIZE FLAGS new|cur/FILE`.
 fn parse_msg(line: &str) -> Option<Msg> {
+    parse_msg_in(line, &mut Vec::new())
+}
+
+/// [`parse_msg`] sharing the flag strings already seen in `flag_set` (a handful of
+/// distinct values in a folder: no allocation per message for them).
+fn parse_msg_in(line: &str, flag_set: &mut Vec<Arc<str>>) -> Option<Msg> {
     let mut f = line.splitn(6, ' ');
     let uid: u32 = f.next()?.parse().ok()?;
     let modseq: u64 = f.next()?.parse().ok()?;
@@ -234,11 +244,19 @@ fn parse_msg(line: &str) -> Option<Msg> {
         internal,
         size,
         sub,
-        file: file.to_owned(),
-        flags: if flags == "-" {
-            String::new()
-        } else {
-            flags.to_owned()
+        file: file.into(),
+        flags: {
+            let f = if flags == "-" { "" } else { flags };
+            match flag_set.iter().find(|x| ***x == *f) {
+                Some(x) => x.clone(),
+                None => {
+                    let x: Arc<str> = f.into();
+                    if flag_set.len() < 64 {
+                        flag_set.push(x.clone());
+                    }
+                    x
+                }
+            }
         },
     })
 }
@@ -449,7 +467,7 @@ impl Folder {
 
     /// The path of a message.
     pub fn msg_path(&self, m: &Msg) -> PathBuf {
-        self.dir.join(m.sub.dir()).join(&m.file)
+        self.dir.join(m.sub.dir()).join(&*m.file)
     }
 
     /// Read a message's bytes (as stored: LF line endings, usually). `None` when the file
@@ -712,7 +730,7 @@ impl Folder {
             {
                 state.highestmodseq += 1;
                 m.modseq = state.highestmodseq;
-                m.flags = normalize_flags(&format!("{}{more}", file_flags(&m.flags)));
+                m.flags = normalize_flags(&format!("{}{more}", file_flags(&m.flags))).into();
                 changes.push(Change::Put(m.clone()));
             }
         }
@@ -783,14 +801,15 @@ impl Folder {
                     changes.push(Change::Gone(m.uid, hms));
                 }
                 Some(e) => {
-                    if e.name != m.file || e.dir != m.sub {
+                    if *e.name != *m.file || e.dir != m.sub {
                         if e.flags != file_flags(&m.flags) {
                             hms += 1;
                             m.modseq = hms;
                             m.flags =
-                                normalize_flags(&format!("{}{}", e.flags, index_flags(&m.flags)));
+                                normalize_flags(&format!("{}{}", e.flags, index_flags(&m.flags)))
+                                    .into();
                         }
-                        m.file = e.name;
+                        m.file = e.name.into();
                         m.sub = e.dir;
                         changes.push(Change::Put(m.clone()));
                     }
@@ -827,8 +846,8 @@ impl Folder {
                 internal: meta.mtime(),
                 size,
                 sub: e.dir,
-                file: e.name,
-                flags: e.flags,
+                file: e.name.into(),
+                flags: e.flags.into(),
             };
             changes.push(Change::Put(m.clone()));
             kept.push(m);
@@ -936,7 +955,7 @@ impl Folder {
         }
         let flags = &file_flags(flags);
         if *flags == file_flags(&m.flags) {
-            return Ok(Some(m.file.clone()));
+            return Ok(Some(m.file.to_string()));
         }
         let md = Maildir::open(&self.dir)?;
         match md.set_flags(m.sub, &m.file, flags) {
@@ -1221,8 +1240,8 @@ impl Folder {
                     internal: meta.mtime(),
                     size,
                     sub: e.dir,
-                    file: e.name,
-                    flags: e.flags,
+                    file: e.name.into(),
+                    flags: e.flags.into(),
                 });
             }
         }
@@ -1618,7 +1637,7 @@ mod tests {
         let mut f2 = s.folder("INBOX").unwrap();
         let st2 = f2.sync().unwrap();
         assert_eq!(st2.uidvalidity, st.uidvalidity);
-        assert_eq!(st2.msgs[0].flags, "S");
+        assert_eq!(&*st2.msgs[0].flags, "S");
         assert!(st2.msgs[0].modseq > hms);
         // Expunge from one session, a delivery: seen by the other.
         f2.remove(&st2.msgs[0]).unwrap();
@@ -1708,7 +1727,7 @@ mod tests {
         let flags = normalize_flags(&flags);
         f.set_flags(&st.msgs[0], &flags).unwrap();
         let st2 = f.sync().unwrap();
-        assert_eq!(st2.msgs[0].flags, flags);
+        assert_eq!(&*st2.msgs[0].flags, flags);
         assert!(st2.msgs[0].modseq > st.msgs[0].modseq);
         // The file name carries the 26 letters only; another session sees all 30.
         assert!(
@@ -1717,7 +1736,7 @@ mod tests {
             st2.msgs[0].file
         );
         let mut g = s.folder("INBOX").unwrap();
-        assert_eq!(g.sync().unwrap().msgs[0].flags, flags);
+        assert_eq!(&*g.sync().unwrap().msgs[0].flags, flags);
         assert_eq!(g.keywords().len(), 30);
         assert_eq!(g.keywords()[29], "kw29");
         // Only an index-only keyword removed: a new MODSEQ, seen by the other session.
@@ -1727,9 +1746,9 @@ mod tests {
             .collect();
         f.set_flags(&st2.msgs[0], &less).unwrap();
         let st3 = f.sync().unwrap();
-        assert_eq!(st3.msgs[0].flags, less);
+        assert_eq!(&*st3.msgs[0].flags, less);
         assert!(st3.msgs[0].modseq > st2.msgs[0].modseq);
-        assert_eq!(g.sync().unwrap().msgs[0].flags, less);
+        assert_eq!(&*g.sync().unwrap().msgs[0].flags, less);
         // A letter changed on disk by someone else keeps the index-only ones.
         md.set_flags(Sub::Cur, &st3.msgs[0].file, "F").unwrap();
         let st4 = g.sync().unwrap();
@@ -1801,7 +1820,7 @@ mod tests {
         let st = f.sync().unwrap();
         assert_eq!(st.uidvalidity, uv);
         let m = &st.msgs[0];
-        assert_eq!(m.flags, "Sa");
+        assert_eq!(&*m.flags, "Sa");
         // A hard-linked copy into another folder.
         let sent = s.root().join(".Sent");
         Maildir::open(s.root())
@@ -1848,7 +1867,7 @@ mod tests {
         assert_eq!(c[&1], r3("(a\tb)", "x\ny", "z\\"));
         let n = f.set_flags(m, "F").unwrap().unwrap();
         let st2 = f.sync().unwrap();
-        assert_eq!(st2.msgs[0].file, n);
+        assert_eq!(&*st2.msgs[0].file, n);
         assert!(st2.msgs[0].modseq > m.modseq);
         f.remove(&st2.msgs[0]).unwrap();
         assert!(f.read(&st2.msgs[0]).unwrap().is_none());

@@ -457,8 +457,8 @@ impl<W: Write> Session<W> {
                 // command, not one per message).
                 if let Ok(i) = sel.view.binary_search_by_key(&m.uid, |x| x.uid) {
                     let v = &mut sel.view[i];
-                    v.flags = nf.clone();
-                    v.file = file;
+                    v.flags = nf.as_str().into();
+                    v.file = file.into();
                     v.sub = mailorder_maildir::Sub::Cur;
                 }
                 if !flags_sent {

@@ -50,7 +50,7 @@ impl<W: Write> Session<W> {
                 }
                 StoreMode::Remove => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
             };
-            if nf != m.flags {
+            if *nf != *m.flags {
                 match sel.folder.set_flags(m, &nf) {
                     Ok(Some(_)) => {}
                     Ok(None) => continue,
