@@ -40,6 +40,67 @@ pub enum Request {
     Disable(String, bool),
     /// `quota\0ADDR\0BYTES\0`: the quota in bytes (0: none).
     Quota(String, u64),
+    /// `token\0ADDR\0HOURS\0`: a new one-time login token for ADDR, valid HOURS (1–2160)
+    /// hours, printed on stdout; it replaces the address's earlier tokens.
+    Token(String, u64),
+    /// `usetoken\0ADDR\0SHA256HEX\0`: consume the unexpired token with that digest;
+    /// refused (100) when there is none.
+    UseToken(String, String),
+}
+
+/// `directory/webtokens`: one line per token, `SHA256HEX ADDRESS EXPIRY` (Unix seconds).
+pub const TOKENS: &str = "directory/webtokens";
+
+/// The lower-case hex SHA-256 of a token, as stored.
+pub fn token_digest(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The live lines of the token file (expired ones dropped).
+fn token_lines(root: &Path) -> Result<Vec<(String, String, u64)>, AdminError> {
+    let path = root.join(TOKENS);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(AdminError::Write { path, source: e }),
+    };
+    let t = now();
+    Ok(text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let (h, a, e) = (w.next()?, w.next()?, w.next()?.parse().ok()?);
+            (e > t).then(|| (h.to_owned(), a.to_owned(), e))
+        })
+        .collect())
+}
+
+fn write_tokens(root: &Path, lines: &[(String, String, u64)]) -> Result<(), AdminError> {
+    use mailorder_core::atomic::{Durability, Options, write_atomic};
+    let path = root.join(TOKENS);
+    let text: String = lines
+        .iter()
+        .map(|(h, a, e)| format!("{h} {a} {e}\n"))
+        .collect();
+    write_atomic(
+        &path,
+        text.as_bytes(),
+        &Options::new(Durability::Durable).mode(0o640).keep_owner(),
+    )
+    .map_err(|e| AdminError::Write {
+        path,
+        source: e.into(),
+    })
 }
 
 impl Request {
@@ -50,7 +111,9 @@ impl Request {
             | Request::Forward(a, _)
             | Request::Add(a, _)
             | Request::Disable(a, _)
-            | Request::Quota(a, _) => a,
+            | Request::Quota(a, _)
+            | Request::Token(a, _)
+            | Request::UseToken(a, _) => a,
         }
     }
 
@@ -62,6 +125,8 @@ impl Request {
             Request::Add(..) => "add",
             Request::Disable(..) => "disable",
             Request::Quota(..) => "quota",
+            Request::Token(..) => "token",
+            Request::UseToken(..) => "usetoken",
         }
     }
 }
@@ -118,6 +183,21 @@ pub fn parse(data: &[u8]) -> Result<Request, AdminError> {
             .parse()
             .map(|n| Request::Quota(addr, n))
             .map_err(|_| invalid("quota is a number of bytes")),
+        b"token" => match text()?.parse() {
+            Ok(h) if (1..=2160).contains(&h) => Ok(Request::Token(addr, h)),
+            _ => Err(invalid("token takes 1 to 2160 hours")),
+        },
+        b"usetoken" => {
+            let h = text()?;
+            if h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+            {
+                Ok(Request::UseToken(addr, h.to_owned()))
+            } else {
+                Err(invalid("usetoken takes a SHA-256 digest in lower-case hex"))
+            }
+        }
         _ => Err(invalid("unknown command")),
     }
 }
@@ -135,8 +215,38 @@ pub fn read<R: Read>(input: R) -> Result<Request, AdminError> {
     parse(&data)
 }
 
-/// Make the change in the directory of installation `root`.
-pub fn apply(root: &Path, req: &Request) -> Result<(), AdminError> {
+/// Make the change in the directory of installation `root`; a new token is returned.
+pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
+    match req {
+        Request::Token(a, hours) => {
+            let mut store = Store::open_read(root)?;
+            if store.get(a)?.is_none() {
+                return Err(AdminError::NotFound(a.clone()));
+            }
+            let mut b = [0u8; 20];
+            getrandom::fill(&mut b).map_err(|e| AdminError::Write {
+                path: root.join(TOKENS),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            let token: String = b.iter().map(|x| format!("{x:02x}")).collect();
+            let mut lines = token_lines(root)?;
+            lines.retain(|(_, x, _)| x != a);
+            lines.push((token_digest(&token), a.clone(), now() + hours * 3600));
+            write_tokens(root, &lines)?;
+            return Ok(Some(token));
+        }
+        Request::UseToken(a, digest) => {
+            let mut lines = token_lines(root)?;
+            let before = lines.len();
+            lines.retain(|(h, x, _)| !(x == a && h == digest));
+            if lines.len() == before {
+                return Err(AdminError::NotFound(format!("token for {a}")));
+            }
+            write_tokens(root, &lines)?;
+            return Ok(None);
+        }
+        _ => {}
+    }
     let mut store = Store::open(root)?;
     let addr = req.address().to_owned();
     let get = |store: &mut Store| -> Result<Account, AdminError> {
@@ -183,14 +293,20 @@ pub fn apply(root: &Path, req: &Request) -> Result<(), AdminError> {
             acct.quota_size = (*n > 0).then_some(*n);
             store.put(&acct, false)?;
         }
+        Request::Token(..) | Request::UseToken(..) => {}
     }
-    store.commit()
+    store.commit()?;
+    Ok(None)
 }
 
-/// Read, apply, log; returns the exit code.
-pub fn run<R: Read>(root: &Path, input: R) -> u8 {
+/// Read, apply, log; a new token goes to `out`. Returns the exit code.
+pub fn run<R: Read, W: std::io::Write + ?Sized>(root: &Path, input: R, out: &mut W) -> u8 {
     let result = read(input).and_then(|req| {
-        apply(root, &req)?;
+        if let Some(t) = apply(root, &req)? {
+            writeln!(out, "{t}")
+                .and_then(|()| out.flush())
+                .map_err(|e| invalid(&format!("cannot write the token: {e}")))?;
+        }
         log::info!("{} done address={}", req.command(), req.address());
         Ok(())
     });
@@ -240,6 +356,10 @@ mod tests {
         }
     }
 
+    fn go(root: &Path, out: &mut dyn std::io::Write, input: &[u8]) -> u8 {
+        run(root, input, out)
+    }
+
     #[test]
     fn changes_reach_the_file_directory() {
         let t = tempfile::tempdir().unwrap();
@@ -250,13 +370,21 @@ mod tests {
         std::fs::write(d.join("users"), "a@example.test\n").unwrap();
         std::fs::write(d.join("passwd"), "a@example.test:{PLAIN}old\n").unwrap();
         assert_eq!(
-            run(t.path(), &b"password\0a@example.test\0new pass\0"[..]),
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"password\0a@example.test\0new pass\0"[..]
+            ),
             0
         );
         let p = std::fs::read_to_string(d.join("passwd")).unwrap();
         assert!(!p.contains("{PLAIN}old"), "{p}");
         assert_eq!(
-            run(t.path(), &b"forward\0a@example.test\0b@x.test\0"[..]),
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"forward\0a@example.test\0b@x.test\0"[..]
+            ),
             0
         );
         assert!(
@@ -264,9 +392,64 @@ mod tests {
                 .unwrap()
                 .contains("forward=b@x.test")
         );
-        assert_eq!(run(t.path(), &b"add\0n@example.test\0pw pw pw\0"[..]), 0);
-        assert_eq!(run(t.path(), &b"add\0n@example.test\0pw pw pw\0"[..]), 100);
-        assert_eq!(run(t.path(), &b"add\0n@other.test\0pw pw pw\0"[..]), 100);
-        assert_eq!(run(t.path(), &b"password\0z@example.test\0pw\0"[..]), 100);
+        assert_eq!(
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"add\0n@example.test\0pw pw pw\0"[..]
+            ),
+            0
+        );
+        assert_eq!(
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"add\0n@example.test\0pw pw pw\0"[..]
+            ),
+            100
+        );
+        assert_eq!(
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"add\0n@other.test\0pw pw pw\0"[..]
+            ),
+            100
+        );
+        assert_eq!(
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"password\0z@example.test\0pw\0"[..]
+            ),
+            100
+        );
+        let mut out = Vec::new();
+        assert_eq!(
+            go(t.path(), &mut out, &b"token\0a@example.test\x0024\0"[..]),
+            0
+        );
+        let token = String::from_utf8(out).unwrap().trim().to_owned();
+        assert_eq!(token.len(), 40);
+        let file = std::fs::read_to_string(t.path().join(TOKENS)).unwrap();
+        assert!(
+            !file.contains(&token) && file.contains(&token_digest(&token)),
+            "{file}"
+        );
+        let use_it = format!("usetoken\0a@example.test\0{}\0", token_digest(&token));
+        assert_eq!(go(t.path(), &mut std::io::sink(), use_it.as_bytes()), 0);
+        assert_eq!(
+            go(t.path(), &mut std::io::sink(), use_it.as_bytes()),
+            100,
+            "one time"
+        );
+        assert_eq!(
+            go(
+                t.path(),
+                &mut std::io::sink(),
+                &b"token\0z@example.test\x0024\0"[..]
+            ),
+            100
+        );
     }
 }

@@ -5,6 +5,10 @@ fn main() {
     // It execs nothing: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     let root = mailorder_core::root::root();
-    let code = mailorder_webd_dirwrite::run(&root, std::io::stdin().lock());
+    let code = mailorder_webd_dirwrite::run(
+        &root,
+        std::io::stdin().lock(),
+        &mut std::io::stdout().lock(),
+    );
     mailorder_core::exit::exit(code)
 }

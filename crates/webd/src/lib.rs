@@ -9,6 +9,7 @@
 //! as every login does), directory changes through `webd-dirwrite` (a fixed request on
 //! its stdin).
 
+pub mod admin;
 pub mod http;
 pub mod pages;
 pub mod policy;
@@ -49,6 +50,10 @@ pub struct Config {
     /// `control/webloginlimit`: failed logins per address (and 4 times that per client
     /// address) in 15 minutes before further attempts are refused.
     pub login_limit: usize,
+    /// `control/webadmins`: the addresses that get the admin console.
+    pub admins: Vec<String>,
+    /// `control/webadminnets`: client networks admins may log in from (empty: any).
+    pub admin_nets: Vec<String>,
 }
 
 impl Config {
@@ -63,6 +68,12 @@ impl Config {
             timeout: Duration::from_secs(c.number("webtimeout", 30)?),
             session_life: Duration::from_secs(c.number("websessionlife", 1800)?),
             login_limit: usize::try_from(c.number("webloginlimit", 5)?).unwrap_or(5),
+            admins: c
+                .list("webadmins")?
+                .iter()
+                .map(|a| a.trim().to_lowercase())
+                .collect(),
+            admin_nets: c.list("webadminnets")?,
         })
     }
 }
@@ -76,12 +87,16 @@ pub struct Session {
     pub csrf: String,
     /// Last use.
     pub seen: Instant,
+    /// Listed in `control/webadmins` (and logged in from `control/webadminnets`).
+    pub admin: bool,
 }
 
 /// How a login is checked: (address, password, client) → result.
 pub type Checker = Box<dyn Fn(&str, &str, &str) -> LoginResult + Send + Sync>;
 /// How a directory change is made: one webd-dirwrite request.
-pub type Writer = Box<dyn Fn(&[u8]) -> Result<(), String> + Send + Sync>;
+pub type Writer = Box<dyn Fn(&[u8]) -> Result<String, String> + Send + Sync>;
+/// All accounts, for the admin pages.
+pub type Lister = Box<dyn Fn() -> Result<Vec<admin::Row>, String> + Send + Sync>;
 /// The forwarding addresses of a user.
 pub type Reader = Box<dyn Fn(&str) -> Option<Vec<String>> + Send + Sync>;
 
@@ -103,6 +118,10 @@ pub struct App {
     pub writer: Writer,
     /// Overridable for tests: the forwarding addresses of a user.
     pub reader: Reader,
+    /// Overridable for tests: all accounts.
+    pub lister: Lister,
+    /// Overridable for tests: the token file's text.
+    pub tokens: Box<dyn Fn() -> String + Send + Sync>,
 }
 
 /// What a login check gave.
@@ -171,20 +190,20 @@ pub fn checkpassword(address: &str, password: &str, client: &str) -> LoginResult
     }
 }
 
-/// Run `webd-dirwrite` with `request` on its stdin.
-pub fn dirwrite(request: &[u8]) -> Result<(), String> {
+/// Run `webd-dirwrite` with `request` on its stdin; returns its output (a new token).
+pub fn dirwrite(request: &[u8]) -> Result<String, String> {
     let prog = mailorder_core::root::program("webd-dirwrite");
     let mut child = std::process::Command::new(&prog)
         .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
     if let Some(mut i) = child.stdin.take() {
         let _ = i.write_all(request);
     }
-    let st = child.wait().map_err(|e| e.to_string())?;
-    match st.code() {
-        Some(0) => Ok(()),
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    match out.status.code() {
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
         Some(100) => Err("the directory refused the change".to_owned()),
         _ => Err("the directory is not available; try again later".to_owned()),
     }
@@ -305,6 +324,11 @@ impl App {
             checker: Box::new(checkpassword),
             writer: Box::new(dirwrite),
             reader: Box::new(read_forward),
+            lister: Box::new(admin::list_accounts),
+            tokens: Box::new(|| {
+                std::fs::read_to_string(mailorder_core::root::root().join("directory/webtokens"))
+                    .unwrap_or_default()
+            }),
         }
     }
 
@@ -372,6 +396,21 @@ impl App {
             (false, "/account/forward") => {
                 self.with_session(req, client, |s, f| self.set_forward(s, f, req, client))
             }
+            (true, "/login/token") => {
+                let pre = token(16);
+                let t = req
+                    .query
+                    .strip_prefix("t=")
+                    .map(|t| http::decode(t.as_bytes()))
+                    .unwrap_or_default();
+                Response::html(200, pages::token_login(&pre, &t, None)).with(
+                    "Set-Cookie",
+                    &format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict"),
+                )
+            }
+            (false, "/login/token") => self.token_login(req, client),
+            (true, "/admin") => self.admin_page(req, client),
+            (false, p) if p.starts_with("/admin/") => self.admin_action(req, client),
             (false, "/logout") => self.with_session(req, client, |s, _| {
                 self.state().sessions.retain(|_, x| x.csrf != s.csrf);
                 log::info!("logout address={} ip={client}", s.address);
@@ -421,6 +460,24 @@ impl App {
         f(&s, &form)
     }
 
+    /// A new session for `address`, its cookie, and the way to the right page.
+    fn start_session(&self, address: &str, client: &str, now: Instant) -> Response {
+        let id = token(32);
+        let admin = self.cfg.admins.iter().any(|a| a == address)
+            && (self.cfg.admin_nets.is_empty()
+                || self.cfg.admin_nets.iter().any(|n| admin::in_net(client, n)));
+        let s = Session {
+            address: address.to_owned(),
+            csrf: token(32),
+            seen: now,
+            admin,
+        };
+        self.state().sessions.insert(id.clone(), s);
+        Response::redirect(if admin { "/admin" } else { "/account" })
+            .with("Set-Cookie", &session_cookie(&id, self.cfg.session_life))
+            .with("Set-Cookie", &clear_cookie(PRELOGIN_COOKIE))
+    }
+
     fn login_page(&self, error: Option<&str>, status: u16) -> Response {
         let pre = token(16);
         Response::html(status, pages::login(&pre, error)).with(
@@ -464,17 +521,8 @@ impl App {
         }
         match (self.checker)(&address, password, client) {
             LoginResult::Good(primary) => {
-                let id = token(32);
-                let s = Session {
-                    address: primary.clone(),
-                    csrf: token(32),
-                    seen: now,
-                };
-                self.state().sessions.insert(id.clone(), s);
                 log::info!("login ok address={primary} ip={client}");
-                Response::redirect("/account")
-                    .with("Set-Cookie", &session_cookie(&id, self.cfg.session_life))
-                    .with("Set-Cookie", &clear_cookie(PRELOGIN_COOKIE))
+                self.start_session(&primary, client, now)
             }
             LoginResult::Bad => {
                 let mut st = self.state();
@@ -531,7 +579,7 @@ impl App {
             r.push(0);
         }
         match (self.writer)(&r) {
-            Ok(()) => {
+            Ok(_) => {
                 log::info!("password changed address={} ip={client}", s.address);
                 Response::redirect("/account?done=password")
             }
@@ -578,7 +626,7 @@ impl App {
             r.push(0);
         }
         match (self.writer)(&r) {
-            Ok(()) => {
+            Ok(_) => {
                 log::info!(
                     "forwarding set address={} count={} ip={client}",
                     s.address,
@@ -727,10 +775,12 @@ mod tests {
             timeout: Duration::from_secs(5),
             session_life: Duration::from_secs(60),
             login_limit: 3,
+            admins: vec!["boss@example.test".into()],
+            admin_nets: vec!["127.0.0.0/8".into()],
         };
         let mut a = App::new(cfg);
         a.checker = Box::new(|addr, pw, _| {
-            if addr == "a@example.test" && pw == "right" {
+            if (addr == "a@example.test" || addr == "boss@example.test") && pw == "right" {
                 LoginResult::Good(addr.to_owned())
             } else {
                 LoginResult::Bad
@@ -738,7 +788,28 @@ mod tests {
         });
         a.writer = Box::new(move |r| {
             writes.lock().unwrap().push(r.to_vec());
-            Ok(())
+            Ok(if r.starts_with(b"token\0") {
+                "t0k3n".into()
+            } else {
+                String::new()
+            })
+        });
+        a.lister = Box::new(|| {
+            Ok((0..3500)
+                .map(|i| admin::Row {
+                    address: format!("user{i:04}@example.test"),
+                    disabled: false,
+                    quota: None,
+                    forward: vec![],
+                    aliases: vec![],
+                })
+                .collect())
+        });
+        a.tokens = Box::new(|| {
+            format!(
+                "{} boss@example.test 99999999999\n",
+                admin::mailorder_webd_digest("good")
+            )
         });
         a.reader = Box::new(|_| Some(vec!["x@y.test".into()]));
         a
@@ -762,17 +833,128 @@ mod tests {
     }
 
     fn login(a: &App, pw: &str) -> Response {
-        let page = a.handle(&req("GET", "/login", "", ""), "1.2.3.4");
+        login_as(a, "a%40example.test", pw, "1.2.3.4")
+    }
+
+    fn login_as(a: &App, who: &str, pw: &str, ip: &str) -> Response {
+        let page = a.handle(&req("GET", "/login", "", ""), ip);
         let pre = cookie_of(&page, PRELOGIN_COOKIE);
         a.handle(
             &req(
                 "POST",
                 "/login",
                 &format!("{PRELOGIN_COOKIE}={pre}"),
-                &format!("csrf={pre}&address=a%40example.test&password={pw}"),
+                &format!("csrf={pre}&address={who}&password={pw}"),
+            ),
+            ip,
+        )
+    }
+
+    #[test]
+    fn admin_console_pages_and_actions() {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let a = app(writes.clone());
+        // A user is no admin; an admin from outside webadminnets is none either.
+        let r = login(&a, "right");
+        let ck = format!("{SESSION_COOKIE}={}", cookie_of(&r, SESSION_COOKIE));
+        assert_eq!(
+            a.handle(&req("GET", "/admin", &ck, ""), "1.2.3.4").status,
+            403
+        );
+        let r = login_as(&a, "boss%40example.test", "right", "10.0.0.1");
+        assert_eq!(
+            r.headers.iter().find(|(n, _)| n == "Location").unwrap().1,
+            "/account"
+        );
+        let r = login_as(&a, "boss%40example.test", "right", "127.0.0.1");
+        assert_eq!(
+            r.headers.iter().find(|(n, _)| n == "Location").unwrap().1,
+            "/admin"
+        );
+        let ck = format!("{SESSION_COOKIE}={}", cookie_of(&r, SESSION_COOKIE));
+        let csrf = a.session(&req("GET", "/", &ck, "")).unwrap().1.csrf;
+        let t = Instant::now();
+        let page = a.handle(&req("GET", "/admin?q=user34&page=0", &ck, ""), "127.0.0.1");
+        assert!(
+            t.elapsed() < Duration::from_secs(1),
+            "3,500 users page instantly"
+        );
+        let html = String::from_utf8(page.body).unwrap();
+        assert!(html.contains("100 matching, page 1 of 2"), "{html}");
+        assert!(html.contains("user3400@example.test"));
+        let page = a.handle(&req("GET", "/admin?page=69", &ck, ""), "127.0.0.1");
+        let html = String::from_utf8(page.body).unwrap();
+        assert!(html.contains("user3499@example.test") && html.contains("page 70 of 70"));
+        // Actions need the token.
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/disable",
+                &ck,
+                "address=user0001%40example.test",
+            ),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 403);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/add",
+                &ck,
+                &format!("csrf={csrf}&address=new%40example.test&password="),
+            ),
+            "127.0.0.1",
+        );
+        let html = String::from_utf8(r.body).unwrap();
+        assert!(html.contains("/login/token?t=t0k3n"), "{html}");
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/quota",
+                &ck,
+                &format!("csrf={csrf}&address=new%40example.test&megabytes=5"),
+            ),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 200);
+        let w = writes.lock().unwrap();
+        assert!(w[0].starts_with(b"add\0new@example.test\0"));
+        assert_eq!(w[1], b"token\0new@example.test\x0072\0".to_vec());
+        assert_eq!(w[2], b"quota\0new@example.test\x005242880\0".to_vec());
+    }
+
+    #[test]
+    fn token_login_once() {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let a = app(writes.clone());
+        let page = a.handle(&req("GET", "/login/token?t=good", "", ""), "1.2.3.4");
+        assert!(
+            String::from_utf8(page.body.clone())
+                .unwrap()
+                .contains("value=\"good\"")
+        );
+        let pre = cookie_of(&page, PRELOGIN_COOKIE);
+        let bad = a.handle(
+            &req(
+                "POST",
+                "/login/token",
+                &format!("{PRELOGIN_COOKIE}={pre}"),
+                &format!("csrf={pre}&token=bad"),
             ),
             "1.2.3.4",
-        )
+        );
+        assert_eq!(bad.status, 403);
+        let ok = a.handle(
+            &req(
+                "POST",
+                "/login/token",
+                &format!("{PRELOGIN_COOKIE}={pre}"),
+                &format!("csrf={pre}&token=good"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(ok.status, 303);
+        assert!(writes.lock().unwrap()[0].starts_with(b"usetoken\0boss@example.test\0"));
     }
 
     #[test]

@@ -24,11 +24,27 @@ button.link{background:transparent;color:#fff;border:1px solid rgba(255,255,255,
 .note.bad{background:#fdecea;color:var(--bad);border:1px solid #f5c2bd}
 .note.good{background:#e7f5ec;color:var(--good);border:1px solid #b9e0c6}
 .who{color:var(--muted)}
+main.wide{max-width:72rem}
+table{width:100%;border-collapse:collapse;font-size:.95rem}
+th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
+th{color:var(--muted);font-weight:600}
+td.actions{white-space:nowrap}
+td.actions form{display:inline;margin:0}
+button.small{margin:0 .2rem 0 0;padding:.25rem .6rem;font-size:.85rem;background:#eef2f8;color:var(--accent);border:1px solid #c9d6ea}
+.row{display:flex;gap:.8rem;flex-wrap:wrap;align-items:flex-end}
+.row > div{flex:1 1 14rem}
+.pager{display:flex;gap:1rem;align-items:center;margin-top:.8rem}
+.note{overflow-wrap:anywhere}
 @media (max-width:30rem){main{margin:1rem auto}.card{padding:1rem}}
 "#;
 
 /// A whole page around `body`; `user` shows the logout button.
 pub fn page(title: &str, body: &str, user: Option<(&str, &str)>) -> String {
+    page_in("", title, body, user)
+}
+
+/// [`page`] with a class on `main` (`wide` for the console).
+pub fn page_in(class: &str, title: &str, body: &str, user: Option<(&str, &str)>) -> String {
     let bar = match user {
         Some((addr, csrf)) => format!(
             "<form method=\"post\" action=\"/logout\"><span class=\"who\">{}</span> \
@@ -43,8 +59,9 @@ pub fn page(title: &str, body: &str, user: Option<(&str, &str)>) -> String {
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
          <title>{t} — mail account</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
-         <body><header><h1>Mail account</h1>{bar}</header><main>{body}</main></body></html>\n",
-        t = escape(title)
+         <body><header><h1>Mail account</h1>{bar}</header><main class=\"{class}\">{body}</main></body></html>\n",
+        t = escape(title),
+        class = escape(class)
     )
 }
 
@@ -111,4 +128,84 @@ pub fn account(
         fwd = escape(&forward.join(", "))
     );
     page("Your account", &body, Some((address, &csrf)))
+}
+
+/// The one-time token page: the token (from the link) and a button that uses it.
+pub fn token_login(pre: &str, token: &str, error: Option<&str>) -> String {
+    let body = format!(
+        "{n}<section class=\"card\"><h2>Set your password</h2>\
+         <p>This one-time link logs you in once, so that you can choose your password.</p>\
+         <form method=\"post\" action=\"/login/token\" id=\"token-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{pre}\">\
+         <label for=\"token\">One-time code</label>\
+         <input type=\"text\" id=\"token\" name=\"token\" value=\"{t}\" autocomplete=\"off\" required>\
+         <button type=\"submit\" id=\"token-submit\">Continue</button></form></section>",
+        n = note(error.map(Err)),
+        pre = escape(pre),
+        t = escape(token)
+    );
+    page("Set your password", &body, None)
+}
+
+/// The admin console's accounts page.
+pub fn admin(
+    s: &crate::Session,
+    search: &str,
+    page_no: usize,
+    pages: usize,
+    total: usize,
+    rows: &[&crate::admin::Row],
+    n: Option<&Result<String, String>>,
+) -> String {
+    let csrf = escape(&s.csrf);
+    let q = escape(search);
+    let qs = search.replace(
+        |c: char| !c.is_ascii_alphanumeric() && !"@.-_+".contains(c),
+        "",
+    );
+    let link = |p: usize, text: &str, id: &str| {
+        format!(
+            "<a id=\"{id}\" href=\"/admin?q={}&amp;page={p}\">{text}</a>",
+            escape(&qs)
+        )
+    };
+    let prev = if page_no > 0 {
+        link(page_no - 1, "← Previous", "prev")
+    } else {
+        String::new()
+    };
+    let next = if page_no + 1 < pages {
+        link(page_no + 1, "Next →", "next")
+    } else {
+        String::new()
+    };
+    let table: String = rows
+        .iter()
+        .map(|r| crate::admin::row_html(r, &s.csrf))
+        .collect();
+    let body = format!(
+        "{n}<section class=\"card\"><h2>Add a user</h2>\
+         <form method=\"post\" action=\"/admin/add\" id=\"add-form\" class=\"row\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"add-address\">Address</label><input type=\"email\" id=\"add-address\" name=\"address\" required></div>\
+         <div><label for=\"add-password\">Password (empty: send a set-password link)</label>\
+         <input type=\"password\" id=\"add-password\" name=\"password\" autocomplete=\"new-password\"></div>\
+         <div><button type=\"submit\" id=\"add-submit\">Add user</button></div></form></section>\
+         <section class=\"card\"><h2>Users</h2>\
+         <form method=\"get\" action=\"/admin\" class=\"row\" role=\"search\">\
+         <div><label for=\"q\">Search addresses, aliases, forwarding</label>\
+         <input type=\"text\" id=\"q\" name=\"q\" value=\"{q}\"></div>\
+         <div><button type=\"submit\" id=\"search-submit\">Search</button></div></form>\
+         <p class=\"hint\" id=\"count\">{total} matching, page {pn} of {pages}</p>\
+         <table id=\"users\"><thead><tr><th>Address</th><th>Status</th><th>Quota</th><th>Forwarding</th><th>Actions</th></tr></thead>\
+         <tbody>{table}</tbody></table><div class=\"pager\">{prev}{next}</div>\
+         <form method=\"post\" action=\"/admin/quota\" class=\"row\" id=\"quota-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"quota-address\">Set quota: address</label><input type=\"email\" id=\"quota-address\" name=\"address\" required></div>\
+         <div><label for=\"quota-mb\">Megabytes (0: none)</label><input type=\"text\" id=\"quota-mb\" name=\"megabytes\" inputmode=\"numeric\" required></div>\
+         <div><button type=\"submit\">Set quota</button></div></form></section>",
+        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        pn = page_no + 1,
+    );
+    page_in("wide", "Users", &body, Some((&s.address, &s.csrf)))
 }

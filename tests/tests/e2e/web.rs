@@ -274,3 +274,183 @@ fn self_service_password_and_forwarding_in_a_browser() {
     );
     assert!(shots.join("03-changed.png").exists());
 }
+
+/// The IMAPS login chain under listen; returns its port.
+fn start_imaps(t: &mut Tree) -> u16 {
+    let checkpassword = if is_root() {
+        t.setuid_root_copy("checkpassword-file")
+    } else {
+        bin("checkpassword-file")
+    };
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
+        .arg("0")
+        .arg(bin("tlswrap"))
+        .arg(bin("imapd-login"))
+        .arg(&checkpassword)
+        .arg(bin("imapd"))
+        .stderr(std::fs::File::create(t.root.join("imap.log")).unwrap());
+    t.start_listen(c).0
+}
+
+const ADMIN_PY: &str = r##"
+import sys, os, ssl, tempfile, imaplib, re, time
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, shots, admin, adminpw, imapport = sys.argv[1:6]
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run",
+          "--ignore-certificate-errors", "--window-size=1280,1000",
+          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
+    opts.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+d.set_page_load_timeout(60)
+
+def wait(cond, what):
+    try:
+        WebDriverWait(d, 30, poll_frequency=0.1).until(lambda drv: cond())
+    except Exception:
+        raise AssertionError("%s: %s\n%s" % (what, d.current_url, d.page_source[:3000]))
+
+def text_of(id_):
+    try:
+        return d.find_element(By.ID, id_).text
+    except Exception:
+        return ""
+
+def shot(name):
+    d.save_screenshot(os.path.join(shots, name + ".png"))
+
+new_pw = "amber kettle 7 rivers"
+try:
+    d.get(url + "login")
+    d.find_element(By.ID, "address").send_keys(admin)
+    # Keyboard only: type, Enter.
+    d.find_element(By.ID, "password").send_keys(adminpw + Keys.ENTER)
+    wait(lambda: d.current_url.endswith("/admin"), "admin console")
+    assert "3501 matching" in text_of("count"), text_of("count")
+    print("admin console")
+    shot("01-users")
+    t0 = time.time()
+    q = d.find_element(By.ID, "q")
+    q.send_keys("user34" + Keys.ENTER)
+    wait(lambda: "100 matching, page 1 of 2" in text_of("count"), "search")
+    print("search %.3f s" % (time.time() - t0))
+    d.find_element(By.ID, "next").click()
+    wait(lambda: "page 2 of 2" in text_of("count"), "next page")
+    assert "user3499@example.test" in text_of("users")
+    print("paged")
+    # Disable one user from its row.
+    d.get(url + "admin?q=user0001")
+    d.find_element(By.CSS_SELECTOR, "#users form[action='/admin/disable'] button").click()
+    wait(lambda: "was disabled" in text_of("note"), "disable")
+    print("disabled")
+    # Add a user without a password: a one-time link.
+    d.find_element(By.ID, "add-address").send_keys("newbie@example.test")
+    d.find_element(By.ID, "add-submit").click()
+    wait(lambda: "/login/token?t=" in text_of("note"), "token link")
+    shot("02-added")
+    link = re.search(r"https://\S+/login/token\?t=[0-9a-f]+", text_of("note")).group(0)
+    print("added with link")
+    d.find_element(By.CSS_SELECTOR, "header button").click()
+    wait(lambda: d.current_url.endswith("/login"), "logout")
+    d.delete_all_cookies()
+    d.get(link)
+    shot("03-token")
+    d.find_element(By.ID, "token-submit").click()
+    wait(lambda: d.current_url.endswith("/account"), "token login")
+    d.find_element(By.ID, "new").send_keys(new_pw)
+    d.find_element(By.ID, "again").send_keys(new_pw)
+    d.find_element(By.ID, "password-submit").click()
+    wait(lambda: "was changed" in text_of("note"), "password set")
+    print("token login and password set")
+    # The link works once.
+    d.find_element(By.CSS_SELECTOR, "header button").click()
+    d.delete_all_cookies()
+    d.get(link)
+    d.find_element(By.ID, "token-submit").click()
+    wait(lambda: "not valid" in text_of("note"), "token used twice")
+    print("token refused the second time")
+finally:
+    d.quit()
+
+ctx = ssl._create_unverified_context()
+m = imaplib.IMAP4_SSL("127.0.0.1", int(imapport), ssl_context=ctx, timeout=30)
+m.login("newbie@example.test", new_pw)
+print("imap login", m.select()[0])
+m.logout()
+print("done")
+"##;
+
+// See: issue #15
+#[test]
+fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
+    if !browser_ready("web::admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap")
+    {
+        return;
+    }
+    let mut t = Tree::new();
+    t.control("authfaildelay", "100");
+    t.control("webadmins", "demo@example.test");
+    let mut users = String::new();
+    for i in 0..3500 {
+        users.push_str(&format!("user{i:04}@example.test\n"));
+    }
+    let path = t.root.join("directory/users");
+    let mut all = std::fs::read_to_string(&path).unwrap();
+    all.push_str(&users);
+    std::fs::write(&path, all).unwrap();
+    let (port, log) = start_webd(&mut t);
+    let imap = start_imaps(&mut t);
+    let shots = artifacts("admin");
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(ADMIN_PY)
+        .args([
+            &format!("https://127.0.0.1:{port}/"),
+            shots.to_str().unwrap(),
+            "demo@example.test",
+            &t.demo_password(),
+            &imap.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let weblog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}\nwebd log:\n{weblog}\nimap log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(t.root.join("imap.log")).unwrap_or_default()
+    );
+    for want in [
+        "admin console",
+        "paged",
+        "disabled",
+        "added with link",
+        "token login and password set",
+        "token refused the second time",
+        "imap login OK",
+        "done",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
+    }
+    for audit in [
+        "audit admin=demo@example.test action=disable target=user0001@example.test result=ok",
+        "audit admin=demo@example.test action=add target=newbie@example.test result=ok",
+    ] {
+        assert!(weblog.contains(audit), "{audit}: {weblog}");
+    }
+    let users = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("user0001@example.test") && l.contains("status=disabled"))
+    );
+}

@@ -1,0 +1,393 @@
+//! The admin console's pages and actions, and the one-time token login.
+//!
+//! Admins are the addresses in `control/webadmins`, logged in from a network in
+//! `control/webadminnets` when that file lists any. Every admin action is one
+//! webd-dirwrite request and one audit line in the log
+//! (`audit admin=… action=… target=… result=…`).
+
+use crate::http::{self, escape};
+use crate::{App, PRELOGIN_COOKIE, Request, Response, Session, pages, same, token};
+use std::net::IpAddr;
+use std::time::Instant;
+
+/// One account in the admin list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The primary address.
+    pub address: String,
+    /// Disabled.
+    pub disabled: bool,
+    /// Quota in bytes.
+    pub quota: Option<u64>,
+    /// Forwarding addresses.
+    pub forward: Vec<String>,
+    /// Aliases.
+    pub aliases: Vec<String>,
+}
+
+/// Rows per page.
+pub const PAGE: usize = 50;
+
+/// Every account of the directory (files or LDAP), sorted.
+pub fn list_accounts() -> Result<Vec<Row>, String> {
+    let mut s = mailorder_directory_admin::Store::open_read(&mailorder_core::root::root())
+        .map_err(|e| e.to_string())?;
+    let mut rows = Vec::new();
+    for (d, _) in s.domains().map_err(|e| e.to_string())? {
+        for a in s.list(&d).map_err(|e| e.to_string())? {
+            rows.push(Row {
+                address: a.address,
+                disabled: a.disabled,
+                quota: a.quota_size,
+                forward: a.forward,
+                aliases: a.aliases,
+            });
+        }
+    }
+    rows.sort_by(|a, b| a.address.cmp(&b.address));
+    Ok(rows)
+}
+
+/// Whether `ip` is in `net` (`ADDR` or `ADDR/BITS`, IPv4 or IPv6).
+pub fn in_net(ip: &str, net: &str) -> bool {
+    let (addr, bits) = match net.trim().split_once('/') {
+        Some((a, b)) => (a, b.parse::<u32>().ok()),
+        None => (net.trim(), None),
+    };
+    let (Ok(ip), Ok(addr)) = (ip.parse::<IpAddr>(), addr.parse::<IpAddr>()) else {
+        return false;
+    };
+    let (a, b, width) = match (ip, addr) {
+        (IpAddr::V4(x), IpAddr::V4(y)) => (u128::from(x.to_bits()), u128::from(y.to_bits()), 32),
+        (IpAddr::V6(x), IpAddr::V6(y)) => (x.to_bits(), y.to_bits(), 128),
+        _ => return false,
+    };
+    let bits = bits.unwrap_or(width).min(width);
+    if bits == 0 {
+        return true;
+    }
+    let shift = width - bits;
+    (a >> shift) == (b >> shift)
+}
+
+fn request(cmd: &str, addr: &str, value: &str) -> Vec<u8> {
+    let mut r = Vec::new();
+    for f in [cmd, addr, value] {
+        r.extend_from_slice(f.as_bytes());
+        r.push(0);
+    }
+    r
+}
+
+impl App {
+    /// The admin's session, or the page to answer with instead.
+    fn admin_session(&self, req: &Request, client: &str) -> Result<Session, Response> {
+        match self.session(req) {
+            Some((_, s)) if s.admin => Ok(s),
+            Some((_, s)) => {
+                log::warn!("admin page refused address={} ip={client}", s.address);
+                Err(Response::html(
+                    403,
+                    pages::page("Refused", "<p>This page is for administrators.</p>", None),
+                ))
+            }
+            None => Err(Response::redirect("/login")),
+        }
+    }
+
+    pub(crate) fn admin_page(&self, req: &Request, client: &str) -> Response {
+        match self.admin_session(req, client) {
+            Ok(s) => self.render_admin(&s, req, None, 200),
+            Err(r) => r,
+        }
+    }
+
+    fn render_admin(
+        &self,
+        s: &Session,
+        req: &Request,
+        note: Option<Result<String, String>>,
+        status: u16,
+    ) -> Response {
+        let q = http::form(req.query.as_bytes());
+        let search = http::field(&q, "q")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        let page: usize = http::field(&q, "page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let rows = match (self.lister)() {
+            Ok(r) => r,
+            Err(e) => {
+                log::error!("cannot list accounts: {e}");
+                return Response::html(
+                    503,
+                    pages::page(
+                        "Unavailable",
+                        "<p>The directory is not available; try again later.</p>",
+                        None,
+                    ),
+                );
+            }
+        };
+        let matching: Vec<&Row> = rows
+            .iter()
+            .filter(|r| {
+                search.is_empty()
+                    || r.address.contains(&search)
+                    || r.aliases.iter().any(|a| a.contains(&search))
+                    || r.forward.iter().any(|a| a.contains(&search))
+            })
+            .collect();
+        let total = matching.len();
+        let pages_n = total.div_ceil(PAGE).max(1);
+        let page = page.min(pages_n - 1);
+        let shown = &matching[(page * PAGE).min(total)..((page + 1) * PAGE).min(total)];
+        Response::html(
+            status,
+            pages::admin(s, &search, page, pages_n, total, shown, note.as_ref()),
+        )
+    }
+
+    pub(crate) fn admin_action(&self, req: &Request, client: &str) -> Response {
+        let s = match self.admin_session(req, client) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let form = req.form();
+        if !http::field(&form, "csrf").is_some_and(|t| same(t, &s.csrf)) {
+            log::warn!(
+                "bad CSRF token refused path={} address={} ip={client}",
+                req.path,
+                s.address
+            );
+            return Response::html(
+                403,
+                pages::page(
+                    "Refused",
+                    "<p>The form was stale or forged. <a href=\"/admin\">Reload</a> the page.</p>",
+                    None,
+                ),
+            );
+        }
+        let target = http::field(&form, "address").unwrap_or_default().trim();
+        let target = match mailorder_directory_admin::valid_address(target) {
+            Ok(a) => a,
+            Err(_) => {
+                return self.render_admin(
+                    &s,
+                    req,
+                    Some(Err("Enter a valid mail address.".into())),
+                    400,
+                );
+            }
+        };
+        let action = req.path.trim_start_matches("/admin/");
+        let (req_bytes, ok_text) = match action {
+            "add" => {
+                let pw = http::field(&form, "password").unwrap_or_default();
+                if !pw.is_empty()
+                    && let Err(why) = crate::policy::check(&target, pw)
+                {
+                    return self.render_admin(&s, req, Some(Err(why.into())), 400);
+                }
+                // Without a password the account gets a random one nobody knows, and
+                // a set-password link follows.
+                let pw = if pw.is_empty() {
+                    token(24)
+                } else {
+                    pw.to_owned()
+                };
+                (request("add", &target, &pw), format!("{target} was added."))
+            }
+            "disable" => {
+                let v = if http::field(&form, "value") == Some("no") {
+                    "no"
+                } else {
+                    "yes"
+                };
+                (
+                    request("disable", &target, v),
+                    format!(
+                        "{target} was {}.",
+                        if v == "yes" { "disabled" } else { "enabled" }
+                    ),
+                )
+            }
+            "quota" => {
+                let mb: u64 = match http::field(&form, "megabytes")
+                    .unwrap_or("0")
+                    .trim()
+                    .parse()
+                {
+                    Ok(n) if n <= 10_000_000 => n,
+                    _ => {
+                        return self.render_admin(
+                            &s,
+                            req,
+                            Some(Err("The quota is a number of megabytes.".into())),
+                            400,
+                        );
+                    }
+                };
+                (
+                    request("quota", &target, &(mb * 1024 * 1024).to_string()),
+                    format!("The quota of {target} was set."),
+                )
+            }
+            "token" => (request("token", &target, "72"), String::new()),
+            _ => {
+                return Response::html(
+                    404,
+                    pages::page("Not found", "<p>No such action.</p>", None),
+                );
+            }
+        };
+        let result = (self.writer)(&req_bytes);
+        log::info!(
+            "audit admin={} action={action} target={target} result={} ip={client}",
+            s.address,
+            if result.is_ok() { "ok" } else { "failed" }
+        );
+        match result {
+            Ok(out)
+                if action == "token"
+                    || (action == "add"
+                        && http::field(&form, "password")
+                            .unwrap_or_default()
+                            .is_empty()) =>
+            {
+                let token = if action == "token" {
+                    out
+                } else {
+                    match (self.writer)(&request("token", &target, "72")) {
+                        Ok(t) => t,
+                        Err(e) => return self.render_admin(&s, req, Some(Err(e)), 503),
+                    }
+                };
+                let host = req.header("host").unwrap_or("localhost");
+                let link = format!("https://{host}/login/token?t={token}");
+                self.render_admin(
+                    &s,
+                    req,
+                    Some(Ok(format!(
+                        "One-time set-password link for {target} (valid 72 hours, shown once): {link}"
+                    ))),
+                    200,
+                )
+            }
+            Ok(_) => self.render_admin(&s, req, Some(Ok(ok_text)), 200),
+            Err(e) => self.render_admin(&s, req, Some(Err(e)), 400),
+        }
+    }
+
+    pub(crate) fn token_login(&self, req: &Request, client: &str) -> Response {
+        let form = req.form();
+        let t = http::field(&form, "token")
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        let pre_ok = match (req.cookie(PRELOGIN_COOKIE), http::field(&form, "csrf")) {
+            (Some(c), Some(f)) => !c.is_empty() && same(&c, f),
+            _ => false,
+        };
+        let again = |status: u16, why: &str| {
+            let pre = token(16);
+            Response::html(status, pages::token_login(&pre, &t, Some(why))).with(
+                "Set-Cookie",
+                &format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict"),
+            )
+        };
+        if !pre_ok {
+            return again(403, "The form was stale. Please try again.");
+        }
+        let now = Instant::now();
+        if self.state().by_client.blocked(client, now) {
+            return again(
+                429,
+                "Too many failed attempts. Wait 15 minutes and try again.",
+            );
+        }
+        let digest = mailorder_webd_digest(&t);
+        let unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let found = (self.tokens)().lines().find_map(|l| {
+            let mut w = l.split_whitespace();
+            let (h, a, e) = (w.next()?, w.next()?, w.next()?.parse::<u64>().ok()?);
+            (same(h, &digest) && e > unix).then(|| a.to_owned())
+        });
+        let used = found.filter(|a| (self.writer)(&request("usetoken", a, &digest)).is_ok());
+        match used {
+            Some(address) => {
+                log::info!("token login ok address={address} ip={client}");
+                self.start_session(&address, client, now)
+            }
+            None => {
+                self.state().by_client.fail(client, now);
+                log::warn!("token login failed ip={client}");
+                again(
+                    403,
+                    "This link is not valid (used, expired or mistyped). Ask for a new one.",
+                )
+            }
+        }
+    }
+}
+
+/// The SHA-256 of a token in lower-case hex, as webd-dirwrite stores it.
+pub fn mailorder_webd_digest(token: &str) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// HTML of one account row.
+pub fn row_html(r: &Row, csrf: &str) -> String {
+    let a = escape(&r.address);
+    let c = escape(csrf);
+    format!(
+        "<tr><td>{a}{aliases}</td><td>{status}</td><td>{quota}</td><td>{fwd}</td><td class=\"actions\">\
+         <form method=\"post\" action=\"/admin/disable\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+         <input type=\"hidden\" name=\"address\" value=\"{a}\"><input type=\"hidden\" name=\"value\" value=\"{v}\">\
+         <button type=\"submit\" class=\"small\">{verb}</button></form>\
+         <form method=\"post\" action=\"/admin/token\"><input type=\"hidden\" name=\"csrf\" value=\"{c}\">\
+         <input type=\"hidden\" name=\"address\" value=\"{a}\">\
+         <button type=\"submit\" class=\"small\">Set-password link</button></form></td></tr>",
+        aliases = if r.aliases.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "<br><span class=\"hint\">{}</span>",
+                escape(&r.aliases.join(", "))
+            )
+        },
+        status = if r.disabled { "disabled" } else { "active" },
+        quota = r
+            .quota
+            .map_or_else(|| "—".to_owned(), |q| format!("{} MB", q / (1024 * 1024))),
+        fwd = escape(&r.forward.join(", ")),
+        v = if r.disabled { "no" } else { "yes" },
+        verb = if r.disabled { "Enable" } else { "Disable" },
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn networks() {
+        assert!(in_net("127.0.0.1", "127.0.0.0/8"));
+        assert!(in_net("10.1.2.3", "10.1.2.3"));
+        assert!(!in_net("10.1.2.4", "10.1.2.3"));
+        assert!(!in_net("192.168.1.1", "10.0.0.0/8"));
+        assert!(in_net("::1", "::1/128"));
+        assert!(!in_net("::1", "127.0.0.0/8"));
+        assert!(in_net("1.2.3.4", "0.0.0.0/0"));
+        assert!(!in_net("junk", "0.0.0.0/0"));
+    }
+}
