@@ -817,12 +817,17 @@ impl Folder {
                 }
             }
         }
-        let mut fresh: Vec<mailorder_maildir::Entry> = by_base.into_values().collect();
-        fresh.sort_by_cached_key(|e| {
-            let (s, u, n, _) = delivery_order(&e.base);
-            (s, u, n, e.base.clone())
-        });
-        for e in fresh {
+        // Sorted by delivery order, the name last; the key computed once per file and
+        // the name not copied (100,000 new files on a first SELECT).
+        let mut fresh: Vec<((u64, u64, u64), mailorder_maildir::Entry)> = by_base
+            .into_values()
+            .map(|e| {
+                let (s, u, n, _) = delivery_order(&e.base);
+                ((s, u, n), e)
+            })
+            .collect();
+        fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.base.cmp(&b.1.base)));
+        for (_, e) in fresh {
             let path = self.dir.join(e.dir.dir()).join(&e.name);
             let meta = match fs::symlink_metadata(&path) {
                 Ok(m) if m.is_file() => m,
