@@ -1216,3 +1216,80 @@ fn login_front_end() {
     let r = c.cmd("e", format!("LOGIN demo@example.test {pw}").as_bytes());
     assert!(last(&r).starts_with("e NO [PRIVACYREQUIRED]"), "{r:?}");
 }
+
+/// Scale (issue #12): a 100,000-message INBOX, written directly as files, selected cold
+/// (no index yet) and warm (a second session); both answer the same EXISTS, UIDNEXT and
+/// UIDVALIDITY. Ignored by default (it writes 100,000 files); the timings it prints are
+/// indicative only (debug build, shared machine): `scripts/bench-imap` with
+/// BENCH_MESSAGES=100000 gives the real figures.
+// See: issue #12
+#[test]
+#[ignore]
+fn select_100000_messages() {
+    const N: usize = 100_000;
+    let t = Tree::new();
+    let md = t.root.join("mail/big/Maildir");
+    for sub in ["tmp", "new", "cur"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    for i in 0..N {
+        let d = format!("From: S {i} <s@example.org>\nSubject: m {i}\n\nbody {i}\n");
+        let lf = d.matches('\n').count();
+        let name = format!(
+            "{}.M{i:06}P1.big,S={},W={}:2,{}",
+            1_700_000_000 + i,
+            d.len(),
+            d.len() + lf,
+            if i % 3 == 0 { "" } else { "S" }
+        );
+        std::fs::write(md.join("cur").join(name), d).unwrap();
+    }
+    t.give_to_tree_user(&t.root.join("mail"));
+    let select = || -> (Vec<String>, std::time::Duration) {
+        let mut c = std::process::Command::new(bin("imapd"));
+        c.env_clear()
+            .env("MAILORDER_ROOT", &t.root)
+            .env("MAILDIR", &md)
+            .env("USER", "big")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped());
+        mailorder_tests::as_tree_user(&mut c);
+        let mut child = c.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        let start = std::time::Instant::now();
+        input.write_all(b"a SELECT INBOX\r\n").unwrap();
+        let mut lines = Vec::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "{lines:?}");
+            lines.push(line.trim_end().to_owned());
+            if line.starts_with("a ") {
+                break;
+            }
+        }
+        let took = start.elapsed();
+        input.write_all(b"b LOGOUT\r\n").unwrap();
+        drop(input);
+        let _ = child.wait();
+        (lines, took)
+    };
+    let (cold, cold_t) = select();
+    let (warm, warm_t) = select();
+    eprintln!("100,000 messages: cold SELECT {cold_t:?}, warm SELECT {warm_t:?} (indicative)");
+    for lines in [&cold, &warm] {
+        assert!(lines.contains(&format!("* {N} EXISTS")), "{lines:?}");
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.contains(&format!("[UIDNEXT {}]", N + 1))),
+            "{lines:?}"
+        );
+        assert!(lines.iter().any(|l| l.contains("[UNSEEN 1]")), "{lines:?}");
+        assert!(last(lines).starts_with("a OK"), "{lines:?}");
+    }
+    let uv = |v: &[String]| v.iter().find(|l| l.contains("UIDVALIDITY")).cloned();
+    assert_eq!(uv(&cold), uv(&warm));
+}
