@@ -98,6 +98,9 @@ pub struct Account {
     pub forward_only: bool,
     /// Disabled account.
     pub disabled: bool,
+    /// The autoresponder text (issue 14: `reply=` in `users`, LDAP `mailReplyText` with
+    /// `deliveryMode: reply`); `None`: no autoresponder.
+    pub reply: Option<String>,
     /// Extra `accountStatus` values (`nopop`, `noimap`, `nosmtp`; LDAP only).
     pub restrictions: Vec<String>,
 }
@@ -569,6 +572,7 @@ impl FileStore {
                 "aliases" => a.aliases = list(v),
                 "forward" => a.forward = list(v),
                 "local" => a.forward_only = v.eq_ignore_ascii_case("no"),
+                "reply" => a.reply = mailorder_directory_file::pct_decode(v),
                 "status" => a.disabled = v.eq_ignore_ascii_case("disabled"),
                 _ => {}
             }
@@ -616,6 +620,12 @@ impl FileStore {
             (!acct.forward.is_empty()).then(|| acct.forward.join(",")),
         );
         push("local", acct.forward_only.then(|| "no".to_owned()));
+        push(
+            "reply",
+            acct.reply
+                .as_deref()
+                .map(mailorder_directory_file::pct_encode),
+        );
         push("status", acct.disabled.then(|| "disabled".to_owned()));
         let line = Line::User(acct.address.clone(), f);
         match self
@@ -950,14 +960,15 @@ impl LdapStore {
         );
         put("mailAlternateAddress", acct.aliases.clone());
         put("mailForwardingAddress", acct.forward.clone());
-        put(
-            "deliveryMode",
-            if acct.forward_only {
-                vec!["forwardonly".to_owned()]
-            } else {
-                Vec::new()
-            },
-        );
+        let mut modes = Vec::new();
+        if acct.forward_only {
+            modes.push("forwardonly".to_owned());
+        }
+        if acct.reply.is_some() {
+            modes.push("reply".to_owned());
+        }
+        put("deliveryMode", modes);
+        put("mailReplyText", acct.reply.iter().cloned().collect());
         let mut status = vec![if acct.disabled { "disabled" } else { "active" }.to_owned()];
         status.extend(acct.restrictions.iter().cloned());
         put("accountStatus", status);
@@ -1143,6 +1154,7 @@ fn to_account(e: &SearchEntry) -> Account {
         forward_only: lc("deliverymode")
             .iter()
             .any(|m| m == "forwardonly" || m == "nolocal"),
+        reply: one("mailreplytext").filter(|_| lc("deliverymode").iter().any(|m| m == "reply")),
         disabled: status
             .iter()
             .any(|s| s == "disabled" || s == "deleted" || s == "noaccess"),

@@ -104,6 +104,22 @@ pub struct Fields {
     /// Maildir (absolute).
     #[arg(long)]
     pub maildir: Option<String>,
+    /// Autoresponder text (issue 14): switches the autoresponder on with this body; the
+    /// stored text is replaced (with --reply-subject, --reply-start, --reply-end).
+    #[arg(long)]
+    pub reply_text: Option<String>,
+    /// The autoresponder's subject (after "Auto: ").
+    #[arg(long, requires = "reply_text")]
+    pub reply_subject: Option<String>,
+    /// First day (UTC, YYYY-MM-DD) the autoresponder answers.
+    #[arg(long, requires = "reply_text")]
+    pub reply_start: Option<String>,
+    /// Last day (UTC, YYYY-MM-DD) the autoresponder answers.
+    #[arg(long, requires = "reply_text")]
+    pub reply_end: Option<String>,
+    /// Switch the autoresponder off and remove its text.
+    #[arg(long, conflicts_with = "reply_text")]
+    pub no_reply: bool,
     /// Per-service restriction (LDAP accountStatus): nopop, noimap, nosmtp, nojunk (spam
     /// not filed into Junk) (repeatable; replaces the list; `none` clears it).
     #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "none"])]
@@ -265,9 +281,16 @@ fn apply(
     if f.local {
         acct.forward_only = false;
     }
-    if acct.forward_only && acct.forward.is_empty() {
+    if f.no_reply {
+        acct.reply = None;
+    }
+    if let Some(body) = &f.reply_text {
+        acct.reply = Some(reply_text(f, body)?);
+    }
+    // Forward only with nothing to forward to is "reply only" when there is a reply text.
+    if acct.forward_only && acct.forward.is_empty() && acct.reply.is_none() {
         return Err(AdminError::Invalid(
-            "forward-only needs a forwarding address".to_owned(),
+            "forward-only needs a forwarding address (or a reply text: reply only)".to_owned(),
         ));
     }
     if f.uid.is_some() {
@@ -526,6 +549,48 @@ fn kind_name(k: DomainKind) -> &'static str {
     }
 }
 
+/// The stored autoresponder text: a settings block (`Subject:`, `Start:`, `End:`, the form
+/// local-deliver reads) when any is given, then the body.
+fn reply_text(f: &Fields, body: &str) -> Result<String, AdminError> {
+    let bad = |m: String| Err(AdminError::Invalid(m));
+    let day = |d: &str| {
+        let b = d.as_bytes();
+        b.len() == 10
+            && b[4] == b'-'
+            && b[7] == b'-'
+            && b.iter()
+                .enumerate()
+                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+    };
+    let mut head = String::new();
+    if let Some(s) = &f.reply_subject {
+        if s.chars().any(char::is_control) {
+            return bad("--reply-subject has control characters".to_owned());
+        }
+        head.push_str(&format!("Subject: {s}\n"));
+    }
+    for (k, v) in [("Start", &f.reply_start), ("End", &f.reply_end)] {
+        if let Some(v) = v {
+            if !day(v) {
+                return bad(format!(
+                    "--reply-{}: expected YYYY-MM-DD, got {v:?}",
+                    k.to_lowercase()
+                ));
+            }
+            head.push_str(&format!("{k}: {v}\n"));
+        }
+    }
+    let body = body.replace("\\n", "\n");
+    if body.trim().is_empty() {
+        return bad("--reply-text is empty".to_owned());
+    }
+    Ok(if head.is_empty() {
+        body
+    } else {
+        format!("{head}\n{body}")
+    })
+}
+
 /// One line describing an account: address and key=value fields (no password).
 pub fn summary(a: &Account) -> String {
     let mut s = a.address.clone();
@@ -555,6 +620,10 @@ pub fn summary(a: &Account) -> String {
     if !a.restrictions.is_empty() {
         f("restrict", a.restrictions.join(","));
     }
+    if let Some(r) = &a.reply {
+        // One line: the text %-encoded as in `users`.
+        f("reply", mailorder_directory_file::pct_encode(r));
+    }
     f(
         "password",
         if a.password.is_some() { "set" } else { "none" }.to_owned(),
@@ -580,6 +649,104 @@ mod tests {
         let mut out = Vec::new();
         let code = run(&cli, t.path(), &mut stdin.as_bytes(), &mut out);
         (code, String::from_utf8(out).unwrap())
+    }
+
+    // See: issue #14
+    #[test]
+    fn sets_shows_and_clears_the_autoresponder_and_forwarding_in_the_files() {
+        let t = tree();
+        assert_eq!(go(&t, &["add", "a@example.test"], "").0, 0);
+        let (code, _) = go(
+            &t,
+            &[
+                "modify",
+                "a@example.test",
+                "--reply-text",
+                "Away until the 6th.\\nBack soon.",
+                "--reply-subject",
+                "Out of office",
+                "--reply-start",
+                "2026-12-20",
+                "--reply-end",
+                "2027-01-06",
+                "--forward",
+                "x@y.test",
+            ],
+            "",
+        );
+        assert_eq!(code, 0);
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        let u = dir.lookup("a@example.test").unwrap().unwrap();
+        assert_eq!(
+            u.reply.as_deref(),
+            Some(
+                "Subject: Out of office\nStart: 2026-12-20\nEnd: 2027-01-06\n\nAway until the 6th.\nBack soon."
+            )
+        );
+        assert_eq!(u.forward, vec!["x@y.test"]);
+        let (_, out) = go(&t, &["show", "a@example.test"], "");
+        assert!(out.contains("\tforward=x@y.test"), "{out}");
+        assert!(
+            out.contains("\treply=Subject:%20Out%20of%20office%0AStart:"),
+            "{out}"
+        );
+        // Another change keeps the text.
+        assert_eq!(
+            go(&t, &["modify", "a@example.test", "--quota-size", "5"], "").0,
+            0
+        );
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        assert!(
+            dir.lookup("a@example.test")
+                .unwrap()
+                .unwrap()
+                .reply
+                .is_some()
+        );
+        // Bad dates are refused; reply only is forward-only without a forward.
+        assert_ne!(
+            go(
+                &t,
+                &[
+                    "modify",
+                    "a@example.test",
+                    "--reply-text",
+                    "x",
+                    "--reply-end",
+                    "6.1.2027"
+                ],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            go(
+                &t,
+                &["modify", "a@example.test", "--no-forward", "--forward-only"],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            go(&t, &["modify", "a@example.test", "--no-reply"], "").0,
+            100
+        );
+        assert_eq!(
+            go(
+                &t,
+                &["modify", "a@example.test", "--local", "--no-reply"],
+                ""
+            )
+            .0,
+            0
+        );
+        let (_, out) = go(&t, &["show", "a@example.test"], "");
+        assert!(
+            !out.contains("reply=") && !out.contains("forward="),
+            "{out}"
+        );
     }
 
     #[test]

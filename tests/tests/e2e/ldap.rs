@@ -1197,3 +1197,104 @@ fn ldap_login_failures_take_the_same_time() {
         }
     }
 }
+
+/// See: issue #14. The LDAP back-end: useradm sets the autoresponder (mailReplyText with
+/// deliveryMode reply) and forwarding on the master; mail through smtpd gets one RFC 3834
+/// reply and an SRS forward, both to Postfix's smtp-sink; `--no-reply` switches it off.
+#[test]
+fn ldap_autoresponder_and_srs_forward_set_by_useradm() {
+    let name = "ldap_autoresponder_and_srs_forward_set_by_useradm";
+    if !is_root() {
+        return skip(name, "needs root to run slapd from a private directory");
+    }
+    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch", "smtp-sink"] {
+        if !have(c) {
+            return skip(
+                name,
+                &format!("{c} not installed (scripts/install-test-deps)"),
+            );
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("mailorder-ldap")
+        .tempdir()
+        .unwrap();
+    let master = Slapd::new(tmp.path(), "master", None);
+    let mut t = Tree::new();
+    configure(&t, &[&master], &master);
+    std::fs::write(t.root.join("directory/users"), "").unwrap();
+    let sink = mailorder_tests::SmtpSink::start_private(&[]);
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.control("srssecret", "an SRS secret for the LDAP test");
+    let (code, _, err) = useradm(&t, &["add", "away@example.test"], "");
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = useradm(
+        &t,
+        &[
+            "modify",
+            "away@example.test",
+            "--reply-text",
+            "I am away (LDAP).",
+            "--reply-subject",
+            "Away",
+            "--forward",
+            "copy@sink.test",
+        ],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = useradm(&t, &["show", "away@example.test"], "");
+    assert!(shown.contains("\tforward=copy@sink.test"), "{shown}");
+    assert!(
+        shown.contains("\treply=Subject:%20Away%0A%0AI%20am%20away%20(LDAP)."),
+        "{shown}"
+    );
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let mail = |from: &str| {
+        let (mut s, _) = Smtp::connect(port);
+        s.cmd("EHLO client.sink.test");
+        assert!(s.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+        let r = s.cmd("RCPT TO:<away@example.test>");
+        assert!(r.starts_with("250"), "{r}");
+        assert!(s.cmd("DATA").starts_with("354"));
+        let r = s.cmd("To: away@example.test\r\nSubject: hi\r\n\r\nhello through LDAP\r\n.");
+        assert!(r.starts_with("250"), "{r}");
+        s.cmd("QUIT");
+    };
+    mail("alice@sink.test");
+    // The forward (SRS sender) and the reply (null sender) reach the sink.
+    wait_for("the forward and the reply", 60, || {
+        sink.messages().len() == 2
+    });
+    let all = sink.messages();
+    assert!(
+        all.iter()
+            .any(|m| m.contains("X-Rcpt-Args: <copy@sink.test>")
+                && m.lines().any(|l| l.starts_with("X-Mail-Args: <SRS0=")
+                    && l.contains("=sink.test=alice@example.test>"))),
+        "{all:?}"
+    );
+    assert!(
+        all.iter()
+            .any(|m| m.contains("X-Rcpt-Args: <alice@sink.test>")
+                && m.lines().any(|l| l.starts_with("X-Mail-Args: <>"))
+                && m.contains("Subject: Auto: Away")
+                && m.contains("I am away (LDAP).")),
+        "{all:?}"
+    );
+    assert_eq!(t.messages("away").len(), 1, "keep a copy");
+    // Off again: the next sender gets the forward only.
+    let (code, _, err) = useradm(&t, &["modify", "away@example.test", "--no-reply"], "");
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = useradm(&t, &["show", "away@example.test"], "");
+    assert!(!shown.contains("reply="), "{shown}");
+    mail("bob@sink.test");
+    t.wait_messages("away", 2, 60);
+    wait_for("the second forward", 60, || sink.messages().len() == 3);
+    wait_for("the queue to empty", 60, || t.queue_entries("mess") == 0);
+    assert_eq!(sink.messages().len(), 3, "no reply to bob");
+}
