@@ -245,6 +245,7 @@ impl App {
             }
         };
         let result = (self.writer)(&req_bytes);
+        self.metrics.admin_action();
         log::info!(
             "audit admin={} action={action} target={target} result={} ip={client}",
             s.address,
@@ -322,11 +323,13 @@ impl App {
         match used {
             Some(address) => {
                 log::info!("token login ok address={address} ip={client}");
+                self.metrics.login("token_ok");
                 self.start_session(&address, client, now)
             }
             None => {
                 self.state().by_client.fail(client, now);
                 log::warn!("token login failed ip={client}");
+                self.metrics.login("token_failed");
                 again(
                     403,
                     "This link is not valid (used, expired or mistyped). Ask for a new one.",

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod http;
+pub mod metrics;
 pub mod pages;
 pub mod policy;
 
@@ -54,6 +55,8 @@ pub struct Config {
     pub admins: Vec<String>,
     /// `control/webadminnets`: client networks admins may log in from (empty: any).
     pub admin_nets: Vec<String>,
+    /// `control/webmetricsaddr`: where the metrics are served (plain HTTP; empty: off).
+    pub metrics_addr: String,
 }
 
 impl Config {
@@ -74,6 +77,7 @@ impl Config {
                 .map(|a| a.trim().to_lowercase())
                 .collect(),
             admin_nets: c.list("webadminnets")?,
+            metrics_addr: c.string("webmetricsaddr", "127.0.0.1:9443")?,
         })
     }
 }
@@ -122,6 +126,8 @@ pub struct App {
     pub lister: Lister,
     /// Overridable for tests: the token file's text.
     pub tokens: Box<dyn Fn() -> String + Send + Sync>,
+    /// The counters behind the metrics endpoint.
+    pub metrics: metrics::Metrics,
 }
 
 /// What a login check gave.
@@ -325,6 +331,7 @@ impl App {
             writer: Box::new(dirwrite),
             reader: Box::new(read_forward),
             lister: Box::new(admin::list_accounts),
+            metrics: metrics::Metrics::default(),
             tokens: Box::new(|| {
                 std::fs::read_to_string(mailorder_core::root::root().join("directory/webtokens"))
                     .unwrap_or_default()
@@ -513,6 +520,7 @@ impl App {
                     "login refused: too many failures address={} ip={client}",
                     mailorder_core::logger::loggable(address.as_bytes())
                 );
+                self.metrics.login("limited");
                 return self.login_page(
                     Some("Too many failed attempts. Wait 15 minutes and try again."),
                     429,
@@ -522,9 +530,11 @@ impl App {
         match (self.checker)(&address, password, client) {
             LoginResult::Good(primary) => {
                 log::info!("login ok address={primary} ip={client}");
+                self.metrics.login("ok");
                 self.start_session(&primary, client, now)
             }
             LoginResult::Bad => {
+                self.metrics.login("failed");
                 let mut st = self.state();
                 st.by_address.fail(&address, now);
                 st.by_client.fail(client, now);
@@ -535,10 +545,13 @@ impl App {
                 );
                 self.login_page(Some("Wrong address or password."), 403)
             }
-            LoginResult::Temp => self.login_page(
-                Some("The directory is not available; try again later."),
-                503,
-            ),
+            LoginResult::Temp => {
+                self.metrics.login("temp");
+                self.login_page(
+                    Some("The directory is not available; try again later."),
+                    503,
+                )
+            }
         }
     }
 
@@ -662,6 +675,7 @@ fn connection(app: &App, tls: Arc<rustls::ServerConfig>, stream: TcpStream) -> s
     let deadline = Instant::now() + app.cfg.timeout;
     let mut tls = mailorder_tls_common::TlsStream::new(tls, stream.try_clone()?, stream)?;
     tls.handshake()?;
+    app.metrics.connection();
     let mut framer = Framer::new();
     let mut buf = [0u8; 8192];
     let resp = loop {
@@ -674,7 +688,10 @@ fn connection(app: &App, tls: Arc<rustls::ServerConfig>, stream: TcpStream) -> s
         }
         match framer.push(&buf[..n]) {
             Ok(Some(req)) => {
+                let started = Instant::now();
                 let mut r = app.handle(&req, &client);
+                app.metrics
+                    .request(r.status, started.elapsed().as_secs_f64());
                 if req.method == "HEAD" {
                     r.body.clear();
                 }
@@ -729,6 +746,39 @@ pub fn serve(app: Arc<App>, listener: TcpListener) -> std::io::Result<()> {
     }
 }
 
+/// The metrics endpoint: plain HTTP, `GET /metrics`, one request per connection.
+fn serve_metrics(app: &App, listener: TcpListener) {
+    for stream in listener.incoming().flatten() {
+        let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+        let _ = stream.set_write_timeout(Some(Duration::from_secs(10)));
+        let mut stream = stream;
+        let mut framer = Framer::new();
+        let mut buf = [0u8; 4096];
+        let resp = loop {
+            match stream.read(&mut buf) {
+                Ok(0) | Err(_) => break None,
+                Ok(n) => match framer.push(&buf[..n]) {
+                    Ok(Some(req)) if req.method == "GET" && req.path == "/metrics" => {
+                        let sessions = app.state().sessions.len();
+                        let mut r = Response::text(200, &app.metrics.render(sessions));
+                        r.headers = vec![(
+                            "Content-Type".into(),
+                            "text/plain; version=0.0.4; charset=utf-8".into(),
+                        )];
+                        break Some(r);
+                    }
+                    Ok(Some(_)) => break Some(Response::text(404, "GET /metrics\n")),
+                    Ok(None) => {}
+                    Err(e) => break Some(Response::text(e.status(), &format!("{e}\n"))),
+                },
+            }
+        };
+        if let Some(r) = resp {
+            let _ = stream.write_all(&r.to_bytes());
+        }
+    }
+}
+
 /// Load the configuration of `root`, bind, serve. Returns only on a start-up failure.
 pub fn run(root: &Path) -> u8 {
     let cfg = match Config::load(root) {
@@ -754,7 +804,25 @@ pub fn run(root: &Path) -> u8 {
         .map(|a| a.to_string())
         .unwrap_or_default();
     log::info!("listening url=https://{local}/");
+    let metrics_listener = if cfg.metrics_addr.is_empty() {
+        None
+    } else {
+        match TcpListener::bind(&cfg.metrics_addr) {
+            Ok(l) => Some(l),
+            Err(e) => {
+                log::error!("cannot listen on {}: {e} (#4.3.0)", cfg.metrics_addr);
+                return mailorder_core::Exit::Temp.code();
+            }
+        }
+    };
     let app = Arc::new(App::new(cfg));
+    if let Some(l) = metrics_listener {
+        let app = app.clone();
+        if let Ok(a) = l.local_addr() {
+            log::info!("metrics url=http://{a}/metrics");
+        }
+        std::thread::spawn(move || serve_metrics(&app, l));
+    }
     if let Err(e) = serve(app, listener) {
         log::error!("{e}");
     }
@@ -777,6 +845,7 @@ mod tests {
             login_limit: 3,
             admins: vec!["boss@example.test".into()],
             admin_nets: vec!["127.0.0.0/8".into()],
+            metrics_addr: String::new(),
         };
         let mut a = App::new(cfg);
         a.checker = Box::new(|addr, pw, _| {

@@ -63,12 +63,15 @@ pub fn start_webd(t: &mut Tree) -> (u16, PathBuf) {
     std::fs::copy(bin("webd-dirwrite"), bindir.join("webd-dirwrite")).unwrap();
     let port = free_port();
     t.control("webaddr", &format!("127.0.0.1:{port}"));
+    let mport = free_port();
+    t.control("webmetricsaddr", &format!("127.0.0.1:{mport}"));
     let log = t.root.join("webd.log");
     let mut c = t.cmd("webd");
     c.env("MAILORDER_BIN_DIR", &bindir)
         .stderr(std::fs::File::create(&log).unwrap());
     t.keep(c.spawn().expect("webd"));
     wait_listening("127.0.0.1", port, 30);
+    wait_listening("127.0.0.1", mport, 30);
     (port, log)
 }
 
@@ -453,4 +456,73 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
             .lines()
             .any(|l| l.starts_with("user0001@example.test") && l.contains("status=disabled"))
     );
+}
+
+const METRICS_PY: &str = r##"
+import sys, ssl, http.client, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+
+port, mport = sys.argv[1:3]
+# One failed login without its form token, one wrong password: counted.
+c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=30, context=ssl._create_unverified_context())
+c.request("GET", "/login")
+r = c.getresponse(); r.read()
+pre = [v.split(";")[0].split("=", 1)[1] for k, v in r.getheaders() if k.lower() == "set-cookie"][0]
+c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=30, context=ssl._create_unverified_context())
+c.request("POST", "/login", body="csrf=%s&address=demo%%40example.test&password=wrong" % pre,
+          headers={"Cookie": "__Host-mopre=" + pre, "Content-Type": "application/x-www-form-urlencoded"})
+r = c.getresponse(); r.read()
+print("login status", r.status)
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % mport, timeout=30).read().decode()
+fams = {f.name: f for f in text_string_to_metric_families(text)}
+logins = {s.labels["result"]: s.value for s in fams["mailorder_web_logins"].samples}
+print("logins failed", int(logins["failed"]), "ok", int(logins["ok"]))
+h = fams["mailorder_web_request_duration_seconds"]
+print("histogram", h.type, int([s.value for s in h.samples if s.name.endswith("_count")][0]))
+print("requests 2xx", int([s.value for s in fams["mailorder_web_requests"].samples if s.labels["code"] == "2xx"][0]))
+print("connections", int(fams["mailorder_web_connections"].samples[0].value))
+print("done")
+"##;
+
+// See: issue #15
+#[test]
+fn metrics_parse_with_prometheus_client() {
+    if !Command::new(DEBIAN_PYTHON)
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        return skip(
+            "web::metrics_parse_with_prometheus_client",
+            "python3-prometheus-client missing (scripts/install-test-deps)",
+        );
+    }
+    let mut t = Tree::new();
+    t.control("authfaildelay", "100");
+    let (port, log) = start_webd(&mut t);
+    let maddr = std::fs::read_to_string(t.root.join("control/webmetricsaddr")).unwrap();
+    let mport = maddr.trim().rsplit(':').next().unwrap().to_owned();
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(METRICS_PY)
+        .args([&port.to_string(), &mport])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    for want in [
+        "login status 403",
+        "logins failed 1 ok 0",
+        "histogram histogram 2",
+        "requests 2xx 1",
+        "connections 2",
+        "done",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}");
+    }
 }
