@@ -24,6 +24,7 @@ pub const EXIT_CODES: &[u8] = &[
 pub mod autoreply;
 pub mod dotqmail;
 pub mod header;
+pub mod quotawarn;
 mod srs;
 #[cfg(test)]
 mod tests;
@@ -619,6 +620,9 @@ fn deliver_maildir(ctx: &Ctx, line: &str, msg: &mut File) -> Result<PathBuf, Del
     };
     if let Err(e) = recorded {
         log::warn!("cannot update maildirsize: {e}");
+    }
+    if let Some(q) = &q {
+        quotawarn::check(ctx, &md, q);
     }
     Ok(delivered)
 }

@@ -430,3 +430,91 @@ fn our_own_bounce_of_a_forward_reaches_the_original_sender() {
     assert!(m[0].contains("x@hard.test"), "{}", m[0]);
     assert!(t.messages("fwd").is_empty(), "forward only");
 }
+
+fn qadmin(t: &Tree, args: &[&str]) -> String {
+    let o = t.cmd("qadmin").args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "qadmin {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// See: issue #14. A Maildir++ quota, end to end: past the warning threshold one warning
+/// lands in the INBOX (once per day, however many messages follow); over quota the
+/// message waits (4.2.2) and, once the queue lifetime is over, is bounced to its sender.
+#[test]
+fn quota_warning_once_then_over_quota_waits_and_bounces() {
+    if !have("smtp-sink") {
+        return skip(
+            "quota_warning_once_then_over_quota_waits_and_bounces",
+            "smtp-sink missing",
+        );
+    }
+    let mut t = Tree::new();
+    let sink = Sink::start_private(&[]);
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.control("quotawarnpercent", "50");
+    t.control("quotawarning", "Mailbox almost full: please clean up.");
+    t.control("queuelifetime", "3");
+    t.add_user("full@example.test", "quota=4C", "pw");
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let msg = |i: usize| format!("To: full@example.test\nSubject: number {i}\n\nbody {i}\n");
+    // 2 of 4 messages: 50 %, the warning; 3 and 4: no second warning the same day.
+    for i in 1..=4 {
+        send(port, "alice@sink.test", "full@example.test", &msg(i));
+        // The warning of message 2 makes it one more file.
+        settle(&t, "full", if i < 2 { i } else { i + 1 });
+    }
+    let texts: Vec<String> = t
+        .messages("full")
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    let warnings: Vec<&String> = texts
+        .iter()
+        .filter(|m| m.contains("Subject: Your mailbox is"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{texts:?}");
+    assert!(
+        warnings[0].contains("Subject: Your mailbox is 50% full"),
+        "{}",
+        warnings[0]
+    );
+    assert!(warnings[0].contains("Mailbox almost full: please clean up."));
+    // Message 5 is over quota: a temporary failure, the message stays queued.
+    send(port, "alice@sink.test", "full@example.test", &msg(5));
+    wait_for("the over-quota deferral", 60, || {
+        qadmin(&t, &["list"])
+            .lines()
+            .filter_map(|l| l.split('\t').next())
+            .any(|id| {
+                let o = t.cmd("qadmin").args(["show", id]).output().unwrap();
+                String::from_utf8_lossy(&o.stdout).contains("4.2.2")
+            })
+    });
+    assert_eq!(t.messages("full").len(), 5, "nothing more stored");
+    // The queue lifetime (3 s) runs out: the next attempt bounces it to alice.
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    qadmin(&t, &["flush"]);
+    wait_for("the bounce at alice", 60, || {
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+    });
+    let bounce = sink
+        .messages()
+        .into_iter()
+        .find(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+        .unwrap();
+    assert!(bounce.contains("full@example.test"), "{bounce}");
+    assert!(bounce.contains("mailbox full"), "{bounce}");
+    wait_for("the queue to empty", 60, || {
+        qadmin(&t, &["list"]).is_empty()
+    });
+}
