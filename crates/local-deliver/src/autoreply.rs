@@ -18,6 +18,7 @@
 //! recipient (its primary address or the address as given) is in `To` or `Cc`; and each
 //! sender at most once per `control/autoreplydays` days (7), remembered per user in
 //! `HOME/.autoreply-sent` (lines `DAY SENDER`, replaced with `core::atomic::write_atomic`).
+//! Mail the content filter marked spam is never answered (backscatter).
 //!
 //! The reply (RFC 3834 §3.1): `From` the recipient, `To` the envelope sender,
 //! `Subject: Auto: …`, `In-Reply-To` / `References`, `Auto-Submitted: auto-replied`, a
@@ -206,6 +207,9 @@ pub enum Skip {
     Recently,
     /// The sender is the recipient.
     ToSelf,
+    /// The content filter marked the message spam (`X-Spam-Flag: YES`): a reply would be
+    /// backscatter to a forged sender.
+    Spam,
 }
 
 impl Skip {
@@ -222,6 +226,7 @@ impl Skip {
             Skip::OutsideDates => "outside-dates",
             Skip::Recently => "answered-recently",
             Skip::ToSelf => "to-self",
+            Skip::Spam => "spam",
         }
     }
 }

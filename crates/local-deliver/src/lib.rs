@@ -365,6 +365,9 @@ fn autoreply_send(ctx: &Ctx, text: &str, msg: &mut File) -> Result<(), DeliverEr
     if !settings.active_on(today) {
         return skip(autoreply::Skip::OutsideDates);
     }
+    if ctx.spam {
+        return skip(autoreply::Skip::Spam);
+    }
     msg.seek(SeekFrom::Start(0))
         .map_err(io_err("seek", stdin))?;
     let header = autoreply::Header::read(&mut *msg).map_err(io_err("read", stdin))?;

@@ -110,6 +110,20 @@ fn autoresponder_answers_once_per_sender_and_never_lists_or_robots() {
         send(port, sender, "away@example.test", msg);
         settle(&t, "away", 3 + i);
     }
+    // Marked spam by the content filter: filed into Junk, never answered (backscatter).
+    send(
+        port,
+        "spammer@sink.test",
+        "away@example.test",
+        "X-Spam-Flag: YES\nTo: away@example.test\nSubject: spam\n\nx\n",
+    );
+    let junk = t.maildir("away").join(".Junk/new");
+    wait_for("the spam in Junk", 60, || {
+        std::fs::read_dir(&junk).map(|d| d.count()).unwrap_or(0) == 1
+    });
+    wait_for("the queue to empty", 60, || {
+        t.queue_entries("mess") == 0 && t.queue_entries("todo") == 0
+    });
     // A new sender is answered: the rules above, not a broken responder, kept quiet.
     send(
         port,
