@@ -30,6 +30,7 @@ use mailorder_queue_client::Client;
 use std::io::{BufRead, Read, Write};
 use std::time::Duration;
 
+pub mod auth;
 pub mod scan;
 
 /// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
@@ -75,6 +76,18 @@ pub struct Config {
     /// `control/spammark`: `X-Spam-Flag: YES` at or above this score (default: spamd's
     /// own verdict, its required score).
     pub spam_mark: Option<f64>,
+    /// `control/senderauth` = `1`: SPF, DKIM, ARC and DMARC for inbound mail.
+    pub sender_auth: bool,
+    /// `control/me`: the authserv-id of our `Authentication-Results`.
+    pub me: String,
+    /// `control/dmarcoverride`: domains whose failed DMARC reject/quarantine is not
+    /// enforced (only reported).
+    pub dmarc_override: Vec<String>,
+    /// `control/dnsserver` (`IP:PORT` or `IP` lines, as remote-send): DNS servers for the
+    /// sender checks; empty: the system's.
+    pub dns_servers: Vec<std::net::SocketAddr>,
+    /// `control/timeoutdns` (seconds per query attempt, default 5).
+    pub dns_timeout: Duration,
 }
 
 fn fail_mode(c: &Control, name: &str, default: OnFailure) -> Result<OnFailure, ControlError> {
@@ -102,6 +115,23 @@ fn score(c: &Control, name: &str) -> Result<Option<f64>, ControlError> {
     }
 }
 
+fn dns_servers(c: &Control) -> Result<Vec<std::net::SocketAddr>, ControlError> {
+    c.list("dnsserver")?
+        .into_iter()
+        .map(|l| {
+            l.parse::<std::net::SocketAddr>()
+                .or_else(|_| {
+                    l.parse::<std::net::IpAddr>()
+                        .map(|ip| std::net::SocketAddr::new(ip, 53))
+                })
+                .map_err(|_| ControlError::Value {
+                    path: c.path("dnsserver"),
+                    value: l.clone(),
+                })
+        })
+        .collect()
+}
+
 impl Config {
     /// Read the control files. An unreadable or malformed file is an error (the caller
     /// answers 55: never a silent default).
@@ -120,6 +150,11 @@ impl Config {
                 .unwrap_or(usize::MAX),
             spam_reject: score(c, "spamreject")?,
             spam_mark: score(c, "spammark")?,
+            sender_auth: c.line("senderauth")?.is_some_and(|v| v == "1"),
+            me: c.me()?,
+            dmarc_override: c.list("dmarcoverride")?,
+            dns_servers: dns_servers(c)?,
+            dns_timeout: secs("timeoutdns", 5)?,
         })
     }
 }
@@ -167,7 +202,7 @@ fn status_header(words: &str, tests: &[String]) -> String {
 }
 
 /// Scan `message` for the envelope `recipients` and decide (logging one line).
-pub fn decide(cfg: &Config, message: &[u8], recipients: &[String]) -> Decision {
+pub fn decide(cfg: &Config, message: &[u8], recipients: &[String], quarantine: bool) -> Decision {
     let mut headers = String::new();
     let mut log = Vec::new();
     if let Some(addr) = &cfg.clamd {
@@ -220,6 +255,7 @@ pub fn decide(cfg: &Config, message: &[u8], recipients: &[String]) -> Decision {
                         Some(m) => (score >= m, format!("{m:.1}")),
                         None => (v.spam, v.required.clone()),
                     };
+                    let flag = flag || quarantine;
                     let yes = if flag { "YES" } else { "NO" };
                     headers.push_str(&format!("X-Spam-Flag: {yes}\nX-Spam-Score: {}\n", v.score));
                     let words = format!(
@@ -246,19 +282,26 @@ pub fn decide(cfg: &Config, message: &[u8], recipients: &[String]) -> Decision {
             }
         }
     }
+    if quarantine && !headers.contains("X-Spam-Flag: ") {
+        headers.push_str("X-Spam-Flag: YES\n");
+    }
     log::info!("passed {}", log.join(" "));
     Decision::Pass(headers)
 }
 
-/// Whether a header field name is one the filter writes (the sender's copies go).
-fn ours(name: &[u8]) -> bool {
+/// Whether a header field is one the filter writes (the sender's copies go), or an
+/// `Authentication-Results` claiming our authserv-id `me` (RFC 8601 §5).
+fn ours(name: &[u8], value: &[u8], me: Option<&str>) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower.starts_with(b"x-spam-") || lower == b"x-mailorder-not-scanned"
+    lower.starts_with(b"x-spam-")
+        || lower == b"x-mailorder-not-scanned"
+        || (lower == b"authentication-results" && me.is_some_and(|me| auth::claims(value, me)))
 }
 
-/// `message` without the header fields the filter writes (with their continuation lines).
-/// Only the header section (up to the first empty line) is looked at.
-pub fn strip_ours(message: &[u8]) -> Vec<u8> {
+/// `message` without the header fields the filter writes (with their continuation lines),
+/// and with `me`, the `Authentication-Results` fields claiming it. Only the header section
+/// (up to the first empty line) is looked at.
+pub fn strip_ours(message: &[u8], me: Option<&str>) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len());
     let mut pos = 0;
     let mut dropping = false;
@@ -276,7 +319,7 @@ pub fn strip_ours(message: &[u8]) -> Vec<u8> {
             dropping = line
                 .iter()
                 .position(|&c| c == b':')
-                .is_some_and(|i| ours(&line[..i]));
+                .is_some_and(|i| ours(&line[..i], &line[i + 1..], me));
         }
         if !dropping {
             out.extend_from_slice(line);
@@ -288,10 +331,10 @@ pub fn strip_ours(message: &[u8]) -> Vec<u8> {
 }
 
 /// Hand a passed message to the queue: its answer.
-fn forward(queue: &mut Client, headers: &str, message: &[u8], envelope: &[u8]) -> Answer {
+fn forward(queue: &mut Client, headers: &str, message: &[u8], envelope: &[u8], me: &str) -> Answer {
     let mut full = Vec::with_capacity(headers.len() + message.len());
     full.extend_from_slice(headers.as_bytes());
-    full.extend_from_slice(&strip_ours(message));
+    full.extend_from_slice(&strip_ours(message, Some(me)));
     match queue.submit(&full[..], envelope) {
         Ok(()) => Answer {
             code: code::OK,
@@ -307,16 +350,78 @@ fn forward(queue: &mut Client, headers: &str, message: &[u8], envelope: &[u8]) -
     }
 }
 
-/// Filter one message: decide, then forward or refuse.
-pub fn handle(cfg: &Config, queue: &mut Client, message: &[u8], envelope: &[u8]) -> Answer {
+/// The sender checks' state kept across messages: the resolver, made at first use.
+#[derive(Debug, Default)]
+pub struct State {
+    auth: Option<auth::Auth>,
+}
+
+/// Filter one message from `client`: authenticate, decide, then forward or refuse.
+pub fn handle(
+    cfg: &Config,
+    state: &mut State,
+    queue: &mut Client,
+    message: &[u8],
+    envelope: &[u8],
+    client: &auth::ClientInfo,
+) -> Answer {
     let recipients = mailorder_queue_format::envelope::read_envelope(
         envelope,
         mailorder_queue_format::envelope::MAX_ENVELOPE,
     )
     .map(|e| e.recipients)
     .unwrap_or_default();
-    match decide(cfg, message, &recipients) {
-        Decision::Pass(headers) => forward(queue, &headers, message, envelope),
+    let mut auth_header = String::new();
+    let mut quarantine = false;
+    if cfg.sender_auth && client.is_inbound() {
+        if state.auth.is_none() {
+            match auth::Auth::new(&cfg.dns_servers, cfg.dns_timeout) {
+                Ok(a) => state.auth = Some(a),
+                Err(e) => {
+                    log::error!("sender checks: {e}");
+                    return Answer {
+                        code: code::TEMP_REFUSED,
+                        reason: Some((
+                            "4.7.1".into(),
+                            "sender checks unavailable, try again later".into(),
+                        )),
+                    };
+                }
+            }
+        }
+        if let Some(a) = &state.auth {
+            match a.check(&cfg.me, client, message, &cfg.dmarc_override) {
+                auth::Outcome::Reject(domain) => {
+                    log::info!(
+                        "dmarc reject domain={domain} rcpt=<{}>",
+                        recipients.join(">,<")
+                    );
+                    return Answer {
+                        code: code::REFUSED,
+                        reason: Some((
+                            "5.7.1".into(),
+                            format!("rejected by the DMARC policy of {domain}"),
+                        )),
+                    };
+                }
+                auth::Outcome::Pass {
+                    header,
+                    quarantine: q,
+                } => {
+                    auth_header = header;
+                    quarantine = q;
+                }
+            }
+        }
+    }
+    match decide(cfg, message, &recipients, quarantine) {
+        Decision::Pass(headers) => forward(
+            queue,
+            &format!("{auth_header}{headers}"),
+            message,
+            envelope,
+            &cfg.me,
+        ),
         Decision::Refuse(a) => a,
     }
 }
@@ -363,6 +468,8 @@ pub fn run_framed(
     mut out: impl Write,
 ) -> Result<u64, FrameError> {
     let mut message = Vec::new();
+    let mut client = auth::ClientInfo::default();
+    let mut state = State::default();
     let mut started = false;
     let mut answered = 0;
     loop {
@@ -396,7 +503,7 @@ pub fn run_framed(
                 // The control files are read for each message, as qmail's programs read
                 // them at each run: a change applies to the next message.
                 let a = match Config::load(control) {
-                    Ok(cfg) => handle(&cfg, queue, &message, &envelope),
+                    Ok(cfg) => handle(&cfg, &mut state, queue, &message, &envelope, &client),
                     Err(e) => {
                         log::error!("{e}");
                         Answer {
@@ -410,11 +517,14 @@ pub fn run_framed(
                     .map_err(|e| FrameError(format!("answer: {e}")))?;
                 answered += 1;
                 message.clear();
+                client = auth::ClientInfo::default();
                 started = false;
             }
+            b'i' => client = auth::ClientInfo::parse(&take(64 * 1024)?),
             b'a' => {
                 take(MAX_PIECE)?;
                 message.clear();
+                client = auth::ClientInfo::default();
                 started = false;
             }
             t => return Err(FrameError(format!("bad frame {:?}", t as char))),
@@ -444,7 +554,15 @@ pub fn run_oneshot(
     if !e.ends_with(b"\0\0") && e != b"\0" {
         return code::ENVELOPE;
     }
-    handle(cfg, queue, &m, &e).code
+    handle(
+        cfg,
+        &mut State::default(),
+        queue,
+        &m,
+        &e,
+        &auth::ClientInfo::default(),
+    )
+    .code
 }
 
 #[cfg(test)]
@@ -456,10 +574,18 @@ mod tests {
     fn the_senders_own_spam_headers_go_with_their_continuations() {
         let m = b"Received: x\nX-Spam-Flag: NO\nX-SPAM-Status: No,\n\tscore=0\nSubject: s\nX-Mailorder-Not-Scanned: no\n\nX-Spam-Flag: body stays\n";
         assert_eq!(
-            strip_ours(m),
+            strip_ours(m, None),
             b"Received: x\nSubject: s\n\nX-Spam-Flag: body stays\n".to_vec()
         );
-        assert_eq!(strip_ours(b"no header end"), b"no header end".to_vec());
+        assert_eq!(
+            strip_ours(b"no header end", None),
+            b"no header end".to_vec()
+        );
+        let m = b"Authentication-Results: mx.test; spf=pass\n\tsmtp.mailfrom=a\nAuthentication-Results: other.test; none\n\nb\n";
+        assert_eq!(
+            strip_ours(m, Some("mx.test")),
+            b"Authentication-Results: other.test; none\n\nb\n".to_vec()
+        );
     }
 
     #[test]

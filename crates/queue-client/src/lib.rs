@@ -406,6 +406,22 @@ impl Submission {
         }
     }
 
+    /// Tell a framed content filter about the client (an `i` frame, text0 records, before
+    /// the message: mailorder-filter's CONTRACT). Only for a client that runs the filter:
+    /// `queue framed` refuses the frame. A failure is remembered like a write's.
+    pub fn write_info(&mut self, records: &[u8]) {
+        if self.write_failed {
+            return;
+        }
+        let ok = match self.inner.as_mut() {
+            Some(Inner::Framed(conn)) => conn.frame(b'i', records).is_ok(),
+            _ => true,
+        };
+        if !ok {
+            self.write_failed = true;
+        }
+    }
+
     /// Whether a write has failed (the queue program is gone or closed its fd 0).
     pub fn write_failed(&self) -> bool {
         self.write_failed

@@ -64,6 +64,9 @@ pub struct Config {
     /// Whether to keep one `queue framed` for all messages (the installation's own queue);
     /// a `MAILORDER_QUEUE` program gets the qmail-queue contract, one run per message.
     pub queue_framed: bool,
+    /// `control/filter`: the queue program is the content filter, which gets an `i`
+    /// frame about the client before each message.
+    pub filter: bool,
     /// The client.
     pub peer: Peer,
     /// The directory root (`ROOT`).
@@ -194,6 +197,7 @@ impl Config {
             submission: env("SUBMISSION").is_some(),
             queue,
             queue_framed,
+            filter: filter && queue_framed,
             peer,
             root,
             auth_fail_delay: Duration::from_secs(1),

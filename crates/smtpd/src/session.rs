@@ -748,6 +748,11 @@ impl<R: Read, W: Write> Session<R, W> {
             too_big: false,
             size: 0,
         };
+        if let Ok(job) = &mut body.job
+            && self.cfg.filter
+        {
+            job.write_info(&self.filter_info());
+        }
         if let Ok(job) = &mut body.job {
             job.write_data(self.received().as_bytes());
         }
@@ -943,6 +948,32 @@ impl<R: Read, W: Write> Session<R, W> {
             result
         );
         self.send(reply);
+    }
+
+    /// What the content filter learns about the client (filter's CONTRACT, the `i`
+    /// frame): `I` remote IP, `H` HELO, `S` MAIL FROM, `A` authenticated user, `R` when
+    /// relaying is allowed (client networks, RELAYCLIENT); text0 records.
+    fn filter_info(&self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut rec = |tag: u8, val: &str| {
+            v.push(tag);
+            v.extend(val.bytes().filter(|&b| b != 0));
+            v.push(0);
+        };
+        if let Some(ip) = self.cfg.peer.remote_ip {
+            rec(b'I', &ip.to_string());
+        }
+        rec(b'H', self.helo.as_deref().unwrap_or(""));
+        if let Some(tx) = &self.tx {
+            rec(b'S', &tx.sender);
+        }
+        if let Some(u) = &self.auth_user {
+            rec(b'A', u);
+        }
+        if self.cfg.relayclient.is_some() || self.cfg.in_clientnets() {
+            rec(b'R', "");
+        }
+        v
     }
 
     /// Our `Received:` line (RFC 5321 §4.4), LF line endings.

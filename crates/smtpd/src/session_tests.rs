@@ -76,6 +76,7 @@ impl Env {
             submission: false,
             queue,
             queue_framed: false,
+            filter: false,
             peer: Peer {
                 remote_ip: Some("192.0.2.9".parse().unwrap()),
                 remote_host: Some("client.example".into()),

@@ -318,3 +318,126 @@ fn broken_scanners_are_temporary_errors_never_a_pass() {
     assert_eq!(found().len(), 1, "nothing else was delivered");
     assert_eq!(t.messages("demo").len(), 0, "nothing else was delivered");
 }
+
+/// dnsmasq on a free loopback port with `args` (PEERS.md), stopped when dropped.
+fn dnsmasq(dir: &Path, args: &[&str]) -> (Daemon, u16) {
+    let p = port();
+    let c = Command::new("dnsmasq")
+        .args([
+            "-C",
+            "/dev/null",
+            "--keep-in-foreground",
+            "--log-facility=-",
+            "--bind-interfaces",
+            "--listen-address=127.0.0.1",
+            "--no-resolv",
+            "--no-hosts",
+            "--local=/test/",
+            "--local=/example/",
+        ])
+        .arg(format!("--port={p}"))
+        .arg(format!("--pid-file={}/dnsmasq.pid", dir.display()))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dnsmasq");
+    let d = Daemon(c, p);
+    wait_listening("127.0.0.1", p, 20);
+    (d, p)
+}
+
+/// One message from `from` (envelope and header From:) to demo@example.test.
+fn send_from(port: u16, from: &str, extra_header: &str) -> String {
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
+    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    expect_code(&s.cmd("DATA"), "354");
+    let msg = format!(
+        "{extra_header}From: {from}\r\nTo: demo@example.test\r\nSubject: auth {from}\r\n\
+         Message-ID: <1@x>\r\nDate: Mon, 7 Dec 2026 05:00:00 +0000\r\n\r\nhello\r\n.\r\n"
+    );
+    s.send(msg.as_bytes());
+    let r = s.reply();
+    s.cmd("QUIT");
+    r
+}
+
+// See: issue #13
+#[test]
+fn spf_and_dmarc_through_a_private_dns() {
+    if !have("dnsmasq") {
+        return skip("filter", "dnsmasq not installed");
+    }
+    let dir = scratch();
+    let (_dns, dns_port) = dnsmasq(
+        dir.path(),
+        &[
+            "--txt-record=pass.test,v=spf1 ip4:127.0.0.1 -all",
+            "--txt-record=_dmarc.pass.test,v=DMARC1; p=reject",
+            "--txt-record=fail.test,v=spf1 ip4:192.0.2.1 -all",
+            "--txt-record=_dmarc.fail.test,v=DMARC1; p=reject",
+            "--txt-record=soft.test,v=spf1 ?ip4:192.0.2.9 ~all",
+            "--txt-record=q.test,v=spf1 -all",
+            "--txt-record=_dmarc.q.test,v=DMARC1; p=quarantine",
+            "--txt-record=ovr.test,v=spf1 -all",
+            "--txt-record=_dmarc.ovr.test,v=DMARC1; p=reject",
+        ],
+    );
+    let mut t = Tree::new();
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("senderauth", "1");
+    t.control("dnsserver", &format!("127.0.0.1:{dns_port}"));
+    t.control("dmarcoverride", "ovr.test");
+    let port = t.start_smtpd(&[]);
+    let body = |needle: &str| -> String {
+        let mut found = String::new();
+        mailorder_tests::wait_for(needle, 30, || {
+            let all = t
+                .messages("demo")
+                .iter()
+                .chain(
+                    std::fs::read_dir(t.maildir("demo").join(".Junk/new"))
+                        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .iter(),
+                )
+                .filter_map(|m| std::fs::read_to_string(m).ok())
+                .find(|m| m.contains(needle));
+            found = all.unwrap_or_default();
+            !found.is_empty()
+        });
+        found
+    };
+
+    // SPF pass, DMARC pass; a forged result claiming our authserv-id is removed.
+    let forged = "Authentication-Results: mx.example.test; dmarc=pass header.from=fail.test\r\n";
+    expect_code(&send_from(port, "a@pass.test", forged), "250");
+    let m = body("auth a@pass.test");
+    assert_eq!(m.matches("Authentication-Results:").count(), 1, "{m}");
+    assert!(m.contains("Authentication-Results: mx.example.test"), "{m}");
+    assert!(m.contains("spf=pass"), "{m}");
+    assert!(m.contains("dmarc=pass"), "{m}");
+
+    // SPF fail with p=reject: refused at SMTP time.
+    let r = send_from(port, "a@fail.test", "");
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("DMARC") && r.contains("fail.test"), "{r}");
+
+    // Softfail and none: accepted, reported.
+    expect_code(&send_from(port, "a@soft.test", ""), "250");
+    assert!(body("auth a@soft.test").contains("spf=softfail"));
+    expect_code(&send_from(port, "a@none.test", ""), "250");
+    assert!(body("auth a@none.test").contains("spf=none"));
+
+    // p=quarantine failing: accepted and filed as spam; a local override: accepted.
+    expect_code(&send_from(port, "a@q.test", ""), "250");
+    let q = body("auth a@q.test");
+    assert!(q.contains("X-Spam-Flag: YES"), "{q}");
+    assert!(q.contains("dmarc=fail"), "{q}");
+    expect_code(&send_from(port, "a@ovr.test", ""), "250");
+    assert!(body("auth a@ovr.test").contains("dmarc=fail"));
+}
