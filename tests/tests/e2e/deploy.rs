@@ -62,22 +62,33 @@ impl Group {
 }
 impl Drop for Group {
     fn drop(&mut self) {
-        let pg = format!("-{}", self.0.id());
-        let _ = Command::new("kill")
-            .args(["-TERM", "--", &pg])
-            .stderr(Stdio::null())
-            .status();
+        // See: issue #10. This machine's pid_max is 32768: once the leader is reaped, its
+        // number (and so the group id) can belong to an unrelated process group within
+        // seconds, and `kill -- -PGID` would hit that. So the group is signalled only while
+        // the leader is unreaped (a zombie still holds its pid), and reaped last.
+        let pid = self.0.id();
+        let pg = format!("-{pid}");
+        let signal = |sig: &str| {
+            let _ = Command::new("kill")
+                .args([sig, "--", &pg])
+                .stderr(Stdio::null())
+                .status();
+        };
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, r)| r.trim_start().starts_with('Z'))
+                })
+                .unwrap_or(true)
+        };
+        signal("-TERM");
         let end = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < end {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                break;
-            }
+        while Instant::now() < end && !zombie() {
             std::thread::sleep(Duration::from_millis(50));
         }
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &pg])
-            .stderr(Stdio::null())
-            .status();
+        signal("-KILL");
         let _ = self.0.wait();
     }
 }
