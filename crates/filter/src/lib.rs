@@ -428,8 +428,7 @@ pub fn handle(
 
 /// Largest message held (smtpd's `databytes` is far below it).
 pub const MAX_MESSAGE: usize = 256 * 1024 * 1024;
-/// Largest `m` frame.
-pub const MAX_PIECE: usize = 16 * 1024 * 1024;
+pub use mailorder_queue_format::frame::MAX_PIECE;
 
 /// Why the framed input cannot go on (the filter exits 54, as `queue framed` does).
 #[derive(Debug, thiserror::Error)]
@@ -438,23 +437,7 @@ pub struct FrameError(String);
 
 /// One frame header `TAG LEN\n` (as `queue framed` reads it); `None` at end of file.
 fn frame_header(r: &mut impl BufRead) -> Result<Option<(u8, usize)>, FrameError> {
-    let mut line = Vec::new();
-    let n = r
-        .by_ref()
-        .take(24)
-        .read_until(b'\n', &mut line)
-        .map_err(|e| FrameError(e.to_string()))?;
-    if n == 0 {
-        return Ok(None);
-    }
-    if line.pop() != Some(b'\n') || line.is_empty() {
-        return Err(FrameError("bad frame header".into()));
-    }
-    let len = std::str::from_utf8(&line[1..])
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| FrameError("bad frame length".into()))?;
-    Ok(Some((line[0], len)))
+    mailorder_queue_format::frame::read_header(r).map_err(|e| FrameError(e.to_string()))
 }
 
 /// `filter framed`: the control files in `control` (read for each message), frames from

@@ -16,6 +16,7 @@
 
 pub mod date;
 pub mod envelope;
+pub mod frame;
 pub mod layout;
 pub mod state;
 

@@ -23,8 +23,7 @@ use std::io::{self, BufRead, Read, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Largest `m` frame: clients send pieces of at most a few hundred KiB.
-pub const MAX_PIECE: usize = 16 * 1024 * 1024;
+pub use mailorder_queue_format::frame::MAX_PIECE;
 
 /// How a message's frames ended.
 #[derive(Debug)]
@@ -54,25 +53,8 @@ struct Frames<R: BufRead> {
 impl<R: BufRead> Frames<R> {
     /// The next frame header: `None` at a clean end of file (only between messages).
     fn header(&mut self) -> Result<Option<(u8, usize)>, FrameError> {
-        let mut line = Vec::new();
-        let n = self
-            .r
-            .by_ref()
-            .take(24)
-            .read_until(b'\n', &mut line)
-            .map_err(|e| FrameError::Protocol(e.to_string()))?;
-        if n == 0 {
-            return Ok(None);
-        }
-        if line.pop() != Some(b'\n') || line.is_empty() {
-            return Err(FrameError::Protocol("bad frame header".into()));
-        }
-        let tag = line[0];
-        let len: usize = std::str::from_utf8(&line[1..])
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| FrameError::Protocol("bad frame length".into()))?;
-        Ok(Some((tag, len)))
+        mailorder_queue_format::frame::read_header(&mut self.r)
+            .map_err(|e| FrameError::Protocol(e.to_string()))
     }
 
     fn take(&mut self, len: usize) -> Result<Vec<u8>, FrameError> {
