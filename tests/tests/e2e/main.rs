@@ -23,6 +23,7 @@ mod launchers;
 mod ldap;
 mod login_timing;
 mod mailbox_uids;
+mod migrate;
 mod pool;
 mod pop3;
 mod privs;

@@ -1,0 +1,564 @@
+//! One user's copy: every folder of the source into the Maildir++, incremental and safe
+//! against `kill -9` at any point.
+//!
+//! **The Maildir is the journal.** A message copied from source folder UIDVALIDITY `V`,
+//! UID `U` gets the unique name `T.V<V>U<U>.mailmove` (`T` its INTERNALDATE), so a rerun
+//! finds what is already there by name, whatever the index says. Each message is written
+//! to `tmp/`, `fsync`ed, and renamed into `cur/` with its flags; `cur/` is `fsync`ed
+//! after each batch; only then is the folder's index told (`Folder::import`, which
+//! writes the index whole via a temporary file and `rename`). A kill leaves at most a
+//! file in `tmp/` (overwritten by the rerun, which uses the same name) or messages in
+//! `cur/` the index does not know yet (the rerun indexes them with their UIDs).
+//!
+//! **UIDs.** A destination folder that is new (no message) takes the source's
+//! UIDVALIDITY, each message its source UID, and UIDNEXT the source's; the file
+//! `mailmove-source` (the source UIDVALIDITY) marks the folder as ours for the next
+//! passes. A folder that already had mail (an INBOX that received deliveries) keeps its
+//! own UIDVALIDITY: the copies get new UIDs there (reported).
+
+use crate::imap::{Arg, Client, Val};
+use crate::names::{Mapper, Source};
+use crate::{Job, MoveError};
+use mailorder_imap_store::{Folder, Msg, Store};
+use mailorder_maildir::name;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::time::{Duration, UNIX_EPOCH};
+
+const MARKER: &str = "mailmove-source";
+/// Messages fetched per UID FETCH command.
+const CHUNK: usize = 250;
+
+/// What one user's copy did.
+#[derive(Debug, Default, Clone)]
+pub struct Report {
+    /// Folders seen on the source.
+    pub folders: u64,
+    /// Messages copied in this pass.
+    pub copied: u64,
+    /// Their bytes (as fetched, CRLF).
+    pub bytes: u64,
+    /// Messages already there.
+    pub present: u64,
+    /// Flag changes applied.
+    pub flagged: u64,
+    /// Messages removed because the source deleted them.
+    pub removed: u64,
+    /// Things skipped, with the reason (a folder, a message).
+    pub skipped: Vec<String>,
+}
+
+/// Maildir letters and keywords of an IMAP flag list.
+fn letters(
+    flags: &[String],
+    folder: &mut Folder,
+    create: bool,
+    skipped: &mut Vec<String>,
+) -> String {
+    let mut out = String::new();
+    for f in flags {
+        let l = match f.to_ascii_lowercase().as_str() {
+            "\\seen" => 'S',
+            "\\answered" => 'R',
+            "\\flagged" => 'F',
+            "\\deleted" => 'T',
+            "\\draft" => 'D',
+            "$forwarded" => 'P',
+            s if s.starts_with('\\') => continue,
+            _ => match folder.keyword_letter(f, create) {
+                Ok(Some(c)) => c,
+                Ok(None) if !create => continue,
+                _ => {
+                    let why = format!("keyword {f}: no letter left (26 per folder)");
+                    if !skipped.contains(&why) {
+                        skipped.push(why);
+                    }
+                    continue;
+                }
+            },
+        };
+        out.push(l);
+    }
+    name::normalize_flags(&out)
+}
+
+/// The (UIDVALIDITY, UID) a file name of ours carries.
+fn ours(base: &str) -> Option<(u32, u32)> {
+    let mut it = base.split('.');
+    let _time = it.next()?;
+    let vu = it.next()?.strip_prefix('V')?;
+    if it.next()? != "mailmove" || it.next().is_some() {
+        return None;
+    }
+    let (v, u) = vu.split_once('U')?;
+    Some((v.parse().ok()?, u.parse().ok()?))
+}
+
+fn unique(internal: i64, uv: u32, uid: u32) -> String {
+    format!("{}.V{uv}U{uid}.mailmove", internal.max(0))
+}
+
+/// Write one message into `cur/` under its name (module docs).
+fn write_msg(dir: &Path, unique: &str, data: &[u8], flags: &str, internal: i64) -> io::Result<()> {
+    let mut lf = Vec::with_capacity(data.len());
+    let mut i = 0;
+    while i < data.len() {
+        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
+            i += 1;
+            continue;
+        }
+        lf.push(data[i]);
+        i += 1;
+    }
+    let mut wsize = lf.len() as u64;
+    let mut prev = 0u8;
+    for &b in &lf {
+        if b == b'\n' && prev != b'\r' {
+            wsize += 1;
+        }
+        prev = b;
+    }
+    let tmp = dir.join("tmp").join(unique);
+    // A file left here by a killed run has this very name: it is ours and incomplete.
+    let _ = fs::remove_file(&tmp);
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&lf)?;
+    let when = UNIX_EPOCH + Duration::from_secs(internal.max(0) as u64);
+    f.set_modified(when)?;
+    f.sync_all()?;
+    drop(f);
+    let fname = name::with_flags(&name::with_sizes(unique, lf.len() as u64, wsize), flags);
+    fs::rename(&tmp, dir.join("cur").join(fname))
+}
+
+/// Copy every folder of the user behind `c` into `store`.
+pub fn user(
+    c: &mut Client,
+    store: Option<&Store>,
+    job: &Job,
+    rep: &mut Report,
+) -> Result<(), MoveError> {
+    // The personal namespace (Courier: "INBOX." with "."), when the server tells.
+    let mut prefix = String::new();
+    if c.has("NAMESPACE") {
+        let (_, v) = c.simple(&[Arg::Raw("NAMESPACE")])?;
+        for r in v.iter().filter(|r| r.word(0) == "NAMESPACE") {
+            if let Some(Val::List(personal)) = r.values()?.get(1)
+                && let Some(Val::List(first)) = personal.first()
+                && let Some(p) = first.first().and_then(Val::text)
+            {
+                prefix = p;
+            }
+        }
+    }
+    let list = list(c, "LIST")?;
+    let subs = list_names(c)?;
+    let mapper = Mapper::new(&prefix, &list);
+    let mut taken: HashMap<String, String> = HashMap::new();
+    for s in &list {
+        rep.folders += 1;
+        let mut dest = match mapper.ours(s) {
+            Ok(d) => d,
+            Err(why) => {
+                rep.skipped.push(format!("folder {}: {why}", s.name));
+                continue;
+            }
+        };
+        if let Some(other) = taken.get(&dest) {
+            // Two source folders mapping to one of ours (a special name twice): keep the
+            // second under its own name.
+            let mut alt = format!("{dest}-{}", rep.folders);
+            if other == &s.name {
+                alt = dest.clone();
+            }
+            dest = alt;
+        }
+        taken.insert(dest.clone(), s.name.clone());
+        if !s.selectable() {
+            if let Some(st) = store
+                && dest != "INBOX"
+                && !st.exists(&dest).unwrap_or(true)
+            {
+                let _ = st.create(&dest);
+            }
+            continue;
+        }
+        if let Err(e) = folder(c, store, job, s, &dest, rep) {
+            match e {
+                MoveError::Vanished(why) => {
+                    rep.skipped.push(format!("folder {}: {why}", s.name));
+                }
+                e => return Err(e),
+            }
+        }
+        if subs.contains(&s.name)
+            && let Some(st) = store
+        {
+            st.subscribe(&dest, true).map_err(MoveError::Store)?;
+        }
+    }
+    Ok(())
+}
+
+fn list(c: &mut Client, cmd: &'static str) -> Result<Vec<Source>, MoveError> {
+    let (d, v) = c.simple(&[Arg::Raw(cmd), Arg::Raw("\"\" \"*\"")])?;
+    if !d.ok() {
+        return Err(MoveError::Temp(format!("{cmd} refused: {}", d.text)));
+    }
+    let mut out = Vec::new();
+    for r in v.iter().filter(|r| r.word(0) == cmd) {
+        let vals = r.values()?;
+        let attrs = match vals.get(1) {
+            Some(Val::List(a)) => a.iter().filter_map(Val::text).collect(),
+            _ => Vec::new(),
+        };
+        let sep = vals
+            .get(2)
+            .and_then(Val::text)
+            .and_then(|s| s.chars().next());
+        let Some(name) = vals.get(3).and_then(Val::text) else {
+            continue;
+        };
+        out.push(Source { name, sep, attrs });
+    }
+    // INBOX first, then in name order (parents before children).
+    out.sort_by(|a, b| {
+        (!a.name.eq_ignore_ascii_case("INBOX"), &a.name)
+            .cmp(&(!b.name.eq_ignore_ascii_case("INBOX"), &b.name))
+    });
+    Ok(out)
+}
+
+fn list_names(c: &mut Client) -> Result<HashSet<String>, MoveError> {
+    Ok(list(c, "LSUB")?.into_iter().map(|s| s.name).collect())
+}
+
+/// One FETCH item set, parsed.
+#[derive(Default)]
+struct Fetched {
+    uid: u32,
+    flags: Option<Vec<String>>,
+    internal: Option<i64>,
+    body: Option<Vec<u8>>,
+}
+
+fn fetched(r: &crate::imap::Response) -> Result<Option<Fetched>, MoveError> {
+    if r.tag != "*" || r.word(1) != "FETCH" {
+        return Ok(None);
+    }
+    let vals = r.values()?;
+    let Some(Val::List(items)) = vals.get(2) else {
+        return Ok(None);
+    };
+    let mut f = Fetched::default();
+    let mut it = items.iter();
+    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+        let Some(k) = k.text() else { continue };
+        match k.to_ascii_uppercase().as_str() {
+            "UID" => f.uid = v.num().unwrap_or(0).try_into().unwrap_or(0),
+            "FLAGS" => {
+                if let Val::List(l) = v {
+                    f.flags = Some(l.iter().filter_map(Val::text).collect());
+                }
+            }
+            "INTERNALDATE" => {
+                f.internal = v
+                    .text()
+                    .and_then(|t| mailorder_imap_proto::date::parse_date_time(&t))
+                    .map(|(s, _)| s);
+            }
+            "BODY[]" | "RFC822" => {
+                if let Val::Str(b) = v {
+                    f.body = Some(b.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(Some(f))
+}
+
+fn seq(uids: &[u32]) -> String {
+    let mut out = String::new();
+    let mut i = 0;
+    while i < uids.len() {
+        let start = uids[i];
+        let mut end = start;
+        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
+            i += 1;
+            end = uids[i];
+        }
+        if !out.is_empty() {
+            out.push(',');
+        }
+        if start == end {
+            out.push_str(&start.to_string());
+        } else {
+            out.push_str(&format!("{start}:{end}"));
+        }
+        i += 1;
+    }
+    out
+}
+
+fn folder(
+    c: &mut Client,
+    store: Option<&Store>,
+    job: &Job,
+    s: &Source,
+    dest: &str,
+    rep: &mut Report,
+) -> Result<(), MoveError> {
+    let (d, v) = c.simple(&[Arg::Raw("EXAMINE"), Arg::Str(s.name.as_bytes())])?;
+    if !d.ok() {
+        return Err(MoveError::Vanished(format!("EXAMINE refused: {}", d.text)));
+    }
+    let mut uv = 0u32;
+    let mut uidnext = 0u32;
+    let mut exists = 0u64;
+    for r in &v {
+        if let Some(code) = r.code() {
+            let mut w = code.split(' ');
+            match (w.next().map(str::to_ascii_uppercase).as_deref(), w.next()) {
+                (Some("UIDVALIDITY"), Some(n)) => uv = n.parse().unwrap_or(0),
+                (Some("UIDNEXT"), Some(n)) => uidnext = n.parse().unwrap_or(0),
+                _ => {}
+            }
+        }
+        if r.word(1) == "EXISTS" {
+            exists = r.word(0).parse().unwrap_or(0);
+        }
+    }
+    if uv == 0 {
+        return Err(MoveError::Vanished("the server gave no UIDVALIDITY".into()));
+    }
+    // The source's messages and flags.
+    let mut src: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    if exists > 0 {
+        let d = c.run(&[Arg::Raw("UID FETCH 1:* (UID FLAGS)")], |r| {
+            if let Some(f) = fetched(&r)?
+                && f.uid > 0
+            {
+                src.insert(f.uid, f.flags.unwrap_or_default());
+            }
+            Ok(())
+        })?;
+        if !d.ok() {
+            return Err(MoveError::Vanished(format!(
+                "UID FETCH refused: {}",
+                d.text
+            )));
+        }
+    }
+    let max_uid = src.keys().next_back().copied().unwrap_or(0);
+    let uidnext = uidnext.max(max_uid + 1).max(1);
+    let Some(store) = store else {
+        // Dry run: count only.
+        rep.copied += src.len() as u64;
+        log::info!(
+            "dry-run user={} folder={dest} messages={}",
+            job.label,
+            src.len()
+        );
+        return Ok(());
+    };
+    if dest != "INBOX" && !store.exists(dest).map_err(MoveError::Store)? {
+        store.create(dest).map_err(MoveError::Store)?;
+    }
+    let mut fo = store.folder(dest).map_err(MoveError::Store)?;
+    let dir = fo.dir().to_owned();
+    let marker = fs::read_to_string(dir.join(MARKER))
+        .ok()
+        .and_then(|t| t.trim().parse::<u32>().ok());
+    // What is already here: our files by (UIDVALIDITY, UID), read from the directories
+    // (not from the index, which may lag behind after a kill).
+    let md = mailorder_maildir::Maildir::open(&dir).map_err(|e| MoveError::Store(e.into()))?;
+    let scan = md.scan().map_err(|e| MoveError::Store(e.into()))?;
+    let mut here: HashMap<u32, String> = HashMap::new();
+    let mut others = 0usize;
+    for e in &scan {
+        match ours(&e.base) {
+            Some((v, u)) if v == uv => {
+                here.insert(u, e.base.clone());
+            }
+            _ => others += 1,
+        }
+    }
+    let keep = match marker {
+        Some(m) if m == uv => true,
+        Some(_) => {
+            return Err(MoveError::Vanished(
+                "the source's UIDVALIDITY changed since the last pass: not copied again".into(),
+            ));
+        }
+        None if others == 0 && here.is_empty() => {
+            mailorder_core::atomic::write_atomic(
+                &dir.join(MARKER),
+                format!("{uv}\n").as_bytes(),
+                &mailorder_core::atomic::Options::new(mailorder_core::atomic::Durability::File),
+            )
+            .map_err(|e| {
+                MoveError::Store(mailorder_imap_store::StoreError::io(
+                    e.op, &e.path, e.source,
+                ))
+            })?;
+            fo.import(uv, uidnext, &[]).map_err(MoveError::Store)?;
+            true
+        }
+        None => {
+            if !src.is_empty() {
+                rep.skipped.push(format!(
+                    "folder {}: {dest} already had mail here: UIDs not kept",
+                    s.name
+                ));
+            }
+            false
+        }
+    };
+    let missing: Vec<u32> = src
+        .keys()
+        .copied()
+        .filter(|u| !here.contains_key(u))
+        .collect();
+    rep.present += (src.len() - missing.len()) as u64;
+    let mut copied_here = 0u64;
+    for chunk in missing.chunks(CHUNK) {
+        let mut got: HashSet<u32> = HashSet::new();
+        let mut failure: Option<MoveError> = None;
+        let cmd = format!(
+            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
+            seq(chunk)
+        );
+        let d = c.run(&[Arg::Raw(&cmd)], |r| {
+            let Some(f) = fetched(&r)? else {
+                return Ok(());
+            };
+            let Some(body) = f.body else { return Ok(()) };
+            if f.uid == 0 || failure.is_some() {
+                return Ok(());
+            }
+            let internal = f.internal.unwrap_or(0);
+            let flags = letters(
+                &f.flags.unwrap_or_default(),
+                &mut fo,
+                true,
+                &mut rep.skipped,
+            );
+            let u = unique(internal, uv, f.uid);
+            match write_msg(&dir, &u, &body, &flags, internal) {
+                Ok(()) => {
+                    rep.bytes += body.len() as u64;
+                    rep.copied += 1;
+                    copied_here += 1;
+                    here.insert(f.uid, u);
+                    got.insert(f.uid);
+                }
+                Err(e) => failure = Some(MoveError::Write(dir.clone(), e)),
+            }
+            Ok(())
+        })?;
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        mailorder_core::atomic::fsync_dir(&dir.join("cur"))
+            .map_err(|e| MoveError::Write(dir.clone(), e))?;
+        for u in chunk.iter().filter(|u| !got.contains(u)) {
+            rep.skipped.push(format!(
+                "message {} UID {u}: the server did not give it ({})",
+                s.name,
+                if d.ok() { "no body" } else { d.text.as_str() }
+            ));
+        }
+        log::info!(
+            "progress user={} folder={dest} copied={copied_here}/{} bytes={}",
+            job.label,
+            missing.len(),
+            rep.bytes
+        );
+    }
+    // Index: ours with their source UIDs (a new folder), or numbered after what is here.
+    let state = if keep {
+        let uids: Vec<(String, u32)> = here.iter().map(|(u, b)| (b.clone(), *u)).collect();
+        let st = fo.sync().map_err(MoveError::Store)?;
+        let indexed: HashMap<&str, u32> = st.msgs.iter().map(|m| (m.base(), m.uid)).collect();
+        let in_order = st.uidvalidity == uv
+            && st.uidnext == uidnext
+            && uids.iter().all(|(b, u)| indexed.get(b.as_str()) == Some(u))
+            && st.msgs.len() == uids.len();
+        if in_order {
+            st
+        } else {
+            fo.import(uv, uidnext.max(st.uidnext.min(uidnext)), &uids)
+                .map_err(MoveError::Store)?
+        }
+    } else {
+        fo.sync().map_err(MoveError::Store)?
+    };
+    // Flags changed on the source since the copy; messages the source deleted.
+    let by_base: HashMap<&str, &Msg> = state.msgs.iter().map(|m| (m.base(), m)).collect();
+    let mut changed = false;
+    for (uid, base) in &here {
+        let Some(m) = by_base.get(base.as_str()) else {
+            continue;
+        };
+        match src.get(uid) {
+            Some(flags) => {
+                let want = letters(flags, &mut fo, true, &mut rep.skipped);
+                if *want != *m.flags {
+                    fo.set_flags(m, &want).map_err(MoveError::Store)?;
+                    rep.flagged += 1;
+                    changed = true;
+                }
+            }
+            None if job.delete => {
+                fo.remove(m).map_err(MoveError::Store)?;
+                rep.removed += 1;
+                changed = true;
+            }
+            None => {}
+        }
+    }
+    if changed {
+        fo.sync().map_err(MoveError::Store)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_sets() {
+        assert_eq!(ours(&unique(1_000_000, 42, 7)), Some((42, 7)));
+        assert_eq!(ours("1.M2P3_4.host"), None);
+        assert_eq!(ours("1.V2U3.other"), None);
+        assert_eq!(seq(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
+        assert_eq!(seq(&[4]), "4");
+    }
+
+    #[test]
+    fn a_message_goes_to_cur_with_sizes_flags_and_date() {
+        let d = tempfile::tempdir().unwrap();
+        let st = Store::open(d.path().join("Maildir")).unwrap();
+        let dir = st.root().to_owned();
+        // A leftover from a killed run is replaced.
+        fs::write(dir.join("tmp").join("5.V1U2.mailmove"), b"torn").unwrap();
+        write_msg(&dir, "5.V1U2.mailmove", b"A: b\r\n\r\nx\r\n", "SF", 5).unwrap();
+        let names: Vec<_> = fs::read_dir(dir.join("cur"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["5.V1U2.mailmove,S=8,W=11:2,FS"]);
+        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+        let m = fs::metadata(dir.join("cur").join(&names[0])).unwrap();
+        assert_eq!(m.modified().unwrap(), UNIX_EPOCH + Duration::from_secs(5));
+    }
+}

@@ -1,0 +1,781 @@
+//! mailmove: copy mailboxes from an old IMAP server into mailorder's Maildir++, keeping
+//! UIDVALIDITY, UIDs, flags, keywords and INTERNALDATEs; incremental and resumable
+//! (CONTRACT.md).
+//!
+//! Two halves, one binary:
+//! - the **admin side** ([`Cli`], [`run`]): reads the users CSV and the directory, then
+//!   runs one worker per user, at most `--parallel` at a time, and collects their exit
+//!   statuses. It never reads what the source server sends, nor what the workers write:
+//!   their report rows go straight to the CSV file (their stdout), their progress to the
+//!   log (their stderr).
+//! - the **worker** (`mailmove --worker UID GID`, [`worker`]): started by the admin side;
+//!   when started by root it switches to the mailbox owner first thing
+//!   (`mailorder_core::privs::drop_to`, the switch deliver-as makes for deliveries),
+//!   makes itself non-dumpable (it will hold a password), then reads its job (text0
+//!   records on fd 0, [`Job`]), talks IMAP to the source and writes the Maildir
+//!   ([`copy`]).
+
+pub mod copy;
+pub mod imap;
+pub mod names;
+pub mod tls;
+
+use clap::Parser;
+use mailorder_core::Exit;
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
+pub const EXIT_CODES: &[u8] = &[Exit::Ok.code(), Exit::Perm.code(), Exit::Temp.code()];
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum MoveError {
+    /// Bad command line, CSV or settings.
+    #[error("{0}")]
+    Config(String),
+    /// The source refused the login.
+    #[error("login refused by the source: {0}")]
+    Login(String),
+    /// A temporary problem (network, server).
+    #[error("{0}")]
+    Temp(String),
+    /// The server's answer was not IMAP as we know it.
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    /// TLS handshake or certificate.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// A folder that went away or cannot be read (skipped, recorded).
+    #[error("{0}")]
+    Vanished(String),
+    /// I/O on the network.
+    #[error("{op}: {source}")]
+    Io {
+        /// What.
+        op: &'static str,
+        /// errno.
+        source: io::Error,
+    },
+    /// Writing a message.
+    #[error("write into {0}: {1}")]
+    Write(PathBuf, io::Error),
+    /// From the store.
+    #[error("{0}")]
+    Store(#[from] mailorder_imap_store::StoreError),
+}
+
+impl MoveError {
+    /// Wrap an I/O error of operation `op`.
+    pub fn io(op: &'static str) -> impl Fn(io::Error) -> MoveError {
+        move |source| MoveError::Io { op, source }
+    }
+
+    /// Bad settings and refused logins are permanent (a rerun does not help without a
+    /// change); the rest is temporary.
+    pub fn class(&self) -> Exit {
+        match self {
+            MoveError::Config(_) | MoveError::Login(_) => Exit::Perm,
+            MoveError::Store(e) => e.class(),
+            _ => Exit::Temp,
+        }
+    }
+}
+
+/// TLS on the source connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TlsMode {
+    /// TLS from the first byte (993).
+    Implicit,
+    /// STARTTLS after the greeting (143).
+    Starttls,
+    /// None (a lab on loopback only).
+    None,
+}
+
+/// How users log in to the source.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AuthMode {
+    /// LOGIN user password.
+    Login,
+    /// AUTHENTICATE PLAIN.
+    Plain,
+}
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "mailmove",
+    version,
+    about = "Copy mailboxes from an old IMAP server into mailorder, keeping UIDs, flags and dates"
+)]
+pub struct Cli {
+    /// The source server, HOST or HOST:PORT (default port 993 with implicit TLS, else 143).
+    #[arg(long)]
+    pub source: String,
+    /// The users: a CSV file with `source-login,destination-address,password` rows
+    /// (destination empty: the same as the login; password empty with --master-user).
+    #[arg(long)]
+    pub users: PathBuf,
+    /// TLS on the source connection.
+    #[arg(long, value_enum, default_value = "implicit")]
+    pub tls: TlsMode,
+    /// Verify the server's certificate against this CA file (PEM) instead of the system's.
+    #[arg(long, conflicts_with_all = ["fingerprint", "insecure"])]
+    pub ca: Option<PathBuf>,
+    /// Accept only the certificate with this SHA-256 fingerprint (hex, colons allowed).
+    #[arg(long, conflicts_with = "insecure")]
+    pub fingerprint: Option<String>,
+    /// Do not check the certificate at all (a lab only).
+    #[arg(long)]
+    pub insecure: bool,
+    /// The name the certificate must carry (default: the host of --source).
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// How users log in: LOGIN, or AUTHENTICATE PLAIN.
+    #[arg(long, value_enum, default_value = "login")]
+    pub auth: AuthMode,
+    /// Log in as this master (admin) user on behalf of each user: AUTHENTICATE PLAIN with
+    /// the user as authorization identity, or LOGIN user<SEP>master with
+    /// --master-separator (Dovecot's `user*master`).
+    #[arg(long)]
+    pub master_user: Option<String>,
+    /// The master user's password, first line of this file.
+    #[arg(long, requires = "master_user")]
+    pub master_password_file: Option<PathBuf>,
+    /// Log in with LOGIN user<SEP>master instead of AUTHENTICATE PLAIN.
+    #[arg(long, requires = "master_user")]
+    pub master_separator: Option<String>,
+    /// How many users are copied at the same time.
+    #[arg(long, short = 'j', default_value_t = 4)]
+    pub parallel: usize,
+    /// Append the per-user report rows (CSV) to this file instead of standard output.
+    #[arg(long)]
+    pub csv: Option<PathBuf>,
+    /// Connect, log in and count, but write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Remove messages the source deleted since an earlier pass.
+    #[arg(long)]
+    pub delete: bool,
+    /// Network timeout, seconds.
+    #[arg(long, default_value_t = 120)]
+    pub timeout: u64,
+}
+
+/// One user's work, as the admin side hands it to a worker (text0 records on fd 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Job {
+    /// A label for the logs and the report: `source→destination`.
+    pub label: String,
+    /// Host and port.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// `i`mplicit, `s`tarttls, `n`one.
+    pub tls: char,
+    /// TLS server name.
+    pub server_name: String,
+    /// `s`ystem, `c`a, `f`ingerprint, `i`nsecure, and its data.
+    pub verify: tls::Verify,
+    /// `l`ogin or `p`lain.
+    pub auth: char,
+    /// The source login.
+    pub login: String,
+    /// The master user (empty: the user logs in itself).
+    pub master: String,
+    /// The master separator (empty: AUTHENTICATE PLAIN with authorization identity).
+    pub master_sep: String,
+    /// The password (the user's, or the master's).
+    pub password: Vec<u8>,
+    /// The destination Maildir (empty: dry run).
+    pub maildir: PathBuf,
+    /// Remove what the source deleted.
+    pub delete: bool,
+    /// Network timeout, seconds.
+    pub timeout: u64,
+}
+
+impl Job {
+    /// The text0 form: one `Tvalue\0` record per field.
+    pub fn encode(&self) -> Vec<u8> {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = Vec::new();
+        let mut rec = |t: u8, v: &[u8]| {
+            out.push(t);
+            out.extend_from_slice(v);
+            out.push(0);
+        };
+        rec(b'L', self.label.as_bytes());
+        rec(b'H', self.host.as_bytes());
+        rec(b'P', self.port.to_string().as_bytes());
+        rec(b'T', self.tls.to_string().as_bytes());
+        rec(b'N', self.server_name.as_bytes());
+        match &self.verify {
+            tls::Verify::System => rec(b'V', b"s"),
+            tls::Verify::Insecure => rec(b'V', b"i"),
+            tls::Verify::Ca(p) => rec(b'C', p),
+            tls::Verify::Fingerprint(f) => rec(
+                b'F',
+                f.iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+                    .as_bytes(),
+            ),
+        }
+        rec(b'A', self.auth.to_string().as_bytes());
+        rec(b'U', self.login.as_bytes());
+        rec(b'M', self.master.as_bytes());
+        rec(b'S', self.master_sep.as_bytes());
+        rec(b'W', &self.password);
+        rec(b'D', self.maildir.as_os_str().as_bytes());
+        rec(b'X', if self.delete { b"1" } else { b"0" });
+        rec(b'O', self.timeout.to_string().as_bytes());
+        out
+    }
+
+    /// Parse the text0 form.
+    pub fn decode(b: &[u8]) -> Result<Job, MoveError> {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = || MoveError::Config("bad job from the admin side".into());
+        let mut j = Job::default();
+        let text = |v: &[u8]| String::from_utf8(v.to_vec()).map_err(|_| bad());
+        for r in b.split(|&c| c == 0).filter(|r| !r.is_empty()) {
+            let (t, v) = (r[0], &r[1..]);
+            match t {
+                b'L' => j.label = text(v)?,
+                b'H' => j.host = text(v)?,
+                b'P' => j.port = text(v)?.parse().map_err(|_| bad())?,
+                b'T' => j.tls = text(v)?.chars().next().ok_or_else(bad)?,
+                b'N' => j.server_name = text(v)?,
+                b'V' if v == b"i" => j.verify = tls::Verify::Insecure,
+                b'V' => j.verify = tls::Verify::System,
+                b'C' => j.verify = tls::Verify::Ca(v.to_vec()),
+                b'F' => {
+                    j.verify =
+                        tls::Verify::Fingerprint(tls::parse_fingerprint(&text(v)?).ok_or_else(bad)?)
+                }
+                b'A' => j.auth = text(v)?.chars().next().ok_or_else(bad)?,
+                b'U' => j.login = text(v)?,
+                b'M' => j.master = text(v)?,
+                b'S' => j.master_sep = text(v)?,
+                b'W' => j.password = v.to_vec(),
+                b'D' => j.maildir = PathBuf::from(std::ffi::OsStr::from_bytes(v)),
+                b'X' => j.delete = v == b"1",
+                b'O' => j.timeout = text(v)?.parse().map_err(|_| bad())?,
+                _ => return Err(bad()),
+            }
+        }
+        if j.host.is_empty() || j.login.is_empty() {
+            return Err(bad());
+        }
+        Ok(j)
+    }
+}
+
+/// One row of the users CSV.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRow {
+    /// Login on the source.
+    pub login: String,
+    /// Our address.
+    pub dest: String,
+    /// The password (may be empty).
+    pub password: String,
+}
+
+/// Split one CSV line (RFC 4180 quoting: `"a,b"`, `""` for a quote).
+pub fn csv_fields(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cur.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cur)),
+            c => cur.push(c),
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Read the users CSV: blank lines and `#` comments skipped, a first row whose first
+/// field is `login` or `user` is a header.
+pub fn read_users(text: &str) -> Result<Vec<UserRow>, MoveError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f = csv_fields(line);
+        let login = f[0].trim().to_owned();
+        if out.is_empty()
+            && ["login", "user", "source"].contains(&login.to_ascii_lowercase().as_str())
+        {
+            continue;
+        }
+        if login.is_empty() || login.chars().any(char::is_control) {
+            return Err(MoveError::Config(format!("users line {}: no login", i + 1)));
+        }
+        let dest = f.get(1).map(|d| d.trim()).filter(|d| !d.is_empty());
+        out.push(UserRow {
+            dest: dest.unwrap_or(&login).to_owned(),
+            login,
+            password: f.get(2).cloned().unwrap_or_default(),
+        });
+    }
+    Ok(out)
+}
+
+/// The CSV report's header row.
+pub const CSV_HEADER: &str =
+    "login,destination,status,folders,copied,bytes,present,flag_changes,removed,skipped,reasons\n";
+
+fn csv_quote(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\"").replace(['\r', '\n'], " "))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// The admin side: every user of the CSV, `--parallel` at a time. Returns the exit
+/// status: 0 when every user was copied (skipped messages and folders are in the
+/// report), 111 when any user failed temporarily, else 100 when any failed for good.
+pub fn run(cli: &Cli) -> u8 {
+    match run_inner(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            log::error!("{e}");
+            e.class().code()
+        }
+    }
+}
+
+fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
+    let text = std::fs::read_to_string(&cli.users)
+        .map_err(|e| MoveError::Config(format!("{}: {e}", cli.users.display())))?;
+    let users = read_users(&text)?;
+    let (host, port) = match cli.source.rsplit_once(':') {
+        Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
+            h.trim_matches(['[', ']']).to_owned(),
+            p.parse::<u16>()
+                .map_err(|_| MoveError::Config(format!("bad port in {}", cli.source)))?,
+        ),
+        _ => (
+            cli.source.clone(),
+            if cli.tls == TlsMode::Implicit {
+                993
+            } else {
+                143
+            },
+        ),
+    };
+    let verify = if cli.insecure {
+        tls::Verify::Insecure
+    } else if let Some(f) = &cli.fingerprint {
+        tls::Verify::Fingerprint(
+            tls::parse_fingerprint(f)
+                .ok_or_else(|| MoveError::Config("--fingerprint: 64 hex digits".into()))?,
+        )
+    } else if let Some(ca) = &cli.ca {
+        tls::Verify::Ca(
+            std::fs::read(ca).map_err(|e| MoveError::Config(format!("{}: {e}", ca.display())))?,
+        )
+    } else {
+        tls::Verify::System
+    };
+    let master_password = match &cli.master_password_file {
+        Some(p) => std::fs::read_to_string(p)
+            .map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))?
+            .lines()
+            .next()
+            .unwrap_or("")
+            .as_bytes()
+            .to_vec(),
+        None => Vec::new(),
+    };
+    let dir = mailorder_directory::Directory::open()
+        .map_err(|e| MoveError::Temp(format!("directory: {e}")))?;
+    let mut out: Box<dyn Write> = match &cli.csv {
+        Some(p) => Box::new(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))?,
+        ),
+        None => Box::new(io::stdout()),
+    };
+    let fresh = cli
+        .csv
+        .as_ref()
+        .is_none_or(|p| std::fs::metadata(p).map(|m| m.len() == 0).unwrap_or(true));
+    if fresh {
+        out.write_all(CSV_HEADER.as_bytes())
+            .and_then(|()| out.flush())
+            .map_err(|e| MoveError::Temp(format!("report: {e}")))?;
+    }
+    let mut jobs = Vec::new();
+    let mut worst = Exit::Ok;
+    let note = |worst: &mut Exit, e: Exit| {
+        if e == Exit::Temp || (e == Exit::Perm && *worst == Exit::Ok) {
+            *worst = e;
+        }
+    };
+    for u in &users {
+        let user = match dir.lookup(&u.dest) {
+            Ok(Some(user)) => user,
+            Ok(None) => {
+                log::error!(
+                    "user={} no such destination {} in the directory",
+                    u.login,
+                    u.dest
+                );
+                let _ = writeln!(
+                    out,
+                    "{},{},nouser,0,0,0,0,0,0,0,",
+                    csv_quote(&u.login),
+                    csv_quote(&u.dest)
+                );
+                note(&mut worst, Exit::Perm);
+                continue;
+            }
+            Err(e) => return Err(MoveError::Temp(format!("directory: {e}"))),
+        };
+        if cli.master_user.is_none() && u.password.is_empty() {
+            log::error!("user={} no password and no --master-user", u.login);
+            let _ = writeln!(
+                out,
+                "{},{},nopassword,0,0,0,0,0,0,0,",
+                csv_quote(&u.login),
+                csv_quote(&u.dest)
+            );
+            note(&mut worst, Exit::Perm);
+            continue;
+        }
+        let job = Job {
+            label: format!("{}>{}", u.login, user.address),
+            host: host.clone(),
+            port,
+            tls: match cli.tls {
+                TlsMode::Implicit => 'i',
+                TlsMode::Starttls => 's',
+                TlsMode::None => 'n',
+            },
+            server_name: cli.server_name.clone().unwrap_or_else(|| host.clone()),
+            verify: verify.clone(),
+            auth: if cli.auth == AuthMode::Plain {
+                'p'
+            } else {
+                'l'
+            },
+            login: u.login.clone(),
+            master: cli.master_user.clone().unwrap_or_default(),
+            master_sep: cli.master_separator.clone().unwrap_or_default(),
+            password: if cli.master_user.is_some() {
+                master_password.clone()
+            } else {
+                u.password.as_bytes().to_vec()
+            },
+            maildir: if cli.dry_run {
+                PathBuf::new()
+            } else {
+                user.maildir.clone()
+            },
+            delete: cli.delete,
+            timeout: cli.timeout,
+        };
+        jobs.push((job, user.uid, user.gid, u.dest.clone()));
+    }
+    out.flush()
+        .map_err(|e| MoveError::Temp(format!("report: {e}")))?;
+    let total = jobs.len();
+    let mut running: Vec<(Child, String)> = Vec::new();
+    let mut done = 0usize;
+    let mut queue = jobs.into_iter();
+    loop {
+        while running.len() < cli.parallel.max(1) {
+            let Some((job, uid, gid, _)) = queue.next() else {
+                break;
+            };
+            let csv_out = match &cli.csv {
+                Some(p) => Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .append(true)
+                        .open(p)
+                        .map_err(|e| MoveError::Temp(format!("{}: {e}", p.display())))?,
+                ),
+                None => Stdio::inherit(),
+            };
+            let child = start_worker(&job, uid, gid, csv_out)?;
+            log::info!(
+                "start user={} ({}/{total})",
+                job.label,
+                done + running.len() + 1
+            );
+            running.push((child, job.label));
+        }
+        if running.is_empty() {
+            break;
+        }
+        // Wait for any worker to end (they are our only children).
+        let st = match nix::sys::wait::wait() {
+            Ok(s) => s,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(MoveError::Temp(format!("wait: {e}"))),
+        };
+        use nix::sys::wait::WaitStatus;
+        let (pid, class) = match st {
+            WaitStatus::Exited(p, 0) => (p, Exit::Ok),
+            WaitStatus::Exited(p, 100) => (p, Exit::Perm),
+            WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) => (p, Exit::Temp),
+            _ => continue,
+        };
+        if let Some(i) = running
+            .iter()
+            .position(|(c, _)| c.id() == pid.as_raw().unsigned_abs())
+        {
+            let (_, label) = running.swap_remove(i);
+            done += 1;
+            note(&mut worst, class);
+            log::info!("end user={label} status={} ({done}/{total})", class.code());
+        }
+    }
+    Ok(worst.code())
+}
+
+fn start_worker(job: &Job, uid: u32, gid: u32, out: Stdio) -> Result<Child, MoveError> {
+    let prog = mailorder_core::root::program("mailmove");
+    let mut c = Command::new(&prog);
+    c.arg("--worker")
+        .arg(uid.to_string())
+        .arg(gid.to_string())
+        .env_clear()
+        .stdin(Stdio::piped())
+        .stdout(out)
+        .stderr(Stdio::inherit());
+    for k in [
+        "MAILORDER_LOG",
+        "MAILORDER_ROOT",
+        "MAILORDER_BIN_DIR",
+        "PATH",
+    ] {
+        if let Some(v) = std::env::var_os(k) {
+            c.env(k, v);
+        }
+    }
+    let mut child = c
+        .spawn()
+        .map_err(|e| MoveError::Temp(format!("cannot run {}: {e}", prog.display())))?;
+    if let Some(mut i) = child.stdin.take() {
+        // A worker that died before reading shows in its status.
+        let _ = i.write_all(&job.encode());
+    }
+    Ok(child)
+}
+
+/// The worker's entry: `--worker UID GID` (argv after argv\[0\]). Switches first, then
+/// reads the job from fd 0, copies, writes its CSV row on fd 1. Returns the exit status.
+pub fn worker(args: &[OsString]) -> u8 {
+    let num = |s: Option<&OsString>| s.and_then(|s| s.to_str()?.parse::<u32>().ok());
+    let (Some(uid), Some(gid)) = (num(args.get(1)), num(args.get(2))) else {
+        log::error!("usage: mailmove --worker UID GID");
+        return Exit::Perm.code();
+    };
+    let (ruid, euid, _, _) = mailorder_core::sys::ids();
+    if ruid == 0 || euid == 0 {
+        if let Err(e) = mailorder_core::privs::drop_to(uid, gid, &[]) {
+            log::error!("{e}");
+            return Exit::Temp.code();
+        }
+    } else if euid != uid {
+        log::error!("cannot write as uid {uid}: not started by root (#4.3.0)");
+        return Exit::Temp.code();
+    }
+    // It will hold a password: no core dump, no ptrace by the mailbox owner.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    mailorder_core::privs::no_new_privs();
+    let mut input = Vec::new();
+    if let Err(e) = io::stdin().lock().take(1 << 20).read_to_end(&mut input) {
+        log::error!("reading the job: {e}");
+        return Exit::Temp.code();
+    }
+    let job = match Job::decode(&input) {
+        Ok(j) => j,
+        Err(e) => {
+            log::error!("{e}");
+            return Exit::Perm.code();
+        }
+    };
+    let mut rep = copy::Report::default();
+    let result = work(&job, &mut rep);
+    let (status, code) = match &result {
+        Ok(()) => ("ok", Exit::Ok),
+        Err(e) => {
+            log::error!("user={} {e}", job.label);
+            (
+                match e {
+                    MoveError::Login(_) => "badlogin",
+                    _ => "failed",
+                },
+                e.class(),
+            )
+        }
+    };
+    for s in &rep.skipped {
+        log::warn!("user={} skipped {s}", job.label);
+    }
+    let mut reasons = rep.skipped.join("; ");
+    if let Err(e) = &result {
+        reasons = if reasons.is_empty() {
+            e.to_string()
+        } else {
+            format!("{e}; {reasons}")
+        };
+    }
+    let (login, dest) = job.label.split_once('>').unwrap_or((&job.label, ""));
+    log::info!(
+        "report user={} status={status} folders={} copied={} bytes={} present={} flag_changes={} removed={} skipped={}",
+        job.label,
+        rep.folders,
+        rep.copied,
+        rep.bytes,
+        rep.present,
+        rep.flagged,
+        rep.removed,
+        rep.skipped.len()
+    );
+    let row = format!(
+        "{},{},{status},{},{},{},{},{},{},{},{}\n",
+        csv_quote(login),
+        csv_quote(dest),
+        rep.folders,
+        rep.copied,
+        rep.bytes,
+        rep.present,
+        rep.flagged,
+        rep.removed,
+        rep.skipped.len(),
+        csv_quote(&reasons)
+    );
+    let mut o = io::stdout().lock();
+    if o.write_all(row.as_bytes())
+        .and_then(|()| o.flush())
+        .is_err()
+    {
+        return Exit::Temp.code();
+    }
+    code.code()
+}
+
+fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
+    let timeout = Duration::from_secs(job.timeout.max(1));
+    let tcp = tls::connect(&job.host, job.port, timeout)?;
+    let cfg = if job.tls == 'n' {
+        None
+    } else {
+        Some(tls::config(&job.verify)?)
+    };
+    let stream: Box<dyn imap::Stream> = match (&cfg, job.tls) {
+        (Some(cfg), 'i') => tls::wrap(Box::new(tcp), cfg.clone(), &job.server_name)?,
+        _ => Box::new(tcp),
+    };
+    let (mut c, _) = imap::Client::new(stream)?;
+    if let (Some(cfg), 's') = (&cfg, job.tls) {
+        let (d, _) = c.simple(&[imap::Arg::Raw("STARTTLS")])?;
+        if !d.ok() {
+            return Err(MoveError::Tls(format!("STARTTLS refused: {}", d.text)));
+        }
+        let s = tls::wrap(c.into_stream(), cfg.clone(), &job.server_name)?;
+        // RFC 3501 §6.2.1: forget what was said before TLS.
+        c = imap::Client::from_tls(s);
+    }
+    if c.caps.is_empty() {
+        c.capability()?;
+    }
+    let d = if job.master.is_empty() {
+        if job.auth == 'p' {
+            c.authenticate_plain("", &job.login, &job.password)?
+        } else {
+            c.simple(&[
+                imap::Arg::Raw("LOGIN"),
+                imap::Arg::Str(job.login.as_bytes()),
+                imap::Arg::Str(&job.password),
+            ])?
+            .0
+        }
+    } else if !job.master_sep.is_empty() {
+        let who = format!("{}{}{}", job.login, job.master_sep, job.master);
+        c.simple(&[
+            imap::Arg::Raw("LOGIN"),
+            imap::Arg::Str(who.as_bytes()),
+            imap::Arg::Str(&job.password),
+        ])?
+        .0
+    } else {
+        c.authenticate_plain(&job.login, &job.master, &job.password)?
+    };
+    if !d.ok() {
+        return Err(MoveError::Login(d.text));
+    }
+    // Capabilities may change after login.
+    c.capability()?;
+    let store = if job.maildir.as_os_str().is_empty() {
+        None
+    } else {
+        Some(mailorder_imap_store::Store::open(&job.maildir)?)
+    };
+    copy::user(&mut c, store.as_ref(), job, rep)?;
+    let _ = c.simple(&[imap::Arg::Raw("LOGOUT")]);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_round_trip() {
+        let j = Job {
+            label: "a>b@c".into(),
+            host: "h".into(),
+            port: 993,
+            tls: 's',
+            server_name: "h".into(),
+            verify: tls::Verify::Fingerprint(vec![0; 32]),
+            auth: 'p',
+            login: "a".into(),
+            master: "admin".into(),
+            master_sep: "*".into(),
+            password: b"p,w\"x".to_vec(),
+            maildir: "/m/Maildir".into(),
+            delete: true,
+            timeout: 5,
+        };
+        assert_eq!(Job::decode(&j.encode()).unwrap(), j);
+        assert!(Job::decode(b"Zx\0").is_err());
+    }
+
+    #[test]
+    fn users_csv() {
+        let u = read_users(
+            "login,destination,password\n# c\n\nann,ann@example.test,\"p,w\"\"\"\nbob\n",
+        )
+        .unwrap();
+        assert_eq!(u.len(), 2);
+        assert_eq!(u[0].password, "p,w\"");
+        assert_eq!(u[1].dest, "bob");
+        assert_eq!(csv_quote("a,b"), "\"a,b\"");
+    }
+}

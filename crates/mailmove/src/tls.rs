@@ -1,0 +1,216 @@
+//! The connection to the source server: TCP, then TLS (implicit or after STARTTLS/STLS)
+//! with one of three checks: the certificate verified (system roots or a CA file), its
+//! SHA-256 fingerprint pinned, or — for a lab, and only when asked — none.
+
+use crate::MoveError;
+use crate::imap::Stream;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the certificate is checked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Verify {
+    /// Against the system's CA store.
+    #[default]
+    System,
+    /// Against the CA certificates of this PEM text.
+    Ca(Vec<u8>),
+    /// The end-entity certificate's SHA-256 (32 bytes).
+    Fingerprint(Vec<u8>),
+    /// Not at all (signatures are still checked).
+    Insecure,
+}
+
+/// Parse `AA:BB:…` or plain hex into 32 bytes.
+pub fn parse_fingerprint(s: &str) -> Option<Vec<u8>> {
+    let hex: String = s.chars().filter(|c| *c != ':').collect();
+    if hex.len() != 64 {
+        return None;
+    }
+    (0..32)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+#[derive(Debug)]
+struct Pinned {
+    provider: Arc<CryptoProvider>,
+    /// `None`: accept any certificate.
+    sha256: Option<Vec<u8>>,
+}
+
+impl ServerCertVerifier for Pinned {
+    fn verify_server_cert(
+        &self,
+        cert: &CertificateDer<'_>,
+        _: &[CertificateDer<'_>],
+        _: &ServerName<'_>,
+        _: &[u8],
+        _: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        match &self.sha256 {
+            None => Ok(ServerCertVerified::assertion()),
+            Some(want) => {
+                let got = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
+                if got.as_ref() == want.as_slice() {
+                    Ok(ServerCertVerified::assertion())
+                } else {
+                    Err(rustls::Error::General(format!(
+                        "certificate fingerprint {} is not the pinned one",
+                        hex(got.as_ref())
+                    )))
+                }
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The client configuration for `verify`.
+pub fn config(verify: &Verify) -> Result<Arc<rustls::ClientConfig>, MoveError> {
+    let bad = |what: String| MoveError::Config(format!("TLS: {what}"));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad(e.to_string()))?;
+    let roots = |certs: Vec<CertificateDer<'static>>| -> Result<rustls::RootCertStore, MoveError> {
+        let mut r = rustls::RootCertStore::empty();
+        for c in certs {
+            let _ = r.add(c);
+        }
+        if r.is_empty() {
+            return Err(bad("no CA certificate".into()));
+        }
+        Ok(r)
+    };
+    let cfg = match verify {
+        Verify::System => builder
+            .with_root_certificates(roots(rustls_native_certs::load_native_certs().certs)?)
+            .with_no_client_auth(),
+        Verify::Ca(pem) => {
+            let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| bad(format!("CA file: {e}")))?;
+            builder
+                .with_root_certificates(roots(certs)?)
+                .with_no_client_auth()
+        }
+        Verify::Fingerprint(fp) => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                provider,
+                sha256: Some(fp.clone()),
+            }))
+            .with_no_client_auth(),
+        Verify::Insecure => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned {
+                provider,
+                sha256: None,
+            }))
+            .with_no_client_auth(),
+    };
+    Ok(Arc::new(cfg))
+}
+
+/// Connect to `host:port` with read and write timeouts.
+pub fn connect(host: &str, port: u16, timeout: Duration) -> Result<TcpStream, MoveError> {
+    use std::net::ToSocketAddrs;
+    let addrs = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| MoveError::Temp(format!("cannot resolve {host}: {e}")))?;
+    let mut last = None;
+    for a in addrs {
+        match TcpStream::connect_timeout(&a, timeout) {
+            Ok(s) => {
+                s.set_read_timeout(Some(timeout))
+                    .and_then(|()| s.set_write_timeout(Some(timeout)))
+                    .map_err(MoveError::io("setsockopt"))?;
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(MoveError::Temp(format!(
+        "cannot connect to {host}:{port}: {}",
+        last.map_or_else(|| "no address".to_owned(), |e| e.to_string())
+    )))
+}
+
+/// Start TLS on `stream` and finish the handshake (so a bad certificate is reported here).
+pub fn wrap(
+    stream: Box<dyn Stream>,
+    cfg: Arc<rustls::ClientConfig>,
+    name: &str,
+) -> Result<Box<dyn Stream>, MoveError> {
+    let sn = ServerName::try_from(name.to_owned())
+        .map_err(|_| MoveError::Config(format!("TLS: bad server name {name}")))?;
+    let conn = rustls::ClientConnection::new(cfg, sn)
+        .map_err(|e| MoveError::Config(format!("TLS: {e}")))?;
+    let mut s = rustls::StreamOwned::new(conn, stream);
+    while s.conn.is_handshaking() {
+        s.conn
+            .complete_io(&mut s.sock)
+            .map_err(|e| MoveError::Tls(e.to_string()))?;
+    }
+    Ok(Box::new(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints() {
+        assert!(parse_fingerprint(&"ab:".repeat(31)).is_none());
+        let hex64 = "00".repeat(31) + "ff";
+        assert_eq!(parse_fingerprint(&hex64).unwrap()[31], 0xff);
+        let colons = vec!["AB"; 32].join(":");
+        assert_eq!(parse_fingerprint(&colons).unwrap(), vec![0xab; 32]);
+        assert!(parse_fingerprint("zz").is_none());
+    }
+}
