@@ -534,6 +534,19 @@ M.logout()
         "{text}"
     );
 
+    // A dry run counts and writes nothing.
+    let before = count_files(&t.maildir("bob"));
+    let out = mailmove(&t, &[])
+        .args(["--source", &source, "--tls", "starttls", "--insecure", "--dry-run"])
+        .arg("--users")
+        .arg(work.join("users2.csv"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("bob,bob@example.test,ok,"), "{stdout}");
+    assert_eq!(count_files(&t.maildir("bob")), before);
+
     // Bad credentials: a clear error, status badlogin, exit 100.
     std::fs::write(work.join("bad.csv"), "ann,ann@example.test,wrong\n").unwrap();
     let out = mailmove(&t, &[])
