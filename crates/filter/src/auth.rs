@@ -80,38 +80,7 @@ impl Auth {
     /// A resolver asking `servers` (`control/dnsserver`, as remote-send reads it), or the
     /// system's when empty; `timeout` per query attempt.
     pub fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Auth, String> {
-        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-        use hickory_resolver::net::runtime::TokioRuntimeProvider;
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| format!("runtime: {e}"))?;
-        let resolver = rt.block_on(async {
-            let mut builder = if servers.is_empty() {
-                hickory_resolver::TokioResolver::builder_tokio().map_err(|e| e.to_string())?
-            } else {
-                let ns = servers
-                    .iter()
-                    .map(|s| {
-                        let mut udp = ConnectionConfig::udp();
-                        udp.port = s.port();
-                        let mut tcp = ConnectionConfig::tcp();
-                        tcp.port = s.port();
-                        NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                    })
-                    .collect();
-                hickory_resolver::TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(ns),
-                    TokioRuntimeProvider::default(),
-                )
-            };
-            let o = builder.options_mut();
-            o.timeout = timeout;
-            o.attempts = 2;
-            o.ndots = 0;
-            o.cache_size = 256;
-            builder.build().map_err(|e| e.to_string())
-        })?;
+        let (rt, resolver) = mailorder_resolver::build(servers, timeout, 256)?;
         Ok(Auth {
             rt,
             auth: MessageAuthenticator(resolver),

@@ -190,39 +190,8 @@ impl Dns {
     /// A resolver asking `servers` (from `control/dnsserver`), or the system's
     /// (`/etc/resolv.conf`) when empty. `timeout` is per query attempt.
     pub fn new(servers: &[SocketAddr], timeout: Duration) -> Result<Dns, Failure> {
-        use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
-        use hickory_resolver::net::runtime::TokioRuntimeProvider;
-        let temp = |e: &dyn std::fmt::Display| Failure::Temp(format!("DNS setup: {e} (#4.3.0)"));
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| temp(&e))?;
-        let resolver = rt.block_on(async {
-            let mut builder = if servers.is_empty() {
-                hickory_resolver::TokioResolver::builder_tokio().map_err(|e| temp(&e))?
-            } else {
-                let ns = servers
-                    .iter()
-                    .map(|s| {
-                        let mut udp = ConnectionConfig::udp();
-                        udp.port = s.port();
-                        let mut tcp = ConnectionConfig::tcp();
-                        tcp.port = s.port();
-                        NameServerConfig::new(s.ip(), true, vec![udp, tcp])
-                    })
-                    .collect();
-                hickory_resolver::TokioResolver::builder_with_config(
-                    ResolverConfig::from_name_servers(ns),
-                    TokioRuntimeProvider::default(),
-                )
-            };
-            let o = builder.options_mut();
-            o.timeout = timeout;
-            o.attempts = 2;
-            o.ndots = 0;
-            o.cache_size = 64;
-            builder.build().map_err(|e| temp(&e))
-        })?;
+        let (rt, resolver) = mailorder_resolver::build(servers, timeout, 64)
+            .map_err(|e| Failure::Temp(format!("DNS setup: {e} (#4.3.0)")))?;
         Ok(Dns { rt, resolver })
     }
 }
