@@ -185,7 +185,7 @@ class Mailorder:
         self.procs.append(subprocess.Popen(argv, env=self.env, stderr=self.dlog))
         self.slog = open(os.path.join(self.root, "smtpd.log"), "w")
         # make run's launcher: the smtpd pool (listen -p).
-        argv = self.as_user + [f"{BIN}/listen", "-c", "100", "-p", "100", "127.0.0.1", "0",
+        argv = self.as_user + [f"{BIN}/listen", "-c", "100", "-C", "100", "-p", "100", "127.0.0.1", "0",
                                f"{BIN}/smtpd"]
         record(argv, envdesc)
         COMMANDS[-1] += " &   # port 0: listen prints the port it got"
@@ -209,7 +209,7 @@ class Mailorder:
         ctl = os.path.join(self.root, "control")
         files = sorted(os.listdir(ctl))
         return (
-            f"programs from `{BIN}`; `listen -c 100 -p 100` (the smtpd pool); control files: "
+            f"programs from `{BIN}`; `listen -c 100 -C 100 -p 100` (the smtpd pool; the per-address limit raised above the 50 sessions, which all come from 127.0.0.1); control files: "
             + ", ".join(f"`{f}`={open(os.path.join(ctl, f)).read().strip()}" for f in files)
             + " (everything else default: concurrencylocal 10); logs at level info to files; "
             + ("every program runs as `nobody` (started through `runas nobody`; no set-id "
