@@ -537,7 +537,14 @@ M.logout()
     // A dry run counts and writes nothing.
     let before = count_files(&t.maildir("bob"));
     let out = mailmove(&t, &[])
-        .args(["--source", &source, "--tls", "starttls", "--insecure", "--dry-run"])
+        .args([
+            "--source",
+            &source,
+            "--tls",
+            "starttls",
+            "--insecure",
+            "--dry-run",
+        ])
         .arg("--users")
         .arg(work.join("users2.csv"))
         .output()
