@@ -303,7 +303,7 @@ impl Checkpassword {
 }
 
 /// The STARTTLS hand-off with `tlswrap -n` (docs/ARCHITECTURE.md, "TLS"): fd `TLSCTLFD`
-/// (a socket to tlswrap), fd 6 and fd 7 (the plaintext pipes).
+/// (a socket to tlswrap), fd 6 and fd 7 (the plaintext channels, socket pairs).
 #[derive(Debug)]
 pub struct StartTls {
     ctl: OwnedFd,
@@ -354,7 +354,7 @@ impl StartTls {
 
     /// Switch: call after the "begin TLS" reply was written and with nothing of the
     /// client's buffered. Asks tlswrap for the handshake, waits for its result, then puts
-    /// the plaintext pipes on fd 0/1.
+    /// the plaintext channels on fd 0/1.
     pub fn start(self) -> Result<TlsParams, LoginError> {
         let mut ctl = std::fs::File::from(self.ctl);
         ctl.write_all(b"Y").map_err(LoginError::StartTls)?;

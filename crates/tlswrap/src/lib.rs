@@ -1,14 +1,24 @@
 //! tlswrap: the TLS process of the login chain (docs/ARCHITECTURE.md, "TLS"; CONTRACT.md).
 //!
 //! It holds the key and the TLS session and relays plaintext to and from the program it
-//! runs through pipes, so the program (and everything it execs later: checkpassword, the
-//! user's server) never sees the key and survives every exec with TLS intact.
+//! runs through two plaintext channels, so the program (and everything it execs later:
+//! checkpassword, the user's server) never sees the key and survives every exec with TLS
+//! intact.
 //!
-//! - implicit TLS (`tlswrap PROG…`): [`handshake`] on fd 0/1, then PROG on pipes, [`relay`];
+//! - implicit TLS (`tlswrap PROG…`): [`handshake`] on fd 0/1, then PROG on the plaintext
+//!   channels, [`relay`];
 //! - STARTTLS (`tlswrap -n PROG…`): PROG on the socket itself with the control socket on
-//!   fd 5 (`TLSCTLFD=5`) and the future plaintext pipes on fd 6 (read) and fd 7 (write).
+//!   fd 5 (`TLSCTLFD=5`) and the future plaintext channels on fd 6 (read) and fd 7 (write).
 //!   When PROG writes `Y` to fd 5, tlswrap does the handshake on the socket, answers
 //!   `ok VERSION CIPHER\n` (or `no\n`) on fd 5, and relays.
+//!
+//! **The plaintext channels are UNIX stream socket pairs, not pipes** ([`channels`], issue
+//! #10 item 4). A login front end must never read past the end of the current line: what
+//! follows belongs to the program it hands the descriptor to (checkpassword, then the
+//! user's server). On a socket it peeks (`MSG_PEEK`) and reads up to the first LF in one
+//! system call (`mailorder_core::fdio::In`); a pipe cannot be peeked, so it would have to read
+//! one octet per call. Each pair carries one direction only (the other is shut down), so
+//! closing one end is end of file for the other, as with a pipe.
 //!
 //! It parses no mail protocol.
 
@@ -30,10 +40,30 @@ use std::time::{Duration, Instant};
 
 /// The descriptor numbers PROG gets with `-n`.
 pub const CTL_FD: i32 = 5;
-/// Read end of the plaintext pipe from the client (PROG puts it on fd 0 after the switch).
+/// Read end of the plaintext channel from the client (PROG puts it on fd 0 after the switch).
 pub const RD_FD: i32 = 6;
-/// Write end of the plaintext pipe to the client (PROG puts it on fd 1).
+/// Write end of the plaintext channel to the client (PROG puts it on fd 1).
 pub const WR_FD: i32 = 7;
+
+/// The plaintext channels between tlswrap and PROG: `(to_prog, prog_in, prog_out,
+/// from_prog)`: what tlswrap writes to `to_prog` PROG reads on `prog_in` (its fd 0, or
+/// fd 6), what PROG writes on `prog_out` (its fd 1, or fd 7) tlswrap reads from `from_prog`.
+///
+/// Two UNIX stream socket pairs, one per direction, the other direction shut down on each:
+/// a socket can be peeked, so the login front end reads a whole line per system call without
+/// ever reading past it (see the crate documentation); one direction per pair keeps a
+/// pipe's end-of-file rules (PROG's last close of its output ends the relay, tlswrap's
+/// close of `to_prog` is PROG's end of input).
+pub fn channels() -> io::Result<(UnixStream, UnixStream, UnixStream, UnixStream)> {
+    use std::net::Shutdown;
+    let (to_prog, prog_in) = UnixStream::pair()?;
+    let (from_prog, prog_out) = UnixStream::pair()?;
+    to_prog.shutdown(Shutdown::Read)?;
+    prog_in.shutdown(Shutdown::Write)?;
+    from_prog.shutdown(Shutdown::Write)?;
+    prog_out.shutdown(Shutdown::Read)?;
+    Ok((to_prog, prog_in, prog_out, from_prog))
+}
 
 /// A descriptor read or written with plain `read(2)`/`write(2)` (no buffering, so nothing
 /// is read ahead of the TLS records), with an optional timeout per read.
@@ -165,16 +195,16 @@ pub fn params(conn: &ServerConnection) -> (String, String) {
     (version, cipher)
 }
 
-/// Relay between the TLS session on `net_in`/`net_out` and the program's pipes until the
-/// program closes its output. The client's EOF (or close_notify) closes the program's
-/// input. Writes to the pipe go in pieces of at most `PIPE_BUF` when it is writable, so
-/// a program busy writing can never deadlock with tlswrap.
+/// Relay between the TLS session on `net_in`/`net_out` and the program's [`channels`] until
+/// the program closes its output. The client's EOF (or close_notify) closes the program's
+/// input. Writes to the program never block (`MSG_DONTWAIT`, when it is writable), so a
+/// program busy writing can never deadlock with tlswrap.
 pub fn relay(
     conn: &mut ServerConnection,
     net_in: BorrowedFd<'_>,
     net_out: BorrowedFd<'_>,
-    to_prog: io::PipeWriter,
-    mut from_prog: io::PipeReader,
+    to_prog: UnixStream,
+    mut from_prog: UnixStream,
 ) -> io::Result<()> {
     use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
     let mut to_prog = Some(to_prog);
@@ -234,13 +264,14 @@ pub fn relay(
             }
             drain_plaintext(conn, &mut pending, &mut net_eof, &mut buf);
         }
-        if in_ready && let Some(t) = to_prog.as_mut() {
-            let n = pending.len().min(4096);
-            match t.write(&pending[..n]) {
+        if in_ready && let Some(t) = to_prog.as_ref() {
+            use nix::sys::socket::{MsgFlags, send};
+            let n = pending.len().min(16 * 1024);
+            match send(t.as_raw_fd(), &pending[..n], MsgFlags::MSG_DONTWAIT) {
                 Ok(w) => {
                     pending.drain(..w);
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(nix::errno::Errno::EINTR | nix::errno::Errno::EAGAIN) => {}
                 Err(_) => {
                     // The program stopped reading: drop the client's input.
                     to_prog = None;
@@ -405,16 +436,15 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     let (version, cipher) = params(&conn);
     log::debug!("TLS ip={} version={version} cipher={cipher}", ip());
     let spawned = (|| {
-        let (a_r, a_w) = io::pipe()?;
-        let (b_r, b_w) = io::pipe()?;
+        let (a_w, a_r, b_w, b_r) = channels()?;
         let mut cmd = Command::new(p);
         cmd.args(args)
             .env("TLS", "1")
             .env("TLSVERSION", &version)
             .env("TLSCIPHER", &cipher)
             .env_remove("TLSCTLFD")
-            .stdin(Stdio::from(a_r))
-            .stdout(Stdio::from(b_w));
+            .stdin(Stdio::from(std::os::fd::OwnedFd::from(a_r)))
+            .stdout(Stdio::from(std::os::fd::OwnedFd::from(b_w)));
         peer_env(&mut cmd);
         let child = cmd.spawn()?;
         Ok::<_, io::Error>((child, a_w, b_r))
@@ -442,8 +472,7 @@ fn run_starttls(
 ) -> u8 {
     let spawned = (|| {
         let (ctl, ctl_child) = UnixStream::pair()?;
-        let (a_r, a_w) = io::pipe()?;
-        let (b_r, b_w) = io::pipe()?;
+        let (a_w, a_r, b_w, b_r) = channels()?;
         // Above the target numbers, so no dup2 in the child clobbers another source.
         let ctl_child = mailorder_core::sys::dup_at_least(ctl_child.as_fd(), 10)?;
         let a_r = mailorder_core::sys::dup_at_least(a_r.as_fd(), 10)?;
@@ -544,14 +573,39 @@ mod tests {
         rustls::StreamOwned::new(conn, sock)
     }
 
+    // See: issue #10 (item 4): the plaintext channels are sockets, so the front end can
+    // peek a whole line and read exactly it in one call; each carries one direction and
+    // the writer's close is the reader's end of file, as with a pipe.
+    #[test]
+    fn channels_are_one_way_peekable_sockets() {
+        use nix::sys::socket::{MsgFlags, recv};
+        let (mut to_prog, prog_in, mut prog_out, mut from_prog) = channels().unwrap();
+        to_prog.write_all(b"a LOGIN x y\r\nb NOOP\r\n").unwrap();
+        let mut buf = [0u8; 64];
+        let n = recv(prog_in.as_raw_fd(), &mut buf, MsgFlags::MSG_PEEK).unwrap();
+        assert_eq!(&buf[..n], b"a LOGIN x y\r\nb NOOP\r\n");
+        // The wrong direction is shut: PROG cannot write into its input, tlswrap cannot
+        // write into PROG's output.
+        assert!((&prog_in).write_all(b"x").is_err());
+        assert!(from_prog.write_all(b"x").is_err());
+        prog_out.write_all(b"* OK\r\n").unwrap();
+        drop(prog_out);
+        let mut got = Vec::new();
+        from_prog.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"* OK\r\n");
+        drop(to_prog);
+        let mut rest = Vec::new();
+        (&prog_in).read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"a LOGIN x y\r\nb NOOP\r\n");
+    }
+
     #[test]
     fn handshake_then_relay_to_a_program_and_back() {
         let d = tempfile::tempdir().unwrap();
         let (cfg, roots) = server_config(d.path());
         let (server_sock, client_sock) = UnixStream::pair().unwrap();
         // The "program": upper-cases what it reads, line by line, until EOF.
-        let (prog_in_r, prog_in_w) = io::pipe().unwrap();
-        let (prog_out_r, mut prog_out_w) = io::pipe().unwrap();
+        let (prog_in_w, prog_in_r, mut prog_out_w, prog_out_r) = channels().unwrap();
         let prog = std::thread::spawn(move || {
             let mut r = io::BufReader::new(prog_in_r);
             let mut line = String::new();
@@ -561,7 +615,7 @@ mod tests {
                     .unwrap();
                 line.clear();
             }
-            // Then a big answer, more than any pipe holds.
+            // Then a big answer, more than any socket buffer holds.
             prog_out_w.write_all(&vec![b'x'; 300_000]).unwrap();
         });
         let server = std::thread::spawn(move || {

@@ -229,3 +229,87 @@ fn imapd_error_limit() {
     );
     assert!(!rest.contains("z OK"), "{rest}");
 }
+
+/// Over implicit TLS, sends `session` in one piece right after the greeting and returns
+/// everything the chain answered until it closed.
+const TLS_PIPELINE: &str = r#"
+import socket, ssl, sys
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=30))
+out = s.recv(4096)
+s.sendall(sys.argv[2].encode())
+while True:
+    b = s.recv(65536)
+    if not b:
+        break
+    out += b
+sys.stdout.write(out.decode())
+"#;
+
+// See: issue #10 (item 4): under TLS the front ends read their plaintext from tlswrap
+// through pipes, one octet per system call. tlswrap now gives them a socket pair, which
+// they peek, so a command line costs one read; and they still never read past the line
+// (the commands pipelined after the login are answered by the server after them).
+#[test]
+fn preauth_reads_whole_lines_under_tls() {
+    if !mailorder_tests::have("strace") || !mailorder_tests::have("python3") {
+        return mailorder_tests::skip(
+            "preauth_reads_whole_lines_under_tls",
+            "strace or python3 missing",
+        );
+    }
+    let mut t = Tree::new();
+    let pw = t.demo_password();
+    let traces = t.root.join("traces");
+    std::fs::create_dir(&traces).unwrap();
+    t.give_to_tree_user(&traces);
+    let checkpassword = if mailorder_tests::is_root() {
+        t.setuid_root_copy("checkpassword-file")
+    } else {
+        bin("checkpassword-file")
+    };
+    let cases = [
+        (
+            "pop3d-login",
+            "pop3d",
+            format!("CAPA\r\nUSER demo@example.test\r\nPASS {pw}\r\nSTAT\r\nQUIT\r\n"),
+            3,
+            "+OK 0 0",
+        ),
+        (
+            "imapd-login",
+            "imapd",
+            format!(
+                "a CAPABILITY\r\nb LOGIN demo@example.test \"{pw}\"\r\nc SELECT INBOX\r\nd LOGOUT\r\n"
+            ),
+            2,
+            "c OK [READ-WRITE]",
+        ),
+    ];
+    for (front, server, session, lines, answer) in cases {
+        let trace = traces.join(front);
+        let mut c = t.cmd("listen");
+        // strace runs the front end (not -f: checkpassword and the server are not traced).
+        c.args(["127.0.0.1", "0"])
+            .arg(bin("tlswrap"))
+            .args(["/usr/bin/strace", "-e", "trace=read", "-o"])
+            .arg(&trace)
+            .arg(bin(front))
+            .arg(&checkpassword)
+            .arg(bin(server))
+            .stderr(Stdio::null());
+        let port = t.start_listen(c).0;
+        let out = mailorder_tests::python(TLS_PIPELINE, &[&port.to_string(), &session]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(answer), "{front}: {text}\n{out:?}");
+        let trace = std::fs::read_to_string(&trace).unwrap();
+        let reads = trace.lines().filter(|l| l.starts_with("read(0,")).count();
+        // One read per line before the login (a last one may see the end of the file).
+        assert!(
+            reads <= lines + 1,
+            "{front}: {reads} reads of fd 0 for {lines} lines:\n{trace}"
+        );
+    }
+}
