@@ -50,6 +50,7 @@ const CODES: &[(&str, &[u8])] = &[
     ("useradm", mailorder_useradm::EXIT_CODES),
     ("webd", mailorder_webd::EXIT_CODES),
     ("webd-dirwrite", mailorder_webd_dirwrite::EXIT_CODES),
+    ("webd-queue", mailorder_webd_queue::EXIT_CODES),
 ];
 
 #[test]
