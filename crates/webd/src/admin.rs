@@ -81,7 +81,7 @@ fn request(cmd: &str, addr: &str, value: &str) -> Vec<u8> {
 
 impl App {
     /// The admin's session, or the page to answer with instead.
-    fn admin_session(&self, req: &Request, client: &str) -> Result<Session, Response> {
+    pub(crate) fn admin_session(&self, req: &Request, client: &str) -> Result<Session, Response> {
         match self.session(req) {
             Some((_, s)) if s.admin => Ok(s),
             Some((_, s)) => {

@@ -9,11 +9,14 @@
 //! as every login does), directory changes through `webd-dirwrite` (a fixed request on
 //! its stdin).
 
+pub mod activity;
 pub mod admin;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod pages;
 pub mod policy;
+pub mod queue;
 
 use http::{Framer, Request};
 use mailorder_core::control::Control;
@@ -57,6 +60,11 @@ pub struct Config {
     pub admin_nets: Vec<String>,
     /// `control/webmetricsaddr`: where the metrics are served (plain HTTP; empty: off).
     pub metrics_addr: String,
+    /// `control/weblogs`: `NAME PATH` of each log to follow (empty: the supervise logs).
+    pub logs: Vec<String>,
+    /// `control/webservices`: `NAME PORT` of each service whose connections are counted
+    /// (empty: the standard ports).
+    pub services: Vec<String>,
 }
 
 impl Config {
@@ -78,6 +86,8 @@ impl Config {
                 .collect(),
             admin_nets: c.list("webadminnets")?,
             metrics_addr: c.string("webmetricsaddr", "127.0.0.1:9443")?,
+            logs: c.list("weblogs")?,
+            services: c.list("webservices")?,
         })
     }
 }
@@ -128,6 +138,12 @@ pub struct App {
     pub tokens: Box<dyn Fn() -> String + Send + Sync>,
     /// The counters behind the metrics endpoint.
     pub metrics: metrics::Metrics,
+    /// The mail system's live figures (the activity page, the metrics).
+    pub activity: activity::Activity,
+    /// Overridable for tests: how a queue request is made (webd-queue).
+    pub queue: queue::Runner,
+    /// Event streams open now.
+    watchers: AtomicUsize,
 }
 
 /// What a login check gave.
@@ -268,6 +284,14 @@ impl Response {
 
     /// The bytes on the wire, with the security headers every answer carries.
     pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = self.head(Some(self.body.len()));
+        v.extend_from_slice(&self.body);
+        v
+    }
+
+    /// The status line and headers, with the security headers every answer carries;
+    /// without a length the body runs until the connection closes (an event stream).
+    pub fn head(&self, length: Option<usize>) -> Vec<u8> {
         let reason = match self.status {
             200 => "OK",
             303 => "See Other",
@@ -298,10 +322,11 @@ impl Response {
             "Cross-Origin-Opener-Policy: same-origin\r\n",
             "Connection: close\r\n",
         ));
-        h.push_str(&format!("Content-Length: {}\r\n\r\n", self.body.len()));
-        let mut v = h.into_bytes();
-        v.extend_from_slice(&self.body);
-        v
+        if let Some(n) = length {
+            h.push_str(&format!("Content-Length: {n}\r\n"));
+        }
+        h.push_str("\r\n");
+        h.into_bytes()
     }
 }
 
@@ -332,6 +357,9 @@ impl App {
             reader: Box::new(read_forward),
             lister: Box::new(admin::list_accounts),
             metrics: metrics::Metrics::default(),
+            activity: activity::Activity::default(),
+            queue: Box::new(queue::webd_queue),
+            watchers: AtomicUsize::new(0),
             tokens: Box::new(|| {
                 std::fs::read_to_string(mailorder_core::root::root().join("directory/webtokens"))
                     .unwrap_or_default()
@@ -356,6 +384,15 @@ impl App {
         let s = st.sessions.get_mut(&id)?;
         s.seen = now;
         Some((id, s.clone()))
+    }
+
+    /// Whether session `id` (with CSRF token `csrf`) is still live, without counting this
+    /// as a use (an open live page does not keep a session alive).
+    pub fn session_alive(&self, id: &str, csrf: &str) -> bool {
+        let st = self.state();
+        st.sessions
+            .get(id)
+            .is_some_and(|s| s.csrf == csrf && s.seen.elapsed() < self.cfg.session_life)
     }
 
     /// A request whose `Origin` (when sent) is not this server's is a cross-site one.
@@ -387,6 +424,14 @@ impl App {
                 headers: vec![("Content-Type".into(), "text/css; charset=utf-8".into())],
                 body: pages::STYLE.as_bytes().to_vec(),
             },
+            (true, "/static/activity.js") => Response {
+                status: 200,
+                headers: vec![(
+                    "Content-Type".into(),
+                    "text/javascript; charset=utf-8".into(),
+                )],
+                body: pages::ACTIVITY_JS.as_bytes().to_vec(),
+            },
             (true, "/") => match self.session(req) {
                 Some(_) => Response::redirect("/account"),
                 None => Response::redirect("/login"),
@@ -417,6 +462,7 @@ impl App {
             }
             (false, "/login/token") => self.token_login(req, client),
             (true, "/admin") => self.admin_page(req, client),
+            (true, "/admin/activity") => self.activity_page(req, client),
             (false, p) if p.starts_with("/admin/") => self.admin_action(req, client),
             (false, "/logout") => self.with_session(req, client, |s, _| {
                 self.state().sessions.retain(|_, x| x.csrf != s.csrf);
@@ -531,10 +577,14 @@ impl App {
             LoginResult::Good(primary) => {
                 log::info!("login ok address={primary} ip={client}");
                 self.metrics.login("ok");
+                self.activity
+                    .count(activity::kind::LOGIN_OK, activity::unix_now());
                 self.start_session(&primary, client, now)
             }
             LoginResult::Bad => {
                 self.metrics.login("failed");
+                self.activity
+                    .count(activity::kind::LOGIN_FAILED, activity::unix_now());
                 let mut st = self.state();
                 st.by_address.fail(&address, now);
                 st.by_client.fail(client, now);
@@ -687,6 +737,12 @@ fn connection(app: &App, tls: Arc<rustls::ServerConfig>, stream: TcpStream) -> s
             return Ok(());
         }
         match framer.push(&buf[..n]) {
+            Ok(Some(req)) if req.method == "GET" && req.path == "/admin/events" => {
+                app.events(&req, &client, &mut tls)?;
+                tls.flush()?;
+                let _ = tls.close();
+                return Ok(());
+            }
             Ok(Some(req)) => {
                 let started = Instant::now();
                 let mut r = app.handle(&req, &client);
@@ -760,7 +816,10 @@ fn serve_metrics(app: &App, listener: TcpListener) {
                 Ok(n) => match framer.push(&buf[..n]) {
                     Ok(Some(req)) if req.method == "GET" && req.path == "/metrics" => {
                         let sessions = app.state().sessions.len();
-                        let mut r = Response::text(200, &app.metrics.render(sessions));
+                        app.activity.set_queue(app.queue_stat());
+                        let mut text = app.metrics.render(sessions);
+                        text.push_str(&metrics::render_mail(&app.activity.snapshot()));
+                        let mut r = Response::text(200, &text);
                         r.headers = vec![(
                             "Content-Type".into(),
                             "text/plain; version=0.0.4; charset=utf-8".into(),
@@ -816,6 +875,10 @@ pub fn run(root: &Path) -> u8 {
         }
     };
     let app = Arc::new(App::new(cfg));
+    {
+        let app = app.clone();
+        std::thread::spawn(move || app.collect());
+    }
     if let Some(l) = metrics_listener {
         let app = app.clone();
         if let Ok(a) = l.local_addr() {
@@ -846,6 +909,8 @@ mod tests {
             admins: vec!["boss@example.test".into()],
             admin_nets: vec!["127.0.0.0/8".into()],
             metrics_addr: String::new(),
+            logs: vec![],
+            services: vec![],
         };
         let mut a = App::new(cfg);
         a.checker = Box::new(|addr, pw, _| {

@@ -120,6 +120,86 @@ impl Metrics {
     }
 }
 
+/// The mail system's figures (from [`crate::activity`]): counters since webd started,
+/// connections and the queue as gauges.
+pub fn render_mail(s: &crate::activity::Snapshot) -> String {
+    use crate::activity::kind;
+    let mut o = String::new();
+    let mut family = |name: &str, kind_: &str, help: &str, samples: &[(String, u64)]| {
+        o.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind_}\n"));
+        for (labels, v) in samples {
+            o.push_str(&format!("{name}{labels} {v}\n"));
+        }
+    };
+    let t = |k: usize| s.totals[k];
+    family(
+        "mailorder_messages_accepted_total",
+        "counter",
+        "Messages smtpd accepted (250 to the final dot), from its log.",
+        &[(String::new(), t(kind::ACCEPTED))],
+    );
+    family(
+        "mailorder_deliveries_total",
+        "counter",
+        "Delivery attempts per recipient by result, from dispatch's log.",
+        &[
+            ("{result=\"delivered\"}".into(), t(kind::DELIVERED)),
+            ("{result=\"deferred\"}".into(), t(kind::DEFERRED)),
+            ("{result=\"bounced\"}".into(), t(kind::BOUNCED)),
+        ],
+    );
+    family(
+        "mailorder_logins_total",
+        "counter",
+        "Logins of every service by result, from the checkpassword programs' logs.",
+        &[
+            ("{result=\"ok\"}".into(), t(kind::LOGIN_OK)),
+            ("{result=\"failed\"}".into(), t(kind::LOGIN_FAILED)),
+        ],
+    );
+    family(
+        "mailorder_rejections_total",
+        "counter",
+        "Messages the filter refused, by reason.",
+        &[
+            ("{reason=\"spam\"}".into(), t(kind::SPAM)),
+            ("{reason=\"virus\"}".into(), t(kind::VIRUS)),
+        ],
+    );
+    let conns: Vec<(String, u64)> = s
+        .connections
+        .iter()
+        .map(|(n, c)| {
+            let n: String = n
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || "-_.".contains(*c))
+                .collect();
+            (format!("{{service=\"{n}\"}}"), *c as u64)
+        })
+        .collect();
+    family(
+        "mailorder_connections",
+        "gauge",
+        "Open connections per service (established sockets on its port).",
+        &conns,
+    );
+    if let Some((m, oldest)) = s.queue {
+        family(
+            "mailorder_queue_messages",
+            "gauge",
+            "Messages in the queue.",
+            &[(String::new(), m)],
+        );
+        family(
+            "mailorder_queue_oldest_seconds",
+            "gauge",
+            "Age of the oldest message in the queue.",
+            &[(String::new(), oldest)],
+        );
+    }
+    o
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

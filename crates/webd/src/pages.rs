@@ -35,6 +35,24 @@ button.small{margin:0 .2rem 0 0;padding:.25rem .6rem;font-size:.85rem;background
 .row > div{flex:1 1 14rem}
 .pager{display:flex;gap:1rem;align-items:center;margin-top:.8rem}
 .note{overflow-wrap:anywhere}
+nav.tabs{display:flex;gap:.4rem;margin-bottom:1rem;flex-wrap:wrap}
+nav.tabs a{padding:.4rem .9rem;border-radius:6px;background:var(--card);border:1px solid var(--line);color:var(--accent);text-decoration:none;font-weight:600}
+nav.tabs a[aria-current=page]{background:var(--accent);color:#fff;border-color:var(--accent)}
+.stats{display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.8rem}
+.stat{border:1px solid var(--line);border-radius:8px;padding:.6rem .8rem}
+.stat .label{display:block;color:var(--muted);font-size:.85rem;font-weight:600}
+.stat .big{display:block;font-size:1.6rem;font-weight:700;font-variant-numeric:tabular-nums}
+svg.chart{width:100%;height:auto;display:block}
+svg.chart .axis{stroke:var(--line);stroke-width:1}
+svg.chart text{fill:var(--muted);font-size:11px}
+svg.chart polyline{fill:none;stroke-width:2}
+.s0{stroke:#1f5fbf;color:#1f5fbf}.s1{stroke:#1e7a3c;color:#1e7a3c}.s2{stroke:#b26a00;color:#b26a00}.s3{stroke:#b3261e;color:#b3261e}
+.legend{display:flex;gap:1rem;flex-wrap:wrap;font-size:.9rem}
+.legend span::before{content:"";display:inline-block;width:.9rem;height:.25rem;margin-right:.35rem;vertical-align:middle;background:currentColor}
+ol.log{list-style:none;margin:.6rem 0 0;padding:0;font:13px/1.45 ui-monospace,SFMono-Regular,Menlo,monospace;max-height:28rem;overflow:auto;border:1px solid var(--line);border-radius:6px}
+ol.log li{padding:.15rem .5rem;border-bottom:1px solid #eef1f5;overflow-wrap:anywhere}
+ol.log .src{color:var(--accent);margin-right:.5rem}
+ol.log time{color:var(--muted);margin-right:.5rem}
 @media (max-width:30rem){main{margin:1rem auto}.card{padding:1rem}}
 "#;
 
@@ -147,6 +165,75 @@ pub fn token_login(pre: &str, token: &str, error: Option<&str>) -> String {
     page("Set your password", &body, None)
 }
 
+/// The admin pages' navigation; `current` is the path shown as the current page.
+pub fn admin_nav(current: &str) -> String {
+    let mut o = String::from("<nav class=\"tabs\" aria-label=\"Console\">");
+    for (path, name) in [
+        ("/admin", "Users"),
+        ("/admin/activity", "Activity"),
+        ("/admin/queue", "Queue"),
+    ] {
+        let cur = if path == current {
+            " aria-current=\"page\""
+        } else {
+            ""
+        };
+        o.push_str(&format!("<a href=\"{path}\"{cur}>{name}</a>"));
+    }
+    o.push_str("</nav>");
+    o
+}
+
+/// The live activity page: counters, connections, the queue, the hour's chart and the
+/// latest log lines, filled and kept current by `/static/activity.js` from the event
+/// stream `/admin/events`.
+pub fn activity(s: &crate::Session) -> String {
+    let stats: String = [
+        ("accepted", "Accepted"),
+        ("delivered", "Delivered"),
+        ("deferred", "Deferred"),
+        ("bounced", "Bounced"),
+        ("login_ok", "Logins"),
+        ("login_failed", "Login failures"),
+        ("spam", "Spam refused"),
+        ("virus", "Viruses refused"),
+    ]
+    .iter()
+    .map(|(k, label)| {
+        format!(
+            "<div class=\"stat\"><span class=\"label\">{label}</span>\
+             <span class=\"big\" id=\"m-{k}\">–</span>\
+             <span class=\"hint\">this minute · <span id=\"n-{k}\">–</span> in the hour</span></div>"
+        )
+    })
+    .collect();
+    let body = format!(
+        "{nav}<section class=\"card\"><h2>Now</h2><div class=\"stats\">{stats}\
+         <div class=\"stat\"><span class=\"label\">Queue</span><span class=\"big\" id=\"q-messages\">–</span>\
+         <span class=\"hint\">messages · oldest <span id=\"q-oldest\">–</span></span></div></div>\
+         <h3>Open connections</h3><table id=\"connections\"><thead><tr><th>Service</th><th>Open</th></tr></thead>\
+         <tbody></tbody></table>\
+         <p class=\"hint\" id=\"live-status\" role=\"status\">Connecting…</p></section>\
+         <section class=\"card\"><h2>The last hour, per minute</h2>\
+         <svg class=\"chart\" id=\"chart\" viewBox=\"0 0 640 220\" role=\"img\" \
+         aria-label=\"Messages accepted, delivered, deferred and bounced per minute over the last hour\"></svg>\
+         <div class=\"legend\"><span class=\"s0\">accepted</span><span class=\"s1\">delivered</span>\
+         <span class=\"s2\">deferred</span><span class=\"s3\">bounced</span></div></section>\
+         <section class=\"card\"><h2>Latest log lines</h2>\
+         <label for=\"log-filter\">Show only lines containing</label>\
+         <input type=\"text\" id=\"log-filter\" autocomplete=\"off\">\
+         <ol class=\"log\" id=\"log\" aria-live=\"off\"></ol></section>\
+         <script src=\"/static/activity.js\" defer></script>",
+        nav = admin_nav("/admin/activity"),
+    );
+    page_in("wide", "Activity", &body, Some((&s.address, &s.csrf)))
+}
+
+/// The activity page's script (no build step, no library): reads the event stream and
+/// draws the counters, the chart (SVG) and the log lines. Text goes in through
+/// `textContent` only.
+pub const ACTIVITY_JS: &str = include_str!("activity.js");
+
 /// The admin console's accounts page.
 pub fn admin(
     s: &crate::Session,
@@ -184,7 +271,7 @@ pub fn admin(
         .map(|r| crate::admin::row_html(r, &s.csrf))
         .collect();
     let body = format!(
-        "{n}<section class=\"card\"><h2>Add a user</h2>\
+        "{nav}{n}<section class=\"card\"><h2>Add a user</h2>\
          <form method=\"post\" action=\"/admin/add\" id=\"add-form\" class=\"row\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div><label for=\"add-address\">Address</label><input type=\"email\" id=\"add-address\" name=\"address\" required></div>\
@@ -206,6 +293,7 @@ pub fn admin(
          <div><button type=\"submit\">Set quota</button></div></form></section>",
         n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
         pn = page_no + 1,
+        nav = admin_nav("/admin"),
     );
     page_in("wide", "Users", &body, Some((&s.address, &s.csrf)))
 }

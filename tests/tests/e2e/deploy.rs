@@ -172,7 +172,7 @@ fn expected(name: &str) -> Option<(&'static [&'static str], &'static [&'static s
         "queue" | "queue-clean" => (&["moqueue"], &[]),
         "filter" => (&["mofilter"], &[]),
         "remote-send" => (&["moremote"], &[]),
-        "webd" => (&["moweb"], &["moauth", "motls", "modir"]),
+        "webd" => (&["moweb"], &["moauth", "motls", "modir", "molog"]),
         _ => return None,
     })
 }

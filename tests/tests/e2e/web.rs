@@ -60,7 +60,9 @@ pub fn start_webd(t: &mut Tree) -> (u16, PathBuf) {
     } else {
         std::fs::copy(bin("checkpassword-file"), bindir.join("checkpassword-file")).unwrap();
     }
-    std::fs::copy(bin("webd-dirwrite"), bindir.join("webd-dirwrite")).unwrap();
+    for p in ["webd-dirwrite", "webd-queue", "qadmin"] {
+        std::fs::copy(bin(p), bindir.join(p)).unwrap();
+    }
     let port = free_port();
     t.control("webaddr", &format!("127.0.0.1:{port}"));
     let mport = free_port();
@@ -481,6 +483,10 @@ h = fams["mailorder_web_request_duration_seconds"]
 print("histogram", h.type, int([s.value for s in h.samples if s.name.endswith("_count")][0]))
 print("requests 2xx", int([s.value for s in fams["mailorder_web_requests"].samples if s.labels["code"] == "2xx"][0]))
 print("connections", int(fams["mailorder_web_connections"].samples[0].value))
+# The mail system's figures beside webd's own.
+d = {s.labels["result"]: s.value for s in fams["mailorder_deliveries"].samples}
+print("deliveries", sorted(d))
+print("queue messages", int(fams["mailorder_queue_messages"].samples[0].value))
 print("done")
 "##;
 
@@ -521,8 +527,167 @@ fn metrics_parse_with_prometheus_client() {
         "histogram histogram 2",
         "requests 2xx 1",
         "connections 2",
+        "deliveries ['bounced', 'deferred', 'delivered']",
+        "queue messages 0",
         "done",
     ] {
         assert!(stdout.contains(want), "{want}: {stdout}");
     }
+}
+
+/// dispatch and smtpd (under listen) with their logs in files that webd follows
+/// (`control/weblogs`), and smtpd's port as the `smtp` service (`control/webservices`).
+/// Returns smtpd's port.
+fn start_mail_with_logs(t: &mut Tree) -> u16 {
+    let logs = t.root.join("log");
+    std::fs::create_dir_all(&logs).unwrap();
+    let d = t
+        .cmd("dispatch")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(logs.join("dispatch")).unwrap())
+        .spawn()
+        .expect("dispatch");
+    t.keep(d);
+    let mut c = t.cmd("listen");
+    c.args(["-p", "10", "127.0.0.1", "0"])
+        .arg(bin("smtpd"))
+        .stderr(std::fs::File::create(logs.join("smtpd")).unwrap());
+    let port = t.start_listen(c).0;
+    t.control(
+        "weblogs",
+        &format!(
+            "smtpd {}\ndispatch {}",
+            logs.join("smtpd").display(),
+            logs.join("dispatch").display()
+        ),
+    );
+    t.control("webservices", &format!("smtp {port}"));
+    port
+}
+
+const ACTIVITY_PY: &str = r##"
+import sys, os, tempfile, smtplib, time
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, shots, admin, adminpw, smtpport = sys.argv[1:6]
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run",
+          "--ignore-certificate-errors", "--window-size=1280,1400",
+          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
+    opts.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+d.set_page_load_timeout(60)
+
+def text_of(id_):
+    try:
+        return d.find_element(By.ID, id_).text
+    except Exception:
+        return ""
+
+def num(id_):
+    try:
+        return int(text_of(id_))
+    except ValueError:
+        return -1
+
+def wait(cond, what, secs=60):
+    try:
+        WebDriverWait(d, secs, poll_frequency=0.2).until(lambda drv: cond())
+    except Exception:
+        raise AssertionError("%s: %s\n%s" % (what, d.current_url, d.page_source[:4000]))
+
+try:
+    d.get(url + "login")
+    d.find_element(By.ID, "address").send_keys(admin)
+    d.find_element(By.ID, "password").send_keys(adminpw + Keys.ENTER)
+    wait(lambda: d.current_url.endswith("/admin"), "admin console")
+    d.find_element(By.LINK_TEXT, "Activity").click()
+    wait(lambda: "Live" in text_of("live-status"), "the stream is live")
+    url0 = d.current_url
+    before = num("n-accepted")
+    assert before >= 0, text_of("n-accepted")
+    print("live, accepted before", before)
+    wait(lambda: text_of("q-messages").isdigit(), "queue figures")
+    print("queue figures", text_of("q-messages"))
+    s = smtplib.SMTP("127.0.0.1", int(smtpport), timeout=60)
+    s.ehlo("browser.test")
+    wait(lambda: num("conn-smtp") >= 1, "an open smtp connection counted")
+    print("connection counted", num("conn-smtp"))
+    s.sendmail("someone@example.org", ["demo@example.test"],
+               b"Subject: activity\r\n\r\nlive counters\r\n")
+    s.quit()
+    wait(lambda: num("n-accepted") >= before + 1, "accepted counter moved")
+    print("accepted counter moved", num("n-accepted"))
+    wait(lambda: num("n-delivered") >= 1, "delivered counter moved")
+    print("delivered counter moved", num("n-delivered"))
+    wait(lambda: num("conn-smtp") == 0, "the connection closed")
+    assert d.current_url == url0, "the page was reloaded"
+    f = d.find_element(By.ID, "log-filter")
+    f.send_keys("status=delivered")
+    def filtered():
+        items = d.find_elements(By.CSS_SELECTOR, "#log li")
+        return len(items) >= 1 and all("status=delivered" in i.text for i in items)
+    wait(filtered, "log filter")
+    print("log filtered", len(d.find_elements(By.CSS_SELECTOR, "#log li")))
+    pts = d.find_elements(By.CSS_SELECTOR, "#chart polyline")
+    assert len(pts) == 4, len(pts)
+    d.save_screenshot(os.path.join(shots, "01-activity.png"))
+    print("chart drawn")
+finally:
+    d.quit()
+print("done")
+"##;
+
+// See: issue #15
+#[test]
+fn activity_counters_move_live_when_mail_is_sent() {
+    if !browser_ready("web::activity_counters_move_live_when_mail_is_sent") {
+        return;
+    }
+    let mut t = Tree::new();
+    t.control("authfaildelay", "100");
+    t.control("webadmins", "demo@example.test");
+    let smtp = start_mail_with_logs(&mut t);
+    let (port, log) = start_webd(&mut t);
+    let shots = artifacts("activity");
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(ACTIVITY_PY)
+        .args([
+            &format!("https://127.0.0.1:{port}/"),
+            shots.to_str().unwrap(),
+            "demo@example.test",
+            &t.demo_password(),
+            &smtp.to_string(),
+        ])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let weblog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}\nwebd log:\n{weblog}\nsmtpd log:\n{}\ndispatch log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(t.root.join("log/smtpd")).unwrap_or_default(),
+        std::fs::read_to_string(t.root.join("log/dispatch")).unwrap_or_default(),
+    );
+    for want in [
+        "live, accepted before 0",
+        "queue figures",
+        "connection counted 1",
+        "accepted counter moved 1",
+        "delivered counter moved",
+        "log filtered",
+        "chart drawn",
+        "done",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
+    }
+    assert_eq!(t.messages("demo").len(), 1);
 }
