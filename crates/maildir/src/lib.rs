@@ -8,6 +8,7 @@
 //! - [`name`]: unique names `time.MusecPpid_n.host`, the `,S=`/`,W=` size tags and the
 //!   `:2,FLAGS` info, as pure string functions;
 //! - [`quota`]: the Maildir++ `maildirsize` file: definition, usage, recalculation, check;
+//! - [`uidl`]: the POP3 UIDLs kept from an old server (`pop3d.uidl`, issue 16);
 //! - [`stamp`]: whether a directory is unchanged since a listing and settled enough for
 //!   that to be trusted (pop3d's and imap-store's indexes).
 //!
@@ -25,6 +26,7 @@
 pub mod name;
 pub mod quota;
 pub mod stamp;
+pub mod uidl;
 
 use std::fs;
 use std::io::{self, Read, Write};

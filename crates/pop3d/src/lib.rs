@@ -5,7 +5,7 @@
 //!   `flock` through `std::fs::File::try_lock`), moves `new/` to `cur/` as qmail-pop3d does,
 //!   lists `cur/` (or reads the login index, [`INDEX_FILE`], when `cur/` is unchanged);
 //!   message numbers never change until QUIT; UIDLs are the Maildir unique
-//!   names; messages renamed by another reader are found again by their unique name, and
+//!   names (or those kept from an old server, `pop3d.uidl`); messages renamed by another reader are found again by their unique name, and
 //!   vanished ones answer `-ERR`;
 //! - [`run`]: the session over any `Read`/`Write`: pipelined commands, CRLF and dot-stuffing
 //!   on output (mailorder-pop3-proto), deletions applied only at QUIT, `maildirsize` updated.
@@ -124,6 +124,8 @@ pub struct Mailbox {
     msgs: Vec<Msg>,
     /// The login index, until [`Mailbox::ready`] turns it into `msgs`.
     pending: Option<Index>,
+    /// UIDLs kept from an old server (`pop3d.uidl`, issue 16), read at the first UIDL.
+    uidls: Option<std::collections::HashMap<String, String>>,
     _lock: File,
 }
 
@@ -224,6 +226,7 @@ impl Mailbox {
                 md,
                 msgs: Vec::new(),
                 pending: Some(index),
+                uidls: None,
                 _lock: lock,
             });
         }
@@ -240,6 +243,7 @@ impl Mailbox {
             md,
             msgs,
             pending: None,
+            uidls: None,
             _lock: lock,
         })
     }
@@ -464,9 +468,19 @@ impl<R: Read, W: Write> Session<R, W> {
     }
 
     fn list(&mut self, n: Option<u32>, uidl: bool) -> io::Result<()> {
+        if uidl && self.mb.uidls.is_none() {
+            // Usually absent (one failed open); present after a migration (mailmove).
+            let map = mailorder_maildir::uidl::load(self.mb.md.path()).unwrap_or_else(|e| {
+                log::warn!("{e}: answering unique names as UIDLs");
+                Default::default()
+            });
+            self.mb.uidls = Some(map);
+        }
+        let kept = self.mb.uidls.as_ref();
         let item = |i: usize, m: &Msg| {
             if uidl {
-                format!("{} {}", i + 1, m.base)
+                let u = kept.and_then(|k| k.get(&m.base)).unwrap_or(&m.base);
+                format!("{} {u}", i + 1)
             } else {
                 format!("{} {}", i + 1, m.size)
             }

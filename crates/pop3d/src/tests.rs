@@ -108,6 +108,29 @@ fn uidl_stable_across_sessions_and_no_quit_no_delete() {
     assert_eq!(uidl(&a), uidl(&b));
 }
 
+// See: issue #16
+#[test]
+fn uidls_kept_from_a_migration_are_answered() {
+    let (_t, p) = maildir(&[M1, M2]);
+    let names = files(&p, "new");
+    let base = |n: &str| n.split([',', ':']).next().unwrap().to_owned();
+    mailorder_maildir::uidl::store(&p, [(base(&names[1]).as_str(), "old-uidl-2")]).unwrap();
+    let out = session(&p, b"UIDL\r\nUIDL 2\r\nUIDL 1\r\nQUIT\r\n");
+    let want = format!(
+        "1 {}\r\n2 old-uidl-2\r\n.\r\n+OK 2 old-uidl-2\r\n+OK 1 {}\r\n",
+        base(&names[0]),
+        base(&names[0])
+    );
+    assert!(out.contains(&want), "{out}");
+    // A damaged map: the unique names, as without one.
+    std::fs::write(p.join(mailorder_maildir::uidl::FILE), "garbage\n").unwrap();
+    let out = session(&p, b"UIDL 2\r\nQUIT\r\n");
+    assert!(
+        out.contains(&format!("+OK 2 {}\r\n", base(&names[1]))),
+        "{out}"
+    );
+}
+
 #[test]
 fn second_session_is_refused() {
     let (_t, p) = maildir(&[M1]);
