@@ -97,6 +97,56 @@ fn ours(base: &str) -> Option<(u32, u32)> {
     Some((v.parse().ok()?, u.parse().ok()?))
 }
 
+/// The key a file name of ours carries for a message copied over POP3
+/// (`T.P<key>.mailmove`, the key a hash of its UIDL: UIDLs may hold `/` and `:`).
+fn ours_pop(base: &str) -> Option<&str> {
+    let mut it = base.split('.');
+    let _time = it.next()?;
+    let key = it.next()?.strip_prefix('P')?;
+    (it.next()? == "mailmove" && it.next().is_none() && key.len() == 32).then_some(key)
+}
+
+/// The key of a UIDL: 16 bytes of its SHA-256, in hex.
+fn uidl_key(uidl: &str) -> String {
+    ring::digest::digest(&ring::digest::SHA256, uidl.as_bytes()).as_ref()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// When a message fetched over POP3 (which has no INTERNALDATE) arrived: the date of its
+/// first (newest) `Received:` field, else its `Date:`, else now.
+fn arrival(msg: &[u8]) -> i64 {
+    let head_end = msg
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .or_else(|| msg.windows(2).position(|w| w == b"\n\n"))
+        .unwrap_or(msg.len());
+    let head = String::from_utf8_lossy(&msg[..head_end]);
+    // Unfold, then look at each field.
+    let unfolded = head
+        .replace("\r\n", "\n")
+        .replace("\n ", " ")
+        .replace("\n\t", " ");
+    let field = |name: &str| {
+        unfolded.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.to_owned())
+        })
+    };
+    let received = field("Received").and_then(|v| {
+        let (_, date) = v.rsplit_once(';')?;
+        mailorder_imap_proto::date::parse_rfc5322(date.trim())
+    });
+    received
+        .or_else(|| field("Date").and_then(|d| mailorder_imap_proto::date::parse_rfc5322(d.trim())))
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        })
+}
+
 fn unique(internal: i64, uv: u32, uid: u32) -> String {
     format!("{}.V{uv}U{uid}.mailmove", internal.max(0))
 }
@@ -531,6 +581,113 @@ fn folder(
     Ok(())
 }
 
+/// Copy the INBOX of the POP3 account behind `p` into `store`, keeping each message's
+/// UIDL for pop3d (`pop3d.uidl`, mailorder-maildir's `uidl`). Messages are matched by
+/// their UIDL on later passes; POP3 has no flags, folders or dates (the date is the
+/// message's newest `Received:`, see [`arrival`]).
+pub fn pop3_inbox(
+    p: &mut crate::pop3::Pop3,
+    store: Option<&Store>,
+    job: &Job,
+    rep: &mut Report,
+) -> Result<(), MoveError> {
+    let list = p.uidl()?;
+    rep.folders = 1;
+    let Some(store) = store else {
+        rep.copied += list.len() as u64;
+        log::info!(
+            "dry-run user={} folder=INBOX messages={}",
+            job.label,
+            list.len()
+        );
+        return Ok(());
+    };
+    let mut fo = store.folder("INBOX").map_err(MoveError::Store)?;
+    let dir = fo.dir().to_owned();
+    let md = mailorder_maildir::Maildir::open(&dir).map_err(|e| MoveError::Store(e.into()))?;
+    // What is here already, by UIDL key (the directories, not the index: module docs).
+    let mut here: HashMap<String, String> = HashMap::new();
+    for e in md.scan().map_err(|e| MoveError::Store(e.into()))? {
+        if let Some(k) = ours_pop(&e.base) {
+            here.insert(k.to_owned(), e.base.clone());
+        }
+    }
+    let mut kept =
+        mailorder_maildir::uidl::load(&dir).map_err(|e| MoveError::Write(dir.clone(), e))?;
+    let mut seen = HashSet::new();
+    let missing: Vec<&(u32, String)> = list
+        .iter()
+        .filter(|(_, u)| !here.contains_key(&uidl_key(u)))
+        .collect();
+    rep.present += (list.len() - missing.len()) as u64;
+    let mut copied_here = 0u64;
+    for chunk in missing.chunks(CHUNK) {
+        for (n, u) in chunk {
+            if !mailorder_maildir::uidl::valid(u) || !seen.insert(u.as_str()) {
+                rep.skipped
+                    .push(format!("message {n}: bad or repeated UIDL {u:.80}"));
+                continue;
+            }
+            let body = match p.retr(*n)? {
+                Ok(b) => b,
+                Err(e) => {
+                    rep.skipped.push(format!(
+                        "message {n} UIDL {u}: the server did not give it ({e})"
+                    ));
+                    continue;
+                }
+            };
+            let internal = arrival(&body);
+            let base = format!("{}.P{}.mailmove", internal.max(0), uidl_key(u));
+            write_msg(&dir, &base, &body, "", internal)
+                .map_err(|e| MoveError::Write(dir.clone(), e))?;
+            rep.bytes += body.len() as u64;
+            rep.copied += 1;
+            copied_here += 1;
+            here.insert(uidl_key(u), base);
+        }
+        mailorder_core::atomic::fsync_dir(&dir.join("cur"))
+            .map_err(|e| MoveError::Write(dir.clone(), e))?;
+        log::info!(
+            "progress user={} folder=INBOX copied={copied_here}/{} bytes={}",
+            job.label,
+            missing.len(),
+            rep.bytes
+        );
+    }
+    // The UIDLs for pop3d: the source's for what it still has, the earlier map's for
+    // what it deleted (kept here without --delete); nothing for files that are gone.
+    let by_key: HashMap<String, &str> = list
+        .iter()
+        .map(|(_, u)| (uidl_key(u), u.as_str()))
+        .collect();
+    let mut map: Vec<(String, String)> = Vec::new();
+    let mut gone = Vec::new();
+    for (k, base) in &here {
+        match by_key.get(k) {
+            Some(u) => map.push((base.clone(), (*u).to_owned())),
+            None if job.delete => gone.push(base.clone()),
+            None => {
+                if let Some(u) = kept.remove(base) {
+                    map.push((base.clone(), u));
+                }
+            }
+        }
+    }
+    mailorder_maildir::uidl::store(&dir, map.iter().map(|(b, u)| (b.as_str(), u.as_str())))
+        .map_err(|e| MoveError::Store(e.into()))?;
+    let state = fo.sync().map_err(MoveError::Store)?;
+    if !gone.is_empty() {
+        let gone: HashSet<&str> = gone.iter().map(String::as_str).collect();
+        for m in state.msgs.iter().filter(|m| gone.contains(m.base())) {
+            fo.remove(m).map_err(MoveError::Store)?;
+            rep.removed += 1;
+        }
+        fo.sync().map_err(MoveError::Store)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -542,6 +699,24 @@ mod tests {
         assert_eq!(ours("1.V2U3.other"), None);
         assert_eq!(seq(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
         assert_eq!(seq(&[4]), "4");
+        let k = uidl_key("000000017a3b/x:y");
+        assert_eq!(k.len(), 32);
+        assert_eq!(ours_pop(&format!("5.P{k}.mailmove")), Some(k.as_str()));
+        assert_eq!(ours_pop("5.Pabc.mailmove"), None);
+        assert_eq!(ours(&format!("5.P{k}.mailmove")), None);
+    }
+
+    #[test]
+    fn arrival_from_received_then_date() {
+        let m = b"Received: from a\r\n\tby b; Tue, 1 Jul 2003 10:52:37 +0200\r\n\
+                  Received: from c; Mon, 30 Jun 2003 10:00:00 +0000\r\n\
+                  Date: Sun, 29 Jun 2003 10:00:00 +0000\r\n\r\nReceived: body; x\r\n";
+        assert_eq!(arrival(m), 1057049557);
+        assert_eq!(
+            arrival(b"Date: Sun, 29 Jun 2003 10:00:00 +0000\n\nx\n"),
+            1056880800
+        );
+        assert!(arrival(b"X: y\n\n") > 1_700_000_000);
     }
 
     #[test]

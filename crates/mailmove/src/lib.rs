@@ -18,6 +18,7 @@
 pub mod copy;
 pub mod imap;
 pub mod names;
+pub mod pop3;
 pub mod tls;
 
 use clap::Parser;
@@ -96,6 +97,24 @@ pub enum TlsMode {
     None,
 }
 
+/// The source's protocol.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Protocol {
+    /// IMAP4rev1: every folder, flags, dates, UIDs.
+    Imap,
+    /// POP3: the INBOX only, with the source's UIDLs kept for pop3d.
+    Pop3,
+}
+
+/// What a directory user's source login is, when --map does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SourceLogin {
+    /// `local@domain`.
+    Address,
+    /// `local`.
+    Local,
+}
+
 /// How users log in to the source.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum AuthMode {
@@ -113,13 +132,41 @@ pub enum AuthMode {
     about = "Copy mailboxes from an old IMAP server into mailorder, keeping UIDs, flags and dates"
 )]
 pub struct Cli {
-    /// The source server, HOST or HOST:PORT (default port 993 with implicit TLS, else 143).
+    /// The source server, HOST or HOST:PORT (default port 993 with implicit TLS, else 143;
+    /// POP3: 995, else 110).
     #[arg(long)]
     pub source: String,
+    /// The source's protocol: IMAP, or POP3 for INBOX-only accounts.
+    #[arg(long, value_enum, default_value = "imap")]
+    pub protocol: Protocol,
     /// The users: a CSV file with `source-login,destination-address,password` rows
-    /// (destination empty: the same as the login; password empty with --master-user).
+    /// (destination empty: from --map, else the same as the login; password empty with
+    /// --master-user).
+    #[arg(
+        long,
+        required_unless_present = "from_directory",
+        conflicts_with = "from_directory"
+    )]
+    pub users: Option<PathBuf>,
+    /// The users are every user of the directory (of the --domain domains, else of every
+    /// domain); their source login from --map, else --source-login. Needs --master-user.
     #[arg(long)]
-    pub users: PathBuf,
+    pub from_directory: bool,
+    /// With --from-directory: only the users of this domain (repeatable).
+    #[arg(long, requires = "from_directory")]
+    pub domain: Vec<String>,
+    /// With --from-directory: the source login of a user not in --map: its whole address,
+    /// or its local part.
+    #[arg(
+        long,
+        value_enum,
+        default_value = "address",
+        requires = "from_directory"
+    )]
+    pub source_login: SourceLogin,
+    /// A source → destination address map: a CSV file of `source-login,destination` rows.
+    #[arg(long)]
+    pub map: Option<PathBuf>,
     /// TLS on the source connection.
     #[arg(long, value_enum, default_value = "implicit")]
     pub tls: TlsMode,
@@ -171,6 +218,8 @@ pub struct Cli {
 pub struct Job {
     /// A label for the logs and the report: `source→destination`.
     pub label: String,
+    /// `i`map or `p`op3.
+    pub proto: char,
     /// Host and port.
     pub host: String,
     /// Port.
@@ -210,6 +259,7 @@ impl Job {
             out.push(0);
         };
         rec(b'L', self.label.as_bytes());
+        rec(b'R', self.proto.to_string().as_bytes());
         rec(b'H', self.host.as_bytes());
         rec(b'P', self.port.to_string().as_bytes());
         rec(b'T', self.tls.to_string().as_bytes());
@@ -247,6 +297,7 @@ impl Job {
             let (t, v) = (r[0], &r[1..]);
             match t {
                 b'L' => j.label = text(v)?,
+                b'R' => j.proto = text(v)?.chars().next().ok_or_else(bad)?,
                 b'H' => j.host = text(v)?,
                 b'P' => j.port = text(v)?.parse().map_err(|_| bad())?,
                 b'T' => j.tls = text(v)?.chars().next().ok_or_else(bad)?,
@@ -337,6 +388,80 @@ pub fn read_users(text: &str) -> Result<Vec<UserRow>, MoveError> {
     Ok(out)
 }
 
+/// Read a source → destination map (`source-login,destination` rows; blank lines, `#`
+/// comments and a `source,destination` header skipped).
+pub fn read_map(text: &str) -> Result<Vec<(String, String)>, MoveError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let f = csv_fields(line);
+        let src = f[0].trim();
+        let dst = f.get(1).map_or("", |d| d.trim());
+        if out.is_empty()
+            && ["login", "source", "user"].contains(&src.to_ascii_lowercase().as_str())
+        {
+            continue;
+        }
+        if src.is_empty() || dst.is_empty() || line.chars().any(char::is_control) {
+            return Err(MoveError::Config(format!(
+                "map line {}: want source-login,destination",
+                i + 1
+            )));
+        }
+        out.push((src.to_owned(), dst.to_owned()));
+    }
+    Ok(out)
+}
+
+/// The users to copy: the CSV's rows (an empty destination taken from `map`, else the
+/// login), or every directory user in `dir_users` (source login from `map`, else the
+/// address or its local part).
+pub fn plan_users(
+    csv: Option<Vec<UserRow>>,
+    dir_users: &[String],
+    map: &[(String, String)],
+    login: SourceLogin,
+) -> Vec<UserRow> {
+    let fwd: std::collections::HashMap<String, &str> = map
+        .iter()
+        .map(|(s, d)| (s.to_ascii_lowercase(), d.as_str()))
+        .collect();
+    let back: std::collections::HashMap<String, &str> = map
+        .iter()
+        .map(|(s, d)| (d.to_ascii_lowercase(), s.as_str()))
+        .collect();
+    match csv {
+        Some(rows) => rows
+            .into_iter()
+            .map(|mut r| {
+                if r.dest == r.login
+                    && let Some(d) = fwd.get(&r.login.to_ascii_lowercase())
+                {
+                    r.dest = (*d).to_owned();
+                }
+                r
+            })
+            .collect(),
+        None => dir_users
+            .iter()
+            .map(|a| UserRow {
+                login: match back.get(&a.to_ascii_lowercase()) {
+                    Some(s) => (*s).to_owned(),
+                    None if login == SourceLogin::Local => {
+                        a.split_once('@').map_or(a.as_str(), |(l, _)| l).to_owned()
+                    }
+                    None => a.clone(),
+                },
+                dest: a.clone(),
+                password: String::new(),
+            })
+            .collect(),
+    }
+}
+
 /// The CSV report's header row.
 pub const CSV_HEADER: &str =
     "login,destination,status,folders,copied,bytes,present,flag_changes,removed,skipped,reasons\n";
@@ -363,9 +488,17 @@ pub fn run(cli: &Cli) -> u8 {
 }
 
 fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
-    let text = std::fs::read_to_string(&cli.users)
-        .map_err(|e| MoveError::Config(format!("{}: {e}", cli.users.display())))?;
-    let users = read_users(&text)?;
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p).map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))
+    };
+    let csv_rows = match &cli.users {
+        Some(p) => Some(read_users(&read(p)?)?),
+        None => None,
+    };
+    let map = match &cli.map {
+        Some(p) => read_map(&read(p)?)?,
+        None => Vec::new(),
+    };
     let (host, port) = match cli.source.rsplit_once(':') {
         Some((h, p)) if !h.contains(':') || h.starts_with('[') => (
             h.trim_matches(['[', ']']).to_owned(),
@@ -374,10 +507,11 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
         ),
         _ => (
             cli.source.clone(),
-            if cli.tls == TlsMode::Implicit {
-                993
-            } else {
-                143
+            match (cli.protocol, cli.tls == TlsMode::Implicit) {
+                (Protocol::Imap, true) => 993,
+                (Protocol::Imap, false) => 143,
+                (Protocol::Pop3, true) => 995,
+                (Protocol::Pop3, false) => 110,
             },
         ),
     };
@@ -407,6 +541,31 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
     };
     let dir = mailorder_directory::Directory::open()
         .map_err(|e| MoveError::Temp(format!("directory: {e}")))?;
+    let mut dir_users = Vec::new();
+    if cli.from_directory {
+        let domains: Vec<String> = if cli.domain.is_empty() {
+            dir.domains().into_iter().map(|(d, _)| d).collect()
+        } else {
+            cli.domain.iter().map(|d| d.to_ascii_lowercase()).collect()
+        };
+        for d in &domains {
+            let users = dir
+                .list_users(d)
+                .map_err(|e| MoveError::Temp(format!("directory: {e}")))?;
+            dir_users.extend(users.into_iter().map(|u| u.address));
+        }
+        if dir_users.is_empty() {
+            return Err(MoveError::Config(format!(
+                "no users in the directory for {}",
+                if cli.domain.is_empty() {
+                    "any domain".to_owned()
+                } else {
+                    domains.join(", ")
+                }
+            )));
+        }
+    }
+    let users = plan_users(csv_rows, &dir_users, &map, cli.source_login);
     let mut out: Box<dyn Write> = match &cli.csv {
         Some(p) => Box::new(
             std::fs::OpenOptions::new()
@@ -466,6 +625,11 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
         }
         let job = Job {
             label: format!("{}>{}", u.login, user.address),
+            proto: if cli.protocol == Protocol::Pop3 {
+                'p'
+            } else {
+                'i'
+            },
             host: host.clone(),
             port,
             tls: match cli.tls {
@@ -679,7 +843,24 @@ pub fn worker(args: &[OsString]) -> u8 {
     code.code()
 }
 
-fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
+/// The destination store of a job (none in a dry run).
+fn open_store(job: &Job) -> Result<Option<mailorder_imap_store::Store>, MoveError> {
+    if job.maildir.as_os_str().is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(mailorder_imap_store::Store::open(&job.maildir)?))
+    }
+}
+
+/// A connected stream and, when TLS is wanted, its settings.
+type Connection = (
+    Box<dyn imap::Stream>,
+    Option<std::sync::Arc<rustls::ClientConfig>>,
+);
+
+/// The connection to the source, with TLS from the first byte when asked; and the TLS
+/// settings for STARTTLS/STLS.
+fn connect(job: &Job) -> Result<Connection, MoveError> {
     let timeout = Duration::from_secs(job.timeout.max(1));
     let tcp = tls::connect(&job.host, job.port, timeout)?;
     let cfg = if job.tls == 'n' {
@@ -691,6 +872,46 @@ fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
         (Some(cfg), 'i') => tls::wrap(Box::new(tcp), cfg.clone(), &job.server_name)?,
         _ => Box::new(tcp),
     };
+    Ok((stream, cfg))
+}
+
+/// A POP3 source: log in, copy the INBOX, QUIT (never DELE).
+fn work_pop3(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
+    let (stream, cfg) = connect(job)?;
+    let mut p = pop3::Pop3::new(stream)?;
+    if let (Some(cfg), 's') = (&cfg, job.tls) {
+        if let Err(e) = p.cmd(b"STLS")? {
+            return Err(MoveError::Tls(format!("STLS refused: {e}")));
+        }
+        // RFC 2595 §4: no greeting after STLS; what was said before is forgotten.
+        p = pop3::Pop3::from_tls(tls::wrap(p.into_stream(), cfg.clone(), &job.server_name)?);
+    }
+    let answer = if job.master.is_empty() {
+        if job.auth == 'p' {
+            p.auth_plain("", &job.login, &job.password)?
+        } else {
+            p.user_pass(&job.login, &job.password)?
+        }
+    } else if !job.master_sep.is_empty() {
+        let who = format!("{}{}{}", job.login, job.master_sep, job.master);
+        p.user_pass(&who, &job.password)?
+    } else {
+        p.auth_plain(&job.login, &job.master, &job.password)?
+    };
+    if let Err(e) = answer {
+        return Err(MoveError::Login(e));
+    }
+    let store = open_store(job)?;
+    copy::pop3_inbox(&mut p, store.as_ref(), job, rep)?;
+    let _ = p.cmd(b"QUIT");
+    Ok(())
+}
+
+fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
+    if job.proto == 'p' {
+        return work_pop3(job, rep);
+    }
+    let (stream, cfg) = connect(job)?;
     let (mut c, _) = imap::Client::new(stream)?;
     if let (Some(cfg), 's') = (&cfg, job.tls) {
         let (d, _) = c.simple(&[imap::Arg::Raw("STARTTLS")])?;
@@ -731,11 +952,7 @@ fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
     }
     // Capabilities may change after login.
     c.capability()?;
-    let store = if job.maildir.as_os_str().is_empty() {
-        None
-    } else {
-        Some(mailorder_imap_store::Store::open(&job.maildir)?)
-    };
+    let store = open_store(job)?;
     copy::user(&mut c, store.as_ref(), job, rep)?;
     let _ = c.simple(&[imap::Arg::Raw("LOGOUT")]);
     Ok(())
@@ -749,6 +966,7 @@ mod tests {
     fn job_round_trip() {
         let j = Job {
             label: "a>b@c".into(),
+            proto: 'p',
             host: "h".into(),
             port: 993,
             tls: 's',
@@ -777,5 +995,32 @@ mod tests {
         assert_eq!(u[0].password, "p,w\"");
         assert_eq!(u[1].dest, "bob");
         assert_eq!(csv_quote("a,b"), "\"a,b\"");
+    }
+
+    #[test]
+    fn users_from_csv_or_directory_through_the_map() {
+        let map = read_map("source,destination\nold1,new1@x.test\n# c\nOld2,b@x.test\n").unwrap();
+        assert!(read_map("a\n").is_err());
+        let csv = read_users("old1,,pw\nold3,,pw\nold1,given@x.test,\n").unwrap();
+        let got: Vec<(String, String)> = plan_users(Some(csv), &[], &map, SourceLogin::Address)
+            .into_iter()
+            .map(|u| (u.login, u.dest))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("old1".into(), "new1@x.test".into()),
+                ("old3".into(), "old3".into()),
+                ("old1".into(), "given@x.test".into())
+            ]
+        );
+        let dir = ["a@x.test".to_owned(), "b@x.test".to_owned()];
+        let got: Vec<String> = plan_users(None, &dir, &map, SourceLogin::Local)
+            .into_iter()
+            .map(|u| format!("{}>{}", u.login, u.dest))
+            .collect();
+        assert_eq!(got, ["a>a@x.test", "Old2>b@x.test"]);
+        let got = plan_users(None, &dir, &[], SourceLogin::Address);
+        assert_eq!(got[0].login, "a@x.test");
     }
 }

@@ -6,19 +6,21 @@
 //! The big folder has 2,000 messages here to keep the test short (the issue's 10,000 are
 //! for scripts/bench-migrate).
 
-use mailorder_tests::{Tree, bin, free_port, have, is_root, python, scratch, skip, wait_port};
+use mailorder_tests::{Tree, bin, free_port, have, is_root, python, scratch, skip};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const BIG: usize = 2000;
 
-/// A private Dovecot on loopback: STARTTLS on `port`, implicit TLS on `tls_port`.
+/// A private Dovecot on loopback: IMAP with STARTTLS on `port`, implicit TLS on
+/// `tls_port`; POP3 with STLS on `pop3_port`.
 struct Dovecot {
     dir: tempfile::TempDir,
     child: Child,
     port: u16,
     tls_port: u16,
+    pop3_port: u16,
 }
 
 impl Drop for Dovecot {
@@ -34,7 +36,7 @@ impl Dovecot {
     fn start(users: &[(&str, &str)]) -> Dovecot {
         let dir = scratch();
         let d = dir.path();
-        let (port, tls_port) = (free_port(), free_port());
+        let (port, tls_port, pop3_port) = (free_port(), free_port(), free_port());
         let ok = Command::new("openssl")
             .args([
                 "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
@@ -84,7 +86,7 @@ state_dir = {d}/state
 instance_name = mailmove-{port}
 log_path = {d}/dovecot.log
 listen = 127.0.0.1
-protocols = imap
+protocols = imap pop3
 ssl = yes
 ssl_cert = <{d}/cert.pem
 ssl_key = <{d}/key.pem
@@ -126,6 +128,15 @@ service imap-login {{
     ssl = yes
   }}
 }}
+service pop3-login {{
+  inet_listener pop3 {{
+    address = 127.0.0.1
+    port = {pop3_port}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
 "#,
             d = d.display()
         );
@@ -142,9 +153,19 @@ service imap-login {{
             child,
             port,
             tls_port,
+            pop3_port,
         };
-        wait_port(port);
-        wait_port(tls_port);
+        for p in [port, tls_port, pop3_port] {
+            let end = std::time::Instant::now() + Duration::from_secs(20);
+            while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+                let log = std::fs::read_to_string(dv.path("dovecot.log")).unwrap_or_default();
+                assert!(
+                    std::time::Instant::now() < end,
+                    "Dovecot does not listen on {p}:\n{log}"
+                );
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
         dv
     }
 
@@ -584,5 +605,217 @@ M.logout()
         String::from_utf8_lossy(&out.stderr).contains("fingerprint"),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// mailorder's POP3 chain (tlswrap -n → pop3d-login → checkpassword-file → pop3d) under
+/// `listen`; returns its port.
+fn start_pop3(t: &mut Tree) -> u16 {
+    let checkpassword = if is_root() {
+        t.setuid_root_copy("checkpassword-file")
+    } else {
+        bin("checkpassword-file")
+    };
+    let mut c = t.cmd("listen");
+    c.arg("127.0.0.1")
+        .arg("0")
+        .arg(bin("tlswrap"))
+        .arg("-n")
+        .arg(bin("pop3d-login"))
+        .arg(&checkpassword)
+        .arg(bin("pop3d"))
+        .stderr(Stdio::null());
+    t.start_listen(c).0
+}
+
+const POP_POPULATE: &str = r#"
+import imaplib, sys, base64, os
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login(sys.argv[2], sys.argv[3])
+def msg(i, body):
+    return (b"Received: from relay.old.test by old.test; Tue, 1 Jul 2003 10:%02d:00 +0200\r\n" % i +
+            b"From: x@old.test\r\nSubject: pop %d\r\n\r\n" % i + body)
+for i in range(int(sys.argv[4])):
+    body = b"line\r\n.leading dot\r\n..two dots\r\n"
+    if i == 2:
+        body = base64.encodebytes(os.urandom(700 * 1024)).replace(b"\n", b"\r\n")
+    assert M.append("INBOX", None, None, msg(i, body))[0] == "OK"
+M.logout()
+print("POPULATED")
+"#;
+
+/// Every message of two POP3 servers, by UIDL: the same UIDLs and the same bytes.
+const POP_COMPARE: &str = r#"
+import poplib, sys
+def get(port, user, pw):
+    P = poplib.POP3("127.0.0.1", int(port))
+    P.user(user); P.pass_(pw)
+    out = {}
+    for l in P.uidl()[1]:
+        n, u = l.split()
+        out[u] = b"\r\n".join(P.retr(int(n))[1])
+    P.quit()
+    return out
+a = get(*sys.argv[1:4])
+b = get(*sys.argv[4:7])
+assert sorted(a) == sorted(b), ("UIDLs", sorted(a), sorted(b))
+for u in a:
+    assert a[u] == b[u], ("bytes", u, len(a[u]), len(b[u]))
+print("SAME %d" % len(a))
+"#;
+
+// See: issue #16
+#[test]
+fn dovecot_pop3_source_uidls_kept_for_mpop() {
+    if !have("dovecot") || !have("openssl") || !have("mpop") {
+        return skip(
+            "dovecot_pop3_source_uidls_kept_for_mpop",
+            "dovecot, openssl or mpop not installed",
+        );
+    }
+    let user = "carol@example.test";
+    let dv = Dovecot::start(&[(user, "carolpw"), ("olddemo", "demopw")]);
+    let out = run_py(POP_POPULATE, &[&dv.port.to_string(), user, "carolpw", "5"]);
+    assert!(out.contains("POPULATED"), "{out}");
+    let mut t = Tree::new();
+    t.add_user(user, "", "ourpw");
+    let work = t.root.join("migration");
+    std::fs::create_dir_all(&work).unwrap();
+
+    // An mpop that leaves mail on the server and remembers the UIDLs it has seen.
+    let mbox = work.join("mbox");
+    std::fs::write(&mbox, "").unwrap();
+    let mpop = |port: u16, pw: &str| -> usize {
+        let conf = work.join("mpoprc");
+        std::fs::write(
+            &conf,
+            format!(
+                "account default\nhost 127.0.0.1\nport {port}\nauth user\nuser {user}\npassword {pw}\ntls off\ndelivery mbox {}\nkeep on\nonly_new on\nuidls_file {}\n",
+                mbox.display(),
+                work.join("uidls").display()
+            ),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let out = Command::new("mpop")
+            .arg("--quiet")
+            .arg(format!("--file={}", conf.display()))
+            .env("HOME", &work)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "mpop: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = std::fs::read(&mbox).unwrap();
+        text.split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"From "))
+            .count()
+    };
+    assert_eq!(mpop(dv.pop3_port, "carolpw"), 5);
+
+    // Pass 1: POP3 with STLS, the certificate pinned, the user's own password.
+    std::fs::write(work.join("users.csv"), format!("{user},,carolpw\n")).unwrap();
+    let csv = work.join("report.csv");
+    let fp = dv.fingerprint();
+    let out = mailmove(&t, &[])
+        .args([
+            "--protocol",
+            "pop3",
+            "--tls",
+            "starttls",
+            "--fingerprint",
+            &fp,
+        ])
+        .args(["--source", &format!("127.0.0.1:{}", dv.pop3_port)])
+        .arg("--users")
+        .arg(work.join("users.csv"))
+        .arg("--csv")
+        .arg(&csv)
+        .output()
+        .unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "mailmove: {log}");
+    let report = std::fs::read_to_string(&csv).unwrap();
+    let row = report.lines().last().unwrap();
+    let f: Vec<&str> = row.split(',').collect();
+    assert_eq!((f[2], f[4], f[9]), ("ok", "5", "0"), "{report}\n{log}");
+
+    // Through mailorder's POP3: the same UIDLs and bytes; mpop finds nothing new.
+    let port = start_pop3(&mut t);
+    let (dp, op) = (dv.pop3_port.to_string(), port.to_string());
+    let out = run_py(POP_COMPARE, &[&dp, user, "carolpw", &op, user, "ourpw"]);
+    assert!(out.contains("SAME 5"), "{out}");
+    assert_eq!(mpop(port, "ourpw"), 5, "nothing downloaded again");
+
+    // Changes at the source: one message deleted, two new. The next pass (a master user,
+    // AUTH PLAIN with the user as authorization identity, --delete) brings exactly those.
+    run_py(
+        r#"
+import poplib, sys
+P = poplib.POP3("127.0.0.1", int(sys.argv[1]))
+P.user(sys.argv[2]); P.pass_("carolpw")
+P.dele(2)
+P.quit()
+"#,
+        &[&dp, user],
+    );
+    run_py(
+        POP_POPULATE
+            .replace("range(int", "range(5, 5 + int")
+            .as_str(),
+        &[&dv.port.to_string(), user, "carolpw", "2"],
+    );
+    // The users from the directory this time (carol and demo, whose old login is in the
+    // map).
+    std::fs::write(work.join("master"), "adminpw\n").unwrap();
+    std::fs::write(
+        work.join("map.csv"),
+        "source,destination\nolddemo,demo@example.test\n",
+    )
+    .unwrap();
+    let pass2 = |c: &mut Command| {
+        c.args(["--protocol", "pop3", "--tls", "starttls", "--insecure"])
+            .args(["--source", &format!("127.0.0.1:{}", dv.pop3_port)])
+            .args(["--master-user", "admin", "--delete"])
+            .arg("--master-password-file")
+            .arg(work.join("master"))
+            .args(["--from-directory", "--domain", "example.test", "--map"])
+            .arg(work.join("map.csv"));
+    };
+    let mut c = mailmove(&t, &[]);
+    pass2(&mut c);
+    let out = c.arg("--csv").arg(&csv).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "mailmove: {log}");
+    let report = std::fs::read_to_string(&csv).unwrap();
+    let rows: Vec<&str> = report.lines().rev().take(2).collect();
+    let carol = rows.iter().find(|r| r.starts_with("carol@")).unwrap();
+    let f: Vec<&str> = carol.split(',').collect();
+    // login,destination,status,folders,copied,bytes,present,flag_changes,removed,…
+    assert_eq!(
+        (f[2], f[4], f[6], f[8]),
+        ("ok", "2", "4", "1"),
+        "{report}\n{log}"
+    );
+    assert!(
+        rows.iter()
+            .any(|r| r.starts_with("olddemo,demo@example.test,ok,1,0,")),
+        "{report}"
+    );
+    let out = run_py(POP_COMPARE, &[&dp, user, "carolpw", &op, user, "ourpw"]);
+    assert!(out.contains("SAME 6"), "{out}");
+    assert_eq!(mpop(port, "ourpw"), 7, "only the two new ones");
+    // A rerun changes nothing.
+    let mut c = mailmove(&t, &[]);
+    pass2(&mut c);
+    let out = c.output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("carol@example.test,carol@example.test,ok,1,0,0,6,0,0,0,"),
+        "{stdout}"
     );
 }
