@@ -151,26 +151,10 @@ impl App {
     }
 
     pub(crate) fn admin_action(&self, req: &Request, client: &str) -> Response {
-        let s = match self.admin_session(req, client) {
-            Ok(s) => s,
+        let (s, form) = match self.post(req, client, true) {
+            Ok(x) => x,
             Err(r) => return r,
         };
-        let form = req.form();
-        if !http::field(&form, "csrf").is_some_and(|t| same(t, &s.csrf)) {
-            log::warn!(
-                "bad CSRF token refused path={} address={} ip={client}",
-                req.path,
-                s.address
-            );
-            return Response::html(
-                403,
-                pages::page(
-                    "Refused",
-                    "<p>The form was stale or forged. <a href=\"/admin\">Reload</a> the page.</p>",
-                    None,
-                ),
-            );
-        }
         let target = http::field(&form, "address").unwrap_or_default().trim();
         let target = match mailorder_directory_admin::valid_address(target) {
             Ok(a) => a,
@@ -245,12 +229,7 @@ impl App {
             }
         };
         let result = (self.writer)(&req_bytes);
-        self.metrics.admin_action();
-        log::info!(
-            "audit admin={} action={action} target={target} result={} ip={client}",
-            s.address,
-            if result.is_ok() { "ok" } else { "failed" }
-        );
+        self.audit(&s, action, &target, result.is_ok(), client);
         match result {
             Ok(out)
                 if action == "token"
@@ -281,6 +260,16 @@ impl App {
             Ok(_) => self.render_admin(&s, req, Some(Ok(ok_text)), 200),
             Err(e) => self.render_admin(&s, req, Some(Err(e)), 400),
         }
+    }
+
+    /// One admin action done: its audit line and its count.
+    pub(crate) fn audit(&self, s: &Session, action: &str, target: &str, ok: bool, client: &str) {
+        self.metrics.admin_action();
+        log::info!(
+            "audit admin={} action={action} target={target} result={} ip={client}",
+            s.address,
+            if ok { "ok" } else { "failed" }
+        );
     }
 
     pub(crate) fn token_login(&self, req: &Request, client: &str) -> Response {

@@ -14,6 +14,9 @@ pub const MAX_HEAD: usize = 16 * 1024;
 pub const MAX_BODY: usize = 64 * 1024;
 const MAX_HEADERS: usize = 64;
 
+/// A decoded form or query: (name, value) pairs in order.
+pub type Form = Vec<(String, String)>;
+
 /// A complete request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {

@@ -463,6 +463,9 @@ impl App {
             (false, "/login/token") => self.token_login(req, client),
             (true, "/admin") => self.admin_page(req, client),
             (true, "/admin/activity") => self.activity_page(req, client),
+            (true, "/admin/queue") => self.queue_page(req, client),
+            (true, "/admin/queue/show") => self.queue_show_page(req, client),
+            (false, p) if p.starts_with("/admin/queue/") => self.queue_action(req, client),
             (false, p) if p.starts_with("/admin/") => self.admin_action(req, client),
             (false, "/logout") => self.with_session(req, client, |s, _| {
                 self.state().sessions.retain(|_, x| x.csrf != s.csrf);
@@ -480,20 +483,42 @@ impl App {
         client: &str,
         f: impl FnOnce(&Session, &[(String, String)]) -> Response,
     ) -> Response {
+        match self.post(req, client, false) {
+            Ok((s, form)) => f(&s, &form),
+            Err(r) => r,
+        }
+    }
+
+    /// Every form post passes here: a live session (an admin's when `admin`), and the
+    /// form with the session's CSRF token; otherwise the 403 page to answer with (and a
+    /// log line).
+    pub(crate) fn post(
+        &self,
+        req: &Request,
+        client: &str,
+        admin: bool,
+    ) -> Result<(Session, http::Form), Response> {
         let Some((_, s)) = self.session(req) else {
             log::warn!(
                 "state change without a session refused path={} ip={client}",
                 req.path
             );
-            return Response::html(
+            return Err(Response::html(
                 403,
                 pages::page(
                     "Not logged in",
                     "<p>Your session has ended. <a href=\"/login\">Log in</a> again.</p>",
                     None,
                 ),
-            );
+            ));
         };
+        if admin && !s.admin {
+            log::warn!("admin page refused address={} ip={client}", s.address);
+            return Err(Response::html(
+                403,
+                pages::page("Refused", "<p>This page is for administrators.</p>", None),
+            ));
+        }
         let form = req.form();
         if !http::field(&form, "csrf").is_some_and(|t| same(t, &s.csrf)) {
             log::warn!(
@@ -501,16 +526,19 @@ impl App {
                 req.path,
                 s.address
             );
-            return Response::html(
+            let back = if s.admin { "/admin" } else { "/account" };
+            return Err(Response::html(
                 403,
                 pages::page(
                     "Refused",
-                    "<p>The form was stale or forged. <a href=\"/account\">Reload</a> the page.</p>",
+                    &format!(
+                        "<p>The form was stale or forged. <a href=\"{back}\">Reload</a> the page.</p>"
+                    ),
                     None,
                 ),
-            );
+            ));
         }
-        f(&s, &form)
+        Ok((s, form))
     }
 
     /// A new session for `address`, its cookie, and the way to the right page.
@@ -947,6 +975,154 @@ mod tests {
         });
         a.reader = Box::new(|_| Some(vec!["x@y.test".into()]));
         a
+    }
+
+    /// A queue of two messages; the requests made are recorded.
+    fn with_queue(a: &mut App) -> Arc<Mutex<Vec<(String, String)>>> {
+        let calls = Arc::new(Mutex::new(Vec::new()));
+        let c = calls.clone();
+        a.queue = Box::new(move |cmd, arg| {
+            c.lock().unwrap().push((cmd.to_owned(), arg.to_owned()));
+            Ok(match (cmd, arg) {
+                ("list", _) => (
+                    0,
+                    "1700000000.1.1\t300\t90\tann@example.test\t1\n\
+                     1700000001.2.2\t400\t4000\t<>\t2\n"
+                        .into(),
+                ),
+                ("show", "1700000000.1.1") => (
+                    0,
+                    "id\t1700000000.1.1\nstage\tstate\nsize\t300\narrival\t1700000000\n\
+                     age\t90\nsender\tann@example.test\n\
+                     rcpt\tpending\t1\t1700000600\tbob@far.test\t421 <try> later\n"
+                        .into(),
+                ),
+                ("stat", _) => (
+                    0,
+                    "messages 2\ntodo 0\nrecipients-pending 3\noldest-seconds 4000\n".into(),
+                ),
+                ("retry" | "remove", "9.9.9") => (1, String::new()),
+                ("retry" | "remove" | "flush", _) => (0, String::new()),
+                _ => (1, String::new()),
+            })
+        });
+        calls
+    }
+
+    // See: issue #15
+    #[test]
+    fn queue_pages_and_actions() {
+        let mut a = app(Arc::new(Mutex::new(Vec::new())));
+        let calls = with_queue(&mut a);
+        let user = login(&a, "right");
+        let uck = format!("{SESSION_COOKIE}={}", cookie_of(&user, SESSION_COOKIE));
+        assert_eq!(
+            a.handle(&req("GET", "/admin/queue", &uck, ""), "1.2.3.4")
+                .status,
+            403
+        );
+        let r = login_as(&a, "boss%40example.test", "right", "127.0.0.1");
+        let ck = format!("{SESSION_COOKIE}={}", cookie_of(&r, SESSION_COOKIE));
+        let csrf = a.session(&req("GET", "/", &ck, "")).unwrap().1.csrf;
+        let body = |r: Response| String::from_utf8(r.body).unwrap();
+        let page = body(a.handle(&req("GET", "/admin/queue", &ck, ""), "127.0.0.1"));
+        assert!(
+            page.contains("2 matching") && page.contains("1 h"),
+            "{page}"
+        );
+        let page = body(a.handle(&req("GET", "/admin/queue?q=ANN", &ck, ""), "127.0.0.1"));
+        assert!(
+            page.contains("1 matching") && page.contains("1700000000.1.1"),
+            "{page}"
+        );
+        let page = body(a.handle(
+            &req("GET", "/admin/queue/show?id=1700000000.1.1", &ck, ""),
+            "127.0.0.1",
+        ));
+        assert!(
+            page.contains("bob@far.test") && page.contains("421 &lt;try&gt; later"),
+            "{page}"
+        );
+        assert!(page.contains("2023-11-14 22:23:20 UTC"), "{page}");
+        let r = a.handle(
+            &req("GET", "/admin/queue/show?id=..%2Fx", &ck, ""),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 404);
+        // Actions: the token, a valid id or domain, then one request each.
+        let n = calls.lock().unwrap().len();
+        let r = a.handle(
+            &req("POST", "/admin/queue/retry", &ck, "id=1700000000.1.1"),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 403);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/queue/remove",
+                &ck,
+                &format!("csrf={csrf}&id=..%2F..%2Fx"),
+            ),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 400);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/queue/flush",
+                &ck,
+                &format!("csrf={csrf}&domain=a%2Fb"),
+            ),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 400);
+        assert!(
+            calls.lock().unwrap()[n..].iter().all(|(c, _)| c == "list"),
+            "nothing asked of the queue"
+        );
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/queue/retry",
+                &ck,
+                &format!("csrf={csrf}&id=1700000000.1.1"),
+            ),
+            "127.0.0.1",
+        );
+        assert!(body(r).contains("Retry of 1700000000.1.1 requested"));
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/queue/remove",
+                &ck,
+                &format!("csrf={csrf}&id=9.9.9"),
+            ),
+            "127.0.0.1",
+        );
+        assert_eq!(r.status, 404);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/queue/flush",
+                &ck,
+                &format!("csrf={csrf}&domain=Far.Test"),
+            ),
+            "127.0.0.1",
+        );
+        assert!(body(r).contains("Flush of far.test requested"));
+        let c = calls.lock().unwrap();
+        let asked: Vec<_> = c[n..]
+            .iter()
+            .filter(|(c, _)| c != "list" && c != "show")
+            .collect();
+        assert_eq!(
+            asked,
+            [
+                &("retry".to_owned(), "1700000000.1.1".to_owned()),
+                &("remove".to_owned(), "9.9.9".to_owned()),
+                &("flush".to_owned(), "far.test".to_owned())
+            ]
+        );
     }
 
     fn req(method: &str, path: &str, cookie: &str, body: &str) -> Request {

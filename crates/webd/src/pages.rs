@@ -29,8 +29,9 @@ table{width:100%;border-collapse:collapse;font-size:.95rem}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600}
 td.actions{white-space:nowrap}
-td.actions form{display:inline;margin:0}
+.actions form{display:inline;margin:0}
 button.small{margin:0 .2rem 0 0;padding:.25rem .6rem;font-size:.85rem;background:#eef2f8;color:var(--accent);border:1px solid #c9d6ea}
+button.danger{color:var(--bad);border-color:#f5c2bd;background:#fdecea}
 .row{display:flex;gap:.8rem;flex-wrap:wrap;align-items:flex-end}
 .row > div{flex:1 1 14rem}
 .pager{display:flex;gap:1rem;align-items:center;margin-top:.8rem}
@@ -296,4 +297,159 @@ pub fn admin(
         nav = admin_nav("/admin"),
     );
     page_in("wide", "Users", &body, Some((&s.address, &s.csrf)))
+}
+
+fn hidden(csrf: &str, name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\"><input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+        escape(csrf),
+        escape(value)
+    )
+}
+
+/// The retry and remove buttons of one message.
+fn queue_buttons(csrf: &str, id: &str) -> String {
+    format!(
+        "<form method=\"post\" action=\"/admin/queue/retry\">{h}\
+         <button type=\"submit\" class=\"small\">Retry now</button></form>\
+         <form method=\"post\" action=\"/admin/queue/remove\">{h}\
+         <button type=\"submit\" class=\"small danger\">Remove</button></form>",
+        h = hidden(csrf, "id", id)
+    )
+}
+
+/// The queue page: search, one page of messages with their actions, and the flush form.
+pub fn queue_list(
+    s: &crate::Session,
+    search: &str,
+    (page_no, pages, total): (usize, usize, usize),
+    rows: &[&crate::queue::Entry],
+    n: Option<&Result<String, String>>,
+) -> String {
+    use crate::queue::age;
+    let qs = search.replace(
+        |c: char| !c.is_ascii_alphanumeric() && !"@.-_+<>".contains(c),
+        "",
+    );
+    let link = |p: usize, text: &str, id: &str| {
+        format!(
+            "<a id=\"{id}\" href=\"/admin/queue?q={}&amp;page={p}\">{text}</a>",
+            escape(&qs)
+        )
+    };
+    let prev = if page_no > 0 {
+        link(page_no - 1, "← Previous", "prev")
+    } else {
+        String::new()
+    };
+    let next = if page_no + 1 < pages {
+        link(page_no + 1, "Next →", "next")
+    } else {
+        String::new()
+    };
+    let table: String = rows
+        .iter()
+        .map(|e| {
+            let id = escape(&e.id);
+            format!(
+                "<tr><td><a href=\"/admin/queue/show?id={id}\">{id}</a></td><td>{}</td><td>{}</td>\
+                 <td>{}</td><td>{}</td><td class=\"actions\">{}</td></tr>",
+                age(e.age),
+                e.size,
+                escape(&e.sender),
+                e.pending,
+                queue_buttons(&s.csrf, &e.id)
+            )
+        })
+        .collect();
+    let body = format!(
+        "{nav}{n}<section class=\"card\"><h2>Queue</h2>\
+         <form method=\"get\" action=\"/admin/queue\" class=\"row\" role=\"search\">\
+         <div><label for=\"q\">Search ids and senders</label>\
+         <input type=\"text\" id=\"q\" name=\"q\" value=\"{q}\"></div>\
+         <div><button type=\"submit\" id=\"search-submit\">Search</button></div></form>\
+         <p class=\"hint\" id=\"count\">{total} matching, page {pn} of {pages}</p>\
+         <table id=\"queue\"><thead><tr><th>Id</th><th>Age</th><th>Bytes</th><th>Sender</th>\
+         <th>Pending</th><th>Actions</th></tr></thead><tbody>{table}</tbody></table>\
+         <div class=\"pager\">{prev}{next}</div></section>\
+         <section class=\"card\"><h2>Flush a domain</h2>\
+         <form method=\"post\" action=\"/admin/queue/flush\" class=\"row\" id=\"flush-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"flush-domain\">Domain (empty: every message)</label>\
+         <input type=\"text\" id=\"flush-domain\" name=\"domain\"></div>\
+         <div><button type=\"submit\" id=\"flush-submit\">Deliver now</button></div></form>\
+         <p class=\"hint\">Every pending recipient in the domain is tried at once, whatever its back-off \
+         (the primary is back after a backup-MX period).</p></section>",
+        nav = admin_nav("/admin/queue"),
+        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        q = escape(search),
+        pn = page_no + 1,
+        csrf = escape(&s.csrf),
+    );
+    page_in("wide", "Queue", &body, Some((&s.address, &s.csrf)))
+}
+
+/// One queued message: its envelope and each recipient's status.
+pub fn queue_show(
+    s: &crate::Session,
+    id: &str,
+    d: &crate::queue::Detail,
+    n: Option<&Result<String, String>>,
+) -> String {
+    use crate::queue::{age, utc};
+    let fields: String = d
+        .fields
+        .iter()
+        .map(|(k, v)| {
+            let shown = match k.as_str() {
+                "arrival" => v.parse().map_or_else(|_| v.clone(), utc),
+                "age" => v.parse().map_or_else(|_| v.clone(), age),
+                _ => v.clone(),
+            };
+            format!(
+                "<tr><th scope=\"row\">{}</th><td id=\"f-{}\">{}</td></tr>",
+                escape(k),
+                escape(k),
+                escape(&shown)
+            )
+        })
+        .collect();
+    let rcpts: String = d
+        .rcpts
+        .iter()
+        .map(|r| {
+            let next = match (r.status.as_str(), r.next.parse::<u64>()) {
+                ("pending" | "held" | "failed", Ok(t)) if t > 0 => utc(t),
+                _ => "—".into(),
+            };
+            let dsn = r.dsn.as_ref().map_or_else(String::new, |(notify, orcpt)| {
+                format!(
+                    "<br><span class=\"hint\">NOTIFY={} ORCPT={}</span>",
+                    escape(notify),
+                    escape(orcpt)
+                )
+            });
+            format!(
+                "<tr><td>{}{dsn}</td><td class=\"status\">{}</td><td class=\"tries\">{}</td><td>{next}</td><td>{}</td></tr>",
+                escape(&r.address),
+                escape(&r.status),
+                escape(&r.tries),
+                escape(&r.result)
+            )
+        })
+        .collect();
+    let body = format!(
+        "{nav}{n}<section class=\"card\"><h2>Message {idh}</h2>\
+         <table id=\"envelope\"><tbody>{fields}</tbody></table>\
+         <div class=\"actions\">{buttons}</div></section>\
+         <section class=\"card\"><h2>Recipients</h2>\
+         <table id=\"rcpts\"><thead><tr><th>Address</th><th>Status</th><th>Tries</th><th>Next attempt</th>\
+         <th>Last result</th></tr></thead><tbody>{rcpts}</tbody></table>\
+         <p><a href=\"/admin/queue\">Back to the queue</a></p></section>",
+        nav = admin_nav("/admin/queue"),
+        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        idh = escape(id),
+        buttons = queue_buttons(&s.csrf, id),
+    );
+    page_in("wide", "Queued message", &body, Some((&s.address, &s.csrf)))
 }

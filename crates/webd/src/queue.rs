@@ -2,6 +2,7 @@
 //! mosend, a fixed request on its stdin). webd never reads or writes the queue itself;
 //! retry, remove and flush are qadmin's control requests, which dispatch carries out.
 
+use crate::{Request, Response, Session, http};
 use std::io::Write;
 
 /// How a queue request is made: (command, argument) → (exit code, stdout). Tests put a
@@ -127,6 +128,249 @@ pub fn parse_show(text: &str) -> Detail {
     d
 }
 
+/// Rows per page of the queue list.
+pub const PAGE: usize = 50;
+
+/// A duration in the largest whole unit: `42 s`, `5 min`, `3 h`, `2 d`.
+pub fn age(s: u64) -> String {
+    match s {
+        0..60 => format!("{s} s"),
+        60..3600 => format!("{} min", s / 60),
+        3600..172_800 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
+/// Unix seconds as `YYYY-MM-DD HH:MM:SS UTC` (H. Hinnant's days-to-civil algorithm).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+impl crate::App {
+    /// Run one queue request; a failure to run webd-queue is logged and `None`.
+    fn queue_request(&self, cmd: &str, arg: &str) -> Option<(i32, String)> {
+        match (self.queue)(cmd, arg) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                log::error!("queue request {cmd} failed: {e}");
+                None
+            }
+        }
+    }
+
+    /// `GET /admin/queue?q=SEARCH&page=N`: the queued messages, oldest first, filtered
+    /// by a substring of the id or the sender.
+    pub(crate) fn queue_page(&self, req: &Request, client: &str) -> Response {
+        match self.admin_session(req, client) {
+            Ok(s) => self.render_queue(&s, req, None, 200),
+            Err(r) => r,
+        }
+    }
+
+    fn render_queue(
+        &self,
+        s: &Session,
+        req: &Request,
+        note: Option<Result<String, String>>,
+        status: u16,
+    ) -> Response {
+        let q = http::form(req.query.as_bytes());
+        let search = http::field(&q, "q")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        let page: usize = http::field(&q, "page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let all = match self.queue_request("list", "") {
+            Some((0, out)) => parse_list(&out),
+            _ => return unavailable(),
+        };
+        let matching: Vec<&Entry> = all
+            .iter()
+            .filter(|e| {
+                search.is_empty()
+                    || e.id.contains(&search)
+                    || e.sender.to_lowercase().contains(&search)
+            })
+            .collect();
+        let total = matching.len();
+        let pages_n = total.div_ceil(PAGE).max(1);
+        let page = page.min(pages_n - 1);
+        let shown = &matching[(page * PAGE).min(total)..((page + 1) * PAGE).min(total)];
+        Response::html(
+            status,
+            crate::pages::queue_list(s, &search, (page, pages_n, total), shown, note.as_ref()),
+        )
+    }
+
+    /// `GET /admin/queue/show?id=ID`: one message's envelope and recipients.
+    pub(crate) fn queue_show_page(&self, req: &Request, client: &str) -> Response {
+        let s = match self.admin_session(req, client) {
+            Ok(s) => s,
+            Err(r) => return r,
+        };
+        let q = http::form(req.query.as_bytes());
+        let id = http::field(&q, "id").unwrap_or_default().to_owned();
+        self.render_show(&s, &id, None, 200)
+    }
+
+    fn render_show(
+        &self,
+        s: &Session,
+        id: &str,
+        note: Option<Result<String, String>>,
+        status: u16,
+    ) -> Response {
+        if !valid_id(id) {
+            return not_queued(s, id);
+        }
+        match self.queue_request("show", id) {
+            Some((0, out)) => Response::html(
+                status,
+                crate::pages::queue_show(s, id, &parse_show(&out), note.as_ref()),
+            ),
+            Some((1, _)) => not_queued(s, id),
+            _ => unavailable(),
+        }
+    }
+
+    /// `POST /admin/queue/retry|remove` (`id`) and `/admin/queue/flush` (`domain`):
+    /// qadmin's control requests through webd-queue, one audit line each.
+    pub(crate) fn queue_action(&self, req: &Request, client: &str) -> Response {
+        let (s, form) = match self.post(req, client, true) {
+            Ok(x) => x,
+            Err(r) => return r,
+        };
+        let action = req.path.trim_start_matches("/admin/queue/");
+        let arg = match action {
+            "retry" | "remove" => http::field(&form, "id").unwrap_or_default().trim(),
+            "flush" => http::field(&form, "domain").unwrap_or_default().trim(),
+            _ => {
+                return Response::html(
+                    404,
+                    crate::pages::page("Not found", "<p>No such action.</p>", None),
+                );
+            }
+        }
+        .to_lowercase();
+        let valid = if action == "flush" {
+            valid_domain(&arg)
+        } else {
+            valid_id(&arg)
+        };
+        if !valid {
+            let why = if action == "flush" {
+                "Enter a domain (letters, digits, dots, hyphens), or nothing for every message."
+            } else {
+                "That is not a queue id."
+            };
+            return self.render_queue(&s, req, Some(Err(why.into())), 400);
+        }
+        let r = self.queue_request(action, &arg);
+        self.audit(
+            &s,
+            &format!("queue-{action}"),
+            &arg,
+            matches!(r, Some((0, _))),
+            client,
+        );
+        let target = if arg.is_empty() {
+            "every message"
+        } else {
+            arg.as_str()
+        };
+        let (note, status) = match r {
+            Some((0, _)) => (
+                Ok(match action {
+                    "retry" => format!(
+                        "Retry of {target} requested: dispatch delivers its pending recipients now."
+                    ),
+                    "remove" => format!(
+                        "Removal of {target} requested: dispatch deletes it without a bounce."
+                    ),
+                    _ => format!(
+                        "Flush of {target} requested: every pending recipient there is due now."
+                    ),
+                }),
+                200,
+            ),
+            Some((1, _)) => (Err(format!("No message {target} in the queue.")), 404),
+            _ => (
+                Err(
+                    "The queue did not take the request (is dispatch running?); try again later."
+                        .into(),
+                ),
+                503,
+            ),
+        };
+        if action == "retry" && status == 200 {
+            return self.render_show(&s, &arg, Some(note), status);
+        }
+        self.render_queue(&s, req, Some(note), status)
+    }
+}
+
+/// A queue id as webd-queue takes it (digits and dots).
+pub fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && !s.starts_with('.')
+        && s.bytes().all(|b| b.is_ascii_digit() || b == b'.')
+}
+
+/// A domain as webd-queue's flush takes it; empty means every message.
+pub fn valid_domain(s: &str) -> bool {
+    s.len() <= 255
+        && !s.starts_with(['.', '-'])
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
+
+fn unavailable() -> Response {
+    Response::html(
+        503,
+        crate::pages::page(
+            "Unavailable",
+            "<p>The queue cannot be read now; try again later.</p>",
+            None,
+        ),
+    )
+}
+
+fn not_queued(s: &Session, id: &str) -> Response {
+    Response::html(
+        404,
+        crate::pages::page_in(
+            "wide",
+            "Not in the queue",
+            &format!(
+                "{}<div class=\"note bad\" role=\"alert\" id=\"note\">No message {} in the queue \
+                 (delivered, removed or never there).</div><p><a href=\"/admin/queue\">Back to the queue</a></p>",
+                crate::pages::admin_nav("/admin/queue"),
+                http::escape(id)
+            ),
+            Some((&s.address, &s.csrf)),
+        ),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,5 +401,15 @@ mod tests {
             Some(("SUCCESS,FAILURE".into(), "rfc822;x@y.test".into()))
         );
         assert_eq!(d.rcpts[1].status, "delivered");
+    }
+
+    #[test]
+    fn times() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(age(59), "59 s");
+        assert_eq!(age(3600), "1 h");
+        assert_eq!(age(200_000), "2 d");
     }
 }

@@ -691,3 +691,155 @@ fn activity_counters_move_live_when_mail_is_sent() {
     }
     assert_eq!(t.messages("demo").len(), 1);
 }
+
+const QUEUE_PY: &str = r##"
+import sys, os, tempfile, time
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+url, shots, admin, adminpw = sys.argv[1:5]
+opts = webdriver.ChromeOptions()
+opts.binary_location = "/usr/bin/chromium"
+for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+          "--disable-component-update", "--disable-sync", "--no-first-run",
+          "--ignore-certificate-errors", "--window-size=1280,1000",
+          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
+    opts.add_argument(a)
+d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+d.set_page_load_timeout(60)
+
+def text_of(id_):
+    try:
+        return d.find_element(By.ID, id_).text
+    except Exception:
+        return ""
+
+def wait(cond, what, secs=60):
+    try:
+        WebDriverWait(d, secs, poll_frequency=0.2).until(lambda drv: cond())
+    except Exception:
+        raise AssertionError("%s: %s\n%s" % (what, d.current_url, d.page_source[:4000]))
+
+def tries_become(n, path):
+    # The page is not live: reload until dispatch has made attempt n.
+    def ok():
+        d.get(url + path)
+        return [e.text for e in d.find_elements(By.CSS_SELECTOR, "#rcpts td.tries")] == [str(n)]
+    wait(ok, "attempt %d" % n)
+
+try:
+    d.get(url + "login")
+    d.find_element(By.ID, "address").send_keys(admin)
+    d.find_element(By.ID, "password").send_keys(adminpw + Keys.ENTER)
+    wait(lambda: d.current_url.endswith("/admin"), "admin console")
+    d.find_element(By.LINK_TEXT, "Queue").click()
+    wait(lambda: "2 matching" in text_of("count"), "two queued messages")
+    print("listed")
+    q = d.find_element(By.ID, "q")
+    q.send_keys("carol" + Keys.ENTER)
+    wait(lambda: "1 matching" in text_of("count"), "search")
+    print("searched")
+    d.find_element(By.CSS_SELECTOR, "#queue tbody a").click()
+    wait(lambda: "carol@example.test" in text_of("f-sender"), "envelope")
+    path = d.current_url.split("/", 3)[3]
+    tries_become(1, path)
+    assert "pending" in text_of("rcpts") and "far.test" in text_of("rcpts"), text_of("rcpts")
+    d.save_screenshot(os.path.join(shots, "01-message.png"))
+    print("envelope and recipient status")
+    d.find_element(By.XPATH, "//button[text()='Retry now']").click()
+    wait(lambda: "Retry of" in text_of("note"), "retry requested")
+    tries_become(2, path)
+    print("retried")
+    d.get(url + "admin/queue")
+    d.find_element(By.ID, "flush-domain").send_keys("far.test")
+    d.find_element(By.ID, "flush-submit").click()
+    wait(lambda: "Flush of far.test requested" in text_of("note"), "flush requested")
+    tries_become(3, path)
+    print("flushed")
+    d.find_element(By.XPATH, "//button[text()='Remove']").click()
+    wait(lambda: "Removal of" in text_of("note"), "remove requested")
+    def gone():
+        d.get(url + "admin/queue")
+        return "1 matching" in text_of("count")
+    wait(gone, "removed")
+    d.save_screenshot(os.path.join(shots, "02-queue.png"))
+    print("removed")
+finally:
+    d.quit()
+print("done")
+"##;
+
+// See: issue #15
+#[test]
+fn queue_page_retries_flushes_and_removes_through_dispatch() {
+    if !browser_ready("web::queue_page_retries_flushes_and_removes_through_dispatch") {
+        return;
+    }
+    let mut t = Tree::new();
+    t.control("authfaildelay", "100");
+    t.control("webadmins", "demo@example.test");
+    // Nothing listens on this port: every attempt is a temporary failure.
+    let closed = free_port();
+    t.control(
+        "smtproutes",
+        &format!("far.test:[127.0.0.1]:{closed}\nother.test:[127.0.0.1]:{closed}"),
+    );
+    t.inject(
+        "carol@example.test",
+        &["bob@far.test"],
+        "Subject: one\n\nx\n",
+    );
+    t.inject(
+        "dave@example.test",
+        &["eve@other.test"],
+        "Subject: two\n\nx\n",
+    );
+    t.start_dispatch();
+    let (port, log) = start_webd(&mut t);
+    let shots = artifacts("queue");
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(QUEUE_PY)
+        .args([
+            &format!("https://127.0.0.1:{port}/"),
+            shots.to_str().unwrap(),
+            "demo@example.test",
+            &t.demo_password(),
+        ])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let weblog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "browser run failed:\n{stdout}\n{}\nwebd log:\n{weblog}",
+        String::from_utf8_lossy(&out.stderr),
+    );
+    for want in [
+        "listed",
+        "searched",
+        "envelope and recipient status",
+        "retried",
+        "flushed",
+        "removed",
+        "done",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
+    }
+    for audit in [
+        "action=queue-retry target=",
+        "action=queue-flush target=far.test result=ok",
+        "action=queue-remove target=",
+    ] {
+        assert!(weblog.contains(audit), "{audit}: {weblog}");
+    }
+    // The other message is still there; the removed one left no bounce.
+    let list = t.cmd("qadmin").arg("list").output().unwrap();
+    let list = String::from_utf8_lossy(&list.stdout);
+    assert_eq!(list.lines().count(), 1, "{list}");
+    assert!(list.contains("dave@example.test"), "{list}");
+    assert!(t.messages("demo").is_empty());
+}
