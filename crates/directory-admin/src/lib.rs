@@ -101,7 +101,8 @@ pub struct Account {
     /// The autoresponder text (issue 14: `reply=` in `users`, LDAP `mailReplyText` with
     /// `deliveryMode: reply`); `None`: no autoresponder.
     pub reply: Option<String>,
-    /// Extra `accountStatus` values (`nopop`, `noimap`, `nosmtp`; LDAP only).
+    /// Extra status words (`nopop`, `noimap`, `nosmtp`, `nojunk`): LDAP `accountStatus`
+    /// values, the file back-end's `status=` words beside `disabled`.
     pub restrictions: Vec<String>,
 }
 
@@ -573,7 +574,22 @@ impl FileStore {
                 "forward" => a.forward = list(v),
                 "local" => a.forward_only = v.eq_ignore_ascii_case("no"),
                 "reply" => a.reply = mailorder_directory_file::pct_decode(v),
-                "status" => a.disabled = v.eq_ignore_ascii_case("disabled"),
+                // Every status word is kept: `disabled` and the per-service ones a
+                // person may have written by hand (`nopop`, `noimap`, `nosmtp`,
+                // `nojunk`), so a modify writes them back (issue 14).
+                "status" => {
+                    for w in v.split(',').map(str::to_ascii_lowercase) {
+                        match w.as_str() {
+                            "disabled" => a.disabled = true,
+                            "" | "active" => {}
+                            _ => {
+                                if !a.restrictions.contains(&w) {
+                                    a.restrictions.push(w);
+                                }
+                            }
+                        }
+                    }
+                }
                 _ => {}
             }
         }
@@ -626,7 +642,12 @@ impl FileStore {
                 .as_deref()
                 .map(mailorder_directory_file::pct_encode),
         );
-        push("status", acct.disabled.then(|| "disabled".to_owned()));
+        let mut status: Vec<&str> = Vec::new();
+        if acct.disabled {
+            status.push("disabled");
+        }
+        status.extend(acct.restrictions.iter().map(String::as_str));
+        push("status", (!status.is_empty()).then(|| status.join(",")));
         let line = Line::User(acct.address.clone(), f);
         match self
             .users
@@ -1285,6 +1306,35 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    // See: issue #14
+    #[test]
+    fn a_modify_keeps_hand_written_status_words() {
+        let t = tree();
+        std::fs::write(
+            t.path().join("directory/users"),
+            "carol@example.test status=nopop,NOIMAP,nosmtp,nojunk\n\
+             dave@example.test status=disabled,nojunk\n",
+        )
+        .unwrap();
+        let mut s = Store::open(t.path()).unwrap();
+        let mut c = s.get("carol@example.test").unwrap().unwrap();
+        assert!(!c.disabled);
+        assert_eq!(c.restrictions, ["nopop", "noimap", "nosmtp", "nojunk"]);
+        c.quota_size = Some(1000);
+        s.put(&c, false).unwrap();
+        let mut d = s.get("dave@example.test").unwrap().unwrap();
+        assert!(d.disabled);
+        d.disabled = false;
+        s.put(&d, false).unwrap();
+        s.commit().unwrap();
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        let carol = dir.lookup("carol@example.test").unwrap().unwrap();
+        assert_eq!(carol.denied, ["pop3", "imap", "smtp", "junk"]);
+        let dave = dir.lookup("dave@example.test").unwrap().unwrap();
+        assert_eq!(dave.status, mailorder_directory_file::Status::Active);
+        assert_eq!(dave.denied, ["junk"]);
     }
 
     #[test]

@@ -8,14 +8,17 @@
 //! Subject: Out of office          the reply's subject after "Auto: " (default: the original's)
 //! Start: 2026-12-20               first day (UTC) the autoresponder answers
 //! End: 2027-01-06                 last day it answers
+//! To-Cc-Only: no                  also answer mail that names the user in neither To nor
+//!                                 Cc (Bcc, lists' resent copies); default yes
 //! ```
 //!
 //! A first block with any other line is part of the body.
 //!
 //! Who gets a reply (RFC 3834 §2, §3.1): the envelope sender only, never the null sender,
 //! `MAILER-DAEMON`, `owner-*`, `*-request` or `*-owner` addresses, never mail with a `List-*`
-//! field, `Precedence: bulk|list|junk`, or `Auto-Submitted` other than `no`; only when the
-//! recipient (its primary address or the address as given) is in `To` or `Cc`; and each
+//! field, `Precedence: bulk|list|junk`, or `Auto-Submitted` other than `no`; by default only
+//! when the recipient (its primary address or the address as given) is in `To` or `Cc`
+//! (RFC 3834 §2; the user's `To-Cc-Only: no` switches that rule off); and each
 //! sender at most once per `control/autoreplydays` days (7), remembered per user in
 //! `HOME/.autoreply-sent` (lines `DAY SENDER`, replaced with `core::atomic::write_atomic`).
 //! Mail the content filter marked spam is never answered (backscatter).
@@ -55,6 +58,8 @@ pub struct Settings {
     pub start: Option<i64>,
     /// `End:` as a day number.
     pub end: Option<i64>,
+    /// `To-Cc-Only: no`: answer even when the user is in neither `To` nor `Cc`.
+    pub any_recipient: bool,
     /// The body, LF line ends.
     pub body: String,
 }
@@ -103,6 +108,17 @@ pub fn parse_settings(text: &str) -> Settings {
                     probe.end = parse_day(v);
                     probe.end.is_some()
                 }
+                "to-cc-only" => match v.trim().to_ascii_lowercase().as_str() {
+                    "yes" => {
+                        probe.any_recipient = false;
+                        true
+                    }
+                    "no" => {
+                        probe.any_recipient = true;
+                        true
+                    }
+                    _ => false,
+                },
                 _ => false,
             }
         });
@@ -232,8 +248,9 @@ impl Skip {
 }
 
 /// Whether the envelope sender may get an automatic reply (RFC 3834 §2). `me` are the
-/// recipient's addresses (lower case) that count as "addressed to me" in To/Cc.
-pub fn check(sender: &str, header: &Header, me: &[String]) -> Result<(), Skip> {
+/// recipient's addresses (lower case) that count as "addressed to me" in To/Cc;
+/// `to_cc_only` (the default, [`Settings::any_recipient`] false) requires one of them there.
+pub fn check(sender: &str, header: &Header, me: &[String], to_cc_only: bool) -> Result<(), Skip> {
     if sender.is_empty() {
         return Err(Skip::NullSender);
     }
@@ -278,7 +295,7 @@ pub fn check(sender: &str, header: &Header, me: &[String]) -> Result<(), Skip> {
         .all("to")
         .chain(header.all("cc"))
         .any(|v| me.iter().any(|a| contains_address(v, a)));
-    if !addressed {
+    if to_cc_only && !addressed {
         return Err(Skip::NotAddressed);
     }
     Ok(())
@@ -553,7 +570,7 @@ mod tests {
     #[test]
     fn rfc3834_rules() {
         let to = "To: Joe <joe@example.org>\nSubject: hi\n\nbody\n";
-        assert_eq!(check("a@b.test", &header(to), &me()), Ok(()));
+        assert_eq!(check("a@b.test", &header(to), &me(), true), Ok(()));
         let cases: &[(&str, &str, Skip)] = &[
             ("", to, Skip::NullSender),
             ("MAILER-DAEMON@b.test", to, Skip::DaemonOrList),
@@ -612,18 +629,37 @@ mod tests {
         ];
         for (sender, text, want) in cases {
             assert_eq!(
-                check(sender, &header(text), &me()),
+                check(sender, &header(text), &me(), true),
                 Err(*want),
                 "{sender:?} {text:?}"
             );
         }
+        // See: issue #14. `To-Cc-Only: no` switches off only the To/Cc rule.
+        let bcc = header("To: other@example.org\n\n");
+        assert_eq!(check("a@b.test", &bcc, &me(), false), Ok(()));
+        let list = header("List-Id: <l.b.test>\nTo: other@example.org\n\n");
+        assert_eq!(
+            check("a@b.test", &list, &me(), false),
+            Err(Skip::ListHeader)
+        );
+        assert!(parse_settings("To-Cc-Only: no\n\nx").any_recipient);
+        assert!(!parse_settings("To-Cc-Only: YES\n\nx").any_recipient);
+        assert!(!parse_settings("x").any_recipient);
+        assert_eq!(
+            parse_settings("To-Cc-Only: maybe\n\nx").body,
+            "To-Cc-Only: maybe\n\nx"
+        );
         for ok in [
             "Auto-Submitted: no\nTo: joe@example.org\n\n",
             "Precedence: first-class\nCc: a@b, \"J\" <JOE@Example.ORG>\n\n",
             "To: a@b,\n joe@example.org\n\n",
             "To: joe@example.org\r\n\r\n",
         ] {
-            assert_eq!(check("a@b.test", &header(ok), &me()), Ok(()), "{ok:?}");
+            assert_eq!(
+                check("a@b.test", &header(ok), &me(), true),
+                Ok(()),
+                "{ok:?}"
+            );
         }
     }
 

@@ -373,7 +373,7 @@ fn autoreply_send(ctx: &Ctx, text: &str, msg: &mut File) -> Result<(), DeliverEr
     let header = autoreply::Header::read(&mut *msg).map_err(io_err("read", stdin))?;
     let mut me = vec![ctx.user.address.clone(), cfg.recipient.to_ascii_lowercase()];
     me.dedup();
-    if let Err(why) = autoreply::check(&cfg.sender, &header, &me) {
+    if let Err(why) = autoreply::check(&cfg.sender, &header, &me, !settings.any_recipient) {
         return skip(why);
     }
     let days = cfg

@@ -85,6 +85,13 @@ pub fn run(o: &Options) -> Result<()> {
         write_new(&key, ck.signing_key.serialize_pem().as_bytes(), 0o600)?;
         write_new(&cert, ck.cert.pem().as_bytes(), 0o644)?;
     }
+    // SRS works by default (issue 14): a random secret, kept on later runs (a new one
+    // would make the SRS addresses already sent out invalid). Read by smtpd, dispatch and
+    // local-deliver: group modir with --owners, 0640 (docs/ARCHITECTURE.md).
+    let srs = r.join("control/srssecret");
+    if !srs.exists() {
+        write_new(&srs, format!("{}\n", random_secret()?).as_bytes(), 0o640)?;
+    }
     for f in ["domains", "users"] {
         touch(&r.join("directory").join(f), 0o644)?;
     }
@@ -146,6 +153,16 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
             )
             .with_context(|| format!("chown {}", p.display()))?;
         }
+    }
+    // Every program of such a tree runs as that uid: it reads the SRS secret.
+    let srs = r.join("control/srssecret");
+    if fs::metadata(&srs)?.uid() == 0 {
+        nix::unistd::chown(
+            &srs,
+            Some(nix::unistd::Uid::from_raw(vuid)),
+            Some(nix::unistd::Gid::from_raw(vgid)),
+        )
+        .with_context(|| format!("chown {}", srs.display()))?;
     }
     traversable(r)
 }
@@ -287,6 +304,9 @@ fn owners(r: &Path) -> Result<()> {
     if r.join("directory/users.cdb").exists() {
         set("directory/users.cdb", 0, dir_gid, 0o640)?;
     }
+    // The SRS secret: smtpd (mosmtpd), dispatch (mosend), local-deliver (movmail, and the
+    // per-mailbox uids, which deliver-as gives group modir) read it; no one else.
+    set("control/srssecret", 0, dir_gid, 0o640)?;
     set("directory/domains", 0, 0, 0o644)?;
     set("directory", 0, 0, 0o755)?;
     set("mail", v, vg, 0o750)?;
@@ -335,6 +355,11 @@ fn has_line_starting(p: &Path, prefix: &str) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(e.into()),
     }
+}
+
+/// 32 random letters and digits (about 190 bits): an SRS secret.
+fn random_secret() -> Result<String> {
+    Ok(format!("{}{}", random_password()?, random_password()?))
 }
 
 fn random_password() -> Result<String> {
@@ -394,6 +419,23 @@ mod tests {
             pw
         );
         assert_eq!(fs::read(d.path().join("ssl/cert.pem")).unwrap(), cert);
+        // See: issue #14. SRS works by default: a random secret, kept on a second run.
+        let secret = fs::read_to_string(d.path().join("control/srssecret")).unwrap();
+        assert!(secret.trim().len() >= 32, "{secret}");
+        assert_eq!(
+            fs::metadata(d.path().join("control/srssecret"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o640
+        );
+        let control = mailorder_core::control::Control::new(d.path().join("control"));
+        assert!(
+            mailorder_srs::Srs::from_control(&control)
+                .unwrap()
+                .is_some()
+        );
         let users = fs::read_to_string(d.path().join("directory/users")).unwrap();
         assert_eq!(users.matches("demo@example.test").count(), 1);
         let passwd = fs::read_to_string(d.path().join("directory/passwd")).unwrap();

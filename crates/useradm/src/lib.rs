@@ -114,14 +114,19 @@ pub struct Fields {
     /// First day (UTC, YYYY-MM-DD) the autoresponder answers.
     #[arg(long, requires = "reply_text")]
     pub reply_start: Option<String>,
+    /// Answer also mail that names the user in neither To nor Cc (RFC 3834 §2's rule is
+    /// on by default; this stores `To-Cc-Only: no`).
+    #[arg(long, requires = "reply_text")]
+    pub reply_any_recipient: bool,
     /// Last day (UTC, YYYY-MM-DD) the autoresponder answers.
     #[arg(long, requires = "reply_text")]
     pub reply_end: Option<String>,
     /// Switch the autoresponder off and remove its text.
     #[arg(long, conflicts_with = "reply_text")]
     pub no_reply: bool,
-    /// Per-service restriction (LDAP accountStatus): nopop, noimap, nosmtp, nojunk (spam
-    /// not filed into Junk) (repeatable; replaces the list; `none` clears it).
+    /// Per-service restriction (LDAP accountStatus, the files' `status=` words): nopop,
+    /// noimap, nosmtp, nojunk (spam not filed into Junk) (repeatable; replaces the list;
+    /// `none` clears it).
     #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "none"])]
     pub restrict: Vec<String>,
 }
@@ -247,10 +252,9 @@ fn apply(
     ldap: bool,
     input: &mut dyn BufRead,
 ) -> Result<(), AdminError> {
-    if !ldap && (f.name.is_some() || !f.restrict.is_empty()) {
+    if !ldap && f.name.is_some() {
         return Err(AdminError::Invalid(
-            "--name and --restrict need the LDAP directory (the files have no such field)"
-                .to_owned(),
+            "--name needs the LDAP directory (the files have no such field)".to_owned(),
         ));
     }
     if let Some(n) = &f.name {
@@ -580,6 +584,9 @@ fn reply_text(f: &Fields, body: &str) -> Result<String, AdminError> {
             head.push_str(&format!("{k}: {v}\n"));
         }
     }
+    if f.reply_any_recipient {
+        head.push_str("To-Cc-Only: no\n");
+    }
     let body = body.replace("\\n", "\n");
     if body.trim().is_empty() {
         return bad("--reply-text is empty".to_owned());
@@ -747,6 +754,69 @@ mod tests {
             !out.contains("reply=") && !out.contains("forward="),
             "{out}"
         );
+    }
+
+    // See: issue #14. A modify on the file back-end keeps the status words written by
+    // hand; --restrict sets them; --reply-any-recipient stores the To/Cc switch.
+    #[test]
+    fn status_words_survive_a_modify_and_restrict_works_on_files() {
+        let t = tree();
+        std::fs::write(
+            t.path().join("directory/users"),
+            "a@example.test status=nopop,noimap,nosmtp,nojunk\n",
+        )
+        .unwrap();
+        let denied = || {
+            let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+            dir.lookup("a@example.test").unwrap().unwrap().denied
+        };
+        assert_eq!(
+            go(&t, &["modify", "a@example.test", "--quota-size", "5"], "").0,
+            0
+        );
+        assert_eq!(denied(), ["pop3", "imap", "smtp", "junk"]);
+        let (_, out) = go(&t, &["show", "a@example.test"], "");
+        assert!(
+            out.contains("\trestrict=nopop,noimap,nosmtp,nojunk"),
+            "{out}"
+        );
+        assert_eq!(go(&t, &["disable", "a@example.test"], "").0, 0);
+        assert_eq!(denied(), ["pop3", "imap", "smtp", "junk"]);
+        assert_eq!(
+            go(
+                &t,
+                &["modify", "a@example.test", "--restrict", "nojunk"],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(denied(), ["junk"]);
+        assert_eq!(
+            go(&t, &["modify", "a@example.test", "--restrict", "none"], "").0,
+            0
+        );
+        assert!(denied().is_empty());
+        let users = std::fs::read_to_string(t.path().join("directory/users")).unwrap();
+        assert!(users.contains("status=disabled"), "{users}");
+        assert_eq!(
+            go(
+                &t,
+                &[
+                    "modify",
+                    "a@example.test",
+                    "--reply-text",
+                    "away",
+                    "--reply-any-recipient"
+                ],
+                ""
+            )
+            .0,
+            0
+        );
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        let u = dir.lookup("a@example.test").unwrap().unwrap();
+        assert_eq!(u.reply.as_deref(), Some("To-Cc-Only: no\n\naway"));
     }
 
     #[test]

@@ -180,6 +180,130 @@ fn reply_only_answers_and_stores_nothing() {
     assert!(t.messages("gone").is_empty(), "reply only: nothing stored");
 }
 
+/// See: issue #14. The To/Cc rule is the default and a per-user switch: a user who set
+/// `useradm --reply-any-recipient` gets mail that named them only in Bcc answered, while
+/// lists stay unanswered.
+#[test]
+fn autoresponder_to_cc_rule_can_be_switched_off_per_user() {
+    if !have("smtp-sink") {
+        return skip(
+            "autoresponder_to_cc_rule_can_be_switched_off_per_user",
+            "smtp-sink missing",
+        );
+    }
+    let mut t = Tree::new();
+    let sink = Sink::start_private(&[]);
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.add_user("bcc@example.test", "", "pw");
+    let out = t
+        .cmd("useradm")
+        .args([
+            "modify",
+            "bcc@example.test",
+            "--reply-text",
+            "Away.",
+            "--reply-any-recipient",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    send(
+        port,
+        "list@sink.test",
+        "bcc@example.test",
+        "To: team@sink.test\nList-Id: <team.sink.test>\nSubject: list\n\nx\n",
+    );
+    settle(&t, "bcc", 1);
+    send(
+        port,
+        "alice@sink.test",
+        "bcc@example.test",
+        "To: someone@sink.test\nSubject: blind copy\n\nx\n",
+    );
+    settle(&t, "bcc", 2);
+    wait_for("the reply", 60, || !sink.messages().is_empty());
+    wait_for("the queue to empty", 60, || t.queue_entries("mess") == 0);
+    let all = sink.messages();
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert!(all[0].contains("X-Rcpt-Args: <alice@sink.test>"), "{all:?}");
+    assert!(all[0].contains("Subject: Auto: blind copy"), "{all:?}");
+}
+
+/// See: issue #14. A forwarding loop across two hosts: `u@a.test` on host A forwards to
+/// `u@b.test` on host B, which forwards back (two mailorder trees on loopback, each with its
+/// own smtpd, dispatch and SRS secret). A sees its own `Delivered-To:` line come back and
+/// bounces (5.4.6); the bounce travels back through both hosts' SRS addresses to the
+/// original sender, and the message circulates no further.
+#[test]
+fn a_forwarding_loop_across_two_hosts_stops_and_bounces_to_the_sender() {
+    if !have("smtp-sink") {
+        return skip(
+            "a_forwarding_loop_across_two_hosts_stops_and_bounces_to_the_sender",
+            "smtp-sink missing",
+        );
+    }
+    let sink = Sink::start_private(&[]);
+    let mut a = Tree::new();
+    let mut b = Tree::new();
+    a.directory_add("domains", "a.test");
+    b.directory_add("domains", "b.test");
+    a.add_user("u@a.test", "forward=u@b.test local=no", "pw");
+    b.add_user("u@b.test", "forward=u@a.test local=no", "pw");
+    let pa = a.start_smtpd(&[]);
+    let pb = b.start_smtpd(&[]);
+    a.control(
+        "smtproutes",
+        &format!(
+            "b.test:[127.0.0.1]:{pb}\nsink.test:[127.0.0.1]:{}",
+            sink.port
+        ),
+    );
+    b.control(
+        "smtproutes",
+        &format!(
+            "a.test:[127.0.0.1]:{pa}\nsink.test:[127.0.0.1]:{}",
+            sink.port
+        ),
+    );
+    a.start_dispatch();
+    b.start_dispatch();
+    send(
+        pa,
+        "alice@sink.test",
+        "u@a.test",
+        "From: alice@sink.test\nTo: u@a.test\nSubject: round and round\n\nx\n",
+    );
+    wait_for("the bounce at the original sender", 120, || {
+        !sink.messages().is_empty()
+    });
+    for t in [&a, &b] {
+        wait_for("the queues to empty", 60, || {
+            t.queue_entries("mess") == 0 && t.queue_entries("todo") == 0
+        });
+    }
+    let all = sink.messages();
+    assert_eq!(all.len(), 1, "only the bounce: {all:?}");
+    let m = &all[0];
+    assert!(m.contains("X-Mail-Args: <>"), "a bounce: {m}");
+    assert!(m.contains("X-Rcpt-Args: <alice@sink.test>"), "{m}");
+    assert!(m.contains("5.4.6"), "the loop is named: {m}");
+    assert!(
+        m.contains("Subject: round and round"),
+        "the original is quoted: {m}"
+    );
+    // Forward-only on both sides: nothing was stored anywhere.
+    for (t, dom) in [(&a, "a.test"), (&b, "b.test")] {
+        let new = t.root.join("mail").join(dom).join("u/Maildir/new");
+        let n = std::fs::read_dir(&new).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(n, 0, "{}", new.display());
+    }
+}
+
 /// A private Postfix (PEERS.md) on `port` for `pf.test`: `keep@pf.test` has a Maildir under
 /// `dir/postfix/vmail`; any other recipient is accepted and then bounced by Postfix itself
 /// (`smtpd_reject_unlisted_recipient = no`), and mail for `example.test` (the bounces) goes
