@@ -233,7 +233,7 @@ class MailorderTcpserver:
 
     def start(self):
         self.port = free_port()
-        argv = ["tcpserver", "-c", "100", "-RHl0"]
+        argv = ["tcpserver", "-b", "128", "-c", "100", "-RHl0"]
         if os.getuid() == 0:
             nobody = pwd.getpwnam("nobody")
             argv += ["-u", str(nobody.pw_uid), "-g", str(nobody.pw_gid)]
@@ -254,7 +254,7 @@ class MailorderTcpserver:
         return [self.proc.pid] + [p.pid for p in self.mo.procs[:1]]  # procs[0]: dispatch
 
     def describe(self):
-        return (f"the same tree and dispatch, smtpd under `tcpserver -c 100 -RHl0` "
+        return (f"the same tree and dispatch, smtpd under `tcpserver -b 128 -c 100 -RHl0` "
                 "(as nobody when root: `-u -g`; a process per connection)")
 
 

@@ -1044,3 +1044,33 @@ fn log_lines_leave_in_one_write() {
         "{text}"
     );
 }
+
+// See: issue #11
+/// Every tcpserver line that starts smtpd (the supervise run scripts with RULES, the
+/// README's) gives it a backlog: with tcpserver's default of 20 SYNs, fifty clients
+/// connecting at once overflowed the listen queue and each dropped SYN cost its client a
+/// second or more (the benchmark's 50 sessions, a new connection per message: 30 msg/s).
+#[test]
+fn tcpserver_smtp_lines_set_a_backlog() {
+    let mut lines = Vec::new();
+    for svc in ["smtpd", "smtps", "submission"] {
+        let text = std::fs::read_to_string(repo().join("supervise").join(svc).join("run")).unwrap();
+        lines.extend(
+            text.lines()
+                .filter(|l| l.trim_start().starts_with("exec tcpserver "))
+                .map(str::to_owned),
+        );
+    }
+    for block in readme_blocks("**tcpserver**") {
+        lines.extend(
+            block
+                .lines()
+                .filter(|l| l.contains("tcpserver ") && l.contains("/smtpd"))
+                .map(str::to_owned),
+        );
+    }
+    assert!(lines.len() >= 6, "{lines:?}");
+    for l in &lines {
+        assert!(l.contains(" -b "), "no backlog: {l}");
+    }
+}
