@@ -242,6 +242,8 @@ pub struct Job {
     pub password: Vec<u8>,
     /// The destination Maildir (empty: dry run).
     pub maildir: PathBuf,
+    /// The destination's Maildir++ quota definition from the directory (may be empty).
+    pub quota: String,
     /// Remove what the source deleted.
     pub delete: bool,
     /// Network timeout, seconds.
@@ -282,6 +284,7 @@ impl Job {
         rec(b'S', self.master_sep.as_bytes());
         rec(b'W', &self.password);
         rec(b'D', self.maildir.as_os_str().as_bytes());
+        rec(b'Q', self.quota.as_bytes());
         rec(b'X', if self.delete { b"1" } else { b"0" });
         rec(b'O', self.timeout.to_string().as_bytes());
         out
@@ -315,6 +318,7 @@ impl Job {
                 b'S' => j.master_sep = text(v)?,
                 b'W' => j.password = v.to_vec(),
                 b'D' => j.maildir = PathBuf::from(std::ffi::OsStr::from_bytes(v)),
+                b'Q' => j.quota = text(v)?,
                 b'X' => j.delete = v == b"1",
                 b'O' => j.timeout = text(v)?.parse().map_err(|_| bad())?,
                 _ => return Err(bad()),
@@ -657,6 +661,7 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
             } else {
                 user.maildir.clone()
             },
+            quota: user.quota.clone().unwrap_or_default(),
             delete: cli.delete,
             timeout: cli.timeout,
         };
@@ -783,7 +788,13 @@ pub fn worker(args: &[OsString]) -> u8 {
         }
     };
     let mut rep = copy::Report::default();
-    let result = work(&job, &mut rep);
+    let mut result = work(&job, &mut rep);
+    if let Err(e) = update_quota(&job, &rep) {
+        log::warn!("user={} {e}", job.label);
+        if result.is_ok() {
+            result = Err(e);
+        }
+    }
     let (status, code) = match &result {
         Ok(()) => ("ok", Exit::Ok),
         Err(e) => {
@@ -841,6 +852,34 @@ pub fn worker(args: &[OsString]) -> u8 {
         return Exit::Temp.code();
     }
     code.code()
+}
+
+/// Bring `maildirsize` (Maildir++ quota) up to date after a pass that wrote or removed
+/// messages, or when the directory sets a quota and the file is missing: recalculated
+/// from the messages, with the directory's definition, else the file's own.
+fn update_quota(job: &Job, rep: &copy::Report) -> Result<(), MoveError> {
+    use mailorder_maildir::quota::{self, QuotaDef};
+    if job.maildir.as_os_str().is_empty() || !job.maildir.join("cur").is_dir() {
+        return Ok(());
+    }
+    let path = job.maildir.join(quota::FILE);
+    let existing = std::fs::read_to_string(&path).ok();
+    let def = if !job.quota.is_empty() {
+        QuotaDef::parse(&job.quota).map_err(|e| MoveError::Config(e.to_string()))?
+    } else if let Some(def) = existing
+        .as_deref()
+        .and_then(|t| QuotaDef::parse(t.lines().next().unwrap_or("")).ok())
+    {
+        def
+    } else {
+        return Ok(());
+    };
+    if existing.is_some() && rep.copied == 0 && rep.removed == 0 {
+        return Ok(());
+    }
+    quota::recalc(&job.maildir, &def)
+        .map(drop)
+        .map_err(|e| MoveError::Write(path, std::io::Error::other(e.to_string())))
 }
 
 /// The destination store of a job (none in a dry run).
@@ -978,6 +1017,7 @@ mod tests {
             master_sep: "*".into(),
             password: b"p,w\"x".to_vec(),
             maildir: "/m/Maildir".into(),
+            quota: "1000S,10C".into(),
             delete: true,
             timeout: 5,
         };

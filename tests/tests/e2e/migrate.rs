@@ -678,7 +678,7 @@ fn dovecot_pop3_source_uidls_kept_for_mpop() {
     let out = run_py(POP_POPULATE, &[&dv.port.to_string(), user, "carolpw", "5"]);
     assert!(out.contains("POPULATED"), "{out}");
     let mut t = Tree::new();
-    t.add_user(user, "", "ourpw");
+    t.add_user(user, "quota=100000000S", "ourpw");
     let work = t.root.join("migration");
     std::fs::create_dir_all(&work).unwrap();
 
@@ -743,6 +743,16 @@ fn dovecot_pop3_source_uidls_kept_for_mpop() {
     let row = report.lines().last().unwrap();
     let f: Vec<&str> = row.split(',').collect();
     assert_eq!((f[2], f[4], f[9]), ("ok", "5", "0"), "{report}\n{log}");
+    // maildirsize: the directory's quota, the messages counted.
+    let usage = |t: &Tree| {
+        let text = std::fs::read_to_string(t.maildir("carol").join("maildirsize")).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(lines.next(), Some("100000000S"), "{text}");
+        lines.fold(0i64, |n, l| {
+            n + l.split(' ').nth(1).unwrap().parse::<i64>().unwrap()
+        })
+    };
+    assert_eq!(usage(&t), 5);
 
     // Through mailorder's POP3: the same UIDLs and bytes; mpop finds nothing new.
     let port = start_pop3(&mut t);
@@ -808,6 +818,7 @@ P.quit()
     );
     let out = run_py(POP_COMPARE, &[&dp, user, "carolpw", &op, user, "ourpw"]);
     assert!(out.contains("SAME 6"), "{out}");
+    assert_eq!(usage(&t), 6);
     assert_eq!(mpop(port, "ourpw"), 7, "only the two new ones");
     // A rerun changes nothing.
     let mut c = mailmove(&t, &[]);
