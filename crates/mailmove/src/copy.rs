@@ -366,19 +366,27 @@ fn folder(
     dest: &str,
     rep: &mut Report,
 ) -> Result<(), MoveError> {
-    let (d, v) = c.simple(&[Arg::Raw("EXAMINE"), Arg::Str(s.name.as_bytes())])?;
+    // CONDSTORE (RFC 7162): the folder's HIGHESTMODSEQ tells whether anything changed.
+    let condstore = c.has("CONDSTORE");
+    let mut cmd = vec![Arg::Raw("EXAMINE"), Arg::Str(s.name.as_bytes())];
+    if condstore {
+        cmd.push(Arg::Raw("(CONDSTORE)"));
+    }
+    let (d, v) = c.simple(&cmd)?;
     if !d.ok() {
         return Err(MoveError::Vanished(format!("EXAMINE refused: {}", d.text)));
     }
     let mut uv = 0u32;
     let mut uidnext = 0u32;
     let mut exists = 0u64;
+    let mut modseq = 0u64;
     for r in &v {
         if let Some(code) = r.code() {
             let mut w = code.split(' ');
             match (w.next().map(str::to_ascii_uppercase).as_deref(), w.next()) {
                 (Some("UIDVALIDITY"), Some(n)) => uv = n.parse().unwrap_or(0),
                 (Some("UIDNEXT"), Some(n)) => uidnext = n.parse().unwrap_or(0),
+                (Some("HIGHESTMODSEQ"), Some(n)) => modseq = n.parse().unwrap_or(0),
                 _ => {}
             }
         }
@@ -389,10 +397,42 @@ fn folder(
     if uv == 0 {
         return Err(MoveError::Vanished("the server gave no UIDVALIDITY".into()));
     }
-    // The source's messages and flags.
+    let now = PassState {
+        uv,
+        uidnext,
+        exists,
+        modseq,
+        ours: 0,
+    };
+    // What the last complete pass of this folder saw (none in a dry run).
+    let prev = match store {
+        Some(st) => st
+            .path_of(dest)
+            .ok()
+            .and_then(|p| PassState::read(&p))
+            .filter(|p| p.uv == uv && modseq > 0 && p.modseq > 0 && p.uidnext > 0),
+        None => None,
+    };
+    if let Some(p) = &prev
+        && p.same_source(&now)
+        && (!job.delete || p.ours == exists)
+    {
+        // Nothing changed at the source since the last pass: the quick last pass.
+        log::info!("unchanged user={} folder={dest}", job.label);
+        rep.present += exists;
+        return Ok(());
+    }
+    // The source's messages and flags: all of them, or (CONDSTORE, after a complete pass)
+    // only those changed since it plus the new ones, and the list of UIDs only when some
+    // may have been expunged.
     let mut src: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut all: Option<HashSet<u32>> = None;
+    let fetch = match &prev {
+        Some(p) => format!("UID FETCH 1:* (UID FLAGS) (CHANGEDSINCE {})", p.modseq),
+        None => "UID FETCH 1:* (UID FLAGS)".to_owned(),
+    };
     if exists > 0 {
-        let d = c.run(&[Arg::Raw("UID FETCH 1:* (UID FLAGS)")], |r| {
+        let d = c.run(&[Arg::Raw(&fetch)], |r| {
             if let Some(f) = fetched(&r)?
                 && f.uid > 0
             {
@@ -406,6 +446,32 @@ fn folder(
                 d.text
             )));
         }
+    }
+    if let Some(p) = &prev {
+        let new = src.range(p.uidnext..).count() as u64;
+        if p.exists + new != exists || (job.delete && p.ours != p.exists) {
+            let mut uids = HashSet::new();
+            let d = c.run(&[Arg::Raw("UID SEARCH ALL")], |r| {
+                if r.tag == "*" && r.word(0) == "SEARCH" {
+                    uids.extend(
+                        r.rest()
+                            .split(' ')
+                            .skip(1)
+                            .filter_map(|u| u.parse::<u32>().ok()),
+                    );
+                }
+                Ok(())
+            })?;
+            if !d.ok() {
+                return Err(MoveError::Vanished(format!(
+                    "UID SEARCH refused: {}",
+                    d.text
+                )));
+            }
+            all = Some(uids);
+        }
+    } else {
+        all = Some(src.keys().copied().collect());
     }
     let max_uid = src.keys().next_back().copied().unwrap_or(0);
     let uidnext = uidnext.max(max_uid + 1).max(1);
@@ -442,6 +508,17 @@ fn folder(
         }
     }
     let keep = match marker {
+        // Mail delivered here since (after the cut-over): its UIDs stay; copies of new
+        // source messages are numbered after it.
+        Some(m) if m == uv && others > 0 => {
+            if src.keys().any(|u| !here.contains_key(u)) {
+                rep.skipped.push(format!(
+                    "folder {}: {dest} received mail here: new copies get new UIDs",
+                    s.name
+                ));
+            }
+            false
+        }
         Some(m) if m == uv => true,
         Some(_) => {
             return Err(MoveError::Vanished(
@@ -477,8 +554,10 @@ fn folder(
         .copied()
         .filter(|u| !here.contains_key(u))
         .collect();
-    rep.present += (src.len() - missing.len()) as u64;
+    let listed = all.as_ref().map_or(exists, |a| a.len() as u64);
+    rep.present += listed.saturating_sub(missing.len() as u64);
     let mut copied_here = 0u64;
+    let mut incomplete = false;
     for chunk in missing.chunks(CHUNK) {
         let mut got: HashSet<u32> = HashSet::new();
         let mut failure: Option<MoveError> = None;
@@ -520,6 +599,7 @@ fn folder(
         mailorder_core::atomic::fsync_dir(&dir.join("cur"))
             .map_err(|e| MoveError::Write(dir.clone(), e))?;
         for u in chunk.iter().filter(|u| !got.contains(u)) {
+            incomplete = true;
             rep.skipped.push(format!(
                 "message {} UID {u}: the server did not give it ({})",
                 s.name,
@@ -552,6 +632,7 @@ fn folder(
         fo.sync().map_err(MoveError::Store)?
     };
     // Flags changed on the source since the copy; messages the source deleted.
+    let removed_before = rep.removed;
     let by_base: HashMap<&str, &Msg> = state.msgs.iter().map(|m| (m.base(), m)).collect();
     let mut changed = false;
     for (uid, base) in &here {
@@ -567,7 +648,8 @@ fn folder(
                     changed = true;
                 }
             }
-            None if job.delete => {
+            // Not in a CHANGEDSINCE answer: unchanged, unless the UID list lacks it.
+            None if job.delete && all.as_ref().is_some_and(|a| !a.contains(uid)) => {
                 fo.remove(m).map_err(MoveError::Store)?;
                 rep.removed += 1;
                 changed = true;
@@ -578,7 +660,64 @@ fn folder(
     if changed {
         fo.sync().map_err(MoveError::Store)?;
     }
+    // A complete pass: the next one may skip this folder if nothing changes at the source.
+    if modseq > 0 && !incomplete {
+        let done = PassState {
+            ours: here.len() as u64 - (rep.removed - removed_before),
+            ..now
+        };
+        done.write(&dir)?;
+    }
     Ok(())
+}
+
+/// What a complete pass of a folder saw at the source (RFC 7162 CONDSTORE), and how many
+/// copies of ours it left: `mailmove-state` in the folder, one line
+/// `UIDVALIDITY UIDNEXT EXISTS HIGHESTMODSEQ OURS`. A later pass that finds the same
+/// UIDVALIDITY, UIDNEXT, EXISTS and HIGHESTMODSEQ skips the folder: the quick last pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PassState {
+    uv: u32,
+    uidnext: u32,
+    exists: u64,
+    modseq: u64,
+    ours: u64,
+}
+
+const STATE: &str = "mailmove-state";
+
+impl PassState {
+    fn read(dir: &Path) -> Option<PassState> {
+        let t = fs::read_to_string(dir.join(STATE)).ok()?;
+        let mut w = t.split_whitespace();
+        let mut n = || w.next()?.parse::<u64>().ok();
+        Some(PassState {
+            uv: u32::try_from(n()?).ok()?,
+            uidnext: u32::try_from(n()?).ok()?,
+            exists: n()?,
+            modseq: n()?,
+            ours: n()?,
+        })
+    }
+
+    fn write(&self, dir: &Path) -> Result<(), MoveError> {
+        let text = format!(
+            "{} {} {} {} {}\n",
+            self.uv, self.uidnext, self.exists, self.modseq, self.ours
+        );
+        mailorder_core::atomic::write_atomic(
+            &dir.join(STATE),
+            text.as_bytes(),
+            &mailorder_core::atomic::Options::new(mailorder_core::atomic::Durability::File),
+        )
+        .map_err(|e| MoveError::Write(dir.to_owned(), e.source))
+    }
+
+    /// The source looks the same as when `self` was written.
+    fn same_source(&self, now: &PassState) -> bool {
+        (self.uv, self.uidnext, self.exists, self.modseq)
+            == (now.uv, now.uidnext, now.exists, now.modseq)
+    }
 }
 
 /// Copy the INBOX of the POP3 account behind `p` into `store`, keeping each message's

@@ -241,6 +241,9 @@ print("POPULATED")
 const COMPARE: &str = r#"
 import imaplib, sys, re, time
 port, user, ours = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+# With a fourth argument, our INBOX may hold more: mail delivered here after the copy
+# ("held N" subjects, each once, with UIDs from the source's UIDNEXT on).
+extra = len(sys.argv) > 4
 names = {"Gel&APY-schte Objekte": "Trash"}
 D = imaplib.IMAP4("127.0.0.1", port)
 D.login(user + "*admin", "adminpw")
@@ -277,7 +280,16 @@ for f in folders(D):
     a = fetch(D, f)
     b = fetch(O, mine)
     assert a[0] == b[0], ("UIDVALIDITY", f, a[0], b[0])
-    assert a[1] == b[1], ("UIDNEXT", f, a[1], b[1])
+    if extra and mine == "INBOX":
+        more = sorted(set(b[2]) - set(a[2]))
+        assert all(u >= int(a[1]) for u in more), ("UIDs of mail delivered here", more, a[1])
+        subs = [re.search(rb"Subject: (held \d+)", b[2][u][2]).group(1) for u in more]
+        assert len(set(subs)) == len(subs), ("duplicates", subs)
+        print("EXTRA %d" % len(more))
+        for u in more:
+            del b[2][u]
+    else:
+        assert a[1] == b[1], ("UIDNEXT", f, a[1], b[1])
     assert sorted(a[2]) == sorted(b[2]), ("UIDs", f, sorted(a[2])[:10], sorted(b[2])[:10])
     for uid in a[2]:
         assert a[2][uid][0] == b[2][uid][0], ("flags", f, uid, a[2][uid][0], b[2][uid][0])
@@ -829,4 +841,196 @@ P.quit()
         stdout.contains("carol@example.test,carol@example.test,ok,1,0,0,6,0,0,0,"),
         "{stdout}"
     );
+}
+
+/// Appends to the source (Dovecot, by IMAP) until the stop file exists; prints how many.
+const SOURCE_FEED: &str = r#"
+import imaplib, sys, os, time
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login(sys.argv[2], sys.argv[3])
+n = 0
+while not os.path.exists(sys.argv[4]):
+    m = b"From: late@old.test\r\nSubject: late %d\r\n\r\narrived during the last pass\r\n" % n
+    assert M.append("INBOX", None, None, m)[0] == "OK"
+    n += 1
+    if n == 1:
+        print("READY", flush=True)
+    time.sleep(0.01)
+M.logout()
+print("APPENDED %d" % n)
+"#;
+
+/// Sends to mailorder's smtpd until the stop file exists; prints how many.
+const SMTP_FEED: &str = r#"
+import smtplib, sys, os, time
+S = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+n = 0
+while not os.path.exists(sys.argv[3]) or n == 0:
+    S.sendmail("someone@outside.test", [sys.argv[2]],
+               b"From: someone@outside.test\r\nSubject: held %d\r\n\r\nheld, then delivered\r\n" % n)
+    n += 1
+    if n == 1:
+        print("READY", flush=True)
+    time.sleep(0.01)
+S.quit()
+print("SENT %d" % n)
+"#;
+
+// See: issue #16
+/// The cut-over of docs/MIGRATION.md: the new host holds the domain's mail (a relay
+/// domain routed nowhere) while the last pass runs and mail still arrives at the old
+/// server; a final quick pass once the old server stops; the domain made local and the
+/// held mail flushed. Every message of the old server is here once with its UID, every
+/// held message is delivered once after them, and the UIDs do not move.
+#[test]
+fn cutover_with_mail_arriving_at_both_sides() {
+    if !have("dovecot") || !have("openssl") {
+        return skip(
+            "cutover_with_mail_arriving_at_both_sides",
+            "dovecot or openssl not installed",
+        );
+    }
+    let user = "dave@cut.test";
+    let dv = Dovecot::start(&[(user, "davepw")]);
+    run_py(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login(sys.argv[2], "davepw")
+M.create("Work")
+for i in range(300):
+    M.append("INBOX", "(\\Seen)" if i % 2 else None, None,
+             b"From: a@old.test\r\nSubject: early %d\r\n\r\nbody\r\n" % i)
+for i in range(40):
+    M.append("Work", None, None, b"Subject: work %d\r\n\r\nbody\r\n" % i)
+M.logout()
+"#,
+        &[&dv.port.to_string(), user],
+    );
+    let mut t = Tree::new();
+    // The domain is still the old server's: relayed, and routed nowhere (the hold).
+    t.directory_add("domains", "cut.test relay");
+    t.directory_add("users", user);
+    t.control("smtproutes", "cut.test:[127.0.0.1]:9");
+    let maildir = t.root.join("mail/cut.test/dave/Maildir");
+    let work = t.root.join("migration");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("master"), "adminpw\n").unwrap();
+    std::fs::write(work.join("users.csv"), format!("{user}\n")).unwrap();
+    let pass = |t: &Tree| {
+        let out = mailmove(t, &[])
+            .args(["--source", &format!("127.0.0.1:{}", dv.port)])
+            .args(["--tls", "starttls", "--insecure"])
+            .args(["--master-user", "admin", "--master-separator", "*"])
+            .arg("--master-password-file")
+            .arg(work.join("master"))
+            .arg("--users")
+            .arg(work.join("users.csv"))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let row = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "mailmove: {row}\n{log}");
+        (row, log)
+    };
+    // The first pass, days before.
+    let (row, _) = pass(&t);
+    assert!(row.contains(",ok,2,340,"), "{row}");
+
+    // Cut-over day: mail arrives at both sides while the last pass runs.
+    t.start_dispatch();
+    let sport = t.start_smtpd(&[]);
+    let stop_source = work.join("stop-source");
+    let stop_smtp = work.join("stop-smtp");
+    // Each feed says READY once its first message is in.
+    let feed = |script: &str, args: &[&str]| {
+        use std::io::BufRead;
+        let mut c = Command::new("python3");
+        c.arg("-c").arg(script).args(args).stdout(Stdio::piped());
+        let mut g = mailorder_tests::Guard(c.spawn().unwrap());
+        let mut r = std::io::BufReader::new(g.0.stdout.take().unwrap());
+        let mut l = String::new();
+        r.read_line(&mut l).unwrap();
+        assert_eq!(l.trim(), "READY");
+        (g, r)
+    };
+    let source_feed = feed(
+        SOURCE_FEED,
+        &[
+            &dv.port.to_string(),
+            user,
+            "davepw",
+            stop_source.to_str().unwrap(),
+        ],
+    );
+    let smtp_feed = feed(
+        SMTP_FEED,
+        &[&sport.to_string(), user, stop_smtp.to_str().unwrap()],
+    );
+    let (row, _) = pass(&t);
+    assert!(row.contains(",ok,2,"), "{row}");
+    // The old server stops taking mail; the final pass brings what came meanwhile.
+    type Feed = (
+        mailorder_tests::Guard,
+        std::io::BufReader<std::process::ChildStdout>,
+    );
+    let done = |(mut g, mut r): Feed, stop: &Path| {
+        use std::io::Read;
+        std::fs::write(stop, "").unwrap();
+        let mut text = String::new();
+        r.read_to_string(&mut text).unwrap();
+        assert!(g.0.wait().unwrap().success(), "{text}");
+        text.split_whitespace()
+            .nth(1)
+            .unwrap()
+            .parse::<usize>()
+            .unwrap()
+    };
+    let appended = done(source_feed, &stop_source);
+    assert!(appended > 0);
+    let (row, log) = pass(&t);
+    assert!(row.contains(",ok,2,"), "{row}");
+    // Work did not change: the quick pass (CONDSTORE) did not even list it.
+    assert!(
+        log.contains(&format!("unchanged user={user}>{user} folder=Work")),
+        "{log}"
+    );
+    let cmp = |extra: bool| {
+        let ours = ours(&t, &maildir);
+        let mut args = vec![dv.port.to_string(), user.to_owned(), ours];
+        if extra {
+            args.push("extra".into());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_py(COMPARE, &args)
+    };
+    let out = cmp(false);
+    assert!(out.contains(&format!("SAME {}", 340 + appended)), "{out}");
+    let sent = done(smtp_feed, &stop_smtp);
+    // Held: nothing delivered here yet.
+    let inbox_files = || count_files(&maildir.join("cur")) + count_files(&maildir.join("new"));
+    let before = inbox_files();
+
+    // The domain becomes local, the hold route goes, the held mail is flushed.
+    let domains = t.root.join("directory/domains");
+    let text = std::fs::read_to_string(&domains).unwrap();
+    std::fs::write(&domains, text.replace("cut.test relay", "cut.test")).unwrap();
+    t.control("smtproutes", "");
+    let q = t
+        .cmd("qadmin")
+        .args(["flush", "cut.test"])
+        .output()
+        .unwrap();
+    assert!(q.status.success(), "{}", String::from_utf8_lossy(&q.stderr));
+    mailorder_tests::wait_for("held mail delivered", 60, || inbox_files() == before + sent);
+    let out = cmp(true);
+    assert!(
+        out.contains(&format!("EXTRA {sent}")) && out.contains(&format!("SAME {}", 340 + appended)),
+        "{out}"
+    );
+    // A later pass is harmless: nothing moves.
+    let (row, _) = pass(&t);
+    assert!(row.contains(",ok,2,0,0,"), "{row}");
+    let out = cmp(true);
+    assert!(out.contains(&format!("EXTRA {sent}")), "{out}");
 }
