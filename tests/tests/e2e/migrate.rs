@@ -452,9 +452,11 @@ fn dovecot_to_mailorder_kill9_incremental_mbsync() {
             .wrapping_add(1442695040888963407);
         let ms = 300 + (seed >> 33) % 1500 + round * 200;
         std::thread::sleep(Duration::from_millis(ms));
-        // The whole group: the admin side and its workers.
+        // The whole group: the admin side and its workers (unreaped, so the group id is
+        // still ours). `--` matters: procps-ng 4.0.2 reads `kill -9 -12345` as signal 9
+        // to process group 1, i.e. kill(-1): every process on the machine.
         let _ = Command::new("kill")
-            .args(["-9", &format!("-{}", child.id())])
+            .args(["-s", "KILL", "--", &format!("-{}", child.id())])
             .status();
         let mut child = child;
         let _ = child.wait();
