@@ -19,8 +19,10 @@
 use ldap3::{LdapConn, LdapConnSettings, LdapError, Mod, Scope, SearchEntry};
 use mailorder_core::Exit;
 use mailorder_core::control::Control;
+/// The kind of a domain (in [`Store::domains`] and [`Store::add_domain`]).
+pub use mailorder_directory_file::DomainKind;
 use mailorder_directory_file::{
-    DirError, DomainKind, canonical_address, is_safe_domain, norm_domain, split_address,
+    DirError, canonical_address, is_safe_domain, norm_domain, split_address,
 };
 use mailorder_directory_ldap::{self as ldap, escape_dn, escape_filter};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -116,6 +118,101 @@ pub fn valid_address(addr: &str) -> Result<String, AdminError> {
     }
     canonical_address(addr.trim())
         .ok_or_else(|| AdminError::Invalid(format!("bad address {addr:?}")))
+}
+
+/// The parts of a stored autoresponder text: the settings block local-deliver reads
+/// (`Subject:`, `Start:`, `End:` lines, then an empty line) and the body.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reply {
+    /// `Subject:` of the replies.
+    pub subject: Option<String>,
+    /// `Start:` day (`YYYY-MM-DD`, UTC).
+    pub start: Option<String>,
+    /// `End:` day (`YYYY-MM-DD`, UTC).
+    pub end: Option<String>,
+    /// `To-Cc-Only: no`: answer also mail that names the user in neither To nor Cc.
+    pub any_recipient: bool,
+    /// The reply's body.
+    pub body: String,
+}
+
+fn is_day(d: &str) -> bool {
+    let b = d.as_bytes();
+    b.len() == 10
+        && b[4] == b'-'
+        && b[7] == b'-'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
+}
+
+impl Reply {
+    /// The stored text: the settings block when any setting is given, then the body. The
+    /// one composer of it (useradm's `--reply-*` options, webd's forms).
+    pub fn text(&self) -> Result<String, AdminError> {
+        let bad = |m: String| Err(AdminError::Invalid(m));
+        let mut head = String::new();
+        if let Some(s) = &self.subject {
+            if s.chars().any(char::is_control) {
+                return bad("the reply subject has control characters".to_owned());
+            }
+            head.push_str(&format!("Subject: {s}\n"));
+        }
+        for (k, v) in [("Start", &self.start), ("End", &self.end)] {
+            if let Some(v) = v {
+                if !is_day(v) {
+                    return bad(format!(
+                        "reply {}: expected YYYY-MM-DD, got {v:?}",
+                        k.to_lowercase()
+                    ));
+                }
+                head.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        if self.any_recipient {
+            head.push_str("To-Cc-Only: no\n");
+        }
+        if self.body.trim().is_empty() {
+            return bad("the reply text is empty".to_owned());
+        }
+        if self
+            .body
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return bad("the reply text has control characters".to_owned());
+        }
+        Ok(if head.is_empty() {
+            self.body.clone()
+        } else {
+            format!("{head}\n{}", self.body)
+        })
+    }
+
+    /// Split a stored text back into its parts (a text without a settings block is all
+    /// body).
+    pub fn parse(text: &str) -> Reply {
+        let mut r = Reply::default();
+        if let Some((head, body)) = text.split_once("\n\n") {
+            let mut ok = !head.is_empty();
+            let mut parsed = Reply::default();
+            for l in head.lines() {
+                match l.split_once(": ") {
+                    Some(("Subject", v)) => parsed.subject = Some(v.to_owned()),
+                    Some(("Start", v)) => parsed.start = Some(v.to_owned()),
+                    Some(("End", v)) => parsed.end = Some(v.to_owned()),
+                    Some(("To-Cc-Only", v)) => parsed.any_recipient = v.eq_ignore_ascii_case("no"),
+                    _ => ok = false,
+                }
+            }
+            if ok {
+                parsed.body = body.to_owned();
+                return parsed;
+            }
+        }
+        r.body = text.to_owned();
+        r
+    }
 }
 
 /// Check and canonicalize a domain.

@@ -553,49 +553,16 @@ fn kind_name(k: DomainKind) -> &'static str {
     }
 }
 
-/// The stored autoresponder text: a settings block (`Subject:`, `Start:`, `End:`, the form
-/// local-deliver reads) when any is given, then the body.
+/// The stored autoresponder text (mailorder-directory-admin's [`Reply`] composes it).
 fn reply_text(f: &Fields, body: &str) -> Result<String, AdminError> {
-    let bad = |m: String| Err(AdminError::Invalid(m));
-    let day = |d: &str| {
-        let b = d.as_bytes();
-        b.len() == 10
-            && b[4] == b'-'
-            && b[7] == b'-'
-            && b.iter()
-                .enumerate()
-                .all(|(i, c)| i == 4 || i == 7 || c.is_ascii_digit())
-    };
-    let mut head = String::new();
-    if let Some(s) = &f.reply_subject {
-        if s.chars().any(char::is_control) {
-            return bad("--reply-subject has control characters".to_owned());
-        }
-        head.push_str(&format!("Subject: {s}\n"));
+    mailorder_directory_admin::Reply {
+        subject: f.reply_subject.clone(),
+        start: f.reply_start.clone(),
+        end: f.reply_end.clone(),
+        any_recipient: f.reply_any_recipient,
+        body: body.replace("\\n", "\n"),
     }
-    for (k, v) in [("Start", &f.reply_start), ("End", &f.reply_end)] {
-        if let Some(v) = v {
-            if !day(v) {
-                return bad(format!(
-                    "--reply-{}: expected YYYY-MM-DD, got {v:?}",
-                    k.to_lowercase()
-                ));
-            }
-            head.push_str(&format!("{k}: {v}\n"));
-        }
-    }
-    if f.reply_any_recipient {
-        head.push_str("To-Cc-Only: no\n");
-    }
-    let body = body.replace("\\n", "\n");
-    if body.trim().is_empty() {
-        return bad("--reply-text is empty".to_owned());
-    }
-    Ok(if head.is_empty() {
-        body
-    } else {
-        format!("{head}\n{body}")
-    })
+    .text()
 }
 
 /// One line describing an account: address and key=value fields (no password).

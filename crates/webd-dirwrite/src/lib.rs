@@ -9,7 +9,7 @@
 //! possible: no admin CLI, no options, no paths from the request.
 
 use mailorder_core::Exit;
-use mailorder_directory_admin::{Account, AdminError, Store, valid_address};
+use mailorder_directory_admin::{Account, AdminError, DomainKind, Store, valid_address};
 use std::io::Read;
 use std::path::Path;
 
@@ -46,7 +46,19 @@ pub enum Request {
     /// `usetoken\0ADDR\0SHA256HEX\0`: consume the unexpired token with that digest;
     /// refused (100) when there is none.
     UseToken(String, String),
+    /// `reply\0ADDR\0TEXT\0`: the autoresponder's stored text (settings block and body,
+    /// as [`mailorder_directory_admin::Reply`] composes it); empty: no autoresponder.
+    Reply(String, Option<String>),
+    /// `alias\0ADDR\0ALIAS\0`: add an alias (not used by any other account).
+    Alias(String, String),
+    /// `unalias\0ADDR\0ALIAS\0`: remove an alias.
+    Unalias(String, String),
+    /// `domain\0DOMAIN\0local|relay\0`: add a domain (or change its kind).
+    Domain(String, DomainKind),
 }
+
+/// The longest autoresponder text accepted.
+pub const MAX_REPLY: usize = 4096;
 
 /// `directory/webtokens`: one line per token, `SHA256HEX ADDRESS EXPIRY` (Unix seconds).
 pub const TOKENS: &str = "directory/webtokens";
@@ -113,7 +125,11 @@ impl Request {
             | Request::Disable(a, _)
             | Request::Quota(a, _)
             | Request::Token(a, _)
-            | Request::UseToken(a, _) => a,
+            | Request::UseToken(a, _)
+            | Request::Reply(a, _)
+            | Request::Alias(a, _)
+            | Request::Unalias(a, _)
+            | Request::Domain(a, _) => a,
         }
     }
 
@@ -127,6 +143,10 @@ impl Request {
             Request::Quota(..) => "quota",
             Request::Token(..) => "token",
             Request::UseToken(..) => "usetoken",
+            Request::Reply(..) => "reply",
+            Request::Alias(..) => "alias",
+            Request::Unalias(..) => "unalias",
+            Request::Domain(..) => "domain",
         }
     }
 }
@@ -154,9 +174,41 @@ pub fn parse(data: &[u8]) -> Result<Request, AdminError> {
         return Err(invalid("request needs exactly three fields"));
     };
     let addr = std::str::from_utf8(addr).map_err(|_| invalid("address not UTF-8"))?;
-    let addr = valid_address(addr)?;
     let text = || std::str::from_utf8(value).map_err(|_| invalid("value not UTF-8"));
+    if *cmd == b"domain" {
+        let d = mailorder_directory_admin::valid_domain(addr)?;
+        return match *value {
+            b"local" => Ok(Request::Domain(d, DomainKind::Local)),
+            b"relay" => Ok(Request::Domain(d, DomainKind::Relay)),
+            _ => Err(invalid("domain takes local or relay")),
+        };
+    }
+    let addr = valid_address(addr)?;
     match *cmd {
+        b"reply" => {
+            let t = text()?.replace('\r', "");
+            if t.is_empty() {
+                return Ok(Request::Reply(addr, None));
+            }
+            if t.len() > MAX_REPLY {
+                return Err(invalid("the reply text is too long"));
+            }
+            // Through the one composer: the settings block parses and nothing in it or in
+            // the body is a control character.
+            let t = mailorder_directory_admin::Reply::parse(&t).text()?;
+            Ok(Request::Reply(addr, Some(t)))
+        }
+        b"alias" | b"unalias" => {
+            let a = valid_address(text()?)?;
+            if a == addr {
+                return Err(invalid("an alias cannot be the primary address"));
+            }
+            Ok(if *cmd == b"alias" {
+                Request::Alias(addr, a)
+            } else {
+                Request::Unalias(addr, a)
+            })
+        }
         b"password" => Ok(Request::Password(addr, password(value)?)),
         b"add" => Ok(Request::Add(addr, password(value)?)),
         b"forward" => {
@@ -254,6 +306,10 @@ pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
             .get(&addr)?
             .ok_or_else(|| AdminError::NotFound(addr.clone()))
     };
+    if let Request::Domain(d, kind) = req {
+        store.add_domain(d, *kind)?;
+        return store.commit().map(|()| None);
+    }
     match req {
         Request::Add(a, pw) => {
             if store.owner_of(a)?.is_some() {
@@ -293,7 +349,41 @@ pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
             acct.quota_size = (*n > 0).then_some(*n);
             store.put(&acct, false)?;
         }
-        Request::Token(..) | Request::UseToken(..) => {}
+        Request::Reply(_, text) => {
+            let mut acct = get(&mut store)?;
+            acct.reply = text.clone();
+            store.put(&acct, false)?;
+        }
+        Request::Alias(_, alias) => {
+            let mut acct = get(&mut store)?;
+            if let Some(o) = store.owner_of(alias)?
+                && o != acct.address
+            {
+                return Err(AdminError::Exists(format!("{alias} (belongs to {o})")));
+            }
+            let domain = alias.rsplit_once('@').map(|(_, d)| d).unwrap_or_default();
+            if !store
+                .domains()?
+                .iter()
+                .any(|(d, k)| d == domain && *k == DomainKind::Local)
+            {
+                return Err(AdminError::NotFound(format!("local domain {domain}")));
+            }
+            if !acct.aliases.contains(alias) {
+                acct.aliases.push(alias.clone());
+                store.put(&acct, false)?;
+            }
+        }
+        Request::Unalias(_, alias) => {
+            let mut acct = get(&mut store)?;
+            let n = acct.aliases.len();
+            acct.aliases.retain(|x| x != alias);
+            if n == acct.aliases.len() {
+                return Err(AdminError::NotFound(format!("alias {alias} of {addr}")));
+            }
+            store.put(&acct, false)?;
+        }
+        Request::Token(..) | Request::UseToken(..) | Request::Domain(..) => {}
     }
     store.commit()?;
     Ok(None)
@@ -451,5 +541,66 @@ mod tests {
             ),
             100
         );
+    }
+}
+
+#[cfg(test)]
+mod reply_alias_domain {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    // See: issue #15
+    #[test]
+    fn autoresponder_aliases_and_domains() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path().join("directory");
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        std::fs::write(d.join("domains"), "example.test\n").unwrap();
+        std::fs::write(d.join("users"), "a@example.test\nb@example.test\n").unwrap();
+        std::fs::write(d.join("passwd"), "").unwrap();
+        let go = |r: &[u8]| run(t.path(), r, &mut std::io::sink());
+        let users = || std::fs::read_to_string(d.join("users")).unwrap();
+        // The autoresponder: settings block and body, then off.
+        assert_eq!(
+            go(b"reply\0a@example.test\0Subject: Away\nEnd: 2030-01-31\n\nBack in February.\0"),
+            0
+        );
+        let mut s = Store::open_read(t.path()).unwrap();
+        let r = s.get("a@example.test").unwrap().unwrap().reply.unwrap();
+        let parts = mailorder_directory_admin::Reply::parse(&r);
+        assert_eq!(parts.subject.as_deref(), Some("Away"));
+        assert_eq!(parts.end.as_deref(), Some("2030-01-31"));
+        assert_eq!(parts.body, "Back in February.");
+        for bad in [
+            &b"reply\0a@example.test\0End: 2030-1-31\n\nx\0"[..],
+            b"reply\0a@example.test\0bell \x07 here\0",
+            b"reply\0a@example.test\0Subject: x\n\n \0",
+        ] {
+            assert_eq!(go(bad), 100, "{bad:?}");
+        }
+        assert_eq!(go(b"reply\0a@example.test\0\0"), 0);
+        assert!(!users().contains("reply="), "{}", users());
+        // Aliases: add, taken by another, foreign domain, remove.
+        assert_eq!(go(b"alias\0a@example.test\0sales@example.test\0"), 0);
+        assert!(users().contains("sales@example.test"), "{}", users());
+        assert_eq!(go(b"alias\0b@example.test\0sales@example.test\0"), 100);
+        assert_eq!(go(b"alias\0b@example.test\0a@example.test\0"), 100);
+        assert_eq!(go(b"alias\0a@example.test\0x@elsewhere.test\0"), 100);
+        assert_eq!(go(b"alias\0a@example.test\0a@example.test\0"), 100);
+        assert_eq!(go(b"unalias\0a@example.test\0sales@example.test\0"), 0);
+        assert!(!users().contains("sales@example.test"), "{}", users());
+        assert_eq!(go(b"unalias\0a@example.test\0sales@example.test\0"), 100);
+        // Domains: local, relay; bad names and kinds refused.
+        assert_eq!(go(b"domain\0New.Test\0local\0"), 0);
+        assert_eq!(go(b"domain\0backup.test\0relay\0"), 0);
+        let domains = std::fs::read_to_string(d.join("domains")).unwrap();
+        assert!(
+            domains.contains("new.test\n") && domains.contains("backup.test relay"),
+            "{domains}"
+        );
+        assert_eq!(go(b"domain\0../x\0local\0"), 100);
+        assert_eq!(go(b"domain\0x.test\0other\0"), 100);
+        assert_eq!(go(b"alias\0a@example.test\0info@new.test\0"), 0);
     }
 }

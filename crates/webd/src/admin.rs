@@ -48,6 +48,54 @@ pub fn list_accounts() -> Result<Vec<Row>, String> {
     Ok(rows)
 }
 
+/// Every domain of the directory with its kind (`local`, `relay`), sorted.
+pub fn list_domains() -> Result<Vec<(String, String)>, String> {
+    let mut s = mailorder_directory_admin::Store::open_read(&mailorder_core::root::root())
+        .map_err(|e| e.to_string())?;
+    Ok(s.domains()
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .map(|(d, k)| {
+            let k = match k {
+                mailorder_directory_admin::DomainKind::Local => "local",
+                mailorder_directory_admin::DomainKind::Relay => "relay",
+            };
+            (d, k.to_owned())
+        })
+        .collect())
+}
+
+/// The webd-dirwrite request that sets `address`'s autoresponder from a form
+/// (`subject`, `start`, `end`, `anyrcpt`, `body`; an empty body turns it off), and
+/// whether it is on.
+pub fn reply_request(address: &str, form: &[(String, String)]) -> Result<(Vec<u8>, bool), String> {
+    let opt = |n: &str| {
+        http::field(form, n)
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .map(str::to_owned)
+    };
+    let body = http::field(form, "body")
+        .unwrap_or_default()
+        .replace('\r', "");
+    if body.trim().is_empty() {
+        return Ok((request("reply", address, ""), false));
+    }
+    if body.len() > 4000 {
+        return Err("The autoresponder text is longer than 4000 bytes.".into());
+    }
+    let text = mailorder_directory_admin::Reply {
+        subject: opt("subject"),
+        start: opt("start"),
+        end: opt("end"),
+        any_recipient: http::field(form, "anyrcpt") == Some("on"),
+        body,
+    }
+    .text()
+    .map_err(|e| format!("Autoresponder: {e}."))?;
+    Ok((request("reply", address, &text), true))
+}
+
 /// Whether `ip` is in `net` (`ADDR` or `ADDR/BITS`, IPv4 or IPv6).
 pub fn in_net(ip: &str, net: &str) -> bool {
     let (addr, bits) = match net.trim().split_once('/') {
@@ -70,7 +118,8 @@ pub fn in_net(ip: &str, net: &str) -> bool {
     (a >> shift) == (b >> shift)
 }
 
-fn request(cmd: &str, addr: &str, value: &str) -> Vec<u8> {
+/// One webd-dirwrite request: `CMD\0ADDR\0VALUE\0`.
+pub fn request(cmd: &str, addr: &str, value: &str) -> Vec<u8> {
     let mut r = Vec::new();
     for f in [cmd, addr, value] {
         r.extend_from_slice(f.as_bytes());
@@ -155,6 +204,10 @@ impl App {
             Ok(x) => x,
             Err(r) => return r,
         };
+        let action = req.path.trim_start_matches("/admin/");
+        if ["domain", "alias", "unalias"].contains(&action) {
+            return self.domains_action(&s, &form, action, req, client);
+        }
         let target = http::field(&form, "address").unwrap_or_default().trim();
         let target = match mailorder_directory_admin::valid_address(target) {
             Ok(a) => a,
@@ -167,7 +220,6 @@ impl App {
                 );
             }
         };
-        let action = req.path.trim_start_matches("/admin/");
         let (req_bytes, ok_text) = match action {
             "add" => {
                 let pw = http::field(&form, "password").unwrap_or_default();
@@ -221,6 +273,16 @@ impl App {
                 )
             }
             "token" => (request("token", &target, "72"), String::new()),
+            "reply" => match reply_request(&target, &form) {
+                Ok((r, on)) => (
+                    r,
+                    format!(
+                        "The autoresponder of {target} is {}.",
+                        if on { "on" } else { "off" }
+                    ),
+                ),
+                Err(why) => return self.render_admin(&s, req, Some(Err(why)), 400),
+            },
             _ => {
                 return Response::html(
                     404,
@@ -259,6 +321,125 @@ impl App {
             }
             Ok(_) => self.render_admin(&s, req, Some(Ok(ok_text)), 200),
             Err(e) => self.render_admin(&s, req, Some(Err(e)), 400),
+        }
+    }
+
+    /// `GET /admin/domains?q=SEARCH`: the domains, and the aliases filtered by a
+    /// substring of the alias or its owner.
+    pub(crate) fn domains_page(&self, req: &Request, client: &str) -> Response {
+        match self.admin_session(req, client) {
+            Ok(s) => self.render_domains(&s, req, None, 200),
+            Err(r) => r,
+        }
+    }
+
+    fn render_domains(
+        &self,
+        s: &Session,
+        req: &Request,
+        note: Option<Result<String, String>>,
+        status: u16,
+    ) -> Response {
+        let q = http::form(req.query.as_bytes());
+        let search = http::field(&q, "q")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase();
+        let (rows, domains) = match ((self.lister)(), (self.domains)()) {
+            (Ok(r), Ok(d)) => (r, d),
+            (Err(e), _) | (_, Err(e)) => {
+                log::error!("cannot read the directory: {e}");
+                return Response::html(
+                    503,
+                    pages::page(
+                        "Unavailable",
+                        "<p>The directory is not available; try again later.</p>",
+                        None,
+                    ),
+                );
+            }
+        };
+        let mut counts = std::collections::HashMap::new();
+        for r in &rows {
+            if let Some((_, d)) = r.address.rsplit_once('@') {
+                *counts.entry(d.to_owned()).or_insert(0usize) += 1;
+            }
+        }
+        let domains: Vec<(String, String, usize)> = domains
+            .into_iter()
+            .map(|(d, k)| {
+                let n = counts.get(&d).copied().unwrap_or(0);
+                (d, k, n)
+            })
+            .collect();
+        let aliases: Vec<(String, String)> = rows
+            .iter()
+            .flat_map(|r| r.aliases.iter().map(|a| (a.clone(), r.address.clone())))
+            .filter(|(a, o)| search.is_empty() || a.contains(&search) || o.contains(&search))
+            .take(500)
+            .collect();
+        Response::html(
+            status,
+            pages::domains(s, &search, &domains, &aliases, note.as_ref()),
+        )
+    }
+
+    /// `POST /admin/domain` (`domain`, `kind`), `/admin/alias` and `/admin/unalias`
+    /// (`address`: the owner, `alias`): one webd-dirwrite request and one audit line.
+    fn domains_action(
+        &self,
+        s: &Session,
+        form: &[(String, String)],
+        action: &str,
+        req: &Request,
+        client: &str,
+    ) -> Response {
+        let field = |n: &str| http::field(form, n).unwrap_or_default().trim().to_owned();
+        let (bytes, target, ok_text) = if action == "domain" {
+            let Ok(d) = mailorder_directory_admin::valid_domain(&field("domain")) else {
+                return self.render_domains(
+                    s,
+                    req,
+                    Some(Err("Enter a valid domain name.".into())),
+                    400,
+                );
+            };
+            let kind = if field("kind") == "relay" {
+                "relay"
+            } else {
+                "local"
+            };
+            (
+                request("domain", &d, kind),
+                d.clone(),
+                format!("{d} is served here ({kind})."),
+            )
+        } else {
+            let (Ok(owner), Ok(alias)) = (
+                mailorder_directory_admin::valid_address(&field("address")),
+                mailorder_directory_admin::valid_address(&field("alias")),
+            ) else {
+                return self.render_domains(
+                    s,
+                    req,
+                    Some(Err(
+                        "Enter a valid alias and the address it belongs to.".into()
+                    )),
+                    400,
+                );
+            };
+            let text = if action == "alias" {
+                format!("{alias} now delivers to {owner}.")
+            } else {
+                format!("{alias} was removed from {owner}.")
+            };
+            (request(action, &owner, &alias), alias, text)
+        };
+        let result = (self.writer)(&bytes);
+        self.audit(s, action, &target, result.is_ok(), client);
+        match result {
+            Ok(_) => self.render_domains(s, req, Some(Ok(ok_text)), 200),
+            Err(e) => self.render_domains(s, req, Some(Err(e)), 400),
         }
     }
 

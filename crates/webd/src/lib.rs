@@ -112,7 +112,9 @@ pub type Writer = Box<dyn Fn(&[u8]) -> Result<String, String> + Send + Sync>;
 /// All accounts, for the admin pages.
 pub type Lister = Box<dyn Fn() -> Result<Vec<admin::Row>, String> + Send + Sync>;
 /// The forwarding addresses of a user.
-pub type Reader = Box<dyn Fn(&str) -> Option<Vec<String>> + Send + Sync>;
+pub type Reader = Box<dyn Fn(&str) -> Option<mailorder_directory_admin::Account> + Send + Sync>;
+/// The domains and their kinds (`local`, `relay`), for the admin pages.
+pub type DomainLister = Box<dyn Fn() -> Result<Vec<(String, String)>, String> + Send + Sync>;
 
 /// The shared state of the server.
 pub struct State {
@@ -134,6 +136,8 @@ pub struct App {
     pub reader: Reader,
     /// Overridable for tests: all accounts.
     pub lister: Lister,
+    /// Overridable for tests: the domains.
+    pub domains: DomainLister,
     /// Overridable for tests: the token file's text.
     pub tokens: Box<dyn Fn() -> String + Send + Sync>,
     /// The counters behind the metrics endpoint.
@@ -231,10 +235,11 @@ pub fn dirwrite(request: &[u8]) -> Result<String, String> {
     }
 }
 
-/// The forwarding addresses of `address` in the directory (read access: group modir).
-pub fn read_forward(address: &str) -> Option<Vec<String>> {
+/// The account of `address` in the directory (read access: group modir), for the
+/// forwarding and the autoresponder shown.
+pub fn read_account(address: &str) -> Option<mailorder_directory_admin::Account> {
     let mut s = mailorder_directory_admin::Store::open_read(&mailorder_core::root::root()).ok()?;
-    s.get(address).ok().flatten().map(|a| a.forward)
+    s.get(address).ok().flatten()
 }
 
 /// An HTTP response.
@@ -354,7 +359,8 @@ impl App {
             cfg,
             checker: Box::new(checkpassword),
             writer: Box::new(dirwrite),
-            reader: Box::new(read_forward),
+            reader: Box::new(read_account),
+            domains: Box::new(admin::list_domains),
             lister: Box::new(admin::list_accounts),
             metrics: metrics::Metrics::default(),
             activity: activity::Activity::default(),
@@ -445,6 +451,9 @@ impl App {
             (false, "/account/password") => {
                 self.with_session(req, client, |s, f| self.change_password(s, f, req, client))
             }
+            (false, "/account/reply") => {
+                self.with_session(req, client, |s, f| self.set_reply(s, f, req, client))
+            }
             (false, "/account/forward") => {
                 self.with_session(req, client, |s, f| self.set_forward(s, f, req, client))
             }
@@ -463,6 +472,7 @@ impl App {
             (false, "/login/token") => self.token_login(req, client),
             (true, "/admin") => self.admin_page(req, client),
             (true, "/admin/activity") => self.activity_page(req, client),
+            (true, "/admin/domains") => self.domains_page(req, client),
             (true, "/admin/queue") => self.queue_page(req, client),
             (true, "/admin/queue/show") => self.queue_show_page(req, client),
             (false, p) if p.starts_with("/admin/queue/") => self.queue_action(req, client),
@@ -640,13 +650,22 @@ impl App {
         note: Option<Result<&str, &str>>,
         status: u16,
     ) -> Response {
-        let forward = (self.reader)(&s.address).unwrap_or_default();
+        let acct = (self.reader)(&s.address).unwrap_or_default();
         let note = note.or(match req.query.as_str() {
             "done=password" => Some(Ok("Your password was changed.")),
             "done=forward" => Some(Ok("Your forwarding was saved.")),
+            "done=reply" => Some(Ok("Your autoresponder was saved.")),
+            "done=noreply" => Some(Ok("Your autoresponder is off.")),
             _ => None,
         });
-        Response::html(status, pages::account(&s.address, &s.csrf, &forward, note))
+        let reply = acct
+            .reply
+            .as_deref()
+            .map(mailorder_directory_admin::Reply::parse);
+        Response::html(
+            status,
+            pages::account(&s.address, &s.csrf, &acct.forward, reply.as_ref(), note),
+        )
     }
 
     fn change_password(
@@ -683,6 +702,47 @@ impl App {
                     s,
                     req,
                     Some(Err("The password could not be changed; try again later.")),
+                    503,
+                )
+            }
+        }
+    }
+
+    fn set_reply(
+        &self,
+        s: &Session,
+        form: &[(String, String)],
+        req: &Request,
+        client: &str,
+    ) -> Response {
+        let (r, on) = match admin::reply_request(&s.address, form) {
+            Ok(x) => x,
+            Err(why) => return self.account_page(s, req, Some(Err(&why)), 400),
+        };
+        match (self.writer)(&r) {
+            Ok(_) => {
+                log::info!(
+                    "autoresponder {} address={} ip={client}",
+                    if on { "set" } else { "off" },
+                    s.address
+                );
+                Response::redirect(if on {
+                    "/account?done=reply"
+                } else {
+                    "/account?done=noreply"
+                })
+            }
+            Err(e) => {
+                log::error!(
+                    "autoresponder change failed address={} ip={client}: {e}",
+                    s.address
+                );
+                self.account_page(
+                    s,
+                    req,
+                    Some(Err(
+                        "The autoresponder could not be saved; try again later.",
+                    )),
                     503,
                 )
             }
@@ -973,7 +1033,19 @@ mod tests {
                 admin::mailorder_webd_digest("good")
             )
         });
-        a.reader = Box::new(|_| Some(vec!["x@y.test".into()]));
+        a.reader = Box::new(|_| {
+            Some(mailorder_directory_admin::Account {
+                forward: vec!["x@y.test".into()],
+                reply: Some("Subject: Away\n\nBack soon.".into()),
+                ..Default::default()
+            })
+        });
+        a.domains = Box::new(|| {
+            Ok(vec![
+                ("example.test".into(), "local".into()),
+                ("backup.test".into(), "relay".into()),
+            ])
+        });
         a
     }
 
@@ -1121,6 +1193,122 @@ mod tests {
                 &("retry".to_owned(), "1700000000.1.1".to_owned()),
                 &("remove".to_owned(), "9.9.9".to_owned()),
                 &("flush".to_owned(), "far.test".to_owned())
+            ]
+        );
+    }
+
+    // See: issue #15
+    #[test]
+    fn autoresponder_aliases_and_domains_forms() {
+        let writes = Arc::new(Mutex::new(Vec::new()));
+        let a = app(writes.clone());
+        let body = |r: Response| String::from_utf8(r.body).unwrap();
+        // Self-service: the form shows the stored reply; a change is one request.
+        let r = login(&a, "right");
+        let ck = format!("{SESSION_COOKIE}={}", cookie_of(&r, SESSION_COOKIE));
+        let csrf = a.session(&req("GET", "/", &ck, "")).unwrap().1.csrf;
+        let page = body(a.handle(&req("GET", "/account", &ck, ""), "1.2.3.4"));
+        assert!(
+            page.contains("value=\"Away\"") && page.contains(">Back soon.</textarea>"),
+            "{page}"
+        );
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/reply",
+                &ck,
+                &format!("csrf={csrf}&subject=Away&start=&end=2030-01-31&body=Back%0D%0Asoon"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 303);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/reply",
+                &ck,
+                &format!("csrf={csrf}&end=31.1.2030&body=x"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 400);
+        let r = a.handle(
+            &req(
+                "POST",
+                "/account/reply",
+                &ck,
+                &format!("csrf={csrf}&subject=x&body="),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 303);
+        // Users cannot reach the admin forms.
+        let r = a.handle(
+            &req(
+                "POST",
+                "/admin/alias",
+                &ck,
+                &format!("csrf={csrf}&address=a%40example.test&alias=b%40example.test"),
+            ),
+            "1.2.3.4",
+        );
+        assert_eq!(r.status, 403);
+        // Admin: domains page, a domain, an alias and its removal, a user's reply.
+        let r = login_as(&a, "boss%40example.test", "right", "127.0.0.1");
+        let ck = format!("{SESSION_COOKIE}={}", cookie_of(&r, SESSION_COOKIE));
+        let csrf = a.session(&req("GET", "/", &ck, "")).unwrap().1.csrf;
+        let page = body(a.handle(&req("GET", "/admin/domains", &ck, ""), "127.0.0.1"));
+        assert!(
+            page.contains("<td>example.test</td><td>local</td><td>3500</td>"),
+            "{page}"
+        );
+        assert!(
+            page.contains("<td>backup.test</td><td>relay</td><td>0</td>"),
+            "{page}"
+        );
+        for (path, form, want) in [
+            (
+                "/admin/domain",
+                "domain=New.Test&kind=relay",
+                "new.test is served here (relay)",
+            ),
+            ("/admin/domain", "domain=..%2Fx&kind=local", "valid domain"),
+            (
+                "/admin/alias",
+                "address=user0001%40example.test&alias=Sales%40example.test",
+                "sales@example.test now delivers to user0001@example.test",
+            ),
+            (
+                "/admin/unalias",
+                "address=user0001%40example.test&alias=sales%40example.test",
+                "was removed",
+            ),
+            (
+                "/admin/alias",
+                "address=user0001%40example.test&alias=bad",
+                "valid alias",
+            ),
+            (
+                "/admin/reply",
+                "address=user0002%40example.test&subject=Gone&body=Left+the+company.",
+                "autoresponder of user0002@example.test is on",
+            ),
+        ] {
+            let page = body(a.handle(
+                &req("POST", path, &ck, &format!("csrf={csrf}&{form}")),
+                "127.0.0.1",
+            ));
+            assert!(page.contains(want), "{want}: {page}");
+        }
+        assert_eq!(
+            *writes.lock().unwrap(),
+            vec![
+                b"reply\0a@example.test\0Subject: Away\nEnd: 2030-01-31\n\nBack\nsoon\0".to_vec(),
+                b"reply\0a@example.test\0\0".to_vec(),
+                b"domain\0new.test\0relay\0".to_vec(),
+                b"alias\0user0001@example.test\0sales@example.test\0".to_vec(),
+                b"unalias\0user0001@example.test\0sales@example.test\0".to_vec(),
+                b"reply\0user0002@example.test\0Subject: Gone\n\nLeft the company.\0".to_vec(),
             ]
         );
     }

@@ -14,7 +14,7 @@ main{max-width:44rem;margin:1.5rem auto;padding:0 1rem}
 .card{background:var(--card);border:1px solid var(--line);border-radius:10px;padding:1.2rem 1.4rem;margin-bottom:1.2rem;box-shadow:0 1px 2px rgba(0,0,0,.04)}
 .card h2{margin:0 0 .8rem;font-size:1.1rem}
 label{display:block;font-weight:600;margin:.6rem 0 .2rem}
-input[type=text],input[type=email],input[type=password],textarea{width:100%;padding:.55rem .7rem;border:1px solid var(--line);border-radius:6px;font:inherit;background:#fff}
+input[type=text],input[type=email],input[type=password],input[type=date],select,textarea{width:100%;padding:.55rem .7rem;border:1px solid var(--line);border-radius:6px;font:inherit;background:#fff}
 textarea{min-height:4.5rem}
 input:focus,textarea:focus,button:focus,a:focus{outline:3px solid #8ab4f8;outline-offset:1px}
 button{margin-top:.9rem;padding:.55rem 1.1rem;border:0;border-radius:6px;background:var(--accent);color:#fff;font:inherit;font-weight:600;cursor:pointer}
@@ -24,6 +24,7 @@ button.link{background:transparent;color:#fff;border:1px solid rgba(255,255,255,
 .note.bad{background:#fdecea;color:var(--bad);border:1px solid #f5c2bd}
 .note.good{background:#e7f5ec;color:var(--good);border:1px solid #b9e0c6}
 .who{color:var(--muted)}
+label.check{font-weight:400}
 main.wide{max-width:72rem}
 table{width:100%;border-collapse:collapse;font-size:.95rem}
 th,td{text-align:left;padding:.45rem .5rem;border-bottom:1px solid var(--line);vertical-align:top}
@@ -120,6 +121,7 @@ pub fn account(
     address: &str,
     csrf: &str,
     forward: &[String],
+    reply: Option<&mailorder_directory_admin::Reply>,
     n: Option<Result<&str, &str>>,
 ) -> String {
     let csrf = escape(csrf);
@@ -141,12 +143,132 @@ pub fn account(
          <label for=\"forward\">Also send my mail to</label>\
          <textarea id=\"forward\" name=\"forward\">{fwd}</textarea>\
          <p class=\"hint\">Addresses separated by commas; empty for none. Your own mailbox keeps a copy.</p>\
-         <button type=\"submit\" id=\"forward-submit\">Save forwarding</button></form></section>",
+         <button type=\"submit\" id=\"forward-submit\">Save forwarding</button></form></section>\
+         <section class=\"card\"><h2>Autoresponder</h2>{reply}</section>",
+        reply = reply_form("/account/reply", &csrf, None, reply),
         n = note(n),
         addr = escape(address),
         fwd = escape(&forward.join(", "))
     );
     page("Your account", &body, Some((address, &csrf)))
+}
+
+/// The autoresponder form (`subject`, `start`, `end`, `body`; an empty body turns it
+/// off), posted to `action`; `address` adds an address field (the admin's form).
+/// `csrf` is already escaped.
+pub fn reply_form(
+    action: &str,
+    csrf: &str,
+    address: Option<&str>,
+    r: Option<&mailorder_directory_admin::Reply>,
+) -> String {
+    let v = |o: Option<&Option<String>>| escape(o.and_then(|x| x.as_deref()).unwrap_or(""));
+    let addr = match address {
+        Some(a) => format!(
+            "<label for=\"reply-address\">Address</label>\
+             <input type=\"email\" id=\"reply-address\" name=\"address\" value=\"{}\" required>",
+            escape(a)
+        ),
+        None => String::new(),
+    };
+    format!(
+        "<p class=\"hint\" id=\"reply-state\">{state}</p>\
+         <form method=\"post\" action=\"{action}\" id=\"reply-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">{addr}\
+         <label for=\"reply-subject\">Subject</label>\
+         <input type=\"text\" id=\"reply-subject\" name=\"subject\" value=\"{subject}\" maxlength=\"200\">\
+         <div class=\"row\"><div><label for=\"reply-start\">From (UTC day)</label>\
+         <input type=\"date\" id=\"reply-start\" name=\"start\" value=\"{start}\"></div>\
+         <div><label for=\"reply-end\">Until (UTC day)</label>\
+         <input type=\"date\" id=\"reply-end\" name=\"end\" value=\"{end}\"></div></div>\
+         <label class=\"check\"><input type=\"checkbox\" id=\"reply-anyrcpt\" name=\"anyrcpt\"{any}> \
+         Answer also mail that names the address in neither To nor Cc</label>\
+         <label for=\"reply-body\">Reply text</label>\
+         <textarea id=\"reply-body\" name=\"body\" maxlength=\"4000\">{body}</textarea>\
+         <p class=\"hint\">One reply per sender and week; never to lists, bulk mail or spam. \
+         Empty text: no autoresponder.</p>\
+         <button type=\"submit\" id=\"reply-submit\">Save autoresponder</button></form>",
+        state = if r.is_some() {
+            "The autoresponder is on."
+        } else {
+            "The autoresponder is off."
+        },
+        subject = v(r.map(|x| &x.subject)),
+        start = v(r.map(|x| &x.start)),
+        end = v(r.map(|x| &x.end)),
+        body = escape(r.map_or("", |x| x.body.as_str())),
+        any = if r.is_some_and(|x| x.any_recipient) { " checked" } else { "" },
+    )
+}
+
+/// The domains and aliases page.
+pub fn domains(
+    s: &crate::Session,
+    search: &str,
+    domains: &[(String, String, usize)],
+    aliases: &[(String, String)],
+    n: Option<&Result<String, String>>,
+) -> String {
+    let csrf = escape(&s.csrf);
+    let drows: String = domains
+        .iter()
+        .map(|(d, k, c)| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{c}</td></tr>",
+                escape(d),
+                escape(k)
+            )
+        })
+        .collect();
+    let arows: String = aliases
+        .iter()
+        .map(|(a, o)| {
+            format!(
+                "<tr><td>{a}</td><td>{o}</td><td class=\"actions\">\
+                 <form method=\"post\" action=\"/admin/unalias\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                 <input type=\"hidden\" name=\"address\" value=\"{o}\">\
+                 <input type=\"hidden\" name=\"alias\" value=\"{a}\">\
+                 <button type=\"submit\" class=\"small danger\">Remove</button></form></td></tr>",
+                a = escape(a),
+                o = escape(o)
+            )
+        })
+        .collect();
+    let body = format!(
+        "{nav}{n}<section class=\"card\"><h2>Domains</h2>\
+         <table id=\"domains\"><thead><tr><th>Domain</th><th>Kind</th><th>Accounts</th></tr></thead>\
+         <tbody>{drows}</tbody></table>\
+         <form method=\"post\" action=\"/admin/domain\" class=\"row\" id=\"domain-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"domain-name\">Add a domain</label><input type=\"text\" id=\"domain-name\" name=\"domain\" required></div>\
+         <div><label for=\"domain-kind\">Kind</label><select id=\"domain-kind\" name=\"kind\">\
+         <option value=\"local\">local: mailboxes here</option><option value=\"relay\">relay: backup MX</option></select></div>\
+         <div><button type=\"submit\" id=\"domain-submit\">Add domain</button></div></form>\
+         <p class=\"hint\">A domain is removed with useradm on the host, once it has no accounts.</p></section>\
+         <section class=\"card\"><h2>Aliases</h2>\
+         <form method=\"get\" action=\"/admin/domains\" class=\"row\" role=\"search\">\
+         <div><label for=\"q\">Search aliases and owners</label><input type=\"text\" id=\"q\" name=\"q\" value=\"{q}\"></div>\
+         <div><button type=\"submit\" id=\"search-submit\">Search</button></div></form>\
+         <p class=\"hint\" id=\"count\">{count} shown</p>\
+         <table id=\"aliases\"><thead><tr><th>Alias</th><th>Delivers to</th><th>Actions</th></tr></thead>\
+         <tbody>{arows}</tbody></table>\
+         <form method=\"post\" action=\"/admin/alias\" class=\"row\" id=\"alias-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"alias-alias\">New alias</label><input type=\"email\" id=\"alias-alias\" name=\"alias\" required></div>\
+         <div><label for=\"alias-owner\">Delivers to (an account)</label><input type=\"email\" id=\"alias-owner\" name=\"address\" required></div>\
+         <div><button type=\"submit\" id=\"alias-submit\">Add alias</button></div></form></section>",
+        nav = admin_nav("/admin/domains"),
+        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        q = escape(search),
+        count = aliases.len(),
+    );
+    page_in(
+        "wide",
+        "Domains and aliases",
+        &body,
+        Some((&s.address, &s.csrf)),
+    )
 }
 
 /// The one-time token page: the token (from the link) and a button that uses it.
@@ -173,6 +295,7 @@ pub fn admin_nav(current: &str) -> String {
         ("/admin", "Users"),
         ("/admin/activity", "Activity"),
         ("/admin/queue", "Queue"),
+        ("/admin/domains", "Domains and aliases"),
     ] {
         let cur = if path == current {
             " aria-current=\"page\""
@@ -291,7 +414,9 @@ pub fn admin(
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div><label for=\"quota-address\">Set quota: address</label><input type=\"email\" id=\"quota-address\" name=\"address\" required></div>\
          <div><label for=\"quota-mb\">Megabytes (0: none)</label><input type=\"text\" id=\"quota-mb\" name=\"megabytes\" inputmode=\"numeric\" required></div>\
-         <div><button type=\"submit\">Set quota</button></div></form></section>",
+         <div><button type=\"submit\">Set quota</button></div></form></section>\
+         <section class=\"card\"><h2>Autoresponder of a user</h2>{reply}</section>",
+        reply = reply_form("/admin/reply", &csrf, Some(""), None),
         n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
         pn = page_no + 1,
         nav = admin_nav("/admin"),

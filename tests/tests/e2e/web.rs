@@ -196,6 +196,14 @@ try:
     assert note_has("forwarding was saved")
     assert "elsewhere@example.org" in d.find_element(By.ID, "forward").get_attribute("value")
     print("forwarding saved")
+    d.find_element(By.ID, "reply-subject").send_keys("Away")
+    d.execute_script("document.getElementById('reply-end').value = '2030-01-31'")
+    d.find_element(By.ID, "reply-body").send_keys("Back in February.")
+    d.find_element(By.ID, "reply-submit").click()
+    assert note_has("autoresponder was saved")
+    assert d.find_element(By.ID, "reply-subject").get_attribute("value") == "Away"
+    assert "is on" in d.find_element(By.ID, "reply-state").text
+    print("autoresponder saved")
     d.find_element(By.CSS_SELECTOR, "header button").click()
     assert url_ends("/login")
     d.get(url + "account")
@@ -260,6 +268,7 @@ fn self_service_password_and_forwarding_in_a_browser() {
         "csrf and forged sessions refused",
         "password changed",
         "forwarding saved",
+        "autoresponder saved",
         "logged out",
         "pop3 new password ok",
         "pop3 old password refused",
@@ -269,6 +278,10 @@ fn self_service_password_and_forwarding_in_a_browser() {
     }
     let users = std::fs::read_to_string(t.root.join("directory/users")).unwrap();
     assert!(users.contains("forward=elsewhere@example.org"), "{users}");
+    assert!(
+        users.contains("reply=Subject:%20Away%0AEnd:%202030-01-31%0A%0ABack%20in%20February."),
+        "{users}"
+    );
     assert!(
         !weblog.contains(new) && !weblog.contains(&old),
         "a password in the log"
@@ -356,18 +369,41 @@ try:
     d.find_element(By.CSS_SELECTOR, "#users form[action='/admin/disable'] button").click()
     wait(lambda: "was disabled" in text_of("note"), "disable")
     print("disabled")
+    # Domains and aliases.
+    d.find_element(By.LINK_TEXT, "Domains and aliases").click()
+    d.find_element(By.ID, "domain-name").send_keys("new.test")
+    d.find_element(By.ID, "domain-submit").click()
+    wait(lambda: "new.test is served here" in text_of("note"), "domain added")
+    assert "new.test" in text_of("domains")
+    d.find_element(By.ID, "alias-alias").send_keys("sales@new.test")
+    d.find_element(By.ID, "alias-owner").send_keys("user0002@example.test")
+    d.find_element(By.ID, "alias-submit").click()
+    wait(lambda: "now delivers to user0002@example.test" in text_of("note"), "alias added")
+    d.find_element(By.ID, "q").send_keys("sales" + Keys.ENTER)
+    wait(lambda: "1 shown" in text_of("count"), "alias search")
+    shot("02-aliases")
+    print("domain and alias added")
+    d.find_element(By.ID, "alias-alias").send_keys("info@new.test")
+    d.find_element(By.ID, "alias-owner").send_keys("user0003@example.test")
+    d.find_element(By.ID, "alias-submit").click()
+    wait(lambda: "info@new.test now delivers" in text_of("note"), "second alias")
+    d.get(url + "admin/domains?q=info")
+    d.find_element(By.CSS_SELECTOR, "#aliases button").click()
+    wait(lambda: "was removed" in text_of("note"), "alias removed")
+    print("alias removed")
+    d.get(url + "admin")
     # Add a user without a password: a one-time link.
     d.find_element(By.ID, "add-address").send_keys("newbie@example.test")
     d.find_element(By.ID, "add-submit").click()
     wait(lambda: "/login/token?t=" in text_of("note"), "token link")
-    shot("02-added")
+    shot("03-added")
     link = re.search(r"https://\S+/login/token\?t=[0-9a-f]+", text_of("note")).group(0)
     print("added with link")
     d.find_element(By.CSS_SELECTOR, "header button").click()
     wait(lambda: d.current_url.endswith("/login"), "logout")
     d.delete_all_cookies()
     d.get(link)
-    shot("03-token")
+    shot("04-token")
     d.find_element(By.ID, "token-submit").click()
     wait(lambda: d.current_url.endswith("/account"), "token login")
     d.find_element(By.ID, "new").send_keys(new_pw)
@@ -438,6 +474,8 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         "admin console",
         "paged",
         "disabled",
+        "domain and alias added",
+        "alias removed",
         "added with link",
         "token login and password set",
         "token refused the second time",
@@ -457,6 +495,19 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         users
             .lines()
             .any(|l| l.starts_with("user0001@example.test") && l.contains("status=disabled"))
+    );
+    assert!(
+        users
+            .lines()
+            .any(|l| l.starts_with("user0002@example.test") && l.contains("sales@new.test")),
+        "{users}"
+    );
+    assert!(!users.contains("info@new.test"), "{users}");
+    let domains = std::fs::read_to_string(t.root.join("directory/domains")).unwrap();
+    assert!(domains.lines().any(|l| l == "new.test"), "{domains}");
+    assert!(
+        weblog.contains("action=alias target=sales@new.test result=ok"),
+        "{weblog}"
     );
 }
 
