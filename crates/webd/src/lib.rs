@@ -1217,7 +1217,9 @@ mod tests {
                 "POST",
                 "/account/reply",
                 &ck,
-                &format!("csrf={csrf}&subject=Away&start=&end=2030-01-31&body=Back%0D%0Asoon"),
+                &format!(
+                    "csrf={csrf}&subject=Away&start=&end=2030-01-31&anyrcpt=on&body=Back%0D%0Asoon"
+                ),
             ),
             "1.2.3.4",
         );
@@ -1303,7 +1305,8 @@ mod tests {
         assert_eq!(
             *writes.lock().unwrap(),
             vec![
-                b"reply\0a@example.test\0Subject: Away\nEnd: 2030-01-31\n\nBack\nsoon\0".to_vec(),
+                b"reply\0a@example.test\0Subject: Away\nEnd: 2030-01-31\nTo-Cc-Only: no\n\nBack\nsoon\0"
+                    .to_vec(),
                 b"reply\0a@example.test\0\0".to_vec(),
                 b"domain\0new.test\0relay\0".to_vec(),
                 b"alias\0user0001@example.test\0sales@example.test\0".to_vec(),

@@ -197,7 +197,11 @@ pub fn reply_form(
         start = v(r.map(|x| &x.start)),
         end = v(r.map(|x| &x.end)),
         body = escape(r.map_or("", |x| x.body.as_str())),
-        any = if r.is_some_and(|x| x.any_recipient) { " checked" } else { "" },
+        any = if r.is_some_and(|x| x.any_recipient) {
+            " checked"
+        } else {
+            ""
+        },
     )
 }
 
