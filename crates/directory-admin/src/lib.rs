@@ -103,8 +103,9 @@ pub struct Account {
     /// The autoresponder text (issue 14: `reply=` in `users`, LDAP `mailReplyText` with
     /// `deliveryMode: reply`); `None`: no autoresponder.
     pub reply: Option<String>,
-    /// Extra status words (`nopop`, `noimap`, `nosmtp`, `nojunk`): LDAP `accountStatus`
-    /// values, the file back-end's `status=` words beside `disabled`.
+    /// Extra status words (`nopop`, `noimap`, `nosmtp`, `nojunk`, and `webadmin`, the web
+    /// console's admin flag): LDAP `accountStatus` values, the file back-end's `status=`
+    /// words beside `disabled`.
     pub restrictions: Vec<String>,
 }
 
@@ -1278,7 +1279,7 @@ fn to_account(e: &SearchEntry) -> Account {
             .any(|s| s == "disabled" || s == "deleted" || s == "noaccess"),
         restrictions: status
             .into_iter()
-            .filter(|s| s.starts_with("no") && s != "noaccess")
+            .filter(|s| (s.starts_with("no") && s != "noaccess") || s == "webadmin")
             .collect(),
     }
 }

@@ -829,9 +829,12 @@ fn parse_users(
                             "nosmtp" => user.denied.push("smtp".to_owned()),
                             // Spam is not filed into Junk (issue 13).
                             "nojunk" => user.denied.push("junk".to_owned()),
+                            // The web console's admin flag (webd reads it through
+                            // directory-admin); nothing here depends on it.
+                            "webadmin" => {}
                             _ => {
                                 return Err(syntax(format!(
-                                    "status: expected active, disabled, nopop, noimap, nosmtp or nojunk, got {value:?}"
+                                    "status: expected active, disabled, nopop, noimap, nosmtp, nojunk or webadmin, got {value:?}"
                                 )));
                             }
                         }
@@ -897,6 +900,14 @@ john-doe@example.org
         assert!(
             Directory::open_at(tree(None, Some("d@x.test status=nopope\n"), None).path()).is_err()
         );
+        // See: issue #15. The web console's admin flag changes nothing here.
+        let t = tree(None, Some("e@x.test status=webadmin,nopop\n"), None);
+        let e = Directory::open_at(t.path())
+            .unwrap()
+            .lookup("e@x.test")
+            .unwrap()
+            .unwrap();
+        assert!(e.status == Status::Active && !e.may_login(Some("pop3")));
     }
 
     #[test]

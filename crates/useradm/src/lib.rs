@@ -125,9 +125,9 @@ pub struct Fields {
     #[arg(long, conflicts_with = "reply_text")]
     pub no_reply: bool,
     /// Per-service restriction (LDAP accountStatus, the files' `status=` words): nopop,
-    /// noimap, nosmtp, nojunk (spam not filed into Junk) (repeatable; replaces the list;
-    /// `none` clears it).
-    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "none"])]
+    /// noimap, nosmtp, nojunk (spam not filed into Junk), and webadmin (the web console's
+    /// admin flag) (repeatable; replaces the list; `none` clears it).
+    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "webadmin", "none"])]
     pub restrict: Vec<String>,
 }
 

@@ -33,6 +33,10 @@ pub const EXIT_CODES: &[u8] = &[mailorder_core::Exit::Temp.code()];
 
 /// The session cookie: `__Host-` pins it to this origin, path `/`, Secure.
 pub const SESSION_COOKIE: &str = "__Host-mosession";
+/// The directory's admin flag: a `status=` word in the file directory, an
+/// `accountStatus` value in LDAP (mailorder-directory-admin's `restrictions`).
+pub const ADMIN_FLAG: &str = "webadmin";
+
 /// The pre-login cookie that the login forms' CSRF token is bound to.
 pub const PRELOGIN_COOKIE: &str = "__Host-mopre";
 
@@ -101,7 +105,8 @@ pub struct Session {
     pub csrf: String,
     /// Last use.
     pub seen: Instant,
-    /// Listed in `control/webadmins` (and logged in from `control/webadminnets`).
+    /// Flagged `webadmin` in the directory or listed in `control/webadmins` (and logged in
+    /// from `control/webadminnets`).
     pub admin: bool,
 }
 
@@ -554,7 +559,10 @@ impl App {
     /// A new session for `address`, its cookie, and the way to the right page.
     fn start_session(&self, address: &str, client: &str, now: Instant) -> Response {
         let id = token(32);
-        let admin = self.cfg.admins.iter().any(|a| a == address)
+        // The directory's admin flag, or control/webadmins (the root-only override).
+        let admin = (self.cfg.admins.iter().any(|a| a == address)
+            || (self.reader)(address)
+                .is_some_and(|a| a.restrictions.iter().any(|r| r == ADMIN_FLAG)))
             && (self.cfg.admin_nets.is_empty()
                 || self.cfg.admin_nets.iter().any(|n| admin::in_net(client, n)));
         let s = Session {
@@ -1422,6 +1430,34 @@ mod tests {
         assert!(w[0].starts_with(b"add\0new@example.test\0"));
         assert_eq!(w[1], b"token\0new@example.test\x0072\0".to_vec());
         assert_eq!(w[2], b"quota\0new@example.test\x005242880\0".to_vec());
+    }
+
+    // See: issue #15
+    #[test]
+    fn the_directory_admin_flag_makes_an_admin() {
+        let mut a = app(Arc::new(Mutex::new(Vec::new())));
+        a.reader = Box::new(|addr| {
+            Some(mailorder_directory_admin::Account {
+                address: addr.to_owned(),
+                restrictions: if addr == "a@example.test" {
+                    vec!["nopop".into(), ADMIN_FLAG.into()]
+                } else {
+                    vec![]
+                },
+                ..Default::default()
+            })
+        });
+        let r = login_as(&a, "a%40example.test", "right", "127.0.0.1");
+        assert_eq!(
+            r.headers.iter().find(|(n, _)| n == "Location").unwrap().1,
+            "/admin"
+        );
+        // Still only from control/webadminnets.
+        let r = login_as(&a, "a%40example.test", "right", "10.9.9.9");
+        assert_eq!(
+            r.headers.iter().find(|(n, _)| n == "Location").unwrap().1,
+            "/account"
+        );
     }
 
     #[test]

@@ -438,7 +438,13 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
     }
     let mut t = Tree::new();
     t.control("authfaildelay", "100");
-    t.control("webadmins", "demo@example.test");
+    // The admin flag in the directory (not control/webadmins).
+    let o = t
+        .cmd("useradm")
+        .args(["modify", "demo@example.test", "--restrict", "webadmin"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let mut users = String::new();
     for i in 0..3500 {
         users.push_str(&format!("user{i:04}@example.test\n"));
