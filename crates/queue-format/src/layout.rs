@@ -6,6 +6,7 @@
 //! queue/todo/ID   envelope, complete and durable: the message is accepted
 //! queue/state/ID  dispatch's record of the message
 //! queue/lock/trigger  FIFO: queue writes one byte after each message
+//! queue/lock/sync.mess, sync.todo  queue's shared directory-fsync records (group commit)
 //! ```
 
 use std::fs::File;

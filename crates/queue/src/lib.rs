@@ -28,9 +28,10 @@ pub const EXIT_CODES: &[u8] = &[
 ];
 
 use mailorder_core::Exit;
+use mailorder_core::atomic::GroupSync;
 use mailorder_core::exit::queue as code;
 use mailorder_queue_format::envelope::{self, EnvelopeError, MAX_ENVELOPE};
-use mailorder_queue_format::{Queue, date, fsync_dir};
+use mailorder_queue_format::{Queue, date};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -211,11 +212,53 @@ fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>, expired: fn() -> !) {
     });
 }
 
+/// The directory fsyncs of `mess/` and `todo/`, shared with every other `queue` process
+/// (group commit, `mailorder_core::atomic::GroupSync`, records `queue/lock/sync.mess` and
+/// `queue/lock/sync.todo`): one `fsync` that starts after a message's rename covers it,
+/// whoever runs it. Opened once per process; the framed mode keeps them for every message.
+#[derive(Debug, Default)]
+pub(crate) struct DirSyncs {
+    mess: Option<GroupSync>,
+    todo: Option<GroupSync>,
+}
+
+impl DirSyncs {
+    /// fsync `mess/` (or have it covered), opening its syncer on first use.
+    fn mess(&mut self, q: &Queue) -> Result<bool, QueueError> {
+        let err = dir_err(QueueError::Mess);
+        sync(
+            &mut self.mess,
+            &q.mess_dir(),
+            &q.lock_dir().join("sync.mess"),
+        )
+        .map_err(err)
+    }
+
+    /// fsync `todo/` (or have it covered).
+    fn todo(&mut self, q: &Queue) -> Result<bool, QueueError> {
+        let err = dir_err(QueueError::Todo);
+        sync(
+            &mut self.todo,
+            &q.todo_dir(),
+            &q.lock_dir().join("sync.todo"),
+        )
+        .map_err(err)
+    }
+}
+
+fn sync(slot: &mut Option<GroupSync>, dir: &Path, record: &Path) -> io::Result<bool> {
+    let g = match slot {
+        Some(g) => g,
+        None => slot.insert(GroupSync::open(dir, record)?),
+    };
+    g.sync()
+}
+
 /// Queue one message: `message` read to EOF, then `envelope`. Returns the new id.
 pub fn run(cfg: &Config, message: impl Read, envelope: impl Read) -> Result<String, QueueError> {
     let pending = Arc::new(Mutex::new(Pending::default()));
     watchdog(cfg.timeout, Arc::clone(&pending), cfg.on_timeout);
-    let res = queue_message(cfg, message, envelope, &*pending);
+    let res = queue_message(cfg, message, envelope, &*pending, &mut DirSyncs::default());
     if res.is_err() {
         let mut p = match pending.lock() {
             Ok(p) => p,
@@ -245,6 +288,7 @@ fn queue_message(
     mut message: impl Read,
     envelope: impl Read,
     pending: &impl PendingSink,
+    syncs: &mut DirSyncs,
 ) -> Result<String, QueueError> {
     if !cfg.root.is_dir() {
         return Err(QueueError::Home(cfg.root.clone()));
@@ -297,7 +341,8 @@ fn queue_message(
     drop(f);
     // mess/ID's name must be durable before todo/ID can be. intd/ is not fsynced: the
     // file only passes through it, and the rename below is made durable by fsync(todo/).
-    fsync_dir(&q.mess_dir()).map_err(dir_err(QueueError::Mess))?;
+    // Both directory fsyncs are shared with the other queue processes (DirSyncs).
+    syncs.mess(q)?;
 
     // Step 3: the single atomic step. The watchdog may no longer interfere.
     pending.with(&mut |p| p.accepting = true);
@@ -305,7 +350,7 @@ fn queue_message(
     // From here the message is visible to dispatch: never remove it. If the fsync fails the
     // caller sees 66 and may retry: a duplicate is better than a loss.
     pending.with(&mut |p| p.files.clear());
-    fsync_dir(&q.todo_dir()).map_err(dir_err(QueueError::Todo))?;
+    syncs.todo(q)?;
 
     // Step 4: wake dispatch.
     trigger(&q.trigger());
@@ -412,6 +457,10 @@ mod tests {
         );
         let m = std::fs::read_to_string(cfg.queue.mess(&todo[0])).unwrap();
         assert!(m.ends_with("Subject: one\n\nbody\n"), "{m}");
+        // The directory fsyncs went through the shared records (group commit).
+        for r in ["sync.mess", "sync.todo"] {
+            assert!(cfg.queue.lock_dir().join(r).exists(), "{r}");
+        }
         assert_eq!(
             std::fs::read(cfg.queue.todo(&todo[0])).unwrap(),
             b"Fa@b\0Tc@d\0\0"
