@@ -6,7 +6,7 @@
 //! (`audit admin=… action=… target=… result=…`).
 
 use crate::http::{self, escape};
-use crate::{App, PRELOGIN_COOKIE, Request, Response, Session, pages, same, token};
+use crate::{App, Request, Response, Session, pages, same, token};
 use std::net::IpAddr;
 use std::time::Instant;
 
@@ -24,9 +24,6 @@ pub struct Row {
     /// Aliases.
     pub aliases: Vec<String>,
 }
-
-/// Rows per page.
-pub const PAGE: usize = 50;
 
 /// Every account of the directory (files or LDAP), sorted.
 pub fn list_accounts() -> Result<Vec<Row>, String> {
@@ -144,40 +141,19 @@ impl App {
         }
     }
 
-    pub(crate) fn admin_page(&self, req: &Request, client: &str) -> Response {
-        match self.admin_session(req, client) {
-            Ok(s) => self.render_admin(&s, req, None, 200),
-            Err(r) => r,
-        }
-    }
-
-    fn render_admin(
+    pub(crate) fn render_admin(
         &self,
         s: &Session,
         req: &Request,
         note: Option<Result<String, String>>,
         status: u16,
     ) -> Response {
-        let q = http::form(req.query.as_bytes());
-        let search = http::field(&q, "q")
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
-        let page: usize = http::field(&q, "page")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let (search, page) = crate::listing(req);
         let rows = match (self.lister)() {
             Ok(r) => r,
             Err(e) => {
                 log::error!("cannot list accounts: {e}");
-                return Response::html(
-                    503,
-                    pages::page(
-                        "Unavailable",
-                        "<p>The directory is not available; try again later.</p>",
-                        None,
-                    ),
-                );
+                return Response::unavailable("The directory is not available");
             }
         };
         let matching: Vec<&Row> = rows
@@ -189,13 +165,18 @@ impl App {
                     || r.forward.iter().any(|a| a.contains(&search))
             })
             .collect();
-        let total = matching.len();
-        let pages_n = total.div_ceil(PAGE).max(1);
-        let page = page.min(pages_n - 1);
-        let shown = &matching[(page * PAGE).min(total)..((page + 1) * PAGE).min(total)];
+        let (shown, page, pages_n) = crate::page_of(&matching, page);
         Response::html(
             status,
-            pages::admin(s, &search, page, pages_n, total, shown, note.as_ref()),
+            pages::admin(
+                s,
+                &search,
+                page,
+                pages_n,
+                matching.len(),
+                shown,
+                note.as_ref(),
+            ),
         )
     }
 
@@ -326,37 +307,19 @@ impl App {
 
     /// `GET /admin/domains?q=SEARCH`: the domains, and the aliases filtered by a
     /// substring of the alias or its owner.
-    pub(crate) fn domains_page(&self, req: &Request, client: &str) -> Response {
-        match self.admin_session(req, client) {
-            Ok(s) => self.render_domains(&s, req, None, 200),
-            Err(r) => r,
-        }
-    }
-
-    fn render_domains(
+    pub(crate) fn render_domains(
         &self,
         s: &Session,
         req: &Request,
         note: Option<Result<String, String>>,
         status: u16,
     ) -> Response {
-        let q = http::form(req.query.as_bytes());
-        let search = http::field(&q, "q")
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
+        let (search, _) = crate::listing(req);
         let (rows, domains) = match ((self.lister)(), (self.domains)()) {
             (Ok(r), Ok(d)) => (r, d),
             (Err(e), _) | (_, Err(e)) => {
                 log::error!("cannot read the directory: {e}");
-                return Response::html(
-                    503,
-                    pages::page(
-                        "Unavailable",
-                        "<p>The directory is not available; try again later.</p>",
-                        None,
-                    ),
-                );
+                return Response::unavailable("The directory is not available");
             }
         };
         let mut counts = std::collections::HashMap::new();
@@ -459,16 +422,11 @@ impl App {
             .unwrap_or_default()
             .trim()
             .to_owned();
-        let pre_ok = match (req.cookie(PRELOGIN_COOKIE), http::field(&form, "csrf")) {
-            (Some(c), Some(f)) => !c.is_empty() && same(&c, f),
-            _ => false,
-        };
+        let pre_ok = crate::prelogin_ok(req, &form);
         let again = |status: u16, why: &str| {
             let pre = token(16);
-            Response::html(status, pages::token_login(&pre, &t, Some(why))).with(
-                "Set-Cookie",
-                &format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict"),
-            )
+            Response::html(status, pages::token_login(&pre, &t, Some(why)))
+                .with("Set-Cookie", &crate::prelogin_cookie(&pre))
         };
         if !pre_ok {
             return again(403, "The form was stale. Please try again.");

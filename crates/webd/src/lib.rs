@@ -286,6 +286,30 @@ impl Response {
         }
     }
 
+    /// A static file of the binary (style sheet, script).
+    pub fn asset(content_type: &str, body: &'static str) -> Response {
+        Response {
+            status: 200,
+            headers: vec![(
+                "Content-Type".into(),
+                format!("{content_type}; charset=utf-8"),
+            )],
+            body: body.as_bytes().to_vec(),
+        }
+    }
+
+    /// 503: something webd relies on is not available; `what` says what, for a person.
+    pub fn unavailable(what: &str) -> Response {
+        Response::html(
+            503,
+            pages::page(
+                "Unavailable",
+                &format!("<p>{}; try again later.</p>", http::escape(what)),
+                None,
+            ),
+        )
+    }
+
     /// Add a header.
     pub fn with(mut self, name: &str, value: &str) -> Response {
         self.headers.push((name.into(), value.into()));
@@ -338,6 +362,50 @@ impl Response {
         h.push_str("\r\n");
         h.into_bytes()
     }
+}
+
+/// The pre-login cookie carrying `pre`, the token the login forms repeat.
+pub(crate) fn prelogin_cookie(pre: &str) -> String {
+    format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+/// Whether a login form (password or token) carries its pre-login cookie's token.
+pub(crate) fn prelogin_ok(req: &Request, form: &[(String, String)]) -> bool {
+    match (req.cookie(PRELOGIN_COOKIE), http::field(form, "csrf")) {
+        (Some(c), Some(f)) => !c.is_empty() && same(&c, f),
+        _ => false,
+    }
+}
+
+/// Rows per page of the admin listings (users, queue).
+pub const PAGE: usize = 50;
+
+/// The search text (`q`, trimmed, lower case) and page number (`page`, from 0) of a
+/// listing's query string.
+pub fn listing(req: &Request) -> (String, usize) {
+    let q = http::form(req.query.as_bytes());
+    (
+        http::field(&q, "q")
+            .unwrap_or_default()
+            .trim()
+            .to_lowercase(),
+        http::field(&q, "page")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0),
+    )
+}
+
+/// Page `page` of `items`, [`PAGE`] rows: the rows, the page shown (clamped to the last)
+/// and the number of pages (at least 1).
+pub fn page_of<T>(items: &[T], page: usize) -> (&[T], usize, usize) {
+    let total = items.len();
+    let pages = total.div_ceil(PAGE).max(1);
+    let page = page.min(pages - 1);
+    (
+        &items[(page * PAGE).min(total)..((page + 1) * PAGE).min(total)],
+        page,
+        pages,
+    )
 }
 
 fn session_cookie(id: &str, life: Duration) -> String {
@@ -397,6 +465,20 @@ impl App {
         Some((id, s.clone()))
     }
 
+    /// Every admin page passes here: an admin's live session, or the answer instead (the
+    /// login page, or 403 for a user who is no admin).
+    fn admin_get(
+        &self,
+        req: &Request,
+        client: &str,
+        f: impl FnOnce(&Session) -> Response,
+    ) -> Response {
+        match self.admin_session(req, client) {
+            Ok(s) => f(&s),
+            Err(r) => r,
+        }
+    }
+
     /// Whether session `id` (with CSRF token `csrf`) is still live, without counting this
     /// as a use (an open live page does not keep a session alive).
     pub fn session_alive(&self, id: &str, csrf: &str) -> bool {
@@ -430,19 +512,8 @@ impl App {
             return Response::text(403, "cross-site request refused\n");
         }
         match (get, req.path.as_str()) {
-            (true, "/static/style.css") => Response {
-                status: 200,
-                headers: vec![("Content-Type".into(), "text/css; charset=utf-8".into())],
-                body: pages::STYLE.as_bytes().to_vec(),
-            },
-            (true, "/static/activity.js") => Response {
-                status: 200,
-                headers: vec![(
-                    "Content-Type".into(),
-                    "text/javascript; charset=utf-8".into(),
-                )],
-                body: pages::ACTIVITY_JS.as_bytes().to_vec(),
-            },
+            (true, "/static/style.css") => Response::asset("text/css", pages::STYLE),
+            (true, "/static/activity.js") => Response::asset("text/javascript", pages::ACTIVITY_JS),
             (true, "/") => match self.session(req) {
                 Some(_) => Response::redirect("/account"),
                 None => Response::redirect("/login"),
@@ -469,17 +540,26 @@ impl App {
                     .strip_prefix("t=")
                     .map(|t| http::decode(t.as_bytes()))
                     .unwrap_or_default();
-                Response::html(200, pages::token_login(&pre, &t, None)).with(
-                    "Set-Cookie",
-                    &format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict"),
-                )
+                Response::html(200, pages::token_login(&pre, &t, None))
+                    .with("Set-Cookie", &prelogin_cookie(&pre))
             }
             (false, "/login/token") => self.token_login(req, client),
-            (true, "/admin") => self.admin_page(req, client),
-            (true, "/admin/activity") => self.activity_page(req, client),
-            (true, "/admin/domains") => self.domains_page(req, client),
-            (true, "/admin/queue") => self.queue_page(req, client),
-            (true, "/admin/queue/show") => self.queue_show_page(req, client),
+            (true, "/admin") => {
+                self.admin_get(req, client, |s| self.render_admin(s, req, None, 200))
+            }
+            (true, "/admin/activity") => {
+                self.admin_get(req, client, |s| Response::html(200, pages::activity(s)))
+            }
+            (true, "/admin/domains") => {
+                self.admin_get(req, client, |s| self.render_domains(s, req, None, 200))
+            }
+            (true, "/admin/queue") => {
+                self.admin_get(req, client, |s| self.render_queue(s, req, None, 200))
+            }
+            (true, "/admin/queue/show") => self.admin_get(req, client, |s| {
+                let q = http::form(req.query.as_bytes());
+                self.render_show(s, http::field(&q, "id").unwrap_or_default(), None, 200)
+            }),
             (false, p) if p.starts_with("/admin/queue/") => self.queue_action(req, client),
             (false, p) if p.starts_with("/admin/") => self.admin_action(req, client),
             (false, "/logout") => self.with_session(req, client, |s, _| {
@@ -579,18 +659,12 @@ impl App {
 
     fn login_page(&self, error: Option<&str>, status: u16) -> Response {
         let pre = token(16);
-        Response::html(status, pages::login(&pre, error)).with(
-            "Set-Cookie",
-            &format!("{PRELOGIN_COOKIE}={pre}; Path=/; Secure; HttpOnly; SameSite=Strict"),
-        )
+        Response::html(status, pages::login(&pre, error)).with("Set-Cookie", &prelogin_cookie(&pre))
     }
 
     fn login(&self, req: &Request, client: &str) -> Response {
         let form = req.form();
-        let pre_ok = match (req.cookie(PRELOGIN_COOKIE), http::field(&form, "csrf")) {
-            (Some(c), Some(f)) => !c.is_empty() && same(&c, f),
-            _ => false,
-        };
+        let pre_ok = prelogin_ok(req, &form);
         if !pre_ok {
             log::warn!("login without its CSRF token refused ip={client}");
             return self.login_page(Some("The form was stale. Please try again."), 403);
@@ -691,27 +765,42 @@ impl App {
         if let Err(why) = policy::check(&s.address, new) {
             return self.account_page(s, req, Some(Err(why)), 400);
         }
-        let mut r = b"password\0".to_vec();
-        for f in [s.address.as_bytes(), new.as_bytes()] {
-            r.extend_from_slice(f);
-            r.push(0);
-        }
-        match (self.writer)(&r) {
+        let r = admin::request("password", &s.address, new);
+        self.self_change(
+            s,
+            req,
+            client,
+            &r,
+            ("password", "password changed", ""),
+            "password",
+        )
+    }
+
+    /// One self-service change: the webd-dirwrite request, its log line (`what.1`, the
+    /// address, `what.2`), and the way back to the account page (`?done=DONE`); or the
+    /// page saying that the `what.0` could not be saved.
+    fn self_change(
+        &self,
+        s: &Session,
+        req: &Request,
+        client: &str,
+        request: &[u8],
+        what: (&str, &str, &str),
+        done: &str,
+    ) -> Response {
+        let (thing, logged, extra) = what;
+        match (self.writer)(request) {
             Ok(_) => {
-                log::info!("password changed address={} ip={client}", s.address);
-                Response::redirect("/account?done=password")
+                log::info!("{logged} address={}{extra} ip={client}", s.address);
+                Response::redirect(&format!("/account?done={done}"))
             }
             Err(e) => {
                 log::error!(
-                    "password change failed address={} ip={client}: {e}",
+                    "{thing} change failed address={} ip={client}: {e}",
                     s.address
                 );
-                self.account_page(
-                    s,
-                    req,
-                    Some(Err("The password could not be changed; try again later.")),
-                    503,
-                )
+                let why = format!("The {thing} could not be saved; try again later.");
+                self.account_page(s, req, Some(Err(&why)), 503)
             }
         }
     }
@@ -727,34 +816,12 @@ impl App {
             Ok(x) => x,
             Err(why) => return self.account_page(s, req, Some(Err(&why)), 400),
         };
-        match (self.writer)(&r) {
-            Ok(_) => {
-                log::info!(
-                    "autoresponder {} address={} ip={client}",
-                    if on { "set" } else { "off" },
-                    s.address
-                );
-                Response::redirect(if on {
-                    "/account?done=reply"
-                } else {
-                    "/account?done=noreply"
-                })
-            }
-            Err(e) => {
-                log::error!(
-                    "autoresponder change failed address={} ip={client}: {e}",
-                    s.address
-                );
-                self.account_page(
-                    s,
-                    req,
-                    Some(Err(
-                        "The autoresponder could not be saved; try again later.",
-                    )),
-                    503,
-                )
-            }
-        }
+        let (logged, done) = if on {
+            ("autoresponder set", "reply")
+        } else {
+            ("autoresponder off", "noreply")
+        };
+        self.self_change(s, req, client, &r, ("autoresponder", logged, ""), done)
     }
 
     fn set_forward(
@@ -779,33 +846,16 @@ impl App {
         if list.len() > 20 {
             return self.account_page(s, req, Some(Err("Forwarding: at most 20 addresses.")), 400);
         }
-        let mut r = b"forward\0".to_vec();
-        for f in [s.address.as_bytes(), list.join(",").as_bytes()] {
-            r.extend_from_slice(f);
-            r.push(0);
-        }
-        match (self.writer)(&r) {
-            Ok(_) => {
-                log::info!(
-                    "forwarding set address={} count={} ip={client}",
-                    s.address,
-                    list.len()
-                );
-                Response::redirect("/account?done=forward")
-            }
-            Err(e) => {
-                log::error!(
-                    "forwarding change failed address={} ip={client}: {e}",
-                    s.address
-                );
-                self.account_page(
-                    s,
-                    req,
-                    Some(Err("The forwarding could not be saved; try again later.")),
-                    503,
-                )
-            }
-        }
+        let r = admin::request("forward", &s.address, &list.join(","));
+        let count = format!(" count={}", list.len());
+        self.self_change(
+            s,
+            req,
+            client,
+            &r,
+            ("forwarding", "forwarding set", &count),
+            "forward",
+        )
     }
 }
 

@@ -69,14 +69,6 @@ impl App {
         }
     }
 
-    /// `GET /admin/activity`: the page; its script opens the event stream.
-    pub(crate) fn activity_page(&self, req: &Request, client: &str) -> Response {
-        match self.admin_session(req, client) {
-            Ok(s) => Response::html(200, crate::pages::activity(&s)),
-            Err(r) => r,
-        }
-    }
-
     /// `GET /admin/events`: write the stream to `out` until the session ends, the stream
     /// has lived [`STREAM_LIFE`] or the browser goes away.
     pub(crate) fn events(

@@ -99,6 +99,35 @@ fn note(n: Option<Result<&str, &str>>) -> String {
     }
 }
 
+/// [`note`] for the notes the admin pages carry (owned texts).
+fn note_of(n: Option<&Result<String, String>>) -> String {
+    note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str)))
+}
+
+/// The previous / next links of a listing at `base` (`/admin`, `/admin/queue`) for
+/// search `search` on page `page_no` (from 0) of `pages`.
+fn pager(base: &str, search: &str, page_no: usize, pages: usize) -> String {
+    let qs = search.replace(
+        |c: char| !c.is_ascii_alphanumeric() && !"@.-_+".contains(c),
+        "",
+    );
+    let link = |p: usize, text: &str, id: &str| {
+        format!(
+            "<a id=\"{id}\" href=\"{base}?q={}&amp;page={p}\">{text}</a>",
+            escape(&qs)
+        )
+    };
+    let mut o = String::from("<div class=\"pager\">");
+    if page_no > 0 {
+        o.push_str(&link(page_no - 1, "← Previous", "prev"));
+    }
+    if page_no + 1 < pages {
+        o.push_str(&link(page_no + 1, "Next →", "next"));
+    }
+    o.push_str("</div>");
+    o
+}
+
 /// The login page; `pre` is the pre-login CSRF token (also in a cookie).
 pub fn login(pre: &str, error: Option<&str>) -> String {
     let body = format!(
@@ -263,7 +292,7 @@ pub fn domains(
          <div><label for=\"alias-owner\">Delivers to (an account)</label><input type=\"email\" id=\"alias-owner\" name=\"address\" required></div>\
          <div><button type=\"submit\" id=\"alias-submit\">Add alias</button></div></form></section>",
         nav = admin_nav("/admin/domains"),
-        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        n = note_of(n),
         q = escape(search),
         count = aliases.len(),
     );
@@ -374,26 +403,7 @@ pub fn admin(
 ) -> String {
     let csrf = escape(&s.csrf);
     let q = escape(search);
-    let qs = search.replace(
-        |c: char| !c.is_ascii_alphanumeric() && !"@.-_+".contains(c),
-        "",
-    );
-    let link = |p: usize, text: &str, id: &str| {
-        format!(
-            "<a id=\"{id}\" href=\"/admin?q={}&amp;page={p}\">{text}</a>",
-            escape(&qs)
-        )
-    };
-    let prev = if page_no > 0 {
-        link(page_no - 1, "← Previous", "prev")
-    } else {
-        String::new()
-    };
-    let next = if page_no + 1 < pages {
-        link(page_no + 1, "Next →", "next")
-    } else {
-        String::new()
-    };
+    let pager = pager("/admin", search, page_no, pages);
     let table: String = rows
         .iter()
         .map(|r| crate::admin::row_html(r, &s.csrf))
@@ -413,7 +423,7 @@ pub fn admin(
          <div><button type=\"submit\" id=\"search-submit\">Search</button></div></form>\
          <p class=\"hint\" id=\"count\">{total} matching, page {pn} of {pages}</p>\
          <table id=\"users\"><thead><tr><th>Address</th><th>Status</th><th>Quota</th><th>Forwarding</th><th>Actions</th></tr></thead>\
-         <tbody>{table}</tbody></table><div class=\"pager\">{prev}{next}</div>\
+         <tbody>{table}</tbody></table>{pager}\
          <form method=\"post\" action=\"/admin/quota\" class=\"row\" id=\"quota-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div><label for=\"quota-address\">Set quota: address</label><input type=\"email\" id=\"quota-address\" name=\"address\" required></div>\
@@ -421,7 +431,7 @@ pub fn admin(
          <div><button type=\"submit\">Set quota</button></div></form></section>\
          <section class=\"card\"><h2>Autoresponder of a user</h2>{reply}</section>",
         reply = reply_form("/admin/reply", &csrf, Some(""), None),
-        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        n = note_of(n),
         pn = page_no + 1,
         nav = admin_nav("/admin"),
     );
@@ -456,26 +466,7 @@ pub fn queue_list(
     n: Option<&Result<String, String>>,
 ) -> String {
     use crate::queue::age;
-    let qs = search.replace(
-        |c: char| !c.is_ascii_alphanumeric() && !"@.-_+<>".contains(c),
-        "",
-    );
-    let link = |p: usize, text: &str, id: &str| {
-        format!(
-            "<a id=\"{id}\" href=\"/admin/queue?q={}&amp;page={p}\">{text}</a>",
-            escape(&qs)
-        )
-    };
-    let prev = if page_no > 0 {
-        link(page_no - 1, "← Previous", "prev")
-    } else {
-        String::new()
-    };
-    let next = if page_no + 1 < pages {
-        link(page_no + 1, "Next →", "next")
-    } else {
-        String::new()
-    };
+    let pager = pager("/admin/queue", search, page_no, pages);
     let table: String = rows
         .iter()
         .map(|e| {
@@ -500,7 +491,7 @@ pub fn queue_list(
          <p class=\"hint\" id=\"count\">{total} matching, page {pn} of {pages}</p>\
          <table id=\"queue\"><thead><tr><th>Id</th><th>Age</th><th>Bytes</th><th>Sender</th>\
          <th>Pending</th><th>Actions</th></tr></thead><tbody>{table}</tbody></table>\
-         <div class=\"pager\">{prev}{next}</div></section>\
+         {pager}</section>\
          <section class=\"card\"><h2>Flush a domain</h2>\
          <form method=\"post\" action=\"/admin/queue/flush\" class=\"row\" id=\"flush-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -510,7 +501,7 @@ pub fn queue_list(
          <p class=\"hint\">Every pending recipient in the domain is tried at once, whatever its back-off \
          (the primary is back after a backup-MX period).</p></section>",
         nav = admin_nav("/admin/queue"),
-        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        n = note_of(n),
         q = escape(search),
         pn = page_no + 1,
         csrf = escape(&s.csrf),
@@ -576,7 +567,7 @@ pub fn queue_show(
          <th>Last result</th></tr></thead><tbody>{rcpts}</tbody></table>\
          <p><a href=\"/admin/queue\">Back to the queue</a></p></section>",
         nav = admin_nav("/admin/queue"),
-        n = note(n.map(|r| r.as_ref().map(String::as_str).map_err(String::as_str))),
+        n = note_of(n),
         idh = escape(id),
         buttons = queue_buttons(&s.csrf, id),
     );

@@ -128,9 +128,6 @@ pub fn parse_show(text: &str) -> Detail {
     d
 }
 
-/// Rows per page of the queue list.
-pub const PAGE: usize = 50;
-
 /// A duration in the largest whole unit: `42 s`, `5 min`, `3 h`, `2 d`.
 pub fn age(s: u64) -> String {
     match s {
@@ -176,28 +173,14 @@ impl crate::App {
 
     /// `GET /admin/queue?q=SEARCH&page=N`: the queued messages, oldest first, filtered
     /// by a substring of the id or the sender.
-    pub(crate) fn queue_page(&self, req: &Request, client: &str) -> Response {
-        match self.admin_session(req, client) {
-            Ok(s) => self.render_queue(&s, req, None, 200),
-            Err(r) => r,
-        }
-    }
-
-    fn render_queue(
+    pub(crate) fn render_queue(
         &self,
         s: &Session,
         req: &Request,
         note: Option<Result<String, String>>,
         status: u16,
     ) -> Response {
-        let q = http::form(req.query.as_bytes());
-        let search = http::field(&q, "q")
-            .unwrap_or_default()
-            .trim()
-            .to_lowercase();
-        let page: usize = http::field(&q, "page")
-            .and_then(|p| p.parse().ok())
-            .unwrap_or(0);
+        let (search, page) = crate::listing(req);
         let all = match self.queue_request("list", "") {
             Some((0, out)) => parse_list(&out),
             _ => return unavailable(),
@@ -210,28 +193,21 @@ impl crate::App {
                     || e.sender.to_lowercase().contains(&search)
             })
             .collect();
-        let total = matching.len();
-        let pages_n = total.div_ceil(PAGE).max(1);
-        let page = page.min(pages_n - 1);
-        let shown = &matching[(page * PAGE).min(total)..((page + 1) * PAGE).min(total)];
+        let (shown, page, pages_n) = crate::page_of(&matching, page);
         Response::html(
             status,
-            crate::pages::queue_list(s, &search, (page, pages_n, total), shown, note.as_ref()),
+            crate::pages::queue_list(
+                s,
+                &search,
+                (page, pages_n, matching.len()),
+                shown,
+                note.as_ref(),
+            ),
         )
     }
 
     /// `GET /admin/queue/show?id=ID`: one message's envelope and recipients.
-    pub(crate) fn queue_show_page(&self, req: &Request, client: &str) -> Response {
-        let s = match self.admin_session(req, client) {
-            Ok(s) => s,
-            Err(r) => return r,
-        };
-        let q = http::form(req.query.as_bytes());
-        let id = http::field(&q, "id").unwrap_or_default().to_owned();
-        self.render_show(&s, &id, None, 200)
-    }
-
-    fn render_show(
+    pub(crate) fn render_show(
         &self,
         s: &Session,
         id: &str,
@@ -344,14 +320,7 @@ pub fn valid_domain(s: &str) -> bool {
 }
 
 fn unavailable() -> Response {
-    Response::html(
-        503,
-        crate::pages::page(
-            "Unavailable",
-            "<p>The queue cannot be read now; try again later.</p>",
-            None,
-        ),
-    )
+    Response::unavailable("The queue cannot be read now")
 }
 
 fn not_queued(s: &Session, id: &str) -> Response {
