@@ -1298,3 +1298,97 @@ fn ldap_autoresponder_and_srs_forward_set_by_useradm() {
     wait_for("the queue to empty", 60, || t.queue_entries("mess") == 0);
     assert_eq!(sink.messages().len(), 3, "no reply to bob");
 }
+
+const WEB_LOGIN_PY: &str = r#"
+import sys, ssl, http.client
+port, addr, pw = sys.argv[1:4]
+ctx = ssl._create_unverified_context()
+c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=30, context=ctx)
+c.request("GET", "/login")
+r = c.getresponse(); r.read()
+pre = [v.split(";")[0].split("=", 1)[1] for k, v in r.getheaders() if k.lower() == "set-cookie"][0]
+c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=30, context=ctx)
+body = "csrf=%s&address=%s&password=%s" % (pre, addr.replace("@", "%40"), pw.replace(" ", "+"))
+c.request("POST", "/login", body=body, headers={"Cookie": "__Host-mopre=" + pre,
+          "Content-Type": "application/x-www-form-urlencoded"})
+r = c.getresponse(); r.read()
+print(r.status, r.getheader("Location"))
+"#;
+
+// See: issue #15. The web console's admin flag as an LDAP accountStatus value: set by
+// useradm, kept by a later modify, and read by webd at login.
+#[test]
+fn ldap_webadmin_flag_makes_a_web_console_admin() {
+    let name = "ldap_webadmin_flag_makes_a_web_console_admin";
+    if !is_root() {
+        return skip(name, "needs root to run slapd from a private directory");
+    }
+    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
+        if !have(c) {
+            return skip(
+                name,
+                &format!("{c} not installed (scripts/install-test-deps)"),
+            );
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("mailorder-ldap")
+        .tempdir()
+        .unwrap();
+    let master = Slapd::new(tmp.path(), "master", None);
+    let mut t = Tree::new();
+    configure(&t, &[&master], &master);
+    t.control("authfaildelay", "100");
+    for (who, flag) in [("boss@example.test", true), ("staff@example.test", false)] {
+        let (code, _, err) = useradm(
+            &t,
+            &["add", who, "--password-stdin"],
+            "a long web password\n",
+        );
+        assert_eq!(code, 0, "{err}");
+        if flag {
+            let (code, _, err) = useradm(&t, &["modify", who, "--restrict", "webadmin"], "");
+            assert_eq!(code, 0, "{err}");
+        }
+    }
+    // A modify that does not name --restrict keeps the flag.
+    let (code, _, err) = useradm(
+        &t,
+        &["modify", "boss@example.test", "--quota-size", "1000000"],
+        "",
+    );
+    assert_eq!(code, 0, "{err}");
+    let (_, shown, _) = useradm(&t, &["show", "boss@example.test"], "");
+    assert!(
+        shown.contains("\trestrict=webadmin") && shown.contains("\tquota_size=1000000"),
+        "{shown}"
+    );
+    // webd logs in through checkpassword-file, which execs checkpassword-ldap.
+    if is_root() {
+        t.setuid_root_copy("checkpassword-ldap");
+    } else {
+        std::fs::create_dir_all(t.root.join("bin")).unwrap();
+        std::fs::copy(
+            bin("checkpassword-ldap"),
+            t.root.join("bin/checkpassword-ldap"),
+        )
+        .unwrap();
+    }
+    let (port, log) = super::web::start_webd(&mut t);
+    for (who, want) in [
+        ("boss@example.test", "303 /admin"),
+        ("staff@example.test", "303 /account"),
+    ] {
+        let o = mailorder_tests::python(
+            WEB_LOGIN_PY,
+            &[&port.to_string(), who, "a long web password"],
+        );
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(
+            out.trim() == want,
+            "{who}: {out} {}\n{}",
+            String::from_utf8_lossy(&o.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+}
