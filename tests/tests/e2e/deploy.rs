@@ -580,10 +580,11 @@ fn runbook_deploying_as_written() {
         .spawn()
         .unwrap();
     let _svscan = Svscan(svscan, scan.clone());
-    for port in [25, 587, 465, 110, 995, 143, 993] {
+    for port in [25, 587, 465, 110, 995, 143, 993, 8443] {
         wait_listening(&ip, port, 30);
     }
     let checks = sh(&edit(&blocks[1]), dir.path(), &env);
+    assert!(checks.contains("web 200"), "the web console:\n{checks}");
     assert!(
         checks.contains("subject=CN = mail.example.org"),
         "the installed certificate is served:\n{checks}"
@@ -601,13 +602,14 @@ fn runbook_deploying_as_written() {
 
     // Every program under its own uid, with its groups; the logs run as molog.
     let names = check_procs(&prefix.join("bin"));
-    for p in ["dispatch", "listen"] {
+    for p in ["dispatch", "listen", "webd"] {
         assert!(names.iter().any(|n| n == p), "{p} not running: {names:?}");
     }
     let molog = id_of(&["-u", "molog"]);
     let end = Instant::now() + Duration::from_secs(20);
     for svc in [
         "dispatch",
+        "webd",
         "smtpd",
         "submission",
         "smtps",
@@ -783,7 +785,7 @@ fn systemd_units_verify_rate_and_serve() {
         .map(|e| e.file_name().to_string_lossy().to_string())
         .collect();
     files.sort();
-    assert_eq!(files.len(), 15, "{files:?}");
+    assert_eq!(files.len(), 16, "{files:?}");
     let out = Command::new("systemd-analyze")
         .args(["verify", "--man=no"])
         .args(&files)
