@@ -49,6 +49,42 @@ pub struct Report {
     pub removed: u64,
     /// Things skipped, with the reason (a folder, a message).
     pub skipped: Vec<String>,
+    /// Where to tell the admin side how far the copy is (fd 0, a socket; progress.rs).
+    pub progress: Option<std::sync::Arc<fs::File>>,
+    /// What was told so far (copied, bytes) and when.
+    told: (u64, u64, Option<std::time::Instant>),
+}
+
+impl Report {
+    fn say(&self, line: &str) {
+        if let Some(f) = &self.progress {
+            // Best effort: a run without a listener (a worker started by hand) goes on.
+            let _ = (&**f).write_all(line.as_bytes());
+        }
+    }
+
+    /// `n` more messages to copy were found.
+    fn todo(&self, n: usize) {
+        if n > 0 {
+            self.say(&crate::progress::todo_line(n as u64));
+        }
+    }
+
+    /// Tell what was copied since the last time: at once with `now`, else at most
+    /// twice a second.
+    fn tick(&mut self, now: bool) {
+        let due = self
+            .told
+            .2
+            .is_none_or(|t| t.elapsed() >= Duration::from_millis(500));
+        if (now || due) && (self.copied, self.bytes) != (self.told.0, self.told.1) {
+            self.say(&crate::progress::copied_line(
+                self.copied - self.told.0,
+                self.bytes - self.told.1,
+            ));
+            self.told = (self.copied, self.bytes, Some(std::time::Instant::now()));
+        }
+    }
 }
 
 /// Maildir letters and keywords of an IMAP flag list.
@@ -556,6 +592,7 @@ fn folder(
         .collect();
     let listed = all.as_ref().map_or(exists, |a| a.len() as u64);
     rep.present += listed.saturating_sub(missing.len() as u64);
+    rep.todo(missing.len());
     let mut copied_here = 0u64;
     let mut incomplete = false;
     for chunk in missing.chunks(CHUNK) {
@@ -588,6 +625,7 @@ fn folder(
                     copied_here += 1;
                     here.insert(f.uid, u);
                     got.insert(f.uid);
+                    rep.tick(false);
                 }
                 Err(e) => failure = Some(MoveError::Write(dir.clone(), e)),
             }
@@ -606,6 +644,7 @@ fn folder(
                 if d.ok() { "no body" } else { d.text.as_str() }
             ));
         }
+        rep.tick(true);
         log::info!(
             "progress user={} folder={dest} copied={copied_here}/{} bytes={}",
             job.label,
@@ -759,6 +798,7 @@ pub fn pop3_inbox(
         .filter(|(_, u)| !here.contains_key(&uidl_key(u)))
         .collect();
     rep.present += (list.len() - missing.len()) as u64;
+    rep.todo(missing.len());
     let mut copied_here = 0u64;
     for chunk in missing.chunks(CHUNK) {
         for (n, u) in chunk {
@@ -784,9 +824,11 @@ pub fn pop3_inbox(
             rep.copied += 1;
             copied_here += 1;
             here.insert(uidl_key(u), base);
+            rep.tick(false);
         }
         mailorder_core::atomic::fsync_dir(&dir.join("cur"))
             .map_err(|e| MoveError::Write(dir.clone(), e))?;
+        rep.tick(true);
         log::info!(
             "progress user={} folder=INBOX copied={copied_here}/{} bytes={}",
             job.label,

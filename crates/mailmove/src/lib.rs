@@ -19,6 +19,7 @@ pub mod copy;
 pub mod imap;
 pub mod names;
 pub mod pop3;
+pub mod progress;
 pub mod tls;
 
 use clap::Parser;
@@ -211,6 +212,10 @@ pub struct Cli {
     /// Network timeout, seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// When standard error is not a terminal: a progress line every this many seconds
+    /// (on a terminal a bar is redrawn in place).
+    #[arg(long, default_value_t = 30)]
+    pub progress_interval: u64,
 }
 
 /// One user's work, as the admin side hands it to a worker (text0 records on fd 0).
@@ -670,9 +675,10 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
     out.flush()
         .map_err(|e| MoveError::Temp(format!("report: {e}")))?;
     let total = jobs.len();
-    let mut running: Vec<(Child, String)> = Vec::new();
+    let mut running: Vec<Running> = Vec::new();
     let mut done = 0usize;
     let mut queue = jobs.into_iter();
+    let mut view = View::new(total, cli.progress_interval);
     loop {
         while running.len() < cli.parallel.max(1) {
             let Some((job, uid, gid, _)) = queue.next() else {
@@ -687,51 +693,177 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                 ),
                 None => Stdio::inherit(),
             };
-            let child = start_worker(&job, uid, gid, csv_out)?;
-            log::info!(
+            let (child, sock) = start_worker(&job, uid, gid, csv_out)?;
+            view.tally.started += 1;
+            view.log(format_args!(
                 "start user={} ({}/{total})",
                 job.label,
                 done + running.len() + 1
-            );
-            running.push((child, job.label));
+            ));
+            running.push(Running {
+                child,
+                label: job.label,
+                sock,
+                buf: Vec::new(),
+            });
         }
         if running.is_empty() {
             break;
         }
-        // Wait for any worker to end (they are our only children).
-        let st = match nix::sys::wait::wait() {
-            Ok(s) => s,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(MoveError::Temp(format!("wait: {e}"))),
-        };
-        use nix::sys::wait::WaitStatus;
-        let (pid, class) = match st {
-            WaitStatus::Exited(p, 0) => (p, Exit::Ok),
-            WaitStatus::Exited(p, 100) => (p, Exit::Perm),
-            WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) => (p, Exit::Temp),
-            _ => continue,
-        };
-        if let Some(i) = running
-            .iter()
-            .position(|(c, _)| c.id() == pid.as_raw().unsigned_abs())
+        // What the workers tell (progress.rs), for at most a quarter of a second.
         {
-            let (_, label) = running.swap_remove(i);
-            done += 1;
-            note(&mut worst, class);
-            log::info!("end user={label} status={} ({done}/{total})", class.code());
+            use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+            use std::os::fd::AsFd;
+            let mut fds: Vec<PollFd> = running
+                .iter()
+                .map(|r| PollFd::new(r.sock.as_fd(), PollFlags::POLLIN))
+                .collect();
+            let _ = poll(&mut fds, PollTimeout::from(250u16));
         }
+        for r in &mut running {
+            r.read(&mut view.tally);
+        }
+        // Reap the workers that ended (they are our only children).
+        loop {
+            use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+            let st = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(nix::errno::Errno::ECHILD) => break,
+                Ok(s) => s,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(MoveError::Temp(format!("wait: {e}"))),
+            };
+            let (pid, class) = match st {
+                WaitStatus::Exited(p, 0) => (p, Exit::Ok),
+                WaitStatus::Exited(p, 100) => (p, Exit::Perm),
+                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) => (p, Exit::Temp),
+                _ => continue,
+            };
+            if let Some(i) = running
+                .iter()
+                .position(|r| r.child.id() == pid.as_raw().unsigned_abs())
+            {
+                let mut r = running.swap_remove(i);
+                r.read(&mut view.tally);
+                done += 1;
+                view.tally.done += 1;
+                note(&mut worst, class);
+                view.log(format_args!(
+                    "end user={} status={} ({done}/{total})",
+                    r.label,
+                    class.code()
+                ));
+            }
+        }
+        view.show(false);
     }
+    view.show(true);
     Ok(worst.code())
 }
 
-fn start_worker(job: &Job, uid: u32, gid: u32, out: Stdio) -> Result<Child, MoveError> {
+/// A worker at work: its process, its label, its end of the fd-0 socket and what it
+/// told that is not a whole line yet.
+struct Running {
+    child: Child,
+    label: String,
+    sock: std::os::unix::net::UnixStream,
+    buf: Vec<u8>,
+}
+
+impl Running {
+    /// Read what the worker told (non-blocking) into `tally`.
+    fn read(&mut self, tally: &mut progress::Tally) {
+        let mut b = [0u8; 4096];
+        // A bounded number of reads: a chatty worker does not hold the loop.
+        for _ in 0..16 {
+            match self.sock.read(&mut b) {
+                Ok(0) => break,
+                Ok(n) => {
+                    self.buf.extend_from_slice(&b[..n]);
+                    tally.feed(&mut self.buf);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// The operator's view: a bar redrawn on a terminal, else a log line every interval.
+struct View {
+    tally: progress::Tally,
+    start: std::time::Instant,
+    last: std::time::Instant,
+    tty: bool,
+    every: Duration,
+    drawn: bool,
+}
+
+impl View {
+    fn new(users: usize, every_secs: u64) -> View {
+        use std::io::IsTerminal;
+        let now = std::time::Instant::now();
+        View {
+            tally: progress::Tally {
+                users: users as u64,
+                ..Default::default()
+            },
+            start: now,
+            last: now,
+            tty: io::stderr().is_terminal(),
+            every: Duration::from_secs(every_secs),
+            drawn: false,
+        }
+    }
+
+    /// A log line, the bar cleared first on a terminal.
+    fn log(&mut self, args: std::fmt::Arguments<'_>) {
+        if self.drawn {
+            eprint!("\r\x1b[K");
+            self.drawn = false;
+        }
+        log::info!("{args}");
+    }
+
+    /// The progress now: on a terminal at most five times a second (and a last time with
+    /// a line end at the end); else a log line every interval, and one at the end.
+    fn show(&mut self, end: bool) {
+        let now = std::time::Instant::now();
+        let elapsed = now - self.start;
+        if self.tty {
+            if end || now - self.last >= Duration::from_millis(200) {
+                eprint!(
+                    "\r\x1b[K{} {}{}",
+                    self.tally.bar(20),
+                    self.tally.line(elapsed, true),
+                    if end { "\n" } else { "" }
+                );
+                self.drawn = !end;
+                self.last = now;
+            }
+        } else if end || now - self.last >= self.every {
+            log::info!("{}", self.tally.line(elapsed, false));
+            self.last = now;
+        }
+    }
+}
+
+/// Start a worker for `job`: fd 0 is a socket on which it reads the job (until the
+/// admin side shuts its writing half) and then tells its progress (progress.rs).
+fn start_worker(
+    job: &Job,
+    uid: u32,
+    gid: u32,
+    out: Stdio,
+) -> Result<(Child, std::os::unix::net::UnixStream), MoveError> {
     let prog = mailorder_core::root::program("mailmove");
+    let (mine, theirs) = std::os::unix::net::UnixStream::pair()
+        .map_err(|e| MoveError::Temp(format!("socketpair: {e}")))?;
     let mut c = Command::new(&prog);
     c.arg("--worker")
         .arg(uid.to_string())
         .arg(gid.to_string())
         .env_clear()
-        .stdin(Stdio::piped())
+        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(out)
         .stderr(Stdio::inherit());
     for k in [
@@ -744,14 +876,17 @@ fn start_worker(job: &Job, uid: u32, gid: u32, out: Stdio) -> Result<Child, Move
             c.env(k, v);
         }
     }
-    let mut child = c
+    let child = c
         .spawn()
         .map_err(|e| MoveError::Temp(format!("cannot run {}: {e}", prog.display())))?;
-    if let Some(mut i) = child.stdin.take() {
-        // A worker that died before reading shows in its status.
-        let _ = i.write_all(&job.encode());
-    }
-    Ok(child)
+    // Our copy of the worker's end went with `c`; a worker that died before reading
+    // shows in its status.
+    drop(c);
+    let mut w = &mine;
+    let _ = w.write_all(&job.encode());
+    let _ = mine.shutdown(std::net::Shutdown::Write);
+    let _ = mine.set_nonblocking(true);
+    Ok((child, mine))
 }
 
 /// The worker's entry: `--worker UID GID` (argv after argv\[0\]). Switches first, then
@@ -780,6 +915,15 @@ pub fn worker(args: &[OsString]) -> u8 {
         log::error!("reading the job: {e}");
         return Exit::Temp.code();
     }
+    // fd 0 is a socket from the admin side: the progress goes back on it.
+    let progress = {
+        use std::os::fd::AsFd;
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .ok()
+            .map(|fd| std::sync::Arc::new(std::fs::File::from(fd)))
+    };
     let job = match Job::decode(&input) {
         Ok(j) => j,
         Err(e) => {
@@ -788,6 +932,7 @@ pub fn worker(args: &[OsString]) -> u8 {
         }
     };
     let mut rep = copy::Report::default();
+    rep.progress = progress;
     let mut result = work(&job, &mut rep);
     if let Err(e) = update_quota(&job, &rep) {
         log::warn!("user={} {e}", job.label);

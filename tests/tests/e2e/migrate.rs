@@ -745,6 +745,7 @@ fn dovecot_pop3_source_uidls_kept_for_mpop() {
             &fp,
         ])
         .args(["--source", &format!("127.0.0.1:{}", dv.pop3_port)])
+        .args(["--progress-interval", "0"])
         .arg("--users")
         .arg(work.join("users.csv"))
         .arg("--csv")
@@ -757,6 +758,16 @@ fn dovecot_pop3_source_uidls_kept_for_mpop() {
     let row = report.lines().last().unwrap();
     let f: Vec<&str> = row.split(',').collect();
     assert_eq!((f[2], f[4], f[9]), ("ok", "5", "0"), "{report}\n{log}");
+    // Not a terminal: progress as plain log lines, the last one the totals.
+    let last = log
+        .lines()
+        .rfind(|l| l.starts_with("mailmove: info: progress users="))
+        .unwrap_or_else(|| panic!("{log}"));
+    assert!(
+        last.starts_with("mailmove: info: progress users=1/1 messages=5/5 bytes="),
+        "{log}"
+    );
+    assert!(!log.contains('\r'), "{log}");
     // maildirsize: the directory's quota, the messages counted.
     let usage = |t: &Tree| {
         let text = std::fs::read_to_string(t.maildir("carol").join("maildirsize")).unwrap();
@@ -843,6 +854,30 @@ P.quit()
         stdout.contains("carol@example.test,carol@example.test,ok,1,0,0,6,0,0,0,"),
         "{stdout}"
     );
+    // On a terminal (script(1) gives it one): the bar, redrawn in place.
+    if have("script") {
+        let mut c = mailmove(&t, &[]);
+        pass2(&mut c);
+        let line: Vec<String> = std::iter::once(c.get_program().to_owned())
+            .chain(c.get_args().map(|a| a.to_owned()))
+            .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
+            .collect();
+        let mut s = Command::new("script");
+        s.args(["-qec", &line.join(" "), "/dev/null"]).env_clear();
+        for (k, v) in c.get_envs() {
+            if let Some(v) = v {
+                s.env(k, v);
+            }
+        }
+        let out = s.stdin(Stdio::null()).output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{text}");
+        assert!(
+            text.contains("\r\x1b[K[####################] users 2/2 | messages 0/0 |"),
+            "{text}"
+        );
+        assert!(text.contains("| ETA "), "{text}");
+    }
 }
 
 /// Appends to the source (Dovecot, by IMAP) until the stop file exists; prints how many.
