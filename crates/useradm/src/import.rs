@@ -28,6 +28,9 @@ pub struct Report {
     pub domains: usize,
     /// (line, reason) of each refused record.
     pub bad: Vec<(usize, String)>,
+    /// Accounts of the file left without a password (the export had no usable hash and
+    /// no plain password): they need the self-service password page (issue 16).
+    pub needs_password: Vec<String>,
 }
 
 impl Report {
@@ -41,7 +44,11 @@ impl Report {
             self.unchanged,
             self.domains,
             self.bad.len()
-        )
+        ) + &if self.needs_password.is_empty() {
+            String::new()
+        } else {
+            format!(" needs_password={}", self.needs_password.len())
+        }
     }
 }
 
@@ -312,6 +319,9 @@ pub fn import(
             bad(&mut report, out, r.line, e.to_string());
             continue;
         }
+        if acct.password.is_none() {
+            report.needs_password.push(acct.address.clone());
+        }
         match &existing {
             Some(old) if *old == acct => report.unchanged += 1,
             Some(_) => {
@@ -427,6 +437,21 @@ eve@x.test,Eve,bob@x.test,,,
             before,
             std::fs::read(t.path().join("directory/passwd")).unwrap()
         );
+    }
+
+    // See: issue #16
+    #[test]
+    fn accounts_left_without_a_password_are_listed() {
+        let t = tree();
+        let mut store = Store::open(t.path()).unwrap();
+        let csv = "address,password\nh@x.test,pw\nn@x.test,\n";
+        let r = import(&mut store, csv, Scheme::Ssha512, false, &mut Vec::new()).unwrap();
+        assert_eq!(r.needs_password, ["n@x.test"]);
+        assert!(r.summary(false).ends_with("bad=0 needs_password=1"));
+        // Still listed on the next run, until the user has chosen one.
+        let mut store = Store::open(t.path()).unwrap();
+        let r = import(&mut store, csv, Scheme::Ssha512, false, &mut Vec::new()).unwrap();
+        assert_eq!((r.unchanged, r.needs_password.len()), (2, 1));
     }
 
     #[test]

@@ -218,6 +218,14 @@ pub enum Cmd {
         /// Hash scheme for plain-text passwords.
         #[arg(long, value_enum, default_value = "crypt")]
         scheme: Scheme,
+        /// For each account left without a password: a one-time set-password link of the
+        /// web console at this base URL (`https://mail.example.org`), issued through
+        /// webd-dirwrite (each run replaces the account's earlier links).
+        #[arg(long)]
+        links: Option<String>,
+        /// How long the links are valid, hours (1–2160).
+        #[arg(long, default_value_t = 72, requires = "links")]
+        link_hours: u32,
     },
 }
 
@@ -523,7 +531,12 @@ fn run_inner(
                 say(out, format!("compiled {n} users into directory/users.cdb"));
             }
         }
-        Cmd::Import { file, scheme } => {
+        Cmd::Import {
+            file,
+            scheme,
+            links,
+            link_hours,
+        } => {
             let text = if file == "-" {
                 let mut s = String::new();
                 input
@@ -535,6 +548,20 @@ fn run_inner(
                     .map_err(|e| AdminError::Invalid(format!("{file}: {e}")))?
             };
             let report = import::import(&mut store, &text, *scheme, dry, out)?;
+            drop(store);
+            for a in &report.needs_password {
+                match links {
+                    Some(base) if !dry => {
+                        let token = one_time_token(a, *link_hours)?;
+                        let base = base.trim_end_matches('/');
+                        say(
+                            out,
+                            format!("needs-password {a} {base}/login/token?t={token}"),
+                        );
+                    }
+                    _ => say(out, format!("needs-password {a}")),
+                }
+            }
             say(out, report.summary(dry));
             return Ok(if report.bad.is_empty() {
                 0
@@ -544,6 +571,37 @@ fn run_inner(
         }
     }
     Ok(mailorder_core::Exit::Ok.code())
+}
+
+/// A one-time login token for `address` through webd-dirwrite, the one program that
+/// writes them (`token` request; it prints the token).
+fn one_time_token(address: &str, hours: u32) -> Result<String, AdminError> {
+    use std::process::{Command, Stdio};
+    let prog = mailorder_core::root::program("webd-dirwrite");
+    let mut c = Command::new(&prog)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .map_err(|source| AdminError::Write {
+            path: prog.clone(),
+            source,
+        })?;
+    if let Some(mut i) = c.stdin.take() {
+        let _ = i.write_all(format!("token\0{address}\0{hours}\0").as_bytes());
+    }
+    let out = c.wait_with_output().map_err(|source| AdminError::Write {
+        path: prog.clone(),
+        source,
+    })?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !out.status.success() || token.is_empty() || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // A temporary failure: the import itself is done and idempotent; rerun it.
+        return Err(AdminError::Write {
+            path: prog,
+            source: std::io::Error::other(format!("no token for {address} ({})", out.status)),
+        });
+    }
+    Ok(token)
 }
 
 fn kind_name(k: DomainKind) -> &'static str {

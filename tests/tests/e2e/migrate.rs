@@ -1071,3 +1071,77 @@ M.logout()
     let out = cmp(true);
     assert!(out.contains(&format!("EXTRA {sent}")), "{out}");
 }
+
+// See: issue #16
+/// The old system's export has hashes for some users only: `useradm import --links`
+/// imports them and prints a one-time set-password link of the web console for each
+/// account left without a password (the token stored by webd-dirwrite, as the console's
+/// own links are).
+#[test]
+fn import_gives_users_without_a_hash_a_set_password_link() {
+    let t = Tree::new();
+    let csv = t.root.join("export.csv");
+    std::fs::write(
+        &csv,
+        "email,name,password_hash\nhas@example.test,Has,{SSHA}hDwGV0E3FMx2VRFIdXO0nYGzDXNpNm5wLWlidEM=\nnone@example.test,None,\n",
+    )
+    .unwrap();
+    let out = t
+        .cmd("useradm")
+        .arg("import")
+        .arg(&csv)
+        .args(["--links", "https://mail.example.test/"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("needs-password "))
+        .unwrap_or_else(|| panic!("{text}"));
+    let (addr, link) = line["needs-password ".len()..].split_once(' ').unwrap();
+    assert_eq!(addr, "none@example.test");
+    let token = link
+        .strip_prefix("https://mail.example.test/login/token?t=")
+        .unwrap_or_else(|| panic!("{link}"));
+    assert!(
+        text.lines()
+            .last()
+            .unwrap()
+            .ends_with("bad=0 needs_password=1"),
+        "{text}"
+    );
+    assert_eq!(text.matches("needs-password").count(), 1, "{text}");
+    // The token the console will accept: its SHA-256 and the address, in webtokens.
+    let digest = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            use std::io::Write;
+            c.stdin.take().unwrap().write_all(token.as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let digest = String::from_utf8_lossy(&digest.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_owned();
+    let tokens = std::fs::read_to_string(t.root.join("directory/webtokens")).unwrap();
+    assert!(
+        tokens.contains(&format!("{digest} none@example.test ")),
+        "{tokens}"
+    );
+    // useradm show says who still needs a password.
+    let out = t
+        .cmd("useradm")
+        .args(["show", "none@example.test"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("password=none"));
+}
