@@ -39,6 +39,8 @@ pub struct Cli {
 pub enum Command {
     /// One line per message: ID SIZE AGE-SECONDS SENDER NRCPTS-PENDING (tab-separated).
     List,
+    /// One line per pending recipient: ID ADDRESS (tab-separated), oldest message first.
+    Rcpts,
     /// Totals: messages, todo, recipients-pending, oldest-seconds.
     Stat,
     /// The envelope and per-recipient status of one message.
@@ -335,6 +337,16 @@ pub fn list<W: Write>(queue: &Queue, now: u64, out: &mut W) -> Result<(), QError
     Ok(())
 }
 
+/// `rcpts`: one `ID\tADDRESS` line per pending recipient, in `list` order.
+pub fn rcpts<W: Write>(queue: &Queue, out: &mut W) -> Result<(), QError> {
+    for e in scan(queue)? {
+        for r in e.rcpts.iter().filter(|r| r.pending) {
+            writeln!(out, "{}\t{}", e.id, r.address)?;
+        }
+    }
+    Ok(())
+}
+
 /// `stat`: four `name N` lines.
 pub fn stat<W: Write>(queue: &Queue, now: u64, out: &mut W) -> Result<(), QError> {
     let all = scan(queue)?;
@@ -448,6 +460,7 @@ pub fn run<W: Write>(cmd: &Command, queue: &Queue, out: &mut W) -> u8 {
     let now = mailorder_queue_format::date::unix_now();
     let r = match cmd {
         Command::List => list(queue, now, out).map(|()| true),
+        Command::Rcpts => rcpts(queue, out).map(|()| true),
         Command::Stat => stat(queue, now, out).map(|()| true),
         Command::Show { id } => show(queue, id, now, out),
         Command::Retry { id } => id_request(queue, "retry", id),
@@ -539,6 +552,16 @@ mod tests {
              995.000002.12\t5\t104\ts@x.test\t2\n\
              1000.000001.10\t6\t100\ta@x.test\t2\n"
         );
+    }
+
+    // See: issue #15
+    #[test]
+    fn rcpts_lines() {
+        let (_t, q) = sample();
+        let out = text(|w| rcpts(&q, w));
+        assert_eq!(out.lines().count(), 5, "{out}");
+        assert!(out.lines().all(|l| l.split('\t').count() == 2), "{out}");
+        assert!(out.starts_with("990.000001.11\t"), "{out}");
     }
 
     #[test]

@@ -31,6 +31,8 @@ pub enum Request {
     Stat,
     /// `list\0\0`: `qadmin list`.
     List,
+    /// `rcpts\0\0`: `qadmin rcpts`.
+    Rcpts,
     /// `show\0ID\0`: `qadmin show ID`.
     Show(String),
     /// `retry\0ID\0`: `qadmin retry ID`.
@@ -47,6 +49,7 @@ impl Request {
         let (c, a) = match self {
             Request::Stat => ("stat", ""),
             Request::List => ("list", ""),
+            Request::Rcpts => ("rcpts", ""),
             Request::Show(i) => ("show", i.as_str()),
             Request::Retry(i) => ("retry", i.as_str()),
             Request::Remove(i) => ("remove", i.as_str()),
@@ -93,9 +96,10 @@ pub fn parse(raw: &[u8]) -> Result<Request, String> {
         }
     };
     match cmd {
-        "stat" | "list" if !arg.is_empty() => Err(format!("{cmd} takes no argument")),
+        "stat" | "list" | "rcpts" if !arg.is_empty() => Err(format!("{cmd} takes no argument")),
         "stat" => Ok(Request::Stat),
         "list" => Ok(Request::List),
+        "rcpts" => Ok(Request::Rcpts),
         "show" => id(Request::Show),
         "retry" => id(Request::Retry),
         "remove" => id(Request::Remove),
@@ -148,6 +152,7 @@ mod tests {
     fn requests() {
         assert_eq!(parse(b"stat\0\0"), Ok(Request::Stat));
         assert_eq!(parse(b"list\0\0"), Ok(Request::List));
+        assert_eq!(parse(b"rcpts\0\0").unwrap().argv(), ["rcpts"]);
         assert_eq!(
             parse(b"show\x001700000000.123456.42\0").unwrap().argv(),
             ["show", "1700000000.123456.42"]

@@ -1127,6 +1127,12 @@ mod tests {
                      rcpt\tpending\t1\t1700000600\tbob@far.test\t421 <try> later\n"
                         .into(),
                 ),
+                ("rcpts", _) => (
+                    0,
+                    "1700000000.1.1\tbob@far.test\n1700000001.2.2\tx@y.test\n\
+                     1700000001.2.2\tcarol@other.test\n"
+                        .into(),
+                ),
                 ("stat", _) => (
                     0,
                     "messages 2\ntodo 0\nrecipients-pending 3\noldest-seconds 4000\n".into(),
@@ -1158,6 +1164,11 @@ mod tests {
         let page = body(a.handle(&req("GET", "/admin/queue", &ck, ""), "127.0.0.1"));
         assert!(
             page.contains("2 matching") && page.contains("1 h"),
+            "{page}"
+        );
+        let page = body(a.handle(&req("GET", "/admin/queue?q=carol", &ck, ""), "127.0.0.1"));
+        assert!(
+            page.contains("1 matching") && page.contains("1700000001.2.2"),
             "{page}"
         );
         let page = body(a.handle(&req("GET", "/admin/queue?q=ANN", &ck, ""), "127.0.0.1"));
@@ -1207,7 +1218,9 @@ mod tests {
         );
         assert_eq!(r.status, 400);
         assert!(
-            calls.lock().unwrap()[n..].iter().all(|(c, _)| c == "list"),
+            calls.lock().unwrap()[n..]
+                .iter()
+                .all(|(c, _)| c == "list" || c == "rcpts"),
             "nothing asked of the queue"
         );
         let r = a.handle(
@@ -1243,7 +1256,7 @@ mod tests {
         let c = calls.lock().unwrap();
         let asked: Vec<_> = c[n..]
             .iter()
-            .filter(|(c, _)| c != "list" && c != "show")
+            .filter(|(c, _)| c != "list" && c != "rcpts" && c != "show")
             .collect();
         assert_eq!(
             asked,

@@ -471,9 +471,22 @@ pub fn queue_list(
         .iter()
         .map(|e| {
             let id = escape(&e.id);
+            let mut to = e
+                .rcpts
+                .iter()
+                .take(3)
+                .map(|r| escape(r))
+                .collect::<Vec<_>>()
+                .join("<br>");
+            if e.rcpts.len() > 3 {
+                to.push_str(&format!(
+                    "<br><span class=\"hint\">and {} more</span>",
+                    e.rcpts.len() - 3
+                ));
+            }
             format!(
                 "<tr><td><a href=\"/admin/queue/show?id={id}\">{id}</a></td><td>{}</td><td>{}</td>\
-                 <td>{}</td><td>{}</td><td class=\"actions\">{}</td></tr>",
+                 <td>{}</td><td>{}</td><td>{to}</td><td class=\"actions\">{}</td></tr>",
                 age(e.age),
                 e.size,
                 escape(&e.sender),
@@ -485,12 +498,12 @@ pub fn queue_list(
     let body = format!(
         "{nav}{n}<section class=\"card\"><h2>Queue</h2>\
          <form method=\"get\" action=\"/admin/queue\" class=\"row\" role=\"search\">\
-         <div><label for=\"q\">Search ids and senders</label>\
+         <div><label for=\"q\">Search ids, senders and recipients</label>\
          <input type=\"text\" id=\"q\" name=\"q\" value=\"{q}\"></div>\
          <div><button type=\"submit\" id=\"search-submit\">Search</button></div></form>\
          <p class=\"hint\" id=\"count\">{total} matching, page {pn} of {pages}</p>\
          <table id=\"queue\"><thead><tr><th>Id</th><th>Age</th><th>Bytes</th><th>Sender</th>\
-         <th>Pending</th><th>Actions</th></tr></thead><tbody>{table}</tbody></table>\
+         <th>Pending</th><th>To</th><th>Actions</th></tr></thead><tbody>{table}</tbody></table>\
          {pager}</section>\
          <section class=\"card\"><h2>Flush a domain</h2>\
          <form method=\"post\" action=\"/admin/queue/flush\" class=\"row\" id=\"flush-form\">\

@@ -45,6 +45,8 @@ pub struct Entry {
     pub sender: String,
     /// Recipients still pending.
     pub pending: u64,
+    /// Their addresses (`qadmin rcpts`), when read.
+    pub rcpts: Vec<String>,
 }
 
 /// `qadmin list`: `ID SIZE AGE SENDER PENDING`, tab-separated.
@@ -61,6 +63,7 @@ pub fn parse_list(text: &str) -> Vec<Entry> {
                 age: f[2].parse().ok()?,
                 sender: f[3].to_owned(),
                 pending: f[4].parse().ok()?,
+                rcpts: Vec::new(),
             })
         })
         .collect()
@@ -172,7 +175,7 @@ impl crate::App {
     }
 
     /// `GET /admin/queue?q=SEARCH&page=N`: the queued messages, oldest first, filtered
-    /// by a substring of the id or the sender.
+    /// by a substring of the id, the sender or a pending recipient.
     pub(crate) fn render_queue(
         &self,
         s: &Session,
@@ -181,16 +184,28 @@ impl crate::App {
         status: u16,
     ) -> Response {
         let (search, page) = crate::listing(req);
-        let all = match self.queue_request("list", "") {
+        let mut all = match self.queue_request("list", "") {
             Some((0, out)) => parse_list(&out),
             _ => return unavailable(),
         };
+        // The pending recipients (a message may have gone between the two reads: it has
+        // none then).
+        if let Some((0, out)) = self.queue_request("rcpts", "") {
+            let mut by_id: std::collections::HashMap<&str, Vec<String>> = Default::default();
+            for (id, a) in out.lines().filter_map(|l| l.split_once('\t')) {
+                by_id.entry(id).or_default().push(a.to_owned());
+            }
+            for e in &mut all {
+                e.rcpts = by_id.remove(e.id.as_str()).unwrap_or_default();
+            }
+        }
         let matching: Vec<&Entry> = all
             .iter()
             .filter(|e| {
                 search.is_empty()
                     || e.id.contains(&search)
                     || e.sender.to_lowercase().contains(&search)
+                    || e.rcpts.iter().any(|r| r.to_lowercase().contains(&search))
             })
             .collect();
         let (shown, page, pages_n) = crate::page_of(&matching, page);

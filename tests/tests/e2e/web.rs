@@ -799,6 +799,11 @@ try:
     q.send_keys("carol" + Keys.ENTER)
     wait(lambda: "1 matching" in text_of("count"), "search")
     print("searched")
+    q = d.find_element(By.ID, "q")
+    q.clear()
+    q.send_keys("bob@far" + Keys.ENTER)
+    wait(lambda: "1 matching" in text_of("count") and "bob@far.test" in text_of("queue"), "recipient search")
+    print("searched by recipient")
     d.find_element(By.CSS_SELECTOR, "#queue tbody a").click()
     wait(lambda: "carol@example.test" in text_of("f-sender"), "envelope")
     path = d.current_url.split("/", 3)[3]
@@ -878,6 +883,7 @@ fn queue_page_retries_flushes_and_removes_through_dispatch() {
     for want in [
         "listed",
         "searched",
+        "searched by recipient",
         "envelope and recipient status",
         "retried",
         "flushed",
