@@ -869,6 +869,120 @@ pub fn pop3_inbox(
     Ok(())
 }
 
+/// Keep the POP3 UIDLs of an INBOX copied over IMAP: the source's POP3 listing (`p`) and
+/// its IMAP INBOX (`c`) are paired message by message, in order (a POP3 maildrop is the
+/// INBOX in sequence order, on Dovecot, Courier and Cyrus), and only when both have as
+/// many messages and every pair the same size; then each copy of ours gets its UIDL in
+/// `pop3d.uidl`. Anything else is skipped and reported (pop3d then answers its own
+/// UIDLs, and POP3 clients download the INBOX once more).
+pub fn imap_uidls(
+    c: &mut Client,
+    p: &mut crate::pop3::Pop3,
+    store: &Store,
+    rep: &mut Report,
+) -> Result<(), MoveError> {
+    let skip = |rep: &mut Report, why: &str| rep.skipped.push(format!("POP3 UIDLs: {why}"));
+    let uidls = match p.uidl() {
+        Ok(u) => u,
+        Err(MoveError::Vanished(why)) => {
+            skip(rep, &why);
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let sizes = p.list()?;
+    let (d, v) = c.simple(&[Arg::Raw("EXAMINE INBOX")])?;
+    if !d.ok() {
+        skip(rep, "EXAMINE INBOX refused");
+        return Ok(());
+    }
+    let uv = v
+        .iter()
+        .filter_map(|r| r.code())
+        .find_map(|code| {
+            let (k, n) = code.split_once(' ')?;
+            k.eq_ignore_ascii_case("UIDVALIDITY")
+                .then(|| n.parse::<u32>().ok())?
+        })
+        .unwrap_or(0);
+    // Sequence number → (UID, size).
+    let mut imap: BTreeMap<u64, (u32, u64)> = BTreeMap::new();
+    let d = c.run(&[Arg::Raw("FETCH 1:* (UID RFC822.SIZE)")], |r| {
+        if r.tag != "*" || r.word(1) != "FETCH" {
+            return Ok(());
+        }
+        let Ok(n) = r.word(0).parse::<u64>() else {
+            return Ok(());
+        };
+        let vals = r.values()?;
+        let Some(Val::List(items)) = vals.get(2) else {
+            return Ok(());
+        };
+        let (mut uid, mut size) = (0u32, 0u64);
+        for kv in items.chunks(2) {
+            match (
+                kv[0].text().map(|k| k.to_ascii_uppercase()).as_deref(),
+                kv.get(1),
+            ) {
+                (Some("UID"), Some(v)) => {
+                    uid = v.num().and_then(|n| n.try_into().ok()).unwrap_or(0)
+                }
+                (Some("RFC822.SIZE"), Some(v)) => size = v.num().unwrap_or(0),
+                _ => {}
+            }
+        }
+        imap.insert(n, (uid, size));
+        Ok(())
+    })?;
+    if !d.ok() && !imap.is_empty() {
+        skip(rep, "FETCH refused");
+        return Ok(());
+    }
+    let pop_sizes: HashMap<u32, u64> = sizes.into_iter().collect();
+    let paired = uidls.len() == imap.len()
+        && uidls
+            .iter()
+            .zip(imap.iter())
+            .all(|((n, _), (seq, (_, size)))| {
+                u64::from(*n) == *seq && pop_sizes.get(n) == Some(size)
+            });
+    if !paired {
+        skip(
+            rep,
+            "the POP3 and IMAP listings of the INBOX differ: not kept",
+        );
+        return Ok(());
+    }
+    let uid_uidl: HashMap<u32, &str> = uidls
+        .iter()
+        .zip(imap.values())
+        .map(|((_, u), (uid, _))| (*uid, u.as_str()))
+        .collect();
+    let fo = store.folder("INBOX").map_err(MoveError::Store)?;
+    let dir = fo.dir().to_owned();
+    let md = mailorder_maildir::Maildir::open(&dir).map_err(|e| MoveError::Store(e.into()))?;
+    let mut kept =
+        mailorder_maildir::uidl::load(&dir).map_err(|e| MoveError::Write(dir.clone(), e))?;
+    let mut map: Vec<(String, String)> = Vec::new();
+    for e in md.scan().map_err(|e| MoveError::Store(e.into()))? {
+        let from_source = ours(&e.base)
+            .filter(|(v, _)| *v == uv)
+            .and_then(|(_, u)| uid_uidl.get(&u));
+        match from_source {
+            Some(u) if mailorder_maildir::uidl::valid(u) => {
+                map.push((e.base.clone(), (*u).to_owned()))
+            }
+            _ => {
+                if let Some(u) = kept.remove(&e.base) {
+                    map.push((e.base.clone(), u));
+                }
+            }
+        }
+    }
+    mailorder_maildir::uidl::store(&dir, map.iter().map(|(b, u)| (b.as_str(), u.as_str())))
+        .map_err(|e| MoveError::Store(e.into()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

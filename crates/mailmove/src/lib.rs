@@ -212,6 +212,10 @@ pub struct Cli {
     /// Network timeout, seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// IMAP source: also log in to its POP3 service on this port (same host, TLS and
+    /// login) and keep each INBOX message's UIDL for pop3d, paired with its UID.
+    #[arg(long, value_name = "PORT")]
+    pub pop3_uidls: Option<u16>,
     /// When standard error is not a terminal: a progress line every this many seconds
     /// (on a terminal a bar is redrawn in place).
     #[arg(long, default_value_t = 30)]
@@ -253,6 +257,8 @@ pub struct Job {
     pub delete: bool,
     /// Network timeout, seconds.
     pub timeout: u64,
+    /// The source's POP3 port, to keep the INBOX's UIDLs (0: not asked).
+    pub pop3_uidls: u16,
 }
 
 impl Job {
@@ -292,6 +298,7 @@ impl Job {
         rec(b'Q', self.quota.as_bytes());
         rec(b'X', if self.delete { b"1" } else { b"0" });
         rec(b'O', self.timeout.to_string().as_bytes());
+        rec(b'Y', self.pop3_uidls.to_string().as_bytes());
         out
     }
 
@@ -326,6 +333,7 @@ impl Job {
                 b'Q' => j.quota = text(v)?,
                 b'X' => j.delete = v == b"1",
                 b'O' => j.timeout = text(v)?.parse().map_err(|_| bad())?,
+                b'Y' => j.pop3_uidls = text(v)?.parse().map_err(|_| bad())?,
                 _ => return Err(bad()),
             }
         }
@@ -669,6 +677,7 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
             quota: user.quota.clone().unwrap_or_default(),
             delete: cli.delete,
             timeout: cli.timeout,
+            pop3_uidls: cli.pop3_uidls.unwrap_or(0),
         };
         jobs.push((job, user.uid, user.gid, u.dest.clone()));
     }
@@ -1044,9 +1053,9 @@ type Connection = (
 
 /// The connection to the source, with TLS from the first byte when asked; and the TLS
 /// settings for STARTTLS/STLS.
-fn connect(job: &Job) -> Result<Connection, MoveError> {
+fn connect(job: &Job, port: u16) -> Result<Connection, MoveError> {
     let timeout = Duration::from_secs(job.timeout.max(1));
-    let tcp = tls::connect(&job.host, job.port, timeout)?;
+    let tcp = tls::connect(&job.host, port, timeout)?;
     let cfg = if job.tls == 'n' {
         None
     } else {
@@ -1060,8 +1069,9 @@ fn connect(job: &Job) -> Result<Connection, MoveError> {
 }
 
 /// A POP3 source: log in, copy the INBOX, QUIT (never DELE).
-fn work_pop3(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
-    let (stream, cfg) = connect(job)?;
+/// A POP3 session on `port` of the source, logged in as the job says.
+fn pop3_login(job: &Job, port: u16) -> Result<pop3::Pop3, MoveError> {
+    let (stream, cfg) = connect(job, port)?;
     let mut p = pop3::Pop3::new(stream)?;
     if let (Some(cfg), 's') = (&cfg, job.tls) {
         if let Err(e) = p.cmd(b"STLS")? {
@@ -1085,6 +1095,11 @@ fn work_pop3(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
     if let Err(e) = answer {
         return Err(MoveError::Login(e));
     }
+    Ok(p)
+}
+
+fn work_pop3(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
+    let mut p = pop3_login(job, job.port)?;
     let store = open_store(job)?;
     copy::pop3_inbox(&mut p, store.as_ref(), job, rep)?;
     let _ = p.cmd(b"QUIT");
@@ -1095,7 +1110,7 @@ fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
     if job.proto == 'p' {
         return work_pop3(job, rep);
     }
-    let (stream, cfg) = connect(job)?;
+    let (stream, cfg) = connect(job, job.port)?;
     let (mut c, _) = imap::Client::new(stream)?;
     if let (Some(cfg), 's') = (&cfg, job.tls) {
         let (d, _) = c.simple(&[imap::Arg::Raw("STARTTLS")])?;
@@ -1138,6 +1153,21 @@ fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
     c.capability()?;
     let store = open_store(job)?;
     copy::user(&mut c, store.as_ref(), job, rep)?;
+    if job.pop3_uidls > 0
+        && let Some(st) = &store
+    {
+        // The INBOX's POP3 UIDLs, paired with its IMAP UIDs (copy::imap_uidls).
+        match pop3_login(job, job.pop3_uidls) {
+            Ok(mut p) => {
+                copy::imap_uidls(&mut c, &mut p, st, rep)?;
+                let _ = p.cmd(b"QUIT");
+            }
+            Err(e @ (MoveError::Login(_) | MoveError::Vanished(_))) => {
+                rep.skipped.push(format!("POP3 UIDLs: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
     let _ = c.simple(&[imap::Arg::Raw("LOGOUT")]);
     Ok(())
 }
@@ -1165,6 +1195,7 @@ mod tests {
             quota: "1000S,10C".into(),
             delete: true,
             timeout: 5,
+            pop3_uidls: 110,
         };
         assert_eq!(Job::decode(&j.encode()).unwrap(), j);
         assert!(Job::decode(b"Zx\0").is_err());

@@ -169,6 +169,23 @@ impl Pop3 {
         Ok(out)
     }
 
+    /// LIST: (message number, size) of every message.
+    pub fn list(&mut self) -> Result<Vec<(u32, u64)>, MoveError> {
+        if let Err(e) = self.cmd(b"LIST")? {
+            return Err(MoveError::Protocol(format!("LIST refused: {e}")));
+        }
+        let b = self.multi()?;
+        let mut out = Vec::new();
+        for l in String::from_utf8_lossy(&b).lines() {
+            let mut w = l.split_whitespace();
+            if let (Some(Ok(n)), Some(Ok(s))) = (w.next().map(str::parse), w.next().map(str::parse))
+            {
+                out.push((n, s));
+            }
+        }
+        Ok(out)
+    }
+
     /// RETR n: the message (CRLF line ends, dot-unstuffed), or the server's refusal.
     pub fn retr(&mut self, n: u32) -> Result<Result<Vec<u8>, String>, MoveError> {
         match self.cmd(format!("RETR {n}").as_bytes())? {

@@ -688,7 +688,11 @@ fn dovecot_pop3_source_uidls_kept_for_mpop() {
         );
     }
     let user = "carol@example.test";
-    let dv = Dovecot::start(&[(user, "carolpw"), ("olddemo", "demopw")]);
+    let dv = Dovecot::start(&[
+        (user, "carolpw"),
+        ("olddemo", "demopw"),
+        ("erin@example.test", "erinpw"),
+    ]);
     let out = run_py(POP_POPULATE, &[&dv.port.to_string(), user, "carolpw", "5"]);
     assert!(out.contains("POPULATED"), "{out}");
     let mut t = Tree::new();
@@ -878,6 +882,36 @@ P.quit()
         );
         assert!(text.contains("| ETA "), "{text}");
     }
+
+    // An account copied over IMAP keeps its POP3 UIDLs too: --pop3-uidls pairs the
+    // source's POP3 listing with its IMAP INBOX.
+    let erin = "erin@example.test";
+    run_py(POP_POPULATE, &[&dv.port.to_string(), erin, "erinpw", "4"]);
+    t.add_user(erin, "", "erinpw2");
+    std::fs::write(work.join("erin.csv"), format!("{erin},,erinpw\n")).unwrap();
+    let out = mailmove(&t, &[])
+        .args(["--source", &format!("127.0.0.1:{}", dv.port)])
+        .args(["--tls", "starttls", "--insecure", "--pop3-uidls", &dp])
+        .arg("--users")
+        .arg(work.join("erin.csv"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{erin},{erin},ok,1,4,")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.trim_end().ends_with(",0,"),
+        "nothing skipped: {stdout}"
+    );
+    let out = run_py(POP_COMPARE, &[&dp, erin, "erinpw", &op, erin, "erinpw2"]);
+    assert!(out.contains("SAME 4"), "{out}");
 }
 
 /// Appends to the source (Dovecot, by IMAP) until the stop file exists; prints how many.
