@@ -417,6 +417,35 @@ impl Store {
         }
     }
 
+    /// Remove a domain that no account or alias uses any more; `false` when there was
+    /// none. Refused ([`AdminError::Exists`]) while an address in it is in use.
+    pub fn remove_domain(&mut self, domain: &str) -> Result<bool, AdminError> {
+        let d = valid_domain(domain)?;
+        if let Some(a) = self.address_in(&d)? {
+            return Err(AdminError::Exists(format!(
+                "domain {d} is still used by {a}"
+            )));
+        }
+        match self {
+            Store::File(f) => Ok(f.remove_domain(&d)),
+            Store::Ldap(l) => l.remove_domain(&d),
+        }
+    }
+
+    /// An address (primary or alias) of any account in domain `d`, if one is left.
+    fn address_in(&mut self, d: &str) -> Result<Option<String>, AdminError> {
+        let suffix = format!("@{d}");
+        let all = match self {
+            Store::File(f) => f.all(),
+            Store::Ldap(l) => l.using(d)?,
+        };
+        Ok(all.into_iter().find_map(|a| {
+            std::iter::once(a.address)
+                .chain(a.aliases)
+                .find(|x| x.ends_with(&suffix))
+        }))
+    }
+
     /// Accounts whose primary address is in `domain`, sorted.
     pub fn list(&mut self, domain: &str) -> Result<Vec<Account>, AdminError> {
         let d = valid_domain(domain)?;
@@ -811,6 +840,34 @@ impl FileStore {
             None => self.domain_lines.push(line),
         }
         self.domains.insert(d.to_owned(), kind);
+        self.dirty[2] = true;
+        true
+    }
+
+    /// Every account of the file.
+    fn all(&self) -> Vec<Account> {
+        self.users
+            .iter()
+            .filter_map(|l| match l {
+                Line::User(a, _) => self.get(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn remove_domain(&mut self, d: &str) -> bool {
+        if self.domains.remove(d).is_none() {
+            return false;
+        }
+        self.domain_lines.retain(|l| {
+            l.split_once('#')
+                .map_or(l.as_str(), |(a, _)| a)
+                .split_whitespace()
+                .next()
+                .map(norm_domain)
+                .as_deref()
+                != Some(d)
+        });
         self.dirty[2] = true;
         true
     }
@@ -1212,6 +1269,39 @@ impl LdapStore {
             0 => Ok(true),
             68 => Ok(false),
             rc => Err(self.err(format!("add {dn}: rc={rc}"))),
+        }
+    }
+
+    /// The accounts with an address or an alias in domain `d`.
+    fn using(&mut self, d: &str) -> Result<Vec<Account>, AdminError> {
+        let d = escape_filter(d);
+        let filter =
+            format!("(&(objectClass=mailorderUser)(|(mail=*@{d})(mailAlternateAddress=*@{d})))");
+        Ok(self
+            .search(&filter, ldap::USER_ATTRS)?
+            .iter()
+            .map(to_account)
+            .collect())
+    }
+
+    fn remove_domain(&mut self, d: &str) -> Result<bool, AdminError> {
+        let t = self.cfg.timeout;
+        let found = self.search(
+            &format!(
+                "(&(objectClass=mailorderDomain)(mailDomain={}))",
+                escape_filter(d)
+            ),
+            &["mailDomain"],
+        )?;
+        let Some(e) = found.first() else {
+            return Ok(false);
+        };
+        let dn = e.dn.clone();
+        let r = self.master()?.with_timeout(t).delete(&dn);
+        match self.check(r, "delete domain")? {
+            0 => Ok(true),
+            32 => Ok(false),
+            rc => Err(self.err(format!("delete {dn}: rc={rc}"))),
         }
     }
 

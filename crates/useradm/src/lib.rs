@@ -189,10 +189,10 @@ pub enum Cmd {
     },
     /// Add or list domains.
     Domain {
-        /// add or list.
-        #[arg(value_parser = ["add", "list"])]
+        /// add, remove or list.
+        #[arg(value_parser = ["add", "remove", "list"])]
         action: String,
-        /// The domain (for add).
+        /// The domain (for add and remove).
         domain: Option<String>,
         /// Accept for relaying only (backup MX).
         #[arg(long)]
@@ -484,6 +484,19 @@ fn run_inner(
                 for (d, k) in store.domains()? {
                     say(out, format!("{d}\t{}", kind_name(k)));
                 }
+            } else if action == "remove" {
+                let d = domain.as_deref().ok_or_else(|| {
+                    AdminError::Invalid("domain remove: which domain?".to_owned())
+                })?;
+                let d = mailorder_directory_admin::valid_domain(d)?;
+                if !store.domains()?.iter().any(|(x, _)| *x == d) {
+                    return Err(AdminError::NotFound(format!("domain {d}")));
+                }
+                if !dry {
+                    store.remove_domain(&d)?;
+                    store.commit()?;
+                }
+                say(out, format!("{would}remove domain {d}"));
             } else {
                 let d = domain
                     .as_deref()

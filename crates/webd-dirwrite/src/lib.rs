@@ -55,6 +55,8 @@ pub enum Request {
     Unalias(String, String),
     /// `domain\0DOMAIN\0local|relay\0`: add a domain (or change its kind).
     Domain(String, DomainKind),
+    /// `undomain\0DOMAIN\0\0`: remove a domain no address uses any more.
+    Undomain(String),
 }
 
 /// The longest autoresponder text accepted.
@@ -129,7 +131,8 @@ impl Request {
             | Request::Reply(a, _)
             | Request::Alias(a, _)
             | Request::Unalias(a, _)
-            | Request::Domain(a, _) => a,
+            | Request::Domain(a, _)
+            | Request::Undomain(a) => a,
         }
     }
 
@@ -147,6 +150,7 @@ impl Request {
             Request::Alias(..) => "alias",
             Request::Unalias(..) => "unalias",
             Request::Domain(..) => "domain",
+            Request::Undomain(..) => "undomain",
         }
     }
 }
@@ -175,6 +179,14 @@ pub fn parse(data: &[u8]) -> Result<Request, AdminError> {
     };
     let addr = std::str::from_utf8(addr).map_err(|_| invalid("address not UTF-8"))?;
     let text = || std::str::from_utf8(value).map_err(|_| invalid("value not UTF-8"));
+    if *cmd == b"undomain" {
+        let d = mailorder_directory_admin::valid_domain(addr)?;
+        return if value.is_empty() {
+            Ok(Request::Undomain(d))
+        } else {
+            Err(invalid("undomain takes no value"))
+        };
+    }
     if *cmd == b"domain" {
         let d = mailorder_directory_admin::valid_domain(addr)?;
         return match *value {
@@ -310,6 +322,12 @@ pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
         store.add_domain(d, *kind)?;
         return store.commit().map(|()| None);
     }
+    if let Request::Undomain(d) = req {
+        if !store.remove_domain(d)? {
+            return Err(AdminError::NotFound(format!("domain {d}")));
+        }
+        return store.commit().map(|()| None);
+    }
     match req {
         Request::Add(a, pw) => {
             if store.owner_of(a)?.is_some() {
@@ -383,7 +401,10 @@ pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
             }
             store.put(&acct, false)?;
         }
-        Request::Token(..) | Request::UseToken(..) | Request::Domain(..) => {}
+        Request::Token(..)
+        | Request::UseToken(..)
+        | Request::Domain(..)
+        | Request::Undomain(..) => {}
     }
     store.commit()?;
     Ok(None)
@@ -602,5 +623,17 @@ mod reply_alias_domain {
         assert_eq!(go(b"domain\0../x\0local\0"), 100);
         assert_eq!(go(b"domain\0x.test\0other\0"), 100);
         assert_eq!(go(b"alias\0a@example.test\0info@new.test\0"), 0);
+        // A domain goes only once nothing uses it.
+        assert_eq!(go(b"undomain\0new.test\0\0"), 100);
+        assert_eq!(go(b"unalias\0a@example.test\0info@new.test\0"), 0);
+        assert_eq!(go(b"undomain\0new.test\0\0"), 0);
+        assert_eq!(go(b"undomain\0new.test\0\0"), 100);
+        assert_eq!(go(b"undomain\0example.test\0\0"), 100);
+        assert_eq!(go(b"undomain\0backup.test\0x\0"), 100);
+        let domains = std::fs::read_to_string(d.join("domains")).unwrap();
+        assert!(
+            !domains.contains("new.test") && domains.contains("example.test"),
+            "{domains}"
+        );
     }
 }

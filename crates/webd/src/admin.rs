@@ -186,7 +186,7 @@ impl App {
             Err(r) => return r,
         };
         let action = req.path.trim_start_matches("/admin/");
-        if ["domain", "alias", "unalias"].contains(&action) {
+        if ["domain", "undomain", "alias", "unalias"].contains(&action) {
             return self.domains_action(&s, &form, action, req, client);
         }
         let target = http::field(&form, "address").unwrap_or_default().trim();
@@ -358,7 +358,21 @@ impl App {
         client: &str,
     ) -> Response {
         let field = |n: &str| http::field(form, n).unwrap_or_default().trim().to_owned();
-        let (bytes, target, ok_text) = if action == "domain" {
+        let (bytes, target, ok_text) = if action == "undomain" {
+            let Ok(d) = mailorder_directory_admin::valid_domain(&field("domain")) else {
+                return self.render_domains(
+                    s,
+                    req,
+                    Some(Err("Enter a valid domain name.".into())),
+                    400,
+                );
+            };
+            (
+                request("undomain", &d, ""),
+                d.clone(),
+                format!("{d} is no longer served here."),
+            )
+        } else if action == "domain" {
             let Ok(d) = mailorder_directory_admin::valid_domain(&field("domain")) else {
                 return self.render_domains(
                     s,

@@ -1347,6 +1347,11 @@ mod tests {
             ),
             ("/admin/domain", "domain=..%2Fx&kind=local", "valid domain"),
             (
+                "/admin/undomain",
+                "domain=backup.test",
+                "backup.test is no longer served here",
+            ),
+            (
                 "/admin/alias",
                 "address=user0001%40example.test&alias=Sales%40example.test",
                 "sales@example.test now delivers to user0001@example.test",
@@ -1380,6 +1385,7 @@ mod tests {
                     .to_vec(),
                 b"reply\0a@example.test\0\0".to_vec(),
                 b"domain\0new.test\0relay\0".to_vec(),
+                b"undomain\0backup.test\0\0".to_vec(),
                 b"alias\0user0001@example.test\0sales@example.test\0".to_vec(),
                 b"unalias\0user0001@example.test\0sales@example.test\0".to_vec(),
                 b"reply\0user0002@example.test\0Subject: Gone\n\nLeft the company.\0".to_vec(),

@@ -246,8 +246,20 @@ pub fn domains(
     let drows: String = domains
         .iter()
         .map(|(d, k, c)| {
+            // Only a domain without accounts can go (aliases in it: webd-dirwrite says).
+            let remove = if *c == 0 {
+                format!(
+                    "<form method=\"post\" action=\"/admin/undomain\">\
+                     <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+                     <input type=\"hidden\" name=\"domain\" value=\"{}\">\
+                     <button type=\"submit\" class=\"small danger\">Remove</button></form>",
+                    escape(d)
+                )
+            } else {
+                String::new()
+            };
             format!(
-                "<tr><td>{}</td><td>{}</td><td>{c}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{c}</td><td class=\"actions\">{remove}</td></tr>",
                 escape(d),
                 escape(k)
             )
@@ -270,7 +282,7 @@ pub fn domains(
         .collect();
     let body = format!(
         "{nav}{n}<section class=\"card\"><h2>Domains</h2>\
-         <table id=\"domains\"><thead><tr><th>Domain</th><th>Kind</th><th>Accounts</th></tr></thead>\
+         <table id=\"domains\"><thead><tr><th>Domain</th><th>Kind</th><th>Accounts</th><th>Actions</th></tr></thead>\
          <tbody>{drows}</tbody></table>\
          <form method=\"post\" action=\"/admin/domain\" class=\"row\" id=\"domain-form\">\
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
@@ -278,7 +290,7 @@ pub fn domains(
          <div><label for=\"domain-kind\">Kind</label><select id=\"domain-kind\" name=\"kind\">\
          <option value=\"local\">local: mailboxes here</option><option value=\"relay\">relay: backup MX</option></select></div>\
          <div><button type=\"submit\" id=\"domain-submit\">Add domain</button></div></form>\
-         <p class=\"hint\">A domain is removed with useradm on the host, once it has no accounts.</p></section>\
+         <p class=\"hint\">A domain can be removed once no account or alias uses it.</p></section>\
          <section class=\"card\"><h2>Aliases</h2>\
          <form method=\"get\" action=\"/admin/domains\" class=\"row\" role=\"search\">\
          <div><label for=\"q\">Search aliases and owners</label><input type=\"text\" id=\"q\" name=\"q\" value=\"{q}\"></div>\

@@ -1363,6 +1363,24 @@ fn ldap_webadmin_flag_makes_a_web_console_admin() {
         shown.contains("\trestrict=webadmin") && shown.contains("\tquota_size=1000000"),
         "{shown}"
     );
+    // A domain goes once nothing uses it (the console's Remove, useradm domain remove).
+    for (args, want) in [
+        (&["domain", "add", "gone.test"][..], 0),
+        (&["alias", "add", "staff@example.test", "x@gone.test"], 0),
+        (&["domain", "remove", "gone.test"], 100),
+        (&["alias", "remove", "staff@example.test", "x@gone.test"], 0),
+        (&["domain", "remove", "gone.test"], 0),
+        (&["domain", "remove", "gone.test"], 100),
+        (&["domain", "remove", "example.test"], 100),
+    ] {
+        let (code, _, err) = useradm(&t, args, "");
+        assert_eq!(code, want, "{args:?}: {err}");
+    }
+    let (_, domains, _) = useradm(&t, &["domain", "list"], "");
+    assert!(
+        !domains.contains("gone.test") && domains.contains("example.test"),
+        "{domains}"
+    );
     // webd logs in through checkpassword-file, which execs checkpassword-ldap.
     if is_root() {
         t.setuid_root_copy("checkpassword-ldap");

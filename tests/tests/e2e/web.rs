@@ -391,6 +391,13 @@ try:
     d.find_element(By.CSS_SELECTOR, "#aliases button").click()
     wait(lambda: "was removed" in text_of("note"), "alias removed")
     print("alias removed")
+    d.find_element(By.ID, "domain-name").send_keys("empty.test")
+    d.find_element(By.ID, "domain-submit").click()
+    wait(lambda: "empty.test is served here" in text_of("note"), "second domain")
+    d.find_element(By.XPATH, "//table[@id='domains']//tr[td[text()='empty.test']]//button").click()
+    wait(lambda: "empty.test is no longer served here" in text_of("note"), "domain removed")
+    assert "empty.test" not in text_of("domains")
+    print("domain removed")
     d.get(url + "admin")
     # Add a user without a password: a one-time link.
     d.find_element(By.ID, "add-address").send_keys("newbie@example.test")
@@ -482,6 +489,7 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         "disabled",
         "domain and alias added",
         "alias removed",
+        "domain removed",
         "added with link",
         "token login and password set",
         "token refused the second time",
