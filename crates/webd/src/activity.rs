@@ -100,6 +100,55 @@ pub fn classify(line: &str) -> Option<usize> {
     }
 }
 
+/// Upper bounds (seconds) of the delivery-delay histogram's buckets: from a local
+/// delivery's fraction of a second to a day of retries.
+pub const DELAY_BUCKETS: [f64; 12] = [
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0, 86400.0,
+];
+
+/// A histogram of seconds over [`DELAY_BUCKETS`], as Prometheus keeps one: each bucket
+/// counts the observations at most its bound (cumulative).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Histogram {
+    /// Per bucket of [`DELAY_BUCKETS`], the observations at most its bound.
+    pub buckets: [u64; 12],
+    /// Observations.
+    pub count: u64,
+    /// Their sum in microseconds.
+    pub sum_micros: u64,
+}
+
+impl Histogram {
+    /// Count one observation of `secs`.
+    pub fn observe(&mut self, secs: f64) {
+        for (b, le) in self.buckets.iter_mut().zip(DELAY_BUCKETS) {
+            if secs <= le {
+                *b += 1;
+            }
+        }
+        self.count += 1;
+        self.sum_micros += (secs.max(0.0) * 1e6) as u64;
+    }
+}
+
+/// For dispatch's line on a delivered recipient (without its label), the seconds from
+/// the message's arrival in the queue to `at` (Unix seconds): the queue id is
+/// `SECONDS.MICROS.PID`, the time the queue took the message.
+pub fn delivery_delay(line: &str, at: f64) -> Option<f64> {
+    if classify(line) != Some(kind::DELIVERED) {
+        return None;
+    }
+    let id = line.split(' ').find_map(|w| w.strip_prefix("id="))?;
+    let mut parts = id.split('.');
+    let secs: u64 = parts.next()?.parse().ok()?;
+    let micros: u64 = parts.next()?.parse().ok()?;
+    if micros >= 1_000_000 {
+        return None;
+    }
+    let arrival = secs as f64 + micros as f64 / 1e6;
+    Some((at - arrival).max(0.0))
+}
+
 /// Split multilog's TAI64N label (`@` and 24 hex digits, a space) off a line: the Unix
 /// seconds it says and the rest.
 pub fn tai64n(line: &str) -> (Option<u64>, &str) {
@@ -112,6 +161,17 @@ pub fn tai64n(line: &str) -> (Option<u64>, &str) {
         return (unix, &line[26..]);
     }
     (None, line)
+}
+
+/// The time of a line in Unix seconds with its fraction: its TAI64N label's, else `now`.
+fn precise_time(line: &str, now: f64) -> f64 {
+    match tai64n(line).0 {
+        Some(s) => {
+            let nanos = u32::from_str_radix(&line[17..25], 16).unwrap_or(0);
+            s as f64 + f64::from(nanos.min(999_999_999)) / 1e9
+        }
+        None => now,
+    }
 }
 
 /// Established connections per local port in a `/proc/net/tcp` or `tcp6` table.
@@ -261,6 +321,7 @@ struct Inner {
     seq: u64,
     connections: Vec<(String, usize)>,
     queue: Option<(u64, u64)>,
+    delivery: Histogram,
 }
 
 /// The live figures, shared by the collector thread, the event streams and the metrics.
@@ -282,6 +343,8 @@ pub struct Snapshot {
     pub connections: Vec<(String, usize)>,
     /// Queue messages and the oldest one's age, when known.
     pub queue: Option<(u64, u64)>,
+    /// Seconds from arrival in the queue to delivery, per delivered recipient counted.
+    pub delivery: Histogram,
 }
 
 impl Activity {
@@ -337,6 +400,9 @@ impl Activity {
     /// (and within the hour).
     pub fn lines(&self, source: &str, lines: Vec<String>, backfill: bool) {
         let now = unix_now();
+        let now_f = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         for l in lines {
             let (stamp, text) = tai64n(&l);
             let time = stamp.unwrap_or(now);
@@ -344,6 +410,9 @@ impl Activity {
                 && (!backfill || stamp.is_some_and(|s| now.saturating_sub(s) < 3600))
             {
                 self.count(k, time);
+                if let Some(d) = delivery_delay(text, precise_time(&l, now_f)) {
+                    self.inner().delivery.observe(d);
+                }
             }
             let mut i = self.inner();
             i.seq += 1;
@@ -403,6 +472,7 @@ impl Activity {
             totals: i.totals,
             connections: i.connections.clone(),
             queue: i.queue,
+            delivery: i.delivery.clone(),
         }
     }
 }
@@ -605,6 +675,46 @@ mod tests {
         assert_eq!(tai64n(l), (Some(1_700_000_000), "smtpd: info: x"));
         assert_eq!(tai64n("smtpd: info: x"), (None, "smtpd: info: x"));
         assert_eq!(tai64n("@zz smtpd"), (None, "@zz smtpd"));
+    }
+
+    // See: issue #15
+    #[test]
+    fn delivery_delays() {
+        let l = "dispatch: info: delivery id=1700000000.250000.77 rcpt=<a@b> status=delivered tries=1 result=\"ok\"";
+        let d = delivery_delay(l, 1_700_000_002.0).unwrap();
+        assert!((d - 1.75).abs() < 1e-6, "{d}");
+        assert_eq!(
+            delivery_delay(&l.replace("delivered", "pending"), 1e9),
+            None
+        );
+        assert_eq!(
+            delivery_delay(&l.replace("id=1700000000.250000.77", "id=x"), 1e9),
+            None
+        );
+        // A clock behind the id: no negative delay.
+        assert_eq!(delivery_delay(l, 1_600_000_000.0), Some(0.0));
+        // Counted with the label's fraction of a second, in cumulative buckets.
+        let a = Activity::default();
+        let at = unix_now();
+        let label = format!("@{:016x}{:08x} ", at + (1u64 << 62) + 10, 500_000_000u32);
+        let line = |id: String| {
+            format!(
+                "{label}dispatch: info: delivery id={id} rcpt=<a@b> status=delivered tries=1 result=\"ok\""
+            )
+        };
+        a.lines(
+            "dispatch",
+            vec![
+                line(format!("{at}.300000.1")),
+                line(format!("{}.000000.1", at - 40)),
+            ],
+            false,
+        );
+        let h = a.snapshot().delivery;
+        assert_eq!(h.count, 2);
+        assert_eq!(h.buckets[..3], [0, 1, 1], "{h:?}");
+        assert_eq!(h.buckets[7..9], [1, 2], "{h:?}");
+        assert!((40_699_000..=40_701_000).contains(&h.sum_micros), "{h:?}");
     }
 
     #[test]

@@ -129,7 +129,7 @@ impl App {
     /// The admin's session, or the page to answer with instead.
     pub(crate) fn admin_session(&self, req: &Request, client: &str) -> Result<Session, Response> {
         match self.session(req) {
-            Some((_, s)) if s.admin => Ok(s),
+            Some((_, s)) if s.admin && self.admin_net(client) => Ok(s),
             Some((_, s)) => {
                 log::warn!("admin page refused address={} ip={client}", s.address);
                 Err(Response::html(
@@ -254,6 +254,33 @@ impl App {
                 )
             }
             "token" => (request("token", &target, "72"), String::new()),
+            "forward" => {
+                match crate::forward_list(
+                    http::field(&form, "forward").unwrap_or_default(),
+                    &target,
+                ) {
+                    Ok(list) if list.is_empty() => (
+                        request("forward", &target, ""),
+                        format!("{target} no longer forwards."),
+                    ),
+                    Ok(list) => (
+                        request("forward", &target, &list.join(",")),
+                        format!("{target} now forwards to {}.", list.join(", ")),
+                    ),
+                    Err(why) => return self.render_admin(&s, req, Some(Err(why.into())), 400),
+                }
+            }
+            "password" => {
+                // An admin's reset: the same policy as the user's own change.
+                let pw = http::field(&form, "password").unwrap_or_default();
+                if let Err(why) = crate::policy::check(&target, pw) {
+                    return self.render_admin(&s, req, Some(Err(why.into())), 400);
+                }
+                (
+                    request("password", &target, pw),
+                    format!("The password of {target} was set."),
+                )
+            }
             "reply" => match reply_request(&target, &form) {
                 Ok((r, on)) => (
                     r,

@@ -607,7 +607,7 @@ impl App {
                 ),
             ));
         };
-        if admin && !s.admin {
+        if admin && !(s.admin && self.admin_net(client)) {
             log::warn!("admin page refused address={} ip={client}", s.address);
             return Err(Response::html(
                 403,
@@ -636,6 +636,14 @@ impl App {
         Ok((s, form))
     }
 
+    /// Whether `client` may use the admin pages (`control/webadminnets`; empty: any).
+    /// Checked at login and again at each admin request, so that an admin session's
+    /// cookie is no use from elsewhere.
+    pub(crate) fn admin_net(&self, client: &str) -> bool {
+        self.cfg.admin_nets.is_empty()
+            || self.cfg.admin_nets.iter().any(|n| admin::in_net(client, n))
+    }
+
     /// A new session for `address`, its cookie, and the way to the right page.
     fn start_session(&self, address: &str, client: &str, now: Instant) -> Response {
         let id = token(32);
@@ -643,8 +651,7 @@ impl App {
         let admin = (self.cfg.admins.iter().any(|a| a == address)
             || (self.reader)(address)
                 .is_some_and(|a| a.restrictions.iter().any(|r| r == ADMIN_FLAG)))
-            && (self.cfg.admin_nets.is_empty()
-                || self.cfg.admin_nets.iter().any(|n| admin::in_net(client, n)));
+            && self.admin_net(client);
         let s = Session {
             address: address.to_owned(),
             csrf: token(32),
@@ -831,21 +838,11 @@ impl App {
         req: &Request,
         client: &str,
     ) -> Response {
-        let raw = http::field(form, "forward").unwrap_or_default();
-        let mut list = Vec::new();
-        for a in raw
-            .split([',', '\n', '\r', ' '])
-            .map(str::trim)
-            .filter(|a| !a.is_empty())
+        let list = match forward_list(http::field(form, "forward").unwrap_or_default(), &s.address)
         {
-            match mailorder_directory_admin::valid_address(a) {
-                Ok(a) if a != s.address => list.push(a),
-                _ => return self.account_page(s, req, Some(Err("Forwarding: enter valid addresses other than your own, separated by commas.")), 400),
-            }
-        }
-        if list.len() > 20 {
-            return self.account_page(s, req, Some(Err("Forwarding: at most 20 addresses.")), 400);
-        }
+            Ok(l) => l,
+            Err(why) => return self.account_page(s, req, Some(Err(why)), 400),
+        };
         let r = admin::request("forward", &s.address, &list.join(","));
         let count = format!(" count={}", list.len());
         self.self_change(
@@ -857,6 +854,30 @@ impl App {
             "forward",
         )
     }
+}
+
+/// The forwarding addresses of a form field for account `own`: separated by commas,
+/// spaces or lines, each through the directory's address grammar, not `own`, at most 20.
+pub(crate) fn forward_list(raw: &str, own: &str) -> Result<Vec<String>, &'static str> {
+    let mut list = Vec::new();
+    for a in raw
+        .split([',', '\n', '\r', ' '])
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        match mailorder_directory_admin::valid_address(a) {
+            Ok(a) if a != own => list.push(a),
+            _ => {
+                return Err(
+                    "Forwarding: enter valid addresses other than the account's own, separated by commas.",
+                );
+            }
+        }
+    }
+    if list.len() > 20 {
+        return Err("Forwarding: at most 20 addresses.");
+    }
+    Ok(list)
 }
 
 /// Serve one connection: TLS handshake, one request, one answer.
@@ -1495,10 +1516,62 @@ mod tests {
             "127.0.0.1",
         );
         assert_eq!(r.status, 200);
+        // Forwarding and a password reset by the admin, under the same rules as the
+        // user's own.
+        let post = |path: &str, body: &str| {
+            a.handle(
+                &req("POST", path, &ck, &format!("csrf={csrf}&{body}")),
+                "127.0.0.1",
+            )
+        };
+        let r = post(
+            "/admin/forward",
+            "address=new%40example.test&forward=a%40example.org%2C+b%40example.org",
+        );
+        assert_eq!(r.status, 200);
+        assert!(
+            String::from_utf8(r.body)
+                .unwrap()
+                .contains("now forwards to a@example.org, b@example.org")
+        );
+        for (path, body) in [
+            (
+                "/admin/forward",
+                "address=new%40example.test&forward=new%40example.test",
+            ),
+            (
+                "/admin/forward",
+                "address=new%40example.test&forward=not+an+address",
+            ),
+            (
+                "/admin/password",
+                "address=new%40example.test&password=password123",
+            ),
+            (
+                "/admin/password",
+                "address=new%40example.test&password=new%40example.test1",
+            ),
+        ] {
+            assert_eq!(post(path, body).status, 400, "{path} {body}");
+        }
+        let r = post(
+            "/admin/password",
+            "address=new%40example.test&password=quiet+harbour+9+lamps",
+        );
+        assert_eq!(r.status, 200);
         let w = writes.lock().unwrap();
         assert!(w[0].starts_with(b"add\0new@example.test\0"));
         assert_eq!(w[1], b"token\0new@example.test\x0072\0".to_vec());
         assert_eq!(w[2], b"quota\0new@example.test\x005242880\0".to_vec());
+        assert_eq!(
+            w[3],
+            b"forward\0new@example.test\0a@example.org,b@example.org\0".to_vec()
+        );
+        assert_eq!(
+            w[4],
+            b"password\0new@example.test\0quiet harbour 9 lamps\0".to_vec()
+        );
+        assert_eq!(w.len(), 5);
     }
 
     // See: issue #15

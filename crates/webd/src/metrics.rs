@@ -197,6 +197,25 @@ pub fn render_mail(s: &crate::activity::Snapshot) -> String {
             &[(String::new(), oldest)],
         );
     }
+    o.push_str(
+        "# HELP mailorder_delivery_seconds Seconds from a message's arrival in the queue to a recipient's delivery, from dispatch's log.\n\
+         # TYPE mailorder_delivery_seconds histogram\n",
+    );
+    for (b, le) in s
+        .delivery
+        .buckets
+        .iter()
+        .zip(crate::activity::DELAY_BUCKETS)
+    {
+        o.push_str(&format!(
+            "mailorder_delivery_seconds_bucket{{le=\"{le}\"}} {b}\n"
+        ));
+    }
+    o.push_str(&format!(
+        "mailorder_delivery_seconds_bucket{{le=\"+Inf\"}} {c}\nmailorder_delivery_seconds_sum {}\nmailorder_delivery_seconds_count {c}\n",
+        s.delivery.sum_micros as f64 / 1e6,
+        c = s.delivery.count
+    ));
     o
 }
 

@@ -440,7 +440,17 @@ pub fn admin(
          <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
          <div><label for=\"quota-address\">Set quota: address</label><input type=\"email\" id=\"quota-address\" name=\"address\" required></div>\
          <div><label for=\"quota-mb\">Megabytes (0: none)</label><input type=\"text\" id=\"quota-mb\" name=\"megabytes\" inputmode=\"numeric\" required></div>\
-         <div><button type=\"submit\">Set quota</button></div></form></section>\
+         <div><button type=\"submit\" id=\"quota-submit\">Set quota</button></div></form>\
+         <form method=\"post\" action=\"/admin/forward\" class=\"row\" id=\"forward-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"forward-address\">Set forwarding: address</label><input type=\"email\" id=\"forward-address\" name=\"address\" required></div>\
+         <div><label for=\"forward-to\">Forward to (commas; empty: none)</label><input type=\"text\" id=\"forward-to\" name=\"forward\"></div>\
+         <div><button type=\"submit\" id=\"forward-submit\">Set forwarding</button></div></form>\
+         <form method=\"post\" action=\"/admin/password\" class=\"row\" id=\"reset-form\">\
+         <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
+         <div><label for=\"reset-address\">Reset password: address</label><input type=\"email\" id=\"reset-address\" name=\"address\" required></div>\
+         <div><label for=\"reset-password\">New password</label><input type=\"password\" id=\"reset-password\" name=\"password\" autocomplete=\"new-password\" required></div>\
+         <div><button type=\"submit\" id=\"reset-submit\">Set password</button></div></form></section>\
          <section class=\"card\"><h2>Autoresponder of a user</h2>{reply}</section>",
         reply = reply_form("/admin/reply", &csrf, Some(""), None),
         n = note_of(n),

@@ -355,6 +355,23 @@ m = imaplib.IMAP4_SSL(ip, p993, ssl_context=ctx, timeout=30); m.login(u, pw)
 assert m.select()[0] == "OK"; m.logout(); print("imaps ok")
 "#;
 
+/// A login to the web console at URL; prints the status and where it leads.
+const WEB_ADMIN_LOGIN: &str = r#"
+import sys, ssl, http.client, urllib.parse
+url, addr, pw = sys.argv[1:4]
+host = url.split("//")[1].rstrip("/")
+ctx = ssl._create_unverified_context()
+c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+c.request("GET", "/login")
+r = c.getresponse(); r.read()
+pre = [v.split(";")[0].split("=", 1)[1] for k, v in r.getheaders() if k.lower() == "set-cookie"][0]
+c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+c.request("POST", "/login", body=urllib.parse.urlencode({"csrf": pre, "address": addr, "password": pw}),
+          headers={"Cookie": "__Host-mopre=" + pre, "Content-Type": "application/x-www-form-urlencoded"})
+r = c.getresponse(); r.read()
+print(r.status, r.getheader("Location"))
+"#;
+
 #[test]
 fn make_run_as_root_runs_each_program_under_its_own_uid() {
     let name = "make_run_as_root_runs_each_program_under_its_own_uid";
@@ -380,6 +397,13 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
         line.clear();
         assert!(out.read_line(&mut line).unwrap() > 0, "scripts/run ended");
     }
+    // The banner, to its "try:" line: where the web console is and who its admin is.
+    let mut banner = line.clone();
+    while !line.starts_with("try:") {
+        line.clear();
+        assert!(out.read_line(&mut line).unwrap() > 0, "scripts/run ended");
+        banner.push_str(&line);
+    }
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
     for port in [2525, 2587, 2465, 2110, 2995, 2143, 2993, 2443] {
         wait_listening(&ip, port, 30);
@@ -389,6 +413,22 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
         .unwrap()
         .trim()
         .to_owned();
+
+    // See: issue #15. `make run` prints the console's URL and an admin login that works.
+    let web_url = format!("https://{ip}:2443/");
+    assert!(
+        banner.contains(&web_url)
+            && banner.contains("user        demo@example.test")
+            && banner.contains(&password),
+        "{banner}"
+    );
+    let o = mailorder_tests::python(WEB_ADMIN_LOGIN, &[&web_url, "demo@example.test", &password]);
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        "303 /admin",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Issue 10 item 0: the README's own example commands, against this launcher.
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();

@@ -49,6 +49,22 @@ fn browser_ready(test: &str) -> bool {
     true
 }
 
+/// Python's prometheus_client (the real Prometheus text parser), or a skip (a failure
+/// under CI and as root).
+fn prometheus_ready(test: &str) -> bool {
+    let ok = Command::new(DEBIAN_PYTHON)
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        skip(
+            test,
+            "python3-prometheus-client missing (scripts/install-test-deps)",
+        );
+    }
+    ok
+}
+
 /// Start webd on a free port; returns (port, log path). As root it runs as `nobody`
 /// with the set-uid checkpassword-file of the tree (as an installation has it) and the
 /// directory writer beside it in ROOT/bin.
@@ -317,6 +333,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.support.ui import WebDriverWait
 
 url, shots, admin, adminpw, imapport = sys.argv[1:6]
@@ -346,14 +363,42 @@ def shot(name):
     d.save_screenshot(os.path.join(shots, name + ".png"))
 
 new_pw = "amber kettle 7 rivers"
+reset_pw = "copper lantern 5 hills"
 try:
     d.get(url + "login")
-    d.find_element(By.ID, "address").send_keys(admin)
-    # Keyboard only: type, Enter.
-    d.find_element(By.ID, "password").send_keys(adminpw + Keys.ENTER)
+    # Keyboard only: the address has the focus, Tab goes to the password, then to the
+    # button, Enter logs in.
+    def focused():
+        e = d.switch_to.active_element
+        return e, (e.get_attribute("id") or e.text.strip())
+    for typed, then in [(admin, "password"), (adminpw, "login-submit")]:
+        e, _ = focused()
+        e.send_keys(typed + Keys.TAB)
+        assert focused()[1] == then, (then, focused()[1])
+    focused()[0].send_keys(Keys.ENTER)
     wait(lambda: d.current_url.endswith("/admin"), "admin console")
     assert "3501 matching" in text_of("count"), text_of("count")
     print("admin console")
+    # Tab walks the console in reading order, every stop visibly focused; Enter on a
+    # tab opens it.
+    seen = []
+    for _ in range(12):
+        ActionChains(d).send_keys(Keys.TAB).perform()
+        e, name = focused()
+        outline = d.execute_script("return getComputedStyle(arguments[0]).outlineStyle", e)
+        assert outline not in ("", "none"), (name, outline)
+        seen.append(name)
+        if name == "q":
+            break
+    assert seen[:6] == ["Log out", "Users", "Activity", "Queue", "Domains and aliases", "add-address"], seen
+    assert seen[-1] == "q", seen
+    for _ in range(len(seen) - 4):
+        ActionChains(d).key_down(Keys.SHIFT).send_keys(Keys.TAB).key_up(Keys.SHIFT).perform()
+    assert focused()[1] == "Queue", focused()[1]
+    focused()[0].send_keys(Keys.ENTER)
+    wait(lambda: d.current_url.endswith("/admin/queue"), "queue page by keyboard")
+    print("keyboard walk", seen)
+    d.get(url + "admin")
     shot("01-users")
     t0 = time.time()
     q = d.find_element(By.ID, "q")
@@ -364,6 +409,17 @@ try:
     wait(lambda: "page 2 of 2" in text_of("count"), "next page")
     assert "user3499@example.test" in text_of("users")
     print("paged")
+    # Forwarding and a password reset for one user, typed and sent with Enter.
+    d.find_element(By.ID, "forward-address").send_keys("user0005@example.test" + Keys.TAB)
+    focused()[0].send_keys("far@example.org, near@example.org" + Keys.ENTER)
+    wait(lambda: "now forwards to far@example.org, near@example.org" in text_of("note"), "forwarding")
+    d.find_element(By.ID, "reset-address").send_keys("user0005@example.test")
+    d.find_element(By.ID, "reset-password").send_keys("password123" + Keys.ENTER)
+    wait(lambda: "too common" in text_of("note"), "weak reset refused")
+    d.find_element(By.ID, "reset-address").send_keys("user0005@example.test")
+    d.find_element(By.ID, "reset-password").send_keys(reset_pw + Keys.ENTER)
+    wait(lambda: "password of user0005@example.test was set" in text_of("note"), "reset")
+    print("forwarding and password reset")
     # Disable one user from its row.
     d.get(url + "admin?q=user0001")
     d.find_element(By.CSS_SELECTOR, "#users form[action='/admin/disable'] button").click()
@@ -433,6 +489,10 @@ m = imaplib.IMAP4_SSL("127.0.0.1", int(imapport), ssl_context=ctx, timeout=30)
 m.login("newbie@example.test", new_pw)
 print("imap login", m.select()[0])
 m.logout()
+m = imaplib.IMAP4_SSL("127.0.0.1", int(imapport), ssl_context=ctx, timeout=30)
+m.login("user0005@example.test", reset_pw)
+print("imap login after reset", m.select()[0])
+m.logout()
 print("done")
 "##;
 
@@ -485,7 +545,9 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
     );
     for want in [
         "admin console",
+        "keyboard walk",
         "paged",
+        "forwarding and password reset",
         "disabled",
         "domain and alias added",
         "alias removed",
@@ -494,6 +556,7 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         "token login and password set",
         "token refused the second time",
         "imap login OK",
+        "imap login after reset OK",
         "done",
     ] {
         assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
@@ -501,6 +564,8 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
     for audit in [
         "audit admin=demo@example.test action=disable target=user0001@example.test result=ok",
         "audit admin=demo@example.test action=add target=newbie@example.test result=ok",
+        "audit admin=demo@example.test action=forward target=user0005@example.test result=ok",
+        "audit admin=demo@example.test action=password target=user0005@example.test result=ok",
     ] {
         assert!(weblog.contains(audit), "{audit}: {weblog}");
     }
@@ -517,6 +582,16 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         "{users}"
     );
     assert!(!users.contains("info@new.test"), "{users}");
+    assert!(
+        users.lines().any(|l| l.starts_with("user0005@example.test")
+            && l.contains("far@example.org")
+            && l.contains("near@example.org")),
+        "{users}"
+    );
+    assert!(
+        !weblog.contains("copper lantern"),
+        "the reset password in the log"
+    );
     let domains = std::fs::read_to_string(t.root.join("directory/domains")).unwrap();
     assert!(domains.lines().any(|l| l == "new.test"), "{domains}");
     assert!(
@@ -558,15 +633,8 @@ print("done")
 // See: issue #15
 #[test]
 fn metrics_parse_with_prometheus_client() {
-    if !Command::new(DEBIAN_PYTHON)
-        .args(["-c", "import prometheus_client"])
-        .status()
-        .is_ok_and(|s| s.success())
-    {
-        return skip(
-            "web::metrics_parse_with_prometheus_client",
-            "python3-prometheus-client missing (scripts/install-test-deps)",
-        );
+    if !prometheus_ready("web::metrics_parse_with_prometheus_client") {
+        return;
     }
     let mut t = Tree::new();
     t.control("authfaildelay", "100");
@@ -638,7 +706,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
-url, shots, admin, adminpw, smtpport = sys.argv[1:6]
+url, shots, admin, adminpw, smtpport, mport = sys.argv[1:7]
 opts = webdriver.ChromeOptions()
 opts.binary_location = "/usr/bin/chromium"
 for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -706,13 +774,40 @@ try:
     print("chart drawn")
 finally:
     d.quit()
+
+# The same figures on the metrics endpoint, read by a real Prometheus text parser: the
+# mail system's, not only webd's own.
+import urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % mport, timeout=30).read().decode()
+open(os.path.join(shots, "metrics.txt"), "w").write(text)
+fams = {f.name: f for f in text_string_to_metric_families(text)}
+def one(name, **labels):
+    v = [s.value for s in fams[name].samples
+         if s.name in (name, name + "_total") and all(s.labels.get(k) == w for k, w in labels.items())]
+    assert len(v) == 1, (name, labels, fams[name].samples)
+    return int(v[0])
+assert fams["mailorder_messages_accepted"].type == "counter"
+print("metric accepted", one("mailorder_messages_accepted"))
+print("metric delivered", one("mailorder_deliveries", result="delivered"))
+print("metric logins ok", one("mailorder_logins", result="ok") >= 1)
+print("metric smtp connections", one("mailorder_connections", service="smtp"))
+print("metric queue", one("mailorder_queue_messages"), one("mailorder_queue_oldest_seconds") >= 0)
+for h in ["mailorder_delivery_seconds", "mailorder_web_request_duration_seconds"]:
+    f = fams[h]
+    count = [s.value for s in f.samples if s.name == h + "_count"][0]
+    inf = [s.value for s in f.samples if s.name == h + "_bucket" and s.labels["le"] == "+Inf"][0]
+    assert f.type == "histogram" and count == inf, (h, f.samples)
+    print("histogram", h, count >= 1)
 print("done")
 "##;
 
 // See: issue #15
 #[test]
 fn activity_counters_move_live_when_mail_is_sent() {
-    if !browser_ready("web::activity_counters_move_live_when_mail_is_sent") {
+    if !browser_ready("web::activity_counters_move_live_when_mail_is_sent")
+        || !prometheus_ready("web::activity_counters_move_live_when_mail_is_sent")
+    {
         return;
     }
     let mut t = Tree::new();
@@ -721,6 +816,8 @@ fn activity_counters_move_live_when_mail_is_sent() {
     let smtp = start_mail_with_logs(&mut t);
     let (port, log) = start_webd(&mut t);
     let shots = artifacts("activity");
+    let maddr = std::fs::read_to_string(t.root.join("control/webmetricsaddr")).unwrap();
+    let mport = maddr.trim().rsplit(':').next().unwrap().to_owned();
     let out = Command::new(DEBIAN_PYTHON)
         .arg("-c")
         .arg(ACTIVITY_PY)
@@ -730,6 +827,7 @@ fn activity_counters_move_live_when_mail_is_sent() {
             "demo@example.test",
             &t.demo_password(),
             &smtp.to_string(),
+            &mport,
         ])
         .output()
         .expect("python3");
@@ -750,6 +848,13 @@ fn activity_counters_move_live_when_mail_is_sent() {
         "delivered counter moved",
         "log filtered",
         "chart drawn",
+        "metric accepted 1\n",
+        "metric delivered 1\n",
+        "metric logins ok True",
+        "metric smtp connections 0",
+        "metric queue 0 True",
+        "histogram mailorder_delivery_seconds True",
+        "histogram mailorder_web_request_duration_seconds True",
         "done",
     ] {
         assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
@@ -913,4 +1018,145 @@ fn queue_page_retries_flushes_and_removes_through_dispatch() {
     assert_eq!(list.lines().count(), 1, "{list}");
     assert!(list.contains("dave@example.test"), "{list}");
     assert!(t.messages("demo").is_empty());
+}
+
+const LIMITS_PY: &str = r##"
+import sys, ssl, re, http.client, urllib.parse
+
+port, addr, pw = sys.argv[1:4]
+ctx = ssl._create_unverified_context()
+
+def req(method, path, src, body=None, cookie=None, headers=None):
+    # Each client address of 127/8 is a different client to webd.
+    c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=60, context=ctx,
+                                    source_address=(src, 0))
+    h = dict(headers or {})
+    if body is not None:
+        h["Content-Type"] = "application/x-www-form-urlencoded"
+    if cookie:
+        h["Cookie"] = cookie
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    out = (r.status, r.getheader("Location") or "", r.getheaders(), r.read().decode())
+    c.close()
+    return out
+
+def cookie(headers, name):
+    for k, v in headers:
+        if k.lower() == "set-cookie" and v.startswith(name + "="):
+            return v.split(";")[0].split("=", 1)[1]
+    return None
+
+def login(address, password, src):
+    _, _, hs, _ = req("GET", "/login", src)
+    pre = cookie(hs, "__Host-mopre")
+    body = urllib.parse.urlencode({"csrf": pre, "address": address, "password": password})
+    st, loc, hs, _ = req("POST", "/login", src, body, "__Host-mopre=" + pre)
+    s = cookie(hs, "__Host-mosession")
+    return st, loc, s and "__Host-mosession=" + s
+
+def csrf_of(page):
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+
+# Admin pages only from control/webadminnets (127.0.0.2): the same admin from
+# 127.0.0.1 gets the self-service page.
+st, loc, admin_s = login(addr, pw, "127.0.0.2")
+assert (st, loc) == (303, "/admin"), (st, loc)
+st, _, _, page = req("GET", "/admin", "127.0.0.2", cookie=admin_s)
+assert st == 200, st
+admin_csrf = csrf_of(page)
+st, loc, user_s = login(addr, pw, "127.0.0.1")
+assert (st, loc) == (303, "/account"), (st, loc)
+st, _, _, page = req("GET", "/admin", "127.0.0.1", cookie=user_s)
+assert st == 403, st
+user_csrf = csrf_of(req("GET", "/account", "127.0.0.1", cookie=user_s)[3])
+print("admin networks kept")
+
+# Forged admin requests: each refused, nothing added.
+good = {"address": "x@example.test", "password": "granite owl 4 meadows"}
+def add(n, src, cookie_, csrf, headers=None):
+    f = dict(good, address="forged%d@example.test" % n)
+    if csrf is not None:
+        f["csrf"] = csrf
+    return req("POST", "/admin/add", src, urllib.parse.urlencode(f), cookie_, headers)[0]
+assert add(1, "127.0.0.1", user_s, user_csrf) == 403            # not an admin session
+assert add(2, "127.0.0.2", admin_s, None) == 403                 # no token
+assert add(3, "127.0.0.2", admin_s, "0" * 64) == 403             # a wrong token
+assert add(4, "127.0.0.2", admin_s, user_csrf) == 403            # another session's token
+assert add(5, "127.0.0.2", "__Host-mosession=" + "a" * 64, admin_csrf) == 403  # forged session
+assert add(6, "127.0.0.2", None, admin_csrf) == 403              # no session
+assert add(7, "127.0.0.2", admin_s, admin_csrf, {"Origin": "https://evil.example"}) == 403
+assert add(8, "127.0.0.2", admin_s, admin_csrf, {"Sec-Fetch-Site": "cross-site"}) == 403
+# The admin's own cookie and token, from outside control/webadminnets.
+assert add(9, "127.0.0.1", admin_s, admin_csrf) == 403
+assert req("GET", "/admin/queue", "127.0.0.1", cookie=admin_s)[0] == 403
+print("forged admin requests refused")
+f = dict(good, address="real@example.test", csrf=admin_csrf)
+st, _, _, page = req("POST", "/admin/add", "127.0.0.2", urllib.parse.urlencode(f), admin_s)
+assert st == 200 and "real@example.test was added" in page, (st, page[:2000])
+print("admin add ok")
+
+# Failed logins per address (control/webloginlimit 2): then even the right password
+# is refused without asking the directory.
+for _ in range(2):
+    assert login(addr, "wrong password", "127.0.0.3")[0] == 403
+st, _, s = login(addr, pw, "127.0.0.3")
+assert st == 429 and s is None, st
+print("limited per address")
+# Per client (4 times the limit): eight failures on different addresses from
+# 127.0.0.4, then a ninth address is refused from there but not from 127.0.0.5.
+for i in range(8):
+    assert login("nobody%d@example.test" % i, "wrong password", "127.0.0.4")[0] == 403
+assert login("nobody8@example.test", "wrong password", "127.0.0.4")[0] == 429
+assert login("nobody8@example.test", "wrong password", "127.0.0.5")[0] == 403
+print("limited per client")
+print("done")
+"##;
+
+// See: issue #15
+#[test]
+fn admin_networks_forged_requests_and_login_limits() {
+    let mut t = Tree::new();
+    t.control("authfaildelay", "100");
+    t.control("webadmins", "demo@example.test");
+    t.control("webadminnets", "127.0.0.2");
+    t.control("webloginlimit", "2");
+    let (port, log) = start_webd(&mut t);
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(LIMITS_PY)
+        .args([&port.to_string(), "demo@example.test", &t.demo_password()])
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let weblog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\nwebd log:\n{weblog}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "admin networks kept",
+        "forged admin requests refused",
+        "admin add ok",
+        "limited per address",
+        "limited per client",
+        "done",
+    ] {
+        assert!(stdout.contains(want), "{want}: {stdout}\n{weblog}");
+    }
+    let users = std::fs::read_to_string(t.root.join("directory/users")).unwrap();
+    assert!(users.contains("real@example.test"), "{users}");
+    assert!(!users.contains("forged"), "{users}");
+    for line in [
+        "admin page refused address=demo@example.test ip=127.0.0.1",
+        "bad CSRF token refused path=/admin/add",
+        "cross-site request refused",
+        "audit admin=demo@example.test action=add target=real@example.test result=ok ip=127.0.0.2",
+        "login refused: too many failures address=demo@example.test ip=127.0.0.3",
+        "login refused: too many failures address=nobody8@example.test ip=127.0.0.4",
+    ] {
+        assert!(weblog.contains(line), "{line}: {weblog}");
+    }
+    assert_eq!(weblog.matches("audit ").count(), 1, "{weblog}");
 }
