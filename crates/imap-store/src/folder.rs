@@ -1,6 +1,7 @@
 //! One folder: the UID index over a Maildir.
 
 use crate::StoreError;
+use crate::watch::{BaseMap, Events, Watch};
 use mailorder_core::atomic::{self, Durability, Options};
 use mailorder_maildir::stamp::{self, DirStamp};
 use mailorder_maildir::{Maildir, Sub, name};
@@ -137,6 +138,14 @@ pub struct Folder {
     log_off: u64,
     /// Index-only keyword characters to record at the next sync, by unique name.
     pending: HashMap<String, String>,
+    /// inotify on `new/` and `cur/` ([`Folder::watch`]).
+    watch: Option<Watch>,
+    /// The state was read with the watch in place: the events tell what changed since.
+    watch_ok: bool,
+    /// Events read and not yet checked.
+    events: Events,
+    /// Unique names to UIDs, for checking events.
+    bases: BaseMap,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +165,18 @@ impl Stamp {
         let now = stamp::now();
         self.new.settled(now) && self.cur.settled(now)
     }
+}
+
+/// A change under way ([`Folder::begin`] to [`Folder::commit`]).
+struct Begun {
+    lock: Flock<fs::File>,
+    /// HIGHESTMODSEQ before the change (names the snapshot when the log is new).
+    base_hms: u64,
+    state: State,
+    /// How far the log was applied.
+    off: u64,
+    /// The stamps under the lock before the change.
+    under: Stamp,
 }
 
 /// Replace `path` with `data` (core's `write_atomic`), `fsync`ing the file when `durable`.
@@ -457,6 +478,10 @@ impl Folder {
             generation: 0,
             log_off: 0,
             pending: HashMap::new(),
+            watch: None,
+            watch_ok: false,
+            events: Events::default(),
+            bases: BaseMap::default(),
         }
     }
 
@@ -572,6 +597,22 @@ impl Folder {
             .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
     }
 
+    /// The folder lock shared: the index and log do not change while it is held.
+    fn lock_shared(&self) -> Result<Flock<fs::File>, StoreError> {
+        let p = self.dir.join(LOCK);
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&p)
+            .map_err(|e| StoreError::io("open", &p, e))?;
+        Flock::lock(f, FlockArg::LockShared)
+            .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
+    }
+
     /// The Maildir root when this is a folder (`.Name`), whose `mailorder-uidvalidity`
     /// holds the last UIDVALIDITY given to any folder: a folder deleted and created
     /// again (its own file gone with it) still gets a new one (RFC 3501 §2.3.1.1).
@@ -617,54 +658,87 @@ impl Folder {
     /// changes made by anyone get a new MODSEQ. Cheap when nothing changed (three
     /// `stat`s).
     pub fn sync(&mut self) -> Result<State, StoreError> {
-        match self.sync_changed()? {
-            Some(st) => Ok(st),
-            None => Ok(self
-                .seen
-                .as_ref()
-                .map(|(_, s)| s.clone())
-                .unwrap_or_default()),
-        }
+        self.refresh()?;
+        Ok(self.state().cloned().unwrap_or_default())
     }
 
     /// Like [`Folder::sync`], but `None` when nothing changed since this `Folder` last
-    /// looked (three `stat`s, no copy of the state): the per-command check of a session.
+    /// looked (three `stat`s, no copy of the state).
     pub fn sync_changed(&mut self) -> Result<Option<State>, StoreError> {
+        Ok(if self.refresh()? {
+            self.state().cloned()
+        } else {
+            None
+        })
+    }
+
+    /// Bring the state up to date ([`Folder::state`]) like [`Folder::sync`]; `false` when
+    /// nothing changed since this `Folder` last looked (three `stat`s): the per-command
+    /// check of a session.
+    ///
+    /// With a [`Folder::watch`], the directories are not read while every name inotify
+    /// reported agrees with the index after its log (the changes were made and logged by
+    /// sessions: [`Folder::store_flags`], [`Folder::expunge_uids`], [`Folder::append_msgs`],
+    /// [`Folder::take_new`]); that check runs under a shared lock, so sessions do not wait
+    /// for each other. Anything else (a delivery, another program's change, lost events)
+    /// is found by scanning under the exclusive lock, as without a watch.
+    pub fn refresh(&mut self) -> Result<bool, StoreError> {
+        self.drain_events();
         let before = self.stamp()?;
         if let Some((st, _)) = &self.seen
-            && *st == before
-            && before.settled()
             && self.pending.is_empty()
+            && st.index == before.index
+            && st.log == before.log
         {
-            return Ok(None);
+            if self.watch_ok && self.events.is_empty() {
+                return Ok(false);
+            }
+            if !self.watch_ok && *st == before && before.settled() {
+                return Ok(false);
+            }
+        }
+        if self.watch_ok && self.pending.is_empty() {
+            let lock = self.lock_shared()?;
+            self.drain_events();
+            let under = self.stamp()?;
+            if let Some((st, s)) = &mut self.seen
+                && st.index == under.index
+                && st.log == under.log
+                && {
+                    self.bases.check(s.uidvalidity);
+                    self.events.agree(&s.msgs, &mut self.bases)
+                }
+            {
+                // Only this session's own changes, or changes already applied.
+                drop(lock);
+                self.events.clear();
+                *st = under;
+                return Ok(false);
+            }
+            if let Some((state, off)) = self.load_current(&under)? {
+                self.bases.check(state.uidvalidity);
+                let agree = self.events.agree(&state.msgs, &mut self.bases);
+                self.seen = Some((under, state));
+                self.log_off = off;
+                self.generation += 1;
+                if agree {
+                    drop(lock);
+                    self.events.clear();
+                    return Ok(true);
+                }
+            }
+            drop(lock);
         }
         let _lock = self.lock()?;
-        let under = self.stamp()?;
-        // The state: the last one this Folder saw plus what the log gained since, when the
-        // snapshot is still the same file and the log the same, grown; else the snapshot
-        // read again and the whole log applied to it.
-        let incremental = match &self.seen {
-            Some((st, _)) => {
-                st.index == under.index
-                    && under.index.0 != 0
-                    && (st.log.0 == under.log.0 || self.log_off == 0)
-                    && under.log.3 >= self.log_off
-            }
-            None => false,
-        };
-        let mut loaded = None;
-        if incremental && let Some((_, s)) = &self.seen {
-            let mut s = s.clone();
-            if let Ok(off) = self.replay_log(&mut s, self.log_off) {
-                loaded = Some((s, off));
-            }
+        // Events so far are covered by what is read below; later ones are checked at the
+        // next sync.
+        if self.watch.is_some() {
+            self.drain_events();
+            self.events.clear();
         }
-        if loaded.is_none()
-            && let Some(mut s) = self.load_index()
-        {
-            let off = self.replay_log(&mut s, 0)?;
-            loaded = Some((s, off));
-        }
+        let before = self.stamp()?;
+        let under = before.clone();
+        let loaded = self.load_current(&under)?;
         // Whether the state is the snapshot on disk plus the log up to `log_off`, so that
         // a change may be appended to the log.
         let snapshot_ok = loaded.is_some();
@@ -748,24 +822,325 @@ impl Folder {
                 || !self.dir.join(INDEX).exists()
                 || log_off + batch.len() as u64 > LOG_MIN + snapshot_len / 2
             {
-                // Compaction: the whole index once, then an empty log.
-                write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
-                match fs::remove_file(self.dir.join(LOG)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(StoreError::io("unlink", &self.dir.join(LOG), e)),
-                }
-                log_off = 0;
-                self.remove_stale_caches(state.uidvalidity);
+                log_off = self.compact(&state)?;
             } else {
-                log_off = self.append_log(log_off, base_hms, state.uidvalidity, &batch)?;
+                log_off = self.append_log(log_off, base_hms, state.uidvalidity, &batch, true)?;
             }
         }
-        let after = self.stamp()?;
-        self.seen = Some((after, state.clone()));
+        // The directories as they were before this sync read them (a change made while it
+        // ran is seen next time); the index and log as they are now.
+        let mut after = self.stamp()?;
+        after.new = before.new;
+        after.cur = before.cur;
+        self.seen = Some((after, state));
         self.log_off = log_off;
         self.generation += 1;
-        Ok(Some(state))
+        self.watch_ok = self.watch.is_some();
+        Ok(true)
+    }
+
+    /// Write the whole index and remove the log (compaction); returns the new log offset.
+    fn compact(&self, state: &State) -> Result<u64, StoreError> {
+        write_atomic(&self.dir.join(INDEX), render_index(state).as_bytes(), true)?;
+        match fs::remove_file(self.dir.join(LOG)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(StoreError::io("unlink", &self.dir.join(LOG), e)),
+        }
+        self.remove_stale_caches(state.uidvalidity);
+        Ok(0)
+    }
+
+    /// The state on disk (under a lock): the last one this Folder saw plus what the log
+    /// gained since, when the snapshot is still the same file and the log the same,
+    /// grown; else the snapshot read again and the whole log applied to it. `None` when
+    /// there is no readable snapshot. With the offset in the log it reached.
+    fn load_current(&mut self, under: &Stamp) -> Result<Option<(State, u64)>, StoreError> {
+        let incremental = match &self.seen {
+            Some((st, _)) => {
+                st.index == under.index
+                    && under.index.0 != 0
+                    && (st.log.0 == under.log.0 || self.log_off == 0)
+                    && under.log.3 >= self.log_off
+            }
+            None => false,
+        };
+        // The remembered state is taken (not copied): the caller puts one back.
+        if incremental && let Some((st, mut s)) = self.seen.take() {
+            if st.log == under.log {
+                return Ok(Some((s, self.log_off)));
+            }
+            if let Ok(off) = self.replay_log(&mut s, self.log_off) {
+                return Ok(Some((s, off)));
+            }
+        }
+        match self.load_index() {
+            Some(mut s) => {
+                let off = self.replay_log(&mut s, 0)?;
+                Ok(Some((s, off)))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Watch the folder's directories with inotify from now on (a selected mailbox), so
+    /// that [`Folder::sync_changed`] need not read them while only sessions change the
+    /// folder. `false` when inotify is not available: the folder is then synced by
+    /// reading the directories, as before.
+    pub fn watch(&mut self) -> bool {
+        if self.watch.is_none() {
+            self.watch = Watch::new(&self.dir);
+            self.watch_ok = false;
+        }
+        self.watch.is_some()
+    }
+
+    fn drain_events(&mut self) {
+        if let Some(w) = &self.watch
+            && !w.drain(&mut self.events)
+        {
+            // The directory went away or was renamed: back to reading it.
+            self.watch = None;
+            self.watch_ok = false;
+            self.events.clear();
+        }
+    }
+
+    /// Begin a change made by this session: the exclusive lock and the state on disk
+    /// (index and log; the directories are not read: what others changed there is found
+    /// by the next sync).
+    fn begin(&mut self) -> Result<Begun, StoreError> {
+        for _ in 0..2 {
+            let lock = self.lock()?;
+            let under = self.stamp()?;
+            if let Some((state, off)) = self.load_current(&under)? {
+                return Ok(Begun {
+                    lock,
+                    base_hms: state.highestmodseq,
+                    state,
+                    off,
+                    under,
+                });
+            }
+            drop(lock);
+            // No index yet: one full sync makes it.
+            self.sync()?;
+        }
+        Err(StoreError::io(
+            "read",
+            &self.dir.join(INDEX),
+            io::Error::from(io::ErrorKind::InvalidData),
+        ))
+    }
+
+    /// End a change begun with [`Folder::begin`]: `changes` appended to the log as one
+    /// batch (`fdatasync`ed when `durable`: new UIDs), the state remembered.
+    fn commit(&mut self, b: Begun, changes: &[Change], durable: bool) -> Result<(), StoreError> {
+        let Begun {
+            lock,
+            base_hms,
+            state,
+            off,
+            under,
+        } = b;
+        let mut log_off = off;
+        if !changes.is_empty() {
+            let batch = render_batch(changes, &state);
+            if log_off + batch.len() as u64 > LOG_MIN + under.index.3 / 2 {
+                log_off = self.compact(&state)?;
+            } else {
+                log_off = self.append_log(log_off, base_hms, state.uidvalidity, &batch, durable)?;
+            }
+        }
+        // The directories as they were before this change: it (and anything else) shows
+        // as a change there to a sync without a watch, which reads them again.
+        let mut after = self.stamp()?;
+        drop(lock);
+        after.new = under.new;
+        after.cur = under.cur;
+        self.seen = Some((after, state));
+        self.log_off = log_off;
+        self.generation += 1;
+        Ok(())
+    }
+
+    /// Set the flags of messages by UID (STORE), each to the flags given (Maildir letters
+    /// and index-only keyword characters), renaming the files and logging the changes with
+    /// new MODSEQs under the lock, in one batch. A message that has gone is skipped.
+    /// [`Folder::state`] is the state after the change.
+    pub fn store_flags(&mut self, items: &[(u32, String)]) -> Result<(), StoreError> {
+        let mut b = self.begin()?;
+        let state = &mut b.state;
+        let md = Maildir::open(&self.dir)?;
+        let mut changes = Vec::new();
+        for (uid, flags) in items {
+            let Ok(i) = state.msgs.binary_search_by_key(uid, |m| m.uid) else {
+                continue;
+            };
+            let flags = normalize_flags(flags);
+            let m = &mut state.msgs[i];
+            if *m.flags == *flags {
+                continue;
+            }
+            let want = file_flags(&flags);
+            if want != file_flags(&m.flags) || m.sub == Sub::New {
+                let renamed = match md.set_flags(m.sub, &m.file, &want) {
+                    Ok(n) => Some(n),
+                    Err(mailorder_maildir::MaildirError::Io { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound =>
+                    {
+                        // Renamed by another program: set the flags where it is now (the
+                        // next scan sees the rest of that program's change).
+                        match self.find_base(m.base())? {
+                            Some(p) => {
+                                let (sub, f) = sub_and_name(&p);
+                                Some(md.set_flags(sub, &f, &want)?)
+                            }
+                            None => None,
+                        }
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let Some(n) = renamed else { continue };
+                m.file = n.into();
+                m.sub = Sub::Cur;
+            }
+            state.highestmodseq += 1;
+            m.modseq = state.highestmodseq;
+            m.flags = flags.into();
+            changes.push(Change::Put(m.clone()));
+        }
+        self.commit(b, &changes, false)
+    }
+
+    /// Remove messages by UID (EXPUNGE) and log them as expunged, under the lock, in one
+    /// batch. Returns the messages removed (a file already gone counts as removed).
+    pub fn expunge_uids(&mut self, uids: &[u32]) -> Result<Vec<Msg>, StoreError> {
+        let mut b = self.begin()?;
+        let mut changes = Vec::new();
+        let mut gone = Vec::new();
+        for uid in uids {
+            let Ok(i) = b.state.msgs.binary_search_by_key(uid, |m| m.uid) else {
+                continue;
+            };
+            self.remove(&b.state.msgs[i])?;
+            let state = &mut b.state;
+            let m = state.msgs.remove(i);
+            state.highestmodseq += 1;
+            state.vanished.push((m.uid, state.highestmodseq));
+            changes.push(Change::Gone(m.uid, state.highestmodseq));
+            gone.push(m);
+        }
+        trim_vanished(&mut b.state);
+        self.commit(b, &changes, false)?;
+        Ok(gone)
+    }
+
+    /// Store messages (APPEND) and give them UIDs at once: each written to `tmp/` and
+    /// `fsync`ed first, then linked into place (`new/`, or `cur/` with flags) and numbered
+    /// under the lock, the log `fdatasync`ed, the directories `fsync`ed after the lock.
+    /// Each item: the bytes (CRLF or LF; stored with LF), the flags (Maildir letters and
+    /// index-only keyword characters), the internal date. All or nothing: when one fails,
+    /// the ones written are removed. Returns (UIDVALIDITY, the UIDs).
+    pub fn append_msgs(
+        &mut self,
+        msgs: &[(&[u8], String, Option<i64>)],
+    ) -> Result<(u32, Vec<u32>), StoreError> {
+        let md = Maildir::open(&self.dir)?;
+        let mut tmps = Vec::new();
+        for (data, _, internal) in msgs {
+            let lf: Vec<u8>;
+            let body: &[u8] = if memchr_crlf(data) {
+                lf = crlf_to_lf(data);
+                &lf
+            } else {
+                data
+            };
+            match md.write_tmp(body) {
+                Ok(t) => {
+                    if let Some(t0) = internal {
+                        set_mtime(&t.path, *t0);
+                    }
+                    tmps.push(t);
+                }
+                Err(e) => {
+                    for t in &tmps {
+                        let _ = fs::remove_file(&t.path);
+                    }
+                    return Err(e.into());
+                }
+            }
+        }
+        let mut b = match self.begin() {
+            Ok(x) => x,
+            Err(e) => {
+                for t in &tmps {
+                    let _ = fs::remove_file(&t.path);
+                }
+                return Err(e);
+            }
+        };
+        let state = &mut b.state;
+        let mut changes = Vec::new();
+        let mut placed: Vec<(Sub, String)> = Vec::new();
+        let mut failed = None;
+        for (t, (_, flags, _)) in tmps.iter().zip(msgs) {
+            if state.uidnext == u32::MAX {
+                failed = Some(StoreError::Cannot("UID space exhausted"));
+                break;
+            }
+            let flags = normalize_flags(flags);
+            match md.publish(t, &file_flags(&flags)) {
+                Ok((sub, fname)) => {
+                    let internal = fs::symlink_metadata(self.dir.join(sub.dir()).join(&fname))
+                        .map(|m| m.mtime())
+                        .unwrap_or_else(|_| stamp::now());
+                    state.highestmodseq += 1;
+                    let m = Msg {
+                        uid: state.uidnext,
+                        modseq: state.highestmodseq,
+                        internal,
+                        size: t.wsize,
+                        sub,
+                        file: fname.as_str().into(),
+                        flags: flags.into(),
+                    };
+                    state.uidnext += 1;
+                    changes.push(Change::Put(m.clone()));
+                    state.msgs.push(m);
+                    placed.push((sub, fname));
+                }
+                Err(e) => {
+                    failed = Some(e.into());
+                    break;
+                }
+            }
+        }
+        if let Some(e) = failed {
+            drop(b);
+            for t in &tmps {
+                let _ = fs::remove_file(&t.path);
+            }
+            for (sub, f) in &placed {
+                let _ = fs::remove_file(self.dir.join(sub.dir()).join(f));
+            }
+            return Err(e);
+        }
+        let uids: Vec<u32> = changes
+            .iter()
+            .filter_map(|c| match c {
+                Change::Put(m) => Some(m.uid),
+                Change::Gone(..) => None,
+            })
+            .collect();
+        let uv = b.state.uidvalidity;
+        self.commit(b, &changes, true)?;
+        for sub in [Sub::New, Sub::Cur] {
+            if placed.iter().any(|(s, _)| *s == sub) {
+                md.sync_dir(sub)?;
+            }
+        }
+        Ok((uv, uids))
     }
 
     /// Counts the syncs that looked at the disk: a session compares it with the one it
@@ -912,6 +1287,7 @@ impl Folder {
         base_hms: u64,
         uidvalidity: u32,
         batch: &str,
+        durable: bool,
     ) -> Result<u64, StoreError> {
         let p = self.dir.join(LOG);
         let err = |op, e| StoreError::io(op, &p, e);
@@ -933,7 +1309,9 @@ impl Folder {
         f.seek(io::SeekFrom::Start(off))
             .map_err(|e| err("seek", e))?;
         f.write_all(text.as_bytes()).map_err(|e| err("write", e))?;
-        f.sync_data().map_err(|e| err("fdatasync", e))?;
+        if durable {
+            f.sync_data().map_err(|e| err("fdatasync", e))?;
+        }
         Ok(off + text.len() as u64)
     }
 
@@ -1021,12 +1399,37 @@ impl Folder {
         Ok(floor)
     }
 
-    /// Move every message still in `new/` to `cur/` (a read-write SELECT does this).
+    /// Move every message of `state` still in `new/` to `cur/` (a read-write SELECT does
+    /// this), logging the new names under the lock.
     pub fn take_new(&mut self, state: &State) -> Result<(), StoreError> {
-        let md = Maildir::open(&self.dir)?;
-        for m in state.msgs.iter().filter(|m| m.sub == Sub::New) {
-            let _ = md.move_new_to_cur(&m.file);
+        let wanted: Vec<u32> = state
+            .msgs
+            .iter()
+            .filter(|m| m.sub == Sub::New)
+            .map(|m| m.uid)
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
         }
+        let mut b = self.begin()?;
+        let md = Maildir::open(&self.dir)?;
+        let mut changes = Vec::new();
+        for uid in wanted {
+            let Ok(i) = b.state.msgs.binary_search_by_key(&uid, |m| m.uid) else {
+                continue;
+            };
+            let m = &mut b.state.msgs[i];
+            if m.sub != Sub::New {
+                continue;
+            }
+            // Gone or moved by another program: the next scan sees it.
+            if let Ok(n) = md.move_new_to_cur(&m.file) {
+                m.file = n.into();
+                m.sub = Sub::Cur;
+                changes.push(Change::Put(m.clone()));
+            }
+        }
+        self.commit(b, &changes, false)?;
         Ok(())
     }
 
@@ -1095,14 +1498,7 @@ impl Folder {
             path = self.dir.join("cur").join(n);
         }
         if let Some(t) = internal {
-            let when = if t >= 0 {
-                UNIX_EPOCH + Duration::from_secs(t as u64)
-            } else {
-                UNIX_EPOCH
-            };
-            if let Ok(f) = fs::OpenOptions::new().write(true).open(&path) {
-                let _ = f.set_modified(when);
-            }
+            set_mtime(&path, t);
         }
         let unique = name::unique_part(&fname).to_owned();
         if !more.is_empty() {
@@ -1437,6 +1833,37 @@ impl Folder {
     }
 }
 
+/// Set a message file's mtime (its internal date) to `t` (Unix seconds); best effort.
+fn set_mtime(path: &Path, t: i64) {
+    let when = if t >= 0 {
+        UNIX_EPOCH + Duration::from_secs(t as u64)
+    } else {
+        UNIX_EPOCH
+    };
+    if let Ok(f) = fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        let _ = f.set_modified(when);
+    }
+}
+
+/// The directory (`new/` or `cur/`) and file name of a message path.
+fn sub_and_name(p: &Path) -> (Sub, String) {
+    let f = p
+        .file_name()
+        .and_then(|f| f.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    let sub = if p.parent().is_some_and(|d| d.ends_with("new")) {
+        Sub::New
+    } else {
+        Sub::Cur
+    };
+    (sub, f)
+}
+
 /// The order in which messages get UIDs: by the delivery time in the unique name
 /// (`SECONDS.M<usec>P<pid>_<n>`), numerically, then by name.
 fn delivery_order(base: &str) -> (u64, u64, u64, &str) {
@@ -1761,6 +2188,68 @@ mod tests {
             st4.msgs[0].flags.starts_with("F")
                 && st4.msgs[0].flags.contains(keyword_char(26).unwrap())
         );
+    }
+
+    // See: issue #12: sessions on one mailbox serialised on reading the directories
+    // (every sync while they were unsettled, i.e. always under load). With a watch, a
+    // session's own logged changes need no reading; other programs' changes are still seen
+    // at once.
+    #[test]
+    fn watched_folders_see_logged_and_outside_changes() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        let mut a = s.folder("INBOX").unwrap();
+        let mut b = s.folder("INBOX").unwrap();
+        assert!(a.watch() && b.watch());
+        a.sync().unwrap();
+        b.sync().unwrap();
+        assert!(!b.refresh().unwrap(), "nothing changed");
+        // A's APPEND, STORE and EXPUNGE, each logged under the lock.
+        let (uv, uids) = a
+            .append_msgs(&[(&b"Subject: b\r\n\r\ny\r\n"[..], "S".into(), Some(1_000_000))])
+            .unwrap();
+        assert_eq!(uids, [2]);
+        assert!(b.refresh().unwrap());
+        let st = b.state().unwrap();
+        assert_eq!(st.uidvalidity, uv);
+        assert_eq!(st.msgs.len(), 2);
+        assert_eq!((st.msgs[1].uid, &*st.msgs[1].flags), (2, "S"));
+        assert_eq!(st.msgs[1].internal, 1_000_000);
+        assert_eq!(st.msgs[1].size, 17, "CRLF size");
+        a.store_flags(&[(1, "F".into())]).unwrap();
+        let hms = a.state().unwrap().highestmodseq;
+        assert!(b.refresh().unwrap());
+        let st = b.state().unwrap();
+        assert_eq!((&*st.msgs[0].flags, st.msgs[0].modseq), ("F", hms));
+        assert_eq!(st.msgs[0].sub, Sub::Cur);
+        assert!(a.dir().join("cur").join(&*st.msgs[0].file).exists());
+        let gone = a.expunge_uids(&[2]).unwrap();
+        assert_eq!(gone.len(), 1);
+        assert!(b.refresh().unwrap());
+        assert_eq!(b.state().unwrap().msgs.len(), 1);
+        assert_eq!(b.state().unwrap().vanished.last().map(|v| v.0), Some(2));
+        // Another program: a delivery and a flag change by rename, within the same second.
+        md.deliver(&b"Subject: c\n\nz\n"[..]).unwrap();
+        assert!(b.refresh().unwrap());
+        let st = b.state().unwrap().clone();
+        assert_eq!(st.msgs.len(), 2);
+        assert_eq!(st.msgs[1].uid, 3);
+        let m = &st.msgs[0];
+        md.set_flags(m.sub, &m.file, "FS").unwrap();
+        assert!(b.refresh().unwrap());
+        assert_eq!(&*b.state().unwrap().msgs[0].flags, "FS");
+        // A's view agrees, and a fresh Folder (no watch) reads the same.
+        a.sync().unwrap();
+        let fresh = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(a.state().unwrap().msgs, fresh.msgs);
+        assert_eq!(b.state().unwrap().msgs, fresh.msgs);
+        // take_new logs the move to cur/.
+        b.take_new(&fresh).unwrap();
+        assert!(a.refresh().unwrap());
+        assert!(a.state().unwrap().msgs.iter().all(|m| m.sub == Sub::Cur));
+        let fresh = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(a.state().unwrap().msgs, fresh.msgs);
     }
 
     #[test]

@@ -18,10 +18,17 @@
 //!   `mailorder-index.lock`; a torn or
 //!   unreadable index is never trusted: it is rebuilt with a new UIDVALIDITY, never one
 //!   used before (the last one is kept in `mailorder-uidvalidity`). The index also keeps
-//!   the last [`MAX_VANISHED`] expunged UIDs with their MODSEQ (QRESYNC). UIDs go to new
+//!   the last [`MAX_VANISHED`] expunged UIDs with their MODSEQ (QRESYNC). A scan numbers new
 //!   messages in delivery order (the time in the unique name). The index records the
 //!   mtimes of `new/` and `cur/` it was made from: while they hold (and are older than
-//!   the 2 s a same-tick change could hide in), a sync reads neither directory.
+//!   the 2 s a same-tick change could hide in), a sync reads neither directory. A
+//!   session's own changes ([`Folder::store_flags`], [`Folder::expunge_uids`],
+//!   [`Folder::append_msgs`], [`Folder::take_new`]) are made on disk and logged in one
+//!   batch under the exclusive lock; with [`Folder::watch`] (inotify on `new/` and
+//!   `cur/`) a sync checks the names reported against the index under a shared lock and
+//!   reads the directories only when one disagrees (a delivery, another program's change,
+//!   lost events). New messages are numbered in the order they are found (APPEND at once,
+//!   deliveries at the next scan), which keeps UIDs ascending.
 //!   [`Folder::import`] takes UIDs and UIDVALIDITY from outside (migrations); a folder
 //!   never indexed here takes them from Dovecot's `dovecot-uidlist` (v1, v3) or Courier's
 //!   `courierimapuiddb` when present, so clients keep their caches across a move.
@@ -39,6 +46,7 @@
 
 mod folder;
 mod names;
+mod watch;
 
 pub use folder::{
     CacheReader, Folder, MAX_KEYWORDS, MAX_VANISHED, Msg, Rendered, State, header_part,

@@ -94,7 +94,7 @@ impl MaildirError {
 pub const TMP_MAX_AGE: std::time::Duration = std::time::Duration::from_secs(36 * 3600);
 
 /// Which subdirectory a message is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Sub {
     /// `new/`: not yet seen by a reader.
     New,
@@ -240,6 +240,49 @@ impl Maildir {
         Ok(new)
     }
 
+    /// The first half of [`Maildir::deliver`], for a writer that numbers messages under
+    /// its own lock (imapd's APPEND): the bytes of `reader` in `tmp/UNIQUE`, `fsync`ed and
+    /// closed; [`Maildir::publish`] then links it into place.
+    pub fn write_tmp<R: Read>(&self, mut reader: R) -> Result<Tmp, MaildirError> {
+        let (unique, path, file) = self.create_tmp()?;
+        match write_synced(file, &mut reader, &path) {
+            Ok((size, wsize)) => Ok(Tmp {
+                unique,
+                path,
+                size,
+                wsize,
+            }),
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                Err(e)
+            }
+        }
+    }
+
+    /// The second half: link the message written by [`Maildir::write_tmp`] into `new/`
+    /// (no `flags`) or `cur/` with `flags`, then unlink the tmp file. Returns where it went
+    /// and its file name. The directory is not `fsync`ed here: the delivery is complete
+    /// once [`Maildir::sync_dir`] has returned `Ok` for it.
+    pub fn publish(&self, tmp: &Tmp, flags: &str) -> Result<(Sub, String), MaildirError> {
+        let base = name::with_sizes(&tmp.unique, tmp.size, tmp.wsize);
+        let (sub, fname) = if flags.is_empty() {
+            (Sub::New, base)
+        } else {
+            (Sub::Cur, name::with_flags(&base, flags))
+        };
+        let dst = self.path.join(sub.dir()).join(&fname);
+        let linked = fs::hard_link(&tmp.path, &dst).map_err(|e| MaildirError::io("link", &dst, e));
+        let unlinked = fs::remove_file(&tmp.path);
+        linked?;
+        unlinked.map_err(|e| MaildirError::io("unlink", &tmp.path, e))?;
+        Ok((sub, fname))
+    }
+
+    /// `fsync` the directory `sub` (after [`Maildir::publish`]).
+    pub fn sync_dir(&self, sub: Sub) -> Result<(), MaildirError> {
+        fsync_dir(&self.path.join(sub.dir()))
+    }
+
     fn create_tmp(&self) -> Result<(String, PathBuf, fs::File), MaildirError> {
         let tmpdir = self.path.join("tmp");
         for attempt in 0..5 {
@@ -349,6 +392,19 @@ impl Maildir {
         }
         Ok(to_name)
     }
+}
+
+/// A message in `tmp/`, written and `fsync`ed by [`Maildir::write_tmp`].
+#[derive(Debug)]
+pub struct Tmp {
+    /// Its unique name.
+    pub unique: String,
+    /// The tmp file.
+    pub path: PathBuf,
+    /// Its size in octets.
+    pub size: u64,
+    /// Its size with bare LF counted as CRLF.
+    pub wsize: u64,
 }
 
 /// Copy `reader` into `file`, checking every write, then `fsync` and a checked `close`.

@@ -222,48 +222,48 @@ impl<W: Write> Session<W> {
         if msgs.iter().any(|m| m.2.len() > self.cfg.max_message) {
             return no("[TOOBIG] Message too large");
         }
-        let mut folder = match self.store.folder(&name) {
-            Ok(f) => f,
-            Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
-            Err(e) => return Ok(store_no(&e)),
-        };
         let total: u64 = msgs.iter().map(|m| m.2.len() as u64).sum();
         if let Some((def, usage)) = self.store.quota()
             && def.exceeded_by(usage, total, msgs.len() as u64)
         {
             return no("[OVERQUOTA] Quota exceeded");
         }
-        let mut bases: Vec<String> = Vec::new();
+        // The selected mailbox's own Folder when it is the target: its state is current,
+        // and the new message is numbered without reading the directories.
+        let mut other = None;
+        if self.sel.as_ref().is_none_or(|s| s.name != name) {
+            other = Some(match self.store.folder(&name) {
+                Ok(f) => f,
+                Err(StoreError::NoMailbox) => return no("[TRYCREATE] Mailbox does not exist"),
+                Err(e) => return Ok(store_no(&e)),
+            });
+        }
+        let root = self.store.root().to_owned();
+        let folder = match (other.as_mut(), self.sel.as_mut()) {
+            (Some(f), _) => f,
+            (None, Some(s)) => &mut s.folder,
+            (None, None) => return no("[TRYCREATE] Mailbox does not exist"),
+        };
+        let mut items = Vec::with_capacity(msgs.len());
         for (flags, internal, data) in &msgs {
-            let res = Self::letters(&mut folder, flags, true)
-                .and_then(|l| folder.add(data, &l, *internal));
-            match res {
-                Ok(base) => {
-                    bases.push(base);
-                    let _ = mailorder_maildir::quota::append_line(
-                        self.store.root(),
-                        data.len() as i64,
-                        1,
-                    );
-                }
-                Err(e) => {
-                    // All or nothing: take back what was stored.
-                    if let Ok((_, uids)) = folder.uids_of(&bases)
-                        && let Ok(st) = folder.sync()
-                    {
-                        for m in st.msgs.iter().filter(|m| uids.contains(&m.uid)) {
-                            let _ = folder.remove(m);
-                        }
-                    }
-                    return Ok(store_no(&e));
-                }
+            match Self::letters(folder, flags, true) {
+                Ok(l) => items.push((*data, l, *internal)),
+                Err(e) => return Ok(store_no(&e)),
             }
         }
-        match folder.uids_of(&bases) {
-            Ok((uv, uids)) => ok(format!(
-                "[APPENDUID {uv} {}] Append completed",
-                join_uids(&uids)
-            )),
+        // All or nothing: append_msgs stores every message or none.
+        match folder.append_msgs(&items) {
+            Ok((uv, uids)) => {
+                let _ = mailorder_maildir::quota::append_line(
+                    &root,
+                    i64::try_from(total).unwrap_or(i64::MAX),
+                    i64::try_from(msgs.len()).unwrap_or(0),
+                );
+                ok(format!(
+                    "[APPENDUID {uv} {}] Append completed",
+                    join_uids(&uids)
+                ))
+            }
             Err(e) => Ok(store_no(&e)),
         }
     }

@@ -35,6 +35,9 @@ impl<W: Write> Session<W> {
             Err(e) => return Ok(store_no(&e)),
         };
         let readonly = cmd.name == "EXAMINE";
+        // inotify tells what changed from now on: while only sessions change the folder
+        // (and log what they did), a command need not read the directories.
+        folder.watch();
         let mut st = match folder.sync() {
             Ok(s) => s,
             Err(e) => return Ok(store_no(&e)),
@@ -134,10 +137,10 @@ impl<W: Write> Session<W> {
         let Some(sel) = self.sel.as_mut() else {
             return Ok(());
         };
-        let st = match sel.folder.sync_changed() {
+        match sel.folder.refresh() {
             // Nothing changed since the session last reported: the common case, O(1).
             Ok(_) if sel.folder.generation() == sel.generation => return Ok(()),
-            Ok(_) => sel.folder.state().cloned().unwrap_or_default(),
+            Ok(_) => {}
             Err(StoreError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 // The folder was deleted by another session.
                 self.sel = None;
@@ -150,6 +153,8 @@ impl<W: Write> Session<W> {
                 return Ok(());
             }
         };
+        let empty = mailorder_imap_store::State::default();
+        let st = sel.folder.state().unwrap_or(&empty);
         if st.uidvalidity != sel.uidvalidity {
             self.sel = None;
             self.closing = true;
@@ -157,23 +162,31 @@ impl<W: Write> Session<W> {
             return Ok(());
         }
         let mut lines = Vec::new();
-        let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
+        // Both lists ascend by UID: one walk finds what went (no map of 100,000 UIDs).
+        let mut gone_at: Vec<usize> = Vec::new();
+        {
+            let mut j = 0;
+            for (i, m) in sel.view.iter().enumerate() {
+                while j < st.msgs.len() && st.msgs[j].uid < m.uid {
+                    j += 1;
+                }
+                if j >= st.msgs.len() || st.msgs[j].uid != m.uid {
+                    gone_at.push(i);
+                }
+            }
+        }
         // Expunges that may not be reported now keep the check open for the next time.
-        if allow_expunge || sel.view.iter().all(|m| now.contains_key(&m.uid)) {
+        if allow_expunge || gone_at.is_empty() {
             sel.generation = sel.folder.generation();
         }
         if allow_expunge {
             let mut gone = Vec::new();
-            let mut i = sel.view.len();
-            while i > 0 {
-                i -= 1;
-                if !now.contains_key(&sel.view[i].uid) {
-                    let uid = sel.view.remove(i).uid;
-                    sel.recent.remove(&uid);
-                    gone.push(uid);
-                    if !qresync {
-                        lines.push(format!("* {} EXPUNGE", i + 1));
-                    }
+            for &i in gone_at.iter().rev() {
+                let uid = sel.view.remove(i).uid;
+                sel.recent.remove(&uid);
+                gone.push(uid);
+                if !qresync {
+                    lines.push(format!("* {} EXPUNGE", i + 1));
                 }
             }
             if qresync && !gone.is_empty() {
@@ -182,13 +195,21 @@ impl<W: Write> Session<W> {
             }
         }
         let kw = sel.folder.keywords();
+        let st = sel.folder.state().unwrap_or(&empty);
         let kw_changed = kw != sel.keywords;
         if kw_changed {
             sel.keywords = kw;
             lines.push(format!("* FLAGS ({})", Self::flag_list(&sel.keywords)));
         }
-        for (i, m) in sel.view.iter_mut().enumerate() {
-            if let Some(n) = now.get(&m.uid) {
+        {
+            let mut j = 0;
+            for (i, m) in sel.view.iter_mut().enumerate() {
+                while j < st.msgs.len() && st.msgs[j].uid < m.uid {
+                    j += 1;
+                }
+                let Some(n) = st.msgs.get(j).filter(|n| n.uid == m.uid) else {
+                    continue;
+                };
                 if n.flags != m.flags {
                     let ms = if condstore {
                         format!(" MODSEQ ({})", n.modseq)
@@ -202,18 +223,27 @@ impl<W: Write> Session<W> {
                         Self::flags_text(&n.flags, &sel.keywords, sel.recent.contains(&m.uid))
                     ));
                 }
-                *m = (*n).clone();
+                if n != m {
+                    *m = n.clone();
+                }
             }
         }
         let last = sel.view.last().map_or(0, |m| m.uid);
         let before = sel.view.len();
-        sel.view
-            .extend(st.msgs.iter().filter(|m| m.uid > last).cloned());
+        let from = st.msgs.partition_point(|m| m.uid <= last);
+        sel.view.extend_from_slice(&st.msgs[from..]);
+        let (uidnext, uidvalidity) = (st.uidnext, st.uidvalidity);
         if sel.view.len() != before {
             if !rev2 {
                 // Recent to this session: the ones no read-write session was told about
                 // (claimed now when this one may write); those still in new/ go to cur/.
-                let floor = match sel.folder.claim_recent(&st, !sel.readonly) {
+                let part = mailorder_imap_store::State {
+                    uidvalidity,
+                    uidnext,
+                    msgs: sel.view[before..].to_vec(),
+                    ..Default::default()
+                };
+                let floor = match sel.folder.claim_recent(&part, !sel.readonly) {
                     Ok(f) => f,
                     Err(e) => {
                         log::warn!("recent: {e}");
@@ -226,14 +256,11 @@ impl<W: Write> Session<W> {
                         .map(|m| m.uid)
                         .filter(|&u| u >= floor),
                 );
-                let in_new = sel.view[before..]
+                let in_new = part
+                    .msgs
                     .iter()
                     .any(|m| m.sub == mailorder_maildir::Sub::New);
                 if !sel.readonly && in_new {
-                    let part = mailorder_imap_store::State {
-                        msgs: sel.view[before..].to_vec(),
-                        ..Default::default()
-                    };
                     let _ = sel.folder.take_new(&part);
                 }
             }
@@ -242,7 +269,7 @@ impl<W: Write> Session<W> {
                 lines.push(format!("* {} RECENT", sel.recent.len()));
             }
         }
-        sel.uidnext = st.uidnext;
+        sel.uidnext = uidnext;
         for l in lines {
             self.line(&l);
         }

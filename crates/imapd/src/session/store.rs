@@ -38,6 +38,7 @@ impl<W: Write> Session<W> {
         };
         let mut failed: Vec<u32> = Vec::new();
         let mut touched = Vec::new();
+        let mut changes: Vec<(u32, String)> = Vec::new();
         for (seq, m) in &targets {
             if unchanged.is_some_and(|u| m.modseq > u) {
                 failed.push(if uid { m.uid } else { *seq as u32 });
@@ -51,27 +52,33 @@ impl<W: Write> Session<W> {
                 StoreMode::Remove => m.flags.chars().filter(|c| !letters.contains(*c)).collect(),
             };
             if *nf != *m.flags {
-                match sel.folder.set_flags(m, &nf) {
-                    Ok(Some(_)) => {}
-                    Ok(None) => continue,
-                    Err(e) => return Ok(store_no(&e)),
-                }
+                changes.push((m.uid, nf));
             }
             touched.push((*seq, m.uid));
         }
-        let st = match sel.folder.sync() {
-            Ok(s) => s,
-            Err(e) => return Ok(store_no(&e)),
+        // One batch under the folder lock: the files renamed and the changes logged.
+        let done = if changes.is_empty() {
+            sel.folder.refresh().map(|_| ())
+        } else {
+            sel.folder.store_flags(&changes)
         };
+        if let Err(e) = done {
+            return Ok(store_no(&e));
+        }
         sel.keywords = sel.folder.keywords();
-        let now: HashMap<u32, &Msg> = st.msgs.iter().map(|m| (m.uid, m)).collect();
+        let empty = Vec::new();
+        let now = sel.folder.state().map_or(&empty, |s| &s.msgs);
         let mut lines = Vec::new();
         for (seq, u) in touched {
-            let Some(n) = now.get(&u) else {
+            let Some(n) = now
+                .binary_search_by_key(&u, |x| x.uid)
+                .ok()
+                .map(|i| &now[i])
+            else {
                 continue;
             };
             if let Ok(i) = sel.view.binary_search_by_key(&u, |x| x.uid) {
-                sel.view[i] = (*n).clone();
+                sel.view[i] = n.clone();
             }
             if !silent || unchanged.is_some() {
                 let mut items = Vec::new();
@@ -218,19 +225,25 @@ impl<W: Write> Session<W> {
             return Ok(());
         }
         let max = sel.view.last().map_or(0, |m| m.uid);
+        let uids: Vec<u32> = sel
+            .view
+            .iter()
+            .filter(|m| m.flags.contains('T') && only.is_none_or(|s| s.contains(m.uid, max)))
+            .map(|m| m.uid)
+            .collect();
+        if uids.is_empty() {
+            return Ok(());
+        }
         let (mut bytes, mut count) = (0i64, 0i64);
-        for m in &sel.view {
-            if !m.flags.contains('T') || !only.is_none_or(|s| s.contains(m.uid, max)) {
-                continue;
-            }
-            let stored = mailorder_maildir::name::size_tag(&m.file).unwrap_or(m.size);
-            match sel.folder.remove(m) {
-                Ok(()) => {
+        match sel.folder.expunge_uids(&uids) {
+            Ok(gone) => {
+                for m in gone {
+                    let stored = mailorder_maildir::name::size_tag(&m.file).unwrap_or(m.size);
                     bytes += i64::try_from(stored).unwrap_or(0);
                     count += 1;
                 }
-                Err(e) => log::warn!("expunge: {e}"),
             }
+            Err(e) => log::warn!("expunge: {e}"),
         }
         // Maildir++ quota (Trash is not counted).
         if count > 0 && !sel.name.eq_ignore_ascii_case("Trash") {
