@@ -99,6 +99,29 @@ pub fn normalize_flags(flags: &str) -> String {
     v.into_iter().collect()
 }
 
+/// The delivery order of a unique name `SECONDS.M<usec>P<pid>_<n>…`: the seconds, the
+/// microseconds and the counter compared as numbers, then the name (the microseconds are
+/// not zero-padded, so name order is not delivery order). Names of another form sort
+/// after, by name.
+pub fn delivery_order(base: &str) -> (u64, u64, u64, &str) {
+    let mut parts = base.splitn(3, '.');
+    let secs = parts
+        .next()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(u64::MAX);
+    let id = parts.next().unwrap_or("");
+    let num_after = |key: char| -> u64 {
+        id.find(key)
+            .and_then(|i| {
+                let d = &id[i + 1..];
+                let end = d.find(|c: char| !c.is_ascii_digit()).unwrap_or(d.len());
+                d[..end].parse().ok()
+            })
+            .unwrap_or(0)
+    };
+    (secs, num_after('M'), num_after('_'), base)
+}
+
 /// `base:2,FLAGS` with the flags normalised.
 pub fn with_flags(base: &str, flags: &str) -> String {
     format!("{base}:2,{}", normalize_flags(flags))
@@ -112,6 +135,17 @@ pub fn is_message_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_order_is_numeric() {
+        assert!(
+            delivery_order("1795899222.M31P1_2.x") < delivery_order("1795899222.M205884P1_0.x")
+        );
+        assert!(delivery_order("1.M5P1_2.x") < delivery_order("1.M5P1_10.x"));
+        assert!(delivery_order("9.M99500P1.x") < delivery_order("9.M101500P1.x"));
+        assert!(delivery_order("10.M1P1.x") > delivery_order("9.M999999P1.x"));
+        assert!(delivery_order("odd") > delivery_order("9.M1P1.x"));
+    }
 
     #[test]
     fn unique_names() {

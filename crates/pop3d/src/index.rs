@@ -34,7 +34,7 @@ pub struct Index {
     pub cur: Option<Key>,
     /// Number of messages and their octets with CRLF line ends (the STAT answer).
     pub totals: (usize, u64),
-    /// The listing: one `STORED-SIZE NAME` line per message, in name order (what has
+    /// The listing: one `STORED-SIZE NAME` line per message, in delivery order (what has
     /// been read of it so far).
     body: Vec<u8>,
     /// The index file, positioned after `body`, when the rest has not been read yet.
@@ -42,7 +42,7 @@ pub struct Index {
 }
 
 impl Index {
-    /// An index of `entries` (`(stored size, file name)` in name order); `None` when a
+    /// An index of `entries` (`(stored size, file name)` in delivery order); `None` when a
     /// name cannot be recorded (a line end in it).
     pub fn new(
         new: Option<Key>,
