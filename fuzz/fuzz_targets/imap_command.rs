@@ -4,6 +4,10 @@
 
 use libfuzzer_sys::fuzz_target;
 use mailorder_fuzz::chunks;
+use mailorder_imap_proto::args::{
+    parse_copy, parse_enable, parse_getquota, parse_getquotaroot, parse_rename,
+    parse_sort_criteria, parse_status, parse_status_items, parse_thread_alg,
+};
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command, parse_fetch, parse_flags, parse_search};
 use mailorder_imap_proto::request::{
@@ -106,6 +110,26 @@ fuzz_target!(|input: &[u8]| {
             let _ = parse_list(&r.args, r.verb == Verb::Lsub);
             let _ = parse_search_return(&r.args);
             let _ = parse_append(r.args.get(1..).unwrap_or_default(), true);
+            if let Ok(s) = parse_status(&r.args) {
+                assert!(!s.items.is_empty());
+                for i in s.items {
+                    assert!(!i.name().is_empty());
+                }
+            }
+            let _ = parse_enable(&r.args);
+            if let Some(t) = r.args.first() {
+                if let Ok(k) = parse_sort_criteria(t) {
+                    assert!(!k.is_empty());
+                }
+                if let Tok::List(l) = t {
+                    let _ = parse_status_items(l);
+                }
+            }
+            let _ = parse_thread_alg(r.args.first());
+            let _ = parse_copy(&r.args);
+            let _ = parse_rename(&r.args);
+            let _ = parse_getquota(&r.args);
+            let _ = parse_getquotaroot(&r.args);
         }
         assert!(cmd.args.iter().map(tok_bytes).sum::<usize>() <= c.len());
         typed(&cmd.args);

@@ -5,6 +5,8 @@
 //! - [`parse`]: tag, command name and tokens; typed FETCH items, SEARCH keys and flags;
 //! - [`request`]: the one table of command names and their states ([`request::Verb`]),
 //!   the `UID` prefix folded in, typed STORE arguments;
+//! - [`args`]: typed STATUS items, ENABLE capabilities, SORT criteria, THREAD
+//!   algorithms, COPY/MOVE, RENAME, GETQUOTA/GETQUOTAROOT arguments;
 //! - [`seqset`]: sequence sets (`1:4,*`), strict about 0 and 2³²;
 //! - [`mutf7`]: modified UTF-7 mailbox names;
 //! - [`date`]: IMAP dates and RFC 5322 `Date:` values;
@@ -15,6 +17,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod args;
 pub mod date;
 pub mod framer;
 pub mod mutf7;

@@ -391,8 +391,8 @@ pub struct ListArgs {
     pub patterns: Vec<String>,
     /// Return option SUBSCRIBED (also implied by the selection option).
     pub ret_subscribed: bool,
-    /// Return option STATUS with its items.
-    pub ret_status: Option<Vec<Tok>>,
+    /// Return option STATUS with its items (RFC 5819).
+    pub ret_status: Option<Vec<crate::args::StatusItem>>,
 }
 
 /// Parse LIST (`lsub` false) or LSUB arguments.
@@ -443,7 +443,7 @@ pub fn parse_list(args: &[Tok], lsub: bool) -> Result<ListArgs, String> {
                 Some("CHILDREN" | "SPECIAL-USE") => {}
                 Some("STATUS") => match opts.get(i + 1) {
                     Some(Tok::List(items)) => {
-                        ret_status = Some(items.clone());
+                        ret_status = Some(crate::args::parse_status_items(items)?);
                         i += 1;
                     }
                     _ => return Err("STATUS needs a list of items".into()),

@@ -130,55 +130,8 @@ pub fn msgids(v: &str) -> Vec<String> {
     out
 }
 
-/// A sort criterion (RFC 5256 §3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Key {
-    /// ARRIVAL.
-    Arrival,
-    /// CC.
-    Cc,
-    /// DATE.
-    Date,
-    /// FROM.
-    From,
-    /// SIZE.
-    Size,
-    /// SUBJECT.
-    Subject,
-    /// TO.
-    To,
-}
-
-/// Parse a sort criteria list: `(REVERSE DATE SUBJECT)`.
-pub fn parse_criteria(items: &[String]) -> Result<Vec<(Key, bool)>, String> {
-    let mut out = Vec::new();
-    let mut rev = false;
-    for it in items {
-        let k = match it.to_ascii_uppercase().as_str() {
-            "REVERSE" => {
-                if rev {
-                    return Err("REVERSE REVERSE".into());
-                }
-                rev = true;
-                continue;
-            }
-            "ARRIVAL" => Key::Arrival,
-            "CC" => Key::Cc,
-            "DATE" => Key::Date,
-            "FROM" => Key::From,
-            "SIZE" => Key::Size,
-            "SUBJECT" => Key::Subject,
-            "TO" => Key::To,
-            o => return Err(format!("unknown sort key {o}")),
-        };
-        out.push((k, rev));
-        rev = false;
-    }
-    if rev || out.is_empty() {
-        return Err("bad sort criteria".into());
-    }
-    Ok(out)
-}
+/// A sort criterion (RFC 5256 §3), parsed by imap-proto.
+pub use mailorder_imap_proto::args::SortKey as Key;
 
 /// Sort messages by criteria; ties by sequence number. Returns the numbers.
 pub fn sort(mut v: Vec<Info>, keys: &[(Key, bool)]) -> Vec<u32> {
@@ -485,11 +438,6 @@ mod tests {
     fn helpers() {
         assert_eq!(first_mailbox("\"Bob\" <Bob@x>, c@d"), "bob");
         assert_eq!(msgids("<a@b> junk <c@d>"), vec!["a@b", "c@d"]);
-        assert!(parse_criteria(&["REVERSE".into()]).is_err());
-        assert_eq!(
-            parse_criteria(&["reverse".into(), "date".into(), "subject".into()]).unwrap(),
-            vec![(Key::Date, true), (Key::Subject, false)]
-        );
     }
 
     fn info(num: u32, date: i64, subject: &str, id: &str, refs: &[&str]) -> Info {

@@ -1,6 +1,7 @@
 //! Mailbox commands: LIST/LSUB (LIST-EXTENDED, LIST-STATUS), STATUS, APPEND.
 
 use super::*;
+use mailorder_imap_proto::args::{StatusItem, parse_status};
 use mailorder_imap_proto::request::{ListArgs, parse_append, parse_list};
 
 impl<W: Write> Session<W> {
@@ -139,28 +140,34 @@ impl<W: Write> Session<W> {
     }
 
     /// `* STATUS name (…)` for `items`, or the reply to send instead.
-    pub(super) fn status_line(&mut self, name: &str, items: &[Tok]) -> Result<String, Reply> {
+    pub(super) fn status_line(
+        &mut self,
+        name: &str,
+        items: &[StatusItem],
+    ) -> Result<String, Reply> {
         let mut folder = self.store.folder(name).map_err(|e| store_no(&e))?;
         let st = folder.sync().map_err(|e| store_no(&e))?;
         let mut out = Vec::new();
-        for it in items {
-            let i = it.atom_upper().unwrap_or_default();
-            let v = match i.as_str() {
-                "MESSAGES" => st.msgs.len() as u64,
+        for &it in items {
+            let v = match it {
+                StatusItem::Messages => st.msgs.len() as u64,
                 // Recent: not yet claimed by a read-write session (no claim here).
-                "RECENT" => {
+                StatusItem::Recent => {
                     let floor = folder.claim_recent(&st, false).map_err(|e| store_no(&e))?;
                     st.msgs.iter().filter(|m| m.uid >= floor).count() as u64
                 }
-                "DELETED" => st.msgs.iter().filter(|m| m.flags.contains('T')).count() as u64,
-                "UIDNEXT" => u64::from(st.uidnext),
-                "UIDVALIDITY" => u64::from(st.uidvalidity),
-                "UNSEEN" => st.msgs.iter().filter(|m| !m.flags.contains('S')).count() as u64,
-                "HIGHESTMODSEQ" => st.highestmodseq,
-                "SIZE" => st.msgs.iter().map(|m| m.size).sum(),
-                _ => return Err(Reply::Bad(format!("Unknown STATUS item {i}"))),
+                StatusItem::Deleted => {
+                    st.msgs.iter().filter(|m| m.flags.contains('T')).count() as u64
+                }
+                StatusItem::UidNext => u64::from(st.uidnext),
+                StatusItem::UidValidity => u64::from(st.uidvalidity),
+                StatusItem::Unseen => {
+                    st.msgs.iter().filter(|m| !m.flags.contains('S')).count() as u64
+                }
+                StatusItem::HighestModSeq => st.highestmodseq,
+                StatusItem::Size => st.msgs.iter().map(|m| m.size).sum(),
             };
-            out.push(format!("{i} {v}"));
+            out.push(format!("{} {v}", it.name()));
         }
         Ok(format!(
             "* STATUS {} ({})",
@@ -170,14 +177,15 @@ impl<W: Write> Session<W> {
     }
 
     pub(super) fn status(&mut self, cmd: &Command) -> R {
-        let name = match self.mbox_arg(&cmd.args[0])? {
+        let args = match parse_status(&cmd.args) {
+            Ok(a) => a,
+            Err(e) => return bad(e),
+        };
+        let name = match self.mbox_arg(args.mailbox)? {
             Ok(n) => n,
             Err(r) => return Ok(r),
         };
-        let Tok::List(items) = &cmd.args[1] else {
-            return bad("STATUS items must be a list");
-        };
-        match self.status_line(&name, items) {
+        match self.status_line(&name, &args.items) {
             Ok(l) => {
                 self.line(&l);
                 ok("Status completed")

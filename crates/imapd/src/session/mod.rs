@@ -18,6 +18,9 @@ mod store;
 
 use crate::{Config, Got, ImapError, Input};
 use crate::{mime, sort};
+use mailorder_imap_proto::args::{
+    EnableCap, parse_copy, parse_enable, parse_getquota, parse_getquotaroot, parse_rename,
+};
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{
     Command, DateCmp, FetchAtt, SearchKey, SectionText, Tok, parse_command, parse_fetch,
@@ -29,7 +32,6 @@ use mailorder_imap_proto::request::{
 use mailorder_imap_proto::seqset::{SeqNum, SeqSet, compact};
 use mailorder_imap_proto::{astring, date, mutf7};
 use mailorder_imap_store::{Folder, Msg, Rendered, Store, StoreError};
-use std::collections::HashMap;
 use std::io::Write;
 use std::time::Instant;
 
@@ -58,11 +60,9 @@ struct Selected {
     uidvalidity: u32,
     uidnext: u32,
     keywords: Vec<String>,
-    /// The FETCH cache while a FETCH runs: read in UID order, or (when the file is out of
-    /// order) loaded whole; dropped after each command.
-    cache: Option<HashMap<u32, Rendered>>,
-    reader: Option<mailorder_imap_store::CacheReader>,
-    compact: bool,
+    /// Where the FETCH cache's lines are (kept across commands, and across a SELECT of
+    /// the same mailbox).
+    cidx: mailorder_imap_store::CacheIndex,
     cache_new: Vec<(u32, Rendered)>,
     /// The folder's sync generation last reported to the client.
     generation: u64,
@@ -376,28 +376,32 @@ impl<W: Write> Session<W> {
                 ok("Namespace completed")
             }
             Verb::Enable => {
+                let caps = match parse_enable(a) {
+                    Ok(c) => c,
+                    Err(e) => return bad(e),
+                };
                 let mut en = Vec::new();
-                for t in a {
-                    match t.atom_upper().as_deref() {
-                        Some("CONDSTORE") => {
+                for c in caps {
+                    match c {
+                        EnableCap::CondStore => {
                             self.condstore = true;
                             en.push("CONDSTORE");
                         }
-                        Some("QRESYNC") => {
+                        EnableCap::Qresync => {
                             self.condstore = true;
                             self.qresync = true;
                             en.push("QRESYNC");
                         }
-                        Some("UTF8=ACCEPT") => {
+                        EnableCap::Utf8Accept => {
                             self.utf8 = true;
                             en.push("UTF8=ACCEPT");
                         }
-                        Some("IMAP4REV2") => {
+                        EnableCap::Imap4Rev2 => {
                             self.rev2 = true;
                             self.utf8 = true;
                             en.push("IMAP4rev2");
                         }
-                        _ => {}
+                        EnableCap::Other(_) => {}
                     }
                 }
                 let l = format!("* ENABLED {}", en.join(" "));
@@ -418,12 +422,16 @@ impl<W: Write> Session<W> {
                 }
                 self.mailbox_op(cmd, |s, n| s.delete(n), "Delete completed")
             }
-            Verb::Rename if nargs(2) => {
-                let from = match self.mbox_arg(&a[0])? {
+            Verb::Rename => {
+                let (from, to) = match parse_rename(a) {
+                    Ok(x) => x,
+                    Err(e) => return bad(e),
+                };
+                let from = match self.mbox_arg(from)? {
                     Ok(n) => n,
                     Err(r) => return Ok(r),
                 };
-                let to = match self.mbox_arg(&a[1])? {
+                let to = match self.mbox_arg(to)? {
                     Ok(n) => n,
                     Err(r) => return Ok(r),
                 };
@@ -439,8 +447,12 @@ impl<W: Write> Session<W> {
             Verb::List | Verb::Lsub if a.len() >= 2 => self.list(cmd),
             Verb::Status if nargs(2) => self.status(cmd),
             Verb::Append if a.len() >= 2 => self.append(cmd),
-            Verb::GetQuotaRoot if nargs(1) => {
-                let n = match self.mbox_arg(&a[0])? {
+            Verb::GetQuotaRoot => {
+                let mbox = match parse_getquotaroot(a) {
+                    Ok(m) => m,
+                    Err(e) => return bad(e),
+                };
+                let n = match self.mbox_arg(mbox)? {
                     Ok(n) => n,
                     Err(r) => return Ok(r),
                 };
@@ -449,9 +461,11 @@ impl<W: Write> Session<W> {
                 self.quota_line();
                 ok("Getquotaroot completed")
             }
-            Verb::GetQuota if nargs(1) => {
-                if a[0].astring() != Some(b"") {
-                    return no("[NONEXISTENT] No such quota root");
+            Verb::GetQuota => {
+                match parse_getquota(a) {
+                    Ok(root) if root.is_empty() => {}
+                    Ok(_) => return no("[NONEXISTENT] No such quota root"),
+                    Err(e) => return bad(e),
                 }
                 self.quota_line();
                 ok("Getquota completed")
@@ -478,9 +492,11 @@ impl<W: Write> Session<W> {
             Verb::Thread => self.thread_cmd(a, uid),
             Verb::Fetch if a.len() >= 2 => self.fetch(&a[0], &a[1..], uid),
             Verb::Store if a.len() >= 3 => self.store_cmd(&a[0], &a[1..], uid),
-            Verb::Copy | Verb::Move if nargs(2) => {
-                self.copy(&a[0], &a[1], uid, req.verb == Verb::Move)
-            }
+            Verb::Copy | Verb::Move => match parse_copy(a) {
+                // The set is resolved by the session (`$`, UIDs or numbers).
+                Ok(c) => self.copy(&a[0], c.mailbox, uid, req.verb == Verb::Move),
+                Err(e) => bad(e),
+            },
             _ => bad("Wrong number of arguments"),
         }
     }

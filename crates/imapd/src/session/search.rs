@@ -2,6 +2,7 @@
 //! search keys against a message.
 
 use super::*;
+use mailorder_imap_proto::args::{ThreadAlg, parse_sort_criteria, parse_thread_alg};
 use mailorder_imap_proto::request::{SearchReturn, parse_search_return};
 
 impl<W: Write> Session<W> {
@@ -211,14 +212,12 @@ impl<W: Write> Session<W> {
 
     /// SORT (RFC 5256): `SORT (criteria) charset keys…`.
     pub(super) fn sort_cmd(&mut self, args: &[Tok], uid: bool) -> R {
-        let Some(Tok::List(crit)) = args.first() else {
+        let Some(crit) = args.first() else {
             return bad("SORT needs a criteria list");
         };
-        let names: Option<Vec<String>> = crit.iter().map(Tok::atom_upper).collect();
-        let keys = match names.map(|n| sort::parse_criteria(&n)) {
-            Some(Ok(k)) => k,
-            Some(Err(e)) => return bad(e),
-            None => return bad("Bad sort criteria"),
+        let keys = match parse_sort_criteria(crit) {
+            Ok(k) => k,
+            Err(e) => return bad(e),
         };
         let infos = match self.charset_and_keys(args, uid) {
             Ok(infos) => infos,
@@ -233,15 +232,15 @@ impl<W: Write> Session<W> {
 
     /// THREAD (RFC 5256): `THREAD REFERENCES|ORDEREDSUBJECT charset keys…`.
     pub(super) fn thread_cmd(&mut self, args: &[Tok], uid: bool) -> R {
-        let alg = args.first().and_then(Tok::atom_upper).unwrap_or_default();
-        if alg != "REFERENCES" && alg != "ORDEREDSUBJECT" {
-            return bad("Unknown threading algorithm");
-        }
+        let alg = match parse_thread_alg(args.first()) {
+            Ok(a) => a,
+            Err(e) => return bad(e),
+        };
         let infos = match self.charset_and_keys(args, uid) {
             Ok(infos) => infos,
             Err(r) => return r,
         };
-        let threads = if alg == "REFERENCES" {
+        let threads = if alg == ThreadAlg::References {
             sort::references(infos)
         } else {
             sort::ordered_subject(infos)
