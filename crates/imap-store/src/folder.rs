@@ -8,7 +8,7 @@ use mailorder_maildir::{Maildir, Sub, name};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
 use std::fs;
-use std::io::{self, BufRead, Read, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -1197,7 +1197,7 @@ impl Folder {
         let mut fresh: Vec<((u64, u64, u64), mailorder_maildir::Entry)> = by_base
             .into_values()
             .map(|e| {
-                let (s, u, n, _) = delivery_order(&e.base);
+                let (s, u, n, _) = name::delivery_order(&e.base);
                 ((s, u, n), e)
             })
             .collect();
@@ -1793,28 +1793,6 @@ impl Folder {
         out
     }
 
-    /// Read the FETCH cache in UID order without holding it in memory (it is written in
-    /// ascending UID order by the FETCHes that fill it).
-    pub fn cache_reader(&self, uidvalidity: u32) -> CacheReader {
-        CacheReader {
-            lines: fs::File::open(self.cache_path(uidvalidity))
-                .ok()
-                .map(|f| io::BufReader::new(f).split(b'\n')),
-            pending: None,
-            last: 0,
-            unsorted: false,
-        }
-    }
-
-    /// Rewrite the cache sorted by UID (after a reader found it out of order).
-    pub fn cache_compact(&self, uidvalidity: u32) {
-        let map = self.cache_load(uidvalidity);
-        let mut v: Vec<(u32, Rendered)> = map.into_iter().collect();
-        v.sort_by_key(|e| e.0);
-        let text: String = v.iter().map(|(u, r)| r.line(*u)).collect();
-        let _ = write_atomic(&self.cache_path(uidvalidity), text.as_bytes(), false);
-    }
-
     /// Append cache entries (one `write` with `O_APPEND`).
     pub fn cache_add(&self, uidvalidity: u32, entries: &[(u32, Rendered)]) {
         if entries.is_empty() {
@@ -1864,29 +1842,6 @@ fn sub_and_name(p: &Path) -> (Sub, String) {
     (sub, f)
 }
 
-/// The order in which messages get UIDs: by the delivery time in the unique name
-/// (`SECONDS.M<usec>P<pid>_<n>`), numerically, then by name.
-fn delivery_order(base: &str) -> (u64, u64, u64, &str) {
-    let mut parts = base.splitn(3, '.');
-    let secs = parts
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or(u64::MAX);
-    let id = parts.next().unwrap_or("");
-    let num_after = |key: char| -> u64 {
-        id.find(key)
-            .map(|i| {
-                id[i + 1..]
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>()
-            })
-            .and_then(|d| d.parse().ok())
-            .unwrap_or(0)
-    };
-    (secs, num_after('M'), num_after('_'), base)
-}
-
 fn cache_line(line: &[u8]) -> Option<(u32, Rendered)> {
     let line = std::str::from_utf8(line).ok()?;
     let mut f = line.split('\t');
@@ -1931,43 +1886,98 @@ impl Rendered {
     }
 }
 
-/// A sequential reader of the FETCH cache: ask for UIDs in ascending order.
-pub struct CacheReader {
-    lines: Option<io::Split<io::BufReader<fs::File>>>,
-    pending: Option<(u32, Rendered)>,
-    last: u32,
-    unsorted: bool,
+/// Where each UID's line is in the FETCH cache (`mailorder-cache.UIDVALIDITY`, appended
+/// to by every session), learnt once per session and then only from the part the file
+/// grew by: a FETCH of ten messages reads ten lines, not the file, and the file need not
+/// be in UID order. Lines are read through a 64 KiB window, so a FETCH of many messages
+/// in a row still reads the file sequentially.
+#[derive(Debug, Default)]
+pub struct CacheIndex {
+    uidvalidity: u32,
+    file: Option<fs::File>,
+    at: HashMap<u32, (u64, u32)>,
+    /// How far the file has been indexed (just after a line end).
+    end: u64,
+    window: Vec<u8>,
+    window_at: u64,
 }
 
-impl CacheReader {
-    /// The entry for `uid`, if the cache has it. Once the file turns out not to be in
-    /// UID order, [`CacheReader::unsorted`] says so and nothing more is returned.
-    pub fn get(&mut self, uid: u32) -> Option<Rendered> {
-        loop {
-            if self.unsorted {
-                return None;
-            }
-            match &self.pending {
-                Some((u, _)) if *u == uid => return self.pending.take().map(|p| p.1),
-                Some((u, _)) if *u > uid => return None,
-                _ => {}
-            }
-            let line = self.lines.as_mut()?.next()?.ok()?;
-            let Some((u, v)) = cache_line(&line) else {
-                continue;
+impl CacheIndex {
+    /// The cached ENVELOPE and BODYSTRUCTURE of `uid` in `folder` (UIDVALIDITY
+    /// `uidvalidity`), if some session has stored them.
+    pub fn get(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<Rendered> {
+        use std::os::unix::fs::FileExt;
+        if self.uidvalidity != uidvalidity {
+            *self = CacheIndex {
+                uidvalidity,
+                ..CacheIndex::default()
             };
-            if u < self.last {
-                self.unsorted = true;
-                return None;
-            }
-            self.last = u;
-            self.pending = Some((u, v));
+        }
+        if self.file.is_none() {
+            self.file = open_nofollow(&folder.cache_path(uidvalidity)).ok();
+        }
+        if !self.at.contains_key(&uid) {
+            self.extend();
+        }
+        let (off, len) = *self.at.get(&uid)?;
+        let f = self.file.as_ref()?;
+        let inside = off >= self.window_at
+            && off + u64::from(len) <= self.window_at + self.window.len() as u64;
+        if !inside {
+            self.window.resize((len as usize).max(64 * 1024), 0);
+            let n = f.read_at(&mut self.window, off).ok()?;
+            self.window.truncate(n);
+            self.window_at = off;
+        }
+        let from = (off - self.window_at) as usize;
+        let line = self.window.get(from..from + len as usize)?;
+        match cache_line(line) {
+            Some((u, v)) if u == uid => Some(v),
+            _ => None,
         }
     }
 
-    /// Whether the file was found out of UID order.
-    pub fn unsorted(&self) -> bool {
-        self.unsorted
+    /// Index the lines the file gained since the last look (whole lines only: a line
+    /// being appended is taken next time; a line that does not parse is skipped).
+    fn extend(&mut self) {
+        use std::os::unix::fs::FileExt;
+        let Some(f) = self.file.as_ref() else {
+            return;
+        };
+        let Ok(len) = f.metadata().map(|m| m.len()) else {
+            return;
+        };
+        let mut buf = vec![0u8; 256 * 1024];
+        let mut carry: Vec<u8> = Vec::new();
+        let mut pos = self.end;
+        while pos < len {
+            let Ok(n) = f.read_at(&mut buf, pos) else {
+                return;
+            };
+            if n == 0 {
+                break;
+            }
+            // `carry` holds the start of a line that began before `pos`.
+            let line_start0 = pos - carry.len() as u64;
+            carry.extend_from_slice(&buf[..n]);
+            pos += n as u64;
+            let mut start = 0usize;
+            while let Some(i) = carry[start..].iter().position(|&b| b == b'\n') {
+                let line = &carry[start..start + i];
+                if let Some(uid) = line
+                    .iter()
+                    .position(|&b| b == b'\t')
+                    .and_then(|t| std::str::from_utf8(&line[..t]).ok())
+                    .and_then(|u| u.parse::<u32>().ok())
+                {
+                    let len = u32::try_from(i).unwrap_or(u32::MAX);
+                    self.at.insert(uid, (line_start0 + start as u64, len));
+                }
+                start += i + 1;
+            }
+            self.end = line_start0 + start as u64;
+            carry.drain(..start);
+        }
     }
 }
 
@@ -2252,6 +2262,51 @@ mod tests {
         assert_eq!(a.state().unwrap().msgs, fresh.msgs);
     }
 
+    // See: issue #12: a FETCH of ten messages read the FETCH cache from its start, and
+    // an out-of-order cache (sessions append as they render) was loaded whole and
+    // rewritten.
+    #[test]
+    fn cache_index_finds_lines_in_any_order_as_the_file_grows() {
+        let (_d, s) = setup();
+        let f = s.folder("INBOX").unwrap();
+        let r = |n: u32| Rendered {
+            envelope: format!("(env {n}\t\\)"),
+            bodystructure: format!("(bs {n})"),
+            body: format!("(b {n})"),
+        };
+        f.cache_add(7, &[(5, r(5)), (2, r(2))]);
+        let mut ix = CacheIndex::default();
+        assert_eq!(ix.get(&f, 7, 2), Some(r(2)));
+        assert_eq!(ix.get(&f, 7, 5), Some(r(5)));
+        assert_eq!(ix.get(&f, 7, 3), None);
+        // Another session appends, with a line being written (no newline yet).
+        f.cache_add(7, &[(3, r(3))]);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(f.cache_path(7))
+            .unwrap()
+            .write_all(b"9\t(half")
+            .unwrap();
+        assert_eq!(ix.get(&f, 7, 3), Some(r(3)));
+        assert_eq!(ix.get(&f, 7, 9), None);
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(f.cache_path(7))
+            .unwrap()
+            .write_all(b")\t(x)\t(y)\n")
+            .unwrap();
+        assert_eq!(ix.get(&f, 7, 9).map(|v| v.envelope), Some("(half)".into()));
+        assert_eq!(ix.get(&f, 7, 2), Some(r(2)));
+        // Another UIDVALIDITY is another file.
+        assert_eq!(ix.get(&f, 8, 2), None);
+        // Many lines: read through the window.
+        let many: Vec<(u32, Rendered)> = (100..3000).map(|u| (u, r(u))).collect();
+        f.cache_add(8, &many);
+        for u in (100..3000).step_by(7) {
+            assert_eq!(ix.get(&f, 8, u), Some(r(u)), "{u}");
+        }
+    }
+
     #[test]
     fn torn_or_deleted_index_is_rebuilt_with_new_uidvalidity() {
         let (_d, s) = setup();
@@ -2334,10 +2389,6 @@ mod tests {
         assert_eq!(f.read_header(m).unwrap().unwrap(), b"Subject: x\n\n");
         assert_eq!(header_part(b"A: b\r\n\r\nx"), b"A: b\r\n\r\n");
         assert_eq!(header_part(b"no blank line"), b"no blank line");
-        assert!(
-            delivery_order("1795899222.M31P1_2.x") < delivery_order("1795899222.M205884P1_0.x")
-        );
-        assert!(delivery_order("1.M5P1_2.x") < delivery_order("1.M5P1_10.x"));
         let r3 = |a: &str, b: &str, c: &str| Rendered {
             envelope: a.into(),
             bodystructure: b.into(),
@@ -2345,18 +2396,13 @@ mod tests {
         };
         f.cache_add(uv, &[(1, r3("(a\tb)", "x\ny", "z\\"))]);
         f.cache_add(uv, &[(3, r3("e", "b", "c"))]);
-        let mut r = f.cache_reader(uv);
-        assert_eq!(r.get(1).unwrap().bodystructure, "x\ny");
-        assert!(r.get(2).is_none());
-        assert_eq!(r.get(3).unwrap().envelope, "e");
-        assert!(r.get(4).is_none());
+        let mut ix = CacheIndex::default();
+        assert_eq!(ix.get(&f, uv, 1).unwrap().bodystructure, "x\ny");
+        assert!(ix.get(&f, uv, 2).is_none());
+        assert_eq!(ix.get(&f, uv, 3).unwrap().envelope, "e");
+        assert!(ix.get(&f, uv, 4).is_none());
         f.cache_add(uv, &[(2, r3("two", "b", "c"))]);
-        let mut r = f.cache_reader(uv);
-        assert!(r.get(1).is_some() && r.get(2).is_none() && r.get(3).is_some());
-        assert!(r.get(4).is_none() && r.unsorted());
-        f.cache_compact(uv);
-        let mut r = f.cache_reader(uv);
-        assert!(r.get(1).is_some() && r.get(2).is_some() && r.get(3).is_some() && !r.unsorted());
+        assert_eq!(ix.get(&f, uv, 2).unwrap().envelope, "two");
         let c = f.cache_load(uv);
         assert_eq!(c[&1], r3("(a\tb)", "x\ny", "z\\"));
         let n = f.set_flags(m, "F").unwrap().unwrap();

@@ -130,18 +130,11 @@ impl<W: Write> Session<W> {
                 sel.folder.cache_add(sel.uidvalidity, &new);
             }
         }
-        if let Some(sel) = self.sel.as_mut() {
-            if !sel.cache_new.is_empty() {
-                let new = std::mem::take(&mut sel.cache_new);
-                sel.folder.cache_add(sel.uidvalidity, &new);
-            }
-            // The cache is read again by the next FETCH that needs it: a session does not
-            // keep every message's ENVELOPE and BODYSTRUCTURE in memory between commands.
-            sel.cache = None;
-            sel.reader = None;
-            if std::mem::take(&mut sel.compact) {
-                sel.folder.cache_compact(sel.uidvalidity);
-            }
+        if let Some(sel) = self.sel.as_mut()
+            && !sel.cache_new.is_empty()
+        {
+            let new = std::mem::take(&mut sel.cache_new);
+            sel.folder.cache_add(sel.uidvalidity, &new);
         }
         if std::mem::take(&mut self.unknown_cte) {
             return no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
@@ -183,25 +176,8 @@ impl<W: Write> Session<W> {
         });
         let cached = if !needs_struct {
             None
-        } else if let Some(c) = sel.cache.as_ref() {
-            c.get(&m.uid).cloned()
         } else {
-            let uv = sel.uidvalidity;
-            let reader = sel
-                .reader
-                .get_or_insert_with(|| sel.folder.cache_reader(uv));
-            match reader.get(m.uid) {
-                Some(v) => Some(v),
-                None if reader.unsorted() => {
-                    // Out of UID order: load it whole for this command, sort it after.
-                    let c = sel.folder.cache_load(uv);
-                    let v = c.get(&m.uid).cloned();
-                    sel.cache = Some(c);
-                    sel.compact = true;
-                    v
-                }
-                None => None,
-            }
+            sel.cidx.get(&sel.folder, sel.uidvalidity, m.uid)
         };
         let mut data: Option<Vec<u8>> = None;
         if needs_data || (needs_struct && cached.is_none()) {
@@ -253,9 +229,6 @@ impl<W: Write> Session<W> {
                     bodystructure: String::from_utf8_lossy(&bs).into_owned(),
                     body: String::from_utf8_lossy(&b).into_owned(),
                 };
-                if let Some(c) = sel.cache.as_mut() {
-                    c.insert(m.uid, v.clone());
-                }
                 sel.cache_new.push((m.uid, v.clone()));
                 Some(v)
             }

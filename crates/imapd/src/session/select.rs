@@ -6,12 +6,20 @@ use super::*;
 impl<W: Write> Session<W> {
     pub(super) fn select(&mut self, cmd: &Command) -> R {
         self.saved.clear();
-        if self.sel.take().is_some() && (self.qresync || self.rev2) {
+        let previous = self.sel.take();
+        if previous.is_some() && (self.qresync || self.rev2) {
             self.line("* OK [CLOSED] Previous mailbox closed");
         }
         let name = match self.mbox_arg(&cmd.args[0])? {
             Ok(n) => n,
             Err(r) => return Ok(r),
+        };
+        // SELECT of the mailbox already selected keeps its Folder (its inotify watch and
+        // the state it holds: brought up to date, not read again) and the FETCH cache's
+        // line index (which checks the UIDVALIDITY itself).
+        let (cidx, kept) = match previous.filter(|p| p.name == name) {
+            Some(p) => (p.cidx, Some(p.folder)),
+            None => (Default::default(), None),
         };
         // (CONDSTORE) or (QRESYNC (uidvalidity modseq [known-uids])) (RFC 7162).
         if cmd.args.len() > 2 {
@@ -30,9 +38,12 @@ impl<W: Write> Session<W> {
         let resync = params
             .qresync
             .map(|q| (q.uidvalidity, q.modseq, q.known_uids));
-        let mut folder = match self.store.folder(&name) {
-            Ok(f) => f,
-            Err(e) => return Ok(store_no(&e)),
+        let mut folder = match kept {
+            Some(f) if self.store.exists(&name).unwrap_or(false) => f,
+            _ => match self.store.folder(&name) {
+                Ok(f) => f,
+                Err(e) => return Ok(store_no(&e)),
+            },
         };
         let readonly = cmd.name == "EXAMINE";
         // inotify tells what changed from now on: while only sessions change the folder
@@ -116,9 +127,7 @@ impl<W: Write> Session<W> {
             uidvalidity: st.uidvalidity,
             uidnext: st.uidnext,
             keywords,
-            cache: None,
-            reader: None,
-            compact: false,
+            cidx,
             cache_new: Vec::new(),
         });
         ok(format!(
