@@ -16,7 +16,7 @@
 //! passes. A folder that already had mail (an INBOX that received deliveries) keeps its
 //! own UIDVALIDITY: the copies get new UIDs there (reported).
 
-use crate::imap::{Arg, Client, Val};
+use crate::imap::{Arg, Client, Done, Val};
 use crate::names::{Mapper, Source};
 use crate::{Job, MoveError};
 use mailorder_imap_store::{Folder, Msg, Store};
@@ -31,6 +31,8 @@ use std::time::{Duration, UNIX_EPOCH};
 const MARKER: &str = "mailmove-source";
 /// Messages fetched per UID FETCH command.
 const CHUNK: usize = 250;
+/// How many times one folder's copy logs in again after the server ended the session.
+const MAX_REOPEN: u32 = 20;
 
 /// What one user's copy did.
 #[derive(Debug, Default, Clone)]
@@ -230,6 +232,7 @@ pub fn user(
     store: Option<&Store>,
     job: &Job,
     rep: &mut Report,
+    reopen: &dyn Fn() -> Result<Client, MoveError>,
 ) -> Result<(), MoveError> {
     // The personal namespace (Courier: "INBOX." with "."), when the server tells.
     let mut prefix = String::new();
@@ -276,7 +279,7 @@ pub fn user(
             }
             continue;
         }
-        if let Err(e) = folder(c, store, job, s, &dest, rep) {
+        if let Err(e) = folder(c, store, job, s, &dest, rep, reopen) {
             match e {
                 MoveError::Vanished(why) => {
                     rep.skipped.push(format!("folder {}: {why}", s.name));
@@ -401,6 +404,7 @@ fn folder(
     s: &Source,
     dest: &str,
     rep: &mut Report,
+    reopen: &dyn Fn() -> Result<Client, MoveError>,
 ) -> Result<(), MoveError> {
     // CONDSTORE (RFC 7162): the folder's HIGHESTMODSEQ tells whether anything changed.
     let condstore = c.has("CONDSTORE");
@@ -432,6 +436,30 @@ fn folder(
     }
     if uv == 0 {
         return Err(MoveError::Vanished("the server gave no UIDVALIDITY".into()));
+    }
+    if uidnext == 0 {
+        // Courier's SELECT and EXAMINE say no UIDNEXT: STATUS does.
+        let (d, v) = c.simple(&[
+            Arg::Raw("STATUS"),
+            Arg::Str(s.name.as_bytes()),
+            Arg::Raw("(UIDNEXT)"),
+        ])?;
+        if d.ok() {
+            uidnext = v
+                .iter()
+                .filter(|r| r.word(0) == "STATUS")
+                .find_map(|r| {
+                    // The attribute list comes last, after the folder name.
+                    let t = r.rest().to_ascii_uppercase();
+                    let after = &t[t.rfind("UIDNEXT ")? + 8..];
+                    after
+                        .split(|c: char| !c.is_ascii_digit())
+                        .next()?
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0);
+        }
     }
     let now = PassState {
         uv,
@@ -595,12 +623,18 @@ fn folder(
     rep.todo(missing.len());
     let mut copied_here = 0u64;
     let mut incomplete = false;
-    for chunk in missing.chunks(CHUNK) {
+    // Batches of CHUNK; what a batch did not bring is asked again one message at a time
+    // (a server that fails a FETCH on one message may drop the rest of the batch too), so
+    // only the messages the source really cannot give are skipped.
+    let mut batches: std::collections::VecDeque<Vec<u32>> =
+        missing.chunks(CHUNK).map(<[u32]>::to_vec).collect();
+    let mut reopened = 0;
+    while let Some(chunk) = batches.pop_front() {
         let mut got: HashSet<u32> = HashSet::new();
         let mut failure: Option<MoveError> = None;
         let cmd = format!(
             "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
-            seq(chunk)
+            seq(&chunk)
         );
         let d = c.run(&[Arg::Raw(&cmd)], |r| {
             let Some(f) = fetched(&r)? else {
@@ -630,13 +664,52 @@ fn folder(
                 Err(e) => failure = Some(MoveError::Write(dir.clone(), e)),
             }
             Ok(())
-        })?;
+        });
         if let Some(e) = failure {
             return Err(e);
         }
         mailorder_core::atomic::fsync_dir(&dir.join("cur"))
             .map_err(|e| MoveError::Write(dir.clone(), e))?;
-        for u in chunk.iter().filter(|u| !got.contains(u)) {
+        let d = match d {
+            Ok(d) => d,
+            // The server ended the session in the middle of the FETCH (Dovecot does on a
+            // message file it cannot read): log in again, open the folder again and go
+            // on; what the batch did not bring is asked one message at a time, and a
+            // message that ends the session on its own is skipped.
+            Err(e @ (MoveError::Ended(_) | MoveError::Io { .. })) if reopened < MAX_REOPEN => {
+                reopened += 1;
+                log::warn!(
+                    "user={} folder={dest}: {e}; logging in again ({reopened}/{MAX_REOPEN})",
+                    job.label
+                );
+                *c = reopen()?;
+                let (d, v) = c.simple(&[Arg::Raw("EXAMINE"), Arg::Str(s.name.as_bytes())])?;
+                let again = v.iter().filter_map(|r| r.code()).find_map(|code| {
+                    let (k, n) = code.split_once(' ')?;
+                    k.eq_ignore_ascii_case("UIDVALIDITY")
+                        .then(|| n.parse::<u32>().ok())?
+                });
+                if !d.ok() || again != Some(uv) {
+                    return Err(MoveError::Vanished(format!(
+                        "changed or gone while it was copied: {}",
+                        d.text
+                    )));
+                }
+                Done {
+                    status: "NO".into(),
+                    text: e.to_string(),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let lost: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
+        if chunk.len() > 1 && !lost.is_empty() {
+            for (i, u) in lost.into_iter().enumerate() {
+                batches.insert(i, vec![u]);
+            }
+            continue;
+        }
+        for u in lost {
             incomplete = true;
             rep.skipped.push(format!(
                 "message {} UID {u}: the server did not give it ({})",

@@ -283,7 +283,7 @@ impl Client {
                 .read_until(b'\n', &mut line)
                 .map_err(MoveError::io("read"))?;
             if n == 0 {
-                return Err(MoveError::Temp("the server closed the connection".into()));
+                return Err(MoveError::Ended("the server closed the connection".into()));
             }
             if line.last() != Some(&b'\n') {
                 return Err(bad("response line too long"));
@@ -305,7 +305,7 @@ impl Client {
                         .read_to_end(&mut v)
                         .map_err(MoveError::io("read"))?;
                     if v.len() as u64 != n {
-                        return Err(MoveError::Temp("the server closed the connection".into()));
+                        return Err(MoveError::Ended("the server closed the connection".into()));
                     }
                     lits.push(v);
                 }
@@ -397,7 +397,7 @@ impl Client {
                 return Ok(done(&r));
             }
             if r.tag == "*" && r.word(0) == "BYE" {
-                return Err(MoveError::Temp(format!(
+                return Err(MoveError::Ended(format!(
                     "the server ended the session: {}",
                     r.rest()
                 )));

@@ -45,6 +45,10 @@ pub enum MoveError {
     /// A temporary problem (network, server).
     #[error("{0}")]
     Temp(String),
+    /// The server ended the session (`* BYE`, or the connection closed): temporary; in
+    /// the middle of a copy, the worker logs in again and goes on.
+    #[error("{0}")]
+    Ended(String),
     /// The server's answer was not IMAP as we know it.
     #[error("protocol error: {0}")]
     Protocol(String),
@@ -203,6 +207,10 @@ pub struct Cli {
     /// Append the per-user report rows (CSV) to this file instead of standard output.
     #[arg(long)]
     pub csv: Option<PathBuf>,
+    /// Also append a readable per-user report (text: counts, each skipped item and its
+    /// reason, the error) to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
     /// Connect, log in and count, but write nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -259,6 +267,8 @@ pub struct Job {
     pub timeout: u64,
     /// The source's POP3 port, to keep the INBOX's UIDLs (0: not asked).
     pub pop3_uidls: u16,
+    /// fd 3 is the text report (`--report`): the worker appends its block there.
+    pub report: bool,
 }
 
 impl Job {
@@ -299,6 +309,7 @@ impl Job {
         rec(b'X', if self.delete { b"1" } else { b"0" });
         rec(b'O', self.timeout.to_string().as_bytes());
         rec(b'Y', self.pop3_uidls.to_string().as_bytes());
+        rec(b'G', if self.report { b"1" } else { b"0" });
         out
     }
 
@@ -334,6 +345,7 @@ impl Job {
                 b'X' => j.delete = v == b"1",
                 b'O' => j.timeout = text(v)?.parse().map_err(|_| bad())?,
                 b'Y' => j.pop3_uidls = text(v)?.parse().map_err(|_| bad())?,
+                b'G' => j.report = v == b"1",
                 _ => return Err(bad()),
             }
         }
@@ -593,6 +605,16 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
         ),
         None => Box::new(io::stdout()),
     };
+    let mut text_out = match &cli.report {
+        Some(p) => Some(
+            std::fs::OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(p)
+                .map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))?,
+        ),
+        None => None,
+    };
     let fresh = cli
         .csv
         .as_ref()
@@ -624,6 +646,13 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                     csv_quote(&u.login),
                     csv_quote(&u.dest)
                 );
+                if let Some(f) = &mut text_out {
+                    let _ = writeln!(
+                        f,
+                        "{} > {}: nouser (not in the directory)\n",
+                        u.login, u.dest
+                    );
+                }
                 note(&mut worst, Exit::Perm);
                 continue;
             }
@@ -637,6 +666,13 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                 csv_quote(&u.login),
                 csv_quote(&u.dest)
             );
+            if let Some(f) = &mut text_out {
+                let _ = writeln!(
+                    f,
+                    "{} > {}: nopassword (no password and no --master-user)\n",
+                    u.login, u.dest
+                );
+            }
             note(&mut worst, Exit::Perm);
             continue;
         }
@@ -678,6 +714,7 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
             delete: cli.delete,
             timeout: cli.timeout,
             pop3_uidls: cli.pop3_uidls.unwrap_or(0),
+            report: text_out.is_some(),
         };
         jobs.push((job, user.uid, user.gid, u.dest.clone()));
     }
@@ -702,7 +739,7 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                 ),
                 None => Stdio::inherit(),
             };
-            let (child, sock) = start_worker(&job, uid, gid, csv_out)?;
+            let (child, sock) = start_worker(&job, uid, gid, csv_out, text_out.as_ref())?;
             view.tally.started += 1;
             view.log(format_args!(
                 "start user={} ({}/{total})",
@@ -857,12 +894,14 @@ impl View {
 }
 
 /// Start a worker for `job`: fd 0 is a socket on which it reads the job (until the
-/// admin side shuts its writing half) and then tells its progress (progress.rs).
+/// admin side shuts its writing half) and then tells its progress (progress.rs); fd 1
+/// its CSV row; fd 3 the text report, when there is one.
 fn start_worker(
     job: &Job,
     uid: u32,
     gid: u32,
     out: Stdio,
+    report: Option<&std::fs::File>,
 ) -> Result<(Child, std::os::unix::net::UnixStream), MoveError> {
     let prog = mailorder_core::root::program("mailmove");
     let (mine, theirs) = std::os::unix::net::UnixStream::pair()
@@ -875,6 +914,11 @@ fn start_worker(
         .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
         .stdout(out)
         .stderr(Stdio::inherit());
+    if let Some(f) = report {
+        use std::os::fd::AsRawFd;
+        // `f` stays open (the caller's) until after the spawn below.
+        mailorder_core::sys::child_fd(&mut c, f.as_raw_fd(), 3);
+    }
     for k in [
         "MAILORDER_LOG",
         "MAILORDER_ROOT",
@@ -899,8 +943,10 @@ fn start_worker(
 }
 
 /// The worker's entry: `--worker UID GID` (argv after argv\[0\]). Switches first, then
-/// reads the job from fd 0, copies, writes its CSV row on fd 1. Returns the exit status.
-pub fn worker(args: &[OsString]) -> u8 {
+/// reads the job from fd 0, copies, writes its CSV row on fd 1 and, when the job says so,
+/// its text report block on `report` (fd 3, taken by `main` before anything else).
+/// Returns the exit status.
+pub fn worker(args: &[OsString], report: Option<std::os::fd::OwnedFd>) -> u8 {
     let num = |s: Option<&OsString>| s.and_then(|s| s.to_str()?.parse::<u32>().ok());
     let (Some(uid), Some(gid)) = (num(args.get(1)), num(args.get(2))) else {
         log::error!("usage: mailmove --worker UID GID");
@@ -998,6 +1044,15 @@ pub fn worker(args: &[OsString]) -> u8 {
         rep.skipped.len(),
         csv_quote(&reasons)
     );
+    if job.report
+        && let Some(fd) = report
+    {
+        let text = text_block(&job, status, &rep, result.as_ref().err());
+        // One write: blocks of workers running at once do not interleave (O_APPEND).
+        if std::fs::File::from(fd).write_all(text.as_bytes()).is_err() {
+            return Exit::Temp.code();
+        }
+    }
     let mut o = io::stdout().lock();
     if o.write_all(row.as_bytes())
         .and_then(|()| o.flush())
@@ -1006,6 +1061,37 @@ pub fn worker(args: &[OsString]) -> u8 {
         return Exit::Temp.code();
     }
     code.code()
+}
+
+/// One user's block of the text report: what was copied, each skipped item with its
+/// reason, the error.
+fn text_block(job: &Job, status: &str, rep: &copy::Report, err: Option<&MoveError>) -> String {
+    use std::fmt::Write as _;
+    let (login, dest) = job.label.split_once('>').unwrap_or((&job.label, ""));
+    let dry = job.maildir.as_os_str().is_empty();
+    let mut t = format!("{login} > {dest}: {status}");
+    if let Some(e) = err {
+        let _ = write!(t, ": {e}");
+    }
+    let _ = write!(
+        t,
+        "\n  folders {}; {} {} messages ({}); already there {}; flag changes {}; removed {}\n",
+        rep.folders,
+        if dry { "would copy" } else { "copied" },
+        rep.copied,
+        progress::human(rep.bytes as f64),
+        rep.present,
+        rep.flagged,
+        rep.removed
+    );
+    if !rep.skipped.is_empty() {
+        let _ = writeln!(t, "  skipped {}:", rep.skipped.len());
+        for s in &rep.skipped {
+            let _ = writeln!(t, "    {s}");
+        }
+    }
+    t.push('\n');
+    t
 }
 
 /// Bring `maildirsize` (Maildir++ quota) up to date after a pass that wrote or removed
@@ -1110,6 +1196,32 @@ fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
     if job.proto == 'p' {
         return work_pop3(job, rep);
     }
+    let mut c = imap_login(job)?;
+    let store = open_store(job)?;
+    // A session the server ends in the middle (a message it cannot read) is opened again.
+    copy::user(&mut c, store.as_ref(), job, rep, &|| imap_login(job))?;
+    if job.pop3_uidls > 0
+        && let Some(st) = &store
+    {
+        // The INBOX's POP3 UIDLs, paired with its IMAP UIDs (copy::imap_uidls).
+        match pop3_login(job, job.pop3_uidls) {
+            Ok(mut p) => {
+                copy::imap_uidls(&mut c, &mut p, st, rep)?;
+                let _ = p.cmd(b"QUIT");
+            }
+            Err(e @ (MoveError::Login(_) | MoveError::Vanished(_))) => {
+                rep.skipped.push(format!("POP3 UIDLs: {e}"));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    let _ = c.simple(&[imap::Arg::Raw("LOGOUT")]);
+    Ok(())
+}
+
+/// An IMAP session with the source, logged in as the job says (TLS as asked), its
+/// capabilities as they are after the login.
+fn imap_login(job: &Job) -> Result<imap::Client, MoveError> {
     let (stream, cfg) = connect(job, job.port)?;
     let (mut c, _) = imap::Client::new(stream)?;
     if let (Some(cfg), 's') = (&cfg, job.tls) {
@@ -1151,25 +1263,7 @@ fn work(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {
     }
     // Capabilities may change after login.
     c.capability()?;
-    let store = open_store(job)?;
-    copy::user(&mut c, store.as_ref(), job, rep)?;
-    if job.pop3_uidls > 0
-        && let Some(st) = &store
-    {
-        // The INBOX's POP3 UIDLs, paired with its IMAP UIDs (copy::imap_uidls).
-        match pop3_login(job, job.pop3_uidls) {
-            Ok(mut p) => {
-                copy::imap_uidls(&mut c, &mut p, st, rep)?;
-                let _ = p.cmd(b"QUIT");
-            }
-            Err(e @ (MoveError::Login(_) | MoveError::Vanished(_))) => {
-                rep.skipped.push(format!("POP3 UIDLs: {e}"));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    let _ = c.simple(&[imap::Arg::Raw("LOGOUT")]);
-    Ok(())
+    Ok(c)
 }
 
 #[cfg(test)]
@@ -1196,9 +1290,36 @@ mod tests {
             delete: true,
             timeout: 5,
             pop3_uidls: 110,
+            report: true,
         };
         assert_eq!(Job::decode(&j.encode()).unwrap(), j);
         assert!(Job::decode(b"Zx\0").is_err());
+    }
+
+    #[test]
+    fn text_report_block() {
+        let job = Job {
+            label: "ann>ann@example.test".into(),
+            maildir: "/m/Maildir".into(),
+            ..Job::default()
+        };
+        let mut rep = copy::Report::default();
+        (rep.folders, rep.copied, rep.bytes) = (3, 2, 3_200_000);
+        rep.skipped.push("folder X: EXAMINE refused: no".into());
+        assert_eq!(
+            text_block(&job, "ok", &rep, None),
+            "ann > ann@example.test: ok\n  folders 3; copied 2 messages (3.2 MB); already \
+             there 0; flag changes 0; removed 0\n  skipped 1:\n    folder X: EXAMINE \
+             refused: no\n\n"
+        );
+        let dry = Job {
+            maildir: PathBuf::new(),
+            ..job
+        };
+        let e = MoveError::Login("NO [AUTHENTICATIONFAILED]".into());
+        let t = text_block(&dry, "badlogin", &copy::Report::default(), Some(&e));
+        assert!(t.starts_with("ann > ann@example.test: badlogin: "), "{t}");
+        assert!(t.contains("; would copy 0 messages (0 B);"), "{t}");
     }
 
     #[test]

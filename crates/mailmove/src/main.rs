@@ -3,11 +3,18 @@
 use clap::Parser;
 
 fn main() {
-    mailorder_core::logger::init("mailmove", mailorder_core::Exit::Temp.code());
     let args: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
-    if args.first().is_some_and(|a| a == "--worker") {
+    let worker = args.first().is_some_and(|a| a == "--worker");
+    // A worker's fd 3 may be the text report (the job says): taken before anything opens.
+    let report = if worker {
+        mailorder_core::sys::take_fd(3)
+    } else {
+        None
+    };
+    mailorder_core::logger::init("mailmove", mailorder_core::Exit::Temp.code());
+    if worker {
         // The per-user worker: it switches to the mailbox owner before reading anything.
-        mailorder_core::exit::exit(mailorder_mailmove::worker(&args))
+        mailorder_core::exit::exit(mailorder_mailmove::worker(&args, report))
     }
     let cli = match mailorder_mailmove::Cli::try_parse() {
         Ok(cli) => cli,

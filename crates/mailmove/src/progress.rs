@@ -148,7 +148,8 @@ fn clock(s: u64) -> String {
     format!("{}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60)
 }
 
-fn human(b: f64) -> String {
+/// Bytes for people: `3.2 MB`.
+pub fn human(b: f64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
     let mut v = b;
     let mut i = 0;

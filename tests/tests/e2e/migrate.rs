@@ -103,6 +103,9 @@ namespace inbox {{
   mailbox Sent {{
     special_use = \Sent
   }}
+  mailbox "Ablage 2019" {{
+    special_use = \Archive
+  }}
 }}
 passdb {{
   driver = passwd-file
@@ -236,17 +239,29 @@ M.logout()
 print("POPULATED")
 "#;
 
-/// Compare every folder of a Dovecot user with the same user's Maildir through imapd:
-/// UIDVALIDITY, UIDNEXT, and per UID the bytes, flags, keywords and INTERNALDATE.
+/// Compare every folder of a source user (Dovecot, as the master user; or with
+/// `SRC_PASSWORD` in the environment, as the user) with the same user's Maildir through
+/// imapd: UIDVALIDITY, UIDNEXT, and per UID the bytes, flags, keywords and INTERNALDATE.
+/// `SRC_PREFIX` and `SRC_SEP`: the source's personal namespace (Courier: `INBOX.`, `.`).
 const COMPARE: &str = r#"
-import imaplib, sys, re, time
+import imaplib, sys, re, time, os
 port, user, ours = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 # With a fourth argument, our INBOX may hold more: mail delivered here after the copy
 # ("held N" subjects, each once, with UIDs from the source's UIDNEXT on).
 extra = len(sys.argv) > 4
-names = {"Gel&APY-schte Objekte": "Trash"}
+prefix, sep = os.environ.get("SRC_PREFIX", ""), os.environ.get("SRC_SEP", "/")
+names = {"Gel&APY-schte Objekte": "Trash", "Papierkorb": "Trash", "Ablage 2019": "Archive",
+         "Entw&APw-rfe": "Drafts"}
+def mine_of(f):
+    if prefix and f.startswith(prefix):
+        f = f[len(prefix):]
+    f = names.get(f, f)
+    return "/".join(x.replace("/", "_") for x in f.split(sep))
 D = imaplib.IMAP4("127.0.0.1", port)
-D.login(user + "*admin", "adminpw")
+if os.environ.get("SRC_PASSWORD"):
+    D.login(user, os.environ["SRC_PASSWORD"])
+else:
+    D.login(user + "*admin", "adminpw")
 O = imaplib.IMAP4_stream(ours)
 def folders(M):
     out = []
@@ -263,6 +278,9 @@ def fetch(M, name):
     assert typ == "OK", (name, d)
     uv = M.response("UIDVALIDITY")[1][0]
     nx = M.response("UIDNEXT")[1][0]
+    if nx is None:
+        # Courier's SELECT says no UIDNEXT: STATUS does.
+        nx = re.search(rb"UIDNEXT (\d+)", M.status('"%s"' % name, "(UIDNEXT)")[1][0]).group(1)
     typ, d = M.uid("FETCH", "1:*", "(UID FLAGS INTERNALDATE BODY.PEEK[])")
     msgs = {}
     for item in d:
@@ -276,7 +294,7 @@ def fetch(M, name):
     return uv, nx, msgs
 total = 0
 for f in folders(D):
-    mine = names.get(f, f)
+    mine = mine_of(f)
     a = fetch(D, f)
     b = fetch(O, mine)
     assert a[0] == b[0], ("UIDVALIDITY", f, a[0], b[0])
@@ -296,16 +314,36 @@ for f in folders(D):
         assert a[2][uid][1] == b[2][uid][1], ("date", f, uid, a[2][uid][1], b[2][uid][1])
         assert a[2][uid][2] == b[2][uid][2], ("bytes", f, uid, len(a[2][uid][2]), len(b[2][uid][2]))
     total += len(a[2])
-subs_d = sorted(l.split(b' "/" ')[-1] for l in D.lsub()[1] if l)
-subs_o = sorted(l.split(b' "/" ')[-1] for l in O.lsub()[1] if l)
-for s in subs_d:
-    s2 = names.get(s.strip(b'"').decode(), None)
-    assert s in subs_o or (s2 and s2.encode() in subs_o), ("subscription", s, subs_o)
+def subs(M):
+    out = []
+    for l in M.lsub()[1]:
+        m = l and re.match(rb'\((.*?)\) "(.)" "?(.*?)"?$', l)
+        if m:
+            out.append(m.group(3).decode())
+    return out
+subs_o = subs(O)
+for s in subs(D):
+    assert mine_of(s) in subs_o, ("subscription", s, subs_o)
 print("SAME %d" % total)
 "#;
 
 fn run_py(script: &str, args: &[&str]) -> String {
-    let out = python(script, args);
+    run_py_env(script, args, &[])
+}
+
+/// [`run_py`] with more environment.
+fn run_py_env(script: &str, args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = if env.is_empty() {
+        python(script, args)
+    } else {
+        Command::new("python3")
+            .arg("-c")
+            .arg(script)
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .expect("python3")
+    };
     let so = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -1178,4 +1216,346 @@ fn import_gives_users_without_a_hash_a_set_password_link() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("password=none"));
+}
+
+/// Folders of a Dovecot user for the error test: each with three messages.
+const ERR_POPULATE: &str = r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login(sys.argv[2], sys.argv[3])
+for f in ["Fine", "Locked", "Ablage 2019", "Papierkorb"]:
+    assert M.create('"%s"' % f)[0] == "OK", f
+    for i in range(3):
+        m = b"Subject: %s %d\r\n\r\nbody %d\r\n" % (f.encode(), i, i)
+        flags = "(\\Seen)" if i else None
+        assert M.append('"%s"' % f, flags, '"01-Feb-2011 08:00:00 +0000"', m)[0] == "OK"
+M.logout()
+print("POPULATED")
+"#;
+
+/// The one file under `dir`'s cur/ or new/ whose bytes contain `needle`.
+fn message_file(dir: &Path, needle: &str) -> PathBuf {
+    ["cur", "new"]
+        .iter()
+        .flat_map(|s| {
+            std::fs::read_dir(dir.join(s))
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .map(|e| e.path())
+        .find(|p| {
+            std::fs::read(p)
+                .map(|b| String::from_utf8_lossy(&b).contains(needle))
+                .unwrap_or(false)
+        })
+        .unwrap_or_else(|| panic!("no message with {needle:?} in {}", dir.display()))
+}
+
+fn chmod(p: &Path, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+// See: issue #16
+/// A folder the source refuses to open and a message it cannot give: each is skipped and
+/// recorded with its reason (CSV and text report), the rest is copied, the exit status is
+/// 0; once the source is repaired, a rerun copies exactly what was missing, with its UIDs.
+/// The special folders are found by attribute (SPECIAL-USE `\Archive` on "Ablage 2019")
+/// and by their usual German name ("Papierkorb").
+#[test]
+fn dovecot_refused_folder_and_unreadable_message_skipped_then_rerun() {
+    if !have("dovecot") || !have("openssl") {
+        return skip(
+            "dovecot_refused_folder_and_unreadable_message_skipped_then_rerun",
+            "dovecot or openssl not installed",
+        );
+    }
+    let dv = Dovecot::start(&[("fay", "faypw")]);
+    let out = run_py(ERR_POPULATE, &[&dv.port.to_string(), "fay", "faypw"]);
+    assert!(out.contains("POPULATED"), "{out}");
+    let t = Tree::new();
+    t.add_user("fay@example.test", "", "x");
+    let work = t.root.join("migration");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("users.csv"), "fay,fay@example.test,faypw\n").unwrap();
+    std::fs::write(work.join("master"), "adminpw\n").unwrap();
+    let (csv, text) = (work.join("report.csv"), work.join("report.txt"));
+    // As the master user over IMAP: AUTHENTICATE PLAIN with fay as authorization identity.
+    let pass = || {
+        let out = mailmove(&t, &[])
+            .args(["--source", &format!("127.0.0.1:{}", dv.port)])
+            .args(["--tls", "starttls", "--insecure", "--master-user", "admin"])
+            .arg("--master-password-file")
+            .arg(work.join("master"))
+            .arg("--users")
+            .arg(work.join("users.csv"))
+            .arg("--csv")
+            .arg(&csv)
+            .arg("--report")
+            .arg(&text)
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "mailmove: {log}");
+        let report = std::fs::read_to_string(&csv).unwrap();
+        let row = report.lines().last().unwrap().to_owned();
+        (row, log)
+    };
+    // A dry run first: it counts, writes nothing, and says so.
+    let out = mailmove(&t, &[])
+        .args(["--source", &format!("127.0.0.1:{}", dv.port)])
+        .args(["--tls", "starttls", "--insecure", "--dry-run"])
+        .arg("--users")
+        .arg(work.join("users.csv"))
+        .arg("--report")
+        .arg(work.join("dry.txt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let dry = std::fs::read_to_string(work.join("dry.txt")).unwrap();
+    assert!(dry.contains("; would copy 12 messages ("), "{dry}");
+    assert_eq!(count_files(&t.maildir("fay")), 0);
+    // Break the source: "Locked" cannot be opened, one message of "Fine" cannot be read
+    // (Dovecot runs as another user than root here, or the file's own owner without the
+    // read bit).
+    let home = dv.path("home/fay/Maildir");
+    let locked = home.join("Locked");
+    let victim = message_file(&home.join("Fine"), "Subject: Fine 1");
+    chmod(&locked, 0o000);
+    chmod(&victim, 0o000);
+    let (row, log) = pass();
+    chmod(&locked, 0o700);
+    chmod(&victim, 0o600);
+    // login,destination,status,folders,copied,bytes,present,flag_changes,removed,skipped,reasons
+    let f = mailorder_mailmove::csv_fields(&row);
+    assert_eq!(
+        (f[2].as_str(), f[4].as_str(), f[9].as_str()),
+        ("ok", "8", "2"),
+        "{row}\n{log}"
+    );
+    assert!(f[10].contains("folder Locked: EXAMINE refused"), "{row}");
+    assert!(
+        f[10].contains("message Fine UID 2: the server did not give it"),
+        "{row}"
+    );
+    let report = std::fs::read_to_string(&text).unwrap();
+    assert!(
+        report.starts_with("fay > fay@example.test: ok\n"),
+        "{report}"
+    );
+    assert!(report.contains("copied 8 messages"), "{report}");
+    assert!(report.contains("\n  skipped 2:\n    "), "{report}");
+    assert!(
+        report.contains("\n    folder Locked: EXAMINE refused"),
+        "{report}"
+    );
+    assert!(
+        report.contains("\n    message Fine UID 2: the server did not give it"),
+        "{report}"
+    );
+    assert!(log.contains("skipped folder Locked"), "{log}");
+    // The special folders under our names; the copies kept their UIDs.
+    let fay = t.maildir("fay");
+    assert_eq!(count_files(&fay.join(".Archive")), 3);
+    assert_eq!(count_files(&fay.join(".Trash")), 3);
+    assert_eq!(count_files(&fay.join(".Fine")), 2);
+
+    // Repaired: the rerun brings exactly the two, and the result is the source's.
+    let (row, log) = pass();
+    let f = mailorder_mailmove::csv_fields(&row);
+    assert_eq!(
+        (f[2].as_str(), f[4].as_str(), f[6].as_str(), f[9].as_str()),
+        ("ok", "4", "8", "0"),
+        "{row}\n{log}"
+    );
+    let out = run_py(COMPARE, &[&dv.port.to_string(), "fay", &ours(&t, &fay)]);
+    assert!(out.contains("SAME 12"), "{out}");
+    let report = std::fs::read_to_string(&text).unwrap();
+    assert!(report.contains("copied 4 messages ("), "{report}");
+}
+
+/// Debian's courier-imap, unpacked by scripts/install-test-deps: the package conflicts
+/// with dovecot-imapd (both provide imap-server), so it is not installed as a package.
+const COURIER: &str = "/opt/mailorder-test/courier-imap";
+
+/// Folders and messages on Courier (its "INBOX." namespace, "." separator): nested,
+/// spaces, non-ASCII, special folders by their German and English names, flags,
+/// keywords, dates in the past, an attachment.
+const COURIER_POPULATE: &str = r#"
+import imaplib, sys, base64, os
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login(sys.argv[2], sys.argv[3])
+q = lambda f: '"%s"' % f
+folders = ["INBOX.Lists", "INBOX.Lists.rust", "INBOX.Name With Spaces", "INBOX.R&AOk-sum&AOk-",
+           "INBOX.Sent", "INBOX.Papierkorb", "INBOX.Entw&APw-rfe"]
+for f in folders:
+    typ, d = M.create(q(f))
+    assert typ == "OK", (f, d)
+for f in folders[:3]:
+    M.subscribe(q(f))
+dates = ['"01-Jan-2001 10:00:00 +0100"', '"15-Jun-2012 23:59:59 -0700"', '"29-Feb-2020 12:00:00 +0000"']
+flags = ["(\\Seen)", "(\\Seen \\Flagged $Work)", "(\\Answered Important)", "()", "(\\Draft)", "($Forwarded \\Seen)"]
+def msg(subj, body=b"hello\r\n"):
+    return b"From: a@old.test\r\nTo: ann@old.test\r\nSubject: " + subj + b"\r\n\r\n" + body
+for i in range(6):
+    assert M.append("INBOX", flags[i], dates[i % 3], msg(b"inbox %d" % i))[0] == "OK"
+for f in folders:
+    for i in range(3):
+        assert M.append(q(f), flags[(i + 1) % 6], dates[i], msg(b"%s %d" % (f.encode(), i)))[0] == "OK"
+blob = base64.encodebytes(os.urandom(600 * 1024)).replace(b"\n", b"\r\n")
+assert M.append(q("INBOX.Lists"), "(\\Seen)", dates[0], msg(b"attachment", blob))[0] == "OK"
+# A gap in the UIDs.
+M.select("INBOX")
+M.store("2", "+FLAGS", "(\\Deleted)")
+M.expunge()
+M.logout()
+print("POPULATED")
+"#;
+
+// See: issue #16
+/// Courier-IMAP as the old server: Courier's own imapd (its "INBOX." namespace and "."
+/// separator, its UIDVALIDITY, keywords, no CONDSTORE) behind mailorder's login chain
+/// (imapd-login hands it the login tag in IMAPLOGINTAG, as Courier's imaplogin does).
+/// Copied over STARTTLS with the certificate pinned; compared message by message; then a
+/// second pass brings a new message, flag changes and a deletion.
+#[test]
+fn courier_imap_source() {
+    let courier_imapd = Path::new(COURIER).join("usr/bin/imapd");
+    if !courier_imapd.exists() || !have("openssl") {
+        return skip(
+            "courier_imap_source",
+            "Courier-IMAP not unpacked (scripts/install-test-deps) or no openssl",
+        );
+    }
+    // The old server: a tree of its own, whose user's Maildir Courier serves.
+    let mut old = Tree::new();
+    let user = "ann@example.test";
+    old.add_user(user, "", "annpw");
+    let md = old.maildir("ann");
+    for sub in ["cur", "new", "tmp"] {
+        std::fs::create_dir_all(md.join(sub)).unwrap();
+    }
+    old.give_to_tree_user(&old.root.join("mail"));
+    let wrapper = old.root.join("courier-imapd");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\n# Courier's imapd as the user checkpassword-file logged in.\n\
+             exec env AUTHENTICATED=\"$USER\" LD_LIBRARY_PATH={COURIER}/usr/lib \\\n\
+             IMAP_CAPABILITY='IMAP4rev1 UIDPLUS CHILDREN NAMESPACE IDLE' IMAP_KEYWORDS=1 \\\n\
+             IMAP_SHAREDINDEXFILE=/nonexistent IMAP_EMPTYTRASH= IMAP_MAILBOX_SANITY_CHECK=0 \\\n\
+             {} \"$MAILDIR\"\n",
+            courier_imapd.display()
+        ),
+    )
+    .unwrap();
+    chmod(&wrapper, 0o755);
+    let checkpassword = if is_root() {
+        old.setuid_root_copy("checkpassword-file")
+    } else {
+        bin("checkpassword-file")
+    };
+    let mut c = old.cmd("listen");
+    c.arg("127.0.0.1")
+        .arg("0")
+        .arg(bin("tlswrap"))
+        .arg("-n")
+        .arg(bin("imapd-login"))
+        .arg(&checkpassword)
+        .arg(&wrapper)
+        .stderr(Stdio::null());
+    let port = old.start_listen(c).0.to_string();
+    let out = run_py(COURIER_POPULATE, &[&port, user, "annpw"]);
+    assert!(out.contains("POPULATED"), "{out}");
+
+    let t = Tree::new();
+    t.add_user(user, "", "x");
+    let work = t.root.join("migration");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("users.csv"), format!("{user},,annpw\n")).unwrap();
+    let fp = {
+        let out = Command::new("openssl")
+            .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+            .arg(old.root.join("ssl/cert.pem"))
+            .output()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out.stdout).into_owned();
+        s.trim().rsplit('=').next().unwrap().to_owned()
+    };
+    let pass = |extra: &[&str]| {
+        let out = mailmove(&t, &[])
+            .args(["--source", &format!("127.0.0.1:{port}")])
+            .args(["--tls", "starttls", "--fingerprint", &fp])
+            .args(extra)
+            .arg("--users")
+            .arg(work.join("users.csv"))
+            .output()
+            .unwrap();
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        let row = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(out.status.success(), "mailmove: {row}\n{log}");
+        let row = row.lines().last().unwrap().to_owned();
+        (mailorder_mailmove::csv_fields(&row), row, log)
+    };
+    let (f, row, log) = pass(&[]);
+    // INBOX (5), 7 folders of 3, the attachment; Lists.rust's parent too.
+    assert_eq!(
+        (f[2].as_str(), f[4].as_str(), f[9].as_str()),
+        ("ok", "27", "0"),
+        "{row}\n{log}"
+    );
+    let ann = t.maildir("ann");
+    for (dir, n) in [
+        (".Lists", 4),
+        (".Lists.rust", 3),
+        (".Name With Spaces", 3),
+        (".R&AOk-sum&AOk-", 3),
+        (".Sent", 3),
+        (".Trash", 3),
+        (".Drafts", 3),
+    ] {
+        assert_eq!(count_files(&ann.join(dir)), n, "{dir}");
+    }
+    let env = [
+        ("SRC_PASSWORD", "annpw"),
+        ("SRC_PREFIX", "INBOX."),
+        ("SRC_SEP", "."),
+    ];
+    let cmp = || run_py_env(COMPARE, &[&port, user, &ours(&t, &ann)], &env);
+    let out = cmp();
+    assert!(out.contains("SAME 27"), "{out}");
+
+    // Changes on Courier: a new message, flags changed, one deleted; the next pass (no
+    // CONDSTORE: every UID and its flags listed again) brings exactly those.
+    run_py(
+        r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login(sys.argv[2], "annpw")
+M.append('"INBOX.Lists.rust"', "(\\Flagged)", None, b"Subject: later\r\n\r\nnew one\r\n")
+M.select('"INBOX.Name With Spaces"')
+M.store("1:2", "+FLAGS", "(\\Answered NewKeyword)")
+M.store("3", "+FLAGS", "(\\Deleted)")
+M.expunge()
+M.logout()
+"#,
+        &[&port, user],
+    );
+    let (f, row, log) = pass(&["--delete"]);
+    // login,destination,status,folders,copied,bytes,present,flag_changes,removed,…
+    assert_eq!(
+        (f[2].as_str(), f[4].as_str(), f[7].as_str(), f[8].as_str()),
+        ("ok", "1", "2", "1"),
+        "{row}\n{log}"
+    );
+    let out = cmp();
+    assert!(out.contains("SAME 27"), "{out}");
+    // A rerun moves nothing.
+    let (f, row, _) = pass(&["--delete"]);
+    assert_eq!(
+        (f[4].as_str(), f[7].as_str(), f[8].as_str()),
+        ("0", "0", "0"),
+        "{row}"
+    );
 }
