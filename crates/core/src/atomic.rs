@@ -236,8 +236,30 @@ impl GroupSync {
         }
     }
 
-    /// [`GroupSync::sync`] for a change made before `changed` (monotonic nanoseconds).
-    fn sync_since(&mut self, changed: u64) -> io::Result<bool> {
+    /// Now, as [`GroupSync::covered`] and [`GroupSync::sync_since`] compare it: take it
+    /// after the change. `None` when the clock cannot be read (then nothing is covered).
+    pub fn stamp() -> Option<u64> {
+        monotonic_ns()
+    }
+
+    /// Whether a successful `fsync` of the directory that started after `stamp` is on
+    /// record, without waiting: while one runs (the record is locked) the answer is no.
+    pub fn covered(&self, stamp: u64) -> bool {
+        use std::os::unix::fs::FileExt;
+        let Some((rec, boot)) = &self.shared else {
+            return false;
+        };
+        if rec.try_lock_shared().is_err() {
+            return false;
+        }
+        let mut buf = [0u8; GS_LEN];
+        let ok = rec.read_exact_at(&mut buf, 0).is_ok() && decode_started(&buf, boot) > Some(stamp);
+        let _ = rec.unlock();
+        ok
+    }
+
+    /// [`GroupSync::sync`] for a change made before `changed` ([`GroupSync::stamp`]).
+    pub fn sync_since(&mut self, changed: u64) -> io::Result<bool> {
         let Some((rec, boot)) = &self.shared else {
             return self.dir.sync_all().map(|()| true);
         };
@@ -364,7 +386,9 @@ mod tests {
         // b's change is made; then a's fsync starts, and covers it.
         let changed = monotonic_ns().unwrap();
         assert!(a.sync().unwrap(), "nothing recorded yet: a fsyncs");
+        assert!(b.covered(changed), "a's fsync is on record");
         assert!(!b.sync_since(changed).unwrap(), "covered by a's fsync");
+        assert!(!b.covered(GroupSync::stamp().unwrap()));
         // A change after that fsync started is not covered.
         assert!(b.sync().unwrap());
         // The record is 0600 and whole.

@@ -25,7 +25,8 @@ pub const EXIT_CODES: &[u8] = &[
 ];
 
 use mailorder_core::Exit;
-use mailorder_queue_format::{Queue, fsync_dir, valid_id};
+use mailorder_core::atomic::GroupSync;
+use mailorder_queue_format::{Queue, fsync_dir, spare, valid_id};
 use std::io::{self, BufRead, Read, Write};
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -81,8 +82,181 @@ fn unlink(path: &Path) -> Result<(), CleanError> {
     }
 }
 
+/// Finished files kept for reuse instead of unlinked (mailorder-queue-format `spare`,
+/// issue #11): `todo ID` and `mess ID` rename the file to `spare/p.ID.t` / `p.ID.m`
+/// (pending), and a pending spare becomes usable (`spare/ID.t`) only once an `fsync` of the
+/// directory it left has started after the move: one of queue's shared fsyncs (the
+/// group-commit records `lock/sync.todo`, `lock/sync.mess`), or queue-clean's own when
+/// [`MAX_PENDING`] are waiting or at `clean`. Without `spare/`, or with [`spare::MAX_SPARES`]
+/// kept, it unlinks as before.
+pub struct Recycler {
+    state: std::sync::Mutex<Recycling>,
+}
+
+/// Pending spares beyond which queue-clean runs the directory fsyncs itself.
+pub const MAX_PENDING: usize = 64;
+
+/// Moves between two counts of `spare/` (queue takes spares without telling).
+const RECOUNT: usize = 64;
+
+struct Recycling {
+    on: bool,
+    /// Pending names, whether each left `todo/` (else `mess/`), and when.
+    pending: Vec<(String, bool, u64)>,
+    /// Spares in `spare/` as last counted, plus the moves since.
+    count: usize,
+    moves: usize,
+    todo: Option<GroupSync>,
+    mess: Option<GroupSync>,
+}
+
+impl Recycler {
+    /// Recycling into `q`'s `spare/` when it exists. Pending names left by an earlier run
+    /// (their move may not be durable) are dropped: unlinking a name is always safe.
+    pub fn new(q: &Queue) -> Recycler {
+        let dir = q.spare_dir();
+        let on = dir.is_dir();
+        let mut count = 0;
+        if on && let Ok(names) = std::fs::read_dir(&dir) {
+            for name in names.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+                if name.starts_with(spare::PENDING) {
+                    let _ = std::fs::remove_file(dir.join(&name));
+                } else {
+                    count += 1;
+                }
+            }
+        }
+        let sync = |d: &Path, r: &str| GroupSync::open(d, &q.lock_dir().join(r)).ok();
+        Recycler {
+            state: std::sync::Mutex::new(Recycling {
+                on,
+                pending: Vec::new(),
+                count,
+                moves: 0,
+                todo: sync(&q.todo_dir(), "sync.todo"),
+                mess: sync(&q.mess_dir(), "sync.mess"),
+            }),
+        }
+    }
+
+    /// One that never keeps a file: every removal is an unlink.
+    pub fn off() -> Recycler {
+        Recycler {
+            state: std::sync::Mutex::new(Recycling {
+                on: false,
+                pending: Vec::new(),
+                count: 0,
+                moves: 0,
+                todo: None,
+                mess: None,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Recycling> {
+        match self.state.lock() {
+            Ok(s) => s,
+            Err(e) => e.into_inner(),
+        }
+    }
+
+    /// Remove `from` (`todo/ID` when `todo`, else `mess/ID`): into `spare/` when it may be
+    /// kept, else unlinked. A missing file is fine.
+    fn remove(&self, q: &Queue, from: &Path, id: &str, todo: bool) -> Result<(), CleanError> {
+        let mut st = self.lock();
+        if !st.on || st.count >= spare::MAX_SPARES {
+            drop(st);
+            return unlink(from);
+        }
+        let name = spare::pending_name(id, if todo { 't' } else { 'm' });
+        match std::fs::rename(from, q.spare_dir().join(&name)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => {
+                log::debug!("keeping {}: {e}", from.display());
+                drop(st);
+                return unlink(from);
+            }
+        }
+        let stamp = GroupSync::stamp().unwrap_or(u64::MAX);
+        st.pending.push((name, todo, stamp));
+        st.count += 1;
+        st.moves += 1;
+        if st.moves.is_multiple_of(RECOUNT) {
+            st.count = std::fs::read_dir(q.spare_dir()).map_or(st.count, |d| d.count());
+        }
+        let force = st.pending.len() >= MAX_PENDING;
+        st.promote(q, force);
+        Ok(())
+    }
+
+    /// Make every pending spare usable, running the directory fsyncs if need be (`clean`).
+    pub fn flush(&self, q: &Queue) {
+        self.lock().promote(q, true);
+    }
+}
+
+impl Recycling {
+    /// Rename to usable names the pending spares whose move is durable; with `force`,
+    /// first fsync the directories they left (shared with queue's fsyncs).
+    fn promote(&mut self, q: &Queue, force: bool) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let (mut todo_ok, mut mess_ok) = (None, None);
+        if force {
+            for (from_todo, slot, ok) in [
+                (true, &mut self.todo, &mut todo_ok),
+                (false, &mut self.mess, &mut mess_ok),
+            ] {
+                let Some(latest) = self
+                    .pending
+                    .iter()
+                    .filter(|p| p.1 == from_todo)
+                    .map(|p| p.2)
+                    .max()
+                else {
+                    continue;
+                };
+                let dir = if from_todo {
+                    q.todo_dir()
+                } else {
+                    q.mess_dir()
+                };
+                let res = match slot {
+                    Some(g) => g.sync_since(latest).map(|_| ()),
+                    None => fsync_dir(&dir),
+                };
+                match res {
+                    Ok(()) => *ok = Some(latest),
+                    Err(e) => log::warn!("fsync {}: {e} (spares stay pending)", dir.display()),
+                }
+            }
+        }
+        let spare_dir = q.spare_dir();
+        let (todo, mess) = (&self.todo, &self.mess);
+        self.pending.retain(|(name, from_todo, stamp)| {
+            let (forced, sync) = if *from_todo {
+                (todo_ok, todo)
+            } else {
+                (mess_ok, mess)
+            };
+            let durable = forced.is_some_and(|t| *stamp <= t)
+                || sync.as_ref().is_some_and(|g| g.covered(*stamp));
+            if !durable {
+                return true;
+            }
+            let usable = name.trim_start_matches(spare::PENDING);
+            if let Err(e) = std::fs::rename(spare_dir.join(name), spare_dir.join(usable)) {
+                log::debug!("spare {name}: {e}");
+            }
+            false
+        });
+    }
+}
+
 /// Run one command line.
-pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> {
+pub fn handle(q: &Queue, rec: &Recycler, line: &str, now: SystemTime) -> Result<(), CleanError> {
     let mut words = line.split(' ');
     let (cmd, id) = (words.next(), words.next());
     if words.next().is_some() {
@@ -93,7 +267,7 @@ pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> 
             if !valid_id(id) {
                 return Err(CleanError::BadId);
             }
-            unlink(&q.todo(id))
+            rec.remove(q, &q.todo(id), id, true)
         }
         (Some("mess"), Some(id)) => {
             if !valid_id(id) {
@@ -102,7 +276,7 @@ pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> 
             if q.todo(id).symlink_metadata().is_ok() {
                 return Err(CleanError::StillQueued(id.to_owned()));
             }
-            unlink(&q.mess(id))
+            rec.remove(q, &q.mess(id), id, false)
         }
         (Some("clean"), None) => {
             let dir = q.intd_dir();
@@ -123,7 +297,9 @@ pub fn handle(q: &Queue, line: &str, now: SystemTime) -> Result<(), CleanError> 
                     }
                 }
             }
-            fsync_dir(&dir).map_err(io_err("fsync", &dir))
+            fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
+            rec.flush(q);
+            Ok(())
         }
         _ => Err(CleanError::Unknown),
     }
@@ -150,6 +326,8 @@ pub fn serve_with(
     output: impl Write + Send,
     workers: usize,
 ) -> io::Result<()> {
+    let rec = Recycler::new(q);
+    let rec = &rec;
     let output = std::sync::Mutex::new(output);
     let failed = std::sync::atomic::AtomicBool::new(false);
     let answer = |text: &str| -> io::Result<()> {
@@ -169,14 +347,15 @@ pub fn serve_with(
             let (answer, failed) = (&answer, &failed);
             scope.spawn(move || {
                 for job in rx {
-                    let reply = match job.map(|text| (handle(q, &text, SystemTime::now()), text)) {
-                        Err(reply) => reply.to_owned(),
-                        Ok((Ok(()), _)) => "ok".to_owned(),
-                        Ok((Err(e), text)) => {
-                            log::warn!("{}: {e}", text.escape_debug());
-                            format!("error {e}")
-                        }
-                    };
+                    let reply =
+                        match job.map(|text| (handle(q, rec, &text, SystemTime::now()), text)) {
+                            Err(reply) => reply.to_owned(),
+                            Ok((Ok(()), _)) => "ok".to_owned(),
+                            Ok((Err(e), text)) => {
+                                log::warn!("{}: {e}", text.escape_debug());
+                                format!("error {e}")
+                            }
+                        };
                     if answer(&reply).is_err() {
                         failed.store(true, std::sync::atomic::Ordering::Relaxed);
                     }
@@ -270,6 +449,72 @@ mod tests {
         assert!(q.mess("4.5.6").exists());
     }
 
+    // See: issue #11
+    #[test]
+    fn finished_files_become_spares_once_their_move_is_durable() {
+        use std::os::unix::fs::MetadataExt;
+        let (_d, q) = setup();
+        let ino = |p: &Path| std::fs::metadata(p).unwrap().ino();
+        let spare = |n: &str| q.spare_dir().join(n);
+        std::fs::write(q.todo("1.2.3"), "F\0\0").unwrap();
+        std::fs::write(q.mess("1.2.3"), "m").unwrap();
+        let (t_ino, m_ino) = (ino(&q.todo("1.2.3")), ino(&q.mess("1.2.3")));
+        let rec = Recycler::new(&q);
+        let now = SystemTime::now();
+        handle(&q, &rec, "todo 1.2.3", now).unwrap();
+        handle(&q, &rec, "mess 1.2.3", now).unwrap();
+        assert!(!q.todo("1.2.3").exists() && !q.mess("1.2.3").exists());
+        assert_eq!(ino(&spare("p.1.2.3.t")), t_ino);
+        assert_eq!(ino(&spare("p.1.2.3.m")), m_ino);
+        // A queue's shared fsync of todo/, started after the move, covers the todo/ move
+        // only: that spare becomes usable at the next command, the mess/ one waits.
+        let mut g = GroupSync::open(&q.todo_dir(), &q.lock_dir().join("sync.todo")).unwrap();
+        g.sync().unwrap();
+        std::fs::write(q.todo("4.5.6"), "x").unwrap();
+        handle(&q, &rec, "todo 4.5.6", now).unwrap();
+        assert!(spare("1.2.3.t").exists(), "covered: usable");
+        assert!(
+            spare("p.1.2.3.m").exists(),
+            "mess/ not synced since: pending"
+        );
+        assert!(spare("p.4.5.6.t").exists());
+        // clean runs the fsyncs itself: every spare is usable.
+        handle(&q, &rec, "clean", now).unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(q.spare_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["1.2.3.m", "1.2.3.t", "4.5.6.t"]);
+        // A restart drops the pending names a crash left.
+        std::fs::write(spare("p.7.7.7.m"), "").unwrap();
+        drop(Recycler::new(&q));
+        assert!(!spare("p.7.7.7.m").exists() && spare("1.2.3.m").exists());
+        // Without recycling (no spare/, or off), files are unlinked.
+        let off = Recycler::off();
+        std::fs::write(q.mess("8.8.8"), "m").unwrap();
+        handle(&q, &off, "mess 8.8.8", now).unwrap();
+        assert!(!q.mess("8.8.8").exists() && !spare("p.8.8.8.m").exists());
+    }
+
+    // See: issue #11
+    #[test]
+    fn at_most_max_spares_are_kept() {
+        let (_d, q) = setup();
+        let rec = Recycler::new(&q);
+        let now = SystemTime::now();
+        for i in 0..spare::MAX_SPARES + 10 {
+            let id = format!("1.{i}.1");
+            std::fs::write(q.mess(&id), "m").unwrap();
+            handle(&q, &rec, &format!("mess {id}"), now).unwrap();
+            assert!(!q.mess(&id).exists());
+        }
+        assert_eq!(
+            std::fs::read_dir(q.spare_dir()).unwrap().count(),
+            spare::MAX_SPARES
+        );
+    }
+
     #[test]
     fn long_line_is_skipped() {
         let (_d, q) = setup();
@@ -305,9 +550,16 @@ mod tests {
         let (_d, q) = setup();
         std::fs::write(q.intd("1.1.1"), "x").unwrap();
         let now = SystemTime::now();
-        handle(&q, "clean", now).unwrap();
+        let rec = Recycler::off();
+        handle(&q, &rec, "clean", now).unwrap();
         assert!(q.intd("1.1.1").exists());
-        handle(&q, "clean", now + ORPHAN_AGE + Duration::from_secs(60)).unwrap();
+        handle(
+            &q,
+            &rec,
+            "clean",
+            now + ORPHAN_AGE + Duration::from_secs(60),
+        )
+        .unwrap();
         assert!(!q.intd("1.1.1").exists());
     }
 }

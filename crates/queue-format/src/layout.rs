@@ -7,6 +7,7 @@
 //! queue/state/ID  dispatch's record of the message
 //! queue/lock/trigger  FIFO: queue writes one byte after each message
 //! queue/lock/sync.mess, sync.todo  queue's shared directory-fsync records (group commit)
+//! queue/spare/NAME   finished files kept for reuse by queue (spare)
 //! ```
 
 use std::fs::File;
@@ -81,6 +82,10 @@ impl Queue {
     /// `queue/lock`.
     pub fn lock_dir(&self) -> PathBuf {
         self.root.join("lock")
+    }
+    /// `queue/spare`: finished queue files kept for reuse (crate::spare).
+    pub fn spare_dir(&self) -> PathBuf {
+        self.root.join("spare")
     }
     /// `queue/mess/ID`.
     pub fn mess(&self, id: &str) -> PathBuf {
@@ -207,6 +212,7 @@ impl Queue {
             self.todo_dir(),
             self.state_dir(),
             self.lock_dir(),
+            self.spare_dir(),
         ] {
             std::fs::create_dir_all(d)?;
         }

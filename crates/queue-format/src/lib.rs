@@ -18,6 +18,7 @@ pub mod date;
 pub mod envelope;
 pub mod frame;
 pub mod layout;
+pub mod spare;
 pub mod state;
 
 pub use envelope::{Envelope, EnvelopeError, Notify, RcptDsn, Ret, encode, read_envelope};

@@ -190,7 +190,7 @@ pub fn run_framed(
         max_envelope: cfg.max_envelope,
     });
     let mut queued = 0;
-    let mut syncs = crate::DirSyncs::default();
+    let mut kept = crate::Kept::default();
     loop {
         {
             let mut f = frames.borrow_mut();
@@ -237,7 +237,7 @@ pub fn run_framed(
                 pos: 0,
             },
             &pending,
-            &mut syncs,
+            &mut kept,
         );
         let drained = frames.borrow_mut().drain();
         if (res.is_err() || drained.is_err())

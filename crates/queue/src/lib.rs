@@ -31,6 +31,7 @@ use mailorder_core::Exit;
 use mailorder_core::atomic::GroupSync;
 use mailorder_core::exit::queue as code;
 use mailorder_queue_format::envelope::{self, EnvelopeError, MAX_ENVELOPE};
+use mailorder_queue_format::spare::Taker;
 use mailorder_queue_format::{Queue, date};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -212,17 +213,30 @@ fn watchdog(secs: u64, pending: Arc<Mutex<Pending>>, expired: fn() -> !) {
     });
 }
 
-/// The directory fsyncs of `mess/` and `todo/`, shared with every other `queue` process
-/// (group commit, `mailorder_core::atomic::GroupSync`, records `queue/lock/sync.mess` and
-/// `queue/lock/sync.todo`): one `fsync` that starts after a message's rename covers it,
-/// whoever runs it. Opened once per process; the framed mode keeps them for every message.
+/// What a queue process keeps between messages (the framed mode, for every message):
+///
+/// - the directory fsyncs of `mess/` and `todo/`, shared with every other `queue` process
+///   (group commit, `mailorder_core::atomic::GroupSync`, records `queue/lock/sync.mess`
+///   and `queue/lock/sync.todo`): one `fsync` that starts after a message's rename covers
+///   it, whoever runs it;
+/// - its listing of `queue/spare/` (mailorder-queue-format `spare`): finished files that
+///   queue-clean kept, taken before a new file is created.
 #[derive(Debug, Default)]
-pub(crate) struct DirSyncs {
+pub(crate) struct Kept {
     mess: Option<GroupSync>,
     todo: Option<GroupSync>,
+    spares: Taker,
 }
 
-impl DirSyncs {
+impl Kept {
+    /// A spare moved to `path` and emptied, else a new file created exclusively.
+    fn file(&mut self, q: &Queue, path: &Path) -> io::Result<File> {
+        match self.spares.take(q, path) {
+            Some(f) => Ok(f),
+            None => create_excl(path),
+        }
+    }
+
     /// fsync `mess/` (or have it covered), opening its syncer on first use.
     fn mess(&mut self, q: &Queue) -> Result<bool, QueueError> {
         let err = dir_err(QueueError::Mess);
@@ -258,7 +272,7 @@ fn sync(slot: &mut Option<GroupSync>, dir: &Path, record: &Path) -> io::Result<b
 pub fn run(cfg: &Config, message: impl Read, envelope: impl Read) -> Result<String, QueueError> {
     let pending = Arc::new(Mutex::new(Pending::default()));
     watchdog(cfg.timeout, Arc::clone(&pending), cfg.on_timeout);
-    let res = queue_message(cfg, message, envelope, &*pending, &mut DirSyncs::default());
+    let res = queue_message(cfg, message, envelope, &*pending, &mut Kept::default());
     if res.is_err() {
         let mut p = match pending.lock() {
             Ok(p) => p,
@@ -288,7 +302,7 @@ fn queue_message(
     mut message: impl Read,
     envelope: impl Read,
     pending: &impl PendingSink,
-    syncs: &mut DirSyncs,
+    kept: &mut Kept,
 ) -> Result<String, QueueError> {
     if !cfg.root.is_dir() {
         return Err(QueueError::Home(cfg.root.clone()));
@@ -298,12 +312,13 @@ fn queue_message(
     }
     let q = &cfg.queue;
 
-    // Step 1: mess/ID, O_EXCL; retry with a fresh id on a collision.
+    // Step 1: mess/ID, a spare or a new file (O_EXCL), never an existing name; retry with
+    // a fresh id on a collision.
     let mut attempt = 0;
     let (id, mess) = loop {
         let id = Queue::new_id();
         let path = q.mess(&id);
-        match create_excl(&path) {
+        match kept.file(q, &path) {
             Ok(f) => {
                 remember(pending, &path);
                 break (id, f);
@@ -333,7 +348,7 @@ fn queue_message(
     // Step 2: the envelope into intd/ID.
     let env = envelope::read_envelope(envelope, cfg.max_envelope)?;
     let intd = q.intd(&id);
-    let mut f = create_excl(&intd).map_err(dir_err(QueueError::Intd))?;
+    let mut f = kept.file(q, &intd).map_err(dir_err(QueueError::Intd))?;
     remember(pending, &intd);
     f.write_all(&envelope::encode(&env))
         .map_err(QueueError::Write)?;
@@ -341,8 +356,8 @@ fn queue_message(
     drop(f);
     // mess/ID's name must be durable before todo/ID can be. intd/ is not fsynced: the
     // file only passes through it, and the rename below is made durable by fsync(todo/).
-    // Both directory fsyncs are shared with the other queue processes (DirSyncs).
-    syncs.mess(q)?;
+    // Both directory fsyncs are shared with the other queue processes (Kept).
+    kept.mess(q)?;
 
     // Step 3: the single atomic step. The watchdog may no longer interfere.
     pending.with(&mut |p| p.accepting = true);
@@ -350,7 +365,7 @@ fn queue_message(
     // From here the message is visible to dispatch: never remove it. If the fsync fails the
     // caller sees 66 and may retry: a duplicate is better than a loss.
     pending.with(&mut |p| p.files.clear());
-    syncs.todo(q)?;
+    kept.todo(q)?;
 
     // Step 4: wake dispatch.
     trigger(&q.trigger());
@@ -423,6 +438,39 @@ mod tests {
         let mut v = format!("{tag}{}\n", data.len()).into_bytes();
         v.extend_from_slice(data);
         v
+    }
+
+    // See: issue #11 (spares: no inode freed and allocated per message)
+    #[test]
+    fn a_new_message_reuses_spare_files_and_writes_them_whole() {
+        use std::os::unix::fs::MetadataExt;
+        let (_d, cfg) = setup();
+        let q = &cfg.queue;
+        // Two finished files, as queue-clean leaves them once usable (one was larger).
+        std::fs::write(q.spare_dir().join("1.1.1.m"), "x".repeat(10_000)).unwrap();
+        std::fs::write(q.spare_dir().join("1.1.1.t"), "Fold@x\0Told@y\0\0").unwrap();
+        let inos: Vec<u64> = ["1.1.1.m", "1.1.1.t"]
+            .iter()
+            .map(|n| std::fs::metadata(q.spare_dir().join(n)).unwrap().ino())
+            .collect();
+        let id = run(&cfg, &b"Subject: new\n\nbody\n"[..], &b"Fa@b\0Tc@d\0\0"[..]).unwrap();
+        let (m, e) = (q.mess(&id), q.todo(&id));
+        let mut used = vec![
+            std::fs::metadata(&m).unwrap().ino(),
+            std::fs::metadata(&e).unwrap().ino(),
+        ];
+        used.sort_unstable();
+        let mut inos = inos;
+        inos.sort_unstable();
+        assert_eq!(used, inos, "both files are the spares");
+        let text = std::fs::read_to_string(&m).unwrap();
+        assert!(text.starts_with("Received: ") && text.ends_with("Subject: new\n\nbody\n"));
+        assert!(!text.contains('x'), "nothing of the old content");
+        assert_eq!(std::fs::read(&e).unwrap(), b"Fa@b\0Tc@d\0\0");
+        assert_eq!(std::fs::read_dir(q.spare_dir()).unwrap().count(), 0);
+        // No spare left: created as before.
+        let id2 = run(&cfg, &b"x\n"[..], &b"Fa@b\0Tc@d\0\0"[..]).unwrap();
+        assert!(q.todo(&id2).exists() && q.mess(&id2).exists());
     }
 
     // See: issue #11 (queue framed: many messages, each answered once durable)

@@ -47,6 +47,7 @@ pub fn run(o: &Options) -> Result<()> {
         "queue/todo",
         "queue/state",
         "queue/lock",
+        "queue/spare",
     ] {
         mkdir(&r.join(d), 0o755)?;
     }
@@ -142,6 +143,7 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
         "queue/intd",
         "queue/mess",
         "queue/todo",
+        "queue/spare",
         "queue/lock/trigger",
     ] {
         let p = r.join(d);
@@ -283,6 +285,8 @@ fn owners(r: &Path) -> Result<()> {
     set("queue/todo", q, sg, 0o750)?;
     set("queue/state", s, sg, 0o700)?;
     set("queue/lock", q, sg, 0o750)?;
+    // Finished queue files kept for reuse: only queue and queue-clean (moqueue) touch them.
+    set("queue/spare", q, sg, 0o700)?;
     // queue (euid moqueue) writes the trigger, dispatch (group mosend) opens it read-write.
     set("queue/lock/trigger", q, sg, 0o660)?;
     // dispatch reads qadmin's requests; root and mosend (qadmin) write them.
