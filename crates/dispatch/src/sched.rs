@@ -14,7 +14,7 @@ use mailorder_directory::{DirError, Directory};
 use mailorder_queue_client::{Client, QueueError};
 use mailorder_queue_format::envelope::{self, MAX_ENVELOPE};
 use mailorder_queue_format::state::{Outcome, State, Status};
-use mailorder_queue_format::{Envelope, Queue, date};
+use mailorder_queue_format::{Envelope, Queue, date, spare};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -1465,9 +1465,11 @@ impl Dispatch {
             {
                 continue;
             }
+            // The later of mtime and ctime: a spare queue has just taken for a new message
+            // keeps its old mtime until it is emptied (queue-format spare::changed).
             let old = std::fs::metadata(self.queue.mess(&id))
-                .and_then(|m| m.modified())
                 .ok()
+                .and_then(|m| spare::changed(&m))
                 .and_then(|t| t.elapsed().ok())
                 .is_some_and(|a| a.as_secs() > ORPHAN_AGE);
             if old {

@@ -282,10 +282,12 @@ pub fn handle(q: &Queue, rec: &Recycler, line: &str, now: SystemTime) -> Result<
             let dir = q.intd_dir();
             for id in Queue::list(&dir).map_err(io_err("list", &dir))? {
                 let p = q.intd(&id);
+                // The later of mtime and ctime: a spare queue has just moved here keeps
+                // its old mtime until it is emptied (spare::changed).
                 let old = p
                     .symlink_metadata()
-                    .and_then(|m| m.modified())
                     .ok()
+                    .and_then(|m| spare::changed(&m))
                     .and_then(|t| now.duration_since(t).ok())
                     .is_some_and(|age| age > ORPHAN_AGE);
                 if old {

@@ -27,6 +27,11 @@
 //!   Without `RENAME_NOREPLACE` (a filesystem that refuses it) no spare is used.
 //! - Readers are unaffected: a file is recycled only when dispatch is done with the
 //!   message, and the content of `mess/ID` and `todo/ID` is exactly as before.
+//! - **Age is [`changed`], never the modification time alone.** A spare just moved to
+//!   `mess/NEW` or `intd/NEW` keeps its old mtime until queue empties it; the sweeps of
+//!   stale `intd/` and orphan `mess/` files (36 hours) would otherwise take a file queue
+//!   is about to write for a message it then acknowledges. The rename sets the change
+//!   time (ctime), so the later of the two is the file's age.
 //!
 //! At most [`MAX_SPARES`] are kept; beyond that queue-clean unlinks as before. No spare
 //! directory (an older installation) means no reuse.
@@ -129,6 +134,17 @@ fn reopen(to: &Path) -> Option<File> {
     }
 }
 
+/// When the file at `meta` or its name last changed: the later of its modification and
+/// change times (a rename sets the change time, so a spare just taken is new). The sweeps
+/// of old `intd/` and `mess/` files go by this.
+pub fn changed(meta: &std::fs::Metadata) -> Option<std::time::SystemTime> {
+    let ctime = std::time::UNIX_EPOCH.checked_add(Duration::new(
+        u64::try_from(meta.ctime()).ok()?,
+        u32::try_from(meta.ctime_nsec()).ok()?,
+    ))?;
+    Some(meta.modified().map_or(ctime, |m| m.max(ctime)))
+}
+
 /// The name a finished `todo/ID` (`kind` `t`) or `mess/ID` (`m`) gets in `spare/`, pending.
 pub fn pending_name(id: &str, kind: char) -> String {
     format!("{PENDING}{id}.{kind}")
@@ -190,6 +206,23 @@ mod tests {
         // "a" was taken (it is a lone spare), "b" was dropped as a name.
         assert_eq!(got.len(), 1);
         assert!(!q.spare_dir().join("b").exists());
+    }
+
+    // See: issue #11 (a spare taken keeps its mtime; its age is that of the rename)
+    #[test]
+    fn a_taken_spare_counts_as_new_for_the_sweeps() {
+        let (_d, q) = queue();
+        let old = std::time::SystemTime::now() - Duration::from_secs(40 * 3600);
+        let f = File::create(q.spare_dir().join("1.1.1.m")).unwrap();
+        f.set_modified(old).unwrap();
+        drop(f);
+        // Taken: moved into mess/, not yet emptied (what a sweep could see in between).
+        let to = q.mess("2.2.2");
+        std::fs::rename(q.spare_dir().join("1.1.1.m"), &to).unwrap();
+        let meta = std::fs::metadata(&to).unwrap();
+        assert!(meta.modified().unwrap() <= old + Duration::from_secs(1));
+        let age = changed(&meta).unwrap().elapsed().unwrap_or_default();
+        assert!(age < Duration::from_secs(3600), "renamed just now: {age:?}");
     }
 
     // See: issue #11

@@ -266,7 +266,10 @@ fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepte
     eprintln!("kill9 seed {seed}");
     let k = killer(
         vec![listen, dispatch],
-        &["smtpd", "queue", "local-deliver"],
+        // queue-clean is long-lived too (dispatch's child): killed between moving a
+        // finished file into queue/spare/ and making it usable, the pending spare is
+        // dropped by the next one, never reused.
+        &["smtpd", "queue", "local-deliver", "queue-clean"],
         std::sync::Arc::clone(&stop),
         seed,
     );
