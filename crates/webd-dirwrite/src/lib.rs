@@ -57,6 +57,24 @@ pub enum Request {
     Domain(String, DomainKind),
     /// `undomain\0DOMAIN\0\0`: remove a domain no address uses any more.
     Undomain(String),
+    /// `list\0DOMAIN\0\0`: print the accounts of DOMAIN, one a line (see [`list_line`]),
+    /// read as the auth DN: OpenLDAP caps what the lookup bind may page through, and only
+    /// root reads the auth DN's password. Nothing is changed.
+    List(String),
+}
+
+/// One account as `list` prints it: `ADDRESS`, `disabled` or `active`, the quota in bytes
+/// (empty: none), the forwarding addresses and the aliases (each comma-separated),
+/// tab-separated. No password, hash or autoresponder text.
+pub fn list_line(a: &Account) -> String {
+    format!(
+        "{}\t{}\t{}\t{}\t{}",
+        a.address,
+        if a.disabled { "disabled" } else { "active" },
+        a.quota_size.map(|q| q.to_string()).unwrap_or_default(),
+        a.forward.join(","),
+        a.aliases.join(",")
+    )
 }
 
 /// The longest autoresponder text accepted.
@@ -132,7 +150,8 @@ impl Request {
             | Request::Alias(a, _)
             | Request::Unalias(a, _)
             | Request::Domain(a, _)
-            | Request::Undomain(a) => a,
+            | Request::Undomain(a)
+            | Request::List(a) => a,
         }
     }
 
@@ -151,6 +170,7 @@ impl Request {
             Request::Unalias(..) => "unalias",
             Request::Domain(..) => "domain",
             Request::Undomain(..) => "undomain",
+            Request::List(..) => "list",
         }
     }
 }
@@ -185,6 +205,14 @@ pub fn parse(data: &[u8]) -> Result<Request, AdminError> {
             Ok(Request::Undomain(d))
         } else {
             Err(invalid("undomain takes no value"))
+        };
+    }
+    if *cmd == b"list" {
+        let d = mailorder_directory_admin::valid_domain(addr)?;
+        return if value.is_empty() {
+            Ok(Request::List(d))
+        } else {
+            Err(invalid("list takes no value"))
         };
     }
     if *cmd == b"domain" {
@@ -299,6 +327,11 @@ pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
             write_tokens(root, &lines)?;
             return Ok(Some(token));
         }
+        Request::List(d) => {
+            let mut store = Store::open_read(root)?;
+            let lines: Vec<String> = store.list(d)?.iter().map(list_line).collect();
+            return Ok(Some(lines.join("\n")));
+        }
         Request::UseToken(a, digest) => {
             let mut lines = token_lines(root)?;
             let before = lines.len();
@@ -404,7 +437,8 @@ pub fn apply(root: &Path, req: &Request) -> Result<Option<String>, AdminError> {
         Request::Token(..)
         | Request::UseToken(..)
         | Request::Domain(..)
-        | Request::Undomain(..) => {}
+        | Request::Undomain(..)
+        | Request::List(..) => {}
     }
     store.commit()?;
     Ok(None)
@@ -416,7 +450,7 @@ pub fn run<R: Read, W: std::io::Write + ?Sized>(root: &Path, input: R, out: &mut
         if let Some(t) = apply(root, &req)? {
             writeln!(out, "{t}")
                 .and_then(|()| out.flush())
-                .map_err(|e| invalid(&format!("cannot write the token: {e}")))?;
+                .map_err(|e| invalid(&format!("cannot write the answer: {e}")))?;
         }
         log::info!("{} done address={}", req.command(), req.address());
         Ok(())
@@ -449,6 +483,10 @@ mod tests {
             )
         );
         assert_eq!(
+            parse(b"list\0Example.test\0\0").unwrap(),
+            Request::List("example.test".into())
+        );
+        assert_eq!(
             parse(b"quota\0a@example.test\x001000\0").unwrap(),
             Request::Quota("a@example.test".into(), 1000)
         );
@@ -462,6 +500,9 @@ mod tests {
             b"forward\0a@example.test\0not an address\0",
             b"disable\0a@example.test\0maybe\0",
             b"password\0a@example.test\0p\nw\0",
+            b"list\0example.test\0x\0",
+            b"list\0a@example.test\0\0",
+            b"list\0*\0\0",
         ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
@@ -561,6 +602,14 @@ mod tests {
                 &b"token\0z@example.test\x0024\0"[..]
             ),
             100
+        );
+        // See: issue #15. The listing webd pages through: no hashes in it.
+        let mut out = Vec::new();
+        assert_eq!(go(t.path(), &mut out, &b"list\0example.test\0\0"[..]), 0);
+        let listed = String::from_utf8(out).unwrap();
+        assert_eq!(
+            listed, "a@example.test\tactive\t\tb@x.test\t\nn@example.test\tactive\t\t\t\n",
+            "{listed}"
         );
     }
 }

@@ -25,11 +25,23 @@ pub struct Row {
     pub aliases: Vec<String>,
 }
 
-/// Every account of the directory (files or LDAP), sorted.
+/// Every account of the directory (files or LDAP), sorted. The file directory is read
+/// here (group modir); from LDAP each domain's accounts come through `webd-dirwrite
+/// list`, which pages through them as the auth DN: OpenLDAP's default size limit (500)
+/// also caps paged searches, the lookup bind webd may use has no room beyond it, and
+/// only root reads the auth DN's password (etc/ldap/README.md).
 pub fn list_accounts() -> Result<Vec<Row>, String> {
     let mut s = mailorder_directory_admin::Store::open_read(&mailorder_core::root::root())
         .map_err(|e| e.to_string())?;
     let mut rows = Vec::new();
+    if s.kind() == "ldap" {
+        for (d, _) in s.domains().map_err(|e| e.to_string())? {
+            let out = crate::dirwrite(&request("list", &d, ""))?;
+            rows.extend(out.lines().filter_map(parse_list_line));
+        }
+        rows.sort_by(|a, b| a.address.cmp(&b.address));
+        return Ok(rows);
+    }
     for (d, _) in s.domains().map_err(|e| e.to_string())? {
         for a in s.list(&d).map_err(|e| e.to_string())? {
             rows.push(Row {
@@ -43,6 +55,34 @@ pub fn list_accounts() -> Result<Vec<Row>, String> {
     }
     rows.sort_by(|a, b| a.address.cmp(&b.address));
     Ok(rows)
+}
+
+/// One line of `webd-dirwrite list`: `ADDRESS`, `active|disabled`, quota bytes (empty:
+/// none), forwarding and aliases (comma-separated), tab-separated.
+/// Empty trailing fields may be missing (the output is trimmed).
+pub fn parse_list_line(l: &str) -> Option<Row> {
+    let mut f = l.split('\t');
+    let address = f.next().filter(|a| a.contains('@'))?;
+    let status = f.next().unwrap_or_default();
+    let quota = f.next().unwrap_or_default();
+    let forward = f.next().unwrap_or_default();
+    let aliases = f.next().unwrap_or_default();
+    if f.next().is_some() {
+        return None;
+    }
+    let list = |v: &str| -> Vec<String> {
+        v.split(',')
+            .filter(|x| !x.is_empty())
+            .map(str::to_owned)
+            .collect()
+    };
+    Some(Row {
+        address: address.to_owned(),
+        disabled: status == "disabled",
+        quota: quota.parse().ok(),
+        forward: list(forward),
+        aliases: list(aliases),
+    })
 }
 
 /// Every domain of the directory with its kind (`local`, `relay`), sorted.
@@ -550,6 +590,38 @@ pub fn row_html(r: &Row, csrf: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // See: issue #15
+    #[test]
+    fn list_lines() {
+        assert_eq!(
+            parse_list_line("a@x.test\tdisabled\t1048576\tb@y.test,c@y.test\tal@x.test"),
+            Some(Row {
+                address: "a@x.test".into(),
+                disabled: true,
+                quota: Some(1_048_576),
+                forward: vec!["b@y.test".into(), "c@y.test".into()],
+                aliases: vec!["al@x.test".into()],
+            })
+        );
+        assert_eq!(
+            parse_list_line("a@x.test\tactive\t\t\t"),
+            Some(Row {
+                address: "a@x.test".into(),
+                disabled: false,
+                quota: None,
+                forward: vec![],
+                aliases: vec![],
+            })
+        );
+        // The last line of a trimmed output.
+        assert_eq!(
+            parse_list_line("a@x.test\tactive"),
+            parse_list_line("a@x.test\tactive\t\t\t")
+        );
+        assert_eq!(parse_list_line(""), None);
+        assert_eq!(parse_list_line("a@x.test\tactive\t\t\t\textra"), None);
+    }
 
     #[test]
     fn networks() {

@@ -1393,6 +1393,8 @@ fn ldap_webadmin_flag_makes_a_web_console_admin() {
         .unwrap();
     }
     let (port, log) = super::web::start_webd(&mut t);
+    // As installed (set-uid root): it reads the auth and admin DNs' passwords, 0600 root.
+    t.setuid_root_copy("webd-dirwrite");
     for (who, want) in [
         ("boss@example.test", "303 /admin"),
         ("staff@example.test", "303 /account"),
@@ -1409,4 +1411,108 @@ fn ldap_webadmin_flag_makes_a_web_console_admin() {
             std::fs::read_to_string(&log).unwrap_or_default()
         );
     }
+    // The console on LDAP: 3,500 more accounts page at once, a self-service password
+    // change and an admin's forwarding reach the master (through webd-dirwrite).
+    let mut csv = String::from("email,name,aliases,quota,quota_count,password,status\n");
+    for i in 0..3500 {
+        csv.push_str(&format!(
+            "user{i:04}@example.test,User {i},,,,pw{i},active\n"
+        ));
+    }
+    let file = tmp.path().join("users.csv");
+    std::fs::write(&file, csv).unwrap();
+    let (code, out, err) = useradm(
+        &t,
+        &["import", file.to_str().unwrap(), "--scheme", "ssha512"],
+        "",
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let o = mailorder_tests::python(
+        WEB_LDAP_PY,
+        &[
+            &port.to_string(),
+            "a long web password",
+            "violet tram 42 sings",
+        ],
+    );
+    let out = String::from_utf8_lossy(&o.stdout);
+    let weblog = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        o.status.success(),
+        "{out}\n{}\n{weblog}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    eprintln!("{out}");
+    for want in [
+        "accounts listed",
+        "last page",
+        "searched",
+        "forwarding set",
+        "password changed",
+        "new password 303 /account",
+    ] {
+        assert!(out.contains(want), "{want}: {out}\n{weblog}");
+    }
+    assert_eq!(
+        checkpassword(&t, b"staff@example.test", b"violet tram 42 sings", "pop3").0,
+        0
+    );
+    let (_, shown, _) = useradm(&t, &["show", "user0005@example.test"], "");
+    assert!(shown.contains("elsewhere@example.org"), "{shown}");
 }
+
+const WEB_LDAP_PY: &str = r#"
+import sys, ssl, re, time, http.client, urllib.parse
+port, pw, new = sys.argv[1:4]
+ctx = ssl._create_unverified_context()
+def req(method, path, body=None, cookie=None):
+    c = http.client.HTTPSConnection("127.0.0.1", int(port), timeout=60, context=ctx)
+    h = {"Content-Type": "application/x-www-form-urlencoded"} if body else {}
+    if cookie:
+        h["Cookie"] = cookie
+    c.request(method, path, body=body, headers=h)
+    r = c.getresponse()
+    return r.status, r.getheader("Location"), r.getheaders(), r.read().decode()
+def login(addr, pw):
+    _, _, hs, _ = req("GET", "/login")
+    pre = [v.split(";")[0].split("=", 1)[1] for k, v in hs if k.lower() == "set-cookie"][0]
+    body = urllib.parse.urlencode({"csrf": pre, "address": addr, "password": pw})
+    st, loc, hs, _ = req("POST", "/login", body, "__Host-mopre=" + pre)
+    ck = [v.split(";")[0] for k, v in hs if k.lower() == "set-cookie" and v.startswith("__Host-mosession=")]
+    return st, loc, ck[0] if ck else None
+def csrf(page):
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+st, loc, boss = login("boss@example.test", pw)
+assert loc == "/admin", (st, loc)
+for path in ["/admin", "/admin?page=70", "/admin?q=user34"]:
+    t0 = time.time()
+    st, _, _, page = req("GET", path, cookie=boss)
+    took = time.time() - t0
+    count = re.search(r'id="count">([^<]*)<', page).group(1)
+    print("%s: %s in %.3f s" % (path, count, took))
+    assert st == 200 and took < 5, (st, took)
+    if path == "/admin":
+        n = int(count.split()[0])
+        assert n >= 3502, count
+        print("accounts listed")
+    if path == "/admin?q=user34":
+        assert count.startswith("100 matching"), count
+        print("searched")
+    if path == "/admin?page=70":
+        assert count.endswith("page 71 of %d" % ((n + 49) // 50)), count
+        print("last page")
+body = urllib.parse.urlencode({"csrf": csrf(page), "address": "user0005@example.test",
+                               "forward": "elsewhere@example.org"})
+st, _, _, page = req("POST", "/admin/forward", body, boss)
+assert st == 200 and "now forwards to elsewhere@example.org" in page, (st, page[:2000])
+print("forwarding set")
+st, loc, staff = login("staff@example.test", pw)
+assert loc == "/account", (st, loc)
+_, _, _, page = req("GET", "/account", cookie=staff)
+body = urllib.parse.urlencode({"csrf": csrf(page), "new": new, "again": new})
+st, loc, _, _ = req("POST", "/account/password", body, staff)
+assert (st, loc) == (303, "/account?done=password"), (st, loc)
+print("password changed")
+st, loc, _ = login("staff@example.test", new)
+print("new password", st, loc)
+"#;
