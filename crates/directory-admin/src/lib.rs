@@ -103,6 +103,12 @@ pub struct Account {
     /// The autoresponder text (issue 14: `reply=` in `users`, LDAP `mailReplyText` with
     /// `deliveryMode: reply`); `None`: no autoresponder.
     pub reply: Option<String>,
+    /// Spam thresholds (issue 13): refuse at / file into Junk at this score (`spamreject=`,
+    /// `spammark=`; LDAP `mailSpamReject`, `mailSpamMark`); `None`: the domain's or the
+    /// site's.
+    pub spam_reject: Option<mailorder_directory_file::Score>,
+    /// See `spam_reject`.
+    pub spam_mark: Option<mailorder_directory_file::Score>,
     /// Extra status words (`nopop`, `noimap`, `nosmtp`, `nojunk`, and `webadmin`, the web
     /// console's admin flag): LDAP `accountStatus` values, the file back-end's `status=`
     /// words beside `disabled`.
@@ -701,6 +707,8 @@ impl FileStore {
                 "forward" => a.forward = list(v),
                 "local" => a.forward_only = v.eq_ignore_ascii_case("no"),
                 "reply" => a.reply = mailorder_directory_file::pct_decode(v),
+                "spamreject" => a.spam_reject = mailorder_directory_file::Score::parse(v),
+                "spammark" => a.spam_mark = mailorder_directory_file::Score::parse(v),
                 // Every status word is kept: `disabled` and the per-service ones a
                 // person may have written by hand (`nopop`, `noimap`, `nosmtp`,
                 // `nojunk`), so a modify writes them back (issue 14).
@@ -769,6 +777,8 @@ impl FileStore {
                 .as_deref()
                 .map(mailorder_directory_file::pct_encode),
         );
+        push("spamreject", acct.spam_reject.map(|s| s.to_string()));
+        push("spammark", acct.spam_mark.map(|s| s.to_string()));
         let mut status: Vec<&str> = Vec::new();
         if acct.disabled {
             status.push("disabled");
@@ -1145,6 +1155,14 @@ impl LdapStore {
         }
         put("deliveryMode", modes);
         put("mailReplyText", acct.reply.iter().cloned().collect());
+        put(
+            "mailSpamReject",
+            acct.spam_reject.iter().map(|s| s.to_string()).collect(),
+        );
+        put(
+            "mailSpamMark",
+            acct.spam_mark.iter().map(|s| s.to_string()).collect(),
+        );
         let mut status = vec![if acct.disabled { "disabled" } else { "active" }.to_owned()];
         status.extend(acct.restrictions.iter().cloned());
         put("accountStatus", status);
@@ -1364,6 +1382,8 @@ fn to_account(e: &SearchEntry) -> Account {
             .iter()
             .any(|m| m == "forwardonly" || m == "nolocal"),
         reply: one("mailreplytext").filter(|_| lc("deliverymode").iter().any(|m| m == "reply")),
+        spam_reject: one("mailspamreject").and_then(|v| mailorder_directory_file::Score::parse(&v)),
+        spam_mark: one("mailspammark").and_then(|v| mailorder_directory_file::Score::parse(&v)),
         disabled: status
             .iter()
             .any(|s| s == "disabled" || s == "deleted" || s == "noaccess"),

@@ -6,9 +6,10 @@
 //!
 //! `ROOT/directory/` holds three text files (`#` starts a comment, blank lines are ignored):
 //!
-//! - `domains`: `domain [local|relay]`;
+//! - `domains`: `domain [local|relay] [spamreject=SCORE] [spammark=SCORE]`;
 //! - `users`: `address key=value…` with keys `uid gid home maildir quota aliases forward
-//!   local status reply` (`reply=`: the autoresponder text, [`pct_encode`]d);
+//!   local status reply spamreject spammark` (`reply=`: the autoresponder text,
+//!   [`pct_encode`]d; the spam thresholds: [`SpamLevels`]);
 //! - `passwd`: `address:hash`, read only by mailorder-directory-hash (checkpassword-file),
 //!   so processes that only resolve recipients never need read access to it.
 //!
@@ -82,6 +83,79 @@ pub struct User {
     /// text may start with `Subject:`, `Start:` and `End:` lines (local-deliver's
     /// autoreply module reads them). With `local=no` and no forward: reply only.
     pub reply: Option<String>,
+    /// Spam thresholds (`spamreject=`, `spammark=`; LDAP `mailSpamReject`, `mailSpamMark`).
+    pub spam: SpamLevels,
+}
+
+/// A SpamAssassin score as given in the directory, in tenths (`12.5` is 125): exact, so a
+/// [`User`] stays comparable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Score(pub i32);
+
+impl Score {
+    /// Parse a decimal score with at most one digit after the point (`-3`, `5`, `12.5`).
+    pub fn parse(s: &str) -> Option<Score> {
+        let s = s.trim();
+        let (neg, digits) = match s.strip_prefix('-') {
+            Some(r) => (true, r),
+            None => (false, s),
+        };
+        let (int, frac) = digits.split_once('.').unwrap_or((digits, "0"));
+        if int.is_empty()
+            || int.len() > 6
+            || frac.len() != 1
+            || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+        {
+            return None;
+        }
+        let v = int.parse::<i32>().ok()? * 10 + frac.parse::<i32>().ok()?;
+        Some(Score(if neg { -v } else { v }))
+    }
+
+    /// As a floating-point score.
+    pub fn value(self) -> f64 {
+        f64::from(self.0) / 10.0
+    }
+}
+
+impl std::fmt::Display for Score {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let sign = if self.0 < 0 { "-" } else { "" };
+        let a = self.0.unsigned_abs();
+        write!(f, "{sign}{}.{}", a / 10, a % 10)
+    }
+}
+
+/// Spam thresholds of a user or a domain (issue 13): `spamreject=`/`spammark=` in the
+/// files, `mailSpamReject`/`mailSpamMark` in LDAP. Unset means "inherit": a user's from
+/// their domain, a domain's from `control/spamreject`/`spammark`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpamLevels {
+    /// Refuse at SMTP time at or above this score.
+    pub reject: Option<Score>,
+    /// File into Junk at or above this score.
+    pub mark: Option<Score>,
+}
+
+impl SpamLevels {
+    /// These levels, each unset one taken from `outer`.
+    pub fn or(self, outer: SpamLevels) -> SpamLevels {
+        SpamLevels {
+            reject: self.reject.or(outer.reject),
+            mark: self.mark.or(outer.mark),
+        }
+    }
+
+    /// Read `spamreject`/`spammark` from a `key=value` word; `Ok(false)`: another key.
+    fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let slot = match key {
+            "spamreject" => &mut self.reject,
+            "spammark" => &mut self.mark,
+            _ => return Ok(false),
+        };
+        *slot = Some(Score::parse(value).ok_or_else(|| format!("{key}: not a score: {value:?}"))?);
+        Ok(true)
+    }
 }
 
 /// Encode a value for one `key=value` word of `users`: `%`, white space, control
@@ -300,6 +374,8 @@ pub struct Directory {
     /// The compiled index `directory/users.cdb`, used instead of parsing `users` when it is
     /// at least as new as `users` ([`Directory::compile`]).
     cdb: Option<std::sync::Arc<Compiled>>,
+    /// Spam thresholds of the domains that set any (`domains`: `spamreject=`, `spammark=`).
+    domain_spam: HashMap<String, SpamLevels>,
 }
 
 /// An open `users.cdb` and what a single line needs to become a [`User`].
@@ -372,9 +448,9 @@ impl Directory {
         let defaults = Defaults::load(root)?;
         let dir = root.join("directory");
         let domains_path = dir.join("domains");
-        let domains = match read_optional(&domains_path)? {
+        let (domains, domain_spam) = match read_optional(&domains_path)? {
             Some(text) => parse_domains(&text, &domains_path)?,
-            None => HashMap::new(),
+            None => (HashMap::new(), HashMap::new()),
         };
         let users_path = dir.join("users");
         if let Some(cdb) = Compiled::open_if_fresh(&dir, &users_path, &defaults)? {
@@ -385,13 +461,16 @@ impl Directory {
                 index: HashMap::new(),
                 delimiters,
                 cdb: Some(std::sync::Arc::new(cdb)),
+                domain_spam,
             });
         }
         let users = match read_optional(&users_path)? {
             Some(text) => parse_users(&text, &users_path, &defaults)?,
             None => Vec::new(),
         };
-        Directory::build(root, domains, users, delimiters, &users_path)
+        let mut d = Directory::build(root, domains, users, delimiters, &users_path)?;
+        d.domain_spam = domain_spam;
+        Ok(d)
     }
 
     /// Compile `root/directory/users` into `users.cdb` (written beside it under a temporary
@@ -494,6 +573,7 @@ impl Directory {
             index,
             delimiters,
             cdb: None,
+            domain_spam: HashMap::new(),
         })
     }
 
@@ -537,6 +617,14 @@ impl Directory {
     /// The recipient delimiters in force.
     pub fn delimiters(&self) -> &[char] {
         &self.delimiters
+    }
+
+    /// The spam thresholds `domain` sets (none set: the defaults). Case-insensitive.
+    pub fn domain_spam(&self, domain: &str) -> SpamLevels {
+        self.domain_spam
+            .get(&norm_domain(domain))
+            .copied()
+            .unwrap_or_default()
     }
 
     /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
@@ -647,8 +735,12 @@ pub fn canonical_address(addr: &str) -> Option<String> {
         .then(|| format!("{}@{}", local.to_lowercase(), domain.to_ascii_lowercase()))
 }
 
-fn parse_domains(text: &str, path: &Path) -> Result<HashMap<String, DomainKind>, DirError> {
+/// `domains`: the kinds, and the spam thresholds of the domains that set any.
+type Domains = (HashMap<String, DomainKind>, HashMap<String, SpamLevels>);
+
+fn parse_domains(text: &str, path: &Path) -> Result<Domains, DirError> {
     let mut out = HashMap::new();
+    let mut spam = HashMap::new();
     for (n, line) in meaningful_lines(text) {
         let syntax = |msg: String| DirError::Syntax {
             path: path.to_owned(),
@@ -665,14 +757,25 @@ fn parse_domains(text: &str, path: &Path) -> Result<HashMap<String, DomainKind>,
             Some("relay") => DomainKind::Relay,
             Some(k) => return Err(syntax(format!("unknown kind {k:?} (local or relay)"))),
         };
-        if let Some(extra) = words.next() {
-            return Err(syntax(format!("unexpected {extra:?}")));
+        let mut levels = SpamLevels::default();
+        for extra in words {
+            let known = extra
+                .split_once('=')
+                .map(|(k, v)| levels.set(k, v))
+                .transpose()
+                .map_err(syntax)?;
+            if known != Some(true) {
+                return Err(syntax(format!("unexpected {extra:?}")));
+            }
         }
         if out.insert(domain.clone(), kind).is_some() {
             return Err(syntax(format!("domain {domain} listed twice")));
         }
+        if levels != SpamLevels::default() {
+            spam.insert(domain, levels);
+        }
     }
-    Ok(out)
+    Ok((out, spam))
 }
 
 impl Compiled {
@@ -766,6 +869,7 @@ fn parse_users(
             status: Status::Active,
             denied: Vec::new(),
             reply: None,
+            spam: SpamLevels::default(),
             address: address.clone(),
         };
         let mut maildir = None;
@@ -807,6 +911,9 @@ fn parse_users(
                     let text = pct_decode(value)
                         .ok_or_else(|| syntax(format!("reply: bad %-encoding in {value:?}")))?;
                     user.reply = (!text.trim().is_empty()).then_some(text);
+                }
+                "spamreject" | "spammark" => {
+                    user.spam.set(key, value).map_err(syntax)?;
                 }
                 "local" => {
                     user.local = match value.to_ascii_lowercase().as_str() {
@@ -873,6 +980,48 @@ bob@Example.ORG home=/srv/bob maildir=/srv/bob/Mail/ forward=x@y.test,z@w.test l
 carol@example.org status=disabled
 john-doe@example.org
 ";
+
+    // See: issue #13
+    #[test]
+    fn spam_thresholds_of_users_and_domains() {
+        assert_eq!(Score::parse("12.5"), Some(Score(125)));
+        assert_eq!(Score::parse("-3"), Some(Score(-30)));
+        for bad in ["", "x", "1.25", ".5", "5.", "1e3", "--1"] {
+            assert_eq!(Score::parse(bad), None, "{bad}");
+        }
+        assert_eq!(Score(-5).to_string(), "-0.5");
+        let t = tree(
+            Some("a.test local spamreject=15 spammark=5\nb.test relay\n"),
+            Some("u@a.test spamreject=20\nv@a.test\n"),
+            None,
+        );
+        let d = Directory::open_at(t.path()).unwrap();
+        let a = d.domain_spam("A.test");
+        assert_eq!((a.reject, a.mark), (Some(Score(150)), Some(Score(50))));
+        assert_eq!(d.domain_spam("b.test"), SpamLevels::default());
+        let u = d.lookup("u@a.test").unwrap().unwrap().spam;
+        assert_eq!(
+            u.or(a),
+            SpamLevels {
+                reject: Some(Score(200)),
+                mark: Some(Score(50))
+            }
+        );
+        assert_eq!(
+            d.lookup("v@a.test").unwrap().unwrap().spam,
+            SpamLevels::default()
+        );
+        for bad in [
+            (Some("a.test local spamreject=lots\n"), None),
+            (Some("a.test local spam=1\n"), None),
+            (None, Some("u@a.test spammark=1.25\n")),
+        ] {
+            assert!(
+                Directory::open_at(tree(bad.0, bad.1, None).path()).is_err(),
+                "{bad:?}"
+            );
+        }
+    }
 
     #[test]
     fn per_service_status() {

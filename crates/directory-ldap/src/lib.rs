@@ -45,8 +45,8 @@ use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
 use mailorder_core::control::{Control, ControlError};
 pub use mailorder_directory_file::{Defaults, MAX_NAME};
 use mailorder_directory_file::{
-    DirError, DomainKind, Resolved, Status, User, canonical_address, is_safe_domain, is_safe_local,
-    norm_domain, split_address,
+    DirError, DomainKind, Resolved, Score, SpamLevels, Status, User, canonical_address,
+    is_safe_domain, is_safe_local, norm_domain, split_address,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,6 +68,8 @@ pub const USER_ATTRS: &[&str] = &[
     "accountStatus",
     "mailReplyText",
     "mailHost",
+    "mailSpamReject",
+    "mailSpamMark",
     "cn",
 ];
 
@@ -418,6 +420,10 @@ pub fn entry_to_user(
         // The autoresponder answers only when deliveryMode says `reply` (qmail-ldap).
         reply: one("mailreplytext")
             .filter(|t| !t.is_empty() && delivery_mode.iter().any(|m| m == "reply")),
+        spam: SpamLevels {
+            reject: one("mailspamreject").and_then(|v| Score::parse(&v)),
+            mark: one("mailspammark").and_then(|v| Score::parse(&v)),
+        },
     };
     Ok(Entry {
         dn: dn.to_owned(),
@@ -878,6 +884,34 @@ impl LdapDirectory {
     /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
     pub fn domain(&self, domain: &str) -> Option<DomainKind> {
         self.domains.get(&norm_domain(domain)).copied()
+    }
+
+    /// The spam thresholds of `domain`'s `mailorderDomain` entry (`mailSpamReject`,
+    /// `mailSpamMark`; none set: the defaults). One search.
+    pub fn domain_spam(&self, domain: &str) -> Result<SpamLevels, DirError> {
+        let d = norm_domain(domain);
+        if !is_safe_domain(&d) {
+            return Ok(SpamLevels::default());
+        }
+        let filter = format!(
+            "(&(objectClass=mailorderDomain)(mailDomain={}))",
+            escape_filter(&d)
+        );
+        let mut out = SpamLevels::default();
+        for e in self
+            .ldap
+            .search_as(false, &filter, &["mailSpamReject", "mailSpamMark"])?
+        {
+            for (k, v) in e.attrs {
+                let score = v.first().and_then(|v| Score::parse(v));
+                match k.to_ascii_lowercase().as_str() {
+                    "mailspamreject" => out.reject = score,
+                    "mailspammark" => out.mark = score,
+                    _ => {}
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// All hosted domains and their kinds, sorted.

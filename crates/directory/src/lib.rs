@@ -20,14 +20,18 @@
 
 use mailorder_directory_file::Directory as Files;
 pub use mailorder_directory_file::{
-    DirError, DomainKind, MAX_NAME, Resolved, Status, User, canonical_address, is_safe_domain,
-    is_safe_local, ldap_configured, split_address,
+    DirError, DomainKind, MAX_NAME, Resolved, Score, SpamLevels, Status, User, canonical_address,
+    is_safe_domain, is_safe_local, ldap_configured, split_address,
 };
 use mailorder_directory_ldap::LdapDirectory;
 use std::path::Path;
 
 /// The directory of one installation, on whichever back-end it uses.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "one per process or session, opened once and never moved in a loop"
+)]
 pub enum Directory {
     /// `ROOT/directory/` (or its compiled index).
     Files(Files),
@@ -78,6 +82,16 @@ impl Directory {
         match self {
             Directory::Files(f) => f.domain(domain),
             Directory::Ldap(l) => l.domain(domain),
+        }
+    }
+
+    /// The spam thresholds `domain` sets in the directory (issue 13: `domains` words
+    /// `spamreject=`/`spammark=`, LDAP `mailSpamReject`/`mailSpamMark` on its
+    /// `mailorderDomain`); unset ones are `None`.
+    pub fn domain_spam(&self, domain: &str) -> Result<SpamLevels, DirError> {
+        match self {
+            Directory::Files(f) => Ok(f.domain_spam(domain)),
+            Directory::Ldap(l) => l.domain_spam(domain),
         }
     }
 

@@ -348,6 +348,7 @@ mod tests {
                 status: UStatus::Active,
                 denied: Vec::new(),
                 reply: None,
+                spam: Default::default(),
             },
             ext: None,
         }

@@ -88,6 +88,8 @@ pub struct Config {
     pub dns_servers: Vec<std::net::SocketAddr>,
     /// `control/timeoutdns` (seconds per query attempt, default 5).
     pub dns_timeout: Duration,
+    /// The control directory: DKIM keys under `dkim/` (mailorder-dkim's layout).
+    pub control_dir: std::path::PathBuf,
 }
 
 fn fail_mode(c: &Control, name: &str, default: OnFailure) -> Result<OnFailure, ControlError> {
@@ -155,6 +157,7 @@ impl Config {
             dmarc_override: c.list("dmarcoverride")?,
             dns_servers: dns_servers(c)?,
             dns_timeout: secs("timeoutdns", 5)?,
+            control_dir: c.dir().to_owned(),
         })
     }
 }
@@ -201,8 +204,76 @@ fn status_header(words: &str, tests: &[String]) -> String {
     h
 }
 
-/// Scan `message` for the envelope `recipients` and decide (logging one line).
-pub fn decide(cfg: &Config, message: &[u8], recipients: &[String], quarantine: bool) -> Decision {
+/// The spam scores that decide one message.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Thresholds {
+    /// Refuse at or above (`None`: never).
+    pub reject: Option<f64>,
+    /// `X-Spam-Flag: YES` at or above (`None`: spamd's own verdict).
+    pub mark: Option<f64>,
+}
+
+/// The thresholds for a message to `recipients` (issue 13): each recipient's own
+/// (`spamreject=`/`spammark=` in `users`, LDAP `mailSpamReject`/`mailSpamMark`), else its
+/// domain's, else `control/spamreject`/`spammark`. A message is refused only when every
+/// recipient would refuse it (the highest reject score; never when one recipient has none),
+/// and flagged when any would (the lowest mark score); local-deliver then files it by the
+/// recipient's own mark score (its CONTRACT). A directory that cannot be read: the control
+/// files' scores (logged).
+pub fn thresholds(cfg: &Config, recipients: &[String]) -> Thresholds {
+    use mailorder_directory::{Directory, Resolved, SpamLevels};
+    let global = Thresholds {
+        reject: cfg.spam_reject,
+        mark: cfg.spam_mark,
+    };
+    if recipients.is_empty() {
+        return global;
+    }
+    let Some(root) = cfg.control_dir.parent() else {
+        return global;
+    };
+    let dir = match Directory::open_at(root) {
+        Ok(d) => d,
+        Err(e) => {
+            log::warn!("spam thresholds: {e}; the control files' apply");
+            return global;
+        }
+    };
+    let mut reject = Some(f64::MIN);
+    let mut mark: Option<f64> = None;
+    for r in recipients {
+        let mut levels = match dir.resolve(r) {
+            Ok(Resolved::User { user, .. }) => user.spam,
+            _ => SpamLevels::default(),
+        };
+        if let Some((_, domain)) = mailorder_directory::split_address(r) {
+            match dir.domain_spam(domain) {
+                Ok(d) => levels = levels.or(d),
+                Err(e) => log::warn!("spam thresholds of {domain}: {e}"),
+            }
+        }
+        let r_reject = levels.reject.map(|s| s.value()).or(global.reject);
+        reject = match (reject, r_reject) {
+            (Some(a), Some(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        mark = match (mark, levels.mark.map(|s| s.value()).or(global.mark)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+    }
+    Thresholds { reject, mark }
+}
+
+/// Scan `message` for the envelope `recipients` and decide (logging one line), refusing
+/// and flagging spam by `limits`.
+pub fn decide(
+    cfg: &Config,
+    message: &[u8],
+    recipients: &[String],
+    quarantine: bool,
+    limits: Thresholds,
+) -> Decision {
     let mut headers = String::new();
     let mut log = Vec::new();
     if let Some(addr) = &cfg.clamd {
@@ -239,7 +310,7 @@ pub fn decide(cfg: &Config, message: &[u8], recipients: &[String], quarantine: b
                 Ok(v) => {
                     let score = v.score_value();
                     log.push(format!("spamd={}/{}", v.score, v.required));
-                    if cfg.spam_reject.is_some_and(|r| score >= r) {
+                    if limits.reject.is_some_and(|r| score >= r) {
                         log::info!(
                             "spam refused score={} rcpt=<{}>",
                             v.score,
@@ -251,7 +322,7 @@ pub fn decide(cfg: &Config, message: &[u8], recipients: &[String], quarantine: b
                             format!("message looks like spam (score {})", v.score),
                         );
                     }
-                    let (flag, required) = match cfg.spam_mark {
+                    let (flag, required) = match limits.mark {
                         Some(m) => (score >= m, format!("{m:.1}")),
                         None => (v.spam, v.required.clone()),
                     };
@@ -330,11 +401,61 @@ pub fn strip_ours(message: &[u8], me: Option<&str>) -> Vec<u8> {
     out
 }
 
-/// Hand a passed message to the queue: its answer.
-fn forward(queue: &mut Client, headers: &str, message: &[u8], envelope: &[u8], me: &str) -> Answer {
+/// The `DKIM-Signature:` field for an outbound message, signed with the active key of its
+/// `From:` domain (or a parent domain's) under `control/dkim`; `None` without a key.
+pub fn dkim_header(
+    control_dir: &std::path::Path,
+    message: &[u8],
+) -> Result<Option<String>, String> {
+    let Some(domain) = mailorder_dkim::from_domain(message) else {
+        return Ok(None);
+    };
+    let keys = mailorder_dkim::Keys::new(control_dir);
+    match keys.signer_for(&domain) {
+        Ok(None) => Ok(None),
+        Ok(Some(signer)) => {
+            let h = signer.sign(message).map_err(|e| e.to_string())?;
+            log::info!("dkim signed d={} s={}", signer.domain, signer.selector);
+            Ok(Some(h))
+        }
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Hand a passed message to the queue: its answer. `sign`: an outbound message, signed
+/// with DKIM when its `From:` domain has a key (after every other header is in place, so
+/// the signature covers the message as queued).
+fn forward(
+    cfg: &Config,
+    queue: &mut Client,
+    headers: &str,
+    message: &[u8],
+    envelope: &[u8],
+    sign: bool,
+) -> Answer {
     let mut full = Vec::with_capacity(headers.len() + message.len());
     full.extend_from_slice(headers.as_bytes());
-    full.extend_from_slice(&strip_ours(message, Some(me)));
+    full.extend_from_slice(&strip_ours(message, Some(&cfg.me)));
+    if sign {
+        match dkim_header(&cfg.control_dir, &full) {
+            Ok(None) => {}
+            Ok(Some(h)) => {
+                let mut signed = Vec::with_capacity(h.len() + full.len());
+                signed.extend_from_slice(h.as_bytes());
+                signed.extend_from_slice(&full);
+                full = signed;
+            }
+            Err(e) => {
+                // An unreadable key or a broken selector file: a configuration error,
+                // temporary; never sent unsigned behind the admin's back.
+                log::error!("dkim: {e}");
+                return Answer {
+                    code: code::CONFIG,
+                    reason: None,
+                };
+            }
+        }
+    }
     match queue.submit(&full[..], envelope) {
         Ok(()) => Answer {
             code: code::OK,
@@ -414,13 +535,23 @@ pub fn handle(
             }
         }
     }
-    match decide(cfg, message, &recipients, quarantine) {
+    // The directory is read only when there is a score to judge.
+    let limits = if cfg.spamd.is_some() {
+        thresholds(cfg, &recipients)
+    } else {
+        Thresholds {
+            reject: cfg.spam_reject,
+            mark: cfg.spam_mark,
+        }
+    };
+    match decide(cfg, message, &recipients, quarantine, limits) {
         Decision::Pass(headers) => forward(
+            cfg,
             queue,
             &format!("{auth_header}{headers}"),
             message,
             envelope,
-            &cfg.me,
+            !client.is_inbound(),
         ),
         Decision::Refuse(a) => a,
     }

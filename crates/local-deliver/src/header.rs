@@ -13,6 +13,8 @@ pub struct Hops {
     /// The first `X-Spam-Flag:` says `YES`: the content filter (issue 13) marked it spam.
     /// Only the first counts: the filter puts its own first and removes the sender's.
     pub spam: bool,
+    /// The first `X-Spam-Score:`, in tenths (`5.3` is 53), when it is a number.
+    pub score: Option<i32>,
 }
 
 /// Scan header fields up to the first empty line (or EOF). `delivered_to` is the address
@@ -20,6 +22,7 @@ pub struct Hops {
 pub fn scan<R: BufRead>(mut r: R, delivered_to: &str) -> io::Result<Hops> {
     let mut hops = Hops::default();
     let mut spam_seen = false;
+    let mut score_seen = false;
     let mut line = Vec::new();
     loop {
         line.clear();
@@ -50,6 +53,14 @@ pub fn scan<R: BufRead>(mut r: R, delivered_to: &str) -> io::Result<Hops> {
             if value.trim().eq_ignore_ascii_case(delivered_to) {
                 hops.looped = true;
             }
+        } else if name.eq_ignore_ascii_case(b"x-spam-score") && !score_seen {
+            score_seen = true;
+            hops.score = String::from_utf8_lossy(&body[colon + 1..])
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|f| f.is_finite() && f.abs() < 1e6)
+                .map(|f| (f * 10.0).round() as i32);
         } else if name.eq_ignore_ascii_case(b"x-spam-flag") && !spam_seen {
             spam_seen = true;
             hops.spam = String::from_utf8_lossy(&body[colon + 1..])
@@ -96,6 +107,7 @@ mod tests {
                 count: *count,
                 looped: *looped,
                 spam: false,
+                score: None,
             };
             assert_eq!(scan(text.as_bytes(), me).unwrap(), want, "{text:?}");
             for n in [1, 2, 4, 8, 16, 32, 64, 128, 256, 512] {
@@ -113,6 +125,14 @@ mod tests {
         assert!(spam("x-spam-flag:yes\r\n\r\n"));
         assert!(!spam("X-Spam-Flag: NO\nX-Spam-Flag: YES\n\n"));
         assert!(!spam("Subject: x\n\nX-Spam-Flag: YES\n"));
+        let score = |t: &str| scan(t.as_bytes(), "a@b").unwrap().score;
+        assert_eq!(
+            score("X-Spam-Score: 1003.7\nX-Spam-Score: 1\n\n"),
+            Some(10037)
+        );
+        assert_eq!(score("x-spam-score: -0.1\r\n\r\n"), Some(-1));
+        assert_eq!(score("X-Spam-Score: lots\n\n"), None);
+        assert_eq!(score("Subject: x\n\n"), None);
     }
 
     #[test]

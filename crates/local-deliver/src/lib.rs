@@ -234,6 +234,20 @@ pub fn run(cfg: &Config, resolved: Result<Resolved, DirError>, msg: &mut File) -
     }
 }
 
+/// Whether the message counts as spam for `user` (issue 13): with the user's own spam
+/// scores in the directory (`spammark=`, `spamreject=`) and a score from the filter, the
+/// lower of the two decides; otherwise the filter's `X-Spam-Flag`.
+fn is_spam(hops: &header::Hops, user: &User) -> bool {
+    let own = match (user.spam.mark, user.spam.reject) {
+        (Some(m), Some(r)) => Some(m.0.min(r.0)),
+        (m, r) => m.or(r).map(|s| s.0),
+    };
+    match (hops.score, own) {
+        (Some(score), Some(limit)) => score >= limit,
+        _ => hops.spam,
+    }
+}
+
 /// Keep a text to one printable line of at most 400 characters.
 fn one_line(s: &str) -> String {
     s.lines()
@@ -316,7 +330,7 @@ fn deliver(
         size,
         ext: ext.map(dotqmail::file_ext),
         default_part: None,
-        spam: hops.spam,
+        spam: is_spam(&hops, user),
     };
     let instructions = instructions(&mut ctx)?;
     let outcome = execute(&ctx, &instructions, msg)?;

@@ -33,6 +33,7 @@ impl T {
             status: Status::Active,
             denied: Vec::new(),
             reply: None,
+            spam: Default::default(),
         };
         let cfg = Config {
             sender: "alice@example.org".into(),

@@ -405,9 +405,17 @@ fn run_inner(argv0: &str, args: &[String]) -> Result<(), SendError> {
             Err(exec(cmd))
         }
         args::Mode::Deliver => {
-            let ctx = Context::load(&Control::default(), env)?;
+            let control = Control::default();
+            let ctx = Context::load(&control, env)?;
             let stdin = io::stdin().lock();
-            let queue = mailorder_core::root::program("queue");
+            // With the content filter on (control/filter, as smtpd reads it), local mail
+            // goes through it too: its one-shot form is a qmail-queue program, and it
+            // DKIM-signs mail from the local domains (issue 13).
+            let filter = control
+                .line("filter")
+                .map_err(SendError::from)?
+                .is_some_and(|v| v != "0");
+            let queue = mailorder_core::root::program(if filter { "filter" } else { "queue" });
             let e = submit(&opts, &ctx, stdin, &queue)?;
             let by_f = if opts.sender.is_some() {
                 " set-by=-f"

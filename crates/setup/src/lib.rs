@@ -51,6 +51,8 @@ pub fn run(o: &Options) -> Result<()> {
     ] {
         mkdir(&r.join(d), 0o755)?;
     }
+    // smtpd's own state: the per-address rate-limit counters (mailorder-dnsbl).
+    mkdir(&r.join("smtpd"), 0o700)?;
     // The ctl FIFO carries qadmin's requests (retry, remove, flush) to dispatch.
     let ctl = r.join("queue/lock/ctl");
     if !ctl.exists() {
@@ -156,15 +158,18 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
             .with_context(|| format!("chown {}", p.display()))?;
         }
     }
-    // Every program of such a tree runs as that uid: it reads the SRS secret.
-    let srs = r.join("control/srssecret");
-    if fs::metadata(&srs)?.uid() == 0 {
-        nix::unistd::chown(
-            &srs,
-            Some(nix::unistd::Uid::from_raw(vuid)),
-            Some(nix::unistd::Gid::from_raw(vgid)),
-        )
-        .with_context(|| format!("chown {}", srs.display()))?;
+    // Every program of such a tree runs as that uid: it reads the SRS secret, and smtpd
+    // keeps its rate-limit counters.
+    for p in ["control/srssecret", "smtpd"] {
+        let p = r.join(p);
+        if fs::metadata(&p)?.uid() == 0 {
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(vuid)),
+                Some(nix::unistd::Gid::from_raw(vgid)),
+            )
+            .with_context(|| format!("chown {}", p.display()))?;
+        }
     }
     traversable(r)
 }
@@ -311,6 +316,9 @@ fn owners(r: &Path) -> Result<()> {
     // The SRS secret: smtpd (mosmtpd), dispatch (mosend), local-deliver (movmail, and the
     // per-mailbox uids, which deliver-as gives group modir) read it; no one else.
     set("control/srssecret", 0, dir_gid, 0o640)?;
+    // smtpd (mosmtpd) keeps its rate-limit counters there.
+    let (m, mg) = id("mosmtpd")?;
+    set("smtpd", m, mg, 0o700)?;
     set("directory/domains", 0, 0, 0o644)?;
     set("directory", 0, 0, 0o755)?;
     set("mail", v, vg, 0o750)?;

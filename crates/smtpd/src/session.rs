@@ -168,6 +168,8 @@ pub struct Session<R: Read, W: Write> {
     refusals: u32,
     dir: Option<Directory>,
     queue: Client,
+    /// What the DNS lists say about this client, asked at its first MAIL (issue 13).
+    dnsbl: Option<mailorder_dnsbl::Verdict>,
 }
 
 const READ_CHUNK: usize = 16384;
@@ -197,6 +199,7 @@ impl<R: Read, W: Write> Session<R, W> {
             refusals: 0,
             dir: None,
             queue,
+            dnsbl: None,
         }
     }
 
@@ -548,6 +551,9 @@ impl<R: Read, W: Write> Session<R, W> {
                 s
             }
         };
+        if self.dnsbl_and_rate_limit()? {
+            return Ok(());
+        }
         if let Some(size) = params.size
             && self.cfg.databytes > 0
             && size > self.cfg.databytes
@@ -572,6 +578,64 @@ impl<R: Read, W: Write> Session<R, W> {
         });
         self.reply(250, "2.1.0", "sender ok");
         Ok(())
+    }
+
+    /// DNS block/allow lists and the per-address rate limit (mailorder-dnsbl, issue 13), at
+    /// MAIL: the lists are asked once per connection, the message is counted. Client
+    /// networks, RELAYCLIENT and AUTH are exempt. `true` when MAIL was answered (refused).
+    fn dnsbl_and_rate_limit(&mut self) -> Result<bool, End> {
+        let Some(ip) = self.cfg.peer.remote_ip else {
+            return Ok(false);
+        };
+        if self.relay_allowed() {
+            return Ok(false);
+        }
+        let control = mailorder_core::control::Control::new(self.cfg.root.join("control"));
+        let cfg = match mailorder_dnsbl::Config::load(&control) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Ok(false),
+            Err(e) => {
+                log::warn!("dnsbl: {e} ip={ip}");
+                self.reply(451, "4.3.0", "temporary failure, try again later");
+                return Ok(true);
+            }
+        };
+        if self.dnsbl.is_none() {
+            let v = mailorder_dnsbl::check(&cfg, ip);
+            match &v {
+                mailorder_dnsbl::Verdict::Clear => {}
+                mailorder_dnsbl::Verdict::Allowed(z) => log::info!("dnswl ip={ip} zone={z}"),
+                mailorder_dnsbl::Verdict::Scored(n, z) => {
+                    log::info!("dnsbl ip={ip} score={n} zones={} accepted", z.join(","))
+                }
+                mailorder_dnsbl::Verdict::Refuse(n, z, _) => {
+                    log::info!("dnsbl ip={ip} score={n} zones={} refused", z.join(","))
+                }
+            }
+            self.dnsbl = Some(v);
+        }
+        if matches!(self.dnsbl, Some(mailorder_dnsbl::Verdict::Allowed(_))) {
+            return Ok(false);
+        }
+        if let Some(limit) = cfg.rate {
+            let minute = mailorder_queue_format::date::unix_now() / 60;
+            let rl = mailorder_dnsbl::RateLimit::new(self.cfg.root.join("smtpd/ratelimit"));
+            match rl.hit(ip, limit, minute) {
+                Ok(true) => {}
+                Ok(false) => {
+                    log::info!("rate limit ip={ip} limit={limit}/min");
+                    self.reply(
+                        451,
+                        "4.7.1",
+                        "too many messages from your address, slow down",
+                    );
+                    return Ok(true);
+                }
+                // A counter that cannot be kept never refuses mail.
+                Err(e) => log::warn!("rate limit {}: {e}", rl.path().display()),
+            }
+        }
+        Ok(false)
     }
 
     fn relay_allowed(&self) -> bool {
@@ -605,6 +669,12 @@ impl<R: Read, W: Write> Session<R, W> {
             if given {
                 return self.error(555, "5.5.4", &format!("{k} parameter not allowed in RCPT"));
             }
+        }
+        if let Some(mailorder_dnsbl::Verdict::Refuse(_, _, text)) = &self.dnsbl
+            && !self.relay_allowed()
+        {
+            let text = text.clone();
+            return self.refuse_rcpt(554, "5.7.1", &text);
         }
         let dsn = RcptDsn {
             notify: params.notify,

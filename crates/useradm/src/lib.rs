@@ -124,11 +124,32 @@ pub struct Fields {
     /// Switch the autoresponder off and remove its text.
     #[arg(long, conflicts_with = "reply_text")]
     pub no_reply: bool,
+    /// Refuse mail at SMTP time at or above this spam score (issue 13; `none` clears it:
+    /// the domain's or the site's then apply).
+    #[arg(long, value_parser = spam_score)]
+    pub spam_reject: Option<SpamArg>,
+    /// File mail into Junk at or above this spam score (`none` clears it).
+    #[arg(long, value_parser = spam_score)]
+    pub spam_mark: Option<SpamArg>,
     /// Per-service restriction (LDAP accountStatus, the files' `status=` words): nopop,
     /// noimap, nosmtp, nojunk (spam not filed into Junk), and webadmin (the web console's
     /// admin flag) (repeatable; replaces the list; `none` clears it).
     #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "webadmin", "none"])]
     pub restrict: Vec<String>,
+}
+
+/// A spam score argument: a score, or `none` (clear it).
+#[derive(Debug, Clone, Copy)]
+pub struct SpamArg(pub Option<mailorder_directory_file::Score>);
+
+/// Parse a [`SpamArg`]: a decimal with at most one digit after the point, or `none`.
+fn spam_score(v: &str) -> Result<SpamArg, String> {
+    if v == "none" {
+        return Ok(SpamArg(None));
+    }
+    mailorder_directory_file::Score::parse(v)
+        .map(|s| SpamArg(Some(s)))
+        .ok_or_else(|| format!("not a score: {v:?} (e.g. 5 or 12.5, or none)"))
 }
 
 /// Subcommands.
@@ -316,6 +337,12 @@ fn apply(
     }
     if f.maildir.is_some() {
         acct.maildir = f.maildir.clone();
+    }
+    if let Some(v) = f.spam_reject {
+        acct.spam_reject = v.0;
+    }
+    if let Some(v) = f.spam_mark {
+        acct.spam_mark = v.0;
     }
     if !f.restrict.is_empty() {
         acct.restrictions = f
@@ -665,6 +692,12 @@ pub fn summary(a: &Account) -> String {
     if !a.restrictions.is_empty() {
         f("restrict", a.restrictions.join(","));
     }
+    if let Some(v) = a.spam_reject {
+        f("spamreject", v.to_string());
+    }
+    if let Some(v) = a.spam_mark {
+        f("spammark", v.to_string());
+    }
     if let Some(r) = &a.reply {
         // One line: the text %-encoded as in `users`.
         f("reply", mailorder_directory_file::pct_encode(r));
@@ -855,6 +888,43 @@ mod tests {
         let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
         let u = dir.lookup("a@example.test").unwrap().unwrap();
         assert_eq!(u.reply.as_deref(), Some("To-Cc-Only: no\n\naway"));
+        // See: issue #13. Spam scores per user.
+        assert_eq!(
+            go(
+                &t,
+                &[
+                    "modify",
+                    "a@example.test",
+                    "--spam-reject",
+                    "12.5",
+                    "--spam-mark",
+                    "4"
+                ],
+                ""
+            )
+            .0,
+            0
+        );
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        let u = dir.lookup("a@example.test").unwrap().unwrap();
+        assert_eq!(
+            (u.spam.reject.unwrap().value(), u.spam.mark.unwrap().value()),
+            (12.5, 4.0)
+        );
+        let (_, out) = go(&t, &["show", "a@example.test"], "");
+        assert!(out.contains("\tspamreject=12.5\tspammark=4.0"), "{out}");
+        assert_eq!(
+            go(
+                &t,
+                &["modify", "a@example.test", "--spam-reject", "none"],
+                ""
+            )
+            .0,
+            0
+        );
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        let u = dir.lookup("a@example.test").unwrap().unwrap();
+        assert_eq!((u.spam.reject, u.spam.mark.map(|s| s.0)), (None, Some(40)));
     }
 
     #[test]

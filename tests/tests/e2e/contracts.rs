@@ -29,6 +29,7 @@ const CODES: &[(&str, &[u8])] = &[
         mailorder_checkpassword_ldap::EXIT_CODES,
     ),
     ("deliver-as", mailorder_deliver_as::EXIT_CODES),
+    ("dkimkey", mailorder_dkimkey::EXIT_CODES),
     ("dispatch", mailorder_dispatch::EXIT_CODES),
     ("filter", mailorder_filter::EXIT_CODES),
     ("imapd-login", mailorder_imapd_login::EXIT_CODES),

@@ -441,3 +441,435 @@ fn spf_and_dmarc_through_a_private_dns() {
     expect_code(&send_from(port, "a@ovr.test", ""), "250");
     assert!(body("auth a@ovr.test").contains("dmarc=fail"));
 }
+
+/// The TXT value in `dkimkey`'s zone-file lines: the quoted strings, joined.
+fn txt_value(zone: &str) -> Vec<String> {
+    zone.split('"')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Verify the DKIM signature of `message` with Debian's python3-dkim (an independent
+/// implementation), its DNS queries going to the private dnsmasq on `dns_port`: "pass" or
+/// "fail". The message is put into wire form (CRLF) first, as a receiver sees it.
+fn python_dkim_verify(message: &str, dns_port: u16) -> String {
+    const SCRIPT: &str = r#"
+import sys, dkim, dns.resolver
+r = dns.resolver.Resolver(configure=False)
+r.nameservers = ['127.0.0.1']
+r.port = int(sys.argv[1])
+def txt(name, timeout=5):
+    name = name.decode() if isinstance(name, bytes) else name
+    try:
+        a = r.resolve(name, 'TXT', lifetime=timeout)
+    except dns.resolver.NXDOMAIN:
+        return None
+    return b''.join(a[0].strings)
+data = sys.stdin.buffer.read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+print('pass' if dkim.verify(data, dnsfunc=txt) else 'fail')
+"#;
+    let out = mailorder_tests::output_with_input(
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(SCRIPT)
+            .arg(dns_port.to_string()),
+        message.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "python3-dkim: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The message as it left the filter: the Maildir copy without the delivery lines that
+/// local-deliver puts first.
+fn as_sent(stored: &str) -> String {
+    stored
+        .lines()
+        .skip_while(|l| l.starts_with("Return-Path:") || l.starts_with("Delivered-To:"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+/// Send `message` (LF lines) from `from` to demo@example.test through smtpd on `port`.
+fn send_message(port: u16, from: &str, message: &str) -> String {
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
+    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    expect_code(&s.cmd("DATA"), "354");
+    s.send(format!("{}\r\n.\r\n", message.replace('\n', "\r\n")).as_bytes());
+    let r = s.reply();
+    s.cmd("QUIT");
+    r
+}
+
+// See: issue #13
+/// DKIM signing of outbound mail, both ways with an independent implementation: keys made
+/// with `dkimkey` (Ed25519, then a rotation to an RSA-2048 selector), their records served
+/// by a private dnsmasq; mail from a relay client and local mail from `sendmail` are
+/// signed, verified by python3-dkim and by our own filter (mail-auth) when the signed
+/// message comes back inbound; a tampered body fails both; mail from strangers and from
+/// other domains is not signed.
+#[test]
+fn dkim_signing_verified_by_python_dkim_and_mail_auth() {
+    if !have("dnsmasq") || !Path::new("/usr/lib/python3/dist-packages/dkim").exists() {
+        return skip("dkim_signing", "dnsmasq or python3-dkim not installed");
+    }
+    let dir = scratch();
+    let mut t = Tree::new();
+    let dkimkey = |t: &Tree, args: &[&str]| -> String {
+        let out = t.cmd("dkimkey").args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "dkimkey {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let ed = dkimkey(&t, &["new", "example.test", "ed1", "--type", "ed25519"]);
+    let rsa = dkimkey(&t, &["new", "example.test", "rsa1", "--type", "rsa"]);
+    assert_eq!(
+        dkimkey(&t, &["list"]),
+        "example.test\ted1\ted25519\tactive\nexample.test\trsa1\trsa\tstandby\n"
+    );
+    let record = |name: &str, zone: &str| {
+        // dnsmasq takes quotes on its command line literally; a comma separates the
+        // character-strings (a DKIM record has no commas).
+        let strings = txt_value(zone);
+        format!(
+            "--txt-record={name}._domainkey.example.test,{}",
+            strings.join(",")
+        )
+    };
+    let (ed_rec, rsa_rec) = (record("ed1", &ed), record("rsa1", &rsa));
+    let (_dns, dns_port) = dnsmasq(dir.path(), &[ed_rec.as_str(), rsa_rec.as_str()]);
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("dnsserver", &format!("127.0.0.1:{dns_port}"));
+    let outbound = t.start_smtpd(&[("RELAYCLIENT", "")]);
+    let inbound = t.start_smtpd(&[]);
+    let stored = |needle: &str| -> String {
+        let mut found = String::new();
+        mailorder_tests::wait_for(needle, 60, || {
+            found = t
+                .messages("demo")
+                .iter()
+                .filter_map(|m| std::fs::read_to_string(m).ok())
+                .find(|m| m.contains(needle))
+                .unwrap_or_default();
+            !found.is_empty()
+        });
+        found
+    };
+    let msg = |from: &str, subject: &str| {
+        format!(
+            "From: Demo <{from}>\nTo: demo@example.test\nSubject: {subject}\n\
+             Date: Mon, 7 Dec 2026 05:00:00 +0000\nMessage-ID: <{subject}@example.test>\n\
+             MIME-Version: 1.0\nContent-Type: text/plain\n\nHello,  world \n\n\n"
+        )
+    };
+
+    // A relay client's mail from our domain: signed with the Ed25519 key.
+    expect_code(
+        &send_message(
+            outbound,
+            "demo@example.test",
+            &msg("demo@example.test", "ed-signed"),
+        ),
+        "250",
+    );
+    let signed = as_sent(&stored("ed-signed"));
+    assert!(
+        signed.contains("\nDKIM-Signature: v=1; a=ed25519-sha256;"),
+        "{signed}"
+    );
+    assert!(
+        signed.contains("d=example.test") && signed.contains("s=ed1"),
+        "{signed}"
+    );
+    assert_eq!(python_dkim_verify(&signed, dns_port), "pass", "{signed}");
+    let tampered = signed.replace("Hello,", "Hullo,");
+    assert_eq!(python_dkim_verify(&tampered, dns_port), "fail");
+
+    // Our own verifier (mail-auth in the filter), on the signed message coming back in
+    // from a stranger: dkim=pass; tampered: dkim=fail.
+    t.control("senderauth", "1");
+    expect_code(&send_message(inbound, "demo@example.test", &signed), "250");
+    let checks = |needle: &str| {
+        let mut found = String::new();
+        mailorder_tests::wait_for(needle, 60, || {
+            found = t
+                .messages("demo")
+                .iter()
+                .chain(
+                    std::fs::read_dir(t.maildir("demo").join(".Junk/new"))
+                        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .iter(),
+                )
+                .filter_map(|m| std::fs::read_to_string(m).ok())
+                .filter(|m| m.contains(needle) && m.contains("Authentication-Results:"))
+                .collect::<Vec<_>>()
+                .join("\n--\n");
+            !found.is_empty()
+        });
+        found
+    };
+    let verified = checks("Hello,");
+    assert!(verified.contains("dkim=pass"), "{verified}");
+    expect_code(
+        &send_message(inbound, "demo@example.test", &tampered),
+        "250",
+    );
+    // mail-auth reports a body that does not match its hash as neutral (the signature
+    // itself is not checked then); a changed signed header is a failed signature.
+    let failed = checks("Hullo,");
+    assert!(failed.contains("dkim=neutral"), "{failed}");
+    let forged = signed.replace("Subject: ed-signed", "Subject: ed-signed, changed");
+    assert_eq!(python_dkim_verify(&forged, dns_port), "fail");
+    expect_code(&send_message(inbound, "demo@example.test", &forged), "250");
+    let failed = checks("ed-signed, changed");
+    assert!(failed.contains("dkim=fail"), "{failed}");
+    t.control("senderauth", "0");
+
+    // A stranger's mail claiming our domain is not signed; nor is a relay client's mail
+    // from a domain without a key.
+    expect_code(
+        &send_message(
+            inbound,
+            "x@example.test",
+            &msg("x@example.test", "stranger"),
+        ),
+        "250",
+    );
+    assert!(!stored("stranger").contains("DKIM-Signature:"));
+    expect_code(
+        &send_message(
+            outbound,
+            "a@other.test",
+            &msg("a@other.test", "other-domain"),
+        ),
+        "250",
+    );
+    assert!(!stored("other-domain").contains("DKIM-Signature:"));
+
+    // Rotation: the RSA selector signs from now on.
+    dkimkey(&t, &["use", "example.test", "rsa1"]);
+    expect_code(
+        &send_message(
+            outbound,
+            "demo@example.test",
+            &msg("demo@example.test", "rsa-signed"),
+        ),
+        "250",
+    );
+    let signed = as_sent(&stored("rsa-signed"));
+    assert!(
+        signed.contains("a=rsa-sha256") && signed.contains("s=rsa1"),
+        "{signed}"
+    );
+    assert_eq!(python_dkim_verify(&signed, dns_port), "pass", "{signed}");
+
+    // Local mail: sendmail hands it to the filter (one-shot), which signs it.
+    let out = mailorder_tests::output_with_input(
+        t.cmd("sendmail")
+            .args(["-f", "demo@example.test", "demo@example.test"]),
+        msg("demo@example.test", "local-signed").as_bytes(),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let signed = as_sent(&stored("local-signed"));
+    assert!(signed.contains("\nDKIM-Signature:"), "{signed}");
+    assert_eq!(python_dkim_verify(&signed, dns_port), "pass", "{signed}");
+}
+
+/// One SMTP session from 127.0.0.1: EHLO, MAIL, RCPT demo@example.test; the MAIL and
+/// RCPT replies (RCPT "" when MAIL was refused).
+fn mail_rcpt(port: u16) -> (String, String) {
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    let mail = s.cmd("MAIL FROM:<a@sender.example>");
+    let rcpt = if mail.starts_with("250") {
+        s.cmd("RCPT TO:<demo@example.test>")
+    } else {
+        String::new()
+    };
+    s.cmd("QUIT");
+    (mail, rcpt)
+}
+
+// See: issue #13
+/// DNS block and allow lists and the per-address rate limit in smtpd, with a private
+/// dnsmasq serving the zones: a listed client's recipients get 554 with the list's TXT
+/// text; a list's error code (127.255.255.254) is no listing; below `dnsblreject` the
+/// listing is only logged; an allow list wins; relay clients are exempt; the rate limit
+/// counts messages per address across connections and smtpd processes.
+#[test]
+fn dnsbl_dnswl_and_rate_limits_through_a_private_dns() {
+    if !have("dnsmasq") {
+        return skip("dnsbl", "dnsmasq not installed");
+    }
+    let dir = scratch();
+    let (_dns, dns_port) = dnsmasq(
+        dir.path(),
+        &[
+            "--address=/1.0.0.127.bl.test/127.0.0.2",
+            "--txt-record=1.0.0.127.bl.test,Listed by bl.test: see http://bl.test/q?127.0.0.1",
+            "--address=/1.0.0.127.err.test/127.255.255.254",
+            "--address=/1.0.0.127.wl.test/127.0.0.2",
+        ],
+    );
+    let mut t = Tree::new();
+    t.control("dnsserver", &format!("127.0.0.1:{dns_port}"));
+    t.control("dnsbl", "err.test\nnone.test\nbl.test");
+    let port = t.start_smtpd(&[]);
+    let relay = t.start_smtpd(&[("RELAYCLIENT", "")]);
+
+    let (mail, rcpt) = mail_rcpt(port);
+    expect_code(&mail, "250");
+    expect_code(&rcpt, "554 5.7.1");
+    assert!(
+        rcpt.contains("Listed by bl.test: see http://bl.test/q?127.0.0.1"),
+        "{rcpt}"
+    );
+    // A relay client (like an authenticated one) is not asked about.
+    expect_code(&mail_rcpt(relay).1, "250");
+    // Below the reject score: accepted (logged).
+    t.control("dnsblreject", "2");
+    expect_code(&mail_rcpt(port).1, "250");
+    t.control("dnsblreject", "1");
+    expect_code(&mail_rcpt(port).1, "554 5.7.1");
+    // An allow list wins.
+    t.control("dnswl", "wl.test");
+    expect_code(&mail_rcpt(port).1, "250");
+    // Only the error code: no listing.
+    std::fs::remove_file(t.root.join("control/dnswl")).unwrap();
+    t.control("dnsbl", "err.test");
+    expect_code(&mail_rcpt(port).1, "250");
+    std::fs::remove_file(t.root.join("control/dnsbl")).unwrap();
+
+    // Rate limit: 3 messages a minute from 127.0.0.1, counted across connections and the
+    // two smtpd processes; the relay client is exempt. (A minute boundary between the
+    // calls would start the count again: then the fourth is let through, so try twice.)
+    t.control("ratelimit", "3");
+    let mut refused = false;
+    for _ in 0..2 {
+        let replies: Vec<String> = [port, port, relay, port, port]
+            .iter()
+            .map(|&p| mail_rcpt(p).0)
+            .collect();
+        expect_code(&replies[2], "250");
+        if replies[4].starts_with("451 4.7.1") {
+            refused = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(refused, "the fourth message within a minute is refused");
+    let second = t.start_smtpd(&[]);
+    expect_code(&mail_rcpt(second).0, "451 4.7.1");
+    expect_code(&mail_rcpt(relay).0, "250");
+}
+
+/// One message with `body` to `rcpts` through smtpd on `port`; the reply to the dot.
+fn send_to(port: u16, rcpts: &[&str], body: &str) -> String {
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    expect_code(&s.cmd("MAIL FROM:<a@sender.example>"), "250");
+    for r in rcpts {
+        expect_code(&s.cmd(&format!("RCPT TO:<{r}>")), "250");
+    }
+    expect_code(&s.cmd("DATA"), "354");
+    s.send(format!("From: a@sender.example\r\nSubject: levels\r\n\r\n{body}\r\n.\r\n").as_bytes());
+    let r = s.reply();
+    s.cmd("QUIT");
+    r
+}
+
+// See: issue #13
+/// Spam thresholds per domain and per user from the directory, with spamd and GTUBE
+/// (score about 1000): a strict domain refuses it at SMTP time; a lenient domain takes it
+/// into the inbox; a user of the lenient domain with their own mark score gets it filed
+/// into Junk; a message to both domains is taken (refused only when every recipient would
+/// refuse); `useradm` sets a user's scores.
+#[test]
+fn spam_thresholds_per_domain_and_user_from_the_directory() {
+    if !have("spamd") {
+        return skip("spam thresholds", "spamd (spamassassin) not installed");
+    }
+    let dir = scratch();
+    let (_spam, spam_port) = spamd(dir.path());
+    let mut t = Tree::new();
+    t.directory_add("domains", "strict.test local spamreject=50");
+    t.directory_add(
+        "domains",
+        "lenient.test local spamreject=5000 spammark=2000",
+    );
+    t.add_user("s@strict.test", "", "pw");
+    t.add_user("l@lenient.test", "", "pw");
+    t.add_user("p@lenient.test", "", "pw");
+    let out = t
+        .cmd("useradm")
+        .args(["modify", "p@lenient.test", "--spam-mark", "5"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("spamd", &format!("127.0.0.1:{spam_port}"));
+    t.control("spamreject", "100");
+    let port = t.start_smtpd(&[]);
+    let files = |who: &str, folder: &str| -> Vec<String> {
+        let (local, domain) = who.split_once('@').unwrap();
+        let d = t
+            .root
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
+            .join(folder)
+            .join("new");
+        std::fs::read_dir(d)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    expect_code(&send_to(port, &["s@strict.test"], GTUBE), "554 5.7.1");
+    expect_code(&send_to(port, &["l@lenient.test"], GTUBE), "250");
+    mailorder_tests::wait_for("GTUBE in l's inbox", 60, || {
+        files("l@lenient.test", "").len() == 1
+    });
+    assert!(files("l@lenient.test", "")[0].contains("X-Spam-Flag: NO\n"));
+    expect_code(&send_to(port, &["p@lenient.test"], GTUBE), "250");
+    mailorder_tests::wait_for("GTUBE in p's Junk", 60, || {
+        files("p@lenient.test", ".Junk").len() == 1
+    });
+    assert!(files("p@lenient.test", "").is_empty());
+    // Both domains: the lenient recipient's score wins, nobody loses the message.
+    expect_code(
+        &send_to(port, &["s@strict.test", "l@lenient.test"], GTUBE),
+        "250",
+    );
+    mailorder_tests::wait_for("GTUBE to both", 60, || {
+        files("l@lenient.test", "").len() == 2
+    });
+    // A user's own reject score overrides the domain's.
+    let out = t
+        .cmd("useradm")
+        .args(["modify", "s@strict.test", "--spam-reject", "3000"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    expect_code(&send_to(port, &["s@strict.test"], GTUBE), "250");
+}
