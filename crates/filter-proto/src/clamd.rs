@@ -56,16 +56,8 @@ pub struct ReplyParser {
     buf: Vec<u8>,
 }
 
-/// What [`ReplyParser::feed`] knows so far.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Progress {
-    /// More bytes are needed.
-    Incomplete,
-    /// The reply is whole.
-    Done(Verdict),
-    /// The reply cannot become a verdict.
-    Failed(ReplyError),
-}
+/// What [`ReplyParser::feed`] knows so far (the crate's one [`crate::Progress`]).
+pub type Progress = crate::Progress<Verdict, ReplyError>;
 
 impl ReplyParser {
     /// A parser for one reply.
@@ -95,6 +87,17 @@ impl ReplyParser {
             },
             p => p,
         }
+    }
+}
+
+impl crate::ReplyParse for ReplyParser {
+    type Verdict = Verdict;
+    type Error = ReplyError;
+    fn feed(&mut self, data: &[u8]) -> Progress {
+        ReplyParser::feed(self, data)
+    }
+    fn finish(&mut self) -> Progress {
+        ReplyParser::finish(self)
     }
 }
 

@@ -20,3 +20,28 @@ pub mod answer;
 pub mod clamd;
 pub mod spamd;
 pub mod token;
+
+/// What an incremental reply parser knows so far: the one shape of spamd's and clamd's
+/// parsers (issue 17), so the filter reads either with one loop.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Progress<V, E> {
+    /// More bytes are needed.
+    Incomplete,
+    /// The reply is whole.
+    Done(V),
+    /// The reply cannot become a verdict.
+    Failed(E),
+}
+
+/// An incremental parser of one daemon reply: fed bytes in any split, then told of the
+/// end of input. A reply cut short is an error, never a verdict.
+pub trait ReplyParse {
+    /// The verdict a whole reply gives.
+    type Verdict;
+    /// Why a reply is no verdict.
+    type Error: std::fmt::Display;
+    /// Add `data`; the verdict or error as soon as it is known.
+    fn feed(&mut self, data: &[u8]) -> Progress<Self::Verdict, Self::Error>;
+    /// End of input.
+    fn finish(&mut self) -> Progress<Self::Verdict, Self::Error>;
+}

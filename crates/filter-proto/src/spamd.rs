@@ -69,16 +69,8 @@ pub struct ReplyParser {
     buf: Vec<u8>,
 }
 
-/// What [`ReplyParser::feed`] knows so far.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Progress {
-    /// More bytes are needed.
-    Incomplete,
-    /// The reply is whole.
-    Done(Verdict),
-    /// The reply cannot become a verdict.
-    Failed(ReplyError),
-}
+/// What [`ReplyParser::feed`] knows so far (the crate's one [`crate::Progress`]).
+pub type Progress = crate::Progress<Verdict, ReplyError>;
 
 impl ReplyParser {
     /// A parser for one reply.
@@ -180,6 +172,17 @@ impl ReplyParser {
             required,
             tests,
         })
+    }
+}
+
+impl crate::ReplyParse for ReplyParser {
+    type Verdict = Verdict;
+    type Error = ReplyError;
+    fn feed(&mut self, data: &[u8]) -> Progress {
+        ReplyParser::feed(self, data)
+    }
+    fn finish(&mut self) -> Progress {
+        ReplyParser::finish(self)
     }
 }
 

@@ -2,7 +2,7 @@
 //! (`HOST:PORT`) or a Unix socket (`/path`), with a timeout on connect, every read and
 //! every write. The grammar is mailorder-filter-proto's; this module only moves bytes.
 
-use mailorder_filter_proto::{clamd, spamd};
+use mailorder_filter_proto::{Progress, ReplyParse, clamd, spamd};
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream, ToSocketAddrs};
 use std::os::unix::net::UnixStream;
@@ -115,19 +115,56 @@ impl Write for Conn {
 /// Chunk size for INSTREAM (clamd's own clamdscan uses a few KiB to 1 MiB).
 const CHUNK: usize = 256 * 1024;
 
+/// The two ways a scanner fails before its reply: not reachable (`Down`), or a read or
+/// write that failed after connecting (`Io`).
+fn errors(
+    what: &'static str,
+    addr: &str,
+) -> (
+    impl Fn(io::Error) -> ScanError,
+    impl Fn(io::Error) -> ScanError,
+) {
+    let (a, b) = (addr.to_owned(), addr.to_owned());
+    (
+        move |source| ScanError::Down {
+            what,
+            addr: a.clone(),
+            source,
+        },
+        move |source| ScanError::Io {
+            what,
+            addr: b.clone(),
+            source,
+        },
+    )
+}
+
+/// Read one reply from `c` with parser `p` (mailorder-filter-proto's one shape), until it
+/// is whole or fails; `io` classifies a failed read.
+fn read_reply<P: ReplyParse>(
+    c: &mut Conn,
+    mut p: P,
+    io: impl Fn(io::Error) -> ScanError,
+) -> Result<P::Verdict, ScanError> {
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = c.read(&mut buf).map_err(&io)?;
+        let progress = if n == 0 {
+            p.finish()
+        } else {
+            p.feed(&buf[..n])
+        };
+        match progress {
+            Progress::Incomplete => {}
+            Progress::Done(v) => return Ok(v),
+            Progress::Failed(e) => return Err(ScanError::Reply(e.to_string())),
+        }
+    }
+}
+
 /// Scan `message` with the clamd at `addr`.
 pub fn clamd(addr: &str, timeout: Duration, message: &[u8]) -> Result<clamd::Verdict, ScanError> {
-    let what = "clamd";
-    let down = |source| ScanError::Down {
-        what,
-        addr: addr.to_owned(),
-        source,
-    };
-    let io = |source| ScanError::Io {
-        what,
-        addr: addr.to_owned(),
-        source,
-    };
+    let (down, io) = errors("clamd", addr);
     let mut c = Conn::open(addr, timeout).map_err(down)?;
     let mut send = || -> io::Result<()> {
         c.write_all(clamd::COMMAND)?;
@@ -141,29 +178,14 @@ pub fn clamd(addr: &str, timeout: Duration, message: &[u8]) -> Result<clamd::Ver
     };
     // clamd may answer early (size limit) and close: its answer explains a failed write.
     let sent = send();
-    let mut p = clamd::ReplyParser::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = match c.read(&mut buf) {
-            Ok(n) => n,
-            Err(e) => return Err(io(sent.err().unwrap_or(e))),
-        };
-        let progress = if n == 0 {
-            p.finish()
-        } else {
-            p.feed(&buf[..n])
-        };
-        match progress {
-            clamd::Progress::Incomplete => {}
-            clamd::Progress::Done(v) => {
-                return match sent {
-                    Ok(()) => Ok(v),
-                    // A verdict on part of the message is none.
-                    Err(e) => Err(io(e)),
-                };
-            }
-            clamd::Progress::Failed(e) => return Err(ScanError::Reply(e.to_string())),
-        }
+    let verdict = read_reply(&mut c, clamd::ReplyParser::new(), |e| match &sent {
+        Err(w) => io(io::Error::new(w.kind(), w.to_string())),
+        Ok(()) => io(e),
+    })?;
+    match sent {
+        Ok(()) => Ok(verdict),
+        // A verdict on part of the message is none.
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -174,35 +196,11 @@ pub fn spamd(
     user: Option<&str>,
     message: &[u8],
 ) -> Result<spamd::Verdict, ScanError> {
-    let what = "spamd";
-    let down = |source| ScanError::Down {
-        what,
-        addr: addr.to_owned(),
-        source,
-    };
-    let io = |source| ScanError::Io {
-        what,
-        addr: addr.to_owned(),
-        source,
-    };
+    let (down, io) = errors("spamd", addr);
     let mut c = Conn::open(addr, timeout).map_err(down)?;
     c.write_all(&spamd::request(message.len(), user))
         .and_then(|()| c.write_all(message))
-        .map_err(io)?;
+        .map_err(&io)?;
     c.shutdown_write();
-    let mut p = spamd::ReplyParser::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        let n = c.read(&mut buf).map_err(io)?;
-        let progress = if n == 0 {
-            p.finish()
-        } else {
-            p.feed(&buf[..n])
-        };
-        match progress {
-            spamd::Progress::Incomplete => {}
-            spamd::Progress::Done(v) => return Ok(v),
-            spamd::Progress::Failed(e) => return Err(ScanError::Reply(e.to_string())),
-        }
-    }
+    read_reply(&mut c, spamd::ReplyParser::new(), io)
 }
