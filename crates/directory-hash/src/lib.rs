@@ -69,6 +69,19 @@ pub fn verify(stored: &str, password: &[u8]) -> bool {
     }
 }
 
+/// Whether `stored` is in a scheme [`verify`] checks (what an import may keep: an old
+/// system's `{MD5-CRYPT}`, bcrypt or unsalted `{MD5}` hash would refuse every password).
+pub fn known(stored: &str) -> bool {
+    let (scheme, value) = split_scheme(stored.trim());
+    let sha_crypt = value.starts_with("$6$") || value.starts_with("$5$");
+    match scheme.as_deref() {
+        None => sha_crypt || value.starts_with("$argon2"),
+        Some("CRYPT" | "SHA512-CRYPT" | "SHA256-CRYPT") => sha_crypt,
+        Some("SSHA" | "SSHA256" | "SSHA512" | "ARGON2" | "PLAIN" | "CLEARTEXT" | "CLEAR") => true,
+        Some(_) => false,
+    }
+}
+
 /// A new `{SSHA512}` hash of `password` with a random 16-byte salt.
 pub fn ssha512(password: &[u8]) -> String {
     let salt = random_salt::<16>();
@@ -345,6 +358,31 @@ mod tests {
         let mut raw = h.finalize().to_vec();
         raw.extend_from_slice(salt);
         format!("{{{scheme}}}{}", STANDARD.encode(raw))
+    }
+
+    #[test]
+    fn known_schemes() {
+        for h in [
+            "{SSHA}abc",
+            "{ssha512}abc",
+            "{PLAIN}x",
+            "{ARGON2}$argon2id$v=19$x",
+            "$argon2id$v=19$x",
+            OPENSSL_6,
+            "{SHA512-CRYPT}$6$a$b",
+            "{CRYPT}$5$a$b",
+        ] {
+            assert!(known(h), "{h}");
+        }
+        for h in [
+            "{MD5-CRYPT}$1$a$b",
+            "{CRYPT}$1$a$b",
+            "$2y$10$abc",
+            "{BLF-CRYPT}$2y$x",
+            "{MD5}x",
+        ] {
+            assert!(!known(h), "{h}");
+        }
     }
 
     #[test]

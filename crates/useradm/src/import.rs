@@ -6,8 +6,9 @@
 //! ignored): `address` (or `mail`, `email`; required), `name` (or `cn`), `aliases`
 //! (separated by `;` or spaces), `quota` (or `quota_size`, bytes), `quota_count`, `forward`
 //! (`;`-separated), `password` (plain text: hashed; kept when the stored hash already
-//! matches), `password_hash` (stored as given: `{SCHEME}…`), `status` (`active` or
-//! `disabled`).
+//! matches), `password_hash` (stored as given: `{SCHEME}…`; a scheme mailorder cannot
+//! check is not stored: the account is listed as needing a password), `status` (`active`
+//! or `disabled`).
 
 use crate::Scheme;
 use mailorder_directory_admin::{Account, AdminError, Store, valid_address, valid_domain};
@@ -305,7 +306,18 @@ pub fn import(
         acct.quota_count = r.quota_count;
         acct.disabled = r.disabled;
         if let Some(h) = &r.hash {
-            acct.password = Some(h.clone());
+            if mailorder_directory_hash::known(h) {
+                acct.password = Some(h.clone());
+            } else {
+                // It would refuse every password: the account keeps what it has (none, or
+                // one its user has set since) and is listed as needing one.
+                let scheme = h.split('}').next().unwrap_or("{").to_owned() + "}";
+                let _ = writeln!(
+                    out,
+                    "unusable-hash {}: {}: {scheme} is not a scheme mailorder checks",
+                    r.line, r.address
+                );
+            }
         } else if let Some(p) = &r.password {
             let same = acct
                 .password
@@ -452,6 +464,32 @@ eve@x.test,Eve,bob@x.test,,,
         let mut store = Store::open(t.path()).unwrap();
         let r = import(&mut store, csv, Scheme::Ssha512, false, &mut Vec::new()).unwrap();
         assert_eq!((r.unchanged, r.needs_password.len()), (2, 1));
+    }
+
+    // See: issue #16
+    #[test]
+    fn a_hash_mailorder_cannot_check_is_not_kept() {
+        let t = tree();
+        let mut store = Store::open(t.path()).unwrap();
+        let csv = "address,password_hash\nm@x.test,{MD5-CRYPT}$1$salt$hash\n\
+                   s@x.test,{SHA512-CRYPT}$6$abc$def\n";
+        let mut out = Vec::new();
+        let r = import(&mut store, csv, Scheme::Ssha512, false, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert_eq!((r.added, r.bad.len()), (2, 0), "{text}");
+        assert_eq!(r.needs_password, ["m@x.test"]);
+        assert!(
+            text.contains(
+                "unusable-hash 2: m@x.test: {MD5-CRYPT} is not a scheme mailorder checks"
+            ),
+            "{text}"
+        );
+        let dir = mailorder_directory_file::Directory::open_at(t.path()).unwrap();
+        assert!(
+            mailorder_directory_hash::verify_login(&dir, "m@x.test", b"hash", None)
+                .unwrap()
+                .is_none()
+        );
     }
 
     #[test]

@@ -1147,15 +1147,15 @@ M.logout()
 // See: issue #16
 /// The old system's export has hashes for some users only: `useradm import --links`
 /// imports them and prints a one-time set-password link of the web console for each
-/// account left without a password (the token stored by webd-dirwrite, as the console's
-/// own links are).
+/// account left without a password, or with a hash in a scheme mailorder cannot check
+/// (the token stored by webd-dirwrite, as the console's own links are).
 #[test]
 fn import_gives_users_without_a_hash_a_set_password_link() {
     let t = Tree::new();
     let csv = t.root.join("export.csv");
     std::fs::write(
         &csv,
-        "email,name,password_hash\nhas@example.test,Has,{SSHA}hDwGV0E3FMx2VRFIdXO0nYGzDXNpNm5wLWlidEM=\nnone@example.test,None,\n",
+        "email,name,password_hash\nhas@example.test,Has,{SSHA}hDwGV0E3FMx2VRFIdXO0nYGzDXNpNm5wLWlidEM=\nnone@example.test,None,\nmd5@example.test,Md5,{MD5-CRYPT}$1$salt$hash\n",
     )
     .unwrap();
     let out = t
@@ -1184,10 +1184,19 @@ fn import_gives_users_without_a_hash_a_set_password_link() {
         text.lines()
             .last()
             .unwrap()
-            .ends_with("bad=0 needs_password=1"),
+            .ends_with("bad=0 needs_password=2"),
         "{text}"
     );
-    assert_eq!(text.matches("needs-password").count(), 1, "{text}");
+    // A hash in a scheme mailorder cannot check is not kept: that user needs one too.
+    assert!(
+        text.contains("unusable-hash 4: md5@example.test: {MD5-CRYPT} is not a scheme"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\nneeds-password md5@example.test https://"),
+        "{text}"
+    );
+    assert_eq!(text.matches("needs-password ").count(), 2, "{text}");
     // The token the console will accept: its SHA-256 and the address, in webtokens.
     let digest = Command::new("sha256sum")
         .stdin(Stdio::piped())
