@@ -289,7 +289,7 @@ impl Store {
                 store.pool = UidPool::load(root)?;
                 Ok(Store::Ldap(Box::new(store)))
             }
-            None => Ok(Store::File(FileStore::load(root)?)),
+            None => Ok(Store::File(FileStore::load(root, false)?)),
         }
     }
 
@@ -341,7 +341,7 @@ impl Store {
                     pool: None,
                 })))
             }
-            None => Ok(Store::File(FileStore::load(root)?)),
+            None => Ok(Store::File(FileStore::load(root, true)?)),
         }
     }
 
@@ -604,6 +604,10 @@ pub struct FileStore {
     domains: BTreeMap<String, DomainKind>,
     domain_lines: Vec<String>,
     dirty: [bool; 3],
+    /// Opened to read by a uid that may not read `passwd` (webd's: group modir reads
+    /// `users` and `domains`, only root the hashes): no password is known, and nothing may
+    /// be committed.
+    passwd_unread: bool,
 }
 
 fn read_text(path: &Path) -> Result<String, AdminError> {
@@ -618,11 +622,23 @@ fn read_text(path: &Path) -> Result<String, AdminError> {
 }
 
 impl FileStore {
-    fn load(root: &Path) -> Result<FileStore, AdminError> {
+    /// Load the files; `read_only`: for reading, where an unreadable `passwd` (permission
+    /// denied) leaves the passwords unknown instead of failing.
+    fn load(root: &Path, read_only: bool) -> Result<FileStore, AdminError> {
+        let d = root.join("directory");
+        let passwd_text = match read_text(&d.join("passwd")) {
+            Err(AdminError::Dir(DirError::Read { source, .. }))
+                if read_only && source.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                None
+            }
+            r => Some(r?),
+        };
         // Parse with the reader first: refuse to edit files it would refuse to read.
         let dir = mailorder_directory_file::Directory::open_at(root)?;
-        mailorder_directory_hash::Passwd::read(&dir)?;
-        let d = root.join("directory");
+        if passwd_text.is_some() {
+            mailorder_directory_hash::Passwd::read(&dir)?;
+        }
         let users = read_text(&d.join("users"))?
             .lines()
             .map(|l| {
@@ -641,7 +657,9 @@ impl FileStore {
                 }
             })
             .collect();
-        let passwd = read_text(&d.join("passwd"))?
+        let passwd_unread = passwd_text.is_none();
+        let passwd = passwd_text
+            .unwrap_or_default()
             .lines()
             .map(|l| match l.split_once(':') {
                 Some((a, h)) if !l.trim_start().starts_with('#') => {
@@ -665,6 +683,7 @@ impl FileStore {
             domains: dir.domains().into_iter().collect(),
             domain_lines,
             dirty: [false; 3],
+            passwd_unread,
         })
     }
 
@@ -893,6 +912,11 @@ impl FileStore {
     }
 
     fn commit(&mut self) -> Result<(), AdminError> {
+        if self.passwd_unread && self.dirty.iter().any(|d| *d) {
+            return Err(AdminError::Invalid(
+                "the directory was opened without its passwords: not written".into(),
+            ));
+        }
         let users: String = self
             .users
             .iter()

@@ -357,7 +357,7 @@ assert m.select()[0] == "OK"; m.logout(); print("imaps ok")
 
 /// A login to the web console at URL; prints the status and where it leads.
 const WEB_ADMIN_LOGIN: &str = r#"
-import sys, ssl, http.client, urllib.parse
+import sys, ssl, re, http.client, urllib.parse, urllib.request
 url, addr, pw = sys.argv[1:4]
 host = url.split("//")[1].rstrip("/")
 ctx = ssl._create_unverified_context()
@@ -370,6 +370,26 @@ c.request("POST", "/login", body=urllib.parse.urlencode({"csrf": pre, "address":
           headers={"Cookie": "__Host-mopre=" + pre, "Content-Type": "application/x-www-form-urlencoded"})
 r = c.getresponse(); r.read()
 print(r.status, r.getheader("Location"))
+session = [v.split(";")[0] for k, v in r.getheaders() if k.lower() == "set-cookie" and v.startswith("__Host-mosession=")][0]
+def get(path):
+    c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+    c.request("GET", path, headers={"Cookie": session})
+    r = c.getresponse()
+    return r.status, r.read().decode()
+# As installed: a user added through webd-dirwrite (4750 root:moweb), the queue read
+# through webd-queue (4750 root:moweb, serving as mosend), the metrics beside.
+st, page = get("/admin")
+assert 'name="csrf"' in page, (st, page[:3000])
+csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+c.request("POST", "/admin/add", body=urllib.parse.urlencode({"csrf": csrf, "address": "webmade@example.test", "password": "slate heron 8 valleys"}),
+          headers={"Cookie": session, "Content-Type": "application/x-www-form-urlencoded"})
+r = c.getresponse()
+print("add", r.status, "was added" in r.read().decode())
+st, page = get("/admin/queue")
+print("queue", st, "matching" in page)
+m = urllib.request.urlopen("http://127.0.0.1:2444/metrics", timeout=60).read().decode()
+print("metrics", "mailorder_queue_messages " in m)
 "#;
 
 #[test]
@@ -425,9 +445,10 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
     let o = mailorder_tests::python(WEB_ADMIN_LOGIN, &[&web_url, "demo@example.test", &password]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        "303 /admin",
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
+        "303 /admin\nadd 200 True\nqueue 200 True\nmetrics True",
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        std::fs::read_to_string(root.join("log/web")).unwrap_or_default()
     );
 
     // Issue 10 item 0: the README's own example commands, against this launcher.
