@@ -1,6 +1,8 @@
 //! The web console (webd) in a real browser: Debian's chromium driven by chromedriver
 //! through Python's selenium; the pages' effects checked with real mail clients.
-//! Screenshots are kept under `target/test-artifacts/web/`.
+//! Screenshots (and the metrics the activity test scraped, `activity/metrics.txt`) are kept
+//! as artifacts under `$CARGO_TARGET_DIR/test-artifacts/web/TEST/` (`target/…` by
+//! default), replaced at each run.
 
 use mailorder_tests::*;
 use std::path::PathBuf;
