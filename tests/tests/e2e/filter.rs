@@ -124,7 +124,7 @@ fn zipped(content: &str) -> String {
 
 /// A scripted scanner on a free port: each connection gets `answer` after its request
 /// (or hangs, `answer` = None), then is closed.
-fn fake(answer: Option<&'static [u8]>) -> u16 {
+pub(crate) fn fake(answer: Option<&'static [u8]>) -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     let p = l.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -738,8 +738,18 @@ fn dnsbl_dnswl_and_rate_limits_through_a_private_dns() {
         rcpt.contains("Listed by bl.test: see http://bl.test/q?127.0.0.1"),
         "{rcpt}"
     );
-    // A relay client (like an authenticated one) is not asked about.
+    // A relay client is not asked about; nor is a client that authenticates (AUTH PLAIN
+    // on loopback), from the same listed address.
     expect_code(&mail_rcpt(relay).1, "250");
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    let token =
+        super::login_timing::b64(format!("\0demo@example.test\0{}", t.demo_password()).as_bytes());
+    expect_code(&s.cmd(&format!("AUTH PLAIN {token}")), "235");
+    expect_code(&s.cmd("MAIL FROM:<demo@example.test>"), "250");
+    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    s.cmd("QUIT");
     // Below the reject score: accepted (logged).
     t.control("dnsblreject", "2");
     expect_code(&mail_rcpt(port).1, "250");
@@ -872,4 +882,246 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     expect_code(&send_to(port, &["s@strict.test"], GTUBE), "250");
+}
+
+/// python3-dkim as the other side: `key FILE` makes an RSA-2048 key (PKCS#1 PEM in FILE)
+/// and prints its DKIM TXT value; `sign KEY SEL DOMAIN` and `arc KEY SEL DOMAIN SRVID`
+/// read a message on stdin and print it with a DKIM-Signature, or with an ARC set sealed
+/// over the forwarder's Authentication-Results (RFC 8617), in front.
+const PY_SIGNER: &str = r#"
+import sys, base64, dkim
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives import serialization
+mode = sys.argv[1]
+if mode == 'key':
+    k = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    open(sys.argv[2], 'wb').write(k.private_bytes(serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()))
+    pub = k.public_key().public_bytes(serialization.Encoding.DER,
+        serialization.PublicFormat.SubjectPublicKeyInfo)
+    print('v=DKIM1; k=rsa; p=' + base64.b64encode(pub).decode())
+    sys.exit(0)
+msg = sys.stdin.buffer.read().replace(b'\r\n', b'\n').replace(b'\n', b'\r\n')
+key = open(sys.argv[2], 'rb').read()
+sel, dom = sys.argv[3].encode(), sys.argv[4].encode()
+if mode == 'sign':
+    head = dkim.sign(msg, sel, dom, key, include_headers=[b'from', b'to', b'subject', b'date', b'message-id'])
+else:
+    head = b''.join(dkim.arc_sign(msg, sel, dom, key, sys.argv[5].encode()))
+    assert head, 'no ARC set (no Authentication-Results of the forwarder?)'
+sys.stdout.buffer.write((head + msg).replace(b'\r\n', b'\n'))
+"#;
+
+/// Run [`PY_SIGNER`] with `args`, `input` on stdin: its output.
+fn py_signer(args: &[&str], input: &str) -> String {
+    let out = mailorder_tests::output_with_input(
+        Command::new("/usr/bin/python3")
+            .arg("-c")
+            .arg(PY_SIGNER)
+            .args(args),
+        input.as_bytes(),
+    );
+    assert!(
+        out.status.success(),
+        "python3-dkim {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A TXT value cut into the 255-octet character-strings of a dnsmasq `--txt-record`.
+fn txt_record(name: &str, value: &str) -> String {
+    let strings: Vec<&str> = value
+        .as_bytes()
+        .chunks(255)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!("--txt-record={name},{}", strings.join(","))
+}
+
+/// One message (LF lines) through smtpd on `port` with EHLO `helo` and MAIL FROM `from`.
+fn send_helo(port: u16, helo: &str, from: &str, message: &str) -> String {
+    let (mut s, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&s.cmd(&format!("EHLO {helo}")), "250");
+    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
+    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    expect_code(&s.cmd("DATA"), "354");
+    s.send(format!("{}\r\n.\r\n", message.replace('\n', "\r\n")).as_bytes());
+    let r = s.reply();
+    s.cmd("QUIT");
+    r
+}
+
+/// The method results of our `Authentication-Results:` header in `stored`, one string per
+/// `;`-separated result with its white space folded (`spf=pass (…) smtp.helo=x`).
+fn our_results(stored: &str) -> Vec<String> {
+    let mut lines = stored
+        .lines()
+        .skip_while(|l| !l.starts_with("Authentication-Results: mx.example.test"));
+    let mut value = lines.next().unwrap_or_default().to_owned();
+    for l in lines.take_while(|l| l.starts_with([' ', '\t'])) {
+        value.push(' ');
+        value.push_str(l.trim());
+    }
+    value
+        .split(';')
+        .skip(1)
+        .map(|r| r.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+/// Whether one of `results` is method `method` with result `want` and mentions `mention`.
+fn has_result(results: &[String], method: &str, want: &str, mention: &str) -> bool {
+    results
+        .iter()
+        .any(|r| r.starts_with(&format!("{method}={want}")) && r.contains(mention))
+}
+
+// See: issue #13
+/// The other way round from `dkim_signing_verified_by_python_dkim_and_mail_auth`: mail
+/// signed by an independent implementation (python3-dkim, its key served by a private
+/// dnsmasq) is verified by our filter (dkim=pass; a tampered body is no pass); a
+/// forwarder that changed the body and sealed an ARC set over its own results (python3-dkim
+/// arc_sign) gives arc=pass while DKIM no longer passes, and a change after the seal gives
+/// arc=fail; SPF is checked on the HELO name too (pass and fail, `smtp.helo=`).
+#[test]
+fn foreign_dkim_and_arc_verified_and_spf_on_helo() {
+    let py_ok = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", "import dkim, authres, cryptography"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have("dnsmasq") || !py_ok {
+        return skip(
+            "foreign_dkim",
+            "dnsmasq or python3-dkim/python3-authres not installed",
+        );
+    }
+    let dir = scratch();
+    let far_key = dir.path().join("far.pem");
+    let fwd_key = dir.path().join("fwd.pem");
+    let far_txt = py_signer(&["key", far_key.to_str().unwrap()], "");
+    let fwd_txt = py_signer(&["key", fwd_key.to_str().unwrap()], "");
+    let far_rec = txt_record("sel._domainkey.far.test", far_txt.trim());
+    let fwd_rec = txt_record("arc._domainkey.fwd.test", fwd_txt.trim());
+    let (_dns, dns_port) = dnsmasq(
+        dir.path(),
+        &[
+            far_rec.as_str(),
+            fwd_rec.as_str(),
+            "--txt-record=far.test,v=spf1 ip4:127.0.0.1 -all",
+            "--txt-record=fwd.test,v=spf1 ip4:127.0.0.1 -all",
+            "--txt-record=helo-ok.test,v=spf1 ip4:127.0.0.1 -all",
+            "--txt-record=helo-bad.test,v=spf1 ip4:192.0.2.7 -all",
+        ],
+    );
+    let mut t = Tree::new();
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("senderauth", "1");
+    t.control("dnsserver", &format!("127.0.0.1:{dns_port}"));
+    let port = t.start_smtpd(&[]);
+    let stored = |needle: &str| -> String {
+        let mut found = String::new();
+        mailorder_tests::wait_for(needle, 60, || {
+            found = t
+                .messages("demo")
+                .iter()
+                .chain(
+                    std::fs::read_dir(t.maildir("demo").join(".Junk/new"))
+                        .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                        .unwrap_or_default()
+                        .iter(),
+                )
+                .filter_map(|m| std::fs::read_to_string(m).ok())
+                .find(|m| m.contains(needle))
+                .unwrap_or_default();
+            !found.is_empty()
+        });
+        found
+    };
+    let msg = |subject: &str| {
+        format!(
+            "From: Far <a@far.test>\nTo: demo@example.test\nSubject: {subject}\n\
+             Date: Mon, 7 Dec 2026 05:00:00 +0000\nMessage-ID: <{subject}@far.test>\n\n\
+             Hello from far away.\n"
+        )
+    };
+    let key = |p: &Path| p.to_str().unwrap().to_owned();
+
+    // Their DKIM signature, our verifier: pass; SPF on HELO passes (helo-ok.test).
+    let signed = py_signer(
+        &["sign", &key(&far_key), "sel", "far.test"],
+        &msg("py-signed"),
+    );
+    assert!(signed.starts_with("DKIM-Signature:"), "{signed}");
+    expect_code(
+        &send_helo(port, "helo-ok.test", "a@far.test", &signed),
+        "250",
+    );
+    let r = our_results(&stored("Subject: py-signed"));
+    assert!(has_result(&r, "dkim", "pass", "@far.test"), "{r:?}");
+    assert!(
+        has_result(&r, "spf", "pass", "smtp.helo=helo-ok.test"),
+        "{r:?}"
+    );
+    assert!(
+        has_result(&r, "spf", "pass", "smtp.mailfrom=a@far.test"),
+        "{r:?}"
+    );
+
+    // Their signature over a tampered body: no pass. SPF on a HELO name whose record does
+    // not list 127.0.0.1: spf=fail for smtp.helo (MAIL FROM still passes).
+    let tampered = signed.replace("Hello from far away.", "Hello from nearby.");
+    expect_code(
+        &send_helo(port, "helo-bad.test", "a@far.test", &tampered),
+        "250",
+    );
+    let r = our_results(&stored("Hello from nearby."));
+    assert!(r.iter().any(|x| x.starts_with("dkim=")), "{r:?}");
+    assert!(!has_result(&r, "dkim", "pass", ""), "{r:?}");
+    assert!(
+        has_result(&r, "spf", "fail", "smtp.helo=helo-bad.test"),
+        "{r:?}"
+    );
+    assert!(
+        has_result(&r, "spf", "pass", "smtp.mailfrom=a@far.test"),
+        "{r:?}"
+    );
+
+    // A forwarder (a list at fwd.test) changed the body after far.test signed, then sealed
+    // an ARC set over its own results: DKIM no longer passes, the ARC chain does.
+    let signed = py_signer(
+        &["sign", &key(&far_key), "sel", "far.test"],
+        &msg("arc-sealed"),
+    );
+    let listed = format!(
+        "Authentication-Results: fwd.test; dkim=pass header.d=far.test; spf=pass smtp.mailfrom=a@far.test\n{}",
+        signed.replace(
+            "Hello from far away.\n",
+            "Hello from far away.\n-- \nthe list's footer\n"
+        )
+    );
+    let sealed = py_signer(
+        &["arc", &key(&fwd_key), "arc", "fwd.test", "fwd.test"],
+        &listed,
+    );
+    assert!(sealed.starts_with("ARC-"), "{sealed}");
+    expect_code(
+        &send_helo(port, "fwd.test", "list@fwd.test", &sealed),
+        "250",
+    );
+    let r = our_results(&stored("Subject: arc-sealed"));
+    assert!(has_result(&r, "arc", "pass", ""), "{r:?}");
+    assert!(!has_result(&r, "dkim", "pass", "@far.test"), "{r:?}");
+
+    // A signed header changed after the seal: the ARC chain fails. (A body changed after
+    // it is `neutral` in mail-auth, as for DKIM: the body hash is compared first.)
+    let broken = sealed.replace("Subject: arc-sealed", "Subject: arc-broken");
+    expect_code(
+        &send_helo(port, "fwd.test", "list@fwd.test", &broken),
+        "250",
+    );
+    let r = our_results(&stored("Subject: arc-broken"));
+    assert!(has_result(&r, "arc", "fail", ""), "{r:?}");
 }

@@ -21,7 +21,7 @@ pub(crate) const TRIES: usize = 30;
 pub(crate) const MAX_DIFF: Duration = Duration::from_millis(20);
 
 /// RFC 4648 base64.
-fn b64(data: &[u8]) -> String {
+pub(crate) fn b64(data: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for c in data.chunks(3) {
