@@ -24,6 +24,7 @@ pub use mailorder_directory_file::DomainKind;
 use mailorder_directory_file::{
     DirError, canonical_address, is_safe_domain, norm_domain, split_address,
 };
+pub use mailorder_directory_file::{Score, SpamLevels};
 use mailorder_directory_ldap::{self as ldap, escape_dn, escape_filter};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -423,6 +424,35 @@ impl Store {
         }
     }
 
+    /// The spam thresholds domain `domain` sets itself (issue 13: `domains` words
+    /// `spamreject=`/`spammark=`, LDAP `mailSpamReject`/`mailSpamMark` on its entry).
+    /// [`AdminError::NotFound`] when there is no such domain.
+    pub fn domain_spam(&mut self, domain: &str) -> Result<SpamLevels, AdminError> {
+        let d = valid_domain(domain)?;
+        match self {
+            Store::File(f) => f.domain_spam(&d),
+            Store::Ldap(l) => l.domain_spam(&d),
+        }
+    }
+
+    /// Set (or, `None`, remove) domain `domain`'s own spam thresholds; `false` when they
+    /// were already so. [`AdminError::NotFound`] when there is no such domain.
+    pub fn set_domain_spam(
+        &mut self,
+        domain: &str,
+        levels: SpamLevels,
+    ) -> Result<bool, AdminError> {
+        let d = valid_domain(domain)?;
+        if self.domain_spam(&d)? == levels {
+            return Ok(false);
+        }
+        match self {
+            Store::File(f) => f.set_domain_spam(&d, levels)?,
+            Store::Ldap(l) => l.set_domain_spam(&d, levels)?,
+        }
+        Ok(true)
+    }
+
     /// Remove a domain that no account or alias uses any more; `false` when there was
     /// none. Refused ([`AdminError::Exists`]) while an address in it is in use.
     pub fn remove_domain(&mut self, domain: &str) -> Result<bool, AdminError> {
@@ -619,6 +649,20 @@ fn read_text(path: &Path) -> Result<String, AdminError> {
             source,
         })),
     }
+}
+
+/// The spam thresholds on one line of `domains` (the reader has checked its syntax).
+fn line_spam(line: &str) -> SpamLevels {
+    let mut levels = SpamLevels::default();
+    let body = line.split_once('#').map_or(line, |(a, _)| a);
+    for (k, v) in body.split_whitespace().filter_map(|w| w.split_once('=')) {
+        match k {
+            "spamreject" => levels.reject = Score::parse(v),
+            "spammark" => levels.mark = Score::parse(v),
+            _ => {}
+        }
+    }
+    levels
 }
 
 impl FileStore {
@@ -851,7 +895,17 @@ impl FileStore {
         if self.domains.get(d) == Some(&kind) {
             return false;
         }
-        let explicit = self.domain_lines.iter().position(|l| {
+        let levels = self
+            .domain_line(d)
+            .map(|i| line_spam(&self.domain_lines[i]));
+        self.domains.insert(d.to_owned(), kind);
+        self.write_domain_line(d, levels.unwrap_or_default());
+        true
+    }
+
+    /// The index of domain `d`'s own line in `domains`, if it has one.
+    fn domain_line(&self, d: &str) -> Option<usize> {
+        self.domain_lines.iter().position(|l| {
             l.split_once('#')
                 .map_or(l.as_str(), |(a, _)| a)
                 .split_whitespace()
@@ -859,18 +913,53 @@ impl FileStore {
                 .map(norm_domain)
                 .as_deref()
                 == Some(d)
-        });
-        let line = match kind {
-            DomainKind::Local => d.to_owned(),
-            DomainKind::Relay => format!("{d} relay"),
-        };
-        match explicit {
-            Some(i) => self.domain_lines[i] = line,
+        })
+    }
+
+    /// (Re)write domain `d`'s line: `d [relay] [spamreject=S] [spammark=S]`, a comment
+    /// at its end kept.
+    fn write_domain_line(&mut self, d: &str, levels: SpamLevels) {
+        let mut line = d.to_owned();
+        // The kind comes second when more words follow (the reader's syntax).
+        if self.domains.get(d) == Some(&DomainKind::Relay) {
+            line.push_str(" relay");
+        } else if levels != SpamLevels::default() {
+            line.push_str(" local");
+        }
+        if let Some(s) = levels.reject {
+            line.push_str(&format!(" spamreject={s}"));
+        }
+        if let Some(s) = levels.mark {
+            line.push_str(&format!(" spammark={s}"));
+        }
+        match self.domain_line(d) {
+            Some(i) => {
+                if let Some((_, comment)) = self.domain_lines[i].split_once('#') {
+                    line.push_str(&format!(" #{comment}"));
+                }
+                self.domain_lines[i] = line;
+            }
             None => self.domain_lines.push(line),
         }
-        self.domains.insert(d.to_owned(), kind);
         self.dirty[2] = true;
-        true
+    }
+
+    fn domain_spam(&self, d: &str) -> Result<SpamLevels, AdminError> {
+        if !self.domains.contains_key(d) {
+            return Err(AdminError::NotFound(format!("domain {d}")));
+        }
+        Ok(self
+            .domain_line(d)
+            .map(|i| line_spam(&self.domain_lines[i]))
+            .unwrap_or_default())
+    }
+
+    fn set_domain_spam(&mut self, d: &str, levels: SpamLevels) -> Result<(), AdminError> {
+        if !self.domains.contains_key(d) {
+            return Err(AdminError::NotFound(format!("domain {d}")));
+        }
+        self.write_domain_line(d, levels);
+        Ok(())
     }
 
     /// Every account of the file.
@@ -1311,6 +1400,46 @@ impl LdapStore {
             0 => Ok(true),
             68 => Ok(false),
             rc => Err(self.err(format!("add {dn}: rc={rc}"))),
+        }
+    }
+
+    /// Domain `d`'s entry: its DN and spam thresholds.
+    fn domain_entry(&mut self, d: &str) -> Result<(String, SpamLevels), AdminError> {
+        let found = self.search(
+            &format!(
+                "(&(objectClass=mailorderDomain)(mailDomain={}))",
+                escape_filter(d)
+            ),
+            &["mailSpamReject", "mailSpamMark"],
+        )?;
+        let e = found
+            .first()
+            .ok_or_else(|| AdminError::NotFound(format!("domain {d}")))?;
+        let levels = SpamLevels {
+            reject: first(e, "mailSpamReject").and_then(|v| Score::parse(&v)),
+            mark: first(e, "mailSpamMark").and_then(|v| Score::parse(&v)),
+        };
+        Ok((e.dn.clone(), levels))
+    }
+
+    fn domain_spam(&mut self, d: &str) -> Result<SpamLevels, AdminError> {
+        Ok(self.domain_entry(d)?.1)
+    }
+
+    fn set_domain_spam(&mut self, d: &str, levels: SpamLevels) -> Result<(), AdminError> {
+        let (dn, _) = self.domain_entry(d)?;
+        let one = |s: Option<Score>| -> HashSet<String> {
+            s.map(|s| s.to_string()).into_iter().collect()
+        };
+        let mods = vec![
+            Mod::Replace("mailSpamReject".to_owned(), one(levels.reject)),
+            Mod::Replace("mailSpamMark".to_owned(), one(levels.mark)),
+        ];
+        let t = self.cfg.timeout;
+        let r = self.master()?.with_timeout(t).modify(&dn, mods);
+        match self.check(r, "modify domain")? {
+            0 => Ok(()),
+            rc => Err(self.err(format!("modify {dn}: rc={rc}"))),
         }
     }
 

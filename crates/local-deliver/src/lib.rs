@@ -235,17 +235,28 @@ pub fn run(cfg: &Config, resolved: Result<Resolved, DirError>, msg: &mut File) -
 }
 
 /// Whether the message counts as spam for `user` (issue 13): with the user's own spam
-/// scores in the directory (`spammark=`, `spamreject=`) and a score from the filter, the
-/// lower of the two decides; otherwise the filter's `X-Spam-Flag`.
-fn is_spam(hops: &header::Hops, user: &User) -> bool {
-    let own = match (user.spam.mark, user.spam.reject) {
+/// scores in the directory (`spammark=`, `spamreject=`), else their domain's, and a score
+/// from the filter, the lower of the two decides; otherwise the filter's `X-Spam-Flag`.
+/// The filter flags a message at the lowest mark score of all its recipients, so only a
+/// flagged message can be wrong for this one: only then is the domain asked (one lookup,
+/// for spam only; a directory that cannot be read is a temporary failure).
+fn is_spam(cfg: &Config, hops: &header::Hops, user: &User) -> Result<bool, DeliverError> {
+    let mut levels = user.spam;
+    if hops.spam
+        && hops.score.is_some()
+        && levels == mailorder_directory::SpamLevels::default()
+        && let Some((_, domain)) = mailorder_directory::split_address(&user.address)
+    {
+        levels = mailorder_directory::Directory::open_at(&cfg.root)?.domain_spam(domain)?;
+    }
+    let own = match (levels.mark, levels.reject) {
         (Some(m), Some(r)) => Some(m.0.min(r.0)),
         (m, r) => m.or(r).map(|s| s.0),
     };
-    match (hops.score, own) {
+    Ok(match (hops.score, own) {
         (Some(score), Some(limit)) => score >= limit,
         _ => hops.spam,
-    }
+    })
 }
 
 /// Keep a text to one printable line of at most 400 characters.
@@ -330,7 +341,7 @@ fn deliver(
         size,
         ext: ext.map(dotqmail::file_ext),
         default_part: None,
-        spam: is_spam(&hops, user),
+        spam: is_spam(cfg, &hops, user)?,
     };
     let instructions = instructions(&mut ctx)?;
     let outcome = execute(&ctx, &instructions, msg)?;

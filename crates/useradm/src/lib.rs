@@ -208,16 +208,24 @@ pub enum Cmd {
         /// The alias.
         alias: String,
     },
-    /// Add or list domains.
+    /// Add, remove, list, show or modify domains.
     Domain {
-        /// add, remove or list.
-        #[arg(value_parser = ["add", "remove", "list"])]
+        /// add, remove, list, show or modify.
+        #[arg(value_parser = ["add", "remove", "list", "show", "modify"])]
         action: String,
-        /// The domain (for add and remove).
+        /// The domain (for add, remove, show and modify).
         domain: Option<String>,
         /// Accept for relaying only (backup MX).
         #[arg(long)]
         relay: bool,
+        /// modify: refuse mail for this domain at SMTP time at or above this spam score
+        /// (issue 13; `none`: the site's, `control/spamreject`, applies).
+        #[arg(long, value_parser = spam_score)]
+        spam_reject: Option<SpamArg>,
+        /// modify: flag and file into Junk at or above this spam score (`none`: the
+        /// site's, `control/spammark`).
+        #[arg(long, value_parser = spam_score)]
+        spam_mark: Option<SpamArg>,
     },
     /// List the users of a domain.
     List {
@@ -389,7 +397,7 @@ fn run_inner(
     // commands that write need the master (issue 19).
     let read_only = match &cli.cmd {
         Cmd::Show { .. } | Cmd::List { .. } => true,
-        Cmd::Domain { action, .. } => action == "list",
+        Cmd::Domain { action, .. } => action == "list" || action == "show",
         _ => false,
     };
     let mut store = if read_only {
@@ -506,10 +514,47 @@ fn run_inner(
             action,
             domain,
             relay,
+            spam_reject,
+            spam_mark,
         } => {
+            if (spam_reject.is_some() || spam_mark.is_some()) && action != "modify" {
+                return Err(AdminError::Invalid(
+                    "--spam-reject and --spam-mark go with domain modify".to_owned(),
+                ));
+            }
             if action == "list" {
                 for (d, k) in store.domains()? {
                     say(out, format!("{d}\t{}", kind_name(k)));
+                }
+            } else if action == "show" || action == "modify" {
+                let d = domain.as_deref().ok_or_else(|| {
+                    AdminError::Invalid(format!("domain {action}: which domain?"))
+                })?;
+                let d = mailorder_directory_admin::valid_domain(d)?;
+                let kind = store
+                    .domains()?
+                    .into_iter()
+                    .find_map(|(x, k)| (x == d).then_some(k))
+                    .ok_or_else(|| AdminError::NotFound(format!("domain {d}")))?;
+                let mut levels = store.domain_spam(&d)?;
+                if action == "show" {
+                    say(out, domain_summary(&d, kind, levels));
+                } else {
+                    if let Some(v) = spam_reject {
+                        levels.reject = v.0;
+                    }
+                    if let Some(v) = spam_mark {
+                        levels.mark = v.0;
+                    }
+                    if store.domain_spam(&d)? == levels {
+                        say(out, format!("unchanged {d}"));
+                    } else {
+                        if !dry {
+                            store.set_domain_spam(&d, levels)?;
+                            store.commit()?;
+                        }
+                        say(out, format!("{would}modify domain {d}"));
+                    }
                 }
             } else if action == "remove" {
                 let d = domain.as_deref().ok_or_else(|| {
@@ -642,6 +687,22 @@ fn one_time_token(address: &str, hours: u32) -> Result<String, AdminError> {
         });
     }
     Ok(token)
+}
+
+/// `domain show`'s line: `DOMAIN\tlocal|relay[\tspamreject=S][\tspammark=S]`.
+fn domain_summary(
+    d: &str,
+    kind: DomainKind,
+    levels: mailorder_directory_admin::SpamLevels,
+) -> String {
+    let mut line = format!("{d}\t{}", kind_name(kind));
+    if let Some(s) = levels.reject {
+        line.push_str(&format!("\tspamreject={s}"));
+    }
+    if let Some(s) = levels.mark {
+        line.push_str(&format!("\tspammark={s}"));
+    }
+    line
 }
 
 fn kind_name(k: DomainKind) -> &'static str {
@@ -1072,6 +1133,62 @@ mod tests {
         assert!(dir().lookup("b@example.test").unwrap().is_none());
         assert_eq!(go(&t, &["domain", "add", "relay.test", "--relay"], "").0, 0);
         assert_eq!(dir().domain("relay.test"), Some(DomainKind::Relay));
+        // See: issue #13. A domain's own spam scores: set, shown, kept when the domain's
+        // kind changes, cleared.
+        assert_eq!(
+            go(
+                &t,
+                &[
+                    "domain",
+                    "modify",
+                    "relay.test",
+                    "--spam-reject",
+                    "12.5",
+                    "--spam-mark",
+                    "4"
+                ],
+                ""
+            ),
+            (0, "modify domain relay.test\n".to_owned())
+        );
+        let spam = |d: &str| dir().domain_spam(d);
+        assert_eq!(
+            (
+                spam("relay.test").reject.map(|s| s.0),
+                spam("relay.test").mark.map(|s| s.0)
+            ),
+            (Some(125), Some(40))
+        );
+        assert_eq!(
+            go(&t, &["domain", "show", "relay.test"], ""),
+            (
+                0,
+                "relay.test\trelay\tspamreject=12.5\tspammark=4.0\n".to_owned()
+            )
+        );
+        assert_eq!(go(&t, &["domain", "add", "relay.test"], "").0, 0);
+        assert_eq!(dir().domain("relay.test"), Some(DomainKind::Local));
+        assert_eq!(spam("relay.test").reject.map(|s| s.0), Some(125));
+        assert_eq!(
+            go(
+                &t,
+                &["domain", "modify", "relay.test", "--spam-reject", "none"],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            go(&t, &["domain", "show", "relay.test"], ""),
+            (0, "relay.test\tlocal\tspammark=4.0\n".to_owned())
+        );
+        assert_eq!(go(&t, &["domain", "show", "nowhere.test"], "").0, 100);
+        assert_eq!(
+            go(&t, &["domain", "add", "x.test", "--spam-mark", "3"], "").0,
+            100,
+            "spam scores go with modify"
+        );
+        assert_eq!(go(&t, &["domain", "add", "relay.test", "--relay"], "").0, 0);
         let (code, out) = go(&t, &["list", "example.test"], "");
         assert_eq!(code, 0);
         assert!(out.starts_with("a@example.test\tstatus=active\taliases=c@example.test\tforward=x@y.test\tlocal=no\tquota_size=100\tpassword=set"), "{out}");

@@ -822,8 +822,10 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
         "domains",
         "lenient.test local spamreject=5000 spammark=2000",
     );
+    t.directory_add("domains", "marky.test local spammark=5");
     t.add_user("s@strict.test", "", "pw");
     t.add_user("l@lenient.test", "", "pw");
+    t.add_user("m@marky.test", "", "pw");
     t.add_user("p@lenient.test", "", "pw");
     let out = t
         .cmd("useradm")
@@ -874,6 +876,20 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     mailorder_tests::wait_for("GTUBE to both", 60, || {
         files("l@lenient.test", "").len() == 2
     });
+    // Flagged for one recipient (marky.test marks at 5), not for the other: each is
+    // filed by its own domain's score.
+    expect_code(
+        &send_to(port, &["m@marky.test", "l@lenient.test"], GTUBE),
+        "250",
+    );
+    mailorder_tests::wait_for("GTUBE in m's Junk", 60, || {
+        files("m@marky.test", ".Junk").len() == 1
+    });
+    mailorder_tests::wait_for("GTUBE in l's inbox", 60, || {
+        files("l@lenient.test", "").len() == 3
+    });
+    assert!(files("m@marky.test", ".Junk")[0].contains("X-Spam-Flag: YES\n"));
+    assert!(files("l@lenient.test", ".Junk").is_empty());
     // A user's own reject score overrides the domain's.
     let out = t
         .cmd("useradm")

@@ -1516,3 +1516,199 @@ print("password changed")
 st, loc, _ = login("staff@example.test", new)
 print("new password", st, loc)
 "#;
+
+/// See: issue #13 and issue #14. The LDAP back-end carries what `useradm` sets for the
+/// filter and the autoresponder: a domain's spam scores (`mailSpamReject`/`mailSpamMark` on
+/// its `mailorderDomain` entry, `useradm domain modify`) and a user's own (on the user's
+/// entry) decide at SMTP time through the real filter (a scripted spamd answering score
+/// 9.0); a quota (`mailQuotaCount`) gives one warning; `--reply-any-recipient`
+/// (`To-Cc-Only: no` in `mailReplyText`) makes the autoresponder answer a Bcc'd message.
+#[test]
+fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
+    let name = "ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm";
+    if !is_root() {
+        return skip(name, "needs root to run slapd from a private directory");
+    }
+    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch", "smtp-sink"] {
+        if !have(c) {
+            return skip(
+                name,
+                &format!("{c} not installed (scripts/install-test-deps)"),
+            );
+        }
+    }
+    let tmp = tempfile::Builder::new()
+        .prefix("mailorder-ldap")
+        .tempdir()
+        .unwrap();
+    let master = Slapd::new(tmp.path(), "master", None);
+    let mut t = Tree::new();
+    configure(&t, &[&master], &master);
+    std::fs::write(t.root.join("directory/users"), "").unwrap();
+    fn ok(t: &Tree, args: &[&str]) -> String {
+        let (code, out, err) = useradm(t, args, "");
+        assert_eq!(code, 0, "useradm {args:?}: {err}");
+        out
+    }
+    ok(&t, &["domain", "add", "example.test"]);
+    assert_eq!(
+        ok(
+            &t,
+            &[
+                "domain",
+                "modify",
+                "example.test",
+                "--spam-reject",
+                "8",
+                "--spam-mark",
+                "3"
+            ]
+        ),
+        "modify domain example.test\n"
+    );
+    assert_eq!(
+        ok(&t, &["domain", "show", "example.test"]),
+        "example.test\tlocal\tspamreject=8.0\tspammark=3.0\n"
+    );
+    ok(&t, &["add", "strict@example.test"]);
+    ok(&t, &["add", "own@example.test"]);
+    ok(
+        &t,
+        &[
+            "modify",
+            "own@example.test",
+            "--spam-reject",
+            "20",
+            "--spam-mark",
+            "10",
+        ],
+    );
+    let shown = ok(&t, &["show", "own@example.test"]);
+    assert!(
+        shown.contains("\tspamreject=20.0\tspammark=10.0"),
+        "{shown}"
+    );
+
+    let sink = mailorder_tests::SmtpSink::start_private(&[]);
+    t.control(
+        "smtproutes",
+        &format!("sink.test:[127.0.0.1]:{}", sink.port),
+    );
+    t.control("filter", "1");
+    let spamd = super::filter::fake(Some(
+        b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 9.0 / 5.0\r\n\r\nBAYES_99\r\n",
+    ));
+    t.control("spamd", &format!("127.0.0.1:{spamd}"));
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let mail = |from: &str, to: &str, header_to: &str, subject: &str| -> String {
+        let (mut s, _) = Smtp::connect(port);
+        s.cmd("EHLO client.sink.test");
+        assert!(s.cmd(&format!("MAIL FROM:<{from}>")).starts_with("250"));
+        let r = s.cmd(&format!("RCPT TO:<{to}>"));
+        assert!(r.starts_with("250"), "{r}");
+        assert!(s.cmd("DATA").starts_with("354"));
+        let r = s.cmd(&format!(
+            "From: {from}\r\nTo: {header_to}\r\nSubject: {subject}\r\n\r\nscored 9\r\n."
+        ));
+        s.cmd("QUIT");
+        r
+    };
+    let files = |local: &str, folder: &str| -> Vec<String> {
+        std::fs::read_dir(t.maildir(local).join(folder).join("new"))
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    // The domain's reject score (8) refuses score 9; the user's own (20) takes it, and
+    // under the user's own mark (10) it stays in the inbox, unflagged.
+    let r = mail(
+        "a@sink.test",
+        "strict@example.test",
+        "strict@example.test",
+        "one",
+    );
+    assert!(r.starts_with("554 5.7.1"), "{r}");
+    let r = mail("a@sink.test", "own@example.test", "own@example.test", "two");
+    assert!(r.starts_with("250"), "{r}");
+    wait_for("own's message", 60, || files("own", "").len() == 1);
+    assert!(files("own", "")[0].contains("X-Spam-Flag: NO\n"));
+    // The domain's reject score removed: taken, and over its mark (3): into Junk.
+    ok(
+        &t,
+        &["domain", "modify", "example.test", "--spam-reject", "none"],
+    );
+    assert_eq!(
+        ok(&t, &["domain", "show", "example.test"]),
+        "example.test\tlocal\tspammark=3.0\n"
+    );
+    let r = mail(
+        "a@sink.test",
+        "strict@example.test",
+        "strict@example.test",
+        "three",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    wait_for("strict's message in Junk", 60, || {
+        files("strict", ".Junk").len() == 1
+    });
+    assert!(files("strict", ".Junk")[0].contains("X-Spam-Flag: YES\n"));
+
+    // A quota set in LDAP (mailQuotaCount): past the warning threshold one warning in the
+    // INBOX, and no second one the same day.
+    t.control("quotawarnpercent", "50");
+    ok(&t, &["add", "q@example.test"]);
+    ok(
+        &t,
+        &[
+            "modify",
+            "q@example.test",
+            "--quota-count",
+            "4",
+            "--spam-mark",
+            "100",
+        ],
+    );
+    for (i, files_after) in [(1, 1), (2, 3), (3, 4)] {
+        let r = mail(
+            "a@sink.test",
+            "q@example.test",
+            "q@example.test",
+            &format!("q{i}"),
+        );
+        assert!(r.starts_with("250"), "{r}");
+        wait_for("q's messages", 60, || files("q", "").len() == files_after);
+    }
+    let warnings = files("q", "")
+        .into_iter()
+        .filter(|m| m.contains("Subject: Your mailbox is"))
+        .count();
+    assert_eq!(warnings, 1);
+
+    // The To/Cc rule switched off in LDAP: a Bcc'd message gets its reply.
+    ok(
+        &t,
+        &[
+            "modify",
+            "own@example.test",
+            "--reply-text",
+            "Away (LDAP).",
+            "--reply-any-recipient",
+        ],
+    );
+    let shown = ok(&t, &["show", "own@example.test"]);
+    assert!(
+        shown.contains("\treply=To-Cc-Only:%20no%0A%0AAway%20(LDAP)."),
+        "{shown}"
+    );
+    let r = mail("bob@sink.test", "own@example.test", "list@sink.test", "bcc");
+    assert!(r.starts_with("250"), "{r}");
+    wait_for("the reply to bob", 60, || !sink.messages().is_empty());
+    let m = &sink.messages()[0];
+    assert!(m.contains("X-Rcpt-Args: <bob@sink.test>"), "{m}");
+    assert!(m.contains("Subject: Auto: bcc"), "{m}");
+}
