@@ -62,12 +62,13 @@ install:
 	sh scripts/install $(PREFIX) $(TARGET_DIR)/release
 
 # The mail path vs Postfix, then each issue's own comparison (POP3 and IMAP vs Dovecot,
-# remote delivery vs Postfix, LDAP vs the file directory), on one release build.
-# BENCH_ONLY=pop3 (or imap, remote, ldap, uids, smtp, migrate) runs one of them.
+# remote delivery vs Postfix, LDAP vs the file directory, the content filter on vs off),
+# on one release build. BENCH_ONLY=pop3 (or imap, remote, ldap, uids, smtp, migrate,
+# filters) runs one of them.
 bench:
 	$(CARGO) build --release --workspace --bins
 	set -e; export BENCH_BIN_DIR=$(TARGET_DIR)/release; \
-	for b in $${BENCH_ONLY:-smtp remote pop3 imap ldap uids migrate}; do \
+	for b in $${BENCH_ONLY:-smtp remote pop3 imap ldap uids migrate filters}; do \
 	    case $$b in smtp) sh scripts/bench ;; pop3|imap|migrate) python3 scripts/bench-$$b ;; *) sh scripts/bench-$$b ;; esac; \
 	done
 

@@ -174,11 +174,17 @@ class Mailorder:
         self.env = dict(os.environ, MAILORDER_ROOT=self.root, MAILORDER_BIN_DIR=BIN)
         self.port = None
 
-    def start(self):
+    def start(self, controls=None):
+        """`controls`: control files written after setup, before anything starts
+        (bench-filters turns the content filter on this way)."""
         envdesc = {"MAILORDER_ROOT": self.root, "MAILORDER_BIN_DIR": BIN}
         argv = [f"{BIN}/setup", "--demo", "--me", "localhost", self.root]
         record(argv, envdesc)
         subprocess.run(argv, check=True, env=self.env)
+        for name, value in (controls or {}).items():
+            COMMANDS.append(f"echo {shlex.quote(value)} > {self.root}/control/{name}")
+            with open(os.path.join(self.root, "control", name), "w") as f:
+                f.write(value + "\n")
         # The network-facing programs refuse root: as root, every mailorder program runs as
         # nobody (one uid, as `make run` by an ordinary user), the tree given to it.
         self.as_user = []
