@@ -142,6 +142,11 @@ pub fn in_net(ip: &str, net: &str) -> bool {
     let (Ok(ip), Ok(addr)) = (ip.parse::<IpAddr>(), addr.parse::<IpAddr>()) else {
         return false;
     };
+    // An IPv4 client of a socket bound to `[::]` shows as `::ffff:a.b.c.d`.
+    let ip = match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+        v4 => v4,
+    };
     let (a, b, width) = match (ip, addr) {
         (IpAddr::V4(x), IpAddr::V4(y)) => (u128::from(x.to_bits()), u128::from(y.to_bits()), 32),
         (IpAddr::V6(x), IpAddr::V6(y)) => (x.to_bits(), y.to_bits(), 128),
@@ -633,5 +638,7 @@ mod tests {
         assert!(!in_net("::1", "127.0.0.0/8"));
         assert!(in_net("1.2.3.4", "0.0.0.0/0"));
         assert!(!in_net("junk", "0.0.0.0/0"));
+        assert!(in_net("::ffff:10.1.2.3", "10.0.0.0/8"));
+        assert!(!in_net("::ffff:10.1.2.3", "127.0.0.0/8"));
     }
 }
