@@ -8,8 +8,9 @@
 //! scanned thousands of recently freed inodes: about half of the whole mail path's CPU in a
 //! profile (queue's creations and local-deliver's, which share the block group). So
 //! queue-clean moves a finished `todo/ID` or `mess/ID` into `queue/spare/` instead of
-//! unlinking it, and `queue` takes a spare (rename, truncate, write, fsync) before it
-//! creates a file. No inode is freed or allocated on the hot path.
+//! unlinking it, and `queue` takes a spare (rename, overwrite, cut to length, fsync) before
+//! it creates a file. No inode is freed or allocated on the hot path, and an overwrite in
+//! place allocates no block either.
 //!
 //! The rules that keep this as safe as unlinking:
 //!
@@ -63,10 +64,10 @@ pub struct Taker {
 }
 
 impl Taker {
-    /// Move a spare to `to` (which must not exist) and return it open for writing, empty.
-    /// `None`: no usable spare; the caller creates the file as before (and `to` does not
-    /// exist).
-    pub fn take(&mut self, q: &Queue, to: &Path) -> Option<File> {
+    /// Move a spare to `to` (which must not exist) and return it open for writing at its
+    /// start (overwrite it, then [`Spare::finish`]). `None`: no usable spare; the caller
+    /// creates the file as before (and `to` does not exist).
+    pub fn take(&mut self, q: &Queue, to: &Path) -> Option<Spare> {
         if self.off {
             return None;
         }
@@ -116,13 +117,40 @@ impl Taker {
     }
 }
 
-/// Open the spare now at `to` for writing and empty it, if it is a regular file with one
-/// link; otherwise remove the name `to` (only that name) and give `None`.
-fn reopen(to: &Path) -> Option<File> {
+/// A spare moved into place, open for writing at its start. It is overwritten in place,
+/// not emptied first: emptying frees its blocks (a synchronous discard on a filesystem
+/// mounted with `discard`) and the rewrite then allocates new ones, which made the `fsync`
+/// after it about twenty times slower than that of an overwrite (2 ms against 0.1 ms here).
+/// After writing, [`Spare::finish`] cuts what is left of the old content.
+#[derive(Debug)]
+pub struct Spare {
+    /// The file, positioned at 0.
+    pub file: File,
+    /// Its length before reuse.
+    pub old_len: u64,
+}
+
+impl Spare {
+    /// Cut the file to `written` octets (the new content) if the old one was longer.
+    /// Call it after the last write and before the `fsync`.
+    pub fn finish(file: &File, old_len: u64, written: u64) -> std::io::Result<()> {
+        if written < old_len {
+            file.set_len(written)?;
+        }
+        Ok(())
+    }
+}
+
+/// Open the spare now at `to` for writing, if it is a regular file with one link;
+/// otherwise remove the name `to` (only that name) and give `None`.
+fn reopen(to: &Path) -> Option<Spare> {
     let f = OpenOptions::new().write(true).open(to).ok();
-    let f = f.filter(|f| f.metadata().is_ok_and(|m| m.is_file() && m.nlink() == 1));
-    match f.map(|f| f.set_len(0).map(|()| f)) {
-        Some(Ok(f)) => Some(f),
+    let meta = f.as_ref().and_then(|f| f.metadata().ok());
+    match (f, meta) {
+        (Some(file), Some(m)) if m.is_file() && m.nlink() == 1 => Some(Spare {
+            file,
+            old_len: m.len(),
+        }),
         _ => {
             log::warn!(
                 "spare {} not reused (linked elsewhere or unwritable)",
@@ -170,8 +198,10 @@ mod tests {
         std::fs::write(q.spare_dir().join(pending_name("4.5.6", 't')), "F\0\0").unwrap();
         let mut t = Taker::default();
         let to = q.mess("9.9.9");
-        let mut f = t.take(&q, &to).expect("a spare");
+        let sp = t.take(&q, &to).expect("a spare");
+        let mut f = sp.file;
         f.write_all(b"new").unwrap();
+        Spare::finish(&f, sp.old_len, 3).unwrap();
         drop(f);
         let mut s = String::new();
         File::open(&to).unwrap().read_to_string(&mut s).unwrap();
@@ -198,8 +228,8 @@ mod tests {
         let mut got = Vec::new();
         for i in 0..2 {
             let to = q.intd(&format!("3.3.{i}"));
-            if let Some(f) = t.take(&q, &to) {
-                got.push((to, f));
+            if let Some(sp) = t.take(&q, &to) {
+                got.push((to, sp.file));
             }
         }
         assert_eq!(std::fs::read(q.todo("2.2.2")).unwrap(), b"F\0Tx@y\0\0");

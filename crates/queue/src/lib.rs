@@ -229,11 +229,12 @@ pub(crate) struct Kept {
 }
 
 impl Kept {
-    /// A spare moved to `path` and emptied, else a new file created exclusively.
-    fn file(&mut self, q: &Queue, path: &Path) -> io::Result<File> {
+    /// A spare moved to `path` (to be overwritten from its start), else a new file created
+    /// exclusively; with the file's old length (0 for a new one): [`finish`].
+    fn file(&mut self, q: &Queue, path: &Path) -> io::Result<(File, u64)> {
         match self.spares.take(q, path) {
-            Some(f) => Ok(f),
-            None => create_excl(path),
+            Some(s) => Ok((s.file, s.old_len)),
+            None => create_excl(path).map(|f| (f, 0)),
         }
     }
 
@@ -315,13 +316,13 @@ fn queue_message(
     // Step 1: mess/ID, a spare or a new file (O_EXCL), never an existing name; retry with
     // a fresh id on a collision.
     let mut attempt = 0;
-    let (id, mess) = loop {
+    let (id, mess, old_len) = loop {
         let id = Queue::new_id();
         let path = q.mess(&id);
         match kept.file(q, &path) {
-            Ok(f) => {
+            Ok((f, old_len)) => {
                 remember(pending, &path);
-                break (id, f);
+                break (id, f, old_len);
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempt < 20 => {
                 attempt += 1;
@@ -339,19 +340,21 @@ fn queue_message(
     )
     .map_err(QueueError::Write)?;
     copy(&mut message, &mut w)?;
-    let mess = w
+    let mut mess = w
         .into_inner()
         .map_err(|e| QueueError::Write(e.into_error()))?;
+    finish(&mut mess, old_len)?;
     mess.sync_all().map_err(QueueError::Write)?;
     drop(mess);
 
     // Step 2: the envelope into intd/ID.
     let env = envelope::read_envelope(envelope, cfg.max_envelope)?;
     let intd = q.intd(&id);
-    let mut f = kept.file(q, &intd).map_err(dir_err(QueueError::Intd))?;
+    let (mut f, old_len) = kept.file(q, &intd).map_err(dir_err(QueueError::Intd))?;
     remember(pending, &intd);
     f.write_all(&envelope::encode(&env))
         .map_err(QueueError::Write)?;
+    finish(&mut f, old_len)?;
     f.sync_all().map_err(QueueError::Write)?;
     drop(f);
     // mess/ID's name must be durable before todo/ID can be. intd/ is not fsynced: the
@@ -370,6 +373,17 @@ fn queue_message(
     // Step 4: wake dispatch.
     trigger(&q.trigger());
     Ok(id)
+}
+
+/// After the last write into a file from [`Kept::file`]: a spare that was longer than
+/// what was written is cut to it (mailorder-queue-format `spare::Spare::finish`).
+fn finish(f: &mut File, old_len: u64) -> Result<(), QueueError> {
+    use std::io::Seek;
+    if old_len == 0 {
+        return Ok(());
+    }
+    let written = f.stream_position().map_err(QueueError::Write)?;
+    mailorder_queue_format::spare::Spare::finish(f, old_len, written).map_err(QueueError::Write)
 }
 
 /// Copy the message; read errors are 54, write errors 53.
