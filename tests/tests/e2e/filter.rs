@@ -12,13 +12,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const GTUBE: &str = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
+pub(crate) const GTUBE: &str =
+    "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X";
 /// The test string clamd's private signature matches.
-const VIRUS: &str = "MAILORDER-TEST-VIRUS-7f3a1c-NOT-A-REAL-VIRUS";
+pub(crate) const VIRUS: &str = "MAILORDER-TEST-VIRUS-7f3a1c-NOT-A-REAL-VIRUS";
 
 /// A daemon started by the test, stopped when dropped: SIGTERM (spamd then stops its
 /// children), SIGKILL if it lingers, and until nothing listens on its port any more.
-struct Daemon(Child, u16);
+pub(crate) struct Daemon(Child, u16);
 
 impl Drop for Daemon {
     fn drop(&mut self) {
@@ -40,7 +41,7 @@ fn port() -> u16 {
 }
 
 /// spamd on 127.0.0.1 with the shipped rules (PEERS.md).
-fn spamd(dir: &Path) -> (Daemon, u16) {
+pub(crate) fn spamd(dir: &Path) -> (Daemon, u16) {
     let p = port();
     let c = Command::new("spamd")
         .arg(format!("--listen=127.0.0.1:{p}"))
@@ -56,7 +57,7 @@ fn spamd(dir: &Path) -> (Daemon, u16) {
 }
 
 /// clamd with only a signature for [`VIRUS`] (nothing can be downloaded here).
-fn clamd(dir: &Path) -> (Daemon, u16) {
+pub(crate) fn clamd(dir: &Path) -> (Daemon, u16) {
     let p = port();
     let db = dir.join("clamdb");
     std::fs::create_dir_all(&db).unwrap();
@@ -86,7 +87,7 @@ fn clamd(dir: &Path) -> (Daemon, u16) {
 }
 
 /// Send one message to demo@example.test: the reply to its final dot.
-fn send(port: u16, body: &str) -> String {
+pub(crate) fn send(port: u16, body: &str) -> String {
     let (mut s, g) = Smtp::connect(port);
     expect_code(&g, "220");
     expect_code(&s.cmd("EHLO client.example"), "250");

@@ -1162,3 +1162,70 @@ fn admin_networks_forged_requests_and_login_limits() {
     }
     assert_eq!(weblog.matches("audit ").count(), 1, "{weblog}");
 }
+
+const REFUSALS_PY: &str = r##"
+import sys, time, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+mport = sys.argv[1]
+def figures():
+    text = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % mport, timeout=30).read().decode()
+    fams = {f.name: f for f in text_string_to_metric_families(text)}
+    r = {s.labels["reason"]: int(s.value) for s in fams["mailorder_rejections"].samples}
+    a = int(fams["mailorder_messages_accepted"].samples[0].value)
+    return r["spam"], r["virus"], a
+end = time.time() + 60
+while figures() != (1, 1, 1) and time.time() < end:
+    time.sleep(0.2)
+print("spam %d virus %d accepted %d" % figures())
+"##;
+
+// See: issue #15. The filter's refusals (real spamd and clamd) reach the activity figures
+// and the metrics, from smtpd's log where the filter stage writes.
+#[test]
+fn spam_and_virus_refusals_are_counted() {
+    let name = "web::spam_and_virus_refusals_are_counted";
+    if !have("spamd") || !have("clamd") {
+        return skip(
+            name,
+            "spamd and clamd (spamassassin, clamav-daemon) not installed",
+        );
+    }
+    if !prometheus_ready(name) {
+        return;
+    }
+    let dir = scratch();
+    let (_spam, spam_port) = super::filter::spamd(dir.path());
+    let (_clam, clam_port) = super::filter::clamd(dir.path());
+    let mut t = Tree::new();
+    t.control("filter", "1");
+    t.control("clamd", &format!("127.0.0.1:{clam_port}"));
+    t.control("spamd", &format!("127.0.0.1:{spam_port}"));
+    t.control("spamreject", "100");
+    let smtp = start_mail_with_logs(&mut t);
+    let (_, log) = start_webd(&mut t);
+    let maddr = std::fs::read_to_string(t.root.join("control/webmetricsaddr")).unwrap();
+    let mport = maddr.trim().rsplit(':').next().unwrap().to_owned();
+    expect_code(
+        &super::filter::send(smtp, super::filter::GTUBE),
+        "554 5.7.1",
+    );
+    expect_code(
+        &super::filter::send(smtp, &format!("see {} here", super::filter::VIRUS)),
+        "554 5.7.1",
+    );
+    expect_code(&super::filter::send(smtp, "a plain message"), "250");
+    let out = Command::new(DEBIAN_PYTHON)
+        .arg("-c")
+        .arg(REFUSALS_PY)
+        .arg(&mport)
+        .output()
+        .expect("python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("spam 1 virus 1 accepted 1"),
+        "{stdout}\n{}\nwebd log:\n{}\nsmtpd log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default(),
+        std::fs::read_to_string(t.root.join("log/smtpd")).unwrap_or_default()
+    );
+}
