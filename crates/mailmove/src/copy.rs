@@ -345,6 +345,60 @@ pub fn user(
             st.subscribe(&dest, true).map_err(MoveError::Store)?;
         }
     }
+    if job.delete
+        && let Some(st) = store
+    {
+        gone_folders(st, &taken, job, rep)?;
+    }
+    Ok(())
+}
+
+/// With `--delete`: the folders of ours copied from the source (a `mailmove-source`
+/// marker) that the source no longer lists were deleted there since an earlier pass; each
+/// goes too when it holds nothing but copies (a folder that received mail here stays).
+fn gone_folders(
+    st: &Store,
+    listed: &HashMap<String, String>,
+    job: &Job,
+    rep: &mut Report,
+) -> Result<(), MoveError> {
+    for e in st.list().map_err(MoveError::Store)? {
+        if !e.exists || e.name == "INBOX" || listed.contains_key(&e.name) {
+            continue;
+        }
+        let dir = st.path_of(&e.name).map_err(MoveError::Store)?;
+        if !dir.join(MARKER).exists() {
+            continue;
+        }
+        let mut copies = 0u64;
+        let mut only_copies = true;
+        for sub in ["cur", "new"] {
+            let rd = fs::read_dir(dir.join(sub)).map_err(|e| MoveError::Write(dir.clone(), e))?;
+            for f in rd.flatten() {
+                let n = f.file_name();
+                let base = n.to_str().and_then(|n| n.split([':', ',']).next());
+                if base.is_some_and(|b| ours(b).is_some()) {
+                    copies += 1;
+                } else {
+                    only_copies = false;
+                }
+            }
+        }
+        if only_copies {
+            st.delete(&e.name).map_err(MoveError::Store)?;
+            rep.removed += copies;
+            log::info!(
+                "removed user={} folder={} messages={copies}: gone at the source",
+                job.label,
+                e.name
+            );
+        } else {
+            rep.skipped.push(format!(
+                "folder {}: gone at the source, but it holds mail delivered here: kept",
+                e.name
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -1535,31 +1535,47 @@ fn courier_imap_source() {
     let out = cmp();
     assert!(out.contains("SAME 27"), "{out}");
 
-    // Changes on Courier: a new message, flags changed, one deleted; the next pass (no
-    // CONDSTORE: every UID and its flags listed again) brings exactly those.
+    // Changes on Courier: a new message, flags changed, one message deleted, two folders
+    // deleted (one of which received mail here meanwhile); the next pass with --delete (no
+    // CONDSTORE: every UID and its flags listed again) brings exactly those, and keeps the
+    // folder with our mail.
     run_py(
         r#"
 import imaplib, sys
 M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
 M.login(sys.argv[2], "annpw")
-M.append('"INBOX.Lists.rust"', "(\\Flagged)", None, b"Subject: later\r\n\r\nnew one\r\n")
+M.append('"INBOX.Lists"', "(\\Flagged)", None, b"Subject: later\r\n\r\nnew one\r\n")
 M.select('"INBOX.Name With Spaces"')
 M.store("1:2", "+FLAGS", "(\\Answered NewKeyword)")
 M.store("3", "+FLAGS", "(\\Deleted)")
 M.expunge()
+M.close()
+for f in ["INBOX.R&AOk-sum&AOk-", "INBOX.Lists.rust"]:
+    assert M.delete('"%s"' % f)[0] == "OK", f
 M.logout()
 "#,
         &[&port, user],
     );
+    let local = ann.join(".Lists.rust/cur/1700000000.M1P1.here,S=20:2,S");
+    std::fs::write(&local, "Subject: here\n\nmine\n").unwrap();
+    t.give_to_tree_user(&local);
     let (f, row, log) = pass(&["--delete"]);
     // login,destination,status,folders,copied,bytes,present,flag_changes,removed,…
     assert_eq!(
         (f[2].as_str(), f[4].as_str(), f[7].as_str(), f[8].as_str()),
-        ("ok", "1", "2", "1"),
+        ("ok", "1", "2", "4"),
         "{row}\n{log}"
     );
+    assert!(
+        f[10].contains(
+            "folder Lists/rust: gone at the source, but it holds mail delivered here: kept"
+        ),
+        "{row}"
+    );
+    assert!(!ann.join(".R&AOk-sum&AOk-").exists());
+    assert_eq!(count_files(&ann.join(".Lists.rust")), 4);
     let out = cmp();
-    assert!(out.contains("SAME 27"), "{out}");
+    assert!(out.contains("SAME 21"), "{out}");
     // A rerun moves nothing.
     let (f, row, _) = pass(&["--delete"]);
     assert_eq!(
