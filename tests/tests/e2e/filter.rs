@@ -63,6 +63,14 @@ pub(crate) fn clamd(dir: &Path) -> (Daemon, u16) {
     std::fs::create_dir_all(&db).unwrap();
     let hex: String = VIRUS.bytes().map(|b| format!("{b:02x}")).collect();
     std::fs::write(db.join("test.ndb"), format!("MailorderTestSig:0:*:{hex}\n")).unwrap();
+    // EICAR's test file by its MD5 and size (an .hdb signature: the installed database,
+    // which would have EICAR, cannot be downloaded here); clamd matches it on the attachment
+    // it decodes from the message.
+    std::fs::write(
+        db.join("test.hdb"),
+        "44d88612fea8a8f36de82e1278abb02f:68:MailorderEicarTest\n",
+    )
+    .unwrap();
     let conf = dir.join("clamd.conf");
     std::fs::write(
         &conf,
@@ -196,6 +204,23 @@ fn spamd_and_clamd_at_smtp_time() {
     let r = send(port, &zipped(&format!("zipped {VIRUS} inside")));
     expect_code(&r, "554 5.7.1");
     assert!(r.contains("MailorderTestSig"), "{r}");
+
+    // EICAR's test file as a base64 attachment: found by its hash once decoded.
+    let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
+    let b64 = super::login_timing::b64(eicar.as_bytes());
+    let r = send_message(
+        port,
+        "sender@example.org",
+        &format!(
+            "From: sender@example.org\nTo: demo@example.test\nSubject: eicar\n\
+             MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"b2\"\n\n--b2\n\
+             Content-Type: text/plain\n\nsee attachment\n--b2\n\
+             Content-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\
+             Content-Disposition: attachment; filename=\"eicar.com\"\n\n{b64}\n--b2--"
+        ),
+    );
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("MailorderEicarTest"), "{r}");
 
     // Below the reject score but over the mark: marked, and filed into Junk (created).
     t.control("spamreject", "2000");
@@ -1141,4 +1166,73 @@ fn foreign_dkim_and_arc_verified_and_spf_on_helo() {
     );
     let r = our_results(&stored("Subject: arc-broken"));
     assert!(has_result(&r, "arc", "fail", ""), "{r:?}");
+}
+
+// See: issue #13
+/// Bad input to the filter: a message over `spamdmaxsize` is not given to spamd (as spamc
+/// does) and passes unscanned; malformed MIME (an unterminated multipart, broken base64, a
+/// header line without a colon) is scanned like any message and, with the
+/// sender checks on, gets `Authentication-Results` too: nothing crashes, nothing is lost.
+/// The scripted spamd scores everything 9.0 against a reject score of 5, so a 250 here
+/// means the message was not scanned, a 554 that it was.
+#[test]
+fn oversized_and_malformed_messages_are_handled_cleanly() {
+    let mut t = Tree::new();
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("spamdmaxsize", "2000");
+    t.control("spamreject", "5");
+    t.control(
+        "spamd",
+        &format!(
+            "127.0.0.1:{}",
+            fake(Some(
+                b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 9.0 / 5.0\r\n\r\nX\r\n"
+            ))
+        ),
+    );
+    t.control(
+        "clamd",
+        &format!("127.0.0.1:{}", fake(Some(b"stream: OK\0"))),
+    );
+    let port = t.start_smtpd(&[]);
+
+    // Over spamdmaxsize: not scanned for spam, accepted and delivered whole.
+    let big = "x".repeat(70);
+    let body = std::iter::repeat_n(big.as_str(), 60)
+        .collect::<Vec<_>>()
+        .join("\r\n");
+    expect_code(&send(port, &body), "250");
+    let m = delivered(&t, 1);
+    assert!(!m[0].contains("X-Spam-Flag: YES"), "{}", &m[0][..400]);
+    assert!(m[0].contains(&format!("{big}\n{big}\n")));
+
+    // Malformed MIME, small: scanned (refused at the scripted score), never a crash.
+    let malformed = "From: a@sender.example\nTo: demo@example.test\nSubject: malformed\n\
+        MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"open\"\n\
+        Not a header line\n\n--open\nContent-Transfer-Encoding: base64\n\n\
+        !!!not*base64===\n--open\nContent-Type: text/plain\n\nno end boundary";
+    let r = send_message(port, "a@sender.example", malformed);
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("score 9.0"), "{r}");
+    // With a higher reject score it passes, headers and all, and with the sender checks
+    // on (no DNS answers here) it still gets one Authentication-Results.
+    t.control("spamreject", "50");
+    t.control("senderauth", "1");
+    t.control("dnsserver", "127.0.0.1:9");
+    t.control("timeoutdns", "1");
+    expect_code(&send_message(port, "a@sender.example", malformed), "250");
+    // Flagged (spamd says spam): filed into Junk.
+    let junk = t.maildir("demo").join(".Junk/new");
+    let found = || {
+        std::fs::read_dir(&junk)
+            .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+            .unwrap_or_default()
+    };
+    mailorder_tests::wait_for("the malformed message in Junk", 30, || found().len() == 1);
+    let m = std::fs::read_to_string(&found()[0]).unwrap();
+    assert!(m.contains("Not a header line"), "{m}");
+    assert!(m.contains("X-Spam-Flag: YES\n"), "{m}");
+    assert_eq!(m.matches("Authentication-Results: ").count(), 1, "{m}");
+    assert!(m.contains("!!!not*base64==="), "{m}");
 }
