@@ -1989,21 +1989,21 @@ fn escape(s: &str) -> String {
 }
 
 fn unescape(s: &str) -> Option<String> {
+    // Copied a run at a time: most entries hold no escape at all.
     let mut out = String::with_capacity(s.len());
-    let mut it = s.chars();
-    while let Some(c) = it.next() {
-        if c == '\\' {
-            match it.next()? {
-                '\\' => out.push('\\'),
-                't' => out.push('\t'),
-                'n' => out.push('\n'),
-                'r' => out.push('\r'),
-                _ => return None,
-            }
-        } else {
-            out.push(c);
-        }
+    let mut rest = s;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        out.push(match rest.as_bytes().get(i + 1)? {
+            b'\\' => '\\',
+            b't' => '\t',
+            b'n' => '\n',
+            b'r' => '\r',
+            _ => return None,
+        });
+        rest = &rest[i + 2..];
     }
+    out.push_str(rest);
     Some(out)
 }
 

@@ -36,7 +36,9 @@
 //!   26 a folder's keywords are named in `mailorder-keywords` and kept in the index only
 //!   (flag characters from U+0100 on: [`keyword_char`]).
 //!   A FETCH cache (`mailorder-cache.UIDVALIDITY`) keeps rendered ENVELOPE and
-//!   BODYSTRUCTURE per UID.
+//!   BODYSTRUCTURE per UID, one line each, appended by every session as it renders;
+//!   [`CacheIndex`] finds a UID's line (learnt once per session, then only from what the
+//!   file grew by). imapd also answers SEARCH SUBJECT/FROM/TO/CC/BCC from its ENVELOPE.
 //!
 //! It must not speak IMAP (responses are the server's job) and never follows a symlink
 //! inside the Maildir: folder directories that are symlinks are not folders, and

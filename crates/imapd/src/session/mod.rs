@@ -751,6 +751,64 @@ mod tests {
         assert!(out.contains("COUNT 2"), "{out}");
     }
 
+    // See: issue #12: SEARCH SUBJECT/FROM/TO/CC opened every message (5.5x Dovecot's
+    // time); with the FETCH cache's ENVELOPE it must answer exactly as from the headers.
+    #[test]
+    fn search_from_cached_envelopes_agrees_with_headers() {
+        const C: &[u8] = b"From: \"Carl, Jr.\" <carl@y.test>\nTo: team: dee@x.test, eve@x.test;\nCc: ann@x.test\nSubject: =?UTF-8?Q?caf=C3=A9_menu?=\n\nx\n";
+        const D: &[u8] =
+            b"From: dee@x.test (Dee D)\nTo: Ann <ann@x.test>\nSubject: (fwd) apple pie\n\ny\n";
+        let searches: &[&str] = &[
+            "SUBJECT apple",
+            "SUBJECT caf\u{e9}",
+            "SUBJECT menu",
+            "SUBJECT \"e pi\"",
+            "FROM ann",
+            "FROM \"Carl, Jr\"",
+            "FROM \"Ann <ann@\"",
+            "FROM x.test",
+            "TO team",
+            "TO eve",
+            "CC ann",
+            "NOT CC ann",
+            "OR FROM bob SUBJECT pie",
+            "BCC x",
+        ];
+        let mut script = String::from("a SELECT INBOX\r\n");
+        for pass in ["b", "d"] {
+            for (i, q) in searches.iter().enumerate() {
+                script.push_str(&format!("{pass}{i} SEARCH CHARSET UTF-8 {q}\r\n"));
+            }
+            if pass == "b" {
+                script.push_str("c FETCH 1:* ENVELOPE\r\n");
+            }
+        }
+        let out = transcript(&[A, B, C, D], script.as_bytes());
+        let answer = |tag: &str| {
+            let end = out.find(&format!("\r\n{tag} OK")).unwrap();
+            let start = out[..end].rfind("* SEARCH").unwrap();
+            out[start..end].to_owned()
+        };
+        let want = [
+            "1 4", "3", "3", "4", "1", "3", "1", "1 2 4", "3", "3", "3", "1 2 4", "2 4", "",
+        ];
+        for (i, w) in want.iter().enumerate() {
+            let sp = if w.is_empty() { "" } else { " " };
+            assert_eq!(
+                answer(&format!("b{i}")),
+                format!("* SEARCH{sp}{w}"),
+                "{}",
+                searches[i]
+            );
+            assert_eq!(
+                answer(&format!("d{i}")),
+                format!("* SEARCH{sp}{w}"),
+                "{}",
+                searches[i]
+            );
+        }
+    }
+
     #[test]
     fn mailbox_commands() {
         let out = transcript(

@@ -123,12 +123,16 @@ impl<W: Write> Session<W> {
     }
 
     /// Indexes into the view of the messages that match `key`.
-    pub(super) fn matches(&self, key: &SearchKey) -> Vec<usize> {
-        let Some(sel) = self.sel.as_ref() else {
+    pub(super) fn matches(&mut self, key: &SearchKey) -> Vec<usize> {
+        let Some(sel) = self.sel.as_mut() else {
             return Vec::new();
         };
         let count = sel.view.len() as u32;
         let maxuid = sel.view.last().map_or(0, |m| m.uid);
+        // The FETCH cache's ENVELOPE answers SUBJECT/FROM/TO/CC/BCC without opening the
+        // message (RFC 3501 §6.4.4 defines them on the envelope's fields).
+        let cache = uses_envelope(key).then_some(&mut sel.cidx);
+        let mut cache = cache.map(|c| (c, sel.uidvalidity));
         let mut out = Vec::new();
         for (i, m) in sel.view.iter().enumerate() {
             let mut ctx = Ctx {
@@ -141,6 +145,8 @@ impl<W: Write> Session<W> {
                 saved: &self.saved,
                 recent: &sel.recent,
                 data: None,
+                env: None,
+                cache: cache.as_mut().map(|(c, uv)| (&mut **c, *uv)),
             };
             if eval(key, &mut ctx) {
                 out.push(i);
@@ -196,7 +202,11 @@ impl<W: Write> Session<W> {
 
     /// What SORT and THREAD share (RFC 5256): the charset (`args[1]`) and the search keys
     /// after it; the matching messages' sort information, or the reply that refuses them.
-    pub(super) fn charset_and_keys(&self, args: &[Tok], uid: bool) -> Result<Vec<sort::Info>, R> {
+    pub(super) fn charset_and_keys(
+        &mut self,
+        args: &[Tok],
+        uid: bool,
+    ) -> Result<Vec<sort::Info>, R> {
         let cs = args
             .get(1)
             .and_then(Tok::text)
@@ -277,6 +287,100 @@ pub(super) fn uses_modseq(k: &SearchKey) -> bool {
     }
 }
 
+/// Whether `k` has a key that the cached ENVELOPE can answer.
+fn uses_envelope(k: &SearchKey) -> bool {
+    match k {
+        SearchKey::Header(name, _) => Envelope::field(name).is_some(),
+        SearchKey::And(v) => v.iter().any(uses_envelope),
+        SearchKey::Or(a, b) => uses_envelope(a) || uses_envelope(b),
+        SearchKey::Not(a) => uses_envelope(a),
+        _ => false,
+    }
+}
+
+/// An ENVELOPE address: name, mailbox, host (`None` for NIL).
+type Addr = (Option<String>, Option<String>, Option<String>);
+
+/// What SEARCH reads of a cached ENVELOPE: the subject and the address lists (name,
+/// mailbox, host) of From, To, Cc and Bcc.
+#[derive(Debug, Default)]
+pub(super) struct Envelope {
+    subject: Option<String>,
+    addrs: [Vec<Addr>; 4],
+}
+
+impl Envelope {
+    /// The envelope field a header search names: 0 subject, 1.. the address lists.
+    fn field(name: &str) -> Option<usize> {
+        ["SUBJECT", "FROM", "TO", "CC", "BCC"]
+            .iter()
+            .position(|f| f.eq_ignore_ascii_case(name))
+    }
+
+    /// Parse a rendered ENVELOPE (`(date subject from sender reply-to to cc bcc
+    /// in-reply-to message-id)`) with the command grammar.
+    fn parse(text: &str) -> Option<Envelope> {
+        let cmd = parse_command(format!("x X {text}").as_bytes()).ok()?;
+        let [Tok::List(items)] = cmd.args.as_slice() else {
+            return None;
+        };
+        if items.len() != 10 {
+            return None;
+        }
+        let nstr = |t: &Tok| match t {
+            Tok::Atom(a) if a.eq_ignore_ascii_case("NIL") => None,
+            t => t.text(),
+        };
+        let mut e = Envelope {
+            subject: nstr(&items[1]),
+            ..Envelope::default()
+        };
+        for (k, at) in [2usize, 5, 6, 7].into_iter().enumerate() {
+            if let Tok::List(list) = &items[at] {
+                for a in list {
+                    let Tok::List(p) = a else { return None };
+                    let [name, _, mailbox, host] = p.as_slice() else {
+                        return None;
+                    };
+                    e.addrs[k].push((nstr(name), nstr(mailbox), nstr(host)));
+                }
+            }
+        }
+        Some(e)
+    }
+
+    /// Whether field `f` contains `s`; `None` when the envelope cannot tell as the
+    /// header would (encoded words, 8-bit text, group syntax, an empty string).
+    fn contains(&self, f: usize, s: &str) -> Option<bool> {
+        let plain = |t: &str| t.is_ascii() && !t.contains("=?");
+        if s.is_empty() {
+            return None;
+        }
+        if f == 0 {
+            let subj = self.subject.as_deref().unwrap_or("");
+            return plain(subj).then(|| contains_ci(subj.as_bytes(), s));
+        }
+        let mut hit = false;
+        for (name, mailbox, host) in &self.addrs[f - 1] {
+            let (Some(mailbox), Some(host)) = (mailbox, host) else {
+                return None;
+            };
+            let name = name.as_deref().unwrap_or("");
+            if !plain(name) || !plain(mailbox) || !plain(host) {
+                return None;
+            }
+            let addr = format!("{mailbox}@{host}");
+            let full = if name.is_empty() {
+                format!("<{addr}>")
+            } else {
+                format!("{name} <{addr}>")
+            };
+            hit |= contains_ci(full.as_bytes(), s) || contains_ci(addr.as_bytes(), s);
+        }
+        Some(hit)
+    }
+}
+
 pub(super) struct Ctx<'a> {
     pub(super) folder: &'a Folder,
     pub(super) m: &'a Msg,
@@ -287,6 +391,10 @@ pub(super) struct Ctx<'a> {
     pub(super) saved: &'a [u32],
     pub(super) recent: &'a std::collections::HashSet<u32>,
     pub(super) data: Option<Option<Vec<u8>>>,
+    /// The cached ENVELOPE, once looked up (`Some(None)`: not cached).
+    pub(super) env: Option<Option<Envelope>>,
+    /// The FETCH cache and the UIDVALIDITY, when the search has envelope keys.
+    pub(super) cache: Option<(&'a mut mailorder_imap_store::CacheIndex, u32)>,
 }
 
 impl Ctx<'_> {
@@ -295,6 +403,18 @@ impl Ctx<'_> {
             return Some(mailorder_imap_store::header_part(d).to_vec());
         }
         self.folder.read_header(self.m).ok().flatten()
+    }
+
+    /// Header search `name` contains `s`, answered from the cached ENVELOPE; `None`
+    /// when the header itself must be read.
+    fn envelope_has(&mut self, name: &str, s: &str) -> Option<bool> {
+        let f = Envelope::field(name)?;
+        if self.env.is_none() {
+            let (c, uv) = self.cache.as_mut()?;
+            let r = c.get(self.folder, *uv, self.m.uid);
+            self.env = Some(r.and_then(|r| Envelope::parse(&r.envelope)));
+        }
+        self.env.as_ref()?.as_ref()?.contains(f, s)
     }
 
     pub(super) fn data(&mut self) -> Option<&[u8]> {
@@ -383,6 +503,9 @@ pub(super) fn eval(k: &SearchKey, c: &mut Ctx<'_>) -> bool {
                 .is_some_and(|(local, _)| day_cmp(*cmp, local, *day))
         }
         SearchKey::Header(name, s) => {
+            if let Some(hit) = c.envelope_has(name, s) {
+                return hit;
+            }
             let Some(h) = c.header() else { return false };
             let Ok((hs, _)) = mailparse::parse_headers(&h) else {
                 return false;
