@@ -71,12 +71,16 @@ pub(crate) fn clamd(dir: &Path) -> (Daemon, u16) {
         "44d88612fea8a8f36de82e1278abb02f:68:MailorderEicarTest\n",
     )
     .unwrap();
+    // The filter (not root) reaches the Unix socket too.
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     let conf = dir.join("clamd.conf");
     std::fs::write(
         &conf,
         format!(
             "DatabaseDirectory {db}\nTCPSocket {p}\nTCPAddr 127.0.0.1\nForeground yes\n\
-             PidFile {d}/clamd.pid\nLogFile {d}/clamd.log\n",
+             PidFile {d}/clamd.pid\nLogFile {d}/clamd.log\n\
+             LocalSocket {d}/clamd.sock\nLocalSocketMode 666\n",
             db = db.display(),
             d = dir.display()
         ),
@@ -205,6 +209,17 @@ fn spamd_and_clamd_at_smtp_time() {
     expect_code(&r, "554 5.7.1");
     assert!(r.contains("MailorderTestSig"), "{r}");
 
+    // clamd over its Unix socket (control/clamd a path): the same verdict.
+    t.control(
+        "clamd",
+        &dir.path().join("clamd.sock").display().to_string(),
+    );
+    let r = send(port, &format!("unix {VIRUS} socket"));
+    expect_code(&r, "554 5.7.1");
+    assert!(r.contains("MailorderTestSig"), "{r}");
+    expect_code(&send(port, "clean over the socket"), "250");
+    t.control("clamd", &format!("127.0.0.1:{clam_port}"));
+
     // EICAR's test file as a base64 attachment: found by its hash once decoded.
     let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
     let b64 = super::login_timing::b64(eicar.as_bytes());
@@ -249,7 +264,7 @@ fn spamd_and_clamd_at_smtp_time() {
     assert!(text.contains("status=nojunk"), "{text}");
     std::fs::write(&users, text).unwrap();
     expect_code(&send(port, GTUBE), "250");
-    let m = delivered(&t, 2);
+    let m = delivered(&t, 3);
     let inbox = m.iter().find(|m| m.contains("GTUBE")).unwrap();
     assert!(inbox.contains("X-Spam-Flag: YES\n"), "{inbox}");
     assert_eq!(found().len(), 1);
@@ -260,7 +275,7 @@ fn spamd_and_clamd_at_smtp_time() {
     expect_code(&r, "451 4.7.1");
     t.control("clamdfail", "accept");
     expect_code(&send(port, "accepted unscanned"), "250");
-    let m = delivered(&t, 3);
+    let m = delivered(&t, 4);
     let un = m.iter().find(|m| m.contains("accepted unscanned")).unwrap();
     assert!(
         un.contains("X-Mailorder-Not-Scanned: clamd unavailable\n"),
@@ -271,7 +286,7 @@ fn spamd_and_clamd_at_smtp_time() {
     drop(spam);
     std::fs::remove_file(t.root.join("control/clamd")).unwrap();
     expect_code(&send(port, "while spamd is down"), "250");
-    let m = delivered(&t, 4);
+    let m = delivered(&t, 5);
     let un = m
         .iter()
         .find(|m| m.contains("while spamd is down"))
@@ -282,7 +297,7 @@ fn spamd_and_clamd_at_smtp_time() {
     );
     t.control("spamdfail", "tempfail");
     expect_code(&send(port, "spamd down, tempfail"), "451 4.7.1");
-    assert_eq!(delivered(&t, 4).len(), 4, "nothing refused was delivered");
+    assert_eq!(delivered(&t, 5).len(), 5, "nothing refused was delivered");
 }
 
 // See: issue #13
