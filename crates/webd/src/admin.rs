@@ -345,6 +345,13 @@ impl App {
         };
         let result = (self.writer)(&req_bytes);
         self.audit(&s, action, &target, result.is_ok(), client);
+        // A disabled account, or one whose password an admin reset, is logged out of the
+        // console everywhere.
+        let ends_sessions = (action == "disable" && http::field(&form, "value") != Some("no"))
+            || action == "password";
+        if result.is_ok() && ends_sessions {
+            self.state().sessions.retain(|_, x| x.address != target);
+        }
         match result {
             Ok(out)
                 if action == "token"

@@ -1554,11 +1554,29 @@ mod tests {
         ] {
             assert_eq!(post(path, body).status, 400, "{path} {body}");
         }
+        // A reset logs the account out of the console; the admin stays.
+        let mut st = a.state();
+        for (id, who) in [("u1", "new@example.test"), ("u2", "other@example.test")] {
+            st.sessions.insert(
+                id.into(),
+                Session {
+                    address: who.into(),
+                    csrf: "x".into(),
+                    seen: Instant::now(),
+                    admin: false,
+                },
+            );
+        }
+        drop(st);
         let r = post(
             "/admin/password",
             "address=new%40example.test&password=quiet+harbour+9+lamps",
         );
         assert_eq!(r.status, 200);
+        let st = a.state();
+        assert!(!st.sessions.contains_key("u1") && st.sessions.contains_key("u2"));
+        drop(st);
+        assert!(a.session(&req("GET", "/", &ck, "")).is_some());
         let w = writes.lock().unwrap();
         assert!(w[0].starts_with(b"add\0new@example.test\0"));
         assert_eq!(w[1], b"token\0new@example.test\x0072\0".to_vec());
