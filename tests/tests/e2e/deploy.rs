@@ -386,6 +386,20 @@ c.request("POST", "/admin/add", body=urllib.parse.urlencode({"csrf": csrf, "addr
           headers={"Cookie": session, "Content-Type": "application/x-www-form-urlencoded"})
 r = c.getresponse()
 print("add", r.status, "was added" in r.read().decode())
+# A one-time link as installed: written by webd-dirwrite, read by webd, used once.
+c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+c.request("POST", "/admin/token", body=urllib.parse.urlencode({"csrf": csrf, "address": "webmade@example.test"}),
+          headers={"Cookie": session, "Content-Type": "application/x-www-form-urlencoded"})
+link = re.search(r"/login/token\?t=([0-9a-f]+)", c.getresponse().read().decode()).group(1)
+c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+c.request("GET", "/login/token?t=" + link)
+r = c.getresponse(); r.read()
+pre = [v.split(";")[0].split("=", 1)[1] for k, v in r.getheaders() if k.lower() == "set-cookie"][0]
+c = http.client.HTTPSConnection(host, timeout=60, context=ctx)
+c.request("POST", "/login/token", body=urllib.parse.urlencode({"csrf": pre, "token": link}),
+          headers={"Cookie": "__Host-mopre=" + pre, "Content-Type": "application/x-www-form-urlencoded"})
+r = c.getresponse(); r.read()
+print("token", r.status, r.getheader("Location"))
 st, page = get("/admin/queue")
 print("queue", st, "matching" in page)
 m = urllib.request.urlopen("http://127.0.0.1:2444/metrics", timeout=60).read().decode()
@@ -445,7 +459,7 @@ fn make_run_as_root_runs_each_program_under_its_own_uid() {
     let o = mailorder_tests::python(WEB_ADMIN_LOGIN, &[&web_url, "demo@example.test", &password]);
     assert_eq!(
         String::from_utf8_lossy(&o.stdout).trim(),
-        "303 /admin\nadd 200 True\nqueue 200 True\nmetrics True",
+        "303 /admin\nadd 200 True\ntoken 303 /account\nqueue 200 True\nmetrics True",
         "{}\n{}",
         String::from_utf8_lossy(&o.stderr),
         std::fs::read_to_string(root.join("log/web")).unwrap_or_default()
