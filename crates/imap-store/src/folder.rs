@@ -1900,26 +1900,56 @@ pub struct CacheIndex {
     end: u64,
     window: Vec<u8>,
     window_at: u64,
+    /// Lines indexed (duplicates and expunged messages' lines too).
+    lines: usize,
+    /// The open file's inode: the file is found again when another session replaced it.
+    ino: u64,
 }
 
 impl CacheIndex {
     /// The cached ENVELOPE and BODYSTRUCTURE of `uid` in `folder` (UIDVALIDITY
     /// `uidvalidity`), if some session has stored them.
     pub fn get(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<Rendered> {
-        use std::os::unix::fs::FileExt;
         if self.uidvalidity != uidvalidity {
             *self = CacheIndex {
                 uidvalidity,
                 ..CacheIndex::default()
             };
         }
-        if self.file.is_none() {
-            self.file = open_nofollow(&folder.cache_path(uidvalidity)).ok();
-        }
         if !self.at.contains_key(&uid) {
+            self.open(folder);
             self.extend();
         }
         let (off, len) = *self.at.get(&uid)?;
+        match cache_line(self.line(off, len)?) {
+            Some((u, v)) if u == uid => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Open the file, or open it again when it was replaced (a compaction by another
+    /// session) since it was opened: a `stat` of the name.
+    fn open(&mut self, folder: &Folder) {
+        let path = folder.cache_path(self.uidvalidity);
+        let now = fs::symlink_metadata(&path).map_or(0, |m| m.ino());
+        if self.file.is_some() && now == self.ino {
+            return;
+        }
+        *self = CacheIndex {
+            uidvalidity: self.uidvalidity,
+            ..CacheIndex::default()
+        };
+        self.file = open_nofollow(&path).ok();
+        self.ino = self
+            .file
+            .as_ref()
+            .and_then(|f| f.metadata().ok())
+            .map_or(0, |m| m.ino());
+    }
+
+    /// The line at `off` (`len` octets, no line end), read through the window.
+    fn line(&mut self, off: u64, len: u32) -> Option<&[u8]> {
+        use std::os::unix::fs::FileExt;
         let f = self.file.as_ref()?;
         let inside = off >= self.window_at
             && off + u64::from(len) <= self.window_at + self.window.len() as u64;
@@ -1930,10 +1960,43 @@ impl CacheIndex {
             self.window_at = off;
         }
         let from = (off - self.window_at) as usize;
-        let line = self.window.get(from..from + len as usize)?;
-        match cache_line(line) {
-            Some((u, v)) if u == uid => Some(v),
-            _ => None,
+        self.window.get(from..from + len as usize)
+    }
+
+    /// Rewrite the file with only the lines of the `live` UIDs (`count` of them) when
+    /// most of its lines are dead: every session appends what it renders, so without
+    /// this the file keeps a line for every message the folder ever held (and one more
+    /// for each message two sessions rendered at once). Best effort: a line appended by
+    /// another session meanwhile may be lost (it is rendered again), and a session still
+    /// reading the old file finds the new one at its next miss.
+    pub fn compact(
+        &mut self,
+        folder: &Folder,
+        uidvalidity: u32,
+        live: impl Iterator<Item = u32>,
+        count: usize,
+    ) {
+        if self.uidvalidity != uidvalidity || self.file.is_none() {
+            return;
+        }
+        self.extend();
+        if self.lines <= 2 * count + 1024 {
+            return;
+        }
+        let mut text = Vec::new();
+        for uid in live {
+            if let Some(&(off, len)) = self.at.get(&uid)
+                && let Some(l) = self.line(off, len)
+            {
+                text.extend_from_slice(l);
+                text.push(b'\n');
+            }
+        }
+        if write_atomic(&folder.cache_path(uidvalidity), &text, false).is_ok() {
+            *self = CacheIndex {
+                uidvalidity,
+                ..CacheIndex::default()
+            };
         }
     }
 
@@ -1972,6 +2035,7 @@ impl CacheIndex {
                 {
                     let len = u32::try_from(i).unwrap_or(u32::MAX);
                     self.at.insert(uid, (line_start0 + start as u64, len));
+                    self.lines += 1;
                 }
                 start += i + 1;
             }
@@ -2305,6 +2369,23 @@ mod tests {
         for u in (100..3000).step_by(7) {
             assert_eq!(ix.get(&f, 8, u), Some(r(u)), "{u}");
         }
+        // Most of those expunged: the file is rewritten with the live lines only, and
+        // another session's index finds the new file.
+        let mut other = CacheIndex::default();
+        assert_eq!(other.get(&f, 8, 2999), Some(r(2999)));
+        let live = [100u32, 2000, 2999];
+        let before = std::fs::metadata(f.cache_path(8)).unwrap().len();
+        ix.compact(&f, 8, live.iter().copied(), 3000);
+        assert_eq!(std::fs::metadata(f.cache_path(8)).unwrap().len(), before);
+        ix.compact(&f, 8, live.iter().copied(), live.len());
+        assert!(std::fs::metadata(f.cache_path(8)).unwrap().len() < before / 100);
+        for u in live {
+            assert_eq!(ix.get(&f, 8, u), Some(r(u)), "{u}");
+        }
+        assert_eq!(ix.get(&f, 8, 101), None);
+        f.cache_add(8, &[(3000, r(3000))]);
+        assert_eq!(other.get(&f, 8, 3000), Some(r(3000)));
+        assert_eq!(other.get(&f, 8, 2000), Some(r(2000)));
     }
 
     #[test]

@@ -130,11 +130,15 @@ impl<W: Write> Session<W> {
                 sel.folder.cache_add(sel.uidvalidity, &new);
             }
         }
-        if let Some(sel) = self.sel.as_mut()
-            && !sel.cache_new.is_empty()
-        {
-            let new = std::mem::take(&mut sel.cache_new);
-            sel.folder.cache_add(sel.uidvalidity, &new);
+        if let Some(sel) = self.sel.as_mut() {
+            if !sel.cache_new.is_empty() {
+                let new = std::mem::take(&mut sel.cache_new);
+                sel.folder.cache_add(sel.uidvalidity, &new);
+            }
+            // Expunged messages' lines are dropped once they are most of the file.
+            let live = sel.view.iter().map(|m| m.uid);
+            sel.cidx
+                .compact(&sel.folder, sel.uidvalidity, live, sel.view.len());
         }
         if std::mem::take(&mut self.unknown_cte) {
             return no("[UNKNOWN-CTE] Unknown Content-Transfer-Encoding");
