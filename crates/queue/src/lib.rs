@@ -238,26 +238,39 @@ impl Kept {
         }
     }
 
-    /// fsync `mess/` (or have it covered), opening its syncer on first use.
-    fn mess(&mut self, q: &Queue) -> Result<bool, QueueError> {
-        let err = dir_err(QueueError::Mess);
-        sync(
-            &mut self.mess,
-            &q.mess_dir(),
-            &q.lock_dir().join("sync.mess"),
-        )
-        .map_err(err)
-    }
-
-    /// fsync `todo/` (or have it covered).
-    fn todo(&mut self, q: &Queue) -> Result<bool, QueueError> {
-        let err = dir_err(QueueError::Todo);
-        sync(
-            &mut self.todo,
-            &q.todo_dir(),
-            &q.lock_dir().join("sync.todo"),
-        )
-        .map_err(err)
+    /// fsync `mess/` and `todo/` (or have them covered), the two at once: `mess/` on a
+    /// second thread, so a message waits for one device flush, not two in a row. Each
+    /// syncer is opened on first use.
+    fn both(&mut self, q: &Queue) -> Result<(), QueueError> {
+        let (mess_dir, mess_rec) = (q.mess_dir(), q.lock_dir().join("sync.mess"));
+        let (md, mr) = (&mess_dir, &mess_rec);
+        let mut slot = self.mess.take();
+        let todo = &mut self.todo;
+        let (m, t, slot) = std::thread::scope(|s| {
+            let h = std::thread::Builder::new()
+                .stack_size(64 * 1024)
+                .spawn_scoped(s, move || {
+                    let r = sync(&mut slot, md, mr);
+                    (r, slot)
+                });
+            let t = sync(todo, &q.todo_dir(), &q.lock_dir().join("sync.todo"));
+            let (m, slot) = match h {
+                Ok(h) => h
+                    .join()
+                    .unwrap_or_else(|_| (Err(io::Error::other("fsync thread panicked")), None)),
+                // No thread: the same fsync here, after the other.
+                Err(_) => {
+                    let mut fresh = None;
+                    let r = sync(&mut fresh, md, mr);
+                    (r, fresh)
+                }
+            };
+            (m, t, slot)
+        });
+        self.mess = slot;
+        m.map_err(dir_err(QueueError::Mess))?;
+        t.map_err(dir_err(QueueError::Todo))?;
+        Ok(())
     }
 }
 
@@ -357,18 +370,19 @@ fn queue_message(
     finish(&mut f, old_len)?;
     f.sync_all().map_err(QueueError::Write)?;
     drop(f);
-    // mess/ID's name must be durable before todo/ID can be. intd/ is not fsynced: the
-    // file only passes through it, and the rename below is made durable by fsync(todo/).
-    // Both directory fsyncs are shared with the other queue processes (Kept).
-    kept.mess(q)?;
 
     // Step 3: the single atomic step. The watchdog may no longer interfere.
     pending.with(&mut |p| p.accepting = true);
     std::fs::rename(&intd, q.todo(&id)).map_err(dir_err(QueueError::Todo))?;
-    // From here the message is visible to dispatch: never remove it. If the fsync fails the
-    // caller sees 66 and may retry: a duplicate is better than a loss.
+    // From here the message is visible to dispatch: never remove it. If an fsync fails the
+    // caller sees 64 or 66 and may retry: a duplicate is better than a loss.
     pending.with(&mut |p| p.files.clear());
-    kept.todo(q)?;
+    // Both names durable before the answer: mess/ID (fsync of mess/) and todo/ID (fsync of
+    // todo/), at once. Their order does not matter: nothing is acknowledged before both,
+    // and a crash that keeps todo/ID without mess/ID leaves what dispatch takes as
+    // finished (the client, without its 250, sends again). intd/ is not fsynced: the file
+    // only passes through it. Both fsyncs are shared with the other queue processes (Kept).
+    kept.both(q)?;
 
     // Step 4: wake dispatch.
     trigger(&q.trigger());
