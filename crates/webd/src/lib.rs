@@ -514,6 +514,7 @@ impl App {
         match (get, req.path.as_str()) {
             (true, "/static/style.css") => Response::asset("text/css", pages::STYLE),
             (true, "/static/activity.js") => Response::asset("text/javascript", pages::ACTIVITY_JS),
+            (true, "/static/icon.svg") => Response::asset("image/svg+xml", pages::ICON),
             (true, "/") => match self.session(req) {
                 Some(_) => Response::redirect("/account"),
                 None => Response::redirect("/login"),

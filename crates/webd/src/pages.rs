@@ -58,6 +58,11 @@ ol.log time{color:var(--muted);margin-right:.5rem}
 @media (max-width:30rem){main{margin:1rem auto}.card{padding:1rem}}
 "#;
 
+/// The page icon, served at `/static/icon.svg` (an envelope).
+pub const ICON: &str = "<svg xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 32 32\">\
+<rect x=\"2\" y=\"6\" width=\"28\" height=\"20\" rx=\"3\" fill=\"#1f5fbf\"/>\
+<path d=\"M3 8l13 10 13-10\" fill=\"none\" stroke=\"#fff\" stroke-width=\"2.5\"/></svg>\n";
+
 /// A whole page around `body`; `user` shows the logout button.
 pub fn page(title: &str, body: &str, user: Option<(&str, &str)>) -> String {
     page_in("", title, body, user)
@@ -78,7 +83,8 @@ pub fn page_in(class: &str, title: &str, body: &str, user: Option<(&str, &str)>)
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-         <title>{t} — mail account</title><link rel=\"stylesheet\" href=\"/static/style.css\"></head>\
+         <title>{t} — mail account</title><link rel=\"stylesheet\" href=\"/static/style.css\">\
+         <link rel=\"icon\" href=\"/static/icon.svg\" type=\"image/svg+xml\"></head>\
          <body><header><h1>Mail account</h1>{bar}</header><main class=\"{class}\">{body}</main></body></html>\n",
         t = escape(title),
         class = escape(class)

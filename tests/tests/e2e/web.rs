@@ -346,6 +346,7 @@ for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-n
           "--ignore-certificate-errors", "--window-size=1280,1000",
           "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
     opts.add_argument(a)
+opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 d.set_page_load_timeout(60)
 
@@ -483,6 +484,13 @@ try:
     d.find_element(By.ID, "token-submit").click()
     wait(lambda: "not valid" in text_of("note"), "token used twice")
     print("token refused the second time")
+    # Every page kept to its Content-Security-Policy; the only errors are the refusals
+    # the test provoked (the used link's 403).
+    bad = [e["message"] for e in d.get_log("browser")
+           if "Content Security Policy" in e["message"]
+           or (e["level"] == "SEVERE" and "status of 403" not in e["message"] and "status of 400" not in e["message"])]
+    assert not bad, bad
+    print("no CSP violation")
 finally:
     d.quit()
 
@@ -557,6 +565,7 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         "added with link",
         "token login and password set",
         "token refused the second time",
+        "no CSP violation",
         "imap login OK",
         "imap login after reset OK",
         "done",
@@ -716,6 +725,7 @@ for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-n
           "--ignore-certificate-errors", "--window-size=1280,1400",
           "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
     opts.add_argument(a)
+opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
 d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
 d.set_page_load_timeout(60)
 
@@ -774,6 +784,11 @@ try:
     assert len(pts) == 4, len(pts)
     d.save_screenshot(os.path.join(shots, "01-activity.png"))
     print("chart drawn")
+    # The pages keep to their Content-Security-Policy: nothing refused, no script error.
+    bad = [e["message"] for e in d.get_log("browser")
+           if e["level"] == "SEVERE" or "Content Security Policy" in e["message"]]
+    assert not bad, bad
+    print("no CSP violation")
 finally:
     d.quit()
 
@@ -850,6 +865,7 @@ fn activity_counters_move_live_when_mail_is_sent() {
         "delivered counter moved",
         "log filtered",
         "chart drawn",
+        "no CSP violation",
         "metric accepted 1\n",
         "metric delivered 1\n",
         "metric logins ok True",
