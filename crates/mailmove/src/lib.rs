@@ -778,10 +778,11 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(MoveError::Temp(format!("wait: {e}"))),
             };
-            let (pid, class) = match st {
-                WaitStatus::Exited(p, 0) => (p, Exit::Ok),
-                WaitStatus::Exited(p, 100) => (p, Exit::Perm),
-                WaitStatus::Exited(p, _) | WaitStatus::Signaled(p, _, _) => (p, Exit::Temp),
+            let (pid, class, killed) = match st {
+                WaitStatus::Exited(p, 0) => (p, Exit::Ok, None),
+                WaitStatus::Exited(p, 100) => (p, Exit::Perm, None),
+                WaitStatus::Exited(p, _) => (p, Exit::Temp, None),
+                WaitStatus::Signaled(p, sig, _) => (p, Exit::Temp, Some(sig)),
                 _ => continue,
             };
             if let Some(i) = running
@@ -798,6 +799,24 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                     r.label,
                     class.code()
                 ));
+                if let Some(sig) = killed {
+                    // A worker killed before its report: the report says so (a rerun
+                    // goes on from what it wrote).
+                    let why = format!("the worker was killed by {sig}");
+                    log::error!("user={} {why}", r.label);
+                    let (login, dest) = r.label.split_once('>').unwrap_or((&r.label, ""));
+                    let _ = writeln!(
+                        out,
+                        "{},{},failed,0,0,0,0,0,0,0,{}",
+                        csv_quote(login),
+                        csv_quote(dest),
+                        csv_quote(&why)
+                    )
+                    .and_then(|()| out.flush());
+                    if let Some(f) = &mut text_out {
+                        let _ = writeln!(f, "{login} > {dest}: failed: {why}\n");
+                    }
+                }
             }
         }
         view.show(false);

@@ -477,6 +477,41 @@ fn dovecot_to_mailorder_kill9_incremental_mbsync() {
         dv.path("cert.pem").display()
     );
 
+    // A worker killed on its own (as soon as it runs): the admin side reports that user
+    // failed with the signal, exits 111, and the passes below finish the job.
+    {
+        let mut c = mailmove(&t, &[]);
+        pass1(&mut c);
+        let admin = mailorder_tests::Guard(c.stderr(Stdio::null()).spawn().unwrap());
+        let children = format!("/proc/{0}/task/{0}/children", admin.0.id());
+        let workers = || -> Vec<String> {
+            std::fs::read_to_string(&children)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter(|p| {
+                    std::fs::read(format!("/proc/{p}/cmdline"))
+                        .is_ok_and(|c| c.windows(8).any(|w| w == b"--worker"))
+                })
+                .map(str::to_owned)
+                .collect()
+        };
+        mailorder_tests::wait_for("the workers", 60, || workers().len() == 2);
+        // Unreaped children of our child: still its workers.
+        for pid in workers() {
+            let _ = Command::new("kill").args(["-s", "KILL", &pid]).status();
+        }
+        let mut admin = admin;
+        let st = admin.0.wait().unwrap();
+        assert_eq!(st.code(), Some(111));
+        let report = std::fs::read_to_string(&csv).unwrap();
+        assert!(
+            report.contains(
+                "ann,ann@example.test,failed,0,0,0,0,0,0,0,the worker was killed by SIGKILL"
+            ),
+            "{report}"
+        );
+    }
+
     // Pass 1, killed with -9 at random points, then run to the end.
     let mut seed = std::process::id() as u64;
     for round in 0..3 {
