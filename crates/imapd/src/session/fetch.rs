@@ -240,7 +240,9 @@ impl<W: Write> Session<W> {
         };
         let mut set_seen = false;
         let mut unknown_cte = false;
-        let mut out: Vec<u8> = format!("* {seq} FETCH (").into_bytes();
+        // Written straight into the session's output (no copy of a body per message).
+        let out = &mut self.buf;
+        out.extend(format!("* {seq} FETCH (").as_bytes());
         let mut first = true;
         let mut flags_sent = false;
         for a in atts {
@@ -266,32 +268,16 @@ impl<W: Write> Session<W> {
                     );
                 }
                 FetchAtt::Rfc822Size => out.extend(format!("RFC822.SIZE {}", m.size).as_bytes()),
-                FetchAtt::Envelope => {
-                    out.extend(b"ENVELOPE ");
-                    out.extend(
-                        structs
-                            .as_ref()
-                            .map_or("NIL", |s| s.envelope.as_str())
-                            .as_bytes(),
-                    );
-                }
-                FetchAtt::BodyStructure => {
-                    out.extend(b"BODYSTRUCTURE ");
-                    out.extend(
-                        structs
-                            .as_ref()
-                            .map_or("NIL", |s| s.bodystructure.as_str())
-                            .as_bytes(),
-                    );
-                }
-                FetchAtt::Body => {
-                    out.extend(b"BODY ");
-                    out.extend(
-                        structs
-                            .as_ref()
-                            .map_or("NIL", |s| s.body.as_str())
-                            .as_bytes(),
-                    );
+                FetchAtt::Envelope | FetchAtt::BodyStructure | FetchAtt::Body => {
+                    let (name, text) = match (a, &structs) {
+                        (FetchAtt::Envelope, s) => ("ENVELOPE", s.as_ref().map(|s| &s.envelope)),
+                        (FetchAtt::BodyStructure, s) => {
+                            ("BODYSTRUCTURE", s.as_ref().map(|s| &s.bodystructure))
+                        }
+                        (_, s) => ("BODY", s.as_ref().map(|s| &s.body)),
+                    };
+                    out.extend(format!("{name} ").as_bytes());
+                    out.extend(text.map_or("NIL", String::as_str).as_bytes());
                 }
                 FetchAtt::Rfc822 | FetchAtt::Rfc822Header | FetchAtt::Rfc822Text => {
                     let (Some(d), Some(p)) = (&data, &parsed) else {
@@ -305,8 +291,7 @@ impl<W: Write> Session<W> {
                     if !matches!(a, FetchAtt::Rfc822Header) {
                         set_seen = true;
                     }
-                    out.extend(format!("{name} {{{}}}\r\n", bytes.len()).as_bytes());
-                    out.extend_from_slice(bytes);
+                    literal(out, name, bytes);
                 }
                 FetchAtt::Binary {
                     peek,
@@ -329,21 +314,8 @@ impl<W: Write> Session<W> {
                         out.extend(format!("BINARY[{}] NIL", join_part(part)).as_bytes());
                         continue;
                     };
-                    let (bytes, origin) = match partial {
-                        Some((o, c)) => {
-                            let o = (*o as usize).min(content.len());
-                            let e = o.saturating_add(*c as usize).min(content.len());
-                            (&content[o..e], Some(o))
-                        }
-                        None => (&content[..], None),
-                    };
-                    out.extend(format!("BINARY[{}]", join_part(part)).as_bytes());
-                    if let Some(o) = origin {
-                        out.extend(format!("<{o}>").as_bytes());
-                    }
-                    let tilde = if bytes.contains(&0) { "~" } else { "" };
-                    out.extend(format!(" {tilde}{{{}}}\r\n", bytes.len()).as_bytes());
-                    out.extend_from_slice(bytes);
+                    let name = format!("BINARY[{}]", join_part(part));
+                    partial_literal(out, &name, &content, *partial);
                 }
                 FetchAtt::BinarySize(part) => {
                     let (Some(d), Some(p)) = (&data, &parsed) else {
@@ -410,20 +382,8 @@ impl<W: Write> Session<W> {
                             }
                         }
                     };
-                    let (bytes, origin) = match partial {
-                        Some((o, c)) => {
-                            let o = (*o as usize).min(content.len());
-                            let e = o.saturating_add(*c as usize).min(content.len());
-                            (&content[o..e], Some(o))
-                        }
-                        None => (&content[..], None),
-                    };
-                    out.extend(format!("BODY[{}]", section.render()).as_bytes());
-                    if let Some(o) = origin {
-                        out.extend(format!("<{o}>").as_bytes());
-                    }
-                    out.extend(format!(" {{{}}}\r\n", bytes.len()).as_bytes());
-                    out.extend_from_slice(bytes);
+                    let name = format!("BODY[{}]", section.render());
+                    partial_literal(out, &name, &content, *partial);
                 }
             }
         }
@@ -447,9 +407,33 @@ impl<W: Write> Session<W> {
                 }
             }
         }
-        out.extend(b")\r\n");
-        self.buf.extend(out);
+        self.buf.extend(b")\r\n");
         self.unknown_cte |= unknown_cte;
         Ok(true)
+    }
+}
+
+/// `NAME {n}` and the octets (`~{n}` when they hold NUL: a BINARY literal, RFC 3516
+/// §4.2; BODY[] of a message with NUL is sent as stored, as Dovecot does).
+fn literal(out: &mut Vec<u8>, name: &str, bytes: &[u8]) {
+    let tilde = if name.starts_with("BINARY") && bytes.contains(&0) {
+        "~"
+    } else {
+        ""
+    };
+    out.extend(format!("{name} {tilde}{{{}}}\r\n", bytes.len()).as_bytes());
+    out.extend_from_slice(bytes);
+}
+
+/// [`literal`] of `content` cut to `<origin.count>` when asked (`NAME<origin>`; an
+/// origin past the end gives an empty string, RFC 3501 §6.4.5).
+fn partial_literal(out: &mut Vec<u8>, name: &str, content: &[u8], partial: Option<(u32, u32)>) {
+    match partial {
+        Some((o, c)) => {
+            let o = (o as usize).min(content.len());
+            let e = o.saturating_add(c as usize).min(content.len());
+            literal(out, &format!("{name}<{o}>"), &content[o..e]);
+        }
+        None => literal(out, name, content),
     }
 }
