@@ -239,15 +239,24 @@ pub fn run(cfg: &Config, resolved: Result<Resolved, DirError>, msg: &mut File) -
 /// from the filter, the lower of the two decides; otherwise the filter's `X-Spam-Flag`.
 /// The filter flags a message at the lowest mark score of all its recipients, so only a
 /// flagged message can be wrong for this one: only then is the domain asked (one lookup,
-/// for spam only; a directory that cannot be read is a temporary failure).
+/// for spam only; a directory that cannot be read is a temporary failure), and then the
+/// site's `control/spammark`/`spamreject`, as the filter falls back to them.
 fn is_spam(cfg: &Config, hops: &header::Hops, user: &User) -> Result<bool, DeliverError> {
+    use mailorder_directory::{Score, SpamLevels};
     let mut levels = user.spam;
-    if hops.spam
-        && hops.score.is_some()
-        && levels == mailorder_directory::SpamLevels::default()
-        && let Some((_, domain)) = mailorder_directory::split_address(&user.address)
-    {
-        levels = mailorder_directory::Directory::open_at(&cfg.root)?.domain_spam(domain)?;
+    if hops.spam && hops.score.is_some() && levels == SpamLevels::default() {
+        if let Some((_, domain)) = mailorder_directory::split_address(&user.address) {
+            levels = mailorder_directory::Directory::open_at(&cfg.root)?.domain_spam(domain)?;
+        }
+        if levels == SpamLevels::default() {
+            let site = |name| -> Result<Option<Score>, DeliverError> {
+                Ok(cfg.control.line(name)?.and_then(|v| Score::parse(&v)))
+            };
+            levels = SpamLevels {
+                reject: site("spamreject")?,
+                mark: site("spammark")?,
+            };
+        }
     }
     let own = match (levels.mark, levels.reject) {
         (Some(m), Some(r)) => Some(m.0.min(r.0)),

@@ -867,6 +867,8 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     t.add_user("s@strict.test", "", "pw");
     t.add_user("l@lenient.test", "", "pw");
     t.add_user("m@marky.test", "", "pw");
+    t.directory_add("domains", "plain.test local");
+    t.add_user("d@plain.test", "", "pw");
     t.add_user("p@lenient.test", "", "pw");
     let out = t
         .cmd("useradm")
@@ -931,6 +933,22 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     });
     assert!(files("m@marky.test", ".Junk")[0].contains("X-Spam-Flag: YES\n"));
     assert!(files("l@lenient.test", ".Junk").is_empty());
+    // A recipient with no scores of its own or its domain's is filed by the site's
+    // (control/spamreject 5000 here): the inbox, though marky.test flagged the message.
+    t.control("spamreject", "5000");
+    expect_code(
+        &send_to(port, &["m@marky.test", "d@plain.test"], GTUBE),
+        "250",
+    );
+    mailorder_tests::wait_for("GTUBE in d's inbox", 60, || {
+        files("d@plain.test", "").len() == 1
+    });
+    mailorder_tests::wait_for("GTUBE in m's Junk", 60, || {
+        files("m@marky.test", ".Junk").len() == 2
+    });
+    assert!(files("d@plain.test", "")[0].contains("X-Spam-Flag: YES\n"));
+    assert!(files("d@plain.test", ".Junk").is_empty());
+    t.control("spamreject", "100");
     // A user's own reject score overrides the domain's.
     let out = t
         .cmd("useradm")
