@@ -211,6 +211,14 @@ pub fn as_tree_user(c: &mut Command) -> &mut Command {
     c
 }
 
+/// Give `path` and everything below it to [`tree_user`] when the tests run as root (a tree
+/// a test laid out by hand, whose programs run as `nobody`); nothing otherwise.
+pub fn give_to_tree_user(path: &Path) {
+    if let Some((uid, gid)) = tree_user() {
+        chown_tree(path, uid, gid);
+    }
+}
+
 /// chown -R, not following symbolic links.
 fn chown_tree(p: &Path, uid: u32, gid: u32) {
     let _ = std::os::unix::fs::lchown(p, Some(uid), Some(gid));
@@ -284,9 +292,7 @@ impl Tree {
     /// Give `path` and everything below it to [`tree_user`] (when the tests run as root),
     /// after the test made it as root (a fresh mount, a directory it laid out itself).
     pub fn give_to_tree_user(&self, path: &Path) {
-        if let Some((uid, gid)) = tree_user() {
-            chown_tree(path, uid, gid);
-        }
+        give_to_tree_user(path);
     }
 
     /// A command for program `prog` that keeps the test's own uid (root, for the tests of

@@ -83,7 +83,7 @@ pub fn refuse_root(prog: &str) {
     let (ruid, euid, _, _) = crate::sys::ids();
     if ruid == 0 || euid == 0 {
         log::error!(
-            "{prog} reads network input and does not run as root: start it under its own uid (#4.3.0)"
+            "{prog} reads untrusted input and does not run as root: start it under its own uid (#4.3.0)"
         );
         crate::exit::exit(crate::Exit::Temp.code());
     }

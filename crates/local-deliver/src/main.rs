@@ -10,6 +10,10 @@ use std::io::Write;
 
 fn main() {
     mailorder_core::logger::init("local-deliver", mailorder_core::Exit::Temp.code());
+    // It parses message content and files the mailbox owner writes (`.qmail`, the
+    // autoresponder): never as root, checked before any of it is read (DESIGN invariant 2;
+    // issue #10 item 1).
+    mailorder_core::privs::refuse_root("local-deliver");
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Long-lived for one mailbox owner, fed by dispatch (worker.rs).
     if args.is_empty()

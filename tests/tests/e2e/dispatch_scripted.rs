@@ -1,9 +1,13 @@
 //! dispatch with the real `queue` and `queue-clean` binaries and scripted `local-deliver`
 //! and `remote-send` (shell scripts that record what they were given), in a bare temporary
 //! root: the scheduler's own decisions (retries, bounces, one run per domain, qadmin
-//! requests, crash leftovers) without the rest of the system.
+//! requests, crash leftovers) without the rest of the system. As root the tree is
+//! `nobody`'s and dispatch and queue run as `nobody` (dispatch refuses root).
 
-use mailorder_tests::{Guard, bin, envelope, python_stdin, terminate, wait_for_or};
+use mailorder_tests::{
+    Guard, as_tree_user, bin, envelope, give_to_tree_user, python_stdin, scratch, terminate,
+    wait_for_or,
+};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -46,7 +50,7 @@ struct Tree {
 
 impl Tree {
     fn new() -> Tree {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = scratch();
         let r = dir.path();
         for s in ["mess", "intd", "todo", "state", "lock"] {
             std::fs::create_dir_all(r.join("queue").join(s)).unwrap();
@@ -78,6 +82,7 @@ impl Tree {
             std::fs::write(&p, text).unwrap();
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
+        give_to_tree_user(r);
         Tree { bin: b, dir }
     }
 
@@ -92,7 +97,7 @@ impl Tree {
             .open(self.root().join("dispatch.log"))
             .unwrap();
         Guard(
-            Command::new(bin("dispatch"))
+            as_tree_user(&mut Command::new(bin("dispatch")))
                 .env_clear()
                 .env("PATH", "/usr/bin:/bin")
                 .env("MAILORDER_ROOT", self.root())
@@ -108,7 +113,7 @@ impl Tree {
 
     fn queue(&self, sender: &str, rcpts: &[&str], msg: &str) {
         let (r, mut w) = std::io::pipe().unwrap();
-        let mut child = Command::new(self.bin.join("queue"))
+        let mut child = as_tree_user(&mut Command::new(self.bin.join("queue")))
             .env_clear()
             .env("MAILORDER_ROOT", self.root())
             .stdin(Stdio::piped())
@@ -412,6 +417,7 @@ fn crash_leftovers_are_cleaned_at_start() {
     )
     .unwrap();
     std::fs::write(t.root().join("tempok"), "").unwrap();
+    give_to_tree_user(&q);
     let d = t.dispatch();
     t.wait_for("delivered", || t.delivered("temp@x.test").len() == 1);
     t.wait_for("empty queue", || {

@@ -95,10 +95,15 @@ fn per_mailbox_uids_deliver_and_log_in_as_their_own_uid() {
         assert_eq!((m.uid(), m.mode() & 0o777), (uid, 0o700), "{who}'s home");
     }
 
-    // dispatch as root (as under supervise in an installation, where deliver-as is
-    // set-uid root): the harness's own start_dispatch runs it as the tree user.
+    // dispatch as the tree user (it refuses root) with deliver-as set-uid root, as in an
+    // installation: ROOT/bin holds the set-uid copy and the programs it and dispatch run.
+    t.setuid_root_copy("deliver-as");
+    for p in ["local-deliver", "queue", "queue-clean", "remote-send"] {
+        std::os::unix::fs::symlink(bin(p), t.root.join("bin").join(p)).unwrap();
+    }
     let d = t
-        .cmd_as_caller("dispatch")
+        .cmd("dispatch")
+        .env("MAILORDER_BIN_DIR", t.root.join("bin"))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();

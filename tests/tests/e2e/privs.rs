@@ -209,3 +209,45 @@ fn installed_programs_run_under_their_own_uids() {
         "nothing written under MAILORDER_ROOT"
     );
 }
+
+// See: issue #10 (item 1): every program that parses network input, message content or a
+// file a user writes refuses to run as root, first thing, through core's one helper.
+#[test]
+fn untrusted_input_refuses_root() {
+    if !is_root() {
+        return skip(
+            "untrusted_input_refuses_root",
+            "needs root (CI runs as root)",
+        );
+    }
+    let t = mailorder_tests::Tree::new();
+    for prog in [
+        "smtpd",
+        "tlswrap",
+        "pop3d-login",
+        "imapd-login",
+        "pop3d",
+        "imapd",
+        "remote-send",
+        "filter",
+        "webd",
+        "dispatch",
+        "local-deliver",
+    ] {
+        let out = t
+            .cmd_as_caller(prog)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(111), "{prog}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{prog}: error: {prog} reads untrusted input and does not run as root"
+            )),
+            "{prog}: {err}"
+        );
+    }
+}
