@@ -145,3 +145,84 @@ fn listen_u_binds_then_drops_with_all_groups() {
         assert_eq!(field("CapEff:"), vec!["0000000000000000"], "{status}");
     }
 }
+
+// See: issue #10 (item 3): the systemd sockets allowed 40 (10 per address) or 200 (20)
+// connections while listen's defaults were 1000 (50): one choice, everywhere.
+#[test]
+fn connection_limits_are_one_choice() {
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let (limit, per) = (
+        mailorder_listen::DEFAULT_LIMIT,
+        mailorder_listen::DEFAULT_PER_SOURCE,
+    );
+    let mut sockets = 0;
+    for e in std::fs::read_dir(repo.join("etc/systemd")).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_none_or(|x| x != "socket") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&p).unwrap();
+        let values = |key: &str| -> Vec<&str> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                .collect()
+        };
+        assert_eq!(values("MaxConnections"), [limit.to_string()], "{p:?}");
+        assert_eq!(
+            values("MaxConnectionsPerSource"),
+            [per.to_string()],
+            "{p:?}"
+        );
+        sockets += 1;
+    }
+    assert_eq!(
+        sockets, 7,
+        "smtpd, submission, smtps, pop3, pop3s, imap, imaps"
+    );
+    let mut scripts = 0;
+    for e in std::fs::read_dir(repo.join("supervise")).unwrap() {
+        let run = e.unwrap().path().join("run");
+        let text = std::fs::read_to_string(&run).unwrap();
+        if !text.contains("/listen\"") {
+            continue;
+        }
+        for l in text.lines().filter(|l| !l.trim_start().starts_with('#')) {
+            if l.contains("exec tcpserver ") {
+                assert!(
+                    l.contains(&format!("-c \"${{CONCURRENCY:-{limit}}}\"")),
+                    "{run:?}: {l}"
+                );
+            }
+            if l.contains("/listen\"") {
+                // listen's own defaults, unless ./env says otherwise.
+                assert!(
+                    l.contains(
+                        "${CONCURRENCY:+-c \"$CONCURRENCY\"} ${PERSOURCE:+-C \"$PERSOURCE\"}"
+                    ),
+                    "{run:?}: {l}"
+                );
+                assert_eq!(
+                    l.matches(" -c ").count() + l.matches(" -C ").count(),
+                    0,
+                    "{l}"
+                );
+            }
+        }
+        scripts += 1;
+    }
+    assert_eq!(scripts, 7, "a run script per port");
+    let arch = std::fs::read_to_string(repo.join("docs/ARCHITECTURE.md")).unwrap();
+    assert!(
+        arch.contains(&format!("**{limit} connections at once**"))
+            && arch.contains(&format!("**{per} from one client address**")),
+        "docs/ARCHITECTURE.md, \"Connection limits\""
+    );
+    let contract = std::fs::read_to_string(repo.join("crates/listen/CONTRACT.md")).unwrap();
+    assert!(
+        contract.contains(&format!("default {limit}"))
+            && contract.contains(&format!("default {per}")),
+        "listen's CONTRACT.md"
+    );
+}
