@@ -4,11 +4,14 @@
 //! authenticated server (imapd) as the user (docs/ARCHITECTURE.md, "The login chain").
 //!
 //! [`run`] is the session over any `Read`/`Write` and a [`Backend`], unit-tested with
-//! fakes; [`serve`] is the process glue. The connection is never read past the end of the
-//! current line (a socket is peeked, then read up to its first LF; a pipe one octet at a
-//! time), so whatever the client pipelined after its login stays in the socket for imapd,
-//! and after STARTTLS for the handshake (plaintext never crosses into TLS). Each response
-//! leaves in one write, just before the next read or hand-off.
+//! fakes; [`serve`] is the process glue. The protocol-neutral half (the answer queue, the
+//! login attempt, STARTTLS, the end of the session, the process set-up) is
+//! `mailorder_login_common::Front`, shared with pop3d-login; this crate keeps the grammar
+//! and the replies. The connection is never read past the end of the current line (a
+//! socket is peeked, then read up to its first LF; a pipe one octet at a time), so whatever
+//! the client pipelined after its login stays in the socket for imapd, and after STARTTLS
+//! for the handshake (plaintext never crosses into TLS). Each response leaves in one write,
+//! just before the next read or hand-off.
 
 /// The statuses this program exits with (see `mailorder_core::exit`, "EXIT_CODES").
 pub const EXIT_CODES: &[u8] = &[
@@ -17,14 +20,11 @@ pub const EXIT_CODES: &[u8] = &[
     mailorder_core::Exit::Temp.code(),
 ];
 
-use mailorder_core::control::Control;
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command};
 use mailorder_imap_proto::request::Verb;
-use mailorder_login_common::{
-    Chain, Checkpassword, Failures, In, LoginError, Out, OutTimed, Outcome, Policy, StartTls,
-    TlsParams,
-};
+pub use mailorder_login_common::{Backend, Config};
+use mailorder_login_common::{Front, StartTls, Verdict};
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 
@@ -38,64 +38,9 @@ pub const MAX_ERRORS: u32 = 10;
 /// RFC 2971's maximum, 30 field-value pairs with values of 1024 octets.
 pub const MAX_COMMAND: usize = 40 * 1024;
 
-/// What the session needs from the outside world.
-pub trait Backend {
-    /// Run the checkpassword program (and with it imapd).
-    fn login(
-        &mut self,
-        login: &[u8],
-        password: &[u8],
-        env: &[(String, String)],
-    ) -> Result<Outcome, LoginError>;
-    /// Whether STARTTLS can be offered (running under `tlswrap -n`).
-    fn can_starttls(&self) -> bool;
-    /// Hand the connection to tlswrap; the tagged OK has been sent.
-    fn start_tls(&mut self) -> Result<TlsParams, LoginError>;
-}
-
-impl Backend for Chain {
-    fn login(
-        &mut self,
-        login: &[u8],
-        password: &[u8],
-        env: &[(String, String)],
-    ) -> Result<Outcome, LoginError> {
-        self.cp.run(login, password, b"", env)
-    }
-
-    fn can_starttls(&self) -> bool {
-        self.tls_offered()
-    }
-
-    fn start_tls(&mut self) -> Result<TlsParams, LoginError> {
-        self.begin_tls()
-    }
-}
-
-/// Settings of one session.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Failures, delays, plain-text policy, timeout.
-    pub policy: Policy,
-    /// Whether the connection is already under TLS (`TLS=1` from tlswrap).
-    pub tls: bool,
-    /// Whether the client is on a loopback address.
-    pub loopback: bool,
-    /// The client's address, for logs.
-    pub ip: String,
-}
-
 struct Session<'a, R: Read, W: Write, B: Backend> {
-    cfg: Config,
-    r: R,
-    w: W,
-    backend: &'a mut B,
+    f: Front<'a, R, W, B>,
     framer: Framer,
-    failures: Failures,
-    env: Vec<(String, String)>,
-    /// Response lines not yet written: everything answering one command goes out in one
-    /// write (with Nagle on, a second small write waits for the client's delayed ACK).
-    out: Vec<u8>,
 }
 
 enum Next {
@@ -104,53 +49,31 @@ enum Next {
 }
 
 impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
-    /// Queue a response line; [`Session::flush`] writes the queue.
-    fn send(&mut self, s: &str) -> io::Result<()> {
-        self.out.extend_from_slice(s.as_bytes());
-        self.out.extend_from_slice(b"\r\n");
-        Ok(())
+    /// Queue a response line.
+    fn send(&mut self, s: &str) {
+        self.f.send(s.as_bytes());
+        self.f.send(b"\r\n");
     }
 
-    /// Write the queued lines in one write.
-    fn flush(&mut self) -> io::Result<()> {
-        if self.out.is_empty() {
-            return Ok(());
-        }
-        let out = std::mem::take(&mut self.out);
-        self.w.write_all(&out)?;
-        self.w.flush()
-    }
-
-    /// The next frame (queued responses written first); `None` at EOF. The reader
-    /// never returns octets past a line end, see the crate documentation.
+    /// The next frame (queued responses written first); `None` at EOF.
     fn frame(&mut self) -> io::Result<Option<Frame>> {
-        let mut b = [0u8; 4096];
         loop {
             if let Some(f) = self.framer.next_frame() {
                 return Ok(Some(f));
             }
-            self.flush()?;
-            match self.r.read(&mut b) {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.framer.push(&b[..n]),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            let framer = &mut self.framer;
+            if !self.f.fill(|b| framer.push(b))? {
+                return Ok(None);
             }
         }
     }
 
-    fn plaintext_ok(&self) -> bool {
-        self.cfg
-            .policy
-            .plaintext_allowed(self.cfg.tls, self.cfg.loopback)
-    }
-
     fn capability(&self) -> String {
         let mut c = String::from("IMAP4rev1 IMAP4rev2 LITERAL+ SASL-IR ID");
-        if !self.cfg.tls && self.backend.can_starttls() {
+        if self.f.starttls_offered() {
             c.push_str(" STARTTLS");
         }
-        if self.plaintext_ok() {
+        if self.f.plaintext_ok() {
             c.push_str(" AUTH=PLAIN");
         } else {
             c.push_str(" LOGINDISABLED");
@@ -159,63 +82,39 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
     }
 
     fn login(&mut self, tag: &str, login: &[u8], password: &[u8]) -> io::Result<Next> {
-        if !self.plaintext_ok() {
-            self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))?;
+        if !self.f.plaintext_ok() {
+            self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"));
             return Ok(Next::Go);
         }
-        if !mailorder_login_common::valid_login(login) {
-            return self.failed(tag, login);
-        }
-        let mut env = self.env.clone();
-        env.push(("IMAPLOGINTAG".into(), tag.to_owned()));
-        self.flush()?;
-        match self.backend.login(login, password, &env) {
-            Ok(Outcome::Served(code)) => {
-                log::info!(
-                    "login user={} ip={} tls={}",
-                    mailorder_login_common::loggable(login),
-                    self.cfg.ip,
-                    u8::from(self.cfg.tls)
-                );
-                Ok(Next::Exit(code))
+        let tag_env = [("IMAPLOGINTAG".to_owned(), tag.to_owned())];
+        Ok(match self.f.authenticate(login, password, b"", &tag_env)? {
+            Verdict::Served(code) => Next::Exit(code),
+            Verdict::Failed { cut } => {
+                self.send(&format!(
+                    "{tag} NO [AUTHENTICATIONFAILED] Authentication failed"
+                ));
+                if cut {
+                    self.send("* BYE Too many authentication failures");
+                    return Ok(Next::Exit(0));
+                }
+                Next::Go
             }
-            Ok(Outcome::Bad) => self.failed(tag, login),
-            Ok(Outcome::Misuse | Outcome::Temp) => {
+            Verdict::Temp | Verdict::Misuse => {
                 self.send(&format!(
                     "{tag} NO [UNAVAILABLE] Temporary authentication failure"
-                ))?;
-                Ok(Next::Go)
+                ));
+                Next::Go
             }
-            Err(e) => {
-                log::error!("{e}");
-                self.send(&format!(
-                    "{tag} NO [UNAVAILABLE] Temporary authentication failure"
-                ))?;
-                Ok(Next::Go)
-            }
-        }
-    }
-
-    fn failed(&mut self, tag: &str, login: &[u8]) -> io::Result<Next> {
-        let ip = self.cfg.ip.clone();
-        let cut = self.failures.fail(SERVICE, login, &ip);
-        self.send(&format!(
-            "{tag} NO [AUTHENTICATIONFAILED] Authentication failed"
-        ))?;
-        if cut {
-            self.send("* BYE Too many authentication failures")?;
-            return Ok(Next::Exit(0));
-        }
-        Ok(Next::Go)
+        })
     }
 
     fn run(&mut self) -> io::Result<u8> {
         let caps = self.capability();
-        self.send(&format!("* OK [CAPABILITY {caps}] mailorder IMAP ready"))?;
+        self.send(&format!("* OK [CAPABILITY {caps}] mailorder IMAP ready"));
         let mut errors = 0u32;
         loop {
             if errors >= MAX_ERRORS {
-                self.send("* BYE Too many errors")?;
+                self.send("* BYE Too many errors");
                 return Ok(mailorder_core::Exit::Ok.code());
             }
             let Some(frame) = self.frame()? else {
@@ -223,25 +122,25 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             };
             let bytes = match frame {
                 Frame::Continue => {
-                    self.send("+ OK")?;
+                    self.send("+ OK");
                     continue;
                 }
                 Frame::TooLong { tag } => {
                     errors += 1;
                     let t = tag.unwrap_or_else(|| "*".into());
-                    self.send(&format!("{t} BAD Command too long"))?;
+                    self.send(&format!("{t} BAD Command too long"));
                     continue;
                 }
                 Frame::Desync => {
-                    self.send("* BYE Command too long")?;
+                    self.send("* BYE Command too long");
                     return Ok(mailorder_core::Exit::Ok.code());
                 }
                 Frame::LiteralTooBig { tag, fatal } => {
                     errors += 1;
                     let t = tag.unwrap_or_else(|| "*".into());
-                    self.send(&format!("{t} BAD Command too long"))?;
+                    self.send(&format!("{t} BAD Command too long"));
                     if fatal {
-                        self.send("* BYE Command too long")?;
+                        self.send("* BYE Command too long");
                         return Ok(mailorder_core::Exit::Ok.code());
                     }
                     continue;
@@ -253,7 +152,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                 Err(e) => {
                     errors += 1;
                     let t = e.tag.unwrap_or_else(|| "*".into());
-                    self.send(&format!("{t} BAD Syntax error: {}", e.text))?;
+                    self.send(&format!("{t} BAD Syntax error: {}", e.text));
                     continue;
                 }
             };
@@ -261,49 +160,42 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             let next = match (cmd.name.as_str(), cmd.args.as_slice()) {
                 ("CAPABILITY", []) => {
                     let c = self.capability();
-                    self.send(&format!("* CAPABILITY {c}"))?;
-                    self.send(&format!("{tag} OK Capability completed"))?;
+                    self.send(&format!("* CAPABILITY {c}"));
+                    self.send(&format!("{tag} OK Capability completed"));
                     Next::Go
                 }
                 ("NOOP", []) => {
-                    self.send(&format!("{tag} OK NOOP completed"))?;
+                    self.send(&format!("{tag} OK NOOP completed"));
                     Next::Go
                 }
                 ("LOGOUT", []) => {
-                    self.send("* BYE Logging out")?;
-                    self.send(&format!("{tag} OK Logout completed"))?;
+                    self.send("* BYE Logging out");
+                    self.send(&format!("{tag} OK Logout completed"));
                     Next::Exit(0)
                 }
                 ("ID", [_]) => {
-                    self.send("* ID (\"name\" \"mailorder\")")?;
-                    self.send(&format!("{tag} OK ID completed"))?;
+                    self.send("* ID (\"name\" \"mailorder\")");
+                    self.send(&format!("{tag} OK ID completed"));
                     Next::Go
                 }
                 ("STARTTLS", []) => {
-                    if self.cfg.tls || !self.backend.can_starttls() {
+                    if !self.f.starttls_offered() {
                         errors += 1;
-                        self.send(&format!("{tag} BAD STARTTLS not available"))?;
+                        self.send(&format!("{tag} BAD STARTTLS not available"));
                         Next::Go
                     } else {
-                        self.send(&format!("{tag} OK Begin TLS negotiation now"))?;
-                        self.flush()?;
                         let dropped = self.framer.discard();
                         if dropped > 0 {
                             log::warn!(
                                 "discarded {dropped} octets pipelined after STARTTLS ip={}",
-                                self.cfg.ip
+                                self.f.cfg.ip
                             );
                         }
-                        match self.backend.start_tls() {
-                            Ok(p) => {
-                                self.cfg.tls = true;
-                                self.env = p.env();
-                                Next::Go
-                            }
-                            Err(e) => {
-                                log::warn!("{e} ip={}", self.cfg.ip);
-                                Next::Exit(0)
-                            }
+                        let ok = format!("{tag} OK Begin TLS negotiation now\r\n");
+                        if self.f.start_tls(ok.as_bytes())? {
+                            Next::Go
+                        } else {
+                            Next::Exit(0)
                         }
                     }
                 }
@@ -314,7 +206,7 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                     }
                     _ => {
                         errors += 1;
-                        self.send(&format!("{tag} BAD LOGIN needs two strings"))?;
+                        self.send(&format!("{tag} BAD LOGIN needs two strings"));
                         Next::Go
                     }
                 },
@@ -324,12 +216,12 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                 }
                 (name, _) if Verb::parse(name).is_some_and(Verb::needs_login) => {
                     errors += 1;
-                    self.send(&format!("{tag} BAD Log in first"))?;
+                    self.send(&format!("{tag} BAD Log in first"));
                     Next::Go
                 }
                 _ => {
                     errors += 1;
-                    self.send(&format!("{tag} BAD Unknown command or wrong arguments"))?;
+                    self.send(&format!("{tag} BAD Unknown command or wrong arguments"));
                     Next::Go
                 }
             };
@@ -341,42 +233,42 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
 
     fn authenticate(&mut self, tag: &str, mech: &Tok, initial: Option<&Tok>) -> io::Result<Next> {
         if mech.atom_upper().as_deref() != Some("PLAIN") {
-            self.send(&format!("{tag} NO [CANNOT] Unsupported mechanism"))?;
+            self.send(&format!("{tag} NO [CANNOT] Unsupported mechanism"));
             return Ok(Next::Go);
         }
-        if !self.plaintext_ok() {
-            self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"))?;
+        if !self.f.plaintext_ok() {
+            self.send(&format!("{tag} NO [PRIVACYREQUIRED] Use STARTTLS first"));
             return Ok(Next::Go);
         }
         let resp: Vec<u8> = match initial {
             Some(t) => match t.astring() {
                 Some(b) => b.to_vec(),
                 None => {
-                    self.send(&format!("{tag} BAD Bad initial response"))?;
+                    self.send(&format!("{tag} BAD Bad initial response"));
                     return Ok(Next::Go);
                 }
             },
             None => {
-                self.send("+ ")?;
+                self.send("+ ");
                 match self.frame()? {
                     Some(Frame::Command(b)) => b,
                     None => return Ok(Next::Exit(0)),
                     Some(_) => {
-                        self.send(&format!("{tag} BAD Bad response"))?;
+                        self.send(&format!("{tag} BAD Bad response"));
                         return Ok(Next::Go);
                     }
                 }
             }
         };
         if resp == b"*" {
-            self.send(&format!("{tag} BAD Authentication cancelled"))?;
+            self.send(&format!("{tag} BAD Authentication cancelled"));
             return Ok(Next::Go);
         }
         let Some(creds) = std::str::from_utf8(&resp)
             .ok()
             .and_then(mailorder_login_common::sasl_plain)
         else {
-            self.send(&format!("{tag} BAD Invalid SASL PLAIN response"))?;
+            self.send(&format!("{tag} BAD Invalid SASL PLAIN response"));
             return Ok(Next::Go);
         };
         self.login(tag, &creds.login, &creds.password)
@@ -385,72 +277,31 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
 
 /// Run the not-authenticated state on `r`/`w`; returns the exit code.
 pub fn run<R: Read, W: Write, B: Backend>(cfg: Config, r: R, w: W, backend: &mut B) -> u8 {
-    let ip = cfg.ip.clone();
     let mut s = Session {
-        failures: Failures::new(&cfg.policy),
-        cfg,
-        r,
-        w,
-        backend,
+        f: Front::new(SERVICE, cfg, r, w, backend),
         framer: Framer::new(MAX_COMMAND, MAX_COMMAND),
-        env: Vec::new(),
-        out: Vec::new(),
     };
-    let code = match s.run() {
-        Ok(c) => c,
-        Err(e) if e.kind() == io::ErrorKind::TimedOut => {
-            let _ = s.send("* BYE Autologout, too slow");
-            log::info!("timeout ip={ip}: {e}");
-            mailorder_core::Exit::Ok.code()
-        }
-        Err(e) => {
-            log::info!("connection: {e} ip={ip}");
-            mailorder_core::Exit::Ok.code()
-        }
-    };
-    let _ = s.flush();
-    code
+    let result = s.run();
+    s.f.finish(result, b"* BYE Autologout, too slow\r\n")
 }
 
 /// The process: control files, the peer, fd 0/1, then [`run`].
 pub fn serve(argv: Vec<OsString>, stls: Option<StartTls>) -> u8 {
-    let control = Control::default();
-    let start = std::time::Instant::now();
-    let peer = mailorder_core::ucspi::Peer::from_process();
-    mailorder_core::fdio::tcp_nodelay(&std::io::stdin());
-    mailorder_core::fdio::tcp_nodelay(&std::io::stdout());
-    let policy = match Policy::load(&control) {
-        Ok(p) => p,
-        Err(e) => {
-            log::error!("{e}");
-            let _ =
-                Out(std::io::stdout()).write_all(b"* BYE [UNAVAILABLE] Configuration error\r\n");
-            return mailorder_core::Exit::Temp.code();
-        }
-    };
-    let out = OutTimed::new(std::io::stdout(), policy.timeout);
-    let cfg = Config {
-        tls: std::env::var("TLS").is_ok_and(|v| v == "1"),
-        loopback: peer.is_loopback(),
-        ip: peer.remote_ip_text(),
-        policy,
-    };
-    let reader =
-        In::new(std::io::stdin(), cfg.policy.timeout).with_deadline(start + cfg.policy.deadline);
-    let mut chain = Chain {
-        cp: Checkpassword {
-            argv,
-            service: SERVICE,
-        },
+    mailorder_login_common::serve(
+        SERVICE,
+        argv,
         stls,
-    };
-    run(cfg, reader, out, &mut chain)
+        b"* BYE [UNAVAILABLE] Configuration error\r\n",
+        |_| Ok(()),
+        |cfg, (), (r, w), chain| run(cfg, r, w, chain),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
     use super::*;
+    use mailorder_login_common::{LoginError, Outcome, Policy, TlsParams};
     use std::time::Duration;
 
     type Calls = Vec<(Vec<u8>, Vec<(String, String)>)>;
@@ -467,6 +318,7 @@ mod tests {
             &mut self,
             l: &[u8],
             p: &[u8],
+            _timestamp: &[u8],
             env: &[(String, String)],
         ) -> Result<Outcome, LoginError> {
             self.calls.push((l.to_vec(), env.to_vec()));

@@ -14,11 +14,18 @@
 //!   after a command is ever consumed by the front end (it stays in the socket for the
 //!   authenticated server, or for the TLS handshake after STARTTLS);
 //! - [`sasl_plain`], [`valid_login`], [`loggable`]: SASL PLAIN decoding, refusing login
-//!   names that could name a path, and log-safe names. Passwords are never logged.
+//!   names that could name a path, and log-safe names. Passwords are never logged;
+//! - [`Front`]: the protocol-neutral half of a session over a [`Backend`] ([`Chain`] in
+//!   production): answers queued and written in one write before each read, the login
+//!   attempt and its [`Verdict`] (logged, failures counted), the STARTTLS hand-off, the end
+//!   of the session; [`serve`] is the process glue both front ends share.
 //!
-//! It knows no protocol syntax: replies are the front end's business.
+//! It knows no protocol syntax: the grammar and the replies are the front end's business.
 
 #![warn(missing_docs)]
+
+mod front;
+pub use front::{Backend, ClientFds, Config, Front, Verdict, serve};
 
 use mailorder_core::control::{Control, ControlError};
 use mailorder_core::exit::checkpassword;

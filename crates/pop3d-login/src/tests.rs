@@ -1,4 +1,5 @@
 use super::*;
+use mailorder_login_common::{LoginError, Outcome, Policy, TlsParams};
 use std::time::Duration;
 
 type Call = (Vec<u8>, Vec<u8>, Vec<u8>, Vec<(String, String)>);
@@ -31,7 +32,7 @@ impl Backend for Fake {
             self.outcomes.remove(0)
         })
     }
-    fn can_stls(&self) -> bool {
+    fn can_starttls(&self) -> bool {
         self.stls
     }
     fn start_tls(&mut self) -> Result<TlsParams, LoginError> {
@@ -45,14 +46,16 @@ impl Backend for Fake {
 
 fn cfg(loopback: bool) -> Config {
     Config {
-        policy: Policy {
-            fail_delay: Duration::ZERO,
-            ..Policy::default()
+        front: mailorder_login_common::Config {
+            policy: Policy {
+                fail_delay: Duration::ZERO,
+                ..Policy::default()
+            },
+            tls: false,
+            loopback,
+            ip: "127.0.0.1".into(),
         },
         me: "mx.test".into(),
-        tls: false,
-        loopback,
-        ip: "127.0.0.1".into(),
     }
 }
 
