@@ -652,41 +652,76 @@ impl Directory {
     /// What `address` is to this host. An address without `@` is [`Resolved::Remote`]:
     /// callers qualify bare names before asking.
     pub fn resolve(&self, address: &str) -> Result<Resolved, DirError> {
-        let Some((local, domain)) = split_address(address) else {
-            return Ok(Resolved::Remote);
+        let names = match resolve_names(address, |d| self.domain(d), &self.delimiters, false) {
+            Names::Answer(r) => return Ok(r),
+            Names::Try(names) => names,
         };
-        let domain = norm_domain(domain);
-        match self.domain(&domain) {
-            None => return Ok(Resolved::Remote),
-            Some(DomainKind::Relay) => return Ok(Resolved::Relay),
-            Some(DomainKind::Local) => {}
-        }
-        if !is_safe_local(local) || address.len() > MAX_NAME {
-            return Ok(Resolved::Unknown);
-        }
-        let local = local.to_lowercase();
-        if let Some(user) = self.user_by_key(&format!("{local}@{domain}"))? {
-            return Ok(Resolved::User { user, ext: None });
-        }
-        // Try each delimiter position from the left: `a-b+c` with delimiters `+-` tries
-        // `a` (ext `b+c`), then `a-b` (ext `c`).
-        for (pos, c) in local.char_indices() {
-            if !self.delimiters.contains(&c) || pos == 0 {
-                continue;
-            }
-            let base = &local[..pos];
-            if base.ends_with('.') {
-                continue;
-            }
-            if let Some(user) = self.user_by_key(&format!("{base}@{domain}"))? {
-                return Ok(Resolved::User {
-                    user,
-                    ext: Some(local[pos + c.len_utf8()..].to_owned()),
-                });
+        for (key, ext) in names {
+            if let Some(user) = self.user_by_key(&key)? {
+                return Ok(Resolved::User { user, ext });
             }
         }
         Ok(Resolved::Unknown)
     }
+}
+
+/// The first part of [`Directory::resolve`], the same on every back-end: either the answer
+/// already, or the names to look up in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Names {
+    /// Answered without a lookup: no `@` or not our domain (`Remote`), a relay domain
+    /// (`Relay`), or a local part no mailbox can have (`Unknown`).
+    Answer(Resolved),
+    /// The names to look up, in order, each with the extension it leaves
+    /// ([`candidates`]); the first that exists is the user, none: `Unknown`.
+    Try(Vec<(String, Option<String>)>),
+}
+
+/// Resolve `address` up to the lookups (issue 17: each back-end had a copy): split it,
+/// ask `domain_kind` about its (normalized) domain, refuse unsafe or over-long local parts
+/// (and non-ASCII ones when `ascii_only`: LDAP's `mail` is an IA5 string), lower-case it,
+/// and list the [`candidates`] for `delimiters`.
+pub fn resolve_names(
+    address: &str,
+    domain_kind: impl FnOnce(&str) -> Option<DomainKind>,
+    delimiters: &[char],
+    ascii_only: bool,
+) -> Names {
+    let Some((local, domain)) = split_address(address) else {
+        return Names::Answer(Resolved::Remote);
+    };
+    let domain = norm_domain(domain);
+    match domain_kind(&domain) {
+        None => return Names::Answer(Resolved::Remote),
+        Some(DomainKind::Relay) => return Names::Answer(Resolved::Relay),
+        Some(DomainKind::Local) => {}
+    }
+    if !is_safe_local(local) || address.len() > MAX_NAME || (ascii_only && !local.is_ascii()) {
+        return Names::Answer(Resolved::Unknown);
+    }
+    Names::Try(candidates(&local.to_lowercase(), &domain, delimiters))
+}
+
+/// The names to ask for `local@domain`: the whole local part, then each base before a
+/// delimiter, from the left, with the extension after it: `a-b+c` with delimiters `+-`
+/// gives `a-b+c`, then `a` (extension `b+c`), then `a-b` (extension `c`). A base that
+/// ends in `.` or is not a valid local part is skipped.
+pub fn candidates(local: &str, domain: &str, delimiters: &[char]) -> Vec<(String, Option<String>)> {
+    let mut out = vec![(format!("{local}@{domain}"), None)];
+    for (pos, c) in local.char_indices() {
+        if pos == 0 || !delimiters.contains(&c) {
+            continue;
+        }
+        let base = &local[..pos];
+        if base.ends_with('.') || !is_safe_local(base) {
+            continue;
+        }
+        out.push((
+            format!("{base}@{domain}"),
+            Some(local[pos + c.len_utf8()..].to_owned()),
+        ));
+    }
+    out
 }
 
 /// A numeric id from control file `name`, else `default`.
@@ -1021,6 +1056,51 @@ john-doe@example.org
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn candidate_names() {
+        let c = candidates("a-b+c", "d.test", &['+', '-']);
+        assert_eq!(
+            c,
+            vec![
+                ("a-b+c@d.test".to_owned(), None),
+                ("a@d.test".to_owned(), Some("b+c".to_owned())),
+                ("a-b@d.test".to_owned(), Some("c".to_owned())),
+            ]
+        );
+        assert_eq!(candidates("+x", "d", &['+']).len(), 1);
+        assert_eq!(
+            candidates("a.+x", "d", &['+']).len(),
+            1,
+            "a base ending in a dot"
+        );
+    }
+
+    // See: issue #17: the file and LDAP back-ends share this prelude of resolve().
+    #[test]
+    fn resolve_names_answers_before_any_lookup() {
+        let kind = |d: &str| match d {
+            "here.test" => Some(DomainKind::Local),
+            "mx2.test" => Some(DomainKind::Relay),
+            _ => None,
+        };
+        let r = |a: &str, ascii| resolve_names(a, kind, &['+'], ascii);
+        assert_eq!(r("bare", false), Names::Answer(Resolved::Remote));
+        assert_eq!(r("a@else.test", false), Names::Answer(Resolved::Remote));
+        assert_eq!(r("a@MX2.test.", false), Names::Answer(Resolved::Relay));
+        assert_eq!(r("../x@here.test", false), Names::Answer(Resolved::Unknown));
+        let long = format!("{}@here.test", "a".repeat(MAX_NAME));
+        assert_eq!(r(&long, false), Names::Answer(Resolved::Unknown));
+        assert_eq!(
+            r("Ann+Box@Here.Test", false),
+            Names::Try(vec![
+                ("ann+box@here.test".to_owned(), None),
+                ("ann@here.test".to_owned(), Some("box".to_owned())),
+            ])
+        );
+        assert!(matches!(r("jörg@here.test", false), Names::Try(_)));
+        assert_eq!(r("jörg@here.test", true), Names::Answer(Resolved::Unknown));
     }
 
     #[test]

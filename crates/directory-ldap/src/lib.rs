@@ -45,8 +45,8 @@ use ldap3::{LdapConn, LdapConnSettings, LdapError, Scope, SearchEntry};
 use mailorder_core::control::{Control, ControlError};
 pub use mailorder_directory_file::{Defaults, MAX_NAME};
 use mailorder_directory_file::{
-    DirError, DomainKind, Resolved, Score, SpamLevels, Status, User, canonical_address,
-    is_safe_domain, is_safe_local, norm_domain, split_address,
+    DirError, DomainKind, Names, Resolved, Score, SpamLevels, Status, User, canonical_address,
+    is_safe_domain, norm_domain, resolve_names, split_address,
 };
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -813,26 +813,6 @@ pub fn pick(found: Vec<Entry>, addr: &str) -> Option<Entry> {
     alias
 }
 
-/// The names to ask for `local@domain`: the whole local part, then each base before a
-/// delimiter (as the file back-end tries them), with their extensions.
-pub fn candidates(local: &str, domain: &str, delimiters: &[char]) -> Vec<(String, Option<String>)> {
-    let mut out = vec![(format!("{local}@{domain}"), None)];
-    for (pos, c) in local.char_indices() {
-        if pos == 0 || !delimiters.contains(&c) {
-            continue;
-        }
-        let base = &local[..pos];
-        if base.ends_with('.') || !is_safe_local(base) {
-            continue;
-        }
-        out.push((
-            format!("{base}@{domain}"),
-            Some(local[pos + c.len_utf8()..].to_owned()),
-        ));
-    }
-    out
-}
-
 /// The LDAP directory of one installation: the client, the hosted domains (read when
 /// opened), the recipient delimiters. Answers what the file back-end's `Directory` answers.
 #[derive(Debug)]
@@ -945,22 +925,12 @@ impl LdapDirectory {
     /// What `address` is to this host, as the file back-end answers it: domain kind,
     /// then the address, then each base before a recipient delimiter.
     pub fn resolve(&self, address: &str) -> Result<Resolved, DirError> {
-        let Some((local, domain)) = split_address(address) else {
-            return Ok(Resolved::Remote);
-        };
-        let domain = norm_domain(domain);
-        match self.domain(&domain) {
-            None => return Ok(Resolved::Remote),
-            Some(DomainKind::Relay) => return Ok(Resolved::Relay),
-            Some(DomainKind::Local) => {}
-        }
         // `mail` and `mailAlternateAddress` are IA5 strings: a non-ASCII address (SMTPUTF8)
-        // cannot be stored, so it is nobody.
-        if !is_safe_local(local) || address.len() > MAX_NAME || !local.is_ascii() {
-            return Ok(Resolved::Unknown);
-        }
-        let local = local.to_lowercase();
-        let cands = candidates(&local, &domain, &self.delimiters);
+        // cannot be stored, so it is nobody (ascii_only).
+        let cands = match resolve_names(address, |d| self.domain(d), &self.delimiters, true) {
+            Names::Answer(r) => return Ok(r),
+            Names::Try(names) => names,
+        };
         let names: Vec<String> = cands.iter().map(|(n, _)| n.clone()).collect();
         let found = self.ldap.find(&names, false)?;
         for (name, ext) in cands {
@@ -1168,20 +1138,6 @@ mod tests {
             assert!(!is_answer(&rc(next)), "{next}");
         }
         assert!(!is_answer(&LdapError::EndOfStream));
-    }
-
-    #[test]
-    fn candidate_names() {
-        let c = candidates("a-b+c", "d.test", &['+', '-']);
-        assert_eq!(
-            c,
-            vec![
-                ("a-b+c@d.test".to_owned(), None),
-                ("a@d.test".to_owned(), Some("b+c".to_owned())),
-                ("a-b@d.test".to_owned(), Some("c".to_owned())),
-            ]
-        );
-        assert_eq!(candidates("+x", "d", &['+']).len(), 1);
     }
 
     #[test]
