@@ -9,6 +9,9 @@
 // The harness is test code: a failed step must stop the test loudly.
 #![allow(clippy::unwrap_used, clippy::expect_used, reason = "test harness")]
 
+mod postfix;
+pub use postfix::{Postfix, PostfixConf};
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -226,6 +229,46 @@ fn chown_tree(p: &Path, uid: u32, gid: u32) {
         for e in std::fs::read_dir(p).expect("tree").flatten() {
             chown_tree(&e.path(), uid, gid);
         }
+    }
+}
+
+/// How [`Tree::start_login_chain`] puts TLS in front of the login chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChainTls {
+    /// No tlswrap: the front end on the connection (no STARTTLS offered).
+    None,
+    /// `tlswrap FRONT…`: implicit TLS (995, 993).
+    Implicit,
+    /// `tlswrap -n FRONT…`: STLS/STARTTLS (110, 143).
+    StartTls,
+}
+
+/// A login chain under `listen`, from [`Tree::start_login_chain`].
+#[derive(Debug, Clone)]
+pub struct LoginChain {
+    /// The port it listens on.
+    pub port: u16,
+    /// Its log file (stderr of listen and the chain).
+    pub log: PathBuf,
+}
+
+impl LoginChain {
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+/// What a test needs besides the programs: root (when `root`) and each of `tools` on
+/// PATH. `Err` names the first thing missing, for [`skip`]:
+/// `if let Err(why) = require(true, &["slapd"]) { return skip(name, &why); }`.
+pub fn require(root: bool, tools: &[&str]) -> Result<(), String> {
+    if root && !is_root() {
+        return Err("needs root (CI runs as root)".to_owned());
+    }
+    match tools.iter().find(|t| !have(t)) {
+        Some(t) => Err(format!("{t} not installed (scripts/install-test-deps)")),
+        None => Ok(()),
     }
 }
 
@@ -447,6 +490,69 @@ impl Tree {
         }
         c.arg("127.0.0.1").arg("0").arg(bin("smtpd"));
         self.start_listen(c).0
+    }
+
+    /// checkpassword-file as installed: as root a set-uid root copy in `ROOT/bin` (the login
+    /// chain runs as `nobody`, only checkpassword switches to the user); otherwise the
+    /// built program.
+    pub fn checkpassword_as_installed(&self) -> PathBuf {
+        if is_root() {
+            self.setuid_root_copy("checkpassword-file")
+        } else {
+            bin("checkpassword-file")
+        }
+    }
+
+    /// `listen 127.0.0.1 0 [tlswrap [-n]] FRONT CHECKPASSWORD SERVER`, the login chain
+    /// (pop3d-login/pop3d, imapd-login/imapd; `checkpassword`: `bin("checkpassword-file")`,
+    /// [`Tree::checkpassword_as_installed`], checkpassword-ldap…); its log in
+    /// `ROOT/FRONT-N.log`, which [`LoginChain::log`] reads. Kept until the tree is dropped.
+    pub fn start_login_chain(
+        &mut self,
+        front: &str,
+        server: &str,
+        tls: ChainTls,
+        checkpassword: &Path,
+    ) -> LoginChain {
+        let log = self
+            .root
+            .join(format!("{front}-{}.log", self.children.len()));
+        let mut c = self.cmd("listen");
+        c.arg("127.0.0.1").arg("0");
+        match tls {
+            ChainTls::None => {}
+            ChainTls::Implicit => {
+                c.arg(bin("tlswrap"));
+            }
+            ChainTls::StartTls => {
+                c.arg(bin("tlswrap")).arg("-n");
+            }
+        }
+        c.arg(bin(front))
+            .arg(checkpassword)
+            .arg(bin(server))
+            .stderr(std::fs::File::create(&log).expect("chain log"));
+        LoginChain {
+            port: self.start_listen(c).0,
+            log,
+        }
+    }
+
+    /// Write `control/smtproutes`: mail for each domain goes to 127.0.0.1:port.
+    pub fn routes(&self, routes: &[(&str, u16)]) {
+        let lines: Vec<String> = routes
+            .iter()
+            .map(|(d, p)| format!("{d}:[127.0.0.1]:{p}"))
+            .collect();
+        self.control("smtproutes", &lines.join("\n"));
+    }
+
+    /// A private smtp-sink (options `opts`) that mail for `domain` is routed to
+    /// ([`Tree::routes`], replacing the routes so far).
+    pub fn sink_for(&self, domain: &str, opts: &[&str]) -> SmtpSink {
+        let sink = SmtpSink::start_private(opts);
+        self.routes(&[(domain, sink.port)]);
+        sink
     }
 
     /// Start `c`, a `listen 127.0.0.1 0 …` command, keep it until the tree is dropped, and

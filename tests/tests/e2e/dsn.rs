@@ -4,7 +4,6 @@
 //! come back in the report) and passed on by remote-send to Postfix's smtp-sink, with and
 //! without DSN announced. Every report is parsed with Python's `email` package.
 
-use mailorder_tests::SmtpSink as Sink;
 use mailorder_tests::{Smtp, Tree, envelope_dsn, expect_code, have, python, skip, wait_for};
 use std::time::Duration;
 
@@ -238,12 +237,8 @@ fn relay_passes_dsn_parameters_to_a_dsn_peer() {
             "smtp-sink missing",
         );
     }
-    let sink = Sink::start_private(&[]);
     let mut t = Tree::new();
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &[]);
     t.start_dispatch();
     inject(
         &t,
@@ -296,12 +291,8 @@ fn relay_to_a_peer_without_dsn_gives_a_relayed_report() {
             "smtp-sink missing",
         );
     }
-    let sink = Sink::start_private(&["-N"]);
     let mut t = Tree::new();
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &["-N"]);
     t.start_dispatch();
     inject(
         &t,
@@ -348,12 +339,8 @@ fn delay_warning_only_for_notify_delay() {
     if !have("smtp-sink") {
         return skip("delay_warning_only_for_notify_delay", "smtp-sink missing");
     }
-    let sink = Sink::start_private(&["-r", "RCPT"]);
     let mut t = Tree::new();
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &["-r", "RCPT"]);
     t.control("warntime", "1");
     t.control("maxbackoff", "1");
     t.start_dispatch();
@@ -389,12 +376,8 @@ fn remote_failure_bounce_follows_notify_and_ret() {
             "smtp-sink missing",
         );
     }
-    let sink = Sink::start_private(&["-f", "RCPT"]);
     let mut t = Tree::new();
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &["-f", "RCPT"]);
     t.start_dispatch();
     inject(
         &t,

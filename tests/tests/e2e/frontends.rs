@@ -3,7 +3,7 @@
 //! costs no delayed-ACK stall), over-long lines answered before they end, a total deadline
 //! before login, an error limit after it.
 
-use mailorder_tests::{Tree, bin};
+use mailorder_tests::{ChainTls, Tree, bin};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
@@ -11,16 +11,9 @@ use std::time::{Duration, Instant};
 
 /// `listen 127.0.0.1 0 tlswrap -n FRONT checkpassword-file SERVER`; returns the port.
 fn start(t: &mut Tree, front: &str, server: &str) -> u16 {
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1")
-        .arg("0")
-        .arg(bin("tlswrap"))
-        .arg("-n")
-        .arg(bin(front))
-        .arg(bin("checkpassword-file"))
-        .arg(bin(server))
-        .stderr(Stdio::null());
-    t.start_listen(c).0
+    let cp = bin("checkpassword-file");
+    t.start_login_chain(front, server, ChainTls::StartTls, &cp)
+        .port
 }
 
 struct Conn {
@@ -265,11 +258,7 @@ fn preauth_reads_whole_lines_under_tls() {
     let traces = t.root.join("traces");
     std::fs::create_dir(&traces).unwrap();
     t.give_to_tree_user(&traces);
-    let checkpassword = if mailorder_tests::is_root() {
-        t.setuid_root_copy("checkpassword-file")
-    } else {
-        bin("checkpassword-file")
-    };
+    let checkpassword = t.checkpassword_as_installed();
     let cases = [
         (
             "pop3d-login",

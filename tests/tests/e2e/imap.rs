@@ -1,7 +1,7 @@
 //! IMAP: imapd and imapd-login through the real chain (listen → tlswrap → imapd-login →
 //! checkpassword-file → imapd), with Python's imaplib, raw sockets and mbsync.
 
-use mailorder_tests::{Tree, bin, have, is_root, python, skip};
+use mailorder_tests::{ChainTls, Tree, bin, have, is_root, python, skip};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -10,15 +10,13 @@ use std::time::Duration;
 /// Start the login chain under `listen` on a free port: STARTTLS (`tlswrap -n`) or
 /// implicit TLS.
 fn start_imap(t: &mut Tree, implicit_tls: bool) -> u16 {
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1").arg("0").arg(bin("tlswrap"));
-    if !implicit_tls {
-        c.arg("-n");
-    }
-    c.arg(bin("imapd-login"))
-        .arg(bin("checkpassword-file"))
-        .arg(bin("imapd"));
-    t.start_listen(c).0
+    let tls = if implicit_tls {
+        ChainTls::Implicit
+    } else {
+        ChainTls::StartTls
+    };
+    let cp = bin("checkpassword-file");
+    t.start_login_chain("imapd-login", "imapd", tls, &cp).port
 }
 
 fn run_py(script: &str, args: &[&str]) -> String {

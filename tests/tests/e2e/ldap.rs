@@ -7,7 +7,7 @@
 //! shipped schema (etc/ldap/mailorder.ldif) and sample data (etc/ldap/sample.ldif).
 
 use mailorder_tests::{
-    Smtp, Tree, bin, free_port, have, is_root, output_with_input, skip, wait_for,
+    ChainTls, Smtp, Tree, bin, free_port, is_root, output_with_input, skip, wait_for,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -197,6 +197,19 @@ impl Drop for Slapd {
     }
 }
 
+/// What the tests with a private slapd need (besides root).
+const SLAPD_TOOLS: [&str; 4] = ["slapd", "slapadd", "slappasswd", "ldapsearch"];
+
+/// Check what a slapd test needs ([`mailorder_tests::require`]: root, since slapd runs
+/// from a private directory, and `tools`), then make that directory.
+fn slapd_dir(tools: &[&str]) -> Result<tempfile::TempDir, String> {
+    mailorder_tests::require(true, tools)?;
+    Ok(tempfile::Builder::new()
+        .prefix("mailorder-ldap")
+        .tempdir()
+        .unwrap())
+}
+
 fn run_ok(c: &mut Command) {
     let out = c.output().unwrap();
     assert!(
@@ -312,13 +325,8 @@ fn start_login(t: &mut Tree, login: &str, server: &str) -> u16 {
 
 /// Start `listen 127.0.0.1 0 LOGIN CHECKPASSWORD SERVER`; returns the port.
 fn start_login_with(t: &mut Tree, login: &str, cp: &str, server: &str) -> u16 {
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1")
-        .arg("0")
-        .arg(bin(login))
-        .arg(bin(cp))
-        .arg(bin(server));
-    t.start_listen(c).0
+    t.start_login_chain(login, server, ChainTls::None, &bin(cp))
+        .port
 }
 
 /// USER/PASS then STAT; returns the PASS reply and the STAT reply (if logged in).
@@ -391,21 +399,10 @@ fn imap_login(port: u16, user: &str, pw: &str) -> (String, String) {
 #[test]
 fn ldap_master_replica_failover() {
     let name = "ldap_master_replica_failover";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
-        if !have(c) {
-            return skip(
-                name,
-                &format!("{c} not installed (scripts/install-test-deps)"),
-            );
-        }
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&SLAPD_TOOLS) {
+        Ok(t) => t,
+        Err(why) => return skip(name, &why),
+    };
     let mut master = Slapd::new(tmp.path(), "master", None);
     let mut replica = Slapd::new(tmp.path(), "replica", Some(master.port));
     wait_for("the replica to copy the master", 20, || {
@@ -732,16 +729,10 @@ fn smtp_auth(port: u16, user: &str, pw: &str) -> String {
 #[test]
 fn ldap_one_switch_replica_reads_grammar_down_servers() {
     let name = "ldap_one_switch_replica_reads_grammar_down_servers";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
-        assert!(have(c), "{c} not installed (scripts/install-test-deps)");
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&SLAPD_TOOLS) {
+        Ok(t) => t,
+        Err(why) => return skip(name, &why),
+    };
     let mut master = Slapd::new(tmp.path(), "master", None);
     let mut replica = Slapd::new(tmp.path(), "replica", Some(master.port));
     wait_for("the replica to copy the master", 20, || {
@@ -919,21 +910,10 @@ fn ldap_one_switch_replica_reads_grammar_down_servers() {
 #[test]
 fn ldap_import_3500_users() {
     let name = "ldap_import_3500_users";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
-        if !have(c) {
-            return skip(
-                name,
-                &format!("{c} not installed (scripts/install-test-deps)"),
-            );
-        }
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&SLAPD_TOOLS) {
+        Ok(t) => t,
+        Err(why) => return skip(name, &why),
+    };
     let master = Slapd::new(tmp.path(), "master", None);
     let t = Tree::new();
     configure(&t, &[&master], &master);
@@ -1048,21 +1028,10 @@ chmod 644 srv.key",
 #[test]
 fn ldap_over_tls() {
     let name = "ldap_over_tls";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "openssl"] {
-        if !have(c) {
-            return skip(
-                name,
-                &format!("{c} not installed (scripts/install-test-deps)"),
-            );
-        }
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&["slapd", "slapadd", "slappasswd", "openssl"]) {
+        Ok(t) => t,
+        Err(why) => return skip(name, &why),
+    };
     let (ca, cert, key) = make_certs(tmp.path());
     let master = Slapd::with_tls(tmp.path(), "master", None, Some((&cert, &key)));
     let t = Tree::new();
@@ -1151,17 +1120,10 @@ fn ldap_over_tls() {
 #[test]
 fn ldap_login_failures_take_the_same_time() {
     use crate::login_timing::{compare, imap_fail, pop3_fail, smtp_fail, start_login};
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
-        assert!(have(c), "{c} not installed (scripts/install-test-deps)");
-    }
-    assert!(
-        is_root(),
-        "needs root to run slapd from a private directory"
-    );
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&SLAPD_TOOLS) {
+        Ok(t) => t,
+        Err(why) => return skip("ldap_login_failures_take_the_same_time", &why),
+    };
     let master = Slapd::new(tmp.path(), "master", None);
     let mut t = Tree::new();
     configure(&t, &[&master], &master);
@@ -1204,30 +1166,15 @@ fn ldap_login_failures_take_the_same_time() {
 #[test]
 fn ldap_autoresponder_and_srs_forward_set_by_useradm() {
     let name = "ldap_autoresponder_and_srs_forward_set_by_useradm";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch", "smtp-sink"] {
-        if !have(c) {
-            return skip(
-                name,
-                &format!("{c} not installed (scripts/install-test-deps)"),
-            );
-        }
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&["slapd", "slapadd", "slappasswd", "ldapsearch", "smtp-sink"]) {
+        Ok(t) => t,
+        Err(why) => return skip(name, &why),
+    };
     let master = Slapd::new(tmp.path(), "master", None);
     let mut t = Tree::new();
     configure(&t, &[&master], &master);
     std::fs::write(t.root.join("directory/users"), "").unwrap();
-    let sink = mailorder_tests::SmtpSink::start_private(&[]);
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &[]);
     t.control("srssecret", "an SRS secret for the LDAP test");
     let (code, _, err) = useradm(&t, &["add", "away@example.test"], "");
     assert_eq!(code, 0, "{err}");
@@ -1320,21 +1267,10 @@ print(r.status, r.getheader("Location"))
 #[test]
 fn ldap_webadmin_flag_makes_a_web_console_admin() {
     let name = "ldap_webadmin_flag_makes_a_web_console_admin";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch"] {
-        if !have(c) {
-            return skip(
-                name,
-                &format!("{c} not installed (scripts/install-test-deps)"),
-            );
-        }
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&SLAPD_TOOLS) {
+        Ok(t) => t,
+        Err(why) => return skip(name, &why),
+    };
     let master = Slapd::new(tmp.path(), "master", None);
     let mut t = Tree::new();
     configure(&t, &[&master], &master);

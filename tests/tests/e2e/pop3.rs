@@ -3,7 +3,8 @@
 //! fetchmail, and raw sessions for every "bad input and faults" item of issue 4.
 
 use mailorder_tests::{
-    Smtp, Tree, bin, bin_dir, expect_code, free_port, have, is_root, python, skip, wait_port,
+    ChainTls, Smtp, Tree, bin, bin_dir, expect_code, free_port, have, is_root, python, skip,
+    wait_port,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -19,39 +20,35 @@ fn start_pop3(t: &mut Tree, starttls: bool) -> (u16, PathBuf) {
 
 /// The same under `listen` or, with `tcpserver`, under ucspi-tcp's tcpserver.
 fn start_pop3_under(t: &mut Tree, starttls: bool, tcpserver: bool) -> (u16, PathBuf) {
+    // As root, checkpassword-file is set-uid root as in an installation: the login chain
+    // runs as nobody and only checkpassword switches to the user.
+    let checkpassword = t.checkpassword_as_installed();
+    let tls = if starttls {
+        ChainTls::StartTls
+    } else {
+        ChainTls::Implicit
+    };
+    if !tcpserver {
+        let chain = t.start_login_chain("pop3d-login", "pop3d", tls, &checkpassword);
+        return (chain.port, chain.log);
+    }
     let log = t.root.join(format!(
         "pop3-{}.log",
         if starttls { "stls" } else { "ssl" }
     ));
-    // As root, checkpassword-file is set-uid root as in an installation: the login chain
-    // runs as nobody and only checkpassword switches to the user.
-    let checkpassword = if is_root() {
-        t.setuid_root_copy("checkpassword-file")
-    } else {
-        bin("checkpassword-file")
-    };
-    let chain = |c: &mut Command| {
-        c.arg(bin("tlswrap"));
-        if starttls {
-            c.arg("-n");
-        }
-        c.arg(bin("pop3d-login"))
-            .arg(&checkpassword)
-            .arg(bin("pop3d"))
-            .stderr(std::fs::File::create(&log).unwrap());
-    };
-    if tcpserver {
-        let port = free_port();
-        let mut c = t.tcpserver(&[], port);
-        chain(&mut c);
-        t.keep(c.spawn().unwrap());
-        wait_port(port);
-        return (port, log);
+    let port = free_port();
+    let mut c = t.tcpserver(&[], port);
+    c.arg(bin("tlswrap"));
+    if starttls {
+        c.arg("-n");
     }
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1").arg("0");
-    chain(&mut c);
-    (t.start_listen(c).0, log)
+    c.arg(bin("pop3d-login"))
+        .arg(&checkpassword)
+        .arg(bin("pop3d"))
+        .stderr(std::fs::File::create(&log).unwrap());
+    t.keep(c.spawn().unwrap());
+    wait_port(port);
+    (port, log)
 }
 
 /// A tree with fast failure delays.

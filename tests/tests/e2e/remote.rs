@@ -5,11 +5,12 @@
 
 use mailorder_tests::SmtpSink as Sink;
 use mailorder_tests::{
-    Tree, free_port, have, is_root, python_stdin, scratch, skip, stop, wait_for, wait_port,
+    Postfix, PostfixConf, Tree, free_port, have, is_root, python_stdin, scratch, skip, stop,
+    wait_for, wait_port,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -442,115 +443,6 @@ fn mx_to_ourselves_is_a_mail_loop() {
     assert!(all.contains("Status: 5.1.2"), "{all}");
 }
 
-/// A private Postfix (PEERS.md) on `port`, delivering every recipient of `domain` to its
-/// own Maildir under `dir/vmail`.
-struct Postfix {
-    dir: PathBuf,
-}
-
-impl Postfix {
-    fn start(dir: &Path, port: u16, domain: &str) -> Postfix {
-        let pdir = dir.join("postfix");
-        for d in ["etc", "queue", "data", "vmail"] {
-            std::fs::create_dir_all(pdir.join(d)).unwrap();
-        }
-        let etc = pdir.join("etc");
-        let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
-        let master: String = master
-            .lines()
-            .map(|l| {
-                if l.starts_with("smtp ") && l.contains("inet") {
-                    format!("127.0.0.1:{port} inet n - n - - smtpd")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(etc.join("master.cf"), master + "\n").unwrap();
-        let uid = String::from_utf8(
-            Command::new("id")
-                .args(["-u", "nobody"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_owned();
-        std::fs::write(etc.join("vmaps"), format!("@{domain} box/Maildir/\n")).unwrap();
-        let main = format!(
-            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {d}\n\
-             inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmaillog_file = {p}/maillog\n\
-             maillog_file_prefixes = {p}\nmyhostname = primary.{domain}\nmydestination =\n\
-             virtual_mailbox_domains = {domain}\nvirtual_mailbox_base = {v}\n\
-             virtual_mailbox_maps = texthash:{e}/vmaps\nvirtual_uid_maps = static:{uid}\n\
-             virtual_gid_maps = static:65534\nsmtpd_banner = primary ESMTP\n\
-             mynetworks = 127.0.0.0/8\nsmtp_dns_support_level = disabled\n",
-            q = pdir.join("queue").display(),
-            d = pdir.join("data").display(),
-            p = pdir.display(),
-            v = pdir.join("vmail").display(),
-            e = etc.display(),
-        );
-        std::fs::write(etc.join("main.cf"), main).unwrap();
-        let chown = |p: &Path, who: &str| {
-            let _ = Command::new("chown").arg("-R").arg(who).arg(p).status();
-        };
-        chown(&pdir.join("data"), "postfix");
-        chown(&pdir.join("vmail"), "nobody");
-        let _ = Command::new("postconf")
-            .arg("-c")
-            .arg(&etc)
-            .args(["-F", "*/*/chroot = n"])
-            .status();
-        let o = Command::new("postfix")
-            .arg("-c")
-            .arg(&etc)
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "postfix start: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        wait_port(port);
-        Postfix { dir: pdir }
-    }
-
-    fn stop(&self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(self.dir.join("etc"))
-            .arg("stop")
-            .output();
-        let pid = self.dir.join("queue/pid/master.pid");
-        wait_for("postfix to stop", 20, || {
-            std::fs::read_to_string(&pid).map_or(true, |p| {
-                !Path::new(&format!("/proc/{}", p.trim())).exists()
-            })
-        });
-    }
-
-    fn delivered(&self) -> Vec<String> {
-        let new = self.dir.join("vmail/box/Maildir/new");
-        std::fs::read_dir(new)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
-
 /// See: issue #3. Backup MX: the primary down, mail for the relay domain is accepted and
 /// held; the primary back and `qadmin flush DOMAIN`: delivered at once (to Postfix, found
 /// through dnsmasq's MX records, our own lower-preference MX entry pruned).
@@ -611,7 +503,16 @@ fn backup_mx_holds_then_flush_delivers_to_postfix() {
     let held = shown(&t);
     assert!(held.contains("rcpt\tpending\t1\t"), "{held}");
     // The primary comes back; the next slot is a minute away; flush delivers now.
-    let pf = Postfix::start(dir.path(), pport, "backup.test");
+    let pf = Postfix::start(
+        dir.path(),
+        pport,
+        &PostfixConf {
+            hostname: "primary.backup.test".into(),
+            domain: "backup.test".into(),
+            vmaps: "@backup.test box/Maildir/\n".into(),
+            ..PostfixConf::default()
+        },
+    );
     let t0 = Instant::now();
     qadmin(&t, &["flush", "backup.test"]);
     wait_for("delivery to postfix", 30, || !pf.delivered().is_empty());

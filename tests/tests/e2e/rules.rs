@@ -4,10 +4,9 @@
 use mailorder_srs::Srs;
 use mailorder_tests::SmtpSink as Sink;
 use mailorder_tests::{
-    Smtp, Tree, expect_code, free_port, have, is_root, scratch, skip, wait_for, wait_port,
+    Postfix, PostfixConf, Smtp, Tree, expect_code, free_port, have, is_root, scratch, skip,
+    wait_for,
 };
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// Send one message through smtpd.
 fn send(port: u16, sender: &str, rcpt: &str, message: &str) {
@@ -44,11 +43,7 @@ fn autoresponder_answers_once_per_sender_and_never_lists_or_robots() {
         );
     }
     let mut t = Tree::new();
-    let sink = Sink::start_private(&[]);
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &[]);
     let text = "Subject: Away until Monday\n\nI am away.\nYour mail will be read later.\n";
     t.add_user(
         "away@example.test",
@@ -154,11 +149,7 @@ fn reply_only_answers_and_stores_nothing() {
         return skip("reply_only_answers_and_stores_nothing", "smtp-sink missing");
     }
     let mut t = Tree::new();
-    let sink = Sink::start_private(&[]);
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &[]);
     t.add_user(
         "gone@example.test",
         "local=no reply=This%20address%20is%20no%20longer%20read.",
@@ -192,11 +183,7 @@ fn autoresponder_to_cc_rule_can_be_switched_off_per_user() {
         );
     }
     let mut t = Tree::new();
-    let sink = Sink::start_private(&[]);
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &[]);
     t.add_user("bcc@example.test", "", "pw");
     let out = t
         .cmd("useradm")
@@ -256,20 +243,8 @@ fn a_forwarding_loop_across_two_hosts_stops_and_bounces_to_the_sender() {
     b.add_user("u@b.test", "forward=u@a.test local=no", "pw");
     let pa = a.start_smtpd(&[]);
     let pb = b.start_smtpd(&[]);
-    a.control(
-        "smtproutes",
-        &format!(
-            "b.test:[127.0.0.1]:{pb}\nsink.test:[127.0.0.1]:{}",
-            sink.port
-        ),
-    );
-    b.control(
-        "smtproutes",
-        &format!(
-            "a.test:[127.0.0.1]:{pa}\nsink.test:[127.0.0.1]:{}",
-            sink.port
-        ),
-    );
+    a.routes(&[("b.test", pb), ("sink.test", sink.port)]);
+    b.routes(&[("a.test", pa), ("sink.test", sink.port)]);
     a.start_dispatch();
     b.start_dispatch();
     send(
@@ -304,125 +279,6 @@ fn a_forwarding_loop_across_two_hosts_stops_and_bounces_to_the_sender() {
     }
 }
 
-/// A private Postfix (PEERS.md) on `port` for `pf.test`: `keep@pf.test` has a Maildir under
-/// `dir/postfix/vmail`; any other recipient is accepted and then bounced by Postfix itself
-/// (`smtpd_reject_unlisted_recipient = no`), and mail for `example.test` (the bounces) goes
-/// to our smtpd on `ours`.
-struct Postfix {
-    dir: PathBuf,
-}
-
-impl Postfix {
-    fn start(dir: &Path, port: u16, ours: u16) -> Postfix {
-        let pdir = dir.join("postfix");
-        for d in ["etc", "queue", "data", "vmail"] {
-            std::fs::create_dir_all(pdir.join(d)).unwrap();
-        }
-        let etc = pdir.join("etc");
-        let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
-        let master: String = master
-            .lines()
-            .map(|l| {
-                if l.starts_with("smtp ") && l.contains("inet") {
-                    format!("127.0.0.1:{port} inet n - n - - smtpd")
-                } else {
-                    l.to_owned()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join("\n");
-        std::fs::write(etc.join("master.cf"), master + "\n").unwrap();
-        let uid = String::from_utf8(
-            Command::new("id")
-                .args(["-u", "nobody"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap()
-        .trim()
-        .to_owned();
-        std::fs::write(etc.join("vmaps"), "keep@pf.test box/Maildir/\n").unwrap();
-        std::fs::write(
-            etc.join("transport"),
-            format!("example.test smtp:[127.0.0.1]:{ours}\n"),
-        )
-        .unwrap();
-        let main = format!(
-            "compatibility_level = 3.6\nqueue_directory = {q}\ndata_directory = {d}\n\
-             inet_interfaces = 127.0.0.1\ninet_protocols = ipv4\nmaillog_file = {p}/maillog\n\
-             maillog_file_prefixes = {p}\nmyhostname = mx.pf.test\nmydestination =\n\
-             virtual_mailbox_domains = pf.test\nvirtual_mailbox_base = {v}\n\
-             virtual_mailbox_maps = texthash:{e}/vmaps\nvirtual_uid_maps = static:{uid}\n\
-             virtual_gid_maps = static:65534\nsmtpd_banner = mx.pf.test ESMTP\n\
-             smtpd_reject_unlisted_recipient = no\n\
-             transport_maps = texthash:{e}/transport\n\
-             mynetworks = 127.0.0.0/8\nsmtp_dns_support_level = disabled\n",
-            q = pdir.join("queue").display(),
-            d = pdir.join("data").display(),
-            p = pdir.display(),
-            v = pdir.join("vmail").display(),
-            e = etc.display(),
-        );
-        std::fs::write(etc.join("main.cf"), main).unwrap();
-        let chown = |p: &Path, who: &str| {
-            let _ = Command::new("chown").arg("-R").arg(who).arg(p).status();
-        };
-        chown(&pdir.join("data"), "postfix");
-        chown(&pdir.join("vmail"), "nobody");
-        let _ = Command::new("postconf")
-            .arg("-c")
-            .arg(&etc)
-            .args(["-F", "*/*/chroot = n"])
-            .status();
-        let o = Command::new("postfix")
-            .arg("-c")
-            .arg(&etc)
-            .arg("start")
-            .output()
-            .unwrap();
-        assert!(
-            o.status.success(),
-            "postfix start: {}",
-            String::from_utf8_lossy(&o.stderr)
-        );
-        let p = Postfix { dir: pdir };
-        wait_port(port);
-        p
-    }
-
-    fn delivered(&self) -> Vec<String> {
-        let new = self.dir.join("vmail/box/Maildir/new");
-        std::fs::read_dir(new)
-            .map(|rd| {
-                rd.filter_map(Result::ok)
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default()
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        let _ = Command::new("postfix")
-            .arg("-c")
-            .arg(self.dir.join("etc"))
-            .arg("stop")
-            .output();
-        let pid = self.dir.join("queue/pid/master.pid");
-        wait_for("postfix to stop", 20, || {
-            std::fs::read_to_string(&pid).map_or(true, |p| {
-                !Path::new(&format!("/proc/{}", p.trim())).exists()
-            })
-        });
-    }
-}
-
 const SECRET: &str = "an SRS secret for the tests only";
 
 /// See: issue #14. Forwarding to a remote domain rewrites the envelope sender to SRS: the
@@ -441,13 +297,7 @@ fn srs_forward_reaches_postfix_and_its_bounce_returns_to_the_sender() {
     let mut t = Tree::new();
     let sink = Sink::start_private(&[]);
     let pf_port = free_port();
-    t.control(
-        "smtproutes",
-        &format!(
-            "sink.test:[127.0.0.1]:{}\npf.test:[127.0.0.1]:{pf_port}",
-            sink.port
-        ),
-    );
+    t.routes(&[("sink.test", sink.port), ("pf.test", pf_port)]);
     t.control("srssecret", SECRET);
     t.add_user(
         "fwd@example.test",
@@ -456,7 +306,19 @@ fn srs_forward_reaches_postfix_and_its_bounce_returns_to_the_sender() {
     );
     t.start_dispatch();
     let port = t.start_smtpd(&[]);
-    let pf = Postfix::start(dir.path(), pf_port, port);
+    // keep@pf.test has a Maildir; any other recipient is accepted and then bounced by
+    // Postfix itself, and mail for example.test (the bounces) comes to our smtpd.
+    let pf = Postfix::start(
+        dir.path(),
+        pf_port,
+        &PostfixConf {
+            hostname: "mx.pf.test".into(),
+            domain: "pf.test".into(),
+            vmaps: "keep@pf.test box/Maildir/\n".into(),
+            main_extra: "smtpd_reject_unlisted_recipient = no\n".into(),
+            transport: format!("example.test smtp:[127.0.0.1]:{port}\n"),
+        },
+    );
 
     send(
         port,
@@ -541,13 +403,7 @@ fn our_own_bounce_of_a_forward_reaches_the_original_sender() {
     let mut t = Tree::new();
     let sink = Sink::start_private(&[]);
     let hard = Sink::start_private(&["-f", "RCPT"]);
-    t.control(
-        "smtproutes",
-        &format!(
-            "sink.test:[127.0.0.1]:{}\nhard.test:[127.0.0.1]:{}",
-            sink.port, hard.port
-        ),
-    );
+    t.routes(&[("sink.test", sink.port), ("hard.test", hard.port)]);
     t.control("srssecret", SECRET);
     t.add_user("fwd@example.test", "forward=x@hard.test local=no", "pw");
     t.start_dispatch();
@@ -591,11 +447,7 @@ fn quota_warning_once_then_over_quota_waits_and_bounces() {
         );
     }
     let mut t = Tree::new();
-    let sink = Sink::start_private(&[]);
-    t.control(
-        "smtproutes",
-        &format!("sink.test:[127.0.0.1]:{}", sink.port),
-    );
+    let sink = t.sink_for("sink.test", &[]);
     t.control("quotawarnpercent", "50");
     t.control("quotawarning", "Mailbox almost full: please clean up.");
     t.control("queuelifetime", "3");

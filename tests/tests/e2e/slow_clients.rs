@@ -170,14 +170,9 @@ fn smtpd_ends_a_dripping_session_at_its_deadline() {
 /// `listen 127.0.0.1 0 tlswrap -n FRONT checkpassword-file SERVER` with listen's default
 /// limits; returns the port.
 fn start_login_chain(t: &mut Tree, front: &str, server: &str) -> u16 {
-    let mut c = t.cmd("listen");
-    c.args(["127.0.0.1", "0"])
-        .arg(bin("tlswrap"))
-        .arg("-n")
-        .arg(bin(front))
-        .arg(bin("checkpassword-file"))
-        .arg(bin(server));
-    t.start_listen(c).0
+    let cp = bin("checkpassword-file");
+    t.start_login_chain(front, server, mailorder_tests::ChainTls::StartTls, &cp)
+        .port
 }
 
 /// Send `cmd` (when not empty) and read one line.

@@ -97,20 +97,9 @@ pub fn start_webd(t: &mut Tree) -> (u16, PathBuf) {
 
 /// The POP3S login chain under listen; returns its port.
 fn start_pop3s(t: &mut Tree) -> u16 {
-    let checkpassword = if is_root() {
-        t.setuid_root_copy("checkpassword-file")
-    } else {
-        bin("checkpassword-file")
-    };
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1")
-        .arg("0")
-        .arg(bin("tlswrap"))
-        .arg(bin("pop3d-login"))
-        .arg(&checkpassword)
-        .arg(bin("pop3d"))
-        .stderr(std::fs::File::create(t.root.join("pop3.log")).unwrap());
-    t.start_listen(c).0
+    let cp = t.checkpassword_as_installed();
+    t.start_login_chain("pop3d-login", "pop3d", ChainTls::Implicit, &cp)
+        .port
 }
 
 const SELF_SERVICE_PY: &str = r##"
@@ -311,22 +300,10 @@ fn self_service_password_and_forwarding_in_a_browser() {
     assert!(shots.join("03-changed.png").exists());
 }
 
-/// The IMAPS login chain under listen; returns its port.
-fn start_imaps(t: &mut Tree) -> u16 {
-    let checkpassword = if is_root() {
-        t.setuid_root_copy("checkpassword-file")
-    } else {
-        bin("checkpassword-file")
-    };
-    let mut c = t.cmd("listen");
-    c.arg("127.0.0.1")
-        .arg("0")
-        .arg(bin("tlswrap"))
-        .arg(bin("imapd-login"))
-        .arg(&checkpassword)
-        .arg(bin("imapd"))
-        .stderr(std::fs::File::create(t.root.join("imap.log")).unwrap());
-    t.start_listen(c).0
+/// The IMAPS login chain under listen.
+fn start_imaps(t: &mut Tree) -> LoginChain {
+    let cp = t.checkpassword_as_installed();
+    t.start_login_chain("imapd-login", "imapd", ChainTls::Implicit, &cp)
 }
 
 const ADMIN_PY: &str = r##"
@@ -541,7 +518,7 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
             shots.to_str().unwrap(),
             "demo@example.test",
             &t.demo_password(),
-            &imap.to_string(),
+            &imap.port.to_string(),
         ])
         .output()
         .expect("python3");
@@ -551,7 +528,7 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
         out.status.success(),
         "browser run failed:\n{stdout}\n{}\nwebd log:\n{weblog}\nimap log:\n{}",
         String::from_utf8_lossy(&out.stderr),
-        std::fs::read_to_string(t.root.join("imap.log")).unwrap_or_default()
+        imap.log()
     );
     for want in [
         "admin console",
