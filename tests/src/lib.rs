@@ -42,6 +42,32 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// `data` in base64 (RFC 4648, with padding). Written here, not taken from a crate: the
+/// harness depends on std only.
+pub fn base64(data: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in data.chunks(3) {
+        let n = (u32::from(c[0]) << 16)
+            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// The SASL PLAIN token (RFC 4616) for `user` and `password`, in base64, as AUTH PLAIN and
+/// AUTHENTICATE PLAIN take it.
+pub fn sasl_plain(user: &str, password: &str) -> String {
+    base64(format!("\0{user}\0{password}").as_bytes())
+}
+
 /// Whether a command is on PATH.
 pub fn have(cmd: &str) -> bool {
     Command::new("sh")

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// Root, or a loud skip (a failure under CI, which runs as root).
+/// Root and `tools`, or a loud skip ([`skip`]: a failure under CI and as root).
 fn need_root(test: &str, tools: &[&str]) -> bool {
     let missing: Vec<&&str> = tools.iter().filter(|t| !have(t)).collect();
     if is_root() && missing.is_empty() {
@@ -27,7 +27,6 @@ fn need_root(test: &str, tools: &[&str]) -> bool {
     } else {
         "needs root (CI runs as root)".to_owned()
     };
-    assert!(std::env::var_os("CI").is_none(), "{test}: {why}");
     skip(test, &why);
     false
 }

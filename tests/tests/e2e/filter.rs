@@ -222,7 +222,7 @@ fn spamd_and_clamd_at_smtp_time() {
 
     // EICAR's test file as a base64 attachment: found by its hash once decoded.
     let eicar = r"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*";
-    let b64 = super::login_timing::b64(eicar.as_bytes());
+    let b64 = mailorder_tests::base64(eicar.as_bytes());
     let r = send_message(
         port,
         "sender@example.org",
@@ -785,8 +785,7 @@ fn dnsbl_dnswl_and_rate_limits_through_a_private_dns() {
     let (mut s, g) = Smtp::connect(port);
     expect_code(&g, "220");
     expect_code(&s.cmd("EHLO client.example"), "250");
-    let token =
-        super::login_timing::b64(format!("\0demo@example.test\0{}", t.demo_password()).as_bytes());
+    let token = mailorder_tests::sasl_plain("demo@example.test", &t.demo_password());
     expect_code(&s.cmd(&format!("AUTH PLAIN {token}")), "235");
     expect_code(&s.cmd("MAIL FROM:<demo@example.test>"), "250");
     expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");

@@ -1,7 +1,7 @@
 //! IMAP: imapd and imapd-login through the real chain (listen → tlswrap → imapd-login →
 //! checkpassword-file → imapd), with Python's imaplib, raw sockets and mbsync.
 
-use mailorder_tests::{ChainTls, Tree, bin, have, is_root, python, skip};
+use mailorder_tests::{ChainTls, Tree, bin, have, is_root, python, sasl_plain, skip};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
@@ -1150,32 +1150,16 @@ fn login_front_end() {
     t.control("authfaildelay", "10");
     let port = start_imap(&mut t, false);
     let pw = t.demo_password();
-    let plain = |user: &str, pass: &str| {
-        let raw = format!("\0{user}\0{pass}");
-        // base64 without a crate: the test harness only has std.
-        const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-        let b = raw.as_bytes();
-        let mut out = String::new();
-        for c in b.chunks(3) {
-            let n = (u32::from(c[0]) << 16)
-                | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-                | u32::from(*c.get(2).unwrap_or(&0));
-            for i in 0..4 {
-                if i <= c.len() {
-                    out.push(char::from(A[((n >> (18 - 6 * i)) & 63) as usize]));
-                } else {
-                    out.push('=');
-                }
-            }
-        }
-        out
-    };
     let mut c = Raw::connect(port);
     let r = c.cmd("a", b"ID (\"name\" \"test\")");
     assert_eq!(r, ["* ID (\"name\" \"mailorder\")", "a OK ID completed"]);
     let r = c.cmd(
         "b",
-        format!("AUTHENTICATE PLAIN {}", plain("demo@example.test", &pw)).as_bytes(),
+        format!(
+            "AUTHENTICATE PLAIN {}",
+            sasl_plain("demo@example.test", &pw)
+        )
+        .as_bytes(),
     );
     assert!(
         last(&r).starts_with("b OK [CAPABILITY IMAP4rev1"),

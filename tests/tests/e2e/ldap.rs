@@ -7,7 +7,7 @@
 //! shipped schema (etc/ldap/mailorder.ldif) and sample data (etc/ldap/sample.ldif).
 
 use mailorder_tests::{
-    ChainTls, Smtp, Tree, bin, free_port, is_root, output_with_input, skip, wait_for,
+    ChainTls, Smtp, Tree, bin, free_port, is_root, output_with_input, sasl_plain, skip, wait_for,
 };
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -693,31 +693,12 @@ fn ldap_master_replica_failover() {
     assert!(text.contains("queued while LDAP was down"));
 }
 
-/// RFC 4648 base64.
-fn b64(data: &[u8]) -> String {
-    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for c in data.chunks(3) {
-        let n = (u32::from(c[0]) << 16)
-            | (u32::from(*c.get(1).unwrap_or(&0)) << 8)
-            | u32::from(*c.get(2).unwrap_or(&0));
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 /// AUTH PLAIN over a new SMTP session: the reply to AUTH.
 fn smtp_auth(port: u16, user: &str, pw: &str) -> String {
     let (mut s, banner) = Smtp::connect(port);
     assert!(banner.starts_with("220"), "{banner}");
     s.cmd("EHLO client.example");
-    let token = b64(format!("\0{user}\0{pw}").as_bytes());
+    let token = sasl_plain(user, pw);
     let r = s.cmd(&format!("AUTH PLAIN {token}"));
     s.cmd("QUIT");
     r
@@ -1462,21 +1443,10 @@ print("new password", st, loc)
 #[test]
 fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     let name = "ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm";
-    if !is_root() {
-        return skip(name, "needs root to run slapd from a private directory");
-    }
-    for c in ["slapd", "slapadd", "slappasswd", "ldapsearch", "smtp-sink"] {
-        if !have(c) {
-            return skip(
-                name,
-                &format!("{c} not installed (scripts/install-test-deps)"),
-            );
-        }
-    }
-    let tmp = tempfile::Builder::new()
-        .prefix("mailorder-ldap")
-        .tempdir()
-        .unwrap();
+    let tmp = match slapd_dir(&["slapd", "slapadd", "slappasswd", "ldapsearch", "smtp-sink"]) {
+        Ok(d) => d,
+        Err(why) => return skip(name, &why),
+    };
     let master = Slapd::new(tmp.path(), "master", None);
     let mut t = Tree::new();
     configure(&t, &[&master], &master);
