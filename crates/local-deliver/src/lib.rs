@@ -240,7 +240,7 @@ pub fn run(cfg: &Config, resolved: Result<Resolved, DirError>, msg: &mut File) -
 /// The filter flags a message at the lowest mark score of all its recipients, so only a
 /// flagged message can be wrong for this one: only then is the domain asked (one lookup,
 /// for spam only; a directory that cannot be read is a temporary failure), and then the
-/// site's `control/spammark`/`spamreject`, as the filter falls back to them.
+/// site's `control/spammark`, as the filter falls back to it.
 fn is_spam(cfg: &Config, hops: &header::Hops, user: &User) -> Result<bool, DeliverError> {
     use mailorder_directory::{Score, SpamLevels};
     let mut levels = user.spam;
@@ -249,13 +249,9 @@ fn is_spam(cfg: &Config, hops: &header::Hops, user: &User) -> Result<bool, Deliv
             levels = mailorder_directory::Directory::open_at(&cfg.root)?.domain_spam(domain)?;
         }
         if levels == SpamLevels::default() {
-            let site = |name| -> Result<Option<Score>, DeliverError> {
-                Ok(cfg.control.line(name)?.and_then(|v| Score::parse(&v)))
-            };
-            levels = SpamLevels {
-                reject: site("spamreject")?,
-                mark: site("spammark")?,
-            };
+            // The site's mark score only: without one the filter flags by spamd's own
+            // verdict, which the flag carries.
+            levels.mark = cfg.control.line("spammark")?.and_then(|v| Score::parse(&v));
         }
     }
     let own = match (levels.mark, levels.reject) {

@@ -933,8 +933,9 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     assert!(files("m@marky.test", ".Junk")[0].contains("X-Spam-Flag: YES\n"));
     assert!(files("l@lenient.test", ".Junk").is_empty());
     // A recipient with no scores of its own or its domain's is filed by the site's
-    // (control/spamreject 5000 here): the inbox, though marky.test flagged the message.
+    // (control/spammark 3000 here): the inbox, though marky.test flagged the message.
     t.control("spamreject", "5000");
+    t.control("spammark", "3000");
     expect_code(
         &send_to(port, &["m@marky.test", "d@plain.test"], GTUBE),
         "250",
@@ -948,6 +949,7 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     assert!(files("d@plain.test", "")[0].contains("X-Spam-Flag: YES\n"));
     assert!(files("d@plain.test", ".Junk").is_empty());
     t.control("spamreject", "100");
+    std::fs::remove_file(t.root.join("control/spammark")).unwrap();
     // A user's own reject score overrides the domain's.
     let out = t
         .cmd("useradm")
