@@ -425,6 +425,92 @@ fn our_own_bounce_of_a_forward_reaches_the_original_sender() {
     assert!(t.messages("fwd").is_empty(), "forward only");
 }
 
+/// See: issue #14. Loop detection by hop count across hosts: a forwarded message that has
+/// already crossed more hosts than `control/maxhops` allows (its `Received:` and
+/// `Delivered-To:` fields counted) is refused by smtpd at the end of the data, or, when
+/// our own `Received:` tips it over, not forwarded again by local-deliver but bounced to
+/// its sender (5.4.6); one under the limit is forwarded.
+#[test]
+fn a_forward_over_the_hop_count_bounces_instead_of_looping() {
+    if !have("smtp-sink") {
+        return skip(
+            "a_forward_over_the_hop_count_bounces_instead_of_looping",
+            "smtp-sink missing",
+        );
+    }
+    let mut t = Tree::new();
+    let sink = Sink::start_private(&[]);
+    t.routes(&[("sink.test", sink.port)]);
+    t.control("maxhops", "5");
+    t.add_user("fwd@example.test", "forward=far@sink.test local=no", "pw");
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let received = |n: usize| -> String {
+        (0..n)
+            .map(|i| format!("Received: from hop{i}.sink.test by hop{}.sink.test; Mon, 7 Dec 2026 05:00:0{i} +0000\n", i + 1))
+            .collect()
+    };
+    // Two hops before ours (smtpd adds a third): forwarded.
+    send(
+        port,
+        "alice@sink.test",
+        "fwd@example.test",
+        &format!(
+            "{}To: fwd@example.test\nSubject: few hops\n\nx\n",
+            received(2)
+        ),
+    );
+    wait_for("the forward", 60, || {
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("X-Rcpt-Args: <far@sink.test>") && m.contains("few hops"))
+    });
+    // Six before ours: smtpd itself refuses it at the end of the data.
+    let (mut c, g) = Smtp::connect(port);
+    expect_code(&g, "220");
+    expect_code(&c.cmd("EHLO client.sink.test"), "250");
+    expect_code(&c.cmd("MAIL FROM:<alice@sink.test>"), "250");
+    expect_code(&c.cmd("RCPT TO:<fwd@example.test>"), "250");
+    expect_code(&c.cmd("DATA"), "354");
+    let body = format!("{}Subject: refused hops\n\nx\n", received(6)).replace('\n', "\r\n");
+    c.send(format!("{body}.\r\n").as_bytes());
+    expect_code(&c.reply(), "554 5.4.6");
+    c.cmd("QUIT");
+    // Five before ours: smtpd takes it (5 of 5), ours makes six at local-deliver, which
+    // does not forward it again but bounces it to alice.
+    send(
+        port,
+        "alice@sink.test",
+        "fwd@example.test",
+        &format!(
+            "{}To: fwd@example.test\nSubject: many hops\n\nx\n",
+            received(5)
+        ),
+    );
+    wait_for("the bounce at alice", 60, || {
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+    });
+    wait_for("the queue to empty", 60, || {
+        t.queue_entries("mess") == 0 && t.queue_entries("todo") == 0
+    });
+    let all = sink.messages();
+    let bounce = all
+        .iter()
+        .find(|m| m.contains("X-Rcpt-Args: <alice@sink.test>"))
+        .unwrap();
+    assert!(
+        bounce.contains("too many hops") && bounce.contains("5.4.6"),
+        "{bounce}"
+    );
+    assert!(
+        !all.iter()
+            .any(|m| m.contains("X-Rcpt-Args: <far@sink.test>") && m.contains("Subject: many hops")),
+        "{all:?}"
+    );
+}
+
 fn qadmin(t: &Tree, args: &[&str]) -> String {
     let o = t.cmd("qadmin").args(args).output().unwrap();
     assert!(
