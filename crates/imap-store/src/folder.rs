@@ -681,7 +681,9 @@ impl Folder {
     /// sessions: [`Folder::store_flags`], [`Folder::expunge_uids`], [`Folder::append_msgs`],
     /// [`Folder::take_new`]); that check runs under a shared lock, so sessions do not wait
     /// for each other. Anything else (a delivery, another program's change, lost events)
-    /// is found by scanning under the exclusive lock, as without a watch.
+    /// is found by scanning under the exclusive lock, as without a watch. A first look,
+    /// or one without a watch, also reads under the shared lock when `new/` and `cur/`
+    /// are as the index recorded them (nothing to write).
     pub fn refresh(&mut self) -> Result<bool, StoreError> {
         self.drain_events();
         let before = self.stamp()?;
@@ -724,6 +726,29 @@ impl Folder {
                 if agree {
                     drop(lock);
                     self.events.clear();
+                    return Ok(true);
+                }
+            }
+            drop(lock);
+        } else if self.pending.is_empty() {
+            // A first look (a new session's SELECT, a STATUS) or one without a watch:
+            // when the directories are as the index recorded them, nothing is to be
+            // written, so the shared lock does and sessions do not queue for each other.
+            let lock = self.lock_shared()?;
+            if self.watch.is_some() {
+                self.drain_events();
+                self.events.clear();
+            }
+            let under = self.stamp()?;
+            if let Some((state, off)) = self.load_current(&under)? {
+                let quiet =
+                    state.dirs == Some([under.new.mtime(), under.cur.mtime()]) && under.settled();
+                self.seen = Some((under, state));
+                self.log_off = off;
+                if quiet {
+                    drop(lock);
+                    self.generation += 1;
+                    self.watch_ok = self.watch.is_some();
                     return Ok(true);
                 }
             }
@@ -2262,6 +2287,33 @@ mod tests {
             st4.msgs[0].flags.starts_with("F")
                 && st4.msgs[0].flags.contains(keyword_char(26).unwrap())
         );
+    }
+
+    // See: issue #12: every new session's first sync (SELECT, STATUS) took the exclusive
+    // lock, even with nothing to write, so sessions queued behind each other.
+    #[test]
+    fn first_sync_of_a_settled_folder_shares_the_lock() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        let mut a = s.folder("INBOX").unwrap();
+        a.sync().unwrap();
+        // The directories settle (their ctime 2 s old), and a first sync records them.
+        std::thread::sleep(Duration::from_millis(3100));
+        s.folder("INBOX").unwrap().sync().unwrap();
+        let lock = fs::File::open(a.dir().join(LOCK)).unwrap();
+        let held = Flock::lock(lock, FlockArg::LockShared).unwrap();
+        let mut b = s.folder("INBOX").unwrap();
+        assert!(b.watch());
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let st = b.sync().map(|st| st.msgs.len());
+            let _ = tx.send(st);
+        });
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        drop(held);
+        t.join().unwrap();
+        assert_eq!(got.unwrap().unwrap(), 1);
     }
 
     // See: issue #12: sessions on one mailbox serialised on reading the directories
