@@ -1439,7 +1439,8 @@ print("new password", st, loc)
 /// its `mailorderDomain` entry, `useradm domain modify`) and a user's own (on the user's
 /// entry) decide at SMTP time through the real filter (a scripted spamd answering score
 /// 9.0); a quota (`mailQuotaCount`) gives one warning; `--reply-any-recipient`
-/// (`To-Cc-Only: no` in `mailReplyText`) makes the autoresponder answer a Bcc'd message.
+/// (`To-Cc-Only: no` in `mailReplyText`) makes the autoresponder answer a Bcc'd message;
+/// `--forward-only` without a forward is reply only.
 #[test]
 fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     let name = "ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm";
@@ -1617,4 +1618,25 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     let m = &sink.messages()[0];
     assert!(m.contains("X-Rcpt-Args: <bob@sink.test>"), "{m}");
     assert!(m.contains("Subject: Auto: bcc"), "{m}");
+
+    // Reply only (issue 14: `--forward-only` with a reply text and no forward; LDAP
+    // deliveryMode forwardonly and reply): answered, nothing more stored.
+    wait_for("own's two messages", 60, || files("own", "").len() == 2);
+    ok(&t, &["modify", "own@example.test", "--forward-only"]);
+    let shown = ok(&t, &["show", "own@example.test"]);
+    assert!(shown.contains("\tlocal=no"), "{shown}");
+    let r = mail(
+        "carol@sink.test",
+        "own@example.test",
+        "own@example.test",
+        "reply only",
+    );
+    assert!(r.starts_with("250"), "{r}");
+    wait_for("the reply to carol", 60, || {
+        sink.messages()
+            .iter()
+            .any(|m| m.contains("X-Rcpt-Args: <carol@sink.test>"))
+    });
+    wait_for("the queue to empty", 60, || t.queue_entries("mess") == 0);
+    assert_eq!(files("own", "").len(), 2, "reply only: nothing stored");
 }
