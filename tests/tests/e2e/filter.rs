@@ -700,6 +700,23 @@ fn dkim_signing_verified_by_python_dkim_and_mail_auth() {
     );
     assert!(!stored("other-domain").contains("DKIM-Signature:"));
 
+    // A user who authenticated (AUTH PLAIN, no relay network): signed too.
+    let (mut s, g) = Smtp::connect(inbound);
+    expect_code(&g, "220");
+    expect_code(&s.cmd("EHLO client.example"), "250");
+    let token = mailorder_tests::sasl_plain("demo@example.test", &t.demo_password());
+    expect_code(&s.cmd(&format!("AUTH PLAIN {token}")), "235");
+    expect_code(&s.cmd("MAIL FROM:<demo@example.test>"), "250");
+    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    expect_code(&s.cmd("DATA"), "354");
+    let m = msg("demo@example.test", "auth-signed").replace('\n', "\r\n");
+    s.send(format!("{m}\r\n.\r\n").as_bytes());
+    expect_code(&s.reply(), "250");
+    s.cmd("QUIT");
+    let signed = as_sent(&stored("auth-signed"));
+    assert!(signed.contains("\nDKIM-Signature:"), "{signed}");
+    assert_eq!(python_dkim_verify(&signed, dns_port), "pass", "{signed}");
+
     // Rotation: the RSA selector signs from now on.
     dkimkey(&t, &["use", "example.test", "rsa1"]);
     expect_code(
