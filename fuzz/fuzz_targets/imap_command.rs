@@ -6,7 +6,8 @@ use libfuzzer_sys::fuzz_target;
 use mailorder_fuzz::chunks;
 use mailorder_imap_proto::args::{
     parse_copy, parse_enable, parse_getquota, parse_getquotaroot, parse_rename,
-    parse_sort_criteria, parse_status, parse_status_items, parse_thread_alg,
+    parse_sort_criteria, parse_status, parse_status_items, parse_thread_alg, sort_charset,
+    split_search_charset,
 };
 use mailorder_imap_proto::framer::{Frame, Framer};
 use mailorder_imap_proto::parse::{Tok, parse_command, parse_fetch, parse_flags, parse_search};
@@ -130,6 +131,11 @@ fuzz_target!(|input: &[u8]| {
             let _ = parse_rename(&r.args);
             let _ = parse_getquota(&r.args);
             let _ = parse_getquotaroot(&r.args);
+            if let Ok((_, keys)) = split_search_charset(&r.args) {
+                assert!(keys.len() <= r.args.len());
+                let _ = parse_search(keys);
+            }
+            let _ = sort_charset(r.args.get(1));
         }
         assert!(cmd.args.iter().map(tok_bytes).sum::<usize>() <= c.len());
         typed(&cmd.args);

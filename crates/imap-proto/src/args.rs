@@ -1,7 +1,7 @@
 //! Typed arguments of the commands not covered by [`crate::request`]: STATUS (RFC 3501
 //! §6.3.10, RFC 7162, RFC 8438), ENABLE (RFC 5161), SORT criteria and THREAD algorithms
 //! (RFC 5256), COPY/MOVE (RFC 3501 §6.4.7, RFC 6851), RENAME, GETQUOTA and GETQUOTAROOT
-//! (RFC 9208). Mailbox names stay tokens: how they decode (modified UTF-7 or UTF-8 after
+//! (RFC 9208), the charset of SEARCH, SORT and THREAD. Mailbox names stay tokens: how they decode (modified UTF-7 or UTF-8 after
 //! `ENABLE UTF8=ACCEPT`) is the session's state.
 //!
 //! No I/O: tokens in, values or a text for `BAD` out.
@@ -250,6 +250,34 @@ pub fn parse_getquotaroot(args: &[Tok]) -> Result<&Tok, String> {
     }
 }
 
+/// `[CHARSET astring SP]` before SEARCH keys (RFC 3501 §6.4.4): the charset named
+/// (uppercased), if any, and the keys after it.
+pub fn split_search_charset(args: &[Tok]) -> Result<(Option<String>, &[Tok]), String> {
+    match args {
+        [first, rest @ ..] if first.atom_upper().as_deref() == Some("CHARSET") => match rest {
+            [cs, keys @ ..] => match cs.text() {
+                Some(cs) => Ok((Some(cs.to_ascii_uppercase()), keys)),
+                None => Err("CHARSET needs a name".into()),
+            },
+            [] => Err("CHARSET needs a name".into()),
+        },
+        _ => Ok((None, args)),
+    }
+}
+
+/// The charset argument of SORT and THREAD (RFC 5256: required), uppercased.
+pub fn sort_charset(tok: Option<&Tok>) -> Result<String, String> {
+    tok.and_then(Tok::text)
+        .map(|c| c.to_ascii_uppercase())
+        .ok_or_else(|| "SORT and THREAD need a charset".into())
+}
+
+/// Whether searching in `charset` (uppercased) is supported: UTF-8 and its subset
+/// US-ASCII; others get `NO [BADCHARSET (UTF-8 US-ASCII)]`.
+pub fn charset_known(charset: &str) -> bool {
+    matches!(charset, "UTF-8" | "US-ASCII")
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "tests")]
@@ -335,6 +363,21 @@ mod tests {
         assert_eq!(parse_thread_alg(a.first()), Ok(ThreadAlg::OrderedSubject));
         assert!(parse_thread_alg(args("a THREAD REFS UTF-8 ALL").first()).is_err());
         assert!(parse_thread_alg(None).is_err());
+    }
+
+    #[test]
+    fn charsets() {
+        let a = args("a SEARCH CHARSET utf-8 FROM x");
+        let (cs, keys) = split_search_charset(&a).unwrap();
+        assert_eq!((cs.as_deref(), keys.len()), (Some("UTF-8"), 2));
+        let a = args("a SEARCH FROM x");
+        assert_eq!(split_search_charset(&a).unwrap(), (None, &a[..]));
+        assert!(split_search_charset(&args("a SEARCH CHARSET")).is_err());
+        assert!(split_search_charset(&args("a SEARCH CHARSET (x) ALL")).is_err());
+        assert!(charset_known("US-ASCII") && !charset_known("KOI8-R"));
+        let a = args("a SORT (DATE) \"us-ascii\" ALL");
+        assert_eq!(sort_charset(a.get(1)).unwrap(), "US-ASCII");
+        assert!(sort_charset(None).is_err());
     }
 
     #[test]

@@ -2,7 +2,10 @@
 //! search keys against a message.
 
 use super::*;
-use mailorder_imap_proto::args::{ThreadAlg, parse_sort_criteria, parse_thread_alg};
+use mailorder_imap_proto::args::{
+    ThreadAlg, charset_known, parse_sort_criteria, parse_thread_alg, sort_charset,
+    split_search_charset,
+};
 use mailorder_imap_proto::request::{SearchReturn, parse_search_return};
 
 impl<W: Write> Session<W> {
@@ -15,16 +18,13 @@ impl<W: Write> Session<W> {
             // A failing SEARCH leaves `$` empty (RFC 5182 §2.1).
             self.saved.clear();
         }
-        if args.first().and_then(Tok::atom_upper).as_deref() == Some("CHARSET") {
-            let cs = args
-                .get(1)
-                .and_then(Tok::text)
-                .unwrap_or_default()
-                .to_ascii_uppercase();
-            if cs != "UTF-8" && cs != "US-ASCII" {
-                return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
-            }
-            args = args.get(2..).unwrap_or(&[]);
+        let cs;
+        (cs, args) = match split_search_charset(args) {
+            Ok(x) => x,
+            Err(e) => return bad(e),
+        };
+        if cs.is_some_and(|cs| !charset_known(&cs)) {
+            return no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset");
         }
         let key = match parse_search(args) {
             Ok(k) => k,
@@ -207,12 +207,8 @@ impl<W: Write> Session<W> {
         args: &[Tok],
         uid: bool,
     ) -> Result<Vec<sort::Info>, R> {
-        let cs = args
-            .get(1)
-            .and_then(Tok::text)
-            .unwrap_or_default()
-            .to_ascii_uppercase();
-        if cs != "UTF-8" && cs != "US-ASCII" {
+        let cs = sort_charset(args.get(1)).map_err(bad)?;
+        if !charset_known(&cs) {
             return Err(no("[BADCHARSET (UTF-8 US-ASCII)] Unsupported charset"));
         }
         let key = parse_search(args.get(2..).unwrap_or(&[])).map_err(bad)?;
