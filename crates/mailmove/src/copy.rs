@@ -480,29 +480,6 @@ fn fetched(r: &crate::imap::Response) -> Result<Option<Fetched>, MoveError> {
     Ok(Some(f))
 }
 
-fn seq(uids: &[u32]) -> String {
-    let mut out = String::new();
-    let mut i = 0;
-    while i < uids.len() {
-        let start = uids[i];
-        let mut end = start;
-        while i + 1 < uids.len() && uids[i + 1] == end + 1 {
-            i += 1;
-            end = uids[i];
-        }
-        if !out.is_empty() {
-            out.push(',');
-        }
-        if start == end {
-            out.push_str(&start.to_string());
-        } else {
-            out.push_str(&format!("{start}:{end}"));
-        }
-        i += 1;
-    }
-    out
-}
-
 fn folder(
     c: &mut Client,
     store: Option<&Store>,
@@ -741,7 +718,7 @@ fn folder(
         let mut pending: Vec<(u32, String, u64, Pending)> = Vec::new();
         let cmd = format!(
             "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
-            seq(&chunk)
+            mailorder_imap_proto::seqset::compact(&chunk)
         );
         let d = c.run(&[Arg::Raw(&cmd)], |r| {
             let Some(f) = fetched(&r)? else {
@@ -1178,8 +1155,6 @@ mod tests {
         assert_eq!(ours(&unique(1_000_000, 42, 7)), Some((42, 7)));
         assert_eq!(ours("1.M2P3_4.host"), None);
         assert_eq!(ours("1.V2U3.other"), None);
-        assert_eq!(seq(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(seq(&[4]), "4");
         let k = uidl_key("000000017a3b/x:y");
         assert_eq!(k.len(), 32);
         assert_eq!(ours_pop(&format!("5.P{k}.mailmove")), Some(k.as_str()));

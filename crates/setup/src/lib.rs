@@ -128,17 +128,21 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
         .trim()
         .parse()
         .context("control/vmailgid")?;
-    let mail = r.join("mail");
-    let md = fs::metadata(&mail)?;
     use std::os::unix::fs::MetadataExt;
-    if md.uid() == 0 {
-        nix::unistd::chown(
-            &mail,
-            Some(nix::unistd::Uid::from_raw(vuid)),
-            Some(nix::unistd::Gid::from_raw(vgid)),
-        )
-        .with_context(|| format!("chown {}", mail.display()))?;
-    }
+    // What root created here becomes the vmail uid's; what someone else owns stays theirs.
+    let give = |rel: &str| -> Result<()> {
+        let p = r.join(rel);
+        if fs::metadata(&p)?.uid() == 0 {
+            nix::unistd::chown(
+                &p,
+                Some(nix::unistd::Uid::from_raw(vuid)),
+                Some(nix::unistd::Gid::from_raw(vgid)),
+            )
+            .with_context(|| format!("chown {}", p.display()))?;
+        }
+        Ok(())
+    };
+    give("mail")?;
     // local-deliver (as that uid) runs `queue` to forward; without the set-id install the
     // queue runs as that uid too, so it must be able to write the queue.
     for d in [
@@ -148,28 +152,12 @@ fn unprivileged_mail(r: &Path) -> Result<()> {
         "queue/spare",
         "queue/lock/trigger",
     ] {
-        let p = r.join(d);
-        if fs::metadata(&p)?.uid() == 0 {
-            nix::unistd::chown(
-                &p,
-                Some(nix::unistd::Uid::from_raw(vuid)),
-                Some(nix::unistd::Gid::from_raw(vgid)),
-            )
-            .with_context(|| format!("chown {}", p.display()))?;
-        }
+        give(d)?;
     }
     // Every program of such a tree runs as that uid: it reads the SRS secret, and smtpd
     // keeps its rate-limit counters.
     for p in ["control/srssecret", "smtpd"] {
-        let p = r.join(p);
-        if fs::metadata(&p)?.uid() == 0 {
-            nix::unistd::chown(
-                &p,
-                Some(nix::unistd::Uid::from_raw(vuid)),
-                Some(nix::unistd::Gid::from_raw(vgid)),
-            )
-            .with_context(|| format!("chown {}", p.display()))?;
-        }
+        give(p)?;
     }
     traversable(r)
 }
