@@ -3,7 +3,8 @@
 //! - [`Maildir`]: open or create a Maildir (`tmp/`, `new/`, `cur/`, mode 0700), create
 //!   Maildir++ folders (`.Name` + `maildirfolder`), deliver a message the safe way
 //!   (`tmp/` → check every write → `fsync` → `close` → `link` into `new/` → `unlink` →
-//!   `fsync(new/)`), list messages for pop3d/imapd ([`Maildir::scan`]), move `new/` to
+//!   `fsync(new/)`, shared between deliveries running at once: [`SYNC_RECORD`]), list
+//!   messages for pop3d/imapd ([`Maildir::scan`]), move `new/` to
 //!   `cur/` and change flags;
 //! - [`name`]: unique names `time.MusecPpid_n.host`, the `,S=`/`,W=` size tags and the
 //!   `:2,FLAGS` info, as pure string functions;
@@ -156,6 +157,26 @@ fn fsync_dir(path: &Path) -> Result<(), MaildirError> {
     mailorder_core::atomic::fsync_dir(path).map_err(|e| MaildirError::io("fsync", path, e))
 }
 
+/// The record through which deliveries into one Maildir share their `fsync` of `new/`
+/// (group commit, `mailorder_core::atomic::GroupSync`): a plain file in the Maildir's own
+/// directory, beside `maildirsize` (not in `tmp/`, which stays empty; not a dot name,
+/// which Maildir++ reads as a folder).
+pub const SYNC_RECORD: &str = "mailorder-sync";
+
+impl Maildir {
+    /// `fsync(new/)` after a delivery's link, shared with the other deliveries into this
+    /// Maildir running at once (issue #11: dispatch's workers deliver to one busy mailbox in
+    /// parallel): an `fsync` of `new/` that started after our link covers it, whoever ran
+    /// it. Never weaker than a private `fsync`; a record that cannot be used means one.
+    fn sync_new(&self) -> Result<(), MaildirError> {
+        let new = self.path.join("new");
+        mailorder_core::atomic::GroupSync::open(&new, &self.path.join(SYNC_RECORD))
+            .and_then(|mut g| g.sync())
+            .map(|_| ())
+            .map_err(|e| MaildirError::io("fsync", &new, e))
+    }
+}
+
 impl Maildir {
     /// Open an existing Maildir: `tmp/`, `new/` and `cur/` must be directories.
     pub fn open(path: impl Into<PathBuf>) -> Result<Maildir, MaildirError> {
@@ -236,7 +257,7 @@ impl Maildir {
         let unlinked = fs::remove_file(&tmp);
         let new = result?;
         unlinked.map_err(|e| MaildirError::io("unlink", &tmp, e))?;
-        fsync_dir(&self.path.join("new"))?;
+        self.sync_new()?;
         Ok(new)
     }
 

@@ -58,24 +58,40 @@ const RELIST: Duration = Duration::from_millis(200);
 /// so a process lists the directory once per many messages.
 #[derive(Debug, Default)]
 pub struct Taker {
-    names: Vec<String>,
+    /// Spares that were messages (`NAME.m`), then the others (envelopes, `NAME.t`).
+    messages: Vec<String>,
+    envelopes: Vec<String>,
     listed: Option<Instant>,
     off: bool,
+}
+
+/// What a spare is taken for: its kind decides which spares fit (see [`Taker::take`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum For {
+    /// `mess/ID`: a former message fits best (about the same size: overwritten in place
+    /// with no block allocated or freed); a former envelope will do.
+    Message,
+    /// `intd/ID`: only a former envelope (a former message would be cut from kilobytes to
+    /// a few dozen octets, freeing its blocks: a synchronous discard).
+    Envelope,
 }
 
 impl Taker {
     /// Move a spare to `to` (which must not exist) and return it open for writing at its
     /// start (overwrite it, then [`Spare::finish`]). `None`: no usable spare; the caller
     /// creates the file as before (and `to` does not exist).
-    pub fn take(&mut self, q: &Queue, to: &Path) -> Option<Spare> {
+    pub fn take(&mut self, q: &Queue, to: &Path, kind: For) -> Option<Spare> {
         if self.off {
             return None;
         }
         loop {
-            if self.names.is_empty() && !self.relist(q) {
+            if !self.has(kind) && !self.relist(q) {
                 return None;
             }
-            let name = self.names.pop()?;
+            let name = match kind {
+                For::Message => self.messages.pop().or_else(|| self.envelopes.pop()),
+                For::Envelope => self.envelopes.pop(),
+            }?;
             let from = q.spare_dir().join(&name);
             match renameat2(AT_FDCWD, &from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
                 Ok(()) => return reopen(to),
@@ -91,6 +107,13 @@ impl Taker {
                     return None;
                 }
             }
+        }
+    }
+
+    fn has(&self, kind: For) -> bool {
+        match kind {
+            For::Message => !self.messages.is_empty() || !self.envelopes.is_empty(),
+            For::Envelope => !self.envelopes.is_empty(),
         }
     }
 
@@ -112,8 +135,8 @@ impl Taker {
             let k = std::process::id() as usize % names.len();
             names.rotate_left(k);
         }
-        self.names = names;
-        !self.names.is_empty()
+        (self.messages, self.envelopes) = names.into_iter().partition(|n| n.ends_with(".m"));
+        !self.messages.is_empty() || !self.envelopes.is_empty()
     }
 }
 
@@ -198,7 +221,7 @@ mod tests {
         std::fs::write(q.spare_dir().join(pending_name("4.5.6", 't')), "F\0\0").unwrap();
         let mut t = Taker::default();
         let to = q.mess("9.9.9");
-        let sp = t.take(&q, &to).expect("a spare");
+        let sp = t.take(&q, &to, For::Message).expect("a spare");
         let mut f = sp.file;
         f.write_all(b"new").unwrap();
         Spare::finish(&f, sp.old_len, 3).unwrap();
@@ -207,7 +230,7 @@ mod tests {
         File::open(&to).unwrap().read_to_string(&mut s).unwrap();
         assert_eq!(s, "new");
         // The pending one is not usable yet; nothing else is left.
-        assert!(t.take(&q, &q.intd("9.9.9")).is_none());
+        assert!(t.take(&q, &q.intd("9.9.9"), For::Envelope).is_none());
         assert!(!q.intd("9.9.9").exists());
         assert!(q.spare_dir().join(pending_name("4.5.6", 't')).exists());
     }
@@ -219,7 +242,7 @@ mod tests {
         std::fs::write(q.spare_dir().join("a"), "spare").unwrap();
         std::fs::write(q.mess("1.1.1"), "queued").unwrap();
         let mut t = Taker::default();
-        assert!(t.take(&q, &q.mess("1.1.1")).is_none());
+        assert!(t.take(&q, &q.mess("1.1.1"), For::Message).is_none());
         assert_eq!(std::fs::read(q.mess("1.1.1")).unwrap(), b"queued");
         // A spare that a crash left with a second name (todo/OLD): never emptied.
         std::fs::write(q.todo("2.2.2"), "F\0Tx@y\0\0").unwrap();
@@ -228,7 +251,7 @@ mod tests {
         let mut got = Vec::new();
         for i in 0..2 {
             let to = q.intd(&format!("3.3.{i}"));
-            if let Some(sp) = t.take(&q, &to) {
+            if let Some(sp) = t.take(&q, &to, For::Message) {
                 got.push((to, sp.file));
             }
         }
@@ -255,12 +278,32 @@ mod tests {
         assert!(age < Duration::from_secs(3600), "renamed just now: {age:?}");
     }
 
+    // See: issue #11 (an envelope never takes a former message: cutting it would free blocks)
+    #[test]
+    fn an_envelope_takes_only_a_former_envelope_and_a_message_prefers_a_message() {
+        let (_d, q) = queue();
+        std::fs::write(q.spare_dir().join("1.1.1.m"), "x".repeat(5000)).unwrap();
+        let mut t = Taker::default();
+        assert!(t.take(&q, &q.intd("2.2.2"), For::Envelope).is_none());
+        assert!(q.spare_dir().join("1.1.1.m").exists());
+        std::fs::write(q.spare_dir().join("1.1.1.t"), "F\0\0").unwrap();
+        let mut t = Taker::default();
+        let sp = t.take(&q, &q.mess("2.2.2"), For::Message).unwrap();
+        assert_eq!(sp.old_len, 5000, "the former message");
+        let sp = t.take(&q, &q.intd("2.2.2"), For::Envelope).unwrap();
+        assert_eq!(sp.old_len, 3, "the former envelope");
+    }
+
     // See: issue #11
     #[test]
     fn without_a_spare_directory_nothing_is_taken() {
         let (_d, q) = queue();
         std::fs::remove_dir(q.spare_dir()).unwrap();
-        assert!(Taker::default().take(&q, &q.mess("1.1.1")).is_none());
+        assert!(
+            Taker::default()
+                .take(&q, &q.mess("1.1.1"), For::Message)
+                .is_none()
+        );
         assert!(!q.mess("1.1.1").exists());
     }
 }

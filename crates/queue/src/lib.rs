@@ -31,7 +31,7 @@ use mailorder_core::Exit;
 use mailorder_core::atomic::GroupSync;
 use mailorder_core::exit::queue as code;
 use mailorder_queue_format::envelope::{self, EnvelopeError, MAX_ENVELOPE};
-use mailorder_queue_format::spare::Taker;
+use mailorder_queue_format::spare::{For, Taker};
 use mailorder_queue_format::{Queue, date};
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -231,8 +231,8 @@ pub(crate) struct Kept {
 impl Kept {
     /// A spare moved to `path` (to be overwritten from its start), else a new file created
     /// exclusively; with the file's old length (0 for a new one): [`finish`].
-    fn file(&mut self, q: &Queue, path: &Path) -> io::Result<(File, u64)> {
-        match self.spares.take(q, path) {
+    fn file(&mut self, q: &Queue, path: &Path, kind: For) -> io::Result<(File, u64)> {
+        match self.spares.take(q, path, kind) {
             Some(s) => Ok((s.file, s.old_len)),
             None => create_excl(path).map(|f| (f, 0)),
         }
@@ -332,7 +332,7 @@ fn queue_message(
     let (id, mess, old_len) = loop {
         let id = Queue::new_id();
         let path = q.mess(&id);
-        match kept.file(q, &path) {
+        match kept.file(q, &path, For::Message) {
             Ok((f, old_len)) => {
                 remember(pending, &path);
                 break (id, f, old_len);
@@ -363,7 +363,9 @@ fn queue_message(
     // Step 2: the envelope into intd/ID.
     let env = envelope::read_envelope(envelope, cfg.max_envelope)?;
     let intd = q.intd(&id);
-    let (mut f, old_len) = kept.file(q, &intd).map_err(dir_err(QueueError::Intd))?;
+    let (mut f, old_len) = kept
+        .file(q, &intd, For::Envelope)
+        .map_err(dir_err(QueueError::Intd))?;
     remember(pending, &intd);
     f.write_all(&envelope::encode(&env))
         .map_err(QueueError::Write)?;
