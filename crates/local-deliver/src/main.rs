@@ -3,8 +3,8 @@
 use std::fs::File;
 use std::os::fd::AsFd;
 
-use local_deliver::{Config, Outcome, run};
 use mailorder_core::{Exit, exit, root};
+use mailorder_local_deliver::{Config, Outcome, run};
 
 use std::io::Write;
 
@@ -22,7 +22,7 @@ fn main() {
             .and_then(|v| v.parse().ok())
         && let Some(sock) = mailorder_core::sys::take_fd(fd)
     {
-        exit::exit(local_deliver::worker::serve(&sock));
+        exit::exit(mailorder_local_deliver::worker::serve(&sock));
     }
     let outcome = match args.as_slice() {
         [sender, recipient] => deliver(sender, recipient),

@@ -35,7 +35,7 @@ const CODES: &[(&str, &[u8])] = &[
     ("imapd-login", mailorder_imapd_login::EXIT_CODES),
     ("imapd", mailorder_imapd::EXIT_CODES),
     ("listen", mailorder_listen::EXIT_CODES),
-    ("local-deliver", local_deliver::EXIT_CODES),
+    ("local-deliver", mailorder_local_deliver::EXIT_CODES),
     ("mailmove", mailorder_mailmove::EXIT_CODES),
     ("pop3d-login", mailorder_pop3d_login::EXIT_CODES),
     ("pop3d", mailorder_pop3d::EXIT_CODES),

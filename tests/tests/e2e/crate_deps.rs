@@ -99,3 +99,39 @@ fn programs_link_only_the_directory_back_ends_they_use() {
         &["mailorder-directory-ldap", "mailorder-directory-hash"],
     );
 }
+
+// See: issue #17 (a library named like a program: local-deliver's was `local_deliver`)
+/// Every crate's package is `mailorder-<directory>` and its library, when it names one, is
+/// that name too (docs/ARCHITECTURE.md "Crates and their names"), so `use mailorder_…`
+/// always tells a reader it is one of ours.
+#[test]
+fn crates_and_their_libraries_carry_the_prefix() {
+    let crates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates");
+    let mut seen = 0;
+    for e in std::fs::read_dir(&crates).unwrap().filter_map(Result::ok) {
+        let Ok(text) = std::fs::read_to_string(e.path().join("Cargo.toml")) else {
+            continue;
+        };
+        let dir = e.file_name().to_string_lossy().to_string();
+        let package = format!("mailorder-{dir}");
+        let mut section = "";
+        for line in text.lines().map(str::trim) {
+            if line.starts_with('[') {
+                section = line;
+            } else if let Some(v) = line.strip_prefix("name = ") {
+                let v = v.trim_matches('"');
+                match section {
+                    "[package]" => assert_eq!(v, package, "crates/{dir}: package name"),
+                    "[lib]" => assert_eq!(
+                        v,
+                        package.replace('-', "_"),
+                        "crates/{dir}: the library keeps the package's name"
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        seen += 1;
+    }
+    assert!(seen >= 30, "only {seen} crates found");
+}
