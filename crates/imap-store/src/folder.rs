@@ -1400,28 +1400,40 @@ impl Folder {
     /// read-write session, whether it came by delivery, APPEND or COPY. Without the file
     /// (a folder from before it, or from Dovecot) the floor is the lowest UID in `new/`.
     pub fn claim_recent(&mut self, state: &State, claim: bool) -> Result<u32, StoreError> {
-        let _lock = self.lock()?;
         let p = self.dir.join(RECENT);
-        let kept = fs::read_to_string(&p).ok().and_then(|t| {
-            let mut it = t.split_whitespace();
-            let uv: u32 = it.next()?.parse().ok()?;
-            let floor: u32 = it.next()?.parse().ok()?;
-            (uv == state.uidvalidity).then_some(floor)
-        });
-        let floor = kept.unwrap_or_else(|| {
-            state
-                .msgs
-                .iter()
-                .filter(|m| m.sub == Sub::New)
-                .map(|m| m.uid)
-                .min()
-                .unwrap_or(state.uidnext)
-        });
-        if claim && (floor < state.uidnext || kept.is_none()) {
-            let text = format!("{} {}\n", state.uidvalidity, state.uidnext.max(floor));
+        // (kept floor, floor): the file is replaced whole (rename), so it is read without
+        // the lock; only a claim (read, then write) takes it.
+        let look = || {
+            let kept = fs::read_to_string(&p).ok().and_then(|t| {
+                let mut it = t.split_whitespace();
+                let uv: u32 = it.next()?.parse().ok()?;
+                let floor: u32 = it.next()?.parse().ok()?;
+                (uv == state.uidvalidity).then_some(floor)
+            });
+            let floor = kept.unwrap_or_else(|| {
+                state
+                    .msgs
+                    .iter()
+                    .filter(|m| m.sub == Sub::New)
+                    .map(|m| m.uid)
+                    .min()
+                    .unwrap_or(state.uidnext)
+            });
+            (kept, floor)
+        };
+        let wants =
+            |(kept, floor): (Option<u32>, u32)| claim && (floor < state.uidnext || kept.is_none());
+        let first = look();
+        if !wants(first) {
+            return Ok(first.1);
+        }
+        let _lock = self.lock()?;
+        let now = look();
+        if wants(now) {
+            let text = format!("{} {}\n", state.uidvalidity, state.uidnext.max(now.1));
             write_atomic(&p, text.as_bytes(), false)?;
         }
-        Ok(floor)
+        Ok(now.1)
     }
 
     /// Move every message of `state` still in `new/` to `cur/` (a read-write SELECT does
@@ -2314,6 +2326,29 @@ mod tests {
         drop(held);
         t.join().unwrap();
         assert_eq!(got.unwrap().unwrap(), 1);
+    }
+
+    // See: issue #12: every SELECT took the exclusive lock to read `mailorder-recent`, so
+    // it waited behind another session's APPEND (which holds it across an fdatasync).
+    #[test]
+    fn recent_is_read_without_the_lock_when_nothing_is_claimed() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        let mut a = s.folder("INBOX").unwrap();
+        let st = a.sync().unwrap();
+        assert_eq!(a.claim_recent(&st, true).unwrap(), 1);
+        let lock = fs::File::open(a.dir().join(LOCK)).unwrap();
+        let held = Flock::lock(lock, FlockArg::LockExclusive).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let t = std::thread::spawn(move || {
+            let r = (a.claim_recent(&st, true), a.claim_recent(&st, false));
+            let _ = tx.send((r.0.ok(), r.1.ok()));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(60));
+        drop(held);
+        t.join().unwrap();
+        assert_eq!(got.unwrap(), (Some(2), Some(2)), "claimed: none recent");
     }
 
     // See: issue #12: sessions on one mailbox serialised on reading the directories
