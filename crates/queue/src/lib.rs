@@ -357,21 +357,38 @@ fn queue_message(
         .into_inner()
         .map_err(|e| QueueError::Write(e.into_error()))?;
     finish(&mut mess, old_len)?;
-    mess.sync_all().map_err(QueueError::Write)?;
-    drop(mess);
 
-    // Step 2: the envelope into intd/ID.
-    let env = envelope::read_envelope(envelope, cfg.max_envelope)?;
+    // Step 2: the envelope into intd/ID, while mess/ID's fsync runs on a second thread (a
+    // message waits for one device flush here, not two in a row); both must have
+    // succeeded before step 3.
     let intd = q.intd(&id);
-    let (mut f, old_len) = kept
-        .file(q, &intd, For::Envelope)
-        .map_err(dir_err(QueueError::Intd))?;
-    remember(pending, &intd);
-    f.write_all(&envelope::encode(&env))
-        .map_err(QueueError::Write)?;
-    finish(&mut f, old_len)?;
-    f.sync_all().map_err(QueueError::Write)?;
-    drop(f);
+    let (envelope_written, mess_synced) = std::thread::scope(|s| {
+        let synced = std::thread::Builder::new()
+            .stack_size(64 * 1024)
+            .spawn_scoped(s, || mess.sync_all());
+        let written = (|| {
+            let env = envelope::read_envelope(envelope, cfg.max_envelope)?;
+            let (mut f, old_len) = kept
+                .file(q, &intd, For::Envelope)
+                .map_err(dir_err(QueueError::Intd))?;
+            remember(pending, &intd);
+            f.write_all(&envelope::encode(&env))
+                .map_err(QueueError::Write)?;
+            finish(&mut f, old_len)?;
+            f.sync_all().map_err(QueueError::Write)
+        })();
+        let synced = match synced {
+            Ok(h) => h
+                .join()
+                .unwrap_or_else(|_| Err(io::Error::other("fsync thread panicked"))),
+            // No thread: the same fsync here, after the envelope's.
+            Err(_) => mess.sync_all(),
+        };
+        (written, synced)
+    });
+    envelope_written?;
+    mess_synced.map_err(QueueError::Write)?;
+    drop(mess);
 
     // Step 3: the single atomic step. The watchdog may no longer interfere.
     pending.with(&mut |p| p.accepting = true);
