@@ -570,16 +570,20 @@ impl Folder {
         let md = |p: PathBuf| DirStamp::read(&p).map_err(|e| StoreError::io("stat", &p, e));
         let new = md(self.dir.join("new"))?;
         let cur = md(self.dir.join("cur"))?;
-        let meta = |name: &str| match fs::metadata(self.dir.join(name)) {
-            Ok(m) => (m.ino(), m.mtime(), m.mtime_nsec(), m.len()),
-            Err(_) => (0, 0, 0, 0),
-        };
         Ok(Stamp {
             new,
             cur,
-            index: meta(INDEX),
-            log: meta(LOG),
+            index: self.file_stamp(INDEX),
+            log: self.file_stamp(LOG),
         })
+    }
+
+    /// Inode, mtime and length of the index or the log (zeros when missing).
+    fn file_stamp(&self, name: &str) -> (u64, i64, i64, u64) {
+        match fs::metadata(self.dir.join(name)) {
+            Ok(m) => (m.ino(), m.mtime(), m.mtime_nsec(), m.len()),
+            Err(_) => (0, 0, 0, 0),
+        }
     }
 
     fn lock(&self) -> Result<Flock<fs::File>, StoreError> {
@@ -686,6 +690,17 @@ impl Folder {
     /// are as the index recorded them (nothing to write).
     pub fn refresh(&mut self) -> Result<bool, StoreError> {
         self.drain_events();
+        // Watched: new/ and cur/ report their own changes (and their removal ends the
+        // watch), so the per-command check is the index and the log, two `stat`s.
+        if self.watch_ok
+            && self.pending.is_empty()
+            && self.events.is_empty()
+            && let Some((st, _)) = &self.seen
+            && st.index == self.file_stamp(INDEX)
+            && st.log == self.file_stamp(LOG)
+        {
+            return Ok(false);
+        }
         let before = self.stamp()?;
         if let Some((st, _)) = &self.seen
             && self.pending.is_empty()
