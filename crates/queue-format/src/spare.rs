@@ -3,14 +3,14 @@
 //!
 //! Every accepted message costs two files in the queue (`mess/ID`, and the envelope
 //! `intd/ID` → `todo/ID`), and both were unlinked when the message was done. On ext4
-//! without a journal the inode allocator skips every inode freed in the last half minute,
-//! one by one (`find_inode_bit` → `recently_deleted`), so under load each file creation
-//! scanned thousands of recently freed inodes: about half of the whole mail path's CPU in a
-//! profile (queue's creations and local-deliver's, which share the block group). So
-//! queue-clean moves a finished `todo/ID` or `mess/ID` into `queue/spare/` instead of
-//! unlinking it, and `queue` takes a spare (rename, overwrite, cut to length, fsync) before
-//! it creates a file. No inode is freed or allocated on the hot path, and an overwrite in
-//! place allocates no block either.
+//! without a journal the inode allocator skips every inode freed in the last minute (six,
+//! while its inode-table block is dirty) one by one (`find_inode_bit` → `recently_deleted`),
+//! so under load each file creation scanned thousands of recently freed inodes: about half
+//! of the whole mail path's CPU in a profile (queue's creations and local-deliver's, which
+//! share the block group). So queue-clean moves a finished `todo/ID` or `mess/ID` into
+//! `queue/spare/` instead of unlinking it, and `queue` takes a spare (rename, overwrite,
+//! cut to length, fsync) before it creates a file. No inode is freed or allocated on the
+//! hot path, and an overwrite in place allocates no block either.
 //!
 //! The rules that keep this as safe as unlinking:
 //!
