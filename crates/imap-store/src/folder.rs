@@ -190,9 +190,26 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8], durable: bool) -> Result<()
         .map_err(|e| StoreError::io(e.op, &e.path, e.source))
 }
 
-fn parse_index(text: &str) -> Option<State> {
-    let mut lines = text.lines();
-    let head = lines.next()?;
+/// The index file, read line by line: the file is never held whole beside the state made
+/// from it (100,000 messages: 8 MiB less at the peak of a SELECT). `None` when it is
+/// torn or does not parse.
+fn parse_index_from(mut r: impl io::BufRead) -> Option<State> {
+    let mut buf = Vec::with_capacity(256);
+    let mut next = |buf: &mut Vec<u8>| -> Option<()> {
+        buf.clear();
+        if r.read_until(b'\n', buf).ok()? == 0 {
+            return None;
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            if buf.last() == Some(&b'\r') {
+                buf.pop();
+            }
+        }
+        Some(())
+    };
+    next(&mut buf)?;
+    let head = std::str::from_utf8(&buf).ok()?;
     let rest = head.strip_prefix(MAGIC)?;
     let mut h = rest.split_whitespace();
     let uidvalidity: u32 = h.next()?.parse().ok()?;
@@ -207,12 +224,14 @@ fn parse_index(text: &str) -> Option<State> {
     let mut vanished = Vec::new();
     let mut last = 0u32;
     let mut flag_set = Vec::new();
-    for line in lines {
+    while next(&mut buf).is_some() {
+        let line = std::str::from_utf8(&buf).ok()?;
         if let Some(n) = line.strip_prefix("end ") {
             let n: usize = n.parse().ok()?;
             if n != msgs.len() || uidvalidity == 0 {
                 return None;
             }
+            msgs.shrink_to_fit();
             return Some(State {
                 uidvalidity,
                 uidnext,
@@ -653,8 +672,8 @@ impl Folder {
     }
 
     fn load_index(&self) -> Option<State> {
-        let text = fs::read(self.dir.join(INDEX)).ok()?;
-        parse_index(std::str::from_utf8(&text).ok()?)
+        let f = fs::File::open(self.dir.join(INDEX)).ok()?;
+        parse_index_from(io::BufReader::with_capacity(64 * 1024, f))
     }
 
     /// Bring the index up to date with the Maildir and return the folder's state:
