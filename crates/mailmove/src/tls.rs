@@ -4,11 +4,8 @@
 
 use crate::MoveError;
 use crate::imap::Stream;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
+use mailorder_tls_common::client::{ServerCheck, client_config};
+use rustls::pki_types::ServerName;
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,122 +35,16 @@ pub fn parse_fingerprint(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-#[derive(Debug)]
-struct Pinned {
-    provider: Arc<CryptoProvider>,
-    /// `None`: accept any certificate.
-    sha256: Option<Vec<u8>>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        cert: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        match &self.sha256 {
-            None => Ok(ServerCertVerified::assertion()),
-            Some(want) => {
-                let got = ring::digest::digest(&ring::digest::SHA256, cert.as_ref());
-                if got.as_ref() == want.as_slice() {
-                    Ok(ServerCertVerified::assertion())
-                } else {
-                    Err(rustls::Error::General(format!(
-                        "certificate fingerprint {} is not the pinned one",
-                        hex(got.as_ref())
-                    )))
-                }
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// The client configuration for `verify`.
+/// The client configuration for `verify` (tls-common's one client side, shared with
+/// remote-send).
 pub fn config(verify: &Verify) -> Result<Arc<rustls::ClientConfig>, MoveError> {
-    let bad = |what: String| MoveError::Config(format!("TLS: {what}"));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?;
-    let roots = |certs: Vec<CertificateDer<'static>>| -> Result<rustls::RootCertStore, MoveError> {
-        let mut r = rustls::RootCertStore::empty();
-        for c in certs {
-            let _ = r.add(c);
-        }
-        if r.is_empty() {
-            return Err(bad("no CA certificate".into()));
-        }
-        Ok(r)
+    let check = match verify {
+        Verify::System => ServerCheck::System,
+        Verify::Ca(pem) => ServerCheck::CaPem(pem),
+        Verify::Fingerprint(fp) => ServerCheck::Sha256(fp),
+        Verify::Insecure => ServerCheck::Any,
     };
-    let cfg = match verify {
-        Verify::System => builder
-            .with_root_certificates(roots(rustls_native_certs::load_native_certs().certs)?)
-            .with_no_client_auth(),
-        Verify::Ca(pem) => {
-            let certs: Vec<_> = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| bad(format!("CA file: {e}")))?;
-            builder
-                .with_root_certificates(roots(certs)?)
-                .with_no_client_auth()
-        }
-        Verify::Fingerprint(fp) => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                provider,
-                sha256: Some(fp.clone()),
-            }))
-            .with_no_client_auth(),
-        Verify::Insecure => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Pinned {
-                provider,
-                sha256: None,
-            }))
-            .with_no_client_auth(),
-    };
-    Ok(Arc::new(cfg))
+    client_config(check).map_err(|e| MoveError::Config(format!("TLS: {e}")))
 }
 
 /// Connect to `host:port` with read and write timeouts.

@@ -5,13 +5,18 @@
 //! - [`TlsStream`]: a blocking server-side TLS stream over a *separate* reader and writer
 //!   (fd 0 and fd 1 under tcpserver), implementing `Read` + `Write`, driving
 //!   `rustls::ServerConnection` with `read_tls`/`write_tls`;
-//! - [`TlsInfo`]: the negotiated protocol and cipher suite, for `Received:` headers and logs.
+//! - [`TlsInfo`]: the negotiated protocol and cipher suite, for `Received:` headers and logs;
+//! - [`client::client_config`]: the client side for the programs that connect out
+//!   (remote-send, mailmove), with one [`client::ServerCheck`] for how the server's
+//!   certificate is checked.
 //!
 //! Room is left for a `tlswrap` process (pop3d/imapd, docs/ARCHITECTURE.md): it would be a
 //! `[[bin]]` here that pumps a [`TlsStream`] to and from pipes; it is not built yet.
 //! This crate does no logging of secrets and knows nothing about the protocols above it.
 
 #![warn(missing_docs)]
+
+pub mod client;
 
 use mailorder_core::Exit;
 use rustls::ServerConnection;
