@@ -605,23 +605,17 @@ impl Folder {
         }
     }
 
+    /// The folder lock, exclusive: the index, the log and the names change only under it.
     fn lock(&self) -> Result<Flock<fs::File>, StoreError> {
-        let p = self.dir.join(LOCK);
-        let f = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .custom_flags(nix::libc::O_NOFOLLOW)
-            .open(&p)
-            .map_err(|e| StoreError::io("open", &p, e))?;
-        Flock::lock(f, FlockArg::LockExclusive)
-            .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
+        self.lock_as(FlockArg::LockExclusive)
     }
 
     /// The folder lock shared: the index and log do not change while it is held.
     fn lock_shared(&self) -> Result<Flock<fs::File>, StoreError> {
+        self.lock_as(FlockArg::LockShared)
+    }
+
+    fn lock_as(&self, how: FlockArg) -> Result<Flock<fs::File>, StoreError> {
         let p = self.dir.join(LOCK);
         let f = fs::OpenOptions::new()
             .read(true)
@@ -632,8 +626,7 @@ impl Folder {
             .custom_flags(nix::libc::O_NOFOLLOW)
             .open(&p)
             .map_err(|e| StoreError::io("open", &p, e))?;
-        Flock::lock(f, FlockArg::LockShared)
-            .map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
+        Flock::lock(f, how).map_err(|(_, e)| StoreError::io("flock", &p, io::Error::from(e)))
     }
 
     /// The Maildir root when this is a folder (`.Name`), whose `mailorder-uidvalidity`

@@ -443,14 +443,7 @@ impl Client {
         authc: &str,
         pass: &[u8],
     ) -> Result<Done, MoveError> {
-        use base64::Engine;
-        let mut raw = Vec::new();
-        raw.extend_from_slice(authz.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(authc.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(pass);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        let b64 = crate::sasl_plain(authz, authc, pass);
         self.tag += 1;
         let tag = format!("m{}", self.tag);
         self.send(format!("{tag} AUTHENTICATE PLAIN\r\n").as_bytes())?;

@@ -1285,6 +1285,19 @@ fn imap_login(job: &Job) -> Result<imap::Client, MoveError> {
     Ok(c)
 }
 
+/// SASL PLAIN's message (RFC 4616), base64: `authz NUL authc NUL password`, for IMAP's
+/// AUTHENTICATE and POP3's AUTH (`authz` empty, or the user when `authc` is a master user).
+pub(crate) fn sasl_plain(authz: &str, authc: &str, pass: &[u8]) -> String {
+    use base64::Engine;
+    let mut raw = Vec::with_capacity(authz.len() + authc.len() + pass.len() + 2);
+    raw.extend_from_slice(authz.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(authc.as_bytes());
+    raw.push(0);
+    raw.extend_from_slice(pass);
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

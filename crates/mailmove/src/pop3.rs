@@ -136,14 +136,7 @@ impl Pop3 {
         authc: &str,
         pass: &[u8],
     ) -> Result<Answer, MoveError> {
-        use base64::Engine;
-        let mut raw = Vec::new();
-        raw.extend_from_slice(authz.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(authc.as_bytes());
-        raw.push(0);
-        raw.extend_from_slice(pass);
-        let b64 = base64::engine::general_purpose::STANDARD.encode(raw);
+        let b64 = crate::sasl_plain(authz, authc, pass);
         self.cmd(format!("AUTH PLAIN {b64}").as_bytes())
     }
 
