@@ -110,7 +110,7 @@ pub struct Account {
     pub spam_reject: Option<mailorder_directory_file::Score>,
     /// See `spam_reject`.
     pub spam_mark: Option<mailorder_directory_file::Score>,
-    /// Extra status words (`nopop`, `noimap`, `nosmtp`, `nojunk`, and `webadmin`, the web
+    /// Extra status words (`nopop`, `noimap`, `nosmtp`, `nojunk`, `nospamscan`, and `webadmin`, the web
     /// console's admin flag): LDAP `accountStatus` values, the file back-end's `status=`
     /// words beside `disabled`.
     pub restrictions: Vec<String>,
@@ -659,6 +659,9 @@ fn line_spam(line: &str) -> SpamLevels {
         match k {
             "spamreject" => levels.reject = Score::parse(v),
             "spammark" => levels.mark = Score::parse(v),
+            "spamscan" => levels.scan = mailorder_directory_file::parse_yes_no(v),
+            "dmarc" => levels.dmarc = mailorder_directory_file::parse_yes_no(v),
+            "dnsbl" => levels.dnsbl = mailorder_directory_file::parse_yes_no(v),
             _ => {}
         }
     }
@@ -931,6 +934,16 @@ impl FileStore {
         }
         if let Some(s) = levels.mark {
             line.push_str(&format!(" spammark={s}"));
+        }
+        let yn = |b: bool| if b { "yes" } else { "no" };
+        if let Some(b) = levels.scan {
+            line.push_str(&format!(" spamscan={}", yn(b)));
+        }
+        if let Some(b) = levels.dmarc {
+            line.push_str(&format!(" dmarc={}", yn(b)));
+        }
+        if let Some(b) = levels.dnsbl {
+            line.push_str(&format!(" dnsbl={}", yn(b)));
         }
         match self.domain_line(d) {
             Some(i) => {
@@ -1410,7 +1423,13 @@ impl LdapStore {
                 "(&(objectClass=mailorderDomain)(mailDomain={}))",
                 escape_filter(d)
             ),
-            &["mailSpamReject", "mailSpamMark"],
+            &[
+                "mailSpamReject",
+                "mailSpamMark",
+                "mailSpamScan",
+                "mailDmarcEnforce",
+                "mailDnsblCheck",
+            ],
         )?;
         let e = found
             .first()
@@ -1418,6 +1437,11 @@ impl LdapStore {
         let levels = SpamLevels {
             reject: first(e, "mailSpamReject").and_then(|v| Score::parse(&v)),
             mark: first(e, "mailSpamMark").and_then(|v| Score::parse(&v)),
+            scan: first(e, "mailSpamScan").and_then(|v| mailorder_directory_file::parse_yes_no(&v)),
+            dmarc: first(e, "mailDmarcEnforce")
+                .and_then(|v| mailorder_directory_file::parse_yes_no(&v)),
+            dnsbl: first(e, "mailDnsblCheck")
+                .and_then(|v| mailorder_directory_file::parse_yes_no(&v)),
         };
         Ok((e.dn.clone(), levels))
     }
@@ -1431,9 +1455,18 @@ impl LdapStore {
         let one = |s: Option<Score>| -> HashSet<String> {
             s.map(|s| s.to_string()).into_iter().collect()
         };
+        // LDAP's Boolean syntax (RFC 4517 §3.3.3): TRUE or FALSE.
+        let boolean = |b: Option<bool>| -> HashSet<String> {
+            b.map(|b| if b { "TRUE" } else { "FALSE" }.to_owned())
+                .into_iter()
+                .collect()
+        };
         let mods = vec![
             Mod::Replace("mailSpamReject".to_owned(), one(levels.reject)),
             Mod::Replace("mailSpamMark".to_owned(), one(levels.mark)),
+            Mod::Replace("mailSpamScan".to_owned(), boolean(levels.scan)),
+            Mod::Replace("mailDmarcEnforce".to_owned(), boolean(levels.dmarc)),
+            Mod::Replace("mailDnsblCheck".to_owned(), boolean(levels.dnsbl)),
         ];
         let t = self.cfg.timeout;
         let r = self.master()?.with_timeout(t).modify(&dn, mods);

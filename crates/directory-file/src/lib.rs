@@ -6,7 +6,9 @@
 //!
 //! `ROOT/directory/` holds three text files (`#` starts a comment, blank lines are ignored):
 //!
-//! - `domains`: `domain [local|relay] [spamreject=SCORE] [spammark=SCORE]`;
+//! - `domains`: `domain [local|relay] [spamreject=SCORE] [spammark=SCORE] [spamscan=no]
+//!   [dmarc=no] [dnsbl=no]` (the last three: no spam scanning, no DMARC enforcement, no
+//!   DNSBL refusal for its recipients);
 //! - `users`: `address key=value…` with keys `uid gid home maildir quota aliases forward
 //!   local status reply spamreject spammark` (`reply=`: the autoresponder text,
 //!   [`pct_encode`]d; the spam thresholds: [`SpamLevels`]);
@@ -129,12 +131,34 @@ impl std::fmt::Display for Score {
 /// Spam thresholds of a user or a domain (issue 13): `spamreject=`/`spammark=` in the
 /// files, `mailSpamReject`/`mailSpamMark` in LDAP. Unset means "inherit": a user's from
 /// their domain, a domain's from `control/spamreject`/`spammark`.
+///
+/// A domain also says whether its recipients' mail is scanned for spam at all
+/// (`spamscan=no`, LDAP `mailSpamScan: FALSE`) and whether a failed DMARC policy is
+/// enforced for them (`dmarc=no`, LDAP `mailDmarcEnforce: FALSE`) and whether a client
+/// on a DNS block list is refused for them at RCPT (`dnsbl=no`, LDAP
+/// `mailDnsblCheck: FALSE`); unset: yes. A user
+/// turns scanning off with `status=nospamscan` (LDAP `accountStatus: nospamscan`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SpamLevels {
     /// Refuse at SMTP time at or above this score.
     pub reject: Option<Score>,
     /// File into Junk at or above this score.
     pub mark: Option<Score>,
+    /// Scan for spam (`None`: yes). Domains only.
+    pub scan: Option<bool>,
+    /// Enforce a failed DMARC policy's reject/quarantine (`None`: yes). Domains only.
+    pub dmarc: Option<bool>,
+    /// Refuse clients on a DNS block list at RCPT (`None`: yes). Domains only.
+    pub dnsbl: Option<bool>,
+}
+
+/// `yes`/`no` (also `true`/`false`, `1`/`0`, any case).
+pub fn parse_yes_no(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" => Some(true),
+        "no" | "false" | "0" => Some(false),
+        _ => None,
+    }
 }
 
 impl SpamLevels {
@@ -143,11 +167,28 @@ impl SpamLevels {
         SpamLevels {
             reject: self.reject.or(outer.reject),
             mark: self.mark.or(outer.mark),
+            scan: self.scan.or(outer.scan),
+            dmarc: self.dmarc.or(outer.dmarc),
+            dnsbl: self.dnsbl.or(outer.dnsbl),
         }
     }
 
-    /// Read `spamreject`/`spammark` from a `key=value` word; `Ok(false)`: another key.
+    /// Read `spamreject`/`spammark`/`spamscan`/`dmarc`/`dnsbl` from a `key=value` word;
+    /// `Ok(false)`: another key.
     fn set(&mut self, key: &str, value: &str) -> Result<bool, String> {
+        let switch = match key {
+            "spamscan" => Some(&mut self.scan),
+            "dmarc" => Some(&mut self.dmarc),
+            "dnsbl" => Some(&mut self.dnsbl),
+            _ => None,
+        };
+        if let Some(slot) = switch {
+            *slot = Some(
+                parse_yes_no(value)
+                    .ok_or_else(|| format!("{key}: expected yes or no, got {value:?}"))?,
+            );
+            return Ok(true);
+        }
         let slot = match key {
             "spamreject" => &mut self.reject,
             "spammark" => &mut self.mark,
@@ -198,6 +239,13 @@ impl User {
     /// user's Junk folder: yes unless `status=nojunk` (LDAP: `accountStatus: nojunk`).
     pub fn filing_junk(&self) -> bool {
         !self.denied.iter().any(|d| d == "junk")
+    }
+
+    /// Whether mail to the user is scanned for spam: yes unless `status=nospamscan`
+    /// (LDAP: `accountStatus: nospamscan`) — e.g. an abuse desk that must receive spam
+    /// reports as sent. Their domain's `spamscan=no` is asked separately.
+    pub fn spam_scanned(&self) -> bool {
+        !self.denied.iter().any(|d| d == "spamscan")
     }
 
     /// Whether the account may log in to `service` (the checkpassword `SERVICE`): active and
@@ -971,12 +1019,14 @@ fn parse_users(
                             "nosmtp" => user.denied.push("smtp".to_owned()),
                             // Spam is not filed into Junk (issue 13).
                             "nojunk" => user.denied.push("junk".to_owned()),
+                            // Not scanned for spam at all.
+                            "nospamscan" => user.denied.push("spamscan".to_owned()),
                             // The web console's admin flag (webd reads it through
                             // directory-admin); nothing here depends on it.
                             "webadmin" => {}
                             _ => {
                                 return Err(syntax(format!(
-                                    "status: expected active, disabled, nopop, noimap, nosmtp, nojunk or webadmin, got {value:?}"
+                                    "status: expected active, disabled, nopop, noimap, nosmtp, nojunk, nospamscan or webadmin, got {value:?}"
                                 )));
                             }
                         }
@@ -1039,7 +1089,8 @@ john-doe@example.org
             u.or(a),
             SpamLevels {
                 reject: Some(Score(200)),
-                mark: Some(Score(50))
+                mark: Some(Score(50)),
+                ..SpamLevels::default()
             }
         );
         assert_eq!(
@@ -1050,12 +1101,42 @@ john-doe@example.org
             (Some("a.test local spamreject=lots\n"), None),
             (Some("a.test local spam=1\n"), None),
             (None, Some("u@a.test spammark=1.25\n")),
+            (Some("a.test local spamscan=maybe\n"), None),
+            (None, Some("u@a.test spamscan=no\n")),
+            (None, Some("u@a.test status=nospam\n")),
         ] {
             assert!(
                 Directory::open_at(tree(bad.0, bad.1, None).path()).is_err(),
                 "{bad:?}"
             );
         }
+    }
+
+    // See: issue #13. The switches: a domain's spam scanning, DMARC enforcement and DNSBL
+    // refusal; a user's spam scanning (a status word).
+    #[test]
+    fn filter_switches_of_domains_and_users() {
+        let t = tree(
+            Some("a.test local spamscan=no dmarc=NO dnsbl=no\nb.test local dmarc=yes\nc.test\n"),
+            Some("abuse@c.test status=nospamscan,nojunk\nu@c.test\n"),
+            None,
+        );
+        let d = Directory::open_at(t.path()).unwrap();
+        let a = d.domain_spam("a.test");
+        assert_eq!(
+            (a.scan, a.dmarc, a.dnsbl, a.reject),
+            (Some(false), Some(false), Some(false), None)
+        );
+        assert_eq!(d.domain_spam("b.test").dmarc, Some(true));
+        assert_eq!(d.domain_spam("c.test"), SpamLevels::default());
+        let abuse = d.lookup("abuse@c.test").unwrap().unwrap();
+        assert!(!abuse.spam_scanned() && !abuse.filing_junk());
+        assert!(d.lookup("u@c.test").unwrap().unwrap().spam_scanned());
+        assert_eq!(
+            SpamLevels::default().or(a).scan,
+            Some(false),
+            "a user inherits the domain's switch"
+        );
     }
 
     #[test]

@@ -53,6 +53,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// The filter settings a `mailorderDomain` entry carries (issue 13).
+pub const DOMAIN_FILTER_ATTRS: [&str; 5] = [
+    "mailSpamReject",
+    "mailSpamMark",
+    "mailSpamScan",
+    "mailDmarcEnforce",
+    "mailDnsblCheck",
+];
+
 /// The attributes read for a user.
 pub const USER_ATTRS: &[&str] = &[
     "mail",
@@ -414,8 +423,11 @@ pub fn entry_to_user(
         // (no filing of spam into Junk, issue 13) is carried like the file's.
         denied: account_status
             .iter()
-            .filter(|s| *s == "nojunk")
-            .map(|_| "junk".to_owned())
+            .filter_map(|s| match s.as_str() {
+                "nojunk" => Some("junk".to_owned()),
+                "nospamscan" => Some("spamscan".to_owned()),
+                _ => None,
+            })
             .collect(),
         // The autoresponder answers only when deliveryMode says `reply` (qmail-ldap).
         reply: one("mailreplytext")
@@ -423,6 +435,7 @@ pub fn entry_to_user(
         spam: SpamLevels {
             reject: one("mailspamreject").and_then(|v| Score::parse(&v)),
             mark: one("mailspammark").and_then(|v| Score::parse(&v)),
+            ..SpamLevels::default()
         },
     };
     Ok(Entry {
@@ -866,8 +879,9 @@ impl LdapDirectory {
         self.domains.get(&norm_domain(domain)).copied()
     }
 
-    /// The spam thresholds of `domain`'s `mailorderDomain` entry (`mailSpamReject`,
-    /// `mailSpamMark`; none set: the defaults). One search.
+    /// The filter settings of `domain`'s `mailorderDomain` entry (`mailSpamReject`,
+    /// `mailSpamMark`, `mailSpamScan`, `mailDmarcEnforce`, `mailDnsblCheck`; none set: the defaults). One
+    /// search.
     pub fn domain_spam(&self, domain: &str) -> Result<SpamLevels, DirError> {
         let d = norm_domain(domain);
         if !is_safe_domain(&d) {
@@ -878,15 +892,18 @@ impl LdapDirectory {
             escape_filter(&d)
         );
         let mut out = SpamLevels::default();
-        for e in self
-            .ldap
-            .search_as(false, &filter, &["mailSpamReject", "mailSpamMark"])?
-        {
+        for e in self.ldap.search_as(false, &filter, &DOMAIN_FILTER_ATTRS)? {
             for (k, v) in e.attrs {
                 let score = v.first().and_then(|v| Score::parse(v));
+                let yes = v
+                    .first()
+                    .and_then(|v| mailorder_directory_file::parse_yes_no(v));
                 match k.to_ascii_lowercase().as_str() {
                     "mailspamreject" => out.reject = score,
                     "mailspammark" => out.mark = score,
+                    "mailspamscan" => out.scan = yes,
+                    "maildmarcenforce" => out.dmarc = yes,
+                    "maildnsblcheck" => out.dnsbl = yes,
                     _ => {}
                 }
             }

@@ -85,8 +85,9 @@ impl Directory {
         }
     }
 
-    /// The spam thresholds `domain` sets in the directory (issue 13: `domains` words
-    /// `spamreject=`/`spammark=`, LDAP `mailSpamReject`/`mailSpamMark` on its
+    /// The filter settings `domain` sets in the directory (issue 13: `domains` words
+    /// `spamreject=`/`spammark=`/`spamscan=`/`dmarc=`/`dnsbl=`, LDAP `mailSpamReject`/
+    /// `mailSpamMark`/`mailSpamScan`/`mailDmarcEnforce`/`mailDnsblCheck` on its
     /// `mailorderDomain`); unset ones are `None`.
     pub fn domain_spam(&self, domain: &str) -> Result<SpamLevels, DirError> {
         match self {

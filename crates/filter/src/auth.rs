@@ -88,13 +88,16 @@ impl Auth {
     }
 
     /// SPF (HELO and MAIL FROM), DKIM, ARC, DMARC for `message` from `client`; `me` is
-    /// the authserv-id; `overrides` are domains whose DMARC reject is not enforced.
+    /// the authserv-id; `overrides` are domains whose DMARC reject is not enforced;
+    /// `enforce` false: no failed policy is enforced (a recipient's domain said
+    /// `dmarc=no`), the result is only reported.
     pub fn check(
         &self,
         me: &str,
         client: &ClientInfo,
         message: &[u8],
         overrides: &[String],
+        enforce: bool,
     ) -> Outcome {
         let Some(ip) = client.ip else {
             return Outcome::Pass {
@@ -140,7 +143,10 @@ impl Auth {
             let header = format!("Authentication-Results: {ar}\n").replace("\r\n", "\n");
             let failed = matches!(dmarc.result(), DmarcResult::Fail(_));
             let domain = dmarc.domain().to_ascii_lowercase();
-            let overridden = overrides.iter().any(|o| o.eq_ignore_ascii_case(&domain));
+            let overridden = !enforce || overrides.iter().any(|o| o.eq_ignore_ascii_case(&domain));
+            if failed && overridden {
+                log::info!("dmarc failure of {domain} not enforced");
+            }
             match dmarc.policy() {
                 Policy::Reject if failed && !overridden => Outcome::Reject(domain),
                 Policy::Quarantine if failed && !overridden => Outcome::Pass {

@@ -213,20 +213,43 @@ pub struct Thresholds {
     pub mark: Option<f64>,
 }
 
-/// The thresholds for a message to `recipients` (issue 13): each recipient's own
-/// (`spamreject=`/`spammark=` in `users`, LDAP `mailSpamReject`/`mailSpamMark`), else its
-/// domain's, else `control/spamreject`/`spammark`. A message is refused only when every
-/// recipient would refuse it (the highest reject score; never when one recipient has none),
-/// and flagged when any would (the lowest mark score); local-deliver then files it by the
-/// recipient's own mark score (its CONTRACT). A directory that cannot be read: the control
-/// files' scores (logged).
-pub fn thresholds(cfg: &Config, recipients: &[String]) -> Thresholds {
+/// What the directory says about a message to its recipients (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Policy {
+    /// The spam scores, from the recipients that are scanned.
+    pub limits: Thresholds,
+    /// Whether the message is scanned for spam: when any recipient wants it (neither the
+    /// user's `nospamscan` nor the domain's `spamscan=no`).
+    pub scan: bool,
+    /// Whether a failed DMARC policy is enforced: only when no recipient's domain said
+    /// `dmarc=no` (a refusal would refuse them too).
+    pub dmarc: bool,
+}
+
+/// The policy for a message to `recipients` (issue 13). Spam scanning: a recipient is
+/// scanned unless the user has `status=nospamscan` or the domain `spamscan=no`; the
+/// message is scanned when any recipient is. The thresholds come from the scanned
+/// recipients only: each one's own (`spamreject=`/`spammark=` in `users`, LDAP
+/// `mailSpamReject`/`mailSpamMark`), else its domain's, else `control/spamreject`/
+/// `spammark`. A message is refused only when every recipient would refuse it (the
+/// highest reject score; never when one recipient has none, and never when one is not
+/// scanned: that one must get it), and flagged when any would (the lowest mark score);
+/// local-deliver then files it by each recipient's own mark score and never files it
+/// into Junk for a recipient that is not scanned (its CONTRACT). DMARC: enforced unless
+/// a recipient's domain says `dmarc=no`. `spam`/`dmarc`: whether to ask the directory
+/// for each (it is not opened when neither). A directory that cannot be read: the
+/// control files' scores, scanned, enforced (logged).
+pub fn policy(cfg: &Config, recipients: &[String], spam: bool, dmarc: bool) -> Policy {
     use mailorder_directory::{Directory, Resolved, SpamLevels};
-    let global = Thresholds {
-        reject: cfg.spam_reject,
-        mark: cfg.spam_mark,
+    let global = Policy {
+        limits: Thresholds {
+            reject: cfg.spam_reject,
+            mark: cfg.spam_mark,
+        },
+        scan: true,
+        dmarc: true,
     };
-    if recipients.is_empty() {
+    if recipients.is_empty() || !(spam || dmarc) {
         return global;
     }
     let Some(root) = cfg.control_dir.parent() else {
@@ -235,45 +258,72 @@ pub fn thresholds(cfg: &Config, recipients: &[String]) -> Thresholds {
     let dir = match Directory::open_at(root) {
         Ok(d) => d,
         Err(e) => {
-            log::warn!("spam thresholds: {e}; the control files' apply");
+            log::warn!("recipient policy: {e}; the control files' apply");
             return global;
         }
     };
-    let mut reject = Some(f64::MIN);
-    let mut mark: Option<f64> = None;
+    let mut out = Policy {
+        limits: Thresholds {
+            reject: Some(f64::MIN),
+            mark: None,
+        },
+        scan: false,
+        dmarc: true,
+    };
     for r in recipients {
+        let mut scanned = true;
         let mut levels = match dir.resolve(r) {
-            Ok(Resolved::User { user, .. }) => user.spam,
+            Ok(Resolved::User { user, .. }) => {
+                scanned = user.spam_scanned();
+                user.spam
+            }
             _ => SpamLevels::default(),
         };
         if let Some((_, domain)) = mailorder_directory::split_address(r) {
             match dir.domain_spam(domain) {
                 Ok(d) => levels = levels.or(d),
-                Err(e) => log::warn!("spam thresholds of {domain}: {e}"),
+                Err(e) => log::warn!("recipient policy of {domain}: {e}"),
             }
         }
-        let r_reject = levels.reject.map(|s| s.value()).or(global.reject);
-        reject = match (reject, r_reject) {
+        if levels.dmarc == Some(false) {
+            out.dmarc = false;
+        }
+        if levels.scan == Some(false) || !scanned || !spam {
+            // Never refused for this one; its reject score does not count.
+            out.limits.reject = None;
+            continue;
+        }
+        out.scan = true;
+        let r_reject = levels.reject.map(|s| s.value()).or(global.limits.reject);
+        out.limits.reject = match (out.limits.reject, r_reject) {
             (Some(a), Some(b)) => Some(a.max(b)),
             _ => None,
         };
-        mark = match (mark, levels.mark.map(|s| s.value()).or(global.mark)) {
+        out.limits.mark = match (
+            out.limits.mark,
+            levels.mark.map(|s| s.value()).or(global.limits.mark),
+        ) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
     }
-    Thresholds { reject, mark }
+    if !spam {
+        out.limits = global.limits;
+        out.scan = true;
+    }
+    out
 }
 
 /// Scan `message` for the envelope `recipients` and decide (logging one line), refusing
-/// and flagging spam by `limits`.
+/// and flagging spam by `pol` (not asking spamd when no recipient is scanned).
 pub fn decide(
     cfg: &Config,
     message: &[u8],
     recipients: &[String],
     quarantine: bool,
-    limits: Thresholds,
+    pol: Policy,
 ) -> Decision {
+    let limits = pol.limits;
     let mut headers = String::new();
     let mut log = Vec::new();
     if let Some(addr) = &cfg.clamd {
@@ -302,7 +352,9 @@ pub fn decide(
         }
     }
     if let Some(addr) = &cfg.spamd {
-        if message.len() > cfg.spamd_maxsize {
+        if !pol.scan {
+            log.push("spamd=off".to_owned());
+        } else if message.len() > cfg.spamd_maxsize {
             log.push("spamd=toobig".to_owned());
         } else {
             let user = recipients.first().map(String::as_str);
@@ -494,7 +546,10 @@ pub fn handle(
     .unwrap_or_default();
     let mut auth_header = String::new();
     let mut quarantine = false;
-    if cfg.sender_auth && client.is_inbound() {
+    let sender_auth = cfg.sender_auth && client.is_inbound();
+    // The directory is read only when there is a score to judge or a policy to enforce.
+    let pol = policy(cfg, &recipients, cfg.spamd.is_some(), sender_auth);
+    if sender_auth {
         if state.auth.is_none() {
             match auth::Auth::new(&cfg.dns_servers, cfg.dns_timeout) {
                 Ok(a) => state.auth = Some(a),
@@ -511,7 +566,7 @@ pub fn handle(
             }
         }
         if let Some(a) = &state.auth {
-            match a.check(&cfg.me, client, message, &cfg.dmarc_override) {
+            match a.check(&cfg.me, client, message, &cfg.dmarc_override, pol.dmarc) {
                 auth::Outcome::Reject(domain) => {
                     log::info!(
                         "dmarc reject domain={domain} rcpt=<{}>",
@@ -535,16 +590,7 @@ pub fn handle(
             }
         }
     }
-    // The directory is read only when there is a score to judge.
-    let limits = if cfg.spamd.is_some() {
-        thresholds(cfg, &recipients)
-    } else {
-        Thresholds {
-            reject: cfg.spam_reject,
-            mark: cfg.spam_mark,
-        }
-    };
-    match decide(cfg, message, &recipients, quarantine, limits) {
+    match decide(cfg, message, &recipients, quarantine, pol) {
         Decision::Pass(headers) => forward(
             cfg,
             queue,
@@ -699,6 +745,59 @@ mod tests {
         assert_eq!(
             strip_ours(m, Some("mx.test")),
             b"Authentication-Results: other.test; none\n\nb\n".to_vec()
+        );
+    }
+
+    // See: issue #13. Per-recipient spam scanning and DMARC enforcement from the
+    // directory: a message is scanned when any recipient is, refused only when every one
+    // is scanned and would refuse; DMARC enforced only when no recipient's domain opts out.
+    #[test]
+    fn the_recipients_decide_scanning_refusal_and_dmarc() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("control")).unwrap();
+        std::fs::create_dir_all(t.path().join("directory")).unwrap();
+        std::fs::write(t.path().join("control/me"), "mx.test\n").unwrap();
+        std::fs::write(t.path().join("control/spamreject"), "10\n").unwrap();
+        std::fs::write(
+            t.path().join("directory/domains"),
+            "a.test\nabuse.test local spamscan=no dmarc=no\n",
+        )
+        .unwrap();
+        std::fs::write(
+            t.path().join("directory/users"),
+            "u@a.test spammark=3\npm@a.test status=nospamscan spamreject=1\ndesk@abuse.test\n",
+        )
+        .unwrap();
+        let cfg = Config::load(&Control::new(t.path().join("control"))).unwrap();
+        let rc = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let p = policy(&cfg, &rc(&["u@a.test"]), true, true);
+        assert!(p.scan && p.dmarc);
+        assert_eq!((p.limits.reject, p.limits.mark), (Some(10.0), Some(3.0)));
+        for off in ["pm@a.test", "desk@abuse.test"] {
+            let p = policy(&cfg, &rc(&[off]), true, true);
+            assert!(!p.scan, "{off}");
+            assert_eq!(p.limits.reject, None, "{off}");
+            let p = policy(&cfg, &rc(&["u@a.test", off]), true, true);
+            assert!(p.scan, "{off}");
+            assert_eq!(
+                (p.limits.reject, p.limits.mark),
+                (None, Some(3.0)),
+                "{off}: never refused, flagged for u"
+            );
+        }
+        assert!(!policy(&cfg, &rc(&["u@a.test", "desk@abuse.test"]), true, true).dmarc);
+        assert!(policy(&cfg, &rc(&["u@a.test", "pm@a.test"]), true, true).dmarc);
+        // Without spamd the directory's spam settings are not asked.
+        let p = policy(&cfg, &rc(&["pm@a.test"]), false, true);
+        assert!(p.scan && p.dmarc);
+        // decide(): a message nobody wants scanned never reaches spamd (none listens).
+        let mut c = cfg.clone();
+        c.spamd = Some("127.0.0.1:1".into());
+        c.spamd_fail = OnFailure::TempFail;
+        let p = policy(&c, &rc(&["pm@a.test"]), true, false);
+        assert_eq!(
+            decide(&c, b"Subject: x\n\nbody\n", &rc(&["pm@a.test"]), false, p),
+            Decision::Pass(String::new())
         );
     }
 

@@ -237,18 +237,29 @@ pub fn run(cfg: &Config, resolved: Result<Resolved, DirError>, msg: &mut File) -
 /// Whether the message counts as spam for `user` (issue 13): with the user's own spam
 /// scores in the directory (`spammark=`, `spamreject=`), else their domain's, and a score
 /// from the filter, the lower of the two decides; otherwise the filter's `X-Spam-Flag`.
+/// Never for a user who is not scanned (`status=nospamscan`, or the domain's
+/// `spamscan=no`): the filter scanned the message for another recipient.
 /// The filter flags a message at the lowest mark score of all its recipients, so only a
 /// flagged message can be wrong for this one: only then is the domain asked (one lookup,
 /// for spam only; a directory that cannot be read is a temporary failure), and then the
 /// site's `control/spammark`, as the filter falls back to it.
 fn is_spam(cfg: &Config, hops: &header::Hops, user: &User) -> Result<bool, DeliverError> {
-    use mailorder_directory::{Score, SpamLevels};
+    use mailorder_directory::Score;
+    if !user.spam_scanned() {
+        return Ok(false);
+    }
     let mut levels = user.spam;
-    if hops.spam && hops.score.is_some() && levels == SpamLevels::default() {
+    if hops.spam {
         if let Some((_, domain)) = mailorder_directory::split_address(&user.address) {
-            levels = mailorder_directory::Directory::open_at(&cfg.root)?.domain_spam(domain)?;
+            let d = mailorder_directory::Directory::open_at(&cfg.root)?.domain_spam(domain)?;
+            if d.scan == Some(false) {
+                return Ok(false);
+            }
+            if hops.score.is_some() && levels.reject.is_none() && levels.mark.is_none() {
+                levels = d;
+            }
         }
-        if levels == SpamLevels::default() {
+        if hops.score.is_some() && levels.reject.is_none() && levels.mark.is_none() {
             // The site's mark score only: without one the filter flags by spamd's own
             // verdict, which the flag carries.
             levels.mark = cfg.control.line("spammark")?.and_then(|v| Score::parse(&v));

@@ -670,12 +670,6 @@ impl<R: Read, W: Write> Session<R, W> {
                 return self.error(555, "5.5.4", &format!("{k} parameter not allowed in RCPT"));
             }
         }
-        if let Some(mailorder_dnsbl::Verdict::Refuse(_, _, text)) = &self.dnsbl
-            && !self.relay_allowed()
-        {
-            let text = text.clone();
-            return self.refuse_rcpt(554, "5.7.1", &text);
-        }
         let dsn = RcptDsn {
             notify: params.notify,
             orcpt: params.orcpt.clone(),
@@ -707,6 +701,36 @@ impl<R: Read, W: Write> Session<R, W> {
         let addr = a.to_string();
         if !mailorder_queue_format::envelope::valid_address(&addr) {
             return self.error(501, "5.1.3", "bad recipient address");
+        }
+        // A client on a block list is refused here, at RCPT, where the recipient is known:
+        // a domain with `dnsbl=no` (LDAP `mailDnsblCheck: FALSE`) takes its mail anyway
+        // (issue 13; an abuse desk wants all mail).
+        if let Some(mailorder_dnsbl::Verdict::Refuse(_, _, text)) = &self.dnsbl
+            && !self.relay_allowed()
+        {
+            let text = text.clone();
+            let domain = a.domain.to_string();
+            match self
+                .directory()
+                .and_then(|d| d.domain_spam(&domain).map_err(|e| e.to_string()))
+            {
+                Ok(l) if l.dnsbl == Some(false) => {
+                    log::info!(
+                        "dnsbl exempt ip={} rcpt={}",
+                        self.cfg.peer.remote_ip_text(),
+                        mailorder_core::logger::loggable(addr.as_bytes())
+                    );
+                }
+                Ok(_) => return self.refuse_rcpt(554, "5.7.1", &text),
+                Err(e) => {
+                    log::warn!(
+                        "directory error ip={} err={e}",
+                        self.cfg.peer.remote_ip_text()
+                    );
+                    self.reply(451, "4.3.0", "temporary directory failure, try again later");
+                    return Ok(());
+                }
+            }
         }
         // A bounce to one of our SRS addresses goes back to the original sender (issue 14).
         let root = self.cfg.root.clone();

@@ -132,10 +132,24 @@ pub struct Fields {
     #[arg(long, value_parser = spam_score)]
     pub spam_mark: Option<SpamArg>,
     /// Per-service restriction (LDAP accountStatus, the files' `status=` words): nopop,
-    /// noimap, nosmtp, nojunk (spam not filed into Junk), and webadmin (the web console's
-    /// admin flag) (repeatable; replaces the list; `none` clears it).
-    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "webadmin", "none"])]
+    /// noimap, nosmtp, nojunk (spam not filed into Junk), nospamscan (mail to the user not
+    /// scanned for spam), and webadmin (the web console's admin flag) (repeatable;
+    /// replaces the list; `none` clears it).
+    #[arg(long, value_parser = ["nopop", "noimap", "nosmtp", "nojunk", "nospamscan", "webadmin", "none"])]
     pub restrict: Vec<String>,
+}
+
+/// A switch argument: `yes`, `no`, or `none` (clear it: the default applies).
+#[derive(Debug, Clone, Copy)]
+pub struct YesNo(pub Option<bool>);
+
+fn yes_no(v: &str) -> Result<YesNo, String> {
+    if v.eq_ignore_ascii_case("none") {
+        return Ok(YesNo(None));
+    }
+    mailorder_directory_file::parse_yes_no(v)
+        .map(|b| YesNo(Some(b)))
+        .ok_or_else(|| format!("expected yes, no or none, got {v:?}"))
 }
 
 /// A spam score argument: a score, or `none` (clear it).
@@ -226,6 +240,19 @@ pub enum Cmd {
         /// site's, `control/spammark`).
         #[arg(long, value_parser = spam_score)]
         spam_mark: Option<SpamArg>,
+        /// modify: `no` turns spam scanning off for this domain's recipients (e.g. an abuse
+        /// desk that must receive spam reports as sent); `yes` or `none`: scanned.
+        #[arg(long, value_parser = yes_no)]
+        spam_scan: Option<YesNo>,
+        /// modify: `no`: a failed DMARC policy (reject, quarantine) is not enforced for
+        /// this domain's recipients, only reported; `yes` or `none`: enforced.
+        #[arg(long, value_parser = yes_no)]
+        dmarc: Option<YesNo>,
+        /// modify: `no`: clients on a DNS block list are not refused for this domain's
+        /// recipients (checked at RCPT; e.g. an abuse desk that wants all mail); `yes` or
+        /// `none`: refused.
+        #[arg(long, value_parser = yes_no)]
+        dnsbl: Option<YesNo>,
     },
     /// List the users of a domain.
     List {
@@ -516,10 +543,20 @@ fn run_inner(
             relay,
             spam_reject,
             spam_mark,
+            spam_scan,
+            dmarc,
+            dnsbl,
         } => {
-            if (spam_reject.is_some() || spam_mark.is_some()) && action != "modify" {
+            if (spam_reject.is_some()
+                || spam_mark.is_some()
+                || spam_scan.is_some()
+                || dmarc.is_some()
+                || dnsbl.is_some())
+                && action != "modify"
+            {
                 return Err(AdminError::Invalid(
-                    "--spam-reject and --spam-mark go with domain modify".to_owned(),
+                    "--spam-reject, --spam-mark, --spam-scan, --dmarc and --dnsbl go with domain modify"
+                        .to_owned(),
                 ));
             }
             if action == "list" {
@@ -545,6 +582,16 @@ fn run_inner(
                     }
                     if let Some(v) = spam_mark {
                         levels.mark = v.0;
+                    }
+                    // `yes` is the default: stored as unset.
+                    if let Some(v) = spam_scan {
+                        levels.scan = v.0.filter(|b| !b);
+                    }
+                    if let Some(v) = dmarc {
+                        levels.dmarc = v.0.filter(|b| !b);
+                    }
+                    if let Some(v) = dnsbl {
+                        levels.dnsbl = v.0.filter(|b| !b);
                     }
                     if store.domain_spam(&d)? == levels {
                         say(out, format!("unchanged {d}"));
@@ -689,7 +736,8 @@ fn one_time_token(address: &str, hours: u32) -> Result<String, AdminError> {
     Ok(token)
 }
 
-/// `domain show`'s line: `DOMAIN\tlocal|relay[\tspamreject=S][\tspammark=S]`.
+/// `domain show`'s line:
+/// `DOMAIN\tlocal|relay[\tspamreject=S][\tspammark=S][\tspamscan=no][\tdmarc=no][\tdnsbl=no]`.
 fn domain_summary(
     d: &str,
     kind: DomainKind,
@@ -701,6 +749,15 @@ fn domain_summary(
     }
     if let Some(s) = levels.mark {
         line.push_str(&format!("\tspammark={s}"));
+    }
+    if let Some(b) = levels.scan {
+        line.push_str(if b { "\tspamscan=yes" } else { "\tspamscan=no" });
+    }
+    if let Some(b) = levels.dmarc {
+        line.push_str(if b { "\tdmarc=yes" } else { "\tdmarc=no" });
+    }
+    if let Some(b) = levels.dnsbl {
+        line.push_str(if b { "\tdnsbl=yes" } else { "\tdnsbl=no" });
     }
     line
 }
@@ -924,6 +981,17 @@ mod tests {
             0
         );
         assert_eq!(denied(), ["junk"]);
+        // See: issue #13. Spam scanning off for one user.
+        assert_eq!(
+            go(
+                &t,
+                &["modify", "a@example.test", "--restrict", "nospamscan"],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(denied(), ["spamscan"]);
         assert_eq!(
             go(&t, &["modify", "a@example.test", "--restrict", "none"], "").0,
             0
@@ -1181,6 +1249,78 @@ mod tests {
         assert_eq!(
             go(&t, &["domain", "show", "relay.test"], ""),
             (0, "relay.test\tlocal\tspammark=4.0\n".to_owned())
+        );
+        // See: issue #13. The domain's switches: set, shown, `yes` and `none` clear them.
+        assert_eq!(
+            go(
+                &t,
+                &[
+                    "domain",
+                    "modify",
+                    "relay.test",
+                    "--spam-scan",
+                    "no",
+                    "--dmarc",
+                    "no",
+                    "--dnsbl",
+                    "no"
+                ],
+                ""
+            ),
+            (0, "modify domain relay.test\n".to_owned())
+        );
+        let l = spam("relay.test");
+        assert_eq!(
+            (l.scan, l.dmarc, l.dnsbl),
+            (Some(false), Some(false), Some(false))
+        );
+        assert_eq!(
+            go(&t, &["domain", "show", "relay.test"], ""),
+            (
+                0,
+                "relay.test\tlocal\tspammark=4.0\tspamscan=no\tdmarc=no\tdnsbl=no\n".to_owned()
+            )
+        );
+        assert_eq!(
+            go(
+                &t,
+                &[
+                    "domain",
+                    "modify",
+                    "relay.test",
+                    "--spam-scan",
+                    "yes",
+                    "--dmarc",
+                    "none"
+                ],
+                ""
+            )
+            .0,
+            0
+        );
+        assert_eq!(
+            go(&t, &["domain", "show", "relay.test"], ""),
+            (0, "relay.test\tlocal\tspammark=4.0\tdnsbl=no\n".to_owned())
+        );
+        assert!(
+            Cli::try_parse_from([
+                "useradm",
+                "domain",
+                "modify",
+                "relay.test",
+                "--dnsbl",
+                "maybe"
+            ])
+            .is_err()
+        );
+        assert_eq!(
+            go(
+                &t,
+                &["domain", "modify", "relay.test", "--dnsbl", "none"],
+                ""
+            )
+            .0,
+            0
         );
         assert_eq!(go(&t, &["domain", "show", "nowhere.test"], "").0, 100);
         assert_eq!(

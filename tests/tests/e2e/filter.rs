@@ -361,7 +361,7 @@ fn broken_scanners_are_temporary_errors_never_a_pass() {
 }
 
 /// dnsmasq on a free loopback port with `args` (PEERS.md), stopped when dropped.
-fn dnsmasq(dir: &Path, args: &[&str]) -> (Daemon, u16) {
+pub(crate) fn dnsmasq(dir: &Path, args: &[&str]) -> (Daemon, u16) {
     let p = port();
     let c = Command::new("dnsmasq")
         .args([
@@ -481,6 +481,28 @@ fn spf_and_dmarc_through_a_private_dns() {
     assert!(q.contains("dmarc=fail"), "{q}");
     expect_code(&send_from(port, "a@ovr.test", ""), "250");
     assert!(body("auth a@ovr.test").contains("dmarc=fail"));
+
+    // See: issue #13. The recipient's domain turns DMARC enforcement off (`useradm domain
+    // modify --dmarc no`): p=reject and p=quarantine failures are accepted, reported, not
+    // flagged; `none` turns it back on.
+    useradm(&t, &["domain", "modify", "example.test", "--dmarc", "no"]);
+    let r = send_from(port, "b@fail.test", "");
+    expect_code(&r, "250");
+    assert!(body("auth b@fail.test").contains("dmarc=fail"));
+    expect_code(&send_from(port, "b@q.test", ""), "250");
+    let q = body("auth b@q.test");
+    assert!(
+        q.contains("dmarc=fail") && !q.contains("X-Spam-Flag: YES"),
+        "{q}"
+    );
+    useradm(&t, &["domain", "modify", "example.test", "--dmarc", "none"]);
+    expect_code(&send_from(port, "c@fail.test", ""), "554 5.7.1");
+}
+
+/// Run `useradm ARGS` in the tree; it must succeed.
+fn useradm(t: &Tree, args: &[&str]) {
+    let out = t.cmd("useradm").args(args).output().unwrap();
+    assert!(out.status.success(), "useradm {args:?}: {out:?}");
 }
 
 /// The TXT value in `dkimkey`'s zone-file lines: the quoted strings, joined.
@@ -796,6 +818,30 @@ fn dnsbl_dnswl_and_rate_limits_through_a_private_dns() {
         rcpt.contains("Listed by bl.test: see http://bl.test/q?127.0.0.1"),
         "{rcpt}"
     );
+    // See: issue #13. A domain that takes all mail (an abuse desk): `useradm domain
+    // modify --dnsbl no`; the listed client is refused for the other recipients of the
+    // same transaction, accepted for this domain's.
+    t.directory_add("domains", "abuse.test local");
+    t.add_user("desk@abuse.test", "", "pw");
+    useradm(&t, &["domain", "modify", "abuse.test", "--dnsbl", "no"]);
+    {
+        let (mut s, g) = Smtp::connect(port);
+        expect_code(&g, "220");
+        expect_code(&s.cmd("EHLO client.example"), "250");
+        expect_code(&s.cmd("MAIL FROM:<a@sender.example>"), "250");
+        expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "554 5.7.1");
+        expect_code(&s.cmd("RCPT TO:<desk@abuse.test>"), "250");
+        s.cmd("QUIT");
+    }
+    useradm(&t, &["domain", "modify", "abuse.test", "--dnsbl", "none"]);
+    {
+        let (mut s, g) = Smtp::connect(port);
+        expect_code(&g, "220");
+        expect_code(&s.cmd("EHLO client.example"), "250");
+        expect_code(&s.cmd("MAIL FROM:<a@sender.example>"), "250");
+        expect_code(&s.cmd("RCPT TO:<desk@abuse.test>"), "554 5.7.1");
+        s.cmd("QUIT");
+    }
     // A relay client is not asked about; nor is a client that authenticates (AUTH PLAIN
     // on loopback), from the same listed address.
     expect_code(&mail_rcpt(relay).1, "250");
@@ -975,6 +1021,87 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     expect_code(&send_to(port, &["s@strict.test"], GTUBE), "250");
+}
+
+// See: issue #13
+/// Spam scanning off per user (`useradm modify --restrict nospamscan`) and per domain
+/// (`useradm domain modify --spam-scan no`), with spamd and GTUBE: a scanned recipient
+/// has GTUBE refused at SMTP time; a recipient that is not scanned gets it in the inbox,
+/// unscanned (spamd is not asked: no X-Spam headers). One message to both: the message is
+/// scanned (one recipient wants it) but not refused (the other must get it): the scanned
+/// recipient gets it flagged and filed into Junk, the unscanned one in the inbox.
+#[test]
+fn spam_scanning_off_per_domain_and_user() {
+    if !have("spamd") {
+        return skip("spam scanning off", "spamd (spamassassin) not installed");
+    }
+    let dir = scratch();
+    let (_spam, spam_port) = spamd(dir.path());
+    let mut t = Tree::new();
+    t.directory_add("domains", "strict.test local spamreject=50");
+    t.directory_add("domains", "desk.test local");
+    t.add_user("s@strict.test", "", "pw");
+    t.add_user("abuse@strict.test", "", "pw");
+    t.add_user("d@desk.test", "", "pw");
+    useradm(
+        &t,
+        &["modify", "abuse@strict.test", "--restrict", "nospamscan"],
+    );
+    useradm(&t, &["domain", "modify", "desk.test", "--spam-scan", "no"]);
+    t.start_dispatch();
+    t.control("filter", "1");
+    t.control("spamd", &format!("127.0.0.1:{spam_port}"));
+    let port = t.start_smtpd(&[]);
+    let files = |who: &str, folder: &str| -> Vec<String> {
+        let (local, domain) = who.split_once('@').unwrap();
+        let d = t
+            .root
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
+            .join(folder)
+            .join("new");
+        std::fs::read_dir(d)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+
+    expect_code(&send_to(port, &["s@strict.test"], GTUBE), "554 5.7.1");
+    for who in ["abuse@strict.test", "d@desk.test"] {
+        expect_code(&send_to(port, &[who], GTUBE), "250");
+        mailorder_tests::wait_for("GTUBE in the inbox", 60, || files(who, "").len() == 1);
+        let m = &files(who, "")[0];
+        assert!(
+            m.contains("XJS*C4JDBQADN1") && !m.contains("X-Spam-"),
+            "{who}: {m}"
+        );
+    }
+    // Both: scanned, flagged, not refused; filed per recipient.
+    expect_code(
+        &send_to(port, &["s@strict.test", "abuse@strict.test"], GTUBE),
+        "250",
+    );
+    mailorder_tests::wait_for("GTUBE in s's Junk", 60, || {
+        files("s@strict.test", ".Junk").len() == 1
+    });
+    mailorder_tests::wait_for("GTUBE in abuse's inbox", 60, || {
+        files("abuse@strict.test", "").len() == 2
+    });
+    assert!(files("s@strict.test", ".Junk")[0].contains("X-Spam-Flag: YES\n"));
+    assert!(files("abuse@strict.test", ".Junk").is_empty());
+    assert!(files("s@strict.test", "").is_empty());
+    // Scanning back on for the domain: refused again.
+    useradm(
+        &t,
+        &["domain", "modify", "desk.test", "--spam-scan", "none"],
+    );
+    t.control("spamreject", "50");
+    expect_code(&send_to(port, &["d@desk.test"], GTUBE), "554 5.7.1");
 }
 
 /// python3-dkim as the other side: `key FILE` makes an RSA-2048 key (PKCS#1 PEM in FILE)

@@ -1434,6 +1434,150 @@ st, loc, _ = login("staff@example.test", new)
 print("new password", st, loc)
 "#;
 
+/// See: issue #13. The filter switches on the LDAP back-end, set by `useradm`: a user's
+/// `accountStatus: nospamscan` (`--restrict nospamscan`) and a domain's `mailSpamScan`,
+/// `mailDmarcEnforce`, `mailDnsblCheck` (`domain modify --spam-scan/--dmarc/--dnsbl`,
+/// Boolean attributes of the schema) take effect: a scripted spamd's score 9 is refused for
+/// a scanned recipient, delivered unscanned (no X-Spam headers) to one that is not; a client
+/// on a private DNS block list is refused at RCPT except for the exempt domain.
+#[test]
+fn ldap_spam_scanning_and_dnsbl_switches_set_by_useradm() {
+    let name = "ldap_spam_scanning_and_dnsbl_switches_set_by_useradm";
+    let tmp = match slapd_dir(&["slapd", "slapadd", "slappasswd", "ldapsearch", "dnsmasq"]) {
+        Ok(d) => d,
+        Err(why) => return skip(name, &why),
+    };
+    let master = Slapd::new(tmp.path(), "master", None);
+    let mut t = Tree::new();
+    configure(&t, &[&master], &master);
+    std::fs::write(t.root.join("directory/users"), "").unwrap();
+    fn ok(t: &Tree, args: &[&str]) -> String {
+        let (code, out, err) = useradm(t, args, "");
+        assert_eq!(code, 0, "useradm {args:?}: {err}");
+        out
+    }
+    ok(&t, &["domain", "add", "example.test"]);
+    ok(&t, &["domain", "add", "desk.test"]);
+    ok(
+        &t,
+        &["domain", "modify", "example.test", "--spam-reject", "8"],
+    );
+    ok(
+        &t,
+        &[
+            "domain",
+            "modify",
+            "desk.test",
+            "--spam-scan",
+            "no",
+            "--dmarc",
+            "no",
+            "--dnsbl",
+            "no",
+        ],
+    );
+    assert_eq!(
+        ok(&t, &["domain", "show", "desk.test"]),
+        "desk.test\tlocal\tspamscan=no\tdmarc=no\tdnsbl=no\n"
+    );
+    let entry = Command::new("ldapsearch")
+        .args(["-x", "-H", &master.url(), "-b", BASE, "-LLL"])
+        .args(["(mailDomain=desk.test)", "mailSpamScan", "mailDnsblCheck"])
+        .output()
+        .unwrap();
+    let entry = String::from_utf8_lossy(&entry.stdout);
+    assert!(
+        entry.contains("mailSpamScan: FALSE") && entry.contains("mailDnsblCheck: FALSE"),
+        "{entry}"
+    );
+    ok(&t, &["add", "strict@example.test"]);
+    ok(&t, &["add", "abuse@example.test"]);
+    ok(&t, &["add", "d@desk.test"]);
+    ok(
+        &t,
+        &["modify", "abuse@example.test", "--restrict", "nospamscan"],
+    );
+
+    t.control("filter", "1");
+    let spamd = super::filter::fake(Some(
+        b"SPAMD/1.1 0 EX_OK\r\nSpam: True ; 9.0 / 5.0\r\n\r\nBAYES_99\r\n",
+    ));
+    t.control("spamd", &format!("127.0.0.1:{spamd}"));
+    t.start_dispatch();
+    let port = t.start_smtpd(&[]);
+    let mail = |to: &str| -> String {
+        let (mut s, _) = Smtp::connect(port);
+        s.cmd("EHLO client.example");
+        assert!(s.cmd("MAIL FROM:<a@sender.example>").starts_with("250"));
+        let r = s.cmd(&format!("RCPT TO:<{to}>"));
+        if !r.starts_with("250") {
+            s.cmd("QUIT");
+            return r;
+        }
+        assert!(s.cmd("DATA").starts_with("354"));
+        let r = s.cmd(&format!(
+            "From: a@sender.example\r\nTo: {to}\r\nSubject: x\r\n\r\nscored 9\r\n."
+        ));
+        s.cmd("QUIT");
+        r
+    };
+    let inbox = |who: &str| -> Vec<String> {
+        let (local, domain) = who.split_once('@').unwrap();
+        std::fs::read_dir(
+            t.root
+                .join("mail")
+                .join(domain)
+                .join(local)
+                .join("Maildir/new"),
+        )
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+    };
+    let r = mail("strict@example.test");
+    assert!(r.starts_with("554 5.7.1"), "{r}");
+    for who in ["abuse@example.test", "d@desk.test"] {
+        let r = mail(who);
+        assert!(r.starts_with("250"), "{who}: {r}");
+        wait_for("the unscanned message", 60, || inbox(who).len() == 1);
+        assert!(!inbox(who)[0].contains("X-Spam-"), "{}", inbox(who)[0]);
+    }
+    // Scanning back on for the domain (`none`): the site's reject score refuses it.
+    ok(
+        &t,
+        &["domain", "modify", "desk.test", "--spam-scan", "none"],
+    );
+    t.control("spamreject", "5");
+    let r = mail("d@desk.test");
+    assert!(r.starts_with("554 5.7.1"), "{r}");
+
+    // A private block list listing 127.0.0.1: refused at RCPT, except for desk.test.
+    let (_dns, dns_port) = super::filter::dnsmasq(
+        tmp.path(),
+        &[
+            "--address=/1.0.0.127.bl.test/127.0.0.2",
+            "--txt-record=1.0.0.127.bl.test,Listed by bl.test",
+        ],
+    );
+    t.control("dnsserver", &format!("127.0.0.1:{dns_port}"));
+    t.control("dnsbl", "bl.test");
+    let r = mail("strict@example.test");
+    assert!(
+        r.starts_with("554 5.7.1") && r.contains("Listed by bl.test"),
+        "{r}"
+    );
+    std::fs::remove_file(t.root.join("control/spamreject")).unwrap();
+    std::fs::remove_file(t.root.join("control/spamd")).unwrap();
+    let r = mail("d@desk.test");
+    assert!(r.starts_with("250"), "{r}");
+    ok(&t, &["domain", "modify", "desk.test", "--dnsbl", "yes"]);
+    let r = mail("d@desk.test");
+    assert!(r.starts_with("554 5.7.1"), "{r}");
+}
+
 /// See: issue #13 and issue #14. The LDAP back-end carries what `useradm` sets for the
 /// filter and the autoresponder: a domain's spam scores (`mailSpamReject`/`mailSpamMark` on
 /// its `mailorderDomain` entry, `useradm domain modify`) and a user's own (on the user's
