@@ -1439,10 +1439,11 @@ print("new password", st, loc)
 /// `mailDmarcEnforce`, `mailDnsblCheck` (`domain modify --spam-scan/--dmarc/--dnsbl`,
 /// Boolean attributes of the schema) take effect: a scripted spamd's score 9 is refused for
 /// a scanned recipient, delivered unscanned (no X-Spam headers) to one that is not; a client
-/// on a private DNS block list is refused at RCPT except for the exempt domain.
+/// on a private DNS block list is refused at RCPT except for the exempt domain; a failed
+/// DMARC p=reject is refused except for the domain that does not enforce it.
 #[test]
-fn ldap_spam_scanning_and_dnsbl_switches_set_by_useradm() {
-    let name = "ldap_spam_scanning_and_dnsbl_switches_set_by_useradm";
+fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
+    let name = "ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm";
     let tmp = match slapd_dir(&["slapd", "slapadd", "slappasswd", "ldapsearch", "dnsmasq"]) {
         Ok(d) => d,
         Err(why) => return skip(name, &why),
@@ -1560,6 +1561,8 @@ fn ldap_spam_scanning_and_dnsbl_switches_set_by_useradm() {
         &[
             "--address=/1.0.0.127.bl.test/127.0.0.2",
             "--txt-record=1.0.0.127.bl.test,Listed by bl.test",
+            "--txt-record=fail.test,v=spf1 ip4:192.0.2.1 -all",
+            "--txt-record=_dmarc.fail.test,v=DMARC1; p=reject",
         ],
     );
     t.control("dnsserver", &format!("127.0.0.1:{dns_port}"));
@@ -1576,6 +1579,40 @@ fn ldap_spam_scanning_and_dnsbl_switches_set_by_useradm() {
     ok(&t, &["domain", "modify", "desk.test", "--dnsbl", "yes"]);
     let r = mail("d@desk.test");
     assert!(r.starts_with("554 5.7.1"), "{r}");
+
+    // DMARC p=reject failing (SPF fail, no DKIM): refused for example.test, taken for
+    // desk.test (mailDmarcEnforce: FALSE) and reported.
+    std::fs::remove_file(t.root.join("control/dnsbl")).unwrap();
+    t.control("senderauth", "1");
+    let from_fail = |to: &str| -> String {
+        let (mut s, _) = Smtp::connect(port);
+        s.cmd("EHLO client.example");
+        assert!(s.cmd("MAIL FROM:<a@fail.test>").starts_with("250"));
+        assert!(s.cmd(&format!("RCPT TO:<{to}>")).starts_with("250"));
+        assert!(s.cmd("DATA").starts_with("354"));
+        let r = s.cmd(&format!(
+            "From: a@fail.test\r\nTo: {to}\r\nSubject: dmarc\r\n\r\nforged\r\n."
+        ));
+        s.cmd("QUIT");
+        r
+    };
+    let r = from_fail("strict@example.test");
+    assert!(r.starts_with("554 5.7.1") && r.contains("DMARC"), "{r}");
+    let r = from_fail("d@desk.test");
+    assert!(r.starts_with("250"), "{r}");
+    wait_for("the unenforced DMARC failure", 60, || {
+        inbox("d@desk.test")
+            .iter()
+            .any(|m| m.contains("Subject: dmarc"))
+    });
+    let m = inbox("d@desk.test")
+        .into_iter()
+        .find(|m| m.contains("Subject: dmarc"))
+        .unwrap();
+    assert!(
+        m.contains("dmarc=fail") && !m.contains("X-Spam-Flag: YES"),
+        "{m}"
+    );
 }
 
 /// See: issue #13 and issue #14. The LDAP back-end carries what `useradm` sets for the
