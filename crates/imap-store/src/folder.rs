@@ -1400,16 +1400,7 @@ impl Folder {
             {
                 match self.find_base(m.base())? {
                     Some(p) => {
-                        let f = p
-                            .file_name()
-                            .and_then(|f| f.to_str())
-                            .unwrap_or_default()
-                            .to_owned();
-                        let sub = if p.parent().is_some_and(|d| d.ends_with("new")) {
-                            Sub::New
-                        } else {
-                            Sub::Cur
-                        };
+                        let (sub, f) = sub_and_name(&p);
                         Ok(Some(md.set_flags(sub, &f, flags)?))
                     }
                     None => Ok(None),

@@ -358,6 +358,16 @@ impl<R: Read, W: Write> Session<R, W> {
         Ok(())
     }
 
+    /// The directory could not answer a RCPT question: logged, and 451 (retried, never a
+    /// bounce: a directory outage is temporary).
+    fn directory_failure(&mut self, e: &dyn std::fmt::Display) {
+        log::warn!(
+            "directory error ip={} err={e}",
+            self.cfg.peer.remote_ip_text()
+        );
+        self.reply(451, "4.3.0", "temporary directory failure, try again later");
+    }
+
     /// A refused recipient (unknown user, relay denied), counted apart from `maxerrors`
     /// (Postfix's smtpd_soft_error_limit / smtpd_hard_error_limit): past `rcptsoftlimit`
     /// the n-th refusal over it waits n × `rcpterrordelay` before its reply, so guessing
@@ -723,11 +733,7 @@ impl<R: Read, W: Write> Session<R, W> {
                 }
                 Ok(_) => return self.refuse_rcpt(554, "5.7.1", &text),
                 Err(e) => {
-                    log::warn!(
-                        "directory error ip={} err={e}",
-                        self.cfg.peer.remote_ip_text()
-                    );
-                    self.reply(451, "4.3.0", "temporary directory failure, try again later");
+                    self.directory_failure(&e);
                     return Ok(());
                 }
             }
@@ -767,11 +773,7 @@ impl<R: Read, W: Write> Session<R, W> {
         };
         let ok = match resolved {
             Err(e) => {
-                log::warn!(
-                    "directory error ip={} err={e}",
-                    self.cfg.peer.remote_ip_text()
-                );
-                self.reply(451, "4.3.0", "temporary directory failure, try again later");
+                self.directory_failure(&e);
                 return Ok(());
             }
             Ok(Resolved::User { user, .. }) => {
