@@ -189,6 +189,34 @@ fn unique(internal: i64, uv: u32, uid: u32) -> String {
     format!("{}.V{uv}U{uid}.mailmove", internal.max(0))
 }
 
+/// Remove what a killed run of ours left in the folder's `tmp/`: the files named
+/// `….mailmove` (no other program writes that name). A message still at the source is
+/// written again under the same name anyway; this takes the ones the source deleted or
+/// moved since, which no pass would ever overwrite. Other programs' files in `tmp/`
+/// (a delivery in progress) are left alone: the Maildir rule (a `tmp/` file older than
+/// 36 hours may go) is the reader's (imapd, pop3d) business, not ours.
+fn clean_tmp(dir: &Path, label: &str) {
+    let Ok(rd) = fs::read_dir(dir.join("tmp")) else {
+        return;
+    };
+    let mut n = 0u32;
+    for e in rd.flatten() {
+        let ours = e
+            .file_name()
+            .to_str()
+            .is_some_and(|f| f.ends_with(".mailmove"));
+        if ours && fs::remove_file(e.path()).is_ok() {
+            n += 1;
+        }
+    }
+    if n > 0 {
+        log::info!(
+            "cleaned user={label} dir={} files={n}: left in tmp/ by a killed run",
+            dir.display()
+        );
+    }
+}
+
 /// Write one message into `cur/` under its name (module docs).
 fn write_msg(dir: &Path, unique: &str, data: &[u8], flags: &str, internal: i64) -> io::Result<()> {
     let p = write_tmp(dir, unique, data, flags, internal)?;
@@ -335,6 +363,7 @@ pub fn user(
             match e {
                 MoveError::Vanished(why) => {
                     rep.skipped.push(format!("folder {}: {why}", s.name));
+                    continue;
                 }
                 e => return Err(e),
             }
@@ -497,6 +526,16 @@ fn folder(
     }
     let (d, v) = c.simple(&cmd)?;
     if !d.ok() {
+        // Deleted at the source between its LIST and now (a user at work on the old
+        // server)? The server's words for it vary (RFC 5530's NONEXISTENT or not): ask
+        // LIST again.
+        let (l, v) = c.simple(&[Arg::Raw("LIST \"\""), Arg::Str(s.name.as_bytes())])?;
+        if l.ok() && !v.iter().any(|r| r.word(0) == "LIST") {
+            return Err(MoveError::Vanished(format!(
+                "deleted at the source since it was listed (EXAMINE: {})",
+                d.text
+            )));
+        }
         return Err(MoveError::Vanished(format!("EXAMINE refused: {}", d.text)));
     }
     let mut uv = 0u32;
@@ -637,6 +676,7 @@ fn folder(
     }
     let mut fo = store.folder(dest).map_err(MoveError::Store)?;
     let dir = fo.dir().to_owned();
+    clean_tmp(&dir, &job.label);
     let marker = fs::read_to_string(dir.join(MARKER))
         .ok()
         .and_then(|t| t.trim().parse::<u32>().ok());
@@ -945,6 +985,7 @@ pub fn pop3_inbox(
     };
     let mut fo = store.folder("INBOX").map_err(MoveError::Store)?;
     let dir = fo.dir().to_owned();
+    clean_tmp(&dir, &job.label);
     let md = mailorder_maildir::Maildir::open(&dir).map_err(|e| MoveError::Store(e.into()))?;
     // What is here already, by UIDL key (the directories, not the index: module docs).
     let mut here: HashMap<String, String> = HashMap::new();
@@ -1173,6 +1214,25 @@ mod tests {
             1056880800
         );
         assert!(arrival(b"X: y\n\n") > 1_700_000_000);
+    }
+
+    // See: issue #16
+    #[test]
+    fn leftovers_of_a_killed_run_are_cleaned_from_tmp_others_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let st = Store::open(d.path().join("Maildir")).unwrap();
+        let dir = st.root().to_owned();
+        // A copy of a message the source deleted since: no pass writes that name again.
+        fs::write(dir.join("tmp").join("5.V1U9.mailmove"), b"torn").unwrap();
+        fs::write(dir.join("tmp").join("7.P0123.mailmove"), b"torn").unwrap();
+        // A delivery in progress: not ours.
+        fs::write(dir.join("tmp").join("1700000000.M1P2.host"), b"arriving").unwrap();
+        clean_tmp(&dir, "x>y");
+        let left: Vec<_> = fs::read_dir(dir.join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["1700000000.M1P2.host"]);
     }
 
     #[test]

@@ -751,6 +751,7 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                 label: job.label,
                 sock,
                 buf: Vec::new(),
+                told: progress::Tally::default(),
             });
         }
         if running.is_empty() {
@@ -802,12 +803,18 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                 if let Some(sig) = killed {
                     // A worker killed before its report: the report says so (a rerun
                     // goes on from what it wrote).
-                    let why = format!("the worker was killed by {sig}");
+                    // What it had told it copied (at most half a second old) is in the
+                    // row; what it did not get to tell is only missing from the count.
+                    let (n, b) = (r.told.messages, r.told.bytes);
+                    let why = format!(
+                        "the worker was killed by {sig} after copying at least {n} messages \
+                         ({b} bytes); a rerun goes on from there"
+                    );
                     log::error!("user={} {why}", r.label);
                     let (login, dest) = r.label.split_once('>').unwrap_or((&r.label, ""));
                     let _ = writeln!(
                         out,
-                        "{},{},failed,0,0,0,0,0,0,0,{}",
+                        "{},{},failed,0,{n},{b},0,0,0,0,{}",
                         csv_quote(login),
                         csv_quote(dest),
                         csv_quote(&why)
@@ -832,10 +839,12 @@ struct Running {
     label: String,
     sock: std::os::unix::net::UnixStream,
     buf: Vec<u8>,
+    /// What this worker told so far (the report row of a worker that gets killed).
+    told: progress::Tally,
 }
 
 impl Running {
-    /// Read what the worker told (non-blocking) into `tally`.
+    /// Read what the worker told (non-blocking) into its own count and `tally`.
     fn read(&mut self, tally: &mut progress::Tally) {
         let mut b = [0u8; 4096];
         // A bounded number of reads: a chatty worker does not hold the loop.
@@ -844,7 +853,13 @@ impl Running {
                 Ok(0) => break,
                 Ok(n) => {
                     self.buf.extend_from_slice(&b[..n]);
-                    tally.feed(&mut self.buf);
+                    let before = self.told.clone();
+                    self.told.feed(&mut self.buf);
+                    tally.todo = tally.todo.saturating_add(self.told.todo - before.todo);
+                    tally.messages = tally
+                        .messages
+                        .saturating_add(self.told.messages - before.messages);
+                    tally.bytes = tally.bytes.saturating_add(self.told.bytes - before.bytes);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(_) => break,
