@@ -518,23 +518,51 @@ fn qp(b: &[u8]) -> Vec<u8> {
 
 /// Convert bare LF to CRLF.
 pub fn to_crlf(d: Vec<u8>) -> Vec<u8> {
-    let bare = memchr::memchr_iter(b'\n', &d)
-        .filter(|&i| i == 0 || d[i - 1] != b'\r')
-        .count();
-    if bare == 0 {
+    if crlf_len(&d) == d.len() {
         return d;
     }
-    let mut out = Vec::with_capacity(d.len() + bare);
+    let mut out = Vec::new();
+    extend_crlf(&mut out, &d);
+    out
+}
+
+/// The length of `d` once its bare LFs are CRLF ([`extend_crlf`]'s output), found with
+/// one vectorised count of LF and, only when the message holds a CR at all, one of CRLF.
+pub fn crlf_len(d: &[u8]) -> usize {
+    let lf = memchr::memchr_iter(b'\n', d).count();
+    if lf == 0 {
+        return d.len();
+    }
+    let crlf = if memchr::memchr(b'\r', d).is_none() {
+        0
+    } else {
+        memchr::memmem::find_iter(d, b"\r\n").count()
+    };
+    d.len() + lf - crlf
+}
+
+/// Append `d` to `out` with every bare LF made CRLF (a CRLF already there stays one):
+/// the wire form of a message stored with LF line ends, written straight into the
+/// output, without a converted copy of its own.
+pub fn extend_crlf(out: &mut Vec<u8>, d: &[u8]) {
+    out.reserve(crlf_len(d));
     let mut start = 0;
-    for i in memchr::memchr_iter(b'\n', &d) {
-        if i == 0 || d[i - 1] != b'\r' {
+    if memchr::memchr(b'\r', d).is_none() {
+        for i in memchr::memchr_iter(b'\n', d) {
             out.extend_from_slice(&d[start..i]);
             out.extend_from_slice(b"\r\n");
             start = i + 1;
         }
+    } else {
+        for i in memchr::memchr_iter(b'\n', d) {
+            if i == 0 || d[i - 1] != b'\r' {
+                out.extend_from_slice(&d[start..i]);
+                out.extend_from_slice(b"\r\n");
+                start = i + 1;
+            }
+        }
     }
     out.extend_from_slice(&d[start..]);
-    out
 }
 
 /// The header lines of `header` whose names are (or, with `not`, are not) in `fields`,
@@ -606,6 +634,45 @@ mod tests {
         let f = header_fields(&m[p.header.clone()], &["FROM".into()], true);
         assert_eq!(f, b"Subject: x\r\n\r\n");
         assert_eq!(to_crlf(b"a\nb\r\n".to_vec()), b"a\r\nb\r\n");
+    }
+
+    #[test]
+    fn bare_lf_becomes_crlf_and_the_length_is_known_first() {
+        // The slow rule, byte by byte: an LF not after a CR gets one.
+        fn slow(d: &[u8]) -> Vec<u8> {
+            let mut out = Vec::new();
+            for (i, &c) in d.iter().enumerate() {
+                if c == b'\n' && (i == 0 || d[i - 1] != b'\r') {
+                    out.push(b'\r');
+                }
+                out.push(c);
+            }
+            out
+        }
+        let long = "x".repeat(100) + "\n" + &"y".repeat(70) + "\r\n\n";
+        for d in [
+            "",
+            "\n",
+            "\n\n",
+            "a",
+            "a\nb",
+            "a\nb\n",
+            "\r",
+            "\r\n",
+            "\r\r\n",
+            "\n\r",
+            "a\r\nb\nc\r\n",
+            "bare\rcr\n",
+            long.as_str(),
+        ] {
+            let d = d.as_bytes();
+            let want = slow(d);
+            let mut out = b"prefix".to_vec();
+            extend_crlf(&mut out, d);
+            assert_eq!(&out[6..], &want[..], "{d:?}");
+            assert_eq!(crlf_len(d), want.len(), "{d:?}");
+            assert_eq!(to_crlf(d.to_vec()), want, "{d:?}");
+        }
     }
 
     #[test]

@@ -183,17 +183,6 @@ impl<W: Write> Session<W> {
         } else {
             sel.cidx.get(&sel.folder, sel.uidvalidity, m.uid)
         };
-        let mut data: Option<Vec<u8>> = None;
-        if needs_data || (needs_struct && cached.is_none()) {
-            match sel.folder.read(m) {
-                Ok(Some(d)) => data = Some(mime::to_crlf(d)),
-                Ok(None) => return Ok(false),
-                Err(e) => {
-                    log::warn!("read: {e}");
-                    return Ok(false);
-                }
-            }
-        }
         // The MIME structure only when something needs it (not for BODY[] or RFC822).
         let needs_parse = (needs_struct && cached.is_none())
             || atts.iter().any(|a| match a {
@@ -204,6 +193,38 @@ impl<W: Write> Session<W> {
                 FetchAtt::Rfc822Header | FetchAtt::Rfc822Text => true,
                 _ => false,
             });
+        // Only whole-message literals (BODY[], BODY.PEEK[], RFC822: what mbsync and
+        // every downloading client ask): the stored bytes go from the read buffer into
+        // the output, CRLF made on the way, without a converted copy per message.
+        let direct = !needs_parse
+            && atts.iter().all(|a| match a {
+                FetchAtt::Section {
+                    section, partial, ..
+                } => {
+                    section.part.is_empty()
+                        && section.text == SectionText::Full
+                        && partial.is_none()
+                }
+                FetchAtt::Binary { .. } | FetchAtt::BinarySize(_) => false,
+                _ => true,
+            });
+        let mut data: Option<Vec<u8>> = None;
+        if needs_data || (needs_struct && cached.is_none()) {
+            match sel.folder.read_into(m, &mut self.raw) {
+                Ok(true) if direct => {}
+                Ok(true) => {
+                    let mut d = Vec::new();
+                    mime::extend_crlf(&mut d, &self.raw);
+                    data = Some(d);
+                }
+                Ok(false) => return Ok(false),
+                Err(e) => {
+                    log::warn!("read: {e}");
+                    return Ok(false);
+                }
+            }
+        }
+        let raw = &self.raw;
         let whole = |d: &Vec<u8>| mime::Part {
             header: 0..0,
             body: 0..d.len(),
@@ -278,6 +299,16 @@ impl<W: Write> Session<W> {
                     };
                     out.extend(format!("{name} ").as_bytes());
                     out.extend(text.map_or("NIL", String::as_str).as_bytes());
+                }
+                FetchAtt::Rfc822 if direct => {
+                    set_seen = true;
+                    raw_literal(out, "RFC822", raw);
+                }
+                FetchAtt::Section { peek, .. } if direct => {
+                    if !peek {
+                        set_seen = true;
+                    }
+                    raw_literal(out, "BODY[]", raw);
                 }
                 FetchAtt::Rfc822 | FetchAtt::Rfc822Header | FetchAtt::Rfc822Text => {
                     let (Some(d), Some(p)) = (&data, &parsed) else {
@@ -411,6 +442,12 @@ impl<W: Write> Session<W> {
         self.unknown_cte |= unknown_cte;
         Ok(true)
     }
+}
+
+/// `NAME {n}` and the message as stored with its bare LFs made CRLF (`n` counts them).
+fn raw_literal(out: &mut Vec<u8>, name: &str, stored: &[u8]) {
+    let _ = write!(out, "{name} {{{}}}\r\n", mime::crlf_len(stored));
+    mime::extend_crlf(out, stored);
 }
 
 /// `NAME {n}` and the octets (`~{n}` when they hold NUL: a BINARY literal, RFC 3516
