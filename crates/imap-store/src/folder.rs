@@ -16,8 +16,13 @@ use std::time::{Duration, UNIX_EPOCH};
 
 const INDEX: &str = "mailorder-index";
 const LOG: &str = "mailorder-index.log";
-const LOG_MAGIC: &str = "mailorder-imap-log 1";
+/// The change log's first line: version 2 puts a CRC-32 on each batch's commit line.
+const LOG_MAGIC: &str = "mailorder-imap-log 2";
+/// The log written beside a version-1 (text) index: no CRC on the commit lines.
+const LOG_MAGIC_V1: &str = "mailorder-imap-log 1";
 const LOCK: &str = "mailorder-index.lock";
+/// The first line of a version-1 (text) index, read once and rewritten in version 2
+/// (index.rs).
 const MAGIC: &str = "mailorder-imap-index 1";
 const KEYWORDS: &str = "dovecot-keywords";
 /// Keywords past Dovecot's 26 letters: `ID NAME` lines, IDs from 26 on.
@@ -146,6 +151,11 @@ pub struct Folder {
     events: Events,
     /// Unique names to UIDs, for checking events.
     bases: BaseMap,
+    /// The index on disk is in the old text format (version 1): the next look under the
+    /// exclusive lock rewrites it in version 2.
+    legacy: bool,
+    /// The log is version 1 (from before the binary index): no CRC on its commits.
+    log_v1: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -314,6 +324,7 @@ fn render_msg(m: &Msg) -> String {
     )
 }
 
+#[cfg(test)]
 fn render_header(s: &State) -> String {
     let mut out = format!(
         "{} {} {} {}",
@@ -357,7 +368,10 @@ fn render_batch(changes: &[Change], state: &State) -> String {
         }
     }
     out.push_str(&format!("h {}\n", render_header_rest(state)));
-    out.push_str(&format!("c {}\n", state.msgs.len()));
+    // The commit line carries the CRC-32 of the batch before it (log version 2): a
+    // batch damaged anywhere, not only torn at the end, is never applied.
+    let crc = crc32fast::hash(out.as_bytes());
+    out.push_str(&format!("c {} {crc:08x}\n", state.msgs.len()));
     out
 }
 
@@ -381,8 +395,9 @@ enum Change {
 
 /// Apply complete batches of log `text` (from just after its first line, or from a
 /// batch boundary) to `state`; returns the length of `text` that was applied (a torn
-/// batch at the end, from a crash, is left out).
-fn replay(state: &mut State, text: &str) -> usize {
+/// batch at the end, from a crash, is left out, as is everything from a batch whose
+/// CRC does not match). `need_crc`: a version-2 log, whose commit lines carry the CRC.
+fn replay(state: &mut State, text: &str, need_crc: bool) -> usize {
     let mut batch: Vec<Change> = Vec::new();
     // UIDNEXT, HIGHESTMODSEQ, the vanished floor, the directories' mtimes.
     type Header = (u32, u64, u64, Option<[(i64, i64); 2]>);
@@ -390,6 +405,7 @@ fn replay(state: &mut State, text: &str) -> usize {
     let mut done = 0;
     let mut pos = 0;
     for line in text.split_inclusive('\n') {
+        let start = pos;
         pos += line.len();
         let Some(l) = line.strip_suffix('\n') else {
             break;
@@ -414,7 +430,16 @@ fn replay(state: &mut State, text: &str) -> usize {
                 break;
             };
             header = Some((next, hms, floor, f.next().and_then(parse_dirs)));
-        } else if l.strip_prefix("c ").is_some() {
+        } else if let Some(c) = l.strip_prefix("c ") {
+            let crc = c.split(' ').nth(1).map(|x| u32::from_str_radix(x, 16));
+            let good = match crc {
+                Some(Ok(crc)) => crc32fast::hash(&text.as_bytes()[done..start]) == crc,
+                Some(Err(_)) => false,
+                None => !need_crc,
+            };
+            if !good {
+                break;
+            }
             for c in batch.drain(..) {
                 apply(state, c);
             }
@@ -448,6 +473,8 @@ fn apply(state: &mut State, c: Change) {
     }
 }
 
+/// A version-1 (text) index, as older releases wrote it (the migration tests make one).
+#[cfg(test)]
 fn render_index(s: &State) -> String {
     let mut out = format!("{MAGIC} {}\n", render_header(s));
     for (u, m) in &s.vanished {
@@ -501,6 +528,8 @@ impl Folder {
             watch_ok: false,
             events: Events::default(),
             bases: BaseMap::default(),
+            legacy: false,
+            log_v1: false,
         }
     }
 
@@ -668,6 +697,9 @@ impl Folder {
         let torn = fs::read(self.dir.join(INDEX))
             .ok()
             .and_then(|b| {
+                if let Some(uv) = crate::index::peek_uidvalidity(&b) {
+                    return Some(uv);
+                }
                 let line = b.split(|&c| c == b'\n').next()?.to_vec();
                 let line = String::from_utf8(line).ok()?;
                 line.strip_prefix(MAGIC)?
@@ -680,9 +712,19 @@ impl Folder {
         kept.max(torn)
     }
 
-    fn load_index(&self) -> Option<State> {
-        let f = fs::File::open(self.dir.join(INDEX)).ok()?;
-        parse_index_from(io::BufReader::with_capacity(64 * 1024, f))
+    /// Read the index: version 2 (binary, index.rs), or version 1 (text), which is
+    /// marked for rewriting (`legacy`).
+    fn load_index(&mut self) -> Option<State> {
+        use std::os::unix::fs::FileExt;
+        let f = open_nofollow(&self.dir.join(INDEX)).ok()?;
+        let mut first = [0u8; 8];
+        if f.read_exact_at(&mut first, 0).is_ok() && first == *crate::index::MAGIC {
+            self.legacy = false;
+            return crate::index::read(&f);
+        }
+        let s = parse_index_from(io::BufReader::with_capacity(64 * 1024, f))?;
+        self.legacy = true;
+        Some(s)
     }
 
     /// Bring the index up to date with the Maildir and return the folder's state:
@@ -784,8 +826,11 @@ impl Folder {
             }
             let under = self.stamp()?;
             if let Some((state, off)) = self.load_current(&under)? {
-                let quiet =
-                    state.dirs == Some([under.new.mtime(), under.cur.mtime()]) && under.settled();
+                // An index still in the old format is rewritten (below, under the
+                // exclusive lock) the first time it is read.
+                let quiet = state.dirs == Some([under.new.mtime(), under.cur.mtime()])
+                    && under.settled()
+                    && !self.legacy;
                 self.seen = Some((under, state));
                 self.log_off = off;
                 if quiet {
@@ -883,10 +928,11 @@ impl Folder {
         };
         let dirs_changed = state.dirs != record;
         state.dirs = record;
-        if !changes.is_empty() || dirs_changed || !self.dir.join(INDEX).exists() {
+        if !changes.is_empty() || dirs_changed || self.legacy || !self.dir.join(INDEX).exists() {
             let batch = render_batch(&changes, &state);
             let snapshot_len = under.index.3;
             if !snapshot_ok
+                || self.legacy
                 || !self.dir.join(INDEX).exists()
                 || log_off + batch.len() as u64 > LOG_MIN + snapshot_len / 2
             {
@@ -907,9 +953,11 @@ impl Folder {
         Ok(true)
     }
 
-    /// Write the whole index and remove the log (compaction); returns the new log offset.
-    fn compact(&self, state: &State) -> Result<u64, StoreError> {
-        write_atomic(&self.dir.join(INDEX), render_index(state).as_bytes(), true)?;
+    /// Write the whole index (version 2) and remove the log (compaction); returns the
+    /// new log offset.
+    fn compact(&mut self, state: &State) -> Result<u64, StoreError> {
+        write_atomic(&self.dir.join(INDEX), &crate::index::encode(state), true)?;
+        self.legacy = false;
         match fs::remove_file(self.dir.join(LOG)) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => {}
@@ -1014,7 +1062,7 @@ impl Folder {
         let mut log_off = off;
         if !changes.is_empty() {
             let batch = render_batch(changes, &state);
-            if log_off + batch.len() as u64 > LOG_MIN + under.index.3 / 2 {
+            if self.legacy || log_off + batch.len() as u64 > LOG_MIN + under.index.3 / 2 {
                 log_off = self.compact(&state)?;
             } else {
                 log_off = self.append_log(log_off, base_hms, state.uidvalidity, &batch, durable)?;
@@ -1311,7 +1359,7 @@ impl Folder {
     /// name this snapshot) to `state`. Returns the offset just after the last complete
     /// batch; 0 when there is no log or it is left from an older snapshot (after a crash
     /// during compaction: ignored, and cut when the next change is appended).
-    fn replay_log(&self, state: &mut State, from: u64) -> Result<u64, StoreError> {
+    fn replay_log(&mut self, state: &mut State, from: u64) -> Result<u64, StoreError> {
         use std::io::Seek;
         let p = self.dir.join(LOG);
         let mut f = match open_nofollow(&p) {
@@ -1331,26 +1379,32 @@ impl Folder {
         let mut body = text;
         let mut off = from;
         if from == 0 {
-            let want = format!(
-                "{LOG_MAGIC} {} {}\n",
-                state.uidvalidity, state.highestmodseq
-            );
-            match body.strip_prefix(want.as_str()) {
-                Some(rest) => {
+            let names = format!(" {} {}\n", state.uidvalidity, state.highestmodseq);
+            let mut found = false;
+            for (magic, v1) in [(LOG_MAGIC, false), (LOG_MAGIC_V1, true)] {
+                if let Some(rest) = body
+                    .strip_prefix(magic)
+                    .and_then(|r| r.strip_prefix(names.as_str()))
+                {
                     body = rest;
-                    off = want.len() as u64;
+                    off = (magic.len() + names.len()) as u64;
+                    self.log_v1 = v1;
+                    found = true;
+                    break;
                 }
-                None => return Ok(0),
+            }
+            if !found {
+                return Ok(0);
             }
         }
-        Ok(off + replay(state, body) as u64)
+        Ok(off + replay(state, body, !self.log_v1) as u64)
     }
 
     /// Append one batch to the change log (started with its first line when `off` is 0;
     /// a torn batch after `off`, from a crash, is cut off first), `fdatasync` it; returns
     /// the new end.
     fn append_log(
-        &self,
+        &mut self,
         off: u64,
         base_hms: u64,
         uidvalidity: u32,
@@ -1370,6 +1424,7 @@ impl Folder {
         let mut text = String::new();
         if off == 0 {
             text.push_str(&format!("{LOG_MAGIC} {uidvalidity} {base_hms}\n"));
+            self.log_v1 = false;
         }
         text.push_str(batch);
         f.set_len(off).map_err(|e| err("truncate", e))?;
@@ -1673,7 +1728,8 @@ impl Folder {
         {
             let _lock = self.lock()?;
             let state = self.state_with_uids(uidvalidity, uidnext, &wanted)?;
-            write_atomic(&self.dir.join(INDEX), render_index(&state).as_bytes(), true)?;
+            write_atomic(&self.dir.join(INDEX), &crate::index::encode(&state), true)?;
+            self.legacy = false;
             let _ = fs::remove_file(self.dir.join(LOG));
             write_atomic(
                 &self.dir.join(LAST_UV),
@@ -2509,6 +2565,113 @@ mod tests {
         assert_eq!(other.get(&f, 8, 2000), Some(r(2000)));
     }
 
+    // See: issue #12: an index in the old text format (version 1) with its version-1
+    // log is read once, with the UIDs, flags and MODSEQs it holds, and rewritten in the
+    // binary format (version 2); UIDVALIDITY is kept.
+    #[test]
+    fn text_index_and_log_are_migrated_once() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        for i in 0..3 {
+            md.deliver(format!("Subject: {i}\n\nx\n").as_bytes())
+                .unwrap();
+        }
+        let st = s.folder("INBOX").unwrap().sync().unwrap();
+        let idx = s.root().join(INDEX);
+        assert_eq!(&fs::read(&idx).unwrap()[..9], b"MOIMAPIX\x02");
+        // As an older release left it: the text index and a log with one batch.
+        let mut old = st.clone();
+        old.vanished = vec![(7, 1)];
+        fs::write(&idx, render_index(&old)).unwrap();
+        let mut changed = old.msgs[1].clone();
+        changed.flags = "F".into();
+        changed.modseq = old.highestmodseq + 1;
+        let log = format!(
+            "{LOG_MAGIC_V1} {} {}\n+ {}\nh {} {} 0\nc 3\n",
+            old.uidvalidity,
+            old.highestmodseq,
+            render_msg(&changed),
+            old.uidnext,
+            old.highestmodseq + 1
+        );
+        fs::write(s.root().join(LOG), log).unwrap();
+        let mut want = old.clone();
+        want.msgs[1] = changed;
+        want.highestmodseq += 1;
+        let mut f = s.folder("INBOX").unwrap();
+        let got = f.sync().unwrap();
+        assert_eq!(
+            (
+                &got.msgs,
+                got.uidvalidity,
+                got.uidnext,
+                got.highestmodseq,
+                &got.vanished
+            ),
+            (
+                &want.msgs,
+                want.uidvalidity,
+                want.uidnext,
+                want.highestmodseq,
+                &want.vanished
+            )
+        );
+        assert_eq!(
+            &fs::read(&idx).unwrap()[..9],
+            b"MOIMAPIX\x02",
+            "not rewritten"
+        );
+        assert!(!s.root().join(LOG).exists());
+        // Rewritten once: the next session reads it as it is.
+        let ino = fs::metadata(&idx).unwrap().ino();
+        let again = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(again.msgs, want.msgs);
+        assert_eq!(fs::metadata(&idx).unwrap().ino(), ino);
+    }
+
+    // See: issue #12: a batch of the log whose CRC does not match (damaged, not only
+    // torn) is not applied, nor is anything after it.
+    #[test]
+    fn damaged_log_batch_is_ignored() {
+        let m = |uid, flags: &str| Msg {
+            uid,
+            modseq: 2,
+            internal: 0,
+            size: 1,
+            sub: Sub::Cur,
+            file: format!("{uid}.M1P1.h:2,{flags}").into(),
+            flags: flags.into(),
+        };
+        let base = State {
+            uidvalidity: 1,
+            uidnext: 3,
+            highestmodseq: 2,
+            msgs: vec![m(1, ""), m(2, "")],
+            ..State::default()
+        };
+        let mut a = base.clone();
+        a.msgs[0] = m(1, "S");
+        let first = render_batch(&[Change::Put(a.msgs[0].clone())], &a);
+        let mut b = a.clone();
+        b.msgs[1] = m(2, "F");
+        let second = render_batch(&[Change::Put(b.msgs[1].clone())], &b);
+        let mut st = base.clone();
+        let text = format!("{first}{second}");
+        assert_eq!(replay(&mut st, &text, true), text.len());
+        assert_eq!(st.msgs, b.msgs);
+        // The second batch damaged in its middle: only the first is applied.
+        let bad = format!("{first}{}", second.replacen(":2,F", ":2,R", 1));
+        let mut st = base.clone();
+        assert_eq!(replay(&mut st, &bad, true), first.len());
+        assert_eq!(st.msgs, a.msgs);
+        // A commit line without its CRC counts only in a version-1 log.
+        let v1 = first.rsplit_once(' ').unwrap().0.to_owned() + "\n";
+        let mut st = base.clone();
+        assert_eq!(replay(&mut st, &v1, true), 0);
+        assert_eq!(replay(&mut st, &v1, false), v1.len());
+        assert_eq!(st.msgs, a.msgs);
+    }
+
     #[test]
     fn torn_or_deleted_index_is_rebuilt_with_new_uidvalidity() {
         let (_d, s) = setup();
@@ -2517,8 +2680,8 @@ mod tests {
         let mut f = s.folder("INBOX").unwrap();
         let st = f.sync().unwrap();
         let idx = s.root().join(INDEX);
-        let text = fs::read_to_string(&idx).unwrap();
-        fs::write(&idx, &text[..text.len() - 4]).unwrap();
+        let bytes = fs::read(&idx).unwrap();
+        fs::write(&idx, &bytes[..bytes.len() - 4]).unwrap();
         let st2 = f.sync().unwrap();
         assert!(st2.uidvalidity > st.uidvalidity);
         assert_eq!(st2.msgs.len(), 1);

@@ -47,6 +47,7 @@
 #![warn(missing_docs)]
 
 mod folder;
+mod index;
 mod names;
 mod watch;
 
