@@ -928,14 +928,18 @@ impl Folder {
         };
         let dirs_changed = state.dirs != record;
         state.dirs = record;
-        if !changes.is_empty() || dirs_changed || self.legacy || !self.dir.join(INDEX).exists() {
-            let batch = render_batch(&changes, &state);
+        let have_index = self.dir.join(INDEX).exists();
+        if !changes.is_empty() || dirs_changed || self.legacy || !have_index {
+            // A first index (100,000 new messages) is written whole at once, without
+            // rendering the changes as a log batch first.
+            let whole = !snapshot_ok || self.legacy || !have_index;
+            let batch = if whole {
+                String::new()
+            } else {
+                render_batch(&changes, &state)
+            };
             let snapshot_len = under.index.3;
-            if !snapshot_ok
-                || self.legacy
-                || !self.dir.join(INDEX).exists()
-                || log_off + batch.len() as u64 > LOG_MIN + snapshot_len / 2
-            {
+            if whole || log_off + batch.len() as u64 > LOG_MIN + snapshot_len / 2 {
                 log_off = self.compact(&state)?;
             } else {
                 log_off = self.append_log(log_off, base_hms, state.uidvalidity, &batch, true)?;
@@ -1318,15 +1322,28 @@ impl Folder {
             })
             .collect();
         fresh.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.base.cmp(&b.1.base)));
+        // Each new file is looked at relative to its directory, opened once: no path to
+        // build and walk per file (100,000 on a first SELECT).
+        let open_dir = |sub: Sub| {
+            fs::File::open(self.dir.join(sub.dir()))
+                .map_err(|e| StoreError::io("open", &self.dir, e))
+        };
+        let dirs = [open_dir(Sub::New)?, open_dir(Sub::Cur)?];
         for (_, e) in fresh {
-            let path = self.dir.join(e.dir.dir()).join(&e.name);
-            let meta = match fs::symlink_metadata(&path) {
-                Ok(m) if m.is_file() => m,
+            use nix::sys::stat::{SFlag, fstatat};
+            let d = &dirs[usize::from(e.dir == Sub::Cur)];
+            let mtime = match fstatat(d, e.name.as_str(), nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+            {
+                Ok(st)
+                    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG =>
+                {
+                    st.st_mtime
+                }
                 _ => continue,
             };
             let size = match name::wsize_tag(&e.name) {
                 Some(w) => w,
-                None => match crlf_size(&path) {
+                None => match crlf_size(&self.dir.join(e.dir.dir()).join(&e.name)) {
                     Ok(s) => s,
                     Err(_) => continue,
                 },
@@ -1339,7 +1356,7 @@ impl Folder {
             let m = Msg {
                 uid: state.uidnext,
                 modseq: hms,
-                internal: meta.mtime(),
+                internal: mtime,
                 size,
                 sub: e.dir,
                 file: e.name.into(),

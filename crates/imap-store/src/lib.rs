@@ -5,12 +5,14 @@
 //!   creation, deletion, renaming, subscriptions (Dovecot's `subscriptions` v2 file) and
 //!   the special folders (Sent, Drafts, Trash, Junk, Archive).
 //! - [`Folder`]: one folder's messages with persistent UIDs: the index file
-//!   `mailorder-index` keeps UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and, per message, its UID,
-//!   MODSEQ, internal date, RFC 822 size (CRLF) and file name. Changes are not written
+//!   `mailorder-index` (binary, header first, fixed-size records, format version 2:
+//!   FORMAT.md) keeps UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ and, per message, its UID,
+//!   MODSEQ, flags, internal date, RFC 822 size (CRLF) and file name; an index in the old
+//!   text format (version 1) is read once and rewritten. Changes are not written
 //!   into it: each changing sync appends one batch to `mailorder-index.log` (`+ MSG`
 //!   added or changed, `- UID MODSEQ` expunged, `h …` the new header, `c N` the commit),
 //!   `fdatasync`ed; a session reads only the log's new tail, and a batch torn by a crash
-//!   is ignored and cut off. When the log outgrows 64 KiB plus half the index, the next
+//!   (or damaged: each commit line carries the batch's CRC-32) is ignored and cut off. When the log outgrows 64 KiB plus half the index, the next
 //!   change writes the index whole (via a temporary file and `rename`) and removes the
 //!   log (compaction, as Dovecot's transaction log). The log's first line names the
 //!   index's UIDVALIDITY and HIGHESTMODSEQ, so a log left from before a compaction is

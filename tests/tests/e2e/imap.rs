@@ -1199,22 +1199,64 @@ fn login_front_end() {
     assert!(last(&r).starts_with("e NO [PRIVACYREQUIRED]"), "{r:?}");
 }
 
-/// Scale (issue #12): a 100,000-message INBOX, written directly as files, selected cold
-/// (no index yet) and warm (a second session); both answer the same EXISTS, UIDNEXT and
-/// UIDVALIDITY. Ignored by default (it writes 100,000 files); the timings it prints are
-/// indicative only (debug build, shared machine): `scripts/bench-imap` with
-/// BENCH_MESSAGES=100000 gives the real figures.
-// See: issue #12
-#[test]
-#[ignore]
-fn select_100000_messages() {
-    const N: usize = 100_000;
-    let t = Tree::new();
+/// A pre-authenticated imapd (as the tree's user) on the Maildir `md` of user `big`:
+/// sends each command, collects its answer up to the tagged line; with the wall time of
+/// each command and imapd's peak RSS (VmHWM, KiB) before LOGOUT.
+fn preauth_session(
+    t: &Tree,
+    md: &std::path::Path,
+    cmds: &[&str],
+) -> (Vec<(Vec<String>, Duration)>, u64) {
+    let mut c = Command::new(bin("imapd"));
+    c.env_clear()
+        .env("MAILORDER_ROOT", &t.root)
+        .env("MAILDIR", md)
+        .env("USER", "big")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    mailorder_tests::as_tree_user(&mut c);
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let mut answers = Vec::new();
+    for (n, cmd) in cmds.iter().enumerate() {
+        let tag = format!("t{n} ");
+        let start = std::time::Instant::now();
+        input
+            .write_all(format!("{tag}{cmd}\r\n").as_bytes())
+            .unwrap();
+        let mut lines = Vec::new();
+        loop {
+            line.clear();
+            assert!(out.read_line(&mut line).unwrap() > 0, "{lines:?}");
+            lines.push(line.trim_end().to_owned());
+            if line.starts_with(&tag) {
+                break;
+            }
+        }
+        answers.push((lines, start.elapsed()));
+    }
+    let rss = std::fs::read_to_string(format!("/proc/{}/status", child.id()))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    input.write_all(b"z LOGOUT\r\n").unwrap();
+    drop(input);
+    let _ = child.wait();
+    (answers, rss)
+}
+
+/// A Maildir of `n` messages written directly as files (a third unseen), for user `big`.
+fn big_maildir(t: &Tree, n: usize) -> std::path::PathBuf {
     let md = t.root.join("mail/big/Maildir");
     for sub in ["tmp", "new", "cur"] {
         std::fs::create_dir_all(md.join(sub)).unwrap();
     }
-    for i in 0..N {
+    for i in 0..n {
         let d = format!("From: S {i} <s@example.org>\nSubject: m {i}\n\nbody {i}\n");
         let lf = d.matches('\n').count();
         let name = format!(
@@ -1227,51 +1269,92 @@ fn select_100000_messages() {
         std::fs::write(md.join("cur").join(name), d).unwrap();
     }
     t.give_to_tree_user(&t.root.join("mail"));
-    let select = || -> (Vec<String>, std::time::Duration) {
-        let mut c = std::process::Command::new(bin("imapd"));
-        c.env_clear()
-            .env("MAILORDER_ROOT", &t.root)
-            .env("MAILDIR", &md)
-            .env("USER", "big")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped());
-        mailorder_tests::as_tree_user(&mut c);
-        let mut child = c.spawn().unwrap();
-        let mut input = child.stdin.take().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        let start = std::time::Instant::now();
-        input.write_all(b"a SELECT INBOX\r\n").unwrap();
-        let mut lines = Vec::new();
-        loop {
-            line.clear();
-            assert!(out.read_line(&mut line).unwrap() > 0, "{lines:?}");
-            lines.push(line.trim_end().to_owned());
-            if line.starts_with("a ") {
-                break;
-            }
-        }
-        let took = start.elapsed();
-        input.write_all(b"b LOGOUT\r\n").unwrap();
-        drop(input);
-        let _ = child.wait();
-        (lines, took)
-    };
-    let (cold, cold_t) = select();
-    let (warm, warm_t) = select();
-    eprintln!("100,000 messages: cold SELECT {cold_t:?}, warm SELECT {warm_t:?} (indicative)");
+    md
+}
+
+/// SELECT INBOX cold (no index yet) and warm (a second session) on `n` messages: both
+/// answer the same EXISTS, UIDNEXT, UNSEEN and UIDVALIDITY. Returns the cold and warm
+/// times and the warm session's peak RSS (KiB).
+fn select_cold_and_warm(t: &Tree, md: &std::path::Path, n: usize) -> (Duration, Duration, u64) {
+    // The directories settle first (a change within 2 s of the index is not trusted
+    // to be seen, so the index would not record them yet): as on a real server.
+    std::thread::sleep(Duration::from_millis(2100));
+    let (mut cold, _) = preauth_session(t, md, &["SELECT INBOX"]);
+    let (cold, cold_t) = cold.remove(0);
+    let (mut warm, rss) = preauth_session(t, md, &["SELECT INBOX"]);
+    let (warm, warm_t) = warm.remove(0);
     for lines in [&cold, &warm] {
-        assert!(lines.contains(&format!("* {N} EXISTS")), "{lines:?}");
+        assert!(lines.contains(&format!("* {n} EXISTS")), "{lines:?}");
         assert!(
             lines
                 .iter()
-                .any(|l| l.contains(&format!("[UIDNEXT {}]", N + 1))),
+                .any(|l| l.contains(&format!("[UIDNEXT {}]", n + 1))),
             "{lines:?}"
         );
         assert!(lines.iter().any(|l| l.contains("[UNSEEN 1]")), "{lines:?}");
-        assert!(last(lines).starts_with("a OK"), "{lines:?}");
+        assert!(last(lines).starts_with("t0 OK"), "{lines:?}");
     }
     let uv = |v: &[String]| v.iter().find(|l| l.contains("UIDVALIDITY")).cloned();
     assert_eq!(uv(&cold), uv(&warm));
+    (cold_t, warm_t, rss)
+}
+
+/// Scale (issue #12): a 100,000-message INBOX selects cold in under 2 s and warm in under
+/// 10 ms, with imapd's peak RSS under 32 MiB. Ignored by default (it writes 100,000
+/// files); the limits are checked when imapd is a release build (MAILORDER_BIN_DIR
+/// pointing at target/release), printed only for a debug build.
+// See: issue #12
+#[test]
+#[ignore]
+fn select_100000_messages() {
+    const N: usize = 100_000;
+    let t = Tree::new();
+    let md = big_maildir(&t, N);
+    let (cold, warm, rss) = select_cold_and_warm(&t, &md, N);
+    eprintln!("100,000 messages: cold SELECT {cold:?}, warm SELECT {warm:?}, RSS {rss} KiB");
+    if bin("imapd").to_string_lossy().contains("/release/") {
+        assert!(cold < Duration::from_secs(2), "cold SELECT {cold:?}");
+        // The best of three warm sessions (the machine may be shared).
+        let warm = (0..3)
+            .map(|_| select_cold_and_warm(&t, &md, N).1)
+            .min()
+            .unwrap_or(warm)
+            .min(warm);
+        assert!(warm < Duration::from_millis(10), "warm SELECT {warm:?}");
+        assert!(rss < 32 * 1024, "imapd peak RSS {rss} KiB");
+    }
+}
+
+/// The scale test's small sibling, run always (issue #12): on 2,000 messages, one flag
+/// change appends a short batch to the index log; the index itself is not rewritten
+/// (same inode, size and mtime), and a new session sees the flag.
+// See: issue #12
+#[test]
+fn flag_change_does_not_rewrite_the_index() {
+    const N: usize = 2_000;
+    let t = Tree::new();
+    let md = big_maildir(&t, N);
+    select_cold_and_warm(&t, &md, N);
+    let idx = md.join("mailorder-index");
+    let stamp = || {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(&idx).unwrap();
+        (m.ino(), m.len(), m.mtime(), m.mtime_nsec())
+    };
+    let before = stamp();
+    let (r, _) = preauth_session(&t, &md, &["SELECT INBOX", "STORE 1 +FLAGS (\\Flagged)"]);
+    assert!(last(&r[1].0).starts_with("t1 OK"), "{r:?}");
+    assert_eq!(stamp(), before, "index rewritten for one flag");
+    let log = std::fs::metadata(md.join("mailorder-index.log"))
+        .unwrap()
+        .len();
+    assert!(log < 1024, "log of {log} bytes for one flag");
+    let (r, _) = preauth_session(&t, &md, &["SELECT INBOX", "FETCH 1 (FLAGS)"]);
+    assert!(
+        r[1].0
+            .iter()
+            .any(|l| l.starts_with("* 1 FETCH") && l.contains("\\Flagged")),
+        "{r:?}"
+    );
+    assert_eq!(stamp(), before);
 }
