@@ -390,7 +390,7 @@ impl Encoder {
             if self.at_start && data[0] == b'.' {
                 out.push(b'.');
             }
-            match data.iter().position(|b| *b == b'\n') {
+            match find_lf(data) {
                 None => {
                     // A CR at the end may be the first half of a CRLF: hold it back.
                     let (body, cr) = match data.strip_suffix(b"\r") {
@@ -451,6 +451,27 @@ impl Encoder {
         }
         out.extend_from_slice(END);
     }
+}
+
+/// The first LF in `d`: eight bytes at a time (a zero-byte test on the word XORed with
+/// LFs; the lowest flagged byte is exact), since the scan over every stored line is most
+/// of what a download costs and the lines are short (a byte-at-a-time `position` was half
+/// of pop3d's CPU in a 10,000-message RETR run).
+fn find_lf(d: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([1; 8]);
+    const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
+    const LFS: u64 = u64::from_ne_bytes([b'\n'; 8]);
+    let (words, rest) = d.as_chunks::<8>();
+    for (k, w) in words.iter().enumerate() {
+        let x = u64::from_le_bytes(*w) ^ LFS;
+        let zero = x.wrapping_sub(ONES) & !x & HIGH;
+        if zero != 0 {
+            return Some(k * 8 + (zero.trailing_zeros() / 8) as usize);
+        }
+    }
+    rest.iter()
+        .position(|&b| b == b'\n')
+        .map(|i| words.len() * 8 + i)
 }
 
 impl Default for Encoder {
@@ -644,6 +665,27 @@ mod tests {
             b"-ERR [IN-USE] locked  x\r\n"
         );
         assert_eq!(err(None, "no"), b"-ERR no\r\n");
+    }
+
+    #[test]
+    fn find_lf_agrees_with_a_byte_scan() {
+        let mut cases: Vec<Vec<u8>> = vec![Vec::new(), b"\n".to_vec(), b"abc".to_vec()];
+        // Every position in and around a word, with high bytes and a CR beside it (a
+        // zero-byte test must not flag 0x0b, 0x8a or 0xff).
+        for len in 0..20 {
+            for at in 0..=len {
+                let mut v: Vec<u8> = (0..len)
+                    .map(|i| [0xff, 0x0b, 0x8a, b'\r', b'a'][i % 5])
+                    .collect();
+                if at < len {
+                    v[at] = b'\n';
+                }
+                cases.push(v);
+            }
+        }
+        for c in &cases {
+            assert_eq!(find_lf(c), c.iter().position(|&b| b == b'\n'), "{c:?}");
+        }
     }
 
     fn encode_chunked(data: &[u8], chunk: usize, mut e: Encoder) -> Vec<u8> {
