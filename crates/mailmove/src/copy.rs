@@ -4,11 +4,12 @@
 //! **The Maildir is the journal.** A message copied from source folder UIDVALIDITY `V`,
 //! UID `U` gets the unique name `T.V<V>U<U>.mailmove` (`T` its INTERNALDATE), so a rerun
 //! finds what is already there by name, whatever the index says. Each message is written
-//! to `tmp/`, `fsync`ed, and renamed into `cur/` with its flags; `cur/` is `fsync`ed
-//! after each batch; only then is the folder's index told (`Folder::import`, which
-//! writes the index whole via a temporary file and `rename`). A kill leaves at most a
-//! file in `tmp/` (overwritten by the rerun, which uses the same name) or messages in
-//! `cur/` the index does not know yet (the rerun indexes them with their UIDs).
+//! to `tmp/`, `fsync`ed, and renamed into `cur/` with its flags, then `cur/` is `fsync`ed
+//! (sink.rs: on threads of their own, while the next messages arrive); only once the
+//! folder's messages are all durable is its index told (`Folder::import`, which writes the
+//! index whole via a temporary file and `rename`). A kill leaves at most files in `tmp/`
+//! (the next pass removes them: `clean_tmp`) or messages in `cur/` the index does not know
+//! yet (the rerun indexes them with their UIDs).
 //!
 //! **UIDs.** A destination folder that is new (no message) takes the source's
 //! UIDVALIDITY, each message its source UID, and UIDNEXT the source's; the file
@@ -18,13 +19,13 @@
 
 use crate::imap::{Arg, Client, Done, Val};
 use crate::names::{Mapper, Source};
+use crate::sink::{Sink, Written};
 use crate::{Job, MoveError};
 use mailorder_imap_store::{Folder, Msg, Store};
 use mailorder_maildir::name;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Write;
 use std::path::Path;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -217,95 +218,6 @@ fn clean_tmp(dir: &Path, label: &str) {
     }
 }
 
-/// Write one message into `cur/` under its name (module docs).
-fn write_msg(dir: &Path, unique: &str, data: &[u8], flags: &str, internal: i64) -> io::Result<()> {
-    let p = write_tmp(dir, unique, data, flags, internal)?;
-    p.file.sync_all()?;
-    p.finish()
-}
-
-/// A message written to `tmp/`, neither synced nor in `cur/` yet.
-struct Pending {
-    file: fs::File,
-    tmp: std::path::PathBuf,
-    dest: std::path::PathBuf,
-}
-
-impl Pending {
-    /// Into `cur/` (after its bytes were synced).
-    fn finish(self) -> io::Result<()> {
-        drop(self.file);
-        fs::rename(&self.tmp, &self.dest)
-    }
-}
-
-/// fsync `files`, sixteen at a time: fsyncs that wait together are written together (a
-/// journal commit, a device flush for several), so a batch of messages does not cost one
-/// flush per message (measured: 0.7 ms a message instead of 5.4 ms).
-fn sync_together(files: &[&fs::File]) -> io::Result<()> {
-    const AT_ONCE: usize = 16;
-    if files.len() <= 1 {
-        return files.iter().try_for_each(|f| f.sync_all());
-    }
-    let per = files.len().div_ceil(AT_ONCE);
-    std::thread::scope(|sc| {
-        let threads: Vec<_> = files
-            .chunks(per)
-            .map(|part| sc.spawn(move || part.iter().try_for_each(|f| f.sync_all())))
-            .collect();
-        threads.into_iter().try_for_each(|t| {
-            t.join()
-                .unwrap_or_else(|_| Err(io::Error::other("an fsync thread panicked")))
-        })
-    })
-}
-
-/// Write a message into `tmp/` under `unique` with its INTERNALDATE as mtime; its name in
-/// `cur/` carries the sizes and `flags`.
-fn write_tmp(
-    dir: &Path,
-    unique: &str,
-    data: &[u8],
-    flags: &str,
-    internal: i64,
-) -> io::Result<Pending> {
-    let mut lf = Vec::with_capacity(data.len());
-    let mut i = 0;
-    while i < data.len() {
-        if data[i] == b'\r' && data.get(i + 1) == Some(&b'\n') {
-            i += 1;
-            continue;
-        }
-        lf.push(data[i]);
-        i += 1;
-    }
-    let mut wsize = lf.len() as u64;
-    let mut prev = 0u8;
-    for &b in &lf {
-        if b == b'\n' && prev != b'\r' {
-            wsize += 1;
-        }
-        prev = b;
-    }
-    let tmp = dir.join("tmp").join(unique);
-    // A file left here by a killed run has this very name: it is ours and incomplete.
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(&lf)?;
-    let when = UNIX_EPOCH + Duration::from_secs(internal.max(0) as u64);
-    f.set_modified(when)?;
-    let fname = name::with_flags(&name::with_sizes(unique, lf.len() as u64, wsize), flags);
-    Ok(Pending {
-        file: f,
-        tmp,
-        dest: dir.join("cur").join(fname),
-    })
-}
-
 /// Copy every folder of the user behind `c` into `store`.
 pub fn user(
     c: &mut Client,
@@ -473,22 +385,26 @@ struct Fetched {
     body: Option<Vec<u8>>,
 }
 
-fn fetched(r: &crate::imap::Response) -> Result<Option<Fetched>, MoveError> {
+fn fetched(r: crate::imap::Response) -> Result<Option<Fetched>, MoveError> {
     if r.tag != "*" || r.word(1) != "FETCH" {
         return Ok(None);
     }
-    let vals = r.values()?;
-    let Some(Val::List(items)) = vals.get(2) else {
+    // The body is taken, not copied.
+    let mut vals = r.into_values()?;
+    if vals.len() < 3 {
+        return Ok(None);
+    }
+    let Val::List(items) = vals.swap_remove(2) else {
         return Ok(None);
     };
     let mut f = Fetched::default();
-    let mut it = items.iter();
+    let mut it = items.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let Some(k) = k.text() else { continue };
         match k.to_ascii_uppercase().as_str() {
             "UID" => f.uid = v.num().unwrap_or(0).try_into().unwrap_or(0),
             "FLAGS" => {
-                if let Val::List(l) = v {
+                if let Val::List(l) = &v {
                     f.flags = Some(l.iter().filter_map(Val::text).collect());
                 }
             }
@@ -500,7 +416,7 @@ fn fetched(r: &crate::imap::Response) -> Result<Option<Fetched>, MoveError> {
             }
             "BODY[]" | "RFC822" => {
                 if let Val::Str(b) = v {
-                    f.body = Some(b.clone());
+                    f.body = Some(b);
                 }
             }
             _ => {}
@@ -619,7 +535,7 @@ fn folder(
     };
     if exists > 0 {
         let d = c.run(&[Arg::Raw(&fetch)], |r| {
-            if let Some(f) = fetched(&r)?
+            if let Some(f) = fetched(r)?
                 && f.uid > 0
             {
                 src.insert(f.uid, f.flags.unwrap_or_default());
@@ -752,16 +668,19 @@ fn folder(
     let mut batches: std::collections::VecDeque<Vec<u32>> =
         missing.chunks(CHUNK).map(<[u32]>::to_vec).collect();
     let mut reopened = 0;
+    // The messages go to disk on the sink's thread while the next ones arrive; what it
+    // reports is durable in cur/ (sink.rs).
+    let mut sink: Sink<(u32, String)> =
+        Sink::new(&dir).map_err(|e| MoveError::Write(dir.clone(), e))?;
     while let Some(chunk) = batches.pop_front() {
         let mut got: HashSet<u32> = HashSet::new();
         let mut failure: Option<MoveError> = None;
-        let mut pending: Vec<(u32, String, u64, Pending)> = Vec::new();
         let cmd = format!(
             "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
             mailorder_imap_proto::seqset::compact(&chunk)
         );
         let d = c.run(&[Arg::Raw(&cmd)], |r| {
-            let Some(f) = fetched(&r)? else {
+            let Some(f) = fetched(r)? else {
                 return Ok(());
             };
             let Some(body) = f.body else { return Ok(()) };
@@ -776,8 +695,11 @@ fn folder(
                 &mut rep.skipped,
             );
             let u = unique(internal, uv, f.uid);
-            match write_tmp(&dir, &u, &body, &flags, internal) {
-                Ok(p) => pending.push((f.uid, u, body.len() as u64, p)),
+            let r = sink
+                .put((f.uid, u.clone()), &u, body, &flags, internal)
+                .and_then(|()| sink.done());
+            match r {
+                Ok(ws) => landed(ws, &mut here, rep, &mut copied_here),
                 Err(e) => failure = Some(MoveError::Write(dir.clone(), e)),
             }
             Ok(())
@@ -785,21 +707,8 @@ fn folder(
         if let Some(e) = failure {
             return Err(e);
         }
-        // What arrived (also before a session the server ended) is synced together, then
-        // moved into cur/.
-        let files: Vec<&fs::File> = pending.iter().map(|p| &p.3.file).collect();
-        sync_together(&files).map_err(|e| MoveError::Write(dir.clone(), e))?;
-        drop(files);
-        for (uid, u, n, p) in pending {
-            p.finish().map_err(|e| MoveError::Write(dir.clone(), e))?;
-            rep.bytes += n;
-            rep.copied += 1;
-            copied_here += 1;
-            here.insert(uid, u);
-            rep.tick(false);
-        }
-        mailorder_core::atomic::fsync_dir(&dir.join("cur"))
-            .map_err(|e| MoveError::Write(dir.clone(), e))?;
+        let ws = sink.done().map_err(|e| MoveError::Write(dir.clone(), e))?;
+        landed(ws, &mut here, rep, &mut copied_here);
         let d = match d {
             Ok(d) => d,
             // The server ended the session in the middle of the FETCH (Dovecot does on a
@@ -855,6 +764,12 @@ fn folder(
             rep.bytes
         );
     }
+    // Everything fetched is durable in cur/ before the index is told.
+    let ws = sink
+        .finish()
+        .map_err(|e| MoveError::Write(dir.clone(), e))?;
+    landed(ws, &mut here, rep, &mut copied_here);
+    rep.tick(true);
     // Index: ours with their source UIDs (a new folder), or numbered after what is here.
     let state = if keep {
         let uids: Vec<(String, u32)> = here.iter().map(|(u, b)| (b.clone(), *u)).collect();
@@ -911,6 +826,23 @@ fn folder(
         done.write(&dir)?;
     }
     Ok(())
+}
+
+/// Count the messages the sink reports durable in cur/ and remember their names.
+fn landed(
+    ws: Vec<Written<(u32, String)>>,
+    here: &mut HashMap<u32, String>,
+    rep: &mut Report,
+    copied_here: &mut u64,
+) {
+    for w in ws {
+        let (uid, u) = w.tag;
+        rep.bytes += w.bytes;
+        rep.copied += 1;
+        *copied_here += 1;
+        here.insert(uid, u);
+    }
+    rep.tick(false);
 }
 
 /// What a complete pass of a folder saw at the source (RFC 7162 CONDSTORE), and how many
@@ -1003,7 +935,18 @@ pub fn pop3_inbox(
         .collect();
     rep.present += (list.len() - missing.len()) as u64;
     rep.todo(missing.len());
-    let mut copied_here = 0u64;
+    let before = rep.copied;
+    // As for IMAP: to disk on the sink's thread, counted once durable in cur/.
+    let mut sink: Sink<(String, String)> =
+        Sink::new(&dir).map_err(|e| MoveError::Write(dir.clone(), e))?;
+    let mut landed = |ws: Vec<Written<(String, String)>>, rep: &mut Report| {
+        for w in ws {
+            rep.bytes += w.bytes;
+            rep.copied += 1;
+            here.insert(w.tag.0, w.tag.1);
+        }
+        rep.tick(false);
+    };
     for chunk in missing.chunks(CHUNK) {
         for (n, u) in chunk {
             if !mailorder_maildir::uidl::valid(u) || !seen.insert(u.as_str()) {
@@ -1021,25 +964,30 @@ pub fn pop3_inbox(
                 }
             };
             let internal = arrival(&body);
-            let base = format!("{}.P{}.mailmove", internal.max(0), uidl_key(u));
-            write_msg(&dir, &base, &body, "", internal)
+            let key = uidl_key(u);
+            let base = format!("{}.P{key}.mailmove", internal.max(0));
+            let ws = sink
+                .put((key, base.clone()), &base, body, "", internal)
+                .and_then(|()| sink.done())
                 .map_err(|e| MoveError::Write(dir.clone(), e))?;
-            rep.bytes += body.len() as u64;
-            rep.copied += 1;
-            copied_here += 1;
-            here.insert(uidl_key(u), base);
-            rep.tick(false);
+            landed(ws, rep);
         }
-        mailorder_core::atomic::fsync_dir(&dir.join("cur"))
-            .map_err(|e| MoveError::Write(dir.clone(), e))?;
+        let ws = sink.done().map_err(|e| MoveError::Write(dir.clone(), e))?;
+        landed(ws, rep);
         rep.tick(true);
         log::info!(
-            "progress user={} folder=INBOX copied={copied_here}/{} bytes={}",
+            "progress user={} folder=INBOX copied={}/{} bytes={}",
             job.label,
+            rep.copied - before,
             missing.len(),
             rep.bytes
         );
     }
+    let ws = sink
+        .finish()
+        .map_err(|e| MoveError::Write(dir.clone(), e))?;
+    landed(ws, rep);
+    rep.tick(true);
     // The UIDLs for pop3d: the source's for what it still has, the earlier map's for
     // what it deleted (kept here without --delete); nothing for files that are gone.
     let by_key: HashMap<String, &str> = list
@@ -1233,23 +1181,5 @@ mod tests {
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
         assert_eq!(left, ["1700000000.M1P2.host"]);
-    }
-
-    #[test]
-    fn a_message_goes_to_cur_with_sizes_flags_and_date() {
-        let d = tempfile::tempdir().unwrap();
-        let st = Store::open(d.path().join("Maildir")).unwrap();
-        let dir = st.root().to_owned();
-        // A leftover from a killed run is replaced.
-        fs::write(dir.join("tmp").join("5.V1U2.mailmove"), b"torn").unwrap();
-        write_msg(&dir, "5.V1U2.mailmove", b"A: b\r\n\r\nx\r\n", "SF", 5).unwrap();
-        let names: Vec<_> = fs::read_dir(dir.join("cur"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        assert_eq!(names, ["5.V1U2.mailmove,S=8,W=11:2,FS"]);
-        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
-        let m = fs::metadata(dir.join("cur").join(&names[0])).unwrap();
-        assert_eq!(m.modified().unwrap(), UNIX_EPOCH + Duration::from_secs(5));
     }
 }

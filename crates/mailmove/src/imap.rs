@@ -82,33 +82,38 @@ impl Response {
 
     /// Every value after the tag, parsed (for data responses).
     pub fn values(&self) -> Result<Vec<Val>, MoveError> {
-        let mut p = Parser {
-            b: &self.text,
-            i: 0,
-            lits: self.lits.iter(),
-        };
-        let mut out = Vec::new();
-        loop {
-            p.skip_spaces();
-            if p.i >= p.b.len() {
-                return Ok(out);
-            }
-            out.push(p.value()?);
-        }
+        parse_all(&self.text, self.lits.iter().cloned())
+    }
+
+    /// The same, taking the literals (a message's body) instead of copying them.
+    pub fn into_values(self) -> Result<Vec<Val>, MoveError> {
+        parse_all(&self.text, self.lits.into_iter())
     }
 }
 
-struct Parser<'a> {
+fn parse_all(b: &[u8], lits: impl Iterator<Item = Vec<u8>>) -> Result<Vec<Val>, MoveError> {
+    let mut p = Parser { b, i: 0, lits };
+    let mut out = Vec::new();
+    loop {
+        p.skip_spaces();
+        if p.i >= p.b.len() {
+            return Ok(out);
+        }
+        out.push(p.value()?);
+    }
+}
+
+struct Parser<'a, I> {
     b: &'a [u8],
     i: usize,
-    lits: std::slice::Iter<'a, Vec<u8>>,
+    lits: I,
 }
 
 fn bad(why: &str) -> MoveError {
     MoveError::Protocol(why.to_owned())
 }
 
-impl Parser<'_> {
+impl<I: Iterator<Item = Vec<u8>>> Parser<'_, I> {
     fn skip_spaces(&mut self) {
         while self.b.get(self.i) == Some(&b' ') {
             self.i += 1;
@@ -162,7 +167,7 @@ impl Parser<'_> {
                     .ok_or_else(|| bad("bad literal"))?;
                 self.i += end + 1;
                 let lit = self.lits.next().ok_or_else(|| bad("missing literal"))?;
-                Ok(Val::Str(lit.clone()))
+                Ok(Val::Str(lit))
             }
             Some(_) => {
                 let start = self.i;

@@ -20,6 +20,7 @@ pub mod imap;
 pub mod names;
 pub mod pop3;
 pub mod progress;
+pub mod sink;
 pub mod tls;
 
 use clap::Parser;

@@ -82,13 +82,43 @@ pub fn wrap(
         .map_err(|_| MoveError::Config(format!("TLS: bad server name {name}")))?;
     let conn = rustls::ClientConnection::new(cfg, sn)
         .map_err(|e| MoveError::Config(format!("TLS: {e}")))?;
-    let mut s = rustls::StreamOwned::new(conn, stream);
+    let mut s = rustls::StreamOwned::new(conn, BufSock::new(stream));
     while s.conn.is_handshaking() {
         s.conn
             .complete_io(&mut s.sock)
             .map_err(|e| MoveError::Tls(e.to_string()))?;
     }
     Ok(Box::new(s))
+}
+
+/// The socket under TLS, read through a large buffer: rustls asks for 4 KiB at a time,
+/// which costs four `recv` calls per full TLS record on a bulk download; through this
+/// buffer one `recv` takes whatever the kernel holds (up to 256 KiB).
+struct BufSock {
+    r: std::io::BufReader<Box<dyn Stream>>,
+}
+
+impl BufSock {
+    fn new(s: Box<dyn Stream>) -> BufSock {
+        BufSock {
+            r: std::io::BufReader::with_capacity(256 << 10, s),
+        }
+    }
+}
+
+impl std::io::Read for BufSock {
+    fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
+        self.r.read(b)
+    }
+}
+
+impl std::io::Write for BufSock {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.r.get_mut().write(b)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.r.get_mut().flush()
+    }
 }
 
 #[cfg(test)]

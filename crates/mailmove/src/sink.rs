@@ -1,0 +1,447 @@
+//! Writing fetched messages into one Maildir folder, durably, while the next ones arrive.
+//!
+//! The fetching thread hands each message over ([`Sink::put`]: its bytes, name, flags,
+//! INTERNALDATE) and goes back to the network at once. Sixteen writer threads each take a
+//! message, make its CRLF line ends LF (in place), write it to `tmp/` with the INTERNALDATE
+//! as mtime, `fsync` it, and rename it into `cur/` with its sizes and flags; the fsyncs of
+//! sixteen threads wait together and are written together. One committer thread `fsync`s
+//! `cur/` for whatever was renamed meanwhile (group commit) and only then reports those
+//! messages back as written ([`Sink::done`], [`Sink::finish`]): what is reported is
+//! durable, and the caller records progress (its index) from the reports only. A
+//! `kill -9` at any moment leaves at most files in `tmp/` (the next pass removes them, or
+//! replaces them: same names) or durable messages in `cur/` the index does not know yet (copy.rs: the Maildir
+//! is the journal). The memory held is bounded (`IN_FLIGHT` bytes of messages not yet
+//! written: `put` waits), and so are the open files (one per writer).
+
+use mailorder_maildir::name;
+use std::collections::VecDeque;
+use std::fs;
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, mpsc};
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Threads writing and fsyncing messages: fsyncs that wait together are written together
+/// (a device flush, a journal commit for several), so the disk is not asked for one flush
+/// per message in a row (measured: 0.7 ms a message with sixteen at once instead of 5.4 ms
+/// one after another).
+const WRITERS: usize = 16;
+/// Bytes of fetched messages waiting to be written at most (one larger message is let
+/// through alone): the memory the sink may hold.
+const IN_FLIGHT: usize = 32 << 20;
+
+/// A message handed in, not yet in `tmp/`.
+struct Job<T> {
+    tag: T,
+    unique: String,
+    data: Vec<u8>,
+    flags: String,
+    internal: i64,
+}
+
+/// A message that is durable in `cur/`: the caller's tag and its size as fetched.
+pub struct Written<T> {
+    pub tag: T,
+    pub bytes: u64,
+}
+
+type Batch<T> = io::Result<Vec<Written<T>>>;
+
+struct State<T> {
+    jobs: VecDeque<Job<T>>,
+    /// Bytes of the jobs queued or being written.
+    in_flight: usize,
+    /// Writers holding a job.
+    busy: usize,
+    /// No more jobs will come.
+    closed: bool,
+    /// In `cur/`, waiting for the directory's fsync.
+    renamed: Vec<Written<T>>,
+    /// The first failure; `failed` stays set once it has been handed out.
+    err: Option<io::Error>,
+    failed: bool,
+}
+
+struct Shared<T> {
+    st: Mutex<State<T>>,
+    /// Writers wait here for a job.
+    work: Condvar,
+    /// `put` waits here for room.
+    room: Condvar,
+    /// The committer waits here for renamed messages.
+    renamed: Condvar,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, State<T>> {
+        // A panicking thread is reported by its join; its state is still consistent.
+        self.st
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wait<'a>(&self, cv: &Condvar, g: MutexGuard<'a, State<T>>) -> MutexGuard<'a, State<T>> {
+        cv.wait(g)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn wake_all(&self) {
+        self.work.notify_all();
+        self.room.notify_all();
+        self.renamed.notify_all();
+    }
+
+    fn fail(&self, e: io::Error) {
+        let mut st = self.lock();
+        if !st.failed {
+            st.err = Some(e);
+            st.failed = true;
+        }
+        drop(st);
+        self.wake_all();
+    }
+}
+
+/// The writer of one folder (module docs). `T` is what the caller gets back per message.
+pub struct Sink<T: Send + 'static> {
+    shared: Arc<Shared<T>>,
+    done: mpsc::Receiver<Batch<T>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl<T: Send + 'static> Sink<T> {
+    /// A sink writing into the Maildir folder `dir` (its `tmp/` and `cur/`).
+    pub fn new(dir: &Path) -> io::Result<Sink<T>> {
+        let shared = Arc::new(Shared {
+            st: Mutex::new(State {
+                jobs: VecDeque::new(),
+                in_flight: 0,
+                busy: 0,
+                closed: false,
+                renamed: Vec::new(),
+                err: None,
+                failed: false,
+            }),
+            work: Condvar::new(),
+            room: Condvar::new(),
+            renamed: Condvar::new(),
+        });
+        let (dtx, done) = mpsc::channel();
+        let mut sink = Sink {
+            shared: shared.clone(),
+            done,
+            threads: Vec::new(),
+        };
+        let cur = dir.join("cur");
+        let sh = shared.clone();
+        sink.threads.push(
+            std::thread::Builder::new()
+                .name("mailmove-commit".into())
+                .spawn(move || commit(&sh, &cur, &dtx))?,
+        );
+        for _ in 0..WRITERS {
+            let sh = shared.clone();
+            let dir = dir.to_owned();
+            sink.threads.push(
+                std::thread::Builder::new()
+                    .name("mailmove-write".into())
+                    .spawn(move || write(&sh, &dir))?,
+            );
+        }
+        Ok(sink)
+    }
+
+    /// Queue a message for `tmp/` then `cur/`: `unique` its file name's first part, `data`
+    /// as fetched (CRLF line ends), `flags` its Maildir letters, `internal` its
+    /// INTERNALDATE (the file's mtime). Blocks while the sink holds too much. A failure
+    /// of an earlier message is returned here or by `done`.
+    pub fn put(
+        &mut self,
+        tag: T,
+        unique: &str,
+        data: Vec<u8>,
+        flags: &str,
+        internal: i64,
+    ) -> io::Result<()> {
+        let sh = &self.shared;
+        let mut st = sh.lock();
+        while !st.failed && st.in_flight > 0 && st.in_flight + data.len() > IN_FLIGHT {
+            st = sh.wait(&sh.room, st);
+        }
+        if st.failed {
+            return Err(st
+                .err
+                .take()
+                .unwrap_or_else(|| io::Error::other("an earlier message failed")));
+        }
+        st.in_flight += data.len();
+        st.jobs.push_back(Job {
+            tag,
+            unique: unique.to_owned(),
+            data,
+            flags: flags.to_owned(),
+            internal,
+        });
+        drop(st);
+        sh.work.notify_one();
+        Ok(())
+    }
+
+    /// What became durable since the last call, without waiting.
+    pub fn done(&mut self) -> Batch<T> {
+        let mut out = Vec::new();
+        while let Ok(b) = self.done.try_recv() {
+            out.extend(b?);
+        }
+        let mut st = self.shared.lock();
+        if st.failed {
+            return Err(st
+                .err
+                .take()
+                .unwrap_or_else(|| io::Error::other("an earlier message failed")));
+        }
+        Ok(out)
+    }
+
+    /// Wait until everything put is durable (or failed); what became durable since the
+    /// last `done`.
+    pub fn finish(mut self) -> Batch<T> {
+        let panicked = self.stop();
+        let mut out = Vec::new();
+        while let Ok(b) = self.done.try_recv() {
+            out.extend(b?);
+        }
+        let mut st = self.shared.lock();
+        if st.failed {
+            return Err(st
+                .err
+                .take()
+                .unwrap_or_else(|| io::Error::other("an earlier message failed")));
+        }
+        if panicked {
+            return Err(io::Error::other("a write thread panicked"));
+        }
+        Ok(out)
+    }
+
+    /// No more jobs: the threads finish what they hold and end. Whether one panicked.
+    fn stop(&mut self) -> bool {
+        self.shared.lock().closed = true;
+        self.shared.wake_all();
+        let mut panicked = false;
+        for t in self.threads.drain(..) {
+            panicked |= t.join().is_err();
+        }
+        panicked
+    }
+}
+
+impl<T: Send + 'static> Drop for Sink<T> {
+    /// Without `finish` (the caller failed): what was put still becomes durable in `cur/`
+    /// (a rerun finds it there), and no thread outlives the sink.
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A writer thread: take a job, write it to `tmp/`, fsync it, move it into `cur/`.
+fn write<T>(sh: &Shared<T>, dir: &Path) {
+    loop {
+        let mut st = sh.lock();
+        let job = loop {
+            if st.failed {
+                return;
+            }
+            if let Some(j) = st.jobs.pop_front() {
+                break j;
+            }
+            if st.closed {
+                return;
+            }
+            st = sh.wait(&sh.work, st);
+        };
+        st.busy += 1;
+        drop(st);
+        let len = job.data.len();
+        let tag = job.tag;
+        let mut data = job.data;
+        let r = (|| {
+            let bytes = data.len() as u64;
+            let wsize = to_lf(&mut data);
+            let tmp = dir.join("tmp").join(&job.unique);
+            let f = create(&tmp, &data, job.internal);
+            // The memory goes back to the fetching side before the fsync.
+            let lf_len = data.len() as u64;
+            drop(data);
+            {
+                let mut st = sh.lock();
+                st.in_flight -= len;
+            }
+            sh.room.notify_one();
+            let f = f?;
+            f.sync_all()?;
+            drop(f);
+            let fname = name::with_flags(&name::with_sizes(&job.unique, lf_len, wsize), &job.flags);
+            fs::rename(&tmp, dir.join("cur").join(fname))?;
+            Ok::<u64, io::Error>(bytes)
+        })();
+        match r {
+            Ok(bytes) => {
+                let mut st = sh.lock();
+                st.busy -= 1;
+                st.renamed.push(Written { tag, bytes });
+                drop(st);
+                sh.renamed.notify_one();
+            }
+            Err(e) => {
+                sh.lock().busy -= 1;
+                sh.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Create `tmp` (a file left there by a killed run has this very name: it is ours and
+/// incomplete, it goes) with `data` and `internal` as its mtime.
+fn create(tmp: &Path, data: &[u8], internal: i64) -> io::Result<fs::File> {
+    let open = || {
+        fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(tmp)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            fs::remove_file(tmp)?;
+            open()?
+        }
+        r => r?,
+    };
+    f.write_all(data)?;
+    f.set_modified(UNIX_EPOCH + Duration::from_secs(internal.max(0) as u64))?;
+    Ok(f)
+}
+
+/// The committer thread: fsync `cur/` for the messages renamed into it meanwhile, then
+/// report them (group commit).
+fn commit<T>(sh: &Shared<T>, cur: &Path, done: &mpsc::Sender<Batch<T>>) {
+    loop {
+        let mut st = sh.lock();
+        let batch = loop {
+            if !st.renamed.is_empty() {
+                break std::mem::take(&mut st.renamed);
+            }
+            let idle = st.busy == 0 && (st.failed || (st.closed && st.jobs.is_empty()));
+            if idle {
+                return;
+            }
+            st = sh.wait(&sh.renamed, st);
+        };
+        drop(st);
+        match mailorder_core::atomic::fsync_dir(cur) {
+            Ok(()) => {
+                if done.send(Ok(batch)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                sh.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Make the CRLF line ends of `v` LF, in place (a CR directly before an LF goes); the
+/// size with CRLF line ends (`W=`, RFC 3501's RFC822.SIZE): every LF not after a CR
+/// counts two.
+fn to_lf(v: &mut Vec<u8>) -> u64 {
+    let n = v.len();
+    let (mut r, mut w) = (0, 0);
+    while let Some(off) = memchr::memchr(b'\r', &v[r..]) {
+        let i = r + off;
+        v.copy_within(r..i, w);
+        w += i - r;
+        if v.get(i + 1) != Some(&b'\n') {
+            v[w] = b'\r';
+            w += 1;
+        }
+        r = i + 1;
+    }
+    v.copy_within(r..n, w);
+    w += n - r;
+    v.truncate(w);
+    let bare = memchr::memchr_iter(b'\n', v)
+        .filter(|&i| i == 0 || v[i - 1] != b'\r')
+        .count();
+    (v.len() + bare) as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_ends() {
+        for (wire, lf, w) in [
+            (&b"A: b\r\n\r\nx\r\n"[..], &b"A: b\n\nx\n"[..], 11),
+            (b"", b"", 0),
+            (b"\r", b"\r", 1),
+            (b"\n", b"\n", 2),
+            (b"a\rb\r\r\nc\n", b"a\rb\r\nc\n", 8),
+            (b"\r\n\r\n", b"\n\n", 4),
+        ] {
+            let mut v = wire.to_vec();
+            assert_eq!(to_lf(&mut v), w, "{wire:?}");
+            assert_eq!(v, lf, "{wire:?}");
+        }
+    }
+
+    #[test]
+    fn messages_go_to_cur_durably_and_are_reported() {
+        let d = tempfile::tempdir().unwrap();
+        for s in ["tmp", "cur", "new"] {
+            fs::create_dir(d.path().join(s)).unwrap();
+        }
+        // A leftover from a killed run is replaced.
+        fs::write(d.path().join("tmp").join("5.V1U2.mailmove"), b"torn").unwrap();
+        let mut sink = Sink::new(d.path()).unwrap();
+        let mut got = Vec::new();
+        for i in 0..300u32 {
+            let u = format!("5.V1U{}.mailmove", i + 2);
+            sink.put(i, &u, b"A: b\r\n\r\nx\r\n".to_vec(), "SF", 5)
+                .unwrap();
+            got.extend(sink.done().unwrap().into_iter().map(|w| (w.tag, w.bytes)));
+        }
+        got.extend(sink.finish().unwrap().into_iter().map(|w| (w.tag, w.bytes)));
+        got.sort();
+        assert_eq!(got, (0..300).map(|i| (i, 11)).collect::<Vec<_>>());
+        assert_eq!(fs::read_dir(d.path().join("tmp")).unwrap().count(), 0);
+        let p = d.path().join("cur").join("5.V1U2.mailmove,S=8,W=11:2,FS");
+        assert_eq!(fs::read(&p).unwrap(), b"A: b\n\nx\n");
+        let m = fs::metadata(&p).unwrap();
+        assert_eq!(m.modified().unwrap(), UNIX_EPOCH + Duration::from_secs(5));
+    }
+
+    #[test]
+    fn a_failure_is_reported() {
+        let d = tempfile::tempdir().unwrap();
+        fs::create_dir(d.path().join("tmp")).unwrap();
+        // No cur/: the rename fails on the sink's thread.
+        let mut sink = Sink::new(d.path()).unwrap();
+        let mut failed = false;
+        for i in 0..1000u32 {
+            let r = sink
+                .put(i, &format!("1.V1U{i}.mailmove"), b"x\r\n".to_vec(), "", 1)
+                .and_then(|()| sink.done().map(drop));
+            if r.is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed || sink.finish().is_err());
+    }
+}
