@@ -84,13 +84,14 @@ pub struct FileBackend;
 impl Backend for FileBackend {
     fn open(&self) -> Result<Checker, DirError> {
         let dir = Directory::open()?;
-        let passwd = Passwd::read(&dir)?;
+        // Read once: the hashes are parsed from the same text that APOP looks in.
         let path = dir.root().join("directory/passwd");
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(source) => return Err(DirError::Read { path, source }),
         };
+        let passwd = Passwd::parse(&text, &path)?;
         Ok(Box::new(move |req: &Request, service: Option<&str>| {
             let apop = !req.timestamp.is_empty()
                 && req.password.len() == 32

@@ -81,6 +81,36 @@ pub fn child_fd(cmd: &mut std::process::Command, fd: RawFd, target: RawFd) {
     }
 }
 
+/// Spawn `cmd` with `fd` (open in the parent, close-on-exec) as descriptor `target` in the
+/// child, as [`child_fd`] does, but without a fork when `target` is free here: the
+/// descriptor is put on `target` for the moment of the spawn and closed again after, so
+/// that std can use `posix_spawn` (a vfork: this process's page tables are not copied and
+/// not faulted back in, a cost paid on every login by the front ends). When `target` is
+/// taken, [`child_fd`] in a forked child as before.
+///
+/// Only for a single-threaded caller (pop3d-login, imapd-login): a spawn by another thread
+/// in that moment would inherit `target`.
+pub fn spawn_with_fd(
+    cmd: &mut std::process::Command,
+    fd: RawFd,
+    target: RawFd,
+) -> std::io::Result<std::process::Child> {
+    if fd == target || fd_is_open(target) {
+        child_fd(cmd, fd, target);
+        return cmd.spawn();
+    }
+    // SAFETY: `target` is not open in this process (checked just above, and the caller
+    // has no other thread that could open it meanwhile); dup2 creates it without
+    // close-on-exec, and the close below removes exactly that descriptor again.
+    if unsafe { libc::dup2(fd, target) } == -1 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let spawned = cmd.spawn();
+    // SAFETY: as above: `target` is the duplicate made here, owned by nothing else.
+    unsafe { libc::close(target) };
+    spawned
+}
+
 /// Duplicate `fd` onto the lowest free descriptor at or above `min`, close-on-exec (so that
 /// fixed child descriptor numbers, e.g. tlswrap's 5/6/7, cannot collide with the source).
 pub fn dup_at_least(
@@ -192,6 +222,38 @@ mod tests {
             .unwrap();
         assert!(child.wait().unwrap().success());
         assert_eq!(out, "on fd 3");
+    }
+
+    #[test]
+    fn spawn_with_fd_puts_a_pipe_on_a_free_or_a_taken_number() {
+        // 200 is free (the vfork way, closed again after), 201 is taken (the fork way).
+        let (_keep_r, keep_w) = std::io::pipe().unwrap();
+        // SAFETY: a test: 201 is made to be taken, and closed at the end.
+        assert_eq!(unsafe { libc::dup2(keep_w.as_raw_fd(), 201) }, 201);
+        for target in [200, 201] {
+            let (r, mut w) = std::io::pipe().unwrap();
+            // bash: dash reads only one-digit descriptor numbers.
+            let mut cmd = std::process::Command::new("/bin/bash");
+            cmd.args(["-c", &format!("cat <&{target}")])
+                .stdout(std::process::Stdio::piped());
+            let mut child = spawn_with_fd(&mut cmd, r.as_raw_fd(), target).unwrap();
+            drop(r);
+            w.write_all(b"passed on").unwrap();
+            drop(w);
+            let mut out = String::new();
+            child
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            assert!(child.wait().unwrap().success());
+            assert_eq!(out, "passed on", "fd {target}");
+        }
+        assert!(!fd_is_open(200));
+        assert!(fd_is_open(201));
+        // SAFETY: the descriptor made above.
+        unsafe { libc::close(201) };
     }
 
     #[test]

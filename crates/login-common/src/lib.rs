@@ -282,10 +282,12 @@ impl Checkpassword {
             prog: prog.to_string_lossy().into_owned(),
             source,
         };
-        let (r, mut w) = io::pipe().map_err(spawn_err)?;
-        // The read end must not sit on fd 3 already in this process (it cannot: 0-2 are
-        // open and tlswrap's 5/6/7 are taken), but go through a high number to be sure.
-        let r = mailorder_core::sys::dup_at_least(r.as_fd(), 10).map_err(spawn_err)?;
+        let (pipe_r, mut w) = io::pipe().map_err(spawn_err)?;
+        // The read end goes through a high number, and fd 3 (where the pipe usually
+        // lands: 0-2 are open and tlswrap's 5/6/7 are taken) is left free again, so that
+        // the spawn needs no fork (`spawn_with_fd`).
+        let r = mailorder_core::sys::dup_at_least(pipe_r.as_fd(), 10).map_err(spawn_err)?;
+        drop(pipe_r);
         let mut cmd = std::process::Command::new(prog);
         cmd.args(args)
             .env("SERVICE", self.service)
@@ -293,8 +295,8 @@ impl Checkpassword {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        mailorder_core::sys::child_fd(&mut cmd, r.as_raw_fd(), 3);
-        let mut child = cmd.spawn().map_err(spawn_err)?;
+        let mut child =
+            mailorder_core::sys::spawn_with_fd(&mut cmd, r.as_raw_fd(), 3).map_err(spawn_err)?;
         drop(r);
         let mut data = Vec::with_capacity(login.len() + password.len() + timestamp.len() + 3);
         for part in [login, password, timestamp] {
