@@ -171,17 +171,24 @@ impl<F: AsFd> Write for Out<F> {
 pub struct OutTimed<F: AsFd> {
     fd: F,
     timeout: Duration,
+    /// Whether `fd` is a socket: `None` until the first write finds out.
+    socket: Option<bool>,
 }
 
 impl<F: AsFd> OutTimed<F> {
     /// Write `fd`, waiting at most `timeout` per write.
     pub fn new(fd: F, timeout: Duration) -> Self {
-        OutTimed { fd, timeout }
+        OutTimed {
+            fd,
+            timeout,
+            socket: None,
+        }
     }
 }
 
 impl<F: AsFd> Write for OutTimed<F> {
-    /// Waits (poll) until the peer can take data, then writes only what fits without
+    /// On a socket, first tries `send(MSG_DONTWAIT)` at once; otherwise (or when the socket
+    /// is full) waits (poll) until the peer can take data, then writes only what fits without
     /// blocking: `send(MSG_DONTWAIT)` on a socket, at most `PIPE_BUF` octets otherwise (a
     /// pipe that polls writable takes that much at once). A plain blocking `write` of more
     /// than the free buffer space would wait for the peer forever, whatever `poll` said.
@@ -191,6 +198,20 @@ impl<F: AsFd> Write for OutTimed<F> {
         use std::os::fd::AsRawFd;
         if buf.is_empty() {
             return Ok(0);
+        }
+        // A socket with room takes the reply at once: one system call, no poll first (a
+        // server writes a few replies per message). Only a full socket waits below.
+        if self.socket != Some(false) {
+            let fd = self.fd.as_fd().as_raw_fd();
+            match nix::sys::socket::send(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                Ok(n) => {
+                    self.socket = Some(true);
+                    return Ok(n);
+                }
+                Err(Errno::EINTR | Errno::EAGAIN) => self.socket = Some(true),
+                Err(Errno::ENOTSOCK) => self.socket = Some(false),
+                Err(e) => return Err(e.into()),
+            }
         }
         let deadline = std::time::Instant::now() + self.timeout;
         loop {
@@ -203,12 +224,14 @@ impl<F: AsFd> Write for OutTimed<F> {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(e.into()),
             }
-            let fd = self.fd.as_fd().as_raw_fd();
-            match nix::sys::socket::send(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
-                Ok(n) => return Ok(n),
-                Err(Errno::EINTR | Errno::EAGAIN) => continue,
-                Err(Errno::ENOTSOCK) => {}
-                Err(e) => return Err(e.into()),
+            if self.socket != Some(false) {
+                let fd = self.fd.as_fd().as_raw_fd();
+                match nix::sys::socket::send(fd, buf, nix::sys::socket::MsgFlags::MSG_DONTWAIT) {
+                    Ok(n) => return Ok(n),
+                    Err(Errno::EINTR | Errno::EAGAIN) => continue,
+                    Err(Errno::ENOTSOCK) => self.socket = Some(false),
+                    Err(e) => return Err(e.into()),
+                }
             }
             let n = buf.len().min(libc::PIPE_BUF);
             match nix::unistd::write(self.fd.as_fd(), &buf[..n]) {

@@ -48,7 +48,7 @@ pub struct Config {
     /// Certificate and key files found but not loaded yet: STARTTLS is offered and the
     /// files are loaded at the first STARTTLS, so a plaintext session (most of them)
     /// never pays for parsing the key before its greeting.
-    pub tls_files: Option<(PathBuf, PathBuf)>,
+    pub tls_files: Option<TlsFiles>,
     /// `control/checkpassword`.
     pub checkpassword: PathBuf,
     /// `control/authplain` = 1: AUTH allowed without TLS from anywhere.
@@ -67,6 +67,8 @@ pub struct Config {
     /// `control/filter`: the queue program is the content filter, which gets an `i`
     /// frame about the client before each message.
     pub filter: bool,
+    /// DNS lists and rate limit, read with the other control files ([`Dnsbl`]).
+    pub dnsbl: Dnsbl,
     /// The client.
     pub peer: Peer,
     /// The directory root (`ROOT`).
@@ -101,22 +103,84 @@ pub enum ConfigError {
     NoTls(String),
 }
 
-impl Config {
-    /// Load from control files under `control`, the environment through `env`, and `peer`.
-    pub fn load(
-        control: &Control,
-        env: &dyn Fn(&str) -> Option<String>,
-        peer: Peer,
-    ) -> Result<Config, ConfigError> {
+/// The certificate and key files STARTTLS (or SMTPS) uses, and the server configuration
+/// made from them once loaded: kept with the [`Settings`] they came from, so a pooled smtpd
+/// parses them once, not at every STARTTLS, until a control file or either file changes.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    /// The certificate chain (PEM).
+    pub cert: PathBuf,
+    /// The private key (PEM).
+    pub key: PathBuf,
+    loaded: Arc<std::sync::OnceLock<Arc<rustls::ServerConfig>>>,
+}
+
+impl TlsFiles {
+    /// The files, not loaded yet.
+    pub fn new(cert: PathBuf, key: PathBuf) -> TlsFiles {
+        TlsFiles {
+            cert,
+            key,
+            loaded: Arc::default(),
+        }
+    }
+
+    /// The server configuration, parsed at the first call. It keeps no TLS session from
+    /// one connection for the next: no session cache, no tickets (a pooled process serves
+    /// many clients with it; a process per connection never resumed sessions either).
+    pub fn load(&self) -> Result<Arc<rustls::ServerConfig>, mailorder_tls_common::TlsError> {
+        if let Some(c) = self.loaded.get() {
+            return Ok(Arc::clone(c));
+        }
+        let mut c = (*mailorder_tls_common::server_config(&self.cert, &self.key)?).clone();
+        c.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        c.send_tls13_tickets = 0;
+        let c = Arc::new(c);
+        Ok(Arc::clone(self.loaded.get_or_init(|| c)))
+    }
+}
+
+/// What the control files say, apart from the connection: read once per process under
+/// tcpserver, and kept by a pooled smtpd for connection after connection until a watched
+/// file changes (`pool`). Holds nothing about any connection.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    me: String,
+    databytes: u64,
+    clientnets: Vec<Cidr>,
+    /// The certificate and key (`control/tlscert`, `control/tlskey`, or `ROOT/ssl/…`).
+    pub tls_files: TlsFiles,
+    cert_exists: bool,
+    /// Why the key cannot be opened (STARTTLS is then not offered).
+    key_error: Option<String>,
+    checkpassword: PathBuf,
+    filter: bool,
+    /// `ROOT/bin/filter` with `control/filter`, else `ROOT/bin/queue`.
+    queue: PathBuf,
+    maxrcpt: usize,
+    timeout: Duration,
+    timeout_commands: Duration,
+    timeout_transaction: Duration,
+    maxerrors: u32,
+    rcpt_soft: u32,
+    rcpt_hard: u32,
+    rcpt_delay: Duration,
+    maxhops: u32,
+    authplain: bool,
+    dnsbl: Dnsbl,
+    root: PathBuf,
+}
+
+/// `control/dnsbl`, `dnswl`, `ratelimit` (mailorder-dnsbl): `Ok(None)` when none is set;
+/// an error is kept and answered with `451` at MAIL, as when it was read there.
+pub type Dnsbl = Result<Option<Arc<mailorder_dnsbl::Config>>, String>;
+
+impl Settings {
+    /// Read the control files under `control` (and check the TLS files they name).
+    pub fn load(control: &Control) -> Result<Settings, ControlError> {
         let root = mailorder_core::root::root();
         let me = control.me()?;
-        let mut databytes = control.number("databytes", 36_700_160)?;
-        if let Some(v) = env("DATABYTES") {
-            databytes = v
-                .trim()
-                .parse()
-                .map_err(|_| ConfigError::Env("DATABYTES"))?;
-        }
+        let databytes = control.number("databytes", 36_700_160)?;
         let mut clientnets = Vec::new();
         for line in control.list("clientnets")? {
             clientnets.push(Cidr::parse(&line).ok_or_else(|| ControlError::Value {
@@ -130,45 +194,37 @@ impl Config {
         let key = control
             .line("tlskey")?
             .map_or_else(|| root.join("ssl/key.pem"), PathBuf::from);
-        let smtps = env("SMTPS").is_some();
-        // Under SMTPS the handshake comes first: load now. Otherwise only check that the
-        // certificate exists (to offer STARTTLS); it is loaded when a client asks.
-        let (tls, tls_files) = if smtps {
-            if !cert.exists() {
-                return Err(ConfigError::NoTls(format!("{} missing", cert.display())));
-            }
-            let c = mailorder_tls_common::server_config(&cert, &key)
-                .map_err(|e| ConfigError::NoTls(e.to_string()))?;
-            (Some(c), None)
-        } else if cert.exists() {
-            // Opening the key (not parsing it) catches the usual mistake, a key smtpd's
-            // user may not read, before STARTTLS is offered.
-            match std::fs::File::open(&key) {
-                Ok(_) => (None, Some((cert, key))),
-                Err(e) => {
-                    log::warn!("STARTTLS disabled: {}: {e}", key.display());
-                    (None, None)
-                }
-            }
+        // Only check that the certificate exists (to offer STARTTLS); it is parsed when a
+        // client asks (or at once under SMTPS). Opening the key (not parsing it) catches
+        // the usual mistake, a key smtpd's user may not read, before STARTTLS is offered.
+        let cert_exists = cert.exists();
+        let key_error = if cert_exists {
+            std::fs::File::open(&key)
+                .err()
+                .map(|e| format!("{}: {e}", key.display()))
         } else {
-            (None, None)
+            None
         };
         let checkpassword = control.line("checkpassword")?.map_or_else(
             || mailorder_core::root::program("checkpassword-file"),
             PathBuf::from,
         );
-        let queue_env = env("MAILORDER_QUEUE").filter(|q| !q.is_empty());
-        let queue_framed = queue_env.is_none();
         // control/filter = 1: the content filter (issue 13) takes the queue's place in the
         // framed hand-off; without it no filter process exists at all.
         let filter = control.line("filter")?.is_some_and(|v| v != "0");
-        let queue = queue_env.map_or_else(
-            || mailorder_core::root::program(if filter { "filter" } else { "queue" }),
-            PathBuf::from,
-        );
-        Ok(Config {
+        let dnsbl = mailorder_dnsbl::Config::load(control)
+            .map(|c| c.map(Arc::new))
+            .map_err(|e| e.to_string());
+        Ok(Settings {
             me,
             databytes,
+            clientnets,
+            tls_files: TlsFiles::new(cert, key),
+            cert_exists,
+            key_error,
+            checkpassword,
+            filter,
+            queue: mailorder_core::root::program(if filter { "filter" } else { "queue" }),
             maxrcpt: usize::try_from(control.number("maxrcpt", 100)?).unwrap_or(usize::MAX),
             timeout: Duration::from_secs(
                 control
@@ -179,7 +235,6 @@ impl Config {
             timeout_transaction: Duration::from_secs(
                 control.number("timeoutsmtpdtransaction", 1200)?,
             ),
-            deadline: crate::io::Deadline::default(),
             maxerrors: u32::try_from(control.number("maxerrors", 10)?).unwrap_or(u32::MAX),
             rcpt_soft: u32::try_from(control.number("rcptsoftlimit", 10)?).unwrap_or(u32::MAX),
             rcpt_hard: u32::try_from(control.number("rcpthardlimit", 20)?)
@@ -187,19 +242,95 @@ impl Config {
                 .max(1),
             rcpt_delay: Duration::from_millis(control.number("rcpterrordelay", 1000)?),
             maxhops: u32::try_from(control.number("maxhops", 100)?).unwrap_or(u32::MAX),
-            clientnets,
+            authplain: control.line("authplain")?.as_deref() == Some("1"),
+            dnsbl,
+            root,
+        })
+    }
+
+    /// The installation root these settings were read under.
+    pub fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+}
+
+impl Config {
+    /// Load from control files under `control`, the environment through `env`, and `peer`.
+    pub fn load(
+        control: &Control,
+        env: &dyn Fn(&str) -> Option<String>,
+        peer: Peer,
+    ) -> Result<Config, ConfigError> {
+        Config::with_settings(&Settings::load(control)?, env, peer)
+    }
+
+    /// One connection's configuration: `s` (the control files) with the connection's
+    /// environment through `env`, and `peer`.
+    pub fn with_settings(
+        s: &Settings,
+        env: &dyn Fn(&str) -> Option<String>,
+        peer: Peer,
+    ) -> Result<Config, ConfigError> {
+        let mut databytes = s.databytes;
+        if let Some(v) = env("DATABYTES") {
+            databytes = v
+                .trim()
+                .parse()
+                .map_err(|_| ConfigError::Env("DATABYTES"))?;
+        }
+        let smtps = env("SMTPS").is_some();
+        // Under SMTPS the handshake comes first: load now. Otherwise the files are offered
+        // and loaded when a client asks.
+        let (tls, tls_files) = if smtps {
+            if !s.cert_exists {
+                return Err(ConfigError::NoTls(format!(
+                    "{} missing",
+                    s.tls_files.cert.display()
+                )));
+            }
+            let c = s
+                .tls_files
+                .load()
+                .map_err(|e| ConfigError::NoTls(e.to_string()))?;
+            (Some(c), None)
+        } else if !s.cert_exists {
+            (None, None)
+        } else if let Some(e) = &s.key_error {
+            log::warn!("STARTTLS disabled: {e}");
+            (None, None)
+        } else {
+            (None, Some(s.tls_files.clone()))
+        };
+        let queue_env = env("MAILORDER_QUEUE").filter(|q| !q.is_empty());
+        let queue_framed = queue_env.is_none();
+        let queue = queue_env.map_or_else(|| s.queue.clone(), PathBuf::from);
+        Ok(Config {
+            me: s.me.clone(),
+            databytes,
+            maxrcpt: s.maxrcpt,
+            timeout: s.timeout,
+            timeout_commands: s.timeout_commands,
+            timeout_transaction: s.timeout_transaction,
+            deadline: crate::io::Deadline::default(),
+            maxerrors: s.maxerrors,
+            rcpt_soft: s.rcpt_soft,
+            rcpt_hard: s.rcpt_hard,
+            rcpt_delay: s.rcpt_delay,
+            maxhops: s.maxhops,
+            clientnets: s.clientnets.clone(),
             tls,
             tls_files,
-            checkpassword,
-            authplain: control.line("authplain")?.as_deref() == Some("1"),
+            checkpassword: s.checkpassword.clone(),
+            authplain: s.authplain,
             relayclient: env("RELAYCLIENT"),
             smtps,
             submission: env("SUBMISSION").is_some(),
             queue,
             queue_framed,
-            filter: filter && queue_framed,
+            filter: s.filter && queue_framed,
+            dnsbl: s.dnsbl.clone(),
             peer,
-            root,
+            root: s.root.clone(),
             auth_fail_delay: Duration::from_secs(1),
         })
     }

@@ -28,9 +28,9 @@ pub mod pool;
 pub mod session;
 mod srs;
 
-pub use config::{Cidr, Config, ConfigError};
+pub use config::{Cidr, Config, ConfigError, Settings, TlsFiles};
 pub use io::{Deadline, FdReader, FdWriter};
-pub use session::{Session, SessionError};
+pub use session::{Kept, Session, SessionError};
 
 use std::io::{Read, Write};
 

@@ -3,22 +3,36 @@
 //! listen retires it.
 //!
 //! Nothing of one connection reaches the next: each session is built from scratch from the
-//! connection's own environment (the hand-off message) and the control files read again;
-//! AUTH state, the envelope, TLS, RELAYCLIENT and the peer live in the session, which ends
-//! with its connection. Only the queue hand-off (`mailorder_queue_client::Client`) is
-//! kept, and it carries no connection state. The connection's variables come from its
-//! hand-off message; the process environment (fixed for the process's life, the same for
-//! every connection: `SMTPS` from a run script, `MAILORDER_*`) is consulted only for
-//! variables that do not describe a connection (never `PROTO`, `TCP*`, `REMOTE_*`).
+//! connection's own environment (the hand-off message); AUTH state, the envelope, TLS,
+//! RELAYCLIENT and the peer live in the session, which ends with its connection. What is
+//! kept holds no connection state: the queue hand-off (`mailorder_queue_client::Client`),
+//! the control files as read ([`Settings`], with the TLS server configuration once parsed,
+//! which keeps no session for resumption) and the file back-end of the directory. Those
+//! two are kept only while an inotify watch on `control/`, `directory/` and the
+//! directories of the certificate and key has seen nothing change there: any event
+//! (a file written, created, renamed, removed, its mode changed) makes the next connection
+//! read everything again, so an edit is seen by the first connection after it. Without
+//! inotify (no instance left: `fs.inotify.max_user_instances`) every connection reads the
+//! files again, as a process per connection does. The LDAP back-end is opened again by
+//! each session (its connection's state stays out of the pool). The connection's
+//! variables come from its hand-off message; the process environment (fixed for the
+//! process's life, the same for every connection: `SMTPS` from a run script,
+//! `MAILORDER_*`) is consulted only for variables that do not describe a connection
+//! (never `PROTO`, `TCP*`, `REMOTE_*`).
 
-use crate::config::{Config, DEFAULT_TIMEOUT};
+use crate::config::{Config, DEFAULT_TIMEOUT, Settings};
 use crate::io::{FdReader, FdWriter};
+use crate::session::Kept;
 use crate::session::Session;
-use mailorder_core::control::Control;
+use mailorder_core::control::{Control, ControlError};
 use mailorder_core::ucspi::Peer;
+use mailorder_directory::Directory;
 use mailorder_queue_client::Client;
+use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 /// Serve connections from the hand-off socket `sock` until listen closes it; returns the
 /// exit code (0 when retired, 111 when the socket fails).
@@ -30,6 +44,7 @@ pub fn serve(sock: &OwnedFd) -> u8 {
         return mailorder_core::Exit::Temp.code();
     }
     let mut queue: Option<Client> = None;
+    let mut cache = Cache::default();
     loop {
         let (conn, vars) = match mailorder_core::handoff::recv_conn(sock.as_fd()) {
             Ok(Some(c)) => c,
@@ -39,7 +54,7 @@ pub fn serve(sock: &OwnedFd) -> u8 {
                 return mailorder_core::Exit::Temp.code();
             }
         };
-        queue = serve_one(conn, vars, queue.take());
+        queue = serve_one(conn, vars, queue.take(), &mut cache);
         if let Err(e) = mailorder_core::handoff::send_ready(sock.as_fd()) {
             log::info!("listen gone: {e}");
             return mailorder_core::Exit::Ok.code();
@@ -53,7 +68,12 @@ fn per_connection(k: &str) -> bool {
 }
 
 /// One connection: its own environment, its own configuration and session.
-fn serve_one(conn: OwnedFd, vars: Vec<(String, String)>, queue: Option<Client>) -> Option<Client> {
+fn serve_one(
+    conn: OwnedFd,
+    vars: Vec<(String, String)>,
+    queue: Option<Client>,
+    cache: &mut Cache,
+) -> Option<Client> {
     let vars: HashMap<String, String> = vars.into_iter().collect();
     // The connection's own variables first; the process environment (the operator's, the
     // same for every connection: SMTPS, SUBMISSION, DATABYTES, MAILORDER_*) only for what
@@ -71,7 +91,11 @@ fn serve_one(conn: OwnedFd, vars: Vec<(String, String)>, queue: Option<Client>) 
         log::warn!("cannot duplicate the connection descriptor");
         return queue;
     };
-    let cfg = match Config::load(&Control::default(), &env, peer) {
+    let cfg = match cache
+        .settings()
+        .map_err(crate::ConfigError::from)
+        .and_then(|s| Config::with_settings(s, &env, peer))
+    {
         Ok(c) => c,
         Err(e) => {
             crate::refuse(FdWriter::new(conn, DEFAULT_TIMEOUT), &e);
@@ -87,6 +111,132 @@ fn serve_one(conn: OwnedFd, vars: Vec<(String, String)>, queue: Option<Client>) 
     if let Some(q) = queue {
         session = session.with_queue(q);
     }
-    let (_, queue) = session.run_keep();
+    if let Some(d) = cache.dir.take() {
+        session = session.with_directory(d);
+    }
+    let (_, Kept { queue, dir }) = session.run_keep();
+    // The file back-end only: an LDAP one holds a server connection and is opened anew.
+    if cache.watch.is_some() {
+        cache.dir = dir.filter(|d| !d.is_ldap());
+    }
     Some(queue)
+}
+
+/// What a pooled smtpd keeps from one connection to the next while the files it came
+/// from are unchanged (see the module's documentation).
+#[derive(Default)]
+struct Cache {
+    /// The inotify watch; `None` before the first connection and after a change.
+    watch: Option<Watch>,
+    /// The control files as read, valid while `watch` has seen nothing.
+    settings: Option<Settings>,
+    /// The file back-end of the directory, opened by a session after `watch` was set up.
+    dir: Option<Rc<Directory>>,
+    /// inotify could not be had: read everything at every connection.
+    no_watch: bool,
+}
+
+impl Cache {
+    /// The settings for the next connection: the kept ones when nothing changed, else
+    /// read again (and the directory forgotten).
+    fn settings(&mut self) -> Result<&Settings, ControlError> {
+        // No watch (never set, or inotify unavailable) or a change seen: read again.
+        if self.watch.as_mut().is_none_or(Watch::changed) {
+            if self.watch.is_some() {
+                log::debug!("control or directory files changed: reading them again");
+            }
+            self.watch = None;
+            self.settings = None;
+            self.dir = None;
+        }
+        let s = match self.settings.take() {
+            Some(s) => s,
+            None => self.reload()?,
+        };
+        Ok(self.settings.insert(s))
+    }
+
+    /// Watch first, then read: a change after the watch is set is seen next time.
+    fn reload(&mut self) -> Result<Settings, ControlError> {
+        let control = Control::default();
+        if self.no_watch {
+            return Settings::load(&control);
+        }
+        let root = mailorder_core::root::root();
+        let mut dirs = vec![
+            control.dir().to_owned(),
+            root.join("directory"),
+            root.join("ssl"),
+        ];
+        loop {
+            let watch = match Watch::new(&dirs) {
+                Ok(w) => w,
+                Err(e) => {
+                    log::warn!("inotify: {e}: control files are read at every connection");
+                    self.no_watch = true;
+                    return Settings::load(&control);
+                }
+            };
+            let s = Settings::load(&control)?;
+            // The certificate and key may live elsewhere (`control/tlscert`): watch their
+            // directories too, and read again once they are watched.
+            let more: Vec<PathBuf> = [&s.tls_files.cert, &s.tls_files.key]
+                .into_iter()
+                .filter_map(|p| p.parent().map(Path::to_owned))
+                .filter(|p| !dirs.contains(p))
+                .collect();
+            if more.is_empty() {
+                self.watch = Some(watch);
+                return Ok(s);
+            }
+            dirs.extend(more);
+        }
+    }
+}
+
+/// An inotify watch on a few directories: any change of an entry in them.
+struct Watch(Inotify);
+
+impl Watch {
+    /// Watch `dirs`; a directory that does not exist is watched through its parent (its
+    /// creation is a change).
+    fn new(dirs: &[PathBuf]) -> nix::Result<Watch> {
+        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
+        // Never IN_ACCESS, IN_OPEN or IN_CLOSE_NOWRITE: reading the files is no change.
+        let mask = AddWatchFlags::IN_MODIFY
+            | AddWatchFlags::IN_ATTRIB
+            | AddWatchFlags::IN_CLOSE_WRITE
+            | AddWatchFlags::IN_MOVED_FROM
+            | AddWatchFlags::IN_MOVED_TO
+            | AddWatchFlags::IN_CREATE
+            | AddWatchFlags::IN_DELETE
+            | AddWatchFlags::IN_DELETE_SELF
+            | AddWatchFlags::IN_MOVE_SELF;
+        for d in dirs {
+            match ino.add_watch(d.as_path(), mask) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::ENOENT) => {
+                    let parent = d.parent().unwrap_or(Path::new("/"));
+                    ino.add_watch(parent, mask)?;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Watch(ino))
+    }
+
+    /// Whether anything happened since the watch was set (or last asked). A watch that
+    /// cannot be read counts as changed.
+    fn changed(&mut self) -> bool {
+        let mut changed = false;
+        loop {
+            match self.0.read_events() {
+                Ok(ev) if ev.is_empty() => return changed,
+                Ok(_) => changed = true,
+                Err(nix::errno::Errno::EAGAIN) => return changed,
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(_) => return true,
+            }
+        }
+    }
 }

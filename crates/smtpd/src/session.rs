@@ -12,6 +12,7 @@ use mailorder_smtp_proto::{
     MailParams, ParseError, Path, Reply,
 };
 use std::io::{self, Read, Write};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// Why a session ended other than by QUIT or the client closing.
@@ -166,10 +167,19 @@ pub struct Session<R: Read, W: Write> {
     /// Recipients refused in this session (unknown, relay denied): `rcptsoftlimit`,
     /// `rcpthardlimit`.
     refusals: u32,
-    dir: Option<Directory>,
+    dir: Option<Rc<Directory>>,
     queue: Client,
     /// What the DNS lists say about this client, asked at its first MAIL (issue 13).
     dnsbl: Option<mailorder_dnsbl::Verdict>,
+}
+
+/// What a session gives back for the next one in a pooled smtpd: the queue hand-off and
+/// the directory, neither of which carries anything of the connection.
+pub struct Kept {
+    /// The queue client (its framed `queue` child, if one was started).
+    pub queue: Client,
+    /// The directory, if the session opened one (or was given one).
+    pub dir: Option<Rc<Directory>>,
 }
 
 const READ_CHUNK: usize = 16384;
@@ -215,9 +225,16 @@ impl<R: Read, W: Write> Session<R, W> {
         self.run_keep().0
     }
 
-    /// [`Session::run`], giving back the queue client for the next session. Nothing else
-    /// of the session survives it.
-    pub fn run_keep(mut self) -> (Result<(), SessionError>, Client) {
+    /// Use `dir` (opened by an earlier session of a pooled smtpd, from files unchanged
+    /// since) instead of opening the directory at the first RCPT.
+    pub fn with_directory(mut self, dir: Rc<Directory>) -> Self {
+        self.dir = Some(dir);
+        self
+    }
+
+    /// [`Session::run`], giving back the queue client and the directory (if one was
+    /// opened) for the next session. Nothing else of the session survives it.
+    pub fn run_keep(mut self) -> (Result<(), SessionError>, Kept) {
         let result = self.run_inner();
         self.reset_tx();
         // The client stopped reading: nothing more can be sent (no reply, no TLS
@@ -247,7 +264,13 @@ impl<R: Read, W: Write> Session<R, W> {
         if !stuck {
             self.conn.close();
         }
-        (result, self.queue)
+        (
+            result,
+            Kept {
+                queue: self.queue,
+                dir: self.dir,
+            },
+        )
     }
 
     /// Start a phase: before MAIL (`transaction` false: the greeting, after a message or
@@ -600,9 +623,8 @@ impl<R: Read, W: Write> Session<R, W> {
         if self.relay_allowed() {
             return Ok(false);
         }
-        let control = mailorder_core::control::Control::new(self.cfg.root.join("control"));
-        let cfg = match mailorder_dnsbl::Config::load(&control) {
-            Ok(Some(c)) => c,
+        let cfg = match &self.cfg.dnsbl {
+            Ok(Some(c)) => Arc::clone(c),
             Ok(None) => return Ok(false),
             Err(e) => {
                 log::warn!("dnsbl: {e} ip={ip}");
@@ -654,10 +676,12 @@ impl<R: Read, W: Write> Session<R, W> {
 
     fn directory(&mut self) -> Result<&Directory, String> {
         if self.dir.is_none() {
-            self.dir = Some(Directory::open_at(&self.cfg.root).map_err(|e| e.to_string())?);
+            self.dir = Some(Rc::new(
+                Directory::open_at(&self.cfg.root).map_err(|e| e.to_string())?,
+            ));
         }
         self.dir
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| "directory unavailable".to_owned())
     }
 
@@ -1100,8 +1124,8 @@ impl<R: Read, W: Write> Session<R, W> {
         if let Some(tls) = &self.cfg.tls {
             return Some(Arc::clone(tls));
         }
-        let (cert, key) = self.cfg.tls_files.take()?;
-        match mailorder_tls_common::server_config(&cert, &key) {
+        let files = self.cfg.tls_files.take()?;
+        match files.load() {
             Ok(c) => {
                 self.cfg.tls = Some(Arc::clone(&c));
                 Some(c)

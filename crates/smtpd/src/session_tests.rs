@@ -77,6 +77,7 @@ impl Env {
             queue,
             queue_framed: false,
             filter: false,
+            dnsbl: Ok(None),
             peer: Peer {
                 remote_ip: Some("192.0.2.9".parse().unwrap()),
                 remote_host: Some("client.example".into()),
@@ -549,7 +550,7 @@ fn tls_setup(e: &mut Env) -> rustls::RootCertStore {
     std::fs::write(&cert, ck.cert.pem()).unwrap();
     std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
     // As Config::load leaves it without SMTPS: the files are loaded at STARTTLS.
-    e.cfg.tls_files = Some((cert, key));
+    e.cfg.tls_files = Some(crate::config::TlsFiles::new(cert, key));
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ck.cert.der().clone()).unwrap();
     roots
@@ -583,7 +584,7 @@ fn starttls_with_a_bad_certificate_is_temporary() {
     let key = e.dir.path().join("key.pem");
     std::fs::write(&cert, "not a certificate\n").unwrap();
     std::fs::write(&key, "not a key\n").unwrap();
-    e.cfg.tls_files = Some((cert, key));
+    e.cfg.tls_files = Some(crate::config::TlsFiles::new(cert, key));
     let (r, res) = e.run(b"EHLO c\r\nSTARTTLS\r\nEHLO c\r\nSTARTTLS\r\nQUIT\r\n");
     assert!(res.is_ok());
     assert!(r[1].contains("STARTTLS"), "{r:?}");
@@ -657,8 +658,7 @@ fn smtps_speaks_tls_from_the_first_byte() {
     use std::os::unix::net::UnixStream;
     let mut e = Env::new();
     let roots = tls_setup(&mut e);
-    let (cert, key) = e.cfg.tls_files.take().unwrap();
-    e.cfg.tls = Some(mailorder_tls_common::server_config(&cert, &key).unwrap());
+    e.cfg.tls = Some(e.cfg.tls_files.take().unwrap().load().unwrap());
     e.cfg.smtps = true;
     let (server, client) = UnixStream::pair().unwrap();
     let cfg = e.cfg.clone();
@@ -903,8 +903,7 @@ fn write_timeout_under_tls() {
     use std::os::unix::net::UnixStream;
     let mut e = Env::new();
     let roots = tls_setup(&mut e);
-    let (cert, key) = e.cfg.tls_files.take().unwrap();
-    e.cfg.tls = Some(mailorder_tls_common::server_config(&cert, &key).unwrap());
+    e.cfg.tls = Some(e.cfg.tls_files.take().unwrap().load().unwrap());
     e.cfg.smtps = true;
     e.cfg.timeout = Duration::from_secs(1);
     let (server, client) = UnixStream::pair().unwrap();

@@ -150,3 +150,136 @@ s = smtplib.SMTP("127.0.0.1", int(sys.argv[1])); s.ehlo("x"); s.quit()
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
 }
+
+/// One connection: our name and SIZE from EHLO, and the answer to RCPT `rcpt`.
+const PROBE_PY: &str = r#"
+import smtplib, sys
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]))
+code, ehlo = s.ehlo("probe.test")
+print("me", ehlo.decode().splitlines()[0])
+print("size", s.esmtp_features.get("size", "none"))
+print("mail", s.docmd("MAIL FROM:<x@probe.test>")[0])
+print("rcpt", s.docmd("RCPT TO:<%s>" % sys.argv[2])[0])
+s.quit()
+"#;
+
+// See: issue #11 (a pooled smtpd keeps the control files and the directory it read, and
+// sees an edit of either at the very next connection)
+#[test]
+fn a_pooled_smtpd_sees_control_and_directory_edits_at_the_next_connection() {
+    let mut t = Tree::new();
+    // One slot, so every connection goes to the same process.
+    let (port, listen) = start_pooled(&mut t, "1", "100", &["-s", "1"]);
+    let p = port.to_string();
+    let probe = |rcpt: &str| {
+        let out = python(PROBE_PY, &[&p, rcpt]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        text.lines()
+            .filter_map(|l| l.split_once(' '))
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect::<std::collections::HashMap<_, _>>()
+    };
+    let first = probe("new@example.test");
+    assert_eq!(first["rcpt"], "550", "{first:?}");
+    // Twice, so the second connection is served from what the first one read.
+    let again = probe("new@example.test");
+    assert_eq!(again["rcpt"], "550", "{again:?}");
+    let pid = children(listen);
+    assert_eq!(pid.len(), 1, "{pid:?}");
+    // Edits in place (no new file, no rename): a control file and the users file.
+    t.control("databytes", "12345");
+    t.directory_add("users", "new@example.test");
+    let after = probe("new@example.test");
+    assert_eq!(after["size"], "12345", "{after:?}");
+    assert_eq!(after["rcpt"], "250", "{after:?}");
+    // Another control file: our name.
+    t.control("me", "mx2.example.test");
+    let renamed = probe("demo@example.test");
+    assert!(renamed["me"].contains("mx2.example.test"), "{renamed:?}");
+    // A removed one as well: the default size comes back.
+    std::fs::remove_file(t.root.join("control/databytes")).expect("rm");
+    let removed = probe("demo@example.test");
+    assert_ne!(removed["size"], "12345", "{removed:?}");
+    // Still the same process: the edits were seen without a restart.
+    assert_eq!(children(listen), pid);
+}
+
+/// Memory of a process from `/proc/PID/smaps_rollup` and `status`: (private = what this
+/// process alone holds, PSS, RSS, peak RSS), in KiB.
+fn memory_kib(pid: u32) -> (u64, u64, u64, u64) {
+    let field = |text: &str, name: &str| -> u64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum()
+    };
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).expect("smaps");
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("status");
+    (
+        field(&rollup, "Private_Clean:") + field(&rollup, "Private_Dirty:"),
+        field(&rollup, "Pss:"),
+        field(&status, "VmRSS:"),
+        field(&status, "VmHWM:"),
+    )
+}
+
+// See: issue #11 (smtpd memory per idle connection stays at most 4 MiB, also in a pooled
+// process that has served connections and keeps the control files and the directory)
+#[test]
+fn a_pooled_smtpd_holds_at_most_4_mib_per_idle_connection() {
+    let mut t = Tree::new();
+    let (port, listen) = start_pooled(&mut t, "4", "100", &["-s", "0"]);
+    // Four connections at once, each in its own process; each does a transaction (the
+    // directory is opened and kept), then stays idle after EHLO until stdin closes.
+    let script = r#"
+import smtplib, sys
+port = int(sys.argv[1])
+cs = []
+for i in range(4):
+    c = smtplib.SMTP("127.0.0.1", port)
+    c.ehlo("idle.test")
+    assert c.docmd("MAIL FROM:<x@idle.test>")[0] == 250
+    assert c.docmd("RCPT TO:<demo@example.test>")[0] == 250
+    assert c.docmd("RSET")[0] == 250
+    c.ehlo("idle.test")
+    cs.append(c)
+print("ready", flush=True)
+sys.stdin.read()
+"#;
+    let mut py = std::process::Command::new("python3")
+        .args(["-c", script, &port.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(py.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("ready");
+    let kids = children(listen);
+    let mut report = Vec::new();
+    let mut private = Vec::new();
+    for &pid in &kids {
+        let m = memory_kib(pid);
+        private.push(m.0);
+        report.push(format!(
+            "pid {pid}: private {} KiB, PSS {} KiB, RSS {} KiB, peak RSS {} KiB",
+            m.0, m.1, m.2, m.3
+        ));
+    }
+    drop(py.stdin.take());
+    let _ = py.wait();
+    assert_eq!(line.trim(), "ready", "{line}");
+    assert_eq!(kids.len(), 4, "{kids:?}");
+    // What one more idle connection costs is the process's own memory: its private pages
+    // (code and libraries are shared by every process of the pool).
+    eprintln!("smtpd per idle connection:\n{}", report.join("\n"));
+    for (kib, r) in private.iter().zip(&report) {
+        assert!(*kib <= 4 * 1024, "over 4 MiB: {r}");
+    }
+}
