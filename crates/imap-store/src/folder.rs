@@ -2071,6 +2071,28 @@ impl CacheIndex {
         }
     }
 
+    /// Only the cached ENVELOPE of `uid` ([`CacheIndex::get`] without unescaping the two
+    /// structures, which a header SEARCH over every message does not need).
+    pub fn get_envelope(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<String> {
+        if self.uidvalidity != uidvalidity {
+            *self = CacheIndex {
+                uidvalidity,
+                ..CacheIndex::default()
+            };
+        }
+        if !self.at.contains_key(&uid) {
+            self.open(folder);
+            self.extend();
+        }
+        let (off, len) = *self.at.get(&uid)?;
+        let line = std::str::from_utf8(self.line(off, len)?).ok()?;
+        let mut f = line.split('\t');
+        match (f.next(), f.next(), f.next(), f.next(), f.next()) {
+            (Some(u), Some(env), Some(_), Some(_), None) if u.parse() == Ok(uid) => unescape(env),
+            _ => None,
+        }
+    }
+
     /// Open the file, or open it again when it was replaced (a compaction by another
     /// session) since it was opened: a `stat` of the name.
     fn open(&mut self, folder: &Folder) {
