@@ -87,8 +87,8 @@ fn unlink(path: &Path) -> Result<(), CleanError> {
 /// (pending), and a pending spare becomes usable (`spare/ID.t`) only once an `fsync` of the
 /// directory it left has started after the move: one of queue's shared fsyncs (the
 /// group-commit records `lock/sync.todo`, `lock/sync.mess`), or queue-clean's own when
-/// [`MAX_PENDING`] are waiting or at `clean`. Without `spare/`, or with [`spare::MAX_SPARES`]
-/// kept, it unlinks as before.
+/// [`MAX_PENDING`] are waiting or at `clean`. Without `spare/`, with [`spare::MAX_SPARES`]
+/// kept, or for a file larger than [`spare::MAX_SPARE_LEN`], it unlinks as before.
 pub struct Recycler {
     state: std::sync::Mutex<Recycling>,
 }
@@ -167,6 +167,14 @@ impl Recycler {
         if !st.on || st.count >= spare::MAX_SPARES {
             drop(st);
             return unlink(from);
+        }
+        match from.symlink_metadata() {
+            Ok(m) if m.len() > spare::MAX_SPARE_LEN => {
+                drop(st);
+                return unlink(from);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            _ => {}
         }
         let name = spare::pending_name(id, if todo { 't' } else { 'm' });
         match std::fs::rename(from, q.spare_dir().join(&name)) {
@@ -515,6 +523,26 @@ mod tests {
             std::fs::read_dir(q.spare_dir()).unwrap().count(),
             spare::MAX_SPARES
         );
+    }
+
+    // See: issue #11 (a large message does not keep its blocks in the pool)
+    #[test]
+    fn a_large_file_is_unlinked_not_kept() {
+        let (_d, q) = setup();
+        let rec = Recycler::new(&q);
+        let now = SystemTime::now();
+        let big = usize::try_from(spare::MAX_SPARE_LEN).unwrap() + 1;
+        std::fs::write(q.mess("1.1.1"), vec![b'x'; big]).unwrap();
+        std::fs::write(q.mess("1.1.2"), vec![b'x'; big - 1]).unwrap();
+        handle(&q, &rec, "mess 1.1.1", now).unwrap();
+        handle(&q, &rec, "mess 1.1.2", now).unwrap();
+        assert!(!q.mess("1.1.1").exists() && !q.mess("1.1.2").exists());
+        let kept: Vec<String> = std::fs::read_dir(q.spare_dir())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(kept.len(), 1, "{kept:?}");
+        assert!(kept[0].contains("1.1.2"), "{kept:?}");
     }
 
     #[test]

@@ -34,8 +34,9 @@
 //!   is about to write for a message it then acknowledges. The rename sets the change
 //!   time (ctime), so the later of the two is the file's age.
 //!
-//! At most [`MAX_SPARES`] are kept; beyond that queue-clean unlinks as before. No spare
-//! directory (an older installation) means no reuse.
+//! At most [`MAX_SPARES`] are kept, each of at most [`MAX_SPARE_LEN`] octets; beyond that
+//! queue-clean unlinks as before. No spare directory (an older installation) means no
+//! reuse.
 
 use crate::Queue;
 use nix::errno::Errno;
@@ -45,8 +46,16 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-/// Most spares kept in `queue/spare/` (queue-clean unlinks beyond this).
+/// Most spares kept in `queue/spare/` (queue-clean unlinks beyond this). A larger pool
+/// absorbs larger swings of the queue's backlog without creating and unlinking files, but
+/// every rename into and out of `spare/` searches a larger directory: 4,096 measured
+/// about 7 % more CPU per message than 256 at 10 sessions (1,000 messages, 2026-12-07),
+/// the renames costing more than the unlinks they saved.
 pub const MAX_SPARES: usize = 256;
+
+/// Largest file kept as a spare (octets); a larger finished file is unlinked as before, so
+/// one large message does not keep its blocks in the pool.
+pub const MAX_SPARE_LEN: u64 = 64 * 1024;
 
 /// Prefix of a spare whose removal from `todo/` or `mess/` is not yet known durable.
 pub const PENDING: &str = "p.";
