@@ -9,7 +9,7 @@
 //! - `a`: abort the current message (its DATA is ignored): nothing is queued, no answer.
 //!
 //! After each `e` one line goes to fd 1: the qmail-queue exit code in decimal (`0` =
-//! queued: `mess/ID` and the envelope fsync'd, renamed into `todo/`, `todo/` fsync'd —
+//! queued: `mess/ID`, `mess/` and the envelope fsync'd, renamed into `todo/`, `todo/` fsync'd —
 //! exactly the one-shot mode's steps, [`crate::run`]'s code path). A refused message (91,
 //! 11, a write error…) is answered and the next one may follow. End of file between
 //! messages ends the program (exit 0); end of file inside a message, a bad frame or a

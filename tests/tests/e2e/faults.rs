@@ -305,8 +305,13 @@ fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepte
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(7);
     eprintln!("kill9 seed {seed}");
-    let (out, kills, last_dispatch) = std::thread::scope(|s| {
-        let restarter = s.spawn(|| {
+    // The restarter keeps a dispatch running until every check is done: it stops on
+    // `done`, not on `stop` (a kill already under way when the killer is told to stop, or
+    // a restart that lost the race for queue/lock/dispatch, must not leave the queue
+    // without a scheduler).
+    let done = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
             loop {
                 let mut c = t
                     .cmd("dispatch")
@@ -315,9 +320,10 @@ fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepte
                     .expect("dispatch");
                 dispatch_pid.store(c.id(), std::sync::atomic::Ordering::Relaxed);
                 loop {
-                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        // Keep this one running: it delivers the rest.
-                        return c;
+                    if done.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = c.kill();
+                        let _ = c.wait();
+                        return;
                     }
                     if let Ok(Some(_)) = c.try_wait() {
                         break;
@@ -326,6 +332,14 @@ fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepte
                 }
             }
         });
+        // Whatever happens below, the restarter ends with the scope.
+        struct Done<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Done<'_> {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let _done = Done(&done);
         let dp = std::sync::Arc::clone(&dispatch_pid);
         let k = killer(
             move || vec![listen, dp.load(std::sync::atomic::Ordering::Relaxed)],
@@ -352,47 +366,45 @@ fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepte
         );
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         let kills = k.join().unwrap();
-        (out, kills, restarter.join().unwrap())
-    });
-    t.keep(last_dispatch);
-    eprintln!("kills: {kills:?}");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let accepted: std::collections::BTreeSet<usize> = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    assert!(
-        accepted.len() >= N * 9 / 10,
-        "only {} accepted",
-        accepted.len()
-    );
-    // remote-send runs only while a batch goes out, so it may escape in a short run.
-    for kind in [
-        "smtpd",
-        "filter",
-        "queue",
-        "dispatch",
-        "local-deliver",
-        "queue-clean",
-    ] {
-        assert!(kills.contains_key(kind), "no {kind} was killed: {kills:?}");
-    }
-    let end = Instant::now() + Duration::from_secs(300);
-    loop {
-        let mut seen = delivered_seqs(&t);
-        seen.extend(sunk_seqs(&sink));
-        let missing: Vec<_> = accepted.difference(&seen).take(10).collect();
-        if missing.is_empty() {
-            break;
-        }
+        eprintln!("kills: {kills:?}");
         assert!(
-            Instant::now() < end,
-            "accepted but never delivered (first 10): {missing:?}; kills {kills:?}"
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
         );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        let accepted: std::collections::BTreeSet<usize> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert!(
+            accepted.len() >= N * 9 / 10,
+            "only {} accepted",
+            accepted.len()
+        );
+        // remote-send runs only while a batch goes out, so it may escape in a short run.
+        for kind in [
+            "smtpd",
+            "filter",
+            "queue",
+            "dispatch",
+            "local-deliver",
+            "queue-clean",
+        ] {
+            assert!(kills.contains_key(kind), "no {kind} was killed: {kills:?}");
+        }
+        let end = Instant::now() + Duration::from_secs(300);
+        loop {
+            let mut seen = delivered_seqs(&t);
+            seen.extend(sunk_seqs(&sink));
+            let missing: Vec<_> = accepted.difference(&seen).take(10).collect();
+            if missing.is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < end,
+                "accepted but never delivered (first 10): {missing:?}; kills {kills:?}"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
 }
