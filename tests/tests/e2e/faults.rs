@@ -214,6 +214,7 @@ fn killer(
     std::thread::spawn(move || {
         let mut x = seed | 1;
         let mut kills = std::collections::BTreeMap::new();
+        let mut turn = 0;
         while !stop.load(std::sync::atomic::Ordering::Relaxed) {
             std::thread::sleep(Duration::from_millis(20 + next_rand(&mut x) % 150));
             let all: Vec<(u32, String)> = roots()
@@ -226,15 +227,16 @@ fn killer(
                 })
                 .filter(|(_, c)| names.contains(&c.as_str()))
                 .collect();
-            // A kind first, then one of its processes: every kind is killed about as
-            // often, however many processes of it there are.
-            let mut kinds: Vec<&str> = all.iter().map(|(_, c)| c.as_str()).collect();
-            kinds.sort_unstable();
-            kinds.dedup();
-            if kinds.is_empty() {
+            // A kind first, in turn (the next of `names` that has a process now), then
+            // one of its processes at random: every kind is killed about as often, however
+            // many processes of it there are, and none is left out by chance.
+            let Some(kind) = (0..names.len())
+                .map(|i| names[(turn + i) % names.len()])
+                .find(|n| all.iter().any(|(_, c)| c == n))
+            else {
                 continue;
-            }
-            let kind = kinds[(next_rand(&mut x) as usize) % kinds.len()].to_owned();
+            };
+            turn = (names.iter().position(|n| *n == kind).unwrap_or(0) + 1) % names.len();
             let of_kind: Vec<&(u32, String)> = all.iter().filter(|(_, c)| *c == kind).collect();
             let (victim, name) = of_kind[(next_rand(&mut x) as usize) % of_kind.len()];
             let _ = Command::new("kill")
