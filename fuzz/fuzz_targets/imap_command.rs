@@ -5,7 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use mailorder_fuzz::chunks;
 use mailorder_imap_proto::args::{
-    parse_copy, parse_enable, parse_getquota, parse_getquotaroot, parse_rename,
+    parse_compress, parse_copy, parse_enable, parse_getquota, parse_getquotaroot, parse_rename,
     parse_sort_criteria, parse_status, parse_status_items, parse_thread_alg, sort_charset,
     split_search_charset,
 };
@@ -118,6 +118,7 @@ fuzz_target!(|input: &[u8]| {
                 }
             }
             let _ = parse_enable(&r.args);
+            let _ = parse_compress(&r.args);
             if let Some(t) = r.args.first() {
                 if let Ok(k) = parse_sort_criteria(t) {
                     assert!(!k.is_empty());

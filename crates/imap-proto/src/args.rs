@@ -1,5 +1,5 @@
 //! Typed arguments of the commands not covered by [`crate::request`]: STATUS (RFC 3501
-//! §6.3.10, RFC 7162, RFC 8438), ENABLE (RFC 5161), SORT criteria and THREAD algorithms
+//! §6.3.10, RFC 7162, RFC 8438), ENABLE (RFC 5161), COMPRESS (RFC 4978), SORT criteria and THREAD algorithms
 //! (RFC 5256), COPY/MOVE (RFC 3501 §6.4.7, RFC 6851), RENAME, GETQUOTA and GETQUOTAROOT
 //! (RFC 9208), the charset of SEARCH, SORT and THREAD. Mailbox names stay tokens: how they decode (modified UTF-7 or UTF-8 after
 //! `ENABLE UTF8=ACCEPT`) is the session's state.
@@ -126,6 +126,22 @@ pub fn parse_enable(args: &[Tok]) -> Result<Vec<EnableCap>, String> {
             })
         })
         .collect()
+}
+
+/// A COMPRESS mechanism (RFC 4978 §3: `COMPRESS mechanism`; DEFLATE is the one defined).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompressAlg {
+    /// DEFLATE (RFC 1951, raw, no zlib header).
+    Deflate,
+}
+
+/// `COMPRESS mechanism`: one atom, case-insensitive; any other mechanism or argument
+/// count is a `BAD` (RFC 4978 §3).
+pub fn parse_compress(args: &[Tok]) -> Result<CompressAlg, String> {
+    match args {
+        [t] if t.atom_upper().as_deref() == Some("DEFLATE") => Ok(CompressAlg::Deflate),
+        _ => Err("Only COMPRESS DEFLATE".into()),
+    }
 }
 
 /// A sort key (RFC 5256 §3).
@@ -334,6 +350,23 @@ mod tests {
         );
         assert!(parse_enable(&args("a ENABLE")).is_err());
         assert!(parse_enable(&args("a ENABLE \"CONDSTORE\"")).is_err());
+    }
+
+    #[test]
+    fn compress() {
+        assert_eq!(
+            parse_compress(&args("a COMPRESS deflate")),
+            Ok(CompressAlg::Deflate)
+        );
+        for bad in [
+            "a COMPRESS",
+            "a COMPRESS X-BOGUS",
+            "a COMPRESS DEFLATE DEFLATE",
+            "a COMPRESS \"DEFLATE\"",
+            "a COMPRESS (DEFLATE)",
+        ] {
+            assert!(parse_compress(&args(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

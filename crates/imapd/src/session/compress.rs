@@ -1,6 +1,7 @@
 //! COMPRESS=DEFLATE (RFC 4978): the inflating reader and the switch.
 
 use super::*;
+use mailorder_imap_proto::args::{CompressAlg, parse_compress};
 
 impl<W: Write> Session<W> {
     /// The next input for the framer: inflated (in steps of at most [`INFLATE_STEP`], so a
@@ -51,10 +52,10 @@ impl<W: Write> Session<W> {
             self.line(&format!("{tag} NO [COMPRESSIONACTIVE] Already compressed"));
             return Ok(());
         }
-        match cmd.args.as_slice() {
-            [t] if t.atom_upper().as_deref() == Some("DEFLATE") => {}
-            _ => {
-                self.line(&format!("{tag} BAD Only COMPRESS DEFLATE"));
+        match parse_compress(&cmd.args) {
+            Ok(CompressAlg::Deflate) => {}
+            Err(e) => {
+                self.line(&format!("{tag} BAD {e}"));
                 return Ok(());
             }
         }

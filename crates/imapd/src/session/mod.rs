@@ -341,7 +341,7 @@ impl<W: Write> Session<W> {
             // Expunges are allowed now: the command sees what the other sessions did.
             self.updates(true)?;
         }
-        if cmd.name == "COMPRESS" {
+        if verb == Some(Verb::Compress) {
             self.compress(&cmd, fr)?;
             return Ok(false);
         }
