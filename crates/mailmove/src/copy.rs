@@ -1091,25 +1091,53 @@ pub fn imap_uidls(
         return Ok(());
     }
     let pop_sizes: HashMap<u32, u64> = sizes.into_iter().collect();
-    let paired = uidls.len() == imap.len()
-        && uidls
-            .iter()
-            .zip(imap.iter())
-            .all(|((n, _), (seq, (_, size)))| {
-                u64::from(*n) == *seq && pop_sizes.get(n) == Some(size)
-            });
-    if !paired {
+    let differ = "the POP3 and IMAP listings of the INBOX differ: not kept";
+    if uidls.len() != imap.len() {
         skip(
             rep,
-            "the POP3 and IMAP listings of the INBOX differ: not kept",
+            &format!("{differ} ({} and {} messages)", uidls.len(), imap.len()),
         );
         return Ok(());
     }
-    let uid_uidl: HashMap<u32, &str> = uidls
-        .iter()
-        .zip(imap.values())
-        .map(|((_, u), (uid, _))| (*uid, u.as_str()))
-        .collect();
+    // Each POP3 message is paired with the IMAP message of its size, and where several
+    // have that size, of its header too: servers list POP3 messages in an order of their
+    // own (Courier's pop3d by date, not by UID).
+    let mut by_size: HashMap<u64, Vec<u32>> = HashMap::new();
+    for (uid, size) in imap.values() {
+        by_size.entry(*size).or_default().push(*uid);
+    }
+    let mut headers: HashMap<u32, Vec<u8>> = HashMap::new();
+    let mut uid_uidl: HashMap<u32, &str> = HashMap::new();
+    for (n, u) in &uidls {
+        let size = pop_sizes.get(n).copied().unwrap_or(u64::MAX);
+        let Some(cands) = by_size.get_mut(&size).filter(|c| !c.is_empty()) else {
+            skip(
+                rep,
+                &format!("{differ} (POP3 message {n}: no IMAP message of its size)"),
+            );
+            return Ok(());
+        };
+        let pick = if cands.len() == 1 {
+            0
+        } else {
+            if cands.iter().any(|uid| !headers.contains_key(uid)) {
+                imap_headers(c, cands, &mut headers)?;
+            }
+            let found = match p.header(*n)? {
+                Ok(h) => cands.iter().position(|uid| headers.get(uid) == Some(&h)),
+                Err(_) => None,
+            };
+            let Some(i) = found else {
+                skip(
+                    rep,
+                    &format!("{differ} (POP3 message {n}: no IMAP message of its size and header)"),
+                );
+                return Ok(());
+            };
+            i
+        };
+        uid_uidl.insert(cands.remove(pick), u.as_str());
+    }
     let fo = store.folder("INBOX").map_err(MoveError::Store)?;
     let dir = fo.dir().to_owned();
     let md = mailorder_maildir::Maildir::open(&dir).map_err(|e| MoveError::Store(e.into()))?;
@@ -1133,6 +1161,42 @@ pub fn imap_uidls(
     }
     mailorder_maildir::uidl::store(&dir, map.iter().map(|(b, u)| (b.as_str(), u.as_str())))
         .map_err(|e| MoveError::Store(e.into()))
+}
+
+/// The headers of the INBOX messages `uids` (one UID FETCH) into `out`.
+fn imap_headers(
+    c: &mut Client,
+    uids: &[u32],
+    out: &mut HashMap<u32, Vec<u8>>,
+) -> Result<(), MoveError> {
+    let cmd = format!(
+        "UID FETCH {} (UID BODY.PEEK[HEADER])",
+        mailorder_imap_proto::seqset::compact(uids)
+    );
+    c.run(&[Arg::Raw(&cmd)], |r| {
+        if r.tag != "*" || r.word(1) != "FETCH" {
+            return Ok(());
+        }
+        let vals = r.values()?;
+        let Some(Val::List(items)) = vals.get(2) else {
+            return Ok(());
+        };
+        let (mut uid, mut header) = (0u32, None);
+        for kv in items.chunks(2) {
+            match (kv[0].text().map(|k| k.to_ascii_uppercase()), kv.get(1)) {
+                (Some(k), Some(v)) if k == "UID" => {
+                    uid = v.num().and_then(|n| n.try_into().ok()).unwrap_or(0)
+                }
+                (Some(k), Some(Val::Str(b))) if k == "BODY[HEADER]" => header = Some(b.clone()),
+                _ => {}
+            }
+        }
+        if let (true, Some(h)) = (uid > 0, header) {
+            out.insert(uid, h);
+        }
+        Ok(())
+    })?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -179,6 +179,15 @@ impl Pop3 {
         Ok(out)
     }
 
+    /// TOP n 0: the message's header and the empty line after it (CRLF line ends,
+    /// dot-unstuffed), or the server's refusal.
+    pub fn header(&mut self, n: u32) -> Result<Result<Vec<u8>, String>, MoveError> {
+        match self.cmd(format!("TOP {n} 0").as_bytes())? {
+            Ok(_) => Ok(Ok(self.multi()?)),
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
     /// RETR n: the message (CRLF line ends, dot-unstuffed), or the server's refusal.
     pub fn retr(&mut self, n: u32) -> Result<Result<Vec<u8>, String>, MoveError> {
         match self.cmd(format!("RETR {n}").as_bytes())? {

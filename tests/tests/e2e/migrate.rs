@@ -443,6 +443,77 @@ fn mailmove(t: &Tree, args: &[&str]) -> Command {
     c
 }
 
+/// mbsync's configuration in `mb`: pull from the IMAP account `remote` (its `Host`,
+/// `Port`, … or `Tunnel` lines; `store`: more lines for its IMAPStore, such as `Path`)
+/// the folders of `patterns` into the Maildir `mb/local`; `extra`: more channels.
+fn mbsync_rc(mb: &Path, remote: &str, store: &str, patterns: &str, extra: &str) {
+    std::fs::write(
+        mb.join("rc"),
+        format!(
+            "FSync no\n\nIMAPAccount acc\n{remote}\n\n\
+             IMAPStore remote\nAccount acc\n{store}\n\n\
+             MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
+             Channel ch\nFar :remote:\nNear :local:\nPatterns {patterns}\nCreate Near\nSyncState *\nSync Pull\n\n{extra}",
+            l = mb.join("local").display()
+        ),
+    )
+    .unwrap();
+}
+
+/// Run mbsync with the configuration [`mbsync_rc`] wrote; its output.
+fn mbsync_pull(mb: &Path) -> String {
+    let out = Command::new("mbsync")
+        .arg("-c")
+        .arg(mb.join("rc"))
+        .arg("-a")
+        .env("HOME", mb)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "mbsync: {text}");
+    text
+}
+
+/// An mpop that leaves mail on the server and remembers the UIDLs it has seen (in
+/// `work/uidls`), delivering into `work/mbox`: run against `port`; how many messages the
+/// mbox holds afterwards.
+fn mpop_count(work: &Path, port: u16, user: &str, pw: &str) -> usize {
+    let (conf, mbox) = (work.join("mpoprc"), work.join("mbox"));
+    if !mbox.exists() {
+        std::fs::write(&mbox, "").unwrap();
+    }
+    std::fs::write(
+        &conf,
+        format!(
+            "account default\nhost 127.0.0.1\nport {port}\nauth user\nuser {user}\npassword {pw}\ntls off\ndelivery mbox {}\nkeep on\nonly_new on\nuidls_file {}\n",
+            mbox.display(),
+            work.join("uidls").display()
+        ),
+    )
+    .unwrap();
+    chmod(&conf, 0o600);
+    let out = Command::new("mpop")
+        .arg("--quiet")
+        .arg(format!("--file={}", conf.display()))
+        .env("HOME", work)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "mpop: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read(&mbox).unwrap();
+    text.split(|&b| b == b'\n')
+        .filter(|l| l.starts_with(b"From "))
+        .count()
+}
+
 /// The workers of the mailmove admin process `pid` (its children with `--worker`).
 fn workers_of(pid: u32) -> Vec<String> {
     std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
@@ -541,35 +612,8 @@ fn dovecot_to_mailorder_kill9_incremental_mbsync() {
     let mb = work.join("mbsync");
     let local = mb.join("local");
     std::fs::create_dir_all(&local).unwrap();
-    let rc = |remote: &str| {
-        std::fs::write(
-            mb.join("rc"),
-            format!(
-                "FSync no\n\nIMAPAccount acc\n{remote}\n\n\
-                 IMAPStore remote\nAccount acc\n\n\
-                 MaildirStore local\nPath {l}/\nInbox {l}/INBOX\nSubFolders Verbatim\n\n\
-                 Channel ch\nFar :remote:\nNear :local:\nPatterns * !Gel* !Trash\nCreate Near\nSyncState *\nSync Pull\n",
-                l = local.display()
-            ),
-        )
-        .unwrap();
-    };
-    let mbsync = || {
-        let out = Command::new("mbsync")
-            .arg("-c")
-            .arg(mb.join("rc"))
-            .arg("-a")
-            .env("HOME", &mb)
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "mbsync: {text}");
-        text
-    };
+    let rc = |remote: &str| mbsync_rc(&mb, remote, "", "* !Gel* !Trash", "");
+    let mbsync = || mbsync_pull(&mb);
     let dovecot_rc = format!(
         "Host 127.0.0.1\nPort {}\nUser ann\nPass annpw\nSSLType STARTTLS\nCertificateFile {}",
         dv.port,
@@ -980,38 +1024,7 @@ fn dovecot_pop3_source_uidls_kept_for_mpop() {
     std::fs::create_dir_all(&work).unwrap();
 
     // An mpop that leaves mail on the server and remembers the UIDLs it has seen.
-    let mbox = work.join("mbox");
-    std::fs::write(&mbox, "").unwrap();
-    let mpop = |port: u16, pw: &str| -> usize {
-        let conf = work.join("mpoprc");
-        std::fs::write(
-            &conf,
-            format!(
-                "account default\nhost 127.0.0.1\nport {port}\nauth user\nuser {user}\npassword {pw}\ntls off\ndelivery mbox {}\nkeep on\nonly_new on\nuidls_file {}\n",
-                mbox.display(),
-                work.join("uidls").display()
-            ),
-        )
-        .unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&conf, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let out = Command::new("mpop")
-            .arg("--quiet")
-            .arg(format!("--file={}", conf.display()))
-            .env("HOME", &work)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "mpop: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let text = std::fs::read(&mbox).unwrap();
-        text.split(|&b| b == b'\n')
-            .filter(|l| l.starts_with(b"From "))
-            .count()
-    };
+    let mpop = |port: u16, pw: &str| mpop_count(&work, port, user, pw);
     assert_eq!(mpop(dv.pop3_port, "carolpw"), 5);
 
     // Pass 1: POP3 with STLS, the certificate pinned, the user's own password.
@@ -1667,24 +1680,39 @@ print("POPULATED")
 /// Courier-IMAP as the old server: Courier's own imapd (its "INBOX." namespace and "."
 /// separator, its UIDVALIDITY, keywords, no CONDSTORE) behind mailorder's login chain
 /// (imapd-login hands it the login tag in IMAPLOGINTAG, as Courier's imaplogin does).
-/// Copied over STARTTLS with the certificate pinned; compared message by message; then a
-/// second pass brings a new message, flag changes and a deletion.
+/// Copied over STARTTLS with the certificate pinned, with the POP3 UIDLs of Courier's
+/// pop3d (`--pop3-uidls`); compared message by message; an mbsync and an mpop that had
+/// synced against Courier find nothing to download from mailorder; an INBOX-only account
+/// copied over Courier's POP3 (`--protocol pop3`) keeps its UIDLs; then a second pass
+/// brings a new message, flag changes and a deletion.
+/// (Courier has no master-user login: its authlib authenticates users only. The copy
+/// takes the users' passwords: docs/MIGRATION.md.)
 #[test]
 fn courier_imap_source() {
     let courier_imapd = Path::new(COURIER).join("usr/bin/imapd");
-    if !courier_imapd.exists() || !have("openssl") {
+    let courier_pop3d = Path::new(COURIER).join("usr/lib/courier/courier/courierpop3d");
+    if !courier_imapd.exists()
+        || !courier_pop3d.exists()
+        || !have("openssl")
+        || !have("mbsync")
+        || !have("mpop")
+    {
         return skip(
             "courier_imap_source",
-            "Courier-IMAP not unpacked (scripts/install-test-deps) or no openssl",
+            "Courier-IMAP or its pop3d not unpacked (scripts/install-test-deps), or no \
+             openssl, mbsync or mpop",
         );
     }
     // The old server: a tree of its own, whose user's Maildir Courier serves.
     let mut old = Tree::new();
     let user = "ann@example.test";
+    let pat = "pat@example.test";
     old.add_user(user, "", "annpw");
-    let md = old.maildir("ann");
-    for sub in ["cur", "new", "tmp"] {
-        std::fs::create_dir_all(md.join(sub)).unwrap();
+    old.add_user(pat, "", "patpw");
+    for md in [old.maildir("ann"), old.maildir("pat")] {
+        for sub in ["cur", "new", "tmp"] {
+            std::fs::create_dir_all(md.join(sub)).unwrap();
+        }
     }
     old.give_to_tree_user(&old.root.join("mail"));
     let wrapper = old.root.join("courier-imapd");
@@ -1716,14 +1744,45 @@ fn courier_imap_source() {
         .arg(&wrapper)
         .stderr(Stdio::null());
     let port = old.start_listen(c).0.to_string();
+    // Courier's pop3d on the same Maildirs, behind mailorder's POP3 login chain.
+    let pop_wrapper = old.root.join("courier-pop3d");
+    std::fs::write(
+        &pop_wrapper,
+        format!(
+            "#!/bin/sh\n# Courier's pop3d as the user checkpassword-file logged in.\n\
+             exec env AUTHENTICATED=\"$USER\" LD_LIBRARY_PATH={COURIER}/usr/lib \\\n\
+             {} \"$MAILDIR\"\n",
+            courier_pop3d.display()
+        ),
+    )
+    .unwrap();
+    chmod(&pop_wrapper, 0o755);
+    let mut c = old.cmd("listen");
+    c.arg("127.0.0.1")
+        .arg("0")
+        .arg(bin("tlswrap"))
+        .arg("-n")
+        .arg(bin("pop3d-login"))
+        .arg(&checkpassword)
+        .arg(&pop_wrapper)
+        .stderr(Stdio::null());
+    let pop_port = old.start_listen(c).0;
     let out = run_py(COURIER_POPULATE, &[&port, user, "annpw"]);
     assert!(out.contains("POPULATED"), "{out}");
+    let out = run_py(POP_POPULATE, &[&port, pat, "patpw", "4"]);
+    assert!(out.contains("POPULATED"), "{out}");
 
-    let t = Tree::new();
+    let mut t = Tree::new();
     t.add_user(user, "", "x");
+    t.add_user(pat, "", "patours");
+    let our_pop = start_pop3(&mut t);
     let work = t.root.join("migration");
     std::fs::create_dir_all(&work).unwrap();
     std::fs::write(work.join("users.csv"), format!("{user},,annpw\n")).unwrap();
+    // An mpop that had synced ann's INBOX against Courier's POP3.
+    let mpop_dir = work.join("mpop");
+    std::fs::create_dir_all(&mpop_dir).unwrap();
+    assert_eq!(mpop_count(&mpop_dir, pop_port, user, "annpw"), 5);
     let fp = {
         let out = Command::new("openssl")
             .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
@@ -1748,8 +1807,9 @@ fn courier_imap_source() {
         let row = row.lines().last().unwrap().to_owned();
         (mailorder_mailmove::csv_fields(&row), row, log)
     };
-    let (f, row, log) = pass(&[]);
-    // INBOX (5), 7 folders of 3, the attachment; Lists.rust's parent too.
+    let (f, row, log) = pass(&["--pop3-uidls", &pop_port.to_string()]);
+    // INBOX (5), 7 folders of 3, the attachment; Lists.rust's parent too. Nothing skipped:
+    // also the POP3 UIDLs were paired with the INBOX.
     assert_eq!(
         (f[2].as_str(), f[4].as_str(), f[9].as_str()),
         ("ok", "27", "0"),
@@ -1775,6 +1835,88 @@ fn courier_imap_source() {
     let cmp = || run_py_env(COMPARE, &[&port, user, &ours(&t, &ann)], &env);
     let out = cmp();
     assert!(out.contains("SAME 27"), "{out}");
+
+    // POP3 clients: mailorder's pop3d answers Courier's UIDLs (UIDn-UIDVALIDITY), with
+    // the same bytes; the mpop that had synced against Courier downloads nothing.
+    let (cp, op) = (pop_port.to_string(), our_pop.to_string());
+    let out = run_py(POP_COMPARE, &[&cp, user, "annpw", &op, user, "x"]);
+    assert!(out.contains("SAME 5"), "{out}");
+    assert_eq!(
+        mpop_count(&mpop_dir, our_pop, user, "x"),
+        5,
+        "nothing again"
+    );
+    // An mbsync that had synced against Courier (its NAMESPACE "INBOX." with "."), then
+    // pointed at mailorder's imapd: nothing to download. (The folders renamed to our
+    // Trash and Drafts by their usual names are left out: mbsync goes by names.)
+    let mb = work.join("mbsync");
+    std::fs::create_dir_all(mb.join("local")).unwrap();
+    // (With Courier's "INBOX." as the path, mbsync takes the INBOX in a channel of its
+    // own.)
+    let patterns = "* !Papierkorb !Trash !Entw* !Drafts";
+    let inbox = "Channel inbox\nFar :remote:INBOX\nNear :local:INBOX\nCreate Near\nSyncState *\nSync Pull\n";
+    mbsync_rc(
+        &mb,
+        &format!(
+            "Host 127.0.0.1\nPort {port}\nUser {user}\nPass annpw\nSSLType STARTTLS\n\
+             CertificateFile {}",
+            old.root.join("ssl/cert.pem").display()
+        ),
+        "Path INBOX.",
+        patterns,
+        inbox,
+    );
+    mbsync_pull(&mb);
+    let before = count_files(&mb.join("local"));
+    assert_eq!(
+        before,
+        27 - 6,
+        "{:?}",
+        std::fs::read_dir(mb.join("local"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect::<Vec<_>>()
+    );
+    mbsync_rc(
+        &mb,
+        &format!("Tunnel \"{}\"", ours(&t, &ann)),
+        "",
+        patterns,
+        inbox,
+    );
+    let text = mbsync_pull(&mb);
+    assert_eq!(count_files(&mb.join("local")), before, "{text}");
+    assert!(
+        !text.contains("changed") && !text.contains("Error"),
+        "{text}"
+    );
+
+    // An INBOX-only account copied over Courier's POP3 (STLS, the certificate pinned):
+    // the same UIDLs and bytes through mailorder's pop3d.
+    std::fs::write(work.join("pat.csv"), format!("{pat},,patpw\n")).unwrap();
+    let out = mailmove(&t, &[])
+        .args([
+            "--protocol",
+            "pop3",
+            "--tls",
+            "starttls",
+            "--fingerprint",
+            &fp,
+        ])
+        .args(["--source", &format!("127.0.0.1:{pop_port}")])
+        .arg("--users")
+        .arg(work.join("pat.csv"))
+        .output()
+        .unwrap();
+    let row = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{row}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(row.contains(&format!("{pat},{pat},ok,1,4,")), "{row}");
+    let out = run_py(POP_COMPARE, &[&cp, pat, "patpw", &op, pat, "patours"]);
+    assert!(out.contains("SAME 4"), "{out}");
 
     // Changes on Courier: a new message, flags changed, one message deleted, two folders
     // deleted (one of which received mail here meanwhile); the next pass with --delete (no
