@@ -283,3 +283,56 @@ sys.stdin.read()
         assert!(*kib <= 4 * 1024, "over 4 MiB: {r}");
     }
 }
+
+/// One STARTTLS connection: the SHA-256 of the certificate the server showed.
+const CERT_PY: &str = r#"
+import hashlib, smtplib, ssl, sys
+ctx = ssl.create_default_context(); ctx.check_hostname = False; ctx.verify_mode = ssl.CERT_NONE
+s = smtplib.SMTP("127.0.0.1", int(sys.argv[1]), local_hostname="tls.test")
+s.starttls(context=ctx)
+print(hashlib.sha256(s.sock.getpeercert(binary_form=True)).hexdigest())
+s.quit()
+"#;
+
+// See: issue #11 (a pooled smtpd keeps the TLS configuration it parsed, and a renewed
+// certificate is shown from the next connection on)
+#[test]
+fn a_pooled_smtpd_shows_a_renewed_certificate_at_the_next_connection() {
+    let mut t = Tree::new();
+    let (port, listen) = start_pooled(&mut t, "1", "100", &["-s", "1"]);
+    let p = port.to_string();
+    let cert = || {
+        let out = python(CERT_PY, &[&p]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    let first = cert();
+    assert_eq!(cert(), first, "the same certificate while nothing changed");
+    let pid = children(listen);
+    // Renew: a new pair written over the old files in place (owner and mode stay).
+    let d = mailorder_tests::scratch();
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=renewed.example.test"])
+        .arg("-keyout")
+        .arg(d.path().join("key.pem"))
+        .arg("-out")
+        .arg(d.path().join("cert.pem"))
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl");
+    assert!(ok.success(), "openssl");
+    for f in ["key.pem", "cert.pem"] {
+        let new = std::fs::read(d.path().join(f)).expect("read");
+        std::fs::write(t.root.join("ssl").join(f), new).expect("write");
+    }
+    let renewed = cert();
+    assert_ne!(renewed, first, "the renewed certificate is shown");
+    assert_eq!(children(listen), pid, "by the same process");
+}
