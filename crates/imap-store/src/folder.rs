@@ -905,7 +905,15 @@ impl Folder {
         // (and a change within the clock's granularity is never trusted as "none").
         let dirs_now = [before.new.mtime(), before.cur.mtime()];
         let scan = state.dirs != Some(dirs_now) || !before.settled();
-        let mut changes = if scan {
+        // Without an index (or with one to rewrite) the index is written whole: the
+        // changes need not be kept for the log.
+        let whole = !snapshot_ok || self.legacy || !self.dir.join(INDEX).exists();
+        let mut fresh_found = false;
+        let mut changes = if scan && state.msgs.is_empty() {
+            let (c, any) = self.merge_fresh(&mut state, !whole)?;
+            fresh_found = any;
+            c
+        } else if scan {
             self.merge(&mut state)?
         } else {
             Vec::new()
@@ -928,11 +936,9 @@ impl Folder {
         };
         let dirs_changed = state.dirs != record;
         state.dirs = record;
-        let have_index = self.dir.join(INDEX).exists();
-        if !changes.is_empty() || dirs_changed || self.legacy || !have_index {
+        if !changes.is_empty() || fresh_found || dirs_changed || whole {
             // A first index (100,000 new messages) is written whole at once, without
             // rendering the changes as a log batch first.
-            let whole = !snapshot_ok || self.legacy || !have_index;
             let batch = if whole {
                 String::new()
             } else {
@@ -1272,6 +1278,110 @@ impl Folder {
     /// The state of the last sync, without looking at the disk.
     pub fn state(&self) -> Option<&State> {
         self.seen.as_ref().map(|(_, s)| s)
+    }
+
+    /// A folder without messages in its index (a first SELECT of a full Maildir, 100,000
+    /// files): every file found is new, so the names are only listed, sorted in delivery
+    /// order and numbered; no map from unique names to entries, no copy of each name's
+    /// parts, the flag strings shared. The changes are returned only when `log` (they go
+    /// to the log); else the index is written whole and they are not kept: returns
+    /// whether any file was found.
+    fn merge_fresh(&self, state: &mut State, log: bool) -> Result<(Vec<Change>, bool), StoreError> {
+        use nix::sys::stat::{SFlag, fstatat};
+        // (delivery order, directory, name), for each message file.
+        type Found = ((u64, u64, u64), Sub, Box<str>);
+        let mut found: Vec<Found> = Vec::new();
+        let mut dirs = Vec::with_capacity(2);
+        for sub in [Sub::New, Sub::Cur] {
+            let d = self.dir.join(sub.dir());
+            let rd = fs::read_dir(&d).map_err(|e| StoreError::io("readdir", &d, e))?;
+            for ent in rd {
+                let ent = ent.map_err(|e| StoreError::io("readdir", &d, e))?;
+                let Ok(f) = ent.file_name().into_string() else {
+                    continue;
+                };
+                if !name::is_message_name(&f) || f.contains('\n') || f.ends_with(' ') {
+                    continue;
+                }
+                let base = name::unique_part(name::split_info(&f).0);
+                let (a, b, c, _) = name::delivery_order(base);
+                found.push(((a, b, c), sub, f.into_boxed_str()));
+            }
+            dirs.push(fs::File::open(&d).map_err(|e| StoreError::io("open", &d, e))?);
+        }
+        fn base_of(f: &str) -> &str {
+            name::unique_part(name::split_info(f).0)
+        }
+        found.sort_unstable_by(|a, b| {
+            a.0.cmp(&b.0)
+                .then_with(|| base_of(&a.2).cmp(base_of(&b.2)))
+                .then(a.1.cmp(&b.1))
+        });
+        // The same message in new/ and cur/ (moved while listed): the one in cur/.
+        found.dedup_by(|later, earlier| {
+            let same = later.0 == earlier.0 && base_of(&later.2) == base_of(&earlier.2);
+            if same {
+                std::mem::swap(later, earlier);
+            }
+            same
+        });
+        let mut changes = Vec::new();
+        let mut any = false;
+        let mut flag_set: Vec<Arc<str>> = Vec::new();
+        state.msgs.reserve_exact(found.len());
+        for (_, sub, f) in found {
+            let d = &dirs[usize::from(sub == Sub::Cur)];
+            let mtime = match fstatat(d, &*f, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
+                Ok(st)
+                    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG =>
+                {
+                    st.st_mtime
+                }
+                _ => continue,
+            };
+            let size = match name::wsize_tag(&f) {
+                Some(w) => w,
+                None => match crlf_size(&self.dir.join(sub.dir()).join(&*f)) {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+            };
+            if state.uidnext == u32::MAX {
+                log::error!("UID space exhausted in {}", self.dir.display());
+                break;
+            }
+            let letters = name::split_info(&f)
+                .1
+                .map(name::normalize_flags)
+                .unwrap_or_default();
+            let flags = match flag_set.iter().find(|x| ***x == *letters) {
+                Some(x) => x.clone(),
+                None => {
+                    let x: Arc<str> = letters.into();
+                    if flag_set.len() < 64 {
+                        flag_set.push(x.clone());
+                    }
+                    x
+                }
+            };
+            state.highestmodseq += 1;
+            let m = Msg {
+                uid: state.uidnext,
+                modseq: state.highestmodseq,
+                internal: mtime,
+                size,
+                sub,
+                file: f.into(),
+                flags,
+            };
+            state.uidnext += 1;
+            any = true;
+            if log {
+                changes.push(Change::Put(m.clone()));
+            }
+            state.msgs.push(m);
+        }
+        Ok((changes, any))
     }
 
     fn merge(&self, state: &mut State) -> Result<Vec<Change>, StoreError> {
@@ -2602,6 +2712,56 @@ mod tests {
         f.cache_add(8, &[(3000, r(3000))]);
         assert_eq!(other.get(&f, 8, 3000), Some(r(3000)));
         assert_eq!(other.get(&f, 8, 2000), Some(r(2000)));
+    }
+
+    // See: issue #12: a first sync of a full Maildir numbers the files in delivery order
+    // (a message found in both new/ and cur/ once, from cur/); an empty folder's first
+    // deliveries go to the log like any change.
+    #[test]
+    fn first_sync_numbers_in_delivery_order() {
+        let (_d, s) = setup();
+        let root = s.root();
+        for (sub, f) in [
+            ("new", "2.M5P1.h"),
+            ("cur", "1.M10P1.h:2,S"),
+            ("new", "1.M9P1.h"),
+            ("cur", "1.M9P1.h:2,FS"),
+            ("cur", ".hidden"),
+        ] {
+            fs::write(root.join(sub).join(f), "Subject: x\n\ny\n").unwrap();
+        }
+        let st = s.folder("INBOX").unwrap().sync().unwrap();
+        let got: Vec<(u32, &str, &str)> = st
+            .msgs
+            .iter()
+            .map(|m| (m.uid, &*m.file, &*m.flags))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, "1.M9P1.h:2,FS", "FS"),
+                (2, "1.M10P1.h:2,S", "S"),
+                (3, "2.M5P1.h", "")
+            ]
+        );
+        assert_eq!(st.msgs[0].size, 17);
+        assert_eq!((st.uidnext, st.highestmodseq), (4, 4));
+        let again = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(again.msgs, st.msgs);
+        // An empty folder, then deliveries: logged, the index kept.
+        s.create("Empty").unwrap();
+        let mut f = s.folder("Empty").unwrap();
+        assert!(f.sync().unwrap().msgs.is_empty());
+        let dir = root.join(".Empty");
+        let ino = fs::metadata(dir.join(INDEX)).unwrap().ino();
+        let md = Maildir::open(&dir).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        md.deliver(&b"Subject: b\n\nx\n"[..]).unwrap();
+        let st = f.sync().unwrap();
+        assert_eq!(st.msgs.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(fs::metadata(dir.join(INDEX)).unwrap().ino(), ino);
+        assert!(dir.join(LOG).exists());
+        assert_eq!(s.folder("Empty").unwrap().sync().unwrap().msgs, st.msgs);
     }
 
     // See: issue #12: an index in the old text format (version 1) with its version-1
