@@ -736,6 +736,16 @@ impl Folder {
         Ok(self.state().cloned().unwrap_or_default())
     }
 
+    /// Like [`Folder::sync`], but the state is handed over, not copied (a STATUS of a
+    /// 100,000-message folder): this `Folder` forgets it, and its next sync reads the
+    /// index again.
+    pub fn sync_take(&mut self) -> Result<State, StoreError> {
+        self.refresh()?;
+        self.log_off = 0;
+        self.watch_ok = false;
+        Ok(self.seen.take().map(|(_, s)| s).unwrap_or_default())
+    }
+
     /// Like [`Folder::sync`], but `None` when nothing changed since this `Folder` last
     /// looked (three `stat`s, no copy of the state).
     pub fn sync_changed(&mut self) -> Result<Option<State>, StoreError> {
@@ -2762,6 +2772,23 @@ mod tests {
         assert_eq!(fs::metadata(dir.join(INDEX)).unwrap().ino(), ino);
         assert!(dir.join(LOG).exists());
         assert_eq!(s.folder("Empty").unwrap().sync().unwrap().msgs, st.msgs);
+    }
+
+    // See: issue #12: STATUS takes the state without a copy; the folder reads it again.
+    #[test]
+    fn sync_take_hands_the_state_over() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        let taken = f.sync_take().unwrap();
+        assert_eq!(taken, st);
+        assert!(f.state().is_none());
+        md.deliver(&b"Subject: b\n\nx\n"[..]).unwrap();
+        let again = f.sync().unwrap();
+        assert_eq!(again.msgs.len(), 2);
+        assert_eq!(again.msgs[0], st.msgs[0]);
     }
 
     // See: issue #12: an index in the old text format (version 1) with its version-1

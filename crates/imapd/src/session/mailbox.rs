@@ -146,7 +146,8 @@ impl<W: Write> Session<W> {
         items: &[StatusItem],
     ) -> Result<String, Reply> {
         let mut folder = self.store.folder(name).map_err(|e| store_no(&e))?;
-        let st = folder.sync().map_err(|e| store_no(&e))?;
+        // The state handed over, not copied: the Folder is dropped after the answer.
+        let st = folder.sync_take().map_err(|e| store_no(&e))?;
         let mut out = Vec::new();
         for &it in items {
             let v = match it {
