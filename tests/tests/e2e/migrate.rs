@@ -1403,9 +1403,29 @@ M.logout()
 fn import_gives_users_without_a_hash_a_set_password_link() {
     let t = Tree::new();
     let csv = t.root.join("export.csv");
+    // The old system's hashes: SSHA (OpenLDAP, Dovecot) and SHA512-CRYPT (Dovecot,
+    // /etc/shadow), made by other programs than ours.
+    let ssha = run_py(
+        r#"
+import hashlib, base64, sys
+salt = b"s4lty"
+print("{SSHA}" + base64.b64encode(hashlib.sha1(sys.argv[1].encode() + salt).digest() + salt).decode())
+"#,
+        &["has-old-pw"],
+    );
+    let crypt = Command::new("openssl")
+        .args(["passwd", "-6", "-salt", "Zq8x3kPw", "crypt-old-pw"])
+        .output()
+        .unwrap();
+    assert!(crypt.status.success());
+    let crypt = String::from_utf8_lossy(&crypt.stdout).trim().to_owned();
     std::fs::write(
         &csv,
-        "email,name,password_hash\nhas@example.test,Has,{SSHA}hDwGV0E3FMx2VRFIdXO0nYGzDXNpNm5wLWlidEM=\nnone@example.test,None,\nmd5@example.test,Md5,{MD5-CRYPT}$1$salt$hash\n",
+        format!(
+            "email,name,password_hash\nhas@example.test,Has,{}\nnone@example.test,None,\n\
+             md5@example.test,Md5,{{MD5-CRYPT}}$1$salt$hash\ncrypt@example.test,Crypt,{{SHA512-CRYPT}}{crypt}\n",
+            ssha.trim()
+        ),
     )
     .unwrap();
     let out = t
@@ -1475,6 +1495,31 @@ fn import_gives_users_without_a_hash_a_set_password_link() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("password=none"));
+    // The users whose hash was kept log in with their old passwords (checkpassword-file,
+    // as every login chain does), and only with them.
+    let login = |user: &str, pw: &str| -> Option<i32> {
+        use std::io::Write;
+        let mut c = t.cmd_as_caller("checkpassword-file");
+        c.env("SERVICE", "smtp")
+            .env("TCPREMOTEIP", "192.0.2.1")
+            .arg("true")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let (r, mut w) = std::io::pipe().unwrap();
+        use std::os::fd::AsRawFd;
+        mailorder_core::sys::child_fd(&mut c, r.as_raw_fd(), 3);
+        let mut child = c.spawn().unwrap();
+        drop(r);
+        let _ = w.write_all(format!("{user}\0{pw}\0\0").as_bytes());
+        drop(w);
+        child.wait().unwrap().code()
+    };
+    assert_eq!(login("has@example.test", "has-old-pw"), Some(0));
+    assert_eq!(login("crypt@example.test", "crypt-old-pw"), Some(0));
+    assert_eq!(login("has@example.test", "crypt-old-pw"), Some(1));
+    assert_eq!(login("crypt@example.test", "has-old-pw"), Some(1));
+    assert_eq!(login("none@example.test", ""), Some(1));
 }
 
 /// Folders of a Dovecot user for the error test: each with three messages.
