@@ -733,7 +733,8 @@ fn dovecot_to_mailorder_kill9_incremental_mbsync() {
         pass1(&mut c);
         c
     };
-    assert!(kill_rounds(&first, 3) >= 2, "rounds killed in the middle");
+    // (At least one: on a fast machine a later round may find little left and end first.)
+    assert!(kill_rounds(&first, 3) >= 1, "a round killed in the middle");
     let mut c = mailmove(&t, &[]);
     pass1(&mut c);
     let out = c.output().unwrap();
