@@ -1743,8 +1743,8 @@ print("POPULATED")
 /// synced against Courier find nothing to download from mailorder; an INBOX-only account
 /// copied over Courier's POP3 (`--protocol pop3`) keeps its UIDLs; then a second pass
 /// brings a new message, flag changes and a deletion.
-/// (Courier has no master-user login: its authlib authenticates users only. The copy
-/// takes the users' passwords: docs/MIGRATION.md.)
+/// (Courier has no master-user login: its authlib authenticates the user itself. The
+/// copy takes the users' passwords: docs/MIGRATION.md.)
 #[test]
 fn courier_imap_source() {
     let courier_imapd = Path::new(COURIER).join("usr/bin/imapd");
