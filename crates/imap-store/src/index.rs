@@ -260,7 +260,11 @@ pub(crate) fn read(f: &fs::File) -> Option<State> {
     f.read_exact_at(&mut head, 0).ok()?;
     let h = header(&head)?;
     let body = h.set_bytes as u64 + (VANISHED * h.vanished) as u64 + (RECORD * h.count) as u64;
-    if (HEADER as u64).checked_add(body)?.checked_add(h.names)? != len || h.uidvalidity == 0 {
+    // Every count is bounded by the file's length before anything is allocated for it.
+    if (HEADER as u64).checked_add(body)?.checked_add(h.names)? != len
+        || h.uidvalidity == 0
+        || h.sets > h.set_bytes / 2
+    {
         return None;
     }
     let names_at = HEADER as u64 + body;
@@ -425,6 +429,15 @@ mod tests {
             let mut b = bytes.clone();
             b[at] ^= 0x20;
             assert_eq!(open(&b), None, "flipped at {at}");
+        }
+        // Counts that do not fit the file, even with a header CRC that matches: refused
+        // before anything is allocated for them.
+        for at in [20, 40, 44] {
+            let mut b = bytes.clone();
+            b[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+            let crc = crc32fast::hash(&b[..124]);
+            b[124..128].copy_from_slice(&crc.to_le_bytes());
+            assert_eq!(open(&b), None, "count at {at}");
         }
         // Version 1 (text) is not this format.
         assert_eq!(open(b"mailorder-imap-index 1 5 1 1 0\nend 0\n"), None);
