@@ -108,6 +108,23 @@ impl Msg {
     }
 }
 
+/// A folder's `new/` and `cur/` held open ([`Folder::msg_dirs`]), so that messages are
+/// opened by their names relative to them.
+#[derive(Debug)]
+pub struct MsgDirs {
+    new: fs::File,
+    cur: fs::File,
+}
+
+impl MsgDirs {
+    fn of(&self, sub: Sub) -> &fs::File {
+        match sub {
+            Sub::New => &self.new,
+            Sub::Cur => &self.cur,
+        }
+    }
+}
+
 /// A folder's state after a sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
@@ -547,34 +564,62 @@ impl Folder {
     /// has gone (expunged by another session).
     pub fn read(&self, m: &Msg) -> Result<Option<Vec<u8>>, StoreError> {
         let mut v = Vec::new();
-        Ok(self.read_into(m, &mut v)?.then_some(v))
+        Ok(self.read_into(m, None, &mut v)?.then_some(v))
+    }
+
+    /// This folder's `new/` and `cur/`, open, for [`Folder::read_into`].
+    pub fn msg_dirs(&self) -> Result<MsgDirs, StoreError> {
+        let open = |sub: Sub| {
+            let p = self.dir.join(sub.dir());
+            fs::File::open(&p).map_err(|e| StoreError::io("open", &p, e))
+        };
+        Ok(MsgDirs {
+            new: open(Sub::New)?,
+            cur: open(Sub::Cur)?,
+        })
     }
 
     /// [`Folder::read`] into `buf` (emptied first), so that a caller reading message after
-    /// message reuses one allocation: one open, one fstat and one read of the size found
-    /// (a Maildir message file never changes once in `new/` or `cur/`). `false` when the
-    /// file has gone.
-    pub fn read_into(&self, m: &Msg, buf: &mut Vec<u8>) -> Result<bool, StoreError> {
+    /// message reuses one allocation: one open (relative to `dirs`, this folder's
+    /// [`Folder::msg_dirs`], when given: no path built and walked per message), one fstat
+    /// and one read of the size found (a Maildir message file never changes once in
+    /// `new/` or `cur/`). `false` when the file has gone.
+    pub fn read_into(
+        &self,
+        m: &Msg,
+        dirs: Option<&MsgDirs>,
+        buf: &mut Vec<u8>,
+    ) -> Result<bool, StoreError> {
+        use nix::fcntl::{OFlag, openat};
         buf.clear();
-        let mut p = self.msg_path(m);
-        let f = match open_nofollow(&p) {
+        let opened = match dirs {
+            Some(d) => openat(
+                d.of(m.sub),
+                &*m.file,
+                OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(fs::File::from)
+            .map_err(io::Error::from),
+            None => open_nofollow(&self.msg_path(m)),
+        };
+        let f = match opened {
             Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 // It may have been renamed (flags changed elsewhere): look it up by base.
                 match self.find_base(m.base())? {
                     Some(found) => match open_nofollow(&found) {
-                        Ok(f) => {
-                            p = found;
-                            f
-                        }
+                        Ok(f) => f,
                         Err(_) => return Ok(false),
                     },
                     None => return Ok(false),
                 }
             }
-            Err(e) => return Err(StoreError::io("open", &p, e)),
+            Err(e) => return Err(StoreError::io("open", &self.msg_path(m), e)),
         };
-        let meta = f.metadata().map_err(|e| StoreError::io("stat", &p, e))?;
+        let meta = f
+            .metadata()
+            .map_err(|e| StoreError::io("stat", &self.msg_path(m), e))?;
         if !meta.is_file() {
             return Ok(false);
         }
@@ -582,7 +627,7 @@ impl Folder {
         buf.reserve(usize::try_from(len).unwrap_or(0));
         (&f).take(len)
             .read_to_end(buf)
-            .map_err(|e| StoreError::io("read", &p, e))?;
+            .map_err(|e| StoreError::io("read", &self.msg_path(m), e))?;
         Ok(true)
     }
 
@@ -2996,12 +3041,25 @@ mod tests {
         assert_eq!(ix.get(&f, uv, 2).unwrap().envelope, "two");
         let c = f.cache_load(uv);
         assert_eq!(c[&1], r3("(a\tb)", "x\ny", "z\\"));
+        // See: issue #12: only the envelope, for SEARCH.
+        assert_eq!(ix.get_envelope(&f, uv, 1).as_deref(), Some("(a\tb)"));
+        assert!(ix.get_envelope(&f, uv, 9).is_none());
+        // See: issue #12: read relative to the open new/ and cur/, into one buffer; a
+        // message renamed meanwhile is found by its base, a removed one is gone.
+        let dirs = f.msg_dirs().unwrap();
+        let mut buf = b"old".to_vec();
+        assert!(f.read_into(m, Some(&dirs), &mut buf).unwrap());
+        assert_eq!(Some(&buf), f.read(m).unwrap().as_ref());
+        let whole = buf.clone();
         let n = f.set_flags(m, "F").unwrap().unwrap();
+        assert!(f.read_into(m, Some(&dirs), &mut buf).unwrap());
+        assert_eq!(buf, whole);
         let st2 = f.sync().unwrap();
         assert_eq!(&*st2.msgs[0].file, n);
         assert!(st2.msgs[0].modseq > m.modseq);
         f.remove(&st2.msgs[0]).unwrap();
         assert!(f.read(&st2.msgs[0]).unwrap().is_none());
+        assert!(!f.read_into(&st2.msgs[0], Some(&dirs), &mut buf).unwrap());
         assert!(f.sync().unwrap().msgs.is_empty());
     }
 

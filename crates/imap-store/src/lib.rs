@@ -54,7 +54,7 @@ mod names;
 mod watch;
 
 pub use folder::{
-    CacheIndex, Folder, MAX_KEYWORDS, MAX_VANISHED, Msg, Rendered, State, header_part,
+    CacheIndex, Folder, MAX_KEYWORDS, MAX_VANISHED, Msg, MsgDirs, Rendered, State, header_part,
     keyword_char, keyword_index, normalize_flags,
 };
 pub use names::{SPECIAL, valid_imap_name};

@@ -210,7 +210,19 @@ impl<W: Write> Session<W> {
             });
         let mut data: Option<Vec<u8>> = None;
         if needs_data || (needs_struct && cached.is_none()) {
-            match sel.folder.read_into(m, &mut self.raw) {
+            if self
+                .dirs
+                .as_ref()
+                .is_none_or(|(p, _)| p != sel.folder.dir())
+            {
+                self.dirs = sel
+                    .folder
+                    .msg_dirs()
+                    .ok()
+                    .map(|d| (sel.folder.dir().to_owned(), d));
+            }
+            let dirs = self.dirs.as_ref().map(|(_, d)| d);
+            match sel.folder.read_into(m, dirs, &mut self.raw) {
                 Ok(true) if direct => {}
                 Ok(true) => {
                     let mut d = Vec::new();

@@ -118,6 +118,9 @@ pub struct Session<W: Write> {
     buf: Vec<u8>,
     /// A message file as read (FETCH), its allocation reused from message to message.
     raw: Vec<u8>,
+    /// The selected folder's `new/` and `cur/`, open (FETCH opens messages relative to
+    /// them), with the folder's path they belong to.
+    dirs: Option<(std::path::PathBuf, mailorder_imap_store::MsgDirs)>,
     sel: Option<Selected>,
     condstore: bool,
     qresync: bool,
@@ -189,6 +192,7 @@ impl<W: Write> Session<W> {
             out,
             buf: Vec::new(),
             raw: Vec::new(),
+            dirs: None,
             sel: None,
             condstore: false,
             qresync: false,
