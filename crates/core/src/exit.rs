@@ -156,6 +156,28 @@ pub fn pass_up(status: ExitStatus) -> u8 {
     }
 }
 
+impl From<Exit> for u8 {
+    fn from(e: Exit) -> u8 {
+        e.code()
+    }
+}
+
+/// End a program that failed: log `what` as one error line, then exit with `code` (an
+/// [`Exit`], or a code of [`queue`], [`sysexits`]…). The last words every `main` shares: a
+/// usage error is [`Exit::Perm`], a failure before the work starts [`Exit::Temp`], a
+/// library error its own `class()`.
+pub fn fail(code: impl Into<u8>, what: impl std::fmt::Display) -> ! {
+    log::error!("{what}");
+    exit(code.into())
+}
+
+/// End a program whose command-line parser (clap's `try_parse`) refused its arguments,
+/// after it printed its text: `--help` and `--version` (`on_stderr` false, the text on
+/// stdout) are success, anything else a usage error, [`Exit::Perm`] (never clap's own 2).
+pub fn args_refused(on_stderr: bool) -> ! {
+    exit(if on_stderr { Exit::Perm } else { Exit::Ok }.code())
+}
+
 /// End the process with `code` after flushing stdout. The only place that exits: clippy's
 /// `disallowed-methods` (clippy.toml) refuses `std::process::exit` everywhere else.
 pub fn exit(code: u8) -> ! {

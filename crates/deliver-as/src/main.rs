@@ -1,7 +1,7 @@
 //! deliver-as UID GID SENDER RECIPIENT: become UID/GID, exec local-deliver.
 
 use mailorder_core::Exit;
-use mailorder_core::exit::exit;
+use mailorder_core::exit::fail;
 
 fn main() {
     mailorder_core::logger::init("deliver-as", Exit::Temp.code());
@@ -10,6 +10,5 @@ fn main() {
         Ok(req) => mailorder_deliver_as::run(&req),
         Err(e) => e,
     };
-    log::error!("{err}");
-    exit(err.class().code())
+    fail(err.class(), err)
 }

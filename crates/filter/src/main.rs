@@ -1,7 +1,7 @@
 //! filter: content filter between smtpd and the queue (see CONTRACT.md).
 
 use mailorder_core::control::Control;
-use mailorder_core::exit::{exit, queue as code};
+use mailorder_core::exit::{exit, fail, queue as code};
 use mailorder_filter::Config;
 use mailorder_queue_client::Client;
 
@@ -13,10 +13,7 @@ fn main() {
     let control = Control::default();
     let cfg = match Config::load(&control) {
         Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            exit(code::CONFIG)
-        }
+        Err(e) => fail(code::CONFIG, e),
     };
     let queue = mailorder_core::root::program("queue");
     if std::env::args_os().nth(1).is_some_and(|a| a == "framed") {

@@ -1,6 +1,6 @@
 //! imapd-login: the pre-auth IMAP front end (see CONTRACT.md).
 
-use mailorder_core::exit::exit;
+use mailorder_core::exit::{exit, fail};
 
 fn main() {
     mailorder_core::logger::init("imapd-login", mailorder_core::Exit::Temp.code());
@@ -11,8 +11,10 @@ fn main() {
         mailorder_login_common::StartTls::from_env(std::env::var("TLSCTLFD").ok().as_deref());
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.len() < 2 {
-        log::error!("usage: imapd-login CHECKPASSWORD PROG [ARG...]");
-        exit(mailorder_core::Exit::Perm.code());
+        fail(
+            mailorder_core::Exit::Perm,
+            "usage: imapd-login CHECKPASSWORD PROG [ARG...]",
+        );
     }
     exit(mailorder_imapd_login::serve(argv, stls))
 }

@@ -1,11 +1,11 @@
 //! imapd: the authenticated IMAP server, run as the user (by checkpassword, or directly
 //! for PREAUTH). See CONTRACT.md.
 
-use mailorder_core::{control::Control, exit};
+use mailorder_core::{Exit, control::Control, exit};
 use std::path::PathBuf;
 
 fn main() {
-    mailorder_core::logger::init("imapd", mailorder_core::Exit::Temp.code());
+    mailorder_core::logger::init("imapd", Exit::Temp.code());
     // It reads network input: never as root (DESIGN invariant 2).
     mailorder_core::privs::refuse_root("imapd");
     // It never execs a set-id program: no exec may gain privileges from here on.
@@ -15,8 +15,7 @@ fn main() {
         .map(PathBuf::from)
         .or_else(|| env("HOME").map(|h| PathBuf::from(h).join("Maildir")))
     else {
-        log::error!("neither MAILDIR nor HOME is set (#4.3.5)");
-        exit::exit(mailorder_core::Exit::Temp.code());
+        exit::fail(Exit::Temp, "neither MAILDIR nor HOME is set (#4.3.5)");
     };
     let mut cfg =
         mailorder_imapd::Config::new(maildir, env("USER").unwrap_or_else(|| "unknown".into()));
@@ -25,10 +24,7 @@ fn main() {
     let control = Control::default();
     let num = |name: &str, default: u64| match control.number(name, default) {
         Ok(v) => v,
-        Err(e) => {
-            log::error!("{e}");
-            exit::exit(mailorder_core::Exit::Temp.code());
-        }
+        Err(e) => exit::fail(Exit::Temp, e),
     };
     cfg.max_message =
         usize::try_from(num("imapappendlimit", 50 * 1024 * 1024)).unwrap_or(usize::MAX);
@@ -38,7 +34,7 @@ fn main() {
         std::time::Duration::from_secs(num("timeoutimapwrite", 600)),
     );
     match mailorder_imapd::run(&cfg, std::io::stdin(), std::io::stdout()) {
-        Ok(()) => exit::exit(mailorder_core::Exit::Ok.code()),
+        Ok(()) => exit::exit(Exit::Ok.code()),
         Err(e) => {
             log::warn!("{e} user={}", cfg.user);
             exit::exit(e.class().code());

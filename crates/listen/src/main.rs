@@ -5,13 +5,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match mailorder_listen::parse_args(&args) {
         Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            mailorder_core::exit::exit(mailorder_core::Exit::Perm.code());
-        }
+        Err(e) => mailorder_core::exit::fail(mailorder_core::Exit::Perm, e),
     };
     if let Err(e) = mailorder_listen::serve(&cfg) {
-        log::error!("cannot listen on {}: {e}", cfg.addr);
-        mailorder_core::exit::exit(mailorder_core::Exit::Temp.code());
+        let what = format_args!("cannot listen on {}: {e}", cfg.addr);
+        mailorder_core::exit::fail(mailorder_core::Exit::Temp, what);
     }
 }

@@ -1,6 +1,6 @@
 //! pop3d-login: the pre-auth POP3 front end (see CONTRACT.md).
 
-use mailorder_core::exit::exit;
+use mailorder_core::exit::{exit, fail};
 
 fn main() {
     mailorder_core::logger::init("pop3d-login", mailorder_core::Exit::Temp.code());
@@ -11,8 +11,10 @@ fn main() {
         mailorder_login_common::StartTls::from_env(std::env::var("TLSCTLFD").ok().as_deref());
     let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
     if argv.len() < 2 {
-        log::error!("usage: pop3d-login CHECKPASSWORD PROG [ARG...]");
-        exit(mailorder_core::Exit::Perm.code());
+        fail(
+            mailorder_core::Exit::Perm,
+            "usage: pop3d-login CHECKPASSWORD PROG [ARG...]",
+        );
     }
     exit(mailorder_pop3d_login::serve(argv, stls))
 }

@@ -9,13 +9,8 @@ fn main() {
     let cli = match mailorder_qadmin::Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
-            let code = if e.use_stderr() {
-                mailorder_core::Exit::Perm.code()
-            } else {
-                mailorder_core::Exit::Ok.code()
-            };
             let _ = e.print();
-            mailorder_core::exit::exit(code)
+            mailorder_core::exit::args_refused(e.use_stderr())
         }
     };
     let queue = mailorder_queue_format::Queue::new(mailorder_core::root::queue_dir());

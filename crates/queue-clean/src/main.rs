@@ -1,7 +1,7 @@
 //! queue-clean: unlink todo/ and mess/ files for dispatch, one command per line on stdin.
 
 use mailorder_core::Exit;
-use mailorder_core::exit::exit;
+use mailorder_core::exit::{exit, fail};
 use mailorder_queue_format::Queue;
 
 fn main() {
@@ -9,16 +9,12 @@ fn main() {
     // It never execs a set-id program: no exec may gain privileges from here on.
     mailorder_core::privs::no_new_privs();
     if std::env::args_os().len() > 1 {
-        log::error!("usage: queue-clean (no arguments)");
-        exit(Exit::Perm.code());
+        fail(Exit::Perm, "usage: queue-clean (no arguments)");
     }
     let q = Queue::new(mailorder_core::root::queue_dir());
     let stdin = std::io::stdin().lock();
     match mailorder_queue_clean::serve(&q, stdin, std::io::stdout()) {
         Ok(()) => exit(Exit::Ok.code()),
-        Err(e) => {
-            log::error!("{e} (#4.3.0)");
-            exit(Exit::Temp.code())
-        }
+        Err(e) => fail(Exit::Temp, format_args!("{e} (#4.3.0)")),
     }
 }

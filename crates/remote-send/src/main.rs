@@ -3,7 +3,7 @@
 //! fd 0, or the framed messages (CONTRACT.md).
 
 use mailorder_core::Exit;
-use mailorder_core::exit::exit;
+use mailorder_core::exit::{exit, fail};
 
 fn main() {
     mailorder_core::logger::init("remote-send", Exit::Temp.code());
@@ -15,10 +15,8 @@ fn main() {
     let batch = match mailorder_remote_send::Batch::parse(&args) {
         Ok(b) => b,
         Err(e) => {
-            log::error!(
-                "{e}; usage: remote-send [-R FULL|HDRS] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]... [+ [-R FULL|HDRS] [-V ENVID] SENDER [[-N NOTIFY] [-O ORCPT] RCPT]...]..."
-            );
-            exit(Exit::Perm.code());
+            let usage = "usage: remote-send [-R FULL|HDRS] [-V ENVID] DOMAIN SENDER [[-N NOTIFY] [-O ORCPT] RCPT]... [+ [-R FULL|HDRS] [-V ENVID] SENDER [[-N NOTIFY] [-O ORCPT] RCPT]...]...";
+            fail(Exit::Perm, format_args!("{e}; {usage}"));
         }
     };
     let fd0 = mailorder_core::sys::take_fd(0).map(std::fs::File::from);

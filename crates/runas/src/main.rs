@@ -4,6 +4,5 @@ fn main() {
     mailorder_core::logger::init("runas", mailorder_core::Exit::Temp.code());
     let args: Vec<_> = std::env::args_os().skip(1).collect();
     let err = mailorder_runas::run(&args);
-    log::error!("{err}");
-    mailorder_core::exit::exit(err.class().code())
+    mailorder_core::exit::fail(err.class(), err)
 }

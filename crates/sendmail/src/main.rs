@@ -13,8 +13,8 @@ fn main() {
         match a.into_string() {
             Ok(a) => args.push(a),
             Err(a) => {
-                log::error!("usage: argument is not UTF-8: {}", a.to_string_lossy());
-                mailorder_core::exit::exit(mailorder_core::exit::sysexits::USAGE);
+                let what = format!("usage: argument is not UTF-8: {}", a.to_string_lossy());
+                mailorder_core::exit::fail(mailorder_core::exit::sysexits::USAGE, what);
             }
         }
     }

@@ -13,15 +13,14 @@ fn main() {
             "--owners" => o.owners = true,
             "--me" => o.me = args.next(),
             _ if a.starts_with('-') || root.is_some() => {
-                log::error!("usage: setup [--demo] [--owners] [--me HOST] ROOT");
-                mailorder_core::exit::exit(mailorder_core::Exit::Perm.code());
+                let usage = "usage: setup [--demo] [--owners] [--me HOST] ROOT";
+                mailorder_core::exit::fail(mailorder_core::Exit::Perm, usage);
             }
             _ => root = Some(a),
         }
     }
     o.root = root.map_or_else(mailorder_core::root::root, Into::into);
     if let Err(e) = mailorder_setup::run(&o) {
-        log::error!("{e:#}");
-        mailorder_core::exit::exit(mailorder_core::Exit::Temp.code());
+        mailorder_core::exit::fail(mailorder_core::Exit::Temp, format_args!("{e:#}"));
     }
 }

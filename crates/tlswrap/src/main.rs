@@ -1,6 +1,6 @@
 //! tlswrap: TLS in its own process for the login chain (see CONTRACT.md).
 
-use mailorder_core::exit::exit;
+use mailorder_core::exit::{exit, fail};
 
 fn main() {
     mailorder_core::logger::init("tlswrap", mailorder_core::Exit::Temp.code());
@@ -12,8 +12,10 @@ fn main() {
         _ => (false, &args[..]),
     };
     if prog.is_empty() {
-        log::error!("usage: tlswrap [-n] PROG [ARG...]");
-        exit(mailorder_core::Exit::Perm.code());
+        fail(
+            mailorder_core::Exit::Perm,
+            "usage: tlswrap [-n] PROG [ARG...]",
+        );
     }
     exit(mailorder_tlswrap::run(starttls, prog))
 }

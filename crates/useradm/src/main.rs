@@ -10,12 +10,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            let code = if e.use_stderr() {
-                mailorder_core::Exit::Perm.code()
-            } else {
-                mailorder_core::Exit::Ok.code()
-            };
-            mailorder_core::exit::exit(code)
+            mailorder_core::exit::args_refused(e.use_stderr())
         }
     };
     let root = mailorder_core::root::root();

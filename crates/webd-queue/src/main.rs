@@ -12,8 +12,7 @@ fn main() {
     if mailorder_core::sys::is_setid()
         && let Err(e) = mailorder_core::privs::become_user("mosend")
     {
-        log::error!("{e}");
-        mailorder_core::exit::exit(mailorder_core::Exit::Temp.code());
+        mailorder_core::exit::fail(mailorder_core::Exit::Temp, e);
     }
     // It execs only qadmin, which is not set-id: no exec may gain privileges.
     mailorder_core::privs::no_new_privs();
