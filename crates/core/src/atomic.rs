@@ -226,6 +226,12 @@ impl GroupSync {
         Ok(GroupSync { dir, shared })
     }
 
+    /// The device and inode of the directory it syncs.
+    pub fn dir_id(&self) -> io::Result<(u64, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        self.dir.metadata().map(|m| (m.dev(), m.ino()))
+    }
+
     /// Make every change made in the directory before this call durable (see the type).
     /// `Ok(true)`: this call ran the `fsync`; `Ok(false)`: another one, started after the
     /// call began, had already made the directory durable.
@@ -245,17 +251,23 @@ impl GroupSync {
     /// Whether a successful `fsync` of the directory that started after `stamp` is on
     /// record, without waiting: while one runs (the record is locked) the answer is no.
     pub fn covered(&self, stamp: u64) -> bool {
+        self.last_started().is_some_and(|t| t > stamp)
+    }
+
+    /// When the last successful `fsync` on record started, without waiting: `None` while
+    /// one runs (the record is locked), or with no usable record. Every change stamped
+    /// before it is covered: one read answers [`GroupSync::covered`] for many stamps.
+    pub fn last_started(&self) -> Option<u64> {
         use std::os::unix::fs::FileExt;
-        let Some((rec, boot)) = &self.shared else {
-            return false;
-        };
-        if rec.try_lock_shared().is_err() {
-            return false;
-        }
+        let (rec, boot) = self.shared.as_ref()?;
+        rec.try_lock_shared().ok()?;
         let mut buf = [0u8; GS_LEN];
-        let ok = rec.read_exact_at(&mut buf, 0).is_ok() && decode_started(&buf, boot) > Some(stamp);
+        let started = rec
+            .read_exact_at(&mut buf, 0)
+            .ok()
+            .and_then(|()| decode_started(&buf, boot));
         let _ = rec.unlock();
-        ok
+        started
     }
 
     /// [`GroupSync::sync`] for a change made before `changed` ([`GroupSync::stamp`]).

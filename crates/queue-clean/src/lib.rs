@@ -242,15 +242,23 @@ impl Recycling {
             }
         }
         let spare_dir = q.spare_dir();
-        let (todo, mess) = (&self.todo, &self.mess);
+        // The records are read once per directory, not once per pending name (that was
+        // about 30 flock calls per message).
+        let last = |from_todo: bool, g: &Option<GroupSync>| {
+            self.pending
+                .iter()
+                .any(|p| p.1 == from_todo)
+                .then(|| g.as_ref().and_then(GroupSync::last_started))
+                .flatten()
+        };
+        let (todo_last, mess_last) = (last(true, &self.todo), last(false, &self.mess));
         self.pending.retain(|(name, from_todo, stamp)| {
-            let (forced, sync) = if *from_todo {
-                (todo_ok, todo)
+            let (forced, last) = if *from_todo {
+                (todo_ok, todo_last)
             } else {
-                (mess_ok, mess)
+                (mess_ok, mess_last)
             };
-            let durable = forced.is_some_and(|t| *stamp <= t)
-                || sync.as_ref().is_some_and(|g| g.covered(*stamp));
+            let durable = forced.is_some_and(|t| *stamp <= t) || last.is_some_and(|t| t > *stamp);
             if !durable {
                 return true;
             }
