@@ -15,8 +15,16 @@ use std::path::PathBuf;
 /// The compiled-in root. `make install PREFIX=…` installs here by default.
 pub const DEFAULT_ROOT: &str = "/var/mailorder";
 
-/// The root directory for this process.
+/// The root directory for this process, decided at the first call and kept: a long-lived
+/// worker asked for it several times per message (each answer cost four `get*id` calls,
+/// and a set-id program's a walk up to `/`). A set-id program that drops its privileges
+/// later keeps the root it was started for.
 pub fn root() -> PathBuf {
+    static ROOT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ROOT.get_or_init(find_root).clone()
+}
+
+fn find_root() -> PathBuf {
     if !crate::sys::is_setid() {
         if let Some(r) = std::env::var_os("MAILORDER_ROOT")
             && !r.is_empty()
@@ -66,8 +74,14 @@ pub fn queue_dir() -> PathBuf {
 }
 
 /// `ROOT/bin`, where the programs are installed; `MAILORDER_BIN_DIR` overrides it for
-/// programs that are not set-id (tests and `make run` point it at `target/…`).
+/// programs that are not set-id (tests and `make run` point it at `target/…`). Decided at
+/// the first call and kept, like [`root`].
 pub fn bin_dir() -> PathBuf {
+    static BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BIN.get_or_init(find_bin_dir).clone()
+}
+
+fn find_bin_dir() -> PathBuf {
     if !crate::sys::is_setid()
         && let Some(r) = std::env::var_os("MAILORDER_BIN_DIR")
         && !r.is_empty()
