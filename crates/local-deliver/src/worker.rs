@@ -23,6 +23,8 @@ pub fn serve(sock: &OwnedFd) -> u8 {
         log::error!("worker socket: {e}");
         return Exit::Temp.code();
     }
+    // The worker's uid never changes: asked once, not per message.
+    let euid = mailorder_core::sys::ids().1;
     loop {
         let (fd, vars) = match mailorder_core::handoff::recv_conn(sock.as_fd()) {
             Ok(Some(r)) => r,
@@ -32,7 +34,7 @@ pub fn serve(sock: &OwnedFd) -> u8 {
                 return Exit::Temp.code();
             }
         };
-        let o = deliver_one(fd, vars.into_iter().collect());
+        let o = deliver_one(fd, vars.into_iter().collect(), euid);
         let answer = format!("{} {}", o.exit.code(), o.text);
         if let Err(e) = mailorder_core::handoff::send_msg(sock.as_fd(), answer.as_bytes()) {
             // dispatch is gone: the delivery is done; it will be retried (at least once).
@@ -42,7 +44,7 @@ pub fn serve(sock: &OwnedFd) -> u8 {
     }
 }
 
-fn deliver_one(fd: OwnedFd, vars: HashMap<String, String>) -> Outcome {
+fn deliver_one(fd: OwnedFd, vars: HashMap<String, String>, euid: u32) -> Outcome {
     let (Some(sender), Some(recipient)) = (vars.get("S"), vars.get("R")) else {
         return Outcome {
             exit: Exit::Temp,
@@ -56,7 +58,7 @@ fn deliver_one(fd: OwnedFd, vars: HashMap<String, String>) -> Outcome {
         control: mailorder_core::control::Control::default(),
         queue_age: vars.get("A").and_then(|v| v.parse().ok()),
         queue: root::program("queue"),
-        euid: mailorder_core::sys::ids().1,
+        euid,
     };
     let mut msg = File::from(fd);
     let resolved = mailorder_directory::Directory::open().and_then(|d| d.resolve(&cfg.recipient));

@@ -168,12 +168,55 @@ impl Maildir {
     /// Maildir running at once (issue #11: dispatch's workers deliver to one busy mailbox in
     /// parallel): an `fsync` of `new/` that started after our link covers it, whoever ran
     /// it. Never weaker than a private `fsync`; a record that cannot be used means one.
+    ///
+    /// A long-lived delivery worker keeps the syncers of the last few Maildirs it delivered
+    /// to (opening one costs three opens and the boot id's read per message). A kept one is
+    /// used only while `new/` is still the directory it has open (same device and inode:
+    /// the inode cannot be reused while it is open), so a Maildir removed and made again
+    /// gets a syncer of its own.
     fn sync_new(&self) -> Result<(), MaildirError> {
+        use mailorder_core::atomic::GroupSync;
+        use std::os::unix::fs::MetadataExt;
+        /// Syncers kept: (path of `new/`, its device and inode, the syncer), newest last.
+        type Kept = Vec<(PathBuf, (u64, u64), GroupSync)>;
+        static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Vec::new());
+        const KEEP: usize = 8;
         let new = self.path.join("new");
-        mailorder_core::atomic::GroupSync::open(&new, &self.path.join(SYNC_RECORD))
-            .and_then(|mut g| g.sync())
-            .map(|_| ())
-            .map_err(|e| MaildirError::io("fsync", &new, e))
+        let err = |e| MaildirError::io("fsync", &new, e);
+        let id = fs::metadata(&new)
+            .map(|m| (m.dev(), m.ino()))
+            .map_err(err)?;
+        let mut kept = match KEPT.lock() {
+            Ok(k) => k,
+            Err(e) => e.into_inner(),
+        };
+        let mut g = match kept.iter().position(|(p, i, _)| *p == new && *i == id) {
+            Some(i) => kept.remove(i).2,
+            None => {
+                kept.retain(|(p, _, _)| *p != new);
+                let g = GroupSync::open(&new, &self.path.join(SYNC_RECORD)).map_err(err)?;
+                // The directory opened must be the one just looked at.
+                if g.dir_id().ok() != Some(id) {
+                    drop(kept);
+                    return GroupSync::open(&new, &self.path.join(SYNC_RECORD))
+                        .and_then(|mut g| g.sync())
+                        .map(drop)
+                        .map_err(err);
+                }
+                g
+            }
+        };
+        drop(kept);
+        let res = g.sync().map(drop).map_err(err);
+        let mut kept = match KEPT.lock() {
+            Ok(k) => k,
+            Err(e) => e.into_inner(),
+        };
+        if kept.len() >= KEEP {
+            kept.remove(0);
+        }
+        kept.push((new.clone(), id, g));
+        res
     }
 }
 
@@ -503,6 +546,21 @@ mod tests {
         }
         assert!(valid_folder_name("Sent"));
         assert!(valid_folder_name("Résumé"));
+    }
+
+    // See: issue #11 (a kept syncer is used only for the directory it has open)
+    #[test]
+    fn a_maildir_made_again_is_delivered_to_and_synced_anew() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("Maildir");
+        let md = Maildir::create(&path).unwrap();
+        md.deliver(&b"one\n"[..]).unwrap();
+        fs::remove_dir_all(&path).unwrap();
+        let md = Maildir::create(&path).unwrap();
+        let p = md.deliver(&b"two\n"[..]).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two\n");
+        assert_eq!(fs::read_dir(path.join("new")).unwrap().count(), 1);
+        assert!(path.join(SYNC_RECORD).exists());
     }
 
     #[test]
