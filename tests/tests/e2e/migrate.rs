@@ -1237,17 +1237,18 @@ print("SENT %d" % n)
 "#;
 
 // See: issue #16
-/// The cut-over of docs/MIGRATION.md: the new host holds the domain's mail (a relay
-/// domain routed nowhere) while the last pass runs and mail still arrives at the old
-/// server; a final quick pass once the old server stops; the domain made local and the
-/// held mail flushed. Every message of the old server is here once with its UID, every
+/// The cut-over of docs/MIGRATION.md: the new host, the backup MX (found by the
+/// Internet's MX lookup when the old server's SMTP is stopped), holds the domain's mail
+/// (a relay domain routed nowhere) while the last pass runs and mail still arrives at the
+/// old server; a final quick pass once the old server stops; the domain made local, the
+/// held mail flushed, the MX switched to the new host. Every message of the old server is here once with its UID, every
 /// held message is delivered once after them, and the UIDs do not move.
 #[test]
 fn cutover_with_mail_arriving_at_both_sides() {
-    if !have("dovecot") || !have("openssl") {
+    if !have("dovecot") || !have("openssl") || !have("dnsmasq") {
         return skip(
             "cutover_with_mail_arriving_at_both_sides",
-            "dovecot or openssl not installed",
+            "dovecot, openssl or dnsmasq not installed",
         );
     }
     let user = "dave@cut.test";
@@ -1297,9 +1298,28 @@ M.logout()
     let (row, _) = pass(&t);
     assert!(row.contains(",ok,2,340,"), "{row}");
 
-    // Cut-over day: mail arrives at both sides while the last pass runs.
+    // Cut-over day: mail arrives at both sides while the last pass runs. The Internet
+    // (another mailorder, its remote-send asking dnsmasq) finds cut.test's MX records:
+    // the old server first (its SMTP stopped: 127.0.0.2, where nothing listens), then the
+    // new host, the backup MX, which holds.
     t.start_dispatch();
     let sport = t.start_smtpd(&[]);
+    let dns_dir = scratch();
+    let mx = |records: &[&str]| {
+        let mut args: Vec<String> = vec![
+            "--local=/cut.test/".into(),
+            "--host-record=old.cut.test,127.0.0.2".into(),
+            "--host-record=mx2.cut.test,127.0.0.1".into(),
+        ];
+        args.extend(records.iter().map(|r| format!("--mx-host=cut.test,{r}")));
+        crate::remote::Dns::start(dns_dir.path(), &args)
+    };
+    let dns = mx(&["old.cut.test,10", "mx2.cut.test,20"]);
+    let mut internet = Tree::new();
+    internet.control("dnsserver", &format!("127.0.0.1:{}", dns.port));
+    internet.control("smtpport", &sport.to_string());
+    internet.start_dispatch();
+    let iport = internet.start_smtpd(&[("RELAYCLIENT", "")]);
     let stop_source = work.join("stop-source");
     let stop_smtp = work.join("stop-smtp");
     // Each feed says READY once its first message is in.
@@ -1325,7 +1345,7 @@ M.logout()
     );
     let smtp_feed = feed(
         SMTP_FEED,
-        &[&sport.to_string(), user, stop_smtp.to_str().unwrap()],
+        &[&iport.to_string(), user, stop_smtp.to_str().unwrap()],
     );
     let (row, _) = pass(&t);
     assert!(row.contains(",ok,2,"), "{row}");
@@ -1367,6 +1387,14 @@ M.logout()
     let out = cmp(false);
     assert!(out.contains(&format!("SAME {}", 340 + appended)), "{out}");
     let sent = done(smtp_feed, &stop_smtp);
+    // All of it is at the backup MX now, none left on the Internet's side.
+    mailorder_tests::wait_for("the Internet's queue empty", 60, || {
+        internet
+            .cmd("qadmin")
+            .arg("list")
+            .output()
+            .is_ok_and(|o| o.status.success() && o.stdout.is_empty())
+    });
     // Held: nothing delivered here yet.
     let inbox_files = || count_files(&maildir.join("cur")) + count_files(&maildir.join("new"));
     let before = inbox_files();
@@ -1388,9 +1416,11 @@ M.logout()
         out.contains(&format!("EXTRA {sent}")) && out.contains(&format!("SAME {}", 340 + appended)),
         "{out}"
     );
-    // After the MX switch senders come straight here (the MX records themselves:
-    // remote::backup_mx_holds_then_flush_delivers_to_postfix): delivered at once, after
-    // the held mail.
+    // The MX switch: the new host is cut.test's only MX. The Internet's mail comes
+    // straight here and is delivered at once, after the held mail.
+    drop(dns);
+    let dns = mx(&["mx2.cut.test,10"]);
+    internet.control("dnsserver", &format!("127.0.0.1:{}", dns.port));
     run_py(
         r#"
 import smtplib, sys
@@ -1399,7 +1429,7 @@ S.sendmail("someone@outside.test", [sys.argv[2]],
            b"From: someone@outside.test\r\nSubject: direct 0\r\n\r\nafter the MX switch\r\n")
 S.quit()
 "#,
-        &[&sport.to_string(), user],
+        &[&iport.to_string(), user],
     );
     mailorder_tests::wait_for("direct mail delivered", 60, || {
         inbox_files() == before + sent + 1

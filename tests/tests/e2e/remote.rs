@@ -44,14 +44,14 @@ fn shown(t: &Tree) -> String {
     s
 }
 
-/// dnsmasq on a high loopback port serving `args` (PEERS.md).
-struct Dns {
+/// dnsmasq on a high loopback port serving `args` (PEERS.md). (Also migrate's cut-over.)
+pub(crate) struct Dns {
     child: Child,
-    port: u16,
+    pub(crate) port: u16,
 }
 
 impl Dns {
-    fn start(dir: &Path, args: &[String]) -> Dns {
+    pub(crate) fn start(dir: &Path, args: &[String]) -> Dns {
         let port = free_port();
         let child = Command::new("dnsmasq")
             .args([
