@@ -19,11 +19,19 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
     sendmsg, socketpair,
 };
+use std::cell::RefCell;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 /// Largest environment message: far above what a launcher sends.
 pub const MAX_ENV: usize = 32 * 1024;
+
+thread_local! {
+    /// The receive buffer, zeroed once per thread and reused: a pooled server takes
+    /// connection after connection and need not clear [`MAX_ENV`] octets for each. Only
+    /// the octets the last message wrote (`..n`) are ever read from it.
+    static RECV_BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; MAX_ENV]);
+}
 
 /// The variable a launcher sets for a pooled server: the number of its hand-off descriptor.
 pub const POOL_FD_VAR: &str = "MAILORDER_POOLFD";
@@ -83,10 +91,15 @@ pub type ConnEnv = Vec<(String, String)>;
 /// The next connection and its environment, or `None` when the launcher closed the socket
 /// (retired: exit).
 pub fn recv_conn(sock: BorrowedFd<'_>) -> io::Result<Option<(OwnedFd, ConnEnv)>> {
-    let mut buf = vec![0u8; MAX_ENV];
+    // Not re-entered: nothing below calls back into this module.
+    RECV_BUF.with_borrow_mut(|buf| recv_conn_into(sock, buf))
+}
+
+/// [`recv_conn`] into `buf`, which holds at least [`MAX_ENV`] octets.
+fn recv_conn_into(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(OwnedFd, ConnEnv)>> {
     let mut space = nix::cmsg_space!([std::os::fd::RawFd; 4]);
     loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
+        let mut iov = [IoSliceMut::new(&mut *buf)];
         let msg = match recvmsg::<()>(
             sock.as_raw_fd(),
             &mut iov,
@@ -146,14 +159,16 @@ pub fn send_msg(sock: BorrowedFd<'_>, data: &[u8]) -> io::Result<()> {
 
 /// The next answer message, or `None` when the other end is gone (end of file, an error).
 pub fn recv_msg(sock: BorrowedFd<'_>) -> Option<Vec<u8>> {
-    let mut b = vec![0u8; MAX_ENV];
+    RECV_BUF.with_borrow_mut(|b| recv_into(sock, b).map(|n| b[..n].to_vec()))
+}
+
+/// One message into `b` (truncated to its length, as `SOCK_SEQPACKET` does): its length,
+/// or `None` when the other end is gone.
+fn recv_into(sock: BorrowedFd<'_>, b: &mut [u8]) -> Option<usize> {
     loop {
-        match nix::sys::socket::recv(sock.as_raw_fd(), &mut b, MsgFlags::empty()) {
+        match nix::sys::socket::recv(sock.as_raw_fd(), b, MsgFlags::empty()) {
             Ok(0) => return None,
-            Ok(n) => {
-                b.truncate(n);
-                return Some(b);
-            }
+            Ok(n) => return Some(n),
             Err(nix::errno::Errno::EINTR) => {}
             Err(_) => return None,
         }
@@ -167,7 +182,10 @@ pub fn send_ready(sock: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Wait for the server's next `R`: `false` when it is gone (end of file or an error).
 pub fn recv_ready(sock: BorrowedFd<'_>) -> bool {
-    recv_msg(sock).is_some_and(|m| m.first() == Some(&b'R'))
+    // Only the first octet matters; the rest of a longer message is discarded
+    // (SOCK_SEQPACKET), so no buffer of MAX_ENV is needed here.
+    let mut b = [0u8; 1];
+    recv_into(sock, &mut b).is_some() && b[0] == b'R'
 }
 
 /// Retire a server: shut the socket down both ways, so the server's next wait for a
@@ -207,5 +225,26 @@ mod tests {
         assert!(recv_ready(l.as_fd()));
         retire(l.as_fd());
         assert!(recv_conn(s.as_fd()).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_shorter_environment_after_a_longer_one_carries_nothing_over() {
+        // The receive buffer is reused: the second connection must see its own variables only.
+        let (l, s) = pair().unwrap();
+        let (_a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let long = vec![("TCPREMOTEINFO".to_owned(), "x".repeat(1000))];
+        let short = vec![("A".to_owned(), "1".to_owned())];
+        send_conn(l.as_fd(), b.as_fd(), &long).unwrap();
+        send_conn(l.as_fd(), b.as_fd(), &short).unwrap();
+        send_conn(l.as_fd(), b.as_fd(), &[]).unwrap();
+        assert_eq!(recv_conn(s.as_fd()).unwrap().unwrap().1, long);
+        assert_eq!(recv_conn(s.as_fd()).unwrap().unwrap().1, short);
+        assert!(recv_conn(s.as_fd()).unwrap().unwrap().1.is_empty());
+        send_msg(s.as_fd(), b"Kdone").unwrap();
+        send_msg(s.as_fd(), b"R").unwrap();
+        assert_eq!(recv_msg(l.as_fd()).unwrap(), b"Kdone");
+        assert!(recv_ready(l.as_fd()));
+        drop(s);
+        assert!(recv_msg(l.as_fd()).is_none());
     }
 }
