@@ -82,32 +82,55 @@ pub fn child_fd(cmd: &mut std::process::Command, fd: RawFd, target: RawFd) {
 }
 
 /// Spawn `cmd` with `fd` (open in the parent, close-on-exec) as descriptor `target` in the
-/// child, as [`child_fd`] does, but without a fork when `target` is free here: the
-/// descriptor is put on `target` for the moment of the spawn and closed again after, so
-/// that std can use `posix_spawn` (a vfork: this process's page tables are not copied and
-/// not faulted back in, a cost paid on every login by the front ends). When `target` is
-/// taken, [`child_fd`] in a forked child as before.
-///
-/// Only for a single-threaded caller (pop3d-login, imapd-login): a spawn by another thread
-/// in that moment would inherit `target`.
+/// child: [`spawn_with_fds`] with one pair.
 pub fn spawn_with_fd(
     cmd: &mut std::process::Command,
     fd: RawFd,
     target: RawFd,
 ) -> std::io::Result<std::process::Child> {
-    if fd == target || fd_is_open(target) {
-        child_fd(cmd, fd, target);
+    spawn_with_fds(cmd, &[(fd, target)])
+}
+
+/// Spawn `cmd` with each `(fd, target)` of `fds` (`fd` open in the parent, close-on-exec)
+/// as descriptor `target` in the child, as [`child_fd`] does, but without a fork when
+/// every target is free here: the descriptors are put on their targets for the moment of
+/// the spawn and closed again after, so that std can use `posix_spawn` (a vfork: this
+/// process's page tables are not copied and not faulted back in, a cost paid on every
+/// connection by tlswrap and on every login by the front ends). When a target is taken
+/// (or is also a source), [`child_fd`] in a forked child as before.
+///
+/// Only for a single-threaded caller (tlswrap, pop3d-login, imapd-login): a spawn by
+/// another thread in that moment would inherit the targets.
+pub fn spawn_with_fds(
+    cmd: &mut std::process::Command,
+    fds: &[(RawFd, RawFd)],
+) -> std::io::Result<std::process::Child> {
+    let clash = fds
+        .iter()
+        .any(|&(_, t)| fd_is_open(t) || fds.iter().any(|&(f, _)| f == t));
+    if clash {
+        for &(fd, target) in fds {
+            child_fd(cmd, fd, target);
+        }
         return cmd.spawn();
     }
-    // SAFETY: `target` is not open in this process (checked just above, and the caller
-    // has no other thread that could open it meanwhile); dup2 creates it without
-    // close-on-exec, and the close below removes exactly that descriptor again.
-    if unsafe { libc::dup2(fd, target) } == -1 {
-        return Err(std::io::Error::last_os_error());
+    let mut placed = Vec::with_capacity(fds.len());
+    let mut spawned = None;
+    for &(fd, target) in fds {
+        // SAFETY: `target` is not open in this process (checked above, and the caller has
+        // no other thread that could open it meanwhile); dup2 creates it without
+        // close-on-exec, and the close below removes exactly that descriptor again.
+        if unsafe { libc::dup2(fd, target) } == -1 {
+            spawned = Some(Err(std::io::Error::last_os_error()));
+            break;
+        }
+        placed.push(target);
     }
-    let spawned = cmd.spawn();
-    // SAFETY: as above: `target` is the duplicate made here, owned by nothing else.
-    unsafe { libc::close(target) };
+    let spawned = spawned.unwrap_or_else(|| cmd.spawn());
+    for target in placed {
+        // SAFETY: as above: `target` is a duplicate made here, owned by nothing else.
+        unsafe { libc::close(target) };
+    }
     spawned
 }
 
@@ -254,6 +277,27 @@ mod tests {
         assert!(fd_is_open(201));
         // SAFETY: the descriptor made above.
         unsafe { libc::close(201) };
+    }
+
+    #[test]
+    fn spawn_with_fds_passes_several() {
+        let (r1, mut w1) = std::io::pipe().unwrap();
+        let (r2, mut w2) = std::io::pipe().unwrap();
+        let mut cmd = std::process::Command::new("/bin/bash");
+        cmd.args(["-c", "cat <&150; cat <&151"])
+            .stdout(std::process::Stdio::piped());
+        let fds = [(r1.as_raw_fd(), 150), (r2.as_raw_fd(), 151)];
+        let mut child = spawn_with_fds(&mut cmd, &fds).unwrap();
+        drop((r1, r2));
+        assert!(!fd_is_open(150) && !fd_is_open(151));
+        w1.write_all(b"one ").unwrap();
+        w2.write_all(b"two").unwrap();
+        drop((w1, w2));
+        let mut out = String::new();
+        let mut so = child.stdout.take().unwrap();
+        so.read_to_string(&mut out).unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "one two");
     }
 
     #[test]

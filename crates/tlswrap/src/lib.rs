@@ -473,17 +473,24 @@ fn run_starttls(
     let spawned = (|| {
         let (ctl, ctl_child) = UnixStream::pair()?;
         let (a_w, a_r, b_w, b_r) = channels()?;
-        // Above the target numbers, so no dup2 in the child clobbers another source.
-        let ctl_child = mailorder_core::sys::dup_at_least(ctl_child.as_fd(), 10)?;
-        let a_r = mailorder_core::sys::dup_at_least(a_r.as_fd(), 10)?;
-        let b_w = mailorder_core::sys::dup_at_least(b_w.as_fd(), 10)?;
+        // Every end above the target numbers (this process's own ends too, the originals
+        // closed), so that no dup2 clobbers another source and 5/6/7 are free: the spawn
+        // then needs no fork (spawn_with_fds).
+        let high =
+            |s: UnixStream| mailorder_core::sys::dup_at_least(s.as_fd(), 10).map(UnixStream::from);
+        let (ctl, ctl_child, a_w, a_r) = (high(ctl)?, high(ctl_child)?, high(a_w)?, high(a_r)?);
+        let (b_w, b_r) = (high(b_w)?, high(b_r)?);
         let mut cmd = Command::new(p);
         cmd.args(args).env("TLSCTLFD", CTL_FD.to_string());
         peer_env(&mut cmd);
-        mailorder_core::sys::child_fd(&mut cmd, ctl_child.as_raw_fd(), CTL_FD);
-        mailorder_core::sys::child_fd(&mut cmd, a_r.as_raw_fd(), RD_FD);
-        mailorder_core::sys::child_fd(&mut cmd, b_w.as_raw_fd(), WR_FD);
-        let child = cmd.spawn()?;
+        let child = mailorder_core::sys::spawn_with_fds(
+            &mut cmd,
+            &[
+                (ctl_child.as_raw_fd(), CTL_FD),
+                (a_r.as_raw_fd(), RD_FD),
+                (b_w.as_raw_fd(), WR_FD),
+            ],
+        )?;
         drop((ctl_child, a_r, b_w));
         ctl.set_read_timeout(None)?;
         Ok::<_, io::Error>((child, ctl, a_w, b_r))
