@@ -167,8 +167,14 @@ impl From<Exit> for u8 {
 /// usage error is [`Exit::Perm`], a failure before the work starts [`Exit::Temp`], a
 /// library error its own `class()`.
 pub fn fail(code: impl Into<u8>, what: impl std::fmt::Display) -> ! {
+    exit(failed(code, what))
+}
+
+/// [`fail`] for a library's `run` that returns the status to its `main`: log `what` as one
+/// error line and return `code`.
+pub fn failed(code: impl Into<u8>, what: impl std::fmt::Display) -> u8 {
     log::error!("{what}");
-    exit(code.into())
+    code.into()
 }
 
 /// End a program whose command-line parser (clap's `try_parse`) refused its arguments,

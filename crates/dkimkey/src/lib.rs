@@ -179,10 +179,7 @@ fn go(cli: &Cli, control: &Path, out: &mut dyn Write) -> Result<(), DkimError> {
 pub fn run(cli: &Cli, control: &Path, out: &mut dyn Write) -> u8 {
     match go(cli, control, out) {
         Ok(()) => Exit::Ok.code(),
-        Err(e) => {
-            log::error!("{e}");
-            e.class().code()
-        }
+        Err(e) => mailorder_core::exit::failed(e.class(), e),
     }
 }
 

@@ -699,16 +699,12 @@ pub fn open<W: Write>(maildir: &Path, w: &mut W) -> Result<Mailbox, u8> {
 /// The process: checks, control files, fd 0/1, then [`run`].
 pub fn serve(maildir: PathBuf, user: String) -> u8 {
     if mailorder_core::sys::ids().1 == 0 {
-        log::error!("{}", Pop3dError::Root);
-        return mailorder_core::Exit::Temp.code();
+        return mailorder_core::exit::failed(mailorder_core::Exit::Temp, Pop3dError::Root);
     }
     let control = mailorder_core::control::Control::default();
     let timeout = match control.number("timeoutpop3d", 600) {
         Ok(t) => Duration::from_secs(t.max(1)),
-        Err(e) => {
-            log::error!("{e}");
-            return mailorder_core::Exit::Temp.code();
-        }
+        Err(e) => return mailorder_core::exit::failed(mailorder_core::Exit::Temp, e),
     };
     let peer = mailorder_core::ucspi::Peer::from_process();
     mailorder_core::fdio::tcp_nodelay(&std::io::stdout());

@@ -479,10 +479,7 @@ pub fn run<W: Write>(cmd: &Command, queue: &Queue, out: &mut W) -> u8 {
             }
             mailorder_core::exit::tools::NOT_FOUND
         }
-        Err(e) => {
-            log::error!("{e}");
-            e.class().code()
-        }
+        Err(e) => mailorder_core::exit::failed(e.class(), e),
     }
 }
 

@@ -417,10 +417,7 @@ pub fn run(starttls: bool, prog: &[OsString]) -> u8 {
     }
     let (cfg, timeout, deadline) = match loaded {
         Ok(x) => x,
-        Err(e) => {
-            log::error!("{e}");
-            return mailorder_core::Exit::Temp.code();
-        }
+        Err(e) => return mailorder_core::exit::failed(mailorder_core::Exit::Temp, e),
     };
     let mut conn = match ServerConnection::new(cfg) {
         Ok(c) => c,

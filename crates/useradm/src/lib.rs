@@ -289,10 +289,7 @@ pub enum Cmd {
 pub fn run(cli: &Cli, root: &Path, input: &mut dyn BufRead, out: &mut dyn Write) -> u8 {
     match run_inner(cli, root, input, out) {
         Ok(code) => code,
-        Err(e) => {
-            log::error!("{e}");
-            e.class().code()
-        }
+        Err(e) => mailorder_core::exit::failed(e.class(), e),
     }
 }
 

@@ -457,10 +457,7 @@ pub fn run<R: Read, W: std::io::Write + ?Sized>(root: &Path, input: R, out: &mut
     });
     match result {
         Ok(()) => Exit::Ok.code(),
-        Err(e) => {
-            log::error!("{e}");
-            e.class().code()
-        }
+        Err(e) => mailorder_core::exit::failed(e.class(), e),
     }
 }
 

@@ -1010,14 +1010,10 @@ fn serve_metrics(app: &App, listener: TcpListener) {
 pub fn run(root: &Path) -> u8 {
     let cfg = match Config::load(root) {
         Ok(c) => c,
-        Err(e) => {
-            log::error!("{e}");
-            return mailorder_core::Exit::Temp.code();
-        }
+        Err(e) => return mailorder_core::exit::failed(mailorder_core::Exit::Temp, e),
     };
     if let Err(e) = mailorder_tls_common::server_config(&cfg.cert, &cfg.key) {
-        log::error!("{e}");
-        return mailorder_core::Exit::Temp.code();
+        return mailorder_core::exit::failed(mailorder_core::Exit::Temp, e);
     }
     let listener = match TcpListener::bind(&cfg.addr) {
         Ok(l) => l,
