@@ -23,10 +23,11 @@ use crate::sink::{Sink, Written};
 use crate::{Job, MoveError};
 use mailorder_imap_store::{Folder, Msg, Store};
 use mailorder_maildir::name;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::fs;
 use std::io::Write;
 use std::path::Path;
+use std::sync::mpsc;
 use std::time::{Duration, UNIX_EPOCH};
 
 const MARKER: &str = "mailmove-source";
@@ -224,7 +225,7 @@ pub fn user(
     store: Option<&Store>,
     job: &Job,
     rep: &mut Report,
-    reopen: &dyn Fn() -> Result<Client, MoveError>,
+    reopen: &(dyn Fn() -> Result<Client, MoveError> + Sync),
 ) -> Result<(), MoveError> {
     // The personal namespace (Courier: "INBOX." with "."), when the server tells.
     let mut prefix = String::new();
@@ -425,6 +426,137 @@ fn fetched(r: crate::imap::Response) -> Result<Option<Fetched>, MoveError> {
     Ok(Some(f))
 }
 
+/// Messages to fetch from which a folder is fetched over a second session too.
+const SECOND_FROM: usize = 1000;
+
+/// What a fetching session hands to the folder's writer: a message, or the end of a
+/// batch (time to tell the progress: the log line then says what the admin side knows).
+enum Got {
+    Msg {
+        uid: u32,
+        flags: Vec<String>,
+        internal: i64,
+        body: Vec<u8>,
+    },
+    Batch,
+}
+
+/// What one fetching session leaves to the folder's report.
+#[derive(Default)]
+struct ShareEnd {
+    skipped: Vec<String>,
+    incomplete: bool,
+}
+
+/// The folder, as its fetching sessions see it.
+struct Fetch<'a> {
+    s: &'a Source,
+    dest: &'a str,
+    uv: u32,
+    job: &'a Job,
+    reopen: &'a (dyn Fn() -> Result<Client, MoveError> + Sync),
+}
+
+/// Open the folder again on a new session: its UIDVALIDITY must be the same.
+fn examine_again(c: &mut Client, s: &Source, uv: u32) -> Result<(), MoveError> {
+    let (d, v) = c.simple(&[Arg::Raw("EXAMINE"), Arg::Str(s.name.as_bytes())])?;
+    let again = v.iter().filter_map(|r| r.code()).find_map(|code| {
+        let (k, n) = code.split_once(' ')?;
+        k.eq_ignore_ascii_case("UIDVALIDITY")
+            .then(|| n.parse::<u32>().ok())?
+    });
+    if !d.ok() || again != Some(uv) {
+        return Err(MoveError::Vanished(format!(
+            "changed or gone while it was copied: {}",
+            d.text
+        )));
+    }
+    Ok(())
+}
+
+/// Fetch `batches` over `c`, each message handed to `tx` as it arrives. What a batch did
+/// not bring is asked again one message at a time (a server that fails a FETCH on one
+/// message may drop the rest of the batch too), so only the messages the source really
+/// cannot give are skipped. Ends early, without error, when `tx`'s receiver is gone (the
+/// writing failed: its error is the folder's).
+fn fetch_share(
+    c: &mut Client,
+    mut batches: VecDeque<Vec<u32>>,
+    f: &Fetch<'_>,
+    tx: &mpsc::SyncSender<Got>,
+) -> Result<ShareEnd, MoveError> {
+    let (label, dest) = (&f.job.label, f.dest);
+    let mut end = ShareEnd::default();
+    let mut reopened = 0;
+    while let Some(chunk) = batches.pop_front() {
+        let mut got: HashSet<u32> = HashSet::new();
+        let mut gone = false;
+        let cmd = format!(
+            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
+            mailorder_imap_proto::seqset::compact(&chunk)
+        );
+        let d = c.run(&[Arg::Raw(&cmd)], |r| {
+            let Some(m) = fetched(r)? else {
+                return Ok(());
+            };
+            let Some(body) = m.body else { return Ok(()) };
+            if m.uid == 0 || gone || !got.insert(m.uid) {
+                return Ok(());
+            }
+            let g = Got::Msg {
+                uid: m.uid,
+                flags: m.flags.unwrap_or_default(),
+                internal: m.internal.unwrap_or(0),
+                body,
+            };
+            gone = tx.send(g).is_err();
+            Ok(())
+        });
+        if gone {
+            return Ok(end);
+        }
+        let d = match d {
+            Ok(d) => d,
+            // The server ended the session in the middle of the FETCH (Dovecot does on a
+            // message file it cannot read): log in again, open the folder again and go
+            // on; what the batch did not bring is asked one message at a time, and a
+            // message that ends the session on its own is skipped.
+            Err(e @ (MoveError::Ended(_) | MoveError::Io { .. })) if reopened < MAX_REOPEN => {
+                reopened += 1;
+                log::warn!(
+                    "user={label} folder={dest}: {e}; logging in again ({reopened}/{MAX_REOPEN})"
+                );
+                *c = (f.reopen)()?;
+                examine_again(c, f.s, f.uv)?;
+                Done {
+                    status: "NO".into(),
+                    text: e.to_string(),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        let lost: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
+        if chunk.len() > 1 && !lost.is_empty() {
+            for (i, u) in lost.into_iter().enumerate() {
+                batches.insert(i, vec![u]);
+            }
+            continue;
+        }
+        for u in lost {
+            end.incomplete = true;
+            end.skipped.push(format!(
+                "message {} UID {u}: the server did not give it ({})",
+                f.s.name,
+                if d.ok() { "no body" } else { d.text.as_str() }
+            ));
+        }
+        if tx.send(Got::Batch).is_err() {
+            return Ok(end);
+        }
+    }
+    Ok(end)
+}
+
 fn folder(
     c: &mut Client,
     store: Option<&Store>,
@@ -432,7 +564,7 @@ fn folder(
     s: &Source,
     dest: &str,
     rep: &mut Report,
-    reopen: &dyn Fn() -> Result<Client, MoveError>,
+    reopen: &(dyn Fn() -> Result<Client, MoveError> + Sync),
 ) -> Result<(), MoveError> {
     // CONDSTORE (RFC 7162): the folder's HIGHESTMODSEQ tells whether anything changed.
     let condstore = c.has("CONDSTORE");
@@ -661,108 +793,107 @@ fn folder(
     rep.present += listed.saturating_sub(missing.len() as u64);
     rep.todo(missing.len());
     let mut copied_here = 0u64;
-    let mut incomplete = false;
-    // Batches of CHUNK; what a batch did not bring is asked again one message at a time
-    // (a server that fails a FETCH on one message may drop the rest of the batch too), so
-    // only the messages the source really cannot give are skipped.
-    let mut batches: std::collections::VecDeque<Vec<u32>> =
-        missing.chunks(CHUNK).map(<[u32]>::to_vec).collect();
-    let mut reopened = 0;
-    // The messages go to disk on the sink's thread while the next ones arrive; what it
-    // reports is durable in cur/ (sink.rs).
+    // Batches of CHUNK, fetched over one session, or two for a big folder (the source
+    // works on two at once); the messages go to disk on the sink's threads while the next
+    // ones arrive, and what the sink reports is durable in cur/ (sink.rs).
+    let chunks: Vec<Vec<u32>> = missing.chunks(CHUNK).map(<[u32]>::to_vec).collect();
+    let mut second = None;
+    if job.connections > 1 && missing.len() >= SECOND_FROM {
+        match reopen().and_then(|mut c2| examine_again(&mut c2, s, uv).map(|()| c2)) {
+            Ok(c2) => second = Some(c2),
+            Err(e) => log::info!(
+                "user={} folder={dest}: one session only (a second: {e})",
+                job.label
+            ),
+        }
+    }
+    let (b1, b2): (VecDeque<Vec<u32>>, VecDeque<Vec<u32>>) = if second.is_some() {
+        // Alternate batches: both sessions go through the UIDs in order.
+        let (a, b): (Vec<_>, Vec<_>) = chunks
+            .into_iter()
+            .enumerate()
+            .partition(|(i, _)| i % 2 == 0);
+        (
+            a.into_iter().map(|(_, c)| c).collect(),
+            b.into_iter().map(|(_, c)| c).collect(),
+        )
+    } else {
+        (chunks.into_iter().collect(), VecDeque::new())
+    };
     let mut sink: Sink<(u32, String)> =
         Sink::new(&dir).map_err(|e| MoveError::Write(dir.clone(), e))?;
-    while let Some(chunk) = batches.pop_front() {
-        let mut got: HashSet<u32> = HashSet::new();
-        let mut failure: Option<MoveError> = None;
-        let cmd = format!(
-            "UID FETCH {} (UID FLAGS INTERNALDATE BODY.PEEK[])",
-            mailorder_imap_proto::seqset::compact(&chunk)
-        );
-        let d = c.run(&[Arg::Raw(&cmd)], |r| {
-            let Some(f) = fetched(r)? else {
-                return Ok(());
+    let ctx = Fetch {
+        s,
+        dest,
+        uv,
+        job,
+        reopen,
+    };
+    let (tx, rx) = mpsc::sync_channel::<Got>(8);
+    let (r1, r2, failure) = std::thread::scope(|sc| {
+        let ctx = &ctx;
+        let h2 = second.as_mut().map(|c2| {
+            let tx = tx.clone();
+            sc.spawn(move || fetch_share(c2, b2, ctx, &tx))
+        });
+        let h1 = sc.spawn(move || fetch_share(c, b1, ctx, &tx));
+        let mut failure = None;
+        for g in &rx {
+            let r = match g {
+                Got::Msg {
+                    uid,
+                    flags,
+                    internal,
+                    body,
+                } => {
+                    let flags = letters(&flags, &mut fo, true, &mut rep.skipped);
+                    let u = unique(internal, uv, uid);
+                    sink.put((uid, u.clone()), &u, body, &flags, internal)
+                        .and_then(|()| sink.done())
+                }
+                Got::Batch => {
+                    let r = sink.done();
+                    if let Ok(ws) = r {
+                        landed(ws, &mut here, rep, &mut copied_here);
+                        rep.tick(true);
+                        log::info!(
+                            "progress user={} folder={dest} copied={copied_here}/{} bytes={}",
+                            job.label,
+                            missing.len(),
+                            rep.bytes
+                        );
+                        continue;
+                    }
+                    r
+                }
             };
-            let Some(body) = f.body else { return Ok(()) };
-            if f.uid == 0 || failure.is_some() || !got.insert(f.uid) {
-                return Ok(());
-            }
-            let internal = f.internal.unwrap_or(0);
-            let flags = letters(
-                &f.flags.unwrap_or_default(),
-                &mut fo,
-                true,
-                &mut rep.skipped,
-            );
-            let u = unique(internal, uv, f.uid);
-            let r = sink
-                .put((f.uid, u.clone()), &u, body, &flags, internal)
-                .and_then(|()| sink.done());
             match r {
                 Ok(ws) => landed(ws, &mut here, rep, &mut copied_here),
-                Err(e) => failure = Some(MoveError::Write(dir.clone(), e)),
+                Err(e) => {
+                    failure = Some(MoveError::Write(dir.clone(), e));
+                    break;
+                }
             }
-            Ok(())
-        });
-        if let Some(e) = failure {
-            return Err(e);
         }
-        let ws = sink.done().map_err(|e| MoveError::Write(dir.clone(), e))?;
-        landed(ws, &mut here, rep, &mut copied_here);
-        let d = match d {
-            Ok(d) => d,
-            // The server ended the session in the middle of the FETCH (Dovecot does on a
-            // message file it cannot read): log in again, open the folder again and go
-            // on; what the batch did not bring is asked one message at a time, and a
-            // message that ends the session on its own is skipped.
-            Err(e @ (MoveError::Ended(_) | MoveError::Io { .. })) if reopened < MAX_REOPEN => {
-                reopened += 1;
-                log::warn!(
-                    "user={} folder={dest}: {e}; logging in again ({reopened}/{MAX_REOPEN})",
-                    job.label
-                );
-                *c = reopen()?;
-                let (d, v) = c.simple(&[Arg::Raw("EXAMINE"), Arg::Str(s.name.as_bytes())])?;
-                let again = v.iter().filter_map(|r| r.code()).find_map(|code| {
-                    let (k, n) = code.split_once(' ')?;
-                    k.eq_ignore_ascii_case("UIDVALIDITY")
-                        .then(|| n.parse::<u32>().ok())?
-                });
-                if !d.ok() || again != Some(uv) {
-                    return Err(MoveError::Vanished(format!(
-                        "changed or gone while it was copied: {}",
-                        d.text
-                    )));
-                }
-                Done {
-                    status: "NO".into(),
-                    text: e.to_string(),
-                }
-            }
-            Err(e) => return Err(e),
+        // The sessions stop at their next message when the writing failed.
+        drop(rx);
+        let join = |h: std::thread::ScopedJoinHandle<'_, Result<ShareEnd, MoveError>>| {
+            h.join()
+                .unwrap_or_else(|_| Err(MoveError::Temp("a fetching thread panicked".into())))
         };
-        let lost: Vec<u32> = chunk.iter().copied().filter(|u| !got.contains(u)).collect();
-        if chunk.len() > 1 && !lost.is_empty() {
-            for (i, u) in lost.into_iter().enumerate() {
-                batches.insert(i, vec![u]);
-            }
-            continue;
-        }
-        for u in lost {
-            incomplete = true;
-            rep.skipped.push(format!(
-                "message {} UID {u}: the server did not give it ({})",
-                s.name,
-                if d.ok() { "no body" } else { d.text.as_str() }
-            ));
-        }
-        rep.tick(true);
-        log::info!(
-            "progress user={} folder={dest} copied={copied_here}/{} bytes={}",
-            job.label,
-            missing.len(),
-            rep.bytes
-        );
+        (join(h1), h2.map(join), failure)
+    });
+    if let Some(mut c2) = second {
+        let _ = c2.simple(&[Arg::Raw("LOGOUT")]);
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let mut incomplete = false;
+    for end in std::iter::once(r1).chain(r2) {
+        let end = end?;
+        incomplete |= end.incomplete;
+        rep.skipped.extend(end.skipped);
     }
     // Everything fetched is durable in cur/ before the index is told.
     let ws = sink

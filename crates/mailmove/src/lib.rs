@@ -221,6 +221,10 @@ pub struct Cli {
     /// Network timeout, seconds.
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// IMAP source: sessions per user for a big folder (1000 messages or more to copy):
+    /// the source fetches over both at once. 1: one session for everything.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=2))]
+    pub connections: u32,
     /// IMAP source: also log in to its POP3 service on this port (same host, TLS and
     /// login) and keep each INBOX message's UIDL for pop3d, paired with its UID.
     #[arg(long, value_name = "PORT")]
@@ -266,6 +270,8 @@ pub struct Job {
     pub delete: bool,
     /// Network timeout, seconds.
     pub timeout: u64,
+    /// IMAP sessions for a big folder (1 or 2).
+    pub connections: u32,
     /// The source's POP3 port, to keep the INBOX's UIDLs (0: not asked).
     pub pop3_uidls: u16,
     /// fd 3 is the text report (`--report`): the worker appends its block there.
@@ -309,6 +315,7 @@ impl Job {
         rec(b'Q', self.quota.as_bytes());
         rec(b'X', if self.delete { b"1" } else { b"0" });
         rec(b'O', self.timeout.to_string().as_bytes());
+        rec(b'K', self.connections.to_string().as_bytes());
         rec(b'Y', self.pop3_uidls.to_string().as_bytes());
         rec(b'G', if self.report { b"1" } else { b"0" });
         out
@@ -345,6 +352,7 @@ impl Job {
                 b'Q' => j.quota = text(v)?,
                 b'X' => j.delete = v == b"1",
                 b'O' => j.timeout = text(v)?.parse().map_err(|_| bad())?,
+                b'K' => j.connections = text(v)?.parse().map_err(|_| bad())?,
                 b'Y' => j.pop3_uidls = text(v)?.parse().map_err(|_| bad())?,
                 b'G' => j.report = v == b"1",
                 _ => return Err(bad()),
@@ -714,6 +722,7 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
             quota: user.quota.clone().unwrap_or_default(),
             delete: cli.delete,
             timeout: cli.timeout,
+            connections: cli.connections,
             pop3_uidls: cli.pop3_uidls.unwrap_or(0),
             report: text_out.is_some(),
         };
@@ -1337,6 +1346,7 @@ mod tests {
             quota: "1000S,10C".into(),
             delete: true,
             timeout: 5,
+            connections: 2,
             pop3_uidls: 110,
             report: true,
         };

@@ -10,8 +10,8 @@
 //! durable, and the caller records progress (its index) from the reports only. A
 //! `kill -9` at any moment leaves at most files in `tmp/` (the next pass removes them, or
 //! replaces them: same names) or durable messages in `cur/` the index does not know yet (copy.rs: the Maildir
-//! is the journal). The memory held is bounded (`IN_FLIGHT` bytes of messages not yet
-//! written: `put` waits), and so are the open files (one per writer).
+//! is the journal). The memory held is bounded (`IN_FLIGHT` bytes and `IN_FLIGHT_MSGS`
+//! messages not yet written: `put` waits), and so are the open files (one per writer).
 
 use mailorder_maildir::name;
 use std::collections::VecDeque;
@@ -28,8 +28,10 @@ use std::time::{Duration, UNIX_EPOCH};
 /// one after another).
 const WRITERS: usize = 16;
 /// Bytes of fetched messages waiting to be written at most (one larger message is let
-/// through alone): the memory the sink may hold.
+/// through alone): the memory the sink may hold; and how many messages at most (so the
+/// fetching side, and the progress it tells, stays near what is durable).
 const IN_FLIGHT: usize = 32 << 20;
+const IN_FLIGHT_MSGS: usize = 512;
 
 /// A message handed in, not yet in `tmp/`.
 struct Job<T> {
@@ -50,8 +52,9 @@ type Batch<T> = io::Result<Vec<Written<T>>>;
 
 struct State<T> {
     jobs: VecDeque<Job<T>>,
-    /// Bytes of the jobs queued or being written.
+    /// Bytes and number of the jobs queued or being written.
     in_flight: usize,
+    in_flight_n: usize,
     /// Writers holding a job.
     busy: usize,
     /// No more jobs will come.
@@ -117,6 +120,7 @@ impl<T: Send + 'static> Sink<T> {
             st: Mutex::new(State {
                 jobs: VecDeque::new(),
                 in_flight: 0,
+                in_flight_n: 0,
                 busy: 0,
                 closed: false,
                 renamed: Vec::new(),
@@ -166,7 +170,10 @@ impl<T: Send + 'static> Sink<T> {
     ) -> io::Result<()> {
         let sh = &self.shared;
         let mut st = sh.lock();
-        while !st.failed && st.in_flight > 0 && st.in_flight + data.len() > IN_FLIGHT {
+        while !st.failed
+            && st.in_flight_n > 0
+            && (st.in_flight + data.len() > IN_FLIGHT || st.in_flight_n >= IN_FLIGHT_MSGS)
+        {
             st = sh.wait(&sh.room, st);
         }
         if st.failed {
@@ -176,6 +183,7 @@ impl<T: Send + 'static> Sink<T> {
                 .unwrap_or_else(|| io::Error::other("an earlier message failed")));
         }
         st.in_flight += data.len();
+        st.in_flight_n += 1;
         st.jobs.push_back(Job {
             tag,
             unique: unique.to_owned(),
@@ -277,6 +285,7 @@ fn write<T>(sh: &Shared<T>, dir: &Path) {
             {
                 let mut st = sh.lock();
                 st.in_flight -= len;
+                st.in_flight_n -= 1;
             }
             sh.room.notify_one();
             let f = f?;
