@@ -16,6 +16,30 @@ pub fn tcp_nodelay(fd: &impl AsFd) {
     let _ = setsockopt(fd, sockopt::TcpNoDelay, &true);
 }
 
+/// One read(2) of `fd`, retried on EINTR. A connection reset reads as end of file: the
+/// peer is gone either way, and a server ends its session the same.
+pub fn read_fd(fd: impl AsFd, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::read(fd.as_fd(), buf) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// One write(2) to `fd`, retried on EINTR; it may be short, as `Write::write` may.
+pub fn write_fd(fd: impl AsFd, buf: &[u8]) -> io::Result<usize> {
+    loop {
+        match nix::unistd::write(fd.as_fd(), buf) {
+            Ok(n) => return Ok(n),
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// How [`In`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -134,14 +158,7 @@ impl<F: AsFd> Read for In<F> {
             Mode::One => 1,
             Mode::Line => self.peek_line(buf)?.unwrap_or(1),
         };
-        loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf[..n]) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        read_fd(self.fd.as_fd(), &mut buf[..n])
     }
 }
 
@@ -151,13 +168,7 @@ pub struct Out<F: AsFd>(pub F);
 
 impl<F: AsFd> Write for Out<F> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::write(self.0.as_fd(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        write_fd(self.0.as_fd(), buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {

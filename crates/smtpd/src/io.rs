@@ -91,14 +91,7 @@ impl<F: AsFd> Read for FdReader<F> {
                 Err(e) => return Err(e.into()),
             }
         }
-        loop {
-            match nix::unistd::read(self.fd.as_fd(), buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        mailorder_core::fdio::read_fd(self.fd.as_fd(), buf)
     }
 }
 

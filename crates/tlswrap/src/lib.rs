@@ -99,26 +99,13 @@ impl Read for Fd<'_> {
                 }
             }
         }
-        loop {
-            match nix::unistd::read(self.fd, buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(nix::errno::Errno::ECONNRESET) => return Ok(0),
-                Err(e) => return Err(e.into()),
-            }
-        }
+        mailorder_core::fdio::read_fd(self.fd, buf)
     }
 }
 
 impl Write for Fd<'_> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        loop {
-            match nix::unistd::write(self.fd, buf) {
-                Ok(n) => return Ok(n),
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
+        mailorder_core::fdio::write_fd(self.fd, buf)
     }
 
     fn flush(&mut self) -> io::Result<()> {
