@@ -18,7 +18,8 @@
 //! - [`Front`]: the protocol-neutral half of a session over a [`Backend`] ([`Chain`] in
 //!   production): answers queued and written in one write before each read, the login
 //!   attempt and its [`Verdict`] (logged, failures counted), the STARTTLS hand-off, the end
-//!   of the session; [`serve`] is the process glue both front ends share.
+//!   of the session; [`serve`] is the process glue both front ends share, [`start`] the
+//!   start of their `main`.
 //!
 //! It knows no protocol syntax: the grammar and the replies are the front end's business.
 
@@ -33,6 +34,22 @@ use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::Duration;
+
+/// The start of a front end's `main` (`prog` is `pop3d-login` or `imapd-login`): the
+/// logger, the refusal to run as root (it reads network input: DESIGN invariant 2),
+/// tlswrap's descriptors taken before anything could open a file on those numbers, and the
+/// arguments `CHECKPASSWORD PROG [ARG...]` (a usage error exits 100).
+pub fn start(prog: &'static str) -> (Vec<OsString>, Option<StartTls>) {
+    mailorder_core::logger::init(prog, mailorder_core::Exit::Temp.code());
+    mailorder_core::privs::refuse_root(prog);
+    let stls = StartTls::from_env(std::env::var("TLSCTLFD").ok().as_deref());
+    let argv: Vec<OsString> = std::env::args_os().skip(1).collect();
+    if argv.len() < 2 {
+        let usage = format!("usage: {prog} CHECKPASSWORD PROG [ARG...]");
+        mailorder_core::exit::fail(mailorder_core::Exit::Perm, usage);
+    }
+    (argv, stls)
+}
 
 /// Why a front end cannot go on.
 #[derive(Debug, thiserror::Error)]
