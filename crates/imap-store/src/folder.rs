@@ -2216,9 +2216,9 @@ pub struct CacheIndex {
 }
 
 impl CacheIndex {
-    /// The cached ENVELOPE and BODYSTRUCTURE of `uid` in `folder` (UIDVALIDITY
-    /// `uidvalidity`), if some session has stored them.
-    pub fn get(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<Rendered> {
+    /// Where `uid`'s cache line is, reading what other sessions appended since if it is
+    /// not known yet (and starting afresh for a new UIDVALIDITY).
+    fn locate(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<(u64, u32)> {
         if self.uidvalidity != uidvalidity {
             *self = CacheIndex {
                 uidvalidity,
@@ -2229,7 +2229,13 @@ impl CacheIndex {
             self.open(folder);
             self.extend();
         }
-        let (off, len) = *self.at.get(&uid)?;
+        self.at.get(&uid).copied()
+    }
+
+    /// The cached ENVELOPE and BODYSTRUCTURE of `uid` in `folder` (UIDVALIDITY
+    /// `uidvalidity`), if some session has stored them.
+    pub fn get(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<Rendered> {
+        let (off, len) = self.locate(folder, uidvalidity, uid)?;
         match cache_line(self.line(off, len)?) {
             Some((u, v)) if u == uid => Some(v),
             _ => None,
@@ -2239,17 +2245,7 @@ impl CacheIndex {
     /// Only the cached ENVELOPE of `uid` ([`CacheIndex::get`] without unescaping the two
     /// structures, which a header SEARCH over every message does not need).
     pub fn get_envelope(&mut self, folder: &Folder, uidvalidity: u32, uid: u32) -> Option<String> {
-        if self.uidvalidity != uidvalidity {
-            *self = CacheIndex {
-                uidvalidity,
-                ..CacheIndex::default()
-            };
-        }
-        if !self.at.contains_key(&uid) {
-            self.open(folder);
-            self.extend();
-        }
-        let (off, len) = *self.at.get(&uid)?;
+        let (off, len) = self.locate(folder, uidvalidity, uid)?;
         let line = std::str::from_utf8(self.line(off, len)?).ok()?;
         let mut f = line.split('\t');
         match (f.next(), f.next(), f.next(), f.next(), f.next()) {

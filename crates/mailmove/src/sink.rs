@@ -223,17 +223,7 @@ impl<T: Send + 'static> Sink<T> {
     /// last `done`.
     pub fn finish(mut self) -> Batch<T> {
         let panicked = self.stop();
-        let mut out = Vec::new();
-        while let Ok(b) = self.done.try_recv() {
-            out.extend(b?);
-        }
-        let mut st = self.shared.lock();
-        if st.failed {
-            return Err(st
-                .err
-                .take()
-                .unwrap_or_else(|| io::Error::other("an earlier message failed")));
-        }
+        let out = self.done()?;
         if panicked {
             return Err(io::Error::other("a write thread panicked"));
         }
