@@ -3,7 +3,7 @@
 use crate::StoreError;
 use crate::watch::{BaseMap, Events, Watch};
 use mailorder_core::atomic::{self, Durability, Options};
-use mailorder_maildir::stamp::{self, DirStamp};
+use mailorder_maildir::stamp::{self, DirStamp, FsClock};
 use mailorder_maildir::{Maildir, Sub, name};
 use nix::fcntl::{Flock, FlockArg};
 use std::collections::HashMap;
@@ -164,6 +164,11 @@ pub struct Folder {
     watch: Option<Watch>,
     /// The state was read with the watch in place: the events tell what changed since.
     watch_ok: bool,
+    /// The state in `seen` holds every message of `new/` and `cur/` for as long as they
+    /// keep the stamps in `seen`: they were listed, or found as the index recorded its
+    /// listing, and their times were older than the file system's clock read before that
+    /// listing (the maildir crate's `stamp`). Without it a look without a watch lists them.
+    listed: bool,
     /// Events read and not yet checked.
     events: Events,
     /// Unique names to UIDs, for checking events.
@@ -182,16 +187,6 @@ struct Stamp {
     index: (u64, i64, i64, u64),
     /// The change log's inode, mtime and length (it grows in place).
     log: (u64, i64, i64, u64),
-}
-
-impl Stamp {
-    /// Whether the directories last changed long enough ago that a change in the same
-    /// clock tick cannot hide behind unchanged times (the maildir crate's `stamp`).
-    /// (The index needs no such care: every write is a new inode, which the stamp holds.)
-    fn settled(&self) -> bool {
-        let now = stamp::now();
-        self.new.settled(now) && self.cur.settled(now)
-    }
 }
 
 /// A change under way ([`Folder::begin`] to [`Folder::commit`]).
@@ -543,6 +538,7 @@ impl Folder {
             pending: HashMap::new(),
             watch: None,
             watch_ok: false,
+            listed: false,
             events: Events::default(),
             bases: BaseMap::default(),
             legacy: false,
@@ -835,7 +831,7 @@ impl Folder {
             if self.watch_ok && self.events.is_empty() {
                 return Ok(false);
             }
-            if !self.watch_ok && *st == before && before.settled() {
+            if !self.watch_ok && *st == before && self.listed {
                 return Ok(false);
             }
         }
@@ -855,12 +851,14 @@ impl Folder {
                 drop(lock);
                 self.events.clear();
                 *st = under;
+                self.listed = false;
                 return Ok(false);
             }
             if let Some((state, off)) = self.load_current(&under)? {
                 self.bases.check(state.uidvalidity);
                 let agree = self.events.agree(&state.msgs, &mut self.bases);
                 self.seen = Some((under, state));
+                self.listed = false;
                 self.log_off = off;
                 self.generation += 1;
                 if agree {
@@ -881,12 +879,14 @@ impl Folder {
             }
             let under = self.stamp()?;
             if let Some((state, off)) = self.load_current(&under)? {
-                // An index still in the old format is rewritten (below, under the
-                // exclusive lock) the first time it is read.
-                let quiet = state.dirs == Some([under.new.mtime(), under.cur.mtime()])
-                    && under.settled()
-                    && !self.legacy;
+                // The index records the directories' mtimes only for a listing that
+                // stays true while they hold (the maildir crate's `stamp`). An index still
+                // in the old format is rewritten (below, under the exclusive lock) the
+                // first time it is read.
+                let quiet =
+                    state.dirs == Some([under.new.mtime(), under.cur.mtime()]) && !self.legacy;
                 self.seen = Some((under, state));
+                self.listed = quiet;
                 self.log_off = off;
                 if quiet {
                     drop(lock);
@@ -897,7 +897,7 @@ impl Folder {
             }
             drop(lock);
         }
-        let _lock = self.lock()?;
+        let lock = self.lock()?;
         // Events so far are covered by what is read below; later ones are checked at the
         // next sync.
         if self.watch.is_some() {
@@ -956,10 +956,22 @@ impl Folder {
             }
         };
         let base_hms = state.highestmodseq;
-        // The directories need reading only when they changed since the index was made
-        // (and a change within the clock's granularity is never trusted as "none").
+        // The directories need reading only when they changed since the index recorded
+        // them (it records them only when that is safe: below).
         let dirs_now = [before.new.mtime(), before.cur.mtime()];
-        let scan = state.dirs != Some(dirs_now) || !before.settled();
+        let scan = state.dirs != Some(dirs_now);
+        // The listing below is recorded only when the directories' times (stamped before
+        // it) are strictly older than the file system's clock read before it: whatever
+        // changes after that reading, however soon, stamps them with other times (the
+        // maildir crate's `stamp`). Else the next look lists them again.
+        let trusted = scan
+            && match FsClock::read(&lock) {
+                Ok(c) => before.new.trusted_at(c) && before.cur.trusted_at(c),
+                Err(e) => {
+                    log::debug!("cannot read the clock in {}: {e}", self.dir.display());
+                    false
+                }
+            };
         // Without an index (or with one to rewrite) the index is written whole: the
         // changes need not be kept for the log.
         let whole = !snapshot_ok || self.legacy || !self.dir.join(INDEX).exists();
@@ -984,7 +996,7 @@ impl Folder {
                 changes.push(Change::Put(m.clone()));
             }
         }
-        let record = if before.settled() {
+        let record = if !scan || trusted {
             Some(dirs_now)
         } else {
             None
@@ -1009,8 +1021,10 @@ impl Folder {
         // The directories as they were before this sync read them (a change made while it
         // ran is seen next time); the index and log as they are now.
         let mut after = self.stamp()?;
+        drop(lock);
         after.new = before.new;
         after.cur = before.cur;
+        self.listed = record.is_some();
         self.seen = Some((after, state));
         self.log_off = log_off;
         self.generation += 1;
@@ -1139,6 +1153,8 @@ impl Folder {
         drop(lock);
         after.new = under.new;
         after.cur = under.cur;
+        // What was delivered since the last listing is not in the state.
+        self.listed = false;
         self.seen = Some((after, state));
         self.log_off = log_off;
         self.generation += 1;
@@ -2453,6 +2469,74 @@ mod tests {
         (d, s)
     }
 
+    /// Wait until the file system's clock has passed the change times of `new/` and `cur/`
+    /// of folder `dir` (a clock tick at most): a listing from now on may be recorded.
+    fn settle(dir: &Path) {
+        let probe = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.parent().unwrap().join("clock-probe"))
+            .unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = FsClock::read(&probe).unwrap();
+            if ["new", "cur"].iter().all(|s| {
+                let m = fs::metadata(dir.join(s)).unwrap();
+                FsClock(m.ctime(), m.ctime_nsec()) < c
+            }) {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "clock stuck at {c:?}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Set the mtime of `dir` to `t` (its ctime becomes "now").
+    fn set_mtime_of(dir: &Path, t: std::time::SystemTime) {
+        fs::File::open(dir)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_modified(t))
+            .unwrap();
+    }
+
+    // See: issue #12: the index records the directories' times only when they are older
+    // than the file system's clock read before the listing, so a message delivered after
+    // the listing within the same clock tick (new/'s times left as they were: simulated
+    // by putting them ahead and back) is seen by the next session; a rule that records
+    // any listing loses it.
+    #[test]
+    fn a_delivery_in_the_tick_of_the_listing_is_not_missed() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        let new = s.root().join("new");
+        let ahead = std::time::SystemTime::now() + Duration::from_secs(3600);
+        set_mtime_of(&new, ahead);
+        settle(s.root());
+        let mut a = s.folder("INBOX").unwrap();
+        assert_eq!(a.sync().unwrap().msgs.len(), 1);
+        md.deliver(&b"Subject: b\n\ny\n"[..]).unwrap();
+        set_mtime_of(&new, ahead);
+        let fresh = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(fresh.msgs.len(), 2, "a new session missed the delivery");
+        assert_eq!(a.sync().unwrap().msgs.len(), 2);
+        // Once the directories' times are in the past, the listing is recorded: a new
+        // session takes the index as it is (under the shared lock).
+        md.deliver(&b"Subject: c\n\nz\n"[..]).unwrap();
+        settle(s.root());
+        assert_eq!(a.sync().unwrap().msgs.len(), 3);
+        let held = Flock::lock(
+            fs::File::open(a.dir().join(LOCK)).unwrap(),
+            FlockArg::LockShared,
+        )
+        .unwrap();
+        let mut b = s.folder("INBOX").unwrap();
+        assert_eq!(b.sync().unwrap().msgs.len(), 3);
+        assert!(b.listed);
+        drop(held);
+    }
+
     #[test]
     fn uids_are_stable_and_new_mail_gets_new_ones() {
         let (_d, s) = setup();
@@ -2600,8 +2684,8 @@ mod tests {
         md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
         let mut a = s.folder("INBOX").unwrap();
         a.sync().unwrap();
-        // The directories settle (their ctime 2 s old), and a first sync records them.
-        std::thread::sleep(Duration::from_millis(3100));
+        // Once the clock has passed the directories' times, a first sync records them.
+        settle(a.dir());
         s.folder("INBOX").unwrap().sync().unwrap();
         let lock = fs::File::open(a.dir().join(LOCK)).unwrap();
         let held = Flock::lock(lock, FlockArg::LockShared).unwrap();

@@ -22,8 +22,9 @@
 //!   used before (the last one is kept in `mailorder-uidvalidity`). The index also keeps
 //!   the last [`MAX_VANISHED`] expunged UIDs with their MODSEQ (QRESYNC). A scan numbers new
 //!   messages in delivery order (the time in the unique name). The index records the
-//!   mtimes of `new/` and `cur/` it was made from: while they hold (and are older than
-//!   the 2 s a same-tick change could hide in), a sync reads neither directory. A
+//!   mtimes of `new/` and `cur/` it was made from, when their times were older than the
+//!   file system's clock read before the listing (the maildir crate's `stamp`: a change
+//!   in the same clock tick cannot hide): while they hold, a sync reads neither directory. A
 //!   session's own changes ([`Folder::store_flags`], [`Folder::expunge_uids`],
 //!   [`Folder::append_msgs`], [`Folder::take_new`]) are made on disk and logged in one
 //!   batch under the exclusive lock; with [`Folder::watch`] (inotify on `new/` and

@@ -10,8 +10,8 @@
 //!   `:2,FLAGS` info, as pure string functions;
 //! - [`quota`]: the Maildir++ `maildirsize` file: definition, usage, recalculation, check;
 //! - [`uidl`]: the POP3 UIDLs kept from an old server (`pop3d.uidl`, issue 16);
-//! - [`stamp`]: whether a directory is unchanged since a listing and settled enough for
-//!   that to be trusted (pop3d's and imap-store's indexes).
+//! - [`stamp`]: whether a directory is unchanged since a listing, and when a listing may be
+//!   recorded as such (the racy-stamp rule; pop3d's and imap-store's indexes).
 //!
 //! Not done: the 24-hour delivery timer of the Maildir spec (a stuck `write` is left to
 //! the caller's supervision), NFS-specific tricks.

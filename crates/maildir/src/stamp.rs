@@ -1,25 +1,59 @@
-//! Whether a Maildir directory is unchanged since it was last read: the one "settled and
-//! unchanged" check, shared by pop3d's login index and imap-store's folder index.
+//! Whether a Maildir directory is unchanged since it was last listed: the one "is this
+//! listing still true" check, shared by pop3d's login index and imap-store's folder index.
 //!
-//! Any entry added, removed or renamed in a directory sets its mtime and ctime to "now". A
-//! [`DirStamp`] holds a directory's identity (device, inode) and both times; two equal
-//! stamps mean no change in between, **provided** the first one was [`DirStamp::settled`]:
-//! its times lay at least [`SETTLED`] seconds in the past when it was taken. A change within
-//! the file system's clock granularity of the time a listing was made could otherwise leave
-//! the times as they were, so a listing is trusted only for a settled stamp.
+//! Any entry added, removed or renamed in a directory sets its mtime and ctime to the file
+//! system's "now". A [`DirStamp`] holds a directory's identity (device, inode) and both
+//! times; two equal stamps mean no change in between, **provided** no change could have
+//! been given the very times of the first stamp after the listing it stands for. A file
+//! system's clock is coarse (ext4 and tmpfs take the kernel's tick-granular clock; some
+//! file systems keep whole seconds), so a message delivered in the same tick as a listing
+//! leaves the times as they were.
+//!
+//! The rule (git's "racy index" rule): read the file system's clock ([`FsClock::read`]:
+//! touch a file on it and read the change time it was given) **before** listing the
+//! directory, its stamp also taken before the listing; the stamp is trustworthy only when
+//! both its times are strictly older than that reading ([`DirStamp::trusted_at`]).
+//! Every change the listing may have missed came after the reading, so it stamped the
+//! directory with a time at least the reading's, different from the stamp's. A stamp that
+//! is not trustworthy ("racy") is not recorded: the next look lists the directory again,
+//! and records it then. The decision is made once, when a listing is recorded; a reader of
+//! the record needs no clock.
+//!
+//! The clock reading comes from the file system itself, not from the system clock, so
+//! that its granularity (whole seconds on some file systems) and, on NFS, the server's
+//! clock are those that stamp the directory. The rule assumes that clock does not go
+//! backwards (a step back of the server's or the host's clock can hide a change until the
+//! directory changes again) and, on NFS, that a `stat` is not answered from the client's
+//! attribute cache (mount with `actimeo=0` or `noac`, as for any Maildir shared between
+//! hosts).
 
-use std::fs::Metadata;
+use std::fs::{File, Metadata};
 use std::io;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Seconds a directory's times must lie in the past before its stamp may be trusted.
-pub const SETTLED: i64 = 2;
-
 /// One state of a directory: device, inode, mtime (s, ns), ctime (s, ns).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct DirStamp([i64; 6]);
+
+/// A reading of a file system's clock: (seconds, nanoseconds) since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FsClock(pub i64, pub i64);
+
+impl FsClock {
+    /// Read the clock of the file system holding `f`: its access time is set to "now"
+    /// (`futimens` with `UTIME_NOW`, which needs write access, not ownership) and the
+    /// change time the file system gave that is the reading. `f` is a file of the
+    /// directory's own file system (a lock file beside it); its times mean nothing else.
+    pub fn read(f: &File) -> io::Result<FsClock> {
+        use nix::sys::time::TimeSpec;
+        nix::sys::stat::futimens(f, &TimeSpec::UTIME_NOW, &TimeSpec::UTIME_OMIT)
+            .map_err(io::Error::from)?;
+        let m = f.metadata()?;
+        Ok(FsClock(m.ctime(), m.ctime_nsec()))
+    }
+}
 
 impl DirStamp {
     /// The stamp of a directory whose metadata is `m`.
@@ -45,10 +79,11 @@ impl DirStamp {
         DirStamp(fields)
     }
 
-    /// Whether both times are at least [`SETTLED`] seconds before `now` (seconds since the
-    /// epoch, [`now`]).
-    pub fn settled(&self, now: i64) -> bool {
-        self.0[2] <= now - SETTLED && self.0[4] <= now - SETTLED
+    /// Whether a listing of the directory that began after clock reading `clock` (this
+    /// stamp taken before the listing too) stays true for as long as the directory keeps
+    /// this stamp: both times strictly before the reading (the module's rule).
+    pub fn trusted_at(&self, clock: FsClock) -> bool {
+        FsClock(self.0[2], self.0[3]) < clock && FsClock(self.0[4], self.0[5]) < clock
     }
 
     /// The mtime, (seconds, nanoseconds).
@@ -76,7 +111,7 @@ impl DirStamp {
     }
 }
 
-/// Seconds since the epoch now.
+/// Seconds since the epoch now (the system clock).
 pub fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -89,19 +124,40 @@ mod tests {
     use super::*;
 
     #[test]
-    fn settled_and_text() {
-        let k = DirStamp::from_fields([0, 0, 100, 0, 101, 0]);
-        assert!(k.settled(103));
-        assert!(!k.settled(102));
+    fn trusted_and_text() {
+        let k = DirStamp::from_fields([0, 0, 100, 5, 101, 7]);
+        assert!(k.trusted_at(FsClock(101, 8)));
+        assert!(k.trusted_at(FsClock(102, 0)));
+        // Equal to the reading: a change in the same tick would keep the times.
+        assert!(!k.trusted_at(FsClock(101, 7)));
+        assert!(!k.trusted_at(FsClock(100, 6)));
+        // An mtime set into the future (utimensat) is never trusted.
+        assert!(!DirStamp::from_fields([0, 0, 200, 0, 101, 7]).trusted_at(FsClock(150, 0)));
         assert_eq!(DirStamp::parse(&k.text()), Some(k));
         assert_eq!(DirStamp::parse("1 2 3"), None);
         assert_eq!(DirStamp::parse("1 2 3 4 5 6 7"), None);
+    }
+
+    // See: issue #12: a change after the clock reading always changes the stamp, however
+    // soon it comes; a stamp taken right after a change is not trusted.
+    #[test]
+    fn a_change_after_the_reading_changes_the_stamp() {
         let d = tempfile::tempdir().unwrap();
-        let a = DirStamp::read(d.path()).unwrap();
-        assert_eq!(a, DirStamp::read(d.path()).unwrap());
-        std::fs::write(d.path().join("x"), "").unwrap();
-        let b = DirStamp::read(d.path()).unwrap();
-        // Within one clock tick the times may not move: only a settled stamp is trusted.
-        assert!(a != b || !a.settled(now()));
+        let clock_file = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(d.path().join("lock"))
+            .unwrap();
+        let sub = d.path().join("new");
+        std::fs::create_dir(&sub).unwrap();
+        for i in 0..50 {
+            let a = DirStamp::read(&sub).unwrap();
+            let t = FsClock::read(&clock_file).unwrap();
+            std::fs::write(sub.join(format!("m{i}")), "").unwrap();
+            let b = DirStamp::read(&sub).unwrap();
+            assert!(!a.trusted_at(t) || a != b, "change hidden: {a:?} {t:?}");
+            assert!(!b.trusted_at(t), "{b:?} trusted at {t:?}");
+        }
     }
 }

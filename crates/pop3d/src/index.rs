@@ -4,9 +4,10 @@
 //! of a readdir of every message (the same idea as Dovecot's uidlist check).
 //!
 //! Safety of the key: any entry added, removed or renamed in a directory sets its mtime and
-//! ctime to "now". An index is only written for a key whose times are at least
-//! `SETTLED` old (the maildir crate's `stamp`), so a later change always produces a
-//! different key, whatever the granularity of the file system's clock. The index is written by pop3d only, under the
+//! ctime to "now". An index is only written for a key whose times are strictly older than
+//! the file system's clock read before the listing (the maildir crate's `stamp`), so a
+//! later change always produces a different key, whatever the granularity of the file
+//! system's clock. The index is written by pop3d only, under the
 //! session lock, to a temporary file renamed over the old one; a file that does not parse,
 //! or names that are not message names, make pop3d list the directory as before.
 
@@ -21,8 +22,8 @@ const TMP_FILE: &str = "pop3d.index.tmp";
 /// Bytes read at login: the header (four short lines) and the first entries.
 const HEAD_READ: usize = 4096;
 const MAGIC: &str = "mailorder-pop3d-index 1";
-/// A directory's state, as the maildir crate stamps it; [`now`] is its clock.
-pub use mailorder_maildir::stamp::{DirStamp as Key, now};
+/// A directory's state, as the maildir crate stamps it.
+pub use mailorder_maildir::stamp::DirStamp as Key;
 
 /// One recorded listing. The entries are kept as text until [`Index::entries`] is called,
 /// so that the login answer (count and octets, from the header) need not wait for them.

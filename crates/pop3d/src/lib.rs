@@ -20,6 +20,7 @@ mod index;
 
 pub use index::INDEX_FILE;
 use index::{Index, Key};
+use mailorder_maildir::stamp::FsClock;
 use mailorder_maildir::{Maildir, MaildirError, name, quota};
 use mailorder_pop3_proto::{self as proto, Command, Encoder, Line, Lines, ParseError};
 use std::fs::{File, OpenOptions};
@@ -185,10 +186,19 @@ impl Mailbox {
                 .map(|m| Key::of(&m))
                 .map_err(|e| MaildirError::io("stat", &p, e))
         };
-        let now = index::now();
+        // The file system's clock, read before a directory is listed: the listing is
+        // recorded only when the directory's times are older (the maildir crate's stamp).
+        let clock = || match FsClock::read(&lock) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                log::debug!("cannot read the clock of {}: {e}", lock_path.display());
+                None
+            }
+        };
         let new_key = stat("new")?;
         let mut new_empty = None;
         if index.new != Some(new_key) {
+            let before = clock();
             let new_dir = path.join("new");
             let rd = std::fs::read_dir(&new_dir)
                 .map_err(|e| MaildirError::io("readdir", &new_dir, e))?;
@@ -209,7 +219,7 @@ impl Mailbox {
                     Err(err) => return Err(err.into()),
                 }
             }
-            if moved == 0 && new_key.settled(now) {
+            if moved == 0 && before.is_some_and(|c| new_key.trusted_at(c)) {
                 new_empty = Some(new_key);
             }
         }
@@ -219,7 +229,7 @@ impl Mailbox {
                 Some(k) if index.new != Some(k) => {
                     let mut ix = index;
                     ix.new = Some(k);
-                    // Rare (new/ settled empty since the index was written): the whole
+                    // Rare (new/ found empty since the index was written): the whole
                     // index is read now to be written again.
                     if ix.read_all().is_ok() {
                         Self::store(path, &ix);
@@ -236,8 +246,9 @@ impl Mailbox {
                 _lock: lock,
             });
         }
+        let before = clock();
         let msgs = list_cur(path)?;
-        if cur_key.settled(now) {
+        if before.is_some_and(|c| cur_key.trusted_at(c)) {
             let entries: Vec<(u64, &str)> =
                 msgs.iter().map(|m| (m.stored, m.name.as_str())).collect();
             let totals = msgs.iter().fold((0, 0), |(n, s), m| (n + 1, s + m.size));

@@ -241,24 +241,57 @@ fn bad_input_and_wrong_state() {
     );
 }
 
-/// Set the times of `p/sub` to `secs` seconds ago, so that its key counts as settled.
-fn age(p: &Path, sub: &str, secs: u64) {
-    let t = std::time::SystemTime::now() - std::time::Duration::from_secs(secs);
+/// Set the times of `p/sub` to `secs` seconds from now (in the past when negative).
+fn set_times(p: &Path, sub: &str, secs: i64) {
+    let now = std::time::SystemTime::now();
+    let d = std::time::Duration::from_secs(secs.unsigned_abs());
+    let t = if secs < 0 { now - d } else { now + d };
     let d = File::open(p.join(sub)).unwrap();
     d.set_times(std::fs::FileTimes::new().set_modified(t).set_accessed(t))
         .unwrap();
 }
 
+/// Wait until the file system's clock has passed the change times of `p/new` and `p/cur`
+/// (a clock tick at most), so that a listing made from now on may be recorded when their
+/// mtimes are in the past.
+fn settle(p: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    let probe = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(p.parent().unwrap().join("clock-probe"))
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let c = FsClock::read(&probe).unwrap();
+        if ["new", "cur"].iter().all(|s| {
+            let m = std::fs::metadata(p.join(s)).unwrap();
+            FsClock(m.ctime(), m.ctime_nsec()) < c
+        }) {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "clock stuck at {c:?}");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
+
+// See: issue #12: a listing is recorded only when the directory's times are older than the
+// file system's clock read before it, so a change in the same clock tick is never hidden.
 #[test]
 fn login_index_is_used_only_while_the_directories_are_unchanged() {
     let (_t, p) = maildir(&[M1, M2]);
     let first = session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n");
-    // new/ and cur/ just changed (the moves): no index for so fresh a key.
+    // cur/'s mtime not older than the clock (set ahead here; a change in the tick of the
+    // listing leaves it so): its listing is not recorded, whatever the wait.
+    let _ = std::fs::remove_file(p.join(INDEX_FILE));
+    set_times(&p, "cur", 3600);
+    settle(&p);
+    assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
     assert!(!p.join(INDEX_FILE).exists());
-    age(&p, "cur", 10);
-    age(&p, "new", 10);
-    // ctime cannot be set back: the key is only settled once ctime is old too.
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    set_times(&p, "cur", -10);
+    set_times(&p, "new", -10);
+    settle(&p);
     assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
     let text = std::fs::read_to_string(p.join(INDEX_FILE)).unwrap();
     assert!(text.contains("\ntotal 2 "), "{text}");
@@ -280,8 +313,8 @@ fn login_index_is_used_only_while_the_directories_are_unchanged() {
         format!("{ok1}\r\n+OK 2 {octets}\r\n{ok1}\r\n+OK\r\n+OK bye\r\n")
     );
     // new/ changes but stays empty, cur/ does not: the index is rewritten whole.
-    age(&p, "new", 20);
-    std::thread::sleep(std::time::Duration::from_millis(2100));
+    set_times(&p, "new", -20);
+    settle(&p);
     assert_eq!(session(&p, b"UIDL\r\nLIST\r\nQUIT\r\n"), first);
     let again = std::fs::read_to_string(p.join(INDEX_FILE)).unwrap();
     assert_ne!(again, text);

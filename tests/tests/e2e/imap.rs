@@ -1272,13 +1272,38 @@ fn big_maildir(t: &Tree, n: usize) -> std::path::PathBuf {
     md
 }
 
+/// Wait until the file system's clock (the change time it gives a probe file touched
+/// now) has passed the change times of `md`'s `new/` and `cur/`.
+fn after_one_tick(md: &std::path::Path) {
+    use std::os::unix::fs::MetadataExt;
+    let probe = md.parent().unwrap().join("clock-probe");
+    let f = std::fs::File::create(&probe).unwrap();
+    let ctime = |m: &std::fs::Metadata| (m.ctime(), m.ctime_nsec());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        f.set_times(std::fs::FileTimes::new().set_accessed(std::time::SystemTime::now()))
+            .unwrap();
+        let now = ctime(&f.metadata().unwrap());
+        if ["new", "cur"]
+            .iter()
+            .all(|s| ctime(&std::fs::metadata(md.join(s)).unwrap()) < now)
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "clock stuck");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let _ = std::fs::remove_file(probe);
+}
+
 /// SELECT INBOX cold (no index yet) and warm (a second session) on `n` messages: both
 /// answer the same EXISTS, UIDNEXT, UNSEEN and UIDVALIDITY. Returns the cold and warm
 /// times and the warm session's peak RSS (KiB).
 fn select_cold_and_warm(t: &Tree, md: &std::path::Path, n: usize) -> (Duration, Duration, u64) {
-    // The directories settle first (a change within 2 s of the index is not trusted
-    // to be seen, so the index would not record them yet): as on a real server.
-    std::thread::sleep(Duration::from_millis(2100));
+    // The file system's clock passes the last change of the directories first (a listing
+    // in the very clock tick of a change is not recorded: the maildir crate's stamp), as
+    // it has on a live server; a wait of one tick, not of seconds.
+    after_one_tick(md);
     let (mut cold, _) = preauth_session(t, md, &["SELECT INBOX"]);
     let (cold, cold_t) = cold.remove(0);
     let (mut warm, rss) = preauth_session(t, md, &["SELECT INBOX"]);
