@@ -125,6 +125,61 @@ impl MsgDirs {
     }
 }
 
+/// The messages of a [`State`] in UID order, shared (not copied) when a state is cloned:
+/// a session's view of a 100,000-message folder is the folder's own list until one of
+/// them changes, and the first change to a shared list copies it (copy on write:
+/// `DerefMut` is `Arc::make_mut`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Msgs(Arc<Vec<Msg>>);
+
+impl std::ops::Deref for Msgs {
+    type Target = Vec<Msg>;
+    fn deref(&self) -> &Vec<Msg> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Msgs {
+    /// The list to change: copied first when another state shares it.
+    fn deref_mut(&mut self) -> &mut Vec<Msg> {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+impl From<Vec<Msg>> for Msgs {
+    fn from(v: Vec<Msg>) -> Msgs {
+        Msgs(Arc::new(v))
+    }
+}
+
+impl Msgs {
+    /// The list itself (copied when shared).
+    pub fn into_vec(self) -> Vec<Msg> {
+        Arc::unwrap_or_clone(self.0)
+    }
+
+    /// Whether `self` and `other` are one list (a clone not changed since).
+    pub fn shares(&self, other: &Msgs) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl IntoIterator for Msgs {
+    type Item = Msg;
+    type IntoIter = std::vec::IntoIter<Msg>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.into_vec().into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Msgs {
+    type Item = &'a Msg;
+    type IntoIter = std::slice::Iter<'a, Msg>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
 /// A folder's state after a sync.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct State {
@@ -134,8 +189,8 @@ pub struct State {
     pub uidnext: u32,
     /// HIGHESTMODSEQ.
     pub highestmodseq: u64,
-    /// The messages in UID order.
-    pub msgs: Vec<Msg>,
+    /// The messages in UID order (shared between clones of the state).
+    pub msgs: Msgs,
     /// Expunged UIDs with the MODSEQ of their expunge, oldest first (QRESYNC), at most
     /// [`MAX_VANISHED`].
     pub vanished: Vec<(u32, u64)>,
@@ -258,7 +313,7 @@ fn parse_index_from(mut r: impl io::BufRead) -> Option<State> {
                 uidvalidity,
                 uidnext,
                 highestmodseq,
-                msgs,
+                msgs: msgs.into(),
                 vanished,
                 vanished_floor,
                 dirs,
@@ -948,7 +1003,7 @@ impl Folder {
                     uidvalidity: uv,
                     uidnext: 1,
                     highestmodseq: 1,
-                    msgs: Vec::new(),
+                    msgs: Msgs::default(),
                     vanished: Vec::new(),
                     vanished_floor: 0,
                     dirs: None,
@@ -1547,7 +1602,7 @@ impl Folder {
             kept.push(m);
             state.uidnext += 1;
         }
-        state.msgs = kept;
+        state.msgs = kept.into();
         state.highestmodseq = hms;
         trim_vanished(state);
         Ok(changes)
@@ -1977,7 +2032,7 @@ impl Folder {
             uidvalidity,
             uidnext,
             highestmodseq: 1,
-            msgs,
+            msgs: msgs.into(),
             vanished: Vec::new(),
             vanished_floor: 0,
             dirs: None,
@@ -2675,6 +2730,30 @@ mod tests {
         );
     }
 
+    // See: issue #12: a session's view of a folder is the folder's own list (no copy of
+    // 100,000 messages at SELECT) until one of them changes, which copies it: the view
+    // keeps what the session was told.
+    #[test]
+    fn states_share_their_messages_until_one_changes() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        md.deliver(&b"Subject: b\n\ny\n"[..]).unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        assert!(f.watch());
+        let view = f.sync().unwrap().msgs;
+        assert!(view.shares(&f.state().unwrap().msgs));
+        assert!(!f.refresh().unwrap());
+        assert!(view.shares(&f.state().unwrap().msgs));
+        f.store_flags(&[(1, "F".into())]).unwrap();
+        let now = &f.state().unwrap().msgs;
+        assert!(!view.shares(now));
+        assert_eq!((&*view[0].flags, &*now[0].flags), ("", "F"));
+        let mut mine = view.clone();
+        mine[1].size = 1;
+        assert_ne!(mine[1].size, view[1].size);
+    }
+
     // See: issue #12: every new session's first sync (SELECT, STATUS) took the exclusive
     // lock, even with nothing to write, so sessions queued behind each other.
     #[test]
@@ -2997,7 +3076,7 @@ mod tests {
             uidvalidity: 1,
             uidnext: 3,
             highestmodseq: 2,
-            msgs: vec![m(1, ""), m(2, "")],
+            msgs: vec![m(1, ""), m(2, "")].into(),
             ..State::default()
         };
         let mut a = base.clone();

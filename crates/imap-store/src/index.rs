@@ -322,7 +322,7 @@ pub(crate) fn read(f: &fs::File) -> Option<State> {
         uidvalidity: h.uidvalidity,
         uidnext: h.uidnext,
         highestmodseq: h.highestmodseq,
-        msgs,
+        msgs: msgs.into(),
         vanished,
         vanished_floor: h.vanished_floor,
         dirs: h.dirs,
@@ -352,7 +352,8 @@ mod tests {
                 msg(3, "", Sub::New, "3.M3P1.h"),
                 msg(7, "FSa\u{11a}", Sub::Cur, "7.M7P1.h:2,FSa"),
                 msg(9, "S", Sub::Cur, "9.M9P1.h:2,S"),
-            ],
+            ]
+            .into(),
             vanished: vec![(2, 5), (4, 6)],
             vanished_floor: 3,
             dirs: Some([(1, 2), (3, 4)]),

@@ -55,8 +55,8 @@ mod names;
 mod watch;
 
 pub use folder::{
-    CacheIndex, Folder, MAX_KEYWORDS, MAX_VANISHED, Msg, MsgDirs, Rendered, State, header_part,
-    keyword_char, keyword_index, normalize_flags,
+    CacheIndex, Folder, MAX_KEYWORDS, MAX_VANISHED, Msg, MsgDirs, Msgs, Rendered, State,
+    header_part, keyword_char, keyword_index, normalize_flags,
 };
 pub use names::{SPECIAL, valid_imap_name};
 

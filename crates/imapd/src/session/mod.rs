@@ -57,7 +57,7 @@ struct Selected {
     name: String,
     folder: Folder,
     readonly: bool,
-    view: Vec<Msg>,
+    view: mailorder_imap_store::Msgs,
     uidvalidity: u32,
     uidnext: u32,
     keywords: Vec<String>,

@@ -173,7 +173,7 @@ impl<W: Write> Session<W> {
         let mut lines = Vec::new();
         // Both lists ascend by UID: one walk finds what went (no map of 100,000 UIDs).
         let mut gone_at: Vec<usize> = Vec::new();
-        {
+        if !sel.view.shares(&st.msgs) {
             let mut j = 0;
             for (i, m) in sel.view.iter().enumerate() {
                 while j < st.msgs.len() && st.msgs[j].uid < m.uid {
@@ -210,7 +210,9 @@ impl<W: Write> Session<W> {
             sel.keywords = kw;
             lines.push(format!("* FLAGS ({})", Self::flag_list(&sel.keywords)));
         }
-        {
+        // Still the folder's own list (shared since SELECT, copied by the first change to
+        // either): no message changed. (A mutable walk would copy it for nothing.)
+        if !sel.view.shares(&st.msgs) {
             let mut j = 0;
             for (i, m) in sel.view.iter_mut().enumerate() {
                 while j < st.msgs.len() && st.msgs[j].uid < m.uid {
@@ -240,7 +242,9 @@ impl<W: Write> Session<W> {
         let last = sel.view.last().map_or(0, |m| m.uid);
         let before = sel.view.len();
         let from = st.msgs.partition_point(|m| m.uid <= last);
-        sel.view.extend_from_slice(&st.msgs[from..]);
+        if from < st.msgs.len() {
+            sel.view.extend_from_slice(&st.msgs[from..]);
+        }
         let (uidnext, uidvalidity) = (st.uidnext, st.uidvalidity);
         if sel.view.len() != before {
             if !rev2 {
@@ -249,7 +253,7 @@ impl<W: Write> Session<W> {
                 let part = mailorder_imap_store::State {
                     uidvalidity,
                     uidnext,
-                    msgs: sel.view[before..].to_vec(),
+                    msgs: sel.view[before..].to_vec().into(),
                     ..Default::default()
                 };
                 let floor = match sel.folder.claim_recent(&part, !sel.readonly) {

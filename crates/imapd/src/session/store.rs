@@ -66,8 +66,7 @@ impl<W: Write> Session<W> {
             return Ok(store_no(&e));
         }
         sel.keywords = sel.folder.keywords();
-        let empty = Vec::new();
-        let now = sel.folder.state().map_or(&empty, |s| &s.msgs);
+        let now = sel.folder.state().map_or(&[][..], |s| &s.msgs[..]);
         let mut lines = Vec::new();
         for (seq, u) in touched {
             let Some(n) = now
