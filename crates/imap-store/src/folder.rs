@@ -80,6 +80,90 @@ fn index_flags(flags: &str) -> String {
 const LAST_UV: &str = "mailorder-uidvalidity";
 const RECENT: &str = "mailorder-recent";
 
+/// A message's file name: a slice of a buffer that all the names read from the index at
+/// once share (one allocation for 100,000 names, not one each), or a name of its own.
+/// Dereferences to the name (`&*m.file`).
+#[derive(Clone)]
+pub struct Name {
+    buf: Arc<String>,
+    at: u32,
+    len: u32,
+}
+
+impl Name {
+    /// The name at `at..at + len` of `buf`; `None` when that is not a whole `str` of it.
+    pub(crate) fn slice(buf: &Arc<String>, at: usize, len: usize) -> Option<Name> {
+        let end = at.checked_add(len)?;
+        buf.get(at..end)?;
+        Some(Name {
+            buf: buf.clone(),
+            at: u32::try_from(at).ok()?,
+            len: u32::try_from(len).ok()?,
+        })
+    }
+}
+
+#[cfg(test)]
+impl Name {
+    /// Whether two names are slices of one buffer.
+    pub(crate) fn same_buffer(&self, other: &Name) -> bool {
+        Arc::ptr_eq(&self.buf, &other.buf)
+    }
+}
+
+impl std::ops::Deref for Name {
+    type Target = str;
+    fn deref(&self) -> &str {
+        // INVARIANT: `slice` checked the range, and the buffer never changes.
+        &self.buf[self.at as usize..self.at as usize + self.len as usize]
+    }
+}
+
+impl From<String> for Name {
+    fn from(s: String) -> Name {
+        // File names are at most NAME_MAX (255) bytes: one past 4 GiB (never a name)
+        // would read as empty, never past its end.
+        let len = u32::try_from(s.len()).unwrap_or(0);
+        Name {
+            buf: Arc::new(s),
+            at: 0,
+            len,
+        }
+    }
+}
+
+impl From<&str> for Name {
+    fn from(s: &str) -> Name {
+        Name::from(s.to_owned())
+    }
+}
+
+impl From<Box<str>> for Name {
+    fn from(s: Box<str>) -> Name {
+        Name::from(String::from(s))
+    }
+}
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Name) -> bool {
+        **self == **other
+    }
+}
+
+impl Eq for Name {}
+
+impl std::fmt::Debug for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for Name {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self)
+    }
+}
+
 /// One message as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Msg {
@@ -93,9 +177,9 @@ pub struct Msg {
     pub size: u64,
     /// `new` or `cur`.
     pub sub: Sub,
-    /// The current file name (flags included). Shared, not copied, when a state is
-    /// cloned (a session holds its view beside the folder's state: 100,000 messages).
-    pub file: Arc<str>,
+    /// The current file name (flags included). Shared, not copied, when a message is
+    /// cloned; the names read from the index share one buffer ([`Name`]).
+    pub file: Name,
     /// Maildir flag letters in ASCII order (`DFPRST`, keyword letters `a`–`z`); the
     /// same flags share one allocation when the index is read.
     pub flags: Arc<str>,

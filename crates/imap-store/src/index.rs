@@ -33,12 +33,13 @@
 //!
 //! A file whose length, header CRC or section CRCs disagree is torn or damaged and is
 //! never trusted (the folder then rebuilds its index with a new UIDVALIDITY). Reading
-//! takes two sequential passes through 64 KiB windows (records and names), so a
-//! 100,000-message index is never held whole in memory beside the state made from it.
+//! takes the records through a 64 KiB window and the names whole, into the one buffer
+//! that the messages' names are slices of, so a 100,000-message index is never held
+//! whole in memory beside the state made from it, and its names cost one allocation.
 //! Version 1 was text (`mailorder-imap-index 1 …`, one line per message); it is still
 //! read, once, and rewritten in this format (folder.rs).
 
-use crate::folder::{Msg, State};
+use crate::folder::{Msg, Name, State};
 use mailorder_maildir::Sub;
 use std::collections::HashMap;
 use std::fs;
@@ -269,7 +270,14 @@ pub(crate) fn read(f: &fs::File) -> Option<State> {
     }
     let names_at = HEADER as u64 + body;
     let mut a = Section::new(f, HEADER as u64, names_at);
-    let mut names = Section::new(f, names_at, len);
+    // The names are read whole into the one buffer that the messages' names are slices of
+    // (one allocation, not one per message).
+    let mut names = vec![0u8; usize::try_from(h.names).ok()?];
+    f.read_exact_at(&mut names, names_at).ok()?;
+    if crc32fast::hash(&names) != h.names_crc {
+        return None;
+    }
+    let names = Arc::new(String::from_utf8(names).ok()?);
     let mut sets: Vec<Arc<str>> = Vec::with_capacity(h.sets);
     for _ in 0..h.sets {
         let n = u16::from_le_bytes(a.take(2)?.try_into().ok()?) as usize;
@@ -302,9 +310,9 @@ pub(crate) fn read(f: &fs::File) -> Option<State> {
         if name_off != off & 0xffff_ffff {
             return None;
         }
+        let file = Name::slice(&names, usize::try_from(off).ok()?, name_len)?;
         off += name_len as u64;
         last = uid;
-        let file: Arc<str> = std::str::from_utf8(names.take(name_len)?).ok()?.into();
         msgs.push(Msg {
             uid,
             modseq,
@@ -315,7 +323,7 @@ pub(crate) fn read(f: &fs::File) -> Option<State> {
             flags: set,
         });
     }
-    if !a.done(h.body_crc) || !names.done(h.names_crc) {
+    if !a.done(h.body_crc) || off != h.names {
         return None;
     }
     Some(State {
@@ -386,6 +394,9 @@ mod tests {
         fs::write(&p, encode(&sample())).unwrap();
         let s = read(&fs::File::open(&p).unwrap()).unwrap();
         assert!(Arc::ptr_eq(&s.msgs[0].flags, &s.msgs[3].flags));
+        // See: issue #12: the names are slices of one buffer, not one allocation each.
+        assert!(s.msgs[0].file.same_buffer(&s.msgs[3].file));
+        assert_eq!(&*s.msgs[2].file, "7.M7P1.h:2,FSa");
     }
 
     #[test]
