@@ -10,7 +10,8 @@
 //! - [`fdio`]: fd reads and writes with timeouts, unbuffered;
 //! - [`handoff`]: passing accepted connections from `listen` to pooled servers;
 //! - [`privs`]: the one audited uid/gid switch;
-//! - [`ucspi`]: the connection's addresses from the UCSPI environment or the socket.
+//! - [`ucspi`]: the connection's addresses from the UCSPI environment or the socket;
+//! - [`watch`]: keep what was read from a few directories while inotify sees no change.
 //!
 //! It must not parse mail or speak a protocol: that lives in the `*-proto` crates.
 
@@ -26,5 +27,6 @@ pub mod privs;
 pub mod root;
 pub mod sys;
 pub mod ucspi;
+pub mod watch;
 
 pub use exit::Exit;

@@ -10,6 +10,7 @@ use crate::bounce;
 use crate::plan::{self, Action, BounceTo, Settings};
 use mailorder_core::control::{Control, ControlError};
 use mailorder_core::root;
+use mailorder_core::watch::Kept;
 use mailorder_directory::{DirError, Directory};
 use mailorder_queue_client::{Client, QueueError};
 use mailorder_queue_format::envelope::{self, MAX_ENVELOPE};
@@ -173,7 +174,8 @@ impl Cleaner {
                     .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
             }
             if let Some((_, i)) = &mut self.child {
-                match writeln!(i, "{line}").and_then(|()| i.flush()) {
+                // One write per command (a pipe write of a line is one system call).
+                match i.write_all(format!("{line}\n").as_bytes()) {
                     Ok(()) => return Ok(()),
                     Err(_) => {
                         if let Some((mut c, _)) = self.child.take() {
@@ -215,6 +217,9 @@ pub struct Dispatch {
     /// Per message and recipient, whether its last resolution was remote delivery.
     kinds: HashMap<String, Vec<Option<bool>>>,
     cleaner: Cleaner,
+    /// The file back-end of the directory, kept while `control/` and `directory/` are
+    /// unchanged (`mailorder_core::watch`); LDAP is opened again for each pass.
+    dir: Kept<Directory>,
     /// Long-lived local delivery workers, by id.
     workers: HashMap<u64, LocalWorker>,
     next_worker: u64,
@@ -266,6 +271,10 @@ impl Dispatch {
                 program: root::program("queue-clean"),
                 child: None,
             },
+            dir: Kept::new(vec![
+                root::root().join("control"),
+                root::root().join("directory"),
+            ]),
             workers: HashMap::new(),
             next_worker: 0,
             tx,
@@ -686,12 +695,14 @@ impl Dispatch {
         if ids.is_empty() {
             return;
         }
-        let dir = Directory::open();
+        let mut kept = std::mem::replace(&mut self.dir, Kept::new(Vec::new()));
+        let dir = kept.get(Directory::open, |d| !d.is_ldap());
         if let Err(e) = &dir {
             log::warn!("directory: {e}");
         }
+        let dir = dir.ok();
         for id in ids {
-            if let Some(st) = self.intake(&id, dir.as_ref().ok()) {
+            if let Some(st) = self.intake(&id, dir) {
                 log::info!(
                     "new id={id} sender=<{}> recipients={}",
                     st.sender,
@@ -703,6 +714,7 @@ impl Dispatch {
                 self.msgs.insert(id, st);
             }
         }
+        self.dir = kept;
     }
 
     /// A message in todo/: an existing state wins (loaded, todo/ID given up); otherwise the
@@ -775,7 +787,7 @@ impl Dispatch {
         if local_full(self) && free_remote == 0 {
             return;
         }
-        let mut dir: Option<Result<Directory, DirError>> = None;
+
         // Local deliveries full (they stay so through this pass: nothing ends during it):
         // a message whose due recipients all resolved local last time has nothing to
         // start. Skipped here without a copy or an allocation, so a backlog of hundreds
@@ -798,6 +810,12 @@ impl Dispatch {
             })
             .map(|(id, _)| id.clone())
             .collect();
+        let mut kept = std::mem::replace(&mut self.dir, Kept::new(Vec::new()));
+        // Opened (or the kept one checked) at the first recipient that needs it: the
+        // `&mut` is moved out once, into `dir`.
+        let mut to_open = Some(&mut kept);
+        let mut dir: Option<Result<&Directory, DirError>> = None;
+        let mut failed = false;
         for id in ids {
             let remote_full = n_gathered >= remote_cap;
             if local_full(self) && remote_full {
@@ -845,15 +863,19 @@ impl Dispatch {
                     Some(false) if local_full(self) => continue,
                     _ => {}
                 }
-                let d = dir.get_or_insert_with(Directory::open);
                 let Some(st) = self.msgs.get(&id) else {
                     break;
                 };
                 let rcpt = st.recipients[idx].address.clone();
-                let resolved = match d {
-                    Ok(d) => d.resolve(&rcpt),
-                    Err(e) => Err(DirError::Again(e.to_string())),
+                if let Some(k) = to_open.take() {
+                    dir = Some(k.get(Directory::open, |d| !d.is_ldap()));
+                }
+                let resolved = match &dir {
+                    Some(Ok(d)) => d.resolve(&rcpt),
+                    None => Err(DirError::Again("directory not opened".to_owned())),
+                    Some(Err(e)) => Err(DirError::Again(e.to_string())),
                 };
+                failed |= resolved.is_err();
                 let action = plan::action(resolved, self.own);
                 let n = st.recipients.len();
                 let kinds = self
@@ -912,6 +934,12 @@ impl Dispatch {
             if changed {
                 self.dirty.insert(id.clone());
             }
+        }
+        drop(dir);
+        self.dir = kept;
+        // A lookup that failed is not trusted to the kept directory: opened again next time.
+        if failed {
+            self.dir.forget();
         }
         for (domain, msgs) in gathered {
             self.start_remote_runs(&domain, msgs);

@@ -8,9 +8,17 @@
 //!
 //! A worker killed in the middle of a message is the case of a killed one-shot run: no
 //! answer, dispatch retries, the message is delivered at least once.
+//!
+//! The file back-end of the directory is opened once and kept while an inotify watch on
+//! `control/` and `directory/` is quiet (`mailorder_core::watch`): any edit there makes the
+//! next message open it again, so a user added, changed or removed is seen by the first
+//! delivery after the change. The LDAP back-end is opened for each message, as in a
+//! one-shot run (it holds a server connection).
 
 use crate::{Config, Outcome, run};
+use mailorder_core::watch::Kept;
 use mailorder_core::{Exit, root};
+use mailorder_directory::Directory;
 use std::collections::HashMap;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -25,6 +33,8 @@ pub fn serve(sock: &OwnedFd) -> u8 {
     }
     // The worker's uid never changes: asked once, not per message.
     let euid = mailorder_core::sys::ids().1;
+    let top = root::root();
+    let mut dir = Kept::new(vec![top.join("control"), top.join("directory")]);
     loop {
         let (fd, vars) = match mailorder_core::handoff::recv_conn(sock.as_fd()) {
             Ok(Some(r)) => r,
@@ -34,7 +44,7 @@ pub fn serve(sock: &OwnedFd) -> u8 {
                 return Exit::Temp.code();
             }
         };
-        let o = deliver_one(fd, vars.into_iter().collect(), euid);
+        let o = deliver_one(fd, vars.into_iter().collect(), euid, &mut dir);
         let answer = format!("{} {}", o.exit.code(), o.text);
         if let Err(e) = mailorder_core::handoff::send_msg(sock.as_fd(), answer.as_bytes()) {
             // dispatch is gone: the delivery is done; it will be retried (at least once).
@@ -44,7 +54,12 @@ pub fn serve(sock: &OwnedFd) -> u8 {
     }
 }
 
-fn deliver_one(fd: OwnedFd, vars: HashMap<String, String>, euid: u32) -> Outcome {
+fn deliver_one(
+    fd: OwnedFd,
+    vars: HashMap<String, String>,
+    euid: u32,
+    dir: &mut Kept<Directory>,
+) -> Outcome {
     let (Some(sender), Some(recipient)) = (vars.get("S"), vars.get("R")) else {
         return Outcome {
             exit: Exit::Temp,
@@ -61,6 +76,12 @@ fn deliver_one(fd: OwnedFd, vars: HashMap<String, String>, euid: u32) -> Outcome
         euid,
     };
     let mut msg = File::from(fd);
-    let resolved = mailorder_directory::Directory::open().and_then(|d| d.resolve(&cfg.recipient));
+    let resolved = dir
+        .get(Directory::open, |d| !d.is_ldap())
+        .and_then(|d| d.resolve(&cfg.recipient));
+    // A lookup that failed is not trusted to the kept directory: opened again next time.
+    if resolved.is_err() {
+        dir.forget();
+    }
     run(&cfg, resolved, &mut msg)
 }

@@ -200,3 +200,70 @@ fn a_second_dispatch_on_one_queue_refuses_and_takes_over_after_kill_9() {
         second.to_string()
     );
 }
+
+/// The long-lived delivery workers (`local-deliver`) among dispatch `pid`'s children.
+fn delivery_workers(pid: u32) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/comm"))
+                .is_ok_and(|c| c.trim() == "local-deliver")
+        })
+        .map(str::to_owned)
+        .collect();
+    v.sort();
+    v
+}
+
+// See: issue #11
+#[test]
+fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
+    // Both keep the directory's files as read while inotify sees no change in control/ or
+    // directory/: a user added, or changed, must count from the very next message, which
+    // the same worker process delivers.
+    let mut t = Tree::new();
+    let pid = t.start_dispatch();
+    t.inject(
+        "demo@example.test",
+        &["demo@example.test"],
+        "Subject: one\n\n1\n",
+    );
+    t.wait_messages("demo", 1, 30);
+    let workers = delivery_workers(pid);
+    assert_eq!(
+        workers.len(),
+        1,
+        "one worker after one delivery: {workers:?}"
+    );
+    t.add_user("bob@example.test", "", "pw");
+    t.inject(
+        "demo@example.test",
+        &["bob@example.test"],
+        "Subject: two\n\n2\n",
+    );
+    t.wait_messages("bob", 1, 30);
+    assert_eq!(delivery_workers(pid), workers, "the same worker delivered");
+    // bob's mail now goes to another Maildir: the users file rewritten in place.
+    let users = t.root.join("directory/users");
+    let home = t.root.join("mail/example.test/bob");
+    let text = std::fs::read_to_string(&users).unwrap().replace(
+        "bob@example.test \n",
+        &format!("bob@example.test maildir={}/Second/\n", home.display()),
+    );
+    std::fs::write(&users, text).unwrap();
+    t.inject(
+        "demo@example.test",
+        &["bob@example.test"],
+        "Subject: three\n\n3\n",
+    );
+    mailorder_tests::wait_for("bob's second Maildir", 30, || {
+        std::fs::read_dir(home.join("Second/new")).is_ok_and(|d| d.count() == 1)
+    });
+    assert_eq!(
+        t.messages("bob").len(),
+        1,
+        "nothing more in the first Maildir"
+    );
+    assert_eq!(delivery_workers(pid), workers, "the same worker delivered");
+}
