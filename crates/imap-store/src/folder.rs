@@ -1498,9 +1498,11 @@ impl Folder {
     /// whether any file was found.
     fn merge_fresh(&self, state: &mut State, log: bool) -> Result<(Vec<Change>, bool), StoreError> {
         use nix::sys::stat::{SFlag, fstatat};
-        // (delivery order, directory, name), for each message file.
-        type Found = ((u64, u64, u64), Sub, Box<str>);
+        // (delivery order, directory, where the name is in `all`), for each message file;
+        // the names back to back in one buffer, which the messages' names are slices of.
+        type Found = ((u64, u64, u64), Sub, (usize, usize));
         let mut found: Vec<Found> = Vec::new();
+        let mut all = String::new();
         let mut dirs = Vec::with_capacity(2);
         for sub in [Sub::New, Sub::Cur] {
             let d = self.dir.join(sub.dir());
@@ -1515,31 +1517,36 @@ impl Folder {
                 }
                 let base = name::unique_part(name::split_info(&f).0);
                 let (a, b, c, _) = name::delivery_order(base);
-                found.push(((a, b, c), sub, f.into_boxed_str()));
+                found.push(((a, b, c), sub, (all.len(), f.len())));
+                all.push_str(&f);
             }
             dirs.push(fs::File::open(&d).map_err(|e| StoreError::io("open", &d, e))?);
         }
-        fn base_of(f: &str) -> &str {
-            name::unique_part(name::split_info(f).0)
-        }
+        let base_of =
+            |(at, len): (usize, usize)| name::unique_part(name::split_info(&all[at..at + len]).0);
         found.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0)
-                .then_with(|| base_of(&a.2).cmp(base_of(&b.2)))
+                .then_with(|| base_of(a.2).cmp(base_of(b.2)))
                 .then(a.1.cmp(&b.1))
         });
         // The same message in new/ and cur/ (moved while listed): the one in cur/.
         found.dedup_by(|later, earlier| {
-            let same = later.0 == earlier.0 && base_of(&later.2) == base_of(&earlier.2);
+            let same = later.0 == earlier.0 && base_of(later.2) == base_of(earlier.2);
             if same {
                 std::mem::swap(later, earlier);
             }
             same
         });
+        let all = Arc::new(all);
         let mut changes = Vec::new();
         let mut any = false;
         let mut flag_set: Vec<Arc<str>> = Vec::new();
         state.msgs.reserve_exact(found.len());
-        for (_, sub, f) in found {
+        for (_, sub, (at, len)) in found {
+            // Always a whole name: `at..at + len` is where one was pushed.
+            let Some(f) = Name::slice(&all, at, len) else {
+                continue;
+            };
             let d = &dirs[usize::from(sub == Sub::Cur)];
             let mtime = match fstatat(d, &*f, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
                 Ok(st)
@@ -1581,7 +1588,7 @@ impl Folder {
                 internal: mtime,
                 size,
                 sub,
-                file: f.into(),
+                file: f,
                 flags,
             };
             state.uidnext += 1;
