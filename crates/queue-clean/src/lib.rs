@@ -28,6 +28,7 @@ use mailorder_core::Exit;
 use mailorder_core::atomic::GroupSync;
 use mailorder_queue_format::{Queue, fsync_dir, spare, valid_id};
 use std::io::{self, BufRead, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
@@ -84,7 +85,8 @@ fn unlink(path: &Path) -> Result<(), CleanError> {
 
 /// Finished files kept for reuse instead of unlinked (mailorder-queue-format `spare`,
 /// issue #11): `todo ID` and `mess ID` rename the file to `spare/p.ID.t` / `p.ID.m`
-/// (pending), and a pending spare becomes usable (`spare/ID.t`) only once an `fsync` of the
+/// (pending), and a pending spare becomes usable (`spare/LANE/ID.t`, in the lane of the queue
+/// process that wrote the message: mailorder-queue-format `spare::LANES`) only once an `fsync` of the
 /// directory it left has started after the move: one of queue's shared fsyncs (the
 /// group-commit records `lock/sync.todo`, `lock/sync.mess`), or queue-clean's own when
 /// [`MAX_PENDING`] are waiting or at `clean`. Without `spare/`, with [`spare::MAX_SPARES`]
@@ -93,16 +95,41 @@ pub struct Recycler {
     state: std::sync::Mutex<Recycling>,
 }
 
+/// Spares [`Recycler::fill`] keeps ready: about the backlog of a burst at fifty sessions
+/// (a few hundred messages, two files each), well under [`spare::MAX_SPARES`] so that
+/// finished files still find room.
+pub const FILL: usize = 1024;
+
+/// Give a new spare what a file queue creates in `mess/` has: mode 0640 and `mess/`'s group
+/// (dispatch reads the queue through that group; a rename does not change a file's group,
+/// and queue-clean's own group is its caller's).
+fn like_mess(f: &std::fs::File, gid: u32) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    f.set_permissions(std::fs::Permissions::from_mode(0o640))?;
+    if f.metadata()?.gid() != gid {
+        std::os::unix::fs::fchown(f, None, Some(gid))?;
+    }
+    Ok(())
+}
+
 /// Pending spares beyond which queue-clean runs the directory fsyncs itself.
 pub const MAX_PENDING: usize = 64;
 
-/// Removals between two counts of `spare/` (queue takes spares without telling).
-const RECOUNT: usize = 64;
+/// Removals between two counts of the spares (queue takes spares without telling).
+const RECOUNT: usize = 128;
+
+/// The usable spares in every lane.
+fn count_spares(q: &Queue) -> usize {
+    (0..spare::LANES)
+        .filter_map(|l| std::fs::read_dir(spare::lane_dir(q, l)).ok())
+        .map(Iterator::count)
+        .sum()
+}
 
 struct Recycling {
     on: bool,
-    /// Pending names, whether each left `todo/` (else `mess/`), and when.
-    pending: Vec<(String, bool, u64)>,
+    /// Pending names, whether each left `todo/` (else `mess/`), when, and their lane.
+    pending: Vec<(String, bool, u64, usize)>,
     /// Spares in `spare/` as last counted, plus the moves since.
     count: usize,
     /// Removals (kept or unlinked) since the recycler started: every [`RECOUNT`]th counts
@@ -113,21 +140,37 @@ struct Recycling {
 }
 
 impl Recycler {
-    /// Recycling into `q`'s `spare/` when it exists. Pending names left by an earlier run
-    /// (their move may not be durable) are dropped: unlinking a name is always safe.
+    /// Recycling into `q`'s `spare/` when it exists (its lane directories are made if
+    /// missing). Pending names left by an earlier run (their move may not be durable) are
+    /// dropped: unlinking a name is always safe. Usable spares an older queue-clean left
+    /// in `spare/` itself are moved into their lanes.
     pub fn new(q: &Queue) -> Recycler {
         let dir = q.spare_dir();
-        let on = dir.is_dir();
-        let mut count = 0;
+        let mut on = dir.is_dir();
+        if on && let Err(e) = spare::make_lanes(q) {
+            log::warn!("{}: {e}: finished files are unlinked", dir.display());
+            on = false;
+        }
         if on && let Ok(names) = std::fs::read_dir(&dir) {
-            for name in names.filter_map(|e| e.ok()?.file_name().into_string().ok()) {
+            for e in names.filter_map(Result::ok) {
+                let Ok(name) = e.file_name().into_string() else {
+                    continue;
+                };
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
                 if name.starts_with(spare::PENDING) {
                     let _ = std::fs::remove_file(dir.join(&name));
                 } else {
-                    count += 1;
+                    let id = name.rsplit_once('.').map_or(name.as_str(), |(id, _)| id);
+                    let to = spare::lane_dir(q, spare::lane_of(id)).join(&name);
+                    if std::fs::rename(dir.join(&name), to).is_err() {
+                        let _ = std::fs::remove_file(dir.join(&name));
+                    }
                 }
             }
         }
+        let count = if on { count_spares(q) } else { 0 };
         let sync = |d: &Path, r: &str| GroupSync::open(d, &q.lock_dir().join(r)).ok();
         Recycler {
             state: std::sync::Mutex::new(Recycling {
@@ -175,7 +218,7 @@ impl Recycler {
         // stay "full" (every removal an unlink) however many spares queue took since.
         st.moves += 1;
         if st.moves.is_multiple_of(RECOUNT) {
-            st.count = std::fs::read_dir(q.spare_dir()).map_or(st.count, |d| d.count());
+            st.count = count_spares(q) + st.pending.len();
         }
         if st.count >= spare::MAX_SPARES {
             drop(st);
@@ -200,7 +243,7 @@ impl Recycler {
             }
         }
         let stamp = GroupSync::stamp().unwrap_or(u64::MAX);
-        st.pending.push((name, todo, stamp));
+        st.pending.push((name, todo, stamp, spare::lane_of(id)));
         st.count += 1;
         let force = st.pending.len() >= MAX_PENDING;
         st.promote(q, force);
@@ -210,6 +253,64 @@ impl Recycler {
     /// Make every pending spare usable, running the directory fsyncs if need be (`clean`).
     pub fn flush(&self, q: &Queue) {
         self.lock().promote(q, true);
+    }
+
+    /// Create empty spares, for messages and envelopes in turn, spread over the lanes,
+    /// until [`FILL`] are kept (`clean`, which dispatch sends when it starts: so a burst
+    /// of mail finds the pool ready instead of creating its files). Returns how many
+    /// were made. An empty file is rewritten without cutting anything, and holds no mail:
+    /// queue makes it durable like any file it takes.
+    pub fn fill(&self, q: &Queue) -> usize {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(mess_gid) = q.mess_dir().metadata().map(|m| m.gid()) else {
+            return 0;
+        };
+        let mut made = 0;
+        let mut n: u64 = 0;
+        loop {
+            {
+                let mut st = self.lock();
+                if !st.on || st.count >= FILL {
+                    return made;
+                }
+                st.count += 1;
+            }
+            let created = loop {
+                n += 1;
+                let kind = if n.is_multiple_of(2) { 't' } else { 'm' };
+                let lane = usize::try_from(n / 2).unwrap_or(0) % spare::LANES;
+                let path = spare::lane_dir(q, lane).join(format!(
+                    "{}{}.{n}.{kind}",
+                    spare::FRESH,
+                    std::process::id()
+                ));
+                match std::fs::OpenOptions::new()
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o640)
+                    .open(&path)
+                {
+                    Ok(f) => match like_mess(&f, mess_gid) {
+                        Ok(()) => break true,
+                        Err(e) => {
+                            log::warn!("spare {}: {e}: not creating spares", path.display());
+                            let _ = std::fs::remove_file(&path);
+                            break false;
+                        }
+                    },
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists && n < 1 << 20 => {}
+                    Err(e) => {
+                        log::warn!("creating spare {}: {e}", path.display());
+                        break false;
+                    }
+                }
+            };
+            if !created {
+                self.lock().count -= 1;
+                return made;
+            }
+            made += 1;
+        }
     }
 }
 
@@ -261,7 +362,7 @@ impl Recycling {
                 .flatten()
         };
         let (todo_last, mess_last) = (last(true, &self.todo), last(false, &self.mess));
-        self.pending.retain(|(name, from_todo, stamp)| {
+        self.pending.retain(|(name, from_todo, stamp, lane)| {
             let (forced, last) = if *from_todo {
                 (todo_ok, todo_last)
             } else {
@@ -272,7 +373,8 @@ impl Recycling {
                 return true;
             }
             let usable = name.trim_start_matches(spare::PENDING);
-            if let Err(e) = std::fs::rename(spare_dir.join(name), spare_dir.join(usable)) {
+            let to = spare::lane_dir(q, *lane).join(usable);
+            if let Err(e) = std::fs::rename(spare_dir.join(name), to) {
                 log::debug!("spare {name}: {e}");
             }
             false
@@ -326,6 +428,10 @@ pub fn handle(q: &Queue, rec: &Recycler, line: &str, now: SystemTime) -> Result<
             }
             fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
             rec.flush(q);
+            let made = rec.fill(q);
+            if made > 0 {
+                log::info!("created {made} spare queue files");
+            }
             Ok(())
         }
         _ => Err(CleanError::Unknown),
@@ -446,6 +552,31 @@ mod tests {
         (d, q)
     }
 
+    /// The usable spares that were queue files, by name, in every lane (checking each is
+    /// in its own lane).
+    fn usable(q: &Queue) -> Vec<String> {
+        let mut v = all_spares(q);
+        v.retain(|n| !n.starts_with(spare::FRESH));
+        v
+    }
+
+    /// Every usable spare, those [`Recycler::fill`] made included.
+    fn all_spares(q: &Queue) -> Vec<String> {
+        let mut names = Vec::new();
+        for l in 0..spare::LANES {
+            for e in std::fs::read_dir(spare::lane_dir(q, l)).unwrap() {
+                let n = e.unwrap().file_name().into_string().unwrap();
+                let id = n.rsplit_once('.').unwrap().0;
+                if !n.starts_with(spare::FRESH) {
+                    assert_eq!(spare::lane_of(id), l, "{n} in lane {l}");
+                }
+                names.push(n);
+            }
+        }
+        names.sort();
+        names
+    }
+
     #[test]
     fn commands() {
         let (_d, q) = setup();
@@ -499,7 +630,7 @@ mod tests {
         g.sync().unwrap();
         std::fs::write(q.todo("4.5.6"), "x").unwrap();
         handle(&q, &rec, "todo 4.5.6", now).unwrap();
-        assert!(spare("1.2.3.t").exists(), "covered: usable");
+        assert_eq!(usable(&q), ["1.2.3.t"], "covered: usable");
         assert!(
             spare("p.1.2.3.m").exists(),
             "mess/ not synced since: pending"
@@ -507,16 +638,14 @@ mod tests {
         assert!(spare("p.4.5.6.t").exists());
         // clean runs the fsyncs itself: every spare is usable.
         handle(&q, &rec, "clean", now).unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(q.spare_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .collect();
-        names.sort();
-        assert_eq!(names, ["1.2.3.m", "1.2.3.t", "4.5.6.t"]);
-        // A restart drops the pending names a crash left.
+        assert_eq!(usable(&q), ["1.2.3.m", "1.2.3.t", "4.5.6.t"]);
+        // A restart drops the pending names a crash left, and moves the usable spares an
+        // older queue-clean left in spare/ itself into their lanes.
         std::fs::write(spare("p.7.7.7.m"), "").unwrap();
+        std::fs::write(spare("8.8.18.m"), "").unwrap();
         drop(Recycler::new(&q));
-        assert!(!spare("p.7.7.7.m").exists() && spare("1.2.3.m").exists());
+        assert!(!spare("p.7.7.7.m").exists() && !spare("8.8.18.m").exists());
+        assert_eq!(usable(&q), ["1.2.3.m", "1.2.3.t", "4.5.6.t", "8.8.18.m"]);
         // Without recycling (no spare/, or off), files are unlinked.
         let off = Recycler::off();
         std::fs::write(q.mess("8.8.8"), "m").unwrap();
@@ -536,10 +665,9 @@ mod tests {
             handle(&q, &rec, &format!("mess {id}"), now).unwrap();
             assert!(!q.mess(&id).exists());
         }
-        assert_eq!(
-            std::fs::read_dir(q.spare_dir()).unwrap().count(),
-            spare::MAX_SPARES
-        );
+        // Pending ones count too: the pool never holds more than MAX_SPARES.
+        rec.flush(&q);
+        assert_eq!(usable(&q).len(), spare::MAX_SPARES);
     }
 
     // See: issue #11 (a pool once full was never counted again: after queue had taken
@@ -548,13 +676,14 @@ mod tests {
     #[test]
     fn a_full_pool_that_queue_emptied_is_refilled() {
         let (_d, q) = setup();
+        spare::make_lanes(&q).unwrap();
         for i in 0..spare::MAX_SPARES {
-            std::fs::write(q.spare_dir().join(format!("9.{i}.9.m")), "m").unwrap();
+            std::fs::write(spare::lane_dir(&q, 9).join(format!("9.{i}.9.m")), "m").unwrap();
         }
         let rec = Recycler::new(&q);
         let now = SystemTime::now();
         // queue takes every spare (without telling queue-clean).
-        for e in std::fs::read_dir(q.spare_dir()).unwrap() {
+        for e in std::fs::read_dir(spare::lane_dir(&q, 9)).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
         for i in 0..2 * RECOUNT {
@@ -563,7 +692,8 @@ mod tests {
             handle(&q, &rec, &format!("mess {id}"), now).unwrap();
             assert!(!q.mess(&id).exists());
         }
-        let kept = std::fs::read_dir(q.spare_dir()).unwrap().count();
+        rec.flush(&q);
+        let kept = usable(&q).len();
         assert!(kept >= RECOUNT, "only {kept} kept after the pool emptied");
     }
 
@@ -582,6 +712,7 @@ mod tests {
         let kept: Vec<String> = std::fs::read_dir(q.spare_dir())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .filter(|n| n.starts_with(spare::PENDING))
             .collect();
         assert_eq!(kept.len(), 1, "{kept:?}");
         assert!(kept[0].contains("1.1.2"), "{kept:?}");
@@ -633,5 +764,39 @@ mod tests {
         )
         .unwrap();
         assert!(!q.intd("1.1.1").exists());
+    }
+
+    // See: issue #11 (the pool is filled ahead of a burst: a burst at fifty sessions held
+    // a few hundred messages in the queue, each file beyond the pool created on the hot
+    // path)
+    #[test]
+    fn clean_fills_the_pool_with_empty_spares_up_to_fill() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let (_d, q) = setup();
+        let rec = Recycler::new(&q);
+        handle(&q, &rec, "clean", SystemTime::now()).unwrap();
+        let names = all_spares(&q);
+        assert_eq!(names.len(), FILL);
+        let m = names.iter().filter(|n| n.ends_with(".m")).count();
+        assert_eq!((m, names.len() - m), (FILL / 2, FILL / 2));
+        let mess_gid = q.mess_dir().metadata().unwrap().gid();
+        for l in 0..spare::LANES {
+            let files: Vec<_> = std::fs::read_dir(spare::lane_dir(&q, l))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            assert!(!files.is_empty(), "lane {l} has spares");
+            for f in files {
+                let meta = f.metadata().unwrap();
+                assert_eq!(meta.len(), 0);
+                assert_eq!(meta.permissions().mode() & 0o777, 0o640);
+                assert_eq!(meta.gid(), mess_gid);
+            }
+        }
+        // Filled already: nothing more; finished files still find room up to MAX_SPARES.
+        assert_eq!(rec.fill(&q), 0);
+        std::fs::write(q.mess("1.1.1"), "m").unwrap();
+        handle(&q, &rec, "mess 1.1.1", SystemTime::now()).unwrap();
+        assert!(q.spare_dir().join("p.1.1.1.m").exists());
     }
 }

@@ -567,11 +567,13 @@ mod tests {
         let (_d, cfg) = setup();
         let q = &cfg.queue;
         // Two finished files, as queue-clean leaves them once usable (one was larger).
-        std::fs::write(q.spare_dir().join("1.1.1.m"), "x".repeat(10_000)).unwrap();
-        std::fs::write(q.spare_dir().join("1.1.1.t"), "Fold@x\0Told@y\0\0").unwrap();
+        mailorder_queue_format::spare::make_lanes(q).unwrap();
+        let lane = mailorder_queue_format::spare::lane_dir(q, 1);
+        std::fs::write(lane.join("1.1.1.m"), "x".repeat(10_000)).unwrap();
+        std::fs::write(lane.join("1.1.1.t"), "Fold@x\0Told@y\0\0").unwrap();
         let inos: Vec<u64> = ["1.1.1.m", "1.1.1.t"]
             .iter()
-            .map(|n| std::fs::metadata(q.spare_dir().join(n)).unwrap().ino())
+            .map(|n| std::fs::metadata(lane.join(n)).unwrap().ino())
             .collect();
         let id = run(&cfg, &b"Subject: new\n\nbody\n"[..], &b"Fa@b\0Tc@d\0\0"[..]).unwrap();
         let (m, e) = (q.mess(&id), q.todo(&id));
@@ -587,7 +589,7 @@ mod tests {
         assert!(text.starts_with("Received: ") && text.ends_with("Subject: new\n\nbody\n"));
         assert!(!text.contains('x'), "nothing of the old content");
         assert_eq!(std::fs::read(&e).unwrap(), b"Fa@b\0Tc@d\0\0");
-        assert_eq!(std::fs::read_dir(q.spare_dir()).unwrap().count(), 0);
+        assert_eq!(std::fs::read_dir(&lane).unwrap().count(), 0);
         // No spare left: created as before.
         let id2 = run(&cfg, &b"x\n"[..], &b"Fa@b\0Tc@d\0\0"[..]).unwrap();
         assert!(q.todo(&id2).exists() && q.mess(&id2).exists());
