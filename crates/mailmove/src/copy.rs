@@ -4,12 +4,12 @@
 //! **The Maildir is the journal.** A message copied from source folder UIDVALIDITY `V`,
 //! UID `U` gets the unique name `T.V<V>U<U>.mailmove` (`T` its INTERNALDATE), so a rerun
 //! finds what is already there by name, whatever the index says. Each message is written
-//! to `tmp/`, `fsync`ed, and renamed into `cur/` with its flags, then `cur/` is `fsync`ed
-//! (sink.rs: on threads of their own, while the next messages arrive); only once the
-//! folder's messages are all durable is its index told (`Folder::import`, which writes the
-//! index whole via a temporary file and `rename`). A kill leaves at most files in `tmp/`
-//! (the next pass removes them: `clean_tmp`) or messages in `cur/` the index does not know
-//! yet (the rerun indexes them with their UIDs).
+//! unnamed (or to `tmp/`), `fsync`ed, and named in `cur/` with its flags, then `cur/` is
+//! `fsync`ed (sink.rs: on threads of their own, while the next messages arrive); only once
+//! the folder's messages are all durable is its index told (`Folder::import`, which writes
+//! the index whole via a temporary file and `rename`). A kill leaves at most files in
+//! `tmp/` (the next pass removes them: `clean_tmp`) or messages in `cur/` the index does
+//! not know yet (the rerun indexes them with their UIDs).
 //!
 //! **UIDs.** A destination folder that is new (no message) takes the source's
 //! UIDVALIDITY, each message its source UID, and UIDNEXT the source's; the file

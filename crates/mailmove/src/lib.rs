@@ -25,8 +25,10 @@ pub mod tls;
 
 use clap::Parser;
 use mailorder_core::Exit;
+use nix::fcntl::{Flock, FlockArg};
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -1032,13 +1034,18 @@ pub fn worker(args: &[OsString], report: Option<std::os::fd::OwnedFd>) -> u8 {
     };
     let mut rep = copy::Report::default();
     rep.progress = progress;
-    let mut result = work(&job, &mut rep);
-    if let Err(e) = update_quota(&job, &rep) {
-        log::warn!("user={} {e}", job.label);
-        if result.is_ok() {
-            result = Err(e);
+    // One copy at a time into a mailbox (a second waits), quota included.
+    let result = lock_mailbox(&job).and_then(|lock| {
+        let mut result = work(&job, &mut rep);
+        if let Err(e) = update_quota(&job, &rep) {
+            log::warn!("user={} {e}", job.label);
+            if result.is_ok() {
+                result = Err(e);
+            }
         }
-    }
+        drop(lock);
+        result
+    });
     let (status, code) = match &result {
         Ok(()) => ("ok", Exit::Ok),
         Err(e) => {
@@ -1226,6 +1233,46 @@ fn pop3_login(job: &Job, port: u16) -> Result<pop3::Pop3, MoveError> {
         return Err(MoveError::Login(e));
     }
     Ok(p)
+}
+
+/// The lock file in the destination Maildir that one worker at a time holds (`flock`).
+pub const LOCK: &str = "mailmove.lock";
+
+/// One copy at a time into a mailbox: two at once (two runs, or two source accounts
+/// merged into one mailbox by the same run) would write the same messages and indexes
+/// side by side. Taken as the mailbox owner on `LOCK` in the Maildir, before the login
+/// (a session waiting here would idle at the source); a second worker waits for the first
+/// to end, then goes on (an incremental pass: what the first copied is there).
+/// Held until the quota is brought up to date too.
+fn lock_mailbox(job: &Job) -> Result<Option<Flock<std::fs::File>>, MoveError> {
+    let Some(st) = open_store(job)? else {
+        // A dry run writes nothing.
+        return Ok(None);
+    };
+    let label = &job.label;
+    let p = st.root().join(LOCK);
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(&p)
+        .map_err(|e| MoveError::Write(p.clone(), e))?;
+    let f = match Flock::lock(f, FlockArg::LockExclusiveNonblock) {
+        Ok(l) => return Ok(Some(l)),
+        Err((f, nix::errno::Errno::EWOULDBLOCK)) => f,
+        Err((_, e)) => return Err(MoveError::Write(p, e.into())),
+    };
+    log::warn!(
+        "waiting user={label}: another mailmove is copying into {} (it holds {}); going on when it ends",
+        st.root().display(),
+        p.display()
+    );
+    Flock::lock(f, FlockArg::LockExclusive)
+        .map(Some)
+        .map_err(|(_, e)| MoveError::Write(p, e.into()))
 }
 
 fn work_pop3(job: &Job, rep: &mut copy::Report) -> Result<(), MoveError> {

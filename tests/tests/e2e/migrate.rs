@@ -2191,3 +2191,122 @@ M.logout()
     );
     assert!(out.contains("SAME 6"), "{out}");
 }
+
+/// Holds an exclusive `flock` on argv[1] from "LOCKED" on stdout until stdin ends.
+const HOLD_LOCK: &str = r#"
+import fcntl, sys
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+print("LOCKED", flush=True)
+sys.stdin.read()
+"#;
+
+// See: issue #16
+/// Two copies into one mailbox at once (two runs, or two source accounts merged by one
+/// run) would write the same messages and indexes side by side: the second waits for the
+/// lock the first holds (`mailmove.lock` in the Maildir, taken as the owner), says so, and
+/// goes on once it is free.
+#[test]
+fn a_second_copy_into_the_same_mailbox_waits_for_the_first() {
+    use std::io::{BufRead, Write};
+    if !have("dovecot") || !have("openssl") {
+        return skip(
+            "a_second_copy_into_the_same_mailbox_waits_for_the_first",
+            "dovecot or openssl not installed",
+        );
+    }
+    let dv = Dovecot::start(&[("hal", "halpw")]);
+    let append = |n: usize| {
+        run_py(
+            r#"
+import imaplib, sys
+M = imaplib.IMAP4("127.0.0.1", int(sys.argv[1]))
+M.login("hal", "halpw")
+for i in range(int(sys.argv[2])):
+    m = b"Subject: lock %d\r\n\r\nbody\r\n" % i
+    assert M.append("INBOX", "(\\Seen)", None, m)[0] == "OK"
+M.logout()
+"#,
+            &[&dv.port.to_string(), &n.to_string()],
+        )
+    };
+    append(5);
+    let t = Tree::new();
+    t.add_user("hal@example.test", "", "x");
+    let work = t.root.join("migration");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("users.csv"), "hal,hal@example.test,halpw\n").unwrap();
+    let source = format!("127.0.0.1:{}", dv.port);
+    let run = || {
+        let mut c = mailmove(&t, &[]);
+        c.args(["--source", &source, "--tls", "none", "--users"])
+            .arg(work.join("users.csv"));
+        c
+    };
+    let out = run().output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let hal = t.maildir("hal");
+    assert_eq!(count_files(&hal), 5);
+    append(3);
+
+    // Another copy holds the lock: this one waits, writing nothing, and says so.
+    let mut holder = Command::new("python3");
+    holder
+        .arg("-c")
+        .arg(HOLD_LOCK)
+        .arg(hal.join("mailmove.lock"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped());
+    let mut holder = mailorder_tests::Guard(holder.spawn().unwrap());
+    let mut l = String::new();
+    std::io::BufReader::new(holder.0.stdout.take().unwrap())
+        .read_line(&mut l)
+        .unwrap();
+    assert_eq!(l.trim(), "LOCKED");
+    let mut second = run();
+    second
+        .env("MAILORDER_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut second = mailorder_tests::Guard(second.spawn().unwrap());
+    let mut err = std::io::BufReader::new(second.0.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            err.read_line(&mut line).unwrap() > 0,
+            "no waiting line: {log}"
+        );
+        log.push_str(&line);
+        if line.contains("waiting user=hal>hal@example.test") {
+            assert!(line.contains("another mailmove is copying into"), "{line}");
+            break;
+        }
+    }
+    assert_eq!(
+        count_files(&hal),
+        5,
+        "written while another copy held the lock"
+    );
+    // The first ends: the second goes on and copies what is new.
+    holder.0.stdin.take().unwrap().write_all(b"").unwrap();
+    let _ = holder.0.wait();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    let status = second.0.wait().unwrap();
+    let mut row = String::new();
+    std::io::Read::read_to_string(&mut second.0.stdout.take().unwrap(), &mut row).unwrap();
+    assert!(status.success(), "{row}\n{log}{rest}");
+    let f = mailorder_mailmove::csv_fields(row.lines().last().unwrap());
+    // login,destination,status,folders,copied,bytes,present,…
+    assert_eq!(
+        (f[2].as_str(), f[4].as_str(), f[6].as_str()),
+        ("ok", "3", "5"),
+        "{row}"
+    );
+    assert_eq!(count_files(&hal), 8);
+}
