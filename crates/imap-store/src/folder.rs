@@ -1099,6 +1099,8 @@ impl Folder {
         // them (it records them only when that is safe: below).
         let dirs_now = [before.new.mtime(), before.cur.mtime()];
         let scan = state.dirs != Some(dirs_now);
+        // Only new/ changed since (a delivery): cur/, as recorded, need not be listed.
+        let only_new = scan && state.dirs.is_some_and(|d| d[1] == dirs_now[1]);
         // The listing below is recorded only when the directories' times (stamped before
         // it) are strictly older than the file system's clock read before it: whatever
         // changes after that reading, however soon, stamps them with other times (the
@@ -1120,7 +1122,7 @@ impl Folder {
             fresh_found = any;
             c
         } else if scan {
-            self.merge(&mut state)?
+            self.merge(&mut state, only_new)?
         } else {
             Vec::new()
         };
@@ -1601,9 +1603,15 @@ impl Folder {
         Ok((changes, any))
     }
 
-    fn merge(&self, state: &mut State) -> Result<Vec<Change>, StoreError> {
+    /// Bring `state` up to the directories as listed now; with `only_new`, `new/` only
+    /// (`cur/` is as the index recorded it: its messages are kept as they are).
+    fn merge(&self, state: &mut State, only_new: bool) -> Result<Vec<Change>, StoreError> {
         let md = Maildir::open(&self.dir)?;
-        let entries = md.scan()?;
+        let entries = if only_new {
+            md.scan_subs(&[Sub::New])?
+        } else {
+            md.scan()?
+        };
         let mut by_base: HashMap<String, mailorder_maildir::Entry> =
             HashMap::with_capacity(entries.len());
         for e in entries {
@@ -1616,6 +1624,10 @@ impl Folder {
         let mut hms = state.highestmodseq;
         let mut kept = Vec::with_capacity(state.msgs.len());
         for mut m in std::mem::take(&mut state.msgs) {
+            if only_new && m.sub == Sub::Cur {
+                kept.push(m);
+                continue;
+            }
             match by_base.remove(m.base()) {
                 None => {
                     hms += 1;
@@ -2819,6 +2831,37 @@ mod tests {
             st4.msgs[0].flags.starts_with("F")
                 && st4.msgs[0].flags.contains(keyword_char(26).unwrap())
         );
+    }
+
+    // See: issue #12: a delivery changes new/ only, so a sync lists new/ and keeps the
+    // cur/ the index recorded (100,000 messages not listed again for one new one): a file
+    // slipped into cur/ behind its restored mtime stays unseen, proof that cur/ was not
+    // read; once cur/ really changes, it is listed again.
+    #[test]
+    fn a_delivery_lists_new_only() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        let mut f = s.folder("INBOX").unwrap();
+        let st = f.sync().unwrap();
+        f.take_new(&st).unwrap();
+        settle(s.root());
+        assert_eq!(s.folder("INBOX").unwrap().sync().unwrap().msgs.len(), 1);
+        let cur = s.root().join("cur");
+        let cur_mtime = fs::metadata(&cur).unwrap().modified().unwrap();
+        fs::write(cur.join("1700000000.M1P1.sneak:2,S"), "Subject: s\n\nx\n").unwrap();
+        set_mtime_of(&cur, cur_mtime);
+        md.deliver(&b"Subject: b\n\ny\n"[..]).unwrap();
+        let st = s.folder("INBOX").unwrap().sync().unwrap();
+        let names: Vec<&str> = st.msgs.iter().map(|m| &*m.file).collect();
+        assert_eq!(st.msgs.len(), 2, "{names:?}");
+        assert_eq!((st.msgs[0].sub, st.msgs[1].sub), (Sub::Cur, Sub::New));
+        assert_eq!(st.msgs[1].uid, 2);
+        fs::write(cur.join("x"), "").unwrap();
+        fs::remove_file(cur.join("x")).unwrap();
+        let st = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(st.msgs.len(), 3);
+        assert!(st.msgs[2].file.contains("sneak"));
     }
 
     // See: issue #12: a session's view of a folder is the folder's own list (no copy of

@@ -24,7 +24,8 @@
 //!   messages in delivery order (the time in the unique name). The index records the
 //!   mtimes of `new/` and `cur/` it was made from, when their times were older than the
 //!   file system's clock read before the listing (the maildir crate's `stamp`: a change
-//!   in the same clock tick cannot hide): while they hold, a sync reads neither directory. A
+//!   in the same clock tick cannot hide): while they hold, a sync reads neither directory,
+//!   and when only `new/` changed (a delivery) it lists `new/` alone. A
 //!   session's own changes ([`Folder::store_flags`], [`Folder::expunge_uids`],
 //!   [`Folder::append_msgs`], [`Folder::take_new`]) are made on disk and logged in one
 //!   batch under the exclusive lock; with [`Folder::watch`] (inotify on `new/` and

@@ -372,8 +372,13 @@ impl Maildir {
     /// List the messages in `new/` and `cur/`, sorted by directory and name. Hidden
     /// names are skipped; a file that vanishes while listing is skipped.
     pub fn scan(&self) -> Result<Vec<Entry>, MaildirError> {
+        self.scan_subs(&[Sub::New, Sub::Cur])
+    }
+
+    /// Like [`Maildir::scan`], of the directories `subs` only.
+    pub fn scan_subs(&self, subs: &[Sub]) -> Result<Vec<Entry>, MaildirError> {
         let mut out = Vec::new();
-        for sub in [Sub::New, Sub::Cur] {
+        for &sub in subs {
             let dir = self.path.join(sub.dir());
             let rd = fs::read_dir(&dir).map_err(|e| MaildirError::io("readdir", &dir, e))?;
             for ent in rd {
