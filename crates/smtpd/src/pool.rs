@@ -26,9 +26,9 @@ use crate::session::Kept;
 use crate::session::Session;
 use mailorder_core::control::{Control, ControlError};
 use mailorder_core::ucspi::Peer;
+use mailorder_core::watch::Watch;
 use mailorder_directory::Directory;
 use mailorder_queue_client::Client;
-use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use std::collections::HashMap;
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -190,53 +190,6 @@ impl Cache {
                 return Ok(s);
             }
             dirs.extend(more);
-        }
-    }
-}
-
-/// An inotify watch on a few directories: any change of an entry in them.
-struct Watch(Inotify);
-
-impl Watch {
-    /// Watch `dirs`; a directory that does not exist is watched through its parent (its
-    /// creation is a change).
-    fn new(dirs: &[PathBuf]) -> nix::Result<Watch> {
-        let ino = Inotify::init(InitFlags::IN_NONBLOCK | InitFlags::IN_CLOEXEC)?;
-        // Never IN_ACCESS, IN_OPEN or IN_CLOSE_NOWRITE: reading the files is no change.
-        let mask = AddWatchFlags::IN_MODIFY
-            | AddWatchFlags::IN_ATTRIB
-            | AddWatchFlags::IN_CLOSE_WRITE
-            | AddWatchFlags::IN_MOVED_FROM
-            | AddWatchFlags::IN_MOVED_TO
-            | AddWatchFlags::IN_CREATE
-            | AddWatchFlags::IN_DELETE
-            | AddWatchFlags::IN_DELETE_SELF
-            | AddWatchFlags::IN_MOVE_SELF;
-        for d in dirs {
-            match ino.add_watch(d.as_path(), mask) {
-                Ok(_) => {}
-                Err(nix::errno::Errno::ENOENT) => {
-                    let parent = d.parent().unwrap_or(Path::new("/"));
-                    ino.add_watch(parent, mask)?;
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(Watch(ino))
-    }
-
-    /// Whether anything happened since the watch was set (or last asked). A watch that
-    /// cannot be read counts as changed.
-    fn changed(&mut self) -> bool {
-        let mut changed = false;
-        loop {
-            match self.0.read_events() {
-                Ok(ev) if ev.is_empty() => return changed,
-                Ok(_) => changed = true,
-                Err(nix::errno::Errno::EAGAIN) => return changed,
-                Err(nix::errno::Errno::EINTR) => {}
-                Err(_) => return true,
-            }
         }
     }
 }
