@@ -28,18 +28,28 @@ impl Log for StderrLogger {
             Level::Debug => "debug",
             Level::Trace => "trace",
         };
-        let line = format!("{}: {}: {}", self.prog, level, record.args());
-        let mut line: String = line
-            .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
-            .collect();
-        line.push('\n');
+        let line = render(self.prog, level, record.args());
         // One write(2) per line (stderr is unbuffered, and `writeln!` would write the text
         // and the newline separately): programs sharing one log pipe never join lines.
         let _ = std::io::stderr().lock().write_all(line.as_bytes());
     }
 
     fn flush(&self) {}
+}
+
+/// One log line, `prog: level: text` and a newline, every control character of the text
+/// written `?` (a line is one line, whatever a value in it holds).
+fn render(prog: &str, level: &str, args: &std::fmt::Arguments) -> String {
+    let mut line = format!("{prog}: {level}: {args}");
+    // Printable ASCII (nearly every line) is kept as it is: no second copy.
+    if !line.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        line = line
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+    }
+    line.push('\n');
+    line
 }
 
 /// An attacker-supplied name (a login, a server's reply) fit for a log line: printable
@@ -72,4 +82,21 @@ pub fn init(prog: &'static str, panic_code: u8) {
         let _ = std::io::stderr().write_all(line.as_bytes());
         crate::exit::exit(panic_code);
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render;
+
+    #[test]
+    fn a_line_is_one_line_of_no_control_characters() {
+        assert_eq!(
+            render("p", "info", &format_args!("id={} ok", 7)),
+            "p: info: id=7 ok\n"
+        );
+        assert_eq!(
+            render("p", "warn", &format_args!("a\nb\rc\td\u{7f}e\u{85}f é")),
+            "p: warn: a?b?c?d?e?f é\n"
+        );
+    }
 }
