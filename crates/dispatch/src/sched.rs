@@ -19,6 +19,7 @@ use mailorder_queue_format::{Envelope, Queue, date, spare};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::ops::Bound;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -114,8 +115,14 @@ enum Event {
     },
 }
 
-/// Deliveries a local worker makes before it is retired (Postfix's max_use).
-const WORKER_MAXUSE: usize = 100;
+/// Messages taken at a time by a pass of `start_deliveries`.
+const START_CHUNK: usize = 32;
+/// Deliveries a local worker makes before it is retired. Postfix's max_use is 100; ten
+/// times that, because each retirement costs a fork and exec here (and a deliver-as exec
+/// for another uid) and a start of the worker, while a long life lets nothing go stale: the
+/// worker reads the control files for each message and the directory again after any change
+/// (at 100, the starts were 7 % of dispatch's CPU per message under load: issue #11).
+const WORKER_MAXUSE: usize = 1000;
 /// Seconds a local worker may stay idle before it is retired.
 const WORKER_IDLE: u64 = 60;
 
@@ -227,6 +234,9 @@ pub struct Dispatch {
     rx: Receiver<Event>,
     stop_at: Option<u64>,
     last_rescan: u64,
+    /// When `todo/` was last listed, and how many names it held (see `scan_gap`).
+    last_scan: std::time::Instant,
+    last_listed: usize,
     last_orphans: u64,
 }
 
@@ -281,6 +291,8 @@ impl Dispatch {
             rx,
             stop_at: None,
             last_rescan: 0,
+            last_scan: std::time::Instant::now(),
+            last_listed: 0,
             last_orphans: 0,
         })
     }
@@ -325,8 +337,11 @@ impl Dispatch {
                     return Ok(());
                 }
             }
-            let wait = self.next_wait(now);
-            match self.rx.recv_timeout(Duration::from_secs(wait)) {
+            let mut timeout = Duration::from_secs(self.next_wait(now));
+            if self.scan_due {
+                timeout = timeout.min(self.scan_gap().saturating_sub(self.last_scan.elapsed()));
+            }
+            match self.rx.recv_timeout(timeout) {
                 Ok(ev) => {
                     // Take every event that is already there before starting deliveries
                     // and writing states: a burst of results costs one batch of writes.
@@ -334,13 +349,18 @@ impl Dispatch {
                     while let Ok(ev) = self.rx.try_recv() {
                         self.handle(ev, now);
                     }
-                    // However many trigger bytes came, one scan of todo/ takes them all.
-                    if std::mem::take(&mut self.scan_due) && self.stop_at.is_none() {
-                        self.scan_todo();
-                    }
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            // However many trigger bytes came, one scan of todo/ takes them all; and while
+            // todo/ is long (a backlog, whose every listing costs), one scan per gap.
+            if self.scan_due
+                && self.stop_at.is_none()
+                && self.last_scan.elapsed() >= self.scan_gap()
+            {
+                self.scan_due = false;
+                self.scan_todo();
             }
         }
     }
@@ -673,9 +693,24 @@ impl Dispatch {
         Ok(())
     }
 
+    /// The least time between two scans of `todo/` for trigger bytes while more new
+    /// messages wait in memory than a round of deliveries takes: 50 µs per name `todo/`
+    /// held at the last scan, at most 100 ms (issue #11). Those messages wait for free
+    /// delivery slots anyway, and listing a long `todo/` at every event (each result, each
+    /// trigger) was the largest part of dispatch's CPU under 50 sessions.
+    fn scan_gap(&self) -> Duration {
+        // Fewer new messages in memory than a round of deliveries: scan now, so that no
+        // slot waits for work.
+        if self.unstored.len() <= self.running.len() + self.settings.concurrency {
+            return Duration::ZERO;
+        }
+        Duration::from_micros(50 * self.last_listed as u64).min(Duration::from_millis(100))
+    }
+
     /// Take every message in `todo/`.
     fn scan_todo(&mut self) {
         self.last_rescan = date::unix_now();
+        self.last_scan = std::time::Instant::now();
         let ids = match self.queue.list_todo() {
             Ok(ids) => ids,
             Err(e) => {
@@ -683,6 +718,7 @@ impl Dispatch {
                 return;
             }
         };
+        self.last_listed = ids.len();
         let listed: HashSet<&str> = ids.iter().map(String::as_str).collect();
         self.ended.retain(|id| listed.contains(id.as_str()));
         // Messages whose record todo/ID still is, and ended ones, are skipped before
@@ -788,151 +824,169 @@ impl Dispatch {
             return;
         }
 
-        // Local deliveries full (they stay so through this pass: nothing ends during it):
-        // a message whose due recipients all resolved local last time has nothing to
-        // start. Skipped here without a copy or an allocation, so a backlog of hundreds
-        // waiting for a local slot costs little at every event (it was a third of
-        // dispatch's CPU under 50 sessions).
-        let local_full_now = local_full(self);
-        let ids: Vec<String> = self
-            .msgs
-            .iter()
-            .filter(|(id, st)| {
-                if !local_full_now {
-                    return true;
-                }
-                let kinds = self.kinds.get(*id);
-                st.recipients.iter().enumerate().any(|(i, r)| {
-                    r.status == Status::Pending
-                        && r.next <= now
-                        && kinds.and_then(|k| k.get(i)).copied().flatten() != Some(false)
-                })
+        // Local deliveries full (they stay so through the rest of this pass: nothing ends
+        // during it): a message whose due recipients all resolved local last time has
+        // nothing to start. Skipped without a copy or an allocation, and the messages are
+        // taken a few at a time, not all copied first, so a backlog of hundreds waiting
+        // for a local slot costs little at every event (it was a third of dispatch's CPU
+        // under 50 sessions).
+        let wanted = |d: &Dispatch, id: &String, st: &State| {
+            if !local_full(d) {
+                return true;
+            }
+            let kinds = d.kinds.get(id);
+            st.recipients.iter().enumerate().any(|(i, r)| {
+                r.status == Status::Pending
+                    && r.next <= now
+                    && kinds.and_then(|k| k.get(i)).copied().flatten() != Some(false)
             })
-            .map(|(id, _)| id.clone())
-            .collect();
+        };
         let mut kept = std::mem::replace(&mut self.dir, Kept::new(Vec::new()));
         // Opened (or the kept one checked) at the first recipient that needs it: the
         // `&mut` is moved out once, into `dir`.
         let mut to_open = Some(&mut kept);
         let mut dir: Option<Result<&Directory, DirError>> = None;
         let mut failed = false;
-        for id in ids {
-            let remote_full = n_gathered >= remote_cap;
-            if local_full(self) && remote_full {
-                break;
-            }
-            let Some(st) = self.msgs.get(&id) else {
-                continue;
+        let mut after: Option<String> = None;
+        'pass: loop {
+            let from = match &after {
+                Some(a) => Bound::Excluded(a.as_str()),
+                None => Bound::Unbounded,
             };
-            let due: Vec<usize> = st
-                .due(now)
-                .into_iter()
-                .filter(|&i| !self.running.contains(&(id.clone(), i)))
+            let ids: Vec<String> = self
+                .msgs
+                .range::<str, _>((from, Bound::Unbounded))
+                .filter(|(id, st)| wanted(self, id, st))
+                .take(START_CHUNK)
+                .map(|(id, _)| id.clone())
                 .collect();
-            let mut changed = false;
-            let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
-            for idx in due {
-                // What the last resolution said (true: remote): while that kind of
-                // delivery is at its limit, skip the recipient without asking the directory.
-                match self
-                    .kinds
-                    .get(&id)
-                    .and_then(|k| k.get(idx))
-                    .copied()
-                    .flatten()
-                {
-                    Some(true) if remote_full => continue,
-                    Some(true) => {
-                        // Its domain's runs are all busy or already gathered full.
-                        let domain = self
-                            .msgs
-                            .get(&id)
-                            .and_then(|st| st.recipients.get(idx))
-                            .map(|r| plan::domain_of(&r.address))
-                            .unwrap_or_default();
-                        let busy = self.domain_jobs.get(&domain).copied().unwrap_or(0);
-                        let room = self
-                            .settings
-                            .concurrency_domain
-                            .saturating_sub(busy)
-                            .saturating_mul(self.settings.remote_batch);
-                        if gathered.get(&domain).map_or(0, Vec::len) >= room {
-                            continue;
-                        }
-                    }
-                    Some(false) if local_full(self) => continue,
-                    _ => {}
+            let Some(last) = ids.last() else {
+                break;
+            };
+            after = Some(last.clone());
+            for id in ids {
+                let remote_full = n_gathered >= remote_cap;
+                if local_full(self) && remote_full {
+                    break 'pass;
                 }
                 let Some(st) = self.msgs.get(&id) else {
-                    break;
-                };
-                let rcpt = st.recipients[idx].address.clone();
-                if let Some(k) = to_open.take() {
-                    dir = Some(k.get(Directory::open, |d| !d.is_ldap()));
-                }
-                let resolved = match &dir {
-                    Some(Ok(d)) => d.resolve(&rcpt),
-                    None => Err(DirError::Again("directory not opened".to_owned())),
-                    Some(Err(e)) => Err(DirError::Again(e.to_string())),
-                };
-                failed |= resolved.is_err();
-                let action = plan::action(resolved, self.own);
-                let n = st.recipients.len();
-                let kinds = self
-                    .kinds
-                    .entry(id.clone())
-                    .or_insert_with(|| vec![None; n]);
-                if let Some(k) = kinds.get_mut(idx) {
-                    *k = Some(matches!(action, Action::Remote));
-                }
-                if !matches!(action, Action::Remote | Action::Settle(_)) && local_full(self) {
                     continue;
-                }
-                let sender = st.sender.clone();
-                let age = now.saturating_sub(st.arrival);
-                let workers = self.settings.local_workers;
-                let spawned = match action {
-                    Action::Direct if workers => {
-                        self.deliver_local(&id, idx, None, sender, rcpt.clone(), age)
-                    }
-                    Action::As { uid, gid } if workers => {
-                        self.deliver_local(&id, idx, Some((uid, gid)), sender, rcpt.clone(), age)
-                    }
-                    Action::Direct => {
-                        self.spawn(&id, idx, "local-deliver", vec![sender, rcpt.clone()], age)
-                    }
-                    Action::As { uid, gid } => self.spawn(
-                        &id,
-                        idx,
-                        "deliver-as",
-                        vec![uid.to_string(), gid.to_string(), sender, rcpt.clone()],
-                        age,
-                    ),
-                    Action::Settle(o) => Err(o),
-                    Action::Remote => {
-                        remote.entry(plan::domain_of(&rcpt)).or_default().push(idx);
-                        Ok(())
-                    }
                 };
-                if let Err(o) = spawned {
-                    self.record(&id, idx, o);
-                    changed = true;
+                let due: Vec<usize> = st
+                    .due(now)
+                    .into_iter()
+                    .filter(|&i| !self.running.contains(&(id.clone(), i)))
+                    .collect();
+                let mut changed = false;
+                let mut remote: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+                for idx in due {
+                    // What the last resolution said (true: remote): while that kind of
+                    // delivery is at its limit, skip the recipient without asking the directory.
+                    match self
+                        .kinds
+                        .get(&id)
+                        .and_then(|k| k.get(idx))
+                        .copied()
+                        .flatten()
+                    {
+                        Some(true) if remote_full => continue,
+                        Some(true) => {
+                            // Its domain's runs are all busy or already gathered full.
+                            let domain = self
+                                .msgs
+                                .get(&id)
+                                .and_then(|st| st.recipients.get(idx))
+                                .map(|r| plan::domain_of(&r.address))
+                                .unwrap_or_default();
+                            let busy = self.domain_jobs.get(&domain).copied().unwrap_or(0);
+                            let room = self
+                                .settings
+                                .concurrency_domain
+                                .saturating_sub(busy)
+                                .saturating_mul(self.settings.remote_batch);
+                            if gathered.get(&domain).map_or(0, Vec::len) >= room {
+                                continue;
+                            }
+                        }
+                        Some(false) if local_full(self) => continue,
+                        _ => {}
+                    }
+                    let Some(st) = self.msgs.get(&id) else {
+                        break;
+                    };
+                    let rcpt = st.recipients[idx].address.clone();
+                    if let Some(k) = to_open.take() {
+                        dir = Some(k.get(Directory::open, |d| !d.is_ldap()));
+                    }
+                    let resolved = match &dir {
+                        Some(Ok(d)) => d.resolve(&rcpt),
+                        None => Err(DirError::Again("directory not opened".to_owned())),
+                        Some(Err(e)) => Err(DirError::Again(e.to_string())),
+                    };
+                    failed |= resolved.is_err();
+                    let action = plan::action(resolved, self.own);
+                    let n = st.recipients.len();
+                    let kinds = self
+                        .kinds
+                        .entry(id.clone())
+                        .or_insert_with(|| vec![None; n]);
+                    if let Some(k) = kinds.get_mut(idx) {
+                        *k = Some(matches!(action, Action::Remote));
+                    }
+                    if !matches!(action, Action::Remote | Action::Settle(_)) && local_full(self) {
+                        continue;
+                    }
+                    let sender = st.sender.clone();
+                    let age = now.saturating_sub(st.arrival);
+                    let workers = self.settings.local_workers;
+                    let spawned = match action {
+                        Action::Direct if workers => {
+                            self.deliver_local(&id, idx, None, sender, rcpt.clone(), age)
+                        }
+                        Action::As { uid, gid } if workers => self.deliver_local(
+                            &id,
+                            idx,
+                            Some((uid, gid)),
+                            sender,
+                            rcpt.clone(),
+                            age,
+                        ),
+                        Action::Direct => {
+                            self.spawn(&id, idx, "local-deliver", vec![sender, rcpt.clone()], age)
+                        }
+                        Action::As { uid, gid } => self.spawn(
+                            &id,
+                            idx,
+                            "deliver-as",
+                            vec![uid.to_string(), gid.to_string(), sender, rcpt.clone()],
+                            age,
+                        ),
+                        Action::Settle(o) => Err(o),
+                        Action::Remote => {
+                            remote.entry(plan::domain_of(&rcpt)).or_default().push(idx);
+                            Ok(())
+                        }
+                    };
+                    if let Err(o) = spawned {
+                        self.record(&id, idx, o);
+                        changed = true;
+                    }
                 }
-            }
-            for (domain, idxs) in remote {
-                // At most what this domain's free runs can carry.
-                let free = self
-                    .settings
-                    .concurrency_domain
-                    .saturating_sub(self.domain_jobs.get(&domain).copied().unwrap_or(0));
-                let msgs = gathered.entry(domain).or_default();
-                if n_gathered < remote_cap && msgs.len() < free * self.settings.remote_batch {
-                    msgs.push((id.clone(), idxs));
-                    n_gathered += 1;
+                for (domain, idxs) in remote {
+                    // At most what this domain's free runs can carry.
+                    let free = self
+                        .settings
+                        .concurrency_domain
+                        .saturating_sub(self.domain_jobs.get(&domain).copied().unwrap_or(0));
+                    let msgs = gathered.entry(domain).or_default();
+                    if n_gathered < remote_cap && msgs.len() < free * self.settings.remote_batch {
+                        msgs.push((id.clone(), idxs));
+                        n_gathered += 1;
+                    }
                 }
-            }
-            if changed {
-                self.dirty.insert(id.clone());
+                if changed {
+                    self.dirty.insert(id.clone());
+                }
             }
         }
         drop(dir);
@@ -1349,7 +1403,7 @@ impl Dispatch {
             .filter(|st| {
                 (st.needs_bounce() && st.bounce_next <= now)
                     || st.is_done()
-                    || self.remove_requested.contains(&st.id)
+                    || (!self.remove_requested.is_empty() && self.remove_requested.contains(&st.id))
             })
             .map(|st| st.id.clone())
             .collect();
@@ -1549,6 +1603,11 @@ impl Dispatch {
             }
             if st.needs_bounce() {
                 next = next.min(st.bounce_next);
+            }
+            // Something is due already: the shortest wait; the rest cannot make it shorter
+            // (a backlog waiting for free slots is not walked at every event).
+            if next <= now {
+                break;
             }
         }
         next.saturating_sub(now).clamp(1, RESCAN)

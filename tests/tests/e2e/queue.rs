@@ -267,3 +267,28 @@ fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
     );
     assert_eq!(delivery_workers(pid), workers, "the same worker delivered");
 }
+
+// See: issue #11
+#[test]
+fn a_backlog_queued_while_dispatch_runs_is_all_delivered() {
+    // With one local slot, new messages soon outnumber a round of deliveries: dispatch then
+    // lists todo/ at most once per gap (50 µs per name, at most 100 ms) instead of at every
+    // trigger. Every message must still be taken and delivered, the last ones too (a scan
+    // put off must happen even when no other event comes).
+    let mut t = Tree::new();
+    t.control("concurrencylocal", "1");
+    t.start_dispatch();
+    let n = 300;
+    for i in 0..n {
+        t.inject(
+            "demo@example.test",
+            &["demo@example.test"],
+            &format!("Subject: backlog {i}\n\n{i}\n"),
+        );
+    }
+    let m = t.wait_messages("demo", n, 180);
+    assert_eq!(m.len(), n);
+    mailorder_tests::wait_for("the queue emptied", 60, || {
+        t.queue_entries("todo") == 0 && t.queue_entries("mess") == 0
+    });
+}
