@@ -1302,6 +1302,67 @@ impl Folder {
         Ok(())
     }
 
+    /// Record in the index that `new/` and `cur/` are as they are now, when this watched
+    /// `Folder` can prove it without listing them: the index and log are the ones it last
+    /// read, every name inotify reported since agrees with its state, and the directories'
+    /// times are older than the file system's clock read before those events were checked
+    /// (the maildir crate's `stamp`). A session calls it when it leaves a folder, so that
+    /// the next session need not list `cur/` again after this one's own changes (the move
+    /// of new mail to `cur/`, flag renames, expunges). `false` when nothing was recorded
+    /// (nothing to record, or not provable now: the next look lists, as before).
+    pub fn record_dirs(&mut self) -> Result<bool, StoreError> {
+        if self.watch.is_none() || !self.watch_ok || !self.pending.is_empty() {
+            return Ok(false);
+        }
+        let lock = self.lock()?;
+        let under = self.stamp()?;
+        let dirs_now = [under.new.mtime(), under.cur.mtime()];
+        match &self.seen {
+            Some((st, s))
+                if st.index == under.index
+                    && st.log == under.log
+                    && under.index.0 != 0
+                    && s.dirs != Some(dirs_now) => {}
+            _ => return Ok(false),
+        }
+        let Ok(clock) = FsClock::read(&lock) else {
+            return Ok(false);
+        };
+        if !under.new.trusted_at(clock) || !under.cur.trusted_at(clock) {
+            return Ok(false);
+        }
+        // Every change to the directories up to here is in the events (a change after
+        // this stamps them past the clock reading, so not as recorded).
+        self.drain_events();
+        let Some((_, state)) = &mut self.seen else {
+            return Ok(false);
+        };
+        self.bases.check(state.uidvalidity);
+        if !self.watch_ok || !self.events.agree(&state.msgs, &mut self.bases) {
+            return Ok(false);
+        }
+        self.events.clear();
+        state.dirs = Some(dirs_now);
+        let batch = render_batch(&[], state);
+        let (hms, uv) = (state.highestmodseq, state.uidvalidity);
+        let log_off =
+            if self.legacy || self.log_off + batch.len() as u64 > LOG_MIN + under.index.3 / 2 {
+                let state = state.clone();
+                self.compact(&state)?
+            } else {
+                self.append_log(self.log_off, hms, uv, &batch, false)?
+            };
+        let mut after = self.stamp()?;
+        drop(lock);
+        after.new = under.new;
+        after.cur = under.cur;
+        if let Some((st, _)) = &mut self.seen {
+            *st = after;
+        }
+        self.log_off = log_off;
+        Ok(true)
+    }
+
     /// Set the flags of messages by UID (STORE), each to the flags given (Maildir letters
     /// and index-only keyword characters), renaming the files and logging the changes with
     /// new MODSEQs under the lock, in one batch. A message that has gone is skipped.
@@ -2650,6 +2711,15 @@ mod tests {
         }
     }
 
+    /// Put a message file into `cur/` of folder `dir` and set `cur/`'s mtime back: a sync
+    /// that lists `cur/` finds it, one that trusts the index does not.
+    fn sneak_into_cur(dir: &Path) {
+        let cur = dir.join("cur");
+        let was = fs::metadata(&cur).unwrap().modified().unwrap();
+        fs::write(cur.join("1700000000.M1P1.sneak:2,S"), "Subject: s\n\nx\n").unwrap();
+        set_mtime_of(&cur, was);
+    }
+
     /// Set the mtime of `dir` to `t` (its ctime becomes "now").
     fn set_mtime_of(dir: &Path, t: std::time::SystemTime) {
         fs::File::open(dir)
@@ -2684,15 +2754,10 @@ mod tests {
         md.deliver(&b"Subject: c\n\nz\n"[..]).unwrap();
         settle(s.root());
         assert_eq!(a.sync().unwrap().msgs.len(), 3);
-        let held = Flock::lock(
-            fs::File::open(a.dir().join(LOCK)).unwrap(),
-            FlockArg::LockShared,
-        )
-        .unwrap();
+        sneak_into_cur(s.root());
         let mut b = s.folder("INBOX").unwrap();
-        assert_eq!(b.sync().unwrap().msgs.len(), 3);
+        assert_eq!(b.sync().unwrap().msgs.len(), 3, "cur/ listed again");
         assert!(b.listed);
-        drop(held);
     }
 
     #[test]
@@ -2848,9 +2913,7 @@ mod tests {
         settle(s.root());
         assert_eq!(s.folder("INBOX").unwrap().sync().unwrap().msgs.len(), 1);
         let cur = s.root().join("cur");
-        let cur_mtime = fs::metadata(&cur).unwrap().modified().unwrap();
-        fs::write(cur.join("1700000000.M1P1.sneak:2,S"), "Subject: s\n\nx\n").unwrap();
-        set_mtime_of(&cur, cur_mtime);
+        sneak_into_cur(s.root());
         md.deliver(&b"Subject: b\n\ny\n"[..]).unwrap();
         let st = s.folder("INBOX").unwrap().sync().unwrap();
         let names: Vec<&str> = st.msgs.iter().map(|m| &*m.file).collect();
@@ -2862,6 +2925,44 @@ mod tests {
         let st = s.folder("INBOX").unwrap().sync().unwrap();
         assert_eq!(st.msgs.len(), 3);
         assert!(st.msgs[2].file.contains("sneak"));
+    }
+
+    // See: issue #12: a session's own changes (new mail moved to cur/) changed the
+    // directories the index recorded, so the next session listed cur/ again; a watched
+    // folder records them when it can prove they hold nothing else.
+    #[test]
+    fn a_watched_folder_records_its_own_changes() {
+        let (_d, s) = setup();
+        let md = Maildir::open(s.root()).unwrap();
+        md.deliver(&b"Subject: a\n\nx\n"[..]).unwrap();
+        md.deliver(&b"Subject: b\n\ny\n"[..]).unwrap();
+        settle(s.root());
+        let mut a = s.folder("INBOX").unwrap();
+        assert!(a.watch());
+        let st = a.sync().unwrap();
+        a.take_new(&st).unwrap();
+        // Times not older than the clock (cur/'s put ahead): not provable yet.
+        let cur = s.root().join("cur");
+        let was = fs::metadata(&cur).unwrap().modified().unwrap();
+        set_mtime_of(&cur, was + Duration::from_secs(3600));
+        assert!(!a.record_dirs().unwrap());
+        set_mtime_of(&cur, was);
+        settle(s.root());
+        assert!(a.record_dirs().unwrap());
+        assert!(!a.record_dirs().unwrap(), "already recorded");
+        // The next session does not list them (a file slipped into cur/ behind its
+        // restored mtime stays unseen).
+        sneak_into_cur(s.root());
+        let bs = s.folder("INBOX").unwrap().sync().unwrap();
+        assert!(bs.msgs.iter().all(|m| m.sub == Sub::Cur));
+        assert_eq!(bs.msgs, a.state().unwrap().msgs);
+        fs::remove_file(s.root().join("cur/1700000000.M1P1.sneak:2,S")).unwrap();
+        // A delivery the watch saw and the state lacks: nothing is recorded, and the next
+        // session finds it.
+        md.deliver(&b"Subject: c\n\nz\n"[..]).unwrap();
+        settle(s.root());
+        assert!(!a.record_dirs().unwrap());
+        assert_eq!(s.folder("INBOX").unwrap().sync().unwrap().msgs.len(), 3);
     }
 
     // See: issue #12: a session's view of a folder is the folder's own list (no copy of

@@ -25,7 +25,9 @@
 //!   mtimes of `new/` and `cur/` it was made from, when their times were older than the
 //!   file system's clock read before the listing (the maildir crate's `stamp`: a change
 //!   in the same clock tick cannot hide): while they hold, a sync reads neither directory,
-//!   and when only `new/` changed (a delivery) it lists `new/` alone. A
+//!   and when only `new/` changed (a delivery) it lists `new/` alone; a watched folder
+//!   records them again after its own changes when inotify proves nothing else changed
+//!   ([`Folder::record_dirs`], called by a session leaving the folder). A
 //!   session's own changes ([`Folder::store_flags`], [`Folder::expunge_uids`],
 //!   [`Folder::append_msgs`], [`Folder::take_new`]) are made on disk and logged in one
 //!   batch under the exclusive lock; with [`Folder::watch`] (inotify on `new/` and

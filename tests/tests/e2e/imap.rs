@@ -1383,3 +1383,63 @@ fn flag_change_does_not_rewrite_the_index() {
     );
     assert_eq!(stamp(), before);
 }
+
+/// A session that moved new mail to `cur/` records the folder's directories in the index
+/// when it leaves (inotify showed nothing else changed), so the next session's SELECT
+/// reads the index alone: before, it listed `cur/` again (100,000 names) after every new
+/// message some session had seen. A file slipped into `cur/` behind its restored mtime
+/// shows whether `cur/` was read.
+// See: issue #12
+#[test]
+fn the_select_after_a_session_took_new_mail_lists_nothing() {
+    let t = Tree::new();
+    let md = big_maildir(&t, 3);
+    std::fs::write(
+        md.join("new/1700000100.M1P1.big,S=20,W=22"),
+        "Subject: new one\n\nx\n",
+    )
+    .unwrap();
+    t.give_to_tree_user(&t.root.join("mail"));
+    after_one_tick(&md);
+    let mut c = Command::new(bin("imapd"));
+    c.env_clear()
+        .env("MAILORDER_ROOT", &t.root)
+        .env("MAILDIR", &md)
+        .env("USER", "big")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    mailorder_tests::as_tree_user(&mut c);
+    let mut child = c.spawn().unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut got = String::new();
+    input.write_all(b"a SELECT INBOX\r\n").unwrap();
+    while !got.contains("a OK") {
+        assert!(out.read_line(&mut got).unwrap() > 0, "{got}");
+    }
+    assert!(got.contains("* 4 EXISTS"), "{got}");
+    // The move to cur/ lies a clock tick in the past when the session leaves.
+    after_one_tick(&md);
+    input.write_all(b"z LOGOUT\r\n").unwrap();
+    drop(input);
+    out.read_to_string(&mut got).unwrap();
+    assert!(child.wait().unwrap().success(), "{got}");
+    assert_eq!(std::fs::read_dir(md.join("new")).unwrap().count(), 0);
+    let cur = md.join("cur");
+    let was = std::fs::metadata(&cur).unwrap().modified().unwrap();
+    std::fs::write(cur.join("1700000200.M2P1.sneak:2,S"), "Subject: s\n\nx\n").unwrap();
+    std::fs::File::open(&cur)
+        .unwrap()
+        .set_times(std::fs::FileTimes::new().set_modified(was))
+        .unwrap();
+    t.give_to_tree_user(&cur);
+    let exists = |t: &Tree| {
+        let (r, _) = preauth_session(t, &md, &["SELECT INBOX"]);
+        r[0].0.iter().find(|l| l.ends_with(" EXISTS")).cloned()
+    };
+    assert_eq!(exists(&t).as_deref(), Some("* 4 EXISTS"), "cur/ listed");
+    // Once cur/ changes for real, it is listed (and the slipped file found).
+    std::fs::write(cur.join("x"), "").unwrap();
+    std::fs::remove_file(cur.join("x")).unwrap();
+    assert_eq!(exists(&t).as_deref(), Some("* 5 EXISTS"));
+}

@@ -72,6 +72,25 @@ struct Selected {
     recent: std::collections::HashSet<u32>,
 }
 
+impl Selected {
+    /// Leave the folder: record in its index that its directories are as this session
+    /// knows them, when that can be proved, so that the next session does not list them
+    /// after this one's changes (imap-store's `Folder::record_dirs`).
+    fn leave(&mut self) {
+        if let Err(e) = self.folder.record_dirs() {
+            log::debug!("record: {e}");
+        }
+    }
+}
+
+impl<W: Write> Drop for Session<W> {
+    fn drop(&mut self) {
+        if let Some(sel) = self.sel.as_mut() {
+            sel.leave();
+        }
+    }
+}
+
 /// Outcome of a handler: the tagged reply.
 enum Reply {
     Ok(String),
@@ -501,6 +520,9 @@ impl<W: Write> Session<W> {
             Verb::Close | Verb::Unselect if a.is_empty() => {
                 if req.verb == Verb::Close {
                     self.expunge_deleted(None)?;
+                }
+                if let Some(sel) = self.sel.as_mut() {
+                    sel.leave();
                 }
                 self.sel = None;
                 ok(format!("{} completed", cmd.name))

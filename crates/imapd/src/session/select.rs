@@ -6,7 +6,7 @@ use super::*;
 impl<W: Write> Session<W> {
     pub(super) fn select(&mut self, cmd: &Command) -> R {
         self.saved.clear();
-        let previous = self.sel.take();
+        let mut previous = self.sel.take();
         if previous.is_some() && (self.qresync || self.rev2) {
             self.line("* OK [CLOSED] Previous mailbox closed");
         }
@@ -17,6 +17,9 @@ impl<W: Write> Session<W> {
         // SELECT of the mailbox already selected keeps its Folder (its inotify watch and
         // the state it holds: brought up to date, not read again) and the FETCH cache's
         // line index (which checks the UIDVALIDITY itself).
+        if let Some(p) = previous.as_mut().filter(|p| p.name != name) {
+            p.leave();
+        }
         let (cidx, kept) = match previous.filter(|p| p.name == name) {
             Some(p) => (p.cidx, Some(p.folder)),
             None => (Default::default(), None),
