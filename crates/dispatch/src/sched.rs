@@ -115,6 +115,8 @@ enum Event {
     },
 }
 
+/// How often the messages are walked for remote work while every local slot is busy.
+const REMOTE_WALK: Duration = Duration::from_millis(100);
 /// Messages taken at a time by a pass of `start_deliveries`.
 const START_CHUNK: usize = 32;
 /// Deliveries a local worker makes before it is retired. Postfix's max_use is 100; ten
@@ -237,6 +239,8 @@ pub struct Dispatch {
     /// When `todo/` was last listed, and how many names it held (see `scan_gap`).
     last_scan: std::time::Instant,
     last_listed: usize,
+    /// When a pass of `start_deliveries` last walked the messages with the local slots full.
+    last_full_walk: std::time::Instant,
     last_orphans: u64,
 }
 
@@ -293,6 +297,7 @@ impl Dispatch {
             last_rescan: 0,
             last_scan: std::time::Instant::now(),
             last_listed: 0,
+            last_full_walk: std::time::Instant::now(),
             last_orphans: 0,
         })
     }
@@ -823,6 +828,14 @@ impl Dispatch {
         if local_full(self) && free_remote == 0 {
             return;
         }
+        // With every local slot busy, walking the messages can only find remote work: done
+        // at most once per REMOTE_WALK, not at every event, which made each event cost a
+        // look at every message of a backlog. A remote start waits for the first event
+        // after that (the loop wakes at least every second while something is due).
+        let walk_due = |d: &Dispatch| d.last_full_walk.elapsed() >= REMOTE_WALK;
+        if local_full(self) && !walk_due(self) {
+            return;
+        }
 
         // Local deliveries full (they stay so through the rest of this pass: nothing ends
         // during it): a message whose due recipients all resolved local last time has
@@ -866,7 +879,7 @@ impl Dispatch {
             after = Some(last.clone());
             for id in ids {
                 let remote_full = n_gathered >= remote_cap;
-                if local_full(self) && remote_full {
+                if local_full(self) && (remote_full || !walk_due(self)) {
                     break 'pass;
                 }
                 let Some(st) = self.msgs.get(&id) else {
@@ -988,6 +1001,10 @@ impl Dispatch {
                     self.dirty.insert(id.clone());
                 }
             }
+        }
+        if local_full(self) && walk_due(self) {
+            // This pass went on past the local work for remote work (or reached the end).
+            self.last_full_walk = std::time::Instant::now();
         }
         drop(dir);
         self.dir = kept;
