@@ -13,8 +13,8 @@
 //! (a file written, created, renamed, removed, its mode changed) makes the next connection
 //! read everything again, so an edit is seen by the first connection after it. Without
 //! inotify (no instance left: `fs.inotify.max_user_instances`) every connection reads the
-//! files again, as a process per connection does. The LDAP back-end is opened again by
-//! each session (its connection's state stays out of the pool). The connection's
+//! files again, as a process per connection does. The LDAP back-end is kept too, with its
+//! server connection (bound as the lookup account, never as a client's user). The connection's
 //! variables come from its hand-off message; the process environment (fixed for the
 //! process's life, the same for every connection: `SMTPS` from a run script,
 //! `MAILORDER_*`) is consulted only for variables that do not describe a connection
@@ -115,9 +115,13 @@ fn serve_one(
         session = session.with_directory(d);
     }
     let (_, Kept { queue, dir }) = session.run_keep();
-    // The file back-end only: an LDAP one holds a server connection and is opened anew.
+    // Either back-end: the LDAP one keeps its server connection (bound as the lookup
+    // account, the same for every session; AUTH goes through checkpassword, never this
+    // connection), so a pooled smtpd does not connect and bind again per SMTP connection.
+    // A connection the server closed meanwhile fails at the next search, which connects
+    // again (directory-ldap's fail-over).
     if cache.watch.is_some() {
-        cache.dir = dir.filter(|d| !d.is_ldap());
+        cache.dir = dir;
     }
     Some(queue)
 }

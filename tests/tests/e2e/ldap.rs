@@ -293,6 +293,21 @@ fn useradm(t: &Tree, args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
+/// The local ends (`ADDR:PORT` in /proc/net/tcp's hex) of the established TCP connections
+/// to 127.0.0.1:`port`.
+fn established_to(port: u16) -> std::collections::BTreeSet<String> {
+    let rem = format!("0100007F:{port:04X}");
+    std::fs::read_to_string("/proc/net/tcp")
+        .unwrap_or_default()
+        .lines()
+        .skip(1)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() > 3 && f[2] == rem && f[3] == "01").then(|| f[1].to_owned())
+        })
+        .collect()
+}
+
 fn rcpt(port: u16, addr: &str) -> String {
     let (mut s, banner) = Smtp::connect(port);
     assert!(banner.starts_with("220"), "{banner}");
@@ -442,6 +457,22 @@ fn ldap_master_replica_failover() {
     }
     let r = rcpt(port, "anyone@backup.test");
     assert!(r.starts_with("250"), "relay domain from LDAP: {r}");
+
+    // See: issue #11 — the pooled smtpd keeps its LDAP connection from one SMTP connection
+    // to the next (it was opened again by every session).
+    let before = established_to(replica.port);
+    assert!(
+        !before.is_empty(),
+        "an idle pooled smtpd keeps its LDAP connection"
+    );
+    for _ in 0..3 {
+        assert!(rcpt(port, "alice@example.test").starts_with("250"));
+    }
+    let after = established_to(replica.port);
+    assert!(
+        before.iter().any(|c| after.contains(c)),
+        "the same LDAP connection serves the next sessions: {before:?} then {after:?}"
+    );
 
     // Delivery into the Maildir named by LDAP (default home under ROOT/mail).
     send(port, "alice@example.test", "first");
