@@ -31,7 +31,7 @@ use nix::unistd::UnlinkatFlags;
 use std::collections::VecDeque;
 use std::fs;
 use std::io::{self, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -114,6 +114,9 @@ struct Shared<T> {
     /// The folder, and its `cur/` opened once (names are made and synced relative to it).
     dir: PathBuf,
     cur: OwnedFd,
+    /// This process's `/proc/self/fd`, opened once: an unnamed file is named through its
+    /// link there (a lookup of one name instead of a walk of four at each message).
+    fds: Option<OwnedFd>,
     /// Whether a message is written as an unnamed file of `cur/` (`O_TMPFILE`), named
     /// only once complete and durable; else (a file system or kernel without it, no
     /// `/proc`) in `tmp/` and renamed into `cur/`.
@@ -219,12 +222,16 @@ impl<T> Shared<T> {
             Made::Unnamed(f) => {
                 // linkat(2) of an O_TMPFILE file by its /proc/self/fd link: the way that
                 // needs no privilege (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH).
-                let link = format!("/proc/self/fd/{}", f.as_raw_fd());
+                let fds = self.fds.as_ref().map_or(AT_FDCWD, |d| d.as_fd());
+                let link = match self.fds {
+                    Some(_) => f.as_raw_fd().to_string(),
+                    None => format!("/proc/self/fd/{}", f.as_raw_fd()),
+                };
                 let flags = nix::fcntl::AtFlags::AT_SYMLINK_FOLLOW;
-                match nix::unistd::linkat(AT_FDCWD, link.as_str(), &self.cur, name, flags) {
+                match nix::unistd::linkat(fds, link.as_str(), &self.cur, name, flags) {
                     Err(Errno::EEXIST) => {
                         nix::unistd::unlinkat(&self.cur, name, UnlinkatFlags::NoRemoveDir)?;
-                        nix::unistd::linkat(AT_FDCWD, link.as_str(), &self.cur, name, flags)?;
+                        nix::unistd::linkat(fds, link.as_str(), &self.cur, name, flags)?;
                     }
                     r => r?,
                 }
@@ -254,6 +261,12 @@ impl<T: Send + 'static> Sink<T> {
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
+        let fds = nix::fcntl::open(
+            "/proc/self/fd",
+            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .ok();
         let shared = Arc::new(Shared {
             st: Mutex::new(State {
                 jobs: VecDeque::new(),
@@ -272,7 +285,8 @@ impl<T: Send + 'static> Sink<T> {
             renamed: Condvar::new(),
             dir: dir.to_owned(),
             cur,
-            unnamed: AtomicBool::new(Path::new("/proc/self/fd").is_dir()),
+            unnamed: AtomicBool::new(fds.is_some()),
+            fds,
         });
         let (dtx, done) = mpsc::channel();
         let mut sink = Sink {
