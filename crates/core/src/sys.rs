@@ -134,6 +134,70 @@ pub fn spawn_with_fds(
     spawned
 }
 
+/// A descriptor number held for children: `/dev/null`, close-on-exec, sits on it so that
+/// nothing this process opens takes it, and [`Reserved::spawn_with`] puts another
+/// descriptor there only for the moment of a spawn. So a long-lived process whose low
+/// descriptors fill up (a pooled smtpd: its queue child's pipes, its inotify watch) can
+/// still start a checkpassword program with its fd 3 by `posix_spawn` (a vfork), not by a
+/// fork that copies its page tables ([`spawn_with_fds`] falls back to one when the target
+/// is taken).
+///
+/// Only for a process whose other threads start no programs: a spawn by another thread in
+/// that moment would inherit the descriptor.
+#[derive(Debug)]
+pub struct Reserved {
+    target: RawFd,
+    null: std::os::fd::OwnedFd,
+}
+
+impl Reserved {
+    /// Hold `target`, which must not be open (`AlreadyExists` otherwise).
+    pub fn new(target: RawFd) -> std::io::Result<Reserved> {
+        use std::os::fd::{AsFd, AsRawFd};
+        if fd_is_open(target) {
+            return Err(std::io::ErrorKind::AlreadyExists.into());
+        }
+        // Kept off the low numbers, so that it is never `target` itself (dup3 refuses to
+        // copy a descriptor onto itself).
+        let null = dup_at_least(std::fs::File::open("/dev/null")?.as_fd(), 10)?;
+        if null.as_raw_fd() == target {
+            return Err(std::io::ErrorKind::AlreadyExists.into());
+        }
+        // SAFETY: `target` is not open (checked above; no other thread opens descriptors
+        // meanwhile, the documented condition); dup3 creates it, close-on-exec, as a copy
+        // of our /dev/null, owned by this value from now on.
+        if unsafe { libc::dup3(null.as_raw_fd(), target, libc::O_CLOEXEC) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(Reserved { target, null })
+    }
+
+    /// The descriptor number held.
+    pub fn target(&self) -> RawFd {
+        self.target
+    }
+
+    /// Spawn `cmd` with `fd` (open here, close-on-exec) as descriptor [`Reserved::target`]
+    /// in the child; afterwards the number holds `/dev/null` again.
+    pub fn spawn_with(
+        &self,
+        cmd: &mut std::process::Command,
+        fd: RawFd,
+    ) -> std::io::Result<std::process::Child> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `target` holds our placeholder, which nothing else uses; dup2 replaces it
+        // with a copy of `fd` without close-on-exec, for the spawn only.
+        if unsafe { libc::dup2(fd, self.target) } == -1 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let spawned = cmd.spawn();
+        // SAFETY: as above; the copy of `fd` is closed and the placeholder is back,
+        // close-on-exec. It cannot fail on two valid descriptors.
+        unsafe { libc::dup3(self.null.as_raw_fd(), self.target, libc::O_CLOEXEC) };
+        spawned
+    }
+}
+
 /// Duplicate `fd` onto the lowest free descriptor at or above `min`, close-on-exec (so that
 /// fixed child descriptor numbers, e.g. tlswrap's 5/6/7, cannot collide with the source).
 pub fn dup_at_least(
@@ -208,6 +272,48 @@ mod tests {
     use super::*;
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
+
+    // See: issue #11 (AUTH in a pooled smtpd started checkpassword by a fork: fd 3 was
+    // taken)
+    #[test]
+    fn a_reserved_descriptor_reaches_the_child_and_holds_dev_null_otherwise() {
+        // The lowest free number: the one `File::open` would take (a pooled smtpd holds 3
+        // right after closing it). Another test's thread may take it first: try again.
+        let (target, held) = (0..50)
+            .find_map(|_| {
+                let target = std::fs::File::open("/dev/null").unwrap().as_raw_fd();
+                Reserved::new(target).ok().map(|h| (target, h))
+            })
+            .expect("a free descriptor held");
+        assert!(Reserved::new(target).is_err(), "taken now");
+        let link = || std::fs::read_link(format!("/proc/self/fd/{target}")).unwrap();
+        let cloexec = || unsafe { libc::fcntl(target, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
+        assert_eq!(link(), std::path::Path::new("/dev/null"));
+        assert!(cloexec());
+        let (r, mut w) = std::io::pipe().unwrap();
+        let mut cmd = std::process::Command::new("sh");
+        cmd.args(["-c", &format!("cat /proc/self/fd/{target}")])
+            .stdout(std::process::Stdio::piped());
+        let mut child = held.spawn_with(&mut cmd, r.as_raw_fd()).unwrap();
+        drop(r);
+        w.write_all(b"secret").unwrap();
+        drop(w);
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        assert_eq!(out, "secret");
+        assert_eq!(
+            link(),
+            std::path::Path::new("/dev/null"),
+            "the placeholder is back"
+        );
+        assert!(cloexec());
+    }
 
     #[test]
     fn signal_pipe_reports_signals_and_children_get_an_empty_mask() {

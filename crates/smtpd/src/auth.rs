@@ -5,6 +5,20 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// fd 3 held for the checkpassword program by a pooled smtpd ([`hold_fd3`]).
+static FD3: std::sync::OnceLock<mailorder_core::sys::Reserved> = std::sync::OnceLock::new();
+
+/// Hold fd 3 (which must be free) for the checkpassword program, so that AUTH starts it
+/// without a fork however many descriptors the process has open (issue #11).
+pub(crate) fn hold_fd3() {
+    match mailorder_core::sys::Reserved::new(3) {
+        Ok(r) => {
+            let _ = FD3.set(r);
+        }
+        Err(e) => log::debug!("fd 3 not held: {e}"),
+    }
+}
+
 /// Run `prog true` with `login\0password\0\0` on fd 3, `SERVICE=smtp` and `TCPREMOTEIP`.
 /// Returns its exit code by the pass-up rule. The password buffer is zeroed afterwards.
 pub(crate) fn checkpassword(
@@ -20,8 +34,12 @@ pub(crate) fn checkpassword(
         .env("TCPREMOTEIP", ip)
         .stdin(Stdio::null())
         .stdout(Stdio::null());
-    mailorder_core::sys::child_fd(&mut cmd, r.as_raw_fd(), 3);
-    let spawned = cmd.spawn();
+    // A pooled smtpd keeps fd 3 held (its hand-off socket moved off it): no fork there;
+    // otherwise fd 3 is usually free (tcpserver, systemd) and std can use posix_spawn.
+    let spawned = match FD3.get() {
+        Some(held) => held.spawn_with(&mut cmd, r.as_raw_fd()),
+        None => mailorder_core::sys::spawn_with_fd(&mut cmd, r.as_raw_fd(), 3),
+    };
     drop(r);
     let mut data = Vec::with_capacity(login.len() + password.len() + 3);
     data.extend_from_slice(login.as_bytes());

@@ -15,7 +15,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         && let Some(sock) = mailorder_core::sys::take_fd(fd)
     {
-        exit(mailorder_smtpd::pool::serve(&sock));
+        exit(mailorder_smtpd::pool::serve(sock));
     }
     let env = |k: &str| std::env::var(k).ok();
     let peer = Peer::from_process();

@@ -36,13 +36,26 @@ use std::rc::Rc;
 
 /// Serve connections from the hand-off socket `sock` until listen closes it; returns the
 /// exit code (0 when retired, 111 when the socket fails).
-pub fn serve(sock: &OwnedFd) -> u8 {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    // Inherited without close-on-exec; no child (queue, checkpassword) may hold it.
-    if let Err(e) = fcntl(sock, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)) {
-        log::error!("hand-off socket: {e}");
-        return mailorder_core::Exit::Temp.code();
-    }
+pub fn serve(sock: OwnedFd) -> u8 {
+    use std::os::fd::AsRawFd;
+    // Inherited on fd 3 without close-on-exec; no child (queue, checkpassword) may hold
+    // it. Moved above the low numbers (close-on-exec) so that fd 3 can be held for the
+    // checkpassword program of AUTH (auth::hold_fd3: a spawn without a fork).
+    let sock = match mailorder_core::sys::dup_at_least(sock.as_fd(), 10) {
+        Ok(moved) => {
+            let was = sock.as_raw_fd();
+            drop(sock);
+            if was == 3 {
+                crate::auth::hold_fd3();
+            }
+            moved
+        }
+        Err(e) => {
+            log::error!("hand-off socket: {e}");
+            return mailorder_core::Exit::Temp.code();
+        }
+    };
+    let sock = &sock;
     let mut queue: Option<Client> = None;
     let mut cache = Cache::default();
     loop {
