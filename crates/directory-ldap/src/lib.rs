@@ -826,13 +826,30 @@ pub fn pick(found: Vec<Entry>, addr: &str) -> Option<Entry> {
     alias
 }
 
+/// A hosted-domain list older than this is read again at the next lookup (a domain removed
+/// or changed in the directory is seen within this time by a long-lived process).
+pub const DOMAINS_FRESH: Duration = Duration::from_secs(60);
+
+/// A lookup of a domain that is not in the list reads the list again when it is at least
+/// this old (a domain added to the directory is seen at once; unknown domains cost at most
+/// one search a second).
+pub const DOMAINS_MISS: Duration = Duration::from_secs(1);
+
+/// The hosted domains as last read, and when (`None`: not wanted, as for logins).
+#[derive(Debug)]
+struct Domains {
+    map: HashMap<String, DomainKind>,
+    read: Option<Instant>,
+}
+
 /// The LDAP directory of one installation: the client, the hosted domains (read when
-/// opened), the recipient delimiters. Answers what the file back-end's `Directory` answers.
+/// opened, again when stale or on a miss: [`DOMAINS_FRESH`], [`DOMAINS_MISS`]), the
+/// recipient delimiters. Answers what the file back-end's `Directory` answers.
 #[derive(Debug)]
 pub struct LdapDirectory {
     root: PathBuf,
     ldap: Ldap,
-    domains: HashMap<String, DomainKind>,
+    domains: Mutex<Domains>,
     delimiters: Vec<char>,
 }
 
@@ -847,14 +864,20 @@ impl LdapDirectory {
         };
         let ldap = Ldap::new(cfg, Defaults::load(root)?);
         let domains = if domains {
-            ldap.domains()?
+            Domains {
+                map: ldap.domains()?,
+                read: Some(Instant::now()),
+            }
         } else {
-            HashMap::new()
+            Domains {
+                map: HashMap::new(),
+                read: None,
+            }
         };
         Ok(Some(LdapDirectory {
             root: root.to_owned(),
             ldap,
-            domains,
+            domains: Mutex::new(domains),
             delimiters: mailorder_directory_file::delimiters(root)?,
         }))
     }
@@ -875,8 +898,31 @@ impl LdapDirectory {
     }
 
     /// How `domain` is handled here, or `None` when it is not ours. Case-insensitive.
+    /// A kept directory (a pooled smtpd's) sees a domain added since at the first lookup of
+    /// it, and a change or removal within [`DOMAINS_FRESH`].
     pub fn domain(&self, domain: &str) -> Option<DomainKind> {
-        self.domains.get(&norm_domain(domain)).copied()
+        let d = norm_domain(domain);
+        let mut g = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        if g.read.is_some_and(|t| t.elapsed() >= DOMAINS_FRESH) {
+            self.reread_domains(&mut g);
+        }
+        if let Some(k) = g.map.get(&d) {
+            return Some(*k);
+        }
+        if g.read.is_some_and(|t| t.elapsed() >= DOMAINS_MISS) {
+            self.reread_domains(&mut g);
+        }
+        g.map.get(&d).copied()
+    }
+
+    /// Read the hosted domains again; on failure keep the list as it was (the servers' state
+    /// is the fail-over's business) and try again after the same wait.
+    fn reread_domains(&self, g: &mut Domains) {
+        match self.ldap.domains() {
+            Ok(m) => g.map = m,
+            Err(e) => log::warn!("ldap: reading the hosted domains again: {e}"),
+        }
+        g.read = Some(Instant::now());
     }
 
     /// The filter settings of `domain`'s `mailorderDomain` entry (`mailSpamReject`,
@@ -913,8 +959,11 @@ impl LdapDirectory {
 
     /// All hosted domains and their kinds, sorted.
     pub fn domains(&self) -> Vec<(String, DomainKind)> {
-        let mut v: Vec<(String, DomainKind)> =
-            self.domains.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        let mut g = self.domains.lock().unwrap_or_else(|e| e.into_inner());
+        if g.read.is_some_and(|t| t.elapsed() >= DOMAINS_FRESH) {
+            self.reread_domains(&mut g);
+        }
+        let mut v: Vec<(String, DomainKind)> = g.map.iter().map(|(k, v)| (k.clone(), *v)).collect();
         v.sort();
         v
     }

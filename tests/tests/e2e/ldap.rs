@@ -473,6 +473,14 @@ fn ldap_master_replica_failover() {
         before.iter().any(|c| after.contains(c)),
         "the same LDAP connection serves the next sessions: {before:?} then {after:?}"
     );
+    // ... and a domain added to the directory meanwhile is seen by the kept directory at
+    // the first RCPT for it, not when the process retires.
+    assert!(rcpt(port, "anyone@fresh.test").starts_with('5'));
+    let (code, out, err) = useradm(&t, &["domain", "add", "fresh.test", "--relay"], "");
+    assert_eq!(code, 0, "{out}{err}");
+    wait_for("the new domain at the pooled smtpd", 10, || {
+        rcpt(port, "anyone@fresh.test").starts_with("250")
+    });
 
     // Delivery into the Maildir named by LDAP (default home under ROOT/mail).
     send(port, "alice@example.test", "first");
