@@ -21,6 +21,9 @@ pub trait Backend {
         timestamp: &[u8],
         env: &[(String, String)],
     ) -> Result<Outcome, LoginError>;
+    /// A login with `env` is announced (POP3 `USER`): start what [`Backend::login`] will
+    /// need, if that can be done ahead. Nothing by default.
+    fn prepare(&mut self, _env: &[(String, String)]) {}
     /// Whether STARTTLS/STLS can be offered (running under `tlswrap -n`, not yet used).
     fn can_starttls(&self) -> bool;
     /// Hand the connection to tlswrap; the "begin TLS" reply has been written.
@@ -35,7 +38,11 @@ impl Backend for Chain {
         timestamp: &[u8],
         env: &[(String, String)],
     ) -> Result<Outcome, LoginError> {
-        self.cp.run(login, password, timestamp, env)
+        Chain::login(self, login, password, timestamp, env)
+    }
+
+    fn prepare(&mut self, env: &[(String, String)]) {
+        Chain::prepare(self, env);
     }
 
     fn can_starttls(&self) -> bool {
@@ -159,6 +166,16 @@ impl<'a, R: Read, W: Write, B: Backend> Front<'a, R, W, B> {
     /// Count a failed login (logged, delayed); whether the connection must now close.
     pub fn fail(&mut self, login: &[u8]) -> bool {
         self.failures.fail(self.service, login, &self.cfg.ip)
+    }
+
+    /// A login is announced: let the backend start the checkpassword program with the
+    /// session's environment and `extra_env` now (the same `extra_env` as the
+    /// [`Front::authenticate`] that follows), so that its start-up overlaps the client's
+    /// next round trip.
+    pub fn prepare(&mut self, extra_env: &[(String, String)]) {
+        let mut env = self.env.clone();
+        env.extend_from_slice(extra_env);
+        self.backend.prepare(&env);
     }
 
     /// Try a login: a name that could name a path never reaches the checkpassword program
@@ -300,6 +317,7 @@ pub fn serve<T>(
     let mut chain = Chain {
         cp: Checkpassword { argv, service },
         stls,
+        prepared: None,
     };
     session(cfg, extra, (reader, out), &mut chain)
 }

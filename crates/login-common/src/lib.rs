@@ -8,6 +8,8 @@
 //! - [`Checkpassword`]: runs `CHECKPASSWORD PROG…` with `login\0password\0timestamp\0` on
 //!   fd 3 and `SERVICE` set, with the client connection on fd 0/1, and classifies the
 //!   outcome ([`Outcome`]): the authenticated server ran, bad login, misuse, temporary;
+//!   [`Checkpassword::spawn`] starts it ahead of the credentials ([`Prepared`], kept by
+//!   [`Chain::prepare`] when a login is announced);
 //! - [`StartTls`]: the STARTTLS/STLS hand-off to `tlswrap -n` through `TLSCTLFD`;
 //! - [`Out`], [`OutTimed`]: fd 1 unbuffered, the latter with a timeout per write;
 //! - [`In`]: fd 0 read one octet at a time with a timeout, so nothing the client pipelined
@@ -33,7 +35,7 @@ use mailorder_core::exit::checkpassword;
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The start of a front end's `main` (`prog` is `pop3d-login` or `imapd-login`): the
 /// logger, the refusal to run as root (it reads network input: DESIGN invariant 2),
@@ -292,14 +294,28 @@ impl Checkpassword {
         timestamp: &[u8],
         extra_env: &[(String, String)],
     ) -> Result<Outcome, LoginError> {
+        self.spawn(extra_env)?.finish(login, password, timestamp)
+    }
+
+    /// Start it with fd 0/1 inherited, `SERVICE` and `extra_env` set, `TLSCTLFD` removed,
+    /// and fd 3 a pipe not yet written: it loads and opens its directory, then waits for
+    /// the credentials ([`Prepared::finish`]). A front end starts it as soon as a login is
+    /// announced (POP3 `USER`), so that the exec and the program's start-up are done
+    /// while the client sends its password, not after.
+    pub fn spawn(&self, extra_env: &[(String, String)]) -> Result<Prepared, LoginError> {
         let Some((prog, args)) = self.argv.split_first() else {
-            return Ok(Outcome::Misuse);
+            return Ok(Prepared {
+                child: None,
+                w: None,
+                env: extra_env.to_vec(),
+                at: Instant::now(),
+            });
         };
         let spawn_err = |source| LoginError::Spawn {
             prog: prog.to_string_lossy().into_owned(),
             source,
         };
-        let (pipe_r, mut w) = io::pipe().map_err(spawn_err)?;
+        let (pipe_r, w) = io::pipe().map_err(spawn_err)?;
         // The read end goes through a high number, and fd 3 (where the pipe usually
         // lands: 0-2 are open and tlswrap's 5/6/7 are taken) is left free again, so that
         // the spawn needs no fork (`spawn_with_fd`).
@@ -312,19 +328,79 @@ impl Checkpassword {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        let mut child =
+        let child =
             mailorder_core::sys::spawn_with_fd(&mut cmd, r.as_raw_fd(), 3).map_err(spawn_err)?;
         drop(r);
+        Ok(Prepared {
+            child: Some((child, prog.to_string_lossy().into_owned())),
+            w: Some(w),
+            env: extra_env.to_vec(),
+            at: Instant::now(),
+        })
+    }
+}
+
+/// A checkpassword program started by [`Checkpassword::spawn`], waiting on fd 3 for the
+/// credentials. Dropped unused (the client went away, the session moved to TLS), it is
+/// killed before it has read anything, and reaped.
+#[derive(Debug)]
+pub struct Prepared {
+    /// The child and its program name (`None`: no program was configured: misuse).
+    child: Option<(std::process::Child, String)>,
+    /// The write end of its fd 3.
+    w: Option<io::PipeWriter>,
+    /// The environment it was started with (besides `SERVICE`).
+    env: Vec<(String, String)>,
+    /// When it was started.
+    at: Instant,
+}
+
+impl Prepared {
+    /// How long a started program may wait for credentials before it is replaced by a
+    /// fresh one: what it read at its start (the directory, an LDAP connection) must not
+    /// be older than this when it answers.
+    pub const MAX_AGE: Duration = Duration::from_secs(5);
+
+    /// Whether it was started with `env` and recently enough to be used.
+    pub fn fits(&self, env: &[(String, String)]) -> bool {
+        self.env == env && self.at.elapsed() < Self::MAX_AGE
+    }
+
+    /// Give it `login\0password\0timestamp\0` on fd 3 and wait for it.
+    pub fn finish(
+        mut self,
+        login: &[u8],
+        password: &[u8],
+        timestamp: &[u8],
+    ) -> Result<Outcome, LoginError> {
+        let Some((mut child, prog)) = self.child.take() else {
+            return Ok(Outcome::Misuse);
+        };
         let mut data = Vec::with_capacity(login.len() + password.len() + timestamp.len() + 3);
         for part in [login, password, timestamp] {
             data.extend_from_slice(part);
             data.push(0);
         }
-        // A checkpassword program may exit without reading: EPIPE is not our failure.
-        let _ = w.write_all(&data);
-        drop(w);
-        let status = child.wait().map_err(spawn_err)?;
+        if let Some(mut w) = self.w.take() {
+            // A checkpassword program may exit without reading: EPIPE is not our failure.
+            let _ = w.write_all(&data);
+        }
+        let status = child
+            .wait()
+            .map_err(|source| LoginError::Spawn { prog, source })?;
         Ok(Outcome::from_code(mailorder_core::exit::pass_up(status)))
+    }
+}
+
+impl Drop for Prepared {
+    fn drop(&mut self) {
+        if let Some((mut child, _)) = self.child.take() {
+            // Not yet given credentials, so nothing it could do is wanted: SIGKILL before it
+            // reads an end of file on fd 3 (it would log a misuse), then reap it. The pid
+            // is still ours: the child is not reaped until this wait.
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
@@ -429,6 +505,8 @@ pub struct Chain {
     pub cp: Checkpassword,
     /// tlswrap's descriptors, when running under `tlswrap -n`.
     pub stls: Option<StartTls>,
+    /// The checkpassword program started ahead of the password ([`Chain::prepare`]).
+    pub prepared: Option<Prepared>,
 }
 
 impl Chain {
@@ -437,8 +515,43 @@ impl Chain {
         self.stls.is_some()
     }
 
-    /// Hand the connection to tlswrap (the "begin TLS" reply has been sent).
+    /// Start the checkpassword program with `env` ahead of the credentials, unless one
+    /// that fits is waiting already. A failure here is not reported: the login starts the
+    /// program again and reports it.
+    pub fn prepare(&mut self, env: &[(String, String)]) {
+        if self.prepared.as_ref().is_some_and(|p| p.fits(env)) {
+            return;
+        }
+        self.prepared = None;
+        match self.cp.spawn(env) {
+            Ok(p) => self.prepared = Some(p),
+            Err(e) => log::debug!("{e}"),
+        }
+    }
+
+    /// Run the login: with the program started by [`Chain::prepare`] when it fits `env`,
+    /// otherwise with a fresh one.
+    pub fn login(
+        &mut self,
+        login: &[u8],
+        password: &[u8],
+        timestamp: &[u8],
+        env: &[(String, String)],
+    ) -> Result<Outcome, LoginError> {
+        let p = match self.prepared.take() {
+            Some(p) if p.fits(env) => p,
+            stale => {
+                drop(stale);
+                self.cp.spawn(env)?
+            }
+        };
+        p.finish(login, password, timestamp)
+    }
+
+    /// Hand the connection to tlswrap (the "begin TLS" reply has been sent). A program
+    /// started ahead holds the connection as it was: it is killed first.
     pub fn begin_tls(&mut self) -> Result<TlsParams, LoginError> {
+        self.prepared = None;
         match self.stls.take() {
             Some(s) => s.start(),
             None => Err(LoginError::StartTls(io::Error::other(
@@ -551,8 +664,30 @@ mod tests {
         assert_eq!(Outcome::from_code(100), Outcome::Served(100));
     }
 
+    /// `spawn_with_fd` puts fd 3 in place for the moment of a spawn and is only for a
+    /// single-threaded caller: the tests that spawn take turns, and retry while another
+    /// test's thread is allocating descriptor 3 (dup2 gives EBUSY then; on a loaded
+    /// machine a thread preempted inside open() holds it for a long time).
+    static SPAWNS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+    fn busy_retry<T>(mut f: impl FnMut() -> Result<T, LoginError>) -> T {
+        let end = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < end {
+            match f() {
+                Err(LoginError::Spawn { source, .. })
+                    if source.kind() == io::ErrorKind::ResourceBusy =>
+                {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+                r => return r.unwrap(),
+            }
+        }
+        panic!("spawn stays busy");
+    }
+
     #[test]
     fn checkpassword_gets_fd3_and_service() {
+        let _turn = SPAWNS.lock().unwrap_or_else(|e| e.into_inner());
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("out");
         let script = format!(
@@ -563,9 +698,7 @@ mod tests {
             argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
             service: "pop3",
         };
-        let r = cp
-            .run(b"u", b"p", b"<1.2@h>", &[("X".to_owned(), "y".to_owned())])
-            .unwrap();
+        let r = busy_retry(|| cp.run(b"u", b"p", b"<1.2@h>", &[("X".to_owned(), "y".to_owned())]));
         assert_eq!(r, Outcome::Bad);
         assert_eq!(
             std::fs::read_to_string(&out).unwrap(),
@@ -575,7 +708,73 @@ mod tests {
             argv: vec!["/bin/sh".into(), "-c".into(), "exit 111".into()],
             service: "pop3",
         };
-        assert_eq!(cp.run(b"u", b"p", b"", &[]).unwrap(), Outcome::Temp);
+        assert_eq!(busy_retry(|| cp.run(b"u", b"p", b"", &[])), Outcome::Temp);
+    }
+
+    #[test]
+    fn prepared_program_is_used_killed_or_replaced() {
+        // See: issue #4 (PASS to the first byte of the reply).
+        let _turn = SPAWNS.lock().unwrap_or_else(|e| e.into_inner());
+        let d = tempfile::tempdir().unwrap();
+        // Each start appends "started" to `log`; a login appends what came on fd 3.
+        let log = d.path().join("log");
+        let script = format!(
+            "echo started >> {0}; cat <&3 | tr '\\0' '|' >> {0}; echo \" $X\" >> {0}; exit 1",
+            log.display()
+        );
+        let mut chain = Chain {
+            cp: Checkpassword {
+                argv: vec!["/bin/sh".into(), "-c".into(), script.into()],
+                service: "pop3",
+            },
+            stls: None,
+            prepared: None,
+        };
+        let read = || std::fs::read_to_string(&log).unwrap_or_default();
+        let wait_started = |n: usize| {
+            let end = Instant::now() + Duration::from_secs(30);
+            while read().matches("started").count() < n {
+                assert!(Instant::now() < end, "program not started: {:?}", read());
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        };
+        let env = vec![("X".to_owned(), "a".to_owned())];
+        // Started ahead, it waits for fd 3; a second prepare with the same env keeps it;
+        // the login uses it: one start in all.
+        chain.prepared = Some(busy_retry(|| chain.cp.spawn(&env)));
+        wait_started(1);
+        chain.prepare(&env);
+        assert_eq!(
+            busy_retry(|| chain.login(b"u", b"p", b"", &env)),
+            Outcome::Bad
+        );
+        assert_eq!(read(), "started\nu|p|| a\n");
+        assert!(chain.prepared.is_none());
+        // A login with another environment (after STARTTLS) replaces it: the one started
+        // ahead is killed before it reads anything.
+        chain.prepared = Some(busy_retry(|| chain.cp.spawn(&env)));
+        wait_started(2);
+        let other = vec![("X".to_owned(), "b".to_owned())];
+        assert_eq!(
+            busy_retry(|| chain.login(b"v", b"q", b"", &other)),
+            Outcome::Bad
+        );
+        assert_eq!(read(), "started\nu|p|| a\nstarted\nstarted\nv|q|| b\n");
+        // Dropped unused (the client left): killed and reaped, nothing read.
+        chain.prepared = Some(busy_retry(|| chain.cp.spawn(&env)));
+        wait_started(4);
+        let pid = chain
+            .prepared
+            .as_ref()
+            .unwrap()
+            .child
+            .as_ref()
+            .unwrap()
+            .0
+            .id();
+        drop(chain);
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists());
+        assert_eq!(read().matches('|').count(), 6, "{}", read());
     }
 
     #[test]

@@ -127,6 +127,9 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
             Some(i) => i,
             None => {
                 self.f.send(b"+ \r\n");
+                // As after USER: the program starts while the client answers.
+                self.f.flush()?;
+                self.f.prepare(&[]);
                 match self.line()? {
                     None => return Ok(Next::Exit(0)),
                     Some(Line::TooLong) => {
@@ -214,6 +217,11 @@ impl<R: Read, W: Write, B: Backend> Session<'_, R, W, B> {
                     } else {
                         user = Some(name);
                         self.f.send(&proto::ok("send PASS"));
+                        // The reply leaves first; the checkpassword program then starts
+                        // while the client sends PASS (its start-up is most of the time
+                        // from PASS to the server's answer).
+                        self.f.flush()?;
+                        self.f.prepare(&[]);
                     }
                     Next::Go
                 }
