@@ -439,6 +439,28 @@ impl Tree {
         v
     }
 
+    /// The texts of the messages in `folder`'s `new/` (`""`: the inbox, `".Junk"`) of
+    /// `address`'s Maildir (`mail/DOMAIN/LOCAL/Maildir`), in directory order; none when
+    /// the folder does not exist (yet).
+    pub fn new_texts(&self, address: &str, folder: &str) -> Vec<String> {
+        let (local, domain) = address.split_once('@').expect("an address with a domain");
+        let new = self
+            .root
+            .join("mail")
+            .join(domain)
+            .join(local)
+            .join("Maildir")
+            .join(folder)
+            .join("new");
+        std::fs::read_dir(new)
+            .map(|d| {
+                d.flatten()
+                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Wait until `local@example.test` has at least `n` messages; panic after `secs`.
     pub fn wait_messages(&self, local: &str, n: usize, secs: u64) -> Vec<PathBuf> {
         let end = Instant::now() + Duration::from_secs(secs);

@@ -98,22 +98,32 @@ pub(crate) fn clamd(dir: &Path) -> (Daemon, u16) {
     (d, p)
 }
 
-/// Send one message to demo@example.test: the reply to its final dot.
-pub(crate) fn send(port: u16, body: &str) -> String {
+/// One SMTP session through smtpd on `port`: EHLO `helo`, MAIL FROM `from`, each of
+/// `rcpts`, then `data` (CRLF lines, without the final dot), each step accepted; the reply
+/// to the final dot.
+fn converse(port: u16, helo: &str, from: &str, rcpts: &[&str], data: &str) -> String {
     let (mut s, g) = Smtp::connect(port);
     expect_code(&g, "220");
-    expect_code(&s.cmd("EHLO client.example"), "250");
-    expect_code(&s.cmd("MAIL FROM:<sender@example.org>"), "250");
-    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
+    expect_code(&s.cmd(&format!("EHLO {helo}")), "250");
+    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
+    for r in rcpts {
+        expect_code(&s.cmd(&format!("RCPT TO:<{r}>")), "250");
+    }
     expect_code(&s.cmd("DATA"), "354");
-    let msg = format!(
-        "From: sender@example.org\r\nTo: demo@example.test\r\nSubject: filter test\r\n\
-         X-Spam-Flag: NO\r\n\r\n{body}\r\n.\r\n"
-    );
-    s.send(msg.as_bytes());
+    s.send(format!("{data}\r\n.\r\n").as_bytes());
     let r = s.reply();
     s.cmd("QUIT");
     r
+}
+
+/// Send one message to demo@example.test: the reply to its final dot.
+pub(crate) fn send(port: u16, body: &str) -> String {
+    let from = "sender@example.org";
+    let msg = format!(
+        "From: {from}\r\nTo: demo@example.test\r\nSubject: filter test\r\n\
+         X-Spam-Flag: NO\r\n\r\n{body}"
+    );
+    converse(port, "client.example", from, &["demo@example.test"], &msg)
 }
 
 /// A multipart message with `content` zipped as an attachment (python3's zipfile).
@@ -390,20 +400,11 @@ pub(crate) fn dnsmasq(dir: &Path, args: &[&str]) -> (Daemon, u16) {
 
 /// One message from `from` (envelope and header From:) to demo@example.test.
 fn send_from(port: u16, from: &str, extra_header: &str) -> String {
-    let (mut s, g) = Smtp::connect(port);
-    expect_code(&g, "220");
-    expect_code(&s.cmd("EHLO client.example"), "250");
-    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
-    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
-    expect_code(&s.cmd("DATA"), "354");
     let msg = format!(
         "{extra_header}From: {from}\r\nTo: demo@example.test\r\nSubject: auth {from}\r\n\
-         Message-ID: <1@x>\r\nDate: Mon, 7 Dec 2026 05:00:00 +0000\r\n\r\nhello\r\n.\r\n"
+         Message-ID: <1@x>\r\nDate: Mon, 7 Dec 2026 05:00:00 +0000\r\n\r\nhello"
     );
-    s.send(msg.as_bytes());
-    let r = s.reply();
-    s.cmd("QUIT");
-    r
+    converse(port, "client.example", from, &["demo@example.test"], &msg)
 }
 
 // See: issue #13
@@ -560,16 +561,7 @@ fn as_sent(stored: &str) -> String {
 
 /// Send `message` (LF lines) from `from` to demo@example.test through smtpd on `port`.
 fn send_message(port: u16, from: &str, message: &str) -> String {
-    let (mut s, g) = Smtp::connect(port);
-    expect_code(&g, "220");
-    expect_code(&s.cmd("EHLO client.example"), "250");
-    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
-    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
-    expect_code(&s.cmd("DATA"), "354");
-    s.send(format!("{}\r\n.\r\n", message.replace('\n', "\r\n")).as_bytes());
-    let r = s.reply();
-    s.cmd("QUIT");
-    r
+    send_helo(port, "client.example", from, message)
 }
 
 // See: issue #13
@@ -892,18 +884,9 @@ fn dnsbl_dnswl_and_rate_limits_through_a_private_dns() {
 
 /// One message with `body` to `rcpts` through smtpd on `port`; the reply to the dot.
 fn send_to(port: u16, rcpts: &[&str], body: &str) -> String {
-    let (mut s, g) = Smtp::connect(port);
-    expect_code(&g, "220");
-    expect_code(&s.cmd("EHLO client.example"), "250");
-    expect_code(&s.cmd("MAIL FROM:<a@sender.example>"), "250");
-    for r in rcpts {
-        expect_code(&s.cmd(&format!("RCPT TO:<{r}>")), "250");
-    }
-    expect_code(&s.cmd("DATA"), "354");
-    s.send(format!("From: a@sender.example\r\nSubject: levels\r\n\r\n{body}\r\n.\r\n").as_bytes());
-    let r = s.reply();
-    s.cmd("QUIT");
-    r
+    let from = "a@sender.example";
+    let msg = format!("From: {from}\r\nSubject: levels\r\n\r\n{body}");
+    converse(port, "client.example", from, rcpts, &msg)
 }
 
 // See: issue #13
@@ -932,35 +915,13 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     t.directory_add("domains", "plain.test local");
     t.add_user("d@plain.test", "", "pw");
     t.add_user("p@lenient.test", "", "pw");
-    let out = t
-        .cmd("useradm")
-        .args(["modify", "p@lenient.test", "--spam-mark", "5"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    useradm(&t, &["modify", "p@lenient.test", "--spam-mark", "5"]);
     t.start_dispatch();
     t.control("filter", "1");
     t.control("spamd", &format!("127.0.0.1:{spam_port}"));
     t.control("spamreject", "100");
     let port = t.start_smtpd(&[]);
-    let files = |who: &str, folder: &str| -> Vec<String> {
-        let (local, domain) = who.split_once('@').unwrap();
-        let d = t
-            .root
-            .join("mail")
-            .join(domain)
-            .join(local)
-            .join("Maildir")
-            .join(folder)
-            .join("new");
-        std::fs::read_dir(d)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let files = |who: &str, folder: &str| t.new_texts(who, folder);
 
     expect_code(&send_to(port, &["s@strict.test"], GTUBE), "554 5.7.1");
     expect_code(&send_to(port, &["l@lenient.test"], GTUBE), "250");
@@ -1014,12 +975,7 @@ fn spam_thresholds_per_domain_and_user_from_the_directory() {
     t.control("spamreject", "100");
     std::fs::remove_file(t.root.join("control/spammark")).unwrap();
     // A user's own reject score overrides the domain's.
-    let out = t
-        .cmd("useradm")
-        .args(["modify", "s@strict.test", "--spam-reject", "3000"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{out:?}");
+    useradm(&t, &["modify", "s@strict.test", "--spam-reject", "3000"]);
     expect_code(&send_to(port, &["s@strict.test"], GTUBE), "250");
 }
 
@@ -1052,24 +1008,7 @@ fn spam_scanning_off_per_domain_and_user() {
     t.control("filter", "1");
     t.control("spamd", &format!("127.0.0.1:{spam_port}"));
     let port = t.start_smtpd(&[]);
-    let files = |who: &str, folder: &str| -> Vec<String> {
-        let (local, domain) = who.split_once('@').unwrap();
-        let d = t
-            .root
-            .join("mail")
-            .join(domain)
-            .join(local)
-            .join("Maildir")
-            .join(folder)
-            .join("new");
-        std::fs::read_dir(d)
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let files = |who: &str, folder: &str| t.new_texts(who, folder);
 
     expect_code(&send_to(port, &["s@strict.test"], GTUBE), "554 5.7.1");
     for who in ["abuse@strict.test", "d@desk.test"] {
@@ -1161,16 +1100,8 @@ fn txt_record(name: &str, value: &str) -> String {
 
 /// One message (LF lines) through smtpd on `port` with EHLO `helo` and MAIL FROM `from`.
 fn send_helo(port: u16, helo: &str, from: &str, message: &str) -> String {
-    let (mut s, g) = Smtp::connect(port);
-    expect_code(&g, "220");
-    expect_code(&s.cmd(&format!("EHLO {helo}")), "250");
-    expect_code(&s.cmd(&format!("MAIL FROM:<{from}>")), "250");
-    expect_code(&s.cmd("RCPT TO:<demo@example.test>"), "250");
-    expect_code(&s.cmd("DATA"), "354");
-    s.send(format!("{}\r\n.\r\n", message.replace('\n', "\r\n")).as_bytes());
-    let r = s.reply();
-    s.cmd("QUIT");
-    r
+    let data = message.replace('\n', "\r\n");
+    converse(port, helo, from, &["demo@example.test"], &data)
 }
 
 /// The method results of our `Authentication-Results:` header in `stored`, one string per

@@ -1741,15 +1741,7 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
         s.cmd("QUIT");
         r
     };
-    let files = |local: &str, folder: &str| -> Vec<String> {
-        std::fs::read_dir(t.maildir(local).join(folder).join("new"))
-            .map(|d| {
-                d.flatten()
-                    .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
+    let files = |local: &str, folder: &str| t.new_texts(&format!("{local}@example.test"), folder);
 
     // The domain's reject score (8) refuses score 9; the user's own (20) takes it, and
     // under the user's own mark (10) it stays in the inbox, unflagged.
