@@ -506,6 +506,35 @@ pub fn plan_users(
 pub const CSV_HEADER: &str =
     "login,destination,status,folders,copied,bytes,present,flag_changes,removed,skipped,reasons\n";
 
+/// Open a report file (`--csv`, `--report`) for appending, creating it.
+fn open_report(p: &std::path::Path) -> Result<std::fs::File, MoveError> {
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .open(p)
+        .map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))
+}
+
+/// Report user `u` as not copied at all (`status`, e.g. `nouser`, because of `why`): its
+/// CSV row with every count 0, and its line in the text report when there is one.
+fn report_unmoved(
+    out: &mut dyn Write,
+    text_out: Option<&mut std::fs::File>,
+    u: &UserRow,
+    status: &str,
+    why: &str,
+) {
+    let _ = writeln!(
+        out,
+        "{},{},{status},0,0,0,0,0,0,0,",
+        csv_quote(&u.login),
+        csv_quote(&u.dest)
+    );
+    if let Some(f) = text_out {
+        let _ = writeln!(f, "{} > {}: {status} ({why})\n", u.login, u.dest);
+    }
+}
+
 fn csv_quote(s: &str) -> String {
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\"").replace(['\r', '\n'], " "))
@@ -607,25 +636,10 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
     }
     let users = plan_users(csv_rows, &dir_users, &map, cli.source_login);
     let mut out: Box<dyn Write> = match &cli.csv {
-        Some(p) => Box::new(
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(p)
-                .map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))?,
-        ),
+        Some(p) => Box::new(open_report(p)?),
         None => Box::new(io::stdout()),
     };
-    let mut text_out = match &cli.report {
-        Some(p) => Some(
-            std::fs::OpenOptions::new()
-                .append(true)
-                .create(true)
-                .open(p)
-                .map_err(|e| MoveError::Config(format!("{}: {e}", p.display())))?,
-        ),
-        None => None,
-    };
+    let mut text_out = cli.report.as_deref().map(open_report).transpose()?;
     let fresh = cli
         .csv
         .as_ref()
@@ -651,19 +665,13 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
                     u.login,
                     u.dest
                 );
-                let _ = writeln!(
-                    out,
-                    "{},{},nouser,0,0,0,0,0,0,0,",
-                    csv_quote(&u.login),
-                    csv_quote(&u.dest)
+                report_unmoved(
+                    &mut out,
+                    text_out.as_mut(),
+                    u,
+                    "nouser",
+                    "not in the directory",
                 );
-                if let Some(f) = &mut text_out {
-                    let _ = writeln!(
-                        f,
-                        "{} > {}: nouser (not in the directory)\n",
-                        u.login, u.dest
-                    );
-                }
                 note(&mut worst, Exit::Perm);
                 continue;
             }
@@ -671,19 +679,13 @@ fn run_inner(cli: &Cli) -> Result<u8, MoveError> {
         };
         if cli.master_user.is_none() && u.password.is_empty() {
             log::error!("user={} no password and no --master-user", u.login);
-            let _ = writeln!(
-                out,
-                "{},{},nopassword,0,0,0,0,0,0,0,",
-                csv_quote(&u.login),
-                csv_quote(&u.dest)
+            report_unmoved(
+                &mut out,
+                text_out.as_mut(),
+                u,
+                "nopassword",
+                "no password and no --master-user",
             );
-            if let Some(f) = &mut text_out {
-                let _ = writeln!(
-                    f,
-                    "{} > {}: nopassword (no password and no --master-user)\n",
-                    u.login, u.dest
-                );
-            }
             note(&mut worst, Exit::Perm);
             continue;
         }
@@ -1373,6 +1375,43 @@ pub(crate) fn sasl_plain(authz: &str, authc: &str, pass: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_user_not_started_gets_a_zero_row_and_its_reason() {
+        let d = tempfile::tempdir().unwrap();
+        let text = d.path().join("report.txt");
+        let u = UserRow {
+            login: "a,b".into(),
+            dest: "x@y.test".into(),
+            password: String::new(),
+        };
+        let mut csv = Vec::new();
+        report_unmoved(&mut csv, None, &u, "nouser", "not in the directory");
+        let mut f = open_report(&text).unwrap();
+        report_unmoved(&mut csv, Some(&mut f), &u, "nopassword", "no password");
+        assert_eq!(
+            String::from_utf8(csv).unwrap(),
+            "\"a,b\",x@y.test,nouser,0,0,0,0,0,0,0,\n\
+             \"a,b\",x@y.test,nopassword,0,0,0,0,0,0,0,\n"
+        );
+        assert_eq!(
+            std::fs::read_to_string(&text).unwrap(),
+            "a,b > x@y.test: nopassword (no password)\n\n"
+        );
+        // Appended to, never truncated.
+        report_unmoved(
+            &mut Vec::new(),
+            Some(&mut open_report(&text).unwrap()),
+            &u,
+            "nouser",
+            "gone",
+        );
+        assert!(
+            std::fs::read_to_string(&text)
+                .unwrap()
+                .ends_with("(no password)\n\na,b > x@y.test: nouser (gone)\n\n")
+        );
+    }
 
     #[test]
     fn job_round_trip() {
