@@ -24,6 +24,46 @@ fn artifacts(name: &str) -> PathBuf {
 /// (a `python3` earlier in PATH, pyenv's say, does not see them).
 const DEBIAN_PYTHON: &str = "/usr/bin/python3";
 
+/// What every browser script starts with: headless Chromium through chromedriver
+/// (`chromium(size)`, the window "W,H"; `browser_log` keeps the console for the script to
+/// read), and the helpers on the script's own `d` (the driver) and `shots` (the
+/// screenshot directory).
+const BROWSER_PY: &str = r##"
+import os, tempfile
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+def chromium(size, browser_log=False):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = "/usr/bin/chromium"
+    for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--no-first-run",
+              "--ignore-certificate-errors", "--window-size=" + size,
+              "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
+        opts.add_argument(a)
+    if browser_log:
+        opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    drv = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
+    drv.set_page_load_timeout(60)
+    return drv
+
+def text_of(id_):
+    try:
+        return d.find_element(By.ID, id_).text
+    except Exception:
+        return ""
+
+def shot(name):
+    d.save_screenshot(os.path.join(shots, name + ".png"))
+"##;
+
+/// A browser script: [`BROWSER_PY`], then `body`.
+fn browser_script(body: &str) -> String {
+    format!("{BROWSER_PY}{body}")
+}
+
 /// The browser and its driver, or a skip (a failure under CI and as root).
 fn browser_ready(test: &str) -> bool {
     for (what, ok) in [
@@ -104,21 +144,9 @@ fn start_pop3s(t: &mut Tree) -> u16 {
 
 const SELF_SERVICE_PY: &str = r##"
 import sys, os, ssl, tempfile, http.client, poplib, urllib.parse
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 url, shots, addr, old, new, popport = sys.argv[1:7]
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run",
-          "--ignore-certificate-errors", "--window-size=1100,900",
-          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
-    opts.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-d.set_page_load_timeout(60)
+d = chromium("1100,900")
 
 def note_has(text):
     # A click returns before the next page may be in: wait for the note to say it.
@@ -139,9 +167,6 @@ def url_ends(path):
     except Exception:
         raise AssertionError("not at %s: %s" % (path, d.current_url))
     return True
-
-def shot(name):
-    d.save_screenshot(os.path.join(shots, name + ".png"))
 
 def post_raw(path, body, cookie, origin=None):
     c = http.client.HTTPSConnection(url.split("//")[1].rstrip("/"), timeout=30,
@@ -250,7 +275,7 @@ fn self_service_password_and_forwarding_in_a_browser() {
     let new = "violet tram 42 sings";
     let out = Command::new(DEBIAN_PYTHON)
         .arg("-c")
-        .arg(SELF_SERVICE_PY)
+        .arg(browser_script(SELF_SERVICE_PY))
         .args([
             &format!("https://127.0.0.1:{port}/"),
             shots.to_str().unwrap(),
@@ -308,39 +333,17 @@ fn start_imaps(t: &mut Tree) -> LoginChain {
 
 const ADMIN_PY: &str = r##"
 import sys, os, ssl, tempfile, imaplib, re, time
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.common.action_chains import ActionChains
-from selenium.webdriver.support.ui import WebDriverWait
 
 url, shots, admin, adminpw, imapport = sys.argv[1:6]
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run",
-          "--ignore-certificate-errors", "--window-size=1280,1000",
-          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
-    opts.add_argument(a)
-opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-d.set_page_load_timeout(60)
+d = chromium("1280,1000", browser_log=True)
 
 def wait(cond, what):
     try:
         WebDriverWait(d, 30, poll_frequency=0.1).until(lambda drv: cond())
     except Exception:
         raise AssertionError("%s: %s\n%s" % (what, d.current_url, d.page_source[:3000]))
-
-def text_of(id_):
-    try:
-        return d.find_element(By.ID, id_).text
-    except Exception:
-        return ""
-
-def shot(name):
-    d.save_screenshot(os.path.join(shots, name + ".png"))
 
 new_pw = "amber kettle 7 rivers"
 reset_pw = "copper lantern 5 hills"
@@ -512,7 +515,7 @@ fn admin_console_adds_a_user_who_sets_a_password_and_reads_mail_over_imap() {
     let shots = artifacts("admin");
     let out = Command::new(DEBIAN_PYTHON)
         .arg("-c")
-        .arg(ADMIN_PY)
+        .arg(browser_script(ADMIN_PY))
         .args([
             &format!("https://127.0.0.1:{port}/"),
             shots.to_str().unwrap(),
@@ -688,29 +691,10 @@ fn start_mail_with_logs(t: &mut Tree) -> u16 {
 
 const ACTIVITY_PY: &str = r##"
 import sys, os, tempfile, smtplib, time
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
 url, shots, admin, adminpw, smtpport, mport = sys.argv[1:7]
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run",
-          "--ignore-certificate-errors", "--window-size=1280,1400",
-          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
-    opts.add_argument(a)
-opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-d.set_page_load_timeout(60)
-
-def text_of(id_):
-    try:
-        return d.find_element(By.ID, id_).text
-    except Exception:
-        return ""
+d = chromium("1280,1400", browser_log=True)
 
 def num(id_):
     try:
@@ -814,7 +798,7 @@ fn activity_counters_move_live_when_mail_is_sent() {
     let mport = maddr.trim().rsplit(':').next().unwrap().to_owned();
     let out = Command::new(DEBIAN_PYTHON)
         .arg("-c")
-        .arg(ACTIVITY_PY)
+        .arg(browser_script(ACTIVITY_PY))
         .args([
             &format!("https://127.0.0.1:{port}/"),
             shots.to_str().unwrap(),
@@ -859,28 +843,10 @@ fn activity_counters_move_live_when_mail_is_sent() {
 
 const QUEUE_PY: &str = r##"
 import sys, os, tempfile, time
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
-from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
-from selenium.webdriver.support.ui import WebDriverWait
 
 url, shots, admin, adminpw = sys.argv[1:5]
-opts = webdriver.ChromeOptions()
-opts.binary_location = "/usr/bin/chromium"
-for a in ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-          "--disable-component-update", "--disable-sync", "--no-first-run",
-          "--ignore-certificate-errors", "--window-size=1280,1000",
-          "--user-data-dir=" + tempfile.mkdtemp(prefix="mo-chromium")]:
-    opts.add_argument(a)
-d = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=opts)
-d.set_page_load_timeout(60)
-
-def text_of(id_):
-    try:
-        return d.find_element(By.ID, id_).text
-    except Exception:
-        return ""
+d = chromium("1280,1000")
 
 def wait(cond, what, secs=60):
     try:
@@ -972,7 +938,7 @@ fn queue_page_retries_flushes_and_removes_through_dispatch() {
     let shots = artifacts("queue");
     let out = Command::new(DEBIAN_PYTHON)
         .arg("-c")
-        .arg(QUEUE_PY)
+        .arg(browser_script(QUEUE_PY))
         .args([
             &format!("https://127.0.0.1:{port}/"),
             shots.to_str().unwrap(),
