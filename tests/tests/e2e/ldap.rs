@@ -293,6 +293,13 @@ fn useradm(t: &Tree, args: &[&str], stdin: &str) -> (i32, String, String) {
     )
 }
 
+/// Run `useradm ARGS` (no stdin): it must exit 0; its stdout.
+fn useradm_ok(t: &Tree, args: &[&str]) -> String {
+    let (code, out, err) = useradm(t, args, "");
+    assert_eq!(code, 0, "useradm {args:?}: {err}");
+    out
+}
+
 /// The local ends (`ADDR:PORT` in /proc/net/tcp's hex) of the established TCP connections
 /// to 127.0.0.1:`port`.
 fn established_to(port: u16) -> std::collections::BTreeSet<String> {
@@ -1491,18 +1498,13 @@ fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
     let mut t = Tree::new();
     configure(&t, &[&master], &master);
     std::fs::write(t.root.join("directory/users"), "").unwrap();
-    fn ok(t: &Tree, args: &[&str]) -> String {
-        let (code, out, err) = useradm(t, args, "");
-        assert_eq!(code, 0, "useradm {args:?}: {err}");
-        out
-    }
-    ok(&t, &["domain", "add", "example.test"]);
-    ok(&t, &["domain", "add", "desk.test"]);
-    ok(
+    useradm_ok(&t, &["domain", "add", "example.test"]);
+    useradm_ok(&t, &["domain", "add", "desk.test"]);
+    useradm_ok(
         &t,
         &["domain", "modify", "example.test", "--spam-reject", "8"],
     );
-    ok(
+    useradm_ok(
         &t,
         &[
             "domain",
@@ -1517,7 +1519,7 @@ fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
         ],
     );
     assert_eq!(
-        ok(&t, &["domain", "show", "desk.test"]),
+        useradm_ok(&t, &["domain", "show", "desk.test"]),
         "desk.test\tlocal\tspamscan=no\tdmarc=no\tdnsbl=no\n"
     );
     let entry = Command::new("ldapsearch")
@@ -1530,10 +1532,10 @@ fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
         entry.contains("mailSpamScan: FALSE") && entry.contains("mailDnsblCheck: FALSE"),
         "{entry}"
     );
-    ok(&t, &["add", "strict@example.test"]);
-    ok(&t, &["add", "abuse@example.test"]);
-    ok(&t, &["add", "d@desk.test"]);
-    ok(
+    useradm_ok(&t, &["add", "strict@example.test"]);
+    useradm_ok(&t, &["add", "abuse@example.test"]);
+    useradm_ok(&t, &["add", "d@desk.test"]);
+    useradm_ok(
         &t,
         &["modify", "abuse@example.test", "--restrict", "nospamscan"],
     );
@@ -1561,22 +1563,7 @@ fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
         s.cmd("QUIT");
         r
     };
-    let inbox = |who: &str| -> Vec<String> {
-        let (local, domain) = who.split_once('@').unwrap();
-        std::fs::read_dir(
-            t.root
-                .join("mail")
-                .join(domain)
-                .join(local)
-                .join("Maildir/new"),
-        )
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-    };
+    let inbox = |who: &str| t.new_texts(who, "");
     let r = mail("strict@example.test");
     assert!(r.starts_with("554 5.7.1"), "{r}");
     for who in ["abuse@example.test", "d@desk.test"] {
@@ -1586,7 +1573,7 @@ fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
         assert!(!inbox(who)[0].contains("X-Spam-"), "{}", inbox(who)[0]);
     }
     // Scanning back on for the domain (`none`): the site's reject score refuses it.
-    ok(
+    useradm_ok(
         &t,
         &["domain", "modify", "desk.test", "--spam-scan", "none"],
     );
@@ -1615,7 +1602,7 @@ fn ldap_spam_scanning_dmarc_and_dnsbl_switches_set_by_useradm() {
     std::fs::remove_file(t.root.join("control/spamd")).unwrap();
     let r = mail("d@desk.test");
     assert!(r.starts_with("250"), "{r}");
-    ok(&t, &["domain", "modify", "desk.test", "--dnsbl", "yes"]);
+    useradm_ok(&t, &["domain", "modify", "desk.test", "--dnsbl", "yes"]);
     let r = mail("d@desk.test");
     assert!(r.starts_with("554 5.7.1"), "{r}");
 
@@ -1672,14 +1659,9 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     let mut t = Tree::new();
     configure(&t, &[&master], &master);
     std::fs::write(t.root.join("directory/users"), "").unwrap();
-    fn ok(t: &Tree, args: &[&str]) -> String {
-        let (code, out, err) = useradm(t, args, "");
-        assert_eq!(code, 0, "useradm {args:?}: {err}");
-        out
-    }
-    ok(&t, &["domain", "add", "example.test"]);
+    useradm_ok(&t, &["domain", "add", "example.test"]);
     assert_eq!(
-        ok(
+        useradm_ok(
             &t,
             &[
                 "domain",
@@ -1694,12 +1676,12 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
         "modify domain example.test\n"
     );
     assert_eq!(
-        ok(&t, &["domain", "show", "example.test"]),
+        useradm_ok(&t, &["domain", "show", "example.test"]),
         "example.test\tlocal\tspamreject=8.0\tspammark=3.0\n"
     );
-    ok(&t, &["add", "strict@example.test"]);
-    ok(&t, &["add", "own@example.test"]);
-    ok(
+    useradm_ok(&t, &["add", "strict@example.test"]);
+    useradm_ok(&t, &["add", "own@example.test"]);
+    useradm_ok(
         &t,
         &[
             "modify",
@@ -1710,7 +1692,7 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
             "10",
         ],
     );
-    let shown = ok(&t, &["show", "own@example.test"]);
+    let shown = useradm_ok(&t, &["show", "own@example.test"]);
     assert!(
         shown.contains("\tspamreject=20.0\tspammark=10.0"),
         "{shown}"
@@ -1757,12 +1739,12 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     wait_for("own's message", 60, || files("own", "").len() == 1);
     assert!(files("own", "")[0].contains("X-Spam-Flag: NO\n"));
     // The domain's reject score removed: taken, and over its mark (3): into Junk.
-    ok(
+    useradm_ok(
         &t,
         &["domain", "modify", "example.test", "--spam-reject", "none"],
     );
     assert_eq!(
-        ok(&t, &["domain", "show", "example.test"]),
+        useradm_ok(&t, &["domain", "show", "example.test"]),
         "example.test\tlocal\tspammark=3.0\n"
     );
     let r = mail(
@@ -1780,8 +1762,8 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     // A quota set in LDAP (mailQuotaCount): past the warning threshold one warning in the
     // INBOX, and no second one the same day.
     t.control("quotawarnpercent", "50");
-    ok(&t, &["add", "q@example.test"]);
-    ok(
+    useradm_ok(&t, &["add", "q@example.test"]);
+    useradm_ok(
         &t,
         &[
             "modify",
@@ -1809,7 +1791,7 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     assert_eq!(warnings, 1);
 
     // The To/Cc rule switched off in LDAP: a Bcc'd message gets its reply.
-    ok(
+    useradm_ok(
         &t,
         &[
             "modify",
@@ -1819,7 +1801,7 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
             "--reply-any-recipient",
         ],
     );
-    let shown = ok(&t, &["show", "own@example.test"]);
+    let shown = useradm_ok(&t, &["show", "own@example.test"]);
     assert!(
         shown.contains("\treply=To-Cc-Only:%20no%0A%0AAway%20(LDAP)."),
         "{shown}"
@@ -1834,8 +1816,8 @@ fn ldap_spam_scores_quota_warning_and_to_cc_switch_set_by_useradm() {
     // Reply only (issue 14: `--forward-only` with a reply text and no forward; LDAP
     // deliveryMode forwardonly and reply): answered, nothing more stored.
     wait_for("own's two messages", 60, || files("own", "").len() == 2);
-    ok(&t, &["modify", "own@example.test", "--forward-only"]);
-    let shown = ok(&t, &["show", "own@example.test"]);
+    useradm_ok(&t, &["modify", "own@example.test", "--forward-only"]);
+    let shown = useradm_ok(&t, &["show", "own@example.test"]);
     assert!(shown.contains("\tlocal=no"), "{shown}");
     let r = mail(
         "carol@sink.test",
