@@ -578,6 +578,21 @@ fn frames(bodies: &[&str]) -> Vec<u8> {
     v
 }
 
+/// Deliver `batch` to the peer on `port` (the test [`cfg`], the [`Local`] resolver), its
+/// messages read as `input` frames: the report.
+fn run_batch(port: u16, batch: &Batch, input: Vec<u8>) -> Vec<u8> {
+    let mut out = Vec::new();
+    deliver_batch(
+        &cfg(port),
+        Some(&Local),
+        batch,
+        Input::Frames(&mut Cursor::new(input)),
+        &mut out,
+    )
+    .unwrap();
+    out
+}
+
 /// The report split into (tag, text) records.
 fn records(out: &[u8]) -> Vec<(char, String)> {
     out.split(|&b| b == 0)
@@ -599,16 +614,11 @@ fn several_messages_share_one_session_with_rset_after_refusals() {
         &["<>", "y@b.test", "bad3@b.test"],
         &["a@me.test", "z@b.test"],
     ]);
-    let mut input = Cursor::new(frames(&["one\n", "two\n", "three\n", "four\n.five\n"]));
-    let mut out = Vec::new();
-    deliver_batch(
-        &cfg(port),
-        Some(&Local),
+    let out = run_batch(
+        port,
         &batch,
-        Input::Frames(&mut input),
-        &mut out,
-    )
-    .unwrap();
+        frames(&["one\n", "two\n", "three\n", "four\n.five\n"]),
+    );
     assert_eq!(tags(&out), "rKhhDrhKrK", "{:?}", records(&out));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 1, "one connection: {seen:?}");
@@ -650,16 +660,11 @@ fn a_dropped_or_closing_session_is_replaced_and_nothing_is_sent_twice() {
         &["a@me.test", "x4@b.test"],
         &["a@me.test", "x5@b.test"],
     ]);
-    let mut input = Cursor::new(frames(&["m1\n", "m2\n", "m3\n", "m4\n", "m5\n"]));
-    let mut out = Vec::new();
-    deliver_batch(
-        &cfg(port),
-        Some(&Local),
+    let out = run_batch(
+        port,
         &batch,
-        Input::Frames(&mut input),
-        &mut out,
-    )
-    .unwrap();
+        frames(&["m1\n", "m2\n", "m3\n", "m4\n", "m5\n"]),
+    );
     assert_eq!(tags(&out), "rKrKrKrKrK", "{:?}", records(&out));
     let seen = seen.lock().unwrap();
     assert_eq!(seen.len(), 3, "{seen:?}");
@@ -683,16 +688,7 @@ fn a_dropped_or_closing_session_is_replaced_and_nothing_is_sent_twice() {
         &["a@me.test", "x2@b.test"],
         &["a@me.test", "x3@b.test"],
     ]);
-    let mut input = Cursor::new(frames(&["m1\n", "say421\n", "m3\n"]));
-    let mut out = Vec::new();
-    deliver_batch(
-        &cfg(port),
-        Some(&Local),
-        &batch,
-        Input::Frames(&mut input),
-        &mut out,
-    )
-    .unwrap();
+    let out = run_batch(port, &batch, frames(&["m1\n", "say421\n", "m3\n"]));
     let recs = records(&out);
     assert_eq!(tags(&out), "rKsZrK", "{recs:?}");
     assert!(recs[2].1.contains("421"), "{recs:?}");
@@ -709,16 +705,7 @@ fn a_broken_frame_fails_the_rest_temporarily() {
     ]);
     let mut data = frames(&["m1\n"]);
     data.extend_from_slice(b"100\nonly a part");
-    let mut input = Cursor::new(data);
-    let mut out = Vec::new();
-    deliver_batch(
-        &cfg(port),
-        Some(&Local),
-        &batch,
-        Input::Frames(&mut input),
-        &mut out,
-    )
-    .unwrap();
+    let out = run_batch(port, &batch, data);
     let recs = records(&out);
     assert_eq!(tags(&out), "rKssZsZ", "{recs:?}");
     assert!(recs[2].1.contains("short message"), "{recs:?}");
@@ -735,15 +722,7 @@ fn a_broken_frame_fails_the_rest_temporarily() {
         "y@servfail.test",
     ]))
     .unwrap();
-    let mut out = Vec::new();
-    deliver_batch(
-        &cfg(1),
-        Some(&Local),
-        &batch,
-        Input::Frames(&mut Cursor::new(Vec::new())),
-        &mut out,
-    )
-    .unwrap();
+    let out = run_batch(1, &batch, Vec::new());
     assert_eq!(tags(&out), "sZsZ");
 }
 
