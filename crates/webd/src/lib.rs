@@ -223,21 +223,27 @@ pub fn checkpassword(address: &str, password: &str, client: &str) -> LoginResult
 
 /// Run `webd-dirwrite` with `request` on its stdin; returns its output (a new token).
 pub fn dirwrite(request: &[u8]) -> Result<String, String> {
-    let prog = mailorder_core::root::program("webd-dirwrite");
+    let out = run_helper("webd-dirwrite", request)?;
+    match out.status.code() {
+        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
+        Some(100) => Err("the directory refused the change".to_owned()),
+        _ => Err("the directory is not available; try again later".to_owned()),
+    }
+}
+
+/// Run the helper program `name` (webd-dirwrite, webd-queue: the privileged sides) with
+/// `input` on its stdin, closed after it: its status and stdout (stderr is webd's log).
+pub(crate) fn run_helper(name: &str, input: &[u8]) -> Result<std::process::Output, String> {
+    let prog = mailorder_core::root::program(name);
     let mut child = std::process::Command::new(&prog)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
     if let Some(mut i) = child.stdin.take() {
-        let _ = i.write_all(request);
+        let _ = i.write_all(input);
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
-    match out.status.code() {
-        Some(0) => Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned()),
-        Some(100) => Err("the directory refused the change".to_owned()),
-        _ => Err("the directory is not available; try again later".to_owned()),
-    }
+    child.wait_with_output().map_err(|e| e.to_string())
 }
 
 /// The account of `address` in the directory (read access: group modir), for the

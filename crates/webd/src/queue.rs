@@ -3,7 +3,6 @@
 //! retry, remove and flush are qadmin's control requests, which dispatch carries out.
 
 use crate::{Request, Response, Session, http};
-use std::io::Write;
 
 /// How a queue request is made: (command, argument) → (exit code, stdout). Tests put a
 /// fake here.
@@ -11,21 +10,12 @@ pub type Runner = Box<dyn Fn(&str, &str) -> Result<(i32, String), String> + Send
 
 /// Run `webd-queue` with `COMMAND\0ARGUMENT\0` on its stdin.
 pub fn webd_queue(cmd: &str, arg: &str) -> Result<(i32, String), String> {
-    let prog = mailorder_core::root::program("webd-queue");
-    let mut child = std::process::Command::new(&prog)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", prog.display()))?;
-    if let Some(mut i) = child.stdin.take() {
-        let mut r = Vec::with_capacity(cmd.len() + arg.len() + 2);
-        for f in [cmd, arg] {
-            r.extend_from_slice(f.as_bytes());
-            r.push(0);
-        }
-        let _ = i.write_all(&r);
+    let mut r = Vec::with_capacity(cmd.len() + arg.len() + 2);
+    for f in [cmd, arg] {
+        r.extend_from_slice(f.as_bytes());
+        r.push(0);
     }
-    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    let out = crate::run_helper("webd-queue", &r)?;
     Ok((
         out.status.code().unwrap_or(111),
         String::from_utf8_lossy(&out.stdout).into_owned(),
