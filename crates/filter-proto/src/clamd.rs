@@ -122,28 +122,8 @@ fn parse(line: &[u8]) -> Progress {
 mod tests {
     use super::*;
 
-    fn run(reply: &[u8], n: usize) -> Progress {
-        let mut p = ReplyParser::new();
-        let chunks: Vec<&[u8]> = if n == 0 {
-            vec![reply]
-        } else {
-            reply.chunks(n).collect()
-        };
-        for c in chunks {
-            match p.feed(c) {
-                Progress::Incomplete => {}
-                done => return done,
-            }
-        }
-        p.finish()
-    }
-
     fn every_split(reply: &[u8]) -> Progress {
-        let whole = run(reply, 0);
-        for n in [1, 2, 3, 4, 8, 16, 512] {
-            assert_eq!(run(reply, n), whole, "chunks of {n}");
-        }
-        whole
+        crate::every_split::<ReplyParser>(reply)
     }
 
     #[test]

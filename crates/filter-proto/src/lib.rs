@@ -33,6 +33,33 @@ pub enum Progress<V, E> {
     Failed(E),
 }
 
+/// Test support for the parsers: `reply` fed to a fresh `P` whole, then in chunks of 1, 2,
+/// 3, 4, 7, 8, 16, 64 and 512 octets (STYLE §8), each followed by the end of input; every
+/// split must give the same result, which is returned.
+#[cfg(test)]
+pub(crate) fn every_split<P>(reply: &[u8]) -> Progress<P::Verdict, P::Error>
+where
+    P: ReplyParse + Default,
+    P::Verdict: PartialEq + std::fmt::Debug,
+    P::Error: PartialEq + std::fmt::Debug,
+{
+    let run = |chunks: Vec<&[u8]>| {
+        let mut p = P::default();
+        for c in chunks {
+            match p.feed(c) {
+                Progress::Incomplete => {}
+                done => return done,
+            }
+        }
+        p.finish()
+    };
+    let whole = run(vec![reply]);
+    for n in [1, 2, 3, 4, 7, 8, 16, 64, 512] {
+        assert_eq!(run(reply.chunks(n).collect()), whole, "chunks of {n}");
+    }
+    whole
+}
+
 /// An incremental parser of one daemon reply: fed bytes in any split, then told of the
 /// end of input. A reply cut short is an error, never a verdict.
 pub trait ReplyParse {

@@ -227,28 +227,8 @@ mod tests {
     const GTUBE: &[u8] = b"SPAMD/1.1 0 EX_OK\r\nContent-length: 30\r\nSpam: True ; 1003.7 / 5.0\r\n\r\nGTUBE,MISSING_DATE,NO_RECEIVED";
 
     /// Feed `reply` in chunks of `n` (0: whole), then finish.
-    fn run(reply: &[u8], n: usize) -> Progress {
-        let mut p = ReplyParser::new();
-        let chunks: Vec<&[u8]> = if n == 0 {
-            vec![reply]
-        } else {
-            reply.chunks(n).collect()
-        };
-        for c in chunks {
-            match p.feed(c) {
-                Progress::Incomplete => {}
-                done => return done,
-            }
-        }
-        p.finish()
-    }
-
     fn every_split(reply: &[u8]) -> Progress {
-        let whole = run(reply, 0);
-        for n in [1, 2, 3, 4, 7, 8, 16, 64, 512] {
-            assert_eq!(run(reply, n), whole, "chunks of {n}");
-        }
-        whole
+        crate::every_split::<ReplyParser>(reply)
     }
 
     #[test]
