@@ -340,6 +340,19 @@ for i in (i143, i993): i.logout()
 print("done", flush=True)
 "#;
 
+/// [`LOGIN_PY`] against `ip` on the POP3, POP3S, IMAP and IMAPS `ports`: all four log in.
+fn logins_ok(ip: &str, ports: [&str; 4]) {
+    let [pop3, pop3s, imap, imaps] = ports;
+    let out = mailorder_tests::python(LOGIN_PY, &[ip, pop3, pop3s, imap, imaps]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text.matches(" ok").count(), 4, "{text}");
+}
+
 /// Python: log in over POP3 with STLS, POP3S, IMAP with STARTTLS and IMAPS (ports in
 /// argv[2..6]) as alice; prints one ` ok` per login.
 const LOGIN_PY: &str = r#"
@@ -983,14 +996,7 @@ fn systemd_units_verify_rate_and_serve() {
         t.contains("235 2.7.0") && t.contains("250 2.0.0"),
         "smtps:\n{t}"
     );
-    let out = mailorder_tests::python(LOGIN_PY, &[&ip, "10110", "10995", "10143", "10993"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(text.matches(" ok").count(), 4, "{text}");
+    logins_ok(&ip, ["10110", "10995", "10143", "10993"]);
     // No tcprules under systemd: client networks relay through control/clientnets.
     let t = swaks("10025 --to someone@elsewhere.example --quit-after RCPT");
     assert!(
@@ -1057,14 +1063,7 @@ fn readme_tcpserver_lines_give_tls_and_auth() {
         "465 --tlsc --auth-user alice@example.org --auth-password 'correct horse battery' --to alice@example.org",
     );
     assert!(t.contains("235 2.7.0") && t.contains("250 2.0.0"), "{t}");
-    let out = mailorder_tests::python(LOGIN_PY, &[&ip, "110", "995", "143", "993"]);
-    let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{text}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(text.matches(" ok").count(), 4, "{text}");
+    logins_ok(&ip, ["110", "995", "143", "993"]);
     let t = run("25 --tls --to someone@elsewhere.example --quit-after RCPT");
     assert!(
         t.contains("<~  220") || t.contains("<-  220 2.0.0 ready"),
