@@ -505,6 +505,9 @@ fn trim_vanished(state: &mut State) {
 /// rewrites the snapshot whole (compaction).
 const LOG_MIN: u64 = 64 * 1024;
 
+/// A first scan of at least this many files takes their times on two threads.
+const PARALLEL_STAT_MIN: usize = 4096;
+
 /// One batch of the log: the changes, the new header, the commit line.
 fn render_batch(changes: &[Change], state: &State) -> String {
     let mut out = String::new();
@@ -1600,24 +1603,52 @@ impl Folder {
             }
             same
         });
+        // Each file's mtime (its INTERNALDATE), a regular file's only: one `fstatat` a
+        // file, most of a first scan's time; a large folder's are taken by two threads.
+        let stat_one = |(_, sub, (at, len)): &Found| -> Option<i64> {
+            let d = &dirs[usize::from(*sub == Sub::Cur)];
+            match fstatat(
+                d,
+                &all[*at..*at + *len],
+                nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
+            ) {
+                Ok(st)
+                    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG =>
+                {
+                    Some(st.st_mtime)
+                }
+                _ => None,
+            }
+        };
+        let mtimes: Vec<Option<i64>> = if found.len() >= PARALLEL_STAT_MIN {
+            let (head, tail) = found.split_at(found.len() / 2);
+            std::thread::scope(|s| {
+                let other = std::thread::Builder::new()
+                    .name("stat".into())
+                    .spawn_scoped(s, || tail.iter().map(stat_one).collect::<Vec<_>>());
+                let mut v: Vec<Option<i64>> = head.iter().map(stat_one).collect();
+                match other.map(|h| h.join()) {
+                    Ok(Ok(t)) => v.extend(t),
+                    // No thread to be had (or it failed): the rest here.
+                    _ => v.extend(tail.iter().map(stat_one)),
+                }
+                v
+            })
+        } else {
+            found.iter().map(stat_one).collect()
+        };
         let all = Arc::new(all);
         let mut changes = Vec::new();
         let mut any = false;
         let mut flag_set: Vec<Arc<str>> = Vec::new();
         state.msgs.reserve_exact(found.len());
-        for (_, sub, (at, len)) in found {
+        for ((_, sub, (at, len)), mtime) in found.into_iter().zip(mtimes) {
             // Always a whole name: `at..at + len` is where one was pushed.
             let Some(f) = Name::slice(&all, at, len) else {
                 continue;
             };
-            let d = &dirs[usize::from(sub == Sub::Cur)];
-            let mtime = match fstatat(d, &*f, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW) {
-                Ok(st)
-                    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFREG =>
-                {
-                    st.st_mtime
-                }
-                _ => continue,
+            let Some(mtime) = mtime else {
+                continue;
             };
             let size = match name::wsize_tag(&f) {
                 Some(w) => w,
@@ -3500,6 +3531,45 @@ mod tests {
         .unwrap();
         let st = s.folder("Sent").unwrap().sync().unwrap();
         assert_eq!((st.uidvalidity, st.msgs[0].uid, st.uidnext), (77, 3, 5));
+    }
+
+    // See: issue #12: a first scan of a large folder takes the files' times on two
+    // threads; every message keeps its own mtime as INTERNALDATE, in delivery order, and
+    // what is not a regular file (a symlink, a directory) is left out, in either half.
+    #[test]
+    fn a_large_first_scan_keeps_each_files_date_and_skips_non_files() {
+        let (d, s) = setup();
+        let n = PARALLEL_STAT_MIN + 10;
+        let cur = s.root().join("cur");
+        fs::write(d.path().join("secret"), "secret").unwrap();
+        for i in 0..n {
+            let name = format!("{}.M{i}P1.host,S=2:2,S", 1_000_000 + i);
+            let p = cur.join(&name);
+            if i == 3 || i == n - 3 {
+                std::os::unix::fs::symlink(d.path().join("secret"), &p).unwrap();
+                continue;
+            }
+            if i == n - 5 {
+                fs::create_dir(&p).unwrap();
+                continue;
+            }
+            fs::write(&p, "x\n").unwrap();
+            let t = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000 + i as u64);
+            fs::File::options()
+                .write(true)
+                .open(&p)
+                .unwrap()
+                .set_times(fs::FileTimes::new().set_modified(t))
+                .unwrap();
+        }
+        let st = s.folder("INBOX").unwrap().sync().unwrap();
+        assert_eq!(st.msgs.len(), n - 3);
+        let mut want = (0..n).filter(|i| ![3, n - 3, n - 5].contains(i));
+        for m in st.msgs.iter() {
+            let i = want.next().unwrap();
+            assert_eq!(m.internal, 1_000_000_000 + i as i64, "{}", &*m.file);
+            assert!(m.file.contains(&format!(".M{i}P1.")), "{}", &*m.file);
+        }
     }
 
     #[test]
