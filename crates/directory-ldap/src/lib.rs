@@ -840,6 +840,9 @@ pub const DOMAINS_MISS: Duration = Duration::from_secs(1);
 struct Domains {
     map: HashMap<String, DomainKind>,
     read: Option<Instant>,
+    /// Why the last reading failed (none: it worked): a domain not in the list may then be
+    /// one added since, so "not ours" is not a sure answer.
+    failed: Option<String>,
 }
 
 /// The LDAP directory of one installation: the client, the hosted domains (read when
@@ -867,11 +870,13 @@ impl LdapDirectory {
             Domains {
                 map: ldap.domains()?,
                 read: Some(Instant::now()),
+                failed: None,
             }
         } else {
             Domains {
                 map: HashMap::new(),
                 read: None,
+                failed: None,
             }
         };
         Ok(Some(LdapDirectory {
@@ -901,26 +906,43 @@ impl LdapDirectory {
     /// A kept directory (a pooled smtpd's) sees a domain added since at the first lookup of
     /// it, and a change or removal within [`DOMAINS_FRESH`].
     pub fn domain(&self, domain: &str) -> Option<DomainKind> {
+        self.domain_checked(domain).unwrap_or(None)
+    }
+
+    /// [`LdapDirectory::domain`], but a domain not in the list while the list cannot be read
+    /// again (every server down) is a temporary error, not "not ours": it may have been
+    /// added since.
+    pub fn domain_checked(&self, domain: &str) -> Result<Option<DomainKind>, DirError> {
         let d = norm_domain(domain);
         let mut g = self.domains.lock().unwrap_or_else(|e| e.into_inner());
         if g.read.is_some_and(|t| t.elapsed() >= DOMAINS_FRESH) {
             self.reread_domains(&mut g);
         }
         if let Some(k) = g.map.get(&d) {
-            return Some(*k);
+            return Ok(Some(*k));
         }
         if g.read.is_some_and(|t| t.elapsed() >= DOMAINS_MISS) {
             self.reread_domains(&mut g);
         }
-        g.map.get(&d).copied()
+        match (g.map.get(&d), &g.failed) {
+            (Some(k), _) => Ok(Some(*k)),
+            (None, Some(why)) => Err(DirError::Again(why.clone())),
+            (None, None) => Ok(None),
+        }
     }
 
     /// Read the hosted domains again; on failure keep the list as it was (the servers' state
-    /// is the fail-over's business) and try again after the same wait.
+    /// is the fail-over's business), note why, and try again after the same wait.
     fn reread_domains(&self, g: &mut Domains) {
         match self.ldap.domains() {
-            Ok(m) => g.map = m,
-            Err(e) => log::warn!("ldap: reading the hosted domains again: {e}"),
+            Ok(m) => {
+                g.map = m;
+                g.failed = None;
+            }
+            Err(e) => {
+                log::warn!("ldap: reading the hosted domains again: {e}");
+                g.failed = Some(e.to_string());
+            }
         }
         g.read = Some(Instant::now());
     }
@@ -993,8 +1015,16 @@ impl LdapDirectory {
     pub fn resolve(&self, address: &str) -> Result<Resolved, DirError> {
         // `mail` and `mailAlternateAddress` are IA5 strings: a non-ASCII address (SMTPUTF8)
         // cannot be stored, so it is nobody (ascii_only).
-        let cands = match resolve_names(address, |d| self.domain(d), &self.delimiters, true) {
-            Names::Answer(r) => return Ok(r),
+        let mut unsure = None;
+        let ours = |d: &str| {
+            self.domain_checked(d).unwrap_or_else(|e| {
+                unsure = Some(e);
+                None
+            })
+        };
+        let cands = match resolve_names(address, ours, &self.delimiters, true) {
+            // Not ours by a list that could not be read again: temporary.
+            Names::Answer(r) => return unsure.map_or(Ok(r), Err),
             Names::Try(names) => names,
         };
         let names: Vec<String> = cands.iter().map(|(n, _)| n.clone()).collect();
