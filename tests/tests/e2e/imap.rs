@@ -1199,14 +1199,16 @@ fn login_front_end() {
     assert!(last(&r).starts_with("e NO [PRIVACYREQUIRED]"), "{r:?}");
 }
 
-/// A pre-authenticated imapd (as the tree's user) on the Maildir `md` of user `big`:
-/// sends each command, collects its answer up to the tagged line; with the wall time of
-/// each command and imapd's peak RSS (VmHWM, KiB) before LOGOUT.
-fn preauth_session(
+/// imapd started pre-authenticated as `big` on Maildir `md`, as the tree's user: the
+/// process, its input and its output.
+fn preauth_imapd(
     t: &Tree,
     md: &std::path::Path,
-    cmds: &[&str],
-) -> (Vec<(Vec<String>, Duration)>, u64) {
+) -> (
+    std::process::Child,
+    std::process::ChildStdin,
+    BufReader<std::process::ChildStdout>,
+) {
     let mut c = Command::new(bin("imapd"));
     c.env_clear()
         .env("MAILORDER_ROOT", &t.root)
@@ -1216,8 +1218,20 @@ fn preauth_session(
         .stdout(std::process::Stdio::piped());
     mailorder_tests::as_tree_user(&mut c);
     let mut child = c.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let input = child.stdin.take().unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    (child, input, out)
+}
+
+/// A pre-authenticated imapd (as the tree's user) on the Maildir `md` of user `big`:
+/// sends each command, collects its answer up to the tagged line; with the wall time of
+/// each command and imapd's peak RSS (VmHWM, KiB) before LOGOUT.
+fn preauth_session(
+    t: &Tree,
+    md: &std::path::Path,
+    cmds: &[&str],
+) -> (Vec<(Vec<String>, Duration)>, u64) {
+    let (mut child, mut input, mut out) = preauth_imapd(t, md);
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
     let mut answers = Vec::new();
@@ -1401,17 +1415,7 @@ fn the_select_after_a_session_took_new_mail_lists_nothing() {
     .unwrap();
     t.give_to_tree_user(&t.root.join("mail"));
     after_one_tick(&md);
-    let mut c = Command::new(bin("imapd"));
-    c.env_clear()
-        .env("MAILORDER_ROOT", &t.root)
-        .env("MAILDIR", &md)
-        .env("USER", "big")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped());
-    mailorder_tests::as_tree_user(&mut c);
-    let mut child = c.spawn().unwrap();
-    let mut input = child.stdin.take().unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let (mut child, mut input, mut out) = preauth_imapd(&t, &md);
     let mut got = String::new();
     input.write_all(b"a SELECT INBOX\r\n").unwrap();
     while !got.contains("a OK") {
