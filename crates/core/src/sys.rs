@@ -116,12 +116,17 @@ pub fn spawn_with_fds(
     }
     let mut placed = Vec::with_capacity(fds.len());
     let mut spawned = None;
+    let mut taken = false;
     for &(fd, target) in fds {
         // SAFETY: `target` is not open in this process (checked above, and the caller has
         // no other thread that could open it meanwhile); dup2 creates it without
         // close-on-exec, and the close below removes exactly that descriptor again.
         if unsafe { libc::dup2(fd, target) } == -1 {
-            spawned = Some(Err(std::io::Error::last_os_error()));
+            let e = std::io::Error::last_os_error();
+            // EBUSY: another thread is taking that very number (inside open or dup: a
+            // test harness's threads), so it is not free after all: the fork way below.
+            taken = e.raw_os_error() == Some(libc::EBUSY);
+            spawned = Some(Err(e));
             break;
         }
         placed.push(target);
@@ -130,6 +135,12 @@ pub fn spawn_with_fds(
     for target in placed {
         // SAFETY: as above: `target` is a duplicate made here, owned by nothing else.
         unsafe { libc::close(target) };
+    }
+    if taken {
+        for &(fd, target) in fds {
+            child_fd(cmd, fd, target);
+        }
+        return cmd.spawn();
     }
     spawned
 }
