@@ -2,7 +2,8 @@
 //! [`State`] and is the only writer of `state/`.
 //!
 //! - one thread per delivery child: reads its stdout (the result text), waits, reports;
-//! - one thread reads the trigger FIFO (opened `O_RDWR`, so it never sees EOF);
+//! - one thread reads the trigger FIFO (opened `O_RDWR`, so it never sees EOF): the ids
+//!   that queue names there (`ID\n`), or "list `todo/`" for anything else;
 //! - one thread reads the signal pipe: TERM/INT (stop) and HUP/ALRM (flush);
 //! - the main loop: `recv_timeout` until the next retry is due.
 
@@ -90,7 +91,12 @@ pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
 }
 
 enum Event {
-    Trigger,
+    /// A read of the trigger FIFO: the ids it named, and whether `todo/` must be listed
+    /// (something else came, or ids may have been lost: [`parse_trigger`]).
+    Trigger {
+        ids: Vec<String>,
+        list: bool,
+    },
     Stop,
     Flush,
     /// One remote-send run: per message, its id and the recipients it carried.
@@ -221,8 +227,15 @@ pub struct Dispatch {
     /// Messages ended whose `todo/ID` may still be there until queue-clean removes it;
     /// pruned by each scan of `todo/`.
     ended: HashSet<String>,
-    /// A trigger byte came: scan `todo/` once the waiting events are taken.
+    /// The trigger asked for a listing: scan `todo/` once the waiting events are taken.
     scan_due: bool,
+    /// Ids named by the trigger, taken once the waiting events are taken.
+    named: Vec<String>,
+    /// Ids whose `state/ID` exists but could not be loaded: the only ids this process has
+    /// not loaded that can have a state file (dispatch alone writes `state/`, and keeps
+    /// every state it writes in `msgs` until it has removed the file), so a named id
+    /// outside this set needs no look at `state/` (issue #11).
+    unloaded: HashSet<String>,
     /// Per message and recipient, whether its last resolution was remote delivery.
     kinds: HashMap<String, Vec<Option<bool>>>,
     cleaner: Cleaner,
@@ -280,6 +293,8 @@ impl Dispatch {
             dirty: HashSet::new(),
             ended: HashSet::new(),
             scan_due: false,
+            named: Vec::new(),
+            unloaded: HashSet::new(),
             kinds: HashMap::new(),
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
@@ -358,8 +373,12 @@ impl Dispatch {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),
             }
-            // However many trigger bytes came, one scan of todo/ takes them all; and while
-            // todo/ is long (a backlog, whose every listing costs), one scan per gap.
+            // The messages the trigger named are taken at once, without listing todo/.
+            if !self.named.is_empty() && self.stop_at.is_none() {
+                self.take_named();
+            }
+            // However many listings were asked for, one scan of todo/ takes them all; and
+            // while todo/ is long (a backlog, whose every listing costs), one scan per gap.
             if self.scan_due
                 && self.stop_at.is_none()
                 && self.last_scan.elapsed() >= self.scan_gap()
@@ -372,7 +391,10 @@ impl Dispatch {
 
     fn handle(&mut self, ev: Event, now: u64) {
         match ev {
-            Event::Trigger => self.scan_due = true,
+            Event::Trigger { ids, list } => {
+                self.scan_due |= list;
+                self.named.extend(ids);
+            }
             Event::Stop => {
                 log::info!("stopping: waiting for {} deliveries", self.running.len());
                 self.stop_at.get_or_insert(now + STOP_GRACE);
@@ -599,13 +621,21 @@ impl Dispatch {
                 return;
             }
         };
+        // One read takes everything the pipe holds: a buffer larger than the pipe, so a
+        // read that returns half of the pipe's size or more tells that writers may have
+        // found it full and lost their lines ([`parse_trigger`]).
+        let cap = nix::fcntl::fcntl(&f, nix::fcntl::FcntlArg::F_GETPIPE_SZ)
+            .ok()
+            .and_then(|n| usize::try_from(n).ok())
+            .unwrap_or(65536);
         std::thread::spawn(move || {
-            let mut buf = [0u8; 256];
+            let mut buf = vec![0u8; cap + 4096];
             loop {
                 match f.read(&mut buf) {
                     Ok(0) => std::thread::sleep(Duration::from_secs(1)),
-                    Ok(_) => {
-                        if tx.send(Event::Trigger).is_err() {
+                    Ok(n) => {
+                        let (ids, list) = parse_trigger(&buf[..n], n >= cap / 2);
+                        if tx.send(Event::Trigger { ids, list }).is_err() {
                             return;
                         }
                     }
@@ -692,7 +722,10 @@ impl Dispatch {
                     }
                     self.msgs.insert(id, st);
                 }
-                Err(e) => log::error!("id={id}: {e}"),
+                Err(e) => {
+                    log::error!("id={id}: {e}");
+                    self.unloaded.insert(id);
+                }
             }
         }
         Ok(())
@@ -743,28 +776,64 @@ impl Dispatch {
         }
         let dir = dir.ok();
         for id in ids {
-            if let Some(st) = self.intake(&id, dir) {
-                log::info!(
-                    "new id={id} sender=<{}> recipients={}",
-                    st.sender,
-                    st.recipients.len(),
-                );
-                // todo/ID stays the durable record until a result must be kept: a message
-                // delivered at the first try never gets a state file.
-                self.unstored.insert(id.clone());
-                self.msgs.insert(id, st);
-            }
+            self.take(id, dir, false);
         }
         self.dir = kept;
     }
 
+    /// Take the messages the trigger named (issue #11): `todo/ID` read directly, no listing.
+    fn take_named(&mut self) {
+        let mut ids = std::mem::take(&mut self.named);
+        ids.retain(|id| {
+            !self.msgs.contains_key(id) && !self.unstored.contains(id) && !self.ended.contains(id)
+        });
+        if !ids.is_empty() {
+            let mut kept = std::mem::replace(&mut self.dir, Kept::new(Vec::new()));
+            let dir = kept.get(Directory::open, |d| !d.is_ldap());
+            if let Err(e) = &dir {
+                log::warn!("directory: {e}");
+            }
+            let dir = dir.ok();
+            for id in ids.drain(..) {
+                self.take(id, dir, true);
+            }
+            self.dir = kept;
+        }
+        // The (empty) vector is kept for the next ids.
+        self.named = ids;
+    }
+
+    /// [`Self::intake`], and a new message kept in memory.
+    fn take(&mut self, id: String, dir: Option<&Directory>, named: bool) {
+        if let Some(st) = self.intake(&id, dir, named) {
+            log::info!(
+                "new id={id} sender=<{}> recipients={}",
+                st.sender,
+                st.recipients.len(),
+            );
+            // todo/ID stays the durable record until a result must be kept: a message
+            // delivered at the first try never gets a state file.
+            self.unstored.insert(id.clone());
+            self.msgs.insert(id, st);
+        }
+    }
+
     /// A message in todo/: an existing state wins (loaded, todo/ID given up); otherwise the
     /// new in-memory state, kept only by todo/ID until [`Self::store_dirty`] writes it.
-    fn intake(&mut self, id: &str, dir: Option<&Directory>) -> Option<State> {
+    ///
+    /// `named`: the trigger named `id` (issue #11) and this process does not know it, so
+    /// it is a message queue has just accepted: its `mess/ID` was made durable before the
+    /// rename into `todo/` and only this process removes it (after `ended`), and it has no
+    /// `state/ID` unless it is one of `unloaded`. So `todo/ID` is read at once, without
+    /// the two looks (`mess/ID`, `state/ID`) that a listed id needs (a listing also finds
+    /// the leftovers of a crash); a `todo/ID` already gone (taken by a listing and finished
+    /// before its line was read) is nothing to do.
+    fn intake(&mut self, id: &str, dir: Option<&Directory>, named: bool) -> Option<State> {
         if self.unstored.contains(id) || self.ended.contains(id) {
             return None;
         }
-        if !self.msgs.contains_key(id) && !self.queue.mess(id).exists() {
+        let fresh = named && !self.msgs.contains_key(id) && !self.unloaded.contains(id);
+        if !fresh && !self.msgs.contains_key(id) && !self.queue.mess(id).exists() {
             // The end of this message (unlinks without fsync) was cut short by a crash.
             log::info!("id={id}: todo/ without mess/: finished before a restart");
             if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
@@ -772,12 +841,17 @@ impl Dispatch {
             }
             return None;
         }
-        if !self.msgs.contains_key(id) && !self.queue.state(id).exists() {
+        if fresh || (!self.msgs.contains_key(id) && !self.queue.state(id).exists()) {
             let env = match File::open(self.queue.todo(id))
                 .map_err(envelope::EnvelopeError::from)
                 .and_then(|f| envelope::read_envelope(f, MAX_ENVELOPE))
             {
                 Ok(env) => env,
+                Err(envelope::EnvelopeError::Io(e))
+                    if fresh && e.kind() == io::ErrorKind::NotFound =>
+                {
+                    return None;
+                }
                 Err(e) => {
                     log::error!("id={id}: todo: {e}");
                     return None;
@@ -801,6 +875,7 @@ impl Dispatch {
                 }
                 Err(e) => {
                     log::error!("id={id}: {e}");
+                    self.unloaded.insert(id.to_owned());
                     return None;
                 }
             }
@@ -1661,6 +1736,28 @@ fn write_frames(pipe: impl Write, files: &[PathBuf]) {
     let _ = w.flush();
 }
 
+/// What one read of the trigger FIFO says: the ids that `queue` named (one `ID\n` line
+/// each, written whole: shorter than `PIPE_BUF`), and whether `todo/` must be listed
+/// anyway: anything that is not such a line (a `t` from a queue binary older than
+/// issue #11, a line that is not a valid id, a last line without its newline), or
+/// `maybe_lost` (the read took half of the pipe's size or more: writers may have found the
+/// pipe full, and their lines are lost).
+fn parse_trigger(data: &[u8], maybe_lost: bool) -> (Vec<String>, bool) {
+    let mut list = maybe_lost;
+    let mut ids = Vec::new();
+    let mut lines = data.split(|&b| b == b'\n');
+    // The piece after the last newline: empty when the read ended with a whole line.
+    let last = lines.next_back().unwrap_or_default();
+    list |= !last.is_empty();
+    for line in lines {
+        match std::str::from_utf8(line) {
+            Ok(id) if mailorder_queue_format::valid_id(id) => ids.push(id.to_owned()),
+            _ => list = true,
+        }
+    }
+    (ids, list)
+}
+
 fn clean_line(s: &str) -> String {
     s.chars()
         .take(100)
@@ -1754,6 +1851,32 @@ fn unwrap_srs(control: &Control, rcpts: &mut [String]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // See: issue #11 (the trigger names the message; anything else still means "list")
+    #[test]
+    fn trigger_lines() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(parse_trigger(b"1.2.3\n", false), (ids(&["1.2.3"]), false));
+        assert_eq!(
+            parse_trigger(b"1.2.3\n44.5.6\n", false),
+            (ids(&["1.2.3", "44.5.6"]), false)
+        );
+        // An older queue's byte, alone or among lines.
+        assert_eq!(parse_trigger(b"t", false), (ids(&[]), true));
+        assert_eq!(parse_trigger(b"tt", false), (ids(&[]), true));
+        assert_eq!(parse_trigger(b"1.2.3\nt", false), (ids(&["1.2.3"]), true));
+        assert_eq!(parse_trigger(b"t1.2.3\n", false), (ids(&[]), true));
+        // Not an id: never a path.
+        assert_eq!(
+            parse_trigger(b"../x\n1.2.3\n", false),
+            (ids(&["1.2.3"]), true)
+        );
+        assert_eq!(parse_trigger(b"\n", false), (ids(&[]), true));
+        assert_eq!(parse_trigger(b"1.2.3\xff\n", false), (ids(&[]), true));
+        // Half a pipe or more read: lines may have been lost to a full pipe.
+        assert_eq!(parse_trigger(b"1.2.3\n", true), (ids(&["1.2.3"]), true));
+        assert_eq!(parse_trigger(b"", false), (ids(&[]), false));
+    }
 
     #[test]
     fn result_text() {

@@ -5,7 +5,7 @@
 //! queue/mess/ID   message: queue's Received line + the message as given
 //! queue/todo/ID   envelope, complete and durable: the message is accepted
 //! queue/state/ID  dispatch's record of the message
-//! queue/lock/trigger  FIFO: queue writes one byte after each message
+//! queue/lock/trigger  FIFO: queue writes `ID\n` after each message (dispatch reads it)
 //! queue/lock/sync.mess, sync.todo  queue's shared directory-fsync records (group commit)
 //! queue/spare/NAME   finished files kept for reuse by queue (spare)
 //! ```

@@ -487,8 +487,8 @@ fn queue_message(
     )
     .map_err(dir_err(QueueError::Todo))?;
 
-    // Step 4: wake dispatch.
-    kept.trigger.pull(&q.trigger());
+    // Step 4: wake dispatch, naming the message.
+    kept.trigger.pull(&q.trigger(), &id);
     Ok(id)
 }
 
@@ -536,23 +536,32 @@ fn copy(r: &mut impl Read, w: &mut impl Write, buf: &mut [u8]) -> Result<(), Que
     }
 }
 
-/// Write one byte to the trigger FIFO without blocking; a missing reader (ENXIO), a
-/// missing FIFO (ENOENT) or a full pipe (EAGAIN) is fine: dispatch scans todo/ anyway.
-pub fn trigger(path: &Path) {
-    Trigger::default().pull(path);
+/// Write `ID\n` to the trigger FIFO without blocking; a missing reader (ENXIO), a
+/// missing FIFO (ENOENT) or a full pipe (EAGAIN) is fine: dispatch scans `todo/` anyway
+/// (at once when it finds the pipe was full, otherwise within its periodic rescan).
+pub fn trigger(path: &Path, id: &str) {
+    Trigger::default().pull(path, id);
 }
 
 /// The trigger FIFO as one process writes it for many messages (`queue framed`): opened
 /// once and kept while writes succeed (an open and a close per message saved). When its
 /// reader is gone (dispatch restarted: `EPIPE`, std ignores `SIGPIPE`) it is closed and
 /// opened again at the next message, which reaches the new reader.
+///
+/// Each message is named by one line, `ID\n` (issue #11): dispatch takes `todo/ID` without
+/// listing `todo/`. The line is written by one `write` shorter than `PIPE_BUF`, so the
+/// kernel puts it in the pipe whole or not at all (`EAGAIN`): lines from many queue
+/// processes never interleave.
 #[derive(Debug, Default)]
 pub struct Trigger(Option<File>);
 
 impl Trigger {
-    /// Write one byte to the FIFO at `path`, without blocking; failures are fine (see
+    /// Write `ID\n` to the FIFO at `path`, without blocking; failures are fine (see
     /// [`trigger`]).
-    pub fn pull(&mut self, path: &Path) {
+    pub fn pull(&mut self, path: &Path, id: &str) {
+        let mut line = Vec::with_capacity(id.len() + 1);
+        line.extend_from_slice(id.as_bytes());
+        line.push(b'\n');
         for _ in 0..2 {
             let f = match self.0.take() {
                 Some(f) => f,
@@ -568,12 +577,13 @@ impl Trigger {
                     }
                 },
             };
-            match (&f).write(b"t") {
+            match (&f).write(&line) {
                 Ok(_) => {
                     self.0 = Some(f);
                     return;
                 }
-                // Full: dispatch has been woken already.
+                // Full: dispatch has not read for a while; it sees a full pipe and lists
+                // todo/, which finds this message.
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                     self.0 = Some(f);
                     return;
@@ -867,32 +877,33 @@ mod tests {
                 .unwrap()
         };
         let got = |r: &mut File| {
-            let mut b = [0u8; 16];
-            r.read(&mut b).unwrap_or(0)
+            let mut b = [0u8; 64];
+            let n = r.read(&mut b).unwrap_or(0);
+            b[..n].to_vec()
         };
         let mut t = Trigger::default();
         let mut r1 = reader();
-        t.pull(&path);
-        t.pull(&path);
-        assert_eq!(got(&mut r1), 2);
+        t.pull(&path, "1.2.3");
+        t.pull(&path, "1.2.4");
+        assert_eq!(got(&mut r1), b"1.2.3\n1.2.4\n");
         assert!(t.0.is_some(), "kept open");
         drop(r1);
-        t.pull(&path); // EPIPE, then ENXIO: nothing, no panic
+        t.pull(&path, "1.2.5"); // EPIPE, then ENXIO: nothing, no panic
         assert!(t.0.is_none());
         let mut r2 = reader();
-        t.pull(&path);
-        assert_eq!(got(&mut r2), 1, "the new reader is woken");
+        t.pull(&path, "1.2.6");
+        assert_eq!(got(&mut r2), b"1.2.6\n", "the new reader is woken");
     }
 
     #[test]
     fn trigger_without_reader_is_fine() {
         let (_d, cfg) = setup();
-        trigger(&cfg.queue.trigger());
+        trigger(&cfg.queue.trigger(), "1.2.3");
         nix::unistd::mkfifo(
             &cfg.queue.trigger(),
             nix::sys::stat::Mode::from_bits_truncate(0o600),
         )
         .unwrap();
-        trigger(&cfg.queue.trigger());
+        trigger(&cfg.queue.trigger(), "1.2.3");
     }
 }

@@ -435,3 +435,78 @@ fn crash_leftovers_are_cleaned_at_start() {
     assert_eq!(t.delivered("temp@x.test").len(), 1);
     stop(d);
 }
+
+// See: issue #11 (queue names each message on the trigger FIFO: `ID\n`)
+/// dispatch takes a message the trigger names without listing `todo/`, and anything else on
+/// the trigger (an older queue's `t`, a line that is not an id) still makes it list `todo/`,
+/// so a message whose line was lost is delivered too — each well before the 60 s rescan
+/// (`wait_for` gives up after 30 s). A line naming a message already taken, or a message
+/// that does not exist, delivers nothing twice.
+#[test]
+fn the_trigger_names_messages_and_anything_else_lists_todo() {
+    let t = Tree::new();
+    let started = std::time::Instant::now();
+    let d = t.dispatch();
+    t.wait_for("dispatch started", || {
+        t.log().contains("started messages=0")
+    });
+    let q = t.root().join("queue");
+    // A message as queue leaves it, but without its trigger line (lost).
+    let place = |id: &str, rcpt: &str| {
+        std::fs::write(q.join("mess").join(id), format!("Subject: {id}\n\n{id}\n")).unwrap();
+        std::fs::write(q.join("todo").join(id), envelope("alice@x.test", &[rcpt])).unwrap();
+        give_to_tree_user(&q);
+    };
+    let pull = |bytes: &[u8]| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(q.join("lock/trigger"))
+            .unwrap();
+        f.write_all(bytes).unwrap();
+    };
+    place("100.1.1", "good@x.test");
+    place("100.2.1", "temp@x.test");
+    std::fs::write(t.root().join("tempok"), "").unwrap();
+    // Only the second is named: it is delivered, from its line alone.
+    pull(b"100.2.1\n");
+    t.wait_for("the named message", || {
+        t.delivered("temp@x.test").len() == 1
+    });
+    if started.elapsed() < Duration::from_secs(50) {
+        // No listing has run since the start (the rescan comes after 60 s), so the
+        // message without a line is still waiting.
+        assert!(
+            t.delivered("good@x.test").is_empty(),
+            "todo/ was listed for a named message\n{}",
+            t.log()
+        );
+    }
+    // An older queue's byte: todo/ is listed, and the unnamed message is found.
+    pull(b"t");
+    t.wait_for("the listed message", || {
+        t.delivered("good@x.test").len() == 1
+    });
+    // A line that is not an id is the same as `t`.
+    place("100.3.1", "alice@x.test");
+    pull(b"not-an-id\n");
+    t.wait_for("listed after garbage", || {
+        t.delivered("alice@x.test").len() == 1
+    });
+    // Lines naming messages already delivered, or none at all, deliver nothing.
+    pull(b"100.2.1\n100.1.1\n100.9.9\n");
+    // The queue-format lines from the real queue program, for the last one.
+    t.queue("alice@x.test", &["good@x.test"], "Subject: last\n\nlast\n");
+    t.wait_for("the queued message", || {
+        t.delivered("good@x.test").len() == 2
+    });
+    t.wait_for("empty queue", || {
+        t.count("state") + t.count("mess") + t.count("todo") == 0
+    });
+    assert_eq!(t.delivered("temp@x.test").len(), 1);
+    assert_eq!(t.delivered("alice@x.test").len(), 1);
+    assert_eq!(t.delivered("good@x.test").len(), 2);
+    assert!(!t.log().contains("error"), "{}", t.log());
+    stop(d);
+}

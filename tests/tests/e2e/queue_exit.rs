@@ -68,9 +68,19 @@ fn queued_with_trigger() {
     assert_eq!(count(d.path(), "todo"), 1);
     assert_eq!(count(d.path(), "mess"), 1);
     assert_eq!(count(d.path(), "intd"), 0);
-    let mut b = [0u8; 1];
+    // See: issue #11: the trigger names the message, one line `ID\n`.
+    let id = std::fs::read_dir(d.path().join("queue/todo"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .file_name()
+        .into_string()
+        .unwrap();
+    let mut b = vec![0u8; id.len() + 1];
     use std::io::Read;
     (&reader).read_exact(&mut b).unwrap();
+    assert_eq!(b, format!("{id}\n").into_bytes());
 }
 
 #[test]
