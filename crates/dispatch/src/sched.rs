@@ -133,6 +133,8 @@ const START_CHUNK: usize = 32;
 const WORKER_MAXUSE: usize = 1000;
 /// Seconds a local worker may stay idle before it is retired.
 const WORKER_IDLE: u64 = 60;
+/// Most octets of queue-clean commands kept while queue-clean cannot be run.
+const CLEAN_PENDING_MAX: usize = 1 << 20;
 
 /// A long-lived `local-deliver` for one mailbox owner (`None`: dispatch's own uid, run
 /// directly; otherwise started through `deliver-as UID GID`), fed over a hand-off socket.
@@ -150,9 +152,17 @@ struct LocalWorker {
 /// never waits for queue-clean's unlink and fsync; order is kept (one pipe), so `mess ID`
 /// still comes after `todo ID`. A failed command leaves a file behind that the next scan
 /// (`todo/`: the existing state wins) or the orphan sweep (`mess/`) removes.
+///
+/// The commands of one pass of the main loop are gathered and written at its end in one
+/// `write` (issue #11: two per finished message before), in the order given. Nothing
+/// waited for them before either: a written command is not a done one (queue-clean may
+/// die with it unread), and a file left behind by a lost command is a duplicate delivery
+/// after a restart at worst, never a loss.
 struct Cleaner {
     program: PathBuf,
     child: Option<(Child, ChildStdin)>,
+    /// Commands not written yet, one per line.
+    pending: Vec<u8>,
 }
 
 impl Cleaner {
@@ -180,19 +190,37 @@ impl Cleaner {
         Ok(())
     }
 
-    /// Hand one command to queue-clean (restarting it once if it died); `Err` when it
-    /// cannot even be written.
-    fn cmd(&mut self, line: &str) -> Result<(), String> {
+    /// Add one command for the next [`Self::flush`].
+    fn cmd(&mut self, line: &str) {
+        self.pending.extend_from_slice(line.as_bytes());
+        self.pending.push(b'\n');
+    }
+
+    /// Write the pending commands to queue-clean (restarting it once if it died). When
+    /// they cannot be written they are kept for the next flush, up to
+    /// [`CLEAN_PENDING_MAX`] octets; beyond that they are dropped (logged): their files
+    /// stay until the next start, which delivers such a message again or removes it.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let mut why = String::new();
         for _ in 0..2 {
-            if self.child.is_none() {
-                self.spawn()
-                    .map_err(|e| format!("cannot run {}: {e}", self.program.display()))?;
+            if self.child.is_none()
+                && let Err(e) = self.spawn()
+            {
+                why = format!("cannot run {}: {e}", self.program.display());
+                break;
             }
             if let Some((_, i)) = &mut self.child {
-                // One write per command (a pipe write of a line is one system call).
-                match i.write_all(format!("{line}\n").as_bytes()) {
-                    Ok(()) => return Ok(()),
-                    Err(_) => {
+                // One write for all (a pipe write is one system call up to the pipe's size).
+                match i.write_all(&self.pending) {
+                    Ok(()) => {
+                        self.pending.clear();
+                        return;
+                    }
+                    Err(e) => {
+                        why = format!("queue-clean died: {e}");
                         if let Some((mut c, _)) = self.child.take() {
                             let _ = c.kill();
                             let _ = c.wait();
@@ -201,7 +229,15 @@ impl Cleaner {
                 }
             }
         }
-        Err("queue-clean died".into())
+        if self.pending.len() > CLEAN_PENDING_MAX {
+            log::error!(
+                "queue-clean: {why}; {} octets of commands dropped (their files stay until the next start)",
+                self.pending.len()
+            );
+            self.pending.clear();
+        } else {
+            log::warn!("queue-clean: {why}; its commands are tried again");
+        }
     }
 }
 
@@ -299,6 +335,7 @@ impl Dispatch {
             cleaner: Cleaner {
                 program: root::program("queue-clean"),
                 child: None,
+                pending: Vec::new(),
             },
             dir: Kept::new(vec![
                 root::root().join("control"),
@@ -320,9 +357,8 @@ impl Dispatch {
     /// Run until TERM; `signals` is the read end of [`catch_signals`]'s pipe.
     pub fn run(mut self, signals: File) -> Result<(), DispatchError> {
         self.start_threads(signals);
-        if let Err(e) = self.cleaner.cmd("clean") {
-            log::warn!("queue-clean: {e}");
-        }
+        self.cleaner.cmd("clean");
+        self.cleaner.flush();
         self.resume()?;
         self.scan_todo();
         log::info!(
@@ -347,6 +383,8 @@ impl Dispatch {
                 }
             }
             self.store_dirty();
+            // The queue-clean commands of this pass, in one write.
+            self.cleaner.flush();
             if let Some(t) = self.stop_at {
                 if self.running.is_empty() {
                     log::info!("stopped");
@@ -836,9 +874,7 @@ impl Dispatch {
         if !fresh && !self.msgs.contains_key(id) && !self.queue.mess(id).exists() {
             // The end of this message (unlinks without fsync) was cut short by a crash.
             log::info!("id={id}: todo/ without mess/: finished before a restart");
-            if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
-                log::warn!("id={id}: cannot remove todo: {e}");
-            }
+            self.cleaner.cmd(&format!("todo {id}"));
             return None;
         }
         if fresh || (!self.msgs.contains_key(id) && !self.queue.state(id).exists()) {
@@ -880,9 +916,7 @@ impl Dispatch {
                 }
             }
         }
-        if let Err(e) = self.cleaner.cmd(&format!("todo {id}")) {
-            log::warn!("id={id}: cannot remove todo: {e}");
-        }
+        self.cleaner.cmd(&format!("todo {id}"));
         None
     }
 
@@ -1452,10 +1486,8 @@ impl Dispatch {
             return;
         }
         for st in states {
-            if self.unstored.remove(&st.id)
-                && let Err(e) = self.cleaner.cmd(&format!("todo {}", st.id))
-            {
-                log::warn!("id={}: cannot remove todo: {e}", st.id);
+            if self.unstored.remove(&st.id) {
+                self.cleaner.cmd(&format!("todo {}", st.id));
             }
         }
     }
@@ -1467,9 +1499,7 @@ impl Dispatch {
     /// queue-clean has removed it.
     fn forget(&mut self, id: &str) -> Result<(), String> {
         if self.unstored.contains(id) {
-            self.cleaner
-                .cmd(&format!("todo {id}"))
-                .map_err(|e| format!("cannot remove todo: {e}"))?;
+            self.cleaner.cmd(&format!("todo {id}"));
             self.unstored.remove(id);
         } else {
             match std::fs::remove_file(self.queue.state(id)) {
@@ -1482,9 +1512,7 @@ impl Dispatch {
         self.kinds.remove(id);
         self.dirty.remove(id);
         self.msgs.remove(id);
-        if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
-            log::warn!("id={id}: cannot remove mess (left for the orphan sweep): {e}");
-        }
+        self.cleaner.cmd(&format!("mess {id}"));
         Ok(())
     }
 
@@ -1647,9 +1675,7 @@ impl Dispatch {
     /// intd/ files (queue-clean `clean`).
     fn orphans(&mut self, now: u64) {
         self.last_orphans = now;
-        if let Err(e) = self.cleaner.cmd("clean") {
-            log::warn!("queue-clean clean: {e}");
-        }
+        self.cleaner.cmd("clean");
         let Ok(ids) = self.queue.list_mess() else {
             return;
         };
@@ -1669,9 +1695,7 @@ impl Dispatch {
                 .is_some_and(|a| a.as_secs() > ORPHAN_AGE);
             if old {
                 log::info!("removing orphan mess/{id}");
-                if let Err(e) = self.cleaner.cmd(&format!("mess {id}")) {
-                    log::warn!("id={id}: {e}");
-                }
+                self.cleaner.cmd(&format!("mess {id}"));
             }
         }
     }
