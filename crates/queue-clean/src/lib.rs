@@ -29,7 +29,7 @@ use mailorder_core::atomic::GroupSync;
 use mailorder_queue_format::{Queue, fsync_dir, spare, valid_id};
 use std::io::{self, BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 /// Age after which an `intd/` file is garbage.
@@ -115,7 +115,8 @@ fn like_mess(f: &std::fs::File, gid: u32) -> io::Result<()> {
 /// Pending spares beyond which queue-clean runs the directory fsyncs itself.
 pub const MAX_PENDING: usize = 64;
 
-/// Removals between two counts of the spares (queue takes spares without telling).
+/// Removals between two counts of the spares while the pool looks full (queue takes spares
+/// without telling).
 const RECOUNT: usize = 128;
 
 /// The usable spares in every lane.
@@ -130,11 +131,14 @@ struct Recycling {
     on: bool,
     /// Pending names, whether each left `todo/` (else `mess/`), when, and their lane.
     pending: Vec<(String, bool, u64, usize)>,
-    /// Spares in `spare/` as last counted, plus the moves since.
+    /// Spares in `spare/` as last counted, plus the moves since: at least as many as there
+    /// are (queue's takes are not seen).
     count: usize,
-    /// Removals (kept or unlinked) since the recycler started: every [`RECOUNT`]th counts
-    /// `spare/` again.
+    /// Removals (kept or unlinked) since the recycler started, and their number at the last
+    /// count: while `count` says the pool is full, `spare/` is counted again every
+    /// [`RECOUNT`] removals.
     moves: usize,
+    counted: usize,
     todo: Option<GroupSync>,
     mess: Option<GroupSync>,
 }
@@ -178,6 +182,7 @@ impl Recycler {
                 pending: Vec::new(),
                 count,
                 moves: 0,
+                counted: 0,
                 todo: sync(&q.todo_dir(), "sync.todo"),
                 mess: sync(&q.mess_dir(), "sync.mess"),
             }),
@@ -192,6 +197,7 @@ impl Recycler {
                 pending: Vec::new(),
                 count: 0,
                 moves: 0,
+                counted: 0,
                 todo: None,
                 mess: None,
             }),
@@ -205,41 +211,39 @@ impl Recycler {
         }
     }
 
-    /// Remove `from` (`todo/ID` when `todo`, else `mess/ID`): into `spare/` when it may be
-    /// kept, else unlinked. A missing file is fine.
-    fn remove(&self, q: &Queue, from: &Path, id: &str, todo: bool) -> Result<(), CleanError> {
+    /// Keep `from` (`todo/ID` when `todo`, else `mess/ID`) in `spare/` when it may be kept
+    /// ([`Keep::Done`]; a missing file is fine), else say it must be unlinked
+    /// ([`Keep::Unlink`], which may wait on the disk: [`serve_with`] hands it to a worker).
+    fn keep(&self, q: &Queue, from: &Path, id: &str, todo: bool) -> Keep {
         let mut st = self.lock();
         if !st.on {
-            drop(st);
-            return unlink(from);
+            return Keep::Unlink;
         }
         // Every removal counts towards the next recount, kept or not: queue takes spares
         // without telling, so a pool once counted full must be counted again, or it would
-        // stay "full" (every removal an unlink) however many spares queue took since.
+        // stay "full" (every removal an unlink) however many spares queue took since. Only
+        // then: `count` is an upper bound, so below the limit it needs no listing (counting
+        // every 128 removals listed all sixteen lanes, half a getdents64 per message).
         st.moves += 1;
-        if st.moves.is_multiple_of(RECOUNT) {
+        if st.count >= spare::MAX_SPARES && st.moves - st.counted >= RECOUNT {
             st.count = count_spares(q) + st.pending.len();
+            st.counted = st.moves;
         }
         if st.count >= spare::MAX_SPARES {
-            drop(st);
-            return unlink(from);
+            return Keep::Unlink;
         }
         match from.symlink_metadata() {
-            Ok(m) if m.len() > spare::MAX_SPARE_LEN => {
-                drop(st);
-                return unlink(from);
-            }
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Ok(m) if m.len() > spare::MAX_SPARE_LEN => return Keep::Unlink,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Keep::Done(Ok(())),
             _ => {}
         }
         let name = spare::pending_name(id, if todo { 't' } else { 'm' });
         match std::fs::rename(from, q.spare_dir().join(&name)) {
             Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Keep::Done(Ok(())),
             Err(e) => {
                 log::debug!("keeping {}: {e}", from.display());
-                drop(st);
-                return unlink(from);
+                return Keep::Unlink;
             }
         }
         let stamp = GroupSync::stamp().unwrap_or(u64::MAX);
@@ -247,7 +251,7 @@ impl Recycler {
         st.count += 1;
         let force = st.pending.len() >= MAX_PENDING;
         st.promote(q, force);
-        Ok(())
+        Keep::Done(Ok(()))
     }
 
     /// Make every pending spare usable, running the directory fsyncs if need be (`clean`).
@@ -265,6 +269,15 @@ impl Recycler {
         let Ok(mess_gid) = q.mess_dir().metadata().map(|m| m.gid()) else {
             return 0;
         };
+        {
+            // Counted afresh: the count kept is an upper bound (queue's takes are not seen).
+            let mut st = self.lock();
+            if !st.on {
+                return 0;
+            }
+            st.count = count_spares(q) + st.pending.len();
+            st.counted = st.moves;
+        }
         let mut made = 0;
         let mut n: u64 = 0;
         loop {
@@ -382,130 +395,201 @@ impl Recycling {
     }
 }
 
-/// Run one command line.
-pub fn handle(q: &Queue, rec: &Recycler, line: &str, now: SystemTime) -> Result<(), CleanError> {
+/// What [`Recycler::keep`] did with a finished file.
+enum Keep {
+    /// Kept as a spare (or already gone), or failed: the answer.
+    Done(Result<(), CleanError>),
+    /// Not kept: it must be unlinked.
+    Unlink,
+}
+
+/// How a command line is run: [`plan`] does the quick part (checks, a rename into the
+/// pool) at once, and says what is left.
+enum Plan {
+    /// Done: the answer.
+    Done(Result<(), CleanError>),
+    /// Unlink this file (it may wait on the disk).
+    Unlink(PathBuf),
+    /// `clean`: [`clean`] (unlinks, fsyncs, file creations).
+    Clean,
+}
+
+/// Parse `line` and run what is quick: the checks, and the rename of a finished file into
+/// the pool; an unlink or `clean` is left to the caller.
+fn plan(q: &Queue, rec: &Recycler, line: &str) -> Plan {
     let mut words = line.split(' ');
     let (cmd, id) = (words.next(), words.next());
     if words.next().is_some() {
-        return Err(CleanError::Unknown);
+        return Plan::Done(Err(CleanError::Unknown));
     }
-    match (cmd, id) {
-        (Some("todo"), Some(id)) => {
-            if !valid_id(id) {
-                return Err(CleanError::BadId);
-            }
-            rec.remove(q, &q.todo(id), id, true)
-        }
-        (Some("mess"), Some(id)) => {
-            if !valid_id(id) {
-                return Err(CleanError::BadId);
-            }
-            if q.todo(id).symlink_metadata().is_ok() {
-                return Err(CleanError::StillQueued(id.to_owned()));
-            }
-            rec.remove(q, &q.mess(id), id, false)
-        }
-        (Some("clean"), None) => {
-            let dir = q.intd_dir();
-            for id in Queue::list(&dir).map_err(io_err("list", &dir))? {
-                let p = q.intd(&id);
-                // The later of mtime and ctime: a spare queue has just moved here keeps
-                // its old mtime until it is emptied (spare::changed).
-                let old = p
-                    .symlink_metadata()
-                    .ok()
-                    .and_then(|m| spare::changed(&m))
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age > ORPHAN_AGE);
-                if old {
-                    log::info!("removing stale intd/{id}");
-                    match std::fs::remove_file(&p) {
-                        Ok(()) => {}
-                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                        Err(e) => return Err(io_err("unlink", &p)(e)),
-                    }
-                }
-            }
-            fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
-            rec.flush(q);
-            let made = rec.fill(q);
-            if made > 0 {
-                log::info!("created {made} spare queue files");
-            }
-            Ok(())
-        }
-        _ => Err(CleanError::Unknown),
+    let todo = match (cmd, id) {
+        (Some("todo"), Some(_)) => true,
+        (Some("mess"), Some(_)) => false,
+        (Some("clean"), None) => return Plan::Clean,
+        _ => return Plan::Done(Err(CleanError::Unknown)),
+    };
+    let id = id.unwrap_or_default();
+    if !valid_id(id) {
+        return Plan::Done(Err(CleanError::BadId));
+    }
+    if !todo && q.todo(id).symlink_metadata().is_ok() {
+        return Plan::Done(Err(CleanError::StillQueued(id.to_owned())));
+    }
+    let from = if todo { q.todo(id) } else { q.mess(id) };
+    match rec.keep(q, &from, id, todo) {
+        Keep::Done(r) => Plan::Done(r),
+        Keep::Unlink => Plan::Unlink(from),
     }
 }
 
-/// Commands run at once by [`serve`]: an unlink waits on the disk (with online discard,
-/// half a millisecond or more), and dispatch sends two per finished message.
+/// Run one command line.
+pub fn handle(q: &Queue, rec: &Recycler, line: &str, now: SystemTime) -> Result<(), CleanError> {
+    match plan(q, rec, line) {
+        Plan::Done(r) => r,
+        Plan::Unlink(path) => unlink(&path),
+        Plan::Clean => clean(q, rec, now),
+    }
+}
+
+/// `clean`: unlink stale `intd/` files, fsync `intd/`, make the pending spares usable and
+/// fill the pool.
+fn clean(q: &Queue, rec: &Recycler, now: SystemTime) -> Result<(), CleanError> {
+    let dir = q.intd_dir();
+    for id in Queue::list(&dir).map_err(io_err("list", &dir))? {
+        let p = q.intd(&id);
+        // The later of mtime and ctime: a spare queue has just moved here keeps
+        // its old mtime until it is emptied (spare::changed).
+        let old = p
+            .symlink_metadata()
+            .ok()
+            .and_then(|m| spare::changed(&m))
+            .and_then(|t| now.duration_since(t).ok())
+            .is_some_and(|age| age > ORPHAN_AGE);
+        if old {
+            log::info!("removing stale intd/{id}");
+            match std::fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("unlink", &p)(e)),
+            }
+        }
+    }
+    fsync_dir(&dir).map_err(io_err("fsync", &dir))?;
+    rec.flush(q);
+    let made = rec.fill(q);
+    if made > 0 {
+        log::info!("created {made} spare queue files");
+    }
+    Ok(())
+}
+
+/// The answer line (without its newline) for a command's result; a failure is logged.
+fn reply(res: Result<(), CleanError>, line: &str) -> String {
+    match res {
+        Ok(()) => "ok".to_owned(),
+        Err(e) => {
+            log::warn!("{}: {e}", line.escape_debug());
+            format!("error {e}")
+        }
+    }
+}
+
+/// Threads that run the commands that may wait on the disk (unlinks, `clean`): an unlink
+/// waits on the disk (with online discard, half a millisecond or more), and dispatch sends
+/// two per finished message when no spares are kept.
 pub const WORKERS: usize = 8;
 
-/// Serve commands from `input` until EOF, one answer line per command, flushed at once,
-/// with [`WORKERS`] commands running at once. An output error ends the loop (dispatch
-/// went away).
-pub fn serve(q: &Queue, input: impl BufRead, output: impl Write + Send) -> io::Result<()> {
+/// Serve commands from `input` until EOF, one answer line per command, with up to
+/// [`WORKERS`] unlinks running at once. An output error ends the loop (dispatch went
+/// away).
+pub fn serve(q: &Queue, input: impl Read, output: impl Write + Send) -> io::Result<()> {
     serve_with(q, input, output, WORKERS)
 }
 
-/// [`serve`] with `workers` threads. Commands naming the same id always go to the same
-/// worker, in the order given (`todo ID` before `mess ID` stays so); answers to commands
-/// for different ids may come in another order. With one worker the answers are in
-/// command order.
+/// A command for a worker thread.
+enum Job {
+    /// A line that is not a command: its answer.
+    Answer(&'static str),
+    /// A command line, run whole ([`handle`]).
+    Line(String),
+    /// A command line whose file [`plan`] found must be unlinked.
+    Unlink(String, PathBuf),
+    /// `clean`.
+    Clean,
+}
+
+/// [`serve`] with `workers` threads for the commands that may wait on the disk.
+///
+/// While no worker is busy, the reading thread runs each command itself: the usual one, a
+/// rename into the pool, takes a few microseconds, and handing it to a thread cost two
+/// wake-ups (a third of queue-clean's system calls). An unlink or `clean` goes to a worker;
+/// while any worker is busy, every command goes to one, chosen by its id (the second word),
+/// so the commands for one message still run in order (`todo ID` before `mess ID`).
+/// Answers to commands for different ids may come in another order; with one worker the
+/// answers are in command order. The reading thread writes its answers in one go before it
+/// waits for more input or hands a command to a worker.
 pub fn serve_with(
     q: &Queue,
-    mut input: impl BufRead,
+    input: impl Read,
     output: impl Write + Send,
     workers: usize,
 ) -> io::Result<()> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let mut input = io::BufReader::new(input);
     let rec = Recycler::new(q);
     let rec = &rec;
     let output = std::sync::Mutex::new(output);
-    let failed = std::sync::atomic::AtomicBool::new(false);
-    let answer = |text: &str| -> io::Result<()> {
+    let failed = AtomicBool::new(false);
+    // Commands handed to a worker and not answered yet.
+    let busy = AtomicUsize::new(0);
+    let write = |text: &str| -> io::Result<()> {
         let mut out = output
             .lock()
             .map_err(|_| io::Error::other("answer writer poisoned"))?;
         out.write_all(text.as_bytes())?;
-        out.write_all(b"\n")?;
         out.flush()
     };
     std::thread::scope(|scope| -> io::Result<()> {
         let mut queues = Vec::new();
         for _ in 0..workers.max(1) {
-            // A command line, or `Err(answer)` for a line that is not one.
-            let (tx, rx) = std::sync::mpsc::channel::<Result<String, &'static str>>();
+            let (tx, rx) = std::sync::mpsc::channel::<Job>();
             queues.push(tx);
-            let (answer, failed) = (&answer, &failed);
+            let (write, failed, busy) = (&write, &failed, &busy);
             scope.spawn(move || {
                 for job in rx {
-                    let reply =
-                        match job.map(|text| (handle(q, rec, &text, SystemTime::now()), text)) {
-                            Err(reply) => reply.to_owned(),
-                            Ok((Ok(()), _)) => "ok".to_owned(),
-                            Ok((Err(e), text)) => {
-                                log::warn!("{}: {e}", text.escape_debug());
-                                format!("error {e}")
-                            }
-                        };
-                    if answer(&reply).is_err() {
-                        failed.store(true, std::sync::atomic::Ordering::Relaxed);
+                    let mut text = match job {
+                        Job::Answer(a) => a.to_owned(),
+                        Job::Line(line) => reply(handle(q, rec, &line, SystemTime::now()), &line),
+                        Job::Unlink(line, path) => reply(unlink(&path), &line),
+                        Job::Clean => reply(clean(q, rec, SystemTime::now()), "clean"),
+                    };
+                    text.push('\n');
+                    if write(&text).is_err() {
+                        failed.store(true, Ordering::Relaxed);
                     }
+                    // After the answer: a command of the same id run by the reading thread
+                    // from now on is answered after this one.
+                    busy.fetch_sub(1, Ordering::Release);
                 }
             });
         }
+        // Answers of the commands run here, not written yet.
+        let mut answers = String::new();
         let mut line = Vec::new();
         loop {
-            if failed.load(std::sync::atomic::Ordering::Relaxed) {
+            if failed.load(Ordering::Relaxed) {
                 return Err(io::Error::other("cannot write answers"));
+            }
+            if !answers.is_empty() && !input.buffer().contains(&b'\n') {
+                write(&answers)?;
+                answers.clear();
             }
             line.clear();
             let n = Read::take(&mut input, MAX_LINE).read_until(b'\n', &mut line)?;
             if n == 0 {
-                return Ok(());
+                return write(&answers);
             }
-            let job = if line.last() != Some(&b'\n') {
+            let text = if line.last() != Some(&b'\n') {
                 if n as u64 == MAX_LINE {
                     // Skip the rest of an overlong line.
                     let mut rest = Vec::new();
@@ -517,9 +601,39 @@ pub fn serve_with(
                     .trim_end_matches('\r')
                     .to_owned())
             };
-            let worker = job
-                .as_ref()
-                .map_or(0, |text| worker_for(text, queues.len()));
+            let job = if busy.load(Ordering::Acquire) > 0 {
+                match text {
+                    Err(a) => Job::Answer(a),
+                    Ok(t) => Job::Line(t),
+                }
+            } else {
+                match text {
+                    Err(a) => {
+                        answers.push_str(a);
+                        answers.push('\n');
+                        continue;
+                    }
+                    Ok(t) => match plan(q, rec, &t) {
+                        Plan::Done(res) => {
+                            answers.push_str(&reply(res, &t));
+                            answers.push('\n');
+                            continue;
+                        }
+                        Plan::Unlink(path) => Job::Unlink(t, path),
+                        Plan::Clean => Job::Clean,
+                    },
+                }
+            };
+            // The answers so far go first (with one worker, answers keep command order).
+            if !answers.is_empty() {
+                write(&answers)?;
+                answers.clear();
+            }
+            let worker = match &job {
+                Job::Line(t) | Job::Unlink(t, _) => worker_for(t, queues.len()),
+                Job::Answer(_) | Job::Clean => 0,
+            };
+            busy.fetch_add(1, Ordering::Relaxed);
             if queues[worker].send(job).is_err() {
                 return Err(io::Error::other("queue-clean worker gone"));
             }
@@ -745,6 +859,31 @@ mod tests {
         let out = String::from_utf8(out).unwrap();
         assert_eq!(out.lines().count(), 400);
         assert!(out.lines().all(|l| l == "ok"), "{out}");
+        assert!(q.list_todo().unwrap().is_empty() && q.list_mess().unwrap().is_empty());
+    }
+
+    // See: issue #11 (renames into the pool run on the reading thread, unlinks on the
+    // workers: the commands of one id still run in order)
+    #[test]
+    fn unlinks_on_workers_and_renames_inline_keep_the_order_of_one_id() {
+        let (_d, q) = setup();
+        let big = vec![b'x'; usize::try_from(spare::MAX_SPARE_LEN).unwrap() + 1];
+        let mut input = String::new();
+        for i in 0..40 {
+            let id = format!("1.{i}.1");
+            // Every other envelope too large to keep: unlinked by a worker, and the `mess`
+            // after it must wait for that unlink (or it would be refused).
+            std::fs::write(q.todo(&id), if i % 2 == 0 { &big[..] } else { b"F\0\0" }).unwrap();
+            std::fs::write(q.mess(&id), "m").unwrap();
+            input.push_str(&format!("todo {id}\nmess {id}\n"));
+        }
+        input.push_str("bogus\n");
+        let mut out = Vec::new();
+        serve(&q, input.as_bytes(), &mut out).unwrap();
+        let out = String::from_utf8(out).unwrap();
+        assert_eq!(out.lines().count(), 81, "{out}");
+        assert_eq!(out.lines().filter(|l| *l == "ok").count(), 80, "{out}");
+        assert!(out.lines().any(|l| l == "error unknown command"), "{out}");
         assert!(q.list_todo().unwrap().is_empty() && q.list_mess().unwrap().is_empty());
     }
 

@@ -153,6 +153,24 @@ impl Queue {
         Ok(f)
     }
 
+    /// This process's id, asked of the kernel once: `getpid` is a system call each time,
+    /// and a long-lived `queue` asked for it three times per message (its ids, its spare
+    /// lane). A child that went on without exec would keep its parent's pid here; none of
+    /// the programs does (a child is exec'd at once), and an id that collides still fails
+    /// its `O_EXCL` creation or `RENAME_NOREPLACE` take and is made again.
+    pub fn pid() -> u32 {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static PID: AtomicU32 = AtomicU32::new(0);
+        match PID.load(Ordering::Relaxed) {
+            0 => {
+                let pid = std::process::id();
+                PID.store(pid, Ordering::Relaxed);
+                pid
+            }
+            pid => pid,
+        }
+    }
+
     /// A new id `SECONDS.MICROS.PID`. Unique together with `O_EXCL` on `mess/ID`.
     pub fn new_id() -> String {
         let now = SystemTime::now()
@@ -162,7 +180,7 @@ impl Queue {
             "{}.{:06}.{}",
             now.as_secs(),
             now.subsec_micros(),
-            std::process::id()
+            Queue::pid()
         )
     }
 

@@ -93,6 +93,16 @@ pub fn lane_of(id: &str) -> usize {
         .map_or(0, |p| (p % LANES as u64) as usize)
 }
 
+/// The pid of the `queue` process whose message a spare held (`ID.m`, `ID.t`: the id's
+/// last part); `None` for a spare queue-clean made empty ([`FRESH`]).
+fn writer_pid(name: &str) -> Option<u32> {
+    if name.starts_with(FRESH) {
+        return None;
+    }
+    let (rest, _kind) = name.rsplit_once('.')?;
+    rest.rsplit('.').next()?.parse().ok()
+}
+
 /// The directory of lane `lane` (`spare/00` … `spare/15`).
 pub fn lane_dir(q: &Queue, lane: usize) -> PathBuf {
     q.spare_dir().join(format!("{:02}", lane % LANES))
@@ -116,7 +126,7 @@ pub fn make_lanes(q: &Queue) -> std::io::Result<()> {
 
 /// The lane of the calling process, where its own spares come back.
 fn own_lane() -> usize {
-    std::process::id() as usize % LANES
+    Queue::pid() as usize % LANES
 }
 
 /// queue's side: takes spares for new files. Keeps the names of one listing of a lane,
@@ -220,17 +230,23 @@ impl Taker {
         let Ok(dir) = std::fs::read_dir(lane_dir(q, lane)) else {
             return;
         };
-        let mut names: Vec<String> = dir
+        let names: Vec<String> = dir
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
             .filter(|n| !n.starts_with(PENDING) && !n.starts_with('.'))
             .collect();
-        // Processes that share a lane list the same names: each starts at its own place,
-        // so they seldom race for one.
-        if !names.is_empty() {
-            let k = (std::process::id() as usize / LANES) % names.len();
-            names.rotate_left(k);
+        // Processes that share a lane list the same names: each takes back its own files
+        // first (taken last from the end, so put last), then the others from its own place,
+        // so they seldom race for one (both starting one name apart, two processes sharing
+        // a lane failed a rename per message).
+        let me = Queue::pid();
+        let (mut own, mut others): (Vec<String>, Vec<String>) =
+            names.into_iter().partition(|n| writer_pid(n) == Some(me));
+        if !others.is_empty() {
+            let k = (me as usize / LANES) % others.len();
+            others.rotate_left(k);
         }
-        for n in names {
+        others.append(&mut own);
+        for n in others {
             if n.ends_with(".m") {
                 self.messages.push((lane, n));
             } else {
@@ -412,6 +428,25 @@ mod tests {
                 .is_none()
         );
         assert!(!q.mess("1.1.1").exists());
+    }
+
+    // See: issue #11 (two processes sharing a lane took the same names one after the other:
+    // a failed rename per message for each)
+    #[test]
+    fn a_taker_takes_back_its_own_files_first_in_a_shared_lane() {
+        let (_d, q) = queue();
+        let me = Queue::pid();
+        for i in 0..8 {
+            let other = format!("1.{i}.{}", me + LANES as u32);
+            std::fs::write(usable(&q, &format!("{other}.m")), "other").unwrap();
+        }
+        std::fs::write(usable(&q, &format!("9.9.{me}.m")), "own").unwrap();
+        std::fs::write(usable(&q, &format!("c.{me}.1.m")), "fresh").unwrap();
+        let mut t = Taker::default();
+        let sp = t.take(&q, &q.mess("2.2.1"), For::Message).unwrap();
+        assert_eq!(sp.old_len, 3, "its own file first");
+        assert_eq!(writer_pid("c.1.2.m"), None);
+        assert_eq!(writer_pid("1.2.3.t"), Some(3));
     }
 
     // See: issue #11 (a queue process takes back the files of its own messages, and lists
