@@ -1,11 +1,16 @@
 //! The running scheduler: threads report into one channel; the main loop owns every
 //! [`State`] and is the only writer of `state/`.
 //!
-//! - one thread per delivery child: reads its stdout (the result text), waits, reports;
-//! - one thread reads the trigger FIFO (opened `O_RDWR`, so it never sees EOF): the ids
-//!   that queue names there (`ID\n`), or "list `todo/`" for anything else;
-//! - one thread reads the signal pipe: TERM/INT (stop) and HUP/ALRM (flush);
-//! - the main loop: `recv_timeout` until the next retry is due.
+//! - one thread per one-shot delivery child and remote-send run: reads its stdout (the
+//!   result text), waits, reports;
+//! - one thread reads the signal pipe: TERM/INT (stop) and HUP/ALRM (flush), one the
+//!   `ctl` FIFO;
+//! - the main loop: `poll` until the next retry is due, on the trigger FIFO (opened
+//!   `O_RDWR`, so it never sees EOF: the ids that queue names there, `ID\n`, or "list
+//!   `todo/`" for anything else), the sockets of the long-lived delivery workers (their
+//!   answers), and a wake-up pipe that the threads write after each report (issue #11:
+//!   the trigger and each worker answer wake the main loop directly, not a thread that
+//!   then wakes it).
 
 use crate::bounce;
 use crate::plan::{self, Action, BounceTo, Settings};
@@ -21,9 +26,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::ops::Bound;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{self, Receiver, Sender};
 use std::time::Duration;
 
 /// Age after which a `mess/` file without `todo/` or `state/` is garbage.
@@ -91,12 +97,6 @@ pub fn load_settings(c: &Control) -> Result<Settings, ControlError> {
 }
 
 enum Event {
-    /// A read of the trigger FIFO: the ids it named, and whether `todo/` must be listed
-    /// (something else came, or ids may have been lost: [`parse_trigger`]).
-    Trigger {
-        ids: Vec<String>,
-        list: bool,
-    },
     Stop,
     Flush,
     /// One remote-send run: per message, its id and the recipients it carried.
@@ -114,11 +114,32 @@ enum Event {
         code: Option<u8>,
         text: String,
     },
-    /// A local delivery worker answered (`Some`: `CODE TEXT`) or is gone (`None`).
-    WorkerDone {
-        wid: u64,
-        answer: Option<Vec<u8>>,
-    },
+}
+
+/// How the threads report to the main loop: the event down the channel, then one octet
+/// down the wake-up pipe that the main loop polls (a full pipe already wakes it).
+#[derive(Clone)]
+struct Notify {
+    tx: Sender<Event>,
+    wake: std::sync::Arc<OwnedFd>,
+}
+
+impl Notify {
+    /// `Err` when the main loop is gone.
+    fn send(&self, ev: Event) -> Result<(), ()> {
+        self.tx.send(ev).map_err(|_| ())?;
+        let _ = nix::unistd::write(&*self.wake, &[1]);
+        Ok(())
+    }
+}
+
+/// The trigger FIFO as the main loop reads it.
+struct TriggerFifo {
+    f: File,
+    /// The pipe's size ([`parse_trigger`]).
+    cap: usize,
+    /// Larger than the pipe: one read takes everything it holds.
+    buf: Vec<u8>,
 }
 
 /// How often the messages are walked for remote work while every local slot is busy.
@@ -139,7 +160,8 @@ const CLEAN_PENDING_MAX: usize = 1 << 20;
 /// A long-lived `local-deliver` for one mailbox owner (`None`: dispatch's own uid, run
 /// directly; otherwise started through `deliver-as UID GID`), fed over a hand-off socket.
 struct LocalWorker {
-    sock: std::sync::Arc<std::os::fd::OwnedFd>,
+    sock: OwnedFd,
+    child: Child,
     owner: Option<(u32, u32)>,
     uses: usize,
     /// The delivery it is making.
@@ -281,8 +303,14 @@ pub struct Dispatch {
     /// Long-lived local delivery workers, by id.
     workers: HashMap<u64, LocalWorker>,
     next_worker: u64,
-    tx: Sender<Event>,
+    tx: Notify,
     rx: Receiver<Event>,
+    /// The read end of [`Notify`]'s wake-up pipe.
+    wake: OwnedFd,
+    /// The trigger FIFO, when it could be opened.
+    trigger: Option<TriggerFifo>,
+    /// Retired or gone workers not reaped yet.
+    exiting: Vec<Child>,
     stop_at: Option<u64>,
     last_rescan: u64,
     /// When `todo/` was last listed, and how many names it held (see `scan_gap`).
@@ -313,6 +341,9 @@ impl Dispatch {
         let settings = load_settings(&control)?;
         let (_, euid, _, egid) = mailorder_core::sys::ids();
         let (tx, rx) = mpsc::channel();
+        let (wake, wake_w) =
+            nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_NONBLOCK)
+                .map_err(|e| DispatchError::Signals(e.into()))?;
         Ok(Dispatch {
             _alone: alone,
             queue,
@@ -343,8 +374,14 @@ impl Dispatch {
             ]),
             workers: HashMap::new(),
             next_worker: 0,
-            tx,
+            tx: Notify {
+                tx,
+                wake: std::sync::Arc::new(wake_w),
+            },
             rx,
+            wake,
+            trigger: None,
+            exiting: Vec::new(),
             stop_at: None,
             last_rescan: 0,
             last_scan: std::time::Instant::now(),
@@ -399,18 +436,9 @@ impl Dispatch {
             if self.scan_due {
                 timeout = timeout.min(self.scan_gap().saturating_sub(self.last_scan.elapsed()));
             }
-            match self.rx.recv_timeout(timeout) {
-                Ok(ev) => {
-                    // Take every event that is already there before starting deliveries
-                    // and writing states: a burst of results costs one batch of writes.
-                    self.handle(ev, now);
-                    while let Ok(ev) = self.rx.try_recv() {
-                        self.handle(ev, now);
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return Ok(()),
-            }
+            // Every event that is already there is taken before starting deliveries and
+            // writing states: a burst of results costs one batch of writes.
+            self.wait(timeout, now);
             // The messages the trigger named are taken at once, without listing todo/.
             if !self.named.is_empty() && self.stop_at.is_none() {
                 self.take_named();
@@ -427,12 +455,109 @@ impl Dispatch {
         }
     }
 
+    /// Wait up to `timeout` for the trigger, a worker's answer or a thread's report, and
+    /// take everything that is there.
+    fn wait(&mut self, timeout: Duration, now: u64) {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        self.reap_exiting();
+        // Whole milliseconds, rounded up: never a busy loop before something is due.
+        let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
+        let wids: Vec<u64> = self.workers.keys().copied().collect();
+        let (woken, triggered, answered) = {
+            let mut fds = Vec::with_capacity(2 + wids.len());
+            fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));
+            if let Some(t) = &self.trigger {
+                fds.push(PollFd::new(t.f.as_fd(), PollFlags::POLLIN));
+            }
+            for w in &wids {
+                if let Some(w) = self.workers.get(w) {
+                    fds.push(PollFd::new(w.sock.as_fd(), PollFlags::POLLIN));
+                }
+            }
+            match poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => return,
+                Err(e) => {
+                    // Cannot happen with valid descriptors; do not spin on it.
+                    log::error!("poll: {e}");
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+            let ready = |p: &PollFd| p.revents().is_some_and(|r| !r.is_empty());
+            let woken = ready(&fds[0]);
+            let first = if self.trigger.is_some() { 2 } else { 1 };
+            let triggered = first == 2 && ready(&fds[1]);
+            let answered: Vec<u64> = wids
+                .iter()
+                .zip(&fds[first..])
+                .filter(|(_, p)| ready(p))
+                .map(|(w, _)| *w)
+                .collect();
+            (woken, triggered, answered)
+        };
+        if woken {
+            // Emptied before the channel is read: an octet written after this read stays
+            // for the next poll, and its event was sent before it.
+            let mut b = [0u8; 256];
+            while matches!(nix::unistd::read(&self.wake, &mut b), Ok(n) if n == b.len()) {}
+        }
+        while let Ok(ev) = self.rx.try_recv() {
+            self.handle(ev, now);
+        }
+        if triggered {
+            self.read_trigger();
+        }
+        for wid in answered {
+            let Some(w) = self.workers.get(&wid) else {
+                continue;
+            };
+            let answer = mailorder_core::handoff::recv_msg(w.sock.as_fd());
+            self.worker_done(wid, answer, now);
+        }
+    }
+
+    /// One read of the trigger FIFO (it is readable): the ids it names, or a listing.
+    fn read_trigger(&mut self) {
+        let Some(t) = &mut self.trigger else {
+            return;
+        };
+        let (ids, list) = match (&t.f).read(&mut t.buf) {
+            Ok(n) => parse_trigger(&t.buf[..n], n >= t.cap / 2),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock
+                    || e.kind() == io::ErrorKind::Interrupted =>
+            {
+                return;
+            }
+            Err(e) => {
+                log::warn!("trigger: {e}; scanning every {RESCAN} s");
+                self.trigger = None;
+                return;
+            }
+        };
+        self.scan_due |= list;
+        self.named.extend(ids);
+    }
+
+    /// Reap the workers that were retired or are gone (`waitpid` without waiting).
+    fn reap_exiting(&mut self) {
+        self.exiting
+            .retain_mut(|c| matches!(c.try_wait(), Ok(None)));
+    }
+
+    /// Retire worker `wid` (its socket shut down: it reads end of file and exits).
+    fn retire_worker(&mut self, wid: u64) {
+        if let Some(w) = self.workers.remove(&wid) {
+            mailorder_core::handoff::retire(w.sock.as_fd());
+            self.exiting.push(w.child);
+        }
+    }
+
     fn handle(&mut self, ev: Event, now: u64) {
         match ev {
-            Event::Trigger { ids, list } => {
-                self.scan_due |= list;
-                self.named.extend(ids);
-            }
             Event::Stop => {
                 log::info!("stopping: waiting for {} deliveries", self.running.len());
                 self.stop_at.get_or_insert(now + STOP_GRACE);
@@ -445,7 +570,6 @@ impl Dispatch {
                 out,
             } => self.remote_done(&jobs, &domain, code, &out),
             Event::Ctl(line) => self.control_request(&line, now),
-            Event::WorkerDone { wid, answer } => self.worker_done(wid, answer, now),
             Event::Done {
                 id,
                 idx,
@@ -471,9 +595,7 @@ impl Dispatch {
             ),
         };
         if answer.is_none() || w.uses >= WORKER_MAXUSE {
-            if let Some(w) = self.workers.remove(&wid) {
-                mailorder_core::handoff::retire(std::os::fd::AsFd::as_fd(&*w.sock));
-            }
+            self.retire_worker(wid);
         } else {
             w.idle_since = now;
         }
@@ -492,13 +614,11 @@ impl Dispatch {
             .map(|(id, _)| *id)
             .collect();
         for id in old {
-            if let Some(w) = self.workers.remove(&id) {
-                mailorder_core::handoff::retire(std::os::fd::AsFd::as_fd(&*w.sock));
-            }
+            self.retire_worker(id);
         }
     }
 
-    /// Start a worker for `owner` and the thread that reads its answers.
+    /// Start a worker for `owner` (the main loop polls its socket for the answers).
     fn start_worker(&mut self, owner: Option<(u32, u32)>) -> io::Result<u64> {
         use std::os::fd::AsRawFd;
         let (ours, theirs) = mailorder_core::handoff::pair()?;
@@ -512,30 +632,19 @@ impl Dispatch {
             .stdout(Stdio::null())
             .env(mailorder_core::handoff::POOL_FD_VAR, "3");
         mailorder_core::sys::child_fd(&mut cmd, theirs.as_raw_fd(), 3);
-        let mut child = cmd.spawn()?;
+        let child = cmd.spawn()?;
         drop(theirs);
         self.next_worker += 1;
         let wid = self.next_worker;
-        let sock = std::sync::Arc::new(ours);
         log::info!(
             "worker started program={prog} owner={owner:?} pid={}",
             child.id()
         );
-        let (tx, reader) = (self.tx.clone(), std::sync::Arc::clone(&sock));
-        std::thread::spawn(move || {
-            loop {
-                let answer = mailorder_core::handoff::recv_msg(std::os::fd::AsFd::as_fd(&*reader));
-                let gone = answer.is_none();
-                if tx.send(Event::WorkerDone { wid, answer }).is_err() || gone {
-                    break;
-                }
-            }
-            let _ = child.wait();
-        });
         self.workers.insert(
             wid,
             LocalWorker {
-                sock,
+                sock: ours,
+                child,
                 owner,
                 uses: 0,
                 busy: None,
@@ -579,11 +688,7 @@ impl Dispatch {
             let Some(w) = self.workers.get_mut(&wid) else {
                 continue;
             };
-            let sent = mailorder_core::handoff::send_conn(
-                std::os::fd::AsFd::as_fd(&*w.sock),
-                std::os::fd::AsFd::as_fd(&mess),
-                &env,
-            );
+            let sent = mailorder_core::handoff::send_conn(w.sock.as_fd(), mess.as_fd(), &env);
             match sent {
                 Ok(()) => {
                     w.busy = Some((id.to_owned(), idx));
@@ -595,9 +700,7 @@ impl Dispatch {
                 }
                 Err(e) => {
                     log::warn!("delivery worker {wid} gone: {e}");
-                    if let Some(w) = self.workers.remove(&wid) {
-                        mailorder_core::handoff::retire(std::os::fd::AsFd::as_fd(&*w.sock));
-                    }
+                    self.retire_worker(wid);
                 }
             }
         }
@@ -606,7 +709,7 @@ impl Dispatch {
         ))
     }
 
-    fn start_threads(&self, mut signals: File) {
+    fn start_threads(&mut self, mut signals: File) {
         self.start_ctl_thread();
         let tx = self.tx.clone();
         std::thread::spawn(move || {
@@ -634,7 +737,6 @@ impl Dispatch {
                 }
             }
         });
-        let tx = self.tx.clone();
         // The FIFO is opened here, before run() scans todo/ for the first time: a message
         // queued between that scan and a later open would find no reader, and its trigger
         // byte would be lost until the next rescan.
@@ -645,9 +747,11 @@ impl Dispatch {
                 log::warn!("cannot create {}: {e}", fifo.display());
             }
         }
-        let mut f = match std::fs::OpenOptions::new()
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = match std::fs::OpenOptions::new()
             .read(true)
             .write(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
             .open(&fifo)
         {
             Ok(f) => f,
@@ -666,24 +770,10 @@ impl Dispatch {
             .ok()
             .and_then(|n| usize::try_from(n).ok())
             .unwrap_or(65536);
-        std::thread::spawn(move || {
-            let mut buf = vec![0u8; cap + 4096];
-            loop {
-                match f.read(&mut buf) {
-                    Ok(0) => std::thread::sleep(Duration::from_secs(1)),
-                    Ok(n) => {
-                        let (ids, list) = parse_trigger(&buf[..n], n >= cap / 2);
-                        if tx.send(Event::Trigger { ids, list }).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        log::warn!("trigger: {e}");
-                        return;
-                    }
-                }
-            }
+        self.trigger = Some(TriggerFifo {
+            f,
+            cap,
+            buf: vec![0u8; cap + 4096],
         });
     }
 
