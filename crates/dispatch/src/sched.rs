@@ -170,10 +170,13 @@ struct LocalWorker {
 }
 
 /// The long-lived queue-clean child, driven without waiting: commands are written down the
-/// pipe and the answers are read by a thread that logs the failures. dispatch's main loop
-/// never waits for queue-clean's unlink and fsync; order is kept (one pipe), so `mess ID`
-/// still comes after `todo ID`. A failed command leaves a file behind that the next scan
-/// (`todo/`: the existing state wins) or the orphan sweep (`mess/`) removes.
+/// pipe, and its answers go to `/dev/null`: queue-clean logs every failed command itself
+/// (on the stderr it shares with dispatch), so a thread reading them only logged those
+/// failures a second time, at the cost of a wake-up per batch of answers (issue #11).
+/// dispatch's main loop never waits for queue-clean's unlink and fsync; order is kept (one
+/// pipe), so `mess ID` still comes after `todo ID`. A failed command leaves a file behind
+/// that the next scan (`todo/`: the existing state wins) or the orphan sweep (`mess/`)
+/// removes.
 ///
 /// The commands of one pass of the main loop are gathered and written at its end in one
 /// `write` (issue #11: two per finished message before), in the order given. Nothing
@@ -190,24 +193,12 @@ struct Cleaner {
 impl Cleaner {
     fn spawn(&mut self) -> io::Result<()> {
         let mut cmd = Command::new(&self.program);
-        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).spawn()?;
-        let (Some(i), Some(o)) = (child.stdin.take(), child.stdout.take()) else {
+        let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).spawn()?;
+        let Some(i) = child.stdin.take() else {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(io::Error::other("no pipes to queue-clean"));
+            return Err(io::Error::other("no pipe to queue-clean"));
         };
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(o);
-            let mut answer = String::new();
-            loop {
-                answer.clear();
-                match lines.read_line(&mut answer) {
-                    Ok(0) | Err(_) => return,
-                    Ok(_) if answer.trim_end() == "ok" => {}
-                    Ok(_) => log::warn!("queue-clean: {}", clean_line(answer.trim_end())),
-                }
-            }
-        });
         self.child = Some((child, i));
         Ok(())
     }
