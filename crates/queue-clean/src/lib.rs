@@ -84,13 +84,16 @@ fn unlink(path: &Path) -> Result<(), CleanError> {
 }
 
 /// Finished files kept for reuse instead of unlinked (mailorder-queue-format `spare`,
-/// issue #11): `todo ID` and `mess ID` rename the file to `spare/p.ID.t` / `p.ID.m`
-/// (pending), and a pending spare becomes usable (`spare/LANE/ID.t`, in the lane of the queue
-/// process that wrote the message: mailorder-queue-format `spare::LANES`) only once an `fsync` of the
-/// directory it left has started after the move: one of queue's shared fsyncs (the
-/// group-commit records `lock/sync.todo`, `lock/sync.mess`), or queue-clean's own when
-/// [`MAX_PENDING`] are waiting or at `clean`. Without `spare/`, with [`spare::MAX_SPARES`]
-/// kept, or for a file larger than [`spare::MAX_SPARE_LEN`], it unlinks as before.
+/// issue #11): `todo ID` and `mess ID` rename the file straight into its lane (the lane of
+/// the queue process that wrote the message: mailorder-queue-format `spare::LANES`) under
+/// the next sequence number, `spare/LANE/p.SEQ.PID.t` / `.m`; it becomes usable when the
+/// watermark (`queue/lock/spare.mark`, `spare::Mark`) reaches SEQ, which queue-clean writes
+/// once an `fsync` of the directory each move left (and every earlier one's) has started
+/// after the move: one of queue's shared fsyncs (the group-commit records
+/// `lock/sync.todo`, `lock/sync.mess`), or queue-clean's own when [`MAX_PENDING`] are
+/// waiting, at `clean` and at the end. Without `spare/`, while another queue-clean holds
+/// the watermark's lock, with [`spare::MAX_SPARES`] kept, or for a file larger than
+/// [`spare::MAX_SPARE_LEN`], it unlinks as before.
 pub struct Recycler {
     state: std::sync::Mutex<Recycling>,
 }
@@ -119,18 +122,41 @@ pub const MAX_PENDING: usize = 64;
 /// without telling).
 const RECOUNT: usize = 128;
 
-/// The usable spares in every lane.
-fn count_spares(q: &Queue) -> usize {
-    (0..spare::LANES)
-        .filter_map(|l| std::fs::read_dir(spare::lane_dir(q, l)).ok())
-        .map(Iterator::count)
-        .sum()
+/// The spares in every lane, and the highest sequence number among the moved ones.
+fn count_spares_and_seq(q: &Queue) -> (usize, u64) {
+    let (mut count, mut top) = (0, 0);
+    for l in 0..spare::LANES {
+        let Ok(dir) = std::fs::read_dir(spare::lane_dir(q, l)) else {
+            continue;
+        };
+        for e in dir.filter_map(Result::ok) {
+            count += 1;
+            if let Some(seq) = e.file_name().to_str().and_then(spare::seq_of) {
+                top = top.max(seq);
+            }
+        }
+    }
+    (count, top)
 }
 
+/// How long a queue-clean that found the watermark's lock held waits before it tries again
+/// (unlinking meanwhile).
+const RETRY_LOCK: Duration = Duration::from_secs(1);
+
 struct Recycling {
+    /// `spare/` exists (and its lanes could be made).
+    pool: bool,
+    /// Keeping spares: `pool`, the watermark's lock held and the start done ([`start`]).
     on: bool,
-    /// Pending names, whether each left `todo/` (else `mess/`), when, and their lane.
-    pending: Vec<(String, bool, u64, usize)>,
+    /// The watermark record (held locked while `on`), and when its lock was last tried.
+    mark: Option<spare::Mark>,
+    tried: Option<std::time::Instant>,
+    /// The sequence number of the next move, and the watermark as last written.
+    next: u64,
+    mark_at: u64,
+    /// Moves not yet under the watermark, in order: sequence number, whether it left
+    /// `todo/` (else `mess/`), and when ([`GroupSync::stamp`], taken after the move).
+    pending: std::collections::VecDeque<(u64, bool, u64)>,
     /// Spares in `spare/` as last counted, plus the moves since: at least as many as there
     /// are (queue's takes are not seen).
     count: usize,
@@ -145,17 +171,20 @@ struct Recycling {
 
 impl Recycler {
     /// Recycling into `q`'s `spare/` when it exists (its lane directories are made if
-    /// missing). Pending names left by an earlier run (their move may not be durable) are
-    /// dropped: unlinking a name is always safe. Usable spares an older queue-clean left
-    /// in `spare/` itself are moved into their lanes.
+    /// missing). Names an older queue-clean left in `spare/` itself are dealt with: its
+    /// pending ones (`p.ID.t`: their move may not be durable) are dropped, unlinking a name
+    /// being always safe, and its usable ones are moved into their lanes. Then it takes the
+    /// watermark's lock and starts numbering ([`Recycling::start`]); while another
+    /// queue-clean holds the lock, finished files are unlinked and the lock is tried again
+    /// every [`RETRY_LOCK`].
     pub fn new(q: &Queue) -> Recycler {
         let dir = q.spare_dir();
-        let mut on = dir.is_dir();
-        if on && let Err(e) = spare::make_lanes(q) {
+        let mut pool = dir.is_dir();
+        if pool && let Err(e) = spare::make_lanes(q) {
             log::warn!("{}: {e}: finished files are unlinked", dir.display());
-            on = false;
+            pool = false;
         }
-        if on && let Ok(names) = std::fs::read_dir(&dir) {
+        if pool && let Ok(names) = std::fs::read_dir(&dir) {
             for e in names.filter_map(Result::ok) {
                 let Ok(name) = e.file_name().into_string() else {
                     continue;
@@ -174,18 +203,24 @@ impl Recycler {
                 }
             }
         }
-        let count = if on { count_spares(q) } else { 0 };
         let sync = |d: &Path, r: &str| GroupSync::open(d, &q.lock_dir().join(r)).ok();
+        let mut st = Recycling {
+            pool,
+            on: false,
+            mark: None,
+            tried: None,
+            next: 0,
+            mark_at: 0,
+            pending: std::collections::VecDeque::new(),
+            count: 0,
+            moves: 0,
+            counted: 0,
+            todo: sync(&q.todo_dir(), "sync.todo"),
+            mess: sync(&q.mess_dir(), "sync.mess"),
+        };
+        st.try_start(q);
         Recycler {
-            state: std::sync::Mutex::new(Recycling {
-                on,
-                pending: Vec::new(),
-                count,
-                moves: 0,
-                counted: 0,
-                todo: sync(&q.todo_dir(), "sync.todo"),
-                mess: sync(&q.mess_dir(), "sync.mess"),
-            }),
+            state: std::sync::Mutex::new(st),
         }
     }
 
@@ -193,8 +228,13 @@ impl Recycler {
     pub fn off() -> Recycler {
         Recycler {
             state: std::sync::Mutex::new(Recycling {
+                pool: false,
                 on: false,
-                pending: Vec::new(),
+                mark: None,
+                tried: None,
+                next: 0,
+                mark_at: 0,
+                pending: std::collections::VecDeque::new(),
                 count: 0,
                 moves: 0,
                 counted: 0,
@@ -217,7 +257,10 @@ impl Recycler {
     fn keep(&self, q: &Queue, from: &Path, id: &str, todo: bool) -> Keep {
         let mut st = self.lock();
         if !st.on {
-            return Keep::Unlink;
+            st.try_start(q);
+            if !st.on {
+                return Keep::Unlink;
+            }
         }
         // Every removal counts towards the next recount, kept or not: queue takes spares
         // without telling, so a pool once counted full must be counted again, or it would
@@ -226,7 +269,7 @@ impl Recycler {
         // every 128 removals listed all sixteen lanes, half a getdents64 per message).
         st.moves += 1;
         if st.count >= spare::MAX_SPARES && st.moves - st.counted >= RECOUNT {
-            st.count = count_spares(q) + st.pending.len();
+            st.count = count_spares_and_seq(q).0;
             st.counted = st.moves;
         }
         if st.count >= spare::MAX_SPARES {
@@ -237,8 +280,12 @@ impl Recycler {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Keep::Done(Ok(())),
             _ => {}
         }
-        let name = spare::pending_name(id, if todo { 't' } else { 'm' });
-        match std::fs::rename(from, q.spare_dir().join(&name)) {
+        // A number above the watermark, never used before (a move that fails wastes it).
+        let seq = st.next;
+        st.next += 1;
+        let name = spare::moved_name(seq, id, if todo { 't' } else { 'm' });
+        let to = spare::lane_dir(q, spare::lane_of(id)).join(name);
+        match spare::move_to(from, &to) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Keep::Done(Ok(())),
             Err(e) => {
@@ -247,14 +294,15 @@ impl Recycler {
             }
         }
         let stamp = GroupSync::stamp().unwrap_or(u64::MAX);
-        st.pending.push((name, todo, stamp, spare::lane_of(id)));
+        st.pending.push_back((seq, todo, stamp));
         st.count += 1;
         let force = st.pending.len() >= MAX_PENDING;
         st.promote(q, force);
         Keep::Done(Ok(()))
     }
 
-    /// Make every pending spare usable, running the directory fsyncs if need be (`clean`).
+    /// Make every pending spare usable, running the directory fsyncs if need be (`clean`,
+    /// and at the end of the commands).
     pub fn flush(&self, q: &Queue) {
         self.lock().promote(q, true);
     }
@@ -275,7 +323,7 @@ impl Recycler {
             if !st.on {
                 return 0;
             }
-            st.count = count_spares(q) + st.pending.len();
+            st.count = count_spares_and_seq(q).0;
             st.counted = st.moves;
         }
         let mut made = 0;
@@ -328,8 +376,77 @@ impl Recycler {
 }
 
 impl Recycling {
-    /// Rename to usable names the pending spares whose move is durable; with `force`,
-    /// first fsync the directories they left (shared with queue's fsyncs).
+    /// Take the watermark's lock (at most every [`RETRY_LOCK`] after a failure) and start
+    /// keeping spares: `fsync` `todo/` and `mess/` (every move an earlier queue-clean made
+    /// is then durable), count the pool, number the moves from above the watermark, above
+    /// every moved name in the lanes and above the clock in microseconds, and record the
+    /// number below the first as the watermark (never lower than the one on record). See
+    /// mailorder-queue-format `spare`, "The watermark never covers a move that is not
+    /// durable".
+    fn try_start(&mut self, q: &Queue) {
+        if self.on || !self.pool || self.tried.is_some_and(|t| t.elapsed() < RETRY_LOCK) {
+            return;
+        }
+        self.tried = Some(std::time::Instant::now());
+        if self.mark.is_none() {
+            match spare::Mark::create(q) {
+                Ok(m) => self.mark = Some(m),
+                Err(e) => {
+                    log::warn!(
+                        "{}: {e}: finished files are unlinked",
+                        spare::Mark::path(q).display()
+                    );
+                    return;
+                }
+            }
+        }
+        let Some(mark) = &self.mark else { return };
+        if !mark.try_lock() {
+            log::info!("another queue-clean keeps the spares: finished files are unlinked");
+            return;
+        }
+        for (slot, dir) in [
+            (&mut self.todo, q.todo_dir()),
+            (&mut self.mess, q.mess_dir()),
+        ] {
+            let res = match slot {
+                Some(g) => g.sync().map(drop),
+                None => fsync_dir(&dir),
+            };
+            if let Err(e) = res {
+                log::warn!("fsync {}: {e}: finished files are unlinked", dir.display());
+                // The lock stays held (another start would need the same fsync).
+                return;
+            }
+        }
+        let (count, top) = count_spares_and_seq(q);
+        let now = SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX / 2));
+        let recorded = mark.read();
+        let first = recorded
+            .unwrap_or(0)
+            .max(top)
+            .max(now.saturating_sub(1))
+            .saturating_add(1);
+        let w = first - 1;
+        if let Err(e) = mark.write(w) {
+            log::warn!(
+                "{}: {e}: finished files are unlinked",
+                spare::Mark::path(q).display()
+            );
+            return;
+        }
+        self.next = first;
+        self.mark_at = w;
+        self.count = count;
+        self.counted = self.moves;
+        self.on = true;
+    }
+
+    /// Raise the watermark over the pending moves whose `fsync` has started since (in
+    /// order: it stops at the first that is not covered); with `force`, first fsync the
+    /// directories they left (shared with queue's fsyncs).
     fn promote(&mut self, q: &Queue, force: bool) {
         if self.pending.is_empty() {
             return;
@@ -364,34 +481,35 @@ impl Recycling {
                 }
             }
         }
-        let spare_dir = q.spare_dir();
-        // The records are read once per directory, not once per pending name (that was
-        // about 30 flock calls per message).
-        let last = |from_todo: bool, g: &Option<GroupSync>| {
-            self.pending
-                .iter()
-                .any(|p| p.1 == from_todo)
-                .then(|| g.as_ref().and_then(GroupSync::last_started))
-                .flatten()
-        };
-        let (todo_last, mess_last) = (last(true, &self.todo), last(false, &self.mess));
-        self.pending.retain(|(name, from_todo, stamp, lane)| {
-            let (forced, last) = if *from_todo {
-                (todo_ok, todo_last)
+        // Each record is read at most once, and only when a move from its directory is
+        // next in line.
+        let (mut todo_last, mut mess_last) = (None, None);
+        let mut w = self.mark_at;
+        while let Some(&(seq, from_todo, stamp)) = self.pending.front() {
+            let (forced, last, g) = if from_todo {
+                (todo_ok, &mut todo_last, &self.todo)
             } else {
-                (mess_ok, mess_last)
+                (mess_ok, &mut mess_last, &self.mess)
             };
-            let durable = forced.is_some_and(|t| *stamp <= t) || last.is_some_and(|t| t > *stamp);
+            let last = *last.get_or_insert_with(|| g.as_ref().and_then(GroupSync::last_started));
+            let durable = forced.is_some_and(|t| stamp <= t) || last.is_some_and(|t| t > stamp);
             if !durable {
-                return true;
+                break;
             }
-            let usable = name.trim_start_matches(spare::PENDING);
-            let to = spare::lane_dir(q, *lane).join(usable);
-            if let Err(e) = std::fs::rename(spare_dir.join(name), to) {
-                log::debug!("spare {name}: {e}");
+            w = seq;
+            self.pending.pop_front();
+        }
+        if w > self.mark_at
+            && let Some(mark) = &self.mark
+        {
+            match mark.write(w) {
+                Ok(()) => self.mark_at = w,
+                Err(e) => log::warn!(
+                    "{}: {e} (spares stay pending)",
+                    spare::Mark::path(q).display()
+                ),
             }
-            false
-        });
+        }
     }
 }
 
@@ -639,6 +757,8 @@ pub fn serve_with(
             }
         }
     })?;
+    // The last moves become usable now rather than at the next start.
+    rec.flush(q);
     if failed.load(std::sync::atomic::Ordering::Relaxed) {
         return Err(io::Error::other("cannot write answers"));
     }
@@ -666,11 +786,46 @@ mod tests {
         (d, q)
     }
 
-    /// The usable spares that were queue files, by name, in every lane (checking each is
-    /// in its own lane).
-    fn usable(q: &Queue) -> Vec<String> {
-        let mut v = all_spares(q);
-        v.retain(|n| !n.starts_with(spare::FRESH));
+    /// The spares that were queue files and a taker may take now (a moved name at or below
+    /// the watermark, or one an older queue-clean left usable), by inode, in every lane.
+    fn usable(q: &Queue) -> Vec<u64> {
+        let w = spare::Mark::open(q).ok().and_then(|m| m.read());
+        lane_files(q)
+            .into_iter()
+            .filter(|(n, _)| !n.starts_with(spare::FRESH))
+            .filter(|(n, _)| spare::seq_of(n).is_none_or(|s| w.is_some_and(|w| s <= w)))
+            .map(|(_, ino)| ino)
+            .collect()
+    }
+
+    /// The moved spares a taker may not take yet (above the watermark), by inode.
+    fn pending(q: &Queue) -> Vec<u64> {
+        let w = spare::Mark::open(q).ok().and_then(|m| m.read());
+        let mut v: Vec<u64> = lane_files(q)
+            .into_iter()
+            .filter(|(n, _)| spare::seq_of(n).is_some_and(|s| w.is_none_or(|w| s > w)))
+            .map(|(_, ino)| ino)
+            .collect();
+        v.sort_unstable();
+        v
+    }
+
+    /// Every file in the lanes, with its inode.
+    fn lane_files(q: &Queue) -> Vec<(String, u64)> {
+        use std::os::unix::fs::MetadataExt;
+        let mut v = Vec::new();
+        for l in 0..spare::LANES {
+            for e in std::fs::read_dir(spare::lane_dir(q, l)).unwrap() {
+                let e = e.unwrap();
+                let ino = e.metadata().unwrap().ino();
+                v.push((e.file_name().into_string().unwrap(), ino));
+            }
+        }
+        v
+    }
+
+    fn sorted(mut v: Vec<u64>) -> Vec<u64> {
+        v.sort_unstable();
         v
     }
 
@@ -730,41 +885,116 @@ mod tests {
         let spare = |n: &str| q.spare_dir().join(n);
         std::fs::write(q.todo("1.2.3"), "F\0\0").unwrap();
         std::fs::write(q.mess("1.2.3"), "m").unwrap();
+        std::fs::write(q.todo("4.5.6"), "x").unwrap();
         let (t_ino, m_ino) = (ino(&q.todo("1.2.3")), ino(&q.mess("1.2.3")));
+        let t2_ino = ino(&q.todo("4.5.6"));
         let rec = Recycler::new(&q);
         let now = SystemTime::now();
         handle(&q, &rec, "todo 1.2.3", now).unwrap();
         handle(&q, &rec, "mess 1.2.3", now).unwrap();
         assert!(!q.todo("1.2.3").exists() && !q.mess("1.2.3").exists());
-        assert_eq!(ino(&spare("p.1.2.3.t")), t_ino);
-        assert_eq!(ino(&spare("p.1.2.3.m")), m_ino);
+        // Moved straight into lane 3 (the pid of the queue process that wrote 1.2.3), not
+        // usable yet.
+        assert_eq!(pending(&q), sorted(vec![t_ino, m_ino]));
+        assert!(usable(&q).is_empty());
+        assert!(
+            lane_files(&q)
+                .iter()
+                .all(|(n, _)| spare::lane_of(n.rsplit_once('.').unwrap().0) == 3)
+        );
         // A queue's shared fsync of todo/, started after the move, covers the todo/ move
-        // only: that spare becomes usable at the next command, the mess/ one waits.
+        // only: that spare becomes usable at the next command, the mess/ one waits (and so
+        // does every later move: the watermark covers a prefix).
         let mut g = GroupSync::open(&q.todo_dir(), &q.lock_dir().join("sync.todo")).unwrap();
         g.sync().unwrap();
-        std::fs::write(q.todo("4.5.6"), "x").unwrap();
         handle(&q, &rec, "todo 4.5.6", now).unwrap();
-        assert_eq!(usable(&q), ["1.2.3.t"], "covered: usable");
-        assert!(
-            spare("p.1.2.3.m").exists(),
-            "mess/ not synced since: pending"
+        assert_eq!(usable(&q), [t_ino], "covered: usable");
+        assert_eq!(
+            pending(&q),
+            sorted(vec![m_ino, t2_ino]),
+            "mess/ not synced since"
         );
-        assert!(spare("p.4.5.6.t").exists());
         // clean runs the fsyncs itself: every spare is usable.
         handle(&q, &rec, "clean", now).unwrap();
-        assert_eq!(usable(&q), ["1.2.3.m", "1.2.3.t", "4.5.6.t"]);
-        // A restart drops the pending names a crash left, and moves the usable spares an
-        // older queue-clean left in spare/ itself into their lanes.
+        assert_eq!(sorted(usable(&q)), sorted(vec![t_ino, m_ino, t2_ino]));
+        assert!(pending(&q).is_empty());
+        // A restart drops the pending names an older queue-clean's crash left in spare/,
+        // and moves the usable spares it left in spare/ itself into their lanes.
         std::fs::write(spare("p.7.7.7.m"), "").unwrap();
         std::fs::write(spare("8.8.18.m"), "").unwrap();
+        let old = ino(&spare("8.8.18.m"));
+        drop(rec);
         drop(Recycler::new(&q));
         assert!(!spare("p.7.7.7.m").exists() && !spare("8.8.18.m").exists());
-        assert_eq!(usable(&q), ["1.2.3.m", "1.2.3.t", "4.5.6.t", "8.8.18.m"]);
+        assert_eq!(sorted(usable(&q)), sorted(vec![t_ino, m_ino, t2_ino, old]));
         // Without recycling (no spare/, or off), files are unlinked.
         let off = Recycler::off();
         std::fs::write(q.mess("8.8.8"), "m").unwrap();
         handle(&q, &off, "mess 8.8.8", now).unwrap();
-        assert!(!q.mess("8.8.8").exists() && !spare("p.8.8.8.m").exists());
+        assert!(!q.mess("8.8.8").exists());
+        let kept = lane_files(&q);
+        assert_eq!(
+            kept.iter()
+                .filter(|(n, _)| !n.starts_with(spare::FRESH))
+                .count(),
+            4
+        );
+    }
+
+    // See: issue #11 (one rename per finished file: the watermark must never cover a move
+    // whose fsync has not started after it, nor go backwards across a restart)
+    #[test]
+    fn the_watermark_covers_only_durable_moves_and_never_goes_backwards() {
+        let (_d, q) = setup();
+        let mark = || spare::Mark::open(&q).unwrap().read().unwrap();
+        let rec = Recycler::new(&q);
+        let w0 = mark();
+        let now = SystemTime::now();
+        std::fs::write(q.todo("1.1.1"), "F\0\0").unwrap();
+        handle(&q, &rec, "todo 1.1.1", now).unwrap();
+        // No fsync of todo/ since the move: the watermark stays below its number.
+        let (name, _) = lane_files(&q).pop().unwrap();
+        let seq = spare::seq_of(&name).unwrap();
+        assert!(seq > w0 && mark() < seq, "{name} w={}", mark());
+        // queue-clean killed here (its lock dropped without a flush), a new one starts: it
+        // makes the earlier moves durable and numbers its own above them and the record.
+        drop(rec);
+        let rec = Recycler::new(&q);
+        let w1 = mark();
+        assert!(w1 >= seq, "the left-over move is durable now: {w1} < {seq}");
+        std::fs::write(q.mess("1.1.1"), "m").unwrap();
+        handle(&q, &rec, "mess 1.1.1", now).unwrap();
+        let seq2 = lane_files(&q)
+            .iter()
+            .filter_map(|(n, _)| spare::seq_of(n))
+            .max()
+            .unwrap();
+        assert!(
+            seq2 > w1,
+            "a new number is above the watermark: {seq2} <= {w1}"
+        );
+        assert_eq!(mark(), w1, "not durable yet");
+        drop(rec);
+        // A record far ahead (a clock stepped back since): the next run starts above it.
+        let far = w1 + (1 << 40);
+        spare::Mark::create(&q).unwrap().write(far).unwrap();
+        let rec = Recycler::new(&q);
+        assert!(mark() >= far, "never backwards");
+        std::fs::write(q.todo("2.2.2"), "F\0\0").unwrap();
+        handle(&q, &rec, "todo 2.2.2", now).unwrap();
+        let top = lane_files(&q)
+            .iter()
+            .filter_map(|(n, _)| spare::seq_of(n))
+            .max()
+            .unwrap();
+        assert!(top > far);
+        // While one queue-clean holds the watermark, another keeps nothing: it unlinks.
+        let second = Recycler::new(&q);
+        std::fs::write(q.mess("2.2.2"), "m").unwrap();
+        let before = lane_files(&q).len();
+        handle(&q, &second, "mess 2.2.2", now).unwrap();
+        assert!(!q.mess("2.2.2").exists());
+        assert_eq!(lane_files(&q).len(), before, "unlinked, not kept");
     }
 
     // See: issue #11
@@ -823,13 +1053,15 @@ mod tests {
         handle(&q, &rec, "mess 1.1.1", now).unwrap();
         handle(&q, &rec, "mess 1.1.2", now).unwrap();
         assert!(!q.mess("1.1.1").exists() && !q.mess("1.1.2").exists());
-        let kept: Vec<String> = std::fs::read_dir(q.spare_dir())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with(spare::PENDING))
-            .collect();
+        let kept = lane_files(&q);
         assert_eq!(kept.len(), 1, "{kept:?}");
-        assert!(kept[0].contains("1.1.2"), "{kept:?}");
+        assert_eq!(
+            std::fs::metadata(spare::lane_dir(&q, 2).join(&kept[0].0))
+                .unwrap()
+                .len(),
+            spare::MAX_SPARE_LEN,
+            "{kept:?}"
+        );
     }
 
     #[test]
@@ -935,7 +1167,9 @@ mod tests {
         // Filled already: nothing more; finished files still find room up to MAX_SPARES.
         assert_eq!(rec.fill(&q), 0);
         std::fs::write(q.mess("1.1.1"), "m").unwrap();
+        let ino = std::fs::metadata(q.mess("1.1.1")).unwrap().ino();
         handle(&q, &rec, "mess 1.1.1", SystemTime::now()).unwrap();
-        assert!(q.spare_dir().join("p.1.1.1.m").exists());
+        assert!(!q.mess("1.1.1").exists());
+        assert_eq!(pending(&q), [ino], "kept");
     }
 }

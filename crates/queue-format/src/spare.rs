@@ -14,11 +14,26 @@
 //!
 //! The rules that keep this as safe as unlinking:
 //!
-//! - **A spare is usable only once its removal is durable.** queue-clean renames into
-//!   `spare/p.NAME` (pending) and renames to `spare/LANE/NAME` only after an `fsync` of the
-//!   directory it came from has started after the move (the group-commit record of
-//!   `todo/` or `mess/`, mailorder-core `atomic::GroupSync`, or its own `fsync`). Otherwise
-//!   a crash could bring back `todo/OLD` naming an inode that a new message has rewritten.
+//! - **A spare is usable only once its removal is durable.** queue-clean renames a
+//!   finished file straight into its lane under a sequence number, `spare/LANE/p.SEQ.PID.t`
+//!   (or `.m`), and records in `queue/lock/spare.mark` (the *watermark*, [`Mark`]) the
+//!   highest SEQ whose move, and every earlier one's, is covered by an `fsync` of the
+//!   directory it came from that started after the move (the group-commit record of `todo/`
+//!   or `mess/`, mailorder-core `atomic::GroupSync`, or its own `fsync`). [`Taker`] takes a
+//!   `p.` name only when its SEQ is at or below the watermark it has just read. Otherwise a
+//!   crash could bring back `todo/OLD` naming an inode that a new message has rewritten.
+//!   (Until 2026-12-07 a finished file was renamed twice: into `spare/p.ID.t`, then into
+//!   its lane once durable; one rename per file less is the watermark's point.)
+//! - **The watermark never covers a move that is not durable, across restarts too.** The
+//!   record is written only after the fsync that covers it has succeeded, so what a crash
+//!   leaves on disk is at most older (lower), never ahead. One queue-clean at a time keeps
+//!   spares: the one holding the record's `flock`. At its start (before any move) it
+//!   `fsync`s `todo/` and `mess/`, which makes every move an earlier run left durable, and
+//!   numbers its own moves from above the record, above every `p.` name in the lanes and
+//!   above the clock in microseconds (which covers a record lost or damaged while `queue`
+//!   processes that read it still run), then records the number below its first: no
+//!   sequence number at or below a watermark ever names a move that is not durable, and the
+//!   watermark never goes backwards.
 //! - **A spare linked anywhere else is never rewritten.** On a filesystem without a journal
 //!   a crash during a rename can leave both names; after `fsck` the inode has two links.
 //!   [`Taker::take`] rewrites only a regular file with exactly one link; for any other it
@@ -36,7 +51,7 @@
 //!
 //! Usable spares are spread over [`LANES`] directories `spare/00` … `spare/15`, each file
 //! in the lane of the `queue` process that wrote its message, so that many `queue`
-//! processes do not race for the same names (see [`LANES`]); pending ones stay in `spare/`.
+//! processes do not race for the same names (see [`LANES`]).
 //!
 //! At most [`MAX_SPARES`] are kept, each of at most [`MAX_SPARE_LEN`] octets; beyond that
 //! queue-clean unlinks as before. No spare directory (an older installation) means no
@@ -71,12 +86,109 @@ pub const LANES: usize = 16;
 /// one large message does not keep its blocks in the pool.
 pub const MAX_SPARE_LEN: u64 = 64 * 1024;
 
-/// Prefix of a spare whose removal from `todo/` or `mess/` is not yet known durable
-/// (`spare/p.ID.t`, `spare/p.ID.m`: pending spares stay in `spare/` itself).
+/// Prefix of a spare queue-clean moved into a lane (`spare/LANE/p.SEQ.PID.t`,
+/// [`moved_name`]: usable once the watermark reaches SEQ, [`Mark`]); an older queue-clean
+/// kept its pending spares as `spare/p.ID.t` in `spare/` itself, never usable.
 pub const PENDING: &str = "p.";
 
 /// Prefix of a spare queue-clean created empty, ahead of need (`spare/LANE/c.PID.N.m`).
 pub const FRESH: &str = "c.";
+
+/// The watermark record's name in `queue/lock/` ([`Mark`]).
+pub const MARK: &str = "spare.mark";
+
+/// The watermark record: `SM1\n`, the highest sequence number whose move into the pool is
+/// durable (with every lower one), and its complement (a torn or damaged record reads as
+/// none: no `p.` name is taken). queue-clean writes it (holding its `flock` for its
+/// lifetime: one writer), `queue` reads it with one `pread` per listing; it is never
+/// fsynced (what a crash leaves is an older value, which only holds spares back).
+#[derive(Debug)]
+pub struct Mark {
+    file: File,
+}
+
+const MARK_MAGIC: &[u8; 4] = b"SM1\n";
+const MARK_LEN: usize = 4 + 8 + 8;
+
+impl Mark {
+    /// `queue/lock/spare.mark`.
+    pub fn path(q: &Queue) -> PathBuf {
+        q.lock_dir().join(MARK)
+    }
+
+    /// Open the record to read it (`queue`).
+    pub fn open(q: &Queue) -> std::io::Result<Mark> {
+        File::open(Mark::path(q)).map(|file| Mark { file })
+    }
+
+    /// Open the record to write it, creating it (mode 0600) if missing (queue-clean).
+    pub fn create(q: &Queue) -> std::io::Result<Mark> {
+        use std::os::unix::fs::OpenOptionsExt;
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(Mark::path(q))
+            .map(|file| Mark { file })
+    }
+
+    /// Take the writer's `flock` without waiting: `false` while another queue-clean holds it.
+    pub fn try_lock(&self) -> bool {
+        self.file.try_lock().is_ok()
+    }
+
+    /// The watermark, `None` when the record is missing, torn or damaged.
+    pub fn read(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; MARK_LEN];
+        self.file.read_exact_at(&mut buf, 0).ok()?;
+        if &buf[..4] != MARK_MAGIC {
+            return None;
+        }
+        let w = u64::from_le_bytes(buf[4..12].try_into().ok()?);
+        let check = u64::from_le_bytes(buf[12..].try_into().ok()?);
+        (check == !w).then_some(w)
+    }
+
+    /// Record `w` (one `pwrite`; queue-clean only, holding the lock, and only for moves
+    /// whose covering `fsync` has succeeded).
+    pub fn write(&self, w: u64) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut out = [0u8; MARK_LEN];
+        out[..4].copy_from_slice(MARK_MAGIC);
+        out[4..12].copy_from_slice(&w.to_le_bytes());
+        out[12..].copy_from_slice(&(!w).to_le_bytes());
+        self.file.write_all_at(&out, 0)
+    }
+}
+
+/// The name a finished `todo/ID` (`kind` `t`) or `mess/ID` (`m`) gets in its lane
+/// ([`lane_of`]) when queue-clean moves it there with sequence number `seq`:
+/// `p.SEQ.PID.KIND`, PID being the id's last part (the `queue` process that wrote it, which
+/// takes its own files back first). Usable once the watermark reaches `seq` ([`Mark`]).
+pub fn moved_name(seq: u64, id: &str, kind: char) -> String {
+    let pid = id.rsplit('.').next().unwrap_or("0");
+    format!("{PENDING}{seq}.{pid}.{kind}")
+}
+
+/// The sequence number of a name made by [`moved_name`]; `None` for any other name.
+pub fn seq_of(name: &str) -> Option<u64> {
+    let mut parts = name.strip_prefix(PENDING)?.split('.');
+    let (seq, pid, kind) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || kind.len() != 1 || pid.parse::<u32>().is_err() {
+        return None;
+    }
+    seq.parse().ok()
+}
+
+/// Rename `from` to `to` unless `to` exists (`renameat2(RENAME_NOREPLACE)`): queue-clean's
+/// move of a finished file into its lane.
+pub fn move_to(from: &Path, to: &Path) -> std::io::Result<()> {
+    renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE)
+        .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+}
 
 /// How long a taker whose own lane had no spare waits before it lists that lane again.
 const RELIST: Duration = Duration::from_millis(20);
@@ -137,6 +249,11 @@ pub struct Taker {
     /// its lane.
     messages: Vec<(usize, String)>,
     envelopes: Vec<(usize, String)>,
+    /// Names of the last listing whose sequence number was above the watermark, with
+    /// their lane and number: usable once a later read of the watermark reaches them.
+    later: Vec<(usize, String, u64)>,
+    /// The watermark record, opened at the first listing that needs it.
+    mark: Option<Mark>,
     /// When the own lane was last listed and had nothing for the kind asked.
     own_dry: Option<Instant>,
     /// When the other lanes were last looked through in vain.
@@ -164,7 +281,7 @@ impl Taker {
             return None;
         }
         loop {
-            if !self.has(kind) && !self.refill(q, kind) {
+            if !self.has(kind) && !self.promote(q, kind) && !self.refill(q, kind) {
                 return None;
             }
             let (lane, name) = match kind {
@@ -196,6 +313,40 @@ impl Taker {
         }
     }
 
+    /// Move the names kept for later whose sequence number the watermark now reaches into
+    /// the usable ones (one `pread`, only when one of them would fit `kind`).
+    fn promote(&mut self, q: &Queue, kind: For) -> bool {
+        let fits = |n: &str| kind == For::Message || n.ends_with(".t");
+        if !self.later.iter().any(|(_, n, _)| fits(n)) {
+            return false;
+        }
+        let Some(w) = self.watermark(q) else {
+            return false;
+        };
+        let mut later = std::mem::take(&mut self.later);
+        later.retain(|(lane, n, seq)| {
+            if *seq > w {
+                return true;
+            }
+            if n.ends_with(".m") {
+                self.messages.push((*lane, n.clone()));
+            } else {
+                self.envelopes.push((*lane, n.clone()));
+            }
+            false
+        });
+        self.later = later;
+        self.has(kind)
+    }
+
+    /// The watermark as recorded now; `None` when there is no usable record.
+    fn watermark(&mut self, q: &Queue) -> Option<u64> {
+        if self.mark.is_none() {
+            self.mark = Mark::open(q).ok();
+        }
+        self.mark.as_ref()?.read()
+    }
+
     /// List the own lane again (at once after a listing that had spares, else at most
     /// every [`RELIST`]); when it has none of `kind`, look through the other lanes (at
     /// most every [`SWEEP`] after a sweep in vain).
@@ -223,16 +374,20 @@ impl Taker {
         false
     }
 
-    /// Replace the names kept by those in `lane`.
+    /// Replace the names kept by those in `lane`: a name queue-clean moved there
+    /// ([`moved_name`]) only when the watermark, read after the listing, reaches its
+    /// sequence number, else it is kept for later (with those of the other lanes listed
+    /// since: a sweep of the other lanes does not forget the own lane's).
     fn list(&mut self, q: &Queue, lane: usize) {
         self.messages.clear();
         self.envelopes.clear();
+        self.later.retain(|(l, _, _)| *l != lane);
         let Ok(dir) = std::fs::read_dir(lane_dir(q, lane)) else {
             return;
         };
         let names: Vec<String> = dir
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
-            .filter(|n| !n.starts_with(PENDING) && !n.starts_with('.'))
+            .filter(|n| !n.starts_with('.') && (!n.starts_with(PENDING) || seq_of(n).is_some()))
             .collect();
         // Processes that share a lane list the same names: each takes back its own files
         // first (taken last from the end, so put last), then the others from its own place,
@@ -246,7 +401,17 @@ impl Taker {
             others.rotate_left(k);
         }
         others.append(&mut own);
+        let mut w = None;
         for n in others {
+            if let Some(seq) = seq_of(&n) {
+                if w.is_none() {
+                    w = Some(self.watermark(q));
+                }
+                if w.flatten().is_none_or(|w| seq > w) {
+                    self.later.push((lane, n, seq));
+                    continue;
+                }
+            }
             if n.ends_with(".m") {
                 self.messages.push((lane, n));
             } else {
@@ -428,6 +593,46 @@ mod tests {
                 .is_none()
         );
         assert!(!q.mess("1.1.1").exists());
+    }
+
+    // See: issue #11 (one rename per finished file: queue-clean moves it straight into its
+    // lane, and a taker takes it only once the watermark says the move is durable)
+    #[test]
+    fn a_moved_spare_is_never_taken_above_the_watermark() {
+        let (_d, q) = queue();
+        let id = format!("1.1.{}", Queue::pid());
+        let name = moved_name(5, &id, 'm');
+        assert_eq!(seq_of(&name), Some(5));
+        assert_eq!(
+            seq_of("p.1.2.3.m"),
+            None,
+            "an older queue-clean's pending name"
+        );
+        assert_eq!(seq_of("c.1.2.m"), None);
+        let spare = lane_dir(&q, lane_of(&id)).join(&name);
+        std::fs::write(&spare, "five").unwrap();
+        let mut t = Taker::default();
+        // No record: nothing moved is taken.
+        assert!(t.take(&q, &q.mess("2.2.1"), For::Message).is_none());
+        let mark = Mark::create(&q).unwrap();
+        mark.write(4).unwrap();
+        assert!(t.take(&q, &q.mess("2.2.2"), For::Message).is_none());
+        assert!(spare.exists() && !q.mess("2.2.2").exists());
+        // A damaged record covers nothing.
+        let mut bad = [0u8; MARK_LEN];
+        bad[..4].copy_from_slice(MARK_MAGIC);
+        bad[4..12].copy_from_slice(&9u64.to_le_bytes());
+        std::fs::write(Mark::path(&q), bad).unwrap();
+        assert_eq!(mark.read(), None);
+        assert!(t.take(&q, &q.mess("2.2.3"), For::Message).is_none());
+        assert!(spare.exists());
+        // The watermark reaches it: taken, without listing the lane again.
+        mark.write(5).unwrap();
+        let sp = t
+            .take(&q, &q.mess("2.2.4"), For::Message)
+            .expect("usable now");
+        assert_eq!(sp.old_len, 4);
+        assert!(!spare.exists());
     }
 
     // See: issue #11 (two processes sharing a lane took the same names one after the other:

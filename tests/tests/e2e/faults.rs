@@ -348,8 +348,9 @@ fn kill9_of_pooled_smtpd_framed_queue_and_delivery_workers_loses_nothing_accepte
             // Every long-lived worker of the mail path: pooled smtpd, the filter's and
             // smtpd's framed queue children, dispatch itself, its delivery workers and
             // remote-send runs, and queue-clean (killed between moving a finished file
-            // into queue/spare/ and making it usable, the pending spare is dropped by the
-            // next one, never reused). The delivery workers' turn comes before dispatch's,
+            // into its spare lane and raising the watermark over it, the next one fsyncs
+            // todo/ and mess/ before it raises the watermark: never reused before its move
+            // is durable). The delivery workers' turn comes before dispatch's,
             // not right after it: a killed dispatch takes its workers with it, and the one
             // restarted starts new ones only with its first deliveries, so a turn right
             // after dispatch's kill found none, again and again (no local-deliver killed
