@@ -119,7 +119,10 @@ fn recv_conn_into(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Option<(Ow
         let n = msg.bytes;
         let truncated = msg.flags.contains(MsgFlags::MSG_TRUNC);
         // Own every descriptor that came, so none leaks whatever happens next.
-        let mut owned: Vec<OwnedFd> = fds.into_iter().filter_map(crate::sys::take_fd).collect();
+        let mut owned: Vec<OwnedFd> = fds
+            .into_iter()
+            .filter_map(crate::sys::own_received)
+            .collect();
         if n == 0 && owned.is_empty() {
             return Ok(None);
         }

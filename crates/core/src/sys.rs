@@ -59,6 +59,20 @@ pub fn take_fd(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
     Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
 }
 
+/// Take ownership of a descriptor the kernel has just put into this process, received in
+/// an `SCM_RIGHTS` message: open by construction and owned by nobody yet, so it is not
+/// checked the way [`take_fd`] checks an inherited one (issue #11: one `fcntl` less per
+/// hand-off). `None` for a negative number, which the kernel never gives.
+pub fn own_received(fd: RawFd) -> Option<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: `recvmsg` has just installed `fd` in this process and given its number to the
+    // caller alone; the OwnedFd becomes its only owner.
+    Some(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}
+
 /// Arrange for the child that `cmd` spawns to have `fd` (open in the parent) as descriptor
 /// `target`, without close-on-exec — e.g. a pipe on fd 3 for a checkpassword program. The
 /// parent must keep `fd` open until the child is spawned.

@@ -73,6 +73,9 @@ pub struct Config {
     pub queue: PathBuf,
     /// The effective uid this process runs as: it must be the mailbox owner's, never 0.
     pub euid: u32,
+    /// `control/maxhops` as a long-lived worker read it and keeps it while `control/` is
+    /// unchanged (issue #11); `None`: read the file for this delivery.
+    pub maxhops: Option<u64>,
 }
 
 /// The result: exit class and one line of text for the scheduler's log and bounces.
@@ -301,6 +304,41 @@ struct Ctx<'a> {
     /// Marked spam by the content filter (`X-Spam-Flag: YES`): the user's own Maildir
     /// delivery goes into its Junk folder (issue 13).
     spam: bool,
+    /// The whole message, when it was read at once ([`read_whole`]); else it is read from
+    /// the file again by each instruction.
+    whole: Option<&'a [u8]>,
+}
+
+/// Messages up to this size are read whole, once, into memory.
+const READ_WHOLE_MAX: u64 = 1 << 20;
+
+/// The whole message, read at once by position (`pread`), when it is a regular file of at
+/// most [`READ_WHOLE_MAX`] octets; else `None` (read as a stream). Issue #11: the loop
+/// check and the Maildir copy each read the file after a seek, five system calls per
+/// message where one does. The buffer has one octet more than the size: a read that fills
+/// it means the file grew since it was looked at (a queue file never does: it is written
+/// once), and a short one that it shrank; either way it is read as a stream.
+fn read_whole(msg: &File, meta: &fs::Metadata) -> io::Result<Option<Vec<u8>>> {
+    use std::os::unix::fs::FileExt;
+    let len = meta.len();
+    if !meta.is_file() || len > READ_WHOLE_MAX {
+        return Ok(None);
+    }
+    let Ok(len) = usize::try_from(len) else {
+        return Ok(None);
+    };
+    let mut buf = vec![0; len + 1];
+    let n = loop {
+        match msg.read_at(&mut buf, 0) {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            r => break r?,
+        }
+    };
+    if n != len {
+        return Ok(None);
+    }
+    buf.truncate(len);
+    Ok(Some(buf))
 }
 
 fn deliver(
@@ -325,17 +363,28 @@ fn deliver(
         None => user.address.clone(),
     };
     let stdin = Path::new("stdin");
-    msg.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek (message must be a file)", stdin))?;
-    let hops = header::scan(BufReader::new(&*msg), &dt_addr).map_err(io_err("read", stdin))?;
+    let meta = msg.metadata().map_err(io_err("stat", stdin))?;
+    let whole = read_whole(msg, &meta).map_err(io_err("read", stdin))?;
+    let hops = match &whole {
+        Some(m) => header::scan(&m[..], &dt_addr),
+        None => {
+            msg.seek(SeekFrom::Start(0))
+                .map_err(io_err("seek (message must be a file)", stdin))?;
+            header::scan(BufReader::new(&*msg), &dt_addr)
+        }
+    }
+    .map_err(io_err("read", stdin))?;
     if hops.looped {
         return Err(DeliverError::Loop(dt_addr));
     }
-    let maxhops = cfg.control.number("maxhops", DEFAULT_MAXHOPS)?;
+    let maxhops = match cfg.maxhops {
+        Some(m) => m,
+        None => cfg.control.number("maxhops", DEFAULT_MAXHOPS)?,
+    };
     if hops.count > maxhops {
         return Err(DeliverError::TooManyHops(hops.count));
     }
-    let len = msg.metadata().map_err(io_err("stat", stdin))?.len();
+    let len = meta.len();
     let dtline = format!("Delivered-To: {dt_addr}\n");
     let rpline = format!("Return-Path: <{}>\n", cfg.sender);
     let size = len + dtline.len() as u64 + rpline.len() as u64;
@@ -358,6 +407,7 @@ fn deliver(
         ext: ext.map(dotqmail::file_ext),
         default_part: None,
         spam: is_spam(cfg, &hops, user)?,
+        whole: whole.as_deref(),
     };
     let instructions = instructions(&mut ctx)?;
     let outcome = execute(&ctx, &instructions, msg)?;
@@ -409,9 +459,15 @@ fn autoreply_send(ctx: &Ctx, text: &str, msg: &mut File) -> Result<(), DeliverEr
     if ctx.spam {
         return skip(autoreply::Skip::Spam);
     }
-    msg.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", stdin))?;
-    let header = autoreply::Header::read(&mut *msg).map_err(io_err("read", stdin))?;
+    let header = match ctx.whole {
+        Some(m) => autoreply::Header::read(m),
+        None => {
+            msg.seek(SeekFrom::Start(0))
+                .map_err(io_err("seek", stdin))?;
+            autoreply::Header::read(&mut *msg)
+        }
+    }
+    .map_err(io_err("read", stdin))?;
     let mut me = vec![ctx.user.address.clone(), cfg.recipient.to_ascii_lowercase()];
     me.dedup();
     if let Err(why) = autoreply::check(&cfg.sender, &header, &me, !settings.any_recipient) {
@@ -643,8 +699,6 @@ fn deliver_maildir(ctx: &Ctx, line: &str, msg: &mut File) -> Result<PathBuf, Del
         }
         None => None,
     };
-    msg.seek(SeekFrom::Start(0))
-        .map_err(io_err("seek", Path::new("stdin")))?;
     let headers = format!("{}{}", ctx.rpline, ctx.dtline);
     // Spam into the user's own Maildir goes to its Junk folder (created if missing; IMAP
     // shows it as \Junk), unless the user said `status=nojunk`. The quota stays the
@@ -654,7 +708,15 @@ fn deliver_maildir(ctx: &Ctx, line: &str, msg: &mut File) -> Result<PathBuf, Del
             .then(|| md.create_folder("Junk"))
             .transpose()?;
     let target = junk.as_ref().unwrap_or(&md);
-    let delivered = target.deliver(io::Cursor::new(headers.into_bytes()).chain(&*msg))?;
+    let head = io::Cursor::new(headers.into_bytes());
+    let delivered = match ctx.whole {
+        Some(m) => target.deliver(head.chain(m))?,
+        None => {
+            msg.seek(SeekFrom::Start(0))
+                .map_err(io_err("seek", Path::new("stdin")))?;
+            target.deliver(head.chain(&*msg))?
+        }
+    };
     // The message is delivered: a failure to record its size only makes the usage stale
     // until the next recalculation, so it is logged, not reported.
     let size = mailorder_maildir::name::size_tag(&delivered.to_string_lossy()).unwrap_or(ctx.size);

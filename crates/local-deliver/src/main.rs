@@ -48,6 +48,7 @@ fn deliver(sender: &str, recipient: &str) -> Outcome {
             .and_then(|v| v.parse().ok()),
         queue: root::program("queue"),
         euid: mailorder_core::sys::ids().1,
+        maxhops: None,
     };
     let mut msg = match std::io::stdin().as_fd().try_clone_to_owned() {
         Ok(fd) => File::from(fd),

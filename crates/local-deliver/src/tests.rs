@@ -43,6 +43,7 @@ impl T {
             queue_age: None,
             queue: root.join("bin/queue"),
             euid: UID,
+            maxhops: None,
         };
         // A fake queue: message to q.msg, envelope (read from fd 1) to q.env.
         let script = format!(

@@ -13,7 +13,8 @@
 //! `control/` and `directory/` is quiet (`mailorder_core::watch`): any edit there makes the
 //! next message open it again, so a user added, changed or removed is seen by the first
 //! delivery after the change. The LDAP back-end is opened for each message, as in a
-//! one-shot run (it holds a server connection).
+//! one-shot run (it holds a server connection). `control/maxhops`, which every delivery
+//! asks, is kept with it under the same watch.
 
 use crate::{Config, Outcome, run};
 use mailorder_core::watch::Kept;
@@ -34,7 +35,7 @@ pub fn serve(sock: &OwnedFd) -> u8 {
     // The worker's uid never changes: asked once, not per message.
     let euid = mailorder_core::sys::ids().1;
     let top = root::root();
-    let mut dir = Kept::new(vec![top.join("control"), top.join("directory")]);
+    let mut dir: Kept<Read> = Kept::new(vec![top.join("control"), top.join("directory")]);
     loop {
         let (fd, vars) = match mailorder_core::handoff::recv_conn(sock.as_fd()) {
             Ok(Some(r)) => r,
@@ -54,11 +55,29 @@ pub fn serve(sock: &OwnedFd) -> u8 {
     }
 }
 
+/// What a worker keeps while `control/` and `directory/` are unchanged: the directory, and
+/// `control/maxhops` when it could be read (else each delivery reads it, and reports what
+/// is wrong with it).
+struct Read {
+    dir: Directory,
+    maxhops: Option<u64>,
+}
+
+fn read() -> Result<Read, mailorder_directory::DirError> {
+    let maxhops = mailorder_core::control::Control::default()
+        .number("maxhops", crate::DEFAULT_MAXHOPS)
+        .ok();
+    Ok(Read {
+        dir: Directory::open()?,
+        maxhops,
+    })
+}
+
 fn deliver_one(
     fd: OwnedFd,
     vars: HashMap<String, String>,
     euid: u32,
-    dir: &mut Kept<Directory>,
+    dir: &mut Kept<Read>,
 ) -> Outcome {
     let (Some(sender), Some(recipient)) = (vars.get("S"), vars.get("R")) else {
         return Outcome {
@@ -66,7 +85,7 @@ fn deliver_one(
             text: "worker request without sender or recipient (#4.3.5)".to_owned(),
         };
     };
-    let cfg = Config {
+    let mut cfg = Config {
         sender: sender.clone(),
         recipient: recipient.clone(),
         root: root::root(),
@@ -74,11 +93,13 @@ fn deliver_one(
         queue_age: vars.get("A").and_then(|v| v.parse().ok()),
         queue: root::program("queue"),
         euid,
+        maxhops: None,
     };
     let mut msg = File::from(fd);
-    let resolved = dir
-        .get(Directory::open, |d| !d.is_ldap())
-        .and_then(|d| d.resolve(&cfg.recipient));
+    let resolved = dir.get(read, |r| !r.dir.is_ldap()).and_then(|r| {
+        cfg.maxhops = r.maxhops;
+        r.dir.resolve(&cfg.recipient)
+    });
     // A lookup that failed is not trusted to the kept directory: opened again next time.
     if resolved.is_err() {
         dir.forget();

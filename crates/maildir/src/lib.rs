@@ -478,21 +478,53 @@ pub struct Tmp {
 
 /// Copy `reader` into `file`, checking every write, then `fsync` and a checked `close`.
 /// Returns (bytes written, bytes with bare LF counted as CRLF).
+///
+/// The buffer is filled before each write, so a message handed over in pieces (a delivery's
+/// `Return-Path:` and `Delivered-To:` lines, then the message) is one `write` when it fits
+/// (issue #11); each thread keeps its buffer for the next message.
 fn write_synced<R: Read>(
     mut file: fs::File,
     reader: &mut R,
     path: &Path,
 ) -> Result<(u64, u64), MaildirError> {
-    let mut buf = vec![0u8; 64 * 1024];
+    const BUF: usize = 64 * 1024;
+    thread_local! {
+        static KEPT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    // Taken out for the copy, put back after: never borrowed across a call out.
+    let mut buf = KEPT.with_borrow_mut(std::mem::take);
+    buf.resize(BUF, 0);
+    let copied = copy_counting(&mut file, reader, &mut buf, path);
+    KEPT.with_borrow_mut(|k| *k = buf);
+    let (size, bare_lf) = copied?;
+    file.sync_all()
+        .map_err(|e| MaildirError::io("fsync", path, e))?;
+    nix::unistd::close(file).map_err(|e| MaildirError::io("close", path, e.into()))?;
+    Ok((size, size + bare_lf))
+}
+
+/// The copy of [`write_synced`] through `buf`: (bytes, bare LFs).
+fn copy_counting<R: Read>(
+    file: &mut fs::File,
+    reader: &mut R,
+    buf: &mut [u8],
+    path: &Path,
+) -> Result<(u64, u64), MaildirError> {
     let (mut size, mut bare_lf) = (0u64, 0u64);
     let mut prev = 0u8;
     loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(MaildirError::io("read message", path, e)),
-        };
+        let mut n = 0;
+        while n < buf.len() {
+            match reader.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(MaildirError::io("read message", path, e)),
+            }
+        }
+        if n == 0 {
+            return Ok((size, bare_lf));
+        }
         let chunk = &buf[..n];
         file.write_all(chunk)
             .map_err(|e| MaildirError::io("write", path, e))?;
@@ -503,11 +535,10 @@ fn write_synced<R: Read>(
             prev = b;
         }
         size += n as u64;
+        if n < buf.len() {
+            return Ok((size, bare_lf));
+        }
     }
-    file.sync_all()
-        .map_err(|e| MaildirError::io("fsync", path, e))?;
-    nix::unistd::close(file).map_err(|e| MaildirError::io("close", path, e.into()))?;
-    Ok((size, size + bare_lf))
 }
 
 #[cfg(test)]

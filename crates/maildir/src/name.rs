@@ -28,26 +28,36 @@ pub fn escape_host(host: &str) -> String {
 
 /// A unique name `SECONDS.MUSECPPID_N.HOST` from its parts.
 pub fn unique_from(secs: u64, usec: u32, pid: u32, n: u64, host: &str) -> String {
-    format!("{secs}.M{usec}P{pid}_{n}.{}", escape_host(host))
+    unique_escaped(secs, usec, pid, n, &escape_host(host))
+}
+
+fn unique_escaped(secs: u64, usec: u32, pid: u32, n: u64, host: &str) -> String {
+    format!("{secs}.M{usec}P{pid}_{n}.{host}")
+}
+
+/// This process's id and escaped host name, as unique names carry them: asked once per
+/// process (issue #11: `getpid` and `uname` were two of a delivery worker's system calls per
+/// message). No program of ours delivers in a child it forked without exec; a name taken
+/// twice anyway is refused by the `O_EXCL` create (or the `link`) and another is taken.
+fn me() -> &'static (u32, String) {
+    static ME: std::sync::OnceLock<(u32, String)> = std::sync::OnceLock::new();
+    ME.get_or_init(|| {
+        let host = nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        (std::process::id(), escape_host(&host))
+    })
 }
 
 /// A fresh unique name for this process: now, this pid, the next sequence number and
-/// `gethostname()`.
+/// `gethostname()` (the host name as it was at the process's first name).
 pub fn unique() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
-    let host = nix::unistd::gethostname()
-        .map(|h| h.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let (pid, host) = me();
     let n = SEQ.fetch_add(1, Ordering::Relaxed);
-    unique_from(
-        now.as_secs(),
-        now.subsec_micros(),
-        std::process::id(),
-        n,
-        &host,
-    )
+    unique_escaped(now.as_secs(), now.subsec_micros(), *pid, n, host)
 }
 
 /// The name under `new/`: the unique name plus `,S=<size>,W=<size with CRLF>`.

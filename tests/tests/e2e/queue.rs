@@ -270,6 +270,38 @@ fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
 
 // See: issue #11
 #[test]
+fn a_delivery_worker_sees_a_maxhops_edit_at_the_next_message() {
+    // A worker keeps control/maxhops with the directory while control/ is unchanged: a
+    // lower limit must stop the very next message, in the same worker process.
+    let mut t = Tree::new();
+    let pid = t.start_dispatch();
+    // Two hops: this Received line and the queue's.
+    let msg = "Received: from a.example by b.example; Mon, 7 Dec 2026 10:00:00 +0000\n\
+               Subject: hops\n\nx\n";
+    t.inject("demo@example.test", &["demo@example.test"], msg);
+    t.wait_messages("demo", 1, 30);
+    let workers = delivery_workers(pid);
+    assert_eq!(
+        workers.len(),
+        1,
+        "one worker after one delivery: {workers:?}"
+    );
+    t.control("maxhops", "1");
+    t.inject("demo@example.test", &["demo@example.test"], msg);
+    // The second copy bounces back to demo instead of being delivered.
+    let bounced = |t: &Tree| {
+        t.messages("demo")
+            .iter()
+            .filter(|p| std::fs::read_to_string(p).is_ok_and(|m| m.contains("too many hops")))
+            .count()
+    };
+    mailorder_tests::wait_for("the bounce for too many hops", 30, || bounced(&t) == 1);
+    assert_eq!(t.messages("demo").len(), 2, "the first copy and the bounce");
+    assert_eq!(delivery_workers(pid), workers, "the same worker delivered");
+}
+
+// See: issue #11
+#[test]
 fn a_backlog_queued_while_dispatch_runs_is_all_delivered() {
     // With one local slot, new messages soon outnumber a round of deliveries: dispatch then
     // lists todo/ at most once per gap (50 µs per name, at most 100 ms) instead of at every
