@@ -384,6 +384,15 @@ impl Dispatch {
 
     /// Run until TERM; `signals` is the read end of [`catch_signals`]'s pipe.
     pub fn run(mut self, signals: File) -> Result<(), DispatchError> {
+        // The main loop's info lines are written once per pass, before it waits (issue
+        // #11: four lines per message were four writes); warnings and errors at once.
+        mailorder_core::logger::hold();
+        let end = self.main_loop(signals);
+        mailorder_core::logger::release();
+        end
+    }
+
+    fn main_loop(&mut self, signals: File) -> Result<(), DispatchError> {
         self.start_threads(signals);
         self.cleaner.cmd("clean");
         self.cleaner.flush();
@@ -451,6 +460,7 @@ impl Dispatch {
     fn wait(&mut self, timeout: Duration, now: u64) {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
         self.reap_exiting();
+        mailorder_core::logger::release();
         // Whole milliseconds, rounded up: never a busy loop before something is due.
         let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
         let wids: Vec<u64> = self.workers.keys().copied().collect();
@@ -465,10 +475,12 @@ impl Dispatch {
                     fds.push(PollFd::new(w.sock.as_fd(), PollFlags::POLLIN));
                 }
             }
-            match poll(
+            let polled = poll(
                 &mut fds,
                 PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
-            ) {
+            );
+            mailorder_core::logger::hold();
+            match polled {
                 Ok(_) => {}
                 Err(nix::errno::Errno::EINTR) => return,
                 Err(e) => {
