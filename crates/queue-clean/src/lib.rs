@@ -139,6 +139,11 @@ fn count_spares_and_seq(q: &Queue) -> (usize, u64) {
     (count, top)
 }
 
+/// How often at most the group-commit records are read for moves not yet covered (a
+/// `pread` each; read at every command they were two per message): a few milliseconds more
+/// before a spare becomes usable cost nothing, the pool holds a thousand.
+const RECHECK: Duration = Duration::from_millis(2);
+
 /// How long a queue-clean that found the watermark's lock held waits before it tries again
 /// (unlinking meanwhile).
 const RETRY_LOCK: Duration = Duration::from_secs(1);
@@ -154,6 +159,9 @@ struct Recycling {
     /// The sequence number of the next move, and the watermark as last written.
     next: u64,
     mark_at: u64,
+    /// When the group-commit records were last read for moves not yet covered
+    /// ([`RECHECK`]).
+    checked: Option<std::time::Instant>,
     /// Moves not yet under the watermark, in order: sequence number, whether it left
     /// `todo/` (else `mess/`), and when ([`GroupSync::stamp`], taken after the move).
     pending: std::collections::VecDeque<(u64, bool, u64)>,
@@ -211,6 +219,7 @@ impl Recycler {
             tried: None,
             next: 0,
             mark_at: 0,
+            checked: None,
             pending: std::collections::VecDeque::new(),
             count: 0,
             moves: 0,
@@ -234,6 +243,7 @@ impl Recycler {
                 tried: None,
                 next: 0,
                 mark_at: 0,
+                checked: None,
                 pending: std::collections::VecDeque::new(),
                 count: 0,
                 moves: 0,
@@ -448,9 +458,11 @@ impl Recycling {
     /// order: it stops at the first that is not covered); with `force`, first fsync the
     /// directories they left (shared with queue's fsyncs).
     fn promote(&mut self, q: &Queue, force: bool) {
-        if self.pending.is_empty() {
+        if self.pending.is_empty() || !force && self.checked.is_some_and(|t| t.elapsed() < RECHECK)
+        {
             return;
         }
+        self.checked = Some(std::time::Instant::now());
         let (mut todo_ok, mut mess_ok) = (None, None);
         if force {
             for (from_todo, slot, ok) in [
@@ -907,6 +919,8 @@ mod tests {
         // does every later move: the watermark covers a prefix).
         let mut g = GroupSync::open(&q.todo_dir(), &q.lock_dir().join("sync.todo")).unwrap();
         g.sync().unwrap();
+        // (The records are read again RECHECK after the last read: as if that time passed.)
+        rec.lock().checked = None;
         handle(&q, &rec, "todo 4.5.6", now).unwrap();
         assert_eq!(usable(&q), [t_ino], "covered: usable");
         assert_eq!(
