@@ -154,6 +154,10 @@ const START_CHUNK: usize = 32;
 const WORKER_MAXUSE: usize = 1000;
 /// Seconds a local worker may stay idle before it is retired.
 const WORKER_IDLE: u64 = 60;
+/// Size of `ended` that asks for a listing of `todo/` to prune it (issue #11: messages
+/// taken by name leave no listing behind them, and at 1,000 messages a second the 60 s
+/// rescan alone would let it hold 60,000 ids).
+const ENDED_PRUNE: usize = 4096;
 /// Most octets of queue-clean commands kept while queue-clean cannot be run.
 const CLEAN_PENDING_MAX: usize = 1 << 20;
 
@@ -276,6 +280,8 @@ pub struct Dispatch {
     /// Messages ended whose `todo/ID` may still be there until queue-clean removes it;
     /// pruned by each scan of `todo/`.
     ended: HashSet<String>,
+    /// How many `ended` kept after the last scan.
+    ended_kept: usize,
     /// The trigger asked for a listing: scan `todo/` once the waiting events are taken.
     scan_due: bool,
     /// Ids named by the trigger, taken once the waiting events are taken.
@@ -350,6 +356,7 @@ impl Dispatch {
             unstored: HashSet::new(),
             dirty: HashSet::new(),
             ended: HashSet::new(),
+            ended_kept: 0,
             scan_due: false,
             named: Vec::new(),
             unloaded: HashSet::new(),
@@ -890,6 +897,7 @@ impl Dispatch {
         self.last_listed = ids.len();
         let listed: HashSet<&str> = ids.iter().map(String::as_str).collect();
         self.ended.retain(|id| listed.contains(id.as_str()));
+        self.ended_kept = self.ended.len();
         // Messages whose record todo/ID still is, and ended ones, are skipped before
         // anything is read (a stored message's leftover todo/ID still goes to intake,
         // which has it removed).
@@ -1602,6 +1610,12 @@ impl Dispatch {
             }
         }
         self.ended.insert(id.to_owned());
+        // Messages taken by name are not listed, so the set is pruned by a listing once it
+        // has grown (a listing of the usual short todo/ is cheap; the doubling rule keeps
+        // files that queue-clean cannot remove from making every pass list).
+        if self.ended.len() >= ENDED_PRUNE.max(2 * self.ended_kept) {
+            self.scan_due = true;
+        }
         self.kinds.remove(id);
         self.dirty.remove(id);
         self.msgs.remove(id);
