@@ -236,6 +236,8 @@ pub(crate) struct Kept {
     trigger: Trigger,
     /// The copy buffer, kept: a new 64 KiB zeroed per message was measurable.
     buf: Vec<u8>,
+    /// The root and `queue/` were found (codes 61 and 62 are told at the first message).
+    checked: bool,
 }
 
 impl std::fmt::Debug for Kept {
@@ -400,11 +402,17 @@ fn queue_message(
     pending: &impl PendingSink,
     kept: &mut Kept,
 ) -> Result<String, QueueError> {
-    if !cfg.root.is_dir() {
-        return Err(QueueError::Home(cfg.root.clone()));
-    }
-    if !cfg.queue.root.is_dir() {
-        return Err(QueueError::QueueDir(cfg.queue.root.clone()));
+    // Once per process (framed: at the first message): a tree that goes away later makes
+    // the steps below fail with the code of the directory they touch, temporary all the
+    // same; two path lookups per message saved (issue #11).
+    if !kept.checked {
+        if !cfg.root.is_dir() {
+            return Err(QueueError::Home(cfg.root.clone()));
+        }
+        if !cfg.queue.root.is_dir() {
+            return Err(QueueError::QueueDir(cfg.queue.root.clone()));
+        }
+        kept.checked = true;
     }
     let q = &cfg.queue;
 
