@@ -470,7 +470,15 @@ impl Dispatch {
         mailorder_core::logger::release();
         // Whole milliseconds, rounded up: never a busy loop before something is due.
         let ms = i32::try_from(timeout.as_micros().div_ceil(1000)).unwrap_or(i32::MAX);
-        let wids: Vec<u64> = self.workers.keys().copied().collect();
+        // Only the workers making a delivery: an idle one has nothing to say, and one that
+        // died while idle is found when a delivery cannot be handed to it (`deliver_local`
+        // starts another), so a pass costs nothing per idle worker.
+        let wids: Vec<u64> = self
+            .workers
+            .iter()
+            .filter(|(_, w)| w.busy.is_some())
+            .map(|(id, _)| *id)
+            .collect();
         let (woken, triggered, answered) = {
             let mut fds = Vec::with_capacity(2 + wids.len());
             fds.push(PollFd::new(self.wake.as_fd(), PollFlags::POLLIN));

@@ -324,3 +324,49 @@ fn a_backlog_queued_while_dispatch_runs_is_all_delivered() {
         t.queue_entries("todo") == 0 && t.queue_entries("mess") == 0
     });
 }
+
+// See: issue #11 (dispatch polls only the workers making a delivery)
+#[test]
+fn a_delivery_worker_killed_while_idle_is_replaced_at_the_next_message() {
+    // dispatch no longer watches an idle worker: one that died idle is found when the
+    // next delivery cannot be handed to it, and that delivery goes to a new worker at once,
+    // without a temporary failure.
+    let mut t = Tree::new();
+    let pid = t.start_dispatch();
+    t.inject(
+        "demo@example.test",
+        &["demo@example.test"],
+        "Subject: one\n\n1\n",
+    );
+    t.wait_messages("demo", 1, 30);
+    let workers = delivery_workers(pid);
+    assert_eq!(workers.len(), 1, "one worker: {workers:?}");
+    let wpid: i32 = workers[0].parse().unwrap();
+    // Our own grandchild, alive (it is idle in dispatch's pool): its pid cannot be reused
+    // before dispatch reaps it.
+    assert_eq!(unsafe_free_kill(wpid), 0);
+    mailorder_tests::wait_for("the worker dead", 30, || {
+        std::fs::read_to_string(format!("/proc/{wpid}/stat")).map_or(true, |s| s.contains(") Z "))
+    });
+    t.inject(
+        "demo@example.test",
+        &["demo@example.test"],
+        "Subject: two\n\n2\n",
+    );
+    // Within 30 s: a temporary failure would wait 60 s for its first retry.
+    t.wait_messages("demo", 2, 30);
+    let now = delivery_workers(pid);
+    assert_eq!(now.len(), 1, "one live worker: {now:?}");
+    assert_ne!(now, workers, "a new worker delivered");
+    mailorder_tests::wait_for("the dead worker reaped", 30, || {
+        !std::path::Path::new(&format!("/proc/{wpid}")).exists() || delivery_workers(pid) != workers
+    });
+}
+
+/// SIGKILL to `pid` through kill(1): the test crate has no unsafe code.
+fn unsafe_free_kill(pid: i32) -> i32 {
+    std::process::Command::new("kill")
+        .args(["-s", "KILL", "--", &pid.to_string()])
+        .status()
+        .map_or(-1, |s| s.code().unwrap_or(-1))
+}
