@@ -12,6 +12,9 @@
 //! - [`uidl`]: the POP3 UIDLs kept from an old server (`pop3d.uidl`, issue 16);
 //! - [`stamp`]: whether a directory is unchanged since a listing, and when a listing may be
 //!   recorded as such (the racy-stamp rule; pop3d's and imap-store's indexes).
+//! - `kept` (private): what a long-lived deliverer keeps of the Maildirs it delivered to —
+//!   the `fsync` syncer of `new/` and, tied to the Maildir directory's stamp, that it is a
+//!   Maildir, not a folder, and whether it has a `maildirsize` (issue #11).
 //!
 //! Not done: the 24-hour delivery timer of the Maildir spec (a stuck `write` is left to
 //! the caller's supervision), NFS-specific tricks.
@@ -24,6 +27,7 @@
 
 #![warn(missing_docs)]
 
+mod kept;
 pub mod name;
 pub mod quota;
 pub mod stamp;
@@ -164,66 +168,14 @@ fn fsync_dir(path: &Path) -> Result<(), MaildirError> {
 pub const SYNC_RECORD: &str = "mailorder-sync";
 
 impl Maildir {
-    /// `fsync(new/)` after a delivery's link, shared with the other deliveries into this
-    /// Maildir running at once (issue #11: dispatch's workers deliver to one busy mailbox in
-    /// parallel): an `fsync` of `new/` that started after our link covers it, whoever ran
-    /// it. Never weaker than a private `fsync`; a record that cannot be used means one.
-    ///
-    /// A long-lived delivery worker keeps the syncers of the last few Maildirs it delivered
-    /// to (opening one costs three opens and the boot id's read per message). A kept one is
-    /// used only while `new/` is still the directory it has open (same device and inode:
-    /// the inode cannot be reused while it is open), so a Maildir removed and made again
-    /// gets a syncer of its own.
-    fn sync_new(&self) -> Result<(), MaildirError> {
-        use mailorder_core::atomic::GroupSync;
-        use std::os::unix::fs::MetadataExt;
-        /// Syncers kept: (path of `new/`, its device and inode, the syncer), newest last.
-        type Kept = Vec<(PathBuf, (u64, u64), GroupSync)>;
-        static KEPT: std::sync::Mutex<Kept> = std::sync::Mutex::new(Vec::new());
-        const KEEP: usize = 8;
-        let new = self.path.join("new");
-        let err = |e| MaildirError::io("fsync", &new, e);
-        let id = fs::metadata(&new)
-            .map(|m| (m.dev(), m.ino()))
-            .map_err(err)?;
-        let mut kept = match KEPT.lock() {
-            Ok(k) => k,
-            Err(e) => e.into_inner(),
-        };
-        let mut g = match kept.iter().position(|(p, i, _)| *p == new && *i == id) {
-            Some(i) => kept.remove(i).2,
-            None => {
-                kept.retain(|(p, _, _)| *p != new);
-                let g = GroupSync::open(&new, &self.path.join(SYNC_RECORD)).map_err(err)?;
-                // The directory opened must be the one just looked at.
-                if g.dir_id().ok() != Some(id) {
-                    drop(kept);
-                    return GroupSync::open(&new, &self.path.join(SYNC_RECORD))
-                        .and_then(|mut g| g.sync())
-                        .map(drop)
-                        .map_err(err);
-                }
-                g
-            }
-        };
-        drop(kept);
-        let res = g.sync().map(drop).map_err(err);
-        let mut kept = match KEPT.lock() {
-            Ok(k) => k,
-            Err(e) => e.into_inner(),
-        };
-        if kept.len() >= KEEP {
-            kept.remove(0);
-        }
-        kept.push((new.clone(), id, g));
-        res
-    }
-}
-
-impl Maildir {
-    /// Open an existing Maildir: `tmp/`, `new/` and `cur/` must be directories.
+    /// Open an existing Maildir: `tmp/`, `new/` and `cur/` must be directories. In a
+    /// process that delivered to it lately, one `stat` of its directory can tell they are
+    /// (module `kept`).
     pub fn open(path: impl Into<PathBuf>) -> Result<Maildir, MaildirError> {
         let path = path.into();
+        if kept::settled(&path).is_some() {
+            return Ok(Maildir { path });
+        }
         for sub in ["tmp", "new", "cur"] {
             match fs::metadata(path.join(sub)) {
                 Ok(m) if m.is_dir() => {}
@@ -285,6 +237,13 @@ impl Maildir {
     /// Steps (docs/CONVENTIONS.md §4): create `tmp/UNIQUE` with `O_EXCL` (mode 0600), copy checking
     /// every write, `fsync`, `close` (checked), `link` to `new/…`, `unlink` the tmp file,
     /// `fsync(new/)`. Delivery is complete only when this returns `Ok`.
+    ///
+    /// The `fsync(new/)` is shared with the other deliveries into this Maildir running at
+    /// once (issue #11: dispatch's workers deliver to one busy mailbox in parallel): an
+    /// `fsync` of `new/` that started after our link covers it, whoever ran it
+    /// (`mailorder_core::atomic::GroupSync`, record [`SYNC_RECORD`]). Never weaker than a
+    /// private `fsync`; a record that cannot be used means one. A long-lived deliverer keeps
+    /// the syncers of the last few Maildirs it delivered to (module `kept`).
     pub fn deliver<R: Read>(&self, mut reader: R) -> Result<PathBuf, MaildirError> {
         let (unique, tmp, file) = self.create_tmp()?;
         let result = write_synced(file, &mut reader, &tmp).and_then(|(size, wsize)| {
@@ -300,7 +259,7 @@ impl Maildir {
         let unlinked = fs::remove_file(&tmp);
         let new = result?;
         unlinked.map_err(|e| MaildirError::io("unlink", &tmp, e))?;
-        self.sync_new()?;
+        kept::sync_new(&self.path)?;
         Ok(new)
     }
 
@@ -597,6 +556,70 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two\n");
         assert_eq!(fs::read_dir(path.join("new")).unwrap().count(), 1);
         assert!(path.join(SYNC_RECORD).exists());
+    }
+
+    /// Deliver to `md` until this process keeps it as settled (its directory's stamp must
+    /// first be older than the file system's clock: a tick or so).
+    fn deliver_until_settled(md: &Maildir) {
+        for _ in 0..500 {
+            md.deliver(&b"x\n"[..]).unwrap();
+            if kept::is_settled(md.path()) {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        panic!("{} never settled", md.path().display());
+    }
+
+    // See: issue #11 (what a deliverer knows of a Maildir holds only while its directory is
+    // unchanged)
+    #[test]
+    fn a_settled_maildir_still_sees_a_missing_subdirectory_and_a_new_maildirsize() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("Maildir");
+        let md = Maildir::create(&path).unwrap();
+        deliver_until_settled(&md);
+        assert!(!quota::append_line(&path, 5, 1).unwrap());
+        fs::write(path.join(quota::FILE), "1000S\n").unwrap();
+        assert!(quota::append_line(&path, 5, 1).unwrap());
+        assert_eq!(
+            fs::read_to_string(path.join(quota::FILE)).unwrap(),
+            "1000S\n5 1\n"
+        );
+        deliver_until_settled(&md);
+        fs::remove_dir(path.join("cur")).unwrap();
+        assert!(matches!(
+            Maildir::open(&path),
+            Err(MaildirError::NotMaildir(_))
+        ));
+        // Made a Maildir again: its new/ is another directory, synced as such.
+        let md = Maildir::create(&path).unwrap();
+        deliver_until_settled(&md);
+        fs::rename(&path, d.path().join("Old")).unwrap();
+        let md = Maildir::create(&path).unwrap();
+        let p = md.deliver(&b"after\n"[..]).unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"after\n");
+        assert_eq!(fs::read_dir(path.join("new")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_folder_is_never_settled() {
+        let d = tempfile::tempdir().unwrap();
+        let md = Maildir::create(d.path().join("M")).unwrap();
+        let f = md.create_folder("Sent").unwrap();
+        fs::write(md.path().join(quota::FILE), "1000S\n").unwrap();
+        for _ in 0..3 {
+            f.deliver(&b"x\n"[..]).unwrap();
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!kept::is_settled(f.path()));
+        // Its quota line goes to the parent's maildirsize.
+        assert!(quota::append_line(f.path(), 2, 1).unwrap());
+        assert!(
+            fs::read_to_string(md.path().join(quota::FILE))
+                .unwrap()
+                .ends_with("\n2 1\n")
+        );
     }
 
     #[test]

@@ -226,7 +226,13 @@ impl Quota {
 /// Returns whether it existed.
 /// A Maildir++ folder is resolved to its parent.
 pub fn append_line(root: &Path, bytes: i64, count: i64) -> Result<bool, MaildirError> {
-    let path = quota_root(root).join(FILE);
+    // A Maildir this process delivered to lately may be known to have no `maildirsize`, or
+    // not to be a folder, from one `stat` of its directory (module `kept`, issue #11).
+    let path = match crate::kept::settled(root) {
+        Some(false) => return Ok(false),
+        Some(true) => root.join(FILE),
+        None => quota_root(root).join(FILE),
+    };
     let mut f = match fs::OpenOptions::new().append(true).open(&path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
