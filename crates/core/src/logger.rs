@@ -70,17 +70,29 @@ fn write_chunks(err: &mut impl Write, b: &[u8]) {
 /// Keep `line` when this thread holds its lines (writing the held ones first when it
 /// would make them more than [`HELD_MAX`]); `false` when it does not hold.
 fn held(line: &str) -> bool {
-    HELD.with_borrow_mut(|h| {
-        let Some(b) = h else {
-            return false;
-        };
+    with_held(|b| {
         if !b.is_empty() && b.len() + line.len() > HELD_MAX {
             write_lines(b);
             b.clear();
         }
         b.extend_from_slice(line.as_bytes());
-        true
     })
+}
+
+/// Run `f` on this thread's held lines; `false` when it holds none (or its thread-local
+/// storage is gone or busy: the line is then written at once, never lost to a panic).
+fn with_held(f: impl FnOnce(&mut Vec<u8>)) -> bool {
+    HELD.try_with(|h| match h.try_borrow_mut() {
+        Ok(mut h) => match h.as_mut() {
+            Some(b) => {
+                f(b);
+                true
+            }
+            None => false,
+        },
+        Err(_) => false,
+    })
+    .unwrap_or(false)
 }
 
 struct StderrLogger {
@@ -110,11 +122,9 @@ impl Log for StderrLogger {
             }
         } else {
             // A warning or an error goes out at once, after the lines held before it.
-            HELD.with_borrow_mut(|h| {
-                if let Some(b) = h {
-                    write_lines(b);
-                    b.clear();
-                }
+            with_held(|b| {
+                write_lines(b);
+                b.clear();
             });
         }
         // One write(2) per line (stderr is unbuffered, and `writeln!` would write the text
@@ -182,7 +192,24 @@ pub fn init(prog: &'static str, panic_code: u8) {
 
 #[cfg(test)]
 mod tests {
-    use super::{HELD_MAX, render, write_chunks};
+    use super::{HELD, HELD_MAX, held, hold, render, write_chunks};
+
+    // See: issue #11
+    #[test]
+    fn a_thread_holds_its_lines_until_it_stops_holding() {
+        assert!(!held("not held\n"), "nothing is held before hold()");
+        hold();
+        assert!(held("a\n"));
+        assert!(held("b\n"));
+        // Taken here instead of release(), which would write them to the test's stderr.
+        let got = HELD.with_borrow_mut(Option::take);
+        assert_eq!(got.as_deref(), Some(&b"a\nb\n"[..]));
+        assert!(!held("c\n"), "not held once taken");
+        // Another thread holds nothing.
+        hold();
+        assert!(std::thread::spawn(|| !held("d\n")).join().unwrap());
+        HELD.with_borrow_mut(Option::take);
+    }
 
     // See: issue #11 (held lines go out in writes of whole lines, none over PIPE_BUF)
     #[test]
