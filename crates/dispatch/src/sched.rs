@@ -158,6 +158,14 @@ const WORKER_IDLE: u64 = 60;
 /// taken by name leave no listing behind them, and at 1,000 messages a second the 60 s
 /// rescan alone would let it hold 60,000 ids).
 const ENDED_PRUNE: usize = 4096;
+/// How long queue-clean commands are gathered before they are written (issue #11): its
+/// unlinks and spare moves wait for nothing, and one write per pass of the main loop woke
+/// queue-clean about once per message at 10 sessions. A kill of dispatch in between
+/// leaves the files of messages it finished meanwhile, which its next start delivers again
+/// (at-least-once) or removes.
+const CLEAN_DELAY: Duration = Duration::from_millis(10);
+/// Octets of pending commands that are written at once (about 80 commands).
+const CLEAN_BATCH: usize = 2048;
 /// Most octets of queue-clean commands kept while queue-clean cannot be run.
 const CLEAN_PENDING_MAX: usize = 1 << 20;
 
@@ -192,6 +200,8 @@ struct Cleaner {
     child: Option<(Child, ChildStdin)>,
     /// Commands not written yet, one per line.
     pending: Vec<u8>,
+    /// When they are to be written ([`CLEAN_DELAY`] after the first, or a retry's time).
+    due: Option<std::time::Instant>,
 }
 
 impl Cleaner {
@@ -211,6 +221,21 @@ impl Cleaner {
     fn cmd(&mut self, line: &str) {
         self.pending.extend_from_slice(line.as_bytes());
         self.pending.push(b'\n');
+        self.due
+            .get_or_insert_with(|| std::time::Instant::now() + CLEAN_DELAY);
+    }
+
+    /// How long until the pending commands are due (`None`: there are none).
+    fn left(&self) -> Option<Duration> {
+        self.due
+            .map(|d| d.saturating_duration_since(std::time::Instant::now()))
+    }
+
+    /// [`Self::flush`] when the commands are due, fill a batch, or `now` is asked.
+    fn flush_if_due(&mut self, now: bool) {
+        if now || self.pending.len() >= CLEAN_BATCH || self.left() == Some(Duration::ZERO) {
+            self.flush();
+        }
     }
 
     /// Write the pending commands to queue-clean (restarting it once if it died). When
@@ -234,6 +259,7 @@ impl Cleaner {
                 match i.write_all(&self.pending) {
                     Ok(()) => {
                         self.pending.clear();
+                        self.due = None;
                         return;
                     }
                     Err(e) => {
@@ -252,8 +278,10 @@ impl Cleaner {
                 self.pending.len()
             );
             self.pending.clear();
+            self.due = None;
         } else {
-            log::warn!("queue-clean: {why}; its commands are tried again");
+            log::warn!("queue-clean: {why}; its commands are tried again in a second");
+            self.due = Some(std::time::Instant::now() + Duration::from_secs(1));
         }
     }
 }
@@ -365,6 +393,7 @@ impl Dispatch {
                 program: root::program("queue-clean"),
                 child: None,
                 pending: Vec::new(),
+                due: None,
             },
             dir: Kept::new(vec![
                 root::root().join("control"),
@@ -427,8 +456,9 @@ impl Dispatch {
                 }
             }
             self.store_dirty();
-            // The queue-clean commands of this pass, in one write.
-            self.cleaner.flush();
+            // The queue-clean commands gathered over CLEAN_DELAY, in one write (at once
+            // when stopping).
+            self.cleaner.flush_if_due(self.stop_at.is_some());
             if let Some(t) = self.stop_at {
                 if self.running.is_empty() {
                     log::info!("stopped");
@@ -442,6 +472,9 @@ impl Dispatch {
             let mut timeout = Duration::from_secs(self.next_wait(now));
             if self.scan_due {
                 timeout = timeout.min(self.scan_gap().saturating_sub(self.last_scan.elapsed()));
+            }
+            if let Some(left) = self.cleaner.left() {
+                timeout = timeout.min(left);
             }
             // Every event that is already there is taken before starting deliveries and
             // writing states: a burst of results costs one batch of writes.
