@@ -302,6 +302,47 @@ fn a_delivery_worker_sees_a_maxhops_edit_at_the_next_message() {
 
 // See: issue #11
 #[test]
+fn a_delivery_worker_sees_a_maildir_moved_away_at_the_next_message() {
+    // A worker knows a Maildir it delivered to lately from one stat of its directory
+    // (mailorder-maildir `kept`): one moved away must be seen by the very next message of
+    // the same worker, which makes a new Maildir in its place.
+    let mut t = Tree::new();
+    let pid = t.start_dispatch();
+    for i in 1..=3 {
+        t.inject(
+            "demo@example.test",
+            &["demo@example.test"],
+            &format!("Subject: {i}\n\n{i}\n"),
+        );
+        t.wait_messages("demo", i, 30);
+    }
+    let workers = delivery_workers(pid);
+    assert_eq!(
+        workers.len(),
+        1,
+        "one worker after three deliveries: {workers:?}"
+    );
+    let md = t.maildir("demo");
+    let old = md.with_file_name("Maildir.old");
+    std::fs::rename(&md, &old).unwrap();
+    t.inject(
+        "demo@example.test",
+        &["demo@example.test"],
+        "Subject: 4\n\n4\n",
+    );
+    let new = t.wait_messages("demo", 1, 30);
+    assert!(
+        std::fs::read_to_string(&new[0])
+            .unwrap()
+            .contains("Subject: 4"),
+        "{new:?}"
+    );
+    assert_eq!(std::fs::read_dir(old.join("new")).unwrap().count(), 3);
+    assert_eq!(delivery_workers(pid), workers, "the same worker delivered");
+}
+
+// See: issue #11
+#[test]
 fn a_backlog_queued_while_dispatch_runs_is_all_delivered() {
     // With one local slot, new messages soon outnumber a round of deliveries: dispatch then
     // lists todo/ at most once per gap (50 µs per name, at most 100 ms) instead of at every
