@@ -304,41 +304,59 @@ struct Ctx<'a> {
     /// Marked spam by the content filter (`X-Spam-Flag: YES`): the user's own Maildir
     /// delivery goes into its Junk folder (issue 13).
     spam: bool,
-    /// The whole message, when it was read at once ([`read_whole`]); else it is read from
+    /// The whole message, when it was read at once ([`Whole::read`]); else it is read from
     /// the file again by each instruction.
     whole: Option<&'a [u8]>,
 }
 
-/// Messages up to this size are read whole, once, into memory.
-const READ_WHOLE_MAX: u64 = 1 << 20;
+/// Messages shorter than this are read whole, once, into memory.
+const READ_WHOLE_MAX: usize = 1 << 20;
 
-/// The whole message, read at once by position (`pread`), when it is a regular file of at
-/// most [`READ_WHOLE_MAX`] octets; else `None` (read as a stream). Issue #11: the loop
-/// check and the Maildir copy each read the file after a seek, five system calls per
-/// message where one does. The buffer has one octet more than the size: a read that fills
-/// it means the file grew since it was looked at (a queue file never does: it is written
-/// once), and a short one that it shrank; either way it is read as a stream.
-fn read_whole(msg: &File, meta: &fs::Metadata) -> io::Result<Option<Vec<u8>>> {
-    use std::os::unix::fs::FileExt;
-    let len = meta.len();
-    if !meta.is_file() || len > READ_WHOLE_MAX {
-        return Ok(None);
-    }
-    let Ok(len) = usize::try_from(len) else {
-        return Ok(None);
-    };
-    let mut buf = vec![0; len + 1];
-    let n = loop {
-        match msg.read_at(&mut buf, 0) {
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            r => break r?,
+/// The buffer a message is read into whole: [`READ_WHOLE_MAX`] octets, allocated once per
+/// thread (its pages are touched only as far as messages reach) and lent to one delivery
+/// at a time ([`Whole`]).
+struct Whole(Vec<u8>);
+
+thread_local! {
+    static WHOLE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+impl Whole {
+    fn take() -> Whole {
+        let mut buf = WHOLE.with_borrow_mut(std::mem::take);
+        if buf.len() != READ_WHOLE_MAX {
+            // Zeroed memory from the system: no page is written here.
+            buf = vec![0; READ_WHOLE_MAX];
         }
-    };
-    if n != len {
-        return Ok(None);
+        Whole(buf)
     }
-    buf.truncate(len);
-    Ok(Some(buf))
+
+    /// The message in `msg`, read at once by position (one `pread`, no seek) when it is
+    /// shorter than the buffer: `Some(length)`. `None` for a longer one, and for a
+    /// descriptor that cannot be read by position (a pipe): those are read as a stream
+    /// (issue #11: the loop check and the Maildir copy each read the file after a seek, and
+    /// its size was asked first: six system calls where one does). A read shorter than
+    /// asked ends at the end of a regular file (the kernel fills a read of one up to its
+    /// end); a queue file is written once and never grows.
+    fn read(&mut self, msg: &File) -> io::Result<Option<usize>> {
+        use std::os::unix::fs::FileExt;
+        loop {
+            return match msg.read_at(&mut self.0, 0) {
+                Ok(n) if n < self.0.len() => Ok(Some(n)),
+                Ok(_) => Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if e.raw_os_error() == Some(nix::libc::ESPIPE) => Ok(None),
+                Err(e) => Err(e),
+            };
+        }
+    }
+}
+
+impl Drop for Whole {
+    fn drop(&mut self) {
+        let buf = std::mem::take(&mut self.0);
+        WHOLE.with_borrow_mut(|w| *w = buf);
+    }
 }
 
 fn deliver(
@@ -363,10 +381,13 @@ fn deliver(
         None => user.address.clone(),
     };
     let stdin = Path::new("stdin");
-    let meta = msg.metadata().map_err(io_err("stat", stdin))?;
-    let whole = read_whole(msg, &meta).map_err(io_err("read", stdin))?;
-    let hops = match &whole {
-        Some(m) => header::scan(&m[..], &dt_addr),
+    let mut buf = Whole::take();
+    let whole = buf
+        .read(msg)
+        .map_err(io_err("read", stdin))?
+        .map(|n| &buf.0[..n]);
+    let hops = match whole {
+        Some(m) => header::scan(m, &dt_addr),
         None => {
             msg.seek(SeekFrom::Start(0))
                 .map_err(io_err("seek (message must be a file)", stdin))?;
@@ -384,7 +405,10 @@ fn deliver(
     if hops.count > maxhops {
         return Err(DeliverError::TooManyHops(hops.count));
     }
-    let len = meta.len();
+    let len = match whole {
+        Some(m) => m.len() as u64,
+        None => msg.metadata().map_err(io_err("stat", stdin))?.len(),
+    };
     let dtline = format!("Delivered-To: {dt_addr}\n");
     let rpline = format!("Return-Path: <{}>\n", cfg.sender);
     let size = len + dtline.len() as u64 + rpline.len() as u64;
@@ -407,7 +431,7 @@ fn deliver(
         ext: ext.map(dotqmail::file_ext),
         default_part: None,
         spam: is_spam(cfg, &hops, user)?,
-        whole: whole.as_deref(),
+        whole,
     };
     let instructions = instructions(&mut ctx)?;
     let outcome = execute(&ctx, &instructions, msg)?;

@@ -131,6 +131,46 @@ fn delivers_to_virtual_maildir_with_headers() {
     assert!(!t.user.maildir.join("maildirsize").exists());
 }
 
+// See: issue #11 (a message shorter than the buffer is read whole by position, a longer
+// one as a stream: the same delivery either way)
+#[test]
+fn messages_read_whole_and_as_a_stream_are_delivered_alike() {
+    let t = T::new();
+    let body = "x".repeat(99) + "\n";
+    for len in [
+        crate::READ_WHOLE_MAX - 1,
+        crate::READ_WHOLE_MAX,
+        crate::READ_WHOLE_MAX + 4321,
+    ] {
+        let head = "Received: from x\nSubject: big\n\n";
+        let mut text = String::from(head);
+        while text.len() < len {
+            text.push_str(&body);
+        }
+        text.truncate(len - 1);
+        text.push('\n');
+        assert_eq!(text.len(), len);
+        let before = t.delivered().len();
+        let o = t.run(&text);
+        assert_eq!(o.exit, Exit::Ok, "{}", o.text);
+        let got = t.delivered();
+        assert_eq!(got.len(), before + 1);
+        let want = format!("Return-Path: <alice@example.org>\nDelivered-To: joe@d.test\n{text}");
+        assert!(
+            got.iter().any(|(_, m)| *m == want.as_bytes()),
+            "message of {len} octets delivered whole"
+        );
+    }
+    // The loop check reads the header of a long message too.
+    let looped = format!(
+        "Delivered-To: joe@d.test\n\n{}",
+        "y".repeat(crate::READ_WHOLE_MAX)
+    );
+    let o = t.run(&looped);
+    assert_eq!(o.exit, Exit::Perm, "{}", o.text);
+    assert!(o.text.contains("loop"), "{}", o.text);
+}
+
 #[test]
 fn null_sender_and_extension_delivered_to() {
     let mut t = T::new();
