@@ -457,8 +457,10 @@ try:
     d.find_element(By.ID, "password-submit").click()
     wait(lambda: "was changed" in text_of("note"), "password set")
     print("token login and password set")
-    # The link works once.
+    # The link works once. (Wait for the log-out to land first: a navigation still under
+    # way could replace the page loaded next, and the log-out would find the cookies gone.)
     d.find_element(By.CSS_SELECTOR, "header button").click()
+    wait(lambda: d.current_url.endswith("/login"), "logout after the password")
     d.delete_all_cookies()
     d.get(link)
     d.find_element(By.ID, "token-submit").click()
