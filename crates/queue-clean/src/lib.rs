@@ -177,6 +177,27 @@ struct Recycling {
     mess: Option<GroupSync>,
 }
 
+impl Recycling {
+    /// Nothing kept, counted or numbered yet (not started: [`Recycling::try_start`]).
+    fn idle(pool: bool, todo: Option<GroupSync>, mess: Option<GroupSync>) -> Recycling {
+        Recycling {
+            pool,
+            on: false,
+            mark: None,
+            tried: None,
+            next: 0,
+            mark_at: 0,
+            checked: None,
+            pending: std::collections::VecDeque::new(),
+            count: 0,
+            moves: 0,
+            counted: 0,
+            todo,
+            mess,
+        }
+    }
+}
+
 impl Recycler {
     /// Recycling into `q`'s `spare/` when it exists (its lane directories are made if
     /// missing). Names an older queue-clean left in `spare/` itself are dealt with: its
@@ -212,21 +233,11 @@ impl Recycler {
             }
         }
         let sync = |d: &Path, r: &str| GroupSync::open(d, &q.lock_dir().join(r)).ok();
-        let mut st = Recycling {
+        let mut st = Recycling::idle(
             pool,
-            on: false,
-            mark: None,
-            tried: None,
-            next: 0,
-            mark_at: 0,
-            checked: None,
-            pending: std::collections::VecDeque::new(),
-            count: 0,
-            moves: 0,
-            counted: 0,
-            todo: sync(&q.todo_dir(), "sync.todo"),
-            mess: sync(&q.mess_dir(), "sync.mess"),
-        };
+            sync(&q.todo_dir(), "sync.todo"),
+            sync(&q.mess_dir(), "sync.mess"),
+        );
         st.try_start(q);
         Recycler {
             state: std::sync::Mutex::new(st),
@@ -236,21 +247,7 @@ impl Recycler {
     /// One that never keeps a file: every removal is an unlink.
     pub fn off() -> Recycler {
         Recycler {
-            state: std::sync::Mutex::new(Recycling {
-                pool: false,
-                on: false,
-                mark: None,
-                tried: None,
-                next: 0,
-                mark_at: 0,
-                checked: None,
-                pending: std::collections::VecDeque::new(),
-                count: 0,
-                moves: 0,
-                counted: 0,
-                todo: None,
-                mess: None,
-            }),
+            state: std::sync::Mutex::new(Recycling::idle(false, None, None)),
         }
     }
 

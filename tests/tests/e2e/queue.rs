@@ -216,6 +216,13 @@ fn delivery_workers(pid: u32) -> Vec<String> {
     v
 }
 
+/// dispatch's delivery workers, asserted to be exactly one (`when`: after what).
+fn the_only_worker(dispatch: u32, when: &str) -> Vec<String> {
+    let workers = delivery_workers(dispatch);
+    assert_eq!(workers.len(), 1, "{when}: {workers:?}");
+    workers
+}
+
 // See: issue #11
 #[test]
 fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
@@ -230,12 +237,7 @@ fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
         "Subject: one\n\n1\n",
     );
     t.wait_messages("demo", 1, 30);
-    let workers = delivery_workers(pid);
-    assert_eq!(
-        workers.len(),
-        1,
-        "one worker after one delivery: {workers:?}"
-    );
+    let workers = the_only_worker(pid, "one worker after one delivery");
     t.add_user("bob@example.test", "", "pw");
     t.inject(
         "demo@example.test",
@@ -280,12 +282,7 @@ fn a_delivery_worker_sees_a_maxhops_edit_at_the_next_message() {
                Subject: hops\n\nx\n";
     t.inject("demo@example.test", &["demo@example.test"], msg);
     t.wait_messages("demo", 1, 30);
-    let workers = delivery_workers(pid);
-    assert_eq!(
-        workers.len(),
-        1,
-        "one worker after one delivery: {workers:?}"
-    );
+    let workers = the_only_worker(pid, "one worker after one delivery");
     t.control("maxhops", "1");
     t.inject("demo@example.test", &["demo@example.test"], msg);
     // The second copy bounces back to demo instead of being delivered.
@@ -316,12 +313,7 @@ fn a_delivery_worker_sees_a_maildir_moved_away_at_the_next_message() {
         );
         t.wait_messages("demo", i, 30);
     }
-    let workers = delivery_workers(pid);
-    assert_eq!(
-        workers.len(),
-        1,
-        "one worker after three deliveries: {workers:?}"
-    );
+    let workers = the_only_worker(pid, "one worker after three deliveries");
     let md = t.maildir("demo");
     let old = md.with_file_name("Maildir.old");
     std::fs::rename(&md, &old).unwrap();
@@ -380,8 +372,7 @@ fn a_delivery_worker_killed_while_idle_is_replaced_at_the_next_message() {
         "Subject: one\n\n1\n",
     );
     t.wait_messages("demo", 1, 30);
-    let workers = delivery_workers(pid);
-    assert_eq!(workers.len(), 1, "one worker: {workers:?}");
+    let workers = the_only_worker(pid, "one worker");
     let wpid: i32 = workers[0].parse().unwrap();
     // Our own grandchild, alive (it is idle in dispatch's pool): its pid cannot be reused
     // before dispatch reaps it.
