@@ -102,8 +102,11 @@ fn hung_program_is_killed_and_the_message_stays_queued() {
         start.elapsed()
     );
     assert!(!seen.is_empty(), "the program never ran");
+    // The group was sent SIGKILL before the result was reported; the shell is reaped at
+    // once, but a `sleep` it forked dies when it next runs (an orphan then, reaped by
+    // init): on a loaded machine that can come after dispatch has stored the result.
     for pid in &seen {
-        assert!(!running(*pid), "sleep {pid} survived the timeout");
+        mailorder_tests::wait_for(&format!("sleep {pid} killed"), 10, || !running(*pid));
     }
     assert!(
         processes(&["sleep", "600"], &home).is_empty(),
