@@ -504,11 +504,13 @@ def main():
                 raise RuntimeError(f"{s.name} warm-up failed: {r}")
         runs = [(n, True) for n in SESSIONS] + ([(n, False) for n in SESSIONS] if NEWCONN else [])
         for i, (sessions, keep) in enumerate(runs):
-            # The order reverses at every run (A B, B A, A B, ...): each system's run
-            # follows its own previous run, never the other's. On ext4 without a journal a
-            # file creation pays for every inode freed nearby in the last minute or more,
-            # so with a fixed order mailorder always paid for the 2,000 queue files
-            # Postfix had just unlinked (BENCHMARKS.md, "What is measured").
+            # The order reverses at every run (A T B, B T A, A T B, ...), so no system
+            # always runs right after the other: with tcpserver (T, mailorder's own tree)
+            # in between, mailorder follows itself or T, and Postfix follows T or itself.
+            # On ext4 without a journal a file creation pays for every inode freed nearby
+            # in the last minute or more; with a fixed order mailorder always paid for the
+            # 2,000 queue files Postfix had just unlinked (BENCHMARKS.md, "What is
+            # measured").
             for s in (systems if i % 2 == 0 else list(reversed(systems))):
                 log(f"{s.name}: {COUNT} messages over {sessions} sessions"
                     + ("" if keep else ", one connection per message"))
