@@ -298,6 +298,28 @@ mod tests {
     use std::io::{Read, Write};
     use std::os::fd::AsRawFd;
 
+    /// Close our copy of the pipe's read end `r` (the child has its own), write `data`
+    /// into it, and return what the child printed; the child must succeed.
+    fn feed(
+        mut child: std::process::Child,
+        r: std::io::PipeReader,
+        mut w: std::io::PipeWriter,
+        data: &[u8],
+    ) -> String {
+        drop(r);
+        w.write_all(data).unwrap();
+        drop(w);
+        let mut out = String::new();
+        child
+            .stdout
+            .take()
+            .unwrap()
+            .read_to_string(&mut out)
+            .unwrap();
+        assert!(child.wait().unwrap().success());
+        out
+    }
+
     // See: issue #11 (AUTH in a pooled smtpd started checkpassword by a fork: fd 3 was
     // taken)
     #[test]
@@ -315,22 +337,12 @@ mod tests {
         let cloexec = || unsafe { libc::fcntl(target, libc::F_GETFD) } & libc::FD_CLOEXEC != 0;
         assert_eq!(link(), std::path::Path::new("/dev/null"));
         assert!(cloexec());
-        let (r, mut w) = std::io::pipe().unwrap();
+        let (r, w) = std::io::pipe().unwrap();
         let mut cmd = std::process::Command::new("sh");
         cmd.args(["-c", &format!("cat /proc/self/fd/{target}")])
             .stdout(std::process::Stdio::piped());
-        let mut child = held.spawn_with(&mut cmd, r.as_raw_fd()).unwrap();
-        drop(r);
-        w.write_all(b"secret").unwrap();
-        drop(w);
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        let child = held.spawn_with(&mut cmd, r.as_raw_fd()).unwrap();
+        let out = feed(child, r, w, b"secret");
         assert_eq!(out, "secret");
         assert_eq!(
             link(),
@@ -358,23 +370,13 @@ mod tests {
 
     #[test]
     fn child_fd_puts_a_pipe_on_fd_3() {
-        let (r, mut w) = std::io::pipe().unwrap();
+        let (r, w) = std::io::pipe().unwrap();
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", "cat <&3"])
             .stdout(std::process::Stdio::piped());
         child_fd(&mut cmd, r.as_raw_fd(), 3);
-        let mut child = cmd.spawn().unwrap();
-        drop(r);
-        w.write_all(b"on fd 3").unwrap();
-        drop(w);
-        let mut out = String::new();
-        child
-            .stdout
-            .take()
-            .unwrap()
-            .read_to_string(&mut out)
-            .unwrap();
-        assert!(child.wait().unwrap().success());
+        let child = cmd.spawn().unwrap();
+        let out = feed(child, r, w, b"on fd 3");
         assert_eq!(out, "on fd 3");
     }
 
@@ -385,23 +387,13 @@ mod tests {
         // SAFETY: a test: 201 is made to be taken, and closed at the end.
         assert_eq!(unsafe { libc::dup2(keep_w.as_raw_fd(), 201) }, 201);
         for target in [200, 201] {
-            let (r, mut w) = std::io::pipe().unwrap();
+            let (r, w) = std::io::pipe().unwrap();
             // bash: dash reads only one-digit descriptor numbers.
             let mut cmd = std::process::Command::new("/bin/bash");
             cmd.args(["-c", &format!("cat <&{target}")])
                 .stdout(std::process::Stdio::piped());
-            let mut child = spawn_with_fd(&mut cmd, r.as_raw_fd(), target).unwrap();
-            drop(r);
-            w.write_all(b"passed on").unwrap();
-            drop(w);
-            let mut out = String::new();
-            child
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            assert!(child.wait().unwrap().success());
+            let child = spawn_with_fd(&mut cmd, r.as_raw_fd(), target).unwrap();
+            let out = feed(child, r, w, b"passed on");
             assert_eq!(out, "passed on", "fd {target}");
         }
         assert!(!fd_is_open(200));

@@ -223,13 +223,8 @@ fn the_only_worker(dispatch: u32, when: &str) -> Vec<String> {
     workers
 }
 
-// See: issue #11
-#[test]
-fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
-    // Both keep the directory's files as read while inotify sees no change in control/ or
-    // directory/: a user added, or changed, must count from the very next message, which
-    // the same worker process delivers.
-    let mut t = Tree::new();
+/// Start dispatch and deliver one message to demo: dispatch's pid and its one worker.
+fn first_delivery(t: &mut Tree) -> (u32, Vec<String>) {
     let pid = t.start_dispatch();
     t.inject(
         "demo@example.test",
@@ -237,7 +232,17 @@ fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
         "Subject: one\n\n1\n",
     );
     t.wait_messages("demo", 1, 30);
-    let workers = the_only_worker(pid, "one worker after one delivery");
+    (pid, the_only_worker(pid, "one worker after one delivery"))
+}
+
+// See: issue #11
+#[test]
+fn dispatch_and_its_delivery_worker_see_directory_edits_at_the_next_message() {
+    // Both keep the directory's files as read while inotify sees no change in control/ or
+    // directory/: a user added, or changed, must count from the very next message, which
+    // the same worker process delivers.
+    let mut t = Tree::new();
+    let (pid, workers) = first_delivery(&mut t);
     t.add_user("bob@example.test", "", "pw");
     t.inject(
         "demo@example.test",
@@ -365,14 +370,7 @@ fn a_delivery_worker_killed_while_idle_is_replaced_at_the_next_message() {
     // next delivery cannot be handed to it, and that delivery goes to a new worker at once,
     // without a temporary failure.
     let mut t = Tree::new();
-    let pid = t.start_dispatch();
-    t.inject(
-        "demo@example.test",
-        &["demo@example.test"],
-        "Subject: one\n\n1\n",
-    );
-    t.wait_messages("demo", 1, 30);
-    let workers = the_only_worker(pid, "one worker");
+    let (pid, workers) = first_delivery(&mut t);
     let wpid: i32 = workers[0].parse().unwrap();
     // Our own grandchild, alive (it is idle in dispatch's pool): its pid cannot be reused
     // before dispatch reaps it.
